@@ -1,0 +1,191 @@
+"""Client commands of the `lagtrain` CLI: submit, jobs, watch, cancel, metrics,
+download. They talk to the server over HTTP through service.client."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.client import TERMINAL_STATUSES, ApiError, Client, ClientSettings
+
+console = Console()
+jobs_app = typer.Typer(add_completion=False)
+
+
+def _client() -> Client:
+    try:
+        return Client.from_settings(ClientSettings())
+    except ApiError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: ApiError) -> typer.Exit:
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, indent=1)
+    console.print(f"[red]error {exc.status}:[/red] {detail}")
+    return typer.Exit(1)
+
+
+@jobs_app.command()
+def submit(
+    spec_file: Path = typer.Argument(..., exists=True, readable=True, help="JobSpec YAML/JSON"),
+    watch_job: bool = typer.Option(False, "--watch", help="follow the job until it ends"),
+) -> None:
+    """Submit a JobSpec file."""
+    spec = yaml.safe_load(spec_file.read_text())
+    with _client() as client:
+        try:
+            job = client.submit(spec)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+        console.print(f"job [bold]{job['id']}[/bold] {job['status']}")
+        if watch_job:
+            _watch(client, int(job["id"]))
+
+
+@jobs_app.command("jobs")
+def list_jobs(status: str | None = typer.Option(None, help="only jobs in this status")) -> None:
+    """List your jobs (admins see everyone's)."""
+    with _client() as client:
+        try:
+            jobs = client.jobs(status=status)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    table = Table("id", "name", "owner", "status", "progress", "created")
+    for job in jobs:
+        progress = job.get("progress") or {}
+        table.add_row(
+            str(job["id"]),
+            job.get("name") or "",
+            str(job.get("owner", "")),
+            job["status"],
+            f"{progress.get('round', 0)}/{progress.get('rounds', '?')}",
+            str(job.get("created_at", ""))[:19],
+        )
+    console.print(table)
+
+
+@jobs_app.command()
+def watch(job_id: int) -> None:
+    """Live progress of a job: round, loss, uploads saved."""
+    with _client() as client:
+        _watch(client, job_id)
+
+
+def _watch(client: Client, job_id: int) -> None:
+    try:
+        job = client.job(job_id)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    rounds = int((job.get("progress") or {}).get("rounds") or 1)
+    progress = Progress(
+        TextColumn("job {task.fields[job]} [bold]{task.fields[status]}[/bold]"),
+        BarColumn(),
+        TextColumn("round {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[figures]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    bar = progress.add_task("train", total=rounds, job=job_id, status=job["status"], figures="")
+    final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
+    with Live(progress, console=console, refresh_per_second=4):
+        try:
+            for event, data in client.events(job_id):
+                if event == "status":
+                    final = data
+                    progress.update(bar, status=data["status"])
+                elif event == "metrics":
+                    progress.update(bar, completed=data["round"], figures=_figures(data["values"]))
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    if final.get("error"):
+        console.print(f"[red]{final['error']}[/red]")
+    if final.get("status") != "succeeded" and final.get("status") in TERMINAL_STATUSES:
+        raise typer.Exit(1)
+
+
+def _figures(values: dict[str, float]) -> str:
+    parts = []
+    if "train_loss" in values:
+        parts.append(f"loss {values['train_loss']:.4g}")
+    dense, uploads = values.get("dense_equiv_uploads"), values.get("uploads_total")
+    if dense and uploads is not None:
+        parts.append(f"uploads {uploads:.0f}/{dense:.0f} ({1 - uploads / dense:.0%} saved)")
+    for key in ("val_accuracy", "val_perplexity", "val_mse", "optimality_gap"):
+        if key in values:
+            parts.append(f"{key} {values[key]:.4g}")
+    return "  ".join(parts)
+
+
+@jobs_app.command()
+def cancel(job_id: int) -> None:
+    """Cancel a queued or running job."""
+    with _client() as client:
+        try:
+            job = client.cancel(job_id)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    console.print(f"job {job_id} {job.get('status', 'cancelling')}")
+
+
+@jobs_app.command()
+def metrics(
+    job_id: int, as_csv: bool = typer.Option(False, "--csv", help="CSV on standard output")
+) -> None:
+    """Print a job's metric records."""
+    with _client() as client:
+        try:
+            records = client.metrics(job_id)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    if not as_csv:
+        for record in records:
+            console.print(json.dumps(record))
+        return
+    names = sorted({name for record in records for name in record["values"]})
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["seq", "round", "attempt", "time", *names])
+    for record in records:
+        values = record["values"]
+        writer.writerow(
+            [record["seq"], record["round"], record["attempt"], record["time"]]
+            + [values.get(name, "") for name in names]
+        )
+
+
+@jobs_app.command()
+def download(
+    job_id: int,
+    checkpoint: int | None = typer.Option(None, help="checkpoint id (default: newest)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="file to write"),
+) -> None:
+    """Download a job's checkpoint (loadable with torch.load(weights_only=True))."""
+    with _client() as client:
+        try:
+            available = client.checkpoints(job_id)
+            if not available:
+                console.print(f"job {job_id} has no checkpoint yet")
+                raise typer.Exit(1)
+            chosen = (
+                max(available, key=lambda c: c["round"])
+                if checkpoint is None
+                else next((c for c in available if c["id"] == checkpoint), None)
+            )
+            if chosen is None:
+                console.print(f"job {job_id} has no checkpoint {checkpoint}")
+                raise typer.Exit(1)
+            dest = out or Path(f"job-{job_id}-round-{chosen['round']}.pt")
+            client.download_checkpoint(job_id, int(chosen["id"]), dest)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    console.print(f"wrote {dest} (round {chosen['round']}, sha256 {chosen['sha256'][:12]}…)")

@@ -1,0 +1,147 @@
+"""A small typed HTTP client for the v1 API, used by the CLI, the end-to-end tests
+and the benchmarks. It speaks only HTTP: it imports nothing from the server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ClientSettings(BaseSettings):
+    """Where the CLI finds the server: LAGTRAIN_URL and LAGTRAIN_TOKEN, else the admin
+    token that `lagtrain server` wrote under LAGTRAIN_STATE_DIR."""
+
+    model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore")
+
+    url: str = "http://127.0.0.1:8000"
+    token: SecretStr | None = None
+    state_dir: Path = Path("./.lagtrain")
+
+    def resolved_token(self) -> str:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        path = self.state_dir / "admin-token"
+        if path.is_file():
+            return path.read_text().strip()
+        raise ApiError(0, "no token: set LAGTRAIN_TOKEN (or run on the server's machine)")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status}: {detail}" if status else str(detail))
+        self.status = status
+        self.detail = detail
+
+
+class Client:
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: ClientSettings) -> Client:
+        return cls(settings.url, settings.resolved_token())
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response.json() if response.content else None
+
+    def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request("POST", "/v1/jobs", json=spec, headers=headers)
+        return result
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def jobs(self, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._request("GET", "/v1/jobs", params=params)
+            out.extend(page["data"])
+            if not page.get("next_cursor"):
+                return out
+            params["cursor"] = page["next_cursor"]
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    def metrics(self, job_id: int, *, after_seq: int = 0) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._request(
+                "GET", f"/v1/jobs/{job_id}/metrics", params={"after_seq": after_seq, "limit": 1000}
+            )
+            out.extend(page["data"])
+            if not page["data"]:
+                return out
+            after_seq = page["next_after_seq"]
+
+    def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/checkpoints")[
+            "data"
+        ]
+        return result
+
+    def download_checkpoint(self, job_id: int, checkpoint_id: int, dest: Path) -> Path:
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}") as r:
+            if r.status_code >= 400:
+                r.read()
+                raise ApiError(r.status_code, r.text)
+            with dest.open("wb") as fh:
+                for chunk in r.iter_bytes():
+                    fh.write(chunk)
+        return dest
+
+    def events(
+        self, job_id: int, *, last_event_id: int | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (event, data) from the job's SSE stream until the server closes it."""
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
+        with self._http.stream(
+            "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, response.text)
+            event, data = "message", ""
+            for line in response.iter_lines():
+                if not line:
+                    if data:
+                        yield event, json.loads(data)
+                    event, data = "message", ""
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data += line[5:].strip()

@@ -1,0 +1,106 @@
+"""The Ray path reproduces the in-process reference runner's trajectory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from service.schemas.jobspec import JobSpec
+from workers.ray_job import CheckpointEvent, RecordEvent, run_on_ray
+from workers.training.runner import run_reference
+
+pytestmark = pytest.mark.ray
+
+
+def _reference(spec: JobSpec) -> list[dict[str, float]]:
+    records: list[dict[str, float]] = []
+    run_reference(spec, on_record=lambda _r, v: records.append(v), dtype=torch.float64)
+    return records
+
+
+@pytest.mark.parametrize(
+    "spec_dict",
+    [
+        {
+            "task": {"kind": "lag_paper_linreg"},
+            "aggregation": {"strategy": "lag_wk"},
+            "distributed": {"workers": 3, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 40, "checkpoint_every": 15},
+        },
+        {
+            "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
+            "model": {"cell": "gru", "hidden_size": 16},
+            "aggregation": {"strategy": "lasg_wk2"},
+            "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 12, "batch_size": 16, "eval_every": 6, "checkpoint_every": 5},
+        },
+    ],
+    ids=["lag_wk-linreg", "cada2-digits-gru"],
+)
+def test_ray_path_reproduces_reference(
+    ray_address: str, tmp_path: Path, spec_dict: dict[str, object]
+) -> None:
+    spec = JobSpec.model_validate(spec_dict)
+    expected = _reference(spec)
+    events = list(run_on_ray(spec, job_key="t", artifacts_url=str(tmp_path), dtype="float64"))
+    records = [e for e in events if isinstance(e, RecordEvent)]
+    assert [r.round for r in records] == list(range(spec.schedule.rounds))
+    for got, want in zip(records, expected, strict=True):
+        assert got.values["uploads"] == want["uploads"]
+        assert got.values["uploads_total"] == want["uploads_total"]
+        assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
+    rounds = [e.round for e in events if isinstance(e, CheckpointEvent)]
+    every = spec.schedule.checkpoint_every
+    assert rounds == [r for r in range(spec.schedule.rounds) if (r + 1) % every == 0] + (
+        [spec.schedule.rounds - 1] if spec.schedule.rounds % every else []
+    )
+
+
+def test_ray_resume_from_checkpoint_continues_identically(ray_address: str, tmp_path: Path) -> None:
+    spec = JobSpec.model_validate(
+        {
+            "task": {"kind": "lag_paper_linreg"},
+            "aggregation": {"strategy": "lag_wk"},
+            "distributed": {"workers": 3, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 30, "checkpoint_every": 10},
+        }
+    )
+    expected = _reference(spec)
+    first = list(run_on_ray(spec, job_key="a", artifacts_url=str(tmp_path), dtype="float64"))
+    middle = next(e for e in first if isinstance(e, CheckpointEvent) and e.round == 19)
+    resumed = [
+        e
+        for e in run_on_ray(
+            spec,
+            job_key="b",
+            artifacts_url=str(tmp_path),
+            dtype="float64",
+            resume=(middle.uri, middle.sha256),
+        )
+        if isinstance(e, RecordEvent)
+    ]
+    assert [r.round for r in resumed] == list(range(20, 30))
+    for got, want in zip(resumed, expected[20:], strict=True):
+        assert got.values["uploads_total"] == want["uploads_total"]
+        assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
+
+
+def test_ray_resume_rejects_a_corrupt_checkpoint(ray_address: str, tmp_path: Path) -> None:
+    spec = JobSpec.model_validate(
+        {
+            "task": {"kind": "lag_paper_linreg"},
+            "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 4, "checkpoint_every": 2},
+        }
+    )
+    ckpt = next(
+        e
+        for e in run_on_ray(spec, job_key="c", artifacts_url=str(tmp_path))
+        if isinstance(e, CheckpointEvent)
+    )
+    with pytest.raises(Exception, match="corrupt"):
+        list(
+            run_on_ray(spec, job_key="d", artifacts_url=str(tmp_path), resume=(ckpt.uri, "0" * 64))
+        )
