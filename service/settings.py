@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0, le=1.0)
+    # How long a claimed job may wait for its placement group before the attempt fails.
+    gang_ready_seconds: float = Field(default=120.0, gt=0)
+    # Logical CPUs of the local Ray that `server --embedded` starts. Ray's CPUs are
+    # accounting units; more than the cores lets small RNN gangs share them.
+    embedded_ray_cpus: int = Field(default=8, ge=1, le=1024)
     default_max_attempts: int = Field(default=3, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)

@@ -1,0 +1,166 @@
+"""The dispatcher loop (`lagtrain worker`): reap expired leases, fail jobs that can
+never fit the cluster, claim the next job whose gang fits the free Ray resources,
+and run it in its own thread. Wakes on PostgreSQL NOTIFY, else polls (<= 1 s)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.settings import Settings
+from service.store import queue
+from service.store.db import transaction
+from service.store.dispatch import unschedulable_jobs
+from service.store.lifecycle import JOBS_CHANNEL
+from workers.job_run import JobRun
+from workers.ray_runtime import free_resources, total_resources
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_SECONDS = 2.0
+
+
+class Waker:
+    """Waits for 'a job was queued': LISTEN on PostgreSQL, a plain timeout elsewhere.
+    `poke()` wakes the loop early (a local job ended and freed resources)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._event = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        url = make_url(database_url)
+        if url.get_backend_name() == "postgresql":
+            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conn = psycopg.connect(dsn, autocommit=True)
+            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
+
+    def poke(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float) -> None:
+        if self._event.is_set():
+            self._event.clear()
+            return
+        if self._conn is None:
+            self._event.wait(timeout)
+        else:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        self._event.clear()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        dispatcher_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.id = dispatcher_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.stop_event = threading.Event()
+        self.runs: dict[int, tuple[JobRun, threading.Thread]] = {}
+        self._lock = threading.Lock()
+        self._waker = Waker(settings.database_url)
+        self._last_maintenance = 0.0
+
+    def run_forever(self) -> None:
+        log.info("dispatcher %s started", self.id)
+        try:
+            while not self.stop_event.is_set():
+                if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
+                    self._maintain()
+                if self._claim_and_start():
+                    continue
+                self._waker.wait(self.settings.poll_seconds)
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._waker.poke()
+
+    def _maintain(self) -> None:
+        self._last_maintenance = time.monotonic()
+        total_cpus, total_gpus = total_resources()
+        free_cpus, free_gpus = free_resources()
+        with transaction(self.sessions) as session:
+            requeued = queue.requeue_expired(session, actor=f"reaper:{self.id}")
+            for job in unschedulable_jobs(session, total_cpus=total_cpus, total_gpus=total_gpus):
+                queue.fail_queued(
+                    session,
+                    job_id=job.id,
+                    actor=f"dispatcher:{self.id}",
+                    reason=(
+                        f"the gang needs {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
+                        f" the whole Ray cluster has {total_cpus:g} CPU and {total_gpus:g} GPU"
+                    ),
+                )
+            queue.upsert_dispatcher(
+                session,
+                dispatcher_id=self.id,
+                hostname=socket.gethostname(),
+                resources={
+                    "total": {"CPU": total_cpus, "GPU": total_gpus},
+                    "free": {"CPU": free_cpus, "GPU": free_gpus},
+                    "running_jobs": len(self.runs),
+                },
+            )
+        if requeued:
+            log.info("requeued jobs with expired leases: %s", requeued)
+
+    def _claim_and_start(self) -> bool:
+        free_cpus, free_gpus = free_resources()
+        with transaction(self.sessions) as session:
+            claimed = queue.claim_next(
+                session,
+                dispatcher_id=self.id,
+                lease_seconds=self.settings.lease_seconds,
+                free_cpus=free_cpus,
+                free_gpus=free_gpus,
+            )
+        if claimed is None:
+            return False
+        log.info("claimed job %s attempt %s", claimed.job_id, claimed.attempt)
+        run = JobRun(
+            claimed,
+            settings=self.settings,
+            sessions=self.sessions,
+            on_exit=lambda: self._finished(claimed.job_id),
+        )
+        thread = threading.Thread(target=run.run, name=f"job-{claimed.job_id}", daemon=True)
+        with self._lock:
+            self.runs[claimed.job_id] = (run, thread)
+        thread.start()
+        # Ray's free resources only drop once the placement group is reserved; wait
+        # for that before claiming again, so two claims never count the same CPUs.
+        run.gang_reserved.wait(timeout=self.settings.gang_ready_seconds)
+        return True
+
+    def _finished(self, job_id: int) -> None:
+        with self._lock:
+            self.runs.pop(job_id, None)
+        self._waker.poke()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            runs = list(self.runs.values())
+        for run, _ in runs:
+            run.stop_requested.set()
+        for _, thread in runs:
+            thread.join(timeout=30)
+        self._waker.close()
+        log.info("dispatcher %s stopped", self.id)

@@ -1,0 +1,281 @@
+"""Running one claimed job: start its gang on Ray, stream its events into the store
+(metrics batched, checkpoints recorded, lease renewed, cancel noticed), and write
+the final status. Every store write presents the attempt's fencing token."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import StaleLease
+from service.schemas.jobspec import JobSpec
+from service.settings import Settings
+from service.store import attempts
+from service.store.attempts import MetricIn
+from service.store.db import transaction
+from service.store.dispatch import dataset_uris
+from service.store.queue import ClaimedJob
+from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
+from workers.training.coordinator import Diverged
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+UPLOAD_PREFIX = "upload:"
+
+
+@dataclass
+class _Outcome:
+    """What the event-reading thread saw: done, or the error that ended it."""
+
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
+class _Progress:
+    last_round: int = -1
+    last_values: dict[str, float] = field(default_factory=dict)
+    eval_values: dict[str, float] = field(default_factory=dict)
+
+
+class JobRun:
+    def __init__(
+        self,
+        claimed: ClaimedJob,
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        on_exit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.claimed = claimed
+        self.settings = settings
+        self.sessions = sessions
+        self.on_exit = on_exit
+        self.spec = JobSpec.model_validate(claimed.spec)
+        self.started = time.monotonic()
+        self.progress = _Progress()
+        self.stop_requested = threading.Event()
+        # Set once the gang holds its resources (or failed to get them).
+        self.gang_reserved = threading.Event()
+
+    @property
+    def job_id(self) -> int:
+        return self.claimed.job_id
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except StaleLease:
+            log.warning("job %s: lease lost; another dispatcher owns it now", self.job_id)
+        except Exception:
+            log.exception("job %s: dispatcher error", self.job_id)
+            self._fail("dispatcher error (see the dispatcher's log)", retryable=True)
+        finally:
+            self.on_exit()
+
+    def _run(self) -> None:
+        claimed = self.claimed
+        gang = RayJob(
+            self.spec,
+            job_key=f"{claimed.job_id}",
+            artifacts_url=self.settings.artifacts_url,
+            datasets=self._datasets(),
+        )
+        events: queue.Queue[JobEvent] = queue.Queue()
+        outcome = _Outcome()
+        try:
+            resume = (claimed.resume.uri, claimed.resume.sha256) if claimed.resume else None
+            try:
+                gang.start(ready_timeout_s=self.settings.gang_ready_seconds, resume=resume)
+            except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
+                self._fail(f"could not start the gang: {_reason(exc)}", retryable=True)
+                return
+            finally:
+                self.gang_reserved.set()
+            reader = threading.Thread(target=self._read, args=(gang, events, outcome), daemon=True)
+            reader.start()
+            self._supervise(events, outcome)
+        finally:
+            gang.stop()
+
+    def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
+        try:
+            for event in gang.events():
+                events.put(event)
+            outcome.done = True
+        except BaseException as exc:  # handed to the supervisor thread
+            outcome.error = exc
+
+    def _supervise(self, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
+        last_beat = 0.0
+        while True:
+            finished = outcome.done or outcome.error is not None
+            batch = _drain(events, timeout=0.0 if finished else FLUSH_SECONDS)
+            self._flush(batch)
+            now = time.monotonic()
+            if finished and events.empty():
+                break
+            if self.stop_requested.is_set():
+                self._fail("dispatcher shut down", retryable=True)
+                return
+            if now - last_beat >= min(self.settings.heartbeat_seconds, FLUSH_SECONDS):
+                last_beat = now
+                if self._heartbeat():
+                    self._write(
+                        lambda s: attempts.acknowledge_cancel(
+                            s, job_id=self.job_id, token=self.claimed.fencing_token
+                        )
+                    )
+                    return
+        if outcome.error is not None:
+            diverged = _diverged(outcome.error)
+            if diverged is not None:
+                self._fail(str(diverged), retryable=False)
+            else:
+                self._fail(_reason(outcome.error), retryable=True)
+            return
+        self._write(
+            lambda s: attempts.finish(
+                s, job_id=self.job_id, token=self.claimed.fencing_token, summary=self._summary()
+            )
+        )
+
+    def _flush(self, batch: list[JobEvent]) -> None:
+        if not batch:
+            return
+        token, attempt = self.claimed.fencing_token, self.claimed.attempt
+
+        def write(session: Session) -> None:
+            records: list[MetricIn] = []
+            for event in batch:
+                if isinstance(event, RecordEvent):
+                    records.append(
+                        MetricIn(seq=event.round + 1, round=event.round, values=event.values)
+                    )
+                    continue
+                if records:
+                    attempts.append_metrics(
+                        session, job_id=self.job_id, token=token, attempt=attempt, records=records
+                    )
+                    records = []
+                assert isinstance(event, CheckpointEvent)
+                attempts.record_checkpoint(
+                    session,
+                    job_id=self.job_id,
+                    token=token,
+                    round=event.round,
+                    seq=event.round + 1,
+                    uri=event.uri,
+                    sha256=event.sha256,
+                    bytes=event.bytes,
+                )
+            if records:
+                attempts.append_metrics(
+                    session, job_id=self.job_id, token=token, attempt=attempt, records=records
+                )
+
+        for event in batch:
+            if isinstance(event, RecordEvent):
+                self.progress.last_round = event.round
+                self.progress.last_values = event.values
+                self.progress.eval_values.update(
+                    {
+                        k: v
+                        for k, v in event.values.items()
+                        if k.startswith("val_") or k == "optimality_gap"
+                    }
+                )
+        self._write(write)
+
+    def _heartbeat(self) -> bool:
+        """Renew the lease; True when a cancel was asked for."""
+
+        def beat(session: Session) -> bool:
+            reply = attempts.heartbeat(
+                session,
+                job_id=self.job_id,
+                token=self.claimed.fencing_token,
+                lease_seconds=self.settings.lease_seconds,
+                progress_round=self.progress.last_round + 1,
+            )
+            return reply.cancel_requested
+
+        return bool(self._write(beat))
+
+    def _fail(self, reason: str, *, retryable: bool) -> None:
+        try:
+            self._write(
+                lambda s: attempts.fail(
+                    s,
+                    job_id=self.job_id,
+                    token=self.claimed.fencing_token,
+                    reason=reason,
+                    retryable=retryable,
+                )
+            )
+        except StaleLease:
+            log.warning("job %s: lease lost before recording failure: %s", self.job_id, reason)
+
+    def _write(self, fn: Callable[[Session], Any]) -> Any:
+        with transaction(self.sessions) as session:
+            return fn(session)
+
+    def _datasets(self) -> dict[str, str]:
+        ref = self.spec.task.dataset or ""
+        if not ref.startswith(UPLOAD_PREFIX):
+            return {}
+        with transaction(self.sessions) as session:
+            return dataset_uris(session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
+
+    def _summary(self) -> dict[str, Any]:
+        values = self.progress.last_values
+        uploads = float(values.get("uploads_total", 0.0))
+        dense = float(values.get("dense_equiv_uploads", 0.0))
+        return {
+            "rounds": self.progress.last_round + 1,
+            "final_metrics": {**values, **self.progress.eval_values},
+            "uploads_total": uploads,
+            "dense_equiv_uploads": dense,
+            "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
+            "bytes_up_total": values.get("bytes_up_total"),
+            "attempt": self.claimed.attempt,
+            "attempt_wall_time_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+def _drain(events: queue.Queue[JobEvent], *, timeout: float) -> list[JobEvent]:
+    batch: list[JobEvent] = []
+    try:
+        batch.append(events.get(timeout=timeout) if timeout > 0 else events.get_nowait())
+        while True:
+            batch.append(events.get_nowait())
+    except queue.Empty:
+        return batch
+
+
+def _diverged(error: BaseException) -> Diverged | None:
+    if isinstance(error, Diverged):
+        return error
+    cause = getattr(error, "cause", None)  # RayTaskError carries the remote exception
+    return cause if isinstance(cause, Diverged) else None
+
+
+def _reason(error: BaseException) -> str:
+    cause = getattr(error, "cause", None)
+    if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
+        return f"{type(cause).__name__}: {cause}"[:500]
+    if isinstance(error, ray.exceptions.RayTaskError):
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        return lines[-1][:500] if lines else type(error).__name__
+    if isinstance(error, ray.exceptions.RayActorError):
+        return f"a replica died: {str(error).splitlines()[0][:300]}"
+    return f"{type(error).__name__}: {error}"[:500]
