@@ -81,10 +81,15 @@ class Dispatcher:
         log.info("dispatcher %s started", self.id)
         try:
             while not self.stop_event.is_set():
-                if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
-                    self._maintain()
-                if self._claim_and_start():
-                    continue
+                try:
+                    if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
+                        self._maintain()
+                    if self._claim_and_start():
+                        continue
+                except Exception:
+                    # A database or Ray hiccup must not kill the dispatcher: running
+                    # jobs keep their own threads; try again after the poll interval.
+                    log.exception("dispatcher %s: loop error; retrying", self.id)
                 self._waker.wait(self.settings.poll_seconds)
         finally:
             self._shutdown()

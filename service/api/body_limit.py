@@ -1,0 +1,97 @@
+"""Request body size limit as a pure ASGI middleware: a declared Content-Length over
+the limit is refused before the app runs, and streamed (chunked) bodies are counted
+as they arrive, so a client cannot get past the limit by not declaring a length."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    # An HTTPException, so FastAPI's body parsing re-raises it unchanged and the
+    # exception middleware answers 413 when the limit trips mid-stream.
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body larger than {limit} bytes")
+
+
+class BodySizeLimit:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        default_limit: int,
+        route_limits: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        self.app = app
+        self.default_limit = default_limit
+        self.route_limits = dict(route_limits or {})
+
+    def _limit_for(self, scope: Scope) -> int:
+        key = (scope["method"], scope["path"].rstrip("/") or "/")
+        return self.route_limits.get(key, self.default_limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope)
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _send_413(send, limit)
+            return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _send_413(send, limit)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,53 @@
+"""The cluster as the store sees it: dispatchers, their Ray resources, the queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from service.api.deps import AppSettings, Sessions
+from service.auth import CurrentUser
+from service.schemas.cluster import ClusterOut, DispatcherOut
+from service.store.db import transaction
+from service.store.explain import resource_view
+from service.store.jobs import status_counts
+from service.store.lifecycle import JobStatus
+from service.store.models import Dispatcher, utcnow
+
+router = APIRouter(prefix="/v1", tags=["cluster"])
+
+
+@router.get("/cluster", response_model=ClusterOut)
+def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
+    """``resources`` is the Ray cluster as the most recently seen live dispatcher
+    reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
+    it was seen within one lease period."""
+    with transaction(sessions) as session:
+        dispatchers = list(session.scalars(select(Dispatcher).order_by(Dispatcher.id)))
+        counts = status_counts(session)
+    cutoff = utcnow() - timedelta(seconds=settings.lease_seconds)
+    live = [d for d in dispatchers if d.last_seen_at >= cutoff]
+    resources: dict[str, dict[str, float]] = {"total": {}, "free": {}}
+    if live:
+        freshest = max(live, key=lambda d: d.last_seen_at)
+        resources = {
+            "total": resource_view(freshest.resources, "total") or {},
+            "free": resource_view(freshest.resources, "free") or {},
+        }
+    return ClusterOut(
+        dispatchers=[
+            DispatcherOut(
+                id=d.id,
+                hostname=d.hostname,
+                started_at=d.started_at,
+                last_seen_at=d.last_seen_at,
+                alive=d.last_seen_at >= cutoff,
+                resources=d.resources,
+            )
+            for d in dispatchers
+        ],
+        resources=resources,
+        queue={s.value: counts.get(s.value, 0) for s in JobStatus},
+    )

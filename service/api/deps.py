@@ -1,0 +1,65 @@
+"""Shared request dependencies: the session factory, settings, bounded ids and
+cursors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.settings import Settings
+
+MAX_ID = 2**63 - 1
+MAX_SEQ = 2**31 - 1
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def _sessions(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    return factory
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Sessions = Annotated[sessionmaker[Session], Depends(_sessions)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+Cursor = Annotated[
+    str | None, Query(max_length=32, description="next_cursor of the previous page")
+]
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """Cursors are the boundary id of the previous page; clients treat them as opaque."""
+    if cursor is None:
+        return None
+    if cursor.isascii() and cursor.isdigit() and 0 < int(cursor) <= MAX_ID:
+        return int(cursor)
+    raise RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", "cursor"),
+                "msg": "invalid cursor; pass next_cursor from the previous page",
+                "input": cursor,
+            }
+        ]
+    )
+
+
+def field_error(loc: tuple[str | int, ...], msg: str, value: object) -> RequestValidationError:
+    """A 422 in FastAPI's list form, for checks the schema alone cannot make."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": loc, "msg": msg, "input": value}]
+    )
+
+
+def next_cursor(ids: list[int], limit: int) -> str | None:
+    return str(ids[-1]) if len(ids) == limit else None

@@ -1,0 +1,117 @@
+"""What a job produced: metric pages, the live SSE stream, checkpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
+
+from service.api.deps import MAX_ID, MAX_PAGE, MAX_SEQ, JobId, Sessions, field_error
+from service.api.job_stream import JobStream, metric_record
+from service.artifacts import file_size, iter_file
+from service.auth import CurrentUser
+from service.errors import NotFound
+from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
+from service.store.db import transaction
+from service.store.jobs import get_visible_job
+from service.store.metrics import get_checkpoint, list_checkpoints, metrics_after
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+CheckpointId = Annotated[int, Path(ge=1, le=MAX_ID, description="checkpoint id")]
+
+
+@router.get("/{job_id}/metrics", response_model=MetricPage)
+def get_metrics(
+    job_id: JobId,
+    principal: CurrentUser,
+    sessions: Sessions,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 10)] = 1000,
+) -> MetricPage:
+    with transaction(sessions) as session:
+        get_visible_job(session, job_id=job_id, viewer=principal)
+        metrics = metrics_after(session, job_id=job_id, after_seq=after_seq, limit=limit)
+    return MetricPage(
+        data=[metric_record(m) for m in metrics],
+        next_after_seq=metrics[-1].seq if metrics else after_seq,
+    )
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+)
+def get_events(
+    job_id: JobId,
+    principal: CurrentUser,
+    sessions: Sessions,
+    last_event_id: Annotated[
+        str | None, Header(max_length=20, description="resume after this metric seq")
+    ] = None,
+) -> EventSourceResponse:
+    after_seq = 0
+    if last_event_id is not None and last_event_id.strip():
+        raw = last_event_id.strip()
+        if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQ):
+            raise field_error(("header", "last-event-id"), "must be a metric seq", raw)
+        after_seq = int(raw)
+    with transaction(sessions) as session:
+        get_visible_job(session, job_id=job_id, viewer=principal)
+    stream = JobStream(sessions, job_id=job_id, after_seq=after_seq)
+    return EventSourceResponse(stream.messages())
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> CheckpointList:
+    with transaction(sessions) as session:
+        get_visible_job(session, job_id=job_id, viewer=principal)
+        checkpoints = list_checkpoints(session, job_id=job_id)
+    return CheckpointList(
+        data=[
+            CheckpointOut(
+                id=c.id,
+                round=c.round,
+                attempt=c.attempt,
+                sha256=c.sha256,
+                bytes=c.bytes,
+                created_at=c.created_at,
+            )
+            for c in checkpoints
+        ]
+    )
+
+
+@router.get(
+    "/{job_id}/checkpoints/{checkpoint_id}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_checkpoint(
+    job_id: JobId, checkpoint_id: CheckpointId, principal: CurrentUser, sessions: Sessions
+) -> StreamingResponse:
+    with transaction(sessions) as session:
+        get_visible_job(session, job_id=job_id, viewer=principal)
+        checkpoint = get_checkpoint(session, job_id=job_id, checkpoint_id=checkpoint_id)
+    try:
+        size = file_size(checkpoint.uri)
+    except FileNotFoundError as exc:
+        raise NotFound(f"checkpoint {checkpoint_id} file is missing") from exc
+    name = f"job-{job_id}-round-{checkpoint.round}{_suffix(checkpoint.uri)}"
+    return StreamingResponse(
+        iter_file(checkpoint.uri),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(size),
+            "X-Checkpoint-SHA256": checkpoint.sha256,
+        },
+    )
+
+
+def _suffix(uri: str) -> str:
+    tail = uri.rsplit("/", 1)[-1]
+    return "." + tail.rsplit(".", 1)[1] if "." in tail else ""

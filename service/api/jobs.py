@@ -1,0 +1,179 @@
+"""Submitting, listing, reading and cancelling jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy.orm import Session
+
+from service.api.deps import (
+    AppSettings,
+    Cursor,
+    JobId,
+    Limit,
+    Sessions,
+    decode_cursor,
+    field_error,
+    next_cursor,
+)
+from service.auth import CurrentUser
+from service.schemas.common import Page
+from service.schemas.datasets import TASK_DATASET_FORMAT
+from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
+from service.schemas.jobspec import JobSpec
+from service.store.datasets import UPLOAD_PREFIX, owned_upload
+from service.store.db import transaction
+from service.store.explain import explain_job
+from service.store.jobs import get_visible_job, list_jobs, submit_job
+from service.store.models import Job
+from service.store.queue import request_cancel
+from service.store.users import Principal, find_user_id, user_names
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        description="retrying with the same key and body returns the same job",
+    ),
+]
+
+
+def job_out(job: Job, owner: str) -> JobOut:
+    return JobOut(
+        id=job.id,
+        owner=owner,
+        name=job.name,
+        status=job.status,
+        priority=job.priority,
+        spec=job.spec,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=Progress(round=job.progress_round, rounds=job.progress_rounds),
+        summary=job.summary,
+        error=job.error,
+    )
+
+
+def _request_sha256(spec: JobSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobOut,
+    responses={
+        200: {"model": JobOut, "description": "replay of an earlier request (Idempotency-Key)"},
+        409: {"description": "Idempotency-Key already used with a different body"},
+    },
+)
+def post_job(
+    spec: JobSpec,
+    response: Response,
+    principal: CurrentUser,
+    sessions: Sessions,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    with transaction(sessions) as session:
+        _check_dataset(session, spec, principal)
+        job, created = submit_job(
+            session,
+            owner_id=principal.user_id,
+            spec=spec,
+            max_attempts=spec.max_attempts or settings.default_max_attempts,
+            idempotency_key=idempotency_key,
+            request_sha256=_request_sha256(spec),
+        )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return job_out(job, principal.name)
+
+
+def _check_dataset(session: Session, spec: JobSpec, principal: Principal) -> None:
+    """An upload:<id> must exist, belong to the submitter and suit the task; the
+    schema cannot see the store, so the route checks it."""
+    ref = spec.task.dataset
+    if ref is None or not ref.startswith(UPLOAD_PREFIX):
+        return
+    loc = ("body", "task", "dataset")
+    dataset = owned_upload(session, ref=ref, owner_id=principal.user_id)
+    if dataset is None:
+        raise field_error(loc, f"task.dataset: no dataset {ref!r} uploaded by you", ref)
+    wanted = TASK_DATASET_FORMAT.get(spec.task.kind)
+    if wanted is not None and dataset.format != wanted:
+        raise field_error(
+            loc,
+            f"task.dataset: {spec.task.kind} needs a {wanted} dataset, {ref!r} is {dataset.format}",
+            ref,
+        )
+
+
+@router.get("", response_model=Page[JobOut])
+def get_jobs(
+    principal: CurrentUser,
+    sessions: Sessions,
+    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    owner: Annotated[
+        str | None, Query(max_length=100, description="owner's name (admins; others see own)")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[JobOut]:
+    before_id = decode_cursor(cursor)
+    with transaction(sessions) as session:
+        owner_id = None if owner is None else (find_user_id(session, name=owner) or 0)
+        jobs = list_jobs(
+            session,
+            viewer=principal,
+            owner_id=owner_id,
+            status=status_filter,
+            limit=limit,
+            before_id=before_id,
+        )
+        names = user_names(session, user_ids={j.owner_id for j in jobs})
+    return Page[JobOut](
+        data=[job_out(j, names[j.owner_id]) for j in jobs],
+        next_cursor=next_cursor([j.id for j in jobs], limit),
+    )
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobOut:
+    with transaction(sessions) as session:
+        job = get_visible_job(session, job_id=job_id, viewer=principal)
+        names = user_names(session, user_ids={job.owner_id})
+    return job_out(job, names[job.owner_id])
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobOut:
+    """queued: cancelled at once; running: cancelling until its dispatcher stops it;
+    already cancelling or finished: unchanged (repeating a cancel is harmless)."""
+    with transaction(sessions) as session:
+        job = get_visible_job(session, job_id=job_id, viewer=principal)
+        job = request_cancel(session, job=job, actor=f"user:{principal.user_id}")
+        names = user_names(session, user_ids={job.owner_id})
+    return job_out(job, names[job.owner_id])
+
+
+@router.get("/{job_id}/explain", response_model=Explanation)
+def get_explain(
+    job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
+) -> Explanation:
+    with transaction(sessions) as session:
+        job = get_visible_job(session, job_id=job_id, viewer=principal)
+        return explain_job(
+            session, job=job, dispatcher_timeout=timedelta(seconds=settings.lease_seconds)
+        )

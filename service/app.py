@@ -1,0 +1,60 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service.api import cluster, datasets, health, job_data, jobs, users
+from service.api.body_limit import BodySizeLimit
+from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.bootstrap import bootstrap_admin
+from service.http_errors import install_error_handlers
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker
+
+API_VERSION = "1"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API over the store at settings.database_url (already migrated). On start,
+    an empty store gets its admin user (see service.bootstrap)."""
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(bootstrap_admin, sessions, settings)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="lagtrain",
+        version=API_VERSION,
+        description="Multi-user RNN training with Lazily Aggregated Gradient (LAG) on Ray.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    install_error_handlers(app)
+    for router in (
+        health.router,
+        jobs.router,
+        job_data.router,
+        datasets.router,
+        users.router,
+        cluster.router,
+    ):
+        app.include_router(router)
+    app.add_middleware(
+        BodySizeLimit,
+        default_limit=settings.max_request_bytes,
+        route_limits={
+            ("POST", "/v1/datasets"): settings.max_dataset_bytes + MULTIPART_OVERHEAD_BYTES
+        },
+    )
+    return app

@@ -1,0 +1,46 @@
+"""Bearer-token authentication and roles (user, admin) as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.store.db import transaction
+from service.store.users import Principal, authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized("missing bearer token")
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with transaction(sessions) as session:
+        principal = authenticate(session, token=credentials.credentials)
+    if principal is None:
+        raise _unauthorized("invalid or revoked token")
+    return principal
+
+
+def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="admin role required")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+AdminUser = Annotated[Principal, Depends(admin_principal)]

@@ -1,0 +1,115 @@
+"""The `lagtrain` command line: server, database and admin commands."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import Annotated
+
+import typer
+
+from service.cli_jobs import jobs_app
+from service.settings import Settings
+
+log = logging.getLogger("lagtrain")
+
+app = typer.Typer(help="lagtrain: multi-user RNN training with LAG on Ray.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.registered_commands.extend(jobs_app.registered_commands)
+
+
+def start_components(settings: Settings, *, embedded: bool, stack: ExitStack) -> None:
+    """Start what runs beside the API in this process tree; ``stack`` stops it when
+    the server exits. Embedded mode adds a local Ray and one dispatcher."""
+    if embedded:
+        from workers.embedded import start_embedded
+
+        start_embedded(settings, stack)
+
+
+@app.command()
+def server(
+    embedded: Annotated[
+        bool, typer.Option(help="API + SQLite + local Ray + one dispatcher in one process tree")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="bind address [LAGTRAIN_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [LAGTRAIN_PORT]")] = None,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = Settings()
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if embedded:
+        # One process owns its SQLite file here, so it brings the schema up to date itself.
+        from service.store.migrate import upgrade
+
+        upgrade(settings.database_url)
+    with ExitStack() as stack:
+        start_components(settings, embedded=embedded, stack=stack)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+        )
+
+
+@app.command()
+def worker() -> None:
+    """Run a dispatcher: claim jobs from the store and run them on Ray (RAY_ADDRESS)."""
+    from workers.embedded import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_worker(Settings())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from service.store.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@admin_app.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Argument(help="user name")],
+    admin: Annotated[bool, typer.Option("--admin", help="give the admin role")] = False,
+) -> None:
+    """Create a user and print its first API token (shown only once)."""
+    from pydantic import ValidationError
+
+    from service.errors import Conflict
+    from service.schemas.accounts import UserCreate
+    from service.store.db import make_engine, make_sessionmaker, transaction
+    from service.store.users import create_user as store_create_user
+
+    try:
+        body = UserCreate(name=name, role="admin" if admin else "user")
+    except ValidationError as exc:
+        typer.echo(f"invalid user name {name!r}: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(code=2) from exc
+    engine = make_engine(Settings().database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            user, _token, plain = store_create_user(session, name=body.name, role=body.role)
+    except Conflict as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"created user {user.name!r} (id {user.id}, role {user.role}); token:")
+    typer.echo(plain)

@@ -1,0 +1,85 @@
+"""Job-related API responses (DESIGN §6 shapes)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from service.schemas.common import UtcDatetime
+
+JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+
+
+class Progress(BaseModel):
+    round: int
+    rounds: int
+
+
+class JobOut(BaseModel):
+    id: int
+    owner: str
+    name: str | None
+    status: JobStatus
+    priority: int
+    spec: dict[str, Any] = Field(description="the JobSpec with every default filled in")
+    attempt: int
+    max_attempts: int
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    progress: Progress
+    summary: dict[str, Any] | None
+    error: str | None
+
+
+class MetricRecord(BaseModel):
+    seq: int
+    round: int
+    attempt: int
+    time: UtcDatetime
+    values: dict[str, float | int | None]
+
+
+class MetricPage(BaseModel):
+    data: list[MetricRecord]
+    next_after_seq: int = Field(
+        description="pass as ?after_seq= to continue; equals the request's after_seq when no "
+        "new records exist yet"
+    )
+
+
+class StatusEvent(BaseModel):
+    status: JobStatus
+    time: UtcDatetime
+    attempt: int
+    error: str | None
+
+
+class CheckpointOut(BaseModel):
+    id: int
+    round: int
+    attempt: int
+    sha256: str
+    bytes: int
+    created_at: UtcDatetime
+
+
+class CheckpointList(BaseModel):
+    data: list[CheckpointOut]
+
+
+class BlockingReason(BaseModel):
+    kind: Literal["quota", "resources", "fair_share", "priority", "no_dispatcher", "state"]
+    message: str
+
+
+class Explanation(BaseModel):
+    job_id: int
+    status: JobStatus
+    queue_position: int | None = Field(
+        description="1 = next in priority/submit order among queued jobs; null unless queued"
+    )
+    queued_ahead: int | None
+    required: dict[str, float]
+    reasons: list[BlockingReason]

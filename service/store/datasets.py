@@ -1,0 +1,59 @@
+"""Dataset rows: uploaded files, owned by their uploader, referenced as upload:<id>."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.store.models import Dataset, utcnow
+from service.store.users import Principal
+
+UPLOAD_PREFIX = "upload:"
+MAX_ID_DIGITS = 18  # stays inside a signed 64-bit key
+
+
+def create_dataset(
+    session: Session,
+    *,
+    owner_id: int,
+    filename: str,
+    fmt: str,
+    size: int,
+    sha256: str,
+    uri: str,
+) -> Dataset:
+    dataset = Dataset(
+        owner_id=owner_id,
+        filename=filename,
+        format=fmt,
+        bytes=size,
+        sha256=sha256,
+        uri=uri,
+        created_at=utcnow(),
+    )
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def list_datasets(
+    session: Session, *, viewer: Principal, limit: int, after_id: int | None
+) -> list[Dataset]:
+    """The viewer's datasets (admins: everyone's), oldest first."""
+    query = select(Dataset).order_by(Dataset.id).limit(limit)
+    if not viewer.is_admin:
+        query = query.where(Dataset.owner_id == viewer.user_id)
+    if after_id is not None:
+        query = query.where(Dataset.id > after_id)
+    return list(session.scalars(query))
+
+
+def owned_upload(session: Session, *, ref: str, owner_id: int) -> Dataset | None:
+    """The dataset an ``upload:<id>`` reference names, if ``owner_id`` owns it."""
+    raw_id = ref.removeprefix(UPLOAD_PREFIX)
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > MAX_ID_DIGITS:
+        return None
+    dataset = session.get(Dataset, int(raw_id))
+    if dataset is None or dataset.owner_id != owner_id:
+        return None
+    return dataset

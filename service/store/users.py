@@ -1,0 +1,155 @@
+"""Users and API tokens. Tokens are random (>= 32 bytes) and only their SHA-256 is
+stored; the plain token leaves the store exactly once, when it is issued."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, NotFound
+from service.store.models import ApiToken, Job, User, utcnow
+
+TOKEN_BYTES = 32
+# Recording every use would turn each read into a write; minute resolution is plenty.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    user_id: int
+    name: str
+    role: str
+    token_id: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def generate_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def create_user(
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    token: str | None = None,
+    max_running_jobs: int | None = None,
+    share_weight: float = 1.0,
+) -> tuple[User, ApiToken, str]:
+    """Create a user with a first token (``token`` if given, else a fresh one)."""
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise Conflict(f"user {name!r} already exists")
+    user = User(
+        name=name,
+        role=role,
+        max_running_jobs=max_running_jobs,
+        share_weight=share_weight,
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent create won the unique name
+        raise Conflict(f"user {name!r} already exists") from exc
+    api_token, plain = issue_token(session, user_id=user.id, token=token)
+    return user, api_token, plain
+
+
+def issue_token(
+    session: Session, *, user_id: int, token: str | None = None
+) -> tuple[ApiToken, str]:
+    plain = token if token is not None else generate_token()
+    api_token = ApiToken(user_id=user_id, token_sha256=hash_token(plain), created_at=utcnow())
+    session.add(api_token)
+    session.flush()
+    return api_token, plain
+
+
+def authenticate(session: Session, *, token: str) -> Principal | None:
+    """The principal a live token belongs to; None for unknown or revoked tokens."""
+    row = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_sha256 == hash_token(token))
+    ).first()
+    if row is None:
+        return None
+    api_token, user = row
+    if api_token.revoked_at is not None:
+        return None
+    now = utcnow()
+    last = api_token.last_used_at
+    if last is None or now - last > LAST_USED_RESOLUTION:
+        api_token.last_used_at = now
+        session.flush()
+    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=api_token.id)
+
+
+def revoke_token(session: Session, *, token_id: int, actor: Principal) -> None:
+    """Revoke one of the actor's tokens (admins: anyone's). Revoking twice is a no-op."""
+    api_token = session.get(ApiToken, token_id)
+    if api_token is None or (api_token.user_id != actor.user_id and not actor.is_admin):
+        raise NotFound(f"token {token_id} not found")
+    if api_token.revoked_at is None:
+        api_token.revoked_at = utcnow()
+        session.flush()
+
+
+def get_user(session: Session, *, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def find_user_id(session: Session, *, name: str) -> int | None:
+    return session.scalar(select(User.id).where(User.name == name))
+
+
+def list_users(session: Session, *, limit: int, after_id: int | None) -> list[User]:
+    query = select(User).order_by(User.id).limit(limit)
+    if after_id is not None:
+        query = query.where(User.id > after_id)
+    return list(session.scalars(query))
+
+
+def job_counts(session: Session, *, user_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Jobs per status for each user (users without jobs map to {})."""
+    counts: dict[int, dict[str, int]] = {uid: {} for uid in user_ids}
+    if not user_ids:
+        return counts
+    rows = session.execute(
+        select(Job.owner_id, Job.status, func.count())
+        .where(Job.owner_id.in_(user_ids))
+        .group_by(Job.owner_id, Job.status)
+    )
+    for owner_id, status, n in rows:
+        counts[owner_id][status] = n
+    return counts
+
+
+def user_names(session: Session, *, user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    rows = session.execute(select(User.id, User.name).where(User.id.in_(user_ids)))
+    return {key: value for key, value in rows}

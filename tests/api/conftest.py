@@ -1,0 +1,150 @@
+"""API tests: the real app (create_app) over a migrated SQLite file and PostgreSQL,
+driven through Starlette's TestClient (lifespan included, so bootstrap runs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.app import create_app
+from service.settings import Settings
+from service.store import queue
+from service.store.db import transaction
+
+ADMIN_TOKEN = "test-admin-token-" + "x" * 32
+SMALL_SPEC: dict[str, Any] = {
+    "task": {"kind": "adding", "num_samples": 64},
+    "model": {"cell": "rnn", "hidden_size": 8},
+    "distributed": {"workers": 1, "cpus_per_worker": 1},
+    "schedule": {"rounds": 5, "batch_size": 8},
+}
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(clean_db: None) -> None:
+    """Every API test starts from empty tables (so bootstrap creates the admin)."""
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Api:
+    """A client plus the admin's token; creates users through the API."""
+
+    client: TestClient
+    settings: Settings
+    sessions: sessionmaker[Session]
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return bearer(ADMIN_TOKEN)
+
+    def create_user(self, name: str, *, role: str = "user") -> tuple[int, dict[str, str]]:
+        r = self.client.post("/v1/users", json={"name": name, "role": role}, headers=self.admin)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["id"], bearer(body["token"])
+
+    def submit(self, headers: dict[str, str], spec: dict[str, Any] | None = None) -> int:
+        r = self.client.post("/v1/jobs", json=spec or SMALL_SPEC, headers=headers)
+        assert r.status_code == 201, r.text
+        job_id: int = r.json()["id"]
+        return job_id
+
+    def claim(self) -> queue.ClaimedJob:
+        """Claim the next queued job as a dispatcher would (tests keep one queued)."""
+        with transaction(self.sessions) as session:
+            claimed = queue.claim_next(
+                session, dispatcher_id="d-test", lease_seconds=60, free_cpus=64, free_gpus=0
+            )
+        assert claimed is not None
+        return claimed
+
+    def append(self, claimed: queue.ClaimedJob, seqs: range) -> None:
+        with transaction(self.sessions) as session:
+            queue.append_metrics(
+                session,
+                job_id=claimed.job_id,
+                token=claimed.fencing_token,
+                attempt=claimed.attempt,
+                records=[
+                    queue.MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s})
+                    for s in seqs
+                ],
+            )
+
+    def finish(self, claimed: queue.ClaimedJob) -> None:
+        with transaction(self.sessions) as session:
+            queue.finish(
+                session,
+                job_id=claimed.job_id,
+                token=claimed.fencing_token,
+                summary={"train_loss": 0.1},
+            )
+
+
+MakeApi = Callable[..., Api]
+
+
+@pytest.fixture
+def make_api(settings: Settings) -> Iterator[MakeApi]:
+    """make_api(**settings overrides) -> a started app (closed after the test)."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> Api:
+        overrides.setdefault("bootstrap_admin_token", SecretStr(ADMIN_TOKEN))
+        app_settings = settings.model_copy(update=overrides)
+        app = create_app(app_settings)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return Api(client=client, settings=app_settings, sessions=app.state.sessions)
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(make_api: MakeApi) -> Api:
+    return make_api()
+
+
+def assert_json_error(response: httpx.Response, status: int) -> Any:
+    """The response is `status` with a JSON {"detail": ...} body and no traceback."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    assert "Traceback" not in response.text
+    body = response.json()
+    assert set(body) == {"detail"}, body
+    return body["detail"]
+
+
+def read_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Parse an SSE stream into {"event", "id", "data"} dicts (comments skipped)."""
+    event: dict[str, Any] = {}
+    for line in lines:
+        if line == "":
+            if event:
+                if "data" in event:
+                    event["data"] = json.loads(event["data"])
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            event[field] = event[field] + "\n" + value if field in event else value
+    if event:
+        yield event

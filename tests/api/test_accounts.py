@@ -1,0 +1,107 @@
+"""Bootstrap, users, tokens, health and cluster."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from service.store import queue
+from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.models import ApiToken
+from service.store.users import hash_token
+from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
+
+
+def test_bootstrap_without_configured_token_writes_a_private_file(make_api: MakeApi) -> None:
+    api = make_api(bootstrap_admin_token=None)
+    token_file = Path(api.settings.state_dir) / "admin-token"
+    token = token_file.read_text().strip()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert len(token) >= 43  # token_urlsafe(32): 32 random bytes
+    me = api.client.get("/v1/users/me", headers=bearer(token)).json()
+    assert (me["name"], me["role"]) == ("admin", "admin")
+    # A second start finds users and leaves the admin (and the file) alone.
+    token_file.unlink()
+    again = make_api(bootstrap_admin_token=None)
+    assert not token_file.exists()
+    assert again.client.get("/v1/users/me", headers=bearer(token)).status_code == 200
+
+
+def test_tokens_are_stored_hashed_and_revocable(api: Api) -> None:
+    r = api.client.post("/v1/users", json={"name": "alice"}, headers=api.admin)
+    created = r.json()
+    assert set(created) == {"id", "name", "role", "token"} and created["role"] == "user"
+    alice = bearer(created["token"])
+    second = api.client.post("/v1/tokens", headers=alice).json()
+    assert set(second) == {"id", "token"} and second["token"] != created["token"]
+    with api.sessions() as session:
+        stored = set(session.scalars(select(ApiToken.token_sha256)))
+    assert hash_token(second["token"]) in stored and second["token"] not in stored
+
+    assert api.client.delete(f"/v1/tokens/{second['id']}", headers=alice).status_code == 204
+    assert_json_error(api.client.get("/v1/users/me", headers=bearer(second["token"])), 401)
+    assert api.client.get("/v1/users/me", headers=alice).status_code == 200
+
+
+def test_user_list_shows_usage(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    api.create_user("root2", role="admin")
+    job_id = api.submit(alice)
+    api.submit(alice)
+    api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice)
+    page = api.client.get("/v1/users", params={"limit": 2}, headers=api.admin).json()
+    assert [u["name"] for u in page["data"]] == ["admin", "alice"]
+    alice_row = page["data"][1]
+    assert alice_row["usage"] == {
+        "jobs_total": 2,
+        "jobs_by_status": {"queued": 1, "cancelled": 1},
+    }
+    rest = api.client.get(
+        "/v1/users", params={"cursor": page["next_cursor"]}, headers=api.admin
+    ).json()
+    assert [(u["name"], u["role"]) for u in rest["data"]] == [("root2", "admin")]
+    assert rest["next_cursor"] is None
+
+
+def test_health_and_readiness(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json() == {"status": "ready"}
+    assert api.client.get("/docs").status_code == 200
+    # The database goes away under a running server (seam: the app's session factory).
+    unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    app: Any = api.client.app
+    app.state.sessions = make_sessionmaker(unreachable)
+    assert api.client.get("/healthz").status_code == 200
+    assert_json_error(api.client.get("/readyz"), 503)
+    unreachable.dispose()
+
+
+def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    api.submit(alice)
+    empty = api.client.get("/v1/cluster", headers=alice).json()
+    assert empty["dispatchers"] == [] and empty["queue"]["queued"] == 1
+    with transaction(api.sessions) as session:
+        queue.upsert_dispatcher(
+            session,
+            dispatcher_id="d1",
+            hostname="node-1",
+            resources={"total": {"CPU": 8, "GPU": 1}, "free": {"CPU": 6, "GPU": 1}},
+        )
+    cluster = api.client.get("/v1/cluster", headers=alice).json()
+    assert [(d["id"], d["alive"]) for d in cluster["dispatchers"]] == [("d1", True)]
+    assert cluster["resources"] == {
+        "total": {"CPU": 8.0, "GPU": 1.0},
+        "free": {"CPU": 6.0, "GPU": 1.0},
+    }
+    assert cluster["queue"] == {
+        "queued": 1,
+        "running": 0,
+        "cancelling": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }

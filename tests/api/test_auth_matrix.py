@@ -1,0 +1,152 @@
+"""Every route x every kind of caller. The route table below must list exactly the
+app's routes, so a new route cannot escape the matrix."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from service.app import create_app
+from service.artifacts import artifact_url, write_once
+from service.settings import Settings
+from service.store import queue
+from service.store.db import transaction
+from tests.api.conftest import SMALL_SPEC, Api, assert_json_error, bearer
+
+Access = Literal["public", "user", "admin", "job", "own_token"]
+CALLERS = ("none", "bad", "revoked", "other", "admin", "owner")
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    access: Access
+    ok: int = 200
+    # keyword arguments for client.request, built per call (ids come from the fixture)
+    request: Callable[[dict[str, int]], dict[str, Any]] = field(default=lambda ids: {})
+
+
+ROUTES: dict[tuple[str, str], RouteCase] = {
+    ("GET", "/openapi.json"): RouteCase("public"),
+    ("GET", "/docs"): RouteCase("public"),
+    ("GET", "/docs/oauth2-redirect"): RouteCase("public"),
+    ("GET", "/redoc"): RouteCase("public"),
+    ("GET", "/healthz"): RouteCase("public"),
+    ("GET", "/readyz"): RouteCase("public"),
+    ("POST", "/v1/jobs"): RouteCase("user", 201, lambda ids: {"json": SMALL_SPEC}),
+    ("GET", "/v1/jobs"): RouteCase("user"),
+    ("GET", "/v1/jobs/{job_id}"): RouteCase("job"),
+    ("POST", "/v1/jobs/{job_id}/cancel"): RouteCase("job", 202),
+    ("GET", "/v1/jobs/{job_id}/explain"): RouteCase("job"),
+    ("GET", "/v1/jobs/{job_id}/metrics"): RouteCase("job"),
+    ("GET", "/v1/jobs/{job_id}/events"): RouteCase("job"),
+    ("GET", "/v1/jobs/{job_id}/checkpoints"): RouteCase("job"),
+    ("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}"): RouteCase("job"),
+    ("POST", "/v1/datasets"): RouteCase(
+        "user", 201, lambda ids: {"files": {"file": ("t.txt", b"to be or not to be\n")}}
+    ),
+    ("GET", "/v1/datasets"): RouteCase("user"),
+    ("POST", "/v1/users"): RouteCase(
+        "admin", 201, lambda ids: {"json": {"name": f"new-{next(_names)}"}}
+    ),
+    ("GET", "/v1/users"): RouteCase("admin"),
+    ("GET", "/v1/users/me"): RouteCase("user"),
+    ("POST", "/v1/tokens"): RouteCase("user", 201),
+    ("DELETE", "/v1/tokens/{token_id}"): RouteCase("own_token", 204),
+    ("GET", "/v1/cluster"): RouteCase("user"),
+}
+
+
+def expected_status(case: RouteCase, caller: str) -> int:
+    if case.access == "public":
+        return case.ok
+    if caller in ("none", "bad", "revoked"):
+        return 401
+    if case.access == "admin":
+        return case.ok if caller == "admin" else 403
+    if case.access in ("job", "own_token") and caller == "other":
+        return 404
+    return case.ok
+
+
+def test_route_table_lists_every_route(tmp_path: Any) -> None:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    routes = {
+        (method, ctx.path)
+        for ctx in iter_route_contexts(app.routes)
+        for method in (ctx.methods or set()) - {"HEAD"}
+    }
+    assert routes == set(ROUTES)
+
+
+@dataclass
+class World:
+    api: Api
+    headers: dict[str, dict[str, str]]
+    ids: dict[str, int]
+
+
+@pytest.fixture
+def world(api: Api) -> World:
+    """alice owns a finished job with metrics and a checkpoint, and a spare token;
+    bob is another user; alice also has a revoked token."""
+    _alice_id, alice = api.create_user("alice")
+    _bob_id, bob = api.create_user("bob")
+    revoked = api.client.post("/v1/tokens", headers=alice).json()
+    assert api.client.delete(f"/v1/tokens/{revoked['id']}", headers=alice).status_code == 204
+    spare = api.client.post("/v1/tokens", headers=alice).json()
+
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    api.append(claimed, range(1, 3))
+    uri = artifact_url(api.settings.artifacts_url, f"checkpoints/{job_id}/round-1.pt")
+    write_once(uri, b"checkpoint-bytes")
+    with transaction(api.sessions) as session:
+        checkpoint = queue.record_checkpoint(
+            session,
+            job_id=job_id,
+            token=claimed.fencing_token,
+            round=1,
+            seq=2,
+            uri=uri,
+            sha256="0" * 64,
+            bytes=16,
+        )
+    api.finish(claimed)  # finished, so the SSE stream closes by itself
+    return World(
+        api=api,
+        headers={
+            "none": {},
+            "bad": bearer("not-a-token"),
+            "revoked": bearer(revoked["token"]),
+            "other": bob,
+            "admin": api.admin,
+            "owner": alice,
+        },
+        ids={"job_id": job_id, "checkpoint_id": checkpoint.id, "token_id": spare["id"]},
+    )
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_route_answers_each_caller_correctly(world: World, route: tuple[str, str]) -> None:
+    method, template = route
+    case = ROUTES[route]
+    path = template.format(**world.ids)
+    mismatches = []
+    for caller in CALLERS:
+        r = world.api.client.request(
+            method, path, headers=world.headers[caller], **case.request(world.ids)
+        )
+        want = expected_status(case, caller)
+        if r.status_code != want:
+            mismatches.append(f"{caller}: {r.status_code} != {want}: {r.text[:200]}")
+        elif want >= 400:
+            assert_json_error(r, want)
+            if want == 401:
+                assert r.headers["www-authenticate"] == "Bearer"
+    assert not mismatches, "\n".join(mismatches)

@@ -1,0 +1,176 @@
+"""Bad requests get a 4xx JSON answer that names the offending field, never a 500."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    spec = json.loads(json.dumps(SMALL_SPEC))
+    *parents, leaf = path.split(".")
+    node = spec
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return spec
+
+
+def _field_named(detail: Any, field: str) -> bool:
+    """The 422 list names `field` in an error's loc or its message."""
+    dotted = [".".join(str(p) for p in e["loc"] if p != "body") for e in detail]
+    return any(d == field or d.startswith(field + ".") for d in dotted) or any(
+        field in e["msg"] for e in detail
+    )
+
+
+BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
+    ("unknown top-level field", SMALL_SPEC | {"bogus": 1}, "bogus"),
+    ("unknown nested field", _with("model.colour", "red"), "model.colour"),
+    ("wrong type", _with("schedule.rounds", "many"), "schedule.rounds"),
+    ("zero rounds", _with("schedule.rounds", 0), "schedule.rounds"),
+    ("negative lr", _with("optimizer.lr", -1.0), "optimizer.lr"),
+    ("too many workers", _with("distributed.workers", 10_000), "distributed.workers"),
+    ("unknown strategy", _with("aggregation.strategy", "lazy"), "aggregation.strategy"),
+    ("missing task", {"schedule": {"rounds": 3}}, "task"),
+    (
+        "lag_ps on char_lm",
+        {"task": {"kind": "char_lm"}, "aggregation": {"strategy": "lag_ps"}},
+        "aggregation.strategy",
+    ),
+    ("builtin dataset for the wrong task", _with("task.dataset", "builtin:digits"), "task.dataset"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "field"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec_is_422_naming_the_field(
+    api: Api, case: str, spec: dict[str, Any], field: str
+) -> None:
+    _uid, alice = api.create_user("alice")
+    detail = assert_json_error(api.client.post("/v1/jobs", json=spec, headers=alice), 422)
+    assert isinstance(detail, list) and _field_named(detail, field), (case, detail)
+
+
+def test_upload_references_must_exist_belong_to_the_submitter_and_fit(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    _uid, bob = api.create_user("bob")
+    bobs = api.client.post(
+        "/v1/datasets", files={"file": ("b.txt", b"bob's words\n")}, headers=bob
+    ).json()
+    csv = api.client.post(
+        "/v1/datasets", files={"file": ("a.csv", b"x,y\n1,0\n2,1\n")}, headers=alice
+    ).json()
+    for ref in ("upload:999999", bobs["ref"], "upload:abc", "upload:" + "9" * 40, csv["ref"]):
+        spec = {"task": {"kind": "char_lm", "dataset": ref}}
+        detail = assert_json_error(api.client.post("/v1/jobs", json=spec, headers=alice), 422)
+        assert detail[0]["loc"] == ["body", "task", "dataset"], (ref, detail)
+    own = api.client.post(
+        "/v1/datasets", files={"file": ("a.txt", b"alice's words\n")}, headers=alice
+    ).json()
+    spec = {"task": {"kind": "char_lm", "dataset": own["ref"]}}
+    assert api.client.post("/v1/jobs", json=spec, headers=alice).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "where"),
+    [
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, "body"),
+        ({"json": [1, 2, 3]}, "body"),
+        ({"json": SMALL_SPEC, "headers": {"Idempotency-Key": "k" * 201}}, "idempotency-key"),
+    ],
+    ids=["malformed json", "not an object", "idempotency key too long"],
+)
+def test_malformed_submissions_are_422(
+    api: Api, request_kwargs: dict[str, Any], where: str
+) -> None:
+    _uid, alice = api.create_user("alice")
+    request_kwargs = dict(request_kwargs)  # shared by both database runs
+    headers = alice | request_kwargs.pop("headers", {})
+    r = api.client.post("/v1/jobs", headers=headers, **request_kwargs)
+    detail = assert_json_error(r, 422)
+    assert any(where in [str(p).lower() for p in e["loc"]] for e in detail), detail
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/jobs/abc", "job_id"),
+        ("/v1/jobs/0", "job_id"),
+        ("/v1/jobs/99999999999999999999999", "job_id"),
+        ("/v1/jobs?cursor=abc", "cursor"),
+        ("/v1/jobs?cursor=99999999999999999999", "cursor"),
+        ("/v1/jobs?status=sleeping", "status"),
+        ("/v1/jobs?limit=0", "limit"),
+        ("/v1/jobs?limit=100000", "limit"),
+        ("/v1/jobs/1/metrics?after_seq=-1", "after_seq"),
+        ("/v1/jobs/1/checkpoints/0", "checkpoint_id"),
+        ("/v1/users?cursor=-3", "cursor"),
+    ],
+)
+def test_bad_paths_and_queries_are_422(api: Api, path: str, field: str) -> None:
+    detail = assert_json_error(api.client.get(path, headers=api.admin), 422)
+    assert any(e["loc"][-1] == field for e in detail), detail
+
+
+def test_bad_last_event_id_is_422(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    r = api.client.get(
+        f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "seventeen"}
+    )
+    detail = assert_json_error(r, 422)
+    assert detail[0]["loc"] == ["header", "last-event-id"]
+
+
+def test_bad_user_creation_is_4xx(api: Api) -> None:
+    for body in ({"name": ""}, {"name": "has space"}, {"name": "x", "role": "root"}, {"nam": "x"}):
+        assert_json_error(api.client.post("/v1/users", json=body, headers=api.admin), 422)
+    api.create_user("carol")
+    detail = assert_json_error(
+        api.client.post("/v1/users", json={"name": "carol"}, headers=api.admin), 409
+    )
+    assert "carol" in detail
+
+
+def test_oversized_bodies_are_413(make_api: MakeApi) -> None:
+    api = make_api(max_request_bytes=2048)
+    _uid, alice = api.create_user("alice")
+    big = SMALL_SPEC | {"name": "n" * 4000}
+    declared = api.client.post("/v1/jobs", json=big, headers=alice)
+    assert "larger than 2048" in assert_json_error(declared, 413)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        payload = json.dumps(big).encode()
+        for i in range(0, len(payload), 512):
+            yield payload[i : i + 512]
+
+    streamed = api.client.post(
+        "/v1/jobs", content=chunks(), headers=alice | {"Content-Type": "application/json"}
+    )
+    assert "content-length" not in streamed.request.headers
+    assert_json_error(streamed, 413)
+    # The limit is on size only: a small body still works afterwards.
+    assert api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice).status_code == 201
+
+
+def test_unexpected_errors_become_a_bare_500(settings: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/boom")
+        assert assert_json_error(r, 500) == "internal server error"
+        assert "hunter2" not in r.text
+        assert assert_json_error(client.get("/no/such/route"), 404) == "Not Found"

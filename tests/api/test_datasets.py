@@ -1,0 +1,72 @@
+"""Dataset uploads: validated at upload, stored content-addressed, owned."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import Api, MakeApi, assert_json_error
+
+
+def test_upload_text_and_csv_then_list_own(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    _uid, bob = api.create_user("bob")
+    text = b"It was the best of times.\n"
+    r = api.client.post("/v1/datasets", files={"file": ("tale.txt", text)}, headers=alice)
+    assert r.status_code == 201, r.text
+    ds = r.json()
+    assert ds["ref"] == f"upload:{ds['id']}" and ds["format"] == "text"
+    assert ds["owner"] == "alice" and ds["bytes"] == len(text)
+    assert ds["sha256"] == hashlib.sha256(text).hexdigest()
+    stored = Path(api.settings.artifacts_url) / "datasets" / f"{ds['sha256']}.txt"
+    assert stored.read_bytes() == text
+
+    csv = b"f1,f2,label\n0.5,1,0\n-2,3e-2,1\n"
+    r = api.client.post(
+        "/v1/datasets", files={"file": ("d.dat", csv)}, data={"format": "csv"}, headers=alice
+    )
+    assert r.status_code == 201 and r.json()["format"] == "csv", r.text
+    api.client.post("/v1/datasets", files={"file": ("b.txt", b"bob\n")}, headers=bob)
+
+    mine = api.client.get("/v1/datasets", headers=alice).json()
+    assert [d["filename"] for d in mine["data"]] == ["tale.txt", "d.dat"]
+    assert mine["next_cursor"] is None
+    everyone = api.client.get("/v1/datasets", headers=api.admin).json()["data"]
+    assert len(everyone) == 3
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "hint"),
+    [
+        ("empty.txt", b"", "empty"),
+        ("blank.txt", b"  \n\n", "empty"),
+        ("latin1.txt", "caf\u00e9".encode("latin-1"), "UTF-8"),
+        ("words.csv", b"a,b\nx,y\n", "not a finite number"),
+        ("ragged.csv", b"1,2\n3\n", "columns"),
+        ("header-only.csv", b"a,b\n", "no data rows"),
+        ("nan.csv", b"1,2\n3,nan\n", "not a finite number"),
+    ],
+)
+def test_bad_datasets_are_422_at_upload(
+    api: Api, filename: str, content: bytes, hint: str
+) -> None:
+    _uid, alice = api.create_user("alice")
+    r = api.client.post("/v1/datasets", files={"file": (filename, content)}, headers=alice)
+    detail = assert_json_error(r, 422)
+    assert detail[0]["loc"] == ["body", "file"] and hint in detail[0]["msg"], detail
+    assert api.client.get("/v1/datasets", headers=alice).json()["data"] == []
+
+
+def test_dataset_over_the_limit_is_413(make_api: MakeApi) -> None:
+    api = make_api(max_dataset_bytes=4096)
+    _uid, alice = api.create_user("alice")
+    just_over = b"a" * 4097
+    r = api.client.post("/v1/datasets", files={"file": ("big.txt", just_over)}, headers=alice)
+    assert "4096" in assert_json_error(r, 413)
+    far_over = b"a" * 200_000  # beyond the route's whole-body limit too
+    r = api.client.post("/v1/datasets", files={"file": ("huge.txt", far_over)}, headers=alice)
+    assert_json_error(r, 413)
+    ok = api.client.post("/v1/datasets", files={"file": ("ok.txt", b"a" * 4096)}, headers=alice)
+    assert ok.status_code == 201

@@ -1,0 +1,164 @@
+"""Submitting, reading, listing, paginating and cancelling jobs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import func, select
+
+from service.store.models import Job, JobEvent
+from tests.api.conftest import SMALL_SPEC, Api, assert_json_error
+
+
+def test_submit_returns_the_job_with_defaults_filled(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    spec = {
+        "name": "paper",
+        "task": {"kind": "lag_paper_linreg"},
+        "aggregation": {"strategy": "lag_wk"},
+    }
+    r = api.client.post("/v1/jobs", json=spec, headers=alice)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["owner"] == "alice" and job["name"] == "paper" and job["status"] == "queued"
+    assert job["attempt"] == 0 and job["error"] is None and job["summary"] is None
+    assert job["progress"] == {"round": 0, "rounds": 1000}
+    # The paper's defaults: 9 workers, full batch, sgd with lr = 1/L.
+    assert job["spec"]["distributed"]["workers"] == 9
+    assert job["spec"]["schedule"]["batch_size"] == "full"
+    assert job["spec"]["optimizer"]["name"] == "sgd" and job["spec"]["optimizer"]["lr"] > 0
+    assert job["created_at"].endswith("Z") and job["started_at"] is None
+
+    got = api.client.get(f"/v1/jobs/{job['id']}", headers=alice)
+    assert got.status_code == 200 and got.json() == job
+
+
+def test_started_and_finished_jobs_show_progress_and_summary(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    api.append(claimed, range(1, 4))
+    running = api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()
+    assert running["status"] == "running" and running["attempt"] == 1
+    assert running["progress"] == {"round": 2, "rounds": 5} and running["started_at"]
+    api.finish(claimed)
+    done = api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()
+    assert done["status"] == "succeeded" and done["summary"] == {"train_loss": 0.1}
+    assert done["finished_at"] >= done["started_at"] >= done["created_at"]
+
+
+def test_idempotency_key_replays_and_conflicts(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    _uid, bob = api.create_user("bob")
+    key = {"Idempotency-Key": "k-1"}
+    first = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | key)
+    again = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | key)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    other_body = SMALL_SPEC | {"priority": 5}
+    detail = assert_json_error(
+        api.client.post("/v1/jobs", json=other_body, headers=alice | key), 409
+    )
+    assert "Idempotency-Key" in detail
+    # Keys are per user: bob's k-1 is a different job.
+    bobs = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=bob | key)
+    assert bobs.status_code == 201 and bobs.json()["id"] != first.json()["id"]
+
+
+def test_concurrent_duplicates_create_one_job(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    headers = alice | {"Idempotency-Key": "race"}
+    barrier = threading.Barrier(6)
+    results: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def post() -> None:
+        barrier.wait()
+        r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=headers)
+        with lock:
+            results.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    codes = sorted(code for code, _ in results)
+    assert codes == [200] * 5 + [201], results
+    assert len({body["id"] for _, body in results}) == 1
+    with api.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 1
+
+
+def test_list_pagination_status_and_owner_filters(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    _uid, bob = api.create_user("bob")
+    alice_ids = [api.submit(alice) for _ in range(5)]
+    bob_id = api.submit(bob)
+    api.client.post(f"/v1/jobs/{alice_ids[0]}/cancel", headers=alice)
+
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = api.client.get("/v1/jobs", params=params, headers=alice).json()
+        seen += [j["id"] for j in page["data"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(alice_ids, reverse=True) and pages == 3  # newest first, no repeats
+
+    cancelled = api.client.get("/v1/jobs", params={"status": "cancelled"}, headers=alice).json()
+    assert [j["id"] for j in cancelled["data"]] == [alice_ids[0]]
+    # A user never sees other users' jobs, whatever ?owner= says.
+    assert api.client.get("/v1/jobs", params={"owner": "bob"}, headers=alice).json()["data"] == []
+    everyone = api.client.get("/v1/jobs", headers=api.admin).json()["data"]
+    assert {j["id"] for j in everyone} == {*alice_ids, bob_id}
+    bobs = api.client.get("/v1/jobs", params={"owner": "bob"}, headers=api.admin).json()["data"]
+    assert [(j["id"], j["owner"]) for j in bobs] == [(bob_id, "bob")]
+
+
+def test_cancel_queued_and_running_jobs(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    queued = api.submit(alice)
+    r = api.client.post(f"/v1/jobs/{queued}/cancel", headers=alice)
+    assert r.status_code == 202 and r.json()["status"] == "cancelled"
+    running = api.submit(alice)
+    api.claim()
+    r = api.client.post(f"/v1/jobs/{running}/cancel", headers=api.admin)
+    assert r.status_code == 202 and r.json()["status"] == "cancelling"
+    again = api.client.post(f"/v1/jobs/{running}/cancel", headers=alice)
+    assert again.status_code == 202 and again.json()["status"] == "cancelling"
+    finished = api.client.post(f"/v1/jobs/{queued}/cancel", headers=alice)
+    assert finished.status_code == 202 and finished.json()["status"] == "cancelled"
+
+
+def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    first = api.submit(alice)
+    second = api.submit(alice)
+    r = api.client.get(f"/v1/jobs/{second}/explain", headers=alice)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["queue_position"] == 2 and body["queued_ahead"] == 1
+    assert body["required"] == {"CPU": 2.0, "GPU": 0.0}
+    kinds = {reason["kind"] for reason in body["reasons"]}
+    assert {"no_dispatcher", "priority"} <= kinds
+
+    from service.store import queue
+    from service.store.db import transaction
+
+    with transaction(api.sessions) as session:
+        queue.upsert_dispatcher(session, dispatcher_id="d1", hostname="h", resources={"CPU": 1})
+    body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
+    resources = [r["message"] for r in body["reasons"] if r["kind"] == "resources"]
+    assert body["queue_position"] == 1 and resources and "never" in resources[0]
+    assert not any(r["kind"] == "no_dispatcher" for r in body["reasons"])
+
+    api.claim()
+    body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
+    assert body["status"] == "running" and body["queue_position"] is None

@@ -1,0 +1,122 @@
+"""End-to-end harness: a real uvicorn (`lagtrain server`) and real dispatchers
+(`lagtrain worker`) as subprocesses, over the session's database and local Ray."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.client import Client
+from tests.ray_cluster import ray_address
+
+__all__ = ["ray_address"]
+
+STARTUP_DEADLINE_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float, what: str) -> object:
+    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Stack:
+    """Processes of one test's service: server and dispatchers."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.url = ""
+        self.admin_token = env["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"]
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "lagtrain"), *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start_server(self) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._spawn("server", "server", "--host", "127.0.0.1", "--port", str(port))
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=STARTUP_DEADLINE_S, what="the API server")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return self._spawn("worker", "worker")
+
+    def admin(self) -> Client:
+        return Client(self.url, self.admin_token)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted(self.log_dir.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def service_stack(db_url: str, clean_db: None, ray_address: str, tmp_path: Path) -> Iterator[Stack]:
+    """A fresh service over an emptied database; the test starts what it needs."""
+    env = {
+        **os.environ,
+        "LAGTRAIN_DATABASE_URL": db_url,
+        "LAGTRAIN_ARTIFACTS_URL": str(tmp_path / "artifacts"),
+        "LAGTRAIN_STATE_DIR": str(tmp_path / "state"),
+        "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        "LAGTRAIN_LEASE_SECONDS": "4",
+        "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
+        "RAY_ADDRESS": ray_address,
+        "PYTHONUNBUFFERED": "1",
+    }
+    stack = Stack(env, tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop()

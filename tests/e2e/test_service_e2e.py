@@ -1,0 +1,145 @@
+"""Submit over HTTP, run on a real local Ray through real dispatcher processes, and
+watch the results come back through the API (on SQLite and on PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import torch
+
+from service.client import TERMINAL_STATUSES, Client
+from tests.e2e.conftest import Stack, wait_until
+
+pytestmark = pytest.mark.ray
+
+
+def small_job(rounds: int, **schedule: Any) -> dict[str, Any]:
+    return {
+        "name": "e2e-gru-digits",
+        "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
+        "model": {"cell": "gru", "hidden_size": 16},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "aggregation": {"strategy": "lasg_wk2"},
+        "distributed": {"workers": 2, "split": "non_iid", "cpus_per_worker": 0.5},
+        "schedule": {"rounds": rounds, "batch_size": 16, "eval_every": 10, **schedule},
+    }
+
+
+def status_of(client: Client, job_id: int) -> str:
+    return str(client.job(job_id)["status"])
+
+
+def test_job_runs_end_to_end(service_stack: Stack, tmp_path: Path) -> None:
+    service_stack.start_server()
+    service_stack.start_worker()
+    with service_stack.admin() as client:
+        job = client.submit(small_job(30, checkpoint_every=10))
+        job_id = int(job["id"])
+        assert job["status"] == "queued"
+        wait_until(lambda: status_of(client, job_id) != "queued", timeout=90, what="running")
+
+        seqs: list[int] = []
+        statuses: list[str] = []
+        for event, data in client.events(job_id):
+            if event == "metrics":
+                seqs.append(int(data["seq"]))
+            elif event == "status":
+                statuses.append(data["status"])
+        assert statuses[-1] == "succeeded", service_stack.logs()
+        assert "running" in statuses
+        assert seqs == sorted(set(seqs)) and seqs, "metric seqs must strictly increase"
+        assert seqs[-1] == 30
+
+        done = client.job(job_id)
+        assert done["status"] == "succeeded"
+        summary = done["summary"]
+        assert summary["rounds"] == 30
+        assert 0 < summary["uploads_total"] <= summary["dense_equiv_uploads"] == 60
+        assert "val_accuracy" in summary["final_metrics"]
+        stored = client.metrics(job_id)
+        assert [m["seq"] for m in stored] == list(range(1, 31))
+
+        checkpoints = client.checkpoints(job_id)
+        assert [c["round"] for c in checkpoints] == [9, 19, 29]
+        path = client.download_checkpoint(job_id, checkpoints[-1]["id"], tmp_path / "c.pt")
+        state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+        assert state["next_round"] == 30 and state["model"]
+
+
+def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None:
+    service_stack.start_server()
+    service_stack.start_worker()
+    total = ray.cluster_resources()["CPU"]
+    with service_stack.admin() as client:
+        job_id = int(client.submit(small_job(1_000_000, checkpoint_every=1000))["id"])
+        wait_until(lambda: client.metrics(job_id), timeout=90, what="the first metrics")
+        assert ray.available_resources().get("CPU", 0.0) <= total - 2
+        client.cancel(job_id)
+        wait_until(
+            lambda: status_of(client, job_id) == "cancelled", timeout=5, what="cancelled in 5 s"
+        )
+        wait_until(
+            lambda: ray.available_resources().get("CPU", 0.0) >= total,
+            timeout=5,
+            what="the gang's CPUs back in Ray",
+        )
+
+
+def test_killed_dispatcher_job_resumes_from_checkpoint(service_stack: Stack) -> None:
+    service_stack.start_server()
+    first = service_stack.start_worker()
+    rounds = 80
+    with service_stack.admin() as client:
+        job_id = int(client.submit(small_job(rounds, checkpoint_every=10))["id"])
+        wait_until(
+            lambda: any(c["round"] >= 19 for c in client.checkpoints(job_id)),
+            timeout=120,
+            what="a checkpoint at round 19",
+        )
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        killed_at = len(client.metrics(job_id))
+        assert killed_at < rounds, "the job ended before the kill; make it longer"
+        service_stack.start_worker()
+        wait_until(
+            lambda: status_of(client, job_id) in TERMINAL_STATUSES,
+            timeout=180,
+            what="the job to finish on the second dispatcher",
+        )
+        job = client.job(job_id)
+        assert job["status"] == "succeeded", (job["error"], service_stack.logs())
+        assert job["attempt"] == 2
+        metrics = client.metrics(job_id)
+        assert [m["seq"] for m in metrics] == list(range(1, rounds + 1))
+        assert {m["attempt"] for m in metrics} == {1, 2}
+        assert min(m["seq"] for m in metrics if m["attempt"] == 2) > 20
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_dispatchers_run_every_job_exactly_once(service_stack: Stack) -> None:
+    service_stack.start_server()
+    service_stack.start_worker()
+    service_stack.start_worker()
+    spec = {
+        "task": {"kind": "lag_paper_linreg"},
+        "aggregation": {"strategy": "lag_wk"},
+        "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+        "schedule": {"rounds": 5, "checkpoint_every": 5},
+    }
+    with service_stack.admin() as client:
+        ids = [int(client.submit({**spec, "name": f"j{i}"})["id"]) for i in range(20)]
+        wait_until(
+            lambda: all(status_of(client, i) in TERMINAL_STATUSES for i in ids),
+            timeout=300,
+            what="20 jobs to finish",
+        )
+        for job_id in ids:
+            job = client.job(job_id)
+            assert (job["status"], job["attempt"]) == ("succeeded", 1), job
+            assert [m["seq"] for m in client.metrics(job_id)] == [1, 2, 3, 4, 5]
