@@ -29,6 +29,8 @@ from workers.training.coordinator import Diverged
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
+# How often the lease is renewed at most; also how quickly a cancel is noticed.
+LEASE_CHECK_SECONDS = 0.5
 UPLOAD_PREFIX = "upload:"
 
 
@@ -66,6 +68,9 @@ class JobRun:
         self.stop_requested = threading.Event()
         # Set once the gang holds its resources (or failed to get them).
         self.gang_reserved = threading.Event()
+        self._ended = threading.Event()
+        self._cancel_requested = threading.Event()
+        self._lease_lost = threading.Event()
 
     @property
     def job_id(self) -> int:
@@ -92,6 +97,10 @@ class JobRun:
         )
         events: queue.Queue[JobEvent] = queue.Queue()
         outcome = _Outcome()
+        # The lease is renewed from the claim on, also while the gang starts (actors
+        # importing torch can take longer than a short lease).
+        keeper = threading.Thread(target=self._keep_lease, name=f"lease-{claimed.job_id}")
+        keeper.start()
         try:
             resume = (claimed.resume.uri, claimed.resume.sha256) if claimed.resume else None
             try:
@@ -105,7 +114,22 @@ class JobRun:
             reader.start()
             self._supervise(events, outcome)
         finally:
+            self._ended.set()
             gang.stop()
+            keeper.join()
+
+    def _keep_lease(self) -> None:
+        interval = min(self.settings.heartbeat_seconds, LEASE_CHECK_SECONDS)
+        while not self._ended.wait(interval):
+            try:
+                if self._heartbeat():
+                    self._cancel_requested.set()
+            except StaleLease:
+                self._lease_lost.set()
+                return
+            except Exception:
+                # A transient store error: the lease has slack for the next beat.
+                log.exception("job %s: heartbeat failed", self.job_id)
 
     def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
         try:
@@ -116,26 +140,23 @@ class JobRun:
             outcome.error = exc
 
     def _supervise(self, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
-        last_beat = 0.0
         while True:
             finished = outcome.done or outcome.error is not None
-            batch = _drain(events, timeout=0.0 if finished else FLUSH_SECONDS)
-            self._flush(batch)
-            now = time.monotonic()
+            self._flush(_drain(events, timeout=0.0 if finished else FLUSH_SECONDS))
+            if self._lease_lost.is_set():
+                raise StaleLease(f"job {self.job_id}: the lease was taken over")
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():
                 self._fail("dispatcher shut down", retryable=True)
                 return
-            if now - last_beat >= min(self.settings.heartbeat_seconds, FLUSH_SECONDS):
-                last_beat = now
-                if self._heartbeat():
-                    self._write(
-                        lambda s: attempts.acknowledge_cancel(
-                            s, job_id=self.job_id, token=self.claimed.fencing_token
-                        )
+            if self._cancel_requested.is_set():
+                self._write(
+                    lambda s: attempts.acknowledge_cancel(
+                        s, job_id=self.job_id, token=self.claimed.fencing_token
                     )
-                    return
+                )
+                return
         if outcome.error is not None:
             diverged = _diverged(outcome.error)
             if diverged is not None:

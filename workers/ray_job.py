@@ -26,12 +26,11 @@ import torch
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.jobspec import COORDINATOR_CPUS, JobSpec
 from workers.training.coordinator import Coordinator
 from workers.training.replica import Replica, ReplicaReply
 from workers.training.runner import CHECKPOINT_FORMAT, assemble_checkpoint
 
-COORDINATOR_CPUS = 1.0
 # A bundle needs some resource; a replica asking for none gets this sliver of a CPU.
 MIN_BUNDLE_CPUS = 0.01
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -36,6 +36,10 @@ DEFAULT_SEQ_LEN: dict[str, int] = {
 # Tasks that supply per-worker smoothness constants (needed by lag_ps).
 TASKS_WITH_SMOOTHNESS: frozenset[str] = frozenset({"lag_paper_linreg"})
 STOCHASTIC_DEFAULT_MAX_STALENESS = 50
+# The coordinator's bundle in every gang; the claim's "fits" test and the placement
+# group both use these.
+COORDINATOR_CPUS = 1.0
+COORDINATOR_GPUS = 0.0
 
 
 class _Strict(BaseModel):

@@ -32,7 +32,7 @@ from service.store.lifecycle import ACTIVE, JobStatus
 from service.store.models import Checkpoint, Dispatcher, Job, User, table_of, utcnow
 
 if TYPE_CHECKING:  # pydantic is not needed to claim: keeps dispatcher start-up lean
-    from service.schemas.jobspec import JobSpec
+    from service.schemas.jobspec import COORDINATOR_CPUS, COORDINATOR_GPUS, JobSpec
 
 __all__ = [  # the fenced writes live in service.store.attempts; re-exported here
     "CheckpointRef",
@@ -59,8 +59,6 @@ __all__ = [  # the fenced writes live in service.store.attempts; re-exported her
 # The gang is the coordinator plus `workers` replicas. The coordinator holds the
 # aggregated gradient and steps the optimizer: one CPU, no GPU. The Ray dispatcher
 # must reserve exactly what gang_resources() says, or the claim's "fits" test lies.
-COORDINATOR_CPUS = 1.0
-COORDINATOR_GPUS = 0.0
 # Float slack so that e.g. 3 x 0.1 CPUs fits into 0.3 free CPUs.
 RESOURCE_EPSILON = 1e-9
 # Stands in for a zero share weight: such a user is served only when nobody else waits.

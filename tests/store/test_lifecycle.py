@@ -1,0 +1,195 @@
+"""The lifecycle's transition table, tested edge by edge on both databases."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import InvalidTransition, StaleLease
+from service.store import lifecycle, queue
+from service.store.db import transaction
+from service.store.lifecycle import JobStatus
+from service.store.models import JobAttempt, JobEvent
+from tests.store.conftest import MakeUser, Submit, get_job, load_job
+
+S = JobStatus
+# DESIGN §3, written out independently of lifecycle.ALLOWED.
+EXPECTED_EDGES = {
+    (S.QUEUED, S.RUNNING),
+    (S.QUEUED, S.CANCELLED),
+    (S.QUEUED, S.FAILED),
+    (S.RUNNING, S.SUCCEEDED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.CANCELLING),
+    (S.RUNNING, S.QUEUED),
+    (S.CANCELLING, S.CANCELLED),
+    (S.CANCELLING, S.SUCCEEDED),
+    (S.CANCELLING, S.FAILED),
+}
+ALL_PAIRS = list(itertools.product(list(JobStatus), list(JobStatus)))
+
+
+def put_job_in(
+    status: JobStatus, factory: sessionmaker[Session], owner_id: int, submit: Submit
+) -> tuple[int, str | None]:
+    """A job in `status`, reached through the public store functions; (id, lease token)."""
+    job_id = submit(owner_id)
+    if status is S.QUEUED:
+        return job_id, None
+    with transaction(factory) as session:
+        if status is S.CANCELLED:
+            queue.request_cancel(session, job=get_job(session, job_id), actor="user:test")
+            return job_id, None
+        if status is S.FAILED:
+            queue.fail_queued(session, job_id=job_id, actor="admin", reason="no such GPU")
+            return job_id, None
+        claimed = queue.claim_next(
+            session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+        )
+        assert claimed is not None and claimed.job_id == job_id
+        token = claimed.fencing_token
+        if status is S.CANCELLING:
+            queue.request_cancel(session, job=get_job(session, job_id), actor="user:test")
+        elif status is S.SUCCEEDED:
+            queue.finish(session, job_id=job_id, token=token, summary={})
+            return job_id, None
+    return job_id, token
+
+
+def _events(session: Session, job_id: int) -> list[tuple[str | None, str, str]]:
+    rows = session.execute(
+        select(JobEvent.from_status, JobEvent.to_status, JobEvent.actor)
+        .where(JobEvent.job_id == job_id)
+        .order_by(JobEvent.id)
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_expected_edges_match_the_table() -> None:
+    table = {(a, b) for a, targets in lifecycle.ALLOWED.items() for b in targets}
+    assert table == EXPECTED_EDGES
+    assert all(not lifecycle.ALLOWED[t] for t in lifecycle.TERMINAL)
+
+
+@pytest.mark.parametrize(("start", "to"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
+def test_every_edge(
+    start: JobStatus,
+    to: JobStatus,
+    session_factory: sessionmaker[Session],
+    make_user: MakeUser,
+    submit: Submit,
+) -> None:
+    owner = make_user("ann")
+    job_id, token = put_job_in(start, session_factory, owner, submit)
+    with session_factory() as session:
+        events_before = _events(session, job_id)
+    assert events_before[-1][1] == start.value
+
+    actor = "tester"
+    with transaction(session_factory) as session:
+        job = get_job(session, job_id)
+        if (start, to) == (S.QUEUED, S.RUNNING):
+            # Only the claim statement starts a job: it also creates the lease.
+            with pytest.raises(InvalidTransition, match="only a claim"):
+                lifecycle.transition(session, job=job, to=to, actor=actor)
+            claimed = queue.claim_next(
+                session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+            )
+            assert claimed is not None and claimed.job_id == job_id
+            actor = "dispatcher:d"
+        elif (start, to) in EXPECTED_EDGES:
+            lifecycle.transition(
+                session, job=job, to=to, actor=actor, reason="why", expect_token=token
+            )
+        else:
+            with pytest.raises(InvalidTransition):
+                lifecycle.transition(
+                    session, job=job, to=to, actor=actor, reason="why", expect_token=token
+                )
+
+    after = load_job(session_factory, job_id)
+    with session_factory() as session:
+        events_after = _events(session, job_id)
+    if (start, to) in EXPECTED_EDGES:
+        assert after.status == to.value
+        assert events_after == [*events_before, (start.value, to.value, actor)]
+        if to in lifecycle.TERMINAL:
+            assert after.finished_at is not None
+            assert after.lease_token is None
+    else:
+        assert after.status == start.value
+        assert events_after == events_before
+
+
+@pytest.mark.parametrize("terminal", sorted(lifecycle.TERMINAL))
+def test_terminal_states_never_change(
+    terminal: JobStatus,
+    session_factory: sessionmaker[Session],
+    make_user: MakeUser,
+    submit: Submit,
+) -> None:
+    job_id, _ = put_job_in(terminal, session_factory, make_user("ann"), submit)
+    with transaction(session_factory) as session:
+        job = get_job(session, job_id)
+        for to in JobStatus:
+            with pytest.raises(InvalidTransition, match="never changes"):
+                lifecycle.transition(session, job=job, to=to, actor="admin")
+        # Cancelling a finished job is a harmless no-op, not a change.
+        assert queue.request_cancel(session, job=job, actor="user:ann").status == terminal.value
+    assert load_job(session_factory, job_id).status == terminal.value
+
+
+def test_success_needs_the_lease_holder(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id, token = put_job_in(S.RUNNING, session_factory, make_user("ann"), submit)
+    with transaction(session_factory) as session:
+        job = get_job(session, job_id)
+        with pytest.raises(InvalidTransition, match="lease holder"):
+            lifecycle.transition(session, job=job, to=S.SUCCEEDED, actor="admin")
+        with pytest.raises(StaleLease):
+            lifecycle.transition(
+                session, job=job, to=S.SUCCEEDED, actor="admin", expect_token="f" * 32
+            )
+    assert load_job(session_factory, job_id).status == "running"
+    assert token is not None
+
+
+def test_leaving_running_ends_the_attempt(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id, token = put_job_in(S.RUNNING, session_factory, make_user("ann"), submit)
+    with transaction(session_factory) as session:
+        lifecycle.transition(
+            session, job=get_job(session, job_id), to=S.FAILED, actor="admin", reason="broken node"
+        )
+    with session_factory() as session:
+        attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)).one()
+        job = get_job(session, job_id)
+    assert (attempt.number, attempt.fencing_token, attempt.outcome) == (1, token, "failed")
+    assert attempt.error == "broken node" and attempt.ended_at is not None
+    assert job.error == "broken node" and job.lease_token is None and job.lease_expires_at is None
+
+
+def test_request_cancel_paths(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    owner = make_user("ann")
+    running, _ = put_job_in(S.RUNNING, session_factory, owner, submit)
+    queued, _ = put_job_in(S.QUEUED, session_factory, owner, submit)
+    with transaction(session_factory) as session:
+        assert queue.request_cancel(session, job=get_job(session, queued), actor="u").status == (
+            "cancelled"
+        )
+        assert queue.request_cancel(session, job=get_job(session, running), actor="u").status == (
+            "cancelling"
+        )
+        # Asking again while it stops changes nothing and adds no event.
+        assert queue.request_cancel(session, job=get_job(session, running), actor="u").status == (
+            "cancelling"
+        )
+    with session_factory() as session:
+        assert [e[1] for e in _events(session, running)] == ["queued", "running", "cancelling"]
