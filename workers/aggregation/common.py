@@ -1,0 +1,106 @@
+"""Pieces every lazy-aggregation rule shares: the upload decision, the right-hand
+side of the skip test over a window of recent parameter steps, staleness forcing,
+and the coordinator's store of per-worker stale gradients.
+
+Convention (DESIGN §5): the coordinator steps with the *mean* of the M stale
+gradients, θ^{k+1} = θ^k - η·(1/M)·Σ_m g_m, so the skip test's right-hand side is
+
+    RHS^k = (1/η²) · Σ_{d=1..D} ξ_d ‖θ^{k+1-d} - θ^{k-d}‖²,   ξ_d = xi / D,
+
+which equals the paper's 1/(alpha²M²) form with the paper's sum step alpha = η / M. While
+k < D the window holds fewer than D terms (the missing ones count as zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One worker's outcome for one round. `forced` marks an upload made because
+    the worker reached `max_staleness` (the skip test was not consulted); `lhs` is
+    the left-hand side of the test where it was evaluated."""
+
+    upload: bool
+    forced: bool = False
+    lhs: float | None = None
+
+
+UPLOAD = Decision(upload=True)
+
+
+def skip_test(lhs: float, rhs: float) -> Decision:
+    """Upload iff LHS > RHS (so a zero threshold uploads every changed gradient)."""
+    return Decision(upload=lhs > rhs, lhs=lhs)
+
+
+def staleness_due(round_: int, last_upload_round: int, max_staleness: int | None) -> bool:
+    """True when the worker has gone `max_staleness` rounds without an upload:
+    with max_staleness = 1 every round is an upload (the dense baseline)."""
+    if max_staleness is None or last_upload_round < 0:
+        return False
+    return round_ - last_upload_round >= max_staleness
+
+
+@dataclass(frozen=True)
+class ThresholdWindow:
+    """The last `size` squared parameter steps ‖θ^{j+1} - θ^j‖², newest first."""
+
+    size: int
+    sq_steps: tuple[float, ...] = ()
+
+    def push(self, sq_step: float) -> ThresholdWindow:
+        return ThresholdWindow(self.size, ((float(sq_step), *self.sq_steps))[: self.size])
+
+    def rhs(self, *, lr: float, xi: float) -> float:
+        if not self.sq_steps or xi == 0.0:
+            return 0.0
+        return (xi / self.size) * sum(self.sq_steps) / (lr * lr)
+
+
+def squared_step(new_params: torch.Tensor, old_params: torch.Tensor) -> float:
+    """‖θ^{k+1} - θ^k‖², accumulated in float64 whatever the training dtype."""
+    diff = new_params.to(torch.float64) - old_params.to(torch.float64)
+    return float(torch.dot(diff, diff))
+
+
+@dataclass(frozen=True)
+class StaleGradients:
+    """The coordinator's copy of the last vector each worker uploaded, row m for
+    worker m (zeros until its first upload). The aggregate is re-summed from the
+    rows every round rather than updated by innovations, so float32 round-off
+    cannot accumulate over a long run."""
+
+    rows: torch.Tensor  # (M, p)
+    uploaded: torch.Tensor  # (M,) bool: has worker m ever uploaded
+
+    @staticmethod
+    def zeros(workers: int, size: int, *, dtype: torch.dtype, device: str) -> StaleGradients:
+        return StaleGradients(
+            torch.zeros(workers, size, dtype=dtype, device=device),
+            torch.zeros(workers, dtype=torch.bool, device=device),
+        )
+
+    def with_uploads(self, uploads: dict[int, torch.Tensor]) -> StaleGradients:
+        if not uploads:
+            return self
+        rows, uploaded = self.rows.clone(), self.uploaded.clone()
+        for rank, vector in uploads.items():
+            rows[rank] = vector
+            uploaded[rank] = True
+        return StaleGradients(rows, uploaded)
+
+    def mean(self) -> torch.Tensor:
+        return self.rows.sum(dim=0) / self.rows.shape[0]
+
+
+def clip_by_norm(vector: torch.Tensor, max_norm: float | None) -> torch.Tensor:
+    """torch.nn.utils.clip_grad_norm_'s rule on one flat vector."""
+    if max_norm is None:
+        return vector
+    norm = float(torch.linalg.vector_norm(vector))
+    coef = max_norm / (norm + 1e-6)
+    return vector * coef if coef < 1.0 else vector

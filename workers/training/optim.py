@@ -1,0 +1,129 @@
+"""The coordinator's step on the flat parameter vector: SGD with momentum, and Adam
+with optional AMSGrad and an optional bias correction. CADA2 is Adam with
+amsgrad = True and bias_correction = False:
+
+    h ← β₁h + (1-β₁)∇;  v ← β₂v + (1-β₂)∇²;  v̂ ← max(v̂, v);  θ ← θ - η·h/(√v̂ + ε).
+
+With bias correction the update follows torch.optim.Adam's formulation exactly
+(the tests compare against it), so `dense` + `adam` is plain data-parallel Adam.
+Pure functions over a frozen state, so a checkpoint is just the state's tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from service.schemas.jobspec import OptimizerSpec
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: Literal["sgd", "adam"]
+    lr: float
+    momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    amsgrad: bool = False
+    bias_correction: bool = True
+
+    @staticmethod
+    def from_spec(spec: OptimizerSpec) -> OptimizerConfig:
+        if spec.lr is None:
+            raise ValueError("optimizer.lr must be filled in (JobSpec validation does it)")
+        return OptimizerConfig(
+            name=spec.name,
+            lr=spec.lr,
+            momentum=spec.momentum,
+            beta1=spec.beta1,
+            beta2=spec.beta2,
+            eps=spec.eps,
+            amsgrad=bool(spec.amsgrad),
+            bias_correction=True if spec.bias_correction is None else spec.bias_correction,
+        )
+
+
+@dataclass(frozen=True)
+class OptimizerState:
+    step: int = 0
+    momentum_buffer: torch.Tensor | None = None
+    exp_avg: torch.Tensor | None = None
+    exp_avg_sq: torch.Tensor | None = None
+    max_exp_avg_sq: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, int | torch.Tensor]:
+        out: dict[str, int | torch.Tensor] = {"step": self.step}
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value.clone()
+        return out
+
+    @staticmethod
+    def from_state_dict(state: dict[str, int | torch.Tensor]) -> OptimizerState:
+        def tensor(key: str) -> torch.Tensor | None:
+            value = state.get(key)
+            return value.clone() if isinstance(value, torch.Tensor) else None
+
+        return OptimizerState(
+            step=int(state["step"]),
+            momentum_buffer=tensor("momentum_buffer"),
+            exp_avg=tensor("exp_avg"),
+            exp_avg_sq=tensor("exp_avg_sq"),
+            max_exp_avg_sq=tensor("max_exp_avg_sq"),
+        )
+
+
+def optimizer_step(
+    config: OptimizerConfig, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, OptimizerState]:
+    """One step; returns the new parameters and state (inputs are not modified)."""
+    if config.name == "sgd":
+        return _sgd(config, state, params, grad)
+    return _adam(config, state, params, grad)
+
+
+def _sgd(
+    config: OptimizerConfig, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, OptimizerState]:
+    direction = grad
+    buffer = None
+    if config.momentum != 0.0:
+        # torch.optim.SGD: the buffer starts as the first gradient, no dampening.
+        if state.momentum_buffer is None:
+            buffer = grad.clone()
+        else:
+            buffer = state.momentum_buffer * config.momentum + grad
+        direction = buffer
+    new_params = params.add(direction, alpha=-config.lr)
+    return new_params, OptimizerState(step=state.step + 1, momentum_buffer=buffer)
+
+
+def _adam(
+    config: OptimizerConfig, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, OptimizerState]:
+    step = state.step + 1
+    zeros = torch.zeros_like(params)
+    exp_avg = (state.exp_avg if state.exp_avg is not None else zeros).lerp(grad, 1 - config.beta1)
+    exp_avg_sq = (state.exp_avg_sq if state.exp_avg_sq is not None else zeros).mul(config.beta2)
+    exp_avg_sq = exp_avg_sq.addcmul(grad, grad, value=1 - config.beta2)
+    max_exp_avg_sq = None
+    second = exp_avg_sq
+    if config.amsgrad:
+        previous = state.max_exp_avg_sq if state.max_exp_avg_sq is not None else zeros
+        max_exp_avg_sq = torch.maximum(previous, exp_avg_sq)
+        second = max_exp_avg_sq
+    if config.bias_correction:
+        step_size = config.lr / (1 - config.beta1**step)
+        denom = (second.sqrt() / math.sqrt(1 - config.beta2**step)).add(config.eps)
+    else:
+        step_size = config.lr
+        denom = second.sqrt().add(config.eps)
+    new_params = params.addcdiv(exp_avg, denom, value=-step_size)
+    return new_params, OptimizerState(
+        step=step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq
+    )
