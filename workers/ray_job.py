@@ -105,6 +105,15 @@ class ReplicaHost:
     def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
         return self.replica.step(round_, params, rhs)
 
+    def describe(self) -> dict[str, Any]:
+        """Where this replica computes: its model's device and torch's thread count."""
+        device = next(self.replica.model.parameters()).device
+        return {
+            "rank": self.replica.rank,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        }
+
     def state_dict(self) -> dict[str, Any]:
         return {
             k: v.cpu() if isinstance(v, torch.Tensor) else v
