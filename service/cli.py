@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 from contextlib import ExitStack
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -30,6 +32,10 @@ def start_components(settings: Settings, *, embedded: bool, stack: ExitStack) ->
         start_embedded(settings, stack)
 
 
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def server(
     embedded: Annotated[
@@ -53,6 +59,10 @@ def server(
         from service.store.migrate import upgrade
 
         upgrade(settings.database_url)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
+    # handler it found. Exiting through SystemExit there lets the stack below stop the
+    # dispatcher and Ray; workers.ray_runtime keeps this handler across ray.init.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with ExitStack() as stack:
         start_components(settings, embedded=embedded, stack=stack)
         uvicorn.run(

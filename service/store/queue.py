@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, NotFound
+from service.schemas.jobspec import COORDINATOR_CPUS, COORDINATOR_GPUS
 from service.store import lifecycle
 from service.store.attempts import (
     HeartbeatReply,
@@ -31,8 +32,8 @@ from service.store.attempts import (
 from service.store.lifecycle import ACTIVE, JobStatus
 from service.store.models import Checkpoint, Dispatcher, Job, User, table_of, utcnow
 
-if TYPE_CHECKING:  # pydantic is not needed to claim: keeps dispatcher start-up lean
-    from service.schemas.jobspec import COORDINATOR_CPUS, COORDINATOR_GPUS, JobSpec
+if TYPE_CHECKING:
+    from service.schemas.jobspec import JobSpec
 
 __all__ = [  # the fenced writes live in service.store.attempts; re-exported here
     "CheckpointRef",
