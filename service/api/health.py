@@ -1,13 +1,15 @@
-"""Liveness and readiness probes (no authentication)."""
+"""Liveness and readiness probes and Prometheus metrics (no authentication)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Sessions
+from service.store.jobs import status_counts
+from service.store.lifecycle import JobStatus
 
 router = APIRouter(tags=["health"])
 
@@ -25,3 +27,16 @@ def readyz(sessions: Sessions) -> JSONResponse:
     except SQLAlchemyError:
         return JSONResponse(status_code=503, content={"detail": "database unreachable"})
     return JSONResponse(status_code=200, content={"status": "ready"})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def prometheus_metrics(sessions: Sessions) -> PlainTextResponse:
+    """Jobs by status, in Prometheus' text format (every status, zeros included)."""
+    with sessions() as session:
+        counts = status_counts(session)
+    lines = [
+        "# HELP lagtrain_jobs Jobs in the store by status.",
+        "# TYPE lagtrain_jobs gauge",
+        *(f'lagtrain_jobs{{status="{s.value}"}} {counts.get(s.value, 0)}' for s in JobStatus),
+    ]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

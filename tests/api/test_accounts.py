@@ -105,3 +105,15 @@ def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
         "failed": 0,
         "cancelled": 0,
     }
+
+
+def test_prometheus_metrics_count_jobs_by_status(api: Api) -> None:
+    _uid, alice = api.create_user("prom")
+    api.submit(alice)
+    api.submit(alice)
+    response = api.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert 'lagtrain_jobs{status="queued"} 2' in lines
+    assert 'lagtrain_jobs{status="running"} 0' in lines

@@ -38,6 +38,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/redoc"): RouteCase("public"),
     ("GET", "/healthz"): RouteCase("public"),
     ("GET", "/readyz"): RouteCase("public"),
+    ("GET", "/metrics"): RouteCase("public"),
     ("POST", "/v1/jobs"): RouteCase("user", 201, lambda ids: {"json": SMALL_SPEC}),
     ("GET", "/v1/jobs"): RouteCase("user"),
     ("GET", "/v1/jobs/{job_id}"): RouteCase("job"),
