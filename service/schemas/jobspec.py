@@ -36,6 +36,7 @@ DEFAULT_SEQ_LEN: dict[str, int] = {
 # Tasks that supply per-worker smoothness constants (needed by lag_ps).
 TASKS_WITH_SMOOTHNESS: frozenset[str] = frozenset({"lag_paper_linreg"})
 STOCHASTIC_DEFAULT_MAX_STALENESS = 50
+ADAM_DEFAULT_XI = 1e-6
 # The coordinator's bundle in every gang; the claim's "fits" test and the placement
 # group both use these.
 COORDINATOR_CPUS = 1.0
@@ -91,7 +92,10 @@ class AggregationSpec(_Strict):
     strategy: Strategy = "dense"
     window: int = Field(default=10, ge=1, le=1000, description="D, rounds of parameter history")
     xi: float | None = Field(
-        default=None, ge=0.0, le=1e6, description="scalar; xi_d = xi / D. null = 1.0 (10.0 lag_ps)"
+        default=None,
+        ge=0.0,
+        le=1e6,
+        description="scalar; xi_d = xi / D. null = 1.0 (10.0 for lag_ps, 1e-6 with adam)",
     )
     max_staleness: int | None = Field(
         default=None, ge=1, le=100_000, description="force an upload; null = 50 for lasg_wk2"
@@ -167,7 +171,7 @@ class JobSpec(_Strict):
             self.schedule.batch_size = 32
         agg, opt = self.aggregation, self.optimizer
         if agg.xi is None:
-            agg.xi = 10.0 if agg.strategy == "lag_ps" else 1.0
+            agg.xi = _default_xi(agg.strategy, opt.name)
         if agg.max_staleness is None and agg.strategy == "lasg_wk2":
             agg.max_staleness = STOCHASTIC_DEFAULT_MAX_STALENESS
         if opt.amsgrad is None:
@@ -220,6 +224,18 @@ def linreg_mean_smoothness(workers: int, uniform: bool) -> float:
     """Smoothness of the *mean* loss (1/M) sum L_m. The q_m are orthonormal, so the
     Hessian's top eigenvalue along q_m is M - 1 + L_m, divided by M."""
     return (workers - 1 + max(linreg_smoothness(workers, uniform))) / workers
+
+
+def _default_xi(strategy: str, optimizer: str) -> float:
+    """The paper's xi (1, or 10 for lag_ps) for SGD steps. With Adam every parameter
+    moves about one lr per round whatever its gradient, so sum ||dtheta||^2 / lr^2
+    grows with the parameter count and xi = 1 silences every replica; 1e-6 kept
+    CADA2 at dense Adam's accuracy in benchmarks/rnn_comm.py (20-26 k parameters)."""
+    if strategy == "lag_ps":
+        return 10.0
+    if optimizer == "adam" and strategy in ("lag_wk", "lasg_wk2"):
+        return ADAM_DEFAULT_XI
+    return 1.0
 
 
 def _default_lr(spec: JobSpec) -> float:

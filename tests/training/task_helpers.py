@@ -1,0 +1,45 @@
+"""Building the recurrent tasks from small specs in tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from service.schemas.jobspec import JobSpec
+from workers.training.tasks.registry import build_task
+from workers.training.tasks.sharded import ShardedTask
+
+# Small enough that building a task costs milliseconds.
+SMALL_TASKS: dict[str, dict[str, Any]] = {
+    "sequence_classification": {"kind": "sequence_classification"},
+    "char_lm": {"kind": "char_lm", "max_chars": 20_000, "seq_len": 32},
+    "adding": {"kind": "adding", "num_samples": 512, "seq_len": 20},
+    "copy_memory": {"kind": "copy_memory", "num_samples": 512, "seq_len": 12, "copy_length": 8},
+}
+
+
+def no_uploads(dataset_id: str) -> Path:
+    raise AssertionError(f"unexpected upload lookup {dataset_id!r}")
+
+
+def make_spec(task: dict[str, Any], **sections: Any) -> JobSpec:
+    sections.setdefault("model", {"hidden_size": 16})
+    return JobSpec.model_validate({"task": task, **sections})
+
+
+def make_task(
+    spec: JobSpec,
+    *,
+    dtype: torch.dtype = torch.float32,
+    uploads: dict[str, Path] | None = None,
+) -> ShardedTask:
+    def resolve(dataset_id: str) -> Path:
+        if uploads is None or dataset_id not in uploads:
+            return no_uploads(dataset_id)
+        return uploads[dataset_id]
+
+    task = build_task(spec, dtype=dtype, device="cpu", resolve_dataset=resolve)
+    assert isinstance(task, ShardedTask)
+    return task
