@@ -94,6 +94,7 @@ class JobRun:
             job_key=f"{claimed.job_id}",
             artifacts_url=self.settings.artifacts_url,
             datasets=self._datasets(),
+            attempt=claimed.attempt,
         )
         events: queue.Queue[JobEvent] = queue.Queue()
         outcome = _Outcome()

@@ -210,9 +210,12 @@ class RayJob:
         artifacts_url: str,
         datasets: Mapping[str, str] | None = None,
         dtype: str = "float32",
+        attempt: int = 1,
     ) -> None:
         self.spec = spec
         self.job_key = job_key
+        # Actors are named, so an operator (or a test) can find a job's gang in Ray.
+        self.actor_prefix = f"lagtrain-job{job_key}-attempt{attempt}"
         self.artifacts_url = artifacts_url
         self.datasets = dict(datasets or {})
         self.dtype = dtype
@@ -244,6 +247,7 @@ class RayJob:
         for rank, bundle in enumerate(bundles[1:]):
             self.actors.append(
                 replica_cls.options(
+                    name=f"{self.actor_prefix}-replica{rank}",
                     num_cpus=bundle["CPU"],
                     num_gpus=bundle.get("GPU", 0.0),
                     scheduling_strategy=PlacementGroupSchedulingStrategy(
@@ -261,6 +265,7 @@ class RayJob:
         self.driver = (
             ray.remote(JobDriver)
             .options(
+                name=f"{self.actor_prefix}-driver",
                 num_cpus=COORDINATOR_CPUS,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self.pg, placement_group_bundle_index=0

@@ -1,0 +1,122 @@
+"""The dispatcher against a real store (SQLite and PostgreSQL) and the session's
+real local Ray: divergence fails the job with its round, a crashed replica costs an
+attempt and the next one resumes, an impossible gang fails naming the resource."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.schemas.jobspec import JobSpec
+from service.settings import Settings
+from service.store import queue
+from service.store.db import transaction
+from service.store.lifecycle import TERMINAL
+from service.store.models import Checkpoint, Job, JobAttempt, Metric
+from service.store.users import create_user
+from tests.e2e.conftest import wait_until
+from workers.dispatcher import Dispatcher
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def dispatcher(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
+) -> Iterator[Dispatcher]:
+    fast = settings.model_copy(update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5})
+    running = Dispatcher(fast, session_factory)
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    yield running
+    running.stop()
+    thread.join(timeout=60)
+
+
+def submit(sessions: sessionmaker[Session], spec: dict[str, Any], max_attempts: int = 3) -> int:
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session, name=f"u{id(spec)}", role="user")
+        job = queue.enqueue(
+            session, owner_id=user.id, spec=JobSpec.model_validate(spec), max_attempts=max_attempts
+        )
+        return job.id
+
+
+def finished(sessions: sessionmaker[Session], job_id: int) -> Job | None:
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job if job.status in {s.value for s in TERMINAL} else None
+
+
+def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
+    dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+) -> None:
+    # lr far above 2/L on the paper's regression: the iterates blow up to inf.
+    job_id = submit(
+        session_factory,
+        {
+            "task": {"kind": "lag_paper_linreg"},
+            "optimizer": {"lr": 50.0},
+            "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 400, "checkpoint_every": 5},
+        },
+    )
+    job = wait_until(lambda: finished(session_factory, job_id), timeout=120, what="divergence")
+    assert isinstance(job, Job)
+    assert job.status == "failed" and job.attempt == 1, job.error
+    assert job.error is not None and "diverged at round" in job.error
+    with session_factory() as session:
+        rounds = [c.round for c in session.query(Checkpoint).filter_by(job_id=job_id)]
+    assert rounds and max(rounds) < 399, "the good checkpoints before the blow-up stay"
+
+
+def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
+    dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+) -> None:
+    rounds = 60
+    job_id = submit(
+        session_factory,
+        {
+            "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
+            "model": {"cell": "gru", "hidden_size": 16},
+            "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": rounds, "batch_size": 16, "checkpoint_every": 10},
+        },
+    )
+
+    def checkpointed() -> bool:
+        with session_factory() as session:
+            return session.query(Checkpoint).filter_by(job_id=job_id).count() > 0
+
+    wait_until(checkpointed, timeout=120, what="a first checkpoint")
+    ray.kill(ray.get_actor(f"lagtrain-job{job_id}-attempt1-replica1"))
+    job = wait_until(lambda: finished(session_factory, job_id), timeout=180, what="the job")
+    assert isinstance(job, Job)
+    assert (job.status, job.attempt) == ("succeeded", 2), job.error
+    with session_factory() as session:
+        attempts = session.query(JobAttempt).filter_by(job_id=job_id).order_by(JobAttempt.number)
+        outcomes = [(a.number, a.outcome) for a in attempts]
+        seqs = [m.seq for m in session.query(Metric).filter_by(job_id=job_id).order_by(Metric.seq)]
+        first = session.query(JobAttempt).filter_by(job_id=job_id, number=1).one()
+    assert outcomes == [(1, "failed"), (2, "succeeded")]
+    assert first.error is not None and "died" in first.error
+    assert seqs == list(range(1, rounds + 1))
+
+
+def test_a_gang_larger_than_the_cluster_fails_naming_the_resource(
+    dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+) -> None:
+    job_id = submit(
+        session_factory,
+        {"task": {"kind": "adding"}, "distributed": {"workers": 2, "gpus_per_worker": 1}},
+    )
+    job = wait_until(lambda: finished(session_factory, job_id), timeout=30, what="the failure")
+    assert isinstance(job, Job)
+    assert job.status == "failed" and job.error is not None
+    assert "2 GPU" in job.error and "0 GPU" in job.error
