@@ -69,7 +69,7 @@ def post_dataset(
     filename = (file.filename or "dataset")[-255:]
     fmt: DatasetFormat = format or guess_format(filename, file.content_type)
     try:
-        validate_dataset(data, fmt)
+        shape = validate_dataset(data, fmt)
     except DatasetRejected as exc:
         raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
     digest = hashlib.sha256(data).hexdigest()
@@ -84,6 +84,7 @@ def post_dataset(
             size=len(data),
             sha256=digest,
             uri=uri,
+            shape=shape.model_dump(),
         )
     return _dataset_out(dataset, principal.name)
 

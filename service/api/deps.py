@@ -3,10 +3,12 @@ cursors."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -59,6 +61,20 @@ def field_error(loc: tuple[str | int, ...], msg: str, value: object) -> RequestV
     return RequestValidationError(
         [{"type": "value_error", "loc": loc, "msg": msg, "input": value}]
     )
+
+
+def spec_errors(problems: Sequence[tuple[str, str]], spec: BaseModel) -> RequestValidationError:
+    """A 422 listing (dotted field, message) problems found in the request body's spec."""
+    body = spec.model_dump(mode="json")
+    errors = []
+    for field, message in problems:
+        path = field.split(".")
+        value: Any = body
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        msg = f"{field}: {message}"
+        errors.append({"type": "value_error", "loc": ("body", *path), "msg": msg, "input": value})
+    return RequestValidationError(errors)
 
 
 def next_cursor(ids: list[int], limit: int) -> str | None:

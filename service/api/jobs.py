@@ -19,10 +19,12 @@ from service.api.deps import (
     decode_cursor,
     field_error,
     next_cursor,
+    spec_errors,
 )
 from service.auth import CurrentUser
 from service.schemas.common import Page
-from service.schemas.datasets import TASK_DATASET_FORMAT
+from service.schemas.data_limits import check_data
+from service.schemas.datasets import TASK_DATASET_FORMAT, stored_shape
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.store.datasets import UPLOAD_PREFIX, owned_upload
@@ -102,8 +104,10 @@ def post_job(
 
 
 def _check_dataset(session: Session, spec: JobSpec, principal: Principal) -> None:
-    """An upload:<id> must exist, belong to the submitter and suit the task; the
-    schema cannot see the store, so the route checks it."""
+    """An upload:<id> must exist, belong to the submitter and suit the task, and the
+    spec must fit the shape recorded at upload (an upload without one, from before
+    migration 0002, is not checked); the schema cannot see the store, so the route
+    checks it."""
     ref = spec.task.dataset
     if ref is None or not ref.startswith(UPLOAD_PREFIX):
         return
@@ -118,6 +122,9 @@ def _check_dataset(session: Session, spec: JobSpec, principal: Principal) -> Non
             f"task.dataset: {spec.task.kind} needs a {wanted} dataset, {ref!r} is {dataset.format}",
             ref,
         )
+    problems = check_data(spec, stored_shape(dataset.format, dataset.shape))
+    if problems:
+        raise spec_errors(problems, spec)
 
 
 @router.get("", response_model=Page[JobOut])

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.schemas.data_limits import check_data
+
 TaskKind = Literal[
     "char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"
 ]
@@ -192,6 +194,10 @@ class JobSpec(_Strict):
             )
         if self.schedule.batch_size == "full" and kind == "char_lm":
             raise ValueError("schedule.batch_size: 'full' is not supported for char_lm")
+        # Builtin datasets and generated tasks; an upload's shape is checked at submit.
+        problems = check_data(self, None)
+        if problems:
+            raise ValueError("; ".join(f"{field}: {message}" for field, message in problems))
         return self
 
 

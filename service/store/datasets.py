@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +23,7 @@ def create_dataset(
     size: int,
     sha256: str,
     uri: str,
+    shape: dict[str, Any],
 ) -> Dataset:
     dataset = Dataset(
         owner_id=owner_id,
@@ -30,6 +33,7 @@ def create_dataset(
         sha256=sha256,
         uri=uri,
         created_at=utcnow(),
+        shape=shape,
     )
     session.add(dataset)
     session.flush()

@@ -187,6 +187,9 @@ class Dataset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uri: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # Summary taken at upload (service.schemas.data_limits.CsvShape / TextShape) that
+    # submit checks specs against; NULL for rows uploaded before 0002 (not checked).
+    shape: Mapped[dict[str, Any] | None]
 
 
 class Checkpoint(Base):

@@ -69,9 +69,8 @@ def test_upload_references_must_exist_belong_to_the_submitter_and_fit(api: Api) 
         spec = {"task": {"kind": "char_lm", "dataset": ref}}
         detail = assert_json_error(api.client.post("/v1/jobs", json=spec, headers=alice), 422)
         assert detail[0]["loc"] == ["body", "task", "dataset"], (ref, detail)
-    own = api.client.post(
-        "/v1/datasets", files={"file": ("a.txt", b"alice's words\n")}, headers=alice
-    ).json()
+    words = b"alice's words\n" * 50  # enough text for the default seq_len and workers
+    own = api.client.post("/v1/datasets", files={"file": ("a.txt", words)}, headers=alice).json()
     spec = {"task": {"kind": "char_lm", "dataset": own["ref"]}}
     assert api.client.post("/v1/jobs", json=spec, headers=alice).status_code == 201
 

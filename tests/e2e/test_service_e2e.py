@@ -3,15 +3,19 @@ watch the results come back through the API (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
 import torch
+import yaml
 
 from service.client import TERMINAL_STATUSES, Client
 from tests.e2e.conftest import Stack, wait_until
@@ -70,6 +74,33 @@ def test_job_runs_end_to_end(service_stack: Stack, tmp_path: Path) -> None:
         path = client.download_checkpoint(job_id, checkpoints[-1]["id"], tmp_path / "c.pt")
         state = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
         assert state["next_round"] == 30 and state["model"]
+    check_cli(service_stack, job_id, tmp_path)
+
+
+def check_cli(stack: Stack, job_id: int, tmp_path: Path) -> None:
+    """The client commands against the same live server, as a user types them."""
+    env = {**stack.env, "LAGTRAIN_URL": stack.url, "LAGTRAIN_TOKEN": stack.admin_token}
+    env["COLUMNS"] = "200"  # rich wraps to the terminal width
+    lagtrain = str(Path(sys.executable).parent / "lagtrain")
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [lagtrain, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    rows = list(csv.DictReader(io.StringIO(cli("metrics", str(job_id), "--csv"))))
+    assert [int(r["seq"]) for r in rows] == list(range(1, 31))
+    assert float(rows[-1]["uploads_total"]) > 0
+    assert "succeeded" in cli("jobs")
+    assert "succeeded" in cli("watch", str(job_id))
+    cli("download", str(job_id), "--out", "cli.pt")
+    assert torch.load(tmp_path / "cli.pt", weights_only=True)["next_round"] == 30
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(small_job(1_000_000)))
+    queued = int(cli("submit", str(spec_file)).split()[1])
+    assert "cancel" in cli("cancel", str(queued))
 
 
 def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None:

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from service.schemas.data_limits import MAX_VAL_SAMPLES
 from tests.training.task_helpers import SMALL_TASKS, make_spec, make_task
 from workers.training.tasks.base import Batch
-from workers.training.tasks.sharded import MAX_VAL_SAMPLES, ShardedTask
+from workers.training.tasks.sharded import ShardedTask
 
 KINDS = list(SMALL_TASKS)
 EXPECTED_METRIC = {

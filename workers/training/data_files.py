@@ -11,7 +11,9 @@ Uploaded sequence CSV (sequence_classification), documented in docs/tasks.md:
 one sample per row, `label,x_1,...,x_n`; the label is an integer class 0..K-1 and
 x_1..x_n the flattened sequence, step-major: n must be a multiple of task.seq_len,
 features per step = n / seq_len, step t is x_{tF+1}..x_{(t+1)F}. An optional header
-row (first field not an integer) is skipped. Values are used as given.
+row (the first non-blank row, if its first field is not an integer) is skipped.
+Values are used as given. The upload check (service/schemas/datasets.py) applies the
+same row rules (service/schemas/data_limits.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from service.schemas.data_limits import (
+    DIGITS_ROWS,
+    DIGITS_VALUES,
+    is_blank_record,
+    is_header_record,
+)
 from workers.training.tasks.base import DatasetResolver
 
 SHAKESPEARE_PLAYS: tuple[str, ...] = (
@@ -41,8 +49,6 @@ SHAKESPEARE_PLAYS: tuple[str, ...] = (
     "as_you_like_it",
     "merchant_of_venice",
 )
-DIGITS_PIXELS = 64
-DIGITS_SAMPLES = 1797
 DIGITS_MAX_VALUE = 16.0
 
 
@@ -118,7 +124,7 @@ def read_bundled_digits() -> np.ndarray | None:
         return None
     with gzip.open(path, "rt", encoding="ascii") as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
-    return table if table.shape == (DIGITS_SAMPLES, DIGITS_PIXELS + 1) else None
+    return table if table.shape == (DIGITS_ROWS, DIGITS_VALUES + 1) else None
 
 
 def load_digits_sequences(seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,24 +134,19 @@ def load_digits_sequences(seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     return _as_steps(flat, seq_len, "builtin:digits"), labels
 
 
-def _is_int(field: str) -> bool:
-    try:
-        int(field)
-    except ValueError:
-        return False
-    return True
-
-
 def read_sequence_csv(path: Path, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     """An uploaded labelled-sequence CSV (format in the module docstring)."""
     labels: list[int] = []
     rows: list[list[float]] = []
+    first = True
     with path.open(encoding="utf-8", newline="") as handle:
         for line_no, fields in enumerate(csv.reader(handle), start=1):
-            if not fields or all(not f.strip() for f in fields):
+            if is_blank_record(fields):
                 continue
-            if line_no == 1 and not _is_int(fields[0].strip()):
-                continue  # header row
+            if first:
+                first = False
+                if is_header_record(fields):
+                    continue
             try:
                 label = int(fields[0])
                 values = [float(f) for f in fields[1:]]

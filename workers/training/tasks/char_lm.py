@@ -18,15 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.schemas.data_limits import text_split, text_windows
 from service.schemas.jobspec import JobSpec
 from workers.training.data_files import load_text
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
 from workers.training.tasks.sharded import ShardedTask, tensor_batches
 from workers.training.tasks.splits import shard_indices
-
-VAL_TEXT_FRACTION = 0.1
-MAX_VAL_TOKENS = 32_768
 
 
 def windows(codes: torch.Tensor, starts: torch.Tensor, seq_len: int) -> Batch:
@@ -58,16 +56,15 @@ class CharLMTask(ShardedTask):
             raise ValueError("task.dataset: the text needs at least two distinct characters")
         lookup = {char: code for code, char in enumerate(self.vocabulary)}
         codes = np.fromiter((lookup[c] for c in text), dtype=np.int64, count=len(text))
-        split_at = len(codes) - max(1, int(len(codes) * VAL_TEXT_FRACTION))
+        split_at = text_split(len(codes))[0]
         train_codes, val_codes = codes[:split_at], codes[split_at:]
-        val_windows = min((len(val_codes) - 1) // self.seq_len, MAX_VAL_TOKENS // self.seq_len)
+        train_windows, val_windows = text_windows(len(codes), self.seq_len)
         if val_windows < 1:
             raise ValueError(
                 f"task.seq_len: {self.seq_len} is longer than the validation text "
                 f"({len(val_codes)} characters, 10 % of the corpus); shorten seq_len or "
                 "raise task.max_chars"
             )
-        train_windows = (len(train_codes) - 1) // self.seq_len
         self._set_shards(
             shard_indices(train_windows, self.num_workers, spec.distributed.split, seed=self.seed)
         )

@@ -17,7 +17,7 @@ from service.schemas.jobspec import JobSpec
 from workers.training.data_files import load_labelled_sequences
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
-from workers.training.tasks.sharded import MAX_VAL_SAMPLES, VAL_FRACTION, InMemoryTask
+from workers.training.tasks.sharded import InMemoryTask
 from workers.training.tasks.splits import holdout_split
 
 
@@ -47,9 +47,7 @@ class SequenceClassificationTask(InMemoryTask):
                 f"distributed.workers: the dataset has {len(labels)} samples; it needs at "
                 f"least workers + 1 = {self.num_workers + 1} (one per worker plus validation)"
             )
-        train_rows, val_rows = holdout_split(
-            len(labels), val_fraction=VAL_FRACTION, max_val=MAX_VAL_SAMPLES, seed=self.seed
-        )
+        train_rows, val_rows = holdout_split(len(labels), seed=self.seed)
         self._set_data(
             inputs=sequences,
             targets=labels,

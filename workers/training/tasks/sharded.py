@@ -21,9 +21,6 @@ from workers.training.tasks.splits import (
     torch_generator,
 )
 
-# Validation is capped so an evaluation costs a bounded, small amount of compute.
-MAX_VAL_SAMPLES = 1024
-VAL_FRACTION = 0.2
 EVAL_BATCH = 256
 
 

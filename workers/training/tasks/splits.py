@@ -9,6 +9,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from service.schemas.data_limits import validation_samples
+
 Split = Literal["iid", "non_iid"]
 
 # Independent random streams derived from one job seed.
@@ -34,13 +36,11 @@ def torch_generator(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, *keys))
 
 
-def holdout_split(
-    num_samples: int, *, val_fraction: float, max_val: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random (train, validation) index arrays; validation takes `val_fraction` of the
-    samples, at most `max_val`, and at least one."""
+def holdout_split(num_samples: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, validation) index arrays; validation takes
+    data_limits.validation_samples(num_samples) of them."""
     order = numpy_rng(seed, STREAM_HOLDOUT).permutation(num_samples)
-    num_val = min(max(1, round(num_samples * val_fraction)), max_val)
+    num_val = validation_samples(num_samples)
     return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 

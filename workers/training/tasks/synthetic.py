@@ -27,7 +27,7 @@ from torch import nn
 from service.schemas.jobspec import JobSpec
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
-from workers.training.tasks.sharded import MAX_VAL_SAMPLES, VAL_FRACTION, InMemoryTask
+from workers.training.tasks.sharded import InMemoryTask
 from workers.training.tasks.splits import STREAM_DATA, holdout_split, numpy_rng
 
 COPY_SYMBOLS = 8
@@ -68,12 +68,7 @@ def make_copy_memory(
 
 class _GeneratedTask(InMemoryTask):
     def _hold_out(self) -> tuple[np.ndarray, np.ndarray]:
-        return holdout_split(
-            self.spec.task.num_samples,
-            val_fraction=VAL_FRACTION,
-            max_val=MAX_VAL_SAMPLES,
-            seed=self.seed,
-        )
+        return holdout_split(self.spec.task.num_samples, seed=self.seed)
 
 
 class AddingTask(_GeneratedTask):

@@ -1,0 +1,79 @@
+"""service.schemas.data_limits agrees with the data and the workers: the builtin
+shapes are the real ones, an upload's shape is counted the way the worker reads
+the file, and JobSpec rejects builtin and generated misfits by field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.schemas.data_limits import (
+    DIGITS_CLASSES,
+    DIGITS_ROWS,
+    DIGITS_VALUES,
+    SHAKESPEARE_CHARS,
+    SHAKESPEARE_DISTINCT_CHARS,
+    CsvShape,
+    TextShape,
+    min_samples_for,
+    training_samples,
+)
+from service.schemas.datasets import DatasetRejected, validate_dataset
+from tests.training.task_helpers import make_spec
+from workers.training.data_files import load_digits_sequences, read_sequence_csv, read_shakespeare
+
+
+def test_builtin_shapes_match_the_data() -> None:
+    text = read_shakespeare(20_000_000)
+    assert (len(text), len(set(text))) == (SHAKESPEARE_CHARS, SHAKESPEARE_DISTINCT_CHARS)
+    sequences, labels = load_digits_sequences(1)
+    assert sequences.shape == (DIGITS_ROWS, 1, DIGITS_VALUES)
+    assert int(labels.min()) == 0 and int(labels.max()) + 1 == DIGITS_CLASSES
+
+
+def test_min_samples_is_the_first_count_that_leaves_one_per_worker() -> None:
+    for workers in (1, 4, 10, 256):
+        need = min_samples_for(workers)
+        assert training_samples(need) >= workers > training_samples(need - 1)
+
+
+def test_csv_shape_uses_the_workers_row_rules(tmp_path: Path) -> None:
+    content = "\n \nlabel,a,b\n\n2,0.5,1\n0,1e-3,2\n,\n"
+    shape = validate_dataset(content.encode(), "csv")
+    assert shape == CsvShape(rows=2, columns=3, integer_labels=True, classes=3)
+    path = tmp_path / "d.csv"
+    path.write_text(content, encoding="utf-8")
+    _inputs, labels = read_sequence_csv(path, 2)
+    assert len(labels) == shape.rows and int(labels.max()) + 1 == shape.classes
+    for bad_labels in (b"0,1\n1.5,2\n", b"0,1\n-1,2\n"):
+        shape = validate_dataset(bad_labels, "csv")
+        assert isinstance(shape, CsvShape) and not shape.integer_labels
+    # A first row whose label is an integer is data, as on the worker, so it must parse.
+    with pytest.raises(DatasetRejected, match="not a finite number"):
+        validate_dataset(b"3,abc\n1,2\n", "csv")
+
+
+def test_text_shape_counts_characters_as_the_worker_reads_them() -> None:
+    shape = validate_dataset(b"aa\r\nb\rc\n", "text")
+    assert shape == TextShape(chars=7, distinct_chars=4, two_distinct_within=3)
+    assert validate_dataset(b"zzz", "text") == TextShape(
+        chars=3, distinct_chars=1, two_distinct_within=None
+    )
+
+
+@pytest.mark.parametrize(
+    ("task", "workers", "field"),
+    [
+        ({"kind": "sequence_classification", "seq_len": 3}, 1, "task.seq_len"),
+        ({"kind": "char_lm", "max_chars": 1_000, "seq_len": 64}, 15, "distributed.workers"),
+        ({"kind": "adding", "num_samples": 100}, 81, "distributed.workers"),
+    ],
+)
+def test_jobspec_rejects_builtin_and_generated_misfits(
+    task: dict[str, object], workers: int, field: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{field}: "):
+        make_spec(task, distributed={"workers": workers})
+    make_spec(task | {"seq_len": 4}, distributed={"workers": 1})
