@@ -35,6 +35,8 @@ DIGITS_CLASSES = 10
 SHAKESPEARE_CHARS = 1_519_392
 SHAKESPEARE_DISTINCT_CHARS = 80
 
+MAX_CLASSES = 10_000
+
 
 class CsvShape(BaseModel):
     """An uploaded labelled-sequence CSV, summarised at upload (header excluded)."""
@@ -154,15 +156,21 @@ def _check_samples(num_samples: int, workers: int, described: str) -> list[tuple
     ]
 
 
-def _check_csv(
-    shape: CsvShape, dataset: str, seq_len: int, workers: int
-) -> list[tuple[str, str]]:
+def _check_csv(shape: CsvShape, dataset: str, seq_len: int, workers: int) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     values = shape.columns - 1
     if not shape.integer_labels:
         problems.append(("task.dataset", "every label (first column) must be an integer >= 0"))
     elif shape.classes < 2:
         problems.append(("task.dataset", "sequence_classification needs at least two classes"))
+    elif shape.classes > MAX_CLASSES:
+        # The model gets one output per class up to the largest label.
+        problems.append(
+            (
+                "task.dataset",
+                f"labels must be below {MAX_CLASSES} (the largest is {shape.classes - 1})",
+            )
+        )
     if values < 1:
         problems.append(("task.dataset", "every row needs values after its label"))
     elif values % seq_len:
@@ -180,9 +188,7 @@ def _check_text(
 ) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if shape.two_distinct_within is None or shape.two_distinct_within > used_chars:
-        problems.append(
-            ("task.dataset", "the text used needs at least two distinct characters")
-        )
+        problems.append(("task.dataset", "the text used needs at least two distinct characters"))
     train, val = text_windows(used_chars, seq_len)
     if val < 1:
         problems.append(

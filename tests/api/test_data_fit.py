@@ -125,6 +125,7 @@ CSV_MISFITS: list[tuple[str, bytes, int, str]] = [
     ("fractional labels", _csv(20, labels=("0", "1.5")), 2, "task.dataset"),
     ("negative labels", _csv(20, labels=("0", "-1")), 2, "task.dataset"),
     ("a single class", _csv(20, labels=("0",)), 2, "task.dataset"),
+    ("a label beyond the class cap", _csv(20, labels=("0", "1000000000000")), 2, "task.dataset"),
     # 10 workers: 11 rows hold out round(2.2) = 2 and leave 9
     ("too few rows for the workers", _csv(11), 2, "distributed.workers"),
 ]
