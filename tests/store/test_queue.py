@@ -332,11 +332,11 @@ def test_upsert_dispatcher(session_factory: sessionmaker[Session]) -> None:
         )
 
 
+# LISTEN/NOTIFY exists only on PostgreSQL; SQLite dispatchers poll.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_submission_notifies_dispatchers_on_commit(
     db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser
 ) -> None:
-    if make_url(db_url).get_backend_name() != "postgresql":
-        pytest.skip("LISTEN/NOTIFY exists only on PostgreSQL; SQLite dispatchers poll")
     owner = make_user("ann")
     libpq_url = make_url(db_url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(libpq_url, autocommit=True) as listener:
