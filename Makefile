@@ -33,6 +33,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/lag_paper.py
 	$(PY) benchmarks/rnn_comm.py
+	$(PY) benchmarks/service_overhead.py
+	$(PY) benchmarks/submit_latency.py
+	$(PY) benchmarks/ray_vs_gloo.py
 
 clean:
 	rm -rf $(VENV) .lagtrain

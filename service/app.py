@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.api import cluster, datasets, health, job_data, jobs, users
@@ -14,9 +15,17 @@ from service.api.datasets import MULTIPART_OVERHEAD_BYTES
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
-from service.store.db import make_engine, make_sessionmaker
+from service.store import queue
+from service.store.db import make_engine, make_sessionmaker, transaction
 
 API_VERSION = "1"
+
+
+def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
+    """The reaper also runs at server start (DESIGN §4): jobs whose dispatcher died
+    while no dispatcher was left go back to the queue, not stay 'running'."""
+    with transaction(sessions) as session:
+        queue.requeue_expired(session, actor="reaper:server-start")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -28,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(bootstrap_admin, sessions, settings)
+        await run_in_threadpool(requeue_expired_leases, sessions)
         yield
         engine.dispose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from contextlib import ExitStack
 from types import FrameType
@@ -54,6 +55,8 @@ def server(
         update={"host": host or settings.host, "port": port or settings.port}
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if embedded and settings.ray_auth_mode == "disabled":
+        _hand_ray_its_auth_mode(settings)  # a local Ray turns token auth on by itself
     if embedded:
         # One process owns its SQLite file here, so it brings the schema up to date itself.
         from service.store.migrate import upgrade
@@ -76,10 +79,19 @@ def server(
 @app.command()
 def worker() -> None:
     """Run a dispatcher: claim jobs from the store and run them on Ray (RAY_ADDRESS)."""
+    settings = Settings()
+    _hand_ray_its_auth_mode(settings)
     from workers.embedded import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_worker(Settings())
+    run_worker(settings)
+
+
+def _hand_ray_its_auth_mode(settings: Settings) -> None:
+    """Ray reads RAY_AUTH_MODE from the environment once, when it is imported, and a
+    client joining a token cluster without it is refused: the process's entry point
+    sets it from the settings before anything imports Ray."""
+    os.environ["RAY_AUTH_MODE"] = settings.ray_auth_mode
 
 
 @db_app.command("upgrade")

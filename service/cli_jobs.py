@@ -114,7 +114,8 @@ def _watch(client: Client, job_id: int) -> None:
         raise typer.Exit(1)
 
 
-def _figures(values: dict[str, float]) -> str:
+def _figures(raw: dict[str, float | None]) -> str:
+    values = {k: v for k, v in raw.items() if v is not None}  # non-finite values are null
     parts = []
     if "train_loss" in values:
         parts.append(f"loss {values['train_loss']:.4g}")

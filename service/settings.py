@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,11 @@ class Settings(BaseSettings):
     # Ray reads RAY_ADDRESS under its usual name; the prefixed name also works.
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "LAGTRAIN_RAY_ADDRESS")
+    )
+    # Ray's token authentication (on by default in 2.60); every node and client of a
+    # cluster must agree. Read under Ray's own name.
+    ray_auth_mode: Literal["token", "disabled"] = Field(
+        default="token", validation_alias=AliasChoices("RAY_AUTH_MODE", "LAGTRAIN_RAY_AUTH_MODE")
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -4,6 +4,7 @@ and run it in its own thread. Wakes on PostgreSQL NOTIFY, else polls (<= 1 s).""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -35,11 +36,27 @@ class Waker:
     def __init__(self, database_url: str) -> None:
         self._event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
+        self._dsn: str | None = None
         url = make_url(database_url)
         if url.get_backend_name() == "postgresql":
-            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._conn = psycopg.connect(dsn, autocommit=True)
+            self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conn = psycopg.connect(self._dsn, autocommit=True)
             self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
+
+    def reset(self) -> None:
+        """Drop a broken LISTEN connection and open a new one (falls back to polling
+        until that succeeds)."""
+        if self._dsn is None:
+            return
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=True)
+            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
+        except psycopg.Error:
+            log.warning("LISTEN connection failed; polling until it is back")
 
     def poke(self) -> None:
         self._event.set()
@@ -86,11 +103,13 @@ class Dispatcher:
                         self._maintain()
                     if self._claim_and_start():
                         continue
+                    self._waker.wait(self.settings.poll_seconds)
                 except Exception:
                     # A database or Ray hiccup must not kill the dispatcher: running
                     # jobs keep their own threads; try again after the poll interval.
                     log.exception("dispatcher %s: loop error; retrying", self.id)
-                self._waker.wait(self.settings.poll_seconds)
+                    self._waker.reset()
+                    self.stop_event.wait(self.settings.poll_seconds)
         finally:
             self._shutdown()
 
@@ -140,12 +159,23 @@ class Dispatcher:
         if claimed is None:
             return False
         log.info("claimed job %s attempt %s", claimed.job_id, claimed.attempt)
-        run = JobRun(
-            claimed,
-            settings=self.settings,
-            sessions=self.sessions,
-            on_exit=lambda: self._finished(claimed.job_id),
-        )
+        try:
+            run = JobRun(
+                claimed,
+                settings=self.settings,
+                sessions=self.sessions,
+                on_exit=lambda: self._finished(claimed.job_id),
+            )
+        except ValueError as exc:  # a stored spec this version cannot read
+            with transaction(self.sessions) as session:
+                queue.fail(
+                    session,
+                    job_id=claimed.job_id,
+                    token=claimed.fencing_token,
+                    reason=f"the stored spec is not valid for this dispatcher: {exc}"[:500],
+                    retryable=False,
+                )
+            return True
         thread = threading.Thread(target=run.run, name=f"job-{claimed.job_id}", daemon=True)
         with self._lock:
             self.runs[claimed.job_id] = (run, thread)

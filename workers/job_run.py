@@ -5,6 +5,7 @@ the final status. Every store write presents the attempt's fencing token."""
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -15,13 +16,15 @@ from typing import Any
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.artifacts import artifact_url
 from service.errors import StaleLease
 from service.schemas.jobspec import JobSpec
 from service.settings import Settings
 from service.store import attempts
 from service.store.attempts import MetricIn
+from service.store.datasets import UPLOAD_PREFIX
 from service.store.db import transaction
-from service.store.dispatch import dataset_uris
+from service.store.dispatch import dataset_uris, latest_metric_values
 from service.store.queue import ClaimedJob
 from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
 from workers.training.coordinator import Diverged
@@ -31,7 +34,6 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 # How often the lease is renewed at most; also how quickly a cancel is noticed.
 LEASE_CHECK_SECONDS = 0.5
-UPLOAD_PREFIX = "upload:"
 
 
 @dataclass
@@ -85,6 +87,7 @@ class JobRun:
             log.exception("job %s: dispatcher error", self.job_id)
             self._fail("dispatcher error (see the dispatcher's log)", retryable=True)
         finally:
+            self.gang_reserved.set()
             self.on_exit()
 
     def _run(self) -> None:
@@ -92,7 +95,7 @@ class JobRun:
         gang = RayJob(
             self.spec,
             job_key=f"{claimed.job_id}",
-            artifacts_url=self.settings.artifacts_url,
+            artifacts_url=artifact_url(self.settings.artifacts_url, ""),
             datasets=self._datasets(),
             attempt=claimed.attempt,
         )
@@ -106,18 +109,25 @@ class JobRun:
             resume = (claimed.resume.uri, claimed.resume.sha256) if claimed.resume else None
             try:
                 gang.start(ready_timeout_s=self.settings.gang_ready_seconds, resume=resume)
+                started = True
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
-                self._fail(f"could not start the gang: {_reason(exc)}", retryable=True)
-                return
+                started = False
+                final_write = self._failure(f"could not start the gang: {_reason(exc)}", True)
             finally:
                 self.gang_reserved.set()
-            reader = threading.Thread(target=self._read, args=(gang, events, outcome), daemon=True)
-            reader.start()
-            self._supervise(events, outcome)
+            if started:
+                reader = threading.Thread(
+                    target=self._read, args=(gang, events, outcome), daemon=True
+                )
+                reader.start()
+                final_write = self._supervise(events, outcome)
         finally:
             self._ended.set()
             gang.stop()
             keeper.join()
+        # The final status is written once the gang's actors and placement group are
+        # gone, so "cancelled" / "failed" / "succeeded" means the resources are free.
+        self._write(final_write)
 
     def _keep_lease(self) -> None:
         interval = min(self.settings.heartbeat_seconds, LEASE_CHECK_SECONDS)
@@ -140,7 +150,11 @@ class JobRun:
         except BaseException as exc:  # handed to the supervisor thread
             outcome.error = exc
 
-    def _supervise(self, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
+    def _supervise(
+        self, events: queue.Queue[JobEvent], outcome: _Outcome
+    ) -> Callable[[Session], Any]:
+        """Stream events into the store until the run ends; returns the final write."""
+        token = self.claimed.fencing_token
         while True:
             finished = outcome.done or outcome.error is not None
             self._flush(_drain(events, timeout=0.0 if finished else FLUSH_SECONDS))
@@ -149,26 +163,25 @@ class JobRun:
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():
-                self._fail("dispatcher shut down", retryable=True)
-                return
+                return self._failure("dispatcher shut down", True)
             if self._cancel_requested.is_set():
-                self._write(
-                    lambda s: attempts.acknowledge_cancel(
-                        s, job_id=self.job_id, token=self.claimed.fencing_token
-                    )
-                )
-                return
+                return lambda s: attempts.acknowledge_cancel(s, job_id=self.job_id, token=token)
         if outcome.error is not None:
             diverged = _diverged(outcome.error)
             if diverged is not None:
-                self._fail(str(diverged), retryable=False)
-            else:
-                self._fail(_reason(outcome.error), retryable=True)
-            return
-        self._write(
-            lambda s: attempts.finish(
-                s, job_id=self.job_id, token=self.claimed.fencing_token, summary=self._summary()
-            )
+                return self._failure(str(diverged), False)
+            return self._failure(_reason(outcome.error), True)
+        return lambda s: attempts.finish(
+            s, job_id=self.job_id, token=token, summary=self._summary(s)
+        )
+
+    def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
+        return lambda s: attempts.fail(
+            s,
+            job_id=self.job_id,
+            token=self.claimed.fencing_token,
+            reason=reason,
+            retryable=retryable,
         )
 
     def _flush(self, batch: list[JobEvent]) -> None:
@@ -227,7 +240,6 @@ class JobRun:
                 job_id=self.job_id,
                 token=self.claimed.fencing_token,
                 lease_seconds=self.settings.lease_seconds,
-                progress_round=self.progress.last_round + 1,
             )
             return reply.cancel_requested
 
@@ -258,20 +270,35 @@ class JobRun:
         with transaction(self.sessions) as session:
             return dataset_uris(session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
 
-    def _summary(self) -> dict[str, Any]:
-        values = self.progress.last_values
-        uploads = float(values.get("uploads_total", 0.0))
-        dense = float(values.get("dense_equiv_uploads", 0.0))
-        return {
-            "rounds": self.progress.last_round + 1,
-            "final_metrics": {**values, **self.progress.eval_values},
-            "uploads_total": uploads,
-            "dense_equiv_uploads": dense,
-            "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
-            "bytes_up_total": values.get("bytes_up_total"),
-            "attempt": self.claimed.attempt,
-            "attempt_wall_time_s": round(time.monotonic() - self.started, 3),
-        }
+    def _summary(self, session: Session) -> dict[str, Any]:
+        values = dict(self.progress.last_values)
+        if not values:
+            # Resumed from the final checkpoint: this attempt ran no round itself.
+            values = dict(latest_metric_values(session, job_id=self.job_id))
+        uploads = float(values.get("uploads_total") or 0.0)
+        dense = float(values.get("dense_equiv_uploads") or 0.0)
+        summary: dict[str, Any] = _finite(
+            {
+                "rounds": self.spec.schedule.rounds,
+                "final_metrics": {**values, **self.progress.eval_values},
+                "uploads_total": uploads,
+                "dense_equiv_uploads": dense,
+                "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
+                "bytes_up_total": values.get("bytes_up_total"),
+                "attempt": self.claimed.attempt,
+                "attempt_wall_time_s": round(time.monotonic() - self.started, 3),
+            }
+        )
+        return summary
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null (PostgreSQL's json rejects them)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _drain(events: queue.Queue[JobEvent], *, timeout: float) -> list[JobEvent]:

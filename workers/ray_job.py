@@ -31,8 +31,6 @@ from workers.training.coordinator import Coordinator
 from workers.training.replica import Replica, ReplicaReply
 from workers.training.runner import CHECKPOINT_FORMAT, assemble_checkpoint
 
-# A bundle needs some resource; a replica asking for none gets this sliver of a CPU.
-MIN_BUNDLE_CPUS = 0.01
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -225,7 +223,7 @@ class RayJob:
 
     def bundles(self) -> list[dict[str, float]]:
         dist = self.spec.distributed
-        replica: dict[str, float] = {"CPU": max(dist.cpus_per_worker, MIN_BUNDLE_CPUS)}
+        replica: dict[str, float] = {"CPU": dist.cpus_per_worker}
         if dist.gpus_per_worker > 0:
             replica["GPU"] = dist.gpus_per_worker
         return [{"CPU": COORDINATOR_CPUS}] + [dict(replica) for _ in range(dist.workers or 1)]

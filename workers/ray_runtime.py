@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def connect(
-    address: str | None, *, num_cpus: float | None = None, num_gpus: float | None = None
+    address: str | None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
 ) -> None:
     """Join the cluster at `address`, or start a local Ray when it is None.
 

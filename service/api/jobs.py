@@ -88,13 +88,16 @@ def post_job(
     settings: AppSettings,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
+    # The stored spec shows every default, the server's max_attempts included.
+    max_attempts = spec.max_attempts or settings.default_max_attempts
+    filled = spec.model_copy(update={"max_attempts": max_attempts})
     with transaction(sessions) as session:
         _check_dataset(session, spec, principal)
         job, created = submit_job(
             session,
             owner_id=principal.user_id,
-            spec=spec,
-            max_attempts=spec.max_attempts or settings.default_max_attempts,
+            spec=filled,
+            max_attempts=max_attempts,
             idempotency_key=idempotency_key,
             request_sha256=_request_sha256(spec),
         )

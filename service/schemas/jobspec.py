@@ -39,6 +39,8 @@ DEFAULT_SEQ_LEN: dict[str, int] = {
 TASKS_WITH_SMOOTHNESS: frozenset[str] = frozenset({"lag_paper_linreg"})
 STOCHASTIC_DEFAULT_MAX_STALENESS = 50
 ADAM_DEFAULT_XI = 1e-6
+# Generated tasks are built whole in every replica: bound their size at submit.
+MAX_GENERATED_STEPS = 20_000_000
 # The coordinator's bundle in every gang; the claim's "fits" test and the placement
 # group both use these.
 COORDINATOR_CPUS = 1.0
@@ -109,7 +111,9 @@ class AggregationSpec(_Strict):
 class DistributedSpec(_Strict):
     workers: int | None = Field(default=None, ge=1, le=256, description="null = task default")
     split: Split = "non_iid"
-    cpus_per_worker: float = Field(default=1.0, ge=0.0, le=256.0)
+    # Every replica holds some CPU (a GPU replica too): the claim's fit test and the
+    # placement group then reserve exactly the same amounts.
+    cpus_per_worker: float = Field(default=1.0, gt=0.0, le=256.0)
     gpus_per_worker: float = Field(default=0.0, ge=0.0, le=16.0)
 
 
@@ -192,6 +196,13 @@ class JobSpec(_Strict):
             raise ValueError(
                 f"distributed.workers: lag_paper_linreg needs workers <= task.dim ({self.task.dim})"
             )
+        if kind in ("adding", "copy_memory"):
+            steps = (self.task.seq_len or 0) + 2 * self.task.copy_length
+            if self.task.num_samples * steps > MAX_GENERATED_STEPS:
+                raise ValueError(
+                    f"task.num_samples: {self.task.num_samples} sequences of {steps} steps "
+                    f"exceed {MAX_GENERATED_STEPS:,} generated steps (every replica holds them)"
+                )
         if self.schedule.batch_size == "full" and kind == "char_lm":
             raise ValueError("schedule.batch_size: 'full' is not supported for char_lm")
         # Builtin datasets and generated tasks; an upload's shape is checked at submit.

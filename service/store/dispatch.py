@@ -4,12 +4,13 @@ and queued jobs whose gang can never fit the cluster."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.store.lifecycle import JobStatus
-from service.store.models import Dataset, Job
+from service.store.models import Dataset, Job, Metric
 from service.store.queue import RESOURCE_EPSILON
 
 
@@ -32,3 +33,11 @@ def unschedulable_jobs(session: Session, *, total_cpus: float, total_gpus: float
         ),
     )
     return list(session.scalars(query))
+
+
+def latest_metric_values(session: Session, *, job_id: int) -> dict[str, Any]:
+    """The values of the job's newest metric record ({} before the first)."""
+    values = session.scalar(
+        select(Metric.values).where(Metric.job_id == job_id).order_by(Metric.seq.desc()).limit(1)
+    )
+    return dict(values or {})

@@ -283,7 +283,12 @@ def request_cancel(session: Session, *, job: Job, actor: str) -> Job:
 def fail_queued(session: Session, *, job_id: int, actor: str, reason: str) -> Job:
     """queued -> failed, for a job that can never run (e.g. its gang is larger than the
     whole cluster); `reason` should name the resource."""
-    job = _get_job(session, job_id)
+    # Locked and re-read: a dispatcher may have claimed it since it was looked at.
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.status != JobStatus.QUEUED.value:
+        return job
     return lifecycle.transition(session, job=job, to=JobStatus.FAILED, actor=actor, reason=reason)
 
 

@@ -104,8 +104,10 @@ class Stack:
 @pytest.fixture
 def service_stack(db_url: str, clean_db: None, ray_address: str, tmp_path: Path) -> Iterator[Stack]:
     """A fresh service over an emptied database; the test starts what it needs."""
+    # Without RAY_AUTH_MODE: the worker must turn token auth on by itself (ray.init in
+    # this process put it in os.environ).
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"},
         "LAGTRAIN_DATABASE_URL": db_url,
         "LAGTRAIN_ARTIFACTS_URL": str(tmp_path / "artifacts"),
         "LAGTRAIN_STATE_DIR": str(tmp_path / "state"),

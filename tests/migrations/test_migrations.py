@@ -63,7 +63,7 @@ def test_upgrade_downgrade_upgrade_from_any_cwd(
     migrate.upgrade(empty_db_url)
     assert tables(empty_db_url) == TABLES
     assert current_revision(empty_db_url) == migrate.head_revisions()[0]
-    # Downgrading to base drops every table, and with it all data (one revision only).
+    # Downgrading to base drops every table, and with it all data.
     migrate.downgrade(empty_db_url, "base")
     assert tables(empty_db_url) == set()
     assert current_revision(empty_db_url) is None
@@ -120,3 +120,34 @@ def test_without_a_url_env_uses_settings(tmp_path: Path, monkeypatch: pytest.Mon
     del config.attributes["database_url"]
     command.upgrade(config, "head")
     assert tables(url) == TABLES
+
+
+def test_dataset_shape_round_trip_keeps_the_rows(empty_db_url: str) -> None:
+    """0002 down and up again with data present: datasets keep their rows; the shape
+    summary goes with the column on the way down and comes back empty (NULL), which
+    the submit check treats as 'not recorded'."""
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+            ).scalar_one()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO datasets (owner_id, filename, format, bytes, sha256, uri,"
+                    " created_at, shape) VALUES (:o, 'd.csv', 'csv', 10, :h, '/x', :t, :s)"
+                ),
+                {"o": user_id, "h": "0" * 64, "t": utcnow(), "s": '{"rows": 5}'},
+            )
+        migrate.downgrade(empty_db_url, "0001")
+        with engine.connect() as conn:
+            names = conn.execute(sa.text("SELECT filename FROM datasets")).scalars().all()
+        assert names == ["d.csv"]
+        migrate.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT filename, shape FROM datasets")).all()
+        assert [(r[0], r[1]) for r in rows] == [("d.csv", None)]
+    finally:
+        engine.dispose()

@@ -179,7 +179,7 @@ def test_claim_respects_free_resources(
 ) -> None:
     owner = make_user("ann")
     big = submit(owner, distributed={"workers": 4, "cpus_per_worker": 1})  # 5 CPUs
-    gpu = submit(owner, distributed={"workers": 2, "cpus_per_worker": 0, "gpus_per_worker": 1})
+    gpu = submit(owner, distributed={"workers": 2, "cpus_per_worker": 0.1, "gpus_per_worker": 1})
     small = submit(owner, distributed={"workers": 3, "cpus_per_worker": 0.1})  # 1.3 CPUs
     assert claim(session_factory, cpus=1.2, gpus=1) is None
     taken = claim(session_factory, cpus=1.3, gpus=1)  # float sum 1.3000000000000003 fits

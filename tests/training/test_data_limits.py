@@ -69,6 +69,7 @@ def test_text_shape_counts_characters_as_the_worker_reads_them() -> None:
         ({"kind": "sequence_classification", "seq_len": 3}, 1, "task.seq_len"),
         ({"kind": "char_lm", "max_chars": 1_000, "seq_len": 64}, 15, "distributed.workers"),
         ({"kind": "adding", "num_samples": 100}, 81, "distributed.workers"),
+        ({"kind": "copy_memory", "num_samples": 600_000, "seq_len": 4096}, 1, "task.num_samples"),
     ],
 )
 def test_jobspec_rejects_builtin_and_generated_misfits(

@@ -48,6 +48,7 @@ def _train(spec: dict[str, Any], *, stop_when: tuple[str, float] | None = None) 
     return last_eval
 
 
+@pytest.mark.timeout(60)  # the CPU budget per learning test
 def test_lstm_solves_the_adding_problem() -> None:
     # Chance (predicting the mean) is MSE ~0.167; with seeds 0-3 this configuration
     # got below 0.05 after 400-550 rounds in development.
@@ -63,6 +64,7 @@ def test_lstm_solves_the_adding_problem() -> None:
     assert metrics["val_mse"] < 0.05, metrics
 
 
+@pytest.mark.timeout(60)  # the CPU budget per learning test
 def test_lstm_classifies_digits_from_non_iid_shards() -> None:
     spec = {
         "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
@@ -77,6 +79,7 @@ def test_lstm_classifies_digits_from_non_iid_shards() -> None:
     assert metrics["val_accuracy"] >= 0.90, metrics
 
 
+@pytest.mark.timeout(60)  # the CPU budget per learning test
 def test_char_lm_beats_the_unigram_baseline_by_far() -> None:
     spec = {
         "task": {"kind": "char_lm", "dataset": "builtin:shakespeare", "max_chars": 100_000,
