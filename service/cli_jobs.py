@@ -105,7 +105,9 @@ def _watch(client: Client, job_id: int) -> None:
                     final = data
                     progress.update(bar, status=data["status"])
                 elif event == "metrics":
-                    progress.update(bar, completed=data["round"], figures=_figures(data["values"]))
+                    progress.update(
+                        bar, completed=data["round"] + 1, figures=_figures(data["values"])
+                    )
         except ApiError as exc:
             raise _fail(exc) from exc
     if final.get("error"):

@@ -131,7 +131,8 @@ def append_metrics(
     )
     if ordered:
         job.last_seq = ordered[-1].seq
-        job.progress_round = max(job.progress_round, max(r.round for r in ordered))
+        # progress.round counts rounds completed (round is 0-based): 300/300 when done.
+        job.progress_round = max(job.progress_round, max(r.round for r in ordered) + 1)
     session.flush()
     return len(ordered)
 

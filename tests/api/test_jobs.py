@@ -41,7 +41,7 @@ def test_started_and_finished_jobs_show_progress_and_summary(api: Api) -> None:
     api.append(claimed, range(1, 4))
     running = api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()
     assert running["status"] == "running" and running["attempt"] == 1
-    assert running["progress"] == {"round": 2, "rounds": 5} and running["started_at"]
+    assert running["progress"] == {"round": 3, "rounds": 5} and running["started_at"]
     api.finish(claimed)
     done = api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()
     assert done["status"] == "succeeded" and done["summary"] == {"train_loss": 0.1}

