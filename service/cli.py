@@ -68,6 +68,11 @@ def server(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with ExitStack() as stack:
         start_components(settings, embedded=embedded, stack=stack)
+        typer.echo(
+            f"lagtrain: API on http://{settings.host}:{settings.port} (docs at /docs); "
+            f"the admin token is in {settings.state_dir / 'admin-token'} "
+            "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
+        )
         uvicorn.run(
             create_app(settings),
             host=settings.host,
