@@ -53,9 +53,10 @@ def test_services_start_in_order_with_health_gates() -> None:
     api = services["api"]
     assert api["command"][:4] == ["lagtrain", "server", "--host", "0.0.0.0"]
     assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert api["environment"]["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"] == SECRETS[
-        "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
-    ]
+    assert (
+        api["environment"]["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"]
+        == SECRETS["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"]
+    )
     url = "postgresql+psycopg://lagtrain:pw-for-test@postgres:5432/lagtrain"
     assert api["environment"]["LAGTRAIN_DATABASE_URL"] == url
     assert services["migrate"]["environment"]["LAGTRAIN_DATABASE_URL"] == url

@@ -78,8 +78,7 @@ class Api:
                 token=claimed.fencing_token,
                 attempt=claimed.attempt,
                 records=[
-                    queue.MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s})
-                    for s in seqs
+                    queue.MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s}) for s in seqs
                 ],
             )
 

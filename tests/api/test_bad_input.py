@@ -119,9 +119,7 @@ def test_bad_paths_and_queries_are_422(api: Api, path: str, field: str) -> None:
 def test_bad_last_event_id_is_422(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     job_id = api.submit(alice)
-    r = api.client.get(
-        f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "seventeen"}
-    )
+    r = api.client.get(f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "seventeen"})
     detail = assert_json_error(r, 422)
     assert detail[0]["loc"] == ["header", "last-event-id"]
 

@@ -49,9 +49,7 @@ def test_upload_text_and_csv_then_list_own(api: Api) -> None:
         ("nan.csv", b"1,2\n3,nan\n", "not a finite number"),
     ],
 )
-def test_bad_datasets_are_422_at_upload(
-    api: Api, filename: str, content: bytes, hint: str
-) -> None:
+def test_bad_datasets_are_422_at_upload(api: Api, filename: str, content: bytes, hint: str) -> None:
     _uid, alice = api.create_user("alice")
     r = api.client.post("/v1/datasets", files={"file": (filename, content)}, headers=alice)
     detail = assert_json_error(r, 422)

@@ -84,9 +84,7 @@ def test_stream_resumes_after_last_event_id(api: Api) -> None:
     claimed = api.claim()
     api.append(claimed, range(1, 6))
     api.finish(claimed)
-    resumed = api.client.get(
-        f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "3"}
-    )
+    resumed = api.client.get(f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "3"})
     events = list(read_sse(iter(resumed.text.splitlines())))
     assert [(e["event"], e.get("id")) for e in events] == [
         ("status", None),

@@ -9,17 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.client import Client
+from tests.polling import wait_until
 from tests.ray_cluster import ray_address
 
-__all__ = ["ray_address"]
+__all__ = ["ray_address", "wait_until"]
 
 STARTUP_DEADLINE_S = 60.0
 
@@ -28,18 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float, what: str) -> object:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Stack:

@@ -114,8 +114,10 @@ def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None
         client.cancel(job_id)
         # One 5 s deadline for both: the job shows cancelled and Ray has its CPUs back.
         wait_until(
-            lambda: status_of(client, job_id) == "cancelled"
-            and ray.available_resources().get("CPU", 0.0) >= total,
+            lambda: (
+                status_of(client, job_id) == "cancelled"
+                and ray.available_resources().get("CPU", 0.0) >= total
+            ),
             timeout=5,
             what="cancelled and the gang's CPUs back in Ray within 5 s",
         )

@@ -82,8 +82,12 @@ def test_lstm_classifies_digits_from_non_iid_shards() -> None:
 @pytest.mark.timeout(60)  # the CPU budget per learning test
 def test_char_lm_beats_the_unigram_baseline_by_far() -> None:
     spec = {
-        "task": {"kind": "char_lm", "dataset": "builtin:shakespeare", "max_chars": 100_000,
-                 "seq_len": 32},
+        "task": {
+            "kind": "char_lm",
+            "dataset": "builtin:shakespeare",
+            "max_chars": 100_000,
+            "seq_len": 32,
+        },
         "model": {"cell": "lstm", "hidden_size": 64, "embedding_dim": 16},
         "optimizer": {"name": "adam", "lr": 0.01},
         "aggregation": {"strategy": "dense"},

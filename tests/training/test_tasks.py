@@ -36,8 +36,13 @@ def _same_batch(a: Batch, b: Batch) -> bool:
 
 
 def _sample_keys(batch: Batch) -> set[bytes]:
-    rows = torch.cat([batch.inputs.reshape(batch.size, -1).double(),
-                      batch.targets.reshape(batch.size, -1).double()], dim=1)
+    rows = torch.cat(
+        [
+            batch.inputs.reshape(batch.size, -1).double(),
+            batch.targets.reshape(batch.size, -1).double(),
+        ],
+        dim=1,
+    )
     return {row.numpy().tobytes() for row in rows}
 
 

@@ -19,7 +19,7 @@ from service.store.db import transaction
 from service.store.lifecycle import TERMINAL
 from service.store.models import Checkpoint, Job, JobAttempt, Metric
 from service.store.users import create_user
-from tests.e2e.conftest import wait_until
+from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
 
 pytestmark = pytest.mark.ray
