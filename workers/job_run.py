@@ -247,15 +247,7 @@ class JobRun:
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:
-            self._write(
-                lambda s: attempts.fail(
-                    s,
-                    job_id=self.job_id,
-                    token=self.claimed.fencing_token,
-                    reason=reason,
-                    retryable=retryable,
-                )
-            )
+            self._write(self._failure(reason, retryable))
         except StaleLease:
             log.warning("job %s: lease lost before recording failure: %s", self.job_id, reason)
 

@@ -21,10 +21,6 @@ def get_visible_job(session: Session, *, job_id: int, viewer: Principal) -> Job:
     return job
 
 
-def find_by_idempotency_key(session: Session, *, owner_id: int, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == key))
-
-
 def list_jobs(
     session: Session,
     *,
