@@ -18,13 +18,14 @@ from typing import Any
 import ray
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.ray_job import RayJob, RecordEvent
 from workers.training.runner import run_reference
 
 
-def spec_for(workers: int, gpus: float, rounds: int) -> JobSpec:
-    return JobSpec.model_validate(
+def spec_for(workers: int, gpus: float, rounds: int) -> ResolvedSpec:
+    return resolve(
         {
             "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
             "model": {"cell": "lstm", "hidden_size": 128},
@@ -41,7 +42,7 @@ def spec_for(workers: int, gpus: float, rounds: int) -> JobSpec:
     )
 
 
-def run(spec: JobSpec, dtype: str) -> tuple[list[RecordEvent], list[dict[str, Any]], float]:
+def run(spec: ResolvedSpec, dtype: str) -> tuple[list[RecordEvent], list[dict[str, Any]], float]:
     job = RayJob(spec, job_key="gpu-check", artifacts_url=tempfile.mkdtemp(), dtype=dtype)
     start = time.perf_counter()
     try:

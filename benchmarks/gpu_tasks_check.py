@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.training.runner import run_reference
 from workers.training.tasks.registry import build_task
 
@@ -46,7 +47,9 @@ def shakespeare_file(directory: Path) -> Path:
     return path
 
 
-def losses(spec: JobSpec, dtype: torch.dtype, device: str, corpus: Path) -> list[dict[str, float]]:
+def losses(
+    spec: ResolvedSpec, dtype: torch.dtype, device: str, corpus: Path
+) -> list[dict[str, float]]:
     records: list[dict[str, float]] = []
     run_reference(
         spec,
@@ -59,7 +62,7 @@ def losses(spec: JobSpec, dtype: torch.dtype, device: str, corpus: Path) -> list
 
 
 def check(name: str, strategy: str, rounds: int, corpus: Path, device: str) -> bool:
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {
             "task": TASKS[name],
             "model": {"cell": "lstm", "hidden_size": 64, "num_layers": 2, "dropout": 0.0},

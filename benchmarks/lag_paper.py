@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 
 RULES = (("GD", "dense"), ("LAG-WK", "lag_wk"), ("LAG-PS", "lag_ps"))
@@ -31,7 +31,7 @@ class Outcome:
 
 
 def reach(strategy: str, *, uniform: bool, target: float, max_rounds: int, seed: int) -> Outcome:
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg", "uniform": uniform},
             "aggregation": {"strategy": strategy},

@@ -30,10 +30,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from service.schemas.jobspec import COORDINATOR_CPUS, JobSpec
+from service.schemas.gang import COORDINATOR_BUNDLE
+from service.schemas.resolve import resolve
 from workers.aggregation.common import clip_by_norm
 from workers.training.flat import flat_params, from_numpy, to_numpy
-from workers.training.optim import OptimizerConfig, OptimizerState, optimizer_step
+from workers.training.optim import OptimizerState, optimizer_step
 from workers.training.replica import Replica
 
 GOAL = 1.3
@@ -71,7 +72,7 @@ def ray_round_times(spec: dict[str, Any], artifacts: Path) -> list[float]:
 
     stamps: list[float] = []
     for event in run_on_ray(
-        JobSpec.model_validate(spec), job_key="bench", artifacts_url=str(artifacts)
+        resolve(spec), job_key="bench", artifacts_url=str(artifacts)
     ):
         if isinstance(event, RecordEvent):
             stamps.append(time.perf_counter())
@@ -85,9 +86,9 @@ def gloo_rank(rank: int, spec: dict[str, Any], world: int, port: int, out: str) 
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
-        parsed = JobSpec.model_validate(spec)
+        parsed = resolve(spec)
         replica = Replica(parsed, rank)
-        config = OptimizerConfig.from_spec(parsed.optimizer)
+        config = parsed.optimizer
         state = OptimizerState()
         params = flat_params(replica.model)
         dist.broadcast(params, src=0)
@@ -158,7 +159,7 @@ def main() -> None:
 
     from workers.ray_runtime import connect
 
-    connect(None, num_cpus=math.ceil(COORDINATOR_CPUS + args.workers))
+    connect(None, num_cpus=math.ceil(COORDINATOR_BUNDLE["CPU"] + args.workers))
     ray_times: list[float] = []
     gloo_times: list[float] = []
     params = 0
@@ -170,7 +171,7 @@ def main() -> None:
                 ray_times.append(per_round(ray_round_times(spec, workdir), args.warmup))
                 print(f"repeat {repeat + 1}: gloo ... {_load()}", flush=True)
                 gloo_times.append(per_round(gloo_round_times(spec, workdir), args.warmup))
-            params = flat_params(Replica(JobSpec.model_validate(spec), 0).model).numel()
+            params = flat_params(Replica(resolve(spec), 0).model).numel()
     finally:
         ray.shutdown()
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.training.runner import run_reference
 
 TARGET_SLACK = 0.01
@@ -117,14 +118,14 @@ class Run:
         return self.history[-1][1]
 
 
-def make_spec(scenario: Scenario, method: Method, workers: int, seed: int) -> JobSpec:
+def make_spec(scenario: Scenario, method: Method, workers: int, seed: int) -> ResolvedSpec:
     lr = scenario.adam_lr if method.optimizer == "adam" else scenario.sgd_lr
     aggregation: dict[str, Any] = {"strategy": method.strategy}
     if method.strategy == "lasg_wk2":
         aggregation["xi"] = scenario.cada_xi if method.optimizer == "adam" else scenario.lasg_xi
     if method.strategy == "local_sgd":
         aggregation["local_steps"] = 4
-    return JobSpec.model_validate(
+    return resolve(
         {
             "task": scenario.task,
             "model": scenario.model,

@@ -42,7 +42,8 @@ from local_stack import (
 )
 
 from service.client import TERMINAL_STATUSES
-from service.schemas.jobspec import COORDINATOR_CPUS, JobSpec
+from service.schemas.gang import COORDINATOR_BUNDLE
+from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 
 GOAL = 1.10
@@ -80,7 +81,7 @@ class ServiceRun:
 
 def time_reference(spec: dict[str, Any], threads: int) -> float:
     torch.set_num_threads(threads)
-    parsed = JobSpec.model_validate(spec)
+    parsed = resolve(spec)
     started = time.perf_counter()
     run_reference(parsed, on_record=lambda _round, _values: None)
     return time.perf_counter() - started
@@ -99,7 +100,7 @@ def time_ray_direct(spec: dict[str, Any], head: RayHead, artifacts: str) -> floa
     try:
         started = time.perf_counter()
         for _ in run_on_ray(
-            JobSpec.model_validate(spec), job_key="bench-direct", artifacts_url=artifacts
+            resolve(spec), job_key="bench-direct", artifacts_url=artifacts
         ):
             pass
         return time.perf_counter() - started
@@ -166,7 +167,7 @@ def main() -> None:
         args.rounds, args.hidden, args.max_chars = 20, 64, 200_000
     spec = job_spec(args)
     threads = args.reference_threads
-    ray_cpus = args.ray_cpus or math.ceil(COORDINATOR_CPUS + args.workers * 1)
+    ray_cpus = args.ray_cpus or math.ceil(COORDINATOR_BUNDLE["CPU"] + args.workers * 1)
 
     print(
         f"char_lm LSTM hidden {args.hidden}, {args.workers} workers x 1 CPU, {args.strategy}, "

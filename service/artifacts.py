@@ -11,32 +11,46 @@ import fsspec
 CHUNK_BYTES = 1 << 20
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
+def local_path(url: str) -> Path | None:
+    """The filesystem path of a local URL (a plain path or file://), else None."""
+    if "://" not in url or url.startswith("file://"):
+        return Path(url.removeprefix("file://"))
+    return None
 
 
 def artifact_url(base_url: str, relative: str) -> str:
     """An absolute URL for ``relative`` under ``base_url``; local paths are resolved so
     that a process with another working directory finds the same file."""
-    if _is_local(base_url):
-        base = Path(base_url.removeprefix("file://")).resolve()
-        return (base / relative).as_posix()
+    base = local_path(base_url)
+    if base is not None:
+        return (base.resolve() / relative).as_posix()
     return f"{base_url.rstrip('/')}/{relative}"
 
 
 def write_once(url: str, data: bytes) -> None:
     """Write ``data`` to ``url`` unless it exists (content-addressed names make an
-    existing file the same file). Written under a temporary name, then moved, so a
-    reader never sees half a file."""
+    existing file the same file)."""
     fs, path = fsspec.core.url_to_fs(url)
-    if fs.exists(path):
-        return
-    parent = path.rsplit("/", 1)[0]
-    fs.makedirs(parent, exist_ok=True)
+    if not fs.exists(path):
+        write_file(url, data)
+
+
+def write_file(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url``, replacing any file there. Written under a unique
+    temporary name, then moved, so a reader never sees half a file and two writers
+    never share a temporary file."""
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = f"{path}.tmp-{secrets.token_hex(8)}"
     with fs.open(tmp, "wb") as fh:
         fh.write(data)
     fs.mv(tmp, path)
+
+
+def read_file(url: str) -> bytes:
+    with fsspec.open(url, "rb") as fh:
+        data: bytes = fh.read()
+    return data
 
 
 def iter_file(url: str) -> Iterator[bytes]:

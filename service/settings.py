@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore")
@@ -35,7 +37,7 @@ class Settings(BaseSettings):
     # Logical CPUs of the local Ray that `server --embedded` starts. Ray's CPUs are
     # accounting units; more than the cores lets small RNN gangs share them.
     embedded_ray_cpus: int = Field(default=8, ge=1, le=1024)
-    default_max_attempts: int = Field(default=3, ge=1, le=20)
+    default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     max_dataset_bytes: int = Field(default=50_000_000, ge=1024)

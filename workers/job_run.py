@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import artifact_url
 from service.errors import StaleLease
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
 from service.store import attempts
 from service.store.attempts import MetricIn
@@ -64,7 +64,7 @@ class JobRun:
         self.settings = settings
         self.sessions = sessions
         self.on_exit = on_exit
-        self.spec = JobSpec.model_validate(claimed.spec)
+        self.spec = ResolvedSpec.model_validate(claimed.spec)
         self.started = time.monotonic()
         self.progress = _Progress()
         self.stop_requested = threading.Event()

@@ -1,199 +1,32 @@
-"""The one module that composes training on Ray: a placement group (one bundle for
-the coordinator, one per replica), replica actors wrapping the plain Replica class,
-and a driver actor wrapping the Coordinator that runs the rounds and streams events.
-
-The round loop is the reference runner's (begin_round -> replica.step for each
-planned rank -> end_round); only the replica calls go through Ray, with numpy
-arrays on the wire. So the Ray path reproduces run_reference's trajectory.
+"""One job's gang on Ray: a placement group of the job's gang bundles
+(service.schemas.gang: one for the coordinator, one per replica), replica actors and
+a driver actor (the plain classes of workers.ray_actors, wrapped by Ray here), and
+the driver's events streamed back. The aggregation rule is looked up once, here,
+and handed to the actors, so they run exactly the rule the dispatcher resolved.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import math
-import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import fsspec
-import numpy as np
 import ray
-import torch
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from service.schemas.jobspec import COORDINATOR_CPUS, JobSpec
-from workers.training.coordinator import Coordinator
-from workers.training.replica import Replica, ReplicaReply
-from workers.training.runner import CHECKPOINT_FORMAT, assemble_checkpoint
+from service.schemas.gang import gang_bundles
+from service.schemas.resolved import ResolvedSpec
+from workers.aggregation.registry import get_rule
+from workers.aggregation.rule import AggregationRule
+from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class RecordEvent:
-    round: int
-    values: dict[str, float]
-
-
-@dataclass(frozen=True)
-class CheckpointEvent:
-    round: int
-    uri: str
-    sha256: str
-    bytes: int
-
-
-JobEvent = RecordEvent | CheckpointEvent
+__all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
 
 
 def _threads_for(cpus: float) -> int:
     return max(1, math.floor(cpus))
-
-
-def _local_copy(uri: str) -> Path:
-    """A local path for a dataset URI (remote fsspec files are copied once)."""
-    if "://" not in uri or uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    target = (
-        Path(tempfile.gettempdir()) / "lagtrain-datasets" / hashlib.sha256(uri.encode()).hexdigest()
-    )
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with fsspec.open(uri, "rb") as src, target.open("wb") as dst:
-            dst.write(src.read())
-    return target
-
-
-def _resolver(datasets: Mapping[str, str]) -> Any:
-    def resolve(dataset_id: str) -> Path:
-        if dataset_id not in datasets:
-            raise KeyError(f"dataset upload:{dataset_id} was not handed to this job")
-        return _local_copy(datasets[dataset_id])
-
-    return resolve
-
-
-class ReplicaHost:
-    """Runs in a replica actor: one Replica, torch limited to the bundle's CPUs."""
-
-    def __init__(
-        self,
-        spec: dict[str, Any],
-        rank: int,
-        *,
-        dtype: str,
-        device: str,
-        threads: int,
-        datasets: Mapping[str, str],
-    ) -> None:
-        torch.set_num_threads(threads)
-        self.replica = Replica(
-            JobSpec.model_validate(spec),
-            rank,
-            dtype=DTYPES[dtype],
-            device=device,
-            resolve_dataset=_resolver(datasets),
-        )
-
-    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
-        return self.replica.step(round_, params, rhs)
-
-    def describe(self) -> dict[str, Any]:
-        """Where this replica computes: its model's device and torch's thread count."""
-        device = next(self.replica.model.parameters()).device
-        return {
-            "rank": self.replica.rank,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            k: v.cpu() if isinstance(v, torch.Tensor) else v
-            for k, v in self.replica.state_dict().items()
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.replica.load_state_dict(state)
-
-
-class JobDriver:
-    """Runs in the coordinator bundle: the Coordinator, the round loop, checkpoints."""
-
-    def __init__(
-        self,
-        spec: dict[str, Any],
-        *,
-        job_key: str,
-        replicas: list[Any],
-        dtype: str,
-        artifacts_url: str,
-        datasets: Mapping[str, str],
-        threads: int,
-    ) -> None:
-        torch.set_num_threads(threads)
-        self.spec = JobSpec.model_validate(spec)
-        self.job_key = job_key
-        self.replicas = replicas
-        self.artifacts_url = artifacts_url.rstrip("/")
-        self.coordinator = Coordinator(
-            self.spec, dtype=DTYPES[dtype], resolve_dataset=_resolver(datasets)
-        )
-        if len(replicas) != self.coordinator.workers:
-            raise ValueError(
-                f"{len(replicas)} replica actors for {self.coordinator.workers} workers"
-            )
-
-    def resume(self, uri: str, sha256: str) -> int:
-        """Load the checkpoint at `uri` after verifying its sha256; returns next round."""
-        with fsspec.open(uri, "rb") as fh:
-            data = fh.read()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
-            raise ValueError(f"checkpoint {uri} is corrupt: sha256 {digest} != {sha256}")
-        checkpoint = torch.load(io.BytesIO(data), weights_only=True)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{uri} is not a {CHECKPOINT_FORMAT} checkpoint")
-        self.coordinator.load_state_dict(checkpoint["coordinator"])
-        states = checkpoint["replicas"]
-        if len(states) != len(self.replicas):
-            raise ValueError(f"checkpoint has {len(states)} replicas, the job {len(self.replicas)}")
-        ray.get([r.load_state_dict.remote(s) for r, s in zip(self.replicas, states, strict=True)])
-        return self.coordinator.next_round
-
-    def run(self) -> Iterator[JobEvent]:
-        rounds, every = self.spec.schedule.rounds, self.spec.schedule.checkpoint_every
-        for round_ in range(self.coordinator.next_round, rounds):
-            plan = self.coordinator.begin_round(round_)
-            params = ray.put(plan.params)
-            replies: list[ReplicaReply] = ray.get(
-                [self.replicas[rank].step.remote(round_, params, plan.rhs) for rank in plan.ranks]
-            )
-            values = self.coordinator.end_round(round_, replies)
-            yield RecordEvent(round_, values)
-            if (round_ + 1) % every == 0 or round_ + 1 == rounds:
-                yield self._checkpoint(round_)
-
-    def _checkpoint(self, round_: int) -> CheckpointEvent:
-        states = ray.get([r.state_dict.remote() for r in self.replicas])
-        checkpoint = assemble_checkpoint(
-            self.coordinator.state_dict(), self.coordinator.model_state_dict(), states
-        )
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        data = buffer.getvalue()
-        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}.pt"
-        fs, path = fsspec.core.url_to_fs(uri)
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(f"{path}.tmp", "wb") as fh:
-            fh.write(data)
-        fs.mv(f"{path}.tmp", path)
-        return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
 
 
 class RayJob:
@@ -202,15 +35,17 @@ class RayJob:
 
     def __init__(
         self,
-        spec: JobSpec,
+        spec: ResolvedSpec,
         *,
         job_key: str,
         artifacts_url: str,
         datasets: Mapping[str, str] | None = None,
         dtype: str = "float32",
         attempt: int = 1,
+        rule: AggregationRule | None = None,
     ) -> None:
         self.spec = spec
+        self.rule = rule or get_rule(spec.aggregation.strategy)
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
         self.actor_prefix = f"lagtrain-job{job_key}-attempt{attempt}"
@@ -221,16 +56,9 @@ class RayJob:
         self.actors: list[Any] = []
         self.driver: Any = None
 
-    def bundles(self) -> list[dict[str, float]]:
-        dist = self.spec.distributed
-        replica: dict[str, float] = {"CPU": dist.cpus_per_worker}
-        if dist.gpus_per_worker > 0:
-            replica["GPU"] = dist.gpus_per_worker
-        return [{"CPU": COORDINATOR_CPUS}] + [dict(replica) for _ in range(dist.workers or 1)]
-
     def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
         """Reserve and start the gang; returns the first round to run."""
-        bundles = self.bundles()
+        bundles = gang_bundles(self.spec)
         self.pg = placement_group(bundles, strategy="PACK")
         try:
             ray.get(self.pg.ready(), timeout=ready_timeout_s)
@@ -254,6 +82,7 @@ class RayJob:
                 ).remote(
                     spec,
                     rank,
+                    rule=self.rule,
                     dtype=self.dtype,
                     device=device,
                     threads=_threads_for(bundle["CPU"]),
@@ -264,19 +93,20 @@ class RayJob:
             ray.remote(JobDriver)
             .options(
                 name=f"{self.actor_prefix}-driver",
-                num_cpus=COORDINATOR_CPUS,
+                num_cpus=bundles[0]["CPU"],
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self.pg, placement_group_bundle_index=0
                 ),
             )
             .remote(
                 spec,
+                rule=self.rule,
                 job_key=self.job_key,
                 replicas=list(self.actors),
                 dtype=self.dtype,
                 artifacts_url=self.artifacts_url,
                 datasets=self.datasets,
-                threads=_threads_for(COORDINATOR_CPUS),
+                threads=_threads_for(bundles[0]["CPU"]),
             )
         )
         self.actors.append(self.driver)
@@ -302,7 +132,7 @@ class RayJob:
 
 
 def run_on_ray(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     job_key: str,
     artifacts_url: str,
@@ -310,9 +140,17 @@ def run_on_ray(
     datasets: Mapping[str, str] | None = None,
     resume: tuple[str, str] | None = None,
     ready_timeout_s: float = 120.0,
+    rule: AggregationRule | None = None,
 ) -> Iterator[JobEvent]:
     """Run a whole job on Ray, yielding its events (tests and benchmarks use this)."""
-    job = RayJob(spec, job_key=job_key, artifacts_url=artifacts_url, datasets=datasets, dtype=dtype)
+    job = RayJob(
+        spec,
+        job_key=job_key,
+        artifacts_url=artifacts_url,
+        datasets=datasets,
+        dtype=dtype,
+        rule=rule,
+    )
     try:
         job.start(ready_timeout_s=ready_timeout_s, resume=resume)
         yield from job.events()

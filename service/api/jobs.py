@@ -27,6 +27,8 @@ from service.schemas.data_limits import check_data
 from service.schemas.datasets import TASK_DATASET_FORMAT, stored_shape
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import SpecError, resolve
+from service.schemas.resolved import ResolvedSpec
 from service.store.datasets import UPLOAD_PREFIX, owned_upload
 from service.store.db import transaction
 from service.store.explain import explain_job
@@ -89,15 +91,16 @@ def post_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     # The stored spec shows every default, the server's max_attempts included.
-    max_attempts = spec.max_attempts or settings.default_max_attempts
-    filled = spec.model_copy(update={"max_attempts": max_attempts})
+    try:
+        resolved = resolve(spec, default_max_attempts=settings.default_max_attempts)
+    except SpecError as exc:
+        raise spec_errors(exc.problems, spec) from exc
     with transaction(sessions) as session:
-        _check_dataset(session, spec, principal)
+        _check_dataset(session, resolved, principal)
         job, created = submit_job(
             session,
             owner_id=principal.user_id,
-            spec=filled,
-            max_attempts=max_attempts,
+            spec=resolved,
             idempotency_key=idempotency_key,
             request_sha256=_request_sha256(spec),
         )
@@ -106,7 +109,7 @@ def post_job(
     return job_out(job, principal.name)
 
 
-def _check_dataset(session: Session, spec: JobSpec, principal: Principal) -> None:
+def _check_dataset(session: Session, spec: ResolvedSpec, principal: Principal) -> None:
     """An upload:<id> must exist, belong to the submitter and suit the task, and the
     spec must fit the shape recorded at upload (an upload without one, from before
     migration 0002, is not checked); the schema cannot see the store, so the route

@@ -10,12 +10,9 @@ Pure: pydantic and the standard library only (the workers import it too).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 
 # sequence_classification, adding, copy_memory: a seeded random share of the samples
 # is held out (at least one); capped so an evaluation stays cheap.
@@ -108,14 +105,13 @@ def text_windows(num_chars: int, seq_len: int) -> tuple[int, int]:
     return train, val
 
 
-def check_data(spec: JobSpec, shape: DatasetShape | None) -> list[tuple[str, str]]:
+def check_data(spec: ResolvedSpec, shape: DatasetShape | None) -> list[tuple[str, str]]:
     """(field, message) for each reason building the task would fail. `shape` is the
     uploaded dataset's summary; None for builtin datasets and generated tasks (their
     shapes are known here) and for uploads recorded before shapes were, which are not
     checked."""
     task = spec.task
-    workers = spec.distributed.workers or 1
-    seq_len = task.seq_len or 1
+    workers = spec.distributed.workers
     if task.kind in ("adding", "copy_memory"):
         return _check_samples(task.num_samples, workers, f"task.num_samples = {task.num_samples}")
     if task.kind == "sequence_classification":
@@ -128,7 +124,8 @@ def check_data(spec: JobSpec, shape: DatasetShape | None) -> list[tuple[str, str
             )
         if not isinstance(shape, CsvShape):
             return []
-        return _check_csv(shape, task.dataset or "", seq_len, workers)
+        assert task.dataset is not None and task.seq_len is not None  # resolved
+        return _check_csv(shape, task.dataset, task.seq_len, workers)
     if task.kind == "char_lm":
         if task.dataset == "builtin:shakespeare":
             shape = TextShape(
@@ -138,7 +135,8 @@ def check_data(spec: JobSpec, shape: DatasetShape | None) -> list[tuple[str, str
             )
         if not isinstance(shape, TextShape):
             return []
-        return _check_text(shape, min(shape.chars, task.max_chars or shape.chars), seq_len, workers)
+        assert task.max_chars is not None and task.seq_len is not None  # resolved
+        return _check_text(shape, min(shape.chars, task.max_chars), task.seq_len, workers)
     return []
 
 

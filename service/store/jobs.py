@@ -6,7 +6,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from service.store.models import Job, JobEvent
 from service.store.queue import enqueue
 from service.store.users import Principal
@@ -68,8 +68,7 @@ def submit_job(
     session: Session,
     *,
     owner_id: int,
-    spec: JobSpec,
-    max_attempts: int,
+    spec: ResolvedSpec,
     idempotency_key: str | None,
     request_sha256: str | None,
 ) -> tuple[Job, bool]:
@@ -86,7 +85,6 @@ def submit_job(
             session,
             owner_id=owner_id,
             spec=spec,
-            max_attempts=max_attempts,
             idempotency_key=idempotency_key,
             request_sha256=request_sha256,
         )

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, NotFound
-from service.schemas.jobspec import COORDINATOR_CPUS, COORDINATOR_GPUS
+from service.schemas.gang import gang_totals
 from service.store import lifecycle
 from service.store.attempts import (
     HeartbeatReply,
@@ -33,7 +33,7 @@ from service.store.lifecycle import ACTIVE, JobStatus
 from service.store.models import Checkpoint, Dispatcher, Job, User, table_of, utcnow
 
 if TYPE_CHECKING:
-    from service.schemas.jobspec import JobSpec
+    from service.schemas.resolved import ResolvedSpec
 
 __all__ = [  # the fenced writes live in service.store.attempts; re-exported here
     "CheckpointRef",
@@ -48,7 +48,6 @@ __all__ = [  # the fenced writes live in service.store.attempts; re-exported her
     "fail",
     "fail_queued",
     "finish",
-    "gang_resources",
     "heartbeat",
     "latest_checkpoint",
     "record_checkpoint",
@@ -57,9 +56,8 @@ __all__ = [  # the fenced writes live in service.store.attempts; re-exported her
     "upsert_dispatcher",
 ]
 
-# The gang is the coordinator plus `workers` replicas. The coordinator holds the
-# aggregated gradient and steps the optimizer: one CPU, no GPU. The Ray dispatcher
-# must reserve exactly what gang_resources() says, or the claim's "fits" test lies.
+# The gang's size is the sum of its bundles (service.schemas.gang), which is also
+# what the placement group reserves, so the claim's "fits" test counts what Ray does.
 # Float slack so that e.g. 3 x 0.1 CPUs fits into 0.3 free CPUs.
 RESOURCE_EPSILON = 1e-9
 # Stands in for a zero share weight: such a user is served only when nobody else waits.
@@ -93,21 +91,11 @@ class ClaimedJob:
     last_seq: int
 
 
-def gang_resources(spec: JobSpec) -> tuple[float, float]:
-    """(cpus, gpus) the job's whole gang needs: coordinator + every replica."""
-    workers = spec.distributed.workers
-    assert workers is not None  # JobSpec's validator fills it
-    cpus = COORDINATOR_CPUS + workers * spec.distributed.cpus_per_worker
-    gpus = COORDINATOR_GPUS + workers * spec.distributed.gpus_per_worker
-    return cpus, gpus
-
-
 def enqueue(
     session: Session,
     *,
     owner_id: int,
-    spec: JobSpec,
-    max_attempts: int,
+    spec: ResolvedSpec,
     name: str | None = None,
     idempotency_key: str | None = None,
     request_sha256: str | None = None,
@@ -117,15 +105,13 @@ def enqueue(
     With an idempotency key already used by this owner: the same request_sha256
     returns the existing job unchanged (no new row or event), a different one raises
     IdempotencyConflict. Concurrent first uses of one key are resolved the same way."""
-    if max_attempts < 1:
-        raise ValueError("max_attempts must be >= 1")
     if idempotency_key is not None:
         existing = _find_by_idempotency_key(
             session, owner_id=owner_id, idempotency_key=idempotency_key
         )
         if existing is not None:
             return _replay(existing, request_sha256)
-    cpus, gpus = gang_resources(spec)
+    cpus, gpus = gang_totals(spec)
     job = Job(
         owner_id=owner_id,
         name=name if name is not None else spec.name,
@@ -136,7 +122,7 @@ def enqueue(
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
         attempt=0,
-        max_attempts=max_attempts,
+        max_attempts=spec.max_attempts,
         progress_round=0,
         progress_rounds=spec.schedule.rounds,
         last_seq=0,

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.training.tasks.base import Batch
 
 
@@ -54,7 +55,7 @@ HAND_SPEC = {
 }
 
 
-def hand_spec(**aggregation: object) -> JobSpec:
+def hand_spec(**aggregation: object) -> ResolvedSpec:
     base = dict(HAND_SPEC["aggregation"])
     base.update(aggregation)
-    return JobSpec.model_validate({**HAND_SPEC, "aggregation": base})
+    return resolve({**HAND_SPEC, "aggregation": base})

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from workers.training.optim import OptimizerConfig, OptimizerState, optimizer_step
+from service.schemas.resolved import ResolvedOptimizer
+from tests.specs import resolved_optimizer
+from workers.training.optim import OptimizerState, optimizer_step
 
 F64 = torch.float64
 
@@ -17,7 +19,7 @@ def gradients(count: int, size: int = 6) -> list[torch.Tensor]:
     return [torch.randn(size, generator=generator, dtype=F64) for _ in range(count)]
 
 
-def run_ours(config: OptimizerConfig, grads: list[torch.Tensor]) -> torch.Tensor:
+def run_ours(config: ResolvedOptimizer, grads: list[torch.Tensor]) -> torch.Tensor:
     params, state = torch.ones(grads[0].numel(), dtype=F64), OptimizerState()
     for grad in grads:
         params, state = optimizer_step(config, state, params, grad)
@@ -38,7 +40,7 @@ def run_torch(
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_sgd_matches_torch(momentum: float) -> None:
     grads = gradients(20)
-    ours = run_ours(OptimizerConfig(name="sgd", lr=0.1, momentum=momentum), grads)
+    ours = run_ours(resolved_optimizer(name="sgd", lr=0.1, momentum=momentum), grads)
     theirs = run_torch(torch.optim.SGD, grads, lr=0.1, momentum=momentum)
     torch.testing.assert_close(ours, theirs, rtol=1e-14, atol=1e-14)
 
@@ -46,7 +48,7 @@ def test_sgd_matches_torch(momentum: float) -> None:
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adam_with_bias_correction_matches_torch(amsgrad: bool) -> None:
     grads = gradients(30)
-    config = OptimizerConfig(name="adam", lr=0.01, amsgrad=amsgrad, bias_correction=True)
+    config = resolved_optimizer(name="adam", lr=0.01, amsgrad=amsgrad, bias_correction=True)
     theirs = run_torch(
         torch.optim.Adam, grads, lr=0.01, betas=(0.9, 0.999), eps=1e-8, amsgrad=amsgrad
     )
@@ -63,11 +65,11 @@ def test_cada2_is_amsgrad_without_bias_correction() -> None:
         v = b2 * v + (1 - b2) * grad**2
         v_hat = np.maximum(v_hat, v)
         theta = theta - lr * h / (np.sqrt(v_hat) + eps)
-    config = OptimizerConfig(name="adam", lr=lr, amsgrad=True, bias_correction=False)
+    config = resolved_optimizer(name="adam", lr=lr, amsgrad=True, bias_correction=False)
     np.testing.assert_allclose(run_ours(config, grads).numpy(), theta, rtol=1e-12, atol=0)
     # Without the correction the first step is (1 - β₁)/√(1 - β₂) ≈ 3.16 times
     # Adam's lr-sized first step in every coordinate.
-    corrected = OptimizerConfig(name="adam", lr=lr, amsgrad=True, bias_correction=True)
+    corrected = resolved_optimizer(name="adam", lr=lr, amsgrad=True, bias_correction=True)
     first = [grads[0]]
     uncorrected_step = (run_ours(config, first) - 1).abs()
     adam_step = (run_ours(corrected, first) - 1).abs()
@@ -78,12 +80,12 @@ def test_cada2_is_amsgrad_without_bias_correction() -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        OptimizerConfig(name="sgd", lr=0.1, momentum=0.5),
-        OptimizerConfig(name="adam", lr=0.01, amsgrad=True, bias_correction=False),
+        resolved_optimizer(name="sgd", lr=0.1, momentum=0.5),
+        resolved_optimizer(name="adam", lr=0.01, amsgrad=True, bias_correction=False),
     ],
     ids=["sgd-momentum", "cada2"],
 )
-def test_state_dict_round_trip_continues_identically(config: OptimizerConfig) -> None:
+def test_state_dict_round_trip_continues_identically(config: ResolvedOptimizer) -> None:
     grads = gradients(10)
     params, state = torch.ones(6, dtype=F64), OptimizerState()
     for grad in grads[:5]:

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from tests.aggregation.scalar_task import TwoScalarTask, hand_spec
+from tests.specs import resolved_optimizer
 from workers.aggregation import lag_wk
 from workers.aggregation.common import StaleGradients, ThresholdWindow, squared_step
 from workers.training.coordinator import Coordinator
-from workers.training.optim import OptimizerConfig, OptimizerState, optimizer_step
+from workers.training.optim import OptimizerState, optimizer_step
 from workers.training.replica import Replica
 
 EXPECTED_UPLOADS = [{1, 2}, {2}, {1, 2}, {2}, {1, 2}, {2}, {1, 2}]
@@ -35,7 +36,7 @@ def test_pure_functions_follow_the_hand_computed_trajectory() -> None:
     workers = [lag_wk.LagWkState(), lag_wk.LagWkState()]
     stale = StaleGradients.zeros(2, 1, dtype=f64, device="cpu")
     window = ThresholdWindow(size=1)
-    config = OptimizerConfig(name="sgd", lr=0.2)
+    config = resolved_optimizer(name="sgd", lr=0.2)
     opt = OptimizerState()
     thetas, uploads_by_round = [], []
     for k in range(7):
@@ -49,7 +50,7 @@ def test_pure_functions_follow_the_hand_computed_trajectory() -> None:
             if decision.upload:
                 workers[m] = lag_wk.after_upload(workers[m], grad, round_=k)
                 uploads[m] = grad
-        stale = stale.with_uploads(uploads)
+        stale.replace(uploads)
         new_theta, opt = optimizer_step(config, opt, theta, stale.mean())
         window = window.push(squared_step(new_theta, theta))
         theta = new_theta

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.schemas.jobspec import JobSpec, linreg_smoothness
+from service.schemas.defaults import linreg_smoothness
+from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 
 TARGET_GAP = 1e-8
@@ -23,7 +24,7 @@ class Reached:
 
 
 def reach_target(strategy: str, *, uniform: bool, rounds: int = 200) -> Reached:
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg", "uniform": uniform},
             "aggregation": {"strategy": strategy},

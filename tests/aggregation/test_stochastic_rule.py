@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from service.schemas.jobspec import JobSpec, linreg_mean_smoothness
+from service.schemas.defaults import linreg_mean_smoothness
+from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 
 ROUNDS = 120
@@ -21,7 +22,7 @@ ROUNDS = 120
 
 def late_upload_fraction(strategy: str) -> tuple[float, float, float]:
     """(uploads per worker-round over the last half, first gap, last gap)."""
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg"},
             "optimizer": {"name": "sgd", "lr": 0.25 / linreg_mean_smoothness(9, False)},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
 from workers.training.runner import RunResult, run_reference
 
 SGD = {"name": "sgd"}
@@ -36,7 +36,7 @@ LSTM = {
 def run(
     base: dict[str, Any], strategy: str, optimizer: dict[str, Any], **agg: Any
 ) -> tuple[list[dict[str, float]], RunResult]:
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {**base, "optimizer": optimizer, "aggregation": {"strategy": strategy, **agg}}
     )
     records: list[dict[str, float]] = []

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve as resolve_spec
+from service.schemas.resolved import ResolvedSpec
 from service.store.db import transaction
 from service.store.models import Dataset
 from tests.api.conftest import Api, assert_json_error
@@ -57,7 +58,7 @@ def _build(api: Api, job: dict[str, Any], dataset: dict[str, Any] | None = None)
         assert dataset is not None and dataset_id == str(dataset["id"])
         return next(stored.glob(f"{dataset['sha256']}.*"))
 
-    build_task(JobSpec.model_validate(job["spec"]), resolve_dataset=resolve)
+    build_task(ResolvedSpec.model_validate(job["spec"]), resolve_dataset=resolve)
 
 
 def _accepted(api: Api, headers: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def test_csv_rows_at_the_minimum_build_and_one_fewer_fails_on_the_worker(api: Ap
     _rejected(api, bob, spec, "distributed.workers")
     # The check is exact, not merely cautious: the worker would have failed.
     with pytest.raises(ValueError, match=re.escape("distributed.workers")):
-        _build(api, {"spec": JobSpec.model_validate(spec).model_dump()}, short)
+        _build(api, {"spec": resolve_spec(spec).model_dump()}, short)
 
 
 def test_text_at_the_minimum_builds_and_one_char_fewer_fails_on_the_worker(api: Api) -> None:
@@ -177,7 +178,7 @@ def test_text_at_the_minimum_builds_and_one_char_fewer_fails_on_the_worker(api: 
     spec["task"] = {"kind": "char_lm", "dataset": short["ref"], "seq_len": 16, "max_chars": 1000}
     _rejected(api, bob, spec, "distributed.workers")
     with pytest.raises(ValueError, match=re.escape("distributed.workers")):
-        _build(api, {"spec": JobSpec.model_validate(spec).model_dump()}, short)
+        _build(api, {"spec": resolve_spec(spec).model_dump()}, short)
 
 
 def test_text_misfits_are_422(api: Api) -> None:

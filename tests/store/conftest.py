@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from service.store import queue
 from service.store.db import transaction
 from service.store.models import Job, User, utcnow
@@ -22,14 +23,14 @@ def _empty_tables(clean_db: None) -> None:
     """Every store test starts from empty tables."""
 
 
-def minimal_spec(**overrides: Any) -> JobSpec:
+def minimal_spec(**overrides: Any) -> ResolvedSpec:
     data: dict[str, Any] = {
         "task": {"kind": "adding"},
         "distributed": {"workers": 1, "cpus_per_worker": 1},
         "schedule": {"rounds": 10},
     }
     data.update(overrides)
-    return JobSpec.model_validate(data)
+    return resolve(data)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def submit(session_factory: sessionmaker[Session]) -> Submit:
     def sub(owner_id: int, *, max_attempts: int = 3, **spec: Any) -> int:
         with transaction(session_factory) as session:
             job = queue.enqueue(
-                session, owner_id=owner_id, spec=minimal_spec(**spec), max_attempts=max_attempts
+                session, owner_id=owner_id, spec=minimal_spec(max_attempts=max_attempts, **spec)
             )
             return job.id
 

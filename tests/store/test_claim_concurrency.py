@@ -33,10 +33,10 @@ def test_each_job_claimed_exactly_once(
         p.start()  # they import while the queue fills, then wait for the barrier
 
     owners = [make_user(f"user{i}") for i in range(3)]
-    spec = minimal_spec()
+    spec = minimal_spec(max_attempts=1)
     with transaction(session_factory) as session:
         for i in range(JOBS):
-            queue.enqueue(session, owner_id=owners[i % 3], spec=spec, max_attempts=1)
+            queue.enqueue(session, owner_id=owners[i % 3], spec=spec)
     start.wait(timeout=120)
     per_process = [results.get(timeout=120) for _ in procs]
     deadline = time.monotonic() + 30

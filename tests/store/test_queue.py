@@ -57,9 +57,10 @@ def test_enqueue_writes_row_event_and_gang_size(
         distributed={"workers": 3, "cpus_per_worker": 0.5, "gpus_per_worker": 1},
         priority=7,
         name="from-spec",
+        max_attempts=2,
     )
     with transaction(session_factory) as session:
-        job = queue.enqueue(session, owner_id=owner, spec=spec, max_attempts=2)
+        job = queue.enqueue(session, owner_id=owner, spec=spec)
         job_id = job.id
     job = load_job(session_factory, job_id)
     assert (job.status, job.attempt, job.max_attempts, job.priority) == ("queued", 0, 2, 7)
@@ -75,7 +76,7 @@ def test_enqueue_writes_row_event_and_gang_size(
 def test_idempotency_key(session_factory: sessionmaker[Session], make_user: MakeUser) -> None:
     owner, other = make_user("ann"), make_user("bob")
     spec = minimal_spec()
-    args: dict[str, Any] = {"spec": spec, "max_attempts": 3, "idempotency_key": "k1"}
+    args: dict[str, Any] = {"spec": spec, "idempotency_key": "k1"}
     with transaction(session_factory) as session:
         first = queue.enqueue(session, owner_id=owner, request_sha256="a" * 64, **args).id
     with transaction(session_factory) as session:
@@ -96,8 +97,7 @@ def test_concurrent_first_use_of_a_key_yields_one_job(
     owner = make_user("ann")
     args: dict[str, Any] = {
         "owner_id": owner,
-        "spec": minimal_spec(),
-        "max_attempts": 1,
+        "spec": minimal_spec(max_attempts=1),
         "idempotency_key": "k",
         "request_sha256": "a" * 64,
     }
@@ -342,7 +342,7 @@ def test_submission_notifies_dispatchers_on_commit(
     with psycopg.connect(libpq_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {JOBS_CHANNEL}")
         with transaction(session_factory) as session:
-            job_id = queue.enqueue(session, owner_id=owner, spec=minimal_spec(), max_attempts=1).id
+            job_id = queue.enqueue(session, owner_id=owner, spec=minimal_spec(max_attempts=1)).id
             assert list(listener.notifies(timeout=0.2, stop_after=1)) == []  # not before commit
         note = next(listener.notifies(timeout=5, stop_after=1))
     assert (note.channel, note.payload) == (JOBS_CHANNEL, str(job_id))

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.training.tasks.registry import build_task
 from workers.training.tasks.sharded import ShardedTask
 
@@ -24,13 +25,13 @@ def no_uploads(dataset_id: str) -> Path:
     raise AssertionError(f"unexpected upload lookup {dataset_id!r}")
 
 
-def make_spec(task: dict[str, Any], **sections: Any) -> JobSpec:
+def make_spec(task: dict[str, Any], **sections: Any) -> ResolvedSpec:
     sections.setdefault("model", {"hidden_size": 16})
-    return JobSpec.model_validate({"task": task, **sections})
+    return resolve({"task": task, **sections})
 
 
 def make_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     uploads: dict[str, Path] | None = None,

@@ -1,13 +1,12 @@
 """service.schemas.data_limits agrees with the data and the workers: the builtin
 shapes are the real ones, an upload's shape is counted the way the worker reads
-the file, and JobSpec rejects builtin and generated misfits by field."""
+the file, and ResolvedSpec rejects builtin and generated misfits by field."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from service.schemas.data_limits import (
     DIGITS_CLASSES,
@@ -21,6 +20,7 @@ from service.schemas.data_limits import (
     training_samples,
 )
 from service.schemas.datasets import DatasetRejected, validate_dataset
+from service.schemas.resolve import SpecError
 from tests.training.task_helpers import make_spec
 from workers.training.data_files import load_digits_sequences, read_sequence_csv, read_shakespeare
 
@@ -75,6 +75,6 @@ def test_text_shape_counts_characters_as_the_worker_reads_them() -> None:
 def test_jobspec_rejects_builtin_and_generated_misfits(
     task: dict[str, object], workers: int, field: str
 ) -> None:
-    with pytest.raises(ValidationError, match=f"{field}: "):
+    with pytest.raises(SpecError, match=f"{field}: "):
         make_spec(task, distributed={"workers": workers})
     make_spec(task | {"seq_len": 4}, distributed={"workers": 1})

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 from workers.training.tasks.char_lm import CharLMTask
 from workers.training.tasks.registry import build_task
@@ -44,7 +44,7 @@ def _train(spec: dict[str, Any], *, stop_when: tuple[str, float] | None = None) 
         metric, bound = stop_when
         return last_eval[metric] < bound
 
-    run_reference(JobSpec.model_validate(spec), on_record=on_record, should_stop=should_stop)
+    run_reference(resolve(spec), on_record=on_record, should_stop=should_stop)
     return last_eval
 
 
@@ -94,7 +94,7 @@ def test_char_lm_beats_the_unigram_baseline_by_far() -> None:
         "distributed": {"workers": 2, "split": "iid"},
         "schedule": {"rounds": 250, "batch_size": 32, "eval_every": 250, "seed": 0},
     }
-    task = build_task(JobSpec.model_validate(spec))
+    task = build_task(resolve(spec))
     assert isinstance(task, CharLMTask)
     baseline = task.unigram_perplexity
     assert 20.0 < baseline < 30.0  # ~25.7 on this slice of Hamlet

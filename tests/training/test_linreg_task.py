@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from service.schemas.jobspec import JobSpec, linreg_mean_smoothness, linreg_smoothness
+from service.schemas.defaults import linreg_mean_smoothness, linreg_smoothness
+from service.schemas.resolve import resolve
 from workers.training.flat import flat_grad, load_flat
 from workers.training.tasks.linreg import LinregTask
 from workers.training.tasks.registry import build_task
@@ -26,7 +27,7 @@ def test_smoothness_closed_forms_match_the_spectra(uniform: bool) -> None:
 
 
 def test_minimal_spec_is_the_papers_setting() -> None:
-    spec = JobSpec.model_validate({"task": {"kind": "lag_paper_linreg"}})
+    spec = resolve({"task": {"kind": "lag_paper_linreg"}})
     task = build_task(spec, dtype=torch.float64)
     assert isinstance(task, LinregTask)
     assert task.num_workers == 9 and task.dim == 50

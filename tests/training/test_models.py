@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from service.schemas.jobspec import ModelSpec
+from tests.specs import resolved_model
 from workers.training.models import HeadKind, RecurrentNet, build_model, parameter_count
 
 
@@ -19,7 +19,7 @@ def _build(
     tokens: bool = False,
     **model: object,
 ) -> RecurrentNet:
-    spec = ModelSpec.model_validate({"cell": cell, "hidden_size": 12, **model})
+    spec = resolved_model(cell=cell, hidden_size=12, **model)
     return build_model(
         spec,
         head=head,

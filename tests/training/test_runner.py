@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.training.coordinator import Coordinator, Diverged
 from workers.training.replica import Replica
 from workers.training.runner import run_reference
@@ -30,7 +31,7 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def linreg(strategy: str, **sections: Any) -> JobSpec:
+def linreg(strategy: str, **sections: Any) -> ResolvedSpec:
     spec: dict[str, Any] = {
         "task": {"kind": "lag_paper_linreg"},
         "distributed": {"workers": 4},
@@ -39,10 +40,10 @@ def linreg(strategy: str, **sections: Any) -> JobSpec:
     }
     for key, value in sections.items():
         spec[key] = {**spec.get(key, {}), **value}
-    return JobSpec.model_validate(spec)
+    return resolve(spec)
 
 
-def collect(spec: JobSpec, **kwargs: Any) -> tuple[list[dict[str, float]], Any]:
+def collect(spec: ResolvedSpec, **kwargs: Any) -> tuple[list[dict[str, float]], Any]:
     records: list[dict[str, float]] = []
     result = run_reference(spec, on_record=lambda _k, v: records.append(v), **kwargs)
     return records, result
@@ -135,7 +136,7 @@ CHECKPOINT_CASES = {
     ),
     "lag_ps": linreg("lag_ps"),
     "local_sgd": linreg("local_sgd", schedule={"batch_size": 10}),
-    "gru-dropout-lasg": JobSpec.model_validate(
+    "gru-dropout-lasg": resolve(
         {
             "task": {"kind": "adding", "num_samples": 128, "seq_len": 8},
             "model": {"cell": "gru", "hidden_size": 8, "num_layers": 2, "dropout": 0.2},
@@ -148,7 +149,7 @@ CHECKPOINT_CASES = {
 
 
 @pytest.mark.parametrize("spec", CHECKPOINT_CASES.values(), ids=CHECKPOINT_CASES.keys())
-def test_resume_from_a_checkpoint_continues_identically(spec: JobSpec) -> None:
+def test_resume_from_a_checkpoint_continues_identically(spec: ResolvedSpec) -> None:
     spec = spec.model_copy(
         update={"schedule": spec.schedule.model_copy(update={"checkpoint_every": 5})}
     )
@@ -159,8 +160,10 @@ def test_resume_from_a_checkpoint_continues_identically(spec: JobSpec) -> None:
         torch.save(checkpoint, buffer)
         saved[round_] = buffer.getvalue()
 
-    records, full = collect(spec, dtype=F64, checkpoint_every_cb=keep)
-    assert sorted(saved) == [r for r in range(spec.schedule.rounds) if (r + 1) % 5 == 0]
+    records, full = collect(spec, dtype=F64, on_checkpoint=keep)
+    # Every fifth round and the final one, as on the Ray path.
+    rounds = spec.schedule.rounds
+    assert sorted(saved) == [r for r in range(rounds) if (r + 1) % 5 == 0 or r == rounds - 1]
     checkpoint = torch.load(io.BytesIO(saved[4]), weights_only=True)
     assert checkpoint["next_round"] == 5
     resumed_records, resumed = collect(spec, dtype=F64, resume=checkpoint)
@@ -203,7 +206,7 @@ class _FailingLinreg(LinregTask):
 
 
 def test_a_replica_error_propagates_and_is_never_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
-    def build(spec: JobSpec, **kwargs: Any) -> LinregTask:
+    def build(spec: ResolvedSpec, **kwargs: Any) -> LinregTask:
         return _FailingLinreg(
             workers=4,
             seed=spec.schedule.seed,

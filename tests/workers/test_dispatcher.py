@@ -12,7 +12,7 @@ import pytest
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
 from service.settings import Settings
 from service.store import queue
 from service.store.db import transaction
@@ -42,7 +42,7 @@ def submit(sessions: sessionmaker[Session], spec: dict[str, Any], max_attempts: 
     with transaction(sessions) as session:
         user, _, _ = create_user(session, name=f"u{id(spec)}", role="user")
         job = queue.enqueue(
-            session, owner_id=user.id, spec=JobSpec.model_validate(spec), max_attempts=max_attempts
+            session, owner_id=user.id, spec=resolve({**spec, "max_attempts": max_attempts})
         )
         return job.id
 

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from workers.ray_job import CheckpointEvent, RecordEvent, run_on_ray
 from workers.training.runner import run_reference
 
 pytestmark = pytest.mark.ray
 
 
-def _reference(spec: JobSpec) -> list[dict[str, float]]:
+def _reference(spec: ResolvedSpec) -> list[dict[str, float]]:
     records: list[dict[str, float]] = []
     run_reference(spec, on_record=lambda _r, v: records.append(v), dtype=torch.float64)
     return records
@@ -42,7 +43,7 @@ def _reference(spec: JobSpec) -> list[dict[str, float]]:
 def test_ray_path_reproduces_reference(
     ray_address: str, tmp_path: Path, spec_dict: dict[str, object]
 ) -> None:
-    spec = JobSpec.model_validate(spec_dict)
+    spec = resolve(spec_dict)
     expected = _reference(spec)
     events = list(run_on_ray(spec, job_key="t", artifacts_url=str(tmp_path), dtype="float64"))
     records = [e for e in events if isinstance(e, RecordEvent)]
@@ -59,7 +60,7 @@ def test_ray_path_reproduces_reference(
 
 
 def test_ray_resume_from_checkpoint_continues_identically(ray_address: str, tmp_path: Path) -> None:
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg"},
             "aggregation": {"strategy": "lag_wk"},
@@ -88,7 +89,7 @@ def test_ray_resume_from_checkpoint_continues_identically(ray_address: str, tmp_
 
 
 def test_ray_resume_rejects_a_corrupt_checkpoint(ray_address: str, tmp_path: Path) -> None:
-    spec = JobSpec.model_validate(
+    spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg"},
             "distributed": {"workers": 2, "cpus_per_worker": 0.5},

@@ -1,5 +1,5 @@
-"""Pieces every lazy-aggregation rule shares: the upload decision, the right-hand
-side of the skip test over a window of recent parameter steps, staleness forcing,
+"""Pieces the aggregation rules share: the upload decision, the right-hand side of
+the skip test over a window of recent parameter steps, staleness forcing, clipping,
 and the coordinator's store of per-worker stale gradients.
 
 Convention (DESIGN §5): the coordinator steps with the *mean* of the M stale
@@ -13,9 +13,13 @@ k < D the window holds fewer than D terms (the missing ones count as zero).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from workers.aggregation.rule import CoordinatorRule, RuleContext
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,16 @@ def squared_step(new_params: torch.Tensor, old_params: torch.Tensor) -> float:
     return float(torch.dot(diff, diff))
 
 
-@dataclass(frozen=True)
 class StaleGradients:
     """The coordinator's copy of the last vector each worker uploaded, row m for
-    worker m (zeros until its first upload). The aggregate is re-summed from the
-    rows every round rather than updated by innovations, so float32 round-off
-    cannot accumulate over a long run."""
+    worker m (zeros until its first upload). Rows are replaced in place (no copy of
+    the M x p matrix per round); the aggregate is re-summed from the rows every round
+    rather than updated by innovations, so float32 round-off cannot accumulate over a
+    long run."""
 
-    rows: torch.Tensor  # (M, p)
-    uploaded: torch.Tensor  # (M,) bool: has worker m ever uploaded
+    def __init__(self, rows: torch.Tensor, uploaded: torch.Tensor) -> None:
+        self.rows = rows  # (M, p)
+        self.uploaded = uploaded  # (M,) bool: has worker m ever uploaded
 
     @staticmethod
     def zeros(workers: int, size: int, *, dtype: torch.dtype, device: str) -> StaleGradients:
@@ -84,17 +89,40 @@ class StaleGradients:
             torch.zeros(workers, dtype=torch.bool, device=device),
         )
 
-    def with_uploads(self, uploads: dict[int, torch.Tensor]) -> StaleGradients:
-        if not uploads:
-            return self
-        rows, uploaded = self.rows.clone(), self.uploaded.clone()
+    def replace(self, uploads: Mapping[int, torch.Tensor]) -> None:
         for rank, vector in uploads.items():
-            rows[rank] = vector
-            uploaded[rank] = True
-        return StaleGradients(rows, uploaded)
+            self.rows[rank] = vector
+            self.uploaded[rank] = True
 
     def mean(self) -> torch.Tensor:
         return self.rows.sum(dim=0) / self.rows.shape[0]
+
+
+class StaleGradientCoordinator(CoordinatorRule):
+    """The coordinator side shared by the lazy rules: keep each worker's last upload
+    and step along the clipped mean of what is held."""
+
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        self.stale = StaleGradients.zeros(ctx.workers, ctx.size, dtype=ctx.dtype, device=ctx.device)
+
+    def combine(
+        self, round_: int, params: torch.Tensor, uploads: Mapping[int, torch.Tensor]
+    ) -> torch.Tensor:
+        self.stale.replace(uploads)
+        return clip_by_norm(self.stale.mean(), self.ctx.spec.optimizer.clip_grad_norm)
+
+    def state_dict(self) -> dict[str, Any]:
+        """rows (M, p) and uploaded (M,) bool."""
+        return {"rows": self.stale.rows.clone(), "uploaded": self.stale.uploaded.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        rows = self.tensor(state["rows"])
+        if tuple(rows.shape) != tuple(self.stale.rows.shape):
+            raise ValueError(
+                f"stale gradients {tuple(rows.shape)} for a job of {tuple(self.stale.rows.shape)}"
+            )
+        self.stale = StaleGradients(rows, self.tensor(state["uploaded"], torch.bool))
 
 
 def clip_by_norm(vector: torch.Tensor, max_norm: float | None) -> torch.Tensor:

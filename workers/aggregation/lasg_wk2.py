@@ -4,16 +4,31 @@ at θ^k and at θ̂_m, the iterate of its last upload; it uploads the fresh grad
 ∇f(θ^k; ξ) iff ‖∇f(θ^k; ξ) - ∇f(θ̂_m; ξ)‖² > RHS^k. Sampling noise cancels to first
 order because both evaluations see the same samples (and dropout masks).
 
-The worker calls `needs_anchor_gradient` first: when it is False (no upload yet,
-or staleness forces an upload) the second evaluation is skipped."""
+`pre_decision` comes first: when it decides (no upload yet, or staleness forces an
+upload) the second evaluation is skipped."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from workers.aggregation.common import UPLOAD, Decision, skip_test, staleness_due
+from workers.aggregation.common import (
+    UPLOAD,
+    Decision,
+    StaleGradientCoordinator,
+    skip_test,
+    staleness_due,
+)
+from workers.aggregation.rule import (
+    AggregationRule,
+    GradientOracle,
+    ReplicaOutcome,
+    ReplicaRule,
+    RuleContext,
+)
 
 
 @dataclass(frozen=True)
@@ -40,3 +55,48 @@ def decide(fresh_grad: torch.Tensor, anchor_grad: torch.Tensor, *, rhs: float) -
 
 def after_upload(state: LasgWk2State, params: torch.Tensor, *, round_: int) -> LasgWk2State:
     return LasgWk2State(anchor=params.detach().clone(), last_upload_round=round_)
+
+
+class LasgWk2Replica(ReplicaRule):
+    def __init__(self, ctx: RuleContext, rank: int) -> None:
+        super().__init__(ctx, rank)
+        self.state = LasgWk2State()
+
+    def round(
+        self, round_: int, params: torch.Tensor, rhs: float, gradient: GradientOracle
+    ) -> ReplicaOutcome:
+        loss, grad = gradient(params, round_)
+        decision = pre_decision(
+            self.state, round_=round_, max_staleness=self.ctx.spec.aggregation.max_staleness
+        )
+        if decision is None:
+            assert self.state.anchor is not None  # pre_decision decides without one
+            _, anchor_grad = gradient(self.state.anchor, round_)  # the same minibatch
+            decision = decide(grad, anchor_grad, rhs=rhs)
+        if decision.upload:
+            self.state = after_upload(self.state, params, round_=round_)
+        return ReplicaOutcome(
+            upload=grad if decision.upload else None,
+            loss=loss,
+            lhs=decision.lhs,
+            forced=decision.forced,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """last_upload_round, and anchor (θ̂_m) once there is one."""
+        state: dict[str, Any] = {"last_upload_round": self.state.last_upload_round}
+        if self.state.anchor is not None:
+            state["anchor"] = self.state.anchor.clone()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        anchor = state.get("anchor")
+        self.state = LasgWk2State(
+            anchor=None if anchor is None else self.tensor(anchor),
+            last_upload_round=int(state["last_upload_round"]),
+        )
+
+
+RULE = AggregationRule(
+    name="lasg_wk2", replica=LasgWk2Replica, coordinator=StaleGradientCoordinator
+)

@@ -5,33 +5,31 @@ averages them and turns the average into a pseudo-gradient
 Δ = (θ^k - mean_m θ_m) / η, which it hands to its optimizer: with `sgd` and no
 momentum that step lands exactly on the average (classic local SGD / FedAvg);
 with `adam` it is FedAdam-style. One round = one communication = H gradient
-evaluations per worker."""
+evaluations per worker. No clipping at the coordinator: each local step was
+clipped already."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
 import torch
 
-from workers.aggregation.common import UPLOAD, Decision, clip_by_norm
+from workers.aggregation.common import clip_by_norm
+from workers.aggregation.rule import (
+    AggregationRule,
+    CoordinatorRule,
+    GradientOracle,
+    ReplicaOutcome,
+    ReplicaRule,
+)
 
 # (local step index, parameters) -> (loss, gradient)
-GradientOracle = Callable[[int, torch.Tensor], tuple[float, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class LocalSgdState:
-    """Local SGD workers keep nothing between rounds."""
-
-
-def decide(state: LocalSgdState) -> Decision:
-    return UPLOAD
+LocalOracle = Callable[[int, torch.Tensor], tuple[float, torch.Tensor]]
 
 
 def local_steps(
     params: torch.Tensor,
-    oracle: GradientOracle,
+    oracle: LocalOracle,
     *,
     steps: int,
     lr: float,
@@ -49,3 +47,32 @@ def local_steps(
 
 def pseudo_gradient(params: torch.Tensor, averaged: torch.Tensor, *, lr: float) -> torch.Tensor:
     return (params - averaged) / lr
+
+
+class LocalSgdReplica(ReplicaRule):
+    def round(
+        self, round_: int, params: torch.Tensor, rhs: float, gradient: GradientOracle
+    ) -> ReplicaOutcome:
+        spec = self.ctx.spec
+        steps = spec.aggregation.local_steps
+        final, losses = local_steps(
+            params,
+            lambda step, theta: gradient(theta, round_ * steps + step),
+            steps=steps,
+            lr=spec.optimizer.lr,
+            clip_grad_norm=spec.optimizer.clip_grad_norm,
+        )
+        return ReplicaOutcome(upload=final, loss=losses[0])
+
+
+class LocalSgdCoordinator(CoordinatorRule):
+    every_call_uploads = True
+
+    def combine(
+        self, round_: int, params: torch.Tensor, uploads: Mapping[int, torch.Tensor]
+    ) -> torch.Tensor:
+        averaged = torch.stack([uploads[rank] for rank in sorted(uploads)]).mean(dim=0)
+        return pseudo_gradient(params, averaged, lr=self.ctx.spec.optimizer.lr)
+
+
+RULE = AggregationRule(name="local_sgd", replica=LocalSgdReplica, coordinator=LocalSgdCoordinator)

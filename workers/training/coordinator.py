@@ -1,13 +1,20 @@
-"""The coordinator: holds θ, the per-worker stale gradients and the window of
-parameter steps; plans each round (who is called, with which θ and RHS), applies
-the replies, clips the aggregated gradient, steps the optimizer, evaluates and
-returns the round's metric values (DESIGN §5). Plain class: the in-process
-runner and the Ray layer drive the same `begin_round` / `end_round` pair.
+"""The coordinator: holds θ, the window of parameter steps, the optimizer state and
+the run's accounting; its aggregation rule's coordinator side decides whom to call
+and how the uploads become a direction. It plans each round (who is called, with
+which θ and RHS), applies the replies, steps the optimizer, evaluates and returns the
+round's metric values (DESIGN §5). Plain class: the in-process runner and the Ray
+layer drive the same `begin_round` / `end_round` pair.
 
-Accounting: an upload of p float32 numbers counts 4·p bytes (8·p for float64),
-i.e. `ndarray.nbytes` of what was shipped; `dense_equiv_uploads` = M·(rounds
-done), what `dense` would have uploaded. A round's metrics are recorded after
-its step, so an eval round k reports the model θ^{k+1}.
+Metrics, the same meaning for every rule:
+- `train_loss`: the mean over all M workers of each worker's latest minibatch loss,
+  evaluated at the parameters it last received. Every rule but lag_ps calls every
+  worker each round, so this is the mean minibatch loss at θᵏ; under lag_ps a worker
+  the coordinator did not call contributes its loss from its last call (as its stale
+  gradient does to the step), so the figure is neither biased towards the workers
+  that are called nor missing in a round where nobody is.
+- an upload of p float32 numbers counts 4·p bytes (8·p for float64): the `nbytes`
+  of what was shipped; `dense_equiv_uploads` = M·(rounds done).
+A round's metrics are recorded after its step, so an eval round k reports θᵏ⁺¹.
 """
 
 from __future__ import annotations
@@ -21,17 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.schemas.jobspec import JobSpec
-from workers.aggregation import lag_ps, local_sgd
-from workers.aggregation.common import (
-    Decision,
-    StaleGradients,
-    ThresholdWindow,
-    clip_by_norm,
-    squared_step,
-)
-from workers.training.flat import flat_params, from_numpy, load_flat, to_numpy
-from workers.training.optim import OptimizerConfig, OptimizerState, optimizer_step
+from service.schemas.resolved import ResolvedSpec
+from workers.aggregation.common import ThresholdWindow, squared_step
+from workers.aggregation.registry import get_rule
+from workers.aggregation.rule import AggregationRule, CoordinatorRule, Plan, RuleContext
+from workers.training.flat import flat_params, load_flat, to_numpy
+from workers.training.optim import OptimizerState, optimizer_step
 from workers.training.replica import ReplicaReply
 from workers.training.tasks.base import DatasetResolver, Task
 from workers.training.tasks.registry import build_task
@@ -60,19 +62,20 @@ class RoundPlan:
 @dataclass
 class _Pending:
     plan: RoundPlan
-    decisions: list[Decision] | None  # lag_ps: the coordinator's own decisions
+    rule_plan: Plan
     started: float = field(default_factory=time.perf_counter)
 
 
 class Coordinator:
     def __init__(
         self,
-        spec: JobSpec,
+        spec: ResolvedSpec,
         *,
         dtype: torch.dtype = torch.float32,
         device: str = "cpu",
         resolve_dataset: DatasetResolver | None = None,
         task: Task | None = None,
+        rule: AggregationRule | None = None,
         per_replica_metrics: bool = False,
     ) -> None:
         self.spec = spec
@@ -84,27 +87,26 @@ class Coordinator:
             if task is not None
             else build_task(spec, dtype=dtype, device=device, resolve_dataset=resolve_dataset)
         )
-        self.workers = spec.distributed.workers or 1
+        self.workers = spec.distributed.workers
         if self.task.num_workers != self.workers:
             raise ValueError(f"task has {self.task.num_workers} shards for {self.workers} workers")
-        self.strategy = spec.aggregation.strategy
-        self.optimizer = OptimizerConfig.from_spec(spec.optimizer)
-        self.xi = float(spec.aggregation.xi if spec.aggregation.xi is not None else 1.0)
-        self.smoothness: list[float] | None = None
-        if self.strategy == "lag_ps":
-            if self.task.smoothness is None:
-                raise ValueError("aggregation.strategy: lag_ps needs the task's smoothness")
-            self.smoothness = [float(v) for v in self.task.smoothness]
         self.model = self.task.build_model().to(dtype=dtype, device=device)
         self.params = flat_params(self.model)
-        size = self.params.numel()
+        self.rule = rule or get_rule(spec.aggregation.strategy)
+        context = RuleContext(
+            spec,
+            size=self.params.numel(),
+            dtype=dtype,
+            device=device,
+            smoothness=self.task.smoothness,
+        )
+        self.side: CoordinatorRule = self.rule.coordinator(context)
         self.next_round = 0
-        self.stale = StaleGradients.zeros(self.workers, size, dtype=dtype, device=device)
         self.window = ThresholdWindow(spec.aggregation.window)
         self.opt_state = OptimizerState()
-        self.ps = lag_ps.LagPsState.initial(self.workers, size, dtype=dtype, device=device)
         self.last_upload_round = [-1] * self.workers
         self.uploads_per_worker = [0] * self.workers
+        self.last_loss = [math.nan] * self.workers
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._pending: _Pending | None = None
 
@@ -113,22 +115,10 @@ class Coordinator:
     def begin_round(self, round_: int) -> RoundPlan:
         if round_ != self.next_round or self._pending is not None:
             raise RuntimeError(f"begin_round({round_}) out of order: next is {self.next_round}")
-        rhs = self.window.rhs(lr=self.optimizer.lr, xi=self.xi)
-        decisions = None
-        ranks = tuple(range(self.workers))
-        if self.strategy == "lag_ps":
-            assert self.smoothness is not None
-            decisions = lag_ps.select(
-                self.ps,
-                self.params,
-                smoothness=self.smoothness,
-                round_=round_,
-                rhs=rhs,
-                max_staleness=self.spec.aggregation.max_staleness,
-            )
-            ranks = tuple(r for r, d in enumerate(decisions) if d.upload)
-        plan = RoundPlan(round_, ranks, to_numpy(self.params), rhs)
-        self._pending = _Pending(plan, decisions)
+        rhs = self.window.rhs(lr=self.spec.optimizer.lr, xi=self.spec.aggregation.xi)
+        rule_plan = self.side.plan(round_, self.params, rhs)
+        plan = RoundPlan(round_, rule_plan.ranks, to_numpy(self.params), rhs)
+        self._pending = _Pending(plan, rule_plan)
         return plan
 
     def end_round(self, round_: int, replies: Sequence[ReplicaReply]) -> dict[str, float]:
@@ -141,60 +131,55 @@ class Coordinator:
                 f"round {round_}: replies from {[r.rank for r in ordered]}, "
                 f"expected {list(pending.plan.ranks)}"
             )
-        uploads = {
-            r.rank: from_numpy(r.upload, dtype=self.dtype, device=self.device)
-            for r in ordered
-            if r.upload is not None
-        }
-        if self.strategy in ("lag_ps", "local_sgd", "dense") and len(uploads) != len(ordered):
-            raise RuntimeError(f"round {round_}: a called replica did not upload ({self.strategy})")
-        losses = [r.loss for r in ordered]
-        old, stale = self.params, self.stale
-        if self.strategy == "local_sgd":
-            # No coordinator clipping here: each local step was clipped already.
-            averaged = torch.stack([uploads[r] for r in sorted(uploads)]).mean(dim=0)
-            direction = local_sgd.pseudo_gradient(old, averaged, lr=self.optimizer.lr)
-        else:
-            stale = stale.with_uploads(uploads)
-            direction = clip_by_norm(stale.mean(), self.spec.optimizer.clip_grad_norm)
-        new, opt_state = optimizer_step(self.optimizer, self.opt_state, old, direction)
-        if not all(math.isfinite(v) for v in losses) or not bool(torch.isfinite(new).all()):
-            self._pending = None
+        if self.side.every_call_uploads and any(r.upload is None for r in ordered):
+            raise RuntimeError(
+                f"round {round_}: a called replica did not upload ({self.rule.name})"
+            )
+        # The pending round is over whatever happens next (a divergence ends the run).
+        self._pending = None
+        uploads = {r.rank: self.side.decode(r.upload) for r in ordered if r.upload is not None}
+        old = self.params
+        direction = self.side.combine(round_, old, uploads)
+        new, opt_state = optimizer_step(self.spec.optimizer, self.opt_state, old, direction)
+        if not all(math.isfinite(r.loss) for r in ordered) or not bool(torch.isfinite(new).all()):
             raise Diverged(round_)
-        self.params, self.stale, self.opt_state = new, stale, opt_state
+        self.params, self.opt_state = new, opt_state
         self.window = self.window.push(squared_step(new, old))
-        if self.strategy == "lag_ps":
-            self.ps = lag_ps.after_uploads(self.ps, old, ranks=sorted(uploads), round_=round_)
+        for reply in ordered:
+            self.last_loss[reply.rank] = reply.loss
         for rank in uploads:
             self.last_upload_round[rank] = round_
             self.uploads_per_worker[rank] += 1
         self.next_round = round_ + 1
-        self._pending = None
-        return self._values(round_, pending, ordered, uploads)
+        sent = sum(r.upload.nbytes for r in ordered if r.upload is not None)
+        return self._values(round_, pending, ordered, uploads=len(uploads), sent=sent)
 
     def _values(
         self,
         round_: int,
         pending: _Pending,
         replies: Sequence[ReplicaReply],
-        uploads: dict[int, torch.Tensor],
+        *,
+        uploads: int,
+        sent: int,
     ) -> dict[str, float]:
-        forced = sum(1 for r in replies if r.forced and r.upload is not None)
-        if pending.decisions is not None:
-            forced = sum(1 for d in pending.decisions if d.forced)
+        forced = pending.rule_plan.forced + sum(
+            1 for r in replies if r.forced and r.upload is not None
+        )
         evals = sum(r.grad_evals for r in replies)
         samples = sum(r.samples for r in replies)
         c = self.counters
-        c["uploads_total"] += len(uploads)
+        c["uploads_total"] += uploads
         c["forced_total"] += forced
         c["grad_evals_total"] += evals
         c["samples_total"] += samples
-        c["bytes_up_total"] += sum(v.numel() * v.element_size() for v in uploads.values())
+        c["bytes_up_total"] += sent
         elapsed = max(time.perf_counter() - pending.started, 1e-9)
+        known = [loss for loss in self.last_loss if not math.isnan(loss)]
         values: dict[str, float] = {
-            "train_loss": float(np.mean([r.loss for r in replies])) if replies else math.nan,
-            "uploads": float(len(uploads)),
-            "skips": float(self.workers - len(uploads)),
+            "train_loss": float(np.mean(known)) if known else math.nan,
+            "uploads": float(uploads),
+            "skips": float(self.workers - uploads),
             "forced_uploads": float(forced),
             "downloads": float(len(pending.plan.ranks)),
             "uploads_total": float(c["uploads_total"]),
@@ -203,11 +188,11 @@ class Coordinator:
             "grad_evals": float(evals),
             "grad_evals_total": float(c["grad_evals_total"]),
             "samples_per_s": samples / elapsed,
+            **self.side.metrics(),
         }
         if self.per_replica_metrics:
             values.update(self._replica_values(round_, pending, replies))
-        schedule = self.spec.schedule
-        if (round_ + 1) % schedule.eval_every == 0 or round_ + 1 == schedule.rounds:
+        if self.spec.schedule.eval_due(round_):
             values.update(self.evaluate())
         return values
 
@@ -216,8 +201,7 @@ class Coordinator:
     ) -> dict[str, float]:
         values = {"rhs": pending.plan.rhs}
         lhs: dict[int, float | None] = {r.rank: r.lhs for r in replies}
-        if pending.decisions is not None:
-            lhs = {rank: d.lhs for rank, d in enumerate(pending.decisions)}
+        lhs.update(pending.rule_plan.lhs)
         for rank in range(self.workers):
             value = lhs.get(rank)
             if value is not None:
@@ -241,31 +225,27 @@ class Coordinator:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and ints (torch.load(weights_only=True) reads it back):
-        next_round, params (p,), stale_rows (M, p), stale_uploaded (M,) bool,
-        window (≤ D,) float64 newest first, optimizer {step, momentum_buffer |
-        exp_avg, exp_avg_sq[, max_exp_avg_sq]}, last_upload_round (M,) int64,
-        uploads_per_worker (M,) int64, counters {name: int}, and ps_anchors (M, p)
-        for lag_ps."""
+        next_round, params (p,), window (≤ D,) float64 newest first, optimizer {step,
+        momentum_buffer | exp_avg, exp_avg_sq[, max_exp_avg_sq]}, last_upload_round (M,)
+        int64, uploads_per_worker (M,) int64, last_loss (M,) float64, counters
+        {name: int}, and rule: the rule's coordinator state."""
         if self._pending is not None:
             raise RuntimeError("state_dict() in the middle of a round")
-        state: dict[str, Any] = {
+        return {
             "next_round": self.next_round,
             "params": self.params.clone(),
-            "stale_rows": self.stale.rows.clone(),
-            "stale_uploaded": self.stale.uploaded.clone(),
             "window": torch.tensor(self.window.sq_steps, dtype=torch.float64),
             "optimizer": self.opt_state.state_dict(),
             "last_upload_round": torch.tensor(self.last_upload_round, dtype=torch.int64),
             "uploads_per_worker": torch.tensor(self.uploads_per_worker, dtype=torch.int64),
+            "last_loss": torch.tensor(self.last_loss, dtype=torch.float64),
             "counters": dict(self.counters),
+            "rule": self.side.state_dict(),
         }
-        if self.strategy == "lag_ps":
-            state["ps_anchors"] = self.ps.anchors.clone()
-        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        def tensor(value: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-            return value.detach().clone().to(dtype=dtype or self.dtype, device=self.device)
+        def tensor(value: torch.Tensor) -> torch.Tensor:
+            return value.detach().clone().to(dtype=self.dtype, device=self.device)
 
         params = tensor(state["params"])
         if params.shape != self.params.shape:
@@ -274,9 +254,6 @@ class Coordinator:
             )
         self.next_round = int(state["next_round"])
         self.params = params
-        self.stale = StaleGradients(
-            tensor(state["stale_rows"]), tensor(state["stale_uploaded"], torch.bool)
-        )
         self.window = ThresholdWindow(
             self.spec.aggregation.window, tuple(float(v) for v in state["window"].tolist())
         )
@@ -287,7 +264,7 @@ class Coordinator:
         self.opt_state = OptimizerState.from_state_dict(optimizer)
         self.last_upload_round = [int(v) for v in state["last_upload_round"].tolist()]
         self.uploads_per_worker = [int(v) for v in state["uploads_per_worker"].tolist()]
+        self.last_loss = [float(v) for v in state["last_loss"].tolist()]
         self.counters = {k: int(state["counters"][k]) for k in COUNTERS}
-        if self.strategy == "lag_ps":
-            self.ps = lag_ps.LagPsState(tensor(state["ps_anchors"]), tuple(self.last_upload_round))
+        self.side.load_state_dict(state["rule"])
         self._pending = None

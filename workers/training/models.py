@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from service.schemas.jobspec import ModelSpec
+from service.schemas.resolved import ResolvedModel
 
 HeadKind = Literal["language_model", "classify", "regress"]
 CellKind = Literal["rnn", "lstm", "gru"]
@@ -96,7 +96,7 @@ def init_weights(model: RecurrentNet, generator: torch.Generator) -> None:
 
 
 def build_model(
-    spec: ModelSpec,
+    spec: ResolvedModel,
     *,
     head: HeadKind,
     out_features: int,

@@ -13,38 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-from service.schemas.jobspec import OptimizerSpec
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    name: Literal["sgd", "adam"]
-    lr: float
-    momentum: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    amsgrad: bool = False
-    bias_correction: bool = True
-
-    @staticmethod
-    def from_spec(spec: OptimizerSpec) -> OptimizerConfig:
-        if spec.lr is None:
-            raise ValueError("optimizer.lr must be filled in (JobSpec validation does it)")
-        return OptimizerConfig(
-            name=spec.name,
-            lr=spec.lr,
-            momentum=spec.momentum,
-            beta1=spec.beta1,
-            beta2=spec.beta2,
-            eps=spec.eps,
-            amsgrad=bool(spec.amsgrad),
-            bias_correction=True if spec.bias_correction is None else spec.bias_correction,
-        )
+from service.schemas.resolved import ResolvedOptimizer
 
 
 @dataclass(frozen=True)
@@ -79,7 +51,7 @@ class OptimizerState:
 
 
 def optimizer_step(
-    config: OptimizerConfig, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
+    config: ResolvedOptimizer, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
 ) -> tuple[torch.Tensor, OptimizerState]:
     """One step; returns the new parameters and state (inputs are not modified)."""
     if config.name == "sgd":
@@ -88,7 +60,7 @@ def optimizer_step(
 
 
 def _sgd(
-    config: OptimizerConfig, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
+    config: ResolvedOptimizer, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
 ) -> tuple[torch.Tensor, OptimizerState]:
     direction = grad
     buffer = None
@@ -104,7 +76,7 @@ def _sgd(
 
 
 def _adam(
-    config: OptimizerConfig, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
+    config: ResolvedOptimizer, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
 ) -> tuple[torch.Tensor, OptimizerState]:
     step = state.step + 1
     zeros = torch.zeros_like(params)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.schemas.data_limits import text_split, text_windows
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from workers.training.data_files import load_text
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
@@ -40,7 +40,7 @@ class CharLMTask(ShardedTask):
 
     def __init__(
         self,
-        spec: JobSpec,
+        spec: ResolvedSpec,
         *,
         dtype: torch.dtype,
         device: torch.device | str,
@@ -121,7 +121,7 @@ def _unigram_perplexity(train: np.ndarray, val_targets: np.ndarray, vocab_size: 
 
 
 def build_char_lm_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",

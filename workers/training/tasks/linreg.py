@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.schemas.jobspec import JobSpec, linreg_smoothness
+from service.schemas.defaults import linreg_smoothness
+from service.schemas.resolved import ResolvedSpec
 from workers.training.flat import flat_params
 from workers.training.tasks.base import Batch, DatasetResolver
 
@@ -116,14 +117,14 @@ class LinregTask:
 
 
 def build_linreg_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
     resolve_dataset: DatasetResolver | None = None,
 ) -> LinregTask:
     return LinregTask(
-        workers=spec.distributed.workers or 9,
+        workers=spec.distributed.workers,
         dim=spec.task.dim,
         uniform=spec.task.uniform,
         seed=spec.schedule.seed,

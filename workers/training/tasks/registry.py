@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from workers.training.tasks.base import DatasetResolver, Task
 from workers.training.tasks.char_lm import build_char_lm_task
 from workers.training.tasks.linreg import build_linreg_task
@@ -18,7 +18,7 @@ from workers.training.tasks.synthetic import build_adding_task, build_copy_memor
 class TaskBuilder(Protocol):
     def __call__(
         self,
-        spec: JobSpec,
+        spec: ResolvedSpec,
         *,
         dtype: torch.dtype,
         device: str,
@@ -36,7 +36,7 @@ TASK_BUILDERS: dict[str, TaskBuilder] = {
 
 
 def build_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from workers.training.data_files import load_labelled_sequences
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
@@ -27,7 +27,7 @@ class SequenceClassificationTask(InMemoryTask):
 
     def __init__(
         self,
-        spec: JobSpec,
+        spec: ResolvedSpec,
         *,
         dtype: torch.dtype,
         device: torch.device | str,
@@ -84,7 +84,7 @@ class SequenceClassificationTask(InMemoryTask):
 
 
 def build_sequence_classification_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from workers.training.models import RecurrentNet
 from workers.training.tasks.base import Batch
 from workers.training.tasks.splits import (
@@ -30,8 +30,9 @@ class ShardedTask(ABC):
 
     smoothness: Sequence[float] | None = None
 
-    def __init__(self, spec: JobSpec, *, dtype: torch.dtype, device: torch.device | str) -> None:
-        assert spec.distributed.workers is not None  # filled by the JobSpec validator
+    def __init__(
+        self, spec: ResolvedSpec, *, dtype: torch.dtype, device: torch.device | str
+    ) -> None:
         self.spec = spec
         self.seed = spec.schedule.seed
         self.num_workers: int = spec.distributed.workers

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.schemas.jobspec import JobSpec
+from service.schemas.resolved import ResolvedSpec
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
 from workers.training.tasks.sharded import InMemoryTask
@@ -75,7 +75,9 @@ class AddingTask(_GeneratedTask):
     primary_metric = "val_mse"
     higher_is_better = False
 
-    def __init__(self, spec: JobSpec, *, dtype: torch.dtype, device: torch.device | str) -> None:
+    def __init__(
+        self, spec: ResolvedSpec, *, dtype: torch.dtype, device: torch.device | str
+    ) -> None:
         super().__init__(spec, dtype=dtype, device=device)
         assert spec.task.seq_len is not None
         inputs, targets = make_adding(spec.task.num_samples, spec.task.seq_len, self.seed)
@@ -119,7 +121,9 @@ class CopyMemoryTask(_GeneratedTask):
     primary_metric = "val_accuracy"
     higher_is_better = True
 
-    def __init__(self, spec: JobSpec, *, dtype: torch.dtype, device: torch.device | str) -> None:
+    def __init__(
+        self, spec: ResolvedSpec, *, dtype: torch.dtype, device: torch.device | str
+    ) -> None:
         super().__init__(spec, dtype=dtype, device=device)
         assert spec.task.seq_len is not None
         self.copy_length = spec.task.copy_length
@@ -170,7 +174,7 @@ class CopyMemoryTask(_GeneratedTask):
 
 
 def build_adding_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
@@ -180,7 +184,7 @@ def build_adding_task(
 
 
 def build_copy_memory_task(
-    spec: JobSpec,
+    spec: ResolvedSpec,
     *,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",

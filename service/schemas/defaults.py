@@ -1,0 +1,105 @@
+"""The defaults a request leaves to the server, one table per axis: what each task
+implies (dataset, sequence length, workers, optimizer, schedule) and what each
+aggregation rule implies (threshold, forced uploads, optimizer variant). Only
+`service.schemas.resolve` reads these tables; the API shows their effect in the
+resolved spec. Users see these numbers, so they are part of the contract (they
+live beside it, not in workers/, which the API never imports).
+
+Also the facts about the paper's linear-regression task that both the defaults and
+the worker's task need (its per-worker smoothness constants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.schemas.jobspec import OptimizerName, Strategy, TaskKind
+
+DEFAULT_MAX_ATTEMPTS = 3
+
+BUILTIN_DATASETS: dict[str, TaskKind] = {
+    "builtin:shakespeare": "char_lm",
+    "builtin:digits": "sequence_classification",
+}
+DEFAULT_DATASET: dict[TaskKind, str] = {
+    "char_lm": "builtin:shakespeare",
+    "sequence_classification": "builtin:digits",
+}
+DEFAULT_SEQ_LEN: dict[TaskKind, int] = {
+    "char_lm": 64,
+    "sequence_classification": 8,
+    "adding": 50,
+    "copy_memory": 50,
+}
+DEFAULT_MAX_CHARS = 1_000_000
+DEFAULT_WORKERS = 4
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LR: dict[OptimizerName, float] = {"adam": 0.002, "sgd": 0.1}
+# Tasks that supply per-worker smoothness constants (needed by lag_ps).
+TASKS_WITH_SMOOTHNESS: frozenset[TaskKind] = frozenset({"lag_paper_linreg"})
+# Generated tasks are built whole in every replica: bound their size at submit.
+MAX_GENERATED_STEPS = 20_000_000
+
+
+@dataclass(frozen=True)
+class PaperTaskDefaults:
+    """lag_paper_linreg reproduces the paper's run from a minimal spec: 9 workers,
+    full-batch GD (sgd, lr = 1/L of the mean loss, no clipping), 1000 rounds. These
+    apply to fields the request leaves out (an explicit null clip stays null)."""
+
+    workers: int = 9
+    optimizer: OptimizerName = "sgd"
+    clip_grad_norm: float | None = None
+    batch_size: str = "full"
+    rounds: int = 1000
+
+
+PAPER_TASK = PaperTaskDefaults()
+
+
+@dataclass(frozen=True)
+class RuleDefaults:
+    """What a rule implies for the fields a request leaves null.
+
+    `xi`: the threshold scale for SGD steps (the paper's 1, 10 for lag_ps).
+    `xi_adam`: the threshold under Adam. Every parameter moves about one lr per round
+    whatever its gradient, so sum ||dtheta||^2 / lr^2 grows with the parameter count
+    and the SGD value silences every replica; 1e-6 kept CADA2 at dense Adam's accuracy
+    in benchmarks/rnn_comm.py (20-26 k parameters). None = same as `xi`.
+    `max_staleness`: forced upload after this many skipped rounds (None = never).
+    `cada`: with adam, AMSGrad without bias correction (CADA2); `bias_correction` is
+    off for such a rule under sgd too (it has no effect there).
+    `needs_smoothness`: the rule needs the task's per-worker smoothness constants.
+    """
+
+    xi: float = 1.0
+    xi_adam: float | None = None
+    max_staleness: int | None = None
+    cada: bool = False
+    needs_smoothness: bool = False
+
+    def xi_for(self, optimizer: OptimizerName) -> float:
+        if optimizer == "adam" and self.xi_adam is not None:
+            return self.xi_adam
+        return self.xi
+
+
+RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
+    "dense": RuleDefaults(),
+    "local_sgd": RuleDefaults(),
+    "lag_wk": RuleDefaults(xi_adam=1e-6),
+    "lag_ps": RuleDefaults(xi=10.0, needs_smoothness=True),
+    "lasg_wk2": RuleDefaults(xi_adam=1e-6, max_staleness=50, cada=True),
+}
+
+
+def linreg_smoothness(workers: int, uniform: bool) -> list[float]:
+    """Per-worker smoothness L_m = (1 + c_m)^2 of the paper's task, c_m = 1.3^(m-1)
+    (c_m = 1 for every worker in the uniform control)."""
+    return [(1.0 + (1.0 if uniform else 1.3**m)) ** 2 for m in range(workers)]
+
+
+def linreg_mean_smoothness(workers: int, uniform: bool) -> float:
+    """Smoothness of the *mean* loss (1/M) sum L_m. The q_m are orthonormal, so the
+    Hessian's top eigenvalue along q_m is M - 1 + L_m, divided by M."""
+    return (workers - 1 + max(linreg_smoothness(workers, uniform))) / workers

@@ -1,0 +1,153 @@
+"""Resolving a JobSpec: the one place where defaults are filled in and impossible
+combinations are refused. `resolve` turns a validated request into the frozen
+ResolvedSpec that the API stores and shows and that every worker consumes; a
+problem is a SpecError listing (dotted field, message) pairs, which the API answers
+with a 422 naming each field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from service.schemas.data_limits import check_data
+from service.schemas.defaults import (
+    BUILTIN_DATASETS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_LR,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_CHARS,
+    DEFAULT_SEQ_LEN,
+    DEFAULT_WORKERS,
+    MAX_GENERATED_STEPS,
+    PAPER_TASK,
+    RULE_DEFAULTS,
+    TASKS_WITH_SMOOTHNESS,
+    linreg_mean_smoothness,
+)
+from service.schemas.jobspec import JobSpec, TaskSpec
+from service.schemas.resolved import ResolvedSpec
+
+Problem = tuple[str, str]
+
+
+class SpecError(ValueError):
+    """A request that no server could run, with the fields to blame."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+        self.problems = problems
+
+
+def resolve(
+    request: JobSpec | Mapping[str, Any], *, default_max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> ResolvedSpec:
+    """The request with every default filled in. A mapping is validated as a JobSpec
+    first (pydantic.ValidationError for malformed fields); SpecError for a spec whose
+    parts do not fit together."""
+    spec = request if isinstance(request, JobSpec) else JobSpec.model_validate(request)
+    resolved = ResolvedSpec.model_validate(_filled(spec, default_max_attempts))
+    problems = _combination_problems(resolved) or check_data(resolved, None)
+    if problems:
+        raise SpecError(problems)
+    return resolved
+
+
+def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
+    kind = spec.task.kind
+    paper = kind == "lag_paper_linreg"
+    optimizer, schedule = spec.optimizer, spec.schedule
+    data = spec.model_dump()
+    task, opt, agg = data["task"], data["optimizer"], data["aggregation"]
+    dist, sched = data["distributed"], data["schedule"]
+    task.update(_task_data(spec.task))
+    if paper:
+        # Only for fields the request left out: an explicit value (even null) stands.
+        if "name" not in optimizer.model_fields_set:
+            opt["name"] = PAPER_TASK.optimizer
+        if "clip_grad_norm" not in optimizer.model_fields_set:
+            opt["clip_grad_norm"] = PAPER_TASK.clip_grad_norm
+        if "rounds" not in schedule.model_fields_set:
+            sched["rounds"] = PAPER_TASK.rounds
+    if dist["workers"] is None:
+        dist["workers"] = PAPER_TASK.workers if paper else DEFAULT_WORKERS
+    if sched["batch_size"] is None:
+        sched["batch_size"] = PAPER_TASK.batch_size if paper else DEFAULT_BATCH_SIZE
+    rule = RULE_DEFAULTS[agg["strategy"]]
+    if agg["xi"] is None:
+        agg["xi"] = rule.xi_for(opt["name"])
+    if agg["max_staleness"] is None:
+        agg["max_staleness"] = rule.max_staleness
+    if opt["amsgrad"] is None:
+        opt["amsgrad"] = rule.cada and opt["name"] == "adam"
+    if opt["bias_correction"] is None:
+        opt["bias_correction"] = not rule.cada
+    if opt["lr"] is None:
+        opt["lr"] = (
+            1.0 / linreg_mean_smoothness(dist["workers"], spec.task.uniform)
+            if paper
+            else DEFAULT_LR[opt["name"]]
+        )
+    if data["max_attempts"] is None:
+        data["max_attempts"] = default_max_attempts
+    return data
+
+
+def _task_data(task: TaskSpec) -> dict[str, Any]:
+    kind = task.kind
+    filled: dict[str, Any] = {}
+    if kind in DEFAULT_DATASET and task.dataset is None:
+        filled["dataset"] = DEFAULT_DATASET[kind]
+    if task.seq_len is None and kind in DEFAULT_SEQ_LEN:
+        filled["seq_len"] = DEFAULT_SEQ_LEN[kind]
+    if kind == "char_lm" and task.max_chars is None:
+        filled["max_chars"] = DEFAULT_MAX_CHARS
+    return filled
+
+
+def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
+    task = spec.task
+    kind = task.kind
+    problems: list[Problem] = []
+    if kind in DEFAULT_DATASET:
+        assert task.dataset is not None  # filled above
+        ds = task.dataset
+        if ds.startswith("builtin:"):
+            if BUILTIN_DATASETS.get(ds) != kind:
+                problems.append(("task.dataset", f"{ds!r} is not a builtin dataset for {kind}"))
+        elif not (ds.startswith("upload:") and len(ds) > len("upload:")):
+            problems.append(("task.dataset", "must be 'builtin:<name>' or 'upload:<id>'"))
+    elif task.dataset is not None:
+        problems.append(("task.dataset", f"task {kind} generates its own data; leave it out"))
+    if RULE_DEFAULTS[spec.aggregation.strategy].needs_smoothness and (
+        kind not in TASKS_WITH_SMOOTHNESS
+    ):
+        problems.append(
+            (
+                "aggregation.strategy",
+                f"{spec.aggregation.strategy} needs per-worker smoothness constants, "
+                f"which only {sorted(TASKS_WITH_SMOOTHNESS)} supplies",
+            )
+        )
+    workers = spec.distributed.workers
+    if kind == "lag_paper_linreg" and workers > task.dim:
+        problems.append(
+            (
+                "distributed.workers",
+                f"lag_paper_linreg needs workers <= task.dim ({task.dim})",
+            )
+        )
+    if kind in ("adding", "copy_memory"):
+        steps = (task.seq_len or 0) + 2 * task.copy_length
+        if task.num_samples * steps > MAX_GENERATED_STEPS:
+            problems.append(
+                (
+                    "task.num_samples",
+                    f"{task.num_samples} sequences of {steps} steps exceed "
+                    f"{MAX_GENERATED_STEPS:,} generated steps (every replica holds them)",
+                )
+            )
+    if spec.schedule.batch_size == "full" and kind == "char_lm":
+        problems.append(("schedule.batch_size", "'full' is not supported for char_lm"))
+    return problems

@@ -1,0 +1,188 @@
+"""What runs inside a job's Ray actors: plain classes that wrap the training core's
+Replica and Coordinator (Ray wraps them at the edge, in workers.ray_job). Vectors
+cross between them as numpy arrays; the round loop is the reference runner's
+(workers.training.loop), so the Ray path reproduces its trajectory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import ray
+import torch
+
+from service.artifacts import local_path, read_file, write_file
+from service.schemas.resolved import ResolvedSpec
+from workers.aggregation.rule import AggregationRule
+from workers.training.checkpoint import from_bytes, restore, to_bytes
+from workers.training.coordinator import Coordinator
+from workers.training.loop import run_rounds
+from workers.training.replica import Replica, ReplicaReply
+from workers.training.tasks.base import DatasetResolver
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    round: int
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    round: int
+    uri: str
+    sha256: str
+    bytes: int
+
+
+JobEvent = RecordEvent | CheckpointEvent
+
+
+def _local_copy(uri: str) -> Path:
+    """A local path for a dataset URI (remote fsspec files are copied once)."""
+    path = local_path(uri)
+    if path is not None:
+        return path
+    target = (
+        Path(tempfile.gettempdir()) / "lagtrain-datasets" / hashlib.sha256(uri.encode()).hexdigest()
+    )
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with fsspec.open(uri, "rb") as src, target.open("wb") as dst:
+            dst.write(src.read())
+    return target
+
+
+def dataset_resolver(datasets: Mapping[str, str]) -> DatasetResolver:
+    def resolve(dataset_id: str) -> Path:
+        if dataset_id not in datasets:
+            raise KeyError(f"dataset upload:{dataset_id} was not handed to this job")
+        return _local_copy(datasets[dataset_id])
+
+    return resolve
+
+
+def _to_cpu(value: Any) -> Any:
+    """Tensors anywhere in a state dict moved to the CPU (checkpoints are read there)."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
+class ReplicaHost:
+    """Runs in a replica actor: one Replica, torch limited to the bundle's CPUs."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        rank: int,
+        *,
+        rule: AggregationRule,
+        dtype: str,
+        device: str,
+        threads: int,
+        datasets: Mapping[str, str],
+    ) -> None:
+        torch.set_num_threads(threads)
+        self.replica = Replica(
+            ResolvedSpec.model_validate(spec),
+            rank,
+            dtype=DTYPES[dtype],
+            device=device,
+            resolve_dataset=dataset_resolver(datasets),
+            rule=rule,
+        )
+
+    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
+        return self.replica.step(round_, params, rhs)
+
+    def describe(self) -> dict[str, Any]:
+        """Where this replica computes: its model's device and torch's thread count."""
+        device = next(self.replica.model.parameters()).device
+        return {
+            "rank": self.replica.rank,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(_to_cpu(self.replica.state_dict()))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.replica.load_state_dict(state)
+
+
+class JobDriver:
+    """Runs in the coordinator bundle: the Coordinator, the round loop, checkpoints."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *,
+        rule: AggregationRule,
+        job_key: str,
+        replicas: list[Any],
+        dtype: str,
+        artifacts_url: str,
+        datasets: Mapping[str, str],
+        threads: int,
+    ) -> None:
+        torch.set_num_threads(threads)
+        self.spec = ResolvedSpec.model_validate(spec)
+        self.job_key = job_key
+        self.replicas = replicas
+        self.artifacts_url = artifacts_url.rstrip("/")
+        self.coordinator = Coordinator(
+            self.spec, dtype=DTYPES[dtype], resolve_dataset=dataset_resolver(datasets), rule=rule
+        )
+        if len(replicas) != self.coordinator.workers:
+            raise ValueError(
+                f"{len(replicas)} replica actors for {self.coordinator.workers} workers"
+            )
+
+    def resume(self, uri: str, sha256: str) -> int:
+        """Load the checkpoint at `uri` after verifying its sha256; returns next round."""
+        checkpoint = from_bytes(read_file(uri), sha256=sha256, source=uri)
+
+        def load(states: list[dict[str, Any]]) -> None:
+            ray.get(
+                [r.load_state_dict.remote(s) for r, s in zip(self.replicas, states, strict=True)]
+            )
+
+        return restore(checkpoint, self.coordinator, load)
+
+    def run(self) -> Iterator[JobEvent]:
+        def step(plan: Any) -> list[ReplicaReply]:
+            params = ray.put(plan.params)
+            calls = [
+                self.replicas[rank].step.remote(plan.round, params, plan.rhs) for rank in plan.ranks
+            ]
+            replies: list[ReplicaReply] = ray.get(calls)
+            return replies
+
+        def states() -> list[dict[str, Any]]:
+            return list(ray.get([r.state_dict.remote() for r in self.replicas]))
+
+        for done in run_rounds(self.coordinator, step, states):
+            yield RecordEvent(done.round, done.values)
+            if done.checkpoint is not None:
+                yield self._write_checkpoint(done.round, done.checkpoint)
+
+    def _write_checkpoint(self, round_: int, checkpoint: dict[str, Any]) -> CheckpointEvent:
+        data = to_bytes(checkpoint)
+        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}.pt"
+        write_file(uri, data)
+        return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
