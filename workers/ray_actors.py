@@ -1,6 +1,7 @@
 """What runs inside a job's Ray actors: plain classes that wrap the training core's
-Replica and Coordinator (Ray wraps them at the edge, in workers.ray_job). Vectors
-cross between them as numpy arrays; the round loop is the reference runner's
+Replica and Coordinator (Ray wraps them at the edge, in workers.ray_job). The spec and
+the rule arrive as the objects the dispatcher resolved (pickled, not re-read), and
+vectors cross between actors as numpy arrays; the round loop is the reference runner's
 (workers.training.loop), so the Ray path reproduces its trajectory.
 """
 
@@ -87,7 +88,7 @@ class ReplicaHost:
 
     def __init__(
         self,
-        spec: dict[str, Any],
+        spec: ResolvedSpec,
         rank: int,
         *,
         rule: AggregationRule,
@@ -98,7 +99,7 @@ class ReplicaHost:
     ) -> None:
         torch.set_num_threads(threads)
         self.replica = Replica(
-            ResolvedSpec.model_validate(spec),
+            spec,
             rank,
             dtype=DTYPES[dtype],
             device=device,
@@ -130,7 +131,7 @@ class JobDriver:
 
     def __init__(
         self,
-        spec: dict[str, Any],
+        spec: ResolvedSpec,
         *,
         rule: AggregationRule,
         job_key: str,
@@ -141,7 +142,7 @@ class JobDriver:
         threads: int,
     ) -> None:
         torch.set_num_threads(threads)
-        self.spec = ResolvedSpec.model_validate(spec)
+        self.spec = spec
         self.job_key = job_key
         self.replicas = replicas
         self.artifacts_url = artifacts_url.rstrip("/")

@@ -68,7 +68,7 @@ class RayJob:
             ) from exc
         dist = self.spec.distributed
         device = "cuda" if dist.gpus_per_worker > 0 else "cpu"
-        spec = self.spec.model_dump(mode="json")
+        spec = self.spec
         replica_cls = ray.remote(ReplicaHost)
         for rank, bundle in enumerate(bundles[1:]):
             self.actors.append(
