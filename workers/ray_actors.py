@@ -35,6 +35,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class RecordEvent:
     round: int
     values: dict[str, float]
+    uploaded: tuple[int, ...]  # the replicas whose upload this round used
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ class JobDriver:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
 
         for done in run_rounds(self.coordinator, step, states):
-            yield RecordEvent(done.round, done.values)
+            yield RecordEvent(done.round, done.values, done.uploaded)
             if done.checkpoint is not None:
                 yield self._write_checkpoint(done.round, done.checkpoint)
 

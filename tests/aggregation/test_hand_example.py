@@ -73,6 +73,7 @@ def test_replicas_and_coordinator_follow_the_hand_computed_trajectory() -> None:
         replies = [replicas[r].step(k, plan.params, plan.rhs) for r in plan.ranks]
         values = coordinator.end_round(k, replies)
         uploads_by_round.append({r.rank + 1 for r in replies if r.upload is not None})
+        assert coordinator.uploaded == tuple(sorted(r - 1 for r in uploads_by_round[-1]))
         thetas.append(float(coordinator.params[0]))
         assert values["uploads"] + values["skips"] == 2
     assert uploads_by_round == EXPECTED_UPLOADS

@@ -107,6 +107,8 @@ class Coordinator:
         self.last_upload_round = [-1] * self.workers
         self.uploads_per_worker = [0] * self.workers
         self.last_loss = [math.nan] * self.workers
+        # The ranks whose upload the last completed round used (DESIGN §11 `uploaded`).
+        self.uploaded: tuple[int, ...] = ()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._pending: _Pending | None = None
 
@@ -147,6 +149,7 @@ class Coordinator:
         self.window = self.window.push(squared_step(new, old))
         for reply in ordered:
             self.last_loss[reply.rank] = reply.loss
+        self.uploaded = tuple(sorted(uploads))
         for rank in uploads:
             self.last_upload_round[rank] = round_
             self.uploads_per_worker[rank] += 1

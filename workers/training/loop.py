@@ -23,6 +23,7 @@ ReplicaStates = Callable[[], Sequence[dict[str, Any]]]
 class RoundDone:
     round: int
     values: dict[str, float]
+    uploaded: tuple[int, ...]  # the replicas whose upload this round used
     checkpoint: dict[str, Any] | None  # set when one is due after this round
 
 
@@ -45,4 +46,4 @@ def run_rounds(
         checkpoint = None
         if schedule.checkpoint_due(round_):
             checkpoint = assemble(coordinator, replica_states())
-        yield RoundDone(round_, values, checkpoint)
+        yield RoundDone(round_, values, coordinator.uploaded, checkpoint)
