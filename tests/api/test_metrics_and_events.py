@@ -96,7 +96,7 @@ def test_stream_resumes_after_last_event_id(api: Api) -> None:
 
 @pytest.mark.timeout(60)
 def test_stream_of_a_failed_job_reports_the_error(api: Api) -> None:
-    from service.store import queue
+    from service.store.attempts import fail
     from service.store.db import transaction
 
     _uid, alice = api.create_user("alice")
@@ -106,7 +106,7 @@ def test_stream_of_a_failed_job_reports_the_error(api: Api) -> None:
         assert next(events)["data"]["status"] == "queued"
         claimed = api.claim()
         with transaction(api.sessions) as session:
-            queue.fail(
+            fail(
                 session,
                 job_id=job_id,
                 token=claimed.fencing_token,
@@ -120,7 +120,7 @@ def test_stream_of_a_failed_job_reports_the_error(api: Api) -> None:
 
 def test_checkpoints_list_and_download(api: Api) -> None:
     from service.artifacts import artifact_url, write_once
-    from service.store import queue
+    from service.store.checkpoints import record_checkpoint
     from service.store.db import transaction
 
     _uid, alice = api.create_user("alice")
@@ -130,7 +130,7 @@ def test_checkpoints_list_and_download(api: Api) -> None:
     uri = artifact_url(api.settings.artifacts_url, f"checkpoints/{job_id}/round-2.safetensors")
     write_once(uri, payload)
     with transaction(api.sessions) as session:
-        ckpt = queue.record_checkpoint(
+        ckpt = record_checkpoint(
             session,
             job_id=job_id,
             token=claimed.fencing_token,
