@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -141,6 +142,11 @@ class Job(Base):
         Index("ix_jobs_owner_id_id", "owner_id", "id"),
         # The claim counts each owner's running jobs (quota and fair share).
         Index("ix_jobs_owner_id_status", "owner_id", "status"),
+        # ck_jobs_status (migration 0003): only the lifecycle writes status, and the
+        # database refuses anything outside the six, whoever writes.
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")", name="status"
+        ),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
