@@ -3,7 +3,6 @@ driven through Starlette's TestClient (lifespan included, so bootstrap runs)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -128,23 +127,3 @@ def assert_json_error(response: httpx.Response, status: int) -> Any:
     body = response.json()
     assert set(body) == {"detail"}, body
     return body["detail"]
-
-
-def read_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Parse an SSE stream into {"event", "id", "data"} dicts (comments skipped)."""
-    event: dict[str, Any] = {}
-    for line in lines:
-        if line == "":
-            if event:
-                if "data" in event:
-                    event["data"] = json.loads(event["data"])
-                yield event
-            event = {}
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            event[field] = event[field] + "\n" + value if field in event else value
-    if event:
-        yield event
