@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.5
-# How often the lease is renewed at most; also how quickly a cancel is noticed.
-LEASE_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -129,17 +127,25 @@ class JobRun:
         self._write(final_write)
 
     def _keep_lease(self) -> None:
-        interval = min(self.settings.heartbeat_seconds, LEASE_CHECK_SECONDS)
-        while not self._ended.wait(interval):
+        """Renew the lease every heartbeat_seconds until the run ends. The reply says
+        whether a cancel was asked for, so a cancel is noticed at the next beat."""
+        token, lease = self.claimed.fencing_token, self.settings.lease_seconds
+        while not self._ended.wait(self.settings.heartbeat_seconds):
             try:
-                if self._heartbeat():
-                    self._cancel_requested.set()
+                reply = self._write(
+                    lambda s: attempts.heartbeat(
+                        s, job_id=self.job_id, token=token, lease_seconds=lease
+                    )
+                )
             except StaleLease:
                 self._lease_lost.set()
                 return
             except Exception:
-                # A transient store error: the lease has slack for the next beat.
+                # A transient store error: the lease outlives one missed beat (Settings).
                 log.exception("job %s: heartbeat failed", self.job_id)
+                continue
+            if reply.cancel_requested:
+                self._cancel_requested.set()
 
     def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
         try:
@@ -226,20 +232,6 @@ class JobRun:
                     }
                 )
         self._write(write)
-
-    def _heartbeat(self) -> bool:
-        """Renew the lease; True when a cancel was asked for."""
-
-        def beat(session: Session) -> bool:
-            reply = attempts.heartbeat(
-                session,
-                job_id=self.job_id,
-                token=self.claimed.fencing_token,
-                lease_seconds=self.settings.lease_seconds,
-            )
-            return reply.cancel_requested
-
-        return self._write(beat)
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:
