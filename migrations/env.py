@@ -1,7 +1,8 @@
 """Alembic environment. The database URL comes from, in order: the in-code Config
 (`config.attributes["database_url"]`, set by service.store.migrate), `-x
 database_url=...` on the alembic command line, or Settings (LAGTRAIN_DATABASE_URL).
-An open connection may also be handed over in `config.attributes["connection"]`."""
+An open connection may also be handed over in `config.attributes["connection"]` (on
+SQLite, with foreign keys off: see _sqlite_foreign_keys)."""
 
 from __future__ import annotations
 
@@ -59,10 +60,32 @@ def run_migrations_online() -> None:
     engine = make_engine(_database_url())
     try:
         with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=False)
             _run(conn)
             conn.commit()
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=True)
     finally:
         engine.dispose()
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    """SQLite's batch mode rebuilds a table (create a copy, drop the old one, rename).
+    With foreign keys on, dropping a parent such as `jobs` would delete every row
+    that references it (ON DELETE CASCADE), so migrations run with them off, as
+    SQLite's own procedure for altering a table says. The PRAGMA is ignored inside a
+    transaction, so it goes to the driver's connection, which is in autocommit mode
+    between transactions (service.store.db); turning them back on first checks that
+    the migrated data still satisfies every foreign key."""
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    if on:
+        broken = dbapi.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left rows violating foreign keys: {broken[:5]}")
+    dbapi.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 if context.is_offline_mode():

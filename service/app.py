@@ -15,7 +15,7 @@ from service.api.datasets import MULTIPART_OVERHEAD_BYTES
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
-from service.store import queue
+from service.store.attempts import requeue_expired
 from service.store.db import make_engine, make_sessionmaker, transaction
 
 API_VERSION = "1"
@@ -25,7 +25,7 @@ def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
     """The reaper also runs at server start (DESIGN §4): jobs whose dispatcher died
     while no dispatcher was left go back to the queue, not stay 'running'."""
     with transaction(sessions) as session:
-        queue.requeue_expired(session, actor="reaper:server-start")
+        requeue_expired(session, actor="reaper:server-start")
 
 
 def create_app(settings: Settings) -> FastAPI:

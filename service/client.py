@@ -4,7 +4,8 @@ and the benchmarks. It speaks only HTTP: it imports nothing from the server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,43 @@ class ClientSettings(BaseSettings):
         if path.is_file():
             return path.read_text().strip()
         raise ApiError(0, "no token: set LAGTRAIN_TOKEN (or run on the server's machine)")
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One server-sent event: its type ("message" when unnamed), its id (None when
+    the server sent none) and its data, decoded from JSON."""
+
+    event: str
+    id: str | None
+    data: Any
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """Server-sent events from a stream's lines (the WHATWG text/event-stream rules
+    lagtrain's server uses): fields `name: value` (one leading space dropped),
+    comments (`:`) skipped, several data lines joined with newlines, an event sent at
+    each blank line if it has data; a final event cut off before its blank line is
+    dropped, as a browser does."""
+    event: str = "message"
+    event_id: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield SseEvent(event=event, id=event_id, data=json.loads("\n".join(data)))
+            event, event_id, data = "message", None, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
 
 
 class ApiError(Exception):
@@ -135,13 +173,5 @@ class Client:
             if response.status_code >= 400:
                 response.read()
                 raise ApiError(response.status_code, response.text)
-            event, data = "message", ""
-            for line in response.iter_lines():
-                if not line:
-                    if data:
-                        yield event, json.loads(data)
-                    event, data = "message", ""
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data += line[5:].strip()
+            for message in parse_sse(response.iter_lines()):
+                yield message.event, message.data

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
+    # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
+    # then); a lease not renewed for lease_seconds is reaped and the job rerun.
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0, le=1.0)
@@ -43,3 +45,15 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(default=50_000_000, ge=1024)
 
     bootstrap_admin_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_missed_heartbeat(self) -> Self:
+        # One late or failed beat (a slow transaction, a database hiccup) must not
+        # cost the lease, or a healthy job is reaped and run twice.
+        if self.lease_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"LAGTRAIN_LEASE_SECONDS ({self.lease_seconds:g}) must be at least twice "
+                f"LAGTRAIN_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}): a lease must "
+                "survive one missed heartbeat"
+            )
+        return self

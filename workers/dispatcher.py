@@ -17,9 +17,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
-from service.store import queue
+from service.store.attempts import claim_next, fail, requeue_expired
 from service.store.db import transaction
-from service.store.dispatch import unschedulable_jobs
+from service.store.dispatchers import upsert_dispatcher
+from service.store.jobs import fail_queued, unschedulable_jobs
 from service.store.lifecycle import JOBS_CHANNEL
 from workers.job_run import JobRun
 from workers.ray_runtime import free_resources, total_resources
@@ -122,9 +123,9 @@ class Dispatcher:
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
         with transaction(self.sessions) as session:
-            requeued = queue.requeue_expired(session, actor=f"reaper:{self.id}")
+            requeued = requeue_expired(session, actor=f"reaper:{self.id}")
             for job in unschedulable_jobs(session, total_cpus=total_cpus, total_gpus=total_gpus):
-                queue.fail_queued(
+                fail_queued(
                     session,
                     job_id=job.id,
                     actor=f"dispatcher:{self.id}",
@@ -133,7 +134,7 @@ class Dispatcher:
                         f" the whole Ray cluster has {total_cpus:g} CPU and {total_gpus:g} GPU"
                     ),
                 )
-            queue.upsert_dispatcher(
+            upsert_dispatcher(
                 session,
                 dispatcher_id=self.id,
                 hostname=socket.gethostname(),
@@ -149,7 +150,7 @@ class Dispatcher:
     def _claim_and_start(self) -> bool:
         free_cpus, free_gpus = free_resources()
         with transaction(self.sessions) as session:
-            claimed = queue.claim_next(
+            claimed = claim_next(
                 session,
                 dispatcher_id=self.id,
                 lease_seconds=self.settings.lease_seconds,
@@ -168,7 +169,7 @@ class Dispatcher:
             )
         except ValueError as exc:  # a stored spec this version cannot read
             with transaction(self.sessions) as session:
-                queue.fail(
+                fail(
                     session,
                     job_id=claimed.job_id,
                     token=claimed.fencing_token,

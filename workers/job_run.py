@@ -5,13 +5,12 @@ the final status. Every store write presents the attempt's fencing token."""
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,20 +19,18 @@ from service.artifacts import artifact_url
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
-from service.store import attempts
-from service.store.attempts import MetricIn
-from service.store.datasets import UPLOAD_PREFIX
+from service.store import attempts, checkpoints, metrics
+from service.store.attempts import ClaimedJob
+from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import transaction
-from service.store.dispatch import dataset_uris, latest_metric_values
-from service.store.queue import ClaimedJob
+from service.store.metrics import MetricIn
 from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
 from workers.training.coordinator import Diverged
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FLUSH_SECONDS = 0.5
-# How often the lease is renewed at most; also how quickly a cancel is noticed.
-LEASE_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -130,17 +127,25 @@ class JobRun:
         self._write(final_write)
 
     def _keep_lease(self) -> None:
-        interval = min(self.settings.heartbeat_seconds, LEASE_CHECK_SECONDS)
-        while not self._ended.wait(interval):
+        """Renew the lease every heartbeat_seconds until the run ends. The reply says
+        whether a cancel was asked for, so a cancel is noticed at the next beat."""
+        token, lease = self.claimed.fencing_token, self.settings.lease_seconds
+        while not self._ended.wait(self.settings.heartbeat_seconds):
             try:
-                if self._heartbeat():
-                    self._cancel_requested.set()
+                reply = self._write(
+                    lambda s: attempts.heartbeat(
+                        s, job_id=self.job_id, token=token, lease_seconds=lease
+                    )
+                )
             except StaleLease:
                 self._lease_lost.set()
                 return
             except Exception:
-                # A transient store error: the lease has slack for the next beat.
+                # A transient store error: the lease outlives one missed beat (Settings).
                 log.exception("job %s: heartbeat failed", self.job_id)
+                continue
+            if reply.cancel_requested:
+                self._cancel_requested.set()
 
     def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
         try:
@@ -191,32 +196,29 @@ class JobRun:
 
         def write(session: Session) -> None:
             records: list[MetricIn] = []
-            for event in batch:
+            # In stream order: a checkpoint's seq covers the metrics sent before it.
+            for event in [*batch, None]:
                 if isinstance(event, RecordEvent):
                     records.append(
                         MetricIn(seq=event.round + 1, round=event.round, values=event.values)
                     )
                     continue
                 if records:
-                    attempts.append_metrics(
+                    metrics.append_metrics(
                         session, job_id=self.job_id, token=token, attempt=attempt, records=records
                     )
                     records = []
-                assert isinstance(event, CheckpointEvent)
-                attempts.record_checkpoint(
-                    session,
-                    job_id=self.job_id,
-                    token=token,
-                    round=event.round,
-                    seq=event.round + 1,
-                    uri=event.uri,
-                    sha256=event.sha256,
-                    bytes=event.bytes,
-                )
-            if records:
-                attempts.append_metrics(
-                    session, job_id=self.job_id, token=token, attempt=attempt, records=records
-                )
+                if isinstance(event, CheckpointEvent):
+                    checkpoints.record_checkpoint(
+                        session,
+                        job_id=self.job_id,
+                        token=token,
+                        round=event.round,
+                        seq=event.round + 1,
+                        uri=event.uri,
+                        sha256=event.sha256,
+                        bytes=event.bytes,
+                    )
 
         for event in batch:
             if isinstance(event, RecordEvent):
@@ -231,27 +233,13 @@ class JobRun:
                 )
         self._write(write)
 
-    def _heartbeat(self) -> bool:
-        """Renew the lease; True when a cancel was asked for."""
-
-        def beat(session: Session) -> bool:
-            reply = attempts.heartbeat(
-                session,
-                job_id=self.job_id,
-                token=self.claimed.fencing_token,
-                lease_seconds=self.settings.lease_seconds,
-            )
-            return reply.cancel_requested
-
-        return bool(self._write(beat))
-
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:
             self._write(self._failure(reason, retryable))
         except StaleLease:
             log.warning("job %s: lease lost before recording failure: %s", self.job_id, reason)
 
-    def _write(self, fn: Callable[[Session], Any]) -> Any:
+    def _write(self, fn: Callable[[Session], T]) -> T:
         with transaction(self.sessions) as session:
             return fn(session)
 
@@ -266,31 +254,20 @@ class JobRun:
         values = dict(self.progress.last_values)
         if not values:
             # Resumed from the final checkpoint: this attempt ran no round itself.
-            values = dict(latest_metric_values(session, job_id=self.job_id))
+            values = metrics.latest_metric_values(session, job_id=self.job_id)
         uploads = float(values.get("uploads_total") or 0.0)
         dense = float(values.get("dense_equiv_uploads") or 0.0)
-        summary: dict[str, Any] = _finite(
-            {
-                "rounds": self.spec.schedule.rounds,
-                "final_metrics": {**values, **self.progress.eval_values},
-                "uploads_total": uploads,
-                "dense_equiv_uploads": dense,
-                "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
-                "bytes_up_total": values.get("bytes_up_total"),
-                "attempt": self.claimed.attempt,
-                "attempt_wall_time_s": round(time.monotonic() - self.started, 3),
-            }
-        )
-        return summary
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null (PostgreSQL's json rejects them)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        # Non-finite figures (a diverged loss) are stored as null by attempts.finish.
+        return {
+            "rounds": self.spec.schedule.rounds,
+            "final_metrics": {**values, **self.progress.eval_values},
+            "uploads_total": uploads,
+            "dense_equiv_uploads": dense,
+            "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
+            "bytes_up_total": values.get("bytes_up_total"),
+            "attempt": self.claimed.attempt,
+            "attempt_wall_time_s": round(time.monotonic() - self.started, 3),
+        }
 
 
 def _drain(events: queue.Queue[JobEvent], *, timeout: float) -> list[JobEvent]:

@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
 from service.api.deps import AppSettings, Sessions
 from service.auth import CurrentUser
 from service.schemas.cluster import ClusterOut, DispatcherOut
 from service.store.db import transaction
-from service.store.explain import resource_view
+from service.store.dispatchers import cluster_resources, list_dispatchers
 from service.store.jobs import status_counts
-from service.store.lifecycle import JobStatus
-from service.store.models import Dispatcher, utcnow
+from service.store.models import utcnow
 
 router = APIRouter(prefix="/v1", tags=["cluster"])
 
@@ -25,17 +23,9 @@ def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettin
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
     it was seen within one lease period."""
     with transaction(sessions) as session:
-        dispatchers = list(session.scalars(select(Dispatcher).order_by(Dispatcher.id)))
+        dispatchers = list_dispatchers(session)
         counts = status_counts(session)
     cutoff = utcnow() - timedelta(seconds=settings.lease_seconds)
-    live = [d for d in dispatchers if d.last_seen_at >= cutoff]
-    resources: dict[str, dict[str, float]] = {"total": {}, "free": {}}
-    if live:
-        freshest = max(live, key=lambda d: d.last_seen_at)
-        resources = {
-            "total": resource_view(freshest.resources, "total") or {},
-            "free": resource_view(freshest.resources, "free") or {},
-        }
     return ClusterOut(
         dispatchers=[
             DispatcherOut(
@@ -48,6 +38,6 @@ def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettin
             )
             for d in dispatchers
         ],
-        resources=resources,
-        queue={s.value: counts.get(s.value, 0) for s in JobStatus},
+        resources=cluster_resources(dispatchers, alive_since=cutoff),
+        queue=counts,
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Sessions
+from service.store.db import ping, transaction
 from service.store.jobs import status_counts
-from service.store.lifecycle import JobStatus
 
 router = APIRouter(tags=["health"])
 
@@ -22,8 +21,8 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "the database is unreachable"}})
 def readyz(sessions: Sessions) -> JSONResponse:
     try:
-        with sessions() as session:
-            session.execute(text("SELECT 1"))
+        with transaction(sessions) as session:
+            ping(session)
     except SQLAlchemyError:
         return JSONResponse(status_code=503, content={"detail": "database unreachable"})
     return JSONResponse(status_code=200, content={"status": "ready"})
@@ -32,11 +31,11 @@ def readyz(sessions: Sessions) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def prometheus_metrics(sessions: Sessions) -> PlainTextResponse:
     """Jobs by status, in Prometheus' text format (every status, zeros included)."""
-    with sessions() as session:
+    with transaction(sessions) as session:
         counts = status_counts(session)
     lines = [
         "# HELP lagtrain_jobs Jobs in the store by status.",
         "# TYPE lagtrain_jobs gauge",
-        *(f'lagtrain_jobs{{status="{s.value}"}} {counts.get(s.value, 0)}' for s in JobStatus),
+        *(f'lagtrain_jobs{{status="{status}"}} {n}' for status, n in counts.items()),
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

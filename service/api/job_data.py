@@ -14,9 +14,10 @@ from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
+from service.store.checkpoints import get_checkpoint, list_checkpoints
 from service.store.db import transaction
 from service.store.jobs import get_visible_job
-from service.store.metrics import get_checkpoint, list_checkpoints, metrics_after
+from service.store.metrics import metrics_after
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

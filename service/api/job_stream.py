@@ -15,12 +15,12 @@ import anyio
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from service.errors import NotFound
 from service.schemas.jobs import MetricRecord, StatusEvent
 from service.store.db import transaction
-from service.store.jobs import events_after, latest_event
-from service.store.lifecycle import TERMINAL
+from service.store.jobs import events_after, get_job, latest_event
 from service.store.metrics import metrics_after
-from service.store.models import Job, JobEvent, Metric
+from service.store.models import TERMINAL, Job, JobEvent, Metric
 
 POLL_SECONDS = 0.25
 BATCH = 500
@@ -60,9 +60,7 @@ class JobStream:
     def _current(self) -> StatusEvent:
         with transaction(self.sessions) as session:
             event = latest_event(session, job_id=self.job_id)
-            job = session.get(Job, self.job_id)
-        if job is None:  # deleted since the route checked it: nothing left to stream
-            raise LookupError(self.job_id)
+            job = get_job(session, job_id=self.job_id)
         if event is None:
             return StatusEvent(
                 status=job.status, time=job.created_at, attempt=job.attempt, error=job.error
@@ -75,12 +73,10 @@ class JobStream:
     def _poll(self) -> tuple[list[tuple[datetime, Message]], list[Metric], StatusEvent | None]:
         with transaction(self.sessions) as session:
             events = events_after(session, job_id=self.job_id, after_id=self.last_event_id)
-            job = session.get(Job, self.job_id)
+            job = get_job(session, job_id=self.job_id)
             metrics = metrics_after(
                 session, job_id=self.job_id, after_seq=self.last_seq, limit=BATCH
             )
-        if job is None:
-            raise LookupError(self.job_id)
         changes: list[tuple[datetime, Message]] = []
         terminal: StatusEvent | None = None
         for event in events:
@@ -97,7 +93,7 @@ class JobStream:
     async def messages(self) -> AsyncIterator[Message]:
         try:
             first = await run_in_threadpool(self._current)
-        except LookupError:
+        except NotFound:  # deleted since the route checked it: nothing left to stream
             return
         yield _status_message(first)
         terminal_sent = first.status in TERMINAL
@@ -105,7 +101,7 @@ class JobStream:
         while True:
             try:
                 changes, metrics, terminal = await run_in_threadpool(self._poll)
-            except LookupError:
+            except NotFound:
                 return
             for message in _merge(changes, metrics):
                 yield message

@@ -32,9 +32,8 @@ from service.schemas.resolved import ResolvedSpec
 from service.store.datasets import UPLOAD_PREFIX, owned_upload
 from service.store.db import transaction
 from service.store.explain import explain_job
-from service.store.jobs import get_visible_job, list_jobs, submit_job
+from service.store.jobs import enqueue, get_visible_job, list_jobs, request_cancel
 from service.store.models import Job
-from service.store.queue import request_cancel
 from service.store.users import Principal, find_user_id, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -97,7 +96,7 @@ def post_job(
         raise spec_errors(exc.problems, spec) from exc
     with transaction(sessions) as session:
         _check_dataset(session, resolved, principal)
-        job, created = submit_job(
+        job, created = enqueue(
             session,
             owner_id=principal.user_id,
             spec=resolved,

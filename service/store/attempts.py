@@ -1,27 +1,52 @@
-"""Fenced writes by the dispatcher that holds a job's lease (DESIGN §3).
+"""Attempts: a dispatcher claims a job, holds its lease (heartbeat) and ends the
+attempt (finish, fail, acknowledge a cancel); the reaper ends attempts whose lease
+expired.
 
-Every function takes the attempt's fencing token and raises StaleLease unless it is
-the job's current lease token: a dispatcher that lost its lease (paused,
-partitioned, reaped) cannot touch the rerun. The job row is locked first, so a
-write and a concurrent reap or claim never interleave. Store functions: `session`
-keyword-only, flush only. (service.store.queue re-exports these names.)
+Every call after the claim presents the attempt's fencing token and raises
+StaleLease unless it is the job's current lease token: a dispatcher that lost its
+lease (paused, partitioned, reaped) cannot touch the rerun. Status changes go
+through lifecycle.transition.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound, SequenceGap, StaleLease
+from service.errors import NotFound, StaleLease
 from service.store import lifecycle
-from service.store.lifecycle import ACTIVE, JobStatus
-from service.store.models import Checkpoint, Job, JobAttempt, Metric, table_of, utcnow
+from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
+from service.store.lifecycle import Claim, lease_holder
+from service.store.models import (
+    ACTIVE,
+    Job,
+    JobAttempt,
+    JobStatus,
+    json_safe,
+    table_of,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a dispatcher needs to run one attempt (plain data: it may cross to Ray)."""
+
+    job_id: int
+    owner_id: int
+    attempt: int
+    fencing_token: str
+    lease_expires_at: datetime
+    spec: dict[str, Any]
+    # Newest checkpoint to resume from (None: start at round 0), and the last metric
+    # seq already stored: records up to it are ignored when sent again.
+    resume: CheckpointRef | None
+    last_seq: int
 
 
 @dataclass(frozen=True)
@@ -32,12 +57,45 @@ class HeartbeatReply:
     lease_expires_at: datetime
 
 
-@dataclass(frozen=True)
-class MetricIn:
-    seq: int
-    round: int
-    values: Mapping[str, float | int | None]
-    time: datetime | None = None
+def claim_next(
+    session: Session,
+    *,
+    dispatcher_id: str,
+    lease_seconds: float,
+    free_cpus: float,
+    free_gpus: float,
+    now: datetime | None = None,
+) -> ClaimedJob | None:
+    """Claim the next eligible job (service.store.queue_order), or None. The claim is
+    lifecycle.transition's single UPDATE; the resume lookup follows in the caller's
+    transaction."""
+    job = lifecycle.transition(
+        session,
+        job=Claim(
+            dispatcher_id=dispatcher_id,
+            lease_seconds=lease_seconds,
+            free_cpus=free_cpus,
+            free_gpus=free_gpus,
+        ),
+        to=JobStatus.RUNNING,
+        actor=f"dispatcher:{dispatcher_id}",
+        now=now,
+    )
+    if job is None:
+        return None
+    assert job.lease_token is not None and job.lease_expires_at is not None
+    # Checkpoints are written by a lease holder, so a first attempt has none.
+    checkpoint = None if job.attempt == 1 else latest_checkpoint(session, job_id=job.id)
+    return ClaimedJob(
+        job_id=job.id,
+        owner_id=job.owner_id,
+        attempt=job.attempt,
+        fencing_token=job.lease_token,
+        lease_expires_at=job.lease_expires_at,
+        spec=dict(job.spec),
+        resume=None if checkpoint is None else checkpoint_ref(checkpoint),
+        last_seq=job.last_seq,
+    )
 
 
 def heartbeat(
@@ -58,6 +116,7 @@ def heartbeat(
     values: dict[str, Any] = {"lease_expires_at": expires}
     if progress_round is not None:
         values["progress_round"] = progress_round
+    # One guarded UPDATE, no row lock first: the beat is the most frequent write.
     status = session.execute(
         update(jobs)
         .where(
@@ -69,116 +128,33 @@ def heartbeat(
         .returning(jobs.c.status)
     ).scalar_one_or_none()
     if status is None:
-        _raise_not_holder(session, job_id)
+        current = session.scalar(select(Job.status).where(Job.id == job_id))
+        if current is None:
+            raise NotFound(f"job {job_id} not found")
+        raise StaleLease(f"job {job_id}: the lease token is not current (job is {current})")
     attempts = table_of(JobAttempt)
     session.execute(
         update(attempts)
         .where(attempts.c.job_id == job_id, attempts.c.fencing_token == token)
         .values(lease_expires_at=expires)
     )
-    current = JobStatus(status)
+    current_status = JobStatus(status)
     return HeartbeatReply(
-        status=current,
-        cancel_requested=current is JobStatus.CANCELLING,
+        status=current_status,
+        cancel_requested=current_status is JobStatus.CANCELLING,
         lease_expires_at=expires,
     )
-
-
-def append_metrics(
-    session: Session,
-    *,
-    job_id: int,
-    token: str,
-    attempt: int,
-    records: Sequence[MetricIn],
-    now: datetime | None = None,
-) -> int:
-    """Store metric records; returns how many were new.
-
-    Idempotent on (job, seq): a record whose seq is already stored is ignored (a
-    re-sent batch, or a resumed attempt replaying rounds after its checkpoint). The
-    new records must continue job.last_seq without a gap, else SequenceGap and
-    nothing is written. Non-finite values (a diverged loss) are stored as null."""
-    now = now or utcnow()
-    job = _lease_holder(session, job_id, token)
-    if attempt != job.attempt:
-        raise StaleLease(f"job {job_id}: attempt {attempt} is not the current one")
-    fresh: dict[int, MetricIn] = {}
-    for record in records:
-        if record.seq < 1:
-            raise SequenceGap(f"job {job_id}: metric seq must be >= 1, got {record.seq}")
-        if record.seq > job.last_seq:
-            fresh.setdefault(record.seq, record)
-    expected = job.last_seq + 1
-    for seq in sorted(fresh):
-        if seq != expected:
-            raise SequenceGap(
-                f"job {job_id}: metric seq {seq} leaves a gap, expected {expected} "
-                f"(stored up to {job.last_seq})"
-            )
-        expected += 1
-    ordered = [fresh[seq] for seq in sorted(fresh)]
-    session.add_all(
-        Metric(
-            job_id=job_id,
-            seq=r.seq,
-            attempt=attempt,
-            round=r.round,
-            time=r.time or now,
-            values=_json_safe(r.values),
-        )
-        for r in ordered
-    )
-    if ordered:
-        job.last_seq = ordered[-1].seq
-        # progress.round counts rounds completed (round is 0-based): 300/300 when done.
-        job.progress_round = max(job.progress_round, max(r.round for r in ordered) + 1)
-    session.flush()
-    return len(ordered)
-
-
-def record_checkpoint(
-    session: Session,
-    *,
-    job_id: int,
-    token: str,
-    round: int,
-    seq: int,
-    uri: str,
-    sha256: str,
-    bytes: int,
-    now: datetime | None = None,
-) -> Checkpoint:
-    """Record the checkpoint written at `round` (covering metrics up to `seq`). A
-    resumed attempt that reaches a round its lost predecessor checkpointed replaces
-    that row: the newest file for a round wins."""
-    now = now or utcnow()
-    job = _lease_holder(session, job_id, token)
-    checkpoint = session.scalars(
-        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.round == round)
-    ).one_or_none()
-    if checkpoint is None:
-        checkpoint = Checkpoint(job_id=job_id, round=round)
-        session.add(checkpoint)
-    checkpoint.attempt = job.attempt
-    checkpoint.seq = seq
-    checkpoint.uri = uri
-    checkpoint.sha256 = sha256
-    checkpoint.bytes = bytes
-    checkpoint.created_at = now
-    session.flush()
-    return checkpoint
 
 
 def finish(
     session: Session, *, job_id: int, token: str, summary: Mapping[str, Any] | None = None
 ) -> Job:
-    """running/cancelling -> succeeded, with the run's summary."""
-    job = _lease_holder(session, job_id, token)
+    """running/cancelling -> succeeded, with the run's summary (NaN/inf stored as null)."""
+    job = lease_holder(session, job_id=job_id, token=token)
     lifecycle.transition(
         session, job=job, to=JobStatus.SUCCEEDED, actor=_actor(job), expect_token=token
     )
-    job.summary = dict(summary) if summary is not None else None
+    job.summary = json_safe(dict(summary)) if summary is not None else None
     session.flush()
     return job
 
@@ -188,7 +164,7 @@ def fail(session: Session, *, job_id: int, token: str, reason: str, retryable: b
     next claim increments `attempt` and resumes from the newest checkpoint).
     Otherwise failed with `reason`. While cancelling, a retryable failure ends as
     cancelled (nobody wants a retry) and a permanent one as failed."""
-    job = _lease_holder(session, job_id, token)
+    job = lease_holder(session, job_id=job_id, token=token)
     if job.status == JobStatus.CANCELLING.value:
         to = JobStatus.CANCELLED if retryable else JobStatus.FAILED
     elif retryable and job.attempt < job.max_attempts:
@@ -210,7 +186,7 @@ def fail(session: Session, *, job_id: int, token: str, reason: str, retryable: b
 
 def acknowledge_cancel(session: Session, *, job_id: int, token: str) -> Job:
     """cancelling -> cancelled, once the dispatcher has stopped the gang."""
-    job = _lease_holder(session, job_id, token)
+    job = lease_holder(session, job_id=job_id, token=token)
     return lifecycle.transition(
         session,
         job=job,
@@ -221,30 +197,33 @@ def acknowledge_cancel(session: Session, *, job_id: int, token: str) -> Job:
     )
 
 
-def _lease_holder(session: Session, job_id: int, token: str) -> Job:
-    """The job, locked, if `token` is its current lease token."""
-    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    if job.lease_token is None or job.lease_token != token:
-        raise StaleLease(f"job {job_id}: the lease token is not current (job is {job.status})")
-    return job
-
-
-def _raise_not_holder(session: Session, job_id: int) -> NoReturn:
-    status = session.scalar(select(Job.status).where(Job.id == job_id))
-    if status is None:
-        raise NotFound(f"job {job_id} not found")
-    raise StaleLease(f"job {job_id}: the lease token is not current (job is {status})")
+def requeue_expired(
+    session: Session, *, now: datetime | None = None, actor: str = "reaper"
+) -> list[int]:
+    """End every attempt whose lease expired (outcome 'lost'): running jobs go back to
+    queued, or to failed once they have used max_attempts; cancelling jobs become
+    cancelled. Returns the ids of the jobs it changed."""
+    now = now or utcnow()
+    expired = session.scalars(
+        select(Job)
+        .where(Job.status.in_([s.value for s in ACTIVE]), Job.lease_expires_at < now)
+        .order_by(Job.id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    for job in expired:
+        attempts = f"{job.attempt} attempt{'s' if job.attempt != 1 else ''}"
+        if job.status == JobStatus.CANCELLING.value:
+            to, reason = JobStatus.CANCELLED, "lease expired while cancelling"
+        elif job.attempt >= job.max_attempts:
+            to, reason = JobStatus.FAILED, f"lease expired after {attempts}"
+        else:
+            to, reason = JobStatus.QUEUED, f"lease expired (after {attempts}); requeued"
+        lifecycle.transition(
+            session, job=job, to=to, actor=actor, reason=reason, attempt_outcome="lost", now=now
+        )
+    return [job.id for job in expired]
 
 
 def _actor(job: Job) -> str:
     return f"dispatcher:{job.dispatcher_id}"
-
-
-def _json_safe(values: Mapping[str, float | int | None]) -> dict[str, float | int | None]:
-    # PostgreSQL's json type rejects NaN and Infinity.
-    return {
-        name: None if isinstance(v, float) and not math.isfinite(v) else v
-        for name, v in values.items()
-    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -61,3 +62,13 @@ def owned_upload(session: Session, *, ref: str, owner_id: int) -> Dataset | None
     if dataset is None or dataset.owner_id != owner_id:
         return None
     return dataset
+
+
+def dataset_uris(session: Session, *, dataset_ids: Iterable[int]) -> dict[str, str]:
+    """{str(id): uri} for the given dataset ids (the part after "upload:"): where a
+    dispatcher finds a claimed job's uploads."""
+    ids = list(dataset_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Dataset.id, Dataset.uri).where(Dataset.id.in_(ids))).all()
+    return {str(row.id): row.uri for row in rows}

@@ -1,51 +1,33 @@
 """Why a job waits (GET /v1/jobs/{id}/explain): its place in the claim order and what
-blocks it. Mirrors the claim's rules in service.store.queue: fair share (owner's
-running jobs / share weight), then priority, then submit time; quota; the gang must
-fit the resources a dispatcher sees.
+blocks it (quota; the gang must fit the resources a dispatcher sees).
 
-Dispatcher rows carry Ray's logical resources, either flat (``{"CPU": 8, "GPU": 1}``,
-the totals) or as ``{"total": {...}, "free": {...}}``.
+The place comes from service.store.queue_order.queue_ranking, built from the same
+expressions as the claim itself: position n means n-1 claims start other jobs first,
+as long as nothing finishes or arrives and nothing ahead is blocked.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.schemas.jobs import BlockingReason, Explanation
-from service.store.lifecycle import ACTIVE, JobStatus
-from service.store.models import Dispatcher, Job, User, utcnow
-from service.store.queue import MIN_SHARE_WEIGHT, RESOURCE_EPSILON
-
-# The claim's order: fair-share usage, then priority (high first), submit time, id.
-ClaimOrder = tuple[float, int, datetime, int]
-
-
-def resource_view(resources: dict[str, Any], part: str) -> dict[str, float] | None:
-    nested = resources.get(part)
-    if isinstance(nested, dict):
-        return {k: float(v) for k, v in nested.items() if isinstance(v, int | float)}
-    if part == "total":
-        return {k: float(v) for k, v in resources.items() if isinstance(v, int | float)}
-    return None
-
-
-def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
-    return all(available.get(k, 0.0) + RESOURCE_EPSILON >= v for k, v in required.items() if v)
-
-
-def _describe(resources: dict[str, float]) -> str:
-    return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
+from service.store.dispatchers import list_dispatchers, resource_view
+from service.store.models import Job, JobStatus, utcnow
+from service.store.queue_order import RESOURCE_EPSILON, queue_ranking
+from service.store.users import get_user
 
 
 def explain_job(session: Session, *, job: Job, dispatcher_timeout: timedelta) -> Explanation:
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
-    if job.status != JobStatus.QUEUED.value:
-        reasons = [BlockingReason(kind="state", message=f"job is {job.status}; it is not waiting")]
+    queued = job.status == JobStatus.QUEUED.value
+    ranking = session.execute(queue_ranking()).all() if queued else []
+    position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
+    if position is None:
+        # Not queued, or claimed or cancelled since `job` was read.
+        state = job.status if not queued else "no longer queued"
+        reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
         return Explanation(
             job_id=job.id,
             status=job.status,
@@ -54,45 +36,20 @@ def explain_job(session: Session, *, job: Job, dispatcher_timeout: timedelta) ->
             required=required,
             reasons=reasons,
         )
-    running = Counter(
-        dict(
-            session.execute(
-                select(Job.owner_id, func.count())
-                .where(Job.status.in_([s.value for s in ACTIVE]))
-                .group_by(Job.owner_id)
-            ).all()
-        )
-    )
-    weights = dict(session.execute(select(User.id, User.share_weight)).all())
-
-    def usage(owner_id: int) -> float:
-        return running[owner_id] / max(weights.get(owner_id, 1.0), MIN_SHARE_WEIGHT)
-
-    def order(owner_id: int, priority: int, created: datetime, job_id: int) -> ClaimOrder:
-        return (usage(owner_id), -priority, created, job_id)
-
-    mine = order(job.owner_id, job.priority, job.created_at, job.id)
-    queued = session.execute(
-        select(Job.id, Job.owner_id, Job.priority, Job.created_at).where(
-            Job.status == JobStatus.QUEUED.value
-        )
-    )
-    ahead_fair = ahead_priority = 0
-    for other_id, owner_id, priority, created in queued:
-        key = order(owner_id, priority, created, other_id)
-        if key < mine:
-            if key[0] < mine[0]:
-                ahead_fair += 1
-            else:
-                ahead_priority += 1
+    mine = ranking[position]
+    ahead = ranking[:position]
+    # Another owner's job goes first by fair share when that owner's usage is lower at
+    # its turn; the rest (the owner's own earlier jobs, equal usage) by priority/time.
+    ahead_fair = sum(1 for r in ahead if r.owner_id != job.owner_id and r.usage < mine.usage)
+    ahead_priority = len(ahead) - ahead_fair
     reasons = _resource_reasons(session, required, dispatcher_timeout)
-    owner = session.get(User, job.owner_id)
-    quota = owner.max_running_jobs if owner is not None else None
-    if owner is not None and quota is not None and running[job.owner_id] >= quota:
+    owner = get_user(session, user_id=job.owner_id)
+    quota = owner.max_running_jobs
+    if quota is not None and mine.running >= quota:
         reasons.append(
             BlockingReason(
                 kind="quota",
-                message=f"{owner.name} runs {running[job.owner_id]} jobs, the quota is {quota}",
+                message=f"{owner.name} runs {mine.running} jobs, the quota is {quota}",
             )
         )
     if ahead_fair:
@@ -110,21 +67,28 @@ def explain_job(session: Session, *, job: Job, dispatcher_timeout: timedelta) ->
                 "earlier go first",
             )
         )
-    ahead = ahead_fair + ahead_priority
     return Explanation(
         job_id=job.id,
         status=job.status,
-        queue_position=ahead + 1,
-        queued_ahead=ahead,
+        queue_position=position + 1,
+        queued_ahead=position,
         required=required,
         reasons=reasons,
     )
 
 
+def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
+    return all(available.get(k, 0.0) + RESOURCE_EPSILON >= v for k, v in required.items() if v)
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
+
+
 def _resource_reasons(
     session: Session, required: dict[str, float], dispatcher_timeout: timedelta
 ) -> list[BlockingReason]:
-    dispatchers = list(session.scalars(select(Dispatcher)))
+    dispatchers = list_dispatchers(session)
     if not dispatchers:
         return [
             BlockingReason(

@@ -1,15 +1,98 @@
-"""Reading jobs for the API: visibility (owner or admin), lists, status history."""
+"""Jobs: submit (enqueue), read (visibility, lists, status history, counts), cancel
+requests, and failing queued jobs that can never run. Status changes go through
+lifecycle.transition."""
 
 from __future__ import annotations
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound
+from service.errors import IdempotencyConflict, NotFound
+from service.schemas.gang import gang_totals
 from service.schemas.resolved import ResolvedSpec
-from service.store.models import Job, JobEvent
-from service.store.queue import enqueue
+from service.store import lifecycle
+from service.store.models import Job, JobEvent, JobStatus
+from service.store.queue_order import RESOURCE_EPSILON
 from service.store.users import Principal
+
+
+def enqueue(
+    session: Session,
+    *,
+    owner_id: int,
+    spec: ResolvedSpec,
+    name: str | None = None,
+    idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+) -> tuple[Job, bool]:
+    """Queue a job (row + 'queued' event; NOTIFY on PostgreSQL); returns (job, True).
+
+    With an idempotency key already used by this owner: the same request_sha256
+    returns (the existing job unchanged, False) with no new row or event, a different
+    one raises IdempotencyConflict. Concurrent first uses of one key are resolved the
+    same way."""
+    if idempotency_key is not None:
+        existing = _find_by_idempotency_key(
+            session, owner_id=owner_id, idempotency_key=idempotency_key
+        )
+        if existing is not None:
+            return _replay(existing, request_sha256), False
+    cpus, gpus = gang_totals(spec)
+    job = Job(
+        owner_id=owner_id,
+        name=name if name is not None else spec.name,
+        spec=spec.model_dump(mode="json"),
+        priority=spec.priority,
+        cpus_required=cpus,
+        gpus_required=gpus,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        attempt=0,
+        max_attempts=spec.max_attempts,
+        progress_round=0,
+        progress_rounds=spec.schedule.rounds,
+        last_seq=0,
+    )
+    actor = f"user:{owner_id}"
+    if idempotency_key is None:
+        return lifecycle.transition(session, job=job, to=JobStatus.QUEUED, actor=actor), True
+    try:
+        with session.begin_nested():
+            lifecycle.transition(session, job=job, to=JobStatus.QUEUED, actor=actor)
+            return job, True
+    except IntegrityError:
+        # Another transaction used the key first (PostgreSQL waits for it to commit).
+        existing = _find_by_idempotency_key(
+            session, owner_id=owner_id, idempotency_key=idempotency_key
+        )
+        if existing is None:
+            raise
+        return _replay(existing, request_sha256), False
+
+
+def _find_by_idempotency_key(
+    session: Session, *, owner_id: int, idempotency_key: str
+) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == idempotency_key)
+    ).one_or_none()
+
+
+def _replay(existing: Job, request_sha256: str | None) -> Job:
+    if existing.request_sha256 != request_sha256:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    return existing
+
+
+def get_job(session: Session, *, job_id: int) -> Job:
+    """The job as stored now (re-read), whoever owns it: for internal readers."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
 
 
 def get_visible_job(session: Session, *, job_id: int, viewer: Principal) -> Job:
@@ -60,34 +143,47 @@ def events_after(session: Session, *, job_id: int, after_id: int) -> list[JobEve
 
 
 def status_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
-    return {key: value for key, value in rows}
+    """Jobs per status, every status present (0 when none)."""
+    rows = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    return {s.value: rows.get(s.value, 0) for s in JobStatus}
 
 
-def submit_job(
-    session: Session,
-    *,
-    owner_id: int,
-    spec: ResolvedSpec,
-    idempotency_key: str | None,
-    request_sha256: str | None,
-) -> tuple[Job, bool]:
-    """queue.enqueue, telling a new job (True) from an idempotent replay (False),
-    including a replay that lost a race to a concurrent first use of the key."""
-    created: list[object] = []
-
-    def on_persist(_session: Session, instance: object) -> None:
-        created.append(instance)
-
-    event.listen(session, "pending_to_persistent", on_persist)
-    try:
-        job = enqueue(
-            session,
-            owner_id=owner_id,
-            spec=spec,
-            idempotency_key=idempotency_key,
-            request_sha256=request_sha256,
+def request_cancel(session: Session, *, job: Job, actor: str) -> Job:
+    """Ask for `job` to stop: queued -> cancelled at once, running -> cancelling (the
+    dispatcher sees it in its next heartbeat). Cancelling or terminal: a no-op that
+    returns the job as it is, so repeating a cancel is harmless."""
+    session.refresh(job, with_for_update=True)
+    status = JobStatus(job.status)
+    if status is JobStatus.QUEUED:
+        return lifecycle.transition(
+            session, job=job, to=JobStatus.CANCELLED, actor=actor, reason=f"cancelled by {actor}"
         )
-    finally:
-        event.remove(session, "pending_to_persistent", on_persist)
-    return job, any(obj is job for obj in created)
+    if status is JobStatus.RUNNING:
+        return lifecycle.transition(
+            session, job=job, to=JobStatus.CANCELLING, actor=actor, reason=f"cancel by {actor}"
+        )
+    return job
+
+
+def unschedulable_jobs(session: Session, *, total_cpus: float, total_gpus: float) -> list[Job]:
+    """Queued jobs whose whole gang needs more than the cluster has in total."""
+    query = select(Job).where(
+        Job.status == JobStatus.QUEUED.value,
+        or_(
+            Job.cpus_required > total_cpus + RESOURCE_EPSILON,
+            Job.gpus_required > total_gpus + RESOURCE_EPSILON,
+        ),
+    )
+    return list(session.scalars(query))
+
+
+def fail_queued(session: Session, *, job_id: int, actor: str, reason: str) -> Job:
+    """queued -> failed, for a job that can never run (e.g. its gang is larger than the
+    whole cluster); `reason` should name the resource."""
+    # Locked and re-read: a dispatcher may have claimed it since it was looked at.
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.status != JobStatus.QUEUED.value:
+        return job
+    return lifecycle.transition(session, job=job, to=JobStatus.FAILED, actor=actor, reason=reason)

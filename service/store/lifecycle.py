@@ -1,50 +1,41 @@
-"""The job lifecycle (DESIGN §3): the only module that writes `jobs.status`.
+"""The job lifecycle (DESIGN §3). `transition` is the only code that writes
+`jobs.status` and `job_events`: every change, the submit and the claim included,
+goes through it and appends one event (who, when, from, to, why). `ALLOWED` is the
+rule set; terminal states never change.
 
-Three entry points, one rule set (`ALLOWED`), each appending a job_events row
-(who, when, from, to, why) through `_append_event`:
-- `submit` gives a new job its first status, queued;
-- `start_attempt` runs the queue's claim, the queued -> running edge, as ONE UPDATE
-  statement (`claim_statement`: WHERE status = 'queued' enforces the edge in SQL),
-  and records the attempt row with its fencing token. It is the only way to running,
-  because only it creates a lease;
-- `transition` performs every other change, checked against `ALLOWED`.
-Terminal states never change. A caller presenting a fencing token (`expect_token`)
-is checked against the job's current lease before anything else, so a dispatcher
-that lost its lease always gets StaleLease, whatever happened since.
+Fencing: a caller presenting a lease token (`expect_token`, or `lease_holder` for
+writes that change no status) is checked against the job's current lease under a
+row lock before anything else, so a dispatcher that lost its lease always gets
+StaleLease, whatever happened since.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from typing import overload
 
-from sqlalchemy import ScalarSelect, String, Update, bindparam, func, insert, select, text, update
+from sqlalchemy import String, Update, bindparam, func, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
-from service.errors import InvalidTransition, StaleLease
-from service.store.models import Job, JobAttempt, JobEvent, UtcDateTime, table_of, utcnow
+from service.errors import InvalidTransition, NotFound, StaleLease
+from service.store.models import (
+    ACTIVE,
+    TERMINAL,
+    Job,
+    JobAttempt,
+    JobEvent,
+    JobStatus,
+    UtcDateTime,
+    table_of,
+    utcnow,
+)
+from service.store.queue_order import next_candidate
 
 # Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
 JOBS_CHANNEL = "lagtrain_jobs"
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-)
-# Statuses in which a dispatcher holds the lease (and an open attempt row).
-ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     # claim; cancel before start; unschedulable (gang larger than the cluster)
@@ -71,29 +62,26 @@ _ATTEMPT_OUTCOME: Mapping[JobStatus, str] = {
 }
 
 
-def submit(session: Session, *, job: Job, actor: str, now: datetime | None = None) -> Job:
-    """Add a new job as queued, with its first event; wakes dispatchers."""
-    now = now or utcnow()
-    job.status = JobStatus.QUEUED.value
-    job.created_at = now
-    session.add(job)
-    session.flush()
-    _append_event(session, job=job, at=now, actor=actor, from_status=None, to=JobStatus.QUEUED)
-    _notify_queued(session, job.id)
-    session.flush()
-    return job
+@dataclass(frozen=True)
+class Claim:
+    """`transition(job=Claim(...), to=running)`: start whichever queued job the queue
+    order picks for a dispatcher that sees these free resources."""
+
+    dispatcher_id: str
+    lease_seconds: float
+    free_cpus: float
+    free_gpus: float
 
 
-def claim_statement(candidate: ScalarSelect[int]) -> Update:
-    """The claim as ONE statement: queued -> running, with a fresh lease, for the job
-    `candidate` selects (a scalar subquery yielding one queued job id: the queue's
-    eligibility and order, SKIP LOCKED on PostgreSQL). Build it once and run it with
-    `start_attempt`; it binds :token, :expires, :dispatcher_id, :claim_now plus
-    whatever `candidate` binds."""
+def _claim_statement() -> Update:
+    """The claim as ONE statement: queued -> running with a fresh lease, for the job
+    queue_order.next_candidate selects (SKIP LOCKED on PostgreSQL; on SQLite the
+    UPDATE ... WHERE id = (SELECT ...) RETURNING runs under BEGIN IMMEDIATE).
+    WHERE status = 'queued' enforces the edge in SQL."""
     jobs = table_of(Job)
     return (
         update(jobs)
-        .where(jobs.c.id == candidate, jobs.c.status == JobStatus.QUEUED.value)
+        .where(jobs.c.id == next_candidate(), jobs.c.status == JobStatus.QUEUED.value)
         .values(
             status=JobStatus.RUNNING.value,
             attempt=jobs.c.attempt + 1,
@@ -108,28 +96,126 @@ def claim_statement(candidate: ScalarSelect[int]) -> Update:
     )
 
 
-def start_attempt(
+# Built once: composing this statement costs more than running it.
+_CLAIM = _claim_statement()
+
+
+@overload
+def transition(
     session: Session,
     *,
-    claim: Update,
-    params: Mapping[str, Any],
-    dispatcher_id: str,
-    lease_seconds: float,
+    job: Job,
+    to: JobStatus,
+    actor: str,
+    reason: str | None = None,
+    expect_token: str | None = None,
+    attempt_outcome: str | None = None,
+    now: datetime | None = None,
+) -> Job: ...
+@overload
+def transition(
+    session: Session,
+    *,
+    job: Claim,
+    to: JobStatus,
+    actor: str,
+    reason: str | None = None,
+    expect_token: str | None = None,
+    attempt_outcome: str | None = None,
+    now: datetime | None = None,
+) -> Job | None: ...
+def transition(
+    session: Session,
+    *,
+    job: Job | Claim,
+    to: JobStatus,
+    actor: str,
+    reason: str | None = None,
+    expect_token: str | None = None,
+    attempt_outcome: str | None = None,
     now: datetime | None = None,
 ) -> Job | None:
-    """Run a `claim_statement` (with the candidate's `params`), then record the attempt
-    row and the running event. Returns the claimed job (its lease_token is the new
-    attempt's fencing token), or None when no job was eligible."""
+    """Move a job to `to` and append its event. `job` says which job and which edge:
+
+    - a new Job (not stored yet): the submit, none -> queued; the row is added;
+    - a Claim: the queue's claim, queued -> running, as one UPDATE that picks the job
+      and gives it a new lease; the attempt row records the lease's fencing token.
+      Returns None when no job is eligible. Only a claim makes a job running, because
+      only a claim creates a lease;
+    - a stored Job: any other edge of ALLOWED, after re-reading the row under a lock
+      (unflushed changes to `job` are discarded: make other changes after).
+
+    Raises StaleLease if `expect_token` is given and is not the current lease token,
+    InvalidTransition for a forbidden edge (every edge out of a terminal status).
+    Leaving running/cancelling ends the open attempt (`attempt_outcome`, default by
+    target) and drops the lease; a failure's `reason` becomes the job's error.
+    Entering queued NOTIFYs dispatchers (PostgreSQL, delivered at commit)."""
+    to = JobStatus(to)
     now = now or utcnow()
-    token = secrets.token_hex(16)
-    expires = now + timedelta(seconds=lease_seconds)
-    job: Job | None = session.scalars(
-        select(Job).from_statement(claim),
+    from_status: JobStatus | None
+    if isinstance(job, Claim):
+        if to is not JobStatus.RUNNING:
+            raise InvalidTransition(f"a claim makes a job running, not {to}")
+        claimed = _start_attempt(session, job, now)
+        if claimed is None:
+            return None
+        job, from_status = claimed, JobStatus.QUEUED
+        reason = reason or f"attempt {job.attempt} of {job.max_attempts}"
+    elif inspect(job).transient:
+        if to is not JobStatus.QUEUED:
+            raise InvalidTransition(f"a new job starts queued, not {to}")
+        from_status = None
+        job.status = to.value
+        job.created_at = now
+        session.add(job)
+        session.flush()
+    else:
+        from_status = _check_and_leave(session, job, to, reason, expect_token, attempt_outcome, now)
+        job.status = to.value
+    session.execute(
+        insert(table_of(JobEvent)),
         {
-            **params,
+            "job_id": job.id,
+            "at": now,
+            "actor": actor,
+            "from_status": from_status.value if from_status is not None else None,
+            "to_status": to.value,
+            "attempt": job.attempt,
+            "reason": reason,
+        },
+    )
+    if to is JobStatus.QUEUED and session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit, so a dispatcher never wakes for a job it cannot see yet.
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": JOBS_CHANNEL, "payload": str(job.id)},
+        )
+    session.flush()
+    return job
+
+
+def lease_holder(session: Session, *, job_id: int, token: str) -> Job:
+    """The job, locked and re-read, if `token` is its current lease token; for fenced
+    writes (metrics, checkpoints, the final status)."""
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.lease_token is None or job.lease_token != token:
+        raise StaleLease(f"job {job_id}: the lease token is not current (job is {job.status})")
+    return job
+
+
+def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
+    token = secrets.token_hex(16)
+    expires = now + timedelta(seconds=claim.lease_seconds)
+    job: Job | None = session.scalars(
+        select(Job).from_statement(_CLAIM),
+        {
+            "free_cpus": claim.free_cpus,
+            "free_gpus": claim.free_gpus,
             "token": token,
             "expires": expires,
-            "dispatcher_id": dispatcher_id,
+            "dispatcher_id": claim.dispatcher_id,
             "claim_now": now,
         },
         execution_options={"populate_existing": True},
@@ -142,42 +228,26 @@ def start_attempt(
             "job_id": job.id,
             "number": job.attempt,
             "fencing_token": token,
-            "dispatcher_id": dispatcher_id,
+            "dispatcher_id": claim.dispatcher_id,
             "lease_expires_at": expires,
             "started_at": now,
         },
     )
-    _append_event(
-        session,
-        job=job,
-        at=now,
-        actor=f"dispatcher:{dispatcher_id}",
-        from_status=JobStatus.QUEUED,
-        to=JobStatus.RUNNING,
-        reason=f"attempt {job.attempt} of {job.max_attempts}",
-    )
     return job
 
 
-def transition(
+def _check_and_leave(
     session: Session,
-    *,
     job: Job,
     to: JobStatus,
-    actor: str,
-    reason: str | None = None,
-    expect_token: str | None = None,
-    attempt_outcome: str | None = None,
-    now: datetime | None = None,
-) -> Job:
-    """Move `job` to `to`, re-reading it under a row lock first.
-
-    Raises StaleLease if `expect_token` is given and is not the current lease token,
-    InvalidTransition for a forbidden edge (every edge out of a terminal status).
-    Leaving running/cancelling ends the open attempt (`attempt_outcome`, default by
-    target) and drops the lease; a failure's `reason` becomes the job's error.
-    The re-read discards unflushed changes to `job`: make other changes after."""
-    to = JobStatus(to)
+    reason: str | None,
+    expect_token: str | None,
+    attempt_outcome: str | None,
+    now: datetime,
+) -> JobStatus:
+    """For a stored job: lock and re-read it, check the edge to `to`, and make the
+    changes besides the status itself (attempt, lease, times, error); returns the
+    status it leaves."""
     session.refresh(job, with_for_update=True)
     current = JobStatus(job.status)
     if expect_token is not None and expect_token != job.lease_token:
@@ -187,14 +257,11 @@ def transition(
     if to not in ALLOWED[current]:
         raise InvalidTransition(f"job {job.id}: {current} -> {to} is not allowed")
     if to is JobStatus.RUNNING:
-        raise InvalidTransition(f"job {job.id}: only a claim (start_attempt) starts a job")
+        raise InvalidTransition(f"job {job.id}: only a claim starts a job")
     if to in FENCED_TARGETS and expect_token is None:
         raise InvalidTransition(f"job {job.id}: only the lease holder can make it {to}")
-
-    now = now or utcnow()
     if current in ACTIVE and to not in ACTIVE:
-        outcome = attempt_outcome or _ATTEMPT_OUTCOME[to]
-        _end_attempt(session, job=job, outcome=outcome, error=reason, now=now)
+        _end_attempt(session, job, attempt_outcome or _ATTEMPT_OUTCOME[to], reason, now)
         job.lease_token = None
         job.lease_expires_at = None
     if to is JobStatus.QUEUED:
@@ -203,16 +270,11 @@ def transition(
         job.finished_at = now
     if to is JobStatus.FAILED:
         job.error = reason
-    job.status = to.value
-    _append_event(session, job=job, at=now, actor=actor, from_status=current, to=to, reason=reason)
-    if to is JobStatus.QUEUED:
-        _notify_queued(session, job.id)
-    session.flush()
-    return job
+    return current
 
 
 def _end_attempt(
-    session: Session, *, job: Job, outcome: str, error: str | None, now: datetime
+    session: Session, job: Job, outcome: str, error: str | None, now: datetime
 ) -> None:
     attempts = table_of(JobAttempt)
     session.execute(
@@ -228,36 +290,3 @@ def _end_attempt(
             error=error if outcome not in ("succeeded", "cancelled") else None,
         )
     )
-
-
-def _append_event(
-    session: Session,
-    *,
-    job: Job,
-    at: datetime,
-    actor: str,
-    from_status: JobStatus | None,
-    to: JobStatus,
-    reason: str | None = None,
-) -> None:
-    session.execute(
-        insert(table_of(JobEvent)),
-        {
-            "job_id": job.id,
-            "at": at,
-            "actor": actor,
-            "from_status": from_status.value if from_status is not None else None,
-            "to_status": to.value,
-            "attempt": job.attempt,
-            "reason": reason,
-        },
-    )
-
-
-def _notify_queued(session: Session, job_id: int) -> None:
-    # Delivered at commit, so a dispatcher never wakes for a job it cannot see yet.
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": JOBS_CHANNEL, "payload": str(job_id)},
-        )

@@ -1,12 +1,81 @@
-"""Reading metric records and checkpoints of a job."""
+"""Metric records of a job: the fenced append a lease holder makes, and the reads
+(pages for the API and the SSE stream, the newest values for a run's summary)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound
-from service.store.models import Checkpoint, Metric
+from service.errors import SequenceGap, StaleLease
+from service.store.lifecycle import lease_holder
+from service.store.models import Metric, json_safe, utcnow
+
+
+@dataclass(frozen=True)
+class MetricIn:
+    seq: int
+    round: int
+    values: Mapping[str, float | int | None]
+    time: datetime | None = None
+
+
+def append_metrics(
+    session: Session,
+    *,
+    job_id: int,
+    token: str,
+    attempt: int,
+    records: Sequence[MetricIn],
+    now: datetime | None = None,
+) -> int:
+    """Store metric records; returns how many were new. Only with the current lease
+    token and attempt (else StaleLease).
+
+    Idempotent on (job, seq): a record whose seq is already stored is ignored (a
+    re-sent batch, or a resumed attempt replaying rounds after its checkpoint). The
+    new records must continue job.last_seq without a gap, else SequenceGap and
+    nothing is written. Non-finite values (a diverged loss) are stored as null."""
+    now = now or utcnow()
+    job = lease_holder(session, job_id=job_id, token=token)
+    if attempt != job.attempt:
+        raise StaleLease(f"job {job_id}: attempt {attempt} is not the current one")
+    fresh: dict[int, MetricIn] = {}
+    for record in records:
+        if record.seq < 1:
+            raise SequenceGap(f"job {job_id}: metric seq must be >= 1, got {record.seq}")
+        if record.seq > job.last_seq:
+            fresh.setdefault(record.seq, record)
+    expected = job.last_seq + 1
+    for seq in sorted(fresh):
+        if seq != expected:
+            raise SequenceGap(
+                f"job {job_id}: metric seq {seq} leaves a gap, expected {expected} "
+                f"(stored up to {job.last_seq})"
+            )
+        expected += 1
+    ordered = [fresh[seq] for seq in sorted(fresh)]
+    session.add_all(
+        Metric(
+            job_id=job_id,
+            seq=r.seq,
+            attempt=attempt,
+            round=r.round,
+            time=r.time or now,
+            values=json_safe(dict(r.values)),
+        )
+        for r in ordered
+    )
+    if ordered:
+        job.last_seq = ordered[-1].seq
+        # progress.round counts rounds completed (round is 0-based): 300/300 when done.
+        job.progress_round = max(job.progress_round, max(r.round for r in ordered) + 1)
+    session.flush()
+    return len(ordered)
 
 
 def metrics_after(session: Session, *, job_id: int, after_seq: int, limit: int) -> list[Metric]:
@@ -20,16 +89,9 @@ def metrics_after(session: Session, *, job_id: int, after_seq: int, limit: int) 
     )
 
 
-def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
-    return list(
-        session.scalars(
-            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.round)
-        )
+def latest_metric_values(session: Session, *, job_id: int) -> dict[str, Any]:
+    """The values of the job's newest metric record ({} before the first)."""
+    values = session.scalar(
+        select(Metric.values).where(Metric.job_id == job_id).order_by(Metric.seq.desc()).limit(1)
     )
-
-
-def get_checkpoint(session: Session, *, job_id: int, checkpoint_id: int) -> Checkpoint:
-    checkpoint = session.get(Checkpoint, checkpoint_id)
-    if checkpoint is None or checkpoint.job_id != job_id:
-        raise NotFound(f"checkpoint {checkpoint_id} of job {job_id} not found")
-    return checkpoint
+    return dict(values or {})

@@ -3,12 +3,15 @@ exactly (a test compares them)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -38,6 +41,40 @@ IdType = BigInteger().with_variant(Integer(), "sqlite")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    """The six statuses of a job (DESIGN §3): the domain of jobs.status, enforced by
+    its CHECK constraint. Which changes are allowed is service.store.lifecycle's."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Finished: these never change again (the lifecycle allows no edge out of them).
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+# A dispatcher holds the job's lease (and an open attempt row) in these.
+ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/inf float (at any depth of dicts and lists) made null:
+    PostgreSQL's json type rejects them, and a diverged run produces them. Every
+    measured value the store keeps in a JSON column (metric values, the run summary)
+    goes through here."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -105,6 +142,11 @@ class Job(Base):
         Index("ix_jobs_owner_id_id", "owner_id", "id"),
         # The claim counts each owner's running jobs (quota and fair share).
         Index("ix_jobs_owner_id_status", "owner_id", "status"),
+        # ck_jobs_status (migration 0003): only the lifecycle writes status, and the
+        # database refuses anything outside the six, whoever writes.
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")", name="status"
+        ),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

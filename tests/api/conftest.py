@@ -3,7 +3,6 @@ driven through Starlette's TestClient (lifespan included, so bootstrap runs)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
 from service.settings import Settings
-from service.store import queue
+from service.store.attempts import ClaimedJob, claim_next, finish
 from service.store.db import transaction
+from service.store.metrics import MetricIn, append_metrics
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 SMALL_SPEC: dict[str, Any] = {
@@ -61,30 +61,30 @@ class Api:
         job_id: int = r.json()["id"]
         return job_id
 
-    def claim(self) -> queue.ClaimedJob:
+    def claim(self) -> ClaimedJob:
         """Claim the next queued job as a dispatcher would (tests keep one queued)."""
         with transaction(self.sessions) as session:
-            claimed = queue.claim_next(
+            claimed = claim_next(
                 session, dispatcher_id="d-test", lease_seconds=60, free_cpus=64, free_gpus=0
             )
         assert claimed is not None
         return claimed
 
-    def append(self, claimed: queue.ClaimedJob, seqs: range) -> None:
+    def append(self, claimed: ClaimedJob, seqs: range) -> None:
         with transaction(self.sessions) as session:
-            queue.append_metrics(
+            append_metrics(
                 session,
                 job_id=claimed.job_id,
                 token=claimed.fencing_token,
                 attempt=claimed.attempt,
                 records=[
-                    queue.MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s}) for s in seqs
+                    MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s}) for s in seqs
                 ],
             )
 
-    def finish(self, claimed: queue.ClaimedJob) -> None:
+    def finish(self, claimed: ClaimedJob) -> None:
         with transaction(self.sessions) as session:
-            queue.finish(
+            finish(
                 session,
                 job_id=claimed.job_id,
                 token=claimed.fencing_token,
@@ -127,23 +127,3 @@ def assert_json_error(response: httpx.Response, status: int) -> Any:
     body = response.json()
     assert set(body) == {"detail"}, body
     return body["detail"]
-
-
-def read_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Parse an SSE stream into {"event", "id", "data"} dicts (comments skipped)."""
-    event: dict[str, Any] = {}
-    for line in lines:
-        if line == "":
-            if event:
-                if "data" in event:
-                    event["data"] = json.loads(event["data"])
-                yield event
-            event = {}
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            event[field] = event[field] + "\n" + value if field in event else value
-    if event:
-        yield event

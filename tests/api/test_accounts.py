@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.store import queue
 from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.dispatchers import upsert_dispatcher
 from service.store.models import ApiToken
 from service.store.users import hash_token
 from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
@@ -85,7 +85,7 @@ def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
     empty = api.client.get("/v1/cluster", headers=alice).json()
     assert empty["dispatchers"] == [] and empty["queue"]["queued"] == 1
     with transaction(api.sessions) as session:
-        queue.upsert_dispatcher(
+        upsert_dispatcher(
             session,
             dispatcher_id="d1",
             hostname="node-1",

@@ -14,7 +14,7 @@ from fastapi.routing import iter_route_contexts
 from service.app import create_app
 from service.artifacts import artifact_url, write_once
 from service.settings import Settings
-from service.store import queue
+from service.store.checkpoints import record_checkpoint
 from service.store.db import transaction
 from tests.api.conftest import SMALL_SPEC, Api, assert_json_error, bearer
 
@@ -108,7 +108,7 @@ def world(api: Api) -> World:
     uri = artifact_url(api.settings.artifacts_url, f"checkpoints/{job_id}/round-1.pt")
     write_once(uri, b"checkpoint-bytes")
     with transaction(api.sessions) as session:
-        checkpoint = queue.record_checkpoint(
+        checkpoint = record_checkpoint(
             session,
             job_id=job_id,
             token=claimed.fencing_token,

@@ -149,11 +149,11 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     kinds = {reason["kind"] for reason in body["reasons"]}
     assert {"no_dispatcher", "priority"} <= kinds
 
-    from service.store import queue
     from service.store.db import transaction
+    from service.store.dispatchers import upsert_dispatcher
 
     with transaction(api.sessions) as session:
-        queue.upsert_dispatcher(session, dispatcher_id="d1", hostname="h", resources={"CPU": 1})
+        upsert_dispatcher(session, dispatcher_id="d1", hostname="h", resources={"CPU": 1})
     body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
     resources = [r["message"] for r in body["reasons"] if r["kind"] == "resources"]
     assert body["queue_position"] == 1 and resources and "never" in resources[0]

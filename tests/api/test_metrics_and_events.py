@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
-from tests.api.conftest import Api, read_sse
+from service.client import parse_sse
+from tests.api.conftest import Api
 
 
 def test_metric_pages_follow_seq(api: Api) -> None:
@@ -36,11 +34,6 @@ def test_metric_pages_follow_seq(api: Api) -> None:
     assert first["time"].endswith("Z")
 
 
-def _events(lines: Iterator[str], n: int) -> list[dict[str, Any]]:
-    stream = read_sse(lines)
-    return [next(stream) for _ in range(n)]
-
-
 @pytest.mark.timeout(60)
 def test_stream_sends_status_then_live_metrics_and_closes_after_terminal(api: Api) -> None:
     _uid, alice = api.create_user("alice")
@@ -49,32 +42,32 @@ def test_stream_sends_status_then_live_metrics_and_closes_after_terminal(api: Ap
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.iter_lines()
-        events = read_sse(lines)
+        events = parse_sse(lines)
         first = next(events)
-        assert first["event"] == "status" and first["data"]["status"] == "queued"
-        assert first["data"]["attempt"] == 0 and first["data"]["error"] is None
+        assert first.event == "status" and first.data["status"] == "queued"
+        assert first.data["attempt"] == 0 and first.data["error"] is None
 
         claimed = api.claim()  # happens while the stream is open
         running = next(events)
-        assert (running["event"], running["data"]["status"]) == ("status", "running")
-        assert running["data"]["attempt"] == 1 and running["data"]["time"].endswith("Z")
+        assert (running.event, running.data["status"]) == ("status", "running")
+        assert running.data["attempt"] == 1 and running.data["time"].endswith("Z")
 
         api.append(claimed, range(1, 3))
         got = [next(events), next(events)]
-        assert [(e["event"], e["id"]) for e in got] == [("metrics", "1"), ("metrics", "2")]
-        assert got[1]["data"] == {
+        assert [(e.event, e.id) for e in got] == [("metrics", "1"), ("metrics", "2")]
+        assert got[1].data == {
             "seq": 2,
             "round": 1,
             "attempt": 1,
-            "time": got[1]["data"]["time"],
+            "time": got[1].data["time"],
             "values": {"train_loss": 0.5},
         }
 
         api.append(claimed, range(3, 4))
         api.finish(claimed)
         rest = list(events)  # ends: the server closes the stream after the terminal status
-    assert [(e["event"], e.get("id")) for e in rest] == [("metrics", "3"), ("status", None)]
-    assert rest[-1]["data"]["status"] == "succeeded"
+    assert [(e.event, e.id) for e in rest] == [("metrics", "3"), ("status", None)]
+    assert rest[-1].data["status"] == "succeeded"
 
 
 @pytest.mark.timeout(60)
@@ -85,42 +78,42 @@ def test_stream_resumes_after_last_event_id(api: Api) -> None:
     api.append(claimed, range(1, 6))
     api.finish(claimed)
     resumed = api.client.get(f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "3"})
-    events = list(read_sse(iter(resumed.text.splitlines())))
-    assert [(e["event"], e.get("id")) for e in events] == [
+    events = list(parse_sse(resumed.text.splitlines()))
+    assert [(e.event, e.id) for e in events] == [
         ("status", None),
         ("metrics", "4"),
         ("metrics", "5"),
     ]
-    assert events[0]["data"]["status"] == "succeeded"
+    assert events[0].data["status"] == "succeeded"
 
 
 @pytest.mark.timeout(60)
 def test_stream_of_a_failed_job_reports_the_error(api: Api) -> None:
-    from service.store import queue
+    from service.store.attempts import fail
     from service.store.db import transaction
 
     _uid, alice = api.create_user("alice")
     job_id = api.submit(alice, {"task": {"kind": "adding"}, "max_attempts": 1})
     with api.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=alice) as response:
-        events = read_sse(response.iter_lines())
-        assert next(events)["data"]["status"] == "queued"
+        events = parse_sse(response.iter_lines())
+        assert next(events).data["status"] == "queued"
         claimed = api.claim()
         with transaction(api.sessions) as session:
-            queue.fail(
+            fail(
                 session,
                 job_id=job_id,
                 token=claimed.fencing_token,
                 reason="replica 2 died",
                 retryable=False,
             )
-        statuses = [e["data"] for e in events]
+        statuses = [e.data for e in events]
     assert [s["status"] for s in statuses] == ["running", "failed"]
     assert statuses[-1]["error"] == "replica 2 died"
 
 
 def test_checkpoints_list_and_download(api: Api) -> None:
     from service.artifacts import artifact_url, write_once
-    from service.store import queue
+    from service.store.checkpoints import record_checkpoint
     from service.store.db import transaction
 
     _uid, alice = api.create_user("alice")
@@ -130,7 +123,7 @@ def test_checkpoints_list_and_download(api: Api) -> None:
     uri = artifact_url(api.settings.artifacts_url, f"checkpoints/{job_id}/round-2.safetensors")
     write_once(uri, payload)
     with transaction(api.sessions) as session:
-        ckpt = queue.record_checkpoint(
+        ckpt = record_checkpoint(
             session,
             job_id=job_id,
             token=claimed.fencing_token,

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 
 from service.store import migrate
 from service.store.db import make_engine
-from service.store.models import Base, User, table_of, utcnow
+from service.store.models import Base, Job, JobEvent, JobStatus, Metric, User, table_of, utcnow
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = set(Base.metadata.tables)
@@ -149,5 +149,138 @@ def test_dataset_shape_round_trip_keeps_the_rows(empty_db_url: str) -> None:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT filename, shape FROM datasets")).all()
         assert [(r[0], r[1]) for r in rows] == [("d.csv", None)]
+    finally:
+        engine.dispose()
+
+
+def check_constraints(url: str) -> dict[str, set[str]]:
+    """{table: names of its CHECK constraints} as the database reports them."""
+    engine = make_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        return {
+            table: {c["name"] for c in inspector.get_check_constraints(table) if c["name"]}
+            for table in inspector.get_table_names()
+            if table != "alembic_version"
+        }
+    finally:
+        engine.dispose()
+
+
+def test_check_constraints_match_the_models(empty_db_url: str) -> None:
+    # Alembic's comparison (test_models_match_migrations) does not look at CHECK
+    # constraints, so they are compared here by name.
+    migrate.upgrade(empty_db_url)
+    expected = {
+        table.name: {
+            str(c.name) for c in table.constraints if isinstance(c, sa.CheckConstraint)
+        }
+        for table in Base.metadata.sorted_tables
+    }
+    assert check_constraints(empty_db_url) == expected
+    assert expected["jobs"] == {"ck_jobs_status"}
+
+
+def _insert_job(conn: sa.Connection, owner_id: int, status: str) -> int:
+    now = utcnow()
+    job_id: int = conn.execute(
+        sa.insert(table_of(Job)).returning(table_of(Job).c.id),
+        {
+            "owner_id": owner_id,
+            "status": status,
+            "spec": {},
+            "priority": 0,
+            "cpus_required": 1.0,
+            "gpus_required": 0.0,
+            "attempt": 1,
+            "max_attempts": 3,
+            "progress_round": 0,
+            "progress_rounds": 10,
+            "last_seq": 1,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        sa.insert(table_of(JobEvent)),
+        {"job_id": job_id, "at": now, "actor": "t", "to_status": status, "attempt": 1},
+    )
+    conn.execute(
+        sa.insert(table_of(Metric)),
+        {"job_id": job_id, "seq": 1, "attempt": 1, "round": 0, "time": now, "values": {}},
+    )
+    return job_id
+
+
+def _rows(engine: sa.Engine) -> tuple[list[tuple[int, str]], int, int]:
+    with engine.connect() as conn:
+        jobs = conn.execute(sa.text("SELECT id, status FROM jobs ORDER BY id")).all()
+        events = conn.execute(sa.text("SELECT count(*) FROM job_events")).scalar_one()
+        metrics = conn.execute(sa.text("SELECT count(*) FROM metrics")).scalar_one()
+    return [(r[0], r[1]) for r in jobs], events, metrics
+
+
+def _set_status(engine: sa.Engine, job_id: int, status: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE jobs SET status = :s WHERE id = :i"), {"s": status, "i": job_id}
+        )
+
+
+def test_job_status_check_round_trip_keeps_the_rows(empty_db_url: str) -> None:
+    """0003 up, down and up again with jobs in every status and rows that reference
+    them: nothing is lost either way (on SQLite the table is rebuilt), the database
+    refuses an unknown status at 0003 and accepts one without it."""
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            owner = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+            ).scalar_one()
+            for status in JobStatus:
+                _insert_job(conn, owner, status.value)
+        before = _rows(engine)
+        assert [s for _, s in before[0]] == [s.value for s in JobStatus]
+        assert before[1:] == (6, 6)
+        first_job = before[0][0][0]
+
+        with pytest.raises(sa.exc.IntegrityError, match="ck_jobs_status"):
+            _set_status(engine, first_job, "paused")
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            _insert_job(conn, owner, "done")
+        assert _rows(engine) == before
+
+        migrate.downgrade(empty_db_url, "0002")
+        assert current_revision(empty_db_url) == "0002"
+        assert _rows(engine) == before
+        assert check_constraints(empty_db_url)["jobs"] == set()
+        _set_status(engine, first_job, "paused")  # nothing refuses it any more
+        _set_status(engine, first_job, "queued")
+
+        migrate.upgrade(empty_db_url)
+        assert _rows(engine) == before
+        with pytest.raises(sa.exc.IntegrityError, match="ck_jobs_status"):
+            _set_status(engine, first_job, "paused")
+    finally:
+        engine.dispose()
+
+
+def test_an_unknown_status_blocks_the_upgrade(empty_db_url: str) -> None:
+    """A row outside the six stops 0003 (nothing is guessed) and the database stays
+    at 0002 with the row intact."""
+    migrate.upgrade(empty_db_url, "0002")
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            owner = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+            ).scalar_one()
+            _insert_job(conn, owner, "paused")
+        with pytest.raises(sa.exc.IntegrityError):
+            migrate.upgrade(empty_db_url)
+        assert current_revision(empty_db_url) == "0002"
+        assert [s for _, s in _rows(engine)[0]] == ["paused"]
     finally:
         engine.dispose()

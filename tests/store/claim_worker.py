@@ -5,7 +5,7 @@ from __future__ import annotations
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
-from service.store import queue
+from service.store.attempts import claim_next
 from service.store.db import make_engine, make_sessionmaker, transaction
 
 
@@ -17,7 +17,7 @@ def claim_until_empty(url: str, name: str, start: Barrier, results: Queue[list[i
         start.wait(timeout=120)
         while True:
             with transaction(factory) as session:
-                job = queue.claim_next(
+                job = claim_next(
                     session, dispatcher_id=name, lease_seconds=60, free_cpus=1e6, free_gpus=0
                 )
             if job is None:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
-from service.store import queue
 from service.store.db import transaction
+from service.store.jobs import enqueue
 from service.store.models import Job, User, utcnow
 
 MakeUser = Callable[..., int]
@@ -59,7 +59,7 @@ def submit(session_factory: sessionmaker[Session]) -> Submit:
 
     def sub(owner_id: int, *, max_attempts: int = 3, **spec: Any) -> int:
         with transaction(session_factory) as session:
-            job = queue.enqueue(
+            job, _created = enqueue(
                 session, owner_id=owner_id, spec=minimal_spec(max_attempts=max_attempts, **spec)
             )
             return job.id

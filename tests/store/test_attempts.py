@@ -10,17 +10,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import InvalidTransition, NotFound, SequenceGap, StaleLease
-from service.store import queue
+from service.store.attempts import (
+    ClaimedJob,
+    acknowledge_cancel,
+    claim_next,
+    fail,
+    finish,
+    heartbeat,
+    requeue_expired,
+)
+from service.store.checkpoints import latest_checkpoint, record_checkpoint
 from service.store.db import transaction
+from service.store.jobs import request_cancel
+from service.store.metrics import MetricIn, append_metrics
 from service.store.models import Checkpoint, JobAttempt, Metric, utcnow
 from tests.store.conftest import MakeUser, Submit, get_job, load_job
 
-M = queue.MetricIn
+M = MetricIn
 
 
-def claim(factory: sessionmaker[Session], now: datetime | None = None) -> queue.ClaimedJob:
+def claim(factory: sessionmaker[Session], now: datetime | None = None) -> ClaimedJob:
     with transaction(factory) as session:
-        claimed = queue.claim_next(
+        claimed = claim_next(
             session, dispatcher_id="d1", lease_seconds=30, free_cpus=99, free_gpus=0, now=now
         )
     assert claimed is not None
@@ -40,17 +51,17 @@ def metrics(factory: sessionmaker[Session], job_id: int) -> list[tuple[int, int,
 @pytest.fixture
 def running(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
-) -> queue.ClaimedJob:
+) -> ClaimedJob:
     submit(make_user("ann"))
     return claim(session_factory)
 
 
 def test_heartbeat_renews_lease_and_reports_cancel(
-    session_factory: sessionmaker[Session], running: queue.ClaimedJob
+    session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     later = utcnow() + timedelta(seconds=100)
     with transaction(session_factory) as session:
-        reply = queue.heartbeat(
+        reply = heartbeat(
             session,
             job_id=running.job_id,
             token=running.fencing_token,
@@ -67,31 +78,31 @@ def test_heartbeat_renews_lease_and_reports_cancel(
     assert attempt.lease_expires_at == reply.lease_expires_at
 
     with transaction(session_factory) as session:
-        queue.request_cancel(session, job=get_job(session, running.job_id), actor="u")
+        request_cancel(session, job=get_job(session, running.job_id), actor="u")
     with transaction(session_factory) as session:
-        reply = queue.heartbeat(
+        reply = heartbeat(
             session, job_id=running.job_id, token=running.fencing_token, lease_seconds=30
         )
         assert (reply.status, reply.cancel_requested) == ("cancelling", True)
-        queue.acknowledge_cancel(session, job_id=running.job_id, token=running.fencing_token)
+        acknowledge_cancel(session, job_id=running.job_id, token=running.fencing_token)
     assert load_job(session_factory, running.job_id).status == "cancelled"
 
 
 def test_unknown_job_is_not_found(session_factory: sessionmaker[Session]) -> None:
     with transaction(session_factory) as session, pytest.raises(NotFound):
-        queue.heartbeat(session, job_id=12345, token="x", lease_seconds=1)
+        heartbeat(session, job_id=12345, token="x", lease_seconds=1)
     with transaction(session_factory) as session, pytest.raises(NotFound):
-        queue.finish(session, job_id=12345, token="x")
+        finish(session, job_id=12345, token="x")
 
 
 def test_metrics_are_idempotent_and_gapless(
-    session_factory: sessionmaker[Session], running: queue.ClaimedJob
+    session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     job_id, token = running.job_id, running.fencing_token
 
-    def send(*records: queue.MetricIn, attempt: int = 1) -> int:
+    def send(*records: MetricIn, attempt: int = 1) -> int:
         with transaction(session_factory) as session:
-            return queue.append_metrics(
+            return append_metrics(
                 session, job_id=job_id, token=token, attempt=attempt, records=records
             )
 
@@ -114,10 +125,10 @@ def test_metrics_are_idempotent_and_gapless(
 
 
 def test_non_finite_metric_values_are_stored_as_null(
-    session_factory: sessionmaker[Session], running: queue.ClaimedJob
+    session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     with transaction(session_factory) as session:
-        queue.append_metrics(
+        append_metrics(
             session,
             job_id=running.job_id,
             token=running.fencing_token,
@@ -130,12 +141,12 @@ def test_non_finite_metric_values_are_stored_as_null(
 
 
 def test_checkpoint_record_replace_and_latest(
-    session_factory: sessionmaker[Session], running: queue.ClaimedJob
+    session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     job_id, token = running.job_id, running.fencing_token
     with transaction(session_factory) as session:
         for rnd in (5, 10):
-            queue.record_checkpoint(
+            record_checkpoint(
                 session,
                 job_id=job_id,
                 token=token,
@@ -145,7 +156,7 @@ def test_checkpoint_record_replace_and_latest(
                 sha256="a" * 64,
                 bytes=100,
             )
-        queue.record_checkpoint(
+        record_checkpoint(
             session,
             job_id=job_id,
             token=token,
@@ -156,19 +167,19 @@ def test_checkpoint_record_replace_and_latest(
             bytes=200,
         )
     with session_factory() as session:
-        latest = queue.latest_checkpoint(session, job_id=job_id)
+        latest = latest_checkpoint(session, job_id=job_id)
         assert latest is not None and (latest.round, latest.uri) == (10, "mem://10")
         rows = session.execute(select(Checkpoint.round, Checkpoint.uri).order_by(Checkpoint.round))
         assert [tuple(r) for r in rows] == [(5, "mem://5b"), (10, "mem://10")]
 
 
 def test_stale_token_is_rejected_everywhere_after_requeue(
-    session_factory: sessionmaker[Session], running: queue.ClaimedJob
+    session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     job_id, old = running.job_id, running.fencing_token
     with transaction(session_factory) as session:
-        queue.append_metrics(session, job_id=job_id, token=old, attempt=1, records=[M(1, 1, {})])
-        queue.record_checkpoint(
+        append_metrics(session, job_id=job_id, token=old, attempt=1, records=[M(1, 1, {})])
+        record_checkpoint(
             session,
             job_id=job_id,
             token=old,
@@ -178,18 +189,18 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
             sha256="a" * 64,
             bytes=1,
         )
-        queue.append_metrics(session, job_id=job_id, token=old, attempt=1, records=[M(2, 2, {})])
+        append_metrics(session, job_id=job_id, token=old, attempt=1, records=[M(2, 2, {})])
     later = utcnow() + timedelta(minutes=5)
     with transaction(session_factory) as session:
-        assert queue.requeue_expired(session, now=later) == [job_id]
+        assert requeue_expired(session, now=later) == [job_id]
 
     def stale_calls(session: Session) -> None:
         calls: list[Callable[[], object]] = [
-            lambda: queue.heartbeat(session, job_id=job_id, token=old, lease_seconds=30),
-            lambda: queue.append_metrics(
+            lambda: heartbeat(session, job_id=job_id, token=old, lease_seconds=30),
+            lambda: append_metrics(
                 session, job_id=job_id, token=old, attempt=1, records=[M(3, 3, {})]
             ),
-            lambda: queue.record_checkpoint(
+            lambda: record_checkpoint(
                 session,
                 job_id=job_id,
                 token=old,
@@ -199,9 +210,9 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
                 sha256="c" * 64,
                 bytes=1,
             ),
-            lambda: queue.finish(session, job_id=job_id, token=old, summary={}),
-            lambda: queue.fail(session, job_id=job_id, token=old, reason="x", retryable=False),
-            lambda: queue.acknowledge_cancel(session, job_id=job_id, token=old),
+            lambda: finish(session, job_id=job_id, token=old, summary={}),
+            lambda: fail(session, job_id=job_id, token=old, reason="x", retryable=False),
+            lambda: acknowledge_cancel(session, job_id=job_id, token=old),
         ]
         for call in calls:
             with pytest.raises(StaleLease):
@@ -216,7 +227,7 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
         stale_calls(session)  # while the rerun holds the lease
         # The rerun replays round 2 (seq 2, ignored) and continues.
         assert (
-            queue.append_metrics(
+            append_metrics(
                 session,
                 job_id=job_id,
                 token=rerun.fencing_token,
@@ -225,14 +236,14 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
             )
             == 1
         )
-        queue.finish(session, job_id=job_id, token=rerun.fencing_token, summary={"ok": True})
+        finish(session, job_id=job_id, token=rerun.fencing_token, summary={"ok": True})
     assert metrics(session_factory, job_id) == [(1, 1, 1), (2, 2, 1), (3, 3, 2)]
     job = load_job(session_factory, job_id)
     assert (job.status, job.summary, job.lease_token) == ("succeeded", {"ok": True}, None)
     with transaction(session_factory) as session:
         stale_calls(session)  # after the end, even the last token is stale
         with pytest.raises(StaleLease):
-            queue.finish(session, job_id=job_id, token=rerun.fencing_token)
+            finish(session, job_id=job_id, token=rerun.fencing_token)
 
 
 def test_fail_retryable_requeues_until_attempts_run_out(
@@ -241,14 +252,14 @@ def test_fail_retryable_requeues_until_attempts_run_out(
     job_id = submit(make_user("ann"), max_attempts=2)
     first = claim(session_factory)
     with transaction(session_factory) as session:
-        job = queue.fail(
+        job = fail(
             session, job_id=job_id, token=first.fencing_token, reason="OOM", retryable=True
         )
         assert (job.status, job.attempt, job.error) == ("queued", 1, None)
     second = claim(session_factory)
     assert second.attempt == 2
     with transaction(session_factory) as session:
-        job = queue.fail(
+        job = fail(
             session, job_id=job_id, token=second.fencing_token, reason="OOM", retryable=True
         )
     assert (job.status, job.error) == ("failed", "OOM (gave up after 2 of 2 attempts)")
@@ -266,13 +277,13 @@ def test_fail_permanent_and_while_cancelling(
     permanent, retry_cancel = submit(owner), submit(owner)
     a, b = claim(session_factory), claim(session_factory)
     with transaction(session_factory) as session:
-        job = queue.fail(
+        job = fail(
             session, job_id=permanent, token=a.fencing_token, reason="bad spec", retryable=False
         )
         assert (job.status, job.error) == ("failed", "bad spec")
     with transaction(session_factory) as session:
-        queue.request_cancel(session, job=get_job(session, retry_cancel), actor="u")
-        job = queue.fail(
+        request_cancel(session, job=get_job(session, retry_cancel), actor="u")
+        job = fail(
             session,
             job_id=retry_cancel,
             token=b.fencing_token,
@@ -283,8 +294,8 @@ def test_fail_permanent_and_while_cancelling(
 
 
 def test_acknowledge_cancel_needs_a_cancel_request(
-    session_factory: sessionmaker[Session], running: queue.ClaimedJob
+    session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     with transaction(session_factory) as session, pytest.raises(InvalidTransition):
-        queue.acknowledge_cancel(session, job_id=running.job_id, token=running.fencing_token)
+        acknowledge_cancel(session, job_id=running.job_id, token=running.fencing_token)
     assert load_job(session_factory, running.job_id).status == "running"

@@ -9,8 +9,8 @@ from collections import Counter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store import queue
 from service.store.db import transaction
+from service.store.jobs import enqueue
 from service.store.models import Job, JobAttempt, JobEvent
 from tests.store.claim_worker import claim_until_empty
 from tests.store.conftest import MakeUser, minimal_spec
@@ -36,7 +36,8 @@ def test_each_job_claimed_exactly_once(
     spec = minimal_spec(max_attempts=1)
     with transaction(session_factory) as session:
         for i in range(JOBS):
-            queue.enqueue(session, owner_id=owners[i % 3], spec=spec)
+            _job, created = enqueue(session, owner_id=owners[i % 3], spec=spec)
+            assert created
     start.wait(timeout=120)
     per_process = [results.get(timeout=120) for _ in procs]
     deadline = time.monotonic() + 30

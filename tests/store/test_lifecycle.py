@@ -9,11 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import InvalidTransition, StaleLease
-from service.store import lifecycle, queue
+from service.schemas.resolved import ResolvedSpec
+from service.store import lifecycle
+from service.store.attempts import claim_next, finish
 from service.store.db import transaction
-from service.store.lifecycle import JobStatus
-from service.store.models import JobAttempt, JobEvent
-from tests.store.conftest import MakeUser, Submit, get_job, load_job
+from service.store.jobs import fail_queued, request_cancel
+from service.store.models import TERMINAL, Job, JobAttempt, JobEvent, JobStatus
+from tests.store.conftest import MakeUser, Submit, get_job, load_job, minimal_spec
 
 S = JobStatus
 # DESIGN §3, written out independently of lifecycle.ALLOWED.
@@ -41,20 +43,20 @@ def put_job_in(
         return job_id, None
     with transaction(factory) as session:
         if status is S.CANCELLED:
-            queue.request_cancel(session, job=get_job(session, job_id), actor="user:test")
+            request_cancel(session, job=get_job(session, job_id), actor="user:test")
             return job_id, None
         if status is S.FAILED:
-            queue.fail_queued(session, job_id=job_id, actor="admin", reason="no such GPU")
+            fail_queued(session, job_id=job_id, actor="admin", reason="no such GPU")
             return job_id, None
-        claimed = queue.claim_next(
+        claimed = claim_next(
             session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
         )
         assert claimed is not None and claimed.job_id == job_id
         token = claimed.fencing_token
         if status is S.CANCELLING:
-            queue.request_cancel(session, job=get_job(session, job_id), actor="user:test")
+            request_cancel(session, job=get_job(session, job_id), actor="user:test")
         elif status is S.SUCCEEDED:
-            queue.finish(session, job_id=job_id, token=token, summary={})
+            finish(session, job_id=job_id, token=token, summary={})
             return job_id, None
     return job_id, token
 
@@ -71,7 +73,7 @@ def _events(session: Session, job_id: int) -> list[tuple[str | None, str, str]]:
 def test_expected_edges_match_the_table() -> None:
     table = {(a, b) for a, targets in lifecycle.ALLOWED.items() for b in targets}
     assert table == EXPECTED_EDGES
-    assert all(not lifecycle.ALLOWED[t] for t in lifecycle.TERMINAL)
+    assert all(not lifecycle.ALLOWED[t] for t in TERMINAL)
 
 
 @pytest.mark.parametrize(("start", "to"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
@@ -95,7 +97,7 @@ def test_every_edge(
             # Only the claim statement starts a job: it also creates the lease.
             with pytest.raises(InvalidTransition, match="only a claim"):
                 lifecycle.transition(session, job=job, to=to, actor=actor)
-            claimed = queue.claim_next(
+            claimed = claim_next(
                 session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
             )
             assert claimed is not None and claimed.job_id == job_id
@@ -116,7 +118,7 @@ def test_every_edge(
     if (start, to) in EXPECTED_EDGES:
         assert after.status == to.value
         assert events_after == [*events_before, (start.value, to.value, actor)]
-        if to in lifecycle.TERMINAL:
+        if to in TERMINAL:
             assert after.finished_at is not None
             assert after.lease_token is None
     else:
@@ -124,7 +126,7 @@ def test_every_edge(
         assert events_after == events_before
 
 
-@pytest.mark.parametrize("terminal", sorted(lifecycle.TERMINAL))
+@pytest.mark.parametrize("terminal", sorted(TERMINAL))
 def test_terminal_states_never_change(
     terminal: JobStatus,
     session_factory: sessionmaker[Session],
@@ -138,7 +140,7 @@ def test_terminal_states_never_change(
             with pytest.raises(InvalidTransition, match="never changes"):
                 lifecycle.transition(session, job=job, to=to, actor="admin")
         # Cancelling a finished job is a harmless no-op, not a change.
-        assert queue.request_cancel(session, job=job, actor="user:ann").status == terminal.value
+        assert request_cancel(session, job=job, actor="user:ann").status == terminal.value
     assert load_job(session_factory, job_id).status == terminal.value
 
 
@@ -181,15 +183,59 @@ def test_request_cancel_paths(
     running, _ = put_job_in(S.RUNNING, session_factory, owner, submit)
     queued, _ = put_job_in(S.QUEUED, session_factory, owner, submit)
     with transaction(session_factory) as session:
-        assert queue.request_cancel(session, job=get_job(session, queued), actor="u").status == (
+        assert request_cancel(session, job=get_job(session, queued), actor="u").status == (
             "cancelled"
         )
-        assert queue.request_cancel(session, job=get_job(session, running), actor="u").status == (
+        assert request_cancel(session, job=get_job(session, running), actor="u").status == (
             "cancelling"
         )
         # Asking again while it stops changes nothing and adds no event.
-        assert queue.request_cancel(session, job=get_job(session, running), actor="u").status == (
+        assert request_cancel(session, job=get_job(session, running), actor="u").status == (
             "cancelling"
         )
     with session_factory() as session:
         assert [e[1] for e in _events(session, running)] == ["queued", "running", "cancelling"]
+
+
+def test_submit_and_claim_are_transitions_too(
+    session_factory: sessionmaker[Session], make_user: MakeUser
+) -> None:
+    """transition() is also the submit (a new Job: only to queued) and the claim (a
+    Claim: only to running, None when nothing is eligible); each writes its event."""
+    owner = make_user("ann")
+    claim = lifecycle.Claim(dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0)
+    spec = minimal_spec()
+    with transaction(session_factory) as session:
+        assert lifecycle.transition(session, job=claim, to=S.RUNNING, actor="dispatcher:d") is None
+        for to in set(JobStatus) - {S.QUEUED}:
+            with pytest.raises(InvalidTransition, match="a new job starts queued"):
+                lifecycle.transition(session, job=new_job(owner, spec), to=to, actor="t")
+        job = lifecycle.transition(session, job=new_job(owner, spec), to=S.QUEUED, actor="t")
+        for to in set(JobStatus) - {S.RUNNING}:
+            with pytest.raises(InvalidTransition, match="a claim makes a job running"):
+                lifecycle.transition(session, job=claim, to=to, actor="dispatcher:d")
+        started = lifecycle.transition(session, job=claim, to=S.RUNNING, actor="dispatcher:d")
+        assert started is not None and started.id == job.id
+        assert (started.status, started.attempt, started.dispatcher_id) == ("running", 1, "d")
+        attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job.id)).one()
+        assert attempt.fencing_token == started.lease_token
+        assert _events(session, job.id) == [
+            (None, "queued", "t"),
+            ("queued", "running", "dispatcher:d"),
+        ]
+
+
+def new_job(owner_id: int, spec: ResolvedSpec) -> Job:
+    return Job(
+        owner_id=owner_id,
+        name=None,
+        spec=spec.model_dump(mode="json"),
+        priority=0,
+        cpus_required=1.0,
+        gpus_required=0.0,
+        attempt=0,
+        max_attempts=1,
+        progress_round=0,
+        progress_rounds=1,
+        last_seq=0,
+    )

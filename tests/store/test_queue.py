@@ -14,8 +14,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import IdempotencyConflict
-from service.store import queue
+from service.store.attempts import ClaimedJob, claim_next, finish, heartbeat, requeue_expired
 from service.store.db import transaction
+from service.store.dispatchers import upsert_dispatcher
+from service.store.jobs import enqueue, request_cancel
 from service.store.lifecycle import JOBS_CHANNEL
 from service.store.models import Job, JobAttempt, JobEvent, utcnow
 from tests.store.conftest import MakeUser, Submit, get_job, load_job, minimal_spec
@@ -28,9 +30,9 @@ def claim(
     gpus: float = 0,
     lease_seconds: float = 30,
     now: datetime | None = None,
-) -> queue.ClaimedJob | None:
+) -> ClaimedJob | None:
     with transaction(factory) as session:
-        return queue.claim_next(
+        return claim_next(
             session,
             dispatcher_id="d1",
             lease_seconds=lease_seconds,
@@ -60,8 +62,9 @@ def test_enqueue_writes_row_event_and_gang_size(
         max_attempts=2,
     )
     with transaction(session_factory) as session:
-        job = queue.enqueue(session, owner_id=owner, spec=spec)
+        job, created = enqueue(session, owner_id=owner, spec=spec)
         job_id = job.id
+    assert created
     job = load_job(session_factory, job_id)
     assert (job.status, job.attempt, job.max_attempts, job.priority) == ("queued", 0, 2, 7)
     assert job.cpus_required == pytest.approx(1 + 3 * 0.5)
@@ -78,14 +81,16 @@ def test_idempotency_key(session_factory: sessionmaker[Session], make_user: Make
     spec = minimal_spec()
     args: dict[str, Any] = {"spec": spec, "idempotency_key": "k1"}
     with transaction(session_factory) as session:
-        first = queue.enqueue(session, owner_id=owner, request_sha256="a" * 64, **args).id
+        first, created = enqueue(session, owner_id=owner, request_sha256="a" * 64, **args)
+        assert created
     with transaction(session_factory) as session:
-        again = queue.enqueue(session, owner_id=owner, request_sha256="a" * 64, **args)
-        assert again.id == first
+        again, created = enqueue(session, owner_id=owner, request_sha256="a" * 64, **args)
+        assert (again.id, created) == (first.id, False)
         with pytest.raises(IdempotencyConflict):
-            queue.enqueue(session, owner_id=owner, request_sha256="b" * 64, **args)
+            enqueue(session, owner_id=owner, request_sha256="b" * 64, **args)
         # Keys are per owner.
-        assert queue.enqueue(session, owner_id=other, request_sha256="b" * 64, **args).id != first
+        theirs, created = enqueue(session, owner_id=other, request_sha256="b" * 64, **args)
+        assert theirs.id != first.id and created
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 2
         assert session.scalar(select(func.count()).select_from(JobEvent)) == 2
@@ -101,14 +106,17 @@ def test_concurrent_first_use_of_a_key_yields_one_job(
         "idempotency_key": "k",
         "request_sha256": "a" * 64,
     }
-    second_id: list[int] = []
+    second: list[tuple[int, bool]] = []
 
     def second_request() -> None:
         with transaction(session_factory) as session:
-            second_id.append(queue.enqueue(session, **args).id)
+            job, created = enqueue(session, **args)
+            second.append((job.id, created))
 
     with session_factory() as first, first.begin():
-        first_id = queue.enqueue(first, **args).id
+        job, created = enqueue(first, **args)
+        first_id = job.id
+        assert created
         thread = threading.Thread(target=second_request)
         thread.start()
         if engine.dialect.name == "postgresql":
@@ -117,7 +125,7 @@ def test_concurrent_first_use_of_a_key_yields_one_job(
             wait_until_a_backend_waits_on_a_lock(engine)
     thread.join(timeout=30)
     assert not thread.is_alive()
-    assert second_id == [first_id]
+    assert second == [(first_id, False)]  # a replay, also when it lost the race
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 1
 
@@ -239,7 +247,7 @@ def test_quota_blocks_only_that_owner(
     assert second is not None and second.job_id == f1
     assert claim(session_factory) is None  # c2 waits for c1
     with transaction(session_factory) as session:
-        queue.finish(session, job_id=c1, token=first.fencing_token, summary=None)
+        finish(session, job_id=c1, token=first.fencing_token, summary=None)
     third = claim(session_factory)
     assert third is not None and third.job_id == c2
 
@@ -253,8 +261,8 @@ def test_requeue_expired_then_fail_at_max_attempts(
     first = claim(session_factory, now=t0, lease_seconds=10)
     assert first is not None
     with transaction(session_factory) as session:
-        assert queue.requeue_expired(session, now=t0 + timedelta(seconds=9)) == []
-        assert queue.requeue_expired(session, now=t0 + timedelta(seconds=11)) == [job_id]
+        assert requeue_expired(session, now=t0 + timedelta(seconds=9)) == []
+        assert requeue_expired(session, now=t0 + timedelta(seconds=11)) == [job_id]
     job = load_job(session_factory, job_id)
     assert (job.status, job.attempt, job.lease_token, job.dispatcher_id) == (
         "queued",
@@ -267,7 +275,7 @@ def test_requeue_expired_then_fail_at_max_attempts(
     assert second is not None and second.attempt == 2
     assert second.fencing_token != first.fencing_token
     with transaction(session_factory) as session:
-        assert queue.requeue_expired(session, now=t0 + timedelta(seconds=31)) == [job_id]
+        assert requeue_expired(session, now=t0 + timedelta(seconds=31)) == [job_id]
     job = load_job(session_factory, job_id)
     assert (job.status, job.attempt) == ("failed", 2)
     assert job.error == "lease expired after 2 attempts"
@@ -298,16 +306,16 @@ def test_reaper_spares_renewed_leases_and_cancels_cancelling(
     b = claim(session_factory, now=t0, lease_seconds=10)
     assert a is not None and b is not None
     with transaction(session_factory) as session:
-        queue.heartbeat(
+        heartbeat(
             session,
             job_id=kept,
             token=a.fencing_token,
             lease_seconds=10,
             now=t0 + timedelta(seconds=8),
         )
-        queue.request_cancel(session, job=get_job(session, cancelled), actor="u")
+        request_cancel(session, job=get_job(session, cancelled), actor="u")
     with transaction(session_factory) as session:
-        assert queue.requeue_expired(session, now=t0 + timedelta(seconds=12)) == [cancelled]
+        assert requeue_expired(session, now=t0 + timedelta(seconds=12)) == [cancelled]
     assert load_job(session_factory, kept).status == "running"
     assert load_job(session_factory, cancelled).status == "cancelled"
 
@@ -315,13 +323,13 @@ def test_reaper_spares_renewed_leases_and_cancels_cancelling(
 def test_upsert_dispatcher(session_factory: sessionmaker[Session]) -> None:
     t0 = utcnow()
     with transaction(session_factory) as session:
-        d = queue.upsert_dispatcher(
+        d = upsert_dispatcher(
             session, dispatcher_id="d1", hostname="h1", resources={"CPU": 2}, now=t0
         )
         assert (d.hostname, d.resources, d.started_at) == ("h1", {"CPU": 2}, t0)
     later = t0 + timedelta(seconds=5)
     with transaction(session_factory) as session:
-        d = queue.upsert_dispatcher(
+        d = upsert_dispatcher(
             session, dispatcher_id="d1", hostname="h2", resources={"CPU": 4, "GPU": 1}, now=later
         )
         assert (d.hostname, d.resources, d.started_at, d.last_seen_at) == (
@@ -342,7 +350,7 @@ def test_submission_notifies_dispatchers_on_commit(
     with psycopg.connect(libpq_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {JOBS_CHANNEL}")
         with transaction(session_factory) as session:
-            job_id = queue.enqueue(session, owner_id=owner, spec=minimal_spec(max_attempts=1)).id
+            job_id = enqueue(session, owner_id=owner, spec=minimal_spec(max_attempts=1))[0].id
             assert list(listener.notifies(timeout=0.2, stop_after=1)) == []  # not before commit
         note = next(listener.notifies(timeout=5, stop_after=1))
     assert (note.channel, note.payload) == (JOBS_CHANNEL, str(job_id))

@@ -14,10 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.resolve import resolve
 from service.settings import Settings
-from service.store import queue
 from service.store.db import transaction
-from service.store.lifecycle import TERMINAL
-from service.store.models import Checkpoint, Job, JobAttempt, Metric
+from service.store.jobs import enqueue
+from service.store.models import TERMINAL, Checkpoint, Job, JobAttempt, Metric
 from service.store.users import create_user
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
@@ -41,7 +40,7 @@ def dispatcher(
 def submit(sessions: sessionmaker[Session], spec: dict[str, Any], max_attempts: int = 3) -> int:
     with transaction(sessions) as session:
         user, _, _ = create_user(session, name=f"u{id(spec)}", role="user")
-        job = queue.enqueue(
+        job, _created = enqueue(
             session, owner_id=user.id, spec=resolve({**spec, "max_attempts": max_attempts})
         )
         return job.id

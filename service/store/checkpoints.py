@@ -1,0 +1,97 @@
+"""Checkpoints of a job: the fenced record a lease holder makes, and the reads (the
+newest one to resume from, the list and one file for the API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import NotFound
+from service.store.lifecycle import lease_holder
+from service.store.models import Checkpoint, utcnow
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A checkpoint as plain data (it crosses to the dispatcher and to Ray)."""
+
+    id: int
+    attempt: int
+    round: int
+    seq: int
+    uri: str
+    sha256: str
+    bytes: int
+
+
+def checkpoint_ref(checkpoint: Checkpoint) -> CheckpointRef:
+    return CheckpointRef(
+        id=checkpoint.id,
+        attempt=checkpoint.attempt,
+        round=checkpoint.round,
+        seq=checkpoint.seq,
+        uri=checkpoint.uri,
+        sha256=checkpoint.sha256,
+        bytes=checkpoint.bytes,
+    )
+
+
+def record_checkpoint(
+    session: Session,
+    *,
+    job_id: int,
+    token: str,
+    round: int,
+    seq: int,
+    uri: str,
+    sha256: str,
+    bytes: int,
+    now: datetime | None = None,
+) -> Checkpoint:
+    """Record the checkpoint written at `round` (covering metrics up to `seq`); only
+    with the current lease token (else StaleLease). A resumed attempt that reaches a
+    round its lost predecessor checkpointed replaces that row: the newest file for a
+    round wins."""
+    now = now or utcnow()
+    job = lease_holder(session, job_id=job_id, token=token)
+    checkpoint = session.scalars(
+        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.round == round)
+    ).one_or_none()
+    if checkpoint is None:
+        checkpoint = Checkpoint(job_id=job_id, round=round)
+        session.add(checkpoint)
+    checkpoint.attempt = job.attempt
+    checkpoint.seq = seq
+    checkpoint.uri = uri
+    checkpoint.sha256 = sha256
+    checkpoint.bytes = bytes
+    checkpoint.created_at = now
+    session.flush()
+    return checkpoint
+
+
+def latest_checkpoint(session: Session, *, job_id: int) -> Checkpoint | None:
+    return session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.job_id == job_id)
+        .order_by(Checkpoint.round.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
+    return list(
+        session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.round)
+        )
+    )
+
+
+def get_checkpoint(session: Session, *, job_id: int, checkpoint_id: int) -> Checkpoint:
+    checkpoint = session.get(Checkpoint, checkpoint_id)
+    if checkpoint is None or checkpoint.job_id != job_id:
+        raise NotFound(f"checkpoint {checkpoint_id} of job {job_id} not found")
+    return checkpoint

@@ -1,0 +1,80 @@
+"""Dispatchers: the registry each dispatcher refreshes, and the Ray resources they
+report, as /v1/cluster and explain read them.
+
+Dispatcher rows carry Ray's logical resources, either flat (``{"CPU": 8, "GPU": 1}``,
+the totals) or as ``{"total": {...}, "free": {...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.store.models import Dispatcher, table_of, utcnow
+
+
+def upsert_dispatcher(
+    session: Session,
+    *,
+    dispatcher_id: str,
+    hostname: str,
+    resources: dict[str, Any],
+    now: datetime | None = None,
+) -> Dispatcher:
+    """Register a dispatcher or refresh its hostname, resources and last_seen_at."""
+    now = now or utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = table_of(Dispatcher)
+    stmt = insert(table).values(
+        id=dispatcher_id, hostname=hostname, resources=resources, started_at=now, last_seen_at=now
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={
+                "hostname": stmt.excluded.hostname,
+                "resources": stmt.excluded.resources,
+                "last_seen_at": stmt.excluded.last_seen_at,
+            },
+        )
+    )
+    dispatcher = session.get(Dispatcher, dispatcher_id, populate_existing=True)
+    assert dispatcher is not None  # just written
+    return dispatcher
+
+
+def list_dispatchers(session: Session) -> list[Dispatcher]:
+    return list(session.scalars(select(Dispatcher).order_by(Dispatcher.id)))
+
+
+def resource_view(resources: dict[str, Any], part: str) -> dict[str, float] | None:
+    """`part` ("total" or "free") of a dispatcher's resources; None when it did not
+    report free resources (the flat form)."""
+    nested = resources.get(part)
+    if isinstance(nested, dict):
+        return {k: float(v) for k, v in nested.items() if isinstance(v, int | float)}
+    if part == "total":
+        return {k: float(v) for k, v in resources.items() if isinstance(v, int | float)}
+    return None
+
+
+def cluster_resources(
+    dispatchers: Sequence[Dispatcher], *, alive_since: datetime
+) -> dict[str, dict[str, float]]:
+    """The Ray cluster as the most recently seen live dispatcher reported it
+    ({"total": {}, "free": {}} with none alive): every dispatcher of a cluster sees
+    the same Ray, and the freshest report is the least stale."""
+    live = [d for d in dispatchers if d.last_seen_at >= alive_since]
+    if not live:
+        return {"total": {}, "free": {}}
+    freshest = max(live, key=lambda d: d.last_seen_at)
+    return {
+        "total": resource_view(freshest.resources, "total") or {},
+        "free": resource_view(freshest.resources, "free") or {},
+    }

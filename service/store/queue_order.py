@@ -1,0 +1,143 @@
+"""The claim order (DESIGN §4), written once: fair share (the owner's running jobs
+divided by their share weight, least first), then priority (high first), then submit
+time, then id. The claim's candidate (`next_candidate`) and explain's ranking
+(`queue_ranking`) are both built from the expressions here.
+
+Why the ranking predicts the claim sequence: each claim adds one running job to its
+owner, so an owner's k-th queued job (0-based, in the owner's own priority/submit
+order) is claimed when the owner runs `running + k` jobs. Ranking every queued job by
+`fair_share(running + k, weight)` and the same tie-breakers therefore lists the jobs
+in the order that successive claims pick them, as long as nothing finishes, nothing
+new arrives, and every job is eligible (fits the free resources, owner under quota).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Float,
+    ScalarSelect,
+    Select,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
+
+from service.store.models import ACTIVE, Job, JobStatus, User, table_of
+
+# The gang's size is the sum of its bundles (service.schemas.gang), which is also
+# what the placement group reserves, so the claim's "fits" test counts what Ray does.
+# Float slack so that e.g. 3 x 0.1 CPUs fits into 0.3 free CPUs.
+RESOURCE_EPSILON = 1e-9
+# Stands in for a zero share weight: such a user is served only when nobody else waits.
+MIN_SHARE_WEIGHT = 1e-9
+
+
+def running_per_owner() -> CTE:
+    """(owner_id, running): each owner's jobs that hold a lease, running or
+    cancelling (owners with none are absent; coalesce to 0)."""
+    active = table_of(Job).alias("active")
+    return (
+        select(active.c.owner_id, func.count().label("running"))
+        .where(active.c.status.in_([s.value for s in ACTIVE]))
+        .group_by(active.c.owner_id)
+        # Computed once per statement whatever the planner guesses (fresh tables have
+        # no statistics, and a nested loop would re-aggregate for every queued job).
+        .cte("usage")
+        .prefix_with("MATERIALIZED")
+    )
+
+
+def share_weight(weight: ColumnElement[float]) -> ColumnElement[float]:
+    return case((weight > MIN_SHARE_WEIGHT, weight), else_=literal(MIN_SHARE_WEIGHT))
+
+
+def fair_share(running: ColumnElement[int], weight: ColumnElement[float]) -> ColumnElement[Any]:
+    """The owner's usage as the order sees it: running jobs per unit of share weight."""
+    return cast(running, Float) / share_weight(weight)
+
+
+def tie_breakers(c: Any) -> list[ColumnElement[Any]]:
+    """After fair share: priority (high first), submit time, id. `c` is a column
+    collection with priority, created_at and id (a jobs alias or a subquery)."""
+    return [c.priority.desc(), c.created_at.asc(), c.id.asc()]
+
+
+def claim_order(usage: ColumnElement[Any], c: Any) -> list[ColumnElement[Any]]:
+    return [usage.asc(), *tie_breakers(c)]
+
+
+def next_candidate() -> ScalarSelect[int]:
+    """The id of the job the claim starts: queued, gang fits the free resources
+    (:free_cpus, :free_gpus), owner under quota; first in `claim_order`; locked,
+    skipping rows another claim holds (PostgreSQL).
+
+    Quota and fair share read committed state: on PostgreSQL, N dispatchers claiming
+    at the same instant can put an owner up to N-1 jobs over max_running_jobs (SQLite
+    serialises claims, so there it is exact)."""
+    candidate = table_of(Job).alias("candidate")
+    users = table_of(User)
+    usage = running_per_owner()
+    running = func.coalesce(usage.c.running, 0)
+    return (
+        select(candidate.c.id)
+        .select_from(
+            candidate.join(users, users.c.id == candidate.c.owner_id).outerjoin(
+                usage, usage.c.owner_id == candidate.c.owner_id
+            )
+        )
+        .where(
+            candidate.c.status == JobStatus.QUEUED.value,
+            candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
+            candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
+            or_(users.c.max_running_jobs.is_(None), running < users.c.max_running_jobs),
+        )
+        .order_by(*claim_order(fair_share(running, users.c.share_weight), candidate.c))
+        .limit(1)
+        .with_for_update(skip_locked=True, of=candidate)
+        .scalar_subquery()
+    )
+
+
+def queue_ranking() -> Select[tuple[int, int, int, float]]:
+    """Every queued job as (id, owner_id, running, usage), in the order successive
+    claims would start them (see the module docstring): `usage` is the owner's fair
+    share when this job's turn comes, `running` the owner's running jobs now."""
+    jobs = table_of(Job)
+    users = table_of(User)
+    usage = running_per_owner()
+    queued = (
+        select(
+            jobs.c.id,
+            jobs.c.owner_id,
+            jobs.c.priority,
+            jobs.c.created_at,
+            users.c.share_weight,
+            func.coalesce(usage.c.running, 0).label("running"),
+            # The owner's queued jobs that go before this one.
+            (
+                func.row_number().over(
+                    partition_by=jobs.c.owner_id, order_by=tie_breakers(jobs.c)
+                )
+                - 1
+            ).label("own_ahead"),
+        )
+        .select_from(
+            jobs.join(users, users.c.id == jobs.c.owner_id).outerjoin(
+                usage, usage.c.owner_id == jobs.c.owner_id
+            )
+        )
+        .where(jobs.c.status == JobStatus.QUEUED.value)
+        .subquery("queued")
+    )
+    turn = fair_share(queued.c.running + queued.c.own_ahead, queued.c.share_weight)
+    return select(
+        queued.c.id, queued.c.owner_id, queued.c.running, turn.label("usage")
+    ).order_by(*claim_order(turn, queued.c))

@@ -1,0 +1,88 @@
+"""explain's queue positions are the claim order: both come from
+service.store.queue_order, and this checks that they agree on real data."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.store.attempts import claim_next
+from service.store.db import transaction
+from service.store.explain import explain_job
+from service.store.jobs import get_job
+from tests.store.conftest import MakeUser, Submit
+
+
+def claim_one(factory: sessionmaker[Session]) -> int | None:
+    with transaction(factory) as session:
+        claimed = claim_next(
+            session, dispatcher_id="d1", lease_seconds=60, free_cpus=1e6, free_gpus=0
+        )
+    return None if claimed is None else claimed.job_id
+
+
+def explained_order(factory: sessionmaker[Session], job_ids: list[int]) -> list[int]:
+    """The queued jobs sorted by the position explain gives each (checked 1..n)."""
+    with transaction(factory) as session:
+        positions = {
+            job_id: explain_job(
+                session,
+                job=get_job(session, job_id=job_id),
+                dispatcher_timeout=timedelta(seconds=30),
+            ).queue_position
+            for job_id in job_ids
+        }
+    assert sorted(p for p in positions.values() if p is not None) == list(
+        range(1, len(job_ids) + 1)
+    ), positions
+    return sorted(job_ids, key=lambda job_id: positions[job_id] or 0)
+
+
+def test_explain_positions_are_the_claim_order(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann = make_user("ann", share_weight=2.0)
+    bob = make_user("bob", share_weight=1.0)
+    carl = make_user("carl", share_weight=0.5)
+    dora = make_user("dora", share_weight=0.0)  # served only when nobody else waits
+    # Running before the queue forms: ann 2 jobs (usage 1.0), bob 1 (usage 1.0).
+    running = [submit(ann), submit(ann), submit(bob)]
+    assert sorted(claim_one(session_factory) or 0 for _ in running) == running
+    queued = [
+        submit(owner, priority=priority)
+        for owner, priority in [
+            (ann, 0),
+            (bob, 5),
+            (carl, 0),
+            (ann, 5),
+            (dora, 9),
+            (bob, 0),
+            (carl, -1),
+            (ann, 0),
+            (bob, 0),
+            (carl, 3),
+            (dora, 0),
+            (ann, -5),
+        ]
+    ]
+
+    predicted = explained_order(session_factory, queued)
+    # Fair share really shapes it: neither submit order nor priority order.
+    assert predicted != queued
+    # dora and carl run nothing (usage 0): their first jobs lead, by priority; dora's
+    # second waits for everyone (any running job over a zero weight is huge usage).
+    assert predicted[:2] == [queued[4], queued[9]] and predicted[-1] == queued[10]
+
+    claimed: list[int] = []
+    remaining = list(queued)
+    while remaining:
+        # At every step explain's first place is the job the next claim starts.
+        expected = explained_order(session_factory, remaining)
+        assert expected == [job_id for job_id in predicted if job_id in remaining]
+        job_id = claim_one(session_factory)
+        assert job_id == expected[0]
+        claimed.append(job_id)
+        remaining.remove(job_id)
+    assert claimed == predicted
+    assert claim_one(session_factory) is None
