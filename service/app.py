@@ -25,7 +25,7 @@ def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
     """The reaper also runs at server start (DESIGN §4): jobs whose dispatcher died
     while no dispatcher was left go back to the queue, not stay 'running'."""
     with transaction(sessions) as session:
-        requeue_expired(session, actor="reaper:server-start")
+        requeue_expired(session=session, actor="reaper:server-start")
 
 
 def create_app(settings: Settings) -> FastAPI:

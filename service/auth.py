@@ -30,7 +30,7 @@ def current_principal(
         raise _unauthorized("missing bearer token")
     sessions: sessionmaker[Session] = request.app.state.sessions
     with transaction(sessions) as session:
-        principal = authenticate(session, token=credentials.credentials)
+        principal = authenticate(session=session, token=credentials.credentials)
     if principal is None:
         raise _unauthorized("invalid or revoked token")
     return principal

@@ -28,9 +28,11 @@ def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool
     token = configured.get_secret_value() if configured is not None else None
     try:
         with transaction(sessions) as session:
-            if count_users(session) > 0:
+            if count_users(session=session) > 0:
                 return False
-            _user, _token, plain = create_user(session, name=ADMIN_NAME, role="admin", token=token)
+            _user, _token, plain = create_user(
+                session=session, name=ADMIN_NAME, role="admin", token=token
+            )
     except Conflict:  # another server process bootstrapped at the same moment
         return False
     if token is None:

@@ -132,7 +132,7 @@ def create_user(
     engine = make_engine(Settings().database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            user, _token, plain = store_create_user(session, name=body.name, role=body.role)
+            user, _token, plain = store_create_user(session=session, name=body.name, role=body.role)
     except Conflict as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from exc

@@ -123,10 +123,12 @@ class Dispatcher:
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
         with transaction(self.sessions) as session:
-            requeued = requeue_expired(session, actor=f"reaper:{self.id}")
-            for job in unschedulable_jobs(session, total_cpus=total_cpus, total_gpus=total_gpus):
+            requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
+            for job in unschedulable_jobs(
+                session=session, total_cpus=total_cpus, total_gpus=total_gpus
+            ):
                 fail_queued(
-                    session,
+                    session=session,
                     job_id=job.id,
                     actor=f"dispatcher:{self.id}",
                     reason=(
@@ -135,7 +137,7 @@ class Dispatcher:
                     ),
                 )
             upsert_dispatcher(
-                session,
+                session=session,
                 dispatcher_id=self.id,
                 hostname=socket.gethostname(),
                 resources={
@@ -151,7 +153,7 @@ class Dispatcher:
         free_cpus, free_gpus = free_resources()
         with transaction(self.sessions) as session:
             claimed = claim_next(
-                session,
+                session=session,
                 dispatcher_id=self.id,
                 lease_seconds=self.settings.lease_seconds,
                 free_cpus=free_cpus,
@@ -170,7 +172,7 @@ class Dispatcher:
         except ValueError as exc:  # a stored spec this version cannot read
             with transaction(self.sessions) as session:
                 fail(
-                    session,
+                    session=session,
                     job_id=claimed.job_id,
                     token=claimed.fencing_token,
                     reason=f"the stored spec is not valid for this dispatcher: {exc}"[:500],

@@ -134,7 +134,7 @@ class JobRun:
             try:
                 reply = self._write(
                     lambda s: attempts.heartbeat(
-                        s, job_id=self.job_id, token=token, lease_seconds=lease
+                        session=s, job_id=self.job_id, token=token, lease_seconds=lease
                     )
                 )
             except StaleLease:
@@ -170,19 +170,21 @@ class JobRun:
             if self.stop_requested.is_set():
                 return self._failure("dispatcher shut down", True)
             if self._cancel_requested.is_set():
-                return lambda s: attempts.acknowledge_cancel(s, job_id=self.job_id, token=token)
+                return lambda s: attempts.acknowledge_cancel(
+                    session=s, job_id=self.job_id, token=token
+                )
         if outcome.error is not None:
             diverged = _diverged(outcome.error)
             if diverged is not None:
                 return self._failure(str(diverged), False)
             return self._failure(_reason(outcome.error), True)
         return lambda s: attempts.finish(
-            s, job_id=self.job_id, token=token, summary=self._summary(s)
+            session=s, job_id=self.job_id, token=token, summary=self._summary(s)
         )
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
         return lambda s: attempts.fail(
-            s,
+            session=s,
             job_id=self.job_id,
             token=self.claimed.fencing_token,
             reason=reason,
@@ -200,17 +202,26 @@ class JobRun:
             for event in [*batch, None]:
                 if isinstance(event, RecordEvent):
                     records.append(
-                        MetricIn(seq=event.round + 1, round=event.round, values=event.values)
+                        MetricIn(
+                            seq=event.round + 1,
+                            round=event.round,
+                            values=event.values,
+                            uploaded=event.uploaded,
+                        )
                     )
                     continue
                 if records:
                     metrics.append_metrics(
-                        session, job_id=self.job_id, token=token, attempt=attempt, records=records
+                        session=session,
+                        job_id=self.job_id,
+                        token=token,
+                        attempt=attempt,
+                        records=records,
                     )
                     records = []
                 if isinstance(event, CheckpointEvent):
                     checkpoints.record_checkpoint(
-                        session,
+                        session=session,
                         job_id=self.job_id,
                         token=token,
                         round=event.round,
@@ -248,13 +259,13 @@ class JobRun:
         if not ref.startswith(UPLOAD_PREFIX):
             return {}
         with transaction(self.sessions) as session:
-            return dataset_uris(session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
+            return dataset_uris(session=session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
 
     def _summary(self, session: Session) -> dict[str, Any]:
         values = dict(self.progress.last_values)
         if not values:
             # Resumed from the final checkpoint: this attempt ran no round itself.
-            values = metrics.latest_metric_values(session, job_id=self.job_id)
+            values = metrics.latest_metric_values(session=session, job_id=self.job_id)
         uploads = float(values.get("uploads_total") or 0.0)
         dense = float(values.get("dense_equiv_uploads") or 0.0)
         # Non-finite figures (a diverged loss) are stored as null by attempts.finish.

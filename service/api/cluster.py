@@ -23,8 +23,8 @@ def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettin
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
     it was seen within one lease period."""
     with transaction(sessions) as session:
-        dispatchers = list_dispatchers(session)
-        counts = status_counts(session)
+        dispatchers = list_dispatchers(session=session)
+        counts = status_counts(session=session)
     cutoff = utcnow() - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(
         dispatchers=[

@@ -77,7 +77,7 @@ def post_dataset(
     write_once(uri, data)
     with transaction(sessions) as session:
         dataset = create_dataset(
-            session,
+            session=session,
             owner_id=principal.user_id,
             filename=filename,
             fmt=fmt,
@@ -95,9 +95,9 @@ def get_datasets(
 ) -> Page[DatasetOut]:
     with transaction(sessions) as session:
         datasets = list_datasets(
-            session, viewer=principal, limit=limit, after_id=decode_cursor(cursor)
+            session=session, viewer=principal, limit=limit, after_id=decode_cursor(cursor)
         )
-        names = user_names(session, user_ids={d.owner_id for d in datasets})
+        names = user_names(session=session, user_ids={d.owner_id for d in datasets})
     return Page[DatasetOut](
         data=[_dataset_out(d, names[d.owner_id]) for d in datasets],
         next_cursor=next_cursor([d.id for d in datasets], limit),

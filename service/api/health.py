@@ -22,7 +22,7 @@ def healthz() -> dict[str, str]:
 def readyz(sessions: Sessions) -> JSONResponse:
     try:
         with transaction(sessions) as session:
-            ping(session)
+            ping(session=session)
     except SQLAlchemyError:
         return JSONResponse(status_code=503, content={"detail": "database unreachable"})
     return JSONResponse(status_code=200, content={"status": "ready"})
@@ -32,7 +32,7 @@ def readyz(sessions: Sessions) -> JSONResponse:
 def prometheus_metrics(sessions: Sessions) -> PlainTextResponse:
     """Jobs by status, in Prometheus' text format (every status, zeros included)."""
     with transaction(sessions) as session:
-        counts = status_counts(session)
+        counts = status_counts(session=session)
     lines = [
         "# HELP lagtrain_jobs Jobs in the store by status.",
         "# TYPE lagtrain_jobs gauge",

@@ -33,8 +33,8 @@ def get_metrics(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 10)] = 1000,
 ) -> MetricPage:
     with transaction(sessions) as session:
-        get_visible_job(session, job_id=job_id, viewer=principal)
-        metrics = metrics_after(session, job_id=job_id, after_seq=after_seq, limit=limit)
+        get_visible_job(session=session, job_id=job_id, viewer=principal)
+        metrics = metrics_after(session=session, job_id=job_id, after_seq=after_seq, limit=limit)
     return MetricPage(
         data=[metric_record(m) for m in metrics],
         next_after_seq=metrics[-1].seq if metrics else after_seq,
@@ -61,7 +61,7 @@ def get_events(
             raise field_error(("header", "last-event-id"), "must be a metric seq", raw)
         after_seq = int(raw)
     with transaction(sessions) as session:
-        get_visible_job(session, job_id=job_id, viewer=principal)
+        get_visible_job(session=session, job_id=job_id, viewer=principal)
     stream = JobStream(sessions, job_id=job_id, after_seq=after_seq)
     return EventSourceResponse(stream.messages())
 
@@ -69,8 +69,8 @@ def get_events(
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
 def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> CheckpointList:
     with transaction(sessions) as session:
-        get_visible_job(session, job_id=job_id, viewer=principal)
-        checkpoints = list_checkpoints(session, job_id=job_id)
+        get_visible_job(session=session, job_id=job_id, viewer=principal)
+        checkpoints = list_checkpoints(session=session, job_id=job_id)
     return CheckpointList(
         data=[
             CheckpointOut(
@@ -95,8 +95,8 @@ def download_checkpoint(
     job_id: JobId, checkpoint_id: CheckpointId, principal: CurrentUser, sessions: Sessions
 ) -> StreamingResponse:
     with transaction(sessions) as session:
-        get_visible_job(session, job_id=job_id, viewer=principal)
-        checkpoint = get_checkpoint(session, job_id=job_id, checkpoint_id=checkpoint_id)
+        get_visible_job(session=session, job_id=job_id, viewer=principal)
+        checkpoint = get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
     try:
         size = file_size(checkpoint.uri)
     except FileNotFoundError as exc:

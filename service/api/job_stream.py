@@ -35,6 +35,7 @@ def metric_record(metric: Metric) -> MetricRecord:
         attempt=metric.attempt,
         time=metric.time,
         values=metric.values,
+        uploaded=metric.uploaded,
     )
 
 
@@ -59,8 +60,8 @@ class JobStream:
 
     def _current(self) -> StatusEvent:
         with transaction(self.sessions) as session:
-            event = latest_event(session, job_id=self.job_id)
-            job = get_job(session, job_id=self.job_id)
+            event = latest_event(session=session, job_id=self.job_id)
+            job = get_job(session=session, job_id=self.job_id)
         if event is None:
             return StatusEvent(
                 status=job.status, time=job.created_at, attempt=job.attempt, error=job.error
@@ -72,10 +73,10 @@ class JobStream:
 
     def _poll(self) -> tuple[list[tuple[datetime, Message]], list[Metric], StatusEvent | None]:
         with transaction(self.sessions) as session:
-            events = events_after(session, job_id=self.job_id, after_id=self.last_event_id)
-            job = get_job(session, job_id=self.job_id)
+            events = events_after(session=session, job_id=self.job_id, after_id=self.last_event_id)
+            job = get_job(session=session, job_id=self.job_id)
             metrics = metrics_after(
-                session, job_id=self.job_id, after_seq=self.last_seq, limit=BATCH
+                session=session, job_id=self.job_id, after_seq=self.last_seq, limit=BATCH
             )
         changes: list[tuple[datetime, Message]] = []
         terminal: StatusEvent | None = None

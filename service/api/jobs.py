@@ -97,7 +97,7 @@ def post_job(
     with transaction(sessions) as session:
         _check_dataset(session, resolved, principal)
         job, created = enqueue(
-            session,
+            session=session,
             owner_id=principal.user_id,
             spec=resolved,
             idempotency_key=idempotency_key,
@@ -117,7 +117,7 @@ def _check_dataset(session: Session, spec: ResolvedSpec, principal: Principal) -
     if ref is None or not ref.startswith(UPLOAD_PREFIX):
         return
     loc = ("body", "task", "dataset")
-    dataset = owned_upload(session, ref=ref, owner_id=principal.user_id)
+    dataset = owned_upload(session=session, ref=ref, owner_id=principal.user_id)
     if dataset is None:
         raise field_error(loc, f"task.dataset: no dataset {ref!r} uploaded by you", ref)
     wanted = TASK_DATASET_FORMAT.get(spec.task.kind)
@@ -145,16 +145,16 @@ def get_jobs(
 ) -> Page[JobOut]:
     before_id = decode_cursor(cursor)
     with transaction(sessions) as session:
-        owner_id = None if owner is None else (find_user_id(session, name=owner) or 0)
+        owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
         jobs = list_jobs(
-            session,
+            session=session,
             viewer=principal,
             owner_id=owner_id,
             status=status_filter,
             limit=limit,
             before_id=before_id,
         )
-        names = user_names(session, user_ids={j.owner_id for j in jobs})
+        names = user_names(session=session, user_ids={j.owner_id for j in jobs})
     return Page[JobOut](
         data=[job_out(j, names[j.owner_id]) for j in jobs],
         next_cursor=next_cursor([j.id for j in jobs], limit),
@@ -164,8 +164,8 @@ def get_jobs(
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobOut:
     with transaction(sessions) as session:
-        job = get_visible_job(session, job_id=job_id, viewer=principal)
-        names = user_names(session, user_ids={job.owner_id})
+        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
+        names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
 
 
@@ -174,9 +174,9 @@ def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Job
     """queued: cancelled at once; running: cancelling until its dispatcher stops it;
     already cancelling or finished: unchanged (repeating a cancel is harmless)."""
     with transaction(sessions) as session:
-        job = get_visible_job(session, job_id=job_id, viewer=principal)
-        job = request_cancel(session, job=job, actor=f"user:{principal.user_id}")
-        names = user_names(session, user_ids={job.owner_id})
+        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
+        job = request_cancel(session=session, job=job, actor=f"user:{principal.user_id}")
+        names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
 
 
@@ -185,7 +185,7 @@ def get_explain(
     job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
 ) -> Explanation:
     with transaction(sessions) as session:
-        job = get_visible_job(session, job_id=job_id, viewer=principal)
+        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
         return explain_job(
-            session, job=job, dispatcher_timeout=timedelta(seconds=settings.lease_seconds)
+            session=session, job=job, dispatcher_timeout=timedelta(seconds=settings.lease_seconds)
         )

@@ -36,7 +36,7 @@ def _user_out(user: User, counts: dict[str, int]) -> UserOut:
 def post_user(body: UserCreate, _admin: AdminUser, sessions: Sessions) -> UserCreated:
     with transaction(sessions) as session:
         user, _token, plain = create_user(
-            session,
+            session=session,
             name=body.name,
             role=body.role,
             max_running_jobs=body.max_running_jobs,
@@ -50,8 +50,8 @@ def get_users(
     _admin: AdminUser, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[UserOut]:
     with transaction(sessions) as session:
-        users = list_users(session, limit=limit, after_id=decode_cursor(cursor))
-        counts = job_counts(session, user_ids=[u.id for u in users])
+        users = list_users(session=session, limit=limit, after_id=decode_cursor(cursor))
+        counts = job_counts(session=session, user_ids=[u.id for u in users])
     return Page[UserOut](
         data=[_user_out(u, counts[u.id]) for u in users],
         next_cursor=next_cursor([u.id for u in users], limit),
@@ -61,15 +61,15 @@ def get_users(
 @router.get("/users/me", response_model=UserOut)
 def get_me(principal: CurrentUser, sessions: Sessions) -> UserOut:
     with transaction(sessions) as session:
-        user = get_user(session, user_id=principal.user_id)
-        counts = job_counts(session, user_ids=[user.id])
+        user = get_user(session=session, user_id=principal.user_id)
+        counts = job_counts(session=session, user_ids=[user.id])
     return _user_out(user, counts[user.id])
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
 def post_token(principal: CurrentUser, sessions: Sessions) -> TokenCreated:
     with transaction(sessions) as session:
-        api_token, plain = issue_token(session, user_id=principal.user_id)
+        api_token, plain = issue_token(session=session, user_id=principal.user_id)
     return TokenCreated(id=api_token.id, token=plain)
 
 
@@ -78,5 +78,5 @@ def post_token(principal: CurrentUser, sessions: Sessions) -> TokenCreated:
 )
 def delete_token(token_id: TokenId, principal: CurrentUser, sessions: Sessions) -> Response:
     with transaction(sessions) as session:
-        store_revoke_token(session, token_id=token_id, actor=principal)
+        store_revoke_token(session=session, token_id=token_id, actor=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

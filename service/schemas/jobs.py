@@ -39,6 +39,10 @@ class MetricRecord(BaseModel):
     attempt: int
     time: UtcDatetime
     values: dict[str, float | int | None]
+    uploaded: list[int] | None = Field(
+        description="replicas whose upload the coordinator used this round ([] = every "
+        "replica skipped); null for records stored before this field existed"
+    )
 
 
 class MetricPage(BaseModel):

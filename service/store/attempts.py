@@ -58,8 +58,8 @@ class HeartbeatReply:
 
 
 def claim_next(
-    session: Session,
     *,
+    session: Session,
     dispatcher_id: str,
     lease_seconds: float,
     free_cpus: float,
@@ -70,7 +70,7 @@ def claim_next(
     lifecycle.transition's single UPDATE; the resume lookup follows in the caller's
     transaction."""
     job = lifecycle.transition(
-        session,
+        session=session,
         job=Claim(
             dispatcher_id=dispatcher_id,
             lease_seconds=lease_seconds,
@@ -85,7 +85,7 @@ def claim_next(
         return None
     assert job.lease_token is not None and job.lease_expires_at is not None
     # Checkpoints are written by a lease holder, so a first attempt has none.
-    checkpoint = None if job.attempt == 1 else latest_checkpoint(session, job_id=job.id)
+    checkpoint = None if job.attempt == 1 else latest_checkpoint(session=session, job_id=job.id)
     return ClaimedJob(
         job_id=job.id,
         owner_id=job.owner_id,
@@ -99,8 +99,8 @@ def claim_next(
 
 
 def heartbeat(
-    session: Session,
     *,
+    session: Session,
     job_id: int,
     token: str,
     lease_seconds: float,
@@ -147,24 +147,24 @@ def heartbeat(
 
 
 def finish(
-    session: Session, *, job_id: int, token: str, summary: Mapping[str, Any] | None = None
+    *, session: Session, job_id: int, token: str, summary: Mapping[str, Any] | None = None
 ) -> Job:
     """running/cancelling -> succeeded, with the run's summary (NaN/inf stored as null)."""
-    job = lease_holder(session, job_id=job_id, token=token)
+    job = lease_holder(session=session, job_id=job_id, token=token)
     lifecycle.transition(
-        session, job=job, to=JobStatus.SUCCEEDED, actor=_actor(job), expect_token=token
+        session=session, job=job, to=JobStatus.SUCCEEDED, actor=_actor(job), expect_token=token
     )
     job.summary = json_safe(dict(summary)) if summary is not None else None
     session.flush()
     return job
 
 
-def fail(session: Session, *, job_id: int, token: str, reason: str, retryable: bool) -> Job:
+def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: bool) -> Job:
     """End the attempt as failed. Retryable with attempts left: back to queued (the
     next claim increments `attempt` and resumes from the newest checkpoint).
     Otherwise failed with `reason`. While cancelling, a retryable failure ends as
     cancelled (nobody wants a retry) and a permanent one as failed."""
-    job = lease_holder(session, job_id=job_id, token=token)
+    job = lease_holder(session=session, job_id=job_id, token=token)
     if job.status == JobStatus.CANCELLING.value:
         to = JobStatus.CANCELLED if retryable else JobStatus.FAILED
     elif retryable and job.attempt < job.max_attempts:
@@ -174,7 +174,7 @@ def fail(session: Session, *, job_id: int, token: str, reason: str, retryable: b
         if retryable:
             reason = f"{reason} (gave up after {job.attempt} of {job.max_attempts} attempts)"
     return lifecycle.transition(
-        session,
+        session=session,
         job=job,
         to=to,
         actor=_actor(job),
@@ -184,11 +184,11 @@ def fail(session: Session, *, job_id: int, token: str, reason: str, retryable: b
     )
 
 
-def acknowledge_cancel(session: Session, *, job_id: int, token: str) -> Job:
+def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
     """cancelling -> cancelled, once the dispatcher has stopped the gang."""
-    job = lease_holder(session, job_id=job_id, token=token)
+    job = lease_holder(session=session, job_id=job_id, token=token)
     return lifecycle.transition(
-        session,
+        session=session,
         job=job,
         to=JobStatus.CANCELLED,
         actor=_actor(job),
@@ -198,7 +198,7 @@ def acknowledge_cancel(session: Session, *, job_id: int, token: str) -> Job:
 
 
 def requeue_expired(
-    session: Session, *, now: datetime | None = None, actor: str = "reaper"
+    *, session: Session, now: datetime | None = None, actor: str = "reaper"
 ) -> list[int]:
     """End every attempt whose lease expired (outcome 'lost'): running jobs go back to
     queued, or to failed once they have used max_attempts; cancelling jobs become
@@ -220,7 +220,13 @@ def requeue_expired(
         else:
             to, reason = JobStatus.QUEUED, f"lease expired (after {attempts}); requeued"
         lifecycle.transition(
-            session, job=job, to=to, actor=actor, reason=reason, attempt_outcome="lost", now=now
+            session=session,
+            job=job,
+            to=to,
+            actor=actor,
+            reason=reason,
+            attempt_outcome="lost",
+            now=now,
         )
     return [job.id for job in expired]
 

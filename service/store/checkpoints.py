@@ -40,8 +40,8 @@ def checkpoint_ref(checkpoint: Checkpoint) -> CheckpointRef:
 
 
 def record_checkpoint(
-    session: Session,
     *,
+    session: Session,
     job_id: int,
     token: str,
     round: int,
@@ -56,7 +56,7 @@ def record_checkpoint(
     round its lost predecessor checkpointed replaces that row: the newest file for a
     round wins."""
     now = now or utcnow()
-    job = lease_holder(session, job_id=job_id, token=token)
+    job = lease_holder(session=session, job_id=job_id, token=token)
     checkpoint = session.scalars(
         select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.round == round)
     ).one_or_none()
@@ -73,7 +73,7 @@ def record_checkpoint(
     return checkpoint
 
 
-def latest_checkpoint(session: Session, *, job_id: int) -> Checkpoint | None:
+def latest_checkpoint(*, session: Session, job_id: int) -> Checkpoint | None:
     return session.scalars(
         select(Checkpoint)
         .where(Checkpoint.job_id == job_id)
@@ -82,7 +82,7 @@ def latest_checkpoint(session: Session, *, job_id: int) -> Checkpoint | None:
     ).one_or_none()
 
 
-def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
+def list_checkpoints(*, session: Session, job_id: int) -> list[Checkpoint]:
     return list(
         session.scalars(
             select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.round)
@@ -90,7 +90,7 @@ def list_checkpoints(session: Session, *, job_id: int) -> list[Checkpoint]:
     )
 
 
-def get_checkpoint(session: Session, *, job_id: int, checkpoint_id: int) -> Checkpoint:
+def get_checkpoint(*, session: Session, job_id: int, checkpoint_id: int) -> Checkpoint:
     checkpoint = session.get(Checkpoint, checkpoint_id)
     if checkpoint is None or checkpoint.job_id != job_id:
         raise NotFound(f"checkpoint {checkpoint_id} of job {job_id} not found")

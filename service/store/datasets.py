@@ -16,8 +16,8 @@ MAX_ID_DIGITS = 18  # stays inside a signed 64-bit key
 
 
 def create_dataset(
-    session: Session,
     *,
+    session: Session,
     owner_id: int,
     filename: str,
     fmt: str,
@@ -42,7 +42,7 @@ def create_dataset(
 
 
 def list_datasets(
-    session: Session, *, viewer: Principal, limit: int, after_id: int | None
+    *, session: Session, viewer: Principal, limit: int, after_id: int | None
 ) -> list[Dataset]:
     """The viewer's datasets (admins: everyone's), oldest first."""
     query = select(Dataset).order_by(Dataset.id).limit(limit)
@@ -53,7 +53,7 @@ def list_datasets(
     return list(session.scalars(query))
 
 
-def owned_upload(session: Session, *, ref: str, owner_id: int) -> Dataset | None:
+def owned_upload(*, session: Session, ref: str, owner_id: int) -> Dataset | None:
     """The dataset an ``upload:<id>`` reference names, if ``owner_id`` owns it."""
     raw_id = ref.removeprefix(UPLOAD_PREFIX)
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > MAX_ID_DIGITS:
@@ -64,7 +64,7 @@ def owned_upload(session: Session, *, ref: str, owner_id: int) -> Dataset | None
     return dataset
 
 
-def dataset_uris(session: Session, *, dataset_ids: Iterable[int]) -> dict[str, str]:
+def dataset_uris(*, session: Session, dataset_ids: Iterable[int]) -> dict[str, str]:
     """{str(id): uri} for the given dataset ids (the part after "upload:"): where a
     dispatcher finds a claimed job's uploads."""
     ids = list(dataset_ids)

@@ -60,6 +60,6 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def ping(session: Session) -> None:
+def ping(*, session: Session) -> None:
     """Round-trip to the database (readiness); raises SQLAlchemyError if unreachable."""
     session.execute(text("SELECT 1"))

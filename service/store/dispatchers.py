@@ -19,8 +19,8 @@ from service.store.models import Dispatcher, table_of, utcnow
 
 
 def upsert_dispatcher(
-    session: Session,
     *,
+    session: Session,
     dispatcher_id: str,
     hostname: str,
     resources: dict[str, Any],
@@ -49,7 +49,7 @@ def upsert_dispatcher(
     return dispatcher
 
 
-def list_dispatchers(session: Session) -> list[Dispatcher]:
+def list_dispatchers(*, session: Session) -> list[Dispatcher]:
     return list(session.scalars(select(Dispatcher).order_by(Dispatcher.id)))
 
 

@@ -19,7 +19,7 @@ from service.store.queue_order import RESOURCE_EPSILON, queue_ranking
 from service.store.users import get_user
 
 
-def explain_job(session: Session, *, job: Job, dispatcher_timeout: timedelta) -> Explanation:
+def explain_job(*, session: Session, job: Job, dispatcher_timeout: timedelta) -> Explanation:
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
     ranking = session.execute(queue_ranking()).all() if queued else []
@@ -43,7 +43,7 @@ def explain_job(session: Session, *, job: Job, dispatcher_timeout: timedelta) ->
     ahead_fair = sum(1 for r in ahead if r.owner_id != job.owner_id and r.usage < mine.usage)
     ahead_priority = len(ahead) - ahead_fair
     reasons = _resource_reasons(session, required, dispatcher_timeout)
-    owner = get_user(session, user_id=job.owner_id)
+    owner = get_user(session=session, user_id=job.owner_id)
     quota = owner.max_running_jobs
     if quota is not None and mine.running >= quota:
         reasons.append(
@@ -88,7 +88,7 @@ def _describe(resources: dict[str, float]) -> str:
 def _resource_reasons(
     session: Session, required: dict[str, float], dispatcher_timeout: timedelta
 ) -> list[BlockingReason]:
-    dispatchers = list_dispatchers(session)
+    dispatchers = list_dispatchers(session=session)
     if not dispatchers:
         return [
             BlockingReason(

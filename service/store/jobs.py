@@ -18,8 +18,8 @@ from service.store.users import Principal
 
 
 def enqueue(
-    session: Session,
     *,
+    session: Session,
     owner_id: int,
     spec: ResolvedSpec,
     name: str | None = None,
@@ -34,7 +34,7 @@ def enqueue(
     same way."""
     if idempotency_key is not None:
         existing = _find_by_idempotency_key(
-            session, owner_id=owner_id, idempotency_key=idempotency_key
+            session=session, owner_id=owner_id, idempotency_key=idempotency_key
         )
         if existing is not None:
             return _replay(existing, request_sha256), False
@@ -56,15 +56,17 @@ def enqueue(
     )
     actor = f"user:{owner_id}"
     if idempotency_key is None:
-        return lifecycle.transition(session, job=job, to=JobStatus.QUEUED, actor=actor), True
+        return lifecycle.transition(
+            session=session, job=job, to=JobStatus.QUEUED, actor=actor
+        ), True
     try:
         with session.begin_nested():
-            lifecycle.transition(session, job=job, to=JobStatus.QUEUED, actor=actor)
+            lifecycle.transition(session=session, job=job, to=JobStatus.QUEUED, actor=actor)
             return job, True
     except IntegrityError:
         # Another transaction used the key first (PostgreSQL waits for it to commit).
         existing = _find_by_idempotency_key(
-            session, owner_id=owner_id, idempotency_key=idempotency_key
+            session=session, owner_id=owner_id, idempotency_key=idempotency_key
         )
         if existing is None:
             raise
@@ -72,7 +74,7 @@ def enqueue(
 
 
 def _find_by_idempotency_key(
-    session: Session, *, owner_id: int, idempotency_key: str
+    *, session: Session, owner_id: int, idempotency_key: str
 ) -> Job | None:
     return session.scalars(
         select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == idempotency_key)
@@ -87,7 +89,7 @@ def _replay(existing: Job, request_sha256: str | None) -> Job:
     return existing
 
 
-def get_job(session: Session, *, job_id: int) -> Job:
+def get_job(*, session: Session, job_id: int) -> Job:
     """The job as stored now (re-read), whoever owns it: for internal readers."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
@@ -95,7 +97,7 @@ def get_job(session: Session, *, job_id: int) -> Job:
     return job
 
 
-def get_visible_job(session: Session, *, job_id: int, viewer: Principal) -> Job:
+def get_visible_job(*, session: Session, job_id: int, viewer: Principal) -> Job:
     """The job if the viewer owns it or is an admin. Another user's job is reported
     exactly like a missing one, so ids do not leak who submitted what."""
     job = session.get(Job, job_id)
@@ -105,8 +107,8 @@ def get_visible_job(session: Session, *, job_id: int, viewer: Principal) -> Job:
 
 
 def list_jobs(
-    session: Session,
     *,
+    session: Session,
     viewer: Principal,
     owner_id: int | None,
     status: str | None,
@@ -126,13 +128,13 @@ def list_jobs(
     return list(session.scalars(query))
 
 
-def latest_event(session: Session, *, job_id: int) -> JobEvent | None:
+def latest_event(*, session: Session, job_id: int) -> JobEvent | None:
     return session.scalar(
         select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
     )
 
 
-def events_after(session: Session, *, job_id: int, after_id: int) -> list[JobEvent]:
+def events_after(*, session: Session, job_id: int, after_id: int) -> list[JobEvent]:
     return list(
         session.scalars(
             select(JobEvent)
@@ -142,13 +144,13 @@ def events_after(session: Session, *, job_id: int, after_id: int) -> list[JobEve
     )
 
 
-def status_counts(session: Session) -> dict[str, int]:
+def status_counts(*, session: Session) -> dict[str, int]:
     """Jobs per status, every status present (0 when none)."""
     rows = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     return {s.value: rows.get(s.value, 0) for s in JobStatus}
 
 
-def request_cancel(session: Session, *, job: Job, actor: str) -> Job:
+def request_cancel(*, session: Session, job: Job, actor: str) -> Job:
     """Ask for `job` to stop: queued -> cancelled at once, running -> cancelling (the
     dispatcher sees it in its next heartbeat). Cancelling or terminal: a no-op that
     returns the job as it is, so repeating a cancel is harmless."""
@@ -156,16 +158,24 @@ def request_cancel(session: Session, *, job: Job, actor: str) -> Job:
     status = JobStatus(job.status)
     if status is JobStatus.QUEUED:
         return lifecycle.transition(
-            session, job=job, to=JobStatus.CANCELLED, actor=actor, reason=f"cancelled by {actor}"
+            session=session,
+            job=job,
+            to=JobStatus.CANCELLED,
+            actor=actor,
+            reason=f"cancelled by {actor}",
         )
     if status is JobStatus.RUNNING:
         return lifecycle.transition(
-            session, job=job, to=JobStatus.CANCELLING, actor=actor, reason=f"cancel by {actor}"
+            session=session,
+            job=job,
+            to=JobStatus.CANCELLING,
+            actor=actor,
+            reason=f"cancel by {actor}",
         )
     return job
 
 
-def unschedulable_jobs(session: Session, *, total_cpus: float, total_gpus: float) -> list[Job]:
+def unschedulable_jobs(*, session: Session, total_cpus: float, total_gpus: float) -> list[Job]:
     """Queued jobs whose whole gang needs more than the cluster has in total."""
     query = select(Job).where(
         Job.status == JobStatus.QUEUED.value,
@@ -177,7 +187,7 @@ def unschedulable_jobs(session: Session, *, total_cpus: float, total_gpus: float
     return list(session.scalars(query))
 
 
-def fail_queued(session: Session, *, job_id: int, actor: str, reason: str) -> Job:
+def fail_queued(*, session: Session, job_id: int, actor: str, reason: str) -> Job:
     """queued -> failed, for a job that can never run (e.g. its gang is larger than the
     whole cluster); `reason` should name the resource."""
     # Locked and re-read: a dispatcher may have claimed it since it was looked at.
@@ -186,4 +196,6 @@ def fail_queued(session: Session, *, job_id: int, actor: str, reason: str) -> Jo
         raise NotFound(f"job {job_id} not found")
     if job.status != JobStatus.QUEUED.value:
         return job
-    return lifecycle.transition(session, job=job, to=JobStatus.FAILED, actor=actor, reason=reason)
+    return lifecycle.transition(
+        session=session, job=job, to=JobStatus.FAILED, actor=actor, reason=reason
+    )

@@ -102,8 +102,8 @@ _CLAIM = _claim_statement()
 
 @overload
 def transition(
-    session: Session,
     *,
+    session: Session,
     job: Job,
     to: JobStatus,
     actor: str,
@@ -114,8 +114,8 @@ def transition(
 ) -> Job: ...
 @overload
 def transition(
-    session: Session,
     *,
+    session: Session,
     job: Claim,
     to: JobStatus,
     actor: str,
@@ -125,8 +125,8 @@ def transition(
     now: datetime | None = None,
 ) -> Job | None: ...
 def transition(
-    session: Session,
     *,
+    session: Session,
     job: Job | Claim,
     to: JobStatus,
     actor: str,
@@ -194,7 +194,7 @@ def transition(
     return job
 
 
-def lease_holder(session: Session, *, job_id: int, token: str) -> Job:
+def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     """The job, locked and re-read, if `token` is its current lease token; for fenced
     writes (metrics, checkpoints, the final status)."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)

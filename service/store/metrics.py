@@ -21,12 +21,13 @@ class MetricIn:
     seq: int
     round: int
     values: Mapping[str, float | int | None]
+    uploaded: Sequence[int]  # ranks whose upload the round used
     time: datetime | None = None
 
 
 def append_metrics(
-    session: Session,
     *,
+    session: Session,
     job_id: int,
     token: str,
     attempt: int,
@@ -41,7 +42,7 @@ def append_metrics(
     new records must continue job.last_seq without a gap, else SequenceGap and
     nothing is written. Non-finite values (a diverged loss) are stored as null."""
     now = now or utcnow()
-    job = lease_holder(session, job_id=job_id, token=token)
+    job = lease_holder(session=session, job_id=job_id, token=token)
     if attempt != job.attempt:
         raise StaleLease(f"job {job_id}: attempt {attempt} is not the current one")
     fresh: dict[int, MetricIn] = {}
@@ -67,6 +68,7 @@ def append_metrics(
             round=r.round,
             time=r.time or now,
             values=json_safe(dict(r.values)),
+            uploaded=list(r.uploaded),
         )
         for r in ordered
     )
@@ -78,7 +80,7 @@ def append_metrics(
     return len(ordered)
 
 
-def metrics_after(session: Session, *, job_id: int, after_seq: int, limit: int) -> list[Metric]:
+def metrics_after(*, session: Session, job_id: int, after_seq: int, limit: int) -> list[Metric]:
     return list(
         session.scalars(
             select(Metric)
@@ -89,7 +91,7 @@ def metrics_after(session: Session, *, job_id: int, after_seq: int, limit: int) 
     )
 
 
-def latest_metric_values(session: Session, *, job_id: int) -> dict[str, Any]:
+def latest_metric_values(*, session: Session, job_id: int) -> dict[str, Any]:
     """The values of the job's newest metric record ({} before the first)."""
     values = session.scalar(
         select(Metric.values).where(Metric.job_id == job_id).order_by(Metric.seq.desc()).limit(1)

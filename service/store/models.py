@@ -216,6 +216,8 @@ class Metric(Base):
     round: Mapped[int] = mapped_column(Integer)
     time: Mapped[datetime]
     values: Mapped[dict[str, Any]]
+    # Ranks whose upload the round used (DESIGN §11); NULL before migration 0004.
+    uploaded: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 class Dataset(Base):

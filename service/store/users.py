@@ -42,13 +42,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def count_users(session: Session) -> int:
+def count_users(*, session: Session) -> int:
     return session.scalar(select(func.count()).select_from(User)) or 0
 
 
 def create_user(
-    session: Session,
     *,
+    session: Session,
     name: str,
     role: str,
     token: str | None = None,
@@ -71,12 +71,12 @@ def create_user(
             session.flush()
     except IntegrityError as exc:  # a concurrent create won the unique name
         raise Conflict(f"user {name!r} already exists") from exc
-    api_token, plain = issue_token(session, user_id=user.id, token=token)
+    api_token, plain = issue_token(session=session, user_id=user.id, token=token)
     return user, api_token, plain
 
 
 def issue_token(
-    session: Session, *, user_id: int, token: str | None = None
+    *, session: Session, user_id: int, token: str | None = None
 ) -> tuple[ApiToken, str]:
     plain = token if token is not None else generate_token()
     api_token = ApiToken(user_id=user_id, token_sha256=hash_token(plain), created_at=utcnow())
@@ -85,7 +85,7 @@ def issue_token(
     return api_token, plain
 
 
-def authenticate(session: Session, *, token: str) -> Principal | None:
+def authenticate(*, session: Session, token: str) -> Principal | None:
     """The principal a live token belongs to; None for unknown or revoked tokens."""
     row = session.execute(
         select(ApiToken, User)
@@ -105,7 +105,7 @@ def authenticate(session: Session, *, token: str) -> Principal | None:
     return Principal(user_id=user.id, name=user.name, role=user.role, token_id=api_token.id)
 
 
-def revoke_token(session: Session, *, token_id: int, actor: Principal) -> None:
+def revoke_token(*, session: Session, token_id: int, actor: Principal) -> None:
     """Revoke one of the actor's tokens (admins: anyone's). Revoking twice is a no-op."""
     api_token = session.get(ApiToken, token_id)
     if api_token is None or (api_token.user_id != actor.user_id and not actor.is_admin):
@@ -115,25 +115,25 @@ def revoke_token(session: Session, *, token_id: int, actor: Principal) -> None:
         session.flush()
 
 
-def get_user(session: Session, *, user_id: int) -> User:
+def get_user(*, session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
 
 
-def find_user_id(session: Session, *, name: str) -> int | None:
+def find_user_id(*, session: Session, name: str) -> int | None:
     return session.scalar(select(User.id).where(User.name == name))
 
 
-def list_users(session: Session, *, limit: int, after_id: int | None) -> list[User]:
+def list_users(*, session: Session, limit: int, after_id: int | None) -> list[User]:
     query = select(User).order_by(User.id).limit(limit)
     if after_id is not None:
         query = query.where(User.id > after_id)
     return list(session.scalars(query))
 
 
-def job_counts(session: Session, *, user_ids: list[int]) -> dict[int, dict[str, int]]:
+def job_counts(*, session: Session, user_ids: list[int]) -> dict[int, dict[str, int]]:
     """Jobs per status for each user (users without jobs map to {})."""
     counts: dict[int, dict[str, int]] = {uid: {} for uid in user_ids}
     if not user_ids:
@@ -148,7 +148,7 @@ def job_counts(session: Session, *, user_ids: list[int]) -> dict[int, dict[str, 
     return counts
 
 
-def user_names(session: Session, *, user_ids: set[int]) -> dict[int, str]:
+def user_names(*, session: Session, user_ids: set[int]) -> dict[int, str]:
     if not user_ids:
         return {}
     rows = session.execute(select(User.id, User.name).where(User.id.in_(user_ids)))

@@ -65,7 +65,7 @@ class Api:
         """Claim the next queued job as a dispatcher would (tests keep one queued)."""
         with transaction(self.sessions) as session:
             claimed = claim_next(
-                session, dispatcher_id="d-test", lease_seconds=60, free_cpus=64, free_gpus=0
+                session=session, dispatcher_id="d-test", lease_seconds=60, free_cpus=64, free_gpus=0
             )
         assert claimed is not None
         return claimed
@@ -73,19 +73,20 @@ class Api:
     def append(self, claimed: ClaimedJob, seqs: range) -> None:
         with transaction(self.sessions) as session:
             append_metrics(
-                session,
+                session=session,
                 job_id=claimed.job_id,
                 token=claimed.fencing_token,
                 attempt=claimed.attempt,
                 records=[
-                    MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s}) for s in seqs
+                    MetricIn(seq=s, round=s - 1, values={"train_loss": 1.0 / s}, uploaded=[0])
+                    for s in seqs
                 ],
             )
 
     def finish(self, claimed: ClaimedJob) -> None:
         with transaction(self.sessions) as session:
             finish(
-                session,
+                session=session,
                 job_id=claimed.job_id,
                 token=claimed.fencing_token,
                 summary={"train_loss": 0.1},

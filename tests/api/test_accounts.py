@@ -86,7 +86,7 @@ def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
     assert empty["dispatchers"] == [] and empty["queue"]["queued"] == 1
     with transaction(api.sessions) as session:
         upsert_dispatcher(
-            session,
+            session=session,
             dispatcher_id="d1",
             hostname="node-1",
             resources={"total": {"CPU": 8, "GPU": 1}, "free": {"CPU": 6, "GPU": 1}},

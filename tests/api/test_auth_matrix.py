@@ -109,7 +109,7 @@ def world(api: Api) -> World:
     write_once(uri, b"checkpoint-bytes")
     with transaction(api.sessions) as session:
         checkpoint = record_checkpoint(
-            session,
+            session=session,
             job_id=job_id,
             token=claimed.fencing_token,
             round=1,

@@ -153,7 +153,7 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     from service.store.dispatchers import upsert_dispatcher
 
     with transaction(api.sessions) as session:
-        upsert_dispatcher(session, dispatcher_id="d1", hostname="h", resources={"CPU": 1})
+        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="h", resources={"CPU": 1})
     body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
     resources = [r["message"] for r in body["reasons"] if r["kind"] == "resources"]
     assert body["queue_position"] == 1 and resources and "never" in resources[0]

@@ -29,7 +29,7 @@ def test_metric_pages_follow_seq(api: Api) -> None:
         after = page["next_after_seq"]
     assert seqs == [1, 2, 3, 4, 5]
     first = api.client.get(f"/v1/jobs/{job_id}/metrics", headers=alice).json()["data"][0]
-    assert set(first) == {"seq", "round", "attempt", "time", "values"}
+    assert set(first) == {"seq", "round", "attempt", "time", "values", "uploaded"}
     assert (first["round"], first["attempt"], first["values"]) == (0, 1, {"train_loss": 1.0})
     assert first["time"].endswith("Z")
 
@@ -61,6 +61,7 @@ def test_stream_sends_status_then_live_metrics_and_closes_after_terminal(api: Ap
             "attempt": 1,
             "time": got[1].data["time"],
             "values": {"train_loss": 0.5},
+            "uploaded": [0],
         }
 
         api.append(claimed, range(3, 4))
@@ -100,7 +101,7 @@ def test_stream_of_a_failed_job_reports_the_error(api: Api) -> None:
         claimed = api.claim()
         with transaction(api.sessions) as session:
             fail(
-                session,
+                session=session,
                 job_id=job_id,
                 token=claimed.fencing_token,
                 reason="replica 2 died",
@@ -124,7 +125,7 @@ def test_checkpoints_list_and_download(api: Api) -> None:
     write_once(uri, payload)
     with transaction(api.sessions) as session:
         ckpt = record_checkpoint(
-            session,
+            session=session,
             job_id=job_id,
             token=claimed.fencing_token,
             round=2,

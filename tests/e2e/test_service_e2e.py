@@ -68,6 +68,12 @@ def test_job_runs_end_to_end(service_stack: Stack, tmp_path: Path) -> None:
         assert "val_accuracy" in summary["final_metrics"]
         stored = client.metrics(job_id)
         assert [m["seq"] for m in stored] == list(range(1, 31))
+        # Each record names the replicas whose upload its round used (DESIGN §11).
+        for record in stored:
+            assert record["uploaded"] == sorted(set(record["uploaded"]))
+            assert set(record["uploaded"]) <= {0, 1}
+            assert len(record["uploaded"]) == record["values"]["uploads"]
+        assert stored[0]["uploaded"] == [0, 1]  # everyone uploads in round 0
 
         checkpoints = client.checkpoints(job_id)
         assert [c["round"] for c in checkpoints] == [9, 19, 29]

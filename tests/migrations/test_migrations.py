@@ -284,3 +284,41 @@ def test_an_unknown_status_blocks_the_upgrade(empty_db_url: str) -> None:
         assert [s for _, s in _rows(engine)[0]] == ["paused"]
     finally:
         engine.dispose()
+
+
+def test_metric_uploaded_round_trip_keeps_the_rows(empty_db_url: str) -> None:
+    """0004 down and up again with records present: the records stay; the uploaded
+    ranks go with the column and come back as NULL ("not recorded"), never as []."""
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+            ).scalar_one()
+            job_id = conn.execute(
+                sa.text(
+                    "INSERT INTO jobs (owner_id, status, spec, priority, cpus_required,"
+                    " gpus_required, attempt, max_attempts, progress_round, progress_rounds,"
+                    " last_seq, created_at) VALUES (:o, 'running', '{}', 0, 2, 0, 1, 3, 1, 5,"
+                    " 1, :t) RETURNING id"
+                ),
+                {"o": user_id, "t": utcnow()},
+            ).scalar_one()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO metrics (job_id, seq, attempt, round, time, \"values\","
+                    " uploaded) VALUES (:j, 1, 1, 0, :t, '{}', '[0, 2]')"
+                ),
+                {"j": job_id, "t": utcnow()},
+            )
+        migrate.downgrade(empty_db_url, "0003")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT seq FROM metrics")).scalars().all() == [1]
+        migrate.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT seq, uploaded FROM metrics")).all()
+        assert [(r[0], r[1]) for r in rows] == [(1, None)]
+    finally:
+        engine.dispose()

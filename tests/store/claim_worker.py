@@ -18,7 +18,11 @@ def claim_until_empty(url: str, name: str, start: Barrier, results: Queue[list[i
         while True:
             with transaction(factory) as session:
                 job = claim_next(
-                    session, dispatcher_id=name, lease_seconds=60, free_cpus=1e6, free_gpus=0
+                    session=session,
+                    dispatcher_id=name,
+                    lease_seconds=60,
+                    free_cpus=1e6,
+                    free_gpus=0,
                 )
             if job is None:
                 break

@@ -60,7 +60,9 @@ def submit(session_factory: sessionmaker[Session]) -> Submit:
     def sub(owner_id: int, *, max_attempts: int = 3, **spec: Any) -> int:
         with transaction(session_factory) as session:
             job, _created = enqueue(
-                session, owner_id=owner_id, spec=minimal_spec(max_attempts=max_attempts, **spec)
+                session=session,
+                owner_id=owner_id,
+                spec=minimal_spec(max_attempts=max_attempts, **spec),
             )
             return job.id
 

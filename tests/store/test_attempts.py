@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -26,13 +27,20 @@ from service.store.metrics import MetricIn, append_metrics
 from service.store.models import Checkpoint, JobAttempt, Metric, utcnow
 from tests.store.conftest import MakeUser, Submit, get_job, load_job
 
-M = MetricIn
+
+def M(seq: int, round_: int, values: dict[str, Any], uploaded: tuple[int, ...] = (0,)) -> MetricIn:
+    return MetricIn(seq=seq, round=round_, values=values, uploaded=uploaded)
 
 
 def claim(factory: sessionmaker[Session], now: datetime | None = None) -> ClaimedJob:
     with transaction(factory) as session:
         claimed = claim_next(
-            session, dispatcher_id="d1", lease_seconds=30, free_cpus=99, free_gpus=0, now=now
+            session=session,
+            dispatcher_id="d1",
+            lease_seconds=30,
+            free_cpus=99,
+            free_gpus=0,
+            now=now,
         )
     assert claimed is not None
     return claimed
@@ -62,7 +70,7 @@ def test_heartbeat_renews_lease_and_reports_cancel(
     later = utcnow() + timedelta(seconds=100)
     with transaction(session_factory) as session:
         reply = heartbeat(
-            session,
+            session=session,
             job_id=running.job_id,
             token=running.fencing_token,
             lease_seconds=30,
@@ -78,21 +86,21 @@ def test_heartbeat_renews_lease_and_reports_cancel(
     assert attempt.lease_expires_at == reply.lease_expires_at
 
     with transaction(session_factory) as session:
-        request_cancel(session, job=get_job(session, running.job_id), actor="u")
+        request_cancel(session=session, job=get_job(session, running.job_id), actor="u")
     with transaction(session_factory) as session:
         reply = heartbeat(
-            session, job_id=running.job_id, token=running.fencing_token, lease_seconds=30
+            session=session, job_id=running.job_id, token=running.fencing_token, lease_seconds=30
         )
         assert (reply.status, reply.cancel_requested) == ("cancelling", True)
-        acknowledge_cancel(session, job_id=running.job_id, token=running.fencing_token)
+        acknowledge_cancel(session=session, job_id=running.job_id, token=running.fencing_token)
     assert load_job(session_factory, running.job_id).status == "cancelled"
 
 
 def test_unknown_job_is_not_found(session_factory: sessionmaker[Session]) -> None:
     with transaction(session_factory) as session, pytest.raises(NotFound):
-        heartbeat(session, job_id=12345, token="x", lease_seconds=1)
+        heartbeat(session=session, job_id=12345, token="x", lease_seconds=1)
     with transaction(session_factory) as session, pytest.raises(NotFound):
-        finish(session, job_id=12345, token="x")
+        finish(session=session, job_id=12345, token="x")
 
 
 def test_metrics_are_idempotent_and_gapless(
@@ -103,10 +111,10 @@ def test_metrics_are_idempotent_and_gapless(
     def send(*records: MetricIn, attempt: int = 1) -> int:
         with transaction(session_factory) as session:
             return append_metrics(
-                session, job_id=job_id, token=token, attempt=attempt, records=records
+                session=session, job_id=job_id, token=token, attempt=attempt, records=records
             )
 
-    assert send(M(1, 1, {"train_loss": 0.5}), M(2, 2, {"train_loss": 0.4})) == 2
+    assert send(M(1, 1, {"train_loss": 0.5}), M(2, 2, {"train_loss": 0.4}, uploaded=())) == 2
     # Re-sent (and out of order) records are ignored; the new one is stored.
     assert send(M(3, 3, {"train_loss": 0.3}), M(2, 2, {"train_loss": 9.0})) == 1
     assert send(M(1, 1, {"train_loss": 9.0})) == 0
@@ -122,6 +130,9 @@ def test_metrics_are_idempotent_and_gapless(
     with session_factory() as session:
         stored = session.scalars(select(Metric.values).order_by(Metric.seq)).all()
     assert [v["train_loss"] for v in stored] == [0.5, 0.4, 0.3]
+    with session_factory() as session:
+        uploaded = session.scalars(select(Metric.uploaded).order_by(Metric.seq)).all()
+    assert uploaded == [[0], [], [0]]
 
 
 def test_non_finite_metric_values_are_stored_as_null(
@@ -129,7 +140,7 @@ def test_non_finite_metric_values_are_stored_as_null(
 ) -> None:
     with transaction(session_factory) as session:
         append_metrics(
-            session,
+            session=session,
             job_id=running.job_id,
             token=running.fencing_token,
             attempt=1,
@@ -147,7 +158,7 @@ def test_checkpoint_record_replace_and_latest(
     with transaction(session_factory) as session:
         for rnd in (5, 10):
             record_checkpoint(
-                session,
+                session=session,
                 job_id=job_id,
                 token=token,
                 round=rnd,
@@ -157,7 +168,7 @@ def test_checkpoint_record_replace_and_latest(
                 bytes=100,
             )
         record_checkpoint(
-            session,
+            session=session,
             job_id=job_id,
             token=token,
             round=5,
@@ -167,7 +178,7 @@ def test_checkpoint_record_replace_and_latest(
             bytes=200,
         )
     with session_factory() as session:
-        latest = latest_checkpoint(session, job_id=job_id)
+        latest = latest_checkpoint(session=session, job_id=job_id)
         assert latest is not None and (latest.round, latest.uri) == (10, "mem://10")
         rows = session.execute(select(Checkpoint.round, Checkpoint.uri).order_by(Checkpoint.round))
         assert [tuple(r) for r in rows] == [(5, "mem://5b"), (10, "mem://10")]
@@ -178,9 +189,9 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
 ) -> None:
     job_id, old = running.job_id, running.fencing_token
     with transaction(session_factory) as session:
-        append_metrics(session, job_id=job_id, token=old, attempt=1, records=[M(1, 1, {})])
+        append_metrics(session=session, job_id=job_id, token=old, attempt=1, records=[M(1, 1, {})])
         record_checkpoint(
-            session,
+            session=session,
             job_id=job_id,
             token=old,
             round=1,
@@ -189,19 +200,19 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
             sha256="a" * 64,
             bytes=1,
         )
-        append_metrics(session, job_id=job_id, token=old, attempt=1, records=[M(2, 2, {})])
+        append_metrics(session=session, job_id=job_id, token=old, attempt=1, records=[M(2, 2, {})])
     later = utcnow() + timedelta(minutes=5)
     with transaction(session_factory) as session:
-        assert requeue_expired(session, now=later) == [job_id]
+        assert requeue_expired(session=session, now=later) == [job_id]
 
     def stale_calls(session: Session) -> None:
         calls: list[Callable[[], object]] = [
-            lambda: heartbeat(session, job_id=job_id, token=old, lease_seconds=30),
+            lambda: heartbeat(session=session, job_id=job_id, token=old, lease_seconds=30),
             lambda: append_metrics(
-                session, job_id=job_id, token=old, attempt=1, records=[M(3, 3, {})]
+                session=session, job_id=job_id, token=old, attempt=1, records=[M(3, 3, {})]
             ),
             lambda: record_checkpoint(
-                session,
+                session=session,
                 job_id=job_id,
                 token=old,
                 round=2,
@@ -210,9 +221,9 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
                 sha256="c" * 64,
                 bytes=1,
             ),
-            lambda: finish(session, job_id=job_id, token=old, summary={}),
-            lambda: fail(session, job_id=job_id, token=old, reason="x", retryable=False),
-            lambda: acknowledge_cancel(session, job_id=job_id, token=old),
+            lambda: finish(session=session, job_id=job_id, token=old, summary={}),
+            lambda: fail(session=session, job_id=job_id, token=old, reason="x", retryable=False),
+            lambda: acknowledge_cancel(session=session, job_id=job_id, token=old),
         ]
         for call in calls:
             with pytest.raises(StaleLease):
@@ -228,7 +239,7 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
         # The rerun replays round 2 (seq 2, ignored) and continues.
         assert (
             append_metrics(
-                session,
+                session=session,
                 job_id=job_id,
                 token=rerun.fencing_token,
                 attempt=2,
@@ -236,14 +247,14 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
             )
             == 1
         )
-        finish(session, job_id=job_id, token=rerun.fencing_token, summary={"ok": True})
+        finish(session=session, job_id=job_id, token=rerun.fencing_token, summary={"ok": True})
     assert metrics(session_factory, job_id) == [(1, 1, 1), (2, 2, 1), (3, 3, 2)]
     job = load_job(session_factory, job_id)
     assert (job.status, job.summary, job.lease_token) == ("succeeded", {"ok": True}, None)
     with transaction(session_factory) as session:
         stale_calls(session)  # after the end, even the last token is stale
         with pytest.raises(StaleLease):
-            finish(session, job_id=job_id, token=rerun.fencing_token)
+            finish(session=session, job_id=job_id, token=rerun.fencing_token)
 
 
 def test_fail_retryable_requeues_until_attempts_run_out(
@@ -253,14 +264,14 @@ def test_fail_retryable_requeues_until_attempts_run_out(
     first = claim(session_factory)
     with transaction(session_factory) as session:
         job = fail(
-            session, job_id=job_id, token=first.fencing_token, reason="OOM", retryable=True
+            session=session, job_id=job_id, token=first.fencing_token, reason="OOM", retryable=True
         )
         assert (job.status, job.attempt, job.error) == ("queued", 1, None)
     second = claim(session_factory)
     assert second.attempt == 2
     with transaction(session_factory) as session:
         job = fail(
-            session, job_id=job_id, token=second.fencing_token, reason="OOM", retryable=True
+            session=session, job_id=job_id, token=second.fencing_token, reason="OOM", retryable=True
         )
     assert (job.status, job.error) == ("failed", "OOM (gave up after 2 of 2 attempts)")
     with session_factory() as session:
@@ -278,13 +289,17 @@ def test_fail_permanent_and_while_cancelling(
     a, b = claim(session_factory), claim(session_factory)
     with transaction(session_factory) as session:
         job = fail(
-            session, job_id=permanent, token=a.fencing_token, reason="bad spec", retryable=False
+            session=session,
+            job_id=permanent,
+            token=a.fencing_token,
+            reason="bad spec",
+            retryable=False,
         )
         assert (job.status, job.error) == ("failed", "bad spec")
     with transaction(session_factory) as session:
-        request_cancel(session, job=get_job(session, retry_cancel), actor="u")
+        request_cancel(session=session, job=get_job(session, retry_cancel), actor="u")
         job = fail(
-            session,
+            session=session,
             job_id=retry_cancel,
             token=b.fencing_token,
             reason="lost worker",
@@ -297,5 +312,5 @@ def test_acknowledge_cancel_needs_a_cancel_request(
     session_factory: sessionmaker[Session], running: ClaimedJob
 ) -> None:
     with transaction(session_factory) as session, pytest.raises(InvalidTransition):
-        acknowledge_cancel(session, job_id=running.job_id, token=running.fencing_token)
+        acknowledge_cancel(session=session, job_id=running.job_id, token=running.fencing_token)
     assert load_job(session_factory, running.job_id).status == "running"

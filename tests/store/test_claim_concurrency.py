@@ -36,7 +36,7 @@ def test_each_job_claimed_exactly_once(
     spec = minimal_spec(max_attempts=1)
     with transaction(session_factory) as session:
         for i in range(JOBS):
-            _job, created = enqueue(session, owner_id=owners[i % 3], spec=spec)
+            _job, created = enqueue(session=session, owner_id=owners[i % 3], spec=spec)
             assert created
     start.wait(timeout=120)
     per_process = [results.get(timeout=120) for _ in procs]

@@ -17,7 +17,7 @@ from tests.store.conftest import MakeUser, Submit
 def claim_one(factory: sessionmaker[Session]) -> int | None:
     with transaction(factory) as session:
         claimed = claim_next(
-            session, dispatcher_id="d1", lease_seconds=60, free_cpus=1e6, free_gpus=0
+            session=session, dispatcher_id="d1", lease_seconds=60, free_cpus=1e6, free_gpus=0
         )
     return None if claimed is None else claimed.job_id
 
@@ -27,8 +27,8 @@ def explained_order(factory: sessionmaker[Session], job_ids: list[int]) -> list[
     with transaction(factory) as session:
         positions = {
             job_id: explain_job(
-                session,
-                job=get_job(session, job_id=job_id),
+                session=session,
+                job=get_job(session=session, job_id=job_id),
                 dispatcher_timeout=timedelta(seconds=30),
             ).queue_position
             for job_id in job_ids

@@ -43,20 +43,20 @@ def put_job_in(
         return job_id, None
     with transaction(factory) as session:
         if status is S.CANCELLED:
-            request_cancel(session, job=get_job(session, job_id), actor="user:test")
+            request_cancel(session=session, job=get_job(session, job_id), actor="user:test")
             return job_id, None
         if status is S.FAILED:
-            fail_queued(session, job_id=job_id, actor="admin", reason="no such GPU")
+            fail_queued(session=session, job_id=job_id, actor="admin", reason="no such GPU")
             return job_id, None
         claimed = claim_next(
-            session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
         )
         assert claimed is not None and claimed.job_id == job_id
         token = claimed.fencing_token
         if status is S.CANCELLING:
-            request_cancel(session, job=get_job(session, job_id), actor="user:test")
+            request_cancel(session=session, job=get_job(session, job_id), actor="user:test")
         elif status is S.SUCCEEDED:
-            finish(session, job_id=job_id, token=token, summary={})
+            finish(session=session, job_id=job_id, token=token, summary={})
             return job_id, None
     return job_id, token
 
@@ -96,20 +96,20 @@ def test_every_edge(
         if (start, to) == (S.QUEUED, S.RUNNING):
             # Only the claim statement starts a job: it also creates the lease.
             with pytest.raises(InvalidTransition, match="only a claim"):
-                lifecycle.transition(session, job=job, to=to, actor=actor)
+                lifecycle.transition(session=session, job=job, to=to, actor=actor)
             claimed = claim_next(
-                session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+                session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
             )
             assert claimed is not None and claimed.job_id == job_id
             actor = "dispatcher:d"
         elif (start, to) in EXPECTED_EDGES:
             lifecycle.transition(
-                session, job=job, to=to, actor=actor, reason="why", expect_token=token
+                session=session, job=job, to=to, actor=actor, reason="why", expect_token=token
             )
         else:
             with pytest.raises(InvalidTransition):
                 lifecycle.transition(
-                    session, job=job, to=to, actor=actor, reason="why", expect_token=token
+                    session=session, job=job, to=to, actor=actor, reason="why", expect_token=token
                 )
 
     after = load_job(session_factory, job_id)
@@ -138,9 +138,9 @@ def test_terminal_states_never_change(
         job = get_job(session, job_id)
         for to in JobStatus:
             with pytest.raises(InvalidTransition, match="never changes"):
-                lifecycle.transition(session, job=job, to=to, actor="admin")
+                lifecycle.transition(session=session, job=job, to=to, actor="admin")
         # Cancelling a finished job is a harmless no-op, not a change.
-        assert request_cancel(session, job=job, actor="user:ann").status == terminal.value
+        assert request_cancel(session=session, job=job, actor="user:ann").status == terminal.value
     assert load_job(session_factory, job_id).status == terminal.value
 
 
@@ -151,10 +151,10 @@ def test_success_needs_the_lease_holder(
     with transaction(session_factory) as session:
         job = get_job(session, job_id)
         with pytest.raises(InvalidTransition, match="lease holder"):
-            lifecycle.transition(session, job=job, to=S.SUCCEEDED, actor="admin")
+            lifecycle.transition(session=session, job=job, to=S.SUCCEEDED, actor="admin")
         with pytest.raises(StaleLease):
             lifecycle.transition(
-                session, job=job, to=S.SUCCEEDED, actor="admin", expect_token="f" * 32
+                session=session, job=job, to=S.SUCCEEDED, actor="admin", expect_token="f" * 32
             )
     assert load_job(session_factory, job_id).status == "running"
     assert token is not None
@@ -166,7 +166,11 @@ def test_leaving_running_ends_the_attempt(
     job_id, token = put_job_in(S.RUNNING, session_factory, make_user("ann"), submit)
     with transaction(session_factory) as session:
         lifecycle.transition(
-            session, job=get_job(session, job_id), to=S.FAILED, actor="admin", reason="broken node"
+            session=session,
+            job=get_job(session, job_id),
+            to=S.FAILED,
+            actor="admin",
+            reason="broken node",
         )
     with session_factory() as session:
         attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)).one()
@@ -183,14 +187,14 @@ def test_request_cancel_paths(
     running, _ = put_job_in(S.RUNNING, session_factory, owner, submit)
     queued, _ = put_job_in(S.QUEUED, session_factory, owner, submit)
     with transaction(session_factory) as session:
-        assert request_cancel(session, job=get_job(session, queued), actor="u").status == (
+        assert request_cancel(session=session, job=get_job(session, queued), actor="u").status == (
             "cancelled"
         )
-        assert request_cancel(session, job=get_job(session, running), actor="u").status == (
+        assert request_cancel(session=session, job=get_job(session, running), actor="u").status == (
             "cancelling"
         )
         # Asking again while it stops changes nothing and adds no event.
-        assert request_cancel(session, job=get_job(session, running), actor="u").status == (
+        assert request_cancel(session=session, job=get_job(session, running), actor="u").status == (
             "cancelling"
         )
     with session_factory() as session:
@@ -206,15 +210,22 @@ def test_submit_and_claim_are_transitions_too(
     claim = lifecycle.Claim(dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0)
     spec = minimal_spec()
     with transaction(session_factory) as session:
-        assert lifecycle.transition(session, job=claim, to=S.RUNNING, actor="dispatcher:d") is None
+        assert (
+            lifecycle.transition(session=session, job=claim, to=S.RUNNING, actor="dispatcher:d")
+            is None
+        )
         for to in set(JobStatus) - {S.QUEUED}:
             with pytest.raises(InvalidTransition, match="a new job starts queued"):
-                lifecycle.transition(session, job=new_job(owner, spec), to=to, actor="t")
-        job = lifecycle.transition(session, job=new_job(owner, spec), to=S.QUEUED, actor="t")
+                lifecycle.transition(session=session, job=new_job(owner, spec), to=to, actor="t")
+        job = lifecycle.transition(
+            session=session, job=new_job(owner, spec), to=S.QUEUED, actor="t"
+        )
         for to in set(JobStatus) - {S.RUNNING}:
             with pytest.raises(InvalidTransition, match="a claim makes a job running"):
-                lifecycle.transition(session, job=claim, to=to, actor="dispatcher:d")
-        started = lifecycle.transition(session, job=claim, to=S.RUNNING, actor="dispatcher:d")
+                lifecycle.transition(session=session, job=claim, to=to, actor="dispatcher:d")
+        started = lifecycle.transition(
+            session=session, job=claim, to=S.RUNNING, actor="dispatcher:d"
+        )
         assert started is not None and started.id == job.id
         assert (started.status, started.attempt, started.dispatcher_id) == ("running", 1, "d")
         attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job.id)).one()

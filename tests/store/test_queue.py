@@ -33,7 +33,7 @@ def claim(
 ) -> ClaimedJob | None:
     with transaction(factory) as session:
         return claim_next(
-            session,
+            session=session,
             dispatcher_id="d1",
             lease_seconds=lease_seconds,
             free_cpus=cpus,
@@ -62,7 +62,7 @@ def test_enqueue_writes_row_event_and_gang_size(
         max_attempts=2,
     )
     with transaction(session_factory) as session:
-        job, created = enqueue(session, owner_id=owner, spec=spec)
+        job, created = enqueue(session=session, owner_id=owner, spec=spec)
         job_id = job.id
     assert created
     job = load_job(session_factory, job_id)
@@ -81,15 +81,15 @@ def test_idempotency_key(session_factory: sessionmaker[Session], make_user: Make
     spec = minimal_spec()
     args: dict[str, Any] = {"spec": spec, "idempotency_key": "k1"}
     with transaction(session_factory) as session:
-        first, created = enqueue(session, owner_id=owner, request_sha256="a" * 64, **args)
+        first, created = enqueue(session=session, owner_id=owner, request_sha256="a" * 64, **args)
         assert created
     with transaction(session_factory) as session:
-        again, created = enqueue(session, owner_id=owner, request_sha256="a" * 64, **args)
+        again, created = enqueue(session=session, owner_id=owner, request_sha256="a" * 64, **args)
         assert (again.id, created) == (first.id, False)
         with pytest.raises(IdempotencyConflict):
-            enqueue(session, owner_id=owner, request_sha256="b" * 64, **args)
+            enqueue(session=session, owner_id=owner, request_sha256="b" * 64, **args)
         # Keys are per owner.
-        theirs, created = enqueue(session, owner_id=other, request_sha256="b" * 64, **args)
+        theirs, created = enqueue(session=session, owner_id=other, request_sha256="b" * 64, **args)
         assert theirs.id != first.id and created
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 2
@@ -110,11 +110,11 @@ def test_concurrent_first_use_of_a_key_yields_one_job(
 
     def second_request() -> None:
         with transaction(session_factory) as session:
-            job, created = enqueue(session, **args)
+            job, created = enqueue(session=session, **args)
             second.append((job.id, created))
 
     with session_factory() as first, first.begin():
-        job, created = enqueue(first, **args)
+        job, created = enqueue(session=first, **args)
         first_id = job.id
         assert created
         thread = threading.Thread(target=second_request)
@@ -247,7 +247,7 @@ def test_quota_blocks_only_that_owner(
     assert second is not None and second.job_id == f1
     assert claim(session_factory) is None  # c2 waits for c1
     with transaction(session_factory) as session:
-        finish(session, job_id=c1, token=first.fencing_token, summary=None)
+        finish(session=session, job_id=c1, token=first.fencing_token, summary=None)
     third = claim(session_factory)
     assert third is not None and third.job_id == c2
 
@@ -261,8 +261,8 @@ def test_requeue_expired_then_fail_at_max_attempts(
     first = claim(session_factory, now=t0, lease_seconds=10)
     assert first is not None
     with transaction(session_factory) as session:
-        assert requeue_expired(session, now=t0 + timedelta(seconds=9)) == []
-        assert requeue_expired(session, now=t0 + timedelta(seconds=11)) == [job_id]
+        assert requeue_expired(session=session, now=t0 + timedelta(seconds=9)) == []
+        assert requeue_expired(session=session, now=t0 + timedelta(seconds=11)) == [job_id]
     job = load_job(session_factory, job_id)
     assert (job.status, job.attempt, job.lease_token, job.dispatcher_id) == (
         "queued",
@@ -275,7 +275,7 @@ def test_requeue_expired_then_fail_at_max_attempts(
     assert second is not None and second.attempt == 2
     assert second.fencing_token != first.fencing_token
     with transaction(session_factory) as session:
-        assert requeue_expired(session, now=t0 + timedelta(seconds=31)) == [job_id]
+        assert requeue_expired(session=session, now=t0 + timedelta(seconds=31)) == [job_id]
     job = load_job(session_factory, job_id)
     assert (job.status, job.attempt) == ("failed", 2)
     assert job.error == "lease expired after 2 attempts"
@@ -307,15 +307,15 @@ def test_reaper_spares_renewed_leases_and_cancels_cancelling(
     assert a is not None and b is not None
     with transaction(session_factory) as session:
         heartbeat(
-            session,
+            session=session,
             job_id=kept,
             token=a.fencing_token,
             lease_seconds=10,
             now=t0 + timedelta(seconds=8),
         )
-        request_cancel(session, job=get_job(session, cancelled), actor="u")
+        request_cancel(session=session, job=get_job(session, cancelled), actor="u")
     with transaction(session_factory) as session:
-        assert requeue_expired(session, now=t0 + timedelta(seconds=12)) == [cancelled]
+        assert requeue_expired(session=session, now=t0 + timedelta(seconds=12)) == [cancelled]
     assert load_job(session_factory, kept).status == "running"
     assert load_job(session_factory, cancelled).status == "cancelled"
 
@@ -324,13 +324,17 @@ def test_upsert_dispatcher(session_factory: sessionmaker[Session]) -> None:
     t0 = utcnow()
     with transaction(session_factory) as session:
         d = upsert_dispatcher(
-            session, dispatcher_id="d1", hostname="h1", resources={"CPU": 2}, now=t0
+            session=session, dispatcher_id="d1", hostname="h1", resources={"CPU": 2}, now=t0
         )
         assert (d.hostname, d.resources, d.started_at) == ("h1", {"CPU": 2}, t0)
     later = t0 + timedelta(seconds=5)
     with transaction(session_factory) as session:
         d = upsert_dispatcher(
-            session, dispatcher_id="d1", hostname="h2", resources={"CPU": 4, "GPU": 1}, now=later
+            session=session,
+            dispatcher_id="d1",
+            hostname="h2",
+            resources={"CPU": 4, "GPU": 1},
+            now=later,
         )
         assert (d.hostname, d.resources, d.started_at, d.last_seen_at) == (
             "h2",
@@ -350,7 +354,9 @@ def test_submission_notifies_dispatchers_on_commit(
     with psycopg.connect(libpq_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {JOBS_CHANNEL}")
         with transaction(session_factory) as session:
-            job_id = enqueue(session, owner_id=owner, spec=minimal_spec(max_attempts=1))[0].id
+            job_id = enqueue(session=session, owner_id=owner, spec=minimal_spec(max_attempts=1))[
+                0
+            ].id
             assert list(listener.notifies(timeout=0.2, stop_after=1)) == []  # not before commit
         note = next(listener.notifies(timeout=5, stop_after=1))
     assert (note.channel, note.payload) == (JOBS_CHANNEL, str(job_id))

@@ -39,9 +39,9 @@ def dispatcher(
 
 def submit(sessions: sessionmaker[Session], spec: dict[str, Any], max_attempts: int = 3) -> int:
     with transaction(sessions) as session:
-        user, _, _ = create_user(session, name=f"u{id(spec)}", role="user")
+        user, _, _ = create_user(session=session, name=f"u{id(spec)}", role="user")
         job, _created = enqueue(
-            session, owner_id=user.id, spec=resolve({**spec, "max_attempts": max_attempts})
+            session=session, owner_id=user.id, spec=resolve({**spec, "max_attempts": max_attempts})
         )
         return job.id
 
