@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from service.schemas.gang import gang_bundles, gang_totals
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
-from workers.ray_job import CheckpointEvent, RecordEvent, run_on_ray
+from workers.ray_job import CheckpointEvent, RayJob, RecordEvent, run_on_ray
 from workers.training.runner import run_reference
 
 pytestmark = pytest.mark.ray
@@ -105,3 +106,25 @@ def test_ray_resume_rejects_a_corrupt_checkpoint(ray_address: str, tmp_path: Pat
         list(
             run_on_ray(spec, job_key="d", artifacts_url=str(tmp_path), resume=(ckpt.uri, "0" * 64))
         )
+
+
+def test_the_placement_group_reserves_the_gang_the_claim_counts(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """One gang shape (service.schemas.gang): the placement group's bundles are
+    gang_bundles, and the totals the claim's fit test stores on the job are their sum."""
+    spec = resolve(
+        {
+            "task": {"kind": "lag_paper_linreg"},
+            "distributed": {"workers": 3, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 2},
+        }
+    )
+    job = RayJob(spec, job_key="shape", artifacts_url=str(tmp_path), dtype="float64")
+    try:
+        job.start(ready_timeout_s=60)
+        assert job.pg.bundle_specs == gang_bundles(spec)
+        assert [{"CPU": 1.0}, *[{"CPU": 0.5}] * 3] == gang_bundles(spec)
+        assert gang_totals(spec) == (2.5, 0.0)
+    finally:
+        job.stop()
