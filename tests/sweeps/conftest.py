@@ -48,11 +48,6 @@ def sweep_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-@pytest.fixture(autouse=True)
-def _empty_tables(clean_db: None) -> None:
-    """Every sweep test starts from empty tables."""
-
-
 @dataclass
 class Lab:
     """A user, their sweeps, controllers, and a stand-in dispatcher for the trials."""
@@ -165,13 +160,14 @@ class Lab:
     def acknowledge_cancel(self, job_id: int) -> None:
         claimed = self.claimed[job_id]
         with transaction(self.sessions) as session:
-            attempts.acknowledge_cancel(
-                session=session, job_id=job_id, token=claimed.fencing_token
-            )
+            attempts.acknowledge_cancel(session=session, job_id=job_id, token=claimed.fencing_token)
 
 
 @pytest.fixture
-def lab(session_factory: sessionmaker[Session], settings: Settings) -> Iterator[Lab]:
+def lab(
+    session_factory: sessionmaker[Session], settings: Settings, clean_db: None
+) -> Iterator[Lab]:
+    """A user in empty tables (every lab test starts from empty tables)."""
     with transaction(session_factory) as session:
         user, _, _ = create_user(session=session, name="ada", role="user")
         owner_id = user.id
