@@ -101,7 +101,12 @@ def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidati
     for loc, message in problems:
         value: Any = body
         for key in loc:
-            value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and isinstance(key, int) and key < len(value):
+                value = value[key]
+            else:
+                value = None
         found.append({"type": "value_error", "loc": ("body", *loc), "msg": message, "input": value})
     return RequestValidationError(found)
 

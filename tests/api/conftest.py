@@ -27,6 +27,16 @@ SMALL_SPEC: dict[str, Any] = {
     "schedule": {"rounds": 5, "batch_size": 8},
 }
 
+SMALL_SWEEP: dict[str, Any] = {
+    "name": "small-sweep",
+    "base": SMALL_SPEC,
+    "parameters": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+    "objectives": [{"metric": "val_mse", "direction": "minimize"}],
+    "trials": 3,
+    "parallel": 2,
+    "sampler": "random",
+}
+
 
 @pytest.fixture(autouse=True)
 def _empty_tables(clean_db: None) -> None:
