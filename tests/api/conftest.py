@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from service.store.attempts import ClaimedJob, claim_next, finish
 from service.store.db import transaction
 from service.store.metrics import MetricIn, append_metrics
 
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 SMALL_SPEC: dict[str, Any] = {
     "task": {"kind": "adding", "num_samples": 64},

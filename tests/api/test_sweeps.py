@@ -237,3 +237,16 @@ def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
         for code in statuses - {"200", "201", "202", "422"}:
             schema = responses[code]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def test_the_example_sweeps_are_accepted(api: Api) -> None:
+    import yaml
+
+    from tests.api.conftest import REPO_EXAMPLES
+
+    _a, alice = api.create_user("alice")
+    files = sorted(REPO_EXAMPLES.glob("sweep-*.yaml"))
+    assert files
+    for path in files:
+        r = api.client.post("/v1/sweeps", json=yaml.safe_load(path.read_text()), headers=alice)
+        assert r.status_code == 201, (path.name, r.text)
