@@ -101,12 +101,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--no-front", action="store_true", help="skip the two-objective run")
     parser.add_argument("--quick", action="store_true", help="4 trials of 20 rounds, seed 0")
+    parser.add_argument("--show-trials", action="store_true", help="list every trial")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.rounds, args.seeds = 4, 20, "0"
     samplers = args.samplers.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     timeout = 600.0 + 120.0 * args.trials
+    checkpoints = sorted({n for n in CHECKPOINTS if n <= args.trials} | {args.trials})
     print(
         f"sweep_bo: {args.trials} trials x {args.rounds} rounds, samplers {samplers}, "
         f"seeds {seeds}; {load_average()}"
@@ -123,7 +125,7 @@ def main() -> None:
     ):
         print(
             f"\n{'sampler':8} {'seed':>4} "
-            + " ".join(f"best@{n:<3}" for n in CHECKPOINTS)
+            + " ".join(f"best@{n:<3}" for n in checkpoints)
             + f" {'wall s':>7}"
         )
         for sampler in samplers:
@@ -133,10 +135,10 @@ def main() -> None:
                 )
                 sweep, wall = run_sweep(client, spec, timeout)
                 curve = curves[sampler, seed] = running_best(sweep)
-                at = [
-                    f"{curve[n - 1]:.4f}  " if n <= len(curve) else "   -    " for n in CHECKPOINTS
-                ]
+                at = [f"{curve[n - 1]:.4f}  " for n in checkpoints]
                 print(f"{sampler:8} {seed:>4} " + " ".join(at) + f" {wall:7.0f}", flush=True)
+                if args.show_trials:
+                    show_trials(sweep)
         report_goal(curves, samplers, seeds)
         if not args.no_front:
             spec = sweep_spec(
@@ -145,6 +147,16 @@ def main() -> None:
             sweep, wall = run_sweep(client, spec, timeout)
             report_front(sweep, wall)
     print(f"\n{load_average()}")
+
+
+def show_trials(sweep: dict[str, Any]) -> None:
+    for trial in sorted(sweep["trials"], key=lambda t: t["number"]):
+        p, values = trial["params"], trial["values"]
+        shown = f"{values[0]:.4f}" if values else trial["status"]
+        print(
+            f"    #{trial['number']:<3} xi {p['aggregation.xi']:9.3g} lr {p['optimizer.lr']:9.3g}"
+            f"  val_accuracy {shown}"
+        )
 
 
 def report_goal(
