@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/service_overhead.py
 	$(PY) benchmarks/submit_latency.py
 	$(PY) benchmarks/ray_vs_gloo.py
+	$(PY) benchmarks/sweep_bo.py
 
 clean:
 	rm -rf $(VENV) .lagtrain

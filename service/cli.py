@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from service.cli_jobs import jobs_app
+from service.cli_sweeps import sweeps_app
 from service.settings import Settings
 
 log = logging.getLogger("lagtrain")
@@ -22,6 +23,7 @@ admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.registered_commands.extend(jobs_app.registered_commands)
+app.registered_commands.extend(sweeps_app.registered_commands)
 
 
 def start_components(settings: Settings, *, embedded: bool, stack: ExitStack) -> None:

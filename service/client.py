@@ -162,6 +162,21 @@ class Client:
                     fh.write(chunk)
         return dest
 
+    def submit_sweep(
+        self, spec: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request("POST", "/v1/sweeps", json=spec, headers=headers)
+        return result
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/sweeps/{sweep_id}")
+        return result
+
+    def cancel_sweep(self, sweep_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/sweeps/{sweep_id}/cancel")
+        return result
+
     def events(
         self, job_id: int, *, last_event_id: int | None = None
     ) -> Iterator[tuple[str, dict[str, Any]]]:

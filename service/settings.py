@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     # Logical CPUs of the local Ray that `server --embedded` starts. Ray's CPUs are
     # accounting units; more than the cores lets small RNN gangs share them.
     embedded_ray_cpus: int = Field(default=8, ge=1, le=1024)
+    # Sweep controllers (one per dispatcher process) look for sweeps to advance this
+    # often; a step holds its sweep's lease at most this long (it must outlive a step:
+    # a GP ask over hundreds of trials takes seconds).
+    sweep_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    sweep_step_lease_seconds: float = Field(default=60.0, gt=0)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
-from sqlalchemy.orm import Session
 
 from service.api.deps import (
     AppSettings,
@@ -17,24 +16,20 @@ from service.api.deps import (
     Limit,
     Sessions,
     decode_cursor,
-    field_error,
     next_cursor,
     spec_errors,
 )
+from service.api.spec_checks import dataset_problems
 from service.auth import CurrentUser
 from service.schemas.common import Page
-from service.schemas.data_limits import check_data
-from service.schemas.datasets import TASK_DATASET_FORMAT, stored_shape
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
-from service.schemas.resolved import ResolvedSpec
-from service.store.datasets import UPLOAD_PREFIX, owned_upload
 from service.store.db import transaction
 from service.store.explain import explain_job
 from service.store.jobs import enqueue, get_visible_job, list_jobs, request_cancel
 from service.store.models import Job
-from service.store.users import Principal, find_user_id, user_names
+from service.store.users import find_user_id, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -55,6 +50,7 @@ def job_out(job: Job, owner: str) -> JobOut:
         name=job.name,
         status=job.status,
         priority=job.priority,
+        sweep_id=job.sweep_id,
         spec=job.spec,
         attempt=job.attempt,
         max_attempts=job.max_attempts,
@@ -95,7 +91,9 @@ def post_job(
     except SpecError as exc:
         raise spec_errors(exc.problems, spec) from exc
     with transaction(sessions) as session:
-        _check_dataset(session, resolved, principal)
+        problems = dataset_problems(session=session, spec=resolved, owner_id=principal.user_id)
+        if problems:
+            raise spec_errors(problems, spec)
         job, created = enqueue(
             session=session,
             owner_id=principal.user_id,
@@ -106,30 +104,6 @@ def post_job(
     if not created:
         response.status_code = status.HTTP_200_OK
     return job_out(job, principal.name)
-
-
-def _check_dataset(session: Session, spec: ResolvedSpec, principal: Principal) -> None:
-    """An upload:<id> must exist, belong to the submitter and suit the task, and the
-    spec must fit the shape recorded at upload (an upload without one, from before
-    migration 0002, is not checked); the schema cannot see the store, so the route
-    checks it."""
-    ref = spec.task.dataset
-    if ref is None or not ref.startswith(UPLOAD_PREFIX):
-        return
-    loc = ("body", "task", "dataset")
-    dataset = owned_upload(session=session, ref=ref, owner_id=principal.user_id)
-    if dataset is None:
-        raise field_error(loc, f"task.dataset: no dataset {ref!r} uploaded by you", ref)
-    wanted = TASK_DATASET_FORMAT.get(spec.task.kind)
-    if wanted is not None and dataset.format != wanted:
-        raise field_error(
-            loc,
-            f"task.dataset: {spec.task.kind} needs a {wanted} dataset, {ref!r} is {dataset.format}",
-            ref,
-        )
-    problems = check_data(spec, stored_shape(dataset.format, dataset.shape))
-    if problems:
-        raise spec_errors(problems, spec)
 
 
 @router.get("", response_model=Page[JobOut])

@@ -22,6 +22,7 @@ class JobOut(BaseModel):
     name: str | None
     status: JobStatus
     priority: int
+    sweep_id: int | None = Field(description="the sweep this job is a trial of (read-only)")
     spec: dict[str, Any] = Field(description="the JobSpec with every default filled in")
     attempt: int
     max_attempts: int

@@ -25,8 +25,10 @@ def enqueue(
     name: str | None = None,
     idempotency_key: str | None = None,
     request_sha256: str | None = None,
+    sweep_id: int | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job (row + 'queued' event; NOTIFY on PostgreSQL); returns (job, True).
+    `sweep_id`: the sweep whose trial the job is (the sweep controller's submit).
 
     With an idempotency key already used by this owner: the same request_sha256
     returns (the existing job unchanged, False) with no new row or event, a different
@@ -44,6 +46,7 @@ def enqueue(
         name=name if name is not None else spec.name,
         spec=spec.model_dump(mode="json"),
         priority=spec.priority,
+        sweep_id=sweep_id,
         cpus_required=cpus,
         gpus_required=gpus,
         idempotency_key=idempotency_key,
@@ -54,7 +57,7 @@ def enqueue(
         progress_rounds=spec.schedule.rounds,
         last_seq=0,
     )
-    actor = f"user:{owner_id}"
+    actor = f"user:{owner_id}" if sweep_id is None else f"sweep:{sweep_id}"
     if idempotency_key is None:
         return lifecycle.transition(
             session=session, job=job, to=JobStatus.QUEUED, actor=actor
@@ -150,10 +153,13 @@ def status_counts(*, session: Session) -> dict[str, int]:
     return {s.value: rows.get(s.value, 0) for s in JobStatus}
 
 
-def request_cancel(*, session: Session, job: Job, actor: str) -> Job:
+def request_cancel(
+    *, session: Session, job: Job, actor: str, reason: str | None = None
+) -> Job:
     """Ask for `job` to stop: queued -> cancelled at once, running -> cancelling (the
     dispatcher sees it in its next heartbeat). Cancelling or terminal: a no-op that
-    returns the job as it is, so repeating a cancel is harmless."""
+    returns the job as it is, so repeating a cancel is harmless. `reason` goes into
+    the event (default: who asked; a sweep's pruner says "pruned")."""
     session.refresh(job, with_for_update=True)
     status = JobStatus(job.status)
     if status is JobStatus.QUEUED:
@@ -162,7 +168,7 @@ def request_cancel(*, session: Session, job: Job, actor: str) -> Job:
             job=job,
             to=JobStatus.CANCELLED,
             actor=actor,
-            reason=f"cancelled by {actor}",
+            reason=reason or f"cancelled by {actor}",
         )
     if status is JobStatus.RUNNING:
         return lifecycle.transition(
@@ -170,7 +176,7 @@ def request_cancel(*, session: Session, job: Job, actor: str) -> Job:
             job=job,
             to=JobStatus.CANCELLING,
             actor=actor,
-            reason=f"cancel by {actor}",
+            reason=reason or f"cancel by {actor}",
         )
     return job
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,12 +20,23 @@ from service.store.attempts import ClaimedJob, claim_next, finish
 from service.store.db import transaction
 from service.store.metrics import MetricIn, append_metrics
 
+REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
 SMALL_SPEC: dict[str, Any] = {
     "task": {"kind": "adding", "num_samples": 64},
     "model": {"cell": "rnn", "hidden_size": 8},
     "distributed": {"workers": 1, "cpus_per_worker": 1},
     "schedule": {"rounds": 5, "batch_size": 8},
+}
+
+SMALL_SWEEP: dict[str, Any] = {
+    "name": "small-sweep",
+    "base": SMALL_SPEC,
+    "parameters": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+    "objectives": [{"metric": "val_mse", "direction": "minimize"}],
+    "trials": 3,
+    "parallel": 2,
+    "sampler": "random",
 }
 
 

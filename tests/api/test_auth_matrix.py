@@ -16,9 +16,9 @@ from service.artifacts import artifact_url, write_once
 from service.settings import Settings
 from service.store.checkpoints import record_checkpoint
 from service.store.db import transaction
-from tests.api.conftest import SMALL_SPEC, Api, assert_json_error, bearer
+from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error, bearer
 
-Access = Literal["public", "user", "admin", "job", "own_token"]
+Access = Literal["public", "user", "admin", "job", "sweep", "own_token"]
 CALLERS = ("none", "bad", "revoked", "other", "admin", "owner")
 _names = itertools.count()
 
@@ -60,6 +60,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", "/v1/tokens"): RouteCase("user", 201),
     ("DELETE", "/v1/tokens/{token_id}"): RouteCase("own_token", 204),
     ("GET", "/v1/cluster"): RouteCase("user"),
+    ("POST", "/v1/sweeps"): RouteCase("user", 201, lambda ids: {"json": SMALL_SWEEP}),
+    ("GET", "/v1/sweeps"): RouteCase("user"),
+    ("GET", "/v1/sweeps/{sweep_id}"): RouteCase("sweep"),
+    ("POST", "/v1/sweeps/{sweep_id}/cancel"): RouteCase("sweep", 202),
 }
 
 
@@ -70,7 +74,7 @@ def expected_status(case: RouteCase, caller: str) -> int:
         return 401
     if case.access == "admin":
         return case.ok if caller == "admin" else 403
-    if case.access in ("job", "own_token") and caller == "other":
+    if case.access in ("job", "sweep", "own_token") and caller == "other":
         return 404
     return case.ok
 
@@ -94,7 +98,7 @@ class World:
 
 @pytest.fixture
 def world(api: Api) -> World:
-    """alice owns a finished job with metrics and a checkpoint, and a spare token;
+    """alice owns a finished job with metrics and a checkpoint, a sweep, and a spare token;
     bob is another user; alice also has a revoked token."""
     _alice_id, alice = api.create_user("alice")
     _bob_id, bob = api.create_user("bob")
@@ -119,6 +123,8 @@ def world(api: Api) -> World:
             bytes=16,
         )
     api.finish(claimed)  # finished, so the SSE stream closes by itself
+    sweep = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert sweep.status_code == 201, sweep.text
     return World(
         api=api,
         headers={
@@ -129,7 +135,12 @@ def world(api: Api) -> World:
             "admin": api.admin,
             "owner": alice,
         },
-        ids={"job_id": job_id, "checkpoint_id": checkpoint.id, "token_id": spare["id"]},
+        ids={
+            "job_id": job_id,
+            "checkpoint_id": checkpoint.id,
+            "token_id": spare["id"],
+            "sweep_id": sweep.json()["id"],
+        },
     )
 
 

@@ -172,9 +172,7 @@ def test_check_constraints_match_the_models(empty_db_url: str) -> None:
     # constraints, so they are compared here by name.
     migrate.upgrade(empty_db_url)
     expected = {
-        table.name: {
-            str(c.name) for c in table.constraints if isinstance(c, sa.CheckConstraint)
-        }
+        table.name: {str(c.name) for c in table.constraints if isinstance(c, sa.CheckConstraint)}
         for table in Base.metadata.sorted_tables
     }
     assert check_constraints(empty_db_url) == expected
@@ -308,7 +306,7 @@ def test_metric_uploaded_round_trip_keeps_the_rows(empty_db_url: str) -> None:
             ).scalar_one()
             conn.execute(
                 sa.text(
-                    "INSERT INTO metrics (job_id, seq, attempt, round, time, \"values\","
+                    'INSERT INTO metrics (job_id, seq, attempt, round, time, "values",'
                     " uploaded) VALUES (:j, 1, 1, 0, :t, '{}', '[0, 2]')"
                 ),
                 {"j": job_id, "t": utcnow()},
@@ -320,5 +318,67 @@ def test_metric_uploaded_round_trip_keeps_the_rows(empty_db_url: str) -> None:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT seq, uploaded FROM metrics")).all()
         assert [(r[0], r[1]) for r in rows] == [(1, None)]
+    finally:
+        engine.dispose()
+
+
+def _below_0006() -> str:
+    """The revision 0006 sits on (0004 when written; the lead may re-chain it)."""
+    script = ScriptDirectory.from_config(migrate.alembic_config(""))
+    below = script.get_revision("0006").down_revision
+    assert isinstance(below, str)
+    return below
+
+
+def test_sweeps_round_trip_keeps_the_jobs(empty_db_url: str) -> None:
+    """0006 down and up again with a sweep, its trial and the trial's job: the job
+    stays an ordinary job (its sweep_id goes with the column and comes back NULL);
+    the sweep tables go and come back empty. At 0006 the database refuses a sweep
+    status or trial state outside the contract."""
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            owner = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+            ).scalar_one()
+            sweep_id = conn.execute(
+                sa.text(
+                    "INSERT INTO sweeps (owner_id, status, spec, best, created_at)"
+                    " VALUES (:o, 'running', '{}', '[0]', :t) RETURNING id"
+                ),
+                {"o": owner, "t": utcnow()},
+            ).scalar_one()
+            job_id = _insert_job(conn, owner, "succeeded")
+            conn.execute(
+                sa.text("UPDATE jobs SET sweep_id = :s WHERE id = :j"), {"s": sweep_id, "j": job_id}
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sweep_trials (sweep_id, number, state, params, job_id,"
+                    ' "values", intermediate, metric_seq, system_attrs, created_at)'
+                    " VALUES (:s, 0, 'complete', '{\"optimizer.lr\": 0.1}', :j, '[0.5]',"
+                    " '{}', 0, '{}', :t)"
+                ),
+                {"s": sweep_id, "j": job_id, "t": utcnow()},
+            )
+        for table, column, constraint in (
+            ("sweeps", "status", "ck_sweeps_status"),
+            ("sweep_trials", "state", "ck_sweep_trials_state"),
+        ):
+            with pytest.raises(sa.exc.IntegrityError, match=constraint), engine.begin() as conn:
+                conn.execute(sa.text(f"UPDATE {table} SET {column} = 'lost'"))
+        before = _rows(engine)
+
+        migrate.downgrade(empty_db_url, _below_0006())
+        assert {"sweeps", "sweep_trials"}.isdisjoint(tables(empty_db_url))
+        assert _rows(engine) == before
+        migrate.upgrade(empty_db_url)
+        assert _rows(engine) == before
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT sweep_id FROM jobs")).scalars().all() == [None]
+            assert conn.execute(sa.text("SELECT count(*) FROM sweeps")).scalar_one() == 0
+        assert diffs(empty_db_url, Base.metadata) == []
     finally:
         engine.dispose()

@@ -1,0 +1,30 @@
+"""Checks of a resolved spec that need the store, which the schema cannot see: an
+upload:<id> dataset must exist, belong to the submitter, suit the task, and the spec
+must fit the shape recorded at upload (an upload without one, from before migration
+0002, is not checked). Used by job and sweep submits alike."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from service.schemas.data_limits import check_data
+from service.schemas.datasets import TASK_DATASET_FORMAT, stored_shape
+from service.schemas.resolve import Problem
+from service.schemas.resolved import ResolvedSpec
+from service.store.datasets import UPLOAD_PREFIX, owned_upload
+
+
+def dataset_problems(*, session: Session, spec: ResolvedSpec, owner_id: int) -> list[Problem]:
+    """(dotted field, message) for each way `spec`'s upload does not fit ([] for a
+    builtin or generated dataset)."""
+    ref = spec.task.dataset
+    if ref is None or not ref.startswith(UPLOAD_PREFIX):
+        return []
+    dataset = owned_upload(session=session, ref=ref, owner_id=owner_id)
+    if dataset is None:
+        return [("task.dataset", f"no dataset {ref!r} uploaded by you")]
+    wanted = TASK_DATASET_FORMAT.get(spec.task.kind)
+    if wanted is not None and dataset.format != wanted:
+        kind = spec.task.kind
+        return [("task.dataset", f"{kind} needs a {wanted} dataset, {ref!r} is {dataset.format}")]
+    return check_data(spec, stored_shape(dataset.format, dataset.shape))

@@ -1,0 +1,209 @@
+"""Submitting, listing, reading and cancelling sweeps (DESIGN §11). A sweep is
+checked whole at submit (paths, bounds, the base at every corner, objectives,
+uploads): what is accepted can run. Its trials are submitted later, as ordinary
+jobs, by a sweep controller in a dispatcher process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
+
+from service.api.deps import (
+    MAX_ID,
+    AppSettings,
+    Cursor,
+    Limit,
+    Sessions,
+    decode_cursor,
+    next_cursor,
+)
+from service.api.jobs import IdempotencyKey
+from service.api.responses import errors
+from service.api.spec_checks import dataset_problems
+from service.auth import CurrentUser
+from service.schemas.common import Page
+from service.schemas.jobs import JobStatus
+from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
+from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
+from service.store.db import transaction
+from service.store.models import Sweep, TrialState
+from service.store.sweeps import (
+    TrialRow,
+    create_sweep,
+    get_visible_sweep,
+    list_sweeps,
+    request_cancel,
+    trials_of,
+)
+from service.store.users import find_user_id, user_names
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id")]
+
+
+def _trial_out(row: TrialRow) -> TrialOut:
+    trial = row.trial
+    shown: Any
+    if trial.state == TrialState.PRUNED.value:
+        shown = "pruned"
+    elif row.job_status is not None:
+        shown = row.job_status
+    else:
+        # No job: pending, or finished without one (an invalid point, a cancel).
+        shown = {TrialState.FAILED.value: "failed", TrialState.CANCELLED.value: "cancelled"}.get(
+            trial.state, "pending"
+        )
+    return TrialOut(
+        number=trial.number,
+        job_id=trial.job_id,
+        status=shown,
+        params=trial.params,
+        values=trial.values,
+        error=trial.error,
+    )
+
+
+def _sweep_outs(session: Session, sweeps: list[Sweep]) -> list[SweepOut]:
+    trials = trials_of(session=session, sweep_ids=[s.id for s in sweeps])
+    names = user_names(session=session, user_ids={s.owner_id for s in sweeps})
+    return [
+        SweepOut(
+            id=s.id,
+            owner=names[s.owner_id],
+            name=s.name,
+            status=s.status,
+            spec=s.spec,
+            created_at=s.created_at,
+            finished_at=s.finished_at,
+            error=s.error,
+            trials=[_trial_out(row) for row in trials[s.id]],
+            best=list(s.best),
+        )
+        for s in sweeps
+    ]
+
+
+def _request_sha256(spec: SweepSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidationError:
+    """A 422 in FastAPI's list form, each problem at its place in the request body."""
+    body = spec.model_dump(mode="json")
+    found = []
+    for loc, message in problems:
+        value: Any = body
+        for key in loc:
+            if isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and isinstance(key, int) and key < len(value):
+                value = value[key]
+            else:
+                value = None
+        found.append({"type": "value_error", "loc": ("body", *loc), "msg": message, "input": value})
+    return RequestValidationError(found)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepOut,
+    responses={
+        200: {"model": SweepOut, "description": "replay of an earlier request (Idempotency-Key)"},
+        **errors(401, 409, 413, 422),
+    },
+)
+def post_sweep(
+    spec: SweepSpec,
+    response: Response,
+    principal: CurrentUser,
+    sessions: Sessions,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
+) -> SweepOut:
+    """Submit a sweep. 422 names the parameter (or base field) when a path is not a
+    JobSpec field, a range is empty or invalid for its field, the base is invalid at
+    a corner of the space, or an objective is not a metric the trials report."""
+    try:
+        checked = check_sweep(spec, default_max_attempts=settings.default_max_attempts)
+    except SweepSpecError as exc:
+        raise _errors(exc.problems, spec) from exc
+    with transaction(sessions) as session:
+        problems: dict[Loc, str] = {}
+        for corner in checked.corners:
+            for field, message in dataset_problems(
+                session=session, spec=corner, owner_id=principal.user_id
+            ):
+                loc = ("base", *field.split("."))
+                problems.setdefault(loc, f"base.{field}: {message}")
+        if problems:
+            raise _errors(list(problems.items()), spec)
+        sweep, created = create_sweep(
+            session=session,
+            owner_id=principal.user_id,
+            spec=checked.stored,
+            name=spec.name,
+            idempotency_key=idempotency_key,
+            request_sha256=_request_sha256(spec),
+        )
+        (out,) = _sweep_outs(session, [sweep])
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@router.get("", response_model=Page[SweepOut], responses=errors(401, 422))
+def get_sweeps(
+    principal: CurrentUser,
+    sessions: Sessions,
+    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    owner: Annotated[
+        str | None, Query(max_length=100, description="owner's name (admins; others see own)")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[SweepOut]:
+    before_id = decode_cursor(cursor)
+    with transaction(sessions) as session:
+        owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
+        sweeps = list_sweeps(
+            session=session,
+            viewer=principal,
+            owner_id=owner_id,
+            status=status_filter,
+            limit=limit,
+            before_id=before_id,
+        )
+        outs = _sweep_outs(session, sweeps)
+    return Page[SweepOut](data=outs, next_cursor=next_cursor([s.id for s in sweeps], limit))
+
+
+@router.get("/{sweep_id}", response_model=SweepOut, responses=errors(401, 404, 422))
+def get_sweep(sweep_id: SweepId, principal: CurrentUser, sessions: Sessions) -> SweepOut:
+    with transaction(sessions) as session:
+        sweep = get_visible_sweep(session=session, sweep_id=sweep_id, viewer=principal)
+        (out,) = _sweep_outs(session, [sweep])
+    return out
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepOut,
+    responses=errors(401, 404, 422),
+)
+def cancel_sweep(sweep_id: SweepId, principal: CurrentUser, sessions: Sessions) -> SweepOut:
+    """No new trials; queued trial jobs are cancelled at once, running ones stop
+    within seconds (cancelling, then cancelled). A finished sweep is unchanged."""
+    with transaction(sessions) as session:
+        sweep = get_visible_sweep(session=session, sweep_id=sweep_id, viewer=principal)
+        sweep = request_cancel(session=session, sweep=sweep, actor=f"user:{principal.user_id}")
+        (out,) = _sweep_outs(session, [sweep])
+    return out

@@ -1,0 +1,118 @@
+"""Sweep commands of the `lagtrain` CLI: `sweep SPEC [--watch]`, `sweep-watch ID`,
+`sweep-cancel ID`. The live view is a table of the trials (parameters, status,
+objective values) with the best trial, or the Pareto front, starred."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.live import Live
+from rich.table import Table
+
+from service.cli_jobs import _client, _fail, console
+from service.client import TERMINAL_STATUSES, ApiError, Client
+
+sweeps_app = typer.Typer(add_completion=False)
+
+FINISHED_TRIALS = frozenset({"succeeded", "failed", "cancelled", "pruned"})
+
+
+@sweeps_app.command()
+def sweep(
+    spec_file: Path = typer.Argument(..., exists=True, readable=True, help="sweep YAML/JSON"),
+    watch_sweep: bool = typer.Option(False, "--watch", help="live table until the sweep ends"),
+) -> None:
+    """Submit a sweep: a base JobSpec, parameters to search, objectives, a budget."""
+    spec = yaml.safe_load(spec_file.read_text())
+    with _client() as client:
+        try:
+            created = client.submit_sweep(spec)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+        s = created["spec"]
+        console.print(
+            f"sweep [bold]{created['id']}[/bold] {created['status']}: {s['trials']} trials, "
+            f"{s['parallel']} at a time, sampler {s['sampler']}"
+        )
+        if watch_sweep:
+            _watch(client, int(created["id"]))
+
+
+@sweeps_app.command("sweep-watch")
+def sweep_watch(sweep_id: int) -> None:
+    """Live table of a sweep's trials and its best trial (or Pareto front)."""
+    with _client() as client:
+        _watch(client, sweep_id)
+
+
+@sweeps_app.command("sweep-cancel")
+def sweep_cancel(sweep_id: int) -> None:
+    """Cancel a sweep: no new trials; its queued and running trial jobs are cancelled."""
+    with _client() as client:
+        try:
+            done = client.cancel_sweep(sweep_id)
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    console.print(f"sweep {sweep_id} {done['status']}")
+
+
+def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
+    try:
+        current = client.sweep(sweep_id)
+        with Live(sweep_table(current), console=console, refresh_per_second=4) as live:
+            while current["status"] not in TERMINAL_STATUSES:
+                time.sleep(every)  # polling the API, at the pace a person reads
+                current = client.sweep(sweep_id)
+                live.update(sweep_table(current))
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if current.get("error"):
+        console.print(f"[red]{current['error']}[/red]")
+    if current["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def sweep_table(sweep: dict[str, Any]) -> Table:
+    spec = sweep["spec"]
+    paths = list(spec["parameters"])
+    metrics = [f"{o['metric']} ({o['direction'][:3]})" for o in spec["objectives"]]
+    best = set(sweep["best"])
+    trials = sweep["trials"]
+    finished = sum(t["status"] in FINISHED_TRIALS for t in trials)
+    front = "Pareto front" if len(metrics) > 1 else "best"
+    table = Table(
+        "#",
+        "job",
+        "status",
+        *paths,
+        *metrics,
+        "",
+        title=(
+            f"sweep {sweep['id']} {sweep.get('name') or ''} [bold]{sweep['status']}[/bold]: "
+            f"{finished}/{spec['trials']} trials finished, {spec['sampler']} sampler"
+        ),
+        caption=f"★ {front}: trials {', '.join(map(str, sorted(best))) or '(none yet)'}",
+    )
+    for trial in trials:
+        values = trial["values"] or [None] * len(metrics)
+        table.add_row(
+            str(trial["number"]),
+            str(trial["job_id"] or ""),
+            trial["status"],
+            *(_fmt(trial["params"].get(p)) for p in paths),
+            *(_fmt(v) for v in values),
+            "★" if trial["number"] in best else "",
+        )
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,42 @@
+"""The metric names a job reports (DESIGN §5), as far as the contract promises them:
+the values of every round's record, what each task's evaluation adds, and the figures
+of the job's summary. A sweep's objectives must name one of these for every task its
+search space can reach, so a typo is a 422 at submit, not a sweep of failed trials.
+tests/training/test_metric_names.py checks these lists against what the training
+core really produces.
+"""
+
+from __future__ import annotations
+
+from service.schemas.jobspec import TaskKind
+
+# Every round's record (workers.training.coordinator).
+ROUND_METRICS: tuple[str, ...] = (
+    "train_loss",
+    "uploads",
+    "skips",
+    "forced_uploads",
+    "downloads",
+    "uploads_total",
+    "bytes_up_total",
+    "dense_equiv_uploads",
+    "grad_evals",
+    "grad_evals_total",
+    "samples_per_s",
+)
+# Added at evaluation rounds (every eval_every-th and the last), per task.
+EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
+    "char_lm": ("val_loss", "val_perplexity"),
+    "sequence_classification": ("val_loss", "val_accuracy"),
+    "adding": ("val_loss", "val_mse"),
+    "copy_memory": ("val_loss", "val_accuracy"),
+    "lag_paper_linreg": ("val_loss", "optimality_gap"),
+}
+# Figures of a finished job's summary that are not in its final metrics.
+SUMMARY_METRICS: tuple[str, ...] = ("uploads_saved_fraction", "attempt_wall_time_s")
+
+
+def final_metric_names(kind: TaskKind) -> tuple[str, ...]:
+    """Names a finished job of this task has in its summary's final metrics (or, for
+    SUMMARY_METRICS, in the summary itself)."""
+    return (*ROUND_METRICS, *EVAL_METRICS[kind], *SUMMARY_METRICS)

@@ -1,0 +1,229 @@
+"""Sweeps: submit (idempotent, like jobs), read (visibility, lists, trials with their
+jobs' statuses), cancel requests, and `set_status`, the only writer of sweeps.status.
+The controller's side of a step (lease, observe, trials, settle) is in
+service.store.sweep_steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.errors import IdempotencyConflict, InvalidTransition, NotFound
+from service.store import jobs
+from service.store.models import (
+    TERMINAL,
+    Job,
+    JobStatus,
+    Sweep,
+    SweepStatus,
+    SweepTrial,
+    TrialState,
+    utcnow,
+)
+from service.store.sweep_trials import objective_metrics, record_result
+from service.store.users import Principal
+
+# A controller steps sweeps in these statuses.
+ACTIVE_SWEEP: frozenset[SweepStatus] = frozenset(
+    {SweepStatus.QUEUED, SweepStatus.RUNNING, SweepStatus.CANCELLING}
+)
+SWEEP_ALLOWED: Mapping[SweepStatus, frozenset[SweepStatus]] = {
+    # first trial submitted; cancel (with or without trial jobs to stop); broken spec
+    SweepStatus.QUEUED: frozenset(
+        {SweepStatus.RUNNING, SweepStatus.CANCELLING, SweepStatus.CANCELLED, SweepStatus.FAILED}
+    ),
+    SweepStatus.RUNNING: frozenset(
+        {
+            SweepStatus.SUCCEEDED,
+            SweepStatus.FAILED,
+            SweepStatus.CANCELLING,
+            SweepStatus.CANCELLED,
+        }
+    ),
+    SweepStatus.CANCELLING: frozenset({SweepStatus.CANCELLED}),
+    SweepStatus.SUCCEEDED: frozenset(),
+    SweepStatus.FAILED: frozenset(),
+    SweepStatus.CANCELLED: frozenset(),
+}
+SWEEP_TERMINAL: frozenset[SweepStatus] = frozenset(
+    s for s, targets in SWEEP_ALLOWED.items() if not targets
+)
+# Trials still waiting for a result (their point is asked; they hold a parallel slot).
+OPEN_TRIAL: frozenset[TrialState] = frozenset({TrialState.PENDING, TrialState.RUNNING})
+_TERMINAL_JOB = [s.value for s in TERMINAL]
+
+
+def set_status(
+    *,
+    session: Session,
+    sweep: Sweep,
+    to: SweepStatus,
+    error: str | None = None,
+    now: datetime | None = None,
+) -> Sweep:
+    """Move a sweep to `to` (an edge of SWEEP_ALLOWED; InvalidTransition otherwise).
+    The caller holds the sweep's row lock. A terminal status stamps finished_at; a
+    failure keeps its reason as the sweep's error."""
+    current = SweepStatus(sweep.status)
+    if to not in SWEEP_ALLOWED[current]:
+        raise InvalidTransition(f"sweep {sweep.id}: {current} -> {to} is not allowed")
+    sweep.status = to.value
+    if to in SWEEP_TERMINAL:
+        sweep.finished_at = now or utcnow()
+    if to is SweepStatus.FAILED:
+        sweep.error = error
+    session.flush()
+    return sweep
+
+
+def create_sweep(
+    *,
+    session: Session,
+    owner_id: int,
+    spec: dict[str, Any],
+    name: str | None,
+    idempotency_key: str | None = None,
+    request_sha256: str | None = None,
+) -> tuple[Sweep, bool]:
+    """Store a new sweep (queued; a controller submits its trials); returns (sweep,
+    True). An Idempotency-Key this owner used before: the same request_sha256 returns
+    (that sweep, False), another raises IdempotencyConflict."""
+    if idempotency_key is not None:
+        existing = _by_key(session, owner_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_sha256), False
+    sweep = Sweep(
+        owner_id=owner_id,
+        name=name,
+        status=SweepStatus.QUEUED.value,
+        spec=spec,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        best=[],
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(sweep)
+            session.flush()
+            return sweep, True
+    except IntegrityError:
+        # Another transaction used the key first (PostgreSQL waits for it to commit).
+        existing = _by_key(session, owner_id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(existing, request_sha256), False
+
+
+def _by_key(session: Session, owner_id: int, key: str) -> Sweep | None:
+    return session.scalars(
+        select(Sweep).where(Sweep.owner_id == owner_id, Sweep.idempotency_key == key)
+    ).one_or_none()
+
+
+def _replay(existing: Sweep, request_sha256: str | None) -> Sweep:
+    if existing.request_sha256 != request_sha256:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    return existing
+
+
+def get_visible_sweep(*, session: Session, sweep_id: int, viewer: Principal) -> Sweep:
+    """The sweep if the viewer owns it or is an admin; another user's sweep is
+    reported exactly like a missing one."""
+    sweep = session.get(Sweep, sweep_id, populate_existing=True)
+    if sweep is None or (sweep.owner_id != viewer.user_id and not viewer.is_admin):
+        raise NotFound(f"sweep {sweep_id} not found")
+    return sweep
+
+
+def list_sweeps(
+    *,
+    session: Session,
+    viewer: Principal,
+    owner_id: int | None,
+    status: str | None,
+    limit: int,
+    before_id: int | None,
+) -> list[Sweep]:
+    """Newest first. Non-admins only ever see their own sweeps."""
+    query = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
+    if not viewer.is_admin:
+        query = query.where(Sweep.owner_id == viewer.user_id)
+    if owner_id is not None:
+        query = query.where(Sweep.owner_id == owner_id)
+    if status is not None:
+        query = query.where(Sweep.status == status)
+    if before_id is not None:
+        query = query.where(Sweep.id < before_id)
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    trial: SweepTrial
+    job_status: str | None  # None until the trial's job is submitted
+
+
+def trials_of(*, session: Session, sweep_ids: list[int]) -> dict[int, list[TrialRow]]:
+    """Each sweep's trials in number order, with their jobs' current statuses."""
+    found: dict[int, list[TrialRow]] = {sweep_id: [] for sweep_id in sweep_ids}
+    rows = session.execute(
+        select(SweepTrial, Job.status)
+        .outerjoin(Job, Job.id == SweepTrial.job_id)
+        .where(SweepTrial.sweep_id.in_(sweep_ids))
+        .order_by(SweepTrial.sweep_id, SweepTrial.number)
+    ).all()
+    for trial, status in rows:
+        found[trial.sweep_id].append(TrialRow(trial=trial, job_status=status))
+    return found
+
+
+def active_trial_jobs(*, session: Session, sweep_id: int) -> int:
+    """Trial jobs of the sweep that are not finished (queued, running, cancelling)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.sweep_id == sweep_id, Job.status.not_in(_TERMINAL_JOB))
+        )
+        or 0
+    )
+
+
+def request_cancel(*, session: Session, sweep: Sweep, actor: str) -> Sweep:
+    """Cancel a sweep: no new trials; pending trials are cancelled; every queued or
+    running trial job is cancelled through the jobs' own cancel path. The sweep is
+    cancelled at once if no trial job is left running, else cancelling until a
+    controller sees them all stopped. Repeating it, or cancelling a finished sweep,
+    changes nothing."""
+    session.refresh(sweep, with_for_update=True)
+    if SweepStatus(sweep.status) in SWEEP_TERMINAL | {SweepStatus.CANCELLING}:
+        return sweep
+    now = utcnow()
+    trials = session.scalars(
+        select(SweepTrial).where(SweepTrial.sweep_id == sweep.id).order_by(SweepTrial.number)
+    ).all()
+    reason = f"sweep {sweep.id} cancelled by {actor}"
+    metrics = objective_metrics(sweep.spec)
+    for trial in trials:
+        if trial.state == TrialState.PENDING.value:
+            trial.state, trial.finished_at = TrialState.CANCELLED.value, now
+        elif trial.job_id is not None:
+            job = session.get(Job, trial.job_id)
+            if job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                job = jobs.request_cancel(session=session, job=job, actor=actor, reason=reason)
+            # A queued job is cancelled at once: its trial is finished now.
+            record_result(trial, job, metrics, now)
+    session.flush()
+    still_open = any(t.state in OPEN_TRIAL for t in trials)
+    if still_open or active_trial_jobs(session=session, sweep_id=sweep.id):
+        return set_status(session=session, sweep=sweep, to=SweepStatus.CANCELLING, now=now)
+    return set_status(session=session, sweep=sweep, to=SweepStatus.CANCELLED, now=now)

@@ -1,0 +1,252 @@
+"""The sweep routes over the real app (SQLite and PostgreSQL): submit with an
+Idempotency-Key, 422s that name the parameter (and store nothing), visibility,
+cursor pages, trial jobs that are ordinary jobs showing their sweep, cancel, and the
+statuses each route declares in the OpenAPI document."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from service.store.models import Job, Sweep
+from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
+from workers.sweeps.controller import SweepController
+
+
+def counts(api: Api) -> tuple[int, int]:
+    with api.sessions() as session:
+        sweeps = session.scalar(select(func.count()).select_from(Sweep))
+        jobs = session.scalar(select(func.count()).select_from(Job))
+    return sweeps or 0, jobs or 0
+
+
+def test_submit_answers_the_sweep_and_replays_with_the_same_key(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    key = {**alice, "Idempotency-Key": "sweep-1"}
+    first = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["owner"] == "alice" and body["name"] == "small-sweep"
+    assert body["status"] == "queued" and body["trials"] == [] and body["best"] == []
+    assert body["spec"]["base"] == SMALL_SPEC, "the base is shown as it was sent"
+    assert body["spec"]["startup_trials"] == 2  # filled in: a quarter of 3, at least 2
+    again = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key)
+    assert again.status_code == 200 and again.json()["id"] == body["id"]
+    other = api.client.post("/v1/sweeps", json={**SMALL_SWEEP, "trials": 4}, headers=key)
+    assert "Idempotency-Key" in assert_json_error(other, 409)
+    assert counts(api) == (1, 0)
+    assert api.client.get(f"/v1/sweeps/{body['id']}", headers=alice).json() == body
+
+
+def sweep_with(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(SMALL_SWEEP)
+    spec.update(changes)
+    return spec
+
+
+def params(**ranges: dict[str, Any]) -> dict[str, Any]:
+    return {path.replace("__", "."): r for path, r in ranges.items()}
+
+
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "not a JobSpec field",
+        sweep_with(parameters=params(optimizer__lrate={"type": "float", "low": 0.1, "high": 1})),
+        "parameters.optimizer.lrate",
+    ),
+    (
+        "a section, not a field",
+        sweep_with(parameters=params(model={"type": "categorical", "choices": [1, 2]})),
+        "parameters.model",
+    ),
+    (
+        "empty range",
+        sweep_with(parameters=params(optimizer__lr={"type": "float", "low": 0.1, "high": 0.01})),
+        "parameters.optimizer.lr",
+    ),
+    (
+        "log scale through zero",
+        sweep_with(
+            parameters=params(optimizer__lr={"type": "float", "low": 0, "high": 1, "log": True})
+        ),
+        "parameters.optimizer.lr",
+    ),
+    (
+        "bound outside the field's range",
+        sweep_with(parameters=params(optimizer__lr={"type": "float", "low": 1e-3, "high": 500})),
+        "parameters.optimizer.lr",
+    ),
+    (
+        "a float range on an integer field",
+        sweep_with(parameters=params(model__hidden_size={"type": "float", "low": 8, "high": 64})),
+        "parameters.model.hidden_size",
+    ),
+    (
+        "a choice the field refuses",
+        sweep_with(
+            parameters=params(model__cell={"type": "categorical", "choices": ["gru", "tcn"]})
+        ),
+        "parameters.model.cell",
+    ),
+    (
+        "base invalid at a corner: lag_ps needs smoothness constants",
+        sweep_with(
+            parameters=params(
+                aggregation__strategy={"type": "categorical", "choices": ["dense", "lag_ps"]}
+            )
+        ),
+        "parameters.aggregation.strategy",
+    ),
+    (
+        "base invalid at a corner: more workers than the regression's dimension",
+        sweep_with(
+            base={"task": {"kind": "lag_paper_linreg"}},
+            parameters=params(distributed__workers={"type": "int", "low": 2, "high": 64}),
+            objectives=[{"metric": "optimality_gap", "direction": "minimize"}],
+        ),
+        "parameters.distributed.workers",
+    ),
+    (
+        "base field wrong at a corner of another parameter",
+        sweep_with(
+            base={"task": {"kind": "sequence_classification", "dataset": "builtin:digits"}},
+            parameters=params(
+                task__kind={
+                    "type": "categorical",
+                    "choices": ["sequence_classification", "char_lm"],
+                }
+            ),
+            objectives=[{"metric": "val_loss", "direction": "minimize"}],
+        ),
+        "base.task.dataset",
+    ),
+    (
+        "an upload that is not yours",
+        sweep_with(
+            base={**SMALL_SPEC, "task": {"kind": "char_lm", "dataset": "upload:999"}},
+            objectives=[{"metric": "val_loss", "direction": "minimize"}],
+        ),
+        "base.task.dataset",
+    ),
+    (
+        "an objective the trials do not report",
+        sweep_with(objectives=[{"metric": "val_accuracy", "direction": "maximize"}]),
+        "objectives.0.metric",
+    ),
+    (
+        "pruning with two objectives",
+        sweep_with(
+            objectives=[
+                {"metric": "val_mse", "direction": "minimize"},
+                {"metric": "bytes_up_total", "direction": "minimize"},
+            ],
+            pruner={"type": "median"},
+        ),
+        "pruner",
+    ),
+    ("no budget", sweep_with(trials=0), "trials"),
+    ("unknown sampler", sweep_with(sampler="grid"), "sampler"),
+    ("unknown field", sweep_with(colour="red"), "colour"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "field"), BAD, ids=[c[0] for c in BAD])
+def test_a_bad_sweep_is_422_naming_the_parameter_and_stores_nothing(
+    api: Api, case: str, spec: dict[str, Any], field: str
+) -> None:
+    _uid, alice = api.create_user("alice")
+    detail = assert_json_error(api.client.post("/v1/sweeps", json=spec, headers=alice), 422)
+    named = [
+        e
+        for e in detail
+        if ".".join(str(p) for p in e["loc"][1:]).startswith(field) or field in e["msg"]
+    ]
+    assert named, (case, detail)
+    assert counts(api) == (0, 0)
+
+
+def test_another_users_sweep_is_404_and_admins_see_every_sweep(api: Api) -> None:
+    _a, alice = api.create_user("alice")
+    _b, bob = api.create_user("bob")
+    sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
+    assert_json_error(api.client.get(f"/v1/sweeps/{sweep_id}", headers=bob), 404)
+    assert_json_error(api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=bob), 404)
+    assert api.client.get("/v1/sweeps", headers=bob).json()["data"] == []
+    seen = api.client.get("/v1/sweeps?owner=alice", headers=api.admin).json()["data"]
+    assert [s["id"] for s in seen] == [sweep_id]
+    assert api.client.get(f"/v1/sweeps/{sweep_id}", headers=api.admin).status_code == 200
+
+
+def test_sweeps_list_newest_first_in_cursor_pages(api: Api) -> None:
+    _a, alice = api.create_user("alice")
+    ids = [
+        api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"] for _ in "abc"
+    ]
+    first = api.client.get("/v1/sweeps?limit=2", headers=alice).json()
+    assert [s["id"] for s in first["data"]] == ids[:0:-1]
+    rest = api.client.get(f"/v1/sweeps?limit=2&cursor={first['next_cursor']}", headers=alice)
+    assert [s["id"] for s in rest.json()["data"]] == [ids[0]]
+    assert rest.json()["next_cursor"] is None
+    queued = api.client.get("/v1/sweeps?status=succeeded", headers=alice).json()
+    assert queued["data"] == []
+
+
+def test_trials_are_ordinary_jobs_showing_their_sweep_and_cancel_stops_them(api: Api) -> None:
+    _a, alice = api.create_user("alice")
+    sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
+    SweepController(api.settings, api.sessions).poll()
+    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    assert sweep["status"] == "running"
+    assert [(t["number"], t["status"]) for t in sweep["trials"]] == [(0, "queued"), (1, "queued")]
+    jobs = api.client.get("/v1/jobs", headers=alice).json()["data"]
+    assert {j["id"] for j in jobs} == {t["job_id"] for t in sweep["trials"]}
+    for trial in sweep["trials"]:
+        job = api.client.get(f"/v1/jobs/{trial['job_id']}", headers=alice).json()
+        assert job["sweep_id"] == sweep_id and job["owner"] == "alice"
+        assert job["spec"]["optimizer"]["lr"] == trial["params"]["optimizer.lr"]
+    alone = api.client.get(f"/v1/jobs/{api.submit(alice)}", headers=alice).json()
+    assert alone["sweep_id"] is None
+
+    cancelled = api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice)
+    assert cancelled.status_code == 202
+    body = cancelled.json()
+    # Queued trial jobs are cancelled at once, so the sweep is finished at once.
+    assert body["status"] == "cancelled"
+    assert [t["status"] for t in body["trials"]] == ["cancelled", "cancelled"]
+    for trial in body["trials"]:
+        job = api.client.get(f"/v1/jobs/{trial['job_id']}", headers=alice).json()
+        assert job["status"] == "cancelled"
+    again = api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice)
+    assert again.status_code == 202 and again.json()["status"] == "cancelled"
+
+
+def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    declared = {
+        ("post", "/v1/sweeps"): {"200", "201", "401", "409", "413", "422"},
+        ("get", "/v1/sweeps"): {"200", "401", "422"},
+        ("get", "/v1/sweeps/{sweep_id}"): {"200", "401", "404", "422"},
+        ("post", "/v1/sweeps/{sweep_id}/cancel"): {"202", "401", "404", "422"},
+    }
+    for (method, path), statuses in declared.items():
+        responses = paths[path][method]["responses"]
+        assert set(responses) == statuses, (method, path, set(responses))
+        for code in statuses - {"200", "201", "202", "422"}:
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def test_the_example_sweeps_are_accepted(api: Api) -> None:
+    import yaml
+
+    from tests.api.conftest import REPO_EXAMPLES
+
+    _a, alice = api.create_user("alice")
+    files = sorted(REPO_EXAMPLES.glob("sweep-*.yaml"))
+    assert files
+    for path in files:
+        r = api.client.post("/v1/sweeps", json=yaml.safe_load(path.read_text()), headers=alice)
+        assert r.status_code == 201, (path.name, r.text)

@@ -1,0 +1,213 @@
+"""The sweep controller against the real store (SQLite and PostgreSQL): a sweep runs
+to its budget keeping at most `parallel` trial jobs queued or running, failed
+trials are recorded and the sweep goes on, a crash between storing asked points and
+submitting their jobs neither loses a point nor submits one twice, and a controller
+that lost its step lease can write nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from service.errors import StaleLease
+from service.store import sweep_steps
+from service.store.db import transaction
+from service.store.models import Sweep, table_of, utcnow
+from tests.sweeps.conftest import Lab
+
+
+def finish_running(lab: Lab, sweep_id: int) -> None:
+    """The stand-in dispatcher runs every queued trial job to success; the objective
+    is the job's own learning rate (so the best trial is the smallest lr)."""
+    lab.claim_all()
+    for job in lab.active_jobs(sweep_id):
+        lab.succeed(job.id, {"optimality_gap": job.spec["optimizer"]["lr"]})
+
+
+def test_a_sweep_runs_to_its_budget_with_at_most_parallel_trials(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=5, parallel=2)
+    controller = lab.controller()
+    assert lab.sweep(sweep_id).status == "queued"
+    submitted: list[int] = []
+    for _ in range(10):
+        controller.poll()
+        active = lab.active_jobs(sweep_id)
+        assert len(active) <= 2
+        submitted = [j.id for j in lab.jobs(sweep_id)]
+        # As many trials as the budget allows run at once; never more.
+        assert len(active) == min(2, 5 - (len(submitted) - len(active)))
+        if lab.sweep(sweep_id).status == "succeeded":
+            break
+        finish_running(lab, sweep_id)
+    sweep = lab.sweep(sweep_id)
+    assert sweep.status == "succeeded" and sweep.finished_at is not None
+    trials = lab.trials(sweep_id)
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert sorted(t.job_id for t in trials if t.job_id) == sorted(submitted)
+    jobs = {j.id: j for j in lab.jobs(sweep_id)}
+    for trial in trials:
+        assert trial.state == "complete"
+        job = jobs[trial.job_id or 0]
+        lr = trial.params["optimizer.lr"]
+        assert 0.01 <= lr <= 0.5
+        # The trial's job is the base with the point written in, resolved.
+        assert job.spec["optimizer"]["lr"] == lr and job.spec["schedule"]["rounds"] == 40
+        assert job.name == f"s #{trial.number}" and job.owner_id == lab.owner_id
+        assert trial.values == [lr]
+    best = min(trials, key=lambda t: t.params["optimizer.lr"])
+    assert sweep.best == [best.number]
+    # Stepping a finished sweep changes nothing.
+    assert controller.poll() == 0
+
+
+def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=3, parallel=1)
+    controller = lab.controller()
+    controller.poll()
+    (first,) = lab.claim_all()
+    lab.fail(first.job_id, "training diverged at round 7")
+    for _ in range(5):
+        controller.poll()
+        finish_running(lab, sweep_id)
+    controller.poll()
+    trials = lab.trials(sweep_id)
+    assert [t.state for t in trials] == ["failed", "complete", "complete"]
+    assert trials[0].error == "training diverged at round 7" and trials[0].values is None
+    assert lab.sweep(sweep_id).status == "succeeded"
+    assert lab.sweep(sweep_id).best in ([1], [2])
+
+
+def test_a_sweep_whose_every_trial_failed_fails_saying_so(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=2, parallel=2)
+    controller = lab.controller()
+    controller.poll()
+    for claimed in lab.claim_all():
+        lab.fail(claimed.job_id, "training diverged at round 1")
+    controller.poll()
+    sweep = lab.sweep(sweep_id)
+    assert sweep.status == "failed"
+    assert sweep.error == "no trial completed: 2 failed"
+    assert sweep.best == []
+
+
+def test_a_missing_objective_fails_the_trial_not_the_sweep(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=1, parallel=1)
+    controller = lab.controller()
+    controller.poll()
+    (claimed,) = lab.claim_all()
+    lab.succeed(claimed.job_id, {"optimality_gap": float("nan")})  # stored as null
+    controller.poll()
+    (trial,) = lab.trials(sweep_id)
+    assert trial.state == "failed"
+    assert trial.error == "the job's final metrics have no finite optimality_gap"
+
+
+def test_a_crash_between_storing_points_and_submitting_loses_nothing(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_id = lab.submit(trials=4, parallel=2)
+    crashing = lab.controller("crashing", sweep_step_lease_seconds=600.0)
+
+    def crash(**_: object) -> None:
+        raise RuntimeError("killed after the points were stored")
+
+    monkeypatch.setattr(sweep_steps, "submit_trial", crash)
+    # A killed process never releases its lease either.
+    monkeypatch.setattr(sweep_steps, "release_step", lambda **_: None)
+    with pytest.raises(RuntimeError, match="killed"):
+        crashing.step(sweep_id)
+    monkeypatch.undo()
+    pending = lab.trials(sweep_id)
+    assert [(t.number, t.state, t.job_id) for t in pending] == [
+        (0, "pending", None),
+        (1, "pending", None),
+    ]
+    assert lab.jobs(sweep_id) == []
+
+    successor = lab.controller("successor")
+    # The dead controller's lease still stands: nobody else may step the sweep yet.
+    assert successor.step(sweep_id) is False
+    expire_step_lease(lab, sweep_id)
+    assert successor.step(sweep_id) is True
+    trials = lab.trials(sweep_id)
+    # The stored points were submitted as they were; no point was asked twice.
+    assert [(t.number, t.state, t.params) for t in trials] == [
+        (0, "running", pending[0].params),
+        (1, "running", pending[1].params),
+    ]
+    assert sorted(t.job_id for t in trials) == [j.id for j in lab.jobs(sweep_id)]
+    for _ in range(4):
+        finish_running(lab, sweep_id)
+        successor.poll()
+    assert lab.sweep(sweep_id).status == "succeeded"
+    assert len(lab.jobs(sweep_id)) == 4 == len({t.job_id for t in lab.trials(sweep_id)})
+
+
+def expire_step_lease(lab: Lab, sweep_id: int) -> None:
+    sweeps = table_of(Sweep)
+    with transaction(lab.sessions) as session:
+        session.execute(
+            update(sweeps).where(sweeps.c.id == sweep_id).values(step_expires_at=utcnow())
+        )
+
+
+def test_a_controller_that_lost_its_step_lease_writes_nothing(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=4, parallel=2)
+    with transaction(lab.sessions) as session:
+        old = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="old", lease_seconds=600
+        )
+    assert old is not None
+    with transaction(lab.sessions) as session:
+        snapshot = sweep_steps.observe(session=session, sweep_id=sweep_id, token=old)
+    # Paused past its lease: another controller takes the sweep over.
+    expire_step_lease(lab, sweep_id)
+    with transaction(lab.sessions) as session:
+        new = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="new", lease_seconds=600
+        )
+    assert new is not None and new != old
+    with pytest.raises(StaleLease), transaction(lab.sessions) as session:
+        sweep_steps.record_decisions(
+            session=session,
+            sweep_id=sweep_id,
+            token=old,
+            best=[],
+            system_attrs={},
+            prune=[],
+            points=[{"optimizer.lr": 0.1}],
+            first_number=len(snapshot.trials),
+        )
+    with pytest.raises(StaleLease), transaction(lab.sessions) as session:
+        sweep_steps.settle(session=session, sweep_id=sweep_id, token=old)
+    assert lab.trials(sweep_id) == []
+
+
+def test_two_controllers_polling_together_never_duplicate_a_trial(lab: Lab) -> None:
+    import threading
+
+    sweep_id = lab.submit(trials=6, parallel=3)
+    controllers = [lab.controller("a"), lab.controller("b")]
+    errors: list[BaseException] = []
+
+    def run(controller_index: int) -> None:
+        try:
+            for _ in range(15):
+                controllers[controller_index].poll()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for _ in range(6):
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert len(lab.active_jobs(sweep_id)) <= 3
+        finish_running(lab, sweep_id)
+    controllers[0].poll()
+    trials = lab.trials(sweep_id)
+    assert [t.number for t in trials] == list(range(6))
+    assert len(lab.jobs(sweep_id)) == 6 == len({t.job_id for t in trials})
+    assert lab.sweep(sweep_id).status == "succeeded"

@@ -1,0 +1,174 @@
+"""Pruning and cancelling a sweep, against the real store (SQLite and PostgreSQL): the
+pruner stops a trial whose intermediate objective is worse than the finished trials'
+at the same round (its job cancelled with the reason "pruned", the trial finished),
+a good trial runs on, and a cancelled sweep stops every trial and asks no more."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from service.store import sweeps as store_sweeps
+from service.store.db import transaction
+from service.store.models import JobEvent, Sweep
+from tests.sweeps.conftest import Lab
+
+MEDIAN = {"type": "median", "startup_trials": 1}
+
+
+def events(lab: Lab, job_id: int) -> list[tuple[str | None, str, str | None, str]]:
+    with lab.sessions() as session:
+        rows = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        )
+        return [(e.from_status, e.to_status, e.reason, e.actor) for e in rows]
+
+
+def gap_curve(scale: float) -> dict[int, dict[str, float]]:
+    """optimality_gap at the evaluation rounds (eval_every 10 of 40 rounds)."""
+    return {r: {"optimality_gap": scale / (r + 1)} for r in (9, 19, 29, 39)}
+
+
+def test_the_pruner_cancels_a_bad_trial_and_spares_a_good_one(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=3, parallel=1, pruner=MEDIAN)
+    controller = lab.controller()
+    controller.poll()
+    (first,) = lab.claim_all()
+    lab.report(first.job_id, gap_curve(1.0))
+    lab.succeed(first.job_id, {"optimality_gap": 1.0 / 40})
+    controller.poll()
+
+    (bad,) = lab.claim_all()
+    lab.report(bad.job_id, {r: v for r, v in gap_curve(5.0).items() if r <= 19})
+    controller.poll()
+    trials = lab.trials(sweep_id)
+    assert [t.state for t in trials] == ["complete", "pruned"]
+    assert trials[1].intermediate == {"9": 0.5, "19": 0.25}
+    # Cancelled through the jobs' own cancel path, which writes the event.
+    assert events(lab, bad.job_id)[-1] == ("running", "cancelling", "pruned", f"sweep:{sweep_id}")
+    # The pruned trial is finished, but its job holds the only slot until it stops.
+    controller.poll()
+    assert len(lab.trials(sweep_id)) == 2
+    lab.acknowledge_cancel(bad.job_id)
+    controller.poll()
+    assert len(lab.trials(sweep_id)) == 3
+
+    (good,) = lab.claim_all()
+    lab.report(good.job_id, {r: v for r, v in gap_curve(0.5).items() if r <= 19})
+    controller.poll()
+    assert lab.trials(sweep_id)[2].state == "running"
+    lab.report(good.job_id, gap_curve(0.5))
+    lab.succeed(good.job_id, {"optimality_gap": 0.5 / 40})
+    controller.poll()
+    trials = lab.trials(sweep_id)
+    assert [t.state for t in trials] == ["complete", "pruned", "complete"]
+    assert trials[1].values is None
+    sweep = lab.sweep(sweep_id)
+    assert sweep.status == "succeeded" and sweep.best == [2]
+
+
+def test_successive_halving_keeps_its_rungs_across_steps(lab: Lab) -> None:
+    sweep_id = lab.submit(
+        trials=2,
+        parallel=1,
+        pruner={"type": "successive_halving", "min_rounds": 9, "reduction_factor": 2},
+    )
+    controller = lab.controller()
+    controller.poll()
+    (first,) = lab.claim_all()
+    lab.report(first.job_id, {r: v for r, v in gap_curve(1.0).items() if r <= 9})
+    controller.poll()
+    # The first trial reached rung 0 and, alone there, was promoted; the rung is in
+    # lagtrain's row, where the next step's rebuilt study finds it.
+    (trial,) = lab.trials(sweep_id)
+    assert trial.state == "running"
+    assert trial.system_attrs == {"completed_rung_0": 0.1}
+    lab.report(first.job_id, gap_curve(1.0))
+    lab.succeed(first.job_id, {"optimality_gap": 1.0 / 40})
+    controller.poll()
+    (second,) = lab.claim_all()
+    lab.report(second.job_id, {r: v for r, v in gap_curve(3.0).items() if r <= 9})
+    controller.poll()
+    assert [t.state for t in lab.trials(sweep_id)] == ["complete", "pruned"]
+
+
+def test_cancel_stops_every_trial_and_asks_no_more(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=6, parallel=3)
+    controller = lab.controller()
+    controller.poll()
+    queued = [j.id for j in lab.jobs(sweep_id)]
+    assert len(queued) == 3
+    running = queued[0]
+    lab.claimed.clear()
+    # The stand-in dispatcher takes one job; the other two stay queued.
+    from service.store import attempts
+
+    with transaction(lab.sessions) as session:
+        claimed = attempts.claim_next(
+            session=session, dispatcher_id="d", lease_seconds=600, free_cpus=1.6, free_gpus=0
+        )
+    assert claimed is not None and claimed.job_id == running
+    lab.claimed[running] = claimed
+
+    with transaction(lab.sessions) as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        store_sweeps.request_cancel(session=session, sweep=sweep, actor="user:1")
+    statuses = {j.id: j.status for j in lab.jobs(sweep_id)}
+    assert statuses == {queued[0]: "cancelling", queued[1]: "cancelled", queued[2]: "cancelled"}
+    assert lab.sweep(sweep_id).status == "cancelling"
+    assert events(lab, queued[1])[-1][2] == f"sweep {sweep_id} cancelled by user:1"
+
+    controller.poll()
+    assert len(lab.trials(sweep_id)) == 3, "a cancelled sweep asks for no new trial"
+    assert lab.sweep(sweep_id).status == "cancelling"
+    lab.acknowledge_cancel(running)
+    controller.poll()
+    sweep = lab.sweep(sweep_id)
+    assert sweep.status == "cancelled" and sweep.finished_at is not None
+    assert [t.state for t in lab.trials(sweep_id)] == ["cancelled"] * 3
+    assert lab.active_jobs(sweep_id) == []
+    # Cancelling again changes nothing.
+    with transaction(lab.sessions) as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        assert store_sweeps.request_cancel(session=session, sweep=sweep, actor="u").status == (
+            "cancelled"
+        )
+
+
+def test_cancelling_a_sweep_before_its_first_step_cancels_it_at_once(lab: Lab) -> None:
+    sweep_id = lab.submit()
+    with transaction(lab.sessions) as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        store_sweeps.request_cancel(session=session, sweep=sweep, actor="user:1")
+    assert lab.sweep(sweep_id).status == "cancelled"
+    assert lab.controller().poll() == 0
+    assert lab.trials(sweep_id) == []
+
+
+def test_two_objectives_give_the_pareto_front(lab: Lab) -> None:
+    sweep_id = lab.submit(
+        trials=4,
+        parallel=4,
+        objectives=[
+            {"metric": "optimality_gap", "direction": "minimize"},
+            {"metric": "bytes_up_total", "direction": "minimize"},
+        ],
+    )
+    controller = lab.controller()
+    controller.poll()
+    lab.claim_all()
+    results = [(0.1, 400.0), (0.2, 100.0), (0.3, 500.0), (0.05, 900.0)]
+    for job, (gap, sent) in zip(lab.jobs(sweep_id), results, strict=True):
+        lab.succeed(job.id, {"optimality_gap": gap, "bytes_up_total": sent})
+    controller.poll()
+    sweep = lab.sweep(sweep_id)
+    assert sweep.status == "succeeded"
+    # (0.3, 500) is worse than (0.1, 400) in both; the other three trade off.
+    numbers = {t.job_id: t.number for t in lab.trials(sweep_id)}
+    front = sorted(
+        numbers[j.id] for j, r in zip(lab.jobs(sweep_id), results, strict=True) if r != (0.3, 500.0)
+    )
+    assert sweep.best == front
+    assert [t.values for t in lab.trials(sweep_id)] == [list(r) for r in results]

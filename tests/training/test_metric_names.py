@@ -1,0 +1,34 @@
+"""The metric names a sweep may name as objectives (service.schemas.metric_names)
+are the ones the training core really reports: every task's final record, run
+through the reference runner, carries each declared round and evaluation metric."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import pytest
+
+from service.schemas.jobspec import TaskKind
+from service.schemas.metric_names import EVAL_METRICS, ROUND_METRICS
+from tests.training.task_helpers import SMALL_TASKS, make_spec
+from workers.training.runner import run_reference
+
+TASKS: dict[str, dict[str, Any]] = {**SMALL_TASKS, "lag_paper_linreg": {"kind": "lag_paper_linreg"}}
+
+
+def test_every_task_has_its_evaluation_metrics_declared() -> None:
+    assert set(EVAL_METRICS) == set(get_args(TaskKind)) == set(TASKS)
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_the_final_record_carries_every_declared_metric(kind: str) -> None:
+    spec = make_spec(
+        TASKS[kind],
+        distributed={"workers": 2},
+        schedule={"rounds": 2, "batch_size": 8 if kind != "lag_paper_linreg" else "full"},
+    )
+    records: list[dict[str, float]] = []
+    run_reference(spec, on_record=lambda _round, values: records.append(values))
+    final = set(records[-1])
+    assert set(ROUND_METRICS) <= final, set(ROUND_METRICS) - final
+    assert set(EVAL_METRICS[kind]) <= final, set(EVAL_METRICS[kind]) - final

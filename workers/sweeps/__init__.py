@@ -1,0 +1,1 @@
+"""Sweeps: the controller that advances them and Optuna, their sampler and pruner."""

@@ -1,0 +1,168 @@
+"""The sweep controller: a thread in every dispatcher process (`lagtrain worker`,
+`lagtrain server --embedded`) that advances active sweeps one step at a time.
+
+A step holds the sweep's step lease (service.store.sweep_steps): several controllers
+may poll the same sweeps, and exactly one advances each at a time. Every step starts
+from the rows alone, so a controller that restarts, or another that takes over an
+expired lease, continues where the last one stopped:
+
+1. observe (one transaction): results of finished trial jobs, new intermediate values;
+2. decide (no transaction; Optuna may take seconds): what to prune, the best trials,
+   and up to `parallel` minus the open trials' worth of new points;
+3. record the decisions (one transaction): the asked points become pending trials;
+4. submit (one transaction): each pending trial's job, then settle the sweep's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from dataclasses import replace
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import StaleLease
+from service.schemas.resolve import SpecError
+from service.schemas.sweep_space import trial_spec
+from service.schemas.sweeps import SweepSpec
+from service.settings import Settings
+from service.store import sweep_steps
+from service.store.db import transaction
+from service.store.models import SweepStatus, TrialState
+from service.store.sweep_steps import SweepSnapshot
+from service.store.sweeps import OPEN_TRIAL
+from workers.sweeps import study
+
+log = logging.getLogger(__name__)
+
+
+class SweepController:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        controller_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.id = controller_id or f"{socket.gethostname()}-sweeps-{uuid.uuid4().hex[:8]}"
+        self.stop_event = threading.Event()
+
+    def run_forever(self) -> None:
+        log.info("sweep controller %s started", self.id)
+        while not self.stop_event.is_set():
+            try:
+                self.poll()
+            except Exception:
+                # A database hiccup must not end the controller: try again next poll.
+                log.exception("sweep controller %s: poll failed; retrying", self.id)
+            self.stop_event.wait(self.settings.sweep_poll_seconds)
+        log.info("sweep controller %s stopped", self.id)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def poll(self) -> int:
+        """One step of every active sweep whose step lease is free; returns how many
+        sweeps this controller stepped."""
+        with transaction(self.sessions) as session:
+            sweep_ids = sweep_steps.active_sweep_ids(session=session)
+        stepped = 0
+        for sweep_id in sweep_ids:
+            if self.stop_event.is_set():
+                break
+            stepped += self.step(sweep_id)
+        return stepped
+
+    def step(self, sweep_id: int) -> bool:
+        """Advance one sweep if its step lease is free; False if another controller
+        holds it (or the sweep is no longer active)."""
+        with transaction(self.sessions) as session:
+            token = sweep_steps.take_step(
+                session=session,
+                sweep_id=sweep_id,
+                controller_id=self.id,
+                lease_seconds=self.settings.sweep_step_lease_seconds,
+            )
+        if token is None:
+            return False
+        try:
+            self._step(sweep_id, token)
+        except StaleLease:
+            log.warning("sweep %s: step lease lost; another controller continues", sweep_id)
+        finally:
+            with transaction(self.sessions) as session:
+                sweep_steps.release_step(session=session, sweep_id=sweep_id, token=token)
+        return True
+
+    def _step(self, sweep_id: int, token: str) -> None:
+        with transaction(self.sessions) as session:
+            snapshot = sweep_steps.observe(session=session, sweep_id=sweep_id, token=token)
+        try:
+            spec = SweepSpec.model_validate(snapshot.spec)
+        except ValidationError as exc:  # stored by another version of lagtrain
+            with transaction(self.sessions) as session:
+                sweep_steps.fail_sweep(
+                    session=session,
+                    sweep_id=sweep_id,
+                    token=token,
+                    error=f"the stored sweep spec is not valid for this controller: {exc}",
+                )
+            return
+        self._decide_and_record(snapshot, spec, token)
+        self._submit(snapshot, spec, token)
+
+    def _decide_and_record(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
+        trials = list(snapshot.trials)
+        decision = study.prune(spec, trials) if snapshot.status is SweepStatus.RUNNING else None
+        if decision is not None and decision.prune:
+            pruned = set(decision.prune)
+            # Pruned trials are finished for the sampler; their jobs still hold slots.
+            trials = [
+                replace(t, state=TrialState.PRUNED) if t.number in pruned else t for t in trials
+            ]
+        points: list[dict[str, object]] = []
+        if snapshot.status in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+            open_ = sum(1 for t in trials if t.state in OPEN_TRIAL or t.job_active)
+            count = min(spec.parallel - open_, spec.trials - len(trials))
+            if count > 0:
+                points = study.ask(spec, trials, count)
+        with transaction(self.sessions) as session:
+            pruned_now = sweep_steps.record_decisions(
+                session=session,
+                sweep_id=snapshot.sweep_id,
+                token=token,
+                best=study.best(spec, trials),
+                system_attrs=decision.system_attrs if decision else {},
+                prune=decision.prune if decision else [],
+                points=points,
+                first_number=len(trials),
+            )
+        if pruned_now:
+            log.info("sweep %s: pruned trials %s", snapshot.sweep_id, pruned_now)
+
+    def _submit(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
+        label = spec.name or f"sweep-{snapshot.sweep_id}"
+        with transaction(self.sessions) as session:
+            sweep = sweep_steps.step_holder(
+                session=session, sweep_id=snapshot.sweep_id, token=token
+            )
+            for trial in sweep_steps.pending_trials(session=session, sweep=sweep):
+                try:
+                    resolved = trial_spec(
+                        snapshot.spec["base"],
+                        trial.params,
+                        name=f"{label} #{trial.number}",
+                        max_attempts=self.settings.default_max_attempts,
+                    )
+                except (ValidationError, SpecError) as exc:
+                    sweep_steps.fail_trial(
+                        session=session, trial=trial, error=f"invalid point: {exc}"[:500]
+                    )
+                    continue
+                sweep_steps.submit_trial(session=session, sweep=sweep, trial=trial, spec=resolved)
+            sweep_steps.settle(session=session, sweep_id=snapshot.sweep_id, token=token)

@@ -1,0 +1,203 @@
+"""Optuna as a sweep's sampler and pruner, without Optuna's storage: each call
+rebuilds an in-memory study from lagtrain's own trial rows (`add_trial`), so the
+sweep's state lives only in lagtrain's tables and any controller can continue it.
+Optuna's RDB storage must not share lagtrain's database: its tables and its own
+`alembic_version` would collide with ours (STACK-NOTES).
+
+Samplers are rebuilt per asked trial with a seed derived from (sweep seed, trial
+number): a rebuilt sampler with the sweep's seed alone would ask the same first
+point every step. The pruner's per-trial state (successive halving's rungs) is kept
+in the trial rows' system_attrs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.pruners import BasePruner
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, create_trial
+
+from service.schemas.sweeps import CategoricalParam, FloatParam, SweepSpec
+from service.store.models import TrialState
+from service.store.sweep_steps import TrialView
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+_STATE = {
+    TrialState.PENDING: optuna.trial.TrialState.RUNNING,
+    TrialState.RUNNING: optuna.trial.TrialState.RUNNING,
+    TrialState.COMPLETE: optuna.trial.TrialState.COMPLETE,
+    TrialState.PRUNED: optuna.trial.TrialState.PRUNED,
+    TrialState.FAILED: optuna.trial.TrialState.FAIL,
+    TrialState.CANCELLED: optuna.trial.TrialState.FAIL,
+}
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    prune: list[int]  # trial numbers to stop
+    system_attrs: dict[int, dict[str, Any]]  # trials whose pruner state changed
+
+
+def distributions(spec: SweepSpec) -> dict[str, BaseDistribution]:
+    found: dict[str, BaseDistribution] = {}
+    for path, param in spec.parameters.items():
+        if isinstance(param, FloatParam):
+            found[path] = FloatDistribution(param.low, param.high, log=param.log)
+        elif isinstance(param, CategoricalParam):
+            found[path] = CategoricalDistribution(param.choices)
+        else:
+            found[path] = IntDistribution(param.low, param.high, log=param.log, step=param.step)
+    return found
+
+
+def trial_seed(seed: int, number: int) -> int:
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _sampler(spec: SweepSpec, number: int) -> BaseSampler:
+    seed = trial_seed(spec.seed, number)
+    startup = spec.startup()
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if spec.sampler == "tpe":
+        # constant_liar: with trials in parallel, TPE treats running trials as poor
+        # results so that parallel asks spread out instead of repeating one point.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True
+        )
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _pruner(spec: SweepSpec) -> BasePruner | None:
+    pruner = spec.pruner
+    if pruner is None:
+        return None
+    if pruner.type == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner.startup_trials, n_warmup_steps=pruner.warmup_rounds
+        )
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=pruner.min_rounds if pruner.min_rounds is not None else "auto",
+        reduction_factor=pruner.reduction_factor,
+        min_early_stopping_rate=pruner.min_early_stopping_rate,
+    )
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # multivariate TPE, constant_liar and some GP paths are marked experimental.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _frozen(trial: TrialView, dists: dict[str, BaseDistribution]) -> FrozenTrial:
+    state = _STATE[trial.state]
+    return create_trial(
+        state=state,
+        values=trial.values if state == optuna.trial.TrialState.COMPLETE else None,
+        params=dict(trial.params),
+        distributions={p: dists[p] for p in trial.params},
+        system_attrs=dict(trial.system_attrs),
+        intermediate_values=dict(trial.intermediate),
+    )
+
+
+def build(
+    spec: SweepSpec, trials: Sequence[TrialView], *, sampler: BaseSampler | None = None
+) -> optuna.Study:
+    """An in-memory study holding the sweep's trials, in number order (so Optuna's
+    numbers are the trials' numbers)."""
+    dists = distributions(spec)
+    with _quiet():
+        study = optuna.create_study(
+            directions=[o.direction for o in spec.objectives],
+            sampler=sampler or optuna.samplers.RandomSampler(seed=spec.seed),
+            pruner=_pruner(spec) or optuna.pruners.NopPruner(),
+        )
+        for trial in sorted(trials, key=lambda t: t.number):
+            study.add_trial(_frozen(trial, dists))
+    return study
+
+
+def ask(spec: SweepSpec, trials: Sequence[TrialView], count: int) -> list[dict[str, Any]]:
+    """The next `count` points, each asked with the earlier ones in the study as
+    running trials (so parallel asks see each other)."""
+    dists = distributions(spec)
+    asked: list[TrialView] = []
+    points: list[dict[str, Any]] = []
+    for _ in range(count):
+        number = len(trials) + len(asked)
+        with _quiet():
+            study = build(spec, [*trials, *asked], sampler=_sampler(spec, number))
+            trial = study.ask(dists)
+        assert trial.number == number, (trial.number, number)
+        point = {path: _plain(trial.params[path]) for path in spec.parameters}
+        points.append(point)
+        asked.append(
+            TrialView(
+                number=number,
+                state=TrialState.PENDING,
+                params=point,
+                values=None,
+                intermediate={},
+                system_attrs={},
+                job_active=True,
+            )
+        )
+    return points
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value (numpy scalars from samplers become Python numbers)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def prune(spec: SweepSpec, trials: Sequence[TrialView]) -> PruneDecision:
+    """Ask the pruner about every running trial that has intermediate values."""
+    if spec.pruner is None:
+        return PruneDecision(prune=[], system_attrs={})
+    study = build(spec, trials)
+    stop: list[int] = []
+    changed: dict[int, dict[str, Any]] = {}
+    by_number = {t.number: t for t in trials}
+    for frozen in study.get_trials(deepcopy=False):
+        view = by_number[frozen.number]
+        if view.state is not TrialState.RUNNING or not view.intermediate:
+            continue
+        with _quiet():
+            if study.pruner.prune(study, frozen):
+                stop.append(frozen.number)
+        attrs = study.get_trials(deepcopy=False)[frozen.number].system_attrs
+        if attrs != view.system_attrs:
+            changed[frozen.number] = dict(attrs)
+    return PruneDecision(prune=stop, system_attrs=changed)
+
+
+def best(spec: SweepSpec, trials: Sequence[TrialView]) -> list[int]:
+    """The best completed trial's number, or with several objectives the numbers of
+    the Pareto front (no other completed trial is at least as good in every objective
+    and better in one); [] before a trial completes."""
+    complete = [t for t in trials if t.state is TrialState.COMPLETE]
+    if not complete:
+        return []
+    study = build(spec, complete)
+    # Numbers in the rebuilt study follow `complete`'s order, not the sweep's.
+    numbers = [t.number for t in sorted(complete, key=lambda t: t.number)]
+    if len(spec.objectives) == 1:
+        return [numbers[study.best_trial.number]]
+    return sorted(numbers[t.number] for t in study.best_trials)
