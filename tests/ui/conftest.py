@@ -1,0 +1,109 @@
+"""Dashboard tests: real Chromium (Debian's package, driven by Playwright) against a
+real `lagtrain server` and one `lagtrain worker` on the session's local Ray.
+
+One service per module (starting it costs seconds): tests create their own users and
+jobs. The store is a migrated SQLite file; the API tests in tests/api cover the new
+routes on both databases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from service.client import Client
+from service.store.migrate import upgrade
+from tests.e2e.conftest import Stack
+from tests.ray_cluster import ray_address
+
+__all__ = ["ray_address"]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium")
+
+
+
+@pytest.fixture(scope="module")
+def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("ui")
+    url = f"sqlite:///{tmp / 'lagtrain.db'}"
+    upgrade(url)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"},
+        "LAGTRAIN_DATABASE_URL": url,
+        "LAGTRAIN_ARTIFACTS_URL": str(tmp / "artifacts"),
+        "LAGTRAIN_STATE_DIR": str(tmp / "state"),
+        "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        "LAGTRAIN_LEASE_SECONDS": "4",
+        "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
+        "RAY_ADDRESS": ray_address,
+        "PYTHONUNBUFFERED": "1",
+    }
+    service = Stack(env, tmp)
+    service.start_server()
+    service.start_worker()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: `make .venv/.installed` installs it (as root)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class Console:
+    """The page's console errors and CSP violations; a test fails on any."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    console = Console(page)
+    yield page
+    context.close()
+    assert not [e for e in console.errors if "401" not in e and "404" not in e], console.errors
+
+
+def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:
+    page.goto(f"{url}/{route}")
+    page.fill("#token", token)
+    page.click("form.signin button[type=submit]")
+    page.wait_for_selector("#nav:not([hidden])")
+
+
+def new_user(stack: Stack, name: str) -> tuple[str, Client]:
+    """A user and their own API client; names get a suffix (one service per module)."""
+    with stack.admin() as admin:
+        created: dict[str, Any] = admin._request(
+            "POST", "/v1/users", json={"name": f"{name}-{secrets.token_hex(3)}"}
+        )
+    return created["token"], Client(stack.url, created["token"])
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -1,0 +1,87 @@
+"""Sign in, the live jobs list, a running job's live curves and raster, cancel, and
+another user's job staying invisible — in real Chromium against a real service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import Stack
+from tests.polling import wait_until
+from tests.ui.conftest import new_user, screenshot, sign_in
+
+pytestmark = pytest.mark.ray
+
+# Long enough to still run while the test watches it; the test cancels it.
+LONG_LINREG: dict[str, Any] = {
+    "name": "linreg-lag-live",
+    "task": {"kind": "lag_paper_linreg"},
+    "aggregation": {"strategy": "lag_wk"},
+    "distributed": {"workers": 3, "cpus_per_worker": 0.25},
+    "schedule": {"rounds": 200_000, "eval_every": 20},
+}
+
+
+def drawn_rounds(page: Page, chart: str) -> int:
+    return int(page.get_attribute(chart, "data-rounds") or 0)
+
+
+def test_sign_in_rejects_a_bad_token_and_keeps_tokens_out_of_urls(
+    stack: Stack, page: Page
+) -> None:
+    page.goto(f"{stack.url}/")
+    page.fill("#token", "not-a-token")
+    page.click("form.signin button[type=submit]")
+    expect(page.locator("form.signin .error")).to_contain_text("not valid")
+    sign_in(page, stack.url, stack.admin_token)
+    expect(page.locator("#who")).to_contain_text("admin")
+    assert stack.admin_token not in page.url
+    assert stack.admin_token not in stack.logs()
+
+
+def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "watcher")
+    with client:
+        job = client.submit(LONG_LINREG)
+    sign_in(page, stack.url, token)
+    row = page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")
+    expect(row).to_be_visible()
+    # The list is live: the row turns running without a reload.
+    expect(row).to_have_attribute("data-status", "running", timeout=60_000)
+
+    row.locator("a").first.click()
+    expect(page.locator("#job-status")).to_contain_text("running")
+    wait_until(lambda: drawn_rounds(page, "#chart-loss") > 0, timeout=60, what="first points")
+    first = drawn_rounds(page, "#chart-loss")
+    wait_until(
+        lambda: drawn_rounds(page, "#chart-loss") > first + 5,
+        timeout=60,
+        what="the loss curve to gain points while the job runs",
+    )
+    # Plotly drew real traces: a loss line and the raster's heatmap.
+    expect(page.locator("#chart-loss .scatterlayer .trace")).to_have_count(1)
+    expect(page.locator("#chart-raster .hm, #chart-raster image").first).to_be_attached()
+    expect(page.locator("#timeline tbody tr").first).to_be_visible()
+    screenshot(page, "job")
+
+    page.click("#cancel")
+    expect(page.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#timeline")).to_contain_text("cancelled")
+
+
+def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:
+    _alice_token, alice = new_user(stack, "alice")
+    bob_token, _bob = new_user(stack, "bob")
+    with alice:
+        job = alice.submit({**LONG_LINREG, "schedule": {"rounds": 5}})
+    sign_in(page, stack.url, bob_token)
+    expect(page.locator("#jobs-table")).to_be_visible()
+    wait_until(
+        lambda: page.get_attribute("#jobs-table", "data-updates"), timeout=20, what="the list"
+    )
+    expect(page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")).to_have_count(0)
+    page.goto(f"{stack.url}/#/jobs/{job['id']}")
+    expect(page.locator("#view .error")).to_contain_text("not found")
