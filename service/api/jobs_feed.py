@@ -6,6 +6,7 @@ changes — a status, progress or summary, a new or removed job."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -23,6 +24,9 @@ from service.store.users import Principal
 router = APIRouter(prefix="/v1/feeds", tags=["jobs"])
 
 POLL_SECONDS = 0.5
+# A feed ends after this long and the page reconnects: the token is checked again
+# then, so a revoked token does not keep a list streaming for hours.
+FEED_SECONDS = 300.0
 
 
 async def _pages(
@@ -35,6 +39,7 @@ async def _pages(
     cursor: str | None,
 ) -> AsyncIterator[dict[str, str]]:
     last = ""
+    deadline = time.monotonic() + FEED_SECONDS
     while True:
         page = await run_in_threadpool(
             jobs_page,
@@ -49,6 +54,8 @@ async def _pages(
         if data != last:
             last = data
             yield {"event": "jobs", "data": data}
+        if time.monotonic() >= deadline:
+            return
         await anyio.sleep(POLL_SECONDS)
 
 

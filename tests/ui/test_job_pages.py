@@ -28,9 +28,7 @@ def drawn_rounds(page: Page, chart: str) -> int:
     return int(page.get_attribute(chart, "data-rounds") or 0)
 
 
-def test_sign_in_rejects_a_bad_token_and_keeps_tokens_out_of_urls(
-    stack: Stack, page: Page
-) -> None:
+def test_sign_in_rejects_a_bad_token_and_keeps_tokens_out_of_urls(stack: Stack, page: Page) -> None:
     page.goto(f"{stack.url}/")
     page.fill("#token", "not-a-token")
     page.click("form.signin button[type=submit]")
