@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from service.client import Client
 from service.store.migrate import upgrade
@@ -64,29 +64,48 @@ def browser() -> Iterator[Browser]:
 
 
 class Console:
-    """The page's console errors and CSP violations; a test fails on any."""
+    """The page's console errors (CSP violations among them); a test fails on any it
+    did not allow."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self) -> None:
         self.errors: list[str] = []
+        # 4xx answers the page handles (a bad token, a 422 it shows) still log a line.
+        self.allowed = ["the server responded with a status of 4"]
+
+    def attach(self, page: Page) -> None:
         page.on("console", self._on_console)
         page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def allow(self, text: str) -> None:
+        self.allowed.append(text)
 
     def _on_console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
             self.errors.append(message.text)
 
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(a in e for a in self.allowed)]
+
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
     context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    console = Console(page)
-    yield page
+    context.set_default_timeout(20_000)
+    yield context
     context.close()
-    # 4xx answers the page handles (a bad token, a 422 it shows) still log a line.
-    handled = "the server responded with a status of 4"
-    assert not [e for e in console.errors if handled not in e], console.errors
+
+
+@pytest.fixture
+def page(context: BrowserContext, console: Console) -> Iterator[Page]:
+    page = context.new_page()
+    console.attach(page)
+    yield page
+    assert not console.unexpected(), console.errors
 
 
 def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
-from tests.ui.conftest import new_user, screenshot, sign_in
+from tests.ui.conftest import Console, new_user, screenshot, sign_in
 
 pytestmark = pytest.mark.ray
 
@@ -83,3 +83,44 @@ def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:
     expect(page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")).to_have_count(0)
     page.goto(f"{stack.url}/#/jobs/{job['id']}")
     expect(page.locator("#view .error")).to_contain_text("not found")
+
+
+def test_csp_refuses_injected_scripts_and_cross_site_pages_cannot_cancel(
+    stack: Stack, context: BrowserContext, page: Page, console: Console
+) -> None:
+    token, client = new_user(stack, "target")
+    with client:
+        job = client.submit(LONG_LINREG)
+        sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
+        expect(page.locator("#job-status")).to_be_visible()
+
+        # An injected inline script (say, through a stored XSS) does not run.
+        console.allow("Executing inline script violates the following Content Security Policy")
+        ran = page.evaluate(
+            """() => { const s = document.createElement('script');
+                       s.textContent = 'window.injected = true';
+                       document.head.append(s); return window.injected === true; }"""
+        )
+        assert ran is False
+
+        # A page on another site, in the same browser where the user is signed in,
+        # posts a form and a credentialed fetch at the cancel route.
+        evil = context.new_page()
+        evil.route(
+            "http://evil.test/",
+            lambda route: route.fulfill(
+                content_type="text/html",
+                body=f"""<form id=f method=post action="{stack.url}/v1/jobs/{job["id"]}/cancel">
+                </form><script>
+                fetch("{stack.url}/v1/jobs/{job["id"]}/cancel",
+                      {{method: "POST", credentials: "include", mode: "no-cors"}})
+                  .finally(() => document.getElementById("f").submit());
+                </script>""",
+            ),
+        )
+        with evil.expect_navigation(url=f"{stack.url}/**"):
+            evil.goto("http://evil.test/")
+        assert "missing bearer token" in (evil.content())
+        status = client.job(job["id"])["status"]
+        assert status in ("queued", "running"), status
+        client.cancel(job["id"])
