@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_sweeps import sweeps_app
 from service.settings import Settings
@@ -24,6 +25,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.registered_commands.extend(jobs_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)
+app.registered_commands.extend(demo_app.registered_commands)
 
 
 def start_components(settings: Settings, *, embedded: bool, stack: ExitStack) -> None:

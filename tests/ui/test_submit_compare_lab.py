@@ -4,6 +4,9 @@ lab and a sweep's page — in real Chromium against a real service."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +134,31 @@ def test_sweep_page_plots_trials_and_highlights_the_front(stack: Stack, page: Pa
     front = (page.get_attribute("#chart-sweep", "data-front") or "").split(",")
     assert sorted(int(n) for n in front) == sorted(done["best"])
     screenshot(page, "sweep")
+
+
+def test_demo_submits_the_pair_and_prints_their_comparison_page(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "demo")
+    env = {**stack.env, "LAGTRAIN_URL": stack.url, "LAGTRAIN_TOKEN": token}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lagtrain"), "demo", "--rounds", "8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    url = done.stdout.strip().splitlines()[-1]
+    assert url.startswith(f"{stack.url}/#/compare?ids=") and token not in done.stdout
+    with client:
+        jobs = client.jobs()
+        assert sorted(j["name"] for j in jobs) == ["digits-cada2", "digits-dense-adam"]
+        assert {j["spec"]["distributed"]["split"] for j in jobs} == {"non_iid"}
+        # The printed page opens after sign-in (the token is never part of the URL).
+        page.goto(url)
+        page.fill("#token", token)
+        page.click("form.signin button[type=submit]")
+        expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+        expect(page.locator("#compare-table")).to_contain_text("lasg_wk2 + adam")
+        for job in jobs:
+            client.cancel(job["id"])
