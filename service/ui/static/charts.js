@@ -4,9 +4,13 @@
 export const DEFAULT_MAX_POINTS = 2000;
 export const DEFAULT_MAX_RASTER_COLUMNS = 600;
 
+// `#…?points=all` draws every point and every raster column (for measuring).
+function everyPoint() {
+  return new URLSearchParams(location.hash.split("?")[1] || "").get("points") === "all";
+}
+
 export function maxPoints() {
-  const override = new URLSearchParams(location.hash.split("?")[1] || "").get("points");
-  return override === "all" ? Infinity : DEFAULT_MAX_POINTS;
+  return everyPoint() ? Infinity : DEFAULT_MAX_POINTS;
 }
 
 export function downsample(xs, ys, limit = maxPoints()) {
@@ -56,7 +60,8 @@ export function line(name, xs, ys, extra = {}) {
 
 // Replicas × rounds: 1 where the coordinator used a replica's upload. Beyond
 // `columns` rounds, a cell is the fraction of its rounds in which the replica uploaded.
-export function rasterTrace(rounds, uploaded, replicas, columns = DEFAULT_MAX_RASTER_COLUMNS) {
+export function rasterTrace(rounds, uploaded, replicas,
+  columns = everyPoint() ? Infinity : DEFAULT_MAX_RASTER_COLUMNS) {
   const bins = Math.max(1, Math.ceil(rounds.length / columns));
   const width = Math.ceil(rounds.length / bins);
   const z = Array.from({ length: replicas }, () => new Array(width).fill(0));

@@ -102,6 +102,7 @@ export async function render(root, params, signal) {
   }
 
   function draw() {
+    const began = performance.now();
     const n = series.round.length;
     const valName = validationMetric(new Set(Object.keys(series.values)));
     plot(lossChart, [line("train loss", ...column("train_loss"))],
@@ -123,6 +124,7 @@ export async function render(root, params, signal) {
           xaxis: { title: { text: "round" } }, yaxis: { title: { text: "replica" }, dtick: 1 } });
     }
     for (const node of [lossChart, evalChart, uploadChart, raster]) node.dataset.rounds = String(n);
+    root.dataset.drawMs = (performance.now() - began).toFixed(1); // read by the benchmark
     const progress = root.querySelector("#progress");
     if (n && progress) progress.textContent = `${series.round[n - 1] + 1}/${job.progress.rounds}`;
   }
