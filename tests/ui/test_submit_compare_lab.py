@@ -24,6 +24,7 @@ name: from-the-form
 task: {kind: lag_paper_linreg}
 aggregation:
   strategy: lag_wk
+distributed: {workers: 3, cpus_per_worker: 0.25}
 schedule:
   rounds: 0
 """
@@ -57,12 +58,12 @@ def test_submit_shows_422_beside_the_field_then_submits(stack: Stack, page: Page
     error = page.locator(".field-error[data-field='schedule.rounds']")
     expect(error).to_be_visible()
     expect(error).to_contain_text("rounds")
-    # Beside its line: the error sits at the height of line 6 of the editor.
+    # Beside its line: the error sits at the height of line 7 of the editor.
     text_box = page.locator("#spec-text").bounding_box()
     error_box = error.bounding_box()
     assert text_box and error_box
     line_height = 13 * 1.5
-    assert abs(error_box["y"] - (text_box["y"] + 8 + 5 * line_height)) < line_height
+    assert abs(error_box["y"] - (text_box["y"] + 8 + 6 * line_height)) < line_height
 
     page.fill("#spec-text", BAD_SPEC.replace("rounds: 0", "rounds: 3"))
     page.click("#submit")

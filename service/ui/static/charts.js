@@ -39,11 +39,11 @@ export function downsample(xs, ys, limit = maxPoints()) {
 }
 
 const LAYOUT = {
-  margin: { l: 56, r: 16, t: 36, b: 44 },
-  height: 300,
+  margin: { l: 56, r: 16, t: 36, b: 90 },
+  height: 330,
   paper_bgcolor: "rgba(0,0,0,0)",
   plot_bgcolor: "#fff",
-  legend: { orientation: "h", y: -0.22 },
+  legend: { orientation: "h", y: -0.3, yanchor: "top" },
   font: { family: "system-ui, sans-serif", size: 12 },
 };
 const CONFIG = { displaylogo: false, responsive: true };

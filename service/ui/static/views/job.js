@@ -115,12 +115,13 @@ export async function render(root, params, signal) {
       line("cumulative uploads", ...column("uploads_total")),
       line("dense equivalent", ...column("dense_equiv_uploads"), { line: { dash: "dot" } }),
     ], { title: { text: "uploads" }, xaxis: { title: { text: "round" } },
-      margin: { l: 56, r: 56, t: 36, b: 44 },
+      margin: { l: 56, r: 56, t: 36, b: 90 },
       yaxis: { title: { text: "cumulative" } },
       yaxis2: { overlaying: "y", side: "right", title: { text: "per round" }, rangemode: "tozero" } });
     if (rasterSection.open) {
       plot(raster, [rasterTrace(series.round, series.uploaded, replicas)],
-        { title: { text: "uploads used (replica × round)" }, height: 120 + 18 * replicas,
+        { title: { text: "uploads used (replica × round)" }, height: 140 + 18 * replicas,
+          margin: { l: 56, r: 16, t: 36, b: 50 },
           xaxis: { title: { text: "round" } }, yaxis: { title: { text: "replica" }, dtick: 1 } });
     }
     for (const node of [lossChart, evalChart, uploadChart, raster]) node.dataset.rounds = String(n);
