@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/submit_latency.py
 	$(PY) benchmarks/ray_vs_gloo.py
 	$(PY) benchmarks/sweep_bo.py
+	$(PY) benchmarks/ui_responsiveness.py
 
 clean:
 	rm -rf $(VENV) .lagtrain

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import JobId, Sessions
+from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.jobs import JobHistory, StatusChange
 from service.store.db import transaction
@@ -14,7 +15,7 @@ from service.store.jobs import events_after, get_visible_job
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-@router.get("/{job_id}/history", response_model=JobHistory)
+@router.get("/{job_id}/history", response_model=JobHistory, responses=errors(401, 404))
 def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobHistory:
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)

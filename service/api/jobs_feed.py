@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import Cursor, Limit, Sessions, decode_cursor
 from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page
+from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.jobs import JobStatus
 from service.store.users import Principal
@@ -62,7 +63,10 @@ async def _pages(
 @router.get(
     "/jobs",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **errors(401),
+    },
 )
 def jobs_feed(
     principal: CurrentUser,
