@@ -3,6 +3,7 @@ another user's job staying invisible — in real Chromium against a real service
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -124,3 +125,24 @@ def test_csp_refuses_injected_scripts_and_cross_site_pages_cannot_cancel(
         status = client.job(job["id"])["status"]
         assert status in ("queued", "running"), status
         client.cancel(job["id"])
+
+
+def test_admin_filters_by_owner_and_status_newest_first_paginated(stack: Stack, page: Page) -> None:
+    _token, client = new_user(stack, "many")
+    with client:
+        owner = client._request("GET", "/v1/users/me")["name"]
+        ids = [client.submit({**LONG_LINREG, "schedule": {"rounds": 3}})["id"] for _ in range(3)]
+    sign_in(page, stack.url, stack.admin_token, f"#/jobs?owner={owner}&limit=2")
+    rows = page.locator("#jobs-table tbody tr")
+    expect(rows).to_have_count(2)
+    assert [int(r.get_attribute("data-job-id") or 0) for r in rows.all()] == ids[:0:-1]
+    expect(page.locator("#jobs-table td.owner").first).to_have_text(owner)
+    page.click("#older")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-job-id", str(ids[0]))
+    # The status filter narrows the live list; the jobs end as succeeded or failed.
+    page.select_option("select[name=status]", "running")
+    page.click(".filters button[type=submit]")
+    expect(page).to_have_url(re.compile(r"status=running"))
+    for row in rows.all():
+        assert row.get_attribute("data-status") in (None, "running")

@@ -29,6 +29,11 @@ function headers(extra = {}, token = session.token) {
   return { Authorization: `Bearer ${token}`, ...extra };
 }
 
+function signedOut() {
+  session.signOut();
+  window.dispatchEvent(new Event("lagtrain:signed-out"));
+}
+
 export async function api(path, { method = "GET", body, signal, token } = {}) {
   const init = {
     method,
@@ -39,10 +44,7 @@ export async function api(path, { method = "GET", body, signal, token } = {}) {
   };
   if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
-  if (response.status === 401 && token === undefined) {
-    session.signOut();
-    window.dispatchEvent(new Event("lagtrain:signed-out"));
-  }
+  if (response.status === 401 && token === undefined) signedOut();
   const data = await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, data?.detail ?? response.statusText);
   return data;
@@ -72,6 +74,7 @@ export async function stream(path, onEvent, { signal, reconnect = false } = {}) 
       const response = await fetch(path, {
         headers: headers(extra), signal, credentials: "omit", cache: "no-store",
       });
+      if (response.status === 401) signedOut();
       if (!response.ok) throw new ApiError(response.status, response.statusText);
       await readEvents(response.body, (event) => {
         if (event.id !== undefined) lastId = event.id;

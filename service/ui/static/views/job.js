@@ -150,8 +150,12 @@ export async function render(root, params, signal) {
       addRecord(JSON.parse(event.data));
       scheduleDraw();
     } else if (event.event === "status") {
-      showJob(await api(`/v1/jobs/${jobId}`, { signal }));
-      await refreshDetails();
+      try {
+        showJob(await api(`/v1/jobs/${jobId}`, { signal }));
+        await refreshDetails();
+      } catch (error) {
+        if (!signal.aborted) root.prepend(errorBox(error));
+      }
     }
   }, { signal }).catch((error) => root.prepend(errorBox(error)));
 }
