@@ -73,7 +73,8 @@ def server(
     with ExitStack() as stack:
         start_components(settings, embedded=embedded, stack=stack)
         typer.echo(
-            f"lagtrain: API on http://{settings.host}:{settings.port} (docs at /docs); "
+            f"lagtrain: dashboard on http://{settings.host}:{settings.port}/ "
+            "(API under /v1, docs at /docs); "
             f"the admin token is in {settings.state_dir / 'admin-token'} "
             "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
         )

@@ -117,7 +117,8 @@ export async function render(root, params, signal) {
     ], { title: { text: "uploads" }, xaxis: { title: { text: "round" } },
       margin: { l: 56, r: 56, t: 36, b: 90 },
       yaxis: { title: { text: "cumulative" } },
-      yaxis2: { overlaying: "y", side: "right", title: { text: "per round" }, rangemode: "tozero" } });
+      yaxis2: { overlaying: "y", side: "right", title: { text: "per round" },
+        range: [0, replicas + 0.2], dtick: Math.max(1, Math.ceil(replicas / 4)) } });
     if (rasterSection.open) {
       plot(raster, [rasterTrace(series.round, series.uploaded, replicas)],
         { title: { text: "uploads used (replica × round)" }, height: 140 + 18 * replicas,
