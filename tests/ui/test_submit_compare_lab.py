@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from service.client import TERMINAL_STATUSES, Client
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
+from tests.ray_cluster import RAY_TEST_CPUS
 from tests.ui.conftest import new_user, screenshot, sign_in
 
 pytestmark = pytest.mark.ray
@@ -93,12 +94,35 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     screenshot(page, "compare")
 
 
-def test_lab_shows_cluster_queue_and_users(stack: Stack, page: Page) -> None:
-    sign_in(page, stack.url, stack.admin_token, "#/lab")
-    expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
-    expect(page.locator("#resources")).to_contain_text("CPU")
-    expect(page.locator("#users tr[data-user='admin']")).to_be_visible()
-    screenshot(page, "lab")
+def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> None:
+    _token, client = new_user(stack, "queuer")
+    # Each job's gang (2 replicas + its coordinator's CPU) takes every CPU of the test
+    # cluster: the second waits for the first.
+    whole_cluster = {
+        **short_linreg("lag_wk"),
+        "distributed": {"workers": 2, "cpus_per_worker": (RAY_TEST_CPUS - 1) / 2},
+        "schedule": {"rounds": 200_000},
+    }
+    with client:
+        first = client.submit(whole_cluster)["id"]
+        wait_until(
+            lambda: client.job(first)["status"] != "queued", timeout=60, what="the first to start"
+        )
+        assert client.job(first)["status"] == "running", client.job(first)["error"]
+        second = client.submit(whole_cluster)["id"]
+        sign_in(page, stack.url, stack.admin_token, "#/lab")
+        expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
+        expect(page.locator("#resources")).to_contain_text("CPU")
+        expect(page.locator("#users tr[data-user='admin']")).to_be_visible()
+        waiting = page.locator(f"#queue tr[data-job-id='{second}']")
+        expect(waiting).to_be_visible()
+        expect(waiting.locator("td").first).to_have_text("1")
+        expect(waiting).to_contain_text("CPU")  # what it waits for, from explain
+        screenshot(page, "lab")
+        # Live: once the first is cancelled the second starts and leaves the queue.
+        client.cancel(first)
+        expect(waiting).to_have_count(0, timeout=60_000)
+        client.cancel(second)
 
 
 def test_sweep_page_plots_trials_and_highlights_the_front(stack: Stack, page: Page) -> None:

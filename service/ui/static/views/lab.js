@@ -45,7 +45,7 @@ export async function render(root, _params, signal) {
       section("Queue (fair-share order)", el("table", { id: "queue" },
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
-        el("tbody", {}, order.map(({ job, why }) => el("tr", {},
+        el("tbody", {}, order.map(({ job, why }) => el("tr", { dataset: { jobId: job.id } },
           el("td", {}, why.queue_position ?? "—"),
           el("td", {}, el("a", { href: `#/jobs/${job.id}` }, `${job.id} ${job.name || ""}`)),
           el("td", {}, job.owner), el("td", {}, job.priority),
