@@ -37,7 +37,7 @@ def short_linreg(strategy: str) -> dict[str, Any]:
         "task": {"kind": "lag_paper_linreg"},
         "aggregation": {"strategy": strategy},
         "distributed": {"workers": 3, "cpus_per_worker": 0.25},
-        "schedule": {"rounds": 40, "eval_every": 5},
+        "schedule": {"rounds": 20, "eval_every": 5},
     }
 
 
