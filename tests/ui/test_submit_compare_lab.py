@@ -3,6 +3,7 @@ lab and a sweep's page — in real Chromium against a real service."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -93,6 +94,19 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     assert float(ratio.rstrip("\u00d7")) < 1.0, (ratio, lazy_job["summary"])
     screenshot(page, "compare")
 
+    # A finished job's checkpoint downloads from its page (fetched with the token in
+    # a header, saved from a blob): the bytes are the checkpoint's.
+    page.click(f"#compare-table tr[data-job-id='{lazy}'] a")
+    row = page.locator("#checkpoints tbody tr").last
+    expect(row).to_be_visible()
+    with page.expect_download() as download:
+        row.locator("button.download").click()
+    saved = Path(download.value.path())
+    with Client(stack.url, token) as owner:
+        listed = owner.checkpoints(lazy)[-1]
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == listed["sha256"]
+    assert download.value.suggested_filename.startswith(f"job-{lazy}-round-")
+
 
 def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> None:
     _token, client = new_user(stack, "queuer")
@@ -119,6 +133,9 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         expect(waiting.locator("td").first).to_have_text("1")
         expect(waiting).to_contain_text("CPU")  # what it waits for, from explain
         screenshot(page, "lab")
+        waiting.locator("a").click()  # its page explains the wait
+        expect(page.locator("#explain")).to_contain_text("Queue position 1")
+        page.go_back()
         # Live: once the first is cancelled the second starts and leaves the queue.
         client.cancel(first)
         expect(waiting).to_have_count(0, timeout=60_000)
