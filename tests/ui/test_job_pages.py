@@ -62,6 +62,18 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     # Plotly drew real traces: a loss line and the raster's heatmap.
     expect(page.locator("#chart-loss .scatterlayer .trace")).to_have_count(1)
     expect(page.locator("#chart-raster .hm, #chart-raster image").first).to_be_attached()
+    # Closed, the raster stops redrawing; opened again, it catches up with the curves.
+    page.click("#raster summary")
+    expect(page.locator("#chart-raster")).to_be_hidden()
+    closed_at = drawn_rounds(page, "#chart-raster")
+    wait_until(
+        lambda: drawn_rounds(page, "#chart-loss") > closed_at + 2, timeout=60, what="new rounds"
+    )
+    assert drawn_rounds(page, "#chart-raster") <= closed_at + 1
+    page.click("#raster summary")
+    wait_until(
+        lambda: drawn_rounds(page, "#chart-raster") > closed_at + 2, timeout=10, what="the raster"
+    )
     expect(page.locator("#timeline tbody tr").first).to_be_visible()
     screenshot(page, "job")
 

@@ -125,7 +125,8 @@ export async function render(root, params, signal) {
           margin: { l: 56, r: 16, t: 36, b: 50 },
           xaxis: { title: { text: "round" } }, yaxis: { title: { text: "replica" }, dtick: 1 } });
     }
-    for (const node of [lossChart, evalChart, uploadChart, raster]) node.dataset.rounds = String(n);
+    for (const node of [lossChart, evalChart, uploadChart]) node.dataset.rounds = String(n);
+    if (rasterSection.open) raster.dataset.rounds = String(n);
     root.dataset.drawMs = (performance.now() - began).toFixed(1); // read by the benchmark
     const progress = root.querySelector("#progress");
     if (n && progress) progress.textContent = `${series.round[n - 1] + 1}/${job.progress.rounds}`;
