@@ -1,5 +1,6 @@
 """Routes of the dashboard: the page at `/`, its static files and the helpers the
-pages need besides the API. None of them needs a token: they hold no user data."""
+pages need besides the API. The page and its files hold no user data and need no
+token; the spec parser does."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.auth import CurrentUser
 from service.ui.assets import STATIC_DIR, example_specs, plotly_bundle, plotly_bundle_gzip
 from service.ui.spec_text import ParsedSpec, SpecText, SpecTextError, parse_spec_text
 
@@ -43,8 +45,9 @@ def examples() -> dict[str, str]:
 
 
 @router.post("/ui/parse-spec")
-def parse_spec(body: SpecText) -> ParsedSpec:
-    """Pure text → JSON; the job itself is submitted to POST /v1/jobs with a token."""
+def parse_spec(body: SpecText, _principal: CurrentUser) -> ParsedSpec:
+    """Text → JSON for the submit page (signed-in users only: parsing costs the
+    server CPU); the job itself is then submitted to POST /v1/jobs."""
     try:
         return parse_spec_text(body.text)
     except SpecTextError as exc:

@@ -27,6 +27,7 @@ class SpecTextError(ValueError):
 def parse_spec_text(text: str) -> ParsedSpec:
     """JSON is YAML, so one parser reads both."""
     try:
+        _reject_aliases(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         value = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -38,6 +39,15 @@ def parse_spec_text(text: str) -> ParsedSpec:
     lines: dict[str, int] = {}
     _collect_lines(node, "", lines)
     return ParsedSpec(spec=value, lines=lines)
+
+
+def _reject_aliases(text: str) -> None:
+    """A spec never needs YAML aliases, and nested aliases expand exponentially once
+    the parsed value is serialised (a "billion laughs" document): refuse them."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
+            raise SpecTextError("YAML aliases (*name) are not accepted in a spec", line)
 
 
 def _collect_lines(node: yaml.MappingNode, prefix: str, lines: dict[str, int]) -> None:

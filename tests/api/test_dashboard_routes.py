@@ -7,6 +7,7 @@ import json
 import re
 
 import anyio
+import httpx
 
 from service.api.jobs_feed import _pages
 from service.store.users import Principal
@@ -37,10 +38,13 @@ def test_plotly_bundle_is_served_compressed_from_the_installed_package(api: Api)
 
 
 def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
+    def parse(text: str) -> httpx.Response:
+        return api.client.post("/ui/parse-spec", json={"text": text}, headers=api.admin)
+
     examples = api.client.get("/ui/examples").json()
     assert "digits-cada2" in examples and not any(name.startswith("sweep") for name in examples)
     text = "name: x\ntask:\n  kind: adding\nschedule: {rounds: 0}\n"
-    parsed = api.client.post("/ui/parse-spec", json={"text": text}).json()
+    parsed = api.client.post("/ui/parse-spec", json={"text": text}, headers=api.admin).json()
     assert parsed["spec"]["schedule"] == {"rounds": 0}
     assert parsed["lines"] == {
         "name": 1,
@@ -49,10 +53,14 @@ def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
         "schedule": 4,
         "schedule.rounds": 4,
     }
-    bad = assert_json_error(api.client.post("/ui/parse-spec", json={"text": "a: [1,\n"}), 422)
+    bad = assert_json_error(parse("a: [1,\n"), 422)
     assert bad[0]["loc"] == ["body", "text"] and bad[0]["line"] == 2
-    listed = assert_json_error(api.client.post("/ui/parse-spec", json={"text": "- 1\n"}), 422)
+    listed = assert_json_error(parse("- 1\n"), 422)
     assert "mapping" in listed[0]["msg"]
+    # Nested aliases would expand exponentially when the answer is serialised.
+    laughs = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
+    refused = assert_json_error(parse(laughs), 422)
+    assert "aliases" in refused[0]["msg"] and refused[0]["line"] == 2
 
 
 def test_history_lists_every_transition_and_hides_others_jobs(api: Api) -> None:

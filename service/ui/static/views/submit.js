@@ -44,21 +44,19 @@ export async function render(root, params, signal) {
   const form = el("form", { class: "submit", onsubmit: async (event) => {
     event.preventDefault();
     button.disabled = true;
+    let lines = {};
     try {
-      const parsed = await fetch("/ui/parse-spec", { method: "POST", signal,
-        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: editor.value }) });
-      const body = await parsed.json();
-      if (!parsed.ok) { showErrors(body.detail, {}); return; }
-      try {
-        const job = await api("/v1/jobs", { method: "POST", body: body.spec, signal });
-        location.hash = `#/jobs/${job.id}`;
-      } catch (error) {
-        if (error instanceof ApiError && Array.isArray(error.detail)) {
-          showErrors(error.detail, body.lines);
-        } else {
-          clear();
-          list.append(errorBox(error));
-        }
+      const parsed = await api("/ui/parse-spec", { method: "POST", body: { text: editor.value },
+        signal });
+      lines = parsed.lines;
+      const job = await api("/v1/jobs", { method: "POST", body: parsed.spec, signal });
+      location.hash = `#/jobs/${job.id}`;
+    } catch (error) {
+      if (error instanceof ApiError && Array.isArray(error.detail)) {
+        showErrors(error.detail, lines);
+      } else {
+        clear();
+        list.append(errorBox(error));
       }
     } finally {
       button.disabled = false;
