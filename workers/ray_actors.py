@@ -93,7 +93,7 @@ class ReplicaHost:
         rank: int,
         *,
         rule: AggregationRule,
-        dtype: str,
+        dtype: str | None,
         device: str,
         threads: int,
         datasets: Mapping[str, str],
@@ -102,7 +102,7 @@ class ReplicaHost:
         self.replica = Replica(
             spec,
             rank,
-            dtype=DTYPES[dtype],
+            dtype=DTYPES[dtype] if dtype else None,
             device=device,
             resolve_dataset=dataset_resolver(datasets),
             rule=rule,
@@ -137,7 +137,7 @@ class JobDriver:
         rule: AggregationRule,
         job_key: str,
         replicas: list[Any],
-        dtype: str,
+        dtype: str | None,
         artifacts_url: str,
         datasets: Mapping[str, str],
         threads: int,
@@ -148,7 +148,10 @@ class JobDriver:
         self.replicas = replicas
         self.artifacts_url = artifacts_url.rstrip("/")
         self.coordinator = Coordinator(
-            self.spec, dtype=DTYPES[dtype], resolve_dataset=dataset_resolver(datasets), rule=rule
+            self.spec,
+            dtype=DTYPES[dtype] if dtype else None,
+            resolve_dataset=dataset_resolver(datasets),
+            rule=rule,
         )
         if len(replicas) != self.coordinator.workers:
             raise ValueError(

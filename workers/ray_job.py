@@ -40,7 +40,7 @@ class RayJob:
         job_key: str,
         artifacts_url: str,
         datasets: Mapping[str, str] | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,  # None: the spec's model.dtype
         attempt: int = 1,
         rule: AggregationRule | None = None,
     ) -> None:
@@ -136,7 +136,7 @@ def run_on_ray(
     *,
     job_key: str,
     artifacts_url: str,
-    dtype: str = "float32",
+    dtype: str | None = None,
     datasets: Mapping[str, str] | None = None,
     resume: tuple[str, str] | None = None,
     ready_timeout_s: float = 120.0,
