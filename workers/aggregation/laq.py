@@ -13,6 +13,14 @@ upload costs ⌈b·p/8⌉ + 8 bytes, and those are the bytes counted. The coordi
 rebuilds δ = -R + 2Δ·index with the same arithmetic as the worker (`innovation`), so
 both hold bit-identical Q̂_m, and its aggregate is always (1/M) Σ_m Q̂_m. With many
 bits the quantization error vanishes and LAQ follows LAG-WK (a test).
+
+Minibatch training (schedule.batch_size not "full") uses the stochastic variant: the
+test above compares gradients of *different* minibatches, whose sampling noise (and
+its quantization error ε) never shrinks, so on an RNN nearly every round skips or
+nearly every round uploads depending on the noise. There the skip test is LASG-WK2's
+(both gradients on the same minibatch, at θᵏ and at θ̂_m, the iterate of the last
+upload; no ε term, the test sees no quantization), and what is sent is still the
+quantized innovation δ = Q - Q̂_m.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.aggregation import lasg_wk2
 from workers.aggregation.common import (
     UPLOAD,
     Decision,
@@ -47,6 +56,7 @@ class LaqState:
     held: torch.Tensor  # Q̂_m
     held_error: float = 0.0  # ε̂_m
     last_upload_round: int = -1
+    anchor: torch.Tensor | None = None  # θ̂_m (the stochastic variant's second point)
 
 
 def quantize(grad: torch.Tensor, held: torch.Tensor, bits: int) -> tuple[torch.Tensor, float]:
@@ -124,39 +134,64 @@ class LaqReplica(ReplicaRule):
         quantized = self.state.held + delta
         error = float(torch.sum((grad - quantized).to(torch.float64) ** 2))
         agg = self.ctx.spec.aggregation
-        decision = decide(
-            self.state,
-            delta,
-            error,
-            round_=round_,
-            rhs=rhs,
-            max_staleness=agg.max_staleness,
-            warmup_full_upload=agg.warmup_full_upload,
-        )
+        if self.ctx.spec.schedule.minibatch is None:
+            decision = decide(
+                self.state,
+                delta,
+                error,
+                round_=round_,
+                rhs=rhs,
+                max_staleness=agg.max_staleness,
+                warmup_full_upload=agg.warmup_full_upload,
+            )
+        else:
+            decision = self._same_batch_decision(round_, grad, rhs, gradient)
         upload = None
         if decision.upload:
-            self.state = LaqState(held=quantized, held_error=error, last_upload_round=round_)
+            self.state = LaqState(
+                held=quantized,
+                held_error=error,
+                last_upload_round=round_,
+                anchor=params.detach().clone(),
+            )
             # [R, index_1 … index_p] in float64 (indices < 2^16 are exact); encode packs it.
             upload = torch.cat([torch.tensor([radius], dtype=torch.float64), index.double().cpu()])
         return ReplicaOutcome(upload=upload, loss=loss, lhs=decision.lhs, forced=decision.forced)
+
+    def _same_batch_decision(
+        self, round_: int, grad: torch.Tensor, rhs: float, gradient: GradientOracle
+    ) -> Decision:
+        wk2_state = lasg_wk2.LasgWk2State(self.state.anchor, self.state.last_upload_round)
+        max_staleness = self.ctx.spec.aggregation.max_staleness
+        decision = lasg_wk2.pre_decision(wk2_state, round_=round_, max_staleness=max_staleness)
+        if decision is None:
+            assert self.state.anchor is not None  # pre_decision decides without one
+            _, anchor_grad = gradient(self.state.anchor, round_)  # the same minibatch
+            decision = lasg_wk2.decide(grad, anchor_grad, rhs=rhs)
+        return decision
 
     def encode(self, upload: torch.Tensor) -> np.ndarray:
         radius = float(upload[0])
         return pack(upload[1:].to(torch.int64), radius, self.bits)
 
     def state_dict(self) -> dict[str, Any]:
-        """held (Q̂_m), held_error (ε̂_m), last_upload_round."""
-        return {
+        """held (Q̂_m), held_error (ε̂_m), last_upload_round, and anchor (θ̂_m) once
+        there is one."""
+        state: dict[str, Any] = {
             "held": self.state.held.clone(),
             "held_error": self.state.held_error,
             "last_upload_round": self.state.last_upload_round,
         }
+        if self.state.anchor is not None:
+            state["anchor"] = self.state.anchor.clone()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.state = LaqState(
             held=self.tensor(state["held"]),
             held_error=float(state["held_error"]),
             last_upload_round=int(state["last_upload_round"]),
+            anchor=None if state.get("anchor") is None else self.tensor(state["anchor"]),
         )
 
 
