@@ -63,6 +63,23 @@ def reach(strategy: str, *, uniform: bool, target: float, max_rounds: int, seed:
     )
 
 
+def chatter(dtype: str, *, rounds: int, target: float) -> tuple[int | None, float, int]:
+    """Uniform control under LAG-PS for `rounds` rounds in `dtype`: (first round below
+    the target, f - f* at the end, uploads)."""
+    spec = resolve({**paper_spec("lag_ps", uniform=True, max_rounds=rounds, seed=0),
+                    "model": {"dtype": dtype}})
+    first: list[int] = []
+    last: dict[str, float] = {}
+
+    def record(round_: int, values: dict[str, float]) -> None:
+        last.update(values)
+        if not first and values["optimality_gap"] < target:
+            first.append(round_ + 1)
+
+    run_reference(spec, on_record=record)
+    return (first[0] if first else None), last["optimality_gap"], int(last["uploads_total"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=1e-8, help="optimality gap to reach")
@@ -103,6 +120,11 @@ def main() -> None:
                 f"{outcome.bits / gd.bits:>8.4f}  {outcome.per_worker}"
             )
         print()
+    print("precision: uniform control under LAG-PS, 400 rounds")
+    for dtype in ("float32", "float64"):
+        reached, gap, uploads = chatter(dtype, rounds=400, target=args.target)
+        print(f"  {dtype}: first below {args.target:g} at round {reached}, "
+              f"f - f* at round 400 = {gap:.3g}, uploads {uploads}")
 
 
 if __name__ == "__main__":
