@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api import cluster, datasets, health, job_data, jobs, sweeps, users
+from service.api import audit, cluster, datasets, health, job_data, jobs, sweeps, users
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
 from service.bootstrap import bootstrap_admin
@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         users.router,
         cluster.router,
         sweeps.router,
+        audit.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -24,14 +24,16 @@ from service.api.deps import (
 )
 from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
-from service.api.spec_checks import dataset_problems
+from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import CurrentUser
 from service.schemas.common import Page
+from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
 from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
 from service.store.db import transaction
 from service.store.models import Sweep, TrialState
+from service.store.quotas import check_can_submit
 from service.store.sweeps import (
     TrialRow,
     create_sweep,
@@ -117,7 +119,7 @@ def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidati
     response_model=SweepOut,
     responses={
         200: {"model": SweepOut, "description": "replay of an earlier request (Idempotency-Key)"},
-        **errors(401, 409, 413, 422),
+        **errors(401, 409, 413, 422, 429),
     },
 )
 def post_sweep(
@@ -138,13 +140,23 @@ def post_sweep(
     with transaction(sessions) as session:
         problems: dict[Loc, str] = {}
         for corner in checked.corners:
-            for field, message in dataset_problems(
-                session=session, spec=corner, owner_id=principal.user_id
-            ):
+            found = dataset_problems(session=session, spec=corner, owner_id=principal.user_id)
+            found = found or cost_check(
+                session=session, spec=corner, owner_id=principal.user_id,
+                limits=settings.cost_limits(),
+            )
+            for field, message in found:
                 loc = ("base", *field.split("."))
                 problems.setdefault(loc, f"base.{field}: {message}")
         if problems:
             raise _errors(list(problems.items()), spec)
+        # After the 422 checks: a budget the queue quota could never hold is a 429.
+        totals = [gang_totals(corner) for corner in checked.corners]
+        cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)
+        check_can_submit(
+            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
+            jobs=spec.trials, cpus=cpus, gpus=gpus,
+        )
         sweep, created = create_sweep(
             session=session,
             owner_id=principal.user_id,
