@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.schemas.cost import CostLimits
+from service.schemas.datasets import UploadLimits
 from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
 from service.schemas.quota import QuotaDefaults
 
@@ -96,6 +97,9 @@ class Settings(BaseSettings):
             coordinator_memory_bytes=self.max_coordinator_memory_bytes,
             vocabulary=self.max_vocabulary,
         )
+
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(vocabulary=self.max_vocabulary, csv_columns=self.max_csv_columns)
 
     @field_validator("bootstrap_admin_token")
     @classmethod

@@ -125,3 +125,13 @@ def check_storage(*, quota: QuotaOut, used: UsageOut, adding: int) -> None:
             + (f" + {adding:,} new" if adding else "")
             + f" exceeds the quota of {quota.max_storage_bytes:,}"
         )
+
+
+def check_upload_storage(
+    *, session: Session, user_id: int, defaults: QuotaDefaults, adding: int
+) -> None:
+    """QuotaExceeded unless `adding` more stored bytes fit the user's storage quota."""
+    user = session.get(User, user_id)
+    assert user is not None
+    used = usage(session=session, user_ids=[user_id])[user_id]
+    check_storage(quota=quota_in_force(user, defaults), used=used, adding=adding)
