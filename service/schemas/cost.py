@@ -87,7 +87,8 @@ class CostEstimate:
 
 
 def gib(n: int) -> str:
-    return f"{n / GIB:.1f} GiB"
+    """Bytes as GiB (MiB below one GiB), one decimal."""
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / (1 << 20):.1f} MiB"
 
 
 def model_shape(spec: ResolvedSpec, shape: DatasetShape | None) -> ModelShape:
