@@ -152,8 +152,12 @@ def test_running_and_cpu_quotas_make_jobs_wait_with_explain(api: Api) -> None:
     def claim() -> int | None:
         with transaction(api.sessions) as session:
             claimed = claim_next(
-                session=session, dispatcher_id="d", lease_seconds=60, free_cpus=64,
-                free_gpus=0, quota_defaults=defaults,
+                session=session,
+                dispatcher_id="d",
+                lease_seconds=60,
+                free_cpus=64,
+                free_gpus=0,
+                quota_defaults=defaults,
             )
         return None if claimed is None else claimed.job_id
 
