@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from service.api.deps import MAX_ID, MAX_PAGE, MAX_SEQ, JobId, Sessions, field_error
+from service.api.deps import (
+    MAX_ID,
+    MAX_PAGE,
+    MAX_SEQ,
+    AppSettings,
+    JobId,
+    Sessions,
+    field_error,
+)
 from service.api.job_stream import JobStream, metric_record
+from service.api.responses import errors
+from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
@@ -24,7 +34,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 CheckpointId = Annotated[int, Path(ge=1, le=MAX_ID, description="checkpoint id")]
 
 
-@router.get("/{job_id}/metrics", response_model=MetricPage)
+@router.get("/{job_id}/metrics", response_model=MetricPage, responses=errors(401, 404))
 def get_metrics(
     job_id: JobId,
     principal: CurrentUser,
@@ -44,12 +54,17 @@ def get_metrics(
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **errors(401, 404, 429),
+    },
 )
 def get_events(
+    request: Request,
     job_id: JobId,
     principal: CurrentUser,
     sessions: Sessions,
+    settings: AppSettings,
     last_event_id: Annotated[
         str | None, Header(max_length=20, description="resume after this metric seq")
     ] = None,
@@ -62,11 +77,16 @@ def get_events(
         after_seq = int(raw)
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
-    stream = JobStream(sessions, job_id=job_id, after_seq=after_seq)
-    return EventSourceResponse(stream.messages())
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.acquire(principal.user_id, settings.max_streams_per_user)
+    recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
+    stream = JobStream(sessions, job_id=job_id, after_seq=after_seq, still_allowed=recheck)
+    return EventSourceResponse(
+        holding_slot(stream.messages(), lambda: slots.release(principal.user_id))
+    )
 
 
-@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))
 def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> CheckpointList:
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
@@ -89,7 +109,7 @@ def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -
 @router.get(
     "/{job_id}/checkpoints/{checkpoint_id}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **errors(401, 404)},
 )
 def download_checkpoint(
     job_id: JobId, checkpoint_id: CheckpointId, principal: CurrentUser, sessions: Sessions

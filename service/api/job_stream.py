@@ -8,7 +8,7 @@ when the first read sees a terminal status the second read sees every metric.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import anyio
@@ -52,8 +52,17 @@ def _status_from_event(event: JobEvent, job: Job) -> StatusEvent:
 class JobStream:
     """One client's view of one job; ``after_seq`` comes from Last-Event-ID."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, job_id: int, after_seq: int) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        job_id: int,
+        after_seq: int,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.sessions = sessions
+        # Asked between polls; False closes the stream (service.api.stream_guard).
+        self.still_allowed = still_allowed
         self.job_id = job_id
         self.last_seq = after_seq
         self.last_event_id = 0
@@ -113,6 +122,8 @@ class JobStream:
                 yield _status_message(pending)
                 terminal_sent = True
             if terminal_sent:
+                return
+            if self.still_allowed is not None and not await self.still_allowed():
                 return
             await anyio.sleep(POLL_SECONDS)
 
