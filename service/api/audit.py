@@ -11,7 +11,7 @@ from service.api.responses import errors
 from service.auth import AdminUser
 from service.schemas.accounts import AuditEventOut, AuditPage
 from service.store.audit import audit_page
-from service.store.db import transaction
+from service.store.db import read_transaction
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -25,7 +25,7 @@ def get_audit(
 ) -> AuditPage:
     """Oldest first: users created/disabled, tokens created/revoked, quota changes,
     jobs submitted/cancelled (the actor shows who), datasets uploaded."""
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         events = audit_page(session=session, after_id=after_id, limit=limit)
         data = [
             AuditEventOut(

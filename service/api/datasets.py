@@ -26,7 +26,7 @@ from service.schemas.common import Page
 from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
 from service.store.audit import record
 from service.store.datasets import UPLOAD_PREFIX, create_dataset, list_datasets
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.models import Dataset
 from service.store.quotas import check_upload_storage
 from service.store.users import user_names
@@ -119,7 +119,7 @@ def post_dataset(
 def get_datasets(
     principal: CurrentUser, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[DatasetOut]:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         datasets = list_datasets(
             session=session, viewer=principal, limit=limit, after_id=decode_cursor(cursor)
         )

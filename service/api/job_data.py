@@ -25,7 +25,7 @@ from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
 from service.store.checkpoints import get_checkpoint, list_checkpoints
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.jobs import get_visible_job
 from service.store.metrics import metrics_after
 
@@ -42,7 +42,7 @@ def get_metrics(
     after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 10)] = 1000,
 ) -> MetricPage:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         metrics = metrics_after(session=session, job_id=job_id, after_seq=after_seq, limit=limit)
     return MetricPage(
@@ -88,7 +88,7 @@ def get_events(
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))
 def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> CheckpointList:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         checkpoints = list_checkpoints(session=session, job_id=job_id)
     return CheckpointList(
@@ -114,7 +114,7 @@ def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -
 def download_checkpoint(
     job_id: JobId, checkpoint_id: CheckpointId, principal: CurrentUser, sessions: Sessions
 ) -> StreamingResponse:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         checkpoint = get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
     try:

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.errors import NotFound
 from service.schemas.jobs import MetricRecord, StatusEvent
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.jobs import events_after, get_job, latest_event
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Job, JobEvent, Metric
@@ -68,7 +68,7 @@ class JobStream:
         self.last_event_id = 0
 
     def _current(self) -> StatusEvent:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             event = latest_event(session=session, job_id=self.job_id)
             job = get_job(session=session, job_id=self.job_id)
         if event is None:
@@ -81,7 +81,7 @@ class JobStream:
         return _status_from_event(event, job)
 
     def _poll(self) -> tuple[list[tuple[datetime, Message]], list[Metric], StatusEvent | None]:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             events = events_after(session=session, job_id=self.job_id, after_id=self.last_event_id)
             job = get_job(session=session, job_id=self.job_id)
             metrics = metrics_after(

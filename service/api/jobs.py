@@ -28,7 +28,7 @@ from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
 from service.store.audit import record
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.explain import explain_job
 from service.store.jobs import enqueue, get_visible_job, list_jobs, request_cancel
 from service.store.models import Job
@@ -136,7 +136,7 @@ def get_jobs(
     cursor: Cursor = None,
 ) -> Page[JobOut]:
     before_id = decode_cursor(cursor)
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
         jobs = list_jobs(
             session=session,
@@ -155,7 +155,7 @@ def get_jobs(
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(401, 404))
 def get_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobOut:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         job = get_visible_job(session=session, job_id=job_id, viewer=principal)
         names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
@@ -187,7 +187,7 @@ def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Job
 def get_explain(
     job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
 ) -> Explanation:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         job = get_visible_job(session=session, job_id=job_id, viewer=principal)
         return explain_job(
             session=session,

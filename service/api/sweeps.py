@@ -31,7 +31,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
 from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
 from service.store.quotas import check_can_submit
 from service.store.sweeps import (
@@ -183,7 +183,7 @@ def get_sweeps(
     cursor: Cursor = None,
 ) -> Page[SweepOut]:
     before_id = decode_cursor(cursor)
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
         sweeps = list_sweeps(
             session=session,
@@ -199,7 +199,7 @@ def get_sweeps(
 
 @router.get("/{sweep_id}", response_model=SweepOut, responses=errors(401, 404, 422))
 def get_sweep(sweep_id: SweepId, principal: CurrentUser, sessions: Sessions) -> SweepOut:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         sweep = get_visible_sweep(session=session, sweep_id=sweep_id, viewer=principal)
         (out,) = _sweep_outs(session, [sweep])
     return out

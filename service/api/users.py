@@ -31,7 +31,7 @@ from service.schemas.accounts import (
 from service.schemas.common import Page
 from service.schemas.quota import QuotaDefaults
 from service.store.audit import record
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.models import User
 from service.store.quotas import quota_in_force, set_quota, usage
 from service.store.users import (
@@ -104,7 +104,7 @@ def get_users(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[UserOut]:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         users = list_users(session=session, limit=limit, after_id=decode_cursor(cursor))
         data = _user_outs(session, users, settings.quota_defaults())
     return Page[UserOut](data=data, next_cursor=next_cursor([u.id for u in users], limit))
@@ -112,7 +112,7 @@ def get_users(
 
 @router.get("/users/me", response_model=UserOut, responses=errors(401))
 def get_me(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> UserOut:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         user = get_user(session=session, user_id=principal.user_id)
         (out,) = _user_outs(session, [user], settings.quota_defaults())
     return out
@@ -157,7 +157,7 @@ def patch_user(
 @router.get("/tokens", response_model=TokenList, responses=errors(401))
 def get_tokens(principal: CurrentUser, sessions: Sessions) -> TokenList:
     """Your active tokens (neither revoked nor expired); never the secret."""
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         tokens = live_tokens(session=session, user_id=principal.user_id)
         data = [
             TokenOut(

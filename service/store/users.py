@@ -128,9 +128,10 @@ def set_disabled(*, session: Session, user: User, disabled: bool) -> bool:
     return True
 
 
-def authenticate(*, session: Session, token: str) -> Principal | None:
-    """The principal a live token belongs to; None for unknown, revoked or expired
-    tokens and for disabled users."""
+def authenticate(*, session: Session, token: str) -> tuple[Principal, bool] | None:
+    """The principal a live token belongs to, and whether its last_used_at is due for
+    an update (`touch_token`, in a write transaction); None for unknown, revoked or
+    expired tokens and for disabled users. Reads only."""
     row = session.execute(
         select(ApiToken, User)
         .join(User, User.id == ApiToken.user_id)
@@ -143,10 +144,17 @@ def authenticate(*, session: Session, token: str) -> Principal | None:
     if not token_is_live(api_token, user, now):
         return None
     last = api_token.last_used_at
-    if last is None or now - last > LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
+    due = last is None or now - last > LAST_USED_RESOLUTION
+    principal = Principal(user_id=user.id, name=user.name, role=user.role, token_id=api_token.id)
+    return principal, due
+
+
+def touch_token(*, session: Session, token_id: int) -> None:
+    """Record a use of the token (to LAST_USED_RESOLUTION)."""
+    api_token = session.get(ApiToken, token_id)
+    if api_token is not None:
+        api_token.last_used_at = utcnow()
         session.flush()
-    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=api_token.id)
 
 
 def token_is_live(api_token: ApiToken, user: User, now: datetime) -> bool:
