@@ -55,7 +55,7 @@ def _dataset_out(dataset: Dataset, owner: str) -> DatasetOut:
     "/datasets",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetOut,
-    responses=errors(401, 413, 429),
+    responses=errors(400, 401, 413, 429),
 )
 def post_dataset(
     principal: CurrentUser,

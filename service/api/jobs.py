@@ -78,7 +78,7 @@ def _request_sha256(spec: JobSpec) -> str:
     response_model=JobOut,
     responses={
         200: {"model": JobOut, "description": "replay of an earlier request (Idempotency-Key)"},
-        **errors(401, 409, 413, 429),
+        **errors(400, 401, 409, 413, 429),
     },
 )
 def post_job(

@@ -119,7 +119,7 @@ def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidati
     response_model=SweepOut,
     responses={
         200: {"model": SweepOut, "description": "replay of an earlier request (Idempotency-Key)"},
-        **errors(401, 409, 413, 422, 429),
+        **errors(400, 401, 409, 413, 422, 429),
     },
 )
 def post_sweep(

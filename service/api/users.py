@@ -18,6 +18,7 @@ from service.api.deps import (
 )
 from service.api.responses import errors
 from service.auth import AdminUser, CurrentUser
+from service.errors import Conflict
 from service.schemas.accounts import (
     TokenCreate,
     TokenCreated,
@@ -75,7 +76,7 @@ def _user_outs(session: Session, users: list[User], defaults: QuotaDefaults) -> 
     "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserCreated,
-    responses=errors(401, 403, 409, 413),
+    responses=errors(400, 401, 403, 409, 413),
 )
 def post_user(body: UserCreate, admin: AdminUser, sessions: Sessions) -> UserCreated:
     with transaction(sessions) as session:
@@ -118,7 +119,9 @@ def get_me(principal: CurrentUser, sessions: Sessions, settings: AppSettings) ->
     return out
 
 
-@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(401, 403, 404, 413))
+@router.patch(
+    "/users/{user_id}", response_model=UserOut, responses=errors(400, 401, 403, 404, 409, 413)
+)
 def patch_user(
     user_id: UserId, body: UserPatch, admin: AdminUser, sessions: Sessions, settings: AppSettings
 ) -> UserOut:
@@ -127,6 +130,9 @@ def patch_user(
     their fair-share weight. Every change is in the audit log."""
     with transaction(sessions) as session:
         user = get_user(session=session, user_id=user_id)
+        if body.disabled and user.id == admin.user_id:
+            # An admin who locks themselves out may leave nobody to undo it.
+            raise Conflict("you cannot disable your own account")
         target = f"user:{user.id}"
         if body.disabled is not None and set_disabled(
             session=session, user=user, disabled=body.disabled
@@ -175,7 +181,7 @@ def get_tokens(principal: CurrentUser, sessions: Sessions) -> TokenList:
     "/tokens",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenCreated,
-    responses=errors(401, 413, 429),
+    responses=errors(400, 401, 413, 429),
 )
 def post_token(
     principal: CurrentUser,
