@@ -52,6 +52,9 @@ REPLICA_COPIES = 5
 LOGIT_COPIES = 3
 COORDINATOR_STALE_COPIES = 3
 STALE_GRADIENT_RULES = frozenset({"lag_wk", "lag_ps", "lasg_wk2"})
+# The coordinator also loads the dataset (and its libraries) and the allocator keeps
+# slack; measured ~40-50 MiB above the tensors for small jobs.
+COORDINATOR_BASE_BYTES = 48 << 20
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def estimate(spec: ResolvedSpec, shape: DatasetShape | None) -> CostEstimate:
     stale = COORDINATOR_STALE_COPIES if spec.aggregation.strategy in STALE_GRADIENT_RULES else 0
     val_samples = MAX_VAL_TOKENS // max(ms.steps, 1) if ms.per_step_head else MAX_VAL_SAMPLES
     coordinator_terms = {
-        "model.hidden_size": (3 + optimizer_state) * params * elem,
+        "model.hidden_size": COORDINATOR_BASE_BYTES + (3 + optimizer_state) * params * elem,
         "distributed.workers": (1 + stale) * workers * params * elem,
         "task.dataset": ms.data_bytes + val_samples * (ms.steps * per_step + logits) * elem,
     }
