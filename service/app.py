@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api import cluster, datasets, health, job_data, jobs, sweeps, users
+from service.api import audit, cluster, datasets, health, job_data, jobs, sweeps, users
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.api.stream_guard import StreamSlots
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    app.state.stream_slots = StreamSlots()
     install_error_handlers(app)
     for router in (
         health.router,
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         users.router,
         cluster.router,
         sweeps.router,
+        audit.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -158,6 +158,7 @@ class Dispatcher:
                 lease_seconds=self.settings.lease_seconds,
                 free_cpus=free_cpus,
                 free_gpus=free_gpus,
+                quota_defaults=self.settings.quota_defaults(),
             )
         if claimed is None:
             return False

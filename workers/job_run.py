@@ -95,6 +95,7 @@ class JobRun:
             artifacts_url=artifact_url(self.settings.artifacts_url, ""),
             datasets=self._datasets(),
             attempt=claimed.attempt,
+            memory=claimed.memory,
         )
         events: queue.Queue[JobEvent] = queue.Queue()
         outcome = _Outcome()
@@ -134,7 +135,11 @@ class JobRun:
             try:
                 reply = self._write(
                     lambda s: attempts.heartbeat(
-                        session=s, job_id=self.job_id, token=token, lease_seconds=lease
+                        session=s,
+                        job_id=self.job_id,
+                        token=token,
+                        lease_seconds=lease,
+                        default_max_job_hours=self.settings.default_max_job_hours,
                     )
                 )
             except StaleLease:

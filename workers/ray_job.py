@@ -16,7 +16,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from service.schemas.gang import gang_bundles
+from service.schemas.gang import GangMemory, gang_bundles
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
@@ -43,8 +43,10 @@ class RayJob:
         dtype: str | None = None,  # None: the spec's model.dtype
         attempt: int = 1,
         rule: AggregationRule | None = None,
+        memory: GangMemory | None = None,
     ) -> None:
         self.spec = spec
+        self.memory = memory
         self.rule = rule or get_rule(spec.aggregation.strategy)
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
@@ -58,7 +60,7 @@ class RayJob:
 
     def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
         """Reserve and start the gang; returns the first round to run."""
-        bundles = gang_bundles(self.spec)
+        bundles = gang_bundles(self.spec, self.memory)
         self.pg = placement_group(bundles, strategy="PACK")
         try:
             ray.get(self.pg.ready(), timeout=ready_timeout_s)

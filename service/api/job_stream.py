@@ -8,7 +8,7 @@ when the first read sees a terminal status the second read sees every metric.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import anyio
@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.errors import NotFound
 from service.schemas.jobs import MetricRecord, StatusEvent
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.jobs import events_after, get_job, latest_event
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Job, JobEvent, Metric
@@ -52,14 +52,23 @@ def _status_from_event(event: JobEvent, job: Job) -> StatusEvent:
 class JobStream:
     """One client's view of one job; ``after_seq`` comes from Last-Event-ID."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, job_id: int, after_seq: int) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        job_id: int,
+        after_seq: int,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.sessions = sessions
+        # Asked between polls; False closes the stream (service.api.stream_guard).
+        self.still_allowed = still_allowed
         self.job_id = job_id
         self.last_seq = after_seq
         self.last_event_id = 0
 
     def _current(self) -> StatusEvent:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             event = latest_event(session=session, job_id=self.job_id)
             job = get_job(session=session, job_id=self.job_id)
         if event is None:
@@ -72,7 +81,7 @@ class JobStream:
         return _status_from_event(event, job)
 
     def _poll(self) -> tuple[list[tuple[datetime, Message]], list[Metric], StatusEvent | None]:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             events = events_after(session=session, job_id=self.job_id, after_id=self.last_event_id)
             job = get_job(session=session, job_id=self.job_id)
             metrics = metrics_after(
@@ -113,6 +122,8 @@ class JobStream:
                 yield _status_message(pending)
                 terminal_sent = True
             if terminal_sent:
+                return
+            if self.still_allowed is not None and not await self.still_allowed():
                 return
             await anyio.sleep(POLL_SECONDS)
 

@@ -102,6 +102,12 @@ def _task_data(task: TaskSpec) -> dict[str, Any]:
     filled: dict[str, Any] = {}
     if kind in DEFAULT_DATASET and task.dataset is None:
         filled["dataset"] = DEFAULT_DATASET[kind]
+    elif task.dataset is not None and task.dataset.startswith("upload:"):
+        # Stored canonical: the worker looks the upload up by its id as written, so
+        # "upload:0001" must become "upload:1" here, not fail on every attempt.
+        raw = task.dataset.removeprefix("upload:")
+        if raw.isascii() and raw.isdigit():
+            filled["dataset"] = f"upload:{int(raw)}"
     if task.seq_len is None and kind in DEFAULT_SEQ_LEN:
         filled["seq_len"] = DEFAULT_SEQ_LEN[kind]
     if kind == "char_lm" and task.max_chars is None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_OPTION = "lagtrain_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -44,7 +45,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only unit of work (read_transaction) begins DEFERRED: under WAL it
+        # takes no lock, so readers (SSE polls, probes, GETs) never queue behind or
+        # block a writer. Everything else takes the write lock up front.
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -57,6 +64,15 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work that only reads: on SQLite it takes no write lock (a write in it
+    may fail with "database is locked"); on PostgreSQL the same as `transaction`."""
+    bind = factory.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
+    with factory(bind=bind) as session, session.begin():
         yield session
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import String, Update, bindparam, func, insert, inspect, select,
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
+from service.schemas.quota import QuotaDefaults
 from service.store.models import (
     ACTIVE,
     TERMINAL,
@@ -71,6 +72,9 @@ class Claim:
     lease_seconds: float
     free_cpus: float
     free_gpus: float
+    # The server's quota defaults (settings) for users without their own; None: such
+    # users are not limited (store-level callers; dispatchers always pass settings').
+    quota_defaults: QuotaDefaults | None = None
 
 
 def _claim_statement() -> Update:
@@ -205,6 +209,23 @@ def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     return job
 
 
+def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
+    if defaults is None:
+        return {
+            "default_max_running_jobs": UNLIMITED,
+            "default_max_cpus": UNLIMITED,
+            "default_max_gpus": UNLIMITED,
+        }
+    return {
+        "default_max_running_jobs": defaults.max_running_jobs,
+        "default_max_cpus": defaults.max_cpus,
+        "default_max_gpus": defaults.max_gpus,
+    }
+
+
+UNLIMITED = 2**31 - 1
+
+
 def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
     token = secrets.token_hex(16)
     expires = now + timedelta(seconds=claim.lease_seconds)
@@ -213,6 +234,7 @@ def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
         {
             "free_cpus": claim.free_cpus,
             "free_gpus": claim.free_gpus,
+            **_quota_params(claim.quota_defaults),
             "token": token,
             "expires": expires,
             "dispatcher_id": claim.dispatcher_id,
