@@ -22,6 +22,7 @@ from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
 from service.store.lifecycle import JOBS_CHANNEL
+from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.ray_runtime import free_resources, total_resources
 
@@ -94,6 +95,11 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
+        self.capacity = CapacityWindow(
+            settings.capacity_window_seconds,
+            ceiling_cpus=settings.capacity_ceiling_cpus,
+            ceiling_gpus=settings.capacity_ceiling_gpus,
+        )
 
     def run_forever(self) -> None:
         log.info("dispatcher %s started", self.id)
@@ -122,10 +128,12 @@ class Dispatcher:
         self._last_maintenance = time.monotonic()
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
+        self.capacity.observe(total_cpus, total_gpus)
+        limit = self.capacity.largest()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
             for job in unschedulable_jobs(
-                session=session, total_cpus=total_cpus, total_gpus=total_gpus
+                session=session, total_cpus=limit.cpus, total_gpus=limit.gpus
             ):
                 fail_queued(
                     session=session,
@@ -133,7 +141,8 @@ class Dispatcher:
                     actor=f"dispatcher:{self.id}",
                     reason=(
                         f"the gang needs {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
-                        f" the whole Ray cluster has {total_cpus:g} CPU and {total_gpus:g} GPU"
+                        f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
+                        f" ({self.capacity.describe()})"
                     ),
                 )
             upsert_dispatcher(
@@ -142,6 +151,8 @@ class Dispatcher:
                 hostname=socket.gethostname(),
                 resources={
                     "total": {"CPU": total_cpus, "GPU": total_gpus},
+                    # What queued jobs are judged against (explain: waits for capacity).
+                    "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
                 },

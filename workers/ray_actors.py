@@ -137,6 +137,7 @@ class JobDriver:
         rule: AggregationRule,
         job_key: str,
         replicas: list[Any],
+        attempt: int = 1,
         dtype: str,
         artifacts_url: str,
         datasets: Mapping[str, str],
@@ -145,6 +146,7 @@ class JobDriver:
         torch.set_num_threads(threads)
         self.spec = spec
         self.job_key = job_key
+        self.attempt = attempt
         self.replicas = replicas
         self.artifacts_url = artifacts_url.rstrip("/")
         self.coordinator = Coordinator(
@@ -185,6 +187,8 @@ class JobDriver:
 
     def _write_checkpoint(self, round_: int, checkpoint: dict[str, Any]) -> CheckpointEvent:
         data = to_bytes(checkpoint)
-        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}.pt"
+        # Fenced by the attempt: a lost attempt's gang that still runs never writes
+        # over the file the current attempt recorded.
+        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))

@@ -49,6 +49,7 @@ class RayJob:
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
         self.actor_prefix = f"lagtrain-job{job_key}-attempt{attempt}"
+        self.attempt = attempt
         self.artifacts_url = artifacts_url
         self.datasets = dict(datasets or {})
         self.dtype = dtype
@@ -102,6 +103,7 @@ class RayJob:
                 spec,
                 rule=self.rule,
                 job_key=self.job_key,
+                attempt=self.attempt,
                 replicas=list(self.actors),
                 dtype=self.dtype,
                 artifacts_url=self.artifacts_url,
