@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     capacity_window_seconds: float = Field(default=600.0, gt=0)
     capacity_ceiling_cpus: float | None = Field(default=None, ge=0)
     capacity_ceiling_gpus: float | None = Field(default=None, ge=0)
+    # SIGTERM to `lagtrain worker` drains it: running jobs checkpoint after their
+    # current round and go back to the queue; the process exits within this bound.
+    drain_seconds: float = Field(default=25.0, gt=0, le=600)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)

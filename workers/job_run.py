@@ -66,7 +66,11 @@ class JobRun:
         self.spec = ResolvedSpec.model_validate(claimed.spec)
         self.started = time.monotonic()
         self.progress = _Progress()
+        # Set by a dispatcher shutting down: hand the job back at once.
         self.stop_requested = threading.Event()
+        # Set by a draining dispatcher: end after the current round, with a checkpoint,
+        # and hand the job back without using an attempt.
+        self.drain_requested = threading.Event()
         # Set once the gang holds its resources (or failed to get them).
         self.gang_reserved = threading.Event()
         self._ended = threading.Event()
@@ -140,7 +144,7 @@ class JobRun:
                     target=self._read, args=(gang, events, outcome), daemon=True
                 )
                 reader.start()
-                final_write = self._supervise(events, outcome)
+                final_write = self._supervise(gang, events, outcome)
             # The final status is written once the gang's actors and placement group
             # are gone, so "cancelled" / "failed" / "succeeded" means the resources are
             # free. The lease is kept until then: the final write may wait out an outage.
@@ -213,11 +217,15 @@ class JobRun:
             outcome.error = exc
 
     def _supervise(
-        self, events: queue.Queue[JobEvent], outcome: _Outcome
+        self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome
     ) -> Callable[[Session], Any]:
         """Stream events into the store until the run ends; returns the final write."""
         token = self.claimed.fencing_token
+        draining = False
         while True:
+            if self.drain_requested.is_set() and not draining:
+                draining = True
+                gang.request_stop()
             finished = outcome.done or outcome.error is not None
             self._flush(
                 _drain(events, timeout=0.0 if finished else FLUSH_SECONDS),
@@ -228,7 +236,7 @@ class JobRun:
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():
-                return self._failure("dispatcher shut down", True)
+                return self._release("the dispatcher shut down")
             if self._cancel_requested.is_set():
                 return lambda s: attempts.acknowledge_cancel(
                     session=s, job_id=self.job_id, token=token
@@ -238,8 +246,15 @@ class JobRun:
             if diverged is not None:
                 return self._failure(str(diverged), False)
             return self._failure(_reason(outcome.error), True)
+        if draining and self.progress.last_round < self.spec.schedule.rounds - 1:
+            return self._release(f"the worker drained after round {self.progress.last_round + 1}")
         return lambda s: attempts.finish(
             session=s, job_id=self.job_id, token=token, summary=self._summary(s)
+        )
+
+    def _release(self, reason: str) -> Callable[[Session], Any]:
+        return lambda s: attempts.release(
+            session=s, job_id=self.job_id, token=self.claimed.fencing_token, reason=reason
         )
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:

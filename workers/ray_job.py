@@ -95,6 +95,7 @@ class RayJob:
             .options(
                 name=f"{self.actor_prefix}-driver",
                 num_cpus=bundles[0]["CPU"],
+                max_concurrency=2,  # request_stop() while run() streams
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self.pg, placement_group_bundle_index=0
                 ),
@@ -120,6 +121,11 @@ class RayJob:
         generator = self.driver.run.options(num_returns="streaming").remote()
         for ref in generator:
             yield ray.get(ref)
+
+    def request_stop(self) -> None:
+        """Ask the driver to end after the current round, with a checkpoint of it."""
+        if self.driver is not None:
+            self.driver.request_stop.remote()
 
     def stop(self) -> None:
         """Kill the actors and release the placement group; safe to call twice."""
