@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # SIGTERM to `lagtrain worker` drains it: running jobs checkpoint after their
     # current round and go back to the queue; the process exits within this bound.
     drain_seconds: float = Field(default=25.0, gt=0, le=600)
+    # `lagtrain worker` waits this long for the Ray head (e.g. while it restarts).
+    ray_connect_seconds: float = Field(default=300.0, ge=0)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)

@@ -86,7 +86,7 @@ def install_drain_handlers(dispatcher: Dispatcher, drain_seconds: float) -> None
 def run_worker(settings: Settings) -> None:
     """`lagtrain worker`: one dispatcher in the foreground, and a sweep controller
     beside it, until SIGTERM/SIGINT."""
-    connect(settings.ray_address)
+    connect(settings.ray_address, retry_seconds=settings.ray_connect_seconds)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     dispatcher = Dispatcher(settings, sessions)
