@@ -80,6 +80,9 @@ def server(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            # Open event streams must not hold a stopping server (SIGTERM -> exit
+            # within 10 s, docs/reliability.md).
+            timeout_graceful_shutdown=3,
         )
 
 
