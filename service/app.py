@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -28,9 +28,13 @@ def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
         requeue_expired(session=session, actor="reaper:server-start")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, *, on_job_queued: Callable[[], None] | None = None
+) -> FastAPI:
     """The API over the store at settings.database_url (already migrated). On start,
-    an empty store gets its admin user (see service.bootstrap)."""
+    an empty store gets its admin user (see service.bootstrap). `on_job_queued` is
+    called after each committed submit: `server --embedded` passes its in-process
+    dispatcher's wake-up, so a job starts without waiting for the next poll."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
 
@@ -50,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    app.state.on_job_queued = on_job_queued
     install_error_handlers(app)
     for router in (
         health.router,

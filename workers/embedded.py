@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from types import FrameType
 
@@ -50,13 +51,15 @@ def start_sweep_controller(controller: SweepController, stack: ExitStack) -> Non
     stack.callback(stop)
 
 
-def start_embedded(settings: Settings, stack: ExitStack) -> None:
-    """Local Ray plus one dispatcher beside the API (DESIGN §9)."""
+def start_embedded(settings: Settings, stack: ExitStack) -> Callable[[], None]:
+    """Local Ray plus one dispatcher beside the API (DESIGN §9). Returns the
+    dispatcher's wake-up, for the API's submit route to call (no poll delay)."""
     connect(None, num_cpus=settings.embedded_ray_cpus)
-    start_dispatcher_thread(settings, stack)
+    dispatcher = start_dispatcher_thread(settings, stack)
     log.info(
         "embedded mode: local Ray (%s logical CPUs) and one dispatcher", settings.embedded_ray_cpus
     )
+    return dispatcher.wake
 
 
 def run_worker(settings: Settings) -> None:
