@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api import cluster, datasets, health, job_data, jobs, sweeps, users
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
@@ -55,6 +56,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.on_job_queued = on_job_queued
+    app.state.stream_hub = StreamHub(sessions)  # one store poller per watched job
     install_error_handlers(app)
     for router in (
         health.router,

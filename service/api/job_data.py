@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from service.api.deps import MAX_ID, MAX_PAGE, MAX_SEQ, JobId, Sessions, field_error
-from service.api.job_stream import JobStream, metric_record
+from service.api.job_stream import metric_record
+from service.api.stream_hub import StreamHub
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
@@ -47,6 +48,7 @@ def get_metrics(
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
 )
 def get_events(
+    request: Request,
     job_id: JobId,
     principal: CurrentUser,
     sessions: Sessions,
@@ -62,8 +64,8 @@ def get_events(
         after_seq = int(raw)
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
-    stream = JobStream(sessions, job_id=job_id, after_seq=after_seq)
-    return EventSourceResponse(stream.messages())
+    hub: StreamHub = request.app.state.stream_hub
+    return EventSourceResponse(hub.watch(job_id, after_seq=after_seq))
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
