@@ -76,3 +76,9 @@ def create_app(
         },
     )
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory in each worker process of `lagtrain server` with
+    LAGTRAIN_WEB_WORKERS > 1: every process builds its own settings object."""
+    return create_app(Settings())

@@ -80,8 +80,23 @@ def server(
             f"the admin token is in {settings.state_dir / 'admin-token'} "
             "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
         )
+        if settings.web_workers > 1 and not embedded:
+            # Separate processes: each builds its app from the environment.
+            uvicorn.run(
+                "service.app:create_app_from_env",
+                factory=True,
+                workers=settings.web_workers,
+                host=settings.host,
+                port=settings.port,
+                log_level="info",
+            )
+            return
+        if embedded and settings.web_workers > 1:
+            log.warning("server --embedded runs one web worker beside its dispatcher")
         uvicorn.run(
-            create_app(settings, on_job_queued=wake_dispatcher),
+            create_app(
+                settings, on_job_queued=wake_dispatcher if settings.embedded_wakeup else None
+            ),
             host=settings.host,
             port=settings.port,
             log_level="info",
