@@ -93,7 +93,7 @@ def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
             started = time.perf_counter()
             latencies = asyncio.run(load(service.port, tokens, args.submits, concurrency))
             wall = time.perf_counter() - started
-            cuts = statistics.quantiles(latencies, n=100)
+            cuts = statistics.quantiles(latencies, n=100, method="inclusive")
             results.append(
                 Result(web_workers, concurrency, len(latencies) / wall, cuts[49], cuts[98])
             )
