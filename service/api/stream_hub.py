@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from service.api.job_stream import (
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # One poll per job, whatever the number of watchers: short enough that a record
 # reaches its watchers well within a quarter second.
 POLL_SECONDS = 0.1
+SSE_SEPARATOR = "\r\n"  # sse_starlette's default, for what it sends itself (pings)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Start:
 
 @dataclass(frozen=True)
 class Item:
-    message: Message
+    data: bytes  # the SSE event, encoded once for all watchers
     seq: int = 0  # a metric's seq; 0 for a status
     last: bool = False  # the terminal status: the stream ends after it
 
@@ -62,8 +64,14 @@ class Item:
 Queued = Start | Item | None
 
 
+def encode(message: Message) -> bytes:
+    return ServerSentEvent(
+        data=message["data"], event=message["event"], id=message.get("id"), sep=SSE_SEPARATOR
+    ).encode()
+
+
 def _item(message: Message) -> Item:
-    return Item(message, seq=int(message.get("id", "0")))
+    return Item(encode(message), seq=int(message.get("id", "0")))
 
 
 class JobFeed:
@@ -127,7 +135,7 @@ class JobFeed:
             if len(metrics) == BATCH:
                 continue  # drain the backlog before a terminal status and before waiting
             if pending is not None:
-                self._close(Item(status_message(pending), last=True))
+                self._close(Item(encode(status_message(pending)), last=True))
                 return
             if not self._queues:
                 self._on_close(self)
@@ -150,49 +158,59 @@ class StreamHub:
         """How many jobs are being polled now (tests, diagnostics)."""
         return len(self._feeds)
 
-    async def watch(self, job_id: int, *, after_seq: int) -> AsyncIterator[Message]:
-        """One watcher's messages: the current status, the metrics after `after_seq`
-        (SSE id = seq) and status changes, until a terminal status."""
+    async def watch(self, job_id: int, *, after_seq: int) -> AsyncIterator[bytes]:
+        """One watcher's stream, SSE-encoded: the current status, the metrics after
+        `after_seq` (SSE id = seq) and status changes, until a terminal status. What
+        queued up while the watcher was writing goes out as one chunk."""
         feed = self._feeds.get(job_id)
         if feed is None:
             feed = self._feeds[job_id] = JobFeed(self.sessions, job_id, on_close=self._forget)
         queue: asyncio.Queue[Queued] = asyncio.Queue()
         feed.add(queue)
-        last_seq = after_seq
         try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, Start):
-                    yield status_message(item.status)
-                    ended = item.status.status in TERMINAL
-                    # After a terminal status every metric is stored: read them all.
-                    upto = None if ended else item.head_seq
-                    async for metric in self._stored(job_id, after=last_seq, upto=upto):
-                        yield metric_message(metric)
-                        last_seq = metric.seq
-                    if ended:
-                        return
-                    continue
-                if item.seq and item.seq <= last_seq:
-                    continue  # the client's Last-Event-ID is ahead of the feed
-                yield item.message
-                last_seq = item.seq or last_seq
-                if item.last:
-                    return
+            start = await queue.get()  # always first in the queue (or None)
+            if not isinstance(start, Start):
+                return
+            yield encode(status_message(start.status))
+            ended = start.status.status in TERMINAL
+            last_seq = after_seq
+            # After a terminal status every metric is stored: read them all.
+            upto = None if ended else start.head_seq
+            async for page in self._stored(job_id, after=last_seq, upto=upto):
+                yield b"".join(encode(metric_message(m)) for m in page)
+                last_seq = page[-1].seq
+            while not ended:
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                chunk = bytearray()
+                for item in items:
+                    if not isinstance(item, Item):  # None: the feed stopped
+                        ended = True
+                        break
+                    if item.seq and item.seq <= last_seq:
+                        continue  # the client's Last-Event-ID is ahead of the feed
+                    chunk += item.data
+                    last_seq = item.seq or last_seq
+                    if item.last:
+                        ended = True
+                        break
+                if chunk:
+                    yield bytes(chunk)
         finally:
             feed.remove(queue)
 
-    async def _stored(self, job_id: int, *, after: int, upto: int | None) -> AsyncIterator[Metric]:
+    async def _stored(
+        self, job_id: int, *, after: int, upto: int | None
+    ) -> AsyncIterator[list[Metric]]:
+        """Pages of stored metrics after `after` (up to `upto`, if given)."""
         while upto is None or after < upto:
             page = await run_in_threadpool(self._page, job_id, after)
-            for metric in page:
-                if upto is not None and metric.seq > upto:
-                    return
-                yield metric
-                after = metric.seq
-            if len(page) < BATCH:
+            wanted = [m for m in page if upto is None or m.seq <= upto]
+            if wanted:
+                yield wanted
+                after = wanted[-1].seq
+            if len(wanted) < BATCH:
                 return
 
     def _page(self, job_id: int, after: int) -> list[Metric]:
