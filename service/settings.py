@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # uvicorn worker processes of `lagtrain server` (each has its own connection pool
+    # and SSE feeds); `server --embedded` always runs one, beside its dispatcher.
+    web_workers: int = Field(default=1, ge=1, le=64)
+    # `server --embedded`: the submit route wakes the in-process dispatcher at once.
+    # Off only to measure the polling baseline (benchmarks/embedded_wakeup.py).
+    embedded_wakeup: bool = True
 
     # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
     # then); a lease not renewed for lease_seconds is reaped and the job rerun.

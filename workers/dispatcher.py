@@ -132,6 +132,11 @@ class Dispatcher:
         self.stop_event.set()
         self._waker.poke()
 
+    def wake(self) -> None:
+        """A job was queued in this process (`server --embedded`): claim now instead
+        of at the next poll. Thread-safe and cheap; the submit route calls it."""
+        self._waker.poke()
+
     def _maintain(self) -> None:
         self._last_maintenance = time.monotonic()
         self.maintenance_runs += 1

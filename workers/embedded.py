@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from types import FrameType
 
@@ -55,13 +56,15 @@ def start_sweep_controller(controller: SweepController, stack: ExitStack) -> Non
     stack.callback(stop)
 
 
-def start_embedded(settings: Settings, stack: ExitStack) -> None:
-    """Local Ray plus one dispatcher beside the API (DESIGN §9)."""
+def start_embedded(settings: Settings, stack: ExitStack) -> Callable[[], None]:
+    """Local Ray plus one dispatcher beside the API (DESIGN §9). Returns the
+    dispatcher's wake-up, for the API's submit route to call (no poll delay)."""
     connect(None, num_cpus=settings.embedded_ray_cpus)
-    start_dispatcher_thread(settings, stack)
+    dispatcher = start_dispatcher_thread(settings, stack)
     log.info(
         "embedded mode: local Ray (%s logical CPUs) and one dispatcher", settings.embedded_ray_cpus
     )
+    return dispatcher.wake
 
 
 def install_drain_handlers(dispatcher: Dispatcher, drain_seconds: float) -> None:

@@ -13,6 +13,7 @@ from service.api.deps import (
     AppSettings,
     Cursor,
     JobId,
+    JobQueuedHook,
     Limit,
     Sessions,
     decode_cursor,
@@ -87,6 +88,7 @@ def post_job(
     principal: CurrentUser,
     sessions: Sessions,
     settings: AppSettings,
+    on_job_queued: JobQueuedHook,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     # The stored spec shows every default, the server's max_attempts included.
@@ -121,6 +123,8 @@ def post_job(
             )
     if not created:
         response.status_code = status.HTTP_200_OK
+    elif on_job_queued is not None:
+        on_job_queued()  # after the commit: the dispatcher must be able to claim it
     return job_out(job, principal.name)
 
 
