@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench chaos clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service workers
 	$(VENV)/bin/python -m pytest
+
+# The reliability suite (docs/reliability.md): not part of `make test`; ~30-60 min.
+chaos: $(STAMP)
+	LAGTRAIN_CHAOS=1 LAGTRAIN_CHAOS_REPORT=$(CURDIR)/chaos-report.jsonl \
+		$(VENV)/bin/python -m pytest -q -s --timeout=3600 tests/chaos
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.api import (
+    audit,
     cluster,
     datasets,
     health,
@@ -22,6 +23,8 @@ from service.api import (
 )
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.api.stream_guard import StreamSlots
+from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
@@ -40,9 +43,13 @@ def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
         requeue_expired(session=session, actor="reaper:server-start")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, *, on_job_queued: Callable[[], None] | None = None
+) -> FastAPI:
     """The API over the store at settings.database_url (already migrated). On start,
-    an empty store gets its admin user (see service.bootstrap)."""
+    an empty store gets its admin user (see service.bootstrap). `on_job_queued` is
+    called after each committed submit: `server --embedded` passes its in-process
+    dispatcher's wake-up, so a job starts without waiting for the next poll."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
 
@@ -62,6 +69,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    app.state.stream_slots = StreamSlots()
+    app.state.on_job_queued = on_job_queued
+    app.state.stream_hub = StreamHub(sessions)  # one store poller per watched job
     install_error_handlers(app)
     for router in (
         health.router,
@@ -71,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         users.router,
         cluster.router,
         sweeps.router,
+        audit.router,
         job_history.router,
         jobs_feed.router,
         ui_routes.router,
@@ -86,3 +97,9 @@ def create_app(settings: Settings) -> FastAPI:
         },
     )
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory in each worker process of `lagtrain server` with
+    LAGTRAIN_WEB_WORKERS > 1: every process builds its own settings object."""
+    return create_app(Settings())

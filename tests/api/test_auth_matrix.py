@@ -57,6 +57,11 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ),
     ("GET", "/v1/users"): RouteCase("admin"),
     ("GET", "/v1/users/me"): RouteCase("user"),
+    ("PATCH", "/v1/users/{user_id}"): RouteCase(
+        "admin", 200, lambda ids: {"json": {"quota": {"max_queued_jobs": 50}}}
+    ),
+    ("GET", "/v1/tokens"): RouteCase("user"),
+    ("GET", "/v1/audit"): RouteCase("admin"),
     ("POST", "/v1/tokens"): RouteCase("user", 201),
     ("DELETE", "/v1/tokens/{token_id}"): RouteCase("own_token", 204),
     ("GET", "/v1/cluster"): RouteCase("user"),
@@ -113,7 +118,7 @@ class World:
 def world(api: Api) -> World:
     """alice owns a finished job with metrics and a checkpoint, a sweep, and a spare token;
     bob is another user; alice also has a revoked token."""
-    _alice_id, alice = api.create_user("alice")
+    alice_id, alice = api.create_user("alice")
     _bob_id, bob = api.create_user("bob")
     revoked = api.client.post("/v1/tokens", headers=alice).json()
     assert api.client.delete(f"/v1/tokens/{revoked['id']}", headers=alice).status_code == 204
@@ -153,6 +158,7 @@ def world(api: Api) -> World:
             "checkpoint_id": checkpoint.id,
             "token_id": spare["id"],
             "sweep_id": sweep.json()["id"],
+            "user_id": alice_id,
         },
     )
 
