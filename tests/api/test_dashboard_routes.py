@@ -8,11 +8,14 @@ import re
 
 import anyio
 import httpx
+import pytest
 
 from service.api.jobs_feed import _pages
-from service.store.users import Principal
+from service.store.db import transaction
+from service.store.users import Principal, revoke_token
 from service.ui.security import CONTENT_SECURITY_POLICY
-from tests.api.conftest import Api, assert_json_error
+from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
+from tests.api.test_metrics_and_events import parse_sse
 
 
 def test_page_and_assets_carry_a_csp_that_allows_only_own_scripts(api: Api) -> None:
@@ -85,8 +88,19 @@ def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
     first = api.submit(alice)
     viewer = Principal(user_id=alice_id, name="alice", role="user", token_id=0)
 
+    async def always() -> bool:
+        return True
+
     async def two_pages() -> list[dict[str, object]]:
-        feed = _pages(api.sessions, viewer, status_filter=None, owner=None, limit=10, cursor=None)
+        feed = _pages(
+            api.sessions,
+            viewer,
+            status_filter=None,
+            owner=None,
+            limit=10,
+            cursor=None,
+            still_allowed=always,
+        )
         pages = [json.loads((await feed.__anext__())["data"])]
         api.submit(alice)  # a new job changes the page
         pages.append(json.loads((await feed.__anext__())["data"]))
@@ -118,3 +132,24 @@ def test_state_changes_need_the_bearer_header_not_a_cookie(api: Api) -> None:
     assert_json_error(forged, 401)
     assert "access-control-allow-origin" not in forged.headers
     assert api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()["status"] == "queued"
+
+
+@pytest.mark.timeout(60)
+def test_jobs_feed_closes_when_its_token_is_revoked_and_holds_a_stream_slot(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(stream_auth_recheck_seconds=0.2, max_streams_per_user=1)
+    alice_id, first = api.create_user("alice")
+    created = api.client.post("/v1/tokens", headers=first).json()
+    alice = bearer(created["token"])
+    api.submit(alice)
+    with api.client.stream("GET", "/v1/feeds/jobs", headers=alice) as response:
+        events = parse_sse(response.iter_lines())
+        assert next(events).event == "jobs"
+        second = api.client.get("/v1/feeds/jobs", headers=first)
+        assert "max_streams_per_user" in assert_json_error(second, 429)
+        with transaction(api.sessions) as session:
+            actor = Principal(user_id=alice_id, name="alice", role="user", token_id=0)
+            revoke_token(session=session, token_id=created["id"], actor=actor)
+        assert list(events) == []  # the server closed the feed
+    assert_json_error(api.client.get("/v1/feeds/jobs", headers=alice), 401)
