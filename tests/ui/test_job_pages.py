@@ -63,14 +63,14 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     expect(page.locator("#chart-loss .scatterlayer .trace")).to_have_count(1)
     expect(page.locator("#chart-raster .hm, #chart-raster image").first).to_be_attached()
     # Closed, the raster stops redrawing; opened again, it catches up with the curves.
-    page.click("#raster summary")
+    page.click("#raster summary", no_wait_after=True)
     expect(page.locator("#chart-raster")).to_be_hidden()
     closed_at = drawn_rounds(page, "#chart-raster")
     wait_until(
         lambda: drawn_rounds(page, "#chart-loss") > closed_at + 2, timeout=60, what="new rounds"
     )
     assert drawn_rounds(page, "#chart-raster") <= closed_at + 1
-    page.click("#raster summary")
+    page.click("#raster summary", no_wait_after=True)
     wait_until(
         lambda: drawn_rounds(page, "#chart-raster") > closed_at + 2, timeout=10, what="the raster"
     )

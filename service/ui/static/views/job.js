@@ -5,7 +5,9 @@ import { line, plot, rasterTrace, validationMetric } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge, when } from "../dom.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const REDRAW_MS = 200; // at most five redraws a second however fast records arrive
+// At most five redraws a second however fast records arrive, and never more than a
+// third of the time spent drawing: a slow machine keeps its page responsive.
+const REDRAW_MS = 200;
 
 export async function render(root, params, signal) {
   const jobId = Number(params.id);
@@ -82,13 +84,16 @@ export async function render(root, params, signal) {
 
   let drawTimer = null;
   let drawnAt = 0;
+  let drawCost = 0;
   function scheduleDraw() {
     if (drawTimer !== null) return;
+    const gap = Math.max(REDRAW_MS, 3 * drawCost); // from the start of the last draw
     drawTimer = setTimeout(() => {
       drawTimer = null;
       drawnAt = performance.now();
       draw();
-    }, Math.max(0, REDRAW_MS - (performance.now() - drawnAt)));
+      drawCost = performance.now() - drawnAt;
+    }, Math.max(0, gap - (performance.now() - drawnAt)));
   }
 
   function column(name) {
