@@ -166,7 +166,9 @@ def test_sweep_page_plots_trials_and_highlights_the_front(stack: Stack, page: Pa
         )
         done = client.sweep(sweep["id"])
     assert done["status"] == "succeeded", done
-    sign_in(page, stack.url, token, f"#/sweeps/{sweep['id']}")
+    sign_in(page, stack.url, token, "#/sweeps")
+    page.locator("#sweeps tbody tr").first.locator("a").first.click()
+    expect(page).to_have_url(re.compile(rf"#/sweeps/{sweep['id']}$"))
     expect(page.locator("#trials tbody tr")).to_have_count(2)
     expect(page.locator("#trials tr.best")).to_have_count(len(done["best"]))
     # The highlighted trials (drawn in order of bytes) are the sweep's best ones.
