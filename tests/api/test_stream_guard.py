@@ -1,14 +1,14 @@
 """Open SSE streams re-check their token and close when it is revoked or the user is
-disabled; a user's concurrent streams are capped (429)."""
+disabled; a user's concurrent streams are capped (429); reads take no write lock."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.store.db import transaction
+from service.store.db import is_sqlite, make_engine, transaction
 from service.store.models import User
 from service.store.users import Principal, revoke_token, set_disabled
-from tests.api.conftest import MakeApi, assert_json_error, bearer
+from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
 from tests.api.test_metrics_and_events import parse_sse
 
 
@@ -58,3 +58,25 @@ def test_concurrent_streams_per_user_are_capped(make_api: MakeApi) -> None:
     # The slot is free again once the stream ended.
     with api.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=alice) as again:
         assert again.status_code == 200
+
+
+@pytest.mark.timeout(120)
+def test_reads_do_not_wait_for_a_writer_on_sqlite(api: Api, db_url: str) -> None:
+    """A writer holding SQLite's write lock does not hold up probes, GETs or
+    authentication (they would wait out the busy timeout and fail if they took it)."""
+    if not is_sqlite(db_url):
+        pytest.skip("PostgreSQL readers never take a write lock")
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    assert api.client.get("/v1/users/me", headers=alice).status_code == 200  # last use noted
+    engine = make_engine(db_url)
+    writer = engine.connect()
+    writer.begin()  # BEGIN IMMEDIATE: the write lock is held until rollback
+    try:
+        for path in ("/readyz", "/metrics", "/v1/users/me", "/v1/jobs", f"/v1/jobs/{job_id}"):
+            r = api.client.get(path, headers=alice)
+            assert r.status_code == 200, (path, r.text)
+    finally:
+        writer.rollback()
+        writer.close()
+        engine.dispose()
