@@ -286,3 +286,44 @@ def workspace(prefix: str) -> Iterator[tuple[Path, ProcessGroup]]:
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+@contextmanager
+def api_server(
+    workdir: Path, processes: ProcessGroup, *, database_url: str, extra_env: dict[str, str]
+) -> Iterator[Service]:
+    """Migrate `database_url` and start `lagtrain server` alone (no dispatcher, no
+    Ray): for benchmarks of the API itself. Stopped on exit."""
+    token = secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "LAGTRAIN_DATABASE_URL": database_url,
+        "LAGTRAIN_ARTIFACTS_URL": str(workdir / "artifacts"),
+        "LAGTRAIN_STATE_DIR": str(workdir / "state"),
+        "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": token,
+        "PYTHONUNBUFFERED": "1",
+        **extra_env,
+    }
+    lagtrain = str(BIN / "lagtrain")
+    subprocess.run(
+        [lagtrain, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120
+    )
+    mark = len(processes.procs)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    processes.spawn(
+        f"server-{port}", [lagtrain, "server", "--host", "127.0.0.1", "--port", str(port)], env
+    )
+
+    def ready() -> bool:
+        processes.check_alive()
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, timeout=STARTUP_DEADLINE_S, what="the API server", every=0.2)
+        yield Service(port=port, token=token, processes=processes)
+    finally:
+        processes.stop(since=mark)

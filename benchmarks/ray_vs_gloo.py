@@ -11,6 +11,10 @@ completed rounds after --warmup rounds, leaving out the last round (it evaluates
 and checkpoints on the Ray path). Repeats alternate Ray and gloo.
 
     .venv/bin/python benchmarks/ray_vs_gloo.py [--rounds 60] [--hidden 256] [--quick]
+    .venv/bin/python benchmarks/ray_vs_gloo.py --gloo-only --repeats 5   # teardown check
+
+The gloo ranks tear their group down in step (barrier, destroy, then a process
+barrier) so that no rank exits under another one's teardown.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import socket
 import statistics
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,8 @@ from workers.training.flat import flat_params, from_numpy, to_numpy
 from workers.training.optim import OptimizerState, optimizer_step
 from workers.training.replica import Replica
 
-GOAL = 1.3
+GOAL = 1.15
+GLOO_TIMEOUT_S = 300
 NEVER = 10_000_000  # eval/checkpoint interval that only the last round hits
 
 
@@ -79,11 +85,17 @@ def ray_round_times(spec: dict[str, Any], artifacts: Path) -> list[float]:
     return stamps
 
 
-def gloo_rank(rank: int, spec: dict[str, Any], world: int, port: int, out: str) -> None:
+def gloo_rank(
+    rank: int, spec: dict[str, Any], world: int, port: int, out: str, done: Any
+) -> None:
     """One gloo process: the same Replica as a Ray replica actor, one torch thread."""
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=GLOO_TIMEOUT_S),
     )
     try:
         parsed = resolve(spec)
@@ -105,8 +117,13 @@ def gloo_rank(rank: int, spec: dict[str, Any], world: int, port: int, out: str) 
             stamps.append(time.perf_counter())
         if rank == 0:
             Path(out).write_text(json.dumps(stamps))
+        dist.barrier()  # nobody tears down while another rank still reduces
     finally:
         dist.destroy_process_group()
+    # Rank 0 hosts the rendezvous store: it must outlive every rank's teardown, or a
+    # rank still destroying its group aborts ("terminate called without an active
+    # exception", exit -6). All ranks leave together once every group is destroyed.
+    done.wait(timeout=GLOO_TIMEOUT_S)
 
 
 def gloo_round_times(spec: dict[str, Any], workdir: Path) -> list[float]:
@@ -117,13 +134,19 @@ def gloo_round_times(spec: dict[str, Any], workdir: Path) -> list[float]:
     # Same thread budget as a Ray actor, also for the intra-op pool's start-up.
     os.environ["OMP_NUM_THREADS"] = "1"
     context = multiprocessing.get_context("spawn")
+    done = context.Barrier(world)
     ranks = [
-        context.Process(target=gloo_rank, args=(rank, spec, world, port, str(out)))
+        context.Process(target=gloo_rank, args=(rank, spec, world, port, str(out), done))
         for rank in range(world)
     ]
     for process in ranks:
         process.start()
+    deadline = time.monotonic() + GLOO_TIMEOUT_S + 600
     for process in ranks:
+        process.join(timeout=max(1.0, deadline - time.monotonic()))
+    stuck = [p for p in ranks if p.is_alive()]
+    for process in stuck:
+        process.kill()
         process.join()
     failed = [p.exitcode for p in ranks if p.exitcode != 0]
     if failed:
@@ -150,10 +173,23 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 15 rounds, hidden 64, one pair"
     )
+    parser.add_argument(
+        "--gloo-only",
+        action="store_true",
+        help="only the gloo side, --repeats times in a row (the clean-teardown check)",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.hidden, args.warmup, args.repeats = 15, 64, 3, 1
+        args.rounds, args.hidden, args.warmup = 15, 64, 3
+        args.repeats = args.repeats if args.gloo_only else 1
     spec = job_spec(args)
+    if args.gloo_only:
+        with tempfile.TemporaryDirectory(prefix="lagtrain-gloo-") as tmp:
+            for repeat in range(args.repeats):
+                ms = per_round(gloo_round_times(spec, Path(tmp)), args.warmup) * 1e3
+                print(f"gloo run {repeat + 1}/{args.repeats}: {ms:.1f} ms/round, clean exit "
+                      f"{_load()}", flush=True)
+        return
 
     import ray
 

@@ -46,7 +46,7 @@ from service.schemas.gang import COORDINATOR_BUNDLE
 from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 
-GOAL = 1.10
+GOAL = 0.75
 
 
 def job_spec(args: argparse.Namespace) -> dict[str, Any]:

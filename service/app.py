@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api import audit, cluster, datasets, health, job_data, jobs, sweeps, users
+from service.api import (
+    audit,
+    cluster,
+    datasets,
+    health,
+    job_data,
+    job_history,
+    jobs,
+    jobs_feed,
+    sweeps,
+    users,
+)
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
 from service.api.stream_guard import StreamSlots
+from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
 from service.store.attempts import requeue_expired
 from service.store.db import make_engine, make_sessionmaker, transaction
+from service.ui import routes as ui_routes
+from service.ui.security import UiSecurityHeaders
 
 API_VERSION = "1"
 
@@ -29,9 +43,13 @@ def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
         requeue_expired(session=session, actor="reaper:server-start")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, *, on_job_queued: Callable[[], None] | None = None
+) -> FastAPI:
     """The API over the store at settings.database_url (already migrated). On start,
-    an empty store gets its admin user (see service.bootstrap)."""
+    an empty store gets its admin user (see service.bootstrap). `on_job_queued` is
+    called after each committed submit: `server --embedded` passes its in-process
+    dispatcher's wake-up, so a job starts without waiting for the next poll."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
 
@@ -52,6 +70,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.stream_slots = StreamSlots()
+    app.state.on_job_queued = on_job_queued
+    app.state.stream_hub = StreamHub(sessions)  # one store poller per watched job
     install_error_handlers(app)
     for router in (
         health.router,
@@ -62,8 +82,13 @@ def create_app(settings: Settings) -> FastAPI:
         cluster.router,
         sweeps.router,
         audit.router,
+        job_history.router,
+        jobs_feed.router,
+        ui_routes.router,
     ):
         app.include_router(router)
+    app.mount("/ui/static", ui_routes.static_files(), name="ui-static")
+    app.add_middleware(UiSecurityHeaders)
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_request_bytes,
@@ -72,3 +97,9 @@ def create_app(settings: Settings) -> FastAPI:
         },
     )
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory in each worker process of `lagtrain server` with
+    LAGTRAIN_WEB_WORKERS > 1: every process builds its own settings object."""
+    return create_app(Settings())

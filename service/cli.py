@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from contextlib import ExitStack
 from types import FrameType
 from typing import Annotated
 
 import typer
 
+from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_sweeps import sweeps_app
 from service.settings import Settings
@@ -24,15 +26,20 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.registered_commands.extend(jobs_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)
+app.registered_commands.extend(demo_app.registered_commands)
 
 
-def start_components(settings: Settings, *, embedded: bool, stack: ExitStack) -> None:
+def start_components(
+    settings: Settings, *, embedded: bool, stack: ExitStack
+) -> Callable[[], None] | None:
     """Start what runs beside the API in this process tree; ``stack`` stops it when
-    the server exits. Embedded mode adds a local Ray and one dispatcher."""
+    the server exits. Embedded mode adds a local Ray and one dispatcher, and returns
+    the dispatcher's wake-up for the submit route."""
     if embedded:
         from workers.embedded import start_embedded
 
-        start_embedded(settings, stack)
+        return start_embedded(settings, stack)
+    return None
 
 
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -69,17 +76,36 @@ def server(
     # dispatcher and Ray; workers.ray_runtime keeps this handler across ray.init.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with ExitStack() as stack:
-        start_components(settings, embedded=embedded, stack=stack)
+        wake_dispatcher = start_components(settings, embedded=embedded, stack=stack)
         typer.echo(
-            f"lagtrain: API on http://{settings.host}:{settings.port} (docs at /docs); "
+            f"lagtrain: dashboard on http://{settings.host}:{settings.port}/ "
+            "(API under /v1, docs at /docs); "
             f"the admin token is in {settings.state_dir / 'admin-token'} "
             "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
         )
+        if settings.web_workers > 1 and not embedded:
+            # Separate processes: each builds its app from the environment.
+            uvicorn.run(
+                "service.app:create_app_from_env",
+                factory=True,
+                workers=settings.web_workers,
+                host=settings.host,
+                port=settings.port,
+                log_level="info",
+            )
+            return
+        if embedded and settings.web_workers > 1:
+            log.warning("server --embedded runs one web worker beside its dispatcher")
         uvicorn.run(
-            create_app(settings),
+            create_app(
+                settings, on_job_queued=wake_dispatcher if settings.embedded_wakeup else None
+            ),
             host=settings.host,
             port=settings.port,
             log_level="info",
+            # Open event streams must not hold a stopping server (SIGTERM -> exit
+            # within 10 s, docs/reliability.md).
+            timeout_graceful_shutdown=3,
         )
 
 

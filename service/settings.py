@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # uvicorn worker processes of `lagtrain server` (each has its own connection pool
+    # and SSE feeds); `server --embedded` always runs one, beside its dispatcher.
+    web_workers: int = Field(default=1, ge=1, le=64)
+    # `server --embedded`: the submit route wakes the in-process dispatcher at once.
+    # Off only to measure the polling baseline (benchmarks/embedded_wakeup.py).
+    embedded_wakeup: bool = True
 
     # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
     # then); a lease not renewed for lease_seconds is reaped and the job rerun.
@@ -52,6 +58,21 @@ class Settings(BaseSettings):
     # a GP ask over hundreds of trials takes seconds).
     sweep_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     sweep_step_lease_seconds: float = Field(default=60.0, gt=0)
+    # Riding through store outages (docs/reliability.md): a running job keeps training
+    # while its writes are retried; it gives up after this long, or once this many
+    # events wait to be written.
+    store_outage_seconds: float = Field(default=300.0, gt=0)
+    store_buffer_events: int = Field(default=100_000, ge=1)
+    # A queued job fails as unschedulable only above the largest cluster total seen
+    # over this window, or above the operator's ceiling where set (workers/capacity.py).
+    capacity_window_seconds: float = Field(default=600.0, gt=0)
+    capacity_ceiling_cpus: float | None = Field(default=None, ge=0)
+    capacity_ceiling_gpus: float | None = Field(default=None, ge=0)
+    # SIGTERM to `lagtrain worker` drains it: running jobs checkpoint after their
+    # current round and go back to the queue; the process exits within this bound.
+    drain_seconds: float = Field(default=25.0, gt=0, le=600)
+    # `lagtrain worker` waits this long for the Ray head (e.g. while it restarts).
+    ray_connect_seconds: float = Field(default=300.0, ge=0)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)

@@ -22,12 +22,15 @@ from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
 from service.store.lifecycle import JOBS_CHANNEL
+from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.ray_runtime import free_resources, total_resources
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_SECONDS = 2.0
+# How long a stopping dispatcher waits for its jobs to be handed back.
+SHUTDOWN_JOIN_SECONDS = 5.0
 
 
 class Waker:
@@ -94,6 +97,13 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
+        self._drain_deadline: float | None = None  # set once drain() was asked for
+        self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
+        self.capacity = CapacityWindow(
+            settings.capacity_window_seconds,
+            ceiling_cpus=settings.capacity_ceiling_cpus,
+            ceiling_gpus=settings.capacity_ceiling_gpus,
+        )
 
     def run_forever(self) -> None:
         log.info("dispatcher %s started", self.id)
@@ -102,7 +112,9 @@ class Dispatcher:
                 try:
                     if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
                         self._maintain()
-                    if self._claim_and_start():
+                    if self._drain_over():
+                        break
+                    if self._drain_deadline is None and self._claim_and_start():
                         continue
                     self._waker.wait(self.settings.poll_seconds)
                 except Exception:
@@ -115,17 +127,27 @@ class Dispatcher:
             self._shutdown()
 
     def stop(self) -> None:
+        """Stop now: running jobs go back to the queue at once (no attempt used); the
+        rounds since their last checkpoint are trained again."""
         self.stop_event.set()
+        self._waker.poke()
+
+    def wake(self) -> None:
+        """A job was queued in this process (`server --embedded`): claim now instead
+        of at the next poll. Thread-safe and cheap; the submit route calls it."""
         self._waker.poke()
 
     def _maintain(self) -> None:
         self._last_maintenance = time.monotonic()
+        self.maintenance_runs += 1
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
+        self.capacity.observe(total_cpus, total_gpus)
+        limit = self.capacity.largest()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
             for job in unschedulable_jobs(
-                session=session, total_cpus=total_cpus, total_gpus=total_gpus
+                session=session, total_cpus=limit.cpus, total_gpus=limit.gpus
             ):
                 fail_queued(
                     session=session,
@@ -133,7 +155,8 @@ class Dispatcher:
                     actor=f"dispatcher:{self.id}",
                     reason=(
                         f"the gang needs {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
-                        f" the whole Ray cluster has {total_cpus:g} CPU and {total_gpus:g} GPU"
+                        f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
+                        f" ({self.capacity.describe()})"
                     ),
                 )
             upsert_dispatcher(
@@ -142,6 +165,8 @@ class Dispatcher:
                 hostname=socket.gethostname(),
                 resources={
                     "total": {"CPU": total_cpus, "GPU": total_gpus},
+                    # What queued jobs are judged against (explain: waits for capacity).
+                    "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
                 },
@@ -183,6 +208,8 @@ class Dispatcher:
         thread = threading.Thread(target=run.run, name=f"job-{claimed.job_id}", daemon=True)
         with self._lock:
             self.runs[claimed.job_id] = (run, thread)
+            if self._drain_deadline is not None:  # drain() ran while we claimed
+                run.drain_requested.set()
         thread.start()
         # Ray's free resources only drop once the placement group is reserved; wait
         # for that before claiming again, so two claims never count the same CPUs.
@@ -194,12 +221,32 @@ class Dispatcher:
             self.runs.pop(job_id, None)
         self._waker.poke()
 
+    def drain(self, timeout_s: float) -> None:
+        """Stop claiming; each running job ends after its current round with a
+        checkpoint and goes back to the queue without using an attempt. The loop ends
+        when none is left, or after `timeout_s` (then as `stop`)."""
+        with self._lock:
+            runs = [run for run, _ in self.runs.values()]
+            self._drain_deadline = time.monotonic() + timeout_s
+        log.info("dispatcher %s: draining %d job(s) (at most %g s)", self.id, len(runs), timeout_s)
+        for run in runs:
+            run.drain_requested.set()
+        self._waker.poke()
+
+    def _drain_over(self) -> bool:
+        if self._drain_deadline is None:
+            return False
+        with self._lock:
+            idle = not self.runs
+        return idle or time.monotonic() >= self._drain_deadline
+
     def _shutdown(self) -> None:
         with self._lock:
             runs = list(self.runs.values())
         for run, _ in runs:
             run.stop_requested.set()
+        deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
         for _, thread in runs:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self._waker.close()
         log.info("dispatcher %s stopped", self.id)

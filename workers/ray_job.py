@@ -40,7 +40,7 @@ class RayJob:
         job_key: str,
         artifacts_url: str,
         datasets: Mapping[str, str] | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,  # None: the spec's model.dtype
         attempt: int = 1,
         rule: AggregationRule | None = None,
         memory: GangMemory | None = None,
@@ -51,6 +51,7 @@ class RayJob:
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
         self.actor_prefix = f"lagtrain-job{job_key}-attempt{attempt}"
+        self.attempt = attempt
         self.artifacts_url = artifacts_url
         self.datasets = dict(datasets or {})
         self.dtype = dtype
@@ -96,6 +97,7 @@ class RayJob:
             .options(
                 name=f"{self.actor_prefix}-driver",
                 num_cpus=bundles[0]["CPU"],
+                max_concurrency=2,  # request_stop() while run() streams
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self.pg, placement_group_bundle_index=0
                 ),
@@ -104,6 +106,7 @@ class RayJob:
                 spec,
                 rule=self.rule,
                 job_key=self.job_key,
+                attempt=self.attempt,
                 replicas=list(self.actors),
                 dtype=self.dtype,
                 artifacts_url=self.artifacts_url,
@@ -120,6 +123,11 @@ class RayJob:
         generator = self.driver.run.options(num_returns="streaming").remote()
         for ref in generator:
             yield ray.get(ref)
+
+    def request_stop(self) -> None:
+        """Ask the driver to end after the current round, with a checkpoint of it."""
+        if self.driver is not None:
+            self.driver.request_stop.remote()
 
     def stop(self) -> None:
         """Kill the actors and release the placement group; safe to call twice."""
@@ -138,7 +146,7 @@ def run_on_ray(
     *,
     job_key: str,
     artifacts_url: str,
-    dtype: str = "float32",
+    dtype: str | None = None,
     datasets: Mapping[str, str] | None = None,
     resume: tuple[str, str] | None = None,
     ready_timeout_s: float = 120.0,

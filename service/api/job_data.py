@@ -17,9 +17,10 @@ from service.api.deps import (
     Sessions,
     field_error,
 )
-from service.api.job_stream import JobStream, metric_record
+from service.api.job_stream import metric_record
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
+from service.api.stream_hub import StreamHub
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
@@ -80,10 +81,9 @@ def get_events(
     slots: StreamSlots = request.app.state.stream_slots
     slots.acquire(principal.user_id, settings.max_streams_per_user)
     recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
-    stream = JobStream(sessions, job_id=job_id, after_seq=after_seq, still_allowed=recheck)
-    return EventSourceResponse(
-        holding_slot(stream.messages(), lambda: slots.release(principal.user_id))
-    )
+    hub: StreamHub = request.app.state.stream_hub
+    stream = hub.watch(job_id, after_seq=after_seq, still_allowed=recheck)
+    return EventSourceResponse(holding_slot(stream, lambda: slots.release(principal.user_id)))
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))

@@ -1,5 +1,7 @@
-"""The SSE stream of one job: the current status first, then metric records (SSE id
-= seq) and status changes as they happen; it closes once a terminal status is sent.
+"""Reading one job's SSE material from the store: the current status with the job's
+highest stored seq (where a watcher starts), then polls for new status events and
+metric records. service.api.stream_hub runs one such poller per job for all of its
+watchers and sends the messages built here.
 
 Each poll uses its own short session and reads the job's status events *before* its
 metrics: a worker's last metrics are committed no later than its terminal status, so
@@ -8,24 +10,21 @@ when the first read sees a terminal status the second read sees every metric.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
-import anyio
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
-from service.errors import NotFound
 from service.schemas.jobs import MetricRecord, StatusEvent
 from service.store.db import read_transaction
 from service.store.jobs import events_after, get_job, latest_event
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Job, JobEvent, Metric
 
-POLL_SECONDS = 0.25
 BATCH = 500
 
 Message = dict[str, str]
+# (status changes with their times, metrics, the terminal status, the newest status)
+Poll = tuple[list[tuple[datetime, Message]], list[Metric], StatusEvent | None, StatusEvent | None]
 
 
 def metric_record(metric: Metric) -> MetricRecord:
@@ -50,27 +49,22 @@ def _status_from_event(event: JobEvent, job: Job) -> StatusEvent:
 
 
 class JobStream:
-    """One client's view of one job; ``after_seq`` comes from Last-Event-ID."""
+    """The store-side cursor of one job's stream; ``after_seq``: the last seq sent."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        *,
-        job_id: int,
-        after_seq: int,
-        still_allowed: Callable[[], Awaitable[bool]] | None = None,
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, job_id: int, after_seq: int) -> None:
         self.sessions = sessions
-        # Asked between polls; False closes the stream (service.api.stream_guard).
-        self.still_allowed = still_allowed
         self.job_id = job_id
         self.last_seq = after_seq
         self.last_event_id = 0
 
-    def _current(self) -> StatusEvent:
+    def start(self) -> StatusEvent:
+        """The current status; the cursor moves to the job's newest event and its
+        highest stored seq, read after that event (so a terminal status here means
+        every metric is at or below the cursor)."""
         with read_transaction(self.sessions) as session:
             event = latest_event(session=session, job_id=self.job_id)
             job = get_job(session=session, job_id=self.job_id)
+        self.last_seq = job.last_seq
         if event is None:
             return StatusEvent(
                 status=job.status, time=job.created_at, attempt=job.attempt, error=job.error
@@ -80,7 +74,8 @@ class JobStream:
         self.last_event_id = event.id
         return _status_from_event(event, job)
 
-    def _poll(self) -> tuple[list[tuple[datetime, Message]], list[Metric], StatusEvent | None]:
+    def poll(self) -> Poll:
+        """(status changes, metrics, terminal status, newest status) since the cursor."""
         with read_transaction(self.sessions) as session:
             events = events_after(session=session, job_id=self.job_id, after_id=self.last_event_id)
             job = get_job(session=session, job_id=self.job_id)
@@ -89,46 +84,20 @@ class JobStream:
             )
         changes: list[tuple[datetime, Message]] = []
         terminal: StatusEvent | None = None
+        newest: StatusEvent | None = None
         for event in events:
             self.last_event_id = event.id
-            status = _status_from_event(event, job)
+            newest = _status_from_event(event, job)
             if event.to_status in TERMINAL:
-                terminal = status
+                terminal = newest
             else:
-                changes.append((event.at, _status_message(status)))
+                changes.append((event.at, status_message(newest)))
         if metrics:
             self.last_seq = metrics[-1].seq
-        return changes, metrics, terminal
-
-    async def messages(self) -> AsyncIterator[Message]:
-        try:
-            first = await run_in_threadpool(self._current)
-        except NotFound:  # deleted since the route checked it: nothing left to stream
-            return
-        yield _status_message(first)
-        terminal_sent = first.status in TERMINAL
-        pending: StatusEvent | None = None
-        while True:
-            try:
-                changes, metrics, terminal = await run_in_threadpool(self._poll)
-            except NotFound:
-                return
-            for message in _merge(changes, metrics):
-                yield message
-            pending = terminal or pending
-            if len(metrics) == BATCH:
-                continue  # drain the backlog before a terminal status and before waiting
-            if pending is not None and not terminal_sent:
-                yield _status_message(pending)
-                terminal_sent = True
-            if terminal_sent:
-                return
-            if self.still_allowed is not None and not await self.still_allowed():
-                return
-            await anyio.sleep(POLL_SECONDS)
+        return changes, metrics, terminal, newest
 
 
-def _merge(changes: list[tuple[datetime, Message]], metrics: list[Metric]) -> list[Message]:
+def merge(changes: list[tuple[datetime, Message]], metrics: list[Metric]) -> list[Message]:
     """Interleave status changes and metrics by time, keeping each list's own order
     (metrics stay in seq order); a change sorts before a metric of the same instant."""
     merged: list[Message] = []
@@ -137,7 +106,7 @@ def _merge(changes: list[tuple[datetime, Message]], metrics: list[Metric]) -> li
         while i < len(changes) and _utc(changes[i][0]) <= _utc(metric.time):
             merged.append(changes[i][1])
             i += 1
-        merged.append(_metric_message(metric))
+        merged.append(metric_message(metric))
     merged.extend(message for _at, message in changes[i:])
     return merged
 
@@ -146,11 +115,11 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _status_message(status: StatusEvent) -> Message:
+def status_message(status: StatusEvent) -> Message:
     return {"event": "status", "data": status.model_dump_json()}
 
 
-def _metric_message(metric: Metric) -> Message:
+def metric_message(metric: Metric) -> Message:
     return {
         "event": "metrics",
         "id": str(metric.seq),

@@ -8,11 +8,13 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.deps import (
     AppSettings,
     Cursor,
     JobId,
+    JobQueuedHook,
     Limit,
     Sessions,
     decode_cursor,
@@ -39,7 +41,7 @@ from service.store.jobs import (
 )
 from service.store.models import Job
 from service.store.quotas import check_can_submit
-from service.store.users import find_user_id, user_names
+from service.store.users import Principal, find_user_id, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -93,6 +95,7 @@ def post_job(
     principal: CurrentUser,
     sessions: Sessions,
     settings: AppSettings,
+    on_job_queued: JobQueuedHook,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     # The stored spec shows every default, the server's max_attempts included.
@@ -131,20 +134,27 @@ def post_job(
             )
     if not created:
         response.status_code = status.HTTP_200_OK
+    elif on_job_queued is not None:
+        on_job_queued()  # after the commit: the dispatcher must be able to claim it
     return job_out(job, principal.name)
 
 
-@router.get("", response_model=Page[JobOut], responses=errors(401))
-def get_jobs(
-    principal: CurrentUser,
-    sessions: Sessions,
-    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    owner: Annotated[
-        str | None, Query(max_length=100, description="owner's name (admins; others see own)")
-    ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
+OwnerFilter = Annotated[
+    str | None, Query(max_length=100, description="owner's name (admins; others see own)")
+]
+
+
+def jobs_page(
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    *,
+    status_filter: JobStatus | None,
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> Page[JobOut]:
+    """One page of the jobs `principal` may see, newest first (also the live feed's)."""
     before_id = decode_cursor(cursor)
     with read_transaction(sessions) as session:
         owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
@@ -160,6 +170,20 @@ def get_jobs(
     return Page[JobOut](
         data=[job_out(j, names[j.owner_id]) for j in jobs],
         next_cursor=next_cursor([j.id for j in jobs], limit),
+    )
+
+
+@router.get("", response_model=Page[JobOut], responses=errors(401))
+def get_jobs(
+    principal: CurrentUser,
+    sessions: Sessions,
+    status_filter: JobStatusFilter = None,
+    owner: OwnerFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[JobOut]:
+    return jobs_page(
+        sessions, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
     )
 
 

@@ -1,7 +1,7 @@
 """Containment for SSE streams: a per-user cap on concurrent streams (429), and an
 open stream's periodic re-check of the token that opened it (revoked, expired, or its
 user disabled -> the stream closes). Kept apart from the stream's polling
-(service.api.job_stream), which only asks `still_allowed()` between polls.
+(service.api.stream_hub), which only asks `still_allowed()` while a watcher waits.
 
 The cap counts the streams of this server process: with several API processes
 behind a balancer each enforces it separately (documented in docs/operations.md).
@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +22,7 @@ from service.errors import QuotaExceeded
 from service.store.db import transaction
 from service.store.users import token_still_live
 
-Message = dict[str, str]
+T = TypeVar("T")
 
 
 class StreamSlots:
@@ -80,9 +81,7 @@ class TokenRecheck:
         return await run_in_threadpool(self._live)
 
 
-async def holding_slot(
-    messages: AsyncIterator[Message], release: Callable[[], None]
-) -> AsyncIterator[Message]:
+async def holding_slot(messages: AsyncIterator[T], release: Callable[[], None]) -> AsyncIterator[T]:
     """`messages`, releasing the stream's slot however the stream ends (finished,
     closed by the re-check, or the client went away)."""
     try:

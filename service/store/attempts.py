@@ -209,6 +209,36 @@ def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: b
     )
 
 
+def release(*, session: Session, job_id: int, token: str, reason: str) -> Job:
+    """Hand a running job back to the queue without consuming an attempt (a worker
+    draining for a deploy): running -> queued, the attempt ends 'released', and
+    max_attempts grows by one so the attempts left stay as they were. While
+    cancelling, the job ends cancelled instead (nobody wants it rerun)."""
+    job = lease_holder(session=session, job_id=job_id, token=token)
+    if job.status == JobStatus.CANCELLING.value:
+        return lifecycle.transition(
+            session=session,
+            job=job,
+            to=JobStatus.CANCELLED,
+            actor=_actor(job),
+            reason=reason,
+            expect_token=token,
+        )
+    lifecycle.transition(
+        session=session,
+        job=job,
+        to=JobStatus.QUEUED,
+        actor=_actor(job),
+        reason=f"{reason}; handed back without using an attempt",
+        expect_token=token,
+        attempt_outcome="released",
+    )
+    # After the transition: it re-reads the row, discarding earlier changes.
+    job.max_attempts += 1
+    session.flush()
+    return job
+
+
 def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
     """cancelling -> cancelled, once the dispatcher has stopped the gang; -> failed
     when the time limit asked it to stop (its checkpoints are kept)."""

@@ -134,13 +134,29 @@ def _resource_reasons(
             )
         )
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
-    largest = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
-    if not any(_fits(required, total) for total in totals):
+    # What a dispatcher judges queued jobs against: the largest total it saw over its
+    # capacity window (or the operator's ceiling); older rows report only "total".
+    capacities = [
+        resource_view(d.resources, "capacity") or total
+        for d, total in zip(dispatchers, totals, strict=True)
+    ]
+    largest = max(capacities, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+    if not any(_fits(required, capacity) for capacity in capacities):
         reasons.append(
             BlockingReason(
                 kind="resources",
                 message=f"the gang needs {_describe(required)}; the largest cluster a "
                 f"dispatcher sees has {_describe(largest)}, so it can never start",
+            )
+        )
+        return reasons
+    if not any(_fits(required, total) for total in totals):
+        now = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+        reasons.append(
+            BlockingReason(
+                kind="resources",
+                message=f"waiting for capacity: the gang needs {_describe(required)}; the "
+                f"cluster has {_describe(now)} now but recently had {_describe(largest)}",
             )
         )
         return reasons

@@ -198,6 +198,27 @@ def transition(
     return job
 
 
+def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) -> Job:
+    """Append an event that changes no status (from = to = the current one), for
+    something a job's owner should see in its history, e.g. a resume that fell back
+    to an older checkpoint. Fenced like every write of a lease holder."""
+    job = lease_holder(session=session, job_id=job_id, token=token)
+    session.execute(
+        insert(table_of(JobEvent)),
+        {
+            "job_id": job.id,
+            "at": db_now(session),
+            "actor": actor,
+            "from_status": job.status,
+            "to_status": job.status,
+            "attempt": job.attempt,
+            "reason": reason,
+        },
+    )
+    session.flush()
+    return job
+
+
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     """The job, locked and re-read, if `token` is its current lease token; for fenced
     writes (metrics, checkpoints, the final status)."""

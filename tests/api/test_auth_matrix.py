@@ -69,7 +69,20 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/sweeps"): RouteCase("user"),
     ("GET", "/v1/sweeps/{sweep_id}"): RouteCase("sweep"),
     ("POST", "/v1/sweeps/{sweep_id}/cancel"): RouteCase("sweep", 202),
+    # The dashboard (issue 10): its page and assets hold no user data.
+    ("GET", "/"): RouteCase("public"),
+    ("GET", "/ui/vendor/plotly.min.js"): RouteCase("public"),
+    ("GET", "/ui/examples"): RouteCase("public"),
+    ("POST", "/ui/parse-spec"): RouteCase("public", 200, lambda ids: {"json": {"text": "a: 1"}}),
+    ("GET", "/v1/jobs/{job_id}/history"): RouteCase("job"),
+    ("GET", "/v1/feeds/jobs"): RouteCase("user"),
 }
+
+
+@pytest.fixture(autouse=True)
+def _short_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs feed ends after its first page here, so a plain request returns."""
+    monkeypatch.setattr("service.api.jobs_feed.FEED_SECONDS", 0.0)
 
 
 def expected_status(case: RouteCase, caller: str) -> int:

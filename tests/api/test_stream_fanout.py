@@ -1,0 +1,111 @@
+"""SSE fan-out through a real uvicorn: many watchers of one job share one store
+poller, and each of them, early or late, from the start or from a Last-Event-ID,
+receives the complete series exactly once and the terminal status last."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.client import SseEvent, parse_sse
+from service.settings import Settings
+from tests.api.conftest import ADMIN_TOKEN, SMALL_SPEC, Api, bearer
+from tests.e2e.conftest import free_port
+from tests.polling import wait_until
+
+EARLY_WATCHERS = 40
+LATE_WATCHERS = 20
+# More than one store page (BATCH = 500) in one append: the feed must drain it.
+BATCHES = [range(1, 4), range(4, 610), range(610, 700)]
+
+
+@dataclass
+class Server:
+    url: str
+    app: FastAPI
+    api: Api
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[Server]:
+    app = create_app(settings.model_copy(update={"bootstrap_admin_token": SecretStr(ADMIN_TOKEN)}))
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    wait_until(lambda: uv.started, timeout=30, what="uvicorn to start")
+    # Api drives the same store through TestClient-free helpers (claim, append, finish).
+    api = Api(client=None, settings=settings, sessions=app.state.sessions)  # type: ignore[arg-type]
+    try:
+        yield Server(f"http://127.0.0.1:{port}", app, api)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+@dataclass
+class Watcher:
+    after: int = 0
+    events: list[SseEvent] = field(default_factory=list)
+    greeted: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def watch(client: httpx.AsyncClient, job_id: int, watcher: Watcher) -> None:
+    headers = bearer(ADMIN_TOKEN)
+    if watcher.after:
+        headers["Last-Event-ID"] = str(watcher.after)
+    lines: list[str] = []
+    async with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if not line and not watcher.greeted.is_set():
+                watcher.greeted.set()  # the first event (the current status) arrived
+    watcher.events = list(parse_sse(lines))
+
+
+@pytest.mark.timeout(120)
+def test_many_watchers_share_one_poller_and_each_gets_the_complete_series(
+    server: Server, clean_db: None
+) -> None:
+    async def scenario() -> list[Watcher]:
+        limits = httpx.Limits(max_connections=EARLY_WATCHERS + LATE_WATCHERS + 5)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
+            r = await client.post("/v1/jobs", json=SMALL_SPEC, headers=bearer(ADMIN_TOKEN))
+            assert r.status_code == 201, r.text
+            job_id = r.json()["id"]
+            early = [Watcher() for _ in range(EARLY_WATCHERS)]
+            tasks = [asyncio.create_task(watch(client, job_id, w)) for w in early]
+            await asyncio.gather(*(w.greeted.wait() for w in early))
+            assert server.app.state.stream_hub.feeds() == 1
+            claimed = await asyncio.to_thread(server.api.claim)
+            await asyncio.to_thread(server.api.append, claimed, BATCHES[0])
+            await asyncio.to_thread(server.api.append, claimed, BATCHES[1])
+            # Late joiners: from the start, and from seqs on both sides of the feed.
+            late = [Watcher(after=after) for after in (0, 2, 300, 650) * (LATE_WATCHERS // 4)]
+            tasks += [asyncio.create_task(watch(client, job_id, w)) for w in late]
+            await asyncio.gather(*(w.greeted.wait() for w in late))
+            assert server.app.state.stream_hub.feeds() == 1
+            await asyncio.to_thread(server.api.append, claimed, BATCHES[2])
+            await asyncio.to_thread(server.api.finish, claimed)
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            return early + late
+
+    watchers = asyncio.run(scenario())
+    last = BATCHES[-1][-1]
+    for watcher in watchers:
+        metrics = [int(e.id or 0) for e in watcher.events if e.event == "metrics"]
+        assert metrics == list(range(watcher.after + 1, last + 1)), watcher.after
+        statuses = [e.data["status"] for e in watcher.events if e.event == "status"]
+        assert statuses[-1] == "succeeded" and watcher.events[-1].event == "status"
+        assert statuses[0] in {"queued", "running"}
+    assert server.app.state.stream_hub.feeds() == 0  # the feed ended with the job

@@ -1,0 +1,74 @@
+"""Embedded wake-up: a dispatcher whose poll interval is ten minutes still claims a
+job at once when the submit route wakes it (DESIGN §4 polls elsewhere; issue 13)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.app import create_app
+from service.settings import Settings
+from service.store.models import TERMINAL, Job
+from tests.api.conftest import ADMIN_TOKEN, bearer
+from tests.polling import wait_until
+from workers.dispatcher import Dispatcher
+
+pytestmark = pytest.mark.ray
+
+TINY_JOB = {
+    "task": {"kind": "lag_paper_linreg"},
+    "aggregation": {"strategy": "lag_wk"},
+    "distributed": {"workers": 2, "cpus_per_worker": 0.25},
+    "schedule": {"rounds": 3},
+}
+
+
+@pytest.fixture
+def sleepy_dispatcher(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
+) -> Iterator[Dispatcher]:
+    # model_copy skips validation: a poll far beyond the test's deadlines, so only a
+    # wake-up (or NOTIFY on PostgreSQL) can start the job in time.
+    sleepy = settings.model_copy(update={"poll_seconds": 600.0, "heartbeat_seconds": 0.5})
+    dispatcher = Dispatcher(sleepy, session_factory)
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    thread.start()
+    yield dispatcher
+    dispatcher.stop()
+    thread.join(timeout=60)
+
+
+def _status(sessions: sessionmaker[Session], job_id: int) -> str:
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job.status
+
+
+def test_the_submit_route_wakes_a_sleeping_dispatcher(
+    sleepy_dispatcher: Dispatcher, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    app = create_app(
+        settings.model_copy(update={"bootstrap_admin_token": SecretStr(ADMIN_TOKEN)}),
+        on_job_queued=sleepy_dispatcher.wake,
+    )
+    with TestClient(app) as client:
+        r = client.post("/v1/jobs", json=TINY_JOB, headers=bearer(ADMIN_TOKEN))
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        wait_until(
+            lambda: _status(session_factory, job_id) != "queued",
+            timeout=30,
+            what="the woken dispatcher to claim the job",
+        )
+        wait_until(
+            lambda: _status(session_factory, job_id) in {s.value for s in TERMINAL},
+            timeout=120,
+            what="the job to finish",
+        )
+    assert _status(session_factory, job_id) == "succeeded"
