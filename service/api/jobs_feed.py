@@ -10,14 +10,15 @@ import time
 from collections.abc import AsyncIterator
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import Cursor, Limit, Sessions, decode_cursor
+from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
 from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page
 from service.api.responses import errors
+from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
 from service.auth import CurrentUser
 from service.schemas.jobs import JobStatus
 from service.store.users import Principal
@@ -25,8 +26,8 @@ from service.store.users import Principal
 router = APIRouter(prefix="/v1/feeds", tags=["jobs"])
 
 POLL_SECONDS = 0.5
-# A feed ends after this long and the page reconnects: the token is checked again
-# then, so a revoked token does not keep a list streaming for hours.
+# A feed ends after this long and the page reconnects (its token is also re-checked
+# every stream_auth_recheck_seconds while it runs, service.api.stream_guard).
 FEED_SECONDS = 300.0
 
 
@@ -38,6 +39,7 @@ async def _pages(
     owner: str | None,
     limit: int,
     cursor: str | None,
+    still_allowed: TokenRecheck | None = None,
 ) -> AsyncIterator[dict[str, str]]:
     last = ""
     deadline = time.monotonic() + FEED_SECONDS
@@ -57,6 +59,8 @@ async def _pages(
             yield {"event": "jobs", "data": data}
         if time.monotonic() >= deadline:
             return
+        if still_allowed is not None and not await still_allowed():
+            return
         await anyio.sleep(POLL_SECONDS)
 
 
@@ -65,12 +69,14 @@ async def _pages(
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
-        **errors(401),
+        **errors(401, 422, 429),
     },
 )
 def jobs_feed(
+    request: Request,
     principal: CurrentUser,
     sessions: Sessions,
+    settings: AppSettings,
     status_filter: JobStatusFilter = None,
     owner: OwnerFilter = None,
     limit: Limit = 50,
@@ -78,13 +84,17 @@ def jobs_feed(
 ) -> EventSourceResponse:
     """SSE `jobs` events, each a page as GET /v1/jobs answers it with these filters."""
     decode_cursor(cursor)  # a bad cursor is a 422 now, not a broken stream later
-    return EventSourceResponse(
-        _pages(
-            sessions,
-            principal,
-            status_filter=status_filter,
-            owner=owner,
-            limit=limit,
-            cursor=cursor,
-        )
+    # The same per-user stream cap and token re-check as a job's stream.
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.acquire(principal.user_id, settings.max_streams_per_user)
+    recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
+    pages = _pages(
+        sessions,
+        principal,
+        status_filter=status_filter,
+        owner=owner,
+        limit=limit,
+        cursor=cursor,
+        still_allowed=recheck,
     )
+    return EventSourceResponse(holding_slot(pages, lambda: slots.release(principal.user_id)))

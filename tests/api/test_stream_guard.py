@@ -80,3 +80,22 @@ def test_reads_do_not_wait_for_a_writer_on_sqlite(api: Api, db_url: str) -> None
         writer.rollback()
         writer.close()
         engine.dispose()
+
+
+@pytest.mark.timeout(60)
+def test_the_dashboard_jobs_feed_is_capped_and_closes_for_a_disabled_user(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(stream_auth_recheck_seconds=0.2, max_streams_per_user=1)
+    alice_id, alice = api.create_user("alice")
+    api.submit(alice)
+    with api.client.stream("GET", "/v1/feeds/jobs", headers=alice) as response:
+        events = parse_sse(response.iter_lines())
+        assert next(events).event == "jobs"
+        second = api.client.get("/v1/feeds/jobs", headers=alice)
+        assert "max_streams_per_user" in assert_json_error(second, 429)
+        with transaction(api.sessions) as session:
+            user = session.get(User, alice_id)
+            assert user is not None
+            set_disabled(session=session, user=user, disabled=True)
+        assert list(events) == []  # closed by the re-check, long before FEED_SECONDS
