@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +78,10 @@ def file_size(url: str) -> int:
     """Size in bytes; FileNotFoundError if the file is missing."""
     fs, path = fsspec.core.url_to_fs(url)
     return int(fs.size(path))
+
+
+def remove_file(url: str) -> None:
+    """Delete the file at ``url``; a missing file is not an error."""
+    fs, path = fsspec.core.url_to_fs(url)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.artifacts import artifact_url
+from service.artifacts import artifact_url, remove_file
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
@@ -292,7 +292,8 @@ class JobRun:
             return
         token, attempt = self.claimed.fencing_token, self.claimed.attempt
 
-        def write(session: Session) -> None:
+        def write(session: Session) -> list[str]:
+            pruned: list[str] = []
             records: list[MetricIn] = []
             # In stream order: a checkpoint's seq covers the metrics sent before it.
             for event in [*batch, None]:
@@ -326,6 +327,10 @@ class JobRun:
                         sha256=event.sha256,
                         bytes=event.bytes,
                     )
+                    pruned += checkpoints.prune_checkpoints(
+                        session=session, job_id=self.job_id, keep=self.settings.checkpoints_keep
+                    )
+            return pruned
 
         for event in batch:
             if isinstance(event, RecordEvent):
@@ -338,7 +343,8 @@ class JobRun:
                         if k.startswith("val_") or k == "optimality_gap"
                     }
                 )
-        self._write(write)
+        for uri in self._write(write):  # retention: only after the rows are gone
+            remove_file(uri)
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:

@@ -32,7 +32,13 @@ from service.schemas.resolve import SpecError, resolve
 from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.explain import explain_job
-from service.store.jobs import enqueue, get_visible_job, list_jobs, request_cancel
+from service.store.jobs import (
+    enqueue,
+    find_by_idempotency_key,
+    get_visible_job,
+    list_jobs,
+    request_cancel,
+)
 from service.store.models import Job
 from service.store.quotas import check_can_submit
 from service.store.users import Principal, find_user_id, user_names
@@ -105,11 +111,15 @@ def post_job(
         )
         if problems:
             raise spec_errors(problems, spec)
-        cpus, gpus = gang_totals(resolved)
-        check_can_submit(
-            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
-            cpus=cpus, gpus=gpus,
+        replay = idempotency_key is not None and find_by_idempotency_key(
+            session=session, owner_id=principal.user_id, idempotency_key=idempotency_key
         )
+        if not replay:  # a retry of an accepted submit is answered, whatever the quota
+            cpus, gpus = gang_totals(resolved)
+            check_can_submit(
+                session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
+                cpus=cpus, gpus=gpus,
+            )
         job, created = enqueue(
             session=session,
             owner_id=principal.user_id,

@@ -7,7 +7,7 @@ changes — a status, progress or summary, a new or removed job."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Request
@@ -26,8 +26,8 @@ from service.store.users import Principal
 router = APIRouter(prefix="/v1/feeds", tags=["jobs"])
 
 POLL_SECONDS = 0.5
-# A feed ends after this long and the page reconnects (a fresh authentication);
-# meanwhile the stream guard re-checks the token like a job's stream does.
+# A feed ends after this long and the page reconnects (its token is also re-checked
+# every stream_auth_recheck_seconds while it runs, service.api.stream_guard).
 FEED_SECONDS = 300.0
 
 
@@ -39,7 +39,7 @@ async def _pages(
     owner: str | None,
     limit: int,
     cursor: str | None,
-    still_allowed: Callable[[], Awaitable[bool]],
+    still_allowed: TokenRecheck | None = None,
 ) -> AsyncIterator[dict[str, str]]:
     last = ""
     deadline = time.monotonic() + FEED_SECONDS
@@ -57,7 +57,9 @@ async def _pages(
         if data != last:
             last = data
             yield {"event": "jobs", "data": data}
-        if time.monotonic() >= deadline or not await still_allowed():
+        if time.monotonic() >= deadline:
+            return
+        if still_allowed is not None and not await still_allowed():
             return
         await anyio.sleep(POLL_SECONDS)
 
@@ -67,7 +69,7 @@ async def _pages(
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
-        **errors(401, 429),
+        **errors(401, 422, 429),
     },
 )
 def jobs_feed(
@@ -83,6 +85,7 @@ def jobs_feed(
     """SSE `jobs` events, each a page as GET /v1/jobs answers it with these filters.
     Counts against max_streams_per_user; closes once its token stops being valid."""
     decode_cursor(cursor)  # a bad cursor is a 422 now, not a broken stream later
+    # The same per-user stream cap and token re-check as a job's stream.
     slots: StreamSlots = request.app.state.stream_slots
     slots.acquire(principal.user_id, settings.max_streams_per_user)
     recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)

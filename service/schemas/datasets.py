@@ -43,6 +43,7 @@ class UploadLimits:
 # A CSV cell as long as a float's repr with room to spare; text is read in pieces.
 CSV_CELL_CHARS = 40
 TEXT_PIECE_CHARS = 1 << 20
+DISTINCT_SLICE_CHARS = 4096
 
 
 class DatasetRejected(ValueError):
@@ -132,12 +133,15 @@ def _text_shape(lines: Iterator[str], limits: UploadLimits) -> TextShape:
             later = next((i for i, char in enumerate(line) if char != first), None)
             if later is not None:
                 two_within = chars + later + 1
-        distinct.update(line)
-        if len(distinct) > limits.vocabulary:
-            raise DatasetRejected(
-                f"the text has more than {limits.vocabulary:,} distinct characters "
-                "(the server's vocabulary limit)"
-            )
+        # In slices: a text of a million distinct characters is refused after the
+        # first few thousand, not after building a set of all of them.
+        for start in range(0, len(line), DISTINCT_SLICE_CHARS):
+            distinct.update(line[start : start + DISTINCT_SLICE_CHARS])
+            if len(distinct) > limits.vocabulary:
+                raise DatasetRejected(
+                    f"the text has more than {limits.vocabulary:,} distinct characters "
+                    "(the server's vocabulary limit)"
+                )
         blank = blank and not line.strip()
         chars += len(line)
     if blank:

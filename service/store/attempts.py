@@ -23,6 +23,7 @@ from service.schemas.gang import GangMemory
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
+from service.store.db import db_now
 from service.store.jobs import latest_event
 from service.store.lifecycle import Claim, lease_holder
 from service.store.models import (
@@ -33,7 +34,6 @@ from service.store.models import (
     User,
     json_safe,
     table_of,
-    utcnow,
 )
 
 
@@ -126,7 +126,7 @@ def heartbeat(
     A running job past its owner's max_job_hours (their own, else
     `default_max_job_hours`, else the built-in default) is asked to stop here: the
     reply says cancel, and acknowledge_cancel ends it failed ("time limit ...")."""
-    now = now or utcnow()
+    now = now or db_now(session)
     expires = now + timedelta(seconds=lease_seconds)
     jobs = table_of(Job)
     values: dict[str, Any] = {"lease_expires_at": expires}
@@ -292,7 +292,7 @@ def requeue_expired(
     """End every attempt whose lease expired (outcome 'lost'): running jobs go back to
     queued, or to failed once they have used max_attempts; cancelling jobs become
     cancelled. Returns the ids of the jobs it changed."""
-    now = now or utcnow()
+    now = now or db_now(session)
     expired = session.scalars(
         select(Job)
         .where(Job.status.in_([s.value for s in ACTIVE]), Job.lease_expires_at < now)

@@ -73,6 +73,22 @@ def record_checkpoint(
     return checkpoint
 
 
+def prune_checkpoints(*, session: Session, job_id: int, keep: int) -> list[str]:
+    """Retention: delete all but the job's newest `keep` checkpoints (the final one
+    is always the newest); returns the removed files' URIs, for the caller to delete
+    once this transaction has committed."""
+    old = session.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.job_id == job_id)
+        .order_by(Checkpoint.round.desc())
+        .offset(keep)
+    ).all()
+    for checkpoint in old:
+        session.delete(checkpoint)
+    session.flush()
+    return [checkpoint.uri for checkpoint in old]
+
+
 def latest_checkpoint(*, session: Session, job_id: int) -> Checkpoint | None:
     return session.scalars(
         select(Checkpoint)

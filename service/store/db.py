@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,17 @@ def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     bind = factory.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
     with factory(bind=bind) as session, session.begin():
         yield session
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock (PostgreSQL), so that leases and their expiry are judged
+    by one clock whichever host writes them; SQLite runs in this process, whose clock
+    is the database's."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(text("SELECT clock_timestamp()"))
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 def ping(*, session: Session) -> None:

@@ -37,7 +37,7 @@ def enqueue(
     one raises IdempotencyConflict. Concurrent first uses of one key are resolved the
     same way."""
     if idempotency_key is not None:
-        existing = _find_by_idempotency_key(
+        existing = find_by_idempotency_key(
             session=session, owner_id=owner_id, idempotency_key=idempotency_key
         )
         if existing is not None:
@@ -75,7 +75,7 @@ def enqueue(
             return job, True
     except IntegrityError:
         # Another transaction used the key first (PostgreSQL waits for it to commit).
-        existing = _find_by_idempotency_key(
+        existing = find_by_idempotency_key(
             session=session, owner_id=owner_id, idempotency_key=idempotency_key
         )
         if existing is None:
@@ -83,7 +83,7 @@ def enqueue(
         return _replay(existing, request_sha256), False
 
 
-def _find_by_idempotency_key(
+def find_by_idempotency_key(
     *, session: Session, owner_id: int, idempotency_key: str
 ) -> Job | None:
     return session.scalars(

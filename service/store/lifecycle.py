@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
 from service.schemas.quota import QuotaDefaults
+from service.store.db import db_now
 from service.store.models import (
     ACTIVE,
     TERMINAL,
@@ -31,7 +32,6 @@ from service.store.models import (
     JobStatus,
     UtcDateTime,
     table_of,
-    utcnow,
 )
 from service.store.queue_order import next_candidate
 
@@ -155,7 +155,7 @@ def transition(
     target) and drops the lease; a failure's `reason` becomes the job's error.
     Entering queued NOTIFYs dispatchers (PostgreSQL, delivered at commit)."""
     to = JobStatus(to)
-    now = now or utcnow()
+    now = now or db_now(session)
     from_status: JobStatus | None
     if isinstance(job, Claim):
         if to is not JobStatus.RUNNING:
@@ -207,7 +207,7 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
         insert(table_of(JobEvent)),
         {
             "job_id": job.id,
-            "at": utcnow(),
+            "at": db_now(session),
             "actor": actor,
             "from_status": job.status,
             "to_status": job.status,

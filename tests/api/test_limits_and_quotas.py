@@ -181,3 +181,15 @@ def test_a_gang_larger_than_the_cpu_quota_is_429_at_submit(api: Api) -> None:
     _patch_quota(api, alice_id, max_cpus=1.5)
     r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice)
     assert "max_cpus" in assert_json_error(r, 429)
+
+
+def test_a_retried_submit_is_answered_even_when_the_queue_quota_is_full(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    _patch_quota(api, alice_id, max_queued_jobs=1)
+    key = {"Idempotency-Key": "once"}
+    first = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | key)
+    again = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | key)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    other = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | {"Idempotency-Key": "2"})
+    assert_json_error(other, 429)

@@ -37,7 +37,16 @@ class Server:
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[Server]:
-    app = create_app(settings.model_copy(update={"bootstrap_admin_token": SecretStr(ADMIN_TOKEN)}))
+    # Every watcher is the admin: lift the per-user stream cap (docs/operations.md).
+    watchers = EARLY_WATCHERS + LATE_WATCHERS
+    app = create_app(
+        settings.model_copy(
+            update={
+                "bootstrap_admin_token": SecretStr(ADMIN_TOKEN),
+                "max_streams_per_user": watchers,
+            }
+        )
+    )
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)

@@ -1,14 +1,14 @@
 """Open SSE streams re-check their token and close when it is revoked or the user is
-disabled; a user's concurrent streams are capped (429)."""
+disabled; a user's concurrent streams are capped (429); reads take no write lock."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.store.db import transaction
+from service.store.db import is_sqlite, make_engine, transaction
 from service.store.models import User
 from service.store.users import Principal, revoke_token, set_disabled
-from tests.api.conftest import MakeApi, assert_json_error, bearer
+from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
 from tests.api.test_metrics_and_events import parse_sse
 
 
@@ -58,3 +58,44 @@ def test_concurrent_streams_per_user_are_capped(make_api: MakeApi) -> None:
     # The slot is free again once the stream ended.
     with api.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=alice) as again:
         assert again.status_code == 200
+
+
+@pytest.mark.timeout(120)
+def test_reads_do_not_wait_for_a_writer_on_sqlite(api: Api, db_url: str) -> None:
+    """A writer holding SQLite's write lock does not hold up probes, GETs or
+    authentication (they would wait out the busy timeout and fail if they took it)."""
+    if not is_sqlite(db_url):
+        pytest.skip("PostgreSQL readers never take a write lock")
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    assert api.client.get("/v1/users/me", headers=alice).status_code == 200  # last use noted
+    engine = make_engine(db_url)
+    writer = engine.connect()
+    writer.begin()  # BEGIN IMMEDIATE: the write lock is held until rollback
+    try:
+        for path in ("/readyz", "/metrics", "/v1/users/me", "/v1/jobs", f"/v1/jobs/{job_id}"):
+            r = api.client.get(path, headers=alice)
+            assert r.status_code == 200, (path, r.text)
+    finally:
+        writer.rollback()
+        writer.close()
+        engine.dispose()
+
+
+@pytest.mark.timeout(60)
+def test_the_dashboard_jobs_feed_is_capped_and_closes_for_a_disabled_user(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(stream_auth_recheck_seconds=0.2, max_streams_per_user=1)
+    alice_id, alice = api.create_user("alice")
+    api.submit(alice)
+    with api.client.stream("GET", "/v1/feeds/jobs", headers=alice) as response:
+        events = parse_sse(response.iter_lines())
+        assert next(events).event == "jobs"
+        second = api.client.get("/v1/feeds/jobs", headers=alice)
+        assert "max_streams_per_user" in assert_json_error(second, 429)
+        with transaction(api.sessions) as session:
+            user = session.get(User, alice_id)
+            assert user is not None
+            set_disabled(session=session, user=user, disabled=True)
+        assert list(events) == []  # closed by the re-check, long before FEED_SECONDS

@@ -382,3 +382,53 @@ def test_sweeps_round_trip_keeps_the_jobs(empty_db_url: str) -> None:
         assert diffs(empty_db_url, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def _below(revision: str) -> str:
+    script = ScriptDirectory.from_config(migrate.alembic_config(""))
+    below = script.get_revision(revision).down_revision
+    assert isinstance(below, str)
+    return below
+
+
+def test_quotas_tokens_audit_round_trip_keeps_the_rows(empty_db_url: str) -> None:
+    """0007 down and up with users, tokens and jobs present: the rows stay; the new
+    columns come back NULL (server default quota, no expiry, no memory reservation)
+    and the audit table empty."""
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow(),
+                 "max_cpus": 3.0, "disabled_at": utcnow()},
+            ).scalar_one()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO api_tokens (user_id, token_sha256, created_at, expires_at)"
+                    " VALUES (:u, :h, :t, :t)"
+                ),
+                {"u": user_id, "h": "a" * 64, "t": utcnow()},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_events (at, actor_id, actor, action, target, detail)"
+                    " VALUES (:t, :u, 'admin:admin', 'user.created', 'user:1', '{}')"
+                ),
+                {"u": user_id, "t": utcnow()},
+            )
+        migrate.downgrade(empty_db_url, _below("0007"))
+        assert "audit_events" not in tables(empty_db_url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT name FROM users")).scalars().all() == ["ann"]
+            assert conn.execute(sa.text("SELECT count(*) FROM api_tokens")).scalar() == 1
+        migrate.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT max_cpus, disabled_at FROM users")).one()
+            assert tuple(row) == (None, None)
+            expires = conn.execute(sa.text("SELECT expires_at FROM api_tokens")).scalar()
+            assert expires is None
+            assert conn.execute(sa.text("SELECT count(*) FROM audit_events")).scalar() == 0
+    finally:
+        engine.dispose()

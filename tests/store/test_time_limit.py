@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.store.attempts import acknowledge_cancel, claim_next, heartbeat
-from service.store.checkpoints import record_checkpoint
+from service.store.checkpoints import prune_checkpoints, record_checkpoint
 from service.store.db import transaction
 from service.store.models import Checkpoint, User
 from tests.store.conftest import MakeUser, Submit, load_job
@@ -93,3 +93,32 @@ def test_the_server_default_applies_without_an_own_limit(
             default_max_job_hours=2.0,
         )
     assert reply.cancel_requested
+
+
+def test_retention_keeps_the_newest_checkpoints(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id = submit(make_user("carol"))
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
+        )
+    assert claimed is not None
+    removed: list[str] = []
+    for round_ in range(5):
+        with transaction(session_factory) as session:
+            record_checkpoint(
+                session=session,
+                job_id=job_id,
+                token=claimed.fencing_token,
+                round=round_,
+                seq=0,
+                uri=f"file:///c/{round_}",
+                sha256="0" * 64,
+                bytes=1,
+            )
+            removed += prune_checkpoints(session=session, job_id=job_id, keep=2)
+    assert removed == ["file:///c/0", "file:///c/1", "file:///c/2"]
+    with session_factory() as session:
+        kept = session.scalars(select(Checkpoint.round).where(Checkpoint.job_id == job_id))
+        assert sorted(kept) == [3, 4]

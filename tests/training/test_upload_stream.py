@@ -1,0 +1,83 @@
+"""Upload validation in one streaming pass: the same shape whatever the chunking
+(\\r\\n and multi-byte characters split across chunks), errors as before, and memory
+bounded by the chunk, not the file (a 50 MB text, a 10 MB CSV)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+
+from service.schemas.datasets import DatasetRejected, UploadLimits, validate_stream
+
+CHUNK = 1 << 20
+BOUND = 16 << 20  # peak Python allocations while validating, whatever the file size
+
+
+def split(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        ("ab\r\ncd\u00e9\u4e2d\rx\n\ny".encode(), "text"),
+        (b'label,a,b\r\n1,0.5,2\r\n\r\n0,1e-3,-4\n3,"7",8', "csv"),
+        ("aaaa\u00e9".encode(), "text"),
+    ],
+)
+def test_any_chunking_gives_the_same_shape(data: bytes, fmt: str) -> None:
+    whole = validate_stream([data], fmt)  # type: ignore[arg-type]
+    for size in range(1, 8):
+        assert validate_stream(split(data, size), fmt) == whole  # type: ignore[arg-type]
+
+
+def test_shapes_count_as_the_worker_reads() -> None:
+    shape = validate_stream([b"aa\r\nb"], "text")
+    assert shape.model_dump() == {"chars": 4, "distinct_chars": 3, "two_distinct_within": 3}
+
+
+def test_errors_name_the_position_and_limits() -> None:
+    with pytest.raises(DatasetRejected, match="byte 3"):
+        validate_stream(split(b"abc\xff", 2), "text")
+    with pytest.raises(DatasetRejected, match="more than 3 distinct"):
+        validate_stream([b"abcd"], "text", UploadLimits(vocabulary=3))
+    with pytest.raises(DatasetRejected, match="longer than"):
+        validate_stream([b"1" * 100], "csv", UploadLimits(csv_columns=2))
+    with pytest.raises(DatasetRejected, match="row 2 has 1 columns"):
+        validate_stream(split(b"1,2\n3\n", 1), "csv")
+
+
+def _text(megabytes: int) -> Iterator[bytes]:
+    line = ("to be or not to be, that is the question \u00e9t\u00e9\n" * 20_000).encode()
+    sent = 0
+    while sent < megabytes * 1_000_000:
+        yield from split(line, CHUNK)
+        sent += len(line)
+
+
+def _csv(megabytes: int) -> Iterator[bytes]:
+    rows = ("3," + ",".join(["0.1234"] * 64) + "\n") * 2_000
+    block = rows.encode()
+    sent = 0
+    while sent < megabytes * 1_000_000:
+        yield block
+        sent += len(block)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("fmt", "megabytes"), [("text", 50), ("csv", 10)])
+def test_memory_is_bounded_by_the_chunk_not_the_file(fmt: str, megabytes: int) -> None:
+    source = _text(megabytes) if fmt == "text" else _csv(megabytes)
+    tracemalloc.start()
+    try:
+        shape = validate_stream(source, fmt)  # type: ignore[arg-type]
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < BOUND, f"{peak / 2**20:.1f} MiB"
+    if fmt == "text":
+        assert shape.model_dump()["chars"] > megabytes * 900_000
+    else:
+        assert shape.model_dump()["columns"] == 65
