@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=None, help="override every scenario's")
     parser.add_argument("--xi", type=float, default=None, help="override the lazy rules' xi")
+    parser.add_argument("--bits", type=int, default=None, help="override LAQ's bits")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: threads only add overhead
     started = time.perf_counter()
@@ -195,9 +196,12 @@ def main() -> None:
                         twins[twin_key] = train(make_spec(scenario, pair.twin, **shape),
                                                 scenario.metric)
                     twin = twins[twin_key]
-                    lazy_setup = pair.lazy
+                    overrides: dict[str, Any] = {}
                     if args.xi is not None:
-                        lazy_setup = {**pair.lazy, "aggregation": {"xi": args.xi}}
+                        overrides["xi"] = args.xi
+                    if args.bits is not None and pair.lazy["strategy"] == "laq":
+                        overrides["bits"] = args.bits
+                    lazy_setup = {**pair.lazy, "aggregation": overrides}
                     lazy_spec = make_spec(scenario, lazy_setup, **shape)
                     lazy = train(lazy_spec, scenario.metric)
                     outcome, uploads, nbytes = compare(scenario, lazy, twin)
