@@ -93,10 +93,10 @@ PAIRS = {
                  {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}}),
     # LAQ is defined on (S)GD; under Adam, whose step divides by √v̂ per coordinate, the
     # 4-bit quantization error of small coordinates is amplified (docs/benchmarks.md).
-    "laq": Pair("laq", "LAQ+SGD b=4",
+    "laq": Pair("laq", "LAQ+SGD",
                 {"strategy": "laq", "optimizer": {"name": "sgd", "lr": 1.0}},
                 {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}}),
-    "laq_adam": Pair("laq_adam", "LAQ+Adam b=4", {"strategy": "laq", "optimizer": {"name": "adam"}},
+    "laq_adam": Pair("laq_adam", "LAQ+Adam", {"strategy": "laq", "optimizer": {"name": "adam"}},
                      {"strategy": "dense", "optimizer": {"name": "adam"}}),
 }
 
@@ -210,7 +210,8 @@ def main() -> None:
                            f"{twin.final:>10.4f} {lazy.final:>8.4f} "
                            f"{'-' if uploads is None else f'{uploads:.3f}':>12} "
                            f"{'-' if nbytes is None else f'{nbytes:.3f}':>10}  {outcome} "
-                           f"(xi {agg.xi:g}, max_staleness {agg.max_staleness}; "
+                           f"(xi {agg.xi:g}, max_staleness {agg.max_staleness}"
+                           f"{f', bits {agg.bits}' if agg.strategy == 'laq' else ''}; "
                            f"{lazy.seconds + twin.seconds:.0f} s)")
                     rows.append(row)
                     print(row, flush=True)
