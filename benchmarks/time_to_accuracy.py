@@ -137,7 +137,9 @@ def main() -> None:
         twin_final = next(m for _, m, _, _ in reversed(twin_history) if m is not None)
         target = twin_final * (1 + TARGET_SLACK)
         lazy_history = trajectory(pair.lazy, scenario, args.hidden, args.rounds, args.seed)
-        bits = 4 if pair.lazy["strategy"] == "laq" else None
+        lazy_spec = make_spec(scenario, pair.lazy, workers=WORKERS, hidden=args.hidden,
+                              seed=args.seed)
+        bits = lazy_spec.aggregation.bits if lazy_spec.aggregation.strategy == "laq" else None
         twin = to_target(f"dense ({key} twin)", twin_history, target, None)
         lazy = to_target(pair.lazy_label, lazy_history, target, bits)
         rows.append((twin, lazy))
