@@ -23,7 +23,7 @@ Two measurements on this machine, one projection:
 Goal (issue 12): the best lazy rule ≥ 3x faster than dense at 1 Gbit/s.
 
     nice -n 15 .venv/bin/python -m benchmarks.time_to_accuracy [--hidden 64] [--rounds 200]
-        [--device cpu|cuda] [--repeats 5]
+        [--device cpu|cuda] [--repeats 5] [--compute-ms MS]
 """
 
 from __future__ import annotations
@@ -124,9 +124,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", default="cada2,lasg,laq")
+    parser.add_argument("--compute-ms", type=float, default=None,
+                        help="use this per-evaluation time instead of measuring (e.g. a GPU's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     params, compute = compute_seconds(args.device, args.repeats)
+    if args.compute_ms is not None:
+        compute = args.compute_ms / 1e3
     print(f"5 M model: {params:,} parameters; one gradient evaluation {compute * 1e3:.1f} ms "
           f"on {args.device} (median of {args.repeats})", flush=True)
     scenario = SCENARIOS["char_lm"]
