@@ -42,6 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/lag_paper.py
 	$(PY) benchmarks/rnn_comm.py
+	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) benchmarks/service_overhead.py
 	$(PY) benchmarks/submit_latency.py
 	$(PY) benchmarks/ray_vs_gloo.py

@@ -93,10 +93,10 @@ PAIRS = {
                  {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}}),
     # LAQ is defined on (S)GD; under Adam, whose step divides by √v̂ per coordinate, the
     # 4-bit quantization error of small coordinates is amplified (docs/benchmarks.md).
-    "laq": Pair("laq", "LAQ+SGD b=4",
+    "laq": Pair("laq", "LAQ+SGD",
                 {"strategy": "laq", "optimizer": {"name": "sgd", "lr": 1.0}},
                 {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}}),
-    "laq_adam": Pair("laq_adam", "LAQ+Adam b=4", {"strategy": "laq", "optimizer": {"name": "adam"}},
+    "laq_adam": Pair("laq_adam", "LAQ+Adam", {"strategy": "laq", "optimizer": {"name": "adam"}},
                      {"strategy": "dense", "optimizer": {"name": "adam"}}),
 }
 
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=None, help="override every scenario's")
     parser.add_argument("--xi", type=float, default=None, help="override the lazy rules' xi")
+    parser.add_argument("--bits", type=int, default=None, help="override LAQ's bits")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: threads only add overhead
     started = time.perf_counter()
@@ -195,9 +196,12 @@ def main() -> None:
                         twins[twin_key] = train(make_spec(scenario, pair.twin, **shape),
                                                 scenario.metric)
                     twin = twins[twin_key]
-                    lazy_setup = pair.lazy
+                    overrides: dict[str, Any] = {}
                     if args.xi is not None:
-                        lazy_setup = {**pair.lazy, "aggregation": {"xi": args.xi}}
+                        overrides["xi"] = args.xi
+                    if args.bits is not None and pair.lazy["strategy"] == "laq":
+                        overrides["bits"] = args.bits
+                    lazy_setup = {**pair.lazy, "aggregation": overrides}
                     lazy_spec = make_spec(scenario, lazy_setup, **shape)
                     lazy = train(lazy_spec, scenario.metric)
                     outcome, uploads, nbytes = compare(scenario, lazy, twin)
@@ -206,7 +210,8 @@ def main() -> None:
                            f"{twin.final:>10.4f} {lazy.final:>8.4f} "
                            f"{'-' if uploads is None else f'{uploads:.3f}':>12} "
                            f"{'-' if nbytes is None else f'{nbytes:.3f}':>10}  {outcome} "
-                           f"(xi {agg.xi:g}, max_staleness {agg.max_staleness}; "
+                           f"(xi {agg.xi:g}, max_staleness {agg.max_staleness}"
+                           f"{f', bits {agg.bits}' if agg.strategy == 'laq' else ''}; "
                            f"{lazy.seconds + twin.seconds:.0f} s)")
                     rows.append(row)
                     print(row, flush=True)

@@ -23,7 +23,7 @@ Two measurements on this machine, one projection:
 Goal (issue 12): the best lazy rule ≥ 3x faster than dense at 1 Gbit/s.
 
     nice -n 15 .venv/bin/python -m benchmarks.time_to_accuracy [--hidden 64] [--rounds 200]
-        [--device cpu|cuda] [--repeats 5]
+        [--device cpu|cuda] [--repeats 5] [--compute-ms MS]
 """
 
 from __future__ import annotations
@@ -124,9 +124,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", default="cada2,lasg,laq")
+    parser.add_argument("--compute-ms", type=float, default=None,
+                        help="use this per-evaluation time instead of measuring (e.g. a GPU's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     params, compute = compute_seconds(args.device, args.repeats)
+    if args.compute_ms is not None:
+        compute = args.compute_ms / 1e3
     print(f"5 M model: {params:,} parameters; one gradient evaluation {compute * 1e3:.1f} ms "
           f"on {args.device} (median of {args.repeats})", flush=True)
     scenario = SCENARIOS["char_lm"]
@@ -137,7 +141,9 @@ def main() -> None:
         twin_final = next(m for _, m, _, _ in reversed(twin_history) if m is not None)
         target = twin_final * (1 + TARGET_SLACK)
         lazy_history = trajectory(pair.lazy, scenario, args.hidden, args.rounds, args.seed)
-        bits = 4 if pair.lazy["strategy"] == "laq" else None
+        lazy_spec = make_spec(scenario, pair.lazy, workers=WORKERS, hidden=args.hidden,
+                              seed=args.seed)
+        bits = lazy_spec.aggregation.bits if lazy_spec.aggregation.strategy == "laq" else None
         twin = to_target(f"dense ({key} twin)", twin_history, target, None)
         lazy = to_target(pair.lazy_label, lazy_history, target, bits)
         rows.append((twin, lazy))

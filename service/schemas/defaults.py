@@ -69,7 +69,8 @@ class RuleDefaults:
     optimizer's metric, ‖P·Δθ‖²/lr² (P = 1 under sgd, Adam's √v̂ + ε under adam), so
     both sides are squared gradients and xi is the fraction of the recent step's
     gradient a worker's change may reach before it uploads (docs/decisions.md).
-    Paper values: 1 for LAG-WK, 10 for LAG-PS, 0.8 for LAQ.
+    The papers' values, now valid under adam too: 1 for LAG-WK and LASG-WK2 (CADA2),
+    10 for LAG-PS, 0.8 for LAQ.
     `max_staleness`: forced upload after this many skipped rounds (None = never).
     `cada`: with adam, AMSGrad without bias correction (CADA2); `bias_correction` is
     off for such a rule under sgd too (it has no effect there).
@@ -87,7 +88,7 @@ RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
     "local_sgd": RuleDefaults(),
     "lag_wk": RuleDefaults(xi=1.0),
     "lag_ps": RuleDefaults(xi=10.0, needs_smoothness=True),
-    "lasg_wk2": RuleDefaults(xi=10.0, max_staleness=50, cada=True),
+    "lasg_wk2": RuleDefaults(xi=1.0, max_staleness=50, cada=True),
     "laq": RuleDefaults(xi=0.8, max_staleness=100),
 }
 

@@ -61,3 +61,28 @@ def test_specs_stored_before_dtype_and_bits_still_load() -> None:
     del stored["model"]["dtype"], stored["aggregation"]["bits"]
     spec = ResolvedSpec.model_validate(stored)
     assert (spec.model.dtype, spec.aggregation.bits) == ("float32", 4)
+
+
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
+    reason="needs a GPU with bfloat16 support",
+)
+def test_bfloat16_autocast_on_a_gpu_keeps_float32_gradients() -> None:
+    from workers.training.flat import flat_params
+    from workers.training.replica import Replica
+
+    base = {
+        "task": {"kind": "adding", "num_samples": 128, "seq_len": 8},
+        "model": {"cell": "lstm", "hidden_size": 16},
+        "distributed": {"workers": 2, "gpus_per_worker": 1},
+        "schedule": {"rounds": 1, "batch_size": 8},
+    }
+    half = Replica(resolve({**base, "model": {**base["model"], "dtype": "bfloat16"}}), 0,
+                   device="cuda")
+    full = Replica(resolve(base), 0, device="cuda")
+    params = flat_params(full.model)
+    _, grad_half = half.gradient(params, 0)
+    _, grad_full = full.gradient(params, 0)
+    assert grad_half.dtype == torch.float32
+    assert not torch.equal(grad_half, grad_full)  # the forward really ran in bfloat16
+    assert torch.allclose(grad_half, grad_full, rtol=0.1, atol=1e-2)

@@ -137,6 +137,8 @@ CHECKPOINT_CASES = {
         aggregation={"max_staleness": 7},
     ),
     "lag_ps": linreg("lag_ps"),
+    "laq-full-batch": linreg("laq", aggregation={"bits": 3}),
+    "laq-minibatch": linreg("laq", schedule={"batch_size": 10}, aggregation={"max_staleness": 6}),
     "local_sgd": linreg("local_sgd", schedule={"batch_size": 10}),
     "gru-dropout-lasg": resolve(
         {
