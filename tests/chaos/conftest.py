@@ -67,7 +67,7 @@ def worker_env(store: Store, ray_address: str, tmp_path: Path) -> dict[str, str]
         "LAGTRAIN_ARTIFACTS_URL": str(tmp_path / "artifacts"),
         "LAGTRAIN_STATE_DIR": str(tmp_path / "state"),
         "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
-        "LAGTRAIN_LEASE_SECONDS": "4",
+        "LAGTRAIN_LEASE_SECONDS": "10",
         "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
         "RAY_ADDRESS": ray_address,
         "PYTHONUNBUFFERED": "1",

@@ -77,6 +77,9 @@ def test_kill_9_one_of_two_dispatchers_mid_run(store: Store, processes: Processe
 
 def test_database_restarts_with_jobs_in_flight(store: Store, processes: Processes) -> None:
     rounds = 300
+    # Outages are meant to be shorter than the lease (the service's promise); the
+    # suite's 10 s lease leaves little margin for a restart on a loaded machine.
+    processes.env["LAGTRAIN_LEASE_SECONDS"] = "15"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes.spawn("server", "server", "--host", "127.0.0.1", "--port", str(port))
