@@ -241,3 +241,9 @@ class RayHead:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    def destroy(self) -> None:
+        import shutil
+
+        self.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)

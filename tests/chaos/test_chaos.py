@@ -192,4 +192,4 @@ def test_ray_head_restart(store: Store, tmp_path: Path) -> None:
         record("Ray head restart", store.kind, {"worker_restarts": restarts, **figures})
     finally:
         processes.stop_all()
-        head.kill()
+        head.destroy()
