@@ -16,7 +16,13 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.client import TERMINAL_STATUSES, ApiError, Client, ClientSettings
+from service.client import (
+    TERMINAL_STATUSES,
+    ApiError,
+    ChecksumMismatch,
+    Client,
+    ClientSettings,
+)
 
 console = Console()
 jobs_app = typer.Typer(add_completion=False)
@@ -189,6 +195,10 @@ def download(
                 raise typer.Exit(1)
             dest = out or Path(f"job-{job_id}-round-{chosen['round']}.pt")
             client.download_checkpoint(job_id, int(chosen["id"]), dest)
+        except ChecksumMismatch as exc:
+            console.print(f"[red]error:[/red] {exc.detail}")
+            raise typer.Exit(1) from exc
         except ApiError as exc:
             raise _fail(exc) from exc
-    console.print(f"wrote {dest} (round {chosen['round']}, sha256 {chosen['sha256'][:12]}…)")
+    digest = chosen["sha256"][:12]
+    console.print(f"wrote {dest} (round {chosen['round']}, sha256 {digest}… verified)")

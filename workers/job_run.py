@@ -19,12 +19,13 @@ from service.artifacts import artifact_url, remove_file
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
-from service.store import attempts, checkpoints, lifecycle, metrics
+from service.store import attempts, lifecycle, metrics
 from service.store.attempts import ClaimedJob
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import transaction
-from service.store.metrics import MetricIn
-from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
+from workers.event_writes import store_events
+from workers.lease_keeper import LeaseKeeper
+from workers.ray_job import JobEvent, RayJob, RecordEvent
 from workers.resume import verified_resume
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.training.coordinator import Diverged
@@ -73,26 +74,24 @@ class JobRun:
         self.drain_requested = threading.Event()
         # Set once the gang holds its resources (or failed to get them).
         self.gang_reserved = threading.Event()
-        self._ended = threading.Event()
-        self._cancel_requested = threading.Event()
-        self._lease_lost = threading.Event()
-        self._keeper_wake = threading.Event()
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
         self._writer = RetryingWriter(
             sessions, give_up_seconds=settings.store_outage_seconds, name=f"job {claimed.job_id}"
         )
-        self._beats = RetryingWriter(
+        self._lease = LeaseKeeper(
             sessions,
-            give_up_seconds=float("inf"),
-            name=f"job {claimed.job_id} heartbeat",
-            wake=self._keeper_wake,
+            job_id=claimed.job_id,
+            token=claimed.fencing_token,
+            lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            default_max_job_hours=settings.default_max_job_hours,
         )
 
     @property
     def store_retries(self) -> int:
         """Store writes retried after a transient failure (an outage was ridden out)."""
-        return self._writer.retries + self._beats.retries
+        return self._writer.retries + self._lease.writer.retries
 
     @property
     def job_id(self) -> int:
@@ -128,8 +127,7 @@ class JobRun:
         outcome = _Outcome()
         # The lease is renewed from the claim on, also while the gang starts (actors
         # importing torch can take longer than a short lease).
-        keeper = threading.Thread(target=self._keep_lease, name=f"lease-{claimed.job_id}")
-        keeper.start()
+        self._lease.start()
         try:
             resume = self._resume_point()
             try:
@@ -152,10 +150,8 @@ class JobRun:
             gang.stop()
             self._write(final_write, abort=self._abort_reason)
         finally:
-            self._ended.set()
-            self._keeper_wake.set()
             gang.stop()
-            keeper.join()
+            self._lease.stop()
 
     def _resume_point(self) -> tuple[str, str] | None:
         """(uri, sha256) of the newest checkpoint whose file verifies, or None; a
@@ -183,39 +179,9 @@ class JobRun:
             )
         return None if ref is None else (ref.uri, ref.sha256)
 
-    def _keep_lease(self) -> None:
-        """Renew the lease every heartbeat_seconds until the run ends. The reply says
-        whether a cancel was asked for, so a cancel is noticed at the next beat. While
-        the store is unreachable the beat is retried with backoff, so the lease is
-        renewed as soon as the store answers again."""
-        token, lease = self.claimed.fencing_token, self.settings.lease_seconds
-        beats = self._beats
-        while not self._ended.wait(self.settings.heartbeat_seconds):
-            try:
-                reply = beats.write(
-                    lambda s: attempts.heartbeat(
-                        session=s,
-                        job_id=self.job_id,
-                        token=token,
-                        lease_seconds=lease,
-                        default_max_job_hours=self.settings.default_max_job_hours,
-                    ),
-                    abort=lambda: "the run ended" if self._ended.is_set() else None,
-                )
-            except StaleLease:
-                self._lease_lost.set()
-                return
-            except StoreUnavailable:
-                return  # the run ended while the store was away
-            except Exception:
-                log.exception("job %s: heartbeat failed", self.job_id)
-                continue
-            if reply.cancel_requested:
-                self._cancel_requested.set()
-
     def _abort_reason(self) -> str | None:
         """Why buffered writes should stop being retried, or None to keep trying."""
-        if self._lease_lost.is_set():
+        if self._lease.lost.is_set():
             return "the lease was lost while the store was unreachable"
         if self.stop_requested.is_set():
             return "the dispatcher is shutting down while the store is unreachable"
@@ -244,13 +210,13 @@ class JobRun:
                 _drain(events, timeout=0.0 if finished else FLUSH_SECONDS),
                 abort=lambda: self._buffer_full(events),
             )
-            if self._lease_lost.is_set():
+            if self._lease.lost.is_set():
                 raise StaleLease(f"job {self.job_id}: the lease was taken over")
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():
                 return self._release("the dispatcher shut down")
-            if self._cancel_requested.is_set():
+            if self._lease.cancel_requested.is_set():
                 return lambda s: attempts.acknowledge_cancel(
                     session=s, job_id=self.job_id, token=token
                 )
@@ -290,48 +256,6 @@ class JobRun:
     ) -> None:
         if not batch:
             return
-        token, attempt = self.claimed.fencing_token, self.claimed.attempt
-
-        def write(session: Session) -> list[str]:
-            pruned: list[str] = []
-            records: list[MetricIn] = []
-            # In stream order: a checkpoint's seq covers the metrics sent before it.
-            for event in [*batch, None]:
-                if isinstance(event, RecordEvent):
-                    records.append(
-                        MetricIn(
-                            seq=event.round + 1,
-                            round=event.round,
-                            values=event.values,
-                            uploaded=event.uploaded,
-                        )
-                    )
-                    continue
-                if records:
-                    metrics.append_metrics(
-                        session=session,
-                        job_id=self.job_id,
-                        token=token,
-                        attempt=attempt,
-                        records=records,
-                    )
-                    records = []
-                if isinstance(event, CheckpointEvent):
-                    checkpoints.record_checkpoint(
-                        session=session,
-                        job_id=self.job_id,
-                        token=token,
-                        round=event.round,
-                        seq=event.round + 1,
-                        uri=event.uri,
-                        sha256=event.sha256,
-                        bytes=event.bytes,
-                    )
-                    pruned += checkpoints.prune_checkpoints(
-                        session=session, job_id=self.job_id, keep=self.settings.checkpoints_keep
-                    )
-            return pruned
-
         for event in batch:
             if isinstance(event, RecordEvent):
                 self.progress.last_round = event.round
@@ -343,7 +267,20 @@ class JobRun:
                         if k.startswith("val_") or k == "optimality_gap"
                     }
                 )
-        for uri in self._write(write):  # retention: only after the rows are gone
+        token, attempt = self.claimed.fencing_token, self.claimed.attempt
+        keep = self.settings.checkpoints_keep
+        pruned = self._write(
+            lambda session: store_events(
+                session=session,
+                job_id=self.job_id,
+                token=token,
+                attempt=attempt,
+                batch=batch,
+                checkpoints_keep=keep,
+            ),
+            abort=abort,
+        )
+        for uri in pruned:  # retention: only after the rows are gone
             remove_file(uri)
 
     def _fail(self, reason: str, *, retryable: bool) -> None:

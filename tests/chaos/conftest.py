@@ -60,20 +60,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
             server.destroy()
 
 
-@pytest.fixture
-def processes(store: Store, ray_address: str, tmp_path: Path) -> Iterator[Processes]:
-    env = {
+def worker_env(store: Store, ray_address: str, tmp_path: Path) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"},
         "LAGTRAIN_DATABASE_URL": store.url,
         "LAGTRAIN_ARTIFACTS_URL": str(tmp_path / "artifacts"),
         "LAGTRAIN_STATE_DIR": str(tmp_path / "state"),
         "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
-        "LAGTRAIN_LEASE_SECONDS": "4",
+        "LAGTRAIN_LEASE_SECONDS": "10",
         "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
         "RAY_ADDRESS": ray_address,
         "PYTHONUNBUFFERED": "1",
     }
-    procs = Processes(env, tmp_path)
+
+
+@pytest.fixture
+def processes(store: Store, ray_address: str, tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(worker_env(store, ray_address, tmp_path), tmp_path)
     try:
         yield procs
     finally:

@@ -188,3 +188,62 @@ def record(scenario: str, db_kind: str, figures: dict[str, Any]) -> None:
     print(json.dumps(line))
     with REPORT.open("a") as fh:
         fh.write(json.dumps(line) + "\n")
+
+
+class RayHead:
+    """A private Ray head (`ray start --head --block`) in its own process group and
+    temp dir, so that it never registers itself in /tmp/ray/ray_current_cluster."""
+
+    def __init__(self, log_dir: Path, num_cpus: int = 6) -> None:
+        import socket
+        import tempfile
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.temp_dir = tempfile.mkdtemp(prefix="lgt-ray")
+        self.log_dir = log_dir
+        self.num_cpus = num_cpus
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        log_path = self.log_dir / f"ray-head-{self.starts}.log"
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                f"--port={self.port}",
+                f"--num-cpus={self.num_cpus}",
+                "--include-dashboard=false",
+                "--node-ip-address=127.0.0.1",
+                f"--temp-dir={self.temp_dir}",
+            ],
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "RAY_AUTH_MODE": "token"},
+        )
+        wait_until(
+            lambda: "Ray runtime started" in log_path.read_text(errors="replace"),
+            timeout=120,
+            what="the Ray head",
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def destroy(self) -> None:
+        import shutil
+
+        self.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)

@@ -8,10 +8,12 @@ import os
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
-from tests.chaos.conftest import Store
+from tests.chaos.conftest import Store, worker_env
 from tests.chaos.harness import (
     Processes,
+    RayHead,
     all_terminal,
     job_spec,
     jobs,
@@ -75,6 +77,9 @@ def test_kill_9_one_of_two_dispatchers_mid_run(store: Store, processes: Processe
 
 def test_database_restarts_with_jobs_in_flight(store: Store, processes: Processes) -> None:
     rounds = 300
+    # Outages are meant to be shorter than the lease (the service's promise); the
+    # suite's 10 s lease leaves little margin for a restart on a loaded machine.
+    processes.env["LAGTRAIN_LEASE_SECONDS"] = "15"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes.spawn("server", "server", "--host", "127.0.0.1", "--port", str(port))
@@ -144,3 +149,47 @@ def test_sigterm_drain_of_a_worker(store: Store, processes: Processes) -> None:
     assert figures["attempts"] == {"1": len(job_ids)}, figures
     assert figures["retrained_max"] == 0, figures
     record("SIGTERM drain of a worker", store.kind, {"worker_exit_s": exited, **figures})
+
+
+def test_ray_head_restart(store: Store, tmp_path: Path) -> None:
+    rounds = 200
+    head = RayHead(tmp_path)
+    head.start()
+    processes = Processes(worker_env(store, head.address, tmp_path), tmp_path)
+    try:
+        processes.spawn("w0", "worker")
+        processes.spawn("w1", "worker")
+        job_ids = submit(store.sessions, 3, job_spec(rounds, CHECKPOINT_EVERY))
+        wait_until(
+            lambda: all(
+                j.status == "running" and j.progress_round >= CHECKPOINT_EVERY + 5
+                for j in jobs(store.sessions, job_ids)
+            ),
+            timeout=300,
+            what="jobs past their first checkpoint",
+        )
+        head.kill()
+        head.start()
+        restarts = 0
+
+        def supervised() -> bool:
+            # What systemd's Restart=always does for a worker that Ray aborted.
+            nonlocal restarts
+            for name in ("w0", "w1"):
+                if processes.procs[name].poll() is not None:
+                    processes.spawn(name, "worker")
+                    restarts += 1
+            return all_terminal(store.sessions, job_ids)
+
+        wait_until(supervised, timeout=900, what="all jobs after the Ray head restart")
+        figures = verify(
+            store.sessions,
+            job_ids,
+            rounds=rounds,
+            checkpoint_every=CHECKPOINT_EVERY,
+            logs=processes.text(),
+        )
+        record("Ray head restart", store.kind, {"worker_restarts": restarts, **figures})
+    finally:
+        processes.stop_all()
+        head.destroy()

@@ -1,7 +1,7 @@
 """SIGTERM to `lagtrain worker` (issue 9, point 4), as an operator deploying would
 send it: the worker exits 0 within its drain bound, its running job goes back to
 the queue without using an attempt, and another worker finishes it from the
-checkpoint the drain wrote (on SQLite and PostgreSQL)."""
+checkpoint the drain wrote (on SQLite and PostgreSQL). A second SIGTERM exits at once."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_sigterm_drains_a_worker_and_its_job_continues_elsewhere(service_stack: 
                     "task": {"kind": "adding"},
                     "distributed": {"workers": 2, "cpus_per_worker": 0.5},
                     "schedule": {"rounds": ROUNDS, "checkpoint_every": 100},
-                    "max_attempts": 1,
+                    "max_attempts": 2,
                 }
             )["id"]
         )
@@ -45,17 +45,38 @@ def test_sigterm_drains_a_worker_and_its_job_continues_elsewhere(service_stack: 
         print(f"worker exited {time.monotonic() - sent:.1f} s after SIGTERM")
         job = client.job(job_id)
         assert job["status"] == "queued", (job, service_stack.logs())
-        assert job["max_attempts"] == 2, "the drained attempt is given back"
+        assert job["max_attempts"] == 3, "the drained attempt is given back"
         checkpoints = client.checkpoints(job_id)
         assert checkpoints and max(c["round"] for c in checkpoints) + 1 == job["progress"]["round"]
+
+        # A second signal does not wait for the drain: the worker exits at once, and
+        # that attempt is lost (its lease runs out) like a kill's.
+        second = service_stack.start_worker()
+        second_log = service_stack.log_dir / f"worker-{len(service_stack.procs) - 1}.log"
+        resumed_at = int(job["progress"]["round"])
+        wait_until(
+            lambda: client.job(job_id)["progress"]["round"] >= resumed_at + 3,
+            timeout=120,
+            what="the job training on the second worker",
+        )
+        second.send_signal(signal.SIGTERM)
+        # Signals sent back to back merge into one: send the second once the first
+        # was handled.
+        wait_until(
+            lambda: "draining the dispatcher" in second_log.read_text(errors="replace"),
+            timeout=30,
+            what="the first SIGTERM to be handled",
+        )
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 128 + signal.SIGTERM, service_stack.logs()
 
         service_stack.start_worker()
         wait_until(
             lambda: client.job(job_id)["status"] in TERMINAL_STATUSES,
             timeout=300,
-            what="the job to finish on the second worker",
+            what="the job to finish on the third worker",
         )
         job = client.job(job_id)
-        assert (job["status"], job["attempt"]) == ("succeeded", 2), (job, service_stack.logs())
+        assert (job["status"], job["attempt"]) == ("succeeded", 3), (job, service_stack.logs())
         seqs = [int(m["seq"]) for m in client.metrics(job_id)]
         assert seqs == list(range(1, ROUNDS + 1))
