@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # a GP ask over hundreds of trials takes seconds).
     sweep_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     sweep_step_lease_seconds: float = Field(default=60.0, gt=0)
+    # Warm pool (workers.warm_pool): idle actors with torch imported that a
+    # dispatcher keeps for the next CPU gangs, so a job starts without process
+    # start-up; 0 turns it off (then every gang's actors are its own, named ones).
+    warm_pool_size: int = Field(default=0, ge=0, le=256)
+    warm_pool_idle_seconds: float = Field(default=300.0, gt=0)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)

@@ -26,6 +26,7 @@ from service.store.db import transaction
 from service.store.metrics import MetricIn
 from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
 from workers.training.coordinator import Diverged
+from workers.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,8 +57,10 @@ class JobRun:
         settings: Settings,
         sessions: sessionmaker[Session],
         on_exit: Callable[[], None] = lambda: None,
+        warm_pool: WarmPool | None = None,
     ) -> None:
         self.claimed = claimed
+        self.warm_pool = warm_pool
         self.settings = settings
         self.sessions = sessions
         self.on_exit = on_exit
@@ -95,6 +98,7 @@ class JobRun:
             artifacts_url=artifact_url(self.settings.artifacts_url, ""),
             datasets=self._datasets(),
             attempt=claimed.attempt,
+            pool=self.warm_pool,
         )
         events: queue.Queue[JobEvent] = queue.Queue()
         outcome = _Outcome()

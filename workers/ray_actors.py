@@ -7,7 +7,9 @@ vectors cross between actors as numpy arrays; the round loop is the reference ru
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -188,3 +190,53 @@ class JobDriver:
         uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}.pt"
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
+
+
+class WarmHost:
+    """A reusable actor body for the warm pool (workers.warm_pool): the process has
+    torch and the training core imported once; for each job it becomes that job's
+    replica or driver (built afresh from the job's spec, so nothing of an earlier
+    job's model, optimizer or data survives) and is reset when the job ends."""
+
+    def __init__(self) -> None:
+        self.role: ReplicaHost | JobDriver | None = None
+
+    def become_replica(self, spec: ResolvedSpec, rank: int, **kwargs: Any) -> None:
+        self.role = ReplicaHost(spec, rank, **kwargs)
+
+    def become_driver(self, spec: ResolvedSpec, **kwargs: Any) -> None:
+        self.role = JobDriver(spec, **kwargs)
+
+    def reset(self) -> int:
+        """Drop the job's objects; returns this process's id (tests check reuse)."""
+        self.role = None
+        gc.collect()
+        return os.getpid()
+
+    def _replica(self) -> ReplicaHost:
+        if not isinstance(self.role, ReplicaHost):
+            raise RuntimeError("this warm actor is not a replica now")
+        return self.role
+
+    def _driver(self) -> JobDriver:
+        if not isinstance(self.role, JobDriver):
+            raise RuntimeError("this warm actor is not a job driver now")
+        return self.role
+
+    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
+        return self._replica().step(round_, params, rhs)
+
+    def describe(self) -> dict[str, Any]:
+        return self._replica().describe()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._replica().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._replica().load_state_dict(state)
+
+    def resume(self, uri: str, sha256: str) -> int:
+        return self._driver().resume(uri, sha256)
+
+    def run(self) -> Iterator[JobEvent]:
+        yield from self._driver().run()
