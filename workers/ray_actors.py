@@ -7,9 +7,7 @@ vectors cross between actors as numpy arrays; the round loop is the reference ru
 
 from __future__ import annotations
 
-import gc
 import hashlib
-import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from workers.training.checkpoint import from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
 from workers.training.loop import run_rounds
 from workers.training.replica import Replica, ReplicaReply
-from workers.training.tasks.base import DatasetResolver
+from workers.training.tasks.base import DatasetResolver, Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -99,6 +97,7 @@ class ReplicaHost:
         device: str,
         threads: int,
         datasets: Mapping[str, str],
+        task: Task | None = None,
     ) -> None:
         torch.set_num_threads(threads)
         self.replica = Replica(
@@ -107,6 +106,7 @@ class ReplicaHost:
             dtype=DTYPES[dtype],
             device=device,
             resolve_dataset=dataset_resolver(datasets),
+            task=task,
             rule=rule,
         )
 
@@ -143,6 +143,7 @@ class JobDriver:
         artifacts_url: str,
         datasets: Mapping[str, str],
         threads: int,
+        task: Task | None = None,
     ) -> None:
         torch.set_num_threads(threads)
         self.spec = spec
@@ -150,7 +151,11 @@ class JobDriver:
         self.replicas = replicas
         self.artifacts_url = artifacts_url.rstrip("/")
         self.coordinator = Coordinator(
-            self.spec, dtype=DTYPES[dtype], resolve_dataset=dataset_resolver(datasets), rule=rule
+            self.spec,
+            dtype=DTYPES[dtype],
+            resolve_dataset=dataset_resolver(datasets),
+            task=task,
+            rule=rule,
         )
         if len(replicas) != self.coordinator.workers:
             raise ValueError(
@@ -191,52 +196,3 @@ class JobDriver:
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
 
-
-class WarmHost:
-    """A reusable actor body for the warm pool (workers.warm_pool): the process has
-    torch and the training core imported once; for each job it becomes that job's
-    replica or driver (built afresh from the job's spec, so nothing of an earlier
-    job's model, optimizer or data survives) and is reset when the job ends."""
-
-    def __init__(self) -> None:
-        self.role: ReplicaHost | JobDriver | None = None
-
-    def become_replica(self, spec: ResolvedSpec, rank: int, **kwargs: Any) -> None:
-        self.role = ReplicaHost(spec, rank, **kwargs)
-
-    def become_driver(self, spec: ResolvedSpec, **kwargs: Any) -> None:
-        self.role = JobDriver(spec, **kwargs)
-
-    def reset(self) -> int:
-        """Drop the job's objects; returns this process's id (tests check reuse)."""
-        self.role = None
-        gc.collect()
-        return os.getpid()
-
-    def _replica(self) -> ReplicaHost:
-        if not isinstance(self.role, ReplicaHost):
-            raise RuntimeError("this warm actor is not a replica now")
-        return self.role
-
-    def _driver(self) -> JobDriver:
-        if not isinstance(self.role, JobDriver):
-            raise RuntimeError("this warm actor is not a job driver now")
-        return self.role
-
-    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
-        return self._replica().step(round_, params, rhs)
-
-    def describe(self) -> dict[str, Any]:
-        return self._replica().describe()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._replica().state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._replica().load_state_dict(state)
-
-    def resume(self, uri: str, sha256: str) -> int:
-        return self._driver().resume(uri, sha256)
-
-    def run(self) -> Iterator[JobEvent]:
-        yield from self._driver().run()

@@ -1,4 +1,4 @@
-"""Warm gangs: a dispatcher's pool of idle WarmHost actors (workers.ray_actors), so a
+"""Warm gangs: a dispatcher's pool of idle WarmHost actors (workers.warm_host), so a
 job on a warm cluster starts training without process start-up (≈ 3 s per actor
 that imports torch here, STACK-NOTES).
 
@@ -27,7 +27,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from workers.ray_actors import WarmHost
+from workers.warm_host import WarmHost
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,10 @@ def _reference(spec: ResolvedSpec) -> list[dict[str, float]]:
     return records
 
 
-def _pids(pool: WarmPool) -> set[int]:
-    return {int(ray.get(idle.actor.reset.remote())) for idle in pool._idle}
+def _stats(pool: WarmPool) -> dict[int, int]:
+    """pid -> tasks built, of the pool's idle actors."""
+    stats = [ray.get(idle.actor.reset.remote()) for idle in pool._idle]
+    return {s["pid"]: s["tasks_built"] for s in stats}
 
 
 def _run(spec: ResolvedSpec, pool: WarmPool, tmp_path: Path) -> list[dict[str, Any]]:
@@ -61,13 +63,17 @@ def _run(spec: ResolvedSpec, pool: WarmPool, tmp_path: Path) -> list[dict[str, A
 def test_jobs_reuse_warm_actors_and_keep_the_reference_trajectory(
     pool: WarmPool, tmp_path: Path
 ) -> None:
-    first_spec, second_spec = resolve(LINREG), resolve(DIGITS)
-    first = _run(first_spec, pool, tmp_path)
+    linreg, digits = resolve(LINREG), resolve(DIGITS)
+    runs = [(linreg, _run(linreg, pool, tmp_path))]
     assert pool.idle_count() == 3  # coordinator + 2 replicas handed back
-    warm_pids = _pids(pool)
-    second = _run(second_spec, pool, tmp_path)  # another task, same gang shape
-    assert _pids(pool) == warm_pids  # the same processes served the second job
-    for got_run, spec in ((first, first_spec), (second, second_spec)):
+    warm = _stats(pool)
+    assert set(warm.values()) == {1}
+    runs.append((digits, _run(digits, pool, tmp_path)))  # another task, same gang shape
+    runs.append((linreg, _run(linreg, pool, tmp_path)))  # its task is still cached
+    after = _stats(pool)
+    assert set(after) == set(warm)  # the same processes served every job
+    assert set(after.values()) == {2}  # linreg's data was built once per actor
+    for spec, got_run in runs:
         want_run = _reference(spec)
         assert len(got_run) == len(want_run) == spec.schedule.rounds
         for got, want in zip(got_run, want_run, strict=True):
