@@ -107,3 +107,46 @@ def test_a_job_stopped_early_gives_nothing_back(pool: WarmPool, tmp_path: Path) 
     for actor in taken:
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.reset.remote(), timeout=30)
+
+
+def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
+    settings: Any, session_factory: Any, clean_db: None, ray_address: str
+) -> None:
+    import threading
+
+    from service.store.db import transaction
+    from service.store.jobs import enqueue
+    from service.store.models import Job
+    from service.store.users import create_user
+    from tests.polling import wait_until
+    from workers.dispatcher import Dispatcher
+
+    pooled = settings.model_copy(update={"warm_pool_size": 3, "heartbeat_seconds": 0.5})
+    dispatcher = Dispatcher(pooled, session_factory)
+    assert dispatcher.warm_pool is not None
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: dispatcher.warm_pool.idle_count() == 3, timeout=30, what="prewarm")
+        with transaction(session_factory) as session:
+            user, _, _ = create_user(session=session, name="pool-user", role="user")
+            ids = [
+                enqueue(session=session, owner_id=user.id, spec=resolve(LINREG))[0].id
+                for _ in range(2)
+            ]
+
+        def statuses() -> list[str]:
+            with session_factory() as session:
+                return [session.get(Job, job_id).status for job_id in ids]
+
+        wait_until(
+            lambda: all(s in {"succeeded", "failed", "cancelled"} for s in statuses()),
+            timeout=180,
+            what="both jobs to end",
+        )
+        assert statuses() == ["succeeded", "succeeded"]
+        wait_until(lambda: dispatcher.warm_pool.idle_count() == 3, timeout=30, what="hand-back")
+    finally:
+        dispatcher.stop()
+        thread.join(timeout=60)
+    assert dispatcher.warm_pool.idle_count() == 0  # closed with the dispatcher
