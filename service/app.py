@@ -9,15 +9,29 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api import cluster, datasets, health, job_data, jobs, sweeps, users
+from service.api import (
+    audit,
+    cluster,
+    datasets,
+    health,
+    job_data,
+    job_history,
+    jobs,
+    jobs_feed,
+    sweeps,
+    users,
+)
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.api.stream_guard import StreamSlots
 from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
 from service.store.attempts import requeue_expired
 from service.store.db import make_engine, make_sessionmaker, transaction
+from service.ui import routes as ui_routes
+from service.ui.security import UiSecurityHeaders
 
 API_VERSION = "1"
 
@@ -55,6 +69,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    app.state.stream_slots = StreamSlots()
     app.state.on_job_queued = on_job_queued
     app.state.stream_hub = StreamHub(sessions)  # one store poller per watched job
     install_error_handlers(app)
@@ -66,8 +81,14 @@ def create_app(
         users.router,
         cluster.router,
         sweeps.router,
+        audit.router,
+        job_history.router,
+        jobs_feed.router,
+        ui_routes.router,
     ):
         app.include_router(router)
+    app.mount("/ui/static", ui_routes.static_files(), name="ui-static")
+    app.add_middleware(UiSecurityHeaders)
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_request_bytes,

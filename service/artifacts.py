@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import fsspec
 
@@ -33,6 +34,19 @@ def write_once(url: str, data: bytes) -> None:
     fs, path = fsspec.core.url_to_fs(url)
     if not fs.exists(path):
         write_file(url, data)
+
+
+def write_once_from(url: str, source: BinaryIO) -> None:
+    """write_once, copying from a file object in chunks (bounded memory)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    if fs.exists(path):
+        return
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    tmp = f"{path}.tmp-{secrets.token_hex(8)}"
+    with fs.open(tmp, "wb") as fh:
+        while chunk := source.read(CHUNK_BYTES):
+            fh.write(chunk)
+    fs.mv(tmp, path)
 
 
 def write_file(url: str, data: bytes) -> None:

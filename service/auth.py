@@ -8,8 +8,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store.db import transaction
-from service.store.users import Principal, authenticate
+from service.store.db import read_transaction, transaction
+from service.store.users import Principal, authenticate, touch_token
 
 _bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
 
@@ -29,10 +29,16 @@ def current_principal(
     if credentials is None or not credentials.credentials:
         raise _unauthorized("missing bearer token")
     sessions: sessionmaker[Session] = request.app.state.sessions
-    with transaction(sessions) as session:
-        principal = authenticate(session=session, token=credentials.credentials)
-    if principal is None:
-        raise _unauthorized("invalid or revoked token")
+    # Read-only (no write lock on SQLite); last_used_at is written at most once a
+    # minute per token, in its own short transaction.
+    with read_transaction(sessions) as session:
+        found = authenticate(session=session, token=credentials.credentials)
+    if found is None:
+        raise _unauthorized("invalid, expired or revoked token, or a disabled user")
+    principal, touch_due = found
+    if touch_due:
+        with transaction(sessions) as session:
+            touch_token(session=session, token_id=principal.token_id)
     return principal
 
 

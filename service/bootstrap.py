@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict
-from service.settings import Settings
+from service.settings import Settings, check_bootstrap_token
 from service.store.db import transaction
 from service.store.users import count_users, create_user
 
@@ -25,6 +25,7 @@ ADMIN_TOKEN_FILE = "admin-token"
 def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool:
     """Create the admin if the store has no users; True if this call created it."""
     configured = settings.bootstrap_admin_token
+    check_bootstrap_token(configured)  # also when settings were built without validation
     token = configured.get_secret_value() if configured is not None else None
     try:
         with transaction(sessions) as session:

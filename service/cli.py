@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_sweeps import sweeps_app
 from service.settings import Settings
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.registered_commands.extend(jobs_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)
+app.registered_commands.extend(demo_app.registered_commands)
 
 
 def start_components(
@@ -76,7 +78,8 @@ def server(
     with ExitStack() as stack:
         wake_dispatcher = start_components(settings, embedded=embedded, stack=stack)
         typer.echo(
-            f"lagtrain: API on http://{settings.host}:{settings.port} (docs at /docs); "
+            f"lagtrain: dashboard on http://{settings.host}:{settings.port}/ "
+            "(API under /v1, docs at /docs); "
             f"the admin token is in {settings.state_dir / 'admin-token'} "
             "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
         )
@@ -100,6 +103,9 @@ def server(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            # Open event streams must not hold a stopping server (SIGTERM -> exit
+            # within 10 s, docs/reliability.md).
+            timeout_graceful_shutdown=3,
         )
 
 

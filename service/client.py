@@ -3,7 +3,9 @@ and the benchmarks. It speaks only HTTP: it imports nothing from the server."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +81,21 @@ class ApiError(Exception):
         self.detail = detail
 
 
+class ChecksumMismatch(ApiError):
+    """A downloaded file's bytes do not match the sha256 the server sent with it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(0, detail)
+
+
 class Client:
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 30.0, http: httpx.Client | None = None
+    ) -> None:
+        """`http`: an httpx client to send through instead (tests pass an in-process
+        one); the token is added to its headers."""
+        self._http = http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self._http.headers["Authorization"] = f"Bearer {token}"
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> Client:
@@ -153,13 +163,30 @@ class Client:
         return result
 
     def download_checkpoint(self, job_id: int, checkpoint_id: int, dest: Path) -> Path:
-        with self._http.stream("GET", f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}") as r:
-            if r.status_code >= 400:
-                r.read()
-                raise ApiError(r.status_code, r.text)
-            with dest.open("wb") as fh:
-                for chunk in r.iter_bytes():
-                    fh.write(chunk)
+        """Stream the checkpoint to `dest`, checking it against the X-Checkpoint-SHA256
+        the server sends: the bytes go to a temporary file beside `dest`, which
+        replaces `dest` only when they match (else ChecksumMismatch, `dest` untouched)."""
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        try:
+            with self._http.stream("GET", f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}") as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise ApiError(r.status_code, r.text)
+                expected = r.headers.get("X-Checkpoint-SHA256")
+                digest = hashlib.sha256()
+                with partial.open("wb") as fh:
+                    for chunk in r.iter_bytes():
+                        digest.update(chunk)
+                        fh.write(chunk)
+            if expected is not None and digest.hexdigest() != expected.lower():
+                raise ChecksumMismatch(
+                    f"checkpoint {checkpoint_id} of job {job_id}: the download's sha256 "
+                    f"{digest.hexdigest()} does not match the server's {expected}; "
+                    f"{dest} was not written"
+                )
+            partial.replace(dest)
+        finally:
+            partial.unlink(missing_ok=True)
         return dest
 
     def submit_sweep(

@@ -30,3 +30,8 @@ class StaleLease(Conflict):
 
 class SequenceGap(Conflict):
     """A metric batch does not continue the job's metric sequence without a gap."""
+
+
+class QuotaExceeded(LagtrainError):
+    """The caller's quota (or a per-user limit) does not allow this now; the message
+    names the quota."""

@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, QuotaExceeded
 
 log = logging.getLogger(__name__)
 
 DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),  # includes IdempotencyConflict, InvalidTransition, StaleLease
+    (QuotaExceeded, 429),
 )
 
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.schemas.cost import CostLimits
+from service.schemas.datasets import UploadLimits
 from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
+from service.schemas.quota import QuotaDefaults
+
+GIB = 1 << 30
+MIB = 1 << 20
+MIN_BOOTSTRAP_TOKEN_CHARS = 32
+_QUOTA = QuotaDefaults()
 
 
 class Settings(BaseSettings):
@@ -55,12 +63,75 @@ class Settings(BaseSettings):
     # start-up; 0 turns it off (then every gang's actors are its own, named ones).
     warm_pool_size: int = Field(default=0, ge=0, le=256)
     warm_pool_idle_seconds: float = Field(default=300.0, gt=0)
+    # Riding through store outages (docs/reliability.md): a running job keeps training
+    # while its writes are retried; it gives up after this long, or once this many
+    # events wait to be written.
+    store_outage_seconds: float = Field(default=300.0, gt=0)
+    store_buffer_events: int = Field(default=100_000, ge=1)
+    # A queued job fails as unschedulable only above the largest cluster total seen
+    # over this window, or above the operator's ceiling where set (workers/capacity.py).
+    capacity_window_seconds: float = Field(default=600.0, gt=0)
+    capacity_ceiling_cpus: float | None = Field(default=None, ge=0)
+    capacity_ceiling_gpus: float | None = Field(default=None, ge=0)
+    # SIGTERM to `lagtrain worker` drains it: running jobs checkpoint after their
+    # current round and go back to the queue; the process exits within this bound.
+    drain_seconds: float = Field(default=25.0, gt=0, le=600)
+    # `lagtrain worker` waits this long for the Ray head (e.g. while it restarts).
+    ray_connect_seconds: float = Field(default=300.0, ge=0)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     max_dataset_bytes: int = Field(default=50_000_000, ge=1024)
 
+    # At least MIN_BOOTSTRAP_TOKEN_CHARS characters: it is an admin's password.
     bootstrap_admin_token: SecretStr | None = None
+
+    # ---- limits and quotas (docs/operations.md). The cost model's limits: a spec
+    # whose estimated memory per replica or for the coordinator is above these is a
+    # 422 at submit; the estimate is also each Ray bundle's `memory` reservation.
+    max_replica_memory_bytes: int = Field(default=4 * GIB, ge=MIB)
+    max_coordinator_memory_bytes: int = Field(default=8 * GIB, ge=MIB)
+    max_vocabulary: int = Field(default=10_000, ge=2, description="char_lm distinct characters")
+    max_csv_columns: int = Field(default=10_000, ge=2)
+    # Per-user quota defaults (a user's own quota, set by an admin, overrides each).
+    default_max_running_jobs: int = Field(default=_QUOTA.max_running_jobs, ge=0)
+    default_max_queued_jobs: int = Field(default=_QUOTA.max_queued_jobs, ge=0)
+    default_max_cpus: float = Field(default=_QUOTA.max_cpus, ge=0)
+    default_max_gpus: float = Field(default=_QUOTA.max_gpus, ge=0)
+    default_max_storage_bytes: int = Field(default=_QUOTA.max_storage_bytes, ge=0)
+    default_max_job_hours: float = Field(default=_QUOTA.max_job_hours, gt=0)
+    # Checkpoint retention: the newest K of each job (and always its final one).
+    checkpoints_keep: int = Field(default=5, ge=1)
+    max_tokens_per_user: int = Field(default=20, ge=1)
+    max_streams_per_user: int = Field(default=8, ge=1)
+    # An open SSE stream re-checks its token (revoked, expired, user disabled) this often.
+    stream_auth_recheck_seconds: float = Field(default=15.0, gt=0, le=30.0)
+
+    def quota_defaults(self) -> QuotaDefaults:
+        return QuotaDefaults(
+            max_running_jobs=self.default_max_running_jobs,
+            max_queued_jobs=self.default_max_queued_jobs,
+            max_cpus=self.default_max_cpus,
+            max_gpus=self.default_max_gpus,
+            max_storage_bytes=self.default_max_storage_bytes,
+            max_job_hours=self.default_max_job_hours,
+        )
+
+    def cost_limits(self) -> CostLimits:
+        return CostLimits(
+            replica_memory_bytes=self.max_replica_memory_bytes,
+            coordinator_memory_bytes=self.max_coordinator_memory_bytes,
+            vocabulary=self.max_vocabulary,
+        )
+
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(vocabulary=self.max_vocabulary, csv_columns=self.max_csv_columns)
+
+    @field_validator("bootstrap_admin_token")
+    @classmethod
+    def _bootstrap_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        check_bootstrap_token(value)
+        return value
 
     @model_validator(mode="after")
     def _lease_outlives_a_missed_heartbeat(self) -> Self:
@@ -73,3 +144,12 @@ class Settings(BaseSettings):
                 "survive one missed heartbeat"
             )
         return self
+
+
+def check_bootstrap_token(value: SecretStr | None) -> None:
+    if value is not None and len(value.get_secret_value()) < MIN_BOOTSTRAP_TOKEN_CHARS:
+        raise ValueError(
+            f"LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN must be at least {MIN_BOOTSTRAP_TOKEN_CHARS} "
+            "characters (it is the admin's password); generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )

@@ -87,3 +87,21 @@ def test_compose_refuses_to_render_without_a_secret(missing: str) -> None:
     result = run_compose("config", "-q", env=env)
     assert result.returncode != 0
     assert missing in result.stderr
+
+
+def test_published_ports_bind_to_loopback_unless_told_otherwise() -> None:
+    def published(env: dict[str, str]) -> set[tuple[str, str]]:
+        result = run_compose("config", "--format", "json", env=env)
+        assert result.returncode == 0, result.stderr
+        services: dict[str, Any] = json.loads(result.stdout)["services"]
+        return {
+            (name, port.get("host_ip", "0.0.0.0"))
+            for name, service in services.items()
+            for port in service.get("ports", [])
+        }
+
+    default = published(SECRETS)
+    assert {name for name, _ip in default} == {"api", "ray-head"}
+    assert {ip for _name, ip in default} == {"127.0.0.1"}
+    exposed = published(SECRETS | {"LAGTRAIN_BIND": "0.0.0.0", "RAY_BIND": "10.0.0.5"})
+    assert exposed == {("api", "0.0.0.0"), ("ray-head", "10.0.0.5")}

@@ -23,6 +23,7 @@ from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
 from service.store.lifecycle import JOBS_CHANNEL
+from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.ray_runtime import free_resources, total_resources
 from workers.warm_pool import WarmPool
@@ -30,6 +31,8 @@ from workers.warm_pool import WarmPool
 log = logging.getLogger(__name__)
 
 MAINTENANCE_SECONDS = 2.0
+# How long a stopping dispatcher waits for its jobs to be handed back.
+SHUTDOWN_JOIN_SECONDS = 5.0
 
 
 class Waker:
@@ -96,6 +99,13 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
+        self._drain_deadline: float | None = None  # set once drain() was asked for
+        self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
+        self.capacity = CapacityWindow(
+            settings.capacity_window_seconds,
+            ceiling_cpus=settings.capacity_ceiling_cpus,
+            ceiling_gpus=settings.capacity_ceiling_gpus,
+        )
         self.warm_pool = (
             WarmPool(size=settings.warm_pool_size, idle_seconds=settings.warm_pool_idle_seconds)
             if settings.warm_pool_size > 0
@@ -111,7 +121,9 @@ class Dispatcher:
                 try:
                     if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
                         self._maintain()
-                    if self._claim_and_start():
+                    if self._drain_over():
+                        break
+                    if self._drain_deadline is None and self._claim_and_start():
                         continue
                     self._waker.wait(self.settings.poll_seconds)
                 except Exception:
@@ -124,6 +136,8 @@ class Dispatcher:
             self._shutdown()
 
     def stop(self) -> None:
+        """Stop now: running jobs go back to the queue at once (no attempt used); the
+        rounds since their last checkpoint are trained again."""
         self.stop_event.set()
         self._waker.poke()
 
@@ -134,14 +148,17 @@ class Dispatcher:
 
     def _maintain(self) -> None:
         self._last_maintenance = time.monotonic()
+        self.maintenance_runs += 1
         if self.warm_pool is not None:
             self.warm_pool.release_idle()
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
+        self.capacity.observe(total_cpus, total_gpus)
+        limit = self.capacity.largest()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
             for job in unschedulable_jobs(
-                session=session, total_cpus=total_cpus, total_gpus=total_gpus
+                session=session, total_cpus=limit.cpus, total_gpus=limit.gpus
             ):
                 fail_queued(
                     session=session,
@@ -149,7 +166,8 @@ class Dispatcher:
                     actor=f"dispatcher:{self.id}",
                     reason=(
                         f"the gang needs {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
-                        f" the whole Ray cluster has {total_cpus:g} CPU and {total_gpus:g} GPU"
+                        f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
+                        f" ({self.capacity.describe()})"
                     ),
                 )
             upsert_dispatcher(
@@ -158,6 +176,8 @@ class Dispatcher:
                 hostname=socket.gethostname(),
                 resources={
                     "total": {"CPU": total_cpus, "GPU": total_gpus},
+                    # What queued jobs are judged against (explain: waits for capacity).
+                    "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
                 },
@@ -174,6 +194,7 @@ class Dispatcher:
                 lease_seconds=self.settings.lease_seconds,
                 free_cpus=free_cpus,
                 free_gpus=free_gpus,
+                quota_defaults=self.settings.quota_defaults(),
             )
         if claimed is None:
             return False
@@ -199,6 +220,8 @@ class Dispatcher:
         thread = threading.Thread(target=run.run, name=f"job-{claimed.job_id}", daemon=True)
         with self._lock:
             self.runs[claimed.job_id] = (run, thread)
+            if self._drain_deadline is not None:  # drain() ran while we claimed
+                run.drain_requested.set()
         thread.start()
         # Ray's free resources only drop once the placement group is reserved; wait
         # for that before claiming again, so two claims never count the same CPUs.
@@ -210,13 +233,33 @@ class Dispatcher:
             self.runs.pop(job_id, None)
         self._waker.poke()
 
+    def drain(self, timeout_s: float) -> None:
+        """Stop claiming; each running job ends after its current round with a
+        checkpoint and goes back to the queue without using an attempt. The loop ends
+        when none is left, or after `timeout_s` (then as `stop`)."""
+        with self._lock:
+            runs = [run for run, _ in self.runs.values()]
+            self._drain_deadline = time.monotonic() + timeout_s
+        log.info("dispatcher %s: draining %d job(s) (at most %g s)", self.id, len(runs), timeout_s)
+        for run in runs:
+            run.drain_requested.set()
+        self._waker.poke()
+
+    def _drain_over(self) -> bool:
+        if self._drain_deadline is None:
+            return False
+        with self._lock:
+            idle = not self.runs
+        return idle or time.monotonic() >= self._drain_deadline
+
     def _shutdown(self) -> None:
         with self._lock:
             runs = list(self.runs.values())
         for run, _ in runs:
             run.stop_requested.set()
+        deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
         for _, thread in runs:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self._waker.close()
         if self.warm_pool is not None:
             self.warm_pool.close()

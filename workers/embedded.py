@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -11,11 +12,13 @@ from types import FrameType
 
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker
-from workers.dispatcher import Dispatcher
+from workers.dispatcher import SHUTDOWN_JOIN_SECONDS, Dispatcher
 from workers.ray_runtime import connect
 from workers.sweeps.controller import SweepController
 
 log = logging.getLogger(__name__)
+
+EMBEDDED_DRAIN_SECONDS = 3.0
 
 
 def start_dispatcher_thread(settings: Settings, stack: ExitStack) -> Dispatcher:
@@ -29,8 +32,10 @@ def start_dispatcher_thread(settings: Settings, stack: ExitStack) -> Dispatcher:
     thread.start()
 
     def stop() -> None:
-        dispatcher.stop()
-        thread.join(timeout=60)
+        # A short drain (the server must exit within ~10 s): jobs whose round ends in
+        # time hand back a fresh checkpoint, the others their last one.
+        dispatcher.drain(EMBEDDED_DRAIN_SECONDS)
+        thread.join(timeout=EMBEDDED_DRAIN_SECONDS + SHUTDOWN_JOIN_SECONDS + 1)
 
     stack.callback(stop)
     start_sweep_controller(SweepController(settings, sessions), stack)
@@ -62,20 +67,34 @@ def start_embedded(settings: Settings, stack: ExitStack) -> Callable[[], None]:
     return dispatcher.wake
 
 
+def install_drain_handlers(dispatcher: Dispatcher, drain_seconds: float) -> None:
+    """The first SIGTERM or SIGINT drains the dispatcher (its jobs go back to the queue
+    checkpointed, no attempt used); a second one exits at once (the leases then run
+    out and the jobs are rerun from their last checkpoint)."""
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            log.warning("signal %s again: exiting at once", signum)
+            os._exit(128 + signum)
+        log.info("signal %s: draining the dispatcher (at most %g s)", signum, drain_seconds)
+        # A worker leaves a margin for handing the last jobs back after the deadline.
+        dispatcher.drain(max(1.0, drain_seconds - SHUTDOWN_JOIN_SECONDS))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
 def run_worker(settings: Settings) -> None:
     """`lagtrain worker`: one dispatcher in the foreground, and a sweep controller
     beside it, until SIGTERM/SIGINT."""
-    connect(settings.ray_address)
+    connect(settings.ray_address, retry_seconds=settings.ray_connect_seconds)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     dispatcher = Dispatcher(settings, sessions)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping the dispatcher", signum)
-        dispatcher.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    install_drain_handlers(dispatcher, settings.drain_seconds)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
         start_sweep_controller(SweepController(settings, sessions), stack)

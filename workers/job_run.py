@@ -19,12 +19,14 @@ from service.artifacts import artifact_url
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
-from service.store import attempts, checkpoints, metrics
+from service.store import attempts, checkpoints, lifecycle, metrics
 from service.store.attempts import ClaimedJob
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import transaction
 from service.store.metrics import MetricIn
 from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
+from workers.resume import verified_resume
+from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.training.coordinator import Diverged
 from workers.warm_pool import WarmPool
 
@@ -67,12 +69,33 @@ class JobRun:
         self.spec = ResolvedSpec.model_validate(claimed.spec)
         self.started = time.monotonic()
         self.progress = _Progress()
+        # Set by a dispatcher shutting down: hand the job back at once.
         self.stop_requested = threading.Event()
+        # Set by a draining dispatcher: end after the current round, with a checkpoint,
+        # and hand the job back without using an attempt.
+        self.drain_requested = threading.Event()
         # Set once the gang holds its resources (or failed to get them).
         self.gang_reserved = threading.Event()
         self._ended = threading.Event()
         self._cancel_requested = threading.Event()
         self._lease_lost = threading.Event()
+        self._keeper_wake = threading.Event()
+        # Store writes retry through short outages (workers.store_writer); the events
+        # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
+        self._writer = RetryingWriter(
+            sessions, give_up_seconds=settings.store_outage_seconds, name=f"job {claimed.job_id}"
+        )
+        self._beats = RetryingWriter(
+            sessions,
+            give_up_seconds=float("inf"),
+            name=f"job {claimed.job_id} heartbeat",
+            wake=self._keeper_wake,
+        )
+
+    @property
+    def store_retries(self) -> int:
+        """Store writes retried after a transient failure (an outage was ridden out)."""
+        return self._writer.retries + self._beats.retries
 
     @property
     def job_id(self) -> int:
@@ -83,6 +106,10 @@ class JobRun:
             self._run()
         except StaleLease:
             log.warning("job %s: lease lost; another dispatcher owns it now", self.job_id)
+        except StoreUnavailable as exc:
+            # Nothing more can be written: the lease runs out and the reaper requeues
+            # the job, which resumes from its newest recorded checkpoint.
+            log.error("job %s: attempt abandoned: %s", self.job_id, exc)
         except Exception:
             log.exception("job %s: dispatcher error", self.job_id)
             self._fail("dispatcher error (see the dispatcher's log)", retryable=True)
@@ -99,6 +126,7 @@ class JobRun:
             datasets=self._datasets(),
             attempt=claimed.attempt,
             pool=self.warm_pool,
+            memory=claimed.memory,
         )
         events: queue.Queue[JobEvent] = queue.Queue()
         outcome = _Outcome()
@@ -107,7 +135,7 @@ class JobRun:
         keeper = threading.Thread(target=self._keep_lease, name=f"lease-{claimed.job_id}")
         keeper.start()
         try:
-            resume = (claimed.resume.uri, claimed.resume.sha256) if claimed.resume else None
+            resume = self._resume_point()
             try:
                 gang.start(ready_timeout_s=self.settings.gang_ready_seconds, resume=resume)
                 started = True
@@ -121,35 +149,81 @@ class JobRun:
                     target=self._read, args=(gang, events, outcome), daemon=True
                 )
                 reader.start()
-                final_write = self._supervise(events, outcome)
+                final_write = self._supervise(gang, events, outcome)
+            # The final status is written once the gang's actors and placement group
+            # are gone, so "cancelled" / "failed" / "succeeded" means the resources are
+            # free. The lease is kept until then: the final write may wait out an outage.
+            gang.stop()
+            self._write(final_write, abort=self._abort_reason)
         finally:
             self._ended.set()
+            self._keeper_wake.set()
             gang.stop()
             keeper.join()
-        # The final status is written once the gang's actors and placement group are
-        # gone, so "cancelled" / "failed" / "succeeded" means the resources are free.
-        self._write(final_write)
+
+    def _resume_point(self) -> tuple[str, str] | None:
+        """(uri, sha256) of the newest checkpoint whose file verifies, or None; a
+        fallback to an older one is written to the job's events."""
+        ref, note = verified_resume(
+            self.claimed.resume, job_id=self.job_id, sessions=self.sessions
+        )
+        if note is not None:
+            self._write(
+                lambda s: lifecycle.note(
+                    session=s,
+                    job_id=self.job_id,
+                    token=self.claimed.fencing_token,
+                    actor="dispatcher",
+                    reason=note,
+                )
+            )
+        if ref is not None:
+            # The chaos suite reads this line to count the rounds a resume re-trains.
+            log.info(
+                "job %s: attempt %s resumes after round %s",
+                self.job_id,
+                self.claimed.attempt,
+                ref.round + 1,
+            )
+        return None if ref is None else (ref.uri, ref.sha256)
 
     def _keep_lease(self) -> None:
         """Renew the lease every heartbeat_seconds until the run ends. The reply says
-        whether a cancel was asked for, so a cancel is noticed at the next beat."""
+        whether a cancel was asked for, so a cancel is noticed at the next beat. While
+        the store is unreachable the beat is retried with backoff, so the lease is
+        renewed as soon as the store answers again."""
         token, lease = self.claimed.fencing_token, self.settings.lease_seconds
+        beats = self._beats
         while not self._ended.wait(self.settings.heartbeat_seconds):
             try:
-                reply = self._write(
+                reply = beats.write(
                     lambda s: attempts.heartbeat(
-                        session=s, job_id=self.job_id, token=token, lease_seconds=lease
-                    )
+                        session=s,
+                        job_id=self.job_id,
+                        token=token,
+                        lease_seconds=lease,
+                        default_max_job_hours=self.settings.default_max_job_hours,
+                    ),
+                    abort=lambda: "the run ended" if self._ended.is_set() else None,
                 )
             except StaleLease:
                 self._lease_lost.set()
                 return
+            except StoreUnavailable:
+                return  # the run ended while the store was away
             except Exception:
-                # A transient store error: the lease outlives one missed beat (Settings).
                 log.exception("job %s: heartbeat failed", self.job_id)
                 continue
             if reply.cancel_requested:
                 self._cancel_requested.set()
+
+    def _abort_reason(self) -> str | None:
+        """Why buffered writes should stop being retried, or None to keep trying."""
+        if self._lease_lost.is_set():
+            return "the lease was lost while the store was unreachable"
+        if self.stop_requested.is_set():
+            return "the dispatcher is shutting down while the store is unreachable"
+        return None
 
     def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
         try:
@@ -160,19 +234,26 @@ class JobRun:
             outcome.error = exc
 
     def _supervise(
-        self, events: queue.Queue[JobEvent], outcome: _Outcome
+        self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome
     ) -> Callable[[Session], Any]:
         """Stream events into the store until the run ends; returns the final write."""
         token = self.claimed.fencing_token
+        draining = False
         while True:
+            if self.drain_requested.is_set() and not draining:
+                draining = True
+                gang.request_stop()
             finished = outcome.done or outcome.error is not None
-            self._flush(_drain(events, timeout=0.0 if finished else FLUSH_SECONDS))
+            self._flush(
+                _drain(events, timeout=0.0 if finished else FLUSH_SECONDS),
+                abort=lambda: self._buffer_full(events),
+            )
             if self._lease_lost.is_set():
                 raise StaleLease(f"job {self.job_id}: the lease was taken over")
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():
-                return self._failure("dispatcher shut down", True)
+                return self._release("the dispatcher shut down")
             if self._cancel_requested.is_set():
                 return lambda s: attempts.acknowledge_cancel(
                     session=s, job_id=self.job_id, token=token
@@ -182,8 +263,15 @@ class JobRun:
             if diverged is not None:
                 return self._failure(str(diverged), False)
             return self._failure(_reason(outcome.error), True)
+        if draining and self.progress.last_round < self.spec.schedule.rounds - 1:
+            return self._release(f"the worker drained after round {self.progress.last_round + 1}")
         return lambda s: attempts.finish(
             session=s, job_id=self.job_id, token=token, summary=self._summary(s)
+        )
+
+    def _release(self, reason: str) -> Callable[[Session], Any]:
+        return lambda s: attempts.release(
+            session=s, job_id=self.job_id, token=self.claimed.fencing_token, reason=reason
         )
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
@@ -195,7 +283,15 @@ class JobRun:
             retryable=retryable,
         )
 
-    def _flush(self, batch: list[JobEvent]) -> None:
+    def _buffer_full(self, events: queue.Queue[JobEvent]) -> str | None:
+        waiting, bound = events.qsize(), self.settings.store_buffer_events
+        if waiting > bound:
+            return f"{waiting} events waited for the store (the buffer holds {bound})"
+        return self._abort_reason()
+
+    def _flush(
+        self, batch: list[JobEvent], *, abort: Callable[[], str | None] = lambda: None
+    ) -> None:
         if not batch:
             return
         token, attempt = self.claimed.fencing_token, self.claimed.attempt
@@ -250,13 +346,16 @@ class JobRun:
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:
-            self._write(self._failure(reason, retryable))
+            self._write(self._failure(reason, retryable), abort=self._abort_reason)
+        except StoreUnavailable as exc:
+            log.error("job %s: could not record failure %r: %s", self.job_id, reason, exc)
         except StaleLease:
             log.warning("job %s: lease lost before recording failure: %s", self.job_id, reason)
 
-    def _write(self, fn: Callable[[Session], T]) -> T:
-        with transaction(self.sessions) as session:
-            return fn(session)
+    def _write(
+        self, fn: Callable[[Session], T], *, abort: Callable[[], str | None] = lambda: None
+    ) -> T:
+        return self._writer.write(fn, abort=abort)
 
     def _datasets(self) -> dict[str, str]:
         ref = self.spec.task.dataset or ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,9 @@ import torch
 from service.artifacts import local_path, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
-from workers.training.checkpoint import from_bytes, restore, to_bytes
+from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
-from workers.training.loop import run_rounds
+from workers.training.loop import RoundDone, run_rounds
 from workers.training.replica import Replica, ReplicaReply
 from workers.training.tasks.base import DatasetResolver, Task
 
@@ -93,7 +94,7 @@ class ReplicaHost:
         rank: int,
         *,
         rule: AggregationRule,
-        dtype: str,
+        dtype: str | None,
         device: str,
         threads: int,
         datasets: Mapping[str, str],
@@ -103,7 +104,7 @@ class ReplicaHost:
         self.replica = Replica(
             spec,
             rank,
-            dtype=DTYPES[dtype],
+            dtype=DTYPES[dtype] if dtype else None,
             device=device,
             resolve_dataset=dataset_resolver(datasets),
             task=task,
@@ -139,7 +140,8 @@ class JobDriver:
         rule: AggregationRule,
         job_key: str,
         replicas: list[Any],
-        dtype: str,
+        attempt: int = 1,
+        dtype: str | None,
         artifacts_url: str,
         datasets: Mapping[str, str],
         threads: int,
@@ -148,11 +150,13 @@ class JobDriver:
         torch.set_num_threads(threads)
         self.spec = spec
         self.job_key = job_key
+        self._stop = threading.Event()
+        self.attempt = attempt
         self.replicas = replicas
         self.artifacts_url = artifacts_url.rstrip("/")
         self.coordinator = Coordinator(
             self.spec,
-            dtype=DTYPES[dtype],
+            dtype=DTYPES[dtype] if dtype else None,
             resolve_dataset=dataset_resolver(datasets),
             task=task,
             rule=rule,
@@ -185,14 +189,26 @@ class JobDriver:
         def states() -> list[dict[str, Any]]:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
 
-        for done in run_rounds(self.coordinator, step, states):
-            yield RecordEvent(done.round, done.values, done.uploaded)
-            if done.checkpoint is not None:
-                yield self._write_checkpoint(done.round, done.checkpoint)
+        last: RoundDone | None = None
+        for last in run_rounds(self.coordinator, step, states, should_stop=self._stop.is_set):
+            yield RecordEvent(last.round, last.values, last.uploaded)
+            if last.checkpoint is not None:
+                yield self._write_checkpoint(last.round, last.checkpoint)
+        if self._stop.is_set() and last is not None and last.checkpoint is None:
+            # Stopped early (a draining worker): checkpoint the last finished round, so
+            # the next attempt re-trains nothing.
+            yield self._write_checkpoint(last.round, assemble(self.coordinator, states()))
+
+    def request_stop(self) -> None:
+        """End `run` after the round in progress, with a checkpoint of it. Runs on the
+        actor's second thread (the gang starts the driver with max_concurrency=2)."""
+        self._stop.set()
 
     def _write_checkpoint(self, round_: int, checkpoint: dict[str, Any]) -> CheckpointEvent:
         data = to_bytes(checkpoint)
-        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}.pt"
+        # Fenced by the attempt: a lost attempt's gang that still runs never writes
+        # over the file the current attempt recorded.
+        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
 

@@ -20,7 +20,7 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from service.schemas.gang import gang_bundles
+from service.schemas.gang import GangMemory, gang_bundles
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
@@ -45,12 +45,14 @@ class RayJob:
         job_key: str,
         artifacts_url: str,
         datasets: Mapping[str, str] | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,  # None: the spec's model.dtype
         attempt: int = 1,
         rule: AggregationRule | None = None,
+        memory: GangMemory | None = None,
         pool: WarmPool | None = None,
     ) -> None:
         self.spec = spec
+        self.memory = memory
         self.pool = pool
         self.pooled: list[tuple[str, Any]] = []  # (node id, actor) taken from `pool`
         self.ended_cleanly = False
@@ -58,6 +60,7 @@ class RayJob:
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
         self.actor_prefix = f"lagtrain-job{job_key}-attempt{attempt}"
+        self.attempt = attempt
         self.artifacts_url = artifacts_url
         self.datasets = dict(datasets or {})
         self.dtype = dtype
@@ -67,7 +70,7 @@ class RayJob:
 
     def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
         """Reserve and start the gang; returns the first round to run."""
-        bundles = gang_bundles(self.spec)
+        bundles = gang_bundles(self.spec, self.memory)
         self.pg = placement_group(bundles, strategy="PACK")
         try:
             ray.get(self.pg.ready(), timeout=ready_timeout_s)
@@ -98,6 +101,7 @@ class RayJob:
         return {
             "rule": self.rule,
             "job_key": self.job_key,
+            "attempt": self.attempt,
             "replicas": replicas,
             "dtype": self.dtype,
             "artifacts_url": self.artifacts_url,
@@ -125,6 +129,7 @@ class RayJob:
             .options(
                 name=f"{self.actor_prefix}-driver",
                 num_cpus=bundles[0]["CPU"],
+                max_concurrency=2,  # request_stop() while run() streams
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self.pg, placement_group_bundle_index=0
                 ),
@@ -157,6 +162,11 @@ class RayJob:
             yield ray.get(ref)
         self.ended_cleanly = True
 
+    def request_stop(self) -> None:
+        """Ask the driver to end after the current round, with a checkpoint of it."""
+        if self.driver is not None:
+            self.driver.request_stop.remote()
+
     def stop(self) -> None:
         """Kill the actors (a cleanly ended job hands pooled ones back to the pool)
         and release the placement group; safe to call twice."""
@@ -180,7 +190,7 @@ def run_on_ray(
     *,
     job_key: str,
     artifacts_url: str,
-    dtype: str = "float32",
+    dtype: str | None = None,
     datasets: Mapping[str, str] | None = None,
     resume: tuple[str, str] | None = None,
     ready_timeout_s: float = 120.0,

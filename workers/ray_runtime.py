@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from typing import Any
 
 import ray
@@ -21,8 +22,14 @@ def connect(
     *,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    retry_seconds: float = 0.0,
 ) -> None:
     """Join the cluster at `address`, or start a local Ray when it is None.
+
+    Joining is retried with backoff for up to `retry_seconds`: a worker restarted
+    while the Ray head restarts waits for it instead of exiting. (A Ray client does
+    not survive its head: Ray aborts the process, and the worker's supervisor starts
+    it again; docs/reliability.md.)
 
     Ray installs its own SIGTERM handler, which stops uvicorn from shutting down
     cleanly; we restore the process's previous handler afterwards.
@@ -32,9 +39,12 @@ def connect(
     previous = signal.getsignal(signal.SIGTERM)
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     if address:
-        ray.init(address=address, **kwargs)
+        _join(address, retry_seconds, kwargs)
     else:
+        # "local": always a new Ray of our own, never one that `ray start` left
+        # registered in /tmp/ray/ray_current_cluster.
         ray.init(
+            address="local",
             num_cpus=None if num_cpus is None else int(num_cpus),
             num_gpus=None if num_gpus is None else int(num_gpus),
             include_dashboard=False,
@@ -43,6 +53,21 @@ def connect(
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
     log.info("connected to Ray at %s", ray.get_runtime_context().gcs_address)
+
+
+def _join(address: str, retry_seconds: float, kwargs: dict[str, Any]) -> None:
+    deadline = time.monotonic() + retry_seconds
+    backoff = 1.0
+    while True:
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except ConnectionError as exc:
+            if time.monotonic() + backoff > deadline:
+                raise
+            log.warning("Ray at %s is not reachable (%s); retrying in %g s", address, exc, backoff)
+            time.sleep(backoff)  # nothing else to do until Ray answers
+            backoff = min(backoff * 2, 15.0)
 
 
 def free_resources() -> tuple[float, float]:

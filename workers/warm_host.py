@@ -15,6 +15,7 @@ import numpy as np
 
 from service.schemas.resolved import ResolvedSpec
 from workers.ray_actors import DTYPES, JobDriver, JobEvent, ReplicaHost, dataset_resolver
+from workers.training.precision import storage_dtype
 from workers.training.replica import ReplicaReply
 from workers.training.tasks.base import Task
 from workers.training.tasks.registry import build_task
@@ -35,13 +36,15 @@ class WarmHost:
         self.tasks_built = 0
 
     def _task(
-        self, spec: ResolvedSpec, dtype: str, device: str, datasets: Mapping[str, str]
+        self, spec: ResolvedSpec, dtype: str | None, device: str, datasets: Mapping[str, str]
     ) -> Task:
         """The job's Task, reused when everything a task is built from is equal: the
         task and model sections, the split, the seed, dtype, device, and the
         dataset identities (upload id -> file URI; builtin names are in the task).
         A Task is never mutated after it is built (the reference runner shares one
         between its coordinator and all its replicas)."""
+        # As Replica and Coordinator do: no dtype means the spec's storage dtype.
+        torch_dtype = DTYPES[dtype] if dtype else storage_dtype(spec)
         key = json.dumps(
             {
                 "task": spec.task.model_dump(mode="json"),
@@ -49,7 +52,7 @@ class WarmHost:
                 "distributed": spec.distributed.model_dump(mode="json"),
                 "seed": spec.schedule.seed,
                 "batch_size": spec.schedule.batch_size,
-                "dtype": dtype,
+                "dtype": str(torch_dtype),
                 "device": device,
                 "datasets": dict(sorted(datasets.items())),
             },
@@ -60,7 +63,7 @@ class WarmHost:
             self.tasks_built += 1
             task = build_task(
                 spec,
-                dtype=DTYPES[dtype],
+                dtype=torch_dtype,
                 device=device,
                 resolve_dataset=dataset_resolver(datasets),
             )
@@ -74,7 +77,7 @@ class WarmHost:
         spec: ResolvedSpec,
         rank: int,
         *,
-        dtype: str,
+        dtype: str | None,
         device: str,
         datasets: Mapping[str, str],
         **kwargs: Any,
@@ -85,7 +88,7 @@ class WarmHost:
         )
 
     def become_driver(
-        self, spec: ResolvedSpec, *, dtype: str, datasets: Mapping[str, str], **kwargs: Any
+        self, spec: ResolvedSpec, *, dtype: str | None, datasets: Mapping[str, str], **kwargs: Any
     ) -> None:
         task = self._task(spec, dtype, "cpu", datasets)
         self.role = JobDriver(spec, dtype=dtype, datasets=datasets, task=task, **kwargs)
@@ -124,3 +127,6 @@ class WarmHost:
 
     def run(self) -> Iterator[JobEvent]:
         yield from self._driver().run()
+
+    def request_stop(self) -> None:
+        self._driver().request_stop()

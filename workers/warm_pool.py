@@ -54,6 +54,8 @@ class WarmPool:
             ray.remote(WarmHost)
             .options(
                 num_cpus=0,
+                # As a gang's own driver: request_stop() arrives while run() streams.
+                max_concurrency=2,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             )
             .remote()

@@ -7,9 +7,10 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from service.api.deps import AppSettings, Sessions
+from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.cluster import ClusterOut, DispatcherOut
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.dispatchers import cluster_resources, list_dispatchers
 from service.store.jobs import status_counts
 from service.store.models import utcnow
@@ -17,13 +18,21 @@ from service.store.models import utcnow
 router = APIRouter(prefix="/v1", tags=["cluster"])
 
 
-@router.get("/cluster", response_model=ClusterOut)
+# /v1/cluster shows dispatchers seen within this long (at most MAX_DISPATCHERS, the
+# most recently seen); older ones are stale and left out.
+STALE_DISPATCHER = timedelta(hours=1)
+MAX_DISPATCHERS = 200
+
+
+@router.get("/cluster", response_model=ClusterOut, responses=errors(401))
 def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
     """``resources`` is the Ray cluster as the most recently seen live dispatcher
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
     it was seen within one lease period."""
-    with transaction(sessions) as session:
-        dispatchers = list_dispatchers(session=session)
+    with read_transaction(sessions) as session:
+        dispatchers = list_dispatchers(
+            session=session, seen_since=utcnow() - STALE_DISPATCHER, limit=MAX_DISPATCHERS
+        )
         counts = status_counts(session=session)
     cutoff = utcnow() - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(

@@ -4,6 +4,7 @@ under the artifacts location."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
@@ -17,14 +18,17 @@ from service.api.deps import (
     field_error,
     next_cursor,
 )
-from service.artifacts import artifact_url, write_once
+from service.api.responses import errors
+from service.artifacts import CHUNK_BYTES, artifact_url, write_once_from
 from service.auth import CurrentUser
 from service.schemas.accounts import DatasetOut
 from service.schemas.common import Page
-from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_dataset
+from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
+from service.store.audit import record
 from service.store.datasets import UPLOAD_PREFIX, create_dataset, list_datasets
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.models import Dataset
+from service.store.quotas import check_upload_storage
 from service.store.users import user_names
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
@@ -51,7 +55,7 @@ def _dataset_out(dataset: Dataset, owner: str) -> DatasetOut:
     "/datasets",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetOut,
-    responses={413: {"description": "the file is larger than the server's dataset limit"}},
+    responses=errors(400, 401, 413, 429),
 )
 def post_dataset(
     principal: CurrentUser,
@@ -62,38 +66,60 @@ def post_dataset(
         DatasetFormat | None, Form(description="text or csv; default: from the file name")
     ] = None,
 ) -> DatasetOut:
+    """Validated in one streaming pass (bounded memory; the multipart parser keeps
+    the file on disk), then copied to the artifacts location. 413 over
+    max_dataset_bytes, 429 over the storage quota, 422 naming `file` when it is not
+    a usable dataset (or over the vocabulary / CSV width limits)."""
     limit = settings.max_dataset_bytes
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(status_code=413, detail=f"dataset larger than {limit} bytes")
     filename = (file.filename or "dataset")[-255:]
     fmt: DatasetFormat = format or guess_format(filename, file.content_type)
+    digest = hashlib.sha256()
+    size = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal size
+        while chunk := file.file.read(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(status_code=413, detail=f"dataset larger than {limit} bytes")
+            digest.update(chunk)
+            yield chunk
+
     try:
-        shape = validate_dataset(data, fmt)
+        shape = validate_stream(chunks(), fmt, settings.upload_limits())
     except DatasetRejected as exc:
         raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
-    digest = hashlib.sha256(data).hexdigest()
-    uri = artifact_url(settings.artifacts_url, f"datasets/{digest}.{EXTENSION[fmt]}")
-    write_once(uri, data)
+    with transaction(sessions) as session:
+        check_upload_storage(
+            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
+            adding=size,
+        )
+    uri = artifact_url(settings.artifacts_url, f"datasets/{digest.hexdigest()}.{EXTENSION[fmt]}")
+    file.file.seek(0)
+    write_once_from(uri, file.file)
     with transaction(sessions) as session:
         dataset = create_dataset(
             session=session,
             owner_id=principal.user_id,
             filename=filename,
             fmt=fmt,
-            size=len(data),
-            sha256=digest,
+            size=size,
+            sha256=digest.hexdigest(),
             uri=uri,
             shape=shape.model_dump(),
+        )
+        record(
+            session=session, actor=principal, action="dataset.uploaded",
+            target=f"dataset:{dataset.id}", detail={"filename": filename, "bytes": size},
         )
     return _dataset_out(dataset, principal.name)
 
 
-@router.get("/datasets", response_model=Page[DatasetOut])
+@router.get("/datasets", response_model=Page[DatasetOut], responses=errors(401))
 def get_datasets(
     principal: CurrentUser, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[DatasetOut]:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         datasets = list_datasets(
             session=session, viewer=principal, limit=limit, after_id=decode_cursor(cursor)
         )

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Sessions
-from service.store.db import ping, transaction
+from service.store.db import ping, read_transaction
 from service.store.jobs import status_counts
 
 router = APIRouter(tags=["health"])
@@ -21,7 +21,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "the database is unreachable"}})
 def readyz(sessions: Sessions) -> JSONResponse:
     try:
-        with transaction(sessions) as session:
+        with read_transaction(sessions) as session:
             ping(session=session)
     except SQLAlchemyError:
         return JSONResponse(status_code=503, content={"detail": "database unreachable"})
@@ -31,7 +31,7 @@ def readyz(sessions: Sessions) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def prometheus_metrics(sessions: Sessions) -> PlainTextResponse:
     """Jobs by status, in Prometheus' text format (every status, zeros included)."""
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         counts = status_counts(session=session)
     lines = [
         "# HELP lagtrain_jobs Jobs in the store by status.",

@@ -8,15 +8,25 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from service.api.deps import MAX_ID, MAX_PAGE, MAX_SEQ, JobId, Sessions, field_error
+from service.api.deps import (
+    MAX_ID,
+    MAX_PAGE,
+    MAX_SEQ,
+    AppSettings,
+    JobId,
+    Sessions,
+    field_error,
+)
 from service.api.job_stream import metric_record
+from service.api.responses import errors
+from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
 from service.api.stream_hub import StreamHub
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
 from service.store.checkpoints import get_checkpoint, list_checkpoints
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.jobs import get_visible_job
 from service.store.metrics import metrics_after
 
@@ -25,7 +35,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 CheckpointId = Annotated[int, Path(ge=1, le=MAX_ID, description="checkpoint id")]
 
 
-@router.get("/{job_id}/metrics", response_model=MetricPage)
+@router.get("/{job_id}/metrics", response_model=MetricPage, responses=errors(401, 404))
 def get_metrics(
     job_id: JobId,
     principal: CurrentUser,
@@ -33,7 +43,7 @@ def get_metrics(
     after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 10)] = 1000,
 ) -> MetricPage:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         metrics = metrics_after(session=session, job_id=job_id, after_seq=after_seq, limit=limit)
     return MetricPage(
@@ -45,13 +55,17 @@ def get_metrics(
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **errors(401, 404, 429),
+    },
 )
 def get_events(
     request: Request,
     job_id: JobId,
     principal: CurrentUser,
     sessions: Sessions,
+    settings: AppSettings,
     last_event_id: Annotated[
         str | None, Header(max_length=20, description="resume after this metric seq")
     ] = None,
@@ -64,13 +78,17 @@ def get_events(
         after_seq = int(raw)
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
+    slots: StreamSlots = request.app.state.stream_slots
+    slots.acquire(principal.user_id, settings.max_streams_per_user)
+    recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
     hub: StreamHub = request.app.state.stream_hub
-    return EventSourceResponse(hub.watch(job_id, after_seq=after_seq))
+    stream = hub.watch(job_id, after_seq=after_seq, still_allowed=recheck)
+    return EventSourceResponse(holding_slot(stream, lambda: slots.release(principal.user_id)))
 
 
-@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))
 def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> CheckpointList:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         checkpoints = list_checkpoints(session=session, job_id=job_id)
     return CheckpointList(
@@ -91,12 +109,12 @@ def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -
 @router.get(
     "/{job_id}/checkpoints/{checkpoint_id}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **errors(401, 404)},
 )
 def download_checkpoint(
     job_id: JobId, checkpoint_id: CheckpointId, principal: CurrentUser, sessions: Sessions
 ) -> StreamingResponse:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         checkpoint = get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
     try:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.jobs import MetricRecord, StatusEvent
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.jobs import events_after, get_job, latest_event
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Job, JobEvent, Metric
@@ -61,7 +61,7 @@ class JobStream:
         """The current status; the cursor moves to the job's newest event and its
         highest stored seq, read after that event (so a terminal status here means
         every metric is at or below the cursor)."""
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             event = latest_event(session=session, job_id=self.job_id)
             job = get_job(session=session, job_id=self.job_id)
         self.last_seq = job.last_seq
@@ -76,7 +76,7 @@ class JobStream:
 
     def poll(self) -> Poll:
         """(status changes, metrics, terminal status, newest status) since the cursor."""
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             events = events_after(session=session, job_id=self.job_id, after_id=self.last_event_id)
             job = get_job(session=session, job_id=self.job_id)
             metrics = metrics_after(

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.deps import (
     AppSettings,
@@ -20,17 +21,21 @@ from service.api.deps import (
     next_cursor,
     spec_errors,
 )
-from service.api.spec_checks import dataset_problems
+from service.api.responses import errors
+from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import CurrentUser
 from service.schemas.common import Page
+from service.schemas.gang import gang_totals
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
-from service.store.db import transaction
+from service.store.audit import record
+from service.store.db import read_transaction, transaction
 from service.store.explain import explain_job
 from service.store.jobs import enqueue, get_visible_job, list_jobs, request_cancel
 from service.store.models import Job
-from service.store.users import find_user_id, user_names
+from service.store.quotas import check_can_submit
+from service.store.users import Principal, find_user_id, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -75,7 +80,7 @@ def _request_sha256(spec: JobSpec) -> str:
     response_model=JobOut,
     responses={
         200: {"model": JobOut, "description": "replay of an earlier request (Idempotency-Key)"},
-        409: {"description": "Idempotency-Key already used with a different body"},
+        **errors(400, 401, 409, 413, 429),
     },
 )
 def post_job(
@@ -94,8 +99,17 @@ def post_job(
         raise spec_errors(exc.problems, spec) from exc
     with transaction(sessions) as session:
         problems = dataset_problems(session=session, spec=resolved, owner_id=principal.user_id)
+        problems = problems or cost_check(
+            session=session, spec=resolved, owner_id=principal.user_id,
+            limits=settings.cost_limits(),
+        )
         if problems:
             raise spec_errors(problems, spec)
+        cpus, gpus = gang_totals(resolved)
+        check_can_submit(
+            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
+            cpus=cpus, gpus=gpus,
+        )
         job, created = enqueue(
             session=session,
             owner_id=principal.user_id,
@@ -103,6 +117,11 @@ def post_job(
             idempotency_key=idempotency_key,
             request_sha256=_request_sha256(spec),
         )
+        if created:
+            record(
+                session=session, actor=principal, action="job.submitted",
+                target=f"job:{job.id}", detail={"name": job.name},
+            )
     if not created:
         response.status_code = status.HTTP_200_OK
     elif on_job_queued is not None:
@@ -110,19 +129,24 @@ def post_job(
     return job_out(job, principal.name)
 
 
-@router.get("", response_model=Page[JobOut])
-def get_jobs(
-    principal: CurrentUser,
-    sessions: Sessions,
-    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    owner: Annotated[
-        str | None, Query(max_length=100, description="owner's name (admins; others see own)")
-    ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
+OwnerFilter = Annotated[
+    str | None, Query(max_length=100, description="owner's name (admins; others see own)")
+]
+
+
+def jobs_page(
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    *,
+    status_filter: JobStatus | None,
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> Page[JobOut]:
+    """One page of the jobs `principal` may see, newest first (also the live feed's)."""
     before_id = decode_cursor(cursor)
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
         jobs = list_jobs(
             session=session,
@@ -139,31 +163,59 @@ def get_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("", response_model=Page[JobOut], responses=errors(401))
+def get_jobs(
+    principal: CurrentUser,
+    sessions: Sessions,
+    status_filter: JobStatusFilter = None,
+    owner: OwnerFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[JobOut]:
+    return jobs_page(
+        sessions, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=errors(401, 404))
 def get_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobOut:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         job = get_visible_job(session=session, job_id=job_id, viewer=principal)
         names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
 
 
-@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=errors(401, 404),
+)
 def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobOut:
     """queued: cancelled at once; running: cancelling until its dispatcher stops it;
     already cancelling or finished: unchanged (repeating a cancel is harmless)."""
     with transaction(sessions) as session:
         job = get_visible_job(session=session, job_id=job_id, viewer=principal)
+        before = job.status
         job = request_cancel(session=session, job=job, actor=f"user:{principal.user_id}")
+        if job.status != before:
+            record(
+                session=session, actor=principal, action="job.cancelled",
+                target=f"job:{job.id}", detail={"owner_id": job.owner_id, "was": before},
+            )
         names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
 
 
-@router.get("/{job_id}/explain", response_model=Explanation)
+@router.get("/{job_id}/explain", response_model=Explanation, responses=errors(401, 404))
 def get_explain(
     job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
 ) -> Explanation:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         job = get_visible_job(session=session, job_id=job_id, viewer=principal)
         return explain_job(
-            session=session, job=job, dispatcher_timeout=timedelta(seconds=settings.lease_seconds)
+            session=session,
+            job=job,
+            dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
+            quota_defaults=settings.quota_defaults(),
         )

@@ -1,17 +1,19 @@
 """Checks of a resolved spec that need the store, which the schema cannot see: an
 upload:<id> dataset must exist, belong to the submitter, suit the task, and the spec
 must fit the shape recorded at upload (an upload without one, from before migration
-0002, is not checked). Used by job and sweep submits alike."""
+0002, is not checked); and the cost model's estimate must be within the server's
+limits. Used by job and sweep submits alike."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from service.schemas.cost import CostLimits, cost_problems
 from service.schemas.data_limits import check_data
 from service.schemas.datasets import TASK_DATASET_FORMAT, stored_shape
 from service.schemas.resolve import Problem
 from service.schemas.resolved import ResolvedSpec
-from service.store.datasets import UPLOAD_PREFIX, owned_upload
+from service.store.datasets import UPLOAD_PREFIX, owned_upload, upload_shape
 
 
 def dataset_problems(*, session: Session, spec: ResolvedSpec, owner_id: int) -> list[Problem]:
@@ -28,3 +30,12 @@ def dataset_problems(*, session: Session, spec: ResolvedSpec, owner_id: int) -> 
         kind = spec.task.kind
         return [("task.dataset", f"{kind} needs a {wanted} dataset, {ref!r} is {dataset.format}")]
     return check_data(spec, stored_shape(dataset.format, dataset.shape))
+
+
+def cost_check(
+    *, session: Session, spec: ResolvedSpec, owner_id: int, limits: CostLimits
+) -> list[Problem]:
+    """(field, message) when the cost model's estimate is over the server's limits
+    (memory per replica or for the coordinator, the vocabulary)."""
+    shape = upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id)
+    return cost_problems(spec, shape, limits)

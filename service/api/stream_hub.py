@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,7 +35,7 @@ from service.api.job_stream import (
 )
 from service.errors import NotFound
 from service.schemas.jobs import StatusEvent
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Metric
 
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # reaches its watchers well within a quarter second.
 POLL_SECONDS = 0.1
 SSE_SEPARATOR = "\r\n"  # sse_starlette's default, for what it sends itself (pings)
+# How often an idle watcher asks `still_allowed` (which itself rate-limits its store
+# reads): a revoked token closes even a stream whose job has gone quiet.
+ALLOWED_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -158,10 +161,17 @@ class StreamHub:
         """How many jobs are being polled now (tests, diagnostics)."""
         return len(self._feeds)
 
-    async def watch(self, job_id: int, *, after_seq: int) -> AsyncIterator[bytes]:
+    async def watch(
+        self,
+        job_id: int,
+        *,
+        after_seq: int,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[bytes]:
         """One watcher's stream, SSE-encoded: the current status, the metrics after
         `after_seq` (SSE id = seq) and status changes, until a terminal status. What
-        queued up while the watcher was writing goes out as one chunk."""
+        queued up while the watcher was writing goes out as one chunk. `still_allowed`
+        (service.api.stream_guard) is asked while live; False closes the stream."""
         feed = self._feeds.get(job_id)
         if feed is None:
             feed = self._feeds[job_id] = JobFeed(self.sessions, job_id, on_close=self._forget)
@@ -180,7 +190,13 @@ class StreamHub:
                 yield b"".join(encode(metric_message(m)) for m in page)
                 last_seq = page[-1].seq
             while not ended:
-                items = [await queue.get()]
+                if still_allowed is not None and not await still_allowed():
+                    return
+                try:
+                    first = await asyncio.wait_for(queue.get(), ALLOWED_CHECK_SECONDS)
+                except TimeoutError:
+                    continue
+                items = [first]
                 while not queue.empty():
                     items.append(queue.get_nowait())
                 chunk = bytearray()
@@ -214,5 +230,5 @@ class StreamHub:
                 return
 
     def _page(self, job_id: int, after: int) -> list[Metric]:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             return metrics_after(session=session, job_id=job_id, after_seq=after, limit=BATCH)

@@ -24,14 +24,16 @@ from service.api.deps import (
 )
 from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
-from service.api.spec_checks import dataset_problems
+from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import CurrentUser
 from service.schemas.common import Page
+from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
 from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
+from service.store.quotas import check_can_submit
 from service.store.sweeps import (
     TrialRow,
     create_sweep,
@@ -117,7 +119,7 @@ def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidati
     response_model=SweepOut,
     responses={
         200: {"model": SweepOut, "description": "replay of an earlier request (Idempotency-Key)"},
-        **errors(401, 409, 413, 422),
+        **errors(400, 401, 409, 413, 422, 429),
     },
 )
 def post_sweep(
@@ -138,13 +140,23 @@ def post_sweep(
     with transaction(sessions) as session:
         problems: dict[Loc, str] = {}
         for corner in checked.corners:
-            for field, message in dataset_problems(
-                session=session, spec=corner, owner_id=principal.user_id
-            ):
+            found = dataset_problems(session=session, spec=corner, owner_id=principal.user_id)
+            found = found or cost_check(
+                session=session, spec=corner, owner_id=principal.user_id,
+                limits=settings.cost_limits(),
+            )
+            for field, message in found:
                 loc = ("base", *field.split("."))
                 problems.setdefault(loc, f"base.{field}: {message}")
         if problems:
             raise _errors(list(problems.items()), spec)
+        # After the 422 checks: a budget the queue quota could never hold is a 429.
+        totals = [gang_totals(corner) for corner in checked.corners]
+        cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)
+        check_can_submit(
+            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
+            jobs=spec.trials, cpus=cpus, gpus=gpus,
+        )
         sweep, created = create_sweep(
             session=session,
             owner_id=principal.user_id,
@@ -171,7 +183,7 @@ def get_sweeps(
     cursor: Cursor = None,
 ) -> Page[SweepOut]:
     before_id = decode_cursor(cursor)
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
         sweeps = list_sweeps(
             session=session,
@@ -187,7 +199,7 @@ def get_sweeps(
 
 @router.get("/{sweep_id}", response_model=SweepOut, responses=errors(401, 404, 422))
 def get_sweep(sweep_id: SweepId, principal: CurrentUser, sessions: Sessions) -> SweepOut:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         sweep = get_visible_sweep(session=session, sweep_id=sweep_id, viewer=principal)
         (out,) = _sweep_outs(session, [sweep])
     return out

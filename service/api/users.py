@@ -1,39 +1,84 @@
-"""Users (admin) and the caller's own account and tokens."""
+"""Users (admin), the caller's own account and tokens."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
+from sqlalchemy.orm import Session
 
-from service.api.deps import MAX_ID, Cursor, Limit, Sessions, decode_cursor, next_cursor
+from service.api.deps import (
+    MAX_ID,
+    AppSettings,
+    Cursor,
+    Limit,
+    Sessions,
+    decode_cursor,
+    next_cursor,
+)
+from service.api.responses import errors
 from service.auth import AdminUser, CurrentUser
-from service.schemas.accounts import TokenCreated, Usage, UserCreate, UserCreated, UserOut
+from service.errors import Conflict
+from service.schemas.accounts import (
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenOut,
+    UserCreate,
+    UserCreated,
+    UserOut,
+    UserPatch,
+)
 from service.schemas.common import Page
-from service.store.db import transaction
+from service.schemas.quota import QuotaDefaults
+from service.store.audit import record
+from service.store.db import read_transaction, transaction
 from service.store.models import User
-from service.store.users import create_user, get_user, issue_token, job_counts, list_users
+from service.store.quotas import quota_in_force, set_quota, usage
+from service.store.users import (
+    create_user,
+    get_user,
+    issue_token,
+    list_users,
+    live_tokens,
+    set_disabled,
+)
 from service.store.users import revoke_token as store_revoke_token
 
 router = APIRouter(prefix="/v1", tags=["users"])
 
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID, description="token id")]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="user id")]
 
 
-def _user_out(user: User, counts: dict[str, int]) -> UserOut:
-    return UserOut(
-        id=user.id,
-        name=user.name,
-        role=user.role,
-        max_running_jobs=user.max_running_jobs,
-        share_weight=user.share_weight,
-        created_at=user.created_at,
-        usage=Usage(jobs_total=sum(counts.values()), jobs_by_status=counts),
-    )
+def _user_outs(session: Session, users: list[User], defaults: QuotaDefaults) -> list[UserOut]:
+    used = usage(session=session, user_ids=[u.id for u in users])
+    outs = []
+    for user in users:
+        quota = quota_in_force(user, defaults)
+        outs.append(
+            UserOut(
+                id=user.id,
+                name=user.name,
+                role=user.role,
+                max_running_jobs=quota.max_running_jobs,
+                share_weight=user.share_weight,
+                created_at=user.created_at,
+                disabled=user.disabled_at is not None,
+                quota=quota,
+                usage=used[user.id],
+            )
+        )
+    return outs
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
-def post_user(body: UserCreate, _admin: AdminUser, sessions: Sessions) -> UserCreated:
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserCreated,
+    responses=errors(400, 401, 403, 409, 413),
+)
+def post_user(body: UserCreate, admin: AdminUser, sessions: Sessions) -> UserCreated:
     with transaction(sessions) as session:
         user, _token, plain = create_user(
             session=session,
@@ -42,41 +87,141 @@ def post_user(body: UserCreate, _admin: AdminUser, sessions: Sessions) -> UserCr
             max_running_jobs=body.max_running_jobs,
             share_weight=body.share_weight,
         )
+        record(
+            session=session,
+            actor=admin,
+            action="user.created",
+            target=f"user:{user.id}",
+            detail={"name": user.name, "role": user.role},
+        )
     return UserCreated(id=user.id, name=user.name, role=body.role, token=plain)
 
 
-@router.get("/users", response_model=Page[UserOut])
+@router.get("/users", response_model=Page[UserOut], responses=errors(401, 403))
 def get_users(
-    _admin: AdminUser, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
+    _admin: AdminUser,
+    sessions: Sessions,
+    settings: AppSettings,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Page[UserOut]:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         users = list_users(session=session, limit=limit, after_id=decode_cursor(cursor))
-        counts = job_counts(session=session, user_ids=[u.id for u in users])
-    return Page[UserOut](
-        data=[_user_out(u, counts[u.id]) for u in users],
-        next_cursor=next_cursor([u.id for u in users], limit),
-    )
+        data = _user_outs(session, users, settings.quota_defaults())
+    return Page[UserOut](data=data, next_cursor=next_cursor([u.id for u in users], limit))
 
 
-@router.get("/users/me", response_model=UserOut)
-def get_me(principal: CurrentUser, sessions: Sessions) -> UserOut:
-    with transaction(sessions) as session:
+@router.get("/users/me", response_model=UserOut, responses=errors(401))
+def get_me(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> UserOut:
+    with read_transaction(sessions) as session:
         user = get_user(session=session, user_id=principal.user_id)
-        counts = job_counts(session=session, user_ids=[user.id])
-    return _user_out(user, counts[user.id])
+        (out,) = _user_outs(session, [user], settings.quota_defaults())
+    return out
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
-def post_token(principal: CurrentUser, sessions: Sessions) -> TokenCreated:
+@router.patch(
+    "/users/{user_id}", response_model=UserOut, responses=errors(400, 401, 403, 404, 409, 413)
+)
+def patch_user(
+    user_id: UserId, body: UserPatch, admin: AdminUser, sessions: Sessions, settings: AppSettings
+) -> UserOut:
+    """Disable or enable a user (disabling refuses every token of theirs at once and
+    closes their open streams), change their quota (null = the server default) or
+    their fair-share weight. Every change is in the audit log."""
     with transaction(sessions) as session:
-        api_token, plain = issue_token(session=session, user_id=principal.user_id)
-    return TokenCreated(id=api_token.id, token=plain)
+        user = get_user(session=session, user_id=user_id)
+        if body.disabled and user.id == admin.user_id:
+            # An admin who locks themselves out may leave nobody to undo it.
+            raise Conflict("you cannot disable your own account")
+        target = f"user:{user.id}"
+        if body.disabled is not None and set_disabled(
+            session=session, user=user, disabled=body.disabled
+        ):
+            action = "user.disabled" if body.disabled else "user.enabled"
+            record(session=session, actor=admin, action=action, target=target)
+        if body.quota is not None:
+            changed = set_quota(session=session, user=user, change=body.quota)
+            if changed:
+                record(
+                    session=session,
+                    actor=admin,
+                    action="quota.changed",
+                    target=target,
+                    detail=changed,
+                )
+        if body.share is not None and body.share != user.share_weight:
+            detail = {"share": [user.share_weight, body.share]}
+            user.share_weight = body.share
+            session.flush()
+            record(
+                session=session, actor=admin, action="share.changed", target=target, detail=detail
+            )
+        (out,) = _user_outs(session, [user], settings.quota_defaults())
+    return out
+
+
+@router.get("/tokens", response_model=TokenList, responses=errors(401))
+def get_tokens(principal: CurrentUser, sessions: Sessions) -> TokenList:
+    """Your active tokens (neither revoked nor expired); never the secret."""
+    with read_transaction(sessions) as session:
+        tokens = live_tokens(session=session, user_id=principal.user_id)
+        data = [
+            TokenOut(
+                id=t.id,
+                created_at=t.created_at,
+                expires_at=t.expires_at,
+                last_used_at=t.last_used_at,
+            )
+            for t in tokens
+        ]
+    return TokenList(data=data)
+
+
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenCreated,
+    responses=errors(400, 401, 413, 429),
+)
+def post_token(
+    principal: CurrentUser,
+    sessions: Sessions,
+    settings: AppSettings,
+    body: Annotated[TokenCreate | None, Body()] = None,
+) -> TokenCreated:
+    """A new token (429 when you hold max_tokens_per_user active ones)."""
+    days = None if body is None else body.expires_in_days
+    with transaction(sessions) as session:
+        api_token, plain = issue_token(
+            session=session,
+            user_id=principal.user_id,
+            expires_in_days=days,
+            max_active=settings.max_tokens_per_user,
+        )
+        record(
+            session=session,
+            actor=principal,
+            action="token.created",
+            target=f"token:{api_token.id}",
+            detail={"user_id": principal.user_id, "expires_in_days": days},
+        )
+    return TokenCreated(id=api_token.id, token=plain, expires_at=api_token.expires_at)
 
 
 @router.delete(
-    "/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+    "/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(401, 404),
 )
 def delete_token(token_id: TokenId, principal: CurrentUser, sessions: Sessions) -> Response:
     with transaction(sessions) as session:
-        store_revoke_token(session=session, token_id=token_id, actor=principal)
+        api_token = store_revoke_token(session=session, token_id=token_id, actor=principal)
+        record(
+            session=session,
+            actor=principal,
+            action="token.revoked",
+            target=f"token:{token_id}",
+            detail={"user_id": api_token.user_id},
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

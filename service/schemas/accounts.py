@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas.common import UtcDatetime
+from service.schemas.quota import QuotaIn, QuotaOut, UsageOut
 
 Role = Literal["user", "admin"]
 
@@ -27,24 +28,67 @@ class UserCreated(BaseModel):
     token: str = Field(description="shown only in this answer")
 
 
-class Usage(BaseModel):
-    jobs_total: int
-    jobs_by_status: dict[str, int]
-
-
 class UserOut(BaseModel):
     id: int
     name: str
     role: Role
-    max_running_jobs: int | None
+    max_running_jobs: int = Field(description="the running-jobs quota in force")
     share_weight: float
     created_at: UtcDatetime
-    usage: Usage
+    disabled: bool
+    quota: QuotaOut
+    usage: UsageOut
+
+
+class UserPatch(BaseModel):
+    """An admin's change to a user; fields left out are unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool | None = Field(
+        default=None, description="true locks the user out at once (every token refused)"
+    )
+    quota: QuotaIn | None = None
+    share: float | None = Field(default=None, gt=0.0, le=1000.0, description="fair-share weight")
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="null = never (up to the server's maximum)"
+    )
 
 
 class TokenCreated(BaseModel):
     id: int
     token: str = Field(description="shown only in this answer")
+    expires_at: UtcDatetime | None
+
+
+class TokenOut(BaseModel):
+    id: int
+    created_at: UtcDatetime
+    expires_at: UtcDatetime | None
+    last_used_at: UtcDatetime | None = Field(description="to the minute")
+
+
+class TokenList(BaseModel):
+    data: list[TokenOut]
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    time: UtcDatetime
+    actor: str = Field(description="role:name of who did it, or server")
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEventOut]
+    next_after_id: int | None
 
 
 class DatasetOut(BaseModel):

@@ -7,9 +7,11 @@ The shape summary returned here is what submit checks each spec against.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from service.schemas.data_limits import (
@@ -29,6 +31,20 @@ TASK_DATASET_FORMAT: dict[str, DatasetFormat] = {
 }
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """The server's limits on an upload's shape (settings max_vocabulary,
+    max_csv_columns); beyond them no spec could use it."""
+
+    vocabulary: int = 10_000
+    csv_columns: int = 10_000
+
+
+# A CSV cell as long as a float's repr with room to spare; text is read in pieces.
+CSV_CELL_CHARS = 40
+TEXT_PIECE_CHARS = 1 << 20
+
+
 class DatasetRejected(ValueError):
     """The uploaded bytes are not a usable dataset of the declared format."""
 
@@ -39,18 +55,26 @@ def guess_format(filename: str, content_type: str | None) -> DatasetFormat:
     return "text"
 
 
-def validate_dataset(data: bytes, fmt: DatasetFormat) -> DatasetShape:
+def validate_dataset(
+    data: bytes, fmt: DatasetFormat, limits: UploadLimits | None = None
+) -> DatasetShape:
     """The dataset's shape summary (stored, and checked against each spec at submit);
     DatasetRejected if it is not a usable dataset of `fmt`."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetRejected(f"not UTF-8 text (byte {exc.start})") from exc
-    if not text.strip():
-        raise DatasetRejected("the file is empty")
+    return validate_stream([data], fmt, limits)
+
+
+def validate_stream(
+    chunks: Iterable[bytes], fmt: DatasetFormat, limits: UploadLimits | None = None
+) -> DatasetShape:
+    """validate_dataset in one pass over byte chunks, in memory bounded by the chunk
+    size, one CSV record and the distinct characters (themselves bounded by
+    `limits.vocabulary`): nothing holds the whole file or its rows."""
+    limits = limits or UploadLimits()
     if fmt == "csv":
-        return _csv_shape(text)
-    return _text_shape(text)
+        # A record is parsed whole: bound its line (the widest allowed row of long
+        # numbers) instead of buffering a file without newlines.
+        return _csv_shape(_lines(chunks, limits.csv_columns * CSV_CELL_CHARS, "csv"), limits)
+    return _text_shape(_lines(chunks, TEXT_PIECE_CHARS, "text"), limits)
 
 
 def stored_shape(fmt: str, shape: dict[str, Any] | None) -> DatasetShape | None:
@@ -60,15 +84,65 @@ def stored_shape(fmt: str, shape: dict[str, Any] | None) -> DatasetShape | None:
     return CsvShape.model_validate(shape) if fmt == "csv" else TextShape.model_validate(shape)
 
 
-def _text_shape(text: str) -> TextShape:
-    # The worker reads with universal newlines: \r\n and \r become \n.
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    later = next((i for i, char in enumerate(text) if char != text[0]), None)
-    return TextShape(
-        chars=len(text),
-        distinct_chars=len(set(text)),
-        two_distinct_within=None if later is None else later + 1,
-    )
+def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterator[str]:
+    """UTF-8 lines (ends kept, \r\n and \r read as \n like the worker's universal
+    newlines) from byte chunks, decoded incrementally. A line longer than `max_line`
+    is a DatasetRejected for a CSV; a text's is passed on in pieces."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    position = 0
+    for chunk in chunks:
+        try:
+            pending += decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise DatasetRejected(f"not UTF-8 text (byte {position + exc.start})") from exc
+        position += len(chunk)
+        # A trailing \r may be the first half of \r\n: keep it for the next chunk.
+        cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
+        complete, pending = pending[:cut], pending[cut:]
+        parts = complete.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        pending = parts.pop() + pending
+        for part in parts:
+            yield part + "\n"
+        if len(pending) > max_line:
+            if fmt == "csv":
+                raise DatasetRejected(f"a CSV line is longer than {max_line:,} characters")
+            cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
+            yield pending[:cut]
+            pending = pending[cut:]
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise DatasetRejected(f"not UTF-8 text (byte {position + exc.start})") from exc
+    pending = pending.replace("\r\n", "\n").replace("\r", "\n")
+    if pending:
+        yield from pending.splitlines(keepends=True)
+
+
+def _text_shape(lines: Iterator[str], limits: UploadLimits) -> TextShape:
+    chars = 0
+    distinct: set[str] = set()
+    first: str | None = None
+    two_within: int | None = None
+    blank = True
+    for line in lines:
+        if first is None and line:
+            first = line[0]
+        if two_within is None and first is not None:
+            later = next((i for i, char in enumerate(line) if char != first), None)
+            if later is not None:
+                two_within = chars + later + 1
+        distinct.update(line)
+        if len(distinct) > limits.vocabulary:
+            raise DatasetRejected(
+                f"the text has more than {limits.vocabulary:,} distinct characters "
+                "(the server's vocabulary limit)"
+            )
+        blank = blank and not line.strip()
+        chars += len(line)
+    if blank:
+        raise DatasetRejected("the file is empty")
+    return TextShape(chars=chars, distinct_chars=len(distinct), two_distinct_within=two_within)
 
 
 def _is_number(cell: str) -> bool:
@@ -82,29 +156,56 @@ def _label(cell: str) -> int | None:
     return int(cell) if is_integer(cell) and int(cell) >= 0 else None
 
 
-def _csv_shape(text: str) -> CsvShape:
+def _csv_shape(lines: Iterator[str], limits: UploadLimits) -> CsvShape:
+    width: int | None = None
+    rows = 0
+    integer_labels = True
+    largest = 0
+    seen_record = False
     try:
-        rows = [row for row in csv.reader(io.StringIO(text)) if not is_blank_record(row)]
+        for record in csv.reader(lines):
+            if is_blank_record(record):
+                continue
+            if not seen_record:
+                seen_record = True
+                if is_header_record(record):
+                    _check_width(len(record), limits)
+                    continue
+            rows += 1
+            if width is None:
+                width = _check_width(len(record), limits)
+            if len(record) != width:
+                raise DatasetRejected(
+                    f"CSV data row {rows} has {len(record)} columns, expected {width}"
+                )
+            for column, cell in enumerate(record, start=1):
+                if not _is_number(cell):
+                    raise DatasetRejected(
+                        f"CSV data row {rows}, column {column}: {cell[:40]!r} is not a "
+                        "finite number"
+                    )
+            label = _label(record[0])
+            if label is None:
+                integer_labels = False
+            else:
+                largest = max(largest, label)
     except csv.Error as exc:
         raise DatasetRejected(f"CSV does not parse: {exc}") from exc
-    if rows and is_header_record(rows[0]):
-        rows = rows[1:]
-    if not rows:
+    if not seen_record:
+        raise DatasetRejected("the file is empty")
+    if width is None:
         raise DatasetRejected("CSV has no data rows")
-    width = len(rows[0])
-    for line, row in enumerate(rows, start=1):
-        if len(row) != width:
-            raise DatasetRejected(f"CSV data row {line} has {len(row)} columns, expected {width}")
-        for column, cell in enumerate(row, start=1):
-            if not _is_number(cell):
-                raise DatasetRejected(
-                    f"CSV data row {line}, column {column}: {cell[:40]!r} is not a finite number"
-                )
-    labels = [_label(row[0]) for row in rows]
-    integer_labels = all(label is not None for label in labels)
     return CsvShape(
-        rows=len(rows),
+        rows=rows,
         columns=width,
         integer_labels=integer_labels,
-        classes=max(label or 0 for label in labels) + 1 if integer_labels else 0,
+        classes=largest + 1 if integer_labels else 0,
     )
+
+
+def _check_width(columns: int, limits: UploadLimits) -> int:
+    if columns > limits.csv_columns:
+        raise DatasetRejected(
+            f"CSV has {columns:,} columns; the server's limit is {limits.csv_columns:,}"
+        )
+    return columns

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.schemas.jobspec import OptimizerName, Strategy, TaskKind
+from service.schemas.jobspec import DType, OptimizerName, Strategy, TaskKind
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -34,6 +34,7 @@ DEFAULT_SEQ_LEN: dict[TaskKind, int] = {
 DEFAULT_MAX_CHARS = 1_000_000
 DEFAULT_WORKERS = 4
 DEFAULT_BATCH_SIZE = 32
+DEFAULT_DTYPE: DType = "float32"
 DEFAULT_LR: dict[OptimizerName, float] = {"adam": 0.002, "sgd": 0.1}
 # Tasks that supply per-worker smoothness constants (needed by lag_ps).
 TASKS_WITH_SMOOTHNESS: frozenset[TaskKind] = frozenset({"lag_paper_linreg"})
@@ -44,7 +45,7 @@ MAX_GENERATED_STEPS = 20_000_000
 @dataclass(frozen=True)
 class PaperTaskDefaults:
     """lag_paper_linreg reproduces the paper's run from a minimal spec: 9 workers,
-    full-batch GD (sgd, lr = 1/L of the mean loss, no clipping), 1000 rounds. These
+    full-batch GD (sgd, lr = 1/L of the mean loss, no clipping), 1000 rounds, float64. These
     apply to fields the request leaves out (an explicit null clip stays null)."""
 
     workers: int = 9
@@ -52,6 +53,8 @@ class PaperTaskDefaults:
     clip_grad_norm: float | None = None
     batch_size: str = "full"
     rounds: int = 1000
+    # float32 chatters back to f - f* ≈ 1e-5 after reaching 1e-8 (docs/benchmarks.md).
+    dtype: DType = "float64"
 
 
 PAPER_TASK = PaperTaskDefaults()
@@ -61,11 +64,12 @@ PAPER_TASK = PaperTaskDefaults()
 class RuleDefaults:
     """What a rule implies for the fields a request leaves null.
 
-    `xi`: the threshold scale for SGD steps (the paper's 1, 10 for lag_ps).
-    `xi_adam`: the threshold under Adam. Every parameter moves about one lr per round
-    whatever its gradient, so sum ||dtheta||^2 / lr^2 grows with the parameter count
-    and the SGD value silences every replica; 1e-6 kept CADA2 at dense Adam's accuracy
-    in benchmarks/rnn_comm.py (20-26 k parameters). None = same as `xi`.
+    `xi`: the threshold scale, one value for every optimizer and model size. The skip
+    test compares a squared gradient change with the recent steps measured in the
+    optimizer's metric, ‖P·Δθ‖²/lr² (P = 1 under sgd, Adam's √v̂ + ε under adam), so
+    both sides are squared gradients and xi is the fraction of the recent step's
+    gradient a worker's change may reach before it uploads (docs/decisions.md).
+    Paper values: 1 for LAG-WK, 10 for LAG-PS, 0.8 for LAQ.
     `max_staleness`: forced upload after this many skipped rounds (None = never).
     `cada`: with adam, AMSGrad without bias correction (CADA2); `bias_correction` is
     off for such a rule under sgd too (it has no effect there).
@@ -73,23 +77,18 @@ class RuleDefaults:
     """
 
     xi: float = 1.0
-    xi_adam: float | None = None
     max_staleness: int | None = None
     cada: bool = False
     needs_smoothness: bool = False
-
-    def xi_for(self, optimizer: OptimizerName) -> float:
-        if optimizer == "adam" and self.xi_adam is not None:
-            return self.xi_adam
-        return self.xi
 
 
 RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
     "dense": RuleDefaults(),
     "local_sgd": RuleDefaults(),
-    "lag_wk": RuleDefaults(xi_adam=1e-6),
+    "lag_wk": RuleDefaults(xi=1.0),
     "lag_ps": RuleDefaults(xi=10.0, needs_smoothness=True),
-    "lasg_wk2": RuleDefaults(xi_adam=1e-6, max_staleness=50, cada=True),
+    "lasg_wk2": RuleDefaults(xi=10.0, max_staleness=50, cada=True),
+    "laq": RuleDefaults(xi=0.8, max_staleness=100),
 }
 
 

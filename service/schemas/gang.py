@@ -9,6 +9,8 @@ CPU, no GPU. Each replica gets `cpus_per_worker` CPUs and `gpus_per_worker` GPUs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from service.schemas.resolved import ResolvedSpec
 
 Bundle = dict[str, float]
@@ -16,13 +18,27 @@ Bundle = dict[str, float]
 COORDINATOR_BUNDLE: Bundle = {"CPU": 1.0}
 
 
-def gang_bundles(spec: ResolvedSpec) -> list[Bundle]:
-    """[coordinator, replica 0, …, replica M-1], Ray's resource names."""
+@dataclass(frozen=True)
+class GangMemory:
+    """The cost model's estimate (service.schemas.cost), stored on the job at submit:
+    Ray reserves it as each bundle's `memory`, so it never over-packs a node."""
+
+    replica_bytes: int
+    coordinator_bytes: int
+
+
+def gang_bundles(spec: ResolvedSpec, memory: GangMemory | None = None) -> list[Bundle]:
+    """[coordinator, replica 0, …, replica M-1], Ray's resource names. Without
+    `memory` (jobs submitted before the estimate was stored) no memory is reserved."""
     dist = spec.distributed
+    coordinator: Bundle = dict(COORDINATOR_BUNDLE)
     replica: Bundle = {"CPU": dist.cpus_per_worker}
     if dist.gpus_per_worker > 0:
         replica["GPU"] = dist.gpus_per_worker
-    return [dict(COORDINATOR_BUNDLE)] + [dict(replica) for _ in range(dist.workers)]
+    if memory is not None:
+        coordinator["memory"] = float(memory.coordinator_bytes)
+        replica["memory"] = float(memory.replica_bytes)
+    return [coordinator] + [dict(replica) for _ in range(dist.workers)]
 
 
 def gang_totals(spec: ResolvedSpec) -> tuple[float, float]:

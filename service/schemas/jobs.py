@@ -88,3 +88,16 @@ class Explanation(BaseModel):
     queued_ahead: int | None
     required: dict[str, float]
     reasons: list[BlockingReason]
+
+
+class StatusChange(BaseModel):
+    time: UtcDatetime
+    from_status: JobStatus | None
+    to_status: JobStatus
+    attempt: int
+    actor: str
+    reason: str | None
+
+
+class JobHistory(BaseModel):
+    data: list[StatusChange] = Field(description="oldest first")

@@ -19,7 +19,8 @@ TaskKind = Literal[
     "char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"
 ]
 Cell = Literal["rnn", "lstm", "gru"]
-Strategy = Literal["dense", "local_sgd", "lag_wk", "lag_ps", "lasg_wk2"]
+Strategy = Literal["dense", "local_sgd", "lag_wk", "lag_ps", "lasg_wk2", "laq"]
+DType = Literal["float32", "float64", "bfloat16"]
 OptimizerName = Literal["sgd", "adam"]
 Split = Literal["iid", "non_iid"]
 BatchSize = Annotated[int | Literal["full"], Field(union_mode="left_to_right")]
@@ -48,6 +49,13 @@ HiddenSize = Annotated[int, Field(ge=1, le=4096)]
 NumLayers = Annotated[int, Field(ge=1, le=8)]
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 EmbeddingDim = Annotated[int, Field(ge=1, le=4096, description="text tasks only")]
+ModelDType = Annotated[
+    DType,
+    Field(
+        description="float32 | float64 | bfloat16 (autocast on a GPU; the lazy test and the "
+        "optimizer state stay float32)"
+    ),
+]
 
 LearningRate = Annotated[float, Field(gt=0.0, le=100.0)]
 Momentum = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -59,6 +67,7 @@ Window = Annotated[int, Field(ge=1, le=1000, description="D, rounds of parameter
 Xi = Annotated[float, Field(ge=0.0, le=1e6, description="scalar; xi_d = xi / D")]
 MaxStaleness = Annotated[int, Field(ge=1, le=100_000, description="force an upload")]
 LocalSteps = Annotated[int, Field(ge=1, le=10_000, description="local_sgd: H")]
+Bits = Annotated[int, Field(ge=2, le=16, description="laq: bits per coordinate of an upload")]
 
 Workers = Annotated[int, Field(ge=1, le=256)]
 # Every replica holds some CPU (a GPU replica too): the claim's fit test and the
@@ -104,6 +113,9 @@ class ModelSpec(Strict):
     num_layers: NumLayers = 1
     dropout: Dropout = 0.0
     embedding_dim: EmbeddingDim = 32
+    dtype: ModelDType | None = Field(
+        default=None, description="null = float64 for lag_paper_linreg, float32 otherwise"
+    )
 
 
 class OptimizerSpec(Strict):
@@ -133,6 +145,7 @@ class AggregationSpec(Strict):
     )
     local_steps: LocalSteps = 4
     warmup_full_upload: bool = True
+    bits: Bits = 4
 
 
 class DistributedSpec(Strict):

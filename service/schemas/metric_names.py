@@ -30,7 +30,7 @@ EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
     "sequence_classification": ("val_loss", "val_accuracy"),
     "adding": ("val_loss", "val_mse"),
     "copy_memory": ("val_loss", "val_accuracy"),
-    "lag_paper_linreg": ("val_loss", "optimality_gap"),
+    "lag_paper_linreg": ("val_loss", "optimality_gap"),  # optimality_gap: every round too
 }
 # Figures of a finished job's summary that are not in its final metrics.
 SUMMARY_METRICS: tuple[str, ...] = ("uploads_saved_fraction", "attempt_wall_time_s")

@@ -15,6 +15,7 @@ from service.schemas.defaults import (
     BUILTIN_DATASETS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DATASET,
+    DEFAULT_DTYPE,
     DEFAULT_LR,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_CHARS,
@@ -76,7 +77,7 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
         sched["batch_size"] = PAPER_TASK.batch_size if paper else DEFAULT_BATCH_SIZE
     rule = RULE_DEFAULTS[agg["strategy"]]
     if agg["xi"] is None:
-        agg["xi"] = rule.xi_for(opt["name"])
+        agg["xi"] = rule.xi
     if agg["max_staleness"] is None:
         agg["max_staleness"] = rule.max_staleness
     if opt["amsgrad"] is None:
@@ -89,6 +90,8 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
             if paper
             else DEFAULT_LR[opt["name"]]
         )
+    if data["model"]["dtype"] is None:
+        data["model"]["dtype"] = PAPER_TASK.dtype if paper else DEFAULT_DTYPE
     if data["max_attempts"] is None:
         data["max_attempts"] = default_max_attempts
     return data
@@ -99,6 +102,12 @@ def _task_data(task: TaskSpec) -> dict[str, Any]:
     filled: dict[str, Any] = {}
     if kind in DEFAULT_DATASET and task.dataset is None:
         filled["dataset"] = DEFAULT_DATASET[kind]
+    elif task.dataset is not None and task.dataset.startswith("upload:"):
+        # Stored canonical: the worker looks the upload up by its id as written, so
+        # "upload:0001" must become "upload:1" here, not fail on every attempt.
+        raw = task.dataset.removeprefix("upload:")
+        if raw.isascii() and raw.isdigit():
+            filled["dataset"] = f"upload:{int(raw)}"
     if task.seq_len is None and kind in DEFAULT_SEQ_LEN:
         filled["seq_len"] = DEFAULT_SEQ_LEN[kind]
     if kind == "char_lm" and task.max_chars is None:
@@ -148,6 +157,14 @@ def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
                     f"{MAX_GENERATED_STEPS:,} generated steps (every replica holds them)",
                 )
             )
+    if spec.model.dtype == "bfloat16" and spec.distributed.gpus_per_worker == 0:
+        problems.append(
+            (
+                "model.dtype",
+                "bfloat16 autocast needs a GPU with bfloat16 support "
+                "(distributed.gpus_per_worker > 0); use float32 on CPUs",
+            )
+        )
     if spec.schedule.batch_size == "full" and kind == "char_lm":
         problems.append(("schedule.batch_size", "'full' is not supported for char_lm"))
     return problems

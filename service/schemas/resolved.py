@@ -10,11 +10,14 @@ A None left here is a real setting, not a missing one: `dataset`, `seq_len` and
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ConfigDict, model_validator
 
 from service.schemas.jobspec import (
     BatchSize,
     Beta,
+    Bits,
     Cell,
     ClipNorm,
     CopyLength,
@@ -33,6 +36,7 @@ from service.schemas.jobspec import (
     MaxAttempts,
     MaxChars,
     MaxStaleness,
+    ModelDType,
     Momentum,
     NumLayers,
     NumSamples,
@@ -74,6 +78,7 @@ class ResolvedModel(Frozen):
     num_layers: NumLayers
     dropout: Dropout
     embedding_dim: EmbeddingDim
+    dtype: ModelDType
 
 
 class ResolvedOptimizer(Frozen):
@@ -95,6 +100,7 @@ class ResolvedAggregation(Frozen):
     max_staleness: MaxStaleness | None
     local_steps: LocalSteps
     warmup_full_upload: bool
+    bits: Bits
 
 
 class ResolvedDistributed(Frozen):
@@ -132,6 +138,15 @@ class ResolvedSchedule(Frozen):
         return done % self.eval_every == 0 or done == self.rounds
 
 
+# Fields added after specs were first stored, with the value every stored spec ran
+# with: a job queued before the upgrade keeps meaning what it meant (float32 was the
+# only precision; laq did not exist, so its bit width is never read).
+_STORED_BEFORE: dict[str, dict[str, Any]] = {
+    "model": {"dtype": "float32"},
+    "aggregation": {"bits": 4},
+}
+
+
 class ResolvedSpec(Frozen):
     name: JobName | None
     task: ResolvedTask
@@ -142,3 +157,15 @@ class ResolvedSpec(Frozen):
     schedule: ResolvedSchedule
     priority: Priority
     max_attempts: MaxAttempts
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        upgraded = dict(data)
+        for section, fields in _STORED_BEFORE.items():
+            part = upgraded.get(section)
+            if isinstance(part, dict) and not fields.keys() <= part.keys():
+                upgraded[section] = {**fields, **part}
+        return upgraded

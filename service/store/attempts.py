@@ -19,14 +19,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, StaleLease
+from service.schemas.gang import GangMemory
+from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
+from service.store.jobs import latest_event
 from service.store.lifecycle import Claim, lease_holder
 from service.store.models import (
     ACTIVE,
     Job,
     JobAttempt,
     JobStatus,
+    User,
     json_safe,
     table_of,
     utcnow,
@@ -47,6 +51,8 @@ class ClaimedJob:
     # seq already stored: records up to it are ignored when sent again.
     resume: CheckpointRef | None
     last_seq: int
+    # Each Ray bundle's memory reservation (None for jobs from before migration 0007).
+    memory: GangMemory | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,12 @@ def claim_next(
     free_cpus: float,
     free_gpus: float,
     now: datetime | None = None,
+    quota_defaults: QuotaDefaults | None = None,
 ) -> ClaimedJob | None:
     """Claim the next eligible job (service.store.queue_order), or None. The claim is
     lifecycle.transition's single UPDATE; the resume lookup follows in the caller's
-    transaction."""
+    transaction. `quota_defaults`: the server's (settings.quota_defaults()); None =
+    users without a quota of their own are not limited."""
     job = lifecycle.transition(
         session=session,
         job=Claim(
@@ -76,6 +84,7 @@ def claim_next(
             lease_seconds=lease_seconds,
             free_cpus=free_cpus,
             free_gpus=free_gpus,
+            quota_defaults=quota_defaults,
         ),
         to=JobStatus.RUNNING,
         actor=f"dispatcher:{dispatcher_id}",
@@ -95,6 +104,9 @@ def claim_next(
         spec=dict(job.spec),
         resume=None if checkpoint is None else checkpoint_ref(checkpoint),
         last_seq=job.last_seq,
+        memory=None
+        if job.replica_memory_bytes is None or job.coordinator_memory_bytes is None
+        else GangMemory(job.replica_memory_bytes, job.coordinator_memory_bytes),
     )
 
 
@@ -106,10 +118,14 @@ def heartbeat(
     lease_seconds: float,
     progress_round: int | None = None,
     now: datetime | None = None,
+    default_max_job_hours: float | None = None,
 ) -> HeartbeatReply:
     """Renew the lease by `lease_seconds` from now, optionally recording progress.
 
-    A lease that has expired but was not reaped yet is renewed: nobody else holds it."""
+    A lease that has expired but was not reaped yet is renewed: nobody else holds it.
+    A running job past its owner's max_job_hours (their own, else
+    `default_max_job_hours`, else the built-in default) is asked to stop here: the
+    reply says cancel, and acknowledge_cancel ends it failed ("time limit ...")."""
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     jobs = table_of(Job)
@@ -139,6 +155,15 @@ def heartbeat(
         .values(lease_expires_at=expires)
     )
     current_status = JobStatus(status)
+    if current_status is JobStatus.RUNNING:
+        over = _over_time_limit(session, job_id, now, default_max_job_hours)
+        if over is not None:
+            job = lease_holder(session=session, job_id=job_id, token=token)
+            lifecycle.transition(
+                session=session, job=job, to=JobStatus.CANCELLING, actor="time-limit",
+                reason=over, now=now,
+            )
+            current_status = JobStatus.CANCELLING
     return HeartbeatReply(
         status=current_status,
         cancel_requested=current_status is JobStatus.CANCELLING,
@@ -184,9 +209,51 @@ def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: b
     )
 
 
-def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
-    """cancelling -> cancelled, once the dispatcher has stopped the gang."""
+def release(*, session: Session, job_id: int, token: str, reason: str) -> Job:
+    """Hand a running job back to the queue without consuming an attempt (a worker
+    draining for a deploy): running -> queued, the attempt ends 'released', and
+    max_attempts grows by one so the attempts left stay as they were. While
+    cancelling, the job ends cancelled instead (nobody wants it rerun)."""
     job = lease_holder(session=session, job_id=job_id, token=token)
+    if job.status == JobStatus.CANCELLING.value:
+        return lifecycle.transition(
+            session=session,
+            job=job,
+            to=JobStatus.CANCELLED,
+            actor=_actor(job),
+            reason=reason,
+            expect_token=token,
+        )
+    lifecycle.transition(
+        session=session,
+        job=job,
+        to=JobStatus.QUEUED,
+        actor=_actor(job),
+        reason=f"{reason}; handed back without using an attempt",
+        expect_token=token,
+        attempt_outcome="released",
+    )
+    # After the transition: it re-reads the row, discarding earlier changes.
+    job.max_attempts += 1
+    session.flush()
+    return job
+
+
+def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
+    """cancelling -> cancelled, once the dispatcher has stopped the gang; -> failed
+    when the time limit asked it to stop (its checkpoints are kept)."""
+    job = lease_holder(session=session, job_id=job_id, token=token)
+    asked = latest_event(session=session, job_id=job_id)
+    if asked is not None and asked.reason is not None and asked.reason.startswith(TIME_LIMIT):
+        return lifecycle.transition(
+            session=session,
+            job=job,
+            to=JobStatus.FAILED,
+            actor=_actor(job),
+            reason=asked.reason,
+            expect_token=token,
+            attempt_outcome="failed",
+        )
     return lifecycle.transition(
         session=session,
         job=job,
@@ -195,6 +262,28 @@ def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
         reason="stopped on request",
         expect_token=token,
     )
+
+
+TIME_LIMIT = "time limit"
+
+
+def _over_time_limit(
+    session: Session, job_id: int, now: datetime, default_hours: float | None
+) -> str | None:
+    """The reason to stop a running job past its owner's max_job_hours (counted from
+    its first start, requeues included), or None."""
+    row = session.execute(
+        select(Job.started_at, User.max_job_hours)
+        .join(User, User.id == Job.owner_id)
+        .where(Job.id == job_id)
+    ).one()
+    hours = row.max_job_hours
+    if hours is None:
+        hours = default_hours if default_hours is not None else QuotaDefaults().max_job_hours
+    if row.started_at is None or now - row.started_at <= timedelta(hours=hours):
+        return None
+    ran = (now - row.started_at).total_seconds() / 3600
+    return f"{TIME_LIMIT}: ran {ran:.2f} h, the owner's max_job_hours is {hours:g}"
 
 
 def requeue_expired(

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.schemas.data_limits import DatasetShape
+from service.schemas.datasets import stored_shape
 from service.store.models import Dataset, utcnow
 from service.store.users import Principal
 
@@ -62,6 +64,15 @@ def owned_upload(*, session: Session, ref: str, owner_id: int) -> Dataset | None
     if dataset is None or dataset.owner_id != owner_id:
         return None
     return dataset
+
+
+def upload_shape(*, session: Session, ref: str | None, owner_id: int) -> DatasetShape | None:
+    """The stored shape of the upload `ref` names (None for builtin or generated data,
+    a dataset not owned by `owner_id`, or one uploaded before shapes were kept)."""
+    if ref is None or not ref.startswith(UPLOAD_PREFIX):
+        return None
+    dataset = owned_upload(session=session, ref=ref, owner_id=owner_id)
+    return None if dataset is None else stored_shape(dataset.format, dataset.shape)
 
 
 def dataset_uris(*, session: Session, dataset_ids: Iterable[int]) -> dict[str, str]:

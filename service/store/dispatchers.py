@@ -49,8 +49,17 @@ def upsert_dispatcher(
     return dispatcher
 
 
-def list_dispatchers(*, session: Session) -> list[Dispatcher]:
-    return list(session.scalars(select(Dispatcher).order_by(Dispatcher.id)))
+def list_dispatchers(
+    *, session: Session, seen_since: datetime | None = None, limit: int | None = None
+) -> list[Dispatcher]:
+    """Registered dispatchers, most recently seen first; `seen_since` drops the stale
+    ones (every dispatcher that ever ran stays registered)."""
+    query = select(Dispatcher).order_by(Dispatcher.last_seen_at.desc(), Dispatcher.id)
+    if seen_since is not None:
+        query = query.where(Dispatcher.last_seen_at >= seen_since)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
 
 
 def resource_view(resources: dict[str, Any], part: str) -> dict[str, float] | None:

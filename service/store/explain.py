@@ -13,13 +13,21 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from service.schemas.jobs import BlockingReason, Explanation
+from service.schemas.quota import QuotaDefaults
 from service.store.dispatchers import list_dispatchers, resource_view
-from service.store.models import Job, JobStatus, utcnow
+from service.store.models import Job, JobStatus, User, utcnow
 from service.store.queue_order import RESOURCE_EPSILON, queue_ranking
+from service.store.quotas import quota_in_force, usage
 from service.store.users import get_user
 
 
-def explain_job(*, session: Session, job: Job, dispatcher_timeout: timedelta) -> Explanation:
+def explain_job(
+    *,
+    session: Session,
+    job: Job,
+    dispatcher_timeout: timedelta,
+    quota_defaults: QuotaDefaults | None = None,
+) -> Explanation:
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
     ranking = session.execute(queue_ranking()).all() if queued else []
@@ -44,14 +52,7 @@ def explain_job(*, session: Session, job: Job, dispatcher_timeout: timedelta) ->
     ahead_priority = len(ahead) - ahead_fair
     reasons = _resource_reasons(session, required, dispatcher_timeout)
     owner = get_user(session=session, user_id=job.owner_id)
-    quota = owner.max_running_jobs
-    if quota is not None and mine.running >= quota:
-        reasons.append(
-            BlockingReason(
-                kind="quota",
-                message=f"{owner.name} runs {mine.running} jobs, the quota is {quota}",
-            )
-        )
+    reasons += _quota_reasons(session, owner, job, quota_defaults or QuotaDefaults())
     if ahead_fair:
         reasons.append(
             BlockingReason(
@@ -75,6 +76,32 @@ def explain_job(*, session: Session, job: Job, dispatcher_timeout: timedelta) ->
         required=required,
         reasons=reasons,
     )
+
+
+def _quota_reasons(
+    session: Session, owner: User, job: Job, defaults: QuotaDefaults
+) -> list[BlockingReason]:
+    """The owner's running/CPU/GPU quotas that hold this job back (as the claim's
+    queue_order.under_quota tests them)."""
+    quota = quota_in_force(owner, defaults)
+    used = usage(session=session, user_ids=[owner.id])[owner.id]
+    found = []
+    if used.running_jobs >= quota.max_running_jobs:
+        found.append(
+            f"max_running_jobs: {owner.name} runs {used.running_jobs} jobs, "
+            f"the quota is {quota.max_running_jobs}"
+        )
+    if used.cpus + job.cpus_required > quota.max_cpus + RESOURCE_EPSILON:
+        found.append(
+            f"max_cpus: {owner.name}'s running jobs hold {used.cpus:g} CPUs, this job needs "
+            f"{job.cpus_required:g}, the quota is {quota.max_cpus:g}"
+        )
+    if used.gpus + job.gpus_required > quota.max_gpus + RESOURCE_EPSILON:
+        found.append(
+            f"max_gpus: {owner.name}'s running jobs hold {used.gpus:g} GPUs, this job needs "
+            f"{job.gpus_required:g}, the quota is {quota.max_gpus:g}"
+        )
+    return [BlockingReason(kind="quota", message=message) for message in found]
 
 
 def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
@@ -107,13 +134,29 @@ def _resource_reasons(
             )
         )
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
-    largest = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
-    if not any(_fits(required, total) for total in totals):
+    # What a dispatcher judges queued jobs against: the largest total it saw over its
+    # capacity window (or the operator's ceiling); older rows report only "total".
+    capacities = [
+        resource_view(d.resources, "capacity") or total
+        for d, total in zip(dispatchers, totals, strict=True)
+    ]
+    largest = max(capacities, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+    if not any(_fits(required, capacity) for capacity in capacities):
         reasons.append(
             BlockingReason(
                 kind="resources",
                 message=f"the gang needs {_describe(required)}; the largest cluster a "
                 f"dispatcher sees has {_describe(largest)}, so it can never start",
+            )
+        )
+        return reasons
+    if not any(_fits(required, total) for total in totals):
+        now = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+        reasons.append(
+            BlockingReason(
+                kind="resources",
+                message=f"waiting for capacity: the gang needs {_describe(required)}; the "
+                f"cluster has {_describe(now)} now but recently had {_describe(largest)}",
             )
         )
         return reasons

@@ -9,9 +9,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, NotFound
+from service.schemas.cost import estimate
 from service.schemas.gang import gang_totals
 from service.schemas.resolved import ResolvedSpec
 from service.store import lifecycle
+from service.store.datasets import upload_shape
 from service.store.models import Job, JobEvent, JobStatus
 from service.store.queue_order import RESOURCE_EPSILON
 from service.store.users import Principal
@@ -41,6 +43,9 @@ def enqueue(
         if existing is not None:
             return _replay(existing, request_sha256), False
     cpus, gpus = gang_totals(spec)
+    # Ray reserves this as each bundle's memory (service.schemas.gang); trials of a
+    # sweep get it here too.
+    cost = estimate(spec, upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id))
     job = Job(
         owner_id=owner_id,
         name=name if name is not None else spec.name,
@@ -49,6 +54,8 @@ def enqueue(
         sweep_id=sweep_id,
         cpus_required=cpus,
         gpus_required=gpus,
+        replica_memory_bytes=cost.replica_bytes,
+        coordinator_memory_bytes=cost.coordinator_bytes,
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
         attempt=0,

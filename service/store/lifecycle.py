@@ -21,6 +21,7 @@ from sqlalchemy import String, Update, bindparam, func, insert, inspect, select,
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
+from service.schemas.quota import QuotaDefaults
 from service.store.models import (
     ACTIVE,
     TERMINAL,
@@ -71,6 +72,9 @@ class Claim:
     lease_seconds: float
     free_cpus: float
     free_gpus: float
+    # The server's quota defaults (settings) for users without their own; None: such
+    # users are not limited (store-level callers; dispatchers always pass settings').
+    quota_defaults: QuotaDefaults | None = None
 
 
 def _claim_statement() -> Update:
@@ -194,6 +198,27 @@ def transition(
     return job
 
 
+def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) -> Job:
+    """Append an event that changes no status (from = to = the current one), for
+    something a job's owner should see in its history, e.g. a resume that fell back
+    to an older checkpoint. Fenced like every write of a lease holder."""
+    job = lease_holder(session=session, job_id=job_id, token=token)
+    session.execute(
+        insert(table_of(JobEvent)),
+        {
+            "job_id": job.id,
+            "at": utcnow(),
+            "actor": actor,
+            "from_status": job.status,
+            "to_status": job.status,
+            "attempt": job.attempt,
+            "reason": reason,
+        },
+    )
+    session.flush()
+    return job
+
+
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     """The job, locked and re-read, if `token` is its current lease token; for fenced
     writes (metrics, checkpoints, the final status)."""
@@ -205,6 +230,23 @@ def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     return job
 
 
+def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
+    if defaults is None:
+        return {
+            "default_max_running_jobs": UNLIMITED,
+            "default_max_cpus": UNLIMITED,
+            "default_max_gpus": UNLIMITED,
+        }
+    return {
+        "default_max_running_jobs": defaults.max_running_jobs,
+        "default_max_cpus": defaults.max_cpus,
+        "default_max_gpus": defaults.max_gpus,
+    }
+
+
+UNLIMITED = 2**31 - 1
+
+
 def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
     token = secrets.token_hex(16)
     expires = now + timedelta(seconds=claim.lease_seconds)
@@ -213,6 +255,7 @@ def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
         {
             "free_cpus": claim.free_cpus,
             "free_gpus": claim.free_gpus,
+            **_quota_params(claim.quota_defaults),
             "token": token,
             "expires": expires,
             "dispatcher_id": claim.dispatcher_id,

@@ -119,8 +119,16 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # "user" | "admin"
     share_weight: Mapped[float] = mapped_column(Float, default=1.0)
+    # Quotas (migration 0007): NULL = the server's default (settings).
     max_running_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_queued_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_cpus: Mapped[float | None] = mapped_column(Float)
+    max_gpus: Mapped[float | None] = mapped_column(Float)
+    max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_job_hours: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
+    # Set by an admin: every token of the user is refused while set.
+    disabled_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):
@@ -132,6 +140,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # NULL = never
 
 
 class Job(Base):
@@ -162,6 +171,10 @@ class Job(Base):
     # Gang size in Ray logical resources, for the claim's "fits" test.
     cpus_required: Mapped[float] = mapped_column(Float)
     gpus_required: Mapped[float] = mapped_column(Float, default=0.0)
+    # The cost model's estimate (service.schemas.cost), reserved as each Ray bundle's
+    # memory; NULL for jobs submitted before migration 0007.
+    replica_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    coordinator_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -222,6 +235,20 @@ class Metric(Base):
     values: Mapped[dict[str, Any]]
     # Ranks whose upload the round used (DESIGN §11); NULL before migration 0004.
     uploaded: Mapped[list[int] | None] = mapped_column(JSON)
+
+
+class AuditEvent(Base):
+    """Who did what (DESIGN §11). actor_id is no foreign key: the log outlives users."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]]
 
 
 class Dataset(Base):

@@ -26,7 +26,6 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    or_,
     select,
 )
 
@@ -41,11 +40,17 @@ MIN_SHARE_WEIGHT = 1e-9
 
 
 def running_per_owner() -> CTE:
-    """(owner_id, running): each owner's jobs that hold a lease, running or
-    cancelling (owners with none are absent; coalesce to 0)."""
+    """(owner_id, running, cpus, gpus): each owner's jobs that hold a lease, running
+    or cancelling, and the CPUs/GPUs their gangs hold (owners with none are absent;
+    coalesce to 0)."""
     active = table_of(Job).alias("active")
     return (
-        select(active.c.owner_id, func.count().label("running"))
+        select(
+            active.c.owner_id,
+            func.count().label("running"),
+            func.sum(active.c.cpus_required).label("cpus"),
+            func.sum(active.c.gpus_required).label("gpus"),
+        )
         .where(active.c.status.in_([s.value for s in ACTIVE]))
         .group_by(active.c.owner_id)
         # Computed once per statement whatever the planner guesses (fresh tables have
@@ -74,9 +79,29 @@ def claim_order(usage: ColumnElement[Any], c: Any) -> list[ColumnElement[Any]]:
     return [usage.asc(), *tie_breakers(c)]
 
 
+def quota(column: ColumnElement[Any], default: str) -> ColumnElement[Any]:
+    """The user's own quota, else the server default bound at claim time
+    (lifecycle.Claim.quota_defaults)."""
+    return func.coalesce(column, bindparam(default, type_=column.type))
+
+
+def under_quota(candidate: Any, users: Any, usage: CTE) -> list[ColumnElement[bool]]:
+    """The owner may start `candidate` now: fewer running jobs than max_running_jobs,
+    and its gang fits beside what the owner's running gangs hold (max_cpus,
+    max_gpus). A quota makes a job wait, never fails it."""
+    running = func.coalesce(usage.c.running, 0)
+    cpus = func.coalesce(usage.c.cpus, 0.0) + candidate.c.cpus_required
+    gpus = func.coalesce(usage.c.gpus, 0.0) + candidate.c.gpus_required
+    return [
+        running < quota(users.c.max_running_jobs, "default_max_running_jobs"),
+        cpus <= quota(users.c.max_cpus, "default_max_cpus") + RESOURCE_EPSILON,
+        gpus <= quota(users.c.max_gpus, "default_max_gpus") + RESOURCE_EPSILON,
+    ]
+
+
 def next_candidate() -> ScalarSelect[int]:
     """The id of the job the claim starts: queued, gang fits the free resources
-    (:free_cpus, :free_gpus), owner under quota; first in `claim_order`; locked,
+    (:free_cpus, :free_gpus), owner under quota (`under_quota`); first in `claim_order`; locked,
     skipping rows another claim holds (PostgreSQL).
 
     Quota and fair share read committed state: on PostgreSQL, N dispatchers claiming
@@ -97,7 +122,7 @@ def next_candidate() -> ScalarSelect[int]:
             candidate.c.status == JobStatus.QUEUED.value,
             candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
             candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
-            or_(users.c.max_running_jobs.is_(None), running < users.c.max_running_jobs),
+            *under_quota(candidate, users, usage),
         )
         .order_by(*claim_order(fair_share(running, users.c.share_weight), candidate.c))
         .limit(1)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, NotFound, QuotaExceeded
 from service.store.models import ApiToken, Job, User, utcnow
 
 TOKEN_BYTES = 32
@@ -76,17 +76,62 @@ def create_user(
 
 
 def issue_token(
-    *, session: Session, user_id: int, token: str | None = None
+    *,
+    session: Session,
+    user_id: int,
+    token: str | None = None,
+    expires_in_days: int | None = None,
+    max_active: int | None = None,
 ) -> tuple[ApiToken, str]:
+    """A new token for the user; QuotaExceeded when the user already holds
+    `max_active` live tokens (a leaked token cannot mint tokens without end)."""
+    now = utcnow()
+    if max_active is not None:
+        active = len(live_tokens(session=session, user_id=user_id, now=now))
+        if active >= max_active:
+            raise QuotaExceeded(
+                f"max_tokens_per_user: you hold {active} active tokens, the limit is "
+                f"{max_active}; revoke one first (DELETE /v1/tokens/{{id}})"
+            )
     plain = token if token is not None else generate_token()
-    api_token = ApiToken(user_id=user_id, token_sha256=hash_token(plain), created_at=utcnow())
+    expires = None if expires_in_days is None else now + timedelta(days=expires_in_days)
+    api_token = ApiToken(
+        user_id=user_id, token_sha256=hash_token(plain), created_at=now, expires_at=expires
+    )
     session.add(api_token)
     session.flush()
     return api_token, plain
 
 
-def authenticate(*, session: Session, token: str) -> Principal | None:
-    """The principal a live token belongs to; None for unknown or revoked tokens."""
+def live_tokens(*, session: Session, user_id: int, now: datetime | None = None) -> list[ApiToken]:
+    """The user's tokens that are neither revoked nor expired, oldest first."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(ApiToken)
+            .where(
+                ApiToken.user_id == user_id,
+                ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+            )
+            .order_by(ApiToken.id)
+        )
+    )
+
+
+def set_disabled(*, session: Session, user: User, disabled: bool) -> bool:
+    """Disable (every token refused at once) or enable a user; True if it changed."""
+    if disabled == (user.disabled_at is not None):
+        return False
+    user.disabled_at = utcnow() if disabled else None
+    session.flush()
+    return True
+
+
+def authenticate(*, session: Session, token: str) -> tuple[Principal, bool] | None:
+    """The principal a live token belongs to, and whether its last_used_at is due for
+    an update (`touch_token`, in a write transaction); None for unknown, revoked or
+    expired tokens and for disabled users. Reads only."""
     row = session.execute(
         select(ApiToken, User)
         .join(User, User.id == ApiToken.user_id)
@@ -95,17 +140,42 @@ def authenticate(*, session: Session, token: str) -> Principal | None:
     if row is None:
         return None
     api_token, user = row
-    if api_token.revoked_at is not None:
-        return None
     now = utcnow()
+    if not token_is_live(api_token, user, now):
+        return None
     last = api_token.last_used_at
-    if last is None or now - last > LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
+    due = last is None or now - last > LAST_USED_RESOLUTION
+    principal = Principal(user_id=user.id, name=user.name, role=user.role, token_id=api_token.id)
+    return principal, due
+
+
+def touch_token(*, session: Session, token_id: int) -> None:
+    """Record a use of the token (to LAST_USED_RESOLUTION)."""
+    api_token = session.get(ApiToken, token_id)
+    if api_token is not None:
+        api_token.last_used_at = utcnow()
         session.flush()
-    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=api_token.id)
 
 
-def revoke_token(*, session: Session, token_id: int, actor: Principal) -> None:
+def token_is_live(api_token: ApiToken, user: User, now: datetime) -> bool:
+    return (
+        api_token.revoked_at is None
+        and user.disabled_at is None
+        and (api_token.expires_at is None or api_token.expires_at > now)
+    )
+
+
+def token_still_live(*, session: Session, token_id: int) -> bool:
+    """For open streams: is the token that opened it still accepted?"""
+    row = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.id == token_id)
+    ).first()
+    return row is not None and token_is_live(row[0], row[1], utcnow())
+
+
+def revoke_token(*, session: Session, token_id: int, actor: Principal) -> ApiToken:
     """Revoke one of the actor's tokens (admins: anyone's). Revoking twice is a no-op."""
     api_token = session.get(ApiToken, token_id)
     if api_token is None or (api_token.user_id != actor.user_id and not actor.is_admin):
@@ -113,6 +183,7 @@ def revoke_token(*, session: Session, token_id: int, actor: Principal) -> None:
     if api_token.revoked_at is None:
         api_token.revoked_at = utcnow()
         session.flush()
+    return api_token
 
 
 def get_user(*, session: Session, user_id: int) -> User:

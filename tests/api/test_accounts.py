@@ -36,7 +36,8 @@ def test_tokens_are_stored_hashed_and_revocable(api: Api) -> None:
     assert set(created) == {"id", "name", "role", "token"} and created["role"] == "user"
     alice = bearer(created["token"])
     second = api.client.post("/v1/tokens", headers=alice).json()
-    assert set(second) == {"id", "token"} and second["token"] != created["token"]
+    assert set(second) == {"id", "token", "expires_at"} and second["token"] != created["token"]
+    assert second["expires_at"] is None
     with api.sessions() as session:
         stored = set(session.scalars(select(ApiToken.token_sha256)))
     assert hash_token(second["token"]) in stored and second["token"] not in stored
@@ -56,9 +57,15 @@ def test_user_list_shows_usage(api: Api) -> None:
     assert [u["name"] for u in page["data"]] == ["admin", "alice"]
     alice_row = page["data"][1]
     assert alice_row["usage"] == {
+        "running_jobs": 0,
+        "queued_jobs": 1,
+        "cpus": 0.0,
+        "gpus": 0.0,
+        "storage_bytes": 0,
         "jobs_total": 2,
         "jobs_by_status": {"queued": 1, "cancelled": 1},
     }
+    assert alice_row["quota"]["max_running_jobs"] == api.settings.default_max_running_jobs
     rest = api.client.get(
         "/v1/users", params={"cursor": page["next_cursor"]}, headers=api.admin
     ).json()

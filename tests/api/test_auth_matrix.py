@@ -57,6 +57,11 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ),
     ("GET", "/v1/users"): RouteCase("admin"),
     ("GET", "/v1/users/me"): RouteCase("user"),
+    ("PATCH", "/v1/users/{user_id}"): RouteCase(
+        "admin", 200, lambda ids: {"json": {"quota": {"max_queued_jobs": 50}}}
+    ),
+    ("GET", "/v1/tokens"): RouteCase("user"),
+    ("GET", "/v1/audit"): RouteCase("admin"),
     ("POST", "/v1/tokens"): RouteCase("user", 201),
     ("DELETE", "/v1/tokens/{token_id}"): RouteCase("own_token", 204),
     ("GET", "/v1/cluster"): RouteCase("user"),
@@ -64,7 +69,20 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/sweeps"): RouteCase("user"),
     ("GET", "/v1/sweeps/{sweep_id}"): RouteCase("sweep"),
     ("POST", "/v1/sweeps/{sweep_id}/cancel"): RouteCase("sweep", 202),
+    # The dashboard (issue 10): its page and assets hold no user data.
+    ("GET", "/"): RouteCase("public"),
+    ("GET", "/ui/vendor/plotly.min.js"): RouteCase("public"),
+    ("GET", "/ui/examples"): RouteCase("public"),
+    ("POST", "/ui/parse-spec"): RouteCase("public", 200, lambda ids: {"json": {"text": "a: 1"}}),
+    ("GET", "/v1/jobs/{job_id}/history"): RouteCase("job"),
+    ("GET", "/v1/feeds/jobs"): RouteCase("user"),
 }
+
+
+@pytest.fixture(autouse=True)
+def _short_feeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs feed ends after its first page here, so a plain request returns."""
+    monkeypatch.setattr("service.api.jobs_feed.FEED_SECONDS", 0.0)
 
 
 def expected_status(case: RouteCase, caller: str) -> int:
@@ -100,7 +118,7 @@ class World:
 def world(api: Api) -> World:
     """alice owns a finished job with metrics and a checkpoint, a sweep, and a spare token;
     bob is another user; alice also has a revoked token."""
-    _alice_id, alice = api.create_user("alice")
+    alice_id, alice = api.create_user("alice")
     _bob_id, bob = api.create_user("bob")
     revoked = api.client.post("/v1/tokens", headers=alice).json()
     assert api.client.delete(f"/v1/tokens/{revoked['id']}", headers=alice).status_code == 204
@@ -140,6 +158,7 @@ def world(api: Api) -> World:
             "checkpoint_id": checkpoint.id,
             "token_id": spare["id"],
             "sweep_id": sweep.json()["id"],
+            "user_id": alice_id,
         },
     )
 

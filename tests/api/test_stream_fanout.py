@@ -37,7 +37,15 @@ class Server:
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[Server]:
-    app = create_app(settings.model_copy(update={"bootstrap_admin_token": SecretStr(ADMIN_TOKEN)}))
+    app = create_app(
+        settings.model_copy(
+            update={
+                "bootstrap_admin_token": SecretStr(ADMIN_TOKEN),
+                # One user watches with all of them (the per-user cap is another test's).
+                "max_streams_per_user": EARLY_WATCHERS + LATE_WATCHERS,
+            }
+        )
+    )
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)

@@ -226,7 +226,7 @@ def test_trials_are_ordinary_jobs_showing_their_sweep_and_cancel_stops_them(api:
 def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
     declared = {
-        ("post", "/v1/sweeps"): {"200", "201", "401", "409", "413", "422"},
+        ("post", "/v1/sweeps"): {"200", "201", "400", "401", "409", "413", "422", "429"},
         ("get", "/v1/sweeps"): {"200", "401", "422"},
         ("get", "/v1/sweeps/{sweep_id}"): {"200", "401", "404", "422"},
         ("post", "/v1/sweeps/{sweep_id}/cancel"): {"202", "401", "404", "422"},

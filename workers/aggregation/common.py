@@ -9,6 +9,11 @@ gradients, θ^{k+1} = θ^k - η·(1/M)·Σ_m g_m, so the skip test's right-hand 
 
 which equals the paper's 1/(alpha²M²) form with the paper's sum step alpha = η / M. While
 k < D the window holds fewer than D terms (the missing ones count as zero).
+
+Under Adam each step is measured in the optimizer's metric: ‖P·Δθ‖² with P its
+diagonal preconditioner (√v̂ + ε), so Δθ·P/η is the first moment the step followed and
+both sides of the test are squared gradients whatever the parameter count or lr.
+Under SGD P = 1 and this is the paper's rule unchanged.
 """
 
 from __future__ import annotations
@@ -65,9 +70,16 @@ class ThresholdWindow:
         return (xi / self.size) * sum(self.sq_steps) / (lr * lr)
 
 
-def squared_step(new_params: torch.Tensor, old_params: torch.Tensor) -> float:
-    """‖θ^{k+1} - θ^k‖², accumulated in float64 whatever the training dtype."""
+def squared_step(
+    new_params: torch.Tensor, old_params: torch.Tensor, metric: torch.Tensor | None = None
+) -> float:
+    """‖P·(θ^{k+1} - θ^k)‖², accumulated in float64 whatever the training dtype. `metric`
+    is the optimizer's diagonal preconditioner P (None = 1, SGD): it maps the step back
+    to the gradient units of the skip test's left side, which makes the threshold
+    independent of the parameter count and of the step scale under Adam."""
     diff = new_params.to(torch.float64) - old_params.to(torch.float64)
+    if metric is not None:
+        diff = diff * metric.to(torch.float64)
     return float(torch.dot(diff, diff))
 
 

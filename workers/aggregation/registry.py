@@ -3,12 +3,12 @@ ends in `RULE = AggregationRule(...)`, one line here (see docs/architecture.md).
 
 from __future__ import annotations
 
-from workers.aggregation import dense, lag_ps, lag_wk, lasg_wk2, local_sgd
+from workers.aggregation import dense, lag_ps, lag_wk, laq, lasg_wk2, local_sgd
 from workers.aggregation.rule import AggregationRule
 
 RULES: dict[str, AggregationRule] = {
     rule.name: rule
-    for rule in (dense.RULE, local_sgd.RULE, lag_wk.RULE, lag_ps.RULE, lasg_wk2.RULE)
+    for rule in (dense.RULE, local_sgd.RULE, lag_wk.RULE, lag_ps.RULE, lasg_wk2.RULE, laq.RULE)
 }
 
 

@@ -33,9 +33,10 @@ from workers.aggregation.common import ThresholdWindow, squared_step
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule, CoordinatorRule, Plan, RuleContext
 from workers.training.flat import flat_params, load_flat, to_numpy
-from workers.training.optim import OptimizerState, optimizer_step
+from workers.training.optim import OptimizerState, optimizer_step, preconditioner
+from workers.training.precision import forward_precision, storage_dtype
 from workers.training.replica import ReplicaReply
-from workers.training.tasks.base import DatasetResolver, Task
+from workers.training.tasks.base import DatasetResolver, RoundMetrics, Task
 from workers.training.tasks.registry import build_task
 
 COUNTERS = ("uploads_total", "forced_total", "grad_evals_total", "samples_total", "bytes_up_total")
@@ -71,7 +72,7 @@ class Coordinator:
         self,
         spec: ResolvedSpec,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,  # None: the spec's model.dtype
         device: str = "cpu",
         resolve_dataset: DatasetResolver | None = None,
         task: Task | None = None,
@@ -79,7 +80,7 @@ class Coordinator:
         per_replica_metrics: bool = False,
     ) -> None:
         self.spec = spec
-        self.dtype = dtype
+        self.dtype = dtype = dtype or storage_dtype(spec)
         self.device = device
         self.per_replica_metrics = per_replica_metrics
         self.task = (
@@ -146,7 +147,8 @@ class Coordinator:
         if not all(math.isfinite(r.loss) for r in ordered) or not bool(torch.isfinite(new).all()):
             raise Diverged(round_)
         self.params, self.opt_state = new, opt_state
-        self.window = self.window.push(squared_step(new, old))
+        metric = preconditioner(self.spec.optimizer, opt_state)
+        self.window = self.window.push(squared_step(new, old, metric))
         for reply in ordered:
             self.last_loss[reply.rank] = reply.loss
         self.uploaded = tuple(sorted(uploads))
@@ -193,6 +195,8 @@ class Coordinator:
             "samples_per_s": samples / elapsed,
             **self.side.metrics(),
         }
+        if isinstance(self.task, RoundMetrics):
+            values.update(self.task.round_metrics(self.params))
         if self.per_replica_metrics:
             values.update(self._replica_values(round_, pending, replies))
         if self.spec.schedule.eval_due(round_):
@@ -217,7 +221,7 @@ class Coordinator:
     def evaluate(self) -> dict[str, float]:
         load_flat(self.model, self.params)
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), forward_precision(self.spec, self.device):
             return {k: float(v) for k, v in self.task.evaluate(self.model).items()}
 
     # ---- outputs and checkpoints -------------------------------------------------------

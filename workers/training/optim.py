@@ -7,6 +7,10 @@ amsgrad = True and bias_correction = False:
 With bias correction the update follows torch.optim.Adam's formulation exactly
 (the tests compare against it), so `dense` + `adam` is plain data-parallel Adam.
 Pure functions over a frozen state, so a checkpoint is just the state's tensors.
+
+`preconditioner` gives the diagonal P that maps a step back to the gradient it
+followed (Δθ = -η·P⁻¹·u): the lazy rules' threshold measures recent steps as ‖P·Δθ‖²/η²
+so that both sides of the skip test are in gradient units (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -99,3 +103,20 @@ def _adam(
     return new_params, OptimizerState(
         step=step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq
     )
+
+
+def preconditioner(config: ResolvedOptimizer, state: OptimizerState) -> torch.Tensor | None:
+    """The diagonal P of the step just taken (state = after it): Δθ = -η·P⁻¹·u with u
+    the first moment (or the momentum buffer / the gradient under SGD). None for SGD
+    (P = 1). For Adam, P = denom · (η / step size): √v̂ + ε, bias-corrected like the
+    step, times (1 - β₁ᵗ) when the first moment is bias-corrected too, so that P·Δθ/η is
+    exactly the first moment h."""
+    if config.name == "sgd":
+        return None
+    second = state.max_exp_avg_sq if config.amsgrad else state.exp_avg_sq
+    if second is None:
+        return None
+    if config.bias_correction:
+        denom = (second.sqrt() / math.sqrt(1 - config.beta2**state.step)).add(config.eps)
+        return denom * (1 - config.beta1**state.step)
+    return second.sqrt().add(config.eps)

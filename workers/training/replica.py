@@ -23,6 +23,7 @@ from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule, ReplicaRule, RuleContext
 from workers.training.flat import flat_grad, from_numpy, load_flat, seed_for
 from workers.training.models import parameter_count
+from workers.training.precision import check_device, forward_precision, storage_dtype
 from workers.training.tasks.base import Batch, DatasetResolver, Task
 from workers.training.tasks.registry import build_task
 
@@ -48,7 +49,7 @@ class Replica:
         spec: ResolvedSpec,
         rank: int,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,  # None: the spec's model.dtype
         device: str = "cpu",
         resolve_dataset: DatasetResolver | None = None,
         task: Task | None = None,
@@ -59,13 +60,14 @@ class Replica:
             raise ValueError(f"rank {rank} outside 0..{workers - 1}")
         self.spec = spec
         self.rank = rank
-        self.dtype = dtype
+        self.dtype = dtype = dtype or storage_dtype(spec)
         self.device = device
         self.task = (
             task
             if task is not None
             else build_task(spec, dtype=dtype, device=device, resolve_dataset=resolve_dataset)
         )
+        check_device(spec, device)
         self.model = self.task.build_model().to(dtype=dtype, device=device)
         self.rule = rule or get_rule(spec.aggregation.strategy)
         context = RuleContext(
@@ -107,7 +109,8 @@ class Replica:
                 # CPU only: torch.manual_seed would also queue lazy seeding of every
                 # accelerator backend, which costs more than a small model's step.
                 torch.default_generator.manual_seed(seed)
-            loss = self.task.loss(self.model, batch)
+            with forward_precision(self.spec, self.device):
+                loss = self.task.loss(self.model, batch)
             loss.backward()  # type: ignore[no-untyped-call]
         return float(loss.detach()), flat_grad(self.model)
 

@@ -19,6 +19,7 @@ from workers.training.checkpoint import assemble, restore
 from workers.training.coordinator import Coordinator, Diverged
 from workers.training.flat import to_numpy
 from workers.training.loop import run_rounds
+from workers.training.precision import storage_dtype
 from workers.training.replica import Replica
 from workers.training.tasks.base import DatasetResolver
 from workers.training.tasks.registry import build_task
@@ -43,7 +44,7 @@ def run_reference(
     spec: ResolvedSpec,
     *,
     on_record: RecordCallback,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: str = "cpu",
     resolve_dataset: DatasetResolver | None = None,
     resume: dict[str, Any] | None = None,
@@ -56,6 +57,7 @@ def run_reference(
     `on_record(round, values)` after each and `on_checkpoint(round, checkpoint)`
     whenever a checkpoint is due (ResolvedSchedule.checkpoint_due). `rule` replaces
     the registry's rule for `aggregation.strategy` (tests of new rules)."""
+    dtype = dtype or storage_dtype(spec)
     task = build_task(spec, dtype=dtype, device=device, resolve_dataset=resolve_dataset)
     coordinator = Coordinator(
         spec,

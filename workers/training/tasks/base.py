@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -55,3 +55,11 @@ class Task(Protocol):
         """Validation metrics: `val_loss` and one of `val_accuracy`,
         `val_perplexity`, `val_mse` or `optimality_gap`."""
         ...
+
+
+@runtime_checkable
+class RoundMetrics(Protocol):
+    """A task whose own figures are cheap enough for every round's record (not only
+    evaluation rounds): the coordinator adds `round_metrics(θ)` after each step."""
+
+    def round_metrics(self, params: torch.Tensor) -> dict[str, float]: ...

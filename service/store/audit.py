@@ -1,0 +1,41 @@
+"""The audit log: who did what to users, tokens, quotas, jobs and datasets. One row
+per action, written in the same transaction as the action itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.store.models import AuditEvent, json_safe, utcnow
+from service.store.users import Principal
+
+
+def record(
+    *,
+    session: Session,
+    actor: Principal | None,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """`actor` None: the server itself (bootstrap)."""
+    event = AuditEvent(
+        at=utcnow(),
+        actor_id=None if actor is None else actor.user_id,
+        actor="server" if actor is None else f"{actor.role}:{actor.name}",
+        action=action,
+        target=target,
+        detail=json_safe(detail or {}),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def audit_page(*, session: Session, after_id: int | None, limit: int) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id).limit(limit)
+    if after_id is not None:
+        query = query.where(AuditEvent.id > after_id)
+    return list(session.scalars(query))

@@ -1,0 +1,54 @@
+"""Routes of the dashboard: the page at `/`, its static files and the helpers the
+pages need besides the API. None of them needs a token: they hold no user data."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from service.ui.assets import STATIC_DIR, example_specs, plotly_bundle, plotly_bundle_gzip
+from service.ui.spec_text import ParsedSpec, SpecText, SpecTextError, parse_spec_text
+
+router = APIRouter(include_in_schema=False)
+
+# The page is tiny and changes with the server; the bundle is versioned by the package.
+NO_STORE = {"Cache-Control": "no-store"}
+CACHE_A_DAY = {"Cache-Control": "public, max-age=86400"}
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC_DIR)
+
+
+@router.get("/")
+def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers=NO_STORE)
+
+
+@router.get("/ui/vendor/plotly.min.js")
+def plotly_js(request: Request) -> Response:
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(
+            plotly_bundle_gzip(),
+            media_type="text/javascript",
+            headers={**CACHE_A_DAY, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+        )
+    return Response(plotly_bundle(), media_type="text/javascript", headers=CACHE_A_DAY)
+
+
+@router.get("/ui/examples")
+def examples() -> dict[str, str]:
+    return example_specs()
+
+
+@router.post("/ui/parse-spec")
+def parse_spec(body: SpecText) -> ParsedSpec:
+    """Pure text → JSON; the job itself is submitted to POST /v1/jobs with a token."""
+    try:
+        return parse_spec_text(body.text)
+    except SpecTextError as exc:
+        raise HTTPException(
+            status_code=422,
+            detail=[{"loc": ["body", "text"], "msg": str(exc), "line": exc.line}],
+        ) from exc

@@ -1,0 +1,50 @@
+"""YAML/JSON spec text → JSON object plus the line of every field, so the submit page
+can show the API's 422 errors beside the lines that hold the fields they name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+
+
+class SpecText(BaseModel):
+    text: str = Field(max_length=200_000, description="a JobSpec as YAML or JSON")
+
+
+class ParsedSpec(BaseModel):
+    spec: dict[str, Any]
+    lines: dict[str, int] = Field(description="dotted field path → 1-based line in the text")
+
+
+class SpecTextError(ValueError):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def parse_spec_text(text: str) -> ParsedSpec:
+    """JSON is YAML, so one parser reads both."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        value = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise SpecTextError(f"not valid YAML/JSON: {exc.problem}", line) from exc
+    if not isinstance(value, dict) or not isinstance(node, yaml.MappingNode):
+        raise SpecTextError("a spec is a mapping of fields (e.g. task: {...})", 1)
+    lines: dict[str, int] = {}
+    _collect_lines(node, "", lines)
+    return ParsedSpec(spec=value, lines=lines)
+
+
+def _collect_lines(node: yaml.MappingNode, prefix: str, lines: dict[str, int]) -> None:
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        path = f"{prefix}{key_node.value}"
+        lines[path] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.MappingNode):
+            _collect_lines(value_node, f"{path}.", lines)

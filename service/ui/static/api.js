@@ -1,0 +1,118 @@
+// Talking to the API. The token lives in this tab's sessionStorage and travels only
+// in the Authorization header: never in a URL (no logs, no Referer) and never in a
+// cookie, so a cross-site page cannot make the browser send it (no CSRF).
+const TOKEN_KEY = "lagtrain.token";
+const USER_KEY = "lagtrain.user";
+
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  get user() { return JSON.parse(sessionStorage.getItem(USER_KEY) || "null"); },
+  signIn(token, user) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    sessionStorage.setItem(USER_KEY, JSON.stringify(user));
+  },
+  signOut() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(USER_KEY);
+  },
+};
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+function headers(extra = {}, token = session.token) {
+  return { Authorization: `Bearer ${token}`, ...extra };
+}
+
+function signedOut() {
+  session.signOut();
+  window.dispatchEvent(new Event("lagtrain:signed-out"));
+}
+
+export async function api(path, { method = "GET", body, signal, token } = {}) {
+  const init = {
+    method,
+    signal,
+    credentials: "omit",
+    cache: "no-store",
+    headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }, token),
+  };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await fetch(path, init);
+  if (response.status === 401 && token === undefined) signedOut();
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, data?.detail ?? response.statusText);
+  return data;
+}
+
+// Reads every page of a cursor or after_seq list.
+export async function allMetrics(jobId, signal) {
+  const records = [];
+  let after = 0;
+  for (;;) {
+    const page = await api(`/v1/jobs/${jobId}/metrics?after_seq=${after}&limit=5000`, { signal });
+    records.push(...page.data);
+    if (page.data.length === 0 || page.next_after_seq === after) return records;
+    after = page.next_after_seq;
+  }
+}
+
+// Server-sent events over fetch (EventSource cannot send an Authorization header).
+// Calls onEvent({event, data, id}) per event; resumes with Last-Event-ID after a
+// dropped connection; returns when the server ends the stream or `signal` aborts.
+export async function stream(path, onEvent, { signal, reconnect = false } = {}) {
+  let lastId = null;
+  for (;;) {
+    try {
+      const extra = { Accept: "text/event-stream" };
+      if (lastId !== null) extra["Last-Event-ID"] = lastId;
+      const response = await fetch(path, {
+        headers: headers(extra), signal, credentials: "omit", cache: "no-store",
+      });
+      if (response.status === 401) signedOut();
+      if (!response.ok) throw new ApiError(response.status, response.statusText);
+      await readEvents(response.body, (event) => {
+        if (event.id !== undefined) lastId = event.id;
+        onEvent(event);
+      });
+      if (!reconnect) return;
+    } catch (error) {
+      if (signal?.aborted) return;
+      if (error instanceof ApiError && error.status < 500) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // back off, then resume
+    if (signal?.aborted) return;
+  }
+}
+
+async function readEvents(body, dispatch) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let event = { event: "message", data: [] };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const lines = buffer.split(/\r\n|\r|\n/);
+    buffer = lines.pop();
+    for (const line of lines) {
+      if (line === "") {
+        if (event.data.length) dispatch({ ...event, data: event.data.join("\n") });
+        event = { event: "message", data: [] };
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "data") event.data.push(text);
+      else if (field === "event") event.event = text;
+      else if (field === "id") event.id = text;
+    }
+  }
+}

@@ -1,0 +1,72 @@
+// The dashboard's router: #/route?query → a view module's render(root, params, signal).
+// Leaving a view aborts `signal`, which closes its event streams.
+import { api, session } from "./api.js";
+import { el, errorBox } from "./dom.js";
+
+const VIEWS = {
+  signin: () => import("./views/signin.js"),
+  jobs: () => import("./views/jobs.js"),
+  job: () => import("./views/job.js"),
+  compare: () => import("./views/compare.js"),
+  lab: () => import("./views/lab.js"),
+  submit: () => import("./views/submit.js"),
+  sweeps: () => import("./views/sweeps.js"),
+  sweep: () => import("./views/sweep.js"),
+};
+
+let current = null;
+
+function parseRoute() {
+  const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
+  const parts = path.split("/").filter(Boolean);
+  const params = Object.fromEntries(new URLSearchParams(query));
+  if (parts[0] === "jobs" && parts[1]) return { name: "job", params: { ...params, id: parts[1] } };
+  if (parts[0] === "sweeps" && parts[1]) {
+    return { name: "sweep", params: { ...params, id: parts[1] } };
+  }
+  return { name: VIEWS[parts[0]] ? parts[0] : "jobs", params };
+}
+
+function showChrome() {
+  const user = session.user;
+  document.getElementById("nav").hidden = !user;
+  document.getElementById("signout").hidden = !user;
+  document.getElementById("who").textContent = user ? `${user.name} (${user.role})` : "";
+}
+
+async function route() {
+  current?.abort();
+  current = new AbortController();
+  const { signal } = current;
+  let { name, params } = parseRoute();
+  if (!session.token && name !== "signin") {
+    if (name !== "signin") sessionStorage.setItem("lagtrain.next", location.hash || "#/jobs");
+    history.replaceState(null, "", "#/signin"); // signing in then changes the hash
+    name = "signin";
+  }
+  showChrome();
+  const root = document.getElementById("view");
+  root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
+  root.dataset.view = name;
+  try {
+    const view = await VIEWS[name]();
+    if (signal.aborted) return;
+    const page = el("div", { class: `view view-${name}` });
+    root.replaceChildren(page);
+    await view.render(page, params, signal);
+  } catch (error) {
+    if (!signal.aborted) root.replaceChildren(errorBox(error));
+  }
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  session.signOut();
+  location.hash = "#/signin";
+  route();
+});
+window.addEventListener("lagtrain:signed-out", () => { location.hash = "#/signin"; });
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", route);
+if (document.readyState !== "loading") route();
+
+export { api };

@@ -1,0 +1,86 @@
+// Charts are drawn by plotly.js (served by this server); this module only shapes data.
+// Long runs are downsampled for drawing: each bucket of rounds keeps its first, min
+// and max point, so spikes stay visible while a 10,000-round job draws ~2,000 points.
+export const DEFAULT_MAX_POINTS = 2000;
+export const DEFAULT_MAX_RASTER_COLUMNS = 600;
+
+// `#…?points=all` draws every point and every raster column (for measuring).
+function everyPoint() {
+  return new URLSearchParams(location.hash.split("?")[1] || "").get("points") === "all";
+}
+
+export function maxPoints() {
+  return everyPoint() ? Infinity : DEFAULT_MAX_POINTS;
+}
+
+export function downsample(xs, ys, limit = maxPoints()) {
+  if (xs.length <= limit) return { x: xs, y: ys };
+  const buckets = Math.floor(limit / 3);
+  const size = xs.length / buckets;
+  const x = [];
+  const y = [];
+  for (let b = 0; b < buckets; b += 1) {
+    const start = Math.floor(b * size);
+    const end = Math.min(xs.length, Math.floor((b + 1) * size));
+    let lo = start;
+    let hi = start;
+    for (let i = start; i < end; i += 1) {
+      if (ys[i] < ys[lo]) lo = i;
+      if (ys[i] > ys[hi]) hi = i;
+    }
+    for (const i of [...new Set([start, lo, hi])].sort((a, c) => a - c)) {
+      x.push(xs[i]);
+      y.push(ys[i]);
+    }
+  }
+  const last = xs.length - 1;
+  if (x[x.length - 1] !== xs[last]) { x.push(xs[last]); y.push(ys[last]); }
+  return { x, y };
+}
+
+const LAYOUT = {
+  margin: { l: 56, r: 16, t: 36, b: 90 },
+  height: 330,
+  paper_bgcolor: "rgba(0,0,0,0)",
+  plot_bgcolor: "#fff",
+  legend: { orientation: "h", y: -0.3, yanchor: "top" },
+  font: { family: "system-ui, sans-serif", size: 12 },
+};
+const CONFIG = { displaylogo: false, responsive: true };
+
+export function plot(node, traces, layout) {
+  // react() reuses the chart: redraws keep the user's zoom (uirevision) and are cheap.
+  return window.Plotly.react(node, traces, { ...LAYOUT, uirevision: "keep", ...layout }, CONFIG);
+}
+
+export function line(name, xs, ys, extra = {}) {
+  const { x, y } = downsample(xs, ys);
+  return { type: "scatter", mode: "lines", name, x, y, ...extra };
+}
+
+// Replicas × rounds: 1 where the coordinator used a replica's upload. Beyond
+// `columns` rounds, a cell is the fraction of its rounds in which the replica uploaded.
+export function rasterTrace(rounds, uploaded, replicas,
+  columns = everyPoint() ? Infinity : DEFAULT_MAX_RASTER_COLUMNS) {
+  const bins = Math.max(1, Math.ceil(rounds.length / columns));
+  const width = Math.ceil(rounds.length / bins);
+  const z = Array.from({ length: replicas }, () => new Array(width).fill(0));
+  const x = new Array(width);
+  for (let i = 0; i < rounds.length; i += 1) {
+    const column = Math.floor(i / bins);
+    if (x[column] === undefined) x[column] = rounds[i];
+    for (const rank of uploaded[i] || []) {
+      if (rank < replicas) z[rank][column] += 1 / bins;
+    }
+  }
+  return {
+    type: "heatmap", x, y: Array.from({ length: replicas }, (_, r) => r), z,
+    zmin: 0, zmax: 1, colorscale: [[0, "#f4f6f8"], [1, "#1f5fbf"]], showscale: bins > 1,
+    hovertemplate: bins > 1 ? "round %{x}, replica %{y}: %{z:.0%} uploaded<extra></extra>"
+      : "round %{x}, replica %{y}: %{z}<extra></extra>",
+  };
+}
+
+export function validationMetric(names) {
+  return ["val_accuracy", "val_perplexity", "val_loss"].find((n) => names.has(n));
+}

@@ -1,0 +1,50 @@
+// Tiny DOM helpers: every text goes through textContent (never innerHTML with data).
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+export function fmt(value, digits = 4) {
+  if (value === undefined || value === null) return "—";
+  if (typeof value !== "number") return String(value);
+  if (Number.isInteger(value)) return value.toLocaleString("en");
+  return Number(value.toPrecision(digits)).toString();
+}
+
+export function bytes(n) {
+  if (n === undefined || n === null) return "—";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${Number(n.toPrecision(3))} ${units[i]}`;
+}
+
+export function when(iso) {
+  return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "—";
+}
+
+export function statusBadge(status) {
+  return el("span", { class: `badge status-${status}`, dataset: { status } }, status);
+}
+
+export function errorBox(error) {
+  const detail = error?.detail;
+  const text = typeof detail === "string" ? detail
+    : Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : String(error);
+  return el("p", { class: "error", role: "alert" }, text);
+}
+
+export function section(title, ...children) {
+  return el("section", { class: "card" }, el("h2", {}, title), ...children);
+}

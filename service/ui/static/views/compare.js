@@ -1,0 +1,77 @@
+// Several jobs overlaid: the validation metric against rounds and against bytes
+// uploaded, and a table of what each rule cost relative to a chosen baseline.
+import { allMetrics, api } from "../api.js";
+import { line, plot, validationMetric } from "../charts.js";
+import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
+
+export async function render(root, params, signal) {
+  const ids = (params.ids || "").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  const picker = el("input", { name: "ids", value: ids.join(","), placeholder: "job ids, e.g. 3,4",
+    "aria-label": "job ids" });
+  root.append(el("h1", {}, "Compare"), el("form", { class: "filters", onsubmit: (event) => {
+    event.preventDefault();
+    location.hash = `#/compare?ids=${encodeURIComponent(picker.value.replace(/\s+/g, ""))}`;
+  } }, picker, el("button", { type: "submit" }, "Compare")));
+  if (ids.length === 0) {
+    root.append(el("p", { class: "muted" }, "Pick jobs on the Jobs page, or type their ids."));
+    return;
+  }
+
+  const runs = await Promise.all(ids.map(async (id) => {
+    try {
+      const [job, records] = await Promise.all([api(`/v1/jobs/${id}`, { signal }),
+        allMetrics(id, signal)]);
+      return { id, job, records };
+    } catch (error) {
+      return { id, error };
+    }
+  }));
+  for (const run of runs.filter((r) => r.error)) root.append(errorBox(run.error));
+  const ok = runs.filter((r) => !r.error);
+  const names = new Set(ok.flatMap((r) => r.records.flatMap((m) => Object.keys(m.values))));
+  const metric = validationMetric(names) || "train_loss";
+  const baselineId = Number(params.baseline) || ok[0]?.id;
+
+  for (const run of ok) {
+    run.rounds = [];
+    run.bytes = [];
+    run.metric = [];
+    for (const record of run.records) {
+      const value = record.values[metric];
+      if (value === undefined || value === null) continue;
+      run.rounds.push(record.round);
+      run.bytes.push(record.values.bytes_up_total ?? null);
+      run.metric.push(value);
+    }
+    const last = run.records[run.records.length - 1]?.values || {};
+    run.final = { metric: run.metric[run.metric.length - 1], uploads: last.uploads_total,
+      bytes: last.bytes_up_total, dense: last.dense_equiv_uploads };
+  }
+  const label = (run) => `${run.id} ${run.job.name || ""} (${run.job.spec.aggregation.strategy}`
+    + ` + ${run.job.spec.optimizer.name})`;
+  const byRound = el("div", { id: "chart-compare-rounds", class: "chart" });
+  const byBytes = el("div", { id: "chart-compare-bytes", class: "chart" });
+  const baseline = el("select", { name: "baseline", "aria-label": "baseline", onchange: () => {
+    location.hash = `#/compare?ids=${ids.join(",")}&baseline=${baseline.value}`;
+  } }, ok.map((r) => el("option", { value: r.id, selected: r.id === baselineId }, label(r))));
+  const base = ok.find((r) => r.id === baselineId)?.final;
+  const ratio = (value, of) => (value && of ? `${fmt(value / of, 3)}×` : "—");
+  const table = el("table", { id: "compare-table" },
+    el("thead", {}, el("tr", {}, ["job", "status", `final ${metric}`, "uploads",
+      "dense equivalent", "bytes up", "bytes vs baseline"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, ok.map((r) => el("tr", { dataset: { jobId: r.id } },
+      el("td", {}, el("a", { href: `#/jobs/${r.id}` }, label(r))),
+      el("td", {}, statusBadge(r.job.status)),
+      el("td", {}, fmt(r.final.metric)), el("td", {}, fmt(r.final.uploads)),
+      el("td", {}, fmt(r.final.dense)), el("td", {}, bytes(r.final.bytes)),
+      el("td", { class: "ratio" }, ratio(r.final.bytes, base?.bytes))))));
+  root.append(section(`${metric} against rounds and bytes uploaded`,
+    el("div", { class: "charts two" }, byRound, byBytes)),
+  section("Summary", el("label", {}, "baseline ", baseline), table));
+  plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
+    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } } });
+  plot(byBytes, ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
+    { title: { text: `${metric} by bytes uploaded` },
+      xaxis: { title: { text: "bytes uploaded" }, type: "log" } });
+  root.dataset.ready = "true";
+}

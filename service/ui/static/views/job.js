@@ -1,0 +1,177 @@
+// One job: spec, status timeline, explain while queued, live curves and the upload
+// raster (over the job's SSE stream), checkpoints, cancel.
+import { api, session, stream } from "../api.js";
+import { line, plot, rasterTrace, validationMetric } from "../charts.js";
+import { bytes, el, errorBox, fmt, section, statusBadge, when } from "../dom.js";
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const REDRAW_MS = 200; // at most five redraws a second however fast records arrive
+
+export async function render(root, params, signal) {
+  const jobId = Number(params.id);
+  let job = await api(`/v1/jobs/${jobId}`, { signal });
+  const replicas = job.spec.distributed.workers;
+  const series = { round: [], uploaded: [], values: {} };
+
+  const title = el("h1", {}, `Job ${job.id}: ${job.name || "(unnamed)"} `);
+  const badge = el("span", { id: "job-status" });
+  const facts = el("p", { class: "facts" });
+  const cancel = el("button", { type: "button", id: "cancel", class: "danger", onclick: async () => {
+    cancel.disabled = true;
+    try { showJob(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST", signal })); }
+    catch (error) { cancel.after(errorBox(error)); cancel.disabled = false; }
+  } }, "Cancel");
+  const explain = el("div", { id: "explain" });
+  const timeline = el("tbody");
+  const checkpoints = el("tbody");
+  const lossChart = el("div", { id: "chart-loss", class: "chart" });
+  const evalChart = el("div", { id: "chart-eval", class: "chart" });
+  const uploadChart = el("div", { id: "chart-uploads", class: "chart" });
+  const raster = el("div", { id: "chart-raster", class: "chart raster" });
+  const rasterSection = el("details", { id: "raster", open: true },
+    el("summary", {}, "Upload raster (replicas × rounds)"), raster);
+
+  root.append(
+    title, el("div", { class: "toolbar" }, badge, cancel), facts,
+    explain,
+    section("Training", el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
+      rasterSection),
+    section("Status timeline", el("table", { id: "timeline" }, el("thead", {}, el("tr", {},
+      ["time", "from", "to", "attempt", "by", "reason"].map((h) => el("th", {}, h)))), timeline)),
+    section("Checkpoints", el("table", { id: "checkpoints" }, el("thead", {}, el("tr", {},
+      ["round", "attempt", "size", "sha256", ""].map((h) => el("th", {}, h)))), checkpoints)),
+    section("Resolved spec", el("pre", { id: "spec" }, JSON.stringify(job.spec, null, 2))),
+  );
+
+  function showJob(next) {
+    job = next;
+    badge.replaceChildren(statusBadge(job.status));
+    cancel.hidden = TERMINAL.has(job.status) || job.status === "cancelling";
+    const s = job.summary;
+    facts.replaceChildren(
+      `owner ${job.owner} · attempt ${job.attempt}/${job.max_attempts} · round `,
+      el("span", { id: "progress" }, `${job.progress.round}/${job.progress.rounds}`),
+      ` · created ${when(job.created_at)}`,
+      job.finished_at ? ` · finished ${when(job.finished_at)}` : "",
+      s ? ` · uploads ${fmt(s.uploads_total)} of ${fmt(s.dense_equiv_uploads)} dense`
+        + ` (${fmt(100 * s.uploads_saved_fraction, 3)} % saved), ${bytes(s.bytes_up_total)} up`
+        : "",
+      job.error ? el("span", { class: "error" }, ` · ${job.error}`) : "");
+  }
+
+  async function refreshDetails() {
+    const [history, points] = await Promise.all([
+      api(`/v1/jobs/${jobId}/history`, { signal }),
+      api(`/v1/jobs/${jobId}/checkpoints`, { signal }),
+    ]);
+    timeline.replaceChildren(...history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
+      el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
+      el("td", {}, h.actor), el("td", {}, h.reason || ""))));
+    checkpoints.replaceChildren(...points.data.map((c) => el("tr", {}, el("td", {}, c.round),
+      el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
+      el("td", { class: "mono" }, c.sha256.slice(0, 12)),
+      el("td", {}, el("button", { type: "button", class: "download",
+        onclick: () => download(jobId, c) }, "Download")))));
+    if (job.status === "queued") {
+      const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
+      explain.replaceChildren(section("Waiting",
+        el("p", {}, `Queue position ${why.queue_position ?? "?"} (${why.queued_ahead ?? 0} ahead)`),
+        el("ul", {}, why.reasons.map((r) => el("li", {}, `${r.kind}: ${r.message}`)))));
+    } else explain.replaceChildren();
+  }
+
+  let drawTimer = null;
+  let drawnAt = 0;
+  function scheduleDraw() {
+    if (drawTimer !== null) return;
+    drawTimer = setTimeout(() => {
+      drawTimer = null;
+      drawnAt = performance.now();
+      draw();
+    }, Math.max(0, REDRAW_MS - (performance.now() - drawnAt)));
+  }
+
+  function column(name) {
+    const xs = [];
+    const ys = [];
+    const values = series.values[name] || [];
+    for (let i = 0; i < values.length; i += 1) {
+      if (values[i] !== undefined && values[i] !== null) { xs.push(series.round[i]); ys.push(values[i]); }
+    }
+    return [xs, ys];
+  }
+
+  function draw() {
+    const began = performance.now();
+    const n = series.round.length;
+    const valName = validationMetric(new Set(Object.keys(series.values)));
+    plot(lossChart, [line("train loss", ...column("train_loss"))],
+      { title: { text: "train loss" }, xaxis: { title: { text: "round" } } });
+    plot(evalChart, valName ? [line(valName, ...column(valName), { mode: "lines+markers" })] : [],
+      { title: { text: valName || "validation (at eval rounds)" },
+        xaxis: { title: { text: "round" } } });
+    plot(uploadChart, [
+      line("uploads this round", ...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
+      line("cumulative uploads", ...column("uploads_total")),
+      line("dense equivalent", ...column("dense_equiv_uploads"), { line: { dash: "dot" } }),
+    ], { title: { text: "uploads" }, xaxis: { title: { text: "round" } },
+      margin: { l: 56, r: 56, t: 36, b: 90 },
+      yaxis: { title: { text: "cumulative" } },
+      yaxis2: { overlaying: "y", side: "right", title: { text: "per round" },
+        range: [0, replicas + 0.2], dtick: Math.max(1, Math.ceil(replicas / 4)) } });
+    if (rasterSection.open) {
+      plot(raster, [rasterTrace(series.round, series.uploaded, replicas)],
+        { title: { text: "uploads used (replica × round)" }, height: 140 + 18 * replicas,
+          margin: { l: 56, r: 16, t: 36, b: 50 },
+          xaxis: { title: { text: "round" } }, yaxis: { title: { text: "replica" }, dtick: 1 } });
+    }
+    for (const node of [lossChart, evalChart, uploadChart, raster]) node.dataset.rounds = String(n);
+    root.dataset.drawMs = (performance.now() - began).toFixed(1); // read by the benchmark
+    const progress = root.querySelector("#progress");
+    if (n && progress) progress.textContent = `${series.round[n - 1] + 1}/${job.progress.rounds}`;
+  }
+  rasterSection.addEventListener("toggle", () => rasterSection.open && scheduleDraw());
+
+  function addRecord(record) {
+    const i = series.round.length;
+    series.round.push(record.round);
+    series.uploaded.push(record.uploaded || []);
+    for (const [name, value] of Object.entries(record.values)) {
+      (series.values[name] ||= [])[i] = value;
+    }
+    const every = job.spec.schedule.checkpoint_every;
+    if (every && record.round % every === 0) refreshDetails().catch(() => {});
+  }
+
+  showJob(job);
+  await refreshDetails();
+  draw();
+  stream(`/v1/jobs/${jobId}/events`, async (event) => {
+    if (event.event === "metrics") {
+      addRecord(JSON.parse(event.data));
+      scheduleDraw();
+    } else if (event.event === "status") {
+      try {
+        showJob(await api(`/v1/jobs/${jobId}`, { signal }));
+        await refreshDetails();
+      } catch (error) {
+        if (!signal.aborted) root.prepend(errorBox(error));
+      }
+    }
+  }, { signal }).catch((error) => root.prepend(errorBox(error)));
+}
+
+async function download(jobId, checkpoint) {
+  // Fetched with the token in a header, then saved from a blob: no token in any URL.
+  const response = await fetch(`/v1/jobs/${jobId}/checkpoints/${checkpoint.id}`, {
+    headers: { Authorization: `Bearer ${session.token}` }, credentials: "omit",
+  });
+  const blob = await response.blob();
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const link = el("a", { href: URL.createObjectURL(blob),
+    download: name ? name[1] : `job-${jobId}-round-${checkpoint.round}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}

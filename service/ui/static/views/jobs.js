@@ -1,0 +1,81 @@
+// The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated.
+import { session, stream } from "../api.js";
+import { el, fmt, statusBadge, when } from "../dom.js";
+
+const STATUSES = ["", "queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
+
+export async function render(root, params, signal) {
+  const admin = session.user?.role === "admin";
+  const query = new URLSearchParams();
+  for (const key of ["status", "owner", "cursor"]) if (params[key]) query.set(key, params[key]);
+  query.set("limit", params.limit || "25");
+
+  const status = el("select", { name: "status", "aria-label": "status" },
+    STATUSES.map((s) => el("option", { value: s, selected: s === (params.status || "") },
+      s || "any status")));
+  const owner = admin ? el("input", { name: "owner", placeholder: "owner", value: params.owner || "",
+    "aria-label": "owner" }) : null;
+  const filters = el("form", { class: "filters", onsubmit: (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    if (status.value) next.set("status", status.value);
+    if (owner?.value.trim()) next.set("owner", owner.value.trim());
+    location.hash = `#/jobs?${next}`;
+  } }, status, owner, el("button", { type: "submit" }, "Filter"));
+
+  const selected = new Set();
+  const compare = el("button", { type: "button", id: "compare-selected", disabled: true,
+    onclick: () => { location.hash = `#/compare?ids=${[...selected].join(",")}`; } },
+  "Compare selected");
+  const body = el("tbody");
+  const pager = el("div", { class: "pager" });
+  const table = el("table", { class: "jobs", id: "jobs-table" },
+    el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "id"), el("th", {}, "name"),
+      admin ? el("th", {}, "owner") : null, el("th", {}, "status"), el("th", {}, "progress"),
+      el("th", {}, "uploads saved"), el("th", {}, "created"))),
+    body);
+  root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare),
+    table, pager);
+
+  function row(job) {
+    const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,
+      checked: selected.has(job.id), onchange: (event) => {
+        if (event.target.checked) selected.add(job.id); else selected.delete(job.id);
+        compare.disabled = selected.size < 2;
+      } });
+    const { round, rounds } = job.progress;
+    const saved = job.summary?.uploads_saved_fraction;
+    return el("tr", { dataset: { jobId: job.id, status: job.status } },
+      el("td", {}, box),
+      el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
+      el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
+      admin ? el("td", { class: "owner" }, job.owner) : null,
+      el("td", {}, statusBadge(job.status)),
+      el("td", {}, el("progress", { max: rounds || 1, value: round }), ` ${round}/${rounds}`),
+      el("td", {}, saved === undefined ? "—" : `${fmt(100 * saved, 3)} %`),
+      el("td", {}, when(job.created_at)));
+  }
+
+  function show(page) {
+    body.replaceChildren(...page.data.map(row));
+    if (page.data.length === 0) body.append(el("tr", {}, el("td", { colspan: 8 }, "No jobs.")));
+    const links = [];
+    if (params.cursor) {
+      const first = new URLSearchParams(query);
+      first.delete("cursor");
+      links.push(el("a", { href: `#/jobs?${first}` }, "← newest"));
+    }
+    if (page.next_cursor) {
+      const older = new URLSearchParams(query);
+      older.set("cursor", page.next_cursor);
+      links.push(el("a", { href: `#/jobs?${older}`, id: "older" }, "older →"));
+    }
+    pager.replaceChildren(...links);
+    table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
+  }
+
+  stream(`/v1/feeds/jobs?${query}`, (event) => {
+    if (event.event === "jobs") show(JSON.parse(event.data));
+  }, { signal, reconnect: true }).catch((error) => root.prepend(el("p", { class: "error" },
+    error.message)));
+}

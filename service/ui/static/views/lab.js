@@ -1,0 +1,78 @@
+// The lab at a glance: dispatchers and Ray resources, the queue in the order the
+// dispatchers will take it (explain's position), usage and uploads saved per user.
+// Redrawn whenever the live jobs feed changes.
+import { api, session, stream } from "../api.js";
+import { el, fmt, section, statusBadge, when } from "../dom.js";
+
+export async function render(root, _params, signal) {
+  const admin = session.user?.role === "admin";
+  const body = el("div");
+  root.append(el("h1", {}, "Lab"), body);
+
+  async function draw(jobs) {
+    const queued = jobs.filter((j) => j.status === "queued").slice(0, 50);
+    const [cluster, users, explains] = await Promise.all([
+      api("/v1/cluster", { signal }),
+      admin ? api("/v1/users?limit=500", { signal }).then((p) => p.data)
+        : api("/v1/users/me", { signal }).then((u) => [u]),
+      Promise.all(queued.map((j) => api(`/v1/jobs/${j.id}/explain`, { signal }))),
+    ]);
+    const resources = cluster.resources || { total: {}, free: {} };
+    const saved = new Map();
+    for (const job of jobs) {
+      if (!job.summary) continue;
+      const s = saved.get(job.owner) || { uploads: 0, dense: 0, jobs: 0 };
+      s.uploads += job.summary.uploads_total || 0;
+      s.dense += job.summary.dense_equiv_uploads || 0;
+      s.jobs += 1;
+      saved.set(job.owner, s);
+    }
+    const order = queued.map((job, i) => ({ job, why: explains[i] }))
+      .sort((a, b) => (a.why.queue_position ?? 1e9) - (b.why.queue_position ?? 1e9));
+    body.replaceChildren(
+      section("Cluster",
+        el("table", { id: "resources" }, el("thead", {}, el("tr", {}, el("th", {}, "resource"),
+          el("th", {}, "free"), el("th", {}, "total"))),
+        el("tbody", {}, Object.entries(resources.total || {}).map(([name, total]) => el("tr", {},
+          el("td", {}, name), el("td", {}, fmt(resources.free?.[name] ?? 0)), el("td", {}, fmt(total)))))),
+        el("p", {}, "Jobs by status: ", Object.entries(cluster.queue).map(([s, n]) =>
+          el("span", { class: "count" }, statusBadge(s), ` ${n} `))),
+        el("table", { id: "dispatchers" }, el("thead", {}, el("tr", {}, ["dispatcher", "host",
+          "alive", "last seen"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, cluster.dispatchers.map((d) => el("tr", {}, el("td", {}, d.id),
+          el("td", {}, d.hostname), el("td", {}, d.alive ? "yes" : "no"),
+          el("td", {}, when(d.last_seen_at))))))),
+      section("Queue (fair-share order)", el("table", { id: "queue" },
+        el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
+          .map((h) => el("th", {}, h)))),
+        el("tbody", {}, order.map(({ job, why }) => el("tr", {},
+          el("td", {}, why.queue_position ?? "—"),
+          el("td", {}, el("a", { href: `#/jobs/${job.id}` }, `${job.id} ${job.name || ""}`)),
+          el("td", {}, job.owner), el("td", {}, job.priority),
+          el("td", {}, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
+      section("Users", el("table", { id: "users" },
+        el("thead", {}, el("tr", {}, ["user", "role", "jobs", "by status", "quota",
+          "uploads saved"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, users.map((u) => {
+          const s = saved.get(u.name);
+          return el("tr", { dataset: { user: u.name } }, el("td", {}, u.name), el("td", {}, u.role),
+            el("td", {}, u.usage?.jobs_total ?? "—"),
+            el("td", {}, Object.entries(u.usage?.jobs_by_status || {}).filter(([, n]) => n)
+              .map(([k, n]) => `${k} ${n}`).join(", ")),
+            el("td", {}, u.quota ? JSON.stringify(u.quota)
+              : u.max_running_jobs != null ? `max running ${u.max_running_jobs}` : "—"),
+            el("td", { class: "saved" }, s && s.dense
+              ? `${fmt(100 * (1 - s.uploads / s.dense), 3)} % of ${fmt(s.dense)} (${s.jobs} jobs)`
+              : "—"));
+        })))),
+    );
+    root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
+  }
+
+  let drawing = Promise.resolve();
+  await stream("/v1/feeds/jobs?limit=500", (event) => {
+    if (event.event !== "jobs") return;
+    const page = JSON.parse(event.data);
+    drawing = drawing.then(() => draw(page.data)).catch(() => {});
+  }, { signal, reconnect: true });
+}

@@ -1,0 +1,34 @@
+import { ApiError, api, session } from "../api.js";
+import { el } from "../dom.js";
+
+export async function render(root) {
+  const input = el("input", {
+    type: "password", id: "token", name: "token", autocomplete: "off", required: true,
+    placeholder: "API token", "aria-label": "API token",
+  });
+  const message = el("p", { class: "error", role: "alert", hidden: true });
+  // The form never submits to the server: the token must not end up in a URL.
+  const form = el("form", { class: "card signin", onsubmit: async (event) => {
+    event.preventDefault();
+    message.hidden = true;
+    const token = input.value.trim();
+    try {
+      const me = await api("/v1/users/me", { token });
+      session.signIn(token, { id: me.id, name: me.name, role: me.role });
+      input.value = "";
+      const next = sessionStorage.getItem("lagtrain.next");
+      sessionStorage.removeItem("lagtrain.next");
+      location.hash = next && !next.startsWith("#/signin") ? next : "#/jobs";
+    } catch (error) {
+      message.textContent = error instanceof ApiError && error.status === 401
+        ? "That token is not valid." : `Sign-in failed: ${error.message}`;
+      message.hidden = false;
+    }
+  } },
+  el("h1", {}, "Sign in"),
+  el("p", { class: "muted" },
+    "Paste an API token (`lagtrain server` prints the admin's; admins create users' tokens)."),
+  input, el("button", { type: "submit" }, "Sign in"), message);
+  root.append(form);
+  input.focus();
+}

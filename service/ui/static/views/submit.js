@@ -1,0 +1,70 @@
+// Submit a spec as YAML or JSON, prefilled from the repository's examples/. The
+// server's 422 errors are shown beside the lines that hold the fields they name.
+import { ApiError, api } from "../api.js";
+import { el, errorBox } from "../dom.js";
+
+const LINE_EM = 1.5; // the editor's line-height; the error gutter uses the same grid
+
+export async function render(root, params, signal) {
+  const examples = await fetch("/ui/examples", { signal }).then((r) => r.json());
+  const names = Object.keys(examples);
+  const start = params.example in examples ? params.example : names[0];
+  const editor = el("textarea", { id: "spec-text", name: "spec", spellcheck: "false",
+    "aria-label": "job spec (YAML or JSON)", rows: 24 });
+  editor.value = start ? examples[start] : "task: {kind: lag_paper_linreg}\n";
+  const gutter = el("div", { class: "gutter", id: "spec-errors", "aria-live": "polite" });
+  const list = el("ul", { class: "error-list" });
+  const choose = el("select", { name: "example", "aria-label": "example", onchange: () => {
+    editor.value = examples[choose.value];
+    clear();
+  } }, names.map((n) => el("option", { value: n, selected: n === start }, n)));
+  const button = el("button", { type: "submit", id: "submit" }, "Submit");
+
+  function clear() {
+    gutter.replaceChildren();
+    list.replaceChildren();
+  }
+  editor.addEventListener("scroll", () => { gutter.style.top = `${-editor.scrollTop}px`; });
+
+  function showErrors(errors, lines) {
+    clear();
+    for (const error of errors) {
+      const path = (error.loc || []).filter((p, i) => !(i === 0 && p === "body")).join(".");
+      let line = error.line ?? null;
+      for (let parts = path.split("."); line === null && parts.length; parts.pop()) {
+        line = lines[parts.join(".")] ?? null;
+      }
+      const message = `${path || "spec"}: ${error.msg.replace(`${path}: `, "")}`;
+      gutter.append(el("div", { class: "field-error", dataset: { field: path },
+        style: `top: ${((line || 1) - 1) * LINE_EM}em`, title: message }, `← ${message}`));
+      list.append(el("li", { dataset: { field: path } }, line ? `line ${line}: ${message}` : message));
+    }
+  }
+
+  const form = el("form", { class: "submit", onsubmit: async (event) => {
+    event.preventDefault();
+    button.disabled = true;
+    try {
+      const parsed = await fetch("/ui/parse-spec", { method: "POST", signal,
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: editor.value }) });
+      const body = await parsed.json();
+      if (!parsed.ok) { showErrors(body.detail, {}); return; }
+      try {
+        const job = await api("/v1/jobs", { method: "POST", body: body.spec, signal });
+        location.hash = `#/jobs/${job.id}`;
+      } catch (error) {
+        if (error instanceof ApiError && Array.isArray(error.detail)) {
+          showErrors(error.detail, body.lines);
+        } else {
+          clear();
+          list.append(errorBox(error));
+        }
+      }
+    } finally {
+      button.disabled = false;
+    }
+  } },
+  el("div", { class: "toolbar" }, el("label", {}, "Start from ", choose), button),
+  el("div", { class: "editor" }, editor, el("div", { class: "gutter-frame" }, gutter)), list);
+  root.append(el("h1", {}, "Submit a job"), form);
+}

@@ -1,0 +1,67 @@
+// A sweep: each trial as its objective against the bytes its job uploaded, the
+// sweep's best trials (its Pareto front with several objectives) highlighted.
+// Redrawn when the live jobs feed reports a change.
+import { api, stream } from "../api.js";
+import { plot } from "../charts.js";
+import { bytes, el, fmt, section, statusBadge } from "../dom.js";
+
+export async function render(root, params, signal) {
+  const sweepId = Number(params.id);
+  const chart = el("div", { id: "chart-sweep", class: "chart" });
+  const head = el("div");
+  const table = el("tbody");
+  const jobs = new Map();
+  root.append(head, section("Objective against bytes uploaded", chart),
+    section("Trials", el("table", { id: "trials" }, el("thead", {}, el("tr", {},
+      ["trial", "job", "status", "params", "values", "bytes up"].map((h) => el("th", {}, h)))),
+    table)));
+
+  async function draw() {
+    const sweep = await api(`/v1/sweeps/${sweepId}`, { signal });
+    const objectives = sweep.spec.objectives;
+    const shown = objectives.findIndex((o) => o.metric !== "bytes_up_total");
+    const objective = objectives[Math.max(0, shown)];
+    await Promise.all(sweep.trials.filter((t) => t.job_id && !jobs.get(t.job_id)?.summary)
+      .map(async (t) => jobs.set(t.job_id, await api(`/v1/jobs/${t.job_id}`, { signal }))));
+    const best = new Set(sweep.best);
+    const points = sweep.trials.map((t) => {
+      const job = jobs.get(t.job_id);
+      const y = t.values ? t.values[Math.max(0, shown)]
+        : job?.summary?.final_metrics?.[objective.metric];
+      return { trial: t, x: job?.summary?.bytes_up_total, y };
+    }).filter((p) => p.x != null && p.y != null);
+    const front = points.filter((p) => best.has(p.trial.number)).sort((a, b) => a.x - b.x);
+    const rest = points.filter((p) => !best.has(p.trial.number));
+    head.replaceChildren(el("h1", {}, `Sweep ${sweep.id}: ${sweep.name || ""} `,
+      statusBadge(sweep.status)), el("p", { class: "facts" },
+      `owner ${sweep.owner} · ${sweep.trials.length}/${sweep.spec.trials} trials · sampler `
+      + `${sweep.spec.sampler} · objectives ${objectives.map((o) => `${o.direction} ${o.metric}`)
+        .join(", ")}`));
+    const text = (p) => `trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`;
+    plot(chart, [
+      { type: "scatter", mode: "markers", name: "trials", x: rest.map((p) => p.x),
+        y: rest.map((p) => p.y), text: rest.map(text), marker: { color: "#8a94a6", size: 9 } },
+      { type: "scatter", mode: "lines+markers", name: best.size > 1 ? "Pareto front" : "best",
+        x: front.map((p) => p.x), y: front.map((p) => p.y), text: front.map(text),
+        marker: { color: "#d62728", size: 12, symbol: "diamond" }, line: { shape: "hv" } },
+    ], { xaxis: { title: { text: "bytes uploaded" }, type: "log" },
+      yaxis: { title: { text: `${objective.metric} (${objective.direction})` } } });
+    chart.dataset.front = front.map((p) => p.trial.number).join(",");
+    table.replaceChildren(...sweep.trials.map((t) => el("tr", {
+      class: best.has(t.number) ? "best" : "", dataset: { trial: t.number } },
+    el("td", {}, t.number),
+    el("td", {}, t.job_id ? el("a", { href: `#/jobs/${t.job_id}` }, t.job_id) : "—"),
+    el("td", {}, statusBadge(t.status)),
+    el("td", { class: "mono" }, Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`)
+      .join(" ")),
+    el("td", {}, t.values ? t.values.map((v) => fmt(v)).join(", ") : "—"),
+    el("td", {}, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)))));
+    root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
+  }
+
+  await draw();
+  let drawing = Promise.resolve();
+  await stream("/v1/feeds/jobs?limit=100", (event) => {
+    if (event.event === "jobs") drawing = drawing.then(draw).catch(() => {});
+  }, { signal, reconnect: true });
+}

@@ -1,0 +1,112 @@
+"""The routes the dashboard adds: its page and assets with their security headers,
+the spec-text parser, a job's status history and the live jobs feed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import anyio
+
+from service.api.jobs_feed import _pages
+from service.store.users import Principal
+from service.ui.security import CONTENT_SECURITY_POLICY
+from tests.api.conftest import Api, assert_json_error
+
+
+def test_page_and_assets_carry_a_csp_that_allows_only_own_scripts(api: Api) -> None:
+    page = api.client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for path in ("/", "/ui/static/app.js", "/ui/static/views/job.js", "/ui/vendor/plotly.min.js"):
+        response = api.client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self';" in CONTENT_SECURITY_POLICY
+    # Every script the page loads comes from this server: no scheme, no host.
+    sources = re.findall(r'<script[^>]*src="([^"]+)"', page.text)
+    assert sources and all(src.startswith("/ui/") for src in sources), sources
+    assert "<script>" not in page.text  # no inline script
+
+
+def test_plotly_bundle_is_served_compressed_from_the_installed_package(api: Api) -> None:
+    response = api.client.get("/ui/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text.lstrip().startswith("/**\n* plotly.js v")  # httpx decompressed it
+
+
+def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
+    examples = api.client.get("/ui/examples").json()
+    assert "digits-cada2" in examples and not any(name.startswith("sweep") for name in examples)
+    text = "name: x\ntask:\n  kind: adding\nschedule: {rounds: 0}\n"
+    parsed = api.client.post("/ui/parse-spec", json={"text": text}).json()
+    assert parsed["spec"]["schedule"] == {"rounds": 0}
+    assert parsed["lines"] == {
+        "name": 1,
+        "task": 2,
+        "task.kind": 3,
+        "schedule": 4,
+        "schedule.rounds": 4,
+    }
+    bad = assert_json_error(api.client.post("/ui/parse-spec", json={"text": "a: [1,\n"}), 422)
+    assert bad[0]["loc"] == ["body", "text"] and bad[0]["line"] == 2
+    listed = assert_json_error(api.client.post("/ui/parse-spec", json={"text": "- 1\n"}), 422)
+    assert "mapping" in listed[0]["msg"]
+
+
+def test_history_lists_every_transition_and_hides_others_jobs(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    _uid, bob = api.create_user("bob")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    api.finish(claimed)
+    history = api.client.get(f"/v1/jobs/{job_id}/history", headers=alice).json()["data"]
+    assert [(h["from_status"], h["to_status"]) for h in history] == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]
+    assert history[1]["attempt"] == 1 and history[1]["actor"].startswith("dispatcher:")
+    assert_json_error(api.client.get(f"/v1/jobs/{job_id}/history", headers=bob), 404)
+    assert api.client.get(f"/v1/jobs/{job_id}/history", headers=api.admin).status_code == 200
+
+
+def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    first = api.submit(alice)
+    viewer = Principal(user_id=alice_id, name="alice", role="user", token_id=0)
+
+    async def two_pages() -> list[dict[str, object]]:
+        feed = _pages(api.sessions, viewer, status_filter=None, owner=None, limit=10, cursor=None)
+        pages = [json.loads((await feed.__anext__())["data"])]
+        api.submit(alice)  # a new job changes the page
+        pages.append(json.loads((await feed.__anext__())["data"]))
+        await feed.aclose()
+        return pages
+
+    before, after = anyio.run(two_pages)
+    assert [j["id"] for j in before["data"]] == [first]  # type: ignore[index]
+    assert len(after["data"]) == 2 and after["data"][1]["id"] == first  # type: ignore[index]
+
+
+def test_jobs_feed_rejects_a_bad_cursor_and_needs_a_token(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    assert_json_error(api.client.get("/v1/feeds/jobs?cursor=x", headers=alice), 422)
+    assert_json_error(api.client.get("/v1/feeds/jobs"), 401)
+
+
+def test_state_changes_need_the_bearer_header_not_a_cookie(api: Api) -> None:
+    """A cross-site form can send cookies and a body but not an Authorization header:
+    with no cookie auth there is nothing for it to ride on."""
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    token = alice["Authorization"].removeprefix("Bearer ")
+    forged = api.client.post(
+        f"/v1/jobs/{job_id}/cancel",
+        headers={"Origin": "http://evil.example", "Cookie": f"token={token}"},
+        data={"token": token},
+    )
+    assert_json_error(forged, 401)
+    assert "access-control-allow-origin" not in forged.headers
+    assert api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()["status"] == "queued"

@@ -1,0 +1,183 @@
+"""Shared-lab safety (issue 8): the cost model's 422s, Ray bundle memory, quotas
+(429 at submit and upload, waiting at the claim, explain) and the sweep budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from service.schemas.gang import GangMemory, gang_bundles
+from service.schemas.resolve import resolve
+from service.store.attempts import claim_next
+from service.store.db import transaction
+from service.store.models import Job
+from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
+
+# The audit's two attack specs: the largest model on the widest gang, and a
+# cheap-CPU gang whose coordinator would hold workers x parameters.
+HUGE_MODEL: dict[str, Any] = {
+    "task": {"kind": "char_lm"},
+    "model": {"hidden_size": 4096, "num_layers": 8, "embedding_dim": 4096},
+    "distributed": {"workers": 256, "cpus_per_worker": 0.001},
+}
+WIDE_GANG: dict[str, Any] = {
+    "task": {"kind": "sequence_classification"},
+    "model": {"hidden_size": 2048, "num_layers": 2},
+    "aggregation": {"strategy": "lag_wk"},
+    "distributed": {"workers": 64, "cpus_per_worker": 0.01},
+}
+
+
+def _patch_quota(api: Api, user_id: int, **quota: Any) -> dict[str, Any]:
+    r = api.client.patch(f"/v1/users/{user_id}", json={"quota": quota}, headers=api.admin)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_attack_specs_are_422_naming_the_field_and_both_figures(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    for spec, field in ((HUGE_MODEL, "model"), (WIDE_GANG, "distributed")):
+        detail = assert_json_error(api.client.post("/v1/jobs", json=spec, headers=alice), 422)
+        messages = " ".join(d["msg"] for d in detail)
+        assert "estimated" in messages and "GiB" in messages and "limit 8.0 GiB" in messages
+        assert any(d["loc"][1] == field for d in detail), detail
+    coordinator = assert_json_error(api.client.post("/v1/jobs", json=WIDE_GANG, headers=alice), 422)
+    assert coordinator[0]["loc"] == ["body", "distributed", "workers"], coordinator
+    with api.sessions() as session:
+        assert session.scalar(select(Job.id)) is None
+
+
+def test_a_raised_limit_admits_the_spec_and_a_lowered_one_refuses_a_small_one(
+    make_api: Any,
+) -> None:
+    roomy = make_api(max_coordinator_memory_bytes=1 << 40, max_replica_memory_bytes=1 << 40)
+    _uid, alice = roomy.create_user("alice")
+    assert roomy.client.post("/v1/jobs", json=WIDE_GANG, headers=alice).status_code == 201
+    tight = make_api(max_replica_memory_bytes=1 << 20)
+    wider = {**SMALL_SPEC, "model": {"cell": "rnn", "hidden_size": 512}}
+    assert tight.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice).status_code == 201
+    detail = assert_json_error(tight.client.post("/v1/jobs", json=wider, headers=alice), 422)
+    assert detail[0]["loc"] == ["body", "model", "hidden_size"], detail
+    assert "per replica" in detail[0]["msg"] and "limit 1.0 MiB" in detail[0]["msg"]
+
+
+def test_a_million_distinct_characters_is_422_at_upload(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    # Every Unicode scalar value from U+0020 up, surrogates left out: ~1.1 M distinct.
+    text = "".join(chr(c) for c in range(0x20, 0x110000) if not 0xD800 <= c < 0xE000)
+    r = api.client.post(
+        "/v1/datasets", files={"file": ("all.txt", text.encode("utf-8"))}, headers=alice
+    )
+    detail = assert_json_error(r, 422)
+    assert detail[0]["loc"] == ["body", "file"] and "10,000 distinct" in detail[0]["msg"]
+
+
+def test_csv_wider_than_the_limit_is_422_at_upload(make_api: Any) -> None:
+    api = make_api(max_csv_columns=8)
+    _uid, alice = api.create_user("alice")
+    row = ",".join(["1"] * 9) + "\n"
+    r = api.client.post("/v1/datasets", files={"file": ("w.csv", row.encode())}, headers=alice)
+    assert "9 columns" in assert_json_error(r, 422)[0]["msg"]
+
+
+def test_the_estimate_is_stored_and_reserved_as_bundle_memory(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    with api.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.replica_memory_bytes and job.coordinator_memory_bytes
+        memory = GangMemory(job.replica_memory_bytes, job.coordinator_memory_bytes)
+    claimed = api.claim()
+    assert claimed.memory == memory
+    bundles = gang_bundles(resolve(SMALL_SPEC), claimed.memory)
+    assert bundles[0]["memory"] == memory.coordinator_bytes
+    assert all(b["memory"] == memory.replica_bytes for b in bundles[1:])
+
+
+def test_canonical_upload_reference_is_stored(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    ds = api.client.post(
+        "/v1/datasets", files={"file": ("t.txt", b"abcdefgh" * 500)}, headers=alice
+    ).json()
+    spec = {
+        "task": {"kind": "char_lm", "dataset": f"upload:000{ds['id']}", "seq_len": 8},
+        "model": {"hidden_size": 8},
+        "distributed": {"workers": 1},
+        "schedule": {"rounds": 2},
+    }
+    r = api.client.post("/v1/jobs", json=spec, headers=alice)
+    assert r.status_code == 201, r.text
+    assert r.json()["spec"]["task"]["dataset"] == f"upload:{ds['id']}"
+
+
+def test_queue_and_storage_quotas_are_429_naming_the_quota(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    me = api.client.get("/v1/users/me", headers=alice).json()
+    assert me["quota"]["max_queued_jobs"] == api.settings.default_max_queued_jobs
+    patched = _patch_quota(api, alice_id, max_queued_jobs=1, max_storage_bytes=100)
+    assert patched["quota"]["max_queued_jobs"] == 1
+    api.submit(alice)
+    r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice)
+    assert "max_queued_jobs" in assert_json_error(r, 429)
+    big = b"x" * 101
+    r = api.client.post("/v1/datasets", files={"file": ("b.txt", big)}, headers=alice)
+    assert "max_storage_bytes" in assert_json_error(r, 429)
+    ok = api.client.post("/v1/datasets", files={"file": ("s.txt", b"ab" * 40)}, headers=alice)
+    assert ok.status_code == 201
+    usage = api.client.get("/v1/users/me", headers=alice).json()["usage"]
+    assert (usage["queued_jobs"], usage["storage_bytes"]) == (1, 80)
+    # Back to the server default: null.
+    assert _patch_quota(api, alice_id, max_queued_jobs=None)["quota"]["max_queued_jobs"] == 100
+    assert api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice).status_code == 201
+
+
+def test_a_sweep_budget_over_the_queue_quota_is_429(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    _patch_quota(api, alice_id, max_queued_jobs=SMALL_SWEEP["trials"] - 1)
+    r = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert "max_queued_jobs" in assert_json_error(r, 429)
+    # The 422 checks come first.
+    bad = {**SMALL_SWEEP, "trials": 0}
+    assert api.client.post("/v1/sweeps", json=bad, headers=alice).status_code == 422
+
+
+def test_running_and_cpu_quotas_make_jobs_wait_with_explain(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    _patch_quota(api, alice_id, max_running_jobs=1)
+    first, second = api.submit(alice), api.submit(alice)
+    defaults = api.settings.quota_defaults()
+
+    def claim() -> int | None:
+        with transaction(api.sessions) as session:
+            claimed = claim_next(
+                session=session,
+                dispatcher_id="d",
+                lease_seconds=60,
+                free_cpus=64,
+                free_gpus=0,
+                quota_defaults=defaults,
+            )
+        return None if claimed is None else claimed.job_id
+
+    assert claim() == first
+    assert claim() is None
+    reasons = api.client.get(f"/v1/jobs/{second}/explain", headers=alice).json()["reasons"]
+    assert any(r["kind"] == "quota" and "max_running_jobs" in r["message"] for r in reasons)
+
+    _patch_quota(api, alice_id, max_running_jobs=10, max_cpus=3)  # each gang holds 2 CPUs
+    reasons = api.client.get(f"/v1/jobs/{second}/explain", headers=alice).json()["reasons"]
+    assert any("max_cpus" in r["message"] for r in reasons), reasons
+    assert claim() is None
+    _patch_quota(api, alice_id, max_cpus=4)
+    assert claim() == second
+    usage = api.client.get("/v1/users/me", headers=alice).json()["usage"]
+    assert (usage["running_jobs"], usage["cpus"]) == (2, 4.0)
+
+
+def test_a_gang_larger_than_the_cpu_quota_is_429_at_submit(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    _patch_quota(api, alice_id, max_cpus=1.5)
+    r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice)
+    assert "max_cpus" in assert_json_error(r, 429)

@@ -1,0 +1,106 @@
+"""Token containment (list, expiry, last use, cap, admin disable) and the audit log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import update
+
+from service.bootstrap import bootstrap_admin
+from service.settings import Settings
+from service.store.models import ApiToken, table_of, utcnow
+from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
+
+
+def test_token_list_expiry_and_last_use(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    r = api.client.post("/v1/tokens", json={"expires_in_days": 2}, headers=alice)
+    assert r.status_code == 201, r.text
+    short = r.json()
+    assert short["expires_at"] is not None
+    listed = api.client.get("/v1/tokens", headers=alice).json()["data"]
+    assert [t["id"] for t in listed][-1] == short["id"]
+    assert all(set(t) == {"id", "created_at", "expires_at", "last_used_at"} for t in listed)
+    assert short["token"] not in r.text.replace(short["token"], "", 1)  # shown once
+    assert api.client.get("/v1/users/me", headers=bearer(short["token"])).status_code == 200
+    used = {t["id"]: t for t in api.client.get("/v1/tokens", headers=alice).json()["data"]}
+    assert used[short["id"]]["last_used_at"] is not None
+    # Expiry passes (seam: the stored expiry is moved into the past).
+    with api.sessions.begin() as session:
+        session.execute(
+            update(table_of(ApiToken))
+            .where(table_of(ApiToken).c.id == short["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert_json_error(api.client.get("/v1/users/me", headers=bearer(short["token"])), 401)
+    ids = [t["id"] for t in api.client.get("/v1/tokens", headers=alice).json()["data"]]
+    assert short["id"] not in ids
+
+
+def test_active_tokens_are_capped_per_user(make_api: MakeApi) -> None:
+    api = make_api(max_tokens_per_user=2)
+    _uid, alice = api.create_user("alice")  # holds one
+    second = api.client.post("/v1/tokens", headers=alice).json()
+    detail = assert_json_error(api.client.post("/v1/tokens", headers=alice), 429)
+    assert "max_tokens_per_user" in detail
+    assert api.client.delete(f"/v1/tokens/{second['id']}", headers=alice).status_code == 204
+    assert api.client.post("/v1/tokens", headers=alice).status_code == 201
+
+
+def test_admin_disable_locks_every_token_out_at_once(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    other = bearer(api.client.post("/v1/tokens", headers=alice).json()["token"])
+    r = api.client.patch(f"/v1/users/{alice_id}", json={"disabled": True}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["disabled"] is True
+    for headers in (alice, other):
+        assert_json_error(api.client.get("/v1/users/me", headers=headers), 401)
+        assert_json_error(api.client.post("/v1/jobs", json=SMALL_SPEC, headers=headers), 401)
+    api.client.patch(f"/v1/users/{alice_id}", json={"disabled": False}, headers=api.admin)
+    assert api.client.get("/v1/users/me", headers=other).status_code == 200
+    missing = api.client.patch("/v1/users/999999", json={"disabled": True}, headers=api.admin)
+    assert_json_error(missing, 404)
+
+
+def test_audit_log_names_who_did_what(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    token = api.client.post("/v1/tokens", headers=alice).json()
+    api.client.delete(f"/v1/tokens/{token['id']}", headers=alice)
+    job_id = api.submit(alice)
+    api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.admin)  # an admin cancels
+    api.client.post("/v1/datasets", files={"file": ("t.txt", b"hello\n")}, headers=alice)
+    api.client.patch(
+        f"/v1/users/{alice_id}",
+        json={"quota": {"max_running_jobs": 2}, "disabled": True},
+        headers=api.admin,
+    )
+    page = api.client.get("/v1/audit", params={"limit": 3}, headers=api.admin).json()
+    events = page["data"]
+    while page["next_after_id"] is not None:
+        page = api.client.get(
+            "/v1/audit", params={"after_id": page["next_after_id"]}, headers=api.admin
+        ).json()
+        events += page["data"]
+    seen = [(e["actor"], e["action"], e["target"]) for e in events]
+    assert seen == [
+        ("admin:admin", "user.created", f"user:{alice_id}"),
+        ("user:alice", "token.created", f"token:{token['id']}"),
+        ("user:alice", "token.revoked", f"token:{token['id']}"),
+        ("user:alice", "job.submitted", f"job:{job_id}"),
+        ("admin:admin", "job.cancelled", f"job:{job_id}"),
+        ("user:alice", "dataset.uploaded", seen[5][2]),
+        ("admin:admin", "user.disabled", f"user:{alice_id}"),
+        ("admin:admin", "quota.changed", f"user:{alice_id}"),
+    ]
+    assert events[-1]["detail"] == {"max_running_jobs": [None, 2]}
+    assert events[4]["detail"]["owner_id"] == alice_id
+    assert_json_error(api.client.get("/v1/audit", headers=bearer("nope")), 401)
+
+
+def test_a_short_bootstrap_token_is_refused(api: Api) -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(bootstrap_admin_token=SecretStr("short"))
+    unchecked = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr("x" * 31)})
+    with pytest.raises(ValueError, match="at least 32"):
+        bootstrap_admin(api.sessions, unchecked)

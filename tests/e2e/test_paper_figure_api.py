@@ -1,0 +1,53 @@
+"""The LAG paper figure through the HTTP API: the jobs benchmarks/lag_paper.py runs
+in process, submitted as plain specs (the task's default precision, float64),
+trained by a real dispatcher on a real local Ray, read back as metric records —
+the rounds and uploads to f - f* < 1e-8 must equal the benchmark's exactly.
+`optimality_gap` is in every round's record, so the first round below the target is
+visible without evaluating every round."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.lag_paper import paper_spec, reach
+from service.client import TERMINAL_STATUSES, Client
+from tests.e2e.conftest import Stack, wait_until
+
+pytestmark = pytest.mark.ray
+
+TARGET = 1e-8
+ROUNDS = 120  # GD, the slowest of the three, reaches the target at round 114
+
+
+def first_below_target(client: Client, job_id: int) -> tuple[int, int]:
+    """(rounds done, uploads_total) at the first record with f - f* < TARGET."""
+    for record in client.metrics(job_id):
+        values = record["values"]
+        if values["optimality_gap"] < TARGET:
+            return int(record["round"]) + 1, int(values["uploads_total"])
+    raise AssertionError(f"job {job_id} never reached f - f* < {TARGET}")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_paper_figure_through_the_api_equals_the_benchmark(service_stack: Stack) -> None:
+    service_stack.start_server()
+    service_stack.start_worker()
+    strategies = ("dense", "lag_wk", "lag_ps", "laq")
+    with service_stack.admin() as client:
+        ids = {}
+        for strategy in strategies:
+            spec = paper_spec(strategy, uniform=False, max_rounds=ROUNDS, seed=0)
+            spec["distributed"] = {"cpus_per_worker": 0.25}
+            job = client.submit(spec)
+            assert job["spec"]["model"]["dtype"] == "float64"
+            ids[strategy] = int(job["id"])
+        wait_until(
+            lambda: all(client.job(i)["status"] in TERMINAL_STATUSES for i in ids.values()),
+            timeout=600,
+            what="the four paper jobs to finish",
+        )
+        for strategy, job_id in ids.items():
+            job = client.job(job_id)
+            assert job["status"] == "succeeded", (job["error"], service_stack.logs())
+            expected = reach(strategy, uniform=False, target=TARGET, max_rounds=ROUNDS, seed=0)
+            assert first_below_target(client, job_id) == (expected.iterations, expected.uploads)

@@ -1,0 +1,63 @@
+"""model.dtype (DESIGN §11): resolved defaults, what each precision trains in, and the
+stored specs from before the field existed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
+from workers.training.precision import check_device, storage_dtype
+from workers.training.runner import run_reference
+
+PAPER = {"task": {"kind": "lag_paper_linreg"}, "schedule": {"rounds": 3}}
+
+
+def test_defaults() -> None:
+    assert resolve(PAPER).model.dtype == "float64"
+    assert resolve({"task": {"kind": "adding"}}).model.dtype == "float32"
+    explicit = resolve({**PAPER, "model": {"dtype": "float32"}})
+    assert explicit.model.dtype == "float32"
+    laq = resolve({"task": {"kind": "adding"}, "aggregation": {"strategy": "laq"}})
+    assert laq.aggregation.bits == 4
+
+
+def test_one_default_xi_per_rule_whatever_the_optimizer() -> None:
+    for strategy in ("lag_wk", "lasg_wk2", "laq"):
+        xis = {
+            resolve(
+                {"task": {"kind": "adding"}, "optimizer": {"name": name},
+                 "aggregation": {"strategy": strategy}}
+            ).aggregation.xi
+            for name in ("sgd", "adam")
+        }
+        assert len(xis) == 1, strategy
+
+
+@pytest.mark.parametrize(("dtype", "width"), [("float64", 8), ("float32", 4)])
+def test_the_spec_dtype_is_what_trains_and_what_is_sent(dtype: str, width: int) -> None:
+    spec = resolve({**PAPER, "model": {"dtype": dtype}})
+    assert storage_dtype(spec) == getattr(torch, dtype)
+    records: list[dict[str, float]] = []
+    result = run_reference(spec, on_record=lambda _k, v: records.append(v))  # no dtype given
+    assert result.params.dtype.itemsize == width
+    assert records[0]["bytes_up_total"] == 9 * 50 * width
+    assert all("optimality_gap" in r for r in records)
+
+
+def test_bfloat16_keeps_float32_state_and_needs_a_supporting_device() -> None:
+    spec = resolve(
+        {"task": {"kind": "adding"}, "model": {"dtype": "bfloat16"},
+         "distributed": {"gpus_per_worker": 1}}
+    )
+    assert storage_dtype(spec) == torch.float32
+    with pytest.raises(ValueError, match=r"model\.dtype"):
+        check_device(spec, "cpu")
+
+
+def test_specs_stored_before_dtype_and_bits_still_load() -> None:
+    stored = resolve({"task": {"kind": "adding"}}).model_dump()
+    del stored["model"]["dtype"], stored["aggregation"]["bits"]
+    spec = ResolvedSpec.model_validate(stored)
+    assert (spec.model.dtype, spec.aggregation.bits) == ("float32", 4)

@@ -1,0 +1,133 @@
+"""Dashboard tests: real Chromium (Debian's package, driven by Playwright) against a
+real `lagtrain server` and one `lagtrain worker` on the session's local Ray.
+
+One service per module (starting it costs seconds): tests create their own users and
+jobs. The store is a migrated SQLite file; the API tests in tests/api cover the new
+routes on both databases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+
+from service.client import Client
+from service.store.migrate import upgrade
+from tests.e2e.conftest import Stack
+from tests.ray_cluster import ray_address
+
+__all__ = ["ray_address"]
+
+# Screenshots go to the test's temporary directory; UI_SCREENSHOTS=docs/screenshots
+# refreshes the ones the README shows.
+SCREENSHOTS_ENV = "UI_SCREENSHOTS"
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("ui")
+    url = f"sqlite:///{tmp / 'lagtrain.db'}"
+    upgrade(url)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"},
+        "LAGTRAIN_DATABASE_URL": url,
+        "LAGTRAIN_ARTIFACTS_URL": str(tmp / "artifacts"),
+        "LAGTRAIN_STATE_DIR": str(tmp / "state"),
+        "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        "LAGTRAIN_LEASE_SECONDS": "4",
+        "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
+        "RAY_ADDRESS": ray_address,
+        "PYTHONUNBUFFERED": "1",
+    }
+    service = Stack(env, tmp)
+    service.start_server()
+    service.start_worker()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: `make .venv/.installed` installs it (as root)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+class Console:
+    """The page's console errors (CSP violations among them); a test fails on any it
+    did not allow."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        # 4xx answers the page handles (a bad token, a 422 it shows) still log a line.
+        self.allowed = ["the server responded with a status of 4"]
+
+    def attach(self, page: Page) -> None:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def allow(self, text: str) -> None:
+        self.allowed.append(text)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(a in e for a in self.allowed)]
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(20_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext, console: Console) -> Iterator[Page]:
+    page = context.new_page()
+    console.attach(page)
+    yield page
+    assert not console.unexpected(), console.errors
+
+
+def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:
+    page.goto(f"{url}/{route}")
+    page.fill("#token", token)
+    page.click("form.signin button[type=submit]")
+    page.wait_for_selector("#nav:not([hidden])")
+
+
+def new_user(stack: Stack, name: str) -> tuple[str, Client]:
+    """A user and their own API client; names get a suffix (one service per module)."""
+    with stack.admin() as admin:
+        created: dict[str, Any] = admin._request(
+            "POST", "/v1/users", json={"name": f"{name}-{secrets.token_hex(3)}"}
+        )
+    return created["token"], Client(stack.url, created["token"])
+
+
+def screenshot(page: Page, name: str) -> None:
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or Path(tempfile.gettempdir()) / "lagtrain-ui")
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)

@@ -1,0 +1,148 @@
+"""Sign in, the live jobs list, a running job's live curves and raster, cancel, and
+another user's job staying invisible — in real Chromium against a real service."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.e2e.conftest import Stack
+from tests.polling import wait_until
+from tests.ui.conftest import Console, new_user, screenshot, sign_in
+
+pytestmark = pytest.mark.ray
+
+# Long enough to still run while the test watches it; the test cancels it.
+LONG_LINREG: dict[str, Any] = {
+    "name": "linreg-lag-live",
+    "task": {"kind": "lag_paper_linreg"},
+    "aggregation": {"strategy": "lag_wk"},
+    "distributed": {"workers": 3, "cpus_per_worker": 0.25},
+    "schedule": {"rounds": 200_000, "eval_every": 20},
+}
+
+
+def drawn_rounds(page: Page, chart: str) -> int:
+    return int(page.get_attribute(chart, "data-rounds") or 0)
+
+
+def test_sign_in_rejects_a_bad_token_and_keeps_tokens_out_of_urls(stack: Stack, page: Page) -> None:
+    page.goto(f"{stack.url}/")
+    page.fill("#token", "not-a-token")
+    page.click("form.signin button[type=submit]")
+    expect(page.locator("form.signin .error")).to_contain_text("not valid")
+    sign_in(page, stack.url, stack.admin_token)
+    expect(page.locator("#who")).to_contain_text("admin")
+    assert stack.admin_token not in page.url
+    assert stack.admin_token not in stack.logs()
+
+
+def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "watcher")
+    with client:
+        job = client.submit(LONG_LINREG)
+    sign_in(page, stack.url, token)
+    row = page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")
+    expect(row).to_be_visible()
+    # The list is live: the row turns running without a reload.
+    expect(row).to_have_attribute("data-status", "running", timeout=60_000)
+
+    row.locator("a").first.click()
+    expect(page.locator("#job-status")).to_contain_text("running")
+    wait_until(lambda: drawn_rounds(page, "#chart-loss") > 0, timeout=60, what="first points")
+    first = drawn_rounds(page, "#chart-loss")
+    wait_until(
+        lambda: drawn_rounds(page, "#chart-loss") > first + 5,
+        timeout=60,
+        what="the loss curve to gain points while the job runs",
+    )
+    # Plotly drew real traces: a loss line and the raster's heatmap.
+    expect(page.locator("#chart-loss .scatterlayer .trace")).to_have_count(1)
+    expect(page.locator("#chart-raster .hm, #chart-raster image").first).to_be_attached()
+    expect(page.locator("#timeline tbody tr").first).to_be_visible()
+    screenshot(page, "job")
+
+    page.click("#cancel")
+    expect(page.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#timeline")).to_contain_text("cancelled")
+
+
+def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:
+    _alice_token, alice = new_user(stack, "alice")
+    bob_token, _bob = new_user(stack, "bob")
+    with alice:
+        job = alice.submit({**LONG_LINREG, "schedule": {"rounds": 5}})
+    sign_in(page, stack.url, bob_token)
+    expect(page.locator("#jobs-table")).to_be_visible()
+    wait_until(
+        lambda: page.get_attribute("#jobs-table", "data-updates"), timeout=20, what="the list"
+    )
+    expect(page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")).to_have_count(0)
+    page.goto(f"{stack.url}/#/jobs/{job['id']}")
+    expect(page.locator("#view .error")).to_contain_text("not found")
+
+
+def test_csp_refuses_injected_scripts_and_cross_site_pages_cannot_cancel(
+    stack: Stack, context: BrowserContext, page: Page, console: Console
+) -> None:
+    token, client = new_user(stack, "target")
+    with client:
+        job = client.submit(LONG_LINREG)
+        sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
+        expect(page.locator("#job-status")).to_be_visible()
+
+        # An injected inline script (say, through a stored XSS) does not run.
+        console.allow("Executing inline script violates the following Content Security Policy")
+        ran = page.evaluate(
+            """() => { const s = document.createElement('script');
+                       s.textContent = 'window.injected = true';
+                       document.head.append(s); return window.injected === true; }"""
+        )
+        assert ran is False
+
+        # A page on another site, in the same browser where the user is signed in,
+        # posts a form and a credentialed fetch at the cancel route.
+        evil = context.new_page()
+        evil.route(
+            "http://evil.test/",
+            lambda route: route.fulfill(
+                content_type="text/html",
+                body=f"""<form id=f method=post action="{stack.url}/v1/jobs/{job["id"]}/cancel">
+                </form><script>
+                fetch("{stack.url}/v1/jobs/{job["id"]}/cancel",
+                      {{method: "POST", credentials: "include", mode: "no-cors"}})
+                  .finally(() => document.getElementById("f").submit());
+                </script>""",
+            ),
+        )
+        with evil.expect_navigation(url=f"{stack.url}/**"):
+            evil.goto("http://evil.test/")
+        assert "missing bearer token" in (evil.content())
+        status = client.job(job["id"])["status"]
+        assert status in ("queued", "running"), status
+        client.cancel(job["id"])
+
+
+def test_admin_filters_by_owner_and_status_newest_first_paginated(stack: Stack, page: Page) -> None:
+    _token, client = new_user(stack, "many")
+    with client:
+        owner = client._request("GET", "/v1/users/me")["name"]
+        ids = [client.submit({**LONG_LINREG, "schedule": {"rounds": 3}})["id"] for _ in range(3)]
+    sign_in(page, stack.url, stack.admin_token, f"#/jobs?owner={owner}&limit=2")
+    rows = page.locator("#jobs-table tbody tr")
+    expect(rows).to_have_count(2)
+    assert [int(r.get_attribute("data-job-id") or 0) for r in rows.all()] == ids[:0:-1]
+    expect(page.locator("#jobs-table td.owner").first).to_have_text(owner)
+    page.click("#older")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-job-id", str(ids[0]))
+    # The status filter narrows the live list; the jobs end as succeeded or failed.
+    page.select_option("select[name=status]", "running")
+    page.click(".filters button[type=submit]")
+    expect(page).to_have_url(re.compile(r"status=running"))
+    for row in rows.all():
+        assert row.get_attribute("data-status") in (None, "running")

@@ -1,0 +1,165 @@
+"""Submitting from the form (422 beside its field), comparing two finished jobs, the
+lab and a sweep's page — in real Chromium against a real service."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from service.client import TERMINAL_STATUSES, Client
+from tests.e2e.conftest import Stack
+from tests.polling import wait_until
+from tests.ui.conftest import new_user, screenshot, sign_in
+
+pytestmark = pytest.mark.ray
+
+BAD_SPEC = """\
+name: from-the-form
+task: {kind: lag_paper_linreg}
+aggregation:
+  strategy: lag_wk
+distributed: {workers: 3, cpus_per_worker: 0.25}
+schedule:
+  rounds: 0
+"""
+
+
+def short_linreg(strategy: str) -> dict[str, Any]:
+    return {
+        "name": f"linreg-{strategy}",
+        "task": {"kind": "lag_paper_linreg"},
+        "aggregation": {"strategy": strategy},
+        "distributed": {"workers": 3, "cpus_per_worker": 0.25},
+        "schedule": {"rounds": 40, "eval_every": 5},
+    }
+
+
+def finish(client: Client, job_id: int) -> dict[str, Any]:
+    wait_until(
+        lambda: client.job(job_id)["status"] in TERMINAL_STATUSES, timeout=120, what="the job"
+    )
+    job = client.job(job_id)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def test_submit_shows_422_beside_the_field_then_submits(stack: Stack, page: Page) -> None:
+    token, _client = new_user(stack, "submitter")
+    sign_in(page, stack.url, token, "#/submit")
+    expect(page.locator("#spec-text")).to_have_value(re.compile(r"task:"))  # an example
+    page.fill("#spec-text", BAD_SPEC)
+    page.click("#submit")
+    error = page.locator(".field-error[data-field='schedule.rounds']")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("rounds")
+    # Beside its line: the error sits at the height of line 7 of the editor.
+    text_box = page.locator("#spec-text").bounding_box()
+    error_box = error.bounding_box()
+    assert text_box and error_box
+    line_height = 13 * 1.5
+    assert abs(error_box["y"] - (text_box["y"] + 8 + 6 * line_height)) < line_height
+
+    page.fill("#spec-text", BAD_SPEC.replace("rounds: 0", "rounds: 3"))
+    page.click("#submit")
+    page.wait_for_url("**/#/jobs/*")
+    expect(page.locator("h1")).to_contain_text("from-the-form")
+
+
+def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "comparer")
+    with client:
+        dense = client.submit(short_linreg("dense"))["id"]
+        lazy = client.submit(short_linreg("lag_wk"))["id"]
+        finish(client, dense)
+        lazy_job = finish(client, lazy)
+    sign_in(page, stack.url, token)
+    for job_id in (dense, lazy):
+        page.check(f"#jobs-table tr[data-job-id='{job_id}'] input[type=checkbox]")
+    page.click("#compare-selected")
+    expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+    expect(page.locator("#chart-compare-rounds .scatterlayer .trace")).to_have_count(2)
+    expect(page.locator("#chart-compare-bytes .scatterlayer .trace")).to_have_count(2)
+    baseline = page.locator(f"#compare-table tr[data-job-id='{dense}'] .ratio")
+    expect(baseline).to_have_text("1\u00d7")
+    ratio = page.locator(f"#compare-table tr[data-job-id='{lazy}'] .ratio").inner_text()
+    # LAG uploads fewer bytes than dense: the ratio the table shows is below 1.
+    assert float(ratio.rstrip("\u00d7")) < 1.0, (ratio, lazy_job["summary"])
+    screenshot(page, "compare")
+
+
+def test_lab_shows_cluster_queue_and_users(stack: Stack, page: Page) -> None:
+    sign_in(page, stack.url, stack.admin_token, "#/lab")
+    expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
+    expect(page.locator("#resources")).to_contain_text("CPU")
+    expect(page.locator("#users tr[data-user='admin']")).to_be_visible()
+    screenshot(page, "lab")
+
+
+def test_sweep_page_plots_trials_and_highlights_the_front(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "sweeper")
+    spec = {
+        "name": "linreg-xi",
+        "base": {**short_linreg("lag_wk"), "schedule": {"rounds": 20, "eval_every": 5}},
+        "parameters": {"aggregation.xi": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
+        "objectives": [
+            {"metric": "val_loss", "direction": "minimize"},
+            {"metric": "bytes_up_total", "direction": "minimize"},
+        ],
+        "trials": 2,
+        "parallel": 2,
+        "sampler": "random",
+        "seed": 0,
+    }
+    with client:
+        sweep = client.submit_sweep(spec)
+        wait_until(
+            lambda: client.sweep(sweep["id"])["status"] in TERMINAL_STATUSES,
+            timeout=240,
+            what="the sweep",
+        )
+        done = client.sweep(sweep["id"])
+    assert done["status"] == "succeeded", done
+    sign_in(page, stack.url, token, f"#/sweeps/{sweep['id']}")
+    expect(page.locator("#trials tbody tr")).to_have_count(2)
+    expect(page.locator("#trials tr.best")).to_have_count(len(done["best"]))
+    # The highlighted trials (drawn in order of bytes) are the sweep's best ones.
+    wait_until(
+        lambda: page.get_attribute("#chart-sweep", "data-front"), timeout=10, what="the front"
+    )
+    front = (page.get_attribute("#chart-sweep", "data-front") or "").split(",")
+    assert sorted(int(n) for n in front) == sorted(done["best"])
+    screenshot(page, "sweep")
+
+
+def test_demo_submits_the_pair_and_prints_their_comparison_page(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "demo")
+    env = {**stack.env, "LAGTRAIN_URL": stack.url, "LAGTRAIN_TOKEN": token}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lagtrain"), "demo", "--rounds", "8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    url = done.stdout.strip().splitlines()[-1]
+    assert url.startswith(f"{stack.url}/#/compare?ids=") and token not in done.stdout
+    with client:
+        jobs = client.jobs()
+        assert sorted(j["name"] for j in jobs) == ["digits-cada2", "digits-dense-adam"]
+        assert {j["spec"]["distributed"]["split"] for j in jobs} == {"non_iid"}
+        # The printed page opens after sign-in (the token is never part of the URL).
+        page.goto(url)
+        page.fill("#token", token)
+        page.click("form.signin button[type=submit]")
+        expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+        expect(page.locator("#compare-table")).to_contain_text("lasg_wk2 + adam")
+        for job in jobs:
+            client.cancel(job["id"])

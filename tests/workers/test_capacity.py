@@ -1,0 +1,105 @@
+"""Capacity dips do not fail queued jobs (issue 9, point 2): the window keeps the
+largest total the cluster showed; a job fails as unschedulable only above it (or
+above the operator's ceiling), and explain says a job under it waits for capacity."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.schemas.resolve import resolve
+from service.settings import Settings
+from service.store.db import transaction
+from service.store.explain import explain_job
+from service.store.jobs import enqueue
+from service.store.models import Job
+from service.store.users import create_user
+from tests.polling import wait_until
+from tests.ray_cluster import RAY_TEST_CPUS
+from workers.capacity import CapacityWindow
+from workers.dispatcher import Dispatcher
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_remembers_the_largest_total_until_it_ages_out() -> None:
+    clock = Clock()
+    window = CapacityWindow(60, clock=clock)
+    window.observe(8, 1)
+    clock.now = 10
+    window.observe(2, 0)  # a node with 6 CPUs and the GPU rebooting
+    assert (window.largest().cpus, window.largest().gpus) == (8, 1)
+    clock.now = 75
+    window.observe(2, 0)  # still gone after the whole window: it is the cluster now
+    assert (window.largest().cpus, window.largest().gpus) == (2, 0)
+
+
+def test_an_operator_ceiling_replaces_the_observed_figure() -> None:
+    window = CapacityWindow(60, ceiling_gpus=4, clock=Clock())
+    window.observe(8, 0)
+    assert (window.largest().cpus, window.largest().gpus) == (8, 4)
+    assert "ceiling" in window.describe()
+
+
+def _submit(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session=session, name=f"cap{id(spec)}", role="user")
+        job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(spec))
+        return job.id
+
+
+@pytest.fixture
+def dipped_dispatcher(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
+) -> Iterator[Dispatcher]:
+    """A dispatcher whose window saw the cluster larger (10 CPUs) than it is now (the
+    session's Ray): a node with 4 CPUs left a moment ago."""
+    dispatcher = Dispatcher(settings, session_factory)
+    dispatcher.capacity.observe(RAY_TEST_CPUS + 4, 0)
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    thread.start()
+    yield dispatcher
+    dispatcher.stop()
+    thread.join(timeout=60)
+
+
+@pytest.mark.ray
+def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
+    dipped_dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+) -> None:
+    # 4 workers x 2 CPUs: more than the cluster has now, less than it showed.
+    waiting = _submit(
+        session_factory,
+        {"task": {"kind": "adding"}, "distributed": {"workers": 4, "cpus_per_worker": 2}},
+    )
+    too_large = _submit(
+        session_factory,
+        {"task": {"kind": "adding"}, "distributed": {"workers": 2, "gpus_per_worker": 1}},
+    )
+    seen = dipped_dispatcher.maintenance_runs
+    wait_until(
+        lambda: dipped_dispatcher.maintenance_runs >= seen + 3,
+        timeout=60,
+        what="three maintenance rounds",
+    )
+    with session_factory() as session:
+        job = session.get(Job, waiting)
+        big = session.get(Job, too_large)
+        assert job is not None and big is not None
+        assert job.status == "queued", job.error
+        assert big.status == "failed" and big.error is not None
+        assert "2 GPU" in big.error and "0 GPU" in big.error, big.error
+        timeout = timedelta(seconds=60)
+        explanation = explain_job(session=session, job=job, dispatcher_timeout=timeout)
+    messages = [r.message for r in explanation.reasons]
+    assert any("waiting for capacity" in m for m in messages), messages

@@ -1,0 +1,133 @@
+"""Checkpoints fenced and verified (issue 9, point 3): file names carry the attempt,
+and a resume whose newest checkpoint fails its sha256 falls back to the newest one
+that verifies, saying so in the job's events."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.artifacts import artifact_url, local_path, write_file
+from service.schemas.resolve import resolve
+from service.settings import Settings
+from service.store.attempts import claim_next
+from service.store.checkpoints import checkpoint_ref, latest_checkpoint, record_checkpoint
+from service.store.db import transaction
+from service.store.jobs import enqueue
+from service.store.models import TERMINAL, Checkpoint, Job, JobEvent, Metric
+from service.store.users import create_user
+from tests.polling import wait_until
+from workers.dispatcher import Dispatcher
+from workers.resume import verified_resume
+
+
+def _job(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session=session, name=f"ck{id(spec)}", role="user")
+        job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(spec))
+        return job.id
+
+
+def test_resume_skips_checkpoints_whose_bytes_changed(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None
+) -> None:
+    job_id = _job(session_factory, {"task": {"kind": "adding"}, "max_attempts": 3})
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=64, free_gpus=0
+        )
+        assert claimed is not None
+        for round_ in (9, 19, 29):
+            data = f"state after round {round_}".encode()
+            name = f"jobs/{job_id}/round-{round_ + 1:08d}-a1.pt"
+            uri = artifact_url(settings.artifacts_url, name)
+            write_file(uri, data)
+            record_checkpoint(
+                session=session,
+                job_id=job_id,
+                token=claimed.fencing_token,
+                round=round_,
+                seq=round_ + 1,
+                uri=uri,
+                sha256=hashlib.sha256(data).hexdigest(),
+                bytes=len(data),
+            )
+        newest = checkpoint_ref(latest_checkpoint(session=session, job_id=job_id))  # type: ignore[arg-type]
+    assert verified_resume(newest, job_id=job_id, sessions=session_factory) == (newest, None)
+
+    write_file(newest.uri, b"overwritten by a lost attempt")
+    older = newest.uri.replace("round-00000030", "round-00000020")
+    path = local_path(older)
+    assert path is not None
+    path.unlink()  # and the one before is gone
+    chosen, note = verified_resume(newest, job_id=job_id, sessions=session_factory)
+    assert chosen is not None and chosen.round == 9
+    assert note is not None and "30, 20" in note and "after round 10" in note
+
+
+def _start(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> tuple[Dispatcher, threading.Thread]:
+    fast = settings.model_copy(update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5})
+    dispatcher = Dispatcher(fast, sessions)
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    thread.start()
+    return dispatcher, thread
+
+
+@pytest.mark.ray
+def test_a_corrupt_newest_checkpoint_falls_back_and_the_job_still_succeeds(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
+) -> None:
+    rounds = 80
+    job_id = _job(
+        session_factory,
+        {
+            "task": {"kind": "adding"},
+            "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": rounds, "checkpoint_every": 10},
+            "max_attempts": 3,
+        },
+    )
+
+    def checkpoints() -> list[Checkpoint]:
+        with session_factory() as session:
+            query = session.query(Checkpoint).filter_by(job_id=job_id)
+            return list(query.order_by(Checkpoint.round))
+
+    first, thread = _start(settings, session_factory)
+    try:
+        wait_until(lambda: len(checkpoints()) >= 2, timeout=180, what="two checkpoints")
+    finally:
+        first.stop()  # hands the job back to the queue
+        thread.join(timeout=60)
+    newest = checkpoints()[-1]
+    assert newest.uri.endswith(f"round-{newest.round + 1:08d}-a1.pt"), newest.uri
+    write_file(newest.uri, b"not the recorded bytes")  # as a leftover gang could
+
+    def done() -> Job | None:
+        with session_factory() as session:
+            job = session.get(Job, job_id)
+            return job if job is not None and job.status in {s.value for s in TERMINAL} else None
+
+    second, thread = _start(settings, session_factory)
+    try:
+        job = wait_until(done, timeout=240, what="the job to end")
+    finally:
+        second.stop()
+        thread.join(timeout=60)
+    assert isinstance(job, Job) and job.status == "succeeded", getattr(job, "error", None)
+    with session_factory() as session:
+        seqs = [m.seq for m in session.query(Metric).filter_by(job_id=job_id).order_by(Metric.seq)]
+        uris = [c.uri for c in session.query(Checkpoint).filter_by(job_id=job_id)]
+        notes = [
+            e.reason or ""
+            for e in session.query(JobEvent).filter_by(job_id=job_id)
+            if e.from_status == e.to_status
+        ]
+    assert seqs == list(range(1, rounds + 1))
+    assert any(u.endswith(f"-a{job.attempt}.pt") for u in uris), uris
+    assert any("failed the sha256 check" in n for n in notes), notes

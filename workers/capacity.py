@@ -1,0 +1,61 @@
+"""The capacity a dispatcher judges queued jobs against.
+
+`ray.cluster_resources()` drops while a node reboots or the Ray head restarts; a
+queued job that does not fit at that instant is not unschedulable, it waits. A job
+fails as unschedulable only when it exceeds the largest total the cluster has shown
+over the last `window_seconds` or, when the operator set one, the ceiling (the size
+the cluster can reach, e.g. an autoscaler's maximum): the ceiling replaces the
+observed figure for that resource.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: float
+    gpus: float
+
+
+class CapacityWindow:
+    def __init__(
+        self,
+        window_seconds: float,
+        *,
+        ceiling_cpus: float | None = None,
+        ceiling_gpus: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.ceiling_cpus = ceiling_cpus
+        self.ceiling_gpus = ceiling_gpus
+        self._clock = clock
+        self._samples: deque[tuple[float, Capacity]] = deque()
+
+    def observe(self, cpus: float, gpus: float) -> None:
+        now = self._clock()
+        self._samples.append((now, Capacity(cpus, gpus)))
+        # Keep the newest sample whatever its age: the window is never empty.
+        while len(self._samples) > 1 and self._samples[0][0] < now - self.window_seconds:
+            self._samples.popleft()
+
+    def largest(self) -> Capacity:
+        """The limit a queued job is judged against (the ceiling where set, else the
+        largest total seen in the window)."""
+        seen_cpus = max((c.cpus for _, c in self._samples), default=0.0)
+        seen_gpus = max((c.gpus for _, c in self._samples), default=0.0)
+        return Capacity(
+            cpus=seen_cpus if self.ceiling_cpus is None else self.ceiling_cpus,
+            gpus=seen_gpus if self.ceiling_gpus is None else self.ceiling_gpus,
+        )
+
+    def describe(self) -> str:
+        """Where the limit comes from, for a failure's reason."""
+        if self.ceiling_cpus is not None or self.ceiling_gpus is not None:
+            return "the operator's ceiling (LAGTRAIN_CAPACITY_CEILING_CPUS/GPUS)"
+        return f"the most the Ray cluster showed in the last {self.window_seconds:g} s"

@@ -1,0 +1,60 @@
+"""Choosing the checkpoint a new attempt resumes from: the newest one whose file
+still matches its recorded sha256. A file that fails the check (overwritten, cut
+short, lost) is skipped for the next older one, and the job's events say so; with
+none left the attempt starts at round 0 (the metrics already stored are kept: the
+store ignores records it has, by seq)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.artifacts import iter_file
+from service.store.checkpoints import CheckpointRef, checkpoint_ref, list_checkpoints
+from service.store.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+def file_matches(ref: CheckpointRef) -> bool:
+    """True when the file at ref.uri exists and hashes to ref.sha256."""
+    digest = hashlib.sha256()
+    try:
+        for chunk in iter_file(ref.uri):
+            digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == ref.sha256
+
+
+def verified_resume(
+    newest: CheckpointRef | None, *, job_id: int, sessions: sessionmaker[Session]
+) -> tuple[CheckpointRef | None, str | None]:
+    """(the checkpoint to resume from, or None for round 0; a note for the job's
+    events when it is not `newest`, else None)."""
+    if newest is None or file_matches(newest):
+        return newest, None
+    with transaction(sessions) as session:
+        older = [
+            checkpoint_ref(c)
+            for c in reversed(list_checkpoints(session=session, job_id=job_id))
+            if c.round < newest.round
+        ]
+    chosen = next((ref for ref in older if file_matches(ref)), None)
+    failed = [r for r in older if chosen is None or r.round > chosen.round]
+    skipped = [newest.round + 1, *(r.round + 1 for r in failed)]
+    rounds = ", ".join(str(r) for r in skipped)
+    if chosen is None:
+        note = (
+            f"no checkpoint file verifies (the files after round(s) {rounds} are missing "
+            "or fail the sha256 check); resuming from round 0"
+        )
+    else:
+        note = (
+            f"the checkpoint file(s) after round(s) {rounds} failed the sha256 check; "
+            f"resuming from the checkpoint after round {chosen.round + 1}"
+        )
+    log.warning("job %s: %s", job_id, note)
+    return chosen, note
