@@ -109,13 +109,17 @@ def time_ray_direct(spec: dict[str, Any], head: RayHead, artifacts: str) -> floa
 
 
 def time_service(
-    spec: dict[str, Any], *, ray_cpus: int, poll: float, ray_direct: bool
+    spec: dict[str, Any], *, ray_cpus: int, poll: float, ray_direct: bool, warm_pool: int
 ) -> ServiceRun:
     with (
         workspace("lagtrain-overhead-") as (workdir, processes),
         ray_head(workdir, processes, num_cpus=ray_cpus, dashboard=False) as head,
     ):
-        with lagtrain_service(workdir, processes, ray=head) as service, service.client() as client:
+        pool = {"LAGTRAIN_WARM_POOL_SIZE": str(warm_pool)}
+        with (
+            lagtrain_service(workdir, processes, ray=head, extra_env=pool) as service,
+            service.client() as client,
+        ):
             started = time.time()
             job_id = int(client.submit(spec)["id"])
 
@@ -160,6 +164,12 @@ def main() -> None:
         "--no-ray-direct", action="store_true", help="skip the run_on_ray-only comparison"
     )
     parser.add_argument(
+        "--warm-pool",
+        type=int,
+        default=0,
+        help="the dispatcher's LAGTRAIN_WARM_POOL_SIZE (prewarmed at its start)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: 20 rounds, hidden 64, 200k characters"
     )
     args = parser.parse_args()
@@ -177,7 +187,13 @@ def main() -> None:
     print(f"before reference: {load_average()}", flush=True)
     reference_before = time_reference(spec, threads)
     print(f"before service:   {load_average()}", flush=True)
-    run = time_service(spec, ray_cpus=ray_cpus, poll=args.poll, ray_direct=not args.no_ray_direct)
+    run = time_service(
+        spec,
+        ray_cpus=ray_cpus,
+        poll=args.poll,
+        ray_direct=not args.no_ray_direct,
+        warm_pool=args.warm_pool,
+    )
     print(f"before reference: {load_average()}", flush=True)
     reference_after = time_reference(spec, threads)
     print(f"after:            {load_average()}")

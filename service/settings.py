@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # a GP ask over hundreds of trials takes seconds).
     sweep_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     sweep_step_lease_seconds: float = Field(default=60.0, gt=0)
+    # Warm pool (workers.warm_pool): idle actors with torch imported that a
+    # dispatcher keeps for the next CPU gangs, so a job starts without process
+    # start-up; 0 turns it off (then every gang's actors are its own, named ones).
+    warm_pool_size: int = Field(default=0, ge=0, le=256)
+    warm_pool_idle_seconds: float = Field(default=300.0, gt=0)
     # Riding through store outages (docs/reliability.md): a running job keeps training
     # while its writes are retried; it gives up after this long, or once this many
     # events wait to be written.

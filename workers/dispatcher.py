@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import ray
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ from service.store.lifecycle import JOBS_CHANNEL
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.ray_runtime import free_resources, total_resources
+from workers.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,16 @@ class Dispatcher:
             ceiling_cpus=settings.capacity_ceiling_cpus,
             ceiling_gpus=settings.capacity_ceiling_gpus,
         )
+        self.warm_pool = (
+            WarmPool(size=settings.warm_pool_size, idle_seconds=settings.warm_pool_idle_seconds)
+            if settings.warm_pool_size > 0
+            else None
+        )
 
     def run_forever(self) -> None:
         log.info("dispatcher %s started", self.id)
+        if self.warm_pool is not None:
+            self.warm_pool.prewarm(ray.get_runtime_context().get_node_id())
         try:
             while not self.stop_event.is_set():
                 try:
@@ -140,6 +149,8 @@ class Dispatcher:
     def _maintain(self) -> None:
         self._last_maintenance = time.monotonic()
         self.maintenance_runs += 1
+        if self.warm_pool is not None:
+            self.warm_pool.release_idle()
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
         self.capacity.observe(total_cpus, total_gpus)
@@ -194,6 +205,7 @@ class Dispatcher:
                 settings=self.settings,
                 sessions=self.sessions,
                 on_exit=lambda: self._finished(claimed.job_id),
+                warm_pool=self.warm_pool,
             )
         except ValueError as exc:  # a stored spec this version cannot read
             with transaction(self.sessions) as session:
@@ -249,4 +261,6 @@ class Dispatcher:
         for _, thread in runs:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self._waker.close()
+        if self.warm_pool is not None:
+            self.warm_pool.close()
         log.info("dispatcher %s stopped", self.id)

@@ -29,6 +29,7 @@ from workers.ray_job import JobEvent, RayJob, RecordEvent
 from workers.resume import verified_resume
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.training.coordinator import Diverged
+from workers.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,8 +60,10 @@ class JobRun:
         settings: Settings,
         sessions: sessionmaker[Session],
         on_exit: Callable[[], None] = lambda: None,
+        warm_pool: WarmPool | None = None,
     ) -> None:
         self.claimed = claimed
+        self.warm_pool = warm_pool
         self.settings = settings
         self.sessions = sessions
         self.on_exit = on_exit
@@ -121,6 +124,7 @@ class JobRun:
             artifacts_url=artifact_url(self.settings.artifacts_url, ""),
             datasets=self._datasets(),
             attempt=claimed.attempt,
+            pool=self.warm_pool,
             memory=claimed.memory,
         )
         events: queue.Queue[JobEvent] = queue.Queue()

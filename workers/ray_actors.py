@@ -27,7 +27,7 @@ from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
 from workers.training.loop import RoundDone, run_rounds
 from workers.training.replica import Replica, ReplicaReply
-from workers.training.tasks.base import DatasetResolver
+from workers.training.tasks.base import DatasetResolver, Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -98,6 +98,7 @@ class ReplicaHost:
         device: str,
         threads: int,
         datasets: Mapping[str, str],
+        task: Task | None = None,
     ) -> None:
         torch.set_num_threads(threads)
         self.replica = Replica(
@@ -106,6 +107,7 @@ class ReplicaHost:
             dtype=DTYPES[dtype] if dtype else None,
             device=device,
             resolve_dataset=dataset_resolver(datasets),
+            task=task,
             rule=rule,
         )
 
@@ -143,6 +145,7 @@ class JobDriver:
         artifacts_url: str,
         datasets: Mapping[str, str],
         threads: int,
+        task: Task | None = None,
     ) -> None:
         torch.set_num_threads(threads)
         self.spec = spec
@@ -155,6 +158,7 @@ class JobDriver:
             self.spec,
             dtype=DTYPES[dtype] if dtype else None,
             resolve_dataset=dataset_resolver(datasets),
+            task=task,
             rule=rule,
         )
         if len(replicas) != self.coordinator.workers:
@@ -207,3 +211,4 @@ class JobDriver:
         uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
+

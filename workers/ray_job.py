@@ -13,7 +13,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ray
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import (
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from service.schemas.gang import GangMemory, gang_bundles
@@ -21,6 +25,7 @@ from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
 from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
+from workers.warm_pool import WarmPool
 
 __all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
 
@@ -44,9 +49,13 @@ class RayJob:
         attempt: int = 1,
         rule: AggregationRule | None = None,
         memory: GangMemory | None = None,
+        pool: WarmPool | None = None,
     ) -> None:
         self.spec = spec
         self.memory = memory
+        self.pool = pool
+        self.pooled: list[tuple[str, Any]] = []  # (node id, actor) taken from `pool`
+        self.ended_cleanly = False
         self.rule = rule or get_rule(spec.aggregation.strategy)
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
@@ -71,7 +80,38 @@ class RayJob:
             ) from exc
         dist = self.spec.distributed
         device = "cuda" if dist.gpus_per_worker > 0 else "cpu"
-        spec = self.spec
+        if self.pool is not None and device == "cpu":
+            self._start_pooled(bundles, device)
+        else:
+            self._start_own(bundles, device)
+        if resume is not None:
+            return int(ray.get(self.driver.resume.remote(*resume)))
+        return 0
+
+    def _replica_args(self, bundle: dict[str, float], device: str) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "dtype": self.dtype,
+            "device": device,
+            "threads": _threads_for(bundle["CPU"]),
+            "datasets": self.datasets,
+        }
+
+    def _driver_args(self, bundle: dict[str, float], replicas: list[Any]) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "job_key": self.job_key,
+            "attempt": self.attempt,
+            "replicas": replicas,
+            "dtype": self.dtype,
+            "artifacts_url": self.artifacts_url,
+            "datasets": self.datasets,
+            "threads": _threads_for(bundle["CPU"]),
+        }
+
+    def _start_own(self, bundles: list[dict[str, float]], device: str) -> None:
+        """Actors of this job alone, inside its placement group (named, so an operator
+        or a test can find them)."""
         replica_cls = ray.remote(ReplicaHost)
         for rank, bundle in enumerate(bundles[1:]):
             self.actors.append(
@@ -82,15 +122,7 @@ class RayJob:
                     scheduling_strategy=PlacementGroupSchedulingStrategy(
                         self.pg, placement_group_bundle_index=rank + 1
                     ),
-                ).remote(
-                    spec,
-                    rank,
-                    rule=self.rule,
-                    dtype=self.dtype,
-                    device=device,
-                    threads=_threads_for(bundle["CPU"]),
-                    datasets=self.datasets,
-                )
+                ).remote(self.spec, rank, **self._replica_args(bundle, device))
             )
         self.driver = (
             ray.remote(JobDriver)
@@ -102,27 +134,33 @@ class RayJob:
                     self.pg, placement_group_bundle_index=0
                 ),
             )
-            .remote(
-                spec,
-                rule=self.rule,
-                job_key=self.job_key,
-                attempt=self.attempt,
-                replicas=list(self.actors),
-                dtype=self.dtype,
-                artifacts_url=self.artifacts_url,
-                datasets=self.datasets,
-                threads=_threads_for(bundles[0]["CPU"]),
-            )
+            .remote(self.spec, **self._driver_args(bundles[0], list(self.actors)))
         )
         self.actors.append(self.driver)
-        if resume is not None:
-            return int(ray.get(self.driver.resume.remote(*resume)))
-        return 0
+
+    def _start_pooled(self, bundles: list[dict[str, float]], device: str) -> None:
+        """Warm actors from the pool, each on its bundle's node (workers.warm_pool)."""
+        assert self.pool is not None
+        nodes = placement_group_table(self.pg)["bundles_to_node_id"]
+        self.pooled = [
+            (nodes[index], self.pool.take(nodes[index])) for index in range(len(bundles))
+        ]
+        actors = [actor for _node, actor in self.pooled]
+        becoming = [
+            actor.become_replica.remote(self.spec, rank, **self._replica_args(bundle, device))
+            for rank, (actor, bundle) in enumerate(zip(actors[1:], bundles[1:], strict=True))
+        ]
+        becoming.append(
+            actors[0].become_driver.remote(self.spec, **self._driver_args(bundles[0], actors[1:]))
+        )
+        ray.get(becoming)
+        self.driver = actors[0]
 
     def events(self) -> Iterator[JobEvent]:
         generator = self.driver.run.options(num_returns="streaming").remote()
         for ref in generator:
             yield ray.get(ref)
+        self.ended_cleanly = True
 
     def request_stop(self) -> None:
         """Ask the driver to end after the current round, with a checkpoint of it."""
@@ -130,7 +168,13 @@ class RayJob:
             self.driver.request_stop.remote()
 
     def stop(self) -> None:
-        """Kill the actors and release the placement group; safe to call twice."""
+        """Kill the actors (a cleanly ended job hands pooled ones back to the pool)
+        and release the placement group; safe to call twice."""
+        if self.pooled and self.pool is not None and self.ended_cleanly:
+            self.pool.give_back(self.pooled)
+        else:
+            self.actors += [actor for _node, actor in self.pooled]
+        self.pooled = []
         for actor in self.actors:
             # An actor that already died is fine.
             with contextlib.suppress(Exception):
@@ -151,6 +195,7 @@ def run_on_ray(
     resume: tuple[str, str] | None = None,
     ready_timeout_s: float = 120.0,
     rule: AggregationRule | None = None,
+    pool: WarmPool | None = None,
 ) -> Iterator[JobEvent]:
     """Run a whole job on Ray, yielding its events (tests and benchmarks use this)."""
     job = RayJob(
@@ -160,6 +205,7 @@ def run_on_ray(
         datasets=datasets,
         dtype=dtype,
         rule=rule,
+        pool=pool,
     )
     try:
         job.start(ready_timeout_s=ready_timeout_s, resume=resume)

@@ -1,0 +1,132 @@
+"""The body of a warm-pool actor (workers.warm_pool): a plain class, like those of
+workers.ray_actors, that Ray wraps at the edge. It becomes one job's replica or
+driver at a time and keeps the tasks (datasets) it built, keyed by content."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from service.schemas.resolved import ResolvedSpec
+from workers.ray_actors import DTYPES, JobDriver, JobEvent, ReplicaHost, dataset_resolver
+from workers.training.precision import storage_dtype
+from workers.training.replica import ReplicaReply
+from workers.training.tasks.base import Task
+from workers.training.tasks.registry import build_task
+
+# Tasks a warm actor keeps between jobs (each holds its dataset in memory).
+TASK_CACHE_SIZE = 2
+
+
+class WarmHost:
+    """A reusable actor body for the warm pool (workers.warm_pool): the process has
+    torch and the training core imported once; for each job it becomes that job's
+    replica or driver (model, optimizer and rule state built afresh from the job's
+    spec) and is reset when the job ends. Tasks (the data) are cached by content."""
+
+    def __init__(self) -> None:
+        self.role: ReplicaHost | JobDriver | None = None
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+        self.tasks_built = 0
+
+    def _task(
+        self, spec: ResolvedSpec, dtype: str | None, device: str, datasets: Mapping[str, str]
+    ) -> Task:
+        """The job's Task, reused when everything a task is built from is equal: the
+        task and model sections, the split, the seed, dtype, device, and the
+        dataset identities (upload id -> file URI; builtin names are in the task).
+        A Task is never mutated after it is built (the reference runner shares one
+        between its coordinator and all its replicas)."""
+        # As Replica and Coordinator do: no dtype means the spec's storage dtype.
+        torch_dtype = DTYPES[dtype] if dtype else storage_dtype(spec)
+        key = json.dumps(
+            {
+                "task": spec.task.model_dump(mode="json"),
+                "model": spec.model.model_dump(mode="json"),
+                "distributed": spec.distributed.model_dump(mode="json"),
+                "seed": spec.schedule.seed,
+                "batch_size": spec.schedule.batch_size,
+                "dtype": str(torch_dtype),
+                "device": device,
+                "datasets": dict(sorted(datasets.items())),
+            },
+            sort_keys=True,
+        )
+        task = self._tasks.pop(key, None)
+        if task is None:
+            self.tasks_built += 1
+            task = build_task(
+                spec,
+                dtype=torch_dtype,
+                device=device,
+                resolve_dataset=dataset_resolver(datasets),
+            )
+        self._tasks[key] = task
+        while len(self._tasks) > TASK_CACHE_SIZE:
+            self._tasks.popitem(last=False)
+        return task
+
+    def become_replica(
+        self,
+        spec: ResolvedSpec,
+        rank: int,
+        *,
+        dtype: str | None,
+        device: str,
+        datasets: Mapping[str, str],
+        **kwargs: Any,
+    ) -> None:
+        task = self._task(spec, dtype, device, datasets)
+        self.role = ReplicaHost(
+            spec, rank, dtype=dtype, device=device, datasets=datasets, task=task, **kwargs
+        )
+
+    def become_driver(
+        self, spec: ResolvedSpec, *, dtype: str | None, datasets: Mapping[str, str], **kwargs: Any
+    ) -> None:
+        task = self._task(spec, dtype, "cpu", datasets)
+        self.role = JobDriver(spec, dtype=dtype, datasets=datasets, task=task, **kwargs)
+
+    def reset(self) -> dict[str, int]:
+        """Drop the job's objects (the task cache stays); returns this process's id and
+        how many tasks it has built (tests check reuse)."""
+        self.role = None
+        gc.collect()
+        return {"pid": os.getpid(), "tasks_built": self.tasks_built}
+
+    def _replica(self) -> ReplicaHost:
+        if not isinstance(self.role, ReplicaHost):
+            raise RuntimeError("this warm actor is not a replica now")
+        return self.role
+
+    def _driver(self) -> JobDriver:
+        if not isinstance(self.role, JobDriver):
+            raise RuntimeError("this warm actor is not a job driver now")
+        return self.role
+
+    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
+        return self._replica().step(round_, params, rhs)
+
+    def describe(self) -> dict[str, Any]:
+        return self._replica().describe()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._replica().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._replica().load_state_dict(state)
+
+    def resume(self, uri: str, sha256: str) -> int:
+        return self._driver().resume(uri, sha256)
+
+    def run(self) -> Iterator[JobEvent]:
+        yield from self._driver().run()
+
+    def request_stop(self) -> None:
+        self._driver().request_stop()

@@ -1,0 +1,123 @@
+"""Warm gangs: a dispatcher's pool of idle WarmHost actors (workers.warm_host), so a
+job on a warm cluster starts training without process start-up (≈ 3 s per actor
+that imports torch here, STACK-NOTES).
+
+Why the pool's actors hold no resources (num_cpus=0): an actor created inside a
+placement group dies with it, so an actor that outlives its job cannot belong to
+the job's group. The job's placement group still reserves its bundles (that is
+what the dispatcher's claim counts); a pooled actor serves a bundle from outside,
+pinned to the bundle's node, with torch's threads set to the bundle's CPUs. Only
+CPU gangs use the pool: a GPU is assigned to an actor when Ray creates it.
+
+Nothing of a job survives in a pooled actor: it builds the job's replica or driver
+afresh from the job's spec and drops it on reset, and only a job that ended cleanly
+hands its actors back (after a cancel or an error they are killed, as without the
+pool). Bounded by `size`; actors idle longer than `idle_seconds` are released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from workers.warm_host import WarmHost
+
+log = logging.getLogger(__name__)
+
+RESET_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _Idle:
+    node_id: str
+    actor: Any
+    since: float
+
+
+class WarmPool:
+    def __init__(self, *, size: int, idle_seconds: float) -> None:
+        self.size = size
+        self.idle_seconds = idle_seconds
+        self._idle: list[_Idle] = []
+        self._lock = threading.Lock()
+
+    def new_actor(self, node_id: str) -> Any:
+        """A fresh WarmHost on `node_id` (it imports torch while the caller goes on)."""
+        return (
+            ray.remote(WarmHost)
+            .options(
+                num_cpus=0,
+                # As a gang's own driver: request_stop() arrives while run() streams.
+                max_concurrency=2,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            )
+            .remote()
+        )
+
+    def prewarm(self, node_id: str) -> None:
+        """Fill the pool on `node_id` (the dispatcher's node) up to `size`."""
+        with self._lock:
+            missing = self.size - len(self._idle)
+            now = time.monotonic()
+            self._idle += [_Idle(node_id, self.new_actor(node_id), now) for _ in range(missing)]
+
+    def take(self, node_id: str) -> Any:
+        """An idle actor on `node_id`, else a new one there."""
+        with self._lock:
+            for index, idle in enumerate(self._idle):
+                if idle.node_id == node_id:
+                    del self._idle[index]
+                    return idle.actor
+        return self.new_actor(node_id)
+
+    def give_back(self, actors: list[tuple[str, Any]]) -> None:
+        """Reset (node id, actor) pairs of a cleanly ended job and keep up to `size`
+        of them; an actor that does not reset in time, or beyond the bound, is killed."""
+        resets = [actor.reset.remote() for _node, actor in actors]
+        kept: list[_Idle] = []
+        for (node_id, actor), ref in zip(actors, resets, strict=True):
+            try:
+                ray.get(ref, timeout=RESET_TIMEOUT_S)
+            except Exception:
+                log.warning("a warm actor did not reset; killing it", exc_info=True)
+                _kill(actor)
+                continue
+            kept.append(_Idle(node_id, actor, time.monotonic()))
+        with self._lock:
+            self._idle += kept
+            surplus = self._idle[: max(0, len(self._idle) - self.size)]
+            del self._idle[: len(surplus)]
+        for idle in surplus:
+            _kill(idle.actor)
+
+    def release_idle(self) -> int:
+        """Kill the actors idle longer than `idle_seconds`; returns how many."""
+        cutoff = time.monotonic() - self.idle_seconds
+        with self._lock:
+            stale = [idle for idle in self._idle if idle.since < cutoff]
+            self._idle = [idle for idle in self._idle if idle.since >= cutoff]
+        for idle in stale:
+            _kill(idle.actor)
+        return len(stale)
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for entry in idle:
+            _kill(entry.actor)
+
+
+def _kill(actor: Any) -> None:
+    with contextlib.suppress(Exception):  # already dead is fine
+        ray.kill(actor, no_restart=True)
