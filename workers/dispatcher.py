@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE_SECONDS = 2.0
 # How long a stopping dispatcher waits for its jobs to be handed back.
 SHUTDOWN_JOIN_SECONDS = 5.0
+POKE_SLICE_SECONDS = 0.05
 
 
 class Waker:
@@ -68,14 +69,20 @@ class Waker:
         self._event.set()
 
     def wait(self, timeout: float) -> None:
-        if self._event.is_set():
-            self._event.clear()
-            return
-        if self._conn is None:
-            self._event.wait(timeout)
-        else:
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                pass
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._conn is None:
+                self._event.wait(remaining)
+                continue
+            # A poke (stop, an in-process wake-up, freed resources) cannot interrupt
+            # notifies(): wait in short slices, so it is seen within one. A slice only
+            # waits on the socket; it sends nothing to the server.
+            slice_seconds = min(remaining, POKE_SLICE_SECONDS)
+            if any(True for _ in self._conn.notifies(timeout=slice_seconds, stop_after=1)):
+                break
         self._event.clear()
 
     def close(self) -> None:

@@ -40,7 +40,9 @@ def sleepy_dispatcher(
     thread.start()
     yield dispatcher
     dispatcher.stop()
+    # stop() must interrupt the wait (on PostgreSQL, a LISTEN), not wait out the poll.
     thread.join(timeout=60)
+    assert not thread.is_alive(), "stop() did not interrupt the dispatcher's wait"
 
 
 def _status(sessions: sessionmaker[Session], job_id: int) -> str:
