@@ -84,7 +84,12 @@ def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
             workdir,
             processes,
             database_url=url,
-            extra_env={"LAGTRAIN_WEB_WORKERS": str(web_workers)},
+            # No dispatcher drains the queue here: lift the per-user queued-jobs quota
+            # (issue 8) so every measured submit is a 201, not a 429.
+            extra_env={
+                "LAGTRAIN_WEB_WORKERS": str(web_workers),
+                "LAGTRAIN_DEFAULT_MAX_QUEUED_JOBS": "1000000",
+            },
         ) as service,
     ):
         tokens = create_users(service.url, service.token, args.users)
