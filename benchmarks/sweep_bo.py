@@ -10,25 +10,42 @@ uploaded from one two-objective `gp` sweep.
 
 Accuracies and bytes are deterministic for a given trial spec; which points a
 sampler asks can depend on which of two parallel trials finished first. Wall times
-depend on the machine's load (printed).
+depend on the machine's load (printed), and so does the per-trial breakdown printed
+beside each sweep (queued, gang start, training, finish, the controller's gap). The
+worker keeps a warm pool of one gang per trial slot (LAGTRAIN_WARM_POOL_SIZE): without
+it each trial's five actors start afresh, which dominated a trial's time here.
 
     .venv/bin/python benchmarks/sweep_bo.py                 # the full comparison
     .venv/bin/python benchmarks/sweep_bo.py --quick         # smoke check (minutes)
     .venv/bin/python benchmarks/sweep_bo.py --samplers gp --seeds 0 --no-front
+    .venv/bin/python benchmarks/sweep_bo.py --concurrent 3   # 3 sweeps at once
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from local_stack import lagtrain_service, load_average, ray_head, wait_for, workspace
+from local_stack import lagtrain_service, load_average, parse_time, ray_head, workspace
 
 from service.client import TERMINAL_STATUSES, Client
 
 CHECKPOINTS = (8, 16, 24)
 GOAL_TRIALS = 12
+# The scale-free skip test (issue 12; default xi = 1): at xi = 0.01 every replica
+# uploads every round (dense-like); at xi = 100 replicas fall silent after a few
+# rounds unless lr is near its sweet spot, so the space holds both corners.
+XI_LOW, XI_HIGH = 0.01, 100.0
+ROUNDS = 100
+PARALLEL = 2
+CONCURRENT = 1
+ACTORS_PER_TRIAL = 5  # the gang: a coordinator and 4 replicas
+CPUS_PER_TRIAL = 3  # logical: 4 replicas x 0.5 CPU + the coordinator
+PHASES = ("queued", "start", "train", "finish", "gap")
 
 
 def sweep_spec(
@@ -53,30 +70,88 @@ def sweep_spec(
             },
         },
         "parameters": {
-            "aggregation.xi": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True},
+            "aggregation.xi": {"type": "float", "low": XI_LOW, "high": XI_HIGH, "log": True},
             "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
         },
         "objectives": objectives,
         "trials": trials,
-        "parallel": 2,
+        "parallel": PARALLEL,
         "sampler": sampler,
         "seed": seed,
     }
 
 
-def run_sweep(client: Client, spec: dict[str, Any], timeout: float) -> tuple[dict[str, Any], float]:
-    started = time.monotonic()
-    sweep_id = int(client.submit_sweep(spec)["id"])
-    wait_for(
-        lambda: client.sweep(sweep_id)["status"] in TERMINAL_STATUSES,
-        timeout=timeout,
-        what=f"sweep {spec['name']}",
-        every=2.0,
-    )
-    sweep = client.sweep(sweep_id)
-    if sweep["status"] != "succeeded":
-        raise RuntimeError(f"sweep {spec['name']} ended {sweep['status']}: {sweep['error']}")
-    return sweep, time.monotonic() - started
+@dataclass
+class Run:
+    """One sweep of the comparison: submitted when a slot frees, polled until done."""
+
+    sampler: str
+    seed: int
+    two_objectives: bool
+    sweep_id: int = 0
+    started: float = 0.0
+
+
+def run_sweeps(
+    client: Client, runs: list[Run], spec_of: Any, *, concurrent: int, timeout: float
+) -> Iterator[tuple[Run, dict[str, Any], float]]:
+    """Keep `concurrent` sweeps in flight (each keeps its own `parallel` trials) and
+    yield (run, finished sweep, wall seconds) as each ends."""
+    waiting, active = list(runs), []
+    while waiting or active:
+        while waiting and len(active) < concurrent:
+            run = waiting.pop(0)
+            run.sweep_id = int(client.submit_sweep(spec_of(run))["id"])
+            run.started = time.monotonic()
+            active.append(run)
+        time.sleep(2.0)  # a benchmark's poll interval, not test synchronisation
+        for run in list(active):
+            sweep = client.sweep(run.sweep_id)
+            wall = time.monotonic() - run.started
+            if sweep["status"] in TERMINAL_STATUSES:
+                active.remove(run)
+                if sweep["status"] != "succeeded":
+                    raise RuntimeError(
+                        f"sweep {sweep['name']} ended {sweep['status']}: {sweep['error']}"
+                    )
+                yield run, sweep, wall
+            elif wall > timeout:
+                raise TimeoutError(
+                    f"sweep {sweep['name']} still {sweep['status']} after {wall:.0f} s"
+                )
+
+
+def phases(client: Client, sweep: dict[str, Any]) -> dict[str, float]:
+    """Median seconds per trial in each phase, from the jobs' timestamps and metric
+    records: queued (created → started), start (started → first round recorded: gang
+    start-up and data), train (first → last round), finish (last round → finished:
+    final evaluation, checkpoint, teardown), and the controller's gap (a trial's end →
+    the next trial's creation: sweep poll, sampler ask, submit)."""
+    rows = []
+    for trial in sorted(sweep["trials"], key=lambda t: t["number"]):
+        job = client.job(int(trial["job_id"]))
+        records = client.metrics(int(trial["job_id"]))
+        if not (job["started_at"] and job["finished_at"] and records):
+            continue
+        created, began, ended = (
+            parse_time(job[k]) for k in ("created_at", "started_at", "finished_at")
+        )
+        first, last = parse_time(records[0]["time"]), parse_time(records[-1]["time"])
+        rows.append((created, began, first, last, ended))
+    ends = sorted(row[4] for row in rows)
+    gaps = [
+        created - max(e for e in ends if e <= created)
+        for created, *_ in rows[2:]
+        if any(e <= created for e in ends)
+    ]
+    columns = {
+        "queued": [b - c for c, b, *_ in rows],
+        "start": [f - b for _, b, f, _, _ in rows],
+        "train": [la - f for *_, f, la, _ in rows],
+        "finish": [e - la for *_, la, e in rows],
+        "gap": gaps,
+    }
+    return {name: statistics.median(values) for name, values in columns.items() if values}
 
 
 def running_best(sweep: dict[str, Any]) -> list[float]:
@@ -98,54 +173,88 @@ def main() -> None:
     parser.add_argument("--samplers", default="gp,tpe,random")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--no-front", action="store_true", help="skip the two-objective run")
     parser.add_argument("--quick", action="store_true", help="4 trials of 20 rounds, seed 0")
     parser.add_argument("--show-trials", action="store_true", help="list every trial")
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=CONCURRENT,
+        help="sweeps in flight at once on the one service (each keeps `parallel` = 2 trials)",
+    )
+    parser.add_argument(
+        "--warm-pool",
+        type=int,
+        default=None,
+        help="the worker's LAGTRAIN_WARM_POOL_SIZE (default: one warm gang per trial slot)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.trials, args.rounds, args.seeds = 4, 20, "0"
     samplers = args.samplers.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    slots = PARALLEL * args.concurrent
+    warm_pool = args.warm_pool if args.warm_pool is not None else slots * ACTORS_PER_TRIAL
     timeout = 600.0 + 120.0 * args.trials
     checkpoints = sorted({n for n in CHECKPOINTS if n <= args.trials} | {args.trials})
     print(
         f"sweep_bo: {args.trials} trials x {args.rounds} rounds, samplers {samplers}, "
-        f"seeds {seeds}; {load_average()}"
+        f"seeds {seeds}, {args.concurrent} sweeps at once, warm pool {warm_pool}; "
+        f"{load_average()}",
+        flush=True,
     )
+    runs = [Run(sampler, seed, False) for sampler in samplers for seed in seeds]
+    if not args.no_front:
+        runs.append(Run("gp", seeds[0], True))
+
+    def spec_of(run: Run) -> dict[str, Any]:
+        return sweep_spec(
+            run.sampler,
+            run.seed,
+            trials=args.trials,
+            rounds=args.rounds,
+            two_objectives=run.two_objectives,
+        )
 
     curves: dict[tuple[str, int], list[float]] = {}
+    env = {
+        "LAGTRAIN_SWEEP_POLL_SECONDS": "0.5",
+        "LAGTRAIN_WARM_POOL_SIZE": str(warm_pool),
+        # The admin runs every trial: room for every slot of the concurrent sweeps.
+        "LAGTRAIN_DEFAULT_MAX_RUNNING_JOBS": str(max(4, slots)),
+    }
     with (
         workspace("lagtrain-sweep-bo-") as (workdir, processes),
-        ray_head(workdir, processes, num_cpus=6, dashboard=False) as ray,
-        lagtrain_service(
-            workdir, processes, ray=ray, extra_env={"LAGTRAIN_SWEEP_POLL_SECONDS": "0.5"}
-        ) as service,
+        ray_head(workdir, processes, num_cpus=CPUS_PER_TRIAL * slots, dashboard=False) as ray,
+        lagtrain_service(workdir, processes, ray=ray, extra_env=env) as service,
         service.client() as client,
     ):
-        print(
-            f"\n{'sampler':8} {'seed':>4} "
-            + " ".join(f"best@{n:<3}" for n in checkpoints)
-            + f" {'wall s':>7}"
-        )
-        for sampler in samplers:
-            for seed in seeds:
-                spec = sweep_spec(
-                    sampler, seed, trials=args.trials, rounds=args.rounds, two_objectives=False
+        header = f"{'sampler':8} {'seed':>4} " + " ".join(f"best@{n:<3}" for n in checkpoints)
+        print(f"\n{header} {'wall s':>7}   median s per trial: queued start train finish gap")
+        front: tuple[dict[str, Any], float] | None = None
+        for run, sweep, wall in run_sweeps(
+            client, runs, spec_of, concurrent=args.concurrent, timeout=timeout
+        ):
+            p = phases(client, sweep)
+            timing = " ".join(f"{p.get(k, float('nan')):.1f}" for k in PHASES)
+            if run.two_objectives:
+                front = sweep, wall
+                print(
+                    f"{'gp front':8} {run.seed:>4} {'':{len(header) - 14}} {wall:7.0f}   {timing}"
                 )
-                sweep, wall = run_sweep(client, spec, timeout)
-                curve = curves[sampler, seed] = running_best(sweep)
-                at = [f"{curve[n - 1]:.4f}  " for n in checkpoints]
-                print(f"{sampler:8} {seed:>4} " + " ".join(at) + f" {wall:7.0f}", flush=True)
-                if args.show_trials:
-                    show_trials(sweep)
-        report_goal(curves, samplers, seeds)
-        if not args.no_front:
-            spec = sweep_spec(
-                "gp", seeds[0], trials=args.trials, rounds=args.rounds, two_objectives=True
+                continue
+            curve = curves[run.sampler, run.seed] = running_best(sweep)
+            at = [f"{curve[n - 1]:.4f}  " for n in checkpoints]
+            print(
+                f"{run.sampler:8} {run.seed:>4} " + " ".join(at) + f" {wall:7.0f}   {timing}",
+                flush=True,
             )
-            sweep, wall = run_sweep(client, spec, timeout)
-            report_front(sweep, wall)
+            if args.show_trials:
+                show_trials(sweep)
+        report_goal(curves, samplers, seeds)
+        if front is not None:
+            report_front(*front)
     print(f"\n{load_average()}")
 
 
