@@ -1,7 +1,8 @@
 """The sweep routes over the real app (SQLite and PostgreSQL): submit with an
 Idempotency-Key, 422s that name the parameter (and store nothing), visibility,
-cursor pages, trial jobs that are ordinary jobs showing their sweep, cancel, and the
-statuses each route declares in the OpenAPI document."""
+cursor pages, trial jobs that are ordinary jobs showing their sweep, cancel, the
+statuses each route declares in the OpenAPI document, and 429 for a budget the queue
+quota has no room left for or a corner whose gang exceeds the CPU quota."""
 
 from __future__ import annotations
 
@@ -250,3 +251,34 @@ def test_the_example_sweeps_are_accepted(api: Api) -> None:
     for path in files:
         r = api.client.post("/v1/sweeps", json=yaml.safe_load(path.read_text()), headers=alice)
         assert r.status_code == 201, (path.name, r.text)
+
+
+def set_quota(api: Api, user_id: int, **quota: Any) -> None:
+    r = api.client.patch(f"/v1/users/{user_id}", json={"quota": quota}, headers=api.admin)
+    assert r.status_code == 200, r.text
+
+
+def test_a_budget_over_what_the_queue_quota_has_left_is_429(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    set_quota(api, alice_id, max_queued_jobs=4)
+    held = [api.submit(alice), api.submit(alice)]
+    # 2 queued + a budget of 3 > 4, although the budget alone would fit.
+    r = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert "max_queued_jobs: 2 queued + 3 new" in assert_json_error(r, 429)
+    assert counts(api) == (0, 2)
+    api.client.post(f"/v1/jobs/{held[0]}/cancel", headers=alice)
+    assert api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).status_code == 201
+
+
+def test_a_corner_whose_gang_exceeds_the_cpu_quota_is_429(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    set_quota(api, alice_id, max_cpus=4)
+    # 1 CPU per replica: the base (1 replica) fits, the corner with 6 replicas never could.
+    wide = sweep_with(parameters=params(distributed__workers={"type": "int", "low": 1, "high": 6}))
+    r = api.client.post("/v1/sweeps", json=wide, headers=alice)
+    assert "max_cpus" in assert_json_error(r, 429)
+    assert counts(api) == (0, 0)
+    narrow = sweep_with(
+        parameters=params(distributed__workers={"type": "int", "low": 1, "high": 3})
+    )
+    assert api.client.post("/v1/sweeps", json=narrow, headers=alice).status_code == 201
