@@ -30,7 +30,7 @@ def spec_for(workers: int, gpus: float, rounds: int) -> ResolvedSpec:
             "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
             "model": {"cell": "lstm", "hidden_size": 128},
             "optimizer": {"name": "adam", "lr": 0.005},
-            "aggregation": {"strategy": "lasg_wk2", "xi": 1e-4},
+            "aggregation": {"strategy": "lasg_wk2"},  # the rule's default xi
             "distributed": {"workers": workers, "cpus_per_worker": 1, "gpus_per_worker": gpus},
             "schedule": {
                 "rounds": rounds,

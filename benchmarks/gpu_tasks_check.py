@@ -67,7 +67,7 @@ def check(name: str, strategy: str, rounds: int, corpus: Path, device: str) -> b
             "task": TASKS[name],
             "model": {"cell": "lstm", "hidden_size": 64, "num_layers": 2, "dropout": 0.0},
             "optimizer": {"name": "adam", "lr": 0.003},
-            "aggregation": {"strategy": strategy, "xi": 1e-5},
+            "aggregation": {"strategy": strategy},  # the rule's default xi
             "distributed": {"workers": 2, "split": "non_iid"},
             "schedule": {"rounds": rounds, "batch_size": 16, "eval_every": rounds // 2},
         }
