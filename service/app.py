@@ -50,7 +50,7 @@ def create_app(
     an empty store gets its admin user (see service.bootstrap). `on_job_queued` is
     called after each committed submit: `server --embedded` passes its in-process
     dispatcher's wake-up, so a job starts without waiting for the next poll."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = make_sessionmaker(engine)
 
     @asynccontextmanager

@@ -3,6 +3,7 @@ PostgreSQL (psycopg 3)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,13 +23,22 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(
-    url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs: Any
+    url: str,
+    *,
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    pool_size: int | None = None,
+    **kwargs: Any,
 ) -> Engine:
     """`sqlite_busy_timeout_ms`: how long a SQLite write waits for the lock before
-    "database is locked" (tests shorten it to make that outage quickly)."""
+    "database is locked" (tests shorten it to make that outage quickly).
+    `pool_size`: connections kept open (the server's: settings.db_pool_size). A pool
+    smaller than the requests in flight opens and closes a connection per request
+    beyond it, which costs PostgreSQL a backend process each time."""
+    database = make_url(url).database
+    if pool_size is not None and database not in (None, "", ":memory:"):
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, **kwargs)
-    database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -72,12 +82,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@functools.lru_cache(maxsize=32)  # a few engines per process; tests make more
+def _read_only_bind(engine: Engine) -> Engine:
+    """`engine` for read_transaction (built once per engine: an option engine is not
+    free to make). On PostgreSQL it runs in autocommit: no BEGIN and COMMIT round
+    trips around the reads. That changes nothing a reader sees: under PostgreSQL's
+    READ COMMITTED (the default, and ours) every statement takes its own snapshot,
+    inside a transaction or not."""
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+    return engine.execution_options(**options)
+
+
 @contextmanager
 def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work that only reads: on SQLite it takes no write lock (a write in it
-    may fail with "database is locked"); on PostgreSQL the same as `transaction`."""
-    bind = factory.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
-    with factory(bind=bind) as session, session.begin():
+    may fail with "database is locked"); on PostgreSQL each statement commits on its
+    own (a write in it is not rolled back with the others)."""
+    with factory(bind=_read_only_bind(factory.kw["bind"])) as session, session.begin():
         yield session
 
 
