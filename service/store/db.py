@@ -4,6 +4,7 @@ PostgreSQL (psycopg 3)."""
 from __future__ import annotations
 
 import functools
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,7 +39,9 @@ def make_engine(
     if pool_size is not None and database not in (None, "", ":memory:"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        _ping_without_round_trip(engine)
+        return engine
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -69,6 +72,29 @@ def make_engine(
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_without_round_trip(engine: Engine) -> None:
+    """pool_pre_ping, made cheap: its round trip on every checkout cost as much as a
+    statement (two per request). A pooled PostgreSQL connection that is idle has
+    nothing to read unless the server closed it (a restart or a terminated backend
+    sends an error, then closes the socket) or sent a notice; only then is the real
+    ping made, which fails for a dead connection so the pool opens a new one. A peer
+    that vanished without closing is not detected by either (the real ping would
+    hang as long as a statement)."""
+    dialect = engine.dialect
+    real_ping = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        try:
+            fd = dbapi_connection.pgconn.socket
+        except Exception:  # closed or broken: let the real ping report it
+            return real_ping(dbapi_connection)
+        poller = select.poll()  # not select(): descriptors above 1024 (many streams)
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return real_ping(dbapi_connection) if poller.poll(0) else True
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
