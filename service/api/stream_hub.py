@@ -1,23 +1,30 @@
 """SSE fan-out: one store poller per watched job, shared by all of its watchers.
 
 A JobFeed polls the store for its job (job_stream.JobStream: status events before
-metrics) and puts each new message, encoded once, into every watcher's queue. A
-watcher's queue always starts with the feed's `Start`: the status and the highest
-seq the feed had reached when the watcher joined. The watcher sends that status,
-reads the metrics it missed up to that seq from the store itself (Last-Event-ID may
-lie far back), then follows its queue. Queue order is the only synchronisation, so
-nothing falls between the catch-up and the live messages, and nothing is sent twice.
+metrics) and appends each new message, encoded once, to one log shared by every
+watcher; each watcher keeps its own position in it. One wake-up (an asyncio.Event
+per publication) releases every waiting watcher, which then takes everything past
+its position as one chunk: no per-watcher queue, timer or copy of the message.
 
-The feed ends after broadcasting a terminal status (after the last metrics), when
-its last watcher leaves, or, on a store error, by closing every watcher's stream
-(clients reconnect with Last-Event-ID). A watcher who joins after a terminal status
-gets it first and then the whole backlog, as the per-stream poller did before.
+A watcher starts from the feed's state when it first looks: the status and the
+highest seq the feed had reached, and the log's end. It sends that status, reads
+the metrics it missed up to that seq from the store itself (Last-Event-ID may lie
+far back), then follows the log from that end. The state and the log change
+together with no await in between, so nothing falls between the catch-up and the
+live messages, and nothing is sent twice (seqs at or below the watcher's last are
+skipped).
+
+The feed ends after publishing a terminal status (after the last metrics), when its
+last watcher leaves, or, on a store error, by ending the log without one (the
+streams close; clients reconnect with Last-Event-ID). A watcher who joins after a
+terminal status gets it first and then the whole backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -51,20 +58,17 @@ ALLOWED_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class Start:
-    status: StatusEvent
-    head_seq: int  # metrics up to here come from the store, later ones from the feed
-
-
-@dataclass(frozen=True)
 class Item:
     data: bytes  # the SSE event, encoded once for all watchers
     seq: int = 0  # a metric's seq; 0 for a status
     last: bool = False  # the terminal status: the stream ends after it
 
 
-# None: the feed stopped without a terminal status (store error); the stream closes.
-Queued = Start | Item | None
+@dataclass(eq=False)  # hashed by identity: one per watcher
+class _Cursor:
+    """A watcher's position in its feed's log (absolute; None until it starts)."""
+
+    pos: int | None = None
 
 
 def encode(message: Message) -> bytes:
@@ -87,28 +91,58 @@ class JobFeed:
     ) -> None:
         self.job_id = job_id
         self._stream = JobStream(sessions, job_id=job_id, after_seq=0)
-        self._queues: set[asyncio.Queue[Queued]] = set()
-        self._status: StatusEvent | None = None  # None until the first read
+        self._cursors: set[_Cursor] = set()
+        self._log: list[Item] = []
+        self._base = 0  # the absolute position of _log[0] (the log is trimmed)
+        self._wake = asyncio.Event()
+        self.status: StatusEvent | None = None  # None until the first read
+        # Metrics up to here are in the store; a watcher starting now gets later ones
+        # from the log.
+        self.head_seq = 0
+        self.done = False  # no more items: the last one, or the feed failed
         self._on_close = on_close
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, queue: asyncio.Queue[Queued]) -> None:
-        self._queues.add(queue)
-        if self._status is not None:
-            queue.put_nowait(Start(self._status, self._stream.last_seq))
+    @property
+    def end(self) -> int:
+        return self._base + len(self._log)
+
+    def join(self) -> _Cursor:
+        cursor = _Cursor()
+        self._cursors.add(cursor)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
+        return cursor
 
-    def remove(self, queue: asyncio.Queue[Queued]) -> None:
-        self._queues.discard(queue)
+    def leave(self, cursor: _Cursor) -> None:
+        self._cursors.discard(cursor)
 
-    def _broadcast(self, item: Queued) -> None:
-        for queue in self._queues:
-            queue.put_nowait(item)
+    async def changed(self) -> None:
+        """Until the next publication (or tick)."""
+        await self._wake.wait()
 
-    def _close(self, final: Queued) -> None:
+    def take(self, cursor: _Cursor) -> list[Item]:
+        """The items past the cursor, which moves to the end."""
+        assert cursor.pos is not None
+        items = self._log[cursor.pos - self._base :]
+        cursor.pos = self.end
+        return items
+
+    def _publish(self, items: list[Item]) -> None:
+        self._log.extend(items)
+        self.head_seq = self._stream.last_seq  # the metrics the log holds, and before
+        # Forget what every started watcher has taken (a slow one holds the rest).
+        low = min((c.pos for c in self._cursors if c.pos is not None), default=self.end)
+        if low > self._base:
+            del self._log[: low - self._base]
+            self._base = low
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    def _close(self, final: Item | None) -> None:
         self._on_close(self)
-        self._broadcast(final)
+        self.done = True
+        self._publish([] if final is None else [final])
 
     async def _run(self) -> None:
         try:
@@ -121,29 +155,41 @@ class JobFeed:
 
     async def _follow(self) -> None:
         status = await run_in_threadpool(self._stream.start)
-        self._status = status
-        self._broadcast(Start(status, self._stream.last_seq))
+        self.status = status
         if status.status in TERMINAL:
             self._on_close(self)
+            self.done = True
+            self._publish([])
             return
+        self._publish([])
         pending: StatusEvent | None = None
+        ticked = time.monotonic()
         while True:
             changes, metrics, terminal, newest = await run_in_threadpool(self._stream.poll)
-            # From here to the broadcast nothing awaits: a watcher joining now gets
-            # a Start that matches exactly what the queues already hold.
+            # From here to the publication nothing awaits: a watcher starting now
+            # sees a state that matches exactly what the log already holds.
             pending = terminal or pending
-            self._status = pending or newest or self._status
-            for message in merge(changes, metrics):
-                self._broadcast(_item(message))
+            self.status = pending or newest or self.status
+            items = [_item(message) for message in merge(changes, metrics)]
             if len(metrics) == BATCH:
+                self._publish(items)
                 continue  # drain the backlog before a terminal status and before waiting
             if pending is not None:
-                self._close(Item(encode(status_message(pending)), last=True))
+                self._close_after(items, Item(encode(status_message(pending)), last=True))
                 return
-            if not self._queues:
+            now = time.monotonic()
+            if items or now - ticked >= ALLOWED_CHECK_SECONDS:
+                # A tick with nothing new still wakes idle watchers for their re-check.
+                self._publish(items)
+                ticked = now
+            if not self._cursors:
                 self._on_close(self)
                 return
             await asyncio.sleep(POLL_SECONDS)
+
+    def _close_after(self, items: list[Item], final: Item) -> None:
+        self._log.extend(items)
+        self._close(final)
 
 
 class StreamHub:
@@ -170,40 +216,40 @@ class StreamHub:
     ) -> AsyncIterator[bytes]:
         """One watcher's stream, SSE-encoded: the current status, the metrics after
         `after_seq` (SSE id = seq) and status changes, until a terminal status. What
-        queued up while the watcher was writing goes out as one chunk. `still_allowed`
-        (service.api.stream_guard) is asked while live; False closes the stream."""
+        was published while the watcher was writing goes out as one chunk.
+        `still_allowed` (service.api.stream_guard) is asked while live, at least
+        every ALLOWED_CHECK_SECONDS; False closes the stream."""
         feed = self._feeds.get(job_id)
         if feed is None:
             feed = self._feeds[job_id] = JobFeed(self.sessions, job_id, on_close=self._forget)
-        queue: asyncio.Queue[Queued] = asyncio.Queue()
-        feed.add(queue)
+        cursor = feed.join()
         try:
-            start = await queue.get()  # always first in the queue (or None)
-            if not isinstance(start, Start):
+            while feed.status is None and not feed.done:
+                await feed.changed()
+            status = feed.status
+            if status is None:  # the feed failed before its first read
                 return
-            yield encode(status_message(start.status))
-            ended = start.status.status in TERMINAL
+            # Read together, with no await in between (see the module docstring).
+            head_seq, cursor.pos = feed.head_seq, feed.end
+            yield encode(status_message(status))
+            ended = status.status in TERMINAL
             last_seq = after_seq
             # After a terminal status every metric is stored: read them all.
-            upto = None if ended else start.head_seq
+            upto = None if ended else head_seq
             async for page in self._stored(job_id, after=last_seq, upto=upto):
                 yield b"".join(encode(metric_message(m)) for m in page)
                 last_seq = page[-1].seq
             while not ended:
                 if still_allowed is not None and not await still_allowed():
                     return
-                try:
-                    first = await asyncio.wait_for(queue.get(), ALLOWED_CHECK_SECONDS)
-                except TimeoutError:
+                items = feed.take(cursor)
+                if not items:
+                    if feed.done:  # the feed stopped without a terminal status
+                        return
+                    await feed.changed()
                     continue
-                items = [first]
-                while not queue.empty():
-                    items.append(queue.get_nowait())
                 chunk = bytearray()
                 for item in items:
-                    if not isinstance(item, Item):  # None: the feed stopped
-                        ended = True
-                        break
                     if item.seq and item.seq <= last_seq:
                         continue  # the client's Last-Event-ID is ahead of the feed
                     chunk += item.data
@@ -214,7 +260,7 @@ class StreamHub:
                 if chunk:
                     yield bytes(chunk)
         finally:
-            feed.remove(queue)
+            feed.leave(cursor)
 
     async def _stored(
         self, job_id: int, *, after: int, upto: int | None
