@@ -58,6 +58,7 @@ def create_app(
         await run_in_threadpool(bootstrap_admin, sessions, settings)
         await run_in_threadpool(requeue_expired_leases, sessions)
         yield
+        await run_in_threadpool(_app.state.stream_hub.close)
         engine.dispose()
 
     app = FastAPI(

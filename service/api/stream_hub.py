@@ -1,10 +1,12 @@
 """SSE fan-out: one store poller per watched job, shared by all of its watchers.
 
-A JobFeed polls the store for its job (job_stream.JobStream: status events before
-metrics) and appends each new message, encoded once, to one log shared by every
-watcher; each watcher keeps its own position in it. One wake-up (an asyncio.Event
-per publication) releases every waiting watcher, which then takes everything past
-its position as one chunk: no per-watcher queue, timer or copy of the message.
+A JobFeed (service.api.job_feed) reads the store for its job (job_stream.JobStream:
+status events before metrics) when the store NOTIFYs that the job changed
+(PostgreSQL, service.api.feed_listener; else every POLL_SECONDS), and appends each
+new message, encoded once, to one log shared by every watcher; each watcher keeps
+its own position in it. One wake-up (an asyncio.Event per publication) releases
+every waiting watcher, which then takes everything past its position as one chunk:
+no per-watcher queue, timer or copy of the message.
 
 A watcher starts from the feed's state when it first looks: the status and the
 highest seq the feed had reached, and the log's end. It sends that status, reads
@@ -23,173 +25,17 @@ terminal status gets it first and then the whole backlog.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from service.api.job_stream import (
-    BATCH,
-    JobStream,
-    Message,
-    merge,
-    metric_message,
-    status_message,
-)
-from service.errors import NotFound
-from service.schemas.jobs import StatusEvent
+from service.api.feed_listener import FeedListener
+from service.api.job_feed import JobFeed, encode
+from service.api.job_stream import BATCH, metric_message, status_message
 from service.store.db import read_transaction
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Metric
-
-log = logging.getLogger(__name__)
-
-# One poll per job, whatever the number of watchers: short enough that a record
-# reaches its watchers well within a quarter second.
-POLL_SECONDS = 0.1
-SSE_SEPARATOR = "\r\n"  # sse_starlette's default, for what it sends itself (pings)
-# How often an idle watcher asks `still_allowed` (which itself rate-limits its store
-# reads): a revoked token closes even a stream whose job has gone quiet.
-ALLOWED_CHECK_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Item:
-    data: bytes  # the SSE event, encoded once for all watchers
-    seq: int = 0  # a metric's seq; 0 for a status
-    last: bool = False  # the terminal status: the stream ends after it
-
-
-@dataclass(eq=False)  # hashed by identity: one per watcher
-class _Cursor:
-    """A watcher's position in its feed's log (absolute; None until it starts)."""
-
-    pos: int | None = None
-
-
-def encode(message: Message) -> bytes:
-    return ServerSentEvent(
-        data=message["data"], event=message["event"], id=message.get("id"), sep=SSE_SEPARATOR
-    ).encode()
-
-
-def _item(message: Message) -> Item:
-    return Item(encode(message), seq=int(message.get("id", "0")))
-
-
-class JobFeed:
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        job_id: int,
-        *,
-        on_close: Callable[[JobFeed], None],
-    ) -> None:
-        self.job_id = job_id
-        self._stream = JobStream(sessions, job_id=job_id, after_seq=0)
-        self._cursors: set[_Cursor] = set()
-        self._log: list[Item] = []
-        self._base = 0  # the absolute position of _log[0] (the log is trimmed)
-        self._wake = asyncio.Event()
-        self.status: StatusEvent | None = None  # None until the first read
-        # Metrics up to here are in the store; a watcher starting now gets later ones
-        # from the log.
-        self.head_seq = 0
-        self.done = False  # no more items: the last one, or the feed failed
-        self._on_close = on_close
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def end(self) -> int:
-        return self._base + len(self._log)
-
-    def join(self) -> _Cursor:
-        cursor = _Cursor()
-        self._cursors.add(cursor)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return cursor
-
-    def leave(self, cursor: _Cursor) -> None:
-        self._cursors.discard(cursor)
-
-    async def changed(self) -> None:
-        """Until the next publication (or tick)."""
-        await self._wake.wait()
-
-    def take(self, cursor: _Cursor) -> list[Item]:
-        """The items past the cursor, which moves to the end."""
-        assert cursor.pos is not None
-        items = self._log[cursor.pos - self._base :]
-        cursor.pos = self.end
-        return items
-
-    def _publish(self, items: list[Item]) -> None:
-        self._log.extend(items)
-        self.head_seq = self._stream.last_seq  # the metrics the log holds, and before
-        # Forget what every started watcher has taken (a slow one holds the rest).
-        low = min((c.pos for c in self._cursors if c.pos is not None), default=self.end)
-        if low > self._base:
-            del self._log[: low - self._base]
-            self._base = low
-        self._wake.set()
-        self._wake = asyncio.Event()
-
-    def _close(self, final: Item | None) -> None:
-        self._on_close(self)
-        self.done = True
-        self._publish([] if final is None else [final])
-
-    async def _run(self) -> None:
-        try:
-            await self._follow()
-        except NotFound:  # the job was deleted: nothing left to stream
-            self._close(None)
-        except Exception:
-            log.exception("SSE feed of job %s failed; closing its streams", self.job_id)
-            self._close(None)
-
-    async def _follow(self) -> None:
-        status = await run_in_threadpool(self._stream.start)
-        self.status = status
-        if status.status in TERMINAL:
-            self._on_close(self)
-            self.done = True
-            self._publish([])
-            return
-        self._publish([])
-        pending: StatusEvent | None = None
-        ticked = time.monotonic()
-        while True:
-            changes, metrics, terminal, newest = await run_in_threadpool(self._stream.poll)
-            # From here to the publication nothing awaits: a watcher starting now
-            # sees a state that matches exactly what the log already holds.
-            pending = terminal or pending
-            self.status = pending or newest or self.status
-            items = [_item(message) for message in merge(changes, metrics)]
-            if len(metrics) == BATCH:
-                self._publish(items)
-                continue  # drain the backlog before a terminal status and before waiting
-            if pending is not None:
-                self._close_after(items, Item(encode(status_message(pending)), last=True))
-                return
-            now = time.monotonic()
-            if items or now - ticked >= ALLOWED_CHECK_SECONDS:
-                # A tick with nothing new still wakes idle watchers for their re-check.
-                self._publish(items)
-                ticked = now
-            if not self._cursors:
-                self._on_close(self)
-                return
-            await asyncio.sleep(POLL_SECONDS)
-
-    def _close_after(self, items: list[Item], final: Item) -> None:
-        self._log.extend(items)
-        self._close(final)
 
 
 class StreamHub:
@@ -198,6 +44,36 @@ class StreamHub:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
         self._feeds: dict[int, JobFeed] = {}
+        self._listener: FeedListener | None = None  # PostgreSQL, from the first watcher
+
+    def _listen(self) -> None:
+        engine = self.sessions.kw["bind"]
+        if self._listener is None and engine.dialect.name == "postgresql":
+            self._listener = FeedListener(
+                engine.url.render_as_string(hide_password=False),
+                asyncio.get_running_loop(),
+                poke=self._poke,
+                poke_all=self._poke_all,
+                watched=self._feeds.__contains__,
+            )
+
+    def _notified(self) -> bool:
+        return self._listener is not None and self._listener.listening
+
+    def _poke(self, job_id: int) -> None:
+        feed = self._feeds.get(job_id)
+        if feed is not None:
+            feed.poke()
+
+    def _poke_all(self) -> None:
+        for feed in self._feeds.values():
+            feed.poke()
+
+    def close(self) -> None:
+        """Stop listening (the app's shutdown)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
     def _forget(self, feed: JobFeed) -> None:
         if self._feeds.get(feed.job_id) is feed:
@@ -219,9 +95,12 @@ class StreamHub:
         was published while the watcher was writing goes out as one chunk.
         `still_allowed` (service.api.stream_guard) is asked while live, at least
         every ALLOWED_CHECK_SECONDS; False closes the stream."""
+        self._listen()
         feed = self._feeds.get(job_id)
         if feed is None:
-            feed = self._feeds[job_id] = JobFeed(self.sessions, job_id, on_close=self._forget)
+            feed = self._feeds[job_id] = JobFeed(
+                self.sessions, job_id, on_close=self._forget, notified=self._notified
+            )
         cursor = feed.join()
         try:
             while feed.status is None and not feed.done:

@@ -37,6 +37,9 @@ from service.store.queue_order import next_candidate
 
 # Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
 JOBS_CHANNEL = "lagtrain_jobs"
+# API servers' SSE feeds LISTEN on this one: a watched job has a new status or new
+# metric records (the payload is the job id).
+FEED_CHANNEL = "lagtrain_job_feed"
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     # claim; cancel before start; unschedulable (gang larger than the cluster)
@@ -188,14 +191,28 @@ def transition(
             "reason": reason,
         },
     )
-    if to is JobStatus.QUEUED and session.get_bind().dialect.name == "postgresql":
-        # Delivered at commit, so a dispatcher never wakes for a job it cannot see yet.
-        session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": JOBS_CHANNEL, "payload": str(job.id)},
-        )
+    channels = [JOBS_CHANNEL] if to is JobStatus.QUEUED else []
+    if from_status is not None:  # a new job has no watchers yet
+        channels.append(FEED_CHANNEL)
+    _notify(session, channels, job.id)
     session.flush()
     return job
+
+
+def notify_feed(*, session: Session, job_id: int) -> None:
+    """Tell the API servers' SSE feeds that `job_id` has something new (PostgreSQL;
+    delivered at commit)."""
+    _notify(session, [FEED_CHANNEL], job_id)
+
+
+def _notify(session: Session, channels: list[str], job_id: int) -> None:
+    # Delivered at commit, so a listener never wakes for a row it cannot see yet. One
+    # statement whatever the number of channels.
+    if not channels or session.get_bind().dialect.name != "postgresql":
+        return
+    calls = ", ".join(f"pg_notify(:channel{i}, :payload)" for i in range(len(channels)))
+    params: dict[str, str] = {f"channel{i}": c for i, c in enumerate(channels)}
+    session.execute(text(f"SELECT {calls}"), {**params, "payload": str(job_id)})
 
 
 def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) -> Job:
