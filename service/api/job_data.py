@@ -20,7 +20,7 @@ from service.api.deps import (
 from service.api.job_stream import metric_record
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
-from service.api.stream_hub import StreamHub
+from service.api.stream_hub import EventStream, StreamHub
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
@@ -83,7 +83,7 @@ def get_events(
     recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
     hub: StreamHub = request.app.state.stream_hub
     stream = hub.watch(job_id, after_seq=after_seq, still_allowed=recheck)
-    return EventSourceResponse(holding_slot(stream, lambda: slots.release(principal.user_id)))
+    return EventStream(holding_slot(stream, lambda: slots.release(principal.user_id)))
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))
