@@ -1,6 +1,6 @@
 """PostgreSQL LISTEN for the SSE feeds: one connection per server process, on a
 thread, that pokes the feed of a watched job when the store NOTIFYs that the job has
-new metric records or a new status (service.store.lifecycle.FEED_CHANNEL). A feed
+new metric records or a new status (service.store.notify.FEED_CHANNEL). A feed
 then reads the store at once instead of at its next poll.
 
 While the connection is down (or on SQLite, where there is none) `listening` is
@@ -18,7 +18,7 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy.engine import make_url
 
-from service.store.lifecycle import FEED_CHANNEL
+from service.store.notify import FEED_CHANNEL
 
 log = logging.getLogger(__name__)
 

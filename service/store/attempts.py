@@ -23,9 +23,10 @@ from service.schemas.gang import GangMemory
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
+from service.store.claim import Claim
 from service.store.db import db_now
 from service.store.jobs import latest_event
-from service.store.lifecycle import Claim, lease_holder
+from service.store.lifecycle import lease_holder
 from service.store.models import (
     ACTIVE,
     Job,

@@ -11,17 +11,18 @@ StaleLease, whatever happened since.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import overload
 
-from sqlalchemy import String, Update, bindparam, func, insert, inspect, select, text, update
+from sqlalchemy import insert, inspect, update
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
-from service.schemas.quota import QuotaDefaults
+
+# Claim and JOBS_CHANNEL are re-exported: callers name them as lifecycle's.
+from service.store.claim import Claim as Claim
+from service.store.claim import start_attempt
 from service.store.db import db_now
 from service.store.models import (
     ACTIVE,
@@ -30,16 +31,10 @@ from service.store.models import (
     JobAttempt,
     JobEvent,
     JobStatus,
-    UtcDateTime,
     table_of,
 )
-from service.store.queue_order import next_candidate
-
-# Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
-JOBS_CHANNEL = "lagtrain_jobs"
-# API servers' SSE feeds LISTEN on this one: a watched job has a new status or new
-# metric records (the payload is the job id).
-FEED_CHANNEL = "lagtrain_job_feed"
+from service.store.notify import FEED_CHANNEL, notify
+from service.store.notify import JOBS_CHANNEL as JOBS_CHANNEL
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     # claim; cancel before start; unschedulable (gang larger than the cluster)
@@ -64,47 +59,6 @@ _ATTEMPT_OUTCOME: Mapping[JobStatus, str] = {
     JobStatus.CANCELLED: "cancelled",
     JobStatus.QUEUED: "requeued",
 }
-
-
-@dataclass(frozen=True)
-class Claim:
-    """`transition(job=Claim(...), to=running)`: start whichever queued job the queue
-    order picks for a dispatcher that sees these free resources."""
-
-    dispatcher_id: str
-    lease_seconds: float
-    free_cpus: float
-    free_gpus: float
-    # The server's quota defaults (settings) for users without their own; None: such
-    # users are not limited (store-level callers; dispatchers always pass settings').
-    quota_defaults: QuotaDefaults | None = None
-
-
-def _claim_statement() -> Update:
-    """The claim as ONE statement: queued -> running with a fresh lease, for the job
-    queue_order.next_candidate selects (SKIP LOCKED on PostgreSQL; on SQLite the
-    UPDATE ... WHERE id = (SELECT ...) RETURNING runs under BEGIN IMMEDIATE).
-    WHERE status = 'queued' enforces the edge in SQL."""
-    jobs = table_of(Job)
-    return (
-        update(jobs)
-        .where(jobs.c.id == next_candidate(), jobs.c.status == JobStatus.QUEUED.value)
-        .values(
-            status=JobStatus.RUNNING.value,
-            attempt=jobs.c.attempt + 1,
-            lease_token=bindparam("token", type_=String()),
-            lease_expires_at=bindparam("expires", type_=UtcDateTime()),
-            dispatcher_id=bindparam("dispatcher_id", type_=String()),
-            started_at=func.coalesce(
-                jobs.c.started_at, bindparam("claim_now", type_=UtcDateTime())
-            ),
-        )
-        .returning(*jobs.c)
-    )
-
-
-# Built once: composing this statement costs more than running it.
-_CLAIM = _claim_statement()
 
 
 @overload
@@ -163,7 +117,7 @@ def transition(
     if isinstance(job, Claim):
         if to is not JobStatus.RUNNING:
             raise InvalidTransition(f"a claim makes a job running, not {to}")
-        claimed = _start_attempt(session, job, now)
+        claimed = start_attempt(session, job, now)
         if claimed is None:
             return None
         job, from_status = claimed, JobStatus.QUEUED
@@ -194,25 +148,9 @@ def transition(
     channels = [JOBS_CHANNEL] if to is JobStatus.QUEUED else []
     if from_status is not None:  # a new job has no watchers yet
         channels.append(FEED_CHANNEL)
-    _notify(session, channels, job.id)
+    notify(session, channels, job.id)
     session.flush()
     return job
-
-
-def notify_feed(*, session: Session, job_id: int) -> None:
-    """Tell the API servers' SSE feeds that `job_id` has something new (PostgreSQL;
-    delivered at commit)."""
-    _notify(session, [FEED_CHANNEL], job_id)
-
-
-def _notify(session: Session, channels: list[str], job_id: int) -> None:
-    # Delivered at commit, so a listener never wakes for a row it cannot see yet. One
-    # statement whatever the number of channels.
-    if not channels or session.get_bind().dialect.name != "postgresql":
-        return
-    calls = ", ".join(f"pg_notify(:channel{i}, :payload)" for i in range(len(channels)))
-    params: dict[str, str] = {f"channel{i}": c for i, c in enumerate(channels)}
-    session.execute(text(f"SELECT {calls}"), {**params, "payload": str(job_id)})
 
 
 def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) -> Job:
@@ -244,55 +182,6 @@ def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
         raise NotFound(f"job {job_id} not found")
     if job.lease_token is None or job.lease_token != token:
         raise StaleLease(f"job {job_id}: the lease token is not current (job is {job.status})")
-    return job
-
-
-def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
-    if defaults is None:
-        return {
-            "default_max_running_jobs": UNLIMITED,
-            "default_max_cpus": UNLIMITED,
-            "default_max_gpus": UNLIMITED,
-        }
-    return {
-        "default_max_running_jobs": defaults.max_running_jobs,
-        "default_max_cpus": defaults.max_cpus,
-        "default_max_gpus": defaults.max_gpus,
-    }
-
-
-UNLIMITED = 2**31 - 1
-
-
-def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
-    token = secrets.token_hex(16)
-    expires = now + timedelta(seconds=claim.lease_seconds)
-    job: Job | None = session.scalars(
-        select(Job).from_statement(_CLAIM),
-        {
-            "free_cpus": claim.free_cpus,
-            "free_gpus": claim.free_gpus,
-            **_quota_params(claim.quota_defaults),
-            "token": token,
-            "expires": expires,
-            "dispatcher_id": claim.dispatcher_id,
-            "claim_now": now,
-        },
-        execution_options={"populate_existing": True},
-    ).one_or_none()
-    if job is None:
-        return None
-    session.execute(
-        insert(table_of(JobAttempt)),
-        {
-            "job_id": job.id,
-            "number": job.attempt,
-            "fencing_token": token,
-            "dispatcher_id": claim.dispatcher_id,
-            "lease_expires_at": expires,
-            "started_at": now,
-        },
-    )
     return job
 
 

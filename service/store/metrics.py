@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import SequenceGap, StaleLease
-from service.store.lifecycle import lease_holder, notify_feed
+from service.store.lifecycle import lease_holder
 from service.store.models import Metric, json_safe, utcnow
+from service.store.notify import notify_feed
 
 
 @dataclass(frozen=True)
