@@ -28,8 +28,8 @@ from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
-from service.store.attempts import requeue_expired
 from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.reaper import requeue_expired
 from service.ui import routes as ui_routes
 from service.ui.security import UiSecurityHeaders
 
