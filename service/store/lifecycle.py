@@ -33,7 +33,7 @@ from service.store.models import (
     JobStatus,
     table_of,
 )
-from service.store.notify import FEED_CHANNEL, notify
+from service.store.notify import FEED_CHANNEL, with_notify
 from service.store.notify import JOBS_CHANNEL as JOBS_CHANNEL
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
@@ -110,7 +110,8 @@ def transition(
     InvalidTransition for a forbidden edge (every edge out of a terminal status).
     Leaving running/cancelling ends the open attempt (`attempt_outcome`, default by
     target) and drops the lease; a failure's `reason` becomes the job's error.
-    Entering queued NOTIFYs dispatchers (PostgreSQL, delivered at commit)."""
+    Entering queued NOTIFYs dispatchers, and any change but the submit the API's SSE feeds
+    (PostgreSQL, delivered at commit; in the event's INSERT)."""
     to = JobStatus(to)
     now = now or db_now(session)
     from_status: JobStatus | None
@@ -133,8 +134,13 @@ def transition(
     else:
         from_status = _check_and_leave(session, job, to, reason, expect_token, attempt_outcome, now)
         job.status = to.value
+    channels = [JOBS_CHANNEL] if to is JobStatus.QUEUED else []
+    if from_status is not None:  # a new job has no watchers yet
+        channels.append(FEED_CHANNEL)
     session.execute(
-        insert(table_of(JobEvent)),
+        with_notify(
+            insert(table_of(JobEvent)), session=session, channels=channels, job_id=job.id
+        ),
         {
             "job_id": job.id,
             "at": now,
@@ -145,10 +151,6 @@ def transition(
             "reason": reason,
         },
     )
-    channels = [JOBS_CHANNEL] if to is JobStatus.QUEUED else []
-    if from_status is not None:  # a new job has no watchers yet
-        channels.append(FEED_CHANNEL)
-    notify(session, channels, job.id)
     session.flush()
     return job
 
@@ -159,7 +161,9 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
     to an older checkpoint. Fenced like every write of a lease holder."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     session.execute(
-        insert(table_of(JobEvent)),
+        with_notify(
+            insert(table_of(JobEvent)), session=session, channels=[FEED_CHANNEL], job_id=job.id
+        ),
         {
             "job_id": job.id,
             "at": db_now(session),

@@ -4,7 +4,9 @@ that changed."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from collections.abc import Sequence
+
+from sqlalchemy import Executable, Insert, func, text
 from sqlalchemy.orm import Session
 
 # Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
@@ -28,3 +30,15 @@ def notify(session: Session, channels: list[str], job_id: int) -> None:
     calls = ", ".join(f"pg_notify(:channel{i}, :payload)" for i in range(len(channels)))
     params: dict[str, str] = {f"channel{i}": c for i, c in enumerate(channels)}
     session.execute(text(f"SELECT {calls}"), {**params, "payload": str(job_id)})
+
+
+def with_notify(
+    statement: Insert, *, session: Session, channels: Sequence[str], job_id: int
+) -> Executable:
+    """`statement` (an INSERT of one row) made to NOTIFY `channels` as well, in the same
+    round trip: RETURNING pg_notify(...) runs once per inserted row (PostgreSQL;
+    `statement` unchanged elsewhere)."""
+    if not channels or session.get_bind().dialect.name != "postgresql":
+        return statement
+    payload = str(job_id)
+    return statement.returning(*(func.pg_notify(channel, payload) for channel in channels))
