@@ -123,7 +123,7 @@ def post_job(
             job, created = replay(existing, _request_sha256(spec)), False
         else:
             cpus, gpus = gang_totals(resolved)
-            check_can_submit(
+            now = check_can_submit(
                 session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
                 cpus=cpus, gpus=gpus,
             )
@@ -135,6 +135,7 @@ def post_job(
                 # Only a retry with the key compares it.
                 request_sha256=None if idempotency_key is None else _request_sha256(spec),
                 key_unused=True,
+                now=now,
             )
         if created:
             record(
