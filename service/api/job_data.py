@@ -19,7 +19,7 @@ from service.api.deps import (
 )
 from service.api.job_stream import metric_record
 from service.api.responses import errors
-from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
+from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream, StreamHub
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
@@ -82,8 +82,13 @@ def get_events(
     slots.acquire(principal.user_id, settings.max_streams_per_user)
     recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
     hub: StreamHub = request.app.state.stream_hub
-    stream = hub.watch(job_id, after_seq=after_seq, still_allowed=recheck)
-    return EventStream(holding_slot(stream, lambda: slots.release(principal.user_id)))
+    stream = hub.watch(
+        job_id,
+        after_seq=after_seq,
+        still_allowed=recheck,
+        on_end=lambda: slots.release(principal.user_id),
+    )
+    return EventStream(stream)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))

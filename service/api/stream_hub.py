@@ -104,12 +104,15 @@ class StreamHub:
         *,
         after_seq: int,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """One watcher's stream, SSE-encoded: the current status, the metrics after
         `after_seq` (SSE id = seq) and status changes, until a terminal status. What
         was published while the watcher was writing goes out as one chunk.
         `still_allowed` (service.api.stream_guard) is asked while live, at least
-        every ALLOWED_CHECK_SECONDS; False closes the stream."""
+        every ALLOWED_CHECK_SECONDS; False closes the stream. `on_end` is called however
+        the stream ends (stream_guard's slot release; here rather than in a wrapping
+        generator, which every write would pass through)."""
         self._listen()
         feed = self._feeds.get(job_id)
         if feed is None:
@@ -155,6 +158,8 @@ class StreamHub:
                     yield bytes(chunk)
         finally:
             feed.leave(cursor)
+            if on_end is not None:
+                on_end()
 
     async def _stored(
         self, job_id: int, *, after: int, upto: int | None
