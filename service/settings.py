@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Database connections each server process keeps open (and as many more at peak).
     # At least the requests it serves at once: past the pool, every request opens
     # and closes a connection (a PostgreSQL backend each time).
-    db_pool_size: int = Field(default=16, ge=1, le=1000)
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
 
     # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
     # then); a lease not renewed for lease_seconds is reaped and the job rerun.

@@ -26,7 +26,7 @@ from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
 from service.store.checkpoints import get_checkpoint, list_checkpoints
-from service.store.db import read_transaction, transaction
+from service.store.db import read_transaction
 from service.store.jobs import get_visible_job
 from service.store.metrics import metrics_after
 
@@ -76,7 +76,7 @@ def get_events(
         if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQ):
             raise field_error(("header", "last-event-id"), "must be a metric seq", raw)
         after_seq = int(raw)
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
     slots: StreamSlots = request.app.state.stream_slots
     slots.acquire(principal.user_id, settings.max_streams_per_user)
