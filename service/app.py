@@ -28,8 +28,8 @@ from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
 from service.http_errors import install_error_handlers
 from service.settings import Settings
-from service.store.attempts import requeue_expired
 from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.reaper import requeue_expired
 from service.ui import routes as ui_routes
 from service.ui.security import UiSecurityHeaders
 
@@ -50,7 +50,7 @@ def create_app(
     an empty store gets its admin user (see service.bootstrap). `on_job_queued` is
     called after each committed submit: `server --embedded` passes its in-process
     dispatcher's wake-up, so a job starts without waiting for the next poll."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = make_sessionmaker(engine)
 
     @asynccontextmanager
@@ -58,6 +58,7 @@ def create_app(
         await run_in_threadpool(bootstrap_admin, sessions, settings)
         await run_in_threadpool(requeue_expired_leases, sessions)
         yield
+        await run_in_threadpool(_app.state.stream_hub.close)
         engine.dispose()
 
     app = FastAPI(

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # `server --embedded`: the submit route wakes the in-process dispatcher at once.
     # Off only to measure the polling baseline (benchmarks/embedded_wakeup.py).
     embedded_wakeup: bool = True
+    # Database connections each server process keeps open (and as many more at peak).
+    # At least the requests it serves at once: past the pool, every request opens
+    # and closes a connection (a PostgreSQL backend each time).
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
 
     # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
     # then); a lease not renewed for lease_seconds is reaped and the job rerun.

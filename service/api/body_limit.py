@@ -43,6 +43,12 @@ class BodySizeLimit:
         if declared is not None and declared > limit:
             await _send_413(send, limit)
             return
+        if declared is not None or not _chunked(scope):
+            # The server reads exactly Content-Length bytes (checked above), and a
+            # request with neither header has no body: nothing to count, and no
+            # wrappers on the way (an SSE stream's every write would pass them).
+            await self.app(scope, receive, send)
+            return
 
         received = 0
 
@@ -69,6 +75,10 @@ class BodySizeLimit:
             if started:
                 raise
             await _send_413(send, limit)
+
+
+def _chunked(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _value in scope.get("headers", []))
 
 
 def _content_length(scope: Scope) -> int | None:

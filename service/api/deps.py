@@ -19,17 +19,19 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 
 
-def _sessions(request: Request) -> sessionmaker[Session]:
+# Trivial dependencies are async: FastAPI runs a sync one in its thread pool, a hand-
+# off per dependency per request that costs more than the dependency itself.
+async def _sessions(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.sessions
     return factory
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _job_queued_hook(request: Request) -> Callable[[], None] | None:
+async def _job_queued_hook(request: Request) -> Callable[[], None] | None:
     hook: Callable[[], None] | None = request.app.state.on_job_queued
     return hook
 

@@ -19,14 +19,14 @@ from service.api.deps import (
 )
 from service.api.job_stream import metric_record
 from service.api.responses import errors
-from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
-from service.api.stream_hub import StreamHub
+from service.api.stream_guard import StreamSlots, TokenRecheck
+from service.api.stream_hub import EventStream, StreamHub
 from service.artifacts import file_size, iter_file
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
 from service.store.checkpoints import get_checkpoint, list_checkpoints
-from service.store.db import read_transaction, transaction
+from service.store.db import read_transaction
 from service.store.jobs import get_visible_job
 from service.store.metrics import metrics_after
 
@@ -76,14 +76,19 @@ def get_events(
         if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQ):
             raise field_error(("header", "last-event-id"), "must be a metric seq", raw)
         after_seq = int(raw)
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
     slots: StreamSlots = request.app.state.stream_slots
     slots.acquire(principal.user_id, settings.max_streams_per_user)
     recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
     hub: StreamHub = request.app.state.stream_hub
-    stream = hub.watch(job_id, after_seq=after_seq, still_allowed=recheck)
-    return EventSourceResponse(holding_slot(stream, lambda: slots.release(principal.user_id)))
+    stream = hub.watch(
+        job_id,
+        after_seq=after_seq,
+        still_allowed=recheck,
+        on_end=lambda: slots.release(principal.user_id),
+    )
+    return EventStream(stream)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))

@@ -37,6 +37,7 @@ from service.store.jobs import (
     find_by_idempotency_key,
     get_visible_job,
     list_jobs,
+    replay,
     request_cancel,
 )
 from service.store.models import Job
@@ -111,22 +112,31 @@ def post_job(
         )
         if problems:
             raise spec_errors(problems, spec)
-        replay = idempotency_key is not None and find_by_idempotency_key(
-            session=session, owner_id=principal.user_id, idempotency_key=idempotency_key
+        existing = (
+            None
+            if idempotency_key is None
+            else find_by_idempotency_key(
+                session=session, owner_id=principal.user_id, idempotency_key=idempotency_key
+            )
         )
-        if not replay:  # a retry of an accepted submit is answered, whatever the quota
+        if existing is not None:  # a retry of an accepted submit is answered, whatever the quota
+            job, created = replay(existing, _request_sha256(spec)), False
+        else:
             cpus, gpus = gang_totals(resolved)
-            check_can_submit(
+            now = check_can_submit(
                 session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
                 cpus=cpus, gpus=gpus,
             )
-        job, created = enqueue(
-            session=session,
-            owner_id=principal.user_id,
-            spec=resolved,
-            idempotency_key=idempotency_key,
-            request_sha256=_request_sha256(spec),
-        )
+            job, created = enqueue(
+                session=session,
+                owner_id=principal.user_id,
+                spec=resolved,
+                idempotency_key=idempotency_key,
+                # Only a retry with the key compares it.
+                request_sha256=None if idempotency_key is None else _request_sha256(spec),
+                key_unused=True,
+                now=now,
+            )
         if created:
             record(
                 session=session, actor=principal, action="job.submitted",

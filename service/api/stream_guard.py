@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import QuotaExceeded
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.users import token_still_live
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ class TokenRecheck:
         self.checked_at = clock()
 
     def _live(self) -> bool:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             return token_still_live(session=session, token_id=self.token_id)
 
     async def __call__(self) -> bool:

@@ -1,6 +1,6 @@
 """Attempts: a dispatcher claims a job, holds its lease (heartbeat) and ends the
-attempt (finish, fail, acknowledge a cancel); the reaper ends attempts whose lease
-expired.
+attempt (finish, fail, acknowledge a cancel); the reaper (service.store.reaper,
+re-exported here) ends attempts whose lease expired.
 
 Every call after the claim presents the attempt's fencing token and raises
 StaleLease unless it is the job's current lease token: a dispatcher that lost its
@@ -23,9 +23,10 @@ from service.schemas.gang import GangMemory
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
+from service.store.claim import Claim
 from service.store.db import db_now
 from service.store.jobs import latest_event
-from service.store.lifecycle import Claim, lease_holder
+from service.store.lifecycle import lease_holder
 from service.store.models import (
     ACTIVE,
     Job,
@@ -35,6 +36,7 @@ from service.store.models import (
     json_safe,
     table_of,
 )
+from service.store.reaper import requeue_expired as requeue_expired
 
 
 @dataclass(frozen=True)
@@ -284,40 +286,6 @@ def _over_time_limit(
         return None
     ran = (now - row.started_at).total_seconds() / 3600
     return f"{TIME_LIMIT}: ran {ran:.2f} h, the owner's max_job_hours is {hours:g}"
-
-
-def requeue_expired(
-    *, session: Session, now: datetime | None = None, actor: str = "reaper"
-) -> list[int]:
-    """End every attempt whose lease expired (outcome 'lost'): running jobs go back to
-    queued, or to failed once they have used max_attempts; cancelling jobs become
-    cancelled. Returns the ids of the jobs it changed."""
-    now = now or db_now(session)
-    expired = session.scalars(
-        select(Job)
-        .where(Job.status.in_([s.value for s in ACTIVE]), Job.lease_expires_at < now)
-        .order_by(Job.id)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    ).all()
-    for job in expired:
-        attempts = f"{job.attempt} attempt{'s' if job.attempt != 1 else ''}"
-        if job.status == JobStatus.CANCELLING.value:
-            to, reason = JobStatus.CANCELLED, "lease expired while cancelling"
-        elif job.attempt >= job.max_attempts:
-            to, reason = JobStatus.FAILED, f"lease expired after {attempts}"
-        else:
-            to, reason = JobStatus.QUEUED, f"lease expired (after {attempts}); requeued"
-        lifecycle.transition(
-            session=session,
-            job=job,
-            to=to,
-            actor=actor,
-            reason=reason,
-            attempt_outcome="lost",
-            now=now,
-        )
-    return [job.id for job in expired]
 
 
 def _actor(job: Job) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from service.store.models import AuditEvent, json_safe, utcnow
+from service.store.models import AuditEvent, json_safe, table_of, utcnow
 from service.store.users import Principal
 
 
@@ -19,19 +19,20 @@ def record(
     action: str,
     target: str,
     detail: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """`actor` None: the server itself (bootstrap)."""
-    event = AuditEvent(
-        at=utcnow(),
-        actor_id=None if actor is None else actor.user_id,
-        actor="server" if actor is None else f"{actor.role}:{actor.name}",
-        action=action,
-        target=target,
-        detail=json_safe(detail or {}),
+) -> None:
+    """`actor` None: the server itself (bootstrap). One INSERT, no ORM object (a
+    submit writes one of these)."""
+    session.execute(
+        insert(table_of(AuditEvent)),
+        {
+            "at": utcnow(),
+            "actor_id": None if actor is None else actor.user_id,
+            "actor": "server" if actor is None else f"{actor.role}:{actor.name}",
+            "action": action,
+            "target": target,
+            "detail": json_safe(detail or {}),
+        },
     )
-    session.add(event)
-    session.flush()
-    return event
 
 
 def audit_page(*, session: Session, after_id: int | None, limit: int) -> list[AuditEvent]:

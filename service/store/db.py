@@ -3,6 +3,8 @@ PostgreSQL (psycopg 3)."""
 
 from __future__ import annotations
 
+import functools
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,13 +24,24 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(
-    url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs: Any
+    url: str,
+    *,
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    pool_size: int | None = None,
+    **kwargs: Any,
 ) -> Engine:
     """`sqlite_busy_timeout_ms`: how long a SQLite write waits for the lock before
-    "database is locked" (tests shorten it to make that outage quickly)."""
-    if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+    "database is locked" (tests shorten it to make that outage quickly).
+    `pool_size`: connections kept open (the server's: settings.db_pool_size). A pool
+    smaller than the requests in flight opens and closes a connection per request
+    beyond it, which costs PostgreSQL a backend process each time."""
     database = make_url(url).database
+    if pool_size is not None and database not in (None, "", ":memory:"):
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+    if not is_sqlite(url):
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        _ping_without_round_trip(engine)
+        return engine
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -61,6 +74,29 @@ def make_engine(
     return engine
 
 
+def _ping_without_round_trip(engine: Engine) -> None:
+    """pool_pre_ping, made cheap: its round trip on every checkout cost as much as a
+    statement (two per request). A pooled PostgreSQL connection that is idle has
+    nothing to read unless the server closed it (a restart or a terminated backend
+    sends an error, then closes the socket) or sent a notice; only then is the real
+    ping made, which fails for a dead connection so the pool opens a new one. A peer
+    that vanished without closing is not detected by either (the real ping would
+    hang as long as a statement)."""
+    dialect = engine.dialect
+    real_ping = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        try:
+            fd = dbapi_connection.pgconn.socket
+        except Exception:  # closed or broken: let the real ping report it
+            return real_ping(dbapi_connection)
+        poller = select.poll()  # not select(): descriptors above 1024 (many streams)
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return real_ping(dbapi_connection) if poller.poll(0) else True
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -72,12 +108,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@functools.lru_cache(maxsize=32)  # a few engines per process; tests make more
+def _read_only_bind(engine: Engine) -> Engine:
+    """`engine` for read_transaction (built once per engine: an option engine is not
+    free to make). On PostgreSQL it runs in autocommit: no BEGIN and COMMIT round
+    trips around the reads. That changes nothing a reader sees: under PostgreSQL's
+    READ COMMITTED (the default, and ours) every statement takes its own snapshot,
+    inside a transaction or not."""
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+    return engine.execution_options(**options)
+
+
 @contextmanager
 def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work that only reads: on SQLite it takes no write lock (a write in it
-    may fail with "database is locked"); on PostgreSQL the same as `transaction`."""
-    bind = factory.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
-    with factory(bind=bind) as session, session.begin():
+    may fail with "database is locked"); on PostgreSQL each statement commits on its
+    own (a write in it is not rolled back with the others)."""
+    with factory(bind=_read_only_bind(factory.kw["bind"])) as session, session.begin():
         yield session
 
 

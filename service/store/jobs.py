@@ -4,6 +4,8 @@ lifecycle.transition."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,6 +30,8 @@ def enqueue(
     idempotency_key: str | None = None,
     request_sha256: str | None = None,
     sweep_id: int | None = None,
+    key_unused: bool = False,
+    now: datetime | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job (row + 'queued' event; NOTIFY on PostgreSQL); returns (job, True).
     `sweep_id`: the sweep whose trial the job is (the sweep controller's submit).
@@ -35,13 +39,15 @@ def enqueue(
     With an idempotency key already used by this owner: the same request_sha256
     returns (the existing job unchanged, False) with no new row or event, a different
     one raises IdempotencyConflict. Concurrent first uses of one key are resolved the
-    same way."""
-    if idempotency_key is not None:
+    same way. `key_unused`: the caller has just looked the key up in this transaction
+    and found nothing (the look-up is not repeated). `now`: the database's clock, if
+    the caller has read it in this transaction (else the lifecycle reads it)."""
+    if idempotency_key is not None and not key_unused:
         existing = find_by_idempotency_key(
             session=session, owner_id=owner_id, idempotency_key=idempotency_key
         )
         if existing is not None:
-            return _replay(existing, request_sha256), False
+            return replay(existing, request_sha256), False
     cpus, gpus = gang_totals(spec)
     # Ray reserves this as each bundle's memory (service.schemas.gang); trials of a
     # sweep get it here too.
@@ -67,11 +73,13 @@ def enqueue(
     actor = f"user:{owner_id}" if sweep_id is None else f"sweep:{sweep_id}"
     if idempotency_key is None:
         return lifecycle.transition(
-            session=session, job=job, to=JobStatus.QUEUED, actor=actor
+            session=session, job=job, to=JobStatus.QUEUED, actor=actor, now=now
         ), True
     try:
         with session.begin_nested():
-            lifecycle.transition(session=session, job=job, to=JobStatus.QUEUED, actor=actor)
+            lifecycle.transition(
+                session=session, job=job, to=JobStatus.QUEUED, actor=actor, now=now
+            )
             return job, True
     except IntegrityError:
         # Another transaction used the key first (PostgreSQL waits for it to commit).
@@ -80,7 +88,7 @@ def enqueue(
         )
         if existing is None:
             raise
-        return _replay(existing, request_sha256), False
+        return replay(existing, request_sha256), False
 
 
 def find_by_idempotency_key(
@@ -91,7 +99,9 @@ def find_by_idempotency_key(
     ).one_or_none()
 
 
-def _replay(existing: Job, request_sha256: str | None) -> Job:
+def replay(existing: Job, request_sha256: str | None) -> Job:
+    """The job an earlier request with the same Idempotency-Key created, if this
+    request is the same (IdempotencyConflict if not)."""
     if existing.request_sha256 != request_sha256:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"

@@ -11,17 +11,18 @@ StaleLease, whatever happened since.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import overload
 
-from sqlalchemy import String, Update, bindparam, func, insert, inspect, select, text, update
+from sqlalchemy import insert, inspect, update
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
-from service.schemas.quota import QuotaDefaults
+
+# Claim and JOBS_CHANNEL are re-exported: callers name them as lifecycle's.
+from service.store.claim import Claim as Claim
+from service.store.claim import start_attempt
 from service.store.db import db_now
 from service.store.models import (
     ACTIVE,
@@ -30,13 +31,10 @@ from service.store.models import (
     JobAttempt,
     JobEvent,
     JobStatus,
-    UtcDateTime,
     table_of,
 )
-from service.store.queue_order import next_candidate
-
-# Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
-JOBS_CHANNEL = "lagtrain_jobs"
+from service.store.notify import FEED_CHANNEL, with_notify
+from service.store.notify import JOBS_CHANNEL as JOBS_CHANNEL
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
     # claim; cancel before start; unschedulable (gang larger than the cluster)
@@ -61,47 +59,6 @@ _ATTEMPT_OUTCOME: Mapping[JobStatus, str] = {
     JobStatus.CANCELLED: "cancelled",
     JobStatus.QUEUED: "requeued",
 }
-
-
-@dataclass(frozen=True)
-class Claim:
-    """`transition(job=Claim(...), to=running)`: start whichever queued job the queue
-    order picks for a dispatcher that sees these free resources."""
-
-    dispatcher_id: str
-    lease_seconds: float
-    free_cpus: float
-    free_gpus: float
-    # The server's quota defaults (settings) for users without their own; None: such
-    # users are not limited (store-level callers; dispatchers always pass settings').
-    quota_defaults: QuotaDefaults | None = None
-
-
-def _claim_statement() -> Update:
-    """The claim as ONE statement: queued -> running with a fresh lease, for the job
-    queue_order.next_candidate selects (SKIP LOCKED on PostgreSQL; on SQLite the
-    UPDATE ... WHERE id = (SELECT ...) RETURNING runs under BEGIN IMMEDIATE).
-    WHERE status = 'queued' enforces the edge in SQL."""
-    jobs = table_of(Job)
-    return (
-        update(jobs)
-        .where(jobs.c.id == next_candidate(), jobs.c.status == JobStatus.QUEUED.value)
-        .values(
-            status=JobStatus.RUNNING.value,
-            attempt=jobs.c.attempt + 1,
-            lease_token=bindparam("token", type_=String()),
-            lease_expires_at=bindparam("expires", type_=UtcDateTime()),
-            dispatcher_id=bindparam("dispatcher_id", type_=String()),
-            started_at=func.coalesce(
-                jobs.c.started_at, bindparam("claim_now", type_=UtcDateTime())
-            ),
-        )
-        .returning(*jobs.c)
-    )
-
-
-# Built once: composing this statement costs more than running it.
-_CLAIM = _claim_statement()
 
 
 @overload
@@ -153,14 +110,15 @@ def transition(
     InvalidTransition for a forbidden edge (every edge out of a terminal status).
     Leaving running/cancelling ends the open attempt (`attempt_outcome`, default by
     target) and drops the lease; a failure's `reason` becomes the job's error.
-    Entering queued NOTIFYs dispatchers (PostgreSQL, delivered at commit)."""
+    Entering queued NOTIFYs dispatchers, and any change but the submit the API's SSE feeds
+    (PostgreSQL, delivered at commit; in the event's INSERT)."""
     to = JobStatus(to)
     now = now or db_now(session)
     from_status: JobStatus | None
     if isinstance(job, Claim):
         if to is not JobStatus.RUNNING:
             raise InvalidTransition(f"a claim makes a job running, not {to}")
-        claimed = _start_attempt(session, job, now)
+        claimed = start_attempt(session, job, now)
         if claimed is None:
             return None
         job, from_status = claimed, JobStatus.QUEUED
@@ -176,8 +134,13 @@ def transition(
     else:
         from_status = _check_and_leave(session, job, to, reason, expect_token, attempt_outcome, now)
         job.status = to.value
+    channels = [JOBS_CHANNEL] if to is JobStatus.QUEUED else []
+    if from_status is not None:  # a new job has no watchers yet
+        channels.append(FEED_CHANNEL)
     session.execute(
-        insert(table_of(JobEvent)),
+        with_notify(
+            insert(table_of(JobEvent)), session=session, channels=channels, job_id=job.id
+        ),
         {
             "job_id": job.id,
             "at": now,
@@ -188,12 +151,6 @@ def transition(
             "reason": reason,
         },
     )
-    if to is JobStatus.QUEUED and session.get_bind().dialect.name == "postgresql":
-        # Delivered at commit, so a dispatcher never wakes for a job it cannot see yet.
-        session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": JOBS_CHANNEL, "payload": str(job.id)},
-        )
     session.flush()
     return job
 
@@ -204,7 +161,9 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
     to an older checkpoint. Fenced like every write of a lease holder."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     session.execute(
-        insert(table_of(JobEvent)),
+        with_notify(
+            insert(table_of(JobEvent)), session=session, channels=[FEED_CHANNEL], job_id=job.id
+        ),
         {
             "job_id": job.id,
             "at": db_now(session),
@@ -227,55 +186,6 @@ def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
         raise NotFound(f"job {job_id} not found")
     if job.lease_token is None or job.lease_token != token:
         raise StaleLease(f"job {job_id}: the lease token is not current (job is {job.status})")
-    return job
-
-
-def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
-    if defaults is None:
-        return {
-            "default_max_running_jobs": UNLIMITED,
-            "default_max_cpus": UNLIMITED,
-            "default_max_gpus": UNLIMITED,
-        }
-    return {
-        "default_max_running_jobs": defaults.max_running_jobs,
-        "default_max_cpus": defaults.max_cpus,
-        "default_max_gpus": defaults.max_gpus,
-    }
-
-
-UNLIMITED = 2**31 - 1
-
-
-def _start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
-    token = secrets.token_hex(16)
-    expires = now + timedelta(seconds=claim.lease_seconds)
-    job: Job | None = session.scalars(
-        select(Job).from_statement(_CLAIM),
-        {
-            "free_cpus": claim.free_cpus,
-            "free_gpus": claim.free_gpus,
-            **_quota_params(claim.quota_defaults),
-            "token": token,
-            "expires": expires,
-            "dispatcher_id": claim.dispatcher_id,
-            "claim_now": now,
-        },
-        execution_options={"populate_existing": True},
-    ).one_or_none()
-    if job is None:
-        return None
-    session.execute(
-        insert(table_of(JobAttempt)),
-        {
-            "job_id": job.id,
-            "number": job.attempt,
-            "fencing_token": token,
-            "dispatcher_id": claim.dispatcher_id,
-            "lease_expires_at": expires,
-            "started_at": now,
-        },
-    )
     return job
 
 

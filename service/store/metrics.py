@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.errors import SequenceGap, StaleLease
 from service.store.lifecycle import lease_holder
 from service.store.models import Metric, json_safe, utcnow
+from service.store.notify import notify_feed
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def append_metrics(
         job.last_seq = ordered[-1].seq
         # progress.round counts rounds completed (round is 0-based): 300/300 when done.
         job.progress_round = max(job.progress_round, max(r.round for r in ordered) + 1)
+        notify_feed(session=session, job_id=job_id)
     session.flush()
     return len(ordered)
 

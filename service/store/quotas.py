@@ -4,12 +4,26 @@ make a job wait, never refuse it."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import QuotaExceeded
 from service.schemas.quota import QUOTA_FIELDS, QuotaDefaults, QuotaIn, QuotaOut, UsageOut
-from service.store.models import ACTIVE, Checkpoint, Dataset, Job, JobStatus, User
+from service.store.models import (
+    ACTIVE,
+    Checkpoint,
+    Dataset,
+    Job,
+    JobStatus,
+    User,
+    UtcDateTime,
+    table_of,
+    utcnow,
+)
 
 
 def quota_in_force(user: User, defaults: QuotaDefaults) -> QuotaOut:
@@ -82,6 +96,68 @@ def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
     return out
 
 
+# What the submit-time checks need, as ONE statement (they run on every submit): the
+# user's own limits (NULL: the server's default), their queued jobs and their stored
+# bytes (uploads plus checkpoints). Built once.
+_JOBS = table_of(Job)
+_SUBMIT_STANDING = select(
+    User.max_queued_jobs,
+    User.max_storage_bytes,
+    User.max_cpus,
+    User.max_gpus,
+    select(func.count())
+    .select_from(_JOBS)
+    .where(_JOBS.c.owner_id == User.id, _JOBS.c.status == JobStatus.QUEUED.value)
+    .scalar_subquery()
+    .label("queued"),
+    select(func.coalesce(func.sum(Dataset.bytes), 0))
+    .where(Dataset.owner_id == User.id)
+    .scalar_subquery()
+    .label("uploads"),
+    select(func.coalesce(func.sum(Checkpoint.bytes), 0))
+    .join(_JOBS, _JOBS.c.id == Checkpoint.job_id)
+    .where(_JOBS.c.owner_id == User.id)
+    .scalar_subquery()
+    .label("checkpoints"),
+).where(User.id == bindparam("user_id"))
+# On PostgreSQL it also reads db_now's clock: the submit's timestamp, without a round
+# trip of its own.
+_SUBMIT_STANDING_PG = _SUBMIT_STANDING.add_columns(
+    func.clock_timestamp(type_=UtcDateTime()).label("clock")
+)
+
+
+@dataclass(frozen=True)
+class _Standing:
+    max_queued_jobs: int
+    max_storage_bytes: int
+    max_cpus: float
+    max_gpus: float
+    queued_jobs: int
+    storage_bytes: int
+    now: datetime  # the database's clock (db_now)
+
+
+def _standing(session: Session, user_id: int, defaults: QuotaDefaults) -> _Standing:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = _SUBMIT_STANDING_PG if postgres else _SUBMIT_STANDING
+    row = session.execute(query, {"user_id": user_id}).one()
+
+    def own(name: str) -> Any:
+        value = getattr(row, name)
+        return value if value is not None else getattr(defaults, name)
+
+    return _Standing(
+        max_queued_jobs=own("max_queued_jobs"),
+        max_storage_bytes=own("max_storage_bytes"),
+        max_cpus=own("max_cpus"),
+        max_gpus=own("max_gpus"),
+        queued_jobs=int(row.queued),
+        storage_bytes=int(row.uploads) + int(row.checkpoints),
+        now=row.clock if postgres else utcnow(),
+    )
+
+
 def check_can_submit(
     *,
     session: Session,
@@ -90,40 +166,38 @@ def check_can_submit(
     jobs: int = 1,
     cpus: float = 0.0,
     gpus: float = 0.0,
-) -> None:
+) -> datetime:
     """QuotaExceeded (429) unless the user may queue `jobs` more jobs whose gangs
     need `cpus`/`gpus` each: under max_queued_jobs, under max_storage_bytes, and no
-    gang larger than the CPU/GPU quota (such a job could never start)."""
-    user = session.get(User, user_id)
-    assert user is not None
-    quota = quota_in_force(user, defaults)
-    used = usage(session=session, user_ids=[user_id])[user_id]
-    if used.queued_jobs + jobs > quota.max_queued_jobs:
+    gang larger than the CPU/GPU quota (such a job could never start). One
+    statement, which also returns the database's clock (db_now) for the submit's
+    timestamp."""
+    st = _standing(session, user_id, defaults)
+    if st.queued_jobs + jobs > st.max_queued_jobs:
         raise QuotaExceeded(
-            f"max_queued_jobs: {used.queued_jobs} queued + {jobs} new exceeds the quota of "
-            f"{quota.max_queued_jobs}"
+            f"max_queued_jobs: {st.queued_jobs} queued + {jobs} new exceeds the quota of "
+            f"{st.max_queued_jobs}"
         )
-    check_storage(quota=quota, used=used, adding=0)
-    if cpus > quota.max_cpus:
+    _check_storage(st.storage_bytes, st.max_storage_bytes, adding=0)
+    if cpus > st.max_cpus:
         raise QuotaExceeded(
-            f"max_cpus: the gang needs {cpus:g} CPUs, the quota is {quota.max_cpus:g}"
+            f"max_cpus: the gang needs {cpus:g} CPUs, the quota is {st.max_cpus:g}"
         )
-    if gpus > quota.max_gpus:
+    if gpus > st.max_gpus:
         raise QuotaExceeded(
-            f"max_gpus: the gang needs {gpus:g} GPUs, the quota is {quota.max_gpus:g}"
+            f"max_gpus: the gang needs {gpus:g} GPUs, the quota is {st.max_gpus:g}"
         )
+    return st.now
 
 
-def check_storage(*, quota: QuotaOut, used: UsageOut, adding: int) -> None:
+def _check_storage(used: int, quota: int, *, adding: int) -> None:
     """QuotaExceeded unless storing `adding` more bytes keeps the user within
     max_storage_bytes (a submit adds 0 but is refused once the quota is full)."""
-    if used.storage_bytes + adding > quota.max_storage_bytes or (
-        adding == 0 and used.storage_bytes >= quota.max_storage_bytes > 0
-    ):
+    if used + adding > quota or (adding == 0 and used >= quota > 0):
         raise QuotaExceeded(
-            f"max_storage_bytes: {used.storage_bytes:,} bytes stored"
+            f"max_storage_bytes: {used:,} bytes stored"
             + (f" + {adding:,} new" if adding else "")
-            + f" exceeds the quota of {quota.max_storage_bytes:,}"
+            + f" exceeds the quota of {quota:,}"
         )
 
 
@@ -131,7 +205,5 @@ def check_upload_storage(
     *, session: Session, user_id: int, defaults: QuotaDefaults, adding: int
 ) -> None:
     """QuotaExceeded unless `adding` more stored bytes fit the user's storage quota."""
-    user = session.get(User, user_id)
-    assert user is not None
-    used = usage(session=session, user_ids=[user_id])[user_id]
-    check_storage(quota=quota_in_force(user, defaults), used=used, adding=adding)
+    st = _standing(session, user_id, defaults)
+    _check_storage(st.storage_bytes, st.max_storage_bytes, adding=adding)

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from service.api import job_feed
 from service.app import create_app
 from service.client import SseEvent, parse_sse
 from service.settings import Settings
@@ -117,3 +118,37 @@ def test_many_watchers_share_one_poller_and_each_gets_the_complete_series(
         assert statuses[-1] == "succeeded" and watcher.events[-1].event == "status"
         assert statuses[0] in {"queued", "running"}
     assert server.app.state.stream_hub.feeds() == 0  # the feed ended with the job
+
+
+@pytest.mark.timeout(120)
+def test_on_postgresql_the_feed_reads_when_the_store_notifies(
+    server: Server, clean_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With polling slowed to a minute, every record and the terminal status still
+    arrive within seconds: the store's NOTIFY (claim, metrics, finish) pokes the feed."""
+    if not server.api.settings.database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    monkeypatch.setattr(job_feed, "POLL_SECONDS", 60.0)
+    monkeypatch.setattr(job_feed, "NOTIFIED_POLL_SECONDS", 60.0)
+
+    async def scenario() -> Watcher:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            r = await client.post("/v1/jobs", json=SMALL_SPEC, headers=bearer(ADMIN_TOKEN))
+            assert r.status_code == 201, r.text
+            watcher = Watcher()
+            task = asyncio.create_task(watch(client, r.json()["id"], watcher))
+            await asyncio.wait_for(watcher.greeted.wait(), timeout=30)
+            hub = server.app.state.stream_hub
+            await asyncio.to_thread(
+                wait_until, hub._notified, timeout=30, what="the feed listener to connect"
+            )
+            claimed = await asyncio.to_thread(server.api.claim)
+            await asyncio.to_thread(server.api.append, claimed, range(1, 4))
+            await asyncio.to_thread(server.api.finish, claimed)
+            await asyncio.wait_for(task, timeout=15)  # far below the minute's poll
+            return watcher
+
+    watcher = asyncio.run(scenario())
+    assert [int(e.id or 0) for e in watcher.events if e.event == "metrics"] == [1, 2, 3]
+    assert watcher.events[-1].event == "status"
+    assert watcher.events[-1].data["status"] == "succeeded"

@@ -1,115 +1,26 @@
-"""ORM models: the store's tables. Migrations in migrations/versions mirror these
-exactly (a test compares them)."""
+"""The tables of users, tokens, jobs (attempts, events, metrics, checkpoints),
+datasets, the audit log and dispatchers."""
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
-    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# Integer primary keys that autoincrement on both SQLite (INTEGER) and PostgreSQL.
-IdType = BigInteger().with_variant(Integer(), "sqlite")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class JobStatus(StrEnum):
-    """The six statuses of a job (DESIGN §3): the domain of jobs.status, enforced by
-    its CHECK constraint. Which changes are allowed is service.store.lifecycle's."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-# Finished: these never change again (the lifecycle allows no edge out of them).
-TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-)
-# A dispatcher holds the job's lease (and an open attempt row) in these.
-ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with every NaN/inf float (at any depth of dicts and lists) made null:
-    PostgreSQL's json type rejects them, and a diverged run produces them. Every
-    measured value the store keeps in a JSON column (metric values, the run summary)
-    goes through here."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes on both backends. SQLite keeps naive text, so values are
-    converted to UTC on the way in (keeping text comparisons in SQL correct) and
-    marked UTC on the way out; naive input is refused rather than guessed."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UtcDateTime()}
-
-
-def table_of(model: type[Base]) -> Table:
-    """The model's Core table, typed as one (for single-statement UPDATE/INSERT)."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
+from service.store.models.base import Base, IdType, JobStatus
 
 
 class User(Base):
@@ -291,87 +202,3 @@ class Dispatcher(Base):
     started_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     resources: Mapped[dict[str, Any]]
-
-
-class SweepStatus(StrEnum):
-    """A sweep's statuses, as for jobs (DESIGN §11): queued until its first trial job
-    is submitted, cancelling until every trial job of a cancelled sweep has stopped."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class TrialState(StrEnum):
-    """Where a sweep trial stands. `pending`: its point is asked and stored, its job not
-    submitted yet; `running`: its job is submitted and not finished. The other four
-    are finished (they count against the budget and the sampler learns from them)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETE = "complete"
-    PRUNED = "pruned"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-def _in(values: type[StrEnum]) -> str:
-    return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
-
-
-class Sweep(Base):
-    __tablename__ = "sweeps"
-    __table_args__ = (
-        UniqueConstraint("owner_id", "idempotency_key", name="uq_sweeps_owner_idempotency_key"),
-        Index("ix_sweeps_owner_id_id", "owner_id", "id"),
-        Index("ix_sweeps_status", "status"),
-        CheckConstraint(f"status IN {_in(SweepStatus)}", name="status"),
-    )
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
-    spec: Mapped[dict[str, Any]]
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    request_sha256: Mapped[str | None] = mapped_column(String(64))
-    # Trial numbers of the best trial, or of the Pareto front (several objectives).
-    best: Mapped[list[int]] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
-    # The step lease: one controller at a time advances the sweep, and every write of
-    # a step presents step_token (fencing, as for a job's attempt).
-    step_token: Mapped[str | None] = mapped_column(String(64))
-    step_expires_at: Mapped[datetime | None]
-    controller_id: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-
-
-class SweepTrial(Base):
-    __tablename__ = "sweep_trials"
-    __table_args__ = (
-        UniqueConstraint("sweep_id", "number", name="uq_sweep_trials_sweep_id_number"),
-        CheckConstraint(f"state IN {_in(TrialState)}", name="state"),
-    )
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
-    number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16))
-    params: Mapped[dict[str, Any]]
-    job_id: Mapped[int | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
-    )
-    values: Mapped[list[float] | None] = mapped_column(JSON)
-    # The first objective at the job's evaluation rounds {round: value}, for pruning;
-    # metric_seq is the last metric record read into it.
-    intermediate: Mapped[dict[str, Any]]
-    metric_seq: Mapped[int] = mapped_column(Integer, default=0)
-    # Optuna's per-trial system attributes (successive halving keeps its rungs there).
-    system_attrs: Mapped[dict[str, Any]]
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]

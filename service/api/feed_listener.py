@@ -1,0 +1,76 @@
+"""PostgreSQL LISTEN for the SSE feeds: one connection per server process, on a
+thread, that pokes the feed of a watched job when the store NOTIFYs that the job has
+new metric records or a new status (service.store.notify.FEED_CHANNEL). A feed
+then reads the store at once instead of at its next poll.
+
+While the connection is down (or on SQLite, where there is none) `listening` is
+False and the feeds poll as before; after each (re)connect every feed is poked once,
+since a notification may have gone by unheard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from service.store.notify import FEED_CHANNEL
+
+log = logging.getLogger(__name__)
+
+# How long one wait for notifications lasts: the thread sees a stop within this.
+WAIT_SLICE_SECONDS = 0.5
+RECONNECT_SECONDS = 1.0
+
+
+class FeedListener:
+    def __init__(
+        self,
+        database_url: str,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        poke: Callable[[int], None],
+        poke_all: Callable[[], None],
+        watched: Callable[[int], bool],
+    ) -> None:
+        """`poke(job_id)` and `poke_all()` run on `loop`; `watched(job_id)` is asked
+        on the listening thread (a dict look-up) so that other jobs' notifications
+        never reach the loop."""
+        url = make_url(database_url).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._loop = loop
+        self._poke, self._poke_all, self._watched = poke, poke_all, watched
+        self._stop = threading.Event()
+        self.listening = False
+        self._thread = threading.Thread(target=self._run, name="sse-feed-listen", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=WAIT_SLICE_SECONDS + 2.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception:  # the database went away: poll until it is back
+                if self.listening:
+                    log.warning("SSE feeds: LISTEN connection lost; polling until it is back")
+                self.listening = False
+                self._stop.wait(RECONNECT_SECONDS)
+        self.listening = False
+
+    def _listen(self) -> None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            conn.execute(f"LISTEN {FEED_CHANNEL}")
+            self.listening = True
+            self._loop.call_soon_threadsafe(self._poke_all)
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=WAIT_SLICE_SECONDS):
+                    job_id = int(note.payload)
+                    if self._watched(job_id):
+                        self._loop.call_soon_threadsafe(self._poke, job_id)
