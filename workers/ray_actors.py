@@ -1,8 +1,11 @@
 """What runs inside a job's Ray actors: plain classes that wrap the training core's
 Replica and Coordinator (Ray wraps them at the edge, in workers.ray_job). The spec and
-the rule arrive as the objects the dispatcher resolved (pickled, not re-read), and
-vectors cross between actors as numpy arrays; the round loop is the reference runner's
-(workers.training.loop), so the Ray path reproduces its trajectory.
+the rule arrive as the objects the dispatcher resolved (pickled, not re-read). Each
+round the driver calls the planned replicas over Ray (round, RHS) and sends them the
+parameters over the gang's gloo group (workers.dataplane); a replica's reply comes back
+as the call's small return value and its upload, if any, over the group. The round
+loop is the reference runner's (workers.training.loop), so the Ray path reproduces
+its trajectory.
 """
 
 from __future__ import annotations
@@ -11,21 +14,30 @@ import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import ray
 import torch
 
 from service.artifacts import local_path, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
+from workers.dataplane import (
+    PARAMS_TAG,
+    TIMEOUT_S,
+    UPLOAD_TAG,
+    GangGroup,
+    Rendezvous,
+    RendezvousHost,
+    WireArray,
+)
 from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
 from workers.training.loop import RoundDone, run_rounds
+from workers.training.models import parameter_count
 from workers.training.replica import Replica, ReplicaReply
 from workers.training.tasks.base import DatasetResolver, Task
 
@@ -48,6 +60,15 @@ class CheckpointEvent:
 
 
 JobEvent = RecordEvent | CheckpointEvent
+
+
+@dataclass(frozen=True)
+class StepReply:
+    """A replica's round as its Ray call returns it: the reply without its upload,
+    and the upload's shape when one follows over the gang's group (None: a skip)."""
+
+    reply: ReplicaReply
+    upload: WireArray | None
 
 
 def _local_copy(uri: str) -> Path:
@@ -110,9 +131,38 @@ class ReplicaHost:
             task=task,
             rule=rule,
         )
+        self.group: GangGroup | None = None
+        self._params = torch.empty(0)
 
-    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
-        return self.replica.step(round_, params, rhs)
+    def join_group(self, rendezvous: Rendezvous, timeout_s: float) -> None:
+        """Join the job's gloo group as rank + 1 (blocks until every member joined)."""
+        self.group = GangGroup(rendezvous, self.replica.rank + 1, timeout_s=timeout_s)
+        # The parameters arrive in the coordinator's dtype, which is this replica's.
+        self._params = torch.empty(parameter_count(self.replica.model), dtype=self.replica.dtype)
+
+    def step(self, round_: int, rhs: float) -> StepReply:
+        """Receive θ over the group, run the round, post the upload (if any) back to
+        the driver and return the rest; the send completes while the driver reads."""
+        group = self._group()
+        group.wait_sends()  # last round's upload, long since received
+        group.recv_into(self._params, 0, PARAMS_TAG).wait()
+        reply = self.replica.step(round_, self._params.numpy(), rhs)
+        if reply.upload is None:
+            return StepReply(reply, None)
+        wire = group.send_array(reply.upload, 0, UPLOAD_TAG)
+        return StepReply(replace(reply, upload=None), wire)
+
+    def close_group(self) -> None:
+        if self.group is not None:
+            self.group.close()
+
+    def dataplane_stats(self) -> dict[str, int]:
+        return self._group().stats()
+
+    def _group(self) -> GangGroup:
+        if self.group is None:
+            raise RuntimeError("this replica has not joined its job's group")
+        return self.group
 
     def describe(self) -> dict[str, Any]:
         """Where this replica computes: its model's device and torch's thread count."""
@@ -146,6 +196,7 @@ class JobDriver:
         datasets: Mapping[str, str],
         threads: int,
         task: Task | None = None,
+        dataplane_timeout_s: float = TIMEOUT_S,
     ) -> None:
         torch.set_num_threads(threads)
         self.spec = spec
@@ -165,6 +216,29 @@ class JobDriver:
             raise ValueError(
                 f"{len(replicas)} replica actors for {self.coordinator.workers} workers"
             )
+        self.dataplane_timeout_s = dataplane_timeout_s
+        self.group: GangGroup | None = None
+
+    def _connect(self) -> GangGroup:
+        """Build the job's gloo group: this driver hosts the rendezvous and joins as
+        rank 0 while every replica joins (each join blocks until all have)."""
+        # The replicas' construction first, unbounded as before the group existed
+        # (it may load a large dataset); its errors surface here as Ray errors.
+        ray.get([r.describe.remote() for r in self.replicas])
+        timeout = self.dataplane_timeout_s
+        host = RendezvousHost(len(self.replicas) + 1, timeout_s=timeout)
+        joins = [r.join_group.remote(host.rendezvous, timeout) for r in self.replicas]
+        self.group = GangGroup(host.rendezvous, 0, timeout_s=timeout, store=host.store)
+        ray.get(joins)
+        return self.group
+
+    def dataplane_stats(self) -> dict[str, int]:
+        return self._group().stats()
+
+    def _group(self) -> GangGroup:
+        if self.group is None:
+            raise RuntimeError("the driver has not joined its job's group")
+        return self.group
 
     def resume(self, uri: str, sha256: str) -> int:
         """Load the checkpoint at `uri` after verifying its sha256; returns next round."""
@@ -178,13 +252,20 @@ class JobDriver:
         return restore(checkpoint, self.coordinator, load)
 
     def run(self) -> Iterator[JobEvent]:
+        group = self._connect()
+
         def step(plan: Any) -> list[ReplicaReply]:
-            params = ray.put(plan.params)
-            calls = [
-                self.replicas[rank].step.remote(plan.round, params, plan.rhs) for rank in plan.ranks
-            ]
-            replies: list[ReplicaReply] = ray.get(calls)
-            return replies
+            calls = [self.replicas[rank].step.remote(plan.round, plan.rhs) for rank in plan.ranks]
+            params = torch.from_numpy(plan.params)
+            for rank in plan.ranks:
+                group.send(params, rank + 1, PARAMS_TAG)
+            # A replica that died surfaces here, as a Ray error, before any receive.
+            heads: list[StepReply] = ray.get(calls)
+            group.wait_sends()
+            uploads = group.recv_arrays(
+                {h.reply.rank + 1: h.upload for h in heads if h.upload is not None}, UPLOAD_TAG
+            )
+            return [replace(h.reply, upload=uploads.get(h.reply.rank + 1)) for h in heads]
 
         def states() -> list[dict[str, Any]]:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
@@ -198,6 +279,9 @@ class JobDriver:
             # Stopped early (a draining worker): checkpoint the last finished round, so
             # the next attempt re-trains nothing.
             yield self._write_checkpoint(last.round, assemble(self.coordinator, states()))
+        # A clean end: every member leaves the group, so a pooled actor keeps none.
+        ray.get([r.close_group.remote() for r in self.replicas])
+        group.close()
 
     def request_stop(self) -> None:
         """End `run` after the round in progress, with a checkpoint of it. Runs on the
@@ -211,4 +295,3 @@ class JobDriver:
         uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
-
