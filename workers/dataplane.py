@@ -2,11 +2,12 @@
 Train does (Ray places and supervises the actors, torch moves the tensors). The
 driver is rank 0 and hosts the rendezvous store; replica r is rank r + 1.
 
-Only vectors travel here: the parameters from the driver to each replica it calls,
-and each upload (its rule's wire form, as raw bytes) from a replica to the driver.
-A skip sends nothing. Control (round, RHS, the small part of a reply) stays on Ray
-calls, so a dead actor still surfaces as a Ray error where the driver waits for its
-reply; every wait on the group is bounded by the group's timeout as well.
+Per round nothing goes through Ray: the driver sends each replica it calls a small
+control message (round, RHS) and the parameters; the replica answers with its reply
+(loss, lhs, counters, and the upload's shape) and then the upload itself, as raw
+bytes. A skip sends the reply and no upload. Each replica runs its side of the rounds
+in one long Ray call (`serve`), which is what Ray supervises: a replica that dies
+ends that call with a Ray error, which the driver raises (workers.ray_actors).
 
 The group is an object of the job's role, not torch's process-global default group,
 so a pooled warm actor (workers.warm_pool) that served one job keeps nothing of it:
@@ -16,6 +17,7 @@ new group on a new store.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,11 +30,18 @@ import torch.distributed
 TCPStore: Any = getattr(torch.distributed, "TCPStore")  # noqa: B009
 ProcessGroupGloo: Any = getattr(torch.distributed, "ProcessGroupGloo")  # noqa: B009
 
-# The longest any operation on the group may wait (init included): long enough for a
-# slow actor to start its step, short enough that a lost peer ends the job.
+# The longest an exchange that should be immediate may wait (init included): long
+# enough for a slow actor under load, short enough that a lost peer ends the job.
 TIMEOUT_S = 120.0
-PARAMS_TAG = 1
-UPLOAD_TAG = 2
+# Waits that last as long as a round's compute, or the driver's evaluation and
+# checkpoint between rounds: not bounded by the group (a dead peer's closed socket,
+# or Ray's verdict on its actor, ends them instead).
+UNBOUNDED = timedelta(days=7)
+CONTROL_TAG = 1
+PARAMS_TAG = 2
+UPLOAD_TAG = 3
+# A control message: 4 bytes of length, then a pickle (a few hundred bytes).
+CONTROL_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,24 @@ def node_ip() -> str:
     return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
 
 
+def encode(message: Any) -> torch.Tensor:
+    """A control message as a fixed-size byte tensor (gloo receives known sizes)."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) > CONTROL_BYTES - 4:
+        raise ValueError(f"control message of {len(data)} bytes (at most {CONTROL_BYTES - 4})")
+    buffer = torch.zeros(CONTROL_BYTES, dtype=torch.uint8)
+    raw = buffer.numpy()
+    raw[:4] = np.frombuffer(len(data).to_bytes(4, "little"), dtype=np.uint8)
+    raw[4 : 4 + len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return buffer
+
+
+def decode(buffer: torch.Tensor) -> Any:
+    raw = buffer.numpy()
+    size = int.from_bytes(raw[:4].tobytes(), "little")
+    return pickle.loads(raw[4 : 4 + size].tobytes())  # from this job's own gang
+
+
 class RendezvousHost:
     """The rendezvous store, in the driver's process for the job's lifetime."""
 
@@ -81,8 +108,9 @@ class RendezvousHost:
 
 
 class GangGroup:
-    """This process's member of a job's gloo group, with a count of the bytes it
-    sent and received over it (tests hold the rule's `bytes_up` accounting to it)."""
+    """This process's member of a job's gloo group. It counts what it sent and
+    received: vectors (`bytes_*`, `sends`: tests hold the rule's `bytes_up`
+    accounting to them) apart from control messages (`control_bytes_*`)."""
 
     def __init__(
         self,
@@ -103,52 +131,55 @@ class GangGroup:
         # a gang spread over nodes connects over the network Ray itself uses.
         options._devices = [ProcessGroupGloo.create_device(hostname=node_ip())]
         self.group: Any = ProcessGroupGloo(self.store, rank, rendezvous.size, options)
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.sends = 0
+        self.counts = dict.fromkeys(
+            (
+                "bytes_sent",
+                "bytes_received",
+                "sends",
+                "control_bytes_sent",
+                "control_bytes_received",
+            ),
+            0,
+        )
         self._pending: list[tuple[Any, torch.Tensor]] = []
 
     def send(self, tensor: torch.Tensor, dst: int, tag: int) -> None:
-        """Post a send of `tensor` (kept alive until `wait_sends`)."""
+        """Post a send of `tensor` (kept alive until its work is waited for)."""
         tensor = tensor.contiguous()
         self._pending.append((self.group.send([tensor], dst, tag), tensor))
-        self.bytes_sent += tensor.numel() * tensor.element_size()
-        self.sends += 1
+        size = tensor.numel() * tensor.element_size()
+        if tag == CONTROL_TAG:
+            self.counts["control_bytes_sent"] += size
+        else:
+            self.counts["bytes_sent"] += size
+            self.counts["sends"] += 1
 
-    def send_array(self, array: np.ndarray, dst: int, tag: int) -> WireArray:
-        wire = WireArray.of(array)
+    def send_message(self, message: Any, dst: int) -> None:
+        self.send(encode(message), dst, CONTROL_TAG)
+
+    def send_array(self, array: np.ndarray, dst: int, tag: int) -> None:
         raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
         self.send(torch.from_numpy(raw), dst, tag)
-        return wire
+
+    def take_sends(self) -> list[Any]:
+        """The works of the sends posted since the last call (a gloo send's work
+        holds its tensor until it completes)."""
+        pending, self._pending = self._pending, []
+        return [work for work, _tensor in pending]
 
     def wait_sends(self) -> None:
-        pending, self._pending = self._pending, []
-        for work, _tensor in pending:
+        for work in self.take_sends():
             work.wait()
 
-    def recv_into(self, tensor: torch.Tensor, src: int, tag: int) -> Any:
+    def recv(self, tensor: torch.Tensor, src: int, tag: int) -> Any:
         """Post a receive into `tensor`; returns the work to wait on."""
         work = self.group.recv([tensor], src, tag)
-        self.bytes_received += tensor.numel() * tensor.element_size()
+        size = tensor.numel() * tensor.element_size()
+        self.counts["control_bytes_received" if tag == CONTROL_TAG else "bytes_received"] += size
         return work
 
-    def recv_arrays(self, wires: dict[int, WireArray], tag: int) -> dict[int, np.ndarray]:
-        """One array from each source rank, received concurrently."""
-        buffers = {src: torch.empty(wire.nbytes, dtype=torch.uint8) for src, wire in wires.items()}
-        works = [self.recv_into(buffer, src, tag) for src, buffer in buffers.items()]
-        for work in works:
-            work.wait()
-        return {
-            src: buffers[src].numpy().view(np.dtype(wire.dtype)).reshape(wire.shape)
-            for src, wire in wires.items()
-        }
-
     def stats(self) -> dict[str, int]:
-        return {
-            "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-            "sends": self.sends,
-        }
+        return dict(self.counts)
 
     def close(self) -> None:
         """Wait for this member's pending sends, then shut its group down."""

@@ -1,11 +1,9 @@
 """What runs inside a job's Ray actors: plain classes that wrap the training core's
 Replica and Coordinator (Ray wraps them at the edge, in workers.ray_job). The spec and
-the rule arrive as the objects the dispatcher resolved (pickled, not re-read). Each
-round the driver calls the planned replicas over Ray (round, RHS) and sends them the
-parameters over the gang's gloo group (workers.dataplane); a replica's reply comes back
-as the call's small return value and its upload, if any, over the group. The round
-loop is the reference runner's (workers.training.loop), so the Ray path reproduces
-its trajectory.
+the rule arrive as the objects the dispatcher resolved (pickled, not re-read). Ray
+places and supervises the actors; a round's messages and vectors move over the
+gang's gloo group (workers.dataplane, workers.round_exchange). The round loop is the
+reference runner's (workers.training.loop), so the Ray path reproduces its trajectory.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import hashlib
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +23,13 @@ import torch
 from service.artifacts import local_path, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
-from workers.dataplane import (
-    PARAMS_TAG,
-    TIMEOUT_S,
-    UPLOAD_TAG,
-    GangGroup,
-    Rendezvous,
-    RendezvousHost,
-    WireArray,
-)
+from workers.dataplane import TIMEOUT_S, GangGroup, Rendezvous, RendezvousHost
+from workers.round_exchange import DriverExchange, serve_rounds
 from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
 from workers.training.loop import RoundDone, run_rounds
 from workers.training.models import parameter_count
-from workers.training.replica import Replica, ReplicaReply
+from workers.training.replica import Replica
 from workers.training.tasks.base import DatasetResolver, Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -60,15 +51,6 @@ class CheckpointEvent:
 
 
 JobEvent = RecordEvent | CheckpointEvent
-
-
-@dataclass(frozen=True)
-class StepReply:
-    """A replica's round as its Ray call returns it: the reply without its upload,
-    and the upload's shape when one follows over the gang's group (None: a skip)."""
-
-    reply: ReplicaReply
-    upload: WireArray | None
 
 
 def _local_copy(uri: str) -> Path:
@@ -140,21 +122,14 @@ class ReplicaHost:
         # The parameters arrive in the coordinator's dtype, which is this replica's.
         self._params = torch.empty(parameter_count(self.replica.model), dtype=self.replica.dtype)
 
-    def step(self, round_: int, rhs: float) -> StepReply:
-        """Receive θ over the group, run the round, post the upload (if any) back to
-        the driver and return the rest; the send completes while the driver reads."""
+    def serve(self) -> int:
+        """This replica's side of the job's rounds (workers.round_exchange) until the
+        driver ends them, then it leaves the group; returns the rounds it ran. Runs
+        for the whole job, so the actor takes a second call (state_dict) meanwhile."""
         group = self._group()
-        group.wait_sends()  # last round's upload, long since received
-        group.recv_into(self._params, 0, PARAMS_TAG).wait()
-        reply = self.replica.step(round_, self._params.numpy(), rhs)
-        if reply.upload is None:
-            return StepReply(reply, None)
-        wire = group.send_array(reply.upload, 0, UPLOAD_TAG)
-        return StepReply(replace(reply, upload=None), wire)
-
-    def close_group(self) -> None:
-        if self.group is not None:
-            self.group.close()
+        served = serve_rounds(group, self.replica, self._params)
+        group.close()
+        return served
 
     def dataplane_stats(self) -> dict[str, int]:
         return self._group().stats()
@@ -252,26 +227,14 @@ class JobDriver:
         return restore(checkpoint, self.coordinator, load)
 
     def run(self) -> Iterator[JobEvent]:
-        group = self._connect()
-
-        def step(plan: Any) -> list[ReplicaReply]:
-            calls = [self.replicas[rank].step.remote(plan.round, plan.rhs) for rank in plan.ranks]
-            params = torch.from_numpy(plan.params)
-            for rank in plan.ranks:
-                group.send(params, rank + 1, PARAMS_TAG)
-            # A replica that died surfaces here, as a Ray error, before any receive.
-            heads: list[StepReply] = ray.get(calls)
-            group.wait_sends()
-            uploads = group.recv_arrays(
-                {h.reply.rank + 1: h.upload for h in heads if h.upload is not None}, UPLOAD_TAG
-            )
-            return [replace(h.reply, upload=uploads.get(h.reply.rank + 1)) for h in heads]
+        exchange = DriverExchange(self._connect(), self.replicas)
 
         def states() -> list[dict[str, Any]]:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
 
         last: RoundDone | None = None
-        for last in run_rounds(self.coordinator, step, states, should_stop=self._stop.is_set):
+        rounds = run_rounds(self.coordinator, exchange.step, states, should_stop=self._stop.is_set)
+        for last in rounds:
             yield RecordEvent(last.round, last.values, last.uploaded)
             if last.checkpoint is not None:
                 yield self._write_checkpoint(last.round, last.checkpoint)
@@ -279,9 +242,7 @@ class JobDriver:
             # Stopped early (a draining worker): checkpoint the last finished round, so
             # the next attempt re-trains nothing.
             yield self._write_checkpoint(last.round, assemble(self.coordinator, states()))
-        # A clean end: every member leaves the group, so a pooled actor keeps none.
-        ray.get([r.close_group.remote() for r in self.replicas])
-        group.close()
+        exchange.finish()  # a clean end: every member leaves the group
 
     def request_stop(self) -> None:
         """End `run` after the round in progress, with a checkpoint of it. Runs on the

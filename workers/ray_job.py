@@ -122,6 +122,7 @@ class RayJob:
             self.actors.append(
                 replica_cls.options(
                     name=f"{self.actor_prefix}-replica{rank}",
+                    max_concurrency=2,  # state_dict() while serve() runs the rounds
                     num_cpus=bundle["CPU"],
                     num_gpus=bundle.get("GPU", 0.0),
                     scheduling_strategy=PlacementGroupSchedulingStrategy(

@@ -18,7 +18,6 @@ from workers.ray_actors import (
     JobDriver,
     JobEvent,
     ReplicaHost,
-    StepReply,
     dataset_resolver,
 )
 from workers.training.precision import storage_dtype
@@ -124,11 +123,8 @@ class WarmHost:
     def join_group(self, rendezvous: Rendezvous, timeout_s: float) -> None:
         self._replica().join_group(rendezvous, timeout_s)
 
-    def step(self, round_: int, rhs: float) -> StepReply:
-        return self._replica().step(round_, rhs)
-
-    def close_group(self) -> None:
-        self._replica().close_group()
+    def serve(self) -> int:
+        return self._replica().serve()
 
     def dataplane_stats(self) -> dict[str, int]:
         return self._role().dataplane_stats()
