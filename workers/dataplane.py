@@ -2,12 +2,13 @@
 Train does (Ray places and supervises the actors, torch moves the tensors). The
 driver is rank 0 and hosts the rendezvous store; replica r is rank r + 1.
 
-Per round nothing goes through Ray: the driver sends each replica it calls a small
-control message (round, RHS) and the parameters; the replica answers with its reply
-(loss, lhs, counters, and the upload's shape) and then the upload itself, as raw
-bytes. A skip sends the reply and no upload. Each replica runs its side of the rounds
-in one long Ray call (`serve`), which is what Ray supervises: a replica that dies
-ends that call with a Ray error, which the driver raises (workers.ray_actors).
+Per round nothing goes through Ray: the driver sends each replica it calls one
+message, a small control part (round, RHS) followed by θ; the replica answers with
+one message, its reply (loss, lhs, counters, the upload's shape) followed by the
+upload as raw bytes. A skip's answer is the control part alone. Each replica runs
+its side of the rounds in one long Ray call (`serve`), which is what Ray supervises:
+a replica that dies ends that call with a Ray error, which the driver raises
+(workers.round_exchange).
 
 The group is an object of the job's role, not torch's process-global default group,
 so a pooled warm actor (workers.warm_pool) that served one job keeps nothing of it:
@@ -37,10 +38,10 @@ TIMEOUT_S = 120.0
 # checkpoint between rounds: not bounded by the group (a dead peer's closed socket,
 # or Ray's verdict on its actor, ends them instead).
 UNBOUNDED = timedelta(days=7)
-CONTROL_TAG = 1
-PARAMS_TAG = 2
-UPLOAD_TAG = 3
-# A control message: 4 bytes of length, then a pickle (a few hundred bytes).
+TAG = 1
+# A message's control part: 4 bytes of length, a pickle (a few hundred bytes), zero
+# padding; the vector's bytes follow. A receive may be larger than what arrives
+# (gloo fills a prefix), so one buffer of the largest size takes any message.
 CONTROL_BYTES = 1024
 
 
@@ -73,22 +74,33 @@ def node_ip() -> str:
     return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
 
 
-def encode(message: Any) -> torch.Tensor:
-    """A control message as a fixed-size byte tensor (gloo receives known sizes)."""
+def encode(message: Any, vector: np.ndarray | None = None) -> torch.Tensor:
+    """One message: the pickled control part, then `vector`'s bytes if given."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     if len(data) > CONTROL_BYTES - 4:
         raise ValueError(f"control message of {len(data)} bytes (at most {CONTROL_BYTES - 4})")
-    buffer = torch.zeros(CONTROL_BYTES, dtype=torch.uint8)
+    extra = 0 if vector is None else vector.nbytes
+    buffer = torch.empty(CONTROL_BYTES + extra, dtype=torch.uint8)
     raw = buffer.numpy()
     raw[:4] = np.frombuffer(len(data).to_bytes(4, "little"), dtype=np.uint8)
     raw[4 : 4 + len(data)] = np.frombuffer(data, dtype=np.uint8)
+    raw[4 + len(data) : CONTROL_BYTES] = 0
+    if vector is not None:
+        raw[CONTROL_BYTES:] = np.ascontiguousarray(vector).reshape(-1).view(np.uint8)
     return buffer
 
 
 def decode(buffer: torch.Tensor) -> Any:
+    """The control part of a message."""
     raw = buffer.numpy()
     size = int.from_bytes(raw[:4].tobytes(), "little")
     return pickle.loads(raw[4 : 4 + size].tobytes())  # from this job's own gang
+
+
+def vector_of(buffer: torch.Tensor, wire: WireArray) -> np.ndarray:
+    """The vector after a message's control part (a view of `buffer`)."""
+    raw = buffer.numpy()[CONTROL_BYTES : CONTROL_BYTES + wire.nbytes]
+    return raw.view(np.dtype(wire.dtype)).reshape(wire.shape)
 
 
 class RendezvousHost:
@@ -141,42 +153,37 @@ class GangGroup:
             ),
             0,
         )
-        self._pending: list[tuple[Any, torch.Tensor]] = []
+        self._pending: list[Any] = []
 
-    def send(self, tensor: torch.Tensor, dst: int, tag: int) -> None:
-        """Post a send of `tensor` (kept alive until its work is waited for)."""
-        tensor = tensor.contiguous()
-        self._pending.append((self.group.send([tensor], dst, tag), tensor))
-        size = tensor.numel() * tensor.element_size()
-        if tag == CONTROL_TAG:
-            self.counts["control_bytes_sent"] += size
-        else:
-            self.counts["bytes_sent"] += size
+    def send(self, message: torch.Tensor, dst: int, *, vector_bytes: int = 0) -> None:
+        """Post a send of an encoded message (`vector_bytes` of it are the vector)."""
+        self._pending.append(self.group.send([message], dst, TAG))
+        self.counted(sent=(message.numel(), vector_bytes))
+
+    def recv(self, buffer: torch.Tensor, src: int) -> Any:
+        """Post a receive of one message into `buffer` (at least its size); returns
+        the work to wait on. Count it with `counted` once its size is known."""
+        return self.group.recv([buffer], src, TAG)
+
+    def counted(
+        self, *, sent: tuple[int, int] = (0, 0), received: tuple[int, int] = (0, 0)
+    ) -> None:
+        """Count (message bytes, of which vector bytes) sent and received."""
+        for direction, (total, vector) in (("sent", sent), ("received", received)):
+            self.counts[f"control_bytes_{direction}"] += total - vector
+            self.counts[f"bytes_{direction}"] += vector
+        if sent[1]:
             self.counts["sends"] += 1
-
-    def send_message(self, message: Any, dst: int) -> None:
-        self.send(encode(message), dst, CONTROL_TAG)
-
-    def send_array(self, array: np.ndarray, dst: int, tag: int) -> None:
-        raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-        self.send(torch.from_numpy(raw), dst, tag)
 
     def take_sends(self) -> list[Any]:
         """The works of the sends posted since the last call (a gloo send's work
         holds its tensor until it completes)."""
         pending, self._pending = self._pending, []
-        return [work for work, _tensor in pending]
+        return pending
 
     def wait_sends(self) -> None:
         for work in self.take_sends():
             work.wait()
-
-    def recv(self, tensor: torch.Tensor, src: int, tag: int) -> Any:
-        """Post a receive into `tensor`; returns the work to wait on."""
-        work = self.group.recv([tensor], src, tag)
-        size = tensor.numel() * tensor.element_size()
-        self.counts["control_bytes_received" if tag == CONTROL_TAG else "bytes_received"] += size
-        return work
 
     def stats(self) -> dict[str, int]:
         return dict(self.counts)

@@ -24,7 +24,7 @@ from service.artifacts import local_path, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
 from workers.dataplane import TIMEOUT_S, GangGroup, Rendezvous, RendezvousHost
-from workers.round_exchange import DriverExchange, serve_rounds
+from workers.round_exchange import DriverExchange, largest_upload, serve_rounds
 from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
 from workers.training.loop import RoundDone, run_rounds
@@ -114,20 +114,18 @@ class ReplicaHost:
             rule=rule,
         )
         self.group: GangGroup | None = None
-        self._params = torch.empty(0)
 
     def join_group(self, rendezvous: Rendezvous, timeout_s: float) -> None:
         """Join the job's gloo group as rank + 1 (blocks until every member joined)."""
         self.group = GangGroup(rendezvous, self.replica.rank + 1, timeout_s=timeout_s)
-        # The parameters arrive in the coordinator's dtype, which is this replica's.
-        self._params = torch.empty(parameter_count(self.replica.model), dtype=self.replica.dtype)
 
     def serve(self) -> int:
         """This replica's side of the job's rounds (workers.round_exchange) until the
         driver ends them, then it leaves the group; returns the rounds it ran. Runs
         for the whole job, so the actor takes a second call (state_dict) meanwhile."""
         group = self._group()
-        served = serve_rounds(group, self.replica, self._params)
+        size = parameter_count(self.replica.model)
+        served = serve_rounds(group, self.replica, size, self.replica.dtype)
         group.close()
         return served
 
@@ -227,7 +225,8 @@ class JobDriver:
         return restore(checkpoint, self.coordinator, load)
 
     def run(self) -> Iterator[JobEvent]:
-        exchange = DriverExchange(self._connect(), self.replicas)
+        size = self.coordinator.params.numel()
+        exchange = DriverExchange(self._connect(), self.replicas, largest=largest_upload(size))
 
         def states() -> list[dict[str, Any]]:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))

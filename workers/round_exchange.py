@@ -2,10 +2,10 @@
 loop (`serve_rounds`, inside one long Ray call per job) and the driver's side
 (`DriverExchange`), which Ray supervises.
 
-Per round, for each replica the coordinator calls: driver -> replica a control
-message (round, RHS) and θ; replica -> driver a StepReply (its reply without the
-vector, and the upload's shape or None), then the upload if there is one. A replica
-that is not called, or that skips, sends no vector. Every wait on the group happens
+Per round, for each replica the coordinator calls, one message each way: driver ->
+replica (round, RHS) and θ; replica -> driver a StepReply (its reply without the
+vector, and the upload's shape or None) and the upload if there is one. A replica
+that is not called receives nothing; one that skips sends no vector. Every wait on the group happens
 in a helper thread while the driver watches the replicas' `serve` calls, so a
 replica that dies ends the round with Ray's error for it (job_run reports "a replica
 died"), also where gloo itself would not notice (a lost node).
@@ -18,18 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 
 from workers.dataplane import (
     CONTROL_BYTES,
-    CONTROL_TAG,
-    PARAMS_TAG,
     UNBOUNDED,
-    UPLOAD_TAG,
     GangGroup,
     WireArray,
     decode,
+    encode,
+    vector_of,
 )
 from workers.training.coordinator import RoundPlan
 from workers.training.replica import Replica, ReplicaReply
@@ -38,6 +38,13 @@ from workers.training.replica import Replica, ReplicaReply
 # long it gives Ray to report a replica's death once the group has failed.
 WATCH_S = 1.0
 REPORT_S = 10.0
+
+
+def largest_upload(size: int) -> int:
+    """The most bytes an upload of a model of `size` parameters may have: p float64
+    values (every rule's wire form fits: a vector in the job's dtype, or LAQ's packed
+    bits and its 8-byte radius)."""
+    return 8 * size + 64
 
 
 @dataclass(frozen=True)
@@ -49,71 +56,75 @@ class StepReply:
     upload: WireArray | None
 
 
-def serve_rounds(group: GangGroup, replica: Replica, params: torch.Tensor) -> int:
+def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dtype) -> int:
     """A replica's rounds until the driver's stop message; returns how many it ran.
-    `params` is the buffer θ arrives in (the coordinator's dtype and size)."""
-    control = torch.empty(CONTROL_BYTES, dtype=torch.uint8)
+    θ arrives as `size` values of `dtype` (the coordinator's, which is the replica's)."""
+    theta = WireArray(np.dtype(str(dtype).removeprefix("torch.")).str, (size,))
+    inbox = torch.empty(CONTROL_BYTES + theta.nbytes, dtype=torch.uint8)
     served = 0
     while True:
         # The driver may evaluate or write a checkpoint between two rounds.
-        group.recv(control, 0, CONTROL_TAG).wait(UNBOUNDED)
-        command = decode(control)
+        group.recv(inbox, 0).wait(UNBOUNDED)
+        command = decode(inbox)
         if command is None:
+            group.counted(received=(CONTROL_BYTES, 0))
             return served
+        group.counted(received=(CONTROL_BYTES + theta.nbytes, theta.nbytes))
         round_, rhs = command
-        group.recv(params, 0, PARAMS_TAG).wait()
-        reply = replica.step(round_, params.numpy(), rhs)
+        reply = replica.step(round_, vector_of(inbox, theta), rhs)
         upload = reply.upload
+        if upload is not None and upload.nbytes > largest_upload(size):
+            raise ValueError(f"an upload of {upload.nbytes} bytes for {size} parameters")
         if upload is None:
-            group.send_message(StepReply(reply, None), 0)
+            group.send(encode(StepReply(reply, None)), 0)
         else:
-            group.send_message(StepReply(replace(reply, upload=None), WireArray.of(upload)), 0)
-            group.send_array(upload, 0, UPLOAD_TAG)
-        group.wait_sends()  # the driver reads them at once
+            head = StepReply(replace(reply, upload=None), WireArray.of(upload))
+            group.send(encode(head, upload), 0, vector_bytes=upload.nbytes)
+        group.wait_sends()  # the driver's receive is posted already
         served += 1
 
 
 class DriverExchange:
     """The driver's side of the rounds: starts each replica's `serve` call, runs a
-    round's exchange, and ends the replicas' loops on a clean finish."""
+    round's exchange, and ends the replicas' loops on a clean finish. `largest` is
+    the most bytes an upload may have (receives are posted before its size is
+    known)."""
 
-    def __init__(self, group: GangGroup, replicas: Sequence[Any]) -> None:
+    def __init__(self, group: GangGroup, replicas: Sequence[Any], *, largest: int) -> None:
         self.group = group
         self.replicas = list(replicas)
+        self.largest = largest
         self.serving = [replica.serve.remote() for replica in self.replicas]
         # Gloo's waits block; they run here while the caller's thread watches Ray.
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="lagtrain-dataplane")
 
     def step(self, plan: RoundPlan) -> list[ReplicaReply]:
         group = self.group
-        params = torch.from_numpy(plan.params)
+        message = encode((plan.round, plan.rhs), plan.params)
+        inboxes = {
+            rank: torch.empty(CONTROL_BYTES + self.largest, dtype=torch.uint8)
+            for rank in plan.ranks
+        }
+        works = [group.recv(inbox, rank + 1) for rank, inbox in inboxes.items()]
         for rank in plan.ranks:
-            group.send_message((plan.round, plan.rhs), rank + 1)
-            group.send(params, rank + 1, PARAMS_TAG)
-        buffers = [torch.empty(CONTROL_BYTES, dtype=torch.uint8) for _ in plan.ranks]
-        works = [
-            group.recv(buffer, rank + 1, CONTROL_TAG)
-            for rank, buffer in zip(plan.ranks, buffers, strict=True)
-        ]
+            group.send(message, rank + 1, vector_bytes=plan.params.nbytes)
         self._wait([*group.take_sends(), *works])  # as long as the slowest replica's step
-        heads: list[StepReply] = [decode(buffer) for buffer in buffers]
-        uploads = {
-            h.reply.rank: (h.upload, torch.empty(h.upload.nbytes, dtype=torch.uint8))
-            for h in heads
-            if h.upload is not None
-        }
-        self._wait([group.recv(raw, rank + 1, UPLOAD_TAG) for rank, (_w, raw) in uploads.items()])
-        arrays = {
-            rank: raw.numpy().view(wire.dtype).reshape(wire.shape)
-            for rank, (wire, raw) in uploads.items()
-        }
-        return [replace(h.reply, upload=arrays.get(h.reply.rank)) for h in heads]
+        replies = []
+        for inbox in inboxes.values():
+            head: StepReply = decode(inbox)
+            if head.upload is None:
+                group.counted(received=(CONTROL_BYTES, 0))
+                replies.append(head.reply)
+                continue
+            group.counted(received=(CONTROL_BYTES + head.upload.nbytes, head.upload.nbytes))
+            replies.append(replace(head.reply, upload=vector_of(inbox, head.upload)))
+        return replies
 
     def finish(self) -> None:
         """A clean end: stop every replica's loop, each closes its member of the
         group, then this one (a pooled actor keeps no group)."""
         for rank in range(len(self.replicas)):
-            self.group.send_message(None, rank + 1)
+            self.group.send(encode(None), rank + 1)
         self._wait(self.group.take_sends())
         ray.get(self.serving)
         self.group.close()

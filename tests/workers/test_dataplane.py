@@ -1,6 +1,7 @@
 """The gang's data plane (workers.dataplane): every rule's trajectory through the
 Ray path equals the reference runner's, the bytes that cross the gloo group are
-exactly the rule's accounting (a skip sends nothing), consecutive jobs on the same
+exactly the rule's accounting (a skip sends no vector, only its small reply),
+consecutive jobs on the same
 warm actors each build and tear down their own group, and a lost replica ends the
 job with an error instead of a hang."""
 
@@ -19,7 +20,7 @@ import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
-from workers.dataplane import GangGroup, RendezvousHost
+from workers.dataplane import CONTROL_BYTES, GangGroup, RendezvousHost
 from workers.ray_job import RayJob, RecordEvent
 from workers.training.coordinator import Coordinator
 from workers.training.runner import run_reference
@@ -104,8 +105,8 @@ def test_every_rule_moves_exactly_its_accounted_bytes(
         assert got.values["bytes_up_total"] == want["bytes_up_total"]
         assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
 
-    # A replica sends one message per round whose upload was used, and nothing when
-    # it skipped (or, under lag_ps, was not called).
+    # A replica sends a vector in each round whose upload was used, and none when it
+    # skipped (or, under lag_ps, was not called).
     for rank, stats in enumerate(replicas):
         assert stats["sends"] == sum(rank in r.uploaded for r in records)
     if name in LAZY:
@@ -118,6 +119,9 @@ def test_every_rule_moves_exactly_its_accounted_bytes(
     downloads = sum(int(r.values["downloads"]) for r in records)
     assert driver["bytes_sent"] == downloads * size * 8
     assert sum(s["bytes_received"] for s in replicas) == driver["bytes_sent"]
+    # Besides vectors: one control part each way per call, and the driver's stop.
+    assert sum(s["control_bytes_sent"] for s in replicas) == downloads * CONTROL_BYTES
+    assert driver["control_bytes_sent"] == (downloads + WORKERS) * CONTROL_BYTES
 
 
 def test_consecutive_jobs_on_warm_actors_each_build_their_own_group(
@@ -179,7 +183,7 @@ def test_a_receive_from_a_lost_member_fails_within_the_timeout() -> None:
         # as the peer's closed connection, well before it.
         group = GangGroup(host.rendezvous, 0, timeout_s=120, store=host.store)
         started = time.monotonic()
-        work = group.recv(torch.empty(16, dtype=torch.uint8), 1, 7)
+        work = group.recv(torch.empty(16, dtype=torch.uint8), 1)
         with pytest.raises(RuntimeError, match=r"Connection|closed|reset"):
             work.wait()
         assert time.monotonic() - started < 30
