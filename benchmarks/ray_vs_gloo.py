@@ -1,7 +1,8 @@
 """Ray vs gloo: per-round time of dense data-parallel training on lagtrain's Ray path
-(run_on_ray: a coordinator actor and M replica actors, parameters out and gradients
-back as numpy through the object store) against the same M Replica objects under
-torch.distributed gloo all-reduce, measured in one run.
+(run_on_ray: a coordinator actor and M replica actors that Ray places and supervises,
+parameters out and gradients back over the gang's own gloo group, workers.dataplane)
+against the same M Replica objects under torch.distributed gloo all-reduce, measured
+in one run.
 
 Same spec, same Replica code (workers/training/replica.py), same optimizer step
 (clip_by_norm, then optimizer_step), M processes with one torch thread each. The

@@ -5,10 +5,16 @@ path's whole round. The baseline for every ratio is that measured Ray round.
 - compute: Replica.step of each replica in this process (one torch thread); the Ray
   path runs the replicas in parallel, so its floor is the slowest one;
 - coordinator: Coordinator.begin_round + end_round (aggregate, clip, Adam, metrics);
-- hops: a Ray actor call that does nothing; ray.put of the parameters and their
-  read in an actor; an actor returning a gradient-sized array (what a round moves);
+- data plane: one round's exchange with one replica actor that computes nothing,
+  through the driver's own code (workers.round_exchange over the gang's gloo group):
+  control message and θ out, reply and a gradient-sized upload back; beside it, what
+  the object-store path it replaced paid per replica and round (a Ray actor call,
+  ray.put of θ read in an actor, an actor returning a gradient);
 - store: one metric record appended and committed (SQLite file, PostgreSQL), what
-  the dispatcher writes per round, off the round's critical path.
+  the dispatcher writes per round, off the round's critical path;
+- CPU per round by process during the Ray round (this process's descendants: the
+  local Ray it starts and the gang's actors), from /proc: less sensitive to other
+  load on the machine than the wall times above.
 
     .venv/bin/python benchmarks/round_profile.py [--rounds 40] [--hidden 256] [--quick]
 """
@@ -16,6 +22,7 @@ path's whole round. The baseline for every ratio is that measured Ray round.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -27,13 +34,15 @@ import numpy as np
 import ray
 import torch
 from local_stack import load_average, postgres_database
-from ray_vs_gloo import job_spec, per_round, ray_round_times
+from ray_vs_gloo import job_spec, per_round
 
 from service.schemas.resolve import resolve
 from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.migrate import upgrade
-from workers.training.coordinator import Coordinator
-from workers.training.replica import Replica
+from workers.dataplane import GangGroup, RendezvousHost
+from workers.round_exchange import DriverExchange, largest_upload, serve_rounds
+from workers.training.coordinator import Coordinator, RoundPlan
+from workers.training.replica import Replica, ReplicaReply
 from workers.training.tasks.registry import build_task
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -86,17 +95,105 @@ class Echo:
         return np.ones(size, dtype=np.float32)
 
 
+class _NoCompute:
+    """A replica stand-in for serve_rounds: replies at once with a dense upload."""
+
+    def __init__(self, size: int) -> None:
+        self.gradient = np.ones(size, dtype=np.float32)
+
+    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
+        return ReplicaReply(0, self.gradient, 0.0, None, False, 1, 1)
+
+
+@ray.remote(num_cpus=0.5)
+class Peer:
+    """A gang member that runs serve_rounds with no compute (rank 1)."""
+
+    def __init__(self) -> None:
+        torch.set_num_threads(1)
+
+    def join_group(self, rendezvous: Any, size: int) -> None:
+        self.size = size
+        self.group = GangGroup(rendezvous, 1)
+
+    def serve(self) -> int:
+        replica: Any = _NoCompute(self.size)
+        return serve_rounds(self.group, replica, self.size, torch.float32)
+
+
 def hops(size: int, repeats: int) -> dict[str, float]:
     echo = Echo.remote()  # type: ignore[attr-defined]
     ray.get(echo.noop.remote())
     params = np.ones(size, dtype=np.float32)
-    return {
-        "actor call, no payload": timed(lambda: ray.get(echo.noop.remote()), repeats),
-        "ray.put(params) + read in an actor": timed(
+    old = {
+        "object store path: actor call, no payload": timed(
+            lambda: ray.get(echo.noop.remote()), repeats
+        ),
+        "object store path: ray.put(params) + read in an actor": timed(
             lambda: ray.get(echo.read.remote(ray.put(params))), repeats
         ),
-        "actor returns a gradient": timed(lambda: ray.get(echo.gradient.remote(size)), repeats),
+        "object store path: actor returns a gradient": timed(
+            lambda: ray.get(echo.gradient.remote(size)), repeats
+        ),
     }
+    peer = Peer.remote()  # type: ignore[attr-defined]
+    host = RendezvousHost(2)
+    joined = peer.join_group.remote(host.rendezvous, size)
+    group = GangGroup(host.rendezvous, 0, store=host.store)
+    ray.get(joined)
+    exchange = DriverExchange(group, [peer], largest=largest_upload(size))
+    counter = iter(range(10**9))
+    row = timed(lambda: exchange.step(RoundPlan(next(counter), (0,), params, 0.0)), repeats)
+    exchange.finish()
+    return {"gloo data plane: one replica's round exchange (no compute)": row, **old}
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process and its descendants, summed by name."""
+    parents: dict[int, int] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            name = Path(f"/proc/{entry}/cmdline").read_text().split("\0")[0]
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+        stats[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    mine, grew = {os.getpid()}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in mine} - mine
+        mine |= found
+        grew = bool(found)
+    totals: dict[str, float] = {}
+    for pid in mine & set(stats):
+        name, seconds = stats[pid]
+        label = "this process" if pid == os.getpid() else Path(name).name or name
+        totals[label] = totals.get(label, 0.0) + seconds
+    return totals
+
+
+def ray_round(spec: dict[str, Any], artifacts: Path, warmup: int) -> tuple[float, dict[str, float]]:
+    """The Ray path's wall seconds per round, and CPU seconds per round by process
+    over the same rounds (warmup+1 .. rounds-2, as ray_vs_gloo.per_round)."""
+    from workers.ray_job import RecordEvent, run_on_ray
+
+    stamps: list[float] = []
+    marks: list[dict[str, float]] = []
+    last = int(spec["schedule"]["rounds"]) - 2
+    for event in run_on_ray(resolve(spec), job_key="profile", artifacts_url=str(artifacts)):
+        if isinstance(event, RecordEvent):
+            stamps.append(time.perf_counter())
+            if event.round in (warmup, last):
+                marks.append(_cpu_seconds())
+    before, after = marks
+    rounds = last - warmup
+    cpu = {k: (v - before.get(k, 0.0)) / rounds for k, v in after.items()}
+    return per_round(stamps, warmup), {k: v for k, v in cpu.items() if v > 2e-4}
 
 
 def store_append(url: str, repeats: int) -> float:
@@ -160,7 +257,7 @@ def main() -> None:
     connect(None, num_cpus=args.workers + 2)
     try:
         with tempfile.TemporaryDirectory(prefix="lagtrain-profile-") as tmp:
-            ray_round = per_round(ray_round_times(spec, Path(tmp)), args.warmup)
+            whole, cpu = ray_round(spec, Path(tmp), args.warmup)
             sqlite = store_append(f"sqlite:///{Path(tmp) / 'store.db'}", args.rounds)
         moves = hops(size, args.rounds)
     finally:
@@ -168,7 +265,7 @@ def main() -> None:
     with postgres_database(POSTGRES_ADMIN_URL) as url:
         postgres = store_append(url, args.rounds)
     rows = [
-        ("Ray path, whole round (baseline)", ray_round),
+        ("Ray path, whole round (baseline)", whole),
         *((f"compute, replica {rank} (in parallel on Ray)", c) for rank, c in enumerate(compute)),
         ("coordinator: plan + aggregate + Adam + metrics", coord),
         *moves.items(),
@@ -179,15 +276,18 @@ def main() -> None:
         f"\nLSTM hidden {args.hidden}, {size:,} parameters, M = {args.workers}, dense + adam; "
         f"medians / means over {args.rounds} rounds; {load_average()}"
     )
-    print(f"{'part':<52}{'ms':>8}{'of round':>10}")
-    print("-" * 70)
+    print(f"{'part':<64}{'ms':>8}{'of round':>10}")
+    print("-" * 82)
     for label, seconds in rows:
-        print(f"{label:<52}{seconds * 1e3:>8.2f}{seconds / ray_round:>10.2f}")
+        print(f"{label:<64}{seconds * 1e3:>8.2f}{seconds / whole:>10.2f}")
     floor = max(compute) + coord
     print(
         f"\nserial floor (slowest replica + coordinator) = {floor * 1e3:.1f} ms; the Ray path "
-        f"adds {(ray_round - floor) * 1e3:.1f} ms a round over it"
+        f"adds {(whole - floor) * 1e3:.1f} ms a round over it"
     )
+    print(f"\nCPU ms per Ray round, by process (total {sum(cpu.values()) * 1e3:.1f}):")
+    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        print(f"  {name[:60]:<62}{seconds * 1e3:>8.2f}")
 
 
 if __name__ == "__main__":

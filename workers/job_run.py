@@ -9,47 +9,37 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import artifact_url, remove_file
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
-from service.store import attempts, lifecycle, metrics
+from service.store import attempts, lifecycle
 from service.store.attempts import ClaimedJob
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import transaction
 from workers.event_writes import store_events
+from workers.job_outcome import (
+    Progress,
+    ReaderOutcome,
+    divergence,
+    drain,
+    failure_reason,
+    summary,
+)
 from workers.lease_keeper import LeaseKeeper
-from workers.ray_job import JobEvent, RayJob, RecordEvent
+from workers.ray_job import JobEvent, RayJob
 from workers.resume import verified_resume
 from workers.store_writer import RetryingWriter, StoreUnavailable
-from workers.training.coordinator import Diverged
 from workers.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.5
-
-
-@dataclass
-class _Outcome:
-    """What the event-reading thread saw: done, or the error that ended it."""
-
-    done: bool = False
-    error: BaseException | None = None
-
-
-@dataclass
-class _Progress:
-    last_round: int = -1
-    last_values: dict[str, float] = field(default_factory=dict)
-    eval_values: dict[str, float] = field(default_factory=dict)
 
 
 class JobRun:
@@ -69,7 +59,7 @@ class JobRun:
         self.on_exit = on_exit
         self.spec = ResolvedSpec.model_validate(claimed.spec)
         self.started = time.monotonic()
-        self.progress = _Progress()
+        self.progress = Progress()
         # Set by a dispatcher shutting down: hand the job back at once.
         self.stop_requested = threading.Event()
         # Set by a draining dispatcher: end after the current round, with a checkpoint,
@@ -128,7 +118,7 @@ class JobRun:
             memory=claimed.memory,
         )
         events: queue.Queue[JobEvent] = queue.Queue()
-        outcome = _Outcome()
+        outcome = ReaderOutcome()
         # The lease is renewed from the claim on, also while the gang starts (actors
         # importing torch can take longer than a short lease).
         self._lease.start()
@@ -139,7 +129,8 @@ class JobRun:
                 started = True
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
                 started = False
-                final_write = self._failure(f"could not start the gang: {_reason(exc)}", True)
+                reason = failure_reason(exc)
+                final_write = self._failure(f"could not start the gang: {reason}", True)
             finally:
                 self.gang_reserved.set()
             if started:
@@ -160,9 +151,7 @@ class JobRun:
     def _resume_point(self) -> tuple[str, str] | None:
         """(uri, sha256) of the newest checkpoint whose file verifies, or None; a
         fallback to an older one is written to the job's events."""
-        ref, note = verified_resume(
-            self.claimed.resume, job_id=self.job_id, sessions=self.sessions
-        )
+        ref, note = verified_resume(self.claimed.resume, job_id=self.job_id, sessions=self.sessions)
         if note is not None:
             self._write(
                 lambda s: lifecycle.note(
@@ -191,7 +180,7 @@ class JobRun:
             return "the dispatcher is shutting down while the store is unreachable"
         return None
 
-    def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome) -> None:
+    def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: ReaderOutcome) -> None:
         try:
             for event in gang.events():
                 events.put(event)
@@ -200,7 +189,7 @@ class JobRun:
             outcome.error = exc
 
     def _supervise(
-        self, gang: RayJob, events: queue.Queue[JobEvent], outcome: _Outcome
+        self, gang: RayJob, events: queue.Queue[JobEvent], outcome: ReaderOutcome
     ) -> Callable[[Session], Any]:
         """Stream events into the store until the run ends; returns the final write."""
         token = self.claimed.fencing_token
@@ -211,7 +200,7 @@ class JobRun:
                 gang.request_stop()
             finished = outcome.done or outcome.error is not None
             self._flush(
-                _drain(events, timeout=0.0 if finished else FLUSH_SECONDS),
+                drain(events, timeout=0.0 if finished else FLUSH_SECONDS),
                 abort=lambda: self._buffer_full(events),
             )
             if self._lease.lost.is_set():
@@ -225,10 +214,10 @@ class JobRun:
                     session=s, job_id=self.job_id, token=token
                 )
         if outcome.error is not None:
-            diverged = _diverged(outcome.error)
+            diverged = divergence(outcome.error)
             if diverged is not None:
                 return self._failure(str(diverged), False)
-            return self._failure(_reason(outcome.error), True)
+            return self._failure(failure_reason(outcome.error), True)
         if draining and self.progress.last_round < self.spec.schedule.rounds - 1:
             return self._release(f"the worker drained after round {self.progress.last_round + 1}")
         return lambda s: attempts.finish(
@@ -261,16 +250,7 @@ class JobRun:
         if not batch:
             return
         for event in batch:
-            if isinstance(event, RecordEvent):
-                self.progress.last_round = event.round
-                self.progress.last_values = event.values
-                self.progress.eval_values.update(
-                    {
-                        k: v
-                        for k, v in event.values.items()
-                        if k.startswith("val_") or k == "optimality_gap"
-                    }
-                )
+            self.progress.record(event)
         token, attempt = self.claimed.fencing_token, self.claimed.attempt
         keep = self.settings.checkpoints_keep
         pruned = self._write(
@@ -308,49 +288,11 @@ class JobRun:
             return dataset_uris(session=session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
 
     def _summary(self, session: Session) -> dict[str, Any]:
-        values = dict(self.progress.last_values)
-        if not values:
-            # Resumed from the final checkpoint: this attempt ran no round itself.
-            values = metrics.latest_metric_values(session=session, job_id=self.job_id)
-        uploads = float(values.get("uploads_total") or 0.0)
-        dense = float(values.get("dense_equiv_uploads") or 0.0)
-        # Non-finite figures (a diverged loss) are stored as null by attempts.finish.
-        return {
-            "rounds": self.spec.schedule.rounds,
-            "final_metrics": {**values, **self.progress.eval_values},
-            "uploads_total": uploads,
-            "dense_equiv_uploads": dense,
-            "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
-            "bytes_up_total": values.get("bytes_up_total"),
-            "attempt": self.claimed.attempt,
-            "attempt_wall_time_s": round(time.monotonic() - self.started, 3),
-        }
-
-
-def _drain(events: queue.Queue[JobEvent], *, timeout: float) -> list[JobEvent]:
-    batch: list[JobEvent] = []
-    try:
-        batch.append(events.get(timeout=timeout) if timeout > 0 else events.get_nowait())
-        while True:
-            batch.append(events.get_nowait())
-    except queue.Empty:
-        return batch
-
-
-def _diverged(error: BaseException) -> Diverged | None:
-    if isinstance(error, Diverged):
-        return error
-    cause = getattr(error, "cause", None)  # RayTaskError carries the remote exception
-    return cause if isinstance(cause, Diverged) else None
-
-
-def _reason(error: BaseException) -> str:
-    cause = getattr(error, "cause", None)
-    if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
-        return f"{type(cause).__name__}: {cause}"[:500]
-    if isinstance(error, ray.exceptions.RayTaskError):
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        return lines[-1][:500] if lines else type(error).__name__
-    if isinstance(error, ray.exceptions.RayActorError):
-        return f"a replica died: {str(error).splitlines()[0][:300]}"
-    return f"{type(error).__name__}: {error}"[:500]
+        return summary(
+            session,
+            job_id=self.job_id,
+            rounds=self.spec.schedule.rounds,
+            progress=self.progress,
+            attempt=self.claimed.attempt,
+            wall_s=time.monotonic() - self.started,
+        )

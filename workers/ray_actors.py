@@ -1,8 +1,9 @@
 """What runs inside a job's Ray actors: plain classes that wrap the training core's
 Replica and Coordinator (Ray wraps them at the edge, in workers.ray_job). The spec and
-the rule arrive as the objects the dispatcher resolved (pickled, not re-read), and
-vectors cross between actors as numpy arrays; the round loop is the reference runner's
-(workers.training.loop), so the Ray path reproduces its trajectory.
+the rule arrive as the objects the dispatcher resolved (pickled, not re-read). Ray
+places and supervises the actors; a round's messages and vectors move over the
+gang's gloo group (workers.dataplane, workers.round_exchange). The round loop is the
+reference runner's (workers.training.loop), so the Ray path reproduces its trajectory.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import ray
 import torch
 
 from service.artifacts import local_path, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
+from workers.dataplane import TIMEOUT_S, GangGroup, Rendezvous, RendezvousHost
+from workers.round_exchange import DriverExchange, largest_upload, serve_rounds
 from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
 from workers.training.coordinator import Coordinator
 from workers.training.loop import RoundDone, run_rounds
-from workers.training.replica import Replica, ReplicaReply
+from workers.training.models import parameter_count
+from workers.training.replica import Replica
 from workers.training.tasks.base import DatasetResolver, Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -110,9 +113,29 @@ class ReplicaHost:
             task=task,
             rule=rule,
         )
+        self.group: GangGroup | None = None
 
-    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
-        return self.replica.step(round_, params, rhs)
+    def join_group(self, rendezvous: Rendezvous, timeout_s: float) -> None:
+        """Join the job's gloo group as rank + 1 (blocks until every member joined)."""
+        self.group = GangGroup(rendezvous, self.replica.rank + 1, timeout_s=timeout_s)
+
+    def serve(self) -> int:
+        """This replica's side of the job's rounds (workers.round_exchange) until the
+        driver ends them, then it leaves the group; returns the rounds it ran. Runs
+        for the whole job, so the actor takes a second call (state_dict) meanwhile."""
+        group = self._group()
+        size = parameter_count(self.replica.model)
+        served = serve_rounds(group, self.replica, size, self.replica.dtype)
+        group.close()
+        return served
+
+    def dataplane_stats(self) -> dict[str, int]:
+        return self._group().stats()
+
+    def _group(self) -> GangGroup:
+        if self.group is None:
+            raise RuntimeError("this replica has not joined its job's group")
+        return self.group
 
     def describe(self) -> dict[str, Any]:
         """Where this replica computes: its model's device and torch's thread count."""
@@ -146,6 +169,7 @@ class JobDriver:
         datasets: Mapping[str, str],
         threads: int,
         task: Task | None = None,
+        dataplane_timeout_s: float = TIMEOUT_S,
     ) -> None:
         torch.set_num_threads(threads)
         self.spec = spec
@@ -165,6 +189,29 @@ class JobDriver:
             raise ValueError(
                 f"{len(replicas)} replica actors for {self.coordinator.workers} workers"
             )
+        self.dataplane_timeout_s = dataplane_timeout_s
+        self.group: GangGroup | None = None
+
+    def _connect(self) -> GangGroup:
+        """Build the job's gloo group: this driver hosts the rendezvous and joins as
+        rank 0 while every replica joins (each join blocks until all have)."""
+        # The replicas' construction first, unbounded as before the group existed
+        # (it may load a large dataset); its errors surface here as Ray errors.
+        ray.get([r.describe.remote() for r in self.replicas])
+        timeout = self.dataplane_timeout_s
+        host = RendezvousHost(len(self.replicas) + 1, timeout_s=timeout)
+        joins = [r.join_group.remote(host.rendezvous, timeout) for r in self.replicas]
+        self.group = GangGroup(host.rendezvous, 0, timeout_s=timeout, store=host.store)
+        ray.get(joins)
+        return self.group
+
+    def dataplane_stats(self) -> dict[str, int]:
+        return self._group().stats()
+
+    def _group(self) -> GangGroup:
+        if self.group is None:
+            raise RuntimeError("the driver has not joined its job's group")
+        return self.group
 
     def resume(self, uri: str, sha256: str) -> int:
         """Load the checkpoint at `uri` after verifying its sha256; returns next round."""
@@ -178,19 +225,15 @@ class JobDriver:
         return restore(checkpoint, self.coordinator, load)
 
     def run(self) -> Iterator[JobEvent]:
-        def step(plan: Any) -> list[ReplicaReply]:
-            params = ray.put(plan.params)
-            calls = [
-                self.replicas[rank].step.remote(plan.round, params, plan.rhs) for rank in plan.ranks
-            ]
-            replies: list[ReplicaReply] = ray.get(calls)
-            return replies
+        size = self.coordinator.params.numel()
+        exchange = DriverExchange(self._connect(), self.replicas, largest=largest_upload(size))
 
         def states() -> list[dict[str, Any]]:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
 
         last: RoundDone | None = None
-        for last in run_rounds(self.coordinator, step, states, should_stop=self._stop.is_set):
+        rounds = run_rounds(self.coordinator, exchange.step, states, should_stop=self._stop.is_set)
+        for last in rounds:
             yield RecordEvent(last.round, last.values, last.uploaded)
             if last.checkpoint is not None:
                 yield self._write_checkpoint(last.round, last.checkpoint)
@@ -198,6 +241,7 @@ class JobDriver:
             # Stopped early (a draining worker): checkpoint the last finished round, so
             # the next attempt re-trains nothing.
             yield self._write_checkpoint(last.round, assemble(self.coordinator, states()))
+        exchange.finish()  # a clean end: every member leaves the group
 
     def request_stop(self) -> None:
         """End `run` after the round in progress, with a checkpoint of it. Runs on the
@@ -211,4 +255,3 @@ class JobDriver:
         uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
         write_file(uri, data)
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))
-

@@ -24,6 +24,7 @@ from service.schemas.gang import GangMemory, gang_bundles
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
+from workers.dataplane import TIMEOUT_S
 from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
 from workers.warm_pool import WarmPool
 
@@ -50,8 +51,10 @@ class RayJob:
         rule: AggregationRule | None = None,
         memory: GangMemory | None = None,
         pool: WarmPool | None = None,
+        dataplane_timeout_s: float = TIMEOUT_S,
     ) -> None:
         self.spec = spec
+        self.dataplane_timeout_s = dataplane_timeout_s
         self.memory = memory
         self.pool = pool
         self.pooled: list[tuple[str, Any]] = []  # (node id, actor) taken from `pool`
@@ -66,6 +69,7 @@ class RayJob:
         self.dtype = dtype
         self.pg: Any = None
         self.actors: list[Any] = []
+        self.replicas: list[Any] = []
         self.driver: Any = None
 
     def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
@@ -107,6 +111,7 @@ class RayJob:
             "artifacts_url": self.artifacts_url,
             "datasets": self.datasets,
             "threads": _threads_for(bundle["CPU"]),
+            "dataplane_timeout_s": self.dataplane_timeout_s,
         }
 
     def _start_own(self, bundles: list[dict[str, float]], device: str) -> None:
@@ -117,6 +122,7 @@ class RayJob:
             self.actors.append(
                 replica_cls.options(
                     name=f"{self.actor_prefix}-replica{rank}",
+                    max_concurrency=2,  # state_dict() while serve() runs the rounds
                     num_cpus=bundle["CPU"],
                     num_gpus=bundle.get("GPU", 0.0),
                     scheduling_strategy=PlacementGroupSchedulingStrategy(
@@ -124,6 +130,7 @@ class RayJob:
                     ),
                 ).remote(self.spec, rank, **self._replica_args(bundle, device))
             )
+        self.replicas = list(self.actors)
         self.driver = (
             ray.remote(JobDriver)
             .options(
@@ -155,6 +162,7 @@ class RayJob:
         )
         ray.get(becoming)
         self.driver = actors[0]
+        self.replicas = actors[1:]
 
     def events(self) -> Iterator[JobEvent]:
         generator = self.driver.run.options(num_returns="streaming").remote()
@@ -180,6 +188,7 @@ class RayJob:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
         self.actors.clear()
+        self.replicas = []
         if self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None

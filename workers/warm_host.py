@@ -11,12 +11,16 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
-
 from service.schemas.resolved import ResolvedSpec
-from workers.ray_actors import DTYPES, JobDriver, JobEvent, ReplicaHost, dataset_resolver
+from workers.dataplane import Rendezvous
+from workers.ray_actors import (
+    DTYPES,
+    JobDriver,
+    JobEvent,
+    ReplicaHost,
+    dataset_resolver,
+)
 from workers.training.precision import storage_dtype
-from workers.training.replica import ReplicaReply
 from workers.training.tasks.base import Task
 from workers.training.tasks.registry import build_task
 
@@ -95,10 +99,16 @@ class WarmHost:
 
     def reset(self) -> dict[str, int]:
         """Drop the job's objects (the task cache stays); returns this process's id and
-        how many tasks it has built (tests check reuse)."""
+        how many tasks it has built (tests check reuse). A cleanly ended job's run has
+        closed its group already (only such jobs hand their actors back)."""
         self.role = None
         gc.collect()
         return {"pid": os.getpid(), "tasks_built": self.tasks_built}
+
+    def _role(self) -> ReplicaHost | JobDriver:
+        if self.role is None:
+            raise RuntimeError("this warm actor has no job now")
+        return self.role
 
     def _replica(self) -> ReplicaHost:
         if not isinstance(self.role, ReplicaHost):
@@ -110,8 +120,14 @@ class WarmHost:
             raise RuntimeError("this warm actor is not a job driver now")
         return self.role
 
-    def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
-        return self._replica().step(round_, params, rhs)
+    def join_group(self, rendezvous: Rendezvous, timeout_s: float) -> None:
+        self._replica().join_group(rendezvous, timeout_s)
+
+    def serve(self) -> int:
+        return self._replica().serve()
+
+    def dataplane_stats(self) -> dict[str, int]:
+        return self._role().dataplane_stats()
 
     def describe(self) -> dict[str, Any]:
         return self._replica().describe()

@@ -1,0 +1,95 @@
+"""What a job run learns from its gang's events and how it ends: the progress the
+records show, the summary written with `succeeded`, the events waiting for the store,
+and how an error that ended the gang reads in the job's record (workers.job_run)."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from sqlalchemy.orm import Session
+
+from service.store import metrics
+from workers.ray_job import JobEvent, RecordEvent
+from workers.training.coordinator import Diverged
+
+
+@dataclass
+class ReaderOutcome:
+    """What the event-reading thread saw: done, or the error that ended it."""
+
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
+class Progress:
+    last_round: int = -1
+    last_values: dict[str, float] = field(default_factory=dict)
+    eval_values: dict[str, float] = field(default_factory=dict)
+
+    def record(self, event: JobEvent) -> None:
+        if isinstance(event, RecordEvent):
+            self.last_round = event.round
+            self.last_values = event.values
+            self.eval_values.update(
+                {
+                    k: v
+                    for k, v in event.values.items()
+                    if k.startswith("val_") or k == "optimality_gap"
+                }
+            )
+
+
+def summary(
+    session: Session, *, job_id: int, rounds: int, progress: Progress, attempt: int, wall_s: float
+) -> dict[str, Any]:
+    """The summary `succeeded` stores with the job."""
+    values = dict(progress.last_values)
+    if not values:
+        # Resumed from the final checkpoint: this attempt ran no round itself.
+        values = metrics.latest_metric_values(session=session, job_id=job_id)
+    uploads = float(values.get("uploads_total") or 0.0)
+    dense = float(values.get("dense_equiv_uploads") or 0.0)
+    # Non-finite figures (a diverged loss) are stored as null by attempts.finish.
+    return {
+        "rounds": rounds,
+        "final_metrics": {**values, **progress.eval_values},
+        "uploads_total": uploads,
+        "dense_equiv_uploads": dense,
+        "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
+        "bytes_up_total": values.get("bytes_up_total"),
+        "attempt": attempt,
+        "attempt_wall_time_s": round(wall_s, 3),
+    }
+
+
+def drain(events: queue.Queue[JobEvent], *, timeout: float) -> list[JobEvent]:
+    batch: list[JobEvent] = []
+    try:
+        batch.append(events.get(timeout=timeout) if timeout > 0 else events.get_nowait())
+        while True:
+            batch.append(events.get_nowait())
+    except queue.Empty:
+        return batch
+
+
+def divergence(error: BaseException) -> Diverged | None:
+    if isinstance(error, Diverged):
+        return error
+    cause = getattr(error, "cause", None)  # RayTaskError carries the remote exception
+    return cause if isinstance(cause, Diverged) else None
+
+
+def failure_reason(error: BaseException) -> str:
+    cause = getattr(error, "cause", None)
+    if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
+        return f"{type(cause).__name__}: {cause}"[:500]
+    if isinstance(error, ray.exceptions.RayTaskError):
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        return lines[-1][:500] if lines else type(error).__name__
+    if isinstance(error, ray.exceptions.RayActorError):
+        return f"a replica died: {str(error).splitlines()[0][:300]}"
+    return f"{type(error).__name__}: {error}"[:500]

@@ -1,0 +1,156 @@
+"""A round's messages over the gang's gloo group (workers.dataplane): the replica's
+loop (`serve_rounds`, inside one long Ray call per job) and the driver's side
+(`DriverExchange`), which Ray supervises.
+
+Per round, for each replica the coordinator calls, one message each way: driver ->
+replica (round, RHS) and θ; replica -> driver a StepReply (its reply without the
+vector, and the upload's shape or None) and the upload if there is one. A replica
+that is not called receives nothing; one that skips sends no vector. Every wait on the group happens
+in a helper thread while the driver watches the replicas' `serve` calls, so a
+replica that dies ends the round with Ray's error for it (job_run reports "a replica
+died"), also where gloo itself would not notice (a lost node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from workers.dataplane import (
+    CONTROL_BYTES,
+    UNBOUNDED,
+    GangGroup,
+    WireArray,
+    decode,
+    encode,
+    vector_of,
+)
+from workers.training.coordinator import RoundPlan
+from workers.training.replica import Replica, ReplicaReply
+
+# How often the driver looks at the replicas' Ray calls while a wait lasts, and how
+# long it gives Ray to report a replica's death once the group has failed.
+WATCH_S = 1.0
+REPORT_S = 10.0
+
+
+def largest_upload(size: int) -> int:
+    """The most bytes an upload of a model of `size` parameters may have: p float64
+    values (every rule's wire form fits: a vector in the job's dtype, or LAQ's packed
+    bits and its 8-byte radius)."""
+    return 8 * size + 64
+
+
+@dataclass(frozen=True)
+class StepReply:
+    """A replica's round as it sends it back: the reply without its upload, and the
+    upload's shape when one follows (None: a skip)."""
+
+    reply: ReplicaReply
+    upload: WireArray | None
+
+
+def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dtype) -> int:
+    """A replica's rounds until the driver's stop message; returns how many it ran.
+    θ arrives as `size` values of `dtype` (the coordinator's, which is the replica's)."""
+    theta = WireArray(np.dtype(str(dtype).removeprefix("torch.")).str, (size,))
+    inbox = torch.empty(CONTROL_BYTES + theta.nbytes, dtype=torch.uint8)
+    served = 0
+    while True:
+        # The driver may evaluate or write a checkpoint between two rounds.
+        group.recv(inbox, 0).wait(UNBOUNDED)
+        command = decode(inbox)
+        if command is None:
+            group.counted(received=(CONTROL_BYTES, 0))
+            return served
+        group.counted(received=(CONTROL_BYTES + theta.nbytes, theta.nbytes))
+        round_, rhs = command
+        reply = replica.step(round_, vector_of(inbox, theta), rhs)
+        upload = reply.upload
+        if upload is not None and upload.nbytes > largest_upload(size):
+            raise ValueError(f"an upload of {upload.nbytes} bytes for {size} parameters")
+        if upload is None:
+            group.send(encode(StepReply(reply, None)), 0)
+        else:
+            head = StepReply(replace(reply, upload=None), WireArray.of(upload))
+            group.send(encode(head, upload), 0, vector_bytes=upload.nbytes)
+        group.wait_sends()  # the driver's receive is posted already
+        served += 1
+
+
+class DriverExchange:
+    """The driver's side of the rounds: starts each replica's `serve` call, runs a
+    round's exchange, and ends the replicas' loops on a clean finish. `largest` is
+    the most bytes an upload may have (receives are posted before its size is
+    known)."""
+
+    def __init__(self, group: GangGroup, replicas: Sequence[Any], *, largest: int) -> None:
+        self.group = group
+        self.replicas = list(replicas)
+        self.largest = largest
+        self.serving = [replica.serve.remote() for replica in self.replicas]
+        # Gloo's waits block; they run here while the caller's thread watches Ray.
+        self._waiter = ThreadPoolExecutor(1, thread_name_prefix="lagtrain-dataplane")
+
+    def step(self, plan: RoundPlan) -> list[ReplicaReply]:
+        group = self.group
+        message = encode((plan.round, plan.rhs), plan.params)
+        inboxes = {
+            rank: torch.empty(CONTROL_BYTES + self.largest, dtype=torch.uint8)
+            for rank in plan.ranks
+        }
+        works = [group.recv(inbox, rank + 1) for rank, inbox in inboxes.items()]
+        for rank in plan.ranks:
+            group.send(message, rank + 1, vector_bytes=plan.params.nbytes)
+        self._wait([*group.take_sends(), *works])  # as long as the slowest replica's step
+        replies = []
+        for inbox in inboxes.values():
+            head: StepReply = decode(inbox)
+            if head.upload is None:
+                group.counted(received=(CONTROL_BYTES, 0))
+                replies.append(head.reply)
+                continue
+            group.counted(received=(CONTROL_BYTES + head.upload.nbytes, head.upload.nbytes))
+            replies.append(replace(head.reply, upload=vector_of(inbox, head.upload)))
+        return replies
+
+    def finish(self) -> None:
+        """A clean end: stop every replica's loop, each closes its member of the
+        group, then this one (a pooled actor keeps no group)."""
+        for rank in range(len(self.replicas)):
+            self.group.send(encode(None), rank + 1)
+        self._wait(self.group.take_sends())
+        ray.get(self.serving)
+        self.group.close()
+        self._waiter.shutdown()
+
+    def _wait(self, works: Sequence[Any]) -> None:
+        future = self._waiter.submit(_wait_all, works)
+        while True:
+            try:
+                future.result(timeout=WATCH_S)
+                return
+            except TimeoutError:
+                self._raise_if_a_replica_ended(timeout=0.0)
+            except RuntimeError:
+                # The group failed (a peer's socket closed, a timeout): Ray's account
+                # of the replica says more, if it has one.
+                self._raise_if_a_replica_ended(timeout=REPORT_S)
+                raise
+
+    def _raise_if_a_replica_ended(self, *, timeout: float) -> None:
+        ended, _ = ray.wait(self.serving, num_returns=1, timeout=timeout)
+        if ended:
+            ray.get(ended)  # a replica's error (its actor died, its step raised)
+            raise RuntimeError("a replica left the job's rounds before the driver ended them")
+
+
+def _wait_all(works: Sequence[Any]) -> None:
+    for work in works:
+        work.wait(UNBOUNDED)
