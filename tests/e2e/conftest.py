@@ -42,6 +42,8 @@ def stack_env(db_url: str, tmp_path: Path, ray_address: str | None = None) -> di
         "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
         "LAGTRAIN_LEASE_SECONDS": "4",
         "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
+        # SQLite has no NOTIFY: a dispatcher sees a submitted job at its next poll.
+        "LAGTRAIN_POLL_SECONDS": "0.2",
         "PYTHONUNBUFFERED": "1",
     }
     if ray_address is not None:
