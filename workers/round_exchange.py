@@ -5,10 +5,11 @@ loop (`serve_rounds`, inside one long Ray call per job) and the driver's side
 Per round, for each replica the coordinator calls, one message each way: driver ->
 replica (round, RHS) and θ; replica -> driver a StepReply (its reply without the
 vector, and the upload's shape or None) and the upload if there is one. A replica
-that is not called receives nothing; one that skips sends no vector. Every wait on the group happens
-in a helper thread while the driver watches the replicas' `serve` calls, so a
-replica that dies ends the round with Ray's error for it (job_run reports "a replica
-died"), also where gloo itself would not notice (a lost node).
+that is not called receives nothing; one that skips sends no vector. Every wait on
+the group happens in a helper thread while the driver watches the replicas' `serve`
+calls, so a replica that dies ends the round with Ray's error for it
+(workers.job_outcome reports "a replica died"), also where gloo itself would not
+notice (a lost node).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dty
             group.counted(received=(CONTROL_BYTES, 0))
             return served
         group.counted(received=(CONTROL_BYTES + theta.nbytes, theta.nbytes))
-        round_, rhs = command
+        round_, rhs, sent = command
+        if sent != theta:  # a shorter θ would fill a prefix of the inbox unnoticed
+            raise ValueError(f"θ sent as {sent}, this replica expects {theta}")
         reply = replica.step(round_, vector_of(inbox, theta), rhs)
         upload = reply.upload
         if upload is not None and upload.nbytes > largest_upload(size):
@@ -100,7 +103,7 @@ class DriverExchange:
 
     def step(self, plan: RoundPlan) -> list[ReplicaReply]:
         group = self.group
-        message = encode((plan.round, plan.rhs), plan.params)
+        message = encode((plan.round, plan.rhs, WireArray.of(plan.params)), plan.params)
         inboxes = {
             rank: torch.empty(CONTROL_BYTES + self.largest, dtype=torch.uint8)
             for rank in plan.ranks

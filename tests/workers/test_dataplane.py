@@ -20,8 +20,10 @@ import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from workers.aggregation.dense import DenseCoordinator, DenseReplica
+from workers.aggregation.rule import AggregationRule, GradientOracle, ReplicaOutcome
 from workers.dataplane import CONTROL_BYTES, GangGroup, RendezvousHost
-from workers.ray_job import RayJob, RecordEvent
+from workers.ray_job import RayJob, RecordEvent, run_on_ray
 from workers.training.coordinator import Coordinator
 from workers.training.runner import run_reference
 from workers.warm_pool import WarmPool
@@ -165,6 +167,29 @@ def test_a_killed_replica_ends_the_job_with_an_error(ray_address: str, tmp_path:
         job.stop()
     assert outcome and isinstance(outcome[0], ray.exceptions.RayError)
     assert seen[-1] < spec.schedule.rounds - 1
+
+
+class _FailingReplica(DenseReplica):
+    def round(
+        self, round_: int, params: torch.Tensor, rhs: float, gradient: GradientOracle
+    ) -> ReplicaOutcome:
+        if round_ == 3 and self.rank == 1:
+            raise ValueError("replica 1 fails on purpose")
+        return super().round(round_, params, rhs, gradient)
+
+
+FAILING = AggregationRule(name="dense", replica=_FailingReplica, coordinator=DenseCoordinator)
+
+
+def test_a_replica_error_ends_the_job_with_that_error(ray_address: str, tmp_path: Path) -> None:
+    """The replica's serve() call ends with its error while the driver waits for its
+    answer: the driver's watch of the serve calls raises it (no hang)."""
+    spec = linreg("dense", schedule={"rounds": 10})
+    records = []
+    with pytest.raises(ray.exceptions.RayTaskError, match="fails on purpose"):
+        for event in run_on_ray(spec, job_key="dp-err", artifacts_url=str(tmp_path), rule=FAILING):
+            records.append(event)
+    assert [e.round for e in records if isinstance(e, RecordEvent)] == [0, 1, 2]
 
 
 def _member_that_leaves(rendezvous: Any) -> None:
