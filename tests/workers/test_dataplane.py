@@ -20,12 +20,12 @@ import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.workers.reference import reference_records
 from workers.aggregation.dense import DenseCoordinator, DenseReplica
 from workers.aggregation.rule import AggregationRule, GradientOracle, ReplicaOutcome
 from workers.dataplane import CONTROL_BYTES, GangGroup, RendezvousHost
 from workers.ray_job import RayJob, RecordEvent, run_on_ray
 from workers.training.coordinator import Coordinator
-from workers.training.runner import run_reference
 from workers.warm_pool import WarmPool
 
 pytestmark = pytest.mark.ray
@@ -69,12 +69,6 @@ def pool(ray_address: str) -> Iterator[WarmPool]:
     warm.close()
 
 
-def _reference(spec: ResolvedSpec) -> list[dict[str, float]]:
-    records: list[dict[str, float]] = []
-    run_reference(spec, on_record=lambda _r, v: records.append(v), dtype=torch.float64)
-    return records
-
-
 def _timeless(records: list[RecordEvent]) -> list[dict[str, float]]:
     return [{k: v for k, v in r.values.items() if k != "samples_per_s"} for r in records]
 
@@ -100,7 +94,7 @@ def test_every_rule_moves_exactly_its_accounted_bytes(
 ) -> None:
     spec = RULES[name]
     records, driver, replicas = _run(spec, tmp_path, pool)
-    expected = _reference(spec)
+    expected = reference_records(spec)
     assert len(records) == len(expected) == spec.schedule.rounds
     for got, want in zip(records, expected, strict=True):
         assert got.values["uploads"] == want["uploads"]

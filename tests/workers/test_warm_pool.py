@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 import ray
-import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.workers.reference import reference_records
 from workers.ray_job import RayJob, RecordEvent, run_on_ray
-from workers.training.runner import run_reference
 from workers.warm_pool import WarmPool
 
 pytestmark = pytest.mark.ray
@@ -41,12 +40,6 @@ def pool(ray_address: str) -> Iterator[WarmPool]:
     warm = WarmPool(size=3, idle_seconds=3600)
     yield warm
     warm.close()
-
-
-def _reference(spec: ResolvedSpec) -> list[dict[str, float]]:
-    records: list[dict[str, float]] = []
-    run_reference(spec, on_record=lambda _r, v: records.append(v), dtype=torch.float64)
-    return records
 
 
 def _stats(pool: WarmPool) -> dict[int, int]:
@@ -74,7 +67,7 @@ def test_jobs_reuse_warm_actors_and_keep_the_reference_trajectory(
     assert set(after) == set(warm)  # the same processes served every job
     assert set(after.values()) == {2}  # linreg's data was built once per actor
     for spec, got_run in runs:
-        want_run = _reference(spec)
+        want_run = reference_records(spec)
         assert len(got_run) == len(want_run) == spec.schedule.rounds
         for got, want in zip(got_run, want_run, strict=True):
             assert got["uploads_total"] == want["uploads_total"]
