@@ -77,9 +77,13 @@ def squared_step(
     is the optimizer's diagonal preconditioner P (None = 1, SGD): it maps the step back
     to the gradient units of the skip test's left side, which makes the threshold
     independent of the parameter count and of the step scale under Adam."""
-    diff = new_params.to(torch.float64) - old_params.to(torch.float64)
+    # In place on one float64 copy: the same operations in the same order as
+    # `(new - old) * metric`, without two more p-vector allocations a round (this was
+    # half of the coordinator's time on a 316 k-parameter LSTM).
+    diff = new_params.to(torch.float64, copy=True)
+    diff.sub_(old_params.to(torch.float64))
     if metric is not None:
-        diff = diff * metric.to(torch.float64)
+        diff.mul_(metric.to(torch.float64))
     return float(torch.dot(diff, diff))
 
 
