@@ -20,15 +20,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import httpx
 from local_stack import (
-    BIN,
-    STARTUP_DEADLINE_S,
     ProcessGroup,
     Service,
-    free_port,
     load_average,
-    wait_for,
+    spawn_server,
     workspace,
 )
 from submit_latency import lagtrain_latencies
@@ -40,7 +36,6 @@ RAY_CPUS = 4
 def embedded_run(
     workdir: Path, processes: ProcessGroup, *, wakeup: bool, args: argparse.Namespace
 ) -> list[tuple[float, float]]:
-    port = free_port()
     token = "bench-embedded-" + "x" * 32
     state = workdir / ("wake" if wakeup else "poll")
     ray_tmp = tempfile.mkdtemp(prefix="lgw-", dir="/tmp")  # short: Ray's sockets live there
@@ -60,22 +55,8 @@ def embedded_run(
         }
     )
     mark = len(processes.procs)
-    processes.spawn(
-        f"server-{port}",
-        [str(BIN / "lagtrain"), "server", "--embedded", "--port", str(port)],
-        env,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        processes.check_alive()
-        try:
-            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(ready, timeout=STARTUP_DEADLINE_S, what="the embedded server", every=0.2)
+        port = spawn_server(processes, env, "--embedded", what="the embedded server")
         service = Service(port=port, token=token, processes=processes)
         return lagtrain_latencies(service, args.submissions, args.warmup, random.Random(args.seed))
     finally:

@@ -226,13 +226,17 @@ def lagtrain_service(
         processes.stop(since=mark)
 
 
-def _start_service(processes: ProcessGroup, env: dict[str, str]) -> Service:
-    lagtrain = str(BIN / "lagtrain")
-    token = env["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"]
+def spawn_server(
+    processes: ProcessGroup, env: dict[str, str], *options: str, what: str = "the API server"
+) -> int:
+    """Start `lagtrain server [options]` on a free local port and wait for /readyz;
+    returns the port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes.spawn(
-        f"server-{port}", [lagtrain, "server", "--host", "127.0.0.1", "--port", str(port)], env
+        f"server-{port}",
+        [str(BIN / "lagtrain"), "server", "--host", "127.0.0.1", "--port", str(port), *options],
+        env,
     )
 
     def ready() -> bool:
@@ -242,7 +246,14 @@ def _start_service(processes: ProcessGroup, env: dict[str, str]) -> Service:
         except httpx.HTTPError:
             return False
 
-    wait_for(ready, timeout=STARTUP_DEADLINE_S, what="the API server", every=0.2)
+    wait_for(ready, timeout=STARTUP_DEADLINE_S, what=what, every=0.2)
+    return port
+
+
+def _start_service(processes: ProcessGroup, env: dict[str, str]) -> Service:
+    lagtrain = str(BIN / "lagtrain")
+    token = env["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"]
+    port = spawn_server(processes, env)
     processes.spawn(f"worker-{port}", [lagtrain, "worker"], env)
     service = Service(port=port, token=token, processes=processes)
 
@@ -309,21 +320,8 @@ def api_server(
         [lagtrain, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120
     )
     mark = len(processes.procs)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    processes.spawn(
-        f"server-{port}", [lagtrain, "server", "--host", "127.0.0.1", "--port", str(port)], env
-    )
-
-    def ready() -> bool:
-        processes.check_alive()
-        try:
-            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(ready, timeout=STARTUP_DEADLINE_S, what="the API server", every=0.2)
+        port = spawn_server(processes, env)
         yield Service(port=port, token=token, processes=processes)
     finally:
         processes.stop(since=mark)
