@@ -142,7 +142,8 @@ class JobRun:
             # The final status is written once the gang's actors and placement group
             # are gone, so "cancelled" / "failed" / "succeeded" means the resources are
             # free. The lease is kept until then: the final write may wait out an outage.
-            gang.stop()
+            # Pooled actors hold no resources: they are reset and handed back after it.
+            gang.free_resources()
             self._write(final_write, abort=self._abort_reason)
         finally:
             gang.stop()

@@ -209,14 +209,14 @@ class RayJob:
         if self.driver is not None:
             self.driver.request_stop.remote()
 
-    def stop(self) -> None:
-        """Kill the actors (a cleanly ended job hands pooled ones back to the pool)
-        and release the placement group; safe to call twice."""
-        if self.pooled and self.pool is not None and self.ended_cleanly:
-            self.pool.give_back(self.pooled)
-        else:
+    def free_resources(self) -> None:
+        """Kill the job's own actors (and pooled ones of a job that did not end
+        cleanly) and release the placement group: after this the gang holds nothing
+        of the cluster. A cleanly ended job's pooled actors (num_cpus=0) stay, for
+        `stop` to hand back; safe to call twice."""
+        if not (self.pool is not None and self.ended_cleanly):
             self.actors += [actor for _node, actor in self.pooled]
-        self.pooled = []
+            self.pooled = []
         for actor in self.actors:
             # An actor that already died is fine.
             with contextlib.suppress(Exception):
@@ -226,6 +226,16 @@ class RayJob:
         if self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None
+
+    def stop(self) -> None:
+        """Free the resources, then hand a cleanly ended job's pooled actors back to
+        the pool (their reset runs after the placement group is gone, so a caller
+        that records the job's end between the two does not wait for it); safe to
+        call twice."""
+        self.free_resources()
+        if self.pooled and self.pool is not None:
+            self.pool.give_back(self.pooled)
+        self.pooled = []
 
 
 def run_on_ray(
