@@ -29,6 +29,7 @@ class Waker:
 
     def __init__(self, database_url: str) -> None:
         self._event = threading.Event()
+        self.waits = 0  # waits begun (a test knows the loop is idle once it grows)
         self._conn: psycopg.Connection[Any] | None = None
         self._dsn: str | None = None
         self._sqlite: sqlite3.Connection | None = None
@@ -78,6 +79,7 @@ class Waker:
         return changed
 
     def wait(self, timeout: float) -> None:
+        self.waits += 1
         deadline = time.monotonic() + timeout
         while not self._event.is_set():
             remaining = deadline - time.monotonic()

@@ -88,6 +88,8 @@ def test_a_job_queued_by_another_process_wakes_a_sleeping_dispatcher(
     from service.store.jobs import enqueue
     from service.store.users import create_user
 
+    # The loop's first pass (which claims without waiting) is over: it sleeps now.
+    wait_until(lambda: sleepy_dispatcher._waker.waits >= 1, timeout=60, what="the loop to wait")
     with transaction(session_factory) as session:
         user, _, _ = create_user(session=session, name="other-process", role="user")
         job_id = enqueue(session=session, owner_id=user.id, spec=resolve(TINY_JOB))[0].id
