@@ -2,6 +2,9 @@
 server` on PostgreSQL (the API alone: no dispatcher, the jobs stay queued), with one
 web worker (the baseline: the server before LAGTRAIN_WEB_WORKERS) and with W, in
 one run. Submits/s = measured submits / wall time; latency per request, client side.
+Server CPU ms per submit = CPU seconds (user + system, from /proc) of every process
+in the server's session over the measured window / submits: a load-insensitive
+measure of what a submit costs the server, taken on a busy machine too.
 
 The client is benchmarks/raw_http.py (keep-alive HTTP/1.1 on asyncio streams) so it
 costs the shared cores far less than the server it measures.
@@ -14,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import statistics
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from local_stack import api_server, load_average, postgres_database, workspace
+from local_stack import BIN, api_server, load_average, postgres_database, workspace
 from raw_http import Connection
 
 GOAL_RATE = 500.0  # submits/s at 10 concurrent clients
@@ -41,6 +49,25 @@ class Result:
     rate: float
     p50: float
     p99: float
+    cpu_ms: float  # server CPU per submit
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU seconds of the live processes in session `session_id` (the
+    server and, with web workers, uvicorn's worker processes)."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:  # exited meanwhile
+            continue
+        # fields[0] is stat's 3rd field (state): session is the 6th, utime/stime 14/15.
+        if int(fields[3]) == session_id:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def create_users(url: str, admin_token: str, count: int) -> list[str]:
@@ -75,6 +102,26 @@ async def load(port: int, tokens: list[str], submits: int, concurrency: int) -> 
     return latencies
 
 
+@contextmanager
+def py_spy(pid: int, output: str | None) -> Iterator[None]:
+    """A py-spy profile of process `pid` (raw collapsed stacks) while the block runs."""
+    if output is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [str(BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+         "--output", output, "--nonblocking", "--gil"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)  # py-spy attaches before the load starts
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
 def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
     results = []
     with (
@@ -92,19 +139,25 @@ def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
             },
         ) as service,
     ):
+        server_session = service.processes.procs[-1][1].pid  # spawned as a session leader
         tokens = create_users(service.url, service.token, args.users)
         asyncio.run(load(service.port, tokens, max(1, args.warmup // args.users), 4))
         for concurrency in args.concurrency:
-            started = time.perf_counter()
-            latencies = asyncio.run(load(service.port, tokens, args.submits, concurrency))
-            wall = time.perf_counter() - started
+            profile = args.profile if web_workers == 1 else None
+            with py_spy(server_session, profile):
+                cpu_before = session_cpu_seconds(server_session)
+                started = time.perf_counter()
+                latencies = asyncio.run(load(service.port, tokens, args.submits, concurrency))
+                wall = time.perf_counter() - started
+            cpu_ms = (session_cpu_seconds(server_session) - cpu_before) * 1e3 / len(latencies)
             cuts = statistics.quantiles(latencies, n=100, method="inclusive")
             results.append(
-                Result(web_workers, concurrency, len(latencies) / wall, cuts[49], cuts[98])
+                Result(web_workers, concurrency, len(latencies) / wall, cuts[49], cuts[98], cpu_ms)
             )
             print(
                 f"  web workers {web_workers}, {concurrency} concurrent: "
-                f"{len(latencies) / wall:.0f}/s; {load_average()}",
+                f"{len(latencies) / wall:.0f}/s, server CPU {cpu_ms:.2f} ms/submit; "
+                f"{load_average()}",
                 flush=True,
             )
     return results
@@ -118,6 +171,9 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2, help="W, against 1")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured submits first")
     parser.add_argument("--postgres-admin-url", default=POSTGRES_ADMIN_URL)
+    parser.add_argument(
+        "--profile", help="py-spy raw profile of the 1-worker server's measured load to this file"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 users x 10 submits")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -132,14 +188,15 @@ def main() -> None:
     )
     print(
         f"{'web workers':>11}{'clients':>9}{'submits/s':>11}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'rate ratio':>11}{'p99 ratio':>10}"
+        f"{'rate ratio':>11}{'p99 ratio':>10}{'CPU ms':>8}"
     )
-    print("-" * 68)
+    print("-" * 76)
     for r in [*baseline.values(), *results]:
         base = baseline[r.concurrency]
         print(
             f"{r.web_workers:>11}{r.concurrency:>9}{r.rate:>11.0f}{r.p50 * 1e3:>8.1f}"
             f"{r.p99 * 1e3:>8.1f}{r.rate / base.rate:>11.2f}{r.p99 / base.p99:>10.2f}"
+            f"{r.cpu_ms:>8.2f}"
         )
     best = max(
         (r for r in [*baseline.values(), *results] if r.concurrency == 10),

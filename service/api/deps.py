@@ -3,7 +3,7 @@ cursors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
@@ -31,15 +31,8 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
-async def _job_queued_hook(request: Request) -> Callable[[], None] | None:
-    hook: Callable[[], None] | None = request.app.state.on_job_queued
-    return hook
-
-
 Sessions = Annotated[sessionmaker[Session], Depends(_sessions)]
 AppSettings = Annotated[Settings, Depends(_settings)]
-# Called after a submit commits (None: dispatchers learn of jobs by NOTIFY or polling).
-JobQueuedHook = Annotated[Callable[[], None] | None, Depends(_job_queued_hook)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 Cursor = Annotated[

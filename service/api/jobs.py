@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
     AppSettings,
     Cursor,
     JobId,
-    JobQueuedHook,
     Limit,
     Sessions,
     decode_cursor,
@@ -29,6 +30,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
+from service.settings import Settings
 from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.explain import explain_job
@@ -90,15 +92,39 @@ def _request_sha256(spec: JobSpec) -> str:
         **errors(400, 401, 409, 413, 429),
     },
 )
-def post_job(
+async def post_job(
     spec: JobSpec,
-    response: Response,
+    request: Request,
     principal: CurrentUser,
-    sessions: Sessions,
-    settings: AppSettings,
-    on_job_queued: JobQueuedHook,
     idempotency_key: IdempotencyKey = None,
-) -> JobOut:
+) -> Response:
+    # The hot path of a lab's load (issue 13): app state is read here rather than
+    # through three more dependencies, the database work takes one thread hop, and the
+    # answer is serialised once by pydantic (a returned Response skips FastAPI's
+    # re-validation of the response model; the schema still documents JobOut).
+    state = request.app.state
+    job, created = await run_in_threadpool(
+        submit_job, state.sessions, state.settings, state.on_job_queued,
+        principal=principal, spec=spec, idempotency_key=idempotency_key,
+    )
+    return Response(
+        job_out(job, principal.name).model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
+
+
+def submit_job(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    on_job_queued: Callable[[], None] | None,
+    *,
+    principal: Principal,
+    spec: JobSpec,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """The submit's checks and its one write transaction: (job, created); created is
+    False for the replay of an earlier request with the same Idempotency-Key."""
     # The stored spec shows every default, the server's max_attempts included.
     try:
         resolved = resolve(spec, default_max_attempts=settings.default_max_attempts)
@@ -142,11 +168,9 @@ def post_job(
                 session=session, actor=principal, action="job.submitted",
                 target=f"job:{job.id}", detail={"name": job.name},
             )
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    elif on_job_queued is not None:
+    if created and on_job_queued is not None:
         on_job_queued()  # after the commit: the dispatcher must be able to claim it
-    return job_out(job, principal.name)
+    return job, created
 
 
 JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
