@@ -152,7 +152,9 @@ def authenticate(*, session: Session, token: str) -> tuple[Principal, bool] | No
     """The principal a live token belongs to, and whether its last_used_at is due for
     an update (`touch_token`, in a write transaction); None for unknown, revoked or
     expired tokens and for disabled users. Reads only: one statement."""
-    row = session.execute(_BY_HASH, {"token_sha256": hash_token(token)}).first()
+    # On the session's connection: a Core row needs none of the ORM's execution layer
+    # (a tenth of a millisecond of CPU on every authenticated request).
+    row = session.connection().execute(_BY_HASH, {"token_sha256": hash_token(token)}).first()
     if row is None:
         return None
     now = utcnow()
@@ -181,7 +183,7 @@ def _row_is_live(row: Row[*tuple[Any, ...]], now: datetime) -> bool:
 
 def token_still_live(*, session: Session, token_id: int) -> bool:
     """For open streams: is the token that opened it still accepted?"""
-    row = session.execute(_BY_ID, {"token_id": token_id}).first()
+    row = session.connection().execute(_BY_ID, {"token_id": token_id}).first()
     return row is not None and _row_is_live(row, utcnow())
 
 
