@@ -92,6 +92,7 @@ def server(
                 host=settings.host,
                 port=settings.port,
                 log_level="info",
+                access_log=settings.access_log,
             )
             return
         if embedded and settings.web_workers > 1:
@@ -103,6 +104,7 @@ def server(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            access_log=settings.access_log,
             # Open event streams must not hold a stopping server (SIGTERM -> exit
             # within 10 s, docs/reliability.md).
             timeout_graceful_shutdown=3,

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # At least the requests it serves at once: past the pool, every request opens
     # and closes a connection (a PostgreSQL backend each time).
     db_pool_size: int = Field(default=10, ge=1, le=1000)
+    # uvicorn's line per request on stderr. A busy API (hundreds of submits a second)
+    # can turn it off: the audit log still records who did what (docs/operations.md).
+    access_log: bool = True
 
     # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
     # then); a lease not renewed for lease_seconds is reaped and the job rerun.
