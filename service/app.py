@@ -76,6 +76,7 @@ def create_app(
     install_error_handlers(app)
     for router in (
         health.router,
+        jobs.submit_router,
         jobs.router,
         job_data.router,
         datasets.router,
