@@ -44,6 +44,17 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
         "LAGTRAIN_LEASE_SECONDS": "4",
         "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
+        # SQLite has no NOTIFY: the dispatcher sees a submitted job at its next poll,
+        # and the sweep controller steps at its own; the tests submit a dozen of each.
+        "LAGTRAIN_POLL_SECONDS": "0.2",
+        "LAGTRAIN_SWEEP_POLL_SECONDS": "0.2",
+        # The pages under test need jobs, not cold gangs: a job that ends cleanly hands
+        # its actors (torch imported) to the next one (workers.warm_pool). Cold gangs
+        # are the e2e tests' subject.
+        "LAGTRAIN_WARM_POOL_SIZE": "4",
+        # At teardown a job may still be starting its gang: the worker's drain (25 s
+        # by default; the drain is tests/e2e's subject) would outlast Stack.stop's wait.
+        "LAGTRAIN_DRAIN_SECONDS": "2",
         "RAY_ADDRESS": ray_address,
         "PYTHONUNBUFFERED": "1",
     }
@@ -56,8 +67,9 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         service.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    """One Chromium for the session; each test gets its own context (no shared state)."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed: `make .venv/.installed` installs it (as root)")
     with sync_playwright() as p:
