@@ -1,9 +1,10 @@
 """Dashboard tests: real Chromium (Debian's package, driven by Playwright) against a
 real `lagtrain server` and one `lagtrain worker` on the session's local Ray.
 
-One service per module (starting it costs seconds): tests create their own users and
-jobs. The store is a migrated SQLite file; the API tests in tests/api cover the new
-routes on both databases."""
+One service and one Chromium for all of them (starting a server, a worker and its
+warm actors costs seconds): tests create their own users and jobs, and cancel the
+long ones they start, so each test finds the cluster free. The store is a migrated
+SQLite file; the API tests in tests/api cover the new routes on both databases."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ SCREENSHOTS_ENV = "UI_SCREENSHOTS"
 CHROMIUM = shutil.which("chromium")
 
 
-@pytest.fixture(scope="module")
+# Package scope: the service ends with the last dashboard test, not idling (a polling
+# dispatcher, warm actors on the shared Ray) through the rest of the session.
+@pytest.fixture(scope="package")
 def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{tmp / 'lagtrain.db'}"
@@ -67,9 +70,9 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """One Chromium for the session; each test gets its own context (no shared state)."""
+    """One Chromium for the dashboard tests; each test gets its own context."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed: `make .venv/.installed` installs it (as root)")
     with sync_playwright() as p:
@@ -131,7 +134,7 @@ def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:
 
 
 def new_user(stack: Stack, name: str) -> tuple[str, Client]:
-    """A user and their own API client; names get a suffix (one service per module)."""
+    """A user and their own API client; names get a suffix (one service for every test)."""
     with stack.admin() as admin:
         created: dict[str, Any] = admin._request(
             "POST", "/v1/users", json={"name": f"{name}-{secrets.token_hex(3)}"}
