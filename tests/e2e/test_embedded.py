@@ -26,6 +26,10 @@ def embedded(tmp_path: Path) -> Iterator[Stack]:
         "LAGTRAIN_SWEEP_POLL_SECONDS": "0.2",
         # Fewer logical CPUs: fewer worker processes Ray starts ahead.
         "LAGTRAIN_EMBEDDED_RAY_CPUS": "4",
+        # The job's gang (3 replicas + its driver) hands its actors, torch imported, to
+        # the sweep's trials (workers.warm_pool) instead of each trial starting two
+        # processes that import torch; the embedded wiring under test is the same.
+        "LAGTRAIN_WARM_POOL_SIZE": "4",
     }
     stack = Stack(env, tmp_path)
     try:

@@ -1,9 +1,10 @@
 """Dashboard tests: real Chromium (Debian's package, driven by Playwright) against a
 real `lagtrain server` and one `lagtrain worker` on the session's local Ray.
 
-One service per module (starting it costs seconds): tests create their own users and
-jobs. The store is a migrated SQLite file; the API tests in tests/api cover the new
-routes on both databases."""
+One service and one Chromium for all of them (starting a server, a worker and its
+warm actors costs seconds): tests create their own users and jobs, and cancel the
+long ones they start, so each test finds the cluster free. The store is a migrated
+SQLite file; the API tests in tests/api cover the new routes on both databases."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ SCREENSHOTS_ENV = "UI_SCREENSHOTS"
 CHROMIUM = shutil.which("chromium")
 
 
-@pytest.fixture(scope="module")
+# Package scope: the service ends with the last dashboard test, not idling (a polling
+# dispatcher, warm actors on the shared Ray) through the rest of the session.
+@pytest.fixture(scope="package")
 def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{tmp / 'lagtrain.db'}"
@@ -44,6 +47,17 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": secrets.token_urlsafe(32),
         "LAGTRAIN_LEASE_SECONDS": "4",
         "LAGTRAIN_HEARTBEAT_SECONDS": "0.5",
+        # SQLite has no NOTIFY: the dispatcher sees a submitted job at its next poll,
+        # and the sweep controller steps at its own; the tests submit a dozen of each.
+        "LAGTRAIN_POLL_SECONDS": "0.2",
+        "LAGTRAIN_SWEEP_POLL_SECONDS": "0.2",
+        # The pages under test need jobs, not cold gangs: a job that ends cleanly hands
+        # its actors (torch imported) to the next one (workers.warm_pool). Cold gangs
+        # are the e2e tests' subject.
+        "LAGTRAIN_WARM_POOL_SIZE": "4",
+        # At teardown a job may still be starting its gang: the worker's drain (25 s
+        # by default; the drain is tests/e2e's subject) would outlast Stack.stop's wait.
+        "LAGTRAIN_DRAIN_SECONDS": "2",
         "RAY_ADDRESS": ray_address,
         "PYTHONUNBUFFERED": "1",
     }
@@ -56,8 +70,9 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         service.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One Chromium for the dashboard tests; each test gets its own context."""
     if CHROMIUM is None:
         pytest.fail("chromium is not installed: `make .venv/.installed` installs it (as root)")
     with sync_playwright() as p:
@@ -119,7 +134,7 @@ def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:
 
 
 def new_user(stack: Stack, name: str) -> tuple[str, Client]:
-    """A user and their own API client; names get a suffix (one service per module)."""
+    """A user and their own API client; names get a suffix (one service for every test)."""
     with stack.admin() as admin:
         created: dict[str, Any] = admin._request(
             "POST", "/v1/users", json={"name": f"{name}-{secrets.token_hex(3)}"}
