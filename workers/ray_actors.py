@@ -232,7 +232,7 @@ class JobDriver:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
 
         last: RoundDone | None = None
-        rounds = run_rounds(self.coordinator, exchange.step, states, should_stop=self._stop.is_set)
+        rounds = run_rounds(self.coordinator, exchange, states, should_stop=self._stop.is_set)
         for last in rounds:
             yield RecordEvent(last.round, last.values, last.uploaded)
             if last.checkpoint is not None:
@@ -244,7 +244,8 @@ class JobDriver:
         exchange.finish()  # a clean end: every member leaves the group
 
     def request_stop(self) -> None:
-        """End `run` after the round in progress, with a checkpoint of it. Runs on the
+        """End `run` after the round in progress (and the next one if it was already
+        sent: workers.training.loop), with a checkpoint of it. Runs on the
         actor's second thread (the gang starts the driver with max_concurrency=2)."""
         self._stop.set()
 

@@ -77,14 +77,33 @@ def squared_step(
     is the optimizer's diagonal preconditioner P (None = 1, SGD): it maps the step back
     to the gradient units of the skip test's left side, which makes the threshold
     independent of the parameter count and of the step scale under Adam."""
-    # In place on one float64 copy: the same operations in the same order as
-    # `(new - old) * metric`, without two more p-vector allocations a round (this was
-    # half of the coordinator's time on a 316 k-parameter LSTM).
-    diff = new_params.to(torch.float64, copy=True)
-    diff.sub_(old_params.to(torch.float64))
-    if metric is not None:
-        diff.mul_(metric.to(torch.float64))
-    return float(torch.dot(diff, diff))
+    return SquaredStepMeter(new_params.numel(), device=new_params.device)(
+        new_params, old_params, metric
+    )
+
+
+class SquaredStepMeter:
+    """`squared_step` on two float64 scratch vectors kept from round to round: the
+    same operations in the same order as `(new - old) * metric` in float64 (the
+    conversions from float32 are exact), without allocating and faulting in p-vectors
+    every round (the window's step norm was half of the coordinator's time on a
+    316 k-parameter LSTM when it allocated three)."""
+
+    def __init__(self, size: int, *, device: str | torch.device) -> None:
+        self.diff = torch.empty(size, dtype=torch.float64, device=device)
+        self.other = torch.empty(size, dtype=torch.float64, device=device)
+
+    def __call__(
+        self, new_params: torch.Tensor, old_params: torch.Tensor, metric: torch.Tensor | None
+    ) -> float:
+        diff, other = self.diff, self.other
+        diff.copy_(new_params)
+        other.copy_(old_params)
+        diff.sub_(other)
+        if metric is not None:
+            other.copy_(metric)
+            diff.mul_(other)
+        return float(torch.dot(diff, diff))
 
 
 class StaleGradients:
