@@ -103,12 +103,11 @@ class DriverExchange:
         self.serving = [replica.serve.remote() for replica in self.replicas]
         # Gloo's waits block; they run here while the caller's thread watches Ray.
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="lagtrain-dataplane")
-        # Buffers kept from round to round rather than allocated (and faulted in) each
-        # time: θ's message (its sends are complete once the round's replies are in),
-        # and two sets of inboxes in turn, so that round k's replies, which the
-        # coordinator may still read while round k+1 is under way, are never written.
+        # θ's message is kept from round to round (its sends are complete once the
+        # round's replies are in). Each round's inboxes are new: the coordinator's
+        # decoded uploads may share them (CoordinatorRule.decode), so they are never
+        # written again.
         self._message: torch.Tensor | None = None
-        self._inboxes: tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]] = ({}, {})
         self._in_flight: tuple[RoundPlan, dict[int, torch.Tensor], list[Any]] | None = None
 
     def step(self, plan: RoundPlan) -> list[ReplicaReply]:
@@ -126,11 +125,10 @@ class DriverExchange:
         self._message = encode(
             (plan.round, plan.rhs, WireArray.of(plan.params)), plan.params, into=self._message
         )
-        spare = self._inboxes[plan.round % 2]
-        for rank in plan.ranks:
-            if rank not in spare:
-                spare[rank] = torch.empty(CONTROL_BYTES + self.largest, dtype=torch.uint8)
-        inboxes = {rank: spare[rank] for rank in plan.ranks}
+        inboxes = {
+            rank: torch.empty(CONTROL_BYTES + self.largest, dtype=torch.uint8)
+            for rank in plan.ranks
+        }
         works = [group.recv(inbox, rank + 1) for rank, inbox in inboxes.items()]
         for rank in plan.ranks:
             group.send(self._message, rank + 1, vector_bytes=plan.params.nbytes)

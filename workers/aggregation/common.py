@@ -130,7 +130,8 @@ class StaleGradients:
             self.uploaded[rank] = True
 
     def mean(self) -> torch.Tensor:
-        return self.rows.sum(dim=0) / self.rows.shape[0]
+        """A fresh tensor (the caller may scale it in place)."""
+        return self.rows.sum(dim=0).div_(self.rows.shape[0])
 
 
 class StaleGradientCoordinator(CoordinatorRule):
@@ -145,7 +146,7 @@ class StaleGradientCoordinator(CoordinatorRule):
         self, round_: int, params: torch.Tensor, uploads: Mapping[int, torch.Tensor]
     ) -> torch.Tensor:
         self.stale.replace(uploads)
-        return clip_by_norm(self.stale.mean(), self.ctx.spec.optimizer.clip_grad_norm)
+        return clip_by_norm_(self.stale.mean(), self.ctx.spec.optimizer.clip_grad_norm)
 
     def state_dict(self) -> dict[str, Any]:
         """rows (M, p) and uploaded (M,) bool."""
@@ -167,3 +168,13 @@ def clip_by_norm(vector: torch.Tensor, max_norm: float | None) -> torch.Tensor:
     norm = float(torch.linalg.vector_norm(vector))
     coef = max_norm / (norm + 1e-6)
     return vector * coef if coef < 1.0 else vector
+
+
+def clip_by_norm_(vector: torch.Tensor, max_norm: float | None) -> torch.Tensor:
+    """`clip_by_norm` scaling `vector` in place (a temporary of the caller's): the
+    same multiplication, without another p-vector."""
+    if max_norm is None:
+        return vector
+    norm = float(torch.linalg.vector_norm(vector))
+    coef = max_norm / (norm + 1e-6)
+    return vector.mul_(coef) if coef < 1.0 else vector

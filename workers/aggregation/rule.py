@@ -107,8 +107,11 @@ class CoordinatorRule(ABC):
         return Plan(tuple(range(self.ctx.workers)))
 
     def decode(self, upload: np.ndarray) -> torch.Tensor:
-        # Arrays out of Ray's object store are read-only: copy before torch wraps them.
-        array = np.array(upload, copy=True)
+        """The upload as a tensor. A writable array is the sender's message, handed
+        over (the data plane's inbox of the round, a replica's encoded copy): the
+        tensor may share it. Arrays out of Ray's object store are read-only: those
+        are copied before torch wraps them. `combine` must not write its uploads."""
+        array = upload if upload.flags.writeable else np.array(upload, copy=True)
         return torch.from_numpy(array).to(dtype=self.ctx.dtype, device=self.ctx.device)
 
     @abstractmethod

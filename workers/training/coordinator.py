@@ -35,7 +35,7 @@ from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.common import SquaredStepMeter, ThresholdWindow
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule, CoordinatorRule, Plan, RuleContext
-from workers.training.flat import flat_params, load_flat, to_numpy
+from workers.training.flat import flat_params, load_flat, read_only_view
 from workers.training.optim import OptimizerState, optimizer_step, preconditioner
 from workers.training.precision import forward_precision, storage_dtype
 from workers.training.replica import ReplicaReply
@@ -55,7 +55,8 @@ class Diverged(RuntimeError):
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """Call `replicas[r].step(round, params, rhs)` for every r in `ranks`."""
+    """Call `replicas[r].step(round, params, rhs)` for every r in `ranks`. `params`
+    is a read-only view of the coordinator's θᵏ."""
 
     round: int
     ranks: tuple[int, ...]
@@ -146,7 +147,8 @@ class Coordinator:
             raise RuntimeError(f"begin_round({round_}) out of order: next is {self.next_round}")
         rhs = self.window.rhs(lr=self.spec.optimizer.lr, xi=self.spec.aggregation.xi)
         rule_plan = self.side.plan(round_, self.params, rhs)
-        plan = RoundPlan(round_, rule_plan.ranks, to_numpy(self.params), rhs)
+        # θ is replaced by each step, never written in place: the plan can share it.
+        plan = RoundPlan(round_, rule_plan.ranks, read_only_view(self.params), rhs)
         self._pending = _Pending(plan, rule_plan)
         return plan
 

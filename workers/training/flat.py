@@ -39,6 +39,14 @@ def to_numpy(vector: torch.Tensor) -> np.ndarray:
     return vector.detach().cpu().numpy().copy()
 
 
+def read_only_view(vector: torch.Tensor) -> np.ndarray:
+    """`vector` as numpy without a copy (for a CPU tensor), marked read-only: for a
+    tensor its owner replaces rather than modifies (the coordinator's θ)."""
+    array = vector.detach().cpu().numpy()
+    array.flags.writeable = False
+    return array
+
+
 def from_numpy(array: np.ndarray, *, dtype: torch.dtype, device: str) -> torch.Tensor:
     # Arrays out of Ray's object store are read-only: copy before torch wraps them.
     return torch.from_numpy(np.array(array, copy=True)).to(dtype=dtype, device=device)
