@@ -32,6 +32,7 @@ class DenseReplica(ReplicaRule):
 
 class DenseCoordinator(CoordinatorRule):
     every_call_uploads = True
+    reads_threshold = False
 
     def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)

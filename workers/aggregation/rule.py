@@ -98,6 +98,11 @@ class ReplicaRule(ABC):
 class CoordinatorRule(ABC):
     # A called replica that does not upload is an error (dense-style rules), not a skip.
     every_call_uploads = False
+    # Whether the rule's `plan` or its replicas read the skip test's RHS. A rule that
+    # reads neither gets NaN for it, and the coordinator measures the window's newest
+    # step after θᵏ⁺¹ is sent, off the Ray driver's critical path (the recorded "rhs"
+    # is the true one either way).
+    reads_threshold = True
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx

@@ -56,7 +56,8 @@ class Diverged(RuntimeError):
 @dataclass(frozen=True)
 class RoundPlan:
     """Call `replicas[r].step(round, params, rhs)` for every r in `ranks`. `params`
-    is a read-only view of the coordinator's θᵏ."""
+    is a read-only view of the coordinator's θᵏ; `rhs` is NaN where the rule reads no
+    threshold (CoordinatorRule.reads_threshold)."""
 
     round: int
     ranks: tuple[int, ...]
@@ -139,13 +140,15 @@ class Coordinator:
         self._pending: _Pending | None = None
         self._applied: _Applied | None = None
         self._steps = SquaredStepMeter(self.params.numel(), device=device)
+        # (θᵏ⁺¹, θᵏ, optimizer state) of a step not yet in the window (_measure_step).
+        self._unmeasured: tuple[torch.Tensor, torch.Tensor, OptimizerState] | None = None
 
     # ---- one round -------------------------------------------------------------------
 
     def begin_round(self, round_: int) -> RoundPlan:
         if round_ != self.next_round or self._pending is not None:
             raise RuntimeError(f"begin_round({round_}) out of order: next is {self.next_round}")
-        rhs = self.window.rhs(lr=self.spec.optimizer.lr, xi=self.spec.aggregation.xi)
+        rhs = self._rhs() if self.side.reads_threshold else math.nan
         rule_plan = self.side.plan(round_, self.params, rhs)
         # θ is replaced by each step, never written in place: the plan can share it.
         plan = RoundPlan(round_, rule_plan.ranks, read_only_view(self.params), rhs)
@@ -183,8 +186,9 @@ class Coordinator:
         if not all(math.isfinite(r.loss) for r in ordered) or not all_finite(new):
             raise Diverged(round_)
         self.params, self.opt_state = new, opt_state
-        metric = preconditioner(self.spec.optimizer, opt_state)
-        self.window = self.window.push(self._steps(new, old, metric))
+        self._unmeasured = (new, old, opt_state)
+        if self.side.reads_threshold:  # the next plan's RHS needs this step
+            self._measure_step()
         for reply in ordered:
             self.last_loss[reply.rank] = reply.loss
         self.uploaded = tuple(sorted(uploads))
@@ -239,10 +243,24 @@ class Coordinator:
             values.update(self._replica_values(round_, applied))
         if self.spec.schedule.eval_due(round_):
             values.update(self.evaluate(applied.params))
+        self._measure_step()  # after the "rhs" above, which is the window before it
         return values
 
+    def _rhs(self) -> float:
+        return self.window.rhs(lr=self.spec.optimizer.lr, xi=self.spec.aggregation.xi)
+
+    def _measure_step(self) -> None:
+        """Push the last step's ‖P·Δθ‖² into the window, if not done yet: at once
+        when the rule reads the threshold, else once θᵏ⁺¹ is sent (round_values)."""
+        if self._unmeasured is not None:
+            new, old, opt_state = self._unmeasured
+            self._unmeasured = None
+            metric = preconditioner(self.spec.optimizer, opt_state)
+            self.window = self.window.push(self._steps(new, old, metric))
+
     def _replica_values(self, round_: int, applied: _Applied) -> dict[str, float]:
-        values = {"rhs": applied.pending.plan.rhs}
+        rhs = applied.pending.plan.rhs
+        values = {"rhs": self._rhs() if math.isnan(rhs) else rhs}
         lhs: dict[int, float | None] = {r.rank: r.lhs for r in applied.replies}
         lhs.update(applied.pending.rule_plan.lhs)
         for rank in range(self.workers):
@@ -311,4 +329,4 @@ class Coordinator:
         self.last_loss = [float(v) for v in state["last_loss"].tolist()]
         self.counters = {k: int(state["counters"][k]) for k in COUNTERS}
         self.side.load_state_dict(state["rule"])
-        self._pending = self._applied = None
+        self._pending = self._applied = self._unmeasured = None
