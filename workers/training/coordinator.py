@@ -35,7 +35,7 @@ from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.common import SquaredStepMeter, ThresholdWindow
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule, CoordinatorRule, Plan, RuleContext
-from workers.training.flat import flat_params, load_flat, read_only_view
+from workers.training.flat import all_finite, flat_params, load_flat, read_only_view
 from workers.training.optim import OptimizerState, optimizer_step, preconditioner
 from workers.training.precision import forward_precision, storage_dtype
 from workers.training.replica import ReplicaReply
@@ -83,14 +83,6 @@ class _Applied:
     rule_metrics: dict[str, float]
     params: torch.Tensor  # θᵏ⁺¹
     applied: float = field(default_factory=time.perf_counter)
-
-
-def all_finite(vector: torch.Tensor) -> bool:
-    """Whether every value is finite. A finite sum proves it without the p-element
-    mask that isfinite() allocates (a NaN or inf anywhere makes the sum non-finite);
-    only a non-finite sum (a divergence, or finite values overflowing it) pays for the
-    exact check."""
-    return math.isfinite(float(vector.sum())) or bool(torch.isfinite(vector).all())
 
 
 class Coordinator:
