@@ -1,20 +1,17 @@
 """The dispatcher loop (`lagtrain worker`): reap expired leases, fail jobs that can
 never fit the cluster, claim the next job whose gang fits the free Ray resources,
-and run it in its own thread. Wakes on PostgreSQL NOTIFY, else polls (<= 1 s)."""
+and run it in its own thread. Wakes on PostgreSQL NOTIFY, on SQLite when another
+connection committed (PRAGMA data_version), and polls (<= 1 s) besides."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
 import time
 import uuid
-from typing import Any
 
-import psycopg
 import ray
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -22,10 +19,10 @@ from service.store.attempts import claim_next, fail, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
-from service.store.lifecycle import JOBS_CHANNEL
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.ray_runtime import free_resources, total_resources
+from workers.waker import Waker
 from workers.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
@@ -33,61 +30,6 @@ log = logging.getLogger(__name__)
 MAINTENANCE_SECONDS = 2.0
 # How long a stopping dispatcher waits for its jobs to be handed back.
 SHUTDOWN_JOIN_SECONDS = 5.0
-POKE_SLICE_SECONDS = 0.05
-
-
-class Waker:
-    """Waits for 'a job was queued': LISTEN on PostgreSQL, a plain timeout elsewhere.
-    `poke()` wakes the loop early (a local job ended and freed resources)."""
-
-    def __init__(self, database_url: str) -> None:
-        self._event = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._dsn: str | None = None
-        url = make_url(database_url)
-        if url.get_backend_name() == "postgresql":
-            self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._conn = psycopg.connect(self._dsn, autocommit=True)
-            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
-
-    def reset(self) -> None:
-        """Drop a broken LISTEN connection and open a new one (falls back to polling
-        until that succeeds)."""
-        if self._dsn is None:
-            return
-        with contextlib.suppress(Exception):
-            if self._conn is not None:
-                self._conn.close()
-        self._conn = None
-        try:
-            self._conn = psycopg.connect(self._dsn, autocommit=True)
-            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
-        except psycopg.Error:
-            log.warning("LISTEN connection failed; polling until it is back")
-
-    def poke(self) -> None:
-        self._event.set()
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if self._conn is None:
-                self._event.wait(remaining)
-                continue
-            # A poke (stop, an in-process wake-up, freed resources) cannot interrupt
-            # notifies(): wait in short slices, so it is seen within one. A slice only
-            # waits on the socket; it sends nothing to the server.
-            slice_seconds = min(remaining, POKE_SLICE_SECONDS)
-            if any(True for _ in self._conn.notifies(timeout=slice_seconds, stop_after=1)):
-                break
-        self._event.clear()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 class Dispatcher:
@@ -187,10 +129,25 @@ class Dispatcher:
                     "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
+                    **self._warm_pool_report(),
                 },
             )
         if requeued:
             log.info("requeued jobs with expired leases: %s", requeued)
+
+    def _warm_pool_report(self) -> dict[str, dict[str, int]]:
+        """The pool's bound, idle actors and how many of those have started (warmed
+        up): an operator, or a benchmark, sees when jobs will find warm actors."""
+        if self.warm_pool is None:
+            return {}
+        pool = self.warm_pool
+        return {
+            "warm_pool": {
+                "size": pool.size,
+                "idle": pool.idle_count(),
+                "started": pool.started_count(),
+            }
+        }
 
     def _claim_and_start(self) -> bool:
         free_cpus, free_gpus = free_resources()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import queue
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from sqlalchemy.orm import Session
@@ -66,8 +66,12 @@ def summary(
     }
 
 
-def drain(events: queue.Queue[JobEvent], *, timeout: float) -> list[JobEvent]:
-    batch: list[JobEvent] = []
+T = TypeVar("T")
+
+
+def drain(events: queue.Queue[T], *, timeout: float) -> list[T]:
+    """What the queue holds, waiting up to `timeout` for the first item only."""
+    batch: list[T] = []
     try:
         batch.append(events.get(timeout=timeout) if timeout > 0 else events.get_nowait())
         while True:

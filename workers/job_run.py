@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.5
+# Put by the reader after the gang's last event (or its error): the supervisor,
+# waiting up to FLUSH_SECONDS for an event, sees the end at once, not after the wait.
+END = None
+Events = queue.Queue["JobEvent | None"]
 
 
 class JobRun:
@@ -117,7 +121,7 @@ class JobRun:
             pool=self.warm_pool,
             memory=claimed.memory,
         )
-        events: queue.Queue[JobEvent] = queue.Queue()
+        events: Events = queue.Queue()
         outcome = ReaderOutcome()
         # The lease is renewed from the claim on, also while the gang starts (actors
         # importing torch can take longer than a short lease).
@@ -142,7 +146,8 @@ class JobRun:
             # The final status is written once the gang's actors and placement group
             # are gone, so "cancelled" / "failed" / "succeeded" means the resources are
             # free. The lease is kept until then: the final write may wait out an outage.
-            gang.stop()
+            # Pooled actors hold no resources: they are reset and handed back after it.
+            gang.free_resources()
             self._write(final_write, abort=self._abort_reason)
         finally:
             gang.stop()
@@ -180,16 +185,18 @@ class JobRun:
             return "the dispatcher is shutting down while the store is unreachable"
         return None
 
-    def _read(self, gang: RayJob, events: queue.Queue[JobEvent], outcome: ReaderOutcome) -> None:
+    def _read(self, gang: RayJob, events: Events, outcome: ReaderOutcome) -> None:
         try:
             for event in gang.events():
                 events.put(event)
             outcome.done = True
         except BaseException as exc:  # handed to the supervisor thread
             outcome.error = exc
+        finally:
+            events.put(END)
 
     def _supervise(
-        self, gang: RayJob, events: queue.Queue[JobEvent], outcome: ReaderOutcome
+        self, gang: RayJob, events: Events, outcome: ReaderOutcome
     ) -> Callable[[Session], Any]:
         """Stream events into the store until the run ends; returns the final write."""
         token = self.claimed.fencing_token
@@ -199,8 +206,9 @@ class JobRun:
                 draining = True
                 gang.request_stop()
             finished = outcome.done or outcome.error is not None
+            batch = drain(events, timeout=0.0 if finished else FLUSH_SECONDS)
             self._flush(
-                drain(events, timeout=0.0 if finished else FLUSH_SECONDS),
+                [event for event in batch if event is not END],
                 abort=lambda: self._buffer_full(events),
             )
             if self._lease.lost.is_set():
@@ -238,7 +246,7 @@ class JobRun:
             retryable=retryable,
         )
 
-    def _buffer_full(self, events: queue.Queue[JobEvent]) -> str | None:
+    def _buffer_full(self, events: Events) -> str | None:
         waiting, bound = events.qsize(), self.settings.store_buffer_events
         if waiting > bound:
             return f"{waiting} events waited for the store (the buffer holds {bound})"

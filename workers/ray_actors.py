@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,18 +192,24 @@ class JobDriver:
             )
         self.dataplane_timeout_s = dataplane_timeout_s
         self.group: GangGroup | None = None
+        # Seconds of the run's start (the gang-start breakdown, workers.ray_job).
+        self.start_phases: dict[str, float] = {}
 
     def _connect(self) -> GangGroup:
         """Build the job's gloo group: this driver hosts the rendezvous and joins as
         rank 0 while every replica joins (each join blocks until all have)."""
         # The replicas' construction first, unbounded as before the group existed
         # (it may load a large dataset); its errors surface here as Ray errors.
+        started = time.perf_counter()
         ray.get([r.describe.remote() for r in self.replicas])
+        described = time.perf_counter()
         timeout = self.dataplane_timeout_s
         host = RendezvousHost(len(self.replicas) + 1, timeout_s=timeout)
         joins = [r.join_group.remote(host.rendezvous, timeout) for r in self.replicas]
         self.group = GangGroup(host.rendezvous, 0, timeout_s=timeout, store=host.store)
         ray.get(joins)
+        self.start_phases["replicas_ready_s"] = described - started
+        self.start_phases["group_s"] = time.perf_counter() - described
         return self.group
 
     def dataplane_stats(self) -> dict[str, int]:
@@ -233,7 +240,9 @@ class JobDriver:
 
         last: RoundDone | None = None
         rounds = run_rounds(self.coordinator, exchange, states, should_stop=self._stop.is_set)
+        round_started = time.perf_counter()
         for last in rounds:
+            self.start_phases.setdefault("first_round_s", time.perf_counter() - round_started)
             yield RecordEvent(last.round, last.values, last.uploaded)
             if last.checkpoint is not None:
                 yield self._write_checkpoint(last.round, last.checkpoint)
@@ -242,6 +251,9 @@ class JobDriver:
             # the next attempt re-trains nothing.
             yield self._write_checkpoint(last.round, assemble(self.coordinator, states()))
         exchange.finish()  # a clean end: every member leaves the group
+
+    def run_start_phases(self) -> dict[str, float]:
+        return dict(self.start_phases)
 
     def request_stop(self) -> None:
         """End `run` after the round in progress (and the next one if it was already

@@ -8,7 +8,9 @@ and handed to the actors, so they run exactly the rule the dispatcher resolved.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,6 +31,8 @@ from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent
 from workers.warm_pool import WarmPool
 
 __all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
+
+log = logging.getLogger(__name__)
 
 
 def _threads_for(cpus: float) -> int:
@@ -58,6 +62,7 @@ class RayJob:
         self.memory = memory
         self.pool = pool
         self.pooled: list[tuple[str, Any]] = []  # (node id, actor) taken from `pool`
+        self.actor_phases: list[dict[str, float]] = []  # pooled actors' own set-up
         self.ended_cleanly = False
         self.rule = rule or get_rule(spec.aggregation.strategy)
         self.job_key = job_key
@@ -71,9 +76,19 @@ class RayJob:
         self.actors: list[Any] = []
         self.replicas: list[Any] = []
         self.driver: Any = None
+        # Seconds per gang-start phase (placement, actors, resume, first event); the
+        # dispatcher logs them at debug level, benchmarks/gang_start.py prints them.
+        self.phases: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def _phase(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self._mark
+        self._mark = now
 
     def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
         """Reserve and start the gang; returns the first round to run."""
+        self._mark = time.perf_counter()
         bundles = gang_bundles(self.spec, self.memory)
         self.pg = placement_group(bundles, strategy="PACK")
         try:
@@ -82,15 +97,18 @@ class RayJob:
             raise TimeoutError(
                 f"the cluster could not place the gang {bundles} within {ready_timeout_s:.0f} s"
             ) from exc
+        self._phase("placement")
         dist = self.spec.distributed
         device = "cuda" if dist.gpus_per_worker > 0 else "cpu"
         if self.pool is not None and device == "cpu":
             self._start_pooled(bundles, device)
         else:
             self._start_own(bundles, device)
+        first_round = 0
         if resume is not None:
-            return int(ray.get(self.driver.resume.remote(*resume)))
-        return 0
+            first_round = int(ray.get(self.driver.resume.remote(*resume)))
+            self._phase("resume")
+        return first_round
 
     def _replica_args(self, bundle: dict[str, float], device: str) -> dict[str, Any]:
         return {
@@ -160,29 +178,45 @@ class RayJob:
         becoming.append(
             actors[0].become_driver.remote(self.spec, **self._driver_args(bundles[0], actors[1:]))
         )
-        ray.get(becoming)
+        self._phase("take")
+        self.actor_phases = ray.get(becoming)
+        self._phase("become")
         self.driver = actors[0]
         self.replicas = actors[1:]
 
     def events(self) -> Iterator[JobEvent]:
         generator = self.driver.run.options(num_returns="streaming").remote()
+        driver_phases: Any = None
         for ref in generator:
-            yield ray.get(ref)
+            event = ray.get(ref)
+            if driver_phases is None:
+                self._phase("first_event")
+                # Asked now (the driver answers on its second thread), read at the end.
+                driver_phases = self.driver.run_start_phases.remote()
+            yield event
         self.ended_cleanly = True
+        if driver_phases is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "job %s: gang start %s; driver %s; pooled actors %s",
+                self.job_key,
+                {k: round(v, 3) for k, v in self.phases.items()},
+                ray.get(driver_phases),
+                self.actor_phases,
+            )
 
     def request_stop(self) -> None:
         """Ask the driver to end after the current round, with a checkpoint of it."""
         if self.driver is not None:
             self.driver.request_stop.remote()
 
-    def stop(self) -> None:
-        """Kill the actors (a cleanly ended job hands pooled ones back to the pool)
-        and release the placement group; safe to call twice."""
-        if self.pooled and self.pool is not None and self.ended_cleanly:
-            self.pool.give_back(self.pooled)
-        else:
+    def free_resources(self) -> None:
+        """Kill the job's own actors (and pooled ones of a job that did not end
+        cleanly) and release the placement group: after this the gang holds nothing
+        of the cluster. A cleanly ended job's pooled actors (num_cpus=0) stay, for
+        `stop` to hand back; safe to call twice."""
+        if not (self.pool is not None and self.ended_cleanly):
             self.actors += [actor for _node, actor in self.pooled]
-        self.pooled = []
+            self.pooled = []
         for actor in self.actors:
             # An actor that already died is fine.
             with contextlib.suppress(Exception):
@@ -192,6 +226,16 @@ class RayJob:
         if self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None
+
+    def stop(self) -> None:
+        """Free the resources, then hand a cleanly ended job's pooled actors back to
+        the pool (their reset runs after the placement group is gone, so a caller
+        that records the job's end between the two does not wait for it); safe to
+        call twice."""
+        self.free_resources()
+        if self.pooled and self.pool is not None:
+            self.pool.give_back(self.pooled)
+        self.pooled = []
 
 
 def run_on_ray(

@@ -7,11 +7,14 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from service.schemas.resolved import ResolvedSpec
+import torch
+
+from service.schemas.resolved import ResolvedModel, ResolvedSpec
 from workers.dataplane import Rendezvous
 from workers.ray_actors import (
     DTYPES,
@@ -20,11 +23,14 @@ from workers.ray_actors import (
     ReplicaHost,
     dataset_resolver,
 )
+from workers.training.data_files import file_sha256
+from workers.training.models import build_model
 from workers.training.precision import storage_dtype
 from workers.training.tasks.base import Task
 from workers.training.tasks.registry import build_task
 
-# Tasks a warm actor keeps between jobs (each holds its dataset in memory).
+# Tasks a warm actor keeps between jobs (each holds its dataset in memory; the
+# cache goes with the actor). A fixed bound: docs/operations.md, "Warm pool".
 TASK_CACHE_SIZE = 2
 
 
@@ -38,17 +44,25 @@ class WarmHost:
         self.role: ReplicaHost | JobDriver | None = None
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self.tasks_built = 0
+        warm_up()
 
     def _task(
         self, spec: ResolvedSpec, dtype: str | None, device: str, datasets: Mapping[str, str]
     ) -> Task:
         """The job's Task, reused when everything a task is built from is equal: the
-        task and model sections, the split, the seed, dtype, device, and the
-        dataset identities (upload id -> file URI; builtin names are in the task).
+        task and model sections (a built-in dataset's name and parameters are in the
+        task section), the split, the seed, dtype, device, and each upload's identity:
+        its id (so one user's upload is never served for another's, whatever the
+        names) and the sha256 of its file's bytes (so changed content is rebuilt).
         A Task is never mutated after it is built (the reference runner shares one
         between its coordinator and all its replicas)."""
         # As Replica and Coordinator do: no dtype means the spec's storage dtype.
         torch_dtype = DTYPES[dtype] if dtype else storage_dtype(spec)
+        resolve_dataset = dataset_resolver(datasets)
+        uploads = {
+            dataset_id: {"uri": uri, "sha256": file_sha256(resolve_dataset(dataset_id))}
+            for dataset_id, uri in sorted(datasets.items())
+        }
         key = json.dumps(
             {
                 "task": spec.task.model_dump(mode="json"),
@@ -58,7 +72,7 @@ class WarmHost:
                 "batch_size": spec.schedule.batch_size,
                 "dtype": str(torch_dtype),
                 "device": device,
-                "datasets": dict(sorted(datasets.items())),
+                "uploads": uploads,
             },
             sort_keys=True,
         )
@@ -69,7 +83,7 @@ class WarmHost:
                 spec,
                 dtype=torch_dtype,
                 device=device,
-                resolve_dataset=dataset_resolver(datasets),
+                resolve_dataset=resolve_dataset,
             )
         self._tasks[key] = task
         while len(self._tasks) > TASK_CACHE_SIZE:
@@ -85,17 +99,27 @@ class WarmHost:
         device: str,
         datasets: Mapping[str, str],
         **kwargs: Any,
-    ) -> None:
+    ) -> dict[str, float]:
+        """Become replica `rank` of the job; returns the set-up's phases (seconds)."""
+        started, cpu = time.perf_counter(), time.process_time()
+        built = self.tasks_built
         task = self._task(spec, dtype, device, datasets)
+        task_done = time.perf_counter()
         self.role = ReplicaHost(
             spec, rank, dtype=dtype, device=device, datasets=datasets, task=task, **kwargs
         )
+        return _phases(started, cpu, task_done, built == self.tasks_built)
 
     def become_driver(
         self, spec: ResolvedSpec, *, dtype: str | None, datasets: Mapping[str, str], **kwargs: Any
-    ) -> None:
+    ) -> dict[str, float]:
+        """Become the job's driver; returns the set-up's phases (seconds)."""
+        started, cpu = time.perf_counter(), time.process_time()
+        built = self.tasks_built
         task = self._task(spec, dtype, "cpu", datasets)
+        task_done = time.perf_counter()
         self.role = JobDriver(spec, dtype=dtype, datasets=datasets, task=task, **kwargs)
+        return _phases(started, cpu, task_done, built == self.tasks_built)
 
     def reset(self) -> dict[str, int]:
         """Drop the job's objects (the task cache stays); returns this process's id and
@@ -146,3 +170,41 @@ class WarmHost:
 
     def request_stop(self) -> None:
         self._driver().request_stop()
+
+    def run_start_phases(self) -> dict[str, float]:
+        return self._driver().run_start_phases()
+
+
+def _phases(started: float, cpu: float, task_done: float, cached: bool) -> dict[str, float]:
+    return {
+        "task_s": round(task_done - started, 4),
+        "role_s": round(time.perf_counter() - task_done, 4),
+        "cpu_s": round(time.process_time() - cpu, 4),  # this process's, all threads
+        "task_cached": float(cached),
+    }
+
+
+def warm_up() -> None:
+    """Run once what a job's first model build and first step would otherwise pay
+    for in this process: building a token model on the meta device imports
+    torch._dynamo (≈ 4.5 s of a warm actor's 4.6 s set-up, measured with
+    benchmarks/gang_start.py), and the first forward/backward of each cell starts
+    autograd's machinery. Tiny throwaway models: their weights come from their own
+    generator, evaluation mode draws no dropout mask, so the global RNG is untouched."""
+    generator = torch.Generator().manual_seed(0)
+    for cell in ("rnn", "lstm", "gru"):
+        spec = ResolvedModel(
+            cell=cell, hidden_size=4, num_layers=1, dropout=0.0, embedding_dim=4, dtype="float32"
+        )
+        for dtype in (torch.float32, torch.float64):
+            model = build_model(
+                spec,
+                head="language_model",
+                out_features=3,
+                generator=generator,
+                dtype=dtype,
+                device="cpu",
+                vocab_size=3,
+            ).eval()
+            tokens = torch.zeros((2, 3), dtype=torch.int64)
+            model(tokens).sum().backward()

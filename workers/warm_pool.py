@@ -39,6 +39,9 @@ class _Idle:
     node_id: str
     actor: Any
     since: float
+    # Resolves once the actor's process has started (torch imported); a handed-back
+    # actor's is its finished reset().
+    started: Any
 
 
 class WarmPool:
@@ -66,16 +69,30 @@ class WarmPool:
         with self._lock:
             missing = self.size - len(self._idle)
             now = time.monotonic()
-            self._idle += [_Idle(node_id, self.new_actor(node_id), now) for _ in range(missing)]
+            for _ in range(missing):
+                actor = self.new_actor(node_id)
+                self._idle.append(_Idle(node_id, actor, now, actor.reset.remote()))
 
     def take(self, node_id: str) -> Any:
-        """An idle actor on `node_id`, else a new one there."""
+        """An idle actor on `node_id` (one that has started first), else a new one."""
         with self._lock:
-            for index, idle in enumerate(self._idle):
-                if idle.node_id == node_id:
-                    del self._idle[index]
-                    return idle.actor
-        return self.new_actor(node_id)
+            here = [idle for idle in self._idle if idle.node_id == node_id]
+            if not here:
+                return self.new_actor(node_id)
+            started, _ = ray.wait([idle.started for idle in here], num_returns=len(here), timeout=0)
+            done = {ref.hex() for ref in started}
+            chosen = next((idle for idle in here if idle.started.hex() in done), here[0])
+            self._idle.remove(chosen)
+            return chosen.actor
+
+    def started_count(self) -> int:
+        """Idle actors whose process has started (benchmarks wait for a warm pool)."""
+        with self._lock:
+            refs = [idle.started for idle in self._idle]
+        if not refs:
+            return 0
+        started, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return len(started)
 
     def give_back(self, actors: list[tuple[str, Any]]) -> None:
         """Reset (node id, actor) pairs of a cleanly ended job and keep up to `size`
@@ -89,7 +106,7 @@ class WarmPool:
                 log.warning("a warm actor did not reset; killing it", exc_info=True)
                 _kill(actor)
                 continue
-            kept.append(_Idle(node_id, actor, time.monotonic()))
+            kept.append(_Idle(node_id, actor, time.monotonic(), ref))
         with self._lock:
             self._idle += kept
             surplus = self._idle[: max(0, len(self._idle) - self.size)]

@@ -74,3 +74,33 @@ def test_the_submit_route_wakes_a_sleeping_dispatcher(
             what="the job to finish",
         )
     assert _status(session_factory, job_id) == "succeeded"
+
+
+def test_a_job_queued_by_another_process_wakes_a_sleeping_dispatcher(
+    sleepy_dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+) -> None:
+    """No wake-up call: the job is queued through the store alone, as the API server
+    in another process does. PostgreSQL's NOTIFY wakes the dispatcher; on SQLite the
+    commit changes the file's data_version, which the dispatcher's wait watches
+    (without it, the ten-minute poll would leave the job queued)."""
+    from service.schemas.resolve import resolve
+    from service.store.db import transaction
+    from service.store.jobs import enqueue
+    from service.store.users import create_user
+
+    # The loop's first pass (which claims without waiting) is over: it sleeps now.
+    wait_until(lambda: sleepy_dispatcher._waker.waits >= 1, timeout=60, what="the loop to wait")
+    with transaction(session_factory) as session:
+        user, _, _ = create_user(session=session, name="other-process", role="user")
+        job_id = enqueue(session=session, owner_id=user.id, spec=resolve(TINY_JOB))[0].id
+    wait_until(
+        lambda: _status(session_factory, job_id) != "queued",
+        timeout=30,
+        what="the dispatcher to claim a job nobody woke it for",
+    )
+    wait_until(
+        lambda: _status(session_factory, job_id) in {s.value for s in TERMINAL},
+        timeout=120,
+        what="the job to finish",
+    )
+    assert _status(session_factory, job_id) == "succeeded"

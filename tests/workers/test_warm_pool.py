@@ -121,6 +121,17 @@ def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
     thread.start()
     try:
         wait_until(lambda: dispatcher.warm_pool.idle_count() == 3, timeout=30, what="prewarm")
+
+        def reported_pool() -> dict[str, int]:
+            from service.store.models.tables import Dispatcher as DispatcherRow
+
+            with session_factory() as session:
+                row = session.get(DispatcherRow, dispatcher.id)
+                return {} if row is None else dict(row.resources.get("warm_pool", {}))
+
+        # The dispatcher reports its pool; `started` grows once the actors warmed up.
+        wait_until(lambda: reported_pool().get("started") == 3, timeout=300, what="a started pool")
+        assert reported_pool() == {"size": 3, "idle": 3, "started": 3}
         with transaction(session_factory) as session:
             user, _, _ = create_user(session=session, name="pool-user", role="user")
             ids = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import hashlib
 import importlib.resources
 import importlib.util
 from pathlib import Path
@@ -58,6 +59,23 @@ def resolve_upload(dataset: str, resolve: DatasetResolver | None) -> Path:
             f"task.dataset: {dataset!r} is an upload, but no dataset store is available"
         )
     return resolve(dataset.removeprefix("upload:"))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a dataset file's bytes: what a cache of built tasks keys an
+    upload by (workers.warm_host), so a changed file is never served from it."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and modification time too: a rewritten file is hashed again.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_shakespeare(max_chars: int) -> str:

@@ -1,0 +1,108 @@
+"""Waking the dispatcher loop (workers.dispatcher) when a job may be claimable:
+PostgreSQL NOTIFY, a SQLite file's data_version, or a poke from this process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from service.store.lifecycle import JOBS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+POKE_SLICE_SECONDS = 0.05
+
+
+class Waker:
+    """Waits for 'a job was queued': LISTEN on PostgreSQL; on a SQLite file, any
+    commit by another connection (the API server's submit among them: SQLite has no
+    NOTIFY, and a plain poll made a job wait half the poll interval on average);
+    else a plain timeout. `poke()` wakes the loop early (a local job ended and freed
+    resources)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._event = threading.Event()
+        self.waits = 0  # waits begun (a test knows the loop is idle once it grows)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._dsn: str | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        self._data_version = 0
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            # Only PRAGMA data_version is read on it: a local read of the file's
+            # header, no lock held between reads. Used by the loop's thread only.
+            self._sqlite = sqlite3.connect(url.database, check_same_thread=False)
+            self._data_version = self._sqlite_version()
+        if url.get_backend_name() == "postgresql":
+            self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conn = psycopg.connect(self._dsn, autocommit=True)
+            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
+
+    def reset(self) -> None:
+        """Drop a broken LISTEN connection and open a new one (falls back to polling
+        until that succeeds)."""
+        if self._dsn is None:
+            return
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=True)
+            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
+        except psycopg.Error:
+            log.warning("LISTEN connection failed; polling until it is back")
+
+    def poke(self) -> None:
+        self._event.set()
+
+    def _sqlite_version(self) -> int:
+        assert self._sqlite is not None
+        return int(self._sqlite.execute("PRAGMA data_version").fetchone()[0])
+
+    def _sqlite_changed(self) -> bool:
+        """Another connection committed since the last look (it changes when any
+        process commits: a submit, or a running job's own writes; a wake-up for
+        those costs one claim query)."""
+        try:
+            version = self._sqlite_version()
+        except sqlite3.Error:
+            return False  # the poll still runs
+        changed, self._data_version = version != self._data_version, version
+        return changed
+
+    def wait(self, timeout: float) -> None:
+        self.waits += 1
+        deadline = time.monotonic() + timeout
+        while not self._event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._sqlite is not None:
+                if self._sqlite_changed():
+                    break
+                self._event.wait(min(remaining, POKE_SLICE_SECONDS))
+                continue
+            if self._conn is None:
+                self._event.wait(remaining)
+                continue
+            # A poke (stop, an in-process wake-up, freed resources) cannot interrupt
+            # notifies(): wait in short slices, so it is seen within one. A slice only
+            # waits on the socket; it sends nothing to the server.
+            slice_seconds = min(remaining, POKE_SLICE_SECONDS)
+            if any(True for _ in self._conn.notifies(timeout=slice_seconds, stop_after=1)):
+                break
+        self._event.clear()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
