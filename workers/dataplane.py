@@ -74,13 +74,19 @@ def node_ip() -> str:
     return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
 
 
-def encode(message: Any, vector: np.ndarray | None = None) -> torch.Tensor:
-    """One message: the pickled control part, then `vector`'s bytes if given."""
+def encode(
+    message: Any, vector: np.ndarray | None = None, *, into: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One message: the pickled control part, then `vector`'s bytes if given. `into`:
+    a buffer to reuse if it has the message's size (no send of it may be pending)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     if len(data) > CONTROL_BYTES - 4:
         raise ValueError(f"control message of {len(data)} bytes (at most {CONTROL_BYTES - 4})")
     extra = 0 if vector is None else vector.nbytes
-    buffer = torch.empty(CONTROL_BYTES + extra, dtype=torch.uint8)
+    if into is not None and into.numel() == CONTROL_BYTES + extra:
+        buffer = into
+    else:
+        buffer = torch.empty(CONTROL_BYTES + extra, dtype=torch.uint8)
     raw = buffer.numpy()
     raw[:4] = np.frombuffer(len(data).to_bytes(4, "little"), dtype=np.uint8)
     raw[4 : 4 + len(data)] = np.frombuffer(data, dtype=np.uint8)

@@ -239,7 +239,7 @@ class JobDriver:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))
 
         last: RoundDone | None = None
-        rounds = run_rounds(self.coordinator, exchange.step, states, should_stop=self._stop.is_set)
+        rounds = run_rounds(self.coordinator, exchange, states, should_stop=self._stop.is_set)
         round_started = time.perf_counter()
         for last in rounds:
             self.start_phases.setdefault("first_round_s", time.perf_counter() - round_started)
@@ -256,7 +256,8 @@ class JobDriver:
         return dict(self.start_phases)
 
     def request_stop(self) -> None:
-        """End `run` after the round in progress, with a checkpoint of it. Runs on the
+        """End `run` after the round in progress (and the next one if it was already
+        sent: workers.training.loop), with a checkpoint of it. Runs on the
         actor's second thread (the gang starts the driver with max_concurrency=2)."""
         self._stop.set()
 

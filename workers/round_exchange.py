@@ -93,6 +93,9 @@ class DriverExchange:
     the most bytes an upload may have (receives are posted before its size is
     known)."""
 
+    # The loop sends round k+1 before it makes round k's record (workers.training.loop).
+    overlaps = True
+
     def __init__(self, group: GangGroup, replicas: Sequence[Any], *, largest: int) -> None:
         self.group = group
         self.replicas = list(replicas)
@@ -100,18 +103,45 @@ class DriverExchange:
         self.serving = [replica.serve.remote() for replica in self.replicas]
         # Gloo's waits block; they run here while the caller's thread watches Ray.
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="lagtrain-dataplane")
+        # θ's message is kept from round to round (its sends are complete once the
+        # round's replies are in). Each round's inboxes are new: the coordinator's
+        # decoded uploads may share them (CoordinatorRule.decode), so they are never
+        # written again.
+        self._message: torch.Tensor | None = None
+        self._in_flight: tuple[RoundPlan, dict[int, torch.Tensor], list[Any]] | None = None
 
     def step(self, plan: RoundPlan) -> list[ReplicaReply]:
+        """One round's exchange, start to end."""
+        self.send(plan)
+        return self.receive(plan)
+
+    def send(self, plan: RoundPlan) -> None:
+        """Post the round's receives and send θ and its control part to the replicas
+        it calls; returns at once (their steps run until `receive`)."""
+        if self._in_flight is not None:
+            earlier = self._in_flight[0].round
+            raise RuntimeError(f"round {plan.round} sent before round {earlier}'s replies")
         group = self.group
-        message = encode((plan.round, plan.rhs, WireArray.of(plan.params)), plan.params)
+        self._message = encode(
+            (plan.round, plan.rhs, WireArray.of(plan.params)), plan.params, into=self._message
+        )
         inboxes = {
             rank: torch.empty(CONTROL_BYTES + self.largest, dtype=torch.uint8)
             for rank in plan.ranks
         }
         works = [group.recv(inbox, rank + 1) for rank, inbox in inboxes.items()]
         for rank in plan.ranks:
-            group.send(message, rank + 1, vector_bytes=plan.params.nbytes)
-        self._wait([*group.take_sends(), *works])  # as long as the slowest replica's step
+            group.send(self._message, rank + 1, vector_bytes=plan.params.nbytes)
+        self._in_flight = (plan, inboxes, [*group.take_sends(), *works])
+
+    def receive(self, plan: RoundPlan) -> list[ReplicaReply]:
+        """The replies of the round `send` started, rank order."""
+        if self._in_flight is None or self._in_flight[0] is not plan:
+            raise RuntimeError(f"round {plan.round}'s replies awaited before it was sent")
+        _, inboxes, works = self._in_flight
+        self._wait(works)  # as long as the slowest replica's step
+        self._in_flight = None
+        group = self.group
         replies = []
         for inbox in inboxes.values():
             head: StepReply = decode(inbox)

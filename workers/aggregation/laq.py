@@ -37,7 +37,7 @@ from workers.aggregation.common import (
     UPLOAD,
     Decision,
     StaleGradientCoordinator,
-    clip_by_norm,
+    clip_by_norm_,
     staleness_due,
 )
 from workers.aggregation.rule import (
@@ -211,7 +211,7 @@ class LaqCoordinator(StaleGradientCoordinator):
     ) -> torch.Tensor:
         # The same addition as the worker's Q̂_m + δ, so the rows stay bit-identical.
         self.stale.replace({rank: self.stale.rows[rank] + delta for rank, delta in uploads.items()})
-        return clip_by_norm(self.stale.mean(), self.ctx.spec.optimizer.clip_grad_norm)
+        return clip_by_norm_(self.stale.mean(), self.ctx.spec.optimizer.clip_grad_norm)
 
 
 RULE = AggregationRule(name="laq", replica=LaqReplica, coordinator=LaqCoordinator)

@@ -67,6 +67,7 @@ class LocalSgdReplica(ReplicaRule):
 
 class LocalSgdCoordinator(CoordinatorRule):
     every_call_uploads = True
+    reads_threshold = False
 
     def combine(
         self, round_: int, params: torch.Tensor, uploads: Mapping[int, torch.Tensor]

@@ -98,6 +98,11 @@ class ReplicaRule(ABC):
 class CoordinatorRule(ABC):
     # A called replica that does not upload is an error (dense-style rules), not a skip.
     every_call_uploads = False
+    # Whether the rule's `plan` or its replicas read the skip test's RHS. A rule that
+    # reads neither gets NaN for it, and the coordinator measures the window's newest
+    # step after θᵏ⁺¹ is sent, off the Ray driver's critical path (the recorded "rhs"
+    # is the true one either way).
+    reads_threshold = True
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx
@@ -107,8 +112,11 @@ class CoordinatorRule(ABC):
         return Plan(tuple(range(self.ctx.workers)))
 
     def decode(self, upload: np.ndarray) -> torch.Tensor:
-        # Arrays out of Ray's object store are read-only: copy before torch wraps them.
-        array = np.array(upload, copy=True)
+        """The upload as a tensor. A writable array is the sender's message, handed
+        over (the data plane's inbox of the round, a replica's encoded copy): the
+        tensor may share it. Arrays out of Ray's object store are read-only: those
+        are copied before torch wraps them. `combine` must not write its uploads."""
+        array = upload if upload.flags.writeable else np.array(upload, copy=True)
         return torch.from_numpy(array).to(dtype=self.ctx.dtype, device=self.ctx.device)
 
     @abstractmethod

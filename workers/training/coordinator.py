@@ -3,7 +3,10 @@ the run's accounting; its aggregation rule's coordinator side decides whom to ca
 and how the uploads become a direction. It plans each round (who is called, with
 which θ and RHS), applies the replies, steps the optimizer, evaluates and returns the
 round's metric values (DESIGN §5). Plain class: the in-process runner and the Ray
-layer drive the same `begin_round` / `end_round` pair.
+layer drive the same `begin_round` / `end_round` pair; `end_round` is `apply_round`
+(the step: all that the next round's plan depends on) then `round_values` (the
+metrics), which the Ray driver splits to send θᵏ⁺¹ before the metrics
+(workers.training.loop).
 
 Metrics, the same meaning for every rule:
 - `train_loss`: the mean over all M workers of each worker's latest minibatch loss,
@@ -29,10 +32,10 @@ import numpy as np
 import torch
 
 from service.schemas.resolved import ResolvedSpec
-from workers.aggregation.common import ThresholdWindow, squared_step
+from workers.aggregation.common import SquaredStepMeter, ThresholdWindow
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule, CoordinatorRule, Plan, RuleContext
-from workers.training.flat import flat_params, load_flat, to_numpy
+from workers.training.flat import all_finite, flat_params, load_flat, read_only_view
 from workers.training.optim import OptimizerState, optimizer_step, preconditioner
 from workers.training.precision import forward_precision, storage_dtype
 from workers.training.replica import ReplicaReply
@@ -52,7 +55,9 @@ class Diverged(RuntimeError):
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """Call `replicas[r].step(round, params, rhs)` for every r in `ranks`."""
+    """Call `replicas[r].step(round, params, rhs)` for every r in `ranks`. `params`
+    is a read-only view of the coordinator's θᵏ; `rhs` is NaN where the rule reads no
+    threshold (CoordinatorRule.reads_threshold)."""
 
     round: int
     ranks: tuple[int, ...]
@@ -65,6 +70,19 @@ class _Pending:
     plan: RoundPlan
     rule_plan: Plan
     started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """A round whose step is taken and whose metric values are not computed yet."""
+
+    pending: _Pending
+    replies: Sequence[ReplicaReply]
+    uploads: int
+    sent: int  # bytes uploaded
+    rule_metrics: dict[str, float]
+    params: torch.Tensor  # θᵏ⁺¹
+    applied: float = field(default_factory=time.perf_counter)
 
 
 class Coordinator:
@@ -112,22 +130,35 @@ class Coordinator:
         self.uploaded: tuple[int, ...] = ()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._pending: _Pending | None = None
+        self._applied: _Applied | None = None
+        self._steps = SquaredStepMeter(self.params.numel(), device=device)
+        # (θᵏ⁺¹, θᵏ, optimizer state) of a step not yet in the window (_measure_step).
+        self._unmeasured: tuple[torch.Tensor, torch.Tensor, OptimizerState] | None = None
 
     # ---- one round -------------------------------------------------------------------
 
     def begin_round(self, round_: int) -> RoundPlan:
         if round_ != self.next_round or self._pending is not None:
             raise RuntimeError(f"begin_round({round_}) out of order: next is {self.next_round}")
-        rhs = self.window.rhs(lr=self.spec.optimizer.lr, xi=self.spec.aggregation.xi)
+        rhs = self._rhs() if self.side.reads_threshold else math.nan
         rule_plan = self.side.plan(round_, self.params, rhs)
-        plan = RoundPlan(round_, rule_plan.ranks, to_numpy(self.params), rhs)
+        # θ is replaced by each step, never written in place: the plan can share it.
+        plan = RoundPlan(round_, rule_plan.ranks, read_only_view(self.params), rhs)
         self._pending = _Pending(plan, rule_plan)
         return plan
 
     def end_round(self, round_: int, replies: Sequence[ReplicaReply]) -> dict[str, float]:
+        """`apply_round` then `round_values`: the step, then the round's metrics."""
+        self.apply_round(round_, replies)
+        return self.round_values(round_)
+
+    def apply_round(self, round_: int, replies: Sequence[ReplicaReply]) -> None:
+        """Take the round's step: everything the next round's plan depends on. Its
+        metric values (`round_values`) may follow after the next `begin_round`, which
+        is how the Ray driver sends θᵏ⁺¹ before it does this round's bookkeeping."""
         pending = self._pending
-        if pending is None or pending.plan.round != round_:
-            raise RuntimeError(f"end_round({round_}) without its begin_round")
+        if pending is None or pending.plan.round != round_ or self._applied is not None:
+            raise RuntimeError(f"apply_round({round_}) without its begin_round")
         ordered = sorted(replies, key=lambda r: r.rank)
         if tuple(r.rank for r in ordered) != pending.plan.ranks:
             raise RuntimeError(
@@ -144,11 +175,12 @@ class Coordinator:
         old = self.params
         direction = self.side.combine(round_, old, uploads)
         new, opt_state = optimizer_step(self.spec.optimizer, self.opt_state, old, direction)
-        if not all(math.isfinite(r.loss) for r in ordered) or not bool(torch.isfinite(new).all()):
+        if not all(math.isfinite(r.loss) for r in ordered) or not all_finite(new):
             raise Diverged(round_)
         self.params, self.opt_state = new, opt_state
-        metric = preconditioner(self.spec.optimizer, opt_state)
-        self.window = self.window.push(squared_step(new, old, metric))
+        self._unmeasured = (new, old, opt_state)
+        if self.side.reads_threshold:  # the next plan's RHS needs this step
+            self._measure_step()
         for reply in ordered:
             self.last_loss[reply.rank] = reply.loss
         self.uploaded = tuple(sorted(uploads))
@@ -157,34 +189,36 @@ class Coordinator:
             self.uploads_per_worker[rank] += 1
         self.next_round = round_ + 1
         sent = sum(r.upload.nbytes for r in ordered if r.upload is not None)
-        return self._values(round_, pending, ordered, uploads=len(uploads), sent=sent)
+        # The rule's own figures now: the next round's plan may change its state.
+        self._applied = _Applied(
+            pending, ordered, len(uploads), sent, self.side.metrics(), params=new
+        )
 
-    def _values(
-        self,
-        round_: int,
-        pending: _Pending,
-        replies: Sequence[ReplicaReply],
-        *,
-        uploads: int,
-        sent: int,
-    ) -> dict[str, float]:
+    def round_values(self, round_: int) -> dict[str, float]:
+        """The metric values of round `round_`, whose step `apply_round` took (the
+        next round may have begun since: nothing here depends on it)."""
+        applied = self._applied
+        if applied is None or applied.pending.plan.round != round_:
+            raise RuntimeError(f"round_values({round_}) without its apply_round")
+        self._applied = None
+        pending, replies = applied.pending, applied.replies
         forced = pending.rule_plan.forced + sum(
             1 for r in replies if r.forced and r.upload is not None
         )
         evals = sum(r.grad_evals for r in replies)
         samples = sum(r.samples for r in replies)
         c = self.counters
-        c["uploads_total"] += uploads
+        c["uploads_total"] += applied.uploads
         c["forced_total"] += forced
         c["grad_evals_total"] += evals
         c["samples_total"] += samples
-        c["bytes_up_total"] += sent
-        elapsed = max(time.perf_counter() - pending.started, 1e-9)
+        c["bytes_up_total"] += applied.sent
+        elapsed = max(applied.applied - pending.started, 1e-9)
         known = [loss for loss in self.last_loss if not math.isnan(loss)]
         values: dict[str, float] = {
             "train_loss": float(np.mean(known)) if known else math.nan,
-            "uploads": float(uploads),
-            "skips": float(self.workers - uploads),
+            "uploads": float(applied.uploads),
+            "skips": float(self.workers - applied.uploads),
             "forced_uploads": float(forced),
             "downloads": float(len(pending.plan.ranks)),
             "uploads_total": float(c["uploads_total"]),
@@ -193,22 +227,34 @@ class Coordinator:
             "grad_evals": float(evals),
             "grad_evals_total": float(c["grad_evals_total"]),
             "samples_per_s": samples / elapsed,
-            **self.side.metrics(),
+            **applied.rule_metrics,
         }
         if isinstance(self.task, RoundMetrics):
-            values.update(self.task.round_metrics(self.params))
+            values.update(self.task.round_metrics(applied.params))
         if self.per_replica_metrics:
-            values.update(self._replica_values(round_, pending, replies))
+            values.update(self._replica_values(round_, applied))
         if self.spec.schedule.eval_due(round_):
-            values.update(self.evaluate())
+            values.update(self.evaluate(applied.params))
+        self._measure_step()  # after the "rhs" above, which is the window before it
         return values
 
-    def _replica_values(
-        self, round_: int, pending: _Pending, replies: Sequence[ReplicaReply]
-    ) -> dict[str, float]:
-        values = {"rhs": pending.plan.rhs}
-        lhs: dict[int, float | None] = {r.rank: r.lhs for r in replies}
-        lhs.update(pending.rule_plan.lhs)
+    def _rhs(self) -> float:
+        return self.window.rhs(lr=self.spec.optimizer.lr, xi=self.spec.aggregation.xi)
+
+    def _measure_step(self) -> None:
+        """Push the last step's ‖P·Δθ‖² into the window, if not done yet: at once
+        when the rule reads the threshold, else once θᵏ⁺¹ is sent (round_values)."""
+        if self._unmeasured is not None:
+            new, old, opt_state = self._unmeasured
+            self._unmeasured = None
+            metric = preconditioner(self.spec.optimizer, opt_state)
+            self.window = self.window.push(self._steps(new, old, metric))
+
+    def _replica_values(self, round_: int, applied: _Applied) -> dict[str, float]:
+        rhs = applied.pending.plan.rhs
+        values = {"rhs": self._rhs() if math.isnan(rhs) else rhs}
+        lhs: dict[int, float | None] = {r.rank: r.lhs for r in applied.replies}
+        lhs.update(applied.pending.rule_plan.lhs)
         for rank in range(self.workers):
             value = lhs.get(rank)
             if value is not None:
@@ -218,8 +264,9 @@ class Coordinator:
             values[f"staleness_w{rank}"] = float(round_ - last if last >= 0 else round_ + 1)
         return values
 
-    def evaluate(self) -> dict[str, float]:
-        load_flat(self.model, self.params)
+    def evaluate(self, params: torch.Tensor | None = None) -> dict[str, float]:
+        """The task's evaluation at `params` (default θ, the current parameters)."""
+        load_flat(self.model, self.params if params is None else params)
         self.model.eval()
         with torch.no_grad(), forward_precision(self.spec, self.device):
             return {k: float(v) for k, v in self.task.evaluate(self.model).items()}
@@ -236,7 +283,7 @@ class Coordinator:
         momentum_buffer | exp_avg, exp_avg_sq[, max_exp_avg_sq]}, last_upload_round (M,)
         int64, uploads_per_worker (M,) int64, last_loss (M,) float64, counters
         {name: int}, and rule: the rule's coordinator state."""
-        if self._pending is not None:
+        if self._pending is not None or self._applied is not None:
             raise RuntimeError("state_dict() in the middle of a round")
         return {
             "next_round": self.next_round,
@@ -274,4 +321,4 @@ class Coordinator:
         self.last_loss = [float(v) for v in state["last_loss"].tolist()]
         self.counters = {k: int(state["counters"][k]) for k in COUNTERS}
         self.side.load_state_dict(state["rule"])
-        self._pending = None
+        self._pending = self._applied = self._unmeasured = None

@@ -3,6 +3,8 @@ which vectors cross the replica/coordinator boundary (what the Ray layer ships).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -39,6 +41,14 @@ def to_numpy(vector: torch.Tensor) -> np.ndarray:
     return vector.detach().cpu().numpy().copy()
 
 
+def read_only_view(vector: torch.Tensor) -> np.ndarray:
+    """`vector` as numpy without a copy (for a CPU tensor), marked read-only: for a
+    tensor its owner replaces rather than modifies (the coordinator's θ)."""
+    array = vector.detach().cpu().numpy()
+    array.flags.writeable = False
+    return array
+
+
 def from_numpy(array: np.ndarray, *, dtype: torch.dtype, device: str) -> torch.Tensor:
     # Arrays out of Ray's object store are read-only: copy before torch wraps them.
     return torch.from_numpy(np.array(array, copy=True)).to(dtype=dtype, device=device)
@@ -49,3 +59,11 @@ def seed_for(*keys: int) -> int:
     every process."""
     state = np.random.SeedSequence(list(keys)).generate_state(2, dtype=np.uint64)
     return int(state[0]) & (2**63 - 1)
+
+
+def all_finite(vector: torch.Tensor) -> bool:
+    """Whether every value is finite. A finite sum proves it without the p-element
+    mask that isfinite() allocates (a NaN or inf anywhere makes the sum non-finite);
+    only a non-finite sum (a divergence, or finite values overflowing it) pays for the
+    exact check."""
+    return math.isfinite(float(vector.sum())) or bool(torch.isfinite(vector).all())

@@ -83,26 +83,35 @@ def _adam(
     config: ResolvedOptimizer, state: OptimizerState, params: torch.Tensor, grad: torch.Tensor
 ) -> tuple[torch.Tensor, OptimizerState]:
     step = state.step + 1
-    zeros = torch.zeros_like(params)
-    exp_avg = (state.exp_avg if state.exp_avg is not None else zeros).lerp(grad, 1 - config.beta1)
-    exp_avg_sq = (state.exp_avg_sq if state.exp_avg_sq is not None else zeros).mul(config.beta2)
-    exp_avg_sq = exp_avg_sq.addcmul(grad, grad, value=1 - config.beta2)
+    # The same operations in the same order as torch.optim.Adam's; the new state's
+    # tensors are fresh (the inputs are never modified), temporaries are updated in
+    # place rather than allocated (each costs a p-vector on the driver's critical path).
+    exp_avg = _or_zeros(state.exp_avg, params).lerp(grad, 1 - config.beta1)
+    exp_avg_sq = _or_zeros(state.exp_avg_sq, params).mul(config.beta2)
+    exp_avg_sq.addcmul_(grad, grad, value=1 - config.beta2)
     max_exp_avg_sq = None
     second = exp_avg_sq
     if config.amsgrad:
-        previous = state.max_exp_avg_sq if state.max_exp_avg_sq is not None else zeros
-        max_exp_avg_sq = torch.maximum(previous, exp_avg_sq)
+        max_exp_avg_sq = torch.maximum(_or_zeros(state.max_exp_avg_sq, params), exp_avg_sq)
         second = max_exp_avg_sq
-    if config.bias_correction:
-        step_size = config.lr / (1 - config.beta1**step)
-        denom = (second.sqrt() / math.sqrt(1 - config.beta2**step)).add(config.eps)
-    else:
-        step_size = config.lr
-        denom = second.sqrt().add(config.eps)
+    denom = _denominator(config, second, step)
+    step_size = config.lr / (1 - config.beta1**step) if config.bias_correction else config.lr
     new_params = params.addcdiv(exp_avg, denom, value=-step_size)
     return new_params, OptimizerState(
         step=step, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq
     )
+
+
+def _or_zeros(value: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return value if value is not None else torch.zeros_like(like)
+
+
+def _denominator(config: ResolvedOptimizer, second: torch.Tensor, step: int) -> torch.Tensor:
+    """√v̂ (bias-corrected when configured) + ε, as a fresh tensor."""
+    denom = second.sqrt()
+    if config.bias_correction:
+        denom.div_(math.sqrt(1 - config.beta2**step))
+    return denom.add_(config.eps)
 
 
 def preconditioner(config: ResolvedOptimizer, state: OptimizerState) -> torch.Tensor | None:
@@ -116,7 +125,7 @@ def preconditioner(config: ResolvedOptimizer, state: OptimizerState) -> torch.Te
     second = state.max_exp_avg_sq if config.amsgrad else state.exp_avg_sq
     if second is None:
         return None
+    denom = _denominator(config, second, state.step)
     if config.bias_correction:
-        denom = (second.sqrt() / math.sqrt(1 - config.beta2**state.step)).add(config.eps)
-        return denom * (1 - config.beta1**state.step)
-    return second.sqrt().add(config.eps)
+        denom.mul_(1 - config.beta1**state.step)
+    return denom

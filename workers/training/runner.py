@@ -18,7 +18,7 @@ from workers.aggregation.rule import AggregationRule
 from workers.training.checkpoint import assemble, restore
 from workers.training.coordinator import Coordinator, Diverged
 from workers.training.flat import to_numpy
-from workers.training.loop import run_rounds
+from workers.training.loop import InSequence, run_rounds
 from workers.training.precision import storage_dtype
 from workers.training.replica import Replica
 from workers.training.tasks.base import DatasetResolver
@@ -82,7 +82,9 @@ def run_reference(
     values: dict[str, float] = {}
     for done in run_rounds(
         coordinator,
-        lambda plan: [replicas[r].step(plan.round, plan.params, plan.rhs) for r in plan.ranks],
+        InSequence(
+            lambda plan: [replicas[r].step(plan.round, plan.params, plan.rhs) for r in plan.ranks]
+        ),
         lambda: [r.state_dict() for r in replicas],
         should_stop=should_stop,
     ):
