@@ -186,11 +186,12 @@ def _phases(started: float, cpu: float, task_done: float, cached: bool) -> dict[
 
 def warm_up() -> None:
     """Run once what a job's first model build and first step would otherwise pay
-    for in this process: building a token model on the meta device imports
-    torch._dynamo (≈ 4.5 s of a warm actor's 4.6 s set-up, measured with
-    benchmarks/gang_start.py), and the first forward/backward of each cell starts
-    autograd's machinery. Tiny throwaway models: their weights come from their own
-    generator, evaluation mode draws no dropout mask, so the global RNG is untouched."""
+    for in this process: the first build and forward/backward of each cell and dtype
+    load torch's kernels and start autograd's machinery. (The big cost this was
+    written for, a token model's build importing torch._dynamo, ≈ 4.5 s, is gone at
+    its source: workers.training.models.) Tiny throwaway models: their weights come
+    from their own generator, evaluation mode draws no dropout mask, so the global
+    RNG is untouched."""
     generator = torch.Generator().manual_seed(0)
     for cell in ("rnn", "lstm", "gru"):
         spec = ResolvedModel(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -120,3 +123,23 @@ def test_exactly_one_input_kind_is_required() -> None:
             vocab_size=5,
             embedding_dim=2,
         )
+
+
+def test_building_a_token_model_imports_no_compiler() -> None:
+    """A token model's embedding built on the meta device used to draw its own
+    normal_ there, which imports torch._dynamo (1.5-4.5 s of a fresh actor's first
+    job). In a fresh interpreter, as an actor's process is."""
+    script = (
+        "import sys\n"
+        "import torch\n"
+        "from tests.specs import resolved_model\n"
+        "from workers.training.models import build_model\n"
+        "build_model(resolved_model(cell='lstm', hidden_size=4), head='language_model',"
+        " out_features=3, generator=torch.Generator().manual_seed(0), dtype=torch.float32,"
+        " device='cpu', vocab_size=5)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False"

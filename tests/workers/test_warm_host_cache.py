@@ -110,8 +110,7 @@ def test_the_cache_is_bounded(host: WarmHost, tmp_path: Path) -> None:
 
 def test_a_warm_actor_set_up_imports_nothing_more() -> None:
     """The first job on a warm actor imports nothing of torch (nor the scientific
-    stack) any more: the warm-up at start did it
-    (a token model's first build imported torch._dynamo, ≈ 4.5 s here). In a fresh
+    stack) any more: the warm-up at start did it. In a fresh
     interpreter, as a pooled actor's process is."""
     script = (
         "import sys\n"

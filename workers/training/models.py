@@ -51,7 +51,12 @@ class RecurrentNet(nn.Module):
         if vocab_size is not None:
             if embedding_dim is None:
                 raise ValueError("token inputs need embedding_dim")
-            self.embedding = nn.Embedding(vocab_size, embedding_dim)
+            # Given its (empty) weight, the embedding skips its own normal_ draw, which
+            # on the meta device imports torch._dynamo: ≈ 1.5-4.5 s of a process's
+            # first model build (benchmarks/gang_start.py). init_weights fills it.
+            self.embedding = nn.Embedding(
+                vocab_size, embedding_dim, _weight=torch.empty(vocab_size, embedding_dim)
+            )
             rnn_input = embedding_dim
         else:
             assert input_size is not None
