@@ -25,6 +25,20 @@ def no_uploads(dataset_id: str) -> Path:
     raise AssertionError(f"unexpected upload lookup {dataset_id!r}")
 
 
+def linreg_spec(strategy: str, **sections: Any) -> ResolvedSpec:
+    """The LAG paper's task under `strategy`, 4 workers, 30 rounds; each section
+    given is merged into these (a key given replaces the one here)."""
+    spec: dict[str, Any] = {
+        "task": {"kind": "lag_paper_linreg"},
+        "distributed": {"workers": 4},
+        "aggregation": {"strategy": strategy},
+        "schedule": {"rounds": 30, "eval_every": 10},
+    }
+    for key, value in sections.items():
+        spec[key] = {**spec.get(key, {}), **value}
+    return resolve(spec)
+
+
 def make_spec(task: dict[str, Any], **sections: Any) -> ResolvedSpec:
     sections.setdefault("model", {"hidden_size": 16})
     return resolve({"task": task, **sections})

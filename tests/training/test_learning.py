@@ -4,28 +4,16 @@ hyper-parameters were chosen so the target is reached with a wide margin."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 from service.schemas.resolve import resolve
 from workers.training.runner import run_reference
 from workers.training.tasks.char_lm import CharLMTask
 from workers.training.tasks.registry import build_task
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    # These models are small: one thread is as fast as two and is not slowed down
-    # by other processes competing for the two cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _train(spec: dict[str, Any], *, stop_when: tuple[str, float] | None = None) -> dict[str, float]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
 
+from tests.fresh_python import last_line_printed
 from tests.specs import resolved_model
 from workers.training.models import HeadKind, RecurrentNet, build_model, parameter_count
 
@@ -139,7 +137,4 @@ def test_building_a_token_model_imports_no_compiler() -> None:
         " device='cpu', vocab_size=5)\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
-    )
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert last_line_printed(script) == "False"

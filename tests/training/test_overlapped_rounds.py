@@ -7,15 +7,14 @@ and a stop ends the loop after the round already sent."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.training.task_helpers import linreg_spec
 from workers.training.coordinator import Coordinator, RoundPlan
 from workers.training.loop import InSequence, RoundDone, run_rounds
 from workers.training.replica import Replica, ReplicaReply
@@ -23,24 +22,13 @@ from workers.training.replica import Replica, ReplicaReply
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SCHEDULE = {"rounds": 24, "eval_every": 5, "checkpoint_every": 10}
 
 
 def linreg(strategy: str, **sections: Any) -> ResolvedSpec:
-    spec: dict[str, Any] = {
-        "task": {"kind": "lag_paper_linreg"},
-        "distributed": {"workers": 4},
-        "aggregation": {"strategy": strategy},
-        "schedule": {"rounds": 24, "eval_every": 5, "checkpoint_every": 10},
-    }
-    for key, value in sections.items():
-        spec[key] = {**spec.get(key, {}), **value}
-    return resolve(spec)
+    schedule = {**SCHEDULE, **sections.pop("schedule", {})}
+    return linreg_spec(strategy, schedule=schedule, **sections)
 
 
 CASES = {

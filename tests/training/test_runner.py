@@ -4,7 +4,6 @@ metric accounting, checkpoint and resume, stopping, divergence, replica errors."
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.training.task_helpers import linreg_spec as linreg
 from workers.training.coordinator import Coordinator, Diverged
 from workers.training.replica import Replica
 from workers.training.runner import run_reference
@@ -23,24 +23,7 @@ from workers.training.tasks.linreg import LinregTask, build_linreg_task
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def linreg(strategy: str, **sections: Any) -> ResolvedSpec:
-    spec: dict[str, Any] = {
-        "task": {"kind": "lag_paper_linreg"},
-        "distributed": {"workers": 4},
-        "aggregation": {"strategy": strategy},
-        "schedule": {"rounds": 30, "eval_every": 10},
-    }
-    for key, value in sections.items():
-        spec[key] = {**spec.get(key, {}), **value}
-    return resolve(spec)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def collect(spec: ResolvedSpec, **kwargs: Any) -> tuple[list[dict[str, float]], Any]:

@@ -6,14 +6,13 @@ runs it in-process on real files (Ray wraps it only at the edge)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.fresh_python import last_line_printed
 from workers.aggregation.registry import get_rule
 from workers.training.tasks.base import Task
 from workers.warm_host import TASK_CACHE_SIZE, WarmHost
@@ -128,7 +127,4 @@ def test_a_warm_actor_set_up_imports_nothing_more() -> None:
         "new = set(sys.modules) - before\n"
         "print(sorted(m for m in new if m.split('.')[0] in {'torch', 'sklearn', 'scipy'}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
-    )
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert last_line_printed(script) == "[]"
