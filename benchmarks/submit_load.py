@@ -80,8 +80,10 @@ def create_users(url: str, admin_token: str, count: int) -> list[str]:
     return tokens
 
 
-async def load(port: int, tokens: list[str], submits: int, concurrency: int) -> list[float]:
-    """Latencies (s) of len(tokens) x submits POST /v1/jobs, users interleaved."""
+async def load(
+    port: int, tokens: list[str], submits: int, concurrency: int, path: str = "/v1/jobs"
+) -> list[float]:
+    """Latencies (s) of len(tokens) x submits POST `path`, users interleaved."""
     work = [tokens[i % len(tokens)] for i in range(len(tokens) * submits)]
     latencies: list[float] = []
 
@@ -91,7 +93,7 @@ async def load(port: int, tokens: list[str], submits: int, concurrency: int) -> 
             while work:
                 token = work.pop()
                 started = time.perf_counter()
-                status, body = await conn.request("POST", "/v1/jobs", SPEC, token=token)
+                status, body = await conn.request("POST", path, SPEC, token=token)
                 latencies.append(time.perf_counter() - started)
                 if status != 201:
                     raise RuntimeError(f"submit: HTTP {status} {body}")
