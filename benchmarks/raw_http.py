@@ -57,7 +57,9 @@ class Connection:
         status, headers = await self._head()
         assert self.reader is not None
         data = await self.reader.readexactly(int(headers.get("content-length", "0")))
-        return status, json.loads(data) if data else None
+        if headers.get("content-type", "").startswith("application/json"):
+            return status, json.loads(data)
+        return status, data.decode(errors="replace") or None  # e.g. a 500's plain text
 
     async def sse(self, path: str) -> AsyncIterator[tuple[str, str, str]]:
         """(event, id, data) of each event of the stream at `path`, until it ends."""

@@ -6,9 +6,9 @@ statements of `tests/api/test_submit_statements.py`, copied from PostgreSQL's lo
 the token look-up, the user's quota standing with the database clock, the job row,
 its `queued` event with NOTIFY, the audit row, in one transaction.
 
-    POST /store   lagtrain's own store code (service.api.jobs.submit_job after
-                  service.auth.principal_for), in the thread pool, answered as the
-                  route answers: lagtrain without its middleware and route layers
+    POST /store   lagtrain's own submit (service.api.jobs.submit_job: the token check,
+                  the spec's checks, the transaction), in the thread pool, answered as
+                  the route answers: lagtrain without its middleware and route layers
     POST /core    the five statements through SQLAlchemy Core, in the thread pool
     POST /async   the five statements through SQLAlchemy's asyncio Core (psycopg async)
     POST /raw     the five statements through psycopg's AsyncConnection directly
@@ -34,7 +34,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.concurrency import run_in_threadpool
 
 from service.api.jobs import job_out, submit_job
-from service.auth import principal_for
 from service.schemas.jobspec import JobSpec
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker
@@ -128,9 +127,8 @@ async def store(spec: JobSpec, request: Request) -> Response:
     sessions, settings, token = _state["sessions"], _state["settings"], _token(request)
 
     def work() -> Response:
-        principal = principal_for(sessions, token)
-        job, _created = submit_job(
-            sessions, settings, None, principal=principal, spec=spec, idempotency_key=None
+        job, _created, principal = submit_job(
+            sessions, settings, None, token=token, spec=spec, idempotency_key=None
         )
         return Response(
             job_out(job, principal.name).model_dump_json(),

@@ -38,14 +38,26 @@ def principal_for(sessions: sessionmaker[Session], token: str) -> Principal:
     # Read-only (no write lock on SQLite); last_used_at is written at most once a
     # minute per token, in its own short transaction.
     with read_transaction(sessions) as session:
-        found = authenticate(session=session, token=token)
-    if found is None:
-        raise _unauthorized("invalid, expired or revoked token, or a disabled user")
-    principal, touch_due = found
+        principal, touch_due = _accepted(authenticate(session=session, token=token))
     if touch_due:
         with transaction(sessions) as session:
             touch_token(session=session, token_id=principal.token_id)
     return principal
+
+
+def principal_in(session: Session, token: str) -> Principal:
+    """principal_for inside the caller's write transaction (its last_used_at written
+    there too): for a route that writes anyway, one session and one pool checkout."""
+    principal, touch_due = _accepted(authenticate(session=session, token=token))
+    if touch_due:
+        touch_token(session=session, token_id=principal.token_id)
+    return principal
+
+
+def _accepted(found: tuple[Principal, bool] | None) -> tuple[Principal, bool]:
+    if found is None:
+        raise _unauthorized("invalid, expired or revoked token, or a disabled user")
+    return found
 
 
 def _present(credentials: HTTPAuthorizationCredentials | None) -> str:

@@ -20,9 +20,9 @@ def record(
     target: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """`actor` None: the server itself (bootstrap). One INSERT, no ORM object (a
-    submit writes one of these)."""
-    session.execute(
+    """`actor` None: the server itself (bootstrap). One INSERT on the session's
+    connection, no ORM object or execution layer (a submit writes one of these)."""
+    session.connection().execute(
         insert(table_of(AuditEvent)),
         {
             "at": utcnow(),

@@ -4,10 +4,13 @@ that changed."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from sqlalchemy import Executable, Insert, func, text
+from sqlalchemy import Insert, String, cast, func, insert, text
 from sqlalchemy.orm import Session
+
+from service.store.models import JobEvent, table_of
 
 # Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
 JOBS_CHANNEL = "lagtrain_jobs"
@@ -32,13 +35,20 @@ def notify(session: Session, channels: list[str], job_id: int) -> None:
     session.execute(text(f"SELECT {calls}"), {**params, "payload": str(job_id)})
 
 
-def with_notify(
-    statement: Insert, *, session: Session, channels: Sequence[str], job_id: int
-) -> Executable:
-    """`statement` (an INSERT of one row) made to NOTIFY `channels` as well, in the same
-    round trip: RETURNING pg_notify(...) runs once per inserted row (PostgreSQL;
-    `statement` unchanged elsewhere)."""
-    if not channels or session.get_bind().dialect.name != "postgresql":
+def event_insert(session: Session, channels: Sequence[str]) -> Insert:
+    """The INSERT of one job event that also NOTIFYs `channels` in the same round trip
+    (PostgreSQL: RETURNING pg_notify(channel, the row's job_id), once per inserted
+    row; a plain INSERT elsewhere). Built once per dialect and channel list: a
+    statement built per call costs its cache key on every event."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    return _event_insert(tuple(channels) if postgres else ())
+
+
+@functools.cache
+def _event_insert(channels: tuple[str, ...]) -> Insert:
+    events = table_of(JobEvent)
+    statement = insert(events)
+    if not channels:
         return statement
-    payload = str(job_id)
+    payload = cast(events.c.job_id, String)
     return statement.returning(*(func.pg_notify(channel, payload) for channel in channels))
