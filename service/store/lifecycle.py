@@ -177,31 +177,41 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
 def _insert_new(session: Session, job: Job) -> None:
     """Store a new Job by one Core INSERT and attach it to the session as persistent:
     the same row and object as session.add + flush, without the unit of work, which
-    cost more CPU than the statement itself on the submit path (issue 13). Columns
-    the object leaves unset get their defaults and come back by RETURNING, so every
-    attribute is loaded (reading one never costs a SELECT)."""
+    cost more CPU than the statement itself on the submit path (issue 13). Every
+    attribute ends up loaded (reading one never costs a SELECT): the id and the
+    defaults of columns the object left unset come back by RETURNING, the other
+    unset columns are NULL."""
     given = inspect(job).dict
-    values = {column: given[key] for key, column in _JOB_COLUMNS if key in given}
-    statement, returned = _job_insert(frozenset(values))
+    values = {column.key: given[key] for key, column in _JOB_COLUMNS if key in given}
+    statement, returned, nulls = _job_insert(frozenset(values))
     row = session.connection().execute(statement, values).one()
     for key, value in zip(returned, row, strict=True):
         set_committed_value(job, key, value)
+    for key in nulls:
+        set_committed_value(job, key, None)
     make_transient_to_detached(job)
     session.add(job)
 
 
-# (attribute, column name) of every mapped column of Job.
-_JOB_COLUMNS = tuple((attr.key, attr.columns[0].key) for attr in inspect(Job).column_attrs)
+# (attribute, column) of every mapped column of Job.
+_JOB_COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(Job).column_attrs)
 
 
 @functools.cache
-def _job_insert(given: frozenset[str]) -> tuple[Insert, tuple[str, ...]]:
-    """The INSERT for a Job with the columns `given`, returning the others (their
-    defaults), and the attributes those fill. Built once per set of columns."""
-    returned = tuple((key, column) for key, column in _JOB_COLUMNS if column not in given)
-    table = table_of(Job)
-    statement = insert(table).returning(*(table.c[column] for _key, column in returned))
-    return statement, tuple(key for key, _column in returned)
+def _job_insert(given: frozenset[str]) -> tuple[Insert, tuple[str, ...], tuple[str, ...]]:
+    """For a Job with the columns `given`: the INSERT returning the others that the
+    database fills (the id, defaults), those attributes, and the attributes left
+    NULL. Built once per set of columns."""
+    unset = [(key, column) for key, column in _JOB_COLUMNS if column.key not in given]
+    filled = [
+        (key, column)
+        for key, column in unset
+        if column.primary_key or column.default is not None or column.server_default is not None
+    ]
+    statement = insert(table_of(Job)).returning(*(column for _key, column in filled))
+    returned = tuple(key for key, _column in filled)
+    nulls = tuple(key for key, _column in unset if key not in returned)
+    return statement, returned, nulls
 
 
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
