@@ -18,13 +18,14 @@ from service.store.db import make_engine
 from tests.api.conftest import SMALL_SPEC, Api
 from tests.polling import wait_until
 
-# Per submit without an Idempotency-Key: the token look-up; then in one transaction
-# the quota standing (with the database clock), the job, its event (with
-# NOTIFY on PostgreSQL) and the audit row. SQLite also counts its BEGINs.
+# Per submit without an Idempotency-Key: the token look-up, the quota standing (with
+# the database clock), the job, its event (with NOTIFY on PostgreSQL) and the audit
+# row. On PostgreSQL all five in one transaction; SQLite looks the token up first, in
+# a read transaction of its own, and also counts its BEGINs.
 MAX_STATEMENTS = {"sqlite": 7, "postgresql": 5}
 # PostgreSQL round trips (libpq's ReadyForQuery messages): the statements plus BEGIN
-# and COMMIT of the write transaction; the token look-up autocommits, and the pool's
-# liveness check costs none on a healthy connection.
+# and COMMIT of the one transaction; the pool's liveness check costs none on a
+# healthy connection.
 MAX_ROUND_TRIPS = 7
 # With an Idempotency-Key: its look-up, and the savepoint around the insert.
 MAX_STATEMENTS_WITH_KEY = {"sqlite": 10, "postgresql": 8}
