@@ -140,7 +140,7 @@ def submit_job(
     in_transaction = sessions.kw["bind"].dialect.name == "postgresql"
     checked = None if in_transaction else principal_for(sessions, token)
     with transaction(sessions) as session:
-        principal = checked or principal_in(session, token)
+        principal = checked if checked is not None else principal_in(session, token)
         # The stored spec shows every default, the server's max_attempts included.
         try:
             resolved = resolve(spec, default_max_attempts=settings.default_max_attempts)

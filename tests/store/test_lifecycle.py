@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import InvalidTransition, StaleLease
@@ -250,3 +250,44 @@ def new_job(owner_id: int, spec: ResolvedSpec) -> Job:
         progress_rounds=1,
         last_seq=0,
     )
+
+
+def test_a_submitted_job_is_stored_and_attached_as_if_flushed(
+    session_factory: sessionmaker[Session], make_user: MakeUser
+) -> None:
+    """The submit stores the new row by one Core INSERT (issue 13): the object that comes
+    back is the session's persistent Job with every attribute loaded (reading one runs
+    no statement), later changes to it in the same transaction are written, and the
+    columns it left unset are SQL NULL or their defaults, as an ORM flush leaves them."""
+    owner = make_user("ann")
+    job = Job(  # priority, gpus_required, attempt, progress_round, last_seq: defaults
+        owner_id=owner, spec=minimal_spec().model_dump(mode="json"), cpus_required=1.0,
+        max_attempts=2, progress_rounds=10,
+    )
+    with transaction(session_factory) as session:
+        stored = lifecycle.transition(session=session, job=job, to=S.QUEUED, actor="t")
+        assert stored is job and job in session and not inspect(job).pending
+        assert inspect(job).unloaded == set()
+        statements: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            statements.append(statement)
+
+        event.listen(session.get_bind(), "before_cursor_execute", count)
+        try:
+            loaded = {a.key: getattr(job, a.key) for a in inspect(Job).column_attrs}
+        finally:
+            event.remove(session.get_bind(), "before_cursor_execute", count)
+        assert statements == []
+        assert loaded["id"] > 0 and loaded["status"] == "queued"
+        assert (loaded["priority"], loaded["attempt"], loaded["last_seq"]) == (0, 0, 0)
+        assert loaded["summary"] is None and loaded["lease_token"] is None
+        job.priority = 7  # tracked like any loaded object's change
+    with session_factory() as session:
+        row = session.execute(
+            select(Job.priority, Job.gpus_required, Job.summary.is_(None), Job.created_at)
+            .where(Job.id == loaded["id"])
+        ).one()
+        assert (row[0], row[1], row[2]) == (7, 0.0, True)
+        assert row[3] == loaded["created_at"]
+
