@@ -27,15 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
-from local_stack import (
-    BIN,
-    api_server,
-    free_port,
-    load_average,
-    postgres_database,
-    wait_for,
-    workspace,
-)
+from local_stack import BIN, free_port, load_average, wait_for
 from submit_load import (
     GOAL_P99_S,
     GOAL_RATE,
@@ -43,6 +35,7 @@ from submit_load import (
     create_users,
     load,
     session_cpu_seconds,
+    submit_server,
 )
 
 RUNGS = ["lagtrain", "store", "core", "async", "raw"]
@@ -67,19 +60,10 @@ def main() -> None:
         args.users, args.submits = 3, 10
     print(f"start; {load_average()}", flush=True)
     repo = Path(__file__).resolve().parent.parent
-    with (
-        workspace("lagtrain-floor-") as (workdir, processes),
-        postgres_database(args.postgres_admin_url) as url,
-        api_server(
-            workdir,
-            processes,
-            database_url=url,
-            extra_env={
-                "LAGTRAIN_WEB_WORKERS": "2",
-                "LAGTRAIN_ACCESS_LOG": "false",
-                "LAGTRAIN_DEFAULT_MAX_QUEUED_JOBS": "1000000",
-            },
-        ) as service,
+    with submit_server(args.postgres_admin_url, 2, LAGTRAIN_ACCESS_LOG="false") as (
+        processes,
+        url,
+        service,
     ):
         tokens = create_users(service.url, service.token, args.users)
         floor_port = free_port()

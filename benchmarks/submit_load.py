@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from local_stack import BIN, api_server, load_average, postgres_database, workspace
+from local_stack import (
+    BIN,
+    ProcessGroup,
+    Service,
+    api_server,
+    load_average,
+    postgres_database,
+    workspace,
+)
 from raw_http import Connection
 
 GOAL_RATE = 500.0  # submits/s at 10 concurrent clients
@@ -124,11 +132,16 @@ def py_spy(pid: int, output: str | None) -> Iterator[None]:
         spy.wait(timeout=60)
 
 
-def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
-    results = []
+@contextmanager
+def submit_server(
+    admin_url: str, web_workers: int, **env: str
+) -> Iterator[tuple[ProcessGroup, str, Service]]:
+    """`lagtrain server` alone (no dispatcher) with `web_workers` on a new PostgreSQL
+    database: (its process group, the database URL, the service). `env`: more
+    LAGTRAIN_ settings."""
     with (
         workspace("lagtrain-load-") as (workdir, processes),
-        postgres_database(args.postgres_admin_url) as url,
+        postgres_database(admin_url) as url,
         api_server(
             workdir,
             processes,
@@ -138,9 +151,16 @@ def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
             extra_env={
                 "LAGTRAIN_WEB_WORKERS": str(web_workers),
                 "LAGTRAIN_DEFAULT_MAX_QUEUED_JOBS": "1000000",
+                **env,
             },
         ) as service,
     ):
+        yield processes, url, service
+
+
+def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
+    results = []
+    with submit_server(args.postgres_admin_url, web_workers) as (_processes, _url, service):
         server_session = service.processes.procs[-1][1].pid  # spawned as a session leader
         tokens = create_users(service.url, service.token, args.users)
         asyncio.run(load(service.port, tokens, max(1, args.warmup // args.users), 4))
