@@ -64,6 +64,7 @@ class RayJob:
         self.pooled: list[tuple[str, Any]] = []  # (node id, actor) taken from `pool`
         self.actor_phases: list[dict[str, float]] = []  # pooled actors' own set-up
         self.ended_cleanly = False
+        self.announced_back = False  # the pool expects `pooled` back (free_resources)
         self.rule = rule or get_rule(spec.aggregation.strategy)
         self.job_key = job_key
         # Actors are named, so an operator (or a test) can find a job's gang in Ray.
@@ -217,6 +218,11 @@ class RayJob:
         if not (self.pool is not None and self.ended_cleanly):
             self.actors += [actor for _node, actor in self.pooled]
             self.pooled = []
+        elif self.pooled and not self.announced_back:
+            # Announced before the placement group goes: a job claimed in the gap
+            # waits for these actors instead of starting fresh ones.
+            self.pool.expect_back([node for node, _actor in self.pooled])
+            self.announced_back = True
         for actor in self.actors:
             # An actor that already died is fine.
             with contextlib.suppress(Exception):

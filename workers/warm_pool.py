@@ -13,6 +13,12 @@ Nothing of a job survives in a pooled actor: it builds the job's replica or driv
 afresh from the job's spec and drops it on reset, and only a job that ended cleanly
 hands its actors back (after a cancel or an error they are killed, as without the
 pool). Bounded by `size`; actors idle longer than `idle_seconds` are released.
+
+A cleanly ended job frees its placement group (and records its end) before its
+actors are reset and handed back, so the dispatcher may claim the next job in
+between: the job announces them first (`expect_back`), and `take` waits for an actor
+on its way back rather than starting a process that imports torch (seconds, against
+a reset's milliseconds).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class WarmPool:
         self.idle_seconds = idle_seconds
         self._idle: list[_Idle] = []
         self._lock = threading.Lock()
+        # Actors per node that a cleanly ended job has announced and not handed back yet.
+        self._returning: dict[str, int] = {}
+        self._handed_back = threading.Condition(self._lock)
 
     def new_actor(self, node_id: str) -> Any:
         """A fresh WarmHost on `node_id` (it imports torch while the caller goes on)."""
@@ -73,9 +82,23 @@ class WarmPool:
                 actor = self.new_actor(node_id)
                 self._idle.append(_Idle(node_id, actor, now, actor.reset.remote()))
 
-    def take(self, node_id: str) -> Any:
-        """An idle actor on `node_id` (one that has started first), else a new one."""
+    def expect_back(self, node_ids: list[str]) -> None:
+        """A cleanly ended job will hand back its actors on these nodes (one entry per
+        actor); each is counted until `give_back` has it."""
         with self._lock:
+            for node_id in node_ids:
+                self._returning[node_id] = self._returning.get(node_id, 0) + 1
+
+    def take(self, node_id: str) -> Any:
+        """An idle actor on `node_id` (one that has started first), else one on its way
+        back there (waited for, up to RESET_TIMEOUT_S), else a new one."""
+        deadline = time.monotonic() + RESET_TIMEOUT_S
+        with self._handed_back:
+            while self._returning.get(node_id, 0) and not any(
+                idle.node_id == node_id for idle in self._idle
+            ):
+                if not self._handed_back.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    break
             here = [idle for idle in self._idle if idle.node_id == node_id]
             if not here:
                 return self.new_actor(node_id)
@@ -96,7 +119,8 @@ class WarmPool:
 
     def give_back(self, actors: list[tuple[str, Any]]) -> None:
         """Reset (node id, actor) pairs of a cleanly ended job and keep up to `size`
-        of them; an actor that does not reset in time, or beyond the bound, is killed."""
+        of them; an actor that does not reset in time, or beyond the bound, is killed.
+        Ends their `expect_back`, whether kept or not."""
         resets = [actor.reset.remote() for _node, actor in actors]
         kept: list[_Idle] = []
         for (node_id, actor), ref in zip(actors, resets, strict=True):
@@ -107,10 +131,14 @@ class WarmPool:
                 _kill(actor)
                 continue
             kept.append(_Idle(node_id, actor, time.monotonic(), ref))
-        with self._lock:
+        with self._handed_back:
+            for node_id, _actor in actors:
+                if self._returning.get(node_id, 0) > 0:
+                    self._returning[node_id] -= 1
             self._idle += kept
             surplus = self._idle[: max(0, len(self._idle) - self.size)]
             del self._idle[: len(surplus)]
+            self._handed_back.notify_all()
         for idle in surplus:
             _kill(idle.actor)
 
@@ -129,8 +157,10 @@ class WarmPool:
             return len(self._idle)
 
     def close(self) -> None:
-        with self._lock:
+        with self._handed_back:
             idle, self._idle = self._idle, []
+            self._returning.clear()  # nobody waits for actors of a closed pool
+            self._handed_back.notify_all()
         for entry in idle:
             _kill(entry.actor)
 

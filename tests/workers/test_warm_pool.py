@@ -154,3 +154,34 @@ def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
         dispatcher.stop()
         thread.join(timeout=60)
     assert dispatcher.warm_pool.idle_count() == 0  # closed with the dispatcher
+
+
+def test_a_gang_taken_before_the_last_job_handed_back_waits_for_its_actors(
+    ray_address: str,
+) -> None:
+    """A cleanly ended job frees its placement group before its actors are reset and
+    handed back, so the next job can be claimed in between: take() then waits for the
+    announced actor (milliseconds) instead of starting a process that imports torch."""
+    import threading
+
+    node = ray.get_runtime_context().get_node_id()
+    one = WarmPool(size=1, idle_seconds=3600)
+    try:
+        one.prewarm(node)
+        actor = one.take(node)  # the ended job's actor; the pool is empty now
+        one.expect_back([node])  # its job's free_resources()
+        got: list[Any] = []
+        taker = threading.Thread(target=lambda: got.append(one.take(node)), daemon=True)
+        taker.start()
+        taker.join(timeout=1.0)
+        assert taker.is_alive() and got == []  # waiting, not starting a new process
+        one.give_back([(node, actor)])  # its job's stop()
+        taker.join(timeout=30)
+        assert len(got) == 1 and got[0]._actor_id == actor._actor_id
+        # Nothing is announced any more: the next take() starts a new actor at once.
+        fresh = one.take(node)
+        assert fresh._actor_id != actor._actor_id
+        ray.kill(fresh)
+        ray.kill(actor)
+    finally:
+        one.close()
