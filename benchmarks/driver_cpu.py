@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from local_stack import load_average
-from ray_vs_gloo import job_spec
+from ray_vs_gloo import add_job_arguments, job_spec
 
 from service.schemas.resolve import resolve
 from workers.dataplane import WireArray, encode
@@ -112,12 +112,7 @@ def ray_threads(spec: dict[str, Any], warmup: int) -> dict[tuple[str, str], tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    add_job_arguments(parser, rounds=40)
     args = parser.parse_args()
     spec = job_spec(args)
     print(f"start; {load_average()}", flush=True)

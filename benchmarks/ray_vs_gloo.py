@@ -48,6 +48,17 @@ GLOO_TIMEOUT_S = 300
 NEVER = 10_000_000  # eval/checkpoint interval that only the last round hits
 
 
+def add_job_arguments(parser: argparse.ArgumentParser, *, rounds: int) -> None:
+    """The options job_spec reads, and the rounds to time: one CLI for the round
+    benchmarks (this one, round_profile, driver_cpu)."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed first rounds")
+    parser.add_argument("--hidden", type=int, default=256, help="LSTM hidden size")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="M, the replicas")
+
+
 def job_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "name": "bench-ray-vs-gloo",
@@ -164,12 +175,7 @@ def _free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=5, help="untimed first rounds")
-    parser.add_argument("--hidden", type=int, default=256, help="LSTM hidden size")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="M, replicas on both sides")
+    add_job_arguments(parser, rounds=60)
     parser.add_argument("--repeats", type=int, default=2, help="alternating Ray/gloo pairs")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 15 rounds, hidden 64, one pair"

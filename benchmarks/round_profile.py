@@ -37,7 +37,7 @@ import numpy as np
 import ray
 import torch
 from local_stack import load_average, postgres_database
-from ray_vs_gloo import job_spec, per_round
+from ray_vs_gloo import add_job_arguments, job_spec, per_round
 
 from service.schemas.resolve import resolve
 from service.store.db import make_engine, make_sessionmaker, transaction
@@ -247,12 +247,7 @@ def store_append(url: str, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    add_job_arguments(parser, rounds=40)
     parser.add_argument("--quick", action="store_true", help="smoke run: 12 rounds, hidden 64")
     args = parser.parse_args()
     if args.quick:

@@ -25,6 +25,15 @@ def no_uploads(dataset_id: str) -> Path:
     raise AssertionError(f"unexpected upload lookup {dataset_id!r}")
 
 
+# CADA2 (LASG-WK2 under Adam) on minibatches of the paper's task: the sections the
+# rule-equivalence tests give linreg_spec (and tests/workers' own linreg).
+CADA2_MINIBATCH: dict[str, dict[str, Any]] = {
+    "optimizer": {"name": "adam", "lr": 0.05},
+    "schedule": {"batch_size": 10},
+    "aggregation": {"max_staleness": 7},
+}
+
+
 def linreg_spec(strategy: str, **sections: Any) -> ResolvedSpec:
     """The LAG paper's task under `strategy`, 4 workers, 30 rounds; each section
     given is merged into these (a key given replaces the one here)."""

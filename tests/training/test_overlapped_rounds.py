@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from service.schemas.resolved import ResolvedSpec
-from tests.training.task_helpers import linreg_spec
+from tests.training.task_helpers import CADA2_MINIBATCH, linreg_spec
 from workers.training.coordinator import Coordinator, RoundPlan
 from workers.training.loop import InSequence, RoundDone, run_rounds
 from workers.training.replica import Replica, ReplicaReply
@@ -37,12 +37,7 @@ CASES = {
     "lag_ps": linreg("lag_ps"),
     "laq": linreg("laq", aggregation={"bits": 3}),
     "local_sgd": linreg("local_sgd", schedule={"batch_size": 10}),
-    "cada2": linreg(
-        "lasg_wk2",
-        optimizer={"name": "adam", "lr": 0.05},
-        schedule={"batch_size": 10},
-        aggregation={"max_staleness": 7},
-    ),
+    "cada2": linreg("lasg_wk2", **CADA2_MINIBATCH),
 }
 
 

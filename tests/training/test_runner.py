@@ -12,6 +12,7 @@ import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.training.task_helpers import CADA2_MINIBATCH
 from tests.training.task_helpers import linreg_spec as linreg
 from workers.training.coordinator import Coordinator, Diverged
 from workers.training.replica import Replica
@@ -113,12 +114,7 @@ def test_rounds_must_be_driven_in_order() -> None:
 
 CHECKPOINT_CASES = {
     "lag_wk-momentum": linreg("lag_wk", optimizer={"momentum": 0.5}),
-    "cada2-minibatch": linreg(
-        "lasg_wk2",
-        optimizer={"name": "adam", "lr": 0.05},
-        schedule={"batch_size": 10},
-        aggregation={"max_staleness": 7},
-    ),
+    "cada2-minibatch": linreg("lasg_wk2", **CADA2_MINIBATCH),
     "lag_ps": linreg("lag_ps"),
     "laq-full-batch": linreg("laq", aggregation={"bits": 3}),
     "laq-minibatch": linreg("laq", schedule={"batch_size": 10}, aggregation={"max_staleness": 6}),

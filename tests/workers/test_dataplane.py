@@ -20,6 +20,7 @@ import torch
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.training.task_helpers import CADA2_MINIBATCH
 from tests.workers.reference import reference_records
 from workers.aggregation.dense import DenseCoordinator, DenseReplica
 from workers.aggregation.rule import AggregationRule, GradientOracle, ReplicaOutcome
@@ -51,12 +52,7 @@ RULES = {
     "lag_wk": linreg("lag_wk"),
     "lag_ps": linreg("lag_ps"),
     "laq": linreg("laq", aggregation={"bits": 3}),
-    "lasg_wk2": linreg(
-        "lasg_wk2",
-        optimizer={"name": "adam", "lr": 0.05},
-        schedule={"batch_size": 10},
-        aggregation={"max_staleness": 7},
-    ),
+    "lasg_wk2": linreg("lasg_wk2", **CADA2_MINIBATCH),
 }
 LAZY = {"lag_wk", "lag_ps", "laq", "lasg_wk2"}
 
