@@ -20,6 +20,7 @@ twin's bytes. Upload counts are deterministic; nothing here is a timing.
 
     nice -n 15 .venv/bin/python benchmarks/rnn_comm.py \\
         [--tasks digits,char_lm] [--workers 4,8] [--hidden 32,128,512] [--rules cada2,lasg,laq]
+        [--xi X] [--max-staleness N] [--bits B]   (override the spec defaults: experiments)
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="override every scenario's")
     parser.add_argument("--xi", type=float, default=None, help="override the lazy rules' xi")
     parser.add_argument("--bits", type=int, default=None, help="override LAQ's bits")
+    parser.add_argument("--max-staleness", type=int, default=None,
+                        help="override the lazy rules' max_staleness")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: threads only add overhead
     started = time.perf_counter()
@@ -199,6 +202,8 @@ def main() -> None:
                     overrides: dict[str, Any] = {}
                     if args.xi is not None:
                         overrides["xi"] = args.xi
+                    if args.max_staleness is not None:
+                        overrides["max_staleness"] = args.max_staleness
                     if args.bits is not None and pair.lazy["strategy"] == "laq":
                         overrides["bits"] = args.bits
                     lazy_setup = {**pair.lazy, "aggregation": overrides}
