@@ -145,7 +145,10 @@ class AggregationSpec(Strict):
     )
     local_steps: LocalSteps = 4
     warmup_full_upload: bool = True
-    bits: Bits = 4
+    bits: Bits | None = Field(
+        default=None,
+        description="laq; null = the rule's default (4 on full batches, 8 on minibatches)",
+    )
 
 
 class DistributedSpec(Strict):

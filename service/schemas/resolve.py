@@ -26,6 +26,7 @@ from service.schemas.defaults import (
     RULE_DEFAULTS,
     TASKS_WITH_SMOOTHNESS,
     linreg_mean_smoothness,
+    rule_defaults,
 )
 from service.schemas.jobspec import JobSpec, TaskSpec
 from service.schemas.resolved import ResolvedSpec
@@ -75,11 +76,13 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
         dist["workers"] = PAPER_TASK.workers if paper else DEFAULT_WORKERS
     if sched["batch_size"] is None:
         sched["batch_size"] = PAPER_TASK.batch_size if paper else DEFAULT_BATCH_SIZE
-    rule = RULE_DEFAULTS[agg["strategy"]]
+    rule = rule_defaults(agg["strategy"], full_batch=sched["batch_size"] == "full")
     if agg["xi"] is None:
         agg["xi"] = rule.xi
     if agg["max_staleness"] is None:
         agg["max_staleness"] = rule.max_staleness
+    if agg["bits"] is None:
+        agg["bits"] = rule.bits
     if opt["amsgrad"] is None:
         opt["amsgrad"] = rule.cada and opt["name"] == "adam"
     if opt["bias_correction"] is None:
