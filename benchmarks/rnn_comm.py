@@ -9,7 +9,7 @@ variant its spec defaults give it, and so does its twin — the dense rule with 
 
     CADA2    = lasg_wk2 + adam (AMSGrad, no bias correction)   twin: dense, same Adam
     LASG-WK2 = lasg_wk2 + sgd                                   twin: dense SGD
-    LAQ+SGD  = laq (minibatch default: b = 8, xi 0.1) + sgd         twin: dense SGD
+    LAQ+SGD  = laq (minibatch default: b = 8, xi 0.1) + sgd     twin: dense SGD
     (LAQ+Adam = laq + adam, twin dense Adam: `--rules laq_adam`)
 
 For each lazy rule: its final metric, the uploads and bytes it needed to reach its
