@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated
@@ -25,7 +23,7 @@ from service.api.deps import (
 from service.api.responses import errors
 from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
-from service.schemas.common import Page
+from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
@@ -79,10 +77,6 @@ def job_out(job: Job, owner: str) -> JobOut:
         error=job.error,
     )
 
-
-def _request_sha256(spec: JobSpec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @submit_router.post(
@@ -161,7 +155,7 @@ def submit_job(
             )
         )
         if existing is not None:  # a retry of an accepted submit is answered, whatever the quota
-            job, created = replay(existing, _request_sha256(spec)), False
+            job, created = replay(existing, request_sha256(spec)), False
         else:
             cpus, gpus = gang_totals(resolved)
             now = check_can_submit(
@@ -174,7 +168,7 @@ def submit_job(
                 spec=resolved,
                 idempotency_key=idempotency_key,
                 # Only a retry with the key compares it.
-                request_sha256=None if idempotency_key is None else _request_sha256(spec),
+                request_sha256=None if idempotency_key is None else request_sha256(spec),
                 key_unused=True,
                 now=now,
             )

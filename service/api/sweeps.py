@@ -5,8 +5,6 @@ jobs, by a sweep controller in a dispatcher process."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -26,7 +24,7 @@ from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
 from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import CurrentUser
-from service.schemas.common import Page
+from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
@@ -90,10 +88,6 @@ def _sweep_outs(session: Session, sweeps: list[Sweep]) -> list[SweepOut]:
         for s in sweeps
     ]
 
-
-def _request_sha256(spec: SweepSpec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidationError:
@@ -163,7 +157,7 @@ def post_sweep(
             spec=checked.stored,
             name=spec.name,
             idempotency_key=idempotency_key,
-            request_sha256=_request_sha256(spec),
+            request_sha256=request_sha256(spec),
         )
         (out,) = _sweep_outs(session, [sweep])
     if not created:

@@ -1,7 +1,10 @@
-"""Shapes shared by every API response: UTC timestamps and cursor pages."""
+"""Shapes shared by every API response: UTC timestamps and cursor pages; and the
+canonical digest of a request body that an Idempotency-Key is held to."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
@@ -26,3 +29,16 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         default=None, description="pass as ?cursor= for the next page; null on the last page"
     )
+
+
+def request_sha256(body: BaseModel) -> str:
+    """The digest an Idempotency-Key's retry must match: the validated body without
+    the fields that equal their schema default, keys sorted. Bodies that mean the
+    same hash the same (an omitted field, `{}` or an explicit default), and a field
+    added to the schema later, or a default moved from a value to null, leaves the
+    digest of a request that did not set it unchanged — a retry that spans a server
+    upgrade is still the same request."""
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
+from service.schemas.common import request_sha256
+from service.schemas.jobspec import JobSpec
 from service.store.models import Job, JobEvent
 from tests.api.conftest import SMALL_SPEC, Api, assert_json_error
 
@@ -64,6 +67,33 @@ def test_idempotency_key_replays_and_conflicts(api: Api) -> None:
     # Keys are per user: bob's k-1 is a different job.
     bobs = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=bob | key)
     assert bobs.status_code == 201 and bobs.json()["id"] != first.json()["id"]
+
+
+def test_an_idempotent_retry_is_the_same_request_across_a_schema_upgrade(api: Api) -> None:
+    # A retry spelling out a default is the same request...
+    _uid, alice = api.create_user("alice")
+    key = {"Idempotency-Key": "spelled-out"}
+    first = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | key)
+    explicit = SMALL_SPEC | {"priority": 0, "aggregation": {"bits": None}}
+    again = api.client.post("/v1/jobs", json=explicit, headers=alice | key)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+
+    # ...and so is one that reaches a server whose schema gained a field or moved a
+    # default to null (aggregation.bits did: 4 -> null, the rule's default).
+    class Before(BaseModel):
+        a: int
+        bits: int | None = 4
+
+    class After(BaseModel):
+        a: int
+        bits: int | None = None
+        dtype: str | None = None
+
+    assert request_sha256(Before(a=1)) == request_sha256(After(a=1))
+    assert request_sha256(After(a=1, bits=8)) != request_sha256(After(a=1))
+    other = JobSpec.model_validate(SMALL_SPEC | {"priority": 5})
+    assert request_sha256(JobSpec.model_validate(SMALL_SPEC)) != request_sha256(other)
 
 
 def test_concurrent_duplicates_create_one_job(api: Api) -> None:
