@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from service.schemas.common import request_sha256
 from service.schemas.jobspec import JobSpec
 from service.store.models import Job, JobEvent
-from tests.api.conftest import SMALL_SPEC, Api, assert_json_error
+from tests.api.conftest import REPO_EXAMPLES, SMALL_SPEC, Api, assert_json_error
 
 
 def test_submit_returns_the_job_with_defaults_filled(api: Api) -> None:
@@ -192,3 +193,15 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     api.claim()
     body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
     assert body["status"] == "running" and body["queue_position"] is None
+
+
+def test_every_job_example_is_accepted(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    files = [p for p in sorted(REPO_EXAMPLES.glob("*.yaml")) if not p.name.startswith("sweep")]
+    assert len(files) >= 5
+    for path in files:
+        r = api.client.post("/v1/jobs", json=yaml.safe_load(path.read_text()), headers=alice)
+        assert r.status_code == 201, (path.name, r.text)
+    submitted = api.client.get("/v1/jobs", headers=alice).json()["data"]
+    laq = next(j for j in submitted if j["name"] == "shakespeare-laq")
+    assert (laq["spec"]["aggregation"]["bits"], laq["spec"]["aggregation"]["xi"]) == (8, 0.1)
