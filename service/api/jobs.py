@@ -78,7 +78,6 @@ def job_out(job: Job, owner: str) -> JobOut:
     )
 
 
-
 @submit_router.post(
     "",
     status_code=status.HTTP_201_CREATED,

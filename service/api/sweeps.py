@@ -89,7 +89,6 @@ def _sweep_outs(session: Session, sweeps: list[Sweep]) -> list[SweepOut]:
     ]
 
 
-
 def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidationError:
     """A 422 in FastAPI's list form, each problem at its place in the request body."""
     body = spec.model_dump(mode="json")
