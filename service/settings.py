@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     capacity_window_seconds: float = Field(default=600.0, gt=0)
     capacity_ceiling_cpus: float | None = Field(default=None, ge=0)
     capacity_ceiling_gpus: float | None = Field(default=None, ge=0)
+    # A running job whose gang sends nothing (no round's record, no checkpoint) for
+    # this long has stalled — a replica or the driver hung without dying, which Ray
+    # does not see: the attempt fails (retryable) and the gang is killed, instead of
+    # holding its CPUs/GPUs until max_job_hours. 0 turns the watchdog off. Generous:
+    # it must outlast the slowest round plus an evaluation and a checkpoint.
+    stall_seconds: float = Field(default=1800.0, ge=0)
     # SIGTERM to `lagtrain worker` drains it: running jobs checkpoint after their
     # current round and go back to the queue; the process exits within this bound.
     drain_seconds: float = Field(default=25.0, gt=0, le=600)

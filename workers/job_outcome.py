@@ -5,6 +5,7 @@ and how an error that ended the gang reads in the job's record (workers.job_run)
 from __future__ import annotations
 
 import queue
+import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,6 +23,35 @@ class ReaderOutcome:
 
     done: bool = False
     error: BaseException | None = None
+
+
+@dataclass
+class StallWatch:
+    """Silence from a running gang. A replica or the driver that hangs without dying
+    is invisible to Ray and to the data plane (a stopped process keeps its socket),
+    so a run counts as stalled after `bound` seconds without an event (settings.
+    stall_seconds; 0 = never). Until the first event the gang is also still starting
+    (its actors build their task and join the data plane on the first round), which
+    may take as long as a placement: `startup` seconds more (gang_ready_seconds)."""
+
+    bound: float
+    startup: float
+    last: float = field(default_factory=time.monotonic)
+    started: bool = False
+
+    def heard(self) -> None:
+        self.last, self.started = time.monotonic(), True
+
+    def stalled(self, *, rounds_done: int) -> str | None:
+        """The failure's reason once the silence is too long, else None."""
+        silent = time.monotonic() - self.last
+        allowed = self.bound if self.started else self.bound + self.startup
+        if self.bound <= 0 or silent < allowed:
+            return None
+        return (
+            f"stalled: the gang sent nothing for {silent:.0f} s after {rounds_done} "
+            f"round(s) (LAGTRAIN_STALL_SECONDS={self.bound:g}); a replica or the driver hung"
+        )
 
 
 @dataclass

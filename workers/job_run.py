@@ -25,6 +25,7 @@ from workers.event_writes import store_events
 from workers.job_outcome import (
     Progress,
     ReaderOutcome,
+    StallWatch,
     divergence,
     drain,
     failure_reason,
@@ -201,12 +202,20 @@ class JobRun:
         """Stream events into the store until the run ends; returns the final write."""
         token = self.claimed.fencing_token
         draining = False
+        watch = StallWatch(self.settings.stall_seconds, self.settings.gang_ready_seconds)
         while True:
             if self.drain_requested.is_set() and not draining:
                 draining = True
                 gang.request_stop()
             finished = outcome.done or outcome.error is not None
             batch = drain(events, timeout=0.0 if finished else FLUSH_SECONDS)
+            if batch:
+                watch.heard()
+            # Checked before the flush: time spent waiting out a store outage is not
+            # the gang's silence.
+            stalled = None if finished else watch.stalled(rounds_done=self.progress.last_round + 1)
+            if stalled is not None:
+                return self._failure(stalled, True)
             self._flush(
                 [event for event in batch if event is not END],
                 abort=lambda: self._buffer_full(events),

@@ -1,11 +1,16 @@
 """The dispatcher against a real store (SQLite and PostgreSQL) and the session's
 real local Ray: divergence fails the job with its round, a crashed replica costs an
-attempt and the next one resumes, an impossible gang fails naming the resource."""
+attempt and the next one resumes, a hung one fails it once the gang is silent, an
+impossible gang fails naming the resource."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,6 +111,66 @@ def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     assert outcomes == [(1, "failed"), (2, "succeeded")]
     assert first.error is not None and "died" in first.error
     assert seqs == list(range(1, rounds + 1))
+
+
+def serving_replicas() -> list[int]:
+    """Pids of the Ray worker processes running a ReplicaHost's `serve` (Ray sets
+    the process title to the actor's current method)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "cmdline").read_bytes().startswith(b"ray::ReplicaHost.serve"):
+                    pids.append(int(proc.name))
+    return pids
+
+
+def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
+) -> None:
+    # SIGSTOP: the replica's process lives on and holds its socket, so neither Ray nor
+    # gloo sees anything wrong; only the silence tells.
+    quick = settings.model_copy(
+        update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5, "stall_seconds": 3.0}
+    )
+    running = Dispatcher(quick, session_factory)
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    stopped: list[int] = []
+    try:
+        job_id = submit(
+            session_factory,
+            {
+                "task": {"kind": "adding"},
+                "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+                "schedule": {"rounds": 100_000},
+            },
+            max_attempts=1,
+        )
+
+        def training() -> bool:
+            with session_factory() as session:
+                job = session.get(Job, job_id)
+                return job is not None and job.progress_round >= 3
+
+        # Armed from the first round's record on (before it: gang_ready_seconds more).
+        wait_until(training, timeout=120, what="the job training")
+        pids = wait_until(serving_replicas, timeout=30, what="the replicas' processes")
+        assert isinstance(pids, list)
+        os.kill(pids[0], signal.SIGSTOP)
+        stopped.append(pids[0])
+        job = wait_until(lambda: finished(session_factory, job_id), timeout=60, what="the job")
+        assert isinstance(job, Job)
+        assert job.status == "failed" and job.error is not None, (job.status, job.error)
+        assert "stalled" in job.error and "LAGTRAIN_STALL_SECONDS=3" in job.error
+        # The gang was killed: no replica serves any more.
+        wait_until(lambda: not serving_replicas(), timeout=30, what="the gang's processes to go")
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        running.stop()
+        thread.join(timeout=60)
 
 
 def test_a_gang_larger_than_the_cluster_fails_naming_the_resource(
