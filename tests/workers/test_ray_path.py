@@ -38,8 +38,16 @@ def _reference(spec: ResolvedSpec) -> list[dict[str, float]]:
             "distributed": {"workers": 2, "cpus_per_worker": 0.5},
             "schedule": {"rounds": 12, "batch_size": 16, "eval_every": 6, "checkpoint_every": 5},
         },
+        {  # the stochastic variant at its minibatch defaults (8 bits, xi 0.1)
+            "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
+            "model": {"cell": "gru", "hidden_size": 16},
+            "optimizer": {"name": "sgd", "lr": 1.0},
+            "aggregation": {"strategy": "laq"},
+            "distributed": {"workers": 2, "cpus_per_worker": 0.5},
+            "schedule": {"rounds": 12, "batch_size": 16, "eval_every": 6, "checkpoint_every": 5},
+        },
     ],
-    ids=["lag_wk-linreg", "cada2-digits-gru"],
+    ids=["lag_wk-linreg", "cada2-digits-gru", "laq-digits-gru"],
 )
 def test_ray_path_reproduces_reference(
     ray_address: str, tmp_path: Path, spec_dict: dict[str, object]
@@ -52,6 +60,7 @@ def test_ray_path_reproduces_reference(
     for got, want in zip(records, expected, strict=True):
         assert got.values["uploads"] == want["uploads"]
         assert got.values["uploads_total"] == want["uploads_total"]
+        assert got.values["bytes_up_total"] == want["bytes_up_total"]
         assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
     rounds = [e.round for e in events if isinstance(e, CheckpointEvent)]
     every = spec.schedule.checkpoint_every
@@ -86,6 +95,7 @@ def test_ray_resume_from_checkpoint_continues_identically(ray_address: str, tmp_
     assert [r.round for r in resumed] == list(range(20, 30))
     for got, want in zip(resumed, expected[20:], strict=True):
         assert got.values["uploads_total"] == want["uploads_total"]
+        assert got.values["bytes_up_total"] == want["bytes_up_total"]
         assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
 
 
