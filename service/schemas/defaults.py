@@ -96,8 +96,8 @@ RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
     "lag_ps": RuleDefaults(xi=10.0, needs_smoothness=True),
     "lasg_wk2": RuleDefaults(xi=1.0, max_staleness=50, cada=True),
     # Full batch: the authors' values (LAG-NOTES). Minibatch: measured across the
-    # rnn_comm table (4 bits stalls or loses up to 32 % perplexity; 8 bits at xi 0.1
-    # keeps every row's twin metric within 1 %).
+    # rnn_comm table (at 4 bits it missed 11 of 12 rows, perplexity up to +71 %; 8 bits
+    # at xi 0.1 keeps every row's twin metric within 1 %).
     "laq": RuleDefaults(
         xi=0.8,
         max_staleness=100,
