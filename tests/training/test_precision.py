@@ -20,6 +20,7 @@ def test_defaults() -> None:
     explicit = resolve({**PAPER, "model": {"dtype": "float32"}})
     assert explicit.model.dtype == "float32"
 
+
 def test_laq_defaults_follow_the_gradients_it_quantizes() -> None:
     # Full batch: the authors' LAQ (4 bits, xi 0.8); minibatch: the stochastic variant,
     # which needs 8 bits (docs/decisions.md). An explicit value stands either way.
