@@ -63,8 +63,12 @@ SCENARIOS = {
         global_batch=128,
     ),
     "char_lm": Scenario(
-        task={"kind": "char_lm", "dataset": "builtin:shakespeare", "max_chars": 150_000,
-              "seq_len": 32},
+        task={
+            "kind": "char_lm",
+            "dataset": "builtin:shakespeare",
+            "max_chars": 150_000,
+            "seq_len": 32,
+        },
         model={"cell": "lstm", "embedding_dim": 16},
         metric="val_perplexity",
         higher_is_better=False,
@@ -85,20 +89,34 @@ class Pair:
 
 ADAM_NBC = {"name": "adam", "amsgrad": True, "bias_correction": False}
 PAIRS = {
-    "cada2": Pair("cada2", "CADA2", {"strategy": "lasg_wk2", "optimizer": {"name": "adam"}},
-                  {"strategy": "dense", "optimizer": ADAM_NBC}),
+    "cada2": Pair(
+        "cada2",
+        "CADA2",
+        {"strategy": "lasg_wk2", "optimizer": {"name": "adam"}},
+        {"strategy": "dense", "optimizer": ADAM_NBC},
+    ),
     # SGD at the schema's default lr (0.1) barely moves these LSTMs in 150 rounds; 1.0 is
     # the rate dense SGD trains well with here (and the same for both sides of the pair).
-    "lasg": Pair("lasg", "LASG-WK2",
-                 {"strategy": "lasg_wk2", "optimizer": {"name": "sgd", "lr": 1.0}},
-                 {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}}),
+    "lasg": Pair(
+        "lasg",
+        "LASG-WK2",
+        {"strategy": "lasg_wk2", "optimizer": {"name": "sgd", "lr": 1.0}},
+        {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}},
+    ),
     # LAQ is defined on (S)GD; under Adam, whose step divides by √v̂ per coordinate, the
     # 4-bit quantization error of small coordinates is amplified (docs/benchmarks.md).
-    "laq": Pair("laq", "LAQ+SGD",
-                {"strategy": "laq", "optimizer": {"name": "sgd", "lr": 1.0}},
-                {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}}),
-    "laq_adam": Pair("laq_adam", "LAQ+Adam", {"strategy": "laq", "optimizer": {"name": "adam"}},
-                     {"strategy": "dense", "optimizer": {"name": "adam"}}),
+    "laq": Pair(
+        "laq",
+        "LAQ+SGD",
+        {"strategy": "laq", "optimizer": {"name": "sgd", "lr": 1.0}},
+        {"strategy": "dense", "optimizer": {"name": "sgd", "lr": 1.0}},
+    ),
+    "laq_adam": Pair(
+        "laq_adam",
+        "LAQ+Adam",
+        {"strategy": "laq", "optimizer": {"name": "adam"}},
+        {"strategy": "dense", "optimizer": {"name": "adam"}},
+    ),
 }
 
 
@@ -137,8 +155,14 @@ def train(spec: ResolvedSpec, metric: str) -> Run:
 
     def record(round_: int, values: dict[str, float]) -> None:
         if metric in values:
-            history.append((round_ + 1, values[metric], int(values["uploads_total"]),
-                            int(values["bytes_up_total"])))
+            history.append(
+                (
+                    round_ + 1,
+                    values[metric],
+                    int(values["uploads_total"]),
+                    int(values["bytes_up_total"]),
+                )
+            )
 
     started = time.perf_counter()
     run_reference(spec, on_record=record)
@@ -176,13 +200,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="override every scenario's")
     parser.add_argument("--xi", type=float, default=None, help="override the lazy rules' xi")
     parser.add_argument("--bits", type=int, default=None, help="override LAQ's bits")
-    parser.add_argument("--max-staleness", type=int, default=None,
-                        help="override the lazy rules' max_staleness")
+    parser.add_argument(
+        "--max-staleness", type=int, default=None, help="override the lazy rules' max_staleness"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: threads only add overhead
     started = time.perf_counter()
-    header = (f"{'task':<8} {'M':>2} {'hidden':>6} {'rule':<9} {'twin final':>10} "
-              f"{'final':>8} {'uploads/twin':>12} {'bytes/twin':>10}  outcome")
+    header = (
+        f"{'task':<8} {'M':>2} {'hidden':>6} {'rule':<9} {'twin final':>10} "
+        f"{'final':>8} {'uploads/twin':>12} {'bytes/twin':>10}  outcome"
+    )
     rows: list[str] = []
     for name in args.tasks.split(","):
         scenario = SCENARIOS[name]
@@ -196,8 +223,9 @@ def main() -> None:
                     twin_key = repr(pair.twin)
                     shape = {"workers": workers, "hidden": hidden, "seed": args.seed}
                     if twin_key not in twins:
-                        twins[twin_key] = train(make_spec(scenario, pair.twin, **shape),
-                                                scenario.metric)
+                        twins[twin_key] = train(
+                            make_spec(scenario, pair.twin, **shape), scenario.metric
+                        )
                     twin = twins[twin_key]
                     overrides: dict[str, Any] = {}
                     if args.xi is not None:
@@ -211,18 +239,22 @@ def main() -> None:
                     lazy = train(lazy_spec, scenario.metric)
                     outcome, uploads, nbytes = compare(scenario, lazy, twin)
                     agg = lazy_spec.aggregation
-                    row = (f"{name:<8} {workers:>2} {hidden:>6} {pair.lazy_label:<9} "
-                           f"{twin.final:>10.4f} {lazy.final:>8.4f} "
-                           f"{'-' if uploads is None else f'{uploads:.3f}':>12} "
-                           f"{'-' if nbytes is None else f'{nbytes:.3f}':>10}  {outcome} "
-                           f"(xi {agg.xi:g}, max_staleness {agg.max_staleness}"
-                           f"{f', bits {agg.bits}' if agg.strategy == 'laq' else ''}; "
-                           f"{lazy.seconds + twin.seconds:.0f} s)")
+                    row = (
+                        f"{name:<8} {workers:>2} {hidden:>6} {pair.lazy_label:<9} "
+                        f"{twin.final:>10.4f} {lazy.final:>8.4f} "
+                        f"{'-' if uploads is None else f'{uploads:.3f}':>12} "
+                        f"{'-' if nbytes is None else f'{nbytes:.3f}':>10}  {outcome} "
+                        f"(xi {agg.xi:g}, max_staleness {agg.max_staleness}"
+                        f"{f', bits {agg.bits}' if agg.strategy == 'laq' else ''}; "
+                        f"{lazy.seconds + twin.seconds:.0f} s)"
+                    )
                     rows.append(row)
                     print(row, flush=True)
-    print(f"\nmetric: val_accuracy (digits, higher is better), val_perplexity (char_lm, "
-          f"lower); target = twin's final within {TARGET_SLACK:.0%}; goals: CADA2 uploads "
-          f"<= {UPLOAD_GOAL}x, best bytes <= {BYTES_GOAL}x\n")
+    print(
+        f"\nmetric: val_accuracy (digits, higher is better), val_perplexity (char_lm, "
+        f"lower); target = twin's final within {TARGET_SLACK:.0%}; goals: CADA2 uploads "
+        f"<= {UPLOAD_GOAL}x, best bytes <= {BYTES_GOAL}x\n"
+    )
     print(header)
     print("-" * len(header))
     print("\n".join(rows))
