@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -32,13 +32,24 @@ class Page(BaseModel, Generic[T]):
 
 
 def request_sha256(body: BaseModel) -> str:
-    """The digest an Idempotency-Key's retry must match: the validated body without
-    the fields that equal their schema default, keys sorted. Bodies that mean the
-    same hash the same (an omitted field, `{}` or an explicit default), and a field
-    added to the schema later, or a default moved from a value to null, leaves the
-    digest of a request that did not set it unchanged — a retry that spans a server
+    """The digest an Idempotency-Key's retry must match: the fields the request set,
+    keys sorted, sections left empty dropped. Set, not "different from the default":
+    resolve treats a field given (even as its default or null) differently from one
+    left out in places (lag_paper_linreg's optimizer and rounds), so those are
+    different requests. A field added to the schema later, or a default moved, leaves
+    the digest of a request that did not set it unchanged: a retry that spans a server
     upgrade is still the same request."""
     canonical = json.dumps(
-        body.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
+        _without_empty(body.model_dump(mode="json", exclude_unset=True)),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _without_empty(value: Any) -> Any:
+    # `"aggregation": {}` asks for nothing: the same request as no section at all.
+    if isinstance(value, dict):
+        kept = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v != {}}
+    return value

@@ -71,17 +71,23 @@ def test_idempotency_key_replays_and_conflicts(api: Api) -> None:
 
 
 def test_an_idempotent_retry_is_the_same_request_across_a_schema_upgrade(api: Api) -> None:
-    # A retry spelling out a default is the same request...
+    # An empty section asks for nothing: the same request...
     _uid, alice = api.create_user("alice")
     key = {"Idempotency-Key": "spelled-out"}
     first = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | key)
-    explicit = SMALL_SPEC | {"priority": 0, "aggregation": {"bits": None}}
-    again = api.client.post("/v1/jobs", json=explicit, headers=alice | key)
+    again = api.client.post("/v1/jobs", json=SMALL_SPEC | {"aggregation": {}}, headers=alice | key)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
+    # ...but a field given is not a field left out, even at its schema default: the
+    # paper task trains with sgd unless the request names an optimizer.
+    paper = {"task": {"kind": "lag_paper_linreg"}, "schedule": {"rounds": 3}}
+    key = {"Idempotency-Key": "paper"}
+    assert api.client.post("/v1/jobs", json=paper, headers=alice | key).status_code == 201
+    named = paper | {"optimizer": {"name": "adam"}}  # adam is JobSpec's default name
+    assert_json_error(api.client.post("/v1/jobs", json=named, headers=alice | key), 409)
 
-    # ...and so is one that reaches a server whose schema gained a field or moved a
-    # default to null (aggregation.bits did: 4 -> null, the rule's default).
+    # A retry that reaches a server whose schema gained a field or moved a default
+    # (aggregation.bits did: 4 -> null, the rule's default) is the same request.
     class Before(BaseModel):
         a: int
         bits: int | None = 4
