@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,32 +26,57 @@ class ReaderOutcome:
     error: BaseException | None = None
 
 
+# A job's own pace widens the stall bound: silence up to this many times its longest
+# gap between events so far is still the job working (a slow evaluation, a large
+# checkpoint), not a hang.
+PACE_FACTOR = 3.0
+
+
 @dataclass
 class StallWatch:
     """Silence from a running gang. A replica or the driver that hangs without dying
     is invisible to Ray and to the data plane (a stopped process keeps its socket),
     so a run counts as stalled after `bound` seconds without an event (settings.
-    stall_seconds; 0 = never). Until the first event the gang is also still starting
-    (its actors build their task and join the data plane on the first round), which
-    may take as long as a placement: `startup` seconds more (gang_ready_seconds)."""
+    stall_seconds; 0 = never), or PACE_FACTOR times the longest gap it has shown if
+    that is longer. Until the first event the gang is also still starting (its
+    actors build their task and join the data plane on the first round), which may
+    take as long as a placement: `startup` seconds more (gang_ready_seconds)."""
 
     bound: float
     startup: float
-    last: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
     started: bool = False
+    longest_gap: float = 0.0
+    last: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last = self.clock()
 
     def heard(self) -> None:
-        self.last, self.started = time.monotonic(), True
+        now = self.clock()
+        if self.started:
+            self.longest_gap = max(self.longest_gap, now - self.last)
+        self.last, self.started = now, True
 
-    def stalled(self, *, rounds_done: int) -> str | None:
-        """The failure's reason once the silence is too long, else None."""
-        silent = time.monotonic() - self.last
-        allowed = self.bound if self.started else self.bound + self.startup
+    def stalled(self, *, last_round: int | None) -> str | None:
+        """The failure's reason once the silence is too long, else None. `last_round`:
+        the newest round this attempt recorded (None: none yet)."""
+        silent = self.clock() - self.last
+        allowed = (
+            max(self.bound, PACE_FACTOR * self.longest_gap)
+            if self.started
+            else self.bound + self.startup
+        )
         if self.bound <= 0 or silent < allowed:
             return None
+        where = (
+            "before this attempt's first round"
+            if last_round is None
+            else f"after round {last_round + 1}"
+        )
         return (
-            f"stalled: the gang sent nothing for {silent:.0f} s after {rounds_done} "
-            f"round(s) (LAGTRAIN_STALL_SECONDS={self.bound:g}); a replica or the driver hung"
+            f"stalled: the gang sent nothing for {silent:.0f} s {where} "
+            f"(LAGTRAIN_STALL_SECONDS={self.bound:g}); a replica or the driver hung"
         )
 
 

@@ -212,9 +212,10 @@ class JobRun:
             if batch:
                 watch.heard()
             # Checked before the flush: time spent waiting out a store outage is not
-            # the gang's silence.
-            stalled = None if finished else watch.stalled(rounds_done=self.progress.last_round + 1)
-            if stalled is not None:
+            # the gang's silence. And not if the gang ended meanwhile.
+            last = self.progress.last_round
+            stalled = None if finished else watch.stalled(last_round=None if last < 0 else last)
+            if stalled is not None and not (outcome.done or outcome.error or events.qsize()):
                 return self._failure(stalled, True)
             self._flush(
                 [event for event in batch if event is not END],

@@ -11,7 +11,9 @@ the worker's task need (its per-worker smoothness constants).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from service.schemas.jobspec import DType, OptimizerName, Strategy, TaskKind
 
@@ -76,9 +78,9 @@ class RuleDefaults:
     off for such a rule under sgd too (it has no effect there).
     `needs_smoothness`: the rule needs the task's per-worker smoothness constants.
     `bits`: laq's bits per coordinate of an upload (read by no other rule).
-    `on_minibatches`: what the rule implies instead when gradients are minibatch
-    ones (None = the same). Only laq differs: on minibatches it is the stochastic
-    variant, whose uploads need 8 bits (docs/decisions.md, "LAQ on minibatches").
+    `on_minibatches`: the fields whose default differs when gradients are minibatch
+    ones. Only laq's do: on minibatches it is the stochastic variant, whose uploads
+    need 8 bits (docs/decisions.md, "LAQ on minibatches").
     """
 
     xi: float = 1.0
@@ -86,7 +88,7 @@ class RuleDefaults:
     cada: bool = False
     needs_smoothness: bool = False
     bits: int = 4
-    on_minibatches: RuleDefaults | None = None
+    on_minibatches: Mapping[str, Any] = field(default_factory=dict)
 
 
 RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
@@ -101,7 +103,7 @@ RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
     "laq": RuleDefaults(
         xi=0.8,
         max_staleness=100,
-        on_minibatches=RuleDefaults(xi=0.1, max_staleness=100, bits=8),
+        on_minibatches={"xi": 0.1, "bits": 8},
     ),
 }
 
@@ -110,7 +112,7 @@ def rule_defaults(strategy: Strategy, *, full_batch: bool) -> RuleDefaults:
     """What `strategy` implies for the fields a request leaves null, for full-batch
     or minibatch gradients."""
     rule = RULE_DEFAULTS[strategy]
-    return rule if full_batch or rule.on_minibatches is None else rule.on_minibatches
+    return rule if full_batch else replace(rule, **rule.on_minibatches)
 
 
 def linreg_smoothness(workers: int, uniform: bool) -> list[float]:

@@ -141,7 +141,8 @@ class AggregationSpec(Strict):
     window: Window = 10
     xi: Xi | None = Field(default=None, description="null = the rule's default")
     max_staleness: MaxStaleness | None = Field(
-        default=None, description="null = the rule's default (50 for lasg_wk2, else never)"
+        default=None,
+        description="null = the rule's default (50 for lasg_wk2, 100 for laq, else never)",
     )
     local_steps: LocalSteps = 4
     warmup_full_upload: bool = True

@@ -113,37 +113,26 @@ def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     assert seqs == list(range(1, rounds + 1))
 
 
-def serving_replicas() -> list[int]:
-    """Pids of the Ray worker processes running a ReplicaHost's `serve` (Ray sets
-    the process title to the actor's current method)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "cmdline").read_bytes().startswith(b"ray::ReplicaHost.serve"):
-                    pids.append(int(proc.name))
-    return pids
-
-
 def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> None:
     # SIGSTOP: the replica's process lives on and holds its socket, so neither Ray nor
     # gloo sees anything wrong; only the silence tells.
     quick = settings.model_copy(
-        update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5, "stall_seconds": 3.0}
+        update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5, "stall_seconds": 5.0}
     )
     running = Dispatcher(quick, session_factory)
     thread = threading.Thread(target=running.run_forever, daemon=True)
     thread.start()
     stopped: list[int] = []
     try:
+        never = 10_000_000  # no evaluation or checkpoint: the rounds alone are the pace
         job_id = submit(
             session_factory,
             {
                 "task": {"kind": "adding"},
                 "distributed": {"workers": 2, "cpus_per_worker": 0.5},
-                "schedule": {"rounds": 100_000},
+                "schedule": {"rounds": 100_000, "eval_every": never, "checkpoint_every": never},
             },
             max_attempts=1,
         )
@@ -155,16 +144,17 @@ def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
 
         # Armed from the first round's record on (before it: gang_ready_seconds more).
         wait_until(training, timeout=120, what="the job training")
-        pids = wait_until(serving_replicas, timeout=30, what="the replicas' processes")
-        assert isinstance(pids, list)
-        os.kill(pids[0], signal.SIGSTOP)
-        stopped.append(pids[0])
+        replica = ray.get_actor(f"lagtrain-job{job_id}-attempt1-replica1")
+        # The actor's second thread answers while serve() runs the rounds.
+        pid = ray.get(replica.__ray_call__.remote(lambda _self: os.getpid()), timeout=30)
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
         job = wait_until(lambda: finished(session_factory, job_id), timeout=60, what="the job")
         assert isinstance(job, Job)
         assert job.status == "failed" and job.error is not None, (job.status, job.error)
-        assert "stalled" in job.error and "LAGTRAIN_STALL_SECONDS=3" in job.error
-        # The gang was killed: no replica serves any more.
-        wait_until(lambda: not serving_replicas(), timeout=30, what="the gang's processes to go")
+        assert "stalled" in job.error and "LAGTRAIN_STALL_SECONDS=5" in job.error
+        # The gang was killed, the stopped replica with it.
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="its end")
     finally:
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
