@@ -58,9 +58,9 @@ class StallWatch:
             self.longest_gap = max(self.longest_gap, now - self.last)
         self.last, self.started = now, True
 
-    def stalled(self, *, last_round: int | None) -> str | None:
+    def stalled(self, *, last_round: int) -> str | None:
         """The failure's reason once the silence is too long, else None. `last_round`:
-        the newest round this attempt recorded (None: none yet)."""
+        the newest round this attempt recorded (-1: none yet)."""
         silent = self.clock() - self.last
         allowed = (
             max(self.bound, PACE_FACTOR * self.longest_gap)
@@ -71,7 +71,7 @@ class StallWatch:
             return None
         where = (
             "before this attempt's first round"
-            if last_round is None
+            if last_round < 0
             else f"after round {last_round + 1}"
         )
         return (

@@ -211,11 +211,10 @@ class JobRun:
             batch = drain(events, timeout=0.0 if finished else FLUSH_SECONDS)
             if batch:
                 watch.heard()
-            # Checked before the flush: time spent waiting out a store outage is not
-            # the gang's silence. And not if the gang ended meanwhile.
-            last = self.progress.last_round
-            stalled = None if finished else watch.stalled(last_round=None if last < 0 else last)
-            if stalled is not None and not (outcome.done or outcome.error or events.qsize()):
+            # Checked before the flush (waiting out a store outage is not the gang's
+            # silence), and only while the gang still runs.
+            stalled = watch.stalled(last_round=self.progress.last_round)
+            if stalled and not (outcome.done or outcome.error or events.qsize()):
                 return self._failure(stalled, True)
             self._flush(
                 [event for event in batch if event is not END],

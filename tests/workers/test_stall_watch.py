@@ -25,9 +25,9 @@ def clock() -> Clock:
 def test_the_bound_counts_from_the_last_event_and_start_up_gets_more(clock: Clock) -> None:
     watch = StallWatch(bound=10.0, startup=120.0, clock=clock)
     clock.now += 129.0
-    assert watch.stalled(last_round=None) is None  # still starting: 10 + 120 allowed
+    assert watch.stalled(last_round=-1) is None  # still starting: 10 + 120 allowed
     clock.now += 1.0
-    reason = watch.stalled(last_round=None)
+    reason = watch.stalled(last_round=-1)
     assert reason is not None and "before this attempt's first round" in reason
     watch.heard()  # the first record
     clock.now += 9.5
@@ -52,4 +52,4 @@ def test_a_slow_job_widens_its_own_bound(clock: Clock) -> None:
 def test_zero_turns_it_off(clock: Clock) -> None:
     watch = StallWatch(bound=0.0, startup=0.0, clock=clock)
     clock.now += 1e9
-    assert watch.stalled(last_round=None) is None
+    assert watch.stalled(last_round=-1) is None
