@@ -112,7 +112,9 @@ def rule_defaults(strategy: Strategy, *, full_batch: bool) -> RuleDefaults:
     """What `strategy` implies for the fields a request leaves null, for full-batch
     or minibatch gradients."""
     rule = RULE_DEFAULTS[strategy]
-    return rule if full_batch else replace(rule, **rule.on_minibatches)
+    if full_batch or not rule.on_minibatches:
+        return rule
+    return replace(rule, **rule.on_minibatches)
 
 
 def linreg_smoothness(workers: int, uniform: bool) -> list[float]:

@@ -290,4 +290,3 @@ def test_a_submitted_job_is_stored_and_attached_as_if_flushed(
         ).one()
         assert (row[0], row[1], row[2]) == (7, 0.0, True)
         assert row[3] == loaded["created_at"]
-

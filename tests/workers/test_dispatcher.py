@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,28 @@ from workers.dispatcher import Dispatcher
 pytestmark = pytest.mark.ray
 
 
+@contextmanager
+def running_dispatcher(
+    settings: Settings, sessions: sessionmaker[Session], **update: float
+) -> Iterator[Dispatcher]:
+    """A dispatcher on short leases (and `update`'s other settings), in its thread."""
+    fast = settings.model_copy(update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5, **update})
+    running = Dispatcher(fast, sessions)
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        thread.join(timeout=60)
+
+
 @pytest.fixture
 def dispatcher(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> Iterator[Dispatcher]:
-    fast = settings.model_copy(update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5})
-    running = Dispatcher(fast, session_factory)
-    thread = threading.Thread(target=running.run_forever, daemon=True)
-    thread.start()
-    yield running
-    running.stop()
-    thread.join(timeout=60)
+    with running_dispatcher(settings, session_factory) as running:
+        yield running
 
 
 def submit(sessions: sessionmaker[Session], spec: dict[str, Any], max_attempts: int = 3) -> int:
@@ -118,14 +130,7 @@ def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
 ) -> None:
     # SIGSTOP: the replica's process lives on and holds its socket, so neither Ray nor
     # gloo sees anything wrong; only the silence tells.
-    quick = settings.model_copy(
-        update={"lease_seconds": 5.0, "heartbeat_seconds": 0.5, "stall_seconds": 5.0}
-    )
-    running = Dispatcher(quick, session_factory)
-    thread = threading.Thread(target=running.run_forever, daemon=True)
-    thread.start()
-    stopped: list[int] = []
-    try:
+    with running_dispatcher(settings, session_factory, stall_seconds=5.0):
         never = 10_000_000  # no evaluation or checkpoint: the rounds alone are the pace
         job_id = submit(
             session_factory,
@@ -148,19 +153,16 @@ def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
         # The actor's second thread answers while serve() runs the rounds.
         pid = ray.get(replica.__ray_call__.remote(lambda _self: os.getpid()), timeout=30)
         os.kill(pid, signal.SIGSTOP)
-        stopped.append(pid)
-        job = wait_until(lambda: finished(session_factory, job_id), timeout=60, what="the job")
-        assert isinstance(job, Job)
-        assert job.status == "failed" and job.error is not None, (job.status, job.error)
-        assert "stalled" in job.error and "LAGTRAIN_STALL_SECONDS=5" in job.error
-        # The gang was killed, the stopped replica with it.
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="its end")
-    finally:
-        for pid in stopped:
+        try:
+            job = wait_until(lambda: finished(session_factory, job_id), timeout=60, what="the job")
+            assert isinstance(job, Job)
+            assert job.status == "failed" and job.error is not None, (job.status, job.error)
+            assert "stalled" in job.error and "LAGTRAIN_STALL_SECONDS=5" in job.error
+            # The gang was killed, the stopped replica with it.
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="its end")
+        finally:  # however the test ends, a stopped process is let go
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        running.stop()
-        thread.join(timeout=60)
 
 
 def test_a_gang_larger_than_the_cluster_fails_naming_the_resource(

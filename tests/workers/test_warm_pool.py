@@ -5,6 +5,7 @@ that did not end cleanly."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,8 +163,6 @@ def test_a_gang_taken_before_the_last_job_handed_back_waits_for_its_actors(
     """A cleanly ended job frees its placement group before its actors are reset and
     handed back, so the next job can be claimed in between: take() then waits for the
     announced actor (milliseconds) instead of starting a process that imports torch."""
-    import threading
-
     node = ray.get_runtime_context().get_node_id()
     one = WarmPool(size=1, idle_seconds=3600)
     try:
