@@ -17,7 +17,7 @@ from service.artifacts import artifact_url, remove_file
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
-from service.store import attempts, lifecycle
+from service.store import attempts
 from service.store.attempts import ClaimedJob
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import transaction
@@ -33,7 +33,7 @@ from workers.job_outcome import (
 )
 from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
-from workers.resume import verified_resume
+from workers.resume import resume_point
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.warm_pool import WarmPool
 
@@ -128,7 +128,7 @@ class JobRun:
         # importing torch can take longer than a short lease).
         self._lease.start()
         try:
-            resume = self._resume_point()
+            resume = resume_point(self.claimed, sessions=self.sessions, write=self._write)
             try:
                 gang.start(ready_timeout_s=self.settings.gang_ready_seconds, resume=resume)
                 started = True
@@ -153,30 +153,6 @@ class JobRun:
         finally:
             gang.stop()
             self._lease.stop()
-
-    def _resume_point(self) -> tuple[str, str] | None:
-        """(uri, sha256) of the newest checkpoint whose file verifies, or None; a
-        fallback to an older one is written to the job's events."""
-        ref, note = verified_resume(self.claimed.resume, job_id=self.job_id, sessions=self.sessions)
-        if note is not None:
-            self._write(
-                lambda s: lifecycle.note(
-                    session=s,
-                    job_id=self.job_id,
-                    token=self.claimed.fencing_token,
-                    actor="dispatcher",
-                    reason=note,
-                )
-            )
-        if ref is not None:
-            # The chaos suite reads this line to count the rounds a resume re-trains.
-            log.info(
-                "job %s: attempt %s resumes after round %s",
-                self.job_id,
-                self.claimed.attempt,
-                ref.round + 1,
-            )
-        return None if ref is None else (ref.uri, ref.sha256)
 
     def _abort_reason(self) -> str | None:
         """Why buffered writes should stop being retried, or None to keep trying."""

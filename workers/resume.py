@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import iter_file
+from service.store import lifecycle
+from service.store.attempts import ClaimedJob
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, list_checkpoints
 from service.store.db import transaction
 
@@ -58,3 +62,34 @@ def verified_resume(
         )
     log.warning("job %s: %s", job_id, note)
     return chosen, note
+
+
+def resume_point(
+    claimed: ClaimedJob,
+    *,
+    sessions: sessionmaker[Session],
+    write: Callable[[Callable[[Session], Any]], Any],
+) -> tuple[str, str] | None:
+    """(uri, sha256) of the checkpoint the attempt resumes from, or None for round 0.
+    A fallback to an older one is written to the job's events through `write` (the
+    run's fenced, outage-riding store writer)."""
+    ref, note = verified_resume(claimed.resume, job_id=claimed.job_id, sessions=sessions)
+    if note is not None:
+        write(
+            lambda s: lifecycle.note(
+                session=s,
+                job_id=claimed.job_id,
+                token=claimed.fencing_token,
+                actor="dispatcher",
+                reason=note,
+            )
+        )
+    if ref is not None:
+        # The chaos suite reads this line to count the rounds a resume re-trains.
+        log.info(
+            "job %s: attempt %s resumes after round %s",
+            claimed.job_id,
+            claimed.attempt,
+            ref.round + 1,
+        )
+    return None if ref is None else (ref.uri, ref.sha256)

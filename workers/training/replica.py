@@ -70,9 +70,7 @@ class Replica:
         check_device(spec, device)
         self.model = self.task.build_model().to(dtype=dtype, device=device)
         self.rule = rule or get_rule(spec.aggregation.strategy)
-        context = RuleContext(
-            spec, size=parameter_count(self.model), dtype=dtype, device=device
-        )
+        context = RuleContext(spec, size=parameter_count(self.model), dtype=dtype, device=device)
         self.side: ReplicaRule = self.rule.replica(context, rank)
         self._rng_devices = [] if torch.device(device).type == "cpu" else [torch.device(device)]
         self._batch: tuple[int, Batch] | None = None
