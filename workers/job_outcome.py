@@ -5,6 +5,7 @@ and how an error that ended the gang reads in the job's record (workers.job_run)
 from __future__ import annotations
 
 import queue
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,20 +137,53 @@ def drain(events: queue.Queue[T], *, timeout: float) -> list[T]:
         return batch
 
 
+# Ray colours its tracebacks for a terminal; a job's error is read in JSON, the
+# dashboard and logs, where the escape codes are noise (DESIGN §6: no tracebacks).
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The gang's actor names (workers.ray_job): which one failed, for the job's error.
+_ACTOR = re.compile(r"lagtrain-job\d+-attempt\d+-(driver|replica(\d+))")
+
+
 def divergence(error: BaseException) -> Diverged | None:
-    if isinstance(error, Diverged):
-        return error
+    """The Diverged that ended the gang, or None. Checked on Ray's wrapper first:
+    RayTaskError.as_instanceof_cause() is also an instance of Diverged, but its str()
+    is Ray's whole remote traceback; the job's error is the cause's own message."""
     cause = getattr(error, "cause", None)  # RayTaskError carries the remote exception
-    return cause if isinstance(cause, Diverged) else None
+    if isinstance(cause, Diverged):
+        return cause
+    return error if isinstance(error, Diverged) else None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _which_actor(text: str) -> str:
+    found = _ACTOR.search(text)
+    if found is None:
+        return "an actor of the gang"
+    return "the driver" if found.group(2) is None else f"replica {found.group(2)}"
 
 
 def failure_reason(error: BaseException) -> str:
+    """One line for the job's error: the remote exception's type and message, or
+    which actor died and why — never Ray's traceback."""
     cause = getattr(error, "cause", None)
+    if isinstance(error, ray.exceptions.RayTaskError) and isinstance(
+        cause, ray.exceptions.RayError
+    ):
+        return failure_reason(cause)  # the driver's call to a replica that died
     if isinstance(error, ray.exceptions.RayTaskError) and cause is not None:
-        return f"{type(cause).__name__}: {cause}"[:500]
+        return _ANSI.sub("", f"{type(cause).__name__}: {cause}")[:500]
     if isinstance(error, ray.exceptions.RayTaskError):
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        return lines[-1][:500] if lines else type(error).__name__
+        return _last_line(str(error))[:500] or type(error).__name__
     if isinstance(error, ray.exceptions.RayActorError):
-        return f"a replica died: {str(error).splitlines()[0][:300]}"
-    return f"{type(error).__name__}: {error}"[:500]
+        text = str(error)
+        who = _which_actor(text)
+        if error.actor_init_failed:
+            # The creation task's traceback is in the text; its last line is the error.
+            return f"{who} failed to start: {_last_line(text)}"[:500]
+        # Ray's context lines (class, id, pid, name, ...) come before the reason.
+        return f"{who} died: {_last_line(text) or type(error).__name__}"[:500]
+    return _ANSI.sub("", f"{type(error).__name__}: {error}")[:500]

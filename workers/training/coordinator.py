@@ -52,6 +52,10 @@ class Diverged(RuntimeError):
         super().__init__(f"training diverged at round {round_} (non-finite loss or parameters)")
         self.round = round_
 
+    def __reduce__(self) -> tuple[type[Diverged], tuple[int]]:
+        # Ray pickles it across processes; the default would call Diverged(message).
+        return Diverged, (self.round,)
+
 
 @dataclass(frozen=True)
 class RoundPlan:
