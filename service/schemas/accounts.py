@@ -13,7 +13,7 @@ Role = Literal["user", "admin"]
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
     role: Role = "user"
@@ -43,7 +43,7 @@ class UserOut(BaseModel):
 class UserPatch(BaseModel):
     """An admin's change to a user; fields left out are unchanged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     disabled: bool | None = Field(
         default=None, description="true locks the user out at once (every token refused)"
@@ -53,7 +53,7 @@ class UserPatch(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     expires_in_days: int | None = Field(
         default=None, ge=1, le=36_500, description="null = never (up to the server's maximum)"

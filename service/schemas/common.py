@@ -21,6 +21,23 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
+
+def _storable(value: str) -> str:
+    # PostgreSQL's text refuses NUL, and an unpaired UTF-16 surrogate (JSON
+    # "\ud800") is not UTF-8 at all: such a name would pass validation and fail in
+    # the store or the response, as a 500 (SQLite keeps the NUL: the stores differ).
+    if "\x00" in value:
+        raise ValueError("text must not contain a NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain an unpaired UTF-16 surrogate") from None
+    return value
+
+
+# Free text a user names things with (job and sweep names, categorical choices).
+StorableText = Annotated[str, AfterValidator(_storable)]
+
 T = TypeVar("T")
 
 

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.schemas.common import StorableText
+
 TaskKind = Literal[
     "char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"
 ]
@@ -28,7 +30,7 @@ BatchSize = Annotated[int | Literal["full"], Field(union_mode="left_to_right")]
 # ---- field types, shared by the request (nullable = task default) and the resolved spec
 
 DatasetRef = Annotated[
-    str,
+    StorableText,
     Field(
         max_length=200,
         description="builtin:shakespeare, builtin:digits or upload:<id>; null for generated tasks",
@@ -80,20 +82,20 @@ Every = Annotated[int, Field(ge=1, le=10_000_000)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Priority = Annotated[int, Field(ge=-100, le=100)]
 MaxAttempts = Annotated[int, Field(ge=1, le=20)]
-JobName = Annotated[str, Field(max_length=200)]
+JobName = Annotated[StorableText, Field(max_length=200)]
 
 MAX_BATCH_SIZE = 65_536
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan: Python's JSON parser accepts NaN and Infinity; no field of a
+    # spec means them, and a NaN that passed would reach a worker (or the store).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def check_batch_size(batch_size: int | str | None) -> None:
     if isinstance(batch_size, int) and not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(
-            f"schedule.batch_size must be 'full' or an integer in 1..{MAX_BATCH_SIZE}"
-        )
+        raise ValueError(f"schedule.batch_size must be 'full' or an integer in 1..{MAX_BATCH_SIZE}")
 
 
 class TaskSpec(Strict):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from service.schemas.common import UtcDatetime
+from service.schemas.common import StorableText, UtcDatetime
 from service.schemas.jobs import JobStatus
 from service.schemas.jobspec import JobName, JobSpec, Seed, Strict
 
@@ -23,7 +23,7 @@ MAX_CHOICES = 64
 MAX_TRIALS = 1000
 MAX_PARALLEL = 100
 
-Choice = str | int | float | bool | None
+Choice = StorableText | int | float | bool | None
 ParamPath = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 ]

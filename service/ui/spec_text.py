@@ -3,6 +3,7 @@ can show the API's 422 errors beside the lines that hold the fields they name.""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -38,7 +39,29 @@ def parse_spec_text(text: str) -> ParsedSpec:
         raise SpecTextError("a spec is a mapping of fields (e.g. task: {...})", 1)
     lines: dict[str, int] = {}
     _collect_lines(node, "", lines)
+    bad = _non_finite(value, "")
+    if bad is not None:
+        # Serialised as JSON it would become null, i.e. "use the default": refuse it.
+        raise SpecTextError(f"{bad}: .nan and .inf are not numbers a spec can hold", lines.get(bad))
     return ParsedSpec(spec=value, lines=lines)
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The dotted path of the first NaN or infinity in `value`, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(the spec)"
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _reject_aliases(text: str) -> None:

@@ -175,3 +175,64 @@ def test_unexpected_errors_become_a_bare_500(settings: Any) -> None:
         assert assert_json_error(r, 500) == "internal server error"
         assert "hunter2" not in r.text
         assert assert_json_error(client.get("/no/such/route"), 404) == "Not Found"
+
+
+def _raw(body: dict[str, Any], **tokens: str) -> bytes:
+    """`body` as JSON with placeholders swapped for text json.dumps will not write:
+    NaN / Infinity (Python's parser reads them) and escapes such as a lone surrogate."""
+    text = json.dumps(body)
+    for placeholder, raw in tokens.items():
+        text = text.replace(f'"{placeholder}"', raw)
+    return text.encode()
+
+
+NOT_JSON_NUMBERS = ["NaN", "Infinity", "-Infinity"]
+
+
+@pytest.mark.parametrize("number", NOT_JSON_NUMBERS)
+def test_nan_and_infinity_are_422_naming_the_field_on_every_body(api: Api, number: str) -> None:
+    """A 422 echoes the rejected input, and a JSON response cannot hold NaN: without
+    care the error answer itself failed, as a 500. Nothing is stored."""
+    from tests.api.conftest import SMALL_SWEEP
+
+    uid, alice = api.create_user("alice")
+    json_body = {"Content-Type": "application/json"}
+    cases = [
+        ("POST", "/v1/jobs", _with("optimizer.lr", "X"), alice, "optimizer.lr"),
+        ("POST", "/v1/jobs", _with("model.dropout", "X"), alice, "model.dropout"),
+        (
+            "POST",
+            "/v1/sweeps",
+            SMALL_SWEEP
+            | {"parameters": {"optimizer.lr": {"type": "float", "low": "X", "high": 1}}},
+            alice,
+            "parameters.optimizer.lr.float.low",
+        ),
+        ("PATCH", f"/v1/users/{uid}", {"share": "X"}, api.admin, "share"),
+    ]
+    for method, path, body, who, field in cases:
+        r = api.client.request(method, path, content=_raw(body, X=number), headers=who | json_body)
+        detail = assert_json_error(r, 422)
+        assert _field_named(detail, field), (path, detail)
+    assert api.client.get("/v1/jobs", headers=alice).json()["data"] == []
+    assert api.client.get("/v1/sweeps", headers=alice).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"), [(r'"bad \u0000 name"', "NUL"), (r'"bad \ud800 name"', "surrogate")]
+)
+def test_text_no_store_can_keep_is_422_naming_the_field(api: Api, raw: str, why: str) -> None:
+    """PostgreSQL's text refuses NUL (SQLite keeps it: the stores must not differ), and
+    a lone UTF-16 surrogate is not UTF-8 at all: both were 500s."""
+    from tests.api.conftest import SMALL_SWEEP
+
+    _uid, alice = api.create_user("alice")
+    headers = alice | {"Content-Type": "application/json"}
+    for path, body in (("/v1/jobs", SMALL_SPEC), ("/v1/sweeps", SMALL_SWEEP)):
+        r = api.client.post(path, content=_raw(body | {"name": "X"}, X=raw), headers=headers)
+        detail = assert_json_error(r, 422)
+        assert detail[0]["loc"] == ["body", "name"] and why in detail[0]["msg"], detail
+    assert api.client.get("/v1/jobs", headers=alice).json()["data"] == []
+    # Ordinary unicode, astral plane included, is stored and given back as sent.
+    named = api.client.post("/v1/jobs", json=SMALL_SPEC | {"name": "Ünïcode ✓ 😀"}, headers=alice)
+    assert named.status_code == 201 and named.json()["name"] == "Ünïcode ✓ 😀", named.text

@@ -64,6 +64,11 @@ def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
     laughs = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
     refused = assert_json_error(parse(laughs), 422)
     assert "aliases" in refused[0]["msg"] and refused[0]["line"] == 2
+    # As JSON a NaN would become null, i.e. "the default": the job would run with
+    # another lr than the text says.
+    for number in (".nan", ".inf", "-.inf"):
+        nan = assert_json_error(parse(f"task: {{kind: adding}}\noptimizer:\n  lr: {number}\n"), 422)
+        assert nan[0]["msg"].startswith("optimizer.lr: ") and nan[0]["line"] == 3, nan
 
 
 def test_history_lists_every_transition_and_hides_others_jobs(api: Api) -> None:
