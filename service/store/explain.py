@@ -126,13 +126,18 @@ def _resource_reasons(
         ]
     reasons: list[BlockingReason] = []
     cutoff = utcnow() - dispatcher_timeout
-    if all(d.last_seen_at < cutoff for d in dispatchers):
+    live = [d for d in dispatchers if d.last_seen_at >= cutoff]
+    if not live:
         reasons.append(
             BlockingReason(
                 kind="no_dispatcher",
                 message=f"no dispatcher was seen in the last {dispatcher_timeout.seconds} s",
             )
         )
+    # Judge by the live dispatchers' reports: every dispatcher that ever ran stays
+    # registered, and a dead one's last "free" (e.g. from before a restart) would
+    # hide the wait. With none live, their last reports are the best there is.
+    dispatchers = live or dispatchers
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     # What a dispatcher judges queued jobs against: the largest total it saw over its
     # capacity window (or the operator's ceiling); older rows report only "total".

@@ -196,6 +196,24 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     assert body["queue_position"] == 1 and resources and "never" in resources[0]
     assert not any(r["kind"] == "no_dispatcher" for r in body["reasons"])
 
+    # After a restart: the old dispatcher's row stays with its last report (CPUs
+    # free), the live one has none free. The wait is the live one's.
+    from datetime import timedelta
+
+    from service.store.models import utcnow
+
+    free = {"total": {"CPU": 8.0}, "free": {"CPU": 8.0}, "capacity": {"CPU": 8.0}}
+    busy = {"total": {"CPU": 8.0}, "free": {"CPU": 0.0}, "capacity": {"CPU": 8.0}}
+    with transaction(api.sessions) as session:
+        old = utcnow() - timedelta(hours=1)
+        upsert_dispatcher(
+            session=session, dispatcher_id="d1", hostname="h", resources=free, now=old
+        )
+        upsert_dispatcher(session=session, dispatcher_id="d2", hostname="h", resources=busy)
+    body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
+    resources = [r["message"] for r in body["reasons"] if r["kind"] == "resources"]
+    assert resources == ["waiting for 2 CPU to become free"], body["reasons"]
+
     api.claim()
     body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
     assert body["status"] == "running" and body["queue_position"] is None
