@@ -72,6 +72,8 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
             opt["clip_grad_norm"] = PAPER_TASK.clip_grad_norm
         if "rounds" not in schedule.model_fields_set:
             sched["rounds"] = PAPER_TASK.rounds
+        if "cpus_per_worker" not in spec.distributed.model_fields_set:
+            dist["cpus_per_worker"] = PAPER_TASK.cpus_per_worker
     if dist["workers"] is None:
         dist["workers"] = PAPER_TASK.workers if paper else DEFAULT_WORKERS
     if sched["batch_size"] is None:

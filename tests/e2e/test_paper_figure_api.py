@@ -50,7 +50,6 @@ def test_paper_figure_through_the_api_equals_the_benchmark(service_stack: Stack)
             rounds = expected[strategy].iterations
             assert rounds is not None, f"{strategy} never reaches the target in {ROUNDS} rounds"
             spec = paper_spec(strategy, uniform=False, max_rounds=rounds, seed=0)
-            spec["distributed"] = {"cpus_per_worker": 0.25}
             job = client.submit(spec)
             assert job["spec"]["model"]["dtype"] == "float64"
             ids[strategy] = int(job["id"])

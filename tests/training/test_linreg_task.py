@@ -32,6 +32,10 @@ def test_minimal_spec_is_the_papers_setting() -> None:
     assert isinstance(task, LinregTask)
     assert task.num_workers == 9 and task.dim == 50
     assert spec.schedule.batch_size == "full" and spec.optimizer.name == "sgd"
+    # The gang (9 replicas + the driver) fits a small Ray: 3.25 CPUs, not 10.
+    assert spec.distributed.cpus_per_worker == 0.25
+    explicit = {"task": {"kind": "lag_paper_linreg"}, "distributed": {"cpus_per_worker": 1}}
+    assert resolve(explicit).distributed.cpus_per_worker == 1.0
     assert spec.optimizer.lr == pytest.approx(1 / linreg_mean_smoothness(9, False))
     scales = [np.linalg.eigvalsh(x).max() - 1 for x in task.matrices64]
     np.testing.assert_allclose(scales, 1.3 ** np.arange(9), rtol=1e-12)
