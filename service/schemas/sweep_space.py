@@ -91,7 +91,7 @@ def check_sweep(
                     seen.add(loc)
                     problems.append((loc, message))
     if not problems:
-        problems = _metric_problems(spec, corners)
+        problems = _metric_problems(spec, corners) + _pruning_problems(spec, corners)
     if problems:
         raise SweepSpecError(problems)
     return CheckedSweep(stored=stored, corners=corners)
@@ -228,6 +228,22 @@ def _sets(path: str, field: str, message: str) -> bool:
     if field == path or field.startswith(path + "."):
         return True
     return path.startswith(field + ".") and path in message
+
+
+def _pruning_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
+    """A pruner reads a trial's objective at its evaluation rounds before the last:
+    with none anywhere in the space it would never prune, silently."""
+    if spec.pruner is None or any(c.schedule.eval_every < c.schedule.rounds for c in corners):
+        return []
+    every, rounds = corners[0].schedule.eval_every, corners[0].schedule.rounds
+    return [
+        (
+            ("pruner",),
+            f"pruner: trials evaluate only at their last round (schedule.eval_every "
+            f"{every} >= schedule.rounds {rounds}), so nothing could be pruned; set "
+            "base.schedule.eval_every below base.schedule.rounds",
+        )
+    ]
 
 
 def _metric_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:

@@ -148,6 +148,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         ),
         "pruner",
     ),
+    # SMALL_SPEC: 5 rounds, eval_every at its default (50): no intermediate objective.
+    ("pruning with nothing to prune", sweep_with(pruner={"type": "median"}), "pruner"),
     ("no budget", sweep_with(trials=0), "trials"),
     ("unknown sampler", sweep_with(sampler="grid"), "sampler"),
     ("unknown field", sweep_with(colour="red"), "colour"),
