@@ -152,6 +152,11 @@ class AggregationSpec(Strict):
         default=None,
         description="laq; null = the rule's default (4 on full batches, 8 on minibatches)",
     )
+    per_replica_metrics: bool = Field(
+        default=False,
+        description="add the skip test's figures to every round's record: lhs_w<r> and "
+        "staleness_w<r> per replica r, and rhs (DESIGN §5)",
+    )
 
 
 class DistributedSpec(Strict):

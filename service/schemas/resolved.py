@@ -101,6 +101,7 @@ class ResolvedAggregation(Frozen):
     local_steps: LocalSteps
     warmup_full_upload: bool
     bits: Bits
+    per_replica_metrics: bool
 
 
 class ResolvedDistributed(Frozen):
@@ -140,10 +141,11 @@ class ResolvedSchedule(Frozen):
 
 # Fields added after specs were first stored, with the value every stored spec ran
 # with: a job queued before the upgrade keeps meaning what it meant (float32 was the
-# only precision; laq did not exist, so its bit width is never read).
+# only precision; laq did not exist, so its bit width is never read; no job reported
+# per-replica figures).
 _STORED_BEFORE: dict[str, dict[str, Any]] = {
     "model": {"dtype": "float32"},
-    "aggregation": {"bits": 4},
+    "aggregation": {"bits": 4, "per_replica_metrics": False},
 }
 
 

@@ -30,6 +30,7 @@ def test_submit_returns_the_job_with_defaults_filled(api: Api) -> None:
     assert job["progress"] == {"round": 0, "rounds": 1000}
     # The paper's defaults: 9 workers, full batch, sgd with lr = 1/L.
     assert job["spec"]["distributed"]["workers"] == 9
+    assert job["spec"]["aggregation"]["per_replica_metrics"] is False  # on request only
     assert job["spec"]["schedule"]["batch_size"] == "full"
     assert job["spec"]["optimizer"]["name"] == "sgd" and job["spec"]["optimizer"]["lr"] > 0
     assert job["created_at"].endswith("Z") and job["started_at"] is None

@@ -34,7 +34,7 @@ def _reference(spec: ResolvedSpec) -> list[dict[str, float]]:
         {
             "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
             "model": {"cell": "gru", "hidden_size": 16},
-            "aggregation": {"strategy": "lasg_wk2"},
+            "aggregation": {"strategy": "lasg_wk2", "per_replica_metrics": True},
             "distributed": {"workers": 2, "cpus_per_worker": 0.5},
             "schedule": {"rounds": 12, "batch_size": 16, "eval_every": 6, "checkpoint_every": 5},
         },
@@ -62,6 +62,11 @@ def test_ray_path_reproduces_reference(
         assert got.values["uploads_total"] == want["uploads_total"]
         assert got.values["bytes_up_total"] == want["bytes_up_total"]
         assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
+        # The skip test's figures, when the job asks for them (DESIGN §5).
+        per_replica = {k for k in want if k == "rhs" or k.startswith(("lhs_w", "staleness_w"))}
+        assert bool(per_replica) == spec.aggregation.per_replica_metrics
+        for key in per_replica:
+            assert got.values[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
     rounds = [e.round for e in events if isinstance(e, CheckpointEvent)]
     every = spec.schedule.checkpoint_every
     assert rounds == [r for r in range(spec.schedule.rounds) if (r + 1) % every == 0] + (

@@ -104,7 +104,8 @@ class Coordinator:
         self.spec = spec
         self.dtype = dtype = dtype or storage_dtype(spec)
         self.device = device
-        self.per_replica_metrics = per_replica_metrics
+        # The job asks for them (aggregation.per_replica_metrics), or a test does.
+        self.per_replica_metrics = per_replica_metrics or spec.aggregation.per_replica_metrics
         self.task = (
             task
             if task is not None
