@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import signal
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -136,6 +137,16 @@ def _require_schema(database_url: str) -> None:
         raise typer.Exit(code=1) from exc
 
 
+def cli_actor() -> str:
+    """Who ran a server-side command, as the audit log names them: `cli:` and the
+    process's effective user (not $USER, which anyone can set), else its uid."""
+    uid = os.geteuid()
+    try:
+        return f"cli:{pwd.getpwuid(uid).pw_name}"
+    except KeyError:  # a container's uid without a passwd entry
+        return f"cli:uid-{uid}"
+
+
 def _hand_ray_its_auth_mode(settings: Settings) -> None:
     """Ray reads RAY_AUTH_MODE from the environment once, when it is imported, and a
     client joining a token cluster without it is refused: the process's entry point
@@ -165,6 +176,7 @@ def create_user(
 
     from service.errors import Conflict
     from service.schemas.accounts import UserCreate
+    from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
     from service.store.users import create_user as store_create_user
 
@@ -179,6 +191,14 @@ def create_user(
     try:
         with transaction(make_sessionmaker(engine)) as session:
             user, _token, plain = store_create_user(session=session, name=body.name, role=body.role)
+            # As POST /v1/users records it; whoever ran this is no user of the service.
+            record(
+                session=session,
+                actor=cli_actor(),
+                action="user.created",
+                target=f"user:{user.id}",
+                detail={"name": user.name, "role": user.role},
+            )
     except Conflict as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from exc

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 from service.cli import app
 from service.store.db import make_engine, make_sessionmaker
 from service.store.migrate import downgrade, upgrade
-from service.store.models import ApiToken, User
+from service.store.models import ApiToken, AuditEvent, User
 from service.store.users import hash_token
 from tests.e2e.conftest import free_port
 
@@ -41,6 +43,25 @@ def test_db_upgrade_then_create_user_prints_a_working_token(tmp_path: Path) -> N
     assert again.exit_code == 1 and "already exists" in again.output
     bad = runner.invoke(app, ["admin", "create-user", "no spaces allowed"], env=env)
     assert bad.exit_code == 2 and "invalid user name" in bad.output
+
+
+def test_create_user_writes_the_audit_row_the_api_writes(db_url: str, clean_db: None) -> None:
+    created = CliRunner().invoke(
+        app, ["admin", "create-user", "dora", "--admin"], env={"LAGTRAIN_DATABASE_URL": db_url}
+    )
+    assert created.exit_code == 0, created.output
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            user = session.scalars(select(User).where(User.name == "dora")).one()
+            (event,) = session.scalars(select(AuditEvent)).all()
+    finally:
+        engine.dispose()
+    assert (event.action, event.target) == ("user.created", f"user:{user.id}")
+    assert event.detail == {"name": "dora", "role": "admin"}
+    # No user of the service did it: the OS account that ran the command on this host.
+    assert event.actor == f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
+    assert event.actor_id is None
 
 
 def refused(result: Result) -> str:
