@@ -156,9 +156,14 @@ def metrics(
 def download(
     job_id: int,
     checkpoint: int | None = typer.Option(None, help="checkpoint id (default: newest)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="file to write"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="file to write, or a directory to write it in"
+    ),
 ) -> None:
     """Download a job's checkpoint (loadable with torch.load(weights_only=True))."""
+    # Checked before asking the server: a mistyped path costs no download.
+    if out is not None and not out.is_dir() and not out.parent.is_dir():
+        raise fail(f"cannot write {out}: there is no directory {out.parent}")
     with client_session() as client:
         try:
             available = client.checkpoints(job_id)
@@ -171,11 +176,20 @@ def download(
             )
             if chosen is None:
                 raise fail(f"job {job_id} has no checkpoint {checkpoint}")
-            dest = out or Path(f"job-{job_id}-round-{chosen['round']}.pt")
-            client.download_checkpoint(job_id, int(chosen["id"]), dest)
-        except ChecksumMismatch as exc:
-            raise fail(str(exc.detail)) from exc
+            # The name the server gives the file too (Content-Disposition), here or in `out`.
+            name = Path(f"job-{job_id}-round-{chosen['round']}.pt")
+            dest = name if out is None else out / name if out.is_dir() else out
+            _download(client, job_id, int(chosen["id"]), dest)
         except ApiError as exc:
             raise api_failure(exc) from exc
     digest = chosen["sha256"][:12]
     console.print(f"wrote {dest} (round {chosen['round']}, sha256 {digest}… verified)")
+
+
+def _download(client: Client, job_id: int, checkpoint_id: int, dest: Path) -> None:
+    try:
+        client.download_checkpoint(job_id, checkpoint_id, dest)
+    except ChecksumMismatch as exc:
+        raise fail(str(exc.detail)) from exc
+    except OSError as exc:  # the directory is not writable, the disk is full, ...
+        raise fail(f"cannot write {dest}: {exc.strerror or exc}") from exc
