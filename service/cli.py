@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import signal
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -71,6 +72,8 @@ def server(
         from service.store.migrate import upgrade
 
         upgrade(settings.database_url)
+    else:
+        _require_schema(settings.database_url)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
     # handler it found. Exiting through SystemExit there lets the stack below stop the
     # dispatcher and Ray; workers.ray_runtime keeps this handler across ray.init.
@@ -122,6 +125,28 @@ def worker() -> None:
     run_worker(settings)
 
 
+def _require_schema(database_url: str) -> None:
+    """Stop with one line, not the traceback of the first query, when the database is
+    unreachable or not migrated (see service.store.migrate.require_schema)."""
+    from service.store.migrate import DatabaseNotReady, require_schema
+
+    try:
+        require_schema(database_url)
+    except DatabaseNotReady as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+def cli_actor() -> str:
+    """Who ran a server-side command, as the audit log names them: `cli:` and the
+    process's effective user (not $USER, which anyone can set), else its uid."""
+    uid = os.geteuid()
+    try:
+        return f"cli:{pwd.getpwuid(uid).pw_name}"
+    except KeyError:  # a container's uid without a passwd entry
+        return f"cli:uid-{uid}"
+
+
 def _hand_ray_its_auth_mode(settings: Settings) -> None:
     """Ray reads RAY_AUTH_MODE from the environment once, when it is imported, and a
     client joining a token cluster without it is refused: the process's entry point
@@ -151,6 +176,7 @@ def create_user(
 
     from service.errors import Conflict
     from service.schemas.accounts import UserCreate
+    from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
     from service.store.users import create_user as store_create_user
 
@@ -159,10 +185,20 @@ def create_user(
     except ValidationError as exc:
         typer.echo(f"invalid user name {name!r}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(code=2) from exc
-    engine = make_engine(Settings().database_url)
+    database_url = Settings().database_url
+    _require_schema(database_url)  # before make_engine, which would create a SQLite file
+    engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
             user, _token, plain = store_create_user(session=session, name=body.name, role=body.role)
+            # As POST /v1/users records it; whoever ran this is no user of the service.
+            record(
+                session=session,
+                actor=cli_actor(),
+                action="user.created",
+                target=f"user:{user.id}",
+                detail={"name": user.name, "role": user.role},
+            )
     except Conflict as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from exc

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from service.cli_jobs import _fail, console
-from service.client import ApiError, Client, ClientSettings
+from service.cli_common import api_failure, client_session, console, fail
+from service.client import ApiError, ClientSettings
 from service.ui.assets import EXAMPLES_DIR, example_specs
 
 demo_app = typer.Typer(add_completion=False)
@@ -49,15 +49,13 @@ def demo(
     settings = ClientSettings()
     try:
         specs = demo_specs(rounds)
-        client = Client.from_settings(settings)
-    except (FileNotFoundError, ApiError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    with client:
+    except FileNotFoundError as exc:
+        raise fail(str(exc), code=2) from exc
+    with client_session(settings) as client:
         try:
             jobs = [client.submit(spec) for spec in specs]
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     for job in jobs:
         console.print(f"job [bold]{job['id']}[/bold] {job['name']} {job['status']}")
     console.print("Compare them (sign in with your token) at:")

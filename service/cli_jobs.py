@@ -10,50 +10,30 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
-from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.client import (
-    TERMINAL_STATUSES,
-    ApiError,
-    ChecksumMismatch,
-    Client,
-    ClientSettings,
-)
+from service.cli_common import api_failure, client_session, console, fail, load_spec
+from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
 
-console = Console()
 jobs_app = typer.Typer(add_completion=False)
-
-
-def _client() -> Client:
-    try:
-        return Client.from_settings(ClientSettings())
-    except ApiError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-
-
-def _fail(exc: ApiError) -> typer.Exit:
-    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, indent=1)
-    console.print(f"[red]error {exc.status}:[/red] {detail}")
-    return typer.Exit(1)
 
 
 @jobs_app.command()
 def submit(
-    spec_file: Path = typer.Argument(..., exists=True, readable=True, help="JobSpec YAML/JSON"),
+    spec_file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="JobSpec YAML/JSON"
+    ),
     watch_job: bool = typer.Option(False, "--watch", help="follow the job until it ends"),
 ) -> None:
     """Submit a JobSpec file."""
-    spec = yaml.safe_load(spec_file.read_text())
-    with _client() as client:
+    spec = load_spec(spec_file)
+    with client_session() as client:
         try:
             job = client.submit(spec)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
         console.print(f"job [bold]{job['id']}[/bold] {job['status']}")
         if watch_job:
             _watch(client, int(job["id"]))
@@ -62,11 +42,11 @@ def submit(
 @jobs_app.command("jobs")
 def list_jobs(status: str | None = typer.Option(None, help="only jobs in this status")) -> None:
     """List your jobs (admins see everyone's)."""
-    with _client() as client:
+    with client_session() as client:
         try:
             jobs = client.jobs(status=status)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     table = Table("id", "name", "owner", "status", "progress", "created")
     for job in jobs:
         progress = job.get("progress") or {}
@@ -84,7 +64,7 @@ def list_jobs(status: str | None = typer.Option(None, help="only jobs in this st
 @jobs_app.command()
 def watch(job_id: int) -> None:
     """Live progress of a job: round, loss, uploads saved."""
-    with _client() as client:
+    with client_session() as client:
         _watch(client, job_id)
 
 
@@ -92,7 +72,7 @@ def _watch(client: Client, job_id: int) -> None:
     try:
         job = client.job(job_id)
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise api_failure(exc) from exc
     rounds = int((job.get("progress") or {}).get("rounds") or 1)
     progress = Progress(
         TextColumn("job {task.fields[job]} [bold]{task.fields[status]}[/bold]"),
@@ -115,7 +95,7 @@ def _watch(client: Client, job_id: int) -> None:
                         bar, completed=data["round"] + 1, figures=_figures(data["values"])
                     )
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     if final.get("error"):
         console.print(f"[red]{final['error']}[/red]")
     if final.get("status") != "succeeded" and final.get("status") in TERMINAL_STATUSES:
@@ -139,11 +119,11 @@ def _figures(raw: dict[str, float | None]) -> str:
 @jobs_app.command()
 def cancel(job_id: int) -> None:
     """Cancel a queued or running job."""
-    with _client() as client:
+    with client_session() as client:
         try:
             job = client.cancel(job_id)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     console.print(f"job {job_id} {job.get('status', 'cancelling')}")
 
 
@@ -152,11 +132,11 @@ def metrics(
     job_id: int, as_csv: bool = typer.Option(False, "--csv", help="CSV on standard output")
 ) -> None:
     """Print a job's metric records."""
-    with _client() as client:
+    with client_session() as client:
         try:
             records = client.metrics(job_id)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     if not as_csv:
         for record in records:
             console.print(json.dumps(record))
@@ -176,29 +156,40 @@ def metrics(
 def download(
     job_id: int,
     checkpoint: int | None = typer.Option(None, help="checkpoint id (default: newest)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="file to write"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="file to write, or a directory to write it in"
+    ),
 ) -> None:
     """Download a job's checkpoint (loadable with torch.load(weights_only=True))."""
-    with _client() as client:
+    # Checked before asking the server: a mistyped path costs no download.
+    if out is not None and not out.is_dir() and not out.parent.is_dir():
+        raise fail(f"cannot write {out}: there is no directory {out.parent}")
+    with client_session() as client:
         try:
             available = client.checkpoints(job_id)
             if not available:
-                console.print(f"job {job_id} has no checkpoint yet")
-                raise typer.Exit(1)
+                raise fail(f"job {job_id} has no checkpoint yet")
             chosen = (
                 max(available, key=lambda c: c["round"])
                 if checkpoint is None
                 else next((c for c in available if c["id"] == checkpoint), None)
             )
             if chosen is None:
-                console.print(f"job {job_id} has no checkpoint {checkpoint}")
-                raise typer.Exit(1)
-            dest = out or Path(f"job-{job_id}-round-{chosen['round']}.pt")
-            client.download_checkpoint(job_id, int(chosen["id"]), dest)
-        except ChecksumMismatch as exc:
-            console.print(f"[red]error:[/red] {exc.detail}")
-            raise typer.Exit(1) from exc
+                raise fail(f"job {job_id} has no checkpoint {checkpoint}")
+            # The name the server gives the file too (Content-Disposition), here or in `out`.
+            name = Path(f"job-{job_id}-round-{chosen['round']}.pt")
+            dest = name if out is None else out / name if out.is_dir() else out
+            _download(client, job_id, int(chosen["id"]), dest)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     digest = chosen["sha256"][:12]
     console.print(f"wrote {dest} (round {chosen['round']}, sha256 {digest}… verified)")
+
+
+def _download(client: Client, job_id: int, checkpoint_id: int, dest: Path) -> None:
+    try:
+        client.download_checkpoint(job_id, checkpoint_id, dest)
+    except ChecksumMismatch as exc:
+        raise fail(str(exc.detail)) from exc
+    except OSError as exc:  # the directory is not writable, the disk is full, ...
+        raise fail(f"cannot write {dest}: {exc.strerror or exc}") from exc

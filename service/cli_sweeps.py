@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.live import Live
 from rich.table import Table
 
-from service.cli_jobs import _client, _fail, console
+from service.cli_common import api_failure, client_session, console, load_spec
 from service.client import TERMINAL_STATUSES, ApiError, Client
 
 sweeps_app = typer.Typer(add_completion=False)
@@ -23,16 +22,18 @@ FINISHED_TRIALS = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 
 @sweeps_app.command()
 def sweep(
-    spec_file: Path = typer.Argument(..., exists=True, readable=True, help="sweep YAML/JSON"),
+    spec_file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="sweep YAML/JSON"
+    ),
     watch_sweep: bool = typer.Option(False, "--watch", help="live table until the sweep ends"),
 ) -> None:
     """Submit a sweep: a base JobSpec, parameters to search, objectives, a budget."""
-    spec = yaml.safe_load(spec_file.read_text())
-    with _client() as client:
+    spec = load_spec(spec_file)
+    with client_session() as client:
         try:
             created = client.submit_sweep(spec)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
         s = created["spec"]
         console.print(
             f"sweep [bold]{created['id']}[/bold] {created['status']}: {s['trials']} trials, "
@@ -45,18 +46,18 @@ def sweep(
 @sweeps_app.command("sweep-watch")
 def sweep_watch(sweep_id: int) -> None:
     """Live table of a sweep's trials and its best trial (or Pareto front)."""
-    with _client() as client:
+    with client_session() as client:
         _watch(client, sweep_id)
 
 
 @sweeps_app.command("sweep-cancel")
 def sweep_cancel(sweep_id: int) -> None:
     """Cancel a sweep: no new trials; its queued and running trial jobs are cancelled."""
-    with _client() as client:
+    with client_session() as client:
         try:
             done = client.cancel_sweep(sweep_id)
         except ApiError as exc:
-            raise _fail(exc) from exc
+            raise api_failure(exc) from exc
     console.print(f"sweep {sweep_id} {done['status']}")
 
 
@@ -69,7 +70,7 @@ def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
                 current = client.sweep(sweep_id)
                 live.update(sweep_table(current))
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise api_failure(exc) from exc
     if current.get("error"):
         console.print(f"[red]{current['error']}[/red]")
     if current["status"] != "succeeded":

@@ -31,10 +31,19 @@ class ClientSettings(BaseSettings):
     def resolved_token(self) -> str:
         if self.token is not None:
             return self.token.get_secret_value()
-        path = self.state_dir / "admin-token"
-        if path.is_file():
+        # Relative to the current directory, as the server wrote it: say where we looked.
+        path = (self.state_dir / "admin-token").absolute()
+        if not path.is_file():
+            raise ApiError(
+                0,
+                f"no token: LAGTRAIN_TOKEN is not set and {path} does not exist (the admin "
+                "token `lagtrain server` writes in its state directory: run from the "
+                "server's working directory, or set LAGTRAIN_STATE_DIR)",
+            )
+        try:
             return path.read_text().strip()
-        raise ApiError(0, "no token: set LAGTRAIN_TOKEN (or run on the server's machine)")
+        except OSError as exc:
+            raise ApiError(0, f"cannot read the token file {path}: {exc.strerror}") from exc
 
 
 @dataclass(frozen=True)

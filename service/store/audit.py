@@ -15,19 +15,22 @@ from service.store.users import Principal
 def record(
     *,
     session: Session,
-    actor: Principal | None,
+    actor: Principal | str | None,
     action: str,
     target: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """`actor` None: the server itself (bootstrap). One INSERT on the session's
-    connection, no ORM object or execution layer (a submit writes one of these)."""
+    """`actor`: the signed-in user, shown as `role:name`; a string names an actor that
+    is no user (`cli:<login>`: `lagtrain admin create-user` on the server's machine);
+    None is the server itself. One INSERT on the session's connection, no ORM object
+    or execution layer (a submit writes one of these)."""
+    user = actor if isinstance(actor, Principal) else None
     session.connection().execute(
         insert(table_of(AuditEvent)),
         {
             "at": utcnow(),
-            "actor_id": None if actor is None else actor.user_id,
-            "actor": "server" if actor is None else f"{actor.role}:{actor.name}",
+            "actor_id": None if user is None else user.user_id,
+            "actor": f"{user.role}:{user.name}" if user else (actor or "server"),
             "action": action,
             "target": target,
             "detail": json_safe(detail or {}),

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.errors import LagtrainError
+from service.store.db import is_sqlite, make_engine
+
+UPGRADE_HINT = "run `lagtrain db upgrade` with the same LAGTRAIN_DATABASE_URL first"
 
 # migrations/ sits at the repository root, next to the service package.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -31,3 +39,51 @@ def downgrade(database_url: str, revision: str) -> None:
 def head_revisions(database_url: str = "") -> tuple[str, ...]:
     """The script directory's heads (a single one unless someone branched)."""
     return tuple(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+
+class DatabaseNotReady(LagtrainError):
+    """The database cannot serve this code: unreachable, never migrated, or at an
+    older revision; the message says which and what to run."""
+
+
+def shown_url(database_url: str) -> str:
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+def require_schema(database_url: str) -> None:
+    """Raise DatabaseNotReady unless the database has lagtrain's schema at this code's
+    head, or at a revision this code does not know (a newer release migrated it while
+    this one still runs: docs/cluster.md upgrades the schema before the processes).
+
+    It creates nothing: a SQLite file that does not exist is reported, not made, so a
+    command run outside a project leaves no empty ./.lagtrain/lagtrain.db behind
+    (only `db upgrade` and `server --embedded` create the database)."""
+    shown = shown_url(database_url)
+    database = make_url(database_url).database
+    sqlite_file = database if is_sqlite(database_url) and database != ":memory:" else None
+    if sqlite_file and not Path(sqlite_file).is_file():
+        raise DatabaseNotReady(
+            f"no database at {shown} ({Path(sqlite_file).resolve()} does not exist): "
+            f"{UPGRADE_HINT}, or set LAGTRAIN_DATABASE_URL to the server's database"
+        )
+    try:
+        engine = make_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_heads()
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseNotReady(f"cannot connect to the database at {shown}: {reason}") from exc
+    if not current:
+        raise DatabaseNotReady(f"the database at {shown} has no lagtrain schema: {UPGRADE_HINT}")
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    heads = set(script.get_heads())
+    known = {s.revision for s in script.walk_revisions()}
+    # A revision this code does not know is newer than it: carry on.
+    for revision in (set(current) - heads) & known:
+        raise DatabaseNotReady(
+            f"the database at {shown} is at revision {revision}, older than this "
+            f"lagtrain's {', '.join(sorted(heads))}: {UPGRADE_HINT}"
+        )

@@ -3,13 +3,17 @@ driven through Starlette's TestClient (lifespan included, so bootstrap runs)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +23,7 @@ from service.settings import Settings
 from service.store.attempts import ClaimedJob, claim_next, finish
 from service.store.db import transaction
 from service.store.metrics import MetricIn, append_metrics
+from tests.polling import wait_until
 
 REPO_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADMIN_TOKEN = "test-admin-token-" + "x" * 32
@@ -130,6 +135,21 @@ def make_api(settings: Settings) -> Iterator[MakeApi]:
 @pytest.fixture
 def api(make_api: MakeApi) -> Api:
     return make_api()
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """`app` on a real uvicorn (in a thread, on a free port); yields its base URL."""
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: uv.started, timeout=30, what="uvicorn to start")
+        port = uv.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
 
 
 def assert_json_error(response: httpx.Response, status: int) -> Any:

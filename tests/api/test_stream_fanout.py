@@ -5,13 +5,11 @@ receives the complete series exactly once and the terminal status last."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -19,8 +17,7 @@ from service.api import job_feed
 from service.app import create_app
 from service.client import SseEvent, parse_sse
 from service.settings import Settings
-from tests.api.conftest import ADMIN_TOKEN, SMALL_SPEC, Api, bearer
-from tests.e2e.conftest import free_port
+from tests.api.conftest import ADMIN_TOKEN, SMALL_SPEC, Api, bearer, serving
 from tests.polling import wait_until
 
 EARLY_WATCHERS = 40
@@ -47,18 +44,10 @@ def server(settings: Settings) -> Iterator[Server]:
             }
         )
     )
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    wait_until(lambda: uv.started, timeout=30, what="uvicorn to start")
     # Api drives the same store through TestClient-free helpers (claim, append, finish).
     api = Api(client=None, settings=settings, sessions=app.state.sessions)  # type: ignore[arg-type]
-    try:
-        yield Server(f"http://127.0.0.1:{port}", app, api)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as url:
+        yield Server(url, app, api)
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""`lagtrain download -o` against a real server: a directory receives the file under
+the server's name; a path in a missing directory is one error line, before any
+download."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from service.app import create_app
+from service.artifacts import artifact_url, write_file
+from service.cli import app
+from service.store.checkpoints import record_checkpoint
+from service.store.db import transaction
+from tests.api.conftest import ADMIN_TOKEN, Api, serving
+
+DATA = b"checkpoint-bytes" * 1000
+
+
+def job_with_a_checkpoint(api: Api) -> int:
+    """A job whose round-3 checkpoint is DATA."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    uri = artifact_url(api.settings.artifacts_url, f"jobs/{job_id}/round-00000004-a1.pt")
+    write_file(uri, DATA)
+    with transaction(api.sessions) as session:
+        record_checkpoint(
+            session=session,
+            job_id=job_id,
+            token=claimed.fencing_token,
+            round=3,
+            seq=1,
+            uri=uri,
+            sha256=hashlib.sha256(DATA).hexdigest(),
+            bytes=len(DATA),
+        )
+    return job_id
+
+
+def test_download_into_a_directory_and_to_a_missing_one(api: Api, tmp_path: Path) -> None:
+    job_id = job_with_a_checkpoint(api)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        runner = CliRunner()
+        into_dir = runner.invoke(app, ["download", str(job_id), "-o", str(downloads)], env=env)
+        assert into_dir.exit_code == 0, (into_dir.output, into_dir.exception)
+        written = downloads / f"job-{job_id}-round-3.pt"
+        assert [p.name for p in downloads.iterdir()] == [written.name]
+        assert written.read_bytes() == DATA
+
+        missing = tmp_path / "nonexistent" / "x.pt"
+        refused = runner.invoke(app, ["download", str(job_id), "-o", str(missing)], env=env)
+        assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+        assert refused.stderr.splitlines() == [
+            f"error: cannot write {missing}: there is no directory {missing.parent}"
+        ]
+        assert not missing.parent.exists()

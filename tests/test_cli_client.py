@@ -1,0 +1,108 @@
+"""The client commands' answers to ordinary mistakes: one line on stderr naming the
+problem and a non-zero exit, never a traceback. None of these needs a server: each
+mistake is caught before a request, or is the missing server itself."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from service.cli import app
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: a port the kernel just handed out, closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def run(args: list[str], tmp_path: Path, **env: str | None) -> Result:
+    # No token file in tmp_path's .lagtrain: each test chooses LAGTRAIN_TOKEN itself.
+    env = {"LAGTRAIN_URL": closed_port_url(), "LAGTRAIN_TOKEN": "t" * 40, **env}
+    return CliRunner().invoke(app, args, env=env)
+
+
+def error_line(result: Result, code: int = 1) -> str:
+    """The command's error: one line on stderr, after a clean exit with `code`."""
+    assert result.exit_code == code, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["submit", "sweep"])
+def test_a_spec_that_is_not_yaml_is_named_with_its_line_and_column(
+    command: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: x\ntask: {kind: adding\n")  # the { is never closed
+    line = error_line(run([command, str(spec)], tmp_path))
+    assert f"{spec}: invalid YAML at line 3, column 1: expected ',' or '}}'" in line
+    assert "while parsing a flow mapping at line 2, column 7" in line
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "where"),
+    [
+        ("submit", "task: {kind: adding}\noptimizer: {lr: .nan}\n", "optimizer.lr is nan"),
+        ("submit", "schedule: {rounds: .inf}\n", "schedule.rounds is inf"),
+        ("sweep", "parameters: {a: {choices: [1, -.inf]}}\n", "parameters.a.choices[1] is -inf"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_field(
+    command: str, text: str, where: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    line = error_line(run([command, str(spec)], tmp_path))
+    # Refused before any request: the unreachable server is never mentioned.
+    assert line == f"error: {spec}: {where}: non-finite numbers (NaN, infinity) are not allowed"
+
+
+def test_a_date_yaml_read_from_an_unquoted_value_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: 2024-01-01\n")
+    line = error_line(run(["submit", str(spec)], tmp_path))
+    assert "name is 2024-01-01 (YAML read a date" in line and "quote it" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs"],
+        ["submit", "SPEC"],
+        ["watch", "1"],
+        ["cancel", "1"],
+        ["metrics", "1", "--csv"],
+        ["download", "1"],
+        ["sweep-watch", "1"],
+        ["sweep-cancel", "1"],
+        ["demo", "--rounds", "4"],
+    ],
+)
+def test_a_server_that_cannot_be_reached_is_one_line(args: list[str], tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("task: {kind: adding}\n")
+    url = closed_port_url()
+    args = [str(spec) if a == "SPEC" else a for a in args]
+    line = error_line(run(args, tmp_path, LAGTRAIN_URL=url))
+    assert line.startswith(f"error: cannot reach the server at {url}: "), line
+    assert "Connection refused" in line
+
+
+def test_no_token_names_the_file_that_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(["jobs"], tmp_path, LAGTRAIN_TOKEN=None, LAGTRAIN_STATE_DIR=None)
+    line = error_line(result, code=2)
+    assert f"LAGTRAIN_TOKEN is not set and {tmp_path / '.lagtrain' / 'admin-token'} " in line
+    assert "does not exist" in line
