@@ -1,5 +1,5 @@
-"""The audit log: who did what to users, tokens, quotas, jobs and datasets. One row
-per action, written in the same transaction as the action itself."""
+"""The audit log: who did what to users, tokens, quotas, jobs, sweeps and datasets.
+One row per action, written in the same transaction as the action itself."""
 
 from __future__ import annotations
 
@@ -19,15 +19,19 @@ def record(
     action: str,
     target: str,
     detail: dict[str, Any] | None = None,
+    via: str | None = None,
 ) -> None:
-    """`actor` None: the server itself (bootstrap). One INSERT on the session's
-    connection, no ORM object or execution layer (a submit writes one of these)."""
+    """`actor` None: the server itself (bootstrap). `via`: what acted on the actor's
+    behalf, e.g. "sweep:12" for the trials a sweep submits for its owner (shown as
+    "sweep:12 for user:alice"; actor_id stays the owner's). One INSERT on the
+    session's connection, no ORM object or execution layer (a submit writes one)."""
+    who = "server" if actor is None else f"{actor.role}:{actor.name}"
     session.connection().execute(
         insert(table_of(AuditEvent)),
         {
             "at": utcnow(),
             "actor_id": None if actor is None else actor.user_id,
-            "actor": "server" if actor is None else f"{actor.role}:{actor.name}",
+            "actor": who if via is None else f"{via} for {who}",
             "action": action,
             "target": target,
             "detail": json_safe(detail or {}),

@@ -42,6 +42,7 @@ from service.store.sweeps import (
     active_trial_jobs,
     set_status,
 )
+from service.store.users import acting_for
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,14 @@ def _prune(session: Session, sweep: Sweep, trial: SweepTrial, now: datetime) -> 
     session.refresh(job, with_for_update=True)
     if job.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
         return False
-    jobs.request_cancel(session=session, job=job, actor=f"sweep:{sweep.id}", reason="pruned")
+    jobs.request_cancel(
+        session=session,
+        job=job,
+        actor=f"sweep:{sweep.id}",
+        reason="pruned",
+        audit_actor=acting_for(session=session, user_id=sweep.owner_id),
+        via=f"sweep:{sweep.id}",
+    )
     trial.state, trial.finished_at = TrialState.PRUNED.value, now
     return True
 
@@ -234,9 +242,14 @@ def pending_trials(*, session: Session, sweep: Sweep) -> list[SweepTrial]:
 
 
 def submit_trial(*, session: Session, sweep: Sweep, trial: SweepTrial, spec: ResolvedSpec) -> Job:
-    """Queue the trial's job as an ordinary job of the sweep's owner."""
+    """Queue the trial's job as an ordinary job of the sweep's owner (audited as the
+    sweep's submit for them)."""
     job, _created = jobs.enqueue(
-        session=session, owner_id=sweep.owner_id, spec=spec, sweep_id=sweep.id
+        session=session,
+        owner_id=sweep.owner_id,
+        spec=spec,
+        sweep_id=sweep.id,
+        audit_actor=acting_for(session=session, user_id=sweep.owner_id),
     )
     trial.job_id, trial.state = job.id, TrialState.RUNNING.value
     if sweep.status == SweepStatus.QUEUED.value:

@@ -209,6 +209,13 @@ def get_user(*, session: Session, user_id: int) -> User:
     return user
 
 
+def acting_for(*, session: Session, user_id: int) -> Principal:
+    """The user as the principal of work done for them without a request of theirs
+    (a sweep's trials, for the audit log); token_id 0: no token was presented."""
+    user = get_user(session=session, user_id=user_id)
+    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=0)
+
+
 def find_user_id(*, session: Session, name: str) -> int | None:
     return session.scalar(select(User.id).where(User.name == name))
 
