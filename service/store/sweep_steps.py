@@ -40,6 +40,7 @@ from service.store.sweeps import (
     ACTIVE_SWEEP,
     OPEN_TRIAL,
     active_trial_jobs,
+    adds_trials,
     set_status,
 )
 from service.store.users import acting_for
@@ -65,6 +66,7 @@ class SweepSnapshot:
     status: SweepStatus
     spec: dict[str, Any]
     trials: tuple[TrialView, ...]
+    adds_trials: bool  # sweeps.adds_trials: new points may be asked now
 
 
 def active_sweep_ids(*, session: Session) -> list[int]:
@@ -159,6 +161,7 @@ def observe(*, session: Session, sweep_id: int, token: str) -> SweepSnapshot:
         status=SweepStatus(sweep.status),
         spec=dict(sweep.spec),
         trials=tuple(views),
+        adds_trials=adds_trials(session=session, sweep=sweep),
     )
 
 
@@ -184,7 +187,7 @@ def record_decisions(
     """Store one step's decisions: the best trials, the pruner's per-trial state, the
     pruned trials (their jobs cancelled with the reason "pruned"), and the asked
     points as pending trials numbered from `first_number`. No point is added unless
-    the sweep is still queued or running. Returns the pruned trial numbers."""
+    the sweep still `adds_trials`. Returns the pruned trial numbers."""
     sweep = step_holder(session=session, sweep_id=sweep_id, token=token)
     now = utcnow()
     sweep.best = list(best)
@@ -192,7 +195,7 @@ def record_decisions(
     for number, attrs in system_attrs.items():
         trials[number].system_attrs = dict(attrs)
     pruned = [n for n in prune if _prune(session, sweep, trials[n], now)]
-    if points and SweepStatus(sweep.status) in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+    if points and adds_trials(session=session, sweep=sweep):
         if len(trials) != first_number:
             raise Conflict(f"sweep {sweep_id}: has {len(trials)} trials, expected {first_number}")
         session.add_all(
@@ -234,9 +237,9 @@ def _prune(session: Session, sweep: Sweep, trial: SweepTrial, now: datetime) -> 
 
 
 def pending_trials(*, session: Session, sweep: Sweep) -> list[SweepTrial]:
-    """The trials whose jobs are to be submitted now ([] unless the sweep is queued
-    or running); `sweep` comes from step_holder in the same transaction."""
-    if SweepStatus(sweep.status) not in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+    """The trials whose jobs are to be submitted now ([] unless the sweep
+    `adds_trials`); `sweep` comes from step_holder in the same transaction."""
+    if not adds_trials(session=session, sweep=sweep):
         return []
     return [t for t in _trials(session, sweep.id) if t.state == TrialState.PENDING.value]
 

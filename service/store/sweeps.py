@@ -24,6 +24,7 @@ from service.store.models import (
     SweepStatus,
     SweepTrial,
     TrialState,
+    User,
     utcnow,
 )
 from service.store.sweep_trials import objective_metrics, record_result
@@ -57,6 +58,15 @@ SWEEP_TERMINAL: frozenset[SweepStatus] = frozenset(
 # Trials still waiting for a result (their point is asked; they hold a parallel slot).
 OPEN_TRIAL: frozenset[TrialState] = frozenset({TrialState.PENDING, TrialState.RUNNING})
 _TERMINAL_JOB = [s.value for s in TERMINAL]
+
+
+def adds_trials(*, session: Session, sweep: Sweep) -> bool:
+    """May a step ask new points and submit trial jobs? Only for a queued or running
+    sweep whose owner is enabled: a disabled owner's sweep waits (status unchanged,
+    nothing new created) and goes on where it stopped when an admin enables them."""
+    if SweepStatus(sweep.status) not in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+        return False
+    return session.scalar(select(User.disabled_at).where(User.id == sweep.owner_id)) is None
 
 
 def set_status(
