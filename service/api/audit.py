@@ -24,7 +24,8 @@ def get_audit(
     limit: Limit = 100,
 ) -> AuditPage:
     """Oldest first: users created/disabled, tokens created/revoked, quota changes,
-    jobs submitted/cancelled (the actor shows who), datasets uploaded."""
+    jobs and sweeps submitted/cancelled (the actor shows who: a sweep's own trial
+    submits as "sweep:N for user:name"), datasets uploaded."""
     with read_transaction(sessions) as session:
         events = audit_page(session=session, after_id=after_id, limit=limit)
         data = [

@@ -29,7 +29,6 @@ from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
 from service.settings import Settings
-from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.explain import explain_job
 from service.store.jobs import (
@@ -170,11 +169,7 @@ def submit_job(
                 request_sha256=None if idempotency_key is None else request_sha256(spec),
                 key_unused=True,
                 now=now,
-            )
-        if created:
-            record(
-                session=session, actor=principal, action="job.submitted",
-                target=f"job:{job.id}", detail={"name": job.name},
+                audit_actor=principal,
             )
     if created and on_job_queued is not None:
         on_job_queued()  # after the commit: the dispatcher must be able to claim it
@@ -248,13 +243,9 @@ def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Job
     already cancelling or finished: unchanged (repeating a cancel is harmless)."""
     with transaction(sessions) as session:
         job = get_visible_job(session=session, job_id=job_id, viewer=principal)
-        before = job.status
-        job = request_cancel(session=session, job=job, actor=f"user:{principal.user_id}")
-        if job.status != before:
-            record(
-                session=session, actor=principal, action="job.cancelled",
-                target=f"job:{job.id}", detail={"owner_id": job.owner_id, "was": before},
-            )
+        job = request_cancel(
+            session=session, job=job, actor=f"user:{principal.user_id}", audit_actor=principal
+        )
         names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
 

@@ -29,6 +29,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
 from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
+from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
 from service.store.quotas import check_can_submit
@@ -158,6 +159,14 @@ def post_sweep(
             idempotency_key=idempotency_key,
             request_sha256=request_sha256(spec),
         )
+        if created:  # its trial jobs are audited as they are submitted (job.submitted)
+            record(
+                session=session,
+                actor=principal,
+                action="sweep.submitted",
+                target=f"sweep:{sweep.id}",
+                detail={"name": sweep.name, "trials": spec.trials},
+            )
         (out,) = _sweep_outs(session, [sweep])
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -209,6 +218,11 @@ def cancel_sweep(sweep_id: SweepId, principal: CurrentUser, sessions: Sessions) 
     within seconds (cancelling, then cancelled). A finished sweep is unchanged."""
     with transaction(sessions) as session:
         sweep = get_visible_sweep(session=session, sweep_id=sweep_id, viewer=principal)
-        sweep = request_cancel(session=session, sweep=sweep, actor=f"user:{principal.user_id}")
+        sweep = request_cancel(
+            session=session,
+            sweep=sweep,
+            actor=f"user:{principal.user_id}",
+            audit_actor=principal,
+        )
         (out,) = _sweep_outs(session, [sweep])
     return out

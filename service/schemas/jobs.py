@@ -75,7 +75,9 @@ class CheckpointList(BaseModel):
 
 
 class BlockingReason(BaseModel):
-    kind: Literal["quota", "resources", "fair_share", "priority", "no_dispatcher", "state"]
+    kind: Literal[
+        "quota", "resources", "fair_share", "priority", "no_dispatcher", "state", "owner_disabled"
+    ]
     message: str
 
 
@@ -83,7 +85,8 @@ class Explanation(BaseModel):
     job_id: int
     status: JobStatus
     queue_position: int | None = Field(
-        description="1 = next in priority/submit order among queued jobs; null unless queued"
+        description="1 = next in priority/submit order among queued jobs; null unless "
+        "queued (and its owner enabled: a disabled user's jobs wait unranked)"
     )
     queued_ahead: int | None
     required: dict[str, float]

@@ -1,5 +1,5 @@
-"""The audit log: who did what to users, tokens, quotas, jobs and datasets. One row
-per action, written in the same transaction as the action itself."""
+"""The audit log: who did what to users, tokens, quotas, jobs, sweeps and datasets.
+One row per action, written in the same transaction as the action itself."""
 
 from __future__ import annotations
 
@@ -19,18 +19,22 @@ def record(
     action: str,
     target: str,
     detail: dict[str, Any] | None = None,
+    via: str | None = None,
 ) -> None:
     """`actor`: the signed-in user, shown as `role:name`; a string names an actor that
     is no user (`cli:<login>`: `lagtrain admin create-user` on the server's machine);
-    None is the server itself. One INSERT on the session's connection, no ORM object
-    or execution layer (a submit writes one of these)."""
+    None is the server itself (bootstrap). `via`: what acted on the user's behalf,
+    e.g. "sweep:12" for the trials a sweep submits for its owner (shown as "sweep:12
+    for user:alice"; actor_id stays the owner's). One INSERT on the session's
+    connection, no ORM object or execution layer (a submit writes one of these)."""
     user = actor if isinstance(actor, Principal) else None
+    who = f"{user.role}:{user.name}" if user else (actor or "server")
     session.connection().execute(
         insert(table_of(AuditEvent)),
         {
             "at": utcnow(),
             "actor_id": None if user is None else user.user_id,
-            "actor": f"{user.role}:{user.name}" if user else (actor or "server"),
+            "actor": who if via is None else f"{via} for {who}",
             "action": action,
             "target": target,
             "detail": json_safe(detail or {}),

@@ -30,19 +30,26 @@ def explain_job(
 ) -> Explanation:
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
+    owner = get_user(session=session, user_id=job.owner_id)
     ranking = session.execute(queue_ranking()).all() if queued else []
     position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
     if position is None:
-        # Not queued, or claimed or cancelled since `job` was read.
-        state = job.status if not queued else "no longer queued"
-        reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
+        if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
+            why = BlockingReason(
+                kind="owner_disabled",
+                message=f"{owner.name}'s account is disabled: the job waits until an admin "
+                "enables it again (or cancels the job)",
+            )
+        else:  # Not queued, or claimed or cancelled since `job` was read.
+            state = job.status if not queued else "no longer queued"
+            why = BlockingReason(kind="state", message=f"job is {state}; it is not waiting")
         return Explanation(
             job_id=job.id,
             status=job.status,
             queue_position=None,
             queued_ahead=None,
             required=required,
-            reasons=reasons,
+            reasons=[why],
         )
     mine = ranking[position]
     ahead = ranking[:position]
@@ -51,7 +58,6 @@ def explain_job(
     ahead_fair = sum(1 for r in ahead if r.owner_id != job.owner_id and r.usage < mine.usage)
     ahead_priority = len(ahead) - ahead_fair
     reasons = _resource_reasons(session, required, dispatcher_timeout)
-    owner = get_user(session=session, user_id=job.owner_id)
     reasons += _quota_reasons(session, owner, job, quota_defaults or QuotaDefaults())
     if ahead_fair:
         reasons.append(

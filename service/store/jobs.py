@@ -14,7 +14,7 @@ from service.errors import IdempotencyConflict, NotFound
 from service.schemas.cost import estimate
 from service.schemas.gang import gang_totals
 from service.schemas.resolved import ResolvedSpec
-from service.store import lifecycle
+from service.store import audit, lifecycle
 from service.store.datasets import upload_shape
 from service.store.models import Job, JobEvent, JobStatus
 from service.store.queue_order import RESOURCE_EPSILON
@@ -32,9 +32,13 @@ def enqueue(
     sweep_id: int | None = None,
     key_unused: bool = False,
     now: datetime | None = None,
+    audit_actor: Principal | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job (row + 'queued' event; NOTIFY on PostgreSQL); returns (job, True).
     `sweep_id`: the sweep whose trial the job is (the sweep controller's submit).
+    `audit_actor`: whose submit it is (the owner); the one `job.submitted` audit row of
+    every submit is written here, a trial's as its sweep acting for the owner. None:
+    no audit row (store-level callers that fill the queue: tests, benchmarks).
 
     With an idempotency key already used by this owner: the same request_sha256
     returns (the existing job unchanged, False) with no new row or event, a different
@@ -72,23 +76,36 @@ def enqueue(
     )
     actor = f"user:{owner_id}" if sweep_id is None else f"sweep:{sweep_id}"
     if idempotency_key is None:
-        return lifecycle.transition(
-            session=session, job=job, to=JobStatus.QUEUED, actor=actor, now=now
-        ), True
-    try:
-        with session.begin_nested():
-            lifecycle.transition(
-                session=session, job=job, to=JobStatus.QUEUED, actor=actor, now=now
+        lifecycle.transition(session=session, job=job, to=JobStatus.QUEUED, actor=actor, now=now)
+    else:
+        try:
+            with session.begin_nested():
+                lifecycle.transition(
+                    session=session, job=job, to=JobStatus.QUEUED, actor=actor, now=now
+                )
+        except IntegrityError:
+            # Another transaction used the key first (PostgreSQL waits for it to commit).
+            existing = find_by_idempotency_key(
+                session=session, owner_id=owner_id, idempotency_key=idempotency_key
             )
-            return job, True
-    except IntegrityError:
-        # Another transaction used the key first (PostgreSQL waits for it to commit).
-        existing = find_by_idempotency_key(
-            session=session, owner_id=owner_id, idempotency_key=idempotency_key
+            if existing is None:
+                raise
+            return replay(existing, request_sha256), False
+    if audit_actor is not None:
+        audit.record(
+            session=session,
+            actor=audit_actor,
+            via=None if sweep_id is None else f"sweep:{sweep_id}",
+            action="job.submitted",
+            target=f"job:{job.id}",
+            detail={"name": job.name, **_sweep_of(job)},
         )
-        if existing is None:
-            raise
-        return replay(existing, request_sha256), False
+    return job, True
+
+
+def _sweep_of(job: Job) -> dict[str, int]:
+    """The audit detail that names a trial job's sweep ({} for a plain job)."""
+    return {} if job.sweep_id is None else {"sweep_id": job.sweep_id}
 
 
 def find_by_idempotency_key(
@@ -171,29 +188,42 @@ def status_counts(*, session: Session) -> dict[str, int]:
 
 
 def request_cancel(
-    *, session: Session, job: Job, actor: str, reason: str | None = None
+    *,
+    session: Session,
+    job: Job,
+    actor: str,
+    reason: str | None = None,
+    audit_actor: Principal | None = None,
+    via: str | None = None,
 ) -> Job:
     """Ask for `job` to stop: queued -> cancelled at once, running -> cancelling (the
     dispatcher sees it in its next heartbeat). Cancelling or terminal: a no-op that
     returns the job as it is, so repeating a cancel is harmless. `reason` goes into
-    the event (default: who asked; a sweep's pruner says "pruned")."""
+    the event (default: who asked; a sweep's pruner says "pruned"). `audit_actor`
+    (and `via`, see audit.record): who asked, for the one `job.cancelled` audit row
+    of every cancel that changed the job; None: no audit row (store-level callers)."""
     session.refresh(job, with_for_update=True)
     status = JobStatus(job.status)
     if status is JobStatus.QUEUED:
-        return lifecycle.transition(
+        to, default_reason = JobStatus.CANCELLED, f"cancelled by {actor}"
+    elif status is JobStatus.RUNNING:
+        to, default_reason = JobStatus.CANCELLING, f"cancel by {actor}"
+    else:
+        return job
+    job = lifecycle.transition(
+        session=session, job=job, to=to, actor=actor, reason=reason or default_reason
+    )
+    if audit_actor is not None:
+        detail: dict[str, object] = {"owner_id": job.owner_id, "was": status.value}
+        if reason is not None:
+            detail["reason"] = reason
+        audit.record(
             session=session,
-            job=job,
-            to=JobStatus.CANCELLED,
-            actor=actor,
-            reason=reason or f"cancelled by {actor}",
-        )
-    if status is JobStatus.RUNNING:
-        return lifecycle.transition(
-            session=session,
-            job=job,
-            to=JobStatus.CANCELLING,
-            actor=actor,
-            reason=reason or f"cancel by {actor}",
+            actor=audit_actor,
+            via=via,
+            action="job.cancelled",
+            target=f"job:{job.id}",
+            detail={**detail, **_sweep_of(job)},
         )
     return job
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     ScalarSelect,
     Select,
+    Table,
     bindparam,
     case,
     cast,
@@ -99,10 +100,16 @@ def under_quota(candidate: Any, users: Any, usage: CTE) -> list[ColumnElement[bo
     ]
 
 
+def owner_enabled(users: Table) -> ColumnElement[bool]:
+    """A disabled user's queued jobs wait (neither claimed nor ranked) until an admin
+    enables them again: they would run for an account that is locked out."""
+    return users.c.disabled_at.is_(None)
+
+
 def next_candidate() -> ScalarSelect[int]:
     """The id of the job the claim starts: queued, gang fits the free resources
-    (:free_cpus, :free_gpus), owner under quota (`under_quota`); first in `claim_order`; locked,
-    skipping rows another claim holds (PostgreSQL).
+    (:free_cpus, :free_gpus), owner enabled and under quota (`under_quota`); first in
+    `claim_order`; locked, skipping rows another claim holds (PostgreSQL).
 
     Quota and fair share read committed state: on PostgreSQL, N dispatchers claiming
     at the same instant can put an owner up to N-1 jobs over max_running_jobs (SQLite
@@ -122,6 +129,7 @@ def next_candidate() -> ScalarSelect[int]:
             candidate.c.status == JobStatus.QUEUED.value,
             candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
             candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
+            owner_enabled(users),
             *under_quota(candidate, users, usage),
         )
         .order_by(*claim_order(fair_share(running, users.c.share_weight), candidate.c))
@@ -132,9 +140,10 @@ def next_candidate() -> ScalarSelect[int]:
 
 
 def queue_ranking() -> Select[tuple[int, int, int, float]]:
-    """Every queued job as (id, owner_id, running, usage), in the order successive
-    claims would start them (see the module docstring): `usage` is the owner's fair
-    share when this job's turn comes, `running` the owner's running jobs now."""
+    """Every queued job of an enabled owner as (id, owner_id, running, usage), in the
+    order successive claims would start them (see the module docstring): `usage` is
+    the owner's fair share when this job's turn comes, `running` the owner's running
+    jobs now."""
     jobs = table_of(Job)
     users = table_of(User)
     usage = running_per_owner()
@@ -159,7 +168,7 @@ def queue_ranking() -> Select[tuple[int, int, int, float]]:
                 usage, usage.c.owner_id == jobs.c.owner_id
             )
         )
-        .where(jobs.c.status == JobStatus.QUEUED.value)
+        .where(jobs.c.status == JobStatus.QUEUED.value, owner_enabled(users))
         .subquery("queued")
     )
     turn = fair_share(queued.c.running + queued.c.own_ahead, queued.c.share_weight)

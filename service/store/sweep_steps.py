@@ -40,8 +40,10 @@ from service.store.sweeps import (
     ACTIVE_SWEEP,
     OPEN_TRIAL,
     active_trial_jobs,
+    adds_trials,
     set_status,
 )
+from service.store.users import acting_for
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class SweepSnapshot:
     status: SweepStatus
     spec: dict[str, Any]
     trials: tuple[TrialView, ...]
+    adds_trials: bool  # sweeps.adds_trials: new points may be asked now
 
 
 def active_sweep_ids(*, session: Session) -> list[int]:
@@ -158,6 +161,7 @@ def observe(*, session: Session, sweep_id: int, token: str) -> SweepSnapshot:
         status=SweepStatus(sweep.status),
         spec=dict(sweep.spec),
         trials=tuple(views),
+        adds_trials=adds_trials(session=session, sweep=sweep),
     )
 
 
@@ -183,7 +187,7 @@ def record_decisions(
     """Store one step's decisions: the best trials, the pruner's per-trial state, the
     pruned trials (their jobs cancelled with the reason "pruned"), and the asked
     points as pending trials numbered from `first_number`. No point is added unless
-    the sweep is still queued or running. Returns the pruned trial numbers."""
+    the sweep still `adds_trials`. Returns the pruned trial numbers."""
     sweep = step_holder(session=session, sweep_id=sweep_id, token=token)
     now = utcnow()
     sweep.best = list(best)
@@ -191,7 +195,7 @@ def record_decisions(
     for number, attrs in system_attrs.items():
         trials[number].system_attrs = dict(attrs)
     pruned = [n for n in prune if _prune(session, sweep, trials[n], now)]
-    if points and SweepStatus(sweep.status) in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+    if points and adds_trials(session=session, sweep=sweep):
         if len(trials) != first_number:
             raise Conflict(f"sweep {sweep_id}: has {len(trials)} trials, expected {first_number}")
         session.add_all(
@@ -220,23 +224,35 @@ def _prune(session: Session, sweep: Sweep, trial: SweepTrial, now: datetime) -> 
     session.refresh(job, with_for_update=True)
     if job.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
         return False
-    jobs.request_cancel(session=session, job=job, actor=f"sweep:{sweep.id}", reason="pruned")
+    jobs.request_cancel(
+        session=session,
+        job=job,
+        actor=f"sweep:{sweep.id}",
+        reason="pruned",
+        audit_actor=acting_for(session=session, user_id=sweep.owner_id),
+        via=f"sweep:{sweep.id}",
+    )
     trial.state, trial.finished_at = TrialState.PRUNED.value, now
     return True
 
 
 def pending_trials(*, session: Session, sweep: Sweep) -> list[SweepTrial]:
-    """The trials whose jobs are to be submitted now ([] unless the sweep is queued
-    or running); `sweep` comes from step_holder in the same transaction."""
-    if SweepStatus(sweep.status) not in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+    """The trials whose jobs are to be submitted now ([] unless the sweep
+    `adds_trials`); `sweep` comes from step_holder in the same transaction."""
+    if not adds_trials(session=session, sweep=sweep):
         return []
     return [t for t in _trials(session, sweep.id) if t.state == TrialState.PENDING.value]
 
 
 def submit_trial(*, session: Session, sweep: Sweep, trial: SweepTrial, spec: ResolvedSpec) -> Job:
-    """Queue the trial's job as an ordinary job of the sweep's owner."""
+    """Queue the trial's job as an ordinary job of the sweep's owner (audited as the
+    sweep's submit for them)."""
     job, _created = jobs.enqueue(
-        session=session, owner_id=sweep.owner_id, spec=spec, sweep_id=sweep.id
+        session=session,
+        owner_id=sweep.owner_id,
+        spec=spec,
+        sweep_id=sweep.id,
+        audit_actor=acting_for(session=session, user_id=sweep.owner_id),
     )
     trial.job_id, trial.state = job.id, TrialState.RUNNING.value
     if sweep.status == SweepStatus.QUEUED.value:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, InvalidTransition, NotFound
-from service.store import jobs
+from service.store import audit, jobs
 from service.store.models import (
     TERMINAL,
     Job,
@@ -24,6 +24,7 @@ from service.store.models import (
     SweepStatus,
     SweepTrial,
     TrialState,
+    User,
     utcnow,
 )
 from service.store.sweep_trials import objective_metrics, record_result
@@ -57,6 +58,15 @@ SWEEP_TERMINAL: frozenset[SweepStatus] = frozenset(
 # Trials still waiting for a result (their point is asked; they hold a parallel slot).
 OPEN_TRIAL: frozenset[TrialState] = frozenset({TrialState.PENDING, TrialState.RUNNING})
 _TERMINAL_JOB = [s.value for s in TERMINAL]
+
+
+def adds_trials(*, session: Session, sweep: Sweep) -> bool:
+    """May a step ask new points and submit trial jobs? Only for a queued or running
+    sweep whose owner is enabled: a disabled owner's sweep waits (status unchanged,
+    nothing new created) and goes on where it stopped when an admin enables them."""
+    if SweepStatus(sweep.status) not in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+        return False
+    return session.scalar(select(User.disabled_at).where(User.id == sweep.owner_id)) is None
 
 
 def set_status(
@@ -198,15 +208,28 @@ def active_trial_jobs(*, session: Session, sweep_id: int) -> int:
     )
 
 
-def request_cancel(*, session: Session, sweep: Sweep, actor: str) -> Sweep:
+def request_cancel(
+    *, session: Session, sweep: Sweep, actor: str, audit_actor: Principal | None = None
+) -> Sweep:
     """Cancel a sweep: no new trials; pending trials are cancelled; every queued or
     running trial job is cancelled through the jobs' own cancel path. The sweep is
     cancelled at once if no trial job is left running, else cancelling until a
     controller sees them all stopped. Repeating it, or cancelling a finished sweep,
-    changes nothing."""
+    changes nothing. `audit_actor`: who asked, for the `sweep.cancelled` audit row and
+    each trial job's `job.cancelled` (None: no audit rows, store-level callers)."""
+    # Locked and re-read: of two concurrent cancels one changes (and audits) it.
     session.refresh(sweep, with_for_update=True)
-    if SweepStatus(sweep.status) in SWEEP_TERMINAL | {SweepStatus.CANCELLING}:
+    was = SweepStatus(sweep.status)
+    if was in SWEEP_TERMINAL | {SweepStatus.CANCELLING}:
         return sweep
+    if audit_actor is not None:
+        audit.record(
+            session=session,
+            actor=audit_actor,
+            action="sweep.cancelled",
+            target=f"sweep:{sweep.id}",
+            detail={"owner_id": sweep.owner_id, "was": was.value},
+        )
     now = utcnow()
     trials = session.scalars(
         select(SweepTrial).where(SweepTrial.sweep_id == sweep.id).order_by(SweepTrial.number)
@@ -219,7 +242,9 @@ def request_cancel(*, session: Session, sweep: Sweep, actor: str) -> Sweep:
         elif trial.job_id is not None:
             job = session.get(Job, trial.job_id)
             if job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-                job = jobs.request_cancel(session=session, job=job, actor=actor, reason=reason)
+                job = jobs.request_cancel(
+                    session=session, job=job, actor=actor, reason=reason, audit_actor=audit_actor
+                )
             # A queued job is cancelled at once: its trial is finished now.
             record_result(trial, job, metrics, now)
     session.flush()

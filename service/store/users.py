@@ -187,15 +187,19 @@ def token_still_live(*, session: Session, token_id: int) -> bool:
     return row is not None and _row_is_live(row, utcnow())
 
 
-def revoke_token(*, session: Session, token_id: int, actor: Principal) -> ApiToken:
-    """Revoke one of the actor's tokens (admins: anyone's). Revoking twice is a no-op."""
-    api_token = session.get(ApiToken, token_id)
+def revoke_token(*, session: Session, token_id: int, actor: Principal) -> tuple[ApiToken, bool]:
+    """Revoke one of the actor's tokens (admins: anyone's); returns (token, True if it
+    was live until now). Revoking twice is a no-op that returns False, so the caller
+    audits only a real change."""
+    # Locked: of two concurrent revokes exactly one sees it live.
+    api_token = session.get(ApiToken, token_id, with_for_update=True, populate_existing=True)
     if api_token is None or (api_token.user_id != actor.user_id and not actor.is_admin):
         raise NotFound(f"token {token_id} not found")
-    if api_token.revoked_at is None:
-        api_token.revoked_at = utcnow()
-        session.flush()
-    return api_token
+    if api_token.revoked_at is not None:
+        return api_token, False
+    api_token.revoked_at = utcnow()
+    session.flush()
+    return api_token, True
 
 
 def get_user(*, session: Session, user_id: int) -> User:
@@ -203,6 +207,13 @@ def get_user(*, session: Session, user_id: int) -> User:
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
+
+
+def acting_for(*, session: Session, user_id: int) -> Principal:
+    """The user as the principal of work done for them without a request of theirs
+    (a sweep's trials, for the audit log); token_id 0: no token was presented."""
+    user = get_user(session=session, user_id=user_id)
+    return Principal(user_id=user.id, name=user.name, role=user.role, token_id=0)
 
 
 def find_user_id(*, session: Session, name: str) -> int | None:

@@ -226,6 +226,38 @@ def test_trials_are_ordinary_jobs_showing_their_sweep_and_cancel_stops_them(api:
     assert again.status_code == 202 and again.json()["status"] == "cancelled"
 
 
+def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    key = {**alice, "Idempotency-Key": "audited"}
+    sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key).json()["id"]
+    assert api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key).status_code == 200
+    SweepController(api.settings, api.sessions).poll()  # submits trials 0 and 1
+    running = api.claim().job_id
+    for _ in range(2):  # an admin cancels; repeating it changes (and audits) nothing
+        assert api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=api.admin).is_success
+    trials = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
+    jobs = [t["job_id"] for t in trials]
+    events = api.client.get("/v1/audit", params={"limit": 500}, headers=api.admin).json()["data"]
+    events = [e for e in events if e["action"] != "user.created"]
+    by_sweep = f"sweep:{sweep_id} for user:alice"
+    assert [(e["actor"], e["action"], e["target"]) for e in events] == [
+        ("user:alice", "sweep.submitted", f"sweep:{sweep_id}"),
+        (by_sweep, "job.submitted", f"job:{jobs[0]}"),
+        (by_sweep, "job.submitted", f"job:{jobs[1]}"),
+        ("admin:admin", "sweep.cancelled", f"sweep:{sweep_id}"),
+        ("admin:admin", "job.cancelled", f"job:{jobs[0]}"),
+        ("admin:admin", "job.cancelled", f"job:{jobs[1]}"),
+    ]
+    assert events[0]["detail"] == {"name": "small-sweep", "trials": 3}
+    assert events[1]["detail"] == {"name": "small-sweep #0", "sweep_id": sweep_id}
+    assert events[3]["detail"] == {"owner_id": alice_id, "was": "running"}
+    cancels = {e["target"]: e["detail"] for e in events[4:]}
+    for job_id in jobs:
+        detail = cancels[f"job:{job_id}"]
+        assert detail["sweep_id"] == sweep_id and detail["owner_id"] == alice_id
+        assert detail["was"] == ("running" if job_id == running else "queued")
+
+
 def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
     declared = {

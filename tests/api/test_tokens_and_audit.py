@@ -98,6 +98,20 @@ def test_audit_log_names_who_did_what(api: Api) -> None:
     assert_json_error(api.client.get("/v1/audit", headers=bearer("nope")), 401)
 
 
+def audit_actions(api: Api) -> list[tuple[str, str, str]]:
+    page = api.client.get("/v1/audit", params={"limit": 500}, headers=api.admin).json()
+    return [(e["actor"], e["action"], e["target"]) for e in page["data"]]
+
+
+def test_revoking_a_revoked_token_is_204_without_a_second_audit_row(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    token = api.client.post("/v1/tokens", headers=alice).json()
+    for headers in (alice, alice, api.admin):  # again, and an admin after the owner
+        assert api.client.delete(f"/v1/tokens/{token['id']}", headers=headers).status_code == 204
+    revoked = [a for a in audit_actions(api) if a[1] == "token.revoked"]
+    assert revoked == [("user:alice", "token.revoked", f"token:{token['id']}")]
+
+
 def test_a_short_bootstrap_token_is_refused(api: Api) -> None:
     with pytest.raises(ValidationError, match="at least 32"):
         Settings(bootstrap_admin_token=SecretStr("short"))

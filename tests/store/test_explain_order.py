@@ -11,6 +11,8 @@ from service.store.attempts import claim_next
 from service.store.db import transaction
 from service.store.explain import explain_job
 from service.store.jobs import get_job
+from service.store.models import User
+from service.store.users import set_disabled
 from tests.store.conftest import MakeUser, Submit
 
 
@@ -86,3 +88,33 @@ def test_explain_positions_are_the_claim_order(
         remaining.remove(job_id)
     assert claimed == predicted
     assert claim_one(session_factory) is None
+
+
+def set_disabled_by_id(factory: sessionmaker[Session], user_id: int, disabled: bool) -> None:
+    with transaction(factory) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        set_disabled(session=session, user=user, disabled=disabled)
+
+
+def test_a_disabled_owners_queued_jobs_wait_unranked_until_enabled(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann, bob = make_user("ann"), make_user("bob")
+    held, bobs = submit(ann), submit(bob)
+    set_disabled_by_id(session_factory, ann, True)
+    # ann's job is older and ann runs nothing, yet bob's is ranked first and claimed.
+    assert explained_order(session_factory, [bobs]) == [bobs]
+    with transaction(session_factory) as session:
+        why = explain_job(
+            session=session,
+            job=get_job(session=session, job_id=held),
+            dispatcher_timeout=timedelta(seconds=30),
+        )
+    assert why.queue_position is None
+    assert [r.kind for r in why.reasons] == ["owner_disabled"]
+    assert "ann's account is disabled" in why.reasons[0].message
+    assert claim_one(session_factory) == bobs
+    assert claim_one(session_factory) is None
+    set_disabled_by_id(session_factory, ann, False)
+    assert claim_one(session_factory) == held

@@ -1,8 +1,9 @@
 """The sweep controller against the real store (SQLite and PostgreSQL): a sweep runs
 to its budget keeping at most `parallel` trial jobs queued or running, failed
 trials are recorded and the sweep goes on, a crash between storing asked points and
-submitting their jobs neither loses a point nor submits one twice, and a controller
-that lost its step lease can write nothing."""
+submitting their jobs neither loses a point nor submits one twice, a controller
+that lost its step lease can write nothing, and a disabled owner's sweep waits (no
+trial asked or submitted) until the owner is enabled."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service.errors import StaleLease
 from service.store import sweep_steps
 from service.store.db import transaction
 from service.store.models import Sweep, table_of, utcnow
+from service.store.users import get_user, set_disabled
 from tests.sweeps.conftest import Lab
 
 
@@ -211,3 +213,45 @@ def test_two_controllers_polling_together_never_duplicate_a_trial(lab: Lab) -> N
     assert [t.number for t in trials] == list(range(6))
     assert len(lab.jobs(sweep_id)) == 6 == len({t.job_id for t in trials})
     assert lab.sweep(sweep_id).status == "succeeded"
+
+
+def set_owner_disabled(lab: Lab, disabled: bool) -> None:
+    with transaction(lab.sessions) as session:
+        user = get_user(session=session, user_id=lab.owner_id)
+        set_disabled(session=session, user=user, disabled=disabled)
+
+
+def test_a_disabled_owners_sweep_creates_no_trial_and_resumes_when_enabled(lab: Lab) -> None:
+    sweep_id = lab.submit(trials=3, parallel=1)
+    controller = lab.controller()
+    controller.poll()
+    finish_running(lab, sweep_id)
+    set_owner_disabled(lab, True)
+    for _ in range(3):
+        controller.poll()
+    # The first trial's result is recorded; no second trial is asked or submitted.
+    assert [t.state for t in lab.trials(sweep_id)] == ["complete"]
+    assert len(lab.jobs(sweep_id)) == 1 and lab.sweep(sweep_id).status == "running"
+    set_owner_disabled(lab, False)
+    for _ in range(3):
+        controller.poll()
+        finish_running(lab, sweep_id)
+    controller.poll()
+    assert [t.state for t in lab.trials(sweep_id)] == ["complete"] * 3
+    assert lab.sweep(sweep_id).status == "succeeded"
+
+
+def test_points_stored_before_the_owner_was_disabled_wait_to_be_submitted(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_id = lab.submit(trials=2, parallel=2)
+    monkeypatch.setattr(sweep_steps, "pending_trials", lambda **_: [])
+    lab.controller().poll()  # the points are stored, their jobs not yet submitted
+    monkeypatch.undo()
+    set_owner_disabled(lab, True)
+    lab.controller().poll()
+    assert [t.state for t in lab.trials(sweep_id)] == ["pending", "pending"]
+    assert lab.jobs(sweep_id) == []
+    set_owner_disabled(lab, False)
+    lab.controller().poll()
+    assert [t.state for t in lab.trials(sweep_id)] == ["running", "running"]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service.store import sweeps as store_sweeps
 from service.store.db import transaction
-from service.store.models import JobEvent, Sweep
+from service.store.models import AuditEvent, JobEvent, Sweep
 from tests.sweeps.conftest import Lab
 
 MEDIAN = {"type": "median", "startup_trials": 1}
@@ -45,6 +45,15 @@ def test_the_pruner_cancels_a_bad_trial_and_spares_a_good_one(lab: Lab) -> None:
     assert trials[1].intermediate == {"9": 0.5, "19": 0.25}
     # Cancelled through the jobs' own cancel path, which writes the event.
     assert events(lab, bad.job_id)[-1] == ("running", "cancelling", "pruned", f"sweep:{sweep_id}")
+    # The audit log names the sweep acting for its owner, as for the trials it submits.
+    with lab.sessions() as session:
+        audit = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    assert [(a.actor, a.action, a.target) for a in audit] == [
+        (f"sweep:{sweep_id} for user:ada", "job.submitted", f"job:{first.job_id}"),
+        (f"sweep:{sweep_id} for user:ada", "job.submitted", f"job:{bad.job_id}"),
+        (f"sweep:{sweep_id} for user:ada", "job.cancelled", f"job:{bad.job_id}"),
+    ]
+    assert audit[-1].detail["reason"] == "pruned" and audit[-1].actor_id == lab.owner_id
     # The pruned trial is finished, but its job holds the only slot until it stops.
     controller.poll()
     assert len(lab.trials(sweep_id)) == 2

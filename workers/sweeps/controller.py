@@ -126,7 +126,7 @@ class SweepController:
                 replace(t, state=TrialState.PRUNED) if t.number in pruned else t for t in trials
             ]
         points: list[dict[str, object]] = []
-        if snapshot.status in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+        if snapshot.adds_trials:  # not while the owner is disabled: the sweep waits
             open_ = sum(1 for t in trials if t.state in OPEN_TRIAL or t.job_active)
             count = min(spec.parallel - open_, spec.trials - len(trials))
             if count > 0:
