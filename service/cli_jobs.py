@@ -97,7 +97,7 @@ def _watch(client: Client, job_id: int) -> None:
         except ApiError as exc:
             raise api_failure(exc) from exc
     if final.get("error"):
-        console.print(f"[red]{final['error']}[/red]")
+        console.print(final["error"], style="red", markup=False)  # text, not markup
     if final.get("status") != "succeeded" and final.get("status") in TERMINAL_STATUSES:
         raise typer.Exit(1)
 

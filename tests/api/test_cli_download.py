@@ -1,6 +1,6 @@
-"""`lagtrain download -o` against a real server: a directory receives the file under
+"""The CLI against a real server. `lagtrain download -o`: a directory receives the file under
 the server's name; a path in a missing directory is one error line, before any
-download."""
+download. `lagtrain watch`: a failed job's error is printed as its text."""
 
 from __future__ import annotations
 
@@ -59,3 +59,26 @@ def test_download_into_a_directory_and_to_a_missing_one(api: Api, tmp_path: Path
             f"error: cannot write {missing}: there is no directory {missing.parent}"
         ]
         assert not missing.parent.exists()
+
+
+def test_watch_prints_a_failed_jobs_error_as_text(api: Api) -> None:
+    """An error is the job's text, not rich markup: brackets (a list, a path, a
+    Python repr) are printed as they are, not eaten as styles."""
+    from service.store.attempts import fail
+
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    error = "ValueError: bad shard [bold]3[/bold] in [/data/x]"
+    with transaction(api.sessions) as session:
+        fail(
+            session=session,
+            job_id=job_id,
+            token=claimed.fencing_token,
+            reason=error,
+            retryable=False,
+        )
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN, "COLUMNS": "200"}
+        watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
+    assert watched.exit_code == 1, (watched.output, watched.exception)
+    assert error in watched.output
