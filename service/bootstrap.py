@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict
 from service.settings import Settings, check_bootstrap_token
+from service.store.audit import user_created
 from service.store.db import transaction
 from service.store.users import count_users, create_user
 
@@ -31,9 +32,10 @@ def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool
         with transaction(sessions) as session:
             if count_users(session=session) > 0:
                 return False
-            _user, _token, plain = create_user(
+            user, _token, plain = create_user(
                 session=session, name=ADMIN_NAME, role="admin", token=token
             )
+            user_created(session=session, actor=None, user=user)  # actor "server"
     except Conflict:  # another server process bootstrapped at the same moment
         return False
     if token is None:

@@ -176,7 +176,7 @@ def create_user(
 
     from service.errors import Conflict
     from service.schemas.accounts import UserCreate
-    from service.store.audit import record
+    from service.store.audit import user_created
     from service.store.db import make_engine, make_sessionmaker, transaction
     from service.store.users import create_user as store_create_user
 
@@ -192,13 +192,7 @@ def create_user(
         with transaction(make_sessionmaker(engine)) as session:
             user, _token, plain = store_create_user(session=session, name=body.name, role=body.role)
             # As POST /v1/users records it; whoever ran this is no user of the service.
-            record(
-                session=session,
-                actor=cli_actor(),
-                action="user.created",
-                target=f"user:{user.id}",
-                detail={"name": user.name, "role": user.role},
-            )
+            user_created(session=session, actor=cli_actor(), user=user)
     except Conflict as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from exc

@@ -31,7 +31,7 @@ from service.schemas.accounts import (
 )
 from service.schemas.common import Page
 from service.schemas.quota import QuotaDefaults
-from service.store.audit import record
+from service.store.audit import record, user_created
 from service.store.db import read_transaction, transaction
 from service.store.models import User
 from service.store.quotas import quota_in_force, set_quota, usage
@@ -87,13 +87,7 @@ def post_user(body: UserCreate, admin: AdminUser, sessions: Sessions) -> UserCre
             max_running_jobs=body.max_running_jobs,
             share_weight=body.share_weight,
         )
-        record(
-            session=session,
-            actor=admin,
-            action="user.created",
-            target=f"user:{user.id}",
-            detail={"name": user.name, "role": user.role},
-        )
+        user_created(session=session, actor=admin, user=user)
     return UserCreated(id=user.id, name=user.name, role=body.role, token=plain)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from service.store.models import AuditEvent, json_safe, table_of, utcnow
+from service.store.models import AuditEvent, User, json_safe, table_of, utcnow
 from service.store.users import Principal
 
 
@@ -39,6 +39,18 @@ def record(
             "target": target,
             "detail": json_safe(detail or {}),
         },
+    )
+
+
+def user_created(*, session: Session, actor: Principal | str | None, user: User) -> None:
+    """The `user.created` row, the same wherever a user is made: POST /v1/users (the
+    admin), `lagtrain admin create-user` (cli:<login>) and the first start (server)."""
+    record(
+        session=session,
+        actor=actor,
+        action="user.created",
+        target=f"user:{user.id}",
+        detail={"name": user.name, "role": user.role},
     )
 
 

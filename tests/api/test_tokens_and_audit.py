@@ -83,18 +83,20 @@ def test_audit_log_names_who_did_what(api: Api) -> None:
         ).json()
         events += page["data"]
     seen = [(e["actor"], e["action"], e["target"]) for e in events]
+    admin_id = api.client.get("/v1/users/me", headers=api.admin).json()["id"]
     assert seen == [
+        ("server", "user.created", f"user:{admin_id}"),  # the first start made the admin
         ("admin:admin", "user.created", f"user:{alice_id}"),
         ("user:alice", "token.created", f"token:{token['id']}"),
         ("user:alice", "token.revoked", f"token:{token['id']}"),
         ("user:alice", "job.submitted", f"job:{job_id}"),
         ("admin:admin", "job.cancelled", f"job:{job_id}"),
-        ("user:alice", "dataset.uploaded", seen[5][2]),
+        ("user:alice", "dataset.uploaded", seen[6][2]),
         ("admin:admin", "user.disabled", f"user:{alice_id}"),
         ("admin:admin", "quota.changed", f"user:{alice_id}"),
     ]
     assert events[-1]["detail"] == {"max_running_jobs": [None, 2]}
-    assert events[4]["detail"]["owner_id"] == alice_id
+    assert events[5]["detail"]["owner_id"] == alice_id
     assert_json_error(api.client.get("/v1/audit", headers=bearer("nope")), 401)
 
 
