@@ -95,7 +95,11 @@ def create_app(
         BodySizeLimit,
         default_limit=settings.max_request_bytes,
         route_limits={
-            ("POST", "/v1/datasets"): settings.max_dataset_bytes + MULTIPART_OVERHEAD_BYTES
+            ("POST", "/v1/datasets"): (
+                settings.max_dataset_bytes + MULTIPART_OVERHEAD_BYTES,
+                f"a dataset file may have {settings.max_dataset_bytes} bytes "
+                f"(LAGTRAIN_MAX_DATASET_BYTES) and its form {MULTIPART_OVERHEAD_BYTES} more",
+            )
         },
     )
     return app

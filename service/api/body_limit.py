@@ -11,11 +11,16 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+def too_large(limit: int, note: str | None) -> str:
+    """The 413's detail: the limit in bytes, and what it means for the route."""
+    return f"request body larger than {limit} bytes" + (f"; {note}" if note else "")
+
+
 class BodyTooLarge(HTTPException):
     # An HTTPException, so FastAPI's body parsing re-raises it unchanged and the
     # exception middleware answers 413 when the limit trips mid-stream.
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=f"request body larger than {limit} bytes")
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)
 
 
 class BodySizeLimit:
@@ -24,24 +29,27 @@ class BodySizeLimit:
         app: ASGIApp,
         *,
         default_limit: int,
-        route_limits: Mapping[tuple[str, str], int] | None = None,
+        route_limits: Mapping[tuple[str, str], tuple[int, str]] | None = None,
     ) -> None:
+        """`route_limits`: (method, path) → (limit, a note for its 413: what the limit
+        is made of, e.g. a dataset's own limit plus the form's envelope)."""
         self.app = app
         self.default_limit = default_limit
         self.route_limits = dict(route_limits or {})
 
-    def _limit_for(self, scope: Scope) -> int:
+    def _limit_for(self, scope: Scope) -> tuple[int, str | None]:
         key = (scope["method"], scope["path"].rstrip("/") or "/")
-        return self.route_limits.get(key, self.default_limit)
+        return self.route_limits.get(key, (self.default_limit, None))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit_for(scope)
+        limit, note = self._limit_for(scope)
+        detail = too_large(limit, note)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_413(send, limit)
+            await _send_413(send, detail)
             return
         if declared is not None or not _chunked(scope):
             # The server reads exactly Content-Length bytes (checked above), and a
@@ -58,7 +66,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(detail)
             return message
 
         started = False
@@ -74,7 +82,7 @@ class BodySizeLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await _send_413(send, limit)
+            await _send_413(send, detail)
 
 
 def _chunked(scope: Scope) -> bool:
@@ -91,8 +99,8 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+async def _send_413(send: Send, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
