@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -61,7 +62,10 @@ def create_app(
         await run_in_threadpool(_app.state.stream_hub.close)
         engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load their scripts from this server, not a CDN
+    # (a lab's network may have no internet); otherwise a plain FastAPI app.
+    app = FastAPIOffline(
+        static_url="/docs/assets",
         title="lagtrain",
         version=API_VERSION,
         description="Multi-user RNN training with Lazily Aggregated Gradient (LAG) on Ray.",

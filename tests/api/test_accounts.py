@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,16 @@ def test_user_list_shows_usage(api: Api) -> None:
 def test_health_and_readiness(api: Api) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     assert api.client.get("/readyz").json() == {"status": "ready"}
-    assert api.client.get("/docs").status_code == 200
+    # The docs page and every file it loads come from this server (no CDN: a lab's
+    # network may have no internet).
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert loaded and all(url.startswith("/docs/assets/") for url in loaded), loaded
+    for url in loaded:
+        asset = api.client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 500, url
+    assert api.client.get("/docs/oauth2-redirect").status_code == 200
     # The database goes away under a running server (seam: the app's session factory).
     unreachable = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     app: Any = api.client.app

@@ -40,6 +40,30 @@ def test_sign_in_rejects_a_bad_token_and_keeps_tokens_out_of_urls(stack: Stack, 
     assert stack.admin_token not in stack.logs()
 
 
+def test_api_docs_render_from_this_server_alone(stack: Stack, page: Page, console: Console) -> None:
+    """/docs and /redoc draw the API with every script and style sheet from the server
+    itself: a lab's cluster network may have no internet (FastAPI's default pages
+    load them from a CDN)."""
+    code = {"document", "script", "stylesheet", "fetch", "xhr"}  # blob: = the page's own
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            elsewhere.append(r.url)
+            if r.resource_type in code and not r.url.removeprefix("blob:").startswith(stack.url)
+            else None
+        ),
+    )
+    # ReDoc's "powered by" footer links a logo image on its own CDN: cosmetic, and
+    # unreachable here as on an offline cluster.
+    console.allow("ERR_NAME_NOT_RESOLVED")
+    page.goto(f"{stack.url}/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/jobs").first).to_be_visible()
+    page.goto(f"{stack.url}/redoc")
+    expect(page.get_by_text("/v1/sweeps/{sweep_id}/cancel").first).to_be_attached()
+    assert elsewhere == [], elsewhere
+
+
 def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> None:
     token, client = new_user(stack, "watcher")
     with client:
