@@ -3,6 +3,7 @@ driven through Starlette's TestClient (lifespan included, so bootstrap runs)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +20,10 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
+from service.artifacts import artifact_url, write_file
 from service.settings import Settings
 from service.store.attempts import ClaimedJob, claim_next, finish
+from service.store.checkpoints import record_checkpoint
 from service.store.db import transaction
 from service.store.metrics import MetricIn, append_metrics
 from tests.polling import wait_until
@@ -99,6 +102,25 @@ class Api:
                     for s in seqs
                 ],
             )
+
+    def checkpoint(self, claimed: ClaimedJob, round_: int, data: bytes) -> tuple[str, int]:
+        """Write `data` as the claimed job's checkpoint after `round_` and record it, as
+        its dispatcher would: (the file's uri, the checkpoint's id)."""
+        name = f"jobs/{claimed.job_id}/round-{round_ + 1:08d}-a{claimed.attempt}.pt"
+        uri = artifact_url(self.settings.artifacts_url, name)
+        write_file(uri, data)
+        with transaction(self.sessions) as session:
+            checkpoint = record_checkpoint(
+                session=session,
+                job_id=claimed.job_id,
+                token=claimed.fencing_token,
+                round=round_,
+                seq=1,
+                uri=uri,
+                sha256=hashlib.sha256(data).hexdigest(),
+                bytes=len(data),
+            )
+            return uri, checkpoint.id
 
     def finish(self, claimed: ClaimedJob) -> None:
         with transaction(self.sessions) as session:

@@ -4,36 +4,19 @@ recorded is refused and the destination is left untouched."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from service.artifacts import artifact_url, write_file
+from service.artifacts import write_file
 from service.client import ChecksumMismatch, Client
-from service.store.checkpoints import record_checkpoint
-from service.store.db import transaction
 from tests.api.conftest import ADMIN_TOKEN, Api
 
 
 def test_download_verifies_the_sha256_and_refuses_changed_bytes(api: Api, tmp_path: Path) -> None:
     job_id = api.submit(api.admin)
-    claimed = api.claim()
     data = b"checkpoint-bytes" * 1000
-    uri = artifact_url(api.settings.artifacts_url, f"jobs/{job_id}/round-00000001-a1.pt")
-    write_file(uri, data)
-    with transaction(api.sessions) as session:
-        checkpoint = record_checkpoint(
-            session=session,
-            job_id=job_id,
-            token=claimed.fencing_token,
-            round=0,
-            seq=1,
-            uri=uri,
-            sha256=hashlib.sha256(data).hexdigest(),
-            bytes=len(data),
-        )
-        checkpoint_id = checkpoint.id
+    uri, checkpoint_id = api.checkpoint(api.claim(), 0, data)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     client = Client("http://testserver", ADMIN_TOKEN, http=api.client)

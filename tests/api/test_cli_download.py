@@ -4,15 +4,12 @@ download. `lagtrain watch`: a failed job's error is printed as its text."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from service.app import create_app
-from service.artifacts import artifact_url, write_file
 from service.cli import app
-from service.store.checkpoints import record_checkpoint
 from service.store.db import transaction
 from tests.api.conftest import ADMIN_TOKEN, Api, serving
 
@@ -22,20 +19,7 @@ DATA = b"checkpoint-bytes" * 1000
 def job_with_a_checkpoint(api: Api) -> int:
     """A job whose round-3 checkpoint is DATA."""
     job_id = api.submit(api.admin)
-    claimed = api.claim()
-    uri = artifact_url(api.settings.artifacts_url, f"jobs/{job_id}/round-00000004-a1.pt")
-    write_file(uri, DATA)
-    with transaction(api.sessions) as session:
-        record_checkpoint(
-            session=session,
-            job_id=job_id,
-            token=claimed.fencing_token,
-            round=3,
-            seq=1,
-            uri=uri,
-            sha256=hashlib.sha256(DATA).hexdigest(),
-            bytes=len(DATA),
-        )
+    api.checkpoint(api.claim(), 3, DATA)
     return job_id
 
 
