@@ -74,6 +74,19 @@ def _watch(client: Client, job_id: int) -> None:
     except ApiError as exc:
         raise api_failure(exc) from exc
     rounds = int((job.get("progress") or {}).get("rounds") or 1)
+    if console.is_terminal:
+        final = _watch_live(client, job_id, job, rounds)
+    else:
+        final = _watch_lines(client, job_id, job, rounds)
+    if final.get("error"):
+        # Text, not markup; whole, not wrapped at a pipe's 80 columns.
+        console.print(final["error"], style="red", markup=False, soft_wrap=True)
+    if final.get("status") != "succeeded" and final.get("status") in TERMINAL_STATUSES:
+        raise typer.Exit(1)
+
+
+def _watch_live(client: Client, job_id: int, job: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """A progress bar redrawn in place: the final status event."""
     progress = Progress(
         TextColumn("job {task.fields[job]} [bold]{task.fields[status]}[/bold]"),
         BarColumn(),
@@ -96,10 +109,28 @@ def _watch(client: Client, job_id: int) -> None:
                     )
         except ApiError as exc:
             raise api_failure(exc) from exc
-    if final.get("error"):
-        console.print(final["error"], style="red", markup=False)  # text, not markup
-    if final.get("status") != "succeeded" and final.get("status") in TERMINAL_STATUSES:
-        raise typer.Exit(1)
+    return final
+
+
+def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """For a pipe or a CI log, where a bar redrawn in place is cut to 80 columns and
+    shows only its last frame: a line per status change and per evaluation round (and
+    the last round), whole."""
+    final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
+    try:
+        for event, data in client.events(job_id):
+            if event == "status":
+                final = data
+                console.print(f"job {job_id} {data['status']}", markup=False, soft_wrap=True)
+            elif event == "metrics":
+                done = data["round"] + 1
+                values = data["values"]
+                if done == rounds or any(k.startswith("val_") for k in values):
+                    line = f"job {job_id} round {done}/{rounds}  {_figures(values)}"
+                    console.print(line, markup=False, soft_wrap=True)
+    except ApiError as exc:
+        raise api_failure(exc) from exc
+    return final
 
 
 def _figures(raw: dict[str, float | None]) -> str:

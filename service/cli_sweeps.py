@@ -72,7 +72,7 @@ def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
     except ApiError as exc:
         raise api_failure(exc) from exc
     if current.get("error"):
-        console.print(current["error"], style="red", markup=False)  # text, not markup
+        console.print(current["error"], style="red", markup=False, soft_wrap=True)  # as text
     if current["status"] != "succeeded":
         raise typer.Exit(1)
 

@@ -62,7 +62,24 @@ def test_watch_prints_a_failed_jobs_error_as_text(api: Api) -> None:
             retryable=False,
         )
     with serving(create_app(api.settings)) as url:
-        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN, "COLUMNS": "200"}
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
         watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
     assert watched.exit_code == 1, (watched.output, watched.exception)
-    assert error in watched.output
+    assert watched.stdout.splitlines() == [f"job {job_id} failed", error]
+
+
+def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
+    """Not a terminal (a pipe, a CI log): no bar redrawn in place and cut to 80
+    columns, but a line per status and per evaluation or last round."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    api.append(claimed, range(1, 6))  # rounds 0-4 of 5, train_loss 1/seq
+    api.finish(claimed)
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
+    assert watched.exit_code == 0, (watched.output, watched.exception)
+    assert watched.stdout.splitlines() == [
+        f"job {job_id} succeeded",
+        f"job {job_id} round 5/5  loss 0.2",
+    ]
