@@ -128,6 +128,11 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
         expect(page.locator("#resources")).to_contain_text("CPU")
         expect(page.locator("#users tr[data-user='admin']")).to_be_visible()
+        # The quota as words (the server's defaults here), not a JSON object.
+        quota = page.locator("#users tr[data-user='admin'] td.quota")
+        expect(quota).to_contain_text(" running · ")
+        expect(quota).to_contain_text(" stored · ")
+        expect(quota).not_to_contain_text("{")
         waiting = page.locator(f"#queue tr[data-job-id='{second}']")
         expect(waiting).to_be_visible()
         expect(waiting.locator("td").first).to_have_text("1")

@@ -2,7 +2,22 @@
 // dispatchers will take it (explain's position), usage and uploads saved per user.
 // Redrawn whenever the live jobs feed changes.
 import { api, session, stream } from "../api.js";
-import { el, fmt, section, statusBadge, when } from "../dom.js";
+import { bytes, el, fmt, section, statusBadge, when } from "../dom.js";
+
+// A user's quota as a reader says it, not as JSON (DESIGN §11's fields).
+const QUOTA_PARTS = [
+  ["max_running_jobs", (v) => `${fmt(v)} running`],
+  ["max_queued_jobs", (v) => `${fmt(v)} queued`],
+  ["max_cpus", (v) => `${fmt(v)} CPU`],
+  ["max_gpus", (v) => `${fmt(v)} GPU`],
+  ["max_storage_bytes", (v) => `${bytes(v)} stored`],
+  ["max_job_hours", (v) => `${fmt(v)} h a job`],
+];
+
+function quotaText(quota) {
+  return QUOTA_PARTS.filter(([key]) => quota[key] != null)
+    .map(([key, say]) => say(quota[key])).join(" · ") || "—";
+}
 
 export async function render(root, _params, signal) {
   const admin = session.user?.role === "admin";
@@ -59,7 +74,7 @@ export async function render(root, _params, signal) {
             el("td", {}, u.usage?.jobs_total ?? "—"),
             el("td", {}, Object.entries(u.usage?.jobs_by_status || {}).filter(([, n]) => n)
               .map(([k, n]) => `${k} ${n}`).join(", ")),
-            el("td", {}, u.quota ? JSON.stringify(u.quota)
+            el("td", { class: "quota" }, u.quota ? quotaText(u.quota)
               : u.max_running_jobs != null ? `max running ${u.max_running_jobs}` : "—"),
             el("td", { class: "saved" }, s && s.dense
               ? `${fmt(100 * (1 - s.uploads / s.dense), 3)} % of ${fmt(s.dense)} (${s.jobs} jobs)`
