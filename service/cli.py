@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 from contextlib import ExitStack
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,8 +56,6 @@ def server(
     port: Annotated[int | None, typer.Option(help="port [LAGTRAIN_PORT]")] = None,
 ) -> None:
     """Run the HTTP API."""
-    import uvicorn
-
     from service.app import create_app
 
     settings = Settings()
@@ -88,30 +86,37 @@ def server(
         )
         if settings.web_workers > 1 and not embedded:
             # Separate processes: each builds its app from the environment.
-            uvicorn.run(
+            _serve(
                 "service.app:create_app_from_env",
+                settings,
                 factory=True,
                 workers=settings.web_workers,
-                host=settings.host,
-                port=settings.port,
-                log_level="info",
-                access_log=settings.access_log,
             )
             return
         if embedded and settings.web_workers > 1:
             log.warning("server --embedded runs one web worker beside its dispatcher")
-        uvicorn.run(
+        _serve(
             create_app(
                 settings, on_job_queued=wake_dispatcher if settings.embedded_wakeup else None
             ),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=settings.access_log,
-            # Open event streams must not hold a stopping server (SIGTERM -> exit
-            # within 10 s, docs/reliability.md).
-            timeout_graceful_shutdown=3,
+            settings,
         )
+
+
+def _serve(app_or_factory: Any, settings: Settings, **how: Any) -> None:
+    import uvicorn  # here, not at the top: the client commands start without it
+
+    uvicorn.run(
+        app_or_factory,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+        # Open event streams must not hold a stopping server (SIGTERM -> exit within
+        # 10 s, docs/reliability.md), with one web worker or several.
+        timeout_graceful_shutdown=3,
+        **how,
+    )
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -24,6 +25,14 @@ def test_two_web_workers_serve_one_store_and_stop_on_sigterm(service_stack: Stac
         listed = {job["id"] for job in admin.jobs()}
     assert submitted <= listed
     assert "Started parent process" in service_stack.logs(), service_stack.logs()
+    # An open event stream (a queued job: no worker runs it) must not hold the stop:
+    # the workers give streams 3 s, as one web worker does (docs/reliability.md).
+    watcher = service_stack.admin()
+    stream = watcher.events(min(submitted))
+    assert next(stream)[0] == "status"
     server = service_stack.procs[0]
+    stopping = time.monotonic()
     os.killpg(server.pid, signal.SIGTERM)
     assert server.wait(timeout=60) == 0, service_stack.logs()
+    assert time.monotonic() - stopping < 10, service_stack.logs()
+    watcher.close()
