@@ -15,6 +15,7 @@ import ray
 from sqlalchemy.orm import Session
 
 from service.store import metrics
+from service.store.models import Job
 from workers.ray_job import JobEvent, RecordEvent
 from workers.training.coordinator import Diverged
 
@@ -142,6 +143,11 @@ def drain(events: queue.Queue[T], *, timeout: float) -> list[T]:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # The gang's actor names (workers.ray_job): which one failed, for the job's error.
 _ACTOR = re.compile(r"lagtrain-job\d+-attempt\d+-(driver|replica(\d+))")
+
+
+def ended(job: Job) -> tuple[str, str | None]:
+    """(status, error) of the job a final write returned, read in its session."""
+    return job.status, job.error
 
 
 def divergence(error: BaseException) -> Diverged | None:

@@ -28,6 +28,7 @@ from workers.job_outcome import (
     StallWatch,
     divergence,
     drain,
+    ended,
     failure_reason,
     summary,
 )
@@ -149,7 +150,18 @@ class JobRun:
             # free. The lease is kept until then: the final write may wait out an outage.
             # Pooled actors hold no resources: they are reset and handed back after it.
             gang.free_resources()
-            self._write(final_write, abort=self._abort_reason)
+            status, error = self._write(
+                lambda s: ended(final_write(s)), abort=self._abort_reason
+            )
+            # The dispatcher's log says how each attempt ended (queued = a retry or
+            # handed back), so an operator reading it needs no query.
+            log.info(
+                "job %s: attempt %s ended: %s%s",
+                self.job_id,
+                claimed.attempt,
+                status,
+                f" ({error})" if error else "",
+            )
         finally:
             gang.stop()
             self._lease.stop()
@@ -289,3 +301,4 @@ class JobRun:
             attempt=self.claimed.attempt,
             wall_s=time.monotonic() - self.started,
         )
+

@@ -6,6 +6,7 @@ impossible gang fails naming the resource."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -72,8 +73,9 @@ def finished(sessions: sessionmaker[Session], job_id: int) -> Job | None:
 
 
 def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
-    dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+    dispatcher: Dispatcher, session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="workers.job_run")
     # lr far above 2/L on the paper's regression: the iterates blow up to inf.
     job_id = submit(
         session_factory,
@@ -91,6 +93,8 @@ def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
     assert job.error is not None and re.fullmatch(
         r"training diverged at round \d+ \(non-finite loss or parameters\)", job.error
     ), job.error
+    # The dispatcher's log says how the attempt ended, reason included.
+    assert f"job {job_id}: attempt 1 ended: failed ({job.error})" in caplog.text
     with session_factory() as session:
         rounds = [c.round for c in session.query(Checkpoint).filter_by(job_id=job_id)]
     assert rounds and max(rounds) < 399, "the good checkpoints before the blow-up stay"
