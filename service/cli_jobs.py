@@ -99,7 +99,7 @@ def _watch_live(client: Client, job_id: int, job: dict[str, Any], rounds: int) -
     final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
     with Live(progress, console=console, refresh_per_second=4):
         try:
-            for event, data in client.events(job_id):
+            for event, data in client.follow(job_id):
                 if event == "status":
                     final = data
                     progress.update(bar, status=data["status"])
@@ -117,11 +117,13 @@ def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) 
     shows only its last frame: a line per status change and per evaluation round (and
     the last round), whole."""
     final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
+    shown = False
     try:
-        for event, data in client.events(job_id):
+        for event, data in client.follow(job_id):
             if event == "status":
-                final = data
-                console.print(f"job {job_id} {data['status']}", markup=False, soft_wrap=True)
+                if data["status"] != final["status"] or not shown:  # again after a reconnect
+                    console.print(f"job {job_id} {data['status']}", markup=False, soft_wrap=True)
+                final, shown = data, True
             elif event == "metrics":
                 done = data["round"] + 1
                 values = data["values"]

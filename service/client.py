@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,35 @@ class Client:
                 raise ApiError(response.status_code, response.text)
             for message in parse_sse(response.iter_lines()):
                 yield message.event, message.data
+
+    def follow(
+        self,
+        job_id: int,
+        *,
+        give_up_after: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """`events` until a terminal status, through a lost connection (a server
+        restarting, a proxy timing out): it reconnects with Last-Event-ID = the last
+        metric seen, so no metric repeats or goes missing. Raises the connection's
+        error once the server has been unreachable for `give_up_after` seconds."""
+        last_seq: int | None = None
+        failing_since: float | None = None
+        wait = 0.5
+        while True:
+            try:
+                for event, data in self.events(job_id, last_event_id=last_seq):
+                    failing_since, wait = None, 0.5
+                    if event == "metrics":
+                        last_seq = int(data["seq"])
+                    yield event, data
+                    if event == "status" and data.get("status") in TERMINAL_STATUSES:
+                        return
+            except httpx.TransportError:
+                now = time.monotonic()
+                failing_since = failing_since if failing_since is not None else now
+                if now - failing_since >= give_up_after:
+                    raise
+            # The stream ended (or broke) before a terminal status: connect again.
+            sleep(wait)
+            wait = min(wait * 2, 5.0)

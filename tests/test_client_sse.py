@@ -1,8 +1,15 @@
-"""The SSE parser that the client and the API tests share (service.client)."""
+"""The SSE parser that the client and the API tests share, and the client's
+following of a job's stream through lost connections (service.client)."""
 
 from __future__ import annotations
 
-from service.client import SseEvent, parse_sse
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.client import Client, SseEvent, parse_sse
 
 
 def test_fields_comments_multiline_data_and_a_cut_off_event() -> None:
@@ -31,3 +38,58 @@ def test_fields_comments_multiline_data_and_a_cut_off_event() -> None:
 
 def test_unnamed_events_are_messages() -> None:
     assert list(parse_sse(["data:[1, 2]", ""])) == [SseEvent(event="message", id=None, data=[1, 2])]
+
+
+class FlakyStream(httpx.SyncByteStream):
+    """An SSE body that breaks off after its lines, as a restarting server's does."""
+
+    def __init__(self, lines: list[str], *, breaks: bool) -> None:
+        self.lines, self.breaks = lines, breaks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield "".join(f"{line}\n" for line in self.lines).encode()
+        if self.breaks:
+            raise httpx.RemoteProtocolError("incomplete chunked read")
+
+
+def sse(event: str, data: dict[str, object], seq: int | None = None) -> list[str]:
+    return [*([f"id: {seq}"] if seq else []), f"event: {event}", f"data: {json.dumps(data)}", ""]
+
+
+def test_follow_reconnects_from_the_last_metric_until_a_terminal_status() -> None:
+    """A stream cut mid-job (the server restarted): `follow` connects again with
+    Last-Event-ID = the last metric seen, and stops at the terminal status."""
+    asked: list[str | None] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("Last-Event-ID"))
+        if len(asked) == 1:
+            lines = sse("status", {"status": "running"}) + sse("metrics", {"seq": 1}, 1)
+            lines += sse("metrics", {"seq": 2}, 2)
+            return httpx.Response(200, stream=FlakyStream(lines, breaks=True))
+        if len(asked) == 2:  # a server that closes before the job ends: connect again
+            return httpx.Response(
+                200, stream=FlakyStream(sse("status", {"status": "running"}), breaks=False)
+            )
+        lines = sse("status", {"status": "running"}) + sse("metrics", {"seq": 3}, 3)
+        lines += sse("status", {"status": "succeeded"})
+        return httpx.Response(200, stream=FlakyStream(lines, breaks=False))
+
+    http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
+    client = Client("http://lagtrain", "t", http=http)
+    naps: list[float] = []
+    got = list(client.follow(7, sleep=naps.append))
+    assert asked == [None, "2", "2"]
+    assert [d["seq"] for e, d in got if e == "metrics"] == [1, 2, 3]  # none twice, none lost
+    assert got[-1] == ("status", {"status": "succeeded"})
+    assert naps == [0.5, 0.5]  # each new connection that worked resets the wait
+
+
+def test_follow_gives_up_on_a_server_that_stays_away() -> None:
+    def server(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
+    client = Client("http://lagtrain", "t", http=http)
+    with pytest.raises(httpx.ConnectError):
+        list(client.follow(7, give_up_after=0.0, sleep=lambda _s: None))
