@@ -235,22 +235,27 @@ class Client:
         give_up_after: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """`events` until a terminal status, through a lost connection (a server
-        restarting, a proxy timing out): it reconnects with Last-Event-ID = the last
-        metric seen, so no metric repeats or goes missing. Raises the connection's
+        """`events` until the server closes the stream after a terminal status,
+        through a lost connection (a server restarting, a proxy timing out): it
+        reconnects with Last-Event-ID = the last metric seen, so no metric repeats or
+        goes missing. (A finished job's stream sends its status first and its metrics
+        after: the end is the stream's close, not the status.) Raises the connection's
         error once the server has been unreachable for `give_up_after` seconds."""
         last_seq: int | None = None
         failing_since: float | None = None
         wait = 0.5
+        ended = False
         while True:
             try:
                 for event, data in self.events(job_id, last_event_id=last_seq):
                     failing_since, wait = None, 0.5
                     if event == "metrics":
                         last_seq = int(data["seq"])
+                    elif event == "status":
+                        ended = data.get("status") in TERMINAL_STATUSES
                     yield event, data
-                    if event == "status" and data.get("status") in TERMINAL_STATUSES:
-                        return
+                if ended:
+                    return
             except httpx.TransportError:
                 now = time.monotonic()
                 failing_since = failing_since if failing_since is not None else now

@@ -71,8 +71,8 @@ def test_follow_reconnects_from_the_last_metric_until_a_terminal_status() -> Non
             return httpx.Response(
                 200, stream=FlakyStream(sse("status", {"status": "running"}), breaks=False)
             )
-        lines = sse("status", {"status": "running"}) + sse("metrics", {"seq": 3}, 3)
-        lines += sse("status", {"status": "succeeded"})
+        # Ended meanwhile: its status first, then the metrics not sent yet (DESIGN §6).
+        lines = sse("status", {"status": "succeeded"}) + sse("metrics", {"seq": 3}, 3)
         return httpx.Response(200, stream=FlakyStream(lines, breaks=False))
 
     http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
@@ -81,7 +81,7 @@ def test_follow_reconnects_from_the_last_metric_until_a_terminal_status() -> Non
     got = list(client.follow(7, sleep=naps.append))
     assert asked == [None, "2", "2"]
     assert [d["seq"] for e, d in got if e == "metrics"] == [1, 2, 3]  # none twice, none lost
-    assert got[-1] == ("status", {"status": "succeeded"})
+    assert ("status", {"status": "succeeded"}) in got and got[-1][0] == "metrics"
     assert naps == [0.5, 0.5]  # each new connection that worked resets the wait
 
 
