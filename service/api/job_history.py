@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter
 
 from service.api.deps import JobId, Sessions
@@ -11,8 +13,10 @@ from service.auth import CurrentUser
 from service.schemas.jobs import JobHistory, StatusChange
 from service.store.db import transaction
 from service.store.jobs import events_after, get_visible_job
+from service.store.users import user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+USER_REF = re.compile(r"\buser:(\d+)\b")
 
 
 @router.get("/{job_id}/history", response_model=JobHistory, responses=errors(401, 404))
@@ -20,6 +24,14 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         events = events_after(session=session, job_id=job_id, after_id=0)
+        ids = {int(i) for e in events for i in USER_REF.findall(f"{e.actor} {e.reason or ''}")}
+        names = user_names(session=session, user_ids=ids)
+
+        def named(text: str) -> str:
+            # Events store who acted as user:<id> (ids never change; names are for
+            # people): the timeline reads user:alice, as the audit log does.
+            return USER_REF.sub(lambda m: f"user:{names.get(int(m[1]), m[1])}", text)
+
         return JobHistory(
             data=[
                 StatusChange(
@@ -27,8 +39,8 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
                     from_status=e.from_status,
                     to_status=e.to_status,
                     attempt=e.attempt,
-                    actor=e.actor,
-                    reason=e.reason,
+                    actor=named(e.actor),
+                    reason=None if e.reason is None else named(e.reason),
                 )
                 for e in events
             ]

@@ -84,6 +84,12 @@ def test_history_lists_every_transition_and_hides_others_jobs(api: Api) -> None:
         ("running", "succeeded"),
     ]
     assert history[1]["attempt"] == 1 and history[1]["actor"].startswith("dispatcher:")
+    # Who acted reads as a name, not the user id the event stores.
+    assert history[0]["actor"] == "user:alice"
+    queued = api.submit(alice)
+    api.client.post(f"/v1/jobs/{queued}/cancel", headers=api.admin)
+    cancelled = api.client.get(f"/v1/jobs/{queued}/history", headers=alice).json()["data"][-1]
+    assert (cancelled["actor"], cancelled["reason"]) == ("user:admin", "cancelled by user:admin")
     assert_json_error(api.client.get(f"/v1/jobs/{job_id}/history", headers=bob), 404)
     assert api.client.get(f"/v1/jobs/{job_id}/history", headers=api.admin).status_code == 200
 
