@@ -284,8 +284,21 @@ def _over_time_limit(
         hours = default_hours if default_hours is not None else QuotaDefaults().max_job_hours
     if row.started_at is None or now - row.started_at <= timedelta(hours=hours):
         return None
-    ran = (now - row.started_at).total_seconds() / 3600
-    return f"{TIME_LIMIT}: ran {ran:.2f} h, the owner's max_job_hours is {hours:g}"
+    return (
+        f"{TIME_LIMIT}: ran {_duration(now - row.started_at)}, "
+        f"the owner's max_job_hours is {hours:g}"
+    )
+
+
+def _duration(span: timedelta) -> str:
+    """A run's length as a person reads it: '1 h 1 min', '11 s' (a limit of a few
+    seconds read 'ran 0.00 h')."""
+    seconds = round(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def _actor(job: Job) -> str:

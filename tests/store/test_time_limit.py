@@ -65,7 +65,7 @@ def test_a_job_past_max_job_hours_fails_with_a_reason_keeping_checkpoints(
     job = load_job(session_factory, job_id)
     assert job.status == "failed"
     assert job.error is not None and job.error.startswith("time limit"), job.error
-    assert "max_job_hours is 1" in job.error
+    assert job.error == "time limit: ran 1 h 1 min, the owner's max_job_hours is 1"
     with session_factory() as session:
         assert session.scalars(
             select(Checkpoint.round).where(Checkpoint.job_id == job_id)
