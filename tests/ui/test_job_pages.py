@@ -101,6 +101,12 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     expect(page.locator("#timeline tbody tr").first).to_be_visible()
     screenshot(page, "job")
 
+    # The page asks first: declined, the job runs on; accepted, it stops.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#cancel")
+    expect(page.locator("#job-status")).to_contain_text("running")
+    expect(page.locator("#cancel")).to_be_enabled()
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel")
     expect(page.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
     expect(page.locator("#cancel")).to_be_hidden()

@@ -19,6 +19,8 @@ export async function render(root, params, signal) {
   const badge = el("span", { id: "job-status" });
   const facts = el("p", { class: "facts" });
   const cancel = el("button", { type: "button", id: "cancel", class: "danger", onclick: async () => {
+    // One stray click must not end hours of training: ask first.
+    if (!window.confirm(`Cancel job ${jobId}? A running job stops after its current round.`)) return;
     cancel.disabled = true;
     try { showJob(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST", signal })); }
     catch (error) { cancel.after(errorBox(error)); cancel.disabled = false; }
