@@ -12,6 +12,7 @@ from service.auth import CurrentUser
 from service.schemas.cluster import ClusterOut, DispatcherOut
 from service.store.db import read_transaction
 from service.store.dispatchers import cluster_resources, list_dispatchers
+from service.store.explain import queue_head
 from service.store.jobs import status_counts
 from service.store.models import utcnow
 
@@ -22,18 +23,26 @@ router = APIRouter(prefix="/v1", tags=["cluster"])
 # most recently seen); older ones are stale and left out.
 STALE_DISPATCHER = timedelta(hours=1)
 MAX_DISPATCHERS = 200
+# /v1/cluster's queue_head: this many queued jobs from the front of the claim order.
+QUEUE_HEAD = 50
 
 
 @router.get("/cluster", response_model=ClusterOut, responses=errors(401))
-def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
+def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
     """``resources`` is the Ray cluster as the most recently seen live dispatcher
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
-    it was seen within one lease period."""
+    it was seen within one lease period. ``queue_head``: the first 50 queued jobs in
+    claim order (a user's own only, with their places in the whole queue)."""
     with read_transaction(sessions) as session:
         dispatchers = list_dispatchers(
             session=session, seen_since=utcnow() - STALE_DISPATCHER, limit=MAX_DISPATCHERS
         )
         counts = status_counts(session=session)
+        head = queue_head(
+            session=session,
+            limit=QUEUE_HEAD,
+            owner_id=None if principal.is_admin else principal.user_id,
+        )
     cutoff = utcnow() - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(
         dispatchers=[
@@ -49,4 +58,5 @@ def get_cluster(_principal: CurrentUser, sessions: Sessions, settings: AppSettin
         ],
         resources=cluster_resources(dispatchers, alive_since=cutoff),
         queue=counts,
+        queue_head=head,
     )

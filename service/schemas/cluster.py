@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.schemas.common import UtcDatetime
 
@@ -18,7 +18,20 @@ class DispatcherOut(BaseModel):
     resources: dict[str, Any]
 
 
+class QueuePlace(BaseModel):
+    job_id: int
+    position: int = Field(
+        description="the job's place in the whole claim order (1 = the next claim's), "
+        "as GET /v1/jobs/{id}/explain's queue_position"
+    )
+
+
 class ClusterOut(BaseModel):
     dispatchers: list[DispatcherOut]
     resources: dict[str, dict[str, float]]
     queue: dict[str, int]
+    queue_head: list[QueuePlace] = Field(
+        description="the first queued jobs in claim order that the caller may see "
+        "(an admin: everyone's; a user: their own), each with its position in the "
+        "whole queue"
+    )

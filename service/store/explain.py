@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.schemas.cluster import QueuePlace
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults
 from service.store.dispatchers import list_dispatchers, resource_view
@@ -82,6 +84,17 @@ def explain_job(
         required=required,
         reasons=reasons,
     )
+
+
+def queue_head(*, session: Session, limit: int, owner_id: int | None = None) -> list[QueuePlace]:
+    """The first `limit` queued jobs in claim order (queue_ranking), each with its
+    position in the whole queue (explain_job's queue_position); with `owner_id`,
+    that owner's jobs only (positions still count everyone's jobs ahead)."""
+    ranking = queue_ranking().order_by(None).subquery("ranking")
+    query = select(ranking.c.id, ranking.c.position).order_by(ranking.c.position).limit(limit)
+    if owner_id is not None:
+        query = query.where(ranking.c.owner_id == owner_id)
+    return [QueuePlace(job_id=row.id, position=row.position) for row in session.execute(query)]
 
 
 def _quota_reasons(

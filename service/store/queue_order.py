@@ -139,11 +139,12 @@ def next_candidate() -> ScalarSelect[int]:
     )
 
 
-def queue_ranking() -> Select[tuple[int, int, int, float]]:
-    """Every queued job of an enabled owner as (id, owner_id, running, usage), in the
-    order successive claims would start them (see the module docstring): `usage` is
-    the owner's fair share when this job's turn comes, `running` the owner's running
-    jobs now."""
+def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
+    """Every queued job of an enabled owner as (id, owner_id, running, usage,
+    position), in the order successive claims would start them (see the module
+    docstring): `usage` is the owner's fair share when this job's turn comes,
+    `running` the owner's running jobs now, `position` the job's place in the whole
+    order (1 = the next claim's)."""
     jobs = table_of(Job)
     users = table_of(User)
     usage = running_per_owner()
@@ -172,6 +173,11 @@ def queue_ranking() -> Select[tuple[int, int, int, float]]:
         .subquery("queued")
     )
     turn = fair_share(queued.c.running + queued.c.own_ahead, queued.c.share_weight)
+    order = claim_order(turn, queued.c)
     return select(
-        queued.c.id, queued.c.owner_id, queued.c.running, turn.label("usage")
-    ).order_by(*claim_order(turn, queued.c))
+        queued.c.id,
+        queued.c.owner_id,
+        queued.c.running,
+        turn.label("usage"),
+        func.row_number().over(order_by=order).label("position"),
+    ).order_by(*order)

@@ -13,7 +13,7 @@ from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.models import ApiToken
 from service.store.users import hash_token
-from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
+from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
 
 
 def test_bootstrap_without_configured_token_writes_a_private_file(make_api: MakeApi) -> None:
@@ -122,6 +122,44 @@ def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
         "failed": 0,
         "cancelled": 0,
     }
+
+
+def test_cluster_queue_head_is_the_front_of_the_claim_order(api: Api) -> None:
+    """queue_head lists the first queued jobs as the claims will take them (fair share,
+    then priority, then submit order), with explain's positions; a user sees only
+    their own, at their places in the whole queue."""
+    _a, alice = api.create_user("alice")
+    _b, bob = api.create_user("bob")
+    api.submit(alice)
+    a2 = api.submit(alice)
+    b1 = api.submit(bob)
+    api.claim()  # alice's first: alice now runs a job, so bob's go first by fair share
+    a3 = api.submit(alice, {**SMALL_SPEC, "priority": 5})
+    b2 = api.submit(bob)
+
+    def head(headers: dict[str, str]) -> list[tuple[int, int]]:
+        r = api.client.get("/v1/cluster", headers=headers)
+        assert r.status_code == 200, r.text
+        return [(p["job_id"], p["position"]) for p in r.json()["queue_head"]]
+
+    everyone = head(api.admin)
+    # b1 (bob's usage 0); a3 (alice's usage 1, priority 5) before b2 (usage 1);
+    # a2 (alice's usage 2).
+    assert everyone == [(b1, 1), (a3, 2), (b2, 3), (a2, 4)]
+    for job_id, position in everyone:
+        explain = api.client.get(f"/v1/jobs/{job_id}/explain", headers=api.admin).json()
+        assert explain["queue_position"] == position
+    assert head(alice) == [(a3, 2), (a2, 4)]
+    assert head(bob) == [(b1, 1), (b2, 3)]
+
+    more = [api.submit(bob) for _ in range(50)]
+    everyone = head(api.admin)
+    assert [p for _, p in everyone] == list(range(1, 51))  # the front, not the newest
+    assert everyone[:4] == [(b1, 1), (a3, 2), (b2, 3), (a2, 4)]
+    assert head(alice) == [(a3, 2), (a2, 4)]
+    bobs = head(bob)  # bob's first 50, counted in the whole queue (alice's are ahead)
+    assert [j for j, _ in bobs] == [b1, b2, *more[:48]]
+    assert bobs[-1][1] == 52
 
 
 def test_prometheus_metrics_count_jobs_by_status(api: Api) -> None:

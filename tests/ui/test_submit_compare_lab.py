@@ -124,6 +124,9 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         )
         assert client.job(first)["status"] == "running", client.job(first)["error"]
         second = client.submit(whole_cluster)["id"]
+        # More queued jobs behind it than the table's 50 rows: the table shows the
+        # queue's front (the oldest queued), not the newest queued jobs.
+        behind = [client.submit(whole_cluster)["id"] for _ in range(55)]
         sign_in(page, stack.url, stack.admin_token, "#/lab")
         expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
         expect(page.locator("#resources")).to_contain_text("CPU")
@@ -136,11 +139,19 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         waiting = page.locator(f"#queue tr[data-job-id='{second}']")
         expect(waiting).to_be_visible()
         expect(waiting.locator("td").first).to_have_text("1")
+        rows = page.locator("#queue tbody tr")
+        expect(rows).to_have_count(50)
+        expect(rows.first).to_have_attribute("data-job-id", str(second))
+        expect(rows.nth(1).locator("td").first).to_have_text("2")
+        expect(rows.last.locator("td").first).to_have_text("50")
         expect(waiting).to_contain_text("CPU")  # what it waits for, from explain
         screenshot(page, "lab")
         waiting.locator("a").click()  # its page explains the wait
         expect(page.locator("#explain")).to_contain_text("Queue position 1")
         page.go_back()
+        for job_id in behind:
+            client.cancel(job_id)
+        expect(rows).to_have_count(1, timeout=30_000)
         # Live: once the first is cancelled the second starts and leaves the queue.
         client.cancel(first)
         expect(waiting).to_have_count(0, timeout=60_000)
@@ -170,8 +181,18 @@ def test_sweep_page_plots_trials_and_highlights_the_front(stack: Stack, page: Pa
             what="the sweep",
         )
         done = client.sweep(sweep["id"])
+        newer = client.submit_sweep({**spec, "name": "cancelled-at-once"})["id"]
+        client.cancel_sweep(newer)
     assert done["status"] == "succeeded", done
-    sign_in(page, stack.url, token, "#/sweeps")
+    # One sweep a page: the newer sweep, then the older one behind the pager's link.
+    sign_in(page, stack.url, token, "#/sweeps?limit=1")
+    expect(page.locator("#sweeps tbody tr")).to_have_count(1)
+    expect(page.locator("#sweeps tbody tr").first).to_have_attribute("data-sweep-id", str(newer))
+    page.click("#older-sweeps")
+    expect(page.locator("#sweeps tbody tr").first).to_have_attribute(
+        "data-sweep-id", str(sweep["id"])
+    )
+    expect(page.locator(".pager")).to_contain_text("newest")
     page.locator("#sweeps tbody tr").first.locator("a").first.click()
     expect(page).to_have_url(re.compile(rf"#/sweeps/{sweep['id']}$"))
     expect(page.locator("#trials tbody tr")).to_have_count(2)

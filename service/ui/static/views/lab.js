@@ -1,7 +1,8 @@
-// The lab at a glance: dispatchers and Ray resources, the queue in the order the
-// dispatchers will take it (explain's position), usage and uploads saved per user.
+// The lab at a glance: dispatchers and Ray resources, the front of the queue in the
+// order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
+// usage and uploads saved per user.
 // Redrawn whenever the live jobs feed changes.
-import { api, session, stream } from "../api.js";
+import { api, ApiError, session, stream } from "../api.js";
 import { bytes, el, fmt, section, statusBadge, when } from "../dom.js";
 
 // A user's quota as a reader says it, not as JSON (DESIGN §11's fields).
@@ -24,13 +25,29 @@ export async function render(root, _params, signal) {
   const body = el("div");
   root.append(el("h1", {}, "Lab"), body);
 
+  // One queued job's row: the job (from the feed's page when it is there) and why it
+  // waits; null when it left the queue (or was removed) since the cluster was read.
+  async function queued({ job_id: id, position }, known) {
+    try {
+      const [job, why] = await Promise.all([known.get(id) || api(`/v1/jobs/${id}`, { signal }),
+        api(`/v1/jobs/${id}/explain`, { signal })]);
+      return why.queue_position == null ? null : { job, why, position };
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
   async function draw(jobs) {
-    const queued = jobs.filter((j) => j.status === "queued").slice(0, 50);
-    const [cluster, users, explains] = await Promise.all([
-      api("/v1/cluster", { signal }),
+    // The queue's front in claim order comes from /v1/cluster (queue_head), not from
+    // the feed: the feed holds the newest jobs, the front holds the oldest.
+    const cluster = await api("/v1/cluster", { signal });
+    const known = new Map(jobs.map((j) => [j.id, j]));
+    const [users, order] = await Promise.all([
       admin ? api("/v1/users?limit=500", { signal }).then((p) => p.data)
         : api("/v1/users/me", { signal }).then((u) => [u]),
-      Promise.all(queued.map((j) => api(`/v1/jobs/${j.id}/explain`, { signal }))),
+      Promise.all((cluster.queue_head || []).map((place) => queued(place, known)))
+        .then((rows) => rows.filter(Boolean)),
     ]);
     const resources = cluster.resources || { total: {}, free: {} };
     const saved = new Map();
@@ -42,8 +59,6 @@ export async function render(root, _params, signal) {
       s.jobs += 1;
       saved.set(job.owner, s);
     }
-    const order = queued.map((job, i) => ({ job, why: explains[i] }))
-      .sort((a, b) => (a.why.queue_position ?? 1e9) - (b.why.queue_position ?? 1e9));
     body.replaceChildren(
       section("Cluster",
         el("table", { id: "resources" }, el("thead", {}, el("tr", {}, el("th", {}, "resource"),
@@ -60,8 +75,8 @@ export async function render(root, _params, signal) {
       section("Queue (fair-share order)", el("table", { id: "queue" },
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
-        el("tbody", {}, order.map(({ job, why }) => el("tr", { dataset: { jobId: job.id } },
-          el("td", {}, why.queue_position ?? "—"),
+        el("tbody", {}, order.map(({ job, why, position }) => el("tr",
+          { dataset: { jobId: job.id } }, el("td", {}, position),
           el("td", {}, el("a", { href: `#/jobs/${job.id}` }, `${job.id} ${job.name || ""}`)),
           el("td", {}, job.owner), el("td", {}, job.priority),
           el("td", {}, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),

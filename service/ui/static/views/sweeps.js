@@ -1,15 +1,31 @@
+// The sweeps list, newest first, in cursor pages (as the jobs list: ← newest, older →).
 import { api } from "../api.js";
 import { el, statusBadge, when } from "../dom.js";
 
-export async function render(root, _params, signal) {
-  const page = await api("/v1/sweeps?limit=100", { signal });
+export async function render(root, params, signal) {
+  const query = new URLSearchParams();
+  for (const key of ["status", "owner", "cursor"]) if (params[key]) query.set(key, params[key]);
+  query.set("limit", params.limit || "100");
+  const page = await api(`/v1/sweeps?${query}`, { signal });
   root.append(el("h1", {}, "Sweeps"), el("table", { id: "sweeps" },
     el("thead", {}, el("tr", {}, ["id", "name", "owner", "status", "trials", "created"]
       .map((h) => el("th", {}, h)))),
-    el("tbody", {}, page.data.map((s) => el("tr", {},
+    el("tbody", {}, page.data.map((s) => el("tr", { dataset: { sweepId: s.id } },
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.name || "(unnamed)")),
       el("td", {}, s.owner), el("td", {}, statusBadge(s.status)),
       el("td", {}, `${s.trials.length}/${s.spec.trials}`), el("td", {}, when(s.created_at)))))));
   if (page.data.length === 0) root.append(el("p", { class: "muted" }, "No sweeps yet."));
+  const links = [];
+  if (params.cursor) {
+    const first = new URLSearchParams(query);
+    first.delete("cursor");
+    links.push(el("a", { href: `#/sweeps?${first}` }, "← newest"));
+  }
+  if (page.next_cursor) {
+    const older = new URLSearchParams(query);
+    older.set("cursor", page.next_cursor);
+    links.push(el("a", { href: `#/sweeps?${older}`, id: "older-sweeps" }, "older →"));
+  }
+  root.append(el("div", { class: "pager" }, links));
 }
