@@ -17,6 +17,9 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
+# A reverse proxy's answers while the server behind it restarts.
+PROXY_UNAVAILABLE = frozenset({502, 503, 504})
 
 
 class ClientSettings(BaseSettings):
@@ -219,8 +222,10 @@ class Client:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield (event, data) from the job's SSE stream until the server closes it."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
+        # The server pings every 15 s: a minute without a byte is a dead connection
+        # (a crashed host, a dropped NAT entry), which `follow` reconnects.
         with self._http.stream(
-            "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None
+            "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=STREAM_TIMEOUT
         ) as response:
             if response.status_code >= 400:
                 response.read()
@@ -256,7 +261,9 @@ class Client:
                     yield event, data
                 if ended:
                     return
-            except httpx.TransportError:
+            except (httpx.TransportError, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status not in PROXY_UNAVAILABLE:
+                    raise
                 now = time.monotonic()
                 failing_since = failing_since if failing_since is not None else now
                 if now - failing_since >= give_up_after:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.client import Client, SseEvent, parse_sse
+from service.client import ApiError, Client, SseEvent, parse_sse
 
 
 def test_fields_comments_multiline_data_and_a_cut_off_event() -> None:
@@ -93,3 +93,32 @@ def test_follow_gives_up_on_a_server_that_stays_away() -> None:
     client = Client("http://lagtrain", "t", http=http)
     with pytest.raises(httpx.ConnectError):
         list(client.follow(7, give_up_after=0.0, sleep=lambda _s: None))
+
+
+def test_follow_waits_through_a_proxy_and_a_refused_connection_while_the_server_restarts() -> None:
+    """Behind a reverse proxy a restarting server answers 502/503/504; directly, the
+    connection is refused: both are waited out (a 404 is not)."""
+    answers: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        answers.append("asked")
+        if len(answers) == 1:
+            return httpx.Response(503, json={"detail": "upstream restarting"})
+        if len(answers) == 2:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(
+            200, stream=FlakyStream(sse("status", {"status": "failed"}), breaks=False)
+        )
+
+    http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
+    client = Client("http://lagtrain", "t", http=http)
+    naps: list[float] = []
+    assert list(client.follow(7, sleep=naps.append)) == [("status", {"status": "failed"})]
+    assert naps == [0.5, 1.0]  # backing off while it fails
+
+    gone = httpx.Client(
+        base_url="http://lagtrain",
+        transport=httpx.MockTransport(lambda _r: httpx.Response(404, json={"detail": "no job"})),
+    )
+    with pytest.raises(ApiError):
+        list(Client("http://lagtrain", "t", http=gone).follow(7, sleep=naps.append))

@@ -301,4 +301,3 @@ class JobRun:
             attempt=self.claimed.attempt,
             wall_s=time.monotonic() - self.started,
         )
-

@@ -8,7 +8,7 @@ vector, and the upload's shape or None) and the upload if there is one. A replic
 that is not called receives nothing; one that skips sends no vector. Every wait on
 the group happens in a helper thread while the driver watches the replicas' `serve`
 calls, so a replica that dies ends the round with Ray's error for it
-(workers.job_outcome reports "a replica died"), also where gloo itself would not
+(workers.job_outcome reports "replica r died"), also where gloo itself would not
 notice (a lost node).
 """
 

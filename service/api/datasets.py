@@ -71,7 +71,10 @@ def post_dataset(
     max_dataset_bytes, 429 over the storage quota, 422 naming `file` when it is not
     a usable dataset (or over the vocabulary / CSV width limits)."""
     limit = settings.max_dataset_bytes
-    filename = (file.filename or "dataset")[-255:]
+    # Kept for display only: what no store can hold (a NUL for PostgreSQL, an unpaired
+    # surrogate for UTF-8) is dropped or replaced rather than refused.
+    raw_name = (file.filename or "dataset").replace("\x00", "")[-255:]
+    filename = raw_name.encode("utf-8", "replace").decode("utf-8") or "dataset"
     fmt: DatasetFormat = format or guess_format(filename, file.content_type)
     digest = hashlib.sha256()
     size = 0

@@ -24,7 +24,7 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
     with transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         events = events_after(session=session, job_id=job_id, after_id=0)
-        ids = {int(i) for e in events for i in USER_REF.findall(f"{e.actor} {e.reason or ''}")}
+        ids = {int(i) for e in events for i in USER_REF.findall(f"{e.actor} {_named_by(e.reason)}")}
         names = user_names(session=session, user_ids=ids)
 
         def named(text: str) -> str:
@@ -40,8 +40,14 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
                     to_status=e.to_status,
                     attempt=e.attempt,
                     actor=named(e.actor),
-                    reason=None if e.reason is None else named(e.reason),
+                    reason=named(by) if (by := _named_by(e.reason)) else e.reason,
                 )
                 for e in events
             ]
         )
+
+
+def _named_by(reason: str | None) -> str:
+    """The reasons the server writes that name a user ("cancelled by user:3"), else
+    "": other reasons (a worker's error text) are shown as they are."""
+    return reason if reason is not None and reason.startswith("cancel") else ""

@@ -23,6 +23,7 @@ from service.api.deps import (
 from service.api.responses import errors
 from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
+from service.schemas.accounts import USER_NAME_PATTERN
 from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
@@ -177,8 +178,15 @@ def submit_job(
 
 
 JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
+# A user name's own pattern (schemas.accounts): anything else names nobody, and a NUL
+# would reach PostgreSQL as a 500.
 OwnerFilter = Annotated[
-    str | None, Query(max_length=100, description="owner's name (admins; others see own)")
+    str | None,
+    Query(
+        max_length=100,
+        pattern=USER_NAME_PATTERN,
+        description="owner's name (admins; others see own)",
+    ),
 ]
 
 

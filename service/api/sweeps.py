@@ -20,7 +20,7 @@ from service.api.deps import (
     decode_cursor,
     next_cursor,
 )
-from service.api.jobs import IdempotencyKey
+from service.api.jobs import IdempotencyKey, OwnerFilter
 from service.api.responses import errors
 from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import CurrentUser
@@ -178,9 +178,7 @@ def get_sweeps(
     principal: CurrentUser,
     sessions: Sessions,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    owner: Annotated[
-        str | None, Query(max_length=100, description="owner's name (admins; others see own)")
-    ] = None,
+    owner: OwnerFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[SweepOut]:

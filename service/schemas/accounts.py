@@ -12,10 +12,12 @@ from service.schemas.quota import QuotaIn, QuotaOut, UsageOut
 Role = Literal["user", "admin"]
 
 
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=USER_NAME_PATTERN)
     role: Role = "user"
     max_running_jobs: int | None = Field(default=None, ge=0, le=10_000)
     share_weight: float = Field(default=1.0, gt=0.0, le=1000.0)

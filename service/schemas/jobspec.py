@@ -162,7 +162,9 @@ class AggregationSpec(Strict):
 class DistributedSpec(Strict):
     workers: Workers | None = Field(default=None, description="null = task default")
     split: Split = "non_iid"
-    cpus_per_worker: CpusPerWorker = 1.0
+    cpus_per_worker: CpusPerWorker = Field(
+        default=1.0, description="default: 0.25 for lag_paper_linreg"
+    )
     gpus_per_worker: GpusPerWorker = 0.0
 
 

@@ -113,6 +113,9 @@ def test_malformed_submissions_are_422(
         ("/v1/jobs/1/metrics?after_seq=-1", "after_seq"),
         ("/v1/jobs/1/checkpoints/0", "checkpoint_id"),
         ("/v1/users?cursor=-3", "cursor"),
+        ("/v1/jobs?owner=a%00b", "owner"),  # a NUL was a 500 on PostgreSQL
+        ("/v1/sweeps?owner=a%00b", "owner"),
+        ("/v1/feeds/jobs?owner=a%20b", "owner"),
     ],
 )
 def test_bad_paths_and_queries_are_422(api: Api, path: str, field: str) -> None:
