@@ -123,6 +123,7 @@ def _serve(app_or_factory: Any, settings: Settings, **how: Any) -> None:
 def worker() -> None:
     """Run a dispatcher: claim jobs from the store and run them on Ray (RAY_ADDRESS)."""
     settings = Settings()
+    _require_schema(settings.database_url)  # before Ray starts, and before any engine
     _hand_ray_its_auth_mode(settings)
     from workers.embedded import run_worker
 

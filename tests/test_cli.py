@@ -72,7 +72,7 @@ def refused(result: Result) -> str:
     return result.stderr
 
 
-@pytest.mark.parametrize("command", [["admin", "create-user", "erin"], ["server"]])
+@pytest.mark.parametrize("command", [["admin", "create-user", "erin"], ["server"], ["worker"]])
 def test_commands_refuse_a_database_that_was_never_migrated(
     empty_db_url: str, tmp_path: Path, command: list[str]
 ) -> None:
