@@ -35,7 +35,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"detail": "internal server error"})
 
 
-def _json_safe(value: object) -> object:
+def _echoable(value: object) -> object:
     """`value` as strict JSON can carry it. A 422 echoes the rejected input, which
     may be what JSON cannot hold: NaN/Infinity (Python's json accepts them in a
     request; a response refuses them) or a lone UTF-16 surrogate (not encodable as
@@ -45,9 +45,9 @@ def _json_safe(value: object) -> object:
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+        return {_echoable(k): _echoable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [_echoable(v) for v in value]
     return value
 
 
@@ -56,7 +56,7 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     # keeps FastAPI's list form).
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(
-        status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))}
+        status_code=422, content={"detail": _echoable(jsonable_encoder(exc.errors()))}
     )
 
 

@@ -9,7 +9,6 @@ these shapes validate.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
@@ -30,11 +29,6 @@ ParamPath = Annotated[
 MetricName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
 
 
-def _finite(value: float, name: str) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number")
-
-
 class FloatParam(Strict):
     type: Literal["float"]
     low: float
@@ -43,8 +37,6 @@ class FloatParam(Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
-        _finite(self.low, "low")
-        _finite(self.high, "high")
         if not self.low < self.high:
             raise ValueError(
                 f"the range is empty: low ({self.low:g}) must be below high ({self.high:g}); "
@@ -88,8 +80,6 @@ class CategoricalParam(Strict):
         if len(set(keys)) != len(keys):
             raise ValueError("choices must be distinct")
         for choice in self.choices:
-            if isinstance(choice, float):
-                _finite(choice, "a choice")
             if isinstance(choice, str) and len(choice) > 200:
                 raise ValueError("a choice is longer than 200 characters")
         return self

@@ -79,8 +79,8 @@ def explain_job(
     return Explanation(
         job_id=job.id,
         status=job.status,
-        queue_position=position + 1,
-        queued_ahead=position,
+        queue_position=mine.position,  # the ranking's own numbering, as queue_head's
+        queued_ahead=mine.position - 1,
         required=required,
         reasons=reasons,
     )
