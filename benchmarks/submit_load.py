@@ -163,8 +163,12 @@ def measure(args: argparse.Namespace, web_workers: int) -> list[Result]:
     with submit_server(args.postgres_admin_url, web_workers) as (_processes, _url, service):
         server_session = service.processes.procs[-1][1].pid  # spawned as a session leader
         tokens = create_users(service.url, service.token, args.users)
-        asyncio.run(load(service.port, tokens, max(1, args.warmup // args.users), 4))
         for concurrency in args.concurrency:
+            # Warm at the measured concurrency: the pool's connections for it are opened
+            # (and psycopg has prepared the submit's statements on each) before the
+            # clock starts, so the figure is the server's steady state, not its pool
+            # growing into the first requests' latencies.
+            asyncio.run(load(service.port, tokens, max(1, args.warmup // args.users), concurrency))
             profile = args.profile if web_workers == 1 else None
             with py_spy(server_session, profile):
                 cpu_before = session_cpu_seconds(server_session)
@@ -191,7 +195,9 @@ def main() -> None:
     parser.add_argument("--submits", type=int, default=100, help="per user and concurrency")
     parser.add_argument("--concurrency", default="10,50", help="comma-separated client counts")
     parser.add_argument("--web-workers", type=int, default=2, help="W, against 1")
-    parser.add_argument("--warmup", type=int, default=100, help="unmeasured submits first")
+    parser.add_argument(
+        "--warmup", type=int, default=300, help="unmeasured submits before each row"
+    )
     parser.add_argument("--postgres-admin-url", default=POSTGRES_ADMIN_URL)
     parser.add_argument(
         "--profile", help="py-spy raw profile of the 1-worker server's measured load to this file"
