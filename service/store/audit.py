@@ -12,6 +12,10 @@ from service.store.models import AuditEvent, User, json_safe, table_of, utcnow
 from service.store.users import Principal
 
 
+# Built once: a statement built per call costs its cache key on every write.
+_INSERT = insert(table_of(AuditEvent))
+
+
 def record(
     *,
     session: Session,
@@ -30,7 +34,7 @@ def record(
     user = actor if isinstance(actor, Principal) else None
     who = f"{user.role}:{user.name}" if user else (actor or "server")
     session.connection().execute(
-        insert(table_of(AuditEvent)),
+        _INSERT,
         {
             "at": utcnow(),
             "actor_id": None if user is None else user.user_id,
