@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from service.store.models import AuditEvent, User, json_safe, table_of, utcnow
 from service.store.users import Principal
 
-
 # Built once: a statement built per call costs its cache key on every write.
 _INSERT = insert(table_of(AuditEvent))
 
