@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -38,23 +39,28 @@ def principal_for(sessions: sessionmaker[Session], token: str) -> Principal:
     # Read-only (no write lock on SQLite); last_used_at is written at most once a
     # minute per token, in its own short transaction.
     with read_transaction(sessions) as session:
-        principal, touch_due = _accepted(authenticate(session=session, token=token))
+        principal, touch_due, _row = _accepted(authenticate(session=session, token=token))
     if touch_due:
         with transaction(sessions) as session:
             touch_token(session=session, token_id=principal.token_id)
     return principal
 
 
-def principal_in(session: Session, token: str) -> Principal:
+def principal_in(
+    session: Session, token: str, *, also: tuple[Any, ...] = ()
+) -> tuple[Principal, Row[Any]]:
     """principal_for inside the caller's write transaction (its last_used_at written
-    there too): for a route that writes anyway, one session and one pool checkout."""
-    principal, touch_due = _accepted(authenticate(session=session, token=token))
+    there too): for a route that writes anyway, one session and one pool checkout.
+    Returns the token's row too, with the columns `also` (users.authenticate)."""
+    principal, touch_due, row = _accepted(authenticate(session=session, token=token, also=also))
     if touch_due:
         touch_token(session=session, token_id=principal.token_id)
-    return principal
+    return principal, row
 
 
-def _accepted(found: tuple[Principal, bool] | None) -> tuple[Principal, bool]:
+def _accepted(
+    found: tuple[Principal, bool, Row[Any]] | None,
+) -> tuple[Principal, bool, Row[Any]]:
     if found is None:
         raise _unauthorized("invalid, expired or revoked token, or a disabled user")
     return found

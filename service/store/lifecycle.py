@@ -1,6 +1,7 @@
 """The job lifecycle (DESIGN §3). `transition` is the only code that writes
 `jobs.status` and `job_events`: every change, the submit and the claim included,
-goes through it and appends one event (who, when, from, to, why). `ALLOWED` is the
+goes through it and appends one event (who, when, from, to, why); the submit's and
+the claim's single statements are built beside it (new_job, claim). `ALLOWED` is the
 rule set; terminal states never change.
 
 Fencing: a caller presenting a lease token (`expect_token`, or `lease_holder` for
@@ -11,14 +12,12 @@ StaleLease, whatever happened since.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import overload
 
-from sqlalchemy import Insert, insert, inspect, update
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import inspect, update
+from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
 
@@ -34,7 +33,8 @@ from service.store.models import (
     JobStatus,
     table_of,
 )
-from service.store.notify import FEED_CHANNEL, event_insert
+from service.store.new_job import insert_new
+from service.store.notify import FEED_CHANNEL, event_insert, event_row
 from service.store.notify import JOBS_CHANNEL as JOBS_CHANNEL
 
 ALLOWED: Mapping[JobStatus, frozenset[JobStatus]] = {
@@ -127,27 +127,17 @@ def transition(
     elif inspect(job).transient:
         if to is not JobStatus.QUEUED:
             raise InvalidTransition(f"a new job starts queued, not {to}")
-        from_status = None
         job.status = to.value
         job.created_at = now
-        _insert_new(session, job)
+        insert_new(session, job, actor=actor, reason=reason)
+        session.flush()
+        return job
     else:
         from_status = _check_and_leave(session, job, to, reason, expect_token, attempt_outcome, now)
         job.status = to.value
-    channels = [JOBS_CHANNEL] if to is JobStatus.QUEUED else []
-    if from_status is not None:  # a new job has no watchers yet
-        channels.append(FEED_CHANNEL)
+    channels = [JOBS_CHANNEL, FEED_CHANNEL] if to is JobStatus.QUEUED else [FEED_CHANNEL]
     session.connection().execute(
-        event_insert(session, channels),
-        {
-            "job_id": job.id,
-            "at": now,
-            "actor": actor,
-            "from_status": from_status.value if from_status is not None else None,
-            "to_status": to.value,
-            "attempt": job.attempt,
-            "reason": reason,
-        },
+        event_insert(session, channels), event_row(job, now, actor, from_status, to, reason)
     )
     session.flush()
     return job
@@ -172,46 +162,6 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
     )
     session.flush()
     return job
-
-
-def _insert_new(session: Session, job: Job) -> None:
-    """Store a new Job by one Core INSERT and attach it to the session as persistent:
-    the same row and object as session.add + flush, without the unit of work, which
-    cost more CPU than the statement itself on the submit path (issue 13). Every
-    attribute ends up loaded (reading one never costs a SELECT): the id and the
-    defaults of columns the object left unset come back by RETURNING, the other
-    unset columns are NULL."""
-    given = inspect(job).dict
-    values = {column.key: given[key] for key, column in _JOB_COLUMNS if key in given}
-    statement, returned, nulls = _job_insert(frozenset(values))
-    row = session.connection().execute(statement, values).one()
-    for key, value in zip(returned, row, strict=True):
-        set_committed_value(job, key, value)
-    for key in nulls:
-        set_committed_value(job, key, None)
-    make_transient_to_detached(job)
-    session.add(job)
-
-
-# (attribute, column) of every mapped column of Job.
-_JOB_COLUMNS = tuple((attr.key, attr.columns[0]) for attr in inspect(Job).column_attrs)
-
-
-@functools.cache
-def _job_insert(given: frozenset[str]) -> tuple[Insert, tuple[str, ...], tuple[str, ...]]:
-    """For a Job with the columns `given`: the INSERT returning the others that the
-    database fills (the id, defaults), those attributes, and the attributes left
-    NULL. Built once per set of columns."""
-    unset = [(key, column) for key, column in _JOB_COLUMNS if column.key not in given]
-    filled = [
-        (key, column)
-        for key, column in unset
-        if column.primary_key or column.default is not None or column.server_default is not None
-    ]
-    statement = insert(table_of(Job)).returning(*(column for _key, column in filled))
-    returned = tuple(key for key, _column in filled)
-    nulls = tuple(key for key, _column in unset if key not in returned)
-    return statement, returned, nulls
 
 
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Insert, String, cast, func, insert, text
 from sqlalchemy.orm import Session
 
-from service.store.models import JobEvent, table_of
+from service.store.models import Job, JobEvent, JobStatus, table_of
 
 # Dispatchers LISTEN on this channel (PostgreSQL); the payload is the job id.
 JOBS_CHANNEL = "lagtrain_jobs"
@@ -52,3 +53,24 @@ def _event_insert(channels: tuple[str, ...]) -> Insert:
         return statement
     payload = cast(events.c.job_id, String)
     return statement.returning(*(func.pg_notify(channel, payload) for channel in channels))
+
+
+def event_row(
+    job: Job,
+    at: datetime,
+    actor: str,
+    from_status: JobStatus | None,
+    to: JobStatus,
+    reason: str | None,
+) -> dict[str, object]:
+    """The parameters of event_insert for `job` moving from `from_status` (None: a new
+    job) to `to`."""
+    return {
+        "job_id": job.id,
+        "at": at,
+        "actor": actor,
+        "from_status": from_status.value if from_status is not None else None,
+        "to_status": to.value,
+        "attempt": job.attempt,
+        "reason": reason,
+    }

@@ -96,11 +96,13 @@ def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
     return out
 
 
-# What the submit-time checks need, as ONE statement (they run on every submit): the
-# user's own limits (NULL: the server's default), their queued jobs and their stored
-# bytes (uploads plus checkpoints). Built once.
+# What the submit-time checks need (they run on every submit): the user's own limits
+# (NULL: the server's default), their queued jobs and their stored bytes (uploads
+# plus checkpoints), as columns correlated to the `users` row of the statement that
+# selects them: their own (_SUBMIT_STANDING) or, on PostgreSQL, the submit's token
+# check, which joins the user anyway (standing_columns). Built once.
 _JOBS = table_of(Job)
-_SUBMIT_STANDING = select(
+_STANDING_COLUMNS = (
     User.max_queued_jobs,
     User.max_storage_bytes,
     User.max_cpus,
@@ -119,16 +121,27 @@ _SUBMIT_STANDING = select(
     .where(_JOBS.c.owner_id == User.id)
     .scalar_subquery()
     .label("checkpoints"),
-).where(User.id == bindparam("user_id"))
-# On PostgreSQL it also reads db_now's clock: the submit's timestamp, without a round
-# trip of its own.
-_SUBMIT_STANDING_PG = _SUBMIT_STANDING.add_columns(
-    func.clock_timestamp(type_=UtcDateTime()).label("clock")
 )
+# On PostgreSQL they also read db_now's clock: the submit's timestamp, without a round
+# trip of its own.
+_STANDING_COLUMNS_PG = (
+    *_STANDING_COLUMNS,
+    func.clock_timestamp(type_=UtcDateTime()).label("clock"),
+)
+_SUBMIT_STANDING = select(*_STANDING_COLUMNS).where(User.id == bindparam("user_id"))
+_SUBMIT_STANDING_PG = select(*_STANDING_COLUMNS_PG).where(User.id == bindparam("user_id"))
+
+
+def standing_columns() -> tuple[Any, ...]:
+    """The columns of a user's standing on PostgreSQL (with the clock), for a
+    statement that selects the `users` row anyway; read back by `standing_of`."""
+    return _STANDING_COLUMNS_PG
 
 
 @dataclass(frozen=True)
-class _Standing:
+class Standing:
+    """A user's quotas in force and what counts against them, as a submit reads them."""
+
     max_queued_jobs: int
     max_storage_bytes: int
     max_cpus: float
@@ -138,20 +151,14 @@ class _Standing:
     now: datetime  # the database's clock (db_now)
 
 
-def _standing(session: Session, user_id: int, defaults: QuotaDefaults) -> _Standing:
-    postgres = session.get_bind().dialect.name == "postgresql"
-    query = _SUBMIT_STANDING_PG if postgres else _SUBMIT_STANDING
-    # Core rows on the session's connection: the ORM's execution layer costs more CPU
-    # than the statement's own client side (issue 13). Its autoflush is kept: a job
-    # added in this transaction counts as queued.
-    session.flush()
-    row = session.connection().execute(query, {"user_id": user_id}).one()
+def standing_of(row: Any, defaults: QuotaDefaults, *, postgres: bool) -> Standing:
+    """The Standing in a row that has the standing's columns."""
 
     def own(name: str) -> Any:
         value = getattr(row, name)
         return value if value is not None else getattr(defaults, name)
 
-    return _Standing(
+    return Standing(
         max_queued_jobs=own("max_queued_jobs"),
         max_storage_bytes=own("max_storage_bytes"),
         max_cpus=own("max_cpus"),
@@ -162,6 +169,17 @@ def _standing(session: Session, user_id: int, defaults: QuotaDefaults) -> _Stand
     )
 
 
+def _standing(session: Session, user_id: int, defaults: QuotaDefaults) -> Standing:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = _SUBMIT_STANDING_PG if postgres else _SUBMIT_STANDING
+    # Core rows on the session's connection: the ORM's execution layer costs more CPU
+    # than the statement's own client side (issue 13). Its autoflush is kept: a job
+    # added in this transaction counts as queued.
+    session.flush()
+    row = session.connection().execute(query, {"user_id": user_id}).one()
+    return standing_of(row, defaults, postgres=postgres)
+
+
 def check_can_submit(
     *,
     session: Session,
@@ -170,13 +188,15 @@ def check_can_submit(
     jobs: int = 1,
     cpus: float = 0.0,
     gpus: float = 0.0,
+    standing: Standing | None = None,
 ) -> datetime:
     """QuotaExceeded (429) unless the user may queue `jobs` more jobs whose gangs
     need `cpus`/`gpus` each: under max_queued_jobs, under max_storage_bytes, and no
     gang larger than the CPU/GPU quota (such a job could never start). One
     statement, which also returns the database's clock (db_now) for the submit's
-    timestamp."""
-    st = _standing(session, user_id, defaults)
+    timestamp; none with `standing`, read earlier in this transaction (on PostgreSQL
+    the submit's token check reads it) with nothing added since."""
+    st = standing if standing is not None else _standing(session, user_id, defaults)
     if st.queued_jobs + jobs > st.max_queued_jobs:
         raise QuotaExceeded(
             f"max_queued_jobs: {st.queued_jobs} queued + {jobs} new exceeds the quota of "
