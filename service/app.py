@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -58,6 +59,11 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(bootstrap_admin, sessions, settings)
         await run_in_threadpool(requeue_expired_leases, sessions)
+        # What exists now (modules, routes, models, validators) lives as long as the
+        # process: frozen out of the collector's view, a full collection no longer walks
+        # it between requests (issue 13: the submit's p99 under load 44 -> 36 ms).
+        gc.collect()
+        gc.freeze()
         yield
         await run_in_threadpool(_app.state.stream_hub.close)
         engine.dispose()
