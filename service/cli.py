@@ -85,13 +85,12 @@ def server(
             "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
         )
         if settings.web_workers > 1 and not embedded:
-            # Separate processes: each builds its app from the environment.
-            _serve(
-                "service.app:create_app_from_env",
-                settings,
-                factory=True,
-                workers=settings.web_workers,
-            )
+            # Separate processes, a listening socket each (see service.web_workers).
+            from service.web_workers import serve
+
+            status = serve(settings)
+            if status:
+                raise typer.Exit(status)
             return
         if embedded and settings.web_workers > 1:
             log.warning("server --embedded runs one web worker beside its dispatcher")
@@ -103,11 +102,11 @@ def server(
         )
 
 
-def _serve(app_or_factory: Any, settings: Settings, **how: Any) -> None:
+def _serve(app: Any, settings: Settings) -> None:
     import uvicorn  # here, not at the top: the client commands start without it
 
     uvicorn.run(
-        app_or_factory,
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -115,7 +114,6 @@ def _serve(app_or_factory: Any, settings: Settings, **how: Any) -> None:
         # Open event streams must not hold a stopping server (SIGTERM -> exit within
         # 10 s, docs/reliability.md), with one web worker or several.
         timeout_graceful_shutdown=3,
-        **how,
     )
 
 

@@ -1,0 +1,135 @@
+"""`lagtrain server` with LAGTRAIN_WEB_WORKERS > 1: N uvicorn processes, each listening
+on a socket of its own bound with SO_REUSEPORT to the same address, so that the
+kernel spreads new connections over them.
+
+Why not uvicorn's own --workers: its processes share one listening socket, and the
+one that wakes first accepts every connection waiting. Ten keep-alive clients that
+connect at once all landed on one worker in half of the runs of
+benchmarks/submit_load.py, while the other worker idled (≈ 430 submits/s, a single
+worker's ceiling, instead of ≈ 570; issue 13). With a socket per process the kernel
+hashes each connection to one of them.
+
+The supervisor here is small on purpose: it starts the workers, starts a new one
+when one dies (not when one fails at start-up: that would fail again), and stops
+them all on SIGTERM or SIGINT. Each worker builds its app from the environment
+(service.app.create_app_from_env) and shuts down as one web worker does."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from service.settings import Settings
+
+log = logging.getLogger("lagtrain.web_workers")
+
+# uvicorn's exit status for a worker that could not start (app, lifespan, socket):
+# starting another would fail the same way.
+STARTUP_FAILURE = 3
+STOP_GRACE_S = 10.0  # SIGTERM -> SIGKILL for a worker that does not stop
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) with SO_REUSEPORT (not listening yet)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    """Run settings.web_workers worker processes until SIGTERM/SIGINT; the exit status
+    (non-zero when a worker could not start)."""
+    # Bound (never listening: it takes no connections) for as long as the workers run:
+    # it turns port 0 into the port every worker binds, and a taken address into one
+    # error here instead of one per worker.
+    try:
+        reserved = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        log.error("cannot bind %s:%s: %s", settings.host, settings.port, exc)
+        return STARTUP_FAILURE
+    port = reserved.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    status = 0
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("web workers: %s, stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def start() -> BaseProcess:
+        process = context.Process(
+            target=_worker, args=(settings.host, port, settings.access_log), daemon=False
+        )
+        process.start()
+        return process
+
+    workers = [start() for _ in range(settings.web_workers)]
+    log.info(
+        "web workers: %d processes on %s:%d, a listening socket each (SO_REUSEPORT): %s",
+        len(workers), settings.host, port, [w.pid for w in workers],
+    )
+    try:
+        while not stopping.wait(0.5):
+            for i, process in enumerate(workers):
+                if process.is_alive():
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("web worker %s could not start; stopping", process.pid)
+                    status = STARTUP_FAILURE
+                    stopping.set()
+                    break
+                log.warning("web worker %s exited (%s); starting another", process.pid,
+                            process.exitcode)
+                workers[i] = start()
+    finally:
+        _stop_all(workers)
+        reserved.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def _stop_all(workers: list[BaseProcess]) -> None:
+    for process in workers:
+        if process.is_alive() and process.pid is not None:
+            process.terminate()  # SIGTERM: uvicorn's graceful shutdown (3 s for streams)
+    for process in workers:
+        process.join(STOP_GRACE_S)
+        if process.is_alive():
+            log.warning("web worker %s did not stop in %.0f s; killing it", process.pid,
+                        STOP_GRACE_S)
+            process.kill()
+            process.join()
+
+
+def _worker(host: str, port: int, access_log: bool) -> None:
+    """One web worker (a spawned process): its own SO_REUSEPORT socket, then uvicorn."""
+    import sys
+
+    import uvicorn
+
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        print(f"web worker: cannot bind {host}:{port}: {exc}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    config = uvicorn.Config(
+        "service.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+        timeout_graceful_shutdown=3,  # as one web worker (service.cli._serve)
+    )
+    uvicorn.Server(config).run(sockets=[sock])
