@@ -129,9 +129,8 @@ def submit_job(
     # On PostgreSQL the token is checked inside the submit's transaction: one session
     # and one pool checkout a submit, not two (issue 13). On SQLite that transaction
     # holds the write lock from its BEGIN, which authentication never takes: there
-    # the token is checked first, read-only.
-    # There the same statement reads the user's quota standing (and the database's
-    # clock): a round trip less.
+    # the token is checked first, read-only. On PostgreSQL the token's statement also
+    # reads the user's quota standing and the database's clock: a round trip less.
     in_transaction = sessions.kw["bind"].dialect.name == "postgresql"
     checked = None if in_transaction else principal_for(sessions, token)
     defaults = settings.quota_defaults()
