@@ -118,3 +118,29 @@ def test_each_web_worker_listens_on_its_own_socket_and_takes_connections(
     finally:
         for conn in connections:
             conn.close()
+
+
+def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
+    """The supervisor starts another worker, on a socket of its own, when one dies; the
+    API answers throughout from the other."""
+    service_stack.env["LAGTRAIN_WEB_WORKERS"] = "2"
+    server = service_stack.start_server()
+    port = int(service_stack.url.rpartition(":")[2])
+
+    def listening() -> set[int]:
+        sockets = _sockets_on(port)
+        return {c for c in _children(server.pid) if _held_by(c, sockets, LISTEN)}
+
+    wait_until(lambda: len(listening()) == 2, timeout=60, what="two web workers listening")
+    victim, survivor = sorted(listening())
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: victim not in listening(), timeout=30, what="the killed worker's socket closed"
+    )
+    with service_stack.admin() as admin:
+        admin.submit(SPEC)  # served by the survivor, or already by the new worker
+    wait_until(
+        lambda: len(listening()) == 2, timeout=60, what="a new web worker in its place"
+    )
+    assert survivor in listening()
+    assert "exited (-9); starting another" in service_stack.logs(), service_stack.logs()
