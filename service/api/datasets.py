@@ -124,10 +124,10 @@ def get_datasets(
 ) -> Page[DatasetOut]:
     with read_transaction(sessions) as session:
         datasets = list_datasets(
-            session=session, viewer=principal, limit=limit, after_id=decode_cursor(cursor)
+            session=session, viewer=principal, limit=limit + 1, after_id=decode_cursor(cursor)
         )
         names = user_names(session=session, user_ids={d.owner_id for d in datasets})
     return Page[DatasetOut](
-        data=[_dataset_out(d, names[d.owner_id]) for d in datasets],
+        data=[_dataset_out(d, names[d.owner_id]) for d in datasets[:limit]],
         next_cursor=next_cursor([d.id for d in datasets], limit),
     )

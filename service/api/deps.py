@@ -80,4 +80,8 @@ def spec_errors(problems: Sequence[tuple[str, str]], spec: BaseModel) -> Request
 
 
 def next_cursor(ids: list[int], limit: int) -> str | None:
-    return str(ids[-1]) if len(ids) == limit else None
+    """The next page's cursor for a page whose store query asked for `limit` + 1 rows
+    (`ids`: theirs, in order; the page shows the first `limit`): the last shown row's
+    id when a row was left over, else None — a page that is exactly full is the
+    last one, not an invitation to fetch an empty page."""
+    return str(ids[limit - 1]) if len(ids) > limit else None

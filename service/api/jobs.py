@@ -215,12 +215,12 @@ def jobs_page(
             viewer=principal,
             owner_id=owner_id,
             status=status_filter,
-            limit=limit,
+            limit=limit + 1,
             before_id=before_id,
         )
         names = user_names(session=session, user_ids={j.owner_id for j in jobs})
     return Page[JobOut](
-        data=[job_out(j, names[j.owner_id]) for j in jobs],
+        data=[job_out(j, names[j.owner_id]) for j in jobs[:limit]],
         next_cursor=next_cursor([j.id for j in jobs], limit),
     )
 

@@ -190,10 +190,10 @@ def get_sweeps(
             viewer=principal,
             owner_id=owner_id,
             status=status_filter,
-            limit=limit,
+            limit=limit + 1,
             before_id=before_id,
         )
-        outs = _sweep_outs(session, sweeps)
+        outs = _sweep_outs(session, sweeps[:limit])
     return Page[SweepOut](data=outs, next_cursor=next_cursor([s.id for s in sweeps], limit))
 
 

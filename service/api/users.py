@@ -100,8 +100,8 @@ def get_users(
     cursor: Cursor = None,
 ) -> Page[UserOut]:
     with read_transaction(sessions) as session:
-        users = list_users(session=session, limit=limit, after_id=decode_cursor(cursor))
-        data = _user_outs(session, users, settings.quota_defaults())
+        users = list_users(session=session, limit=limit + 1, after_id=decode_cursor(cursor))
+        data = _user_outs(session, users[:limit], settings.quota_defaults())
     return Page[UserOut](data=data, next_cursor=next_cursor([u.id for u in users], limit))
 
 

@@ -149,6 +149,9 @@ def test_list_pagination_status_and_owner_filters(api: Api) -> None:
         if cursor is None:
             break
     assert seen == sorted(alice_ids, reverse=True) and pages == 3  # newest first, no repeats
+    # A page that is exactly full is the last one: no cursor to an empty page.
+    full = api.client.get("/v1/jobs", params={"limit": 5}, headers=alice).json()
+    assert len(full["data"]) == 5 and full["next_cursor"] is None
 
     cancelled = api.client.get("/v1/jobs", params={"status": "cancelled"}, headers=alice).json()
     assert [j["id"] for j in cancelled["data"]] == [alice_ids[0]]

@@ -193,6 +193,8 @@ def test_sweeps_list_newest_first_in_cursor_pages(api: Api) -> None:
     rest = api.client.get(f"/v1/sweeps?limit=2&cursor={first['next_cursor']}", headers=alice)
     assert [s["id"] for s in rest.json()["data"]] == [ids[0]]
     assert rest.json()["next_cursor"] is None
+    full = api.client.get("/v1/sweeps?limit=3", headers=alice).json()
+    assert len(full["data"]) == 3 and full["next_cursor"] is None  # exactly full: the last
     queued = api.client.get("/v1/sweeps?status=succeeded", headers=alice).json()
     assert queued["data"] == []
 
