@@ -158,6 +158,36 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         client.cancel(second)
 
 
+def test_a_redraw_slower_than_the_feed_skips_to_the_newest_page(
+    stack: Stack, page: Page
+) -> None:
+    """The Lab and sweep pages redraw on every feed event through latestOnly: events
+    that arrive while a draw runs leave only the newest behind, instead of a queue of
+    draws that grows as long as draws are slower than the feed (0.5 s)."""
+    token, _client = new_user(stack, "redraws")
+    sign_in(page, stack.url, token)
+    seen = page.evaluate(
+        """async () => {
+             const { latestOnly } = await import("/ui/static/api.js");
+             const seen = [];
+             let release;
+             const gate = new Promise((resolve) => { release = resolve; });
+             const redraw = latestOnly(async (n) => {
+               seen.push(n);
+               if (n === 1) await gate;   // the first draw is slow
+               if (n === 4) throw new Error("a failed draw stops nothing");
+             });
+             const first = redraw(1);
+             redraw(2); redraw(3); redraw(4);  // while it runs
+             release();
+             await first;
+             await redraw(5);
+             return seen;
+           }"""
+    )
+    assert seen == [1, 4, 5]
+
+
 def test_sweep_page_plots_trials_and_highlights_the_front(stack: Stack, page: Page) -> None:
     token, client = new_user(stack, "sweeper")
     spec = {

@@ -116,3 +116,27 @@ async function readEvents(body, dispatch) {
     }
   }
 }
+
+// `fn` run with the newest arguments only: a call while a run is in flight replaces
+// any call still waiting. A view redrawn on every feed event (one every 0.5 s while
+// jobs run) then never falls behind: a draw slower than the feed used to queue one
+// draw per event, each with its own requests, without end. Errors are left to the
+// next call (the next event redraws).
+export function latestOnly(fn) {
+  let pending = null;
+  let running = false;
+  return async function run(...args) {
+    pending = args;
+    if (running) return;
+    running = true;
+    try {
+      while (pending) {
+        const next = pending;
+        pending = null;
+        try { await fn(...next); } catch { /* the next event redraws */ }
+      }
+    } finally {
+      running = false;
+    }
+  };
+}

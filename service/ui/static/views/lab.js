@@ -2,7 +2,7 @@
 // order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
 // usage and uploads saved per user.
 // Redrawn whenever the live jobs feed changes.
-import { api, ApiError, session, stream } from "../api.js";
+import { api, ApiError, latestOnly, session, stream } from "../api.js";
 import { bytes, el, fmt, section, statusBadge, when } from "../dom.js";
 
 // A user's quota as a reader says it, not as JSON (DESIGN §11's fields).
@@ -99,10 +99,8 @@ export async function render(root, _params, signal) {
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
-  let drawing = Promise.resolve();
+  const redraw = latestOnly(draw);
   await stream("/v1/feeds/jobs?limit=500", (event) => {
-    if (event.event !== "jobs") return;
-    const page = JSON.parse(event.data);
-    drawing = drawing.then(() => draw(page.data)).catch(() => {});
+    if (event.event === "jobs") redraw(JSON.parse(event.data).data);
   }, { signal, reconnect: true });
 }

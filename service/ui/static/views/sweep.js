@@ -1,7 +1,7 @@
 // A sweep: each trial as its objective against the bytes its job uploaded, the
 // sweep's best trials (its Pareto front with several objectives) highlighted.
 // Redrawn when the live jobs feed reports a change.
-import { api, stream } from "../api.js";
+import { api, latestOnly, stream } from "../api.js";
 import { plot } from "../charts.js";
 import { bytes, el, fmt, section, statusBadge } from "../dom.js";
 
@@ -60,8 +60,8 @@ export async function render(root, params, signal) {
   }
 
   await draw();
-  let drawing = Promise.resolve();
+  const redraw = latestOnly(draw);
   await stream("/v1/feeds/jobs?limit=100", (event) => {
-    if (event.event === "jobs") drawing = drawing.then(draw).catch(() => {});
+    if (event.event === "jobs") redraw();
   }, { signal, reconnect: true });
 }
