@@ -65,6 +65,7 @@ def create_app(
         gc.collect()
         gc.freeze()
         yield
+        gc.unfreeze()  # collectable again: a process may build and drop many apps (tests)
         await run_in_threadpool(_app.state.stream_hub.close)
         engine.dispose()
 

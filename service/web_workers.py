@@ -10,17 +10,24 @@ worker's ceiling, instead of ≈ 570; issue 13). With a socket per process the k
 hashes each connection to one of them.
 
 The supervisor here is small on purpose: it starts the workers, starts a new one
-when one dies (not when one fails at start-up: that would fail again), and stops
-them all on SIGTERM or SIGINT. Each worker builds its app from the environment
-(service.app.create_app_from_env) and shuts down as one web worker does."""
+when one dies (after a pause that doubles while replacements keep dying; and not at
+all when a first worker fails at start-up: the app, the settings or the address is
+broken and every worker would fail the same way), and stops them all on SIGTERM or
+SIGINT. A worker stops when the supervisor dies, even by SIGKILL: an orphan would
+keep serving old code on the shared port beside the next server. Each worker builds
+its app from the environment (service.app.create_app_from_env) and shuts down as one
+web worker does."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -31,7 +38,10 @@ log = logging.getLogger("lagtrain.web_workers")
 # uvicorn's exit status for a worker that could not start (app, lifespan, socket):
 # starting another would fail the same way.
 STARTUP_FAILURE = 3
-STOP_GRACE_S = 10.0  # SIGTERM -> SIGKILL for a worker that does not stop
+# SIGTERM -> SIGKILL for a worker that does not stop: uvicorn's own graceful shutdown
+# takes 3 s, and the whole server must be gone within 10 (docs/reliability.md).
+STOP_GRACE_S = 5.0
+RESTART_PAUSE_S = (0.5, 30.0)  # the first pause before a replacement, the longest
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -68,29 +78,42 @@ def serve(settings: Settings) -> int:
 
     def start() -> BaseProcess:
         process = context.Process(
-            target=_worker, args=(settings.host, port, settings.access_log), daemon=False
+            target=_worker,
+            args=(settings.host, port, settings.access_log, os.getpid()),
+            daemon=False,
         )
         process.start()
         return process
 
-    workers = [start() for _ in range(settings.web_workers)]
-    log.info(
-        "web workers: %d processes on %s:%d, a listening socket each (SO_REUSEPORT): %s",
-        len(workers), settings.host, port, [w.pid for w in workers],
-    )
+    workers: list[BaseProcess] = []
+    first: set[int | None] = set()  # the first workers: their start-up failure is fatal
+    pause = [RESTART_PAUSE_S[0]] * settings.web_workers  # per slot, doubling
+    due = [0.0] * settings.web_workers  # when a dead slot's replacement may start
     try:
+        for _ in range(settings.web_workers):
+            workers.append(start())
+        first = {w.pid for w in workers}
+        log.info(
+            "web workers: %d processes on %s:%d, a listening socket each (SO_REUSEPORT): %s",
+            len(workers), settings.host, port, [w.pid for w in workers],
+        )
         while not stopping.wait(0.5):
             for i, process in enumerate(workers):
                 if process.is_alive():
                     continue
-                if process.exitcode == STARTUP_FAILURE:
+                if process.exitcode == STARTUP_FAILURE and process.pid in first:
                     log.error("web worker %s could not start; stopping", process.pid)
                     status = STARTUP_FAILURE
                     stopping.set()
                     break
-                log.warning("web worker %s exited (%s); starting another", process.pid,
-                            process.exitcode)
-                workers[i] = start()
+                now = time.monotonic()
+                if not due[i]:  # just found dead: its replacement waits the slot's pause
+                    log.warning("web worker %s exited (%s); starting another in %.1f s",
+                                process.pid, process.exitcode, pause[i])
+                    due[i] = now + pause[i]
+                    pause[i] = min(2 * pause[i], RESTART_PAUSE_S[1])
+                elif now >= due[i]:
+                    workers[i], due[i] = start(), 0.0
     finally:
         _stop_all(workers)
         reserved.close()
@@ -112,11 +135,13 @@ def _stop_all(workers: list[BaseProcess]) -> None:
             process.join()
 
 
-def _worker(host: str, port: int, access_log: bool) -> None:
+def _worker(host: str, port: int, access_log: bool, supervisor: int) -> None:
     """One web worker (a spawned process): its own SO_REUSEPORT socket, then uvicorn."""
     import sys
 
     import uvicorn
+
+    _stop_with(supervisor)
 
     try:
         sock = listening_socket(host, port)
@@ -133,3 +158,16 @@ def _worker(host: str, port: int, access_log: bool) -> None:
         timeout_graceful_shutdown=3,  # as one web worker (service.cli._serve)
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _stop_with(supervisor: int) -> None:
+    """SIGTERM this process when `supervisor` (its parent) dies, however it dies
+    (Linux's PR_SET_PDEATHSIG); exit at once if it is already gone."""
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: an orphan is possible there
+        return
+    if os.getppid() != supervisor:  # it died before the prctl took effect
+        raise SystemExit(0)

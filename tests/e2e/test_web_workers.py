@@ -144,3 +144,25 @@ def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
     )
     assert survivor in listening()
     assert "exited (-9); starting another" in service_stack.logs(), service_stack.logs()
+
+
+def test_web_workers_stop_when_their_supervisor_is_killed(service_stack: Stack) -> None:
+    """No orphan keeps serving on the shared port (SO_REUSEPORT would let a new
+    server bind beside it) once `lagtrain server` itself dies, even by SIGKILL."""
+    service_stack.env["LAGTRAIN_WEB_WORKERS"] = "2"
+    server = service_stack.start_server()
+    port = int(service_stack.url.rpartition(":")[2])
+
+    def listening() -> set[int]:
+        sockets = _sockets_on(port)
+        return {c for c in _children(server.pid) if _held_by(c, sockets, LISTEN)}
+
+    wait_until(lambda: len(listening()) == 2, timeout=60, what="two web workers listening")
+    workers = listening()
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)
+    wait_until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+        timeout=30, what="the web workers to exit after their supervisor",
+    )
+    assert not _sockets_on(port) or LISTEN not in _sockets_on(port).values()
