@@ -59,13 +59,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(bootstrap_admin, sessions, settings)
         await run_in_threadpool(requeue_expired_leases, sessions)
-        # What exists now (modules, routes, models, validators) lives as long as the
-        # process: frozen out of the collector's view, a full collection no longer walks
-        # it between requests (issue 13: the submit's p99 under load 44 -> 36 ms).
-        gc.collect()
-        gc.freeze()
         yield
-        gc.unfreeze()  # collectable again: a process may build and drop many apps (tests)
         await run_in_threadpool(_app.state.stream_hub.close)
         engine.dispose()
 
@@ -117,6 +111,17 @@ def create_app(
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn's factory in each worker process of `lagtrain server` with
-    LAGTRAIN_WEB_WORKERS > 1: every process builds its own settings object."""
+    """The app of each web worker process of `lagtrain server` with
+    LAGTRAIN_WEB_WORKERS > 1 (service.web_workers): every process builds its own
+    settings object."""
     return create_app(Settings())
+
+
+def freeze_for_serving() -> None:
+    """For a server process, once its app is built: what exists then (modules, routes,
+    models, validators) lives as long as the process; frozen out of the collector's
+    view, a full collection no longer walks it between requests (issue 13: the
+    submit's p99 under load 44 -> 36 ms). Not in the app's start-up: a process that
+    builds many apps (the test suite) would pay a full collection for each."""
+    gc.collect()
+    gc.freeze()

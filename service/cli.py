@@ -56,7 +56,7 @@ def server(
     port: Annotated[int | None, typer.Option(help="port [LAGTRAIN_PORT]")] = None,
 ) -> None:
     """Run the HTTP API."""
-    from service.app import create_app
+    from service.app import create_app, freeze_for_serving
 
     settings = Settings()
     settings = settings.model_copy(
@@ -94,12 +94,11 @@ def server(
             return
         if embedded and settings.web_workers > 1:
             log.warning("server --embedded runs one web worker beside its dispatcher")
-        _serve(
-            create_app(
-                settings, on_job_queued=wake_dispatcher if settings.embedded_wakeup else None
-            ),
-            settings,
+        api = create_app(
+            settings, on_job_queued=wake_dispatcher if settings.embedded_wakeup else None
         )
+        freeze_for_serving()
+        _serve(api, settings)
 
 
 def _serve(app: Any, settings: Settings) -> None:

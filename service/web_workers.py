@@ -138,19 +138,22 @@ def _stop_all(workers: list[BaseProcess]) -> None:
 def _worker(host: str, port: int, access_log: bool, supervisor: int) -> None:
     """One web worker (a spawned process): its own SO_REUSEPORT socket, then uvicorn."""
     import sys
+    import traceback
 
     import uvicorn
 
-    _stop_with(supervisor)
+    from service.app import create_app_from_env, freeze_for_serving
 
+    _stop_with(supervisor)
     try:
         sock = listening_socket(host, port)
-    except OSError as exc:
-        print(f"web worker: cannot bind {host}:{port}: {exc}", file=sys.stderr)
+        app = create_app_from_env()
+    except Exception:  # every worker would fail the same way: the supervisor stops
+        traceback.print_exc()
         sys.exit(STARTUP_FAILURE)
+    freeze_for_serving()
     config = uvicorn.Config(
-        "service.app:create_app_from_env",
-        factory=True,
+        app,
         host=host,
         port=port,
         log_level="info",
