@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,12 @@ def _held_by(pid: int, inodes: dict[str, str], state: str) -> set[str]:
     return held
 
 
+def _listening_children(pid: int, port: int) -> set[int]:
+    """The children of process `pid` that hold a listening socket on `port`."""
+    sockets = _sockets_on(port)
+    return {c for c in _children(pid) if _held_by(c, sockets, LISTEN)}
+
+
 def test_each_web_worker_listens_on_its_own_socket_and_takes_connections(
     service_stack: Stack,
 ) -> None:
@@ -120,18 +128,24 @@ def test_each_web_worker_listens_on_its_own_socket_and_takes_connections(
             conn.close()
 
 
+def _two_web_workers(stack: Stack) -> tuple[subprocess.Popen[bytes], Callable[[], set[int]]]:
+    """`lagtrain server` with two web workers, both listening: (its process, a probe of
+    its listening children)."""
+    stack.env["LAGTRAIN_WEB_WORKERS"] = "2"
+    server = stack.start_server()
+    port = int(stack.url.rpartition(":")[2])
+
+    def listening() -> set[int]:
+        return _listening_children(server.pid, port)
+
+    wait_until(lambda: len(listening()) == 2, timeout=60, what="two web workers listening")
+    return server, listening
+
+
 def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
     """The supervisor starts another worker, on a socket of its own, when one dies; the
     API answers throughout from the other."""
-    service_stack.env["LAGTRAIN_WEB_WORKERS"] = "2"
-    server = service_stack.start_server()
-    port = int(service_stack.url.rpartition(":")[2])
-
-    def listening() -> set[int]:
-        sockets = _sockets_on(port)
-        return {c for c in _children(server.pid) if _held_by(c, sockets, LISTEN)}
-
-    wait_until(lambda: len(listening()) == 2, timeout=60, what="two web workers listening")
+    _server, listening = _two_web_workers(service_stack)
     victim, survivor = sorted(listening())
     os.kill(victim, signal.SIGKILL)
     wait_until(
@@ -149,15 +163,7 @@ def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
 def test_web_workers_stop_when_their_supervisor_is_killed(service_stack: Stack) -> None:
     """No orphan keeps serving on the shared port (SO_REUSEPORT would let a new
     server bind beside it) once `lagtrain server` itself dies, even by SIGKILL."""
-    service_stack.env["LAGTRAIN_WEB_WORKERS"] = "2"
-    server = service_stack.start_server()
-    port = int(service_stack.url.rpartition(":")[2])
-
-    def listening() -> set[int]:
-        sockets = _sockets_on(port)
-        return {c for c in _children(server.pid) if _held_by(c, sockets, LISTEN)}
-
-    wait_until(lambda: len(listening()) == 2, timeout=60, what="two web workers listening")
+    server, listening = _two_web_workers(service_stack)
     workers = listening()
     os.kill(server.pid, signal.SIGKILL)
     server.wait(timeout=30)
@@ -165,4 +171,5 @@ def test_web_workers_stop_when_their_supervisor_is_killed(service_stack: Stack) 
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
         timeout=30, what="the web workers to exit after their supervisor",
     )
-    assert not _sockets_on(port) or LISTEN not in _sockets_on(port).values()
+    port = int(service_stack.url.rpartition(":")[2])
+    assert LISTEN not in _sockets_on(port).values()
