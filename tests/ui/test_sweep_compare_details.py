@@ -1,0 +1,153 @@
+"""Details of the sweep and compare pages, in real Chromium against a real service:
+long y tick labels stay whole on the sweep chart."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, Route, expect
+
+from service.schemas.jobs import JobOut
+from service.schemas.sweeps import SweepOut, SweepSpec
+from tests.e2e.conftest import Stack
+from tests.polling import wait_until
+from tests.ui.conftest import new_user, sign_in
+from tests.ui.test_submit_compare_lab import short_linreg
+
+pytestmark = pytest.mark.ray
+
+# No such sweep or jobs on the server: the page's requests for them are answered by
+# the test (Playwright's route), with objective values that no real sweep can be
+# steered to. Everything else (sign-in, the page, plotly, the live feed) is real.
+FAKE_SWEEP = 900_001
+FAKE_JOBS = (900_101, 900_102, 900_103)
+BYTES = (1e5, 2e5, 4e5)
+
+
+def fake_sweep(owner: str, metric: str, values: tuple[float, ...]) -> dict[str, Any]:
+    spec = SweepSpec.model_validate(
+        {
+            "name": "long-ticks",
+            "base": short_linreg("lag_wk"),
+            "parameters": {"aggregation.xi": {"type": "float", "low": 0.01, "high": 1.0}},
+            "objectives": [
+                {"metric": metric, "direction": "minimize"},
+                {"metric": "bytes_up_total", "direction": "minimize"},
+            ],
+            "trials": len(values),
+            "sampler": "random",
+        }
+    )
+    trials = [
+        {
+            "number": n,
+            "job_id": FAKE_JOBS[n],
+            "status": "succeeded",
+            "params": {"aggregation.xi": 0.1 * (n + 1)},
+            "values": [value, BYTES[n]],
+            "error": None,
+        }
+        for n, value in enumerate(values)
+    ]
+    now = datetime.now(UTC)
+    sweep = SweepOut.model_validate(
+        {
+            "id": FAKE_SWEEP,
+            "owner": owner,
+            "name": spec.name,
+            "status": "succeeded",
+            "spec": spec.model_dump(mode="json"),
+            "created_at": now,
+            "finished_at": now,
+            "error": None,
+            "trials": trials,
+            "best": [t["number"] for t in trials],  # less loss for more bytes: all on the front
+        }
+    )
+    return sweep.model_dump(mode="json")
+
+
+def fake_job(owner: str, job_id: int, metric: str, value: float, sent: float) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    job = JobOut.model_validate(
+        {
+            "id": job_id,
+            "owner": owner,
+            "name": None,
+            "status": "succeeded",
+            "priority": 0,
+            "sweep_id": FAKE_SWEEP,
+            "spec": short_linreg("lag_wk"),
+            "attempt": 1,
+            "max_attempts": 1,
+            "created_at": now,
+            "started_at": now,
+            "finished_at": now,
+            "progress": {"round": 20, "rounds": 20},
+            "summary": {"bytes_up_total": sent, "final_metrics": {metric: value}},
+            "error": None,
+        }
+    )
+    return job.model_dump(mode="json")
+
+
+# Each y tick label and the axis title, left and right, and the chart's left edge.
+Y_LABELS = """(chart) => {
+  const box = (node) => { const r = node.getBoundingClientRect(); return [r.left, r.right]; };
+  const title = chart.querySelector(".g-ytitle text");
+  return { chart: chart.getBoundingClientRect().left, title: title && box(title),
+    ticks: [...chart.querySelectorAll(".yaxislayer-above .ytick text")]
+      .map((t) => [t.textContent, ...box(t)]) };
+}"""
+
+
+def whole(labels: dict[str, Any]) -> bool:
+    """Every tick label and the title inside the chart, the title clear of the ticks."""
+    ticks, title = labels["ticks"], labels["title"]
+    if not ticks or not title:
+        return False
+    first = min(left for _text, left, _right in ticks)
+    return bool(first >= labels["chart"] and labels["chart"] <= title[0] and title[1] <= first)
+
+
+@pytest.mark.parametrize(
+    ("metric", "values"),
+    [
+        ("val_loss", (0.1234569, 0.1234563, 0.1234561)),  # ticks 0.1234562 …
+        ("val_perplexity", (12345.69, 12345.64, 12345.61)),  # ticks 12.34562k …
+    ],
+)
+def test_sweep_chart_shows_long_y_tick_labels_whole(
+    stack: Stack, page: Page, metric: str, values: tuple[float, ...]
+) -> None:
+    token, client = new_user(stack, "ticks")
+    with client:
+        owner = client._request("GET", "/v1/users/me")["name"]
+    sweep = fake_sweep(owner, metric, values)
+    jobs = {
+        str(job_id): fake_job(owner, job_id, metric, value, sent)
+        for job_id, value, sent in zip(FAKE_JOBS, values, BYTES, strict=True)
+    }
+
+    def answer_job(route: Route) -> None:
+        route.fulfill(json=jobs[route.request.url.rsplit("/", 1)[1]])
+
+    page.route(f"{stack.url}/v1/sweeps/{FAKE_SWEEP}", lambda route: route.fulfill(json=sweep))
+    page.route(re.compile(rf"/v1/jobs/({'|'.join(jobs)})$"), answer_job)
+    sign_in(page, stack.url, token, f"#/sweeps/{FAKE_SWEEP}")
+    chart = page.locator("#chart-sweep")
+    expect(chart).to_have_attribute("data-front", "0,1,2")
+    expect(chart.locator(".ytick text").first).to_be_attached()
+    last: dict[str, Any] = {}
+
+    def drawn_whole() -> bool:
+        last.update(chart.evaluate(Y_LABELS))
+        return whole(last)
+
+    try:
+        wait_until(drawn_whole, timeout=10, what="the y tick labels inside the chart")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {last}") from None
