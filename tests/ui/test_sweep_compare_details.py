@@ -1,5 +1,6 @@
 """Details of the sweep and compare pages, in real Chromium against a real service:
-long y tick labels stay whole on the sweep chart."""
+long y tick labels stay whole on the sweep chart, and a job given twice is compared
+once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from service.client import TERMINAL_STATUSES, Client
 from service.schemas.jobs import JobOut
 from service.schemas.sweeps import SweepOut, SweepSpec
 from tests.e2e.conftest import Stack
@@ -151,3 +153,28 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
         wait_until(drawn_whole, timeout=10, what="the y tick labels inside the chart")
     except AssertionError as error:
         raise AssertionError(f"{error}: {last}") from None
+
+
+def submit_and_cancel(client: Client, name: str) -> int:
+    """A job that never runs long: cancelled at once, queued or just started."""
+    spec = {**short_linreg("dense"), "name": name}
+    spec["schedule"] = {"rounds": 200_000, "eval_every": 100_000}
+    job_id: int = client.submit(spec)["id"]
+    client.cancel(job_id)
+    wait_until(
+        lambda: client.job(job_id)["status"] in TERMINAL_STATUSES, timeout=60, what="the cancel"
+    )
+    return job_id
+
+
+def test_compare_shows_a_job_given_twice_once(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "twice")
+    with client:
+        first = submit_and_cancel(client, "first")
+        second = submit_and_cancel(client, "second")
+    sign_in(page, stack.url, token, f"#/compare?ids={second},{first},{second},{first}")
+    rows = page.locator("#compare-table tbody tr")
+    expect(rows).to_have_count(2)
+    assert [r.get_attribute("data-job-id") for r in rows.all()] == [str(second), str(first)]
+    expect(page.locator("input[name=ids]")).to_have_value(f"{second},{first}")
+    expect(page.locator("select[name=baseline] option")).to_have_count(2)

@@ -5,7 +5,9 @@ import { line, plot, validationMetric } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
 
 export async function render(root, params, signal) {
-  const ids = (params.ids || "").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  // Each job once, in the order first given: #/compare?ids=3,3 is job 3.
+  const ids = [...new Set((params.ids || "").split(",").map(Number)
+    .filter((n) => Number.isInteger(n) && n > 0))];
   const picker = el("input", { name: "ids", value: ids.join(","), placeholder: "job ids, e.g. 3,4",
     "aria-label": "job ids" });
   root.append(el("h1", {}, "Compare"), el("form", { class: "filters", onsubmit: (event) => {
