@@ -1,6 +1,6 @@
 """Details of the sweep and compare pages, in real Chromium against a real service:
-long y tick labels stay whole on the sweep chart, and a job given twice is compared
-once."""
+long y tick labels stay whole on the sweep chart, compared jobs without a shared
+metric are drawn or named, and a job given twice is compared once."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from service.schemas.jobs import JobOut
 from service.schemas.sweeps import SweepOut, SweepSpec
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
-from tests.ui.conftest import new_user, sign_in
-from tests.ui.test_submit_compare_lab import short_linreg
+from tests.ui.conftest import new_user, screenshot, sign_in
+from tests.ui.test_submit_compare_lab import finish, short_linreg
 
 pytestmark = pytest.mark.ray
 
@@ -178,3 +178,59 @@ def test_compare_shows_a_job_given_twice_once(stack: Stack, page: Page) -> None:
     assert [r.get_attribute("data-job-id") for r in rows.all()] == [str(second), str(first)]
     expect(page.locator("input[name=ids]")).to_have_value(f"{second},{first}")
     expect(page.locator("select[name=baseline] option")).to_have_count(2)
+
+
+def wait_for_curves(page: Page, chart: str, expected: int) -> None:
+    """Wait until the chart draws `expected` curves with points (plotly draws no group
+    for a job without points)."""
+    drawn: list[int] = []
+
+    def as_expected() -> bool:
+        drawn[:] = page.locator(f"{chart} .scatterlayer .trace").evaluate_all(
+            "(traces) => traces.map((t) => t.querySelectorAll('.points path').length)"
+        )
+        return len([n for n in drawn if n > 0]) == expected
+
+    try:
+        wait_until(as_expected, timeout=10, what=f"{expected} curves on {chart}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; points per trace: {drawn}") from None
+
+
+def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "metrics")
+    digits = {
+        "name": "digits-short",
+        "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
+        "model": {"cell": "gru", "hidden_size": 16},
+        "distributed": {"workers": 2, "cpus_per_worker": 0.25},
+        "schedule": {"rounds": 4, "eval_every": 2, "batch_size": 32},
+    }
+    with client:
+        classifier = client.submit(digits)["id"]  # val_accuracy and val_loss
+        regression = client.submit(short_linreg("dense"))["id"]  # val_loss, optimality_gap
+        finish(client, classifier)
+        finish(client, regression)
+        unevaluated = submit_and_cancel(client, "never-evaluated")
+    ids = [classifier, regression, unevaluated]
+    sign_in(page, stack.url, token, f"#/compare?ids={','.join(map(str, ids))}")
+    expect(page.locator("#compare-table tbody tr")).to_have_count(3)
+    # By default the metric most of them have: both evaluated jobs draw a curve, the
+    # third is named with what it lacks.
+    for chart in ("#chart-compare-rounds", "#chart-compare-bytes"):
+        wait_for_curves(page, chart, 2)
+    expect(page.locator("select[name=metric]")).to_have_value("val_loss")
+    missing = page.locator("#compare-missing")
+    expect(missing).to_have_attribute("data-jobs", str(unevaluated))
+    expect(missing).to_contain_text(f"{unevaluated} never-evaluated")
+    expect(missing).to_contain_text(re.compile(r"not evaluated yet|no metrics yet"))
+
+    # The classifier's own metric: the others are named, with what they do have.
+    page.select_option("select[name=metric]", "val_accuracy")
+    expect(page).to_have_url(re.compile(r"metric=val_accuracy"))
+    expect(missing).to_have_attribute("data-jobs", f"{regression},{unevaluated}")
+    expect(missing).to_contain_text("has val_loss, optimality_gap")
+    expect(page.locator("#compare-table thead")).to_contain_text("final val_accuracy")
+    for chart in ("#chart-compare-rounds", "#chart-compare-bytes"):
+        wait_for_curves(page, chart, 1)
+    screenshot(page, "compare-metrics")

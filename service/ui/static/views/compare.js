@@ -1,13 +1,27 @@
-// Several jobs overlaid: the validation metric against rounds and against bytes
-// uploaded, and a table of what each rule cost relative to a chosen baseline.
+// Several jobs overlaid: a chosen metric against rounds and against bytes uploaded,
+// and a table of what each rule cost relative to a chosen baseline. Jobs need not
+// share a metric (a classifier's val_accuracy, a language model's val_perplexity, a
+// job not evaluated yet): the chooser offers every metric of any of them, and the
+// jobs without the chosen one are named beside the charts, not silently left blank.
 import { allMetrics, api } from "../api.js";
-import { line, plot, validationMetric } from "../charts.js";
+import { line, plot } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
+
+// Validation metrics in order of preference (a task's headline metric first), then
+// the training loss that every round reports.
+const VALIDATION = ["val_accuracy", "val_perplexity", "val_loss", "val_mse", "optimality_gap"];
+const CURVES = [...VALIDATION, "train_loss"];
 
 export async function render(root, params, signal) {
   // Each job once, in the order first given: #/compare?ids=3,3 is job 3.
   const ids = [...new Set((params.ids || "").split(",").map(Number)
     .filter((n) => Number.isInteger(n) && n > 0))];
+  const go = (changes) => {
+    const query = { ids: ids.join(","), baseline: params.baseline, metric: params.metric,
+      ...changes };
+    location.hash = `#/compare?${Object.entries(query).filter(([, v]) => v)
+      .map(([k, v]) => `${k}=${encodeURIComponent(v).replaceAll("%2C", ",")}`).join("&")}`;
+  };
   const picker = el("input", { name: "ids", value: ids.join(","), placeholder: "job ids, e.g. 3,4",
     "aria-label": "job ids" });
   root.append(el("h1", {}, "Compare"), el("form", { class: "filters", onsubmit: (event) => {
@@ -30,8 +44,17 @@ export async function render(root, params, signal) {
   }));
   for (const run of runs.filter((r) => r.error)) root.append(errorBox(run.error));
   const ok = runs.filter((r) => !r.error);
-  const names = new Set(ok.flatMap((r) => r.records.flatMap((m) => Object.keys(m.values))));
-  const metric = validationMetric(names) || "train_loss";
+  for (const run of ok) {
+    run.names = new Set(run.records.flatMap((m) => Object.keys(m.values)
+      .filter((name) => m.values[name] !== null)));
+  }
+  const count = (name) => ok.filter((r) => r.names.has(name)).length;
+  const choices = CURVES.filter((name) => count(name) > 0);
+  // By default the validation metric most of the jobs have (on a tie, the first in
+  // VALIDATION's order; sort is stable).
+  const metric = choices.includes(params.metric) ? params.metric
+    : VALIDATION.filter((name) => count(name) > 0).sort((a, b) => count(b) - count(a))[0]
+      || "train_loss";
   const baselineId = Number(params.baseline) || ok[0]?.id;
 
   for (const run of ok) {
@@ -53,9 +76,24 @@ export async function render(root, params, signal) {
     + ` + ${run.job.spec.optimizer.name})`;
   const byRound = el("div", { id: "chart-compare-rounds", class: "chart" });
   const byBytes = el("div", { id: "chart-compare-bytes", class: "chart" });
-  const baseline = el("select", { name: "baseline", "aria-label": "baseline", onchange: () => {
-    location.hash = `#/compare?ids=${ids.join(",")}&baseline=${baseline.value}`;
-  } }, ok.map((r) => el("option", { value: r.id, selected: r.id === baselineId }, label(r))));
+  const chooser = el("select", { name: "metric", "aria-label": "metric",
+    onchange: () => go({ metric: chooser.value }) },
+  choices.map((name) => el("option", { value: name, selected: name === metric },
+    `${name} (${count(name)} of ${ok.length} jobs)`)));
+  const has = (run) => {
+    const evaluated = VALIDATION.filter((name) => run.names.has(name));
+    if (evaluated.length) return `has ${evaluated.join(", ")}`;
+    return run.records.length ? "not evaluated yet" : "no metrics yet";
+  };
+  const missing = ok.filter((r) => r.metric.length === 0);
+  const note = missing.length === 0 ? null : el("p", { id: "compare-missing", class: "note",
+    role: "status", dataset: { jobs: missing.map((r) => r.id).join(",") } },
+  `No ${metric} to draw for `, missing.flatMap((r, i) => [i ? "; " : "",
+    el("a", { href: `#/jobs/${r.id}` }, label(r)), ` (${has(r)})`]),
+  choices.length > 1 ? ". Pick another metric above." : ".");
+  const baseline = el("select", { name: "baseline", "aria-label": "baseline",
+    onchange: () => go({ baseline: baseline.value }) },
+  ok.map((r) => el("option", { value: r.id, selected: r.id === baselineId }, label(r))));
   const base = ok.find((r) => r.id === baselineId)?.final;
   const ratio = (value, of) => (value && of ? `${fmt(value / of, 3)}×` : "—");
   const table = el("table", { id: "compare-table" },
@@ -68,6 +106,7 @@ export async function render(root, params, signal) {
       el("td", {}, fmt(r.final.dense)), el("td", {}, bytes(r.final.bytes)),
       el("td", { class: "ratio" }, ratio(r.final.bytes, base?.bytes))))));
   root.append(section(`${metric} against rounds and bytes uploaded`,
+    choices.length ? el("label", {}, "metric ", chooser) : null, note,
     el("div", { class: "charts two" }, byRound, byBytes)),
   section("Summary", el("label", {}, "baseline ", baseline), table));
   plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
