@@ -29,11 +29,24 @@ FAKE_JOBS = (900_101, 900_102, 900_103)
 BYTES = (1e5, 2e5, 4e5)
 
 
+def base_spec(metric: str) -> dict[str, Any]:
+    """A spec whose task reports `metric` (the server refuses a sweep on one that does
+    not; the fakes stay within what it accepts)."""
+    if metric == "val_perplexity":
+        return {
+            "task": {"kind": "char_lm", "dataset": "builtin:shakespeare"},
+            "model": {"cell": "lstm", "hidden_size": 16},
+            "aggregation": {"strategy": "lag_wk"},
+            "schedule": {"rounds": 20, "eval_every": 10},
+        }
+    return short_linreg("lag_wk")
+
+
 def fake_sweep(owner: str, metric: str, values: tuple[float, ...]) -> dict[str, Any]:
     spec = SweepSpec.model_validate(
         {
             "name": "long-ticks",
-            "base": short_linreg("lag_wk"),
+            "base": base_spec(metric),
             "parameters": {"aggregation.xi": {"type": "float", "low": 0.01, "high": 1.0}},
             "objectives": [
                 {"metric": metric, "direction": "minimize"},
@@ -82,7 +95,7 @@ def fake_job(owner: str, job_id: int, metric: str, value: float, sent: float) ->
             "status": "succeeded",
             "priority": 0,
             "sweep_id": FAKE_SWEEP,
-            "spec": short_linreg("lag_wk"),
+            "spec": base_spec(metric),
             "attempt": 1,
             "max_attempts": 1,
             "created_at": now,
@@ -106,24 +119,25 @@ Y_LABELS = """(chart) => {
 }"""
 
 
-def whole(labels: dict[str, Any]) -> bool:
-    """Every tick label and the title inside the chart, the title clear of the ticks."""
+def whole(labels: dict[str, Any], long_label: re.Pattern[str]) -> bool:
+    """Every tick label long (else the test proves nothing) and inside the chart, and
+    the title inside it and clear of the ticks."""
     ticks, title = labels["ticks"], labels["title"]
-    if not ticks or not title:
+    if not ticks or not title or not all(long_label.fullmatch(t[0]) for t in ticks):
         return False
     first = min(left for _text, left, _right in ticks)
     return bool(first >= labels["chart"] and labels["chart"] <= title[0] and title[1] <= first)
 
 
 @pytest.mark.parametrize(
-    ("metric", "values"),
+    ("metric", "values", "long_label"),
     [
-        ("val_loss", (0.1234569, 0.1234563, 0.1234561)),  # ticks 0.1234562 …
-        ("val_perplexity", (12345.69, 12345.64, 12345.61)),  # ticks 12.34562k …
+        ("val_loss", (0.1234569, 0.1234563, 0.1234561), r"0\.12345\d\d"),  # 0.1234562 …
+        ("val_perplexity", (12345.69, 12345.64, 12345.61), r"12\.3456\dk"),  # 12.34562k …
     ],
 )
 def test_sweep_chart_shows_long_y_tick_labels_whole(
-    stack: Stack, page: Page, metric: str, values: tuple[float, ...]
+    stack: Stack, page: Page, metric: str, values: tuple[float, ...], long_label: str
 ) -> None:
     token, client = new_user(stack, "ticks")
     with client:
@@ -147,7 +161,7 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
 
     def drawn_whole() -> bool:
         last.update(chart.evaluate(Y_LABELS))
-        return whole(last)
+        return whole(last, re.compile(long_label))
 
     try:
         wait_until(drawn_whole, timeout=10, what="the y tick labels inside the chart")
@@ -158,7 +172,7 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
 def submit_and_cancel(client: Client, name: str) -> int:
     """A job that never runs long: cancelled at once, queued or just started."""
     spec = {**short_linreg("dense"), "name": name}
-    spec["schedule"] = {"rounds": 200_000, "eval_every": 100_000}
+    spec["schedule"] = {"rounds": 200_000, "eval_every": 200_000}  # evaluates at its end only
     job_id: int = client.submit(spec)["id"]
     client.cancel(job_id)
     wait_until(
@@ -178,6 +192,10 @@ def test_compare_shows_a_job_given_twice_once(stack: Stack, page: Page) -> None:
     assert [r.get_attribute("data-job-id") for r in rows.all()] == [str(second), str(first)]
     expect(page.locator("input[name=ids]")).to_have_value(f"{second},{first}")
     expect(page.locator("select[name=baseline] option")).to_have_count(2)
+    # Choosing a baseline keeps the de-duplicated ids (and the metric shown).
+    page.select_option("select[name=baseline]", str(first))
+    expect(page).to_have_url(re.compile(rf"ids={second},{first}&.*baseline={first}"))
+    expect(rows).to_have_count(2)
 
 
 def wait_for_curves(page: Page, chart: str, expected: int) -> None:
@@ -226,7 +244,7 @@ def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page:
     # What it has depends on whether the cancel came before its first round: linreg
     # reports optimality_gap every round, val_loss only at evaluations.
     expect(missing).to_contain_text(
-        re.compile(r"\((no metrics yet|not evaluated yet|has optimality_gap)\)")
+        re.compile(r"\((no metrics|never evaluated|has optimality_gap)\)")
     )
 
     # The classifier's own metric: the others are named, with what they do have.
@@ -238,3 +256,14 @@ def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page:
     for chart in ("#chart-compare-rounds", "#chart-compare-bytes"):
         wait_for_curves(page, chart, 1)
     screenshot(page, "compare-metrics")
+
+    # A baseline change keeps the metric chosen.
+    page.select_option("select[name=baseline]", str(regression))
+    expect(page).to_have_url(re.compile(rf"metric=val_accuracy.*baseline={regression}"))
+    expect(page.locator("select[name=metric]")).to_have_value("val_accuracy")
+    expect(page.locator("select[name=baseline]")).to_have_value(str(regression))
+
+    # A metric no job has: the default is shown, and the note says so.
+    page.evaluate(f"location.hash = '#/compare?ids={classifier},{regression}&metric=val_mse'")
+    expect(page.locator("select[name=metric]")).to_have_value("val_loss")
+    expect(page.locator("#compare-missing")).to_contain_text("No job has val_mse; showing val_loss")

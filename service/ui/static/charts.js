@@ -81,6 +81,11 @@ export function rasterTrace(rounds, uploaded, replicas,
   };
 }
 
+// Validation metrics in order of preference: a task's headline metric first
+// (classification, language model, the adding task), then the generic ones.
+export const VALIDATION_METRICS = ["val_accuracy", "val_perplexity", "val_mse", "val_loss",
+  "optimality_gap"];
+
 export function validationMetric(names) {
-  return ["val_accuracy", "val_perplexity", "val_loss"].find((n) => names.has(n));
+  return VALIDATION_METRICS.find((n) => names.has(n));
 }

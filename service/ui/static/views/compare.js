@@ -4,21 +4,23 @@
 // job not evaluated yet): the chooser offers every metric of any of them, and the
 // jobs without the chosen one are named beside the charts, not silently left blank.
 import { allMetrics, api } from "../api.js";
-import { line, plot } from "../charts.js";
+import { line, plot, VALIDATION_METRICS } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
 
-// Validation metrics in order of preference (a task's headline metric first), then
-// the training loss that every round reports.
-const VALIDATION = ["val_accuracy", "val_perplexity", "val_loss", "val_mse", "optimality_gap"];
-const CURVES = [...VALIDATION, "train_loss"];
+// The validation metrics, then the training loss that every round reports.
+const CURVES = [...VALIDATION_METRICS, "train_loss"];
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+// Long tick labels (12.34562k, 1.2e-9) widen the left margin instead of being cut.
+const YAXIS = { automargin: true };
 
 export async function render(root, params, signal) {
   // Each job once, in the order first given: #/compare?ids=3,3 is job 3.
   const ids = [...new Set((params.ids || "").split(",").map(Number)
     .filter((n) => Number.isInteger(n) && n > 0))];
+  // Every other parameter (`points=all`, the metric and baseline shown) is kept.
+  let shown = {};
   const go = (changes) => {
-    const query = { ids: ids.join(","), baseline: params.baseline, metric: params.metric,
-      ...changes };
+    const query = { ...params, ids: ids.join(","), ...shown, ...changes };
     location.hash = `#/compare?${Object.entries(query).filter(([, v]) => v)
       .map(([k, v]) => `${k}=${encodeURIComponent(v).replaceAll("%2C", ",")}`).join("&")}`;
   };
@@ -26,7 +28,7 @@ export async function render(root, params, signal) {
     "aria-label": "job ids" });
   root.append(el("h1", {}, "Compare"), el("form", { class: "filters", onsubmit: (event) => {
     event.preventDefault();
-    location.hash = `#/compare?ids=${encodeURIComponent(picker.value.replace(/\s+/g, ""))}`;
+    go({ ids: picker.value.replace(/\s+/g, ""), baseline: undefined });
   } }, picker, el("button", { type: "submit" }, "Compare")));
   if (ids.length === 0) {
     root.append(el("p", { class: "muted" }, "Pick jobs on the Jobs page, or type their ids."));
@@ -53,9 +55,11 @@ export async function render(root, params, signal) {
   // By default the validation metric most of the jobs have (on a tie, the first in
   // VALIDATION's order; sort is stable).
   const metric = choices.includes(params.metric) ? params.metric
-    : VALIDATION.filter((name) => count(name) > 0).sort((a, b) => count(b) - count(a))[0]
-      || "train_loss";
-  const baselineId = Number(params.baseline) || ok[0]?.id;
+    : VALIDATION_METRICS.filter((name) => count(name) > 0)
+      .sort((a, b) => count(b) - count(a))[0] || "train_loss";
+  const asked = Number(params.baseline);
+  const baselineId = ok.some((r) => r.id === asked) ? asked : ok[0]?.id;
+  shown = { metric, baseline: baselineId };
 
   for (const run of ok) {
     run.rounds = [];
@@ -81,16 +85,22 @@ export async function render(root, params, signal) {
   choices.map((name) => el("option", { value: name, selected: name === metric },
     `${name} (${count(name)} of ${ok.length} jobs)`)));
   const has = (run) => {
-    const evaluated = VALIDATION.filter((name) => run.names.has(name));
+    const evaluated = VALIDATION_METRICS.filter((name) => run.names.has(name));
     if (evaluated.length) return `has ${evaluated.join(", ")}`;
-    return run.records.length ? "not evaluated yet" : "no metrics yet";
+    const over = TERMINAL.has(run.job.status);
+    if (run.records.length) return over ? "never evaluated" : "not evaluated yet";
+    return over ? "no metrics" : "no metrics yet";
   };
   const missing = ok.filter((r) => r.metric.length === 0);
-  const note = missing.length === 0 ? null : el("p", { id: "compare-missing", class: "note",
-    role: "status", dataset: { jobs: missing.map((r) => r.id).join(",") } },
-  `No ${metric} to draw for `, missing.flatMap((r, i) => [i ? "; " : "",
-    el("a", { href: `#/jobs/${r.id}` }, label(r)), ` (${has(r)})`]),
-  choices.length > 1 ? ". Pick another metric above." : ".");
+  const otherWouldDraw = missing.some((r) => choices.some((c) => c !== metric && r.names.has(c)));
+  const unknown = params.metric && params.metric !== metric
+    ? `No job has ${params.metric}; showing ${metric}. ` : "";
+  const note = missing.length === 0 && !unknown ? null : el("p", { id: "compare-missing",
+    class: "note", role: "status", dataset: { jobs: missing.map((r) => r.id).join(",") } },
+  unknown, missing.length ? `No ${metric} to draw for ` : "",
+  missing.flatMap((r, i) => [i ? "; " : "", el("a", { href: `#/jobs/${r.id}` }, label(r)),
+    ` (${has(r)})`]),
+  missing.length ? (otherWouldDraw ? ". Pick another metric above." : ".") : "");
   const baseline = el("select", { name: "baseline", "aria-label": "baseline",
     onchange: () => go({ baseline: baseline.value }) },
   ok.map((r) => el("option", { value: r.id, selected: r.id === baselineId }, label(r))));
@@ -110,9 +120,10 @@ export async function render(root, params, signal) {
     el("div", { class: "charts two" }, byRound, byBytes)),
   section("Summary", el("label", {}, "baseline ", baseline), table));
   plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
-    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } } });
+    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } },
+      yaxis: YAXIS });
   plot(byBytes, ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
     { title: { text: `${metric} by bytes uploaded` },
-      xaxis: { title: { text: "bytes uploaded" }, type: "log" } });
+      xaxis: { title: { text: "bytes uploaded" }, type: "log" }, yaxis: YAXIS });
   root.dataset.ready = "true";
 }
