@@ -218,7 +218,7 @@ def wait_for_curves(page: Page, chart: str, expected: int) -> None:
 def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page: Page) -> None:
     token, client = new_user(stack, "metrics")
     digits = {
-        "name": "digits-short",
+        "name": "digits <i>short</i>",  # plotly's HTML subset: must be shown as written
         "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
         "model": {"cell": "gru", "hidden_size": 16},
         "distributed": {"workers": 2, "cpus_per_worker": 0.25},
@@ -238,6 +238,8 @@ def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page:
     for chart in ("#chart-compare-rounds", "#chart-compare-bytes"):
         wait_for_curves(page, chart, 2)
     expect(page.locator("select[name=metric]")).to_have_value("val_loss")
+    legend = page.locator("#chart-compare-rounds .legendtext").all_text_contents()
+    assert any(f"{classifier} digits <i>short</i>" in name for name in legend), legend
     missing = page.locator("#compare-missing")
     expect(missing).to_have_attribute("data-jobs", str(unevaluated))
     expect(missing).to_contain_text(f"{unevaluated} never-evaluated")

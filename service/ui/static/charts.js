@@ -53,9 +53,15 @@ export function plot(node, traces, layout) {
   return window.Plotly.react(node, traces, { ...LAYOUT, uirevision: "keep", ...layout }, CONFIG);
 }
 
+// Plotly reads trace names and hover text as its own HTML subset (<b>, <a href>,
+// <br>); a job name or a sweep parameter is the user's text, so it is shown as written.
+export function plainText(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
 export function line(name, xs, ys, extra = {}) {
   const { x, y } = downsample(xs, ys);
-  return { type: "scatter", mode: "lines", name, x, y, ...extra };
+  return { type: "scatter", mode: "lines", name: plainText(name), x, y, ...extra };
 }
 
 // Replicas × rounds: 1 where the coordinator used a replica's upload. Beyond

@@ -2,7 +2,7 @@
 // sweep's best trials (its Pareto front with several objectives) highlighted.
 // Redrawn when the live jobs feed reports a change.
 import { api, latestOnly, stream } from "../api.js";
-import { plot } from "../charts.js";
+import { plainText, plot } from "../charts.js";
 import { bytes, el, fmt, section, statusBadge } from "../dom.js";
 
 export async function render(root, params, signal) {
@@ -37,7 +37,7 @@ export async function render(root, params, signal) {
       `owner ${sweep.owner} · ${sweep.trials.length}/${sweep.spec.trials} trials · sampler `
       + `${sweep.spec.sampler} · objectives ${objectives.map((o) => `${o.direction} ${o.metric}`)
         .join(", ")}`));
-    const text = (p) => `trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`;
+    const text = (p) => plainText(`trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`);
     plot(chart, [
       { type: "scatter", mode: "markers", name: "trials", x: rest.map((p) => p.x),
         y: rest.map((p) => p.y), text: rest.map(text), marker: { color: "#8a94a6", size: 9 } },
