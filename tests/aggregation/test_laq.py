@@ -180,6 +180,9 @@ def digits_run(strategy: str) -> tuple[float, float]:
 def test_minibatch_laq_defaults_keep_dense_sgds_accuracy_with_a_quarter_of_the_bytes() -> None:
     # The default the rnn_comm table chose (8 bits, xi 0.1 on minibatches). This row is
     # one that 4 bits loses: 0.81 accuracy at xi 0.8, 0.74 at xi 0.1, against 0.90.
+    # Seed 0 holds under torch's AVX-512, AVX2 and scalar kernels alike (0.997-1.0 of
+    # dense); at other seeds the final can sit 2 points below dense after having
+    # reached it (docs/benchmarks.md, "The same seed on another CPU"), so the seed stays.
     dense_accuracy, dense_bytes = digits_run("dense")
     laq_accuracy, laq_bytes = digits_run("laq")
     assert laq_accuracy >= 0.99 * dense_accuracy, (laq_accuracy, dense_accuracy)
