@@ -133,11 +133,18 @@ def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def db_now(session: Session) -> datetime:
     """The database's clock (PostgreSQL), so that leases and their expiry are judged
     by one clock whichever host writes them; SQLite runs in this process, whose clock
-    is the database's."""
+    is the database's.
+
+    On SQLite the clock is read only once the session's transaction has begun, i.e.
+    holds the write lock (BEGIN IMMEDIATE runs on its first statement): a time read
+    before that could precede a commit this transaction then sees. A dispatcher's
+    claim stamped before it waited for the lock put a job's `running` event 60 ms
+    before the sweep controller's `queued` event of the same job."""
     if session.get_bind().dialect.name == "postgresql":
         value = session.scalar(text("SELECT clock_timestamp()"))
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
+    session.connection()  # begins the transaction (and takes the lock) if not yet begun
     return datetime.now(UTC)
 
 
