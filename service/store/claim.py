@@ -6,11 +6,23 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import String, Update, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    String,
+    Update,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from service.schemas.quota import QuotaDefaults
+from service.store.db import db_now
 from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
 from service.store.queue_order import next_candidate
 
@@ -29,11 +41,12 @@ class Claim:
     quota_defaults: QuotaDefaults | None = None
 
 
-def _claim_statement() -> Update:
+def _claim_statement(started: ColumnElement[datetime], expires: ColumnElement[datetime]) -> Update:
     """The claim as ONE statement: queued -> running with a fresh lease, for the job
     queue_order.next_candidate selects (SKIP LOCKED on PostgreSQL; on SQLite the
     UPDATE ... WHERE id = (SELECT ...) RETURNING runs under BEGIN IMMEDIATE).
-    WHERE status = 'queued' enforces the edge in SQL."""
+    WHERE status = 'queued' enforces the edge in SQL. `started` and `expires`: the
+    claim's time and its lease's end."""
     jobs = table_of(Job)
     return (
         update(jobs)
@@ -42,18 +55,32 @@ def _claim_statement() -> Update:
             status=JobStatus.RUNNING.value,
             attempt=jobs.c.attempt + 1,
             lease_token=bindparam("token", type_=String()),
-            lease_expires_at=bindparam("expires", type_=UtcDateTime()),
+            lease_expires_at=expires,
             dispatcher_id=bindparam("dispatcher_id", type_=String()),
-            started_at=func.coalesce(
-                jobs.c.started_at, bindparam("claim_now", type_=UtcDateTime())
-            ),
+            started_at=func.coalesce(jobs.c.started_at, started),
         )
         .returning(*jobs.c)
     )
 
 
-# Built once: composing this statement costs more than running it.
-_CLAIM = _claim_statement()
+def _clock_in_statement() -> Update:
+    """On PostgreSQL the claim reads the clock itself, once (a CTE), while it runs:
+    after the statement's snapshot, so its time follows every commit the claim saw.
+    A time read by an earlier statement can precede a job queued in between, which
+    this claim then starts: the job's `running` event would come before its
+    `queued` one (READ COMMITTED takes a snapshot per statement, so no earlier read
+    can fence that off)."""
+    clock = select(func.clock_timestamp().label("now")).cte("claim_clock")
+    now = select(clock.c.now).scalar_subquery()
+    expires = now + bindparam("lease", type_=Interval())
+    return _claim_statement(now, expires).add_cte(clock)
+
+
+# Built once: composing these statements costs more than running them.
+_CLAIM_AT = _claim_statement(
+    bindparam("claim_now", type_=UtcDateTime()), bindparam("expires", type_=UtcDateTime())
+)
+_CLAIM_WITH_CLOCK = _clock_in_statement()
 
 
 def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
@@ -73,26 +100,36 @@ def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
 UNLIMITED = 2**31 - 1
 
 
-def start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
-    """Claim a job and open its attempt; None when none is eligible. The claim is a
-    status change: only lifecycle.transition calls this (and appends the event)."""
+def start_attempt(
+    session: Session, claim: Claim, now: datetime | None
+) -> tuple[Job, datetime] | None:
+    """Claim a job and open its attempt: (the job, the claim's time), or None when
+    none is eligible. `now` None: the database's clock, read inside the claim on
+    PostgreSQL (see _clock_in_statement), under the write lock on SQLite (db_now).
+    The claim is a status change: only lifecycle.transition calls this (and appends
+    the event, stamped with the claim's time)."""
     token = secrets.token_hex(16)
-    expires = now + timedelta(seconds=claim.lease_seconds)
+    lease = timedelta(seconds=claim.lease_seconds)
+    params: dict[str, Any] = {
+        "free_cpus": claim.free_cpus,
+        "free_gpus": claim.free_gpus,
+        **_quota_params(claim.quota_defaults),
+        "token": token,
+        "dispatcher_id": claim.dispatcher_id,
+    }
+    if now is None and session.get_bind().dialect.name == "postgresql":
+        statement, params["lease"] = _CLAIM_WITH_CLOCK, lease
+    else:
+        now = now or db_now(session)
+        statement = _CLAIM_AT
+        params.update(claim_now=now, expires=now + lease)
     job: Job | None = session.scalars(
-        select(Job).from_statement(_CLAIM),
-        {
-            "free_cpus": claim.free_cpus,
-            "free_gpus": claim.free_gpus,
-            **_quota_params(claim.quota_defaults),
-            "token": token,
-            "expires": expires,
-            "dispatcher_id": claim.dispatcher_id,
-            "claim_now": now,
-        },
-        execution_options={"populate_existing": True},
+        select(Job).from_statement(statement), params, execution_options={"populate_existing": True}
     ).one_or_none()
     if job is None:
         return None
+    assert job.lease_expires_at is not None
+    now = job.lease_expires_at - lease  # the claim's time, whichever clock set it
     session.execute(
         insert(table_of(JobAttempt)),
         {
@@ -100,8 +137,8 @@ def start_attempt(session: Session, claim: Claim, now: datetime) -> Job | None:
             "number": job.attempt,
             "fencing_token": token,
             "dispatcher_id": claim.dispatcher_id,
-            "lease_expires_at": expires,
+            "lease_expires_at": job.lease_expires_at,
             "started_at": now,
         },
     )
-    return job
+    return job, now

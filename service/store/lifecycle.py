@@ -114,7 +114,6 @@ def transition(
     Entering queued NOTIFYs dispatchers, and any change but the submit the API's SSE feeds
     (PostgreSQL, delivered at commit; in the event's INSERT)."""
     to = JobStatus(to)
-    now = now or db_now(session)
     from_status: JobStatus | None
     if isinstance(job, Claim):
         if to is not JobStatus.RUNNING:
@@ -122,18 +121,20 @@ def transition(
         claimed = start_attempt(session, job, now)
         if claimed is None:
             return None
-        job, from_status = claimed, JobStatus.QUEUED
+        (job, now), from_status = claimed, JobStatus.QUEUED
         reason = reason or f"attempt {job.attempt} of {job.max_attempts}"
     elif inspect(job).transient:
         if to is not JobStatus.QUEUED:
             raise InvalidTransition(f"a new job starts queued, not {to}")
         job.status = to.value
-        job.created_at = now
+        job.created_at = now = now or db_now(session)
         insert_new(session, job, actor=actor, reason=reason)
         session.flush()
         return job
     else:
-        from_status = _check_and_leave(session, job, to, reason, expect_token, attempt_outcome, now)
+        from_status, now = _check_and_leave(
+            session, job, to, reason, expect_token, attempt_outcome, now
+        )
         job.status = to.value
     channels = [JOBS_CHANNEL, FEED_CHANNEL] if to is JobStatus.QUEUED else [FEED_CHANNEL]
     session.connection().execute(
@@ -182,12 +183,17 @@ def _check_and_leave(
     reason: str | None,
     expect_token: str | None,
     attempt_outcome: str | None,
-    now: datetime,
-) -> JobStatus:
+    now: datetime | None,
+) -> tuple[JobStatus, datetime]:
     """For a stored job: lock and re-read it, check the edge to `to`, and make the
     changes besides the status itself (attempt, lease, times, error); returns the
-    status it leaves."""
+    status it leaves and the change's time.
+
+    The clock is read once the row lock is held (`now` None): a time read before
+    waiting for the lock would precede the change of whoever held it (on PostgreSQL,
+    a user's cancel that waited for a claim would be stamped before `running`)."""
     session.refresh(job, with_for_update=True)
+    now = now or db_now(session)
     current = JobStatus(job.status)
     if expect_token is not None and expect_token != job.lease_token:
         raise StaleLease(f"job {job.id}: the lease token is not current (job is {current})")
@@ -209,7 +215,7 @@ def _check_and_leave(
         job.finished_at = now
     if to is JobStatus.FAILED:
         job.error = reason
-    return current
+    return current, now
 
 
 def _end_attempt(

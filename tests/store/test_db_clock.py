@@ -1,15 +1,25 @@
-"""The SQLite clock is read under the write lock, so an event's time never precedes a
-commit its transaction saw (on PostgreSQL the clock is the server's clock_timestamp())."""
+"""An event's time never precedes a commit its transaction saw: the SQLite clock is
+read under the write lock; on PostgreSQL the claim reads clock_timestamp() inside its
+UPDATE and a transition reads it once it holds the job's row lock."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime
 
 import pytest
+from sqlalchemy import Connection, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.store import lifecycle
+from service.store.attempts import claim_next
 from service.store.db import db_now, is_sqlite, transaction
+from service.store.models import Job, JobAttempt, JobEvent, JobStatus
+from tests.polling import wait_until
+from tests.store.conftest import MakeUser, Submit
 
 
 def test_sqlite_reads_the_clock_only_once_it_holds_the_write_lock(
@@ -29,3 +39,113 @@ def test_sqlite_reads_the_clock_only_once_it_holds_the_write_lock(
                 other.execute("BEGIN IMMEDIATE")  # no commit can come in between
         finally:
             other.close()
+
+
+# PostgreSQL: READ COMMITTED gives every statement its own snapshot, so a time read by
+# one statement can precede commits the next one sees. The clock must be read by (or
+# after) the statement that decides: the claim reads it inside its UPDATE, a
+# transition after it holds the row lock.
+
+
+def _events(factory: sessionmaker[Session], job_id: int) -> list[tuple[str, datetime]]:
+    with factory() as session:
+        rows = session.execute(
+            select(JobEvent.to_status, JobEvent.at)
+            .where(JobEvent.job_id == job_id)
+            .order_by(JobEvent.id)
+        ).all()
+    return [(status, at) for status, at in rows]
+
+
+def _on_next(connection: Connection, marker: str, action: Callable[[], None]) -> None:
+    """Run `action` once, just before `connection` sends a statement containing `marker`."""
+    fired: list[bool] = []
+
+    def before(_conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if marker in statement and not fired:
+            fired.append(True)
+            action()
+
+    event.listen(connection, "before_cursor_execute", before)
+
+
+def test_postgres_claim_is_stamped_after_the_queueing_it_claims(
+    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    if is_sqlite(db_url):
+        pytest.skip("SQLite: BEGIN IMMEDIATE orders whole transactions (test above)")
+    owner = make_user("u")
+    queued: list[int] = []
+    with transaction(session_factory) as session:
+        # The job is queued (and committed) after the claim began, just before its
+        # UPDATE is sent: the claim sees it and starts it.
+        _on_next(
+            session.connection(), "UPDATE jobs SET status", lambda: queued.append(submit(owner))
+        )
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+        )
+    assert claimed is not None and [claimed.job_id] == queued
+    (_, queued_at), (running, running_at) = _events(session_factory, claimed.job_id)
+    assert running == "running" and queued_at <= running_at
+    with session_factory() as session:
+        attempt = session.scalars(
+            select(JobAttempt).where(JobAttempt.job_id == claimed.job_id)
+        ).one()
+        job = session.get(Job, claimed.job_id)
+        assert job is not None
+        assert attempt.started_at == running_at == job.started_at  # one time for the claim
+
+
+def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
+    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    if is_sqlite(db_url):
+        pytest.skip("SQLite: BEGIN IMMEDIATE orders whole transactions (test above)")
+    job_id = submit(make_user("u"))
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+        )
+    assert claimed is not None
+    holding, failures = threading.Event(), []
+
+    def dispatcher_writes_while_the_cancel_waits() -> None:
+        try:
+            with transaction(session_factory) as other:
+                lifecycle.note(
+                    session=other, job_id=job_id, token=claimed.fencing_token,
+                    actor="dispatcher:d", reason="resumed from an older checkpoint",
+                )  # fmt: skip
+                holding.set()
+                wait_until(
+                    lambda: other.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND datname = current_database()"
+                        )
+                    ),
+                    timeout=10,
+                    what="the cancel to wait for the row lock",
+                )
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+            holding.set()
+
+    writer = threading.Thread(target=dispatcher_writes_while_the_cancel_waits)
+    with transaction(session_factory) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+
+        def start_writer() -> None:
+            writer.start()
+            assert holding.wait(10)
+
+        _on_next(session.connection(), "FOR UPDATE", start_writer)
+        lifecycle.transition(session=session, job=job, to=JobStatus.CANCELLING, actor="user:u")
+    writer.join(10)
+    assert not failures, failures
+    statuses = _events(session_factory, job_id)
+    assert [status for status, _ in statuses] == ["queued", "running", "running", "cancelling"]
+    (_, noted_at), (_, cancel_at) = statuses[2:]
+    assert noted_at <= cancel_at
