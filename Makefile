@@ -50,7 +50,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/lag_paper.py
-	$(PY) benchmarks/rnn_comm.py
+	$(PY) -m benchmarks.rnn_comm
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) benchmarks/service_overhead.py
 	$(PY) benchmarks/submit_latency.py

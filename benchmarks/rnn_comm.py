@@ -22,7 +22,7 @@ float rounding differs, and SGD at lr 1.0 on digits is chaotic enough that the s
 seed reaches or misses by 1 % depending on it (docs/benchmarks.md). So `--seed 0,1,2`
 runs each row over several seeds and ends with how many reached, per row.
 
-    nice -n 15 .venv/bin/python benchmarks/rnn_comm.py \\
+    nice -n 15 .venv/bin/python -m benchmarks.rnn_comm \\
         [--tasks digits,char_lm] [--workers 4,8] [--hidden 32,128,512] [--rules cada2,lasg,laq]
         [--seed 0,1,2] [--xi X] [--max-staleness N] [--bits B]  (override the spec defaults)
 """
@@ -37,13 +37,19 @@ from typing import Any
 
 import torch
 
+from benchmarks.comm_goals import (
+    BYTES_GOAL,
+    DEFAULT_RULE,
+    UPLOAD_GOAL,
+    Outcome,
+    bytes_verdict,
+    uploads_verdict,
+)
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
 from workers.training.runner import run_reference
 
 TARGET_SLACK = 0.01
-UPLOAD_GOAL = 0.5
-BYTES_GOAL = 0.35
 
 
 @dataclass(frozen=True)
@@ -183,17 +189,23 @@ def first_reaching(run: Run, target: float, higher: bool) -> tuple[int, int, int
     return None
 
 
-def compare(scenario: Scenario, lazy: Run, twin: Run) -> tuple[str, float | None, float | None]:
+def compare(scenario: Scenario, rule: str, lazy: Run, twin: Run) -> tuple[str, Outcome]:
     higher = scenario.higher_is_better
     target = twin.final * ((1 - TARGET_SLACK) if higher else (1 + TARGET_SLACK))
     twin_hit = first_reaching(twin, target, higher)
     hit = first_reaching(lazy, target, higher)
     assert twin_hit is not None  # a run meets its own final metric
+    outcome = Outcome(
+        rule=rule,
+        final=lazy.final,
+        target=target,
+        upload_ratio=None if hit is None else hit[1] / twin_hit[1],
+        byte_ratio=None if hit is None else hit[2] / twin_hit[2],
+        skipped=1 - lazy.history[-1][2] / twin.history[-1][2],
+    )
     if hit is None:
-        return f"missed: final {lazy.final:.4f} vs target {target:.4f}", None, None
-    upload_ratio = hit[1] / twin_hit[1]
-    byte_ratio = hit[2] / twin_hit[2]
-    return f"reached at round {hit[0]}", upload_ratio, byte_ratio
+        return f"missed: final {lazy.final:.4f} vs target {target:.4f}", outcome
+    return f"reached at round {hit[0]}", outcome
 
 
 def lazy_setup(pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
@@ -229,7 +241,8 @@ def main() -> None:
         f"{'final':>8} {'uploads/twin':>12} {'bytes/twin':>10}  outcome"
     )
     rows: list[str] = []
-    outcomes: dict[str, list[tuple[float, float] | None]] = {}
+    verdicts: list[str] = []
+    outcomes: dict[str, list[Outcome]] = {}
     seeds = [int(seed) for seed in args.seed.split(",")]
     print(f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}")
     for name in args.tasks.split(","):
@@ -242,6 +255,7 @@ def main() -> None:
             seeds,
         ):
             twins: dict[str, Run] = {}
+            row_outcomes: list[Outcome] = []
             for key in args.rules.split(","):
                 pair = PAIRS[key]
                 twin_key = repr(pair.twin)
@@ -253,12 +267,12 @@ def main() -> None:
                 twin = twins[twin_key]
                 lazy_spec = make_spec(scenario, lazy_setup(pair, args), **shape)
                 lazy = train(lazy_spec, scenario.metric)
-                outcome, uploads, nbytes = compare(scenario, lazy, twin)
+                outcome, result = compare(scenario, pair.lazy_label, lazy, twin)
+                row_outcomes.append(result)
+                uploads, nbytes = result.upload_ratio, result.byte_ratio
                 agg = lazy_spec.aggregation
                 label = f"{name:<8} {workers:>2} {hidden:>6} {pair.lazy_label:<9}"
-                outcomes.setdefault(label, []).append(
-                    None if uploads is None or nbytes is None else (uploads, nbytes)
-                )
+                outcomes.setdefault(label, []).append(result)
                 row = (
                     f"{label} {seed:>4} {twin.final:>10.4f} {lazy.final:>8.4f} "
                     f"{'-' if uploads is None else f'{uploads:.3f}':>12} "
@@ -269,20 +283,32 @@ def main() -> None:
                 )
                 rows.append(row)
                 print(row, flush=True)
+            default = [o for o in row_outcomes if o.rule == DEFAULT_RULE]
+            shape_label = f"{name:<8} {workers:>2} {hidden:>6} {seed:>4}"
+            verdicts.append(
+                f"{shape_label}  uploads goal {uploads_verdict(default[0] if default else None)}"
+                f"\n{'':<{len(shape_label)}}  bytes goal   {bytes_verdict(row_outcomes)}"
+            )
     print(
         f"\nmetric: val_accuracy (digits, higher is better), val_perplexity (char_lm, "
-        f"lower); target = twin's final within {TARGET_SLACK:.0%}; goals: CADA2 uploads "
-        f"<= {UPLOAD_GOAL}x, best bytes <= {BYTES_GOAL}x\n"
+        f"lower); target = twin's final within {TARGET_SLACK:.0%}\n"
     )
     print(header)
     print("-" * len(header))
     print("\n".join(rows))
+    print(
+        f"\ngoals per row (task, M, hidden, seed): {DEFAULT_RULE} <= {UPLOAD_GOAL}x its "
+        f"twin's uploads, best rule <= {BYTES_GOAL}x its twin's bytes, both at the twin's "
+        f"final metric within {TARGET_SLACK:.0%}"
+    )
+    print("\n".join(verdicts))
     if len(seeds) > 1:
         print(f"\nover seeds {args.seed}: reached / seeds, uploads/twin and bytes/twin ranges")
         for label, results in outcomes.items():
-            hits = [result for result in results if result is not None]
+            hits = [(r.upload_ratio, r.byte_ratio) for r in results if r.reached]
             spans = "".join(
-                f"  {min(r[i] for r in hits):.3f}-{max(r[i] for r in hits):.3f}" for i in (0, 1)
+                f"  {min(h[i] or 0 for h in hits):.3f}-{max(h[i] or 0 for h in hits):.3f}"
+                for i in (0, 1)
             )
             print(f"{label} {len(hits)}/{len(results)}{spans if hits else ''}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s wall, {time.process_time():.0f} s cpu")
