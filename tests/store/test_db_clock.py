@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, event, select, text
@@ -88,13 +88,28 @@ def test_postgres_claim_is_stamped_after_the_queueing_it_claims(
     assert claimed is not None and [claimed.job_id] == queued
     (_, queued_at), (running, running_at) = _events(session_factory, claimed.job_id)
     assert running == "running" and queued_at <= running_at
+
+
+def test_a_claim_has_one_time(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """The job's start, its attempt's, its running event's and its lease's are one
+    clock reading (on PostgreSQL read inside the claim and taken back from the lease)."""
+    job_id = submit(make_user("u"))
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=12.5, free_cpus=99, free_gpus=0
+        )
+    assert claimed is not None
+    (_, queued_at), (_, running_at) = _events(session_factory, job_id)
     with session_factory() as session:
-        attempt = session.scalars(
-            select(JobAttempt).where(JobAttempt.job_id == claimed.job_id)
-        ).one()
-        job = session.get(Job, claimed.job_id)
+        attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)).one()
+        job = session.get(Job, job_id)
         assert job is not None
-        assert attempt.started_at == running_at == job.started_at  # one time for the claim
+    assert attempt.started_at == running_at == job.started_at
+    assert job.lease_expires_at == attempt.lease_expires_at == claimed.lease_expires_at
+    assert claimed.lease_expires_at - running_at == timedelta(seconds=12.5)
+    assert queued_at <= running_at
 
 
 def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
