@@ -64,5 +64,7 @@ def bytes_verdict(outcomes: list[Outcome]) -> str:
         return "missed: no rule reached parity (" + "; ".join(map(_lost, outcomes)) + ")"
     best = min(reached, key=lambda o: o.byte_ratio or 0.0)
     assert best.byte_ratio is not None
-    verdict = "met" if best.byte_ratio <= BYTES_GOAL else "missed"
-    return f"{verdict}: best {best.rule} {best.byte_ratio:.3f}x"
+    if best.byte_ratio <= BYTES_GOAL:
+        return f"met: best {best.rule} {best.byte_ratio:.3f}x"
+    lost = [_lost(o) for o in outcomes if not o.reached]
+    return f"missed: best {best.rule} {best.byte_ratio:.3f}x" + "".join(f"; {x}" for x in lost)
