@@ -19,11 +19,16 @@ def requeue_expired(
 ) -> list[int]:
     """End every attempt whose lease expired (outcome 'lost'): running jobs go back to
     queued, or to failed once they have used max_attempts; cancelling jobs become
-    cancelled. Returns the ids of the jobs it changed."""
-    now = now or db_now(session)
+    cancelled. Returns the ids of the jobs it changed. `now`: the time to judge and
+    stamp by (tests); None: the database's clock, and each change is stamped by
+    lifecycle.transition once it holds the job (a change committed after the clock
+    was read for the judgement, e.g. a dispatcher's note, comes before it)."""
     expired = session.scalars(
         select(Job)
-        .where(Job.status.in_([s.value for s in ACTIVE]), Job.lease_expires_at < now)
+        .where(
+            Job.status.in_([s.value for s in ACTIVE]),
+            Job.lease_expires_at < (now or db_now(session)),
+        )
         .order_by(Job.id)
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)

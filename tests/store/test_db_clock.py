@@ -1,6 +1,6 @@
 """An event's time never precedes a commit its transaction saw: the SQLite clock is
 read under the write lock; on PostgreSQL the claim reads clock_timestamp() inside its
-UPDATE and a transition reads it once it holds the job's row lock."""
+UPDATE, a transition reads it once it holds the job's row lock (the reaper's too)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, event, select, text
+from sqlalchemy import Connection, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.store import lifecycle
-from service.store.attempts import claim_next
+from service.store.attempts import claim_next, requeue_expired
 from service.store.db import db_now, is_sqlite, transaction
 from service.store.models import Job, JobAttempt, JobEvent, JobStatus
 from tests.polling import wait_until
@@ -164,3 +164,38 @@ def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
     assert [status for status, _ in statuses] == ["queued", "running", "running", "cancelling"]
     (_, noted_at), (_, cancel_at) = statuses[2:]
     assert noted_at <= cancel_at
+
+
+def test_postgres_reaper_stamps_after_a_change_made_while_it_judged(
+    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    if is_sqlite(db_url):
+        pytest.skip("SQLite: BEGIN IMMEDIATE orders whole transactions (first test)")
+    job_id = submit(make_user("u"))
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
+        )
+        assert claimed is not None
+        session.execute(  # its dispatcher stopped beating a while ago
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_expires_at=func.clock_timestamp() - timedelta(minutes=1))
+        )
+
+    def dispatcher_notes() -> None:
+        with transaction(session_factory) as other:
+            lifecycle.note(
+                session=other, job_id=job_id, token=claimed.fencing_token,
+                actor="dispatcher:d", reason="resumed from an older checkpoint",
+            )  # fmt: skip
+
+    with transaction(session_factory) as session:
+        # The reaper has read the clock to judge the leases; the note commits before
+        # its SELECT ... FOR UPDATE SKIP LOCKED is sent.
+        _on_next(session.connection(), "SKIP LOCKED", dispatcher_notes)
+        assert requeue_expired(session=session) == [job_id]
+    events = _events(session_factory, job_id)
+    assert [status for status, _ in events] == ["queued", "running", "running", "queued"]
+    (_, noted_at), (_, requeued_at) = events[2:]
+    assert noted_at <= requeued_at
