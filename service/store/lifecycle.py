@@ -190,8 +190,9 @@ def _check_and_leave(
     status it leaves and the change's time.
 
     The clock is read once the row lock is held (`now` None): a time read before
-    waiting for the lock would precede the change of whoever held it (on PostgreSQL,
-    a user's cancel that waited for a claim would be stamped before `running`)."""
+    waiting for the lock would precede the change of whoever held it (on PostgreSQL;
+    SQLite's BEGIN IMMEDIATE already orders whole transactions). Callers that lock
+    the row first (request_cancel, lease_holder) are safe either way."""
     session.refresh(job, with_for_update=True)
     now = now or db_now(session)
     current = JobStatus(job.status)
