@@ -44,8 +44,9 @@ from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.migrate import upgrade
 from workers.dataplane import GangGroup, RendezvousHost
 from workers.round_exchange import DriverExchange, largest_upload, serve_rounds
-from workers.training.coordinator import Coordinator, RoundPlan
+from workers.training.coordinator import Coordinator
 from workers.training.replica import Replica, ReplicaReply
+from workers.training.rounds import RoundPlan
 from workers.training.tasks.registry import build_task
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

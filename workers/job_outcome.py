@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from service.store import metrics
 from service.store.models import Job
 from workers.ray_job import JobEvent, RecordEvent
-from workers.training.coordinator import Diverged
+from workers.training.rounds import Diverged
 
 
 @dataclass

@@ -32,8 +32,8 @@ from workers.dataplane import (
     encode,
     vector_of,
 )
-from workers.training.coordinator import RoundPlan
 from workers.training.replica import Replica, ReplicaReply
+from workers.training.rounds import RoundPlan
 
 # How often the driver looks at the replicas' Ray calls while a wait lasts, and how
 # long it gives Ray to report a replica's death once the group has failed.

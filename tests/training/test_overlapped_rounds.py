@@ -15,9 +15,10 @@ import torch
 
 from service.schemas.resolved import ResolvedSpec
 from tests.training.task_helpers import CADA2_MINIBATCH, linreg_spec
-from workers.training.coordinator import Coordinator, RoundPlan
+from workers.training.coordinator import Coordinator
 from workers.training.loop import InSequence, RoundDone, run_rounds
 from workers.training.replica import Replica, ReplicaReply
+from workers.training.rounds import RoundPlan
 
 F64 = torch.float64
 

@@ -14,8 +14,9 @@ from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
 from tests.training.task_helpers import CADA2_MINIBATCH
 from tests.training.task_helpers import linreg_spec as linreg
-from workers.training.coordinator import Coordinator, Diverged
+from workers.training.coordinator import Coordinator
 from workers.training.replica import Replica
+from workers.training.rounds import Diverged
 from workers.training.runner import run_reference
 from workers.training.tasks import registry
 from workers.training.tasks.base import Batch

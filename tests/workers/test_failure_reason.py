@@ -9,7 +9,7 @@ import pickle
 from ray import exceptions as rex
 
 from workers.job_outcome import divergence, failure_reason
-from workers.training.coordinator import Diverged
+from workers.training.rounds import Diverged
 
 ANSI_TRACE = (
     "\x1b[36mray::JobDriver.run()\x1b[39m (pid=24084, ip=192.0.2.2)\n"

@@ -39,34 +39,11 @@ from workers.training.flat import all_finite, flat_params, load_flat, read_only_
 from workers.training.optim import OptimizerState, optimizer_step, preconditioner
 from workers.training.precision import forward_precision, storage_dtype
 from workers.training.replica import ReplicaReply
+from workers.training.rounds import Diverged, RoundPlan
 from workers.training.tasks.base import DatasetResolver, RoundMetrics, Task
 from workers.training.tasks.registry import build_task
 
 COUNTERS = ("uploads_total", "forced_total", "grad_evals_total", "samples_total", "bytes_up_total")
-
-
-class Diverged(RuntimeError):
-    """The loss or the parameters became NaN/inf at `round`."""
-
-    def __init__(self, round_: int) -> None:
-        super().__init__(f"training diverged at round {round_} (non-finite loss or parameters)")
-        self.round = round_
-
-    def __reduce__(self) -> tuple[type[Diverged], tuple[int]]:
-        # Ray pickles it across processes; the default would call Diverged(message).
-        return Diverged, (self.round,)
-
-
-@dataclass(frozen=True)
-class RoundPlan:
-    """Call `replicas[r].step(round, params, rhs)` for every r in `ranks`. `params`
-    is a read-only view of the coordinator's θᵏ; `rhs` is NaN where the rule reads no
-    threshold (CoordinatorRule.reads_threshold)."""
-
-    round: int
-    ranks: tuple[int, ...]
-    params: np.ndarray
-    rhs: float
 
 
 @dataclass

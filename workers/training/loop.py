@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from workers.training.checkpoint import assemble
-from workers.training.coordinator import Coordinator, RoundPlan
+from workers.training.coordinator import Coordinator
 from workers.training.replica import ReplicaReply
+from workers.training.rounds import RoundPlan
 
 # Runs the plan's replicas for one round and returns their replies.
 StepReplicas = Callable[[RoundPlan], Sequence[ReplicaReply]]

@@ -16,11 +16,12 @@ import torch
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
 from workers.training.checkpoint import assemble, restore
-from workers.training.coordinator import Coordinator, Diverged
+from workers.training.coordinator import Coordinator
 from workers.training.flat import to_numpy
 from workers.training.loop import InSequence, run_rounds
 from workers.training.precision import storage_dtype
 from workers.training.replica import Replica
+from workers.training.rounds import Diverged
 from workers.training.tasks.base import DatasetResolver
 from workers.training.tasks.registry import build_task
 
