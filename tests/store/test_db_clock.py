@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.store import lifecycle
-from service.store.attempts import claim_next, requeue_expired
+from service.store.attempts import ClaimedJob, claim_next, requeue_expired
 from service.store.db import db_now, is_sqlite, transaction
 from service.store.models import Job, JobAttempt, JobEvent, JobStatus
 from tests.polling import wait_until
@@ -69,6 +69,25 @@ def _on_next(connection: Connection, marker: str, action: Callable[[], None]) ->
     event.listen(connection, "before_cursor_execute", before)
 
 
+def _claim(factory: sessionmaker[Session], job_id: int, lease_seconds: float = 60) -> ClaimedJob:
+    with transaction(factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=lease_seconds, free_cpus=99,
+            free_gpus=0,
+        )  # fmt: skip
+    assert claimed is not None and claimed.job_id == job_id
+    return claimed
+
+
+def _note(factory: sessionmaker[Session], claimed: ClaimedJob) -> None:
+    """The dispatcher appends an event (a note: from = to = running) and commits."""
+    with transaction(factory) as session:
+        lifecycle.note(
+            session=session, job_id=claimed.job_id, token=claimed.fencing_token,
+            actor="dispatcher:d", reason="resumed from an older checkpoint",
+        )  # fmt: skip
+
+
 def test_postgres_claim_is_stamped_after_the_queueing_it_claims(
     db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
@@ -96,11 +115,7 @@ def test_a_claim_has_one_time(
     """The job's start, its attempt's, its running event's and its lease's are one
     clock reading (on PostgreSQL read inside the claim and taken back from the lease)."""
     job_id = submit(make_user("u"))
-    with transaction(session_factory) as session:
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=12.5, free_cpus=99, free_gpus=0
-        )
-    assert claimed is not None
+    claimed = _claim(session_factory, job_id, lease_seconds=12.5)
     (_, queued_at), (_, running_at) = _events(session_factory, job_id)
     with session_factory() as session:
         attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)).one()
@@ -112,17 +127,22 @@ def test_a_claim_has_one_time(
     assert queued_at <= running_at
 
 
-def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
+@pytest.fixture
+def postgres_running(
     db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
-) -> None:
+) -> ClaimedJob:
+    """A running job's claim, on PostgreSQL (SQLite's BEGIN IMMEDIATE orders whole
+    transactions: nothing can commit between its clock and its statements)."""
     if is_sqlite(db_url):
-        pytest.skip("SQLite: BEGIN IMMEDIATE orders whole transactions (test above)")
+        pytest.skip("SQLite orders whole transactions (first test)")
     job_id = submit(make_user("u"))
-    with transaction(session_factory) as session:
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
-        )
-    assert claimed is not None
+    return _claim(session_factory, job_id)
+
+
+def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
+    session_factory: sessionmaker[Session], postgres_running: ClaimedJob
+) -> None:
+    claimed, job_id = postgres_running, postgres_running.job_id
     holding, failures = threading.Event(), []
 
     def dispatcher_writes_while_the_cancel_waits() -> None:
@@ -167,33 +187,20 @@ def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
 
 
 def test_postgres_reaper_stamps_after_a_change_made_while_it_judged(
-    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+    session_factory: sessionmaker[Session], postgres_running: ClaimedJob
 ) -> None:
-    if is_sqlite(db_url):
-        pytest.skip("SQLite: BEGIN IMMEDIATE orders whole transactions (first test)")
-    job_id = submit(make_user("u"))
+    claimed, job_id = postgres_running, postgres_running.job_id
     with transaction(session_factory) as session:
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=99, free_gpus=0
-        )
-        assert claimed is not None
         session.execute(  # its dispatcher stopped beating a while ago
             update(Job)
             .where(Job.id == job_id)
             .values(lease_expires_at=func.clock_timestamp() - timedelta(minutes=1))
         )
 
-    def dispatcher_notes() -> None:
-        with transaction(session_factory) as other:
-            lifecycle.note(
-                session=other, job_id=job_id, token=claimed.fencing_token,
-                actor="dispatcher:d", reason="resumed from an older checkpoint",
-            )  # fmt: skip
-
     with transaction(session_factory) as session:
         # The reaper has read the clock to judge the leases; the note commits before
         # its SELECT ... FOR UPDATE SKIP LOCKED is sent.
-        _on_next(session.connection(), "SKIP LOCKED", dispatcher_notes)
+        _on_next(session.connection(), "SKIP LOCKED", lambda: _note(session_factory, claimed))
         assert requeue_expired(session=session) == [job_id]
     events = _events(session_factory, job_id)
     assert [status for status, _ in events] == ["queued", "running", "running", "queued"]
