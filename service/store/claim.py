@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Interval,
     String,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -72,8 +74,13 @@ def _clock_in_statement() -> Update:
     can fence that off)."""
     clock = select(func.clock_timestamp().label("now")).cte("claim_clock")
     now = select(clock.c.now).scalar_subquery()
-    expires = now + bindparam("lease", type_=Interval())
-    return _claim_statement(now, expires).add_cte(clock)
+    # The lease as microseconds, not an interval: psycopg sends a timedelta of a day
+    # or more as days, and PostgreSQL adds days by the session's calendar (23 or 25 h
+    # across a daylight-saving change); microseconds add exactly, in any time zone.
+    lease = bindparam("lease_us", type_=BigInteger()) * literal_column(
+        "interval '1 microsecond'", Interval()
+    )
+    return _claim_statement(now, now + lease).add_cte(clock)
 
 
 # Built once: composing these statements costs more than running them.
@@ -118,7 +125,7 @@ def start_attempt(
         "dispatcher_id": claim.dispatcher_id,
     }
     if now is None and session.get_bind().dialect.name == "postgresql":
-        statement, params["lease"] = _CLAIM_WITH_CLOCK, lease
+        statement, params["lease_us"] = _CLAIM_WITH_CLOCK, lease // timedelta(microseconds=1)
     else:
         now = now or db_now(session)
         statement = _CLAIM_AT

@@ -109,13 +109,27 @@ def test_postgres_claim_is_stamped_after_the_queueing_it_claims(
     assert running == "running" and queued_at <= running_at
 
 
+# A lease over a daylight-saving change (US, 14 March 2027) when the claim is made
+# before it: as days, PostgreSQL would add calendar days in the session's zone.
+LONG_LEASE = timedelta(days=140, seconds=12.5)
+
+
 def test_a_claim_has_one_time(
-    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
-    """The job's start, its attempt's, its running event's and its lease's are one
-    clock reading (on PostgreSQL read inside the claim and taken back from the lease)."""
+    """The job's start, its attempt's and its running event's are one time, and the
+    lease ends exactly `lease_seconds` after it, whatever the session's time zone
+    (on PostgreSQL the claim reads the clock itself and the time is taken back from
+    the lease's end, so that must be exact)."""
     job_id = submit(make_user("u"))
-    claimed = _claim(session_factory, job_id, lease_seconds=12.5)
+    with transaction(session_factory) as session:
+        if not is_sqlite(db_url):
+            session.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=LONG_LEASE.total_seconds(),
+            free_cpus=99, free_gpus=0,
+        )  # fmt: skip
+    assert claimed is not None
     (_, queued_at), (_, running_at) = _events(session_factory, job_id)
     with session_factory() as session:
         attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)).one()
@@ -123,7 +137,7 @@ def test_a_claim_has_one_time(
         assert job is not None
     assert attempt.started_at == running_at == job.started_at
     assert job.lease_expires_at == attempt.lease_expires_at == claimed.lease_expires_at
-    assert claimed.lease_expires_at - running_at == timedelta(seconds=12.5)
+    assert claimed.lease_expires_at - running_at == LONG_LEASE
     assert queued_at <= running_at
 
 
@@ -168,17 +182,21 @@ def test_postgres_transition_is_stamped_after_the_lock_it_waited_for(
             holding.set()
 
     writer = threading.Thread(target=dispatcher_writes_while_the_cancel_waits)
-    with transaction(session_factory) as session:
-        job = session.get(Job, job_id)
-        assert job is not None
+    try:
+        with transaction(session_factory) as session:
+            job = session.get(Job, job_id)
+            assert job is not None
 
-        def start_writer() -> None:
-            writer.start()
-            assert holding.wait(10)
+            def start_writer() -> None:
+                writer.start()
+                assert holding.wait(10)
 
-        _on_next(session.connection(), "FOR UPDATE", start_writer)
-        lifecycle.transition(session=session, job=job, to=JobStatus.CANCELLING, actor="user:u")
-    writer.join(10)
+            _on_next(session.connection(), "FOR UPDATE", start_writer)
+            lifecycle.transition(session=session, job=job, to=JobStatus.CANCELLING, actor="user:u")
+    finally:
+        if writer.ident is not None:  # started: never leave it holding the row lock
+            writer.join(15)
+    assert writer.ident is not None and not writer.is_alive(), "the hook never ran the writer"
     assert not failures, failures
     statuses = _events(session_factory, job_id)
     assert [status for status, _ in statuses] == ["queued", "running", "running", "cancelling"]
