@@ -128,7 +128,7 @@ def heartbeat(
     A running job past its owner's max_job_hours (their own, else
     `default_max_job_hours`, else the built-in default) is asked to stop here: the
     reply says cancel, and acknowledge_cancel ends it failed ("time limit ...")."""
-    now = now or db_now(session)
+    given_now, now = now, now or db_now(session)
     expires = now + timedelta(seconds=lease_seconds)
     jobs = table_of(Job)
     values: dict[str, Any] = {"lease_expires_at": expires}
@@ -163,7 +163,7 @@ def heartbeat(
             job = lease_holder(session=session, job_id=job_id, token=token)
             lifecycle.transition(
                 session=session, job=job, to=JobStatus.CANCELLING, actor="time-limit",
-                reason=over, now=now,
+                reason=over, now=given_now,  # None: stamped once it holds the lock
             )
             current_status = JobStatus.CANCELLING
     return HeartbeatReply(
