@@ -3,7 +3,8 @@ reason the run itself shows.
 
 - uploads: the default lazy rule (CADA2) reaches its dense twin's final metric within
   1 % with <= 0.5x the twin's uploads to that point;
-- bytes: the best of CADA2 / LASG-WK2 / LAQ does so with <= 0.35x the twin's bytes.
+- bytes: the best of the lazy rules run (CADA2 / LASG-WK2 / LAQ by default) does so
+  with <= 0.35x the twin's bytes.
 
 A rule misses either because it never came within 1 % of the twin (it lost accuracy:
 the final metric against the target says by how much) or because it came within 1 %
@@ -67,4 +68,7 @@ def bytes_verdict(outcomes: list[Outcome]) -> str:
     if best.byte_ratio <= BYTES_GOAL:
         return f"met: best {best.rule} {best.byte_ratio:.3f}x"
     lost = [_lost(o) for o in outcomes if not o.reached]
-    return f"missed: best {best.rule} {best.byte_ratio:.3f}x" + "".join(f"; {x}" for x in lost)
+    return (
+        f"missed: best {best.rule} {best.byte_ratio:.3f}x, having skipped {best.skipped:.0%} "
+        "of worker-rounds" + "".join(f"; {x}" for x in lost)
+    )

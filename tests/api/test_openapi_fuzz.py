@@ -62,8 +62,8 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(
             "(/events|/v1/feeds/jobs)$",
             "--request-timeout",
             "30",
-            # One client. Two overlapped server and client on 2 cores (a few seconds
-            # saved), but hypothesis then parses lambda sources (ast.parse) in two
+            # One client. Two overlapped server and client on 2 cores (about 10 s a
+            # database saved), but hypothesis then parses lambda sources (ast.parse) in two
             # threads at once, which CPython 3.11 can fail with "SystemError: AST
             # constructor recursion depth mismatch" (python/cpython#106905): a
             # fresh-clone CI run failed so, inside schemathesis, not the server.
