@@ -305,10 +305,13 @@ def main() -> None:
     if len(seeds) > 1:
         print(f"\nover seeds {args.seed}: reached / seeds, uploads/twin and bytes/twin ranges")
         for label, results in outcomes.items():
-            hits = [(r.upload_ratio, r.byte_ratio) for r in results if r.reached]
+            hits = [
+                (r.upload_ratio, r.byte_ratio)
+                for r in results
+                if r.upload_ratio is not None and r.byte_ratio is not None
+            ]
             spans = "".join(
-                f"  {min(h[i] or 0 for h in hits):.3f}-{max(h[i] or 0 for h in hits):.3f}"
-                for i in (0, 1)
+                f"  {min(ratios):.3f}-{max(ratios):.3f}" for ratios in zip(*hits, strict=True)
             )
             print(f"{label} {len(hits)}/{len(results)}{spans if hits else ''}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s wall, {time.process_time():.0f} s cpu")

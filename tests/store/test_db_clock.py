@@ -69,8 +69,24 @@ def _on_next(connection: Connection, marker: str, action: Callable[[], None]) ->
     event.listen(connection, "before_cursor_execute", before)
 
 
-def _claim(factory: sessionmaker[Session], job_id: int, lease_seconds: float = 60) -> ClaimedJob:
+@pytest.fixture
+def postgres(db_url: str) -> None:
+    """PostgreSQL only: on SQLite BEGIN IMMEDIATE orders whole transactions, so nothing
+    can commit between a transaction's clock and its statements (first test)."""
+    if is_sqlite(db_url):
+        pytest.skip("SQLite orders whole transactions (BEGIN IMMEDIATE)")
+
+
+def _claim(
+    factory: sessionmaker[Session],
+    job_id: int,
+    lease_seconds: float = 60,
+    time_zone: str | None = None,
+) -> ClaimedJob:
+    """Claim `job_id` and commit; `time_zone`: the PostgreSQL session's, for the claim."""
     with transaction(factory) as session:
+        if time_zone is not None and session.get_bind().dialect.name == "postgresql":
+            session.execute(text(f"SET LOCAL TIME ZONE '{time_zone}'"))
         claimed = claim_next(
             session=session, dispatcher_id="d", lease_seconds=lease_seconds, free_cpus=99,
             free_gpus=0,
@@ -88,11 +104,10 @@ def _note(factory: sessionmaker[Session], claimed: ClaimedJob) -> None:
         )  # fmt: skip
 
 
+@pytest.mark.usefixtures("postgres")
 def test_postgres_claim_is_stamped_after_the_queueing_it_claims(
-    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
-    if is_sqlite(db_url):
-        pytest.skip("SQLite: BEGIN IMMEDIATE orders whole transactions (test above)")
     owner = make_user("u")
     queued: list[int] = []
     with transaction(session_factory) as session:
@@ -115,21 +130,16 @@ LONG_LEASE = timedelta(days=140, seconds=12.5)
 
 
 def test_a_claim_has_one_time(
-    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
     """The job's start, its attempt's and its running event's are one time, and the
     lease ends exactly `lease_seconds` after it, whatever the session's time zone
     (on PostgreSQL the claim reads the clock itself and the time is taken back from
     the lease's end, so that must be exact)."""
     job_id = submit(make_user("u"))
-    with transaction(session_factory) as session:
-        if not is_sqlite(db_url):
-            session.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=LONG_LEASE.total_seconds(),
-            free_cpus=99, free_gpus=0,
-        )  # fmt: skip
-    assert claimed is not None
+    claimed = _claim(
+        session_factory, job_id, LONG_LEASE.total_seconds(), time_zone="America/New_York"
+    )
     (_, queued_at), (_, running_at) = _events(session_factory, job_id)
     with session_factory() as session:
         attempt = session.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id)).one()
@@ -143,12 +153,9 @@ def test_a_claim_has_one_time(
 
 @pytest.fixture
 def postgres_running(
-    db_url: str, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+    postgres: None, session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> ClaimedJob:
-    """A running job's claim, on PostgreSQL (SQLite's BEGIN IMMEDIATE orders whole
-    transactions: nothing can commit between its clock and its statements)."""
-    if is_sqlite(db_url):
-        pytest.skip("SQLite orders whole transactions (first test)")
+    """A running job's claim, on PostgreSQL."""
     job_id = submit(make_user("u"))
     return _claim(session_factory, job_id)
 
