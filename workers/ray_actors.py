@@ -133,6 +133,10 @@ class ReplicaHost:
     def dataplane_stats(self) -> dict[str, int]:
         return self._group().stats()
 
+    def evaluations_ahead(self) -> int:
+        """Gradients this replica computed before their round's θ arrived and used."""
+        return self.replica.evaluations_ahead
+
     def _group(self) -> GangGroup:
         if self.group is None:
             raise RuntimeError("this replica has not joined its job's group")

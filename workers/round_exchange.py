@@ -63,9 +63,10 @@ def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dty
     theta = WireArray(np.dtype(str(dtype).removeprefix("torch.")).str, (size,))
     inbox = torch.empty(CONTROL_BYTES + theta.nbytes, dtype=torch.uint8)
     served = 0
+    receive = group.recv(inbox, 0)
     while True:
         # The driver may evaluate or write a checkpoint between two rounds.
-        group.recv(inbox, 0).wait(UNBOUNDED)
+        receive.wait(UNBOUNDED)
         command = decode(inbox)
         if command is None:
             group.counted(received=(CONTROL_BYTES, 0))
@@ -85,6 +86,12 @@ def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dty
             group.send(encode(head, upload), 0, vector_bytes=upload.nbytes)
         group.wait_sends()  # the driver's receive is posted already
         served += 1
+        # While the other uploads, the combine and the broadcast take their time, work
+        # out what the next round needs whatever its θ (LASG-WK2's anchor gradient):
+        # the next θ lands in the inbox meanwhile (this round's θ is no longer read).
+        receive = group.recv(inbox, 0)
+        if round_ + 1 < replica.spec.schedule.rounds:
+            replica.prefetch(round_ + 1)
 
 
 class DriverExchange:

@@ -153,6 +153,9 @@ class WarmHost:
     def dataplane_stats(self) -> dict[str, int]:
         return self._role().dataplane_stats()
 
+    def evaluations_ahead(self) -> int:
+        return self._replica().evaluations_ahead()
+
     def describe(self) -> dict[str, Any]:
         return self._replica().describe()
 

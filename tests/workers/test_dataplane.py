@@ -72,16 +72,19 @@ def _timeless(records: list[RecordEvent]) -> list[dict[str, float]]:
 def _run(
     spec: ResolvedSpec, tmp_path: Path, pool: WarmPool
 ) -> tuple[list[RecordEvent], dict[str, int], list[dict[str, int]]]:
-    """The job's records, and the driver's and each replica's group counters."""
+    """The job's records, and the driver's and each replica's group counters (with
+    the replica's `evaluations_ahead`)."""
     job = RayJob(spec, job_key="dp", artifacts_url=str(tmp_path), dtype="float64", pool=pool)
     try:
         job.start(ready_timeout_s=60)
         records = [e for e in job.events() if isinstance(e, RecordEvent)]
         driver = ray.get(job.driver.dataplane_stats.remote())
         replicas = ray.get([r.dataplane_stats.remote() for r in job.replicas])
+        ahead = ray.get([r.evaluations_ahead.remote() for r in job.replicas])
     finally:
         job.stop()
-    return records, driver, replicas
+    counters = [{**s, "evaluations_ahead": a} for s, a in zip(replicas, ahead, strict=True)]
+    return records, driver, counters
 
 
 @pytest.mark.parametrize("name", list(RULES))
@@ -111,6 +114,14 @@ def test_every_rule_moves_exactly_its_accounted_bytes(
     downloads = sum(int(r.values["downloads"]) for r in records)
     assert driver["bytes_sent"] == downloads * size * 8
     assert sum(s["bytes_received"] for s in replicas) == driver["bytes_sent"]
+    # A same-minibatch test's anchor gradients were all computed between rounds, while
+    # the replica waited for θ (workers.round_exchange); other rules have none.
+    ahead = sum(s["evaluations_ahead"] for s in replicas)
+    if name == "lasg_wk2":
+        anchors = sum(int(r.values["grad_evals"] - r.values["downloads"]) for r in records)
+        assert ahead == anchors > 0
+    else:
+        assert ahead == 0
     # Besides vectors: one control part each way per call, and the driver's stop.
     assert sum(s["control_bytes_sent"] for s in replicas) == downloads * CONTROL_BYTES
     assert driver["control_bytes_sent"] == (downloads + WORKERS) * CONTROL_BYTES

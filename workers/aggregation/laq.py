@@ -158,12 +158,22 @@ class LaqReplica(ReplicaRule):
             upload = torch.cat([torch.tensor([radius], dtype=torch.float64), index.double().cpu()])
         return ReplicaOutcome(upload=upload, loss=loss, lhs=decision.lhs, forced=decision.forced)
 
+    def lookahead(self, round_: int) -> torch.Tensor | None:
+        if self.ctx.spec.schedule.minibatch is None:
+            return None  # the deterministic test evaluates only at θ^k
+        max_staleness = self.ctx.spec.aggregation.max_staleness
+        return lasg_wk2.anchor_ahead(self._wk2_state(), round_=round_, max_staleness=max_staleness)
+
+    def _wk2_state(self) -> lasg_wk2.LasgWk2State:
+        return lasg_wk2.LasgWk2State(self.state.anchor, self.state.last_upload_round)
+
     def _same_batch_decision(
         self, round_: int, grad: torch.Tensor, rhs: float, gradient: GradientOracle
     ) -> Decision:
-        wk2_state = lasg_wk2.LasgWk2State(self.state.anchor, self.state.last_upload_round)
         max_staleness = self.ctx.spec.aggregation.max_staleness
-        decision = lasg_wk2.pre_decision(wk2_state, round_=round_, max_staleness=max_staleness)
+        decision = lasg_wk2.pre_decision(
+            self._wk2_state(), round_=round_, max_staleness=max_staleness
+        )
         if decision is None:
             assert self.state.anchor is not None  # pre_decision decides without one
             _, anchor_grad = gradient(self.state.anchor, round_)  # the same minibatch

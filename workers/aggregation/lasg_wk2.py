@@ -5,7 +5,9 @@ at θ^k and at θ̂_m, the iterate of its last upload; it uploads the fresh grad
 order because both evaluations see the same samples (and dropout masks).
 
 `pre_decision` comes first: when it decides (no upload yet, or staleness forces an
-upload) the second evaluation is skipped."""
+upload) the second evaluation is skipped. Otherwise the second evaluation depends only
+on this state and the round's minibatch, not on θ^k: `lookahead` offers it to be
+computed while the replica waits for θ^k (workers.training.replica.prefetch)."""
 
 from __future__ import annotations
 
@@ -48,6 +50,16 @@ def pre_decision(state: LasgWk2State, *, round_: int, max_staleness: int | None)
     return None
 
 
+def anchor_ahead(
+    state: LasgWk2State, *, round_: int, max_staleness: int | None
+) -> torch.Tensor | None:
+    """θ̂_m when round `round_` will evaluate its gradient (the test is not decided
+    without it); known before θ^round arrives, since only this state decides."""
+    if pre_decision(state, round_=round_, max_staleness=max_staleness) is None:
+        return state.anchor
+    return None
+
+
 def decide(fresh_grad: torch.Tensor, anchor_grad: torch.Tensor, *, rhs: float) -> Decision:
     diff = fresh_grad - anchor_grad
     return skip_test(float(torch.dot(diff, diff)), rhs)
@@ -81,6 +93,10 @@ class LasgWk2Replica(ReplicaRule):
             lhs=decision.lhs,
             forced=decision.forced,
         )
+
+    def lookahead(self, round_: int) -> torch.Tensor | None:
+        max_staleness = self.ctx.spec.aggregation.max_staleness
+        return anchor_ahead(self.state, round_=round_, max_staleness=max_staleness)
 
     def state_dict(self) -> dict[str, Any]:
         """last_upload_round, and anchor (θ̂_m) once there is one."""

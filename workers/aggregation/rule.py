@@ -80,6 +80,13 @@ class ReplicaRule(ABC):
         self, round_: int, params: torch.Tensor, rhs: float, gradient: GradientOracle
     ) -> ReplicaOutcome: ...
 
+    def lookahead(self, round_: int) -> torch.Tensor | None:
+        """Parameters at which round `round_` will evaluate a gradient on its minibatch
+        whatever θ that round brings (LASG-WK2's anchor θ̂_m), or None. Asked right
+        after the previous round; the Ray path evaluates it while the replica waits
+        for θ, so the round itself computes one gradient (workers.round_exchange)."""
+        return None
+
     def encode(self, upload: torch.Tensor) -> np.ndarray:
         """The upload as it goes over the wire; its `nbytes` are the bytes counted."""
         return upload.detach().cpu().numpy().copy()

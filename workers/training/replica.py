@@ -8,6 +8,12 @@ i runs under a torch RNG seeded from (job seed, rank, i) inside `fork_rng`, so
 dropout masks depend only on those numbers, and two evaluations of one index (LASG-
 WK2's) see the same minibatch, masks and (zero) initial hidden state. The global RNG
 is never disturbed.
+
+`prefetch(k)` evaluates, before round k's θ arrives, the gradient the rule will need
+in round k whatever θ brings (ReplicaRule.lookahead: LASG-WK2's anchor); round k then
+takes it from memory instead of evaluating it again. The result is the same tensor
+either way (same parameters, minibatch and seed), so prefetching changes no number,
+only when the work is done.
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ from workers.training.models import parameter_count
 from workers.training.precision import check_device, forward_precision, storage_dtype
 from workers.training.tasks.base import Batch, DatasetResolver, Task
 from workers.training.tasks.registry import build_task
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    index: int  # the round, which is the minibatch index
+    params: torch.Tensor
+    result: tuple[float, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -76,11 +89,14 @@ class Replica:
         self._batch: tuple[int, Batch] | None = None
         self._evals = 0
         self._samples: dict[int, int] = {}
+        self._ahead: _Ahead | None = None
+        self.evaluations_ahead = 0  # prefetched gradients a round has used
 
     def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
         self._evals, self._samples = 0, {}
         theta = from_numpy(params, dtype=self.dtype, device=self.device)
         outcome = self.side.round(round_, theta, rhs, self.gradient)
+        self._ahead = None  # a prefetch this round did not use is for no other round
         return ReplicaReply(
             rank=self.rank,
             upload=None if outcome.upload is None else self.side.encode(outcome.upload),
@@ -91,11 +107,29 @@ class Replica:
             samples=sum(self._samples.values()),
         )
 
+    def prefetch(self, round_: int) -> None:
+        """Evaluate now the gradient round `round_` will need whatever its θ (if any)."""
+        self._ahead = None
+        params = self.side.lookahead(round_)
+        if params is not None:
+            self._ahead = _Ahead(round_, params, self._evaluate(params, round_))
+
     def gradient(self, params: torch.Tensor, index: int) -> tuple[float, torch.Tensor]:
         """(loss, flat gradient) at `params` on this shard's minibatch `index`."""
         batch = self._minibatch(index)
         self._evals += 1
         self._samples[index] = batch.size
+        ahead = self._ahead
+        # The prefetched parameters are the rule's own state object (never changed in
+        # place: a new state replaces it), so identity means the same values.
+        if ahead is not None and ahead.index == index and ahead.params is params:
+            self._ahead = None
+            self.evaluations_ahead += 1
+            return ahead.result
+        return self._evaluate(params, index)
+
+    def _evaluate(self, params: torch.Tensor, index: int) -> tuple[float, torch.Tensor]:
+        batch = self._minibatch(index)
         load_flat(self.model, params)
         self.model.train()
         self.model.zero_grad(set_to_none=True)
