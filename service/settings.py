@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # uvicorn worker processes of `lagtrain server` (each has its own connection pool
     # and SSE feeds); `server --embedded` always runs one, beside its dispatcher.
     web_workers: int = Field(default=1, ge=1, le=64)
+    # With web_workers > 1: a worker whose event loop leaves the supervisor's ping
+    # unanswered this long is hung (a blocking call on the loop, a stopped process);
+    # the supervisor kills it and starts another (service/web_workers.py).
+    web_worker_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # `server --embedded`: the submit route wakes the in-process dispatcher at once.
     # Off only to measure the polling baseline (benchmarks/embedded_wakeup.py).
     embedded_wakeup: bool = True

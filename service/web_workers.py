@@ -12,14 +12,21 @@ hashes each connection to one of them.
 The supervisor here is small on purpose: it starts the workers, starts a new one
 when one dies (after a pause that doubles while replacements keep dying; and not at
 all when a first worker fails at start-up: the app, the settings or the address is
-broken and every worker would fail the same way), and stops them all on SIGTERM or
-SIGINT. A worker stops when the supervisor dies, even by SIGKILL: an orphan would
-keep serving old code on the shared port beside the next server. Each worker builds
-its app from the environment (service.app.create_app_from_env) and shuts down as one
-web worker does."""
+broken and every worker would fail the same way), kills one that is hung (below), and
+stops them all on SIGTERM or SIGINT.
+
+Hung: each worker answers the supervisor's ping over a pipe from a thread that first
+runs a no-op on the worker's event loop, so the answer proves the loop turns (uvicorn's
+own supervisor answers from a thread alone, which a blocked loop does not stop). A
+ping left unanswered for LAGTRAIN_WEB_WORKER_TIMEOUT_S gets the worker SIGKILLed; it is
+then replaced as a dead one is. A worker stops when the supervisor dies, even by
+SIGKILL: an orphan would keep serving old code on the shared port beside the next
+server. Each worker builds its app from the environment
+(service.app.create_app_from_env) and shuts down as one web worker does."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import multiprocessing
@@ -28,8 +35,12 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
+
+import uvicorn
 
 from service.settings import Settings
 
@@ -42,6 +53,32 @@ STARTUP_FAILURE = 3
 # takes 3 s, and the whole server must be gone within 10 (docs/reliability.md).
 STOP_GRACE_S = 5.0
 RESTART_PAUSE_S = (0.5, 30.0)  # the first pause before a replacement, the longest
+PING_EVERY_S = 5.0  # at most; a shorter timeout pings at half of it
+READY, PING, PONG = b"ready", b"ping", b"pong"
+
+
+@dataclass
+class Worker:
+    """A worker process and the supervisor's end of its ping pipe."""
+
+    process: BaseProcess
+    pipe: Connection
+    ready: bool = False  # its event loop runs: pings from now on
+    pinged_at: float | None = None  # the unanswered ping, if one is out
+    last_ping: float = field(default_factory=time.monotonic)
+
+    def hung_for(self, now: float, *, every: float) -> float:
+        """Read its answers, ping it when due; how long its ping has been unanswered."""
+        try:
+            while self.pipe.poll():
+                if self.pipe.recv_bytes() in (READY, PONG):
+                    self.ready, self.pinged_at = True, None
+            if self.ready and self.pinged_at is None and now - self.last_ping >= every:
+                self.pipe.send_bytes(PING)
+                self.pinged_at = self.last_ping = now
+        except (EOFError, OSError):  # it is exiting: the dead-worker path takes over
+            return 0.0
+        return 0.0 if self.pinged_at is None else now - self.pinged_at
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -76,30 +113,44 @@ def serve(settings: Settings) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    def start() -> BaseProcess:
+    timeout = settings.web_worker_timeout_s
+    every = min(PING_EVERY_S, timeout / 2)
+
+    def start() -> Worker:
+        ours, theirs = context.Pipe()
         process = context.Process(
             target=_worker,
-            args=(settings.host, port, settings.access_log, os.getpid()),
+            args=(settings.host, port, settings.access_log, os.getpid(), theirs),
             daemon=False,
         )
         process.start()
-        return process
+        theirs.close()
+        return Worker(process, ours)
 
-    workers: list[BaseProcess] = []
+    workers: list[Worker] = []
     first: set[int | None] = set()  # the first workers: their start-up failure is fatal
     pause = [RESTART_PAUSE_S[0]] * settings.web_workers  # per slot, doubling
     due = [0.0] * settings.web_workers  # when a dead slot's replacement may start
     try:
         for _ in range(settings.web_workers):
             workers.append(start())
-        first = {w.pid for w in workers}
+        first = {w.process.pid for w in workers}
         log.info(
             "web workers: %d processes on %s:%d, a listening socket each (SO_REUSEPORT): %s",
-            len(workers), settings.host, port, [w.pid for w in workers],
+            len(workers), settings.host, port, [w.process.pid for w in workers],
         )
         while not stopping.wait(0.5):
-            for i, process in enumerate(workers):
+            for i, worker in enumerate(workers):
+                process = worker.process
                 if process.is_alive():
+                    if worker.hung_for(time.monotonic(), every=every) > timeout:
+                        log.warning(
+                            "web worker %s left a ping unanswered for %.0f s; killing it",
+                            process.pid,
+                            timeout,
+                        )
+                        process.kill()  # SIGKILL: found dead next time round, replaced
+                        worker.pinged_at = None
                     continue
                 if process.exitcode == STARTUP_FAILURE and process.pid in first:
                     log.error("web worker %s could not start; stopping", process.pid)
@@ -113,9 +164,12 @@ def serve(settings: Settings) -> int:
                     due[i] = now + pause[i]
                     pause[i] = min(2 * pause[i], RESTART_PAUSE_S[1])
                 elif now >= due[i]:
+                    worker.pipe.close()
                     workers[i], due[i] = start(), 0.0
     finally:
-        _stop_all(workers)
+        _stop_all([w.process for w in workers])
+        for worker in workers:
+            worker.pipe.close()
         reserved.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -135,12 +189,10 @@ def _stop_all(workers: list[BaseProcess]) -> None:
             process.join()
 
 
-def _worker(host: str, port: int, access_log: bool, supervisor: int) -> None:
+def _worker(host: str, port: int, access_log: bool, supervisor: int, pipe: Connection) -> None:
     """One web worker (a spawned process): its own SO_REUSEPORT socket, then uvicorn."""
     import sys
     import traceback
-
-    import uvicorn
 
     from service.app import create_app_from_env, freeze_for_serving
 
@@ -160,7 +212,34 @@ def _worker(host: str, port: int, access_log: bool, supervisor: int) -> None:
         access_log=access_log,
         timeout_graceful_shutdown=3,  # as one web worker (service.cli._serve)
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    PingedServer(config, pipe).run(sockets=[sock])
+
+
+class PingedServer(uvicorn.Server):
+    """uvicorn's server, answering the supervisor's pings once its loop runs."""
+
+    def __init__(self, config: uvicorn.Config, pipe: Connection) -> None:
+        super().__init__(config)
+        self.pipe = pipe
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=answer_pings, args=(self.pipe, loop), name="ping", daemon=True
+        ).start()
+
+
+def answer_pings(pipe: Connection, loop: asyncio.AbstractEventLoop) -> None:
+    """READY, then a PONG per PING once `loop` has run a no-op: a loop that is blocked
+    answers late or never, and the supervisor judges by how long it waited."""
+    try:
+        pipe.send_bytes(READY)
+        while pipe.recv_bytes() == PING:
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result()
+            pipe.send_bytes(PONG)
+    except (EOFError, OSError, RuntimeError):  # the supervisor or the loop is gone
+        return
 
 
 def _stop_with(supervisor: int) -> None:

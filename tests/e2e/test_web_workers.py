@@ -160,6 +160,24 @@ def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
     assert "exited (-9); starting another" in service_stack.logs(), service_stack.logs()
 
 
+def test_a_hung_web_worker_is_killed_and_replaced(service_stack: Stack) -> None:
+    """A worker that stops answering (here SIGSTOPped: alive, holding its socket, its
+    connections unserved) is killed once a ping stays out past the timeout, and a new
+    worker takes its place; the other keeps serving."""
+    service_stack.env["LAGTRAIN_WEB_WORKER_TIMEOUT_S"] = "5"
+    _server, listening = _two_web_workers(service_stack)
+    victim, survivor = sorted(listening())
+    os.kill(victim, signal.SIGSTOP)
+    wait_until(lambda: victim not in listening(), timeout=60, what="the hung worker killed")
+    with service_stack.admin() as admin:
+        admin.submit(SPEC)
+    wait_until(lambda: len(listening()) == 2, timeout=60, what="a new web worker in its place")
+    assert survivor in listening()
+    logs = service_stack.logs()
+    assert f"web worker {victim} left a ping unanswered for 5 s; killing it" in logs, logs
+    assert f"web worker {victim} exited (-9); starting another" in logs, logs
+
+
 def test_web_workers_stop_when_their_supervisor_is_killed(service_stack: Stack) -> None:
     """No orphan keeps serving on the shared port (SO_REUSEPORT would let a new
     server bind beside it) once `lagtrain server` itself dies, even by SIGKILL."""
