@@ -52,7 +52,9 @@ STARTUP_FAILURE = 3
 # SIGTERM -> SIGKILL for a worker that does not stop: uvicorn's own graceful shutdown
 # takes 3 s, and the whole server must be gone within 10 (docs/reliability.md).
 STOP_GRACE_S = 5.0
-RESTART_PAUSE_S = (0.5, 30.0)  # the first pause before a replacement, the longest
+# The first pause before a replacement, and the longest (also how long a worker must
+# have been up and answering for its slot's pause to start over).
+RESTART_PAUSE_S = (0.5, 30.0)
 PING_EVERY_S = 5.0  # at most; a shorter timeout pings at half of it
 READY, PING, PONG = b"ready", b"ping", b"pong"
 
@@ -66,9 +68,11 @@ class Worker:
     ready: bool = False  # its event loop runs: pings from now on
     pinged_at: float | None = None  # the unanswered ping, if one is out
     last_ping: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
 
-    def hung_for(self, now: float, *, every: float) -> float:
-        """Read its answers, ping it when due; how long its ping has been unanswered."""
+    def check(self, now: float, *, every: float) -> float:
+        """Read its answers and ping it when due; returns how long its ping has been
+        out unanswered (0 when none is, or the pipe is closed)."""
         try:
             while self.pipe.poll():
                 if self.pipe.recv_bytes() in (READY, PONG):
@@ -143,14 +147,20 @@ def serve(settings: Settings) -> int:
             for i, worker in enumerate(workers):
                 process = worker.process
                 if process.is_alive():
-                    if worker.hung_for(time.monotonic(), every=every) > timeout:
+                    now = time.monotonic()
+                    unanswered = worker.check(now, every=every)
+                    if unanswered > timeout:
                         log.warning(
-                            "web worker %s left a ping unanswered for %.0f s; killing it",
+                            "web worker %s left a ping unanswered for %.1f s (timeout %g s); "
+                            "killing it",
                             process.pid,
+                            unanswered,
                             timeout,
                         )
                         process.kill()  # SIGKILL: found dead next time round, replaced
                         worker.pinged_at = None
+                    elif worker.ready and now - worker.started > RESTART_PAUSE_S[1]:
+                        pause[i] = RESTART_PAUSE_S[0]  # healthy a while: deaths start over
                     continue
                 if process.exitcode == STARTUP_FAILURE and process.pid in first:
                     log.error("web worker %s could not start; stopping", process.pid)
@@ -231,12 +241,14 @@ class PingedServer(uvicorn.Server):
 
 
 def answer_pings(pipe: Connection, loop: asyncio.AbstractEventLoop) -> None:
-    """READY, then a PONG per PING once `loop` has run a no-op: a loop that is blocked
-    answers late or never, and the supervisor judges by how long it waited."""
+    """READY, then a PONG per PING once `loop` has run a callback: a loop that is
+    blocked answers late or never, and the supervisor judges by how long it waited."""
     try:
         pipe.send_bytes(READY)
         while pipe.recv_bytes() == PING:
-            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result()
+            turned = threading.Event()
+            loop.call_soon_threadsafe(turned.set)
+            turned.wait()  # a stopped loop never sets it: this daemon thread just waits
             pipe.send_bytes(PONG)
     except (EOFError, OSError, RuntimeError):  # the supervisor or the loop is gone
         return

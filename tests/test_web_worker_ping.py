@@ -35,10 +35,12 @@ def test_a_blocked_event_loop_leaves_the_ping_unanswered(loop: asyncio.AbstractE
 
     release = threading.Event()
     loop.call_soon_threadsafe(release.wait)  # a blocking call on the loop
-    ours.send_bytes(PING)
-    # A thread that answered by itself (uvicorn's supervisor) would answer at once.
-    assert not ours.poll(1.0)
-    release.set()
+    try:
+        ours.send_bytes(PING)
+        # A thread that answered by itself (uvicorn's supervisor) would answer at once.
+        assert not ours.poll(1.0)
+    finally:
+        release.set()  # the fixture can stop the loop whatever happened
     assert ours.poll(10) and ours.recv_bytes() == PONG
     ours.close()
 
@@ -47,15 +49,15 @@ def test_the_supervisor_pings_a_ready_worker_and_times_its_answer() -> None:
     ours, theirs = multiprocessing.Pipe()
     worker = Worker(process=multiprocessing.Process(), pipe=ours, last_ping=100.0)
     # Not ready (its loop is not running yet): no ping, however long it takes.
-    assert worker.hung_for(1000.0, every=5.0) == 0.0 and not theirs.poll()
+    assert worker.check(1000.0, every=5.0) == 0.0 and not theirs.poll()
     theirs.send_bytes(READY)
-    assert worker.hung_for(1000.0, every=5.0) == 0.0
+    assert worker.check(1000.0, every=5.0) == 0.0
     assert theirs.poll() and theirs.recv_bytes() == PING
-    assert worker.hung_for(1003.0, every=5.0) == 3.0  # out 3 s, none sent meanwhile
+    assert worker.check(1003.0, every=5.0) == 3.0  # out 3 s, none sent meanwhile
     assert not theirs.poll()
     theirs.send_bytes(PONG)
-    assert worker.hung_for(1004.0, every=5.0) == 0.0  # answered; next ping at 1005
+    assert worker.check(1004.0, every=5.0) == 0.0  # answered; next ping at 1005
     assert not theirs.poll()
-    assert worker.hung_for(1005.0, every=5.0) == 0.0 and theirs.recv_bytes() == PING
+    assert worker.check(1005.0, every=5.0) == 0.0 and theirs.recv_bytes() == PING
     theirs.close()
-    assert worker.hung_for(1100.0, every=5.0) == 0.0  # gone: the dead-worker path decides
+    assert worker.check(1100.0, every=5.0) == 0.0  # gone: the dead-worker path decides

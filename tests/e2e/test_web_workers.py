@@ -174,7 +174,8 @@ def test_a_hung_web_worker_is_killed_and_replaced(service_stack: Stack) -> None:
     wait_until(lambda: len(listening()) == 2, timeout=60, what="a new web worker in its place")
     assert survivor in listening()
     logs = service_stack.logs()
-    assert f"web worker {victim} left a ping unanswered for 5 s; killing it" in logs, logs
+    assert f"web worker {victim} left a ping unanswered for " in logs, logs
+    assert "(timeout 5 s); killing it" in logs, logs
     assert f"web worker {victim} exited (-9); starting another" in logs, logs
 
 

@@ -84,7 +84,9 @@ class ReplicaRule(ABC):
         """Parameters at which round `round_` will evaluate a gradient on its minibatch
         whatever θ that round brings (LASG-WK2's anchor θ̂_m), or None. Asked right
         after the previous round; the Ray path evaluates it while the replica waits
-        for θ, so the round itself computes one gradient (workers.round_exchange)."""
+        for θ, so the round itself computes one gradient (workers.round_exchange).
+        Contract: the very tensor object the round will pass to its gradient oracle,
+        never changed in place (the replica's memo is keyed by identity)."""
         return None
 
     def encode(self, upload: torch.Tensor) -> np.ndarray:

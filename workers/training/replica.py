@@ -11,9 +11,9 @@ is never disturbed.
 
 `prefetch(k)` evaluates, before round k's θ arrives, the gradient the rule will need
 in round k whatever θ brings (ReplicaRule.lookahead: LASG-WK2's anchor); round k then
-takes it from memory instead of evaluating it again. The result is the same tensor
-either way (same parameters, minibatch and seed), so prefetching changes no number,
-only when the work is done.
+takes it from memory instead of evaluating it again. The values are the same either
+way (same parameters, minibatch and seed), so prefetching changes no number, only
+when the work is done.
 """
 
 from __future__ import annotations
