@@ -113,6 +113,9 @@ class _NoCompute:
     def step(self, round_: int, params: np.ndarray, rhs: float) -> ReplicaReply:
         return ReplicaReply(0, self.gradient, 0.0, None, False, 1, 1)
 
+    def prefetch(self, round_: int) -> None:
+        pass  # dense: nothing to compute ahead
+
 
 @ray.remote(num_cpus=0.5)
 class Peer:
@@ -125,9 +128,9 @@ class Peer:
         self.size = size
         self.group = GangGroup(rendezvous, 1)
 
-    def serve(self) -> int:
+    def serve(self, first_round: int) -> int:
         replica: Any = _NoCompute(self.size)
-        return serve_rounds(self.group, replica, self.size, torch.float32)
+        return serve_rounds(self.group, replica, self.size, torch.float32, first_round=first_round)
 
 
 def hops(size: int, repeats: int) -> dict[str, float]:
@@ -150,7 +153,7 @@ def hops(size: int, repeats: int) -> dict[str, float]:
     joined = peer.join_group.remote(host.rendezvous, size)
     group = GangGroup(host.rendezvous, 0, store=host.store)
     ray.get(joined)
-    exchange = DriverExchange(group, [peer], largest=largest_upload(size))
+    exchange = DriverExchange(group, [peer], largest=largest_upload(size), first_round=0)
     counter = iter(range(10**9))
     row = timed(lambda: exchange.step(RoundPlan(next(counter), (0,), params, 0.0)), repeats)
     exchange.finish()

@@ -120,13 +120,16 @@ class ReplicaHost:
         """Join the job's gloo group as rank + 1 (blocks until every member joined)."""
         self.group = GangGroup(rendezvous, self.replica.rank + 1, timeout_s=timeout_s)
 
-    def serve(self) -> int:
-        """This replica's side of the job's rounds (workers.round_exchange) until the
-        driver ends them, then it leaves the group; returns the rounds it ran. Runs
-        for the whole job, so the actor takes a second call (state_dict) meanwhile."""
+    def serve(self, first_round: int) -> int:
+        """This replica's side of the job's rounds from `first_round` (workers.
+        round_exchange) until the driver ends them, then it leaves the group; returns
+        the rounds it ran. Runs for the whole job, so the actor takes a second call
+        (state_dict) meanwhile."""
         group = self._group()
         size = parameter_count(self.replica.model)
-        served = serve_rounds(group, self.replica, size, self.replica.dtype)
+        served = serve_rounds(
+            group, self.replica, size, self.replica.dtype, first_round=first_round
+        )
         group.close()
         return served
 
@@ -237,7 +240,12 @@ class JobDriver:
 
     def run(self) -> Iterator[JobEvent]:
         size = self.coordinator.params.numel()
-        exchange = DriverExchange(self._connect(), self.replicas, largest=largest_upload(size))
+        exchange = DriverExchange(
+            self._connect(),
+            self.replicas,
+            largest=largest_upload(size),
+            first_round=self.coordinator.next_round,
+        )
 
         def states() -> list[dict[str, Any]]:
             return list(ray.get([r.state_dict.remote() for r in self.replicas]))

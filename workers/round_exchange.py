@@ -57,13 +57,17 @@ class StepReply:
     upload: WireArray | None
 
 
-def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dtype) -> int:
-    """A replica's rounds until the driver's stop message; returns how many it ran.
-    θ arrives as `size` values of `dtype` (the coordinator's, which is the replica's)."""
+def serve_rounds(
+    group: GangGroup, replica: Replica, size: int, dtype: torch.dtype, *, first_round: int
+) -> int:
+    """A replica's rounds from `first_round` (after a resume, not 0) until the driver's
+    stop message; returns how many it ran. θ arrives as `size` values of `dtype` (the
+    coordinator's, which is the replica's)."""
     theta = WireArray(np.dtype(str(dtype).removeprefix("torch.")).str, (size,))
     inbox = torch.empty(CONTROL_BYTES + theta.nbytes, dtype=torch.uint8)
     served = 0
     receive = group.recv(inbox, 0)
+    replica.prefetch(first_round)  # after a resume the replica has an anchor already
     while True:
         # The driver may evaluate or write a checkpoint between two rounds.
         receive.wait(UNBOUNDED)
@@ -90,8 +94,7 @@ def serve_rounds(group: GangGroup, replica: Replica, size: int, dtype: torch.dty
         # out what the next round needs whatever its θ (LASG-WK2's anchor gradient):
         # the next θ lands in the inbox meanwhile (this round's θ is no longer read).
         receive = group.recv(inbox, 0)
-        if round_ + 1 < replica.spec.schedule.rounds:
-            replica.prefetch(round_ + 1)
+        replica.prefetch(round_ + 1)
 
 
 class DriverExchange:
@@ -103,11 +106,13 @@ class DriverExchange:
     # The loop sends round k+1 before it makes round k's record (workers.training.loop).
     overlaps = True
 
-    def __init__(self, group: GangGroup, replicas: Sequence[Any], *, largest: int) -> None:
+    def __init__(
+        self, group: GangGroup, replicas: Sequence[Any], *, largest: int, first_round: int
+    ) -> None:
         self.group = group
         self.replicas = list(replicas)
         self.largest = largest
-        self.serving = [replica.serve.remote() for replica in self.replicas]
+        self.serving = [replica.serve.remote(first_round) for replica in self.replicas]
         # Gloo's waits block; they run here while the caller's thread watches Ray.
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="lagtrain-dataplane")
         # θ's message is kept from round to round (its sends are complete once the

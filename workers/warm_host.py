@@ -147,8 +147,8 @@ class WarmHost:
     def join_group(self, rendezvous: Rendezvous, timeout_s: float) -> None:
         self._replica().join_group(rendezvous, timeout_s)
 
-    def serve(self) -> int:
-        return self._replica().serve()
+    def serve(self, first_round: int) -> int:
+        return self._replica().serve(first_round)
 
     def dataplane_stats(self) -> dict[str, int]:
         return self._role().dataplane_stats()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -74,13 +75,28 @@ def test_ray_path_reproduces_reference(
     )
 
 
-def test_ray_resume_from_checkpoint_continues_identically(ray_address: str, tmp_path: Path) -> None:
+# CADA2 on minibatches: its replicas resume holding an anchor, whose gradient for the
+# first resumed round they compute before that round's θ arrives.
+RESUMED = {
+    "lag_wk": {"aggregation": {"strategy": "lag_wk"}},
+    "cada2-minibatch": {
+        "aggregation": {"strategy": "lasg_wk2", "max_staleness": 7},
+        "optimizer": {"name": "adam", "lr": 0.05},
+        "schedule": {"rounds": 30, "checkpoint_every": 10, "batch_size": 10},
+    },
+}
+
+
+@pytest.mark.parametrize("sections", RESUMED.values(), ids=RESUMED.keys())
+def test_ray_resume_from_checkpoint_continues_identically(
+    ray_address: str, tmp_path: Path, sections: dict[str, Any]
+) -> None:
     spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg"},
-            "aggregation": {"strategy": "lag_wk"},
             "distributed": {"workers": 3, "cpus_per_worker": 0.5},
             "schedule": {"rounds": 30, "checkpoint_every": 10},
+            **sections,
         }
     )
     expected = _reference(spec)

@@ -33,6 +33,10 @@ class LoggingReplica(Replica):
         self.log.append(f"prefetch {round_}")
         super().prefetch(round_)
 
+    def _evaluate(self, params: torch.Tensor, index: int) -> tuple[float, torch.Tensor]:
+        self.log.append("evaluate")
+        return super()._evaluate(params, index)
+
 
 class Arrival:
     """A posted receive: the message lands in the inbox when the loop waits for it."""
@@ -63,26 +67,52 @@ class RecordingGroup:
         pass
 
 
-def test_the_anchor_gradient_is_computed_between_posting_and_waiting() -> None:
-    spec = linreg_spec(
-        "lasg_wk2",
-        optimizer={"name": "adam", "lr": 0.05},
-        schedule={"rounds": ROUNDS, "batch_size": 10},
-        aggregation={"max_staleness": 7},
-    )
-    log: list[str] = []
-    replica = LoggingReplica(log, spec, 0)
+SPEC = linreg_spec(
+    "lasg_wk2",
+    optimizer={"name": "adam", "lr": 0.05},
+    schedule={"rounds": ROUNDS, "batch_size": 10},
+    aggregation={"max_staleness": 7},
+)
+
+
+def serve(replica: LoggingReplica, first_round: int) -> int:
+    """serve_rounds over a fake group: rounds first_round … ROUNDS - 1 (RHS 0: every
+    test uploads), then the stop."""
     theta = flat_params(replica.model).numpy()
-    rounds = [encode((k, 0.0, WireArray.of(theta)), theta) for k in range(ROUNDS)]
-    group = RecordingGroup([*rounds, encode(None)], log)
+    rounds = [encode((k, 0.0, WireArray.of(theta)), theta) for k in range(first_round, ROUNDS)]
+    group: Any = RecordingGroup([*rounds, encode(None)], replica.log)
+    return serve_rounds(group, replica, theta.size, replica.dtype, first_round=first_round)
 
-    served = serve_rounds(group, replica, theta.size, replica.dtype)  # type: ignore[arg-type]
 
-    assert served == ROUNDS
-    # Round 0 has no anchor yet (its upload makes one); rounds 1 to 3 test against it.
-    expected = ["post receive", "wait", "step 0", "send"]
-    for k in range(1, ROUNDS):
-        expected += ["post receive", f"prefetch {k}", "wait", f"step {k}", "send"]
-    expected += ["post receive", "wait"]  # the stop: no prefetch past the last round
+def test_the_anchor_gradient_is_computed_between_posting_and_waiting() -> None:
+    log: list[str] = []
+    replica = LoggingReplica(log, SPEC, 0)
+    assert serve(replica, 0) == ROUNDS
+    # Round 0 has no anchor yet (its upload makes one): nothing to compute ahead.
+    expected = ["post receive", "prefetch 0", "wait", "step 0", "evaluate", "send"]
+    for k in range(1, ROUNDS):  # the anchor's gradient, then only θᵏ's once it is there
+        expected += [
+            "post receive",
+            f"prefetch {k}",
+            "evaluate",
+            "wait",
+            f"step {k}",
+            "evaluate",
+            "send",
+        ]
+    expected += ["post receive", f"prefetch {ROUNDS}", "wait"]  # past the last: nothing
     assert log == expected
-    assert replica.evaluations_ahead == ROUNDS - 1  # each prefetched gradient was used
+    assert replica.evaluations_ahead == ROUNDS - 1
+
+
+def test_a_resumed_replica_computes_its_first_round_ahead_too() -> None:
+    before = Replica(SPEC, 0)
+    theta = flat_params(before.model).numpy()
+    before.step(0, theta, 0.0)
+    before.step(1, theta, 0.0)
+    log: list[str] = []
+    replica = LoggingReplica(log, SPEC, 0)
+    replica.load_state_dict(before.state_dict())  # as a resume from a checkpoint does
+    assert serve(replica, 2) == ROUNDS - 2
+    assert log[:4] == ["post receive", "prefetch 2", "evaluate", "wait"]
+    assert replica.evaluations_ahead == ROUNDS - 2

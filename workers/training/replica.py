@@ -108,8 +108,11 @@ class Replica:
         )
 
     def prefetch(self, round_: int) -> None:
-        """Evaluate now the gradient round `round_` will need whatever its θ (if any)."""
+        """Evaluate now the gradient round `round_` will need whatever its θ (if any;
+        none past the job's last round)."""
         self._ahead = None
+        if round_ >= self.spec.schedule.rounds:
+            return
         params = self.side.lookahead(round_)
         if params is not None:
             self._ahead = _Ahead(round_, params, self._evaluate(params, round_))
