@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import torch
 
-from service.schemas.resolved import ResolvedSpec
 from tests.training.test_runner import CHECKPOINT_CASES, collect, without_timing
 from workers.training.coordinator import Coordinator
 from workers.training.loop import InSequence, run_rounds
@@ -50,16 +49,18 @@ class CountingReplica(Replica):
             self._stepping = False
 
 
-def run_with_lookahead(spec: ResolvedSpec) -> tuple[list[dict[str, float]], list[CountingReplica]]:
-    """The reference loop, each replica prefetching the next round after its step."""
+def run_with_lookahead(case: str) -> tuple[list[dict[str, float]], list[CountingReplica]]:
+    """The reference loop, each replica prefetching the next round after its step (as
+    serve_rounds does; Replica.prefetch computes nothing past the last round); its
+    records are asserted equal to the plain reference runner's."""
+    spec = CHECKPOINT_CASES[case]
     coordinator = Coordinator(spec, dtype=F64)
     replicas = [CountingReplica(spec, rank, dtype=F64) for rank in range(coordinator.workers)]
 
     def step(plan: RoundPlan) -> Sequence[ReplicaReply]:
         replies = [replicas[r].step(plan.round, plan.params, plan.rhs) for r in plan.ranks]
-        if plan.round + 1 < spec.schedule.rounds:
-            for rank in plan.ranks:
-                replicas[rank].prefetch(plan.round + 1)
+        for rank in plan.ranks:
+            replicas[rank].prefetch(plan.round + 1)
         return replies
 
     records = [
@@ -68,16 +69,14 @@ def run_with_lookahead(spec: ResolvedSpec) -> tuple[list[dict[str, float]], list
             coordinator, InSequence(step), lambda: [r.state_dict() for r in replicas]
         )
     ]
+    reference, _ = collect(spec, dtype=F64)
+    assert without_timing(records) == without_timing(reference)
     return records, replicas
 
 
 @pytest.mark.parametrize("case", LAZY_WITH_ANCHOR)
 def test_the_lookahead_changes_no_number_and_halves_the_work_after_theta(case: str) -> None:
-    spec = CHECKPOINT_CASES[case]
-    reference, _ = collect(spec, dtype=F64)
-    records, replicas = run_with_lookahead(spec)
-    assert without_timing(records) == without_timing(reference)
-
+    records, replicas = run_with_lookahead(case)
     evals = sum(int(r["grad_evals"]) for r in records)
     fresh = sum(int(r["downloads"]) for r in records)  # one evaluation at θᵏ per call
     anchors = evals - fresh
@@ -91,10 +90,7 @@ def test_the_lookahead_changes_no_number_and_halves_the_work_after_theta(case: s
 
 @pytest.mark.parametrize("case", WITHOUT_ANCHOR)
 def test_rules_without_an_anchor_prefetch_nothing(case: str) -> None:
-    spec = CHECKPOINT_CASES[case]
-    reference, _ = collect(spec, dtype=F64)
-    records, replicas = run_with_lookahead(spec)
-    assert without_timing(records) == without_timing(reference)
+    records, replicas = run_with_lookahead(case)
     assert all(r.evaluations_ahead == 0 for r in replicas)
     assert sum(r.evaluations for r in replicas) == sum(int(r["grad_evals"]) for r in records)
 
