@@ -18,10 +18,11 @@ stops them all on SIGTERM or SIGINT.
 Hung: each worker answers the supervisor's ping over a pipe from a thread that first
 runs a no-op on the worker's event loop, so the answer proves the loop turns (uvicorn's
 own supervisor answers from a thread alone, which a blocked loop does not stop). A
-ping left unanswered for LAGTRAIN_WEB_WORKER_TIMEOUT_S gets the worker SIGKILLed; it is
-then replaced as a dead one is. A worker stops when the supervisor dies, even by
-SIGKILL: an orphan would keep serving old code on the shared port beside the next
-server. Each worker builds its app from the environment
+ping left unanswered for LAGTRAIN_WEB_WORKER_TIMEOUT_S gets the worker SIGKILLed, as
+does a worker that has not said READY (its loop runs) within the longer of that and
+STARTUP_TIMEOUT_S; it is then replaced as a dead one is. A worker stops when the
+supervisor dies, even by SIGKILL: an orphan would keep serving old code on the shared
+port beside the next server. Each worker builds its app from the environment
 (service.app.create_app_from_env) and shuts down as one web worker does."""
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ STOP_GRACE_S = 5.0
 # have been up and answering for its slot's pause to start over).
 RESTART_PAUSE_S = (0.5, 30.0)
 PING_EVERY_S = 5.0  # at most; a shorter timeout pings at half of it
+# The least time a worker is given to say READY: imports, the store's first
+# connection and the app's lifespan, on a loaded machine.
+STARTUP_TIMEOUT_S = 60.0
 READY, PING, PONG = b"ready", b"ping", b"pong"
 
 
@@ -70,9 +74,11 @@ class Worker:
     last_ping: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
 
-    def check(self, now: float, *, every: float) -> float:
-        """Read its answers and ping it when due; returns how long its ping has been
-        out unanswered (0 when none is, or the pipe is closed)."""
+    def check(self, now: float, *, every: float, timeout: float) -> str | None:
+        """Read its answers and ping it when due; why it is hung (to be killed), or
+        None. Hung: a ping out longer than `timeout`, or not READY after the longer of
+        `timeout` and STARTUP_TIMEOUT_S (a start-up stuck on, say, an unanswering
+        store)."""
         try:
             while self.pipe.poll():
                 if self.pipe.recv_bytes() in (READY, PONG):
@@ -81,8 +87,44 @@ class Worker:
                 self.pipe.send_bytes(PING)
                 self.pinged_at = self.last_ping = now
         except (EOFError, OSError):  # it is exiting: the dead-worker path takes over
-            return 0.0
-        return 0.0 if self.pinged_at is None else now - self.pinged_at
+            return None
+        if not self.ready:
+            up, limit = now - self.started, max(timeout, STARTUP_TIMEOUT_S)
+            if up > limit:
+                return f"was not ready {up:.1f} s after its start (limit {limit:g} s)"
+        elif self.pinged_at is not None and now - self.pinged_at > timeout:
+            out = now - self.pinged_at
+            return f"left a ping unanswered for {out:.1f} s (timeout {timeout:g} s)"
+        return None
+
+
+@dataclass
+class Restarts:
+    """One worker slot's replacement pause: it doubles (to RESTART_PAUSE_S[1]) while
+    replacements keep dying, and starts over once a worker has been up and ready for
+    RESTART_PAUSE_S[1]."""
+
+    pause: float = RESTART_PAUSE_S[0]
+    due: float | None = None  # when the dead worker's replacement may start
+
+    def watch(self, worker: Worker, now: float) -> None:
+        if worker.ready and now - worker.started > RESTART_PAUSE_S[1]:
+            self.pause = RESTART_PAUSE_S[0]
+
+    def died(self, now: float) -> float | None:
+        """Called on each look at a dead worker: the pause its replacement waits when
+        just found dead, else None."""
+        if self.due is not None:
+            return None
+        wait, self.due = self.pause, now + self.pause
+        self.pause = min(2 * self.pause, RESTART_PAUSE_S[1])
+        return wait
+
+    def may_replace(self, now: float) -> bool:
+        if self.due is None or now < self.due:
+            return False
+        self.due = None
+        return True
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -133,8 +175,7 @@ def serve(settings: Settings) -> int:
 
     workers: list[Worker] = []
     first: set[int | None] = set()  # the first workers: their start-up failure is fatal
-    pause = [RESTART_PAUSE_S[0]] * settings.web_workers  # per slot, doubling
-    due = [0.0] * settings.web_workers  # when a dead slot's replacement may start
+    restarts = [Restarts() for _ in range(settings.web_workers)]
     try:
         for _ in range(settings.web_workers):
             workers.append(start())
@@ -145,37 +186,27 @@ def serve(settings: Settings) -> int:
         )
         while not stopping.wait(0.5):
             for i, worker in enumerate(workers):
-                process = worker.process
+                process, now = worker.process, time.monotonic()
                 if process.is_alive():
-                    now = time.monotonic()
-                    unanswered = worker.check(now, every=every)
-                    if unanswered > timeout:
-                        log.warning(
-                            "web worker %s left a ping unanswered for %.1f s (timeout %g s); "
-                            "killing it",
-                            process.pid,
-                            unanswered,
-                            timeout,
-                        )
-                        process.kill()  # SIGKILL: found dead next time round, replaced
-                        worker.pinged_at = None
-                    elif worker.ready and now - worker.started > RESTART_PAUSE_S[1]:
-                        pause[i] = RESTART_PAUSE_S[0]  # healthy a while: deaths start over
+                    hung = worker.check(now, every=every, timeout=timeout)
+                    if hung:
+                        log.warning("web worker %s %s; killing it", process.pid, hung)
+                        process.kill()  # SIGKILL (a stopped process too); then replaced
+                        process.join(STOP_GRACE_S)  # as a dead one, from the next look
+                    restarts[i].watch(worker, now)
                     continue
                 if process.exitcode == STARTUP_FAILURE and process.pid in first:
                     log.error("web worker %s could not start; stopping", process.pid)
                     status = STARTUP_FAILURE
                     stopping.set()
                     break
-                now = time.monotonic()
-                if not due[i]:  # just found dead: its replacement waits the slot's pause
+                wait = restarts[i].died(now)
+                if wait is not None:
                     log.warning("web worker %s exited (%s); starting another in %.1f s",
-                                process.pid, process.exitcode, pause[i])
-                    due[i] = now + pause[i]
-                    pause[i] = min(2 * pause[i], RESTART_PAUSE_S[1])
-                elif now >= due[i]:
+                                process.pid, process.exitcode, wait)
+                elif restarts[i].may_replace(now):
                     worker.pipe.close()
-                    workers[i], due[i] = start(), 0.0
+                    workers[i] = start()
     finally:
         _stop_all([w.process for w in workers])
         for worker in workers:
