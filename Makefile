@@ -32,6 +32,7 @@ run: $(STAMP)
 PYTEST_ARGS ?=
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	@echo "mypy service workers (beside pytest; its report follows pytest's)"
 	@nice -n 10 $(VENV)/bin/mypy service workers > $(VENV)/mypy.log 2>&1 & typing=$$!; \
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS); tests=$$?; \
@@ -46,6 +47,7 @@ chaos: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy service workers
 
 bench: $(STAMP)

@@ -66,8 +66,9 @@ def reach(strategy: str, *, uniform: bool, target: float, max_rounds: int, seed:
 def chatter(dtype: str, *, rounds: int, target: float) -> tuple[int | None, float, int]:
     """Uniform control under LAG-PS for `rounds` rounds in `dtype`: (first round below
     the target, f - f* at the end, uploads)."""
-    spec = resolve({**paper_spec("lag_ps", uniform=True, max_rounds=rounds, seed=0),
-                    "model": {"dtype": dtype}})
+    spec = resolve(
+        {**paper_spec("lag_ps", uniform=True, max_rounds=rounds, seed=0), "model": {"dtype": dtype}}
+    )
     first: list[int] = []
     last: dict[str, float] = {}
 
@@ -123,8 +124,10 @@ def main() -> None:
     print("precision: uniform control under LAG-PS, 400 rounds")
     for dtype in ("float32", "float64"):
         reached, gap, uploads = chatter(dtype, rounds=400, target=args.target)
-        print(f"  {dtype}: first below {args.target:g} at round {reached}, "
-              f"f - f* at round 400 = {gap:.3g}, uploads {uploads}")
+        print(
+            f"  {dtype}: first below {args.target:g} at round {reached}, "
+            f"f - f* at round 400 = {gap:.3g}, uploads {uploads}"
+        )
 
 
 if __name__ == "__main__":

@@ -89,17 +89,13 @@ def ray_round_times(spec: dict[str, Any], artifacts: Path) -> list[float]:
     from workers.ray_job import RecordEvent, run_on_ray
 
     stamps: list[float] = []
-    for event in run_on_ray(
-        resolve(spec), job_key="bench", artifacts_url=str(artifacts)
-    ):
+    for event in run_on_ray(resolve(spec), job_key="bench", artifacts_url=str(artifacts)):
         if isinstance(event, RecordEvent):
             stamps.append(time.perf_counter())
     return stamps
 
 
-def gloo_rank(
-    rank: int, spec: dict[str, Any], world: int, port: int, out: str, done: Any
-) -> None:
+def gloo_rank(rank: int, spec: dict[str, Any], world: int, port: int, out: str, done: Any) -> None:
     """One gloo process: the same Replica as a Ray replica actor, one torch thread."""
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -194,8 +190,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="lagtrain-gloo-") as tmp:
             for repeat in range(args.repeats):
                 ms = per_round(gloo_round_times(spec, Path(tmp)), args.warmup) * 1e3
-                print(f"gloo run {repeat + 1}/{args.repeats}: {ms:.1f} ms/round, clean exit "
-                      f"{_load()}", flush=True)
+                print(
+                    f"gloo run {repeat + 1}/{args.repeats}: {ms:.1f} ms/round, clean exit "
+                    f"{_load()}",
+                    flush=True,
+                )
         return
 
     import ray

@@ -99,9 +99,7 @@ def time_ray_direct(spec: dict[str, Any], head: RayHead, artifacts: str) -> floa
     connect(head.address)
     try:
         started = time.perf_counter()
-        for _ in run_on_ray(
-            resolve(spec), job_key="bench-direct", artifacts_url=artifacts
-        ):
+        for _ in run_on_ray(resolve(spec), job_key="bench-direct", artifacts_url=artifacts):
             pass
         return time.perf_counter() - started
     finally:

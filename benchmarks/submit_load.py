@@ -119,8 +119,20 @@ def py_spy(pid: int, output: str | None) -> Iterator[None]:
         yield
         return
     spy = subprocess.Popen(
-        [str(BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-         "--output", output, "--nonblocking", "--gil"],
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            output,
+            "--nonblocking",
+            "--gil",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -64,19 +64,26 @@ class ToTarget:
     final: float
 
 
-def trajectory(spec_setup: dict[str, Any], scenario: Any, hidden: int, rounds: int,
-               seed: int) -> list[tuple[int, float | None, int, int]]:
+def trajectory(
+    spec_setup: dict[str, Any], scenario: Any, hidden: int, rounds: int, seed: int
+) -> list[tuple[int, float | None, int, int]]:
     """(rounds done, metric or None, uploads_total, grad_evals_total) every round."""
-    spec = make_spec(replace(scenario, rounds=rounds), spec_setup, workers=WORKERS,
-                     hidden=hidden, seed=seed)
+    spec = make_spec(
+        replace(scenario, rounds=rounds), spec_setup, workers=WORKERS, hidden=hidden, seed=seed
+    )
     out: list[tuple[int, float | None, int, int]] = []
-    run_reference(spec, on_record=lambda k, v: out.append(
-        (k + 1, v.get(scenario.metric), int(v["uploads_total"]), int(v["grad_evals_total"]))))
+    run_reference(
+        spec,
+        on_record=lambda k, v: out.append(
+            (k + 1, v.get(scenario.metric), int(v["uploads_total"]), int(v["grad_evals_total"]))
+        ),
+    )
     return out
 
 
-def to_target(label: str, history: list[tuple[int, float | None, int, int]], target: float,
-              bits: int | None) -> ToTarget:
+def to_target(
+    label: str, history: list[tuple[int, float | None, int, int]], target: float, bits: int | None
+) -> ToTarget:
     final = next(m for _, m, _, _ in reversed(history) if m is not None)
     for round_, metric, uploads, evals in history:
         if metric is not None and metric <= target:
@@ -88,13 +95,19 @@ def to_target(label: str, history: list[tuple[int, float | None, int, int]], tar
 def five_million_spec(hidden: int | None = None) -> Any:
     """The char LSTM of the projection: one layer, 16-dim embedding, hidden chosen so
     that p ≈ 5 M; M = 8 replicas of 8 sequences x 32 characters."""
-    return resolve({
-        "task": {"kind": "char_lm", "dataset": "builtin:shakespeare", "max_chars": 150_000,
-                 "seq_len": 32},
-        "model": {"cell": "lstm", "hidden_size": hidden or 1100, "embedding_dim": 16},
-        "distributed": {"workers": WORKERS, "split": "non_iid"},
-        "schedule": {"rounds": 1, "batch_size": 8},
-    })
+    return resolve(
+        {
+            "task": {
+                "kind": "char_lm",
+                "dataset": "builtin:shakespeare",
+                "max_chars": 150_000,
+                "seq_len": 32,
+            },
+            "model": {"cell": "lstm", "hidden_size": hidden or 1100, "embedding_dim": 16},
+            "distributed": {"workers": WORKERS, "split": "non_iid"},
+            "schedule": {"rounds": 1, "batch_size": 8},
+        }
+    )
 
 
 def compute_seconds(device: str, repeats: int) -> tuple[int, float]:
@@ -112,8 +125,9 @@ def compute_seconds(device: str, repeats: int) -> tuple[int, float]:
     return params.numel(), statistics.median(times[1:])  # the first call warms up
 
 
-def wall_time(run: ToTarget, *, params: int, compute: float, bandwidth: float,
-              lookahead: bool = True) -> float | None:
+def wall_time(
+    run: ToTarget, *, params: int, compute: float, bandwidth: float, lookahead: bool = True
+) -> float | None:
     if run.rounds is None:
         return None
     up_bits = 32 * params if run.bits is None else 8 * wire_bytes(run.bits, params)
@@ -122,8 +136,11 @@ def wall_time(run: ToTarget, *, params: int, compute: float, bandwidth: float,
     # over the M parallel workers, and hidden behind the broadcast up to its length.
     anchors = run.evals - WORKERS * run.rounds
     exposed = max(0.0, compute - broadcast) if lookahead else compute
-    return (run.rounds * (compute + broadcast) + anchors / WORKERS * exposed
-            + run.uploads * (up_bits / bandwidth + LATENCY_S))
+    return (
+        run.rounds * (compute + broadcast)
+        + anchors / WORKERS * exposed
+        + run.uploads * (up_bits / bandwidth + LATENCY_S)
+    )
 
 
 def main() -> None:
@@ -134,15 +151,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", default="cada2,lasg,laq")
-    parser.add_argument("--compute-ms", type=float, default=None,
-                        help="use this per-evaluation time instead of measuring (e.g. a GPU's)")
+    parser.add_argument(
+        "--compute-ms",
+        type=float,
+        default=None,
+        help="use this per-evaluation time instead of measuring (e.g. a GPU's)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     params, compute = compute_seconds(args.device, args.repeats)
     if args.compute_ms is not None:
         compute = args.compute_ms / 1e3
-    print(f"5 M model: {params:,} parameters; one gradient evaluation {compute * 1e3:.1f} ms "
-          f"on {args.device} (median of {args.repeats})", flush=True)
+    print(
+        f"5 M model: {params:,} parameters; one gradient evaluation {compute * 1e3:.1f} ms "
+        f"on {args.device} (median of {args.repeats})",
+        flush=True,
+    )
     scenario = SCENARIOS["char_lm"]
     rows: list[tuple[ToTarget, ToTarget]] = []
     for key in args.rules.split(","):
@@ -151,29 +175,37 @@ def main() -> None:
         twin_final = next(m for _, m, _, _ in reversed(twin_history) if m is not None)
         target = twin_final * (1 + TARGET_SLACK)
         lazy_history = trajectory(pair.lazy, scenario, args.hidden, args.rounds, args.seed)
-        lazy_spec = make_spec(scenario, pair.lazy, workers=WORKERS, hidden=args.hidden,
-                              seed=args.seed)
+        lazy_spec = make_spec(
+            scenario, pair.lazy, workers=WORKERS, hidden=args.hidden, seed=args.seed
+        )
         bits = lazy_spec.aggregation.bits if lazy_spec.aggregation.strategy == "laq" else None
         twin = to_target(f"dense ({key} twin)", twin_history, target, None)
         lazy = to_target(pair.lazy_label, lazy_history, target, bits)
         rows.append((twin, lazy))
         print(f"measured {pair.lazy_label}: {lazy} vs {twin}", flush=True)
-    header = (f"{'rule':<18} {'final ppl':>9} {'rounds':>6} {'uploads':>7} {'evals':>6} "
-              + " ".join(f"{name + ' s':>13} {'x dense':>7} {'(no look)':>9}" for name in LINKS))
-    print(f"\nprojection: p = {params:,}, M = {WORKERS}, compute {compute * 1e3:.1f} ms/eval, "
-          f"broadcast one model time, uploads serialised at the coordinator, "
-          f"{LATENCY_S * 1e6:.0f} us/upload, anchor gradients computed during the broadcast "
-          f"('no look': without); rounds/uploads/evals to the twin's final perplexity "
-          f"within {TARGET_SLACK:.0%} measured at hidden {args.hidden}\n")
+    header = f"{'rule':<18} {'final ppl':>9} {'rounds':>6} {'uploads':>7} {'evals':>6} " + " ".join(
+        f"{name + ' s':>13} {'x dense':>7} {'(no look)':>9}" for name in LINKS
+    )
+    print(
+        f"\nprojection: p = {params:,}, M = {WORKERS}, compute {compute * 1e3:.1f} ms/eval, "
+        f"broadcast one model time, uploads serialised at the coordinator, "
+        f"{LATENCY_S * 1e6:.0f} us/upload, anchor gradients computed during the broadcast "
+        f"('no look': without); rounds/uploads/evals to the twin's final perplexity "
+        f"within {TARGET_SLACK:.0%} measured at hidden {args.hidden}\n"
+    )
     print(header)
     print("-" * len(header))
     for twin, lazy in rows:
         for run in (twin, lazy):
-            cells = [projected(run, twin, params=params, compute=compute, bandwidth=bandwidth)
-                     for bandwidth in LINKS.values()]
+            cells = [
+                projected(run, twin, params=params, compute=compute, bandwidth=bandwidth)
+                for bandwidth in LINKS.values()
+            ]
             rounds = "-" if run.rounds is None else str(run.rounds)
-            print(f"{run.label:<18} {run.final:>9.3f} {rounds:>6} {run.uploads:>7} "
-                  f"{run.evals:>6} " + " ".join(cells))
+            print(
+                f"{run.label:<18} {run.final:>9.3f} {rounds:>6} {run.uploads:>7} "
+                f"{run.evals:>6} " + " ".join(cells)
+            )
 
 
 def projected(run: ToTarget, twin: ToTarget, **link: Any) -> str:

@@ -45,9 +45,7 @@ def requeue_expired_leases(sessions: sessionmaker[Session]) -> None:
         requeue_expired(session=session, actor="reaper:server-start")
 
 
-def create_app(
-    settings: Settings, *, on_job_queued: Callable[[], None] | None = None
-) -> FastAPI:
+def create_app(settings: Settings, *, on_job_queued: Callable[[], None] | None = None) -> FastAPI:
     """The API over the store at settings.database_url (already migrated). On start,
     an empty store gets its admin user (see service.bootstrap). `on_job_queued` is
     called after each committed submit: `server --embedded` passes its in-process

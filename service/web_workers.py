@@ -182,7 +182,10 @@ def serve(settings: Settings) -> int:
         first = {w.process.pid for w in workers}
         log.info(
             "web workers: %d processes on %s:%d, a listening socket each (SO_REUSEPORT): %s",
-            len(workers), settings.host, port, [w.process.pid for w in workers],
+            len(workers),
+            settings.host,
+            port,
+            [w.process.pid for w in workers],
         )
         while not stopping.wait(0.5):
             for i, worker in enumerate(workers):
@@ -202,8 +205,12 @@ def serve(settings: Settings) -> int:
                     break
                 wait = restarts[i].died(now)
                 if wait is not None:
-                    log.warning("web worker %s exited (%s); starting another in %.1f s",
-                                process.pid, process.exitcode, wait)
+                    log.warning(
+                        "web worker %s exited (%s); starting another in %.1f s",
+                        process.pid,
+                        process.exitcode,
+                        wait,
+                    )
                 elif restarts[i].may_replace(now):
                     worker.pipe.close()
                     workers[i] = start()
@@ -224,8 +231,9 @@ def _stop_all(workers: list[BaseProcess]) -> None:
     for process in workers:
         process.join(STOP_GRACE_S)
         if process.is_alive():
-            log.warning("web worker %s did not stop in %.0f s; killing it", process.pid,
-                        STOP_GRACE_S)
+            log.warning(
+                "web worker %s did not stop in %.0f s; killing it", process.pid, STOP_GRACE_S
+            )
             process.kill()
             process.join()
 

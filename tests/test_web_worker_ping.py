@@ -56,8 +56,7 @@ def test_a_blocked_event_loop_leaves_the_ping_unanswered(loop: asyncio.AbstractE
 
 def test_the_supervisor_pings_a_ready_worker_and_times_its_answer() -> None:
     ours, theirs = multiprocessing.Pipe()
-    worker = Worker(process=multiprocessing.Process(), pipe=ours, last_ping=990.0,
-                    started=990.0)
+    worker = Worker(process=multiprocessing.Process(), pipe=ours, last_ping=990.0, started=990.0)
     # Not ready (its loop is not running yet): no ping.
     assert worker.check(1000.0, every=5.0, timeout=2.0) is None and not theirs.poll()
     theirs.send_bytes(READY)
@@ -109,8 +108,7 @@ def test_a_slots_restart_pause_doubles_and_starts_over_after_a_healthy_while() -
     assert waits == [min(first * 2**n, longest) for n in range(8)]
     assert waits[-1] == longest
 
-    worker = Worker(process=multiprocessing.Process(), pipe=multiprocessing.Pipe()[0],
-                    started=now)
+    worker = Worker(process=multiprocessing.Process(), pipe=multiprocessing.Pipe()[0], started=now)
     restarts.watch(worker, now + longest + 1)  # up, but never ready: no credit
     assert restarts.died(now + longest + 1) == longest
     assert restarts.may_replace(now + 2 * longest + 1)

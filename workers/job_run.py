@@ -150,9 +150,7 @@ class JobRun:
             # free. The lease is kept until then: the final write may wait out an outage.
             # Pooled actors hold no resources: they are reset and handed back after it.
             gang.free_resources()
-            status, error = self._write(
-                lambda s: ended(final_write(s)), abort=self._abort_reason
-            )
+            status, error = self._write(lambda s: ended(final_write(s)), abort=self._abort_reason)
             # The dispatcher's log says how each attempt ended (queued = a retry or
             # handed back), so an operator reading it needs no query.
             log.info(

@@ -94,7 +94,9 @@ def post_dataset(
         raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
     with transaction(sessions) as session:
         check_upload_storage(
-            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
+            session=session,
+            user_id=principal.user_id,
+            defaults=settings.quota_defaults(),
             adding=size,
         )
     uri = artifact_url(settings.artifacts_url, f"datasets/{digest.hexdigest()}.{EXTENSION[fmt]}")
@@ -112,8 +114,11 @@ def post_dataset(
             shape=shape.model_dump(),
         )
         record(
-            session=session, actor=principal, action="dataset.uploaded",
-            target=f"dataset:{dataset.id}", detail={"filename": filename, "bytes": size},
+            session=session,
+            actor=principal,
+            action="dataset.uploaded",
+            target=f"dataset:{dataset.id}",
+            detail={"filename": filename, "bytes": size},
         )
     return _dataset_out(dataset, principal.name)
 

@@ -35,9 +35,7 @@ Sessions = Annotated[sessionmaker[Session], Depends(_sessions)]
 AppSettings = Annotated[Settings, Depends(_settings)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
-Cursor = Annotated[
-    str | None, Query(max_length=32, description="next_cursor of the previous page")
-]
+Cursor = Annotated[str | None, Query(max_length=32, description="next_cursor of the previous page")]
 
 
 def decode_cursor(cursor: str | None) -> int | None:
@@ -60,9 +58,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 def field_error(loc: tuple[str | int, ...], msg: str, value: object) -> RequestValidationError:
     """A 422 in FastAPI's list form, for checks the schema alone cannot make."""
-    return RequestValidationError(
-        [{"type": "value_error", "loc": loc, "msg": msg, "input": value}]
-    )
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": value}])
 
 
 def spec_errors(problems: Sequence[tuple[str, str]], spec: BaseModel) -> RequestValidationError:

@@ -186,5 +186,3 @@ class JobFeed:
     def _close_after(self, items: list[Item], final: Item) -> None:
         self._log.extend(items)
         self._close(final)
-
-

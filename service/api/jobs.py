@@ -102,8 +102,12 @@ async def post_job(
 
     def authenticated_submit() -> tuple[Job, bool, Principal]:
         return submit_job(
-            state.sessions, state.settings, state.on_job_queued,
-            token=token, spec=spec, idempotency_key=idempotency_key,
+            state.sessions,
+            state.settings,
+            state.on_job_queued,
+            token=token,
+            spec=spec,
+            idempotency_key=idempotency_key,
         )
 
     job, created, principal = await run_in_threadpool(authenticated_submit)
@@ -148,7 +152,9 @@ def submit_job(
             raise spec_errors(exc.problems, spec) from exc
         problems = dataset_problems(session=session, spec=resolved, owner_id=principal.user_id)
         problems = problems or cost_check(
-            session=session, spec=resolved, owner_id=principal.user_id,
+            session=session,
+            spec=resolved,
+            owner_id=principal.user_id,
             limits=settings.cost_limits(),
         )
         if problems:
@@ -165,8 +171,12 @@ def submit_job(
         else:
             cpus, gpus = gang_totals(resolved)
             now = check_can_submit(
-                session=session, user_id=principal.user_id, defaults=defaults,
-                cpus=cpus, gpus=gpus, standing=standing,
+                session=session,
+                user_id=principal.user_id,
+                defaults=defaults,
+                cpus=cpus,
+                gpus=gpus,
+                standing=standing,
             )
             job, created = enqueue(
                 session=session,

@@ -136,7 +136,9 @@ def post_sweep(
         for corner in checked.corners:
             found = dataset_problems(session=session, spec=corner, owner_id=principal.user_id)
             found = found or cost_check(
-                session=session, spec=corner, owner_id=principal.user_id,
+                session=session,
+                spec=corner,
+                owner_id=principal.user_id,
                 limits=settings.cost_limits(),
             )
             for field, message in found:
@@ -148,8 +150,12 @@ def post_sweep(
         totals = [gang_totals(corner) for corner in checked.corners]
         cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)
         check_can_submit(
-            session=session, user_id=principal.user_id, defaults=settings.quota_defaults(),
-            jobs=spec.trials, cpus=cpus, gpus=gpus,
+            session=session,
+            user_id=principal.user_id,
+            defaults=settings.quota_defaults(),
+            jobs=spec.trials,
+            cpus=cpus,
+            gpus=gpus,
         )
         sweep, created = create_sweep(
             session=session,

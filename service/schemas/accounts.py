@@ -14,6 +14,7 @@ Role = Literal["user", "admin"]
 
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -162,8 +162,12 @@ def heartbeat(
         if over is not None:
             job = lease_holder(session=session, job_id=job_id, token=token)
             lifecycle.transition(
-                session=session, job=job, to=JobStatus.CANCELLING, actor="time-limit",
-                reason=over, now=given_now,  # None: stamped once it holds the lock
+                session=session,
+                job=job,
+                to=JobStatus.CANCELLING,
+                actor="time-limit",
+                reason=over,
+                now=given_now,  # None: stamped once it holds the lock
             )
             current_status = JobStatus.CANCELLING
     return HeartbeatReply(

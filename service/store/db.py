@@ -44,9 +44,7 @@ def make_engine(
         return engine
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000}, **kwargs
-    )
+    engine = create_engine(url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000}, **kwargs)
 
     # pysqlite's implicit transactions let two writers read-then-write the same row,
     # and a deferred BEGIN fails the lock upgrade without waiting (STACK-NOTES). We

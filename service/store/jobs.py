@@ -108,9 +108,7 @@ def _sweep_of(job: Job) -> dict[str, int]:
     return {} if job.sweep_id is None else {"sweep_id": job.sweep_id}
 
 
-def find_by_idempotency_key(
-    *, session: Session, owner_id: int, idempotency_key: str
-) -> Job | None:
+def find_by_idempotency_key(*, session: Session, owner_id: int, idempotency_key: str) -> Job | None:
     return session.scalars(
         select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == idempotency_key)
     ).one_or_none()

@@ -158,9 +158,7 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
             func.coalesce(usage.c.running, 0).label("running"),
             # The owner's queued jobs that go before this one.
             (
-                func.row_number().over(
-                    partition_by=jobs.c.owner_id, order_by=tie_breakers(jobs.c)
-                )
+                func.row_number().over(partition_by=jobs.c.owner_id, order_by=tie_breakers(jobs.c))
                 - 1
             ).label("own_ahead"),
         )

@@ -204,13 +204,9 @@ def check_can_submit(
         )
     _check_storage(st.storage_bytes, st.max_storage_bytes, adding=0)
     if cpus > st.max_cpus:
-        raise QuotaExceeded(
-            f"max_cpus: the gang needs {cpus:g} CPUs, the quota is {st.max_cpus:g}"
-        )
+        raise QuotaExceeded(f"max_cpus: the gang needs {cpus:g} CPUs, the quota is {st.max_cpus:g}")
     if gpus > st.max_gpus:
-        raise QuotaExceeded(
-            f"max_gpus: the gang needs {gpus:g} GPUs, the quota is {st.max_gpus:g}"
-        )
+        raise QuotaExceeded(f"max_gpus: the gang needs {gpus:g} GPUs, the quota is {st.max_gpus:g}")
     return st.now
 
 

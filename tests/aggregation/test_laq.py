@@ -156,7 +156,6 @@ def test_laq_reaches_the_paper_target_with_few_bits() -> None:
     assert laq_bits < wk_bits  # fewer bits than the unquantized lazy rule
 
 
-
 def digits_run(strategy: str) -> tuple[float, float]:
     """(final validation accuracy, bytes uploaded) of a row of benchmarks/rnn_comm.py:
     LSTM (hidden 128) on 4 label-sorted digit shards, sgd lr 1.0, 150 rounds, every

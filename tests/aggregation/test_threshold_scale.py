@@ -40,9 +40,7 @@ def measured_steps(
 
 @pytest.mark.parametrize("amsgrad", [True, False])
 @pytest.mark.parametrize("bias_correction", [True, False])
-def test_adam_step_in_its_metric_is_the_first_moment(
-    amsgrad: bool, bias_correction: bool
-) -> None:
+def test_adam_step_in_its_metric_is_the_first_moment(amsgrad: bool, bias_correction: bool) -> None:
     generator = torch.Generator().manual_seed(0)
     grads = [torch.randn(40, generator=generator, dtype=F64) for _ in range(5)]
     config = adam(amsgrad=amsgrad, bias_correction=bias_correction)

@@ -36,9 +36,7 @@ LSTM = {
 def run(
     base: dict[str, Any], strategy: str, optimizer: dict[str, Any], **agg: Any
 ) -> tuple[list[dict[str, float]], RunResult]:
-    spec = resolve(
-        {**base, "optimizer": optimizer, "aggregation": {"strategy": strategy, **agg}}
-    )
+    spec = resolve({**base, "optimizer": optimizer, "aggregation": {"strategy": strategy, **agg}})
     records: list[dict[str, float]] = []
     result = run_reference(spec, on_record=lambda _k, v: records.append(v), dtype=torch.float64)
     return records, result

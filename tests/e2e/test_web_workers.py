@@ -108,7 +108,8 @@ def test_each_web_worker_listens_on_its_own_socket_and_takes_connections(
 
     wait_until(
         lambda: sorted(len(inodes) for inodes in listeners().values()) == [1, 1],
-        timeout=60, what="two web workers listening",
+        timeout=60,
+        what="two web workers listening",
     )
     workers = listeners()
     first, second = workers.values()
@@ -116,6 +117,7 @@ def test_each_web_worker_listens_on_its_own_socket_and_takes_connections(
 
     connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
     try:
+
         def accepted() -> list[int]:
             sockets = _sockets_on(port)
             return [len(_held_by(worker, sockets, ESTABLISHED)) for worker in workers]
@@ -153,9 +155,7 @@ def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
     )
     with service_stack.admin() as admin:
         admin.submit(SPEC)  # served by the survivor, or already by the new worker
-    wait_until(
-        lambda: len(listening()) == 2, timeout=60, what="a new web worker in its place"
-    )
+    wait_until(lambda: len(listening()) == 2, timeout=60, what="a new web worker in its place")
     assert survivor in listening()
     assert "exited (-9); starting another" in service_stack.logs(), service_stack.logs()
 
@@ -188,7 +188,8 @@ def test_web_workers_stop_when_their_supervisor_is_killed(service_stack: Stack) 
     server.wait(timeout=30)
     wait_until(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
-        timeout=30, what="the web workers to exit after their supervisor",
+        timeout=30,
+        what="the web workers to exit after their supervisor",
     )
     port = int(service_stack.url.rpartition(":")[2])
     assert LISTEN not in _sockets_on(port).values()

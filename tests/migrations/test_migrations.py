@@ -401,8 +401,14 @@ def test_quotas_tokens_audit_round_trip_keeps_the_rows(empty_db_url: str) -> Non
         with engine.begin() as conn:
             user_id = conn.execute(
                 sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow(),
-                 "max_cpus": 3.0, "disabled_at": utcnow()},
+                {
+                    "name": "ann",
+                    "role": "user",
+                    "share_weight": 1.0,
+                    "created_at": utcnow(),
+                    "max_cpus": 3.0,
+                    "disabled_at": utcnow(),
+                },
             ).scalar_one()
             conn.execute(
                 sa.text(

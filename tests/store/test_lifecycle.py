@@ -261,8 +261,11 @@ def test_a_submitted_job_is_stored_and_attached_as_if_flushed(
     columns it left unset are SQL NULL or their defaults, as an ORM flush leaves them."""
     owner = make_user("ann")
     job = Job(  # priority, gpus_required, attempt, progress_round, last_seq: defaults
-        owner_id=owner, spec=minimal_spec().model_dump(mode="json"), cpus_required=1.0,
-        max_attempts=2, progress_rounds=10,
+        owner_id=owner,
+        spec=minimal_spec().model_dump(mode="json"),
+        cpus_required=1.0,
+        max_attempts=2,
+        progress_rounds=10,
     )
     with transaction(session_factory) as session:
         stored = lifecycle.transition(session=session, job=job, to=S.QUEUED, actor="t")
@@ -285,8 +288,9 @@ def test_a_submitted_job_is_stored_and_attached_as_if_flushed(
         job.priority = 7  # tracked like any loaded object's change
     with session_factory() as session:
         row = session.execute(
-            select(Job.priority, Job.gpus_required, Job.summary.is_(None), Job.created_at)
-            .where(Job.id == loaded["id"])
+            select(Job.priority, Job.gpus_required, Job.summary.is_(None), Job.created_at).where(
+                Job.id == loaded["id"]
+            )
         ).one()
         assert (row[0], row[1], row[2]) == (7, 0.0, True)
         assert row[3] == loaded["created_at"]

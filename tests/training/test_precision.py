@@ -43,8 +43,11 @@ def test_one_default_xi_per_rule_whatever_the_optimizer() -> None:
     for strategy in ("lag_wk", "lasg_wk2", "laq"):
         xis = {
             resolve(
-                {"task": {"kind": "adding"}, "optimizer": {"name": name},
-                 "aggregation": {"strategy": strategy}}
+                {
+                    "task": {"kind": "adding"},
+                    "optimizer": {"name": name},
+                    "aggregation": {"strategy": strategy},
+                }
             ).aggregation.xi
             for name in ("sgd", "adam")
         }
@@ -64,8 +67,11 @@ def test_the_spec_dtype_is_what_trains_and_what_is_sent(dtype: str, width: int) 
 
 def test_bfloat16_keeps_float32_state_and_needs_a_supporting_device() -> None:
     spec = resolve(
-        {"task": {"kind": "adding"}, "model": {"dtype": "bfloat16"},
-         "distributed": {"gpus_per_worker": 1}}
+        {
+            "task": {"kind": "adding"},
+            "model": {"dtype": "bfloat16"},
+            "distributed": {"gpus_per_worker": 1},
+        }
     )
     assert storage_dtype(spec) == torch.float32
     with pytest.raises(ValueError, match=r"model\.dtype"):
@@ -93,8 +99,9 @@ def test_bfloat16_autocast_on_a_gpu_keeps_float32_gradients() -> None:
         "distributed": {"workers": 2, "gpus_per_worker": 1},
         "schedule": {"rounds": 1, "batch_size": 8},
     }
-    half = Replica(resolve({**base, "model": {**base["model"], "dtype": "bfloat16"}}), 0,
-                   device="cuda")
+    half = Replica(
+        resolve({**base, "model": {**base["model"], "dtype": "bfloat16"}}), 0, device="cuda"
+    )
     full = Replica(resolve(base), 0, device="cuda")
     params = flat_params(full.model)
     _, grad_half = half.gradient(params, 0)

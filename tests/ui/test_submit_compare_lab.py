@@ -158,9 +158,7 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         client.cancel(second)
 
 
-def test_a_redraw_slower_than_the_feed_skips_to_the_newest_page(
-    stack: Stack, page: Page
-) -> None:
+def test_a_redraw_slower_than_the_feed_skips_to_the_newest_page(stack: Stack, page: Page) -> None:
     """The Lab and sweep pages redraw on every feed event through latestOnly: events
     that arrive while a draw runs leave only the newest behind, instead of a queue of
     draws that grows as long as draws are slower than the feed (0.5 s)."""
