@@ -9,7 +9,6 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -39,28 +38,26 @@ def principal_for(sessions: sessionmaker[Session], token: str) -> Principal:
     # Read-only (no write lock on SQLite); last_used_at is written at most once a
     # minute per token, in its own short transaction.
     with read_transaction(sessions) as session:
-        principal, touch_due, _row = _accepted(authenticate(session=session, token=token))
+        principal, touch_due = _accepted(authenticate(session=session, token=token))
     if touch_due:
         with transaction(sessions) as session:
             touch_token(session=session, token_id=principal.token_id)
     return principal
 
 
-def principal_in(
-    session: Session, token: str, *, also: tuple[Any, ...] = ()
-) -> tuple[Principal, Row[Any]]:
+def principal_in(session: Session, token: str, *, lock_owner: bool = False) -> Principal:
     """principal_for inside the caller's write transaction (its last_used_at written
     there too): for a route that writes anyway, one session and one pool checkout.
-    Returns the token's row too, with the columns `also` (users.authenticate)."""
-    principal, touch_due, row = _accepted(authenticate(session=session, token=token, also=also))
+    `lock_owner`: also take the user's quota lock (users.authenticate)."""
+    principal, touch_due = _accepted(
+        authenticate(session=session, token=token, lock_owner=lock_owner)
+    )
     if touch_due:
         touch_token(session=session, token_id=principal.token_id)
-    return principal, row
+    return principal
 
 
-def _accepted(
-    found: tuple[Principal, bool, Row[Any]] | None,
-) -> tuple[Principal, bool, Row[Any]]:
+def _accepted(found: tuple[Principal, bool] | None) -> tuple[Principal, bool]:
     if found is None:
         raise _unauthorized("invalid, expired or revoked token, or a disabled user")
     return found

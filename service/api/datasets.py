@@ -92,6 +92,10 @@ def post_dataset(
         shape = validate_stream(chunks(), fmt, settings.upload_limits())
     except DatasetRejected as exc:
         raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
+    # Checked before the file is stored (no write for a refused upload), and again
+    # under the user's quota lock in the transaction that adds the row: concurrent
+    # uploads of one user all pass the first check. (A file refused by the second
+    # stays stored, content-addressed, until the same bytes are uploaded again.)
     with transaction(sessions) as session:
         check_upload_storage(
             session=session,
@@ -103,6 +107,12 @@ def post_dataset(
     file.file.seek(0)
     write_once_from(uri, file.file)
     with transaction(sessions) as session:
+        check_upload_storage(
+            session=session,
+            user_id=principal.user_id,
+            defaults=settings.quota_defaults(),
+            adding=size,
+        )
         dataset = create_dataset(
             session=session,
             owner_id=principal.user_id,

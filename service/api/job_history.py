@@ -11,7 +11,7 @@ from service.api.deps import JobId, Sessions
 from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.jobs import JobHistory, StatusChange
-from service.store.db import transaction
+from service.store.db import read_transaction
 from service.store.jobs import events_after, get_visible_job
 from service.store.users import user_names
 
@@ -21,7 +21,7 @@ USER_REF = re.compile(r"\buser:(\d+)\b")
 
 @router.get("/{job_id}/history", response_model=JobHistory, responses=errors(401, 404))
 def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> JobHistory:
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         events = events_after(session=session, job_id=job_id, after_id=0)
         ids = {int(i) for e in events for i in USER_REF.findall(f"{e.actor} {_named_by(e.reason)}")}

@@ -21,7 +21,6 @@ from service.api.deps import (
     spec_errors,
 )
 from service.api.responses import errors
-from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
 from service.schemas.accounts import USER_NAME_PATTERN
 from service.schemas.common import Page, request_sha256
@@ -41,7 +40,8 @@ from service.store.jobs import (
     request_cancel,
 )
 from service.store.models import Job
-from service.store.quotas import check_can_submit, standing_columns, standing_of
+from service.store.quotas import check_can_submit
+from service.store.spec_checks import spec_problems
 from service.store.users import Principal, find_user_id, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -134,24 +134,18 @@ def submit_job(
     # and one pool checkout a submit, not two (issue 13). On SQLite that transaction
     # holds the write lock from its BEGIN, which authentication never takes: there
     # the token is checked first, read-only. On PostgreSQL the token's statement also
-    # reads the user's quota standing and the database's clock: a round trip less.
+    # takes the user's quota lock (quotas.lock_owner): a round trip less.
     in_transaction = sessions.kw["bind"].dialect.name == "postgresql"
     checked = None if in_transaction else principal_for(sessions, token)
     defaults = settings.quota_defaults()
     with transaction(sessions) as session:
-        standing = None
-        if checked is not None:
-            principal = checked
-        else:
-            principal, row = principal_in(session, token, also=standing_columns())
-            standing = standing_of(row, defaults, postgres=True)
+        principal = checked or principal_in(session, token, lock_owner=True)
         # The stored spec shows every default, the server's max_attempts included.
         try:
             resolved = resolve(spec, default_max_attempts=settings.default_max_attempts)
         except SpecError as exc:
             raise spec_errors(exc.problems, spec) from exc
-        problems = dataset_problems(session=session, spec=resolved, owner_id=principal.user_id)
-        problems = problems or cost_check(
+        problems = spec_problems(
             session=session,
             spec=resolved,
             owner_id=principal.user_id,
@@ -176,7 +170,7 @@ def submit_job(
                 defaults=defaults,
                 cpus=cpus,
                 gpus=gpus,
-                standing=standing,
+                owner_locked=in_transaction,
             )
             job, created = enqueue(
                 session=session,

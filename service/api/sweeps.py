@@ -22,7 +22,6 @@ from service.api.deps import (
 )
 from service.api.jobs import IdempotencyKey, OwnerFilter
 from service.api.responses import errors
-from service.api.spec_checks import cost_check, dataset_problems
 from service.auth import CurrentUser
 from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
@@ -33,12 +32,14 @@ from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
 from service.store.quotas import check_can_submit
+from service.store.spec_checks import spec_problems
 from service.store.sweeps import (
     TrialRow,
     create_sweep,
     get_visible_sweep,
     list_sweeps,
     request_cancel,
+    sweep_for_key,
     trials_of,
 )
 from service.store.users import find_user_id, user_names
@@ -134,8 +135,7 @@ def post_sweep(
     with transaction(sessions) as session:
         problems: dict[Loc, str] = {}
         for corner in checked.corners:
-            found = dataset_problems(session=session, spec=corner, owner_id=principal.user_id)
-            found = found or cost_check(
+            found = spec_problems(
                 session=session,
                 spec=corner,
                 owner_id=principal.user_id,
@@ -146,24 +146,41 @@ def post_sweep(
                 problems.setdefault(loc, f"base.{field}: {message}")
         if problems:
             raise _errors(list(problems.items()), spec)
-        # After the 422 checks: a budget the queue quota could never hold is a 429.
-        totals = [gang_totals(corner) for corner in checked.corners]
-        cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)
-        check_can_submit(
-            session=session,
-            user_id=principal.user_id,
-            defaults=settings.quota_defaults(),
-            jobs=spec.trials,
-            cpus=cpus,
-            gpus=gpus,
+        # A retry of an accepted submit is answered whatever the quota (as for jobs).
+        sha = request_sha256(spec)
+        replayed = (
+            None
+            if idempotency_key is None
+            else sweep_for_key(
+                session=session,
+                owner_id=principal.user_id,
+                idempotency_key=idempotency_key,
+                request_sha256=sha,
+            )
         )
-        sweep, created = create_sweep(
-            session=session,
-            owner_id=principal.user_id,
-            spec=checked.stored,
-            name=spec.name,
-            idempotency_key=idempotency_key,
-            request_sha256=request_sha256(spec),
+        if replayed is None:
+            # After the 422 checks: a budget the queue quota could never hold is a 429.
+            totals = [gang_totals(corner) for corner in checked.corners]
+            cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)
+            check_can_submit(
+                session=session,
+                user_id=principal.user_id,
+                defaults=settings.quota_defaults(),
+                jobs=spec.trials,
+                cpus=cpus,
+                gpus=gpus,
+            )
+        sweep, created = (
+            (replayed, False)
+            if replayed is not None
+            else create_sweep(
+                session=session,
+                owner_id=principal.user_id,
+                spec=checked.stored,
+                name=spec.name,
+                idempotency_key=idempotency_key,
+                request_sha256=sha,
+            )
         )
         if created:  # its trial jobs are audited as they are submitted (job.submitted)
             record(

@@ -25,7 +25,6 @@ from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
 from service.store.claim import Claim
 from service.store.db import db_now
-from service.store.jobs import latest_event
 from service.store.lifecycle import lease_holder
 from service.store.models import (
     ACTIVE,
@@ -193,11 +192,16 @@ def finish(
 def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: bool) -> Job:
     """End the attempt as failed. Retryable with attempts left: back to queued (the
     next claim increments `attempt` and resumes from the newest checkpoint).
-    Otherwise failed with `reason`. While cancelling, a retryable failure ends as
-    cancelled (nobody wants a retry) and a permanent one as failed."""
+    Otherwise failed with `reason`. While cancelling, a retryable failure ends as the
+    cancel would (nobody wants a retry: lifecycle.end_of_cancelling) and a permanent
+    one as failed."""
     job = lease_holder(session=session, job_id=job_id, token=token)
-    if job.status == JobStatus.CANCELLING.value:
-        to = JobStatus.CANCELLED if retryable else JobStatus.FAILED
+    if job.status == JobStatus.CANCELLING.value and retryable:
+        to, limit = lifecycle.end_of_cancelling(session=session, job=job)
+        if limit is not None:
+            reason = f"{limit}; then the attempt failed: {reason}"
+    elif job.status == JobStatus.CANCELLING.value:
+        to = JobStatus.FAILED
     elif retryable and job.attempt < job.max_attempts:
         to = JobStatus.QUEUED
     else:
@@ -219,15 +223,16 @@ def release(*, session: Session, job_id: int, token: str, reason: str) -> Job:
     """Hand a running job back to the queue without consuming an attempt (a worker
     draining for a deploy): running -> queued, the attempt ends 'released', and
     max_attempts grows by one so the attempts left stay as they were. While
-    cancelling, the job ends cancelled instead (nobody wants it rerun)."""
+    cancelling, the job ends as the cancel would instead (nobody wants it rerun)."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     if job.status == JobStatus.CANCELLING.value:
+        to, limit = lifecycle.end_of_cancelling(session=session, job=job)
         return lifecycle.transition(
             session=session,
             job=job,
-            to=JobStatus.CANCELLED,
+            to=to,
             actor=_actor(job),
-            reason=reason,
+            reason=limit or reason,
             expect_token=token,
         )
     lifecycle.transition(
@@ -249,28 +254,15 @@ def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
     """cancelling -> cancelled, once the dispatcher has stopped the gang; -> failed
     when the time limit asked it to stop (its checkpoints are kept)."""
     job = lease_holder(session=session, job_id=job_id, token=token)
-    asked = latest_event(session=session, job_id=job_id)
-    if asked is not None and asked.reason is not None and asked.reason.startswith(TIME_LIMIT):
-        return lifecycle.transition(
-            session=session,
-            job=job,
-            to=JobStatus.FAILED,
-            actor=_actor(job),
-            reason=asked.reason,
-            expect_token=token,
-            attempt_outcome="failed",
-        )
+    to, limit = lifecycle.end_of_cancelling(session=session, job=job)
     return lifecycle.transition(
         session=session,
         job=job,
-        to=JobStatus.CANCELLED,
+        to=to,
         actor=_actor(job),
-        reason="stopped on request",
+        reason=limit or "stopped on request",
         expect_token=token,
     )
-
-
-TIME_LIMIT = "time limit"
 
 
 def _over_time_limit(
@@ -289,7 +281,7 @@ def _over_time_limit(
     if row.started_at is None or now - row.started_at <= timedelta(hours=hours):
         return None
     return (
-        f"{TIME_LIMIT}: ran {_duration(now - row.started_at)}, "
+        f"{lifecycle.TIME_LIMIT}: ran {_duration(now - row.started_at)}, "
         f"the owner's max_job_hours is {hours:g}"
     )
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import overload
 
-from sqlalchemy import inspect, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidTransition, NotFound, StaleLease
@@ -30,6 +30,7 @@ from service.store.models import (
     TERMINAL,
     Job,
     JobAttempt,
+    JobEvent,
     JobStatus,
     table_of,
 )
@@ -163,6 +164,31 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
     )
     session.flush()
     return job
+
+
+# The reason's prefix when the time limit (max_job_hours) asks a job to stop.
+TIME_LIMIT = "time limit"
+
+
+def end_of_cancelling(*, session: Session, job: Job) -> tuple[JobStatus, str | None]:
+    """What a cancelling job ends as, whoever ends it (the dispatcher's
+    acknowledgement, a failure or a hand-back of its attempt meanwhile, the reaper):
+    failed with the time limit's reason when the time limit asked it to stop
+    (max_job_hours ends a job failed, DESIGN §11), else cancelled (None: the caller
+    says why). Read from the event that moved it to cancelling: notes may follow."""
+    asked = session.scalar(
+        select(JobEvent.reason)
+        .where(
+            JobEvent.job_id == job.id,
+            JobEvent.to_status == JobStatus.CANCELLING.value,
+            JobEvent.from_status != JobStatus.CANCELLING.value,
+        )
+        .order_by(JobEvent.id.desc())
+        .limit(1)
+    )
+    if asked is not None and asked.startswith(TIME_LIMIT):
+        return JobStatus.FAILED, asked
+    return JobStatus.CANCELLED, None
 
 
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:

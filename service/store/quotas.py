@@ -98,9 +98,7 @@ def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
 
 # What the submit-time checks need (they run on every submit): the user's own limits
 # (NULL: the server's default), their queued jobs and their stored bytes (uploads
-# plus checkpoints), as columns correlated to the `users` row of the statement that
-# selects them: their own (_SUBMIT_STANDING) or, on PostgreSQL, the submit's token
-# check, which joins the user anyway (standing_columns). Built once.
+# plus checkpoints), as columns correlated to the `users` row. Built once.
 _JOBS = table_of(Job)
 _STANDING_COLUMNS = (
     User.max_queued_jobs,
@@ -122,20 +120,27 @@ _STANDING_COLUMNS = (
     .scalar_subquery()
     .label("checkpoints"),
 )
-# On PostgreSQL they also read db_now's clock: the submit's timestamp, without a round
-# trip of its own.
-_STANDING_COLUMNS_PG = (
-    *_STANDING_COLUMNS,
-    func.clock_timestamp(type_=UtcDateTime()).label("clock"),
-)
 _SUBMIT_STANDING = select(*_STANDING_COLUMNS).where(User.id == bindparam("user_id"))
-_SUBMIT_STANDING_PG = select(*_STANDING_COLUMNS_PG).where(User.id == bindparam("user_id"))
+# On PostgreSQL it also reads db_now's clock: the submit's timestamp, without a round
+# trip of its own.
+_SUBMIT_STANDING_PG = select(
+    *_STANDING_COLUMNS, func.clock_timestamp(type_=UtcDateTime()).label("clock")
+).where(User.id == bindparam("user_id"))
+# FOR NO KEY UPDATE: it waits for another transaction's check of the same user, but
+# not for inserts that merely reference the user (jobs, datasets: FOR KEY SHARE).
+_LOCK_OWNER = select(User.id).where(User.id == bindparam("user_id")).with_for_update(key_share=True)
 
 
-def standing_columns() -> tuple[Any, ...]:
-    """The columns of a user's standing on PostgreSQL (with the clock), for a
-    statement that selects the `users` row anyway; read back by `standing_of`."""
-    return _STANDING_COLUMNS_PG
+def lock_owner(*, session: Session, user_id: int) -> None:
+    """Hold the user's quota lock until the transaction ends, so that two concurrent
+    submits (or uploads) of one user cannot both pass a check that counts what the
+    other is adding. PostgreSQL: the `users` row, locked in this statement, so that
+    the standing, read in a later one, sees every job and dataset committed before
+    it (at READ COMMITTED a statement reads what was committed when it began: a lock
+    taken by the same statement that counts would count too early). SQLite: nothing
+    to do, a write transaction (BEGIN IMMEDIATE) already excludes every other."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_LOCK_OWNER, {"user_id": user_id}).one()
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,20 @@ class Standing:
     now: datetime  # the database's clock (db_now)
 
 
-def standing_of(row: Any, defaults: QuotaDefaults, *, postgres: bool) -> Standing:
-    """The Standing in a row that has the standing's columns."""
+def _standing(
+    session: Session, user_id: int, defaults: QuotaDefaults, *, owner_locked: bool
+) -> Standing:
+    """The user's standing, under their quota lock (taken here unless `owner_locked`:
+    the caller's statement took it, e.g. the submit's token check)."""
+    if not owner_locked:
+        lock_owner(session=session, user_id=user_id)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = _SUBMIT_STANDING_PG if postgres else _SUBMIT_STANDING
+    # Core rows on the session's connection: the ORM's execution layer costs more CPU
+    # than the statement's own client side (issue 13). Its autoflush is kept: a job
+    # added in this transaction counts as queued.
+    session.flush()
+    row = session.connection().execute(query, {"user_id": user_id}).one()
 
     def own(name: str) -> Any:
         value = getattr(row, name)
@@ -169,17 +186,6 @@ def standing_of(row: Any, defaults: QuotaDefaults, *, postgres: bool) -> Standin
     )
 
 
-def _standing(session: Session, user_id: int, defaults: QuotaDefaults) -> Standing:
-    postgres = session.get_bind().dialect.name == "postgresql"
-    query = _SUBMIT_STANDING_PG if postgres else _SUBMIT_STANDING
-    # Core rows on the session's connection: the ORM's execution layer costs more CPU
-    # than the statement's own client side (issue 13). Its autoflush is kept: a job
-    # added in this transaction counts as queued.
-    session.flush()
-    row = session.connection().execute(query, {"user_id": user_id}).one()
-    return standing_of(row, defaults, postgres=postgres)
-
-
 def check_can_submit(
     *,
     session: Session,
@@ -188,15 +194,15 @@ def check_can_submit(
     jobs: int = 1,
     cpus: float = 0.0,
     gpus: float = 0.0,
-    standing: Standing | None = None,
+    owner_locked: bool = False,
 ) -> datetime:
     """QuotaExceeded (429) unless the user may queue `jobs` more jobs whose gangs
     need `cpus`/`gpus` each: under max_queued_jobs, under max_storage_bytes, and no
-    gang larger than the CPU/GPU quota (such a job could never start). One
-    statement, which also returns the database's clock (db_now) for the submit's
-    timestamp; none with `standing`, read earlier in this transaction (on PostgreSQL
-    the submit's token check reads it) with nothing added since."""
-    st = standing if standing is not None else _standing(session, user_id, defaults)
+    gang larger than the CPU/GPU quota (such a job could never start). Takes the
+    user's quota lock (lock_owner) unless `owner_locked`, and holds it to the end of
+    the transaction, in which the caller inserts the jobs. Returns the database's
+    clock (db_now), read in the same statement, for the submit's timestamp."""
+    st = _standing(session, user_id, defaults, owner_locked=owner_locked)
     if st.queued_jobs + jobs > st.max_queued_jobs:
         raise QuotaExceeded(
             f"max_queued_jobs: {st.queued_jobs} queued + {jobs} new exceeds the quota of "
@@ -224,6 +230,7 @@ def _check_storage(used: int, quota: int, *, adding: int) -> None:
 def check_upload_storage(
     *, session: Session, user_id: int, defaults: QuotaDefaults, adding: int
 ) -> None:
-    """QuotaExceeded unless `adding` more stored bytes fit the user's storage quota."""
-    st = _standing(session, user_id, defaults)
+    """QuotaExceeded unless `adding` more stored bytes fit the user's storage quota;
+    takes the user's quota lock (lock_owner) for the rest of the transaction."""
+    st = _standing(session, user_id, defaults, owner_locked=False)
     _check_storage(st.storage_bytes, st.max_storage_bytes, adding=adding)

@@ -131,6 +131,15 @@ def create_sweep(
         return _replay(existing, request_sha256), False
 
 
+def sweep_for_key(
+    *, session: Session, owner_id: int, idempotency_key: str, request_sha256: str
+) -> Sweep | None:
+    """The owner's sweep submitted with this Idempotency-Key, if any (a retry: its
+    answer needs no quota); IdempotencyConflict when it came with another body."""
+    existing = _by_key(session, owner_id, idempotency_key)
+    return None if existing is None else _replay(existing, request_sha256)
+
+
 def _by_key(session: Session, owner_id: int, key: str) -> Sweep | None:
     return session.scalars(
         select(Sweep).where(Sweep.owner_id == owner_id, Sweep.idempotency_key == key)

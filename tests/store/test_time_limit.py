@@ -1,17 +1,28 @@
 """max_job_hours: a running job past its owner's limit is stopped at a heartbeat and
-ends failed ("time limit ..."), its checkpoints kept."""
+ends failed ("time limit ..."), its checkpoints kept, however its stop ends."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store.attempts import acknowledge_cancel, claim_next, heartbeat
+from service.store.attempts import (
+    acknowledge_cancel,
+    claim_next,
+    fail,
+    heartbeat,
+    release,
+    requeue_expired,
+)
 from service.store.checkpoints import prune_checkpoints, record_checkpoint
 from service.store.db import transaction
-from service.store.models import Checkpoint, User
+from service.store.jobs import request_cancel
+from service.store.lifecycle import note
+from service.store.models import Checkpoint, Job, User
 from tests.store.conftest import MakeUser, Submit, load_job
 
 
@@ -122,3 +133,97 @@ def test_retention_keeps_the_newest_checkpoints(
     with session_factory() as session:
         kept = session.scalars(select(Checkpoint.round).where(Checkpoint.job_id == job_id))
         assert sorted(kept) == [3, 4]
+
+
+def _stopped_by_the_time_limit(
+    session_factory: sessionmaker[Session], owner: int, submit: Submit
+) -> tuple[int, str, datetime]:
+    """A job of `owner` (max_job_hours 1) that a heartbeat past the hour moved to
+    cancelling: (job id, lease token, the heartbeat's time)."""
+    with transaction(session_factory) as session:
+        user = session.get(User, owner)
+        assert user is not None
+        user.max_job_hours = 1.0
+    job_id = submit(owner)
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
+        )
+    assert claimed is not None and claimed.job_id == job_id
+    started = load_job(session_factory, job_id).started_at
+    assert started is not None
+    late = started + timedelta(minutes=61)
+    with transaction(session_factory) as session:
+        reply = heartbeat(
+            session=session,
+            job_id=job_id,
+            token=claimed.fencing_token,
+            lease_seconds=60,
+            now=late,
+        )
+    assert reply.cancel_requested
+    return job_id, claimed.fencing_token, late
+
+
+LIMIT = "time limit: ran 1 h 1 min, the owner's max_job_hours is 1"
+
+
+# The ways a stop can end without the dispatcher's acknowledgement first.
+STOP_ENDS: dict[str, Callable[[Session, int, str, datetime], object]] = {
+    "failed attempt": lambda s, job, token, _now: fail(
+        session=s, job_id=job, token=token, reason="gang lost", retryable=True
+    ),
+    "hand-back": lambda s, job, token, _now: release(
+        session=s, job_id=job, token=token, reason="draining"
+    ),
+    "expired lease": lambda s, _job, _token, now: requeue_expired(
+        session=s, now=now + timedelta(minutes=5)
+    ),
+    "acknowledged after a note": lambda s, job, token, _now: (
+        note(session=s, job_id=job, token=token, actor="d", reason="checkpoint fell back"),
+        acknowledge_cancel(session=s, job_id=job, token=token),
+    ),
+}
+
+
+@pytest.mark.parametrize("how", STOP_ENDS)
+def test_a_time_limited_job_ends_failed_however_its_stop_ends(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit, how: str
+) -> None:
+    """The dispatcher may not get to acknowledge the stop: the attempt fails (a
+    retryable error) or is handed back (a drain) meanwhile, or its lease expires; and
+    a note may come between the stop and its acknowledgement. Each way the job ends
+    failed with the time limit's reason, as DESIGN §11 says, not cancelled."""
+    job_id, token, late = _stopped_by_the_time_limit(session_factory, make_user("dora"), submit)
+    with transaction(session_factory) as session:
+        STOP_ENDS[how](session, job_id, token, late)
+    job = load_job(session_factory, job_id)
+    assert job.status == "failed"
+    assert job.error is not None and job.error.startswith(LIMIT), job.error
+
+
+def test_a_job_cancelled_by_its_owner_still_ends_cancelled_however_its_stop_ends(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    owner = make_user("eve")
+    for retryable in (True, False):
+        job_id = submit(owner)
+        with transaction(session_factory) as session:
+            claimed = claim_next(
+                session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
+            )
+            assert claimed is not None and claimed.job_id == job_id
+            job = session.get(Job, job_id)
+            assert job is not None
+            request_cancel(session=session, job=job, actor="user:eve")
+        with transaction(session_factory) as session:
+            fail(
+                session=session,
+                job_id=job_id,
+                token=claimed.fencing_token,
+                reason="gang lost",
+                retryable=retryable,
+            )
+        # A retryable failure while cancelling ends as the cancel would; a permanent
+        # one is a failure whoever asked for the stop.
+        assert load_job(session_factory, job_id).status == ("cancelled" if retryable else "failed")

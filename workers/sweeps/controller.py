@@ -32,6 +32,7 @@ from service.settings import Settings
 from service.store import sweep_steps
 from service.store.db import transaction
 from service.store.models import SweepStatus, TrialState
+from service.store.spec_checks import spec_problems
 from service.store.sweep_steps import SweepSnapshot
 from service.store.sweeps import OPEN_TRIAL
 from workers.sweeps import study
@@ -164,5 +165,27 @@ class SweepController:
                         session=session, trial=trial, error=f"invalid point: {exc}"[:500]
                     )
                     continue
-                sweep_steps.submit_trial(session=session, sweep=sweep, trial=trial, spec=resolved)
+                # What a job submit checks in the store: the sweep's submit checked the
+                # corners of its space only.
+                problems = spec_problems(
+                    session=session,
+                    spec=resolved,
+                    owner_id=sweep.owner_id,
+                    limits=self.settings.cost_limits(),
+                )
+                if problems:
+                    error = "; ".join(f"{field}: {message}" for field, message in problems)
+                    sweep_steps.fail_trial(
+                        session=session, trial=trial, error=f"invalid point: {error}"[:500]
+                    )
+                    continue
+                job = sweep_steps.submit_trial(
+                    session=session,
+                    sweep=sweep,
+                    trial=trial,
+                    spec=resolved,
+                    quota_defaults=self.settings.quota_defaults(),
+                )
+                if job is None:  # no room in the owner's queue quota: the rest wait too
+                    break
             sweep_steps.settle(session=session, sweep_id=snapshot.sweep_id, token=token)

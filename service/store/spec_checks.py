@@ -2,7 +2,9 @@
 upload:<id> dataset must exist, belong to the submitter, suit the task, and the spec
 must fit the shape recorded at upload (an upload without one, from before migration
 0002, is not checked); and the cost model's estimate must be within the server's
-limits. Used by job and sweep submits alike."""
+limits. Used by job and sweep submits alike, and by the sweep controller for each
+trial's point (the sweep's submit checks only the corners of its space, and a shape
+check such as seq_len dividing the rows need not hold between them)."""
 
 from __future__ import annotations
 
@@ -39,3 +41,13 @@ def cost_check(
     (memory per replica or for the coordinator, the vocabulary)."""
     shape = upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id)
     return cost_problems(spec, shape, limits)
+
+
+def spec_problems(
+    *, session: Session, spec: ResolvedSpec, owner_id: int, limits: CostLimits
+) -> list[Problem]:
+    """Every store-side check, in the order a submit reports them: the dataset's, then
+    (when the dataset fits) the cost's."""
+    return dataset_problems(session=session, spec=spec, owner_id=owner_id) or cost_check(
+        session=session, spec=spec, owner_id=owner_id, limits=limits
+    )

@@ -1,0 +1,110 @@
+"""A sweep's trials are held to what a job submit is held to (SQLite and PostgreSQL):
+the owner's max_queued_jobs when the controller queues them (several sweeps accepted
+at once cannot overfill the queue), and the store's spec checks at each trial's own
+point (the sweep's submit checks only the corners of its space). A retry of an
+accepted sweep is answered whatever the quota, as a job's is."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.api.conftest import SMALL_SWEEP, Api
+from workers.sweeps.controller import SweepController
+
+
+def set_quota(api: Api, user_id: int, **quota: Any) -> None:
+    r = api.client.patch(f"/v1/users/{user_id}", json={"quota": quota}, headers=api.admin)
+    assert r.status_code == 200, r.text
+
+
+def queued(api: Api, headers: dict[str, str]) -> int:
+    usage = api.client.get("/v1/users/me", headers=headers).json()["usage"]
+    count: int = usage["queued_jobs"]
+    return count
+
+
+def test_trials_wait_for_room_in_the_owners_queue_quota(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    set_quota(api, alice_id, max_queued_jobs=3)
+    # Each budget (3 trials, 2 at a time) fits the empty queue, so both are accepted.
+    ids = [
+        api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"] for _ in "ab"
+    ]
+    controller = SweepController(api.settings, api.sessions)
+    controller.poll()
+    assert queued(api, alice) == 3  # not 4: the fourth trial waits
+    trials = [api.client.get(f"/v1/sweeps/{i}", headers=alice).json()["trials"] for i in ids]
+    waiting = [t for ts in trials for t in ts if t["status"] == "pending"]
+    assert len(waiting) == 1 and waiting[0]["job_id"] is None
+    assert waiting[0]["error"] == (
+        "waiting for room in the owner's quota: "
+        "max_queued_jobs: 3 queued + 1 new exceeds the quota of 3"
+    )
+    controller.poll()  # still no room: still waiting, nothing queued over the quota
+    assert queued(api, alice) == 3
+
+    api.claim()  # one trial job starts running: one place in the queue
+    controller.poll()
+    assert queued(api, alice) == 3
+    trials = [api.client.get(f"/v1/sweeps/{i}", headers=alice).json()["trials"] for i in ids]
+    assert [len(ts) for ts in trials] == [2, 2]
+    assert all(t["job_id"] is not None and t["error"] is None for ts in trials for t in ts)
+
+
+def test_a_retry_of_an_accepted_sweep_is_answered_whatever_the_quota(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    set_quota(api, alice_id, max_queued_jobs=4)
+    key = {**alice, "Idempotency-Key": "retried"}
+    first = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key)
+    assert first.status_code == 201, first.text
+    SweepController(api.settings, api.sessions).poll()  # 2 trial jobs queued
+    api.submit(alice)  # 3 queued: a new budget of 3 would not fit
+    again = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    fresh = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert fresh.status_code == 429 and "max_queued_jobs" in fresh.text
+
+
+def _csv_of_64_values(rows: int) -> bytes:
+    return "".join(
+        f"{r % 2}," + ",".join("0.5" for _ in range(64)) + "\n" for r in range(rows)
+    ).encode()
+
+
+def test_a_point_that_does_not_fit_the_upload_fails_its_trial_and_queues_no_job(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    r = api.client.post(
+        "/v1/datasets", files={"file": ("rows.csv", _csv_of_64_values(40))}, headers=alice
+    )
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    # seq_len must divide the 64 values of a row: the corners 8 and 16 do, 9..15 do not.
+    sweep = copy.deepcopy(SMALL_SWEEP)
+    sweep.update(
+        base={
+            "task": {"kind": "sequence_classification", "dataset": ref},
+            "model": {"cell": "rnn", "hidden_size": 4},
+            "schedule": {"rounds": 2},
+        },
+        parameters={"task.seq_len": {"type": "int", "low": 8, "high": 16}},
+        objectives=[{"metric": "val_accuracy", "direction": "maximize"}],
+        trials=6,
+        parallel=6,
+        seed=3,
+    )
+    created = api.client.post("/v1/sweeps", json=sweep, headers=alice)
+    assert created.status_code == 201, created.text
+    SweepController(api.settings, api.sessions).poll()
+    trials = api.client.get(f"/v1/sweeps/{created.json()['id']}", headers=alice).json()["trials"]
+    assert len(trials) == 6
+    fits = [t for t in trials if 64 % t["params"]["task.seq_len"] == 0]
+    misfits = [t for t in trials if 64 % t["params"]["task.seq_len"] != 0]
+    assert misfits, "the seed must draw a point between the corners"
+    for trial in misfits:
+        assert trial["status"] == "failed" and trial["job_id"] is None, trial
+        assert trial["error"].startswith("invalid point: task.seq_len: "), trial["error"]
+    for trial in fits:
+        assert trial["status"] == "queued" and trial["job_id"] is not None, trial
+    assert queued(api, alice) == len(fits)
