@@ -23,17 +23,15 @@ does a worker that has not said READY (its loop runs) within the longer of that 
 STARTUP_TIMEOUT_S; it is then replaced as a dead one is. A worker stops when the
 supervisor dies, even by SIGKILL: an orphan would keep serving old code on the shared
 port beside the next server. Each worker builds its app from the environment
-(service.app.create_app_from_env) and shuts down as one web worker does."""
+(service.app.create_app_from_env) and shuts down as one web worker does; the
+worker's side is service/web_worker.py."""
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import logging
 import multiprocessing
 import os
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,15 +39,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-import uvicorn
-
 from service.settings import Settings
+from service.web_worker import PING, PONG, READY, STARTUP_FAILURE, listening_socket, run_worker
 
 log = logging.getLogger("lagtrain.web_workers")
 
-# uvicorn's exit status for a worker that could not start (app, lifespan, socket):
-# starting another would fail the same way.
-STARTUP_FAILURE = 3
 # SIGTERM -> SIGKILL for a worker that does not stop: uvicorn's own graceful shutdown
 # takes 3 s, and the whole server must be gone within 10 (docs/reliability.md).
 STOP_GRACE_S = 5.0
@@ -60,7 +54,6 @@ PING_EVERY_S = 5.0  # at most; a shorter timeout pings at half of it
 # The least time a worker is given to say READY: imports, the store's first
 # connection and the app's lifespan, on a loaded machine.
 STARTUP_TIMEOUT_S = 60.0
-READY, PING, PONG = b"ready", b"ping", b"pong"
 
 
 @dataclass
@@ -127,16 +120,6 @@ class Restarts:
         return True
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) with SO_REUSEPORT (not listening yet)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
 def serve(settings: Settings) -> int:
     """Run settings.web_workers worker processes until SIGTERM/SIGINT; the exit status
     (non-zero when a worker could not start)."""
@@ -165,7 +148,7 @@ def serve(settings: Settings) -> int:
     def start() -> Worker:
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_worker,
+            target=run_worker,
             args=(settings.host, port, settings.access_log, os.getpid(), theirs),
             daemon=False,
         )
@@ -236,71 +219,3 @@ def _stop_all(workers: list[BaseProcess]) -> None:
             )
             process.kill()
             process.join()
-
-
-def _worker(host: str, port: int, access_log: bool, supervisor: int, pipe: Connection) -> None:
-    """One web worker (a spawned process): its own SO_REUSEPORT socket, then uvicorn."""
-    import sys
-    import traceback
-
-    from service.app import create_app_from_env, freeze_for_serving
-
-    _stop_with(supervisor)
-    try:
-        sock = listening_socket(host, port)
-        app = create_app_from_env()
-    except Exception:  # every worker would fail the same way: the supervisor stops
-        traceback.print_exc()
-        sys.exit(STARTUP_FAILURE)
-    freeze_for_serving()
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=access_log,
-        timeout_graceful_shutdown=3,  # as one web worker (service.cli._serve)
-    )
-    PingedServer(config, pipe).run(sockets=[sock])
-
-
-class PingedServer(uvicorn.Server):
-    """uvicorn's server, answering the supervisor's pings once its loop runs."""
-
-    def __init__(self, config: uvicorn.Config, pipe: Connection) -> None:
-        super().__init__(config)
-        self.pipe = pipe
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        loop = asyncio.get_running_loop()
-        threading.Thread(
-            target=answer_pings, args=(self.pipe, loop), name="ping", daemon=True
-        ).start()
-
-
-def answer_pings(pipe: Connection, loop: asyncio.AbstractEventLoop) -> None:
-    """READY, then a PONG per PING once `loop` has run a callback: a loop that is
-    blocked answers late or never, and the supervisor judges by how long it waited."""
-    try:
-        pipe.send_bytes(READY)
-        while pipe.recv_bytes() == PING:
-            turned = threading.Event()
-            loop.call_soon_threadsafe(turned.set)
-            turned.wait()  # a stopped loop never sets it: this daemon thread just waits
-            pipe.send_bytes(PONG)
-    except (EOFError, OSError, RuntimeError):  # the supervisor or the loop is gone
-        return
-
-
-def _stop_with(supervisor: int) -> None:
-    """SIGTERM this process when `supervisor` (its parent) dies, however it dies
-    (Linux's PR_SET_PDEATHSIG); exit at once if it is already gone."""
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: an orphan is possible there
-        return
-    if os.getppid() != supervisor:  # it died before the prctl took effect
-        raise SystemExit(0)

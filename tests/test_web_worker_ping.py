@@ -12,16 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.web_workers import (
-    PING,
-    PONG,
-    READY,
-    RESTART_PAUSE_S,
-    STARTUP_TIMEOUT_S,
-    Restarts,
-    Worker,
-    answer_pings,
-)
+from service.web_worker import PING, PONG, READY, answer_pings
+from service.web_workers import RESTART_PAUSE_S, STARTUP_TIMEOUT_S, Restarts, Worker
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
+from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
 from service.store.db import read_transaction, transaction
 from service.store.explain import explain_job
@@ -138,13 +139,19 @@ def submit_job(
     in_transaction = sessions.kw["bind"].dialect.name == "postgresql"
     checked = None if in_transaction else principal_for(sessions, token)
     defaults = settings.quota_defaults()
+    # Resolved before the transaction: not under SQLite's write lock, nor under the
+    # user's quota lock that PostgreSQL's token check takes (one user's submits wait
+    # for each other there). Its 422 is raised once the token has passed. The stored
+    # spec shows every default, the server's max_attempts included.
+    resolved: ResolvedSpec | SpecError
+    try:
+        resolved = resolve(spec, default_max_attempts=settings.default_max_attempts)
+    except SpecError as exc:
+        resolved = exc
     with transaction(sessions) as session:
         principal = checked or principal_in(session, token, lock_owner=True)
-        # The stored spec shows every default, the server's max_attempts included.
-        try:
-            resolved = resolve(spec, default_max_attempts=settings.default_max_attempts)
-        except SpecError as exc:
-            raise spec_errors(exc.problems, spec) from exc
+        if isinstance(resolved, SpecError):
+            raise spec_errors(resolved.problems, spec) from resolved
         problems = spec_problems(
             session=session,
             spec=resolved,

@@ -31,7 +31,7 @@ from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
 from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
-from service.store.quotas import check_can_submit
+from service.store.quotas import check_can_submit, lock_owner
 from service.store.spec_checks import spec_problems
 from service.store.sweeps import (
     TrialRow,
@@ -146,7 +146,10 @@ def post_sweep(
                 problems.setdefault(loc, f"base.{field}: {message}")
         if problems:
             raise _errors(list(problems.items()), spec)
-        # A retry of an accepted submit is answered whatever the quota (as for jobs).
+        # A retry of an accepted submit is answered whatever the quota (as for jobs),
+        # looked up under the user's quota lock: a concurrent first use of the key,
+        # and the trials a controller queues for it, are then all seen.
+        lock_owner(session=session, user_id=principal.user_id)
         sha = request_sha256(spec)
         replayed = (
             None
@@ -169,6 +172,7 @@ def post_sweep(
                 jobs=spec.trials,
                 cpus=cpus,
                 gpus=gpus,
+                owner_locked=True,
             )
         sweep, created = (
             (replayed, False)

@@ -178,7 +178,10 @@ class TrialOut(BaseModel):
         description="the objectives' values in order, from the job's final metrics; null "
         "unless the trial completed"
     )
-    error: str | None
+    error: str | None = Field(
+        description="why the trial failed (an invalid point, its job's error), or why a "
+        "pending trial waits (no room in the owner's queue or storage quota)"
+    )
 
 
 class SweepOut(BaseModel):

@@ -193,15 +193,14 @@ def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: b
     """End the attempt as failed. Retryable with attempts left: back to queued (the
     next claim increments `attempt` and resumes from the newest checkpoint).
     Otherwise failed with `reason`. While cancelling, a retryable failure ends as the
-    cancel would (nobody wants a retry: lifecycle.end_of_cancelling) and a permanent
-    one as failed."""
+    stop would (nobody wants a retry: lifecycle.end_of_cancelling, which also names
+    the time limit in the reason when it asked for the stop) and a permanent one as
+    failed."""
     job = lease_holder(session=session, job_id=job_id, token=token)
-    if job.status == JobStatus.CANCELLING.value and retryable:
-        to, limit = lifecycle.end_of_cancelling(session=session, job=job)
-        if limit is not None:
-            reason = f"{limit}; then the attempt failed: {reason}"
-    elif job.status == JobStatus.CANCELLING.value:
-        to = JobStatus.FAILED
+    if job.status == JobStatus.CANCELLING.value:
+        to, reason = lifecycle.end_of_cancelling(session=session, job=job, how=reason)
+        if not retryable:  # a real error: the job failed, whoever asked for the stop
+            to = JobStatus.FAILED
     elif retryable and job.attempt < job.max_attempts:
         to = JobStatus.QUEUED
     else:
@@ -226,14 +225,9 @@ def release(*, session: Session, job_id: int, token: str, reason: str) -> Job:
     cancelling, the job ends as the cancel would instead (nobody wants it rerun)."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     if job.status == JobStatus.CANCELLING.value:
-        to, limit = lifecycle.end_of_cancelling(session=session, job=job)
+        to, why = lifecycle.end_of_cancelling(session=session, job=job, how=reason)
         return lifecycle.transition(
-            session=session,
-            job=job,
-            to=to,
-            actor=_actor(job),
-            reason=limit or reason,
-            expect_token=token,
+            session=session, job=job, to=to, actor=_actor(job), reason=why, expect_token=token
         )
     lifecycle.transition(
         session=session,
@@ -254,14 +248,9 @@ def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
     """cancelling -> cancelled, once the dispatcher has stopped the gang; -> failed
     when the time limit asked it to stop (its checkpoints are kept)."""
     job = lease_holder(session=session, job_id=job_id, token=token)
-    to, limit = lifecycle.end_of_cancelling(session=session, job=job)
+    to, why = lifecycle.end_of_cancelling(session=session, job=job, how=None)
     return lifecycle.transition(
-        session=session,
-        job=job,
-        to=to,
-        actor=_actor(job),
-        reason=limit or "stopped on request",
-        expect_token=token,
+        session=session, job=job, to=to, actor=_actor(job), reason=why, expect_token=token
     )
 
 

@@ -170,12 +170,13 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
 TIME_LIMIT = "time limit"
 
 
-def end_of_cancelling(*, session: Session, job: Job) -> tuple[JobStatus, str | None]:
-    """What a cancelling job ends as, whoever ends it (the dispatcher's
-    acknowledgement, a failure or a hand-back of its attempt meanwhile, the reaper):
-    failed with the time limit's reason when the time limit asked it to stop
-    (max_job_hours ends a job failed, DESIGN §11), else cancelled (None: the caller
-    says why). Read from the event that moved it to cancelling: notes may follow."""
+def end_of_cancelling(*, session: Session, job: Job, how: str | None) -> tuple[JobStatus, str]:
+    """What a cancelling job ends as, and why, whoever ends it: `how` its attempt
+    ended (a failure, a hand-back, an expired lease), None for the dispatcher's
+    acknowledgement of the stop. Failed, with the time limit's reason (then `how`),
+    when the time limit asked it to stop (max_job_hours ends a job failed, DESIGN
+    §11); else cancelled. Read from the event that moved it to cancelling, not the
+    latest: notes may follow it."""
     asked = session.scalar(
         select(JobEvent.reason)
         .where(
@@ -187,8 +188,8 @@ def end_of_cancelling(*, session: Session, job: Job) -> tuple[JobStatus, str | N
         .limit(1)
     )
     if asked is not None and asked.startswith(TIME_LIMIT):
-        return JobStatus.FAILED, asked
-    return JobStatus.CANCELLED, None
+        return JobStatus.FAILED, asked if how is None else f"{asked}; {how}"
+    return JobStatus.CANCELLED, how or "stopped on request"
 
 
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:

@@ -36,9 +36,9 @@ def requeue_expired(
     for job in expired:
         attempts = f"{job.attempt} attempt{'s' if job.attempt != 1 else ''}"
         if job.status == JobStatus.CANCELLING.value:
-            to, limit = lifecycle.end_of_cancelling(session=session, job=job)
-            reason = f"{limit}; " if limit else ""
-            reason += "lease expired while cancelling"
+            to, reason = lifecycle.end_of_cancelling(
+                session=session, job=job, how="lease expired while cancelling"
+            )
         elif job.attempt >= job.max_attempts:
             to, reason = JobStatus.FAILED, f"lease expired after {attempts}"
         else:

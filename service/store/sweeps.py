@@ -102,12 +102,10 @@ def create_sweep(
     request_sha256: str | None = None,
 ) -> tuple[Sweep, bool]:
     """Store a new sweep (queued; a controller submits its trials); returns (sweep,
-    True). An Idempotency-Key this owner used before: the same request_sha256 returns
-    (that sweep, False), another raises IdempotencyConflict."""
-    if idempotency_key is not None:
-        existing = _by_key(session, owner_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, request_sha256), False
+    True). The caller looked its Idempotency-Key up first (sweep_for_key, under the
+    owner's quota lock); should another transaction still have used the key since,
+    the same request_sha256 returns (that sweep, False), another raises
+    IdempotencyConflict."""
     sweep = Sweep(
         owner_id=owner_id,
         name=name,
@@ -246,8 +244,8 @@ def request_cancel(
     reason = f"sweep {sweep.id} cancelled by {actor}"
     metrics = objective_metrics(sweep.spec)
     for trial in trials:
-        if trial.state == TrialState.PENDING.value:
-            trial.state, trial.finished_at = TrialState.CANCELLED.value, now
+        if trial.state == TrialState.PENDING.value:  # (no longer waiting for quota)
+            trial.state, trial.finished_at, trial.error = TrialState.CANCELLED.value, now, None
         elif trial.job_id is not None:
             job = session.get(Job, trial.job_id)
             if job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):

@@ -108,3 +108,29 @@ def test_a_point_that_does_not_fit_the_upload_fails_its_trial_and_queues_no_job(
     for trial in fits:
         assert trial["status"] == "queued" and trial["job_id"] is not None, trial
     assert queued(api, alice) == len(fits)
+
+
+def test_trials_wait_while_the_owner_is_over_the_storage_quota(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    text = b"abcdefghij " * 6000  # 66 kB
+    r = api.client.post("/v1/datasets", files={"file": ("t.txt", text)}, headers=alice)
+    assert r.status_code == 201, r.text
+    sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
+    # Then over it before the trials are queued (in a long sweep, its own trials'
+    # checkpoints count too): here an admin lowers the quota below the use.
+    set_quota(api, alice_id, max_storage_bytes=50_000)
+    controller = SweepController(api.settings, api.sessions)
+    controller.poll()
+    trials = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
+    assert [(t["status"], t["job_id"]) for t in trials] == [("pending", None)] * 2
+    assert trials[0]["error"] == (
+        "waiting for room in the owner's quota: "
+        "max_storage_bytes: 66,000 bytes stored exceeds the quota of 50,000"
+    )
+    assert trials[1]["error"] is None  # not tried: the first found no room
+    assert queued(api, alice) == 0
+
+    # Cancelled while waiting: the trials are cancelled and no longer say they wait.
+    cancelled = api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice).json()
+    assert cancelled["status"] == "cancelled"
+    assert [(t["status"], t["error"]) for t in cancelled["trials"]] == [("cancelled", None)] * 2

@@ -4,7 +4,7 @@ ends failed ("time limit ..."), its checkpoints kept, however its stop ends."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -202,28 +202,53 @@ def test_a_time_limited_job_ends_failed_however_its_stop_ends(
     assert job.error is not None and job.error.startswith(LIMIT), job.error
 
 
-def test_a_job_cancelled_by_its_owner_still_ends_cancelled_however_its_stop_ends(
+def test_a_permanent_failure_while_the_time_limit_stops_a_job_names_both(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
-    owner = make_user("eve")
-    for retryable in (True, False):
-        job_id = submit(owner)
-        with transaction(session_factory) as session:
-            claimed = claim_next(
-                session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
-            )
-            assert claimed is not None and claimed.job_id == job_id
-            job = session.get(Job, job_id)
-            assert job is not None
-            request_cancel(session=session, job=job, actor="user:eve")
-        with transaction(session_factory) as session:
-            fail(
-                session=session,
-                job_id=job_id,
-                token=claimed.fencing_token,
-                reason="gang lost",
-                retryable=retryable,
-            )
-        # A retryable failure while cancelling ends as the cancel would; a permanent
-        # one is a failure whoever asked for the stop.
-        assert load_job(session_factory, job_id).status == ("cancelled" if retryable else "failed")
+    job_id, token, _late = _stopped_by_the_time_limit(session_factory, make_user("fay"), submit)
+    with transaction(session_factory) as session:
+        fail(session=session, job_id=job_id, token=token, reason="bad data", retryable=False)
+    job = load_job(session_factory, job_id)
+    assert job.status == "failed" and job.error == f"{LIMIT}; bad data"
+
+
+@pytest.mark.parametrize("how", STOP_ENDS)
+def test_a_job_cancelled_by_its_owner_ends_cancelled_however_its_stop_ends(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit, how: str
+) -> None:
+    job_id = submit(make_user("eve"))
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
+        )
+        assert claimed is not None and claimed.job_id == job_id
+        job = session.get(Job, job_id)
+        assert job is not None
+        request_cancel(session=session, job=job, actor="user:eve")
+    with transaction(session_factory) as session:
+        STOP_ENDS[how](session, job_id, claimed.fencing_token, datetime.now(UTC))
+    assert load_job(session_factory, job_id).status == "cancelled"
+
+
+def test_a_permanent_failure_while_its_owner_cancels_a_job_is_a_failure(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id = submit(make_user("gus"))
+    with transaction(session_factory) as session:
+        claimed = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
+        )
+        assert claimed is not None and claimed.job_id == job_id
+        job = session.get(Job, job_id)
+        assert job is not None
+        request_cancel(session=session, job=job, actor="user:gus")
+    with transaction(session_factory) as session:
+        fail(
+            session=session,
+            job_id=job_id,
+            token=claimed.fencing_token,
+            reason="bad data",
+            retryable=False,
+        )
+    job = load_job(session_factory, job_id)
+    assert job.status == "failed" and job.error == "bad data"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from service.errors import StaleLease
-from service.store import sweep_steps
+from service.store import sweep_steps, trial_jobs
 from service.store.db import transaction
 from service.store.models import Sweep, table_of, utcnow
 from service.store.users import get_user, set_disabled
@@ -113,7 +113,7 @@ def test_a_crash_between_storing_points_and_submitting_loses_nothing(
     def crash(**_: object) -> None:
         raise RuntimeError("killed after the points were stored")
 
-    monkeypatch.setattr(sweep_steps, "submit_trial", crash)
+    monkeypatch.setattr(trial_jobs, "submit_trial", crash)
     # A killed process never releases its lease either.
     monkeypatch.setattr(sweep_steps, "release_step", lambda **_: None)
     with pytest.raises(RuntimeError, match="killed"):

@@ -29,7 +29,7 @@ from service.schemas.resolve import SpecError
 from service.schemas.sweep_space import trial_spec
 from service.schemas.sweeps import SweepSpec
 from service.settings import Settings
-from service.store import sweep_steps
+from service.store import sweep_steps, trial_jobs
 from service.store.db import transaction
 from service.store.models import SweepStatus, TrialState
 from service.store.spec_checks import spec_problems
@@ -161,7 +161,7 @@ class SweepController:
                         max_attempts=self.settings.default_max_attempts,
                     )
                 except (ValidationError, SpecError) as exc:
-                    sweep_steps.fail_trial(
+                    trial_jobs.fail_trial(
                         session=session, trial=trial, error=f"invalid point: {exc}"[:500]
                     )
                     continue
@@ -175,17 +175,17 @@ class SweepController:
                 )
                 if problems:
                     error = "; ".join(f"{field}: {message}" for field, message in problems)
-                    sweep_steps.fail_trial(
+                    trial_jobs.fail_trial(
                         session=session, trial=trial, error=f"invalid point: {error}"[:500]
                     )
                     continue
-                job = sweep_steps.submit_trial(
+                job = trial_jobs.submit_trial(
                     session=session,
                     sweep=sweep,
                     trial=trial,
                     spec=resolved,
                     quota_defaults=self.settings.quota_defaults(),
                 )
-                if job is None:  # no room in the owner's queue quota: the rest wait too
+                if job is None:  # no room in the owner's queue or storage quota: nor for the rest
                     break
             sweep_steps.settle(session=session, sweep_id=snapshot.sweep_id, token=token)
