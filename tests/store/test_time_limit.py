@@ -212,11 +212,11 @@ def test_a_permanent_failure_while_the_time_limit_stops_a_job_names_both(
     assert job.status == "failed" and job.error == f"{LIMIT}; bad data"
 
 
-@pytest.mark.parametrize("how", STOP_ENDS)
-def test_a_job_cancelled_by_its_owner_ends_cancelled_however_its_stop_ends(
-    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit, how: str
-) -> None:
-    job_id = submit(make_user("eve"))
+def _cancelled_by_its_owner(
+    session_factory: sessionmaker[Session], owner: int, submit: Submit
+) -> tuple[int, str]:
+    """A running job of `owner` that its owner asked to stop: (job id, lease token)."""
+    job_id = submit(owner)
     with transaction(session_factory) as session:
         claimed = claim_next(
             session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
@@ -224,31 +224,25 @@ def test_a_job_cancelled_by_its_owner_ends_cancelled_however_its_stop_ends(
         assert claimed is not None and claimed.job_id == job_id
         job = session.get(Job, job_id)
         assert job is not None
-        request_cancel(session=session, job=job, actor="user:eve")
+        request_cancel(session=session, job=job, actor=f"user:{owner}")
+    return job_id, claimed.fencing_token
+
+
+@pytest.mark.parametrize("how", STOP_ENDS)
+def test_a_job_cancelled_by_its_owner_ends_cancelled_however_its_stop_ends(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit, how: str
+) -> None:
+    job_id, token = _cancelled_by_its_owner(session_factory, make_user("eve"), submit)
     with transaction(session_factory) as session:
-        STOP_ENDS[how](session, job_id, claimed.fencing_token, datetime.now(UTC))
+        STOP_ENDS[how](session, job_id, token, datetime.now(UTC))
     assert load_job(session_factory, job_id).status == "cancelled"
 
 
 def test_a_permanent_failure_while_its_owner_cancels_a_job_is_a_failure(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
-    job_id = submit(make_user("gus"))
+    job_id, token = _cancelled_by_its_owner(session_factory, make_user("gus"), submit)
     with transaction(session_factory) as session:
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
-        )
-        assert claimed is not None and claimed.job_id == job_id
-        job = session.get(Job, job_id)
-        assert job is not None
-        request_cancel(session=session, job=job, actor="user:gus")
-    with transaction(session_factory) as session:
-        fail(
-            session=session,
-            job_id=job_id,
-            token=claimed.fencing_token,
-            reason="bad data",
-            retryable=False,
-        )
+        fail(session=session, job_id=job_id, token=token, reason="bad data", retryable=False)
     job = load_job(session_factory, job_id)
     assert job.status == "failed" and job.error == "bad data"
