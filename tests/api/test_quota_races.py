@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.api.conftest import SMALL_SPEC, Api
+from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api
 
 
 def all_at_once(count: int, request: Callable[[int], httpx.Response]) -> list[httpx.Response]:
@@ -68,3 +68,20 @@ def test_concurrent_uploads_never_store_more_than_max_storage_bytes(api: Api) ->
     assert codes == [201] + [429] * 7, [a.text for a in answers]
     assert all("max_storage_bytes" in a.text for a in answers if a.status_code == 429)
     assert usage(api, alice)["storage_bytes"] <= 100_000
+
+
+def test_concurrent_retries_of_one_sweep_create_it_once(api: Api) -> None:
+    """The same Idempotency-Key and body, sent 8 times at once: one sweep, answered
+    201 once and 200 with the same sweep to every other; no 409, 429 or 500 (the key
+    is looked up under the user's quota lock, which the quota check then holds)."""
+    alice_id, alice = api.create_user("alice")
+    quota(api, alice_id, max_queued_jobs=3)  # one budget (3 trials) fits, no more
+    key = {**alice, "Idempotency-Key": "once"}
+    answers = all_at_once(
+        8, lambda _i: api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=key)
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] * 7 + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    listed = api.client.get("/v1/sweeps", headers=alice).json()["data"]
+    assert len(listed) == 1
