@@ -88,6 +88,16 @@ _CLAIM_AT = _claim_statement(
     bindparam("claim_now", type_=UtcDateTime()), bindparam("expires", type_=UtcDateTime())
 )
 _CLAIM_WITH_CLOCK = _clock_in_statement()
+# PostgreSQL: one claim at a time, cluster-wide (a transaction-level advisory lock,
+# released at the claim's commit). Quota and fair share are read from committed
+# state, so two claims at the same instant each saw the other's owner under quota:
+# N dispatchers could put an owner N - 1 jobs over max_running_jobs. Taken in a
+# statement of its own: the claim's, begun after it, sees every claim committed
+# before (at READ COMMITTED a statement reads what was committed when it began).
+# Claims are short (this statement, the attempt and its event); SQLite's BEGIN
+# IMMEDIATE serialises them already.
+CLAIM_LOCK_KEY = 0x6C6167747261696E  # "lagtrain"
+_CLAIM_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger())))
 
 
 def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
@@ -124,7 +134,10 @@ def start_attempt(
         "token": token,
         "dispatcher_id": claim.dispatcher_id,
     }
-    if now is None and session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.connection().execute(_CLAIM_LOCK, {"key": CLAIM_LOCK_KEY})
+    if now is None and postgres:
         statement, params["lease_us"] = _CLAIM_WITH_CLOCK, lease // timedelta(microseconds=1)
     else:
         now = now or db_now(session)

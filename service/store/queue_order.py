@@ -111,9 +111,8 @@ def next_candidate() -> ScalarSelect[int]:
     (:free_cpus, :free_gpus), owner enabled and under quota (`under_quota`); first in
     `claim_order`; locked, skipping rows another claim holds (PostgreSQL).
 
-    Quota and fair share read committed state: on PostgreSQL, N dispatchers claiming
-    at the same instant can put an owner up to N-1 jobs over max_running_jobs (SQLite
-    serialises claims, so there it is exact)."""
+    Quota and fair share read committed state, so claims take turns (claim.py's
+    advisory lock on PostgreSQL, the write lock on SQLite): each sees the ones before."""
     candidate = table_of(Job).alias("candidate")
     users = table_of(User)
     usage = running_per_owner()

@@ -1,14 +1,18 @@
-"""4 OS processes claim from 400 queued jobs: every job is claimed exactly once."""
+"""4 OS processes claim from 400 queued jobs: every job is claimed exactly once. And
+claims at the same instant respect an owner's max_running_jobs exactly: claims take
+turns (service/store/claim.py), so each sees the jobs the ones before it started."""
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from collections import Counter
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.store.attempts import claim_next
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import Job, JobAttempt, JobEvent
@@ -59,3 +63,40 @@ def test_each_job_claimed_exactly_once(
     assert attempts == JOBS and running_events == JOBS
     # Not a timing assertion: just that the work really was shared.
     assert sum(1 for got in per_process if got) >= 2
+
+
+def test_claims_at_the_same_instant_keep_an_owner_within_max_running_jobs(
+    session_factory: sessionmaker[Session], make_user: MakeUser
+) -> None:
+    """Before claims took turns, 8 dispatchers claiming together on PostgreSQL could
+    start up to 8 jobs of an owner allowed 1 (each claim counted the owner's running
+    jobs as committed when its statement began)."""
+    owner = make_user("ada", max_running_jobs=1)
+    with transaction(session_factory) as session:
+        for _ in range(16):
+            enqueue(session=session, owner_id=owner, spec=minimal_spec(max_attempts=1))
+    claimers = 8
+    start = threading.Barrier(claimers)
+    claimed: list[int] = []
+
+    def claim(name: str) -> None:
+        start.wait(timeout=30)
+        with transaction(session_factory) as session:
+            got = claim_next(
+                session=session, dispatcher_id=name, lease_seconds=60, free_cpus=64, free_gpus=0
+            )
+        if got is not None:
+            claimed.append(got.job_id)
+
+    threads = [threading.Thread(target=claim, args=(f"d{i}",)) for i in range(claimers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(claimed) == 1, claimed
+    with session_factory() as session:
+        running = session.scalar(
+            select(func.count()).select_from(Job).where(Job.status == "running")
+        )
+    assert running == 1
