@@ -88,16 +88,26 @@ _CLAIM_AT = _claim_statement(
     bindparam("claim_now", type_=UtcDateTime()), bindparam("expires", type_=UtcDateTime())
 )
 _CLAIM_WITH_CLOCK = _clock_in_statement()
-# PostgreSQL: one claim at a time, cluster-wide (a transaction-level advisory lock,
+# PostgreSQL: one claim at a time in the database (a transaction-level advisory lock,
 # released at the claim's commit). Quota and fair share are read from committed
 # state, so two claims at the same instant each saw the other's owner under quota:
 # N dispatchers could put an owner N - 1 jobs over max_running_jobs. Taken in a
 # statement of its own: the claim's, begun after it, sees every claim committed
 # before (at READ COMMITTED a statement reads what was committed when it began).
 # Claims are short (this statement, the attempt and its event); SQLite's BEGIN
-# IMMEDIATE serialises them already.
+# IMMEDIATE serialises them already. Bounded both ways, in the same round trip (one
+# simple-protocol query; the key is a constant): a claim waits for the lock at most
+# CLAIM_LOCK_WAIT (then it fails, and the dispatcher's loop retries after its poll
+# interval, its maintenance going on), and a claimer that vanishes mid-transaction
+# (its host dead, its connection left open) is cut off by PostgreSQL after
+# CLAIM_IDLE_LIMIT, which frees the lock for everyone else.
 CLAIM_LOCK_KEY = 0x6C6167747261696E  # "lagtrain"
-_CLAIM_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger())))
+CLAIM_LOCK_WAIT, CLAIM_IDLE_LIMIT = "10s", "60s"
+_CLAIM_LOCK = (
+    f"SET LOCAL lock_timeout = '{CLAIM_LOCK_WAIT}'; "
+    f"SET LOCAL idle_in_transaction_session_timeout = '{CLAIM_IDLE_LIMIT}'; "
+    f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_KEY})"
+)
 
 
 def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
@@ -136,7 +146,7 @@ def start_attempt(
     }
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
-        session.connection().execute(_CLAIM_LOCK, {"key": CLAIM_LOCK_KEY})
+        session.connection().exec_driver_sql(_CLAIM_LOCK)
     if now is None and postgres:
         statement, params["lease_us"] = _CLAIM_WITH_CLOCK, lease // timedelta(microseconds=1)
     else:
