@@ -29,30 +29,20 @@ from tests.store.conftest import MakeUser, Submit, load_job
 def test_a_job_past_max_job_hours_fails_with_a_reason_keeping_checkpoints(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
-    owner = make_user("alice")
+    job_id, token, started = _running_with_an_hour_limit(
+        session_factory, make_user("alice"), submit
+    )
     with transaction(session_factory) as session:
-        user = session.get(User, owner)
-        assert user is not None
-        user.max_job_hours = 1.0
-    job_id = submit(owner)
-    with transaction(session_factory) as session:
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
-        )
-        assert claimed is not None
         record_checkpoint(
             session=session,
             job_id=job_id,
-            token=claimed.fencing_token,
+            token=token,
             round=1,
             seq=0,
             uri="file:///nowhere/ckpt",
             sha256="0" * 64,
             bytes=10,
         )
-    started = load_job(session_factory, job_id).started_at
-    assert started is not None
-    token = claimed.fencing_token
     with transaction(session_factory) as session:
         within = heartbeat(
             session=session,
@@ -135,11 +125,11 @@ def test_retention_keeps_the_newest_checkpoints(
         assert sorted(kept) == [3, 4]
 
 
-def _stopped_by_the_time_limit(
+def _running_with_an_hour_limit(
     session_factory: sessionmaker[Session], owner: int, submit: Submit
 ) -> tuple[int, str, datetime]:
-    """A job of `owner` (max_job_hours 1) that a heartbeat past the hour moved to
-    cancelling: (job id, lease token, the heartbeat's time)."""
+    """A job of `owner`, given max_job_hours 1, claimed: (job id, lease token, its
+    start)."""
     with transaction(session_factory) as session:
         user = session.get(User, owner)
         assert user is not None
@@ -152,17 +142,20 @@ def _stopped_by_the_time_limit(
     assert claimed is not None and claimed.job_id == job_id
     started = load_job(session_factory, job_id).started_at
     assert started is not None
+    return job_id, claimed.fencing_token, started
+
+
+def _stopped_by_the_time_limit(
+    session_factory: sessionmaker[Session], owner: int, submit: Submit
+) -> tuple[int, str, datetime]:
+    """A job of `owner` (max_job_hours 1) that a heartbeat past the hour moved to
+    cancelling: (job id, lease token, the heartbeat's time)."""
+    job_id, token, started = _running_with_an_hour_limit(session_factory, owner, submit)
     late = started + timedelta(minutes=61)
     with transaction(session_factory) as session:
-        reply = heartbeat(
-            session=session,
-            job_id=job_id,
-            token=claimed.fencing_token,
-            lease_seconds=60,
-            now=late,
-        )
+        reply = heartbeat(session=session, job_id=job_id, token=token, lease_seconds=60, now=late)
     assert reply.cancel_requested
-    return job_id, claimed.fencing_token, late
+    return job_id, token, late
 
 
 LIMIT = "time limit: ran 1 h 1 min, the owner's max_job_hours is 1"
