@@ -1,17 +1,20 @@
-"""Dataset uploads (text or CSV), validated at upload and stored content-addressed
-under the artifacts location."""
+"""Dataset uploads (text or CSV), validated at upload and stored under the artifacts
+location, one file per upload; deleting one gives its bytes back to the owner's
+storage quota."""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
 from service.api.deps import (
     AppSettings,
     Cursor,
+    DatasetId,
     Limit,
     Sessions,
     decode_cursor,
@@ -19,12 +22,14 @@ from service.api.deps import (
     next_cursor,
 )
 from service.api.responses import errors
-from service.artifacts import CHUNK_BYTES, artifact_url, write_once_from
+from service.artifacts import CHUNK_BYTES, artifact_url, remove_file, write_once_from
 from service.auth import CurrentUser
+from service.errors import QuotaExceeded
 from service.schemas.accounts import DatasetOut
 from service.schemas.common import Page
 from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
 from service.store.audit import record
+from service.store.dataset_removal import delete_dataset, file_in_use
 from service.store.datasets import UPLOAD_PREFIX, create_dataset, list_datasets
 from service.store.db import read_transaction, transaction
 from service.store.models import Dataset
@@ -94,8 +99,7 @@ def post_dataset(
         raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
     # Checked before the file is stored (no write for a refused upload), and again
     # under the user's quota lock in the transaction that adds the row: concurrent
-    # uploads of one user all pass the first check. (A file refused by the second
-    # stays stored, content-addressed, until the same bytes are uploaded again.)
+    # uploads of one user all pass the first check.
     with transaction(sessions) as session:
         check_upload_storage(
             session=session,
@@ -103,33 +107,40 @@ def post_dataset(
             defaults=settings.quota_defaults(),
             adding=size,
         )
-    uri = artifact_url(settings.artifacts_url, f"datasets/{digest.hexdigest()}.{EXTENSION[fmt]}")
+    # Its own file, not one shared by every upload of the same bytes: a deleted
+    # dataset's file can then go at once, with no upload racing to name it again.
+    name = f"datasets/{digest.hexdigest()}-{secrets.token_hex(8)}.{EXTENSION[fmt]}"
+    uri = artifact_url(settings.artifacts_url, name)
     file.file.seek(0)
     write_once_from(uri, file.file)
-    with transaction(sessions) as session:
-        check_upload_storage(
-            session=session,
-            user_id=principal.user_id,
-            defaults=settings.quota_defaults(),
-            adding=size,
-        )
-        dataset = create_dataset(
-            session=session,
-            owner_id=principal.user_id,
-            filename=filename,
-            fmt=fmt,
-            size=size,
-            sha256=digest.hexdigest(),
-            uri=uri,
-            shape=shape.model_dump(),
-        )
-        record(
-            session=session,
-            actor=principal,
-            action="dataset.uploaded",
-            target=f"dataset:{dataset.id}",
-            detail={"filename": filename, "bytes": size},
-        )
+    try:
+        with transaction(sessions) as session:
+            check_upload_storage(
+                session=session,
+                user_id=principal.user_id,
+                defaults=settings.quota_defaults(),
+                adding=size,
+            )
+            dataset = create_dataset(
+                session=session,
+                owner_id=principal.user_id,
+                filename=filename,
+                fmt=fmt,
+                size=size,
+                sha256=digest.hexdigest(),
+                uri=uri,
+                shape=shape.model_dump(),
+            )
+            record(
+                session=session,
+                actor=principal,
+                action="dataset.uploaded",
+                target=f"dataset:{dataset.id}",
+                detail={"filename": filename, "bytes": size},
+            )
+    except QuotaExceeded:
+        remove_file(uri)  # no row names it
+        raise
     return _dataset_out(dataset, principal.name)
 
 
@@ -146,3 +157,35 @@ def get_datasets(
         data=[_dataset_out(d, names[d.owner_id]) for d in datasets[:limit]],
         next_cursor=next_cursor([d.id for d in datasets], limit),
     )
+
+
+@router.delete(
+    "/datasets/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(401, 404, 409),
+)
+def remove_dataset(dataset_id: DatasetId, principal: CurrentUser, sessions: Sessions) -> Response:
+    """Delete an upload (its owner or an admin) and its file; its bytes no longer
+    count against the owner's storage quota. 409 while an unfinished job or sweep of
+    the owner names it; jobs that have finished keep their record."""
+    with transaction(sessions) as session:
+        dataset = delete_dataset(session=session, dataset_id=dataset_id, viewer=principal)
+        record(
+            session=session,
+            actor=principal,
+            action="dataset.deleted",
+            target=f"dataset:{dataset_id}",
+            detail={
+                "owner_id": dataset.owner_id,
+                "filename": dataset.filename,
+                "bytes": dataset.bytes,
+            },
+        )
+        uri = dataset.uri
+    # After the commit: a failed commit leaves the row, and so must leave its file.
+    with read_transaction(sessions) as session:
+        in_use = file_in_use(session=session, uri=uri)
+    if not in_use:
+        remove_file(uri)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

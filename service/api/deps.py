@@ -34,6 +34,7 @@ async def _settings(request: Request) -> Settings:
 Sessions = Annotated[sessionmaker[Session], Depends(_sessions)]
 AppSettings = Annotated[Settings, Depends(_settings)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="job id")]
+DatasetId = Annotated[int, Path(ge=1, le=MAX_ID, description="dataset id")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=32, description="next_cursor of the previous page")]
 

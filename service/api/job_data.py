@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 
@@ -21,12 +21,13 @@ from service.api.job_stream import metric_record
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream, StreamHub
-from service.artifacts import file_size, iter_file
+from service.artifacts import file_size, iter_file, remove_file
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
-from service.store.checkpoints import get_checkpoint, list_checkpoints
-from service.store.db import read_transaction
+from service.store.audit import record
+from service.store.checkpoints import delete_checkpoints, get_checkpoint, list_checkpoints
+from service.store.db import read_transaction, transaction
 from service.store.jobs import get_visible_job
 from service.store.metrics import metrics_after
 
@@ -109,6 +110,37 @@ def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -
             for c in checkpoints
         ]
     )
+
+
+@router.delete(
+    "/{job_id}/checkpoints",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(401, 404, 409),
+)
+def remove_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Response:
+    """Delete every checkpoint of a finished job (its owner or an admin), the final
+    one included; their bytes no longer count against the owner's storage quota. The
+    job's metrics and summary stay. 409 while the job has not finished."""
+    with transaction(sessions) as session:
+        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
+        deleted = delete_checkpoints(session=session, job=job)
+        if deleted:
+            record(
+                session=session,
+                actor=principal,
+                action="checkpoints.deleted",
+                target=f"job:{job_id}",
+                detail={
+                    "owner_id": job.owner_id,
+                    "checkpoints": len(deleted),
+                    "bytes": sum(c.bytes for c in deleted),
+                },
+            )
+        uris = [c.uri for c in deleted]
+    for uri in uris:  # after the commit: a failed commit keeps the rows and their files
+        remove_file(uri)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(

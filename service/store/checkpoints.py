@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
 from service.store.lifecycle import lease_holder
-from service.store.models import Checkpoint, utcnow
+from service.store.models import TERMINAL, Checkpoint, Job, utcnow
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,22 @@ def prune_checkpoints(*, session: Session, job_id: int, keep: int) -> list[str]:
         session.delete(checkpoint)
     session.flush()
     return [checkpoint.uri for checkpoint in old]
+
+
+def delete_checkpoints(*, session: Session, job: Job) -> list[Checkpoint]:
+    """Delete every checkpoint of a finished job (Conflict for an unfinished one: it
+    may still resume from them); returns the deleted rows, whose files the caller
+    deletes once this transaction has committed. A finished job never records
+    another (record_checkpoint needs its lease), so none can appear afterwards."""
+    if job.status not in TERMINAL:
+        raise Conflict(
+            f"job {job.id} is {job.status}; its checkpoints can be deleted once it has finished"
+        )
+    deleted = list_checkpoints(session=session, job_id=job.id)
+    for checkpoint in deleted:
+        session.delete(checkpoint)
+    session.flush()
+    return deleted
 
 
 def latest_checkpoint(*, session: Session, job_id: int) -> Checkpoint | None:

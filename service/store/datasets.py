@@ -55,12 +55,22 @@ def list_datasets(
     return list(session.scalars(query))
 
 
-def owned_upload(*, session: Session, ref: str, owner_id: int) -> Dataset | None:
-    """The dataset an ``upload:<id>`` reference names, if ``owner_id`` owns it."""
+def upload_id(ref: str) -> int | None:
+    """The dataset id an ``upload:<id>`` reference names (None when it names none)."""
+    if not ref.startswith(UPLOAD_PREFIX):
+        return None
     raw_id = ref.removeprefix(UPLOAD_PREFIX)
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > MAX_ID_DIGITS:
         return None
-    dataset = session.get(Dataset, int(raw_id))
+    return int(raw_id)
+
+
+def owned_upload(*, session: Session, ref: str, owner_id: int) -> Dataset | None:
+    """The dataset an ``upload:<id>`` reference names, if ``owner_id`` owns it."""
+    dataset_id = upload_id(ref)
+    if dataset_id is None:
+        return None
+    dataset = session.get(Dataset, dataset_id)
     if dataset is None or dataset.owner_id != owner_id:
         return None
     return dataset

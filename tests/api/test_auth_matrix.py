@@ -29,6 +29,8 @@ class RouteCase:
     ok: int = 200
     # keyword arguments for client.request, built per call (ids come from the fixture)
     request: Callable[[dict[str, int]], dict[str, Any]] = field(default=lambda ids: {})
+    # ids made anew before each caller's request (a delete that succeeds once)
+    fresh: Callable[[World], dict[str, int]] = field(default=lambda world: {})
 
 
 ROUTES: dict[tuple[str, str], RouteCase] = {
@@ -48,10 +50,15 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/jobs/{job_id}/events"): RouteCase("job"),
     ("GET", "/v1/jobs/{job_id}/checkpoints"): RouteCase("job"),
     ("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}"): RouteCase("job"),
+    ("DELETE", "/v1/jobs/{job_id}/checkpoints"): RouteCase("job", 204),
     ("POST", "/v1/datasets"): RouteCase(
         "user", 201, lambda ids: {"files": {"file": ("t.txt", b"to be or not to be\n")}}
     ),
     ("GET", "/v1/datasets"): RouteCase("user"),
+    # Owned like a job; each caller deletes an upload of its own (see `fresh`).
+    ("DELETE", "/v1/datasets/{dataset_id}"): RouteCase(
+        "job", 204, fresh=lambda world: {"dataset_id": world.upload()}
+    ),
     ("POST", "/v1/users"): RouteCase(
         "admin", 201, lambda ids: {"json": {"name": f"new-{next(_names)}"}}
     ),
@@ -113,6 +120,14 @@ class World:
     headers: dict[str, dict[str, str]]
     ids: dict[str, int]
 
+    def upload(self) -> int:
+        """A new dataset of the owner's; its id."""
+        files = {"file": ("t.txt", b"to be or not to be\n")}
+        r = self.api.client.post("/v1/datasets", files=files, headers=self.headers["owner"])
+        assert r.status_code == 201, r.text
+        dataset_id: int = r.json()["id"]
+        return dataset_id
+
 
 @pytest.fixture
 def world(api: Api) -> World:
@@ -167,9 +182,9 @@ def world(api: Api) -> World:
 def test_route_answers_each_caller_correctly(world: World, route: tuple[str, str]) -> None:
     method, template = route
     case = ROUTES[route]
-    path = template.format(**world.ids)
     mismatches = []
     for caller in CALLERS:
+        path = template.format(**{**world.ids, **case.fresh(world)})
         r = world.api.client.request(
             method, path, headers=world.headers[caller], **case.request(world.ids)
         )

@@ -56,7 +56,7 @@ def _build(api: Api, job: dict[str, Any], dataset: dict[str, Any] | None = None)
 
     def resolve(dataset_id: str) -> Path:
         assert dataset is not None and dataset_id == str(dataset["id"])
-        return next(stored.glob(f"{dataset['sha256']}.*"))
+        return next(stored.glob(f"{dataset['sha256']}-*"))
 
     build_task(ResolvedSpec.model_validate(job["spec"]), resolve_dataset=resolve)
 

@@ -1,4 +1,4 @@
-"""Dataset uploads: validated at upload, stored content-addressed, owned."""
+"""Dataset uploads: validated at upload, stored (a file per upload), owned."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_upload_text_and_csv_then_list_own(api: Api) -> None:
     assert ds["ref"] == f"upload:{ds['id']}" and ds["format"] == "text"
     assert ds["owner"] == "alice" and ds["bytes"] == len(text)
     assert ds["sha256"] == hashlib.sha256(text).hexdigest()
-    stored = Path(api.settings.artifacts_url) / "datasets" / f"{ds['sha256']}.txt"
+    [stored] = (Path(api.settings.artifacts_url) / "datasets").glob(f"{ds['sha256']}-*.txt")
     assert stored.read_bytes() == text
 
     csv = b"f1,f2,label\n0.5,1,0\n-2,3e-2,1\n"

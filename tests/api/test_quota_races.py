@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -68,6 +69,9 @@ def test_concurrent_uploads_never_store_more_than_max_storage_bytes(api: Api) ->
     assert codes == [201] + [429] * 7, [a.text for a in answers]
     assert all("max_storage_bytes" in a.text for a in answers if a.status_code == 429)
     assert usage(api, alice)["storage_bytes"] <= 100_000
+    # An upload that passed the first check wrote its file; refused by the second, it
+    # removed it: only the accepted upload's file is left.
+    assert len(list((Path(api.settings.artifacts_url) / "datasets").iterdir())) == 1
 
 
 def test_concurrent_retries_of_one_sweep_create_it_once(api: Api) -> None:

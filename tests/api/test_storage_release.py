@@ -1,0 +1,155 @@
+"""Giving storage back (SQLite and PostgreSQL): a user whose max_storage_bytes is full
+deletes an upload or a finished job's checkpoints, and the bytes stop counting; what
+an unfinished job or sweep still needs cannot be deleted (409 naming it), so no job
+fails later on a worker for want of its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from service.store.db import read_transaction, transaction
+from service.store.models import Dataset
+from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
+from tests.api.test_quota_races import all_at_once, quota, usage
+
+TEXT = ("the quick brown fox jumps over the lazy dog. " * 40).encode()
+
+
+def _upload(api: Api, headers: dict[str, str], content: bytes = TEXT) -> dict[str, Any]:
+    r = api.client.post("/v1/datasets", files={"file": ("t.txt", content)}, headers=headers)
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _char_lm(ref: str) -> dict[str, Any]:
+    return {
+        **SMALL_SPEC,
+        "task": {"kind": "char_lm", "dataset": ref, "seq_len": 16, "max_chars": 1000},
+    }
+
+
+def _dataset_files(api: Api) -> list[Path]:
+    return sorted((Path(api.settings.artifacts_url) / "datasets").glob("*.txt"))
+
+
+def test_deleting_an_upload_frees_its_storage_unless_an_unfinished_job_names_it(
+    api: Api,
+) -> None:
+    alice_id, alice = api.create_user("alice")
+    _bob_id, bob = api.create_user("bob")
+    dataset = _upload(api, alice)
+    assert usage(api, alice)["storage_bytes"] == len(TEXT)
+    [stored] = _dataset_files(api)
+    job_id = api.submit(alice, _char_lm(dataset["ref"]))
+
+    path = f"/v1/datasets/{dataset['id']}"
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert f"job {job_id}" in detail, detail
+    assert stored.exists() and usage(api, alice)["storage_bytes"] == len(TEXT)
+    assert_json_error(api.client.delete(path, headers=bob), 404)  # not bob's to see
+
+    assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).status_code == 202
+    assert api.client.delete(path, headers=alice).status_code == 204
+    assert not stored.exists()
+    assert usage(api, alice)["storage_bytes"] == 0
+    assert api.client.get("/v1/datasets", headers=alice).json()["data"] == []
+    assert_json_error(api.client.delete(path, headers=alice), 404)
+    # The finished job keeps its record; a new job naming the upload is refused at once.
+    assert api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()["status"] == "cancelled"
+    r = api.client.post("/v1/jobs", json=_char_lm(dataset["ref"]), headers=alice)
+    assert assert_json_error(r, 422)[0]["loc"] == ["body", "task", "dataset"]
+    audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+    [entry] = [a for a in audit if a["action"] == "dataset.deleted"]
+    assert entry["actor"] == "user:alice" and entry["target"] == f"dataset:{dataset['id']}"
+    assert entry["detail"]["bytes"] == len(TEXT) and entry["detail"]["owner_id"] == alice_id
+
+
+def test_an_unfinished_sweep_keeps_its_upload(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    dataset = _upload(api, alice)
+    spec = {**SMALL_SWEEP, "base": _char_lm(dataset["ref"])}
+    spec["objectives"] = [{"metric": "val_loss", "direction": "minimize"}]
+    r = api.client.post("/v1/sweeps", json=spec, headers=alice)
+    assert r.status_code == 201, r.text
+    sweep_id = r.json()["id"]
+
+    path = f"/v1/datasets/{dataset['id']}"
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert f"sweep {sweep_id}" in detail, detail
+    cancelled = api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice)
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert api.client.delete(path, headers=api.admin).status_code == 204  # an admin may
+    assert usage(api, alice)["storage_bytes"] == 0
+
+
+def test_a_file_an_older_upload_shares_stays_until_its_last_row_goes(api: Api) -> None:
+    """Uploads of the same bytes used to share one content-addressed file."""
+    _alice_id, alice = api.create_user("alice")
+    first, second = _upload(api, alice), _upload(api, alice)
+    one, other = _dataset_files(api)  # every upload now writes its own file
+    with transaction(api.sessions) as session:
+        session.get(Dataset, second["id"]).uri = str(one)  # type: ignore[union-attr]
+    other.unlink()
+
+    assert api.client.delete(f"/v1/datasets/{first['id']}", headers=alice).status_code == 204
+    assert one.exists()
+    assert api.client.delete(f"/v1/datasets/{second['id']}", headers=alice).status_code == 204
+    assert not one.exists()
+
+
+def test_deleting_a_finished_jobs_checkpoints_lets_a_full_user_submit_again(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    _bob_id, bob = api.create_user("bob")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    first_uri, _ = api.checkpoint(claimed, 0, b"x" * 600)
+    second_uri, _ = api.checkpoint(claimed, 1, b"y" * 600)
+    path = f"/v1/jobs/{job_id}/checkpoints"
+
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert "running" in detail, detail  # it may still resume from them
+    api.finish(claimed)
+    quota(api, alice_id, max_storage_bytes=1000)
+    detail = assert_json_error(api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice), 429)
+    assert "max_storage_bytes" in detail, detail
+
+    assert_json_error(api.client.delete(path, headers=bob), 404)
+    assert api.client.delete(path, headers=alice).status_code == 204
+    assert not Path(first_uri).exists() and not Path(second_uri).exists()
+    assert api.client.get(path, headers=alice).json()["data"] == []
+    assert usage(api, alice)["storage_bytes"] == 0
+    assert api.client.get(f"/v1/jobs/{job_id}/metrics", headers=alice).status_code == 200
+    assert api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice).status_code == 201
+    assert api.client.delete(path, headers=alice).status_code == 204  # nothing left: harmless
+    audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+    [entry] = [a for a in audit if a["action"] == "checkpoints.deleted"]
+    assert entry["detail"] == {"owner_id": alice_id, "checkpoints": 2, "bytes": 1200}
+
+
+def test_a_delete_and_a_submit_naming_the_upload_never_both_succeed(api: Api) -> None:
+    """Each round: one submit naming the upload and one delete of it, released
+    together. Either the job is queued and the delete refused, or the upload is gone
+    and the submit refused (422): never a queued job whose data was deleted."""
+    _alice_id, alice = api.create_user("alice")
+    outcomes = set()
+    for _round in range(6):
+        dataset = _upload(api, alice)
+        submit, delete = all_at_once(
+            2,
+            lambda i, ref=dataset["ref"], id_=dataset["id"]: (
+                api.client.post("/v1/jobs", json=_char_lm(ref), headers=alice)
+                if i == 0
+                else api.client.delete(f"/v1/datasets/{id_}", headers=alice)
+            ),
+        )
+        outcome = (submit.status_code, delete.status_code)
+        assert outcome in {(201, 409), (422, 204)}, (submit.text, delete.text)
+        outcomes.add(outcome)
+        if submit.status_code == 201:
+            cancel = api.client.post(f"/v1/jobs/{submit.json()['id']}/cancel", headers=alice)
+            assert cancel.status_code == 202
+    with read_transaction(api.sessions) as session:
+        left = {d.uri for d in session.query(Dataset)}
+    assert {str(p) for p in _dataset_files(api)} == left  # no file without its row
