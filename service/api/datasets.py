@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from sqlalchemy.orm import Session
 
 from service.api.deps import (
     AppSettings,
@@ -97,16 +98,20 @@ def post_dataset(
         shape = validate_stream(chunks(), fmt, settings.upload_limits())
     except DatasetRejected as exc:
         raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
-    # Checked before the file is stored (no write for a refused upload), and again
-    # under the user's quota lock in the transaction that adds the row: concurrent
-    # uploads of one user all pass the first check.
-    with transaction(sessions) as session:
+
+    def check_room(session: Session) -> None:
         check_upload_storage(
             session=session,
             user_id=principal.user_id,
             defaults=settings.quota_defaults(),
             adding=size,
         )
+
+    # Checked before the file is stored (no write for a refused upload), and again
+    # under the user's quota lock in the transaction that adds the row: concurrent
+    # uploads of one user all pass the first check.
+    with transaction(sessions) as session:
+        check_room(session)
     # Its own file, not one shared by every upload of the same bytes: a deleted
     # dataset's file can then go at once, with no upload racing to name it again.
     name = f"datasets/{digest.hexdigest()}-{secrets.token_hex(8)}.{EXTENSION[fmt]}"
@@ -115,12 +120,7 @@ def post_dataset(
     write_once_from(uri, file.file)
     try:
         with transaction(sessions) as session:
-            check_upload_storage(
-                session=session,
-                user_id=principal.user_id,
-                defaults=settings.quota_defaults(),
-                adding=size,
-            )
+            check_room(session)
             dataset = create_dataset(
                 session=session,
                 owner_id=principal.user_id,
