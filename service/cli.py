@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_sweeps import sweeps_app
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.registered_commands.extend(jobs_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)
+app.registered_commands.extend(data_app.registered_commands)
 app.registered_commands.extend(demo_app.registered_commands)
 
 

@@ -202,6 +202,38 @@ class Client:
             partial.unlink(missing_ok=True)
         return dest
 
+    def upload_dataset(self, path: Path, *, fmt: str | None = None) -> dict[str, Any]:
+        """Upload a text or CSV file (streamed from disk); `fmt` None: from its name."""
+        with path.open("rb") as fh:
+            result: dict[str, Any] = self._request(
+                "POST",
+                "/v1/datasets",
+                files={"file": (path.name, fh)},
+                data={} if fmt is None else {"format": fmt},
+            )
+        return result
+
+    def datasets(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._request("GET", "/v1/datasets", params=params)
+            out.extend(page["data"])
+            if not page.get("next_cursor"):
+                return out
+            params["cursor"] = page["next_cursor"]
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
+
+    def delete_checkpoints(self, job_id: int) -> None:
+        self._request("DELETE", f"/v1/jobs/{job_id}/checkpoints")
+
+    def me(self) -> dict[str, Any]:
+        """The signed-in user, with `quota` (in force) and `usage`."""
+        result: dict[str, Any] = self._request("GET", "/v1/users/me")
+        return result
+
     def submit_sweep(
         self, spec: dict[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:

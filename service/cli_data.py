@@ -1,0 +1,87 @@
+"""Client commands for what a user stores: upload, datasets, delete-dataset,
+delete-checkpoints, and usage (quota in force against what counts towards it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.table import Table
+
+from service.cli_common import api_failure, client_session, console
+from service.client import ApiError, Client
+
+data_app = typer.Typer(add_completion=False)
+T = TypeVar("T")
+
+
+def _call(action: Callable[[Client], T]) -> T:
+    with client_session() as client:
+        try:
+            return action(client)
+        except ApiError as exc:
+            raise api_failure(exc) from exc
+
+
+@data_app.command()
+def upload(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    fmt: str | None = typer.Option(
+        None, "--format", help="text or csv (default: from the file name)"
+    ),
+) -> None:
+    """Upload a text or CSV dataset; prints the reference to put in a spec."""
+    dataset = _call(lambda client: client.upload_dataset(file, fmt=fmt))
+    console.print(
+        f"dataset {dataset['id']}: {dataset['ref']} ({dataset['format']}, "
+        f"{dataset['bytes']:,} bytes)",
+        highlight=False,
+    )
+
+
+@data_app.command()
+def datasets() -> None:
+    """List your uploads (admins see everyone's)."""
+    rows = _call(lambda client: client.datasets())
+    table = Table("id", "ref", "owner", "file", "format", "bytes", "uploaded")
+    for d in rows:
+        table.add_row(
+            str(d["id"]),
+            d["ref"],
+            d["owner"],
+            d["filename"],
+            d["format"],
+            f"{d['bytes']:,}",
+            str(d["created_at"])[:19],
+        )
+    console.print(table)
+
+
+@data_app.command("delete-dataset")
+def delete_dataset(dataset_id: int) -> None:
+    """Delete an upload, freeing its storage (not while an unfinished job uses it)."""
+    _call(lambda client: client.delete_dataset(dataset_id))
+    console.print(f"dataset {dataset_id} deleted")
+
+
+@data_app.command("delete-checkpoints")
+def delete_checkpoints(job_id: int) -> None:
+    """Delete a finished job's checkpoints, freeing their storage (metrics stay)."""
+    _call(lambda client: client.delete_checkpoints(job_id))
+    console.print(f"checkpoints of job {job_id} deleted")
+
+
+@data_app.command()
+def usage() -> None:
+    """Your quotas and what counts against them."""
+    me = _call(lambda client: client.me())
+    quota, used = me["quota"], me["usage"]
+    table = Table("quota", "used", "limit")
+    table.add_row("storage bytes", f"{used['storage_bytes']:,}", f"{quota['max_storage_bytes']:,}")
+    table.add_row("queued jobs", str(used["queued_jobs"]), str(quota["max_queued_jobs"]))
+    table.add_row("running jobs", str(used["running_jobs"]), str(quota["max_running_jobs"]))
+    table.add_row("CPUs", f"{used['cpus']:g}", f"{quota['max_cpus']:g}")
+    table.add_row("GPUs", f"{used['gpus']:g}", f"{quota['max_gpus']:g}")
+    console.print(table)

@@ -1,0 +1,57 @@
+"""The storage commands against a real server: upload, datasets, usage,
+delete-dataset (refused with the server's reason while a job uses the upload) and
+delete-checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import Result
+from typer.testing import CliRunner
+
+from service.app import create_app
+from service.cli import app
+from tests.api.conftest import Api, serving
+from tests.api.test_storage_release import TEXT, _char_lm
+
+
+def storage_used(usage: Result) -> str:
+    """The `used` cell of the usage table's storage row."""
+    row = next(line for line in usage.stdout.splitlines() if "storage" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[0] == "storage bytes", cells
+    return cells[1]
+
+
+def test_a_user_uploads_sees_usage_and_frees_storage(api: Api, tmp_path: Path) -> None:
+    _uid, alice = api.create_user("alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(TEXT)
+    with serving(create_app(api.settings)) as url:
+
+        def lagtrain(*args: str) -> Result:
+            env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token, "COLUMNS": "200"}
+            return CliRunner().invoke(app, list(args), env=env)
+
+        uploaded = lagtrain("upload", str(corpus))
+        assert uploaded.exit_code == 0, (uploaded.output, uploaded.exception)
+        [dataset] = api.client.get("/v1/datasets", headers=alice).json()["data"]
+        assert uploaded.stdout.strip() == (
+            f"dataset {dataset['id']}: upload:{dataset['id']} (text, {len(TEXT):,} bytes)"
+        )
+        listed = lagtrain("datasets")
+        assert "corpus.txt" in listed.stdout and f"upload:{dataset['id']}" in listed.stdout
+        assert storage_used(lagtrain("usage")) == f"{len(TEXT):,}"
+
+        job_id = api.submit(alice, _char_lm(dataset["ref"]))
+        refused = lagtrain("delete-dataset", str(dataset["id"]))
+        assert refused.exit_code == 1 and refused.stdout == ""
+        assert refused.stderr.startswith("error 409: ") and f"job {job_id}" in refused.stderr
+
+        api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice)
+        deleted = lagtrain("delete-dataset", str(dataset["id"]))
+        assert deleted.stdout.strip() == f"dataset {dataset['id']} deleted", deleted.output
+        freed = lagtrain("delete-checkpoints", str(job_id))  # a cancelled job has none
+        assert freed.stdout.strip() == f"checkpoints of job {job_id} deleted", freed.output
+        assert storage_used(lagtrain("usage")) == "0"
