@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import BinaryIO
 import fsspec
 
 CHUNK_BYTES = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def local_path(url: str) -> Path | None:
@@ -30,8 +32,8 @@ def artifact_url(base_url: str, relative: str) -> str:
 
 
 def write_once(url: str, data: bytes) -> None:
-    """Write ``data`` to ``url`` unless it exists (content-addressed names make an
-    existing file the same file)."""
+    """Write ``data`` to ``url`` unless it exists (a name that says what the file
+    holds makes an existing file the same file)."""
     fs, path = fsspec.core.url_to_fs(url)
     if not fs.exists(path):
         write_file(url, data)
@@ -85,3 +87,13 @@ def remove_file(url: str) -> None:
     fs, path = fsspec.core.url_to_fs(url)
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
+
+
+def remove_quietly(url: str) -> None:
+    """remove_file for a file whose row is already deleted and committed: a failure
+    (permissions, a store that is down) is logged, not raised, since the deletion the
+    caller answers for has happened; the file is left as an orphan."""
+    try:
+        remove_file(url)
+    except Exception:
+        log.exception("could not remove %s; its row is gone, the file is left behind", url)

@@ -23,9 +23,8 @@ from service.api.deps import (
     next_cursor,
 )
 from service.api.responses import errors
-from service.artifacts import CHUNK_BYTES, artifact_url, remove_file, write_once_from
+from service.artifacts import CHUNK_BYTES, artifact_url, remove_quietly, write_once_from
 from service.auth import CurrentUser
-from service.errors import QuotaExceeded
 from service.schemas.accounts import DatasetOut
 from service.schemas.common import Page
 from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
@@ -138,8 +137,8 @@ def post_dataset(
                 target=f"dataset:{dataset.id}",
                 detail={"filename": filename, "bytes": size},
             )
-    except QuotaExceeded:
-        remove_file(uri)  # no row names it
+    except BaseException:  # refused, or the transaction failed: no row names the file
+        remove_quietly(uri)
         raise
     return _dataset_out(dataset, principal.name)
 
@@ -187,5 +186,5 @@ def remove_dataset(dataset_id: DatasetId, principal: CurrentUser, sessions: Sess
     with read_transaction(sessions) as session:
         in_use = file_in_use(session=session, uri=uri)
     if not in_use:
-        remove_file(uri)
+        remove_quietly(uri)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -21,7 +21,7 @@ from service.api.job_stream import metric_record
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream, StreamHub
-from service.artifacts import file_size, iter_file, remove_file
+from service.artifacts import file_size, iter_file, remove_quietly
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
@@ -134,12 +134,11 @@ def remove_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions
                 detail={
                     "owner_id": job.owner_id,
                     "checkpoints": len(deleted),
-                    "bytes": sum(c.bytes for c in deleted),
+                    "bytes": sum(size for _uri, size in deleted),
                 },
             )
-        uris = [c.uri for c in deleted]
-    for uri in uris:  # after the commit: a failed commit keeps the rows and their files
-        remove_file(uri)
+    for uri, _size in deleted:  # after the commit: a failed commit keeps rows and files
+        remove_quietly(uri)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

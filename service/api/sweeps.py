@@ -133,6 +133,12 @@ def post_sweep(
     except SweepSpecError as exc:
         raise _errors(exc.problems, spec) from exc
     with transaction(sessions) as session:
+        # The user's quota lock first: the corners' upload checks below then hold
+        # against a concurrent delete of that upload (store.dataset_removal), and a
+        # retry of an accepted submit is answered whatever the quota (as for jobs),
+        # its key looked up with a concurrent first use of it, and the trials a
+        # controller queues for it, all seen.
+        lock_owner(session=session, user_id=principal.user_id)
         problems: dict[Loc, str] = {}
         for corner in checked.corners:
             found = spec_problems(
@@ -146,10 +152,6 @@ def post_sweep(
                 problems.setdefault(loc, f"base.{field}: {message}")
         if problems:
             raise _errors(list(problems.items()), spec)
-        # A retry of an accepted submit is answered whatever the quota (as for jobs),
-        # looked up under the user's quota lock: a concurrent first use of the key,
-        # and the trials a controller queues for it, are then all seen.
-        lock_owner(session=session, user_id=principal.user_id)
         sha = request_sha256(spec)
         replayed = (
             None

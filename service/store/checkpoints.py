@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
@@ -89,20 +89,24 @@ def prune_checkpoints(*, session: Session, job_id: int, keep: int) -> list[str]:
     return [checkpoint.uri for checkpoint in old]
 
 
-def delete_checkpoints(*, session: Session, job: Job) -> list[Checkpoint]:
+def delete_checkpoints(*, session: Session, job: Job) -> list[tuple[str, int]]:
     """Delete every checkpoint of a finished job (Conflict for an unfinished one: it
-    may still resume from them); returns the deleted rows, whose files the caller
+    may still resume from them); returns (uri, bytes) of the rows this call deleted
+    (of two concurrent calls, the second deletes none), whose files the caller
     deletes once this transaction has committed. A finished job never records
     another (record_checkpoint needs its lease), so none can appear afterwards."""
     if job.status not in TERMINAL:
         raise Conflict(
             f"job {job.id} is {job.status}; its checkpoints can be deleted once it has finished"
         )
-    deleted = list_checkpoints(session=session, job_id=job.id)
-    for checkpoint in deleted:
-        session.delete(checkpoint)
+    gone = session.execute(
+        delete(Checkpoint)
+        .where(Checkpoint.job_id == job.id)
+        .returning(Checkpoint.uri, Checkpoint.bytes),
+        execution_options={"synchronize_session": False},
+    ).all()
     session.flush()
-    return deleted
+    return [(row.uri, row.bytes) for row in gone]
 
 
 def latest_checkpoint(*, session: Session, job_id: int) -> Checkpoint | None:

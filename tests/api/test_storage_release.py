@@ -5,13 +5,20 @@ fails later on a worker for want of its data."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+from sqlalchemy import text
+
+import service.api.sweeps as sweeps_route
 from service.store.db import read_transaction, transaction
 from service.store.models import Dataset
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 from tests.api.test_quota_races import all_at_once, quota, usage
+from tests.polling import wait_until
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 40).encode()
 
@@ -66,12 +73,15 @@ def test_deleting_an_upload_frees_its_storage_unless_an_unfinished_job_names_it(
     assert entry["detail"]["bytes"] == len(TEXT) and entry["detail"]["owner_id"] == alice_id
 
 
+def _sweep(ref: str, **extra: Any) -> dict[str, Any]:
+    objectives = [{"metric": "val_loss", "direction": "minimize"}]
+    return {**SMALL_SWEEP, "base": _char_lm(ref), "objectives": objectives, **extra}
+
+
 def test_an_unfinished_sweep_keeps_its_upload(api: Api) -> None:
     _alice_id, alice = api.create_user("alice")
     dataset = _upload(api, alice)
-    spec = {**SMALL_SWEEP, "base": _char_lm(dataset["ref"])}
-    spec["objectives"] = [{"metric": "val_loss", "direction": "minimize"}]
-    r = api.client.post("/v1/sweeps", json=spec, headers=alice)
+    r = api.client.post("/v1/sweeps", json=_sweep(dataset["ref"]), headers=alice)
     assert r.status_code == 201, r.text
     sweep_id = r.json()["id"]
 
@@ -82,6 +92,67 @@ def test_an_unfinished_sweep_keeps_its_upload(api: Api) -> None:
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
     assert api.client.delete(path, headers=api.admin).status_code == 204  # an admin may
     assert usage(api, alice)["storage_bytes"] == 0
+
+
+def test_an_upload_a_sweep_may_choose_is_kept(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    one, other = _upload(api, alice), _upload(api, alice, TEXT.upper())
+    choices = {"task.dataset": {"type": "categorical", "choices": [one["ref"], other["ref"]]}}
+    r = api.client.post("/v1/sweeps", json=_sweep(one["ref"], parameters=choices), headers=alice)
+    assert r.status_code == 201, r.text
+    detail = assert_json_error(api.client.delete(f"/v1/datasets/{other['id']}", headers=alice), 409)
+    assert f"sweep {r.json()['id']}" in detail, detail
+
+
+def test_a_sweep_submit_and_a_delete_of_its_upload_never_both_succeed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's submit is held after an upload check until the delete has come;
+    the delete must then wait for it (and refuse), not delete the upload under it."""
+    if api.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite's write transactions run one at a time")
+    _alice_id, alice = api.create_user("alice")
+    dataset = _upload(api, alice)
+    checked, go = threading.Event(), threading.Event()
+    corner_checks = sweeps_route.spec_problems
+
+    def held(**kwargs: Any) -> Any:
+        problems = corner_checks(**kwargs)
+        checked.set()  # a corner's upload has been found
+        assert go.wait(60)
+        return problems
+
+    monkeypatch.setattr(sweeps_route, "spec_problems", held)
+    answers: dict[str, httpx.Response] = {}
+
+    def submit() -> None:
+        answers["sweep"] = api.client.post("/v1/sweeps", json=_sweep(dataset["ref"]), headers=alice)
+
+    def delete() -> None:
+        answers["delete"] = api.client.delete(f"/v1/datasets/{dataset['id']}", headers=alice)
+
+    threads = [threading.Thread(target=submit), threading.Thread(target=delete)]
+    threads[0].start()
+    wait_until(checked.is_set, timeout=60, what="the sweep's upload checks")
+    threads[1].start()
+    engine = api.sessions.kw["bind"]
+
+    def delete_waits_or_ended() -> bool:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        return bool(waiting) or "delete" in answers
+
+    wait_until(delete_waits_or_ended, timeout=60, what="the delete to wait or end")
+    go.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    outcome = (answers["sweep"].status_code, answers["delete"].status_code)
+    assert outcome == (201, 409), (answers["sweep"].text, answers["delete"].text)
 
 
 def test_a_file_an_older_upload_shares_stays_until_its_last_row_goes(api: Api) -> None:
@@ -126,6 +197,26 @@ def test_deleting_a_finished_jobs_checkpoints_lets_a_full_user_submit_again(api:
     audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
     [entry] = [a for a in audit if a["action"] == "checkpoints.deleted"]
     assert entry["detail"] == {"owner_id": alice_id, "checkpoints": 2, "bytes": 1200}
+
+
+def test_concurrent_deletes_of_a_jobs_checkpoints_are_audited_once(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    for _round in range(3):
+        job_id = api.submit(alice)
+        claimed = api.claim()
+        for round_ in range(4):
+            api.checkpoint(claimed, round_, b"z" * 100)
+        api.finish(claimed)
+        path = f"/v1/jobs/{job_id}/checkpoints"
+        answers = all_at_once(4, lambda _i, path=path: api.client.delete(path, headers=alice))
+        assert [a.status_code for a in answers] == [204] * 4, [a.text for a in answers]
+        audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+        entries = [
+            a
+            for a in audit
+            if a["action"] == "checkpoints.deleted" and a["target"] == f"job:{job_id}"
+        ]
+        assert len(entries) == 1 and entries[0]["detail"]["bytes"] == 400, entries
 
 
 def test_a_delete_and_a_submit_naming_the_upload_never_both_succeed(api: Api) -> None:

@@ -49,8 +49,8 @@ def become(host: WarmHost, spec: ResolvedSpec, datasets: dict[str, str]) -> Task
 
 
 def upload(directory: Path, text: str) -> str:
-    """A dataset file as the service stores one (content-addressed names don't
-    matter here: the cache must not rely on them)."""
+    """A dataset file as the service stores one (its name doesn't matter here: the
+    cache must not rely on it)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "data.txt"
     path.write_text(text, encoding="utf-8")
@@ -69,7 +69,7 @@ def test_the_same_content_is_reused_and_anything_else_is_rebuilt(
     assert host.tasks_built == built + 1
 
     # Another user's upload of the very same bytes, same file name, even the same
-    # (content-addressed) location: a different dataset id is never served the cache.
+    # location: a different dataset id is never served the cache.
     other_user = become(host, char_lm("upload:2"), {"2": first})
     assert other_user is not task
     assert host.tasks_built == built + 2

@@ -166,7 +166,9 @@ class SweepController:
                     )
                     continue
                 # What a job submit checks in the store: the sweep's submit checked the
-                # corners of its space only.
+                # corners of its space only. Its upload cannot be deleted in between:
+                # this step holds the sweep's row lock, every end of a sweep takes it,
+                # and a delete refuses while the sweep is unfinished.
                 problems = spec_problems(
                     session=session,
                     spec=resolved,
