@@ -152,14 +152,6 @@ def submit_job(
         principal = checked or principal_in(session, token, lock_owner=True)
         if isinstance(resolved, SpecError):
             raise spec_errors(resolved.problems, spec) from resolved
-        problems = spec_problems(
-            session=session,
-            spec=resolved,
-            owner_id=principal.user_id,
-            limits=settings.cost_limits(),
-        )
-        if problems:
-            raise spec_errors(problems, spec)
         existing = (
             None
             if idempotency_key is None
@@ -167,9 +159,19 @@ def submit_job(
                 session=session, owner_id=principal.user_id, idempotency_key=idempotency_key
             )
         )
-        if existing is not None:  # a retry of an accepted submit is answered, whatever the quota
+        # A retry of an accepted submit is answered whatever the quota, and whatever
+        # became of its upload since (deleted once the job had finished).
+        if existing is not None:
             job, created = replay(existing, request_sha256(spec)), False
         else:
+            problems = spec_problems(
+                session=session,
+                spec=resolved,
+                owner_id=principal.user_id,
+                limits=settings.cost_limits(),
+            )
+            if problems:
+                raise spec_errors(problems, spec)
             cpus, gpus = gang_totals(resolved)
             now = check_can_submit(
                 session=session,

@@ -24,8 +24,10 @@ from service.api.jobs import IdempotencyKey, OwnerFilter
 from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.common import Page, request_sha256
+from service.schemas.cost import CostLimits
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
+from service.schemas.resolved import ResolvedSpec
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
 from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
 from service.store.audit import record
@@ -108,6 +110,19 @@ def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidati
     return RequestValidationError(found)
 
 
+def _corner_problems(
+    session: Session, corners: list[ResolvedSpec], owner_id: int, limits: CostLimits
+) -> list[tuple[Loc, str]]:
+    """The store-side checks of each corner of the space (uploads, cost), each field
+    named once, under `base`."""
+    problems: dict[Loc, str] = {}
+    for corner in corners:
+        found = spec_problems(session=session, spec=corner, owner_id=owner_id, limits=limits)
+        for field, message in found:
+            problems.setdefault(("base", *field.split(".")), f"base.{field}: {message}")
+    return list(problems.items())
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -135,23 +150,10 @@ def post_sweep(
     with transaction(sessions) as session:
         # The user's quota lock first: the corners' upload checks below then hold
         # against a concurrent delete of that upload (store.dataset_removal), and a
-        # retry of an accepted submit is answered whatever the quota (as for jobs),
-        # its key looked up with a concurrent first use of it, and the trials a
-        # controller queues for it, all seen.
+        # retry of an accepted submit is answered whatever the quota and whatever
+        # became of its upload since (as for jobs), its key looked up with a
+        # concurrent first use of it, and the trials a controller queues for it, seen.
         lock_owner(session=session, user_id=principal.user_id)
-        problems: dict[Loc, str] = {}
-        for corner in checked.corners:
-            found = spec_problems(
-                session=session,
-                spec=corner,
-                owner_id=principal.user_id,
-                limits=settings.cost_limits(),
-            )
-            for field, message in found:
-                loc = ("base", *field.split("."))
-                problems.setdefault(loc, f"base.{field}: {message}")
-        if problems:
-            raise _errors(list(problems.items()), spec)
         sha = request_sha256(spec)
         replayed = (
             None
@@ -164,6 +166,10 @@ def post_sweep(
             )
         )
         if replayed is None:
+            limits = settings.cost_limits()
+            problems = _corner_problems(session, checked.corners, principal.user_id, limits)
+            if problems:
+                raise _errors(problems, spec)
             # After the 422 checks: a budget the queue quota could never hold is a 429.
             totals = [gang_totals(corner) for corner in checked.corners]
             cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)

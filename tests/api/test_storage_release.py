@@ -155,6 +155,25 @@ def test_a_sweep_submit_and_a_delete_of_its_upload_never_both_succeed(
     assert outcome == (201, 409), (answers["sweep"].text, answers["delete"].text)
 
 
+def test_a_retried_submit_is_replayed_after_its_upload_is_deleted(api: Api) -> None:
+    """A client that retries an accepted job or sweep submit (same Idempotency-Key and
+    body) gets the original back, not a 422 for the upload deleted since."""
+    _alice_id, alice = api.create_user("alice")
+    dataset = _upload(api, alice)
+    key = {**alice, "Idempotency-Key": "once"}
+    job = api.client.post("/v1/jobs", json=_char_lm(dataset["ref"]), headers=key)
+    sweep = api.client.post("/v1/sweeps", json=_sweep(dataset["ref"]), headers=key)
+    assert (job.status_code, sweep.status_code) == (201, 201), (job.text, sweep.text)
+    api.client.post(f"/v1/jobs/{job.json()['id']}/cancel", headers=alice)
+    api.client.post(f"/v1/sweeps/{sweep.json()['id']}/cancel", headers=alice)
+    assert api.client.delete(f"/v1/datasets/{dataset['id']}", headers=alice).status_code == 204
+
+    job_again = api.client.post("/v1/jobs", json=_char_lm(dataset["ref"]), headers=key)
+    sweep_again = api.client.post("/v1/sweeps", json=_sweep(dataset["ref"]), headers=key)
+    assert job_again.status_code == 200 and job_again.json()["id"] == job.json()["id"]
+    assert sweep_again.status_code == 200 and sweep_again.json()["id"] == sweep.json()["id"]
+
+
 def test_a_file_an_older_upload_shares_stays_until_its_last_row_goes(api: Api) -> None:
     """Uploads of the same bytes used to share one content-addressed file."""
     _alice_id, alice = api.create_user("alice")
