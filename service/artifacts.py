@@ -90,9 +90,9 @@ def remove_file(url: str) -> None:
 
 
 def remove_quietly(url: str) -> None:
-    """remove_file for a file whose row is already deleted and committed: a failure
-    (permissions, a store that is down) is logged, not raised, since the deletion the
-    caller answers for has happened; the file is left as an orphan."""
+    """remove_file for a file that no committed row names (any more): a failure
+    (permissions, a store that is down) is logged, not raised, since what the caller
+    answers for has happened or failed already; the file is left as an orphan."""
     try:
         remove_file(url)
     except Exception:
