@@ -99,6 +99,7 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
         lambda: drawn_rounds(page, "#chart-raster") > closed_at + 2, timeout=10, what="the raster"
     )
     expect(page.locator("#timeline tbody tr").first).to_be_visible()
+    expect(page.locator("#delete-checkpoints")).to_be_hidden()  # it may still resume
     screenshot(page, "job")
 
     # The page asks first: declined, the job runs on; accepted, it stops.

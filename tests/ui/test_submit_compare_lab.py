@@ -107,6 +107,22 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == listed["sha256"]
     assert download.value.suggested_filename.startswith(f"job-{lazy}-round-")
 
+    # The finished job's checkpoints are deleted from its page, after a confirmation:
+    # declined, they stay; accepted, the table empties and the owner's storage drops.
+    with Client(stack.url, token) as owner:
+        stored = owner.me()["usage"]["storage_bytes"]
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#delete-checkpoints")
+    expect(page.locator("#delete-checkpoints")).to_be_enabled()
+    expect(row).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-checkpoints")
+    expect(page.locator("#checkpoints tbody tr")).to_have_count(0)
+    expect(page.locator("#delete-checkpoints")).to_be_hidden()
+    with Client(stack.url, token) as owner:
+        assert owner.checkpoints(lazy) == []
+        assert owner.me()["usage"]["storage_bytes"] < stored
+
 
 def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> None:
     _token, client = new_user(stack, "queuer")

@@ -1,5 +1,6 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
-// raster (over the job's SSE stream), checkpoints, cancel.
+// raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
+// free storage quota), cancel.
 import { api, session, stream } from "../api.js";
 import { line, plot, rasterTrace, validationMetric } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge, when } from "../dom.js";
@@ -28,6 +29,18 @@ export async function render(root, params, signal) {
   const explain = el("div", { id: "explain" });
   const timeline = el("tbody");
   const checkpoints = el("tbody");
+  const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
+    class: "danger", hidden: true, onclick: async () => {
+      // Deleting the final checkpoint loses the trained weights: ask first.
+      if (!window.confirm(`Delete every checkpoint of job ${jobId}, the final one included? `
+        + "Its metrics stay; its weights cannot be downloaded afterwards.")) return;
+      removeCheckpoints.disabled = true;
+      try {
+        await api(`/v1/jobs/${jobId}/checkpoints`, { method: "DELETE", signal });
+        await refreshDetails();
+      } catch (error) { removeCheckpoints.after(errorBox(error)); }
+      removeCheckpoints.disabled = false;
+    } }, "Delete checkpoints");
   const lossChart = el("div", { id: "chart-loss", class: "chart" });
   const evalChart = el("div", { id: "chart-eval", class: "chart" });
   const uploadChart = el("div", { id: "chart-uploads", class: "chart" });
@@ -43,7 +56,8 @@ export async function render(root, params, signal) {
     section("Status timeline", el("table", { id: "timeline" }, el("thead", {}, el("tr", {},
       ["time", "from", "to", "attempt", "by", "reason"].map((h) => el("th", {}, h)))), timeline)),
     section("Checkpoints", el("table", { id: "checkpoints" }, el("thead", {}, el("tr", {},
-      ["round", "attempt", "size", "sha256", ""].map((h) => el("th", {}, h)))), checkpoints)),
+      ["round", "attempt", "size", "sha256", ""].map((h) => el("th", {}, h)))), checkpoints),
+      removeCheckpoints),
     section("Resolved spec", el("pre", { id: "spec" }, JSON.stringify(job.spec, null, 2))),
   );
 
@@ -76,6 +90,8 @@ export async function render(root, params, signal) {
       el("td", { class: "mono" }, c.sha256.slice(0, 12)),
       el("td", {}, el("button", { type: "button", class: "download",
         onclick: () => download(jobId, c) }, "Download")))));
+    // Only a finished job's: a running one may still resume from them (409).
+    removeCheckpoints.hidden = !TERMINAL.has(job.status) || points.data.length === 0;
     if (job.status === "queued") {
       const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
       explain.replaceChildren(section("Waiting",
