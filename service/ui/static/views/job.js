@@ -29,16 +29,21 @@ export async function render(root, params, signal) {
   const explain = el("div", { id: "explain" });
   const timeline = el("tbody");
   const checkpoints = el("tbody");
+  let removeError = null;  // the last failure's message, replaced by the next try
   const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
     class: "danger", hidden: true, onclick: async () => {
       // Deleting the final checkpoint loses the trained weights: ask first.
       if (!window.confirm(`Delete every checkpoint of job ${jobId}, the final one included? `
         + "Its metrics stay; its weights cannot be downloaded afterwards.")) return;
+      removeError?.remove();
+      removeError = null;
       removeCheckpoints.disabled = true;
       try {
         await api(`/v1/jobs/${jobId}/checkpoints`, { method: "DELETE", signal });
         await refreshDetails();
-      } catch (error) { removeCheckpoints.after(errorBox(error)); }
+      } catch (error) {
+        if (!signal.aborted) removeCheckpoints.after(removeError = errorBox(error));
+      }
       removeCheckpoints.disabled = false;
     } }, "Delete checkpoints");
   const lossChart = el("div", { id: "chart-loss", class: "chart" });
@@ -77,11 +82,16 @@ export async function render(root, params, signal) {
       job.error ? el("span", { class: "error" }, ` · ${job.error}`) : "");
   }
 
+  // Refreshes overlap (checkpoint rounds, the final status, a delete): only the
+  // newest one asked for draws, so an older answer never brings deleted rows back.
+  let detailsAsked = 0;
   async function refreshDetails() {
+    const asked = ++detailsAsked;
     const [history, points] = await Promise.all([
       api(`/v1/jobs/${jobId}/history`, { signal }),
       api(`/v1/jobs/${jobId}/checkpoints`, { signal }),
     ]);
+    if (asked !== detailsAsked) return;
     timeline.replaceChildren(...history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
       el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
       el("td", {}, h.actor), el("td", {}, h.reason || ""))));
