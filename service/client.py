@@ -133,6 +133,17 @@ class Client:
             raise ApiError(response.status_code, detail)
         return response.json() if response.content else None
 
+    def _every_page(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a cursor-paged list (`data`, `next_cursor`)."""
+        params = dict(params)
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._request("GET", path, params=params)
+            out.extend(page["data"])
+            if not page.get("next_cursor"):
+                return out
+            params["cursor"] = page["next_cursor"]
+
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         result: dict[str, Any] = self._request("POST", "/v1/jobs", json=spec, headers=headers)
@@ -146,13 +157,7 @@ class Client:
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
-        out: list[dict[str, Any]] = []
-        while True:
-            page = self._request("GET", "/v1/jobs", params=params)
-            out.extend(page["data"])
-            if not page.get("next_cursor"):
-                return out
-            params["cursor"] = page["next_cursor"]
+        return self._every_page("/v1/jobs", params)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")
@@ -214,14 +219,7 @@ class Client:
         return result
 
     def datasets(self, *, limit: int = 50) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit}
-        out: list[dict[str, Any]] = []
-        while True:
-            page = self._request("GET", "/v1/datasets", params=params)
-            out.extend(page["data"])
-            if not page.get("next_cursor"):
-                return out
-            params["cursor"] = page["next_cursor"]
+        return self._every_page("/v1/datasets", {"limit": limit})
 
     def delete_dataset(self, dataset_id: int) -> None:
         self._request("DELETE", f"/v1/datasets/{dataset_id}")

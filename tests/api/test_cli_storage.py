@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from service.app import create_app
 from service.cli import app
+from service.client import Client
 from tests.api.conftest import Api, serving
 from tests.api.test_storage_release import TEXT, _char_lm
 
@@ -55,3 +56,19 @@ def test_a_user_uploads_sees_usage_and_frees_storage(api: Api, tmp_path: Path) -
         freed = lagtrain("delete-checkpoints", str(job_id))  # a cancelled job has none
         assert freed.stdout.strip() == f"checkpoints of job {job_id} deleted", freed.output
         assert storage_used(lagtrain("usage")) == "0"
+
+
+def test_the_client_reads_every_page_of_a_list(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    jobs = {api.submit(alice) for _ in range(3)}
+    uploads = {
+        api.client.post("/v1/datasets", files={"file": (f"t{i}.txt", TEXT)}, headers=alice).json()[
+            "id"
+        ]
+        for i in range(3)
+    }
+    with serving(create_app(api.settings)) as url, Client(url, token) as client:
+        assert {j["id"] for j in client.jobs(limit=2)} == jobs
+        assert {j["id"] for j in client.jobs(status="queued", limit=1)} == jobs
+        assert {d["id"] for d in client.datasets(limit=2)} == uploads
