@@ -34,15 +34,19 @@ function signedOut() {
   window.dispatchEvent(new Event("lagtrain:signed-out"));
 }
 
+// A FormData body goes as multipart (the browser writes its boundary); any other
+// body as JSON.
 export async function api(path, { method = "GET", body, signal, token } = {}) {
+  const form = body instanceof FormData;
   const init = {
     method,
     signal,
     credentials: "omit",
     cache: "no-store",
-    headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }, token),
+    headers: headers(body === undefined || form ? {} : { "Content-Type": "application/json" },
+      token),
   };
-  if (body !== undefined) init.body = JSON.stringify(body);
+  if (body !== undefined) init.body = form ? body : JSON.stringify(body);
   const response = await fetch(path, init);
   if (response.status === 401 && token === undefined) signedOut();
   const data = await response.json().catch(() => null);

@@ -12,6 +12,7 @@ const VIEWS = {
   submit: () => import("./views/submit.js"),
   sweeps: () => import("./views/sweeps.js"),
   sweep: () => import("./views/sweep.js"),
+  data: () => import("./views/data.js"),
 };
 
 let current = null;

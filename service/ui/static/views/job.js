@@ -19,12 +19,18 @@ export async function render(root, params, signal) {
   const title = el("h1", {}, `Job ${job.id}: ${job.name || "(unnamed)"} `);
   const badge = el("span", { id: "job-status" });
   const facts = el("p", { class: "facts" });
+  let cancelError = null;  // as removeError below: one message, the last try's
   const cancel = el("button", { type: "button", id: "cancel", class: "danger", onclick: async () => {
     // One stray click must not end hours of training: ask first.
     if (!window.confirm(`Cancel job ${jobId}? A running job stops after its current round.`)) return;
+    cancelError?.remove();
+    cancelError = null;
     cancel.disabled = true;
     try { showJob(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST", signal })); }
-    catch (error) { cancel.after(errorBox(error)); cancel.disabled = false; }
+    catch (error) {
+      if (!signal.aborted) cancel.after(cancelError = errorBox(error));
+      cancel.disabled = false;
+    }
   } }, "Cancel");
   const explain = el("div", { id: "explain" });
   const timeline = el("tbody");
