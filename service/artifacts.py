@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
 import secrets
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -12,6 +16,9 @@ from typing import BinaryIO
 import fsspec
 
 CHUNK_BYTES = 1 << 20
+# A worker's copy of a remote dataset not used for this long is removed (the next job
+# that needs it copies it again); a temporary file this old was left by a crash.
+LOCAL_COPY_UNUSED_S = 7 * 24 * 3600.0
 log = logging.getLogger(__name__)
 
 
@@ -97,3 +104,44 @@ def remove_quietly(url: str) -> None:
         remove_file(url)
     except Exception:
         log.exception("could not remove %s; its row is gone, the file is left behind", url)
+
+
+def local_copy(url: str, cache_dir: Path, *, now: float | None = None) -> Path:
+    """A local path holding the file at ``url``: the path itself for a local URL, else
+    a copy in ``cache_dir`` made once per URL on this machine (an upload's URL names
+    one upload's bytes, so a copy never goes stale).
+
+    The copy is written under a temporary name and renamed, so the replicas of a job
+    sharing a machine never read half a file (a second one copies too and renames
+    the same bytes over), and a crash mid-copy leaves no file under the final name.
+    Each use marks the copy used; copies unused for LOCAL_COPY_UNUSED_S are removed
+    when a new one is made (a deleted upload's copy goes that way too)."""
+    path = local_path(url)
+    if path is not None:
+        return path
+    now = time.time() if now is None else now
+    target = cache_dir / hashlib.sha256(url.encode()).hexdigest()
+    try:
+        os.utime(target, (now, now))
+        return target
+    except FileNotFoundError:
+        pass
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _remove_unused(cache_dir, now - LOCAL_COPY_UNUSED_S)
+    tmp = target.with_name(f"{target.name}.tmp-{secrets.token_hex(8)}")
+    try:
+        with fsspec.open(url, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK_BYTES)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    os.utime(target, (now, now))
+    return target
+
+
+def _remove_unused(cache_dir: Path, before: float) -> None:
+    for entry in cache_dir.iterdir():
+        # A job reading an old copy keeps it open: unlinking never cuts a read short.
+        with contextlib.suppress(FileNotFoundError):
+            if entry.stat().st_mtime < before:
+                entry.unlink()

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import ray
 import torch
 
-from service.artifacts import local_path, read_file, write_file
+from service.artifacts import local_copy, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
 from workers.dataplane import TIMEOUT_S, GangGroup, Rendezvous, RendezvousHost
@@ -54,26 +53,15 @@ class CheckpointEvent:
 JobEvent = RecordEvent | CheckpointEvent
 
 
-def _local_copy(uri: str) -> Path:
-    """A local path for a dataset URI (remote fsspec files are copied once)."""
-    path = local_path(uri)
-    if path is not None:
-        return path
-    target = (
-        Path(tempfile.gettempdir()) / "lagtrain-datasets" / hashlib.sha256(uri.encode()).hexdigest()
-    )
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with fsspec.open(uri, "rb") as src, target.open("wb") as dst:
-            dst.write(src.read())
-    return target
+# A worker machine's copies of remote uploads (service.artifacts.local_copy).
+DATASET_COPIES = Path(tempfile.gettempdir()) / "lagtrain-datasets"
 
 
 def dataset_resolver(datasets: Mapping[str, str]) -> DatasetResolver:
     def resolve(dataset_id: str) -> Path:
         if dataset_id not in datasets:
             raise KeyError(f"dataset upload:{dataset_id} was not handed to this job")
-        return _local_copy(datasets[dataset_id])
+        return local_copy(datasets[dataset_id], DATASET_COPIES)
 
     return resolve
 

@@ -1,0 +1,147 @@
+"""A worker's local copy of a remote upload (service.artifacts.local_copy), read from
+fsspec's in-memory filesystem: made once, never seen half-written by a second replica
+on the same machine, nothing left under the final name by a failed copy, and copies
+unused for a week removed."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+import service.artifacts as artifacts
+from service.artifacts import LOCAL_COPY_UNUSED_S, local_copy, write_file
+from tests.polling import wait_until
+
+DAY = 24 * 3600.0
+
+
+@pytest.fixture
+def remote() -> Iterator[str]:
+    """A directory of the in-memory filesystem, emptied afterwards."""
+    root = f"memory://lagtrain-test-{os.getpid()}-{threading.get_ident()}"
+    yield root
+    fs = fsspec.filesystem("memory")
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def test_a_remote_file_is_copied_once_and_a_local_one_is_used_in_place(
+    remote: str, tmp_path: Path
+) -> None:
+    url = f"{remote}/datasets/a.txt"
+    write_file(url, b"first")
+    copy = local_copy(url, tmp_path / "copies")
+    assert copy.read_bytes() == b"first" and copy.parent == tmp_path / "copies"
+    write_file(url, b"changed")  # an upload's URL never changes its bytes: no re-copy
+    assert local_copy(url, tmp_path / "copies") == copy
+    assert copy.read_bytes() == b"first"
+    assert sorted(p.name for p in (tmp_path / "copies").iterdir()) == [copy.name]
+
+    on_disk = tmp_path / "local.txt"
+    on_disk.write_bytes(b"here")
+    assert local_copy(str(on_disk), tmp_path / "copies") == on_disk
+    assert local_copy(f"file://{on_disk}", tmp_path / "copies") == on_disk
+
+
+class _HeldReader:
+    """A source file whose reads stop after the first chunk until `release` is set."""
+
+    def __init__(self, inner: Any, started: threading.Event, release: threading.Event) -> None:
+        self.inner, self.started, self.release, self.reads = inner, started, release, 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads == 2:
+            self.started.set()
+            assert self.release.wait(30)
+        data: bytes = self.inner.read(size)
+        return data
+
+    def __enter__(self) -> _HeldReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.close()
+
+
+def test_a_second_replica_never_reads_a_copy_still_being_written(
+    remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{remote}/datasets/big.txt"
+    content = os.urandom(artifacts.CHUNK_BYTES * 2 + 123)
+    write_file(url, content)
+    started, release = threading.Event(), threading.Event()
+    real_open, opened = fsspec.open, []
+
+    def open_first_held(target: str, mode: str = "rb", **kwargs: Any) -> Any:
+        opened.append(target)
+        if len(opened) > 1:
+            return real_open(target, mode, **kwargs)
+        # Its own buffer: the memory filesystem hands every reader one shared file.
+        return _HeldReader(io.BytesIO(content), started, release)
+
+    monkeypatch.setattr(fsspec, "open", open_first_held)
+    results: list[Path] = []
+    first = threading.Thread(target=lambda: results.append(local_copy(url, tmp_path)))
+    first.start()
+    try:
+        wait_until(started.is_set, timeout=30, what="the first copy to be half written")
+        # The first replica's copy holds one chunk of three: the second must not use it.
+        assert local_copy(url, tmp_path).read_bytes() == content
+    finally:
+        release.set()
+        first.join(30)
+    assert results and results[0].read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir()] == [results[0].name]  # no temporary left
+
+
+def test_a_failed_copy_leaves_nothing_under_the_final_name(
+    remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{remote}/datasets/broken.txt"
+    write_file(url, b"x" * (artifacts.CHUNK_BYTES + 1))
+
+    class Broken:
+        def read(self, size: int = -1) -> bytes:
+            raise OSError("connection reset")
+
+        def __enter__(self) -> Broken:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(fsspec, "open", lambda *a, **k: Broken())
+    with pytest.raises(OSError, match="connection reset"):
+        local_copy(url, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert local_copy(url, tmp_path).stat().st_size == artifacts.CHUNK_BYTES + 1
+
+
+def test_copies_unused_for_a_week_are_removed_when_a_new_one_is_made(
+    remote: str, tmp_path: Path
+) -> None:
+    t0 = 1_900_000_000.0
+    urls = {name: f"{remote}/datasets/{name}.txt" for name in ("old", "used", "new")}
+    for url in urls.values():
+        write_file(url, url.encode())
+    old = local_copy(urls["old"], tmp_path, now=t0)
+    used = local_copy(urls["used"], tmp_path, now=t0)
+    crashed = tmp_path / f"{old.name}.tmp-0123456789abcdef"  # a copy a crash cut short
+    crashed.write_bytes(b"half")
+    os.utime(crashed, (t0, t0))
+
+    assert local_copy(urls["used"], tmp_path, now=t0 + 6 * DAY) == used  # marks it used
+    local_copy(urls["new"], tmp_path, now=t0 + LOCAL_COPY_UNUSED_S + DAY)
+    assert not old.exists() and not crashed.exists()
+    assert used.read_bytes() == urls["used"].encode()
+    # Removed, it is copied again when a job needs it.
+    assert local_copy(urls["old"], tmp_path).read_bytes() == urls["old"].encode()
