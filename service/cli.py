@@ -205,3 +205,57 @@ def create_user(
         engine.dispose()
     typer.echo(f"created user {user.name!r} (id {user.id}, role {user.role}); token:")
     typer.echo(plain)
+
+
+@admin_app.command("orphan-files")
+def orphan_files(
+    delete: Annotated[bool, typer.Option("--delete", help="remove them (default: list)")] = False,
+    min_age_hours: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="only files at least this old (a younger one may be named a moment later)"
+        ),
+    ] = 24.0,
+) -> None:
+    """List (or remove) files in the artifacts location that no upload or checkpoint
+    row names: left by faults (a fenced attempt's checkpoint, a crash between a
+    delete's commit and its file removal). Counted against nobody's quota."""
+    import time
+
+    from service.orphan_files import find_orphans, remove_orphans
+    from service.store.audit import record
+    from service.store.db import make_engine, make_sessionmaker, transaction
+
+    settings = Settings()
+    _require_schema(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_sessionmaker(engine)
+        now = time.time()
+        orphans = find_orphans(
+            sessions=sessions,
+            artifacts_url=settings.artifacts_url,
+            older_than=now - min_age_hours * 3600,
+        )
+        for orphan in orphans:
+            age_h = (now - orphan.modified) / 3600
+            typer.echo(f"{orphan.url}\t{orphan.bytes} bytes\t{age_h:.0f} h old")
+        total = sum(o.bytes for o in orphans)
+        typer.echo(
+            f"{len(orphans)} files ({total} bytes) that no row names, "
+            f"at least {min_age_hours:g} h old"
+        )
+        if not delete or not orphans:
+            return
+        count, size = remove_orphans(orphans)
+        with transaction(sessions) as session:
+            record(
+                session=session,
+                actor=cli_actor(),
+                action="artifacts.orphans_removed",
+                target="artifacts",
+                detail={"files": count, "bytes": size},
+            )
+        typer.echo(f"removed {count} files ({size} bytes)")
+    finally:
+        engine.dispose()

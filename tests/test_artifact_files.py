@@ -1,7 +1,8 @@
-"""A worker's local copy of a remote upload (service.artifacts.local_copy), read from
-fsspec's in-memory filesystem: made once, never seen half-written by a second replica
-on the same machine, nothing left under the final name by a failed copy, and copies
-unused for a week removed."""
+"""Files in a remote artifacts location, on fsspec's in-memory filesystem. A worker's
+local copy of an upload (service.artifacts.local_copy): made once, never seen
+half-written by a second replica on the same machine, nothing left under the final
+name by a failed copy, and copies unused for a week removed. The orphan-file search
+(service.orphan_files) names a remote file by its key below the location."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import fsspec
 import pytest
 
 import service.artifacts as artifacts
-from service.artifacts import LOCAL_COPY_UNUSED_S, local_copy, write_file
+from service.artifacts import LOCAL_COPY_UNUSED_S, local_copy, remove_file, write_file
+from service.orphan_files import stored_files
 from tests.polling import wait_until
 
 DAY = 24 * 3600.0
@@ -145,3 +147,13 @@ def test_copies_unused_for_a_week_are_removed_when_a_new_one_is_made(
     assert used.read_bytes() == urls["used"].encode()
     # Removed, it is copied again when a job needs it.
     assert local_copy(urls["old"], tmp_path).read_bytes() == urls["old"].encode()
+
+
+def test_a_remote_locations_files_are_found_by_their_key_below_it(remote: str) -> None:
+    for name in ("datasets/a.txt", "jobs/7/round-00000001-a1.pt", "elsewhere/b.txt"):
+        write_file(f"{remote}/artifacts/{name}", b"x")
+    found = {f.key: f for f in stored_files(f"{remote}/artifacts")}
+    assert sorted(found) == ["datasets/a.txt", "jobs/7/round-00000001-a1.pt"]
+    assert all(f.bytes == 1 and f.modified > 0 for f in found.values())
+    remove_file(found["datasets/a.txt"].url)  # its URL reaches the same file
+    assert [f.key for f in stored_files(f"{remote}/artifacts")] == ["jobs/7/round-00000001-a1.pt"]
