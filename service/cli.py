@@ -259,3 +259,7 @@ def orphan_files(
         typer.echo(f"removed {count} files ({size} bytes)")
     finally:
         engine.dispose()
+
+
+if __name__ == "__main__":  # `python -m service.cli`, as the `lagtrain` script
+    app()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,12 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from service import spec_yaml
 from service.client import ApiError, Client, ClientSettings
 
-console = Console()
+# In a pipe rich would fit tables to 80 columns and cut their cells short: give it
+# room, so what a script reads is whole (a terminal keeps its own width).
+console = Console() if sys.stdout.isatty() else Console(width=10_000)
 # soft_wrap: an error stays one line however narrow the terminal (or 80 columns when
 # stderr is no terminal), so it reads whole in a log and greps.
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -33,9 +37,27 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def api_failure(exc: ApiError) -> typer.Exit:
-    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, indent=1)
-    err_console.print(f"[red]error {exc.status}:[/red] {escape(detail)}")
+    err_console.print(f"[red]error {exc.status}:[/red] {escape(one_line(exc.detail))}")
     return typer.Exit(1)
+
+
+def one_line(detail: Any) -> str:
+    """A server's error detail as one line: a 422's field errors as `field: message`
+    joined by "; " (the field as a dotted path inside the body), anything else as
+    compact JSON."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list) and all(isinstance(e, dict) and "msg" in e for e in detail):
+        parts = []
+        for error in detail:
+            loc = [str(p) for p in error.get("loc") or []]
+            field = ".".join(loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc)
+            message = str(error["msg"])
+            parts.append(
+                message if not field or message.startswith(field) else f"{field}: {message}"
+            )
+        return "; ".join(parts)
+    return json.dumps(detail)
 
 
 @contextmanager
@@ -65,7 +87,7 @@ def load_spec(path: Path) -> Any:
     """The spec in a YAML (or JSON) file, checked for what JSON cannot carry: the
     server never sees a file that does not parse, and the error names the place."""
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = spec_yaml.load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:

@@ -84,4 +84,5 @@ def usage() -> None:
     table.add_row("running jobs", str(used["running_jobs"]), str(quota["max_running_jobs"]))
     table.add_row("CPUs", f"{used['cpus']:g}", f"{quota['max_cpus']:g}")
     table.add_row("GPUs", f"{used['gpus']:g}", f"{quota['max_gpus']:g}")
+    table.add_row("hours a job", "", f"{quota['max_job_hours']:g}")
     console.print(table)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-import yaml
 
+from service import spec_yaml
 from service.cli_common import api_failure, client_session, console, fail
 from service.client import ApiError, ClientSettings
 from service.ui.assets import EXAMPLES_DIR, example_specs
@@ -23,7 +23,7 @@ def demo_specs(rounds: int | None) -> list[dict[str, Any]]:
     missing = [name for name in DEMO_PAIR if name not in examples]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}.yaml not found in {EXAMPLES_DIR}")
-    specs = [yaml.safe_load(examples[name]) for name in DEMO_PAIR]
+    specs = [spec_yaml.load(examples[name]) for name in DEMO_PAIR]
     if rounds is not None:
         for spec in specs:
             schedule = spec.setdefault("schedule", {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,8 @@ def metrics(
         except ApiError as exc:
             raise api_failure(exc) from exc
     if not as_csv:
-        for record in records:
-            console.print(json.dumps(record))
+        for record in records:  # JSON lines: plain, never wrapped or read as markup
+            typer.echo(json.dumps(record))
         return
     names = sorted({name for record in records for name in record["values"]})
     writer = csv.writer(sys.stdout)
@@ -189,19 +190,20 @@ def metrics(
 def download(
     job_id: int,
     checkpoint: int | None = typer.Option(None, help="checkpoint id (default: newest)"),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="file to write, or a directory to write it in"
+    out: str | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="file to write, or a directory to write it in (a trailing / makes one)",
     ),
 ) -> None:
     """Download a job's checkpoint (loadable with torch.load(weights_only=True))."""
-    # Checked before asking the server: a mistyped path costs no download.
-    if out is not None and not out.is_dir() and not out.parent.is_dir():
-        raise fail(f"cannot write {out}: there is no directory {out.parent}")
+    folder = _output_folder(out)
     with client_session() as client:
         try:
             available = client.checkpoints(job_id)
             if not available:
-                raise fail(f"job {job_id} has no checkpoint yet")
+                raise fail(_no_checkpoint(client, job_id))
             chosen = (
                 max(available, key=lambda c: c["round"])
                 if checkpoint is None
@@ -211,12 +213,38 @@ def download(
                 raise fail(f"job {job_id} has no checkpoint {checkpoint}")
             # The name the server gives the file too (Content-Disposition), here or in `out`.
             name = Path(f"job-{job_id}-round-{chosen['round']}.pt")
-            dest = name if out is None else out / name if out.is_dir() else out
+            dest = name if out is None else folder / name if folder else Path(out)
             _download(client, job_id, int(chosen["id"]), dest)
         except ApiError as exc:
             raise api_failure(exc) from exc
     digest = chosen["sha256"][:12]
     console.print(f"wrote {dest} (round {chosen['round']}, sha256 {digest}… verified)")
+
+
+def _output_folder(out: str | None) -> Path | None:
+    """The folder `--out` names, made if it ends with a slash (`-o checkpoints/`);
+    None when it names a file. Checked before asking the server: a mistyped path
+    costs no download."""
+    if out is None:
+        return None
+    path = Path(out)
+    if out.endswith(("/", os.sep)):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise fail(f"cannot make the directory {out}: {exc.strerror or exc}") from exc
+    if path.is_dir():
+        return path
+    if not path.parent.is_dir():
+        raise fail(f"cannot write {out}: there is no directory {path.parent}")
+    return None
+
+
+def _no_checkpoint(client: Client, job_id: int) -> str:
+    status = client.job(job_id)["status"]
+    if status in TERMINAL_STATUSES:
+        return f"job {job_id} has no checkpoint: it {status} without one, or they were deleted"
+    return f"job {job_id} has no checkpoint yet ({status})"
 
 
 def _download(client: Client, job_id: int, checkpoint_id: int, dest: Path) -> None:

@@ -273,9 +273,10 @@ class Client:
         """`events` until the server closes the stream after a terminal status,
         through a lost connection (a server restarting, a proxy timing out): it
         reconnects with Last-Event-ID = the last metric seen, so no metric repeats or
-        goes missing. (A finished job's stream sends its status first and its metrics
-        after: the end is the stream's close, not the status.) Raises the connection's
-        error once the server has been unreachable for `give_up_after` seconds."""
+        goes missing. (The terminal status is the last event, a finished job's stream
+        included, and the end is the stream's close after it: a connection lost before
+        the close reconnects.) Raises the connection's error once the server has been
+        unreachable for `give_up_after` seconds."""
         last_seq: int | None = None
         failing_since: float | None = None
         wait = 0.5

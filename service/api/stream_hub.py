@@ -19,7 +19,7 @@ skipped).
 The feed ends after publishing a terminal status (after the last metrics), when its
 last watcher leaves, or, on a store error, by ending the log without one (the
 streams close; clients reconnect with Last-Event-ID). A watcher who joins after a
-terminal status gets it first and then the whole backlog.
+terminal status gets the backlog, then that status, as a live watcher would.
 """
 
 from __future__ import annotations
@@ -128,14 +128,18 @@ class StreamHub:
                 return
             # Read together, with no await in between (see the module docstring).
             head_seq, cursor.pos = feed.head_seq, feed.end
-            yield encode(status_message(status))
             ended = status.status in TERMINAL
+            if not ended:
+                yield encode(status_message(status))
             last_seq = after_seq
-            # After a terminal status every metric is stored: read them all.
+            # After a terminal status every metric is stored: read them all, then end
+            # with the status, as a live stream does (DESIGN §5: it closes after one).
             upto = None if ended else head_seq
             async for page in self._stored(job_id, after=last_seq, upto=upto):
                 yield b"".join(encode(metric_message(m)) for m in page)
                 last_seq = page[-1].seq
+            if ended:
+                yield encode(status_message(status))
             while not ended:
                 if still_allowed is not None and not await still_allowed():
                     return

@@ -16,7 +16,7 @@ USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     name: str = Field(min_length=1, max_length=100, pattern=USER_NAME_PATTERN)
     role: Role = "user"
@@ -46,7 +46,7 @@ class UserOut(BaseModel):
 class UserPatch(BaseModel):
     """An admin's change to a user; fields left out are unchanged."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     disabled: bool | None = Field(
         default=None, description="true locks the user out at once (every token refused)"
@@ -56,7 +56,7 @@ class UserPatch(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     expires_in_days: int | None = Field(
         default=None, ge=1, le=36_500, description="null = never (up to the server's maximum)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.schemas.common import StorableText
 
@@ -90,12 +90,16 @@ MAX_BATCH_SIZE = 65_536
 class Strict(BaseModel):
     # allow_inf_nan: Python's JSON parser accepts NaN and Infinity; no field of a
     # spec means them, and a NaN that passed would reach a worker (or the store).
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: a value of the wrong JSON type is a 422 naming its field, not quietly
+    # converted (`"rounds": true` was a 1-round job, `"rounds": "10"` ten); an int
+    # still passes for a float. YAML files are read with YAML 1.2 floats
+    # (service.spec_yaml), so `lr: 1e-3` is a number there too.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 def check_batch_size(batch_size: int | str | None) -> None:
     if isinstance(batch_size, int) and not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(f"schedule.batch_size must be 'full' or an integer in 1..{MAX_BATCH_SIZE}")
+        raise ValueError(f"must be 'full' or an integer in 1..{MAX_BATCH_SIZE}")
 
 
 class TaskSpec(Strict):
@@ -177,10 +181,11 @@ class ScheduleSpec(Strict):
     checkpoint_every: Every = 100
     seed: Seed = 0
 
-    @model_validator(mode="after")
-    def _batch_positive(self) -> ScheduleSpec:
-        check_batch_size(self.batch_size)
-        return self
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_in_range(cls, batch_size: int | str | None) -> int | str | None:
+        check_batch_size(batch_size)  # a field validator: the 422 names batch_size
+        return batch_size
 
 
 class JobSpec(Strict):

@@ -38,7 +38,7 @@ class QuotaIn(BaseModel):
     """A quota change: a field given sets it, null returns it to the server default,
     a field left out is unchanged."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     max_running_jobs: int | None = Field(default=None, ge=0, le=10_000)
     max_queued_jobs: int | None = Field(default=None, ge=0, le=1_000_000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 
 from service.schemas.jobspec import (
     BatchSize,
@@ -118,10 +118,11 @@ class ResolvedSchedule(Frozen):
     checkpoint_every: Every
     seed: Seed
 
-    @model_validator(mode="after")
-    def _batch_positive(self) -> ResolvedSchedule:
-        check_batch_size(self.batch_size)
-        return self
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_in_range(cls, batch_size: int | str) -> int | str:
+        check_batch_size(batch_size)
+        return batch_size
 
     @property
     def minibatch(self) -> int | None:

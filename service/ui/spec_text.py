@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+from service import spec_yaml
+from service.spec_yaml import SpecLoader
+
 
 class SpecText(BaseModel):
     text: str = Field(max_length=200_000, description="a JobSpec as YAML or JSON")
@@ -29,8 +32,8 @@ def parse_spec_text(text: str) -> ParsedSpec:
     """JSON is YAML, so one parser reads both."""
     try:
         _reject_aliases(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        value = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=SpecLoader)
+        value = spec_yaml.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None

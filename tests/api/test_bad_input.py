@@ -123,6 +123,59 @@ def test_bad_paths_and_queries_are_422(api: Api, path: str, field: str) -> None:
     assert any(e["loc"][-1] == field for e in detail), detail
 
 
+# A value of the wrong JSON type was converted: `true` became a 1-round job.
+WRONG_TYPES: list[tuple[str, Any]] = [
+    ("schedule.rounds", True),
+    ("schedule.rounds", "10"),
+    ("schedule.rounds", 10.0),
+    ("schedule.batch_size", -3),  # a range error, named by its loc too
+    ("schedule.batch_size", "8"),
+    ("optimizer.lr", "1e-3"),
+    ("optimizer.amsgrad", 1),
+    ("task.uniform", "yes"),
+    ("model.hidden_size", False),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_TYPES)
+def test_a_value_of_the_wrong_type_is_422_naming_its_field(
+    api: Api, field: str, value: Any
+) -> None:
+    _uid, alice = api.create_user("alice")
+    detail = assert_json_error(
+        api.client.post("/v1/jobs", json=_with(field, value), headers=alice), 422
+    )
+    # batch_size is an int or "full": its errors name the field, then each choice.
+    loc = ["body", *field.split(".")]
+    assert detail and all(e["loc"][: len(loc)] == loc for e in detail), detail
+    assert field != "schedule.rounds" or [e["loc"] for e in detail] == [loc], detail
+
+
+def test_numbers_a_float_takes_and_the_batch_sizes_it_knows_still_pass(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    spec = _with("optimizer.lr", 1) | {"distributed": {"workers": 1, "cpus_per_worker": 2}}
+    for batch_size in (8, "full"):
+        body = spec | {"schedule": {"rounds": 5, "batch_size": batch_size}}
+        r = api.client.post("/v1/jobs", json=body, headers=alice)
+        assert r.status_code == 201, r.text
+        job = r.json()["spec"]
+        assert (job["optimizer"]["lr"], job["schedule"]["batch_size"]) == (1.0, batch_size)
+
+
+def test_admin_bodies_refuse_wrong_types_too(api: Api) -> None:
+    user_id, _alice = api.create_user("alice")
+    for body, field in (
+        ({"disabled": "yes"}, ["body", "disabled"]),
+        ({"quota": {"max_cpus": "4"}}, ["body", "quota", "max_cpus"]),
+        ({"quota": {"max_queued_jobs": True}}, ["body", "quota", "max_queued_jobs"]),
+    ):
+        r = api.client.patch(f"/v1/users/{user_id}", json=body, headers=api.admin)
+        assert [e["loc"] for e in assert_json_error(r, 422)] == [field], body
+    users = api.client.get("/v1/users", headers=api.admin).json()["data"]
+    [alice] = [u for u in users if u["id"] == user_id]
+    assert alice["disabled"] is False and alice["quota"]["max_queued_jobs"] is not True
+
+
 def test_bad_last_event_id_is_422(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     job_id = api.submit(alice)

@@ -4,6 +4,7 @@ download. `lagtrain watch`: a failed job's error is printed as its text."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -80,6 +81,54 @@ def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
         watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
     assert watched.exit_code == 0, (watched.output, watched.exception)
     assert watched.stdout.splitlines() == [
-        f"job {job_id} succeeded",
         f"job {job_id} round 5/5  loss 0.2",
+        f"job {job_id} succeeded",
     ]
+
+
+def test_download_to_a_new_folder_and_after_the_checkpoints_were_deleted(
+    api: Api, tmp_path: Path
+) -> None:
+    """`-o checkpoints/` (the README's form) makes the folder; a finished job whose
+    checkpoints were deleted says so, not "no checkpoint yet"."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    api.checkpoint(claimed, 3, DATA)
+    api.finish(claimed)
+    folder = tmp_path / "checkpoints"
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        runner = CliRunner()
+        saved = runner.invoke(app, ["download", str(job_id), "-o", f"{folder}/"], env=env)
+        assert saved.exit_code == 0, (saved.output, saved.exception)
+        assert (folder / f"job-{job_id}-round-3.pt").read_bytes() == DATA
+
+        deleted = runner.invoke(app, ["delete-checkpoints", str(job_id)], env=env)
+        assert deleted.exit_code == 0, deleted.output
+        none = runner.invoke(app, ["download", str(job_id), "-o", f"{folder}/"], env=env)
+    assert none.exit_code == 1 and none.stderr.splitlines() == [
+        f"error: job {job_id} has no checkpoint: it succeeded without one, or they were deleted"
+    ]
+
+
+def test_metrics_are_json_lines_and_a_422_is_one_line(api: Api, tmp_path: Path) -> None:
+    """In a pipe: one JSON record per line however long (never wrapped at 80
+    columns); a refused spec is one line naming each field."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    api.append(claimed, range(1, 4))
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("task: {kind: adding}\nschedule: {rounds: -1, batch_size: -3}\n")
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        runner = CliRunner()
+        printed = runner.invoke(app, ["metrics", str(job_id)], env=env)
+        refused = runner.invoke(app, ["submit", str(spec)], env=env)
+    assert printed.exit_code == 0, printed.output
+    lines = printed.stdout.splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+    assert max(len(line) for line in lines) > 80
+    assert refused.exit_code == 1 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("error 422: schedule.rounds: "), line
+    assert "; schedule.batch_size: " in line, line

@@ -56,6 +56,10 @@ def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
         "schedule": 4,
         "schedule.rounds": 4,
     }
+    # YAML 1.2 floats: `1e-3` is a number (PyYAML's YAML 1.1 reads a string, which the
+    # JobSpec refuses for a float); a quoted one stays a string.
+    numbers = parse("optimizer: {lr: 1e-3, eps: 1.0e-8, beta1: .9}\nname: '1e-3'\n").json()
+    assert numbers["spec"] == {"optimizer": {"lr": 1e-3, "eps": 1e-8, "beta1": 0.9}, "name": "1e-3"}
     bad = assert_json_error(parse("a: [1,\n"), 422)
     assert bad[0]["loc"] == ["body", "text"] and bad[0]["line"] == 2
     listed = assert_json_error(parse("- 1\n"), 422)
