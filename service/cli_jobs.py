@@ -15,7 +15,14 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, console, fail, load_spec
+from service.cli_common import (
+    api_failure,
+    client_session,
+    console,
+    err_console,
+    fail,
+    load_spec,
+)
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
 
 jobs_app = typer.Typer(add_completion=False)
@@ -41,13 +48,18 @@ def submit(
 
 
 @jobs_app.command("jobs")
-def list_jobs(status: str | None = typer.Option(None, help="only jobs in this status")) -> None:
-    """List your jobs (admins see everyone's)."""
+def list_jobs(
+    status: str | None = typer.Option(None, help="only jobs in this status"),
+    limit: int = typer.Option(100, min=0, help="the newest N (0: all)"),
+) -> None:
+    """List your jobs, newest first (admins see everyone's)."""
     with client_session() as client:
         try:
-            jobs = client.jobs(status=status)
+            jobs = client.jobs(status=status, limit=min(limit or 500, 500), most=limit or None)
         except ApiError as exc:
             raise api_failure(exc) from exc
+    more = limit > 0 and len(jobs) > limit
+    jobs = jobs[:limit] if more else jobs
     table = Table("id", "name", "owner", "status", "progress", "created")
     for job in jobs:
         progress = job.get("progress") or {}
@@ -60,6 +72,8 @@ def list_jobs(status: str | None = typer.Option(None, help="only jobs in this st
             str(job.get("created_at", ""))[:19],
         )
     console.print(table)
+    if more:
+        err_console.print(f"the {limit} newest shown; --limit 0 lists all")
 
 
 @jobs_app.command()

@@ -85,6 +85,7 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
     trials = sweep["trials"]
     finished = sum(t["status"] in FINISHED_TRIALS for t in trials)
     front = "Pareto front" if len(metrics) > 1 else "best"
+    none = "(none yet)" if sweep["status"] in ("queued", "running") else "(none)"
     table = Table(
         "#",
         "job",
@@ -96,7 +97,7 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
             f"sweep {sweep['id']} {sweep.get('name') or ''} [bold]{sweep['status']}[/bold]: "
             f"{finished}/{spec['trials']} trials finished, {spec['sampler']} sampler"
         ),
-        caption=f"★ {front}: trials {', '.join(map(str, sorted(best))) or '(none yet)'}",
+        caption=f"★ {front}: trials {', '.join(map(str, sorted(best))) or none}",
     )
     for trial in trials:
         values = trial["values"] or [None] * len(metrics)

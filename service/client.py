@@ -133,13 +133,20 @@ class Client:
             raise ApiError(response.status_code, detail)
         return response.json() if response.content else None
 
-    def _every_page(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every item of a cursor-paged list (`data`, `next_cursor`)."""
+    def _every_page(
+        self, path: str, params: dict[str, Any], *, most: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of a cursor-paged list (`data`, `next_cursor`), or its first
+        `most` (no page is read past them)."""
         params = dict(params)
         out: list[dict[str, Any]] = []
         while True:
+            if most is not None:
+                params["limit"] = min(params["limit"], most - len(out) + 1)
             page = self._request("GET", path, params=params)
             out.extend(page["data"])
+            if most is not None and len(out) > most:
+                return out  # one more than asked: the caller sees there are more
             if not page.get("next_cursor"):
                 return out
             params["cursor"] = page["next_cursor"]
@@ -153,11 +160,15 @@ class Client:
         result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")
         return result
 
-    def jobs(self, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def jobs(
+        self, *, status: str | None = None, limit: int = 50, most: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Your jobs (an admin's: everyone's), newest first, `limit` a page; with
+        `most`, the newest `most` and one more when there are more."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
-        return self._every_page("/v1/jobs", params)
+        return self._every_page("/v1/jobs", params, most=most)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")

@@ -114,7 +114,8 @@ class Dispatcher:
                     job_id=job.id,
                     actor=f"dispatcher:{self.id}",
                     reason=(
-                        f"the gang needs {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
+                        f"the gang (its replicas and the coordinator's own bundle) needs"
+                        f" {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
                         f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
                         f" ({self.capacity.describe()})"
                     ),

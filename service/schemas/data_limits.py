@@ -149,7 +149,7 @@ def _check_samples(num_samples: int, workers: int, described: str) -> list[tuple
             "distributed.workers",
             f"{workers} workers need at least one training sample each; with {described}, "
             f"{train} remain after the validation hold-out; {min_samples_for(workers)} "
-            "samples are needed",
+            "samples (hold-out included) are needed",
         )
     ]
 

@@ -72,3 +72,18 @@ def test_the_client_reads_every_page_of_a_list(api: Api) -> None:
         assert {j["id"] for j in client.jobs(limit=2)} == jobs
         assert {j["id"] for j in client.jobs(status="queued", limit=1)} == jobs
         assert {d["id"] for d in client.datasets(limit=2)} == uploads
+        # The newest `most` (and one more, to say there are more): no page past them.
+        newest = sorted(jobs, reverse=True)
+        assert [j["id"] for j in client.jobs(limit=500, most=1)] == newest[:2]
+        assert [j["id"] for j in client.jobs(limit=1, most=5)] == newest
+
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token}
+        runner = CliRunner()
+        cut = runner.invoke(app, ["jobs", "--limit", "2"], env=env)
+        whole = runner.invoke(app, ["jobs", "--limit", "0"], env=env)
+    assert cut.exit_code == 0 and whole.exit_code == 0, (cut.output, whole.output)
+    assert cut.stderr.strip() == "the 2 newest shown; --limit 0 lists all"
+    rows = [line.split()[1] for line in cut.stdout.splitlines() if line.split()[1:2]]
+    assert [int(r) for r in rows if r.isdigit()] == newest[:2]
+    assert whole.stderr == "" and all(str(j) in whole.stdout for j in jobs)
