@@ -22,8 +22,9 @@ def store_events(
     batch: Sequence[JobEvent],
     checkpoints_keep: int,
 ) -> list[str]:
-    """Returns the files of checkpoints dropped by retention, for the caller to
-    delete once this transaction has committed."""
+    """Returns the files no row names any more (checkpoints dropped by retention, an
+    earlier attempt's file for a round checkpointed again), for the caller to delete
+    once this transaction has committed."""
     pruned: list[str] = []
     records: list[MetricIn] = []
     # In stream order: a checkpoint's seq covers the metrics sent before it.
@@ -44,6 +45,13 @@ def store_events(
             )
             records = []
         if isinstance(event, CheckpointEvent):
+            # A resumed attempt's checkpoint for a round its lost predecessor also
+            # checkpointed replaces that row; the predecessor's file goes with it.
+            replaced = checkpoints.checkpoint_file(
+                session=session, job_id=job_id, round=event.round
+            )
+            if replaced is not None and replaced != event.uri:
+                pruned.append(replaced)
             checkpoints.record_checkpoint(
                 session=session,
                 job_id=job_id,

@@ -73,6 +73,16 @@ def record_checkpoint(
     return checkpoint
 
 
+def checkpoint_file(*, session: Session, job_id: int, round: int) -> str | None:
+    """The file the job's checkpoint row for `round` names, if there is one: the file
+    record_checkpoint is about to replace when a resumed attempt reaches a round its
+    lost predecessor checkpointed."""
+    uri: str | None = session.scalar(
+        select(Checkpoint.uri).where(Checkpoint.job_id == job_id, Checkpoint.round == round)
+    )
+    return uri
+
+
 def prune_checkpoints(*, session: Session, job_id: int, keep: int) -> list[str]:
     """Retention: delete all but the job's newest `keep` checkpoints (the final one
     is always the newest); returns the removed files' URIs, for the caller to delete

@@ -131,3 +131,48 @@ def test_a_corrupt_newest_checkpoint_falls_back_and_the_job_still_succeeds(
     assert seqs == list(range(1, rounds + 1))
     assert any(u.endswith(f"-a{job.attempt}.pt") for u in uris), uris
     assert any("failed the sha256 check" in n for n in notes), notes
+
+
+def test_a_round_checkpointed_again_by_a_resumed_attempt_hands_back_the_old_file(
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None
+) -> None:
+    """The resumed attempt's row replaces its predecessor's for the same round; the
+    predecessor's file is returned for removal (it was left behind, named by no row)."""
+    from service.store.attempts import fail
+    from workers.event_writes import store_events
+    from workers.ray_actors import CheckpointEvent
+
+    job_id = _job(session_factory, {"task": {"kind": "adding"}, "max_attempts": 3})
+    uris = []
+    for attempt in (1, 2):
+        with transaction(session_factory) as session:
+            claimed = claim_next(
+                session=session, dispatcher_id="d", lease_seconds=60, free_cpus=64, free_gpus=0
+            )
+            assert claimed is not None and claimed.attempt == attempt
+            uri = artifact_url(
+                settings.artifacts_url, f"jobs/{job_id}/round-00000010-a{attempt}.pt"
+            )
+            uris.append(uri)
+            event = CheckpointEvent(round=9, uri=uri, sha256="0" * 64, bytes=1)
+            gone = store_events(
+                session=session,
+                job_id=job_id,
+                token=claimed.fencing_token,
+                attempt=attempt,
+                batch=[event],
+                checkpoints_keep=5,
+            )
+            if attempt == 1:
+                assert gone == []
+                fail(
+                    session=session,
+                    job_id=job_id,
+                    token=claimed.fencing_token,
+                    reason="worker lost",
+                    retryable=True,
+                )
+    assert gone == [uris[0]]
+    with transaction(session_factory) as session:
+        rows = session.query(Checkpoint).filter_by(job_id=job_id).all()
+        assert [(c.round, c.uri, c.attempt) for c in rows] == [(9, uris[1], 2)]
