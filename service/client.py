@@ -4,17 +4,17 @@ and the benchmarks. It speaks only HTTP: it imports nothing from the server."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.sse_text import parse_sse
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
@@ -48,43 +48,6 @@ class ClientSettings(BaseSettings):
             return path.read_text().strip()
         except OSError as exc:
             raise ApiError(0, f"cannot read the token file {path}: {exc.strerror}") from exc
-
-
-@dataclass(frozen=True)
-class SseEvent:
-    """One server-sent event: its type ("message" when unnamed), its id (None when
-    the server sent none) and its data, decoded from JSON."""
-
-    event: str
-    id: str | None
-    data: Any
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[SseEvent]:
-    """Server-sent events from a stream's lines (the WHATWG text/event-stream rules
-    lagtrain's server uses): fields `name: value` (one leading space dropped),
-    comments (`:`) skipped, several data lines joined with newlines, an event sent at
-    each blank line if it has data; a final event cut off before its blank line is
-    dropped, as a browser does."""
-    event: str = "message"
-    event_id: str | None = None
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield SseEvent(event=event, id=event_id, data=json.loads("\n".join(data)))
-            event, event_id, data = "message", None, []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            event_id = value
 
 
 class ApiError(Exception):

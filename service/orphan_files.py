@@ -5,9 +5,10 @@ They come from faults, never from a clean path: a checkpoint file whose attempt 
 fenced off (StaleLease) or whose dispatcher died before recording it, a file whose
 row was deleted or replaced (retention, a user's delete, a resumed attempt's
 checkpoint of the same round) but whose removal failed or never ran (a crash
-between the commit and the removal). Only the folders lagtrain writes are searched (`datasets/`, `jobs/`),
-and only files older than a grace period: an upload or a checkpoint is written
-before its row commits, so a young file may be named a moment later."""
+between the commit and the removal). Only the folders lagtrain writes are searched
+(`datasets/`, `jobs/`), and only files older than a grace period: an upload or a
+checkpoint is written before its row commits, so a young file may be named a moment
+later."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.client import ApiError, Client, SseEvent, parse_sse
+from service.client import ApiError, Client
+from service.sse_text import SseEvent, parse_sse
 
 
 def test_fields_comments_multiline_data_and_a_cut_off_event() -> None:

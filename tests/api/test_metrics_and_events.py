@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.client import parse_sse
+from service.sse_text import parse_sse
 from tests.api.conftest import Api
 
 

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from service.api import job_feed
 from service.app import create_app
-from service.client import SseEvent, parse_sse
 from service.settings import Settings
+from service.sse_text import SseEvent, parse_sse
 from tests.api.conftest import ADMIN_TOKEN, SMALL_SPEC, Api, bearer, serving
 from tests.polling import wait_until
 
