@@ -247,9 +247,9 @@ class Client:
         """`events` until the server closes the stream after a terminal status,
         through a lost connection (a server restarting, a proxy timing out): it
         reconnects with Last-Event-ID = the last metric seen, so no metric repeats or
-        goes missing. (The terminal status is the last event, a finished job's stream
-        included, and the end is the stream's close after it: a connection lost before
-        the close reconnects.) Raises the connection's error once the server has been
+        goes missing. (A finished job's stream sends its terminal status first and
+        again after its metrics: the end is the stream's close, and a connection lost
+        before it reconnects.) Raises the connection's error once the server has been
         unreachable for `give_up_after` seconds."""
         last_seq: int | None = None
         failing_since: float | None = None
@@ -261,6 +261,7 @@ class Client:
                     failing_since, wait = None, 0.5
                     if event == "metrics":
                         last_seq = int(data["seq"])
+                        ended = False  # a finished job's backlog: its status comes again
                     elif event == "status":
                         ended = data.get("status") in TERMINAL_STATUSES
                     yield event, data

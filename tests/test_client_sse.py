@@ -72,18 +72,23 @@ def test_follow_reconnects_from_the_last_metric_until_a_terminal_status() -> Non
             return httpx.Response(
                 200, stream=FlakyStream(sse("status", {"status": "running"}), breaks=False)
             )
-        # Ended meanwhile: its status first, then the metrics not sent yet (DESIGN §6).
-        lines = sse("status", {"status": "succeeded"}) + sse("metrics", {"seq": 3}, 3)
-        return httpx.Response(200, stream=FlakyStream(lines, breaks=False))
+        done = sse("status", {"status": "succeeded"})
+        if len(asked) == 3:
+            # Ended meanwhile: its status first, then the metrics not sent yet (DESIGN
+            # §6) — cut before the status that closes a finished job's stream.
+            return httpx.Response(
+                200, stream=FlakyStream(done + sse("metrics", {"seq": 3}, 3), breaks=False)
+            )
+        return httpx.Response(200, stream=FlakyStream(done + done, breaks=False))
 
     http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
     client = Client("http://lagtrain", "t", http=http)
     naps: list[float] = []
     got = list(client.follow(7, sleep=naps.append))
-    assert asked == [None, "2", "2"]
+    assert asked == [None, "2", "2", "3"]
     assert [d["seq"] for e, d in got if e == "metrics"] == [1, 2, 3]  # none twice, none lost
-    assert ("status", {"status": "succeeded"}) in got and got[-1][0] == "metrics"
-    assert naps == [0.5, 0.5]  # each new connection that worked resets the wait
+    assert got[-1] == ("status", {"status": "succeeded"})
+    assert naps == [0.5, 0.5, 0.5]  # each new connection that worked resets the wait
 
 
 def test_follow_gives_up_on_a_server_that_stays_away() -> None:

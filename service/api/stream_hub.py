@@ -19,7 +19,8 @@ skipped).
 The feed ends after publishing a terminal status (after the last metrics), when its
 last watcher leaves, or, on a store error, by ending the log without one (the
 streams close; clients reconnect with Last-Event-ID). A watcher who joins after a
-terminal status gets the backlog, then that status, as a live watcher would.
+terminal status gets that status, the backlog, then the status again (last, as a
+live watcher gets it).
 """
 
 from __future__ import annotations
@@ -129,16 +130,18 @@ class StreamHub:
             # Read together, with no await in between (see the module docstring).
             head_seq, cursor.pos = feed.head_seq, feed.end
             ended = status.status in TERMINAL
-            if not ended:
-                yield encode(status_message(status))
+            yield encode(status_message(status))
             last_seq = after_seq
-            # After a terminal status every metric is stored: read them all, then end
-            # with the status, as a live stream does (DESIGN §5: it closes after one).
+            # After a terminal status every metric is stored: read them all.
             upto = None if ended else head_seq
             async for page in self._stored(job_id, after=last_seq, upto=upto):
                 yield b"".join(encode(metric_message(m)) for m in page)
                 last_seq = page[-1].seq
             if ended:
+                # DESIGN: the current status first, and the stream closes after a
+                # terminal one. A finished job's backlog sits between the two, so its
+                # status is sent again last: a client that stops reading at a terminal
+                # status has every metric by then.
                 yield encode(status_message(status))
             while not ended:
                 if still_allowed is not None and not await still_allowed():

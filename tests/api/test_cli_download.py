@@ -81,8 +81,8 @@ def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
         watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
     assert watched.exit_code == 0, (watched.output, watched.exception)
     assert watched.stdout.splitlines() == [
-        f"job {job_id} round 5/5  loss 0.2",
         f"job {job_id} succeeded",
+        f"job {job_id} round 5/5  loss 0.2",
     ]
 
 

@@ -80,14 +80,15 @@ def test_stream_resumes_after_last_event_id(api: Api) -> None:
     api.finish(claimed)
     resumed = api.client.get(f"/v1/jobs/{job_id}/events", headers=alice | {"Last-Event-ID": "3"})
     events = list(parse_sse(resumed.text.splitlines()))
-    # A finished job's stream ends with its terminal status, as a live one does: a
-    # client that stops at the terminal status has every metric by then.
+    # The current status first (DESIGN), and a finished job's stream ends with it too,
+    # as a live one does: a client that stops at a terminal status has every metric.
     assert [(e.event, e.id) for e in events] == [
+        ("status", None),
         ("metrics", "4"),
         ("metrics", "5"),
         ("status", None),
     ]
-    assert events[-1].data["status"] == "succeeded"
+    assert events[0].data == events[-1].data and events[-1].data["status"] == "succeeded"
 
 
 @pytest.mark.timeout(60)
