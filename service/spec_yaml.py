@@ -15,11 +15,11 @@ class SpecLoader(yaml.SafeLoader):
     pass
 
 
-# YAML 1.2's core schema float, plus 1.1's sexagesimal-free forms PyYAML already reads.
+# YAML 1.2's core schema float (a dot or an exponent, either sign), with the
+# underscores PyYAML's YAML 1.1 rule allows; infinities and NaN as both spell them.
 _FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    r"""^(?:[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
     re.X,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
+from service import spec_yaml
 from service.schemas.common import request_sha256
 from service.schemas.jobspec import JobSpec
 from service.store.models import Job, JobEvent
@@ -228,7 +228,7 @@ def test_every_job_example_is_accepted(api: Api) -> None:
     files = [p for p in sorted(REPO_EXAMPLES.glob("*.yaml")) if not p.name.startswith("sweep")]
     assert len(files) >= 5
     for path in files:
-        r = api.client.post("/v1/jobs", json=yaml.safe_load(path.read_text()), headers=alice)
+        r = api.client.post("/v1/jobs", json=spec_yaml.load(path.read_text()), headers=alice)
         assert r.status_code == 201, (path.name, r.text)
     submitted = api.client.get("/v1/jobs", headers=alice).json()["data"]
     laq = next(j for j in submitted if j["name"] == "shakespeare-laq")

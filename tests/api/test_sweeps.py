@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from service import spec_yaml
 from service.store.models import Job, Sweep
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 from workers.sweeps.controller import SweepController
@@ -277,7 +278,6 @@ def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
 
 
 def test_the_example_sweeps_are_accepted(api: Api) -> None:
-    import yaml
 
     from tests.api.conftest import REPO_EXAMPLES
 
@@ -285,7 +285,7 @@ def test_the_example_sweeps_are_accepted(api: Api) -> None:
     files = sorted(REPO_EXAMPLES.glob("sweep-*.yaml"))
     assert files
     for path in files:
-        r = api.client.post("/v1/sweeps", json=yaml.safe_load(path.read_text()), headers=alice)
+        r = api.client.post("/v1/sweeps", json=spec_yaml.load(path.read_text()), headers=alice)
         assert r.status_code == 201, (path.name, r.text)
 
 
