@@ -140,8 +140,14 @@ def local_copy(url: str, cache_dir: Path, *, now: float | None = None) -> Path:
 
 
 def _remove_unused(cache_dir: Path, before: float) -> None:
-    for entry in cache_dir.iterdir():
-        # A job reading an old copy keeps it open: unlinking never cuts a read short.
-        with contextlib.suppress(FileNotFoundError):
-            if entry.stat().st_mtime < before:
-                entry.unlink()
+    """Housekeeping, never the job's failure: what cannot be removed stays (logged).
+    A job reading an old copy keeps it open, so unlinking never cuts a read short; a
+    copy marked used between this stat and its unlink (after a week unused, in that
+    instant) is lost to its job's attempt, which is retried."""
+    try:
+        for entry in cache_dir.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file() and entry.stat().st_mtime < before:
+                    entry.unlink()
+    except OSError:
+        log.warning("could not prune the copies in %s", cache_dir, exc_info=True)

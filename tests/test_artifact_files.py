@@ -140,10 +140,13 @@ def test_copies_unused_for_a_week_are_removed_when_a_new_one_is_made(
     crashed = tmp_path / f"{old.name}.tmp-0123456789abcdef"  # a copy a crash cut short
     crashed.write_bytes(b"half")
     os.utime(crashed, (t0, t0))
+    stray = tmp_path / "not-a-copy"  # housekeeping never fails a job over it
+    stray.mkdir()
+    os.utime(stray, (t0, t0))
 
     assert local_copy(urls["used"], tmp_path, now=t0 + 6 * DAY) == used  # marks it used
     local_copy(urls["new"], tmp_path, now=t0 + LOCAL_COPY_UNUSED_S + DAY)
-    assert not old.exists() and not crashed.exists()
+    assert not old.exists() and not crashed.exists() and stray.is_dir()
     assert used.read_bytes() == urls["used"].encode()
     # Removed, it is copied again when a job needs it.
     assert local_copy(urls["old"], tmp_path).read_bytes() == urls["old"].encode()

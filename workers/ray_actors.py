@@ -53,8 +53,10 @@ class CheckpointEvent:
 JobEvent = RecordEvent | CheckpointEvent
 
 
-# A worker machine's copies of remote uploads (service.artifacts.local_copy).
-DATASET_COPIES = Path(tempfile.gettempdir()) / "lagtrain-datasets"
+# A worker machine's copies of remote uploads (service.artifacts.local_copy). Not the
+# "lagtrain-datasets" of earlier versions, which wrote copies in place: one cut short
+# there would be used again.
+DATASET_COPIES = Path(tempfile.gettempdir()) / "lagtrain-uploads"
 
 
 def dataset_resolver(datasets: Mapping[str, str]) -> DatasetResolver:

@@ -278,7 +278,6 @@ def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
 
 
 def test_the_example_sweeps_are_accepted(api: Api) -> None:
-
     from tests.api.conftest import REPO_EXAMPLES
 
     _a, alice = api.create_user("alice")
