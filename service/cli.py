@@ -222,7 +222,7 @@ def orphan_files(
     delete's commit and its file removal). Counted against nobody's quota."""
     import time
 
-    from service.orphan_files import find_orphans, remove_orphans
+    from service.orphan_files import Removal, find_orphans, remove_orphans
     from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
 
@@ -232,31 +232,47 @@ def orphan_files(
     try:
         sessions = make_sessionmaker(engine)
         now = time.time()
-        orphans = find_orphans(
+        scan = find_orphans(
             sessions=sessions,
             artifacts_url=settings.artifacts_url,
             older_than=now - min_age_hours * 3600,
         )
-        for orphan in orphans:
+        typer.echo(f"{scan.location}: {scan.listed} files, {scan.named} named by a row")
+        for orphan in scan.orphans:
             age_h = (now - orphan.modified) / 3600
             typer.echo(f"{orphan.url}\t{orphan.bytes} bytes\t{age_h:.0f} h old")
-        total = sum(o.bytes for o in orphans)
+        total = sum(o.bytes for o in scan.orphans)
         typer.echo(
-            f"{len(orphans)} files ({total} bytes) that no row names, "
+            f"{len(scan.orphans)} files ({total} bytes) that no row names, "
             f"at least {min_age_hours:g} h old"
         )
-        if not delete or not orphans:
+        if not delete or not scan.orphans:
             return
-        count, size = remove_orphans(orphans)
-        with transaction(sessions) as session:
-            record(
-                session=session,
-                actor=cli_actor(),
-                action="artifacts.orphans_removed",
-                target="artifacts",
-                detail={"files": count, "bytes": size},
+        if scan.looks_misplaced:
+            typer.echo(
+                f"not deleting: the database names {scan.rows} files and none of them is "
+                f"under {scan.location}; is LAGTRAIN_ARTIFACTS_URL the server's?",
+                err=True,
             )
-        typer.echo(f"removed {count} files ({size} bytes)")
+            raise typer.Exit(1)
+        removal = Removal()
+        try:
+            remove_orphans(scan.orphans, removal)
+        finally:  # whatever was removed is audited, even if the removal broke off
+            if removal.files:
+                with transaction(sessions) as session:
+                    record(
+                        session=session,
+                        actor=cli_actor(),
+                        action="artifacts.orphans_removed",
+                        target="artifacts",
+                        detail={"files": removal.files, "bytes": removal.bytes},
+                    )
+        for url, why in removal.failed:
+            typer.echo(f"could not remove {url}: {why}", err=True)
+        typer.echo(f"removed {removal.files} files ({removal.bytes} bytes)")
+        if removal.failed:
+            raise typer.Exit(1)
     finally:
         engine.dispose()
 

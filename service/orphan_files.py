@@ -13,7 +13,8 @@ later."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import fsspec
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +36,29 @@ class StoredFile:
     modified: float  # seconds since the epoch
 
 
+@dataclass(frozen=True)
+class Scan:
+    location: str  # the artifacts location searched, as resolved here
+    listed: int  # files in the owned folders
+    named: int  # of those, files a row names
+    rows: int  # file names the rows give
+    orphans: list[StoredFile]  # old enough, named by no row
+
+    @property
+    def looks_misplaced(self) -> bool:
+        """Rows name files, files are there, and not one of them is named: the rows
+        were written for another location (a relative LAGTRAIN_ARTIFACTS_URL read
+        from another working directory, another server's settings)."""
+        return self.rows > 0 and self.listed > 0 and self.named == 0
+
+
+@dataclass
+class Removal:
+    files: int = 0
+    bytes: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
+
+
 def stored_files(artifacts_url: str) -> Iterator[StoredFile]:
     """Every file in the owned folders, with its size and modification time."""
     fs, base = fsspec.core.url_to_fs(artifacts_url)
@@ -48,8 +72,14 @@ def stored_files(artifacts_url: str) -> Iterator[StoredFile]:
                 url=path if local else fs.unstrip_protocol(path),
                 key=path[len(base.rstrip("/")) + 1 :],
                 bytes=int(info.get("size") or 0),
-                modified=fs.modified(path).timestamp(),
+                modified=_epoch(fs.modified(path)),
             )
+
+
+def _epoch(modified: datetime) -> float:
+    # A backend's naive time is UTC (object stores' Last-Modified): read as local
+    # time it would make files look hours older on a host east of Greenwich.
+    return (modified if modified.tzinfo else modified.replace(tzinfo=UTC)).timestamp()
 
 
 def _named_keys(uris: Iterable[str]) -> set[str]:
@@ -64,23 +94,32 @@ def _named_keys(uris: Iterable[str]) -> set[str]:
     return keys
 
 
-def find_orphans(
-    *, sessions: sessionmaker[Session], artifacts_url: str, older_than: float
-) -> list[StoredFile]:
+def find_orphans(*, sessions: sessionmaker[Session], artifacts_url: str, older_than: float) -> Scan:
     """The owned files no row names, last modified before `older_than` (epoch s).
     The files are listed before the rows are read: a file whose row commits in
     between is then seen as named."""
-    files = [f for f in stored_files(artifacts_url) if f.modified < older_than]
+    files = list(stored_files(artifacts_url))
     with read_transaction(sessions) as session:
-        named = _named_keys(named_uris(session=session))
-    return [f for f in files if f.key not in named]
+        uris = named_uris(session=session)
+    named = _named_keys(uris)
+    fs, base = fsspec.core.url_to_fs(artifacts_url)
+    return Scan(
+        location=base if local_path(artifacts_url) is not None else fs.unstrip_protocol(base),
+        listed=len(files),
+        named=sum(f.key in named for f in files),
+        rows=len(uris),
+        orphans=[f for f in files if f.key not in named and f.modified < older_than],
+    )
 
 
-def remove_orphans(orphans: Iterable[StoredFile]) -> tuple[int, int]:
-    """Remove the files; returns (files, bytes) removed."""
-    count = size = 0
+def remove_orphans(orphans: Iterable[StoredFile], removal: Removal) -> None:
+    """Remove the files, going on past one that cannot be removed (named in `failed`);
+    `removal` counts as it goes, so a caller interrupted midway knows what went."""
     for orphan in orphans:
-        remove_file(orphan.url)
-        count += 1
-        size += orphan.bytes
-    return count, size
+        try:
+            remove_file(orphan.url)
+        except OSError as exc:
+            removal.failed.append((orphan.url, str(exc) or type(exc).__name__))
+            continue
+        removal.files += 1
+        removal.bytes += orphan.bytes

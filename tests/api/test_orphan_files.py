@@ -9,12 +9,14 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+import service.orphan_files as orphan_files
 from service.cli import app
-from service.store.db import read_transaction
-from service.store.models import AuditEvent
+from service.store.db import read_transaction, transaction
+from service.store.models import AuditEvent, Dataset
 from tests.api.conftest import Api
 from tests.api.test_storage_release import _upload
 
@@ -49,7 +51,7 @@ def test_orphan_files_lists_then_removes_only_what_no_row_names(api: Api) -> Non
 
     job = claimed.job_id
     orphans = {
-        # an earlier attempt's file for a round the resumed attempt checkpointed again
+        # an earlier attempt's file for a round checkpointed again, whose removal failed
         _old_file(root / "jobs" / str(job) / "round-00000005-a0.pt", b"old weights"),
         # a fenced attempt's temporary file, cut short by a crash
         _old_file(root / "jobs" / str(job) / "round-00000009-a0.pt.tmp-0123abcd", b"half"),
@@ -67,7 +69,8 @@ def test_orphan_files_lists_then_removes_only_what_no_row_names(api: Api) -> Non
     listed = runner.invoke(app, ["admin", "orphan-files"], env=env)
     assert listed.exit_code == 0, listed.output
     lines = listed.output.strip().splitlines()
-    assert {Path(line.split("\t")[0]) for line in lines[:-1]} == orphans
+    assert lines[0] == f"{root}: 6 files, 2 named by a row"
+    assert {Path(line.split("\t")[0]) for line in lines[1:-1]} == orphans
     size = sum(p.stat().st_size for p in orphans)
     assert lines[-1].startswith(f"3 files ({size} bytes)")
     assert all(p.exists() for p in orphans)  # listing removes nothing
@@ -88,4 +91,77 @@ def test_orphan_files_lists_then_removes_only_what_no_row_names(api: Api) -> Non
         assert event.actor.startswith("cli:")
 
     again = runner.invoke(app, ["admin", "orphan-files", "--delete"], env=env)
-    assert again.exit_code == 0 and again.output.startswith("0 files"), again.output
+    assert again.exit_code == 0 and "\n0 files (0 bytes)" in again.output, again.output
+
+
+def test_rows_spelled_otherwise_protect_their_files_and_a_wrong_location_deletes_nothing(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row may name its file by a relative path or a file:// URL (a server run with a
+    relative LAGTRAIN_ARTIFACTS_URL); the command run with an absolute one, or from
+    another directory, still sees the file as named. Pointed at a location whose files
+    no row names at all, --delete refuses."""
+    root = Path(api.settings.artifacts_url)
+    _alice_id, alice = api.create_user("alice")
+    dataset = _upload(api, alice)
+    [stored] = (root / "datasets").iterdir()
+    monkeypatch.chdir(root.parent)
+    with transaction(api.sessions) as session:  # as a relative-path server wrote it
+        row = session.get(Dataset, dataset["id"])
+        assert row is not None
+        row.uri = f"{root.name}/datasets/{stored.name}"
+    _age_everything(root)
+    env = {"LAGTRAIN_DATABASE_URL": api.settings.database_url}
+    runner = CliRunner()
+    for location in (str(root), f"file://{root}", root.name):
+        kept = runner.invoke(
+            app,
+            ["admin", "orphan-files", "--delete"],
+            env=env | {"LAGTRAIN_ARTIFACTS_URL": location},
+        )
+        assert kept.exit_code == 0 and "0 files (0 bytes)" in kept.output, (location, kept.output)
+        assert stored.exists()
+
+    # Another location holding lagtrain-shaped files, none of which the rows name.
+    elsewhere = tmp_path / "other-artifacts"
+    stray = _old_file(elsewhere / "datasets" / "ffff-0000.txt", b"someone else's")
+    refused = runner.invoke(
+        app,
+        ["admin", "orphan-files", "--delete"],
+        env=env | {"LAGTRAIN_ARTIFACTS_URL": str(elsewhere)},
+    )
+    assert refused.exit_code == 1 and stray.exists(), refused.output
+    assert "not deleting: the database names 1 files and none of them" in refused.stderr
+
+
+def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_audited(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(api.settings.artifacts_url)
+    _alice_id, alice = api.create_user("alice")
+    _upload(api, alice)
+    stuck = _old_file(root / "datasets" / "aa-stuck.txt", b"12345")
+    gone = _old_file(root / "datasets" / "bb-gone.txt", b"123")
+    _age_everything(root)
+    real_remove = orphan_files.remove_file
+
+    def remove(url: str) -> None:
+        if url.endswith("aa-stuck.txt"):
+            raise PermissionError("read-only")
+        real_remove(url)
+
+    monkeypatch.setattr(orphan_files, "remove_file", remove)
+    env = {
+        "LAGTRAIN_DATABASE_URL": api.settings.database_url,
+        "LAGTRAIN_ARTIFACTS_URL": str(root),
+    }
+    result = CliRunner().invoke(app, ["admin", "orphan-files", "--delete"], env=env)
+    assert result.exit_code == 1, result.output
+    assert stuck.exists() and not gone.exists()
+    assert f"could not remove {stuck}: read-only" in result.stderr
+    assert result.stdout.strip().endswith("removed 1 files (3 bytes)")
+    with read_transaction(api.sessions) as session:
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "artifacts.orphans_removed")
+        ).all()
+        assert event.detail == {"files": 1, "bytes": 3}
