@@ -88,3 +88,12 @@ def test_upload_use_and_delete_a_dataset_from_the_data_page(stack: Stack, page: 
     with Client(stack.url, token) as client:
         assert client.datasets() == []
         assert client.me()["usage"]["storage_bytes"] == 0
+
+    # Newest first (the API pages oldest first; the page reads them all).
+    for name in ("first.txt", "second.txt"):
+        page.set_input_files(
+            "#dataset-file", {"name": name, "mimeType": "text/plain", "buffer": TEXT}
+        )
+        page.click("#upload")
+        expect(page.locator("#datasets tbody tr").first).to_contain_text(name)
+    expect(page.locator("#datasets tbody tr")).to_have_count(2)

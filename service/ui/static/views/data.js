@@ -1,20 +1,24 @@
 // Uploads and storage: the signed-in user's storage against max_storage_bytes, an
 // upload form (the new upload's `upload:<id>` is what a spec's task.dataset names),
-// and the uploads (an admin's: everyone's) in cursor pages, each deletable after a
+// and the uploads (an admin's: everyone's), newest first, each deletable after a
 // confirmation. A delete the server refuses (409: an unfinished job or sweep names
 // the upload) shows its reason under the table.
 import { api, session } from "../api.js";
 import { bytes, el, errorBox, section, when } from "../dom.js";
 
-export async function render(root, params, signal) {
+const MAX_SHOWN = 2000;
+
+export async function render(root, _params, signal) {
   const admin = session.user?.role === "admin";
+  const columns = ["ref", "file", "format", "size", "sha256", ...(admin ? ["owner"] : []),
+    "uploaded", ""];
   const storage = el("p", { id: "storage" });
   const result = el("div", { id: "upload-result", "aria-live": "polite" });
   const rows = el("tbody");
   const problems = el("div", { id: "dataset-errors", "aria-live": "polite" });
-  const pager = el("div", { class: "pager" });
-  const file = el("input", { type: "file", id: "dataset-file", name: "file", required: true,
-    accept: ".txt,.csv,text/plain,text/csv" });
+  const more = el("p", { class: "muted", id: "more-datasets" });
+  // Any file: the server decides (UTF-8 text or a numeric CSV), naming what is wrong.
+  const file = el("input", { type: "file", id: "dataset-file", name: "file", required: true });
   const format = el("select", { id: "dataset-format", name: "format", "aria-label": "format" },
     el("option", { value: "" }, "format from the file name"),
     el("option", { value: "text" }, "text (char_lm)"),
@@ -28,21 +32,25 @@ export async function render(root, params, signal) {
     storage.dataset.bytes = String(me.usage.storage_bytes);
   }
 
+  // The API lists uploads oldest first, in pages: read them all (a user's uploads
+  // are few; an admin's list stops at MAX_SHOWN) and show the newest first.
   async function showUploads() {
-    const query = new URLSearchParams({ limit: params.limit || "100" });
-    if (params.cursor) query.set("cursor", params.cursor);
-    const page = await api(`/v1/datasets?${query}`, { signal });
-    rows.replaceChildren(...page.data.map(uploadRow));
-    if (page.data.length === 0) {
-      rows.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No uploads yet.")));
+    const all = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ limit: "500" });
+      if (cursor) query.set("cursor", cursor);
+      const page = await api(`/v1/datasets?${query}`, { signal });
+      all.push(...page.data);
+      cursor = page.next_cursor;
+    } while (cursor && all.length < MAX_SHOWN);
+    rows.replaceChildren(...all.reverse().map(uploadRow));
+    if (all.length === 0) {
+      rows.append(el("tr", {}, el("td", { colspan: columns.length, class: "muted" },
+        "No uploads yet.")));
     }
-    const links = [];
-    if (params.cursor) links.push(el("a", { href: "#/data" }, "← first"));
-    if (page.next_cursor) {
-      links.push(el("a", { href: `#/data?${new URLSearchParams({ cursor: page.next_cursor })}`,
-        id: "newer-datasets" }, "newer →"));
-    }
-    pager.replaceChildren(...links);
+    more.replaceChildren(cursor ? `The ${all.length} oldest uploads shown; `
+      + "`lagtrain datasets` lists every one." : "");
   }
 
   function uploadRow(d) {
@@ -53,11 +61,13 @@ export async function render(root, params, signal) {
       remove.disabled = true;
       try {
         await api(`/v1/datasets/${d.id}`, { method: "DELETE", signal });
-        await refresh();
       } catch (error) {
         if (!signal.aborted) problems.replaceChildren(errorBox(error));
         remove.disabled = false;
+        return;
       }
+      remove.closest("tr").remove();  // gone, whether or not the redraw below works
+      await redraw();
     } }, "Delete");
     return el("tr", { dataset: { datasetId: d.id } },
       el("td", { class: "mono ref" }, d.ref), el("td", {}, d.filename), el("td", {}, d.format),
@@ -71,6 +81,16 @@ export async function render(root, params, signal) {
     await Promise.all([showStorage(), showUploads()]);
   }
 
+  // After an upload or a delete has happened: a failed redraw says so, and does not
+  // pass for a failure of what the user did.
+  async function redraw() {
+    try {
+      await refresh();
+    } catch (error) {
+      if (!signal.aborted) problems.replaceChildren(errorBox(error));
+    }
+  }
+
   const form = el("form", { class: "toolbar", id: "upload-form", onsubmit: async (event) => {
     event.preventDefault();
     if (!file.files.length) return;
@@ -79,27 +99,28 @@ export async function render(root, params, signal) {
     if (format.value) body.append("format", format.value);
     send.disabled = true;
     result.replaceChildren();
+    let made;
     try {
-      const made = await api("/v1/datasets", { method: "POST", body, signal });
-      result.replaceChildren(el("p", { class: "note", role: "status" }, `Uploaded as `,
-        el("code", { id: "new-ref" }, made.ref),
-        ` — name it as task.dataset in a char_lm (text) or sequence_classification (csv) spec.`));
-      form.reset();
-      await refresh();
+      made = await api("/v1/datasets", { method: "POST", body, signal });
     } catch (error) {
       if (!signal.aborted) result.replaceChildren(errorBox(error));
-    } finally {
       send.disabled = false;
+      return;
     }
+    result.replaceChildren(el("p", { class: "note", role: "status" }, `Uploaded as `,
+      el("code", { id: "new-ref" }, made.ref),
+      ` — name it as task.dataset in a char_lm (text) or sequence_classification (csv) spec.`));
+    form.reset();
+    send.disabled = false;
+    await redraw();
   } }, el("label", {}, "File ", file), format, send);
 
   root.append(el("h1", {}, "Data"),
     section("Storage", storage),
     section("Upload a dataset", form, result),
     section(admin ? "Uploads (every user's)" : "Your uploads", el("table", { id: "datasets" },
-      el("thead", {}, el("tr", {}, ["ref", "file", "format", "size", "sha256",
-        admin ? "owner" : null, "uploaded", ""].filter((h) => h !== null)
-        .map((h) => el("th", {}, h)))), rows), problems, pager));
+      el("thead", {}, el("tr", {}, columns.map((h) => el("th", {}, h)))), rows), problems,
+    more));
   await refresh();
   root.dataset.ready = "true";
 }
