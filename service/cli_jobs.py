@@ -55,7 +55,10 @@ def list_jobs(
     """List your jobs, newest first (admins see everyone's)."""
     with client_session() as client:
         try:
-            jobs = client.jobs(status=status, limit=min(limit or 500, 500), most=limit or None)
+            # One page holds the limit and the one more that says there are more.
+            jobs = client.jobs(
+                status=status, limit=min(limit + 1, 500) if limit else 500, most=limit or None
+            )
         except ApiError as exc:
             raise api_failure(exc) from exc
     more = limit > 0 and len(jobs) > limit
