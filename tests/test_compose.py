@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from service.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 # The package's Python wrapper (.venv/bin/docker-compose) drops the exit status, so
 # the tests call the Go binary it wraps.
@@ -105,3 +107,28 @@ def test_published_ports_bind_to_loopback_unless_told_otherwise() -> None:
     assert {ip for _name, ip in default} == {"127.0.0.1"}
     exposed = published(SECRETS | {"LAGTRAIN_BIND": "0.0.0.0", "RAY_BIND": "10.0.0.5"})
     assert exposed == {("api", "0.0.0.0"), ("ray-head", "10.0.0.5")}
+
+
+def test_a_worker_on_another_host_reaches_the_head_and_drains_before_a_kill() -> None:
+    """LAGTRAIN_DATABASE_URL from the environment replaces the compose network's URL
+    (`postgres` resolves only on the head host); stop waits out the worker's drain."""
+    url = "postgresql+psycopg://lagtrain:pw@head.lab:5432/lagtrain"
+    result = run_compose("config", "--format", "json", env=SECRETS | {"LAGTRAIN_DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+    assert services["worker"]["environment"]["LAGTRAIN_DATABASE_URL"] == url
+    grace = services["worker"]["stop_grace_period"]
+    drain = Settings().drain_seconds
+    assert _seconds(grace) > drain, (grace, drain)
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration as seconds ("40s", "1m30s")."""
+    total, number = 0.0, ""
+    for char in duration:
+        if char.isdigit() or char == ".":
+            number += char
+            continue
+        total += float(number) * {"h": 3600, "m": 60, "s": 1}[char]
+        number = ""
+    return total
