@@ -110,10 +110,12 @@ def test_published_ports_bind_to_loopback_unless_told_otherwise() -> None:
 
 
 def test_a_worker_on_another_host_reaches_the_head_and_drains_before_a_kill() -> None:
-    """LAGTRAIN_DATABASE_URL from the environment replaces the compose network's URL
-    (`postgres` resolves only on the head host); stop waits out the worker's drain."""
-    url = "postgresql+psycopg://lagtrain:pw@head.lab:5432/lagtrain"
-    result = run_compose("config", "--format", "json", env=SECRETS | {"LAGTRAIN_DATABASE_URL": url})
+    """POSTGRES_HOST names the head host in the database URL (`postgres` resolves
+    only there), and an exported LAGTRAIN_DATABASE_URL (a CLI user's) does not leak
+    into the containers; stop waits out the worker's drain."""
+    url = "postgresql+psycopg://lagtrain:pw-for-test@head.lab:5432/lagtrain"
+    env = SECRETS | {"POSTGRES_HOST": "head.lab", "LAGTRAIN_DATABASE_URL": "sqlite:///x.db"}
+    result = run_compose("config", "--format", "json", env=env)
     assert result.returncode == 0, result.stderr
     services: dict[str, Any] = json.loads(result.stdout)["services"]
     assert services["worker"]["environment"]["LAGTRAIN_DATABASE_URL"] == url
