@@ -9,7 +9,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -49,26 +49,30 @@ def write_once(url: str, data: bytes) -> None:
 def write_once_from(url: str, source: BinaryIO) -> None:
     """write_once, copying from a file object in chunks (bounded memory)."""
     fs, path = fsspec.core.url_to_fs(url)
-    if fs.exists(path):
-        return
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = f"{path}.tmp-{secrets.token_hex(8)}"
-    with fs.open(tmp, "wb") as fh:
-        while chunk := source.read(CHUNK_BYTES):
-            fh.write(chunk)
-    fs.mv(tmp, path)
+    if not fs.exists(path):
+        _write_through_temp(url, lambda fh: shutil.copyfileobj(source, fh, CHUNK_BYTES))
 
 
 def write_file(url: str, data: bytes) -> None:
-    """Write ``data`` to ``url``, replacing any file there. Written under a unique
-    temporary name, then moved, so a reader never sees half a file and two writers
-    never share a temporary file."""
+    """Write ``data`` to ``url``, replacing any file there."""
+    _write_through_temp(url, lambda fh: fh.write(data))
+
+
+def _write_through_temp(url: str, fill: Callable[[BinaryIO], object]) -> None:
+    """Write ``url`` under a unique temporary name, then move it there: a reader never
+    sees half a file, two writers never share a temporary file, and a write that
+    fails (a source cut off, a full disk) leaves no temporary file behind."""
     fs, path = fsspec.core.url_to_fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = f"{path}.tmp-{secrets.token_hex(8)}"
-    with fs.open(tmp, "wb") as fh:
-        fh.write(data)
-    fs.mv(tmp, path)
+    try:
+        with fs.open(tmp, "wb") as fh:
+            fill(fh)
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fs.rm_file(tmp)
+        raise
 
 
 def read_file(url: str) -> bytes:
@@ -128,13 +132,8 @@ def local_copy(url: str, cache_dir: Path, *, now: float | None = None) -> Path:
         pass
     cache_dir.mkdir(parents=True, exist_ok=True)
     _remove_unused(cache_dir, now - LOCAL_COPY_UNUSED_S)
-    tmp = target.with_name(f"{target.name}.tmp-{secrets.token_hex(8)}")
-    try:
-        with fsspec.open(url, "rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK_BYTES)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with fsspec.open(url, "rb") as source:
+        write_once_from(str(target), source)
     os.utime(target, (now, now))
     return target
 
