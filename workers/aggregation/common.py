@@ -13,7 +13,8 @@ k < D the window holds fewer than D terms (the missing ones count as zero).
 Under Adam each step is measured in the optimizer's metric: ‖P·Δθ‖² with P its
 diagonal preconditioner (√v̂ + ε), so Δθ·P/η is the first moment the step followed and
 both sides of the test are squared gradients whatever the parameter count or lr.
-Under SGD P = 1 and this is the paper's rule unchanged.
+Under SGD P = 1 and this is the paper's rule unchanged; with momentum μ, P = 1 - μ
+(the buffer the step followed grows to ≈ g/(1 - μ)).
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def squared_step(
     new_params: torch.Tensor, old_params: torch.Tensor, metric: torch.Tensor | None = None
 ) -> float:
     """‖P·(θ^{k+1} - θ^k)‖², accumulated in float64 whatever the training dtype. `metric`
-    is the optimizer's diagonal preconditioner P (None = 1, SGD): it maps the step back
-    to the gradient units of the skip test's left side, which makes the threshold
-    independent of the parameter count and of the step scale under Adam."""
+    is the optimizer's diagonal preconditioner P (None = 1: SGD without momentum; a 0-d
+    tensor: a scalar P): it maps the step back to the gradient units of the skip test's
+    left side, which makes the threshold independent of the parameter count, of the
+    step scale under Adam and of the momentum under SGD."""
     return SquaredStepMeter(new_params.numel(), device=new_params.device)(
         new_params, old_params, metric
     )
@@ -100,7 +102,9 @@ class SquaredStepMeter:
         diff.copy_(new_params)
         other.copy_(old_params)
         diff.sub_(other)
-        if metric is not None:
+        if metric is not None and metric.dim() == 0:  # a scalar P (SGD with momentum)
+            diff.mul_(float(metric))
+        elif metric is not None:
             other.copy_(metric)
             diff.mul_(other)
         return float(torch.dot(diff, diff))

@@ -116,12 +116,20 @@ def _denominator(config: ResolvedOptimizer, second: torch.Tensor, step: int) -> 
 
 def preconditioner(config: ResolvedOptimizer, state: OptimizerState) -> torch.Tensor | None:
     """The diagonal P of the step just taken (state = after it): Δθ = -η·P⁻¹·u with u
-    the first moment (or the momentum buffer / the gradient under SGD). None for SGD
-    (P = 1). For Adam, P = denom · (η / step size): √v̂ + ε, bias-corrected like the
-    step, times (1 - β₁ᵗ) when the first moment is bias-corrected too, so that P·Δθ/η is
-    exactly the first moment h."""
+    a weighted mean of recent gradients, so that P·Δθ/η is in gradient units.
+
+    - SGD without momentum: None (P = 1, the paper's rule).
+    - SGD with momentum μ: the buffer b = μ·b + g grows to ≈ g/(1-μ), so P = 1-μ (a
+      scalar): (1-μ)·b = (1-μ)·Σ_j μʲ·g_{k-j} is the normalised average, Adam's h
+      without bias correction. Measured raw, the threshold was 1/(1-μ)² too large
+      (100x at μ = 0.9) and the lazy rules stalled or diverged.
+    - Adam: P = denom · (η / step size): √v̂ + ε, bias-corrected like the step, times
+      (1 - β₁ᵗ) when the first moment is bias-corrected too, so that P·Δθ/η is exactly
+      the first moment h."""
     if config.name == "sgd":
-        return None
+        if config.momentum == 0.0 or state.momentum_buffer is None:
+            return None
+        return torch.tensor(1.0 - config.momentum, dtype=torch.float64)
     second = state.max_exp_avg_sq if config.amsgrad else state.exp_avg_sq
     if second is None:
         return None
