@@ -112,6 +112,16 @@ RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
 }
 
 
+# lag_ps's ξ = 10 is the paper's, tuned for its 9 workers. With one or two workers the
+# server-side bounds L_m²‖θ̂_m - θ‖² of the few stale gradients line up and the run
+# diverges (the paper task, 1000 rounds: f - f* = 1.1e3 at M = 2, 2.9e88 at M = 1,
+# reported as a success); ξ ≤ 1 (Σ_d ξ_d ≤ 1, the analysis's bound) converged at every
+# M measured. So below LAG_PS_MIN_WORKERS the default is that bound, and a larger
+# explicit ξ is refused (docs/decisions.md).
+LAG_PS_MIN_WORKERS = 3
+LAG_PS_FEW_WORKERS_MAX_XI = 1.0
+
+
 def rule_defaults(strategy: Strategy, *, full_batch: bool) -> RuleDefaults:
     """What `strategy` implies for the fields a request leaves null, for full-batch
     or minibatch gradients."""

@@ -21,11 +21,14 @@ from service.schemas.defaults import (
     DEFAULT_MAX_CHARS,
     DEFAULT_SEQ_LEN,
     DEFAULT_WORKERS,
+    LAG_PS_FEW_WORKERS_MAX_XI,
+    LAG_PS_MIN_WORKERS,
     MAX_GENERATED_STEPS,
     PAPER_TASK,
     RULE_DEFAULTS,
     TASKS_WITH_SMOOTHNESS,
     linreg_mean_smoothness,
+    linreg_smoothness,
     rule_defaults,
 )
 from service.schemas.jobspec import JobSpec, TaskSpec
@@ -81,6 +84,8 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
     rule = rule_defaults(agg["strategy"], full_batch=sched["batch_size"] == "full")
     if agg["xi"] is None:
         agg["xi"] = rule.xi
+        if agg["strategy"] == "lag_ps" and dist["workers"] < LAG_PS_MIN_WORKERS:
+            agg["xi"] = min(rule.xi, LAG_PS_FEW_WORKERS_MAX_XI)
     if agg["max_staleness"] is None:
         agg["max_staleness"] = rule.max_staleness
     if agg["bits"] is None:
@@ -91,7 +96,7 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
         opt["bias_correction"] = not rule.cada
     if opt["lr"] is None:
         opt["lr"] = (
-            1.0 / linreg_mean_smoothness(dist["workers"], spec.task.uniform)
+            _paper_lr(agg["strategy"], dist["workers"], spec.task.uniform)
             if paper
             else DEFAULT_LR[opt["name"]]
         )
@@ -100,6 +105,16 @@ def _filled(spec: JobSpec, default_max_attempts: int) -> dict[str, Any]:
     if data["max_attempts"] is None:
         data["max_attempts"] = default_max_attempts
     return data
+
+
+def _paper_lr(strategy: str, workers: int, uniform: bool) -> float:
+    """1/L of the mean loss (the paper's GD). local_sgd's steps between averages are
+    steps on one worker's loss, stable only below 2/L_m: at 1/L of the mean (0.098 for 9
+    workers, against L_m up to 84) the minimal spec diverged at round 63, so its default
+    is 1/L_m of the stiffest worker."""
+    if strategy == "local_sgd":
+        return 1.0 / max(linreg_smoothness(workers, uniform))
+    return 1.0 / linreg_mean_smoothness(workers, uniform)
 
 
 def _task_data(task: TaskSpec) -> dict[str, Any]:
@@ -145,6 +160,20 @@ def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
             )
         )
     workers = spec.distributed.workers
+    xi = spec.aggregation.xi
+    if (
+        spec.aggregation.strategy == "lag_ps"
+        and workers < LAG_PS_MIN_WORKERS
+        and xi > LAG_PS_FEW_WORKERS_MAX_XI
+    ):
+        problems.append(
+            (
+                "aggregation.xi",
+                f"lag_ps with {workers} worker(s) diverges at xi {xi:g} (the paper's 10 is "
+                f"for 9 workers); use xi <= {LAG_PS_FEW_WORKERS_MAX_XI:g} with fewer than "
+                f"{LAG_PS_MIN_WORKERS} workers",
+            )
+        )
     if kind == "lag_paper_linreg" and workers > task.dim:
         problems.append(
             (

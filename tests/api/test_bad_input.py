@@ -43,6 +43,15 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         {"task": {"kind": "char_lm"}, "aggregation": {"strategy": "lag_ps"}},
         "aggregation.strategy",
     ),
+    (
+        "lag_ps with two workers at the paper's xi",
+        {
+            "task": {"kind": "lag_paper_linreg"},
+            "aggregation": {"strategy": "lag_ps", "xi": 10.0},
+            "distributed": {"workers": 2},
+        },
+        "aggregation.xi",
+    ),
     ("builtin dataset for the wrong task", _with("task.dataset", "builtin:digits"), "task.dataset"),
     ("bfloat16 without a GPU", _with("model.dtype", "bfloat16"), "model.dtype"),
     ("unknown dtype", _with("model.dtype", "float16"), "model.dtype"),
