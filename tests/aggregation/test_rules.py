@@ -90,7 +90,8 @@ def test_lasg_wk2_needs_an_anchor_and_compares_same_sample_gradients() -> None:
     assert forced is not None and forced.forced
     decision = lasg_wk2.decide(vec(1.0, 1.0), vec(1.0, 0.5), rhs=0.2)
     assert decision.upload and decision.lhs == pytest.approx(0.25)
-    assert not lasg_wk2.decide(vec(1.0, 1.0), vec(1.0, 0.5), rhs=0.25).upload
+    assert lasg_wk2.decide(vec(1.0, 1.0), vec(1.0, 0.5), rhs=0.25).upload  # LHS ≥ RHS
+    assert not lasg_wk2.decide(vec(1.0, 1.0), vec(1.0, 0.5), rhs=0.26).upload
 
 
 def test_lag_ps_selects_by_smoothness_times_distance() -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from service.schemas.resolve import resolve
+from workers.aggregation import lag_wk, lasg_wk2
 from workers.training.runner import RunResult, run_reference
 
 SGD = {"name": "sgd"}
@@ -93,3 +94,17 @@ def test_forced_uploads_are_counted_with_max_staleness_one() -> None:
     assert all(r["forced_uploads"] == 4 for r in records[1:])
     # A forced upload skips the anchor evaluation: one gradient per worker-round.
     assert all(r["grad_evals"] == 4 for r in records)
+
+
+def test_a_tie_uploads_a_fresh_minibatch_gradient_and_skips_an_unchanged_full_one() -> None:
+    """At ξ = 0 with θ unchanged since the last upload both sides are 0. LASG-WK2 (LHS ≥
+    RHS, LAG-NOTES) uploads: the server holds an older minibatch's gradient, so skipping
+    would break "ξ = 0 is dense". LAG-WK (LHS > RHS) skips: the full gradient it would
+    send is the one the server holds."""
+    grad = torch.linspace(-1.0, 1.0, 5)
+    assert lasg_wk2.decide(grad, grad.clone(), rhs=0.0).upload
+    held = lag_wk.LagWkState(last_upload=grad.clone(), last_upload_round=0)
+    decision = lag_wk.decide(
+        held, grad.clone(), round_=1, rhs=0.0, max_staleness=None, warmup_full_upload=True
+    )
+    assert not decision.upload

@@ -42,9 +42,13 @@ class Decision:
 UPLOAD = Decision(upload=True)
 
 
-def skip_test(lhs: float, rhs: float) -> Decision:
-    """Upload iff LHS > RHS (so a zero threshold uploads every changed gradient)."""
-    return Decision(upload=lhs > rhs, lhs=lhs)
+def skip_test(lhs: float, rhs: float, *, tie_uploads: bool = False) -> Decision:
+    """Upload iff LHS > RHS (LAG, DESIGN §5), or LHS ≥ RHS with `tie_uploads`
+    (LASG-WK2 in LAG-NOTES). They differ on a tie only, which happens at a zero
+    threshold when θ has not moved since the worker's last upload: a full gradient is
+    then unchanged and skipping it is exact; a fresh minibatch's is not, and skipping
+    would keep an older minibatch's gradient, so ξ = 0 would not be dense."""
+    return Decision(upload=lhs >= rhs if tie_uploads else lhs > rhs, lhs=lhs)
 
 
 def staleness_due(round_: int, last_upload_round: int, max_staleness: int | None) -> bool:

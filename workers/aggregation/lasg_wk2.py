@@ -1,7 +1,7 @@
 """LASG-WK2 (Chen, Sun, Yin, 2020), the stochastic worker-side rule, also the
 trigger of CADA2: worker m draws ONE minibatch ξ and evaluates the gradient both
 at θ^k and at θ̂_m, the iterate of its last upload; it uploads the fresh gradient
-∇f(θ^k; ξ) iff ‖∇f(θ^k; ξ) - ∇f(θ̂_m; ξ)‖² > RHS^k. Sampling noise cancels to first
+∇f(θ^k; ξ) iff ‖∇f(θ^k; ξ) - ∇f(θ̂_m; ξ)‖² ≥ RHS^k (LAG-NOTES). Sampling noise cancels to first
 order because both evaluations see the same samples (and dropout masks).
 
 `pre_decision` comes first: when it decides (no upload yet, or staleness forces an
@@ -62,7 +62,7 @@ def anchor_ahead(
 
 def decide(fresh_grad: torch.Tensor, anchor_grad: torch.Tensor, *, rhs: float) -> Decision:
     diff = fresh_grad - anchor_grad
-    return skip_test(float(torch.dot(diff, diff)), rhs)
+    return skip_test(float(torch.dot(diff, diff)), rhs, tie_uploads=True)
 
 
 def after_upload(state: LasgWk2State, params: torch.Tensor, *, round_: int) -> LasgWk2State:
