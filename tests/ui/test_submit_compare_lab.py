@@ -276,3 +276,46 @@ def test_demo_submits_the_pair_and_prints_their_comparison_page(stack: Stack, pa
         expect(page.locator("#compare-table")).to_contain_text("lasg_wk2 + adam")
         for job in jobs:
             client.cancel(job["id"])
+
+
+def test_the_editor_keeps_a_line_per_row_and_asks_before_replacing_edits(
+    stack: Stack, page: Page
+) -> None:
+    """Error notes sit at their line's height, which holds only while a long line does
+    not wrap onto more rows; choosing another example asks before it drops edits."""
+    token, client = new_user(stack, "editor")
+    sign_in(page, stack.url, token, "#/submit")
+    editor = page.locator("#spec-text")
+    long_name = "n" * 400
+    lines = [f"name: {long_name}", *BAD_SPEC.splitlines()[1:]]
+    lines += [f"# comment {i}" for i in range(30 - len(lines))]
+    page.fill("#spec-text", "\n".join(lines))
+    height = editor.evaluate("e => e.scrollHeight - 2 * parseFloat(getComputedStyle(e).paddingTop)")
+    line_height = 13 * 1.5
+    assert height < (len(lines) + 1) * line_height, height  # one row per line: no wrapping
+    page.click("#submit")
+    expect(page.locator(".field-error[data-field='schedule.rounds']")).to_be_visible()
+
+    # Another example: declined keeps the text and the select; accepted replaces both.
+    chooser = page.locator("select[name=example]")
+    first, other = chooser.locator("option").nth(0).inner_text(), None
+    other = chooser.locator("option").nth(1).inner_text()
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    chooser.select_option(other)
+    expect(editor).to_have_value(re.compile(long_name))
+    expect(chooser).to_have_value(first)
+    page.once("dialog", lambda dialog: dialog.accept())
+    chooser.select_option(other)
+    expect(editor).not_to_have_value(re.compile(long_name))
+    expect(chooser).to_have_value(other)
+    # Unedited, the next example needs no confirmation (a dialog would hang here).
+    chooser.select_option(first)
+    expect(chooser).to_have_value(first)
+
+    # A name without a space wraps inside the jobs table rather than widening the page.
+    with client:
+        client.submit({**short_linreg("dense"), "name": "A" * 200, "schedule": {"rounds": 1}})
+    page.goto(f"{stack.url}/#/jobs")
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, overflow

@@ -10,7 +10,9 @@ export async function render(root, params, signal) {
   for (const key of ["status", "owner", "cursor"]) if (params[key]) query.set(key, params[key]);
   query.set("limit", params.limit || "25");
 
-  const status = el("select", { name: "status", "aria-label": "status" },
+  // A new status applies at once (the owner box still waits for Filter or Enter).
+  const status = el("select", { name: "status", "aria-label": "status",
+    onchange: () => filters.requestSubmit() },
     STATUSES.map((s) => el("option", { value: s, selected: s === (params.status || "") },
       s || "any status")));
   const owner = admin ? el("input", { name: "owner", placeholder: "owner", value: params.owner || "",

@@ -21,7 +21,7 @@ export async function render(root) {
       location.hash = next && !next.startsWith("#/signin") ? next : "#/jobs";
     } catch (error) {
       message.textContent = error instanceof ApiError && error.status === 401
-        ? "That token is not valid." : `Sign-in failed: ${error.message}`;
+        ? `That token is not valid (${error.message}).` : `Sign-in failed: ${error.message}`;
       message.hidden = false;
     }
   } },

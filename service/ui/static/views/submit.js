@@ -9,13 +9,22 @@ export async function render(root, params, signal) {
   const examples = await fetch("/ui/examples", { signal }).then((r) => r.json());
   const names = Object.keys(examples);
   const start = params.example in examples ? params.example : names[0];
+  // wrap="off": the error gutter places a note at its line's height, which holds only
+  // while one line of the spec is one line on screen (long lines scroll sideways).
   const editor = el("textarea", { id: "spec-text", name: "spec", spellcheck: "false",
-    "aria-label": "job spec (YAML or JSON)", rows: 24 });
+    wrap: "off", "aria-label": "job spec (YAML or JSON)", rows: 24 });
   editor.value = start ? examples[start] : "task: {kind: lag_paper_linreg}\n";
+  let loaded = start; // the example the editor was last filled from
   const gutter = el("div", { class: "gutter", id: "spec-errors", "aria-live": "polite" });
   const list = el("ul", { class: "error-list" });
   const choose = el("select", { name: "example", "aria-label": "example", onchange: () => {
-    editor.value = examples[choose.value];
+    const edited = loaded !== undefined && editor.value !== examples[loaded];
+    if (edited && !confirm(`Replace your edits with the example ${choose.value}?`)) {
+      choose.value = loaded; // keep the text, and the select naming where it came from
+      return;
+    }
+    loaded = choose.value;
+    editor.value = examples[loaded];
     clear();
   } }, names.map((n) => el("option", { value: n, selected: n === start }, n)));
   const button = el("button", { type: "submit", id: "submit" }, "Submit");
