@@ -152,6 +152,12 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         expect(quota).to_contain_text(" running · ")
         expect(quota).to_contain_text(" stored · ")
         expect(quota).not_to_contain_text("{")
+        expect(quota).to_contain_text(" GiB stored")  # binary units, as quotas are set
+        # Usage against the quota: the queuer has one job running and 56 queued.
+        name = client._request("GET", "/v1/users/me")["name"]
+        usage = page.locator(f"#users tr[data-user='{name}'] td.quota")
+        expect(usage).to_contain_text(re.compile(r"(^|· )1 of \d+ running"))
+        expect(usage).to_contain_text(re.compile(r"56 of \d+ queued"))
         waiting = page.locator(f"#queue tr[data-job-id='{second}']")
         expect(waiting).to_be_visible()
         expect(waiting.locator("td").first).to_have_text("1")

@@ -24,9 +24,11 @@ export function fmt(value, digits = 4) {
 
 export function bytes(n) {
   if (n === undefined || n === null) return "—";
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  // Binary units, as the server's quotas and messages use them (a 20 GiB quota is
+  // "20 GiB", not "21.5 GB").
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
-  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
   return `${Number(n.toPrecision(3))} ${units[i]}`;
 }
 

@@ -5,19 +5,25 @@
 import { api, ApiError, latestOnly, session, stream } from "../api.js";
 import { bytes, el, fmt, section, statusBadge, when } from "../dom.js";
 
-// A user's quota as a reader says it, not as JSON (DESIGN §11's fields).
+const FEED_JOBS = 500; // the newest jobs the live feed carries (its largest page)
+
+// A user's usage against their quota as a reader says it, not as JSON (DESIGN §11's
+// fields): "1 of 4 running · 1.2 GiB of 20 GiB stored · 24 h a job".
 const QUOTA_PARTS = [
-  ["max_running_jobs", (v) => `${fmt(v)} running`],
-  ["max_queued_jobs", (v) => `${fmt(v)} queued`],
-  ["max_cpus", (v) => `${fmt(v)} CPU`],
-  ["max_gpus", (v) => `${fmt(v)} GPU`],
-  ["max_storage_bytes", (v) => `${bytes(v)} stored`],
-  ["max_job_hours", (v) => `${fmt(v)} h a job`],
+  ["max_running_jobs", "running_jobs", (v) => `${fmt(v)} running`],
+  ["max_queued_jobs", "queued_jobs", (v) => `${fmt(v)} queued`],
+  ["max_cpus", "cpus", (v) => `${fmt(v)} CPU`],
+  ["max_gpus", "gpus", (v) => `${fmt(v)} GPU`],
+  ["max_storage_bytes", "storage_bytes", (v) => `${bytes(v)} stored`],
+  ["max_job_hours", null, (v) => `${fmt(v)} h a job`],
 ];
 
-function quotaText(quota) {
-  return QUOTA_PARTS.filter(([key]) => quota[key] != null)
-    .map(([key, say]) => say(quota[key])).join(" · ") || "—";
+function quotaText(quota, usage) {
+  return QUOTA_PARTS.filter(([key]) => quota[key] != null).map(([key, used, say]) => {
+    if (!used || usage?.[used] == null) return say(quota[key]);
+    const amount = used === "storage_bytes" ? bytes(usage[used]) : fmt(usage[used]);
+    return `${amount} of ${say(quota[key])}`;
+  }).join(" · ") || "—";
 }
 
 export async function render(root, _params, signal) {
@@ -81,15 +87,15 @@ export async function render(root, _params, signal) {
           el("td", {}, job.owner), el("td", {}, job.priority),
           el("td", {}, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
       section("Users", el("table", { id: "users" },
-        el("thead", {}, el("tr", {}, ["user", "role", "jobs", "by status", "quota",
-          "uploads saved"].map((h) => el("th", {}, h)))),
+        el("thead", {}, el("tr", {}, ["user", "role", "jobs", "by status", "usage of quota",
+          `uploads saved (newest ${FEED_JOBS} jobs)`].map((h) => el("th", {}, h)))),
         el("tbody", {}, users.map((u) => {
           const s = saved.get(u.name);
           return el("tr", { dataset: { user: u.name } }, el("td", {}, u.name), el("td", {}, u.role),
             el("td", {}, u.usage?.jobs_total ?? "—"),
             el("td", {}, Object.entries(u.usage?.jobs_by_status || {}).filter(([, n]) => n)
               .map(([k, n]) => `${k} ${n}`).join(", ")),
-            el("td", { class: "quota" }, u.quota ? quotaText(u.quota)
+            el("td", { class: "quota" }, u.quota ? quotaText(u.quota, u.usage)
               : u.max_running_jobs != null ? `max running ${u.max_running_jobs}` : "—"),
             el("td", { class: "saved" }, s && s.dense
               ? `${fmt(100 * (1 - s.uploads / s.dense), 3)} % of ${fmt(s.dense)} (${s.jobs} jobs)`
@@ -100,7 +106,7 @@ export async function render(root, _params, signal) {
   }
 
   const redraw = latestOnly(draw);
-  await stream("/v1/feeds/jobs?limit=500", (event) => {
+  await stream(`/v1/feeds/jobs?limit=${FEED_JOBS}`, (event) => {
     if (event.event === "jobs") redraw(JSON.parse(event.data).data);
   }, { signal, reconnect: true });
 }
