@@ -1,9 +1,14 @@
 // A sweep: each trial as its objective against the bytes its job uploaded, the
 // sweep's best trials (its Pareto front with several objectives) highlighted.
-// Redrawn when the live jobs feed reports a change.
+// Redrawn when the live jobs feed reports a change and, while the sweep is not
+// finished, every POLL_MS: the sweep controller writes the sweep's status, its trials'
+// values and `best` after the last trial job has ended, and no feed event follows.
 import { api, latestOnly, stream } from "../api.js";
 import { plainText, plot } from "../charts.js";
 import { bytes, el, fmt, section, statusBadge } from "../dom.js";
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const POLL_MS = 2000;
 
 export async function render(root, params, signal) {
   const sweepId = Number(params.id);
@@ -11,6 +16,7 @@ export async function render(root, params, signal) {
   const head = el("div");
   const table = el("tbody");
   const jobs = new Map();
+  let status = null;  // the sweep's, as last drawn
   root.append(head, section("Objective against bytes uploaded", chart),
     section("Trials", el("table", { id: "trials" }, el("thead", {}, el("tr", {},
       ["trial", "job", "status", "params", "values", "bytes up"].map((h) => el("th", {}, h)))),
@@ -18,6 +24,7 @@ export async function render(root, params, signal) {
 
   async function draw() {
     const sweep = await api(`/v1/sweeps/${sweepId}`, { signal });
+    status = sweep.status;
     const objectives = sweep.spec.objectives;
     const shown = objectives.findIndex((o) => o.metric !== "bytes_up_total");
     const objective = objectives[Math.max(0, shown)];
@@ -64,6 +71,18 @@ export async function render(root, params, signal) {
 
   await draw();
   const redraw = latestOnly(draw);
+  // One timer at a time, none once the sweep is finished or the page is left.
+  let pollTimer = null;
+  function schedulePoll() {
+    if (pollTimer !== null || signal.aborted || TERMINAL.has(status)) return;
+    pollTimer = setTimeout(async () => {
+      await redraw();
+      pollTimer = null;
+      schedulePoll();
+    }, POLL_MS);
+  }
+  signal.addEventListener("abort", () => clearTimeout(pollTimer));
+  schedulePoll();
   await stream("/v1/feeds/jobs?limit=100", (event) => {
     if (event.event === "jobs") redraw();
   }, { signal, reconnect: true });

@@ -1,0 +1,106 @@
+"""The sweep page while its sweep runs, in real Chromium against a real service: it
+reaches the sweep's final state without a reload, and it cancels the sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from playwright.sync_api import Page, Request, Route, expect
+
+from service.client import TERMINAL_STATUSES
+from tests.e2e.conftest import Stack
+from tests.polling import wait_until
+from tests.ui.conftest import new_user, sign_in
+from tests.ui.test_submit_compare_lab import short_linreg
+
+pytestmark = pytest.mark.ray
+
+POLL_S = 2.0  # views/sweep.js's POLL_MS
+
+
+def sweep_spec(name: str, *, trials: int, parallel: int, rounds: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "base": {**short_linreg("lag_wk"), "schedule": {"rounds": rounds, "eval_every": 5}},
+        "parameters": {"aggregation.xi": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
+        "objectives": [
+            {"metric": "val_loss", "direction": "minimize"},
+            {"metric": "bytes_up_total", "direction": "minimize"},
+        ],
+        "trials": trials,
+        "parallel": parallel,
+        "sampler": "random",
+        "seed": 0,
+    }
+
+
+def count_gets(page: Page, sweep_id: int) -> list[str]:
+    """The page's GETs of the sweep itself (not /cancel), as they are sent."""
+    seen: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if request.method == "GET" and urlparse(request.url).path == f"/v1/sweeps/{sweep_id}":
+            seen.append(request.url)
+
+    page.on("request", on_request)
+    return seen
+
+
+def drawn_front(page: Page) -> list[int]:
+    """The trials the chart draws as its front (or best)."""
+    front = page.get_attribute("#chart-sweep", "data-front") or ""
+    return sorted(int(n) for n in front.split(",") if n)
+
+
+def silence_feed(page: Page) -> None:
+    """The jobs feed connects and ends at once, with no event (the page reconnects a
+    second later): no feed event follows the controller's last write, every time —
+    with the real feed that is a race the page only sometimes loses."""
+
+    def empty(route: Route) -> None:
+        route.fulfill(status=200, content_type="text/event-stream", body="")
+
+    page.route("**/v1/feeds/jobs*", empty)
+
+
+def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "live-sweep")
+    with client:
+        sweep = client.submit_sweep(sweep_spec("live", trials=3, parallel=2, rounds=40))
+        gets = count_gets(page, sweep["id"])
+        silence_feed(page)
+        sign_in(page, stack.url, token, f"#/sweeps/{sweep['id']}")
+        badge = page.locator("h1 .badge")
+        expect(badge).to_be_visible()
+        first = badge.get_attribute("data-status")
+        assert first not in TERMINAL_STATUSES, "the sweep ended before the page was open"
+
+        wait_until(
+            lambda: client.sweep(sweep["id"])["status"] in TERMINAL_STATUSES,
+            timeout=240,
+            what="the sweep",
+        )
+        done = client.sweep(sweep["id"])
+        assert done["status"] == "succeeded", done
+        assert all(t["values"] for t in done["trials"]), done
+
+        # The page, never reloaded, converges to the API's answer.
+        expect(badge).to_have_attribute("data-status", "succeeded", timeout=4_000 * POLL_S)
+        rows = page.locator("#trials tbody tr")
+        expect(rows).to_have_count(len(done["trials"]))
+        for trial in done["trials"]:
+            row = page.locator(f"#trials tbody tr[data-trial='{trial['number']}']")
+            expect(row.locator("td").nth(2)).to_have_text("succeeded")
+            expect(row.locator("td").nth(4)).not_to_have_text("—")
+        expect(page.locator("#trials tr.best")).to_have_count(len(done["best"]))
+        wait_until(
+            lambda: drawn_front(page) == sorted(done["best"]), timeout=10, what="the front drawn"
+        )
+
+        # A finished sweep is not polled: no GET of it for a while after (a window,
+        # not a synchronisation: nothing is awaited that could arrive).
+        settled = len(gets)
+        page.wait_for_timeout(2.5 * POLL_S * 1000)
+        assert len(gets) == settled, gets[settled:]
