@@ -3,11 +3,12 @@ reaches the sweep's final state without a reload, and it cancels the sweep."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Page, Request, Route, expect
+from playwright.sync_api import Dialog, Page, Request, Route, expect
 
 from service.client import TERMINAL_STATUSES
 from tests.e2e.conftest import Stack
@@ -104,3 +105,95 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
         settled = len(gets)
         page.wait_for_timeout(2.5 * POLL_S * 1000)
         assert len(gets) == settled, gets[settled:]
+
+
+def test_cancel_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "cancel-sweep")
+    asked: list[str] = []
+
+    def answer(accept: bool) -> None:
+        def on_dialog(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            if accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
+
+        page.once("dialog", on_dialog)
+
+    with client:
+        # One trial at a time, each far longer than the test: the sweep stays running.
+        spec = sweep_spec("to-cancel", trials=3, parallel=1, rounds=200_000)
+        sweep = client.submit_sweep(spec)
+        sweep_id = sweep["id"]
+        try:
+
+            def first_trial_running() -> bool:
+                trials = client.sweep(sweep_id)["trials"]
+                return bool(trials and trials[0]["job_id"]) and (
+                    client.job(trials[0]["job_id"])["status"] == "running"
+                )
+
+            wait_until(first_trial_running, timeout=60, what="the first trial to run")
+            gets = count_gets(page, sweep_id)
+            sign_in(page, stack.url, token, f"#/sweeps/{sweep_id}")
+            badge = page.locator("h1 .badge")
+            button = page.locator("#cancel-sweep")
+            expect(badge).to_have_attribute("data-status", "running")
+            expect(button).to_be_visible()
+
+            # Leaving the page stops its polling (a window after the last in-flight GET).
+            page.goto(f"{stack.url}/#/sweeps")
+            expect(page.locator(f"#sweeps tr[data-sweep-id='{sweep_id}']")).to_be_visible()
+            page.wait_for_timeout(POLL_S * 1000)
+            left = len(gets)
+            page.wait_for_timeout(2 * POLL_S * 1000)
+            assert len(gets) == left, gets[left:]
+            page.go_back()
+            expect(button).to_be_visible()
+
+            # Declined: nothing changes.
+            answer(accept=False)
+            button.click()
+            wait_until(lambda: asked, timeout=10, what="the confirmation")
+            assert f"Cancel sweep {sweep_id}?" in asked[0]
+            assert client.sweep(sweep_id)["status"] == "running"
+            expect(button).to_be_enabled()
+            expect(page.locator(".view-sweep .error")).to_have_count(0)
+
+            # Refused by the server: its message, in one box however often it is tried.
+            def refuse(route: Route) -> None:
+                route.fulfill(status=409, json={"detail": "try again later"})
+
+            page.route(f"**/v1/sweeps/{sweep_id}/cancel", refuse)
+            for _ in range(2):
+                answer(accept=True)
+                button.click()
+                expect(page.locator(".view-sweep .error")).to_have_text("try again later")
+                expect(button).to_be_enabled()
+            page.unroute(f"**/v1/sweeps/{sweep_id}/cancel")
+            assert client.sweep(sweep_id)["status"] == "running"
+            started = [t["job_id"] for t in client.sweep(sweep_id)["trials"] if t["job_id"]]
+
+            # Accepted: cancelling, then cancelled, on the page without a reload.
+            answer(accept=True)
+            button.click()
+            expect(page.locator(".view-sweep .error")).to_have_count(0)
+            expect(badge).to_have_attribute("data-status", re.compile("^cancell(ing|ed)$"))
+            expect(button).to_be_hidden()
+            expect(badge).to_have_attribute("data-status", "cancelled", timeout=60_000)
+            assert len(asked) == 4
+
+            done = client.sweep(sweep_id)
+            assert done["status"] == "cancelled", done
+            # No trial started after the cancel: the same trial jobs, each stopped.
+            assert [t["job_id"] for t in done["trials"] if t["job_id"]] == started
+            assert [j["id"] for j in client.jobs()] == sorted(started, reverse=True)
+            for job_id in started:
+                assert client.job(job_id)["status"] == "cancelled"
+            for trial in done["trials"]:
+                row = page.locator(f"#trials tbody tr[data-trial='{trial['number']}']")
+                expect(row.locator("td").nth(2)).to_have_text(trial["status"])
+        finally:
+            # A no-op once cancelled; a failed test's sweep would hold the cluster.
+            client.cancel_sweep(sweep_id)

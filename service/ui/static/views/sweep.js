@@ -3,9 +3,11 @@
 // Redrawn when the live jobs feed reports a change and, while the sweep is not
 // finished, every POLL_MS: the sweep controller writes the sweep's status, its trials'
 // values and `best` after the last trial job has ended, and no feed event follows.
-import { api, latestOnly, stream } from "../api.js";
+// Its owner (or an admin) can cancel an unfinished sweep: no new trials, its queued and
+// running trial jobs cancelled (cancelling one trial's job only starts the next trial).
+import { api, latestOnly, session, stream } from "../api.js";
 import { plainText, plot } from "../charts.js";
-import { bytes, el, fmt, section, statusBadge } from "../dom.js";
+import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const POLL_MS = 2000;
@@ -17,14 +19,38 @@ export async function render(root, params, signal) {
   const table = el("tbody");
   const jobs = new Map();
   let status = null;  // the sweep's, as last drawn
-  root.append(head, section("Objective against bytes uploaded", chart),
+  let pollTimer = null;  // see schedulePoll
+  signal.addEventListener("abort", () => clearTimeout(pollTimer));
+  let cancelError = null;  // one message, the last try's
+  const cancel = el("button", { type: "button", id: "cancel-sweep", class: "danger", hidden: true,
+    onclick: async () => {
+      // One stray click must not end a whole sweep: ask first.
+      if (!window.confirm(`Cancel sweep ${sweepId}? No new trials start; its running trial `
+        + "jobs stop after their current round.")) return;
+      cancelError?.remove();
+      cancelError = null;
+      cancel.disabled = true;
+      try {
+        await redraw(await api(`/v1/sweeps/${sweepId}/cancel`, { method: "POST", signal }));
+        schedulePoll();  // cancelling, until the controller sees its trial jobs stopped
+      } catch (error) {
+        if (!signal.aborted) cancel.after(cancelError = errorBox(error));
+      }
+      cancel.disabled = false;
+    } }, "Cancel sweep");
+  root.append(head, el("div", { class: "toolbar" }, cancel),
+    section("Objective against bytes uploaded", chart),
     section("Trials", el("table", { id: "trials" }, el("thead", {}, el("tr", {},
       ["trial", "job", "status", "params", "values", "bytes up"].map((h) => el("th", {}, h)))),
     table)));
 
-  async function draw() {
-    const sweep = await api(`/v1/sweeps/${sweepId}`, { signal });
+  // `given`: the sweep as an answer already holds it (the cancel's).
+  async function draw(given) {
+    const sweep = given ?? await api(`/v1/sweeps/${sweepId}`, { signal });
     status = sweep.status;
+    const user = session.user;
+    cancel.hidden = TERMINAL.has(status) || status === "cancelling"
+      || !(user?.role === "admin" || user?.name === sweep.owner);
     const objectives = sweep.spec.objectives;
     const shown = objectives.findIndex((o) => o.metric !== "bytes_up_total");
     const objective = objectives[Math.max(0, shown)];
@@ -69,10 +95,9 @@ export async function render(root, params, signal) {
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
-  await draw();
   const redraw = latestOnly(draw);
+  await draw();
   // One timer at a time, none once the sweep is finished or the page is left.
-  let pollTimer = null;
   function schedulePoll() {
     if (pollTimer !== null || signal.aborted || TERMINAL.has(status)) return;
     pollTimer = setTimeout(async () => {
@@ -81,7 +106,6 @@ export async function render(root, params, signal) {
       schedulePoll();
     }, POLL_MS);
   }
-  signal.addEventListener("abort", () => clearTimeout(pollTimer));
   schedulePoll();
   await stream("/v1/feeds/jobs?limit=100", (event) => {
     if (event.event === "jobs") redraw();
