@@ -69,14 +69,24 @@ export async function allMetrics(jobId, signal) {
 // Server-sent events over fetch (EventSource cannot send an Authorization header).
 // Calls onEvent({event, data, id}) per event; resumes with Last-Event-ID after a
 // dropped connection; returns when the server ends the stream or `signal` aborts.
+//
+// A hidden tab gives its connection back and resumes (Last-Event-ID) once shown: a
+// browser opens at most six HTTP/1.1 connections to one server and every open list,
+// lab, sweep or job page holds one, so a seventh tab could not even sign in.
 export async function stream(path, onEvent, { signal, reconnect = false } = {}) {
   let lastId = null;
   for (;;) {
+    await shown(signal);
+    if (signal?.aborted) return;
+    const hidden = new AbortController();
+    const onHide = () => { if (document.hidden) hidden.abort(); };
+    document.addEventListener("visibilitychange", onHide);
     try {
       const extra = { Accept: "text/event-stream" };
       if (lastId !== null) extra["Last-Event-ID"] = lastId;
       const response = await fetch(path, {
-        headers: headers(extra), signal, credentials: "omit", cache: "no-store",
+        headers: headers(extra), credentials: "omit", cache: "no-store",
+        signal: signal ? AbortSignal.any([signal, hidden.signal]) : hidden.signal,
       });
       if (response.status === 401) signedOut();
       if (!response.ok) throw new ApiError(response.status, response.statusText);
@@ -87,11 +97,29 @@ export async function stream(path, onEvent, { signal, reconnect = false } = {}) 
       if (!reconnect) return;
     } catch (error) {
       if (signal?.aborted) return;
+      if (hidden.signal.aborted) continue; // paused by us: resume as soon as shown
       if (error instanceof ApiError && error.status < 500) throw error;
+    } finally {
+      document.removeEventListener("visibilitychange", onHide);
     }
     await new Promise((resolve) => setTimeout(resolve, 1000)); // back off, then resume
     if (signal?.aborted) return;
   }
+}
+
+// Resolves once the page is visible (at once if it is), or when `signal` aborts.
+function shown(signal) {
+  if (!document.hidden || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (document.hidden && !signal?.aborted) return;
+      document.removeEventListener("visibilitychange", done);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    document.addEventListener("visibilitychange", done);
+    signal?.addEventListener("abort", done);
+  });
 }
 
 async function readEvents(body, dispatch) {
