@@ -68,12 +68,16 @@ export async function allMetrics(jobId, signal) {
 
 // Server-sent events over fetch (EventSource cannot send an Authorization header).
 // Calls onEvent({event, data, id}) per event; resumes with Last-Event-ID after a
-// dropped connection; returns when the server ends the stream or `signal` aborts.
+// dropped connection; returns when `signal` aborts or the server ends the stream:
+// with `reconnect`, only once `finished()` says the stream's subject is done (a
+// server stopping ends every stream cleanly too). `onLive(true|false)` hears when
+// the stream connects and when it is lost and about to be resumed.
 //
 // A hidden tab gives its connection back and resumes (Last-Event-ID) once shown: a
 // browser opens at most six HTTP/1.1 connections to one server and every open list,
 // lab, sweep or job page holds one, so a seventh tab could not even sign in.
-export async function stream(path, onEvent, { signal, reconnect = false } = {}) {
+export async function stream(path, onEvent,
+  { signal, reconnect = false, finished = () => false, onLive = () => {} } = {}) {
   let lastId = null;
   for (;;) {
     await shown(signal);
@@ -90,11 +94,12 @@ export async function stream(path, onEvent, { signal, reconnect = false } = {}) 
       });
       if (response.status === 401) signedOut();
       if (!response.ok) throw new ApiError(response.status, response.statusText);
+      onLive(true);
       await readEvents(response.body, (event) => {
         if (event.id !== undefined) lastId = event.id;
         onEvent(event);
       });
-      if (!reconnect) return;
+      if (!reconnect || finished()) return;
     } catch (error) {
       if (signal?.aborted) return;
       if (hidden.signal.aborted) continue; // paused by us: resume as soon as shown
@@ -102,6 +107,7 @@ export async function stream(path, onEvent, { signal, reconnect = false } = {}) 
     } finally {
       document.removeEventListener("visibilitychange", onHide);
     }
+    onLive(false);
     await new Promise((resolve) => setTimeout(resolve, 1000)); // back off, then resume
     if (signal?.aborted) return;
   }

@@ -33,6 +33,9 @@ export async function render(root, params, signal) {
     }
   } }, "Cancel");
   const explain = el("div", { id: "explain" });
+  // Shown while the event stream is lost (a server restarting): the page is not live.
+  const streamNote = el("span", { id: "stream-note", class: "note", hidden: true },
+    "reconnecting…");
   const timeline = el("tbody");
   const checkpoints = el("tbody");
   let removeError = null;  // the last failure's message, replaced by the next try
@@ -60,7 +63,7 @@ export async function render(root, params, signal) {
     el("summary", {}, "Upload raster (replicas × rounds)"), raster);
 
   root.append(
-    title, el("div", { class: "toolbar" }, badge, cancel), facts,
+    title, el("div", { class: "toolbar" }, badge, cancel, streamNote), facts,
     explain,
     section("Training", el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
       rasterSection),
@@ -186,11 +189,17 @@ export async function render(root, params, signal) {
   showJob(job);
   await refreshDetails();
   draw();
+  // The stream ends after the job's terminal status, which comes last (after its
+  // metrics); any other end (a server restarting) is resumed with Last-Event-ID, so
+  // no point repeats or goes missing.
+  let ended = false;
   stream(`/v1/jobs/${jobId}/events`, async (event) => {
     if (event.event === "metrics") {
+      ended = false;
       addRecord(JSON.parse(event.data));
       scheduleDraw();
     } else if (event.event === "status") {
+      ended = TERMINAL.has(JSON.parse(event.data).status);
       try {
         showJob(await api(`/v1/jobs/${jobId}`, { signal }));
         await refreshDetails();
@@ -198,7 +207,12 @@ export async function render(root, params, signal) {
         if (!signal.aborted) root.prepend(errorBox(error));
       }
     }
-  }, { signal }).catch((error) => root.prepend(errorBox(error)));
+  }, {
+    signal,
+    reconnect: true,
+    finished: () => ended,
+    onLive: (live) => { streamNote.hidden = live; },
+  }).catch((error) => { streamNote.hidden = true; root.prepend(errorBox(error)); });
 }
 
 async function download(jobId, checkpoint) {

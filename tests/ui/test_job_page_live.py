@@ -1,0 +1,149 @@
+"""The job page stays live, in real Chromium against a real service: it resumes its
+event stream after the API server restarts (and stops once the job has finished)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from playwright.sync_api import Page, Request, expect
+
+from tests.e2e.conftest import Stack, free_port
+from tests.polling import wait_until
+from tests.ui.conftest import Console, new_user, sign_in
+from tests.ui.test_job_pages import LONG_LINREG, drawn_rounds
+
+pytestmark = pytest.mark.ray
+
+
+def count_requests(page: Page, path: str, answered: list[str] | None = None) -> list[str]:
+    """The page's GETs of `path`, as they are sent (and, in `answered`, as their
+    answers have been read)."""
+    seen: list[str] = []
+
+    def ours(request: Request) -> bool:
+        return request.method == "GET" and urlparse(request.url).path == path
+
+    page.on("request", lambda r: seen.append(r.url) if ours(r) else None)
+    if answered is not None:
+        page.on("requestfinished", lambda r: answered.append(r.url) if ours(r) else None)
+        page.on("requestfailed", lambda r: answered.append(r.url) if ours(r) else None)
+    return seen
+
+
+class ApiServer:
+    """This test's own `lagtrain server` over the stack's store, on one port it keeps
+    across restarts (the page's origin). Only the API restarts: the stack's
+    dispatcher keeps running the job, as it does behind a restarted API replica."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.env = stack.env
+        self.log_dir = stack.log_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = (self.log_dir / f"live-api-{self.port}-{self.starts}.log").open("wb")
+        lagtrain = str(Path(sys.executable).parent / "lagtrain")
+        self.proc = subprocess.Popen(
+            [lagtrain, "server", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env,
+            cwd=self.log_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=60, what="the restarted API server")
+
+    def stop(self) -> None:
+        """SIGTERM, as a deploy stops it: uvicorn ends its open event streams cleanly."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture
+def api_server(stack: Stack) -> Iterator[ApiServer]:
+    server = ApiServer(stack)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_job_page_resumes_its_stream_after_a_server_restart(
+    stack: Stack, api_server: ApiServer, page: Page, console: Console
+) -> None:
+    # While the server is down the page's requests are refused (logged as errors).
+    console.allow("ERR_CONNECTION_REFUSED")
+    token, client = new_user(stack, "restart")
+    with client:
+        job = client.submit(LONG_LINREG)
+        job_id = job["id"]
+        try:
+            streams = count_requests(page, f"/v1/jobs/{job_id}/events")
+            sign_in(page, api_server.url, token, f"#/jobs/{job_id}")
+            note = page.locator("#stream-note")
+            expect(page.locator("#job-status")).to_contain_text("running", timeout=60_000)
+            wait_until(lambda: drawn_rounds(page, "#chart-loss") > 5, timeout=60, what="points")
+            expect(note).to_be_hidden()
+            expect(page.locator("#job-sweep")).to_have_count(0)  # not a sweep's trial
+
+            # The API server stops (its streams end cleanly) while the job runs on.
+            api_server.stop()
+            expect(note).to_be_visible()
+            expect(note).to_have_text("reconnecting…")
+            before = drawn_rounds(page, "#chart-loss")
+            api_server.start()
+
+            # The page resumes by itself: the note goes, and the curves grow again.
+            expect(note).to_be_hidden(timeout=30_000)
+            wait_until(
+                lambda: drawn_rounds(page, "#chart-loss") > before + 5,
+                timeout=60,
+                what="the loss curve to grow after the restart",
+            )
+            assert client.job(job_id)["status"] == "running"
+            assert client.job(job_id)["attempt"] == 1  # only the API restarted
+
+            # Finished, the stream ends with the terminal status and the page keeps
+            # every point exactly once (resumed from Last-Event-ID) ...
+            client.cancel(job_id)
+            expect(page.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
+            stored = len(client.metrics(job_id))
+            wait_until(
+                lambda: drawn_rounds(page, "#chart-loss") == stored,
+                timeout=10,
+                what=f"the page to draw the job's {stored} records, none twice",
+            )
+            expect(note).to_be_hidden()
+            # ... and does not reconnect to the finished job's stream (a window
+            # three times the page's 1 s back-off; nothing is awaited in it).
+            settled = len(streams)
+            page.wait_for_timeout(3_000)
+            assert len(streams) == settled, streams[settled:]
+            assert settled >= 2, streams
+        finally:
+            client.cancel(job_id)  # a no-op once cancelled
