@@ -1,5 +1,6 @@
 """The job page stays live, in real Chromium against a real service: it resumes its
-event stream after the API server restarts (and stops once the job has finished)."""
+event stream after the API server restarts (and stops once the job has finished),
+and a queued job's place in the queue follows the queue."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from tests.ui.conftest import Console, new_user, sign_in
 from tests.ui.test_job_pages import LONG_LINREG, drawn_rounds
 
 pytestmark = pytest.mark.ray
+
+EXPLAIN_S = 3.0  # views/job.js's EXPLAIN_MS
 
 
 def count_requests(page: Page, path: str, answered: list[str] | None = None) -> list[str]:
@@ -147,3 +150,82 @@ def test_job_page_resumes_its_stream_after_a_server_restart(
             assert settled >= 2, streams
         finally:
             client.cancel(job_id)  # a no-op once cancelled
+
+
+def test_queued_job_page_follows_its_place_in_the_queue(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "queued")
+    with client:
+        me = client._request("GET", "/v1/users/me")
+        with stack.admin() as admin:
+            admin._request(
+                "PATCH", f"/v1/users/{me['id']}", json={"quota": {"max_running_jobs": 1}}
+            )
+        ids = [client.submit({**LONG_LINREG, "name": f"queued-{i}"})["id"] for i in range(3)]
+        first, second, third = ids
+        try:
+            wait_until(
+                lambda: client.job(first)["status"] == "running", timeout=60, what="job 1 to run"
+            )
+            answered: list[str] = []
+            explains = count_requests(page, f"/v1/jobs/{third}/explain", answered)
+            sign_in(page, stack.url, token, f"#/jobs/{third}")
+            place = page.locator("#queue-place")
+
+            def api_place() -> str:
+                why = client._request("GET", f"/v1/jobs/{third}/explain")
+                return f"Queue position {why['queue_position']} ({why['queued_ahead']} ahead)"
+
+            expect(page.locator("#job-status")).to_contain_text("queued")
+            expect(place).to_have_text(api_place())
+            ahead = client._request("GET", f"/v1/jobs/{third}/explain")["queued_ahead"]
+            assert ahead >= 1
+
+            # The page has asked what it asks on its own (at its first draw and at its
+            # stream's first status event) and has every answer: none still on its way
+            # could carry the change below.
+            def settled() -> bool:
+                page.wait_for_timeout(50)  # Playwright hands its events over in its calls
+                return len(answered) >= 2 and len(answered) == len(explains)
+
+            wait_until(
+                settled,
+                timeout=10,
+                what="the page's first explain answers",
+            )
+
+            # Another job leaves the queue: this job's place moves up, with no event
+            # on its own stream, and the page follows without a reload.
+            client.cancel(second)
+            wait_until(
+                lambda: client._request("GET", f"/v1/jobs/{third}/explain")["queued_ahead"] < ahead,
+                timeout=10,
+                what="the API to move job 3 up",
+            )
+            wait_until(
+                lambda: place.text_content() == api_place(),
+                timeout=4 * EXPLAIN_S,
+                what="the page to show the API's place",
+            )
+            expect(page.locator("#job-status")).to_contain_text("queued")
+
+            # Leaving the page stops asking (a window after any in-flight request).
+            page.goto(f"{stack.url}/#/jobs")
+            expect(page.locator(f"#jobs-table tr[data-job-id='{third}']")).to_be_visible()
+            page.wait_for_timeout(1_000)
+            left = len(explains)
+            page.wait_for_timeout(2.5 * EXPLAIN_S * 1000)
+            assert len(explains) == left, explains[left:]
+            page.go_back()
+            expect(place).to_be_visible()
+
+            # Started, the Waiting section goes and the page stops asking.
+            client.cancel(first)
+            expect(page.locator("#job-status")).to_contain_text("running", timeout=60_000)
+            expect(page.locator("#explain")).to_be_empty()
+            page.wait_for_timeout(1_000)
+            started = len(explains)
+            page.wait_for_timeout(2.5 * EXPLAIN_S * 1000)
+            assert len(explains) == started, explains[started:]
+        finally:
+            for job_id in ids:
+                client.cancel(job_id)

@@ -9,6 +9,9 @@ const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 // At most five redraws a second however fast records arrive, and never more than a
 // third of the time spent drawing: a slow machine keeps its page responsive.
 const REDRAW_MS = 200;
+// While the job is queued its place moves as other jobs start, end or arrive, with
+// no event on this job's own stream: its explanation is asked again this often.
+const EXPLAIN_MS = 3000;
 
 export async function render(root, params, signal) {
   const jobId = Number(params.id);
@@ -113,10 +116,36 @@ export async function render(root, params, signal) {
     removeCheckpoints.hidden = !TERMINAL.has(job.status) || points.data.length === 0;
     if (job.status === "queued") {
       const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
-      explain.replaceChildren(section("Waiting",
-        el("p", {}, `Queue position ${why.queue_position ?? "?"} (${why.queued_ahead ?? 0} ahead)`),
-        el("ul", {}, why.reasons.map((r) => el("li", {}, `${r.kind}: ${r.message}`)))));
+      if (asked === detailsAsked) showExplain(why);
+      pollExplain();
     } else explain.replaceChildren();
+  }
+
+  function showExplain(why) {
+    explain.replaceChildren(section("Waiting",
+      el("p", { id: "queue-place" },
+        `Queue position ${why.queue_position ?? "?"} (${why.queued_ahead ?? 0} ahead)`),
+      el("ul", {}, why.reasons.map((r) => el("li", {}, `${r.kind}: ${r.message}`)))));
+  }
+
+  // One timer at a time; none once the job has left the queue or the page is left.
+  let explainTimer = null;
+  signal.addEventListener("abort", () => clearTimeout(explainTimer));
+  function pollExplain() {
+    if (explainTimer !== null || signal.aborted || job.status !== "queued") return;
+    explainTimer = setTimeout(async () => {
+      if (job.status !== "queued") { explainTimer = null; return; } // started meanwhile
+      try {
+        const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
+        if (why.status !== "queued" && job.status === "queued") {
+          // Started (or cancelled) while its stream was quiet or lost: draw it now.
+          showJob(await api(`/v1/jobs/${jobId}`, { signal }));
+          await refreshDetails();
+        } else if (job.status === "queued") showExplain(why);
+      } catch { /* the next tick (or the next status event) tries again */ }
+      explainTimer = null;
+      pollExplain();
+    }, EXPLAIN_MS);
   }
 
   let drawTimer = null;
