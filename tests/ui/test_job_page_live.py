@@ -1,6 +1,7 @@
 """The job page stays live, in real Chromium against a real service: it resumes its
 event stream after the API server restarts (and stops once the job has finished),
-and a queued job's place in the queue follows the queue."""
+a queued job's place in the queue follows the queue, and a sweep's trial links to
+its sweep."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import httpx
@@ -20,6 +22,7 @@ from tests.e2e.conftest import Stack, free_port
 from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, sign_in
 from tests.ui.test_job_pages import LONG_LINREG, drawn_rounds
+from tests.ui.test_sweep_page_live import sweep_spec
 
 pytestmark = pytest.mark.ray
 
@@ -229,3 +232,26 @@ def test_queued_job_page_follows_its_place_in_the_queue(stack: Stack, page: Page
         finally:
             for job_id in ids:
                 client.cancel(job_id)
+
+
+def test_trial_job_page_links_to_its_sweep(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "trial")
+    with client:
+        sweep = client.submit_sweep(sweep_spec("linked", trials=1, parallel=1, rounds=5))
+        try:
+
+            def trial_job() -> int | None:
+                trials = client.sweep(sweep["id"])["trials"]
+                return trials[0]["job_id"] if trials and trials[0]["job_id"] else None
+
+            job_id = wait_until(trial_job, timeout=60, what="the trial's job")
+            assert client.job(cast(int, job_id))["sweep_id"] == sweep["id"]
+            sign_in(page, stack.url, token, f"#/jobs/{job_id}")
+            link = page.locator("#job-sweep")
+            expect(link).to_have_attribute("href", f"#/sweeps/{sweep['id']}")
+            expect(link).to_have_text(f"sweep {sweep['id']}")
+            link.click()
+            expect(page).to_have_url(f"{stack.url}/#/sweeps/{sweep['id']}")
+            expect(page.locator("h1")).to_contain_text(f"Sweep {sweep['id']}")
+        finally:
+            client.cancel_sweep(sweep["id"])

@@ -84,7 +84,12 @@ export async function render(root, params, signal) {
     cancel.hidden = TERMINAL.has(job.status) || job.status === "cancelling";
     const s = job.summary;
     facts.replaceChildren(
-      `owner ${job.owner} · attempt ${job.attempt}/${job.max_attempts} · round `,
+      `owner ${job.owner} · `,
+      ...(job.sweep_id != null
+        ? ["trial of ", el("a", { id: "job-sweep", href: `#/sweeps/${job.sweep_id}` },
+          `sweep ${job.sweep_id}`), " · "]
+        : []),
+      `attempt ${job.attempt}/${job.max_attempts} · round `,
       el("span", { id: "progress" }, `${job.progress.round}/${job.progress.rounds}`),
       ` · created ${when(job.created_at)}`,
       job.finished_at ? ` · finished ${when(job.finished_at)}` : "",
