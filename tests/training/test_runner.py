@@ -205,16 +205,19 @@ def test_a_replica_error_propagates_and_is_never_a_skip(monkeypatch: pytest.Monk
 
 
 def test_lasg_wk2_evaluations_share_batch_and_dropout_masks() -> None:
-    """With θ̂ = θ^k the two evaluations must agree exactly: LHS = 0 (skip), which
-    holds only if both saw the same minibatch and the same dropout masks."""
+    """With θ̂ = θ^k the two evaluations must agree exactly: LHS = 0, which holds only
+    if both saw the same minibatch and the same dropout masks. It skips any positive
+    threshold; at a zero threshold the tie uploads (LHS ≥ RHS, so ξ = 0 stays dense)."""
     spec = CHECKPOINT_CASES["gru-dropout-lasg"]
     replica = Replica(spec, 1, dtype=F64)
     params = torch.nn.utils.parameters_to_vector(replica.model.parameters()).detach().numpy()
     outside = torch.get_rng_state()
     first = replica.step(0, params, 0.0)
-    second = replica.step(1, params, 0.0)
+    second = replica.step(1, params, 1e-300)
     assert first.upload is not None and first.grad_evals == 1
     assert second.grad_evals == 2 and second.lhs == 0.0 and second.upload is None
+    tie = replica.step(1, params, 0.0)
+    assert tie.lhs == 0.0 and tie.upload is not None
     assert torch.equal(torch.get_rng_state(), outside)  # the global RNG is untouched
     # The same round's loss on another call repeats; another round's differs.
     assert replica.step(1, params, 0.0).loss == second.loss
