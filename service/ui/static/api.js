@@ -155,6 +155,24 @@ async function readEvents(body, dispatch) {
   }
 }
 
+// `tick` every `ms` while `keepGoing()` holds, one run at a time, none after `signal`
+// aborts (the view is left): for what no event announces. Returns `start`, which does
+// nothing while a tick is already scheduled. A failed tick is retried at the next.
+export function poller(ms, keepGoing, tick, signal) {
+  let timer = null;
+  signal.addEventListener("abort", () => clearTimeout(timer));
+  return function start() {
+    if (timer !== null || signal.aborted || !keepGoing()) return;
+    timer = setTimeout(async () => {
+      try {
+        if (keepGoing()) await tick();
+      } catch { /* the next tick tries again */ }
+      timer = null;
+      start();
+    }, ms);
+  };
+}
+
 // `fn` run with the newest arguments only: a call while a run is in flight replaces
 // any call still waiting. A view redrawn on every feed event (one every 0.5 s while
 // jobs run) then never falls behind: a draw slower than the feed used to queue one

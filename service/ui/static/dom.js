@@ -36,6 +36,9 @@ export function when(iso) {
   return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "—";
 }
 
+// A job's or a sweep's finished statuses (DESIGN §4, §11).
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+
 export function statusBadge(status) {
   return el("span", { class: `badge status-${status}`, dataset: { status } }, status);
 }

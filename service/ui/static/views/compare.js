@@ -5,11 +5,10 @@
 // jobs without the chosen one are named beside the charts, not silently left blank.
 import { allMetrics, api } from "../api.js";
 import { line, plot, VALIDATION_METRICS } from "../charts.js";
-import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
+import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
 
 // The validation metrics, then the training loss that every round reports.
 const CURVES = [...VALIDATION_METRICS, "train_loss"];
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 // Long tick labels (12.34562k, 1.2e-9) widen the left margin instead of being cut.
 const YAXIS = { automargin: true };
 

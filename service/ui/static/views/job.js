@@ -1,11 +1,10 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
 // free storage quota), cancel.
-import { api, session, stream } from "../api.js";
+import { api, poller, session, stream } from "../api.js";
 import { line, plot, rasterTrace, validationMetric } from "../charts.js";
-import { bytes, el, errorBox, fmt, section, statusBadge, when } from "../dom.js";
+import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL, when } from "../dom.js";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 // At most five redraws a second however fast records arrive, and never more than a
 // third of the time spent drawing: a slow machine keeps its page responsive.
 const REDRAW_MS = 200;
@@ -133,25 +132,15 @@ export async function render(root, params, signal) {
       el("ul", {}, why.reasons.map((r) => el("li", {}, `${r.kind}: ${r.message}`)))));
   }
 
-  // One timer at a time; none once the job has left the queue or the page is left.
-  let explainTimer = null;
-  signal.addEventListener("abort", () => clearTimeout(explainTimer));
-  function pollExplain() {
-    if (explainTimer !== null || signal.aborted || job.status !== "queued") return;
-    explainTimer = setTimeout(async () => {
-      if (job.status !== "queued") { explainTimer = null; return; } // started meanwhile
-      try {
-        const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
-        if (why.status !== "queued" && job.status === "queued") {
-          // Started (or cancelled) while its stream was quiet or lost: draw it now.
-          showJob(await api(`/v1/jobs/${jobId}`, { signal }));
-          await refreshDetails();
-        } else if (job.status === "queued") showExplain(why);
-      } catch { /* the next tick (or the next status event) tries again */ }
-      explainTimer = null;
-      pollExplain();
-    }, EXPLAIN_MS);
-  }
+  // Re-asked while queued; stops once the job has left the queue or the page is left.
+  const pollExplain = poller(EXPLAIN_MS, () => job.status === "queued", async () => {
+    const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
+    if (why.status !== "queued" && job.status === "queued") {
+      // Started (or cancelled) while its stream was quiet or lost: draw it now.
+      showJob(await api(`/v1/jobs/${jobId}`, { signal }));
+      await refreshDetails();
+    } else if (job.status === "queued") showExplain(why);
+  }, signal);
 
   let drawTimer = null;
   let drawnAt = 0;

@@ -5,11 +5,10 @@
 // values and `best` after the last trial job has ended, and no feed event follows.
 // Its owner (or an admin) can cancel an unfinished sweep: no new trials, its queued and
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial).
-import { api, latestOnly, session, stream } from "../api.js";
+import { api, latestOnly, poller, session, stream } from "../api.js";
 import { plainText, plot } from "../charts.js";
-import { bytes, el, errorBox, fmt, section, statusBadge } from "../dom.js";
+import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const POLL_MS = 2000;
 
 export async function render(root, params, signal) {
@@ -19,8 +18,6 @@ export async function render(root, params, signal) {
   const table = el("tbody");
   const jobs = new Map();
   let status = null;  // the sweep's, as last drawn
-  let pollTimer = null;  // see schedulePoll
-  signal.addEventListener("abort", () => clearTimeout(pollTimer));
   let cancelError = null;  // one message, the last try's
   const cancel = el("button", { type: "button", id: "cancel-sweep", class: "danger", hidden: true,
     onclick: async () => {
@@ -97,15 +94,8 @@ export async function render(root, params, signal) {
 
   const redraw = latestOnly(draw);
   await draw();
-  // One timer at a time, none once the sweep is finished or the page is left.
-  function schedulePoll() {
-    if (pollTimer !== null || signal.aborted || TERMINAL.has(status)) return;
-    pollTimer = setTimeout(async () => {
-      await redraw();
-      pollTimer = null;
-      schedulePoll();
-    }, POLL_MS);
-  }
+  // Re-read while unfinished; stops once the sweep is finished or the page is left.
+  const schedulePoll = poller(POLL_MS, () => !TERMINAL.has(status), () => redraw(), signal);
   schedulePoll();
   await stream("/v1/feeds/jobs?limit=100", (event) => {
     if (event.event === "jobs") redraw();
