@@ -20,6 +20,7 @@ ROUND_METRICS: tuple[str, ...] = (
     "uploads_total",
     "bytes_up_total",
     "dense_equiv_uploads",
+    "dense_equiv_bytes",
     "grad_evals",
     "grad_evals_total",
     "samples_per_s",

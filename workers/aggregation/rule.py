@@ -48,6 +48,19 @@ class RuleContext:
         return torch.zeros(*shape, dtype=self.dtype, device=self.device)
 
 
+def full_precision(vector: torch.Tensor) -> np.ndarray:
+    """A vector's wire form unless its rule encodes it otherwise: its values in its own
+    dtype, so p float32 numbers are 4·p bytes (8·p for float64)."""
+    return vector.detach().cpu().numpy().copy()
+
+
+def dense_upload_bytes(ctx: RuleContext) -> int:
+    """The bytes of one full-precision upload of this job's gradient (what a dense
+    replica sends each round): `full_precision`'s element size at the job's dtype
+    times p, so that dense's `bytes_up_total` is exactly M·rounds·this."""
+    return full_precision(ctx.zeros(1)).itemsize * ctx.size
+
+
 @dataclass(frozen=True)
 class ReplicaOutcome:
     """One replica's round. `upload` is what it sends (None: skipped); `loss` the
@@ -91,7 +104,7 @@ class ReplicaRule(ABC):
 
     def encode(self, upload: torch.Tensor) -> np.ndarray:
         """The upload as it goes over the wire; its `nbytes` are the bytes counted."""
-        return upload.detach().cpu().numpy().copy()
+        return full_precision(upload)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and numbers (a checkpoint is read with weights_only=True)."""

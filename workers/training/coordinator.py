@@ -16,7 +16,9 @@ Metrics, the same meaning for every rule:
   gradient does to the step), so the figure is neither biased towards the workers
   that are called nor missing in a round where nobody is.
 - an upload of p float32 numbers counts 4·p bytes (8·p for float64): the `nbytes`
-  of what was shipped; `dense_equiv_uploads` = M·(rounds done).
+  of what was shipped; `dense_equiv_uploads` = M·(rounds done) and `dense_equiv_bytes`
+  what dense would have sent by then (each upload `dense_upload_bytes`), against
+  which LAQ's quantized uploads show their saving where an upload count does not.
 A round's metrics are recorded after its step, so an eval round k reports θᵏ⁺¹.
 """
 
@@ -34,7 +36,13 @@ import torch
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.common import SquaredStepMeter, ThresholdWindow
 from workers.aggregation.registry import get_rule
-from workers.aggregation.rule import AggregationRule, CoordinatorRule, Plan, RuleContext
+from workers.aggregation.rule import (
+    AggregationRule,
+    CoordinatorRule,
+    Plan,
+    RuleContext,
+    dense_upload_bytes,
+)
 from workers.training.flat import all_finite, flat_params, load_flat, read_only_view
 from workers.training.optim import OptimizerState, optimizer_step, preconditioner
 from workers.training.precision import forward_precision, storage_dtype
@@ -102,6 +110,7 @@ class Coordinator:
             smoothness=self.task.smoothness,
         )
         self.side: CoordinatorRule = self.rule.coordinator(context)
+        self.dense_upload_bytes = dense_upload_bytes(context)
         self.next_round = 0
         self.window = ThresholdWindow(spec.aggregation.window)
         self.opt_state = OptimizerState()
@@ -206,6 +215,7 @@ class Coordinator:
             "uploads_total": float(c["uploads_total"]),
             "bytes_up_total": float(c["bytes_up_total"]),
             "dense_equiv_uploads": float(self.workers * (round_ + 1)),
+            "dense_equiv_bytes": float(self.workers * (round_ + 1) * self.dense_upload_bytes),
             "grad_evals": float(evals),
             "grad_evals_total": float(c["grad_evals_total"]),
             "samples_per_s": samples / elapsed,
