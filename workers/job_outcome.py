@@ -111,17 +111,28 @@ def summary(
         values = metrics.latest_metric_values(session=session, job_id=job_id)
     uploads = float(values.get("uploads_total") or 0.0)
     dense = float(values.get("dense_equiv_uploads") or 0.0)
+    sent = float(values.get("bytes_up_total") or 0.0)
+    # Absent from records written before the metric existed (a resume from them).
+    dense_bytes = float(values.get("dense_equiv_bytes") or 0.0)
     # Non-finite figures (a diverged loss) are stored as null by attempts.finish.
     return {
         "rounds": rounds,
         "final_metrics": {**values, **progress.eval_values},
         "uploads_total": uploads,
         "dense_equiv_uploads": dense,
-        "uploads_saved_fraction": (1.0 - uploads / dense) if dense else 0.0,
+        "uploads_saved_fraction": _saved(uploads, dense),
         "bytes_up_total": values.get("bytes_up_total"),
+        "dense_equiv_bytes": dense_bytes,
+        # Beside the uploads saved: LAQ uploads nearly every round, but fewer bytes.
+        "bytes_saved_fraction": _saved(sent, dense_bytes),
         "attempt": attempt,
         "attempt_wall_time_s": round(wall_s, 3),
     }
+
+
+def _saved(done: float, dense: float) -> float:
+    """1 - done / dense: the fraction of a dense run's traffic not sent (0 without one)."""
+    return (1.0 - done / dense) if dense else 0.0
 
 
 T = TypeVar("T")

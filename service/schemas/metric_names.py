@@ -34,7 +34,11 @@ EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
     "lag_paper_linreg": ("val_loss", "optimality_gap"),  # optimality_gap: every round too
 }
 # Figures of a finished job's summary that are not in its final metrics.
-SUMMARY_METRICS: tuple[str, ...] = ("uploads_saved_fraction", "attempt_wall_time_s")
+SUMMARY_METRICS: tuple[str, ...] = (
+    "uploads_saved_fraction",
+    "bytes_saved_fraction",
+    "attempt_wall_time_s",
+)
 
 
 def final_metric_names(kind: TaskKind) -> tuple[str, ...]:

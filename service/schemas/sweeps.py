@@ -91,7 +91,7 @@ Parameter = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimina
 class Objective(Strict):
     metric: MetricName = Field(
         description="a metric of the trial job's final metrics (e.g. val_accuracy, "
-        "bytes_up_total) or of its summary (uploads_saved_fraction)"
+        "bytes_up_total) or of its summary (uploads_saved_fraction, bytes_saved_fraction)"
     )
     direction: Literal["minimize", "maximize"]
 

@@ -52,7 +52,8 @@ def record_result(
 
 def _metric(summary: Mapping[str, Any], name: str) -> float | None:
     """The objective's value: the metric in the job's final metrics, else a figure of
-    the summary itself (uploads_saved_fraction); None if absent or not finite."""
+    the summary itself (uploads_saved_fraction, bytes_saved_fraction); None if absent
+    or not finite (a job that finished before a figure existed)."""
     final = summary.get("final_metrics") or {}
     value = final.get(name, summary.get(name))
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -172,6 +172,25 @@ def test_a_bad_sweep_is_422_naming_the_parameter_and_stores_nothing(
     assert counts(api) == (0, 0)
 
 
+def test_the_summary_figures_are_objectives_and_a_misspelt_one_is_422(api: Api) -> None:
+    """uploads_saved_fraction and bytes_saved_fraction are in a finished trial's
+    summary, not its final metrics (service.schemas.metric_names.SUMMARY_METRICS)."""
+    _uid, alice = api.create_user("alice")
+    objectives = [
+        {"metric": "bytes_saved_fraction", "direction": "maximize"},
+        {"metric": "uploads_saved_fraction", "direction": "maximize"},
+    ]
+    r = api.client.post("/v1/sweeps", json=sweep_with(objectives=objectives), headers=alice)
+    assert r.status_code == 201, r.text
+    assert r.json()["spec"]["objectives"] == objectives
+    misspelt = [{"metric": "byte_saved_fraction", "direction": "maximize"}]
+    detail = assert_json_error(
+        api.client.post("/v1/sweeps", json=sweep_with(objectives=misspelt), headers=alice), 422
+    )
+    assert any("objectives" in str(e["loc"]) for e in detail), detail
+    assert counts(api) == (1, 0)
+
+
 def test_another_users_sweep_is_404_and_admins_see_every_sweep(api: Api) -> None:
     _a, alice = api.create_user("alice")
     _b, bob = api.create_user("bob")

@@ -1,0 +1,72 @@
+"""The summary a finished job stores (workers.job_outcome.summary), from the records
+of real reference runs: uploads saved and bytes saved beside each other (LAQ saves
+bytes where it saves no upload), and a record from before `dense_equiv_bytes`
+existed still summarises, with no bytes saved claimed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from sqlalchemy.orm import Session
+
+from tests.training.task_helpers import linreg_spec
+from workers.job_outcome import Progress, summary
+from workers.ray_job import RecordEvent
+from workers.training.runner import run_reference
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def progress_of(strategy: str, **aggregation: object) -> Progress:
+    progress = Progress()
+    spec = linreg_spec(strategy, aggregation=aggregation)
+    run_reference(
+        spec,
+        on_record=lambda k, values: progress.record(RecordEvent(k, values, uploaded=())),
+    )
+    return progress
+
+
+def summarise(progress: Progress) -> dict[str, Any]:
+    # An unbound session: the records are in `progress`, the store is not read.
+    return summary(Session(), job_id=1, rounds=30, progress=progress, attempt=1, wall_s=1.0)
+
+
+def test_dense_saves_neither_uploads_nor_bytes() -> None:
+    done = summarise(progress_of("dense"))
+    assert done["bytes_up_total"] == done["dense_equiv_bytes"] == 4 * 30 * 8 * 50  # float64
+    assert done["uploads_saved_fraction"] == done["bytes_saved_fraction"] == 0.0
+
+
+def test_lag_wk_saves_the_same_fraction_of_bytes_as_of_uploads() -> None:
+    done = summarise(progress_of("lag_wk"))
+    assert done["uploads_saved_fraction"] > 0.1
+    assert done["bytes_saved_fraction"] == done["uploads_saved_fraction"]
+
+
+def test_laq_uploading_every_round_saves_bytes_not_uploads() -> None:
+    done = summarise(progress_of("laq", bits=4, max_staleness=1))
+    assert done["uploads_saved_fraction"] == 0.0
+    # 8 + 25 bytes an upload instead of 50 float64 numbers (400 bytes).
+    assert done["bytes_saved_fraction"] == pytest.approx(1 - 33 / 400)
+    assert done["final_metrics"]["dense_equiv_bytes"] == done["dense_equiv_bytes"]
+
+
+def test_a_record_without_dense_equiv_bytes_claims_no_bytes_saved() -> None:
+    """A job that resumes from its final checkpoint runs no round: its summary is
+    built from the newest stored record, which may predate the metric."""
+    progress = Progress()
+    old = {"uploads_total": 30.0, "dense_equiv_uploads": 120.0, "bytes_up_total": 12_000.0}
+    progress.record(RecordEvent(29, old, uploaded=()))
+    done = summarise(progress)
+    assert done["uploads_saved_fraction"] == 0.75
+    assert done["dense_equiv_bytes"] == 0.0 and done["bytes_saved_fraction"] == 0.0
