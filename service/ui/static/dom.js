@@ -22,6 +22,17 @@ export function fmt(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
+// A fraction as a percentage, 3 significant digits ("91.8 %"); "—" when absent.
+export function percent(fraction) {
+  return fraction === undefined || fraction === null ? "—" : `${fmt(100 * fraction, 3)} %`;
+}
+
+// A finished job's bytes saved against dense, or undefined for a job that finished
+// before its summary had dense_equiv_bytes (nothing to measure the saving against).
+export function bytesSaved(summary) {
+  return summary?.dense_equiv_bytes ? summary.bytes_saved_fraction : undefined;
+}
+
 export function bytes(n) {
   if (n === undefined || n === null) return "—";
   // Binary units, as the server's quotas and messages use them (a 20 GiB quota is

@@ -3,7 +3,9 @@
 // free storage quota), cancel.
 import { api, poller, session, stream } from "../api.js";
 import { line, plot, rasterTrace, validationMetric } from "../charts.js";
-import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL, when } from "../dom.js";
+import {
+  bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, TERMINAL, when,
+} from "../dom.js";
 
 // At most five redraws a second however fast records arrive, and never more than a
 // third of the time spent drawing: a slow machine keeps its page responsive.
@@ -93,7 +95,9 @@ export async function render(root, params, signal) {
       ` · created ${when(job.created_at)}`,
       job.finished_at ? ` · finished ${when(job.finished_at)}` : "",
       s ? ` · uploads ${fmt(s.uploads_total)} of ${fmt(s.dense_equiv_uploads)} dense`
-        + ` (${fmt(100 * s.uploads_saved_fraction, 3)} % saved), ${bytes(s.bytes_up_total)} up`
+        + ` (${percent(s.uploads_saved_fraction)} saved), ${bytes(s.bytes_up_total)} up`
+        + (bytesSaved(s) === undefined ? ""
+          : ` of ${bytes(s.dense_equiv_bytes)} dense (${percent(bytesSaved(s))} saved)`)
         : "",
       job.error ? el("span", { class: "error" }, ` · ${job.error}`) : "");
   }

@@ -1,6 +1,6 @@
 // The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated.
 import { session, stream } from "../api.js";
-import { el, fmt, statusBadge, when } from "../dom.js";
+import { bytesSaved, el, percent, statusBadge, when } from "../dom.js";
 
 const STATUSES = ["", "queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
 
@@ -34,7 +34,7 @@ export async function render(root, params, signal) {
   const table = el("table", { class: "jobs", id: "jobs-table" },
     el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "id"), el("th", {}, "name"),
       admin ? el("th", {}, "owner") : null, el("th", {}, "status"), el("th", {}, "progress"),
-      el("th", {}, "uploads saved"), el("th", {}, "created"))),
+      el("th", {}, "uploads saved"), el("th", {}, "bytes saved"), el("th", {}, "created"))),
     body);
   root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare),
     table, pager);
@@ -46,7 +46,6 @@ export async function render(root, params, signal) {
         compare.disabled = selected.size < 2;
       } });
     const { round, rounds } = job.progress;
-    const saved = job.summary?.uploads_saved_fraction;
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
       el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
@@ -54,13 +53,15 @@ export async function render(root, params, signal) {
       admin ? el("td", { class: "owner" }, job.owner) : null,
       el("td", {}, statusBadge(job.status)),
       el("td", {}, el("progress", { max: rounds || 1, value: round }), ` ${round}/${rounds}`),
-      el("td", {}, saved === undefined ? "—" : `${fmt(100 * saved, 3)} %`),
+      el("td", { class: "uploads-saved" }, percent(job.summary?.uploads_saved_fraction)),
+      // LAQ uploads nearly every round but b-bit gradients: its saving is in bytes.
+      el("td", { class: "bytes-saved" }, percent(bytesSaved(job.summary))),
       el("td", {}, when(job.created_at)));
   }
 
   function show(page) {
     body.replaceChildren(...page.data.map(row));
-    if (page.data.length === 0) body.append(el("tr", {}, el("td", { colspan: 8 }, "No jobs.")));
+    if (page.data.length === 0) body.append(el("tr", {}, el("td", { colspan: 9 }, "No jobs.")));
     const links = [];
     if (params.cursor) {
       const first = new URLSearchParams(query);

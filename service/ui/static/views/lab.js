@@ -1,9 +1,9 @@
 // The lab at a glance: dispatchers and Ray resources, the front of the queue in the
 // order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
-// usage and uploads saved per user.
+// usage and uploads and bytes saved per user.
 // Redrawn whenever the live jobs feed changes.
 import { api, ApiError, latestOnly, session, stream } from "../api.js";
-import { bytes, el, fmt, section, statusBadge, when } from "../dom.js";
+import { bytes, el, fmt, percent, section, statusBadge, when } from "../dom.js";
 
 const FEED_JOBS = 500; // the newest jobs the live feed carries (its largest page)
 
@@ -59,10 +59,18 @@ export async function render(root, _params, signal) {
     const saved = new Map();
     for (const job of jobs) {
       if (!job.summary) continue;
-      const s = saved.get(job.owner) || { uploads: 0, dense: 0, jobs: 0 };
+      const s = saved.get(job.owner)
+        || { uploads: 0, dense: 0, jobs: 0, sent: 0, denseBytes: 0, byteJobs: 0 };
       s.uploads += job.summary.uploads_total || 0;
       s.dense += job.summary.dense_equiv_uploads || 0;
       s.jobs += 1;
+      // A job finished before summaries had dense_equiv_bytes counts for uploads
+      // only: its bytes have nothing dense to be measured against.
+      if (job.summary.dense_equiv_bytes) {
+        s.sent += job.summary.bytes_up_total || 0;
+        s.denseBytes += job.summary.dense_equiv_bytes;
+        s.byteJobs += 1;
+      }
       saved.set(job.owner, s);
     }
     body.replaceChildren(
@@ -88,7 +96,8 @@ export async function render(root, _params, signal) {
           el("td", {}, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
       section("Users", el("table", { id: "users" },
         el("thead", {}, el("tr", {}, ["user", "role", "jobs", "by status", "usage of quota",
-          `uploads saved (newest ${FEED_JOBS} jobs)`].map((h) => el("th", {}, h)))),
+          `uploads saved (newest ${FEED_JOBS} jobs)`, "bytes saved"]
+          .map((h) => el("th", {}, h)))),
         el("tbody", {}, users.map((u) => {
           const s = saved.get(u.name);
           return el("tr", { dataset: { user: u.name } }, el("td", {}, u.name), el("td", {}, u.role),
@@ -98,7 +107,11 @@ export async function render(root, _params, signal) {
             el("td", { class: "quota" }, u.quota ? quotaText(u.quota, u.usage)
               : u.max_running_jobs != null ? `max running ${u.max_running_jobs}` : "—"),
             el("td", { class: "saved" }, s && s.dense
-              ? `${fmt(100 * (1 - s.uploads / s.dense), 3)} % of ${fmt(s.dense)} (${s.jobs} jobs)`
+              ? `${percent(1 - s.uploads / s.dense)} of ${fmt(s.dense)} (${s.jobs} jobs)`
+              : "—"),
+            el("td", { class: "bytes-saved" }, s && s.denseBytes
+              ? `${percent(1 - s.sent / s.denseBytes)} of ${bytes(s.denseBytes)}`
+                + ` (${s.byteJobs} jobs)`
               : "—"));
         })))),
     );
