@@ -65,6 +65,9 @@ def test_job_runs_end_to_end(service_stack: Stack, tmp_path: Path) -> None:
         summary = done["summary"]
         assert summary["rounds"] == 30
         assert 0 < summary["uploads_total"] <= summary["dense_equiv_uploads"] == 60
+        # lasg_wk2 uploads full-precision gradients: it saves as many bytes as uploads.
+        assert summary["dense_equiv_bytes"] == summary["final_metrics"]["dense_equiv_bytes"] > 0
+        assert summary["bytes_saved_fraction"] == summary["uploads_saved_fraction"]
         assert "val_accuracy" in summary["final_metrics"]
         stored = client.metrics(job_id)
         assert [m["seq"] for m in stored] == list(range(1, 31))
