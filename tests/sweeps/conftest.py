@@ -136,14 +136,19 @@ class Lab:
                 ],
             )
 
-    def succeed(self, job_id: int, final: Mapping[str, float]) -> None:
+    def succeed(self, job_id: int, final: Mapping[str, float], **figures: float) -> None:
+        """`figures`: summary figures beside the final metrics (bytes_saved_fraction)."""
         claimed = self.claimed[job_id]
         with transaction(self.sessions) as session:
             attempts.finish(
                 session=session,
                 job_id=job_id,
                 token=claimed.fencing_token,
-                summary={"final_metrics": dict(final), "uploads_saved_fraction": 0.5},
+                summary={
+                    "final_metrics": dict(final),
+                    "uploads_saved_fraction": 0.5,
+                    **figures,
+                },
             )
 
     def fail(self, job_id: int, reason: str) -> None:

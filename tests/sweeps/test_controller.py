@@ -104,6 +104,29 @@ def test_a_missing_objective_fails_the_trial_not_the_sweep(lab: Lab) -> None:
     assert trial.error == "the job's final metrics have no finite optimality_gap"
 
 
+def test_a_summary_figure_is_an_objective(lab: Lab) -> None:
+    """bytes_saved_fraction is read from the summary, not the final metrics; a job
+    whose summary lacks it (one finished before the figure existed) fails its trial."""
+    sweep_id = lab.submit(
+        trials=3,
+        parallel=3,
+        objectives=[{"metric": "bytes_saved_fraction", "direction": "maximize"}],
+    )
+    controller = lab.controller()
+    controller.poll()
+    lab.claim_all()
+    first, second, old = lab.jobs(sweep_id)
+    lab.succeed(first.id, {"optimality_gap": 0.1}, bytes_saved_fraction=0.6)
+    lab.succeed(second.id, {"optimality_gap": 0.1}, bytes_saved_fraction=0.9)
+    lab.succeed(old.id, {"optimality_gap": 0.1})
+    controller.poll()
+    trials = {t.job_id: t for t in lab.trials(sweep_id)}
+    assert trials[first.id].values == [0.6] and trials[second.id].values == [0.9]
+    assert trials[old.id].state == "failed"
+    assert trials[old.id].error == "the job's final metrics have no finite bytes_saved_fraction"
+    assert lab.sweep(sweep_id).best == [trials[second.id].number]
+
+
 def test_a_crash_between_storing_points_and_submitting_loses_nothing(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
