@@ -161,6 +161,10 @@ def _figures(raw: dict[str, float | None]) -> str:
     dense, uploads = values.get("dense_equiv_uploads"), values.get("uploads_total")
     if dense and uploads is not None:
         parts.append(f"uploads {uploads:.0f}/{dense:.0f} ({1 - uploads / dense:.0%} saved)")
+    # LAQ uploads nearly every round but quantized: its saving shows in bytes only.
+    dense_bytes, sent = values.get("dense_equiv_bytes"), values.get("bytes_up_total")
+    if dense_bytes and sent is not None:
+        parts.append(f"bytes {1 - sent / dense_bytes:.0%} saved")
     for key in ("val_accuracy", "val_perplexity", "val_mse", "optimality_gap"):
         if key in values:
             parts.append(f"{key} {values[key]:.4g}")
