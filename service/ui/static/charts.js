@@ -88,10 +88,21 @@ export function rasterTrace(rounds, uploaded, replicas,
 }
 
 // Validation metrics in order of preference: a task's headline metric first
-// (classification, language model, the adding task), then the generic ones.
-export const VALIDATION_METRICS = ["val_accuracy", "val_perplexity", "val_mse", "val_loss",
-  "optimality_gap"];
+// (classification, language model, the adding task, the LAG paper's regression), then
+// val_loss, which every task reports. Each task has one headline and val_loss, so the
+// first a job has is its task's headline (service/schemas/metric_names.py).
+export const VALIDATION_METRICS = ["val_accuracy", "val_perplexity", "val_mse",
+  "optimality_gap", "val_loss"];
 
 export function validationMetric(names) {
   return VALIDATION_METRICS.find((n) => names.has(n));
+}
+
+// The optimality gap falls by orders of magnitude (to 1e-8 and below): on a linear
+// axis every round after the first few reads as zero.
+const LOG_SCALE_METRICS = new Set(["optimality_gap"]);
+
+// A metric's value axis (plotly layout).
+export function valueAxis(name) {
+  return LOG_SCALE_METRICS.has(name) ? { type: "log", exponentformat: "power" } : {};
 }

@@ -2,7 +2,7 @@
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
 // free storage quota), cancel.
 import { api, poller, session, stream } from "../api.js";
-import { line, plot, rasterTrace, validationMetric } from "../charts.js";
+import { line, plot, rasterTrace, validationMetric, valueAxis } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL, when } from "../dom.js";
 
 // At most five redraws a second however fast records arrive, and never more than a
@@ -172,9 +172,13 @@ export async function render(root, params, signal) {
     const valName = validationMetric(new Set(Object.keys(series.values)));
     plot(lossChart, [line("train loss", ...column("train_loss"))],
       { title: { text: "train loss" }, xaxis: { title: { text: "round" } } });
-    plot(evalChart, valName ? [line(valName, ...column(valName), { mode: "lines+markers" })] : [],
+    const [valRounds, values] = valName ? column(valName) : [[], []];
+    // Markers for a metric of evaluation rounds only; the optimality gap, reported
+    // every round, is a line (thousands of markers would only slow the redraws).
+    const mode = valRounds.length < n ? "lines+markers" : "lines";
+    plot(evalChart, valName ? [line(valName, valRounds, values, { mode })] : [],
       { title: { text: valName || "validation (at eval rounds)" },
-        xaxis: { title: { text: "round" } } });
+        xaxis: { title: { text: "round" } }, yaxis: valueAxis(valName) });
     plot(uploadChart, [
       line("uploads this round", ...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
       line("cumulative uploads", ...column("uploads_total")),
