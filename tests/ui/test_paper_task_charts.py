@@ -1,9 +1,10 @@
 """The LAG paper's regression task (lag_paper_linreg): its job page and Compare plot
-the optimality gap, the metric the paper's figures show, on a log axis — in real
-Chromium against a real service."""
+the optimality gap, the metric the paper's figures show, on a log axis; Compare's
+bytes axis reads in binary units — in real Chromium against a real service."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ DRAWN = """(node) => ({
   yType: node._fullLayout?.yaxis?.type,
   points: node._fullData?.[0]?.x?.length ?? 0,
 })"""
+# dom.js's bytes(): "512 B", "1 KiB", "2.5 MiB".
+BINARY_BYTES = re.compile(r"^\d+(\.\d+)? (B|KiB|MiB|GiB|TiB)$")
 
 
 def drawn(page: Page, chart: str) -> dict[str, Any]:
@@ -58,4 +61,9 @@ def test_paper_task_plots_the_optimality_gap_on_a_log_axis(stack: Stack, page: P
         timeout=10,
         what="both compare charts' value axes on a log scale",
     )
+    # The bytes axis: its ticks in the units the summary table below it uses.
+    ticks = page.locator("#chart-compare-bytes .xtick text")
+    expect(ticks.first).to_be_attached()
+    labels = ticks.all_text_contents()
+    assert labels and all(BINARY_BYTES.match(label) for label in labels), labels
     screenshot(page, "compare-paper-task")

@@ -4,7 +4,7 @@
 // job not evaluated yet): the chooser offers every metric of any of them, and the
 // jobs without the chosen one are named beside the charts, not silently left blank.
 import { allMetrics, api } from "../api.js";
-import { line, plot, VALIDATION_METRICS, valueAxis } from "../charts.js";
+import { bytesAxis, line, plot, VALIDATION_METRICS, valueAxis } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
 
 // The validation metrics, then the training loss that every round reports.
@@ -126,6 +126,6 @@ export async function render(root, params, signal) {
     { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
   plot(byBytes, ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
     { title: { text: `${metric} by bytes uploaded` },
-      xaxis: { title: { text: "bytes uploaded" }, type: "log" }, yaxis });
+      xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis });
   root.dataset.ready = "true";
 }
