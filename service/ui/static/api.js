@@ -66,9 +66,20 @@ export async function api(path, { method = "GET", body, signal, token } = {}) {
   return data;
 }
 
+// A file (a checkpoint) fetched with the token in a header, never in its URL: its
+// bytes as a blob and the name the server gave it (null when none).
+export async function apiFile(path, { signal } = {}) {
+  const sent = session.token;
+  const response = await fetch(path, { headers: headers({}, sent), credentials: "omit",
+    cache: "no-store", signal });
+  if (!response.ok) throw apiError(response, await response.json().catch(() => null), sent);
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  return { blob: await response.blob(), filename: name ? name[1] : null };
+}
+
 // The error an answer that is not ok stands for; a 401 for the session's `token` signs
 // the tab out (refused).
-export function apiError(response, data, token) {
+function apiError(response, data, token) {
   const detail = data?.detail ?? response.statusText;
   if (response.status === 401) refused(token, detail);
   return new ApiError(response.status, detail);
