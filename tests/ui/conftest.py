@@ -58,6 +58,8 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # At teardown a job may still be starting its gang: the worker's drain (25 s
         # by default; the drain is tests/e2e's subject) would outlast Stack.stop's wait.
         "LAGTRAIN_DRAIN_SECONDS": "2",
+        # A disabled user's open page is signed out within seconds (15 s by default).
+        "LAGTRAIN_STREAM_AUTH_RECHECK_SECONDS": "1",
         "RAY_ADDRESS": ray_address,
         "PYTHONUNBUFFERED": "1",
     }

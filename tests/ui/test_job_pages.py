@@ -85,6 +85,9 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     )
     # Plotly drew real traces: a loss line and the raster's heatmap.
     expect(page.locator("#chart-loss .scatterlayer .trace")).to_have_count(1)
+    # The paper task's own metric, live, on a log axis (its first draw had no metric).
+    expect(page.locator("#chart-eval .gtitle")).to_have_text("optimality_gap")
+    assert page.locator("#chart-eval").evaluate("(node) => node._fullLayout.yaxis.type") == "log"
     expect(page.locator("#chart-raster .hm, #chart-raster image").first).to_be_attached()
     # Closed, the raster stops redrawing; opened again, it catches up with the curves.
     page.click("#raster summary", no_wait_after=True)

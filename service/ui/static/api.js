@@ -3,17 +3,24 @@
 // cookie, so a cross-site page cannot make the browser send it (no CSRF).
 const TOKEN_KEY = "lagtrain.token";
 const USER_KEY = "lagtrain.user";
+// Why this tab was signed out (the API's 401 detail), for the sign-in page to say.
+const SIGNED_OUT_KEY = "lagtrain.signedOutBecause";
 
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN_KEY); },
   get user() { return JSON.parse(sessionStorage.getItem(USER_KEY) || "null"); },
+  get signedOutBecause() { return sessionStorage.getItem(SIGNED_OUT_KEY); },
   signIn(token, user) {
     sessionStorage.setItem(TOKEN_KEY, token);
     sessionStorage.setItem(USER_KEY, JSON.stringify(user));
+    sessionStorage.removeItem(SIGNED_OUT_KEY);
   },
-  signOut() {
+  // `reason`: the server's, when it refused the token; none when the user signed out.
+  signOut(reason = null) {
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(USER_KEY);
+    if (reason) sessionStorage.setItem(SIGNED_OUT_KEY, reason);
+    else sessionStorage.removeItem(SIGNED_OUT_KEY);
   },
 };
 
@@ -29,29 +36,53 @@ function headers(extra = {}, token = session.token) {
   return { Authorization: `Bearer ${token}`, ...extra };
 }
 
-function signedOut() {
-  session.signOut();
+// The server refused `token` (revoked, expired, its user disabled): the tab signs out
+// and the sign-in page says why. A 401 for a token this tab no longer holds (a request
+// still in flight when the user signed out) changes nothing.
+function refused(token, detail) {
+  if (!token || token !== session.token) return;
+  session.signOut(typeof detail === "string" ? detail : "the server refused the token");
   window.dispatchEvent(new Event("lagtrain:signed-out"));
 }
 
 // A FormData body goes as multipart (the browser writes its boundary); any other
-// body as JSON.
+// body as JSON. `token`: one to try (sign-in) instead of the session's; its 401 signs
+// nothing out.
 export async function api(path, { method = "GET", body, signal, token } = {}) {
   const form = body instanceof FormData;
+  const sent = token ?? session.token;
   const init = {
     method,
     signal,
     credentials: "omit",
     cache: "no-store",
     headers: headers(body === undefined || form ? {} : { "Content-Type": "application/json" },
-      token),
+      sent),
   };
   if (body !== undefined) init.body = form ? body : JSON.stringify(body);
   const response = await fetch(path, init);
-  if (response.status === 401 && token === undefined) signedOut();
   const data = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, data?.detail ?? response.statusText);
+  if (!response.ok) throw apiError(response, data, token === undefined ? sent : null);
   return data;
+}
+
+// A file (a checkpoint) fetched with the token in a header, never in its URL: its
+// bytes as a blob and the name the server gave it (null when none).
+export async function apiFile(path, { signal } = {}) {
+  const sent = session.token;
+  const response = await fetch(path, { headers: headers({}, sent), credentials: "omit",
+    cache: "no-store", signal });
+  if (!response.ok) throw apiError(response, await response.json().catch(() => null), sent);
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  return { blob: await response.blob(), filename: name ? name[1] : null };
+}
+
+// The error an answer that is not ok stands for; a 401 for the session's `token` signs
+// the tab out (refused).
+function apiError(response, data, token) {
+  const detail = data?.detail ?? response.statusText;
+  if (response.status === 401) refused(token, detail);
+  return new ApiError(response.status, detail);
 }
 
 // Reads every page of a cursor or after_seq list.
@@ -88,12 +119,14 @@ export async function stream(path, onEvent,
     try {
       const extra = { Accept: "text/event-stream" };
       if (lastId !== null) extra["Last-Event-ID"] = lastId;
+      const sent = session.token;
       const response = await fetch(path, {
-        headers: headers(extra), credentials: "omit", cache: "no-store",
+        headers: headers(extra, sent), credentials: "omit", cache: "no-store",
         signal: signal ? AbortSignal.any([signal, hidden.signal]) : hidden.signal,
       });
-      if (response.status === 401) signedOut();
-      if (!response.ok) throw new ApiError(response.status, response.statusText);
+      if (!response.ok) {
+        throw apiError(response, await response.json().catch(() => null), sent);
+      }
       onLive(true);
       await readEvents(response.body, (event) => {
         if (event.id !== undefined) lastId = event.id;

@@ -35,13 +35,20 @@ function showChrome() {
   document.getElementById("who").textContent = user ? `${user.name} (${user.role})` : "";
 }
 
+// The page to open once signed in (views/signin.js reads it).
+function rememberPage() {
+  if (parseRoute().name !== "signin") {
+    sessionStorage.setItem("lagtrain.next", location.hash || "#/jobs");
+  }
+}
+
 async function route() {
   current?.abort();
   current = new AbortController();
   const { signal } = current;
   let { name, params } = parseRoute();
   if (!session.token && name !== "signin") {
-    if (name !== "signin") sessionStorage.setItem("lagtrain.next", location.hash || "#/jobs");
+    rememberPage();
     history.replaceState(null, "", "#/signin"); // signing in then changes the hash
     name = "signin";
   }
@@ -65,7 +72,11 @@ document.getElementById("signout").addEventListener("click", () => {
   location.hash = "#/signin";
   route();
 });
-window.addEventListener("lagtrain:signed-out", () => { location.hash = "#/signin"; });
+// The server refused the tab's token (api.js): signing in again returns to this page.
+window.addEventListener("lagtrain:signed-out", () => {
+  rememberPage();
+  location.hash = "#/signin";
+});
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", route);
 if (document.readyState !== "loading") route();

@@ -1,4 +1,6 @@
 // Charts are drawn by plotly.js (served by this server); this module only shapes data.
+import { bytes } from "./dom.js";
+
 // Long runs are downsampled for drawing: each bucket of rounds keeps its first, min
 // and max point, so spikes stay visible while a 10,000-round job draws ~2,000 points.
 export const DEFAULT_MAX_POINTS = 2000;
@@ -88,10 +90,36 @@ export function rasterTrace(rounds, uploaded, replicas,
 }
 
 // Validation metrics in order of preference: a task's headline metric first
-// (classification, language model, the adding task), then the generic ones.
-export const VALIDATION_METRICS = ["val_accuracy", "val_perplexity", "val_mse", "val_loss",
-  "optimality_gap"];
+// (classification, language model, the adding task, the LAG paper's regression), then
+// val_loss, which every task reports. Each task has one headline and val_loss, so the
+// first a job has is its task's headline (service/schemas/metric_names.py).
+export const VALIDATION_METRICS = ["val_accuracy", "val_perplexity", "val_mse",
+  "optimality_gap", "val_loss"];
 
 export function validationMetric(names) {
   return VALIDATION_METRICS.find((n) => names.has(n));
+}
+
+// The optimality gap falls by orders of magnitude (to 1e-8 and below): on a linear
+// axis every round after the first few reads as zero.
+const LOG_SCALE_METRICS = new Set(["optimality_gap"]);
+
+// A metric's value axis (plotly layout).
+export function valueAxis(name) {
+  return LOG_SCALE_METRICS.has(name) ? { type: "log", exponentformat: "power" } : {};
+}
+
+// A log axis of byte counts with its ticks in binary units, as dom.js's bytes() and the
+// tables beside the charts write them (plotly's own tick labels would read 1.048576M):
+// powers of two, a few of them across the data's range.
+export function bytesAxis(title, values, maxTicks = 8) {
+  const positive = values.filter((v) => Number.isFinite(v) && v > 0);
+  const axis = { type: "log", title: { text: title } };
+  if (positive.length === 0) return axis;
+  const low = Math.floor(Math.log2(Math.min(...positive)));
+  const high = Math.ceil(Math.log2(Math.max(...positive)));
+  const step = Math.max(1, Math.ceil((high - low + 1) / maxTicks));
+  const tickvals = [];
+  for (let e = Math.floor(low / step) * step; e <= high; e += step) tickvals.push(2 ** e);
+  return { ...axis, tickmode: "array", tickvals, ticktext: tickvals.map(bytes) };
 }

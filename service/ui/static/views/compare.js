@@ -4,7 +4,7 @@
 // job not evaluated yet): the chooser offers every metric of any of them, and the
 // jobs without the chosen one are named beside the charts, not silently left blank.
 import { allMetrics, api } from "../api.js";
-import { line, plot, VALIDATION_METRICS } from "../charts.js";
+import { bytesAxis, line, plot, VALIDATION_METRICS, valueAxis } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
 
 // The validation metrics, then the training loss that every round reports.
@@ -49,13 +49,16 @@ export async function render(root, params, signal) {
     run.names = new Set(run.records.flatMap((m) => Object.keys(m.values)
       .filter((name) => m.values[name] !== null)));
   }
-  const count = (name) => ok.filter((r) => r.names.has(name)).length;
+  const having = (name) => ok.filter((r) => r.names.has(name));
+  const count = (name) => having(name).length;
+  const tasks = (name) => new Set(having(name).map((r) => r.job.spec.task.kind)).size;
   const choices = CURVES.filter((name) => count(name) > 0);
-  // By default the validation metric most of the jobs have (on a tie, the first in
-  // VALIDATION's order; sort is stable).
+  // By default the validation metric most of the jobs have; on a tie, the one more of
+  // their tasks share (jobs of two tasks: val_loss, which both report), then the first
+  // in VALIDATION_METRICS' order (one task's jobs: its headline; sort is stable).
   const metric = choices.includes(params.metric) ? params.metric
     : VALIDATION_METRICS.filter((name) => count(name) > 0)
-      .sort((a, b) => count(b) - count(a))[0] || "train_loss";
+      .sort((a, b) => count(b) - count(a) || tasks(b) - tasks(a))[0] || "train_loss";
   const asked = Number(params.baseline);
   const baselineId = ok.some((r) => r.id === asked) ? asked : ok[0]?.id;
   shown = { metric, baseline: baselineId };
@@ -118,11 +121,11 @@ export async function render(root, params, signal) {
     choices.length ? el("label", {}, "metric ", chooser) : null, note,
     el("div", { class: "charts two" }, byRound, byBytes)),
   section("Summary", el("label", {}, "baseline ", baseline), table));
+  const yaxis = { ...YAXIS, ...valueAxis(metric) };
   plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
-    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } },
-      yaxis: YAXIS });
+    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
   plot(byBytes, ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
     { title: { text: `${metric} by bytes uploaded` },
-      xaxis: { title: { text: "bytes uploaded" }, type: "log" }, yaxis: YAXIS });
+      xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis });
   root.dataset.ready = "true";
 }

@@ -1,8 +1,8 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
 // free storage quota), cancel.
-import { api, poller, session, stream } from "../api.js";
-import { line, plot, rasterTrace, validationMetric } from "../charts.js";
+import { api, apiFile, poller, stream } from "../api.js";
+import { line, plot, rasterTrace, validationMetric, valueAxis } from "../charts.js";
 import {
   bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, TERMINAL, when,
 } from "../dom.js";
@@ -43,6 +43,7 @@ export async function render(root, params, signal) {
   const timeline = el("tbody");
   const checkpoints = el("tbody");
   let removeError = null;  // the last failure's message, replaced by the next try
+  let downloadError = null;  // as removeError, for any checkpoint's Download
   const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
     class: "danger", hidden: true, onclick: async () => {
       // Deleting the final checkpoint loses the trained weights: ask first.
@@ -119,7 +120,14 @@ export async function render(root, params, signal) {
       el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
       el("td", { class: "mono" }, c.sha256.slice(0, 12)),
       el("td", {}, el("button", { type: "button", class: "download",
-        onclick: () => download(jobId, c) }, "Download")))));
+        onclick: async (event) => {
+          downloadError?.remove();
+          downloadError = null;
+          try { await download(jobId, c, signal); } catch (error) {
+            // Say so (deleted from another tab, say) rather than save the error as a file.
+            if (!signal.aborted) event.target.after(downloadError = errorBox(error));
+          }
+        } }, "Download")))));
     // Only a finished job's: a running one may still resume from them (409).
     removeCheckpoints.hidden = !TERMINAL.has(job.status) || points.data.length === 0;
     if (job.status === "queued") {
@@ -176,9 +184,13 @@ export async function render(root, params, signal) {
     const valName = validationMetric(new Set(Object.keys(series.values)));
     plot(lossChart, [line("train loss", ...column("train_loss"))],
       { title: { text: "train loss" }, xaxis: { title: { text: "round" } } });
-    plot(evalChart, valName ? [line(valName, ...column(valName), { mode: "lines+markers" })] : [],
+    const [valRounds, values] = valName ? column(valName) : [[], []];
+    // Markers for a metric of evaluation rounds only; the optimality gap, reported
+    // every round, is a line (thousands of markers would only slow the redraws).
+    const mode = valRounds.length < n ? "lines+markers" : "lines";
+    plot(evalChart, valName ? [line(valName, valRounds, values, { mode })] : [],
       { title: { text: valName || "validation (at eval rounds)" },
-        xaxis: { title: { text: "round" } } });
+        xaxis: { title: { text: "round" } }, yaxis: valueAxis(valName) });
     plot(uploadChart, [
       line("uploads this round", ...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
       line("cumulative uploads", ...column("uploads_total")),
@@ -230,6 +242,7 @@ export async function render(root, params, signal) {
       try {
         showJob(await api(`/v1/jobs/${jobId}`, { signal }));
         await refreshDetails();
+        root.dataset.drawnStatus = job.status; // the page has caught up (tests wait on it)
       } catch (error) {
         if (!signal.aborted) root.prepend(errorBox(error));
       }
@@ -242,15 +255,12 @@ export async function render(root, params, signal) {
   }).catch((error) => { streamNote.hidden = true; root.prepend(errorBox(error)); });
 }
 
-async function download(jobId, checkpoint) {
-  // Fetched with the token in a header, then saved from a blob: no token in any URL.
-  const response = await fetch(`/v1/jobs/${jobId}/checkpoints/${checkpoint.id}`, {
-    headers: { Authorization: `Bearer ${session.token}` }, credentials: "omit",
-  });
-  const blob = await response.blob();
-  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+// Saved from a blob (apiFile keeps the token out of every URL).
+async function download(jobId, checkpoint, signal) {
+  const { blob, filename } = await apiFile(`/v1/jobs/${jobId}/checkpoints/${checkpoint.id}`,
+    { signal });
   const link = el("a", { href: URL.createObjectURL(blob),
-    download: name ? name[1] : `job-${jobId}-round-${checkpoint.round}` });
+    download: filename || `job-${jobId}-round-${checkpoint.round}` });
   document.body.append(link);
   link.click();
   link.remove();

@@ -7,6 +7,11 @@ export async function render(root) {
     placeholder: "API token", "aria-label": "API token",
   });
   const message = el("p", { class: "error", role: "alert", hidden: true });
+  // Sent here because the server stopped accepting this tab's token: say so, in the
+  // server's words (the token revoked or expired, or the account disabled).
+  const because = session.signedOutBecause;
+  const signedOut = because ? el("p", { id: "signed-out", class: "note", role: "status" },
+    `You were signed out: the server no longer accepts this tab's token (${because}).`) : null;
   // The form never submits to the server: the token must not end up in a URL.
   const form = el("form", { class: "card signin", onsubmit: async (event) => {
     event.preventDefault();
@@ -25,7 +30,7 @@ export async function render(root) {
       message.hidden = false;
     }
   } },
-  el("h1", {}, "Sign in"),
+  el("h1", {}, "Sign in"), signedOut,
   el("p", { class: "muted" },
     "Paste an API token (`lagtrain server` prints the admin's; admins create users' tokens)."),
   input, el("button", { type: "submit" }, "Sign in"), message);
