@@ -32,6 +32,32 @@ schedule:
 """
 
 
+# The words of a table's headers and cells (names and other free text excepted: links,
+# .free) that the browser broke across lines.
+SPLIT_WORDS = """(table) => {
+  const split = [];
+  for (const cell of table.querySelectorAll("th, td")) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest("a, .free")) continue;
+      for (const word of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+        if (lines.size > 1) split.push(word[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
+
+def split_words(page: Page, table: str) -> list[str]:
+    words: list[str] = page.locator(table).evaluate(SPLIT_WORDS)
+    return words
+
+
 def short_linreg(strategy: str) -> dict[str, Any]:
     return {
         "name": f"linreg-{strategy}",
@@ -167,6 +193,8 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         expect(rows.nth(1).locator("td").first).to_have_text("2")
         expect(rows.last.locator("td").first).to_have_text("50")
         expect(waiting).to_contain_text("CPU")  # what it waits for, from explain
+        # The users table's usage column is long: it must squeeze only where words end.
+        assert split_words(page, "#users") == []
         screenshot(page, "lab")
         waiting.locator("a").click()  # its page explains the wait
         expect(page.locator("#explain")).to_contain_text("Queue position 1")
@@ -325,3 +353,5 @@ def test_the_editor_keeps_a_line_per_row_and_asks_before_replacing_edits(
     expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, overflow
+    # Only the name gives way: no header or other cell is broken inside a word.
+    assert split_words(page, "#jobs-table") == []

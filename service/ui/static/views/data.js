@@ -70,10 +70,10 @@ export async function render(root, _params, signal) {
       await redraw();
     } }, "Delete");
     return el("tr", { dataset: { datasetId: d.id } },
-      el("td", { class: "mono ref" }, d.ref), el("td", {}, d.filename), el("td", {}, d.format),
+      el("td", { class: "mono ref free" }, d.ref), el("td", { class: "free" }, d.filename), el("td", {}, d.format),
       el("td", {}, bytes(d.bytes)), el("td", { class: "mono", title: d.sha256 },
         d.sha256.slice(0, 12)),
-      admin ? el("td", {}, d.owner) : null, el("td", {}, when(d.created_at)), el("td", {}, remove));
+      admin ? el("td", { class: "free" }, d.owner) : null, el("td", {}, when(d.created_at)), el("td", {}, remove));
   }
 
   // Two calls, drawn together: the storage line and the table agree after a change.

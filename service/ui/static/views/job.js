@@ -115,7 +115,7 @@ export async function render(root, params, signal) {
     if (asked !== detailsAsked) return;
     timeline.replaceChildren(...history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
       el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
-      el("td", {}, h.actor), el("td", {}, h.reason || ""))));
+      el("td", { class: "free" }, h.actor), el("td", { class: "free" }, h.reason || ""))));
     checkpoints.replaceChildren(...points.data.map((c) => el("tr", {}, el("td", {}, c.round),
       el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
       el("td", { class: "mono" }, c.sha256.slice(0, 12)),

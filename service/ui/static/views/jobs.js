@@ -50,7 +50,7 @@ export async function render(root, params, signal) {
       el("td", {}, box),
       el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
       el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
-      admin ? el("td", { class: "owner" }, job.owner) : null,
+      admin ? el("td", { class: "owner free" }, job.owner) : null,
       el("td", {}, statusBadge(job.status)),
       el("td", {}, el("progress", { max: rounds || 1, value: round }), ` ${round}/${rounds}`),
       el("td", { class: "uploads-saved" }, percent(job.summary?.uploads_saved_fraction)),

@@ -84,7 +84,7 @@ export async function render(root, _params, signal) {
         el("table", { id: "dispatchers" }, el("thead", {}, el("tr", {}, ["dispatcher", "host",
           "alive", "last seen"].map((h) => el("th", {}, h)))),
         el("tbody", {}, cluster.dispatchers.map((d) => el("tr", {}, el("td", {}, d.id),
-          el("td", {}, d.hostname), el("td", {}, d.alive ? "yes" : "no"),
+          el("td", { class: "free" }, d.hostname), el("td", {}, d.alive ? "yes" : "no"),
           el("td", {}, when(d.last_seen_at))))))),
       section("Queue (fair-share order)", el("table", { id: "queue" },
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
@@ -92,15 +92,15 @@ export async function render(root, _params, signal) {
         el("tbody", {}, order.map(({ job, why, position }) => el("tr",
           { dataset: { jobId: job.id } }, el("td", {}, position),
           el("td", {}, el("a", { href: `#/jobs/${job.id}` }, `${job.id} ${job.name || ""}`)),
-          el("td", {}, job.owner), el("td", {}, job.priority),
-          el("td", {}, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
+          el("td", { class: "free" }, job.owner), el("td", {}, job.priority),
+          el("td", { class: "free" }, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
       section("Users", el("table", { id: "users" },
         el("thead", {}, el("tr", {}, ["user", "role", "jobs", "by status", "usage of quota",
           `uploads saved (newest ${FEED_JOBS} jobs)`, "bytes saved"]
           .map((h) => el("th", {}, h)))),
         el("tbody", {}, users.map((u) => {
           const s = saved.get(u.name);
-          return el("tr", { dataset: { user: u.name } }, el("td", {}, u.name), el("td", {}, u.role),
+          return el("tr", { dataset: { user: u.name } }, el("td", { class: "free" }, u.name), el("td", {}, u.role),
             el("td", {}, u.usage?.jobs_total ?? "—"),
             el("td", {}, Object.entries(u.usage?.jobs_by_status || {}).filter(([, n]) => n)
               .map(([k, n]) => `${k} ${n}`).join(", ")),

@@ -13,7 +13,7 @@ export async function render(root, params, signal) {
     el("tbody", {}, page.data.map((s) => el("tr", { dataset: { sweepId: s.id } },
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.name || "(unnamed)")),
-      el("td", {}, s.owner), el("td", {}, statusBadge(s.status)),
+      el("td", { class: "free" }, s.owner), el("td", {}, statusBadge(s.status)),
       el("td", {}, `${s.trials.length}/${s.spec.trials}`), el("td", {}, when(s.created_at)))))));
   if (page.data.length === 0) root.append(el("p", { class: "muted" }, "No sweeps yet."));
   const links = [];
