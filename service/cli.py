@@ -17,7 +17,7 @@ from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_sweeps import sweeps_app
-from service.settings import Settings
+from service.settings import Settings, settings_problems
 
 log = logging.getLogger("lagtrain")
 
@@ -45,6 +45,19 @@ def start_components(
     return None
 
 
+def load_settings() -> Settings:
+    """The process's settings; an invalid LAGTRAIN_ value stops the command with a
+    line naming the variable (exit 2), not pydantic's traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for line in settings_problems(exc):
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -60,7 +73,7 @@ def server(
     """Run the HTTP API."""
     from service.app import create_app, freeze_for_serving
 
-    settings = Settings()
+    settings = load_settings()
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
     )
@@ -121,7 +134,7 @@ def _serve(app: Any, settings: Settings) -> None:
 @app.command()
 def worker() -> None:
     """Run a dispatcher: claim jobs from the store and run them on Ray (RAY_ADDRESS)."""
-    settings = Settings()
+    settings = load_settings()
     _require_schema(settings.database_url)  # before Ray starts, and before any engine
     _hand_ray_its_auth_mode(settings)
     from workers.embedded import run_worker
@@ -164,11 +177,18 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from service.store.migrate import upgrade
+    from service.store.migrate import DatabaseNotReady, current_revisions, upgrade
 
-    settings = Settings()
-    upgrade(settings.database_url, revision)
-    typer.echo(f"database at revision {revision}")
+    url = load_settings().database_url
+    try:
+        before = ", ".join(current_revisions(url)) or "empty"
+        upgrade(url, revision)
+        after = ", ".join(current_revisions(url))
+    except DatabaseNotReady as exc:  # unreachable: one line, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    was = "unchanged" if after == before else f"was {before}"
+    typer.echo(f"database at revision {after} ({was})")
 
 
 @admin_app.command("create-user")
@@ -190,7 +210,7 @@ def create_user(
     except ValidationError as exc:
         typer.echo(f"invalid user name {name!r}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(code=2) from exc
-    database_url = Settings().database_url
+    database_url = load_settings().database_url
     _require_schema(database_url)  # before make_engine, which would create a SQLite file
     engine = make_engine(database_url)
     try:
@@ -226,7 +246,7 @@ def orphan_files(
     from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
 
-    settings = Settings()
+    settings = load_settings()
     _require_schema(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
