@@ -32,10 +32,11 @@ def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool
         with transaction(sessions) as session:
             if count_users(session=session) > 0:
                 return False
-            user, _token, plain = create_user(
+            user, api_token, plain = create_user(
                 session=session, name=ADMIN_NAME, role="admin", token=token
             )
-            user_created(session=session, actor=None, user=user)  # actor "server"
+            # actor "server"
+            user_created(session=session, actor=None, user=user, token_id=api_token.id)
     except Conflict:  # another server process bootstrapped at the same moment
         return False
     if token is None:

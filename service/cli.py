@@ -215,9 +215,9 @@ def create_user(
     engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            user, _token, plain = store_create_user(session=session, name=body.name, role=body.role)
+            user, token, plain = store_create_user(session=session, name=body.name, role=body.role)
             # As POST /v1/users records it; whoever ran this is no user of the service.
-            user_created(session=session, actor=cli_actor(), user=user)
+            user_created(session=session, actor=cli_actor(), user=user, token_id=token.id)
     except Conflict as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from exc

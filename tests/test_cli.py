@@ -55,10 +55,11 @@ def test_create_user_writes_the_audit_row_the_api_writes(db_url: str, clean_db: 
         with make_sessionmaker(engine)() as session:
             user = session.scalars(select(User).where(User.name == "dora")).one()
             (event,) = session.scalars(select(AuditEvent)).all()
+            (token_id,) = session.scalars(select(ApiToken.id).where(ApiToken.user_id == user.id))
     finally:
         engine.dispose()
     assert (event.action, event.target) == ("user.created", f"user:{user.id}")
-    assert event.detail == {"name": "dora", "role": "admin"}
+    assert event.detail == {"name": "dora", "role": "admin", "token_id": token_id}
     # No user of the service did it: the OS account that ran the command on this host.
     assert event.actor == f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
     assert event.actor_id is None

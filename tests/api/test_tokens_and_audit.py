@@ -120,3 +120,47 @@ def test_a_short_bootstrap_token_is_refused(api: Api) -> None:
     unchecked = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr("x" * 31)})
     with pytest.raises(ValueError, match="at least 32"):
         bootstrap_admin(api.sessions, unchecked)
+
+
+def test_an_admin_finds_and_revokes_a_users_leaked_first_token(api: Api) -> None:
+    """docs/operations.md's leaked-token steps, for the token the user was created
+    with (no token.created row names it): disable, find its id, revoke, enable."""
+    r = api.client.post(
+        "/v1/users", json={"name": "alice", "max_running_jobs": 2}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text
+    alice_id, leaked = r.json()["id"], bearer(r.json()["token"])
+    (first,) = api.client.get("/v1/tokens", headers=leaked).json()["data"]
+    kept = api.client.post("/v1/tokens", headers=leaked).json()
+    created = [e for e in audit_events(api) if e["action"] == "user.created"][-1]
+    assert created["target"] == f"user:{alice_id}"
+    assert created["detail"] == {
+        "name": "alice",
+        "role": "user",
+        "token_id": first["id"],
+        "max_running_jobs": 2,  # a quota set at creation is in the log too
+    }
+
+    api.client.patch(f"/v1/users/{alice_id}", json={"disabled": True}, headers=api.admin)
+    listed = api.client.get("/v1/tokens", params={"user_id": alice_id}, headers=api.admin)
+    assert listed.status_code == 200, listed.text
+    assert [t["id"] for t in listed.json()["data"]] == [first["id"], kept["id"]]
+    assert api.client.delete(f"/v1/tokens/{first['id']}", headers=api.admin).status_code == 204
+    api.client.patch(f"/v1/users/{alice_id}", json={"disabled": False}, headers=api.admin)
+    assert_json_error(api.client.get("/v1/users/me", headers=leaked), 401)
+    assert api.client.get("/v1/users/me", headers=bearer(kept["token"])).status_code == 200
+
+    # Only admins list another user's tokens; an unknown user is a 404.
+    admin_id = api.client.get("/v1/users/me", headers=api.admin).json()["id"]
+    own = bearer(kept["token"])
+    mine = api.client.get("/v1/tokens", params={"user_id": alice_id}, headers=own)
+    assert [t["id"] for t in mine.json()["data"]] == [kept["id"]]
+    assert_json_error(api.client.get("/v1/tokens", params={"user_id": admin_id}, headers=own), 403)
+    missing = api.client.get("/v1/tokens", params={"user_id": 999_999}, headers=api.admin)
+    assert_json_error(missing, 404)
+
+
+def audit_events(api: Api) -> list[dict[str, object]]:
+    page = api.client.get("/v1/audit", params={"limit": 500}, headers=api.admin).json()
+    events: list[dict[str, object]] = page["data"]
+    return events
