@@ -209,9 +209,18 @@ def settings_problems(exc: ValidationError) -> list[str]:
         if not field:  # a check across settings: its message names them
             lines.append(message)
             continue
-        # A field read under an alias (RAY_ADDRESS, RAY_AUTH_MODE) is named by it.
-        name = ENV_PREFIX + field.upper() if field in Settings.model_fields else field
+        name = ENV_PREFIX + field.upper() if field in Settings.model_fields else _aliases(field)
         if field not in _SECRET_SETTINGS and isinstance(error.get("input"), str):
             name = f"{name}={error['input']!r}"
         lines.append(message if message.startswith(name) else f"{name}: {message}")
     return lines
+
+
+def _aliases(name: str) -> str:
+    """The variables a setting read under aliases comes from (pydantic names the
+    first, whichever was set): "RAY_AUTH_MODE or LAGTRAIN_RAY_AUTH_MODE"."""
+    for info in Settings.model_fields.values():
+        choices = info.validation_alias
+        if isinstance(choices, AliasChoices) and name in choices.choices:
+            return " or ".join(str(c) for c in choices.choices)
+    return name
