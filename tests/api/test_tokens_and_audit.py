@@ -37,6 +37,11 @@ def test_token_list_expiry_and_last_use(api: Api) -> None:
     assert_json_error(api.client.get("/v1/users/me", headers=bearer(short["token"])), 401)
     ids = [t["id"] for t in api.client.get("/v1/tokens", headers=alice).json()["data"]]
     assert short["id"] not in ids
+    # What the OpenAPI promises: no server-side maximum exists to cut "never" short.
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["TokenCreate"]
+    assert schema["properties"]["expires_in_days"]["description"] == (
+        "days until it expires; null = never"
+    )
 
 
 def test_active_tokens_are_capped_per_user(make_api: MakeApi) -> None:
