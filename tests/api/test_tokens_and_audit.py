@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import update
 
-from service.bootstrap import bootstrap_admin
+from service.bootstrap import IGNORED_BOOTSTRAP_TOKEN, bootstrap_admin
 from service.settings import Settings
 from service.store.models import ApiToken, table_of, utcnow
 from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
@@ -125,6 +126,21 @@ def test_a_short_bootstrap_token_is_refused(api: Api) -> None:
     unchecked = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr("x" * 31)})
     with pytest.raises(ValueError, match="at least 32"):
         bootstrap_admin(api.sessions, unchecked)
+
+
+def test_a_bootstrap_token_that_signs_nobody_in_is_named_at_start(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the first start the bootstrap token is ignored; a changed one (or the
+    admin's, revoked) would leave the operator locked out without a word."""
+    caplog.set_level(logging.WARNING, logger="service.bootstrap")
+    assert bootstrap_admin(api.sessions, api.settings) is False  # still the admin's: quiet
+    assert [r for r in caplog.records if r.name == "service.bootstrap"] == []
+    rotated = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr("y" * 43)})
+    assert bootstrap_admin(api.sessions, rotated) is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "service.bootstrap"]
+    assert warning == IGNORED_BOOTSTRAP_TOKEN
+    assert "lagtrain admin create-user NAME --admin" in warning
 
 
 def test_an_admin_finds_and_revokes_a_users_leaked_first_token(api: Api) -> None:
