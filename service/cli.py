@@ -6,8 +6,8 @@ import logging
 import os
 import pwd
 import signal
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import Annotated, Any
 
@@ -46,8 +46,7 @@ def start_components(
 
 
 def load_settings() -> Settings:
-    """The process's settings; an invalid LAGTRAIN_ value stops the command with a
-    line naming the variable (exit 2), not pydantic's traceback."""
+    """The settings; an invalid one stops the command with a line naming it (exit 2)."""
     from pydantic import ValidationError
 
     try:
@@ -80,13 +79,13 @@ def server(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if embedded and settings.ray_auth_mode == "disabled":
         _hand_ray_its_auth_mode(settings)  # a local Ray turns token auth on by itself
-    if embedded:
-        # One process owns its SQLite file here, so it brings the schema up to date itself.
-        from service.store.migrate import upgrade
+    with _database_ready():
+        from service.store.migrate import require_schema, upgrade_reporting
 
-        upgrade(settings.database_url)
-    else:
-        _require_schema(settings.database_url)
+        if embedded:  # one process owns its SQLite file: it brings the schema up to date
+            upgrade_reporting(settings.database_url)
+        else:
+            require_schema(settings.database_url)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
     # handler it found. Exiting through SystemExit there lets the stack below stop the
     # dispatcher and Ray; workers.ray_runtime keeps this handler across ray.init.
@@ -143,16 +142,24 @@ def worker() -> None:
     run_worker(settings)
 
 
-def _require_schema(database_url: str) -> None:
+@contextmanager
+def _database_ready() -> Iterator[None]:
     """Stop with one line, not the traceback of the first query, when the database is
     unreachable or not migrated (see service.store.migrate.require_schema)."""
-    from service.store.migrate import DatabaseNotReady, require_schema
+    from service.store.migrate import DatabaseNotReady
 
     try:
-        require_schema(database_url)
+        yield
     except DatabaseNotReady as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
+
+
+def _require_schema(database_url: str) -> None:
+    with _database_ready():
+        from service.store.migrate import require_schema
+
+        require_schema(database_url)
 
 
 def cli_actor() -> str:
@@ -177,16 +184,11 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from service.store.migrate import DatabaseNotReady, current_revisions, upgrade
+    from service.store.migrate import upgrade_reporting
 
-    url = load_settings().database_url
-    try:
-        before = ", ".join(current_revisions(url)) or "empty"
-        upgrade(url, revision)
-        after = ", ".join(current_revisions(url))
-    except DatabaseNotReady as exc:  # unreachable: one line, not a traceback
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    settings = load_settings()
+    with _database_ready():
+        before, after = upgrade_reporting(settings.database_url, revision)
     was = "unchanged" if after == before else f"was {before}"
     typer.echo(f"database at revision {after} ({was})")
 

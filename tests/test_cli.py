@@ -168,3 +168,21 @@ def test_a_bad_setting_stops_a_command_with_a_line_naming_the_variable(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "tooshort-secret" not in result.output, "a secret is never echoed"
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["server", "--embedded"]])
+@pytest.mark.parametrize("where", ["closed port", "sqlite under a file"])
+def test_the_migrating_commands_report_an_unusable_database_in_one_line(
+    tmp_path: Path, command: list[str], where: str
+) -> None:
+    """`db upgrade` and `server --embedded` migrate before anything else starts (Ray,
+    the dispatcher): a database they cannot open is one line, not a traceback."""
+    if where == "closed port":
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/lagtrain"
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        url = f"sqlite:///{tmp_path / 'a-file' / 'lab.db'}"
+    env = {"LAGTRAIN_DATABASE_URL": url, "LAGTRAIN_PORT": str(free_port())}
+    stderr = refused(CliRunner().invoke(app, command, env=env))
+    assert stderr.startswith("error: cannot connect to the database at "), stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr

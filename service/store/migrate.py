@@ -32,6 +32,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def upgrade_reporting(database_url: str, revision: str = "head") -> tuple[str, str]:
+    """`upgrade`, first checking that the database can be reached (DatabaseNotReady,
+    one line, if not): the revisions (comma-joined; "empty") before and after."""
+    before = ", ".join(current_revisions(database_url)) or "empty"
+    upgrade(database_url, revision)
+    return before, ", ".join(current_revisions(database_url))
+
+
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
@@ -60,7 +68,7 @@ def current_revisions(database_url: str) -> tuple[str, ...]:
                 return tuple(MigrationContext.configure(conn).get_current_heads())
         finally:
             engine.dispose()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:  # OSError: a SQLite file's folder
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         shown = shown_url(database_url)
         raise DatabaseNotReady(f"cannot connect to the database at {shown}: {reason}") from exc
