@@ -15,12 +15,19 @@ from service.errors import Conflict
 from service.settings import Settings, check_bootstrap_token
 from service.store.audit import user_created
 from service.store.db import transaction
-from service.store.users import count_users, create_user
+from service.store.users import authenticate, count_users, create_user
 
 log = logging.getLogger(__name__)
 
 ADMIN_NAME = "admin"
 ADMIN_TOKEN_FILE = "admin-token"
+# A changed bootstrap token (a rotated .env) or one whose admin is gone signs nobody in.
+IGNORED_BOOTSTRAP_TOKEN = (
+    "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN is not a live token: it is used only on the first "
+    "start, when the database has no users, and this one has; to sign an admin in again, "
+    "run `lagtrain admin create-user NAME --admin` with the server's "
+    "LAGTRAIN_DATABASE_URL (docs/operations.md)"
+)
 
 
 def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool:
@@ -31,11 +38,14 @@ def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool
     try:
         with transaction(sessions) as session:
             if count_users(session=session) > 0:
+                if token is not None and authenticate(session=session, token=token) is None:
+                    log.warning(IGNORED_BOOTSTRAP_TOKEN)
                 return False
-            user, _token, plain = create_user(
+            user, api_token, plain = create_user(
                 session=session, name=ADMIN_NAME, role="admin", token=token
             )
-            user_created(session=session, actor=None, user=user)  # actor "server"
+            # actor "server"
+            user_created(session=session, actor=None, user=user, token_id=api_token.id)
     except Conflict:  # another server process bootstrapped at the same moment
         return False
     if token is None:

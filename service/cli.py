@@ -6,8 +6,8 @@ import logging
 import os
 import pwd
 import signal
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import Annotated, Any
 
@@ -17,7 +17,7 @@ from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_sweeps import sweeps_app
-from service.settings import Settings
+from service.settings import Settings, settings_problems
 
 log = logging.getLogger("lagtrain")
 
@@ -45,6 +45,18 @@ def start_components(
     return None
 
 
+def load_settings() -> Settings:
+    """The settings; an invalid one stops the command with a line naming it (exit 2)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for line in settings_problems(exc):
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -60,20 +72,20 @@ def server(
     """Run the HTTP API."""
     from service.app import create_app, freeze_for_serving
 
-    settings = Settings()
+    settings = load_settings()
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if embedded and settings.ray_auth_mode == "disabled":
         _hand_ray_its_auth_mode(settings)  # a local Ray turns token auth on by itself
-    if embedded:
-        # One process owns its SQLite file here, so it brings the schema up to date itself.
-        from service.store.migrate import upgrade
+    with _database_ready():
+        from service.store.migrate import require_schema, upgrade_reporting
 
-        upgrade(settings.database_url)
-    else:
-        _require_schema(settings.database_url)
+        if embedded:  # one process owns its SQLite file: it brings the schema up to date
+            upgrade_reporting(settings.database_url)
+        else:
+            require_schema(settings.database_url)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
     # handler it found. Exiting through SystemExit there lets the stack below stop the
     # dispatcher and Ray; workers.ray_runtime keeps this handler across ray.init.
@@ -121,7 +133,7 @@ def _serve(app: Any, settings: Settings) -> None:
 @app.command()
 def worker() -> None:
     """Run a dispatcher: claim jobs from the store and run them on Ray (RAY_ADDRESS)."""
-    settings = Settings()
+    settings = load_settings()
     _require_schema(settings.database_url)  # before Ray starts, and before any engine
     _hand_ray_its_auth_mode(settings)
     from workers.embedded import run_worker
@@ -130,16 +142,24 @@ def worker() -> None:
     run_worker(settings)
 
 
-def _require_schema(database_url: str) -> None:
+@contextmanager
+def _database_ready() -> Iterator[None]:
     """Stop with one line, not the traceback of the first query, when the database is
     unreachable or not migrated (see service.store.migrate.require_schema)."""
-    from service.store.migrate import DatabaseNotReady, require_schema
+    from service.store.migrate import DatabaseNotReady
 
     try:
-        require_schema(database_url)
+        yield
     except DatabaseNotReady as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
+
+
+def _require_schema(database_url: str) -> None:
+    with _database_ready():
+        from service.store.migrate import require_schema
+
+        require_schema(database_url)
 
 
 def cli_actor() -> str:
@@ -164,11 +184,13 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
 ) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from service.store.migrate import upgrade
+    from service.store.migrate import upgrade_reporting
 
-    settings = Settings()
-    upgrade(settings.database_url, revision)
-    typer.echo(f"database at revision {revision}")
+    settings = load_settings()
+    with _database_ready():
+        before, after = upgrade_reporting(settings.database_url, revision)
+    was = "unchanged" if after == before else f"was {before}"
+    typer.echo(f"database at revision {after} ({was})")
 
 
 @admin_app.command("create-user")
@@ -190,14 +212,14 @@ def create_user(
     except ValidationError as exc:
         typer.echo(f"invalid user name {name!r}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(code=2) from exc
-    database_url = Settings().database_url
+    database_url = load_settings().database_url
     _require_schema(database_url)  # before make_engine, which would create a SQLite file
     engine = make_engine(database_url)
     try:
         with transaction(make_sessionmaker(engine)) as session:
-            user, _token, plain = store_create_user(session=session, name=body.name, role=body.role)
+            user, token, plain = store_create_user(session=session, name=body.name, role=body.role)
             # As POST /v1/users records it; whoever ran this is no user of the service.
-            user_created(session=session, actor=cli_actor(), user=user)
+            user_created(session=session, actor=cli_actor(), user=user, token_id=token.id)
     except Conflict as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from exc
@@ -226,7 +248,7 @@ def orphan_files(
     from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
 
-    settings = Settings()
+    settings = load_settings()
     _require_schema(settings.database_url)
     engine = make_engine(settings.database_url)
     try:

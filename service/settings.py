@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from service.schemas.cost import CostLimits
 from service.schemas.datasets import UploadLimits
@@ -144,6 +153,18 @@ class Settings(BaseSettings):
     def upload_limits(self) -> UploadLimits:
         return UploadLimits(vocabulary=self.max_vocabulary, csv_columns=self.max_csv_columns)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; e.g. sqlite:///./.lagtrain/lagtrain.db or "
+                "postgresql+psycopg://user:password@host:5432/lagtrain"
+            ) from None
+        return value
+
     @field_validator("bootstrap_admin_token")
     @classmethod
     def _bootstrap_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -170,3 +191,36 @@ def check_bootstrap_token(value: SecretStr | None) -> None:
             "characters (it is the admin's password); generate one with "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
+
+
+ENV_PREFIX = "LAGTRAIN_"
+# Never echoed in an error: an admin's password, a URL that may carry one.
+_SECRET_SETTINGS = frozenset({"bootstrap_admin_token", "database_url"})
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """One line per invalid setting of a failed `Settings()`, naming the environment
+    variable it came from (pydantic names the field: `port`, not LAGTRAIN_PORT) and,
+    unless it is a secret, the value it was given."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not field:  # a check across settings: its message names them
+            lines.append(message)
+            continue
+        name = ENV_PREFIX + field.upper() if field in Settings.model_fields else _aliases(field)
+        if field not in _SECRET_SETTINGS and isinstance(error.get("input"), str):
+            name = f"{name}={error['input']!r}"
+        lines.append(message if message.startswith(name) else f"{name}: {message}")
+    return lines
+
+
+def _aliases(name: str) -> str:
+    """The variables a setting read under aliases comes from (pydantic names the
+    first, whichever was set): "RAY_AUTH_MODE or LAGTRAIN_RAY_AUTH_MODE"."""
+    for info in Settings.model_fields.values():
+        choices = info.validation_alias
+        if isinstance(choices, AliasChoices) and name in choices.choices:
+            return " or ".join(str(c) for c in choices.choices)
+    return name

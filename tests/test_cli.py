@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.store.db import make_engine, make_sessionmaker
-from service.store.migrate import downgrade, upgrade
+from service.store.migrate import downgrade, head_revisions, upgrade
 from service.store.models import ApiToken, AuditEvent, User
 from service.store.users import hash_token
 from tests.e2e.conftest import free_port
@@ -55,10 +55,11 @@ def test_create_user_writes_the_audit_row_the_api_writes(db_url: str, clean_db: 
         with make_sessionmaker(engine)() as session:
             user = session.scalars(select(User).where(User.name == "dora")).one()
             (event,) = session.scalars(select(AuditEvent)).all()
+            (token_id,) = session.scalars(select(ApiToken.id).where(ApiToken.user_id == user.id))
     finally:
         engine.dispose()
     assert (event.action, event.target) == ("user.created", f"user:{user.id}")
-    assert event.detail == {"name": "dora", "role": "admin"}
+    assert event.detail == {"name": "dora", "role": "admin", "token_id": token_id}
     # No user of the service did it: the OS account that ran the command on this host.
     assert event.actor == f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
     assert event.actor_id is None
@@ -113,3 +114,75 @@ def test_create_user_refuses_a_schema_older_than_the_code(tmp_path: Path) -> Non
         )
     )
     assert "older than this lagtrain's" in stderr and "lagtrain db upgrade" in stderr
+
+
+def test_db_upgrade_reports_the_revisions_and_refuses_an_unreachable_database(
+    empty_db_url: str,
+) -> None:
+    """What `db upgrade` did (from which revision to which), and an unreachable
+    database (compose's `migrate` step before PostgreSQL answers) as one line."""
+    runner = CliRunner()
+    head = ", ".join(head_revisions())
+    env = {"LAGTRAIN_DATABASE_URL": empty_db_url}
+    first = runner.invoke(app, ["db", "upgrade", "0004"], env=env)
+    assert first.stdout.strip() == "database at revision 0004 (was empty)", first.output
+    second = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert second.stdout.strip() == f"database at revision {head} (was 0004)", second.output
+    again = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert again.stdout.strip() == f"database at revision {head} (unchanged)", again.output
+
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/lagtrain"
+    stderr = refused(runner.invoke(app, ["db", "upgrade"], env={"LAGTRAIN_DATABASE_URL": closed}))
+    assert stderr.startswith(f"error: cannot connect to the database at {closed}: "), stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"LAGTRAIN_PORT": "abc"}, "error: LAGTRAIN_PORT='abc': Input should be a valid integer"),
+        (
+            {"RAY_AUTH_MODE": "off"},
+            "error: RAY_AUTH_MODE or LAGTRAIN_RAY_AUTH_MODE='off': Input should be",
+        ),
+        ({"LAGTRAIN_DATABASE_URL": "lab.db"}, "error: LAGTRAIN_DATABASE_URL: not a database URL"),
+        (
+            {"LAGTRAIN_LEASE_SECONDS": "4", "LAGTRAIN_HEARTBEAT_SECONDS": "3"},
+            "error: LAGTRAIN_LEASE_SECONDS (4) must be at least twice",
+        ),
+        (
+            {"LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": "tooshort-secret"},
+            "error: LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["server"], ["worker"], ["db", "upgrade"]])
+def test_a_bad_setting_stops_a_command_with_a_line_naming_the_variable(
+    tmp_path: Path, command: list[str], env: dict[str, str], expected: str
+) -> None:
+    env = {"LAGTRAIN_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", **env}
+    result = CliRunner().invoke(app, command, env=env)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    assert result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "tooshort-secret" not in result.output, "a secret is never echoed"
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["server", "--embedded"]])
+@pytest.mark.parametrize("where", ["closed port", "sqlite under a file"])
+def test_the_migrating_commands_report_an_unusable_database_in_one_line(
+    tmp_path: Path, command: list[str], where: str
+) -> None:
+    """`db upgrade` and `server --embedded` migrate before anything else starts (Ray,
+    the dispatcher): a database they cannot open is one line, not a traceback."""
+    if where == "closed port":
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/lagtrain"
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        url = f"sqlite:///{tmp_path / 'a-file' / 'lab.db'}"
+    env = {"LAGTRAIN_DATABASE_URL": url, "LAGTRAIN_PORT": str(free_port())}
+    stderr = refused(CliRunner().invoke(app, command, env=env))
+    assert stderr.startswith("error: cannot connect to the database at "), stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr

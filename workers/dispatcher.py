@@ -106,19 +106,18 @@ class Dispatcher:
         limit = self.capacity.largest()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
+            unschedulable: dict[int, str] = {}
             for job in unschedulable_jobs(
                 session=session, total_cpus=limit.cpus, total_gpus=limit.gpus
             ):
+                unschedulable[job.id] = reason = (
+                    f"the gang (its replicas and the coordinator's own bundle) needs"
+                    f" {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
+                    f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
+                    f" ({self.capacity.describe()})"
+                )
                 fail_queued(
-                    session=session,
-                    job_id=job.id,
-                    actor=f"dispatcher:{self.id}",
-                    reason=(
-                        f"the gang (its replicas and the coordinator's own bundle) needs"
-                        f" {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
-                        f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
-                        f" ({self.capacity.describe()})"
-                    ),
+                    session=session, job_id=job.id, actor=f"dispatcher:{self.id}", reason=reason
                 )
             upsert_dispatcher(
                 session=session,
@@ -135,6 +134,8 @@ class Dispatcher:
             )
         if requeued:
             log.info("requeued jobs with expired leases: %s", requeued)
+        for job_id, reason in unschedulable.items():  # committed: in the operator's log too
+            log.warning("job %s failed, too large for the cluster: %s", job_id, reason)
 
     def _warm_pool_report(self) -> dict[str, dict[str, int]]:
         """The pool's bound, idle actors and how many of those have started (warmed

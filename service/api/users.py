@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from service.api.deps import (
@@ -80,14 +80,14 @@ def _user_outs(session: Session, users: list[User], defaults: QuotaDefaults) -> 
 )
 def post_user(body: UserCreate, admin: AdminUser, sessions: Sessions) -> UserCreated:
     with transaction(sessions) as session:
-        user, _token, plain = create_user(
+        user, api_token, plain = create_user(
             session=session,
             name=body.name,
             role=body.role,
             max_running_jobs=body.max_running_jobs,
             share_weight=body.share_weight,
         )
-        user_created(session=session, actor=admin, user=user)
+        user_created(session=session, actor=admin, user=user, token_id=api_token.id)
     return UserCreated(id=user.id, name=user.name, role=body.role, token=plain)
 
 
@@ -154,11 +154,22 @@ def patch_user(
     return out
 
 
-@router.get("/tokens", response_model=TokenList, responses=errors(401))
-def get_tokens(principal: CurrentUser, sessions: Sessions) -> TokenList:
-    """Your active tokens (neither revoked nor expired); never the secret."""
+@router.get("/tokens", response_model=TokenList, responses=errors(401, 403, 404))
+def get_tokens(
+    principal: CurrentUser,
+    sessions: Sessions,
+    user_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="admins: that user's tokens")
+    ] = None,
+) -> TokenList:
+    """Your active tokens (neither revoked nor expired); never the secret. An admin
+    lists a user's with `?user_id=` (to revoke a leaked one)."""
+    owner_id = principal.user_id if user_id is None else user_id
+    if owner_id != principal.user_id and not principal.is_admin:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="admin role required")
     with read_transaction(sessions) as session:
-        tokens = live_tokens(session=session, user_id=principal.user_id)
+        get_user(session=session, user_id=owner_id)  # 404 for a user who does not exist
+        tokens = live_tokens(session=session, user_id=owner_id)
         data = [
             TokenOut(
                 id=t.id,

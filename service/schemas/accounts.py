@@ -59,7 +59,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     expires_in_days: int | None = Field(
-        default=None, ge=1, le=36_500, description="null = never (up to the server's maximum)"
+        default=None, ge=1, le=36_500, description="days until it expires; null = never"
     )
 
 

@@ -45,15 +45,21 @@ def record(
     )
 
 
-def user_created(*, session: Session, actor: Principal | str | None, user: User) -> None:
+def user_created(
+    *, session: Session, actor: Principal | str | None, user: User, token_id: int
+) -> None:
     """The `user.created` row, the same wherever a user is made: POST /v1/users (the
-    admin), `lagtrain admin create-user` (cli:<login>) and the first start (server)."""
+    admin), `lagtrain admin create-user` (cli:<login>) and the first start (server).
+    It names the user's first token (no `token.created` row is written for it: an
+    admin revoking a leaked first token finds its id here) and a quota or share set
+    at creation."""
+    detail: dict[str, Any] = {"name": user.name, "role": user.role, "token_id": token_id}
+    if user.max_running_jobs is not None:
+        detail["max_running_jobs"] = user.max_running_jobs
+    if user.share_weight != 1.0:
+        detail["share"] = user.share_weight
     record(
-        session=session,
-        actor=actor,
-        action="user.created",
-        target=f"user:{user.id}",
-        detail={"name": user.name, "role": user.role},
+        session=session, actor=actor, action="user.created", target=f"user:{user.id}", detail=detail
     )
 
 

@@ -32,6 +32,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def upgrade_reporting(database_url: str, revision: str = "head") -> tuple[str, str]:
+    """`upgrade`, first checking that the database can be reached (DatabaseNotReady,
+    one line, if not): the revisions (comma-joined; "empty") before and after."""
+    before = ", ".join(current_revisions(database_url)) or "empty"
+    upgrade(database_url, revision)
+    return before, ", ".join(current_revisions(database_url))
+
+
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
@@ -50,6 +58,22 @@ def shown_url(database_url: str) -> str:
     return make_url(database_url).render_as_string(hide_password=True)
 
 
+def current_revisions(database_url: str) -> tuple[str, ...]:
+    """The revisions the database is at (empty: never migrated); DatabaseNotReady,
+    in one line, when it cannot be reached. A SQLite file is created if missing."""
+    try:
+        engine = make_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                return tuple(MigrationContext.configure(conn).get_current_heads())
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, OSError) as exc:  # OSError: a SQLite file's folder
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        shown = shown_url(database_url)
+        raise DatabaseNotReady(f"cannot connect to the database at {shown}: {reason}") from exc
+
+
 def require_schema(database_url: str) -> None:
     """Raise DatabaseNotReady unless the database has lagtrain's schema at this code's
     head, or at a revision this code does not know (a newer release migrated it while
@@ -66,16 +90,7 @@ def require_schema(database_url: str) -> None:
             f"no database at {shown} ({Path(sqlite_file).resolve()} does not exist): "
             f"{UPGRADE_HINT}, or set LAGTRAIN_DATABASE_URL to the server's database"
         )
-    try:
-        engine = make_engine(database_url)
-        try:
-            with engine.connect() as conn:
-                current = MigrationContext.configure(conn).get_current_heads()
-        finally:
-            engine.dispose()
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise DatabaseNotReady(f"cannot connect to the database at {shown}: {reason}") from exc
+    current = current_revisions(database_url)
     if not current:
         raise DatabaseNotReady(f"the database at {shown} has no lagtrain schema: {UPGRADE_HINT}")
     script = ScriptDirectory.from_config(alembic_config(database_url))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import update
 
-from service.bootstrap import bootstrap_admin
+from service.bootstrap import IGNORED_BOOTSTRAP_TOKEN, bootstrap_admin
 from service.settings import Settings
 from service.store.models import ApiToken, table_of, utcnow
 from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
@@ -37,6 +38,11 @@ def test_token_list_expiry_and_last_use(api: Api) -> None:
     assert_json_error(api.client.get("/v1/users/me", headers=bearer(short["token"])), 401)
     ids = [t["id"] for t in api.client.get("/v1/tokens", headers=alice).json()["data"]]
     assert short["id"] not in ids
+    # What the OpenAPI promises: no server-side maximum exists to cut "never" short.
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["TokenCreate"]
+    assert schema["properties"]["expires_in_days"]["description"] == (
+        "days until it expires; null = never"
+    )
 
 
 def test_active_tokens_are_capped_per_user(make_api: MakeApi) -> None:
@@ -120,3 +126,62 @@ def test_a_short_bootstrap_token_is_refused(api: Api) -> None:
     unchecked = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr("x" * 31)})
     with pytest.raises(ValueError, match="at least 32"):
         bootstrap_admin(api.sessions, unchecked)
+
+
+def test_a_bootstrap_token_that_signs_nobody_in_is_named_at_start(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the first start the bootstrap token is ignored; a changed one (or the
+    admin's, revoked) would leave the operator locked out without a word."""
+    caplog.set_level(logging.WARNING, logger="service.bootstrap")
+    assert bootstrap_admin(api.sessions, api.settings) is False  # still the admin's: quiet
+    assert [r for r in caplog.records if r.name == "service.bootstrap"] == []
+    rotated = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr("y" * 43)})
+    assert bootstrap_admin(api.sessions, rotated) is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "service.bootstrap"]
+    assert warning == IGNORED_BOOTSTRAP_TOKEN
+    assert "lagtrain admin create-user NAME --admin" in warning
+
+
+def test_an_admin_finds_and_revokes_a_users_leaked_first_token(api: Api) -> None:
+    """docs/operations.md's leaked-token steps, for the token the user was created
+    with (no token.created row names it): disable, find its id, revoke, enable."""
+    r = api.client.post(
+        "/v1/users", json={"name": "alice", "max_running_jobs": 2}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text
+    alice_id, leaked = r.json()["id"], bearer(r.json()["token"])
+    (first,) = api.client.get("/v1/tokens", headers=leaked).json()["data"]
+    kept = api.client.post("/v1/tokens", headers=leaked).json()
+    created = [e for e in audit_events(api) if e["action"] == "user.created"][-1]
+    assert created["target"] == f"user:{alice_id}"
+    assert created["detail"] == {
+        "name": "alice",
+        "role": "user",
+        "token_id": first["id"],
+        "max_running_jobs": 2,  # a quota set at creation is in the log too
+    }
+
+    api.client.patch(f"/v1/users/{alice_id}", json={"disabled": True}, headers=api.admin)
+    listed = api.client.get("/v1/tokens", params={"user_id": alice_id}, headers=api.admin)
+    assert listed.status_code == 200, listed.text
+    assert [t["id"] for t in listed.json()["data"]] == [first["id"], kept["id"]]
+    assert api.client.delete(f"/v1/tokens/{first['id']}", headers=api.admin).status_code == 204
+    api.client.patch(f"/v1/users/{alice_id}", json={"disabled": False}, headers=api.admin)
+    assert_json_error(api.client.get("/v1/users/me", headers=leaked), 401)
+    assert api.client.get("/v1/users/me", headers=bearer(kept["token"])).status_code == 200
+
+    # Only admins list another user's tokens; an unknown user is a 404.
+    admin_id = api.client.get("/v1/users/me", headers=api.admin).json()["id"]
+    own = bearer(kept["token"])
+    mine = api.client.get("/v1/tokens", params={"user_id": alice_id}, headers=own)
+    assert [t["id"] for t in mine.json()["data"]] == [kept["id"]]
+    assert_json_error(api.client.get("/v1/tokens", params={"user_id": admin_id}, headers=own), 403)
+    missing = api.client.get("/v1/tokens", params={"user_id": 999_999}, headers=api.admin)
+    assert_json_error(missing, 404)
+
+
+def audit_events(api: Api) -> list[dict[str, object]]:
+    page = api.client.get("/v1/audit", params={"limit": 500}, headers=api.admin).json()
+    events: list[dict[str, object]] = page["data"]
+    return events

@@ -4,6 +4,7 @@ above the operator's ceiling), and explain says a job under it waits for capacit
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -75,8 +76,11 @@ def dipped_dispatcher(
 
 @pytest.mark.ray
 def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
-    dipped_dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+    dipped_dispatcher: Dispatcher,
+    session_factory: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="workers.dispatcher")
     # 4 workers x 2 CPUs: more than the cluster has now, less than it showed.
     waiting = _submit(
         session_factory,
@@ -99,6 +103,9 @@ def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
         assert job.status == "queued", job.error
         assert big.status == "failed" and big.error is not None
         assert "2 GPU" in big.error and "0 GPU" in big.error, big.error
+        # The operator reading the worker's log sees it too, and only the failed one.
+        logged = [r.getMessage() for r in caplog.records if r.name == "workers.dispatcher"]
+        assert logged == [f"job {too_large} failed, too large for the cluster: {big.error}"]
         timeout = timedelta(seconds=60)
         explanation = explain_job(session=session, job=job, dispatcher_timeout=timeout)
     messages = [r.message for r in explanation.reasons]
