@@ -101,11 +101,17 @@ class TokenCheckedFirst(APIRoute):
         return token_first
 
 
+def require_admin(principal: Principal) -> None:
+    """403 unless `principal` is an admin (routes that serve users and, for some
+    arguments, admins only call it themselves)."""
+    if not principal.is_admin:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="admin role required")
+
+
 async def admin_principal(
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Principal:
-    if not principal.is_admin:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="admin role required")
+    require_admin(principal)
     return principal
 
 

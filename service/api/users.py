@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from service.api.deps import (
@@ -17,7 +17,7 @@ from service.api.deps import (
     next_cursor,
 )
 from service.api.responses import errors
-from service.auth import AdminUser, CurrentUser
+from service.auth import AdminUser, CurrentUser, require_admin
 from service.errors import Conflict
 from service.schemas.accounts import (
     TokenCreate,
@@ -165,8 +165,8 @@ def get_tokens(
     """Your active tokens (neither revoked nor expired); never the secret. An admin
     lists a user's with `?user_id=` (to revoke a leaked one)."""
     owner_id = principal.user_id if user_id is None else user_id
-    if owner_id != principal.user_id and not principal.is_admin:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="admin role required")
+    if owner_id != principal.user_id:
+        require_admin(principal)
     with read_transaction(sessions) as session:
         get_user(session=session, user_id=owner_id)  # 404 for a user who does not exist
         tokens = live_tokens(session=session, user_id=owner_id)
