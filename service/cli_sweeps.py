@@ -1,5 +1,5 @@
-"""Sweep commands of the `lagtrain` CLI: `sweep SPEC [--watch]`, `sweep-watch ID`,
-`sweep-cancel ID`. The live view is a table of the trials (parameters, status,
+"""Sweep commands of the `lagtrain` CLI: `sweep SPEC [--watch]`, `sweeps`,
+`sweep-watch ID`, `sweep-cancel ID`. The live view is a table of the trials (parameters, status,
 objective values) with the best trial, or the Pareto front, starred."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, console, load_spec
+from service.cli_common import api_failure, client_session, console, err_console, load_spec
 from service.client import TERMINAL_STATUSES, ApiError, Client
 
 sweeps_app = typer.Typer(add_completion=False)
@@ -41,6 +41,39 @@ def sweep(
         )
         if watch_sweep:
             _watch(client, int(created["id"]))
+
+
+@sweeps_app.command("sweeps")
+def list_sweeps(
+    status: str | None = typer.Option(None, help="only sweeps in this status"),
+    limit: int = typer.Option(100, min=0, help="the newest N (0: all)"),
+) -> None:
+    """List your sweeps, newest first (admins see everyone's)."""
+    with client_session() as client:
+        try:
+            # One page holds the limit and the one more that says there are more.
+            found = client.sweeps(
+                status=status, limit=min(limit + 1, 500) if limit else 500, most=limit or None
+            )
+        except ApiError as exc:
+            raise api_failure(exc) from exc
+    more = limit > 0 and len(found) > limit
+    found = found[:limit] if more else found
+    table = Table("id", "name", "owner", "status", "trials", "best", "created")
+    for s in found:
+        finished = sum(t["status"] in FINISHED_TRIALS for t in s["trials"])
+        table.add_row(
+            str(s["id"]),
+            s.get("name") or "",
+            str(s.get("owner", "")),
+            s["status"],
+            f"{finished}/{s['spec']['trials']}",
+            ", ".join(map(str, s["best"])),
+            str(s.get("created_at", ""))[:19],
+        )
+    console.print(table)
+    if more:
+        err_console.print(f"the {limit} newest shown; --limit 0 lists all")
 
 
 @sweeps_app.command("sweep-watch")

@@ -213,6 +213,15 @@ class Client:
         result: dict[str, Any] = self._request("POST", "/v1/sweeps", json=spec, headers=headers)
         return result
 
+    def sweeps(
+        self, *, status: str | None = None, limit: int = 50, most: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Your sweeps (an admin's: everyone's), newest first, paged like jobs()."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._every_page("/v1/sweeps", params, most=most)
+
     def sweep(self, sweep_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/v1/sweeps/{sweep_id}")
         return result

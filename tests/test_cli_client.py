@@ -83,6 +83,7 @@ def test_a_date_yaml_read_from_an_unquoted_value_is_refused(tmp_path: Path) -> N
         ["cancel", "1"],
         ["metrics", "1", "--csv"],
         ["download", "1"],
+        ["sweeps"],
         ["sweep-watch", "1"],
         ["sweep-cancel", "1"],
         ["demo", "--rounds", "4"],
