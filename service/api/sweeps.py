@@ -56,6 +56,10 @@ def _trial_out(row: TrialRow) -> TrialOut:
     shown: Any
     if trial.state == TrialState.PRUNED.value:
         shown = "pruned"
+    elif trial.state == TrialState.FAILED.value:
+        # Also when its job succeeded: without a finite objective (a diverged loss is
+        # stored as null) the trial failed, and the sweep counts it so.
+        shown = "failed"
     elif row.job_status is not None:
         shown = row.job_status
     else:

@@ -171,7 +171,8 @@ class TrialOut(BaseModel):
     job_id: int | None = Field(description="null until the trial's job is submitted")
     status: JobStatus | Literal["pending", "pruned"] = Field(
         description="the trial job's status; pending before its job exists, pruned when "
-        "the pruner stopped it (its job is then cancelled)"
+        "the pruner stopped it (its job is then cancelled), failed when its job succeeded "
+        "without a finite objective"
     )
     params: dict[str, Any]
     values: list[float] | None = Field(

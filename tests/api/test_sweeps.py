@@ -248,6 +248,25 @@ def test_trials_are_ordinary_jobs_showing_their_sweep_and_cancel_stops_them(api:
     assert again.status_code == 202 and again.json()["status"] == "cancelled"
 
 
+def test_a_trial_whose_job_succeeded_without_its_objective_shows_failed(api: Api) -> None:
+    """A job that ends succeeded with no finite objective (a diverged loss is stored as
+    null) fails its trial: the trial and the sweep say failed, not the job's status."""
+    _a, alice = api.create_user("alice")
+    body = sweep_with(trials=1, parallel=1)
+    sweep_id = api.client.post("/v1/sweeps", json=body, headers=alice).json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+    controller.poll()
+    api.finish(api.claim())  # its summary has no val_mse
+    controller.poll()
+    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    (trial,) = sweep["trials"]
+    job = api.client.get(f"/v1/jobs/{trial['job_id']}", headers=alice).json()
+    assert job["status"] == "succeeded"
+    assert trial["status"] == "failed" and trial["values"] is None
+    assert trial["error"] == "the job's final metrics have no finite val_mse"
+    assert sweep["status"] == "failed" and sweep["error"] == "no trial completed: 1 failed"
+
+
 def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
     key = {**alice, "Idempotency-Key": "audited"}
