@@ -97,17 +97,64 @@ def sweep_cancel(sweep_id: int) -> None:
 def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
     try:
         current = client.sweep(sweep_id)
-        with Live(sweep_table(current), console=console, refresh_per_second=4) as live:
-            while current["status"] not in TERMINAL_STATUSES:
-                time.sleep(every)  # polling the API, at the pace a person reads
-                current = client.sweep(sweep_id)
-                live.update(sweep_table(current))
+        if console.is_terminal:
+            with Live(sweep_table(current), console=console, refresh_per_second=4) as live:
+                while current["status"] not in TERMINAL_STATUSES:
+                    time.sleep(every)  # polling the API, at the pace a person reads
+                    current = client.sweep(sweep_id)
+                    live.update(sweep_table(current))
+        else:
+            current = _watch_lines(client, sweep_id, current, every)
+            console.print(sweep_table(current))
     except ApiError as exc:
         raise api_failure(exc) from exc
     if current.get("error"):
         console.print(current["error"], style="red", markup=False, soft_wrap=True)  # as text
     if current["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def _watch_lines(
+    client: Client, sweep_id: int, current: dict[str, Any], every: float
+) -> dict[str, Any]:
+    """In a pipe or a CI log (where a live table is drawn only once, at the end): a
+    whole line for each change of the sweep's status and of each trial's, as it
+    happens. Returns the finished sweep."""
+    seen: dict[int | str, Any] = {}
+    while True:
+        for line in sweep_changes(current, seen):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if current["status"] in TERMINAL_STATUSES:
+            return current
+        time.sleep(every)  # polling the API, as the live table does
+        current = client.sweep(sweep_id)
+
+
+def sweep_changes(sweep: dict[str, Any], seen: dict[int | str, Any]) -> list[str]:
+    """Lines for what changed since `seen` (updated): each trial's status with its
+    point when first seen, its objective values, or its error; then the sweep's."""
+    lines = []
+    metrics = [o["metric"] for o in sweep["spec"]["objectives"]]
+    for trial in sweep["trials"]:
+        if trial["status"] == "succeeded" and trial["values"] is None and not trial["error"]:
+            continue  # its job ended; the controller records its values at its next step
+        key = (trial["status"], trial["values"], trial["error"])
+        number = int(trial["number"])
+        if seen.get(number) == key:
+            continue
+        line = f"trial {number} {trial['status']}"
+        if trial["job_id"] is not None:
+            line += f" (job {trial['job_id']})"
+        parts = [] if number in seen else [f"{p}={_fmt(v)}" for p, v in trial["params"].items()]
+        parts += [f"{m}={_fmt(v)}" for m, v in zip(metrics, trial["values"] or [], strict=False)]
+        if trial["error"]:
+            parts.append(str(trial["error"]))
+        seen[number] = key
+        lines.append(line + (": " + ", ".join(parts) if parts else ""))
+    if seen.get("sweep") != sweep["status"]:
+        seen["sweep"] = sweep["status"]
+        lines.append(f"sweep {sweep['id']} {sweep['status']}")
+    return lines
 
 
 def sweep_table(sweep: dict[str, Any]) -> Table:

@@ -1,14 +1,22 @@
-"""`lagtrain sweeps` against a real server: a user who did not keep a sweep's id (or
-submitted it without --watch) finds it from the command line, newest first, like
-`lagtrain jobs`."""
+"""The sweep commands against a real server: `lagtrain sweeps` (a user who did not
+keep a sweep's id finds it, newest first, like `lagtrain jobs`) and `sweep-watch` in a
+pipe (a line per change, as it happens)."""
 
 from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
 
 from typer.testing import CliRunner
 
 from service.app import create_app
 from service.cli import app
 from tests.api.conftest import SMALL_SWEEP, Api, serving
+from workers.sweeps.controller import SweepController
 
 
 def test_sweeps_lists_the_users_sweeps_newest_first(api: Api) -> None:
@@ -40,3 +48,51 @@ def test_sweeps_lists_the_users_sweeps_newest_first(api: Api) -> None:
     assert str(bobs) not in {r[0] for r in listed} and whole.stderr == ""
     assert listed[0][1:5] == ["small-sweep", "alice", "queued", f"0/{SMALL_SWEEP['trials']}"]
     assert [(int(r[0]), r[3]) for r in rows(cancelled.stdout)] == [(ids[0], "cancelled")]
+
+
+def test_sweep_watch_in_a_pipe_prints_a_line_per_change_as_it_happens(api: Api) -> None:
+    """A live table is drawn once, at the end, when the output is not a terminal: a
+    sweep watched in a pipe or a CI log must still show its trials as they go."""
+    _a, alice = api.create_user("alice")
+    body = {**SMALL_SWEEP, "trials": 1, "parallel": 1}
+    sweep_id = api.client.post("/v1/sweeps", json=body, headers=alice).json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+    controller.poll()
+    token = alice["Authorization"].removeprefix("Bearer ")
+    with serving(create_app(api.settings)) as url:
+        env = {**os.environ, "LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token, "COLUMNS": "200"}
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "sweep-watch", str(sweep_id)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        assert watcher.stdout is not None
+        threading.Thread(target=lambda: [lines.put(x) for x in watcher.stdout], daemon=True).start()
+        try:
+            first = next_line(lines, "trial 0 queued")
+            # Shown while the sweep still runs, with the trial's point.
+            assert first.startswith("trial 0 queued (job ") and "optimizer.lr=" in first
+            assert next_line(lines, "sweep ") == f"sweep {sweep_id} running"
+            api.finish(api.claim())  # no val_mse in its summary: the trial fails
+            controller.poll()
+            failed = next_line(lines, "trial 0 failed")
+            assert failed.endswith("the job's final metrics have no finite val_mse"), failed
+            assert next_line(lines, "sweep ") == f"sweep {sweep_id} failed"
+            assert watcher.wait(timeout=30) == 1
+        finally:
+            watcher.kill()
+
+
+def next_line(lines: queue.Queue[str], prefix: str, within: float = 20.0) -> str:
+    """The watcher's next output line that starts with `prefix` (others skipped)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no line starting {prefix!r} within {within} s") from None
+        if line.startswith(prefix):
+            return line.rstrip("\n")
