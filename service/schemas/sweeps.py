@@ -132,7 +132,9 @@ class SweepSpec(Strict):
     )
     objectives: list[Objective] = Field(min_length=1, max_length=4)
     trials: int = Field(
-        ge=1, le=MAX_TRIALS, description="the trial budget (failed and pruned trials count)"
+        ge=1,
+        le=MAX_TRIALS,
+        description="the trial budget (failed, cancelled and pruned trials count)",
     )
     parallel: int = Field(
         default=1, ge=1, le=MAX_PARALLEL, description="trials queued or running at once, at most"

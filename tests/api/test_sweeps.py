@@ -267,6 +267,26 @@ def test_a_trial_whose_job_succeeded_without_its_objective_shows_failed(api: Api
     assert sweep["status"] == "failed" and sweep["error"] == "no trial completed: 1 failed"
 
 
+def test_a_trial_whose_job_is_cancelled_counts_against_the_budget(api: Api) -> None:
+    """Cancelling one trial's job ends that trial; the sweep goes on, and the
+    cancelled trial is spent like a failed or pruned one (no replacement)."""
+    _a, alice = api.create_user("alice")
+    body = sweep_with(trials=2, parallel=1)
+    sweep_id = api.client.post("/v1/sweeps", json=body, headers=alice).json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+    controller.poll()
+    (first,) = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
+    api.client.post(f"/v1/jobs/{first['job_id']}/cancel", headers=alice)
+    controller.poll()
+    trials = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
+    assert [(t["number"], t["status"]) for t in trials] == [(0, "cancelled"), (1, "queued")]
+    api.finish(api.claim())  # no val_mse: the last trial fails
+    controller.poll()
+    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    assert [t["status"] for t in sweep["trials"]] == ["cancelled", "failed"]
+    assert sweep["status"] == "failed", "the budget of 2 is spent"
+
+
 def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
     key = {**alice, "Idempotency-Key": "audited"}
