@@ -185,6 +185,7 @@ def post_sweep(
                 cpus=cpus,
                 gpus=gpus,
                 owner_locked=True,
+                new="new (the sweep's trial budget, `trials`)",
             )
         sweep, created = (
             (replayed, False)

@@ -195,17 +195,19 @@ def check_can_submit(
     cpus: float = 0.0,
     gpus: float = 0.0,
     owner_locked: bool = False,
+    new: str = "new",
 ) -> datetime:
-    """QuotaExceeded (429) unless the user may queue `jobs` more jobs whose gangs
-    need `cpus`/`gpus` each: under max_queued_jobs, under max_storage_bytes, and no
-    gang larger than the CPU/GPU quota (such a job could never start). Takes the
-    user's quota lock (lock_owner) unless `owner_locked`, and holds it to the end of
-    the transaction, in which the caller inserts the jobs. Returns the database's
-    clock (db_now), read in the same statement, for the submit's timestamp."""
+    """QuotaExceeded (429) unless the user may queue `jobs` more jobs (`new` names
+    them in the message) whose gangs need `cpus`/`gpus` each: under max_queued_jobs,
+    under max_storage_bytes, and no gang larger than the CPU/GPU quota (such a job
+    could never start). Takes the user's quota lock (lock_owner) unless
+    `owner_locked`, and holds it to the end of the transaction, in which the caller
+    inserts the jobs. Returns the database's clock (db_now), read in the same
+    statement, for the submit's timestamp."""
     st = _standing(session, user_id, defaults, owner_locked=owner_locked)
     if st.queued_jobs + jobs > st.max_queued_jobs:
         raise QuotaExceeded(
-            f"max_queued_jobs: {st.queued_jobs} queued + {jobs} new exceeds the quota of "
+            f"max_queued_jobs: {st.queued_jobs} queued + {jobs} {new} exceeds the quota of "
             f"{st.max_queued_jobs}"
         )
     _check_storage(st.storage_bytes, st.max_storage_bytes, adding=0)

@@ -357,7 +357,10 @@ def test_a_budget_over_what_the_queue_quota_has_left_is_429(api: Api) -> None:
     held = [api.submit(alice), api.submit(alice)]
     # 2 queued + a budget of 3 > 4, although the budget alone would fit.
     r = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
-    assert "max_queued_jobs: 2 queued + 3 new" in assert_json_error(r, 429)
+    assert assert_json_error(r, 429) == (
+        "max_queued_jobs: 2 queued + 3 new (the sweep's trial budget, `trials`) exceeds "
+        "the quota of 4"
+    )
     assert counts(api) == (0, 2)
     api.client.post(f"/v1/jobs/{held[0]}/cancel", headers=alice)
     assert api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).status_code == 201
