@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from service import spec_yaml
 from service.client import ApiError, Client, ClientSettings
@@ -134,3 +135,26 @@ def not_json(value: Any, path: str) -> str | None:
         if found is not None:
             return found
     return None
+
+
+Row = dict[str, Any]
+
+
+def newest(
+    fetch: Callable[..., list[Row]], *, status: str | None, limit: int
+) -> tuple[list[Row], bool]:
+    """A list command's rows: the newest `limit` (0: all) from `fetch` (Client.jobs,
+    Client.sweeps), and whether there were more. One page holds the limit and the
+    one more that says there are more."""
+    try:
+        rows = fetch(status=status, limit=min(limit + 1, 500) if limit else 500, most=limit or None)
+    except ApiError as exc:
+        raise api_failure(exc) from exc
+    more = limit > 0 and len(rows) > limit
+    return (rows[:limit] if more else rows), more
+
+
+def print_newest(table: Table, *, more: bool, limit: int) -> None:
+    console.print(table)
+    if more:
+        err_console.print(f"the {limit} newest shown; --limit 0 lists all")

@@ -19,9 +19,10 @@ from service.cli_common import (
     api_failure,
     client_session,
     console,
-    err_console,
     fail,
     load_spec,
+    newest,
+    print_newest,
 )
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
 
@@ -54,15 +55,7 @@ def list_jobs(
 ) -> None:
     """List your jobs, newest first (admins see everyone's)."""
     with client_session() as client:
-        try:
-            # One page holds the limit and the one more that says there are more.
-            jobs = client.jobs(
-                status=status, limit=min(limit + 1, 500) if limit else 500, most=limit or None
-            )
-        except ApiError as exc:
-            raise api_failure(exc) from exc
-    more = limit > 0 and len(jobs) > limit
-    jobs = jobs[:limit] if more else jobs
+        jobs, more = newest(client.jobs, status=status, limit=limit)
     table = Table("id", "name", "owner", "status", "progress", "created")
     for job in jobs:
         progress = job.get("progress") or {}
@@ -74,9 +67,7 @@ def list_jobs(
             f"{progress.get('round', 0)}/{progress.get('rounds', '?')}",
             str(job.get("created_at", ""))[:19],
         )
-    console.print(table)
-    if more:
-        err_console.print(f"the {limit} newest shown; --limit 0 lists all")
+    print_newest(table, more=more, limit=limit)
 
 
 @jobs_app.command()

@@ -12,7 +12,14 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, console, err_console, load_spec
+from service.cli_common import (
+    api_failure,
+    client_session,
+    console,
+    load_spec,
+    newest,
+    print_newest,
+)
 from service.client import TERMINAL_STATUSES, ApiError, Client
 
 sweeps_app = typer.Typer(add_completion=False)
@@ -50,15 +57,7 @@ def list_sweeps(
 ) -> None:
     """List your sweeps, newest first (admins see everyone's)."""
     with client_session() as client:
-        try:
-            # One page holds the limit and the one more that says there are more.
-            found = client.sweeps(
-                status=status, limit=min(limit + 1, 500) if limit else 500, most=limit or None
-            )
-        except ApiError as exc:
-            raise api_failure(exc) from exc
-    more = limit > 0 and len(found) > limit
-    found = found[:limit] if more else found
+        found, more = newest(client.sweeps, status=status, limit=limit)
     table = Table("id", "name", "owner", "status", "trials", "best", "created")
     for s in found:
         finished = sum(t["status"] in FINISHED_TRIALS for t in s["trials"])
@@ -71,9 +70,7 @@ def list_sweeps(
             ", ".join(map(str, s["best"])),
             str(s.get("created_at", ""))[:19],
         )
-    console.print(table)
-    if more:
-        err_console.print(f"the {limit} newest shown; --limit 0 lists all")
+    print_newest(table, more=more, limit=limit)
 
 
 @sweeps_app.command("sweep-watch")

@@ -19,6 +19,7 @@ from service.store.claim import CLAIM_LOCK_KEY
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import Job, JobAttempt, JobEvent
+from tests.polling import wait_until
 from tests.store.claim_worker import claim_until_empty
 from tests.store.conftest import MakeUser, minimal_spec
 
@@ -39,10 +40,12 @@ def claims_held(session_factory: sessionmaker[Session], waiters: int) -> Iterato
         else:
             session.execute(text("SELECT 1"))
         yield
-        deadline = time.monotonic() + 60
-        while postgres and _claims_waiting(session_factory) < waiters:
-            assert time.monotonic() < deadline, "the claims never waited for the turn"
-            time.sleep(0.01)  # polling with a deadline, not synchronisation
+        if postgres:
+            wait_until(
+                lambda: _claims_waiting(session_factory) >= waiters,
+                timeout=60,
+                what=f"{waiters} claims waiting for the turn",
+            )
 
 
 def _claims_waiting(session_factory: sessionmaker[Session]) -> int:
