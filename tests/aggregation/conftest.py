@@ -3,15 +3,8 @@ torch's thread pool made an 8-unit LSTM step ~50x slower: run these on one threa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
+from tests.torch_threads import one_thread
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+one_torch_thread = pytest.fixture(autouse=True)(one_thread)

@@ -5,25 +5,18 @@ existed still summarises, with no bytes saved claimed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 from sqlalchemy.orm import Session
 
+from tests.torch_threads import one_thread
 from tests.training.task_helpers import linreg_spec
 from workers.job_outcome import Progress, summary
 from workers.ray_job import RecordEvent
 from workers.training.runner import run_reference
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+one_torch_thread = pytest.fixture(autouse=True)(one_thread)
 
 
 def progress_of(strategy: str, **aggregation: object) -> Progress:
