@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from service.api.deps import MAX_ID, Limit, Sessions
 from service.api.responses import errors
@@ -26,9 +27,10 @@ def _action_filter(value: str | None) -> str | None:
     # Checked here rather than by Query(pattern=...), whose 422 would only quote the
     # regular expression.
     if value is not None and not _ACTION.match(value):
-        raise ValueError(
+        raise PydanticCustomError(  # a ValueError's message would start "Value error, "
+            "action_filter",
             "letters, dots and underscores only: an action such as job.cancelled, "
-            "or a prefix ending in '.' such as job."
+            "or a prefix ending in '.' such as job.",
         )
     return value
 
