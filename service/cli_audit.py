@@ -45,7 +45,7 @@ def audit(
             event["actor"],
             event["action"],
             event["target"],
-            compact(event["detail"]),
+            _compact_detail(event["detail"]),
         )
     print_newest(table, more=more, limit=limit)
 
@@ -61,7 +61,7 @@ def _user_id(client: Client, name: str) -> int:
     raise fail(f"no user named {name!r} (lagtrain audit --user takes a user's name)")
 
 
-def compact(detail: dict[str, Any]) -> str:
+def _compact_detail(detail: dict[str, Any]) -> str:
     """`key=value` pairs: strings bare, anything else as compact JSON."""
     return " ".join(
         f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"

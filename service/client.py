@@ -218,11 +218,18 @@ class Client:
         return self._every_page("/v1/users", {"limit": 500})
 
     def audit(
-        self, *, order: str = "oldest", limit: int = 100, most: int | None = None, **filters: Any
+        self,
+        *,
+        order: str = "oldest",
+        actor_id: int | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+        most: int | None = None,
     ) -> list[dict[str, Any]]:
         """The audit log (admins), `order` "oldest" or "newest" first, paged like
-        jobs(); `filters`: actor_id, action (exact, or a prefix ending in "."), target
-        (None: any)."""
+        jobs(); a filter left None matches any event."""
+        filters = {"actor_id": actor_id, "action": action, "target": target}
         params = {"order": order, "limit": limit}
         params |= {name: value for name, value in filters.items() if value is not None}
         return self._every_page(
