@@ -141,13 +141,14 @@ Row = dict[str, Any]
 
 
 def newest(
-    fetch: Callable[..., list[Row]], *, status: str | None, limit: int
+    fetch: Callable[..., list[Row]], *, limit: int, **filters: Any
 ) -> tuple[list[Row], bool]:
     """A list command's rows: the newest `limit` (0: all) from `fetch` (Client.jobs,
-    Client.sweeps), and whether there were more. One page holds the limit and the
-    one more that says there are more."""
+    Client.sweeps, Client.audit) given `filters`, and whether there were more. One
+    page holds the limit and the one more that says there are more."""
     try:
-        rows = fetch(status=status, limit=min(limit + 1, 500) if limit else 500, most=limit or None)
+        page = min(limit + 1, 500) if limit else 500
+        rows = fetch(limit=page, most=limit or None, **filters)
     except ApiError as exc:
         raise api_failure(exc) from exc
     more = limit > 0 and len(rows) > limit

@@ -97,10 +97,17 @@ class Client:
         return response.json() if response.content else None
 
     def _every_page(
-        self, path: str, params: dict[str, Any], *, most: int | None = None
+        self,
+        path: str,
+        params: dict[str, Any],
+        *,
+        most: int | None = None,
+        cursor: tuple[str, str] = ("next_cursor", "cursor"),
     ) -> list[dict[str, Any]]:
         """Every item of a cursor-paged list (`data`, `next_cursor`), or its first
-        `most` (no page is read past them)."""
+        `most` (no page is read past them). `cursor`: the page's field that names the
+        next page and the parameter it is passed back in (the audit log's differ)."""
+        next_field, cursor_param = cursor
         params = dict(params)
         out: list[dict[str, Any]] = []
         while True:
@@ -110,9 +117,9 @@ class Client:
             out.extend(page["data"])
             if most is not None and len(out) > most:
                 return out  # one more than asked: the caller sees there are more
-            if not page.get("next_cursor"):
+            if not page.get(next_field):
                 return out
-            params["cursor"] = page["next_cursor"]
+            params[cursor_param] = page[next_field]
 
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -205,6 +212,29 @@ class Client:
         """The signed-in user, with `quota` (in force) and `usage`."""
         result: dict[str, Any] = self._request("GET", "/v1/users/me")
         return result
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (admins)."""
+        return self._every_page("/v1/users", {"limit": 500})
+
+    def audit(
+        self,
+        *,
+        order: str = "oldest",
+        actor_id: int | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+        most: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The audit log (admins), `order` "oldest" or "newest" first, paged like
+        jobs(); a filter left None matches any event."""
+        filters = {"actor_id": actor_id, "action": action, "target": target}
+        params = {"order": order, "limit": limit}
+        params |= {name: value for name, value in filters.items() if value is not None}
+        return self._every_page(
+            "/v1/audit", params, most=most, cursor=("next_after_id", "after_id")
+        )
 
     def submit_sweep(
         self, spec: dict[str, Any], *, idempotency_key: str | None = None

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from service.api.deps import MAX_ID, Limit, Sessions
 from service.api.responses import errors
 from service.auth import AdminUser
 from service.schemas.accounts import AuditEventOut, AuditPage
+from service.schemas.common import StorableText
 from service.store.audit import audit_page
 from service.store.db import read_transaction
 
 router = APIRouter(prefix="/v1", tags=["audit"])
+
+# What action names are made of (job.cancelled, artifacts.orphans_removed).
+_ACTION = re.compile(r"^[A-Za-z._]+$")
+
+
+def _action_filter(value: str | None) -> str | None:
+    # Checked here rather than by Query(pattern=...), whose 422 would only quote the
+    # regular expression.
+    if value is not None and not _ACTION.match(value):
+        raise PydanticCustomError(  # a ValueError's message would start "Value error, "
+            "action_filter",
+            "letters, dots and underscores only: an action such as job.cancelled, "
+            "or a prefix ending in '.' such as job.",
+        )
+    return value
+
+
+ActionFilter = Annotated[
+    str | None,
+    Query(
+        max_length=40,  # the column's width: a longer one matches nothing
+        json_schema_extra={"pattern": _ACTION.pattern},
+        description="an action (job.cancelled), or a prefix ending in '.' (job.) for each "
+        "action under it",
+    ),
+    AfterValidator(_action_filter),
+]
+TargetFilter = Annotated[
+    StorableText | None,  # a NUL would reach PostgreSQL as a 500
+    Query(min_length=1, max_length=200, description="what was acted on, e.g. job:42, user:7"),
+]
+ActorFilter = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_ID, description="the acting user's id (a sweep's trials: its owner's)"),
+]
 
 
 @router.get("/audit", response_model=AuditPage, responses=errors(401, 403))
@@ -22,12 +61,28 @@ def get_audit(
     sessions: Sessions,
     after_id: Annotated[int | None, Query(ge=0, le=MAX_ID, description="next_after_id")] = None,
     limit: Limit = 100,
+    order: Annotated[
+        Literal["oldest", "newest"],
+        Query(description="newest: newest first, after_id continuing downwards"),
+    ] = "oldest",
+    actor_id: ActorFilter = None,
+    action: ActionFilter = None,
+    target: TargetFilter = None,
 ) -> AuditPage:
-    """Oldest first: users created/disabled, tokens created/revoked, quota changes,
-    jobs and sweeps submitted/cancelled (the actor shows who: a sweep's own trial
-    submits as "sweep:N for user:name"), datasets uploaded."""
+    """Oldest first (or `order=newest`): users created/disabled, tokens
+    created/revoked, quota changes, jobs and sweeps submitted/cancelled (the actor
+    shows who: a sweep's own trial submits as "sweep:N for user:name"), datasets
+    uploaded. The filters combine with AND; page on with after_id=next_after_id."""
     with read_transaction(sessions) as session:
-        events = audit_page(session=session, after_id=after_id, limit=limit)
+        events = audit_page(
+            session=session,
+            after_id=after_id,
+            limit=limit,
+            newest_first=order == "newest",
+            actor_id=actor_id,
+            action=action,
+            target=target,
+        )
         data = [
             AuditEventOut(
                 id=e.id,
@@ -39,4 +94,5 @@ def get_audit(
             )
             for e in events
         ]
+    # A tailed log: a full page always names where to continue (docs/decisions.md).
     return AuditPage(data=data, next_after_id=events[-1].id if len(events) == limit else None)

@@ -63,8 +63,37 @@ def user_created(
     )
 
 
-def audit_page(*, session: Session, after_id: int | None, limit: int) -> list[AuditEvent]:
-    query = select(AuditEvent).order_by(AuditEvent.id).limit(limit)
-    if after_id is not None:
-        query = query.where(AuditEvent.id > after_id)
+def audit_page(
+    *,
+    session: Session,
+    after_id: int | None,
+    limit: int,
+    newest_first: bool = False,
+    actor_id: int | None = None,
+    action: str | None = None,
+    target: str | None = None,
+) -> list[AuditEvent]:
+    """Up to `limit` events after `after_id` in the listing's order: ascending ids,
+    or with `newest_first` descending ones (so "after" is below `after_id`). The
+    filters combine with AND: `actor_id` (the user who acted: a sweep's trial submits
+    carry their owner's), `action` (exact, or every action under a prefix ending in
+    "." such as "job."), `target` (exact, e.g. "job:42")."""
+    query = select(AuditEvent).limit(limit)
+    if newest_first:
+        query = query.order_by(AuditEvent.id.desc())
+        if after_id is not None:
+            query = query.where(AuditEvent.id < after_id)
+    else:
+        query = query.order_by(AuditEvent.id)
+        if after_id is not None:
+            query = query.where(AuditEvent.id > after_id)
+    if actor_id is not None:
+        query = query.where(AuditEvent.actor_id == actor_id)
+    if action is not None and action.endswith("."):
+        # autoescape: "_" is a LIKE wildcard, and action names hold underscores.
+        query = query.where(AuditEvent.action.startswith(action, autoescape=True))
+    elif action is not None:
+        query = query.where(AuditEvent.action == action)
+    if target is not None:
+        query = query.where(AuditEvent.target == target)
     return list(session.scalars(query))
