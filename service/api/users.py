@@ -81,12 +81,9 @@ def _user_outs(session: Session, users: list[User], defaults: QuotaDefaults) -> 
 def post_user(body: UserCreate, admin: AdminUser, sessions: Sessions) -> UserCreated:
     with transaction(sessions) as session:
         user, api_token, plain = create_user(
-            session=session,
-            name=body.name,
-            role=body.role,
-            max_running_jobs=body.max_running_jobs,
-            share_weight=body.share_weight,
+            session=session, name=body.name, role=body.role, share_weight=body.fair_share()
         )
+        set_quota(session=session, user=user, change=body.quota_change())
         user_created(session=session, actor=admin, user=user, token_id=api_token.id)
     return UserCreated(id=user.id, name=user.name, role=body.role, token=plain)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.schemas.common import UtcDatetime
 from service.schemas.quota import QuotaIn, QuotaOut, UsageOut
@@ -20,8 +20,32 @@ class UserCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=USER_NAME_PATTERN)
     role: Role = "user"
+    # `share` and `quota` as PATCH /v1/users/{id} takes them (DESIGN §11), so a new
+    # user is made in one call; `share_weight` and `max_running_jobs` are the older
+    # names, still taken (one of each pair).
+    share: float | None = Field(default=None, gt=0.0, le=1000.0, description="fair-share weight")
+    quota: QuotaIn | None = None
     max_running_jobs: int | None = Field(default=None, ge=0, le=10_000)
-    share_weight: float = Field(default=1.0, gt=0.0, le=1000.0)
+    share_weight: float | None = Field(default=None, gt=0.0, le=1000.0)
+
+    @model_validator(mode="after")
+    def _one_name_each(self) -> UserCreate:
+        if self.share is not None and self.share_weight is not None:
+            raise ValueError("give the fair-share weight once: share or share_weight")
+        if self.quota is not None and self.max_running_jobs is not None:
+            raise ValueError("give max_running_jobs once: in quota or beside it")
+        return self
+
+    def quota_change(self) -> QuotaIn:
+        """The quota set at creation, whichever name carried it."""
+        if self.quota is not None:
+            return self.quota
+        if self.max_running_jobs is not None:
+            return QuotaIn(max_running_jobs=self.max_running_jobs)
+        return QuotaIn()
+
+    def fair_share(self) -> float:
+        return next((w for w in (self.share, self.share_weight) if w is not None), 1.0)
 
 
 class UserCreated(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from service.schemas.quota import QUOTA_FIELDS
 from service.store.models import AuditEvent, User, json_safe, table_of, utcnow
 from service.store.users import Principal
 
@@ -51,11 +52,12 @@ def user_created(
     """The `user.created` row, the same wherever a user is made: POST /v1/users (the
     admin), `lagtrain admin create-user` (cli:<login>) and the first start (server).
     It names the user's first token (no `token.created` row is written for it: an
-    admin revoking a leaked first token finds its id here) and a quota or share set
-    at creation."""
+    admin revoking a leaked first token finds its id here) and the quotas and share
+    set at creation."""
     detail: dict[str, Any] = {"name": user.name, "role": user.role, "token_id": token_id}
-    if user.max_running_jobs is not None:
-        detail["max_running_jobs"] = user.max_running_jobs
+    for quota in QUOTA_FIELDS:  # the user's own quotas; the others are the server's default
+        if getattr(user, quota) is not None:
+            detail[quota] = getattr(user, quota)
     if user.share_weight != 1.0:
         detail["share"] = user.share_weight
     record(

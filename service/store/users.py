@@ -53,7 +53,6 @@ def create_user(
     name: str,
     role: str,
     token: str | None = None,
-    max_running_jobs: int | None = None,
     share_weight: float = 1.0,
 ) -> tuple[User, ApiToken, str]:
     """Create a user with a first token (``token`` if given, else a fresh one)."""
@@ -62,7 +61,6 @@ def create_user(
     user = User(
         name=name,
         role=role,
-        max_running_jobs=max_running_jobs,
         share_weight=share_weight,
         created_at=utcnow(),
     )

@@ -185,3 +185,50 @@ def audit_events(api: Api) -> list[dict[str, object]]:
     page = api.client.get("/v1/audit", params={"limit": 500}, headers=api.admin).json()
     events: list[dict[str, object]] = page["data"]
     return events
+
+
+def test_a_user_is_created_with_share_and_quota_as_patch_takes_them(api: Api) -> None:
+    """POST /v1/users takes `share` and `quota` in PATCH's shapes (the older
+    `share_weight` / `max_running_jobs` still work, one name of each pair)."""
+    r = api.client.post(
+        "/v1/users",
+        json={"name": "carol", "share": 2.5, "quota": {"max_queued_jobs": 3, "max_cpus": 4}},
+        headers=api.admin,
+    )
+    assert r.status_code == 201, r.text
+    carol = api.client.get("/v1/users/me", headers=bearer(r.json()["token"])).json()
+    assert carol["share_weight"] == 2.5
+    assert (carol["quota"]["max_queued_jobs"], carol["quota"]["max_cpus"]) == (3, 4)
+    created = [e for e in audit_events(api) if e["action"] == "user.created"][-1]
+    assert created["detail"] == {
+        "name": "carol",
+        "role": "user",
+        "token_id": created["detail"]["token_id"],
+        "max_queued_jobs": 3,
+        "max_cpus": 4,
+        "share": 2.5,
+    }
+    # The quota at work: a fourth queued job is over it.
+    headers = bearer(r.json()["token"])
+    for _ in range(3):
+        assert api.client.post("/v1/jobs", json=SMALL_SPEC, headers=headers).status_code == 201
+    assert_json_error(api.client.post("/v1/jobs", json=SMALL_SPEC, headers=headers), 429)
+
+    old_names = {"name": "dave", "share_weight": 0.5, "max_running_jobs": 1}
+    r = api.client.post("/v1/users", json=old_names, headers=api.admin)
+    assert r.status_code == 201, r.text
+    dave = api.client.get("/v1/users/me", headers=bearer(r.json()["token"])).json()
+    assert (dave["share_weight"], dave["quota"]["max_running_jobs"]) == (0.5, 1)
+
+    for twice in (
+        {"name": "erin", "share": 2.0, "share_weight": 2.0},
+        {"name": "erin", "quota": {"max_cpus": 1}, "max_running_jobs": 1},
+    ):
+        r = api.client.post("/v1/users", json=twice, headers=api.admin)
+        assert_json_error(r, 422)
+        assert "once" in r.text, r.text
+    r = api.client.post(
+        "/v1/users", json={"name": "erin", "quota": {"max_cpu": 1}}, headers=api.admin
+    )
+    assert_json_error(r, 422)
+    assert "max_cpu" in r.text
