@@ -183,7 +183,7 @@ def get_tokens(
     "/tokens",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenCreated,
-    responses=errors(400, 401, 413, 429),
+    responses=errors(400, 401, 403, 404, 413, 429),
 )
 def post_token(
     principal: CurrentUser,
@@ -191,13 +191,19 @@ def post_token(
     settings: AppSettings,
     body: Annotated[TokenCreate | None, Body()] = None,
 ) -> TokenCreated:
-    """A new token (429 when you hold max_tokens_per_user active ones)."""
-    days = None if body is None else body.expires_in_days
+    """A new token (429 when its user holds max_tokens_per_user active ones). An
+    admin issues one for another user with `user_id` (that user's only token revoked
+    or lost); the admin hands it over."""
+    body = body or TokenCreate()
+    owner_id = principal.user_id if body.user_id is None else body.user_id
+    if owner_id != principal.user_id:
+        require_admin(principal)
     with transaction(sessions) as session:
+        get_user(session=session, user_id=owner_id)  # 404 for a user who does not exist
         api_token, plain = issue_token(
             session=session,
-            user_id=principal.user_id,
-            expires_in_days=days,
+            user_id=owner_id,
+            expires_in_days=body.expires_in_days,
             max_active=settings.max_tokens_per_user,
         )
         record(
@@ -205,7 +211,7 @@ def post_token(
             actor=principal,
             action="token.created",
             target=f"token:{api_token.id}",
-            detail={"user_id": principal.user_id, "expires_in_days": days},
+            detail={"user_id": owner_id, "expires_in_days": body.expires_in_days},
         )
     return TokenCreated(id=api_token.id, token=plain, expires_at=api_token.expires_at)
 

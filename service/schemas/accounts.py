@@ -85,6 +85,14 @@ class TokenCreate(BaseModel):
     expires_in_days: int | None = Field(
         default=None, ge=1, le=36_500, description="days until it expires; null = never"
     )
+    # Without it a user whose only token was revoked (leaked) or lost could never
+    # sign in again: POST /v1/tokens needs a token of its own user.
+    user_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="admins: issue it for this user (shown once, to the admin)",
+    )
 
 
 class TokenCreated(BaseModel):

@@ -232,3 +232,36 @@ def test_a_user_is_created_with_share_and_quota_as_patch_takes_them(api: Api) ->
     )
     assert_json_error(r, 422)
     assert "max_cpu" in r.text
+
+
+def test_an_admin_issues_a_token_for_a_user_whose_only_token_was_revoked(api: Api) -> None:
+    """The leaked-token steps when the leaked token was the user's only one: without
+    an admin's token for them, the user could never sign in again."""
+    alice_id, leaked = api.create_user("alice")
+    _bob_id, bob = api.create_user("bob")
+    (only,) = api.client.get("/v1/tokens", headers=leaked).json()["data"]
+    assert api.client.delete(f"/v1/tokens/{only['id']}", headers=api.admin).status_code == 204
+    assert_json_error(api.client.get("/v1/users/me", headers=leaked), 401)
+
+    # Nobody but an admin issues a token for someone else; nobody for nobody.
+    assert_json_error(api.client.post("/v1/tokens", json={"user_id": alice_id}, headers=bob), 403)
+    assert_json_error(
+        api.client.post("/v1/tokens", json={"user_id": 10**12}, headers=api.admin), 404
+    )
+    r = api.client.post(
+        "/v1/tokens", json={"user_id": alice_id, "expires_in_days": 7}, headers=api.admin
+    )
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    me = api.client.get("/v1/users/me", headers=bearer(issued["token"]))
+    assert (me.status_code, me.json()["id"]) == (200, alice_id)
+    listed = api.client.get("/v1/tokens", headers=bearer(issued["token"])).json()["data"]
+    assert [t["id"] for t in listed] == [issued["id"]]
+    admin_name = api.client.get("/v1/users/me", headers=api.admin).json()["name"]
+    created = [e for e in audit_events(api) if e["action"] == "token.created"][-1]
+    assert created["target"] == f"token:{issued['id']}"
+    assert created["actor"] == f"admin:{admin_name}"
+    assert created["detail"] == {"user_id": alice_id, "expires_in_days": 7}
+    # An admin's own token, as before.
+    mine = api.client.post("/v1/tokens", headers=api.admin)
+    assert mine.status_code == 201, mine.text
