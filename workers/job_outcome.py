@@ -1,6 +1,7 @@
 """What a job run learns from its gang's events and how it ends: the progress the
-records show, the summary written with `succeeded`, the events waiting for the store,
-and how an error that ended the gang reads in the job's record (workers.job_run)."""
+records show, the summary written when it ends (succeeded, or cancelled / failed
+after rounds ran), the events waiting for the store, and how an error that ended
+the gang reads in the job's record (workers.job_run)."""
 
 from __future__ import annotations
 
@@ -103,20 +104,29 @@ class Progress:
 
 def summary(
     session: Session, *, job_id: int, rounds: int, progress: Progress, attempt: int, wall_s: float
-) -> dict[str, Any]:
-    """The summary `succeeded` stores with the job."""
+) -> dict[str, Any] | None:
+    """The summary stored with the job when its dispatcher ends it: succeeded, or
+    cancelled / failed after running rounds (nothing that ran is lost from the job's
+    record; `rounds_completed` says how far it got, `rounds` is the spec's). None when
+    no round ran in any attempt: there is nothing to sum up."""
     values = dict(progress.last_values)
+    completed = progress.last_round + 1
     if not values:
-        # Resumed from the final checkpoint: this attempt ran no round itself.
-        values = metrics.latest_metric_values(session=session, job_id=job_id)
+        # This attempt ran no round itself (resumed from the final checkpoint, or it
+        # ended before its first): the newest record of an earlier attempt, if any.
+        latest = metrics.latest_record(session=session, job_id=job_id)
+        if latest is None:
+            return None
+        completed, values = latest[0] + 1, latest[1]
     uploads = float(values.get("uploads_total") or 0.0)
     dense = float(values.get("dense_equiv_uploads") or 0.0)
     sent = float(values.get("bytes_up_total") or 0.0)
     # Absent from records written before the metric existed (a resume from them).
     dense_bytes = float(values.get("dense_equiv_bytes") or 0.0)
-    # Non-finite figures (a diverged loss) are stored as null by attempts.finish.
+    # Non-finite figures (a diverged loss) are stored as null (attempts' json_safe).
     return {
         "rounds": rounds,
+        "rounds_completed": completed,
         "final_metrics": {**values, **progress.eval_values},
         "uploads_total": uploads,
         "dense_equiv_uploads": dense,

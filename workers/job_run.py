@@ -19,8 +19,6 @@ from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
 from service.store import attempts
 from service.store.attempts import ClaimedJob
-from service.store.datasets import UPLOAD_PREFIX, dataset_uris
-from service.store.db import transaction
 from workers.event_writes import store_events
 from workers.job_outcome import (
     Progress,
@@ -34,7 +32,7 @@ from workers.job_outcome import (
 )
 from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
-from workers.resume import resume_point
+from workers.resume import resume_point, uploaded_datasets
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.warm_pool import WarmPool
 
@@ -118,7 +116,7 @@ class JobRun:
             self.spec,
             job_key=f"{claimed.job_id}",
             artifacts_url=artifact_url(self.settings.artifacts_url, ""),
-            datasets=self._datasets(),
+            datasets=uploaded_datasets(self.spec, self.sessions),
             attempt=claimed.attempt,
             pool=self.warm_pool,
             memory=claimed.memory,
@@ -214,7 +212,7 @@ class JobRun:
                 return self._release("the dispatcher shut down")
             if self._lease.cancel_requested.is_set():
                 return lambda s: attempts.acknowledge_cancel(
-                    session=s, job_id=self.job_id, token=token
+                    session=s, job_id=self.job_id, token=token, summary=self._summary(s)
                 )
         if outcome.error is not None:
             diverged = divergence(outcome.error)
@@ -229,7 +227,11 @@ class JobRun:
 
     def _release(self, reason: str) -> Callable[[Session], Any]:
         return lambda s: attempts.release(
-            session=s, job_id=self.job_id, token=self.claimed.fencing_token, reason=reason
+            session=s,
+            job_id=self.job_id,
+            token=self.claimed.fencing_token,
+            reason=reason,
+            summary=self._summary(s),
         )
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
@@ -239,6 +241,7 @@ class JobRun:
             token=self.claimed.fencing_token,
             reason=reason,
             retryable=retryable,
+            summary=self._summary(s),
         )
 
     def _buffer_full(self, events: Events) -> str | None:
@@ -283,14 +286,9 @@ class JobRun:
     ) -> T:
         return self._writer.write(fn, abort=abort)
 
-    def _datasets(self) -> dict[str, str]:
-        ref = self.spec.task.dataset or ""
-        if not ref.startswith(UPLOAD_PREFIX):
-            return {}
-        with transaction(self.sessions) as session:
-            return dataset_uris(session=session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
-
-    def _summary(self, session: Session) -> dict[str, Any]:
+    def _summary(self, session: Session) -> dict[str, Any] | None:
+        # Given with every end; the store keeps it only when the job ends (a retry or
+        # a hand-back leaves the job's summary to the attempt that ends it).
         return summary(
             session,
             job_id=self.job_id,

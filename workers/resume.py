@@ -2,7 +2,7 @@
 still matches its recorded sha256. A file that fails the check (overwritten, cut
 short, lost) is skipped for the next older one, and the job's events say so; with
 none left the attempt starts at round 0 (the metrics already stored are kept: the
-store ignores records it has, by seq)."""
+store ignores records it has, by seq); and the uploaded dataset's files it reads."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import iter_file
+from service.schemas.resolved import ResolvedSpec
 from service.store import lifecycle
 from service.store.attempts import ClaimedJob
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, list_checkpoints
+from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import transaction
 
 log = logging.getLogger(__name__)
@@ -93,3 +95,13 @@ def resume_point(
             ref.round + 1,
         )
     return None if ref is None else (ref.uri, ref.sha256)
+
+
+def uploaded_datasets(spec: ResolvedSpec, sessions: sessionmaker[Session]) -> dict[str, str]:
+    """The files of the uploaded dataset the attempt trains on, by id ({} for a
+    builtin dataset or a generated task)."""
+    ref = spec.task.dataset or ""
+    if not ref.startswith(UPLOAD_PREFIX):
+        return {}
+    with transaction(sessions) as session:
+        return dataset_uris(session=session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])

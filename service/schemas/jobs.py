@@ -30,7 +30,11 @@ class JobOut(BaseModel):
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
     progress: Progress
-    summary: dict[str, Any] | None
+    summary: dict[str, Any] | None = Field(
+        description="what the run did (traffic, uploads saved, final metrics); written "
+        "when its dispatcher ends the job, also cancelled or failed after rounds ran "
+        "(rounds_completed < rounds). Null while it runs and when no round ran"
+    )
     error: str | None
 
 

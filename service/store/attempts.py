@@ -28,14 +28,15 @@ from service.store.db import db_now
 from service.store.lifecycle import lease_holder
 from service.store.models import (
     ACTIVE,
+    TERMINAL,
     Job,
     JobAttempt,
     JobStatus,
-    User,
     json_safe,
     table_of,
 )
 from service.store.reaper import requeue_expired as requeue_expired
+from service.store.time_limit import over_time_limit
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def heartbeat(
     )
     current_status = JobStatus(status)
     if current_status is JobStatus.RUNNING:
-        over = _over_time_limit(session, job_id, now, default_max_job_hours)
+        over = over_time_limit(session, job_id, now, default_max_job_hours)
         if over is not None:
             job = lease_holder(session=session, job_id=job_id, token=token)
             lifecycle.transition(
@@ -184,18 +185,24 @@ def finish(
     lifecycle.transition(
         session=session, job=job, to=JobStatus.SUCCEEDED, actor=_actor(job), expect_token=token
     )
-    job.summary = json_safe(dict(summary)) if summary is not None else None
-    session.flush()
-    return job
+    return _keep_summary(session, job, summary)
 
 
-def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: bool) -> Job:
+def fail(
+    *,
+    session: Session,
+    job_id: int,
+    token: str,
+    reason: str,
+    retryable: bool,
+    summary: Mapping[str, Any] | None = None,
+) -> Job:
     """End the attempt as failed. Retryable with attempts left: back to queued (the
     next claim increments `attempt` and resumes from the newest checkpoint).
     Otherwise failed with `reason`. While cancelling, a retryable failure ends as the
     stop would (nobody wants a retry: lifecycle.end_of_cancelling, which also names
     the time limit in the reason when it asked for the stop) and a permanent one as
-    failed."""
+    failed. `summary`: the rounds that ran (kept if the job ends, not if it retries)."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     if job.status == JobStatus.CANCELLING.value:
         to, reason = lifecycle.end_of_cancelling(session=session, job=job, how=reason)
@@ -207,7 +214,7 @@ def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: b
         to = JobStatus.FAILED
         if retryable:
             reason = f"{reason} (gave up after {job.attempt} of {job.max_attempts} attempts)"
-    return lifecycle.transition(
+    lifecycle.transition(
         session=session,
         job=job,
         to=to,
@@ -216,19 +223,29 @@ def fail(*, session: Session, job_id: int, token: str, reason: str, retryable: b
         expect_token=token,
         attempt_outcome="failed",
     )
+    return _keep_summary(session, job, summary)
 
 
-def release(*, session: Session, job_id: int, token: str, reason: str) -> Job:
+def release(
+    *,
+    session: Session,
+    job_id: int,
+    token: str,
+    reason: str,
+    summary: Mapping[str, Any] | None = None,
+) -> Job:
     """Hand a running job back to the queue without consuming an attempt (a worker
     draining for a deploy): running -> queued, the attempt ends 'released', and
     max_attempts grows by one so the attempts left stay as they were. While
-    cancelling, the job ends as the cancel would instead (nobody wants it rerun)."""
+    cancelling, the job ends as the cancel would instead (nobody wants it rerun), with
+    `summary`, the rounds that ran."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     if job.status == JobStatus.CANCELLING.value:
         to, why = lifecycle.end_of_cancelling(session=session, job=job, how=reason)
-        return lifecycle.transition(
+        lifecycle.transition(
             session=session, job=job, to=to, actor=_actor(job), reason=why, expect_token=token
         )
+        return _keep_summary(session, job, summary)
     lifecycle.transition(
         session=session,
         job=job,
@@ -244,46 +261,29 @@ def release(*, session: Session, job_id: int, token: str, reason: str) -> Job:
     return job
 
 
-def acknowledge_cancel(*, session: Session, job_id: int, token: str) -> Job:
+def acknowledge_cancel(
+    *, session: Session, job_id: int, token: str, summary: Mapping[str, Any] | None = None
+) -> Job:
     """cancelling -> cancelled, once the dispatcher has stopped the gang; -> failed
-    when the time limit asked it to stop (its checkpoints are kept)."""
+    when the time limit asked it to stop (its checkpoints are kept). `summary`: the
+    rounds that ran."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     to, why = lifecycle.end_of_cancelling(session=session, job=job, how=None)
-    return lifecycle.transition(
+    lifecycle.transition(
         session=session, job=job, to=to, actor=_actor(job), reason=why, expect_token=token
     )
+    return _keep_summary(session, job, summary)
 
 
-def _over_time_limit(
-    session: Session, job_id: int, now: datetime, default_hours: float | None
-) -> str | None:
-    """The reason to stop a running job past its owner's max_job_hours (counted from
-    its first start, requeues included), or None."""
-    row = session.execute(
-        select(Job.started_at, User.max_job_hours)
-        .join(User, User.id == Job.owner_id)
-        .where(Job.id == job_id)
-    ).one()
-    hours = row.max_job_hours
-    if hours is None:
-        hours = default_hours if default_hours is not None else QuotaDefaults().max_job_hours
-    if row.started_at is None or now - row.started_at <= timedelta(hours=hours):
-        return None
-    return (
-        f"{lifecycle.TIME_LIMIT}: ran {_duration(now - row.started_at)}, "
-        f"the owner's max_job_hours is {hours:g}"
-    )
-
-
-def _duration(span: timedelta) -> str:
-    """A run's length as a person reads it: '1 h 1 min', '11 s' (a limit of a few
-    seconds read 'ran 0.00 h')."""
-    seconds = round(span.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+def _keep_summary(session: Session, job: Job, summary: Mapping[str, Any] | None) -> Job:
+    """Store the run's summary (NaN/inf as null) with a job its dispatcher ended, after
+    the transition (it re-reads the row). Every end, not only success: a job stopped
+    or failed after 900 rounds keeps their traffic and last metrics. A job going back
+    to the queue gets none: the attempt that ends it writes one."""
+    if summary is not None and job.status in {s.value for s in TERMINAL}:
+        job.summary = json_safe(dict(summary))
+        session.flush()
+    return job
 
 
 def _actor(job: Job) -> str:

@@ -1,5 +1,5 @@
 """Metric records of a job: the fenced append a lease holder makes, and the reads
-(pages for the API and the SSE stream, the newest values for a run's summary)."""
+(pages for the API and the SSE stream, the newest record for a run's summary)."""
 
 from __future__ import annotations
 
@@ -93,9 +93,12 @@ def metrics_after(*, session: Session, job_id: int, after_seq: int, limit: int) 
     )
 
 
-def latest_metric_values(*, session: Session, job_id: int) -> dict[str, Any]:
-    """The values of the job's newest metric record ({} before the first)."""
-    values = session.scalar(
-        select(Metric.values).where(Metric.job_id == job_id).order_by(Metric.seq.desc()).limit(1)
-    )
-    return dict(values or {})
+def latest_record(*, session: Session, job_id: int) -> tuple[int, dict[str, Any]] | None:
+    """The round and values of the job's newest metric record (None before the first)."""
+    row = session.execute(
+        select(Metric.round, Metric.values)
+        .where(Metric.job_id == job_id)
+        .order_by(Metric.seq.desc())
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else (row.round, dict(row.values or {}))

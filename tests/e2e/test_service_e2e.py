@@ -130,6 +130,12 @@ def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None
             timeout=5,
             what="cancelled and the gang's CPUs back in Ray within 5 s",
         )
+        # Stopped early, the job keeps the summary of the rounds it ran (GET /v1/jobs/{id}).
+        summary = client.job(job_id)["summary"]
+        assert summary is not None, "a cancelled job that ran rounds keeps their summary"
+        assert summary["rounds"] == 1_000_000 and 1 <= summary["rounds_completed"] < 1_000_000
+        assert 0 < summary["uploads_total"] <= summary["dense_equiv_uploads"]
+        assert summary["bytes_up_total"] > 0
 
 
 def test_killed_dispatcher_job_resumes_from_checkpoint(service_stack: Stack) -> None:

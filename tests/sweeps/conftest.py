@@ -24,6 +24,7 @@ from service.store.metrics import MetricIn, append_metrics
 from service.store.models import Job, JobStatus, Sweep, SweepTrial
 from service.store.sweeps import create_sweep
 from service.store.users import create_user
+from workers.job_outcome import Progress, summary
 from workers.sweeps.controller import SweepController
 
 BASE: dict[str, Any] = {
@@ -163,9 +164,21 @@ class Lab:
             )
 
     def acknowledge_cancel(self, job_id: int) -> None:
+        """As the dispatcher does: with the summary of the rounds reported (a job that
+        ran rounds keeps one however it ends; None if it ran none)."""
         claimed = self.claimed[job_id]
         with transaction(self.sessions) as session:
-            attempts.acknowledge_cancel(session=session, job_id=job_id, token=claimed.fencing_token)
+            ran = summary(
+                session,
+                job_id=job_id,
+                rounds=int(claimed.spec["schedule"]["rounds"]),
+                progress=Progress(),  # read from the stored records
+                attempt=claimed.attempt,
+                wall_s=1.0,
+            )
+            attempts.acknowledge_cancel(
+                session=session, job_id=job_id, token=claimed.fencing_token, summary=ran
+            )
 
 
 @pytest.fixture

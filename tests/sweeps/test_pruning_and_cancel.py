@@ -60,6 +60,13 @@ def test_the_pruner_cancels_a_bad_trial_and_spares_a_good_one(lab: Lab) -> None:
     lab.acknowledge_cancel(bad.job_id)
     controller.poll()
     assert len(lab.trials(sweep_id)) == 3
+    # The pruned job keeps the summary of its 20 rounds, objective included; the
+    # trial reads none of it (only a succeeded job's summary is a result).
+    pruned = lab.jobs(sweep_id)[1]
+    assert pruned.status == "cancelled" and pruned.summary is not None
+    assert pruned.summary["rounds_completed"] == 20
+    assert pruned.summary["final_metrics"]["optimality_gap"] == 0.25
+    assert lab.trials(sweep_id)[1].state == "pruned" and lab.trials(sweep_id)[1].values is None
 
     (good,) = lab.claim_all()
     lab.report(good.job_id, {r: v for r, v in gap_curve(0.5).items() if r <= 19})
@@ -117,6 +124,7 @@ def test_cancel_stops_every_trial_and_asks_no_more(lab: Lab) -> None:
         )
     assert claimed is not None and claimed.job_id == running
     lab.claimed[running] = claimed
+    lab.report(running, gap_curve(1.0))  # all 40 rounds: only the final status is missing
 
     with transaction(lab.sessions) as session:
         sweep = session.get(Sweep, sweep_id)
@@ -136,6 +144,11 @@ def test_cancel_stops_every_trial_and_asks_no_more(lab: Lab) -> None:
     assert sweep.status == "cancelled" and sweep.finished_at is not None
     assert [t.state for t in lab.trials(sweep_id)] == ["cancelled"] * 3
     assert lab.active_jobs(sweep_id) == []
+    # Its job keeps a summary with the objective, but the cancelled trial has no value.
+    stopped = lab.jobs(sweep_id)[0]
+    assert stopped.summary is not None
+    assert stopped.summary["final_metrics"]["optimality_gap"] == 1.0 / 40
+    assert [t.values for t in lab.trials(sweep_id)] == [None] * 3
     # Cancelling again changes nothing.
     with transaction(lab.sessions) as session:
         sweep = session.get(Sweep, sweep_id)

@@ -115,6 +115,13 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     expect(page.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
     expect(page.locator("#cancel")).to_be_hidden()
     expect(page.locator("#timeline")).to_contain_text("cancelled")
+    # Stopped early, it keeps the summary of the rounds it ran and says how far it got;
+    # the list shows its uploads saved, not "—".
+    stopped = re.compile(r" · stopped at round [1-9]\d* of 200000")
+    expect(page.locator("#stopped-at")).to_have_text(stopped)
+    expect(page.locator("p.facts")).to_contain_text(" dense (")
+    page.goto(f"{stack.url}/#/jobs")
+    expect(row.locator("td.uploads-saved")).to_have_text(re.compile(r"\d+(\.\d+)? %"))
 
 
 def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:

@@ -27,6 +27,9 @@ pytestmark = pytest.mark.ray
 FAKE_SWEEP = 900_001
 FAKE_JOBS = (900_101, 900_102, 900_103)
 BYTES = (1e5, 2e5, 4e5)
+# A pruned trial: its job was cancelled after 5 rounds and keeps their summary, which
+# is no result of the sweep (not a point of its chart).
+PRUNED_JOB = 900_104
 
 
 def base_spec(metric: str) -> dict[str, Any]:
@@ -52,7 +55,7 @@ def fake_sweep(owner: str, metric: str, values: tuple[float, ...]) -> dict[str, 
                 {"metric": metric, "direction": "minimize"},
                 {"metric": "bytes_up_total", "direction": "minimize"},
             ],
-            "trials": len(values),
+            "trials": len(values) + 1,
             "sampler": "random",
         }
     )
@@ -67,6 +70,16 @@ def fake_sweep(owner: str, metric: str, values: tuple[float, ...]) -> dict[str, 
         }
         for n, value in enumerate(values)
     ]
+    trials.append(
+        {
+            "number": len(values),
+            "job_id": PRUNED_JOB,
+            "status": "pruned",
+            "params": {"aggregation.xi": 0.9},
+            "values": None,
+            "error": None,
+        }
+    )
     now = datetime.now(UTC)
     sweep = SweepOut.model_validate(
         {
@@ -85,14 +98,16 @@ def fake_sweep(owner: str, metric: str, values: tuple[float, ...]) -> dict[str, 
     return sweep.model_dump(mode="json")
 
 
-def fake_job(owner: str, job_id: int, metric: str, value: float, sent: float) -> dict[str, Any]:
+def fake_job(
+    owner: str, job_id: int, metric: str, value: float, sent: float, status: str = "succeeded"
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     job = JobOut.model_validate(
         {
             "id": job_id,
             "owner": owner,
             "name": None,
-            "status": "succeeded",
+            "status": status,
             "priority": 0,
             "sweep_id": FAKE_SWEEP,
             "spec": base_spec(metric),
@@ -147,6 +162,7 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
         str(job_id): fake_job(owner, job_id, metric, value, sent)
         for job_id, value, sent in zip(FAKE_JOBS, values, BYTES, strict=True)
     }
+    jobs[str(PRUNED_JOB)] = fake_job(owner, PRUNED_JOB, metric, values[0], 3e5, "cancelled")
 
     def answer_job(route: Route) -> None:
         route.fulfill(json=jobs[route.request.url.rsplit("/", 1)[1]])
@@ -157,6 +173,9 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
     chart = page.locator("#chart-sweep")
     expect(chart).to_have_attribute("data-front", "0,1,2")
     expect(chart.locator(".ytick text").first).to_be_attached()
+    # The pruned trial's row is there, its point is not (the other trials' trace is empty).
+    expect(page.locator("#trials tr[data-trial='3']")).to_be_attached()
+    assert chart.evaluate("(node) => node.data[0].x.length") == 0
     last: dict[str, Any] = {}
 
     def drawn_whole() -> bool:

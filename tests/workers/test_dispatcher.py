@@ -98,6 +98,11 @@ def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
     with session_factory() as session:
         rounds = [c.round for c in session.query(Checkpoint).filter_by(job_id=job_id)]
     assert rounds and max(rounds) < 399, "the good checkpoints before the blow-up stay"
+    # So does the summary of the rounds that ran: rounds 0 .. N-1 recorded, N diverged.
+    diverged_at = int(job.error.split()[4])
+    assert job.summary is not None, "a failed job keeps what its rounds did"
+    assert (job.summary["rounds"], job.summary["rounds_completed"]) == (400, diverged_at)
+    assert job.summary["uploads_total"] > 0 and job.summary["bytes_up_total"] > 0
 
 
 def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(

@@ -31,11 +31,15 @@ def progress_of(strategy: str, **aggregation: object) -> Progress:
 
 def summarise(progress: Progress) -> dict[str, Any]:
     # An unbound session: the records are in `progress`, the store is not read.
-    return summary(Session(), job_id=1, rounds=30, progress=progress, attempt=1, wall_s=1.0)
+    done = summary(Session(), job_id=1, rounds=30, progress=progress, attempt=1, wall_s=1.0)
+    assert done is not None
+    return done
 
 
 def test_dense_saves_neither_uploads_nor_bytes() -> None:
     done = summarise(progress_of("dense"))
+    # One shape for every end: a finished run completed the spec's rounds.
+    assert done["rounds"] == done["rounds_completed"] == 30
     assert done["bytes_up_total"] == done["dense_equiv_bytes"] == 4 * 30 * 8 * 50  # float64
     assert done["uploads_saved_fraction"] == done["bytes_saved_fraction"] == 0.0
 

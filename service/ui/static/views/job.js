@@ -95,6 +95,10 @@ export async function render(root, params, signal) {
       el("span", { id: "progress" }, `${job.progress.round}/${job.progress.rounds}`),
       ` · created ${when(job.created_at)}`,
       job.finished_at ? ` · finished ${when(job.finished_at)}` : "",
+      // A job cancelled or failed after running rounds keeps the summary of those.
+      s && job.status !== "succeeded" && s.rounds_completed != null
+        ? el("span", { id: "stopped-at" }, ` · stopped at round ${s.rounds_completed} of ${s.rounds}`)
+        : "",
       s ? ` · uploads ${fmt(s.uploads_total)} of ${fmt(s.dense_equiv_uploads)} dense`
         + ` (${percent(s.uploads_saved_fraction)} saved), ${bytes(s.bytes_up_total)} up`
         + (bytesSaved(s) === undefined ? ""

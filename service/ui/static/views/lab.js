@@ -57,6 +57,8 @@ export async function render(root, _params, signal) {
     ]);
     const resources = cluster.resources || { total: {}, free: {} };
     const saved = new Map();
+    // Every job with a summary counts, however it ended: a cancelled or failed job's
+    // summary is the traffic its rounds really sent (none: it ran no round).
     for (const job of jobs) {
       if (!job.summary) continue;
       const s = saved.get(job.owner)

@@ -56,9 +56,11 @@ export async function render(root, params, signal) {
     const best = new Set(sweep.best);
     const points = sweep.trials.map((t) => {
       const job = jobs.get(t.job_id);
-      const y = t.values ? t.values[Math.max(0, shown)]
-        : job?.summary?.final_metrics?.[objective.metric];
-      return { trial: t, x: job?.summary?.bytes_up_total, y };
+      // Only a succeeded job's summary is a result: a pruned or cancelled trial's job
+      // keeps the summary of the rounds it ran, which is no point of the sweep.
+      const done = job?.status === "succeeded" ? job.summary : undefined;
+      const y = t.values ? t.values[Math.max(0, shown)] : done?.final_metrics?.[objective.metric];
+      return { trial: t, x: done?.bytes_up_total, y };
     }).filter((p) => p.x != null && p.y != null);
     const front = points.filter((p) => best.has(p.trial.number)).sort((a, b) => a.x - b.x);
     const rest = points.filter((p) => !best.has(p.trial.number));
