@@ -13,6 +13,7 @@ const VIEWS = {
   sweeps: () => import("./views/sweeps.js"),
   sweep: () => import("./views/sweep.js"),
   data: () => import("./views/data.js"),
+  audit: () => import("./views/audit.js"),
 };
 
 let current = null;
@@ -32,6 +33,8 @@ function showChrome() {
   const user = session.user;
   document.getElementById("nav").hidden = !user;
   document.getElementById("signout").hidden = !user;
+  // The audit log is the API's for admins only (views/audit.js says so to others).
+  document.getElementById("nav-audit").hidden = user?.role !== "admin";
   document.getElementById("who").textContent = user ? `${user.name} (${user.role})` : "";
 }
 
