@@ -58,6 +58,10 @@ def test_an_admin_reads_filters_and_pages_the_audit_log(stack: Stack, page: Page
     rows = page.locator("#audit tbody tr")
     expect(rows.first).to_have_attribute("data-event-id", str(newest["id"]))
     expect(rows.first.locator("td.target")).to_have_text(f"user:{admin['id']}")
+    # The dashboard's usual time (dom.js's when), not the API's ISO text.
+    expect(rows.first.locator("td").first).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+    )
     expect(rows.first.locator("td.detail")).to_contain_text(f"name={admin['name']} role=admin")
 
     # By user: their five events, newest first, the filter in the link.
