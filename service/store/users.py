@@ -89,8 +89,9 @@ def issue_token(
         active = len(live_tokens(session=session, user_id=user_id, now=now))
         if active >= max_active:
             raise QuotaExceeded(
-                f"max_tokens_per_user: you hold {active} active tokens, the limit is "
-                f"{max_active}; revoke one first (DELETE /v1/tokens/{{id}})"
+                # Neutral: an admin may be issuing it for someone else.
+                f"max_tokens_per_user: user {user_id} holds {active} active tokens, the "
+                f"limit is {max_active}; revoke one first (DELETE /v1/tokens/{{id}})"
             )
     plain = token if token is not None else generate_token()
     expires = None if expires_in_days is None else now + timedelta(days=expires_in_days)

@@ -47,10 +47,14 @@ def test_token_list_expiry_and_last_use(api: Api) -> None:
 
 def test_active_tokens_are_capped_per_user(make_api: MakeApi) -> None:
     api = make_api(max_tokens_per_user=2)
-    _uid, alice = api.create_user("alice")  # holds one
+    alice_id, alice = api.create_user("alice")  # holds one
     second = api.client.post("/v1/tokens", headers=alice).json()
     detail = assert_json_error(api.client.post("/v1/tokens", headers=alice), 429)
     assert "max_tokens_per_user" in detail
+    # The cap is the user's, whoever issues: an admin's token for them is refused too,
+    # naming whose tokens are counted.
+    on_behalf = api.client.post("/v1/tokens", json={"user_id": alice_id}, headers=api.admin)
+    assert f"user {alice_id} holds 2 active tokens" in assert_json_error(on_behalf, 429)
     assert api.client.delete(f"/v1/tokens/{second['id']}", headers=alice).status_code == 204
     assert api.client.post("/v1/tokens", headers=alice).status_code == 201
 
