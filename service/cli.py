@@ -17,6 +17,7 @@ from service.cli_audit import audit_app
 from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
+from service.cli_show import show_app
 from service.cli_sweeps import sweeps_app
 from service.settings import Settings, settings_problems
 
@@ -28,6 +29,7 @@ admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.registered_commands.extend(jobs_app.registered_commands)
+app.registered_commands.extend(show_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)
 app.registered_commands.extend(data_app.registered_commands)
 app.registered_commands.extend(demo_app.registered_commands)

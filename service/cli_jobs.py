@@ -114,7 +114,7 @@ def _watch_live(client: Client, job_id: int, job: dict[str, Any], rounds: int) -
                     progress.update(bar, status=data["status"])
                 elif event == "metrics":
                     progress.update(
-                        bar, completed=data["round"] + 1, figures=_figures(data["values"])
+                        bar, completed=data["round"] + 1, figures=figures(data["values"])
                     )
         except ApiError as exc:
             raise api_failure(exc) from exc
@@ -137,14 +137,15 @@ def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) 
                 done = data["round"] + 1
                 values = data["values"]
                 if done == rounds or any(k.startswith("val_") for k in values):
-                    line = f"job {job_id} round {done}/{rounds}  {_figures(values)}"
+                    line = f"job {job_id} round {done}/{rounds}  {figures(values)}"
                     console.print(line, markup=False, soft_wrap=True)
     except ApiError as exc:
         raise api_failure(exc) from exc
     return final
 
 
-def _figures(raw: dict[str, float | None]) -> str:
+def figures(raw: dict[str, float | None]) -> str:
+    """A record's values as one line: loss, uploads and bytes saved, evaluations."""
     values = {k: v for k, v in raw.items() if v is not None}  # non-finite values are null
     parts = []
     if "train_loss" in values:

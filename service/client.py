@@ -130,6 +130,11 @@ class Client:
         result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")
         return result
 
+    def explain(self, job_id: int) -> dict[str, Any]:
+        """Why a job waits: its place in the queue and what blocks it."""
+        result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}/explain")
+        return result
+
     def jobs(
         self, *, status: str | None = None, limit: int = 50, most: int | None = None
     ) -> list[dict[str, Any]]:

@@ -1,0 +1,68 @@
+"""`lagtrain show JOB`: one job as a person reads it — where it stands, why it
+waits, how it ended, and what it got (its summary, also when it was stopped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from service.cli_common import api_failure, client_session, console
+from service.cli_jobs import figures
+from service.client import ApiError
+
+show_app = typer.Typer(add_completion=False)
+
+
+@show_app.command("show")
+def show(job_id: int) -> None:
+    """A job: status, progress, why it waits (queued), its error and summary."""
+    with client_session() as client:
+        try:
+            job = client.job(job_id)
+            why = client.explain(job_id) if job["status"] == "queued" else None
+        except ApiError as exc:
+            raise api_failure(exc) from exc
+    for line in job_lines(job, why):
+        console.print(line, markup=False, soft_wrap=True, highlight=False)
+
+
+def job_lines(job: dict[str, Any], why: dict[str, Any] | None) -> list[str]:
+    name = f" {job['name']!r}" if job.get("name") else ""
+    trial = f", trial of sweep {job['sweep_id']}" if job.get("sweep_id") else ""
+    progress = job.get("progress") or {}
+    lines = [
+        f"job {job['id']}{name}: {job['status']} (owner {job['owner']}, attempt "
+        f"{job['attempt']} of {job['max_attempts']}{trial})",
+        f"round {progress.get('round', 0)}/{progress.get('rounds', '?')} · created "
+        f"{_time(job['created_at'])}"
+        + (f" · started {_time(job['started_at'])}" if job.get("started_at") else "")
+        + (f" · finished {_time(job['finished_at'])}" if job.get("finished_at") else ""),
+    ]
+    if why is not None:
+        place = why.get("queue_position")
+        lines.append(
+            f"waiting: position {place} ({why.get('queued_ahead')} ahead)"
+            if place is not None
+            else "waiting: not ranked"
+        )
+        lines += [f"  {reason['kind']}: {reason['message']}" for reason in why["reasons"]]
+    if job.get("error"):
+        lines.append(f"error: {job['error']}")
+    summary = job.get("summary")
+    if summary:
+        done, rounds = summary.get("rounds_completed"), summary.get("rounds")
+        if job["status"] != "succeeded" and done is not None:
+            lines.append(f"stopped at round {done} of {rounds}")
+        # The same line `lagtrain watch` prints per record, from the final metrics and
+        # the run's totals.
+        values = {**(summary.get("final_metrics") or {})}
+        for key in ("uploads_total", "dense_equiv_uploads", "bytes_up_total", "dense_equiv_bytes"):
+            if summary.get(key) is not None:
+                values[key] = summary[key]
+        lines.append(f"summary: {figures(values)}")
+    return lines
+
+
+def _time(text: str) -> str:
+    return str(text)[:19].replace("T", " ") + " UTC"

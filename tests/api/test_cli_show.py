@@ -1,0 +1,59 @@
+"""`lagtrain show JOB` against a real server: a queued job says why it waits; a job
+cancelled after 4 of 5 rounds says where it stopped and what its rounds sent (the
+summary the dispatcher stores, built here by the same store calls and rule)."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from service.app import create_app
+from service.cli import app
+from service.store.attempts import acknowledge_cancel
+from service.store.db import transaction
+from service.store.jobs import request_cancel
+from tests.api.conftest import Api, serving
+from tests.store.conftest import get_job
+from tests.store.test_end_summary import ran
+from workers.job_outcome import Progress, summary
+
+
+def test_show_says_why_a_job_waits_and_where_a_stopped_one_ended(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    stopped = api.submit(alice)
+    waiting = api.submit(alice)
+    claimed = api.claim()
+    assert claimed.job_id == stopped  # SMALL_SPEC: 5 rounds
+    ran(api.sessions, claimed, 4)
+    with transaction(api.sessions) as session:
+        request_cancel(session=session, job=get_job(session, stopped), actor="user:alice")
+    with transaction(api.sessions) as session:
+        acknowledge_cancel(
+            session=session,
+            job_id=stopped,
+            token=claimed.fencing_token,
+            summary=summary(
+                session, job_id=stopped, rounds=5, progress=Progress(), attempt=1, wall_s=1.0
+            ),
+        )
+
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token}
+        runner = CliRunner()
+        shown = runner.invoke(app, ["show", str(stopped)], env=env)
+        queued = runner.invoke(app, ["show", str(waiting)], env=env)
+        missing = runner.invoke(app, ["show", "999999"], env=env)
+    assert shown.exit_code == 0, (shown.output, shown.exception)
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"job {stopped}") and ": cancelled (owner alice" in lines[0]
+    assert "stopped at round 4 of 5" in lines
+    assert lines[-1] == "summary: loss 0.25  uploads 30/40 (25% saved)  bytes 25% saved"
+
+    assert queued.exit_code == 0, (queued.output, queued.exception)
+    waits = queued.stdout.splitlines()
+    assert ": queued (owner alice" in waits[0]
+    assert waits[2].startswith("waiting: position 1 (0 ahead)"), waits
+    assert any(line.startswith("  ") for line in waits[3:]), waits  # a blocking reason
+    assert not any(line.startswith("summary") for line in waits)
+
+    assert missing.exit_code != 0 and "404" in missing.output
