@@ -108,7 +108,11 @@ def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
 def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     dispatcher: Dispatcher, session_factory: sessionmaker[Session]
 ) -> None:
-    rounds = 60
+    # The kill must land while attempt 1 still trains: with 60 rounds, a fast machine
+    # ran the 50 after the first checkpoint before it did (fresh-clone CI at 042d013:
+    # succeeded on attempt 1: ≈ 10 ms a round against ≤ 0.6 s to see the checkpoint
+    # — a flush every 0.5 s, a poll every 0.1 s). 390 rounds after it: ≈ 4 s.
+    rounds = 400
     job_id = submit(
         session_factory,
         {
