@@ -196,10 +196,12 @@ def post_token(
     or lost); the admin hands it over."""
     body = body or TokenCreate()
     owner_id = principal.user_id if body.user_id is None else body.user_id
-    if owner_id != principal.user_id:
+    for_another = owner_id != principal.user_id
+    if for_another:
         require_admin(principal)
     with transaction(sessions) as session:
-        get_user(session=session, user_id=owner_id)  # 404 for a user who does not exist
+        if for_another:  # 404 for no such user; the caller's own was found signing in
+            get_user(session=session, user_id=owner_id)
         api_token, plain = issue_token(
             session=session,
             user_id=owner_id,
