@@ -1,0 +1,152 @@
+"""The client's jobs: submitting, reading and cancelling them, their metrics and
+checkpoints, and following a job's event stream."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.client_base import ApiError, ChecksumMismatch, ClientBase
+from service.sse_text import parse_sse
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
+# A reverse proxy's answers while the server behind it restarts.
+PROXY_UNAVAILABLE = frozenset({502, 503, 504})
+
+
+class JobsApi(ClientBase):
+    def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request("POST", "/v1/jobs", json=spec, headers=headers)
+        return result
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def explain(self, job_id: int) -> dict[str, Any]:
+        """Why a job waits: its place in the queue and what blocks it."""
+        result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}/explain")
+        return result
+
+    def jobs(
+        self, *, status: str | None = None, limit: int = 50, most: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Your jobs (an admin's: everyone's), newest first, `limit` a page; with
+        `most`, the newest `most` and one more when there are more."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._every_page("/v1/jobs", params, most=most)
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    def metrics(self, job_id: int, *, after_seq: int = 0) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._request(
+                "GET", f"/v1/jobs/{job_id}/metrics", params={"after_seq": after_seq, "limit": 1000}
+            )
+            out.extend(page["data"])
+            if not page["data"]:
+                return out
+            after_seq = page["next_after_seq"]
+
+    def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", f"/v1/jobs/{job_id}/checkpoints")[
+            "data"
+        ]
+        return result
+
+    def download_checkpoint(self, job_id: int, checkpoint_id: int, dest: Path) -> Path:
+        """Stream the checkpoint to `dest`, checking it against the X-Checkpoint-SHA256
+        the server sends: the bytes go to a temporary file beside `dest`, which
+        replaces `dest` only when they match (else ChecksumMismatch, `dest` untouched)."""
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        try:
+            with self._http.stream("GET", f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}") as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise ApiError(r.status_code, r.text)
+                expected = r.headers.get("X-Checkpoint-SHA256")
+                digest = hashlib.sha256()
+                with partial.open("wb") as fh:
+                    for chunk in r.iter_bytes():
+                        digest.update(chunk)
+                        fh.write(chunk)
+            if expected is not None and digest.hexdigest() != expected.lower():
+                raise ChecksumMismatch(
+                    f"checkpoint {checkpoint_id} of job {job_id}: the download's sha256 "
+                    f"{digest.hexdigest()} does not match the server's {expected}; "
+                    f"{dest} was not written"
+                )
+            partial.replace(dest)
+        finally:
+            partial.unlink(missing_ok=True)
+        return dest
+
+    def events(
+        self, job_id: int, *, last_event_id: int | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (event, data) from the job's SSE stream until the server closes it."""
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
+        # The server pings every 15 s: a minute without a byte is a dead connection
+        # (a crashed host, a dropped NAT entry), which `follow` reconnects.
+        with self._http.stream(
+            "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=STREAM_TIMEOUT
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, response.text)
+            for message in parse_sse(response.iter_lines()):
+                yield message.event, message.data
+
+    def follow(
+        self,
+        job_id: int,
+        *,
+        give_up_after: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """`events` until the server closes the stream after a terminal status,
+        through a lost connection (a server restarting, a proxy timing out): it
+        reconnects with Last-Event-ID = the last metric seen, so no metric repeats or
+        goes missing. (A finished job's stream sends its terminal status first and
+        again after its metrics: the end is the stream's close, and a connection lost
+        before it reconnects.) Raises the connection's error once the server has been
+        unreachable for `give_up_after` seconds."""
+        last_seq: int | None = None
+        failing_since: float | None = None
+        wait = 0.5
+        ended = False
+        while True:
+            try:
+                for event, data in self.events(job_id, last_event_id=last_seq):
+                    failing_since, wait = None, 0.5
+                    if event == "metrics":
+                        last_seq = int(data["seq"])
+                        ended = False  # a finished job's backlog: its status comes again
+                    elif event == "status":
+                        ended = data.get("status") in TERMINAL_STATUSES
+                    yield event, data
+                if ended:
+                    return
+            except (httpx.TransportError, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status not in PROXY_UNAVAILABLE:
+                    raise
+                now = time.monotonic()
+                failing_since = failing_since if failing_since is not None else now
+                if now - failing_since >= give_up_after:
+                    raise
+            # The stream ended (or broke) before a terminal status: connect again.
+            sleep(wait)
+            wait = min(wait * 2, 5.0)

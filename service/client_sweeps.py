@@ -1,0 +1,33 @@
+"""The client's sweeps: submitting, listing, reading and cancelling them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.client_base import ClientBase
+
+
+class SweepsApi(ClientBase):
+    def submit_sweep(
+        self, spec: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request("POST", "/v1/sweeps", json=spec, headers=headers)
+        return result
+
+    def sweeps(
+        self, *, status: str | None = None, limit: int = 50, most: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Your sweeps (an admin's: everyone's), newest first, paged like jobs()."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._every_page("/v1/sweeps", params, most=most)
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/sweeps/{sweep_id}")
+        return result
+
+    def cancel_sweep(self, sweep_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/sweeps/{sweep_id}/cancel")
+        return result
