@@ -52,7 +52,7 @@ def run_worker(host: str, port: int, access_log: bool, supervisor: int, pipe: Co
         port=port,
         log_level="info",
         access_log=access_log,
-        timeout_graceful_shutdown=3,  # as one web worker (service.cli._serve)
+        timeout_graceful_shutdown=3,  # as one web worker (service.cli_server._serve)
     )
     PingedServer(config, pipe).run(sockets=[sock])
 
