@@ -2,35 +2,19 @@
 the run's accounting; its aggregation rule's coordinator side decides whom to call
 and how the uploads become a direction. It plans each round (who is called, with
 which θ and RHS), applies the replies, steps the optimizer, evaluates and returns the
-round's metric values (DESIGN §5). Plain class: the in-process runner and the Ray
-layer drive the same `begin_round` / `end_round` pair; `end_round` is `apply_round`
-(the step: all that the next round's plan depends on) then `round_values` (the
-metrics), which the Ray driver splits to send θᵏ⁺¹ before the metrics
-(workers.training.loop).
-
-Metrics, the same meaning for every rule:
-- `train_loss`: the mean over all M workers of each worker's latest minibatch loss,
-  evaluated at the parameters it last received. Every rule but lag_ps calls every
-  worker each round, so this is the mean minibatch loss at θᵏ; under lag_ps a worker
-  the coordinator did not call contributes its loss from its last call (as its stale
-  gradient does to the step), so the figure is neither biased towards the workers
-  that are called nor missing in a round where nobody is.
-- an upload of p float32 numbers counts 4·p bytes (8·p for float64): the `nbytes`
-  of what was shipped; `dense_equiv_uploads` = M·(rounds done) and `dense_equiv_bytes`
-  what dense would have sent by then (each upload `dense_upload_bytes`), against
-  which LAQ's quantized uploads show their saving where an upload count does not.
-A round's metrics are recorded after its step, so an eval round k reports θᵏ⁺¹.
+round's metric values (DESIGN §5; what they mean: workers.training.metric_values).
+Plain class: the in-process runner and the Ray layer drive the same `begin_round` /
+`end_round` pair; `end_round` is `apply_round` (the step: all that the next round's
+plan depends on) then `round_values` (the metrics), which the Ray driver splits to
+send θᵏ⁺¹ before the metrics (workers.training.loop).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from service.schemas.resolved import ResolvedSpec
@@ -39,39 +23,23 @@ from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import (
     AggregationRule,
     CoordinatorRule,
-    Plan,
     RuleContext,
     dense_upload_bytes,
 )
 from workers.training.flat import all_finite, flat_params, load_flat, read_only_view
+from workers.training.metric_values import (
+    COUNTERS,
+    AppliedRound,
+    PendingRound,
+    replica_values,
+    standard_values,
+)
 from workers.training.optim import OptimizerState, optimizer_step, preconditioner
 from workers.training.precision import forward_precision, storage_dtype
 from workers.training.replica import ReplicaReply
 from workers.training.rounds import Diverged, RoundPlan
 from workers.training.tasks.base import DatasetResolver, RoundMetrics, Task
 from workers.training.tasks.registry import build_task
-
-COUNTERS = ("uploads_total", "forced_total", "grad_evals_total", "samples_total", "bytes_up_total")
-
-
-@dataclass
-class _Pending:
-    plan: RoundPlan
-    rule_plan: Plan
-    started: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(frozen=True)
-class _Applied:
-    """A round whose step is taken and whose metric values are not computed yet."""
-
-    pending: _Pending
-    replies: Sequence[ReplicaReply]
-    uploads: int
-    sent: int  # bytes uploaded
-    rule_metrics: dict[str, float]
-    params: torch.Tensor  # θᵏ⁺¹
-    applied: float = field(default_factory=time.perf_counter)
 
 
 class Coordinator:
@@ -120,8 +88,8 @@ class Coordinator:
         # The ranks whose upload the last completed round used (DESIGN §11 `uploaded`).
         self.uploaded: tuple[int, ...] = ()
         self.counters = dict.fromkeys(COUNTERS, 0)
-        self._pending: _Pending | None = None
-        self._applied: _Applied | None = None
+        self._pending: PendingRound | None = None
+        self._applied: AppliedRound | None = None
         self._steps = SquaredStepMeter(self.params.numel(), device=device)
         # (θᵏ⁺¹, θᵏ, optimizer state) of a step not yet in the window (_measure_step).
         self._unmeasured: tuple[torch.Tensor, torch.Tensor, OptimizerState] | None = None
@@ -135,7 +103,7 @@ class Coordinator:
         rule_plan = self.side.plan(round_, self.params, rhs)
         # θ is replaced by each step, never written in place: the plan can share it.
         plan = RoundPlan(round_, rule_plan.ranks, read_only_view(self.params), rhs)
-        self._pending = _Pending(plan, rule_plan)
+        self._pending = PendingRound(plan, rule_plan)
         return plan
 
     def end_round(self, round_: int, replies: Sequence[ReplicaReply]) -> dict[str, float]:
@@ -181,7 +149,7 @@ class Coordinator:
         self.next_round = round_ + 1
         sent = sum(r.upload.nbytes for r in ordered if r.upload is not None)
         # The rule's own figures now: the next round's plan may change its state.
-        self._applied = _Applied(
+        self._applied = AppliedRound(
             pending, ordered, len(uploads), sent, self.side.metrics(), params=new
         )
 
@@ -192,39 +160,20 @@ class Coordinator:
         if applied is None or applied.pending.plan.round != round_:
             raise RuntimeError(f"round_values({round_}) without its apply_round")
         self._applied = None
-        pending, replies = applied.pending, applied.replies
-        forced = pending.rule_plan.forced + sum(
-            1 for r in replies if r.forced and r.upload is not None
+        values = standard_values(
+            round_,
+            applied,
+            counters=self.counters,
+            last_loss=self.last_loss,
+            workers=self.workers,
+            dense_upload_bytes=self.dense_upload_bytes,
         )
-        evals = sum(r.grad_evals for r in replies)
-        samples = sum(r.samples for r in replies)
-        c = self.counters
-        c["uploads_total"] += applied.uploads
-        c["forced_total"] += forced
-        c["grad_evals_total"] += evals
-        c["samples_total"] += samples
-        c["bytes_up_total"] += applied.sent
-        elapsed = max(applied.applied - pending.started, 1e-9)
-        known = [loss for loss in self.last_loss if not math.isnan(loss)]
-        values: dict[str, float] = {
-            "train_loss": float(np.mean(known)) if known else math.nan,
-            "uploads": float(applied.uploads),
-            "skips": float(self.workers - applied.uploads),
-            "forced_uploads": float(forced),
-            "downloads": float(len(pending.plan.ranks)),
-            "uploads_total": float(c["uploads_total"]),
-            "bytes_up_total": float(c["bytes_up_total"]),
-            "dense_equiv_uploads": float(self.workers * (round_ + 1)),
-            "dense_equiv_bytes": float(self.workers * (round_ + 1) * self.dense_upload_bytes),
-            "grad_evals": float(evals),
-            "grad_evals_total": float(c["grad_evals_total"]),
-            "samples_per_s": samples / elapsed,
-            **applied.rule_metrics,
-        }
         if isinstance(self.task, RoundMetrics):
             values.update(self.task.round_metrics(applied.params))
         if self.per_replica_metrics:
-            values.update(self._replica_values(round_, applied))
+            planned_rhs = applied.pending.plan.rhs
+            rhs = self._rhs() if math.isnan(planned_rhs) else planned_rhs
+            values.update(replica_values(round_, applied, rhs, self.last_upload_round))
         if self.spec.schedule.eval_due(round_):
             values.update(self.evaluate(applied.params))
         self._measure_step()  # after the "rhs" above, which is the window before it
@@ -241,20 +190,6 @@ class Coordinator:
             self._unmeasured = None
             metric = preconditioner(self.spec.optimizer, opt_state)
             self.window = self.window.push(self._steps(new, old, metric))
-
-    def _replica_values(self, round_: int, applied: _Applied) -> dict[str, float]:
-        rhs = applied.pending.plan.rhs
-        values = {"rhs": self._rhs() if math.isnan(rhs) else rhs}
-        lhs: dict[int, float | None] = {r.rank: r.lhs for r in applied.replies}
-        lhs.update(applied.pending.rule_plan.lhs)
-        for rank in range(self.workers):
-            value = lhs.get(rank)
-            if value is not None:
-                values[f"lhs_w{rank}"] = value
-            last = self.last_upload_round[rank]
-            # Rounds since the last upload as of the end of this round (0 = just uploaded).
-            values[f"staleness_w{rank}"] = float(round_ - last if last >= 0 else round_ + 1)
-        return values
 
     def evaluate(self, params: torch.Tensor | None = None) -> dict[str, float]:
         """The task's evaluation at `params` (default θ, the current parameters)."""
