@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from service.cli_accounts import accounts_app
 from service.cli_audit import audit_app
 from service.cli_data import data_app
 from service.cli_demo import demo_app
@@ -34,6 +35,7 @@ app.registered_commands.extend(sweeps_app.registered_commands)
 app.registered_commands.extend(data_app.registered_commands)
 app.registered_commands.extend(demo_app.registered_commands)
 app.registered_commands.extend(audit_app.registered_commands)
+app.registered_commands.extend(accounts_app.registered_commands)
 
 
 def start_components(

@@ -10,7 +10,7 @@ from typing import TypeVar
 import typer
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, console
+from service.cli_common import api_failure, client_session, console, when
 from service.client import ApiError, Client
 
 data_app = typer.Typer(add_completion=False)
@@ -54,7 +54,7 @@ def datasets() -> None:
             d["filename"],
             d["format"],
             f"{d['bytes']:,}",
-            str(d["created_at"])[:19],
+            when(d["created_at"]),
         )
     console.print(table)
 
