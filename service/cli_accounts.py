@@ -7,18 +7,16 @@ A new token is printed alone on stdout (what it is goes to stderr), so
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, console, err_console, fail, when
+from service.cli_common import call, console, err_console, fail, when
 from service.cli_common import user_id_named as _named
-from service.client import ApiError, Client
+from service.client import Client
 
 accounts_app = typer.Typer(add_completion=False)
-T = TypeVar("T")
 
 USER_OPTION = typer.Option(None, "--user", help="admins: that user's (by name)")
 QUOTA_OPTION = typer.Option(
@@ -27,14 +25,6 @@ QUOTA_OPTION = typer.Option(
     help="FIELD=VALUE, repeatable: max_running_jobs, max_queued_jobs, max_cpus, max_gpus, "
     "max_storage_bytes, max_job_hours; VALUE 'default' returns it to the server's default",
 )
-
-
-def _call(action: Callable[[Client], T]) -> T:
-    with client_session() as client:
-        try:
-            return action(client)
-        except ApiError as exc:
-            raise api_failure(exc) from exc
 
 
 @accounts_app.command("tokens")
@@ -46,7 +36,7 @@ def tokens(user: str | None = USER_OPTION) -> None:
         return client.tokens(user_id=None if user is None else _named(client, user, "--user"))
 
     table = Table("id", "created", "expires", "last used")
-    for token in _call(listed):
+    for token in call(listed):
         table.add_row(
             str(token["id"]),
             when(token["created_at"]),
@@ -71,7 +61,7 @@ def token_new(
         user_id = None if user is None else _named(client, user, "--user")
         return client.create_token(expires_in_days=expires_in_days, user_id=user_id)
 
-    made = _call(issued)
+    made = call(issued)
     whose = "you" if user is None else f"user {user!r}"
     expires = when(made["expires_at"], never="never")
     err_console.print(f"token {made['id']} for {whose} (expires {expires}); shown only once:")
@@ -83,7 +73,7 @@ def token_revoke(
     token_id: int = typer.Argument(..., min=1, help="its id (lagtrain tokens)"),
 ) -> None:
     """Revoke a token at once (admins: anyone's)."""
-    _call(lambda client: client.revoke_token(token_id))
+    call(lambda client: client.revoke_token(token_id))
     console.print(f"token {token_id} revoked")
 
 
@@ -91,7 +81,7 @@ def token_revoke(
 def users() -> None:
     """The lab's users with their quotas in force and what they use now. Admins only."""
     table = Table("id", "name", "role", "state", "share", "running", "queued", "CPUs", "storage")
-    for user in _call(lambda client: client.users()):
+    for user in call(lambda client: client.users()):
         table.add_row(*_user_row(user))
     console.print(table)
 
@@ -105,7 +95,7 @@ def user_add(
 ) -> None:
     """Create a user and print their first token (shown only once). Admins only."""
     limits = parse_quota(quota or [])
-    made = _call(
+    made = call(
         lambda client: client.create_user(
             name, role="admin" if admin else "user", share=share, quota=limits or None
         )
@@ -141,7 +131,7 @@ def user_set(
         return client.update_user(_named(client, name, "lagtrain user-set"), changes)
 
     table = Table("id", "name", "role", "state", "share", "running", "queued", "CPUs", "storage")
-    table.add_row(*_user_row(_call(updated)))
+    table.add_row(*_user_row(call(updated)))
     console.print(table)
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import typer
@@ -75,6 +75,18 @@ def client_session(settings: ClientSettings | None = None) -> Iterator[Client]:
             yield client
         except httpx.TransportError as exc:
             raise fail(_unreachable(settings.url, exc)) from exc
+
+
+T = TypeVar("T")
+
+
+def call(action: Callable[[Client], T]) -> T:
+    """`action` on a client session; an HTTP error ends the command with one line."""
+    with client_session() as client:
+        try:
+            return action(client)
+        except ApiError as exc:
+            raise api_failure(exc) from exc
 
 
 def _unreachable(url: str, exc: httpx.TransportError) -> str:
