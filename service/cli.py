@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from service.cli_accounts import accounts_app
 from service.cli_audit import audit_app
 from service.cli_data import data_app
 from service.cli_demo import demo_app
@@ -27,6 +28,7 @@ app.registered_commands.extend(sweeps_app.registered_commands)
 app.registered_commands.extend(data_app.registered_commands)
 app.registered_commands.extend(demo_app.registered_commands)
 app.registered_commands.extend(audit_app.registered_commands)
+app.registered_commands.extend(accounts_app.registered_commands)
 app.registered_commands.extend(server_app.registered_commands)
 
 

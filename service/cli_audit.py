@@ -9,8 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, fail, newest, print_newest
-from service.client import ApiError, Client
+from service.cli_common import client_session, newest, print_newest, user_id_named, when
 
 audit_app = typer.Typer(add_completion=False)
 
@@ -27,7 +26,7 @@ def audit(
     """The newest events of the audit log, oldest of them first (a log reads down to
     the latest, beside the prompt). Admins only."""
     with client_session() as client:
-        actor_id = None if user is None else _user_id(client, user)
+        actor_id = None if user is None else user_id_named(client, user, "lagtrain audit --user")
         events, more = newest(
             client.audit,
             limit=limit,
@@ -41,24 +40,13 @@ def audit(
         column.no_wrap = True  # one line per event; a narrow terminal cuts the detail short
     for event in reversed(events):
         table.add_row(
-            str(event["time"])[:19],
+            when(event["time"]),
             event["actor"],
             event["action"],
             event["target"],
             _compact_detail(event["detail"]),
         )
     print_newest(table, more=more, limit=limit)
-
-
-def _user_id(client: Client, name: str) -> int:
-    try:
-        users = client.users()
-    except ApiError as exc:
-        raise api_failure(exc) from exc
-    for found in users:
-        if found["name"] == name:
-            return int(found["id"])
-    raise fail(f"no user named {name!r} (lagtrain audit --user takes a user's name)")
 
 
 def _compact_detail(detail: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import typer
@@ -75,6 +75,18 @@ def client_session(settings: ClientSettings | None = None) -> Iterator[Client]:
             yield client
         except httpx.TransportError as exc:
             raise fail(_unreachable(settings.url, exc)) from exc
+
+
+T = TypeVar("T")
+
+
+def call(action: Callable[[Client], T]) -> T:
+    """`action` on a client session; an HTTP error ends the command with one line."""
+    with client_session() as client:
+        try:
+            return action(client)
+        except ApiError as exc:
+            raise api_failure(exc) from exc
 
 
 def _unreachable(url: str, exc: httpx.TransportError) -> str:
@@ -159,3 +171,22 @@ def print_newest(table: Table, *, more: bool, limit: int) -> None:
     console.print(table)
     if more:
         err_console.print(f"the {limit} newest shown; --limit 0 lists all")
+
+
+def user_id_named(client: Client, name: str, option: str) -> int:
+    """The id of the user called `name` (admins list users); `option` names what
+    took the name, for the error."""
+    try:
+        users = client.users()
+    except ApiError as exc:
+        raise api_failure(exc) from exc
+    for found in users:
+        if found["name"] == name:
+            return int(found["id"])
+    raise fail(f"no user named {name!r} ({option} takes a user's name)")
+
+
+def when(text: str | None, *, never: str = "") -> str:
+    """A time from the API (ISO 8601, UTC) as every command prints it, to the second:
+    "2026-12-04 13:05:52"; `never` for none."""
+    return never if text is None else str(text)[:19].replace("T", " ")

@@ -3,26 +3,14 @@ delete-checkpoints, and usage (quota in force against what counts towards it).""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import typer
 from rich.table import Table
 
-from service.cli_common import api_failure, client_session, console
-from service.client import ApiError, Client
+from service.cli_common import call, console, when
 
 data_app = typer.Typer(add_completion=False)
-T = TypeVar("T")
-
-
-def _call(action: Callable[[Client], T]) -> T:
-    with client_session() as client:
-        try:
-            return action(client)
-        except ApiError as exc:
-            raise api_failure(exc) from exc
 
 
 @data_app.command()
@@ -33,7 +21,7 @@ def upload(
     ),
 ) -> None:
     """Upload a text or CSV dataset; prints the reference to put in a spec."""
-    dataset = _call(lambda client: client.upload_dataset(file, fmt=fmt))
+    dataset = call(lambda client: client.upload_dataset(file, fmt=fmt))
     console.print(
         f"dataset {dataset['id']}: {dataset['ref']} ({dataset['format']}, "
         f"{dataset['bytes']:,} bytes)",
@@ -44,7 +32,7 @@ def upload(
 @data_app.command()
 def datasets() -> None:
     """List your uploads (admins see everyone's)."""
-    rows = _call(lambda client: client.datasets())
+    rows = call(lambda client: client.datasets())
     table = Table("id", "ref", "owner", "file", "format", "bytes", "uploaded")
     for d in rows:
         table.add_row(
@@ -54,7 +42,7 @@ def datasets() -> None:
             d["filename"],
             d["format"],
             f"{d['bytes']:,}",
-            str(d["created_at"])[:19],
+            when(d["created_at"]),
         )
     console.print(table)
 
@@ -62,21 +50,21 @@ def datasets() -> None:
 @data_app.command("delete-dataset")
 def delete_dataset(dataset_id: int) -> None:
     """Delete an upload, freeing its storage (not while an unfinished job uses it)."""
-    _call(lambda client: client.delete_dataset(dataset_id))
+    call(lambda client: client.delete_dataset(dataset_id))
     console.print(f"dataset {dataset_id} deleted")
 
 
 @data_app.command("delete-checkpoints")
 def delete_checkpoints(job_id: int) -> None:
     """Delete a finished job's checkpoints, freeing their storage (metrics stay)."""
-    _call(lambda client: client.delete_checkpoints(job_id))
+    call(lambda client: client.delete_checkpoints(job_id))
     console.print(f"checkpoints of job {job_id} deleted")
 
 
 @data_app.command()
 def usage() -> None:
     """Your quotas and what counts against them."""
-    me = _call(lambda client: client.me())
+    me = call(lambda client: client.me())
     quota, used = me["quota"], me["usage"]
     table = Table("quota", "used", "limit")
     table.add_row("storage bytes", f"{used['storage_bytes']:,}", f"{quota['max_storage_bytes']:,}")

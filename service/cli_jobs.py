@@ -23,6 +23,7 @@ from service.cli_common import (
     load_spec,
     newest,
     print_newest,
+    when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
 
@@ -65,7 +66,7 @@ def list_jobs(
             str(job.get("owner", "")),
             job["status"],
             f"{progress.get('round', 0)}/{progress.get('rounds', '?')}",
-            str(job.get("created_at", ""))[:19],
+            when(job.get("created_at")),
         )
     print_newest(table, more=more, limit=limit)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from service.cli_common import api_failure, client_session, console
+from service.cli_common import api_failure, client_session, console, when
 from service.cli_jobs import figures
 from service.client import ApiError
 
@@ -65,4 +65,4 @@ def job_lines(job: dict[str, Any], why: dict[str, Any] | None) -> list[str]:
 
 
 def _time(text: str) -> str:
-    return str(text)[:19].replace("T", " ") + " UTC"
+    return f"{when(text)} UTC"

@@ -19,6 +19,7 @@ from service.cli_common import (
     load_spec,
     newest,
     print_newest,
+    when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, Client
 
@@ -68,7 +69,7 @@ def list_sweeps(
             s["status"],
             f"{finished}/{s['spec']['trials']}",
             ", ".join(map(str, s["best"])),
-            str(s.get("created_at", ""))[:19],
+            when(s.get("created_at")),
         )
     print_newest(table, more=more, limit=limit)
 

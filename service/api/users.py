@@ -222,10 +222,11 @@ def post_token(
     "/tokens/{token_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=errors(401, 404),
+    responses=errors(401, 404, 409),
 )
 def delete_token(token_id: TokenId, principal: CurrentUser, sessions: Sessions) -> Response:
-    """Revoke a token (admins: anyone's). Revoking a revoked token is a 204 too."""
+    """Revoke a token (admins: anyone's). Revoking a revoked token is a 204 too. An
+    admin's own last active token is kept (409): issue another first."""
     with transaction(sessions) as session:
         api_token, revoked = store_revoke_token(session=session, token_id=token_id, actor=principal)
         if revoked:  # a repeated DELETE answers 204 again but did nothing to audit

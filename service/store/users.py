@@ -201,6 +201,17 @@ def revoke_token(*, session: Session, token_id: int, actor: Principal) -> tuple[
         raise NotFound(f"token {token_id} not found")
     if api_token.revoked_at is not None:
         return api_token, False
+    if (
+        actor.is_admin
+        and api_token.user_id == actor.user_id
+        and [t.id for t in live_tokens(session=session, user_id=actor.user_id)] == [token_id]
+    ):
+        # As with disabling oneself: an admin with no token may leave nobody to issue
+        # one over HTTP (the way back is `lagtrain admin create-user` on the server).
+        raise Conflict(
+            f"token {token_id} is your last active token: issue another (POST /v1/tokens) "
+            "before revoking it"
+        )
     api_token.revoked_at = utcnow()
     session.flush()
     return api_token, True

@@ -269,3 +269,25 @@ def test_an_admin_issues_a_token_for_a_user_whose_only_token_was_revoked(api: Ap
     # An admin's own token, as before.
     mine = api.client.post("/v1/tokens", headers=api.admin)
     assert mine.status_code == 201, mine.text
+
+
+def test_an_admin_keeps_their_own_last_token_until_they_hold_another(api: Api) -> None:
+    _, admin = api.create_user("second-admin", role="admin")
+    [first] = api.client.get("/v1/tokens", headers=admin).json()["data"]
+    detail = assert_json_error(api.client.delete(f"/v1/tokens/{first['id']}", headers=admin), 409)
+    assert f"token {first['id']} is your last active token" in detail
+    assert api.client.get("/v1/users/me", headers=admin).status_code == 200  # still signs in
+
+    # Rotated: a new token first, then the old one goes; now the new one is the last.
+    second = api.client.post("/v1/tokens", headers=admin).json()
+    assert api.client.delete(f"/v1/tokens/{first['id']}", headers=admin).status_code == 204
+    rotated = bearer(second["token"])
+    assert_json_error(api.client.delete(f"/v1/tokens/{second['id']}", headers=rotated), 409)
+    # Another admin may revoke it (this one can issue a token back), and a user may
+    # revoke their own last one (an admin can issue them another).
+    assert api.client.delete(f"/v1/tokens/{second['id']}", headers=api.admin).status_code == 204
+    assert api.client.get("/v1/users/me", headers=rotated).status_code == 401
+    _, user = api.create_user("plain-user")
+    [only] = api.client.get("/v1/tokens", headers=user).json()["data"]
+    assert api.client.delete(f"/v1/tokens/{only['id']}", headers=user).status_code == 204
+    assert ("admin:second-admin", "token.revoked", f"token:{first['id']}") in audit_actions(api)

@@ -1,11 +1,11 @@
 """The audit log page in real Chromium against a real service: an admin reads the
 newest events first, filters them by user, by an action prefix and by target (the
-filters in the link), pages on with Older to "no more", sees a bad action's 422 and
-follows a job's target to its page; a user who is no admin has no Audit link and is
-told the page is for admins.
+filters in the link), pages on with Older to "no more", sees a bad action's 422,
+follows a job's target to its page and a sweep's trial from its actor to the sweep;
+a user who is no admin has no Audit link and is told the page is for admins.
 
-No Ray job runs: the events are a user's creation, their tokens, and a job of theirs
-cancelled while queued (their quota lets none run)."""
+No Ray job runs: the events are a user's creation, their tokens, and jobs of theirs
+(one of them a sweep's trial) cancelled while queued (their quota lets none run)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 
 from service.client import Client
 from tests.e2e.conftest import Stack
+from tests.polling import wait_until
 from tests.ui.conftest import new_user, sign_in
 
 pytestmark = pytest.mark.ray
@@ -117,3 +118,39 @@ def test_a_user_who_is_no_admin_is_told_the_audit_log_is_for_admins(
     expect(page.locator("#nav-audit")).to_have_count(1)
     expect(page.locator("#nav-audit")).to_be_hidden()
     expect(page.locator("#nav a[href='#/jobs']")).to_be_visible()
+
+
+def test_a_sweeps_trials_link_the_sweep_from_the_actor(stack: Stack, page: Page) -> None:
+    # The sweep controller submits a trial as "sweep:N for user:name"; their quota lets
+    # none run, so the trials wait queued until the sweep is cancelled.
+    user = make_user(stack, "sweeper", quota={"max_running_jobs": 0})
+    sweep = {
+        "name": "audited-sweep",
+        "base": QUEUED_FOREVER,
+        "parameters": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-1}},
+        "objectives": [{"metric": "val_loss", "direction": "minimize"}],
+        "trials": 2,
+        "parallel": 1,
+        "sampler": "random",
+    }
+    with Client(stack.url, user["token"]) as client:
+        sweep_id = client.submit_sweep(sweep)["id"]
+        try:
+            trial_job = wait_until(
+                lambda: next(
+                    (t["job_id"] for t in client.sweep(sweep_id)["trials"] if t.get("job_id")),
+                    None,
+                ),
+                timeout=30,
+                what="the sweep controller to submit a trial",
+            )
+            admin = make_user(stack, "sweep-auditor", role="admin")
+            sign_in(page, stack.url, admin["token"], f"#/audit?target=job:{trial_job}")
+            actor = page.locator("#audit tbody tr td.actor").first
+            expect(actor).to_have_text(f"sweep:{sweep_id} for user:{user['name']}")
+            # Only the sweep is a link; the user's name stays text.
+            expect(actor.locator("a")).to_have_count(1)
+            actor.locator("a").click()
+            expect(page).to_have_url(re.compile(rf"#/sweeps/{sweep_id}$"))
+        finally:
+            client.cancel_sweep(sweep_id)

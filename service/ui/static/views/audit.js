@@ -21,10 +21,14 @@ function compact(detail) {
     `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`).join(" ");
 }
 
-// A job's or a sweep's target opens its page; any other is text.
-function target(text) {
-  const [, kind, id] = /^(job|sweep):(\d+)$/.exec(text) || [];
-  return kind ? el("a", { href: `#/${kind}s/${id}` }, text) : text;
+// Each job or sweep named in a target or an actor ("sweep:12 for user:alice", the
+// trials a sweep submits) opens its page; the rest is text.
+function linked(text) {
+  return String(text).split(/\b((?:job|sweep):\d+)\b/).map((part, i) => {
+    if (i % 2 === 0) return part;
+    const [kind, id] = part.split(":");
+    return el("a", { href: `#/${kind}s/${id}` }, part);
+  });
 }
 
 export async function render(root, params, signal) {
@@ -70,8 +74,8 @@ export async function render(root, params, signal) {
 
   function row(e) {
     return el("tr", { dataset: { eventId: e.id, action: e.action } },
-      el("td", {}, when(e.time)), el("td", { class: "free actor" }, e.actor),
-      el("td", { class: "mono" }, e.action), el("td", { class: "free target" }, target(e.target)),
+      el("td", {}, when(e.time)), el("td", { class: "free actor" }, linked(e.actor)),
+      el("td", { class: "mono" }, e.action), el("td", { class: "free target" }, linked(e.target)),
       el("td", { class: "free mono detail" }, compact(e.detail)));
   }
 
