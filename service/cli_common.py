@@ -18,16 +18,37 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from service import spec_yaml
 from service.client import ApiError, Client, ClientSettings
+from service.schemas.common import CONTROL_CHARACTERS
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters shown as escapes (\\x1b), not obeyed: an ESC
+    in a job name stored before names were checked could retitle or clear a terminal."""
+    return CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+class TextConsole(Console):
+    """Names, details and errors are other people's text (an admin lists every user's
+    jobs): every string printed has its control characters made visible, and with
+    markup=False a "[/bold]" in a job name is text, not rich's markup."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(visible(text), **options)
+
 
 # In a pipe rich would fit tables to 80 columns and cut their cells short: give it
 # room, so what a script reads is whole (a terminal keeps its own width).
-console = Console() if sys.stdout.isatty() else Console(width=10_000)
+console = (
+    TextConsole(markup=False) if sys.stdout.isatty() else TextConsole(markup=False, width=10_000)
+)
 # soft_wrap: an error stays one line however narrow the terminal (or 80 columns when
-# stderr is no terminal), so it reads whole in a log and greps.
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+# stderr is no terminal), so it reads whole in a log and greps. Markup on for the red
+# "error:"; what follows it is escaped (fail, api_failure).
+err_console = TextConsole(stderr=True, soft_wrap=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

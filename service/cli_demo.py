@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from service import spec_yaml
-from service.cli_common import api_failure, client_session, console, fail
+from service.cli_common import api_failure, client_session, console, fail, visible
 from service.client import ApiError, ClientSettings
 from service.ui.assets import EXAMPLES_DIR, example_specs
 
@@ -57,6 +58,10 @@ def demo(
         except ApiError as exc:
             raise api_failure(exc) from exc
     for job in jobs:
-        console.print(f"job [bold]{job['id']}[/bold] {job['name']} {job['status']}")
+        console.print(
+            Text.assemble(
+                "job ", (str(job["id"]), "bold"), f" {visible(job['name'])} {job['status']}"
+            )
+        )
     console.print("Compare them (sign in with your token) at:")
     typer.echo(compare_url(settings.url, [int(job["id"]) for job in jobs]))

@@ -14,6 +14,7 @@ import typer
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from service.cli_common import (
     api_failure,
@@ -44,7 +45,7 @@ def submit(
             job = client.submit(spec)
         except ApiError as exc:
             raise api_failure(exc) from exc
-        console.print(f"job [bold]{job['id']}[/bold] {job['status']}")
+        console.print(Text.assemble("job ", (str(job["id"]), "bold"), f" {job['status']}"))
         if watch_job:
             _watch(client, int(job["id"]))
 

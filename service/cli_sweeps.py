@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from service.cli_common import (
     api_failure,
@@ -19,6 +20,7 @@ from service.cli_common import (
     load_spec,
     newest,
     print_newest,
+    visible,
     when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, Client
@@ -44,8 +46,12 @@ def sweep(
             raise api_failure(exc) from exc
         s = created["spec"]
         console.print(
-            f"sweep [bold]{created['id']}[/bold] {created['status']}: {s['trials']} trials, "
-            f"{s['parallel']} at a time, sampler {s['sampler']}"
+            Text.assemble(
+                "sweep ",
+                (str(created["id"]), "bold"),
+                f" {created['status']}: {s['trials']} trials, {s['parallel']} at a time, "
+                f"sampler {s['sampler']}",
+            )
         )
         if watch_sweep:
             _watch(client, int(created["id"]))
@@ -171,9 +177,10 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
         *paths,
         *metrics,
         "",
-        title=(
-            f"sweep {sweep['id']} {sweep.get('name') or ''} [bold]{sweep['status']}[/bold]: "
-            f"{finished}/{spec['trials']} trials finished, {spec['sampler']} sampler"
+        title=Text.assemble(
+            f"sweep {sweep['id']} {visible(sweep.get('name') or '')} ",
+            (sweep["status"], "bold"),
+            f": {finished}/{spec['trials']} trials finished, {spec['sampler']} sampler",
         ),
         caption=f"★ {front}: trials {', '.join(map(str, sorted(best))) or none}",
     )

@@ -26,7 +26,7 @@ from service.api.responses import errors
 from service.artifacts import CHUNK_BYTES, artifact_url, remove_quietly, write_once_from
 from service.auth import CurrentUser
 from service.schemas.accounts import DatasetOut
-from service.schemas.common import Page
+from service.schemas.common import CONTROL_CHARACTERS, Page
 from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
 from service.store.audit import record
 from service.store.dataset_removal import delete_dataset, file_in_use
@@ -77,8 +77,9 @@ def post_dataset(
     a usable dataset (or over the vocabulary / CSV width limits)."""
     limit = settings.max_dataset_bytes
     # Kept for display only: what no store can hold (a NUL for PostgreSQL, an unpaired
-    # surrogate for UTF-8) is dropped or replaced rather than refused.
-    raw_name = (file.filename or "dataset").replace("\x00", "")[-255:]
+    # surrogate for UTF-8) and what a terminal would obey (control characters) is
+    # dropped or replaced rather than refused.
+    raw_name = CONTROL_CHARACTERS.sub("", file.filename or "dataset")[-255:]
     filename = raw_name.encode("utf-8", "replace").decode("utf-8") or "dataset"
     fmt: DatasetFormat = format or guess_format(filename, file.content_type)
     digest = hashlib.sha256()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -37,6 +38,25 @@ def _storable(value: str) -> str:
 
 # Free text a user names things with (job and sweep names, categorical choices).
 StorableText = Annotated[str, AfterValidator(_storable)]
+
+# C0 and C1 control characters but tab and newline.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    # A name is shown to others (an admin's job list, the audit log): an ESC in it
+    # could retitle or clear their terminal. Tab and newline are plain text.
+    found = CONTROL_CHARACTERS.search(value)
+    if found:
+        raise ValueError(
+            f"names must not contain control characters (U+{ord(found.group()):04X} "
+            f"at position {found.start()})"
+        )
+    return value
+
+
+# A name given at submit; stored names are read back as StorableText (older rows).
+PrintableText = Annotated[StorableText, AfterValidator(_printable)]
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.schemas.common import StorableText
+from service.schemas.common import PrintableText, StorableText
 
 TaskKind = Literal[
     "char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"
@@ -83,6 +83,7 @@ Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Priority = Annotated[int, Field(ge=-100, le=100)]
 MaxAttempts = Annotated[int, Field(ge=1, le=20)]
 JobName = Annotated[StorableText, Field(max_length=200)]
+SubmittedName = Annotated[PrintableText, Field(max_length=200)]
 
 MAX_BATCH_SIZE = 65_536
 
@@ -189,7 +190,7 @@ class ScheduleSpec(Strict):
 
 
 class JobSpec(Strict):
-    name: JobName | None = None
+    name: SubmittedName | None = None
     task: TaskSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)

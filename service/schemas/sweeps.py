@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.common import StorableText, UtcDatetime
 from service.schemas.jobs import JobStatus
-from service.schemas.jobspec import JobName, JobSpec, Seed, Strict
+from service.schemas.jobspec import JobSpec, Seed, Strict, SubmittedName
 
 MAX_PARAMETERS = 16
 MAX_CHOICES = 64
@@ -123,7 +123,7 @@ Sampler = Literal["gp", "tpe", "random"]
 
 
 class SweepSpec(Strict):
-    name: JobName | None = None
+    name: SubmittedName | None = None
     base: JobSpec = Field(description="the JobSpec every trial starts from")
     parameters: dict[ParamPath, Parameter] = Field(
         min_length=1,

@@ -284,11 +284,21 @@ def test_nan_and_infinity_are_422_naming_the_field_on_every_body(api: Api, numbe
 
 
 @pytest.mark.parametrize(
-    ("raw", "why"), [(r'"bad \u0000 name"', "NUL"), (r'"bad \ud800 name"', "surrogate")]
+    ("raw", "why"),
+    [
+        (r'"bad \u0000 name"', "NUL"),
+        (r'"bad \ud800 name"', "surrogate"),
+        # What a terminal obeys: an admin's `lagtrain jobs` lists every user's names.
+        (r'"\u001b]0;pwned\u0007\u001b[2J name"', "control characters (U+001B at position 0)"),
+        (r'"bad \u009b name"', "control characters (U+009B at position 4)"),
+    ],
 )
-def test_text_no_store_can_keep_is_422_naming_the_field(api: Api, raw: str, why: str) -> None:
+def test_text_no_store_can_keep_nor_terminal_show_is_422_naming_the_field(
+    api: Api, raw: str, why: str
+) -> None:
     """PostgreSQL's text refuses NUL (SQLite keeps it: the stores must not differ), and
-    a lone UTF-16 surrogate is not UTF-8 at all: both were 500s."""
+    a lone UTF-16 surrogate is not UTF-8 at all: both were 500s. Control characters
+    were stored and reached other people's terminals."""
     from tests.api.conftest import SMALL_SWEEP
 
     _uid, alice = api.create_user("alice")
