@@ -1,18 +1,36 @@
 """The YAML loader for spec files (the CLI's and the dashboard's): PyYAML's safe
-loader, but with YAML 1.2's floats. PyYAML follows YAML 1.1, which reads `1e-3` (no
-dot) as the *string* "1e-3"; the JobSpec takes no strings for numbers, so `lr: 1e-3`
-would be a 422 for what every reader of the file sees as a number."""
+loader, but with YAML 1.2's numbers and unique keys. PyYAML follows YAML 1.1, which
+reads `1e-3` (no dot) as the *string* "1e-3" (the JobSpec takes no strings for
+numbers, so `lr: 1e-3` would be a 422 for what every reader of the file sees as a
+number), `seed: 010` as 8 (octal) and `rounds: 1:00` as 60 (base 60). And it lets a
+key repeat, the last one winning: a second `task:` or `schedule:` would silently
+replace the first — YAML forbids it, so it is an error naming the line."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
 
 
 class SpecLoader(yaml.SafeLoader):
-    pass
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} a second time (first at line "
+                    f"{seen[key].start_mark.line + 1}): the second would replace the first",
+                    key_node.start_mark,
+                )
+            if isinstance(key, Hashable):
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 # YAML 1.2's core schema float (a dot or an exponent, either sign), with the
@@ -24,11 +42,29 @@ _FLOAT = re.compile(
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
+# YAML 1.2's core schema int: decimal (a leading zero is still decimal), 0o octal and
+# 0x hexadecimal; no 1.1 base-60 (`1:00` stays text, a 422 where a number is due).
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$")
 SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+SpecLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+
+
+def _construct_int(loader: SpecLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    return int(text, 10)
+
+
+SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def load(text: str) -> Any:

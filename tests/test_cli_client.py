@@ -49,6 +49,17 @@ def test_a_spec_that_is_not_yaml_is_named_with_its_line_and_column(
     assert "while parsing a flow mapping at line 2, column 7" in line
 
 
+def test_a_spec_that_repeats_a_key_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    # YAML 1.1's loader let the second task replace the first, and the job ran it.
+    spec = tmp_path / "twice.yaml"
+    spec.write_text("task: {kind: adding}\nschedule: {rounds: 5}\ntask: {kind: copy_memory}\n")
+    line = error_line(run(["submit", str(spec)], tmp_path))
+    assert (
+        f"{spec}: invalid YAML at line 3, column 1: found the key 'task' a second time "
+        "(first at line 1): the second would replace the first"
+    ) in line
+
+
 @pytest.mark.parametrize(
     ("command", "text", "where"),
     [

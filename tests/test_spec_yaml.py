@@ -1,6 +1,8 @@
-"""Spec files are read with YAML 1.2's floats (service.spec_yaml): every number a
+"""Spec files are read with YAML 1.2's numbers (service.spec_yaml): every number a
 reader sees is a number (PyYAML's YAML 1.1 reads `1e-3` as a string, which the
-strictly typed JobSpec refuses), and nothing else changes."""
+strictly typed JobSpec refuses), `010` is ten and `1:00` is text (1.1: 8 and 60); a
+key given twice is an error naming both lines (1.1 kept the last silently); nothing
+else changes."""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ from service.spec_yaml import load
         ("-10", -10),
         ("1_000", 1000),
         ("'1e-3'", "1e-3"),
+        # YAML 1.2's ints, where 1.1 read octal and base 60
+        ("010", 10),
+        ("-007", -7),
+        ("0o10", 8),
+        ("0x1f", 31),
+        ("1:00", "1:00"),
         ("e5", "e5"),
         ("1.2.3", "1.2.3"),
         ("full", "full"),
@@ -42,6 +50,30 @@ def test_numbers_are_numbers_and_the_rest_reads_as_before(text: str, value: Any)
     if not isinstance(value, float) or text.startswith("-.inf"):
         return
     assert yaml.safe_load(f"v: {text}")["v"] in (value, text)  # 1.1 read a string at most
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        (
+            "task: {kind: adding}\nschedule: {rounds: 5}\ntask: {kind: copy_memory}\n",
+            "task",
+            (1, 3),
+        ),
+        ("schedule:\n  rounds: 3000\n  seed: 1\n  rounds: 5\n", "rounds", (2, 4)),
+        ('{"schedule": {"rounds": 3000},\n "schedule": {"seed": 1}}', "schedule", (1, 2)),
+    ],
+)
+def test_a_key_given_twice_is_an_error_naming_both_lines(
+    text: str, key: str, lines: tuple[int, int]
+) -> None:
+    with pytest.raises(yaml.MarkedYAMLError) as raised:
+        load(text)
+    first, second = lines
+    assert raised.value.problem is not None and raised.value.problem_mark is not None
+    assert f"found the key {key!r} a second time (first at line {first})" in raised.value.problem
+    assert raised.value.problem_mark.line + 1 == second
+    assert yaml.safe_load(text)  # YAML 1.1's loader kept the last one silently
 
 
 def test_nan_stays_a_float_for_the_finite_check_to_refuse() -> None:
