@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from service.json_body import UniqueKeysRoute
 from service.store.db import read_transaction, transaction
 from service.store.users import Principal, authenticate, touch_token
 
@@ -78,7 +78,7 @@ async def bearer_token(
     return _present(credentials)
 
 
-class TokenCheckedFirst(APIRoute):
+class TokenCheckedFirst(UniqueKeysRoute):
     """Keeps the answer every route gives (401 before 422) for routes that check the
     token in their endpoint (BearerToken): when the body or a parameter is invalid,
     the token is checked before the 422 is raised."""

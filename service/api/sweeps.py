@@ -23,6 +23,7 @@ from service.api.deps import (
 from service.api.jobs import IdempotencyKey, OwnerFilter
 from service.api.responses import errors
 from service.auth import CurrentUser
+from service.json_body import UniqueKeysRoute
 from service.schemas.common import Page, request_sha256
 from service.schemas.cost import CostLimits
 from service.schemas.gang import gang_totals
@@ -46,7 +47,7 @@ from service.store.sweeps import (
 )
 from service.store.users import find_user_id, user_names
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], route_class=UniqueKeysRoute)
 
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id")]
 

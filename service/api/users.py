@@ -19,6 +19,7 @@ from service.api.deps import (
 from service.api.responses import errors
 from service.auth import AdminUser, CurrentUser, require_admin
 from service.errors import Conflict
+from service.json_body import UniqueKeysRoute
 from service.schemas.accounts import (
     TokenCreate,
     TokenCreated,
@@ -45,7 +46,7 @@ from service.store.users import (
 )
 from service.store.users import revoke_token as store_revoke_token
 
-router = APIRouter(prefix="/v1", tags=["users"])
+router = APIRouter(prefix="/v1", tags=["users"], route_class=UniqueKeysRoute)
 
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID, description="token id")]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="user id")]

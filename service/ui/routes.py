@@ -9,10 +9,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from service.auth import CurrentUser
+from service.json_body import UniqueKeysRoute
 from service.ui.assets import STATIC_DIR, example_specs, plotly_bundle, plotly_bundle_gzip
 from service.ui.spec_text import ParsedSpec, SpecText, SpecTextError, parse_spec_text
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=UniqueKeysRoute)
 
 # The page is tiny and changes with the server; the bundle is versioned by the package.
 NO_STORE = {"Cache-Control": "no-store"}

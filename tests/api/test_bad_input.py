@@ -311,3 +311,53 @@ def test_text_no_store_can_keep_nor_terminal_show_is_422_naming_the_field(
     # Ordinary unicode, astral plane included, is stored and given back as sent.
     named = api.client.post("/v1/jobs", json=SMALL_SPEC | {"name": "Ünïcode ✓ 😀"}, headers=alice)
     assert named.status_code == 201 and named.json()["name"] == "Ünïcode ✓ 😀", named.text
+
+
+def test_a_json_body_that_names_a_key_twice_is_422_and_nothing_is_stored(api: Api) -> None:
+    """Python's json keeps the last of a repeated key: the user's rounds were dropped
+    without a word and the job ran the default. Every JSON body route refuses it."""
+    from tests.api.conftest import SMALL_SWEEP
+
+    uid, alice = api.create_user("alice")
+    headers = alice | {"Content-Type": "application/json"}
+    spec = json.dumps(SMALL_SPEC)[:-1]
+    cases = [
+        ("POST", "/v1/jobs", spec + ', "schedule": {"seed": 1}}', alice, "schedule"),
+        (
+            "POST",
+            "/v1/jobs",
+            spec.replace('"rounds": 5', '"rounds": 5, "rounds": 7') + "}",
+            alice,
+            "rounds",
+        ),
+        ("POST", "/v1/sweeps", json.dumps(SMALL_SWEEP)[:-1] + ', "trials": 1}', alice, "trials"),
+        ("PATCH", f"/v1/users/{uid}", '{"share": 2, "share": 3}', api.admin, "share"),
+        ("POST", "/v1/users", '{"name": "bob", "name": "carol"}', api.admin, "name"),
+        (
+            "POST",
+            "/v1/tokens",
+            '{"expires_in_days": 1, "expires_in_days": 9}',
+            alice,
+            "expires_in_days",
+        ),
+        ("POST", "/ui/parse-spec", '{"text": "a", "text": "b"}', alice, "text"),
+    ]
+    for method, path, body, who, key in cases:
+        r = api.client.request(
+            method, path, content=body, headers=who | {"Content-Type": "application/json"}
+        )
+        [error] = assert_json_error(r, 422)
+        assert error["loc"] == ["body"], (path, error)
+        assert f"names the key {key!r} twice" in error["msg"], (path, error)
+    assert api.client.get("/v1/jobs", headers=alice).json()["data"] == []
+    assert api.client.get("/v1/sweeps", headers=alice).json()["data"] == []
+    me = api.client.get("/v1/users/me", headers=alice).json()
+    assert me["share_weight"] == 1.0
+    # A bad token is still named first (401 before 422), and one key per object is fine.
+    bad_token = {"Authorization": "Bearer " + "x" * 40, "Content-Type": "application/json"}
+    r = api.client.post("/v1/jobs", content=cases[0][2], headers=bad_token)
+    assert r.status_code == 401, r.text
+    assert (
+        api.client.post("/v1/jobs", content=json.dumps(SMALL_SPEC), headers=headers).status_code
+        == 201
+    )

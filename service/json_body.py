@@ -1,0 +1,77 @@
+"""JSON request bodies whose objects name each key once. Python's json (and so
+FastAPI) keeps the last of a repeated key: `{"schedule": {"rounds": 3000},
+"schedule": {"seed": 1}}` was accepted and the job ran the default rounds, the
+user's setting gone without a word. RFC 8259 leaves repeated names to the reader;
+we refuse them, as the spec files' YAML loader does (service.spec_yaml)."""
+
+from __future__ import annotations
+
+import email.message
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(key)
+        found[key] = value
+    return found
+
+
+def _is_json(content_type: str | None) -> bool:
+    # As FastAPI decides to parse a body as JSON (no Content-Type: it does too).
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+class UniqueKeysRoute(APIRoute):
+    """A route whose JSON body is checked for repeated keys before FastAPI reads it
+    (the body is read once: Starlette keeps it for FastAPI's own parse). A body that
+    is no JSON at all is left to FastAPI's answer."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # no body to read
+
+        async def unique_keys_first(request: Request) -> Response:
+            if _is_json(request.headers.get("content-type")):
+                body = await request.body()
+                try:
+                    json.loads(body or b"null", object_pairs_hook=_unique_keys)
+                except _RepeatedKey as exc:
+                    raise RequestValidationError(
+                        [
+                            {
+                                "type": "json_invalid",
+                                "loc": ("body",),
+                                "msg": f"a JSON object names the key {exc.key!r} twice: the "
+                                "second would replace the first",
+                                "input": None,
+                            }
+                        ]
+                    ) from None
+                except ValueError:
+                    pass  # not JSON (or not UTF-8): FastAPI's own 422 says so
+            return await handler(request)
+
+        return unique_keys_first
