@@ -75,3 +75,32 @@ def test_dataset_over_the_limit_is_413(make_api: MakeApi) -> None:
     )
     ok = api.client.post("/v1/datasets", files={"file": ("ok.txt", b"a" * 4096)}, headers=alice)
     assert ok.status_code == 201
+
+
+def test_a_deleted_uploads_id_is_never_given_to_the_next_upload(api: Api) -> None:
+    """Delete the newest upload, then upload again (another user): the new upload gets a
+    new id, on SQLite too (AUTOINCREMENT, migration 0008; a plain INTEGER PRIMARY KEY
+    would hand out max(id) + 1 = the deleted id). So an old spec's `upload:<id>` never
+    names other data, and the audit log's `dataset:<id>` stays one object."""
+    _uid, alice = api.create_user("alice")
+    _uid, bob = api.create_user("bob")
+    uploads = [
+        api.client.post("/v1/datasets", files={"file": (n, b"some text\n")}, headers=alice)
+        for n in ("a.txt", "b.txt")
+    ]
+    assert [r.status_code for r in uploads] == [201, 201]
+    kept, deleted = (r.json() for r in uploads)
+    assert api.client.delete(f"/v1/datasets/{deleted['id']}", headers=alice).status_code == 204
+
+    r = api.client.post("/v1/datasets", files={"file": ("c.txt", b"bob's\n")}, headers=bob)
+    assert r.status_code == 201, r.text
+    new = r.json()
+    assert new["id"] > deleted["id"] > kept["id"]
+    assert new["ref"] != deleted["ref"]
+    # The deleted upload stays gone; its ref names nothing, not bob's data.
+    assert_json_error(api.client.delete(f"/v1/datasets/{deleted['id']}", headers=alice), 404)
+    audit = api.client.get(
+        "/v1/audit", params={"target": f"dataset:{deleted['id']}"}, headers=api.admin
+    ).json()["data"]
+    assert sorted(e["action"] for e in audit) == ["dataset.deleted", "dataset.uploaded"]
+    assert {e["actor"] for e in audit} == {"user:alice"}

@@ -218,6 +218,23 @@ def test_deleting_a_finished_jobs_checkpoints_lets_a_full_user_submit_again(api:
     assert entry["detail"] == {"owner_id": alice_id, "checkpoints": 2, "bytes": 1200}
 
 
+def test_deleted_checkpoints_ids_are_never_given_to_later_checkpoints(api: Api) -> None:
+    """The newest checkpoints deleted, the next job's checkpoint gets a new id (SQLite
+    too: AUTOINCREMENT, migration 0008), so a checkpoint id seen once names one file."""
+    _alice_id, alice = api.create_user("alice")
+    api.submit(alice)
+    claimed = api.claim()
+    deleted = [api.checkpoint(claimed, round_, b"c" * 10)[1] for round_ in range(2)]
+    api.finish(claimed)
+    path = f"/v1/jobs/{claimed.job_id}/checkpoints"
+    assert api.client.delete(path, headers=alice).status_code == 204
+
+    api.submit(alice)
+    later = api.claim()
+    _uri, new_id = api.checkpoint(later, 0, b"d" * 10)
+    assert new_id > max(deleted), (new_id, deleted)
+
+
 def test_concurrent_deletes_of_a_jobs_checkpoints_are_audited_once(api: Api) -> None:
     _alice_id, alice = api.create_user("alice")
     for _round in range(3):

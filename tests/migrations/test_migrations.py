@@ -15,7 +15,18 @@ from alembic.script import ScriptDirectory
 
 from service.store import migrate
 from service.store.db import make_engine
-from service.store.models import Base, Job, JobEvent, JobStatus, Metric, User, table_of, utcnow
+from service.store.models import (
+    Base,
+    Checkpoint,
+    Dataset,
+    Job,
+    JobEvent,
+    JobStatus,
+    Metric,
+    User,
+    table_of,
+    utcnow,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = set(Base.metadata.tables)
@@ -438,3 +449,157 @@ def test_quotas_tokens_audit_round_trip_keeps_the_rows(empty_db_url: str) -> Non
             assert conn.execute(sa.text("SELECT count(*) FROM audit_events")).scalar() == 0
     finally:
         engine.dispose()
+
+
+# The tables whose ids users or the audit log see (migration 0008).
+NEVER_REUSED = {"users", "api_tokens", "jobs", "sweeps", "datasets", "checkpoints", "audit_events"}
+
+
+def schema_shape(url: str, *, pk_names: bool = True) -> dict[str, object]:
+    """Each table's indexes, keys and constraints as the database reports them, for
+    comparing a schema before and after a rebuild."""
+    engine = make_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        shape: dict[str, object] = {}
+        for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
+            pk = inspector.get_pk_constraint(table)
+            shape[table] = (
+                (pk["name"] if pk_names else None, pk["constrained_columns"]),
+                sorted(map(repr, inspector.get_indexes(table))),
+                sorted(map(repr, inspector.get_unique_constraints(table))),
+                sorted(map(repr, inspector.get_foreign_keys(table))),
+                sorted(map(repr, inspector.get_check_constraints(table))),
+                [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            )
+        return shape
+    finally:
+        engine.dispose()
+
+
+def sqlite_autoincrement_tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+            return {name for name, sql in rows if "AUTOINCREMENT" in sql.upper()}
+    finally:
+        engine.dispose()
+
+
+def _new_dataset(conn: sa.Connection, owner_id: int) -> int:
+    dataset_id: int = conn.execute(
+        sa.insert(table_of(Dataset)).returning(table_of(Dataset).c.id),
+        {
+            "owner_id": owner_id,
+            "filename": "d.txt",
+            "format": "text",
+            "bytes": 1,
+            "sha256": "0" * 64,
+            "uri": "/d",
+            "created_at": utcnow(),
+        },
+    ).scalar_one()
+    return dataset_id
+
+
+def _new_checkpoint(conn: sa.Connection, job_id: int, round_: int) -> int:
+    checkpoint_id: int = conn.execute(
+        sa.insert(table_of(Checkpoint)).returning(table_of(Checkpoint).c.id),
+        {
+            "job_id": job_id,
+            "attempt": 1,
+            "round": round_,
+            "seq": 1,
+            "uri": f"/c{round_}",
+            "sha256": "0" * 64,
+            "bytes": 1,
+            "created_at": utcnow(),
+        },
+    ).scalar_one()
+    return checkpoint_id
+
+
+def _ids(engine: sa.Engine) -> dict[str, list[int]]:
+    with engine.connect() as conn:
+        return {
+            table: conn.execute(sa.text(f"SELECT id FROM {table} ORDER BY id")).scalars().all()
+            for table in sorted(NEVER_REUSED | {"job_events", "metrics"})
+        }
+
+
+def test_ids_never_reused_round_trip_keeps_the_rows(empty_db_url: str) -> None:
+    """0008 over a database at 0007 with rows in it: every row keeps its id, indexes
+    and constraints survive the rebuild (SQLite), and afterwards deleting the newest
+    dataset or checkpoint never gives its id to the next one. Down and up again keeps
+    every row, and down restores 0007's schema exactly."""
+    migrate.upgrade(empty_db_url, _below("0008"))
+    at_0007 = schema_shape(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            owner = conn.execute(
+                sa.insert(table_of(User)).returning(table_of(User).c.id),
+                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+            ).scalar_one()
+            job_id = _insert_job(conn, owner, "succeeded")
+            for _ in range(3):
+                _new_dataset(conn, owner)
+            for round_ in range(2):
+                _new_checkpoint(conn, job_id, round_)
+        before = _ids(engine)
+        assert len(before["datasets"]) == 3 and len(before["checkpoints"]) == 2
+
+        migrate.upgrade(empty_db_url)
+        assert _ids(engine) == before
+        assert schema_shape(empty_db_url, pk_names=False) == schema_shape_without_pk_names(at_0007)
+        assert diffs(empty_db_url, Base.metadata) == []
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            assert sqlite_autoincrement_tables(empty_db_url) == NEVER_REUSED
+
+        newest_dataset, newest_checkpoint = before["datasets"][-1], before["checkpoints"][-1]
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM datasets WHERE id = :i"), {"i": newest_dataset})
+            conn.execute(sa.text("DELETE FROM checkpoints WHERE id = :i"), {"i": newest_checkpoint})
+        with engine.begin() as conn:
+            assert _new_dataset(conn, owner) > newest_dataset
+            assert _new_checkpoint(conn, job_id, 5) > newest_checkpoint
+        after = _ids(engine)
+
+        migrate.downgrade(empty_db_url, "0007")
+        assert _ids(engine) == after
+        assert schema_shape(empty_db_url) == at_0007
+        if sqlite:
+            assert sqlite_autoincrement_tables(empty_db_url) == set()
+        migrate.upgrade(empty_db_url)
+        assert _ids(engine) == after
+        assert diffs(empty_db_url, Base.metadata) == []
+        # The rebuild's copy sets each sequence to the table's max id: still above it.
+        with engine.begin() as conn:
+            assert _new_dataset(conn, owner) > max(after["datasets"])
+    finally:
+        engine.dispose()
+
+
+def schema_shape_without_pk_names(shape: dict[str, object]) -> dict[str, object]:
+    """`shape` (schema_shape's) with the primary keys' names left out: SQLite declares
+    AUTOINCREMENT on the column, which keeps no constraint name (migration 0008)."""
+    out: dict[str, object] = {}
+    for table, parts in shape.items():
+        assert isinstance(parts, tuple)
+        (_name, columns), *rest = parts
+        out[table] = ((None, columns), *rest)
+    return out
+
+
+def test_sqlite_autoincrement_matches_the_models(tmp_path: Path) -> None:
+    """Alembic's comparison does not look at table options, so which SQLite tables
+    have AUTOINCREMENT is compared here: exactly those whose ids users see."""
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    migrate.upgrade(url)
+    declared = {
+        t.name for t in Base.metadata.sorted_tables if t.dialect_options["sqlite"]["autoincrement"]
+    }
+    assert declared == NEVER_REUSED
+    assert sqlite_autoincrement_tables(url) == declared

@@ -4,6 +4,7 @@ Base.metadata."""
 
 from service.store.models.base import (
     ACTIVE,
+    IDS_NEVER_REUSED,
     NAMING_CONVENTION,
     TERMINAL,
     Base,
@@ -30,6 +31,7 @@ from service.store.models.tables import (
 
 __all__ = [
     "ACTIVE",
+    "IDS_NEVER_REUSED",
     "NAMING_CONVENTION",
     "TERMINAL",
     "ApiToken",

@@ -31,6 +31,16 @@ NAMING_CONVENTION = {
 # Integer primary keys that autoincrement on both SQLite (INTEGER) and PostgreSQL.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 
+# Table options of every table whose ids users or the audit log see (a job, sweep,
+# dataset, checkpoint, user, token or audit event id): such an id is never handed
+# out again once its row is deleted. PostgreSQL's sequences never reuse a value; a
+# SQLite `INTEGER PRIMARY KEY` takes max(id) + 1, so deleting the newest upload would
+# give its id to the next one (`upload:4` in an old spec, `dataset:4` in the audit
+# log, naming another object). AUTOINCREMENT keeps the highest id ever used in
+# sqlite_sequence instead (migration 0008). Tables whose ids stay internal (attempts,
+# events, metrics, trials) keep the cheaper plain rowid.
+IDS_NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.models.base import Base, IdType
+from service.store.models.base import IDS_NEVER_REUSED, Base, IdType
 
 
 class SweepStatus(StrEnum):
@@ -57,6 +57,7 @@ class Sweep(Base):
         Index("ix_sweeps_owner_id_id", "owner_id", "id"),
         Index("ix_sweeps_status", "status"),
         CheckConstraint(f"status IN {_in(SweepStatus)}", name="status"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)

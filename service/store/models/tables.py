@@ -20,11 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.models.base import Base, IdType, JobStatus
+from service.store.models.base import IDS_NEVER_REUSED, Base, IdType, JobStatus
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -44,6 +45,7 @@ class User(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -67,6 +69,7 @@ class Job(Base):
         CheckConstraint(
             "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")", name="status"
         ),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -152,6 +155,7 @@ class AuditEvent(Base):
     """Who did what (DESIGN §11). actor_id is no foreign key: the log outlives users."""
 
     __tablename__ = "audit_events"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     at: Mapped[datetime]
@@ -164,6 +168,7 @@ class AuditEvent(Base):
 
 class Dataset(Base):
     __tablename__ = "datasets"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -180,7 +185,10 @@ class Dataset(Base):
 
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
-    __table_args__ = (UniqueConstraint("job_id", "round", name="uq_checkpoints_job_id_round"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "round", name="uq_checkpoints_job_id_round"),
+        IDS_NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
