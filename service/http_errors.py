@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import email.message
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from service.errors import Conflict, NotFound, QuotaExceeded
 
@@ -51,13 +54,54 @@ def _echoable(value: object) -> object:
     return value
 
 
-async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+def _takes_json_body(request: Request) -> bool:
+    route = request.scope.get("route")
+    return (
+        isinstance(route, APIRoute)
+        and route.body_field is not None
+        and not isinstance(route.body_field.field_info, params.Form)
+    )
+
+
+def _is_json_content_type(value: str | None) -> bool:
+    # FastAPI's own test for parsing a body as JSON (fastapi.routing).
+    message = email.message.Message()
+    message["content-type"] = value or ""
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _explain_unparsed_body(request: Request, errors: Sequence[Any]) -> list[Any]:
+    """`errors`, with a body left unparsed for want of a JSON content type said so.
+    FastAPI parses a body as JSON only under Content-Type: application/json, so
+    `curl -d '{...}'` (sent as a form) reached the model as raw bytes and got "Input
+    should be a valid dictionary", which does not point at the missing header."""
+    content_type = request.headers.get("content-type")
+    if _is_json_content_type(content_type) or not _takes_json_body(request):
+        return list(errors)
+    came_as = f"it came as {content_type}" if content_type else "it came without one"
+    return [
+        {
+            "type": "json_content_type",
+            "loc": error["loc"],
+            "msg": f"the body must be JSON sent with Content-Type: application/json ({came_as})",
+            "input": error["input"],
+        }
+        # The raw body: what FastAPI validates when it did not parse the body as JSON.
+        if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes)
+        else error
+        for error in errors
+    ]
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's own handler, with the echoed input made JSON-safe (DESIGN §6: 422
     # keeps FastAPI's list form).
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(
-        status_code=422, content={"detail": _echoable(jsonable_encoder(exc.errors()))}
-    )
+    errors = _explain_unparsed_body(request, exc.errors())
+    return JSONResponse(status_code=422, content={"detail": _echoable(jsonable_encoder(errors))})
 
 
 def install_error_handlers(app: FastAPI) -> None:

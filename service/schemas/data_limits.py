@@ -34,6 +34,13 @@ SHAKESPEARE_DISTINCT_CHARS = 80
 
 MAX_CLASSES = 10_000
 
+# How an uploaded dataset's bytes are decoded, at upload and on the worker alike:
+# UTF-8 with a leading byte order mark dropped. Excel's "CSV UTF-8" and Notepad write
+# one; read as a character it made a headerless CSV's first label "\ufeff0" (so the
+# first data row a header) and entered a text's vocabulary. "utf-8-sig" drops it only
+# at the very start of the stream (also when split across upload chunks).
+UPLOAD_ENCODING = "utf-8-sig"
+
 
 class CsvShape(BaseModel):
     """An uploaded labelled-sequence CSV, summarised at upload (header excluded)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from service.schemas.data_limits import (
+    UPLOAD_ENCODING,
     CsvShape,
     DatasetShape,
     TextShape,
@@ -87,9 +88,10 @@ def stored_shape(fmt: str, shape: dict[str, Any] | None) -> DatasetShape | None:
 
 def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterator[str]:
     """UTF-8 lines (ends kept, \r\n and \r read as \n like the worker's universal
-    newlines) from byte chunks, decoded incrementally. A line longer than `max_line`
-    is a DatasetRejected for a CSV; a text's is passed on in pieces."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines, a leading byte order mark dropped as the worker does) from byte chunks,
+    decoded incrementally. A line longer than `max_line` is a DatasetRejected for a
+    CSV; a text's is passed on in pieces."""
+    decoder = codecs.getincrementaldecoder(UPLOAD_ENCODING)()
     pending = ""
     position = 0
     for chunk in chunks:

@@ -65,15 +65,19 @@ def explain_job(
         reasons.append(
             BlockingReason(
                 kind="fair_share",
-                message=f"{ahead_fair} queued job(s) of users with less current usage go first",
+                message=(
+                    f"{_count(ahead_fair, 'queued job')} of "
+                    f"{'a user' if ahead_fair == 1 else 'users'} with less current usage "
+                    f"{_goes(ahead_fair)} first"
+                ),
             )
         )
     if ahead_priority:
         reasons.append(
             BlockingReason(
                 kind="priority",
-                message=f"{ahead_priority} queued job(s) with higher priority or submitted "
-                "earlier go first",
+                message=f"{_count(ahead_priority, 'queued job')} with higher priority or "
+                f"submitted earlier {_goes(ahead_priority)} first",
             )
         )
     return Explanation(
@@ -107,20 +111,29 @@ def _quota_reasons(
     found = []
     if used.running_jobs >= quota.max_running_jobs:
         found.append(
-            f"max_running_jobs: {owner.name} runs {used.running_jobs} jobs, "
+            f"max_running_jobs: {owner.name} runs {_count(used.running_jobs, 'job')}, "
             f"the quota is {quota.max_running_jobs}"
         )
     if used.cpus + job.cpus_required > quota.max_cpus + RESOURCE_EPSILON:
         found.append(
-            f"max_cpus: {owner.name}'s running jobs hold {used.cpus:g} CPUs, this job needs "
-            f"{job.cpus_required:g}, the quota is {quota.max_cpus:g}"
+            f"max_cpus: {owner.name}'s running jobs hold {_count(used.cpus, 'CPU')}, "
+            f"this job needs {job.cpus_required:g}, the quota is {quota.max_cpus:g}"
         )
     if used.gpus + job.gpus_required > quota.max_gpus + RESOURCE_EPSILON:
         found.append(
-            f"max_gpus: {owner.name}'s running jobs hold {used.gpus:g} GPUs, this job needs "
-            f"{job.gpus_required:g}, the quota is {quota.max_gpus:g}"
+            f"max_gpus: {owner.name}'s running jobs hold {_count(used.gpus, 'GPU')}, "
+            f"this job needs {job.gpus_required:g}, the quota is {quota.max_gpus:g}"
         )
     return [BlockingReason(kind="quota", message=message) for message in found]
+
+
+def _count(number: float, noun: str) -> str:
+    """The number and its noun, singular for exactly one: "1 job", "2 jobs", "0.5 CPUs"."""
+    return f"{number:g} {noun}" if number == 1 else f"{number:g} {noun}s"
+
+
+def _goes(number: int) -> str:
+    return "goes" if number == 1 else "go"
 
 
 def _fits(required: dict[str, float], available: dict[str, float]) -> bool:

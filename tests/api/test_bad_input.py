@@ -109,6 +109,41 @@ def test_malformed_submissions_are_422(
 
 
 @pytest.mark.parametrize(
+    ("content_type", "came_as"),
+    [
+        ("application/x-www-form-urlencoded", "it came as application/x-www-form-urlencoded"),
+        ("text/plain; charset=utf-8", "it came as text/plain; charset=utf-8"),
+        (None, "it came without one"),
+    ],
+    ids=["curl -d", "text", "no content type"],
+)
+def test_a_json_body_without_the_json_content_type_is_422_saying_so(
+    api: Api, content_type: str | None, came_as: str
+) -> None:
+    """`curl -d '{...}'` sends a form content type, and FastAPI then leaves the body
+    unparsed: the 422 names the header instead of "Input should be a valid dictionary"."""
+    _uid, alice = api.create_user("alice")
+    body = json.dumps(SMALL_SPEC).encode()
+    headers = alice | ({"Content-Type": content_type} if content_type else {})
+    detail = assert_json_error(api.client.post("/v1/jobs", content=body, headers=headers), 422)
+    assert [(e["loc"], e["type"]) for e in detail] == [(["body"], "json_content_type")], detail
+    assert detail[0]["msg"] == (
+        f"the body must be JSON sent with Content-Type: application/json ({came_as})"
+    )
+    as_json = alice | {"Content-Type": "application/json"}
+    assert api.client.post("/v1/jobs", content=body, headers=as_json).status_code == 201
+
+
+def test_a_form_route_keeps_its_own_422_whatever_the_content_type(api: Api) -> None:
+    # An upload is a multipart form: a JSON body there is a missing file, not a header.
+    _uid, alice = api.create_user("alice")
+    r = api.client.post(
+        "/v1/datasets", content=b"{}", headers=alice | {"Content-Type": "text/plain"}
+    )
+    assert [e["loc"] for e in assert_json_error(r, 422)] == [["body", "file"]]
+
+
+@pytest.mark.parametrize(
     ("path", "field"),
     [
         ("/v1/jobs/abc", "job_id"),

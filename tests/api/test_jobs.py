@@ -189,6 +189,12 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     assert body["required"] == {"CPU": 2.0, "GPU": 0.0}
     kinds = {reason["kind"] for reason in body["reasons"]}
     assert {"no_dispatcher", "priority"} <= kinds
+    priority = [r["message"] for r in body["reasons"] if r["kind"] == "priority"]
+    assert priority == ["1 queued job with higher priority or submitted earlier goes first"]
+    third = api.submit(alice)
+    body = api.client.get(f"/v1/jobs/{third}/explain", headers=alice).json()
+    priority = [r["message"] for r in body["reasons"] if r["kind"] == "priority"]
+    assert priority == ["2 queued jobs with higher priority or submitted earlier go first"]
 
     from service.store.db import transaction
     from service.store.dispatchers import upsert_dispatcher

@@ -164,11 +164,14 @@ def test_running_and_cpu_quotas_make_jobs_wait_with_explain(api: Api) -> None:
     assert claim() == first
     assert claim() is None
     reasons = api.client.get(f"/v1/jobs/{second}/explain", headers=alice).json()["reasons"]
-    assert any(r["kind"] == "quota" and "max_running_jobs" in r["message"] for r in reasons)
+    quota = [r["message"] for r in reasons if r["kind"] == "quota"]
+    assert quota == ["max_running_jobs: alice runs 1 job, the quota is 1"], reasons
 
     _patch_quota(api, alice_id, max_running_jobs=10, max_cpus=3)  # each gang holds 2 CPUs
     reasons = api.client.get(f"/v1/jobs/{second}/explain", headers=alice).json()["reasons"]
-    assert any("max_cpus" in r["message"] for r in reasons), reasons
+    assert [r["message"] for r in reasons if r["kind"] == "quota"] == [
+        "max_cpus: alice's running jobs hold 2 CPUs, this job needs 2, the quota is 3"
+    ], reasons
     assert claim() is None
     _patch_quota(api, alice_id, max_cpus=4)
     assert claim() == second

@@ -22,7 +22,12 @@ from service.schemas.data_limits import (
 from service.schemas.datasets import DatasetRejected, validate_dataset
 from service.schemas.resolve import SpecError
 from tests.training.task_helpers import make_spec
-from workers.training.data_files import load_digits_sequences, read_sequence_csv, read_shakespeare
+from workers.training.data_files import (
+    load_digits_sequences,
+    read_sequence_csv,
+    read_shakespeare,
+    read_text_file,
+)
 
 
 def test_builtin_shapes_match_the_data() -> None:
@@ -61,6 +66,42 @@ def test_text_shape_counts_characters_as_the_worker_reads_them() -> None:
     assert validate_dataset(b"zzz", "text") == TextShape(
         chars=3, distinct_chars=1, two_distinct_within=None
     )
+
+
+BOM = "\ufeff".encode()  # what Excel's "CSV UTF-8" writes first
+
+
+def test_a_headerless_csv_with_a_bom_keeps_every_row(tmp_path: Path) -> None:
+    # With the mark read as a character the first label was "\ufeff0": not an
+    # integer, so the first data row was taken for a header and one sample lost.
+    content = BOM + "".join(f"{n % 2},{n}.5,1\n" for n in range(100)).encode()
+    shape = validate_dataset(content, "csv")
+    assert shape == CsvShape(rows=100, columns=3, integer_labels=True, classes=2)
+    path = tmp_path / "excel.csv"
+    path.write_bytes(content)
+    inputs, labels = read_sequence_csv(path, 2)
+    assert len(labels) == 100 and inputs[0, 0, 0] == 0.5
+
+
+def test_a_csv_header_after_a_bom_is_still_a_header(tmp_path: Path) -> None:
+    content = BOM + b"label,a,b\n1,0.5,2\n0,1,2\n"
+    shape = validate_dataset(content, "csv")
+    assert shape == CsvShape(rows=2, columns=3, integer_labels=True, classes=2)
+    path = tmp_path / "excel.csv"
+    path.write_bytes(content)
+    _inputs, labels = read_sequence_csv(path, 2)
+    assert labels.tolist() == [1, 0]
+
+
+def test_a_text_bom_is_not_a_character(tmp_path: Path) -> None:
+    visible = "ab\n" * 1200
+    content = BOM + visible.encode()
+    assert validate_dataset(content, "text") == TextShape(
+        chars=3600, distinct_chars=3, two_distinct_within=2
+    )
+    path = tmp_path / "notepad.txt"
+    path.write_bytes(content)
+    assert read_text_file(path, 10_000) == visible
 
 
 @pytest.mark.parametrize(

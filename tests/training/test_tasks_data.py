@@ -203,3 +203,17 @@ def test_uploaded_text_for_char_lm(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"task\.seq_len"):
         make_task(too_long, uploads={"t1": path})
+
+
+def test_a_bom_is_not_in_the_char_lm_vocabulary(tmp_path: Path) -> None:
+    text = "the quick brown fox jumps over the lazy dog\n" * 60
+    path = tmp_path / "notepad.txt"
+    path.write_bytes("\ufeff".encode() + text.encode("utf-8"))
+    spec = make_spec(
+        {"kind": "char_lm", "dataset": "upload:t1", "seq_len": 16, "max_chars": 1_000},
+        distributed={"workers": 2},
+    )
+    task = make_task(spec, uploads={"t1": path})
+    assert isinstance(task, CharLMTask)
+    assert "\ufeff" not in task.vocabulary
+    assert task.vocab_size == len(set(text))

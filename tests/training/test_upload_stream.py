@@ -33,6 +33,14 @@ def test_any_chunking_gives_the_same_shape(data: bytes, fmt: str) -> None:
         assert validate_stream(split(data, size), fmt) == whole  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("body", "fmt"), [(b"0,1\r\n1,2", "csv"), (b"ab", "text")])
+def test_a_bom_split_across_chunks_is_still_dropped(body: bytes, fmt: str) -> None:
+    without = validate_stream([body], fmt)  # type: ignore[arg-type]
+    for size in range(1, 5):
+        with_bom = validate_stream(split("\ufeff".encode() + body, size), fmt)  # type: ignore[arg-type]
+        assert with_bom == without
+
+
 def test_shapes_count_as_the_worker_reads() -> None:
     shape = validate_stream([b"aa\r\nb"], "text")
     assert shape.model_dump() == {"chars": 4, "distinct_chars": 3, "two_distinct_within": 3}

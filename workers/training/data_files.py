@@ -12,6 +12,7 @@ one sample per row, `label,x_1,...,x_n`; the label is an integer class 0..K-1 an
 x_1..x_n the flattened sequence, step-major: n must be a multiple of task.seq_len,
 features per step = n / seq_len, step t is x_{tF+1}..x_{(t+1)F}. An optional header
 row (the first non-blank row, if its first field is not an integer) is skipped.
+A leading UTF-8 byte order mark (Excel's "CSV UTF-8") is ignored, in text uploads too.
 Values are used as given. The upload check (service/schemas/datasets.py) applies the
 same row rules (service/schemas/data_limits.py).
 """
@@ -31,6 +32,7 @@ import numpy as np
 from service.schemas.data_limits import (
     DIGITS_ROWS,
     DIGITS_VALUES,
+    UPLOAD_ENCODING,
     is_blank_record,
     is_header_record,
 )
@@ -92,8 +94,9 @@ def read_shakespeare(max_chars: int) -> str:
 
 
 def read_text_file(path: Path, max_chars: int) -> str:
-    """An uploaded text, decoded as UTF-8 (invalid bytes replaced), newlines unified."""
-    with path.open(encoding="utf-8", errors="replace", newline=None) as handle:
+    """An uploaded text, decoded as UTF-8 (a leading byte order mark dropped, invalid
+    bytes replaced), newlines unified."""
+    with path.open(encoding=UPLOAD_ENCODING, errors="replace", newline=None) as handle:
         return handle.read(max_chars)
 
 
@@ -157,7 +160,7 @@ def read_sequence_csv(path: Path, seq_len: int) -> tuple[np.ndarray, np.ndarray]
     labels: list[int] = []
     rows: list[list[float]] = []
     first = True
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding=UPLOAD_ENCODING, newline="") as handle:
         for line_no, fields in enumerate(csv.reader(handle), start=1):
             if is_blank_record(fields):
                 continue
