@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import email.message
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from service.errors import Conflict, NotFound, QuotaExceeded
+from service.json_body import is_json_content_type
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +63,13 @@ def _takes_json_body(request: Request) -> bool:
     )
 
 
-def _is_json_content_type(value: str | None) -> bool:
-    # FastAPI's own test for parsing a body as JSON (fastapi.routing).
-    message = email.message.Message()
-    message["content-type"] = value or ""
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
-
-
 def _explain_unparsed_body(request: Request, errors: Sequence[Any]) -> list[Any]:
     """`errors`, with a body left unparsed for want of a JSON content type said so.
     FastAPI parses a body as JSON only under Content-Type: application/json, so
     `curl -d '{...}'` (sent as a form) reached the model as raw bytes and got "Input
     should be a valid dictionary", which does not point at the missing header."""
     content_type = request.headers.get("content-type")
-    if _is_json_content_type(content_type) or not _takes_json_body(request):
+    if is_json_content_type(content_type) or not _takes_json_body(request):
         return list(errors)
     came_as = f"it came as {content_type}" if content_type else "it came without one"
     return [
