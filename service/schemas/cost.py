@@ -174,10 +174,15 @@ def estimate(spec: ResolvedSpec, shape: DatasetShape | None) -> CostEstimate:
     optimizer_state = 3 if spec.optimizer.name == "adam" else 1
     stale = COORDINATOR_STALE_COPIES if spec.aggregation.strategy in STALE_GRADIENT_RULES else 0
     val_samples = MAX_VAL_TOKENS // max(ms.steps, 1) if ms.per_step_head else MAX_VAL_SAMPLES
+    # Evaluation's activations grow with the model (hidden size x layers), not with the
+    # dataset: validation is capped (MAX_VAL_*), so that is the field to change.
+    evaluation = val_samples * (ms.steps * per_step + logits) * elem
     coordinator_terms = {
-        "model.hidden_size": COORDINATOR_BASE_BYTES + (3 + optimizer_state) * params * elem,
+        "model.hidden_size": COORDINATOR_BASE_BYTES
+        + (3 + optimizer_state) * params * elem
+        + evaluation,
         "distributed.workers": (1 + stale) * workers * params * elem,
-        "task.dataset": ms.data_bytes + val_samples * (ms.steps * per_step + logits) * elem,
+        "task.dataset": ms.data_bytes,
     }
     return CostEstimate(
         parameters=params,
@@ -216,8 +221,12 @@ def cost_problems(
             (
                 cost.coordinator_field,
                 f"estimated {gib(cost.coordinator_bytes)} for the coordinator "
-                f"({cost.parameters:,} parameters x {spec.distributed.workers} workers), "
+                f"({cost.parameters:,} parameters x {_workers(spec.distributed.workers)}), "
                 f"limit {gib(limits.coordinator_memory_bytes)}",
             )
         )
     return problems
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"

@@ -49,6 +49,21 @@ def test_attack_specs_are_422_naming_the_field_and_both_figures(api: Api) -> Non
         assert session.scalar(select(Job.id)) is None
 
 
+def test_a_deep_model_is_refused_naming_the_model_not_the_dataset(api: Api) -> None:
+    """Evaluation's activations (hidden size x layers over the capped validation set)
+    dominate this coordinator's estimate: the 422 named task.dataset, which no change
+    of dataset could fix."""
+    _uid, alice = api.create_user("alice")
+    deep = {
+        "task": {"kind": "char_lm"},
+        "model": {"cell": "lstm", "hidden_size": 1280, "num_layers": 8},
+        "distributed": {"workers": 1},
+    }
+    [error] = assert_json_error(api.client.post("/v1/jobs", json=deep, headers=alice), 422)
+    assert error["loc"] == ["body", "model", "hidden_size"], error
+    assert "for the coordinator" in error["msg"] and "x 1 worker)" in error["msg"], error
+
+
 def test_a_raised_limit_admits_the_spec_and_a_lowered_one_refuses_a_small_one(
     make_api: Any,
 ) -> None:
