@@ -163,7 +163,8 @@ def _resource_reasons(
         reasons.append(
             BlockingReason(
                 kind="no_dispatcher",
-                message=f"no dispatcher was seen in the last {dispatcher_timeout.seconds} s",
+                message="no dispatcher was seen in the last "
+                f"{dispatcher_timeout.total_seconds():g} s",
             )
         )
     # Judge by the live dispatchers' reports: every dispatcher that ever ran stays
