@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -97,27 +98,30 @@ def _watch(client: Client, job_id: int) -> None:
 
 
 def _watch_live(client: Client, job_id: int, job: dict[str, Any], rounds: int) -> dict[str, Any]:
-    """A progress bar redrawn in place: the final status event."""
+    """A progress bar redrawn in place, with the latest figures on the line below it
+    (one row of both was cut to "roun… val_m…" in an 80-column terminal): the final
+    status event."""
     progress = Progress(
         TextColumn("job {task.fields[job]} [bold]{task.fields[status]}[/bold]"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         TextColumn("round {task.completed:.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[figures]}"),
         TimeElapsedColumn(),
         console=console,
     )
-    bar = progress.add_task("train", total=rounds, job=job_id, status=job["status"], figures="")
+    # From where the job is: a finished job's first frame is not "round 0".
+    done = int((job.get("progress") or {}).get("round") or 0)
+    bar = progress.add_task("train", total=rounds, completed=done, job=job_id, status=job["status"])
+    shown = Text(overflow="fold")  # wraps, never cut: the figures are what one watches
     final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
-    with Live(progress, console=console, refresh_per_second=4):
+    with Live(Group(progress, shown), console=console, refresh_per_second=4):
         try:
             for event, data in client.follow(job_id):
                 if event == "status":
                     final = data
                     progress.update(bar, status=data["status"])
                 elif event == "metrics":
-                    progress.update(
-                        bar, completed=data["round"] + 1, figures=figures(data["values"])
-                    )
+                    progress.update(bar, completed=data["round"] + 1)
+                    shown.plain = figures(data["values"])
         except ApiError as exc:
             raise api_failure(exc) from exc
     return final

@@ -4,13 +4,18 @@ download. `lagtrain watch`: a failed job's error is printed as its text."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from service import cli_jobs
 from service.app import create_app
 from service.cli import app
+from service.cli_common import TextConsole
 from service.store.db import transaction
 from tests.api.conftest import ADMIN_TOKEN, Api, serving
 
@@ -84,6 +89,31 @@ def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
         f"job {job_id} succeeded",
         f"job {job_id} round 5/5  loss 0.2",
     ]
+
+
+def test_watch_in_an_80_column_terminal_shows_the_round_and_figures_whole(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live bar: a finished job's first frame is where it ended (it drew "round
+    0/5" first), and the figures have their own line (sharing the bar's row, an
+    80-column terminal cut them to "roun… loss 0…")."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    api.append(claimed, range(1, 6))
+    api.finish(claimed)
+    screen = io.StringIO()
+    terminal = TextConsole(file=screen, force_terminal=True, width=80, markup=False)
+    monkeypatch.setattr(cli_jobs, "console", terminal)
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
+    assert watched.exit_code == 0, (watched.output, watched.exception)
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # colours, cursor
+    assert "round 0/5" not in drawn
+    last_frame = [line.rstrip() for line in drawn.splitlines() if line.strip()][-2:]
+    assert last_frame[0].startswith(f"job {job_id} succeeded") and "round 5/5" in last_frame[0]
+    assert last_frame[1] == "loss 0.2"
+    assert all(len(line) <= 80 for line in drawn.splitlines())
 
 
 def test_download_to_a_new_folder_and_after_the_checkpoints_were_deleted(
