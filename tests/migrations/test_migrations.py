@@ -141,10 +141,7 @@ def test_dataset_shape_round_trip_keeps_the_rows(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            user_id = conn.execute(
-                sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
-            ).scalar_one()
+            user_id = _insert_user(conn)
             conn.execute(
                 sa.text(
                     "INSERT INTO datasets (owner_id, filename, format, bytes, sha256, uri,"
@@ -188,6 +185,15 @@ def test_check_constraints_match_the_models(empty_db_url: str) -> None:
     }
     assert check_constraints(empty_db_url) == expected
     assert expected["jobs"] == {"ck_jobs_status"}
+
+
+def _insert_user(conn: sa.Connection) -> int:
+    """A user, ann, as any revision's users table holds one."""
+    user_id: int = conn.execute(
+        sa.insert(table_of(User)).returning(table_of(User).c.id),
+        {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
+    ).scalar_one()
+    return user_id
 
 
 def _insert_job(conn: sa.Connection, owner_id: int, status: str) -> int:
@@ -243,10 +249,7 @@ def test_job_status_check_round_trip_keeps_the_rows(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            owner = conn.execute(
-                sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
-            ).scalar_one()
+            owner = _insert_user(conn)
             for status in JobStatus:
                 _insert_job(conn, owner, status.value)
         before = _rows(engine)
@@ -282,10 +285,7 @@ def test_an_unknown_status_blocks_the_upgrade(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            owner = conn.execute(
-                sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
-            ).scalar_one()
+            owner = _insert_user(conn)
             _insert_job(conn, owner, "paused")
         with pytest.raises(sa.exc.IntegrityError):
             migrate.upgrade(empty_db_url)
@@ -302,10 +302,7 @@ def test_metric_uploaded_round_trip_keeps_the_rows(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            user_id = conn.execute(
-                sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
-            ).scalar_one()
+            user_id = _insert_user(conn)
             job_id = conn.execute(
                 sa.text(
                     "INSERT INTO jobs (owner_id, status, spec, priority, cpus_required,"
@@ -350,10 +347,7 @@ def test_sweeps_round_trip_keeps_the_jobs(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            owner = conn.execute(
-                sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
-            ).scalar_one()
+            owner = _insert_user(conn)
             sweep_id = conn.execute(
                 sa.text(
                     "INSERT INTO sweeps (owner_id, status, spec, best, created_at)"
@@ -538,10 +532,7 @@ def test_ids_never_reused_round_trip_keeps_the_rows(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            owner = conn.execute(
-                sa.insert(table_of(User)).returning(table_of(User).c.id),
-                {"name": "ann", "role": "user", "share_weight": 1.0, "created_at": utcnow()},
-            ).scalar_one()
+            owner = _insert_user(conn)
             job_id = _insert_job(conn, owner, "succeeded")
             for _ in range(3):
                 _new_dataset(conn, owner)
