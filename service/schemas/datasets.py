@@ -86,6 +86,15 @@ def stored_shape(fmt: str, shape: dict[str, Any] | None) -> DatasetShape | None:
     return CsvShape.model_validate(shape) if fmt == "csv" else TextShape.model_validate(shape)
 
 
+def _not_utf8(exc: UnicodeDecodeError, decoded_up_to: int) -> DatasetRejected:
+    """The error at the bad byte's offset in the file. The decoder saw the bytes it
+    held back from earlier chunks (a character split across two) and the chunk, less
+    a byte order mark, so its `start` counts from the end of what it was given, which
+    is the end of the chunk: `decoded_up_to` bytes into the file."""
+    offset = decoded_up_to - len(exc.object) + exc.start
+    return DatasetRejected(f"not UTF-8 text (byte {offset})")
+
+
 def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterator[str]:
     """UTF-8 lines (ends kept, \r\n and \r read as \n like the worker's universal
     newlines, a leading byte order mark dropped as the worker does) from byte chunks,
@@ -95,11 +104,11 @@ def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterat
     pending = ""
     position = 0
     for chunk in chunks:
+        position += len(chunk)
         try:
             pending += decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            raise DatasetRejected(f"not UTF-8 text (byte {position + exc.start})") from exc
-        position += len(chunk)
+            raise _not_utf8(exc, position) from exc
         # A trailing \r may be the first half of \r\n: keep it for the next chunk.
         cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
         complete, pending = pending[:cut], pending[cut:]
@@ -116,7 +125,7 @@ def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterat
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise DatasetRejected(f"not UTF-8 text (byte {position + exc.start})") from exc
+        raise _not_utf8(exc, position) from exc
     pending = pending.replace("\r\n", "\n").replace("\r", "\n")
     if pending:
         yield from pending.splitlines(keepends=True)

@@ -57,6 +57,24 @@ def test_errors_name_the_position_and_limits() -> None:
         validate_stream(split(b"1,2\n3\n", 1), "csv")
 
 
+@pytest.mark.parametrize(
+    ("data", "bad"),
+    [
+        (b"abc\xffd", 3),
+        ("\ufeffabc".encode() + b"\xffd", 6),  # a BOM is 3 bytes of the file too
+        ("a\u00e9\u4e2d".encode() + b"\xe2\x82\xff", 6),  # the bad sequence starts at \xe2
+        ("\ufeffab\u00e9".encode() + b"\xe2\x82", 7),  # cut short at the end
+    ],
+    ids=["plain", "after-a-bom", "after-multibyte-characters", "cut-short"],
+)
+def test_the_bad_byte_is_named_by_its_offset_in_the_file_whatever_the_chunking(
+    data: bytes, bad: int
+) -> None:
+    for size in range(1, len(data) + 1):
+        with pytest.raises(DatasetRejected, match=rf"\(byte {bad}\)"):
+            validate_stream(split(data, size), "text")
+
+
 def _text(megabytes: int) -> Iterator[bytes]:
     line = ("to be or not to be, that is the question \u00e9t\u00e9\n" * 20_000).encode()
     sent = 0
