@@ -22,6 +22,7 @@ from rich.text import Text
 
 from service import spec_yaml
 from service.client import ApiError, Client, ClientSettings
+from service.schemas.accounts import folded_user_name
 from service.schemas.common import CONTROL_CHARACTERS
 
 
@@ -202,7 +203,7 @@ def user_id_named(client: Client, name: str, option: str) -> int:
     except ApiError as exc:
         raise api_failure(exc) from exc
     for found in users:
-        if found["name"] == name:
+        if folded_user_name(found["name"]) == folded_user_name(name):
             return int(found["id"])
     raise fail(f"no user named {name!r} ({option} takes a user's name)")
 

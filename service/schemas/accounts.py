@@ -15,6 +15,13 @@ Role = Literal["user", "admin"]
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 
 
+def folded_user_name(name: str) -> str:
+    """What makes two user names one user: their case does not count ("Alice" is
+    alice; the store's unique index on lower(name), migration 0009). The names are
+    ASCII, so this is the databases' lower() too."""
+    return name.lower()
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 

@@ -54,6 +54,11 @@ class DatabaseNotReady(LagtrainError):
     older revision; the message says which and what to run."""
 
 
+class MigrationBlocked(DatabaseNotReady):
+    """A migration that cannot run over the rows present: the database stays at the
+    revision before it, and the message names the rows and what to change."""
+
+
 def shown_url(database_url: str) -> str:
     return make_url(database_url).render_as_string(hide_password=True)
 

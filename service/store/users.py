@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, QuotaExceeded
+from service.schemas.accounts import folded_user_name
 from service.store.models import ApiToken, Job, User, table_of, utcnow
 
 TOKEN_BYTES = 32
@@ -56,8 +57,10 @@ def create_user(
     share_weight: float = 1.0,
 ) -> tuple[User, ApiToken, str]:
     """Create a user with a first token (``token`` if given, else a fresh one)."""
-    if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise Conflict(f"user {name!r} already exists")
+    taken = session.scalar(select(User.name).where(_named(name)))
+    if taken is not None:
+        also = "" if taken == name else f" (as {taken!r}: names are the same in any case)"
+        raise Conflict(f"user {name!r} already exists{also}")
     user = User(
         name=name,
         role=role,
@@ -232,7 +235,12 @@ def acting_for(*, session: Session, user_id: int) -> Principal:
 
 
 def find_user_id(*, session: Session, name: str) -> int | None:
-    return session.scalar(select(User.id).where(User.name == name))
+    return session.scalar(select(User.id).where(_named(name)))
+
+
+def _named(name: str) -> ColumnElement[bool]:
+    """The user called `name` in any case (the unique index of migration 0009)."""
+    return func.lower(User.name) == folded_user_name(name)
 
 
 def list_users(*, session: Session, limit: int, after_id: int | None) -> list[User]:

@@ -90,6 +90,8 @@ def test_an_admin_adds_and_manages_a_user(api: Api) -> None:
         assert word.exit_code == 2 and "'lots' is no number" in word.stderr
         nothing = runner.invoke(app, ["user-set", "dana"], env=admin)
         assert nothing.exit_code == 2 and "nothing to change" in nothing.stderr
+        shouted = runner.invoke(app, ["user-set", "DANA", "--share", "3"], env=admin)
+        assert shouted.exit_code == 0 and rows(shouted)[0][1:5] == ["dana", "user", "active", "3"]
         nobody = runner.invoke(app, ["user-set", "erin", "--disable"], env=admin)
         assert nobody.exit_code == 1 and "no user named 'erin'" in nobody.stderr
         taken = runner.invoke(app, ["user-add", "dana"], env=admin)

@@ -238,6 +238,23 @@ def test_bad_user_creation_is_4xx(api: Api) -> None:
     assert "carol" in detail
 
 
+def test_a_user_name_is_one_user_whatever_its_case(api: Api) -> None:
+    """`Carol` beside `carol` was a second account (migration 0009): now a 409 naming
+    the one that exists, and an admin's ?owner= finds carol's jobs however typed."""
+    _carol_id, carol = api.create_user("carol")
+    job_id = api.submit(carol)
+    detail = assert_json_error(
+        api.client.post("/v1/users", json={"name": "CaRoL"}, headers=api.admin), 409
+    )
+    assert "'CaRoL' already exists (as 'carol'" in detail
+    for typed in ("carol", "CAROL"):
+        for route in ("/v1/jobs", "/v1/sweeps"):
+            listed = api.client.get(route, params={"owner": typed}, headers=api.admin)
+            assert listed.status_code == 200, listed.text
+        jobs = api.client.get("/v1/jobs", params={"owner": typed}, headers=api.admin).json()
+        assert [job["id"] for job in jobs["data"]] == [job_id]
+
+
 def test_oversized_bodies_are_413(make_api: MakeApi) -> None:
     api = make_api(max_request_bytes=2048)
     _uid, alice = api.create_user("alice")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,6 +42,11 @@ class User(Base):
     created_at: Mapped[datetime]
     # Set by an admin: every token of the user is refused while set.
     disabled_at: Mapped[datetime | None]
+
+
+# One user per name whatever its case (migration 0009): "Alice" is alice. Names are
+# ASCII (USER_NAME_PATTERN), so lower() folds alike on SQLite and PostgreSQL.
+Index("uq_users_name_folded", func.lower(User.name), unique=True)
 
 
 class ApiToken(Base):
