@@ -58,19 +58,22 @@ class UniqueKeysRoute(APIRoute):
                 try:
                     json.loads(body or b"null", object_pairs_hook=_unique_keys)
                 except _RepeatedKey as exc:
-                    raise RequestValidationError(
-                        [
-                            {
-                                "type": "json_invalid",
-                                "loc": ("body",),
-                                "msg": f"a JSON object names the key {exc.key!r} twice: the "
-                                "second would replace the first",
-                                "input": None,
-                            }
-                        ]
+                    raise _invalid(
+                        f"a JSON object names the key {exc.key!r} twice: the second would "
+                        "replace the first"
                     ) from None
+                except RecursionError:
+                    # Python's parser (FastAPI's too) recurses once per level: a body of
+                    # 200 000 `[` was a 500 and a traceback in the log for anyone.
+                    raise _invalid("JSON nested too deeply to read") from None
                 except ValueError:
                     pass  # not JSON (or not UTF-8): FastAPI's own 422 says so
             return await handler(request)
 
         return unique_keys_first
+
+
+def _invalid(message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "json_invalid", "loc": ("body",), "msg": message, "input": None}]
+    )

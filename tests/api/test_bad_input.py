@@ -413,3 +413,30 @@ def test_a_json_body_that_names_a_key_twice_is_422_and_nothing_is_stored(api: Ap
         api.client.post("/v1/jobs", content=json.dumps(SMALL_SPEC), headers=headers).status_code
         == 201
     )
+
+
+def test_json_nested_too_deeply_is_a_422_not_a_500(api: Api) -> None:
+    """Python's JSON parser recurses once per level: 200 000 `[` in a body was a
+    RecursionError, a 500 and a traceback in the log, for anyone, with or without a
+    token. Now a 422 on every JSON body route; the submit route still names a bad
+    token first (401)."""
+    from tests.api.conftest import SMALL_SWEEP
+
+    uid, alice = api.create_user("alice")
+    deep = '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    json_type = {"Content-Type": "application/json"}
+    for method, path, who in [
+        ("POST", "/v1/jobs", alice),
+        ("POST", "/v1/sweeps", alice),
+        ("PATCH", f"/v1/users/{uid}", api.admin),
+        ("POST", "/v1/users", api.admin),
+        ("POST", "/v1/tokens", alice),
+        ("POST", "/ui/parse-spec", alice),
+    ]:
+        r = api.client.request(method, path, content=deep, headers=who | json_type)
+        [error] = assert_json_error(r, 422)
+        assert (error["loc"], error["msg"]) == (["body"], "JSON nested too deeply to read"), path
+    bad_token = {"Authorization": "Bearer " + "x" * 40} | json_type
+    assert api.client.post("/v1/jobs", content=deep, headers=bad_token).status_code == 401
+    for path, body in [("/v1/jobs", SMALL_SPEC), ("/v1/sweeps", SMALL_SWEEP)]:
+        assert api.client.post(path, json=body, headers=alice).status_code == 201

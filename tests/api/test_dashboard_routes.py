@@ -73,6 +73,16 @@ def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
     for number in (".nan", ".inf", "-.inf"):
         nan = assert_json_error(parse(f"task: {{kind: adding}}\noptimizer:\n  lr: {number}\n"), 422)
         assert nan[0]["msg"].startswith("optimizer.lr: ") and nan[0]["line"] == 3, nan
+    # Deep nesting made the parse itself the cost (PyYAML's scanner is quadratic in
+    # the flow depth: 30 KB of `[` held a core for 49 s, then a 500): refused at the
+    # 17th level, on the line that opens it, before the rest is read.
+    flow = assert_json_error(parse("name: x\na: " + "[" * 15_000 + "]" * 15_000), 422)
+    assert "nested deeper than 16 levels" in flow[0]["msg"] and flow[0]["line"] == 2
+    block = "task:\n" + "".join(" " * level + f"k{level}:\n" for level in range(1, 40))
+    indented = assert_json_error(parse(block), 422)
+    assert "nested deeper" in indented[0]["msg"] and indented[0]["line"] == 17
+    at_the_limit = "a: " + "[" * 15 + "1" + "]" * 15 + "\n"
+    assert parse(at_the_limit).status_code == 200
 
 
 def test_history_lists_every_transition_and_hides_others_jobs(api: Api) -> None:
