@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,9 +28,15 @@ from service.schemas.common import CONTROL_CHARACTERS
 
 
 def visible(text: str) -> str:
-    """`text` with its control characters shown as escapes (\\x1b), not obeyed: an ESC
-    in a job name stored before names were checked could retitle or clear a terminal."""
-    return CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    """`text` with its control characters shown as escapes (\\x1b, \\u202e), not
+    obeyed: an ESC in a job name stored before names were checked could retitle or
+    clear a terminal, a right-to-left override reverse the rest of the line."""
+    return CONTROL_CHARACTERS.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class TextConsole(Console):

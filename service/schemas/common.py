@@ -39,13 +39,18 @@ def _storable(value: str) -> str:
 # Free text a user names things with (job and sweep names, categorical choices).
 StorableText = Annotated[str, AfterValidator(_storable)]
 
-# C0 and C1 control characters but tab and newline.
-CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 control characters but tab and newline, and the bidirectional controls
+# (marks, embeddings, overrides, isolates: U+061C, U+200E-F, U+202A-E, U+2066-9).
+CONTROL_CHARACTERS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _printable(value: str) -> str:
-    # A name is shown to others (an admin's job list, the audit log): an ESC in it
-    # could retitle or clear their terminal. Tab and newline are plain text.
+    # A name is shown to others (an admin's job list, the audit log, the dashboard):
+    # an ESC in it could retitle or clear their terminal, and a right-to-left override
+    # makes "evil\u202etxt.exe" read as "evilexe.txt" and reverses what follows it on
+    # the line. Tab and newline are plain text.
     found = CONTROL_CHARACTERS.search(value)
     if found:
         raise ValueError(

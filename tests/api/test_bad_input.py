@@ -343,6 +343,9 @@ def test_nan_and_infinity_are_422_naming_the_field_on_every_body(api: Api, numbe
         # What a terminal obeys: an admin's `lagtrain jobs` lists every user's names.
         (r'"\u001b]0;pwned\u0007\u001b[2J name"', "control characters (U+001B at position 0)"),
         (r'"bad \u009b name"', "control characters (U+009B at position 4)"),
+        # What reorders a line: "evil\u202etxt.exe" reads as "evilexe.txt".
+        (r'"evil\u202etxt.exe"', "control characters (U+202E at position 4)"),
+        (r'"a\u2066b"', "control characters (U+2066 at position 1)"),
     ],
 )
 def test_text_no_store_can_keep_nor_terminal_show_is_422_naming_the_field(

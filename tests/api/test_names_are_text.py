@@ -24,10 +24,11 @@ def test_every_listing_shows_markup_like_names_as_written(api: Api) -> None:
     sweep = api.client.post("/v1/sweeps", json=SMALL_SWEEP | {"name": "sw[/b]"}, headers=bob)
     assert sweep.status_code == 201, sweep.text
     upload = api.client.post(
-        "/v1/datasets", files={"file": ("x[/i]\x1b[2J\x9b.txt", TEXT)}, headers=bob
+        "/v1/datasets", files={"file": ("x[/i]\x1b[2J\x9b\u202e.txt", TEXT)}, headers=bob
     )
     assert upload.status_code == 201, upload.text
-    assert upload.json()["filename"] == "x[/i][2J.txt"  # ESC and CSI dropped, the rest kept
+    # ESC, CSI and the right-to-left override dropped, the rest kept.
+    assert upload.json()["filename"] == "x[/i][2J.txt"
     # Cancelled, so that sweep-watch prints its table and returns (exit 1: not succeeded).
     cancel = api.client.post(f"/v1/sweeps/{sweep.json()['id']}/cancel", headers=bob)
     assert cancel.status_code == 202, cancel.text
@@ -64,7 +65,9 @@ def test_a_stored_control_character_is_shown_not_obeyed() -> None:
     table.add_row("\x1b]0;pwned\x07\x1b[2Jfake")
     console.print(table)
     console.print("tab\tand\nnewline \x9b")
+    console.print("evil\u202etxt.exe")
     printed = out.getvalue()
     assert "\x1b" not in printed and "\x07" not in printed and "\x9b" not in printed
     assert "\\x1b]0;pwned\\x07\\x1b[2Jfake" in printed
     assert "newline \\x9b" in printed and "and\n" in printed
+    assert "evil\\u202etxt.exe" in printed and "\u202e" not in printed
