@@ -44,6 +44,7 @@ from service.store.sweeps import (
     request_cancel,
     sweep_for_key,
     trials_of,
+    trials_to_come,
 )
 from service.store.users import find_user_id, user_names
 
@@ -175,18 +176,20 @@ def post_sweep(
             problems = _corner_problems(session, checked.corners, principal.user_id, limits)
             if problems:
                 raise _errors(problems, spec)
-            # After the 422 checks: a budget the queue quota could never hold is a 429.
+            # After the 422 checks: a budget the queue quota could never hold, beside
+            # what the user's other active sweeps may still queue, is a 429.
             totals = [gang_totals(corner) for corner in checked.corners]
             cpus, gpus = max(t[0] for t in totals), max(t[1] for t in totals)
+            active, to_come = trials_to_come(session=session, owner_id=principal.user_id)
             check_can_submit(
                 session=session,
                 user_id=principal.user_id,
                 defaults=settings.quota_defaults(),
-                jobs=spec.trials,
+                jobs=spec.trials + to_come,
                 cpus=cpus,
                 gpus=gpus,
                 owner_locked=True,
-                new="new (the sweep's trial budget, `trials`)",
+                new=_budget_words(spec.trials, active, to_come),
             )
         sweep, created = (
             (replayed, False)
@@ -265,3 +268,13 @@ def cancel_sweep(sweep_id: SweepId, principal: CurrentUser, sessions: Sessions) 
         )
         (out,) = _sweep_outs(session, [sweep])
     return out
+
+
+def _budget_words(trials: int, active: int, to_come: int) -> str:
+    if not to_come:
+        return "new (the sweep's trial budget, `trials`)"
+    sweeps = "sweep" if active == 1 else "sweeps"
+    return (
+        f"new (the sweep's {trials} `trials` and {to_come} that your {active} active "
+        f"{sweeps} may still queue)"
+    )

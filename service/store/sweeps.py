@@ -203,6 +203,36 @@ def trials_of(*, session: Session, sweep_ids: list[int]) -> dict[int, list[Trial
     return found
 
 
+def trials_to_come(*, session: Session, owner_id: int) -> tuple[int, int]:
+    """(active sweeps, trials they may still queue) of the user: for each queued or
+    running sweep, its budget (`trials`) less the trials whose job was queued. What a
+    new sweep's budget is held to beside the queue (api.sweeps): without it, sweeps
+    waiting for room were accepted without limit, each costing every controller poll."""
+    budgets: dict[int, dict[str, Any]] = {
+        sweep_id: spec
+        for sweep_id, spec in session.execute(
+            select(Sweep.id, Sweep.spec).where(
+                Sweep.owner_id == owner_id,
+                Sweep.status.in_([SweepStatus.QUEUED, SweepStatus.RUNNING]),
+            )
+        )
+    }
+    if not budgets:
+        return 0, 0
+    queued: dict[int, int] = {
+        sweep_id: count
+        for sweep_id, count in session.execute(
+            select(SweepTrial.sweep_id, func.count())
+            .where(SweepTrial.sweep_id.in_(list(budgets)), SweepTrial.job_id.is_not(None))
+            .group_by(SweepTrial.sweep_id)
+        )
+    }
+    to_come = sum(
+        max(0, int(spec["trials"]) - queued.get(sweep_id, 0)) for sweep_id, spec in budgets.items()
+    )
+    return len(budgets), to_come
+
+
 def active_trial_jobs(*, session: Session, sweep_id: int) -> int:
     """Trial jobs of the sweep that are not finished (queued, running, cancelling)."""
     return (

@@ -26,11 +26,12 @@ def queued(api: Api, headers: dict[str, str]) -> int:
 
 def test_trials_wait_for_room_in_the_owners_queue_quota(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
-    set_quota(api, alice_id, max_queued_jobs=3)
-    # Each budget (3 trials, 2 at a time) fits the empty queue, so both are accepted.
+    set_quota(api, alice_id, max_queued_jobs=6)
+    # Both budgets (3 trials, 2 at a time) fit; then an admin lowers the quota.
     ids = [
         api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"] for _ in "ab"
     ]
+    set_quota(api, alice_id, max_queued_jobs=3)
     controller = SweepController(api.settings, api.sessions)
     controller.poll()
     assert queued(api, alice) == 3  # not 4: the fourth trial waits
@@ -65,6 +66,33 @@ def test_a_retry_of_an_accepted_sweep_is_answered_whatever_the_quota(api: Api) -
     assert again.json()["id"] == first.json()["id"]
     fresh = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
     assert fresh.status_code == 429 and "max_queued_jobs" in fresh.text
+
+
+def test_active_sweeps_budgets_count_against_a_new_sweep(api: Api) -> None:
+    """Sweeps waiting for room were accepted without limit (60 of them under a quota
+    of 2, each costing every controller poll): a new budget is now held to the queue
+    plus what the user's active sweeps may still queue. Finished sweeps, and trials
+    whose jobs were queued (counted as queued jobs), count once."""
+    alice_id, alice = api.create_user("alice")
+    set_quota(api, alice_id, max_queued_jobs=7)
+    first = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    second = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert first.status_code == second.status_code == 201, second.text
+    third = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert third.status_code == 429
+    assert third.json()["detail"] == (
+        "max_queued_jobs: 0 queued + 9 new (the sweep's 3 `trials` and 6 that your 2 "
+        "active sweeps may still queue) exceeds the quota of 7"
+    )
+    SweepController(api.settings, api.sessions).poll()  # 2 + 2 trial jobs queued
+    assert queued(api, alice) == 4
+    again = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    detail = again.json()["detail"]
+    assert "4 queued + 5 new" in detail and "2 that your 2" in detail
+    cancel = api.client.post(f"/v1/sweeps/{first.json()['id']}/cancel", headers=alice)
+    assert cancel.status_code == 202, cancel.text
+    fits = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert fits.status_code == 201, fits.text  # 2 queued (the second's) + 1 + 3 <= 7
 
 
 def _csv_of_64_values(rows: int) -> bytes:
