@@ -94,24 +94,27 @@ def post_dataset(
             digest.update(chunk)
             yield chunk
 
-    try:
-        shape = validate_stream(chunks(), fmt, settings.upload_limits())
-    except DatasetRejected as exc:
-        raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
-
-    def check_room(session: Session) -> None:
+    def check_room(session: Session, adding: int) -> None:
         check_upload_storage(
             session=session,
             user_id=principal.user_id,
             defaults=settings.quota_defaults(),
-            adding=size,
+            adding=adding,
         )
 
-    # Checked before the file is stored (no write for a refused upload), and again
-    # under the user's quota lock in the transaction that adds the row: concurrent
-    # uploads of one user all pass the first check.
+    # The quota is checked before the file is read (what the multipart parser counted:
+    # a user at the quota does not cost the server a 50 MB validation each try),
+    # before it is stored (no write for a refused upload), and again under the user's
+    # quota lock in the transaction that adds the row (concurrent uploads of one user
+    # all pass the earlier checks).
     with transaction(sessions) as session:
-        check_room(session)
+        check_room(session, file.size or 0)
+    try:
+        shape = validate_stream(chunks(), fmt, settings.upload_limits())
+    except DatasetRejected as exc:
+        raise field_error(("body", "file"), f"not a valid {fmt} dataset: {exc}", filename) from exc
+    with transaction(sessions) as session:
+        check_room(session, size)
     # Its own file, not one shared by every upload of the same bytes: a deleted
     # dataset's file can then go at once, with no upload racing to name it again.
     name = f"datasets/{digest.hexdigest()}-{secrets.token_hex(8)}.{EXTENSION[fmt]}"
@@ -120,7 +123,7 @@ def post_dataset(
     write_once_from(uri, file.file)
     try:
         with transaction(sessions) as session:
-            check_room(session)
+            check_room(session, size)
             dataset = create_dataset(
                 session=session,
                 owner_id=principal.user_id,

@@ -139,6 +139,11 @@ def test_queue_and_storage_quotas_are_429_naming_the_quota(api: Api) -> None:
     big = b"x" * 101
     r = api.client.post("/v1/datasets", files={"file": ("b.txt", big)}, headers=alice)
     assert "max_storage_bytes" in assert_json_error(r, 429)
+    # Refused before it is read: no validation's CPU for a file that cannot be kept
+    # (this one is no UTF-8, which reading it would have answered with a 422).
+    not_text = b"\xff" * 101
+    r = api.client.post("/v1/datasets", files={"file": ("n.txt", not_text)}, headers=alice)
+    assert "max_storage_bytes: 0 bytes stored + 101 new" in assert_json_error(r, 429)
     ok = api.client.post("/v1/datasets", files={"file": ("s.txt", b"ab" * 40)}, headers=alice)
     assert ok.status_code == 201
     usage = api.client.get("/v1/users/me", headers=alice).json()["usage"]
