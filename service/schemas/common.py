@@ -23,7 +23,7 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
-def _storable(value: str) -> str:
+def storable(value: str) -> str:
     # PostgreSQL's text refuses NUL, and an unpaired UTF-16 surrogate (JSON
     # "\ud800") is not UTF-8 at all: such a name would pass validation and fail in
     # the store or the response, as a 500 (SQLite keeps the NUL: the stores differ).
@@ -36,8 +36,14 @@ def _storable(value: str) -> str:
     return value
 
 
+def storable_input(value: object) -> object:
+    """`storable` for a value before its type is checked (anything not text is left
+    to the type's own error)."""
+    return storable(value) if isinstance(value, str) else value
+
+
 # Free text a user names things with (job and sweep names, categorical choices).
-StorableText = Annotated[str, AfterValidator(_storable)]
+StorableText = Annotated[str, AfterValidator(storable)]
 
 # C0 and C1 control characters but tab and newline, and the bidirectional controls
 # (marks, embeddings, overrides, isolates: U+061C, U+200E-F, U+202A-E, U+2066-9).
@@ -46,7 +52,7 @@ CONTROL_CHARACTERS = re.compile(
 )
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
     # A name is shown to others (an admin's job list, the audit log, the dashboard):
     # an ESC in it could retitle or clear their terminal, and a right-to-left override
     # makes "evil\u202etxt.exe" read as "evilexe.txt" and reverses what follows it on
@@ -59,9 +65,6 @@ def _printable(value: str) -> str:
         )
     return value
 
-
-# A name given at submit; stored names are read back as StorableText (older rows).
-PrintableText = Annotated[StorableText, AfterValidator(_printable)]
 
 T = TypeVar("T")
 

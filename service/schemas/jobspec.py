@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from service.schemas.common import PrintableText, StorableText
+from service.schemas.common import StorableText, printable, storable_input
 
 TaskKind = Literal[
     "char_lm", "sequence_classification", "adding", "copy_memory", "lag_paper_linreg"
@@ -82,8 +82,21 @@ Every = Annotated[int, Field(ge=1, le=10_000_000)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Priority = Annotated[int, Field(ge=-100, le=100)]
 MaxAttempts = Annotated[int, Field(ge=1, le=20)]
-JobName = Annotated[StorableText, Field(max_length=200)]
-SubmittedName = Annotated[PrintableText, Field(max_length=200)]
+# The text checked before pydantic's own string schema (whose words for an unpaired
+# surrogate say less), which then counts the length in characters; a length checked
+# after a validator is counted as "items".
+JobName = Annotated[str, Field(max_length=200), BeforeValidator(storable_input)]
+
+
+def _blank_is_none(name: str) -> str | None:
+    # "" or "   " names nothing: stored as no name, shown as "(unnamed)" everywhere,
+    # not as "Sweep 2: " with nothing after it.
+    return name if name.strip() else None
+
+
+# A name given at submit; stored names are read back as JobName (older rows may hold
+# control characters: the CLI shows them escaped).
+SubmittedName = Annotated[JobName, AfterValidator(printable), AfterValidator(_blank_is_none)]
 
 MAX_BATCH_SIZE = 65_536
 

@@ -71,3 +71,18 @@ def test_a_stored_control_character_is_shown_not_obeyed() -> None:
     assert "\\x1b]0;pwned\\x07\\x1b[2Jfake" in printed
     assert "newline \\x9b" in printed and "and\n" in printed
     assert "evil\\u202etxt.exe" in printed and "\u202e" not in printed
+
+
+def test_a_blank_name_is_no_name_and_a_long_one_is_counted_in_characters(api: Api) -> None:
+    """"" or "   " named nothing and showed as "Sweep 2: "; a 630-character name was
+    refused as "at most 200 items"."""
+    _uid, bob = api.create_user("bob")
+    for path, body in (("/v1/jobs", SMALL_SPEC), ("/v1/sweeps", SMALL_SWEEP)):
+        for blank in ("", "   "):
+            r = api.client.post(path, json=body | {"name": blank}, headers=bob)
+            assert r.status_code == 201 and r.json()["name"] is None, r.text
+        r = api.client.post(path, json=body | {"name": "n" * 630}, headers=bob)
+        [error] = r.json()["detail"]
+        assert r.status_code == 422 and error["loc"] == ["body", "name"], r.text
+        assert error["msg"] == "String should have at most 200 characters"
+
