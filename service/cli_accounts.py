@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from service.cli_common import call, console, err_console, fail, when
+from service.cli_common import binary_size, call, console, err_console, fail, when
 from service.cli_common import user_id_named as _named
 from service.client import Client
 
@@ -169,5 +169,5 @@ def _user_row(user: dict[str, Any]) -> list[str]:
         f"{used['running_jobs']}/{quota['max_running_jobs']}",
         f"{used['queued_jobs']}/{quota['max_queued_jobs']}",
         f"{used['cpus']:g}/{quota['max_cpus']:g}",
-        f"{used['storage_bytes']:,}/{quota['max_storage_bytes']:,}",
+        f"{binary_size(used['storage_bytes'])}/{binary_size(quota['max_storage_bytes'])}",
     ]

@@ -215,6 +215,18 @@ def user_id_named(client: Client, name: str, option: str) -> int:
     raise fail(f"no user named {name!r} ({option} takes a user's name)")
 
 
+def binary_size(count: int) -> str:
+    """Bytes as people read them: "0 B", "1.5 KiB", "20 GiB" (three figures at most)."""
+    size, unit = float(count), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    if unit == "B":
+        return f"{count} B"
+    return f"{size:,.0f} {unit}" if size >= 100 else f"{size:.3g} {unit}"
+
+
 def when(text: str | None, *, never: str = "") -> str:
     """A time from the API (ISO 8601, UTC) as every command prints it, to the second:
     "2026-12-04 13:05:52"; `never` for none."""

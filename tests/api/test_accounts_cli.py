@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from service.app import create_app
 from service.cli import app
+from service.cli_common import binary_size
 from tests.api.conftest import ADMIN_TOKEN, Api, bearer, serving
 
 runner = CliRunner()
@@ -75,6 +76,9 @@ def test_an_admin_adds_and_manages_a_user(api: Api) -> None:
         assert changed.exit_code == 0, changed.output
         [row] = rows(changed)
         assert row[3] == "active" and row[6] == "0/7"
+        # Storage as people read it, not "0/21,474,836,480".
+        limit = api.settings.default_max_storage_bytes
+        assert row[8] == f"0 B/{binary_size(limit)}" and binary_size(20 << 30) == "20 GiB"
         me = api.client.get("/v1/users/me", headers=bearer(token)).json()
         assert me["quota"]["max_running_jobs"] == api.settings.default_max_running_jobs
         assert me["quota"]["max_queued_jobs"] == 7 != default_queued

@@ -74,7 +74,7 @@ def test_a_stored_control_character_is_shown_not_obeyed() -> None:
 
 
 def test_a_blank_name_is_no_name_and_a_long_one_is_counted_in_characters(api: Api) -> None:
-    """"" or "   " named nothing and showed as "Sweep 2: "; a 630-character name was
+    """ "" or "   " named nothing and showed as "Sweep 2: "; a 630-character name was
     refused as "at most 200 items"."""
     _uid, bob = api.create_user("bob")
     for path, body in (("/v1/jobs", SMALL_SPEC), ("/v1/sweeps", SMALL_SWEEP)):
@@ -85,4 +85,3 @@ def test_a_blank_name_is_no_name_and_a_long_one_is_counted_in_characters(api: Ap
         [error] = r.json()["detail"]
         assert r.status_code == 422 and error["loc"] == ["body", "name"], r.text
         assert error["msg"] == "String should have at most 200 characters"
-
