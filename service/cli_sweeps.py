@@ -17,6 +17,7 @@ from service.cli_common import (
     api_failure,
     client_session,
     console,
+    fail,
     load_spec,
     newest,
     print_newest,
@@ -39,6 +40,11 @@ def sweep(
 ) -> None:
     """Submit a sweep: a base JobSpec, parameters to search, objectives, a budget."""
     spec = load_spec(spec_file)
+    if isinstance(spec, dict) and "task" in spec and "base" not in spec:
+        raise fail(
+            f"{spec_file} is a JobSpec (it has `task`; a sweep's is under `base`): "
+            "submit it with `lagtrain submit`"
+        )
     with client_session() as client:
         try:
             created = client.submit_sweep(spec)

@@ -60,6 +60,20 @@ def test_a_spec_that_repeats_a_key_is_refused_naming_both_lines(tmp_path: Path) 
     ) in line
 
 
+def test_a_spec_given_to_the_other_command_says_which_to_use(tmp_path: Path) -> None:
+    """A sweep file given to `submit` (or a JobSpec to `sweep`) was 8-10 lines of the
+    server's "Extra inputs are not permitted"; now one line naming the command, said
+    before any request (nothing listens at LAGTRAIN_URL)."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("base: {task: {kind: adding}}\nparameters: []\ntrials: 4\n")
+    job = tmp_path / "job.yaml"
+    job.write_text("task: {kind: adding}\n")
+    line = error_line(run(["submit", str(sweep)], tmp_path))
+    assert line.endswith("is a sweep spec (it has `base`): submit it with `lagtrain sweep`")
+    line = error_line(run(["sweep", str(job)], tmp_path))
+    assert line.endswith("submit it with `lagtrain submit`") and "is a JobSpec" in line
+
+
 @pytest.mark.parametrize(
     ("command", "text", "where"),
     [
