@@ -5,6 +5,7 @@ jobs, by a sweep controller in a dispatcher process."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -117,15 +118,23 @@ def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidati
 
 
 def _corner_problems(
-    session: Session, corners: list[ResolvedSpec], owner_id: int, limits: CostLimits
+    session: Session,
+    corners: list[ResolvedSpec],
+    searched: Collection[str],
+    owner_id: int,
+    limits: CostLimits,
 ) -> list[tuple[Loc, str]]:
     """The store-side checks of each corner of the space (uploads, cost), each field
-    named once, under `base`."""
+    named once: at `parameters.<path>` when the field is searched (a choice of
+    `task.dataset` that is not the user's upload), else under `base`."""
     problems: dict[Loc, str] = {}
     for corner in corners:
         found = spec_problems(session=session, spec=corner, owner_id=owner_id, limits=limits)
         for field, message in found:
-            problems.setdefault(("base", *field.split(".")), f"base.{field}: {message}")
+            if field in searched:
+                problems.setdefault(("parameters", field), f"parameters.{field}: {message}")
+            else:
+                problems.setdefault(("base", *field.split(".")), f"base.{field}: {message}")
     return list(problems.items())
 
 
@@ -173,7 +182,9 @@ def post_sweep(
         )
         if replayed is None:
             limits = settings.cost_limits()
-            problems = _corner_problems(session, checked.corners, principal.user_id, limits)
+            problems = _corner_problems(
+                session, checked.corners, spec.parameters.keys(), principal.user_id, limits
+            )
             if problems:
                 raise _errors(problems, spec)
             # After the 422 checks: a budget the queue quota could never hold, beside

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from service.schemas.common import StorableText, UtcDatetime
 from service.schemas.jobs import JobStatus
@@ -152,14 +152,22 @@ class SweepSpec(Strict):
         default=None, description="stop trials whose intermediate first objective is poor"
     )
 
-    @model_validator(mode="after")
-    def _objectives(self) -> Self:
-        metrics = [o.metric for o in self.objectives]
+    # Field validators, so that the 422 names the field (a model validator's is at
+    # `body`, echoing the whole request).
+    @field_validator("objectives")
+    @classmethod
+    def _each_metric_once(cls, objectives: list[Objective]) -> list[Objective]:
+        metrics = [o.metric for o in objectives]
         if len(set(metrics)) != len(metrics):
-            raise ValueError("objectives: each metric may appear once")
-        if self.pruner is not None and len(self.objectives) > 1:
-            raise ValueError("pruner: pruning needs a single objective")
-        return self
+            raise ValueError("each metric may appear once")
+        return objectives
+
+    @field_validator("pruner")
+    @classmethod
+    def _single_objective(cls, pruner: Pruner | None, info: ValidationInfo) -> Pruner | None:
+        if pruner is not None and len(info.data.get("objectives", ())) > 1:
+            raise ValueError("pruning needs a single objective")
+        return pruner
 
     def startup(self) -> int:
         """The random trials before a model-based sampler takes over."""
