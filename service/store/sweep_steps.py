@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +33,7 @@ from service.store.models import (
     table_of,
     utcnow,
 )
+from service.store.sweep_snapshot import SweepSnapshot, TrialView
 from service.store.sweep_trials import objective_metrics, read_intermediate, record_result
 from service.store.sweeps import (
     ACTIVE_SWEEP,
@@ -44,28 +44,7 @@ from service.store.sweeps import (
 )
 from service.store.users import acting_for
 
-
-@dataclass(frozen=True)
-class TrialView:
-    """A trial as the sampler and pruner see it (plain data, outside any session)."""
-
-    number: int
-    state: TrialState
-    params: dict[str, Any]
-    values: list[float] | None
-    intermediate: dict[int, float]
-    system_attrs: dict[str, Any]
-    job_active: bool  # its job is queued, running or cancelling (it holds a slot)
-
-
-@dataclass(frozen=True)
-class SweepSnapshot:
-    sweep_id: int
-    owner_id: int
-    status: SweepStatus
-    spec: dict[str, Any]
-    trials: tuple[TrialView, ...]
-    adds_trials: bool  # sweeps.adds_trials: new points may be asked now
+__all__ = ["SweepSnapshot", "TrialView"]  # the controller and the sampler take them here
 
 
 def active_sweep_ids(*, session: Session) -> list[int]:
@@ -151,6 +130,10 @@ def observe(*, session: Session, sweep_id: int, token: str) -> SweepSnapshot:
                 intermediate={int(k): float(v) for k, v in trial.intermediate.items()},
                 system_attrs=dict(trial.system_attrs),
                 job_active=job is not None and JobStatus(job.status) not in TERMINAL,
+                failed_unstarted=(
+                    job is not None and job.status == JobStatus.FAILED.value and job.attempt == 0
+                ),
+                error=trial.error,
             )
         )
     session.flush()

@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from service import spec_yaml
+from service.store.db import transaction
+from service.store.jobs import fail_queued
 from service.store.models import Job, Sweep
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 from workers.sweeps.controller import SweepController
@@ -306,6 +308,59 @@ def test_a_trial_whose_job_is_cancelled_counts_against_the_budget(api: Api) -> N
     sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
     assert [t["status"] for t in sweep["trials"]] == ["cancelled", "failed"]
     assert sweep["status"] == "failed", "the budget of 2 is spent"
+
+
+def test_a_sweep_whose_trials_all_fail_before_starting_stops(api: Api) -> None:
+    """A gang larger than the cluster fails every trial's job while queued: the sweep
+    spent its whole budget that way (1000 failed jobs for `trials: 1000`). It now
+    stops once its first 3 finished trials all failed unstarted and none is open: no
+    new point is asked meanwhile, and the reason quotes the first trial's error."""
+    _a, alice = api.create_user("alice")
+    body = sweep_with(trials=10, parallel=2)
+    sweep_id = api.client.post("/v1/sweeps", json=body, headers=alice).json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+
+    def fail_queued_trials() -> None:
+        with transaction(api.sessions) as session:
+            for job_id in session.scalars(select(Job.id).where(Job.status == "queued")):
+                fail_queued(session=session, job_id=job_id, actor="test", reason="too big")
+
+    def sweep() -> dict[str, Any]:
+        got: dict[str, Any] = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+        return got
+
+    controller.poll()  # trials 0 and 1 queued
+    fail_queued_trials()
+    controller.poll()  # 2 failed unstarted (< 3): trials 2 and 3 queued
+    assert [t["status"] for t in sweep()["trials"]] == ["failed", "failed", "queued", "queued"]
+    with transaction(api.sessions) as session:  # trial 2 fails, trial 3 is still queued
+        job_id = sweep()["trials"][2]["job_id"]
+        fail_queued(session=session, job_id=job_id, actor="test", reason="too big")
+    controller.poll()  # 3 failed unstarted, one open: wait, ask nothing
+    assert len(sweep()["trials"]) == 4 and sweep()["status"] == "running"
+    fail_queued_trials()
+    controller.poll()
+    stopped = sweep()
+    assert stopped["status"] == "failed" and len(stopped["trials"]) == 4
+    assert stopped["error"] == (
+        "stopped: the first 4 trials all failed before their jobs started, so the other 6 "
+        "of the budget would too (trial 0: too big)"
+    )
+
+
+def test_trials_that_failed_after_starting_do_not_stop_a_sweep(api: Api) -> None:
+    """Only trials whose jobs never started count: a point that fails while training
+    (a diverging lr) says nothing of the next point."""
+    _a, alice = api.create_user("alice")
+    body = sweep_with(trials=5, parallel=1)
+    sweep_id = api.client.post("/v1/sweeps", json=body, headers=alice).json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+    for _ in range(4):
+        controller.poll()
+        api.finish(api.claim())  # no val_mse: the trial fails, after running
+    controller.poll()
+    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    assert sweep["status"] == "running" and len(sweep["trials"]) == 5
 
 
 def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) -> None:

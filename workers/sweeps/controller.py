@@ -114,6 +114,11 @@ class SweepController:
                     error=f"the stored sweep spec is not valid for this controller: {exc}",
                 )
             return
+        stop = snapshot.why_stop_unstarted()
+        if stop is not None:
+            with transaction(self.sessions) as session:
+                sweep_steps.fail_sweep(session=session, sweep_id=sweep_id, token=token, error=stop)
+            return
         self._decide_and_record(snapshot, spec, token)
         self._submit(snapshot, spec, token)
 
@@ -127,7 +132,9 @@ class SweepController:
                 replace(t, state=TrialState.PRUNED) if t.number in pruned else t for t in trials
             ]
         points: list[dict[str, object]] = []
-        if snapshot.adds_trials:  # not while the owner is disabled: the sweep waits
+        # Not while the owner is disabled (the sweep waits), nor while every trial so
+        # far failed before it started (the open ones finish, then the sweep stops).
+        if snapshot.adds_trials and not snapshot.unstarted_streak():
             open_ = sum(1 for t in trials if t.state in OPEN_TRIAL or t.job_active)
             count = min(spec.parallel - open_, spec.trials - len(trials))
             if count > 0:
