@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
 
 from service.errors import Conflict, NotFound, QuotaExceeded
 from service.json_body import is_json_content_type
@@ -31,6 +32,23 @@ def _domain_handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONR
         return JSONResponse(status_code=code, content={"detail": str(exc) or None})
 
     return handle
+
+
+# How long a client should wait before trying again when the store does not answer.
+STORE_RETRY_AFTER_SECONDS = 5
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused or dropped the statement (locked past the busy timeout,
+    # read-only, unreachable): the request can succeed later, so a 503 a client
+    # retries, not a 500; one log line (the reason), not a traceback per request.
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is not answering; try again shortly"},
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -98,4 +116,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for exc_type, code in DOMAIN_STATUS:
         app.add_exception_handler(exc_type, _domain_handler(code))
+    app.add_exception_handler(OperationalError, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)
