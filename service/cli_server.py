@@ -57,14 +57,17 @@ def server(
         bool, typer.Option(help="API + SQLite + local Ray + one dispatcher in one process tree")
     ] = False,
     host: Annotated[str | None, typer.Option(help="bind address [LAGTRAIN_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [LAGTRAIN_PORT]")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port [LAGTRAIN_PORT]")] = None,
 ) -> None:
     """Run the HTTP API."""
     from service.app import create_app, freeze_for_serving
 
     settings = load_settings()
     settings = settings.model_copy(
-        update={"host": host or settings.host, "port": port or settings.port}
+        update={
+            "host": settings.host if host is None else host,
+            "port": settings.port if port is None else port,
+        }
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if embedded and settings.ray_auth_mode == "disabled":
@@ -127,9 +130,16 @@ def worker() -> None:
     require_schema_or_exit(settings.database_url)  # before Ray starts, and before any engine
     _hand_ray_its_auth_mode(settings)
     from workers.embedded import run_worker
+    from workers.ray_runtime import RayUnreachable
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_worker(settings)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        run_worker(settings)
+    except RayUnreachable as exc:  # one line; a supervisor starts the worker again
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
 
 
 @contextmanager

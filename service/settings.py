@@ -156,13 +156,21 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url_parses(cls, value: str) -> str:
+        examples = (
+            "sqlite:///./.lagtrain/lagtrain.db or "
+            "postgresql+psycopg://user:password@host:5432/lagtrain"
+        )
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError:
+            raise ValueError(f"not a database URL; e.g. {examples}") from None
+        # The stores lagtrain is built and tested on, with the drivers it installs: any
+        # other URL failed later, as a traceback of a missing module.
+        if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
             raise ValueError(
-                "not a database URL; e.g. sqlite:///./.lagtrain/lagtrain.db or "
-                "postgresql+psycopg://user:password@host:5432/lagtrain"
-            ) from None
+                f"lagtrain runs on SQLite or PostgreSQL through psycopg 3, not "
+                f"{url.drivername!r}; e.g. {examples}"
+            )
         return value
 
     @field_validator("bootstrap_admin_token")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import Result
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
 from service.cli import app
@@ -136,6 +138,22 @@ def test_db_upgrade_reports_the_revisions_and_refuses_an_unreachable_database(
     assert stderr.startswith(f"error: cannot connect to the database at {closed}: "), stderr
     assert len(stderr.strip().splitlines()) == 1
 
+    # A revision this code does not know, as target or as the database's own (an older
+    # node's `db upgrade` in a rolling release): one line, not alembic's traceback.
+    bogus = refused(runner.invoke(app, ["db", "upgrade", "bogus"], env=env)).strip()
+    assert bogus == "error: cannot upgrade to 'bogus': Can't locate revision identified by 'bogus'"
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    newer = refused(runner.invoke(app, ["db", "upgrade"], env=env)).strip()
+    assert newer.startswith("error: the database at ") and newer.endswith(
+        f"is at revision 9999, newer than this lagtrain knows (its newest is {head}): a newer "
+        "release migrated it; run that release's `lagtrain db upgrade`"
+    ), newer
+
 
 @pytest.mark.parametrize(
     ("env", "expected"),
@@ -146,6 +164,17 @@ def test_db_upgrade_reports_the_revisions_and_refuses_an_unreachable_database(
             "error: RAY_AUTH_MODE or LAGTRAIN_RAY_AUTH_MODE='off': Input should be",
         ),
         ({"LAGTRAIN_DATABASE_URL": "lab.db"}, "error: LAGTRAIN_DATABASE_URL: not a database URL"),
+        # Other stores and drivers failed later, as a ModuleNotFoundError traceback.
+        (
+            {"LAGTRAIN_DATABASE_URL": "mysql://lab@localhost/lab"},
+            "error: LAGTRAIN_DATABASE_URL: lagtrain runs on SQLite or PostgreSQL through "
+            "psycopg 3, not 'mysql'",
+        ),
+        (
+            {"LAGTRAIN_DATABASE_URL": "postgresql://lab@localhost/lab"},
+            "error: LAGTRAIN_DATABASE_URL: lagtrain runs on SQLite or PostgreSQL through "
+            "psycopg 3, not 'postgresql'",
+        ),
         (
             {"LAGTRAIN_LEASE_SECONDS": "4", "LAGTRAIN_HEARTBEAT_SECONDS": "3"},
             "error: LAGTRAIN_LEASE_SECONDS (4) must be at least twice",
@@ -186,3 +215,43 @@ def test_the_migrating_commands_report_an_unusable_database_in_one_line(
     stderr = refused(CliRunner().invoke(app, command, env=env))
     assert stderr.startswith("error: cannot connect to the database at "), stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-5"])
+def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path: Path, port: str) -> None:
+    """`--port 99999` listened on 34463 (mod 65536), `--port 0` fell back to
+    LAGTRAIN_PORT, `--port -5` failed after the whole start-up: a usage error now,
+    with no database made."""
+    env = {"LAGTRAIN_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    result = CliRunner().invoke(app, ["server", "--embedded", "--port", port], env=env)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Invalid value for '--port'" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_worker_that_cannot_join_ray_gives_up_at_its_deadline_in_one_line(
+    empty_db_url: str,
+) -> None:
+    """Nothing listening at RAY_ADDRESS: `ray.init` retried inside Ray for minutes,
+    deaf to LAGTRAIN_RAY_CONNECT_SECONDS, printing only Ray's own warnings. Now a TCP
+    probe fails each try, and after the deadline one line names the address, the
+    setting and what to check."""
+    upgrade(empty_db_url)
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        "LAGTRAIN_DATABASE_URL": empty_db_url,
+        "RAY_ADDRESS": address,
+        "LAGTRAIN_RAY_CONNECT_SECONDS": "1",
+    }
+    # Its own process: this one may hold a Ray connection of another test's.
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lagtrain")), "worker"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.startswith(f"error: cannot join Ray at {address} within 1 s "), line
+    assert "Connection refused" in line and "LAGTRAIN_RAY_AUTH_MODE" in line, line

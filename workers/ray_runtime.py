@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import time
 from typing import Any
 
@@ -55,19 +56,54 @@ def connect(
     log.info("connected to Ray at %s", ray.get_runtime_context().gcs_address)
 
 
+class RayUnreachable(ConnectionError):
+    """No Ray to join at the address within the connect deadline; the message says
+    what was tried and what to check."""
+
+
 def _join(address: str, retry_seconds: float, kwargs: dict[str, Any]) -> None:
     deadline = time.monotonic() + retry_seconds
     backoff = 1.0
+    endpoint = _gcs_endpoint(address)
     while True:
-        try:
-            ray.init(address=address, **kwargs)
-            return
-        except ConnectionError as exc:
-            if time.monotonic() + backoff > deadline:
-                raise
-            log.warning("Ray at %s is not reachable (%s); retrying in %g s", address, exc, backoff)
-            time.sleep(backoff)  # nothing else to do until Ray answers
-            backoff = min(backoff * 2, 15.0)
+        # A TCP probe first: `ray.init` to an address where nothing listens does not
+        # fail, it retries inside Ray for minutes, past our deadline and deaf to it.
+        timeout = max(1.0, min(5.0, deadline - time.monotonic()))
+        reason = None if endpoint is None else _unreachable(endpoint, timeout)
+        if reason is None:
+            try:
+                ray.init(address=address, **kwargs)
+                return
+            except ConnectionError as exc:
+                reason = str(exc) or type(exc).__name__
+        if time.monotonic() + backoff > deadline:
+            raise RayUnreachable(
+                f"cannot join Ray at {address} within {retry_seconds:g} s "
+                f"(LAGTRAIN_RAY_CONNECT_SECONDS): {reason}. Check RAY_ADDRESS (the head's "
+                "GCS port, 6379 by default) and that this process's LAGTRAIN_RAY_AUTH_MODE "
+                "and token match the cluster's (docs/cluster.md)"
+            )
+        log.warning("Ray at %s is not reachable (%s); retrying in %g s", address, reason, backoff)
+        time.sleep(backoff)  # nothing else to do until Ray answers
+        backoff = min(backoff * 2, 15.0)
+
+
+def _gcs_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of `host:port` or `ray://host:port`; None for what Ray resolves
+    itself ("auto")."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _unreachable(endpoint: tuple[str, int], timeout: float) -> str | None:
+    """Why nothing accepts a TCP connection at `endpoint`, or None if something does."""
+    try:
+        with socket.create_connection(endpoint, timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{endpoint[0]}:{endpoint[1]}: {exc.strerror or exc}"
 
 
 def free_resources() -> tuple[float, float]:

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,8 +36,21 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 def upgrade_reporting(database_url: str, revision: str = "head") -> tuple[str, str]:
     """`upgrade`, first checking that the database can be reached (DatabaseNotReady,
     one line, if not): the revisions (comma-joined; "empty") before and after."""
-    before = ", ".join(current_revisions(database_url)) or "empty"
-    upgrade(database_url, revision)
+    current = current_revisions(database_url)
+    before = ", ".join(current) or "empty"
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    known = {s.revision for s in script.walk_revisions()}
+    newer = sorted(set(current) - known)
+    if newer:  # alembic's own error is a traceback: "Can't locate revision …"
+        raise DatabaseNotReady(
+            f"the database at {shown_url(database_url)} is at revision {', '.join(newer)}, "
+            f"newer than this lagtrain knows (its newest is {', '.join(script.get_heads())}): "
+            "a newer release migrated it; run that release's `lagtrain db upgrade`"
+        )
+    try:
+        upgrade(database_url, revision)
+    except CommandError as exc:  # e.g. a target revision that does not exist
+        raise DatabaseNotReady(f"cannot upgrade to {revision!r}: {exc}") from exc
     return before, ", ".join(current_revisions(database_url))
 
 
