@@ -127,3 +127,15 @@ def test_a_queued_jobs_charts_say_no_data_yet(stack: Stack, page: Page) -> None:
             expect(page.locator("#chart-loss .xtick")).to_have_count(0)
         finally:
             client.cancel(job_id)
+
+
+def test_a_refused_lab_is_drawn_from_the_jobs_list(
+    capped: Stack, finished: tuple[str, dict[str, Any], int], context: BrowserContext, page: Page
+) -> None:
+    token, job, _ = finished
+    holder = hold_the_stream(context, capped, token, job["id"])
+    sign_in(page, capped.url, token, "#/lab")
+    expect(page.locator(".view-lab .stream-wait")).to_be_visible()
+    expect(page.locator("#resources")).to_contain_text("CPU")
+    expect(page.locator(".view-lab .error")).to_have_count(0)
+    holder.close()
