@@ -55,15 +55,19 @@ def drawn_front(page: Page) -> list[int]:
     return sorted(int(n) for n in front.split(",") if n)
 
 
-def silence_feed(page: Page) -> None:
+def silence_feed(page: Page) -> list[str]:
     """The jobs feed connects and ends at once, with no event (the page reconnects a
     second later): no feed event follows the controller's last write, every time —
-    with the real feed that is a race the page only sometimes loses."""
+    with the real feed that is a race the page only sometimes loses. Returns the
+    feed's requests, as they are sent."""
+    seen: list[str] = []
 
     def empty(route: Route) -> None:
+        seen.append(route.request.url)
         route.fulfill(status=200, content_type="text/event-stream", body="")
 
     page.route("**/v1/feeds/jobs*", empty)
+    return seen
 
 
 def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page: Page) -> None:
@@ -71,7 +75,7 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
     with client:
         sweep = client.submit_sweep(sweep_spec("live", trials=3, parallel=2, rounds=40))
         gets = count_gets(page, sweep["id"])
-        silence_feed(page)
+        feeds = silence_feed(page)
         sign_in(page, stack.url, token, f"#/sweeps/{sweep['id']}")
         badge = page.locator("h1 .badge")
         expect(badge).to_be_visible()
@@ -100,11 +104,15 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
             lambda: drawn_front(page) == sorted(done["best"]), timeout=10, what="the front drawn"
         )
 
-        # A finished sweep is not polled: no GET of it for a while after (a window,
-        # not a synchronisation: nothing is awaited that could arrive).
+        # A finished sweep is not polled, and its page gives its jobs feed back (each
+        # stream counts against max_streams_per_user): no GET of it and no feed
+        # request for a while after (a window, not a synchronisation: nothing is
+        # awaited that could arrive). The feed reconnected every second before.
         settled = len(gets)
+        feeds_settled = len(feeds)
         page.wait_for_timeout(2.5 * POLL_S * 1000)
         assert len(gets) == settled, gets[settled:]
+        assert len(feeds) == feeds_settled, feeds[feeds_settled:]
 
 
 def test_cancel_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:

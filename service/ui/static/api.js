@@ -85,10 +85,9 @@ function apiError(response, data, token) {
   return new ApiError(response.status, detail);
 }
 
-// Reads every page of a cursor or after_seq list.
-export async function allMetrics(jobId, signal) {
+// Reads every page of a job's metrics after seq `after` (all of them by default).
+export async function allMetrics(jobId, signal, after = 0) {
   const records = [];
-  let after = 0;
   for (;;) {
     const page = await api(`/v1/jobs/${jobId}/metrics?after_seq=${after}&limit=5000`, { signal });
     records.push(...page.data);
@@ -104,13 +103,21 @@ export async function allMetrics(jobId, signal) {
 // server stopping ends every stream cleanly too). `onLive(true|false)` hears when
 // the stream connects and when it is lost and about to be resumed.
 //
+// A 429 (the user's max_streams_per_user: other tabs hold their streams) is retried,
+// 2 s after the first refusal, doubling to 30 s between tries: `onWait(detail)` hears
+// each refusal (the page says it waits and may read its data with plain GETs),
+// `onLive(true)` the connection that follows. Any other 4xx throws.
+//
 // A hidden tab gives its connection back and resumes (Last-Event-ID) once shown: a
 // browser opens at most six HTTP/1.1 connections to one server and every open list,
 // lab, sweep or job page holds one, so a seventh tab could not even sign in.
 export async function stream(path, onEvent,
-  { signal, reconnect = false, finished = () => false, onLive = () => {} } = {}) {
+  { signal, reconnect = false, finished = () => false, onLive = () => {}, onWait = () => {} }
+  = {}) {
   let lastId = null;
+  let refusals = 0;  // 429s in a row
   for (;;) {
+    let pause = 1000;
     await shown(signal);
     if (signal?.aborted) return;
     const hidden = new AbortController();
@@ -127,6 +134,7 @@ export async function stream(path, onEvent,
       if (!response.ok) {
         throw apiError(response, await response.json().catch(() => null), sent);
       }
+      refusals = 0;
       onLive(true);
       await readEvents(response.body, (event) => {
         if (event.id !== undefined) lastId = event.id;
@@ -136,14 +144,36 @@ export async function stream(path, onEvent,
     } catch (error) {
       if (signal?.aborted) return;
       if (hidden.signal.aborted) continue; // paused by us: resume as soon as shown
-      if (error instanceof ApiError && error.status < 500) throw error;
+      if (error instanceof ApiError && error.status === 429) {
+        pause = Math.min(STREAM_WAIT_MAX_MS, STREAM_WAIT_MS * 2 ** refusals);
+        refusals += 1;
+        onWait(error.detail);
+      } else if (error instanceof ApiError && error.status < 500) throw error;
     } finally {
       document.removeEventListener("visibilitychange", onHide);
     }
-    onLive(false);
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // back off, then resume
+    if (refusals === 0) onLive(false);  // lost: resumed after a second
+    await sleep(pause, signal); // back off, then resume
     if (signal?.aborted) return;
   }
+}
+
+// A refused stream's first wait and the longest (api.js stream()).
+const STREAM_WAIT_MS = 2000;
+const STREAM_WAIT_MAX_MS = 30000;
+
+// Resolves after `ms`, or at once when `signal` aborts.
+function sleep(ms, signal) {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done);
+  });
 }
 
 // Resolves once the page is visible (at once if it is), or when `signal` aborts.

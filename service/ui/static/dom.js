@@ -50,6 +50,12 @@ export function when(iso) {
 // A job's or a sweep's finished statuses (DESIGN §4, §11).
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
+// A sweep's trials that have finished (as the CLI counts them): a pending or running
+// trial has started, not finished.
+export function finishedTrials(sweep) {
+  return sweep.trials.filter((t) => TERMINAL.has(t.status) || t.status === "pruned").length;
+}
+
 export function statusBadge(status) {
   return el("span", { class: `badge status-${status}`, dataset: { status } }, status);
 }
@@ -63,4 +69,21 @@ export function errorBox(error) {
 
 export function section(title, ...children) {
   return el("section", { class: "card" }, el("h2", {}, title), ...children);
+}
+
+// A page's notice while its event stream waits for a free slot (a 429: the user's
+// max_streams_per_user, held by their other tabs): a note, not an error, hidden again
+// once the stream connects. `onWait`/`onLive` go to api.js stream().
+export function streamWaitNote() {
+  const node = el("p", { class: "note stream-wait", role: "status", hidden: true });
+  return {
+    node,
+    onWait(detail) {
+      const open = /you have (\d+) open/.exec(typeof detail === "string" ? detail : "");
+      node.textContent = `Waiting for a free event stream (you have ${open ? open[1] : "too many"}`
+        + " open in other tabs or pages; closing one frees it): not live, retrying.";
+      node.hidden = false;
+    },
+    onLive() { node.hidden = true; },
+  };
 }

@@ -1,10 +1,11 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
 // free storage quota), cancel.
-import { api, apiFile, poller, stream } from "../api.js";
+import { allMetrics, api, apiFile, poller, stream } from "../api.js";
 import { line, plot, rasterTrace, validationMetric, valueAxis } from "../charts.js";
 import {
-  bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, TERMINAL, when,
+  bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, streamWaitNote, TERMINAL,
+  when,
 } from "../dom.js";
 
 // At most five redraws a second however fast records arrive, and never more than a
@@ -18,7 +19,9 @@ export async function render(root, params, signal) {
   const jobId = Number(params.id);
   let job = await api(`/v1/jobs/${jobId}`, { signal });
   const replicas = job.spec.distributed.workers;
-  const series = { round: [], uploaded: [], values: {} };
+  // `seq`: the last record's (records come in seq order, from the stream or, while it
+  // is refused, from GET …/metrics: one never repeats what the other added).
+  const series = { round: [], uploaded: [], values: {}, seq: 0 };
 
   const title = el("h1", {}, `Job ${job.id}: ${job.name || "(unnamed)"} `);
   const badge = el("span", { id: "job-status" });
@@ -67,10 +70,15 @@ export async function render(root, params, signal) {
   const rasterSection = el("details", { id: "raster", open: true },
     el("summary", {}, "Upload raster (replicas × rounds)"), raster);
 
+  const waiting = streamWaitNote();
+  // Over the empty charts of a job with no rounds yet (a queued one).
+  const noData = el("p", { id: "no-data", class: "muted", hidden: true },
+    "No data yet: the charts fill in as the job reports its rounds.");
   root.append(
-    title, el("div", { class: "toolbar" }, badge, cancel, streamNote), facts,
+    title, el("div", { class: "toolbar" }, badge, cancel, streamNote), waiting.node, facts,
     explain,
-    section("Training", el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
+    section("Training", noData,
+      el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
       rasterSection),
     section("Status timeline", el("table", { id: "timeline" }, el("thead", {}, el("tr", {},
       ["time", "from", "to", "attempt", "by", "reason"].map((h) => el("th", {}, h)))), timeline)),
@@ -185,30 +193,36 @@ export async function render(root, params, signal) {
   function draw() {
     const began = performance.now();
     const n = series.round.length;
+    noData.hidden = n > 0;
+    // No rounds yet: plotly's default axes (-1..4, -1..6) would read as data. Fresh
+    // objects for each chart: plotly writes its computed axis (type, range) back into
+    // the layout it is given.
+    const empty = () => (n ? {} : { showticklabels: false, showgrid: false, zeroline: false });
+    const rounds = () => ({ title: { text: "round" }, ...empty() });
     const valName = validationMetric(new Set(Object.keys(series.values)));
     plot(lossChart, [line("train loss", ...column("train_loss"))],
-      { title: { text: "train loss" }, xaxis: { title: { text: "round" } } });
+      { title: { text: "train loss" }, xaxis: rounds(), yaxis: empty() });
     const [valRounds, values] = valName ? column(valName) : [[], []];
     // Markers for a metric of evaluation rounds only; the optimality gap, reported
     // every round, is a line (thousands of markers would only slow the redraws).
     const mode = valRounds.length < n ? "lines+markers" : "lines";
     plot(evalChart, valName ? [line(valName, valRounds, values, { mode })] : [],
       { title: { text: valName || "validation (at eval rounds)" },
-        xaxis: { title: { text: "round" } }, yaxis: valueAxis(valName) });
+        xaxis: rounds(), yaxis: { ...valueAxis(valName), ...empty() } });
     plot(uploadChart, [
       line("uploads this round", ...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
       line("cumulative uploads", ...column("uploads_total")),
       line("dense equivalent", ...column("dense_equiv_uploads"), { line: { dash: "dot" } }),
-    ], { title: { text: "uploads" }, xaxis: { title: { text: "round" } },
+    ], { title: { text: "uploads" }, xaxis: rounds(),
       margin: { l: 56, r: 56, t: 36, b: 90 },
-      yaxis: { title: { text: "cumulative" } },
+      yaxis: { title: { text: "cumulative" }, ...empty() },
       yaxis2: { overlaying: "y", side: "right", title: { text: "per round" },
         range: [0, replicas + 0.2], dtick: Math.max(1, Math.ceil(replicas / 4)) } });
     if (rasterSection.open) {
       plot(raster, [rasterTrace(series.round, series.uploaded, replicas)],
         { title: { text: "uploads used (replica × round)" }, height: 140 + 18 * replicas,
           margin: { l: 56, r: 16, t: 36, b: 50 },
-          xaxis: { title: { text: "round" } }, yaxis: { title: { text: "replica" }, dtick: 1 } });
+          xaxis: rounds(), yaxis: { title: { text: "replica" }, dtick: 1 } });
     }
     for (const node of [lossChart, evalChart, uploadChart]) node.dataset.rounds = String(n);
     if (rasterSection.open) raster.dataset.rounds = String(n);
@@ -219,6 +233,10 @@ export async function render(root, params, signal) {
   rasterSection.addEventListener("toggle", () => rasterSection.open && scheduleDraw());
 
   function addRecord(record) {
+    if (record.seq !== undefined) {
+      if (record.seq <= series.seq) return;
+      series.seq = record.seq;
+    }
     const i = series.round.length;
     series.round.push(record.round);
     series.uploaded.push(record.uploaded || []);
@@ -236,10 +254,30 @@ export async function render(root, params, signal) {
   // metrics); any other end (a server restarting) is resumed with Last-Event-ID, so
   // no point repeats or goes missing.
   let ended = false;
+  // Refused (429: the user's other pages hold their streams), the page reads the job
+  // and its new metrics with plain GETs at each retry; a finished job's page is then
+  // complete and stops asking for a stream.
+  const events = new AbortController();
+  async function readWithoutStream() {
+    const next = await api(`/v1/jobs/${jobId}`, { signal });
+    // Read after the status: a finished job's metrics are all stored by then.
+    for (const record of await allMetrics(jobId, signal, series.seq)) addRecord(record);
+    scheduleDraw();
+    const changed = next.status !== job.status;
+    showJob(next);
+    if (changed) await refreshDetails();
+    root.dataset.drawnStatus = job.status;
+    if (TERMINAL.has(job.status)) {
+      events.abort();
+      waiting.onLive();
+    }
+  }
   stream(`/v1/jobs/${jobId}/events`, async (event) => {
     if (event.event === "metrics") {
       ended = false;
-      addRecord(JSON.parse(event.data));
+      const record = JSON.parse(event.data);
+      if (record.seq === undefined && event.id !== undefined) record.seq = Number(event.id);
+      addRecord(record);
       scheduleDraw();
     } else if (event.event === "status") {
       ended = TERMINAL.has(JSON.parse(event.data).status);
@@ -252,10 +290,18 @@ export async function render(root, params, signal) {
       }
     }
   }, {
-    signal,
+    signal: AbortSignal.any([signal, events.signal]),
     reconnect: true,
     finished: () => ended,
-    onLive: (live) => { streamNote.hidden = live; },
+    onLive: (live) => {
+      streamNote.hidden = live;
+      if (live) waiting.onLive();
+    },
+    onWait: async (detail) => {
+      streamNote.hidden = true;
+      waiting.onWait(detail);
+      try { await readWithoutStream(); } catch { /* the next retry reads again */ }
+    },
   }).catch((error) => { streamNote.hidden = true; root.prepend(errorBox(error)); });
 }
 

@@ -1,6 +1,6 @@
 // The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated.
-import { session, stream } from "../api.js";
-import { bytesSaved, el, percent, statusBadge, when } from "../dom.js";
+import { api, session, stream } from "../api.js";
+import { bytesSaved, el, percent, statusBadge, streamWaitNote, when } from "../dom.js";
 
 const STATUSES = ["", "queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
 
@@ -36,8 +36,9 @@ export async function render(root, params, signal) {
       admin ? el("th", {}, "owner") : null, el("th", {}, "status"), el("th", {}, "progress"),
       el("th", {}, "uploads saved"), el("th", {}, "bytes saved"), el("th", {}, "created"))),
     body);
+  const waiting = streamWaitNote();
   root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare),
-    table, pager);
+    waiting.node, table, pager);
 
   function row(job) {
     const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,
@@ -61,7 +62,11 @@ export async function render(root, params, signal) {
 
   function show(page) {
     body.replaceChildren(...page.data.map(row));
-    if (page.data.length === 0) body.append(el("tr", {}, el("td", { colspan: 9 }, "No jobs.")));
+    if (page.data.length === 0) {
+      // Across every column (an admin's list has an owner column too).
+      const columns = table.tHead.rows[0].cells.length;
+      body.append(el("tr", {}, el("td", { colspan: columns }, "No jobs.")));
+    }
     const links = [];
     if (params.cursor) {
       const first = new URLSearchParams(query);
@@ -77,8 +82,21 @@ export async function render(root, params, signal) {
     table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
   }
 
+  // While the feed is refused (429: the user's other pages hold their streams), the
+  // list is read with a plain GET at each retry: not live, but not blank.
+  let live = false;
   stream(`/v1/feeds/jobs?${query}`, (event) => {
     if (event.event === "jobs") show(JSON.parse(event.data));
-  }, { signal, reconnect: true }).catch((error) => root.prepend(el("p", { class: "error" },
-    error.message)));
+  }, {
+    signal,
+    reconnect: true,
+    onLive: (up) => { live = up; if (up) waiting.onLive(); },
+    onWait: async (detail) => {
+      waiting.onWait(detail);
+      try {
+        const page = await api(`/v1/jobs?${query}`, { signal });
+        if (!live) show(page);
+      } catch { /* the next retry reads it again */ }
+    },
+  }).catch((error) => root.prepend(el("p", { class: "error" }, error.message)));
 }

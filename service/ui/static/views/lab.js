@@ -3,7 +3,9 @@
 // usage and uploads and bytes saved per user.
 // Redrawn whenever the live jobs feed changes.
 import { api, ApiError, latestOnly, session, stream } from "../api.js";
-import { bytes, el, fmt, percent, section, statusBadge, when } from "../dom.js";
+import {
+  bytes, el, fmt, percent, section, statusBadge, streamWaitNote, when,
+} from "../dom.js";
 
 const FEED_JOBS = 500; // the newest jobs the live feed carries (its largest page)
 
@@ -29,7 +31,8 @@ function quotaText(quota, usage) {
 export async function render(root, _params, signal) {
   const admin = session.user?.role === "admin";
   const body = el("div");
-  root.append(el("h1", {}, "Lab"), body);
+  const waiting = streamWaitNote();
+  root.append(el("h1", {}, "Lab"), waiting.node, body);
 
   // One queued job's row: the job (from the feed's page when it is there) and why it
   // waits; null when it left the queue (or was removed) since the cluster was read.
@@ -121,7 +124,21 @@ export async function render(root, _params, signal) {
   }
 
   const redraw = latestOnly(draw);
+  // Refused (429: the user's other pages hold their streams), the lab is drawn from
+  // GET /v1/jobs at each retry: not live, but not blank.
+  let live = false;
   await stream(`/v1/feeds/jobs?limit=${FEED_JOBS}`, (event) => {
     if (event.event === "jobs") redraw(JSON.parse(event.data).data);
-  }, { signal, reconnect: true });
+  }, {
+    signal,
+    reconnect: true,
+    onLive: (up) => { live = up; if (up) waiting.onLive(); },
+    onWait: async (detail) => {
+      waiting.onWait(detail);
+      try {
+        const page = await api(`/v1/jobs?limit=${FEED_JOBS}`, { signal });
+        if (!live) await redraw(page.data);
+      } catch { /* the next retry reads it again */ }
+    },
+  });
 }

@@ -7,7 +7,9 @@
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial).
 import { api, latestOnly, poller, session, stream } from "../api.js";
 import { plainText, plot } from "../charts.js";
-import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
+import {
+  bytes, el, errorBox, fmt, finishedTrials, section, statusBadge, streamWaitNote, TERMINAL,
+} from "../dom.js";
 
 const POLL_MS = 2000;
 
@@ -18,6 +20,7 @@ export async function render(root, params, signal) {
   const table = el("tbody");
   const jobs = new Map();
   let status = null;  // the sweep's, as last drawn
+  let finishedFeed = () => {};  // closes the jobs feed (once the sweep is finished)
   let cancelError = null;  // one message, the last try's
   const cancel = el("button", { type: "button", id: "cancel-sweep", class: "danger", hidden: true,
     onclick: async () => {
@@ -35,10 +38,11 @@ export async function render(root, params, signal) {
       }
       cancel.disabled = false;
     } }, "Cancel sweep");
-  root.append(head, el("div", { class: "toolbar" }, cancel),
+  const waiting = streamWaitNote();
+  root.append(head, el("div", { class: "toolbar" }, cancel), waiting.node,
     section("Objective against bytes uploaded", chart),
     section("Trials", el("table", { id: "trials" }, el("thead", {}, el("tr", {},
-      ["trial", "job", "status", "params", "values", "bytes up"].map((h) => el("th", {}, h)))),
+      ["trial", "job", "status", "params", "values", "bytes up", "why"].map((h) => el("th", {}, h)))),
     table)));
 
   // `given`: the sweep as an answer already holds it (the cancel's).
@@ -66,9 +70,13 @@ export async function render(root, params, signal) {
     const rest = points.filter((p) => !best.has(p.trial.number));
     head.replaceChildren(el("h1", {}, `Sweep ${sweep.id}: ${sweep.name || ""} `,
       statusBadge(sweep.status)), el("p", { class: "facts" },
-      `owner ${sweep.owner} · ${sweep.trials.length}/${sweep.spec.trials} trials · sampler `
-      + `${sweep.spec.sampler} · objectives ${objectives.map((o) => `${o.direction} ${o.metric}`)
-        .join(", ")}`));
+      `owner ${sweep.owner} · `,
+      el("span", { id: "trial-count" }, `${finishedTrials(sweep)} finished of `
+        + `${sweep.spec.trials} trials (${sweep.trials.length} started)`),
+      ` · sampler ${sweep.spec.sampler} · objectives `
+      + `${objectives.map((o) => `${o.direction} ${o.metric}`).join(", ")}`),
+    // Why the sweep failed ("no trial completed: …"): the server's words, as text.
+    sweep.error ? el("p", { id: "sweep-error", class: "error" }, sweep.error) : null);
     const text = (p) => plainText(`trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`);
     plot(chart, [
       { type: "scatter", mode: "markers", name: "trials", x: rest.map((p) => p.x),
@@ -90,7 +98,12 @@ export async function render(root, params, signal) {
     el("td", { class: "mono" }, Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`)
       .join(" ")),
     el("td", {}, t.values ? t.values.map((v) => fmt(v)).join(", ") : "—"),
-    el("td", {}, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)))));
+    el("td", {}, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)),
+    // Why a trial failed (an invalid point, its job's error) or why a pending one
+    // waits (the owner's quota): an error only for a failed trial.
+    el("td", { class: `trial-error free ${t.status === "failed" ? "error" : "muted"}` },
+      t.error || ""))));
+    if (TERMINAL.has(status)) finishedFeed();
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
@@ -99,7 +112,19 @@ export async function render(root, params, signal) {
   // Re-read while unfinished; stops once the sweep is finished or the page is left.
   const schedulePoll = poller(POLL_MS, () => !TERMINAL.has(status), () => redraw(), signal);
   schedulePoll();
+  // The feed only tells an unfinished sweep's page to redraw: a finished sweep's page
+  // holds no stream (each counts against the user's max_streams_per_user), and the
+  // feed is closed once the sweep is drawn finished.
+  if (TERMINAL.has(status)) return;
+  const feed = new AbortController();
+  finishedFeed = () => feed.abort();
   await stream("/v1/feeds/jobs?limit=100", (event) => {
     if (event.event === "jobs") redraw();
-  }, { signal, reconnect: true });
+  }, {
+    signal: AbortSignal.any([signal, feed.signal]),
+    reconnect: true,
+    onLive: (up) => { if (up) waiting.onLive(); },
+    onWait: (detail) => { waiting.onWait(detail); schedulePoll(); },
+  });
+  waiting.onLive();
 }

@@ -1,6 +1,6 @@
 // The sweeps list, newest first, in cursor pages (as the jobs list: ← newest, older →).
 import { api } from "../api.js";
-import { el, statusBadge, when } from "../dom.js";
+import { el, finishedTrials, statusBadge, when } from "../dom.js";
 
 export async function render(root, params, signal) {
   const query = new URLSearchParams();
@@ -14,7 +14,7 @@ export async function render(root, params, signal) {
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.name || "(unnamed)")),
       el("td", { class: "free" }, s.owner), el("td", {}, statusBadge(s.status)),
-      el("td", {}, `${s.trials.length}/${s.spec.trials}`), el("td", {}, when(s.created_at)))))));
+      el("td", { class: "trial-count" }, `${finishedTrials(s)} finished of ${s.spec.trials}`), el("td", {}, when(s.created_at)))))));
   if (page.data.length === 0) root.append(el("p", { class: "muted" }, "No sweeps yet."));
   const links = [];
   if (params.cursor) {
