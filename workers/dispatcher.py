@@ -133,7 +133,8 @@ class Dispatcher:
                 },
             )
         if requeued:
-            log.info("requeued jobs with expired leases: %s", requeued)
+            # Requeued, failed (attempts used up) or cancelled (it was cancelling).
+            log.info("reaped jobs with expired leases (see each job's history): %s", requeued)
         for job_id, reason in unschedulable.items():  # committed: in the operator's log too
             log.warning("job %s failed, too large for the cluster: %s", job_id, reason)
 
