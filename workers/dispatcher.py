@@ -65,6 +65,7 @@ class Dispatcher:
         log.info("dispatcher %s started", self.id)
         if self.warm_pool is not None:
             self.warm_pool.prewarm(ray.get_runtime_context().get_node_id())
+        errors_in_a_row = 0
         try:
             while not self.stop_event.is_set():
                 try:
@@ -72,15 +73,31 @@ class Dispatcher:
                         self._maintain()
                     if self._drain_over():
                         break
-                    if self._drain_deadline is None and self._claim_and_start():
-                        continue
-                    self._waker.wait(self.settings.poll_seconds)
-                except Exception:
+                    claimed = self._drain_deadline is None and self._claim_and_start()
+                except Exception as exc:
                     # A database or Ray hiccup must not kill the dispatcher: running
                     # jobs keep their own threads; try again after the poll interval.
-                    log.exception("dispatcher %s: loop error; retrying", self.id)
+                    # The traceback once per outage, then a line per retry.
+                    errors_in_a_row += 1
+                    if errors_in_a_row == 1:
+                        log.exception("dispatcher %s: loop error; retrying", self.id)
+                    else:
+                        log.warning(
+                            "dispatcher %s: loop error again (%d in a row): %s",
+                            self.id,
+                            errors_in_a_row,
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                        )
                     self._waker.reset()
                     self.stop_event.wait(self.settings.poll_seconds)
+                    continue
+                if errors_in_a_row:
+                    log.info(
+                        "dispatcher %s: loop recovered after %d errors", self.id, errors_in_a_row
+                    )
+                    errors_in_a_row = 0
+                if not claimed:
+                    self._waker.wait(self.settings.poll_seconds)
         finally:
             self._shutdown()
 

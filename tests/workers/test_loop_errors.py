@@ -1,0 +1,59 @@
+"""The dispatcher's loop through a hiccup of its store or Ray: it keeps going, and
+its log carries the traceback once per outage, then one line per retry and one when
+it recovers (an operator's log showed 18 tracebacks in 16 s of store outage)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker
+from service.store.migrate import upgrade
+from tests.polling import wait_until
+from workers.dispatcher import Dispatcher
+
+
+class Hiccup(Dispatcher):
+    """The seam: maintenance (the store's reaper, Ray's resources) fails `failures`
+    times with the same error, then works; nothing is claimed."""
+
+    failures = 3
+
+    def _maintain(self) -> None:
+        self._last_maintenance = 0.0  # every turn
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database is locked\nmore detail")
+
+    def _claim_and_start(self) -> bool:
+        return False
+
+
+def test_a_streak_of_loop_errors_logs_one_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    settings = Settings(database_url=url, state_dir=tmp_path, poll_seconds=0.05)
+    dispatcher = Hiccup(settings, make_sessionmaker(engine), dispatcher_id="d1")
+    caplog.set_level(logging.INFO, logger="workers.dispatcher")
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: "recovered" in caplog.text, timeout=30, what="the loop to recover")
+    finally:
+        dispatcher.stop()
+        thread.join(timeout=30)
+        engine.dispose()
+    mine = [r for r in caplog.records if r.name == "workers.dispatcher"]
+    assert [r.getMessage() for r in mine if r.exc_info] == ["dispatcher d1: loop error; retrying"]
+    assert [r.getMessage() for r in mine if "again" in r.getMessage()] == [
+        "dispatcher d1: loop error again (2 in a row): database is locked",
+        "dispatcher d1: loop error again (3 in a row): database is locked",
+    ]
+    assert "dispatcher d1: loop recovered after 3 errors" in caplog.text
