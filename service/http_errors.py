@@ -38,10 +38,34 @@ def _domain_handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONR
 STORE_RETRY_AFTER_SECONDS = 5
 
 
+# SQLite's result codes for a store that may answer later; SQLite also reports a
+# missing table or a syntax error as an OperationalError, which is a bug, not an outage.
+# (Extended codes, e.g. SQLITE_IOERR_WRITE, start with their primary code's name.)
+_SQLITE_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+)
+
+
+def _transient(exc: OperationalError) -> bool:
+    """Whether the database refused or dropped the statement for a while (locked past
+    the busy timeout, read-only, unreachable, a lost connection): psycopg's
+    OperationalError is such by definition (a missing table is a ProgrammingError)."""
+    if exc.connection_invalidated:
+        return True
+    name = getattr(exc.orig, "sqlite_errorname", None)
+    return name is None or str(name).startswith(_SQLITE_TRANSIENT)
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The database refused or dropped the statement (locked past the busy timeout,
-    # read-only, unreachable): the request can succeed later, so a 503 a client
-    # retries, not a 500; one log line (the reason), not a traceback per request.
+    # The request can succeed later: a 503 a client retries, not a 500; one log line
+    # (the reason), not a traceback per request.
+    if not isinstance(exc, OperationalError) or not _transient(exc):
+        return await _unexpected(request, exc)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason)
     return JSONResponse(

@@ -42,6 +42,28 @@ def is_json_content_type(content_type: str | None) -> bool:
     )
 
 
+# Python's JSON parser (FastAPI's too) recurses once per level and fails past ~1000
+# (200 000 `[` were a 500 and a traceback in the log, for anyone); from ~450 levels
+# the 422 that echoes the input failed the same way. No body here nests past 5
+# (a sweep's parameters' choices).
+MAX_JSON_NESTING = 32
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_NESTING} levels"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` (parsed JSON) nests objects and arrays deeper than `limit`;
+    iterative, so it never recurses itself."""
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            level.extend((child, depth + 1) for child in children)
+    return False
+
+
 class UniqueKeysRoute(APIRoute):
     """A route whose JSON body is checked for repeated keys before FastAPI reads it
     (the body is read once: Starlette keeps it for FastAPI's own parse). A body that
@@ -56,18 +78,19 @@ class UniqueKeysRoute(APIRoute):
             if is_json_content_type(request.headers.get("content-type")):
                 body = await request.body()
                 try:
-                    json.loads(body or b"null", object_pairs_hook=_unique_keys)
+                    value = json.loads(body or b"null", object_pairs_hook=_unique_keys)
                 except _RepeatedKey as exc:
                     raise _invalid(
                         f"a JSON object names the key {exc.key!r} twice: the second would "
                         "replace the first"
                     ) from None
                 except RecursionError:
-                    # Python's parser (FastAPI's too) recurses once per level: a body of
-                    # 200 000 `[` was a 500 and a traceback in the log for anyone.
-                    raise _invalid("JSON nested too deeply to read") from None
+                    raise _invalid(TOO_DEEP) from None
                 except ValueError:
                     pass  # not JSON (or not UTF-8): FastAPI's own 422 says so
+                else:
+                    if _deeper_than(value, MAX_JSON_NESTING):
+                        raise _invalid(TOO_DEEP)
             return await handler(request)
 
         return unique_keys_first

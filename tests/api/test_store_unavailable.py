@@ -41,3 +41,21 @@ def test_a_locked_store_is_503_with_retry_after_then_the_retry_succeeds(api: Api
     finally:
         holder.close()
         engine.dispose()
+
+
+def test_a_missing_table_is_a_500_not_an_outage(api: Api) -> None:
+    """SQLite reports a missing table (a bug, or a schema out of step) as an
+    OperationalError too: that is no outage a client should retry for ever."""
+    url = make_url(api.settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("PostgreSQL reports a missing table as a ProgrammingError (a 500 already)")
+    _uid, alice = api.create_user("alice")
+    other = sqlite3.connect(str(url.database), isolation_level=None)
+    try:
+        other.execute("ALTER TABLE api_tokens RENAME TO api_tokens_away")
+        broken = api.client.get("/v1/users/me", headers=alice)
+        assert broken.status_code == 500 and "Retry-After" not in broken.headers, broken.text
+    finally:
+        other.execute("ALTER TABLE api_tokens_away RENAME TO api_tokens")
+        other.close()
+    assert api.client.get("/v1/users/me", headers=alice).status_code == 200
