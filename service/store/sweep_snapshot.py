@@ -47,7 +47,11 @@ class SweepSnapshot:
 
     def unstarted_streak(self) -> bool:
         """Every finished trial, STOP_AFTER_UNSTARTED of them at least, failed before
-        its job started, with budget left: ask no new points (the open ones finish)."""
+        its job started, with budget left: ask no new points (the open ones finish).
+        Never while `distributed.*` is searched: a gang too large for the cluster
+        then says nothing about the next point's."""
+        if any(path.startswith("distributed.") for path in self.spec["parameters"]):
+            return False
         finished = self._finished()
         return STOP_AFTER_UNSTARTED <= len(finished) < int(self.spec["trials"]) and all(
             t.failed_unstarted for t in finished

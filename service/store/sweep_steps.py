@@ -255,7 +255,8 @@ def _to(session: Session, sweep: Sweep, to: SweepStatus, error: str | None = Non
 
 
 def fail_sweep(*, session: Session, sweep_id: int, token: str, error: str) -> None:
-    """A sweep whose stored spec this controller cannot use: failed, with why."""
+    """Fail a queued or running sweep with why: its stored spec is one this controller
+    cannot use, or its first trials all failed before they started."""
     sweep = step_holder(session=session, sweep_id=sweep_id, token=token)
     if SweepStatus(sweep.status) in (SweepStatus.QUEUED, SweepStatus.RUNNING):
         set_status(session=session, sweep=sweep, to=SweepStatus.FAILED, error=error[:500])

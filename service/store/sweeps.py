@@ -57,6 +57,8 @@ SWEEP_TERMINAL: frozenset[SweepStatus] = frozenset(
 )
 # Trials still waiting for a result (their point is asked; they hold a parallel slot).
 OPEN_TRIAL: frozenset[TrialState] = frozenset({TrialState.PENDING, TrialState.RUNNING})
+# Sweeps that may still ask points and queue trials (while their owner is enabled).
+ASKING_SWEEP: frozenset[SweepStatus] = frozenset({SweepStatus.QUEUED, SweepStatus.RUNNING})
 _TERMINAL_JOB = [s.value for s in TERMINAL]
 
 
@@ -64,7 +66,7 @@ def adds_trials(*, session: Session, sweep: Sweep) -> bool:
     """May a step ask new points and submit trial jobs? Only for a queued or running
     sweep whose owner is enabled: a disabled owner's sweep waits (status unchanged,
     nothing new created) and goes on where it stopped when an admin enables them."""
-    if SweepStatus(sweep.status) not in (SweepStatus.QUEUED, SweepStatus.RUNNING):
+    if SweepStatus(sweep.status) not in ASKING_SWEEP:
         return False
     return session.scalar(select(User.disabled_at).where(User.id == sweep.owner_id)) is None
 
@@ -204,31 +206,34 @@ def trials_of(*, session: Session, sweep_ids: list[int]) -> dict[int, list[Trial
 
 
 def trials_to_come(*, session: Session, owner_id: int) -> tuple[int, int]:
-    """(active sweeps, trials they may still queue) of the user: for each queued or
-    running sweep, its budget (`trials`) less the trials whose job was queued. What a
-    new sweep's budget is held to beside the queue (api.sweeps): without it, sweeps
-    waiting for room were accepted without limit, each costing every controller poll."""
+    """(active sweeps, trials they may still queue) of the user: for each sweep that
+    may still ask points, its budget (`trials`) less its trials past `pending` (queued
+    as jobs, or finished without one: an invalid point). What a new sweep's budget is
+    held to beside the queue (api.sweeps): without it, sweeps waiting for room were
+    accepted without limit, each costing every controller poll."""
     budgets: dict[int, dict[str, Any]] = {
         sweep_id: spec
         for sweep_id, spec in session.execute(
             select(Sweep.id, Sweep.spec).where(
-                Sweep.owner_id == owner_id,
-                Sweep.status.in_([SweepStatus.QUEUED, SweepStatus.RUNNING]),
+                Sweep.owner_id == owner_id, Sweep.status.in_([s.value for s in ASKING_SWEEP])
             )
         )
     }
     if not budgets:
         return 0, 0
-    queued: dict[int, int] = {
+    spent: dict[int, int] = {
         sweep_id: count
         for sweep_id, count in session.execute(
             select(SweepTrial.sweep_id, func.count())
-            .where(SweepTrial.sweep_id.in_(list(budgets)), SweepTrial.job_id.is_not(None))
+            .where(
+                SweepTrial.sweep_id.in_(list(budgets)),
+                SweepTrial.state != TrialState.PENDING.value,
+            )
             .group_by(SweepTrial.sweep_id)
         )
     }
     to_come = sum(
-        max(0, int(spec["trials"]) - queued.get(sweep_id, 0)) for sweep_id, spec in budgets.items()
+        max(0, int(spec["trials"]) - spent.get(sweep_id, 0)) for sweep_id, spec in budgets.items()
     )
     return len(budgets), to_come
 

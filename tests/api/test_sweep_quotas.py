@@ -9,6 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from sqlalchemy import select
+
+from service.store.db import transaction
+from service.store.models import SweepTrial
+from service.store.trial_jobs import fail_trial
 from tests.api.conftest import SMALL_SWEEP, Api
 from workers.sweeps.controller import SweepController
 
@@ -93,6 +98,26 @@ def test_active_sweeps_budgets_count_against_a_new_sweep(api: Api) -> None:
     assert cancel.status_code == 202, cancel.text
     fits = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
     assert fits.status_code == 201, fits.text  # 2 queued (the second's) + 1 + 3 <= 7
+
+
+def test_a_trial_that_ended_without_a_job_is_spent_not_still_to_come(api: Api) -> None:
+    """An invalid point fails its trial with no job: it used its place in the budget,
+    so it is not counted as a trial the sweep may still queue."""
+    alice_id, alice = api.create_user("alice")
+    set_quota(api, alice_id, max_queued_jobs=7)
+    for _ in "ab":
+        assert api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).status_code == 201
+    set_quota(api, alice_id, max_queued_jobs=3)
+    SweepController(api.settings, api.sessions).poll()  # 3 queued, 1 pending
+    with transaction(api.sessions) as session:
+        [pending] = session.scalars(select(SweepTrial).where(SweepTrial.state == "pending"))
+        fail_trial(session=session, trial=pending, error="invalid point: task.seq_len: …")
+    set_quota(api, alice_id, max_queued_jobs=7)
+    refused = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["detail"].startswith(
+        "max_queued_jobs: 3 queued + 5 new (the sweep's 3 `trials` and 2 that your 2 active"
+    ), refused.json()
 
 
 def _csv_of_64_values(rows: int) -> bytes:

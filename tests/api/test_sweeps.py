@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service import spec_yaml
+from service.store.attempts import fail
 from service.store.db import transaction
 from service.store.jobs import fail_queued
 from service.store.models import Job, Sweep
@@ -357,10 +358,42 @@ def test_trials_that_failed_after_starting_do_not_stop_a_sweep(api: Api) -> None
     controller = SweepController(api.settings, api.sessions)
     for _ in range(4):
         controller.poll()
-        api.finish(api.claim())  # no val_mse: the trial fails, after running
+        claimed = api.claim()  # attempt 1: the job started
+        with transaction(api.sessions) as session:
+            fail(
+                session=session,
+                job_id=claimed.job_id,
+                token=claimed.fencing_token,
+                reason="diverged at round 3",
+                retryable=False,
+            )
     controller.poll()
     sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    assert [t["status"] for t in sweep["trials"][:4]] == ["failed"] * 4
     assert sweep["status"] == "running" and len(sweep["trials"]) == 5
+
+
+def test_a_sweep_searching_its_gang_is_not_stopped_by_unstarted_trials(api: Api) -> None:
+    """With `distributed.*` searched, a gang too large for the cluster says nothing
+    about the next point's, which may fit: the sweep goes on sampling."""
+    _a, alice = api.create_user("alice")
+    body = sweep_with(
+        trials=6,
+        parallel=2,
+        parameters={"distributed.workers": {"type": "int", "low": 1, "high": 2}},
+    )
+    created = api.client.post("/v1/sweeps", json=body, headers=alice)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+    for _ in range(2):
+        controller.poll()
+        with transaction(api.sessions) as session:
+            for job_id in session.scalars(select(Job.id).where(Job.status == "queued")):
+                fail_queued(session=session, job_id=job_id, actor="test", reason="too big")
+    controller.poll()
+    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    assert sweep["status"] == "running" and len(sweep["trials"]) == 6
 
 
 def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) -> None:
