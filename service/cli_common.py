@@ -125,6 +125,21 @@ def _unreachable(url: str, exc: httpx.TransportError) -> str:
     return f"lost the connection to the server at {url}: {reason}"
 
 
+def refuse_the_other_kind(spec: Any, path: Path, *, wanted: str) -> None:
+    """One line naming the right command when a sweep file is given where a JobSpec
+    is wanted ("job") or the other way round ("sweep"): a JobSpec has `task`, a sweep
+    `base` (each refuses the other's fields, as 8-10 lines of "Extra inputs")."""
+    if not isinstance(spec, dict) or ("base" in spec) == ("task" in spec):
+        return
+    if wanted == "job" and "base" in spec:
+        raise fail(f"{path} is a sweep spec (it has `base`): submit it with `lagtrain sweep`")
+    if wanted == "sweep" and "task" in spec:
+        raise fail(
+            f"{path} is a JobSpec (it has `task`; a sweep's is under `base`): "
+            "submit it with `lagtrain submit`"
+        )
+
+
 def load_spec(path: Path) -> Any:
     """The spec in a YAML (or JSON) file, checked for what JSON cannot carry: the
     server never sees a file that does not parse, and the error names the place."""
@@ -219,12 +234,12 @@ def binary_size(count: int) -> str:
     """Bytes as people read them: "0 B", "1.5 KiB", "20 GiB" (three figures at most)."""
     size, unit = float(count), "B"
     for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024:
+        if round(size) < 1000:
             break
         size, unit = size / 1024, bigger
     if unit == "B":
         return f"{count} B"
-    return f"{size:,.0f} {unit}" if size >= 100 else f"{size:.3g} {unit}"
+    return f"{size:.0f} {unit}" if round(size) >= 100 else f"{size:.3g} {unit}"
 
 
 def when(text: str | None, *, never: str = "") -> str:

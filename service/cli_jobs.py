@@ -25,6 +25,7 @@ from service.cli_common import (
     load_spec,
     newest,
     print_newest,
+    refuse_the_other_kind,
     when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
@@ -41,10 +42,7 @@ def submit(
 ) -> None:
     """Submit a JobSpec file."""
     spec = load_spec(spec_file)
-    if isinstance(spec, dict) and "base" in spec and "task" not in spec:
-        # A JobSpec has no `base` (unknown fields are refused): spare the user the
-        # server's "Extra inputs are not permitted" for each of the sweep's fields.
-        raise fail(f"{spec_file} is a sweep spec (it has `base`): submit it with `lagtrain sweep`")
+    refuse_the_other_kind(spec, spec_file, wanted="job")
     with client_session() as client:
         try:
             job = client.submit(spec)

@@ -17,10 +17,10 @@ from service.cli_common import (
     api_failure,
     client_session,
     console,
-    fail,
     load_spec,
     newest,
     print_newest,
+    refuse_the_other_kind,
     visible,
     when,
 )
@@ -40,11 +40,7 @@ def sweep(
 ) -> None:
     """Submit a sweep: a base JobSpec, parameters to search, objectives, a budget."""
     spec = load_spec(spec_file)
-    if isinstance(spec, dict) and "task" in spec and "base" not in spec:
-        raise fail(
-            f"{spec_file} is a JobSpec (it has `task`; a sweep's is under `base`): "
-            "submit it with `lagtrain submit`"
-        )
+    refuse_the_other_kind(spec, spec_file, wanted="sweep")
     with client_session() as client:
         try:
             created = client.submit_sweep(spec)

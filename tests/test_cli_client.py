@@ -12,6 +12,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.cli_common import binary_size
 
 
 def closed_port_url() -> str:
@@ -132,3 +133,18 @@ def test_no_token_names_the_file_that_was_looked_for(
     line = error_line(result, code=2)
     assert f"LAGTRAIN_TOKEN is not set and {tmp_path / '.lagtrain' / 'admin-token'} " in line
     assert "does not exist" in line
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "0.977 KiB"),
+        (1536, "1.5 KiB"),
+        (1023 * 1024 + 600, "1 MiB"),
+    ],
+)
+def test_sizes_read_in_three_figures_at_most(count: int, shown: str) -> None:
+    # "1,000 KiB" had four.
+    assert binary_size(count) == shown

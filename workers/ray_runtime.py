@@ -64,10 +64,11 @@ class RayUnreachable(ConnectionError):
 def _join(address: str, retry_seconds: float, kwargs: dict[str, Any]) -> None:
     deadline = time.monotonic() + retry_seconds
     backoff = 1.0
-    endpoint = _gcs_endpoint(address)
+    endpoint = gcs_endpoint(address)
     while True:
         # A TCP probe first: `ray.init` to an address where nothing listens does not
         # fail, it retries inside Ray for minutes, past our deadline and deaf to it.
+        # (Something that accepts TCP but is not Ray's GCS still hangs `ray.init`.)
         timeout = max(1.0, min(5.0, deadline - time.monotonic()))
         reason = None if endpoint is None else _unreachable(endpoint, timeout)
         if reason is None:
@@ -88,13 +89,16 @@ def _join(address: str, retry_seconds: float, kwargs: dict[str, Any]) -> None:
         backoff = min(backoff * 2, 15.0)
 
 
-def _gcs_endpoint(address: str) -> tuple[str, int] | None:
-    """(host, port) of `host:port` or `ray://host:port`; None for what Ray resolves
-    itself ("auto")."""
+def gcs_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of `host:port`, `[v6]:port` or `ray://host:port`; None for what
+    Ray resolves itself ("auto") or cannot be read as one (a bare IPv6 address): no
+    probe then, `ray.init` alone."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not host:
         return None
-    return host.strip("[]"), int(port)
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1], int(port)
+    return None if ":" in host else (host, int(port))
 
 
 def _unreachable(endpoint: tuple[str, int], timeout: float) -> str | None:
