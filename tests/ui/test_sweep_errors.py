@@ -111,6 +111,7 @@ def test_a_pending_trials_wait_is_a_note_not_an_error(
         body = route.fetch().json()
         body["status"] = "running"
         body["error"] = None
+        body["name"] = None  # an unnamed sweep's title says so, as a job's does
         body["trials"][0].update(status="pending", job_id=None, error=reason)
         route.fulfill(json=body)
 
@@ -121,3 +122,4 @@ def test_a_pending_trials_wait_is_a_note_not_an_error(
     expect(why).to_have_class("trial-error free muted")
     expect(why.locator("b")).to_have_count(0)
     expect(page.locator("#sweep-error")).to_have_count(0)
+    expect(page.locator("h1")).to_contain_text(f"Sweep {sweep_id}: (unnamed)")

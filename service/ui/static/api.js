@@ -148,7 +148,11 @@ export async function stream(path, onEvent,
         pause = Math.min(STREAM_WAIT_MAX_MS, STREAM_WAIT_MS * 2 ** refusals);
         refusals += 1;
         onWait(error.detail);
-      } else if (error instanceof ApiError && error.status < 500) throw error;
+      } else if (error instanceof ApiError && error.status < 500) {
+        throw error;
+      } else {
+        refusals = 0;  // lost (a server restarting): say so, not "waiting for a stream"
+      }
     } finally {
       document.removeEventListener("visibilitychange", onHide);
     }

@@ -68,7 +68,7 @@ export async function render(root, params, signal) {
     }).filter((p) => p.x != null && p.y != null);
     const front = points.filter((p) => best.has(p.trial.number)).sort((a, b) => a.x - b.x);
     const rest = points.filter((p) => !best.has(p.trial.number));
-    head.replaceChildren(el("h1", {}, `Sweep ${sweep.id}: ${sweep.name || ""} `,
+    head.replaceChildren(el("h1", {}, `Sweep ${sweep.id}: ${sweep.name || "(unnamed)"} `,
       statusBadge(sweep.status)), el("p", { class: "facts" },
       `owner ${sweep.owner} · `,
       el("span", { id: "trial-count" }, `${finishedTrials(sweep)} finished of `
