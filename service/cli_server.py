@@ -47,6 +47,19 @@ def load_settings() -> Settings:
         raise typer.Exit(code=2) from exc
 
 
+def _where_the_admin_token_is(settings: Settings) -> str:
+    """Where the admin's token is, when one of the two places holds it (a first start
+    that creates the admin prints the token itself: service.bootstrap)."""
+    from service.bootstrap import ADMIN_TOKEN_FILE
+
+    token_file = settings.state_dir / ADMIN_TOKEN_FILE
+    if token_file.is_file():
+        return f"; the admin token is in {token_file}"
+    if settings.bootstrap_admin_token is not None:
+        return "; the admin token is LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
+    return ""
+
+
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -87,9 +100,7 @@ def server(
         wake_dispatcher = start_components(settings, embedded=embedded, stack=stack)
         typer.echo(
             f"lagtrain: dashboard on http://{settings.host}:{settings.port}/ "
-            "(API under /v1, docs at /docs); "
-            f"the admin token is in {settings.state_dir / 'admin-token'} "
-            "when the server created it, else LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
+            f"(API under /v1, docs at /docs){_where_the_admin_token_is(settings)}"
         )
         if settings.web_workers > 1 and not embedded:
             # Separate processes, a listening socket each (see service.web_workers).
