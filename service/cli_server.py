@@ -47,6 +47,16 @@ def load_settings() -> Settings:
         raise typer.Exit(code=2) from exc
 
 
+def _log_to_stderr() -> None:
+    """The service's processes log INFO and up, each line with its time (claims,
+    drains and reaps are read off these logs). Alembic's set-up chatter ("setup
+    plugin …", 7-9 lines per start) is left out; its "Running upgrade" lines stay."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
 def _where_the_admin_token_is(settings: Settings) -> str:
     """Where the admin's token is, when one of the two places holds it (a first start
     that creates the admin prints the token itself: service.bootstrap)."""
@@ -82,7 +92,7 @@ def server(
             "port": settings.port if port is None else port,
         }
     )
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     if embedded and settings.ray_auth_mode == "disabled":
         _hand_ray_its_auth_mode(settings)  # a local Ray turns token auth on by itself
     with database_ready():
@@ -143,9 +153,7 @@ def worker() -> None:
     from workers.embedded import run_worker
     from workers.ray_runtime import RayUnreachable
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _log_to_stderr()
     try:
         run_worker(settings)
     except RayUnreachable as exc:  # one line; a supervisor starts the worker again
