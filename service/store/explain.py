@@ -17,7 +17,7 @@ from service.schemas.cluster import QueuePlace
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults
 from service.store.dispatchers import list_dispatchers, resource_view
-from service.store.models import Job, JobStatus, User, utcnow
+from service.store.models import Dispatcher, Job, JobStatus, User, utcnow
 from service.store.queue_order import RESOURCE_EPSILON, queue_ranking
 from service.store.quotas import quota_in_force, usage
 from service.store.users import get_user
@@ -41,6 +41,17 @@ def explain_job(
                 kind="owner_disabled",
                 message=f"{owner.name}'s account is disabled: the job waits until an admin "
                 "enables it again (or cancels the job)",
+            )
+        elif job.status == JobStatus.CANCELLING.value and not _live(
+            list_dispatchers(session=session), dispatcher_timeout
+        ):
+            # Its dispatcher stops it, or a reaper ends it once the lease runs out:
+            # with no dispatcher alive, nothing will until one starts.
+            why = BlockingReason(
+                kind="no_dispatcher",
+                message="job is cancelling and no dispatcher was seen in the last "
+                f"{dispatcher_timeout.total_seconds():g} s to end it: start `lagtrain "
+                "worker` (or `lagtrain server`, whose start ends it too)",
             )
         else:  # Not queued, or claimed or cancelled since `job` was read.
             state = job.status if not queued else "no longer queued"
@@ -140,6 +151,13 @@ def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
     return all(available.get(k, 0.0) + RESOURCE_EPSILON >= v for k, v in required.items() if v)
 
 
+def _live(dispatchers: list[Dispatcher], dispatcher_timeout: timedelta) -> list[Dispatcher]:
+    """The dispatchers seen within `dispatcher_timeout` (every one that ever ran stays
+    registered)."""
+    cutoff = utcnow() - dispatcher_timeout
+    return [d for d in dispatchers if d.last_seen_at >= cutoff]
+
+
 def _describe(resources: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
 
@@ -157,8 +175,7 @@ def _resource_reasons(
             )
         ]
     reasons: list[BlockingReason] = []
-    cutoff = utcnow() - dispatcher_timeout
-    live = [d for d in dispatchers if d.last_seen_at >= cutoff]
+    live = _live(dispatchers, dispatcher_timeout)
     if not live:
         reasons.append(
             BlockingReason(

@@ -178,6 +178,19 @@ def test_cancel_queued_and_running_jobs(api: Api) -> None:
     assert finished.status_code == 202 and finished.json()["status"] == "cancelled"
 
 
+def test_explain_says_a_cancelling_job_waits_for_a_dispatcher(api: Api) -> None:
+    """A running job cancelled while no dispatcher is alive stays cancelling until one
+    starts: explain said only "job is cancelling; it is not waiting"."""
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    api.claim()  # running, its dispatcher gone (none registered)
+    r = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice)
+    assert r.status_code == 202 and r.json()["status"] == "cancelling", r.text
+    [why] = api.client.get(f"/v1/jobs/{job_id}/explain", headers=alice).json()["reasons"]
+    assert why["kind"] == "no_dispatcher", why
+    assert why["message"].startswith("job is cancelling and no dispatcher was seen"), why
+
+
 def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     first = api.submit(alice)
