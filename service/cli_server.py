@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from types import FrameType
@@ -70,6 +71,20 @@ def _where_the_admin_token_is(settings: Settings) -> str:
     return ""
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why uvicorn could not listen at host:port, or None. Binding is tried with the
+    SO_REUSEADDR uvicorn sets (a just-closed port in TIME_WAIT is free to it); the
+    moment between this and uvicorn's own bind is left to chance."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -92,6 +107,14 @@ def server(
             "port": settings.port if port is None else port,
         }
     )
+    taken = _cannot_listen(settings.host, settings.port)
+    if taken is not None:  # before the schema, the bootstrap and Ray: nothing to undo
+        typer.echo(
+            f"error: cannot listen on {settings.host}:{settings.port}: {taken} "
+            "(another server there? --port or LAGTRAIN_PORT chooses another)",
+            err=True,
+        )
+        raise typer.Exit(code=1)
     _log_to_stderr()
     if embedded and settings.ray_auth_mode == "disabled":
         _hand_ray_its_auth_mode(settings)  # a local Ray turns token auth on by itself

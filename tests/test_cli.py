@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,19 @@ def test_a_worker_that_cannot_join_ray_gives_up_at_its_deadline_in_one_line(
     [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert line.startswith(f"error: cannot join Ray at {address} within 1 s "), line
     assert "Connection refused" in line and "LAGTRAIN_RAY_AUTH_MODE" in line, line
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """Another server on the port: the start line, the schema, the admin's bootstrap
+    and a local Ray all ran before uvicorn failed to bind (exit 3). Now one line, and
+    nothing made."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {"LAGTRAIN_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+        result = CliRunner().invoke(app, ["server", "--embedded", "--port", str(port)], env=env)
+    line = refused(result).strip()
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), line
+    assert "--port or LAGTRAIN_PORT" in line and len(line.splitlines()) == 1
+    assert not (tmp_path / "x.db").exists()
