@@ -49,7 +49,7 @@ export async function render(root, params, signal) {
     const { round, rounds } = job.progress;
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
-      el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
+      el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}` }, job.id)),
       el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
       admin ? el("td", { class: "owner free" }, job.owner) : null,
       el("td", {}, statusBadge(job.status)),

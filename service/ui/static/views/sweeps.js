@@ -11,7 +11,7 @@ export async function render(root, params, signal) {
     el("thead", {}, el("tr", {}, ["id", "name", "owner", "status", "trials", "created"]
       .map((h) => el("th", {}, h)))),
     el("tbody", {}, page.data.map((s) => el("tr", { dataset: { sweepId: s.id } },
-      el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
+      el("td", { class: "id" }, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.name || "(unnamed)")),
       el("td", { class: "free" }, s.owner), el("td", {}, statusBadge(s.status)),
       el("td", { class: "trial-count" }, `${finishedTrials(s)} finished of ${s.spec.trials}`), el("td", {}, when(s.created_at)))))));
