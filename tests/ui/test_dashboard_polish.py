@@ -1,15 +1,20 @@
 """Presentation details from a user's walkthrough, in real Chromium against a real
-service: a 420 px screen reaches every nav link and keeps ids whole."""
+service: a 420 px screen reaches every nav link and keeps ids whole, and the jobs and
+sweeps pagers go back one page."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from service.client import TERMINAL_STATUSES
 from tests.e2e.conftest import Stack
+from tests.polling import wait_until
 from tests.ui.conftest import new_user, screenshot, sign_in
+from tests.ui.test_submit_compare_lab import short_linreg
 from tests.ui.test_sweep_compare_details import submit_and_cancel
 
 pytestmark = pytest.mark.ray
@@ -47,3 +52,79 @@ def test_a_narrow_screen_reaches_every_nav_link_and_keeps_ids_whole(
     page.locator("#nav-audit").click()
     expect(page).to_have_url(re.compile(r"#/audit"))
     screenshot(page, "narrow-nav")
+
+
+def test_the_jobs_pager_goes_back_one_page_and_keeps_the_browser_back(
+    stack: Stack, page: Page
+) -> None:
+    token, client = new_user(stack, "pager")
+    with client:
+        ids = [submit_and_cancel(client, f"page-{n}") for n in range(3)]
+    sign_in(page, stack.url, token, "#/jobs?limit=1")
+    first = page.locator("#jobs-table tbody tr").first
+
+    def on(job_id: int) -> None:
+        expect(first).to_have_attribute("data-job-id", str(job_id))
+
+    on(ids[2])
+    expect(page.locator("#newest")).to_have_count(0)
+    page.click("#older")
+    on(ids[1])
+    # On the second page the newer page is the newest: one link, not two.
+    expect(page.locator("#newest")).to_be_visible()
+    expect(page.locator("#newer")).to_have_count(0)
+    page.click("#older")
+    on(ids[0])
+    expect(page.locator("#older")).to_have_count(0)
+    page.click("#newer")
+    on(ids[1])
+    expect(page.locator("#newer")).to_have_count(0)
+    page.click("#older")  # the same page three again, from the stack in the URL
+    on(ids[0])
+    page.reload()  # the stack lives in the URL: a reload keeps it
+    on(ids[0])
+    page.click("#newer")
+    on(ids[1])
+    page.click("#newest")
+    on(ids[2])
+    page.go_back()
+    on(ids[1])
+    page.go_back()
+    on(ids[0])
+    expect(page.locator("#newer")).to_be_visible()
+
+
+def test_the_sweeps_pager_goes_back_one_page(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "sweep-pager")
+    spec: dict[str, Any] = {
+        "base": short_linreg("lag_wk"),
+        "parameters": {"aggregation.xi": {"type": "float", "low": 0.01, "high": 1.0}},
+        "objectives": [{"metric": "val_loss", "direction": "minimize"}],
+        "trials": 1,
+        "parallel": 1,
+        "sampler": "random",
+        "seed": 0,
+    }
+    with client:
+        ids = []
+        for n in range(3):
+            sweep_id = client.submit_sweep({**spec, "name": f"sweep-{n}"})["id"]
+            client.cancel_sweep(sweep_id)
+            ids.append(sweep_id)
+        wait_until(
+            lambda: all(client.sweep(i)["status"] in TERMINAL_STATUSES for i in ids),
+            timeout=60,
+            what="the cancelled sweeps",
+        )
+    sign_in(page, stack.url, token, "#/sweeps?limit=1")
+    first = page.locator("#sweeps tbody tr").first
+    expect(first).to_have_attribute("data-sweep-id", str(ids[2]))
+    page.click("#older-sweeps")
+    expect(first).to_have_attribute("data-sweep-id", str(ids[1]))
+    expect(page.locator("#newer-sweeps")).to_have_count(0)
+    page.click("#older-sweeps")
+    expect(first).to_have_attribute("data-sweep-id", str(ids[0]))
+    page.click("#newer-sweeps")
+    expect(first).to_have_attribute("data-sweep-id", str(ids[1]))
+    page.click("#newest-sweeps")
+    expect(first).to_have_attribute("data-sweep-id", str(ids[2]))

@@ -1,5 +1,6 @@
 // The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated.
 import { api, session, stream } from "../api.js";
+import { pagerLinks } from "../pager.js";
 import { bytesSaved, el, percent, statusBadge, streamWaitNote, when } from "../dom.js";
 
 const STATUSES = ["", "queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
@@ -67,18 +68,8 @@ export async function render(root, params, signal) {
       const columns = table.tHead.rows[0].cells.length;
       body.append(el("tr", {}, el("td", { colspan: columns }, "No jobs.")));
     }
-    const links = [];
-    if (params.cursor) {
-      const first = new URLSearchParams(query);
-      first.delete("cursor");
-      links.push(el("a", { href: `#/jobs?${first}` }, "← newest"));
-    }
-    if (page.next_cursor) {
-      const older = new URLSearchParams(query);
-      older.set("cursor", page.next_cursor);
-      links.push(el("a", { href: `#/jobs?${older}`, id: "older" }, "older →"));
-    }
-    pager.replaceChildren(...links);
+    pager.replaceChildren(...pagerLinks("jobs", params, page.next_cursor,
+      { newest: "newest", newer: "newer", older: "older" }));
     table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
   }
 

@@ -1,5 +1,6 @@
-// The sweeps list, newest first, in cursor pages (as the jobs list: ← newest, older →).
+// The sweeps list, newest first, in cursor pages (as the jobs list: ← newest, ← newer, older →).
 import { api } from "../api.js";
+import { pagerLinks } from "../pager.js";
 import { el, finishedTrials, statusBadge, when } from "../dom.js";
 
 export async function render(root, params, signal) {
@@ -16,16 +17,6 @@ export async function render(root, params, signal) {
       el("td", { class: "free" }, s.owner), el("td", {}, statusBadge(s.status)),
       el("td", { class: "trial-count" }, `${finishedTrials(s)} finished of ${s.spec.trials}`), el("td", {}, when(s.created_at)))))));
   if (page.data.length === 0) root.append(el("p", { class: "muted" }, "No sweeps yet."));
-  const links = [];
-  if (params.cursor) {
-    const first = new URLSearchParams(query);
-    first.delete("cursor");
-    links.push(el("a", { href: `#/sweeps?${first}` }, "← newest"));
-  }
-  if (page.next_cursor) {
-    const older = new URLSearchParams(query);
-    older.set("cursor", page.next_cursor);
-    links.push(el("a", { href: `#/sweeps?${older}`, id: "older-sweeps" }, "older →"));
-  }
-  root.append(el("div", { class: "pager" }, links));
+  root.append(el("div", { class: "pager" }, pagerLinks("sweeps", params, page.next_cursor,
+    { newest: "newest-sweeps", newer: "newer-sweeps", older: "older-sweeps" })));
 }
