@@ -1,12 +1,13 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
 // free storage quota), cancel.
-import { allMetrics, api, apiFile, poller, stream } from "../api.js";
+import { allMetrics, api, poller, stream } from "../api.js";
 import { line, plot, rasterTrace, validationMetric, valueAxis } from "../charts.js";
 import {
   bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, streamWaitNote, TERMINAL,
   when,
 } from "../dom.js";
+import { checkpointRows } from "./checkpoints.js";
 
 // At most five redraws a second however fast records arrive, and never more than a
 // third of the time spent drawing: a slow machine keeps its page responsive.
@@ -46,7 +47,7 @@ export async function render(root, params, signal) {
   const timeline = el("tbody");
   const checkpoints = el("tbody");
   let removeError = null;  // the last failure's message, replaced by the next try
-  let downloadError = null;  // as removeError, for any checkpoint's Download
+  const checkpointRow = checkpointRows(jobId, signal);
   const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
     class: "danger", hidden: true, onclick: async () => {
       // Deleting the final checkpoint loses the trained weights: ask first.
@@ -128,18 +129,7 @@ export async function render(root, params, signal) {
     timeline.replaceChildren(...history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
       el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
       el("td", { class: "free" }, h.actor), el("td", { class: "free" }, h.reason || ""))));
-    checkpoints.replaceChildren(...points.data.map((c) => el("tr", {}, el("td", {}, c.round),
-      el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
-      el("td", { class: "mono" }, c.sha256.slice(0, 12)),
-      el("td", {}, el("button", { type: "button", class: "download",
-        onclick: async (event) => {
-          downloadError?.remove();
-          downloadError = null;
-          try { await download(jobId, c, signal); } catch (error) {
-            // Say so (deleted from another tab, say) rather than save the error as a file.
-            if (!signal.aborted) event.target.after(downloadError = errorBox(error));
-          }
-        } }, "Download")))));
+    checkpoints.replaceChildren(...points.data.map(checkpointRow));
     // Only a finished job's: a running one may still resume from them (409).
     removeCheckpoints.hidden = !TERMINAL.has(job.status) || points.data.length === 0;
     if (job.status === "queued") {
@@ -303,16 +293,4 @@ export async function render(root, params, signal) {
       try { await readWithoutStream(); } catch { /* the next retry reads again */ }
     },
   }).catch((error) => { streamNote.hidden = true; root.prepend(errorBox(error)); });
-}
-
-// Saved from a blob (apiFile keeps the token out of every URL).
-async function download(jobId, checkpoint, signal) {
-  const { blob, filename } = await apiFile(`/v1/jobs/${jobId}/checkpoints/${checkpoint.id}`,
-    { signal });
-  const link = el("a", { href: URL.createObjectURL(blob),
-    download: filename || `job-${jobId}-round-${checkpoint.round}` });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
