@@ -1,6 +1,7 @@
 """Presentation details from a user's walkthrough, in real Chromium against a real
-service: a 420 px screen reaches every nav link and keeps ids whole, and the jobs and
-sweeps pagers go back one page."""
+service: a 420 px screen reaches every nav link and keeps ids whole, the jobs and
+sweeps pagers go back one page, chart titles stay clear of plotly's mode bar, and a
+long run's uploads a round are a rolling mean."""
 
 from __future__ import annotations
 
@@ -128,3 +129,46 @@ def test_the_sweeps_pager_goes_back_one_page(stack: Stack, page: Page) -> None:
     expect(first).to_have_attribute("data-sweep-id", str(ids[1]))
     page.click("#newest-sweeps")
     expect(first).to_have_attribute("data-sweep-id", str(ids[2]))
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def test_chart_titles_clear_the_mode_bar_and_long_runs_average_uploads(
+    stack: Stack, page: Page
+) -> None:
+    token, client = new_user(stack, "charts")
+    with client:
+        spec = {**short_linreg("lag_wk"), "schedule": {"rounds": 200_000, "eval_every": 50}}
+        job = client.submit(spec)
+        try:
+            sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
+            uploads = page.locator("#chart-uploads")
+            # Past 200 rounds the per-round line is a band: a rolling mean, named so.
+            wait_until(
+                lambda: int(uploads.get_attribute("data-rounds") or 0) > 250,
+                timeout=120,
+                what="250 rounds drawn",
+            )
+            name = uploads.evaluate("(chart) => chart.data[0].name")
+            assert re.fullmatch(r"uploads a round \(mean of the last \d+ rounds\)", name), name
+            expect(uploads.locator(".legendtext").first).to_have_text(name)
+            values = uploads.evaluate("(chart) => chart.data[0].y")
+            assert any(v != int(v) for v in values), "per-round counts, not means"
+            for chart in ("#chart-loss", "#chart-eval", "#chart-uploads", "#chart-raster"):
+                page.locator(chart).hover()
+                bar = page.locator(f"{chart} .modebar")
+                expect(bar).to_be_visible()
+                title = page.locator(f"{chart} .gtitle")
+                bar_box, title_box = bar.bounding_box(), title.bounding_box()
+                assert bar_box is not None and title_box is not None
+                assert not overlap(bar_box, title_box), (chart, bar_box, title_box)
+            screenshot(page, "job-charts-hover")
+        finally:
+            client.cancel(job["id"])

@@ -49,10 +49,25 @@ const LAYOUT = {
   font: { family: "system-ui, sans-serif", size: 12 },
 };
 const CONFIG = { displaylogo: false, responsive: true };
+// Plotly's mode bar (shown on hover) sits in the chart's top right corner: a centred
+// title in the top margin lay under it. A title stands on the plot area's top left
+// edge instead, below the mode bar's strip (TITLE_ROOM px of top margin, the chart
+// taller by as much, so the plot area keeps its size).
+const TITLE = { x: 0, xref: "paper", xanchor: "left", y: 1, yref: "paper", yanchor: "bottom",
+  pad: { b: 8 } };
+const TITLE_ROOM = 64;
 
-export function plot(node, traces, layout) {
+export function plot(node, traces, layout = {}) {
+  const titled = { ...layout };
+  if (layout.title) {
+    const margin = { ...LAYOUT.margin, ...layout.margin };
+    const room = Math.max(0, TITLE_ROOM - margin.t);
+    titled.title = { ...TITLE, ...layout.title };
+    titled.margin = { ...margin, t: margin.t + room };
+    titled.height = (layout.height ?? LAYOUT.height) + room;
+  }
   // react() reuses the chart: redraws keep the user's zoom (uirevision) and are cheap.
-  return window.Plotly.react(node, traces, { ...LAYOUT, uirevision: "keep", ...layout }, CONFIG);
+  return window.Plotly.react(node, traces, { ...LAYOUT, uirevision: "keep", ...titled }, CONFIG);
 }
 
 // Plotly reads trace names and hover text as its own HTML subset (<b>, <a href>,
@@ -64,6 +79,24 @@ export function plainText(text) {
 export function line(name, xs, ys, extra = {}) {
   const { x, y } = downsample(xs, ys);
   return { type: "scatter", mode: "lines", name: plainText(name), x, y, ...extra };
+}
+
+// A job's uploads a round jump between none and every replica from round to round:
+// past ROLLING_FROM rounds a line of them is a solid band. It is drawn then as their
+// mean over the last `window` rounds (10, 100, … : about a fiftieth of the run, so
+// the legend keeps its window while a live run grows), and the legend says so.
+export const ROLLING_FROM = 200;
+
+export function uploadsPerRound(xs, ys, extra = {}) {
+  if (xs.length <= ROLLING_FROM) return line("uploads this round", xs, ys, extra);
+  const window = 10 ** Math.ceil(Math.log10(xs.length / 50));
+  const means = new Array(ys.length);
+  let sum = 0;
+  for (let i = 0; i < ys.length; i += 1) {
+    sum += ys[i] - (i >= window ? ys[i - window] : 0);
+    means[i] = sum / Math.min(i + 1, window);
+  }
+  return line(`uploads a round (mean of the last ${window} rounds)`, xs, means, extra);
 }
 
 // Replicas × rounds: 1 where the coordinator used a replica's upload. Beyond

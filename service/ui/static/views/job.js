@@ -2,7 +2,9 @@
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
 // free storage quota), cancel.
 import { allMetrics, api, poller, stream } from "../api.js";
-import { line, plot, rasterTrace, validationMetric, valueAxis } from "../charts.js";
+import {
+  line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
+} from "../charts.js";
 import {
   bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, streamWaitNote, TERMINAL,
   when,
@@ -200,7 +202,7 @@ export async function render(root, params, signal) {
       { title: { text: valName || "validation (at eval rounds)" },
         xaxis: rounds(), yaxis: { ...valueAxis(valName), ...empty() } });
     plot(uploadChart, [
-      line("uploads this round", ...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
+      uploadsPerRound(...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
       line("cumulative uploads", ...column("uploads_total")),
       line("dense equivalent", ...column("dense_equiv_uploads"), { line: { dash: "dot" } }),
     ], { title: { text: "uploads" }, xaxis: rounds(),
