@@ -43,6 +43,13 @@ export function bytes(n) {
   return `${Number(n.toPrecision(3))} ${units[i]}`;
 }
 
+// A metric counted in bytes (bytes_up_total, dense_equiv_bytes, a `…_bytes_…` one): its
+// values are written with bytes() wherever one is shown beside byte counts (a
+// sweep's objectives). Not bytes_saved_fraction: a fraction.
+export function bytesMetric(name) {
+  return /(^|_)bytes$/.test(name || "") || /(^|_)bytes_(up|down|total)(_|$)/.test(name || "");
+}
+
 export function when(iso) {
   return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "—";
 }

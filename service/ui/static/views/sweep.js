@@ -8,7 +8,8 @@
 import { api, latestOnly, poller, session, stream } from "../api.js";
 import { plainText, plot } from "../charts.js";
 import {
-  bytes, el, errorBox, fmt, finishedTrials, section, statusBadge, streamWaitNote, TERMINAL,
+  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, section, statusBadge, streamWaitNote,
+  TERMINAL,
 } from "../dom.js";
 
 const POLL_MS = 2000;
@@ -97,8 +98,10 @@ export async function render(root, params, signal) {
     el("td", {}, statusBadge(t.status)),
     el("td", { class: "mono" }, Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`)
       .join(" ")),
-    el("td", {}, t.values ? t.values.map((v) => fmt(v)).join(", ") : "—"),
-    el("td", {}, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)),
+    // In the objectives' order; a byte count in the units of the bytes-up column.
+    el("td", { class: "values" }, t.values ? t.values.map((v, i) =>
+      (bytesMetric(objectives[i]?.metric) ? bytes(v) : fmt(v))).join(", ") : "—"),
+    el("td", { class: "bytes-up" }, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)),
     // Why a trial failed (an invalid point, its job's error) or why a pending one
     // waits (the owner's quota): an error only for a failed trial.
     el("td", { class: `trial-error free ${t.status === "failed" ? "error" : "muted"}` },
