@@ -1,7 +1,7 @@
 """Presentation details from a user's walkthrough, in real Chromium against a real
 service: a 420 px screen reaches every nav link and keeps ids whole, the jobs and
-sweeps pagers go back one page, chart titles stay clear of plotly's mode bar, and a
-long run's uploads a round are a rolling mean."""
+sweeps pagers go back one page, chart titles stay clear of plotly's mode bar, a long
+run's uploads a round are a rolling mean, and Compare marks a partial run."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from service.client import TERMINAL_STATUSES
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
 from tests.ui.conftest import new_user, screenshot, sign_in
-from tests.ui.test_submit_compare_lab import short_linreg
+from tests.ui.test_submit_compare_lab import finish, short_linreg
 from tests.ui.test_sweep_compare_details import submit_and_cancel
 
 pytestmark = pytest.mark.ray
@@ -172,3 +172,16 @@ def test_chart_titles_clear_the_mode_bar_and_long_runs_average_uploads(
             screenshot(page, "job-charts-hover")
         finally:
             client.cancel(job["id"])
+
+
+def test_compare_marks_a_run_that_did_not_succeed_as_partial(stack: Stack, page: Page) -> None:
+    token, client = new_user(stack, "partial")
+    with client:
+        done = client.submit(short_linreg("dense"))["id"]
+        finish(client, done)
+        cancelled = submit_and_cancel(client, "cancelled")
+    sign_in(page, stack.url, token, f"#/compare?ids={done},{cancelled}")
+    ratio = page.locator(f"#compare-table tr[data-job-id='{cancelled}'] .ratio")
+    expect(ratio.locator(".partial-mark")).to_contain_text("partial")
+    expect(page.locator(f"#compare-table tr[data-job-id='{done}'] .partial-mark")).to_have_count(0)
+    expect(page.locator("#compare-partial")).to_contain_text("only the rounds it ran")

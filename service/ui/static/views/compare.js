@@ -108,19 +108,29 @@ export async function render(root, params, signal) {
   ok.map((r) => el("option", { value: r.id, selected: r.id === baselineId }, label(r))));
   const base = ok.find((r) => r.id === baselineId)?.final;
   const ratio = (value, of) => (value && of ? `${fmt(value / of, 3)}×` : "—");
+  // A job that has not succeeded (cancelled, failed, still running) counts the bytes of
+  // the rounds it ran: beside a complete run its ratio reads as a saving it never made.
+  const partial = (r) => r.job.status !== "succeeded";
+  const rounds = (r) => `${r.job.progress.round} of ${r.job.progress.rounds} rounds`;
+  const partialNote = ok.some(partial) ? el("p", { id: "compare-partial", class: "note" },
+    "Partial: a job that has not succeeded counts only the rounds it ran, so its uploads, "
+    + "bytes and ratio are not those of a complete run.") : null;
   const table = el("table", { id: "compare-table" },
     el("thead", {}, el("tr", {}, ["job", "status", `final ${metric}`, "uploads",
       "dense equivalent", "bytes up", "bytes vs baseline"].map((h) => el("th", {}, h)))),
-    el("tbody", {}, ok.map((r) => el("tr", { dataset: { jobId: r.id } },
+    el("tbody", {}, ok.map((r) => el("tr", { class: partial(r) ? "partial" : "",
+      dataset: { jobId: r.id } },
       el("td", {}, el("a", { href: `#/jobs/${r.id}` }, label(r))),
       el("td", {}, statusBadge(r.job.status)),
       el("td", {}, fmt(r.final.metric)), el("td", {}, fmt(r.final.uploads)),
       el("td", {}, fmt(r.final.dense)), el("td", {}, bytes(r.final.bytes)),
-      el("td", { class: "ratio" }, ratio(r.final.bytes, base?.bytes))))));
+      el("td", { class: "ratio" }, ratio(r.final.bytes, base?.bytes),
+        partial(r) ? el("span", { class: "partial-mark muted", title: "did not succeed" },
+          ` partial: ${rounds(r)}`) : null)))));
   root.append(section(`${metric} against rounds and bytes uploaded`,
     choices.length ? el("label", {}, "metric ", chooser) : null, note,
     el("div", { class: "charts two" }, byRound, byBytes)),
-  section("Summary", el("label", {}, "baseline ", baseline), table));
+  section("Summary", el("label", {}, "baseline ", baseline), table, partialNote));
   const yaxis = { ...YAXIS, ...valueAxis(metric) };
   plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
     { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
