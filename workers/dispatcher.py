@@ -74,6 +74,10 @@ class Dispatcher:
                     if self._drain_over():
                         break
                     claimed = self._drain_deadline is None and self._claim_and_start()
+                    if not claimed:
+                        # Inside the try: on PostgreSQL the wait reads its LISTEN
+                        # connection, which an outage breaks like any statement.
+                        self._waker.wait(self.settings.poll_seconds)
                 except Exception as exc:
                     # A database or Ray hiccup must not kill the dispatcher: running
                     # jobs keep their own threads; try again after the poll interval.
@@ -96,8 +100,6 @@ class Dispatcher:
                         "dispatcher %s: loop recovered after %d errors", self.id, errors_in_a_row
                     )
                     errors_in_a_row = 0
-                if not claimed:
-                    self._waker.wait(self.settings.poll_seconds)
         finally:
             self._shutdown()
 

@@ -57,3 +57,38 @@ def test_a_streak_of_loop_errors_logs_one_traceback(
         "dispatcher d1: loop error again (3 in a row): database is locked",
     ]
     assert "dispatcher d1: loop recovered after 3 errors" in caplog.text
+
+
+def test_a_broken_wake_up_connection_is_a_loop_error_not_the_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL the idle wait reads the LISTEN connection, which an outage breaks
+    like any statement ("server closed the connection unexpectedly"): the dispatcher
+    thread died of it, and its jobs' writers were abandoned with it."""
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    settings = Settings(database_url=url, state_dir=tmp_path, poll_seconds=0.05)
+    dispatcher = Hiccup(settings, make_sessionmaker(engine), dispatcher_id="d2")
+    dispatcher.failures = 0
+    waits = {"broken": 2}
+    real_wait = dispatcher._waker.wait
+
+    def breaking_wait(timeout: float) -> None:
+        if waits["broken"]:
+            waits["broken"] -= 1
+            raise ConnectionError("consuming input failed: server closed the connection")
+        real_wait(timeout)
+
+    dispatcher._waker.wait = breaking_wait  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="workers.dispatcher")
+    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: "recovered" in caplog.text, timeout=30, what="the loop to recover")
+        assert thread.is_alive()
+    finally:
+        dispatcher.stop()
+        thread.join(timeout=30)
+        engine.dispose()
+    assert "dispatcher d2: loop recovered after 2 errors" in caplog.text
