@@ -162,6 +162,28 @@ export async function stream(path, onEvent,
   }
 }
 
+// The jobs feed (`query`: the list's parameters): `onPage(page)` with each page it
+// sends. While it is refused (429: the user's other pages hold their streams), a plain
+// GET /v1/jobs at each retry, drawn unless the feed came back meanwhile: not live,
+// but not blank. `waiting`: the page's note (dom.js streamWaitNote).
+export function jobsFeed(query, onPage, { signal, waiting }) {
+  let live = false;
+  return stream(`/v1/feeds/jobs?${query}`, (event) => {
+    if (event.event === "jobs") onPage(JSON.parse(event.data));
+  }, {
+    signal,
+    reconnect: true,
+    onLive: (up) => { live = up; if (up) waiting.onLive(); },
+    onWait: async (detail) => {
+      waiting.onWait(detail);
+      try {
+        const page = await api(`/v1/jobs?${query}`, { signal });
+        if (!live) await onPage(page);
+      } catch { /* the next retry reads it again */ }
+    },
+  });
+}
+
 // A refused stream's first wait and the longest (api.js stream()).
 const STREAM_WAIT_MS = 2000;
 const STREAM_WAIT_MAX_MS = 30000;

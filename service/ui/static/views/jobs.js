@@ -1,5 +1,5 @@
 // The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated.
-import { api, session, stream } from "../api.js";
+import { jobsFeed, session } from "../api.js";
 import { pagerLinks } from "../pager.js";
 import { bytesSaved, el, percent, statusBadge, streamWaitNote, when } from "../dom.js";
 
@@ -73,21 +73,6 @@ export async function render(root, params, signal) {
     table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
   }
 
-  // While the feed is refused (429: the user's other pages hold their streams), the
-  // list is read with a plain GET at each retry: not live, but not blank.
-  let live = false;
-  stream(`/v1/feeds/jobs?${query}`, (event) => {
-    if (event.event === "jobs") show(JSON.parse(event.data));
-  }, {
-    signal,
-    reconnect: true,
-    onLive: (up) => { live = up; if (up) waiting.onLive(); },
-    onWait: async (detail) => {
-      waiting.onWait(detail);
-      try {
-        const page = await api(`/v1/jobs?${query}`, { signal });
-        if (!live) show(page);
-      } catch { /* the next retry reads it again */ }
-    },
-  }).catch((error) => root.prepend(el("p", { class: "error" }, error.message)));
+  jobsFeed(query, show, { signal, waiting })
+    .catch((error) => root.prepend(el("p", { class: "error" }, error.message)));
 }

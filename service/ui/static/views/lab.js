@@ -2,7 +2,7 @@
 // order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
 // usage and uploads and bytes saved per user.
 // Redrawn whenever the live jobs feed changes.
-import { api, ApiError, latestOnly, session, stream } from "../api.js";
+import { api, ApiError, jobsFeed, latestOnly, session } from "../api.js";
 import {
   bytes, el, fmt, percent, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
@@ -124,21 +124,6 @@ export async function render(root, _params, signal) {
   }
 
   const redraw = latestOnly(draw);
-  // Refused (429: the user's other pages hold their streams), the lab is drawn from
-  // GET /v1/jobs at each retry: not live, but not blank.
-  let live = false;
-  await stream(`/v1/feeds/jobs?limit=${FEED_JOBS}`, (event) => {
-    if (event.event === "jobs") redraw(JSON.parse(event.data).data);
-  }, {
-    signal,
-    reconnect: true,
-    onLive: (up) => { live = up; if (up) waiting.onLive(); },
-    onWait: async (detail) => {
-      waiting.onWait(detail);
-      try {
-        const page = await api(`/v1/jobs?limit=${FEED_JOBS}`, { signal });
-        if (!live) await redraw(page.data);
-      } catch { /* the next retry reads it again */ }
-    },
-  });
+  // Refused (429), the lab is drawn from GET /v1/jobs at each retry (api.js jobsFeed).
+  await jobsFeed(`limit=${FEED_JOBS}`, (page) => redraw(page.data), { signal, waiting });
 }
