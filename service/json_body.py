@@ -56,10 +56,10 @@ def _deeper_than(value: Any, limit: int) -> bool:
     level: list[tuple[Any, int]] = [(value, 1)]
     while level:
         item, depth = level.pop()
-        children = item.values() if isinstance(item, dict) else item
         if isinstance(item, dict | list):
             if depth > limit:
                 return True
+            children = item.values() if isinstance(item, dict) else item
             level.extend((child, depth + 1) for child in children)
     return False
 
