@@ -25,6 +25,7 @@ from service.api import (
 )
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.api.responses import errors
 from service.api.stream_guard import StreamSlots
 from service.api.stream_hub import StreamHub
 from service.bootstrap import bootstrap_admin
@@ -77,8 +78,10 @@ def create_app(settings: Settings, *, on_job_queued: Callable[[], None] | None =
     app.state.on_job_queued = on_job_queued
     app.state.stream_hub = StreamHub(sessions)  # one store poller per watched job
     install_error_handlers(app)
+    app.include_router(health.router)  # /healthz touches no database; /readyz says 503
+    # Every other route reads or writes the store: a store that does not answer is a
+    # 503 on any of them (http_errors), declared once here.
     for router in (
-        health.router,
         jobs.submit_router,
         jobs.router,
         job_data.router,
@@ -91,7 +94,7 @@ def create_app(settings: Settings, *, on_job_queued: Callable[[], None] | None =
         jobs_feed.router,
         ui_routes.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=errors(503))
     app.mount("/ui/static", ui_routes.static_files(), name="ui-static")
     app.add_middleware(UiSecurityHeaders)
     app.add_middleware(

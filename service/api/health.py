@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.deps import Sessions
+from service.api.responses import errors
 from service.store.db import ping, read_transaction
 from service.store.jobs import status_counts
 
@@ -28,7 +29,7 @@ def readyz(sessions: Sessions) -> JSONResponse:
     return JSONResponse(status_code=200, content={"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, responses=errors(503))
 def prometheus_metrics(sessions: Sessions) -> PlainTextResponse:
     """Jobs by status, in Prometheus' text format (every status, zeros included)."""
     with read_transaction(sessions) as session:

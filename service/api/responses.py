@@ -29,7 +29,7 @@ DESCRIPTIONS: dict[int, str] = {
     413: "the request body is larger than the server's limit",
     422: "a field is invalid; the detail names it",
     429: "a quota or rate limit is reached; the detail names it",
-    503: "the database is unreachable",
+    503: "the database is unreachable or not answering; retry after Retry-After seconds",
 }
 
 

@@ -59,3 +59,13 @@ def test_a_missing_table_is_a_500_not_an_outage(api: Api) -> None:
         other.execute("ALTER TABLE api_tokens_away RENAME TO api_tokens")
         other.close()
     assert api.client.get("/v1/users/me", headers=alice).status_code == 200
+
+
+def test_every_route_that_reads_the_store_declares_the_503(api: Api) -> None:
+    """Generated clients see the 503 wherever it can happen: every /v1 operation (and
+    the Prometheus route); /healthz touches no database."""
+    document = api.client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = "503" in operation["responses"]
+            assert declared == (path != "/healthz"), (method, path)

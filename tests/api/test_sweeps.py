@@ -431,10 +431,10 @@ def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) ->
 def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
     declared = {
-        ("post", "/v1/sweeps"): {"200", "201", "400", "401", "409", "413", "422", "429"},
-        ("get", "/v1/sweeps"): {"200", "401", "422"},
-        ("get", "/v1/sweeps/{sweep_id}"): {"200", "401", "404", "422"},
-        ("post", "/v1/sweeps/{sweep_id}/cancel"): {"202", "401", "404", "422"},
+        ("post", "/v1/sweeps"): {"200", "201", "400", "401", "409", "413", "422", "429", "503"},
+        ("get", "/v1/sweeps"): {"200", "401", "422", "503"},
+        ("get", "/v1/sweeps/{sweep_id}"): {"200", "401", "404", "422", "503"},
+        ("post", "/v1/sweeps/{sweep_id}/cancel"): {"202", "401", "404", "422", "503"},
     }
     for (method, path), statuses in declared.items():
         responses = paths[path][method]["responses"]
