@@ -28,7 +28,7 @@ Two measurements on this machine, one projection:
 Goal (issue 12): the best lazy rule ≥ 3x faster than dense at 1 Gbit/s.
 
     nice -n 15 .venv/bin/python -m benchmarks.time_to_accuracy [--hidden 64] [--rounds 200]
-        [--device cpu|cuda] [--repeats 5] [--compute-ms MS]
+        [--device cpu|cuda] [--dtype float32|bfloat16] [--repeats 5] [--compute-ms MS]
 """
 
 from __future__ import annotations
@@ -92,9 +92,11 @@ def to_target(
     return ToTarget(label, None, uploads, evals, bits, final)
 
 
-def five_million_spec(hidden: int | None = None) -> Any:
+def five_million_spec(hidden: int | None = None, dtype: str = "float32") -> Any:
     """The char LSTM of the projection: one layer, 16-dim embedding, hidden chosen so
-    that p ≈ 5 M; M = 8 replicas of 8 sequences x 32 characters."""
+    that p ≈ 5 M; M = 8 replicas of 8 sequences x 32 characters. bfloat16 (autocast)
+    is a GPU's precision, so it asks for one per replica as the API would."""
+    gpus = 1 if dtype == "bfloat16" else 0
     return resolve(
         {
             "task": {
@@ -103,15 +105,20 @@ def five_million_spec(hidden: int | None = None) -> Any:
                 "max_chars": 150_000,
                 "seq_len": 32,
             },
-            "model": {"cell": "lstm", "hidden_size": hidden or 1100, "embedding_dim": 16},
-            "distributed": {"workers": WORKERS, "split": "non_iid"},
+            "model": {
+                "cell": "lstm",
+                "hidden_size": hidden or 1100,
+                "embedding_dim": 16,
+                "dtype": dtype,
+            },
+            "distributed": {"workers": WORKERS, "split": "non_iid", "gpus_per_worker": gpus},
             "schedule": {"rounds": 1, "batch_size": 8},
         }
     )
 
 
-def compute_seconds(device: str, repeats: int) -> tuple[int, float]:
-    replica = Replica(five_million_spec(), 0, device=device)
+def compute_seconds(device: str, repeats: int, dtype: str = "float32") -> tuple[int, float]:
+    replica = Replica(five_million_spec(dtype=dtype), 0, device=device)
     params = flat_params(replica.model)
     times = []
     for index in range(repeats + 1):
@@ -149,6 +156,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="precision of the timed 5 M evaluation (bfloat16: autocast, a GPU's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rules", default="cada2,lasg,laq")
     parser.add_argument(
@@ -159,12 +172,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    params, compute = compute_seconds(args.device, args.repeats)
+    params, compute = compute_seconds(args.device, args.repeats, args.dtype)
     if args.compute_ms is not None:
         compute = args.compute_ms / 1e3
     print(
         f"5 M model: {params:,} parameters; one gradient evaluation {compute * 1e3:.1f} ms "
-        f"on {args.device} (median of {args.repeats})",
+        f"on {args.device}, {args.dtype} (median of {args.repeats})",
         flush=True,
     )
     scenario = SCENARIOS["char_lm"]
