@@ -11,6 +11,7 @@ in-process reference runner on the same device (float64, exact uploads).
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from typing import Any
@@ -24,11 +25,11 @@ from workers.ray_job import RayJob, RecordEvent
 from workers.training.runner import run_reference
 
 
-def spec_for(workers: int, gpus: float, rounds: int) -> ResolvedSpec:
+def spec_for(workers: int, gpus: float, rounds: int, dtype: str = "float32") -> ResolvedSpec:
     return resolve(
         {
             "task": {"kind": "sequence_classification", "dataset": "builtin:digits"},
-            "model": {"cell": "lstm", "hidden_size": 128},
+            "model": {"cell": "lstm", "hidden_size": 128, "dtype": dtype},
             "optimizer": {"name": "adam", "lr": 0.005},
             "aggregation": {"strategy": "lasg_wk2"},  # the rule's default xi
             "distributed": {"workers": workers, "cpus_per_worker": 1, "gpus_per_worker": gpus},
@@ -42,7 +43,9 @@ def spec_for(workers: int, gpus: float, rounds: int) -> ResolvedSpec:
     )
 
 
-def run(spec: ResolvedSpec, dtype: str) -> tuple[list[RecordEvent], list[dict[str, Any]], float]:
+def run(
+    spec: ResolvedSpec, dtype: str | None
+) -> tuple[list[RecordEvent], list[dict[str, Any]], float]:
     job = RayJob(spec, job_key="gpu-check", artifacts_url=tempfile.mkdtemp(), dtype=dtype)
     start = time.perf_counter()
     try:
@@ -73,6 +76,18 @@ def main() -> None:
             f"/{last['dense_equiv_uploads']:.0f}, val_accuracy {last.get('val_accuracy')}"
         )
         assert devices == {"cuda:0"}, where
+    # bfloat16 autocast through the gang (dtype None: the spec's own, as the dispatcher
+    # runs it): replicas on the GPU, the float32 state finite, the lazy test working.
+    records, where, wall = run(spec_for(2, 0.5, args.rounds, "bfloat16"), None)
+    last = records[-1].values
+    print(
+        f"bfloat16 workers=2: replicas on {sorted({w['device'] for w in where})}, "
+        f"{len(records)} rounds in {wall:.1f} s, uploads {last['uploads_total']:.0f}"
+        f"/{last['dense_equiv_uploads']:.0f}, train_loss {last['train_loss']:.4f}, "
+        f"val_accuracy {last.get('val_accuracy')}"
+    )
+    assert {w["device"] for w in where} == {"cuda:0"}, where
+    assert all(math.isfinite(r.values["train_loss"]) for r in records)
     # Exactness on the GPU: the Ray path against the reference runner, both on CUDA.
     spec = spec_for(2, 0.5, 20)
     expected: list[dict[str, float]] = []
