@@ -74,7 +74,13 @@ def create_user(
         raise typer.Exit(code=1) from exc
     finally:
         engine.dispose()
-    typer.echo(f"created user {user.name!r} (id {user.id}, role {user.role}); token:")
+    # The note on stderr, the token alone on stdout: TOKEN=$(lagtrain admin create-user …)
+    # captures just the token, as with `user-add` and `token-new`.
+    typer.echo(
+        f"created user {user.name!r} (id {user.id}, role {user.role}); "
+        "their token, shown only once:",
+        err=True,
+    )
     typer.echo(plain)
 
 

@@ -32,7 +32,9 @@ def test_db_upgrade_then_create_user_prints_a_working_token(tmp_path: Path) -> N
 
     created = runner.invoke(app, ["admin", "create-user", "carol", "--admin"], env=env)
     assert created.exit_code == 0, created.output
-    token = created.output.strip().splitlines()[-1]
+    # The token alone on stdout (TOKEN=$(lagtrain admin create-user …)), the note on stderr.
+    token = created.stdout.strip()
+    assert "\n" not in token and "created user 'carol'" in created.stderr
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as session:
