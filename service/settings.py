@@ -173,6 +173,16 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("bootstrap_admin_token", mode="before")
+    @classmethod
+    def _empty_bootstrap_token_is_unset(cls, value: object) -> object:
+        # docker-compose.yml passes ${LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN:-}, empty where it
+        # is not set (a GPU host that runs only `worker` need not hold the admin's
+        # password): empty means "not configured", so a first start makes a token.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("bootstrap_admin_token")
     @classmethod
     def _bootstrap_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:

@@ -83,7 +83,7 @@ def test_ray_head_and_gpu_worker_join_the_compose_store() -> None:
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
-@pytest.mark.parametrize("missing", sorted(SECRETS))
+@pytest.mark.parametrize("missing", ["POSTGRES_PASSWORD", "RAY_AUTH_TOKEN"])
 def test_compose_refuses_to_render_without_a_secret(missing: str) -> None:
     env = {k: v for k, v in SECRETS.items() if k != missing}
     result = run_compose("config", "-q", env=env)
@@ -134,3 +134,24 @@ def _seconds(duration: str) -> float:
         total += float(number) * {"h": 3600, "m": 60, "s": 1}[char]
         number = ""
     return total
+
+
+def test_a_gpu_host_needs_no_admin_token() -> None:
+    """docs/cluster.md: another GPU host sets POSTGRES_PASSWORD, RAY_AUTH_TOKEN,
+    RAY_HEAD_ADDRESS and POSTGRES_HOST, and runs only `worker`; compose interpolates
+    the whole file there, so the api's admin token must not be required. Unset, the
+    api gets an empty value, which the server reads as "make one" (test_settings)."""
+    env = {
+        "POSTGRES_PASSWORD": SECRETS["POSTGRES_PASSWORD"],
+        "RAY_AUTH_TOKEN": SECRETS["RAY_AUTH_TOKEN"],
+        "RAY_HEAD_ADDRESS": "head.lab:6379",
+        "POSTGRES_HOST": "head.lab",
+    }
+    result = run_compose("config", "--format", "json", "worker", env=env)
+    assert result.returncode == 0, result.stderr
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+    assert services["worker"]["environment"]["RAY_ADDRESS"] == "head.lab:6379"
+    everything = run_compose("config", "--format", "json", env=env)
+    assert everything.returncode == 0, everything.stderr
+    api = json.loads(everything.stdout)["services"]["api"]
+    assert api["environment"]["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"] in ("", None)

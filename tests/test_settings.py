@@ -1,4 +1,5 @@
-"""Settings refuse a lease that one missed heartbeat would lose."""
+"""Settings refuse a lease that one missed heartbeat would lose, and read an empty
+bootstrap token as none."""
 
 from __future__ import annotations
 
@@ -23,3 +24,13 @@ def test_lease_must_outlive_a_missed_heartbeat(monkeypatch: pytest.MonkeyPatch) 
         Settings()
     monkeypatch.setenv("LAGTRAIN_HEARTBEAT_SECONDS", "0.5")
     assert Settings().heartbeat_seconds == 0.5
+
+
+def test_an_empty_bootstrap_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.yml hands the api ${LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN:-}: empty where
+    it is not set, which means "make one on the first start", not a 31-character miss."""
+    monkeypatch.setenv("LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN", "")
+    assert Settings().bootstrap_admin_token is None
+    monkeypatch.setenv("LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN", "short")
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings()
