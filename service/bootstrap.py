@@ -4,9 +4,11 @@ configured bootstrap token, or a fresh one that is printed once and written to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,15 +51,50 @@ def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool
     except Conflict:  # another server process bootstrapped at the same moment
         return False
     if token is None:
-        path = write_secret_file(Path(settings.state_dir) / ADMIN_TOKEN_FILE, plain)
+        path = Path(settings.state_dir) / ADMIN_TOKEN_FILE
+        kept = keep_aside(path)
+        write_secret_file(path, plain)
+        aside = f"; the file's earlier token, another database's, is kept in {kept}" if kept else ""
         sys.stderr.write(
-            f"lagtrain: created user {ADMIN_NAME!r}; its token (shown once, also in {path}):\n"
-            f"{plain}\n"
+            f"lagtrain: created user {ADMIN_NAME!r}; its token (shown once, also in {path}"
+            f"{aside}):\n{plain}\n"
         )
         sys.stderr.flush()
     else:
         log.info("created user %r with the configured bootstrap token", ADMIN_NAME)
     return True
+
+
+def keep_aside(path: Path) -> Path | None:
+    """Move an existing token file out of the way (to `<name>.<UTC time>`), never over
+    it: a state directory shared by two databases (a SQLite one, then a new PostgreSQL
+    one) may hold the only copy of the first's admin token."""
+    if not path.exists():
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = path.with_name(f"{path.name}.{stamp}")
+    os.rename(path, aside)
+    return aside
+
+
+def admin_token_place(sessions: sessionmaker[Session], settings: Settings) -> str | None:
+    """Where a live admin token of this database is: the token file, the configured
+    bootstrap token, or None (neither signs an admin in, e.g. before the first start
+    has created one, or a file written for another database)."""
+    places: list[tuple[str, str]] = []
+    path = Path(settings.state_dir) / ADMIN_TOKEN_FILE
+    if path.is_file():
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            places.append((str(path), path.read_text(encoding="utf-8").strip()))
+    if settings.bootstrap_admin_token is not None:
+        configured = settings.bootstrap_admin_token.get_secret_value()
+        places.append(("LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN", configured))
+    with sessions() as session:
+        for place, token in places:
+            found = authenticate(session=session, token=token) if token else None
+            if found is not None and found[0].role == "admin":
+                return place
+    return None
 
 
 def write_secret_file(path: Path, content: str) -> Path:

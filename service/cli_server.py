@@ -59,16 +59,18 @@ def _log_to_stderr() -> None:
 
 
 def _where_the_admin_token_is(settings: Settings) -> str:
-    """Where the admin's token is, when one of the two places holds it (a first start
-    that creates the admin prints the token itself: service.bootstrap)."""
-    from service.bootstrap import ADMIN_TOKEN_FILE
+    """Where a live admin token of this database is, when one of the two places holds
+    one (a first start that creates the admin prints the token itself:
+    service.bootstrap); a token file left by another database is not named."""
+    from service.bootstrap import admin_token_place
+    from service.store.db import make_engine, make_sessionmaker
 
-    token_file = settings.state_dir / ADMIN_TOKEN_FILE
-    if token_file.is_file():
-        return f"; the admin token is in {token_file}"
-    if settings.bootstrap_admin_token is not None:
-        return "; the admin token is LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
-    return ""
+    engine = make_engine(settings.database_url)
+    try:
+        place = admin_token_place(make_sessionmaker(engine), settings)
+    finally:
+        engine.dispose()
+    return "" if place is None else f"; the admin token is in {place}"
 
 
 def _cannot_listen(host: str, port: int) -> str | None:

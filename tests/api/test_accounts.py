@@ -7,8 +7,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
+from service.bootstrap import admin_token_place
+from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.models import ApiToken
@@ -29,6 +32,28 @@ def test_bootstrap_without_configured_token_writes_a_private_file(make_api: Make
     again = make_api(bootstrap_admin_token=None)
     assert not token_file.exists()
     assert again.client.get("/v1/users/me", headers=bearer(token)).status_code == 200
+
+
+def test_a_first_start_keeps_an_earlier_token_file_and_names_only_a_live_one(
+    make_api: MakeApi, settings: Settings
+) -> None:
+    """A state directory that held another database's admin token (SQLite, then a new
+    PostgreSQL database) keeps it aside instead of overwriting the only copy; the
+    start line names a place only when its token signs this database's admin in."""
+    token_file = Path(settings.state_dir) / "admin-token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text("the-other-databases-token\n")
+    api = make_api(bootstrap_admin_token=None)
+    (kept,) = token_file.parent.glob("admin-token.*")
+    assert kept.read_text().strip() == "the-other-databases-token"
+    token = token_file.read_text().strip()
+    assert api.client.get("/v1/users/me", headers=bearer(token)).status_code == 200
+
+    assert admin_token_place(api.sessions, api.settings) == str(token_file)
+    token_file.write_text("the-other-databases-token\n")
+    assert admin_token_place(api.sessions, api.settings) is None
+    configured = api.settings.model_copy(update={"bootstrap_admin_token": SecretStr(token)})
+    assert admin_token_place(api.sessions, configured) == "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
 
 
 def test_tokens_are_stored_hashed_and_revocable(api: Api) -> None:
