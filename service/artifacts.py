@@ -75,6 +75,20 @@ def _write_through_temp(url: str, fill: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def unwritable(base_url: str) -> str | None:
+    """Why files cannot be written under the artifacts location, or None: a probe file
+    is written and removed (a server's uploads and a worker's checkpoints go there,
+    so a location that refuses them must stop the process at start, not fail every
+    job at its first checkpoint)."""
+    probe = artifact_url(base_url, f".write-probe-{secrets.token_hex(8)}")
+    try:
+        write_file(probe, b"")
+        remove_file(probe)
+    except Exception as exc:  # any fsspec backend's error
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def read_file(url: str) -> bytes:
     with fsspec.open(url, "rb") as fh:
         data: bytes = fh.read()

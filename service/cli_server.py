@@ -127,6 +127,7 @@ def server(
             upgrade_reporting(settings.database_url)
         else:
             require_schema(settings.database_url)
+    require_artifacts_writable(settings)  # before Ray: nothing to undo
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the
     # handler it found. Exiting through SystemExit there lets the stack below stop the
     # dispatcher and Ray; workers.ray_runtime keeps this handler across ray.init.
@@ -174,6 +175,7 @@ def worker() -> None:
     """Run a dispatcher: claim jobs from the store and run them on Ray (RAY_ADDRESS)."""
     settings = load_settings()
     require_schema_or_exit(settings.database_url)  # before Ray starts, and before any engine
+    require_artifacts_writable(settings)
     _hand_ray_its_auth_mode(settings)
     from workers.embedded import run_worker
     from workers.ray_runtime import RayUnreachable
@@ -197,6 +199,20 @@ def database_ready() -> Iterator[None]:
     except DatabaseNotReady as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
+
+
+def require_artifacts_writable(settings: Settings) -> None:
+    """One line and exit 1 when the artifacts location refuses a write (the server
+    stores uploads there, a worker's gangs their checkpoints)."""
+    from service.artifacts import unwritable
+
+    reason = unwritable(settings.artifacts_url)
+    if reason is not None:
+        typer.echo(
+            f"error: cannot write to LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {reason}",
+            err=True,
+        )
+        raise typer.Exit(code=1)
 
 
 def require_schema_or_exit(database_url: str) -> None:

@@ -99,6 +99,28 @@ def test_commands_refuse_a_database_that_was_never_migrated(
             engine.dispose()
 
 
+@pytest.mark.parametrize("command", [["server"], ["worker"]])
+def test_server_and_worker_refuse_an_artifacts_location_they_cannot_write(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Uploads (server) and checkpoints (worker) go there: a location that refuses a
+    write stops the process at start, in one line naming the setting, not every job
+    at its first checkpoint. (A path under a regular file: refused even to root.)"""
+    url = f"sqlite:///{tmp_path / 'lagtrain.db'}"
+    upgrade(url)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {
+        "LAGTRAIN_DATABASE_URL": url,
+        "LAGTRAIN_STATE_DIR": str(tmp_path / "state"),
+        "LAGTRAIN_ARTIFACTS_URL": str(blocker / "artifacts"),
+    }
+    if command == ["server"]:
+        command = [*command, "--port", str(free_port())]
+    stderr = refused(CliRunner().invoke(app, command, env=env))
+    assert f"cannot write to LAGTRAIN_ARTIFACTS_URL ({blocker / 'artifacts'})" in stderr
+
+
 def test_create_user_outside_a_project_leaves_no_database_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
