@@ -39,6 +39,7 @@ from service.schemas.data_limits import (
     CsvShape,
     DatasetShape,
     TextShape,
+    generated_steps,
     training_samples,
 )
 from service.schemas.resolved import ResolvedSpec
@@ -123,7 +124,7 @@ def model_shape(spec: ResolvedSpec, shape: DatasetShape | None) -> ModelShape:
         samples = task.num_samples
         return ModelShape(2, None, 1, seq_len, False, samples, samples * seq_len * 2 * 8 * 2)
     if task.kind == "copy_memory":
-        steps = seq_len + 2 * task.copy_length
+        steps = generated_steps(task)
         samples = task.num_samples
         return ModelShape(
             model.embedding_dim,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from service.schemas.resolved import ResolvedSpec
+from service.schemas.resolved import ResolvedSpec, ResolvedTask
 
 # sequence_classification, adding, copy_memory: a seeded random share of the samples
 # is held out (at least one); capped so an evaluation stays cheap.
@@ -213,3 +213,12 @@ def _check_text(
             )
         )
     return problems
+
+
+def generated_steps(task: ResolvedTask) -> int:
+    """Steps of one generated sequence: adding's seq_len; copy_memory's symbols, delay
+    and recall (workers/training/tasks/synthetic.py builds exactly these)."""
+    seq_len = task.seq_len or 1
+    if task.kind == "copy_memory":
+        return seq_len + 2 * task.copy_length
+    return seq_len

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from service.schemas.data_limits import check_data
+from service.schemas.data_limits import check_data, generated_steps
 from service.schemas.defaults import (
     BUILTIN_DATASETS,
     DEFAULT_BATCH_SIZE,
@@ -182,7 +182,7 @@ def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
             )
         )
     if kind in ("adding", "copy_memory"):
-        steps = (task.seq_len or 0) + 2 * task.copy_length
+        steps = generated_steps(task)  # adding has no copy_length
         if task.num_samples * steps > MAX_GENERATED_STEPS:
             problems.append(
                 (

@@ -119,3 +119,14 @@ def test_jobspec_rejects_builtin_and_generated_misfits(
     with pytest.raises(SpecError, match=f"{field}: "):
         make_spec(task, distributed={"workers": workers})
     make_spec(task | {"seq_len": 4}, distributed={"workers": 1})
+
+
+def test_the_generated_steps_limit_counts_what_each_task_generates() -> None:
+    """adding's sequences are seq_len steps (it has no copy_length); copy_memory's add
+    2 x copy_length (10 by default). The limit is 20,000,000 generated steps."""
+    one = {"workers": 1}
+    make_spec({"kind": "adding", "num_samples": 19_800, "seq_len": 1000}, distributed=one)
+    with pytest.raises(SpecError, match="20001 sequences of 1000 steps exceed"):
+        make_spec({"kind": "adding", "num_samples": 20_001, "seq_len": 1000}, distributed=one)
+    with pytest.raises(SpecError, match="19800 sequences of 1020 steps exceed"):
+        make_spec({"kind": "copy_memory", "num_samples": 19_800, "seq_len": 1000}, distributed=one)
