@@ -33,6 +33,7 @@ from service.schemas.defaults import (
 )
 from service.schemas.jobspec import JobSpec, TaskSpec
 from service.schemas.resolved import ResolvedSpec
+from service.schemas.unused_settings import unused_settings
 
 Problem = tuple[str, str]
 
@@ -52,8 +53,13 @@ def resolve(
     first (pydantic.ValidationError for malformed fields); SpecError for a spec whose
     parts do not fit together."""
     spec = request if isinstance(request, JobSpec) else JobSpec.model_validate(request)
-    resolved = ResolvedSpec.model_validate(_filled(spec, default_max_attempts))
-    problems = _combination_problems(resolved) or check_data(resolved, None)
+    filled = _filled(spec, default_max_attempts)
+    resolved = ResolvedSpec.model_validate(filled)
+    problems = (
+        unused_settings(spec, filled, lambda other: _filled(other, default_max_attempts))
+        or _combination_problems(resolved)
+        or check_data(resolved, None)
+    )
     if problems:
         raise SpecError(problems)
     return resolved

@@ -57,6 +57,23 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown dtype", _with("model.dtype", "float16"), "model.dtype"),
     ("laq with 1 bit", _with("aggregation.bits", 1), "aggregation.bits"),
     ("laq with 17 bits", _with("aggregation.bits", 17), "aggregation.bits"),
+    # Settings the chosen optimizer or task never reads (service/schemas/unused_settings).
+    (
+        "amsgrad under sgd",
+        {**SMALL_SPEC, "optimizer": {"name": "sgd", "amsgrad": True}},
+        "optimizer.amsgrad",
+    ),
+    ("momentum under adam", _with("optimizer.momentum", 0.9), "optimizer.momentum"),
+    (
+        "a split on the paper task",
+        {"task": {"kind": "lag_paper_linreg"}, "distributed": {"split": "iid"}},
+        "distributed.split",
+    ),
+    (
+        "a recurrent cell on the paper task",
+        {"task": {"kind": "lag_paper_linreg"}, "model": {"cell": "gru"}},
+        "model.cell",
+    ),
 ]
 
 

@@ -49,7 +49,8 @@ def linreg_spec(strategy: str, **sections: Any) -> ResolvedSpec:
 
 
 def make_spec(task: dict[str, Any], **sections: Any) -> ResolvedSpec:
-    sections.setdefault("model", {"hidden_size": 16})
+    if task.get("kind") != "lag_paper_linreg":  # a linear model: no recurrent sizes
+        sections.setdefault("model", {"hidden_size": 16})
     return resolve({"task": task, **sections})
 
 
