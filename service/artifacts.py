@@ -114,14 +114,35 @@ def remove_file(url: str) -> None:
         fs.rm_file(path)
 
 
-def remove_quietly(url: str) -> None:
+def remove_quietly(url: str, *, location: str) -> None:
     """remove_file for a file that no committed row names (any more): a failure
     (permissions, a store that is down) is logged, not raised, since what the caller
-    answers for has happened or failed already; the file is left as an orphan."""
+    answers for has happened or failed already; the file is left as an orphan.
+
+    Only inside `location` (the artifacts location this process writes to): rows
+    store absolute URLs, so a database restored beside a live system, with its files
+    copied elsewhere, names the live system's files (docs/operations.md, Backups)."""
+    if not is_inside(location, url):
+        log.warning(
+            "not removing %s: it is outside LAGTRAIN_ARTIFACTS_URL (%s); a database "
+            "restored from a system whose artifacts were elsewhere?",
+            url,
+            artifact_url(location, ""),
+        )
+        return
     try:
         remove_file(url)
     except Exception:
         log.exception("could not remove %s; its row is gone, the file is left behind", url)
+
+
+def is_inside(location: str, url: str) -> bool:
+    """Whether `url` names a file under the artifacts location `location`."""
+    root = local_path(location)
+    target = local_path(url)
+    if root is not None:
+        return target is not None and target.resolve().is_relative_to(root.resolve())
+    return target is None and url.startswith(location.rstrip("/") + "/")
 
 
 def local_copy(url: str, cache_dir: Path, *, now: float | None = None) -> Path:

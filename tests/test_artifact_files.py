@@ -17,7 +17,14 @@ import fsspec
 import pytest
 
 import service.artifacts as artifacts
-from service.artifacts import LOCAL_COPY_UNUSED_S, local_copy, remove_file, write_file
+from service.artifacts import (
+    LOCAL_COPY_UNUSED_S,
+    is_inside,
+    local_copy,
+    remove_file,
+    remove_quietly,
+    write_file,
+)
 from service.orphan_files import stored_files
 from tests.polling import wait_until
 
@@ -160,3 +167,23 @@ def test_a_remote_locations_files_are_found_by_their_key_below_it(remote: str) -
     assert all(f.bytes == 1 and f.modified > 0 for f in found.values())
     remove_file(found["datasets/a.txt"].url)  # its URL reaches the same file
     assert [f.key for f in stored_files(f"{remote}/artifacts")] == ["jobs/7/round-00000001-a1.pt"]
+
+
+def test_removal_stays_inside_the_artifacts_location(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows store absolute URLs: a database restored beside a live system, its files
+    copied elsewhere, names the live system's files. Deleting through it must not
+    reach them (a walkthrough's delete-checkpoints removed the originals)."""
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    original = live / "jobs" / "1" / "round-00000010-a1.pt"
+    write_file(str(original), b"weights")
+    remove_quietly(str(original), location=str(restored))
+    assert original.read_bytes() == b"weights"
+    assert "outside LAGTRAIN_ARTIFACTS_URL" in caplog.text
+    remove_quietly(f"file://{original}", location=f"{live}/")
+    assert not original.exists()
+    assert is_inside("s3://bucket/lab", "s3://bucket/lab/jobs/1/x.pt")
+    assert not is_inside("s3://bucket/lab", "s3://bucket/lab2/jobs/1/x.pt")
+    assert not is_inside(str(live), f"{live}/../restored/x.pt")
+    assert not is_inside(str(live), "s3://bucket/lab/x.pt")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.artifacts import artifact_url, remove_file
+from service.artifacts import artifact_url, remove_quietly
 from service.errors import StaleLease
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
@@ -271,7 +271,7 @@ class JobRun:
             abort=abort,
         )
         for uri in pruned:  # retention: only after the rows are gone
-            remove_file(uri)
+            remove_quietly(uri, location=self.settings.artifacts_url)
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:

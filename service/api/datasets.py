@@ -142,7 +142,7 @@ def post_dataset(
                 detail={"filename": filename, "bytes": size},
             )
     except BaseException:  # refused, or the transaction failed: no row names the file
-        remove_quietly(uri)
+        remove_quietly(uri, location=settings.artifacts_url)
         raise
     return _dataset_out(dataset, principal.name)
 
@@ -168,7 +168,9 @@ def get_datasets(
     response_class=Response,
     responses=errors(401, 404, 409),
 )
-def remove_dataset(dataset_id: DatasetId, principal: CurrentUser, sessions: Sessions) -> Response:
+def remove_dataset(
+    dataset_id: DatasetId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
+) -> Response:
     """Delete an upload (its owner or an admin) and its file; its bytes no longer
     count against the owner's storage quota. 409 while an unfinished job or sweep of
     the owner names it; jobs that have finished keep their record."""
@@ -190,5 +192,5 @@ def remove_dataset(dataset_id: DatasetId, principal: CurrentUser, sessions: Sess
     with read_transaction(sessions) as session:
         in_use = file_in_use(session=session, uri=uri)
     if not in_use:
-        remove_quietly(uri)
+        remove_quietly(uri, location=settings.artifacts_url)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

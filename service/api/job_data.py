@@ -118,7 +118,9 @@ def get_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -
     response_class=Response,
     responses=errors(401, 404, 409),
 )
-def remove_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Response:
+def remove_checkpoints(
+    job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
+) -> Response:
     """Delete every checkpoint of a finished job (its owner or an admin), the final
     one included; their bytes no longer count against the owner's storage quota. The
     job's metrics and summary stay. 409 while the job has not finished."""
@@ -138,7 +140,7 @@ def remove_checkpoints(job_id: JobId, principal: CurrentUser, sessions: Sessions
                 },
             )
     for uri, _size in deleted:  # after the commit: a failed commit keeps rows and files
-        remove_quietly(uri)
+        remove_quietly(uri, location=settings.artifacts_url)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
