@@ -89,6 +89,14 @@ def install_drain_handlers(dispatcher: Dispatcher, drain_seconds: float) -> None
 def run_worker(settings: Settings) -> None:
     """`lagtrain worker`: one dispatcher in the foreground, and a sweep controller
     beside it, until SIGTERM/SIGINT."""
+    if not settings.ray_address:
+        # DESIGN §8: unset means a local Ray. On a cluster host that is a mistake the
+        # operator must see: this worker would claim jobs and run them off the cluster.
+        log.warning(
+            "RAY_ADDRESS is not set: starting a local Ray on this host, which runs the "
+            "jobs this worker claims; to join a cluster set RAY_ADDRESS to its head "
+            "(host:6379, docs/cluster.md)"
+        )
     connect(settings.ray_address, retry_seconds=settings.ray_connect_seconds)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
