@@ -81,8 +81,9 @@ def _join(address: str, retry_seconds: float, kwargs: dict[str, Any]) -> None:
             raise RayUnreachable(
                 f"cannot join Ray at {address} within {retry_seconds:g} s "
                 f"(LAGTRAIN_RAY_CONNECT_SECONDS): {reason}. Check RAY_ADDRESS (the head's "
-                "GCS port, 6379 by default) and that this process's LAGTRAIN_RAY_AUTH_MODE "
-                "and token match the cluster's (docs/cluster.md)"
+                "GCS port, 6379 by default) and that this process's RAY_AUTH_MODE and "
+                "token (RAY_AUTH_TOKEN, else ~/.ray/auth_token) match the cluster's: a wrong "
+                "token fails the same way (docs/cluster.md)"
             )
         log.warning("Ray at %s is not reachable (%s); retrying in %g s", address, reason, backoff)
         time.sleep(backoff)  # nothing else to do until Ray answers

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -83,14 +86,29 @@ def current_revisions(database_url: str) -> tuple[str, ...]:
     try:
         engine = make_engine(database_url)
         try:
-            with engine.connect() as conn:
+            with engine.connect() as conn, _quiet_alembic():
                 return tuple(MigrationContext.configure(conn).get_current_heads())
         finally:
             engine.dispose()
     except (SQLAlchemyError, OSError) as exc:  # OSError: a SQLite file's folder
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         shown = shown_url(database_url)
-        raise DatabaseNotReady(f"cannot connect to the database at {shown}: {reason}") from exc
+        raise DatabaseNotReady(
+            f"cannot connect to the database at {shown} (LAGTRAIN_DATABASE_URL): {reason}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Reading the revision is not news: alembic's "Context impl …" and "Will assume
+    … DDL" INFO lines came before a refusal that promises one line."""
+    chatter = logging.getLogger("alembic.runtime.migration")
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        chatter.setLevel(level)
 
 
 def require_schema(database_url: str) -> None:
