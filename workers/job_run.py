@@ -71,6 +71,9 @@ class JobRun:
         self.drain_requested = threading.Event()
         # Set once the gang holds its resources (or failed to get them).
         self.gang_reserved = threading.Event()
+        # Why the attempt is ending (a failure's or a release's reason), for the log
+        # line: a retried attempt's job is `queued` again, with no error of its own.
+        self._ending: str | None = None
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
         self._writer = RetryingWriter(
@@ -149,14 +152,15 @@ class JobRun:
             # Pooled actors hold no resources: they are reset and handed back after it.
             gang.free_resources()
             status, error = self._write(lambda s: ended(final_write(s)), abort=self._abort_reason)
-            # The dispatcher's log says how each attempt ended (queued = a retry or
-            # handed back), so an operator reading it needs no query.
+            # The dispatcher's log says how each attempt ended and why (queued = a
+            # retry or handed back), so an operator reading it needs no query.
+            why = error or self._ending
             log.info(
                 "job %s: attempt %s ended: %s%s",
                 self.job_id,
                 claimed.attempt,
                 status,
-                f" ({error})" if error else "",
+                f" ({why})" if why else "",
             )
         finally:
             gang.stop()
@@ -226,6 +230,7 @@ class JobRun:
         )
 
     def _release(self, reason: str) -> Callable[[Session], Any]:
+        self._ending = reason
         return lambda s: attempts.release(
             session=s,
             job_id=self.job_id,
@@ -235,6 +240,7 @@ class JobRun:
         )
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
+        self._ending = reason
         return lambda s: attempts.fail(
             session=s,
             job_id=self.job_id,

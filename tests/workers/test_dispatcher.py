@@ -106,8 +106,9 @@ def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
 
 
 def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
-    dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+    dispatcher: Dispatcher, session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="workers.job_run")
     # The kill must land while attempt 1 still trains: with 60 rounds, a fast machine
     # ran the 50 after the first checkpoint before it did (fresh-clone CI at 042d013:
     # succeeded on attempt 1: ≈ 10 ms a round against ≤ 0.6 s to see the checkpoint
@@ -140,6 +141,8 @@ def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     assert outcomes == [(1, "failed"), (2, "succeeded")]
     assert first.error is not None and first.error.startswith("replica 1 died: "), first.error
     assert seqs == list(range(1, rounds + 1))
+    # The retried attempt's log line says why, though the job's status is `queued`.
+    assert f"job {job_id}: attempt 1 ended: queued ({first.error})" in caplog.text
 
 
 def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
