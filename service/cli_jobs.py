@@ -138,7 +138,10 @@ def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) 
     try:
         for event, data in client.follow(job_id):
             if event == "status":
-                if data["status"] != final["status"] or not shown:  # again after a reconnect
+                # A terminal status is printed once, last: a finished job's stream
+                # opens with it too, before the rounds it replays.
+                changed = data["status"] != final["status"] or not shown  # or a reconnect
+                if changed and data["status"] not in TERMINAL_STATUSES:
                     console.print(f"job {job_id} {data['status']}", markup=False, soft_wrap=True)
                 final, shown = data, True
             elif event == "metrics":
@@ -149,6 +152,8 @@ def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) 
                     console.print(line, markup=False, soft_wrap=True)
     except ApiError as exc:
         raise api_failure(exc) from exc
+    if final["status"] in TERMINAL_STATUSES:
+        console.print(f"job {job_id} {final['status']}", markup=False, soft_wrap=True)
     return final
 
 

@@ -76,7 +76,8 @@ def test_watch_prints_a_failed_jobs_error_as_text(api: Api) -> None:
 
 def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
     """Not a terminal (a pipe, a CI log): no bar redrawn in place and cut to 80
-    columns, but a line per status and per evaluation or last round."""
+    columns, but a line per status and per evaluation or last round, the final
+    status last."""
     job_id = api.submit(api.admin)
     claimed = api.claim()
     api.append(claimed, range(1, 6))  # rounds 0-4 of 5, train_loss 1/seq
@@ -85,9 +86,11 @@ def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
         env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
         watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
     assert watched.exit_code == 0, (watched.output, watched.exception)
+    # The terminal status last, as for a live job (the stream of a finished one
+    # opens with it, before the rounds it replays).
     assert watched.stdout.splitlines() == [
-        f"job {job_id} succeeded",
         f"job {job_id} round 5/5  loss 0.2",
+        f"job {job_id} succeeded",
     ]
 
 
