@@ -203,11 +203,14 @@ def metrics(
         return
     names = sorted({name for record in records for name in record["values"]})
     writer = csv.writer(sys.stdout)
-    writer.writerow(["seq", "round", "attempt", "time", *names])
+    # `uploaded`: the ranks whose gradients reached the coordinator that round, space
+    # separated (DESIGN §11), as in the JSON form.
+    writer.writerow(["seq", "round", "attempt", "time", "uploaded", *names])
     for record in records:
         values = record["values"]
+        uploaded = " ".join(str(rank) for rank in record.get("uploaded") or [])
         writer.writerow(
-            [record["seq"], record["round"], record["attempt"], record["time"]]
+            [record["seq"], record["round"], record["attempt"], record["time"], uploaded]
             + [values.get(name, "") for name in names]
         )
 

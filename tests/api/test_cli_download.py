@@ -4,6 +4,7 @@ download. `lagtrain watch`: a failed job's error is printed as its text."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -91,6 +92,24 @@ def test_watch_in_a_pipe_prints_whole_lines(api: Api) -> None:
     assert watched.stdout.splitlines() == [
         f"job {job_id} round 5/5  loss 0.2",
         f"job {job_id} succeeded",
+    ]
+
+
+def test_metrics_csv_has_the_uploaded_ranks(api: Api) -> None:
+    """The CSV form carries what the JSON form does: `uploaded`, the ranks whose
+    gradients reached the coordinator each round."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    api.append(claimed, range(1, 4))  # uploaded=[0] each round
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        printed = CliRunner().invoke(app, ["metrics", str(job_id), "--csv"], env=env)
+    assert printed.exit_code == 0, (printed.output, printed.exception)
+    rows = list(csv.DictReader(io.StringIO(printed.stdout)))
+    assert [(r["seq"], r["uploaded"], r["train_loss"]) for r in rows] == [
+        ("1", "0", "1.0"),
+        ("2", "0", "0.5"),
+        ("3", "0", str(1 / 3)),
     ]
 
 
