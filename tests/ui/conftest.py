@@ -53,8 +53,10 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "LAGTRAIN_SWEEP_POLL_SECONDS": "0.2",
         # The pages under test need jobs, not cold gangs: a job that ends cleanly hands
         # its actors (torch imported) to the next one (workers.warm_pool). Cold gangs
-        # are the e2e tests' subject.
-        "LAGTRAIN_WARM_POOL_SIZE": "4",
+        # are the e2e tests' subject. 8, not 4: two jobs of 3-4 actors often end
+        # together (a compare's pair), and a pool of 4 killed the surplus that the
+        # next pair then started afresh (tests/ui: 64 actor starts with 4, 52 with 8).
+        "LAGTRAIN_WARM_POOL_SIZE": "8",
         # At teardown a job may still be starting its gang: the worker's drain (25 s
         # by default; the drain is tests/e2e's subject) would outlast Stack.stop's wait.
         "LAGTRAIN_DRAIN_SECONDS": "2",

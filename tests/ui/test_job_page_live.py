@@ -21,7 +21,7 @@ from playwright.sync_api import Page, Request, expect
 from tests.e2e.conftest import Stack, free_port
 from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, sign_in
-from tests.ui.test_job_pages import LONG_LINREG, drawn_rounds
+from tests.ui.test_job_pages import LONG_LINREG_ONE_REPLICA, drawn_rounds
 from tests.ui.test_sweep_page_live import sweep_spec
 
 pytestmark = pytest.mark.ray
@@ -106,7 +106,7 @@ def test_job_page_resumes_its_stream_after_a_server_restart(
     console.allow("ERR_CONNECTION_REFUSED")
     token, client = new_user(stack, "restart")
     with client:
-        job = client.submit(LONG_LINREG)
+        job = client.submit(LONG_LINREG_ONE_REPLICA)
         job_id = job["id"]
         try:
             streams = count_requests(page, f"/v1/jobs/{job_id}/events")
@@ -163,7 +163,10 @@ def test_queued_job_page_follows_its_place_in_the_queue(stack: Stack, page: Page
             admin._request(
                 "PATCH", f"/v1/users/{me['id']}", json={"quota": {"max_running_jobs": 1}}
             )
-        ids = [client.submit({**LONG_LINREG, "name": f"queued-{i}"})["id"] for i in range(3)]
+        ids = [
+            client.submit({**LONG_LINREG_ONE_REPLICA, "name": f"queued-{i}"})["id"]
+            for i in range(3)
+        ]
         first, second, third = ids
         try:
             wait_until(
