@@ -83,9 +83,12 @@ def unwritable(base_url: str) -> str | None:
     probe = artifact_url(base_url, f".write-probe-{secrets.token_hex(8)}")
     try:
         write_file(probe, b"")
-        remove_file(probe)
     except Exception as exc:  # any fsspec backend's error
-        return f"{type(exc).__name__}: {exc}"
+        return f"cannot write there: {type(exc).__name__}: {exc}"
+    try:
+        remove_file(probe)
+    except Exception as exc:  # retention and deletes would leave every file behind
+        return f"cannot remove a file written there ({probe}): {type(exc).__name__}: {exc}"
     return None
 
 
@@ -141,7 +144,12 @@ def is_inside(location: str, url: str) -> bool:
     root = local_path(location)
     target = local_path(url)
     if root is not None:
-        return target is not None and target.resolve().is_relative_to(root.resolve())
+        # The folder resolved, not the file: removing a link inside removes the link.
+        if target is None:
+            return False
+        return (target.parent.resolve() / target.name).is_relative_to(root.resolve())
+    # Remote: compared as written (a location is always written the same way here;
+    # `gs://` and `gcs://` for one bucket would not match, and nothing is removed).
     return target is None and url.startswith(location.rstrip("/") + "/")
 
 

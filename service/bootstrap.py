@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict
@@ -51,49 +52,56 @@ def bootstrap_admin(sessions: sessionmaker[Session], settings: Settings) -> bool
     except Conflict:  # another server process bootstrapped at the same moment
         return False
     if token is None:
-        path = Path(settings.state_dir) / ADMIN_TOKEN_FILE
-        kept = keep_aside(path)
-        write_secret_file(path, plain)
-        aside = f"; the file's earlier token, another database's, is kept in {kept}" if kept else ""
-        sys.stderr.write(
-            f"lagtrain: created user {ADMIN_NAME!r}; its token (shown once, also in {path}"
-            f"{aside}):\n{plain}\n"
-        )
-        sys.stderr.flush()
+        _show_and_keep(Path(settings.state_dir) / ADMIN_TOKEN_FILE, plain)
     else:
         log.info("created user %r with the configured bootstrap token", ADMIN_NAME)
     return True
 
 
-def keep_aside(path: Path) -> Path | None:
-    """Move an existing token file out of the way (to `<name>.<UTC time>`), never over
-    it: a state directory shared by two databases (a SQLite one, then a new PostgreSQL
-    one) may hold the only copy of the first's admin token."""
-    if not path.exists():
-        return None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    aside = path.with_name(f"{path.name}.{stamp}")
-    os.rename(path, aside)
-    return aside
+def _show_and_keep(path: Path, plain: str) -> None:
+    """Print the new admin's token first (the admin is committed: a file that cannot
+    be written must not lose the only copy), then write it to `path`, moving a file
+    already there aside, never over it: a state directory shared by two databases (a
+    SQLite one, then a new PostgreSQL one) may hold the only copy of the first's."""
+    sys.stderr.write(
+        f"lagtrain: created user {ADMIN_NAME!r}; its token (shown once, also in {path}):\n{plain}\n"
+    )
+    sys.stderr.flush()
+    try:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        aside = path.with_name(f"{path.name}.{stamp}")
+        with contextlib.suppress(FileNotFoundError):  # none there, or moved meanwhile
+            os.rename(path, aside)
+            log.warning("%s held another database's admin token; it is kept in %s", path, aside)
+        write_secret_file(path, plain)
+    except OSError as exc:
+        log.warning("could not write the admin token to %s (%s); it is the one shown", path, exc)
 
 
 def admin_token_place(sessions: sessionmaker[Session], settings: Settings) -> str | None:
     """Where a live admin token of this database is: the token file, the configured
-    bootstrap token, or None (neither signs an admin in, e.g. before the first start
-    has created one, or a file written for another database)."""
+    bootstrap token (also before the first start's bootstrap makes it the admin's),
+    or None (neither signs an admin in, e.g. a file written for another database; a
+    first start without a configured token prints its own). None too when the
+    database does not answer: the start line is no place for that error."""
+    configured = settings.bootstrap_admin_token
     places: list[tuple[str, str]] = []
     path = Path(settings.state_dir) / ADMIN_TOKEN_FILE
     if path.is_file():
         with contextlib.suppress(OSError, UnicodeDecodeError):
             places.append((str(path), path.read_text(encoding="utf-8").strip()))
-    if settings.bootstrap_admin_token is not None:
-        configured = settings.bootstrap_admin_token.get_secret_value()
-        places.append(("LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN", configured))
-    with sessions() as session:
-        for place, token in places:
-            found = authenticate(session=session, token=token) if token else None
-            if found is not None and found[0].role == "admin":
-                return place
+    if configured is not None:
+        places.append(("LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN", configured.get_secret_value()))
+    try:
+        with sessions() as session:
+            if configured is not None and count_users(session=session) == 0:
+                return "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
+            for place, token in places:
+                found = authenticate(session=session, token=token) if token else None
+                if found is not None and found[0].role == "admin":
+                    return place
+    except SQLAlchemyError:
+        log.warning("could not look up where the admin token is", exc_info=True)
     return None
 
 

@@ -209,7 +209,7 @@ def require_artifacts_writable(settings: Settings) -> None:
     reason = unwritable(settings.artifacts_url)
     if reason is not None:
         typer.echo(
-            f"error: cannot write to LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {reason}",
+            f"error: LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {reason}",
             err=True,
         )
         raise typer.Exit(code=1)

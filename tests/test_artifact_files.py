@@ -187,3 +187,6 @@ def test_removal_stays_inside_the_artifacts_location(
     assert not is_inside("s3://bucket/lab", "s3://bucket/lab2/jobs/1/x.pt")
     assert not is_inside(str(live), f"{live}/../restored/x.pt")
     assert not is_inside(str(live), "s3://bucket/lab/x.pt")
+    # A link inside the location is inside (removing it removes the link only).
+    (live / "link.pt").symlink_to(tmp_path / "elsewhere.pt")
+    assert is_inside(str(live), str(live / "link.pt"))

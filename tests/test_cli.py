@@ -100,6 +100,7 @@ def test_commands_refuse_a_database_that_was_never_migrated(
             engine.dispose()
 
 
+@pytest.mark.timeout(60)  # without the check the server or worker would run on
 @pytest.mark.parametrize("command", [["server"], ["worker"]])
 def test_server_and_worker_refuse_an_artifacts_location_they_cannot_write(
     tmp_path: Path, command: list[str]
@@ -119,7 +120,7 @@ def test_server_and_worker_refuse_an_artifacts_location_they_cannot_write(
     if command == ["server"]:
         command = [*command, "--port", str(free_port())]
     stderr = refused(CliRunner().invoke(app, command, env=env))
-    assert f"cannot write to LAGTRAIN_ARTIFACTS_URL ({blocker / 'artifacts'})" in stderr
+    assert f"LAGTRAIN_ARTIFACTS_URL ({blocker / 'artifacts'}): cannot write there" in stderr
 
 
 def test_reading_the_revision_logs_nothing(

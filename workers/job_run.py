@@ -71,8 +71,7 @@ class JobRun:
         self.drain_requested = threading.Event()
         # Set once the gang holds its resources (or failed to get them).
         self.gang_reserved = threading.Event()
-        # Why the attempt is ending (a failure's or a release's reason), for the log
-        # line: a retried attempt's job is `queued` again, with no error of its own.
+        # Why the attempt ends, for the log: a retried job is `queued`, with no error.
         self._ending: str | None = None
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
@@ -154,14 +153,8 @@ class JobRun:
             status, error = self._write(lambda s: ended(final_write(s)), abort=self._abort_reason)
             # The dispatcher's log says how each attempt ended and why (queued = a
             # retry or handed back), so an operator reading it needs no query.
-            why = error or self._ending
-            log.info(
-                "job %s: attempt %s ended: %s%s",
-                self.job_id,
-                claimed.attempt,
-                status,
-                f" ({why})" if why else "",
-            )
+            why = f" ({error or self._ending})" if error or self._ending else ""
+            log.info("job %s: attempt %s ended: %s%s", self.job_id, claimed.attempt, status, why)
         finally:
             gang.stop()
             self._lease.stop()

@@ -43,6 +43,16 @@ def test_a_first_start_keeps_an_earlier_token_file_and_names_only_a_live_one(
     token_file = Path(settings.state_dir) / "admin-token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token_file.write_text("the-other-databases-token\n")
+    # Before the first start's bootstrap (the start line is printed first), a
+    # configured token is the place, and the other database's file is not.
+    engine = make_engine(settings.database_url)
+    try:
+        fresh = make_sessionmaker(engine)
+        assert admin_token_place(fresh, settings) is None
+        configured = settings.model_copy(update={"bootstrap_admin_token": SecretStr("z" * 43)})
+        assert admin_token_place(fresh, configured) == "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"
+    finally:
+        engine.dispose()
     api = make_api(bootstrap_admin_token=None)
     (kept,) = token_file.parent.glob("admin-token.*")
     assert kept.read_text().strip() == "the-other-databases-token"
