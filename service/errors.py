@@ -1,5 +1,5 @@
 """Domain errors raised by the store and services; the API maps them to HTTP in one
-place (NotFound -> 404, Conflict and its subclasses -> 409)."""
+place (NotFound -> 404, Conflict and its subclasses -> 409, ArtifactsUnavailable -> 503)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,8 @@ class SequenceGap(Conflict):
 class QuotaExceeded(LagtrainError):
     """The caller's quota (or a per-user limit) does not allow this now; the message
     names the quota."""
+
+
+class ArtifactsUnavailable(LagtrainError):
+    """The artifacts location refused a file (full, read-only, unreachable): the
+    request may succeed once an operator has made room."""

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 
-from service.errors import Conflict, NotFound, QuotaExceeded
+from service.errors import ArtifactsUnavailable, Conflict, NotFound, QuotaExceeded
 from service.json_body import is_json_content_type
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ DOMAIN_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),  # includes IdempotencyConflict, InvalidTransition, StaleLease
     (QuotaExceeded, 429),
+    (ArtifactsUnavailable, 503),
 )
 
 

@@ -5,6 +5,7 @@ storage quota."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Iterator
 from typing import Annotated
@@ -25,6 +26,7 @@ from service.api.deps import (
 from service.api.responses import errors
 from service.artifacts import CHUNK_BYTES, artifact_url, remove_quietly, write_once_from
 from service.auth import CurrentUser
+from service.errors import ArtifactsUnavailable
 from service.schemas.accounts import DatasetOut
 from service.schemas.common import CONTROL_CHARACTERS, Page
 from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
@@ -37,6 +39,7 @@ from service.store.quotas import check_upload_storage
 from service.store.users import user_names
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
+log = logging.getLogger(__name__)
 
 EXTENSION: dict[str, str] = {"text": "txt", "csv": "csv"}
 # Multipart framing around the file; the file itself is held to max_dataset_bytes.
@@ -120,7 +123,14 @@ def post_dataset(
     name = f"datasets/{digest.hexdigest()}-{secrets.token_hex(8)}.{EXTENSION[fmt]}"
     uri = artifact_url(settings.artifacts_url, name)
     file.file.seek(0)
-    write_once_from(uri, file.file)
+    try:
+        write_once_from(uri, file.file)
+    except OSError as exc:  # a full or read-only location: a 503, not a traceback
+        log.warning("upload by user %s not stored at %s: %s", principal.user_id, uri, exc)
+        raise ArtifactsUnavailable(
+            "the server cannot store files right now (its artifacts location refused "
+            "the write); nothing was stored, try again later"
+        ) from exc
     try:
         with transaction(sessions) as session:
             check_room(session, size)

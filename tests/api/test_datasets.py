@@ -104,3 +104,19 @@ def test_a_deleted_uploads_id_is_never_given_to_the_next_upload(api: Api) -> Non
     ).json()["data"]
     assert sorted(e["action"] for e in audit) == ["dataset.deleted", "dataset.uploaded"]
     assert {e["actor"] for e in audit} == {"user:alice"}
+
+
+def test_an_upload_the_artifacts_location_refuses_is_a_503_and_stores_nothing(
+    make_api: MakeApi, tmp_path: Path
+) -> None:
+    """A full or read-only location at run time (the start-up probe passed): the
+    client gets a 503 saying nothing was stored, not a 500; no row, no usage."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    api = make_api(artifacts_url=str(blocker / "artifacts"))
+    _uid, alice = api.create_user("alice")
+    r = api.client.post("/v1/datasets", files={"file": ("tale.txt", b"once\n")}, headers=alice)
+    assert "nothing was stored" in assert_json_error(r, 503)
+    assert api.client.get("/v1/datasets", headers=alice).json()["data"] == []
+    me = api.client.get("/v1/users/me", headers=alice).json()
+    assert me["usage"]["storage_bytes"] == 0, me
