@@ -218,7 +218,8 @@ def _check_text(
 def generated_steps(task: ResolvedTask) -> int:
     """Steps of one generated sequence: adding's seq_len; copy_memory's symbols, delay
     and recall (workers/training/tasks/synthetic.py builds exactly these)."""
-    seq_len = task.seq_len or 1
+    seq_len = task.seq_len
+    assert seq_len is not None, "resolve fills seq_len for the generated tasks"
     if task.kind == "copy_memory":
         return seq_len + 2 * task.copy_length
     return seq_len
