@@ -127,6 +127,11 @@ def page(context: BrowserContext, console: Console) -> Iterator[Page]:
     page = context.new_page()
     console.attach(page)
     yield page
+    # A route handler still answering a poll when the test ends fails on a response
+    # disposed with the context, and Playwright raised that into the next test's
+    # set-up (fresh-clone CI at 7326efa: test_sweep_errors' handler, in
+    # test_sweep_page_live's `context`). Handlers are the test's business, not the next.
+    page.unroute_all(behavior="ignoreErrors")
     assert not console.unexpected(), console.errors
 
 
