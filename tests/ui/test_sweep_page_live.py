@@ -1,5 +1,6 @@
 """The sweep page while its sweep runs, in real Chromium against a real service: it
-reaches the sweep's final state without a reload, and it cancels the sweep."""
+reaches the sweep's final state without a reload (and so does the sweeps list), and it
+cancels the sweep."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.ui.test_submit_compare_lab import short_linreg
 pytestmark = pytest.mark.ray
 
 POLL_S = 2.0  # views/sweep.js's POLL_MS
+LIST_POLL_S = 3.0  # views/sweeps.js's POLL_MS
 
 
 def sweep_spec(name: str, *, trials: int, parallel: int, rounds: int) -> dict[str, Any]:
@@ -81,6 +83,11 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
         expect(badge).to_be_visible()
         first = badge.get_attribute("data-status")
         assert first not in TERMINAL_STATUSES, "the sweep ended before the page was open"
+        # The sweeps list in a second tab of the same session (the token is per tab).
+        listing = page.context.new_page()
+        sign_in(listing, stack.url, token, "#/sweeps")
+        listed = listing.locator(f"#sweeps tr[data-sweep-id='{sweep['id']}']")
+        expect(listed.locator(".badge")).not_to_have_attribute("data-status", "succeeded")
 
         wait_until(
             lambda: client.sweep(sweep["id"])["status"] in TERMINAL_STATUSES,
@@ -100,6 +107,13 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
             expect(row.locator("td").nth(2)).to_have_text("succeeded")
             expect(row.locator("td").nth(4)).not_to_have_text("—")
         expect(page.locator("#trials tr.best")).to_have_count(len(done["best"]))
+        # The list, never reloaded either, shows the sweep finished with every trial.
+        expect(listed.locator(".badge")).to_have_attribute(
+            "data-status", "succeeded", timeout=4_000 * LIST_POLL_S
+        )
+        expect(listed.locator(".trial-count")).to_have_text(
+            f"{len(done['trials'])} finished of {len(done['trials'])}"
+        )
         wait_until(
             lambda: drawn_front(page) == sorted(done["best"]), timeout=10, what="the front drawn"
         )
