@@ -20,7 +20,7 @@ alive, times the bytes per element:
 
 The estimate leaves out the interpreter and torch themselves (~0.3 GiB per
 process, the same for every job): it is what one job adds, and what each Ray
-bundle reserves as `memory`. tests/api/test_cost_model.py compares it with measured
+bundle reserves as `memory`. tests/training/test_cost_model.py compares it with measured
 peak memory. Pure: pydantic and the standard library only.
 """
 
@@ -47,12 +47,14 @@ from service.schemas.resolved import ResolvedSpec
 GIB = 1 << 30
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # copy_memory's token alphabet: 8 symbols, blank, delimiter (workers' COPY_VOCAB;
-# tests/api/test_cost_model.py checks they agree).
+# tests/training/test_cost_model.py checks they agree).
 COPY_VOCAB = 10
 REPLICA_COPIES = 5
 LOGIT_COPIES = 3
 COORDINATOR_STALE_COPIES = 3
-STALE_GRADIENT_RULES = frozenset({"lag_wk", "lag_ps", "lasg_wk2"})
+# The rules whose coordinator keeps each worker's last upload (workers' registry:
+# a StaleGradientCoordinator; tests/training/test_cost_model.py checks they agree).
+STALE_GRADIENT_RULES = frozenset({"lag_wk", "lag_ps", "lasg_wk2", "laq"})
 # The coordinator also loads the dataset (and its libraries) and the allocator keeps
 # slack; measured ~40-50 MiB above the tensors for small jobs.
 COORDINATOR_BASE_BYTES = 48 << 20

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.schemas.cost import COPY_VOCAB, estimate, parameter_count
+from service.schemas.cost import COPY_VOCAB, STALE_GRADIENT_RULES, estimate, parameter_count
 from service.schemas.resolve import resolve
+from workers.aggregation.common import StaleGradientCoordinator
+from workers.aggregation.registry import RULES
 from workers.training.tasks.registry import build_task
 from workers.training.tasks.synthetic import COPY_VOCAB as WORKER_COPY_VOCAB
 
@@ -69,3 +71,27 @@ def test_parameter_count_matches_the_built_model(raw: dict[str, object]) -> None
         assert estimated == built
     assert COPY_VOCAB == WORKER_COPY_VOCAB
     assert parameter_count is not None
+
+
+def test_the_stale_gradient_rules_are_the_registrys() -> None:
+    """The estimate counts the workers x P matrix for exactly the rules whose
+    coordinator keeps it (laq was left out: its jobs reserved half their memory)."""
+    keeping = {
+        name
+        for name, rule in RULES.items()
+        if isinstance(rule.coordinator, type)
+        and issubclass(rule.coordinator, StaleGradientCoordinator)
+    }
+    assert keeping == STALE_GRADIENT_RULES
+
+    def coordinator_bytes(strategy: str) -> int:
+        spec = resolve(
+            {
+                "task": {"kind": "sequence_classification"},
+                "aggregation": {"strategy": strategy},
+                "distributed": {"workers": 8},
+            }
+        )
+        return estimate(spec, None).coordinator_bytes
+
+    assert coordinator_bytes("laq") == coordinator_bytes("lag_wk") > coordinator_bytes("dense")
