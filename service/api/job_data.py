@@ -83,13 +83,8 @@ def get_events(
     slots.acquire(principal.user_id, settings.max_streams_per_user)
     recheck = TokenRecheck(sessions, principal.token_id, settings.stream_auth_recheck_seconds)
     hub: StreamHub = request.app.state.stream_hub
-    stream = hub.watch(
-        job_id,
-        after_seq=after_seq,
-        still_allowed=recheck,
-        on_end=lambda: slots.release(principal.user_id),
-    )
-    return EventStream(stream)
+    stream = hub.watch(job_id, after_seq=after_seq, still_allowed=recheck)
+    return EventStream(stream, on_close=lambda: slots.release(principal.user_id))
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 404))

@@ -18,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
 from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page
 from service.api.responses import errors
-from service.api.stream_guard import StreamSlots, TokenRecheck, holding_slot
+from service.api.stream_guard import StreamSlots, TokenRecheck
+from service.api.stream_hub import EventStream
 from service.auth import CurrentUser
 from service.schemas.jobs import JobStatus
 from service.store.users import Principal
@@ -98,4 +99,4 @@ def jobs_feed(
         cursor=cursor,
         still_allowed=recheck,
     )
-    return EventSourceResponse(holding_slot(pages, lambda: slots.release(principal.user_id)))
+    return EventStream(pages, on_close=lambda: slots.release(principal.user_id))

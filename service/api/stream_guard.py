@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,13 +79,3 @@ class TokenRecheck:
             return True
         self.checked_at = now
         return await run_in_threadpool(self._live)
-
-
-async def holding_slot(messages: AsyncIterator[T], release: Callable[[], None]) -> AsyncIterator[T]:
-    """`messages`, releasing the stream's slot however the stream ends (finished,
-    closed by the re-check, or the client went away)."""
-    try:
-        async for message in messages:
-            yield message
-    finally:
-        release()

@@ -26,12 +26,13 @@ live watcher gets it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from service.api.feed_listener import FeedListener
 from service.api.job_feed import JobFeed, encode
@@ -45,7 +46,24 @@ class EventStream(EventSourceResponse):
     """sse_starlette's response without a cancel scope around every send when no
     send timeout is set: with 1000 watchers of a job, entering and leaving that scope
     cost about as much as the write itself (issue 13's profile). Everything else —
-    pings, disconnects, the server's shutdown — is sse_starlette's."""
+    pings, disconnects, the server's shutdown — is sse_starlette's.
+
+    `on_close` runs once the response is over, however it ends (the stream_guard
+    slot's release): here, not in the stream's generator, whose `finally` never runs
+    when the client is gone before sse_starlette starts it."""
+
+    def __init__(
+        self, content: AsyncIterable[Any], *, on_close: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(content)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         if self.send_timeout is None:
@@ -105,15 +123,12 @@ class StreamHub:
         *,
         after_seq: int,
         still_allowed: Callable[[], Awaitable[bool]] | None = None,
-        on_end: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """One watcher's stream, SSE-encoded: the current status, the metrics after
         `after_seq` (SSE id = seq) and status changes, until a terminal status. What
         was published while the watcher was writing goes out as one chunk.
         `still_allowed` (service.api.stream_guard) is asked while live, at least
-        every ALLOWED_CHECK_SECONDS; False closes the stream. `on_end` is called however
-        the stream ends (stream_guard's slot release; here rather than in a wrapping
-        generator, which every write would pass through)."""
+        every ALLOWED_CHECK_SECONDS; False closes the stream."""
         self._listen()
         feed = self._feeds.get(job_id)
         if feed is None:
@@ -165,8 +180,6 @@ class StreamHub:
                     yield bytes(chunk)
         finally:
             feed.leave(cursor)
-            if on_end is not None:
-                on_end()
 
     async def _stored(
         self, job_id: int, *, after: int, upto: int | None

@@ -3,6 +3,9 @@ disabled; a user's concurrent streams are capped (429); reads take no write lock
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import pytest
 
 from service.store.db import is_sqlite, make_engine, transaction
@@ -99,3 +102,52 @@ def test_the_dashboard_jobs_feed_is_capped_and_closes_for_a_disabled_user(
             assert user is not None
             set_disabled(session=session, user=user, disabled=True)
         assert list(events) == []  # closed by the re-check, long before FEED_SECONDS
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("path", ["/v1/jobs/{job_id}/events", "/v1/feeds/jobs"])
+def test_a_stream_that_never_starts_gives_its_slot_back(make_api: MakeApi, path: str) -> None:
+    """A client gone before its stream's first write (the response's headers still
+    waiting on a socket that never drains): sse_starlette never starts the stream,
+    and its slot was given back only when the stream ended — a few such clients
+    locked the user out of every stream until a restart. Called at the ASGI seam: no
+    real socket can be held unwritable on cue."""
+    api = make_api(max_streams_per_user=1)
+    _uid, alice = api.create_user("alice")
+    url = path.format(job_id=api.submit(alice))
+    sent: list[str] = []
+
+    async def gone_before_the_first_write() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(str(message.get("status", message["type"])))
+            if (b"content-type", b"text/event-stream; charset=utf-8") in message.get("headers", []):
+                await anyio.Event().wait()  # never writable: only the disconnect ends it
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": url,
+            "raw_path": url.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"authorization", alice["Authorization"].encode()),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+        with anyio.fail_after(20):
+            await api.client.app(scope, receive, send)
+
+    for _ in range(3):
+        anyio.run(gone_before_the_first_write)
+    assert sent == ["200"] * 3  # each stream was answered (a leaked slot: a 429 and its body)
+    with api.client.stream("GET", url, headers=alice) as response:
+        assert response.status_code == 200, response.read()
