@@ -19,8 +19,10 @@ from service.store.db import read_transaction
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
-# What action names are made of (job.cancelled, artifacts.orphans_removed).
-_ACTION = re.compile(r"^[A-Za-z._]+$")
+# What action names are made of (job.cancelled, artifacts.orphans_removed): lower
+# case only, as every action is — an upper-case prefix matched on SQLite, whose LIKE
+# ignores case, and nothing on PostgreSQL.
+_ACTION = re.compile(r"^[a-z._]+$")
 
 
 def _action_filter(value: str | None) -> str | None:
@@ -29,7 +31,7 @@ def _action_filter(value: str | None) -> str | None:
     if value is not None and not _ACTION.match(value):
         raise PydanticCustomError(  # a ValueError's message would start "Value error, "
             "action_filter",
-            "letters, dots and underscores only: an action such as job.cancelled, "
+            "lower-case letters, dots and underscores only: an action such as job.cancelled, "
             "or a prefix ending in '.' such as job.",
         )
     return value

@@ -63,7 +63,7 @@ def test_audit_shows_the_newest_matching_events_one_line_each(api: Api) -> None:
     )
     assert bad.exit_code == 1
     assert bad.stderr.strip() == (
-        "error 422: action: letters, dots and underscores only: an action such as "
+        "error 422: action: lower-case letters, dots and underscores only: an action such as "
         "job.cancelled, or a prefix ending in '.' such as job."
     )
     for result in (refused, refused_by_name):

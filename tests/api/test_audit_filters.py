@@ -143,6 +143,8 @@ def test_newest_token_events(api: Api) -> None:
     [
         ({"action": "job-cancelled"}, "action", "letters, dots and underscores only"),
         ({"action": "job.*"}, "action", "letters, dots and underscores only"),
+        # Matched on SQLite (LIKE ignores case) and not on PostgreSQL: refused on both.
+        ({"action": "JOB."}, "action", "lower-case letters, dots and underscores only"),
         ({"action": "x" * 41}, "action", "at most 40 characters"),
         ({"order": "sideways"}, "order", "'oldest' or 'newest'"),
         ({"target": "job:\x00"}, "target", "NUL"),
