@@ -18,7 +18,7 @@ from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults
 from service.store.dispatchers import list_dispatchers, resource_view
 from service.store.models import Dispatcher, Job, JobStatus, User, utcnow
-from service.store.queue_order import RESOURCE_EPSILON, queue_ranking
+from service.store.queue_order import exceeds, queue_ranking
 from service.store.quotas import quota_in_force, usage
 from service.store.users import get_user
 
@@ -125,12 +125,12 @@ def _quota_reasons(
             f"max_running_jobs: {owner.name} runs {_count(used.running_jobs, 'job')}, "
             f"the quota is {quota.max_running_jobs}"
         )
-    if used.cpus + job.cpus_required > quota.max_cpus + RESOURCE_EPSILON:
+    if exceeds(used.cpus + job.cpus_required, quota.max_cpus):
         found.append(
             f"max_cpus: {owner.name}'s running jobs hold {_count(used.cpus, 'CPU')}, "
             f"this job needs {job.cpus_required:g}, the quota is {quota.max_cpus:g}"
         )
-    if used.gpus + job.gpus_required > quota.max_gpus + RESOURCE_EPSILON:
+    if exceeds(used.gpus + job.gpus_required, quota.max_gpus):
         found.append(
             f"max_gpus: {owner.name}'s running jobs hold {_count(used.gpus, 'GPU')}, "
             f"this job needs {job.gpus_required:g}, the quota is {quota.max_gpus:g}"
@@ -148,7 +148,7 @@ def _goes(number: int) -> str:
 
 
 def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
-    return all(available.get(k, 0.0) + RESOURCE_EPSILON >= v for k, v in required.items() if v)
+    return not any(exceeds(v, available.get(k, 0.0)) for k, v in required.items() if v)
 
 
 def _live(dispatchers: list[Dispatcher], dispatcher_timeout: timedelta) -> list[Dispatcher]:

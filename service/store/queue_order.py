@@ -36,6 +36,14 @@ from service.store.models import ACTIVE, Job, JobStatus, User, table_of
 # what the placement group reserves, so the claim's "fits" test counts what Ray does.
 # Float slack so that e.g. 3 x 0.1 CPUs fits into 0.3 free CPUs.
 RESOURCE_EPSILON = 1e-9
+
+
+def exceeds(needed: float, available: float) -> bool:
+    """The claim's "does not fit" (under_quota, fits_free) in Python, for the checks
+    that must agree with it: the submit's quota check and explain."""
+    return needed > available + RESOURCE_EPSILON
+
+
 # Stands in for a zero share weight: such a user is served only when nobody else waits.
 MIN_SHARE_WEIGHT = 1e-9
 

@@ -24,6 +24,7 @@ from service.store.models import (
     table_of,
     utcnow,
 )
+from service.store.queue_order import exceeds
 
 
 def quota_in_force(user: User, defaults: QuotaDefaults) -> QuotaOut:
@@ -211,9 +212,9 @@ def check_can_submit(
             f"{st.max_queued_jobs}"
         )
     _check_storage(st.storage_bytes, st.max_storage_bytes, adding=0)
-    if cpus > st.max_cpus:
+    if exceeds(cpus, st.max_cpus):
         raise QuotaExceeded(f"max_cpus: the gang needs {cpus:g} CPUs, the quota is {st.max_cpus:g}")
-    if gpus > st.max_gpus:
+    if exceeds(gpus, st.max_gpus):
         raise QuotaExceeded(f"max_gpus: the gang needs {gpus:g} GPUs, the quota is {st.max_gpus:g}")
     return st.now
 

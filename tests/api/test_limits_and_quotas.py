@@ -206,6 +206,19 @@ def test_a_gang_larger_than_the_cpu_quota_is_429_at_submit(api: Api) -> None:
     assert "max_cpus" in assert_json_error(r, 429)
 
 
+def test_a_gang_exactly_at_the_cpu_quota_is_accepted(api: Api) -> None:
+    """1 + 0.1 + 0.1 CPUs is 1.2000000000000002 in floats: the claim's fit test allows
+    for that, and the submit's check, which refused it (429 "needs 1.2 CPUs, the
+    quota is 1.2"), now uses the same rule."""
+    alice_id, alice = api.create_user("alice")
+    _patch_quota(api, alice_id, max_cpus=1.2)
+    spec = {**SMALL_SPEC, "distributed": {"workers": 2, "cpus_per_worker": 0.1}}
+    r = api.client.post("/v1/jobs", json=spec, headers=alice)
+    assert r.status_code == 201, r.text
+    reasons = api.client.get(f"/v1/jobs/{r.json()['id']}/explain", headers=alice).json()
+    assert [x for x in reasons["reasons"] if x["kind"] == "quota"] == [], reasons
+
+
 def test_a_retried_submit_is_answered_even_when_the_queue_quota_is_full(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
     _patch_quota(api, alice_id, max_queued_jobs=1)
