@@ -22,6 +22,9 @@ On SQLite adding a foreign key column to `jobs` rebuilds the table (batch mode, 
 foreign keys off around it: migrations/env.py). Downgrade drops the column and both
 tables (sweeps and their trials are lost; the trial jobs stay as plain jobs).
 
+There is no 0005: this revision was written beside another issue's, which was to be
+0005 and needed no migration in the end; 0006 follows 0004 and nothing is missing.
+
 Revision ID: 0006
 Revises: 0004
 Create Date: 2026-12-01

@@ -68,6 +68,8 @@ class Job(Base):
         UniqueConstraint("owner_id", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_status_priority_created", "status", "priority", "created_at"),
         Index("ix_jobs_owner_id_id", "owner_id", "id"),
+        # An admin's status filter, newest first (migration 0010).
+        Index("ix_jobs_status_id", "status", "id"),
         # The claim counts each owner's running jobs (quota and fair share).
         Index("ix_jobs_owner_id_status", "owner_id", "status"),
         # ck_jobs_status (migration 0003): only the lifecycle writes status, and the
@@ -161,7 +163,13 @@ class AuditEvent(Base):
     """Who did what (DESIGN §11). actor_id is no foreign key: the log outlives users."""
 
     __tablename__ = "audit_events"
-    __table_args__ = IDS_NEVER_REUSED
+    # The listing's filters, each paged by id (migration 0010).
+    __table_args__ = (
+        Index("ix_audit_events_action_id", "action", "id"),
+        Index("ix_audit_events_target_id", "target", "id"),
+        Index("ix_audit_events_actor_id_id", "actor_id", "id"),
+        IDS_NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     at: Mapped[datetime]
