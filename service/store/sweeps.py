@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.errors import IdempotencyConflict, InvalidTransition, NotFound
 from service.store import audit, jobs
@@ -192,10 +192,16 @@ class TrialRow:
 
 
 def trials_of(*, session: Session, sweep_ids: list[int]) -> dict[int, list[TrialRow]]:
-    """Each sweep's trials in number order, with their jobs' current statuses."""
+    """Each sweep's trials in number order, with their jobs' current statuses: the
+    columns an answer shows (a trial's pruning series and Optuna's attributes, which
+    grow with its rounds, stay unread; touching one raises)."""
     found: dict[int, list[TrialRow]] = {sweep_id: [] for sweep_id in sweep_ids}
     rows = session.execute(
         select(SweepTrial, Job.status)
+        .options(
+            defer(SweepTrial.intermediate, raiseload=True),
+            defer(SweepTrial.system_attrs, raiseload=True),
+        )
         .outerjoin(Job, Job.id == SweepTrial.job_id)
         .where(SweepTrial.sweep_id.in_(sweep_ids))
         .order_by(SweepTrial.sweep_id, SweepTrial.number)

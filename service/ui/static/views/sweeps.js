@@ -11,7 +11,7 @@ const POLL_MS = 3000;
 export async function render(root, params, signal) {
   const query = new URLSearchParams();
   for (const key of ["status", "owner", "cursor"]) if (params[key]) query.set(key, params[key]);
-  query.set("limit", params.limit || "100");
+  query.set("limit", params.limit || "25");
   const body = el("tbody");
   const table = el("table", { id: "sweeps" },
     el("thead", {}, el("tr", {}, ["id", "name", "owner", "status", "trials", "created"]
