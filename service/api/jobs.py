@@ -210,6 +210,11 @@ OwnerFilter = Annotated[
 ]
 
 
+def owner_filter_id(session: Session, owner: str | None) -> int | None:
+    """`?owner=`'s user id; 0 (nobody's) for a name no user has."""
+    return None if owner is None else (find_user_id(session=session, name=owner) or 0)
+
+
 def jobs_page(
     sessions: sessionmaker[Session],
     principal: Principal,
@@ -222,7 +227,7 @@ def jobs_page(
     """One page of the jobs `principal` may see, newest first (also the live feed's)."""
     before_id = decode_cursor(cursor)
     with read_transaction(sessions) as session:
-        owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
+        owner_id = owner_filter_id(session, owner)
         jobs = list_jobs(
             session=session,
             viewer=principal,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
@@ -16,12 +17,14 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
-from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page
+from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page, owner_filter_id
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream
 from service.auth import CurrentUser
 from service.schemas.jobs import JobStatus
+from service.store.db import read_transaction
+from service.store.jobs import jobs_fingerprint
 from service.store.users import Principal
 
 router = APIRouter(prefix="/v1/feeds", tags=["jobs"])
@@ -30,6 +33,26 @@ POLL_SECONDS = 0.5
 # A feed ends after this long and the page reconnects (its token is also re-checked
 # every stream_auth_recheck_seconds while it runs, service.api.stream_guard).
 FEED_SECONDS = 300.0
+
+
+def _fingerprint(
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    status_filter: JobStatus | None,
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
+) -> list[tuple[Any, ...]]:
+    """What jobs_page's rows hold but their specs (the same query, limit + 1 rows)."""
+    with read_transaction(sessions) as session:
+        return jobs_fingerprint(
+            session=session,
+            viewer=principal,
+            owner_id=owner_filter_id(session, owner),
+            status=status_filter,
+            limit=limit + 1,
+            before_id=decode_cursor(cursor),
+        )
 
 
 async def _pages(
@@ -43,21 +66,29 @@ async def _pages(
     still_allowed: TokenRecheck | None = None,
 ) -> AsyncIterator[dict[str, str]]:
     last = ""
+    seen: list[tuple[Any, ...]] | None = None
     deadline = time.monotonic() + FEED_SECONDS
     while True:
-        page = await run_in_threadpool(
-            jobs_page,
-            sessions,
-            principal,
-            status_filter=status_filter,
-            owner=owner,
-            limit=limit,
-            cursor=cursor,
+        # The page is rebuilt (specs read, models built) only when its rows changed:
+        # an idle list costs one narrow query a poll.
+        now = await run_in_threadpool(
+            _fingerprint, sessions, principal, status_filter, owner, limit, cursor
         )
-        data = page.model_dump_json()
-        if data != last:
-            last = data
-            yield {"event": "jobs", "data": data}
+        if now != seen:
+            seen = now
+            page = await run_in_threadpool(
+                jobs_page,
+                sessions,
+                principal,
+                status_filter=status_filter,
+                owner=owner,
+                limit=limit,
+                cursor=cursor,
+            )
+            data = page.model_dump_json()
+            if data != last:
+                last = data
+                yield {"event": "jobs", "data": data}
         if time.monotonic() >= deadline:
             return
         if still_allowed is not None and not await still_allowed():

@@ -5,8 +5,9 @@ lifecycle.transition."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.resolved import ResolvedSpec
 from service.store import audit, lifecycle
 from service.store.datasets import upload_shape
-from service.store.models import Job, JobEvent, JobStatus
+from service.store.models import Job, JobEvent, JobStatus, table_of
 from service.store.queue_order import RESOURCE_EPSILON
 from service.store.users import Principal
 
@@ -141,6 +142,25 @@ def get_visible_job(*, session: Session, job_id: int, viewer: Principal) -> Job:
     return job
 
 
+def _jobs_query(
+    viewer: Principal,
+    owner_id: int | None,
+    status: str | None,
+    limit: int,
+    before_id: int | None,
+) -> Select[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if not viewer.is_admin:
+        query = query.where(Job.owner_id == viewer.user_id)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
+    return query
+
+
 def list_jobs(
     *,
     session: Session,
@@ -151,16 +171,29 @@ def list_jobs(
     before_id: int | None,
 ) -> list[Job]:
     """Newest first. Non-admins only ever see their own jobs, whatever owner_id says."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if not viewer.is_admin:
-        query = query.where(Job.owner_id == viewer.user_id)
-    if owner_id is not None:
-        query = query.where(Job.owner_id == owner_id)
-    if status is not None:
-        query = query.where(Job.status == status)
-    if before_id is not None:
-        query = query.where(Job.id < before_id)
-    return list(session.scalars(query))
+    return list(session.scalars(_jobs_query(viewer, owner_id, status, limit, before_id)))
+
+
+# What list_jobs' rows can change in without a fingerprint change: the spec (fixed
+# at submit, and the bulk of a row) and the lease (not shown; renewed every few
+# seconds while a job runs).
+_UNSHOWN_OR_FIXED = frozenset({"spec", "lease_token", "lease_expires_at", "dispatcher_id"})
+_FINGERPRINT = [c for c in table_of(Job).c if c.name not in _UNSHOWN_OR_FIXED]
+
+
+def jobs_fingerprint(
+    *,
+    session: Session,
+    viewer: Principal,
+    owner_id: int | None,
+    status: str | None,
+    limit: int,
+    before_id: int | None,
+) -> list[tuple[Any, ...]]:
+    """list_jobs' rows without their specs: equal fingerprints, equal pages (the
+    live jobs feed rebuilds a page only when this changes)."""
+    query = _jobs_query(viewer, owner_id, status, limit, before_id)
+    return [tuple(row) for row in session.execute(query.with_only_columns(*_FINGERPRINT))]
 
 
 def latest_event(*, session: Session, job_id: int) -> JobEvent | None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
 import pytest
+from sqlalchemy import event
 
 from service.api.jobs_feed import _pages
 from service.store.db import transaction
@@ -135,6 +138,74 @@ def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
     before, after = anyio.run(two_pages)
     assert [j["id"] for j in before["data"]] == [first]  # type: ignore[index]
     assert len(after["data"]) == 2 and after["data"][1]["id"] == first  # type: ignore[index]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [
+        ("progress_round", 3, lambda job: job["progress"]["round"] == 3),
+        ("summary", """'{"rounds_completed": 3}'""", lambda job: job["summary"] is not None),
+        ("error", "'lost'", lambda job: job["error"] == "lost"),
+        ("priority", 7, lambda job: job["priority"] == 7),
+    ],
+)
+def test_jobs_feed_rebuilds_its_page_only_when_a_row_changes(
+    api: Api, column: str, value: object, shown: Callable[[dict[str, Any]], bool]
+) -> None:
+    """An idle list costs one narrow query a poll (no spec read, no page built: the
+    feed rebuilt and compared the whole page every 0.5 s per open tab); a change to any
+    shown column still reaches the page."""
+    alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    viewer = Principal(user_id=alice_id, name="alice", role="user", token_id=0)
+    engine = api.sessions.kw["bind"]
+    polls: list[str] = []
+    spec_reads: list[str] = []
+
+    def on_select(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM jobs" in statement:
+            (spec_reads if "jobs.spec" in statement else polls).append(statement)
+
+    async def always() -> bool:
+        return True
+
+    async def scenario() -> dict[str, Any]:
+        feed = _pages(
+            api.sessions,
+            viewer,
+            status_filter=None,
+            owner=None,
+            limit=10,
+            cursor=None,
+            still_allowed=always,
+        )
+        await feed.__anext__()
+        event.listen(engine, "before_cursor_execute", on_select)
+        changed: dict[str, Any] = {}
+        try:
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tasks:
+
+                    async def next_page() -> None:
+                        changed.update(json.loads((await feed.__anext__())["data"]))
+
+                    tasks.start_soon(next_page)
+                    while len(polls) < 3:  # three polls of an unchanged list
+                        await anyio.sleep(0.05)
+                    assert spec_reads == [], spec_reads
+                    with engine.begin() as conn:
+                        conn.exec_driver_sql(
+                            f"UPDATE jobs SET {column} = {value} WHERE id = {job_id}"
+                        )
+        finally:
+            event.remove(engine, "before_cursor_execute", on_select)
+            await feed.aclose()
+        return changed
+
+    page = anyio.run(scenario)
+    assert shown(page["data"][0]), page
+    assert len(spec_reads) >= 1  # the changed page was built
 
 
 def test_jobs_feed_rejects_a_bad_cursor_and_needs_a_token(api: Api) -> None:
