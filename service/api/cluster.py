@@ -10,19 +10,17 @@ from service.api.deps import AppSettings, Sessions
 from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.cluster import ClusterOut, DispatcherOut
-from service.store.db import read_transaction
-from service.store.dispatchers import cluster_resources, list_dispatchers
+from service.store.db import db_now, read_transaction
+from service.store.dispatchers import RECENT_DISPATCHERS, cluster_resources, list_dispatchers
 from service.store.explain import queue_head
 from service.store.jobs import status_counts
-from service.store.models import utcnow
 
 router = APIRouter(prefix="/v1", tags=["cluster"])
 
 
-# /v1/cluster shows dispatchers seen within this long (at most MAX_DISPATCHERS, the
-# most recently seen); older ones are stale and left out.
+# /v1/cluster shows dispatchers seen within this long (at most RECENT_DISPATCHERS,
+# the most recently seen); older ones are stale and left out.
 STALE_DISPATCHER = timedelta(hours=1)
-MAX_DISPATCHERS = 200
 # /v1/cluster's queue_head: this many queued jobs from the front of the claim order.
 QUEUE_HEAD = 50
 
@@ -34,8 +32,10 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
     it was seen within one lease period. ``queue_head``: the first 50 queued jobs in
     claim order (a user's own only, with their places in the whole queue)."""
     with read_transaction(sessions) as session:
+        # The database's clock, which dispatchers stamp their last_seen_at by.
+        now = db_now(session)
         dispatchers = list_dispatchers(
-            session=session, seen_since=utcnow() - STALE_DISPATCHER, limit=MAX_DISPATCHERS
+            session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
         )
         counts = status_counts(session=session)
         head = queue_head(
@@ -43,7 +43,7 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
             limit=QUEUE_HEAD,
             owner_id=None if principal.is_admin else principal.user_id,
         )
-    cutoff = utcnow() - timedelta(seconds=settings.lease_seconds)
+    cutoff = now - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(
         dispatchers=[
             DispatcherOut(

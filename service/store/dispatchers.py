@@ -15,7 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.store.models import Dispatcher, table_of, utcnow
+from service.store.db import db_now
+from service.store.models import Dispatcher, table_of
+
+# The most recently seen dispatchers /v1/cluster and explain read: every dispatcher
+# that ever started stays registered, one row per worker start.
+RECENT_DISPATCHERS = 200
 
 
 def upsert_dispatcher(
@@ -26,8 +31,9 @@ def upsert_dispatcher(
     resources: dict[str, Any],
     now: datetime | None = None,
 ) -> Dispatcher:
-    """Register a dispatcher or refresh its hostname, resources and last_seen_at."""
-    now = now or utcnow()
+    """Register a dispatcher or refresh its hostname, resources and last_seen_at, by
+    the database's clock (db_now), which the API judges it by."""
+    now = now or db_now(session)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = table_of(Dispatcher)

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from service.schemas.cluster import QueuePlace
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults
-from service.store.dispatchers import list_dispatchers, resource_view
-from service.store.models import Dispatcher, Job, JobStatus, User, utcnow
+from service.store.db import db_now
+from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, resource_view
+from service.store.models import Dispatcher, Job, JobStatus, User
 from service.store.queue_order import exceeds, queue_ranking
 from service.store.quotas import quota_in_force, usage
 from service.store.users import get_user
@@ -43,7 +44,7 @@ def explain_job(
                 "enables it again (or cancels the job)",
             )
         elif job.status == JobStatus.CANCELLING.value and not _live(
-            list_dispatchers(session=session), dispatcher_timeout
+            session, _recent_dispatchers(session), dispatcher_timeout
         ):
             # Its dispatcher stops it, or a reaper ends it once the lease runs out:
             # with no dispatcher alive, nothing will until one starts.
@@ -151,10 +152,16 @@ def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
     return not any(exceeds(v, available.get(k, 0.0)) for k, v in required.items() if v)
 
 
-def _live(dispatchers: list[Dispatcher], dispatcher_timeout: timedelta) -> list[Dispatcher]:
-    """The dispatchers seen within `dispatcher_timeout` (every one that ever ran stays
-    registered)."""
-    cutoff = utcnow() - dispatcher_timeout
+def _recent_dispatchers(session: Session) -> list[Dispatcher]:
+    return list_dispatchers(session=session, limit=RECENT_DISPATCHERS)
+
+
+def _live(
+    session: Session, dispatchers: list[Dispatcher], dispatcher_timeout: timedelta
+) -> list[Dispatcher]:
+    """The dispatchers seen within `dispatcher_timeout` by the database's clock, which
+    they stamp last_seen_at by (every one that ever ran stays registered)."""
+    cutoff = db_now(session) - dispatcher_timeout
     return [d for d in dispatchers if d.last_seen_at >= cutoff]
 
 
@@ -165,7 +172,7 @@ def _describe(resources: dict[str, float]) -> str:
 def _resource_reasons(
     session: Session, required: dict[str, float], dispatcher_timeout: timedelta
 ) -> list[BlockingReason]:
-    dispatchers = list_dispatchers(session=session)
+    dispatchers = _recent_dispatchers(session)
     if not dispatchers:
         return [
             BlockingReason(
@@ -175,7 +182,7 @@ def _resource_reasons(
             )
         ]
     reasons: list[BlockingReason] = []
-    live = _live(dispatchers, dispatcher_timeout)
+    live = _live(session, dispatchers, dispatcher_timeout)
     if not live:
         reasons.append(
             BlockingReason(

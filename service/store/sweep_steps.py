@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, StaleLease
 from service.store import jobs
+from service.store.db import db_now
 from service.store.models import (
     TERMINAL,
     Job,
@@ -63,8 +64,9 @@ def take_step(
 ) -> str | None:
     """The sweep's step lease for this controller (a new token), or None if another
     controller holds an unexpired one or the sweep is not active. One guarded UPDATE:
-    of two controllers racing, one gets the row."""
-    now = now or utcnow()
+    of two controllers racing, one gets the row. Judged and written by the database's
+    clock (db_now): controllers on hosts whose clocks differ see one expiry."""
+    now = now or db_now(session)
     token = secrets.token_hex(16)
     sweeps = table_of(Sweep)
     taken = session.execute(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -14,7 +16,7 @@ from service.bootstrap import admin_token_place
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.dispatchers import upsert_dispatcher
-from service.store.models import ApiToken
+from service.store.models import ApiToken, utcnow
 from service.store.users import hash_token
 from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
 
@@ -157,6 +159,23 @@ def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
         "failed": 0,
         "cancelled": 0,
     }
+
+
+def test_a_dispatcher_on_a_slow_clock_is_alive(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dispatcher stamps last_seen_at by the database's clock, which /v1/cluster and
+    explain judge it by: one whose host clock ran two hours behind was left out of
+    the cluster (and called dead) while it ran. The host's clock is the seam."""
+    import service.store.dispatchers as dispatchers
+
+    behind = utcnow() - timedelta(hours=2)
+    monkeypatch.setattr(dispatchers, "utcnow", lambda: behind, raising=False)
+    _uid, alice = api.create_user("alice")
+    with transaction(api.sessions) as session:
+        upsert_dispatcher(
+            session=session, dispatcher_id="d1", hostname="node-1", resources={"CPU": 1}
+        )
+    cluster = api.client.get("/v1/cluster", headers=alice).json()
+    assert [(d["id"], d["alive"]) for d in cluster["dispatchers"]] == [("d1", True)]
 
 
 def test_cluster_queue_head_is_the_front_of_the_claim_order(api: Api) -> None:

@@ -7,6 +7,8 @@ trial asked or submitted) until the owner is enabled."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import update
 
@@ -174,6 +176,27 @@ def expire_step_lease(lab: Lab, sweep_id: int) -> None:
         session.execute(
             update(sweeps).where(sweeps.c.id == sweep_id).values(step_expires_at=utcnow())
         )
+
+
+def test_a_controller_on_a_fast_clock_leaves_a_live_step_lease(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step lease is judged and written by the database's clock: a controller
+    whose host clock ran an hour ahead took a lease still live for another 10 minutes
+    (its "now" was past the expiry). The host's clock is the seam."""
+    sweep_id = lab.submit(trials=4, parallel=2)
+    with transaction(lab.sessions) as session:
+        held = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="one", lease_seconds=600
+        )
+    assert held is not None
+    ahead = utcnow() + timedelta(hours=1)
+    monkeypatch.setattr(sweep_steps, "utcnow", lambda: ahead)
+    with transaction(lab.sessions) as session:
+        taken = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="fast", lease_seconds=600
+        )
+    assert taken is None
 
 
 def test_a_controller_that_lost_its_step_lease_writes_nothing(lab: Lab) -> None:
