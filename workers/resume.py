@@ -19,7 +19,7 @@ from service.store import lifecycle
 from service.store.attempts import ClaimedJob
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, list_checkpoints
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def verified_resume(
     events when it is not `newest`, else None)."""
     if newest is None or file_matches(newest):
         return newest, None
-    with transaction(sessions) as session:
+    with read_transaction(sessions) as session:
         older = [
             checkpoint_ref(c)
             for c in reversed(list_checkpoints(session=session, job_id=job_id))

@@ -30,7 +30,7 @@ from service.schemas.sweep_space import trial_spec
 from service.schemas.sweeps import SweepSpec
 from service.settings import Settings
 from service.store import sweep_steps, trial_jobs
-from service.store.db import transaction
+from service.store.db import read_transaction, transaction
 from service.store.models import SweepStatus, TrialState
 from service.store.spec_checks import spec_problems
 from service.store.sweep_steps import SweepSnapshot
@@ -70,7 +70,8 @@ class SweepController:
     def poll(self) -> int:
         """One step of every active sweep whose step lease is free; returns how many
         sweeps this controller stepped."""
-        with transaction(self.sessions) as session:
+        # A read: no SQLite write lock every poll (each second, per controller).
+        with read_transaction(self.sessions) as session:
             sweep_ids = sweep_steps.active_sweep_ids(session=session)
         stepped = 0
         for sweep_id in sweep_ids:
