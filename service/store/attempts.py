@@ -119,14 +119,14 @@ def heartbeat(
     token: str,
     lease_seconds: float,
     progress_round: int | None = None,
+    default_max_job_hours: float,
     now: datetime | None = None,
-    default_max_job_hours: float | None = None,
 ) -> HeartbeatReply:
     """Renew the lease by `lease_seconds` from now, optionally recording progress.
 
     A lease that has expired but was not reaped yet is renewed: nobody else holds it.
-    A running job past its owner's max_job_hours (their own, else
-    `default_max_job_hours`, else the built-in default) is asked to stop here: the
+    A running job past its owner's max_job_hours (their own, else the
+    server's `default_max_job_hours`) is asked to stop here: the
     reply says cancel, and acknowledge_cancel ends it failed ("time limit ...")."""
     given_now, now = now, now or db_now(session)
     expires = now + timedelta(seconds=lease_seconds)
@@ -158,7 +158,9 @@ def heartbeat(
     )
     current_status = JobStatus(status)
     if current_status is JobStatus.RUNNING:
-        over = over_time_limit(session, job_id, now, default_max_job_hours)
+        over = over_time_limit(
+            session=session, job_id=job_id, now=now, default_hours=default_max_job_hours
+        )
         if over is not None:
             job = lease_holder(session=session, job_id=job_id, token=token)
             lifecycle.transition(

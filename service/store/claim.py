@@ -128,7 +128,7 @@ UNLIMITED = 2**31 - 1
 
 
 def start_attempt(
-    session: Session, claim: Claim, now: datetime | None
+    *, session: Session, claim: Claim, now: datetime | None
 ) -> tuple[Job, datetime] | None:
     """Claim a job and open its attempt: (the job, the claim's time), or None when
     none is eligible. `now` None: the database's clock, read inside the claim on

@@ -29,7 +29,7 @@ def explain_job(
     session: Session,
     job: Job,
     dispatcher_timeout: timedelta,
-    quota_defaults: QuotaDefaults | None = None,
+    quota_defaults: QuotaDefaults,
 ) -> Explanation:
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
@@ -72,7 +72,7 @@ def explain_job(
     ahead_fair = sum(1 for r in ahead if r.owner_id != job.owner_id and r.usage < mine.usage)
     ahead_priority = len(ahead) - ahead_fair
     reasons = _resource_reasons(session, required, dispatcher_timeout)
-    reasons += _quota_reasons(session, owner, job, quota_defaults or QuotaDefaults())
+    reasons += _quota_reasons(session, owner, job, quota_defaults)
     if ahead_fair:
         reasons.append(
             BlockingReason(

@@ -119,7 +119,7 @@ def transition(
     if isinstance(job, Claim):
         if to is not JobStatus.RUNNING:
             raise InvalidTransition(f"a claim makes a job running, not {to}")
-        claimed = start_attempt(session, job, now)
+        claimed = start_attempt(session=session, claim=job, now=now)
         if claimed is None:
             return None
         (job, now), from_status = claimed, JobStatus.QUEUED
@@ -129,7 +129,7 @@ def transition(
             raise InvalidTransition(f"a new job starts queued, not {to}")
         job.status = to.value
         job.created_at = now = now or db_now(session)
-        insert_new(session, job, actor=actor, reason=reason)
+        insert_new(session=session, job=job, actor=actor, reason=reason)
         session.flush()
         return job
     else:
@@ -139,7 +139,8 @@ def transition(
         job.status = to.value
     channels = [JOBS_CHANNEL, FEED_CHANNEL] if to is JobStatus.QUEUED else [FEED_CHANNEL]
     session.connection().execute(
-        event_insert(session, channels), event_row(job, now, actor, from_status, to, reason)
+        event_insert(session=session, channels=channels),
+        event_row(job, now, actor, from_status, to, reason),
     )
     session.flush()
     return job
@@ -151,7 +152,7 @@ def note(*, session: Session, job_id: int, token: str, actor: str, reason: str) 
     to an older checkpoint. Fenced like every write of a lease holder."""
     job = lease_holder(session=session, job_id=job_id, token=token)
     session.connection().execute(
-        event_insert(session, [FEED_CHANNEL]),
+        event_insert(session=session, channels=[FEED_CHANNEL]),
         {
             "job_id": job.id,
             "at": db_now(session),

@@ -13,7 +13,7 @@ from service.store.models import Job, JobEvent, JobStatus, table_of
 from service.store.notify import JOBS_CHANNEL, event_insert, event_row
 
 
-def insert_new(session: Session, job: Job, *, actor: str, reason: str | None) -> None:
+def insert_new(*, session: Session, job: Job, actor: str, reason: str | None) -> None:
     """Store a new Job and its first event (none -> queued, at job.created_at, which
     NOTIFYs dispatchers), and attach the job to the session as persistent: the same
     rows and object as session.add + flush, without the unit of work, which cost more
@@ -42,7 +42,7 @@ def insert_new(session: Session, job: Job, *, actor: str, reason: str | None) ->
     session.add(job)
     if not postgres:
         connection.execute(
-            event_insert(session, [JOBS_CHANNEL]),
+            event_insert(session=session, channels=[JOBS_CHANNEL]),
             event_row(job, job.created_at, actor, None, JobStatus.QUEUED, reason),
         )
 

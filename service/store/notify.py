@@ -23,10 +23,10 @@ FEED_CHANNEL = "lagtrain_job_feed"
 def notify_feed(*, session: Session, job_id: int) -> None:
     """Tell the API servers' SSE feeds that `job_id` has something new (PostgreSQL;
     delivered at commit)."""
-    notify(session, [FEED_CHANNEL], job_id)
+    notify(session=session, channels=[FEED_CHANNEL], job_id=job_id)
 
 
-def notify(session: Session, channels: list[str], job_id: int) -> None:
+def notify(*, session: Session, channels: list[str], job_id: int) -> None:
     # Delivered at commit, so a listener never wakes for a row it cannot see yet. One
     # statement whatever the number of channels.
     if not channels or session.get_bind().dialect.name != "postgresql":
@@ -36,7 +36,7 @@ def notify(session: Session, channels: list[str], job_id: int) -> None:
     session.execute(text(f"SELECT {calls}"), {**params, "payload": str(job_id)})
 
 
-def event_insert(session: Session, channels: Sequence[str]) -> Insert:
+def event_insert(*, session: Session, channels: Sequence[str]) -> Insert:
     """The INSERT of one job event that also NOTIFYs `channels` in the same round trip
     (PostgreSQL: RETURNING pg_notify(channel, the row's job_id), once per inserted
     row; a plain INSERT elsewhere). Built once per dialect and channel list: a

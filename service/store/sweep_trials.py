@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from service.schemas.resolved import ResolvedSchedule
 from service.store.models import Job, JobStatus, Metric, SweepTrial, TrialState
 
 
@@ -65,13 +66,15 @@ def read_intermediate(*, session: Session, trial: SweepTrial, job: Job, metric: 
     """Add the job's newest values of `metric` at its evaluation rounds (every
     eval_every-th and the last; a round's value sits in the record of that round) to
     trial.intermediate {round: value}, from the records after trial.metric_seq."""
-    schedule = job.spec.get("schedule", {})
-    every, rounds = int(schedule.get("eval_every", 1)), int(schedule.get("rounds", 1))
+    # The job's stored spec is resolved: its schedule, read as such, invents nothing.
+    schedule = ResolvedSchedule.model_validate(job.spec["schedule"])
+    every, rounds = schedule.eval_every, schedule.rounds
     rows = session.execute(
         select(Metric.seq, Metric.round, Metric.values)
         .where(
             Metric.job_id == job.id,
             Metric.seq > trial.metric_seq,
+            # ResolvedSchedule.eval_due, in SQL: only those records are read.
             or_((Metric.round + 1) % every == 0, Metric.round == rounds - 1),
         )
         .order_by(Metric.seq)

@@ -8,24 +8,22 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.models import Job, User
 
 
 def over_time_limit(
-    session: Session, job_id: int, now: datetime, default_hours: float | None
+    *, session: Session, job_id: int, now: datetime, default_hours: float
 ) -> str | None:
     """The reason to stop a running job past its owner's max_job_hours (counted from
-    its first start, requeues included), or None."""
+    its first start, requeues included), or None. `default_hours`: the server's, for
+    an owner without their own."""
     row = session.execute(
         select(Job.started_at, User.max_job_hours)
         .join(User, User.id == Job.owner_id)
         .where(Job.id == job_id)
     ).one()
-    hours = row.max_job_hours
-    if hours is None:
-        hours = default_hours if default_hours is not None else QuotaDefaults().max_job_hours
+    hours = default_hours if row.max_job_hours is None else row.max_job_hours
     if row.started_at is None or now - row.started_at <= timedelta(hours=hours):
         return None
     return (

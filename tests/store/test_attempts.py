@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import InvalidTransition, NotFound, SequenceGap, StaleLease
+from service.schemas.quota import QuotaDefaults
 from service.store.attempts import (
     ClaimedJob,
     acknowledge_cancel,
@@ -26,6 +27,9 @@ from service.store.jobs import request_cancel
 from service.store.metrics import MetricIn, append_metrics
 from service.store.models import Checkpoint, JobAttempt, Metric, utcnow
 from tests.store.conftest import MakeUser, Submit, get_job, load_job
+
+# The server's default time limit (its settings), for owners without their own.
+SERVER_HOURS = QuotaDefaults().max_job_hours
 
 
 def M(seq: int, round_: int, values: dict[str, Any], uploaded: tuple[int, ...] = (0,)) -> MetricIn:
@@ -74,6 +78,7 @@ def test_heartbeat_renews_lease_and_reports_cancel(
             job_id=running.job_id,
             token=running.fencing_token,
             lease_seconds=30,
+            default_max_job_hours=SERVER_HOURS,
             progress_round=4,
             now=later,
         )
@@ -89,7 +94,11 @@ def test_heartbeat_renews_lease_and_reports_cancel(
         request_cancel(session=session, job=get_job(session, running.job_id), actor="u")
     with transaction(session_factory) as session:
         reply = heartbeat(
-            session=session, job_id=running.job_id, token=running.fencing_token, lease_seconds=30
+            session=session,
+            job_id=running.job_id,
+            token=running.fencing_token,
+            lease_seconds=30,
+            default_max_job_hours=SERVER_HOURS,
         )
         assert (reply.status, reply.cancel_requested) == ("cancelling", True)
         acknowledge_cancel(session=session, job_id=running.job_id, token=running.fencing_token)
@@ -98,7 +107,13 @@ def test_heartbeat_renews_lease_and_reports_cancel(
 
 def test_unknown_job_is_not_found(session_factory: sessionmaker[Session]) -> None:
     with transaction(session_factory) as session, pytest.raises(NotFound):
-        heartbeat(session=session, job_id=12345, token="x", lease_seconds=1)
+        heartbeat(
+            session=session,
+            job_id=12345,
+            token="x",
+            lease_seconds=1,
+            default_max_job_hours=SERVER_HOURS,
+        )
     with transaction(session_factory) as session, pytest.raises(NotFound):
         finish(session=session, job_id=12345, token="x")
 
@@ -207,7 +222,13 @@ def test_stale_token_is_rejected_everywhere_after_requeue(
 
     def stale_calls(session: Session) -> None:
         calls: list[Callable[[], object]] = [
-            lambda: heartbeat(session=session, job_id=job_id, token=old, lease_seconds=30),
+            lambda: heartbeat(
+                session=session,
+                job_id=job_id,
+                token=old,
+                lease_seconds=30,
+                default_max_job_hours=SERVER_HOURS,
+            ),
             lambda: append_metrics(
                 session=session, job_id=job_id, token=old, attempt=1, records=[M(3, 3, {})]
             ),

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.quota import QuotaDefaults
 from service.store.attempts import claim_next
 from service.store.db import transaction
 from service.store.explain import explain_job
@@ -32,6 +33,7 @@ def explained_order(factory: sessionmaker[Session], job_ids: list[int]) -> list[
                 session=session,
                 job=get_job(session=session, job_id=job_id),
                 dispatcher_timeout=timedelta(seconds=30),
+                quota_defaults=QuotaDefaults(),
             ).queue_position
             for job_id in job_ids
         }
@@ -110,6 +112,7 @@ def test_a_disabled_owners_queued_jobs_wait_unranked_until_enabled(
             session=session,
             job=get_job(session=session, job_id=held),
             dispatcher_timeout=timedelta(seconds=30),
+            quota_defaults=QuotaDefaults(),
         )
     assert why.queue_position is None
     assert [r.kind for r in why.reasons] == ["owner_disabled"]

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import IdempotencyConflict
+from service.schemas.quota import QuotaDefaults
 from service.store.attempts import ClaimedJob, claim_next, finish, heartbeat, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
@@ -21,6 +22,9 @@ from service.store.jobs import enqueue, request_cancel
 from service.store.lifecycle import JOBS_CHANNEL
 from service.store.models import Job, JobAttempt, JobEvent, utcnow
 from tests.store.conftest import MakeUser, Submit, get_job, load_job, minimal_spec
+
+# The server's default time limit (its settings), for owners without their own.
+SERVER_HOURS = QuotaDefaults().max_job_hours
 
 
 def claim(
@@ -311,6 +315,7 @@ def test_reaper_spares_renewed_leases_and_cancels_cancelling(
             job_id=kept,
             token=a.fencing_token,
             lease_seconds=10,
+            default_max_job_hours=SERVER_HOURS,
             now=t0 + timedelta(seconds=8),
         )
         request_cancel(session=session, job=get_job(session, cancelled), actor="u")

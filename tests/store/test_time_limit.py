@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.quota import QuotaDefaults
 from service.store.attempts import (
     acknowledge_cancel,
     claim_next,
@@ -24,6 +25,9 @@ from service.store.jobs import request_cancel
 from service.store.lifecycle import note
 from service.store.models import Checkpoint, Job, User
 from tests.store.conftest import MakeUser, Submit, load_job
+
+# The server's default time limit (its settings), for owners without their own.
+SERVER_HOURS = QuotaDefaults().max_job_hours
 
 
 def test_a_job_past_max_job_hours_fails_with_a_reason_keeping_checkpoints(
@@ -49,6 +53,7 @@ def test_a_job_past_max_job_hours_fails_with_a_reason_keeping_checkpoints(
             job_id=job_id,
             token=token,
             lease_seconds=60,
+            default_max_job_hours=SERVER_HOURS,
             now=started + timedelta(minutes=59),
         )
     assert not within.cancel_requested
@@ -58,6 +63,7 @@ def test_a_job_past_max_job_hours_fails_with_a_reason_keeping_checkpoints(
             job_id=job_id,
             token=token,
             lease_seconds=60,
+            default_max_job_hours=SERVER_HOURS,
             now=started + timedelta(minutes=61),
         )
     assert over.cancel_requested
@@ -153,7 +159,14 @@ def _stopped_by_the_time_limit(
     job_id, token, started = _running_with_an_hour_limit(session_factory, owner, submit)
     late = started + timedelta(minutes=61)
     with transaction(session_factory) as session:
-        reply = heartbeat(session=session, job_id=job_id, token=token, lease_seconds=60, now=late)
+        reply = heartbeat(
+            session=session,
+            job_id=job_id,
+            token=token,
+            lease_seconds=60,
+            default_max_job_hours=SERVER_HOURS,
+            now=late,
+        )
     assert reply.cancel_requested
     return job_id, token, late
 

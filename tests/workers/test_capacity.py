@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.quota import QuotaDefaults
 from service.schemas.resolve import resolve
 from service.settings import Settings
 from service.store.db import transaction
@@ -107,6 +108,8 @@ def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
         logged = [r.getMessage() for r in caplog.records if r.name == "workers.dispatcher"]
         assert logged == [f"job {too_large} failed, too large for the cluster: {big.error}"]
         timeout = timedelta(seconds=60)
-        explanation = explain_job(session=session, job=job, dispatcher_timeout=timeout)
+        explanation = explain_job(
+            session=session, job=job, dispatcher_timeout=timeout, quota_defaults=QuotaDefaults()
+        )
     messages = [r.message for r in explanation.reasons]
     assert any("waiting for capacity" in m for m in messages), messages
