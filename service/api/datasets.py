@@ -10,9 +10,10 @@ import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from sqlalchemy.orm import Session
 
+from service.api.body_limit import BodyTooLarge
 from service.api.deps import (
     AppSettings,
     Cursor,
@@ -93,7 +94,7 @@ def post_dataset(
         while chunk := file.file.read(CHUNK_BYTES):
             size += len(chunk)
             if size > limit:
-                raise HTTPException(status_code=413, detail=f"dataset larger than {limit} bytes")
+                raise BodyTooLarge(f"dataset larger than {limit} bytes")
             digest.update(chunk)
             yield chunk
 
