@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from service.api.deps import AppSettings, Sessions
 from service.api.responses import errors
 from service.auth import CurrentUser
-from service.schemas.cluster import ClusterOut, DispatcherOut
+from service.schemas.cluster import ClusterOut, DispatcherOut, QueuePlace
 from service.store.db import db_now, read_transaction
 from service.store.dispatchers import RECENT_DISPATCHERS, cluster_resources, list_dispatchers
-from service.store.explain import queue_head
+from service.store.explain import explain_queue_head
 from service.store.jobs import status_counts
 
 router = APIRouter(prefix="/v1", tags=["cluster"])
@@ -30,7 +30,8 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
     """``resources`` is the Ray cluster as the most recently seen live dispatcher
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
     it was seen within one lease period. ``queue_head``: the first 50 queued jobs in
-    claim order (a user's own only, with their places in the whole queue)."""
+    claim order (a user's own only, with their places in the whole queue), each with
+    what explain says holds it back."""
     with read_transaction(sessions) as session:
         # The database's clock, which dispatchers stamp their last_seen_at by.
         now = db_now(session)
@@ -38,11 +39,23 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
             session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
         )
         counts = status_counts(session=session)
-        head = queue_head(
-            session=session,
-            limit=QUEUE_HEAD,
-            owner_id=None if principal.is_admin else principal.user_id,
-        )
+        head = [
+            QueuePlace(
+                job_id=job.id,
+                position=why.queue_position or 0,  # ranked: queued and its owner enabled
+                name=job.name,
+                owner=owner.name,
+                priority=job.priority,
+                reasons=why.reasons,
+            )
+            for job, owner, why in explain_queue_head(
+                session=session,
+                limit=QUEUE_HEAD,
+                owner_id=None if principal.is_admin else principal.user_id,
+                dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
+                quota_defaults=settings.quota_defaults(),
+            )
+        ]
     cutoff = now - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(
         dispatchers=[

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from service.schemas.common import UtcDatetime
+from service.schemas.jobs import BlockingReason
 
 
 class DispatcherOut(BaseModel):
@@ -23,6 +24,12 @@ class QueuePlace(BaseModel):
     position: int = Field(
         description="the job's place in the whole claim order (1 = the next claim's), "
         "as GET /v1/jobs/{id}/explain's queue_position"
+    )
+    name: str | None
+    owner: str
+    priority: int
+    reasons: list[BlockingReason] = Field(
+        description="what holds the job back, as GET /v1/jobs/{id}/explain's reasons"
     )
 
 

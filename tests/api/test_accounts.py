@@ -200,9 +200,20 @@ def test_cluster_queue_head_is_the_front_of_the_claim_order(api: Api) -> None:
     # b1 (bob's usage 0); a3 (alice's usage 1, priority 5) before b2 (usage 1);
     # a2 (alice's usage 2).
     assert everyone == [(b1, 1), (a3, 2), (b2, 3), (a2, 4)]
-    for job_id, position in everyone:
+    # Each place carries what explain says of its job (the dashboard's Lab asked
+    # explain once per job), from one read of the queue.
+    places = api.client.get("/v1/cluster", headers=api.admin).json()["queue_head"]
+    for place in places:
+        job_id = place["job_id"]
         explain = api.client.get(f"/v1/jobs/{job_id}/explain", headers=api.admin).json()
-        assert explain["queue_position"] == position
+        job = api.client.get(f"/v1/jobs/{job_id}", headers=api.admin).json()
+        assert explain["queue_position"] == place["position"]
+        assert place["reasons"] == explain["reasons"] != []
+        assert (place["name"], place["owner"], place["priority"]) == (
+            job["name"],
+            job["owner"],
+            job["priority"],
+        )
 
     def fair_share(job_id: int) -> list[str]:
         reasons = api.client.get(f"/v1/jobs/{job_id}/explain", headers=api.admin).json()

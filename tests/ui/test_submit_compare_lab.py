@@ -169,6 +169,12 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         # More queued jobs behind it than the table's 50 rows: the table shows the
         # queue's front (the oldest queued), not the newest queued jobs.
         behind = [client.submit(whole_cluster)["id"] for _ in range(55)]
+        # The queue's rows come explained in /v1/cluster: no request per job.
+        per_job: list[str] = []
+        page.on(
+            "request",
+            lambda r: per_job.append(r.url) if re.search(r"/v1/jobs/\d+", r.url) else None,
+        )
         sign_in(page, stack.url, stack.admin_token, "#/lab")
         expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
         expect(page.locator("#resources")).to_contain_text("CPU")
@@ -193,6 +199,7 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         expect(rows.nth(1).locator("td").first).to_have_text("2")
         expect(rows.last.locator("td").first).to_have_text("50")
         expect(waiting).to_contain_text("CPU")  # what it waits for, from explain
+        assert per_job == []  # (a draw asked each queued job and its explain: 100 requests)
         # The users table's usage column is long: it must squeeze only where words end.
         assert split_words(page, "#users") == []
         screenshot(page, "lab")

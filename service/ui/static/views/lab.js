@@ -2,7 +2,7 @@
 // order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
 // usage and uploads and bytes saved per user.
 // Redrawn whenever the live jobs feed changes.
-import { api, ApiError, jobsFeed, latestOnly, session } from "../api.js";
+import { api, jobsFeed, latestOnly, session } from "../api.js";
 import {
   bytes, el, fmt, percent, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
@@ -34,30 +34,14 @@ export async function render(root, _params, signal) {
   const waiting = streamWaitNote();
   root.append(el("h1", {}, "Lab"), waiting.node, body);
 
-  // One queued job's row: the job (from the feed's page when it is there) and why it
-  // waits; null when it left the queue (or was removed) since the cluster was read.
-  async function queued({ job_id: id, position }, known) {
-    try {
-      const [job, why] = await Promise.all([known.get(id) || api(`/v1/jobs/${id}`, { signal }),
-        api(`/v1/jobs/${id}/explain`, { signal })]);
-      return why.queue_position == null ? null : { job, why, position };
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 404) return null;
-      throw error;
-    }
-  }
-
   async function draw(jobs) {
-    // The queue's front in claim order comes from /v1/cluster (queue_head), not from
-    // the feed: the feed holds the newest jobs, the front holds the oldest.
-    const cluster = await api("/v1/cluster", { signal });
-    const known = new Map(jobs.map((j) => [j.id, j]));
-    const [users, order] = await Promise.all([
+    // The queue's front in claim order comes from /v1/cluster (queue_head, each job
+    // with explain's reasons: one request, not two per job), not from the feed: the
+    // feed holds the newest jobs, the front holds the oldest.
+    const [cluster, users] = await Promise.all([api("/v1/cluster", { signal }),
       admin ? api("/v1/users?limit=500", { signal }).then((p) => p.data)
-        : api("/v1/users/me", { signal }).then((u) => [u]),
-      Promise.all((cluster.queue_head || []).map((place) => queued(place, known)))
-        .then((rows) => rows.filter(Boolean)),
-    ]);
+        : api("/v1/users/me", { signal }).then((u) => [u])]);
+    const order = cluster.queue_head || [];
     const resources = cluster.resources || { total: {}, free: {} };
     const saved = new Map();
     // Every job with a summary counts, however it ended: a cancelled or failed job's
@@ -94,11 +78,11 @@ export async function render(root, _params, signal) {
       section("Queue (fair-share order)", el("table", { id: "queue" },
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
-        el("tbody", {}, order.map(({ job, why, position }) => el("tr",
-          { dataset: { jobId: job.id } }, el("td", {}, position),
-          el("td", {}, el("a", { href: `#/jobs/${job.id}` }, `${job.id} ${job.name || ""}`)),
-          el("td", { class: "free" }, job.owner), el("td", {}, job.priority),
-          el("td", { class: "free" }, why.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
+        el("tbody", {}, order.map((place) => el("tr",
+          { dataset: { jobId: place.job_id } }, el("td", {}, place.position),
+          el("td", {}, el("a", { href: `#/jobs/${place.job_id}` }, `${place.job_id} ${place.name || ""}`)),
+          el("td", { class: "free" }, place.owner), el("td", {}, place.priority),
+          el("td", { class: "free" }, place.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
       section("Users", el("table", { id: "users" },
         el("thead", {}, el("tr", {}, ["user", "role", "jobs", "by status", "usage of quota",
           `uploads saved (newest ${FEED_JOBS} jobs)`, "bytes saved"]
