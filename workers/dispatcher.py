@@ -49,6 +49,9 @@ class Dispatcher:
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
         self._drain_deadline: float | None = None  # set once drain() was asked for
+        # The last claimed run until its gang holds its resources, and how long the
+        # next claim waits for that at most (see _reserving).
+        self._starting: tuple[JobRun, float] | None = None
         self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
         self.capacity = CapacityWindow(
             settings.capacity_window_seconds,
@@ -73,7 +76,11 @@ class Dispatcher:
                         self._maintain()
                     if self._drain_over():
                         break
-                    claimed = self._drain_deadline is None and self._claim_and_start()
+                    claimed = (
+                        self._drain_deadline is None
+                        and not self._reserving()
+                        and self._claim_and_start()
+                    )
                     if not claimed:
                         # Inside the try: on PostgreSQL the wait reads its LISTEN
                         # connection, which an outage breaks like any statement.
@@ -191,6 +198,7 @@ class Dispatcher:
                 settings=self.settings,
                 sessions=self.sessions,
                 on_exit=lambda: self._finished(claimed.job_id),
+                on_reserved=self._waker.poke,  # the next claim need not wait a poll
                 warm_pool=self.warm_pool,
             )
         except ValueError as exc:  # a stored spec this version cannot read
@@ -208,10 +216,22 @@ class Dispatcher:
             self.runs[claimed.job_id] = (run, thread)
             if self._drain_deadline is not None:  # drain() ran while we claimed
                 run.drain_requested.set()
+        self._starting = (run, time.monotonic() + self.settings.gang_ready_seconds)
         thread.start()
-        # Ray's free resources only drop once the placement group is reserved; wait
-        # for that before claiming again, so two claims never count the same CPUs.
-        run.gang_reserved.wait(timeout=self.settings.gang_ready_seconds)
+        return True
+
+    def _reserving(self) -> bool:
+        """Whether the last claimed gang may still be reserving its resources. Ray's
+        free resources only drop once its placement group is ready: claiming before
+        that would count the same CPUs twice. The loop goes on meanwhile (heartbeat,
+        reaping, drain and stop) — a blocking wait here, up to gang_ready_seconds,
+        made the only dispatcher look dead and a drain overrun its bound."""
+        if self._starting is None:
+            return False
+        run, deadline = self._starting
+        if run.gang_reserved.is_set() or time.monotonic() >= deadline:
+            self._starting = None
+            return False
         return True
 
     def _finished(self, job_id: int) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import ray
@@ -87,8 +87,15 @@ class RayJob:
         self.phases[name] = self.phases.get(name, 0.0) + now - self._mark
         self._mark = now
 
-    def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
-        """Reserve and start the gang; returns the first round to run."""
+    def start(
+        self,
+        *,
+        ready_timeout_s: float,
+        resume: tuple[str, str] | None = None,
+        on_placed: Callable[[], None] = lambda: None,
+    ) -> int:
+        """Reserve and start the gang; returns the first round to run. `on_placed` runs
+        once the placement group holds its resources, before the actors start."""
         self._mark = time.perf_counter()
         bundles = gang_bundles(self.spec, self.memory)
         self.pg = placement_group(bundles, strategy="PACK")
@@ -99,6 +106,7 @@ class RayJob:
                 f"the cluster could not place the gang {bundles} within {ready_timeout_s:.0f} s"
             ) from exc
         self._phase("placement")
+        on_placed()
         dist = self.spec.distributed
         device = "cuda" if dist.gpus_per_worker > 0 else "cpu"
         if self.pool is not None and device == "cpu":
