@@ -14,8 +14,9 @@ import uuid
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.errors import StaleLease
 from service.settings import Settings
-from service.store.attempts import claim_next, fail, requeue_expired
+from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
@@ -258,6 +259,24 @@ class Dispatcher:
             idle = not self.runs
         return idle or time.monotonic() >= self._drain_deadline
 
+    def _hand_back(self, run: JobRun) -> None:
+        """Release a job whose thread did not hand it back in time — its gang still
+        starting (a placement or an actor start cannot be interrupted): the process
+        may exit next, and a lease left to run out ends the attempt as 'lost', used.
+        If the thread goes on, it finds the lease gone and stops its gang."""
+        try:
+            with transaction(self.sessions) as session:
+                release(
+                    session=session,
+                    job_id=run.job_id,
+                    token=run.claimed.fencing_token,
+                    reason="the dispatcher shut down before the job's thread ended",
+                )
+        except StaleLease:
+            pass  # it ended, or handed itself back, meanwhile
+        except Exception as exc:  # the store is down: the lease will run out instead
+            log.warning("job %s: could not hand it back: %s", run.job_id, exc)
+
     def _shutdown(self) -> None:
         with self._lock:
             runs = list(self.runs.values())
@@ -266,6 +285,9 @@ class Dispatcher:
         deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
         for _, thread in runs:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        for run, thread in runs:
+            if thread.is_alive():
+                self._hand_back(run)
         self._waker.close()
         if self.warm_pool is not None:
             self.warm_pool.close()

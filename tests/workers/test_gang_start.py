@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import Dispatcher as DispatcherRow
-from service.store.models import Job
+from service.store.models import Job, JobAttempt
 from service.store.users import create_user
 from tests.polling import wait_until
 from workers import ray_job
@@ -87,6 +87,12 @@ def _status(sessions: sessionmaker[Session], job_id: int) -> str:
         return job.status
 
 
+def _outcomes(sessions: sessionmaker[Session], job_id: int) -> list[str | None]:
+    with sessions() as session:
+        attempts = session.query(JobAttempt).filter_by(job_id=job_id).order_by(JobAttempt.number)
+        return [a.outcome for a in attempts]
+
+
 def test_the_loop_heartbeats_and_drains_while_a_gang_starts_and_claims_after_placement(
     settings: Settings,
     session_factory: sessionmaker[Session],
@@ -132,12 +138,17 @@ def test_the_loop_heartbeats_and_drains_while_a_gang_starts_and_claims_after_pla
         # The drain's bound, then the shutdown's wait for the held job thread.
         assert time.monotonic() - started < 1.0 + SHUTDOWN_JOIN_SECONDS + 5
         assert _status(session_factory, second) == "queued", "nothing fit beside the gang"
+        # The job still starting was handed back by the stopping dispatcher: a lease
+        # left to run out (the process exits next) would have used an attempt.
+        assert _status(session_factory, first) == "queued"
+        assert _outcomes(session_factory, first) == ["released"]
     finally:
         dispatcher.stop()
         placement.open()
         actors.open()
         loop.join(timeout=30)
-    # Let go, the first job starts and is handed back (the dispatcher stopped).
+    # Let go, its thread finds the lease gone and stops the gang; nothing changes.
     job_thread.join(timeout=120)
     assert not job_thread.is_alive()
     assert _status(session_factory, first) == "queued"
+    assert _outcomes(session_factory, first) == ["released"]
