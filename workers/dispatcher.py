@@ -14,8 +14,9 @@ import uuid
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.errors import StaleLease
 from service.settings import Settings
-from service.store.attempts import claim_next, fail, requeue_expired
+from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
@@ -49,6 +50,9 @@ class Dispatcher:
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
         self._drain_deadline: float | None = None  # set once drain() was asked for
+        # The last claimed run until its gang holds its resources, and how long the
+        # next claim waits for that at most (see _reserving).
+        self._starting: tuple[JobRun, float] | None = None
         self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
         self.capacity = CapacityWindow(
             settings.capacity_window_seconds,
@@ -73,7 +77,11 @@ class Dispatcher:
                         self._maintain()
                     if self._drain_over():
                         break
-                    claimed = self._drain_deadline is None and self._claim_and_start()
+                    claimed = (
+                        self._drain_deadline is None
+                        and not self._reserving()
+                        and self._claim_and_start()
+                    )
                     if not claimed:
                         # Inside the try: on PostgreSQL the wait reads its LISTEN
                         # connection, which an outage breaks like any statement.
@@ -191,6 +199,7 @@ class Dispatcher:
                 settings=self.settings,
                 sessions=self.sessions,
                 on_exit=lambda: self._finished(claimed.job_id),
+                on_reserved=self._waker.poke,  # the next claim need not wait a poll
                 warm_pool=self.warm_pool,
             )
         except ValueError as exc:  # a stored spec this version cannot read
@@ -208,10 +217,22 @@ class Dispatcher:
             self.runs[claimed.job_id] = (run, thread)
             if self._drain_deadline is not None:  # drain() ran while we claimed
                 run.drain_requested.set()
+        self._starting = (run, time.monotonic() + self.settings.gang_ready_seconds)
         thread.start()
-        # Ray's free resources only drop once the placement group is reserved; wait
-        # for that before claiming again, so two claims never count the same CPUs.
-        run.gang_reserved.wait(timeout=self.settings.gang_ready_seconds)
+        return True
+
+    def _reserving(self) -> bool:
+        """Whether the last claimed gang may still be reserving its resources. Ray's
+        free resources only drop once its placement group is ready: claiming before
+        that would count the same CPUs twice. The loop goes on meanwhile (heartbeat,
+        reaping, drain and stop) — a blocking wait here, up to gang_ready_seconds,
+        made the only dispatcher look dead and a drain overrun its bound."""
+        if self._starting is None:
+            return False
+        run, deadline = self._starting
+        if run.gang_reserved.is_set() or time.monotonic() >= deadline:
+            self._starting = None
+            return False
         return True
 
     def _finished(self, job_id: int) -> None:
@@ -238,6 +259,24 @@ class Dispatcher:
             idle = not self.runs
         return idle or time.monotonic() >= self._drain_deadline
 
+    def _hand_back(self, run: JobRun) -> None:
+        """Release a job whose thread did not hand it back in time — its gang still
+        starting (a placement or an actor start cannot be interrupted): the process
+        may exit next, and a lease left to run out ends the attempt as 'lost', used.
+        If the thread goes on, it finds the lease gone and stops its gang."""
+        try:
+            with transaction(self.sessions) as session:
+                release(
+                    session=session,
+                    job_id=run.job_id,
+                    token=run.claimed.fencing_token,
+                    reason="the dispatcher shut down before the job's thread ended",
+                )
+        except StaleLease:
+            pass  # it ended, or handed itself back, meanwhile
+        except Exception as exc:  # the store is down: the lease will run out instead
+            log.warning("job %s: could not hand it back: %s", run.job_id, exc)
+
     def _shutdown(self) -> None:
         with self._lock:
             runs = list(self.runs.values())
@@ -246,6 +285,9 @@ class Dispatcher:
         deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
         for _, thread in runs:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        for run, thread in runs:
+            if thread.is_alive():
+                self._hand_back(run)
         self._waker.close()
         if self.warm_pool is not None:
             self.warm_pool.close()

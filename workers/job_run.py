@@ -54,25 +54,22 @@ class JobRun:
         settings: Settings,
         sessions: sessionmaker[Session],
         on_exit: Callable[[], None] = lambda: None,
+        on_reserved: Callable[[], None] = lambda: None,
         warm_pool: WarmPool | None = None,
     ) -> None:
-        self.claimed = claimed
-        self.warm_pool = warm_pool
-        self.settings = settings
-        self.sessions = sessions
-        self.on_exit = on_exit
+        self.claimed, self.warm_pool, self.settings = claimed, warm_pool, settings
+        self.sessions, self.on_exit, self.on_reserved = sessions, on_exit, on_reserved
         self.spec = ResolvedSpec.model_validate(claimed.spec)
         self.started = time.monotonic()
         self.progress = Progress()
-        # Set by a dispatcher shutting down: hand the job back at once.
-        self.stop_requested = threading.Event()
+        self.stop_requested = threading.Event()  # a stopping dispatcher: hand back now
         # Set by a draining dispatcher: end after the current round, with a checkpoint,
         # and hand the job back without using an attempt.
         self.drain_requested = threading.Event()
-        # Set once the gang holds its resources (or failed to get them).
+        # Set once the gang's placement group holds its resources (or the start
+        # failed), before its actors start; `on_reserved` is called then too.
         self.gang_reserved = threading.Event()
-        # Why the attempt ends, for the log: a retried job is `queued`, with no error.
-        self._ending: str | None = None
+        self._ending: str | None = None  # why it ended, for the log (a retry has no error)
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
         self._writer = RetryingWriter(
@@ -109,7 +106,7 @@ class JobRun:
             log.exception("job %s: dispatcher error", self.job_id)
             self._fail("dispatcher error (see the dispatcher's log)", retryable=True)
         finally:
-            self.gang_reserved.set()
+            self._reserved()
             self.on_exit()
 
     def _run(self) -> None:
@@ -125,20 +122,20 @@ class JobRun:
         )
         events: Events = queue.Queue()
         outcome = ReaderOutcome()
-        # The lease is renewed from the claim on, also while the gang starts (actors
-        # importing torch can take longer than a short lease).
+        # Renewed from the claim on: a gang start (torch imports) can outlast a lease.
         self._lease.start()
         try:
             resume = resume_point(self.claimed, sessions=self.sessions, write=self._write)
             try:
-                gang.start(ready_timeout_s=self.settings.gang_ready_seconds, resume=resume)
+                ready_s = self.settings.gang_ready_seconds
+                gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
                 started = True
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
                 started = False
                 reason = failure_reason(exc)
                 final_write = self._failure(f"could not start the gang: {reason}", True)
             finally:
-                self.gang_reserved.set()
+                self._reserved()
             if started:
                 reader = threading.Thread(
                     target=self._read, args=(gang, events, outcome), daemon=True
@@ -158,6 +155,10 @@ class JobRun:
         finally:
             gang.stop()
             self._lease.stop()
+
+    def _reserved(self) -> None:  # twice is harmless: a poke of the dispatcher's loop
+        self.gang_reserved.set()
+        self.on_reserved()
 
     def _abort_reason(self) -> str | None:
         """Why buffered writes should stop being retried, or None to keep trying."""

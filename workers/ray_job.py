@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import ray
@@ -87,27 +87,39 @@ class RayJob:
         self.phases[name] = self.phases.get(name, 0.0) + now - self._mark
         self._mark = now
 
-    def start(self, *, ready_timeout_s: float, resume: tuple[str, str] | None = None) -> int:
-        """Reserve and start the gang; returns the first round to run."""
+    def start(
+        self,
+        *,
+        ready_timeout_s: float,
+        resume: tuple[str, str] | None = None,
+        on_placed: Callable[[], None] = lambda: None,
+    ) -> int:
+        """Reserve and start the gang; returns the first round to run. `on_placed` runs
+        once the placement group holds its resources, before the actors start. Each
+        step (placement, pooled actors taking up the job, resume) gets `ready_timeout_s`:
+        one that hangs fails the attempt, not a job left running with its lease renewed."""
         self._mark = time.perf_counter()
         bundles = gang_bundles(self.spec, self.memory)
         self.pg = placement_group(bundles, strategy="PACK")
-        try:
-            ray.get(self.pg.ready(), timeout=ready_timeout_s)
-        except ray.exceptions.GetTimeoutError as exc:
-            raise TimeoutError(
-                f"the cluster could not place the gang {bundles} within {ready_timeout_s:.0f} s"
-            ) from exc
+        _get(self.pg.ready(), ready_timeout_s, f"the cluster could not place the gang {bundles}")
         self._phase("placement")
+        on_placed()
         dist = self.spec.distributed
         device = "cuda" if dist.gpus_per_worker > 0 else "cpu"
         if self.pool is not None and device == "cpu":
-            self._start_pooled(bundles, device)
+            self._start_pooled(bundles, device, ready_timeout_s)
         else:
             self._start_own(bundles, device)
         first_round = 0
         if resume is not None:
-            first_round = int(ray.get(self.driver.resume.remote(*resume)))
+            # With the job's own actors this also waits for them to start.
+            first_round = int(
+                _get(
+                    self.driver.resume.remote(*resume),
+                    ready_timeout_s,
+                    f"the gang's driver did not resume from checkpoint {resume[0]}",
+                )
+            )
             self._phase("resume")
         return first_round
 
@@ -164,7 +176,9 @@ class RayJob:
         )
         self.actors.append(self.driver)
 
-    def _start_pooled(self, bundles: list[dict[str, float]], device: str) -> None:
+    def _start_pooled(
+        self, bundles: list[dict[str, float]], device: str, ready_timeout_s: float
+    ) -> None:
         """Warm actors from the pool, each on its bundle's node (workers.warm_pool)."""
         assert self.pool is not None
         nodes = placement_group_table(self.pg)["bundles_to_node_id"]
@@ -180,7 +194,9 @@ class RayJob:
             actors[0].become_driver.remote(self.spec, **self._driver_args(bundles[0], actors[1:]))
         )
         self._phase("take")
-        self.actor_phases = ray.get(becoming)
+        self.actor_phases = _get(
+            becoming, ready_timeout_s, "the gang's warm actors did not take up the job"
+        )
         self._phase("become")
         self.driver = actors[0]
         self.replicas = actors[1:]
@@ -242,6 +258,17 @@ class RayJob:
         if self.pooled and self.pool is not None:
             self.pool.give_back(self.pooled)
         self.pooled = []
+
+
+def _get(refs: Any, timeout_s: float, what: str) -> Any:
+    """ray.get with a bound; past it a TimeoutError that says which step hung (the
+    attempt fails with it and is retried; the caller's stop kills the actors)."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError as exc:
+        raise TimeoutError(
+            f"{what} within {timeout_s:.0f} s (LAGTRAIN_GANG_READY_SECONDS)"
+        ) from exc
 
 
 def run_on_ray(

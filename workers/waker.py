@@ -13,11 +13,17 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+# The SSE feeds' LISTEN connection retries at this pace too: one rule for both.
+from service.api.feed_listener import RECONNECT_SECONDS
 from service.store.lifecycle import JOBS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 POKE_SLICE_SECONDS = 0.05
+# (Re)connects run on the dispatcher's loop: one that hangs (a partition dropping the
+# packets) stops its heartbeat, drain and stop checks meanwhile. psycopg's default
+# bound is 130 s; libpq's floor is 2.
+CONNECT_TIMEOUT_SECONDS = 3
 
 
 class Waker:
@@ -34,6 +40,8 @@ class Waker:
         self._dsn: str | None = None
         self._sqlite: sqlite3.Connection | None = None
         self._data_version = 0
+        self._last_connect = 0.0  # when the last (re)connect began
+        self._down = False  # a reconnect failed: warned once, the next success says so
         url = make_url(database_url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             # Only PRAGMA data_version is read on it: a local read of the file's
@@ -42,23 +50,41 @@ class Waker:
             self._data_version = self._sqlite_version()
         if url.get_backend_name() == "postgresql":
             self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._conn = psycopg.connect(self._dsn, autocommit=True)
-            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
+            self._last_connect = time.monotonic()
+            self._conn = self._connect()
 
-    def reset(self) -> None:
-        """Drop a broken LISTEN connection and open a new one (falls back to polling
-        until that succeeds)."""
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new connection that LISTENs for queued jobs."""
+        assert self._dsn is not None
+        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        try:
+            conn.execute(f"LISTEN {JOBS_CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def reset(self) -> bool:
+        """Drop a broken LISTEN connection and open a new one; False if that failed
+        (then `wait` polls, and tries again every RECONNECT_SECONDS)."""
         if self._dsn is None:
-            return
+            return False
         with contextlib.suppress(Exception):
             if self._conn is not None:
                 self._conn.close()
         self._conn = None
+        self._last_connect = time.monotonic()
         try:
-            self._conn = psycopg.connect(self._dsn, autocommit=True)
-            self._conn.execute(f"LISTEN {JOBS_CHANNEL}")
-        except psycopg.Error:
-            log.warning("LISTEN connection failed; polling until it is back")
+            self._conn = self._connect()
+        except psycopg.Error as exc:
+            if not self._down:
+                log.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            self._down = True
+            return False
+        if self._down:
+            log.info("LISTEN connection back")
+        self._down = False
+        return True
 
     def poke(self) -> None:
         self._event.set()
@@ -91,7 +117,13 @@ class Waker:
                 self._event.wait(min(remaining, POKE_SLICE_SECONDS))
                 continue
             if self._conn is None:
-                self._event.wait(remaining)
+                # Nothing else calls reset() once the loop runs again without errors:
+                # without this retry it polled for good after any outage.
+                retry_in = self._last_connect + RECONNECT_SECONDS - time.monotonic()
+                if self._dsn is None or retry_in > 0:
+                    self._event.wait(remaining if self._dsn is None else min(remaining, retry_in))
+                elif self.reset():
+                    break  # a NOTIFY may have gone by unheard: the loop looks once
                 continue
             # A poke (stop, an in-process wake-up, freed resources) cannot interrupt
             # notifies(): wait in short slices, so it is seen within one. A slice only
