@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0, le=1.0)
-    # How long a claimed job may wait for its placement group before the attempt fails.
+    # How long each step of a claimed job's gang start may take (its placement group,
+    # its actors' set-up, the resume) before the attempt fails, to be retried.
     gang_ready_seconds: float = Field(default=120.0, gt=0)
     # Logical CPUs of the local Ray that `server --embedded` starts. Ray's CPUs are
     # accounting units; more than the cores lets small RNN gangs share them.

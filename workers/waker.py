@@ -13,17 +13,17 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-# The SSE feeds' LISTEN connection retries at this pace too: one rule for both.
-from service.api.feed_listener import RECONNECT_SECONDS
+# The SSE feeds' LISTEN connection retries at this pace, and bounds its connects, too:
+# one rule for both.
+from service.api.feed_listener import CONNECT_TIMEOUT_SECONDS, RECONNECT_SECONDS
 from service.store.lifecycle import JOBS_CHANNEL
 
 log = logging.getLogger(__name__)
 
 POKE_SLICE_SECONDS = 0.05
 # (Re)connects run on the dispatcher's loop: one that hangs (a partition dropping the
-# packets) stops its heartbeat, drain and stop checks meanwhile. psycopg's default
-# bound is 130 s; libpq's floor is 2.
-CONNECT_TIMEOUT_SECONDS = 3
+# packets) would stop its heartbeat, drain and stop checks meanwhile
+# (CONNECT_TIMEOUT_SECONDS bounds it).
 
 
 class Waker:

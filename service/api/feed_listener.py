@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # How long one wait for notifications lasts: the thread sees a stop within this.
 WAIT_SLICE_SECONDS = 0.5
 RECONNECT_SECONDS = 1.0
+# A (re)connect gives up after this long: psycopg's default bound is 130 s (libpq's
+# floor is 2).
+CONNECT_TIMEOUT_SECONDS = 3
 
 
 class FeedListener:
@@ -65,7 +68,10 @@ class FeedListener:
         self.listening = False
 
     def _listen(self) -> None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        # Bounded: libpq's default would hold a reconnect to a silent host for minutes.
+        with psycopg.connect(
+            self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        ) as conn:
             conn.execute(f"LISTEN {FEED_CHANNEL}")
             self.listening = True
             self._loop.call_soon_threadsafe(self._poke_all)
