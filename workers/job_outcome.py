@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from service.store import metrics
 from service.store.models import Job
 from workers.ray_job import JobEvent, RecordEvent
+from workers.resume import rounds_done
 from workers.training.rounds import Diverged
 
 
@@ -75,7 +76,7 @@ class StallWatch:
         where = (
             "before this attempt's first round"
             if last_round < 0
-            else f"after round {last_round + 1}"
+            else f"after {rounds_done(last_round + 1)}"
         )
         return (
             f"stalled: the gang sent nothing for {silent:.0f} s {where} "

@@ -32,7 +32,7 @@ from workers.job_outcome import (
 )
 from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
-from workers.resume import resume_point, uploaded_datasets
+from workers.resume import resume_point, rounds_done, uploaded_datasets
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.warm_pool import WarmPool
 
@@ -217,8 +217,8 @@ class JobRun:
             if diverged is not None:
                 return self._failure(str(diverged), False)
             return self._failure(failure_reason(outcome.error), True)
-        if draining and self.progress.last_round < self.spec.schedule.rounds - 1:
-            return self._release(f"the worker drained after round {self.progress.last_round + 1}")
+        if draining and (done := self.progress.last_round + 1) < self.spec.schedule.rounds:
+            return self._release(f"the worker drained after {rounds_done(done)}")
         return lambda s: attempts.finish(
             session=s, job_id=self.job_id, token=token, summary=self._summary(s)
         )

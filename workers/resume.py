@@ -24,6 +24,13 @@ from service.store.db import read_transaction, transaction
 log = logging.getLogger(__name__)
 
 
+def rounds_done(count: int) -> str:
+    """A count of finished rounds for a message ("after 677 rounds"): the API numbers
+    rounds from 0 and checkpoint files by rounds done, so "after round N" read both
+    ways."""
+    return "1 round" if count == 1 else f"{count} rounds"
+
+
 def file_matches(ref: CheckpointRef) -> bool:
     """True when the file at ref.uri exists and hashes to ref.sha256."""
     digest = hashlib.sha256()
@@ -54,13 +61,13 @@ def verified_resume(
     rounds = ", ".join(str(r) for r in skipped)
     if chosen is None:
         note = (
-            f"no checkpoint file verifies (the files after round(s) {rounds} are missing "
-            "or fail the sha256 check); resuming from round 0"
+            f"no checkpoint file verifies (the files written after {rounds} rounds are "
+            "missing or fail the sha256 check); resuming from the start (round 0)"
         )
     else:
         note = (
-            f"the checkpoint file(s) after round(s) {rounds} failed the sha256 check; "
-            f"resuming from the checkpoint after round {chosen.round + 1}"
+            f"the checkpoint files written after {rounds} rounds failed the sha256 "
+            f"check; resuming from the one after {rounds_done(chosen.round + 1)}"
         )
     log.warning("job %s: %s", job_id, note)
     return chosen, note
@@ -89,10 +96,10 @@ def resume_point(
     if ref is not None:
         # The chaos suite reads this line to count the rounds a resume re-trains.
         log.info(
-            "job %s: attempt %s resumes after round %s",
+            "job %s: attempt %s resumes after %s",
             claimed.job_id,
             claimed.attempt,
-            ref.round + 1,
+            rounds_done(ref.round + 1),
         )
     return None if ref is None else (ref.uri, ref.sha256)
 

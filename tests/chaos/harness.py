@@ -28,7 +28,7 @@ from service.store.models import TERMINAL, Job, JobAttempt, Metric
 from service.store.users import create_user
 from tests.polling import wait_until
 
-RESUME_LINE = re.compile(r"job (\d+): attempt (\d+) resumes after round (\d+)")
+RESUME_LINE = re.compile(r"job (\d+): attempt (\d+) resumes after (\d+) rounds?")
 REPORT = Path(os.environ.get("LAGTRAIN_CHAOS_REPORT", "chaos-report.jsonl"))
 
 

@@ -129,7 +129,7 @@ def test_a_hand_back_while_cancelling_ends_cancelled_with_the_summary(
             session=session,
             job_id=job_id,
             token=claimed.fencing_token,
-            reason="the worker drained after round 7",
+            reason="the worker drained after 7 rounds",
             summary=summary_of(session, claimed, Progress()),
         )
     job = load_job(session_factory, job_id)

@@ -65,7 +65,7 @@ def test_resume_skips_checkpoints_whose_bytes_changed(
     path.unlink()  # and the one before is gone
     chosen, note = verified_resume(newest, job_id=job_id, sessions=session_factory)
     assert chosen is not None and chosen.round == 9
-    assert note is not None and "30, 20" in note and "after round 10" in note
+    assert note is not None and "after 30, 20 rounds" in note and "one after 10 rounds" in note
 
 
 def _start(

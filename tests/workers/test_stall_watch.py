@@ -35,7 +35,7 @@ def test_the_bound_counts_from_the_last_event_and_start_up_gets_more(clock: Cloc
     clock.now += 0.5
     reason = watch.stalled(last_round=41)
     assert reason is not None
-    assert "nothing for 10 s after round 42" in reason and "LAGTRAIN_STALL_SECONDS=10" in reason
+    assert "nothing for 10 s after 42 rounds" in reason and "LAGTRAIN_STALL_SECONDS=10" in reason
 
 
 def test_a_slow_job_widens_its_own_bound(clock: Clock) -> None:
