@@ -1,17 +1,20 @@
-"""A job's status timeline: every transition with its attempt, actor and reason
-(the SSE stream only sends the current status and later changes)."""
+"""A job's story: its status timeline — every transition with its attempt, actor and
+reason (the SSE stream only sends the current status and later changes) — and why
+it waits (explain)."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from fastapi import APIRouter
 
-from service.api.deps import JobId, Sessions
+from service.api.deps import AppSettings, JobId, Sessions
 from service.api.responses import errors
 from service.auth import CurrentUser
-from service.schemas.jobs import JobHistory, StatusChange
+from service.schemas.jobs import Explanation, JobHistory, StatusChange
 from service.store.db import read_transaction
+from service.store.explain import explain_job
 from service.store.jobs import events_after, get_visible_job
 from service.store.users import user_names
 
@@ -51,3 +54,17 @@ def _named_by(reason: str | None) -> str:
     """The reasons the server writes that name a user ("cancelled by user:3"), else
     "": other reasons (a worker's error text) are shown as they are."""
     return reason if reason is not None and reason.startswith("cancel") else ""
+
+
+@router.get("/{job_id}/explain", response_model=Explanation, responses=errors(401, 404))
+def get_explain(
+    job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
+) -> Explanation:
+    with read_transaction(sessions) as session:
+        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
+        return explain_job(
+            session=session,
+            job=job,
+            dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
+            quota_defaults=settings.quota_defaults(),
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -11,7 +10,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
-    AppSettings,
     Cursor,
     JobId,
     Limit,
@@ -25,14 +23,14 @@ from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_
 from service.schemas.accounts import USER_NAME_PATTERN
 from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
-from service.schemas.jobs import Explanation, JobOut, JobStatus, Progress
+from service.schemas.jobs import JobOut, JobStatus, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
 from service.store.db import read_transaction, transaction
-from service.store.explain import explain_job
 from service.store.jobs import (
+    JobsQuery,
     enqueue,
     find_by_idempotency_key,
     get_visible_job,
@@ -210,9 +208,25 @@ OwnerFilter = Annotated[
 ]
 
 
-def owner_filter_id(session: Session, owner: str | None) -> int | None:
-    """`?owner=`'s user id; 0 (nobody's) for a name no user has."""
-    return None if owner is None else (find_user_id(session=session, name=owner) or 0)
+def page_query(
+    session: Session,
+    principal: Principal,
+    *,
+    status_filter: JobStatus | None,
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
+) -> JobsQuery:
+    """A page's rows for list_jobs (or jobs_fingerprint): one more than `limit`, for
+    the next cursor; `?owner=` a name no user has lists nobody's (id 0)."""
+    owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
+    return JobsQuery(
+        viewer=principal,
+        owner_id=owner_id,
+        status=status_filter,
+        limit=limit + 1,
+        before_id=decode_cursor(cursor),
+    )
 
 
 def jobs_page(
@@ -225,17 +239,12 @@ def jobs_page(
     cursor: str | None,
 ) -> Page[JobOut]:
     """One page of the jobs `principal` may see, newest first (also the live feed's)."""
-    before_id = decode_cursor(cursor)
+    decode_cursor(cursor)  # a bad cursor is a 422 before any database work
     with read_transaction(sessions) as session:
-        owner_id = owner_filter_id(session, owner)
-        jobs = list_jobs(
-            session=session,
-            viewer=principal,
-            owner_id=owner_id,
-            status=status_filter,
-            limit=limit + 1,
-            before_id=before_id,
+        query = page_query(
+            session, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
         )
+        jobs = list_jobs(session=session, **query)
         names = user_names(session=session, user_ids={j.owner_id for j in jobs})
     return Page[JobOut](
         data=[job_out(j, names[j.owner_id]) for j in jobs[:limit]],
@@ -281,17 +290,3 @@ def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Job
         )
         names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
-
-
-@router.get("/{job_id}/explain", response_model=Explanation, responses=errors(401, 404))
-def get_explain(
-    job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
-) -> Explanation:
-    with read_transaction(sessions) as session:
-        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
-        return explain_job(
-            session=session,
-            job=job,
-            dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
-            quota_defaults=settings.quota_defaults(),
-        )

@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
-from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page, owner_filter_id
+from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page, page_query
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream
@@ -43,16 +43,12 @@ def _fingerprint(
     limit: int,
     cursor: str | None,
 ) -> list[tuple[Any, ...]]:
-    """What jobs_page's rows hold but their specs (the same query, limit + 1 rows)."""
+    """What jobs_page's rows hold but their specs (the same query)."""
     with read_transaction(sessions) as session:
-        return jobs_fingerprint(
-            session=session,
-            viewer=principal,
-            owner_id=owner_filter_id(session, owner),
-            status=status_filter,
-            limit=limit + 1,
-            before_id=decode_cursor(cursor),
+        query = page_query(
+            session, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
         )
+        return jobs_fingerprint(session=session, **query)
 
 
 async def _pages(

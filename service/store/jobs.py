@@ -5,7 +5,7 @@ lifecycle.transition."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -140,6 +140,16 @@ def get_visible_job(*, session: Session, job_id: int, viewer: Principal) -> Job:
     if job is None or (job.owner_id != viewer.user_id and not viewer.is_admin):
         raise NotFound(f"job {job_id} not found")
     return job
+
+
+class JobsQuery(TypedDict):
+    """A listing's filters: list_jobs' and jobs_fingerprint's arguments but the session."""
+
+    viewer: Principal
+    owner_id: int | None
+    status: str | None
+    limit: int
+    before_id: int | None
 
 
 def _jobs_query(
