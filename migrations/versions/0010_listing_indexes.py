@@ -8,7 +8,10 @@ id: 51 ms, 242 ms under load; with (status, id) the page is read in order, 0.1 m
 the audit log had only its primary key, so `?target=job:42`, `?action=user.disabled`
 and `?actor_id=7` scanned the whole table (98 to 284 ms median at a million rows, p95
 about a second; with these indexes well under a millisecond). Each index ends in id
-because every listing pages by id (newest first or oldest first).
+because every listing pages by id (newest first or oldest first). A prefix filter
+(`?action=job.`) still reads the log in id order: its LIKE uses no index on either
+database, and a range (`>= 'job.' AND < 'job/'`) would depend on PostgreSQL's
+collation, which a lab's database may not have as C.
 
 Rows: untouched. Creating the indexes reads each table once. Nothing else changes:
 the queries are the same, the planner picks the new indexes.

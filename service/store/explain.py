@@ -92,7 +92,9 @@ def explain_queue_head(
     waits = _Waits(session, dispatcher_timeout, quota_defaults)
     explained = []
     for i in picked:
-        job = jobs[ranking[i].id]  # read in this transaction: still there
+        job = jobs[ranking[i].id]  # jobs are never deleted
+        if job.status != JobStatus.QUEUED.value:
+            continue  # claimed or cancelled since the ranking was read (PostgreSQL)
         owner = owners[job.owner_id]
         explained.append((job, owner, waits.explain(job, owner, ranking, i)))
     return explained

@@ -192,16 +192,13 @@ class TrialRow:
 
 
 def trials_of(*, session: Session, sweep_ids: list[int]) -> dict[int, list[TrialRow]]:
-    """Each sweep's trials in number order, with their jobs' current statuses: the
-    columns an answer shows (a trial's pruning series and Optuna's attributes, which
-    grow with its rounds, stay unread; touching one raises)."""
+    """Each sweep's trials in number order, with their jobs' statuses; a trial's
+    pruning series and Optuna attributes (large) stay unread, and raise if touched."""
     found: dict[int, list[TrialRow]] = {sweep_id: [] for sweep_id in sweep_ids}
+    unread = (SweepTrial.intermediate, SweepTrial.system_attrs)
     rows = session.execute(
         select(SweepTrial, Job.status)
-        .options(
-            defer(SweepTrial.intermediate, raiseload=True),
-            defer(SweepTrial.system_attrs, raiseload=True),
-        )
+        .options(*(defer(column, raiseload=True) for column in unread))
         .outerjoin(Job, Job.id == SweepTrial.job_id)
         .where(SweepTrial.sweep_id.in_(sweep_ids))
         .order_by(SweepTrial.sweep_id, SweepTrial.number)

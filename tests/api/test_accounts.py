@@ -164,11 +164,16 @@ def test_cluster_shows_dispatchers_resources_and_queue(api: Api) -> None:
 def test_a_dispatcher_on_a_slow_clock_is_alive(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dispatcher stamps last_seen_at by the database's clock, which /v1/cluster and
     explain judge it by: one whose host clock ran two hours behind was left out of
-    the cluster (and called dead) while it ran. The host's clock is the seam."""
+    the cluster (and called dead) while it ran, and an API host whose clock ran two
+    hours ahead did the same. The hosts' clocks are the seam (each module read
+    utcnow; neither does now, so the patches find nothing to replace)."""
+    import service.api.cluster as cluster
     import service.store.dispatchers as dispatchers
 
     behind = utcnow() - timedelta(hours=2)
     monkeypatch.setattr(dispatchers, "utcnow", lambda: behind, raising=False)
+    ahead = utcnow() + timedelta(hours=2)
+    monkeypatch.setattr(cluster, "utcnow", lambda: ahead, raising=False)
     _uid, alice = api.create_user("alice")
     with transaction(api.sessions) as session:
         upsert_dispatcher(
