@@ -46,7 +46,7 @@ class TwoScalarTask:
 
 # Mean aggregation with η = 0.2 is the paper's sum step alpha = η / M = 0.1, and
 # RHS = (1/η²)·ξ_1·(θ^k - θ^{k-1})² = 25(θ^k - θ^{k-1})², as in the notes.
-HAND_SPEC = {
+HAND_SPEC: dict[str, dict[str, object]] = {
     "task": {"kind": "lag_paper_linreg", "dim": 2},
     "distributed": {"workers": 2},
     "optimizer": {"name": "sgd", "lr": 0.2},

@@ -3,6 +3,8 @@ formula (AMSGrad without bias correction)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,7 @@ def run_ours(config: ResolvedOptimizer, grads: list[torch.Tensor]) -> torch.Tens
 
 
 def run_torch(
-    make: type[torch.optim.Optimizer], grads: list[torch.Tensor], **kw: object
+    make: Callable[..., torch.optim.Optimizer], grads: list[torch.Tensor], **kw: object
 ) -> torch.Tensor:
     param = torch.nn.Parameter(torch.ones(grads[0].numel(), dtype=F64))
     optimizer = make([param], **kw)

@@ -4,6 +4,7 @@ uploads {1,2},{2},{1,2},{2},{1,2},{2},{1,2} and θ¹…θ⁷ = 1/10, 11/100, 1/1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -27,7 +28,7 @@ EXPECTED_THETA = [
     Fraction(1001, 10000),
     Fraction(1, 10),
 ]
-GRADIENTS = [lambda t: t - 1.0, lambda t: 9.0 * t]
+GRADIENTS: list[Callable[[torch.Tensor], torch.Tensor]] = [lambda t: t - 1.0, lambda t: 9.0 * t]
 
 
 def test_pure_functions_follow_the_hand_computed_trajectory() -> None:

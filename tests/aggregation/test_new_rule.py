@@ -28,7 +28,8 @@ WORKERS, ROUNDS = 3, 9
 def round_robin_spec(monkeypatch: pytest.MonkeyPatch) -> Iterator[ResolvedSpec]:
     monkeypatch.setitem(RULES, toy_rule.RULE.name, toy_rule.RULE)
     # The actors must unpickle the rule without importing the tests package.
-    ray.cloudpickle.register_pickle_by_value(toy_rule)
+    # Ray's vendored cloudpickle is unannotated.
+    ray.cloudpickle.register_pickle_by_value(toy_rule)  # type: ignore[no-untyped-call]
     base = resolve(
         {
             "task": {"kind": "lag_paper_linreg"},
@@ -39,7 +40,7 @@ def round_robin_spec(monkeypatch: pytest.MonkeyPatch) -> Iterator[ResolvedSpec]:
     # A rule outside the contract's list of strategies: set after validation.
     aggregation = base.aggregation.model_copy(update={"strategy": toy_rule.RULE.name})
     yield base.model_copy(update={"aggregation": aggregation})
-    ray.cloudpickle.unregister_pickle_by_value(toy_rule)
+    ray.cloudpickle.unregister_pickle_by_value(toy_rule)  # type: ignore[no-untyped-call]
 
 
 def _expected_uploads(round_: int) -> int:

@@ -4,6 +4,7 @@ always-skip bug cannot pass by "uploading less"."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,8 @@ def reach_target(strategy: str, *, uniform: bool, rounds: int = 200) -> Reached:
     return Reached(iterations, uploads, result.uploads_per_worker)
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    def ranks(values: list[float]) -> np.ndarray:
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    def ranks(values: Sequence[float]) -> np.ndarray:
         array = np.asarray(values, dtype=float)
         order = array.argsort()
         ranked = np.empty(len(array))

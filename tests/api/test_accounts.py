@@ -167,13 +167,13 @@ def test_a_dispatcher_on_a_slow_clock_is_alive(api: Api, monkeypatch: pytest.Mon
     the cluster (and called dead) while it ran, and an API host whose clock ran two
     hours ahead did the same. The hosts' clocks are the seam (each module read
     utcnow; neither does now, so the patches find nothing to replace)."""
-    import service.api.cluster as cluster
+    import service.api.cluster as cluster_api
     import service.store.dispatchers as dispatchers
 
     behind = utcnow() - timedelta(hours=2)
     monkeypatch.setattr(dispatchers, "utcnow", lambda: behind, raising=False)
     ahead = utcnow() + timedelta(hours=2)
-    monkeypatch.setattr(cluster, "utcnow", lambda: ahead, raising=False)
+    monkeypatch.setattr(cluster_api, "utcnow", lambda: ahead, raising=False)
     _uid, alice = api.create_user("alice")
     with transaction(api.sessions) as session:
         upsert_dispatcher(

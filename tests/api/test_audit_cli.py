@@ -3,8 +3,7 @@ line each, and one-line errors for an unknown user, a bad filter and a non-admin
 
 from __future__ import annotations
 
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from service.app import create_app
 from service.cli import app

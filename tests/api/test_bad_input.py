@@ -12,7 +12,7 @@ from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:
-    spec = json.loads(json.dumps(SMALL_SPEC))
+    spec: dict[str, Any] = json.loads(json.dumps(SMALL_SPEC))
     *parents, leaf = path.split(".")
     node = spec
     for key in parents:

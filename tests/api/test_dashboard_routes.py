@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import event
 
 from service.api.jobs_feed import _pages
+from service.api.stream_guard import TokenRecheck
+from service.sse_text import parse_sse
 from service.store.db import transaction
 from service.store.users import Principal, revoke_token
 from service.ui.security import CONTENT_SECURITY_POLICY
 from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
-from tests.api.test_metrics_and_events import parse_sse
 
 
 def test_page_and_assets_carry_a_csp_that_allows_only_own_scripts(api: Api) -> None:
@@ -45,7 +46,11 @@ def test_plotly_bundle_is_served_compressed_from_the_installed_package(api: Api)
 
 def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
     def parse(text: str) -> httpx.Response:
-        return api.client.post("/ui/parse-spec", json={"text": text}, headers=api.admin)
+        # TestClient's base class is httpx2's Client (absent here), so mypy sees Any.
+        response: httpx.Response = api.client.post(
+            "/ui/parse-spec", json={"text": text}, headers=api.admin
+        )
+        return response
 
     examples = api.client.get("/ui/examples").json()
     assert "digits-cada2" in examples and not any(name.startswith("sweep") for name in examples)
@@ -119,7 +124,7 @@ def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
     async def always() -> bool:
         return True
 
-    async def two_pages() -> list[dict[str, object]]:
+    async def two_pages() -> list[dict[str, Any]]:
         feed = _pages(
             api.sessions,
             viewer,
@@ -127,8 +132,10 @@ def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
             owner=None,
             limit=10,
             cursor=None,
-            still_allowed=always,
+            # _pages only awaits still_allowed(): a coroutine function stands in.
+            still_allowed=cast(TokenRecheck, always),
         )
+        assert isinstance(feed, AsyncGenerator)  # declared AsyncIterator; aclose() below
         pages = [json.loads((await feed.__anext__())["data"])]
         api.submit(alice)  # a new job changes the page
         pages.append(json.loads((await feed.__anext__())["data"]))
@@ -136,8 +143,8 @@ def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
         return pages
 
     before, after = anyio.run(two_pages)
-    assert [j["id"] for j in before["data"]] == [first]  # type: ignore[index]
-    assert len(after["data"]) == 2 and after["data"][1]["id"] == first  # type: ignore[index]
+    assert [j["id"] for j in before["data"]] == [first]
+    assert len(after["data"]) == 2 and after["data"][1]["id"] == first
 
 
 @pytest.mark.timeout(60)
@@ -178,8 +185,10 @@ def test_jobs_feed_rebuilds_its_page_only_when_a_row_changes(
             owner=None,
             limit=10,
             cursor=None,
-            still_allowed=always,
+            # _pages only awaits still_allowed(): a coroutine function stands in.
+            still_allowed=cast(TokenRecheck, always),
         )
+        assert isinstance(feed, AsyncGenerator)  # declared AsyncIterator; aclose() below
         await feed.__anext__()
         event.listen(engine, "before_cursor_execute", on_select)
         changed: dict[str, Any] = {}

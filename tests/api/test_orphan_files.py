@@ -14,6 +14,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import service.orphan_files as orphan_files
+from service.artifacts import remove_file
 from service.cli import app
 from service.store.db import read_transaction, transaction
 from service.store.models import AuditEvent, Dataset
@@ -143,7 +144,7 @@ def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_au
     stuck = _old_file(root / "datasets" / "aa-stuck.txt", b"12345")
     gone = _old_file(root / "datasets" / "bb-gone.txt", b"123")
     _age_everything(root)
-    real_remove = orphan_files.remove_file
+    real_remove = remove_file
 
     def remove(url: str) -> None:
         if url.endswith("aa-stuck.txt"):

@@ -62,7 +62,9 @@ def test_concurrent_uploads_never_store_more_than_max_storage_bytes(api: Api) ->
     def upload(i: int) -> httpx.Response:
         text = (f"file {i} " + "abcdefghij " * 6000).encode()  # ~66 kB, each its own
         files = {"file": (f"t{i}.txt", text, "text/plain")}
-        return api.client.post("/v1/datasets", files=files, headers=alice)
+        # TestClient's base class is httpx2's Client (absent here), so mypy sees Any.
+        response: httpx.Response = api.client.post("/v1/datasets", files=files, headers=alice)
+        return response
 
     answers = all_at_once(8, upload)
     codes = sorted(a.status_code for a in answers)

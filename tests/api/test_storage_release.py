@@ -16,6 +16,7 @@ from sqlalchemy import text
 import service.api.sweeps as sweeps_route
 from service.store.db import read_transaction, transaction
 from service.store.models import Dataset
+from service.store.spec_checks import spec_problems
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 from tests.api.test_quota_races import all_at_once, quota, usage
 from tests.polling import wait_until
@@ -114,7 +115,7 @@ def test_a_sweep_submit_and_a_delete_of_its_upload_never_both_succeed(
     _alice_id, alice = api.create_user("alice")
     dataset = _upload(api, alice)
     checked, go = threading.Event(), threading.Event()
-    corner_checks = sweeps_route.spec_problems
+    corner_checks = spec_problems
 
     def held(**kwargs: Any) -> Any:
         problems = corner_checks(**kwargs)
@@ -244,7 +245,13 @@ def test_concurrent_deletes_of_a_jobs_checkpoints_are_audited_once(api: Api) -> 
             api.checkpoint(claimed, round_, b"z" * 100)
         api.finish(claimed)
         path = f"/v1/jobs/{job_id}/checkpoints"
-        answers = all_at_once(4, lambda _i, path=path: api.client.delete(path, headers=alice))
+
+        def delete_checkpoints(_i: int, path: str = path) -> httpx.Response:
+            # TestClient's base class is httpx2's Client (absent here), so mypy sees Any.
+            response: httpx.Response = api.client.delete(path, headers=alice)
+            return response
+
+        answers = all_at_once(4, delete_checkpoints)
         assert [a.status_code for a in answers] == [204] * 4, [a.text for a in answers]
         audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
         entries = [
@@ -263,14 +270,19 @@ def test_a_delete_and_a_submit_naming_the_upload_never_both_succeed(api: Api) ->
     outcomes = set()
     for _round in range(6):
         dataset = _upload(api, alice)
-        submit, delete = all_at_once(
-            2,
-            lambda i, ref=dataset["ref"], id_=dataset["id"]: (
+
+        def submit_or_delete(
+            i: int, ref: str = dataset["ref"], id_: int = dataset["id"]
+        ) -> httpx.Response:
+            # TestClient's base class is httpx2's Client (absent here), so mypy sees Any.
+            response: httpx.Response = (
                 api.client.post("/v1/jobs", json=_char_lm(ref), headers=alice)
                 if i == 0
                 else api.client.delete(f"/v1/datasets/{id_}", headers=alice)
-            ),
-        )
+            )
+            return response
+
+        submit, delete = all_at_once(2, submit_or_delete)
         outcome = (submit.status_code, delete.status_code)
         assert outcome in {(201, 409), (422, 204)}, (submit.text, delete.text)
         outcomes.add(outcome)

@@ -3,16 +3,17 @@ disabled; a user's concurrent streams are capped (429); reads take no write lock
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
 import pytest
 
+from service.sse_text import parse_sse
 from service.store.db import is_sqlite, make_engine, transaction
 from service.store.models import User
 from service.store.users import Principal, revoke_token, set_disabled
 from tests.api.conftest import Api, MakeApi, assert_json_error, bearer
-from tests.api.test_metrics_and_events import parse_sse
 
 
 @pytest.mark.timeout(60)
@@ -121,7 +122,7 @@ def test_a_stream_that_never_starts_gives_its_slot_back(make_api: MakeApi, path:
         async def receive() -> dict[str, Any]:
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(str(message.get("status", message["type"])))
             if (b"content-type", b"text/event-stream; charset=utf-8") in message.get("headers", []):
                 await anyio.Event().wait()  # never writable: only the disconnect ends it

@@ -69,8 +69,14 @@ def test_sweep_watch_in_a_pipe_prints_a_line_per_change_as_it_happens(api: Api) 
             text=True,
         )
         lines: queue.Queue[str] = queue.Queue()
-        assert watcher.stdout is not None
-        threading.Thread(target=lambda: [lines.put(x) for x in watcher.stdout], daemon=True).start()
+        stdout = watcher.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for x in stdout:
+                lines.put(x)
+
+        threading.Thread(target=pump, daemon=True).start()
         try:
             first = next_line(lines, "trial 0 queued")
             # Shown while the sweep still runs, with the trial's point.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -185,9 +186,9 @@ def test_an_admin_finds_and_revokes_a_users_leaked_first_token(api: Api) -> None
     assert_json_error(missing, 404)
 
 
-def audit_events(api: Api) -> list[dict[str, object]]:
+def audit_events(api: Api) -> list[dict[str, Any]]:
     page = api.client.get("/v1/audit", params={"limit": 500}, headers=api.admin).json()
-    events: list[dict[str, object]] = page["data"]
+    events: list[dict[str, Any]] = page["data"]
     return events
 
 

@@ -4,6 +4,7 @@ gap- and duplicate-free series, resumes re-train at most checkpoint_every rounds
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sqlite3
@@ -52,7 +53,7 @@ def test_kill_9_one_of_two_dispatchers_mid_run(store: Store, processes: Processe
             job_ids += submit(store.sessions, 2, spec)
         baseline = {j.id: j.progress_round for j in jobs(store.sessions, job_ids)}
         wait_until(
-            lambda b=baseline, ids=list(job_ids): _progressed(store, ids, b, 5),
+            functools.partial(_progressed, store, list(job_ids), baseline, 5),
             timeout=300,
             what="a job making progress",
         )

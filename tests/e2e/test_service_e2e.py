@@ -115,17 +115,18 @@ def check_cli(stack: Stack, job_id: int, tmp_path: Path) -> None:
 def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None:
     service_stack.start_server()
     service_stack.start_worker()
-    total = ray.cluster_resources()["CPU"]
+    # Ray leaves cluster_resources and available_resources unannotated.
+    total = ray.cluster_resources()["CPU"]  # type: ignore[no-untyped-call]
     with service_stack.admin() as client:
         job_id = int(client.submit(small_job(1_000_000, checkpoint_every=1000))["id"])
         wait_until(lambda: client.metrics(job_id), timeout=90, what="the first metrics")
-        assert ray.available_resources().get("CPU", 0.0) <= total - 2
+        assert ray.available_resources().get("CPU", 0.0) <= total - 2  # type: ignore[no-untyped-call]
         client.cancel(job_id)
         # One 5 s deadline for both: the job shows cancelled and Ray has its CPUs back.
         wait_until(
             lambda: (
                 status_of(client, job_id) == "cancelled"
-                and ray.available_resources().get("CPU", 0.0) >= total
+                and ray.available_resources().get("CPU", 0.0) >= total  # type: ignore[no-untyped-call]
             ),
             timeout=5,
             what="cancelled and the gang's CPUs back in Ray within 5 s",

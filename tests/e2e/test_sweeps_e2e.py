@@ -98,7 +98,8 @@ def test_a_restarted_server_and_dispatcher_continue_the_sweep_without_duplicates
 def test_cancelling_a_sweep_stops_every_trial_job(sweep_stack: Stack) -> None:
     sweep_stack.start_server()
     sweep_stack.start_worker()
-    total = ray.cluster_resources()["CPU"]
+    # Ray leaves cluster_resources and available_resources unannotated.
+    total = ray.cluster_resources()["CPU"]  # type: ignore[no-untyped-call]
     with sweep_stack.admin() as client:
         sweep_id = int(client.submit_sweep(linreg_sweep(10_000_000, trials=4))["id"])
 
@@ -116,7 +117,7 @@ def test_cancelling_a_sweep_stops_every_trial_job(sweep_stack: Stack) -> None:
         wait_until(
             lambda: (
                 client.sweep(sweep_id)["status"] == "cancelled"
-                and ray.available_resources().get("CPU", 0.0) >= total
+                and ray.available_resources().get("CPU", 0.0) >= total  # type: ignore[no-untyped-call]
             ),
             timeout=30,
             what="the sweep cancelled and its gangs' CPUs back in Ray",

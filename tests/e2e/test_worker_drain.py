@@ -36,7 +36,8 @@ def test_sigterm_drains_a_worker_and_its_job_continues_elsewhere(service_stack: 
 
         def training() -> bool:
             job = client.job(job_id)
-            return job["status"] == "running" and job["progress"]["round"] >= 5
+            running: bool = job["status"] == "running" and job["progress"]["round"] >= 5
+            return running
 
         wait_until(training, timeout=120, what="the job training")
         sent = time.monotonic()

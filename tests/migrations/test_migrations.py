@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -522,7 +523,7 @@ def _new_checkpoint(conn: sa.Connection, job_id: int, round_: int) -> int:
     return checkpoint_id
 
 
-def _ids(engine: sa.Engine) -> dict[str, list[int]]:
+def _ids(engine: sa.Engine) -> dict[str, Sequence[int]]:
     with engine.connect() as conn:
         return {
             table: conn.execute(sa.text(f"SELECT id FROM {table} ORDER BY id")).scalars().all()

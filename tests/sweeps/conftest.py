@@ -98,7 +98,7 @@ class Lab:
 
     def claim_all(self) -> list[ClaimedJob]:
         """Claim every queued job (as a dispatcher with room for all of them)."""
-        new = []
+        new: list[ClaimedJob] = []
         while True:
             with transaction(self.sessions) as session:
                 claimed = attempts.claim_next(

@@ -60,7 +60,7 @@ def test_full_batch_loss_and_gradient_are_the_papers() -> None:
         x, y = task.matrices64[rank], task.targets64
         model.zero_grad()
         loss = task.loss(model, task.batch(rank, 0, None))
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         assert float(loss.detach()) == pytest.approx(0.5 * np.sum((x @ theta - y) ** 2), rel=1e-12)
         np.testing.assert_allclose(flat_grad(model).numpy(), x.T @ (x @ theta - y), rtol=1e-12)
 

@@ -21,7 +21,7 @@ def test_every_task_has_its_evaluation_metrics_declared() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(TASKS))
-def test_the_final_record_carries_every_declared_metric(kind: str) -> None:
+def test_the_final_record_carries_every_declared_metric(kind: TaskKind) -> None:
     spec = make_spec(
         TASKS[kind],
         distributed={"workers": 2},

@@ -99,11 +99,11 @@ def test_float64_build_is_the_float32_build_at_higher_precision() -> None:
 def test_initialisation_matches_torch_defaults_and_opens_the_forget_gate() -> None:
     rnn = _build("lstm").rnn
     bound = 1 / 12**0.5
-    weights = rnn.weight_hh_l0.detach()
+    weights = rnn.get_parameter("weight_hh_l0").detach()
     assert float(weights.abs().max()) <= bound
     assert float(weights.std()) > bound / 3  # not collapsed to a constant
     forget = slice(12, 24)
-    total_bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
+    total_bias = (rnn.get_parameter("bias_ih_l0") + rnn.get_parameter("bias_hh_l0")).detach()
     assert torch.equal(total_bias[forget], torch.ones(12))
     assert float(total_bias[:12].abs().max()) <= 2 * bound
 

@@ -3,6 +3,8 @@ stored specs from before the field existed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -93,7 +95,7 @@ def test_bfloat16_autocast_on_a_gpu_keeps_float32_gradients() -> None:
     from workers.training.flat import flat_params
     from workers.training.replica import Replica
 
-    base = {
+    base: dict[str, dict[str, Any]] = {
         "task": {"kind": "adding", "num_samples": 128, "seq_len": 8},
         "model": {"cell": "lstm", "hidden_size": 16},
         "distributed": {"workers": 2, "gpus_per_worker": 1},

@@ -103,7 +103,7 @@ def test_loss_and_evaluation(kind: str) -> None:
     model = task.build_model()
     loss = task.loss(model, task.batch(0, 0, 8))
     assert loss.shape == () and loss.requires_grad and torch.isfinite(loss)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
     assert all(p.grad is not None for p in model.parameters())
 
     model.train()

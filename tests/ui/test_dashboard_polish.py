@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FloatRect, Page, expect
 
 from service.client import TERMINAL_STATUSES
 from tests.e2e.conftest import Stack
@@ -131,7 +131,7 @@ def test_the_sweeps_pager_goes_back_one_page(stack: Stack, page: Page) -> None:
     expect(first).to_have_attribute("data-sweep-id", str(ids[2]))
 
 
-def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+def overlap(a: FloatRect, b: FloatRect) -> bool:
     return (
         a["x"] < b["x"] + b["width"]
         and b["x"] < a["x"] + a["width"]

@@ -171,7 +171,8 @@ def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
         wait_until(training, timeout=120, what="the job training")
         replica = ray.get_actor(f"lagtrain-job{job_id}-attempt1-replica1")
         # The actor's second thread answers while serve() runs the rounds.
-        pid = ray.get(replica.__ray_call__.remote(lambda _self: os.getpid()), timeout=30)
+        asked: ray.ObjectRef[int] = replica.__ray_call__.remote(lambda _self: os.getpid())
+        pid = ray.get(asked, timeout=30)
         os.kill(pid, signal.SIGSTOP)
         try:
             job = wait_until(lambda: finished(session_factory, job_id), timeout=60, what="the job")

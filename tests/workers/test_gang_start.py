@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from ray.util.placement_group import placement_group
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.resolve import resolve
@@ -55,7 +56,7 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Gate, Gate]]:
     """(placement, actors): the gang's placement group is asked for only once the
     first opens; its actors are started only once the second opens."""
     placement, actors = Gate(), Gate()
-    real_pg, real_start_own = ray_job.placement_group, ray_job.RayJob._start_own
+    real_pg, real_start_own = placement_group, ray_job.RayJob._start_own
 
     def slow_placement(*args: Any, **kwargs: Any) -> Any:
         placement.hold()

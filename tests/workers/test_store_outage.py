@@ -51,7 +51,8 @@ def test_the_writer_retries_a_locked_sqlite_database_then_succeeds(tmp_path: Pat
     done: list[int] = []
     thread = threading.Thread(
         target=lambda: done.append(
-            writer.write(lambda s: s.execute(text("INSERT INTO t VALUES (1)")).rowcount)
+            # Session.execute is typed as returning Result; for DML it is a CursorResult.
+            writer.write(lambda s: s.execute(text("INSERT INTO t VALUES (1)")).rowcount)  # type: ignore[attr-defined]
         )
     )
     thread.start()

@@ -16,10 +16,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from service.api.feed_listener import CONNECT_TIMEOUT_SECONDS, RECONNECT_SECONDS
 from service.store.lifecycle import JOBS_CHANNEL
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.polling import wait_until
-from workers.waker import CONNECT_TIMEOUT_SECONDS, RECONNECT_SECONDS, Waker
+from workers.waker import Waker
 
 
 class FlakyWaker(Waker):

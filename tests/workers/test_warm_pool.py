@@ -117,11 +117,12 @@ def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
 
     pooled = settings.model_copy(update={"warm_pool_size": 3, "heartbeat_seconds": 0.5})
     dispatcher = Dispatcher(pooled, session_factory)
-    assert dispatcher.warm_pool is not None
+    pool = dispatcher.warm_pool  # set once, in Dispatcher.__init__
+    assert pool is not None
     thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: dispatcher.warm_pool.idle_count() == 3, timeout=30, what="prewarm")
+        wait_until(lambda: pool.idle_count() == 3, timeout=30, what="prewarm")
 
         def reported_pool() -> dict[str, int]:
             from service.store.models.tables import Dispatcher as DispatcherRow
@@ -150,11 +151,11 @@ def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
             what="both jobs to end",
         )
         assert statuses() == ["succeeded", "succeeded"]
-        wait_until(lambda: dispatcher.warm_pool.idle_count() == 3, timeout=30, what="hand-back")
+        wait_until(lambda: pool.idle_count() == 3, timeout=30, what="hand-back")
     finally:
         dispatcher.stop()
         thread.join(timeout=60)
-    assert dispatcher.warm_pool.idle_count() == 0  # closed with the dispatcher
+    assert pool.idle_count() == 0  # closed with the dispatcher
 
 
 def test_a_gang_taken_before_the_last_job_handed_back_waits_for_its_actors(
