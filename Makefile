@@ -48,7 +48,7 @@ chaos: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy service workers
+	$(VENV)/bin/mypy service workers tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/lag_paper.py
