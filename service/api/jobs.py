@@ -238,14 +238,18 @@ def jobs_page(
     limit: int,
     cursor: str | None,
 ) -> Page[JobOut]:
-    """One page of the jobs `principal` may see, newest first (also the live feed's)."""
-    decode_cursor(cursor)  # a bad cursor is a 422 before any database work
+    """One page of the jobs `principal` may see, newest first."""
     with read_transaction(sessions) as session:
         query = page_query(
             session, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
         )
-        jobs = list_jobs(session=session, **query)
-        names = user_names(session=session, user_ids={j.owner_id for j in jobs})
+        return read_page(session, query, limit)
+
+
+def read_page(session: Session, query: JobsQuery, limit: int) -> Page[JobOut]:
+    """The page `query` (from page_query) selects; also the live feed's."""
+    jobs = list_jobs(session=session, **query)
+    names = user_names(session=session, user_ids={j.owner_id for j in jobs})
     return Page[JobOut](
         data=[job_out(j, names[j.owner_id]) for j in jobs[:limit]],
         next_cursor=next_cursor([j.id for j in jobs], limit),

@@ -17,12 +17,13 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
-from service.api.jobs import JobStatusFilter, OwnerFilter, jobs_page, page_query
+from service.api.jobs import JobStatusFilter, OwnerFilter, page_query, read_page
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream
 from service.auth import CurrentUser
-from service.schemas.jobs import JobStatus
+from service.schemas.common import Page
+from service.schemas.jobs import JobOut, JobStatus
 from service.store.db import read_transaction
 from service.store.jobs import jobs_fingerprint
 from service.store.users import Principal
@@ -35,20 +36,25 @@ POLL_SECONDS = 0.5
 FEED_SECONDS = 300.0
 
 
-def _fingerprint(
+def _poll(
     sessions: sessionmaker[Session],
     principal: Principal,
+    seen: list[tuple[Any, ...]] | None,
+    *,
     status_filter: JobStatus | None,
     owner: str | None,
     limit: int,
     cursor: str | None,
-) -> list[tuple[Any, ...]]:
-    """What jobs_page's rows hold but their specs (the same query)."""
+) -> tuple[list[tuple[Any, ...]], Page[JobOut] | None]:
+    """The page's rows without their specs, and the page itself only when they differ
+    from `seen`: an idle list costs one narrow query a poll (the page was rebuilt —
+    specs read, models built — every poll). One transaction, one thread hop."""
     with read_transaction(sessions) as session:
         query = page_query(
             session, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
         )
-        return jobs_fingerprint(session=session, **query)
+        now = jobs_fingerprint(session=session, **query)
+        return now, None if now == seen else read_page(session, query, limit)
 
 
 async def _pages(
@@ -65,22 +71,17 @@ async def _pages(
     seen: list[tuple[Any, ...]] | None = None
     deadline = time.monotonic() + FEED_SECONDS
     while True:
-        # The page is rebuilt (specs read, models built) only when its rows changed:
-        # an idle list costs one narrow query a poll.
-        now = await run_in_threadpool(
-            _fingerprint, sessions, principal, status_filter, owner, limit, cursor
+        seen, page = await run_in_threadpool(
+            _poll,
+            sessions,
+            principal,
+            seen,
+            status_filter=status_filter,
+            owner=owner,
+            limit=limit,
+            cursor=cursor,
         )
-        if now != seen:
-            seen = now
-            page = await run_in_threadpool(
-                jobs_page,
-                sessions,
-                principal,
-                status_filter=status_filter,
-                owner=owner,
-                limit=limit,
-                cursor=cursor,
-            )
+        if page is not None:
             data = page.model_dump_json()
             if data != last:
                 last = data
