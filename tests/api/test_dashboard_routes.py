@@ -116,26 +116,33 @@ def test_history_lists_every_transition_and_hides_others_jobs(api: Api) -> None:
     assert api.client.get(f"/v1/jobs/{job_id}/history", headers=api.admin).status_code == 200
 
 
+async def _always() -> bool:
+    return True
+
+
+def _feed(api: Api, viewer: Principal) -> AsyncGenerator[dict[str, str]]:
+    """The jobs feed of `viewer`'s first 10 jobs, driven in-process (no SSE)."""
+    feed = _pages(
+        api.sessions,
+        viewer,
+        status_filter=None,
+        owner=None,
+        limit=10,
+        cursor=None,
+        # _pages only awaits still_allowed(): a coroutine function stands in.
+        still_allowed=cast(TokenRecheck, _always),
+    )
+    assert isinstance(feed, AsyncGenerator)  # declared AsyncIterator; aclose() below
+    return feed
+
+
 def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
     first = api.submit(alice)
     viewer = Principal(user_id=alice_id, name="alice", role="user", token_id=0)
 
-    async def always() -> bool:
-        return True
-
     async def two_pages() -> list[dict[str, Any]]:
-        feed = _pages(
-            api.sessions,
-            viewer,
-            status_filter=None,
-            owner=None,
-            limit=10,
-            cursor=None,
-            # _pages only awaits still_allowed(): a coroutine function stands in.
-            still_allowed=cast(TokenRecheck, always),
-        )
-        assert isinstance(feed, AsyncGenerator)  # declared AsyncIterator; aclose() below
+        feed = _feed(api, viewer)
         pages = [json.loads((await feed.__anext__())["data"])]
         api.submit(alice)  # a new job changes the page
         pages.append(json.loads((await feed.__anext__())["data"]))
@@ -174,21 +181,8 @@ def test_jobs_feed_rebuilds_its_page_only_when_a_row_changes(
         if statement.lstrip().startswith("SELECT") and "FROM jobs" in statement:
             (spec_reads if "jobs.spec" in statement else polls).append(statement)
 
-    async def always() -> bool:
-        return True
-
     async def scenario() -> dict[str, Any]:
-        feed = _pages(
-            api.sessions,
-            viewer,
-            status_filter=None,
-            owner=None,
-            limit=10,
-            cursor=None,
-            # _pages only awaits still_allowed(): a coroutine function stands in.
-            still_allowed=cast(TokenRecheck, always),
-        )
-        assert isinstance(feed, AsyncGenerator)  # declared AsyncIterator; aclose() below
+        feed = _feed(api, viewer)
         await feed.__anext__()
         event.listen(engine, "before_cursor_execute", on_select)
         changed: dict[str, Any] = {}
