@@ -21,9 +21,6 @@ from service.store.lifecycle import JOBS_CHANNEL
 log = logging.getLogger(__name__)
 
 POKE_SLICE_SECONDS = 0.05
-# (Re)connects run on the dispatcher's loop: one that hangs (a partition dropping the
-# packets) would stop its heartbeat, drain and stop checks meanwhile
-# (CONNECT_TIMEOUT_SECONDS bounds it).
 
 
 class Waker:
@@ -54,7 +51,10 @@ class Waker:
             self._conn = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        """A new connection that LISTENs for queued jobs."""
+        """A new connection that LISTENs for queued jobs. Bounded by
+        CONNECT_TIMEOUT_SECONDS: (re)connects run on the dispatcher's loop, and one
+        that hung (a partition dropping the packets) would stop its heartbeat, drain
+        and stop checks meanwhile."""
         assert self._dsn is not None
         conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         try:
