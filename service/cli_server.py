@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.settings import Settings, settings_problems
+from service.settings import MAX_PORT, Settings, settings_problems
 
 log = logging.getLogger("lagtrain")
 
@@ -97,7 +97,9 @@ def server(
         bool, typer.Option(help="API + SQLite + local Ray + one dispatcher in one process tree")
     ] = False,
     host: Annotated[str | None, typer.Option(help="bind address [LAGTRAIN_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port [LAGTRAIN_PORT]")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=MAX_PORT, help="port [LAGTRAIN_PORT]")
+    ] = None,
 ) -> None:
     """Run the HTTP API."""
     from service.app import create_app, freeze_for_serving

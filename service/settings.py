@@ -28,6 +28,9 @@ MIN_BOOTSTRAP_TOKEN_CHARS = 32
 _QUOTA = QuotaDefaults()
 
 
+# The TCP port range, for the setting and the `server --port` option alike.
+MAX_PORT = 65535
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore")
 
@@ -44,7 +47,7 @@ class Settings(BaseSettings):
         default="token", validation_alias=AliasChoices("RAY_AUTH_MODE", "LAGTRAIN_RAY_AUTH_MODE")
     )
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=1, le=MAX_PORT)
     # uvicorn worker processes of `lagtrain server` (each has its own connection pool
     # and SSE feeds); `server --embedded` always runs one, beside its dispatcher.
     web_workers: int = Field(default=1, ge=1, le=64)
