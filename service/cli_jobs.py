@@ -29,6 +29,7 @@ from service.cli_common import (
     when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
+from service.schemas.metric_names import HEADLINE_METRICS
 
 jobs_app = typer.Typer(add_completion=False)
 
@@ -170,7 +171,7 @@ def figures(raw: dict[str, float | None]) -> str:
     dense_bytes, sent = values.get("dense_equiv_bytes"), values.get("bytes_up_total")
     if dense_bytes and sent is not None:
         parts.append(f"bytes {1 - sent / dense_bytes:.0%} saved")
-    for key in ("val_accuracy", "val_perplexity", "val_mse", "optimality_gap"):
+    for key in HEADLINE_METRICS:
         if key in values:
             parts.append(f"{key} {values[key]:.4g}")
     return "  ".join(parts)

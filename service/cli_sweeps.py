@@ -25,10 +25,9 @@ from service.cli_common import (
     when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, Client
+from service.schemas.sweeps import FINISHED_TRIAL_STATUSES
 
 sweeps_app = typer.Typer(add_completion=False)
-
-FINISHED_TRIALS = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 
 
 @sweeps_app.command()
@@ -69,7 +68,7 @@ def list_sweeps(
         found, more = newest(client.sweeps, status=status, limit=limit)
     table = Table("id", "name", "owner", "status", "trials", "best", "created")
     for s in found:
-        finished = sum(t["status"] in FINISHED_TRIALS for t in s["trials"])
+        finished = sum(t["status"] in FINISHED_TRIAL_STATUSES for t in s["trials"])
         table.add_row(
             str(s["id"]),
             s.get("name") or "",
@@ -169,7 +168,7 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
     metrics = [f"{o['metric']} ({o['direction'][:3]})" for o in spec["objectives"]]
     best = set(sweep["best"])
     trials = sweep["trials"]
-    finished = sum(t["status"] in FINISHED_TRIALS for t in trials)
+    finished = sum(t["status"] in FINISHED_TRIAL_STATUSES for t in trials)
     front = "Pareto front" if len(metrics) > 1 else "best"
     none = "(none yet)" if sweep["status"] in ("queued", "running") else "(none)"
     table = Table(

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 
 from service.client_base import ApiError, ChecksumMismatch, ClientBase
+from service.schemas.jobs import TERMINAL
 from service.sse_text import parse_sse
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = TERMINAL
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
 # A reverse proxy's answers while the server behind it restarts.
 PROXY_UNAVAILABLE = frozenset({502, 503, 504})

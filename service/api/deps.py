@@ -17,6 +17,8 @@ MAX_ID = 2**63 - 1
 MAX_SEQ = 2**31 - 1
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+# A job's metric records are small and read in bulk (a chart of every round).
+MAX_METRICS_PAGE = 10 * MAX_PAGE
 
 
 # Trivial dependencies are async: FastAPI runs a sync one in its thread pool, a hand-

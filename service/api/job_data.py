@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from service.api.deps import (
     MAX_ID,
-    MAX_PAGE,
+    MAX_METRICS_PAGE,
     MAX_SEQ,
     AppSettings,
     JobId,
@@ -42,7 +42,7 @@ def get_metrics(
     principal: CurrentUser,
     sessions: Sessions,
     after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE * 10)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=MAX_METRICS_PAGE)] = 1000,
 ) -> MetricPage:
     with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)

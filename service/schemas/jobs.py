@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from service.schemas.common import UtcDatetime
 
-JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+
+class JobStatus(StrEnum):
+    """The six statuses of a job (DESIGN §3): what the API shows and filters by, the
+    domain of jobs.status (its CHECK constraint), and what the dashboard's pages are
+    told (service.ui.rules). Which changes are allowed is service.store.lifecycle's."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Finished: these never change again (the lifecycle allows no edge out of them). A
+# sweep's statuses are a job's, so this is also when a sweep is over.
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
 
 
 class Progress(BaseModel):

@@ -33,6 +33,15 @@ EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
     "copy_memory": ("val_loss", "val_accuracy"),
     "lag_paper_linreg": ("val_loss", "optimality_gap"),  # optimality_gap: every round too
 }
+# Each task's headline evaluation metric (its one evaluation metric besides val_loss),
+# in the order the CLI and the dashboard look for them: the first a job has is its
+# task's headline.
+HEADLINE_METRICS: tuple[str, ...] = tuple(
+    dict.fromkeys(name for names in EVAL_METRICS.values() for name in names if name != "val_loss")
+)
+# Metrics counted in bytes (bytes_up_total, dense_equiv_bytes): written in binary units
+# wherever they are shown. The summary's bytes_saved_fraction is a fraction.
+BYTE_METRICS: tuple[str, ...] = tuple(name for name in ROUND_METRICS if "bytes" in name)
 # Figures of a finished job's summary that are not in its final metrics.
 SUMMARY_METRICS: tuple[str, ...] = (
     "uploads_saved_fraction",

@@ -14,13 +14,20 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from service.schemas.common import StorableText, UtcDatetime
-from service.schemas.jobs import JobStatus
+from service.schemas.jobs import TERMINAL, JobStatus
 from service.schemas.jobspec import JobSpec, Seed, Strict, SubmittedName
 
 MAX_PARAMETERS = 16
 MAX_CHOICES = 64
 MAX_TRIALS = 1000
 MAX_PARALLEL = 100
+
+# A trial's status is its job's, or one of these: pending before its job exists, pruned
+# when the pruner stopped it (its job is then cancelled).
+TrialOnlyStatus = Literal["pending", "pruned"]
+PRUNED: TrialOnlyStatus = "pruned"
+# A trial that has finished, as the CLI and the dashboard count them.
+FINISHED_TRIAL_STATUSES: frozenset[str] = frozenset({*TERMINAL, PRUNED})
 
 Choice = StorableText | int | float | bool | None
 ParamPath = Annotated[
@@ -179,7 +186,7 @@ class SweepSpec(Strict):
 class TrialOut(BaseModel):
     number: int
     job_id: int | None = Field(description="null until the trial's job is submitted")
-    status: JobStatus | Literal["pending", "pruned"] = Field(
+    status: JobStatus | TrialOnlyStatus = Field(
         description="the trial job's status; pending before its job exists, pruned when "
         "the pruner stopped it (its job is then cancelled), failed when its job succeeded "
         "without a finite objective"

@@ -4,13 +4,15 @@ token; the spec parser does."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from service.auth import CurrentUser
 from service.json_body import UniqueKeysRoute
 from service.ui.assets import STATIC_DIR, example_specs, plotly_bundle, plotly_bundle_gzip
+from service.ui.rules import rules_js
 from service.ui.spec_text import ParsedSpec, SpecText, SpecTextError, parse_spec_text
 
 router = APIRouter(include_in_schema=False, route_class=UniqueKeysRoute)
@@ -40,6 +42,12 @@ def plotly_js(request: Request) -> Response:
     return Response(plotly_bundle(), media_type="text/javascript", headers=CACHE_A_DAY)
 
 
+@router.get("/ui/rules.js")
+def rules_module() -> Response:
+    """The server's rules the pages share (statuses, page sizes, metric names)."""
+    return Response(rules_js(), media_type="text/javascript", headers=NO_STORE)
+
+
 @router.get("/ui/examples")
 def examples() -> dict[str, str]:
     return example_specs()
@@ -52,7 +60,7 @@ def parse_spec(body: SpecText, _principal: CurrentUser) -> ParsedSpec:
     try:
         return parse_spec_text(body.text)
     except SpecTextError as exc:
-        raise HTTPException(
-            status_code=422,
-            detail=[{"loc": ["body", "text"], "msg": str(exc), "line": exc.line}],
-        ) from exc
+        # FastAPI's 422 list form, plus the line the submit page marks; the text itself
+        # is not echoed back (it may be up to the body limit).
+        error = {"type": "value_error", "loc": ("body", "text"), "msg": str(exc), "line": exc.line}
+        raise RequestValidationError([error]) from exc

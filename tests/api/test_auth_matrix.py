@@ -80,6 +80,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/"): RouteCase("public"),
     ("GET", "/ui/vendor/plotly.min.js"): RouteCase("public"),
     ("GET", "/ui/examples"): RouteCase("public"),
+    ("GET", "/ui/rules.js"): RouteCase("public"),
     ("POST", "/ui/parse-spec"): RouteCase("user", 200, lambda ids: {"json": {"text": "a: 1"}}),
     ("GET", "/v1/jobs/{job_id}/history"): RouteCase("job"),
     ("GET", "/v1/feeds/jobs"): RouteCase("user"),

@@ -38,6 +38,47 @@ def test_page_and_assets_carry_a_csp_that_allows_only_own_scripts(api: Api) -> N
     assert "<script>" not in page.text  # no inline script
 
 
+def _rules_module(api: Api) -> dict[str, Any]:
+    response = api.client.get("/ui/rules.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    exports = re.findall(r"^export const (\w+) = (.*);$", response.text, re.MULTILINE)
+    assert len(exports) == len(response.text.strip().splitlines()) - 1  # and one comment
+    return {name: json.loads(value) for name, value in exports}
+
+
+def test_the_pages_rules_module_says_what_the_api_does(api: Api) -> None:
+    """The pages take their statuses and page sizes from /ui/rules.js: each must be
+    what the API itself accepts, so a page cannot drift from the server."""
+    rules = _rules_module(api)
+    schema = api.client.get("/openapi.json").json()
+    status_param = next(
+        p for p in schema["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status"
+    )
+    status_schema = json.dumps(status_param["schema"])
+    ref = re.search(r'"#/components/schemas/(\w+)"', status_schema)
+    enum = schema["components"]["schemas"][ref.group(1)]["enum"] if ref else None
+    assert rules["JOB_STATUSES"] == enum
+    assert set(rules["TERMINAL_STATUSES"]) == {"succeeded", "failed", "cancelled"}
+    assert set(rules["FINISHED_TRIAL_STATUSES"]) == {*rules["TERMINAL_STATUSES"], "pruned"}
+    for path, largest in (
+        ("/v1/jobs", rules["MAX_PAGE"]),
+        ("/v1/users", rules["MAX_PAGE"]),
+        ("/v1/datasets", rules["MAX_PAGE"]),
+    ):
+        assert api.client.get(f"{path}?limit={largest}", headers=api.admin).status_code == 200
+        too_many = api.client.get(f"{path}?limit={largest + 1}", headers=api.admin)
+        assert assert_json_error(too_many, 422)[0]["loc"] == ["query", "limit"]
+    job_id = api.submit(api.admin)
+    metrics = f"/v1/jobs/{job_id}/metrics?limit="
+    assert api.client.get(f"{metrics}{rules['MAX_METRICS_PAGE']}", headers=api.admin).is_success
+    too_many = api.client.get(f"{metrics}{rules['MAX_METRICS_PAGE'] + 1}", headers=api.admin)
+    assert assert_json_error(too_many, 422)[0]["loc"] == ["query", "limit"]
+    assert rules["HEADLINE_METRICS"][:1] and "val_loss" not in rules["HEADLINE_METRICS"]
+    assert rules["BYTE_METRICS"] == ["bytes_up_total", "dense_equiv_bytes"]
+
+
 def test_plotly_bundle_is_served_compressed_from_the_installed_package(api: Api) -> None:
     response = api.client.get("/ui/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -19,6 +18,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+# Re-exported: the store's code and its tests know them as the models'.
+from service.schemas.jobs import TERMINAL as TERMINAL
+from service.schemas.jobs import JobStatus as JobStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -46,22 +49,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class JobStatus(StrEnum):
-    """The six statuses of a job (DESIGN §3): the domain of jobs.status, enforced by
-    its CHECK constraint. Which changes are allowed is service.store.lifecycle's."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-# Finished: these never change again (the lifecycle allows no edge out of them).
-TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-)
 # A dispatcher holds the job's lease (and an open attempt row) in these.
 ACTIVE: frozenset[JobStatus] = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 

@@ -1,6 +1,8 @@
 // Talking to the API. The token lives in this tab's sessionStorage and travels only
 // in the Authorization header: never in a URL (no logs, no Referer) and never in a
 // cookie, so a cross-site page cannot make the browser send it (no CSRF).
+import { MAX_METRICS_PAGE } from "../rules.js";
+
 const TOKEN_KEY = "lagtrain.token";
 const USER_KEY = "lagtrain.user";
 // Why this tab was signed out (the API's 401 detail), for the sign-in page to say.
@@ -89,7 +91,7 @@ function apiError(response, data, token) {
 export async function allMetrics(jobId, signal, after = 0) {
   const records = [];
   for (;;) {
-    const page = await api(`/v1/jobs/${jobId}/metrics?after_seq=${after}&limit=5000`, { signal });
+    const page = await api(`/v1/jobs/${jobId}/metrics?after_seq=${after}&limit=${MAX_METRICS_PAGE}`, { signal });
     records.push(...page.data);
     if (page.data.length === 0 || page.next_after_seq === after) return records;
     after = page.next_after_seq;

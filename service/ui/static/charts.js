@@ -1,4 +1,5 @@
 // Charts are drawn by plotly.js (served by this server); this module only shapes data.
+import { HEADLINE_METRICS } from "../rules.js";
 import { bytes } from "./dom.js";
 
 // Long runs are downsampled for drawing: each bucket of rounds keeps its first, min
@@ -122,12 +123,11 @@ export function rasterTrace(rounds, uploaded, replicas,
   };
 }
 
-// Validation metrics in order of preference: a task's headline metric first
-// (classification, language model, the adding task, the LAG paper's regression), then
-// val_loss, which every task reports. Each task has one headline and val_loss, so the
-// first a job has is its task's headline (service/schemas/metric_names.py).
-export const VALIDATION_METRICS = ["val_accuracy", "val_perplexity", "val_mse",
-  "optimality_gap", "val_loss"];
+// Validation metrics in order of preference: a task's headline metric first (the
+// server's list, service/schemas/metric_names.py), then val_loss, which every task
+// reports. Each task has one headline and val_loss, so the first a job has is its
+// task's headline.
+export const VALIDATION_METRICS = [...HEADLINE_METRICS, "val_loss"];
 
 export function validationMetric(names) {
   return VALIDATION_METRICS.find((n) => names.has(n));

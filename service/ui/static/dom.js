@@ -1,4 +1,6 @@
 // Tiny DOM helpers: every text goes through textContent (never innerHTML with data).
+import { BYTE_METRICS, FINISHED_TRIAL_STATUSES, TERMINAL_STATUSES } from "../rules.js";
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -43,24 +45,26 @@ export function bytes(n) {
   return `${Number(n.toPrecision(3))} ${units[i]}`;
 }
 
-// A metric counted in bytes (bytes_up_total, dense_equiv_bytes, a `…_bytes_…` one): its
-// values are written with bytes() wherever one is shown beside byte counts (a
-// sweep's objectives). Not bytes_saved_fraction: a fraction.
+// A metric counted in bytes (the server's list: bytes_up_total, dense_equiv_bytes): its
+// values are written with bytes() wherever one is shown beside byte counts (a sweep's
+// objectives).
+const BYTES = new Set(BYTE_METRICS);
 export function bytesMetric(name) {
-  return /(^|_)bytes$/.test(name || "") || /(^|_)bytes_(up|down|total)(_|$)/.test(name || "");
+  return BYTES.has(name);
 }
 
 export function when(iso) {
   return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "—";
 }
 
-// A job's or a sweep's finished statuses (DESIGN §4, §11).
-export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+// A job's or a sweep's finished statuses (DESIGN §4, §11), as the server has them.
+export const TERMINAL = new Set(TERMINAL_STATUSES);
 
 // A sweep's trials that have finished (as the CLI counts them): a pending or running
 // trial has started, not finished.
+const FINISHED_TRIAL = new Set(FINISHED_TRIAL_STATUSES);
 export function finishedTrials(sweep) {
-  return sweep.trials.filter((t) => TERMINAL.has(t.status) || t.status === "pruned").length;
+  return sweep.trials.filter((t) => FINISHED_TRIAL.has(t.status)).length;
 }
 
 export function statusBadge(status) {

@@ -3,6 +3,7 @@
 // events; "Older" appends the next page (GET /v1/audit's next_after_id).
 import { api, session } from "../api.js";
 import { el, errorBox, when } from "../dom.js";
+import { MAX_PAGE } from "../../rules.js";
 
 // The actions the server writes (docs/operations.md "The audit log"); the box takes
 // any other text too, and the server's 422 says what it accepts.
@@ -105,9 +106,9 @@ export async function render(root, params, signal) {
     root.dataset.pages = String(Number(root.dataset.pages || 0) + 1);
   }
 
-  const users = await api("/v1/users?limit=500", { signal });
+  const users = await api(`/v1/users?limit=${MAX_PAGE}`, { signal });
   const known = users.data.map((u) => [String(u.id), u.name]);
-  // A shared link may name a user beyond the first 500: still show it as chosen.
+  // A shared link may name a user beyond the first page (MAX_PAGE users): still show it as chosen.
   if (params.actor_id && !known.some(([id]) => id === params.actor_id)) {
     known.push([params.actor_id, `user ${params.actor_id}`]);
   }

@@ -5,6 +5,7 @@
 // the upload) shows its reason under the table.
 import { api, session } from "../api.js";
 import { bytes, el, errorBox, section, when } from "../dom.js";
+import { MAX_PAGE } from "../../rules.js";
 
 const MAX_SHOWN = 2000;
 
@@ -38,7 +39,7 @@ export async function render(root, _params, signal) {
     const all = [];
     let cursor = null;
     do {
-      const query = new URLSearchParams({ limit: "500" });
+      const query = new URLSearchParams({ limit: String(MAX_PAGE) });
       if (cursor) query.set("cursor", cursor);
       const page = await api(`/v1/datasets?${query}`, { signal });
       all.push(...page.data);

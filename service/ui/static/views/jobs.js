@@ -2,8 +2,9 @@
 import { jobsFeed, session } from "../api.js";
 import { pagerLinks } from "../pager.js";
 import { bytesSaved, el, percent, statusBadge, streamWaitNote, when } from "../dom.js";
+import { JOB_STATUSES } from "../../rules.js";
 
-const STATUSES = ["", "queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
+const STATUSES = ["", ...JOB_STATUSES];  // "": any status
 
 export async function render(root, params, signal) {
   const admin = session.user?.role === "admin";

@@ -6,8 +6,9 @@ import { api, jobsFeed, latestOnly, session } from "../api.js";
 import {
   bytes, el, fmt, percent, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
+import { MAX_PAGE } from "../../rules.js";
 
-const FEED_JOBS = 500; // the newest jobs the live feed carries (its largest page)
+const FEED_JOBS = MAX_PAGE; // the newest jobs the live feed carries (its largest page)
 
 // A user's usage against their quota as a reader says it, not as JSON (DESIGN §11's
 // fields): "1 of 4 running · 1.2 GiB of 20 GiB stored · 24 h a job".
@@ -39,7 +40,7 @@ export async function render(root, _params, signal) {
     // with explain's reasons: one request, not two per job), not from the feed: the
     // feed holds the newest jobs, the front holds the oldest.
     const [cluster, users] = await Promise.all([api("/v1/cluster", { signal }),
-      admin ? api("/v1/users?limit=500", { signal }).then((p) => p.data)
+      admin ? api(`/v1/users?limit=${MAX_PAGE}`, { signal }).then((p) => p.data)
         : api("/v1/users/me", { signal }).then((u) => [u])]);
     const order = cluster.queue_head || [];
     const resources = cluster.resources || { total: {}, free: {} };

@@ -1,0 +1,40 @@
+"""The rules the dashboard's pages share with the API, written once in Python and
+served to the pages as a JavaScript module (`GET /ui/rules.js`): the job statuses and
+which are finished, a finished trial, the listing's largest pages, the headline and
+byte-counted metric names. A page that needs one of these imports it from there
+rather than keeping its own copy that could drift from the server's."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from service.api.deps import MAX_METRICS_PAGE, MAX_PAGE
+from service.schemas.jobs import TERMINAL, JobStatus
+from service.schemas.metric_names import BYTE_METRICS, HEADLINE_METRICS
+from service.schemas.sweeps import FINISHED_TRIAL_STATUSES
+
+
+def _in_order(statuses: frozenset[str]) -> list[str]:
+    """A set of statuses in the order a job passes through them (stable output)."""
+    order = [status.value for status in JobStatus]
+    return sorted(statuses, key=lambda s: (order.index(s) if s in order else len(order), s))
+
+
+def rules() -> dict[str, object]:
+    return {
+        "JOB_STATUSES": [status.value for status in JobStatus],
+        "TERMINAL_STATUSES": _in_order(frozenset(TERMINAL)),
+        "FINISHED_TRIAL_STATUSES": _in_order(FINISHED_TRIAL_STATUSES),
+        "MAX_PAGE": MAX_PAGE,
+        "MAX_METRICS_PAGE": MAX_METRICS_PAGE,
+        "HEADLINE_METRICS": list(HEADLINE_METRICS),
+        "BYTE_METRICS": list(BYTE_METRICS),
+    }
+
+
+@cache
+def rules_js() -> str:
+    lines = ["// Written by the server from its own rules (service/ui/rules.py): do not edit."]
+    lines += [f"export const {name} = {json.dumps(value)};" for name, value in rules().items()]
+    return "\n".join(lines) + "\n"
