@@ -139,7 +139,7 @@ class Peer:
 
 
 def hops(size: int, repeats: int) -> dict[str, float]:
-    echo = Echo.remote()  # type: ignore[attr-defined]
+    echo = Echo.remote()  # type: ignore[attr-defined]  # @ray.remote adds .remote at run time
     ray.get(echo.noop.remote())
     params = np.ones(size, dtype=np.float32)
     old = {
@@ -153,7 +153,7 @@ def hops(size: int, repeats: int) -> dict[str, float]:
             lambda: ray.get(echo.gradient.remote(size)), repeats
         ),
     }
-    peer = Peer.remote()  # type: ignore[attr-defined]
+    peer = Peer.remote()  # type: ignore[attr-defined]  # @ray.remote adds .remote at run time
     host = RendezvousHost(2)
     joined = peer.join_group.remote(host.rendezvous, size)
     group = GangGroup(host.rendezvous, 0, store=host.store)

@@ -100,7 +100,7 @@ class CallCounter:
 
     def remove(self) -> None:
         sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
 
 
 async def run(

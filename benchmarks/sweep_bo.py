@@ -106,7 +106,8 @@ def run_sweeps(
 ) -> Iterator[tuple[Run, dict[str, Any], float]]:
     """Keep `concurrent` sweeps in flight (each keeps its own `parallel` trials) and
     yield (run, finished sweep, wall seconds) as each ends."""
-    waiting, active = list(runs), []
+    waiting = list(runs)
+    active: list[Run] = []
     while waiting or active:
         while waiting and len(active) < concurrent:
             run = waiting.pop(0)

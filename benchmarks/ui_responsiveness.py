@@ -148,8 +148,8 @@ def main() -> None:
                 free_gpus=0,
             )
         assert claimed is not None and claimed.job_id == job_id
-        for start in range(1, args.rounds + 1, 1000):
-            append(sessions, claimed, records(start, min(1000, args.rounds + 1 - start), rng))
+        for first in range(1, args.rounds + 1, 1000):
+            append(sessions, claimed, records(first, min(1000, args.rounds + 1 - first), rng))
 
         live: dict[str, list[float]] = {"downsampled": [], "all points": []}
         redraw: dict[str, list[float]] = {"downsampled": [], "all points": []}
