@@ -25,7 +25,8 @@ $(STAMP): $(PY) pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/lagtrain server --embedded
 
-# mypy from a fresh clone (no .mypy_cache) costs ~60 s of CPU with tests/; it runs beside pytest,
+# mypy from a fresh clone (no .mypy_cache) costs ~60 s of CPU with tests/ (benchmarks/ adds
+# next to nothing: its imports are checked already); it runs beside pytest,
 # niced, on the CPU that the Ray and server tests leave idle while they wait. Its
 # report is printed after pytest's; either failing fails the target.
 # PYTEST_ARGS (default none: the whole suite) narrows the run, e.g. PYTEST_ARGS=tests/store.
@@ -33,11 +34,11 @@ PYTEST_ARGS ?=
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	@echo "mypy service workers tests (beside pytest; its report follows pytest's)"
-	@nice -n 10 $(VENV)/bin/mypy service workers tests > $(VENV)/mypy.log 2>&1 & typing=$$!; \
+	@echo "mypy service workers tests benchmarks (beside pytest; its report follows pytest's)"
+	@nice -n 10 $(VENV)/bin/mypy service workers tests benchmarks > $(VENV)/mypy.log 2>&1 & typing=$$!; \
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS); tests=$$?; \
 	wait $$typing; typed=$$?; \
-	echo "--- mypy service workers tests"; cat $(VENV)/mypy.log; \
+	echo "--- mypy service workers tests benchmarks"; cat $(VENV)/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 # The reliability suite (docs/reliability.md): not part of `make test`; ~30-60 min.
@@ -48,7 +49,7 @@ chaos: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy service workers tests
+	$(VENV)/bin/mypy service workers tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/lag_paper.py

@@ -21,17 +21,22 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from local_stack import load_average
-from ray_vs_gloo import add_job_arguments, job_spec
 
 from service.schemas.resolve import resolve
 from workers.dataplane import WireArray, encode
 from workers.training.coordinator import Coordinator
 from workers.training.replica import Replica
 from workers.training.tasks.registry import build_task
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import load_average
+    from benchmarks.ray_vs_gloo import add_job_arguments, job_spec
+else:  # run as `python benchmarks/driver_cpu.py`: benchmarks/ is on sys.path
+    from local_stack import load_average
+    from ray_vs_gloo import add_job_arguments, job_spec
 
 TICK = os.sysconf("SC_CLK_TCK")
 ACTORS = ("ray::JobDriver", "ray::ReplicaHost")

@@ -19,15 +19,26 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from local_stack import (
-    ProcessGroup,
-    Service,
-    load_average,
-    spawn_server,
-    workspace,
-)
-from submit_latency import lagtrain_latencies
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import (
+        ProcessGroup,
+        Service,
+        load_average,
+        spawn_server,
+        workspace,
+    )
+    from benchmarks.submit_latency import lagtrain_latencies
+else:  # run as `python benchmarks/embedded_wakeup.py`: benchmarks/ is on sys.path
+    from local_stack import (
+        ProcessGroup,
+        Service,
+        load_average,
+        spawn_server,
+        workspace,
+    )
+    from submit_latency import lagtrain_latencies
 
 GOAL_S = 0.050
 RAY_CPUS = 4

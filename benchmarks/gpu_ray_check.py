@@ -64,7 +64,7 @@ def main() -> None:
     assert torch.cuda.is_available(), "no CUDA device here"
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
     print(f"torch {torch.__version__}, ray {ray.__version__}, {torch.cuda.get_device_name(0)}")
-    print(f"cluster: {ray.cluster_resources()}")
+    print(f"cluster: {ray.cluster_resources()}")  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
     for workers, gpus in ((1, 1.0), (2, 0.5)):
         spec = spec_for(workers, gpus, args.rounds)
         records, where, wall = run(spec, "float32")

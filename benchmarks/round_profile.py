@@ -31,13 +31,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 import torch
-from local_stack import load_average, postgres_database
-from ray_vs_gloo import add_job_arguments, job_spec, per_round
 
 from service.schemas.resolve import resolve
 from service.store.db import make_engine, make_sessionmaker, transaction
@@ -48,6 +46,13 @@ from workers.training.coordinator import Coordinator
 from workers.training.replica import Replica, ReplicaReply
 from workers.training.rounds import RoundPlan
 from workers.training.tasks.registry import build_task
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import load_average, postgres_database
+    from benchmarks.ray_vs_gloo import add_job_arguments, job_spec, per_round
+else:  # run as `python benchmarks/round_profile.py`: benchmarks/ is on sys.path
+    from local_stack import load_average, postgres_database
+    from ray_vs_gloo import add_job_arguments, job_spec, per_round
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -134,7 +139,7 @@ class Peer:
 
 
 def hops(size: int, repeats: int) -> dict[str, float]:
-    echo = Echo.remote()  # type: ignore[attr-defined]
+    echo = Echo.remote()  # type: ignore[attr-defined]  # @ray.remote adds .remote at run time
     ray.get(echo.noop.remote())
     params = np.ones(size, dtype=np.float32)
     old = {
@@ -148,7 +153,7 @@ def hops(size: int, repeats: int) -> dict[str, float]:
             lambda: ray.get(echo.gradient.remote(size)), repeats
         ),
     }
-    peer = Peer.remote()  # type: ignore[attr-defined]
+    peer = Peer.remote()  # type: ignore[attr-defined]  # @ray.remote adds .remote at run time
     host = RendezvousHost(2)
     joined = peer.join_group.remote(host.rendezvous, size)
     group = GangGroup(host.rendezvous, 0, store=host.store)

@@ -23,15 +23,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from local_stack import api_server, load_average, postgres_database, workspace
-from raw_http import Connection
 
 from service.store.attempts import claim_next, finish
 from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.metrics import MetricIn, append_metrics
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import api_server, load_average, postgres_database, workspace
+    from benchmarks.raw_http import Connection
+else:  # run as `python benchmarks/sse_fanout.py`: benchmarks/ is on sys.path
+    from local_stack import api_server, load_average, postgres_database, workspace
+    from raw_http import Connection
 
 GOAL_P99_S = 0.250
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

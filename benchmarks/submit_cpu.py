@@ -23,14 +23,18 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-from local_stack import load_average, postgres_database
-from submit_load import POSTGRES_ADMIN_URL, SPEC
+from typing import TYPE_CHECKING, Any
 
 from service.app import create_app
 from service.settings import Settings
 from service.store.migrate import upgrade
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import load_average, postgres_database
+    from benchmarks.submit_load import POSTGRES_ADMIN_URL, SPEC
+else:  # run as `python benchmarks/submit_cpu.py`: benchmarks/ is on sys.path
+    from local_stack import load_average, postgres_database
+    from submit_load import POSTGRES_ADMIN_URL, SPEC
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -96,7 +100,7 @@ class CallCounter:
 
     def remove(self) -> None:
         sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
 
 
 async def run(

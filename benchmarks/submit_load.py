@@ -25,19 +25,32 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from local_stack import (
-    BIN,
-    ProcessGroup,
-    Service,
-    api_server,
-    load_average,
-    postgres_database,
-    workspace,
-)
-from raw_http import Connection
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import (
+        BIN,
+        ProcessGroup,
+        Service,
+        api_server,
+        load_average,
+        postgres_database,
+        workspace,
+    )
+    from benchmarks.raw_http import Connection
+else:  # run as `python benchmarks/submit_load.py`: benchmarks/ is on sys.path
+    from local_stack import (
+        BIN,
+        ProcessGroup,
+        Service,
+        api_server,
+        load_average,
+        postgres_database,
+        workspace,
+    )
+    from raw_http import Connection
 
 GOAL_RATE = 500.0  # submits/s at 10 concurrent clients
 GOAL_P99_S = 0.050

@@ -28,11 +28,20 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-from local_stack import lagtrain_service, load_average, parse_time, ray_head, workspace
+from typing import TYPE_CHECKING, Any
 
 from service.client import TERMINAL_STATUSES, Client
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import (
+        lagtrain_service,
+        load_average,
+        parse_time,
+        ray_head,
+        workspace,
+    )
+else:  # run as `python benchmarks/sweep_bo.py`: benchmarks/ is on sys.path
+    from local_stack import lagtrain_service, load_average, parse_time, ray_head, workspace
 
 CHECKPOINTS = (8, 16, 24)
 GOAL_TRIALS = 12
@@ -97,7 +106,8 @@ def run_sweeps(
 ) -> Iterator[tuple[Run, dict[str, Any], float]]:
     """Keep `concurrent` sweeps in flight (each keeps its own `parallel` trials) and
     yield (run, finished sweep, wall seconds) as each ends."""
-    waiting, active = list(runs), []
+    waiting = list(runs)
+    active: list[Run] = []
     while waiting or active:
         while waiting and len(active) < concurrent:
             run = waiting.pop(0)

@@ -27,15 +27,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from local_stack import free_port, load_average, wait_for, workspace
 from playwright.sync_api import Page, sync_playwright
 
 from service.store.attempts import ClaimedJob, claim_next
 from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.metrics import MetricIn, append_metrics
+
+if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
+    from benchmarks.local_stack import free_port, load_average, wait_for, workspace
+else:  # run as `python benchmarks/ui_responsiveness.py`: benchmarks/ is on sys.path
+    from local_stack import free_port, load_average, wait_for, workspace
 
 BIN = Path(sys.executable).parent
 REPLICAS = 9
@@ -144,8 +148,8 @@ def main() -> None:
                 free_gpus=0,
             )
         assert claimed is not None and claimed.job_id == job_id
-        for start in range(1, args.rounds + 1, 1000):
-            append(sessions, claimed, records(start, min(1000, args.rounds + 1 - start), rng))
+        for first in range(1, args.rounds + 1, 1000):
+            append(sessions, claimed, records(first, min(1000, args.rounds + 1 - first), rng))
 
         live: dict[str, list[float]] = {"downsampled": [], "all points": []}
         redraw: dict[str, list[float]] = {"downsampled": [], "all points": []}
