@@ -31,6 +31,7 @@ _QUOTA = QuotaDefaults()
 # The TCP port range, for the setting and the `server --port` option alike.
 MAX_PORT = 65535
 
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore")
 
