@@ -18,19 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.models.base import IDS_NEVER_REUSED, Base, IdType
+from service.store.models.base import IDS_NEVER_REUSED, Base, IdType, JobStatus
 
-
-class SweepStatus(StrEnum):
-    """A sweep's statuses, as for jobs (DESIGN §11): queued until its first trial job
-    is submitted, cancelling until every trial job of a cancelled sweep has stopped."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+# A sweep's statuses are a job's (DESIGN §11): queued until its first trial job is
+# submitted, cancelling until every trial job of a cancelled sweep has stopped.
+SweepStatus = JobStatus
 
 
 class TrialState(StrEnum):
