@@ -38,13 +38,21 @@ class JobsApi(ClientBase):
         return result
 
     def jobs(
-        self, *, status: str | None = None, limit: int = 50, most: int | None = None
+        self,
+        *,
+        status: str | None = None,
+        sweep_id: int | None = None,
+        limit: int = 50,
+        most: int | None = None,
     ) -> list[dict[str, Any]]:
         """Your jobs (an admin's: everyone's), newest first, `limit` a page; with
-        `most`, the newest `most` and one more when there are more."""
+        `most`, the newest `most` and one more when there are more. `sweep_id`: only
+        that sweep's trial jobs."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
+        if sweep_id is not None:
+            params["sweep_id"] = sweep_id
         return self._every_page("/v1/jobs", params, most=most)
 
     def cancel(self, job_id: int) -> dict[str, Any]:

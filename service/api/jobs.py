@@ -5,25 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import (
-    Cursor,
-    JobId,
-    Limit,
-    Sessions,
-    decode_cursor,
-    next_cursor,
-    spec_errors,
-)
+from service.api.deps import Cursor, JobId, Limit, Sessions, next_cursor, spec_errors
+from service.api.job_filters import JobFilters, ListingFilters, page_query
 from service.api.responses import errors
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
-from service.schemas.accounts import USER_NAME_PATTERN
 from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
-from service.schemas.jobs import JobOut, JobStatus, Progress
+from service.schemas.jobs import JobOut, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
@@ -41,7 +33,7 @@ from service.store.jobs import (
 from service.store.models import Job
 from service.store.quotas import check_can_submit
 from service.store.spec_checks import spec_problems
-from service.store.users import Principal, find_user_id, user_names
+from service.store.users import Principal, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # The submit alone: it checks its token in its endpoint (issue 13, see post_job).
@@ -195,54 +187,17 @@ def submit_job(
     return job, created, principal
 
 
-JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
-# A user name's own pattern (schemas.accounts): anything else names nobody, and a NUL
-# would reach PostgreSQL as a 500.
-OwnerFilter = Annotated[
-    str | None,
-    Query(
-        max_length=100,
-        pattern=USER_NAME_PATTERN,
-        description="owner's name (admins; others see own)",
-    ),
-]
-
-
-def page_query(
-    session: Session,
-    principal: Principal,
-    *,
-    status_filter: JobStatus | None,
-    owner: str | None,
-    limit: int,
-    cursor: str | None,
-) -> JobsQuery:
-    """A page's rows for list_jobs (or jobs_fingerprint): one more than `limit`, for
-    the next cursor; `?owner=` a name no user has lists nobody's (id 0)."""
-    owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
-    return JobsQuery(
-        viewer=principal,
-        owner_id=owner_id,
-        status=status_filter,
-        limit=limit + 1,
-        before_id=decode_cursor(cursor),
-    )
-
-
 def jobs_page(
     sessions: sessionmaker[Session],
     principal: Principal,
+    filters: JobFilters,
     *,
-    status_filter: JobStatus | None,
-    owner: str | None,
     limit: int,
     cursor: str | None,
 ) -> Page[JobOut]:
     """One page of the jobs `principal` may see, newest first."""
     with read_transaction(sessions) as session:
-        query = page_query(
-            session, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
-        )
+        query = page_query(session, principal, filters, limit=limit, cursor=cursor)
         return read_page(session, query, limit)
 
 
@@ -260,14 +215,11 @@ def read_page(session: Session, query: JobsQuery, limit: int) -> Page[JobOut]:
 def get_jobs(
     principal: CurrentUser,
     sessions: Sessions,
-    status_filter: JobStatusFilter = None,
-    owner: OwnerFilter = None,
+    filters: ListingFilters,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[JobOut]:
-    return jobs_page(
-        sessions, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
-    )
+    return jobs_page(sessions, principal, filters, limit=limit, cursor=cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(401, 404))

@@ -17,13 +17,14 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
-from service.api.jobs import JobStatusFilter, OwnerFilter, page_query, read_page
+from service.api.job_filters import JobFilters, ListingFilters, page_query
+from service.api.jobs import read_page
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream
 from service.auth import CurrentUser
 from service.schemas.common import Page
-from service.schemas.jobs import JobOut, JobStatus
+from service.schemas.jobs import JobOut
 from service.store.db import read_transaction
 from service.store.jobs import jobs_fingerprint
 from service.store.users import Principal
@@ -40,9 +41,8 @@ def _poll(
     sessions: sessionmaker[Session],
     principal: Principal,
     seen: list[tuple[Any, ...]] | None,
+    filters: JobFilters,
     *,
-    status_filter: JobStatus | None,
-    owner: str | None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[tuple[Any, ...]], Page[JobOut] | None]:
@@ -50,9 +50,7 @@ def _poll(
     from `seen`: an idle list costs one narrow query a poll (the page was rebuilt —
     specs read, models built — every poll). One transaction, one thread hop."""
     with read_transaction(sessions) as session:
-        query = page_query(
-            session, principal, status_filter=status_filter, owner=owner, limit=limit, cursor=cursor
-        )
+        query = page_query(session, principal, filters, limit=limit, cursor=cursor)
         now = jobs_fingerprint(session=session, **query)
         return now, None if now == seen else read_page(session, query, limit)
 
@@ -60,9 +58,8 @@ def _poll(
 async def _pages(
     sessions: sessionmaker[Session],
     principal: Principal,
+    filters: JobFilters,
     *,
-    status_filter: JobStatus | None,
-    owner: str | None,
     limit: int,
     cursor: str | None,
     still_allowed: TokenRecheck | None = None,
@@ -76,8 +73,7 @@ async def _pages(
             sessions,
             principal,
             seen,
-            status_filter=status_filter,
-            owner=owner,
+            filters,
             limit=limit,
             cursor=cursor,
         )
@@ -106,8 +102,7 @@ def jobs_feed(
     principal: CurrentUser,
     sessions: Sessions,
     settings: AppSettings,
-    status_filter: JobStatusFilter = None,
-    owner: OwnerFilter = None,
+    filters: ListingFilters,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> EventSourceResponse:
@@ -121,8 +116,7 @@ def jobs_feed(
     pages = _pages(
         sessions,
         principal,
-        status_filter=status_filter,
-        owner=owner,
+        filters,
         limit=limit,
         cursor=cursor,
         still_allowed=recheck,

@@ -21,7 +21,8 @@ from service.api.deps import (
     decode_cursor,
     next_cursor,
 )
-from service.api.jobs import IdempotencyKey, OwnerFilter
+from service.api.job_filters import OwnerFilter
+from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
 from service.auth import CurrentUser
 from service.json_body import UniqueKeysRoute

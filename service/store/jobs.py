@@ -5,7 +5,7 @@ lifecycle.transition."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -148,40 +148,31 @@ class JobsQuery(TypedDict):
     viewer: Principal
     owner_id: int | None
     status: str | None
+    sweep_id: int | None
     limit: int
     before_id: int | None
 
 
-def _jobs_query(
-    viewer: Principal,
-    owner_id: int | None,
-    status: str | None,
-    limit: int,
-    before_id: int | None,
-) -> Select[Job]:
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if not viewer.is_admin:
-        query = query.where(Job.owner_id == viewer.user_id)
-    if owner_id is not None:
-        query = query.where(Job.owner_id == owner_id)
-    if status is not None:
-        query = query.where(Job.status == status)
-    if before_id is not None:
-        query = query.where(Job.id < before_id)
+def _jobs_query(q: JobsQuery) -> Select[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(q["limit"])
+    if not q["viewer"].is_admin:
+        query = query.where(Job.owner_id == q["viewer"].user_id)
+    if q["owner_id"] is not None:
+        query = query.where(Job.owner_id == q["owner_id"])
+    if q["status"] is not None:
+        query = query.where(Job.status == q["status"])
+    # A sweep's trial jobs are its owner's: another user's sweep lists nothing to a
+    # non-admin (the owner rule above), as an unknown sweep does to anyone.
+    if q["sweep_id"] is not None:
+        query = query.where(Job.sweep_id == q["sweep_id"])
+    if q["before_id"] is not None:
+        query = query.where(Job.id < q["before_id"])
     return query
 
 
-def list_jobs(
-    *,
-    session: Session,
-    viewer: Principal,
-    owner_id: int | None,
-    status: str | None,
-    limit: int,
-    before_id: int | None,
-) -> list[Job]:
+def list_jobs(*, session: Session, **query: Unpack[JobsQuery]) -> list[Job]:
     """Newest first. Non-admins only ever see their own jobs, whatever owner_id says."""
-    return list(session.scalars(_jobs_query(viewer, owner_id, status, limit, before_id)))
+    return list(session.scalars(_jobs_query(query)))
 
 
 # What list_jobs' rows can change in without a fingerprint change: the spec (fixed
@@ -191,19 +182,11 @@ _UNSHOWN_OR_FIXED = frozenset({"spec", "lease_token", "lease_expires_at", "dispa
 _FINGERPRINT = [c for c in table_of(Job).c if c.name not in _UNSHOWN_OR_FIXED]
 
 
-def jobs_fingerprint(
-    *,
-    session: Session,
-    viewer: Principal,
-    owner_id: int | None,
-    status: str | None,
-    limit: int,
-    before_id: int | None,
-) -> list[tuple[Any, ...]]:
+def jobs_fingerprint(*, session: Session, **query: Unpack[JobsQuery]) -> list[tuple[Any, ...]]:
     """list_jobs' rows without their specs: equal fingerprints, equal pages (the
     live jobs feed rebuilds a page only when this changes)."""
-    query = _jobs_query(viewer, owner_id, status, limit, before_id)
-    return [tuple(row) for row in session.execute(query.with_only_columns(*_FINGERPRINT))]
+    rows = session.execute(_jobs_query(query).with_only_columns(*_FINGERPRINT))
+    return [tuple(row) for row in rows]
 
 
 def latest_event(*, session: Session, job_id: int) -> JobEvent | None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from service.api.job_filters import JobFilters
 from service.api.jobs_feed import _pages
 from service.api.stream_guard import TokenRecheck
 from service.sse_text import parse_sse
@@ -166,8 +167,7 @@ def _feed(api: Api, viewer: Principal) -> AsyncGenerator[dict[str, str]]:
     feed = _pages(
         api.sessions,
         viewer,
-        status_filter=None,
-        owner=None,
+        JobFilters(),
         limit=10,
         cursor=None,
         # _pages only awaits still_allowed(): a coroutine function stands in.

@@ -93,6 +93,7 @@ def test_sqlite_plans_use_the_indexes(empty_db_url: str) -> None:
                 viewer=admin,
                 owner_id=None,
                 status="succeeded",
+                sweep_id=None,
                 limit=51,
                 before_id=None,
             )
@@ -114,5 +115,42 @@ def test_sqlite_plans_use_the_indexes(empty_db_url: str) -> None:
         ]
         for plan, index in zip(plans, expected, strict=True):
             assert index in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+def test_sqlite_sweep_filter_reads_the_sweeps_rows_in_order(empty_db_url: str) -> None:
+    """`?sweep_id=` (the sweep page's one read per redraw) needs no index of its own:
+    ix_jobs_sweep_id (0006) carries the rowid (= id) on SQLite, so a plain user's page
+    and an admin's are read in id order from the sweep's rows alone, not from every
+    job of the user (ix_jobs_owner_id_id) and with no sort."""
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    sessions = make_sessionmaker(engine)
+    viewers = [
+        Principal(user_id=2, name="alice", role="user", token_id=2),
+        Principal(user_id=1, name="admin", role="admin", token_id=1),
+    ]
+    try:
+        with _statements(engine) as seen, sessions() as session:
+            for viewer, before_id in ((v, b) for v in viewers for b in (None, 1000)):
+                list_jobs(
+                    session=session,
+                    viewer=viewer,
+                    owner_id=None,
+                    status=None,
+                    sweep_id=7,
+                    limit=501,
+                    before_id=before_id,
+                )
+        assert len(seen) == 4
+        with engine.connect() as conn:
+            for statement, parameters in seen:
+                plan = " | ".join(
+                    str(row[-1])
+                    for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                )
+                assert "ix_jobs_sweep_id " in plan and "TEMP B-TREE" not in plan, plan
     finally:
         engine.dispose()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 
 from service.client import TERMINAL_STATUSES, Client
 from service.schemas.jobs import JobOut
@@ -164,11 +164,12 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
     }
     jobs[str(PRUNED_JOB)] = fake_job(owner, PRUNED_JOB, metric, values[0], 3e5, "cancelled")
 
-    def answer_job(route: Route) -> None:
-        route.fulfill(json=jobs[route.request.url.rsplit("/", 1)[1]])
-
+    # The page reads its trial jobs as one listing of the sweep's jobs (one page here).
+    listing = {"data": list(jobs.values())[::-1], "next_cursor": None}
     page.route(f"{stack.url}/v1/sweeps/{FAKE_SWEEP}", lambda route: route.fulfill(json=sweep))
-    page.route(re.compile(rf"/v1/jobs/({'|'.join(jobs)})$"), answer_job)
+    page.route(
+        re.compile(rf"/v1/jobs\?sweep_id={FAKE_SWEEP}&"), lambda route: route.fulfill(json=listing)
+    )
     sign_in(page, stack.url, token, f"#/sweeps/{FAKE_SWEEP}")
     chart = page.locator("#chart-sweep")
     expect(chart).to_have_attribute("data-front", "0,1,2")

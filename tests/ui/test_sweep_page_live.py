@@ -51,6 +51,23 @@ def count_gets(page: Page, sweep_id: int) -> list[str]:
     return seen
 
 
+def count_job_reads(page: Page) -> tuple[list[str], list[str]]:
+    """The page's GETs of single jobs (/v1/jobs/{id}) and of the sweep's jobs listing
+    (/v1/jobs?sweep_id=), as they are sent."""
+    single: list[str] = []
+    listed: list[str] = []
+
+    def on_request(request: Request) -> None:
+        url = urlparse(request.url)
+        if request.method == "GET" and re.fullmatch(r"/v1/jobs/\d+", url.path):
+            single.append(request.url)
+        elif request.method == "GET" and url.path == "/v1/jobs" and "sweep_id=" in url.query:
+            listed.append(request.url)
+
+    page.on("request", on_request)
+    return single, listed
+
+
 def drawn_front(page: Page) -> list[int]:
     """The trials the chart draws as its front (or best)."""
     front = page.get_attribute("#chart-sweep", "data-front") or ""
@@ -77,6 +94,7 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
     with client:
         sweep = client.submit_sweep(sweep_spec("live", trials=3, parallel=2, rounds=40))
         gets = count_gets(page, sweep["id"])
+        single, sweep_reads = count_job_reads(page)
         feeds = silence_feed(page)
         sign_in(page, stack.url, token, f"#/sweeps/{sweep['id']}")
         badge = page.locator("h1 .badge")
@@ -117,6 +135,11 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
         wait_until(
             lambda: drawn_front(page) == sorted(done["best"]), timeout=10, what="the front drawn"
         )
+        # Every trial's bytes up came from the sweep's jobs listing, never from a GET
+        # per trial job (a thousand requests on the first draw of a 1000-trial sweep).
+        expect(page.locator("#trials td.bytes-up").first).not_to_have_text("—")
+        assert single == [], single
+        assert sweep_reads and all("limit=500" in url for url in sweep_reads), sweep_reads
 
         # A finished sweep is not polled, and its page gives its jobs feed back (each
         # stream counts against max_streams_per_user): no GET of it and no feed

@@ -56,8 +56,9 @@ export async function render(root, params, signal) {
     const objectives = sweep.spec.objectives;
     const shown = objectives.findIndex((o) => o.metric !== "bytes_up_total");
     const objective = objectives[Math.max(0, shown)];
-    await Promise.all(sweep.trials.filter((t) => t.job_id && !jobs.get(t.job_id)?.summary)
-      .map(async (t) => jobs.set(t.job_id, await api(`/v1/jobs/${t.job_id}`, { signal }))));
+    // The trial jobs' statuses and summaries, a listing read (its pages of 500) per
+    // draw: a GET per trial job was a thousand requests for a thousand trials.
+    if (sweep.trials.some((t) => t.job_id && !jobs.get(t.job_id)?.summary)) await readJobs();
     const best = new Set(sweep.best);
     const points = sweep.trials.map((t) => {
       const job = jobs.get(t.job_id);
@@ -108,6 +109,16 @@ export async function render(root, params, signal) {
       t.error || ""))));
     if (TERMINAL.has(status)) finishedFeed();
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
+  }
+
+  async function readJobs() {
+    let cursor = null;
+    do {
+      const page = await api(`/v1/jobs?sweep_id=${sweepId}&limit=500`
+        + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""), { signal });
+      for (const job of page.data) jobs.set(job.id, job);
+      cursor = page.next_cursor;
+    } while (cursor);
   }
 
   const redraw = latestOnly(draw);

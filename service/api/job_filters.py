@@ -1,0 +1,75 @@
+"""The jobs listing's filters, read by GET /v1/jobs and by its live feed
+(/v1/feeds/jobs) through one dependency: both take the same query parameters by the
+same rules, and a new filter is added here once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query
+from sqlalchemy.orm import Session
+
+from service.api.deps import MAX_ID, decode_cursor
+from service.schemas.accounts import USER_NAME_PATTERN
+from service.schemas.jobs import JobStatus
+from service.store.jobs import JobsQuery
+from service.store.users import Principal, find_user_id
+
+JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
+# A user name's own pattern (schemas.accounts): anything else names nobody, and a NUL
+# would reach PostgreSQL as a 500.
+OwnerFilter = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        pattern=USER_NAME_PATTERN,
+        description="owner's name (admins; others see own)",
+    ),
+]
+# Bounded like an id in a path (deps.JobId): a larger one would be a 500 on PostgreSQL.
+SweepIdFilter = Annotated[
+    int | None, Query(ge=1, le=MAX_ID, description="only this sweep's trial jobs")
+]
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    status: JobStatus | None = None
+    owner: str | None = None
+    sweep_id: int | None = None
+
+
+async def _job_filters(
+    status_filter: JobStatusFilter = None,
+    owner: OwnerFilter = None,
+    sweep_id: SweepIdFilter = None,
+) -> JobFilters:
+    return JobFilters(status=status_filter, owner=owner, sweep_id=sweep_id)
+
+
+ListingFilters = Annotated[JobFilters, Depends(_job_filters)]
+
+
+def page_query(
+    session: Session,
+    principal: Principal,
+    filters: JobFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> JobsQuery:
+    """A page's rows for list_jobs (or jobs_fingerprint): one more than `limit`, for
+    the next cursor. A filter that matches nothing lists nothing, not a 404: `?owner=`
+    a name no user has lists nobody's (id 0), `?sweep_id=` a sweep that does not
+    exist, or another user's (to a non-admin), lists no job."""
+    owner = filters.owner
+    owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
+    return JobsQuery(
+        viewer=principal,
+        owner_id=owner_id,
+        status=filters.status,
+        sweep_id=filters.sweep_id,
+        limit=limit + 1,
+        before_id=decode_cursor(cursor),
+    )
