@@ -155,10 +155,15 @@ class JobsQuery(TypedDict):
 
 def _jobs_query(q: JobsQuery) -> Select[Job]:
     query = select(Job).order_by(Job.id.desc()).limit(q["limit"])
+    # With a sweep, its few rows are the ones to read (ix_jobs_sweep_id), not every job
+    # of the owner: `owner_id + 0` keeps the owner's index out of the choice. SQLite,
+    # without statistics, otherwise picks either index by their order in the schema,
+    # which a batch migration's table rebuild leaves arbitrary.
+    owner = Job.owner_id if q["sweep_id"] is None else Job.owner_id + 0
     if not q["viewer"].is_admin:
-        query = query.where(Job.owner_id == q["viewer"].user_id)
+        query = query.where(owner == q["viewer"].user_id)
     if q["owner_id"] is not None:
-        query = query.where(Job.owner_id == q["owner_id"])
+        query = query.where(owner == q["owner_id"])
     if q["status"] is not None:
         query = query.where(Job.status == q["status"])
     # A sweep's trial jobs are its owner's: another user's sweep lists nothing to a

@@ -124,7 +124,9 @@ def test_sqlite_sweep_filter_reads_the_sweeps_rows_in_order(empty_db_url: str) -
     """`?sweep_id=` (the sweep page's one read per redraw) needs no index of its own:
     ix_jobs_sweep_id (0006) carries the rowid (= id) on SQLite, so a plain user's page
     and an admin's are read in id order from the sweep's rows alone, not from every
-    job of the user (ix_jobs_owner_id_id) and with no sort."""
+    job of the user (ix_jobs_owner_id_id) and with no sort. Without the store's
+    `owner_id + 0` SQLite chose between the two indexes by their order in the schema,
+    which the migrations' table rebuilds leave arbitrary (1 run in 8 failed here)."""
     migrate.upgrade(empty_db_url)
     engine = make_engine(empty_db_url)
     sessions = make_sessionmaker(engine)
