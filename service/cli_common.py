@@ -24,7 +24,7 @@ from rich.text import Text
 from service import spec_yaml
 from service.client import ApiError, Client, ClientSettings
 from service.schemas.accounts import folded_user_name
-from service.schemas.common import CONTROL_CHARACTERS
+from service.schemas.common import CONTROL_CHARACTERS, MAX_PAGE
 
 
 def visible(text: str) -> str:
@@ -203,7 +203,7 @@ def newest(
     Client.sweeps, Client.audit) given `filters`, and whether there were more. One
     page holds the limit and the one more that says there are more."""
     try:
-        page = min(limit + 1, 500) if limit else 500
+        page = min(limit + 1, MAX_PAGE) if limit else MAX_PAGE
         rows = fetch(limit=page, most=limit or None, **filters)
     except ApiError as exc:
         raise api_failure(exc) from exc

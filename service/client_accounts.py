@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.client_base import ClientBase
+from service.schemas.common import MAX_PAGE
 
 
 class AccountsApi(ClientBase):
@@ -16,7 +17,7 @@ class AccountsApi(ClientBase):
 
     def users(self) -> list[dict[str, Any]]:
         """Every user (admins)."""
-        return self._every_page("/v1/users", {"limit": 500})
+        return self._every_page("/v1/users", {"limit": MAX_PAGE})
 
     def create_user(
         self,

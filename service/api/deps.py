@@ -11,12 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.common import MAX_PAGE as MAX_PAGE
 from service.settings import Settings
 
 MAX_ID = 2**63 - 1
 MAX_SEQ = 2**31 - 1
 DEFAULT_PAGE = 50
-MAX_PAGE = 500
 # A job's metric records are small and read in bulk (a chart of every round).
 MAX_METRICS_PAGE = 10 * MAX_PAGE
 

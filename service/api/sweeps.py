@@ -32,7 +32,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.resolved import ResolvedSpec
 from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
-from service.schemas.sweeps import SweepOut, SweepSpec, TrialOut
+from service.schemas.sweeps import PRUNED, SweepOut, SweepSpec, TrialOut
 from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
@@ -59,7 +59,7 @@ def _trial_out(row: TrialRow) -> TrialOut:
     trial = row.trial
     shown: Any
     if trial.state == TrialState.PRUNED.value:
-        shown = "pruned"
+        shown = PRUNED
     elif trial.state == TrialState.FAILED.value:
         # Also when its job succeeded: without a finite objective (a diverged loss is
         # stored as null) the trial failed, and the sweep counts it so.

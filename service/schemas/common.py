@@ -22,6 +22,10 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
+# The most rows one page of a listing holds (its `limit`): the routes' bound, and what
+# the CLI, the client and the dashboard ask for when they read every page.
+MAX_PAGE = 500
+
 
 def storable(value: str) -> str:
     # PostgreSQL's text refuses NUL, and an unpaired UTF-16 surrogate (JSON

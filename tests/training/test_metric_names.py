@@ -9,7 +9,7 @@ from typing import Any, get_args
 import pytest
 
 from service.schemas.jobspec import TaskKind
-from service.schemas.metric_names import EVAL_METRICS, ROUND_METRICS
+from service.schemas.metric_names import EVAL_METRICS, HEADLINE_METRICS, ROUND_METRICS
 from tests.training.task_helpers import SMALL_TASKS, make_spec
 from workers.training.runner import run_reference
 
@@ -18,6 +18,15 @@ TASKS: dict[str, dict[str, Any]] = {**SMALL_TASKS, "lag_paper_linreg": {"kind": 
 
 def test_every_task_has_its_evaluation_metrics_declared() -> None:
     assert set(EVAL_METRICS) == set(get_args(TaskKind)) == set(TASKS)
+
+
+def test_each_task_has_one_headline_so_the_first_found_is_its_own() -> None:
+    """The CLI and the dashboard show the first of HEADLINE_METRICS a job reports: that
+    is its task's headline only while every task has exactly one besides val_loss."""
+    for kind, names in EVAL_METRICS.items():
+        headline = [name for name in names if name != "val_loss"]
+        assert "val_loss" in names and len(headline) == 1, (kind, names)
+        assert headline[0] in HEADLINE_METRICS
 
 
 @pytest.mark.parametrize("kind", sorted(TASKS))

@@ -5,8 +5,10 @@ metric are drawn or named, and a job given twice is compared once."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -134,6 +136,16 @@ Y_LABELS = """(chart) => {
 }"""
 
 
+def sweep_listing(sweep_id: int) -> Callable[[str], bool]:
+    """Matches the page's read of a sweep's jobs listing, whatever its parameters' order."""
+
+    def matches(url: str) -> bool:
+        parts = urlparse(url)
+        return parts.path == "/v1/jobs" and parse_qs(parts.query).get("sweep_id") == [str(sweep_id)]
+
+    return matches
+
+
 def whole(labels: dict[str, Any], long_label: re.Pattern[str]) -> bool:
     """Every tick label long (else the test proves nothing) and inside the chart, and
     the title inside it and clear of the ticks."""
@@ -167,9 +179,7 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
     # The page reads its trial jobs as one listing of the sweep's jobs (one page here).
     listing = {"data": list(jobs.values())[::-1], "next_cursor": None}
     page.route(f"{stack.url}/v1/sweeps/{FAKE_SWEEP}", lambda route: route.fulfill(json=sweep))
-    page.route(
-        re.compile(rf"/v1/jobs\?sweep_id={FAKE_SWEEP}&"), lambda route: route.fulfill(json=listing)
-    )
+    page.route(sweep_listing(FAKE_SWEEP), lambda route: route.fulfill(json=listing))
     sign_in(page, stack.url, token, f"#/sweeps/{FAKE_SWEEP}")
     chart = page.locator("#chart-sweep")
     expect(chart).to_have_attribute("data-front", "0,1,2")

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Dialog, Page, Request, Route, expect
 
+from service.api.deps import MAX_PAGE
 from service.client import TERMINAL_STATUSES
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
@@ -113,6 +114,22 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
         listed = listing.locator(f"#sweeps tr[data-sweep-id='{sweep['id']}']")
         expect(listed.locator(".badge")).to_be_visible()
         assert listed.locator(".badge").get_attribute("data-status") not in TERMINAL_STATUSES
+        # While held, nothing changes: once the page shows both queued trial jobs, its
+        # polls redraw without reading the jobs listing again (it re-read all of it at
+        # every draw while a trial job had no summary).
+        expect(page.locator("#trials tbody td a")).to_have_count(2, timeout=30_000)
+        # (Playwright's sync API delivers request events only inside its own calls: so
+        # the polls are awaited as requests, not counted in a wait_until.)
+        sweep_path = f"/v1/sweeps/{sweep['id']}"
+
+        def is_poll(request: Request) -> bool:
+            return request.method == "GET" and urlparse(request.url).path == sweep_path
+
+        reads = len(sweep_reads)
+        for _ in range(4):  # each poll starts after the previous draw has ended
+            with page.expect_request(is_poll, timeout=5_000 * POLL_S):
+                pass
+        assert len(sweep_reads) == reads, sweep_reads[reads:]
         with stack.admin() as admin:
             admin._request("PATCH", quota, json={"quota": {"max_running_jobs": 2}})
 
@@ -148,7 +165,13 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
         # per trial job (a thousand requests on the first draw of a 1000-trial sweep).
         expect(page.locator("#trials td.bytes-up").first).not_to_have_text("—")
         assert single == [], single
-        assert sweep_reads and all("limit=500" in url for url in sweep_reads), sweep_reads
+        assert sweep_reads and all(f"limit={MAX_PAGE}" in url for url in sweep_reads)
+        # Read again only for a trial job not seen yet or one just finished — a bound in
+        # trials, not in draws (every draw re-read the whole listing once).
+        assert len(sweep_reads) <= 1 + 2 * len(done["trials"]), (sweep_reads, len(gets))
+        # The page's feed is of this sweep's jobs only (another job's progress does not
+        # redraw it).
+        assert feeds and all(f"sweep_id={sweep['id']}" in url for url in feeds), feeds
 
         # A finished sweep is not polled, and its page gives its jobs feed back (each
         # stream counts against max_streams_per_user): no GET of it and no feed

@@ -63,8 +63,11 @@ export const TERMINAL = new Set(TERMINAL_STATUSES);
 // A sweep's trials that have finished (as the CLI counts them): a pending or running
 // trial has started, not finished.
 const FINISHED_TRIAL = new Set(FINISHED_TRIAL_STATUSES);
+export function isFinishedTrial(trial) {
+  return FINISHED_TRIAL.has(trial.status);
+}
 export function finishedTrials(sweep) {
-  return sweep.trials.filter((t) => FINISHED_TRIAL.has(t.status)).length;
+  return sweep.trials.filter(isFinishedTrial).length;
 }
 
 export function statusBadge(status) {

@@ -1,18 +1,23 @@
 // A sweep: each trial as its objective against the bytes its job uploaded, the
 // sweep's best trials (its Pareto front with several objectives) highlighted.
-// Redrawn when the live jobs feed reports a change and, while the sweep is not
-// finished, every POLL_MS: the sweep controller writes the sweep's status, its trials'
-// values and `best` after the last trial job has ended, and no feed event follows.
+// Redrawn when the live feed of the sweep's jobs reports a change and, while the sweep
+// is not finished, every POLL_MS: the sweep controller writes the sweep's status, its
+// trials' values and `best` after the last trial job has ended, and no feed event
+// follows.
 // Its owner (or an admin) can cancel an unfinished sweep: no new trials, its queued and
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial).
-import { api, latestOnly, poller, session, stream } from "../api.js";
+import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
 import { plainText, plot } from "../charts.js";
 import {
-  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, section, statusBadge, streamWaitNote,
-  TERMINAL,
+  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, section, statusBadge,
+  streamWaitNote, TERMINAL,
 } from "../dom.js";
+import { MAX_PAGE } from "../../rules.js";
 
 const POLL_MS = 2000;
+// The newest trial jobs the feed sends at each change: every running one (at most the
+// sweep's `parallel`) and those just finished; the rest do not change any more.
+const feedSize = (parallel) => Math.min(MAX_PAGE, Math.max(10, 2 * parallel));
 
 export async function render(root, params, signal) {
   const sweepId = Number(params.id);
@@ -21,6 +26,7 @@ export async function render(root, params, signal) {
   const table = el("tbody");
   const jobs = new Map();
   let status = null;  // the sweep's, as last drawn
+  let parallel = 1;  // its trial jobs at a time
   let finishedFeed = () => {};  // closes the jobs feed (once the sweep is finished)
   let cancelError = null;  // one message, the last try's
   const cancel = el("button", { type: "button", id: "cancel-sweep", class: "danger", hidden: true,
@@ -56,9 +62,15 @@ export async function render(root, params, signal) {
     const objectives = sweep.spec.objectives;
     const shown = objectives.findIndex((o) => o.metric !== "bytes_up_total");
     const objective = objectives[Math.max(0, shown)];
-    // The trial jobs' statuses and summaries, a listing read (its pages of 500) per
-    // draw: a GET per trial job was a thousand requests for a thousand trials.
-    if (sweep.trials.some((t) => t.job_id && !jobs.get(t.job_id)?.summary)) await readJobs();
+    parallel = sweep.spec.parallel;
+    // The trial jobs' statuses and summaries come from the feed; the sweep's jobs
+    // listing is read only for trials the page holds no current copy of (a job not
+    // seen yet, or one the sweep calls finished whose copy is not), and only as far as
+    // they reach. A GET per trial job was a thousand requests for a thousand trials;
+    // the whole listing at every draw, a megabyte.
+    const wanted = new Set(sweep.trials.filter((t) => t.job_id && (!jobs.has(t.job_id)
+      || (isFinishedTrial(t) && !TERMINAL.has(jobs.get(t.job_id).status)))).map((t) => t.job_id));
+    if (wanted.size) await readJobs(wanted);
     const best = new Set(sweep.best);
     const points = sweep.trials.map((t) => {
       const job = jobs.get(t.job_id);
@@ -111,14 +123,19 @@ export async function render(root, params, signal) {
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
-  async function readJobs() {
+  // Newest first, so a running or just-finished trial's job is on the first page.
+  async function readJobs(wanted) {
     let cursor = null;
     do {
-      const page = await api(`/v1/jobs?sweep_id=${sweepId}&limit=500`
-        + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""), { signal });
-      for (const job of page.data) jobs.set(job.id, job);
+      const query = new URLSearchParams({ sweep_id: sweepId, limit: MAX_PAGE });
+      if (cursor) query.set("cursor", cursor);
+      const page = await api(`/v1/jobs?${query}`, { signal });
+      for (const job of page.data) {
+        jobs.set(job.id, job);
+        wanted.delete(job.id);
+      }
       cursor = page.next_cursor;
-    } while (cursor);
+    } while (cursor && wanted.size);
   }
 
   const redraw = latestOnly(draw);
@@ -132,13 +149,17 @@ export async function render(root, params, signal) {
   if (TERMINAL.has(status)) return;
   const feed = new AbortController();
   finishedFeed = () => feed.abort();
-  await stream("/v1/feeds/jobs?limit=100", (event) => {
-    if (event.event === "jobs") redraw();
+  const query = new URLSearchParams({ sweep_id: sweepId, limit: feedSize(parallel) });
+  await jobsFeed(query, (page) => {
+    for (const job of page.data) jobs.set(job.id, job);
+    redraw();
   }, {
     signal: AbortSignal.any([signal, feed.signal]),
-    reconnect: true,
-    onLive: (up) => { if (up) waiting.onLive(); },
-    onWait: (detail) => { waiting.onWait(detail); schedulePoll(); },
+    // While the feed is refused, the poll redraws too (jobsFeed reads the page).
+    waiting: {
+      onLive: () => waiting.onLive(),
+      onWait: (detail) => { waiting.onWait(detail); schedulePoll(); },
+    },
   });
   waiting.onLive();
 }
