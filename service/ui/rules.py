@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from service.api.deps import MAX_METRICS_PAGE, MAX_PAGE
+from service.api.deps import MAX_METRICS_PAGE
+from service.schemas.common import MAX_PAGE
 from service.schemas.jobs import TERMINAL, JobStatus
 from service.schemas.metric_names import BYTE_METRICS, HEADLINE_METRICS
 from service.schemas.sweeps import FINISHED_TRIAL_STATUSES

@@ -1,5 +1,6 @@
 """The store's foundations: the declarative base and its naming convention, id and
-UTC datetime column types, job statuses, and helpers every model module shares."""
+UTC datetime column types, the job statuses (defined with the API's schema) and which
+hold a lease, and helpers every model module shares."""
 
 from __future__ import annotations
 
