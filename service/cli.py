@@ -14,6 +14,7 @@ from service.cli_audit import audit_app
 from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
+from service.cli_prune import prune_app
 from service.cli_server import db_app, load_settings, require_schema_or_exit, server_app
 from service.cli_show import show_app
 from service.cli_sweeps import sweeps_app
@@ -26,6 +27,7 @@ app.registered_commands.extend(jobs_app.registered_commands)
 app.registered_commands.extend(show_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)
 app.registered_commands.extend(data_app.registered_commands)
+app.registered_commands.extend(prune_app.registered_commands)
 app.registered_commands.extend(demo_app.registered_commands)
 app.registered_commands.extend(audit_app.registered_commands)
 app.registered_commands.extend(accounts_app.registered_commands)

@@ -1,5 +1,5 @@
-"""The client's stored files: datasets (upload, list, delete) and a job's
-checkpoints (delete)."""
+"""The client's stored things: datasets (upload, list, delete), a job's checkpoints
+(delete) and a finished job with everything it produced (delete)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,7 @@ class DataApi(ClientBase):
 
     def delete_checkpoints(self, job_id: int) -> None:
         self._request("DELETE", f"/v1/jobs/{job_id}/checkpoints")
+
+    def delete_job(self, job_id: int) -> None:
+        """Delete a finished job with its metrics, events and checkpoints."""
+        self._request("DELETE", f"/v1/jobs/{job_id}")

@@ -42,15 +42,18 @@ class JobsApi(ClientBase):
         *,
         status: str | None = None,
         sweep_id: int | None = None,
+        owner: str | None = None,
         limit: int = 50,
         most: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Your jobs (an admin's: everyone's), newest first, `limit` a page; with
-        `most`, the newest `most` and one more when there are more. `sweep_id`: only
-        that sweep's trial jobs."""
+        """Your jobs (an admin's: everyone's, or `owner`'s), newest first, `limit` a
+        page; with `most`, the newest `most` and one more when there are more.
+        `sweep_id`: only that sweep's trial jobs."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
+        if owner is not None:
+            params["owner"] = owner
         if sweep_id is not None:
             params["sweep_id"] = sweep_id
         return self._every_page("/v1/jobs", params, most=most)

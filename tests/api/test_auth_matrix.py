@@ -51,6 +51,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/jobs/{job_id}/checkpoints"): RouteCase("job"),
     ("GET", "/v1/jobs/{job_id}/checkpoints/{checkpoint_id}"): RouteCase("job"),
     ("DELETE", "/v1/jobs/{job_id}/checkpoints"): RouteCase("job", 204),
+    # Each caller deletes a finished job of the owner's of its own (see `fresh`).
+    ("DELETE", "/v1/jobs/{job_id}"): RouteCase(
+        "job", 204, fresh=lambda world: {"job_id": world.finished_job()}
+    ),
     ("POST", "/v1/datasets"): RouteCase(
         "user", 201, lambda ids: {"files": {"file": ("t.txt", b"to be or not to be\n")}}
     ),
@@ -128,6 +132,13 @@ class World:
         assert r.status_code == 201, r.text
         dataset_id: int = r.json()["id"]
         return dataset_id
+
+    def finished_job(self) -> int:
+        """A new job of the owner's, cancelled while queued; its id."""
+        job_id = self.api.submit(self.headers["owner"])
+        r = self.api.client.post(f"/v1/jobs/{job_id}/cancel", headers=self.headers["owner"])
+        assert r.status_code == 202, r.text
+        return job_id
 
 
 @pytest.fixture

@@ -111,6 +111,7 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     )
     expect(page.locator("#timeline tbody tr").first).to_be_visible()
     expect(page.locator("#delete-checkpoints")).to_be_hidden()  # it may still resume
+    expect(page.locator("#delete-job")).to_be_hidden()  # a running job is cancelled first
     screenshot(page, "job")
 
     # The page asks first: declined, the job runs on; accepted, it stops.
@@ -122,6 +123,7 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     page.click("#cancel")
     expect(page.locator("#job-status")).to_contain_text("cancelled", timeout=60_000)
     expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#delete-job")).to_be_visible()  # finished, it may go
     expect(page.locator("#timeline")).to_contain_text("cancelled")
     # Stopped early, it keeps the summary of the rounds it ran and says how far it got;
     # the list shows its uploads saved, not "—".

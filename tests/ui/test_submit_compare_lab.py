@@ -149,6 +149,18 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
         assert owner.checkpoints(lazy) == []
         assert owner.me()["usage"]["storage_bytes"] < stored
 
+    # Then the job itself, after a confirmation: declined, it stays; accepted, the
+    # page goes to the jobs list, which no longer shows it.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#delete-job")
+    expect(page.locator("#delete-job")).to_be_enabled()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-job")
+    expect(page.locator(f"#jobs-table tr[data-job-id='{dense}']")).to_be_visible()
+    expect(page.locator(f"#jobs-table tr[data-job-id='{lazy}']")).to_have_count(0)
+    with Client(stack.url, token) as owner:
+        assert [j["id"] for j in owner.jobs()] == [dense]
+
 
 def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> None:
     _token, client = new_user(stack, "queuer")

@@ -1,6 +1,6 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
 // raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
-// free storage quota), cancel.
+// free storage quota), cancel, and deleting a finished job with all it produced.
 import { allMetrics, api, poller, stream } from "../api.js";
 import {
   line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
@@ -42,6 +42,22 @@ export async function render(root, params, signal) {
       cancel.disabled = false;
     }
   } }, "Cancel");
+  let deleteError = null;
+  const remove = el("button", { type: "button", id: "delete-job", class: "danger", hidden: true,
+    onclick: async () => {
+      if (!window.confirm(`Delete job ${jobId} with its metrics, events and checkpoints? `
+        + "This cannot be undone.")) return;
+      deleteError?.remove();
+      deleteError = null;
+      remove.disabled = true;
+      try {
+        await api(`/v1/jobs/${jobId}`, { method: "DELETE", signal });
+        location.hash = "#/jobs";
+      } catch (error) {  // a trial of a sweep still running: the server says so (409)
+        if (!signal.aborted) remove.after(deleteError = errorBox(error));
+        remove.disabled = false;
+      }
+    } }, "Delete job");
   const explain = el("div", { id: "explain" });
   // Shown while the event stream is lost (a server restarting): the page is not live.
   const streamNote = el("span", { id: "stream-note", class: "note", hidden: true },
@@ -78,7 +94,7 @@ export async function render(root, params, signal) {
   const noData = el("p", { id: "no-data", class: "muted", hidden: true },
     "No data yet: the charts fill in as the job reports its rounds.");
   root.append(
-    title, el("div", { class: "toolbar" }, badge, cancel, streamNote), waiting.node, facts,
+    title, el("div", { class: "toolbar" }, badge, cancel, remove, streamNote), waiting.node, facts,
     explain,
     section("Training", noData,
       el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
@@ -95,6 +111,7 @@ export async function render(root, params, signal) {
     job = next;
     badge.replaceChildren(statusBadge(job.status));
     cancel.hidden = TERMINAL.has(job.status) || job.status === "cancelling";
+    remove.hidden = !TERMINAL.has(job.status);
     const s = job.summary;
     facts.replaceChildren(
       `owner ${job.owner} · `,

@@ -1,0 +1,137 @@
+"""DELETE /v1/jobs/{id} (SQLite and PostgreSQL): a finished job goes with everything
+it produced — metric records, events, attempts, checkpoint rows and files — and its
+storage stops counting; an unfinished job, or a trial of an unfinished sweep, stays
+(409 naming why); the audit log keeps who deleted what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from service.store.db import read_transaction
+from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
+from tests.api.test_quota_races import all_at_once, usage
+from workers.sweeps.controller import SweepController
+
+# Every table whose rows name a job (the foreign keys that cascade or set null).
+JOB_TABLES = ("metrics", "job_events", "job_attempts", "checkpoints")
+
+
+def _rows_naming(api: Api, job_id: int) -> dict[str, int]:
+    """How many rows of each table name the job, and whether the job's own row is there."""
+    with read_transaction(api.sessions) as session:
+        counts = {
+            table: session.execute(
+                text(f"SELECT count(*) FROM {table} WHERE job_id = :id"), {"id": job_id}
+            ).scalar_one()
+            for table in JOB_TABLES
+        }
+        counts["jobs"] = session.execute(
+            text("SELECT count(*) FROM jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
+    return counts
+
+
+def test_a_finished_job_goes_with_everything_it_produced(api: Api) -> None:
+    alice_id, alice = api.create_user("alice")
+    _bob_id, bob = api.create_user("bob")
+    kept = api.submit(alice)  # another job of alice's: untouched
+    api.claim()
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    assert claimed.job_id == job_id
+    api.append(claimed, range(1, 4))
+    first_uri, _ = api.checkpoint(claimed, 0, b"x" * 600)
+    second_uri, _ = api.checkpoint(claimed, 1, b"y" * 400)
+    path = f"/v1/jobs/{job_id}"
+
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert f"job {job_id} is running" in detail, detail  # its dispatcher still writes
+    api.finish(claimed)
+    assert usage(api, alice)["storage_bytes"] == 1000
+    assert_json_error(api.client.delete(path, headers=bob), 404)  # not bob's to see
+    before = _rows_naming(api, job_id)
+    assert all(before[table] for table in (*JOB_TABLES, "jobs")), before
+
+    assert api.client.delete(path, headers=alice).status_code == 204
+    assert _rows_naming(api, job_id) == dict.fromkeys((*JOB_TABLES, "jobs"), 0)
+    assert not Path(first_uri).exists() and not Path(second_uri).exists()
+    assert usage(api, alice)["storage_bytes"] == 0
+    for gone in (path, f"{path}/metrics", f"{path}/checkpoints"):
+        assert_json_error(api.client.get(gone, headers=alice), 404)
+    assert [j["id"] for j in api.client.get("/v1/jobs", headers=alice).json()["data"]] == [kept]
+    assert _rows_naming(api, kept)["jobs"] == 1
+    assert_json_error(api.client.delete(path, headers=alice), 404)  # deleted once
+
+    audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+    [entry] = [a for a in audit if a["action"] == "job.deleted"]
+    assert entry["actor"] == "user:alice" and entry["target"] == f"job:{job_id}"
+    assert entry["detail"] == {
+        "owner_id": alice_id,
+        "name": None,
+        "status": "succeeded",
+        "metric_records": 3,
+        "checkpoints": 2,
+        "bytes": 1000,
+    }
+    # Ids are never given again (migration 0008): a link to the deleted job stays dead.
+    assert api.submit(alice) > job_id
+
+
+def test_a_queued_job_is_cancelled_first_and_an_admin_may_delete_it(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    detail = assert_json_error(api.client.delete(f"/v1/jobs/{job_id}", headers=alice), 409)
+    assert "queued" in detail and "cancel it" in detail, detail
+    assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).status_code == 202
+    assert api.client.delete(f"/v1/jobs/{job_id}", headers=api.admin).status_code == 204
+    assert _rows_naming(api, job_id) == dict.fromkeys((*JOB_TABLES, "jobs"), 0)
+    audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+    [entry] = [a for a in audit if a["action"] == "job.deleted"]
+    assert entry["actor"] == "admin:admin" and entry["detail"]["status"] == "cancelled"
+
+
+def test_a_trial_job_stays_while_its_sweep_runs_and_its_trial_keeps_its_row(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
+    controller = SweepController(api.settings, api.sessions)
+    controller.poll()  # the sweep queues its first two trial jobs
+    trials = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
+    first, second = (t["job_id"] for t in trials)
+    assert api.client.post(f"/v1/jobs/{first}/cancel", headers=alice).status_code == 202
+
+    detail = assert_json_error(api.client.delete(f"/v1/jobs/{first}", headers=alice), 409)
+    assert f"trial of sweep {sweep_id}" in detail, detail
+    assert api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice).status_code == 202
+    controller.poll()  # a cancelling sweep cancels its trials' jobs, then ends
+    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
+    assert sweep["status"] == "cancelled", sweep
+
+    assert api.client.delete(f"/v1/jobs/{first}", headers=alice).status_code == 204
+    after = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
+    assert [t["job_id"] for t in after] == [None, second]
+    assert [t["status"] for t in after] == [t["status"] for t in sweep["trials"]]
+    listed = api.client.get("/v1/jobs", params={"sweep_id": sweep_id}, headers=alice).json()
+    assert [j["id"] for j in listed["data"]] == [second]
+
+
+def test_concurrent_deletes_of_a_job_delete_and_audit_it_once(api: Api) -> None:
+    _alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    for round_ in range(3):
+        api.checkpoint(claimed, round_, b"z" * 100)
+    api.finish(claimed)
+
+    def delete(_i: int) -> httpx.Response:
+        # TestClient's base class is httpx2's Client (absent here), so mypy sees Any.
+        response: httpx.Response = api.client.delete(f"/v1/jobs/{job_id}", headers=alice)
+        return response
+
+    answers = all_at_once(4, delete)
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [204, 404, 404, 404], [a.text for a in answers]
+    audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+    assert [a["target"] for a in audit if a["action"] == "job.deleted"] == [f"job:{job_id}"]
