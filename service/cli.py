@@ -102,6 +102,7 @@ def orphan_files(
     import time
 
     from service.orphan_files import Removal, find_orphans, remove_orphans
+    from service.schemas.audit import AuditAction
     from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
 
@@ -143,7 +144,7 @@ def orphan_files(
                     record(
                         session=session,
                         actor=cli_actor(),
-                        action="artifacts.orphans_removed",
+                        action=AuditAction.ARTIFACTS_ORPHANS_REMOVED,
                         target="artifacts",
                         detail={"files": removal.files, "bytes": removal.bytes},
                     )

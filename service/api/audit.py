@@ -21,7 +21,9 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 
 # What action names are made of (job.cancelled, artifacts.orphans_removed): lower
 # case only, as every action is — an upper-case prefix matched on SQLite, whose LIKE
-# ignores case, and nothing on PostgreSQL.
+# ignores case, and nothing on PostgreSQL. Any such text is taken, not only an
+# AuditAction or its prefix: rows may hold actions of another server version, and
+# the filter has always taken any (one that is no action matches nothing).
 _ACTION = re.compile(r"^[a-z._]+$")
 
 

@@ -29,6 +29,7 @@ from service.artifacts import CHUNK_BYTES, artifact_url, remove_quietly, write_o
 from service.auth import CurrentUser
 from service.errors import ArtifactsUnavailable
 from service.schemas.accounts import DatasetOut
+from service.schemas.audit import AuditAction
 from service.schemas.common import CONTROL_CHARACTERS, Page
 from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
 from service.store.audit import record
@@ -148,7 +149,7 @@ def post_dataset(
             record(
                 session=session,
                 actor=principal,
-                action="dataset.uploaded",
+                action=AuditAction.DATASET_UPLOADED,
                 target=f"dataset:{dataset.id}",
                 detail={"filename": filename, "bytes": size},
             )
@@ -190,7 +191,7 @@ def remove_dataset(
         record(
             session=session,
             actor=principal,
-            action="dataset.deleted",
+            action=AuditAction.DATASET_DELETED,
             target=f"dataset:{dataset_id}",
             detail={
                 "owner_id": dataset.owner_id,

@@ -24,6 +24,7 @@ from service.api.stream_hub import EventStream, StreamHub
 from service.artifacts import file_size, iter_file, remove_quietly
 from service.auth import CurrentUser
 from service.errors import NotFound
+from service.schemas.audit import AuditAction
 from service.schemas.jobs import CheckpointList, CheckpointOut, MetricPage
 from service.store.audit import record
 from service.store.checkpoints import delete_checkpoints, get_checkpoint, list_checkpoints
@@ -126,7 +127,7 @@ def remove_checkpoints(
             record(
                 session=session,
                 actor=principal,
-                action="checkpoints.deleted",
+                action=AuditAction.CHECKPOINTS_DELETED,
                 target=f"job:{job_id}",
                 detail={
                     "owner_id": job.owner_id,

@@ -26,6 +26,7 @@ from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
 from service.auth import CurrentUser
 from service.json_body import UniqueKeysRoute
+from service.schemas.audit import AuditAction
 from service.schemas.common import Page, request_sha256
 from service.schemas.cost import CostLimits
 from service.schemas.gang import gang_totals
@@ -219,7 +220,7 @@ def post_sweep(
             record(
                 session=session,
                 actor=principal,
-                action="sweep.submitted",
+                action=AuditAction.SWEEP_SUBMITTED,
                 target=f"sweep:{sweep.id}",
                 detail={"name": sweep.name, "trials": spec.trials},
             )

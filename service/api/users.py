@@ -30,6 +30,7 @@ from service.schemas.accounts import (
     UserOut,
     UserPatch,
 )
+from service.schemas.audit import AuditAction
 from service.schemas.common import Page
 from service.schemas.quota import QuotaDefaults
 from service.store.audit import record, user_created
@@ -129,7 +130,7 @@ def patch_user(
         if body.disabled is not None and set_disabled(
             session=session, user=user, disabled=body.disabled
         ):
-            action = "user.disabled" if body.disabled else "user.enabled"
+            action = AuditAction.USER_DISABLED if body.disabled else AuditAction.USER_ENABLED
             record(session=session, actor=admin, action=action, target=target)
         if body.quota is not None:
             changed = set_quota(session=session, user=user, change=body.quota)
@@ -137,7 +138,7 @@ def patch_user(
                 record(
                     session=session,
                     actor=admin,
-                    action="quota.changed",
+                    action=AuditAction.QUOTA_CHANGED,
                     target=target,
                     detail=changed,
                 )
@@ -146,7 +147,11 @@ def patch_user(
             user.share_weight = body.share
             session.flush()
             record(
-                session=session, actor=admin, action="share.changed", target=target, detail=detail
+                session=session,
+                actor=admin,
+                action=AuditAction.SHARE_CHANGED,
+                target=target,
+                detail=detail,
             )
         (out,) = _user_outs(session, [user], settings.quota_defaults())
     return out
@@ -212,7 +217,7 @@ def post_token(
         record(
             session=session,
             actor=principal,
-            action="token.created",
+            action=AuditAction.TOKEN_CREATED,
             target=f"token:{api_token.id}",
             detail={"user_id": owner_id, "expires_in_days": body.expires_in_days},
         )
@@ -234,7 +239,7 @@ def delete_token(token_id: TokenId, principal: CurrentUser, sessions: Sessions) 
             record(
                 session=session,
                 actor=principal,
-                action="token.revoked",
+                action=AuditAction.TOKEN_REVOKED,
                 target=f"token:{token_id}",
                 detail={"user_id": api_token.user_id},
             )

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from service.schemas.audit import AuditAction
 from service.schemas.quota import QUOTA_FIELDS
 from service.store.models import AuditEvent, User, json_safe, table_of, utcnow
 from service.store.users import Principal
@@ -20,7 +21,7 @@ def record(
     *,
     session: Session,
     actor: Principal | str | None,
-    action: str,
+    action: AuditAction,
     target: str,
     detail: dict[str, Any] | None = None,
     via: str | None = None,
@@ -39,7 +40,7 @@ def record(
             "at": utcnow(),
             "actor_id": None if user is None else user.user_id,
             "actor": who if via is None else f"{via} for {who}",
-            "action": action,
+            "action": action.value,  # the plain text, whatever the driver makes of an enum
             "target": target,
             "detail": json_safe(detail or {}),
         },
@@ -61,7 +62,11 @@ def user_created(
     if user.share_weight != 1.0:
         detail["share"] = user.share_weight
     record(
-        session=session, actor=actor, action="user.created", target=f"user:{user.id}", detail=detail
+        session=session,
+        actor=actor,
+        action=AuditAction.USER_CREATED,
+        target=f"user:{user.id}",
+        detail=detail,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, NotFound
+from service.schemas.audit import AuditAction
 from service.schemas.cost import estimate
 from service.schemas.gang import gang_totals
 from service.schemas.resolved import ResolvedSpec
@@ -97,7 +98,7 @@ def enqueue(
             session=session,
             actor=audit_actor,
             via=None if sweep_id is None else f"sweep:{sweep_id}",
-            action="job.submitted",
+            action=AuditAction.JOB_SUBMITTED,
             target=f"job:{job.id}",
             detail={"name": job.name, **_sweep_of(job)},
         )
@@ -250,7 +251,7 @@ def request_cancel(
             session=session,
             actor=audit_actor,
             via=via,
-            action="job.cancelled",
+            action=AuditAction.JOB_CANCELLED,
             target=f"job:{job.id}",
             detail={**detail, **_sweep_of(job)},
         )

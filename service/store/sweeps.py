@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from service.errors import IdempotencyConflict, InvalidTransition, NotFound
+from service.schemas.audit import AuditAction
 from service.store import audit, jobs
 from service.store.models import (
     TERMINAL,
@@ -271,7 +272,7 @@ def request_cancel(
         audit.record(
             session=session,
             actor=audit_actor,
-            action="sweep.cancelled",
+            action=AuditAction.SWEEP_CANCELLED,
             target=f"sweep:{sweep.id}",
             detail={"owner_id": sweep.owner_id, "was": was.value},
         )

@@ -1,8 +1,9 @@
 """The rules the dashboard's pages share with the API, written once in Python and
 served to the pages as a JavaScript module (`GET /ui/rules.js`): the job statuses and
 which are finished, a finished trial, the listing's largest pages, the headline and
-byte-counted metric names. A page that needs one of these imports it from there
-rather than keeping its own copy that could drift from the server's."""
+byte-counted metric names, the audit log's actions and their prefixes. A page that
+needs one of these imports it from there rather than keeping its own copy that could
+drift from the server's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 from functools import cache
 
 from service.api.deps import MAX_METRICS_PAGE
+from service.schemas.audit import AuditAction
 from service.schemas.common import MAX_PAGE
 from service.schemas.jobs import TERMINAL, JobStatus
 from service.schemas.metric_names import BYTE_METRICS, HEADLINE_METRICS
@@ -25,6 +27,9 @@ def rules() -> dict[str, object]:
         "MAX_METRICS_PAGE": MAX_METRICS_PAGE,
         "HEADLINE_METRICS": list(HEADLINE_METRICS),
         "BYTE_METRICS": list(BYTE_METRICS),
+        "AUDIT_ACTIONS": sorted(action.value for action in AuditAction),
+        # What GET /v1/audit's ?action= takes as a prefix: each action's subject and dot.
+        "AUDIT_PREFIXES": sorted({action.partition(".")[0] + "." for action in AuditAction}),
     }
 
 

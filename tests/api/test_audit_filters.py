@@ -7,7 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import String
 
+from service.schemas.audit import AuditAction
+from service.store.models import AuditEvent, table_of
 from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
 from workers.sweeps.controller import SweepController
 
@@ -136,6 +139,23 @@ def test_newest_token_events(api: Api) -> None:
         ("user:alice", "token.revoked", f"token:{first}"),
         ("user:alice", "token.created", f"token:{second}"),
     ]
+
+
+def test_each_action_the_server_writes_is_a_filter_and_fits_the_column(api: Api) -> None:
+    """record() takes only an AuditAction (mypy holds every caller to it): each member,
+    and its prefix, must be something ?action= finds, and fit the column."""
+    column = table_of(AuditEvent).c.action.type
+    assert isinstance(column, String) and column.length
+    for action in AuditAction:
+        assert len(action) <= column.length, action
+        for value in (action.value, action.partition(".")[0] + "."):
+            answer = api.client.get(
+                "/v1/audit", params={"action": value, "limit": 1}, headers=api.admin
+            )
+            assert answer.status_code == 200, answer.text
+    # The row holds the plain text: the first start's admin, found by equality.
+    [made] = audit(api, action="user.created")
+    assert made["action"] == "user.created" and made["actor"] == "server"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from sqlalchemy import event
 from service.api.job_filters import JobFilters
 from service.api.jobs_feed import _pages
 from service.api.stream_guard import TokenRecheck
+from service.schemas.audit import AuditAction
 from service.sse_text import parse_sse
 from service.store.db import transaction
 from service.store.users import Principal, revoke_token
@@ -50,8 +51,8 @@ def _rules_module(api: Api) -> dict[str, Any]:
 
 
 def test_the_pages_rules_module_says_what_the_api_does(api: Api) -> None:
-    """The pages take their statuses and page sizes from /ui/rules.js: each must be
-    what the API itself accepts, so a page cannot drift from the server."""
+    """The pages take their statuses, page sizes and audit actions from /ui/rules.js:
+    each must be what the API itself accepts, so a page cannot drift from the server."""
     rules = _rules_module(api)
     schema = api.client.get("/openapi.json").json()
     status_param = next(
@@ -78,6 +79,8 @@ def test_the_pages_rules_module_says_what_the_api_does(api: Api) -> None:
     assert assert_json_error(too_many, 422)[0]["loc"] == ["query", "limit"]
     assert rules["HEADLINE_METRICS"][:1] and "val_loss" not in rules["HEADLINE_METRICS"]
     assert rules["BYTE_METRICS"] == ["bytes_up_total", "dense_equiv_bytes"]
+    assert rules["AUDIT_ACTIONS"] == sorted(AuditAction)  # the audit page's datalist
+    assert rules["AUDIT_PREFIXES"] == sorted({a.partition(".")[0] + "." for a in AuditAction})
 
 
 def test_plotly_bundle_is_served_compressed_from_the_installed_package(api: Api) -> None:

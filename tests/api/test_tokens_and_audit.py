@@ -11,6 +11,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import update
 
 from service.bootstrap import IGNORED_BOOTSTRAP_TOKEN, bootstrap_admin
+from service.schemas.audit import AuditAction
 from service.settings import Settings
 from service.store.models import ApiToken, table_of, utcnow
 from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
@@ -108,6 +109,7 @@ def test_audit_log_names_who_did_what(api: Api) -> None:
     ]
     assert events[-1]["detail"] == {"max_running_jobs": [None, 2]}
     assert events[5]["detail"]["owner_id"] == alice_id
+    assert {action for _, action, _ in seen} <= set(AuditAction)  # what record() takes
     assert_json_error(api.client.get("/v1/audit", headers=bearer("nope")), 401)
 
 

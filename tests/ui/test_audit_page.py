@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from service.client import Client
+from service.schemas.audit import AuditAction
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
 from tests.ui.conftest import new_user, sign_in
@@ -64,6 +65,10 @@ def test_an_admin_reads_filters_and_pages_the_audit_log(stack: Stack, page: Page
         re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
     )
     expect(rows.first.locator("td.detail")).to_contain_text(f"name={admin['name']} role=admin")
+    # The action box offers the server's actions (rules.js), their prefixes first.
+    prefixes = sorted({action.partition(".")[0] + "." for action in AuditAction})
+    expect(page.locator("#audit-actions option")).to_have_count(len(prefixes) + len(AuditAction))
+    expect(page.locator("#audit-actions option").first).to_have_attribute("value", prefixes[0])
 
     # By user: their five events, newest first, the filter in the link.
     page.select_option("select[name=actor_id]", label=user["name"])

@@ -3,15 +3,8 @@
 // events; "Older" appends the next page (GET /v1/audit's next_after_id).
 import { api, session } from "../api.js";
 import { el, errorBox, when } from "../dom.js";
-import { MAX_PAGE } from "../../rules.js";
+import { AUDIT_ACTIONS, AUDIT_PREFIXES, MAX_PAGE } from "../../rules.js";
 
-// The actions the server writes (docs/operations.md "The audit log"); the box takes
-// any other text too, and the server's 422 says what it accepts.
-const PREFIXES = ["job.", "user.", "token.", "sweep.", "dataset."];
-const ACTIONS = ["user.created", "user.disabled", "user.enabled", "quota.changed",
-  "share.changed", "token.created", "token.revoked", "job.submitted", "job.cancelled",
-  "sweep.submitted", "sweep.cancelled", "dataset.uploaded", "dataset.deleted",
-  "checkpoints.deleted", "artifacts.orphans_removed"];
 // The hash's filters are the API's own parameters, passed on as they are.
 const FILTERS = ["actor_id", "action", "target"];
 
@@ -54,8 +47,10 @@ export async function render(root, params, signal) {
     onchange: () => filters.requestSubmit() }, el("option", { value: "" }, "anyone"));
   const action = el("input", { name: "action", list: "audit-actions", placeholder: "any action",
     value: params.action || "", "aria-label": "action" });
+  // The actions the server writes (its AuditAction), their prefixes first; the box
+  // takes any other text too, and the server's 422 says what it accepts.
   const choices = el("datalist", { id: "audit-actions" },
-    [...PREFIXES, ...ACTIONS].map((a) => el("option", { value: a })));
+    [...AUDIT_PREFIXES, ...AUDIT_ACTIONS].map((a) => el("option", { value: a })));
   const targetBox = el("input", { name: "target", placeholder: "target, e.g. job:42",
     value: params.target || "", "aria-label": "target" });
   const filters = el("form", { class: "filters", id: "audit-filters", onsubmit: (event) => {
