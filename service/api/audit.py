@@ -73,10 +73,12 @@ def get_audit(
     action: ActionFilter = None,
     target: TargetFilter = None,
 ) -> AuditPage:
-    """Oldest first (or `order=newest`): users created/disabled, tokens
-    created/revoked, quota changes, jobs and sweeps submitted/cancelled (the actor
-    shows who: a sweep's own trial submits as "sweep:N for user:name"), datasets
-    uploaded. The filters combine with AND; page on with after_id=next_after_id."""
+    """Oldest first (or `order=newest`): users created/disabled/enabled, quota and
+    share changes, tokens created/revoked, jobs submitted/cancelled/deleted, sweeps
+    submitted/cancelled (the actor shows who: a sweep's own trial submits as "sweep:N
+    for user:name"), datasets uploaded/deleted, checkpoints deleted, orphan files
+    removed (service.schemas.audit.AuditAction lists them). The filters combine with
+    AND; page on with after_id=next_after_id."""
     with read_transaction(sessions) as session:
         events = audit_page(
             session=session,

@@ -22,6 +22,7 @@ from service.api.job_filters import JobFilters, ListingFilters, page_query
 from service.api.responses import errors
 from service.artifacts import remove_quietly
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
+from service.schemas.audit import AuditAction
 from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobOut, Progress
@@ -279,7 +280,7 @@ def remove_job(
         record(
             session=session,
             actor=principal,
-            action="job.deleted",
+            action=AuditAction.JOB_DELETED,
             target=f"job:{job_id}",
             detail={
                 "owner_id": owner_id,

@@ -26,6 +26,7 @@ class AuditAction(StrEnum):
     TOKEN_REVOKED = "token.revoked"
     JOB_SUBMITTED = "job.submitted"
     JOB_CANCELLED = "job.cancelled"
+    JOB_DELETED = "job.deleted"
     SWEEP_SUBMITTED = "sweep.submitted"
     SWEEP_CANCELLED = "sweep.cancelled"
     DATASET_UPLOADED = "dataset.uploaded"

@@ -4,6 +4,7 @@ newest-first order, as an admin of a busy lab reads it: "who cancelled job 42",
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +178,12 @@ def test_a_bad_filter_is_a_422_naming_the_field(
     detail = assert_json_error(api.client.get("/v1/audit", params=params, headers=api.admin), 422)
     assert [e["loc"] for e in detail] == [["query", field]], detail
     assert message in detail[0]["msg"], detail
+
+
+def test_the_operators_guide_describes_every_action() -> None:
+    """docs/operations.md "The audit log" is where an admin learns what each action's
+    detail holds: a new action must be described there too."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = guide.split("## The audit log", 1)[1].split("\n## ", 1)[0]
+    missing = [a.value for a in AuditAction if f"`{a.value}`" not in section]
+    assert not missing, missing
