@@ -161,6 +161,29 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     with Client(stack.url, token) as owner:
         assert [j["id"] for j in owner.jobs()] == [dense]
 
+    # From the list, selected jobs go too — only finished ones: a job held in the
+    # queue (the user may run none) keeps "Delete selected" disabled while selected.
+    with stack.admin() as admin, Client(stack.url, token) as owner:
+        me = owner.me()["id"]
+        admin._request("PATCH", f"/v1/users/{me}", json={"quota": {"max_running_jobs": 0}})
+        held = owner.submit(short_linreg("dense"))["id"]
+    remove = page.locator("#delete-selected")
+    page.check(f"#jobs-table tr[data-job-id='{held}'] input[type=checkbox]")
+    page.check(f"#jobs-table tr[data-job-id='{dense}'] input[type=checkbox]")
+    expect(remove).to_be_disabled()
+    page.uncheck(f"#jobs-table tr[data-job-id='{held}'] input[type=checkbox]")
+    expect(remove).to_be_enabled()
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    remove.click()
+    expect(remove).to_be_enabled()
+    page.once("dialog", lambda dialog: dialog.accept())
+    remove.click()
+    expect(page.locator(f"#jobs-table tr[data-job-id='{dense}']")).to_have_count(0)
+    expect(remove).to_be_disabled()  # nothing selected any more
+    with Client(stack.url, token) as owner:
+        assert [j["id"] for j in owner.jobs()] == [held]
+        owner.cancel(held)
+
 
 def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> None:
     _token, client = new_user(stack, "queuer")

@@ -1,7 +1,10 @@
-// The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated.
-import { jobsFeed, session } from "../api.js";
+// The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated;
+// selected jobs are compared, or (finished ones) deleted.
+import { api, jobsFeed, session } from "../api.js";
 import { pagerLinks } from "../pager.js";
-import { bytesSaved, el, percent, statusBadge, streamWaitNote, when } from "../dom.js";
+import {
+  bytesSaved, el, errorBox, percent, statusBadge, streamWaitNote, TERMINAL, when,
+} from "../dom.js";
 import { JOB_STATUSES } from "../../rules.js";
 
 const STATUSES = ["", ...JOB_STATUSES];  // "": any status
@@ -28,9 +31,33 @@ export async function render(root, params, signal) {
   } }, status, owner, el("button", { type: "submit" }, "Filter"));
 
   const selected = new Set();
+  const statuses = new Map();  // id -> status, as the feed last drew it
   const compare = el("button", { type: "button", id: "compare-selected", disabled: true,
     onclick: () => { location.hash = `#/compare?ids=${[...selected].join(",")}`; } },
   "Compare selected");
+  let deleteErrors = null;  // the last try's refusals, replaced by the next try
+  const remove = el("button", { type: "button", id: "delete-selected", class: "danger",
+    disabled: true, onclick: async () => {
+      const ids = [...selected];
+      if (!window.confirm(`Delete ${ids.length === 1 ? "job" : `${ids.length} jobs`} `
+        + `${ids.join(", ")} with their metrics, events and checkpoints? `
+        + "This cannot be undone.")) return;
+      deleteErrors?.remove();
+      remove.disabled = true;
+      const refused = [];
+      for (const id of ids) {  // one at a time: the server audits each
+        try {
+          await api(`/v1/jobs/${id}`, { method: "DELETE", signal });
+          selected.delete(id);
+        } catch (error) {  // a trial of a running sweep (409), or gone already (404)
+          if (signal.aborted) return;
+          if (error.status === 404) selected.delete(id); else refused.push(errorBox(error));
+        }
+      }
+      deleteErrors = refused.length ? el("div", { id: "delete-errors" }, ...refused) : null;
+      if (deleteErrors) table.before(deleteErrors);
+      updateButtons();  // the feed's next page drops the deleted rows
+    } }, "Delete selected");
   const body = el("tbody");
   const pager = el("div", { class: "pager" });
   const table = el("table", { class: "jobs", id: "jobs-table" },
@@ -39,14 +66,14 @@ export async function render(root, params, signal) {
       el("th", {}, "uploads saved"), el("th", {}, "bytes saved"), el("th", {}, "created"))),
     body);
   const waiting = streamWaitNote();
-  root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare),
+  root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare, remove),
     waiting.node, table, pager);
 
   function row(job) {
     const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,
       checked: selected.has(job.id), onchange: (event) => {
         if (event.target.checked) selected.add(job.id); else selected.delete(job.id);
-        compare.disabled = selected.size < 2;
+        updateButtons();
       } });
     const { round, rounds } = job.progress;
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
@@ -62,8 +89,17 @@ export async function render(root, params, signal) {
       el("td", {}, when(job.created_at)));
   }
 
+  // Delete only when every selected job is finished (the server refuses the others).
+  function updateButtons() {
+    compare.disabled = selected.size < 2;
+    remove.disabled = selected.size === 0
+      || [...selected].some((id) => !TERMINAL.has(statuses.get(id)));
+  }
+
   function show(page) {
+    for (const job of page.data) statuses.set(job.id, job.status);
     body.replaceChildren(...page.data.map(row));
+    updateButtons();
     if (page.data.length === 0) {
       // Across every column (an admin's list has an owner column too).
       const columns = table.tHead.rows[0].cells.length;
