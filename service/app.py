@@ -20,6 +20,7 @@ from service.api import (
     job_history,
     jobs,
     jobs_feed,
+    removals,
     sweeps,
     users,
 )
@@ -89,6 +90,8 @@ def create_app(settings: Settings, *, on_job_queued: Callable[[], None] | None =
         users.router,
         cluster.router,
         sweeps.router,
+        removals.jobs_router,
+        removals.sweeps_router,
         audit.router,
         job_history.router,
         jobs_feed.router,

@@ -1,4 +1,4 @@
-"""The client's sweeps: submitting, listing, reading and cancelling them."""
+"""The client's sweeps: submitting, listing, reading, cancelling and deleting them."""
 
 from __future__ import annotations
 
@@ -16,12 +16,20 @@ class SweepsApi(ClientBase):
         return result
 
     def sweeps(
-        self, *, status: str | None = None, limit: int = 50, most: int | None = None
+        self,
+        *,
+        status: str | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        most: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Your sweeps (an admin's: everyone's), newest first, paged like jobs()."""
+        """Your sweeps (an admin's: everyone's, or `owner`'s), newest first, paged
+        like jobs()."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
+        if owner is not None:
+            params["owner"] = owner
         return self._every_page("/v1/sweeps", params, most=most)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:
@@ -31,3 +39,7 @@ class SweepsApi(ClientBase):
     def cancel_sweep(self, sweep_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/v1/sweeps/{sweep_id}/cancel")
         return result
+
+    def delete_sweep(self, sweep_id: int) -> None:
+        """Delete a finished sweep with its trials and their jobs."""
+        self._request("DELETE", f"/v1/sweeps/{sweep_id}")

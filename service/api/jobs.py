@@ -1,4 +1,4 @@
-"""Submitting, listing, reading, cancelling and deleting jobs."""
+"""Submitting, listing, reading and cancelling jobs (deleting: service.api.removals)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,10 @@ from fastapi import APIRouter, Header, Request, Response, status
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import (
-    AppSettings,
-    Cursor,
-    JobId,
-    Limit,
-    Sessions,
-    next_cursor,
-    spec_errors,
-)
+from service.api.deps import Cursor, JobId, Limit, Sessions, next_cursor, spec_errors
 from service.api.job_filters import JobFilters, ListingFilters, page_query
 from service.api.responses import errors
-from service.artifacts import remove_quietly
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
-from service.schemas.audit import AuditAction
 from service.schemas.common import Page, request_sha256
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobOut, Progress
@@ -30,9 +20,7 @@ from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
-from service.store.audit import record
 from service.store.db import read_transaction, transaction
-from service.store.job_removal import delete_job
 from service.store.jobs import (
     JobsQuery,
     enqueue,
@@ -258,40 +246,3 @@ def cancel_job(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Job
         )
         names = user_names(session=session, user_ids={job.owner_id})
     return job_out(job, names[job.owner_id])
-
-
-@router.delete(
-    "/{job_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    responses=errors(401, 404, 409),
-)
-def remove_job(
-    job_id: JobId, principal: CurrentUser, sessions: Sessions, settings: AppSettings
-) -> Response:
-    """Delete a finished job (its owner or an admin) with its metrics, events and
-    checkpoints; their bytes no longer count against the owner's storage quota. 409
-    while the job, or the sweep it is a trial of, has not finished. Its id is never
-    given to another job."""
-    with transaction(sessions) as session:
-        job = get_visible_job(session=session, job_id=job_id, viewer=principal)
-        owner_id, name, final_status = job.owner_id, job.name, job.status
-        removed = delete_job(session=session, job=job)
-        record(
-            session=session,
-            actor=principal,
-            action=AuditAction.JOB_DELETED,
-            target=f"job:{job_id}",
-            detail={
-                "owner_id": owner_id,
-                "name": name,
-                "status": final_status,
-                "metric_records": removed.metric_records,
-                "checkpoints": len(removed.checkpoint_files),
-                "bytes": sum(size for _uri, size in removed.checkpoint_files),
-            },
-        )
-    # After the commit: a failed commit keeps the rows, and so must keep their files.
-    for uri, _size in removed.checkpoint_files:
-        remove_quietly(uri, location=settings.artifacts_url)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -29,6 +29,7 @@ class AuditAction(StrEnum):
     JOB_DELETED = "job.deleted"
     SWEEP_SUBMITTED = "sweep.submitted"
     SWEEP_CANCELLED = "sweep.cancelled"
+    SWEEP_DELETED = "sweep.deleted"
     DATASET_UPLOADED = "dataset.uploaded"
     DATASET_DELETED = "dataset.deleted"
     CHECKPOINTS_DELETED = "checkpoints.deleted"

@@ -185,9 +185,7 @@ class SweepSpec(Strict):
 
 class TrialOut(BaseModel):
     number: int
-    job_id: int | None = Field(
-        description="null until the trial's job is submitted, and once that job is deleted"
-    )
+    job_id: int | None = Field(description="null until the trial's job is submitted")
     status: JobStatus | TrialOnlyStatus = Field(
         description="the trial job's status; pending before its job exists, pruned when "
         "the pruner stopped it (its job is then cancelled), failed when its job succeeded "

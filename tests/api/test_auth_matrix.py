@@ -80,6 +80,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/sweeps"): RouteCase("user"),
     ("GET", "/v1/sweeps/{sweep_id}"): RouteCase("sweep"),
     ("POST", "/v1/sweeps/{sweep_id}/cancel"): RouteCase("sweep", 202),
+    # Each caller deletes a finished sweep of the owner's of its own (see `fresh`).
+    ("DELETE", "/v1/sweeps/{sweep_id}"): RouteCase(
+        "sweep", 204, fresh=lambda world: {"sweep_id": world.finished_sweep()}
+    ),
     # The dashboard (issue 10): its page and assets hold no user data.
     ("GET", "/"): RouteCase("public"),
     ("GET", "/ui/vendor/plotly.min.js"): RouteCase("public"),
@@ -132,6 +136,15 @@ class World:
         assert r.status_code == 201, r.text
         dataset_id: int = r.json()["id"]
         return dataset_id
+
+    def finished_sweep(self) -> int:
+        """A new sweep of the owner's, cancelled before its first trial; its id."""
+        r = self.api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=self.headers["owner"])
+        assert r.status_code == 201, r.text
+        sweep_id: int = r.json()["id"]
+        cancel = f"/v1/sweeps/{sweep_id}/cancel"
+        assert self.api.client.post(cancel, headers=self.headers["owner"]).status_code == 202
+        return sweep_id
 
     def finished_job(self) -> int:
         """A new job of the owner's, cancelled while queued; its id."""

@@ -1,16 +1,22 @@
 """DELETE /v1/jobs/{id} (SQLite and PostgreSQL): a finished job goes with everything
 it produced — metric records, events, attempts, checkpoint rows and files — and its
 storage stops counting; an unfinished job, or a trial of an unfinished sweep, stays
-(409 naming why); the audit log keeps who deleted what."""
+(409 naming why), and a sweep's trials go only with their sweep; the audit log keeps
+who deleted what."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
-from service.store.db import read_transaction
+import service.api.removals as removals
+from service.store.attempts import acknowledge_cancel
+from service.store.db import read_transaction, transaction
+from service.store.job_removal import delete_metric_batch
 from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
 from tests.api.test_quota_races import all_at_once, usage
 from workers.sweeps.controller import SweepController
@@ -93,28 +99,78 @@ def test_a_queued_job_is_cancelled_first_and_an_admin_may_delete_it(api: Api) ->
     assert entry["actor"] == "admin:admin" and entry["detail"]["status"] == "cancelled"
 
 
-def test_a_trial_job_stays_while_its_sweep_runs_and_its_trial_keeps_its_row(api: Api) -> None:
-    _alice_id, alice = api.create_user("alice")
+def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several batches of metric records, each in its own transaction, the last short.
+    monkeypatch.setattr(removals, "METRIC_BATCH", 2)
+    batches: list[int] = []
+
+    def counted(**kwargs: Any) -> int:
+        batches.append(delete_metric_batch(**kwargs))
+        return batches[-1]
+
+    monkeypatch.setattr(removals, "delete_metric_batch", counted)
+    alice_id, alice = api.create_user("alice")
+    _bob_id, bob = api.create_user("bob")
     sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
-    controller = SweepController(api.settings, api.sessions)
-    controller.poll()  # the sweep queues its first two trial jobs
+    other = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
+    SweepController(api.settings, api.sessions).poll()  # each queues two trial jobs
     trials = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
     first, second = (t["job_id"] for t in trials)
-    assert api.client.post(f"/v1/jobs/{first}/cancel", headers=alice).status_code == 202
+    claimed = api.claim()  # the oldest queued job: the first sweep's first trial
+    assert claimed.job_id == first
+    api.append(claimed, range(1, 6))
+    uri, _ = api.checkpoint(claimed, 0, b"w" * 100)
+    path = f"/v1/sweeps/{sweep_id}"
 
-    detail = assert_json_error(api.client.delete(f"/v1/jobs/{first}", headers=alice), 409)
-    assert f"trial of sweep {sweep_id}" in detail, detail
-    assert api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice).status_code == 202
-    controller.poll()  # a cancelling sweep cancels its trials' jobs, then ends
-    sweep = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()
-    assert sweep["status"] == "cancelled", sweep
+    # A trial's job goes only with its sweep; the sweep, only once it has finished.
+    detail = assert_json_error(api.client.delete(f"/v1/jobs/{second}", headers=alice), 409)
+    assert f"job {second} is a trial of sweep {sweep_id}" in detail, detail
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert f"sweep {sweep_id} is running" in detail, detail
+    # A sweep can end with trial jobs still going (fail_sweep: a stored spec this
+    # controller cannot use); they must stop first.
+    with transaction(api.sessions) as session:
+        session.execute(
+            text("UPDATE sweeps SET status = 'failed' WHERE id = :id"), {"id": sweep_id}
+        )
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert f"job {first} is running, job {second} is queued" in detail, detail
+    assert_json_error(api.client.delete(path, headers=bob), 404)
+    for job_id in (first, second):
+        assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).status_code == 202
+    detail = assert_json_error(api.client.delete(path, headers=alice), 409)
+    assert f"job {first} is cancelling" in detail, detail
+    with transaction(api.sessions) as session:  # as its dispatcher does once stopped
+        acknowledge_cancel(session=session, job_id=first, token=claimed.fencing_token)
 
-    assert api.client.delete(f"/v1/jobs/{first}", headers=alice).status_code == 204
-    after = api.client.get(f"/v1/sweeps/{sweep_id}", headers=alice).json()["trials"]
-    assert [t["job_id"] for t in after] == [None, second]
-    assert [t["status"] for t in after] == [t["status"] for t in sweep["trials"]]
-    listed = api.client.get("/v1/jobs", params={"sweep_id": sweep_id}, headers=alice).json()
-    assert [j["id"] for j in listed["data"]] == [second]
+    assert api.client.delete(path, headers=alice).status_code == 204
+    for job_id in (first, second):
+        assert _rows_naming(api, job_id) == dict.fromkeys((*JOB_TABLES, "jobs"), 0)
+    with read_transaction(api.sessions) as session:
+        left = session.execute(
+            text("SELECT count(*) FROM sweep_trials WHERE sweep_id = :id"), {"id": sweep_id}
+        ).scalar_one()
+    assert left == 0 and not Path(uri).exists()
+    assert batches == [2, 2, 1], batches
+    assert_json_error(api.client.get(path, headers=alice), 404)
+    listed = api.client.get("/v1/sweeps", headers=alice).json()["data"]
+    assert [s["id"] for s in listed] == [other]
+    assert len(api.client.get("/v1/jobs", headers=alice).json()["data"]) == 2  # other's
+    assert_json_error(api.client.delete(path, headers=alice), 404)
+    audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
+    [entry] = [a for a in audit if a["action"] == "sweep.deleted"]
+    assert entry["target"] == f"sweep:{sweep_id}" and entry["actor"] == "user:alice"
+    assert entry["detail"] == {
+        "owner_id": alice_id,
+        "name": SMALL_SWEEP["name"],
+        "status": "failed",
+        "jobs": 2,
+        "metric_records": 5,
+        "checkpoints": 1,
+        "bytes": 100,
+    }
 
 
 def test_concurrent_deletes_of_a_job_delete_and_audit_it_once(api: Api) -> None:
