@@ -77,8 +77,16 @@ def check_sweep(*, session: Session, sweep: Sweep) -> Removal:
 
 
 def delete_metric_batch(*, session: Session, job_ids: list[int], limit: int) -> int:
-    """Delete up to `limit` metric records of the jobs; how many went."""
-    batch = select(Metric.id).where(Metric.job_id.in_(job_ids)).limit(limit).scalar_subquery()
+    """Delete up to `limit` metric records of the jobs; how many went. In the order of
+    their (job_id, seq) index: two deletes of the same job lock rows in one order, so
+    on PostgreSQL one waits for the other instead of deadlocking."""
+    batch = (
+        select(Metric.id)
+        .where(Metric.job_id.in_(job_ids))
+        .order_by(Metric.job_id, Metric.seq)
+        .limit(limit)
+        .scalar_subquery()
+    )
     gone = session.execute(
         delete(Metric).where(Metric.id.in_(batch)),
         execution_options={"synchronize_session": False},
