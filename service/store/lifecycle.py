@@ -204,6 +204,19 @@ def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     return job
 
 
+def relock(session: Session, job: Job) -> bool:
+    """Lock `job`'s row and re-read it into `job`, discarding unflushed changes to it
+    (as session.refresh would); False if the row is gone. Not session.refresh itself:
+    it raises InvalidRequestError for a row deleted since `job` was read, and a
+    finished job may be deleted at any time (DELETE /v1/jobs/{id})."""
+    # Without no_autoflush, get would first write the unflushed changes to `job`
+    # that refresh discards; with it, populate_existing overwrites them.
+    with session.no_autoflush:
+        fresh = session.get(Job, job.id, with_for_update=True, populate_existing=True)
+    assert fresh is None or fresh is job, "relock needs a job of this session"
+    return fresh is not None
+
+
 def _check_and_leave(
     session: Session,
     job: Job,
