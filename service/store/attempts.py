@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound, StaleLease
+from service.errors import StaleLease
 from service.schemas.gang import GangMemory
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
@@ -148,7 +148,7 @@ def heartbeat(
     if status is None:
         current = session.scalar(select(Job.status).where(Job.id == job_id))
         if current is None:
-            raise NotFound(f"job {job_id} not found")
+            raise lifecycle.gone_with_its_lease(job_id)
         raise StaleLease(f"job {job_id}: the lease token is not current (job is {current})")
     attempts = table_of(JobAttempt)
     session.execute(

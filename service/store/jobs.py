@@ -231,8 +231,12 @@ def request_cancel(
     returns the job as it is, so repeating a cancel is harmless. `reason` goes into
     the event (default: who asked; a sweep's pruner says "pruned"). `audit_actor`
     (and `via`, see audit.record): who asked, for the one `job.cancelled` audit row
-    of every cancel that changed the job; None: no audit row (store-level callers)."""
-    session.refresh(job, with_for_update=True)
+    of every cancel that changed the job; None: no audit row (store-level callers).
+    NotFound if the job was deleted (it had finished) since `job` was read."""
+    # A finished job may be deleted between the caller's read and this lock (or
+    # while this waits for the delete's lock): to the caller it is simply not found.
+    if not lifecycle.relock(session, job):
+        raise NotFound(f"job {job.id} not found")
     status = JobStatus(job.status)
     if status is JobStatus.QUEUED:
         to, default_reason = JobStatus.CANCELLED, f"cancelled by {actor}"

@@ -7,7 +7,7 @@ rule set; terminal states never change.
 Fencing: a caller presenting a lease token (`expect_token`, or `lease_holder` for
 writes that change no status) is checked against the job's current lease under a
 row lock before anything else, so a dispatcher that lost its lease always gets
-StaleLease, whatever happened since.
+StaleLease, whatever happened since (its job deleted included).
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def transition(
     - a stored Job: any other edge of ALLOWED, after re-reading the row under a lock
       (unflushed changes to `job` are discarded: make other changes after).
 
-    Raises StaleLease if `expect_token` is given and is not the current lease token,
+    Raises StaleLease if `expect_token` is given and is not the current lease token
+    (or the job has been deleted meanwhile: NotFound without `expect_token`),
     InvalidTransition for a forbidden edge (every edge out of a terminal status).
     Leaving running/cancelling ends the open attempt (`attempt_outcome`, default by
     target) and drops the lease; a failure's `reason` becomes the job's error.
@@ -195,13 +196,36 @@ def end_of_cancelling(*, session: Session, job: Job, how: str | None) -> tuple[J
 
 def lease_holder(*, session: Session, job_id: int, token: str) -> Job:
     """The job, locked and re-read, if `token` is its current lease token; for fenced
-    writes (metrics, checkpoints, the final status)."""
+    writes (metrics, checkpoints, the final status). StaleLease otherwise, also when
+    the job no longer exists."""
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
-        raise NotFound(f"job {job_id} not found")
+        raise gone_with_its_lease(job_id)
     if job.lease_token is None or job.lease_token != token:
         raise StaleLease(f"job {job_id}: the lease token is not current (job is {job.status})")
     return job
+
+
+def relock(session: Session, job: Job) -> bool:
+    """Lock `job`'s row and re-read it into `job`, discarding unflushed changes to it
+    (as session.refresh would); False if the row is gone. Not session.refresh itself:
+    it raises InvalidRequestError for a row deleted since `job` was read, and a
+    finished job may be deleted at any time (DELETE /v1/jobs/{id})."""
+    # Without no_autoflush, get would first write the unflushed changes to `job`
+    # that refresh discards; with it, populate_existing overwrites them.
+    with session.no_autoflush:
+        fresh = session.get(Job, job.id, with_for_update=True, populate_existing=True)
+    assert fresh is None or fresh is job, "relock needs a job of this session"
+    return fresh is not None
+
+
+def gone_with_its_lease(job_id: int) -> StaleLease:
+    """What a fenced call about a job that is no longer there raises. Only a finished
+    job is deleted, and its lease ended when it finished (the reaper may end a job
+    whose dispatcher is paused), so its dispatcher lost the lease as surely as to a
+    rerun: StaleLease makes it stop as it would then, where a NotFound would read as
+    an unexpected error (retried every beat, a traceback each time)."""
+    return StaleLease(f"job {job_id} no longer exists; its lease ended with it")
 
 
 def _check_and_leave(
@@ -221,7 +245,10 @@ def _check_and_leave(
     waiting for the lock would precede the change of whoever held it (on PostgreSQL;
     SQLite's BEGIN IMMEDIATE already orders whole transactions). Callers that lock
     the row first (request_cancel, lease_holder) are safe either way."""
-    session.refresh(job, with_for_update=True)
+    if not relock(session, job):
+        if expect_token is not None:
+            raise gone_with_its_lease(job.id)
+        raise NotFound(f"job {job.id} not found")
     now = now or db_now(session)
     current = JobStatus(job.status)
     if expect_token is not None and expect_token != job.lease_token:

@@ -21,7 +21,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound, StaleLease
-from service.store import jobs
+from service.store import jobs, lifecycle
 from service.store.db import db_now
 from service.store.models import (
     TERMINAL,
@@ -205,7 +205,11 @@ def _prune(session: Session, sweep: Sweep, trial: SweepTrial, now: datetime) -> 
     job = session.get(Job, trial.job_id) if trial.job_id is not None else None
     if trial.state != TrialState.RUNNING.value or job is None:
         return False
-    session.refresh(job, with_for_update=True)
+    # relock, not session.refresh, which raises for a deleted row. A running sweep's
+    # trial jobs cannot be deleted (delete_job) today; if one were, it has nothing
+    # left to prune.
+    if not lifecycle.relock(session, job):
+        return False
     if job.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
         return False
     jobs.request_cancel(

@@ -263,8 +263,10 @@ def request_cancel(
     controller sees them all stopped. Repeating it, or cancelling a finished sweep,
     changes nothing. `audit_actor`: who asked, for the `sweep.cancelled` audit row and
     each trial job's `job.cancelled` (None: no audit rows, store-level callers)."""
-    # Locked and re-read: of two concurrent cancels one changes (and audits) it.
-    session.refresh(sweep, with_for_update=True)
+    # Locked and re-read: of two concurrent cancels one changes (and audits) it. Not
+    # session.refresh: a finished sweep deleted since it was read would raise there.
+    if session.get(Sweep, sweep.id, with_for_update=True, populate_existing=True) is None:
+        raise NotFound(f"sweep {sweep.id} not found")
     was = SweepStatus(sweep.status)
     if was in SWEEP_TERMINAL | {SweepStatus.CANCELLING}:
         return sweep

@@ -2,10 +2,11 @@
 it produced — metric records, events, attempts, checkpoint rows and files — and its
 storage stops counting; an unfinished job, or a trial of an unfinished sweep, stays
 (409 naming why), and a sweep's trials go only with their sweep; the audit log keeps
-who deleted what."""
+who deleted what; a cancel that the delete overtakes is a 404, as if it came after."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,17 @@ import pytest
 from sqlalchemy import text
 
 import service.api.removals as removals
+from service.api import jobs as jobs_route
+from service.api import sweeps as sweeps_route
 from service.store.attempts import acknowledge_cancel
+from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.job_removal import delete_metric_batch
+from service.store.jobs import request_cancel
+from service.store.sweeps import request_cancel as sweeps_request_cancel
 from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
 from tests.api.test_quota_races import all_at_once, usage
+from tests.polling import wait_until
 from workers.sweeps.controller import SweepController
 
 # Every table whose rows name a job (the foreign keys that cascade or set null).
@@ -191,3 +198,103 @@ def test_concurrent_deletes_of_a_job_delete_and_audit_it_once(api: Api) -> None:
     assert codes == [204, 404, 404, 404], [a.text for a in answers]
     audit = api.client.get("/v1/audit", headers=api.admin).json()["data"]
     assert [a["target"] for a in audit if a["action"] == "job.deleted"] == [f"job:{job_id}"]
+
+
+@pytest.mark.parametrize("moment", ["before the cancel locks it", "while the cancel waits"])
+def test_a_cancel_that_a_delete_overtakes_is_a_404(
+    api: Api, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """The cancel route reads the job, then locks and re-reads it. The delete of the
+    (finished) job commits in between, or while the cancel waits for its row lock:
+    the cancel answers 404, as if it had come after (it was a 500)."""
+    if api.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite's write transactions run one at a time")
+    _alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    api.finish(api.claim())
+    read, go, deleted, commit = (threading.Event() for _ in range(4))
+
+    def cancel_after_a_pause(**kwargs: Any) -> Any:
+        read.set()  # the route has read the job, not locked it yet
+        assert go.wait(60)
+        return request_cancel(**kwargs)
+
+    def record_before_the_commit(**kwargs: Any) -> Any:
+        deleted.set()  # the row is deleted, and locked until the delete commits
+        assert commit.wait(60)
+        return record(**kwargs)
+
+    monkeypatch.setattr(jobs_route, "request_cancel", cancel_after_a_pause)
+    monkeypatch.setattr(removals, "record", record_before_the_commit)
+    answers: dict[str, httpx.Response] = {}
+
+    def cancel() -> None:
+        answers["cancel"] = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice)
+
+    def delete() -> None:
+        answers["delete"] = api.client.delete(f"/v1/jobs/{job_id}", headers=alice)
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=delete)]
+    threads[0].start()
+    wait_until(read.is_set, timeout=60, what="the cancel to read the job")
+    threads[1].start()
+    wait_until(deleted.is_set, timeout=60, what="the delete to delete the row")
+    if moment == "before the cancel locks it":
+        commit.set()
+        threads[1].join(timeout=60)
+        go.set()
+    else:
+        go.set()
+        engine = api.sessions.kw["bind"]
+
+        def cancel_waits() -> bool:
+            with engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                    ).scalar_one()
+                )
+
+        wait_until(cancel_waits, timeout=60, what="the cancel to wait for the row lock")
+        commit.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert answers["delete"].status_code == 204, answers["delete"].text
+    assert "cancel" in answers, "the cancel raised (see the thread's exception)"
+    assert_json_error(answers["cancel"], 404)
+
+
+def test_a_sweep_cancel_that_a_delete_overtakes_is_a_404(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for a job: a cancel of a finished sweep that reads it, then finds it deleted
+    when it locks it, answers 404 (session.refresh raised, a 500)."""
+    if api.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite's write transactions run one at a time")
+    _alice_id, alice = api.create_user("alice")
+    sweep_id = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice).json()["id"]
+    assert api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice).status_code == 202
+    read, go = threading.Event(), threading.Event()
+
+    def cancel_after_a_pause(**kwargs: Any) -> Any:
+        read.set()  # the route has read the sweep, not locked it yet
+        assert go.wait(60)
+        return sweeps_request_cancel(**kwargs)
+
+    monkeypatch.setattr(sweeps_route, "request_cancel", cancel_after_a_pause)
+    answers: dict[str, httpx.Response] = {}
+
+    def cancel() -> None:
+        answers["cancel"] = api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice)
+
+    thread = threading.Thread(target=cancel)
+    thread.start()
+    wait_until(read.is_set, timeout=60, what="the cancel to read the sweep")
+    assert api.client.delete(f"/v1/sweeps/{sweep_id}", headers=alice).status_code == 204
+    go.set()
+    thread.join(timeout=60)
+    assert "cancel" in answers, "the cancel raised (see the thread's exception)"
+    assert_json_error(answers["cancel"], 404)

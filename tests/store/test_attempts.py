@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import InvalidTransition, NotFound, SequenceGap, StaleLease
+from service.errors import InvalidTransition, SequenceGap, StaleLease
 from service.schemas.quota import QuotaDefaults
 from service.store.attempts import (
     ClaimedJob,
@@ -105,8 +105,10 @@ def test_heartbeat_renews_lease_and_reports_cancel(
     assert load_job(session_factory, running.job_id).status == "cancelled"
 
 
-def test_unknown_job_is_not_found(session_factory: sessionmaker[Session]) -> None:
-    with transaction(session_factory) as session, pytest.raises(NotFound):
+def test_unknown_job_is_a_stale_lease(session_factory: sessionmaker[Session]) -> None:
+    # Ids are never reused: a job that is not there was deleted, its lease with it
+    # (tests/store/test_deleted_job_fencing.py).
+    with transaction(session_factory) as session, pytest.raises(StaleLease):
         heartbeat(
             session=session,
             job_id=12345,
@@ -114,7 +116,7 @@ def test_unknown_job_is_not_found(session_factory: sessionmaker[Session]) -> Non
             lease_seconds=1,
             default_max_job_hours=SERVER_HOURS,
         )
-    with transaction(session_factory) as session, pytest.raises(NotFound):
+    with transaction(session_factory) as session, pytest.raises(StaleLease):
         finish(session=session, job_id=12345, token="x")
 
 
