@@ -1,5 +1,5 @@
-// The job page's actions: cancel it, delete it once finished, delete a finished job's
-// checkpoints (to free storage quota).
+// The job page's actions: cancel it, delete it once finished (a sweep's trial job goes
+// only with its sweep), delete a finished job's checkpoints (to free storage quota).
 // Each asks first, and shows the server's refusal beside its button: one message, the
 // last try's, replaced by the next try.
 import { api } from "../api.js";
@@ -32,11 +32,16 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
       try {
         await api(`/v1/jobs/${jobId}`, { method: "DELETE", signal });
         location.hash = "#/jobs";
-      } catch (error) {  // a trial of a sweep still running: the server says so (409)
+      } catch (error) {
+        // Deleted meanwhile (another tab): gone, as asked.
+        if (error.status === 404) { location.hash = "#/jobs"; return; }
         if (!signal.aborted) remove.after(deleteError = errorBox(error));
         remove.disabled = false;
       }
     } }, "Delete job");
+  // In place of Delete job on a finished trial job's page: its sweep's page deletes it.
+  const trialNote = el("span", { id: "delete-with-sweep", class: "muted", hidden: true },
+    "deleted with its sweep");
 
   let checkpointsError = null;
   const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
@@ -57,12 +62,15 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
     } }, "Delete checkpoints");
 
   return {
-    toolbar: [cancel, remove],
+    toolbar: [cancel, remove, trialNote],
     removeCheckpoints,
     // Which actions the job, as last drawn, allows.
     showJob(job) {
-      cancel.hidden = TERMINAL.has(job.status) || job.status === "cancelling";
-      remove.hidden = !TERMINAL.has(job.status);
+      const finished = TERMINAL.has(job.status);
+      const trial = job.sweep_id != null;
+      cancel.hidden = finished || job.status === "cancelling";
+      remove.hidden = !finished || trial;
+      trialNote.hidden = !finished || !trial;
     },
     // Only a finished job's: a running one may still resume from them (409).
     showCheckpoints(job, count) {
