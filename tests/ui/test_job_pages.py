@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from service.client import Client
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, screenshot, sign_in
@@ -132,6 +133,19 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     expect(page.locator("p.facts")).to_contain_text(" dense (")
     page.goto(f"{stack.url}/#/jobs")
     expect(row.locator("td.uploads-saved")).to_have_text(re.compile(r"\d+(\.\d+)? %"))
+
+    # Deleted meanwhile (from another tab, or the CLI): Delete job on its open page
+    # still ends on the jobs list, as if it had deleted it, not on an error.
+    page.goto(f"{stack.url}/#/jobs/{job['id']}")
+    expect(page.locator("#delete-job")).to_be_visible()
+    with Client(stack.url, token) as owner:
+        owner.delete_job(job["id"])
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-job")
+    expect(page).to_have_url(f"{stack.url}/#/jobs")
+    expect(page.locator("#jobs-table")).to_have_attribute("data-updates", re.compile("^[1-9]"))
+    expect(row).to_have_count(0)
+    expect(page.locator("#view .error")).to_have_count(0)
 
 
 def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:

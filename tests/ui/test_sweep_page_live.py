@@ -1,6 +1,6 @@
 """The sweep page while its sweep runs, in real Chromium against a real service: it
-reaches the sweep's final state without a reload (and so does the sweeps list), and it
-cancels the sweep."""
+reaches the sweep's final state without a reload (and so does the sweeps list), it
+cancels the sweep and, once finished, deletes it with its trials' jobs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, Request, Route, expect
 
 from service.api.deps import MAX_PAGE
-from service.client import TERMINAL_STATUSES
+from service.client import TERMINAL_STATUSES, ApiError
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
 from tests.ui.conftest import new_user, sign_in
@@ -184,7 +184,7 @@ def test_sweep_page_reaches_the_final_state_without_a_reload(stack: Stack, page:
         assert len(feeds) == feeds_settled, feeds[feeds_settled:]
 
 
-def test_cancel_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:
+def test_cancel_then_delete_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:
     token, client = new_user(stack, "cancel-sweep")
     asked: list[str] = []
 
@@ -218,6 +218,8 @@ def test_cancel_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:
             button = page.locator("#cancel-sweep")
             expect(badge).to_have_attribute("data-status", "running")
             expect(button).to_be_visible()
+            remove = page.locator("#delete-sweep")
+            expect(remove).to_be_hidden()  # an unfinished sweep is cancelled first
 
             # Leaving the page stops its polling (a window after the last in-flight GET).
             page.goto(f"{stack.url}/#/sweeps")
@@ -259,6 +261,7 @@ def test_cancel_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:
             expect(badge).to_have_attribute("data-status", re.compile("^cancell(ing|ed)$"))
             expect(button).to_be_hidden()
             expect(badge).to_have_attribute("data-status", "cancelled", timeout=60_000)
+            expect(remove).to_be_visible()  # finished, it may go
             assert len(asked) == 4
 
             done = client.sweep(sweep_id)
@@ -271,6 +274,60 @@ def test_cancel_sweep_declined_then_accepted(stack: Stack, page: Page) -> None:
             for trial in done["trials"]:
                 row = page.locator(f"#trials tbody tr[data-trial='{trial['number']}']")
                 expect(row.locator("td").nth(2)).to_have_text(trial["status"])
+
+            # A finished trial's job is not deleted from its own page: it goes with its
+            # sweep (whose page draws each trial from its job).
+            page.locator(f"#trials tbody td a[href='#/jobs/{started[0]}']").click()
+            expect(page.locator("#job-status")).to_contain_text("cancelled")
+            expect(page.locator("#delete-with-sweep")).to_be_visible()
+            expect(page.locator("#delete-job")).to_be_hidden()
+            page.click("#job-sweep")
+            expect(remove).to_be_visible()
+
+            # The finished sweep is deleted from its page, after a confirmation: declined,
+            # it stays; refused by the server, its reason beside the button; accepted,
+            # the page goes to the sweeps list, which no longer lists it, and the sweep
+            # and its trials' jobs are gone (404).
+            answer(accept=False)
+            remove.click()
+            wait_until(lambda: len(asked) == 5, timeout=10, what="the confirmation")
+            assert asked[4] == (
+                f"Delete sweep {sweep_id} with its {len(done['trials'])} trials' jobs, their "
+                "metrics and checkpoints? This cannot be undone."
+            )
+            expect(remove).to_be_enabled()
+            assert client.sweep(sweep_id)["status"] == "cancelled"
+
+            def refuse_delete(route: Route) -> None:
+                if route.request.method != "DELETE":
+                    route.fallback()
+                    return
+                route.fulfill(status=409, json={"detail": "job 7 has not finished"})
+
+            page.route(f"**/v1/sweeps/{sweep_id}", refuse_delete)
+            answer(accept=True)
+            remove.click()
+            expect(page.locator("#delete-sweep + .error")).to_have_text("job 7 has not finished")
+            expect(remove).to_be_enabled()
+            page.unroute(f"**/v1/sweeps/{sweep_id}")
+            assert client.sweep(sweep_id)["status"] == "cancelled"
+
+            answer(accept=True)
+            remove.click()
+            expect(page).to_have_url(f"{stack.url}/#/sweeps")
+            expect(page.get_by_text("No sweeps yet.")).to_be_visible()  # the user's only one
+            expect(page.locator(f"#sweeps tr[data-sweep-id='{sweep_id}']")).to_have_count(0)
+            assert len(asked) == 7
+            with pytest.raises(ApiError, match=r"^HTTP 404"):
+                client.sweep(sweep_id)
+            for job_id in started:
+                with pytest.raises(ApiError, match=r"^HTTP 404"):
+                    client.job(job_id)
         finally:
-            # A no-op once cancelled; a failed test's sweep would hold the cluster.
-            client.cancel_sweep(sweep_id)
+            # A no-op once cancelled (or deleted); a failed test's sweep would hold the
+            # cluster.
+            try:
+                client.cancel_sweep(sweep_id)
+            except ApiError as error:
+                if error.status != 404:
+                    raise

@@ -1,6 +1,6 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
-// raster (over the job's SSE stream), checkpoints (and deleting a finished job's, to
-// free storage quota), cancel, and deleting a finished job with all it produced.
+// raster (over the job's SSE stream), checkpoints, and its actions (job_actions.js:
+// cancel, delete a finished job's checkpoints, delete a finished job).
 import { allMetrics, api, poller, stream } from "../api.js";
 import {
   line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
@@ -10,6 +10,7 @@ import {
   when,
 } from "../dom.js";
 import { checkpointRows } from "./checkpoints.js";
+import { jobActions } from "./job_actions.js";
 
 // At most five redraws a second however fast records arrive, and never more than a
 // third of the time spent drawing: a slow machine keeps its page responsive.
@@ -29,59 +30,17 @@ export async function render(root, params, signal) {
   const title = el("h1", {}, `Job ${job.id}: ${job.name || "(unnamed)"} `);
   const badge = el("span", { id: "job-status" });
   const facts = el("p", { class: "facts" });
-  let cancelError = null;  // as removeError below: one message, the last try's
-  const cancel = el("button", { type: "button", id: "cancel", class: "danger", onclick: async () => {
-    // One stray click must not end hours of training: ask first.
-    if (!window.confirm(`Cancel job ${jobId}? A running job stops after its current round.`)) return;
-    cancelError?.remove();
-    cancelError = null;
-    cancel.disabled = true;
-    try { showJob(await api(`/v1/jobs/${jobId}/cancel`, { method: "POST", signal })); }
-    catch (error) {
-      if (!signal.aborted) cancel.after(cancelError = errorBox(error));
-      cancel.disabled = false;
-    }
-  } }, "Cancel");
-  let deleteError = null;
-  const remove = el("button", { type: "button", id: "delete-job", class: "danger", hidden: true,
-    onclick: async () => {
-      if (!window.confirm(`Delete job ${jobId} with its metrics, events and checkpoints? `
-        + "This cannot be undone.")) return;
-      deleteError?.remove();
-      deleteError = null;
-      remove.disabled = true;
-      try {
-        await api(`/v1/jobs/${jobId}`, { method: "DELETE", signal });
-        location.hash = "#/jobs";
-      } catch (error) {  // a trial of a sweep still running: the server says so (409)
-        if (!signal.aborted) remove.after(deleteError = errorBox(error));
-        remove.disabled = false;
-      }
-    } }, "Delete job");
+  const actions = jobActions(jobId, signal, {
+    onCancelled: showJob,
+    onCheckpointsDeleted: () => refreshDetails(),
+  });
   const explain = el("div", { id: "explain" });
   // Shown while the event stream is lost (a server restarting): the page is not live.
   const streamNote = el("span", { id: "stream-note", class: "note", hidden: true },
     "reconnecting…");
   const timeline = el("tbody");
   const checkpoints = el("tbody");
-  let removeError = null;  // the last failure's message, replaced by the next try
   const checkpointRow = checkpointRows(jobId, signal);
-  const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
-    class: "danger", hidden: true, onclick: async () => {
-      // Deleting the final checkpoint loses the trained weights: ask first.
-      if (!window.confirm(`Delete every checkpoint of job ${jobId}, the final one included? `
-        + "Its metrics stay; its weights cannot be downloaded afterwards.")) return;
-      removeError?.remove();
-      removeError = null;
-      removeCheckpoints.disabled = true;
-      try {
-        await api(`/v1/jobs/${jobId}/checkpoints`, { method: "DELETE", signal });
-        await refreshDetails();
-      } catch (error) {
-        if (!signal.aborted) removeCheckpoints.after(removeError = errorBox(error));
-      }
-      removeCheckpoints.disabled = false;
-    } }, "Delete checkpoints");
   const lossChart = el("div", { id: "chart-loss", class: "chart" });
   const evalChart = el("div", { id: "chart-eval", class: "chart" });
   const uploadChart = el("div", { id: "chart-uploads", class: "chart" });
@@ -94,8 +53,8 @@ export async function render(root, params, signal) {
   const noData = el("p", { id: "no-data", class: "muted", hidden: true },
     "No data yet: the charts fill in as the job reports its rounds.");
   root.append(
-    title, el("div", { class: "toolbar" }, badge, cancel, remove, streamNote), waiting.node, facts,
-    explain,
+    title, el("div", { class: "toolbar" }, badge, ...actions.toolbar, streamNote), waiting.node,
+    facts, explain,
     section("Training", noData,
       el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
       rasterSection),
@@ -103,15 +62,14 @@ export async function render(root, params, signal) {
       ["time", "from", "to", "attempt", "by", "reason"].map((h) => el("th", {}, h)))), timeline)),
     section("Checkpoints", el("table", { id: "checkpoints" }, el("thead", {}, el("tr", {},
       ["round", "attempt", "size", "sha256", ""].map((h) => el("th", {}, h)))), checkpoints),
-      removeCheckpoints),
+      actions.removeCheckpoints),
     section("Resolved spec", el("pre", { id: "spec" }, JSON.stringify(job.spec, null, 2))),
   );
 
   function showJob(next) {
     job = next;
     badge.replaceChildren(statusBadge(job.status));
-    cancel.hidden = TERMINAL.has(job.status) || job.status === "cancelling";
-    remove.hidden = !TERMINAL.has(job.status);
+    actions.showJob(job);
     const s = job.summary;
     facts.replaceChildren(
       `owner ${job.owner} · `,
@@ -149,8 +107,7 @@ export async function render(root, params, signal) {
       el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
       el("td", { class: "free" }, h.actor), el("td", { class: "free" }, h.reason || ""))));
     checkpoints.replaceChildren(...points.data.map(checkpointRow));
-    // Only a finished job's: a running one may still resume from them (409).
-    removeCheckpoints.hidden = !TERMINAL.has(job.status) || points.data.length === 0;
+    actions.showCheckpoints(job, points.data.length);
     if (job.status === "queued") {
       const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
       if (asked === detailsAsked) showExplain(why);

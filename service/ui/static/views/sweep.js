@@ -5,7 +5,8 @@
 // trials' values and `best` after the last trial job has ended, and no feed event
 // follows.
 // Its owner (or an admin) can cancel an unfinished sweep: no new trials, its queued and
-// running trial jobs cancelled (cancelling one trial's job only starts the next trial).
+// running trial jobs cancelled (cancelling one trial's job only starts the next trial);
+// and delete a finished one with its trials' jobs (their metrics and checkpoints).
 import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
 import { plainText, plot } from "../charts.js";
 import {
@@ -27,6 +28,7 @@ export async function render(root, params, signal) {
   const jobs = new Map();
   let status = null;  // the sweep's, as last drawn
   let parallel = 1;  // its trial jobs at a time
+  let trials = 0;  // started, as last drawn
   let finishedFeed = () => {};  // closes the jobs feed (once the sweep is finished)
   let cancelError = null;  // one message, the last try's
   const cancel = el("button", { type: "button", id: "cancel-sweep", class: "danger", hidden: true,
@@ -45,8 +47,27 @@ export async function render(root, params, signal) {
       }
       cancel.disabled = false;
     } }, "Cancel sweep");
+  let deleteError = null;  // as cancelError
+  const remove = el("button", { type: "button", id: "delete-sweep", class: "danger", hidden: true,
+    onclick: async () => {
+      if (!window.confirm(`Delete sweep ${sweepId} with its ${trials} trials' jobs, their `
+        + "metrics and checkpoints? This cannot be undone.")) return;
+      deleteError?.remove();
+      deleteError = null;
+      remove.disabled = true;
+      try {
+        await api(`/v1/sweeps/${sweepId}`, { method: "DELETE", signal });
+        location.hash = "#/sweeps";
+      } catch (error) {
+        // Deleted meanwhile (another tab): gone, as asked. A 409 says what has not
+        // finished (a trial job still stopping).
+        if (error.status === 404) { location.hash = "#/sweeps"; return; }
+        if (!signal.aborted) remove.after(deleteError = errorBox(error));
+        remove.disabled = false;
+      }
+    } }, "Delete sweep");
   const waiting = streamWaitNote();
-  root.append(head, el("div", { class: "toolbar" }, cancel), waiting.node,
+  root.append(head, el("div", { class: "toolbar" }, cancel, remove), waiting.node,
     section("Objective against bytes uploaded", chart),
     section("Trials", el("table", { id: "trials" }, el("thead", {}, el("tr", {},
       ["trial", "job", "status", "params", "values", "bytes up", "why"].map((h) => el("th", {}, h)))),
@@ -56,9 +77,11 @@ export async function render(root, params, signal) {
   async function draw(given) {
     const sweep = given ?? await api(`/v1/sweeps/${sweepId}`, { signal });
     status = sweep.status;
+    trials = sweep.trials.length;
     const user = session.user;
-    cancel.hidden = TERMINAL.has(status) || status === "cancelling"
-      || !(user?.role === "admin" || user?.name === sweep.owner);
+    const mine = user?.role === "admin" || user?.name === sweep.owner;
+    cancel.hidden = TERMINAL.has(status) || status === "cancelling" || !mine;
+    remove.hidden = !TERMINAL.has(status) || !mine;
     const objectives = sweep.spec.objectives;
     const shown = objectives.findIndex((o) => o.metric !== "bytes_up_total");
     const objective = objectives[Math.max(0, shown)];
