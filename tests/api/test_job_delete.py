@@ -109,7 +109,8 @@ def test_a_queued_job_is_cancelled_first_and_an_admin_may_delete_it(api: Api) ->
 def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Several batches of metric records, each in its own transaction, the last short.
+    # On SQLite, several batches of metric records, each in its own transaction, the
+    # last short.
     monkeypatch.setattr(removals, "METRIC_BATCH", 2)
     batches: list[int] = []
 
@@ -160,7 +161,8 @@ def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
             text("SELECT count(*) FROM sweep_trials WHERE sweep_id = :id"), {"id": sweep_id}
         ).scalar_one()
     assert left == 0 and not Path(uri).exists()
-    assert batches == [2, 2, 1], batches
+    sqlite = api.sessions.kw["bind"].dialect.name == "sqlite"
+    assert batches == ([2, 2, 1] if sqlite else []), batches  # PostgreSQL: the cascade
     assert_json_error(api.client.get(path, headers=alice), 404)
     listed = api.client.get("/v1/sweeps", headers=alice).json()["data"]
     assert [s["id"] for s in listed] == [other]
