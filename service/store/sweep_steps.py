@@ -205,9 +205,9 @@ def _prune(session: Session, sweep: Sweep, trial: SweepTrial, now: datetime) -> 
     job = session.get(Job, trial.job_id) if trial.job_id is not None else None
     if trial.state != TrialState.RUNNING.value or job is None:
         return False
-    # relock, not session.refresh, which raises for a deleted row. A running sweep's
-    # trial jobs cannot be deleted (delete_job) today; if one were, it has nothing
-    # left to prune.
+    # relock, not session.refresh, which raises for a deleted row. A trial's job is
+    # deleted only with its finished sweep (job_removal); if one were gone, it has
+    # nothing left to prune.
     if not lifecycle.relock(session, job):
         return False
     if job.status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
