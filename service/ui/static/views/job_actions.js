@@ -4,6 +4,7 @@
 // last try's, replaced by the next try.
 import { api } from "../api.js";
 import { el, errorBox, TERMINAL } from "../dom.js";
+import { deleteButton } from "./delete_button.js";
 
 // `onCancelled(job)`: the job as the cancel answered it; `onCheckpointsDeleted()`.
 export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted }) {
@@ -21,24 +22,10 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
     }
   } }, "Cancel");
 
-  let deleteError = null;
-  const remove = el("button", { type: "button", id: "delete-job", class: "danger", hidden: true,
-    onclick: async () => {
-      if (!window.confirm(`Delete job ${jobId} with its metrics, events and checkpoints? `
-        + "This cannot be undone.")) return;
-      deleteError?.remove();
-      deleteError = null;
-      remove.disabled = true;
-      try {
-        await api(`/v1/jobs/${jobId}`, { method: "DELETE", signal });
-        location.hash = "#/jobs";
-      } catch (error) {
-        // Deleted meanwhile (another tab): gone, as asked.
-        if (error.status === 404) { location.hash = "#/jobs"; return; }
-        if (!signal.aborted) remove.after(deleteError = errorBox(error));
-        remove.disabled = false;
-      }
-    } }, "Delete job");
+  const remove = deleteButton({ id: "delete-job", label: "Delete job", signal,
+    path: `/v1/jobs/${jobId}`, list: "#/jobs",
+    question: () => `Delete job ${jobId} with its metrics, events and checkpoints? `
+      + "This cannot be undone." });
   // In place of Delete job on a finished trial job's page: its sweep's page deletes it.
   const trialNote = el("span", { id: "delete-with-sweep", class: "muted", hidden: true },
     "deleted with its sweep");

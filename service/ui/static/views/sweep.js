@@ -14,6 +14,7 @@ import {
   streamWaitNote, TERMINAL,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
+import { deleteButton } from "./delete_button.js";
 
 const POLL_MS = 2000;
 // The newest trial jobs the feed sends at each change: every running one (at most the
@@ -47,25 +48,11 @@ export async function render(root, params, signal) {
       }
       cancel.disabled = false;
     } }, "Cancel sweep");
-  let deleteError = null;  // as cancelError
-  const remove = el("button", { type: "button", id: "delete-sweep", class: "danger", hidden: true,
-    onclick: async () => {
-      if (!window.confirm(`Delete sweep ${sweepId} with its ${trials} trials' jobs, their `
-        + "metrics and checkpoints? This cannot be undone.")) return;
-      deleteError?.remove();
-      deleteError = null;
-      remove.disabled = true;
-      try {
-        await api(`/v1/sweeps/${sweepId}`, { method: "DELETE", signal });
-        location.hash = "#/sweeps";
-      } catch (error) {
-        // Deleted meanwhile (another tab): gone, as asked. A 409 says what has not
-        // finished (a trial job still stopping).
-        if (error.status === 404) { location.hash = "#/sweeps"; return; }
-        if (!signal.aborted) remove.after(deleteError = errorBox(error));
-        remove.disabled = false;
-      }
-    } }, "Delete sweep");
+  // A 409 says what has not finished (a trial job still stopping).
+  const remove = deleteButton({ id: "delete-sweep", label: "Delete sweep", signal,
+    path: `/v1/sweeps/${sweepId}`, list: "#/sweeps",
+    question: () => `Delete sweep ${sweepId} with its ${trials} trials' jobs, their `
+      + "metrics and checkpoints? This cannot be undone." });
   const waiting = streamWaitNote();
   root.append(head, el("div", { class: "toolbar" }, cancel, remove), waiting.node,
     section("Objective against bytes uploaded", chart),
