@@ -21,6 +21,7 @@ from service.artifacts import (
     LOCAL_COPY_UNUSED_S,
     is_inside,
     local_copy,
+    remove_empty_folders,
     remove_file,
     remove_quietly,
     write_file,
@@ -190,3 +191,28 @@ def test_removal_stays_inside_the_artifacts_location(
     # A link inside the location is inside (removing it removes the link only).
     (live / "link.pt").symlink_to(tmp_path / "elsewhere.pt")
     assert is_inside(str(live), str(live / "link.pt"))
+
+
+def test_a_deleted_jobs_emptied_folder_goes_and_nothing_else(tmp_path: Path) -> None:
+    """Deleting a job removes its files, then its folder once empty: never one that
+    still holds a file (an orphan that `lagtrain orphan-files` should find), never
+    the location itself, never a folder outside it."""
+    live, other = tmp_path / "live", tmp_path / "other"
+    emptied = live / "jobs" / "1" / "round-00000010-a1.pt"
+    still_used = live / "jobs" / "2" / "round-00000010-a1.pt"
+    stray = live / "jobs" / "2" / "round-00000020-a1.pt"
+    outside = other / "jobs" / "3" / "round-00000010-a1.pt"
+    top = live / "top.pt"
+    for path in (emptied, still_used, stray, outside, top):
+        write_file(str(path), b"w")
+    for path in (emptied, still_used, outside, top):
+        path.unlink()
+
+    urls = [f"file://{emptied}", str(still_used), str(outside), str(top)]
+    remove_empty_folders(urls, location=f"{live}/")
+    assert not emptied.parent.exists()
+    assert stray.exists()  # its folder stays with it
+    assert outside.parent.is_dir()  # not this location's
+    assert live.is_dir() and (live / "jobs").is_dir()  # the location and jobs/ stay
+    remove_empty_folders(urls, location=str(live))  # a folder already gone: no error
+    remove_empty_folders(["s3://bucket/lab/jobs/4/x.pt"], location="s3://bucket/lab")

@@ -96,8 +96,10 @@ class JobRun:
     def run(self) -> None:
         try:
             self._run()
-        except StaleLease:
-            log.warning("job %s: lease lost; another dispatcher owns it now", self.job_id)
+        except StaleLease as exc:
+            # Not always a takeover: the reaper may have ended the job, or its owner
+            # deleted it once finished. The message says which; this attempt stops.
+            log.warning("job %s: lease lost, this attempt stops: %s", self.job_id, exc)
         except StoreUnavailable as exc:
             # Nothing more can be written: the lease runs out and the reaper requeues
             # the job, which resumes from its newest recorded checkpoint.

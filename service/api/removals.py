@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.deps import AppSettings, JobId, Sessions
 from service.api.responses import errors
 from service.api.sweeps import SweepId
-from service.artifacts import remove_quietly
+from service.artifacts import remove_empty_folders, remove_quietly
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.audit import AuditAction
@@ -136,3 +136,4 @@ def _remove(
     # After the commit: a failed commit keeps the rows, and so must keep their files.
     for uri, _size in files:
         remove_quietly(uri, location=settings.artifacts_url)
+    remove_empty_folders([uri for uri, _size in files], location=settings.artifacts_url)

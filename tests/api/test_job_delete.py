@@ -71,6 +71,7 @@ def test_a_finished_job_goes_with_everything_it_produced(api: Api) -> None:
     assert api.client.delete(path, headers=alice).status_code == 204
     assert _rows_naming(api, job_id) == dict.fromkeys((*JOB_TABLES, "jobs"), 0)
     assert not Path(first_uri).exists() and not Path(second_uri).exists()
+    assert not Path(first_uri).parent.exists()  # its emptied jobs/<id>/ folder too
     assert usage(api, alice)["storage_bytes"] == 0
     for gone in (path, f"{path}/metrics", f"{path}/checkpoints"):
         assert_json_error(api.client.get(gone, headers=alice), 404)
