@@ -39,14 +39,12 @@ from service.store.db import read_transaction, transaction
 from service.store.models import Sweep, TrialState
 from service.store.quotas import check_can_submit, lock_owner
 from service.store.spec_checks import spec_problems
+from service.store.sweep_listing import TrialRow, list_sweeps, trials_of
 from service.store.sweeps import (
-    TrialRow,
     create_sweep,
     get_visible_sweep,
-    list_sweeps,
     request_cancel,
     sweep_for_key,
-    trials_of,
     trials_to_come,
 )
 from service.store.users import find_user_id, user_names

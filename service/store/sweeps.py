@@ -1,18 +1,17 @@
-"""Sweeps: submit (idempotent, like jobs), read (visibility, lists, trials with their
-jobs' statuses), cancel requests, and `set_status`, the only writer of sweeps.status.
-The controller's side of a step (lease, observe, trials, settle) is in
-service.store.sweep_steps."""
+"""Sweeps: submit (idempotent, like jobs), read (visibility, trial budgets), cancel
+requests, and `set_status`, the only writer of sweeps.status. The listing and the
+trials as the API shows them are in service.store.sweep_listing; the controller's side
+of a step (lease, observe, trials, settle) is in service.store.sweep_steps."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, InvalidTransition, NotFound
 from service.schemas.audit import AuditAction
@@ -162,51 +161,6 @@ def get_visible_sweep(*, session: Session, sweep_id: int, viewer: Principal) -> 
     if sweep is None or (sweep.owner_id != viewer.user_id and not viewer.is_admin):
         raise NotFound(f"sweep {sweep_id} not found")
     return sweep
-
-
-def list_sweeps(
-    *,
-    session: Session,
-    viewer: Principal,
-    owner_id: int | None,
-    status: str | None,
-    limit: int,
-    before_id: int | None,
-) -> list[Sweep]:
-    """Newest first. Non-admins only ever see their own sweeps."""
-    query = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
-    if not viewer.is_admin:
-        query = query.where(Sweep.owner_id == viewer.user_id)
-    if owner_id is not None:
-        query = query.where(Sweep.owner_id == owner_id)
-    if status is not None:
-        query = query.where(Sweep.status == status)
-    if before_id is not None:
-        query = query.where(Sweep.id < before_id)
-    return list(session.scalars(query))
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    trial: SweepTrial
-    job_status: str | None  # None until the trial's job is submitted
-
-
-def trials_of(*, session: Session, sweep_ids: list[int]) -> dict[int, list[TrialRow]]:
-    """Each sweep's trials in number order, with their jobs' statuses; a trial's
-    pruning series and Optuna attributes (large) stay unread, and raise if touched."""
-    found: dict[int, list[TrialRow]] = {sweep_id: [] for sweep_id in sweep_ids}
-    unread = (SweepTrial.intermediate, SweepTrial.system_attrs)
-    rows = session.execute(
-        select(SweepTrial, Job.status)
-        .options(*(defer(column, raiseload=True) for column in unread))
-        .outerjoin(Job, Job.id == SweepTrial.job_id)
-        .where(SweepTrial.sweep_id.in_(sweep_ids))
-        .order_by(SweepTrial.sweep_id, SweepTrial.number)
-    ).all()
-    for trial, status in rows:
-        found[trial.sweep_id].append(TrialRow(trial=trial, job_status=status))
-    return found
 
 
 def trials_to_come(*, session: Session, owner_id: int) -> tuple[int, int]:
