@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,14 @@ class JobsApi(ClientBase):
         status: str | None = None,
         sweep_id: int | None = None,
         owner: str | None = None,
+        finished_before: datetime | None = None,
         limit: int = 50,
         most: int | None = None,
     ) -> list[dict[str, Any]]:
         """Your jobs (an admin's: everyone's, or `owner`'s), newest first, `limit` a
         page; with `most`, the newest `most` and one more when there are more.
-        `sweep_id`: only that sweep's trial jobs."""
+        `sweep_id`: only that sweep's trial jobs. `finished_before`: only jobs
+        finished before it (a naive time is UTC)."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
@@ -56,6 +59,8 @@ class JobsApi(ClientBase):
             params["owner"] = owner
         if sweep_id is not None:
             params["sweep_id"] = sweep_id
+        if finished_before is not None:
+            params["finished_before"] = finished_before.isoformat()
         return self._every_page("/v1/jobs", params, most=most)
 
     def cancel(self, job_id: int) -> dict[str, Any]:

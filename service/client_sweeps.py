@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from service.client_base import ClientBase
@@ -20,16 +21,19 @@ class SweepsApi(ClientBase):
         *,
         status: str | None = None,
         owner: str | None = None,
+        finished_before: datetime | None = None,
         limit: int = 50,
         most: int | None = None,
     ) -> list[dict[str, Any]]:
         """Your sweeps (an admin's: everyone's, or `owner`'s), newest first, paged
-        like jobs()."""
+        like jobs(); `finished_before` as there."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
         if owner is not None:
             params["owner"] = owner
+        if finished_before is not None:
+            params["finished_before"] = finished_before.isoformat()
         return self._every_page("/v1/sweeps", params, most=most)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:

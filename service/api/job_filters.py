@@ -5,12 +5,13 @@ same rules, and a new filter is added here once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
 from sqlalchemy.orm import Session
 
-from service.api.deps import MAX_ID, decode_cursor
+from service.api.deps import MAX_ID, decode_cursor, field_error
 from service.schemas.accounts import USER_NAME_PATTERN
 from service.schemas.jobs import JobStatus
 from service.store.jobs import JobsQuery
@@ -33,19 +34,50 @@ SweepIdFilter = Annotated[
 ]
 
 
+async def _finished_before(
+    finished_before: Annotated[
+        datetime | None,
+        Query(description="only those finished before this time (ISO 8601; no offset: UTC)"),
+    ] = None,
+) -> datetime | None:
+    """The time as an aware UTC datetime, what the store compares finished_at with.
+    A value with an offset whose UTC falls outside the years 1 to 9999 (Python's
+    datetime) is a 422 naming the field rather than an OverflowError (a 500)."""
+    if finished_before is None:
+        return None
+    if finished_before.tzinfo is None:  # UTC, as every time the API answers is
+        return finished_before.replace(tzinfo=UTC)
+    try:
+        return finished_before.astimezone(UTC)
+    except OverflowError:
+        raise field_error(
+            ("query", "finished_before"),
+            "outside the years 1 to 9999 in UTC",
+            finished_before.isoformat(),
+        ) from None
+
+
+# Shared with GET /v1/sweeps: both listings read it by the same rule.
+FinishedBeforeFilter = Annotated[datetime | None, Depends(_finished_before)]
+
+
 @dataclass(frozen=True)
 class JobFilters:
     status: JobStatus | None = None
     owner: str | None = None
     sweep_id: int | None = None
+    finished_before: datetime | None = None  # aware UTC
 
 
 async def _job_filters(
+    finished_before: FinishedBeforeFilter,
     status_filter: JobStatusFilter = None,
     owner: OwnerFilter = None,
     sweep_id: SweepIdFilter = None,
 ) -> JobFilters:
-    return JobFilters(status=status_filter, owner=owner, sweep_id=sweep_id)
+    return JobFilters(
+        status=status_filter, owner=owner, sweep_id=sweep_id, finished_before=finished_before
+    )
 
 
 ListingFilters = Annotated[JobFilters, Depends(_job_filters)]
@@ -62,7 +94,8 @@ def page_query(
     """A page's rows for list_jobs (or jobs_fingerprint): one more than `limit`, for
     the next cursor. A filter that matches nothing lists nothing, not a 404: `?owner=`
     a name no user has lists nobody's (id 0), `?sweep_id=` a sweep that does not
-    exist, or another user's (to a non-admin), lists no job."""
+    exist, or another user's (to a non-admin), lists no job; `?finished_before=`
+    never lists an unfinished job."""
     owner = filters.owner
     owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
     return JobsQuery(
@@ -70,6 +103,7 @@ def page_query(
         owner_id=owner_id,
         status=filters.status,
         sweep_id=filters.sweep_id,
+        finished_before=filters.finished_before,
         limit=limit + 1,
         before_id=decode_cursor(cursor),
     )

@@ -21,7 +21,7 @@ from service.api.deps import (
     decode_cursor,
     next_cursor,
 )
-from service.api.job_filters import OwnerFilter
+from service.api.job_filters import FinishedBeforeFilter, OwnerFilter
 from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
 from service.auth import CurrentUser
@@ -232,6 +232,7 @@ def post_sweep(
 def get_sweeps(
     principal: CurrentUser,
     sessions: Sessions,
+    finished_before: FinishedBeforeFilter,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     owner: OwnerFilter = None,
     limit: Limit = 50,
@@ -245,6 +246,7 @@ def get_sweeps(
             viewer=principal,
             owner_id=owner_id,
             status=status_filter,
+            finished_before=finished_before,
             limit=limit + 1,
             before_id=before_id,
         )

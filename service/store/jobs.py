@@ -150,6 +150,9 @@ class JobsQuery(TypedDict):
     owner_id: int | None
     status: str | None
     sweep_id: int | None
+    # Only rows finished before this time; a row not finished (finished_at null) never
+    # matches. Aware: UtcDateTime converts it to the UTC the columns store.
+    finished_before: datetime | None
     limit: int
     before_id: int | None
 
@@ -171,6 +174,8 @@ def _jobs_query(q: JobsQuery) -> Select[Job]:
     # non-admin (the owner rule above), as an unknown sweep does to anyone.
     if q["sweep_id"] is not None:
         query = query.where(Job.sweep_id == q["sweep_id"])
+    if q["finished_before"] is not None:
+        query = query.where(Job.finished_at < q["finished_before"])
     if q["before_id"] is not None:
         query = query.where(Job.id < q["before_id"])
     return query

@@ -4,6 +4,7 @@ and each sweep's trials with their jobs' statuses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
@@ -18,10 +19,13 @@ def list_sweeps(
     viewer: Principal,
     owner_id: int | None,
     status: str | None,
+    finished_before: datetime | None,
     limit: int,
     before_id: int | None,
 ) -> list[Sweep]:
-    """Newest first. Non-admins only ever see their own sweeps."""
+    """Newest first. Non-admins only ever see their own sweeps. `finished_before`
+    (aware): only sweeps finished before it; an unfinished one (finished_at null)
+    never matches."""
     query = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
     if not viewer.is_admin:
         query = query.where(Sweep.owner_id == viewer.user_id)
@@ -29,6 +33,8 @@ def list_sweeps(
         query = query.where(Sweep.owner_id == owner_id)
     if status is not None:
         query = query.where(Sweep.status == status)
+    if finished_before is not None:
+        query = query.where(Sweep.finished_at < finished_before)
     if before_id is not None:
         query = query.where(Sweep.id < before_id)
     return list(session.scalars(query))

@@ -94,6 +94,7 @@ def test_sqlite_plans_use_the_indexes(empty_db_url: str) -> None:
                 owner_id=None,
                 status="succeeded",
                 sweep_id=None,
+                finished_before=None,
                 limit=51,
                 before_id=None,
             )
@@ -143,6 +144,7 @@ def test_sqlite_sweep_filter_reads_the_sweeps_rows_in_order(empty_db_url: str) -
                     owner_id=None,
                     status=None,
                     sweep_id=7,
+                    finished_before=None,
                     limit=501,
                     before_id=before_id,
                 )
