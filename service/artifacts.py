@@ -142,22 +142,25 @@ def remove_quietly(url: str, *, location: str) -> None:
 def remove_empty_folders(urls: list[str], *, location: str) -> None:
     """After a job's files went (remove_quietly): the local folders that held them,
     when empty now and below `location` (never the location itself), so deleting a
-    job leaves no `jobs/<id>/` behind. A folder not empty is kept: a file no row
-    names stays where `lagtrain orphan-files` finds it. Remote stores have no
-    folders to remove."""
+    job leaves no `jobs/<id>/` behind — best effort: a folder not empty is kept (a
+    file no row names stays where `lagtrain orphan-files` finds it), and a gang the
+    reaper cut off may still write one. Like remove_quietly it never raises: the
+    delete has committed. Remote stores have no folders to remove."""
     root = local_path(location)
     if root is None:
         return
     top = root.resolve()
     for folder in {path.parent for url in urls if (path := local_path(url)) is not None}:
-        if folder.resolve() == top or not is_inside(location, folder.as_posix()):
-            continue
         try:
+            if folder.resolve() == top or not is_inside(location, folder.as_posix()):
+                continue
             folder.rmdir()
         except FileNotFoundError:
             pass
         except OSError:  # not empty, or not ours to remove: left, not an error
             log.debug("kept %s", folder, exc_info=True)
+        except Exception:  # e.g. a symlink loop (RuntimeError): the folder is left
+            log.warning("could not remove the folder %s", folder, exc_info=True)
 
 
 def is_inside(location: str, url: str) -> bool:

@@ -23,7 +23,6 @@ from service.cli_common import (
 )
 from service.client import ApiError, Client
 from service.schemas.common import MAX_PAGE
-from service.schemas.jobs import TERMINAL
 
 prune_app = typer.Typer(add_completion=False)
 # A century: a cutoff before year 1 is no date (timedelta overflows).
@@ -137,15 +136,11 @@ def _whose(client: Client, *, owner: str | None, everyone: bool) -> str | None:
 def _finished_before(
     listing: Callable[..., list[dict[str, Any]]], cutoff: datetime, *, owner: str | None
 ) -> list[dict[str, Any]]:
-    """The finished rows of `listing` (Client.jobs or Client.sweeps) that finished
-    before `cutoff`, oldest first. The server picks them (`finished_before`): listing
-    every finished row to filter it here moved a whole history (each job's spec, each
-    sweep's trials) to delete a few."""
-    found = [
-        row
-        for status in sorted(TERMINAL)
-        for row in listing(status=status, owner=owner, finished_before=cutoff, limit=MAX_PAGE)
-    ]
+    """The rows of `listing` (Client.jobs or Client.sweeps) that finished before
+    `cutoff`, oldest first. The server picks them (`finished_before`, which no
+    unfinished row matches): listing every finished row to filter it here moved a
+    whole history (each job's spec, each sweep's trials) to delete a few."""
+    found = listing(owner=owner, finished_before=cutoff, limit=MAX_PAGE)
     return sorted(found, key=lambda row: row["id"])
 
 

@@ -215,4 +215,11 @@ def test_a_deleted_jobs_emptied_folder_goes_and_nothing_else(tmp_path: Path) -> 
     assert outside.parent.is_dir()  # not this location's
     assert live.is_dir() and (live / "jobs").is_dir()  # the location and jobs/ stay
     remove_empty_folders(urls, location=str(live))  # a folder already gone: no error
+    # The location itself, empty once its last file went, stays (file:// or a path).
+    (live / "jobs" / "2").rename(tmp_path / "moved")
+    (live / "jobs").rmdir()
+    assert not any(live.iterdir())
+    remove_empty_folders([str(top)], location=f"file://{live}/")
+    remove_empty_folders([str(top)], location=str(live))
+    assert live.is_dir()
     remove_empty_folders(["s3://bucket/lab/jobs/4/x.pt"], location="s3://bucket/lab")

@@ -98,8 +98,9 @@ class JobRun:
             self._run()
         except StaleLease as exc:
             # Not always a takeover: the reaper may have ended the job, or its owner
-            # deleted it once finished. The message says which; this attempt stops.
-            log.warning("job %s: lease lost, this attempt stops: %s", self.job_id, exc)
+            # deleted it once finished. The store's message says which (it names the
+            # job); this attempt stops.
+            log.warning("lease lost, this attempt stops: %s", exc)
         except StoreUnavailable as exc:
             # Nothing more can be written: the lease runs out and the reaper requeues
             # the job, which resumes from its newest recorded checkpoint.
@@ -205,7 +206,7 @@ class JobRun:
                 abort=lambda: self._buffer_full(events),
             )
             if self._lease.lost.is_set():
-                raise StaleLease(f"job {self.job_id}: the lease was taken over")
+                raise StaleLease(self._lease.lost_reason)
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():

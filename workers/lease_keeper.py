@@ -34,7 +34,8 @@ class LeaseKeeper:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.default_max_job_hours = default_max_job_hours  # the time limit is store-side
-        self.lost = threading.Event()  # another attempt holds the job now
+        self.lost = threading.Event()  # this attempt's lease ended (`lost_reason` says how)
+        self.lost_reason = ""
         self.cancel_requested = threading.Event()
         self._ended = threading.Event()
         self._wake = threading.Event()
@@ -65,7 +66,10 @@ class LeaseKeeper:
                     ),
                     abort=lambda: "the run ended" if self._ended.is_set() else None,
                 )
-            except StaleLease:
+            except StaleLease as exc:
+                # The store says why: another attempt holds it, the reaper ended it, or
+                # it was deleted (the run raises with it, and the worker logs it).
+                self.lost_reason = str(exc)
                 self.lost.set()
                 return
             except StoreUnavailable:

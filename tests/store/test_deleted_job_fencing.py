@@ -176,5 +176,7 @@ def test_the_lease_keeper_of_a_deleted_job_reports_the_lease_lost(
     try:
         # A NotFound here was logged and retried every beat, and `lost` never set.
         wait_until(keeper.lost.is_set, timeout=30, what="the keeper to see the lease lost")
+        # What the worker logs: why, not "taken over".
+        assert keeper.lost_reason == f"job {job_id} no longer exists; its lease ended with it"
     finally:
         keeper.stop()
