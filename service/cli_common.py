@@ -127,17 +127,16 @@ def _unreachable(url: str, exc: httpx.TransportError) -> str:
 
 def refuse_the_other_kind(spec: Any, path: Path, *, wanted: str) -> None:
     """One line naming the right command when a sweep file is given where a JobSpec
-    is wanted ("job") or the other way round ("sweep"): a JobSpec has `task`, a sweep
-    `base` (each refuses the other's fields, as 8-10 lines of "Extra inputs")."""
-    if not isinstance(spec, dict) or ("base" in spec) == ("task" in spec):
+    is wanted ("job") or the other way round ("sweep") (spec_yaml.spec_kind)."""
+    kind = spec_yaml.spec_kind(spec)
+    if kind is None or kind == wanted:
         return
-    if wanted == "job" and "base" in spec:
+    if kind == "sweep":
         raise fail(f"{path} is a sweep spec (it has `base`): submit it with `lagtrain sweep`")
-    if wanted == "sweep" and "task" in spec:
-        raise fail(
-            f"{path} is a JobSpec (it has `task`; a sweep's is under `base`): "
-            "submit it with `lagtrain submit`"
-        )
+    raise fail(
+        f"{path} is a JobSpec (it has `task`; a sweep's is under `base`): "
+        "submit it with `lagtrain submit`"
+    )
 
 
 def load_spec(path: Path) -> Any:

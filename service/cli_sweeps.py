@@ -183,7 +183,7 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
             (sweep["status"], "bold"),
             f": {finished}/{spec['trials']} trials finished, {spec['sampler']} sampler",
         ),
-        caption=f"★ {front}: trials {', '.join(map(str, sorted(best))) or none}",
+        caption=f"★ {front}: {_trials(sorted(best)) or none}",
     )
     for trial in trials:
         values = trial["values"] or [None] * len(metrics)
@@ -204,3 +204,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _trials(numbers: list[int]) -> str:
+    """ "trial 3", "trials 0, 4", or "" for none."""
+    if not numbers:
+        return ""
+    return ("trial " if len(numbers) == 1 else "trials ") + ", ".join(map(str, numbers))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -69,3 +69,12 @@ SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 def load(text: str) -> Any:
     return yaml.load(text, Loader=SpecLoader)
+
+
+def spec_kind(value: Any) -> Literal["job", "sweep"] | None:
+    """Which spec a loaded file holds: a JobSpec has `task`, a sweep spec `base`;
+    None when it has both or neither (the server's 422s then say what is wrong).
+    Each refuses the other's fields, as 8-10 lines of "Extra inputs"."""
+    if not isinstance(value, dict) or ("base" in value) == ("task" in value):
+        return None
+    return "sweep" if "base" in value else "job"

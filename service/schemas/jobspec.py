@@ -25,7 +25,19 @@ Strategy = Literal["dense", "local_sgd", "lag_wk", "lag_ps", "lasg_wk2", "laq"]
 DType = Literal["float32", "float64", "bfloat16"]
 OptimizerName = Literal["sgd", "adam"]
 Split = Literal["iid", "non_iid"]
-BatchSize = Annotated[int | Literal["full"], Field(union_mode="left_to_right")]
+
+
+def _int_or_full(value: object) -> object:
+    """One error for a value that is neither, rather than the union's two (one per
+    choice, at `batch_size.int` and `batch_size.literal['full']`)."""
+    if value == "full" or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"must be 'full' or an integer, not {value!r}")
+
+
+BatchSize = Annotated[
+    int | Literal["full"], Field(union_mode="left_to_right"), BeforeValidator(_int_or_full)
+]
 
 # ---- field types, shared by the request (nullable = task default) and the resolved spec
 

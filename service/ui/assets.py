@@ -26,11 +26,7 @@ def plotly_bundle_gzip() -> bytes:
 
 
 def example_specs() -> dict[str, str]:
-    """Example job specs by file stem, as their YAML text (sweep specs left out)."""
+    """Example job and sweep specs by file stem, as their YAML text."""
     if not EXAMPLES_DIR.is_dir():
         return {}
-    return {
-        path.stem: path.read_text()
-        for path in sorted(EXAMPLES_DIR.glob("*.yaml"))
-        if not path.stem.startswith("sweep")
-    }
+    return {path.stem: path.read_text() for path in sorted(EXAMPLES_DIR.glob("*.yaml"))}

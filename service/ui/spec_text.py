@@ -1,10 +1,11 @@
 """YAML/JSON spec text → JSON object plus the line of every field, so the submit page
-can show the API's 422 errors beside the lines that hold the fields they name."""
+can show the API's 422 errors beside the lines that hold the fields they name, and
+which spec it is (a job's or a sweep's), so the page knows where to submit it."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -17,11 +18,15 @@ MAX_SPEC_NESTING = 16
 
 
 class SpecText(BaseModel):
-    text: str = Field(max_length=200_000, description="a JobSpec as YAML or JSON")
+    text: str = Field(max_length=200_000, description="a JobSpec or a sweep spec as YAML or JSON")
 
 
 class ParsedSpec(BaseModel):
     spec: dict[str, Any]
+    kind: Literal["job", "sweep"] = Field(
+        description="sweep for a sweep spec (`base`, no `task`), to POST to /v1/sweeps; "
+        "job otherwise (POST /v1/jobs, whose 422s say what is wrong)"
+    )
     lines: dict[str, int] = Field(description="dotted field path → 1-based line in the text")
 
 
@@ -49,7 +54,7 @@ def parse_spec_text(text: str) -> ParsedSpec:
     if bad is not None:
         # Serialised as JSON it would become null, i.e. "use the default": refuse it.
         raise SpecTextError(f"{bad}: .nan and .inf are not numbers a spec can hold", lines.get(bad))
-    return ParsedSpec(spec=value, lines=lines)
+    return ParsedSpec(spec=value, kind=spec_yaml.spec_kind(value) or "job", lines=lines)
 
 
 def _non_finite(value: Any, path: str) -> str | None:

@@ -98,10 +98,15 @@ def test_examples_and_spec_parser_give_fields_their_lines(api: Api) -> None:
         return response
 
     examples = api.client.get("/ui/examples").json()
-    assert "digits-cada2" in examples and not any(name.startswith("sweep") for name in examples)
+    assert "digits-cada2" in examples and "sweep-cada2-xi" in examples
+    # The page submits a sweep spec to /v1/sweeps, anything else to /v1/jobs.
+    assert parse(examples["sweep-cada2-xi"]).json()["kind"] == "sweep"
+    assert parse(examples["digits-cada2"]).json()["kind"] == "job"
+    for neither in ("name: x\n", "task: {kind: adding}\nbase: {}\n"):
+        assert parse(neither).json()["kind"] == "job"  # its 422s will say what is wrong
     text = "name: x\ntask:\n  kind: adding\nschedule: {rounds: 0}\n"
     parsed = api.client.post("/ui/parse-spec", json={"text": text}, headers=api.admin).json()
-    assert parsed["spec"]["schedule"] == {"rounds": 0}
+    assert parsed["spec"]["schedule"] == {"rounds": 0} and parsed["kind"] == "job"
     assert parsed["lines"] == {
         "name": 1,
         "task": 2,

@@ -12,6 +12,9 @@ the benchmark needed, so the target is met at its last round or the test fails."
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from benchmarks.lag_paper import paper_spec, reach
@@ -35,7 +38,12 @@ def first_below_target(client: Client, job_id: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_paper_figure_through_the_api_equals_the_benchmark(service_stack: Stack) -> None:
+def test_paper_figure_through_the_api_equals_the_benchmark(
+    service_stack: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     strategies = ("dense", "lag_wk", "lag_ps", "laq")
     expected = {
         strategy: reach(strategy, uniform=False, target=TARGET, max_rounds=ROUNDS, seed=0)
@@ -63,3 +71,24 @@ def test_paper_figure_through_the_api_equals_the_benchmark(service_stack: Stack)
             assert job["status"] == "succeeded", (job["error"], service_stack.logs())
             outcome = expected[strategy]
             assert first_below_target(client, job_id) == (outcome.iterations, outcome.uploads)
+    # The README's Python example, as written, on the same stack (its job, the task's
+    # 9 workers, runs on the warm gang): a fifth paper job followed to its end.
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    run_readme_python_example(service_stack)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed[:100]] == [str(r) for r in range(100)], printed
+    gaps = [float(line.split()[1]) for line in printed[:100]]
+    assert gaps[-1] < 1e-4 * gaps[0], gaps  # training, printed as it went
+    assert "optimality_gap" in printed[100]
+    assert (tmp_path / "newest.pt").stat().st_size > 0
+    assert printed[101].startswith("422 ") and "'optimizer', 'lr'" in printed[101], printed[101]
+
+
+def run_readme_python_example(stack: Stack) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## The same from Python", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found, "README: no Python example under 'The same from Python'"
+    code = found.group(1).replace("http://127.0.0.1:8000", stack.url)
+    exec(compile(code, "README.md", "exec"), {"token": stack.admin_token})

@@ -182,6 +182,25 @@ def test_divergence_raises_with_the_round() -> None:
     assert all(np.isfinite(r["train_loss"]) for r in records)
 
 
+def test_metrics_that_overflow_with_finite_parameters_are_a_divergence() -> None:
+    # lr 36.66 on the paper task: at round 59 θ and the replicas' losses are still
+    # finite (a mean loss of 1.6e302), but the optimality gap and the validation loss
+    # overflow; the job used to succeed with null final metrics.
+    spec = linreg(
+        "lag_wk",
+        distributed={"workers": 9},
+        optimizer={"lr": 36.66},
+        schedule={"rounds": 60, "eval_every": 20},
+    )
+    records: list[dict[str, float]] = []
+    with pytest.raises(Diverged) as caught:
+        run_reference(spec, on_record=lambda _k, v: records.append(v))
+    assert caught.value.round == len(records) == 59
+    figures = ("train_loss", "optimality_gap", "val_loss")
+    assert all(np.isfinite(r[name]) for r in records for name in figures if name in r)
+    assert records[-1]["train_loss"] > 1e290  # growing, finite: only the metrics overflow next
+
+
 class _FailingLinreg(LinregTask):
     def batch(self, rank: int, round_: int, batch_size: int | None) -> Batch:
         if rank == 1 and round_ == 3:

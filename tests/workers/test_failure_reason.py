@@ -34,7 +34,7 @@ def test_a_divergence_reads_as_its_own_message() -> None:
     assert isinstance(error, Diverged)  # why the wrapper must not be taken as-is
     diverged = divergence(error)
     assert diverged is not None
-    assert str(diverged) == "training diverged at round 7 (non-finite loss or parameters)"
+    assert str(diverged) == "training diverged at round 7 (non-finite loss, parameters or metrics)"
     assert diverged.round == 7
     assert divergence(Diverged(3)) is not None and divergence(ValueError("x")) is None
 

@@ -168,14 +168,21 @@ class Coordinator:
             workers=self.workers,
             dense_upload_bytes=self.dense_upload_bytes,
         )
+        figures = {"train_loss": values["train_loss"]}
         if isinstance(self.task, RoundMetrics):
-            values.update(self.task.round_metrics(applied.params))
+            figures.update(self.task.round_metrics(applied.params))
+        if self.spec.schedule.eval_due(round_):
+            figures.update(self.evaluate(applied.params))
+        # Finite parameters can still overflow the loss's mean, the optimality gap or
+        # the evaluation (1e302 squared): the run has diverged as surely, and a
+        # "succeeded" job whose final metrics are null would hide it.
+        if not all(math.isfinite(value) for value in figures.values()):
+            raise Diverged(round_)
+        values.update(figures)
         if self.per_replica_metrics:
             planned_rhs = applied.pending.plan.rhs
             rhs = self._rhs() if math.isnan(planned_rhs) else planned_rhs
             values.update(replica_values(round_, applied, rhs, self.last_upload_round))
-        if self.spec.schedule.eval_due(round_):
-            values.update(self.evaluate(applied.params))
         self._measure_step()  # after the "rhs" above, which is the window before it
         return values
 

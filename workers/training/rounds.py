@@ -9,10 +9,12 @@ import numpy as np
 
 
 class Diverged(RuntimeError):
-    """The loss or the parameters became NaN/inf at `round`."""
+    """The loss, the parameters or the task's figures became NaN/inf at `round`."""
 
     def __init__(self, round_: int) -> None:
-        super().__init__(f"training diverged at round {round_} (non-finite loss or parameters)")
+        super().__init__(
+            f"training diverged at round {round_} (non-finite loss, parameters or metrics)"
+        )
         self.round = round_
 
     def __reduce__(self) -> tuple[type[Diverged], tuple[int]]:

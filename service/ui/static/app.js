@@ -59,6 +59,7 @@ async function route() {
   const root = document.getElementById("view");
   root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
   root.dataset.view = name;
+  root.dataset.routes = String(Number(root.dataset.routes || 0) + 1); // one a navigation
   try {
     const view = await VIEWS[name]();
     if (signal.aborted) return;
@@ -81,7 +82,10 @@ window.addEventListener("lagtrain:signed-out", () => {
   location.hash = "#/signin";
 });
 window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", route);
-if (document.readyState !== "loading") route();
+// Once: a module runs after parsing (readyState "interactive"), before
+// DOMContentLoaded; routing on both drew every page twice, and the second draw
+// dropped a token already typed into the first sign-in form.
+if (document.readyState === "loading") window.addEventListener("DOMContentLoaded", route);
+else route();
 
 export { api };

@@ -20,8 +20,11 @@ export function el(tag, attrs = {}, ...children) {
 export function fmt(value, digits = 4) {
   if (value === undefined || value === null) return "—";
   if (typeof value !== "number") return String(value);
-  if (Number.isInteger(value)) return value.toLocaleString("en");
-  return Number(value.toPrecision(digits)).toString();
+  // Safe integers only: 2.07e187 is an "integer" too, and would print all its digits.
+  if (Number.isSafeInteger(value)) return value.toLocaleString("en");
+  const rounded = Number(value.toPrecision(digits));
+  // JS writes up to 21 digits before it turns to an exponent.
+  return Math.abs(rounded) >= 1e15 ? rounded.toExponential() : rounded.toString();
 }
 
 // A fraction as a percentage, 3 significant digits ("91.8 %"); "—" when absent.

@@ -183,12 +183,12 @@ export async function render(root, params, signal) {
       margin: { l: 56, r: 56, t: 36, b: 90 },
       yaxis: { title: { text: "cumulative" }, ...empty() },
       yaxis2: { overlaying: "y", side: "right", title: { text: "per round" },
-        range: [0, replicas + 0.2], dtick: Math.max(1, Math.ceil(replicas / 4)) } });
+        range: [0, replicas + 0.2], dtick: Math.max(1, Math.ceil(replicas / 4)), ...empty() } });
     if (rasterSection.open) {
       plot(raster, [rasterTrace(series.round, series.uploaded, replicas)],
         { title: { text: "uploads used (replica × round)" }, height: 140 + 18 * replicas,
           margin: { l: 56, r: 16, t: 36, b: 50 },
-          xaxis: rounds(), yaxis: { title: { text: "replica" }, dtick: 1 } });
+          xaxis: rounds(), yaxis: { title: { text: "replica" }, dtick: 1, ...empty() } });
     }
     for (const node of [lossChart, evalChart, uploadChart]) node.dataset.rounds = String(n);
     if (rasterSection.open) raster.dataset.rounds = String(n);

@@ -29,6 +29,10 @@ function quotaText(quota, usage) {
   }).join(" · ") || "—";
 }
 
+function jobsCount(n) {
+  return n === 1 ? "1 job" : `${n} jobs`;
+}
+
 export async function render(root, _params, signal) {
   const admin = session.user?.role === "admin";
   const body = el("div");
@@ -90,18 +94,21 @@ export async function render(root, _params, signal) {
           .map((h) => el("th", {}, h)))),
         el("tbody", {}, users.map((u) => {
           const s = saved.get(u.name);
-          return el("tr", { dataset: { user: u.name } }, el("td", { class: "free" }, u.name), el("td", {}, u.role),
+          // A disabled account (its tokens refused) says so where its role is.
+          return el("tr", { dataset: { user: u.name }, class: u.disabled ? "disabled" : "" },
+            el("td", { class: "free" }, u.name),
+            el("td", { class: "role" }, u.disabled ? `${u.role} · disabled` : u.role),
             el("td", {}, u.usage?.jobs_total ?? "—"),
             el("td", {}, Object.entries(u.usage?.jobs_by_status || {}).filter(([, n]) => n)
               .map(([k, n]) => `${k} ${n}`).join(", ")),
             el("td", { class: "quota" }, u.quota ? quotaText(u.quota, u.usage)
               : u.max_running_jobs != null ? `max running ${u.max_running_jobs}` : "—"),
             el("td", { class: "saved" }, s && s.dense
-              ? `${percent(1 - s.uploads / s.dense)} of ${fmt(s.dense)} (${s.jobs} jobs)`
+              ? `${percent(1 - s.uploads / s.dense)} of ${fmt(s.dense)} (${jobsCount(s.jobs)})`
               : "—"),
             el("td", { class: "bytes-saved" }, s && s.denseBytes
               ? `${percent(1 - s.sent / s.denseBytes)} of ${bytes(s.denseBytes)}`
-                + ` (${s.byteJobs} jobs)`
+                + ` (${jobsCount(s.byteJobs)})`
               : "—"));
         })))),
     );

@@ -1,5 +1,6 @@
-// Submit a spec as YAML or JSON, prefilled from the repository's examples/. The
-// server's 422 errors are shown beside the lines that hold the fields they name.
+// Submit a job or a sweep spec as YAML or JSON, prefilled from the repository's
+// examples/. The server's 422 errors are shown beside the lines that hold the fields
+// they name.
 import { ApiError, api } from "../api.js";
 import { el, errorBox } from "../dom.js";
 
@@ -12,7 +13,7 @@ export async function render(root, params, signal) {
   // wrap="off": the error gutter places a note at its line's height, which holds only
   // while one line of the spec is one line on screen (long lines scroll sideways).
   const editor = el("textarea", { id: "spec-text", name: "spec", spellcheck: "false",
-    wrap: "off", "aria-label": "job spec (YAML or JSON)", rows: 24 });
+    wrap: "off", "aria-label": "job or sweep spec (YAML or JSON)", rows: 24 });
   editor.value = start ? examples[start] : "task: {kind: lag_paper_linreg}\n";
   let loaded = start; // the example the editor was last filled from
   const gutter = el("div", { class: "gutter", id: "spec-errors", "aria-live": "polite" });
@@ -58,8 +59,12 @@ export async function render(root, params, signal) {
       const parsed = await api("/ui/parse-spec", { method: "POST", body: { text: editor.value },
         signal });
       lines = parsed.lines;
-      const job = await api("/v1/jobs", { method: "POST", body: parsed.spec, signal });
-      location.hash = `#/jobs/${job.id}`;
+      // A sweep spec (`base`, no `task`: the server's rule, which the CLI also uses)
+      // goes to /v1/sweeps; anything else to /v1/jobs, whose 422s say what is wrong.
+      const sweep = parsed.kind === "sweep";
+      const made = await api(sweep ? "/v1/sweeps" : "/v1/jobs",
+        { method: "POST", body: parsed.spec, signal });
+      location.hash = sweep ? `#/sweeps/${made.id}` : `#/jobs/${made.id}`;
     } catch (error) {
       if (error instanceof ApiError && Array.isArray(error.detail)) {
         showErrors(error.detail, lines);
@@ -73,5 +78,5 @@ export async function render(root, params, signal) {
   } },
   el("div", { class: "toolbar" }, el("label", {}, "Start from ", choose), button),
   el("div", { class: "editor" }, editor, el("div", { class: "gutter-frame" }, gutter)), list);
-  root.append(el("h1", {}, "Submit a job"), form);
+  root.append(el("h1", {}, "Submit a job or a sweep"), form);
 }

@@ -100,7 +100,8 @@ export async function render(root, params, signal) {
       ` · sampler ${sweep.spec.sampler} · objectives `
       + `${objectives.map((o) => `${o.direction} ${o.metric}`).join(", ")}`),
     // Why the sweep failed ("no trial completed: …"): the server's words, as text.
-    sweep.error ? el("p", { id: "sweep-error", class: "error" }, sweep.error) : null);
+    // (replaceChildren, unlike el(), would print a null as "null".)
+    ...(sweep.error ? [el("p", { id: "sweep-error", class: "error" }, sweep.error)] : []));
     const text = (p) => plainText(`trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`);
     plot(chart, [
       { type: "scatter", mode: "markers", name: "trials", x: rest.map((p) => p.x),
