@@ -9,7 +9,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -139,18 +139,28 @@ def remove_quietly(url: str, *, location: str) -> None:
         log.exception("could not remove %s; its row is gone, the file is left behind", url)
 
 
-def remove_empty_folders(urls: list[str], *, location: str) -> None:
-    """After a job's files went (remove_quietly): the local folders that held them,
-    when empty now and below `location` (never the location itself), so deleting a
-    job leaves no `jobs/<id>/` behind — best effort: a folder not empty is kept (a
-    file no row names stays where `lagtrain orphan-files` finds it), and a gang the
-    reaper cut off may still write one. Like remove_quietly it never raises: the
-    delete has committed. Remote stores have no folders to remove."""
+def job_folder(location: str, job_id: int) -> str:
+    """The folder a job's checkpoints are written in (workers.ray_actors, which names
+    it by the job's key, its id)."""
+    return artifact_url(location, f"jobs/{job_id}")
+
+
+def remove_empty_folders(urls: list[str], *, location: str, job_ids: Iterable[int] = ()) -> None:
+    """After files went (remove_quietly): the local folders that held them, and each
+    of `job_ids`' own folder (its checkpoints may have been deleted before the job,
+    leaving no row to name it), when empty now and below `location` (never the
+    location itself), so deleting a job leaves no `jobs/<id>/` behind — best effort:
+    a folder not empty is kept (a file no row names stays where `lagtrain
+    orphan-files` finds it), and a gang the reaper cut off may still write one. Like
+    remove_quietly it never raises: the delete has committed. Remote stores have no
+    folders to remove."""
     root = local_path(location)
     if root is None:
         return
     top = root.resolve()
-    for folder in {path.parent for url in urls if (path := local_path(url)) is not None}:
+    folders = {path.parent for url in urls if (path := local_path(url)) is not None}
+    folders |= {Path(job_folder(location, job_id)) for job_id in job_ids}  # local: a path
+    for folder in folders:
         try:
             if folder.resolve() == top or not is_inside(location, folder.as_posix()):
                 continue

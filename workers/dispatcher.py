@@ -22,6 +22,7 @@ from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued, unschedulable_jobs
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
+from workers.loop_errors import LoopErrors
 from workers.ray_runtime import free_resources, total_resources
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
@@ -69,7 +70,7 @@ class Dispatcher:
         log.info("dispatcher %s started", self.id)
         if self.warm_pool is not None:
             self.warm_pool.prewarm(ray.get_runtime_context().get_node_id())
-        errors_in_a_row = 0
+        errors = LoopErrors(log, f"dispatcher {self.id}: loop")
         try:
             while not self.stop_event.is_set():
                 try:
@@ -89,25 +90,11 @@ class Dispatcher:
                 except Exception as exc:
                     # A database or Ray hiccup must not kill the dispatcher: running
                     # jobs keep their own threads; try again after the poll interval.
-                    # The traceback once per outage, then a line per retry.
-                    errors_in_a_row += 1
-                    if errors_in_a_row == 1:
-                        log.exception("dispatcher %s: loop error; retrying", self.id)
-                    else:
-                        log.warning(
-                            "dispatcher %s: loop error again (%d in a row): %s",
-                            self.id,
-                            errors_in_a_row,
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
-                        )
+                    errors.failed(exc)
                     self._waker.reset()
                     self.stop_event.wait(self.settings.poll_seconds)
                     continue
-                if errors_in_a_row:
-                    log.info(
-                        "dispatcher %s: loop recovered after %d errors", self.id, errors_in_a_row
-                    )
-                    errors_in_a_row = 0
+                errors.succeeded()
         finally:
             self._shutdown()
 

@@ -21,7 +21,7 @@ from service.api.job_stream import metric_record
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
 from service.api.stream_hub import EventStream, StreamHub
-from service.artifacts import file_size, iter_file, remove_quietly
+from service.artifacts import file_size, iter_file, remove_empty_folders, remove_quietly
 from service.auth import CurrentUser
 from service.errors import NotFound
 from service.schemas.audit import AuditAction
@@ -137,6 +137,10 @@ def remove_checkpoints(
             )
     for uri, _size in deleted:  # after the commit: a failed commit keeps rows and files
         remove_quietly(uri, location=settings.artifacts_url)
+    # The job has finished: nothing writes into its folder again.
+    remove_empty_folders(
+        [uri for uri, _size in deleted], location=settings.artifacts_url, job_ids=[job_id]
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

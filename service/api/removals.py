@@ -136,4 +136,6 @@ def _remove(
     # After the commit: a failed commit keeps the rows, and so must keep their files.
     for uri, _size in files:
         remove_quietly(uri, location=settings.artifacts_url)
-    remove_empty_folders([uri for uri, _size in files], location=settings.artifacts_url)
+    remove_empty_folders(
+        [uri for uri, _size in files], location=settings.artifacts_url, job_ids=again.job_ids
+    )

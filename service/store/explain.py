@@ -92,9 +92,11 @@ def explain_queue_head(
     waits = _Waits(session, dispatcher_timeout, quota_defaults)
     explained = []
     for i in picked:
-        job = jobs[ranking[i].id]  # jobs are never deleted
-        if job.status != JobStatus.QUEUED.value:
-            continue  # claimed or cancelled since the ranking was read (PostgreSQL)
+        # Claimed, cancelled, or cancelled and deleted since the ranking was read: on
+        # PostgreSQL the two reads may see different snapshots (a KeyError, a 500).
+        job = jobs.get(ranking[i].id)
+        if job is None or job.status != JobStatus.QUEUED.value:
+            continue
         owner = owners[job.owner_id]
         explained.append((job, owner, waits.explain(job, owner, ranking, i)))
     return explained
@@ -267,7 +269,9 @@ def _resource_reasons(
             )
         )
         return reasons
-    frees = [f for d in dispatchers if (f := resource_view(d.resources, "free")) is not None]
+    # Free resources are a live dispatcher's word only: one stopped or gone reported
+    # the gangs it ran then, and no job waits for those to end.
+    frees = [f for d in live if (f := resource_view(d.resources, "free")) is not None]
     if frees and not any(_fits(required, free) for free in frees):
         reasons.append(
             BlockingReason(

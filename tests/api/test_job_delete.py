@@ -94,6 +94,25 @@ def test_a_finished_job_goes_with_everything_it_produced(api: Api) -> None:
     assert api.submit(alice) > job_id
 
 
+def test_deleting_the_checkpoints_then_the_job_leaves_no_folder(api: Api) -> None:
+    """The folder goes with the checkpoints (the job has finished: nothing writes
+    there again), and the job's delete tries its folder even when no checkpoint row
+    is left to name it."""
+    _alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    uri, _ = api.checkpoint(claimed, 0, b"x" * 10)
+    api.finish(claimed)
+    folder = Path(uri).parent
+    assert folder.name == str(job_id) and folder.is_dir()
+
+    assert api.client.delete(f"/v1/jobs/{job_id}/checkpoints", headers=alice).status_code == 204
+    assert not folder.exists()
+    folder.mkdir()  # as a gang the reaper cut off could leave it, with nothing in it
+    assert api.client.delete(f"/v1/jobs/{job_id}", headers=alice).status_code == 204
+    assert not folder.exists() and folder.parent.is_dir()  # jobs/ itself stays
+
+
 def test_a_queued_job_is_cancelled_first_and_an_admin_may_delete_it(api: Api) -> None:
     _alice_id, alice = api.create_user("alice")
     job_id = api.submit(alice)

@@ -242,6 +242,35 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     assert body["status"] == "running" and body["queue_position"] is None
 
 
+def test_explain_waits_for_no_resources_of_a_dispatcher_that_is_gone(api: Api) -> None:
+    """A dispatcher stopped (or dead) reported the gangs it ran then as its last free
+    resources: explain said "waiting for 1.5 CPU to become free" beside "no dispatcher
+    was seen", when only a dispatcher was missing."""
+    from datetime import timedelta
+
+    from service.store.db import transaction
+    from service.store.dispatchers import upsert_dispatcher
+    from service.store.models import utcnow
+
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    busy = {"total": {"CPU": 8.0}, "free": {"CPU": 0.0}, "capacity": {"CPU": 8.0}}
+    with transaction(api.sessions) as session:
+        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="h", resources=busy)
+    body = api.client.get(f"/v1/jobs/{job_id}/explain", headers=alice).json()
+    kinds = [r["kind"] for r in body["reasons"]]
+    assert "resources" in kinds and "no_dispatcher" not in kinds  # live: it waits for CPUs
+
+    with transaction(api.sessions) as session:
+        stopped = utcnow() - timedelta(seconds=2 * api.settings.lease_seconds)  # its timeout
+        upsert_dispatcher(
+            session=session, dispatcher_id="d1", hostname="h", resources=busy, now=stopped
+        )
+    body = api.client.get(f"/v1/jobs/{job_id}/explain", headers=alice).json()
+    kinds = [r["kind"] for r in body["reasons"]]
+    assert "no_dispatcher" in kinds and "resources" not in kinds, body["reasons"]
+
+
 def test_every_job_example_is_accepted(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     files = [p for p in sorted(REPO_EXAMPLES.glob("*.yaml")) if not p.name.startswith("sweep")]

@@ -1,6 +1,7 @@
-"""The dispatcher's loop through a hiccup of its store or Ray: it keeps going, and
-its log carries the traceback once per outage, then one line per retry and one when
-it recovers (an operator's log showed 18 tracebacks in 16 s of store outage)."""
+"""The dispatcher's loop, and the sweep controller's, through a hiccup of its store or
+Ray: it keeps going, and its log carries the traceback once per outage, then one line
+per retry and one when it recovers (an operator's log showed 18 tracebacks in 16 s of
+store outage)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from service.store.db import make_engine, make_sessionmaker
 from service.store.migrate import upgrade
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
+from workers.sweeps.controller import SweepController
 
 
 class Hiccup(Dispatcher):
@@ -92,3 +94,44 @@ def test_a_broken_wake_up_connection_is_a_loop_error_not_the_end(
         thread.join(timeout=30)
         engine.dispose()
     assert "dispatcher d2: loop recovered after 2 errors" in caplog.text
+
+
+class HiccupSweeps(SweepController):
+    """The seam: a poll fails `failures` times (the database down), then works."""
+
+    failures = 3
+
+    def poll(self) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("connection refused\nIs the server running?")
+        return 0
+
+
+def test_the_sweep_controller_logs_an_outage_as_the_dispatcher_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It logged a 110-line traceback every poll: 17 of them for a 17 s outage."""
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    settings = Settings(database_url=url, state_dir=tmp_path, sweep_poll_seconds=0.05)
+    controller = HiccupSweeps(settings, make_sessionmaker(engine), controller_id="s1")
+    caplog.set_level(logging.INFO, logger="workers.sweeps.controller")
+    thread = threading.Thread(target=controller.run_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: "recovered" in caplog.text, timeout=30, what="the poll to recover")
+    finally:
+        controller.stop()
+        thread.join(timeout=30)
+        engine.dispose()
+    mine = [r for r in caplog.records if r.name == "workers.sweeps.controller"]
+    assert [r.getMessage() for r in mine if r.exc_info] == [
+        "sweep controller s1: poll error; retrying"
+    ]
+    assert [r.getMessage() for r in mine if "again" in r.getMessage()] == [
+        "sweep controller s1: poll error again (2 in a row): connection refused",
+        "sweep controller s1: poll error again (3 in a row): connection refused",
+    ]
+    assert "sweep controller s1: poll recovered after 3 errors" in caplog.text

@@ -35,6 +35,7 @@ from service.store.models import SweepStatus, TrialState
 from service.store.spec_checks import spec_problems
 from service.store.sweep_steps import SweepSnapshot
 from service.store.sweeps import OPEN_TRIAL
+from workers.loop_errors import LoopErrors
 from workers.sweeps import study
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,14 @@ class SweepController:
 
     def run_forever(self) -> None:
         log.info("sweep controller %s started", self.id)
+        errors = LoopErrors(log, f"sweep controller {self.id}: poll")
         while not self.stop_event.is_set():
             try:
                 self.poll()
-            except Exception:
+                errors.succeeded()
+            except Exception as exc:
                 # A database hiccup must not end the controller: try again next poll.
-                log.exception("sweep controller %s: poll failed; retrying", self.id)
+                errors.failed(exc)
             self.stop_event.wait(self.settings.sweep_poll_seconds)
         log.info("sweep controller %s stopped", self.id)
 
