@@ -1,7 +1,8 @@
 """What the pages print, from a new user's walkthrough, in real Chromium against a real
 service: a diverging metric's 2e187 as a number (not 188 digits that stretch every
 table), no "null" where a sweep has no error, one draw per page load, a disabled
-account marked in the Lab, no invented axes over a queued job's empty charts — and
+account marked in the Lab, no invented axes over a queued job's empty charts, an
+empty table that says so — and
 the Submit page takes a sweep spec too (it answered 8 "Extra inputs" errors)."""
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def test_a_queued_jobs_charts_show_no_invented_axes(stack: Stack, page: Page) ->
             # Plotly's defaults (-1..4 for the raster's replicas, 0..M on the uploads'
             # right axis) would read as data: no tick label at all.
             expect(drawn.locator(".ytick text, .y2tick text")).to_have_count(0)
+        # An empty table says so, as the jobs list does.
+        expect(page.locator("#checkpoints tbody tr")).to_have_text(["No checkpoints."])
         client.cancel(job_id)
 
 

@@ -143,7 +143,7 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     expect(row).to_be_visible()
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete-checkpoints")
-    expect(page.locator("#checkpoints tbody tr")).to_have_count(0)
+    expect(page.locator("#checkpoints tbody tr")).to_have_text(["No checkpoints."])
     expect(page.locator("#delete-checkpoints")).to_be_hidden()
     with Client(stack.url, token) as owner:
         assert owner.checkpoints(lazy) == []

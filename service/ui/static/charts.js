@@ -60,6 +60,11 @@ const TITLE_ROOM = 64;
 
 export function plot(node, traces, layout = {}) {
   const titled = { ...layout };
+  // Long tick labels (1.2e-9, 5×10¹⁸³ from a diverging run) widen the margin instead
+  // of being cut, on every chart's value axes.
+  for (const axis of ["yaxis", "yaxis2"]) {
+    if (axis === "yaxis" || layout[axis]) titled[axis] = { automargin: true, ...layout[axis] };
+  }
   if (layout.title) {
     const margin = { ...LAYOUT.margin, ...layout.margin };
     const room = Math.max(0, TITLE_ROOM - margin.t);

@@ -17,6 +17,11 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The one row of an empty table body, across its `columns` ("No jobs.").
+export function emptyRow(columns, text) {
+  return el("tr", { class: "empty" }, el("td", { colspan: columns, class: "muted" }, text));
+}
+
 export function fmt(value, digits = 4) {
   if (value === undefined || value === null) return "—";
   if (typeof value !== "number") return String(value);

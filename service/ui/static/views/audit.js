@@ -2,7 +2,7 @@
 // prefix such as "job.") and the target, kept in the hash so a link shows the same
 // events; "Older" appends the next page (GET /v1/audit's next_after_id).
 import { api, session } from "../api.js";
-import { el, errorBox, when } from "../dom.js";
+import { el, emptyRow, errorBox, when } from "../dom.js";
 import { AUDIT_ACTIONS, AUDIT_PREFIXES, MAX_PAGE } from "../../rules.js";
 
 // The hash's filters are the API's own parameters, passed on as they are.
@@ -92,7 +92,7 @@ export async function render(root, params, signal) {
     shown += page.data.length;
     rows.append(...page.data.map(row));
     if (!shown) {
-      rows.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No events.")));
+      rows.append(emptyRow(5, "No events."));
     }
     if (page.next_after_id != null) query.set("after_id", page.next_after_id);
     older.hidden = page.next_after_id == null;

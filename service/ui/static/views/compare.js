@@ -9,8 +9,6 @@ import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom
 
 // The validation metrics, then the training loss that every round reports.
 const CURVES = [...VALIDATION_METRICS, "train_loss"];
-// Long tick labels (12.34562k, 1.2e-9) widen the left margin instead of being cut.
-const YAXIS = { automargin: true };
 
 export async function render(root, params, signal) {
   // Each job once, in the order first given: #/compare?ids=3,3 is job 3.
@@ -131,7 +129,7 @@ export async function render(root, params, signal) {
     choices.length ? el("label", {}, "metric ", chooser) : null, note,
     el("div", { class: "charts two" }, byRound, byBytes)),
   section("Summary", el("label", {}, "baseline ", baseline), table, partialNote));
-  const yaxis = { ...YAXIS, ...valueAxis(metric) };
+  const yaxis = valueAxis(metric);
   plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
     { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
   plot(byBytes, ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),

@@ -4,7 +4,7 @@
 // confirmation. A delete the server refuses (409: an unfinished job or sweep names
 // the upload) shows its reason under the table.
 import { api, session } from "../api.js";
-import { bytes, el, errorBox, section, when } from "../dom.js";
+import { bytes, el, emptyRow, errorBox, section, when } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 
 const MAX_SHOWN = 2000;
@@ -47,8 +47,7 @@ export async function render(root, _params, signal) {
     } while (cursor && all.length < MAX_SHOWN);
     rows.replaceChildren(...all.reverse().map(uploadRow));
     if (all.length === 0) {
-      rows.append(el("tr", {}, el("td", { colspan: columns.length, class: "muted" },
-        "No uploads yet.")));
+      rows.append(emptyRow(columns.length, "No uploads yet."));
     }
     more.replaceChildren(cursor ? `The ${all.length} oldest uploads shown; `
       + "`lagtrain datasets` lists every one." : "");

@@ -6,8 +6,8 @@ import {
   line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesSaved, el, errorBox, fmt, percent, section, statusBadge, streamWaitNote, TERMINAL,
-  when,
+  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, section, statusBadge, streamWaitNote,
+  TERMINAL, when,
 } from "../dom.js";
 import { checkpointRows } from "./checkpoints.js";
 import { jobActions } from "./job_actions.js";
@@ -106,7 +106,8 @@ export async function render(root, params, signal) {
     timeline.replaceChildren(...history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
       el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
       el("td", { class: "free" }, h.actor), el("td", { class: "free" }, h.reason || ""))));
-    checkpoints.replaceChildren(...points.data.map(checkpointRow));
+    checkpoints.replaceChildren(...(points.data.length ? points.data.map(checkpointRow)
+      : [emptyRow(5, "No checkpoints.")]));
     actions.showCheckpoints(job, points.data.length);
     if (job.status === "queued") {
       const why = await api(`/v1/jobs/${jobId}/explain`, { signal });

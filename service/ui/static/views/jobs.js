@@ -3,7 +3,7 @@
 import { api, jobsFeed, session } from "../api.js";
 import { pagerLinks } from "../pager.js";
 import {
-  bytesSaved, el, errorBox, percent, statusBadge, streamWaitNote, TERMINAL, when,
+  bytesSaved, el, emptyRow, errorBox, percent, statusBadge, streamWaitNote, TERMINAL, when,
 } from "../dom.js";
 import { JOB_STATUSES } from "../../rules.js";
 
@@ -103,7 +103,7 @@ export async function render(root, params, signal) {
     if (page.data.length === 0) {
       // Across every column (an admin's list has an owner column too).
       const columns = table.tHead.rows[0].cells.length;
-      body.append(el("tr", {}, el("td", { colspan: columns }, "No jobs.")));
+      body.append(emptyRow(columns, "No jobs."));
     }
     pager.replaceChildren(...pagerLinks("jobs", params, page.next_cursor,
       { newest: "newest", newer: "newer", older: "older" }));

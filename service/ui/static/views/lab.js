@@ -4,7 +4,7 @@
 // Redrawn whenever the live jobs feed changes.
 import { api, jobsFeed, latestOnly, session } from "../api.js";
 import {
-  bytes, el, fmt, percent, section, statusBadge, streamWaitNote, when,
+  bytes, el, emptyRow, fmt, percent, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 
@@ -83,7 +83,7 @@ export async function render(root, _params, signal) {
       section("Queue (fair-share order)", el("table", { id: "queue" },
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
-        el("tbody", {}, order.map((place) => el("tr",
+        el("tbody", {}, order.length ? [] : emptyRow(5, "No job is queued."), order.map((place) => el("tr",
           { dataset: { jobId: place.job_id } }, el("td", {}, place.position),
           el("td", {}, el("a", { href: `#/jobs/${place.job_id}` }, `${place.job_id} ${place.name || ""}`)),
           el("td", { class: "free" }, place.owner), el("td", {}, place.priority),

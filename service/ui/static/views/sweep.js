@@ -110,9 +110,7 @@ export async function render(root, params, signal) {
         x: front.map((p) => p.x), y: front.map((p) => p.y), text: front.map(text),
         marker: { color: "#d62728", size: 12, symbol: "diamond" }, line: { shape: "hv" } },
     ], { xaxis: { title: { text: "bytes uploaded" }, type: "log" },
-      // automargin: long tick labels (0.1234562, 12.34562k) widen the left margin
-      // instead of being cut at the chart's edge.
-      yaxis: { automargin: true, title: { text: `${objective.metric} (${objective.direction})` } },
+      yaxis: { title: { text: `${objective.metric} (${objective.direction})` } },
     });
     chart.dataset.front = front.map((p) => p.trial.number).join(",");
     table.replaceChildren(...sweep.trials.map((t) => el("tr", {
