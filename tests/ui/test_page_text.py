@@ -156,3 +156,16 @@ def test_the_submit_page_submits_a_sweep_spec_as_a_sweep(stack: Stack, page: Pag
             timeout=60,
             what="the sweep's cancel",
         )
+
+
+def test_two_errors_on_one_line_share_its_note(stack: Stack, page: Page) -> None:
+    """Two notes at one line's height were drawn over each other: one was unreadable."""
+    token, _client = new_user(stack, "two-errors")
+    sign_in(page, stack.url, token, "#/submit")
+    page.fill("#spec-text", "task: {kind: adding}\noptimizer: {lr: -1, momentum: -1}\n")
+    page.click("#submit")
+    expect(page.locator(".error-list li")).to_have_count(2)
+    note = page.locator("#spec-errors .field-error")
+    expect(note).to_have_count(1)
+    expect(note).to_contain_text("optimizer.lr")
+    expect(note).to_contain_text("optimizer.momentum")

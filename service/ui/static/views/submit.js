@@ -38,6 +38,7 @@ export async function render(root, params, signal) {
 
   function showErrors(errors, lines) {
     clear();
+    const notes = new Map(); // line → its note: a second error on a line joins the first
     for (const error of errors) {
       const path = (error.loc || []).filter((p, i) => !(i === 0 && p === "body")).join(".");
       let line = error.line ?? null;
@@ -45,8 +46,16 @@ export async function render(root, params, signal) {
         line = lines[parts.join(".")] ?? null;
       }
       const message = `${path || "spec"}: ${error.msg.replace(`${path}: `, "")}`;
-      gutter.append(el("div", { class: "field-error", dataset: { field: path },
-        style: `top: ${((line || 1) - 1) * LINE_EM}em`, title: message }, `← ${message}`));
+      const shared = notes.get(line || 1);
+      if (shared) {
+        shared.append(`; ${message}`);
+        shared.title += `; ${message}`;
+      } else {
+        const note = el("div", { class: "field-error", dataset: { field: path },
+          style: `top: ${((line || 1) - 1) * LINE_EM}em`, title: message }, `← ${message}`);
+        notes.set(line || 1, note);
+        gutter.append(note);
+      }
       list.append(el("li", { dataset: { field: path } }, line ? `line ${line}: ${message}` : message));
     }
   }
