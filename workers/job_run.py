@@ -122,6 +122,7 @@ class JobRun:
             attempt=claimed.attempt,
             pool=self.warm_pool,
             memory=claimed.memory,
+            artifacts_outage_seconds=self.settings.store_outage_seconds,
         )
         events: Events = queue.Queue()
         outcome = ReaderOutcome()
