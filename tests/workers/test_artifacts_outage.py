@@ -41,6 +41,9 @@ def test_a_checkpoint_write_waits_out_an_unwritable_artifacts_folder(
         folder.write_bytes(b"in the way")
 
         def write_failures() -> int:
+            with session_factory() as session:
+                job = session.get(Job, job_id)
+                assert job is not None and job.error is None, f"attempt failed: {job and job.error}"
             try:
                 driver = ray.get_actor(f"lagtrain-job{job_id}-attempt1-driver")
             except ValueError:  # not started yet
