@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     warm_pool_idle_seconds: float = Field(default=300.0, gt=0)
     # Riding through store outages (docs/reliability.md): a running job keeps training
     # while its writes are retried; it gives up after this long, or once this many
-    # events wait to be written.
+    # events wait to be written. The same bound holds for an outage of the artifacts
+    # location: a checkpoint write that fails (an OSError: NFS, a full disk) is retried
+    # this long, the rounds waiting, before the attempt fails (workers.checkpoint_write).
     store_outage_seconds: float = Field(default=300.0, gt=0)
     store_buffer_events: int = Field(default=100_000, ge=1)
     # A queued job fails as unschedulable only above the largest cluster total seen

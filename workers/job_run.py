@@ -70,6 +70,7 @@ class JobRun:
         # failed), before its actors start; `on_reserved` is called then too.
         self.gang_reserved = threading.Event()
         self._ending: str | None = None  # why it ended, for the log (a retry has no error)
+        self._failed = False  # it ended in an error (retried or final): logged as a warning
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
         self._writer = RetryingWriter(
@@ -122,6 +123,7 @@ class JobRun:
             attempt=claimed.attempt,
             pool=self.warm_pool,
             memory=claimed.memory,
+            artifacts_outage_seconds=self.settings.store_outage_seconds,
         )
         events: Events = queue.Queue()
         outcome = ReaderOutcome()
@@ -153,8 +155,9 @@ class JobRun:
             status, error = self._write(lambda s: ended(final_write(s)), abort=self._abort_reason)
             # The dispatcher's log says how each attempt ended and why (queued = a
             # retry or handed back), so an operator reading it needs no query.
-            why = f" ({error or self._ending})" if error or self._ending else ""
-            log.info("job %s: attempt %s ended: %s%s", self.job_id, claimed.attempt, status, why)
+            how = f"{status} ({error or self._ending})" if error or self._ending else status
+            level = logging.WARNING if self._failed else logging.INFO
+            log.log(level, "job %s: attempt %s ended: %s", self.job_id, claimed.attempt, how)
         finally:
             gang.stop()
             self._lease.stop()
@@ -237,7 +240,7 @@ class JobRun:
         )
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
-        self._ending = reason
+        self._ending, self._failed = reason, True
         return lambda s: attempts.fail(
             session=s,
             job_id=self.job_id,

@@ -23,6 +23,7 @@ import torch
 from service.artifacts import local_copy, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
+from workers.checkpoint_write import OUTAGE_SECONDS, write_with_retry
 from workers.dataplane import TIMEOUT_S, GangGroup, Rendezvous, RendezvousHost
 from workers.round_exchange import DriverExchange, largest_upload, serve_rounds
 from workers.training.checkpoint import assemble, from_bytes, restore, to_bytes
@@ -168,10 +169,14 @@ class JobDriver:
         threads: int,
         task: Task | None = None,
         dataplane_timeout_s: float = TIMEOUT_S,
+        artifacts_outage_seconds: float = OUTAGE_SECONDS,
     ) -> None:
         torch.set_num_threads(threads)
         self.spec = spec
         self.job_key = job_key
+        # How long a checkpoint write waits out a fault of the artifacts location.
+        self.artifacts_outage_seconds = artifacts_outage_seconds
+        self.write_failures = 0  # checkpoint writes that failed and were retried
         self._stop = threading.Event()
         self.attempt = attempt
         self.replicas = replicas
@@ -257,6 +262,14 @@ class JobDriver:
     def run_start_phases(self) -> dict[str, float]:
         return dict(self.start_phases)
 
+    def checkpoint_write_failures(self) -> int:
+        """Checkpoint writes that failed so far (asked on the second thread while
+        `run` waits out an artifacts outage: tests and operators see it waiting)."""
+        return self.write_failures
+
+    def _count_failure(self, _error: OSError) -> None:
+        self.write_failures += 1
+
     def request_stop(self) -> None:
         """End `run` after the round in progress (and the next one if it was already
         sent: workers.training.loop), with a checkpoint of it. Runs on the
@@ -268,5 +281,14 @@ class JobDriver:
         # Fenced by the attempt: a lost attempt's gang that still runs never writes
         # over the file the current attempt recorded.
         uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
-        write_file(uri, data)
+        # A fault of the artifacts location is waited out (the rounds wait too), up to
+        # the bound; a stop request ends the wait and the attempt fails as before.
+        write_with_retry(
+            lambda: write_file(uri, data),
+            name=f"job {self.job_key}",
+            url=uri,
+            give_up_seconds=self.artifacts_outage_seconds,
+            stop=self._stop,
+            on_failure=self._count_failure,
+        )
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))

@@ -26,6 +26,7 @@ from service.schemas.gang import GangMemory, gang_bundles
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
+from workers.checkpoint_write import OUTAGE_SECONDS
 from workers.dataplane import TIMEOUT_S
 from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
 from workers.warm_pool import WarmPool
@@ -56,9 +57,11 @@ class RayJob:
         memory: GangMemory | None = None,
         pool: WarmPool | None = None,
         dataplane_timeout_s: float = TIMEOUT_S,
+        artifacts_outage_seconds: float = OUTAGE_SECONDS,
     ) -> None:
         self.spec = spec
         self.dataplane_timeout_s = dataplane_timeout_s
+        self.artifacts_outage_seconds = artifacts_outage_seconds
         self.memory = memory
         self.pool = pool
         self.pooled: list[tuple[str, Any]] = []  # (node id, actor) taken from `pool`
@@ -143,6 +146,7 @@ class RayJob:
             "datasets": self.datasets,
             "threads": _threads_for(bundle["CPU"]),
             "dataplane_timeout_s": self.dataplane_timeout_s,
+            "artifacts_outage_seconds": self.artifacts_outage_seconds,
         }
 
     def _start_own(self, bundles: list[dict[str, float]], device: str) -> None:

@@ -141,8 +141,17 @@ def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     assert outcomes == [(1, "failed"), (2, "succeeded")]
     assert first.error is not None and first.error.startswith("replica 1 died: "), first.error
     assert seqs == list(range(1, rounds + 1))
-    # The retried attempt's log line says why, though the job's status is `queued`.
-    assert f"job {job_id}: attempt 1 ended: queued ({first.error})" in caplog.text
+    # The retried attempt's log line says why, though the job's status is `queued`,
+    # as a warning (an attempt used up); the attempt that succeeded, as info.
+    ends = {
+        m: r.levelno
+        for r in caplog.records
+        if re.fullmatch(rf"job {job_id}: attempt \d+ ended: .*", m := r.getMessage(), re.S)
+    }
+    assert ends == {
+        f"job {job_id}: attempt 1 ended: queued ({first.error})": logging.WARNING,
+        f"job {job_id}: attempt 2 ended: succeeded": logging.INFO,
+    }
 
 
 def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
