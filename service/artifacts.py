@@ -139,10 +139,16 @@ def remove_quietly(url: str, *, location: str) -> None:
         log.exception("could not remove %s; its row is gone, the file is left behind", url)
 
 
-def job_folder(location: str, job_id: int) -> str:
-    """The folder a job's checkpoints are written in (workers.ray_actors, which names
-    it by the job's key, its id)."""
+def job_folder(location: str, job_id: int | str) -> str:
+    """The folder a job's checkpoints are written in."""
     return artifact_url(location, f"jobs/{job_id}")
+
+
+def checkpoint_url(location: str, job_id: int | str, round_: int, attempt: int) -> str:
+    """Where the checkpoint after round `round_` goes (the driver writes it).
+    Named by the attempt too: a lost attempt's gang that still runs never writes over
+    the file the current attempt recorded."""
+    return f"{job_folder(location, job_id)}/round-{round_ + 1:08d}-a{attempt}.pt"
 
 
 def remove_empty_folders(urls: list[str], *, location: str, job_ids: Iterable[int] = ()) -> None:

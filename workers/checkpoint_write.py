@@ -7,22 +7,27 @@ LAGTRAIN_STORE_OUTAGE_SECONDS was ridden out (workers.store_writer).
 
 Plain code (no Ray): the driver (workers.ray_actors.JobDriver) calls it from its
 round loop, which waits meanwhile; tests drive it with a fake wait and clock.
+
+Nothing but the bound ends the wait from inside: a drain wants exactly this
+checkpoint (it is the drain's point), and the dispatcher bounds the drain itself — at
+its deadline the job is handed back without using an attempt and the gang is killed,
+the wait with it. A cancel kills the gang the same way.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
+
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
-# The bound's default where no setting is passed (run_on_ray, tests): the same as
-# LAGTRAIN_STORE_OUTAGE_SECONDS's default, which bounds this outage in a dispatcher.
-OUTAGE_SECONDS = 300.0
+# The bound where no settings are passed (run_on_ray, tests): the setting's default.
+OUTAGE_SECONDS: float = Settings.model_fields["store_outage_seconds"].default
 
 
 def write_with_retry(
@@ -31,23 +36,19 @@ def write_with_retry(
     name: str,
     url: str,
     give_up_seconds: float,
-    stop: threading.Event,
-    wait: Callable[[float], object] | None = None,
+    wait: Callable[[float], object] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_failure: Callable[[OSError], None] = lambda _error: None,
 ) -> None:
     """Call `write` until it returns. An OSError (PermissionError, ENOSPC, EIO,
     NotADirectoryError, fsspec's remote errors) is retried after a backoff that
     doubles from FIRST_BACKOFF_SECONDS to MAX_BACKOFF_SECONDS, for up to
-    `give_up_seconds` from the first failure; past that, or once `stop` is set (a
-    drain or cancel: nobody waits for this attempt's checkpoint), the write's last
-    error is raised, as without the retry. Any other error is raised at once: a bug
-    or bad data does not heal with time.
+    `give_up_seconds` from the first failure; past that, the write's last error is
+    raised, as without the retry. Any other error is raised at once: a bug or bad
+    data does not heal with time.
 
-    `wait(seconds)` sleeps and returns truthy when woken by a stop (default
-    `stop.wait`, so a stop ends a wait at once); `name` (the job) and `url` are for
-    the log; `on_failure` sees each OSError (the driver counts them)."""
-    wait_for = stop.wait if wait is None else wait
+    `wait(seconds)` sleeps; `name` (the job) and `url` are for the log; `on_failure`
+    sees each OSError (the driver counts them)."""
     backoff = FIRST_BACKOFF_SECONDS
     deadline: float | None = None
     while True:
@@ -60,9 +61,14 @@ def write_with_retry(
             deadline = now + give_up_seconds if deadline is None else deadline
             left = deadline - now
             what = f"{type(error).__name__}: {error}"
-            if stop.is_set() or left <= 0:
-                why = "the attempt is stopping" if stop.is_set() else f"{give_up_seconds:g} s"
-                log.error("%s: could not write %s (%s); gave up (%s)", name, url, what, why)
+            if left <= 0:
+                log.error(
+                    "%s: could not write %s (%s); gave up after %g s",
+                    name,
+                    url,
+                    what,
+                    give_up_seconds,
+                )
                 raise
             delay = min(backoff, left)
             # One line per failure, no traceback: an outage of minutes retries often.
@@ -75,7 +81,5 @@ def write_with_retry(
                 delay,
                 give_up_seconds,
             )
-            if wait_for(delay) or stop.is_set():
-                log.error("%s: could not write %s (%s); the attempt is stopping", name, url, what)
-                raise
+            wait(delay)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)

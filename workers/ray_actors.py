@@ -20,7 +20,7 @@ from typing import Any
 import ray
 import torch
 
-from service.artifacts import local_copy, read_file, write_file
+from service.artifacts import checkpoint_url, local_copy, read_file, write_file
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.rule import AggregationRule
 from workers.checkpoint_write import OUTAGE_SECONDS, write_with_retry
@@ -278,17 +278,14 @@ class JobDriver:
 
     def _write_checkpoint(self, round_: int, checkpoint: dict[str, Any]) -> CheckpointEvent:
         data = to_bytes(checkpoint)
-        # Fenced by the attempt: a lost attempt's gang that still runs never writes
-        # over the file the current attempt recorded.
-        uri = f"{self.artifacts_url}/jobs/{self.job_key}/round-{round_ + 1:08d}-a{self.attempt}.pt"
+        uri = checkpoint_url(self.artifacts_url, self.job_key, round_, self.attempt)
         # A fault of the artifacts location is waited out (the rounds wait too), up to
-        # the bound; a stop request ends the wait and the attempt fails as before.
+        # the bound (workers.checkpoint_write says why a drain does not end the wait).
         write_with_retry(
             lambda: write_file(uri, data),
             name=f"job {self.job_key}",
             url=uri,
             give_up_seconds=self.artifacts_outage_seconds,
-            stop=self._stop,
             on_failure=self._count_failure,
         )
         return CheckpointEvent(round_, uri, hashlib.sha256(data).hexdigest(), len(data))

@@ -240,7 +240,8 @@ def _resource_reasons(
         )
     # Judge by the live dispatchers' reports: every dispatcher that ever ran stays
     # registered, and a dead one's last "free" (e.g. from before a restart) would
-    # hide the wait. With none live, their last reports are the best there is.
+    # hide the wait. With none live, their last totals are the best there is (free
+    # resources are a live dispatcher's word only: below).
     dispatchers = live or dispatchers
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     # What a dispatcher judges queued jobs against: the largest total it saw over its

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
-from service.artifacts import artifact_url, write_file
+from service.artifacts import checkpoint_url, write_file
 from service.settings import Settings
 from service.store.attempts import ClaimedJob, claim_next, finish
 from service.store.checkpoints import record_checkpoint
@@ -106,8 +106,7 @@ class Api:
     def checkpoint(self, claimed: ClaimedJob, round_: int, data: bytes) -> tuple[str, int]:
         """Write `data` as the claimed job's checkpoint after `round_` and record it, as
         its dispatcher would: (the file's uri, the checkpoint's id)."""
-        name = f"jobs/{claimed.job_id}/round-{round_ + 1:08d}-a{claimed.attempt}.pt"
-        uri = artifact_url(self.settings.artifacts_url, name)
+        uri = checkpoint_url(self.settings.artifacts_url, claimed.job_id, round_, claimed.attempt)
         write_file(uri, data)
         with transaction(self.sessions) as session:
             checkpoint = record_checkpoint(

@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 
+from rich.console import Console
 from typer.testing import CliRunner
 
 from service.app import create_app
 from service.cli import app
+from service.cli_sweeps import sweep_table
 from tests.api.conftest import SMALL_SWEEP, Api, serving
 from workers.sweeps.controller import SweepController
 
@@ -102,3 +104,18 @@ def next_line(lines: queue.Queue[str], prefix: str, within: float = 20.0) -> str
             raise AssertionError(f"no line starting {prefix!r} within {within} s") from None
         if line.startswith(prefix):
             return line.rstrip("\n")
+
+
+def test_the_sweep_tables_caption_names_its_best_trials() -> None:
+    def caption(best: list[int], objectives: int, status: str = "succeeded") -> str:
+        metrics = [{"metric": f"m{i}", "direction": "minimize"} for i in range(objectives)]
+        spec = {"parameters": {}, "objectives": metrics, "trials": 5, "sampler": "random"}
+        sweep = {"id": 1, "name": None, "status": status, "spec": spec, "trials": [], "best": best}
+        console = Console(width=200, record=True)
+        console.print(sweep_table(sweep))
+        return console.export_text().splitlines()[-1].strip()
+
+    assert caption([3], 1) == "★ best: trial 3"  # was "trials 3"
+    assert caption([4, 0], 2) == "★ Pareto front: trials 0, 4"
+    assert caption([], 1, "running") == "★ best: (none yet)"
+    assert caption([], 2) == "★ Pareto front: (none)"

@@ -10,7 +10,7 @@ import threading
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.artifacts import artifact_url, local_path, write_file
+from service.artifacts import checkpoint_url, local_path, write_file
 from service.schemas.resolve import resolve
 from service.settings import Settings
 from service.store.attempts import claim_next
@@ -42,8 +42,7 @@ def test_resume_skips_checkpoints_whose_bytes_changed(
         assert claimed is not None
         for round_ in (9, 19, 29):
             data = f"state after round {round_}".encode()
-            name = f"jobs/{job_id}/round-{round_ + 1:08d}-a1.pt"
-            uri = artifact_url(settings.artifacts_url, name)
+            uri = checkpoint_url(settings.artifacts_url, job_id, round_, 1)
             write_file(uri, data)
             record_checkpoint(
                 session=session,
@@ -150,9 +149,7 @@ def test_a_round_checkpointed_again_by_a_resumed_attempt_hands_back_the_old_file
                 session=session, dispatcher_id="d", lease_seconds=60, free_cpus=64, free_gpus=0
             )
             assert claimed is not None and claimed.attempt == attempt
-            uri = artifact_url(
-                settings.artifacts_url, f"jobs/{job_id}/round-00000010-a{attempt}.pt"
-            )
+            uri = checkpoint_url(settings.artifacts_url, job_id, 9, attempt)
             uris.append(uri)
             event = CheckpointEvent(round=9, uri=uri, sha256="0" * 64, bytes=1)
             gone = store_events(

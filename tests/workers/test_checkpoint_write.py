@@ -1,6 +1,6 @@
 """workers.checkpoint_write: a checkpoint write waits out a fault of the artifacts
-location (retried with backoff, up to a bound; a stop ends the wait), and fails at
-once on anything that is not an OSError. Fakes only at the seam: the wait and clock."""
+location (retried with backoff, up to a bound), and fails at once on anything that is
+not an OSError. Fakes only at the seam: the wait and clock."""
 
 from __future__ import annotations
 
@@ -55,7 +55,6 @@ def test_succeeds_after_failures_with_doubling_backoff(caplog: pytest.LogCapture
         name="job 7",
         url="/a/jobs/7/round-00000010-a1.pt",
         give_up_seconds=300.0,
-        stop=threading.Event(),
         wait=fake.wait,
         clock=fake.clock,
         on_failure=seen.append,
@@ -80,7 +79,6 @@ def test_gives_up_after_the_bound_raising_the_error() -> None:
             name="job 7",
             url="/a/f",
             give_up_seconds=10.0,
-            stop=threading.Event(),
             wait=fake.wait,
             clock=fake.clock,
         )
@@ -88,26 +86,6 @@ def test_gives_up_after_the_bound_raising_the_error() -> None:
     # 0.5 + 1 + 2 + 4, then the 2.5 s left: the last try is at the bound, not past it.
     assert fake.waits == [0.5, 1.0, 2.0, 4.0, 2.5]
     assert calls[0] == 6
-
-
-def test_a_stop_request_ends_the_wait_at_once() -> None:
-    stop = threading.Event()
-    write, calls = failing(1000, OSError(errno.EIO, "Input/output error"))
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:  # the real wait (stop.wait) and clock: a 300 s bound
-            write_with_retry(write, name="job 7", url="/a/f", give_up_seconds=300.0, stop=stop)
-        except BaseException as exc:
-            raised.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    wait_until(lambda: calls[0] >= 2, timeout=10, what="a retry")
-    stop.set()
-    thread.join(timeout=5)
-    assert not thread.is_alive(), "the stop did not end the wait"
-    assert len(raised) == 1 and isinstance(raised[0], OSError) and raised[0].errno == errno.EIO
 
 
 def test_an_error_that_is_not_an_oserror_is_raised_without_retry() -> None:
@@ -119,7 +97,6 @@ def test_an_error_that_is_not_an_oserror_is_raised_without_retry() -> None:
             name="job 7",
             url="/a/f",
             give_up_seconds=300.0,
-            stop=threading.Event(),
             wait=fake.wait,
             clock=fake.clock,
         )
@@ -142,7 +119,6 @@ def test_a_real_write_lands_once_its_folder_is_unblocked(tmp_path: Path) -> None
             name="job 7",
             url=url,
             give_up_seconds=60.0,
-            stop=threading.Event(),
             on_failure=failures.append,
         )
         done.set()

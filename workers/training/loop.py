@@ -77,7 +77,9 @@ def run_rounds(
 ) -> Iterator[RoundDone]:
     """Rounds coordinator.next_round … schedule.rounds - 1; `should_stop` is polled
     before each is sent. Raises Diverged on a NaN/inf loss or parameters (before the
-    next round is sent); a replica's error propagates unchanged (it is never a skip)."""
+    next round is sent) or on a metric that overflowed (from round_values, when the
+    next round may have been sent: the gang is stopped either way); a replica's error
+    propagates unchanged (it is never a skip)."""
     schedule = coordinator.spec.schedule
 
     def start(round_: int) -> RoundPlan | None:
