@@ -169,3 +169,45 @@ def test_two_errors_on_one_line_share_its_note(stack: Stack, page: Page) -> None
     expect(note).to_have_count(1)
     expect(note).to_contain_text("optimizer.lr")
     expect(note).to_contain_text("optimizer.momentum")
+
+
+def test_compare_names_the_optimizer_as_trained_and_other_differences(
+    stack: Stack, page: Page
+) -> None:
+    """CADA2 resolves Adam to AMSGrad without bias correction, dense to plain Adam: a
+    user comparing the two with the defaults read the optimizer's accuracy gap as the
+    lazy rule's, both labelled "+ adam"."""
+    token, client = new_user(stack, "twins")
+    with client:
+        hold_queue(stack, client.me()["id"], 0)  # compared as submitted: nothing runs
+
+        def submit(strategy: str, **optimizer: Any) -> int:
+            spec = {
+                "name": strategy,
+                "task": {"kind": "adding"},
+                "optimizer": {"name": "adam", **optimizer},
+                "aggregation": {"strategy": strategy},
+                "distributed": {"workers": 2},
+                "schedule": {"rounds": 5},
+            }
+            job_id: int = client.submit(spec)["id"]
+            return job_id
+
+        dense = submit("dense")
+        cada2 = submit("lasg_wk2")
+        twin = submit("dense", amsgrad=True, bias_correction=False)
+        sign_in(page, stack.url, token, f"#/compare?ids={dense},{cada2}")
+        rows = page.locator("#compare-table tbody tr")
+        expect(rows.nth(0)).to_contain_text("(dense + adam)")
+        expect(rows.nth(1)).to_contain_text("(lasg_wk2 + AMSGrad without bias correction)")
+        expect(page.locator("#compare-settings")).to_contain_text(
+            "differ in optimizer.amsgrad, optimizer.bias_correction:"
+        )
+        page.goto(f"{stack.url}/#/compare?ids={twin},{cada2}")
+        expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+        expect(page.locator("#compare-table tbody tr").nth(0)).to_contain_text(
+            "(dense + AMSGrad without bias correction)"
+        )
+        expect(page.locator("#compare-settings")).to_have_count(0)  # twins: the rule alone
+        for job_id in (dense, cada2, twin):
+            client.cancel(job_id)

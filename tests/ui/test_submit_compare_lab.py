@@ -355,7 +355,11 @@ def test_demo_submits_the_pair_and_prints_their_comparison_page(stack: Stack, pa
         page.fill("#token", token)
         page.click("form.signin button[type=submit]")
         expect(page.locator("#compare-table tbody tr")).to_have_count(2)
-        expect(page.locator("#compare-table")).to_contain_text("lasg_wk2 + adam")
+        table = page.locator("#compare-table")
+        expect(table).to_contain_text("lasg_wk2 + AMSGrad without bias correction")
+        expect(table).to_contain_text("dense + AMSGrad without bias correction")
+        # The demo pair are twins: they differ in the aggregation alone.
+        expect(page.locator("#compare-settings")).to_have_count(0)
         for job in jobs:
             client.cancel(job["id"])
 

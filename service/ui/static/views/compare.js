@@ -77,7 +77,7 @@ export async function render(root, params, signal) {
       bytes: last.bytes_up_total, dense: last.dense_equiv_uploads };
   }
   const label = (run) => `${run.id} ${run.job.name || ""} (${run.job.spec.aggregation.strategy}`
-    + ` + ${run.job.spec.optimizer.name})`;
+    + ` + ${optimizerName(run.job.spec.optimizer)})`;
   const byRound = el("div", { id: "chart-compare-rounds", class: "chart" });
   const byBytes = el("div", { id: "chart-compare-bytes", class: "chart" });
   const chooser = el("select", { name: "metric", "aria-label": "metric",
@@ -110,6 +110,13 @@ export async function render(root, params, signal) {
   // the rounds it ran: beside a complete run its ratio reads as a saving it never made.
   const partial = (r) => r.job.status !== "succeeded";
   const rounds = (r) => `${r.job.progress.round} of ${r.job.progress.rounds} rounds`;
+  // A lazy rule's resolved optimizer is not dense's (CADA2: AMSGrad without bias
+  // correction): a difference besides the aggregation is a difference in accuracy
+  // the lazy rule did not cause, so it is named.
+  const differing = differingSettings(ok.map((r) => r.job.spec));
+  const settingsNote = differing.length ? el("p", { id: "compare-settings", class: "note" },
+    `These jobs also differ in ${differing.join(", ")}: their curves differ by more `
+    + "than the aggregation rule.") : null;
   const partialNote = ok.some(partial) ? el("p", { id: "compare-partial", class: "note" },
     "Partial: a job that has not succeeded counts only the rounds it ran, so its uploads, "
     + "bytes and ratio are not those of a complete run.") : null;
@@ -128,7 +135,7 @@ export async function render(root, params, signal) {
   root.append(section(`${metric} against rounds and bytes uploaded`,
     choices.length ? el("label", {}, "metric ", chooser) : null, note,
     el("div", { class: "charts two" }, byRound, byBytes)),
-  section("Summary", el("label", {}, "baseline ", baseline), table, partialNote));
+  section("Summary", el("label", {}, "baseline ", baseline), table, settingsNote, partialNote));
   const yaxis = valueAxis(metric);
   plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
     { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
@@ -136,4 +143,35 @@ export async function render(root, params, signal) {
     { title: { text: `${metric} by bytes uploaded` },
       xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis });
   root.dataset.ready = "true";
+}
+
+// "adam", "AMSGrad without bias correction", "sgd, momentum 0.9": what trained.
+function optimizerName(optimizer) {
+  if (optimizer.name !== "adam") {
+    return optimizer.momentum ? `sgd, momentum ${optimizer.momentum}` : "sgd";
+  }
+  return (optimizer.amsgrad ? "AMSGrad" : "adam")
+    + (optimizer.bias_correction ? "" : " without bias correction");
+}
+
+// Dotted paths of the resolved specs' settings that are not the same in every job,
+// leaving out what is no training setting (name, priority, attempts) and the
+// aggregation, the comparison's subject.
+const NOT_COMPARED = new Set(["name", "priority", "max_attempts", "aggregation"]);
+
+function differingSettings(specs) {
+  const flat = (value, prefix, out) => {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [key, inner] of Object.entries(value)) {
+        if (!prefix && NOT_COMPARED.has(key)) continue;
+        flat(inner, prefix ? `${prefix}.${key}` : key, out);
+      }
+    } else {
+      out.set(prefix, JSON.stringify(value));
+    }
+    return out;
+  };
+  const all = specs.map((spec) => flat(spec, "", new Map()));
+  const paths = new Set(all.flatMap((one) => [...one.keys()]));
+  return [...paths].filter((path) => new Set(all.map((one) => one.get(path))).size > 1).sort();
 }
