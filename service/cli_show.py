@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+import yaml
 
 from service.cli_common import api_failure, client_session, console, when
 from service.cli_jobs import figures
@@ -14,15 +15,34 @@ from service.client import ApiError
 show_app = typer.Typer(add_completion=False)
 
 
+def spec_text(job: dict[str, Any]) -> str:
+    """The job's resolved spec as YAML, without its name (a rerun of a sweep's trial
+    is no trial), headed by a comment saying how to run it again."""
+    spec = {key: value for key, value in job["spec"].items() if key != "name"}
+    return (
+        f"# job {job['id']}'s resolved spec (its name left out); "
+        "`lagtrain submit FILE` runs it again\n"
+        + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    )
+
+
 @show_app.command("show")
-def show(job_id: int) -> None:
+def show(
+    job_id: int,
+    spec: bool = typer.Option(
+        False, "--spec", help="print its resolved spec as YAML, to edit or submit again"
+    ),
+) -> None:
     """A job: status, progress, why it waits (queued), its error and summary."""
     with client_session() as client:
         try:
             job = client.job(job_id)
-            why = client.explain(job_id) if job["status"] == "queued" else None
+            why = client.explain(job_id) if job["status"] == "queued" and not spec else None
         except ApiError as exc:
             raise api_failure(exc) from exc
+    if spec:
+        typer.echo(spec_text(job), nl=False)
+        return
     for line in job_lines(job, why):
         console.print(line, markup=False, soft_wrap=True, highlight=False)
 

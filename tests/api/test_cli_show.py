@@ -4,6 +4,8 @@ summary the dispatcher stores, built here by the same store calls and rule)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from service.app import create_app
@@ -11,7 +13,7 @@ from service.cli import app
 from service.store.attempts import acknowledge_cancel
 from service.store.db import transaction
 from service.store.jobs import request_cancel
-from tests.api.conftest import Api, serving
+from tests.api.conftest import SMALL_SPEC, Api, serving
 from tests.store.conftest import get_job
 from tests.store.test_end_summary import ran
 from workers.job_outcome import Progress, summary
@@ -57,3 +59,25 @@ def test_show_says_why_a_job_waits_and_where_a_stopped_one_ended(api: Api) -> No
     assert not any(line.startswith("summary") for line in waits)
 
     assert missing.exit_code != 0 and "404" in missing.output
+
+
+def test_show_spec_prints_yaml_that_submits_the_same_job_again(api: Api, tmp_path: Path) -> None:
+    """A sweep's best trial, run again as a job of its own: `show --spec` is its
+    resolved spec, name left out, and submitting the file resolves to the same spec."""
+    _uid, alice = api.create_user("alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    job_id = api.submit(alice, {**SMALL_SPEC, "name": "sweep 3 #0"})
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token}
+        runner = CliRunner()
+        shown = runner.invoke(app, ["show", str(job_id), "--spec"], env=env)
+        assert shown.exit_code == 0, (shown.output, shown.exception)
+        assert shown.stdout.startswith(f"# job {job_id}'s resolved spec")
+        again = tmp_path / "again.yaml"
+        again.write_text(shown.stdout)
+        submitted = runner.invoke(app, ["submit", str(again)], env=env)
+        assert submitted.exit_code == 0, (submitted.output, submitted.exception)
+    original = api.client.get(f"/v1/jobs/{job_id}", headers=alice).json()["spec"]
+    jobs = api.client.get("/v1/jobs", headers=alice).json()["data"]
+    [rerun] = [job for job in jobs if job["id"] != job_id]
+    assert rerun["spec"] == {**original, "name": None}
