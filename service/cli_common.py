@@ -118,6 +118,26 @@ def call(action: Callable[[Client], T]) -> T:
             raise api_failure(exc) from exc
 
 
+def delete_each(
+    delete: Callable[[Client, int], object], ids: list[int], said: Callable[[int], str]
+) -> None:
+    """`delete` each id in turn, printing `said(id)` for each that went; a refusal (the
+    server's reason on standard error) does not stop the rest, but makes the exit
+    status 1."""
+    refused = False
+    with client_session() as client:
+        for one in ids:
+            try:
+                delete(client, one)
+            except ApiError as exc:
+                api_failure(exc)  # says why on standard error; the rest still go
+                refused = True
+                continue
+            console.print(said(one))
+    if refused:
+        raise typer.Exit(1)
+
+
 def _unreachable(url: str, exc: httpx.TransportError) -> str:
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):

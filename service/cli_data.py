@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from service.cli_common import call, console, when
+from service.cli_common import call, console, delete_each, when
 
 data_app = typer.Typer(add_completion=False)
 
@@ -48,17 +48,23 @@ def datasets() -> None:
 
 
 @data_app.command("delete-dataset")
-def delete_dataset(dataset_id: int) -> None:
-    """Delete an upload, freeing its storage (not while an unfinished job uses it)."""
-    call(lambda client: client.delete_dataset(dataset_id))
-    console.print(f"dataset {dataset_id} deleted")
+def delete_dataset(
+    dataset_ids: list[int] = typer.Argument(..., metavar="DATASET_ID..."),
+) -> None:
+    """Delete uploads, freeing their storage (not while an unfinished job uses one)."""
+    delete_each(
+        lambda client, one: client.delete_dataset(one), dataset_ids, "dataset {} deleted".format
+    )
 
 
 @data_app.command("delete-checkpoints")
-def delete_checkpoints(job_id: int) -> None:
-    """Delete a finished job's checkpoints, freeing their storage (metrics stay)."""
-    call(lambda client: client.delete_checkpoints(job_id))
-    console.print(f"checkpoints of job {job_id} deleted")
+def delete_checkpoints(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID...")) -> None:
+    """Delete finished jobs' checkpoints, freeing their storage (metrics stay)."""
+    delete_each(
+        lambda client, one: client.delete_checkpoints(one),
+        job_ids,
+        "checkpoints of job {} deleted".format,
+    )
 
 
 @data_app.command()

@@ -17,6 +17,7 @@ from service.cli_common import (
     api_failure,
     client_session,
     console,
+    delete_each,
     fail,
     one_line,
     user_id_named,
@@ -45,30 +46,15 @@ class Outcome:
 def delete_job(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID...")) -> None:
     """Delete finished jobs with their metrics, events and checkpoints (a trial's job
     goes with its sweep: delete-sweep)."""
-    _delete_each(lambda client, job_id: client.delete_job(job_id), job_ids, "job")
+    delete_each(lambda client, job_id: client.delete_job(job_id), job_ids, "job {} deleted".format)
 
 
 @prune_app.command("delete-sweep")
 def delete_sweep(sweep_ids: list[int] = typer.Argument(..., metavar="SWEEP_ID...")) -> None:
     """Delete finished sweeps with their trials and their trials' jobs."""
-    _delete_each(lambda client, sweep_id: client.delete_sweep(sweep_id), sweep_ids, "sweep")
-
-
-def _delete_each(delete: Callable[[Client, int], None], ids: list[int], kind: str) -> None:
-    """Each in turn; a refusal (the server's reason on standard error) does not stop
-    the rest, but makes the exit status 1."""
-    refused = False
-    with client_session() as client:
-        for one in ids:
-            try:
-                delete(client, one)
-            except ApiError as exc:
-                api_failure(exc)  # says why on standard error; the rest still go
-                refused = True
-                continue
-            console.print(f"{kind} {one} deleted")
-    if refused:
-        raise typer.Exit(1)
+    delete_each(
+        lambda client, sweep_id: client.delete_sweep(sweep_id), sweep_ids, "sweep {} deleted".format
+    )
 
 
 @prune_app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.client_accounts import AccountsApi
@@ -26,6 +26,13 @@ class ClientSettings(BaseSettings):
     url: str = "http://127.0.0.1:8000"
     token: SecretStr | None = None
     state_dir: Path = Path("./.lagtrain")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, token: object) -> object:
+        # `LAGTRAIN_TOKEN=` (as the server treats an empty bootstrap token): sent, it
+        # was "Bearer ", an illegal header reported as a lost connection.
+        return None if isinstance(token, str) and not token.strip() else token
 
     def resolved_token(self) -> str:
         if self.token is not None:

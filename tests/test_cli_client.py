@@ -134,6 +134,16 @@ def test_no_token_names_the_file_that_was_looked_for(
     assert "does not exist" in line
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_token_is_no_token(
+    blank: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LAGTRAIN_TOKEN=` was sent as "Bearer ": "lost the connection … Illegal header"."""
+    monkeypatch.chdir(tmp_path)
+    line = error_line(run(["jobs"], tmp_path, LAGTRAIN_TOKEN=blank, LAGTRAIN_STATE_DIR=None), 2)
+    assert "LAGTRAIN_TOKEN is not set and " in line, line
+
+
 @pytest.mark.parametrize(
     ("count", "shown"),
     [

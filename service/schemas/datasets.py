@@ -92,7 +92,7 @@ def _not_utf8(exc: UnicodeDecodeError, decoded_up_to: int) -> DatasetRejected:
     a byte order mark, so its `start` counts from the end of what it was given, which
     is the end of the chunk: `decoded_up_to` bytes into the file."""
     offset = decoded_up_to - len(exc.object) + exc.start
-    return DatasetRejected(f"not UTF-8 text (byte {offset})")
+    return DatasetRejected(f"not UTF-8 text (at byte offset {offset})")
 
 
 def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterator[str]:

@@ -50,8 +50,10 @@ def test_a_user_uploads_sees_usage_and_frees_storage(api: Api, tmp_path: Path) -
         assert refused.stderr.startswith("error 409: ") and f"job {job_id}" in refused.stderr
 
         api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice)
-        deleted = lagtrain("delete-dataset", str(dataset["id"]))
+        # Several at once, as delete-job takes them: one refused stops none of the rest.
+        deleted = lagtrain("delete-dataset", "999999", str(dataset["id"]))
         assert deleted.stdout.strip() == f"dataset {dataset['id']} deleted", deleted.output
+        assert deleted.exit_code == 1 and deleted.stderr.startswith("error 404: "), deleted.stderr
         freed = lagtrain("delete-checkpoints", str(job_id))  # a cancelled job has none
         assert freed.stdout.strip() == f"checkpoints of job {job_id} deleted", freed.output
         assert storage_used(lagtrain("usage")) == "0"

@@ -47,7 +47,7 @@ def test_shapes_count_as_the_worker_reads() -> None:
 
 
 def test_errors_name_the_position_and_limits() -> None:
-    with pytest.raises(DatasetRejected, match="byte 3"):
+    with pytest.raises(DatasetRejected, match=r"byte offset 3\)"):
         validate_stream(split(b"abc\xff", 2), "text")
     with pytest.raises(DatasetRejected, match="more than 3 distinct"):
         validate_stream([b"abcd"], "text", UploadLimits(vocabulary=3))
@@ -71,7 +71,7 @@ def test_the_bad_byte_is_named_by_its_offset_in_the_file_whatever_the_chunking(
     data: bytes, bad: int
 ) -> None:
     for size in range(1, len(data) + 1):
-        with pytest.raises(DatasetRejected, match=rf"\(byte {bad}\)"):
+        with pytest.raises(DatasetRejected, match=rf"\(at byte offset {bad}\)"):
             validate_stream(split(data, size), "text")
 
 

@@ -197,6 +197,10 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
         wait_until(drawn_whole, timeout=10, what="the y tick labels inside the chart")
     except AssertionError as error:
         raise AssertionError(f"{error}: {last}") from None
+    # Bytes in binary units, as the trials table and Compare write them (plotly's own
+    # ticks read "4 5 … 9 1M 2 3").
+    ticks = chart.locator(".xtick text").all_text_contents()
+    assert ticks and all(re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB)", t) for t in ticks), ticks
 
 
 def submit_and_cancel(client: Client, name: str) -> int:

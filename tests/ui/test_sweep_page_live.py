@@ -279,7 +279,9 @@ def test_cancel_then_delete_sweep_declined_then_accepted(stack: Stack, page: Pag
             # sweep (whose page draws each trial from its job).
             page.locator(f"#trials tbody td a[href='#/jobs/{started[0]}']").click()
             expect(page.locator("#job-status")).to_contain_text("cancelled")
-            expect(page.locator("#delete-with-sweep")).to_be_visible()
+            expect(page.locator("#delete-with-sweep")).to_have_text(
+                f"a trial: delete it with sweep {sweep_id}"
+            )
             expect(page.locator("#delete-job")).to_be_hidden()
             page.click("#job-sweep")
             expect(remove).to_be_visible()

@@ -26,9 +26,9 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
     path: `/v1/jobs/${jobId}`, list: "#/jobs",
     question: () => `Delete job ${jobId} with its metrics, events and checkpoints? `
       + "This cannot be undone." });
-  // In place of Delete job on a finished trial job's page: its sweep's page deletes it.
-  const trialNote = el("span", { id: "delete-with-sweep", class: "muted", hidden: true },
-    "deleted with its sweep");
+  // In place of Delete job on a finished trial job's page: its sweep's page deletes it
+  // ("deleted with its sweep" read as if the job were gone already).
+  const trialNote = el("span", { id: "delete-with-sweep", class: "muted", hidden: true });
 
   let checkpointsError = null;
   const removeCheckpoints = el("button", { type: "button", id: "delete-checkpoints",
@@ -58,6 +58,10 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
       cancel.hidden = finished || job.status === "cancelling";
       remove.hidden = !finished || trial;
       trialNote.hidden = !finished || !trial;
+      if (trial) {
+        trialNote.replaceChildren("a trial: delete it with ",
+          el("a", { href: `#/sweeps/${job.sweep_id}` }, `sweep ${job.sweep_id}`));
+      }
     },
     // Only a finished job's: a running one may still resume from them (409).
     showCheckpoints(job, count) {

@@ -8,7 +8,7 @@
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial);
 // and delete a finished one with its trials' jobs (their metrics and checkpoints).
 import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
-import { plainText, plot } from "../charts.js";
+import { bytesAxis, plainText, plot, valueAxis } from "../charts.js";
 import {
   bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, section, statusBadge,
   streamWaitNote, TERMINAL,
@@ -109,8 +109,10 @@ export async function render(root, params, signal) {
       { type: "scatter", mode: "lines+markers", name: best.size > 1 ? "Pareto front" : "best",
         x: front.map((p) => p.x), y: front.map((p) => p.y), text: front.map(text),
         marker: { color: "#d62728", size: 12, symbol: "diamond" }, line: { shape: "hv" } },
-    ], { xaxis: { title: { text: "bytes uploaded" }, type: "log" },
-      yaxis: { title: { text: `${objective.metric} (${objective.direction})` } },
+    ], { // Binary units, as the table beside it and Compare write bytes.
+      xaxis: bytesAxis("bytes uploaded (log scale)", points.map((p) => p.x)),
+      yaxis: { ...valueAxis(objective.metric),
+        title: { text: `${objective.metric} (${objective.direction})` } },
     });
     chart.dataset.front = front.map((p) => p.trial.number).join(",");
     table.replaceChildren(...sweep.trials.map((t) => el("tr", {
