@@ -47,8 +47,8 @@ def test_a_finished_laq_job_shows_its_bytes_saved(stack: Stack, page: Page) -> N
 
     page.goto(f"{stack.url}/#/lab")
     mine = page.locator(f"#users tr[data-user='{name}']")
-    expect(mine.locator("td.saved")).to_have_text("0 % of 60 (1 jobs)")
-    expect(mine.locator("td.bytes-saved")).to_have_text("91.8 % of 23.4 KiB (1 jobs)")
+    expect(mine.locator("td.saved")).to_have_text("0 % of 60 (1 job)")
+    expect(mine.locator("td.bytes-saved")).to_have_text("91.8 % of 23.4 KiB (1 job)")
 
 
 def fake_job(owner: str, job_id: int, summary: dict[str, Any]) -> dict[str, Any]:
@@ -120,4 +120,4 @@ def test_jobs_finished_before_bytes_saved_show_a_dash(stack: Stack, page: Page) 
     mine = page.locator(f"#users tr[data-user='{name}']")
     # Uploads over both jobs: 1 - 90 / 200; bytes over the new one only.
     expect(mine.locator("td.saved")).to_have_text("55 % of 200 (2 jobs)")
-    expect(mine.locator("td.bytes-saved")).to_have_text("75 % of 8 KiB (1 jobs)")
+    expect(mine.locator("td.bytes-saved")).to_have_text("75 % of 8 KiB (1 job)")
