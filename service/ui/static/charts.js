@@ -157,7 +157,16 @@ export function bytesAxis(title, values, maxTicks = 8) {
   const low = Math.floor(Math.log2(Math.min(...positive)));
   const high = Math.ceil(Math.log2(Math.max(...positive)));
   const step = Math.max(1, Math.ceil((high - low + 1) / maxTicks));
-  const tickvals = [];
+  let tickvals = [];
   for (let e = Math.floor(low / step) * step; e <= high; e += step) tickvals.push(2 ** e);
+  // Data within about a doubling (a sweep's trials: 6.6 to 9 KiB) would get one tick
+  // or none: quarter steps between the powers of two then (6, 7, 8, 10 KiB …).
+  const inside = (v) => v >= Math.min(...positive) && v <= Math.max(...positive);
+  if (tickvals.filter(inside).length < 2) {
+    tickvals = [];
+    for (let e = low; e <= high; e += 1) {
+      for (const m of [1, 1.25, 1.5, 1.75]) tickvals.push(m * 2 ** e);
+    }
+  }
   return { ...axis, tickmode: "array", tickvals, ticktext: tickvals.map(bytes) };
 }
