@@ -136,15 +136,21 @@ def test_the_submit_page_submits_a_sweep_spec_as_a_sweep(stack: Stack, page: Pag
         sign_in(page, stack.url, token, "#/submit")
         page.select_option("select[name=example]", "sweep-cada2-xi")
         expect(page.locator("#spec-text")).to_have_value(re.compile(r"^base:", re.M))
+        edited = page.locator("#spec-edited")
+        expect(edited).to_be_hidden()
         # A sweep's 422 is shown beside its own line, as a job's is.
         text = page.locator("#spec-text").input_value()
         page.fill("#spec-text", text.replace("trials: 16", "trials: 0"))
+        # The select still names the example the text no longer is: marked so.
+        expect(edited).to_be_visible()
+        expect(edited).to_have_text("(edited)")
         page.click("#submit")
         error = page.locator(".field-error[data-field='trials']")
         expect(error).to_contain_text("greater than or equal to 1")
         expect(page.locator(".error-list li")).to_have_count(1)
 
         page.fill("#spec-text", text)
+        expect(edited).to_be_hidden()  # the example's text again
         page.click("#submit")
         page.wait_for_url("**/#/sweeps/*")
         expect(page.locator(".view-sweep h1")).to_contain_text("cada2-xi-lr")
@@ -211,3 +217,45 @@ def test_compare_names_the_optimizer_as_trained_and_other_differences(
         expect(page.locator("#compare-settings")).to_have_count(0)  # twins: the rule alone
         for job_id in (dense, cada2, twin):
             client.cancel(job_id)
+
+
+def test_a_request_cut_off_by_leaving_the_view_rejects_instead_of_answering_null(
+    stack: Stack, page: Page
+) -> None:
+    """A view left while a GET's body was arriving got null for the job it awaited
+    and drew it: "Cannot read properties of null (reading 'progress')" — a flaky page
+    error in the sweep page's test. The queued job's event stream is a body that does
+    not end: its headers come, then the view is left."""
+    token, client = new_user(stack, "cut-off")
+    with client:
+        hold_queue(stack, client.me()["id"], 0)
+        job_id = client.submit({"task": {"kind": "lag_paper_linreg"}, "schedule": {"rounds": 5}})[
+            "id"
+        ]
+        sign_in(page, stack.url, token)
+        answer = page.evaluate(
+            """async (path) => {
+                 const { api } = await import("/ui/static/api.js");
+                 const fetchNow = window.fetch;
+                 let headersCame;
+                 const headers = new Promise((resolve) => { headersCame = resolve; });
+                 window.fetch = async (...args) => {
+                   const response = await fetchNow(...args);
+                   headersCame();
+                   return response;
+                 };
+                 try {
+                   const left = new AbortController();
+                   const read = api(path, { signal: left.signal });
+                   await headers;
+                   left.abort();
+                   return await read.then((value) => ({ value }),
+                                          (error) => ({ error: error.name }));
+                 } finally {
+                   window.fetch = fetchNow;
+                 }
+               }""",
+            f"/v1/jobs/{job_id}/events",
+        )
+        assert answer == {"error": "AbortError"}
+        client.cancel(job_id)

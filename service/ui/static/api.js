@@ -63,7 +63,13 @@ export async function api(path, { method = "GET", body, signal, token } = {}) {
   };
   if (body !== undefined) init.body = form ? body : JSON.stringify(body);
   const response = await fetch(path, init);
-  const data = await response.json().catch(() => null);
+  // A body cut off (the view left, which aborts `signal`; the connection lost) rejects
+  // here: read as "no JSON", it answered null for the job or page the caller awaited,
+  // and the caller drew null. Only a body that arrived whole and is not JSON is null
+  // (204, a proxy's HTML error page).
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: no details */ }
   if (!response.ok) throw apiError(response, data, token === undefined ? sent : null);
   return data;
 }
