@@ -16,6 +16,12 @@ export async function render(root, params, signal) {
     wrap: "off", "aria-label": "job or sweep spec (YAML or JSON)", rows: 24 });
   editor.value = start ? examples[start] : "task: {kind: lag_paper_linreg}\n";
   let loaded = start; // the example the editor was last filled from
+  // Beside the select: the text is no longer the example it names (a pasted spec kept
+  // reading as, say, "digits-lag").
+  const editedMark = el("span", { id: "spec-edited", class: "muted", hidden: true }, "(edited)");
+  editor.addEventListener("input", () => {
+    editedMark.hidden = loaded === undefined || editor.value === examples[loaded];
+  });
   const gutter = el("div", { class: "gutter", id: "spec-errors", "aria-live": "polite" });
   const list = el("ul", { class: "error-list" });
   const choose = el("select", { name: "example", "aria-label": "example", onchange: () => {
@@ -26,6 +32,7 @@ export async function render(root, params, signal) {
     }
     loaded = choose.value;
     editor.value = examples[loaded];
+    editedMark.hidden = true;
     clear();
   } }, names.map((n) => el("option", { value: n, selected: n === start }, n)));
   const button = el("button", { type: "submit", id: "submit" }, "Submit");
@@ -85,7 +92,7 @@ export async function render(root, params, signal) {
       button.disabled = false;
     }
   } },
-  el("div", { class: "toolbar" }, el("label", {}, "Start from ", choose), button),
+  el("div", { class: "toolbar" }, el("label", {}, "Start from ", choose, " ", editedMark), button),
   el("div", { class: "editor" }, editor, el("div", { class: "gutter-frame" }, gutter)), list);
   root.append(el("h1", {}, "Submit a job or a sweep"), form);
 }
