@@ -104,7 +104,7 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     with client:
         dense = client.submit(short_linreg("dense"))["id"]
         lazy = client.submit(short_linreg("lag_wk"))["id"]
-        finish(client, dense)
+        dense_job = finish(client, dense)
         lazy_job = finish(client, lazy)
     sign_in(page, stack.url, token)
     for job_id in (dense, lazy):
@@ -118,6 +118,16 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     ratio = page.locator(f"#compare-table tr[data-job-id='{lazy}'] .ratio").inner_text()
     # LAG uploads fewer bytes than dense: the ratio the table shows is below 1.
     assert float(ratio.rstrip("\u00d7")) < 1.0, (ratio, lazy_job["summary"])
+    # The final metric and the uploads over the baseline's, beside the bytes'.
+    for cell in ("metric-ratio", "uploads-ratio"):
+        expect(page.locator(f"#compare-table tr[data-job-id='{dense}'] .{cell}")).to_have_text(
+            "1\u00d7"
+        )
+    row = page.locator(f"#compare-table tr[data-job-id='{lazy}']")
+    uploads = row.locator(".uploads-ratio").inner_text()
+    expected = lazy_job["summary"]["uploads_total"] / dense_job["summary"]["uploads_total"]
+    assert float(uploads.rstrip("\u00d7")) == pytest.approx(expected, rel=5e-3), uploads  # 3 digits
+    assert float(row.locator(".metric-ratio").inner_text().rstrip("\u00d7")) > 0
     screenshot(page, "compare")
 
     # A finished job's checkpoint downloads from its page (fetched with the token in

@@ -105,7 +105,9 @@ export async function render(root, params, signal) {
     onchange: () => go({ baseline: baseline.value }) },
   ok.map((r) => el("option", { value: r.id, selected: r.id === baselineId }, label(r))));
   const base = ok.find((r) => r.id === baselineId)?.final;
-  const ratio = (value, of) => (value && of ? `${fmt(value / of, 3)}×` : "—");
+  // Each job's figure over the baseline's: "is the lazy rule within 1 % of its dense
+  // twin's final metric, with how many of its uploads and bytes?" read off one row.
+  const ratio = (value, of) => (value != null && of ? `${fmt(value / of, 3)}×` : "—");
   // A job that has not succeeded (cancelled, failed, still running) counts the bytes of
   // the rounds it ran: beside a complete run its ratio reads as a saving it never made.
   const partial = (r) => r.job.status !== "succeeded";
@@ -121,13 +123,17 @@ export async function render(root, params, signal) {
     "Partial: a job that has not succeeded counts only the rounds it ran, so its uploads, "
     + "bytes and ratio are not those of a complete run.") : null;
   const table = el("table", { id: "compare-table" },
-    el("thead", {}, el("tr", {}, ["job", "status", `final ${metric}`, "uploads",
-      "dense equivalent", "bytes up", "bytes vs baseline"].map((h) => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, ["job", "status", `final ${metric}`, `${metric} vs baseline`,
+      "uploads", "uploads vs baseline", "dense equivalent", "bytes up", "bytes vs baseline"]
+      .map((h) => el("th", {}, h)))),
     el("tbody", {}, ok.map((r) => el("tr", { class: partial(r) ? "partial" : "",
       dataset: { jobId: r.id } },
       el("td", {}, el("a", { href: `#/jobs/${r.id}` }, label(r))),
       el("td", {}, statusBadge(r.job.status)),
-      el("td", {}, fmt(r.final.metric)), el("td", {}, fmt(r.final.uploads)),
+      el("td", {}, fmt(r.final.metric)),
+      el("td", { class: "metric-ratio" }, ratio(r.final.metric, base?.metric)),
+      el("td", {}, fmt(r.final.uploads)),
+      el("td", { class: "uploads-ratio" }, ratio(r.final.uploads, base?.uploads)),
       el("td", {}, fmt(r.final.dense)), el("td", {}, bytes(r.final.bytes)),
       el("td", { class: "ratio" }, ratio(r.final.bytes, base?.bytes),
         partial(r) ? el("span", { class: "partial-mark muted", title: "did not succeed" },
