@@ -28,7 +28,7 @@ from service.cli_common import (
     refuse_the_other_kind,
     when,
 )
-from service.cli_figures import figures
+from service.cli_figures import figures, percent, saved_fractions
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
 
 jobs_app = typer.Typer(add_completion=False)
@@ -63,15 +63,20 @@ def list_jobs(
     """List your jobs, newest first (admins see everyone's)."""
     with client_session() as client:
         jobs, more = newest(client.jobs, status=status, sweep_id=sweep, limit=limit)
-    table = Table("id", "name", "owner", "status", "progress", "created")
+    table = Table(
+        "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created"
+    )
     for job in jobs:
         progress = job.get("progress") or {}
+        uploads_saved, bytes_saved = saved_fractions(job.get("summary"))
         table.add_row(
             str(job["id"]),
             job.get("name") or "",
             str(job.get("owner", "")),
             job["status"],
             f"{progress.get('round', 0)}/{progress.get('rounds', '?')}",
+            percent(uploads_saved),
+            percent(bytes_saved),
             when(job.get("created_at")),
         )
     print_newest(table, more=more, limit=limit)
