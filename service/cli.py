@@ -101,13 +101,17 @@ def orphan_files(
     delete's commit and its file removal). Counted against nobody's quota."""
     import time
 
-    from service.orphan_files import Removal, find_orphans, remove_orphans
+    from service.orphan_files import Removal, find_orphans, remove_orphans, unsearchable
     from service.schemas.audit import AuditAction
     from service.store.audit import record
     from service.store.db import make_engine, make_sessionmaker, transaction
 
     settings = load_settings()
     require_schema_or_exit(settings.database_url)
+    problem = unsearchable(settings.artifacts_url)
+    if problem is not None:  # as `server` and `worker` say it of a location they cannot use
+        typer.echo(f"error: LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {problem}", err=True)
+        raise typer.Exit(code=1)
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessionmaker(engine)

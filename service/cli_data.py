@@ -4,6 +4,7 @@ delete-checkpoints, and usage (quota in force against what counts towards it).""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -33,7 +34,7 @@ def upload(
 def datasets() -> None:
     """List your uploads (admins see everyone's)."""
     rows = call(lambda client: client.datasets())
-    table = Table("id", "ref", "owner", "file", "format", "bytes", "uploaded")
+    table = Table("id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded")
     for d in rows:
         table.add_row(
             str(d["id"]),
@@ -42,9 +43,29 @@ def datasets() -> None:
             d["filename"],
             d["format"],
             f"{d['bytes']:,}",
+            contents(d.get("shape")),
             when(d["created_at"]),
         )
     console.print(table)
+
+
+def contents(shape: dict[str, Any] | None) -> str:
+    """An upload's shape as the dashboard's Data page writes it (data.js contents):
+    "1,797 rows, 65 columns, 10 classes", "1,519,392 chars, 80 distinct"; "" for an
+    upload stored before shapes were kept. Labels that are not integers say so: no
+    sequence_classification spec can use that CSV."""
+    if shape is None:
+        return ""
+    if "rows" in shape:
+        grid = f"{_count(shape['rows'], 'row')}, {_count(shape['columns'], 'column')}"
+        if not shape["integer_labels"]:
+            return f"{grid}, labels not integers"
+        return f"{grid}, {_count(shape['classes'], 'class', 'classes')}"
+    return f"{_count(shape['chars'], 'char')}, {shape['distinct_chars']:,} distinct"
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number:,} {one if number == 1 else many or one + 's'}"
 
 
 @data_app.command("delete-dataset")

@@ -28,8 +28,8 @@ from service.cli_common import (
     refuse_the_other_kind,
     when,
 )
+from service.cli_figures import figures, percent, saved_fractions
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
-from service.schemas.metric_names import HEADLINE_METRICS
 
 jobs_app = typer.Typer(add_completion=False)
 
@@ -63,15 +63,20 @@ def list_jobs(
     """List your jobs, newest first (admins see everyone's)."""
     with client_session() as client:
         jobs, more = newest(client.jobs, status=status, sweep_id=sweep, limit=limit)
-    table = Table("id", "name", "owner", "status", "progress", "created")
+    table = Table(
+        "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created"
+    )
     for job in jobs:
         progress = job.get("progress") or {}
+        uploads_saved, bytes_saved = saved_fractions(job.get("summary"))
         table.add_row(
             str(job["id"]),
             job.get("name") or "",
             str(job.get("owner", "")),
             job["status"],
             f"{progress.get('round', 0)}/{progress.get('rounds', '?')}",
+            percent(uploads_saved),
+            percent(bytes_saved),
             when(job.get("created_at")),
         )
     print_newest(table, more=more, limit=limit)
@@ -157,25 +162,6 @@ def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) 
     if final["status"] in TERMINAL_STATUSES:
         console.print(f"job {job_id} {final['status']}", markup=False, soft_wrap=True)
     return final
-
-
-def figures(raw: dict[str, float | None]) -> str:
-    """A record's values as one line: loss, uploads and bytes saved, evaluations."""
-    values = {k: v for k, v in raw.items() if v is not None}  # non-finite values are null
-    parts = []
-    if "train_loss" in values:
-        parts.append(f"loss {values['train_loss']:.4g}")
-    dense, uploads = values.get("dense_equiv_uploads"), values.get("uploads_total")
-    if dense and uploads is not None:
-        parts.append(f"uploads {uploads:.0f}/{dense:.0f} ({1 - uploads / dense:.0%} saved)")
-    # LAQ uploads nearly every round but quantized: its saving shows in bytes only.
-    dense_bytes, sent = values.get("dense_equiv_bytes"), values.get("bytes_up_total")
-    if dense_bytes and sent is not None:
-        parts.append(f"bytes {1 - sent / dense_bytes:.0%} saved")
-    for key in HEADLINE_METRICS:
-        if key in values:
-            parts.append(f"{key} {values[key]:.4g}")
-    return "  ".join(parts)
 
 
 @jobs_app.command()

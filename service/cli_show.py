@@ -9,7 +9,7 @@ import typer
 import yaml
 
 from service.cli_common import api_failure, client_session, console, when
-from service.cli_jobs import figures
+from service.cli_figures import figures
 from service.client import ApiError
 
 show_app = typer.Typer(add_completion=False)

@@ -59,6 +59,19 @@ class Removal:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
 
 
+def unsearchable(artifacts_url: str) -> str | None:
+    """Why a local artifacts location cannot be searched, or None. A folder that does
+    not exist lists no files, which would read as "nothing to clean": an operator who
+    mistyped the location, or ran the command from another working directory with a
+    relative one, must be told, not reassured. A remote location (gs://, s3://) is not
+    checked: an object store has no folders, only keys under a prefix."""
+    path = local_path(artifacts_url)
+    if path is None or path.is_dir():
+        return None
+    where = path.resolve()  # a relative location is read from the working directory
+    return f"{where} is not a folder" if path.exists() else f"there is no folder {where}"
+
+
 def stored_files(artifacts_url: str) -> Iterator[StoredFile]:
     """Every file in the owned folders, with its size and modification time."""
     fs, base = fsspec.core.url_to_fs(artifacts_url)

@@ -31,7 +31,13 @@ from service.errors import ArtifactsUnavailable
 from service.schemas.accounts import DatasetOut
 from service.schemas.audit import AuditAction
 from service.schemas.common import CONTROL_CHARACTERS, Page
-from service.schemas.datasets import DatasetFormat, DatasetRejected, guess_format, validate_stream
+from service.schemas.datasets import (
+    DatasetFormat,
+    DatasetRejected,
+    guess_format,
+    stored_shape,
+    validate_stream,
+)
 from service.store.audit import record
 from service.store.dataset_removal import delete_dataset, file_in_use
 from service.store.datasets import UPLOAD_PREFIX, create_dataset, list_datasets
@@ -58,6 +64,7 @@ def _dataset_out(dataset: Dataset, owner: str) -> DatasetOut:
         bytes=dataset.bytes,
         sha256=dataset.sha256,
         created_at=dataset.created_at,
+        shape=stored_shape(dataset.format, dataset.shape),
     )
 
 

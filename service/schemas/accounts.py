@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.schemas.common import UtcDatetime
+from service.schemas.data_limits import CsvShape, TextShape
 from service.schemas.quota import QuotaIn, QuotaOut, UsageOut
 
 Role = Literal["user", "admin"]
@@ -142,3 +143,9 @@ class DatasetOut(BaseModel):
     bytes: int
     sha256: str
     created_at: UtcDatetime
+    shape: CsvShape | TextShape | None = Field(
+        description="what the upload holds, summarised when it was uploaded (each submit "
+        "that names it is checked against this): a CSV's data rows, columns, whether "
+        "every label is an integer >= 0 and the classes that makes; a text's characters "
+        "and distinct characters. Null for an upload stored before summaries were kept"
+    )

@@ -189,7 +189,7 @@ def test_metrics_are_json_lines_and_a_422_is_one_line(api: Api, tmp_path: Path) 
 def test_watchfigures_show_the_bytes_saved_beside_the_uploads() -> None:
     """A LAQ job uploads every round at a quarter of the bytes: the uploads alone say
     0 % saved. Records written before dense_equiv_bytes existed show no bytes figure."""
-    from service.cli_jobs import figures
+    from service.cli_figures import figures
 
     laq = {"uploads_total": 40.0, "dense_equiv_uploads": 40.0}
     assert figures({**laq, "bytes_up_total": 2500.0, "dense_equiv_bytes": 10000.0}) == (

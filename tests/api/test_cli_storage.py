@@ -4,13 +4,17 @@ delete-checkpoints."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from service.app import create_app
 from service.cli import app
 from service.client import Client
+from service.store.db import transaction
+from service.store.models import Dataset
 from tests.api.conftest import Api, serving
 from tests.api.test_storage_release import TEXT, _char_lm
 
@@ -88,3 +92,49 @@ def test_the_client_reads_every_page_of_a_list(api: Api) -> None:
     rows = [line.split()[1] for line in cut.stdout.splitlines() if line.split()[1:2]]
     assert [int(r) for r in rows if r.isdigit()] == newest[:2]
     assert whole.stderr == "" and all(str(j) in whole.stdout for j in jobs)
+
+
+def table_cells(listing: Result) -> tuple[list[str], list[list[str]]]:
+    """The header and the body rows' cells of a rich table printed to a pipe (rich
+    draws the header's column lines heavy, ┃, and the body's light, │)."""
+    rows = [
+        [cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
+        for line in listing.stdout.splitlines()
+        if line.startswith(("│", "┃"))
+    ]
+    return rows[0], rows[1:]
+
+
+def test_datasets_shows_what_each_upload_holds(api: Api, tmp_path: Path) -> None:
+    """The shape summary taken at upload, in a `contents` column; an upload stored
+    before summaries were kept shows an empty cell, not an error."""
+    _uid, alice = api.create_user("alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    files = {
+        "corpus.txt": TEXT,
+        "digits.csv": b"label,x1,x2\n0,0.5,1\n9,-2,3e-2\n",
+        "one.csv": b"y,x\n0.5,1\n",  # a header first: 0.5 is no label
+        "old.txt": b"older\n",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token}
+        for name in files:
+            uploaded = CliRunner().invoke(app, ["upload", str(tmp_path / name)], env=env)
+            assert uploaded.exit_code == 0, uploaded.output
+        with transaction(api.sessions) as session:  # as migration 0002 left older uploads
+            old = session.scalars(select(Dataset).where(Dataset.filename == "old.txt")).one()
+            old.shape = None
+        listed = CliRunner().invoke(app, ["datasets"], env=env)
+    assert listed.exit_code == 0, (listed.output, listed.exception)
+    header, rows = table_cells(listed)
+    assert header == ["id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded"]
+    contents = {row[3]: row[6] for row in rows}
+    distinct = len(set(TEXT.decode()))
+    assert contents == {
+        "corpus.txt": f"{len(TEXT):,} chars, {distinct} distinct",
+        "digits.csv": "2 rows, 3 columns, 10 classes",
+        "one.csv": "1 row, 2 columns, labels not integers",
+        "old.txt": "",
+    }

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.store.db import transaction
+from service.store.models import Dataset
 from tests.api.conftest import Api, MakeApi, assert_json_error
 
 
@@ -120,3 +122,33 @@ def test_an_upload_the_artifacts_location_refuses_is_a_503_and_stores_nothing(
     assert api.client.get("/v1/datasets", headers=alice).json()["data"] == []
     me = api.client.get("/v1/users/me", headers=alice).json()
     assert me["usage"]["storage_bytes"] == 0, me
+
+
+def test_an_upload_answers_with_its_shape_and_one_stored_without_it_with_null(api: Api) -> None:
+    """The summary taken at upload (what each submit is checked against) is in the
+    upload's answer and in the list; a row from before summaries were kept (migration
+    0002 left them NULL) lists with `shape: null`, not an error."""
+    _uid, alice = api.create_user("alice")
+    text = "naïve\r\nnaïve\n".encode()  # 12 characters as the worker reads them, 6 distinct
+    csv = b"label,x1,x2\n0,0.5,1\n\n2,-2,3e-2\n1,0,0\n"
+    posted = [
+        api.client.post("/v1/datasets", files={"file": name_and_bytes}, headers=alice)
+        for name_and_bytes in (("t.txt", text), ("d.csv", csv), ("old.txt", b"some text\n"))
+    ]
+    assert [r.status_code for r in posted] == [201, 201, 201], [r.text for r in posted]
+    text_shape = {"chars": 12, "distinct_chars": 6, "two_distinct_within": 2}
+    csv_shape = {"rows": 3, "columns": 3, "integer_labels": True, "classes": 3}
+    assert posted[0].json()["shape"] == text_shape
+    assert posted[1].json()["shape"] == csv_shape
+    old_id = posted[2].json()["id"]
+    with transaction(api.sessions) as session:  # as migration 0002 left older uploads
+        row = session.get(Dataset, old_id)
+        assert row is not None
+        row.shape = None
+
+    listed = api.client.get("/v1/datasets", headers=alice)
+    assert listed.status_code == 200, listed.text
+    assert [d["shape"] for d in listed.json()["data"]] == [text_shape, csv_shape, None]
+    floats = b"y,x\n0.5,1\n1.5,2\n"  # labels that are not integers: no classes
+    r = api.client.post("/v1/datasets", files={"file": ("f.csv", floats)}, headers=alice)
+    assert r.json()["shape"] == {"rows": 2, "columns": 2, "integer_labels": False, "classes": 0}

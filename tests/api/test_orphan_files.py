@@ -166,3 +166,42 @@ def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_au
             select(AuditEvent).where(AuditEvent.action == "artifacts.orphans_removed")
         ).all()
         assert event.detail == {"files": 1, "bytes": 3}
+
+
+def test_a_local_location_that_does_not_exist_is_an_error_naming_it(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped location (or a relative one read from another working directory)
+    lists no files: it is one line naming the folder and exit status 1, never "0
+    files" and exit 0 as if all were clean."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-folder").write_bytes(b"a file")
+    env = {"LAGTRAIN_DATABASE_URL": api.settings.database_url}
+    runner = CliRunner()
+    for location, problem in (
+        ("artifcts", f"there is no folder {tmp_path / 'artifcts'}"),
+        (f"file://{tmp_path}/gone", f"there is no folder {tmp_path / 'gone'}"),
+        ("not-a-folder", f"{tmp_path / 'not-a-folder'} is not a folder"),
+    ):
+        for delete in ([], ["--delete"]):
+            result = runner.invoke(
+                app,
+                ["admin", "orphan-files", *delete],
+                env=env | {"LAGTRAIN_ARTIFACTS_URL": location},
+            )
+            assert result.exit_code == 1, (location, result.output)
+            assert result.stdout == ""
+            assert result.stderr == f"error: LAGTRAIN_ARTIFACTS_URL ({location}): {problem}\n"
+    assert not (tmp_path / "artifcts").exists()  # looking made nothing
+
+
+def test_a_remote_location_is_searched_as_before(api: Api) -> None:
+    """An object store has no folders to be missing: an empty prefix lists no files."""
+    env = {
+        "LAGTRAIN_DATABASE_URL": api.settings.database_url,
+        "LAGTRAIN_ARTIFACTS_URL": "memory:///lagtrain-nothing-here",
+    }
+    result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("memory:///lagtrain-nothing-here: 0 files, 0 named by a row")
+    assert result.stdout.strip().endswith("0 files (0 bytes) that no row names, at least 24 h old")

@@ -1,7 +1,8 @@
 """The Data page in real Chromium against a real service: a user uploads a dataset
 from the browser (a bad file gets the server's 422 beside the form), sees its
-`upload:<id>` and their storage grow, cannot delete it while a job that names it is
-unfinished (the 409 names the job), and deletes it afterwards, freeing the storage."""
+`upload:<id>`, what it holds and their storage grow, cannot delete it while a job
+that names it is unfinished (the 409 names the job), and deletes it afterwards,
+freeing the storage."""
 
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ def test_upload_use_and_delete_a_dataset_from_the_data_page(stack: Stack, page: 
     assert ref == dataset["ref"] == f"upload:{dataset['id']}"
     row = page.locator(f"#datasets tr[data-dataset-id='{dataset['id']}']")
     expect(row).to_contain_text("hamlet.txt")
+    # What it holds, the summary taken at upload, as `lagtrain datasets` writes it.
+    distinct = len(set(TEXT.decode()))
+    expect(row.locator("td.contents")).to_have_text(f"{len(TEXT):,} chars, {distinct} distinct")
     wait_until(lambda: stored_bytes(page) == len(TEXT), timeout=20, what="the storage line")
     screenshot(page, "data")
 
@@ -103,3 +107,13 @@ def test_upload_use_and_delete_a_dataset_from_the_data_page(stack: Stack, page: 
         page.click("#upload")
         expect(page.locator("#datasets tbody tr").first).to_contain_text(name)
     expect(page.locator("#datasets tbody tr")).to_have_count(2)
+
+    # A CSV's summary: its data rows and columns, and the classes its labels make.
+    csv = b"label,x1,x2\n0,0.5,1\n9,-2,3e-2\n"
+    page.set_input_files(
+        "#dataset-file", {"name": "digits.csv", "mimeType": "text/csv", "buffer": csv}
+    )
+    page.click("#upload")
+    newest = page.locator("#datasets tbody tr").first
+    expect(newest).to_contain_text("digits.csv")
+    expect(newest.locator("td.contents")).to_have_text("2 rows, 3 columns, 10 classes")

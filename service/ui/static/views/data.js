@@ -1,18 +1,33 @@
 // Uploads and storage: the signed-in user's storage against max_storage_bytes, an
 // upload form (the new upload's `upload:<id>` is what a spec's task.dataset names),
-// and the uploads (an admin's: everyone's), newest first, each deletable after a
-// confirmation. A delete the server refuses (409: an unfinished job or sweep names
-// the upload) shows its reason under the table.
+// and the uploads (an admin's: everyone's), newest first, with what each holds (the
+// shape summary taken at upload), each deletable after a confirmation. A delete the
+// server refuses (409: an unfinished job or sweep names the upload) shows its reason
+// under the table.
 import { api, session } from "../api.js";
 import { bytes, el, emptyRow, errorBox, section, when } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 
 const MAX_SHOWN = 2000;
 
+// The summary taken at upload, as `lagtrain datasets` writes it (cli_data.contents):
+// "1,797 rows, 65 columns, 10 classes", "1,519,392 chars, 80 distinct"; "—" for an
+// upload stored before summaries were kept.
+function contents(shape) {
+  if (!shape) return "—";
+  const count = (n, one, many = `${one}s`) => `${n.toLocaleString("en")} ${n === 1 ? one : many}`;
+  if ("rows" in shape) {
+    const grid = `${count(shape.rows, "row")}, ${count(shape.columns, "column")}`;
+    return shape.integer_labels ? `${grid}, ${count(shape.classes, "class", "classes")}`
+      : `${grid}, labels not integers`;
+  }
+  return `${count(shape.chars, "char")}, ${shape.distinct_chars.toLocaleString("en")} distinct`;
+}
+
 export async function render(root, _params, signal) {
   const admin = session.user?.role === "admin";
-  const columns = ["ref", "file", "format", "size", "sha256", ...(admin ? ["owner"] : []),
-    "uploaded", ""];
+  const columns = ["ref", "file", "format", "size", "contents", "sha256",
+    ...(admin ? ["owner"] : []), "uploaded", ""];
   const storage = el("p", { id: "storage" });
   const result = el("div", { id: "upload-result", "aria-live": "polite" });
   const rows = el("tbody");
@@ -71,7 +86,8 @@ export async function render(root, _params, signal) {
     } }, "Delete");
     return el("tr", { dataset: { datasetId: d.id } },
       el("td", { class: "mono ref free" }, d.ref), el("td", { class: "free" }, d.filename), el("td", {}, d.format),
-      el("td", {}, bytes(d.bytes)), el("td", { class: "mono", title: d.sha256 },
+      el("td", {}, bytes(d.bytes)), el("td", { class: "contents" }, contents(d.shape)),
+      el("td", { class: "mono", title: d.sha256 },
         d.sha256.slice(0, 12)),
       admin ? el("td", { class: "free" }, d.owner) : null, el("td", {}, when(d.created_at)), el("td", {}, remove));
   }
