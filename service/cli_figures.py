@@ -41,18 +41,19 @@ def percent(fraction: float | None) -> str:
 
 
 def figures(raw: dict[str, float | None]) -> str:
-    """A record's values as one line: loss, uploads and bytes saved, evaluations."""
+    """A record's values as one line: loss, uploads and bytes saved (as `jobs` and the
+    dashboard write a percentage), evaluations."""
     values = {k: v for k, v in raw.items() if v is not None}  # non-finite values are null
     parts = []
     if "train_loss" in values:
         parts.append(f"loss {values['train_loss']:.4g}")
     dense, uploads = values.get("dense_equiv_uploads"), values.get("uploads_total")
     if dense and uploads is not None:
-        parts.append(f"uploads {uploads:.0f}/{dense:.0f} ({1 - uploads / dense:.0%} saved)")
+        parts.append(f"uploads {uploads:.0f}/{dense:.0f} ({percent(1 - uploads / dense)} saved)")
     # LAQ uploads nearly every round but quantized: its saving shows in bytes only.
     dense_bytes, sent = values.get("dense_equiv_bytes"), values.get("bytes_up_total")
     if dense_bytes and sent is not None:
-        parts.append(f"bytes {1 - sent / dense_bytes:.0%} saved")
+        parts.append(f"bytes {percent(1 - sent / dense_bytes)} saved")
     for key in HEADLINE_METRICS:
         if key in values:
             parts.append(f"{key} {values[key]:.4g}")

@@ -193,6 +193,6 @@ def test_watchfigures_show_the_bytes_saved_beside_the_uploads() -> None:
 
     laq = {"uploads_total": 40.0, "dense_equiv_uploads": 40.0}
     assert figures({**laq, "bytes_up_total": 2500.0, "dense_equiv_bytes": 10000.0}) == (
-        "uploads 40/40 (0% saved)  bytes 75% saved"
+        "uploads 40/40 (0 % saved)  bytes 75 % saved"
     )
-    assert figures({**laq, "bytes_up_total": 2500.0}) == "uploads 40/40 (0% saved)"
+    assert figures({**laq, "bytes_up_total": 2500.0}) == "uploads 40/40 (0 % saved)"

@@ -49,7 +49,7 @@ def test_show_says_why_a_job_waits_and_where_a_stopped_one_ended(api: Api) -> No
     lines = shown.stdout.splitlines()
     assert lines[0].startswith(f"job {stopped}") and ": cancelled (owner alice" in lines[0]
     assert "stopped at round 4 of 5" in lines
-    assert lines[-1] == "summary: loss 0.25  uploads 30/40 (25% saved)  bytes 25% saved"
+    assert lines[-1] == "summary: loss 0.25  uploads 30/40 (25 % saved)  bytes 25 % saved"
 
     assert queued.exit_code == 0, (queued.output, queued.exception)
     waits = queued.stdout.splitlines()
