@@ -66,10 +66,15 @@ def test_api_docs_render_from_this_server_alone(stack: Stack, page: Page, consol
     # ReDoc's "powered by" footer links a logo image on its own CDN: cosmetic, and
     # unreachable here as on an offline cluster.
     console.allow("ERR_NAME_NOT_RESOLVED")
+    # Both pages lay out the whole OpenAPI document in the browser: on a loaded machine
+    # (load 15) /docs took over expect's 5 s default to draw.
+    drawn = 30_000
     page.goto(f"{stack.url}/docs")
-    expect(page.locator(".opblock-summary-path", has_text="/v1/jobs").first).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/v1/jobs").first).to_be_visible(
+        timeout=drawn
+    )
     page.goto(f"{stack.url}/redoc")
-    expect(page.get_by_text("/v1/sweeps/{sweep_id}/cancel").first).to_be_attached()
+    expect(page.get_by_text("/v1/sweeps/{sweep_id}/cancel").first).to_be_attached(timeout=drawn)
     assert elsewhere == [], elsewhere
 
 
