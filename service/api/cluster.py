@@ -36,9 +36,9 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
     it was seen within one lease period and has not stopped; ``stopped_at`` says when
     one exited cleanly (null while it runs, or if it died without saying so: then
-    ``alive`` turns false once the lease period passes). ``queue_head``: the first 50 queued jobs in
-    claim order (a user's own only, with their places in the whole queue), each with
-    what explain says holds it back."""
+    ``alive`` turns false once the lease period passes). ``queue_head``: the first 50
+    queued jobs in claim order (a user's own only, with their places in the whole
+    queue), each with what explain says holds it back."""
     with read_transaction(sessions) as session:
         # The database's clock, which dispatchers stamp their last_seen_at by.
         now = db_now(session)
