@@ -24,6 +24,7 @@ from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors
 from workers.ray_runtime import free_resources, total_resources
+from workers.stop_record import record_stopped
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
 
@@ -71,6 +72,7 @@ class Dispatcher:
         if self.warm_pool is not None:
             self.warm_pool.prewarm(ray.get_runtime_context().get_node_id())
         errors = LoopErrors(log, f"dispatcher {self.id}: loop")
+        exited_cleanly = False  # an exception out of the loop is no clean exit
         try:
             while not self.stop_event.is_set():
                 try:
@@ -95,8 +97,9 @@ class Dispatcher:
                     self.stop_event.wait(self.settings.poll_seconds)
                     continue
                 errors.succeeded()
+            exited_cleanly = True
         finally:
-            self._shutdown()
+            self._shutdown(exited_cleanly)
 
     def stop(self) -> None:
         """Stop now: running jobs go back to the queue at once (no attempt used); the
@@ -264,7 +267,7 @@ class Dispatcher:
         except Exception as exc:  # the store is down: the lease will run out instead
             log.warning("job %s: could not hand it back: %s", run.job_id, exc)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, exited_cleanly: bool) -> None:
         with self._lock:
             runs = list(self.runs.values())
         for run, _ in runs:
@@ -275,6 +278,8 @@ class Dispatcher:
         for run, thread in runs:
             if thread.is_alive():
                 self._hand_back(run)
+        if exited_cleanly:  # after the hand-back: its jobs are back in the queue
+            record_stopped(self.sessions, self.id)
         self._waker.close()
         if self.warm_pool is not None:
             self.warm_pool.close()

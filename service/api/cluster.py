@@ -11,7 +11,12 @@ from service.api.responses import errors
 from service.auth import CurrentUser
 from service.schemas.cluster import ClusterOut, DispatcherOut, QueuePlace
 from service.store.db import db_now, read_transaction
-from service.store.dispatchers import RECENT_DISPATCHERS, cluster_resources, list_dispatchers
+from service.store.dispatchers import (
+    RECENT_DISPATCHERS,
+    cluster_resources,
+    is_alive,
+    list_dispatchers,
+)
 from service.store.explain import explain_queue_head
 from service.store.jobs import status_counts
 
@@ -29,9 +34,11 @@ QUEUE_HEAD = 50
 def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
     """``resources`` is the Ray cluster as the most recently seen live dispatcher
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
-    it was seen within one lease period. ``queue_head``: the first 50 queued jobs in
-    claim order (a user's own only, with their places in the whole queue), each with
-    what explain says holds it back."""
+    it was seen within one lease period and has not stopped; ``stopped_at`` says when
+    one exited cleanly (null while it runs, or if it died without saying so: then
+    ``alive`` turns false once the lease period passes). ``queue_head``: the first 50
+    queued jobs in claim order (a user's own only, with their places in the whole
+    queue), each with what explain says holds it back."""
     with read_transaction(sessions) as session:
         # The database's clock, which dispatchers stamp their last_seen_at by.
         now = db_now(session)
@@ -64,7 +71,8 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
                 hostname=d.hostname,
                 started_at=d.started_at,
                 last_seen_at=d.last_seen_at,
-                alive=d.last_seen_at >= cutoff,
+                stopped_at=d.stopped_at,
+                alive=is_alive(d, alive_since=cutoff),
                 resources=d.resources,
             )
             for d in dispatchers

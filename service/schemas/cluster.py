@@ -15,7 +15,14 @@ class DispatcherOut(BaseModel):
     hostname: str
     started_at: UtcDatetime
     last_seen_at: UtcDatetime
-    alive: bool
+    stopped_at: UtcDatetime | None = Field(
+        description="when the dispatcher exited cleanly (SIGTERM, drain, normal exit); "
+        "null while it runs, and for one that died without saying so"
+    )
+    alive: bool = Field(
+        description="seen within one lease period (lease_seconds) and not stopped; "
+        "false with stopped_at null means lost: not seen for a lease period"
+    )
     resources: dict[str, Any]
 
 

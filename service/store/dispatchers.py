@@ -1,6 +1,12 @@
 """Dispatchers: the registry each dispatcher refreshes, and the Ray resources they
 report, as /v1/cluster and explain read them.
 
+A dispatcher is *alive* when it was seen within one lease period and has not stopped
+(is_alive: the one rule /v1/cluster, its resources and explain judge by). One that
+exited cleanly stamps stopped_at (mark_dispatcher_stopped) and is *stopped* at once;
+one not seen within the lease period without saying so is *lost* (killed, crashed,
+partitioned: it may still come back).
+
 Dispatcher rows carry Ray's logical resources, either flat (``{"CPU": 8, "GPU": 1}``,
 the totals) or as ``{"total": {...}, "free": {...}}``.
 """
@@ -32,7 +38,9 @@ def upsert_dispatcher(
     now: datetime | None = None,
 ) -> Dispatcher:
     """Register a dispatcher or refresh its hostname, resources and last_seen_at, by
-    the database's clock (db_now), which the API judges it by."""
+    the database's clock (db_now), which the API judges it by. A dispatcher that
+    registers again under the id of a stopped one (ids are the caller's to choose)
+    runs again: its stopped_at is cleared."""
     now = now or db_now(session)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -47,12 +55,40 @@ def upsert_dispatcher(
                 "hostname": stmt.excluded.hostname,
                 "resources": stmt.excluded.resources,
                 "last_seen_at": stmt.excluded.last_seen_at,
+                "stopped_at": None,
             },
         )
     )
     dispatcher = session.get(Dispatcher, dispatcher_id, populate_existing=True)
     assert dispatcher is not None  # just written
     return dispatcher
+
+
+def mark_dispatcher_stopped(
+    *, session: Session, dispatcher_id: str, now: datetime | None = None
+) -> Dispatcher | None:
+    """Record that the dispatcher exited cleanly, by the database's clock: it is not
+    alive from now on, whatever its last_seen_at says. A second mark keeps the first
+    time; None if no such dispatcher ever registered."""
+    dispatcher = session.get(Dispatcher, dispatcher_id, populate_existing=True)
+    if dispatcher is None:
+        return None
+    if dispatcher.stopped_at is None:
+        dispatcher.stopped_at = now or db_now(session)
+        session.flush()
+    return dispatcher
+
+
+def is_alive(dispatcher: Dispatcher, *, alive_since: datetime) -> bool:
+    """The one rule for a live dispatcher: seen at or after `alive_since` (the
+    database's now less one lease period) and not stopped."""
+    return dispatcher.stopped_at is None and dispatcher.last_seen_at >= alive_since
+
+
+def live_dispatchers(
+    dispatchers: Sequence[Dispatcher], *, alive_since: datetime
+) -> list[Dispatcher]:
+    return [d for d in dispatchers if is_alive(d, alive_since=alive_since)]
 
 
 def list_dispatchers(
@@ -85,7 +121,7 @@ def cluster_resources(
     """The Ray cluster as the most recently seen live dispatcher reported it
     ({"total": {}, "free": {}} with none alive): every dispatcher of a cluster sees
     the same Ray, and the freshest report is the least stale."""
-    live = [d for d in dispatchers if d.last_seen_at >= alive_since]
+    live = live_dispatchers(dispatchers, alive_since=alive_since)
     if not live:
         return {"total": {}, "free": {}}
     freshest = max(live, key=lambda d: d.last_seen_at)

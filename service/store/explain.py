@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults, UsageOut
 from service.store.db import db_now
-from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, resource_view
+from service.store.dispatchers import (
+    RECENT_DISPATCHERS,
+    list_dispatchers,
+    live_dispatchers,
+    resource_view,
+)
 from service.store.models import Dispatcher, Job, JobStatus, User
 from service.store.queue_order import exceeds, queue_ranking
 from service.store.quotas import quota_in_force, usage
@@ -51,9 +56,8 @@ def explain_job(
             # with no dispatcher alive, nothing will until one starts.
             why = BlockingReason(
                 kind="no_dispatcher",
-                message="job is cancelling and no dispatcher was seen in the last "
-                f"{dispatcher_timeout.total_seconds():g} s to end it: start `lagtrain "
-                "worker` (or `lagtrain server`, whose start ends it too)",
+                message=f"job is cancelling and {_none_live(dispatcher_timeout)} to end "
+                "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it too)",
             )
         else:  # Not queued, or claimed or cancelled since `job` was read.
             state = job.status if not queued else "no longer queued"
@@ -205,10 +209,17 @@ def _recent_dispatchers(session: Session) -> list[Dispatcher]:
 def _live(
     session: Session, dispatchers: list[Dispatcher], dispatcher_timeout: timedelta
 ) -> list[Dispatcher]:
-    """The dispatchers seen within `dispatcher_timeout` by the database's clock, which
-    they stamp last_seen_at by (every one that ever ran stays registered)."""
-    cutoff = db_now(session) - dispatcher_timeout
-    return [d for d in dispatchers if d.last_seen_at >= cutoff]
+    """The live dispatchers (seen within `dispatcher_timeout` by the database's clock,
+    which they stamp last_seen_at by, and not stopped): every one that ever ran stays
+    registered."""
+    return live_dispatchers(dispatchers, alive_since=db_now(session) - dispatcher_timeout)
+
+
+def _none_live(dispatcher_timeout: timedelta) -> str:
+    return (
+        f"no dispatcher was seen in the last {dispatcher_timeout.total_seconds():g} s, "
+        "or every one seen has stopped since"
+    )
 
 
 def _describe(resources: dict[str, float]) -> str:
@@ -234,8 +245,7 @@ def _resource_reasons(
         reasons.append(
             BlockingReason(
                 kind="no_dispatcher",
-                message="no dispatcher was seen in the last "
-                f"{dispatcher_timeout.total_seconds():g} s",
+                message=_none_live(dispatcher_timeout),
             )
         )
     # Judge by the live dispatchers' reports: every dispatcher that ever ran stays

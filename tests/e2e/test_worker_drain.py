@@ -1,7 +1,9 @@
 """SIGTERM to `lagtrain worker` (issue 9, point 4), as an operator deploying would
 send it: the worker exits 0 within its drain bound, its running job goes back to
 the queue without using an attempt, and another worker finishes it from the
-checkpoint the drain wrote (on SQLite and PostgreSQL). A second SIGTERM exits at once."""
+checkpoint the drain wrote (on SQLite and PostgreSQL). A second SIGTERM exits at once.
+/v1/cluster reads the drained worker stopped at once (not alive until its lease
+timeout); the one that exited at once did not say so, and stays unstopped."""
 
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ def test_sigterm_drains_a_worker_and_its_job_continues_elsewhere(service_stack: 
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0, service_stack.logs()
         print(f"worker exited {time.monotonic() - sent:.1f} s after SIGTERM")
+        # stopped_at says it exited cleanly: not alive at once, not only once its
+        # lease period (4 s here) has passed.
+        [drained] = client._request("GET", "/v1/cluster")["dispatchers"]
+        assert not drained["alive"] and drained["stopped_at"] is not None, drained
         job = client.job(job_id)
         assert job["status"] == "queued", (job, service_stack.logs())
         assert job["max_attempts"] == 3, "the drained attempt is given back"
@@ -70,6 +76,10 @@ def test_sigterm_drains_a_worker_and_its_job_continues_elsewhere(service_stack: 
         )
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 128 + signal.SIGTERM, service_stack.logs()
+        # An exit at once records nothing: that row is judged by last_seen_at alone.
+        dispatchers = client._request("GET", "/v1/cluster")["dispatchers"]
+        others = [d for d in dispatchers if d["id"] != drained["id"]]
+        assert [d["stopped_at"] for d in others] == [None], others
 
         service_stack.start_worker()
         wait_until(

@@ -221,7 +221,7 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
             lambda r: per_job.append(r.url) if re.search(r"/v1/jobs/\d+", r.url) else None,
         )
         sign_in(page, stack.url, stack.admin_token, "#/lab")
-        expect(page.locator("#dispatchers tbody tr").first).to_contain_text("yes")
+        expect(page.locator("#dispatchers tbody tr").first).to_contain_text("alive")
         expect(page.locator("#resources")).to_contain_text("CPU")
         expect(page.locator("#users tr[data-user='admin']")).to_be_visible()
         # The quota as words (the server's defaults here), not a JSON object.

@@ -1,6 +1,7 @@
 """Graceful drain (issue 9, point 4): a draining dispatcher stops claiming, each of
 its running jobs ends after its current round with a checkpoint of it and goes back
-to the queue without using an attempt; another dispatcher resumes it from there."""
+to the queue without using an attempt; another dispatcher resumes it from there.
+Each dispatcher, drained or stopped, records that it stopped as it exits."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from service.settings import Settings
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import Checkpoint, Job, JobAttempt, Metric
+from service.store.models import Dispatcher as DispatcherRow
 from service.store.users import create_user
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
@@ -21,6 +23,12 @@ from workers.dispatcher import Dispatcher
 pytestmark = pytest.mark.ray
 
 ROUNDS = 200  # a drain acts within a round; the second dispatcher trains the rest
+
+
+def _stopped(sessions: sessionmaker[Session], dispatcher: Dispatcher) -> bool:
+    with sessions() as session:
+        row = session.get(DispatcherRow, dispatcher.id)
+        return row is not None and row.stopped_at is not None
 
 
 def _start(
@@ -62,6 +70,7 @@ def test_a_drained_dispatcher_hands_its_jobs_back_checkpointed_without_using_att
         first.drain(60)
         thread.join(timeout=90)
         assert not thread.is_alive(), "the drained dispatcher exits"
+        assert _stopped(session_factory, first), "and says so as it exits"
     finally:
         first.stop()
         thread.join(timeout=30)
@@ -91,6 +100,7 @@ def test_a_drained_dispatcher_hands_its_jobs_back_checkpointed_without_using_att
     finally:
         second.stop()
         thread.join(timeout=30)
+    assert _stopped(session_factory, second), "a dispatcher stopped at once says so too"
     with session_factory() as session:
         for job in jobs():
             assert (job.status, job.attempt) == ("succeeded", 2), job.error

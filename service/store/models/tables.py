@@ -223,4 +223,7 @@ class Dispatcher(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    # Set when the dispatcher exited cleanly (migration 0011); NULL while it runs, and
+    # for one that died without saying so (judged by last_seen_at alone).
+    stopped_at: Mapped[datetime | None]
     resources: Mapped[dict[str, Any]]

@@ -10,6 +10,11 @@ import { MAX_PAGE } from "../../rules.js";
 
 const FEED_JOBS = MAX_PAGE; // the newest jobs the live feed carries (its largest page)
 
+// A dispatcher as /v1/cluster judges it: alive (seen within the lease, not stopped),
+// stopped (it exited cleanly: stopped_at) or lost (not seen within the lease and it
+// never said it stopped: killed, crashed or cut off, and it may come back).
+const dispatcherState = (d) => (d.alive ? "alive" : d.stopped_at ? "stopped" : "lost");
+
 // A user's usage against their quota as a reader says it, not as JSON (DESIGN §11's
 // fields): "1 of 4 running · 1.2 GiB of 20 GiB stored · 24 h a job".
 const QUOTA_PARTS = [
@@ -76,10 +81,15 @@ export async function render(root, _params, signal) {
         el("p", {}, "Jobs by status: ", Object.entries(cluster.queue).map(([s, n]) =>
           el("span", { class: "count" }, statusBadge(s), ` ${n} `))),
         el("table", { id: "dispatchers" }, el("thead", {}, el("tr", {}, ["dispatcher", "host",
-          "alive", "last seen"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, cluster.dispatchers.map((d) => el("tr", {}, el("td", {}, d.id),
-          el("td", { class: "free" }, d.hostname), el("td", {}, d.alive ? "yes" : "no"),
-          el("td", {}, when(d.last_seen_at))))))),
+          "state", "last seen"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, cluster.dispatchers.map((d) => {
+          const state = dispatcherState(d);
+          return el("tr", { dataset: { dispatcher: d.id, state } }, el("td", {}, d.id),
+            el("td", { class: "free" }, d.hostname),
+            el("td", { class: "state" }, el("span", { class: `badge dispatcher-${state}` }, state),
+              state === "stopped" ? ` ${when(d.stopped_at)}` : ""),
+            el("td", {}, when(d.last_seen_at)));
+        })))),
       section("Queue (fair-share order)", el("table", { id: "queue" },
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
