@@ -4,7 +4,7 @@ not seen within the lease that never said it stopped is lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -67,3 +67,43 @@ def test_lab_shows_alive_stopped_and_lost_dispatchers(
     expect(stopped).to_contain_text(" UTC")  # when it stopped
     lost = page.locator("#dispatchers tr[data-dispatcher='ui-lost'] td.state")
     expect(lost).to_have_text("lost")
+
+
+@pytest.fixture
+def late_dispatcher(stack: Stack) -> Iterator[Callable[[], None]]:
+    """A second dispatcher, alive until the fixture's call marks it stopped: seen "in a
+    minute", since the test stack's lease (seconds) would make a row written once
+    lost before the page is read."""
+    engine = make_engine(stack.env["LAGTRAIN_DATABASE_URL"])
+    sessions = make_sessionmaker(engine)
+    try:
+        with transaction(sessions) as session:
+            upsert_dispatcher(
+                session=session,
+                dispatcher_id="ui-late",
+                hostname="node-2",
+                resources={"total": {"CPU": 1}},
+                now=utcnow() + timedelta(minutes=1),
+            )
+
+        def stop() -> None:
+            with transaction(sessions) as session:
+                mark_dispatcher_stopped(session=session, dispatcher_id="ui-late")
+
+        yield stop
+    finally:
+        with transaction(sessions) as session:
+            session.execute(delete(Dispatcher).where(Dispatcher.id == "ui-late"))
+        engine.dispose()
+
+
+def test_lab_shows_a_dispatcher_stopping_while_it_is_open(
+    stack: Stack, page: Page, late_dispatcher: Callable[[], None]
+) -> None:
+    """A dispatcher stopping is no job event: the page reads the cluster again on its
+    own (it was drawn only when the jobs feed changed)."""
+    sign_in(page, stack.url, stack.admin_token, "#/lab")
+    state = page.locator("#dispatchers tr[data-dispatcher='ui-late'] td.state")
+    expect(state).to_have_text("alive")
+    late_dispatcher()
+    expect(state).to_contain_text("stopped", timeout=30_000)

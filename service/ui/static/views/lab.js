@@ -1,14 +1,17 @@
 // The lab at a glance: dispatchers and Ray resources, the front of the queue in the
 // order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
 // usage and uploads and bytes saved per user.
-// Redrawn whenever the live jobs feed changes.
-import { api, jobsFeed, latestOnly, session } from "../api.js";
+// Redrawn whenever the live jobs feed changes, and every CLUSTER_POLL_MS.
+import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
 import {
   bytes, el, emptyRow, fmt, percent, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 
 const FEED_JOBS = MAX_PAGE; // the newest jobs the live feed carries (its largest page)
+// What no job event announces is read again this often while the page is shown: a
+// dispatcher that stops or is lost, Ray's free resources, the queue's reasons.
+const CLUSTER_POLL_MS = 5000;
 
 // A dispatcher as /v1/cluster judges it: alive (seen within the lease, not stopped),
 // stopped (it exited cleanly: stopped_at) or lost (not seen within the lease and it
@@ -44,7 +47,9 @@ export async function render(root, _params, signal) {
   const waiting = streamWaitNote();
   root.append(el("h1", {}, "Lab"), waiting.node, body);
 
+  let lastJobs = null; // the feed's last page, which a poll redraws with
   async function draw(jobs) {
+    lastJobs = jobs;
     // The queue's front in claim order comes from /v1/cluster (queue_head, each job
     // with explain's reasons: one request, not two per job), not from the feed: the
     // feed holds the newest jobs, the front holds the oldest.
@@ -126,6 +131,10 @@ export async function render(root, _params, signal) {
   }
 
   const redraw = latestOnly(draw);
+  const poll = poller(CLUSTER_POLL_MS, () => true, async () => {
+    if (lastJobs && !document.hidden) await redraw(lastJobs);
+  }, signal);
+  poll();
   // Refused (429), the lab is drawn from GET /v1/jobs at each retry (api.js jobsFeed).
   await jobsFeed(`limit=${FEED_JOBS}`, (page) => redraw(page.data), { signal, waiting });
 }
