@@ -15,7 +15,13 @@ from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
 from service.cli_prune import prune_app
-from service.cli_server import db_app, load_settings, require_schema_or_exit, server_app
+from service.cli_server import (
+    db_app,
+    exit_for_artifacts,
+    load_settings,
+    require_schema_or_exit,
+    server_app,
+)
 from service.cli_show import show_app
 from service.cli_sweeps import sweeps_app
 
@@ -109,18 +115,20 @@ def orphan_files(
     settings = load_settings()
     require_schema_or_exit(settings.database_url)
     problem = unsearchable(settings.artifacts_url)
-    if problem is not None:  # as `server` and `worker` say it of a location they cannot use
-        typer.echo(f"error: LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {problem}", err=True)
-        raise typer.Exit(code=1)
+    if problem is not None:
+        exit_for_artifacts(settings, problem)
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessionmaker(engine)
         now = time.time()
-        scan = find_orphans(
-            sessions=sessions,
-            artifacts_url=settings.artifacts_url,
-            older_than=now - min_age_hours * 3600,
-        )
+        try:
+            scan = find_orphans(
+                sessions=sessions,
+                artifacts_url=settings.artifacts_url,
+                older_than=now - min_age_hours * 3600,
+            )
+        except OSError as exc:  # a folder it may not list: not "0 files"
+            exit_for_artifacts(settings, f"cannot be searched: {exc}")
         typer.echo(f"{scan.location}: {scan.listed} files, {scan.named} named by a row")
         for orphan in scan.orphans:
             age_h = (now - orphan.modified) / 3600

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -210,11 +210,13 @@ def require_artifacts_writable(settings: Settings) -> None:
 
     reason = unwritable(settings.artifacts_url)
     if reason is not None:
-        typer.echo(
-            f"error: LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {reason}",
-            err=True,
-        )
-        raise typer.Exit(code=1)
+        exit_for_artifacts(settings, reason)
+
+
+def exit_for_artifacts(settings: Settings, reason: str) -> NoReturn:
+    """The one line a command says of an artifacts location it cannot use, and exit 1."""
+    typer.echo(f"error: LAGTRAIN_ARTIFACTS_URL ({settings.artifacts_url}): {reason}", err=True)
+    raise typer.Exit(code=1)
 
 
 def require_schema_or_exit(database_url: str) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import fsspec
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import local_path, remove_file
@@ -66,19 +68,43 @@ def unsearchable(artifacts_url: str) -> str | None:
     relative one, must be told, not reassured. A remote location (gs://, s3://) is not
     checked: an object store has no folders, only keys under a prefix."""
     path = local_path(artifacts_url)
-    if path is None or path.is_dir():
+    if path is None:
         return None
-    where = path.resolve()  # a relative location is read from the working directory
-    return f"{where} is not a folder" if path.exists() else f"there is no folder {where}"
+    try:
+        if path.is_dir():
+            return None
+        where = path.resolve()  # a relative location is read from the working directory
+        return f"{where} is not a folder" if path.exists() else f"there is no folder {where}"
+    except (OSError, RuntimeError) as exc:  # not allowed to look; a symlink loop
+        return f"cannot be read: {exc}"
+
+
+def _searched(artifacts_url: str) -> tuple[AbstractFileSystem, str]:
+    """The filesystem and the base path searched. A local location is the folder the
+    server writes to (artifact_url: the path resolved, a "~" taken literally), which
+    fsspec alone would not search: it expands "~" to the home folder."""
+    path = local_path(artifacts_url)
+    if path is not None:
+        return LocalFileSystem(), path.resolve().as_posix()
+    fs, base = fsspec.core.url_to_fs(artifacts_url)
+    return fs, base
+
+
+def _unless_missing(exc: OSError) -> None:
+    """An owned folder not made yet (no upload, no checkpoint) holds no files; one
+    that cannot be listed must not read as empty."""
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
 
 
 def stored_files(artifacts_url: str) -> Iterator[StoredFile]:
     """Every file in the owned folders, with its size and modification time."""
-    fs, base = fsspec.core.url_to_fs(artifacts_url)
+    fs, base = _searched(artifacts_url)
     local = local_path(artifacts_url) is not None
     for folder in OWNED_FOLDERS:
         root = f"{base.rstrip('/')}/{folder}"
-        for path, info in sorted(fs.find(root, detail=True).items()):
+        listed = fs.find(root, detail=True, on_error=_unless_missing)
+        for path, info in sorted(listed.items()):
             if info.get("type") != "file":
                 continue
             yield StoredFile(
@@ -115,7 +141,7 @@ def find_orphans(*, sessions: sessionmaker[Session], artifacts_url: str, older_t
     with read_transaction(sessions) as session:
         uris = named_uris(session=session)
     named = _named_keys(uris)
-    fs, base = fsspec.core.url_to_fs(artifacts_url)
+    fs, base = _searched(artifacts_url)
     return Scan(
         location=base if local_path(artifacts_url) is not None else fs.unstrip_protocol(base),
         listed=len(files),

@@ -205,3 +205,31 @@ def test_a_remote_location_is_searched_as_before(api: Api) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("memory:///lagtrain-nothing-here: 0 files, 0 named by a row")
     assert result.stdout.strip().endswith("0 files (0 bytes) that no row names, at least 24 h old")
+
+
+def test_a_location_in_a_symlink_loop_is_an_error_not_a_traceback(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop").symlink_to("loop")
+    env = {"LAGTRAIN_DATABASE_URL": api.settings.database_url, "LAGTRAIN_ARTIFACTS_URL": "loop"}
+    result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.stderr.startswith("error: LAGTRAIN_ARTIFACTS_URL (loop): cannot be read: ")
+
+
+def test_a_location_with_a_tilde_is_searched_where_the_server_writes(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server writes under the location as a path (a "~" taken literally, as a
+    systemd Environment= line or an .env file leaves it): the search looks there, not
+    in the home folder fsspec would expand "~" to."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "art" / "jobs").mkdir(parents=True)  # what "~" would mean
+    orphan = _old_file(tmp_path / "~" / "art" / "jobs" / "7" / "old.pt", b"abc")
+    env = {"LAGTRAIN_DATABASE_URL": api.settings.database_url, "LAGTRAIN_ARTIFACTS_URL": "~/art"}
+    result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.stdout.startswith(f"{tmp_path / '~' / 'art'}: 1 files, 0 named by a row")
+    assert f"{orphan}\t3 bytes" in result.stdout
