@@ -44,6 +44,25 @@ def test_numbers_too_large_for_an_integer_print_in_exponent_form(stack: Stack, p
     ]
 
 
+def test_the_cli_writes_a_percentage_as_the_dashboard_does(stack: Stack, page: Page) -> None:
+    """`lagtrain jobs` reads the summaries' saved fractions as the jobs list does: the
+    CLI's percent() against dom.js's own, ties (81.25) and ends (0, 1, 0.99995)
+    included."""
+    from service.cli_figures import percent
+
+    token, _client = new_user(stack, "percent")
+    sign_in(page, stack.url, token)
+    fractions = [0.0, 1.0, 0.8125, 0.918, 0.99995, 0.5, 0.333333, 0.0012345, 0.25, -0.5]
+    shown = page.evaluate(
+        """async (fractions) => {
+             const { percent } = await import("/ui/static/dom.js");
+             return fractions.map(percent);
+           }""",
+        fractions,
+    )
+    assert [percent(f) for f in fractions] == shown
+
+
 def hold_queue(stack: Stack, user_id: int, running: int | None) -> None:
     with stack.admin() as admin:
         admin.update_user(user_id, {"quota": {"max_running_jobs": running}})

@@ -127,7 +127,10 @@ def test_compare_two_finished_jobs(stack: Stack, page: Page) -> None:
     uploads = row.locator(".uploads-ratio").inner_text()
     expected = lazy_job["summary"]["uploads_total"] / dense_job["summary"]["uploads_total"]
     assert float(uploads.rstrip("\u00d7")) == pytest.approx(expected, rel=5e-3), uploads  # 3 digits
-    assert float(row.locator(".metric-ratio").inner_text().rstrip("\u00d7")) > 0
+    metric = page.locator("select[name=metric]").input_value()
+    final = [job["summary"]["final_metrics"][metric] for job in (lazy_job, dense_job)]
+    shown = float(row.locator(".metric-ratio").inner_text().rstrip("\u00d7"))
+    assert shown == pytest.approx(final[0] / final[1], rel=5e-3), (metric, final, shown)
     screenshot(page, "compare")
 
     # A finished job's checkpoint downloads from its page (fetched with the token in

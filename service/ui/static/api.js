@@ -67,7 +67,14 @@ export async function api(path, { method = "GET", body, signal, token } = {}) {
   // here: read as "no JSON", it answered null for the job or page the caller awaited,
   // and the caller drew null. Only a body that arrived whole and is not JSON is null
   // (204, a proxy's HTML error page).
-  const text = await response.text();
+  let text = "";
+  try {
+    text = await response.text();
+  } catch (error) {
+    // An error's body lost to the network still answers its status (a 401 signs out,
+    // a 404 is "gone"); any other cut-off body rejects.
+    if (response.ok || signal?.aborted) throw error;
+  }
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: no details */ }
   if (!response.ok) throw apiError(response, data, token === undefined ? sent : null);

@@ -120,8 +120,8 @@ export async function render(root, params, signal) {
     `These jobs also differ in ${differing.join(", ")}: their curves differ by more `
     + "than the aggregation rule.") : null;
   const partialNote = ok.some(partial) ? el("p", { id: "compare-partial", class: "note" },
-    "Partial: a job that has not succeeded counts only the rounds it ran, so its uploads, "
-    + "bytes and ratio are not those of a complete run.") : null;
+    "Partial: a job that has not succeeded counts only the rounds it ran, so its final "
+    + "metric, uploads, bytes and their ratios are not those of a complete run.") : null;
   const table = el("table", { id: "compare-table" },
     el("thead", {}, el("tr", {}, ["job", "status", `final ${metric}`, `${metric} vs baseline`,
       "uploads", "uploads vs baseline", "dense equivalent", "bytes up", "bytes vs baseline"]

@@ -18,15 +18,13 @@ export async function render(root, params, signal) {
   let loaded = start; // the example the editor was last filled from
   // Beside the select: the text is no longer the example it names (a pasted spec kept
   // reading as, say, "digits-lag").
+  const edited = () => loaded !== undefined && editor.value !== examples[loaded];
   const editedMark = el("span", { id: "spec-edited", class: "muted", hidden: true }, "(edited)");
-  editor.addEventListener("input", () => {
-    editedMark.hidden = loaded === undefined || editor.value === examples[loaded];
-  });
+  editor.addEventListener("input", () => { editedMark.hidden = !edited(); });
   const gutter = el("div", { class: "gutter", id: "spec-errors", "aria-live": "polite" });
   const list = el("ul", { class: "error-list" });
   const choose = el("select", { name: "example", "aria-label": "example", onchange: () => {
-    const edited = loaded !== undefined && editor.value !== examples[loaded];
-    if (edited && !confirm(`Replace your edits with the example ${choose.value}?`)) {
+    if (edited() && !confirm(`Replace your edits with the example ${choose.value}?`)) {
       choose.value = loaded; // keep the text, and the select naming where it came from
       return;
     }
