@@ -73,7 +73,7 @@ def test_jobs_lists_the_uploads_and_bytes_each_job_saved(api: Api) -> None:
 
 def test_percent_writes_what_the_dashboard_writes() -> None:
     """dom.js percent: 3 significant figures, no trailing zeros, ties away from zero
-    (each pair checked against the dashboard's own function in Node)."""
+    (tests/ui/test_page_text.py holds percent() to dom.js's own in the browser)."""
     shown = {
         0.0: "0 %",
         1.0: "100 %",
