@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def local_path(url: str) -> Path | None:
-    """The filesystem path of a local URL (a plain path or file://), else None."""
+    """The filesystem path of a local URL (a plain path or file://), else None. A
+    leading "~" is the home folder, as a shell would read it: a location written in a
+    systemd Environment= line or an .env file reaches us unexpanded, and taken
+    literally it was a folder named "~" in the working directory."""
     if "://" not in url or url.startswith("file://"):
-        return Path(url.removeprefix("file://"))
+        return Path(url.removeprefix("file://")).expanduser()
     return None
 
 

@@ -80,9 +80,8 @@ def unsearchable(artifacts_url: str) -> str | None:
 
 
 def _searched(artifacts_url: str) -> tuple[AbstractFileSystem, str]:
-    """The filesystem and the base path searched. A local location is the folder the
-    server writes to (artifact_url: the path resolved, a "~" taken literally), which
-    fsspec alone would not search: it expands "~" to the home folder."""
+    """The filesystem and the base path searched: a local location is the folder the
+    server writes to, read by the one rule (artifacts.local_path), resolved."""
     path = local_path(artifacts_url)
     if path is not None:
         return LocalFileSystem(), path.resolve().as_posix()

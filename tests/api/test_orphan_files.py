@@ -14,7 +14,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import service.orphan_files as orphan_files
-from service.artifacts import remove_file
+from service.artifacts import artifact_url, remove_file
 from service.cli import app
 from service.store.db import read_transaction, transaction
 from service.store.models import AuditEvent, Dataset
@@ -221,15 +221,17 @@ def test_a_location_in_a_symlink_loop_is_an_error_not_a_traceback(
 def test_a_location_with_a_tilde_is_searched_where_the_server_writes(
     api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server writes under the location as a path (a "~" taken literally, as a
-    systemd Environment= line or an .env file leaves it): the search looks there, not
-    in the home folder fsspec would expand "~" to."""
+    """A "~" is the home folder for the server's writes and for the search alike (it
+    arrives unexpanded from a systemd Environment= line or an .env file): the server
+    wrote to a folder named "~" in its working directory while fsspec searched home."""
+    home = tmp_path / "home"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    (tmp_path / "home" / "art" / "jobs").mkdir(parents=True)  # what "~" would mean
-    orphan = _old_file(tmp_path / "~" / "art" / "jobs" / "7" / "old.pt", b"abc")
+    monkeypatch.setenv("HOME", str(home))
+    assert artifact_url("~/art", "jobs/7/old.pt") == f"{home}/art/jobs/7/old.pt"
+    orphan = _old_file(home / "art" / "jobs" / "7" / "old.pt", b"abc")
+    _old_file(tmp_path / "~" / "art" / "jobs" / "8" / "literal.pt", b"abcd")  # not there
     env = {"LAGTRAIN_DATABASE_URL": api.settings.database_url, "LAGTRAIN_ARTIFACTS_URL": "~/art"}
     result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.startswith(f"{tmp_path / '~' / 'art'}: 1 files, 0 named by a row")
+    assert result.stdout.startswith(f"{home / 'art'}: 1 files, 0 named by a row")
     assert f"{orphan}\t3 bytes" in result.stdout
