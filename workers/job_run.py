@@ -230,25 +230,17 @@ class JobRun:
         )
 
     def _release(self, reason: str) -> Callable[[Session], Any]:
-        self._ending = reason
-        return lambda s: attempts.release(
-            session=s,
-            job_id=self.job_id,
-            token=self.claimed.fencing_token,
-            reason=reason,
-            summary=self._summary(s),
-        )
+        return self._end(attempts.release, reason)
 
     def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
-        self._ending, self._failed = reason, True
-        return lambda s: attempts.fail(
-            session=s,
-            job_id=self.job_id,
-            token=self.claimed.fencing_token,
-            reason=reason,
-            retryable=retryable,
-            summary=self._summary(s),
-        )
+        self._failed = True
+        return self._end(attempts.fail, reason, retryable=retryable)
+
+    def _end(self, write: Callable[..., Any], reason: str, **more: Any) -> Callable[[Session], Any]:
+        """The final write ending this attempt for `reason` (logged when it ends)."""
+        self._ending = reason
+        fields = dict(job_id=self.job_id, token=self.claimed.fencing_token, reason=reason, **more)
+        return lambda s: write(session=s, summary=self._summary(s), **fields)
 
     def _buffer_full(self, events: Events) -> str | None:
         waiting, bound = events.qsize(), self.settings.store_buffer_events

@@ -36,10 +36,6 @@ __all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
 log = logging.getLogger(__name__)
 
 
-def _threads_for(cpus: float) -> int:
-    return max(1, math.floor(cpus))
-
-
 class RayJob:
     """One job's gang on Ray: reserve the placement group, start the actors, stream
     the driver's events, and stop everything (also on cancel or error)."""
@@ -126,25 +122,21 @@ class RayJob:
             self._phase("resume")
         return first_round
 
+    def _actor_args(self, bundle: dict[str, float]) -> dict[str, Any]:
+        """What a replica and the driver both take: the rule, the data, their threads."""
+        threads = max(1, math.floor(bundle["CPU"]))
+        return dict(rule=self.rule, dtype=self.dtype, threads=threads, datasets=self.datasets)
+
     def _replica_args(self, bundle: dict[str, float], device: str) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "dtype": self.dtype,
-            "device": device,
-            "threads": _threads_for(bundle["CPU"]),
-            "datasets": self.datasets,
-        }
+        return {**self._actor_args(bundle), "device": device}
 
     def _driver_args(self, bundle: dict[str, float], replicas: list[Any]) -> dict[str, Any]:
         return {
-            "rule": self.rule,
+            **self._actor_args(bundle),
             "job_key": self.job_key,
             "attempt": self.attempt,
             "replicas": replicas,
-            "dtype": self.dtype,
             "artifacts_url": self.artifacts_url,
-            "datasets": self.datasets,
-            "threads": _threads_for(bundle["CPU"]),
             "dataplane_timeout_s": self.dataplane_timeout_s,
             "artifacts_outage_seconds": self.artifacts_outage_seconds,
         }
