@@ -27,6 +27,15 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DB_KINDS = ["sqlite", "postgresql"]
 
 
+def on_one_database(kind: str) -> pytest.MarkDecorator:
+    """Run a test on one database only: for a test of a process, Ray or file behaviour
+    (a drain, a crashed replica, a web worker's supervision) whose store writes run on
+    both databases in tests/store and tests/api. Such tests alternate the kind, so each
+    database still runs a share of them; docs/decisions.md says which and why."""
+    assert kind in DB_KINDS, kind
+    return pytest.mark.parametrize("db_url", [kind], indirect=True)
+
+
 def create_postgres_database() -> str:
     """A new, empty database; returns its URL. Pair with drop_postgres_database."""
     name = f"lagtrain_test_{os.getpid()}_{secrets.token_hex(4)}"

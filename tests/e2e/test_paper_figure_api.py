@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks.lag_paper import paper_spec, reach
 from service.client import TERMINAL_STATUSES, Client
+from tests.conftest import on_one_database
 from tests.e2e.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.ray
@@ -37,7 +38,7 @@ def first_below_target(client: Client, job_id: int) -> tuple[int, int]:
     raise AssertionError(f"job {job_id} never reached f - f* < {TARGET}")
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@on_one_database("sqlite")
 def test_paper_figure_through_the_api_equals_the_benchmark(
     service_stack: Stack,
     tmp_path: Path,

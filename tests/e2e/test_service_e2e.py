@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from service.client import TERMINAL_STATUSES, Client
+from tests.conftest import on_one_database
 from tests.e2e.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.ray
@@ -112,6 +113,7 @@ def check_cli(stack: Stack, job_id: int, tmp_path: Path) -> None:
     assert "cancel" in cli("cancel", str(queued))
 
 
+@on_one_database("postgresql")
 def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None:
     service_stack.start_server()
     service_stack.start_worker()
@@ -139,6 +141,7 @@ def test_cancel_stops_the_gang_and_frees_resources(service_stack: Stack) -> None
         assert summary["bytes_up_total"] > 0
 
 
+@on_one_database("sqlite")
 def test_killed_dispatcher_job_resumes_from_checkpoint(service_stack: Stack) -> None:
     service_stack.start_server()
     first = service_stack.start_worker()
@@ -169,7 +172,7 @@ def test_killed_dispatcher_job_resumes_from_checkpoint(service_stack: Stack) -> 
         assert min(m["seq"] for m in metrics if m["attempt"] == 2) > 20
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@on_one_database("postgresql")
 def test_two_dispatchers_run_every_job_exactly_once(service_stack: Stack) -> None:
     # Each dispatcher keeps warm actors (workers.warm_pool) for the gangs it runs at
     # once: most of the 40 actors of 20 gangs reuse a process instead of starting one

@@ -16,6 +16,7 @@ import pytest
 import ray
 
 from service.client import TERMINAL_STATUSES
+from tests.conftest import on_one_database
 from tests.e2e.conftest import Stack, wait_until
 from tests.e2e.sweep_checks import (
     LAGTRAIN,
@@ -40,13 +41,14 @@ def sweep_stack(service_stack: Stack) -> Stack:
     return service_stack
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@on_one_database("postgresql")
 def test_a_sweep_runs_to_completion(sweep_stack: Stack, db_url: str, tmp_path: Path) -> None:
     sweep_stack.start_server()
     sweep_stack.start_worker()
     check_a_sweep_runs_to_completion(sweep_stack.url, sweep_stack.admin_token, db_url, tmp_path)
 
 
+@on_one_database("sqlite")
 def test_a_restarted_server_and_dispatcher_continue_the_sweep_without_duplicates(
     sweep_stack: Stack, db_url: str
 ) -> None:
@@ -95,6 +97,7 @@ def test_a_restarted_server_and_dispatcher_continue_the_sweep_without_duplicates
     assert max_concurrent_jobs(db_url, sweep_id) <= 2
 
 
+@on_one_database("postgresql")
 def test_cancelling_a_sweep_stops_every_trial_job(sweep_stack: Stack) -> None:
     sweep_stack.start_server()
     sweep_stack.start_worker()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import on_one_database
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
 
@@ -91,6 +92,7 @@ def _listening_children(pid: int, port: int) -> set[int]:
     return {c for c in _children(pid) if _held_by(c, sockets, LISTEN)}
 
 
+@on_one_database("sqlite")
 def test_each_web_worker_listens_on_its_own_socket_and_takes_connections(
     service_stack: Stack,
 ) -> None:
@@ -144,6 +146,7 @@ def _two_web_workers(stack: Stack) -> tuple[subprocess.Popen[bytes], Callable[[]
     return server, listening
 
 
+@on_one_database("sqlite")
 def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
     """The supervisor starts another worker, on a socket of its own, when one dies; the
     API answers throughout from the other."""
@@ -160,6 +163,7 @@ def test_a_web_worker_that_dies_is_replaced(service_stack: Stack) -> None:
     assert "exited (-9); starting another" in service_stack.logs(), service_stack.logs()
 
 
+@on_one_database("postgresql")
 def test_a_hung_web_worker_is_killed_and_replaced(service_stack: Stack) -> None:
     """A worker that stops answering (here SIGSTOPped: alive, holding its socket, its
     connections unserved) is killed once a ping stays out past the timeout, and a new
@@ -179,6 +183,7 @@ def test_a_hung_web_worker_is_killed_and_replaced(service_stack: Stack) -> None:
     assert f"web worker {victim} exited (-9); starting another" in logs, logs
 
 
+@on_one_database("postgresql")
 def test_web_workers_stop_when_their_supervisor_is_killed(service_stack: Stack) -> None:
     """No orphan keeps serving on the shared port (SO_REUSEPORT would let a new
     server bind beside it) once `lagtrain server` itself dies, even by SIGKILL."""

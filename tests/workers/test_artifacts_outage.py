@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.artifacts import job_folder
 from service.settings import Settings
 from service.store.models import Checkpoint, Job, JobAttempt, Metric
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 from tests.workers.test_dispatcher import finished, running_dispatcher, submit
 
@@ -44,6 +45,7 @@ def block(settings: Settings, job_id: int) -> Path:
     return folder
 
 
+@on_one_database("postgresql")
 def test_a_checkpoint_write_waits_out_an_unwritable_artifacts_folder(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> None:
@@ -84,6 +86,7 @@ def test_a_checkpoint_write_waits_out_an_unwritable_artifacts_folder(
     assert seqs == list(range(1, rounds + 1))
 
 
+@on_one_database("sqlite")
 def test_a_drain_during_the_outage_hands_the_job_back_unused(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> None:

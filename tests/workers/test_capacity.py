@@ -20,6 +20,7 @@ from service.store.explain import explain_job
 from service.store.jobs import enqueue
 from service.store.models import Job
 from service.store.users import create_user
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 from tests.ray_cluster import RAY_TEST_CPUS
 from workers.capacity import CapacityWindow
@@ -75,6 +76,7 @@ def dipped_dispatcher(
     thread.join(timeout=60)
 
 
+@on_one_database("sqlite")
 @pytest.mark.ray
 def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
     dipped_dispatcher: Dispatcher,

@@ -19,6 +19,7 @@ from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import TERMINAL, Checkpoint, Job, JobEvent, Metric
 from service.store.users import create_user
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
 from workers.resume import verified_resume
@@ -77,6 +78,7 @@ def _start(
     return dispatcher, thread
 
 
+@on_one_database("postgresql")
 @pytest.mark.ray
 def test_a_corrupt_newest_checkpoint_falls_back_and_the_job_still_succeeds(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str

@@ -26,6 +26,7 @@ from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import TERMINAL, Checkpoint, Job, JobAttempt, Metric
 from service.store.users import create_user
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
 
@@ -105,6 +106,7 @@ def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
     assert job.summary["uploads_total"] > 0 and job.summary["bytes_up_total"] > 0
 
 
+@on_one_database("sqlite")
 def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     dispatcher: Dispatcher, session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -154,6 +156,7 @@ def test_a_crashed_replica_costs_an_attempt_and_the_next_resumes(
     }
 
 
+@on_one_database("postgresql")
 def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> None:

@@ -17,6 +17,7 @@ from service.store.jobs import enqueue
 from service.store.models import Checkpoint, Job, JobAttempt, Metric
 from service.store.models import Dispatcher as DispatcherRow
 from service.store.users import create_user
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
 
@@ -41,6 +42,7 @@ def _start(
     return dispatcher, thread
 
 
+@on_one_database("postgresql")
 def test_a_drained_dispatcher_hands_its_jobs_back_checkpointed_without_using_attempts(
     settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> None:

@@ -22,6 +22,7 @@ from service.store.jobs import enqueue
 from service.store.models import Dispatcher as DispatcherRow
 from service.store.models import Job, JobAttempt
 from service.store.users import create_user
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers import ray_job
 from workers.dispatcher import SHUTDOWN_JOIN_SECONDS, Dispatcher
@@ -94,6 +95,7 @@ def _outcomes(sessions: sessionmaker[Session], job_id: int) -> list[str | None]:
         return [a.outcome for a in attempts]
 
 
+@on_one_database("sqlite")
 def test_the_loop_heartbeats_and_drains_while_a_gang_starts_and_claims_after_placement(
     settings: Settings,
     session_factory: sessionmaker[Session],

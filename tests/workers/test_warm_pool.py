@@ -15,6 +15,7 @@ import ray
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from tests.conftest import on_one_database
 from tests.workers.reference import reference_records
 from workers.ray_job import RayJob, RecordEvent, run_on_ray
 from workers.warm_pool import WarmPool
@@ -103,6 +104,7 @@ def test_a_job_stopped_early_gives_nothing_back(pool: WarmPool, tmp_path: Path) 
             ray.get(actor.reset.remote(), timeout=30)
 
 
+@on_one_database("postgresql")
 def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
     settings: Any, session_factory: Any, clean_db: None, ray_address: str
 ) -> None:
