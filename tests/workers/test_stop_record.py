@@ -50,6 +50,24 @@ def test_a_clean_exit_records_that_the_dispatcher_stopped(tmp_path: Path) -> Non
     assert _stopped_at(sessions) is not None
 
 
+def test_an_exit_by_an_exception_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a clean exit says so: a dispatcher whose loop an exception (here an
+    interrupt) leaves, like one that exits at once on a second SIGTERM, leaves its row
+    to age into "lost" by its lease."""
+    settings, sessions = _store(tmp_path)
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+
+    def interrupted() -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dispatcher, "_drain_over", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dispatcher.run_forever()
+    assert _stopped_at(sessions) is None
+
+
 def test_a_locked_store_at_exit_does_not_hold_the_exit(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
