@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from service.schemas.metric_names import HEADLINE_METRICS
+from service.schemas.metric_names import BASELINES, HEADLINE_METRICS
 
 PERCENT_FIGURES = 3
 
@@ -56,5 +56,7 @@ def figures(raw: dict[str, float | None]) -> str:
         parts.append(f"bytes {percent(1 - sent / dense_bytes)} saved")
     for key in HEADLINE_METRICS:
         if key in values:
-            parts.append(f"{key} {values[key]:.4g}")
+            baseline = BASELINES.get(key, "")
+            against = f" ({baseline} {values[baseline]:.4g})" if baseline in values else ""
+            parts.append(f"{key} {values[key]:.4g}{against}")
     return "  ".join(parts)

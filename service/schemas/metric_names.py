@@ -27,17 +27,27 @@ ROUND_METRICS: tuple[str, ...] = (
 )
 # Added at evaluation rounds (every eval_every-th and the last), per task.
 EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
-    "char_lm": ("val_loss", "val_perplexity"),
+    "char_lm": ("val_loss", "val_perplexity", "unigram_perplexity"),
     "sequence_classification": ("val_loss", "val_accuracy"),
     "adding": ("val_loss", "val_mse"),
     "copy_memory": ("val_loss", "val_accuracy"),
     "lag_paper_linreg": ("val_loss", "optimality_gap"),  # optimality_gap: every round too
 }
-# Each task's headline evaluation metric (its one evaluation metric besides val_loss),
-# in the order the CLI and the dashboard look for them: the first a job has is its
-# task's headline.
+# A reference a task reports beside its headline, by the headline it is read against:
+# the same figure for a model that learned only the training text's character
+# frequencies (docs/tasks.md). Constant through a job; the CLI writes it after its
+# headline and the dashboard draws it as a dashed line on the headline's chart.
+BASELINES: dict[str, str] = {"val_perplexity": "unigram_perplexity"}
+# Each task's headline evaluation metric (its one evaluation metric besides val_loss
+# and a baseline), in the order the CLI and the dashboard look for them: the first a
+# job has is its task's headline.
 HEADLINE_METRICS: tuple[str, ...] = tuple(
-    dict.fromkeys(name for names in EVAL_METRICS.values() for name in names if name != "val_loss")
+    dict.fromkeys(
+        name
+        for names in EVAL_METRICS.values()
+        for name in names
+        if name != "val_loss" and name not in BASELINES.values()
+    )
 )
 # Metrics counted in bytes (bytes_up_total, dense_equiv_bytes): written in binary units
 # wherever they are shown. The summary's bytes_saved_fraction is a fraction.

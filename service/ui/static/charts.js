@@ -1,5 +1,5 @@
 // Charts are drawn by plotly.js (served by this server); this module only shapes data.
-import { HEADLINE_METRICS } from "../rules.js";
+import { BASELINES, HEADLINE_METRICS } from "../rules.js";
 import { bytes } from "./dom.js";
 
 // Long runs are downsampled for drawing: each bucket of rounds keeps its first, min
@@ -136,6 +136,12 @@ export const VALIDATION_METRICS = [...HEADLINE_METRICS, "val_loss"];
 
 export function validationMetric(names) {
   return VALIDATION_METRICS.find((n) => names.has(n));
+}
+
+// The baseline a headline metric is read against, where the server names one (a
+// language model's unigram perplexity): the name of its series, or undefined.
+export function baselineOf(name) {
+  return BASELINES[name];
 }
 
 // The optimality gap falls by orders of magnitude (to 1e-8 and below): on a linear

@@ -109,7 +109,13 @@ class CharLMTask(ShardedTask):
             total += float(F.cross_entropy(flat_logits, batch.targets.reshape(-1), reduction="sum"))
             count += batch.targets.numel()
         val_loss = total / count
-        return {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 700.0))}
+        perplexity = math.exp(min(val_loss, 700.0))
+        # The baseline beside it, so a reader sees what "better than nothing" is.
+        return {
+            "val_loss": val_loss,
+            "val_perplexity": perplexity,
+            "unigram_perplexity": self.unigram_perplexity,
+        }
 
 
 def _unigram_perplexity(train: np.ndarray, val_targets: np.ndarray, vocab_size: int) -> float:

@@ -3,7 +3,7 @@
 // cancel, delete a finished job's checkpoints, delete a finished job).
 import { allMetrics, api, poller, stream } from "../api.js";
 import {
-  line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
+  baselineOf, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
 import {
   bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, section, statusBadge, streamWaitNote,
@@ -173,7 +173,13 @@ export async function render(root, params, signal) {
     // Markers for a metric of evaluation rounds only; the optimality gap, reported
     // every round, is a line (thousands of markers would only slow the redraws).
     const mode = valRounds.length < n ? "lines+markers" : "lines";
-    plot(evalChart, valName ? [line(valName, valRounds, values, { mode })] : [],
+    const traces = valName ? [line(valName, valRounds, values, { mode })] : [];
+    const baseline = baselineOf(valName);
+    if (baseline && series.values[baseline]) {
+      traces.push(line(`${baseline} (baseline)`, ...column(baseline),
+        { mode: "lines", line: { dash: "dash", color: "#888" } }));
+    }
+    plot(evalChart, traces,
       { title: { text: valName || "validation (at eval rounds)" },
         xaxis: rounds(), yaxis: { ...valueAxis(valName), ...empty() } });
     plot(uploadChart, [
