@@ -11,6 +11,7 @@ from torch import nn
 from service.schemas.data_limits import MAX_VAL_SAMPLES
 from tests.training.task_helpers import SMALL_TASKS, make_spec, make_task
 from workers.training.tasks.base import Batch
+from workers.training.tasks.char_lm import CharLMTask
 from workers.training.tasks.sharded import ShardedTask
 
 KINDS = list(SMALL_TASKS)
@@ -109,11 +110,14 @@ def test_loss_and_evaluation(kind: str) -> None:
     model.train()
     metrics = task.evaluate(model)
     assert model.training, "evaluate must restore the training flag"
-    assert set(metrics) == {"val_loss", EXPECTED_METRIC[kind]}
+    baseline = {"unigram_perplexity"} if kind == "char_lm" else set()
+    assert set(metrics) == {"val_loss", EXPECTED_METRIC[kind], *baseline}
     assert all(isinstance(v, float) for v in metrics.values())
     assert metrics == task.evaluate(model)
     if kind == "char_lm":
+        assert isinstance(task, CharLMTask)
         assert metrics["val_perplexity"] == pytest.approx(torch.tensor(metrics["val_loss"]).exp())
+        assert metrics["unigram_perplexity"] == task.unigram_perplexity
     if EXPECTED_METRIC[kind] == "val_accuracy":
         assert 0.0 <= metrics["val_accuracy"] <= 1.0
 
