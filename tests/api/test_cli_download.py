@@ -201,7 +201,11 @@ def test_watchfigures_show_the_bytes_saved_beside_the_uploads() -> None:
 def test_watch_figures_write_a_language_models_baseline_after_its_perplexity() -> None:
     from service.cli_figures import figures
 
-    record = {"train_loss": 2.5, "val_perplexity": 9.87654, "unigram_perplexity": 27.123}
+    record: dict[str, float | None] = {
+        "train_loss": 2.5,
+        "val_perplexity": 9.87654,
+        "unigram_perplexity": 27.123,
+    }
     assert figures(record) == "loss 2.5  val_perplexity 9.877 (unigram_perplexity 27.12)"
     # Records of other tasks, or of a job from before the baseline, write no baseline.
     assert figures({"val_perplexity": 9.87654}) == "val_perplexity 9.877"
