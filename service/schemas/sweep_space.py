@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
 from service.schemas.jobspec import JobSpec
-from service.schemas.metric_names import final_metric_names
+from service.schemas.metric_names import BASELINES, final_metric_names
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
 from service.schemas.sweeps import CategoricalParam, FloatParam, IntParam, SweepSpec
@@ -248,10 +248,21 @@ def _pruning_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Prob
 
 def _metric_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
     problems: list[Problem] = []
+    baselines = {baseline: headline for headline, baseline in BASELINES.items()}
+    for i, objective in enumerate(spec.objectives):
+        if objective.metric in baselines:
+            # Reported beside the model's figure, but measures the data, not the model.
+            problems.append(
+                (
+                    ("objectives", i, "metric"),
+                    f"objectives.{i}.metric: {objective.metric!r} is a baseline that no "
+                    f"trial's model changes; search on {baselines[objective.metric]!r}",
+                )
+            )
     for kind in sorted({c.task.kind for c in corners}):
         names = final_metric_names(kind)
         for i, objective in enumerate(spec.objectives):
-            if objective.metric not in names:
+            if objective.metric not in names and objective.metric not in baselines:
                 problems.append(
                     (
                         ("objectives", i, "metric"),

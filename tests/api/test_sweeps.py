@@ -176,6 +176,14 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         ),
         "parameters.task.dataset",
     ),
+    (
+        "a baseline as the objective",
+        sweep_with(
+            base={**SMALL_SPEC, "task": {"kind": "char_lm"}},
+            objectives=[{"metric": "unigram_perplexity", "direction": "minimize"}],
+        ),
+        "objectives.0.metric",
+    ),
     # SMALL_SPEC: 5 rounds, eval_every at its default (50): no intermediate objective.
     ("pruning with nothing to prune", sweep_with(pruner={"type": "median"}), "pruner"),
     ("no budget", sweep_with(trials=0), "trials"),
