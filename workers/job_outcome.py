@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import ray
 from sqlalchemy.orm import Session
 
+from service.schemas.metric_names import EVAL_METRIC_NAMES
 from service.store import metrics
 from service.store.models import Job
 from workers.ray_job import JobEvent, RecordEvent
@@ -95,11 +96,7 @@ class Progress:
             self.last_round = event.round
             self.last_values = event.values
             self.eval_values.update(
-                {
-                    k: v
-                    for k, v in event.values.items()
-                    if k.startswith("val_") or k == "optimality_gap"
-                }
+                {k: v for k, v in event.values.items() if k in EVAL_METRIC_NAMES}
             )
 
 

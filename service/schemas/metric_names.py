@@ -33,6 +33,11 @@ EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
     "copy_memory": ("val_loss", "val_accuracy"),
     "lag_paper_linreg": ("val_loss", "optimality_gap"),  # optimality_gap: every round too
 }
+# Every evaluation figure of any task: what a job's summary keeps from its latest
+# evaluation when it ends between two (workers.job_outcome.Progress).
+EVAL_METRIC_NAMES: frozenset[str] = frozenset(
+    name for names in EVAL_METRICS.values() for name in names
+)
 # A reference a task reports beside its headline, by the headline it is read against:
 # the same figure for a model that learned only the training text's character
 # frequencies (docs/tasks.md). Constant through a job; the CLI writes it after its

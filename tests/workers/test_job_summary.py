@@ -67,3 +67,20 @@ def test_a_record_without_dense_equiv_bytes_claims_no_bytes_saved() -> None:
     done = summarise(progress)
     assert done["uploads_saved_fraction"] == 0.75
     assert done["dense_equiv_bytes"] == 0.0 and done["bytes_saved_fraction"] == 0.0
+
+
+def test_a_job_ending_between_evaluations_keeps_its_latest_evaluation_whole() -> None:
+    """Cancelled or failed after an evaluation round: the summary's final metrics are
+    the last round's values with the latest evaluation's figures, the baseline too."""
+    progress = Progress()
+    evaluation = {"train_loss": 2.1, "val_loss": 2.3, "val_perplexity": 9.9}
+    progress.record(RecordEvent(9, {**evaluation, "unigram_perplexity": 27.1}, uploaded=()))
+    progress.record(RecordEvent(10, {"train_loss": 1.9, "uploads_total": 12.0}, uploaded=()))
+    final = summarise(progress)["final_metrics"]
+    assert final == {
+        "train_loss": 1.9,
+        "uploads_total": 12.0,
+        "val_loss": 2.3,
+        "val_perplexity": 9.9,
+        "unigram_perplexity": 27.1,
+    }
