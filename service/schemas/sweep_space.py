@@ -249,23 +249,24 @@ def _pruning_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Prob
 def _metric_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
     problems: list[Problem] = []
     baselines = {baseline: headline for headline, baseline in BASELINES.items()}
-    for i, objective in enumerate(spec.objectives):
-        if objective.metric in baselines:
-            # Reported beside the model's figure, but measures the data, not the model.
-            problems.append(
-                (
-                    ("objectives", i, "metric"),
-                    f"objectives.{i}.metric: {objective.metric!r} is a baseline that no "
-                    f"trial's model changes; search on {baselines[objective.metric]!r}",
-                )
-            )
     for kind in sorted({c.task.kind for c in corners}):
         names = final_metric_names(kind)
         for i, objective in enumerate(spec.objectives):
-            if objective.metric not in names and objective.metric not in baselines:
+            where = ("objectives", i, "metric")
+            headline = baselines.get(objective.metric)
+            if headline is not None and objective.metric in names:
+                # Reported beside the model's figure, but measures the data, not the model.
                 problems.append(
                     (
-                        ("objectives", i, "metric"),
+                        where,
+                        f"objectives.{i}.metric: {objective.metric!r} is a baseline that no "
+                        f"trial's model changes; search on {headline!r}",
+                    )
+                )
+            elif objective.metric not in names:
+                problems.append(
+                    (
+                        where,
                         f"objectives.{i}.metric: {objective.metric!r} is not a metric of "
                         f"{kind} jobs (they report: {', '.join(names)})",
                     )

@@ -223,6 +223,22 @@ def test_the_summary_figures_are_objectives_and_a_misspelt_one_is_422(api: Api) 
     assert counts(api) == (1, 0)
 
 
+def test_a_baseline_objective_is_422_saying_what_to_search_on(api: Api) -> None:
+    """unigram_perplexity is reported by char_lm jobs, but measures the text: a 422
+    naming val_perplexity; a space without char_lm jobs does not report it at all."""
+    _uid, alice = api.create_user("alice")
+    baseline = [{"metric": "unigram_perplexity", "direction": "minimize"}]
+    char_lm = {**SMALL_SPEC, "task": {"kind": "char_lm"}}
+    for base, says in (
+        (char_lm, "is a baseline that no trial's model changes; search on 'val_perplexity'"),
+        (SMALL_SPEC, "is not a metric of adding jobs"),
+    ):
+        sweep = sweep_with(base=base, objectives=baseline)
+        detail = assert_json_error(api.client.post("/v1/sweeps", json=sweep, headers=alice), 422)
+        at_field = [e["msg"] for e in detail if e["loc"][1:] == ["objectives", 0, "metric"]]
+        assert len(at_field) == 1 and f"'unigram_perplexity' {says}" in at_field[0], detail
+
+
 def test_another_users_sweep_is_404_and_admins_see_every_sweep(api: Api) -> None:
     _a, alice = api.create_user("alice")
     _b, bob = api.create_user("bob")

@@ -2,8 +2,8 @@
 `lagtrain server` and `lagtrain worker`; on SQLite through `lagtrain server --embedded`
 in tests/e2e/test_embedded.py), submitted and watched with the CLI, never more than
 `parallel` trial jobs at once; a killed server and dispatcher, restarted, continue a
-sweep without duplicate trials; cancelling a sweep stops every trial job (both on
-SQLite and PostgreSQL)."""
+sweep without duplicate trials (on SQLite); cancelling a sweep stops every trial job
+(on PostgreSQL). The store's part of each runs on both in tests/sweeps and tests/api."""
 
 from __future__ import annotations
 

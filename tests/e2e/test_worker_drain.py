@@ -1,7 +1,8 @@
 """SIGTERM to `lagtrain worker` (issue 9, point 4), as an operator deploying would
 send it: the worker exits 0 within its drain bound, its running job goes back to
 the queue without using an attempt, and another worker finishes it from the
-checkpoint the drain wrote (on SQLite and PostgreSQL). A second SIGTERM exits at once.
+checkpoint the drain wrote (on SQLite; tests/workers/test_drain.py drains a dispatcher
+on PostgreSQL). A second SIGTERM exits at once.
 /v1/cluster reads the drained worker stopped at once (not alive until its lease
 timeout); one that exited at once, before its drain handed its job back, did not say
 so, and stays unstopped."""

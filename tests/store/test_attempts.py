@@ -19,6 +19,7 @@ from service.store.attempts import (
     fail,
     finish,
     heartbeat,
+    release,
     requeue_expired,
 )
 from service.store.checkpoints import latest_checkpoint, record_checkpoint
@@ -302,6 +303,32 @@ def test_fail_retryable_requeues_until_attempts_run_out(
             select(JobAttempt.outcome, JobAttempt.error).order_by(JobAttempt.number)
         )
         assert [tuple(o) for o in outcomes] == [("failed", "OOM"), ("failed", job.error)]
+
+
+def test_release_hands_a_running_job_back_without_using_an_attempt(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """A draining worker's hand-back: queued again, the attempt ends 'released' and
+    max_attempts grows by one, so the attempts left stay as they were; the released
+    attempt's token is stale from then on."""
+    job_id = submit(make_user("ann"), max_attempts=2)
+    first = claim(session_factory)
+    with transaction(session_factory) as session:
+        job = release(session=session, job_id=job_id, token=first.fencing_token, reason="drained")
+        assert (job.status, job.attempt, job.max_attempts) == ("queued", 1, 3)
+    with pytest.raises(StaleLease), transaction(session_factory) as session:
+        heartbeat(
+            session=session,
+            job_id=job_id,
+            token=first.fencing_token,
+            lease_seconds=30,
+            default_max_job_hours=SERVER_HOURS,
+        )
+    second = claim(session_factory)
+    assert (second.attempt, load_job(session_factory, job_id).max_attempts) == (2, 3)
+    with session_factory() as session:
+        outcomes = session.execute(select(JobAttempt.outcome).order_by(JobAttempt.number))
+        assert [o for (o,) in outcomes] == ["released", None]
 
 
 def test_fail_permanent_and_while_cancelling(

@@ -1,7 +1,7 @@
 """The dispatcher against a real store (SQLite and PostgreSQL) and the session's
 real local Ray: divergence fails the job with its round, a crashed replica costs an
-attempt and the next one resumes, a hung one fails it once the gang is silent, an
-impossible gang fails naming the resource."""
+attempt and the next one resumes (on SQLite), a hung one fails it once the gang is
+silent (on PostgreSQL), an impossible gang fails naming the resource."""
 
 from __future__ import annotations
 

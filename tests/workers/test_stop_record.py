@@ -6,8 +6,11 @@ a dispatcher stopped before its loop runs only shuts down."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from pathlib import Path
+from typing import NoReturn, cast
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +22,7 @@ from service.store.migrate import upgrade
 from service.store.models import Dispatcher as DispatcherRow
 from tests.polling import wait_until
 from tests.workers.test_store_outage import _locked_sqlite
+from workers import embedded
 from workers.dispatcher import Dispatcher
 from workers.stop_record import RECORD_STOPPED_SECONDS, record_stopped
 
@@ -54,8 +58,8 @@ def test_an_exit_by_an_exception_records_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only a clean exit says so: a dispatcher whose loop an exception (here an
-    interrupt) leaves, like one that exits at once on a second SIGTERM, leaves its row
-    to age into "lost" by its lease."""
+    interrupt) leaves runs its shutdown but records nothing, and its row ages into
+    "lost" by its lease."""
     settings, sessions = _store(tmp_path)
     dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
 
@@ -66,6 +70,37 @@ def test_an_exit_by_an_exception_records_nothing(
     with pytest.raises(KeyboardInterrupt):
         dispatcher.run_forever()
     assert _stopped_at(sessions) is None
+
+
+def test_a_second_signal_exits_at_once_past_the_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lagtrain worker`'s handlers: the first SIGTERM drains (the shutdown, and its
+    stop record, follow once the jobs are back); a second exits the process at once
+    (os._exit: no shutdown, no record), with the signal's exit status."""
+    drains: list[float] = []
+    exits: list[int] = []
+
+    class Draining:
+        def drain(self, timeout_s: float) -> None:
+            drains.append(timeout_s)
+
+    def exit_now(status: int) -> NoReturn:  # os._exit never returns
+        exits.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        embedded.install_drain_handlers(cast(Dispatcher, Draining()), drain_seconds=20)
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)
+        assert (len(drains), exits) == (1, [])
+        with pytest.raises(SystemExit):
+            handler(signal.SIGTERM, None)
+        assert (len(drains), exits) == (1, [128 + signal.SIGTERM])
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def test_a_locked_store_at_exit_does_not_hold_the_exit(
