@@ -79,16 +79,20 @@ def test_sigterm_drains_a_worker_and_its_job_continues_elsewhere(service_stack: 
             what="the first SIGTERM to be handled",
         )
         second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 128 + signal.SIGTERM, service_stack.logs()
+        status = second.wait(timeout=30)
         dispatchers = client._request("GET", "/v1/cluster")["dispatchers"]
         [other] = [d for d in dispatchers if d["id"] != drained["id"]]
         # The first signal's drain races the second signal: a short round can end, be
         # checkpointed and handed back before the second signal lands (then the exit
         # was clean, and is recorded). max_attempts says which came first: a hand-back
-        # adds one, a lost attempt (its lease left to run out) does not.
+        # adds one, a lost attempt (its lease left to run out) does not. Both happen;
+        # tests/workers/test_stop_record.py tests each path without the race.
         handed_back = client.job(job_id)["max_attempts"] == 4
         print(f"second worker: drain {'won' if handed_back else 'lost'} the race")
-        if not handed_back:
+        if handed_back:  # exited on the second signal, or done just before it came
+            assert status in (0, 128 + signal.SIGTERM), service_stack.logs()
+        else:
+            assert status == 128 + signal.SIGTERM, service_stack.logs()
             # An exit at once records nothing: that row is judged by last_seen_at alone.
             assert other["stopped_at"] is None, other
 
