@@ -144,6 +144,19 @@ export function baselineOf(name) {
   return BASELINES[name];
 }
 
+// A finished job's headline that is no better than its baseline (every baseline so
+// far is a perplexity: lower is better): [headline, baseline, its value], or null.
+export function noBetterThanBaseline(finalMetrics) {
+  for (const [headline, baseline] of Object.entries(BASELINES)) {
+    const value = finalMetrics?.[headline];
+    const reference = finalMetrics?.[baseline];
+    if (value != null && reference != null && value >= reference) {
+      return [headline, baseline, reference];
+    }
+  }
+  return null;
+}
+
 // The optimality gap falls by orders of magnitude (to 1e-8 and below): on a linear
 // axis every round after the first few reads as zero.
 const LOG_SCALE_METRICS = new Set(["optimality_gap"]);

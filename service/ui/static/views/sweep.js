@@ -8,7 +8,7 @@
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial);
 // and delete a finished one with its trials' jobs (their metrics and checkpoints).
 import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
-import { bytesAxis, plainText, plot, valueAxis } from "../charts.js";
+import { bytesAxis, noBetterThanBaseline, plainText, plot, valueAxis } from "../charts.js";
 import {
   bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, section, statusBadge,
   streamWaitNote, TERMINAL,
@@ -127,9 +127,10 @@ export async function render(root, params, signal) {
       (bytesMetric(objectives[i]?.metric) ? bytes(v) : fmt(v))).join(", ") : "—"),
     el("td", { class: "bytes-up" }, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)),
     // Why a trial failed (an invalid point, its job's error) or why a pending one
-    // waits (the owner's quota): an error only for a failed trial.
+    // waits (the owner's quota): an error only for a failed trial. A succeeded one
+    // whose model did no better than its baseline says so (a wasted point).
     el("td", { class: `trial-error free ${t.status === "failed" ? "error" : "muted"}` },
-      t.error || ""))));
+      t.error || (t.status === "succeeded" ? baselineNote(jobs.get(t.job_id)) : "")))));
     if (TERMINAL.has(status)) finishedFeed();
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
@@ -173,4 +174,11 @@ export async function render(root, params, signal) {
     },
   });
   waiting.onLive();
+}
+
+// "no better than its unigram_perplexity (24.6)" for a trial job whose model did not
+// beat its baseline; "" otherwise (and before the job's summary is read).
+function baselineNote(job) {
+  const worse = noBetterThanBaseline(job?.summary?.final_metrics);
+  return worse ? `${worse[0]} no better than its ${worse[1]} (${fmt(worse[2])})` : "";
 }
