@@ -56,7 +56,7 @@ def figures(raw: dict[str, float | None]) -> str:
         parts.append(f"bytes {percent(1 - sent / dense_bytes)} saved")
     for key in HEADLINE_METRICS:
         if key in values:
-            baseline = BASELINES.get(key, "")
+            baseline = BASELINES.get(key)
             against = f" ({baseline} {values[baseline]:.4g})" if baseline in values else ""
             parts.append(f"{key} {values[key]:.4g}{against}")
     return "  ".join(parts)

@@ -176,8 +176,8 @@ export async function render(root, params, signal) {
   waiting.onLive();
 }
 
-// "no better than its unigram_perplexity (24.6)" for a trial job whose model did not
-// beat its baseline; "" otherwise (and before the job's summary is read).
+// "val_perplexity no better than its unigram_perplexity (24.6)" for a trial job
+// whose model did not beat its baseline; "" otherwise (and before its summary is read).
 function baselineNote(job) {
   const worse = noBetterThanBaseline(job?.summary?.final_metrics);
   return worse ? `${worse[0]} no better than its ${worse[1]} (${fmt(worse[2])})` : "";
