@@ -28,9 +28,9 @@ ROUND_METRICS: tuple[str, ...] = (
 # Added at evaluation rounds (every eval_every-th and the last), per task.
 EVAL_METRICS: dict[TaskKind, tuple[str, ...]] = {
     "char_lm": ("val_loss", "val_perplexity", "unigram_perplexity"),
-    "sequence_classification": ("val_loss", "val_accuracy"),
-    "adding": ("val_loss", "val_mse"),
-    "copy_memory": ("val_loss", "val_accuracy"),
+    "sequence_classification": ("val_loss", "val_accuracy", "chance_accuracy"),
+    "adding": ("val_loss", "val_mse", "chance_mse"),
+    "copy_memory": ("val_loss", "val_accuracy", "chance_accuracy"),
     "lag_paper_linreg": ("val_loss", "optimality_gap"),  # optimality_gap: every round too
 }
 # Every evaluation figure of any task: what a job's summary keeps from its latest
@@ -39,10 +39,18 @@ EVAL_METRIC_NAMES: frozenset[str] = frozenset(
     name for names in EVAL_METRICS.values() for name in names
 )
 # A reference a task reports beside its headline, by the headline it is read against:
-# the same figure for a model that learned only the training text's character
-# frequencies (docs/tasks.md). Constant through a job; the CLI writes it after its
-# headline and the dashboard draws it as a dashed line on the headline's chart.
-BASELINES: dict[str, str] = {"val_perplexity": "unigram_perplexity"}
+# the same figure for a model that learned nothing from its inputs — only the training
+# split's character frequencies, label frequencies or targets' mean (docs/tasks.md).
+# Constant through a job; the CLI writes it after its headline, the dashboard draws it
+# as a dashed line on the headline's chart, and the sweep page flags a trial whose
+# model did no better.
+BASELINES: dict[str, str] = {
+    "val_perplexity": "unigram_perplexity",
+    "val_mse": "chance_mse",
+    "val_accuracy": "chance_accuracy",
+}
+# Headlines where a larger value is the better model (every other one: smaller).
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"val_accuracy"})
 # Each task's headline evaluation metric (its one evaluation metric besides val_loss
 # and a baseline), in the order the CLI and the dashboard look for them: the first a
 # job has is its task's headline.

@@ -198,7 +198,7 @@ def test_watchfigures_show_the_bytes_saved_beside_the_uploads() -> None:
     assert figures({**laq, "bytes_up_total": 2500.0}) == "uploads 40/40 (0 % saved)"
 
 
-def test_watch_figures_write_a_language_models_baseline_after_its_perplexity() -> None:
+def test_watch_figures_write_a_tasks_baseline_after_its_headline() -> None:
     from service.cli_figures import figures
 
     record: dict[str, float | None] = {
@@ -210,3 +210,7 @@ def test_watch_figures_write_a_language_models_baseline_after_its_perplexity() -
     # Records of other tasks, or of a job from before the baseline, write no baseline.
     assert figures({"val_perplexity": 9.87654}) == "val_perplexity 9.877"
     assert figures({"unigram_perplexity": 27.123}) == ""
+    classifier: dict[str, float | None] = {"val_accuracy": 0.91234, "chance_accuracy": 0.1034}
+    assert figures(classifier) == "val_accuracy 0.9123 (chance_accuracy 0.1034)"
+    regression: dict[str, float | None] = {"val_mse": 0.0042, "chance_mse": 0.1671}
+    assert figures(regression) == "val_mse 0.0042 (chance_mse 0.1671)"

@@ -78,7 +78,12 @@ def test_the_pages_rules_module_says_what_the_api_does(api: Api) -> None:
     too_many = api.client.get(f"{metrics}{rules['MAX_METRICS_PAGE'] + 1}", headers=api.admin)
     assert assert_json_error(too_many, 422)[0]["loc"] == ["query", "limit"]
     assert rules["HEADLINE_METRICS"][:1] and "val_loss" not in rules["HEADLINE_METRICS"]
-    assert rules["BASELINES"] == {"val_perplexity": "unigram_perplexity"}
+    baselines = rules["BASELINES"]
+    assert baselines["val_perplexity"] == "unigram_perplexity"
+    assert baselines["val_accuracy"] == "chance_accuracy"
+    assert set(baselines) <= set(rules["HEADLINE_METRICS"])
+    assert not set(baselines.values()) & set(rules["HEADLINE_METRICS"])
+    assert rules["HIGHER_IS_BETTER"] == ["val_accuracy"]  # the sweep page's comparison
     assert rules["BYTE_METRICS"] == ["bytes_up_total", "dense_equiv_bytes"]
     assert rules["AUDIT_ACTIONS"] == sorted(AuditAction)  # the audit page's datalist
     assert rules["AUDIT_PREFIXES"] == sorted({a.partition(".")[0] + "." for a in AuditAction})

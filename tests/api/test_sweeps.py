@@ -225,18 +225,21 @@ def test_the_summary_figures_are_objectives_and_a_misspelt_one_is_422(api: Api) 
 
 def test_a_baseline_objective_is_422_saying_what_to_search_on(api: Api) -> None:
     """unigram_perplexity is reported by char_lm jobs, but measures the text: a 422
-    naming val_perplexity; a space without char_lm jobs does not report it at all."""
+    naming val_perplexity; a space without char_lm jobs does not report it at all.
+    The same for adding's chance_mse (SMALL_SPEC is an adding job)."""
     _uid, alice = api.create_user("alice")
-    baseline = [{"metric": "unigram_perplexity", "direction": "minimize"}]
     char_lm = {**SMALL_SPEC, "task": {"kind": "char_lm"}}
-    for base, says in (
-        (char_lm, "is a baseline that no trial's model changes; search on 'val_perplexity'"),
-        (SMALL_SPEC, "is not a metric of adding jobs"),
+    baseline_of = "is a baseline that no trial's model changes; search on"
+    for base, metric, says in (
+        (char_lm, "unigram_perplexity", f"{baseline_of} 'val_perplexity'"),
+        (SMALL_SPEC, "unigram_perplexity", "is not a metric of adding jobs"),
+        (SMALL_SPEC, "chance_mse", f"{baseline_of} 'val_mse'"),
     ):
-        sweep = sweep_with(base=base, objectives=baseline)
+        objectives = [{"metric": metric, "direction": "minimize"}]
+        sweep = sweep_with(base=base, objectives=objectives)
         detail = assert_json_error(api.client.post("/v1/sweeps", json=sweep, headers=alice), 422)
         at_field = [e["msg"] for e in detail if e["loc"][1:] == ["objectives", 0, "metric"]]
-        assert len(at_field) == 1 and f"'unigram_perplexity' {says}" in at_field[0], detail
+        assert len(at_field) == 1 and f"{metric!r} {says}" in at_field[0], detail
 
 
 def test_another_users_sweep_is_404_and_admins_see_every_sweep(api: Api) -> None:

@@ -15,6 +15,8 @@ import torch
 from tests.training.task_helpers import SMALL_TASKS, make_spec, make_task
 from workers.training.data_files import SHAKESPEARE_PLAYS, read_bundled_digits, read_shakespeare
 from workers.training.tasks.char_lm import CharLMTask
+from workers.training.tasks.sequence import SequenceClassificationTask
+from workers.training.tasks.splits import chance_accuracy
 from workers.training.tasks.synthetic import (
     COPY_DELIMITER,
     AddingTask,
@@ -107,6 +109,11 @@ def test_adding_problem_structure_and_chance_level() -> None:
     task = make_task(make_spec(SMALL_TASKS["adding"]))
     assert isinstance(task, AddingTask)
     assert task.chance_mse == pytest.approx(1 / 6, abs=0.03)
+    # The MSE of answering the training targets' mean, from the task's own tensors.
+    train_mean = float(task.train_targets.mean())
+    assert task.chance_mse == pytest.approx(
+        float(((task.val_targets.double() - train_mean) ** 2).mean()), rel=1e-5
+    )
 
 
 def test_non_iid_adding_shards_are_sorted_by_target() -> None:
@@ -128,6 +135,19 @@ def test_copy_memory_structure() -> None:
     task = make_task(make_spec(SMALL_TASKS["copy_memory"]))
     assert isinstance(task, CopyMemoryTask)
     assert task.chance_loss == pytest.approx(8 * math.log(8) / (12 + 16))
+    assert task.chance_accuracy == pytest.approx(1 / 8, abs=0.04)
+
+
+def test_chance_accuracy_answers_the_most_frequent_training_label() -> None:
+    # Train: label 1 most frequent; validation: two of its four samples are 1.
+    assert chance_accuracy(np.array([0, 1, 1, 2, 1]), np.array([1, 0, 1, 2])) == 0.5
+    assert chance_accuracy(np.array([[3, 3], [3, 4]]), np.array([[4, 4], [4, 4]])) == 0.0
+    task = make_task(make_spec(SMALL_TASKS["sequence_classification"]))
+    assert isinstance(task, SequenceClassificationTask)
+    train = task.train_targets.bincount()
+    share = (task.val_targets == int(train.argmax())).double().mean()
+    assert task.chance_accuracy == pytest.approx(float(share))
+    assert 0.05 < task.chance_accuracy < 0.2  # digits: ten near-equal classes
 
 
 def test_generated_data_depends_on_the_seed() -> None:

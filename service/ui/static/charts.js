@@ -1,5 +1,5 @@
 // Charts are drawn by plotly.js (served by this server); this module only shapes data.
-import { BASELINES, HEADLINE_METRICS } from "../rules.js";
+import { BASELINES, HEADLINE_METRICS, HIGHER_IS_BETTER } from "../rules.js";
 import { bytes } from "./dom.js";
 
 // Long runs are downsampled for drawing: each bucket of rounds keeps its first, min
@@ -139,18 +139,20 @@ export function validationMetric(names) {
 }
 
 // The baseline a headline metric is read against, where the server names one (a
-// language model's unigram perplexity): the name of its series, or undefined.
+// language model's unigram perplexity, a classifier's chance accuracy): the name of
+// its series, or undefined.
 export function baselineOf(name) {
   return BASELINES[name];
 }
 
-// A finished job's headline that is no better than its baseline (every baseline so
-// far is a perplexity: lower is better): [headline, baseline, its value], or null.
+// A finished job's headline that is no better than its baseline (an accuracy no
+// higher, a perplexity or MSE no lower): [headline, baseline, its value], or null.
 export function noBetterThanBaseline(finalMetrics) {
   for (const [headline, baseline] of Object.entries(BASELINES)) {
     const value = finalMetrics?.[headline];
     const reference = finalMetrics?.[baseline];
-    if (value != null && reference != null && value >= reference) {
+    if (value == null || reference == null) continue;
+    if (HIGHER_IS_BETTER.includes(headline) ? value <= reference : value >= reference) {
       return [headline, baseline, reference];
     }
   }

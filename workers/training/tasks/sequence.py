@@ -18,7 +18,7 @@ from workers.training.data_files import load_labelled_sequences
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
 from workers.training.tasks.sharded import InMemoryTask
-from workers.training.tasks.splits import holdout_split
+from workers.training.tasks.splits import chance_accuracy, holdout_split
 
 
 class SequenceClassificationTask(InMemoryTask):
@@ -57,6 +57,7 @@ class SequenceClassificationTask(InMemoryTask):
             val_rows=val_rows,
             sort_keys=labels,
         )
+        self.chance_accuracy = chance_accuracy(labels[train_rows], labels[val_rows])
 
     def _build(self, generator: torch.Generator) -> RecurrentNet:
         return build_model(
@@ -80,7 +81,11 @@ class SequenceClassificationTask(InMemoryTask):
             total_loss += float(F.cross_entropy(logits, batch.targets, reduction="sum"))
             correct += int((logits.argmax(dim=-1) == batch.targets).sum())
             count += batch.size
-        return {"val_loss": total_loss / count, "val_accuracy": correct / count}
+        return {
+            "val_loss": total_loss / count,
+            "val_accuracy": correct / count,
+            "chance_accuracy": self.chance_accuracy,  # the baseline beside it
+        }
 
 
 def build_sequence_classification_task(

@@ -73,3 +73,10 @@ def shard_indices(
     else:
         order = np.arange(num_samples)
     return [np.asarray(part, dtype=np.int64) for part in np.array_split(order, num_workers)]
+
+
+def chance_accuracy(train_labels: np.ndarray, val_labels: np.ndarray) -> float:
+    """Accuracy on `val_labels` of always answering the most frequent training label:
+    what a model that learned only the label frequencies scores (a task's baseline)."""
+    values, counts = np.unique(train_labels, return_counts=True)
+    return float(np.mean(val_labels == values[np.argmax(counts)]))

@@ -28,7 +28,7 @@ from service.schemas.resolved import ResolvedSpec
 from workers.training.models import RecurrentNet, build_model
 from workers.training.tasks.base import Batch, DatasetResolver
 from workers.training.tasks.sharded import InMemoryTask
-from workers.training.tasks.splits import STREAM_DATA, holdout_split, numpy_rng
+from workers.training.tasks.splits import STREAM_DATA, chance_accuracy, holdout_split, numpy_rng
 
 COPY_SYMBOLS = 8
 COPY_BLANK = 0
@@ -91,7 +91,9 @@ class AddingTask(_GeneratedTask):
             val_rows=val_rows,
             sort_keys=targets,
         )
-        self.chance_mse = float(np.var(targets[val_rows] - targets[train_rows].mean()))
+        # The MSE of answering the training targets' mean (what a model that learned
+        # only the targets' distribution scores): the baseline each evaluation reports.
+        self.chance_mse = float(np.mean((targets[val_rows] - targets[train_rows].mean()) ** 2))
 
     def _build(self, generator: torch.Generator) -> RecurrentNet:
         return build_model(
@@ -114,7 +116,7 @@ class AddingTask(_GeneratedTask):
             total += float(F.mse_loss(outputs.squeeze(-1), batch.targets, reduction="sum"))
             count += batch.size
         mse = total / count
-        return {"val_loss": mse, "val_mse": mse}
+        return {"val_loss": mse, "val_mse": mse, "chance_mse": self.chance_mse}
 
 
 class CopyMemoryTask(_GeneratedTask):
@@ -142,6 +144,11 @@ class CopyMemoryTask(_GeneratedTask):
         )
         length = inputs.shape[1]
         self.chance_loss = self.copy_length * math.log(COPY_SYMBOLS) / length
+        copied = slice(length - self.copy_length, length)
+        # ≈ 1/8: the most frequent training symbol, answered at every copied step.
+        self.chance_accuracy = chance_accuracy(
+            targets[train_rows, copied], targets[val_rows, copied]
+        )
 
     def _build(self, generator: torch.Generator) -> RecurrentNet:
         return build_model(
@@ -170,7 +177,11 @@ class CopyMemoryTask(_GeneratedTask):
             recalled = logits[:, -self.copy_length :].argmax(dim=-1)
             correct += int((recalled == batch.targets[:, -self.copy_length :]).sum())
             copied += recalled.numel()
-        return {"val_loss": total / tokens, "val_accuracy": correct / copied}
+        return {
+            "val_loss": total / tokens,
+            "val_accuracy": correct / copied,
+            "chance_accuracy": self.chance_accuracy,
+        }
 
 
 def build_adding_task(
