@@ -39,8 +39,9 @@ EVAL_METRIC_NAMES: frozenset[str] = frozenset(
     name for names in EVAL_METRICS.values() for name in names
 )
 # A reference a task reports beside its headline, by the headline it is read against:
-# the same figure for a model that learned nothing from its inputs — only the training
-# split's character frequencies, label frequencies or targets' mean (docs/tasks.md).
+# the same figure for a model that learned nothing from its inputs — the training
+# text's character frequencies, always the most frequent label, always the targets'
+# mean (docs/tasks.md).
 # Constant through a job; the CLI writes it after its headline, the dashboard draws it
 # as a dashed line on the headline's chart, and the sweep page flags a trial whose
 # model did no better.

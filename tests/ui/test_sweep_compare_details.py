@@ -268,7 +268,7 @@ def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page:
     with client:
         classifier = client.submit(digits)["id"]  # val_accuracy and val_loss
         regression = client.submit(short_linreg("dense"))["id"]  # val_loss, optimality_gap
-        finish(client, classifier)
+        chance = finish(client, classifier)["summary"]["final_metrics"]["chance_accuracy"]
         finish(client, regression)
         unevaluated = submit_and_cancel(client, "never-evaluated")
     ids = [classifier, regression, unevaluated]
@@ -280,6 +280,7 @@ def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page:
         wait_for_curves(page, chart, 2)
     expect(page.locator("select[name=metric]")).to_have_value("val_loss")
     legend = page.locator("#chart-compare-rounds .legendtext").all_text_contents()
+    assert not any("chance" in name for name in legend), legend  # val_loss has no baseline
     assert any(f"{classifier} digits <i>short</i>" in name for name in legend), legend
     missing = page.locator("#compare-missing")
     expect(missing).to_have_attribute("data-jobs", str(unevaluated))
@@ -298,6 +299,14 @@ def test_compare_draws_or_names_jobs_without_a_shared_metric(stack: Stack, page:
     expect(page.locator("#compare-table thead")).to_contain_text("final val_accuracy")
     for chart in ("#chart-compare-rounds", "#chart-compare-bytes"):
         wait_for_curves(page, chart, 1)
+        # The classifier's chance accuracy, dashed across the drawn points (val_loss,
+        # drawn first, has no baseline: nothing else was drawn then).
+        dashed = page.locator(chart).evaluate(
+            "node => node.data.filter(t => t.line && t.line.dash === 'dash')"
+            ".map(t => ({name: t.name, y: t.y}))"
+        )
+        assert len(dashed) == 1 and dashed[0]["y"] == [chance, chance], dashed
+        assert dashed[0]["name"].startswith("chance_accuracy 0."), dashed
     screenshot(page, "compare-metrics")
 
     # A baseline change keeps the metric chosen.

@@ -57,7 +57,7 @@ class SequenceClassificationTask(InMemoryTask):
             val_rows=val_rows,
             sort_keys=labels,
         )
-        self.chance_accuracy = chance_accuracy(labels[train_rows], labels[val_rows])
+        self.chance_accuracy = chance_accuracy(labels[val_rows])
 
     def _build(self, generator: torch.Generator) -> RecurrentNet:
         return build_model(

@@ -3,8 +3,10 @@
 // share a metric (a classifier's val_accuracy, a language model's val_perplexity, a
 // job not evaluated yet): the chooser offers every metric of any of them, and the
 // jobs without the chosen one are named beside the charts, not silently left blank.
+// A metric read against a baseline of the data (chance accuracy, unigram perplexity)
+// has it drawn dashed on both charts.
 import { allMetrics, api } from "../api.js";
-import { bytesAxis, line, plot, VALIDATION_METRICS, valueAxis } from "../charts.js";
+import { baselineOf, bytesAxis, line, plot, VALIDATION_METRICS, valueAxis } from "../charts.js";
 import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
 
 // The validation metrics, then the training loss that every round reports.
@@ -143,12 +145,27 @@ export async function render(root, params, signal) {
     el("div", { class: "charts two" }, byRound, byBytes)),
   section("Summary", el("label", {}, "baseline ", baseline), table, settingsNote, partialNote));
   const yaxis = valueAxis(metric);
-  plot(byRound, ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
-    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
-  plot(byBytes, ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
-    { title: { text: `${metric} by bytes uploaded` },
+  const references = baselineLines(ok, metric);
+  plot(byRound, [...ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
+    ...references(ok.flatMap((r) => r.rounds))],
+  { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
+  plot(byBytes, [...ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
+    ...references(ok.flatMap((r) => r.bytes).filter((b) => b > 0))], // a log axis
+  { title: { text: `${metric} by bytes uploaded` },
       xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis });
   root.dataset.ready = "true";
+}
+
+// The metric's baseline as the jobs reported it (a classifier's chance accuracy, a
+// language model's unigram perplexity): for x values `xs`, one dashed line across
+// them per distinct value — jobs on the same data share one, "chance_accuracy 0.1034".
+function baselineLines(runs, metric) {
+  const name = baselineOf(metric);
+  const reported = (run) => run.records.findLast((m) => m.values[name] != null)?.values[name];
+  const values = name ? [...new Set(runs.map(reported).filter((v) => v != null))] : [];
+  return (xs) => (xs.length === 0 ? [] : values.map((value) => line(`${name} ${fmt(value)}`,
+    [Math.min(...xs), Math.max(...xs)], [value, value],
+    { mode: "lines", line: { dash: "dash", color: "#888" } })));
 }
 
 // "adam", "AMSGrad without bias correction", "sgd, momentum 0.9": what trained.
