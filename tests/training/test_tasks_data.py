@@ -14,7 +14,7 @@ import torch
 
 from tests.training.task_helpers import SMALL_TASKS, make_spec, make_task
 from workers.training.data_files import SHAKESPEARE_PLAYS, read_bundled_digits, read_shakespeare
-from workers.training.tasks.char_lm import CharLMTask
+from workers.training.tasks.char_lm import CharLMTask, _unigram_perplexity
 from workers.training.tasks.sequence import SequenceClassificationTask
 from workers.training.tasks.splits import chance_accuracy
 from workers.training.tasks.synthetic import (
@@ -97,6 +97,12 @@ def test_char_lm_validation_is_the_tail_and_unigram_baseline_is_sane() -> None:
     assert 10.0 < task.unigram_perplexity < task.vocab_size
     untrained = task.evaluate(task.build_model())["val_perplexity"]
     assert untrained > task.unigram_perplexity
+    # The validation characters' own frequencies scored on them: exp of their entropy.
+    counts = task.val_targets.flatten().bincount().double()
+    shares = counts[counts > 0] / counts.sum()
+    entropy = -(shares * shares.log()).sum()
+    assert task.unigram_perplexity == pytest.approx(float(entropy.exp()), rel=1e-9)
+    assert _unigram_perplexity(np.array([[0, 0], [1, 1]])) == pytest.approx(2.0)  # two, even
 
 
 def test_adding_problem_structure_and_chance_level() -> None:
