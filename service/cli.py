@@ -102,9 +102,11 @@ def orphan_files(
         ),
     ] = 24.0,
 ) -> None:
-    """List (or remove) files in the artifacts location that no upload or checkpoint
-    row names: left by faults (a fenced attempt's checkpoint, a crash between a
-    delete's commit and its file removal). Counted against nobody's quota."""
+    """List (or remove) files in the artifacts location that no row names.
+
+    Files that no upload or checkpoint row names, left by faults (a fenced attempt's
+    checkpoint, a crash between a delete's commit and its file removal). Counted
+    against nobody's quota."""
     import time
 
     from service.orphan_files import Removal, find_orphans, remove_orphans, unsearchable

@@ -29,8 +29,9 @@ QUOTA_OPTION = typer.Option(
 
 @accounts_app.command("tokens")
 def tokens(user: str | None = USER_OPTION) -> None:
-    """Your active tokens (admins: --user NAME's): when each was made, expires and was
-    last used. Never the secrets."""
+    """Your active tokens (admins: --user NAME's). Never the secrets.
+
+    When each was made, when it expires and when it was last used."""
 
     def listed(client: Client) -> list[dict[str, Any]]:
         return client.tokens(user_id=None if user is None else _named(client, user, "--user"))
@@ -118,8 +119,9 @@ def user_set(
     share: float | None = typer.Option(None, help="fair-share weight"),
     quota: list[str] | None = QUOTA_OPTION,
 ) -> None:
-    """Disable or enable a user, or change their share or quotas; prints them after.
-    Admins only; every change is in the audit log."""
+    """Disable or enable a user, or change their share or quotas. Admins only.
+
+    Prints the user after the change; every change is in the audit log."""
     changes: dict[str, Any] = {"disabled": disabled, "share": share}
     changes = {key: value for key, value in changes.items() if value is not None}
     if quota:

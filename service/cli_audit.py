@@ -23,8 +23,9 @@ def audit(
     target: str | None = typer.Option(None, help="what was acted on: job:42, user:7, token:3"),
     limit: int = typer.Option(20, min=0, help="the newest N (0: all)"),
 ) -> None:
-    """The newest events of the audit log, oldest of them first (a log reads down to
-    the latest, beside the prompt). Admins only."""
+    """The newest events of the audit log, oldest of them first. Admins only.
+
+    Oldest first because a log reads down to the latest, beside the prompt."""
     with client_session() as client:
         actor_id = None if user is None else user_id_named(client, user, "lagtrain audit --user")
         events, more = newest(

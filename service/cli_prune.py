@@ -44,8 +44,9 @@ class Outcome:
 
 @prune_app.command("delete-job")
 def delete_job(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID...")) -> None:
-    """Delete finished jobs with their metrics, events and checkpoints (a trial's job
-    goes with its sweep: delete-sweep)."""
+    """Delete finished jobs with their metrics, events and checkpoints.
+
+    A trial's job goes with its sweep: delete-sweep."""
     delete_each(lambda client, job_id: client.delete_job(job_id), job_ids, "job {} deleted".format)
 
 
@@ -70,9 +71,11 @@ def prune(
     everyone: bool = typer.Option(False, "--everyone", help="an admin: every user's"),
     yes: bool = typer.Option(False, "--yes", help="delete them (without it: say what would go)"),
 ) -> None:
-    """Delete the finished sweeps (with their trials' jobs) and the finished jobs of
-    no sweep older than --older-than days, with their metrics, events and
-    checkpoints: your own, unless an admin names --owner or --everyone."""
+    """Delete finished sweeps and jobs older than --older-than days.
+
+    The finished sweeps (with their trials' jobs) and the finished jobs of no sweep,
+    with their metrics, events and checkpoints: your own, unless an admin names
+    --owner or --everyone."""
     if owner is not None and everyone:
         raise fail("--owner or --everyone, not both", code=2)
     cutoff = datetime.now(UTC) - timedelta(days=older_than)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from service.schemas.jobspec import MAX_SEQ_LEN
 from service.schemas.resolved import ResolvedSpec, ResolvedTask
 
 # sequence_classification, adding, copy_memory: a seeded random share of the samples
@@ -179,10 +180,15 @@ def _check_csv(shape: CsvShape, dataset: str, seq_len: int, workers: int) -> lis
     if values < 1:
         problems.append(("task.dataset", "every row needs values after its label"))
     elif values % seq_len:
+        # The task's default (8) is digits'; an upload's width rarely fits it: say what does.
+        longest = min(values, MAX_SEQ_LEN)
+        fits = [str(steps) for steps in range(2, longest + 1) if values % steps == 0]
+        hint = f"; seq_len may be {', '.join(fits)}" if fits else ""
         problems.append(
             (
                 "task.seq_len",
-                f"{dataset} has {values} values per sample, not a multiple of seq_len {seq_len}",
+                f"{dataset} has {values} values per sample, not a multiple of seq_len "
+                f"{seq_len}{hint}",
             )
         )
     return problems + _check_samples(shape.rows, workers, f"{dataset}'s {shape.rows} rows")

@@ -48,7 +48,8 @@ DatasetRef = Annotated[
         description="builtin:shakespeare, builtin:digits or upload:<id>; null for generated tasks",
     ),
 ]
-SeqLen = Annotated[int, Field(ge=2, le=4096)]
+MAX_SEQ_LEN = 4096
+SeqLen = Annotated[int, Field(ge=2, le=MAX_SEQ_LEN)]
 MaxChars = Annotated[
     int, Field(ge=1_000, le=20_000_000, description="char_lm: characters of the corpus used")
 ]

@@ -148,6 +148,17 @@ def test_uploaded_csv_misfits_are_422(
     assert f"{field}: " in _rejected(api, alice, spec, field), case
 
 
+def test_a_width_that_does_not_fit_the_default_seq_len_says_which_would(api: Api) -> None:
+    """sequence_classification's seq_len defaults to 8 (builtin:digits' steps): an
+    upload of another width is told the steps its samples can be cut into."""
+    _uid, alice = api.create_user("alice")
+    for values, says in ((12, "seq_len may be 2, 3, 4, 6, 12"), (7, "seq_len may be 7")):
+        ds = _upload(api, alice, f"w{values}.csv", _csv(20, values=values))
+        spec = {"task": {"kind": "sequence_classification", "dataset": ds["ref"]}, "model": MODEL}
+        message = _rejected(api, alice, spec, "task.seq_len")
+        assert f"has {values} values per sample, not a multiple of seq_len 8; {says}" in message
+
+
 def test_csv_rows_at_the_minimum_build_and_one_fewer_fails_on_the_worker(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     spec: dict[str, Any] = {"model": MODEL, "distributed": {"workers": 10}}
