@@ -183,7 +183,8 @@ def _check_csv(shape: CsvShape, dataset: str, seq_len: int, workers: int) -> lis
         # The task's default (8) is digits'; an upload's width rarely fits it: say what does.
         longest = min(values, MAX_SEQ_LEN)
         fits = [str(steps) for steps in range(2, longest + 1) if values % steps == 0]
-        hint = f"; seq_len may be {', '.join(fits)}" if fits else ""
+        shown = ", ".join(fits[:12]) + (", …" if len(fits) > 12 else "")  # 3780 has 47
+        hint = f"; seq_len may be {shown}" if fits else ""
         problems.append(
             (
                 "task.seq_len",

@@ -39,9 +39,9 @@ EVAL_METRIC_NAMES: frozenset[str] = frozenset(
     name for names in EVAL_METRICS.values() for name in names
 )
 # A reference a task reports beside its headline, by the headline it is read against:
-# the same figure for a model that learned nothing from its inputs — the training
-# text's character frequencies, always the most frequent label, always the targets'
-# mean (docs/tasks.md).
+# the best figure of a model that ignores its inputs, on the same validation samples —
+# their own character frequencies, always their most frequent label, always their
+# targets' mean (docs/tasks.md; tests/training/test_baselines.py).
 # Constant through a job; the CLI writes it after its headline, the dashboard draws it
 # as a dashed line on the headline's chart, and the sweep page flags a trial whose
 # model did no better.

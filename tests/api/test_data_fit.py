@@ -152,7 +152,11 @@ def test_a_width_that_does_not_fit_the_default_seq_len_says_which_would(api: Api
     """sequence_classification's seq_len defaults to 8 (builtin:digits' steps): an
     upload of another width is told the steps its samples can be cut into."""
     _uid, alice = api.create_user("alice")
-    for values, says in ((12, "seq_len may be 2, 3, 4, 6, 12"), (7, "seq_len may be 7")):
+    for values, says in (
+        (12, "seq_len may be 2, 3, 4, 6, 12"),
+        (7, "seq_len may be 7"),
+        (3780, "seq_len may be 2, 3, 4, 5, 6, 7, 9, 10, 12, 14, 15, 18, …"),  # 47 of them
+    ):
         ds = _upload(api, alice, f"w{values}.csv", _csv(20, values=values))
         spec = {"task": {"kind": "sequence_classification", "dataset": ds["ref"]}, "model": MODEL}
         message = _rejected(api, alice, spec, "task.seq_len")

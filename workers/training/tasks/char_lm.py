@@ -35,9 +35,6 @@ def windows(codes: torch.Tensor, starts: torch.Tensor, seq_len: int) -> Batch:
 
 
 class CharLMTask(ShardedTask):
-    primary_metric = "val_perplexity"
-    higher_is_better = False
-
     def __init__(
         self,
         spec: ResolvedSpec,

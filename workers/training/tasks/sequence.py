@@ -22,9 +22,6 @@ from workers.training.tasks.splits import chance_accuracy, holdout_split
 
 
 class SequenceClassificationTask(InMemoryTask):
-    primary_metric = "val_accuracy"
-    higher_is_better = True
-
     def __init__(
         self,
         spec: ResolvedSpec,

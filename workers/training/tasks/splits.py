@@ -76,8 +76,11 @@ def shard_indices(
 
 
 def chance_accuracy(val_labels: np.ndarray) -> float:
-    """The share of the most frequent of `val_labels`: the best accuracy of a model
-    that ignores its inputs (it can only answer one label, or guess), so a model that
-    scores no more has learned nothing from them (a task's baseline)."""
-    _values, counts = np.unique(val_labels, return_counts=True)
-    return float(counts.max() / counts.sum())
+    """The best accuracy on `val_labels` of a model that ignores its inputs, so a
+    model that scores no more has learned nothing from them (a task's baseline).
+    One label a sample (samples,): it can only answer the most frequent one. One a
+    step (samples, steps): it still knows the step, and answers each step's most
+    frequent label."""
+    steps = val_labels.reshape(len(val_labels), -1)
+    best = [np.unique(column, return_counts=True)[1].max() for column in steps.T]
+    return float(sum(best) / steps.size)

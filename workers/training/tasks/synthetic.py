@@ -72,9 +72,6 @@ class _GeneratedTask(InMemoryTask):
 
 
 class AddingTask(_GeneratedTask):
-    primary_metric = "val_mse"
-    higher_is_better = False
-
     def __init__(
         self, spec: ResolvedSpec, *, dtype: torch.dtype, device: torch.device | str
     ) -> None:
@@ -120,9 +117,6 @@ class AddingTask(_GeneratedTask):
 
 
 class CopyMemoryTask(_GeneratedTask):
-    primary_metric = "val_accuracy"
-    higher_is_better = True
-
     def __init__(
         self, spec: ResolvedSpec, *, dtype: torch.dtype, device: torch.device | str
     ) -> None:
@@ -144,7 +138,7 @@ class CopyMemoryTask(_GeneratedTask):
         )
         length = inputs.shape[1]
         self.chance_loss = self.copy_length * math.log(COPY_SYMBOLS) / length
-        # ≈ 1/8: the most frequent symbol of the validation copies, answered at each step.
+        # A little over 1/8: each copied step's most frequent symbol in validation.
         self.chance_accuracy = chance_accuracy(targets[val_rows, length - self.copy_length :])
 
     def _build(self, generator: torch.Generator) -> RecurrentNet:

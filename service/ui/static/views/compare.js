@@ -147,25 +147,42 @@ export async function render(root, params, signal) {
   const yaxis = valueAxis(metric);
   const references = baselineLines(ok, metric);
   plot(byRound, [...ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
-    ...references(ok.flatMap((r) => r.rounds))],
+    ...references((r) => r.rounds)],
   { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
   plot(byBytes, [...ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
-    ...references(ok.flatMap((r) => r.bytes).filter((b) => b > 0))], // a log axis
+    ...references((r) => r.bytes.filter((b) => b > 0))], // a log axis
   { title: { text: `${metric} by bytes uploaded` },
       xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis });
   root.dataset.ready = "true";
 }
 
 // The metric's baseline as the jobs reported it (a classifier's chance accuracy, a
-// language model's unigram perplexity): for x values `xs`, one dashed line across
-// them per distinct value — jobs on the same data share one, "chance_accuracy 0.1034".
+// language model's unigram perplexity; it depends on the data and the seed's hold-out):
+// one dashed line per value as shown, across the x values `xsOf(run)` of its jobs,
+// named with them — "chance_accuracy 0.1226 (jobs 3, 5)".
 function baselineLines(runs, metric) {
   const name = baselineOf(metric);
-  const reported = (run) => run.records.findLast((m) => m.values[name] != null)?.values[name];
-  const values = name ? [...new Set(runs.map(reported).filter((v) => v != null))] : [];
-  return (xs) => (xs.length === 0 ? [] : values.map((value) => line(`${name} ${fmt(value)}`,
-    [Math.min(...xs), Math.max(...xs)], [value, value],
-    { mode: "lines", line: { dash: "dash", color: "#888" } })));
+  const byValue = new Map();
+  for (const run of name ? runs : []) {
+    const value = run.records.findLast((m) => m.values[name] != null)?.values[name];
+    if (value == null) continue;
+    const shown = fmt(value);
+    const same = byValue.get(shown) || { value, sharing: [] };
+    same.sharing.push(run);
+    byValue.set(shown, same);
+  }
+  return (xsOf) => [...byValue].flatMap(([shown, { value, sharing }]) => {
+    // A loop, not Math.min(...xs): a long run's xs would overflow the call's arguments.
+    let low = Infinity;
+    let high = -Infinity;
+    for (const x of sharing.flatMap(xsOf)) {
+      if (x != null) { low = Math.min(low, x); high = Math.max(high, x); }
+    }
+    if (low > high) return [];
+    const ids = sharing.map((r) => r.id).join(", ");
+    return [line(`${name} ${shown} (job${sharing.length > 1 ? "s" : ""} ${ids})`,
+      [low, high], [value, value], { mode: "lines", line: { dash: "dash", color: "#888" } })];
+  });
 }
 
 // "adam", "AMSGrad without bias correction", "sgd, momentum 0.9": what trained.
