@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
-from service.store.datasets import upload_id
+from service.store.datasets import UPLOAD_PREFIX, upload_id
 from service.store.models import TERMINAL, Dataset, Job, Sweep
 from service.store.quotas import lock_owner
 from service.store.sweeps import SWEEP_TERMINAL
@@ -33,7 +33,8 @@ def delete_dataset(*, session: Session, dataset_id: int, viewer: Principal) -> D
     users = _unfinished_users(session=session, owner_id=dataset.owner_id, dataset_id=dataset_id)
     if users:
         raise Conflict(
-            f"dataset {dataset_id} is used by unfinished {users}; "
+            # Named as the specs and the Data page name it.
+            f"{UPLOAD_PREFIX}{dataset_id} is used by unfinished {users}; "
             "cancel them or wait until they finish, then delete it"
         )
     # By id, after the lock: of two concurrent deletes, the second deletes nothing.

@@ -45,9 +45,11 @@ def check_job(*, session: Session, job: Job) -> Removal:
     dispatcher may still write to an unfinished one; terminal states never change,
     so the answer stays true)."""
     if job.sweep_id is not None:
+        sweep = session.get(Sweep, job.sweep_id)
+        finished = sweep is not None and sweep.status in SWEEP_TERMINAL
         raise Conflict(
-            f"job {job.id} is a trial of sweep {job.sweep_id}; "
-            "it is deleted with its sweep, once the sweep has finished"
+            f"job {job.id} is a trial of sweep {job.sweep_id}; it is deleted with its "
+            + (f"sweep: delete sweep {job.sweep_id}" if finished else "sweep, once it has finished")
         )
     if job.status not in TERMINAL:
         raise Conflict(

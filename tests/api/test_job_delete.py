@@ -154,7 +154,8 @@ def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
 
     # A trial's job goes only with its sweep; the sweep, only once it has finished.
     detail = assert_json_error(api.client.delete(f"/v1/jobs/{second}", headers=alice), 409)
-    assert f"job {second} is a trial of sweep {sweep_id}" in detail, detail
+    trial_of = f"job {second} is a trial of sweep {sweep_id}; it is deleted with its sweep"
+    assert f"{trial_of}, once it has finished" in detail, detail
     detail = assert_json_error(api.client.delete(path, headers=alice), 409)
     assert f"sweep {sweep_id} is running" in detail, detail
     # A sweep can end with trial jobs still going (fail_sweep: a stored spec this
@@ -165,6 +166,9 @@ def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
         )
     detail = assert_json_error(api.client.delete(path, headers=alice), 409)
     assert f"job {first} is running, job {second} is queued" in detail, detail
+    # The sweep has finished: the trial's own delete says to delete the sweep.
+    detail = assert_json_error(api.client.delete(f"/v1/jobs/{second}", headers=alice), 409)
+    assert f"sweep {sweep_id}; it is deleted with its sweep: delete sweep {sweep_id}" in detail
     assert_json_error(api.client.delete(path, headers=bob), 404)
     for job_id in (first, second):
         assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).status_code == 202

@@ -138,6 +138,12 @@ export function validationMetric(names) {
   return VALIDATION_METRICS.find((n) => names.has(n));
 }
 
+// An axis of a chart with nothing to draw yet: plotly's default ranges (-1..4, -1..6)
+// would read as data, so it shows no ticks, grid or zero line until there is some.
+export function emptyAxis(hasData) {
+  return hasData ? {} : { showticklabels: false, showgrid: false, zeroline: false };
+}
+
 // The baseline a headline metric is read against, where the server names one (a
 // language model's unigram perplexity, a classifier's chance accuracy): the name of
 // its series, or undefined.
@@ -174,15 +180,18 @@ export function valueAxis(name) {
 export function bytesAxis(title, values, maxTicks = 8) {
   const positive = values.filter((v) => Number.isFinite(v) && v > 0);
   const axis = { type: "log", title: { text: title } };
-  if (positive.length === 0) return axis;
-  const low = Math.floor(Math.log2(Math.min(...positive)));
-  const high = Math.ceil(Math.log2(Math.max(...positive)));
+  if (positive.length === 0) return { ...axis, ...emptyAxis(false) };
+  // Not Math.min(...positive): a long run's points would overflow a call's arguments.
+  const smallest = positive.reduce((a, b) => Math.min(a, b));
+  const largest = positive.reduce((a, b) => Math.max(a, b));
+  const low = Math.floor(Math.log2(smallest));
+  const high = Math.ceil(Math.log2(largest));
   const step = Math.max(1, Math.ceil((high - low + 1) / maxTicks));
   let tickvals = [];
   for (let e = Math.floor(low / step) * step; e <= high; e += step) tickvals.push(2 ** e);
   // Data within about a doubling (a sweep's trials: 6.6 to 9 KiB) would get one tick
   // or none: quarter steps between the powers of two then (6, 7, 8, 10 KiB …).
-  const inside = (v) => v >= Math.min(...positive) && v <= Math.max(...positive);
+  const inside = (v) => v >= smallest && v <= largest;
   if (tickvals.filter(inside).length < 2) {
     tickvals = [];
     for (let e = low; e <= high; e += 1) {

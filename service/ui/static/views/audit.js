@@ -64,8 +64,8 @@ export async function render(root, params, signal) {
   } }, actor, action, choices, targetBox, el("button", { type: "submit" }, "Filter"));
 
   root.append(el("div", { class: "toolbar" }, filters), errors,
-    el("table", { id: "audit" }, el("thead", {}, el("tr", {},
-      ["time", "actor", "action", "target", "detail"].map((h) => el("th", {}, h)))), rows),
+    el("div", { class: "scroll-x" }, el("table", { id: "audit" }, el("thead", {}, el("tr", {},
+      ["time", "actor", "action", "target", "detail"].map((h) => el("th", {}, h)))), rows)),
     older, end);
 
   function row(e) {

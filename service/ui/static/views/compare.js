@@ -60,7 +60,9 @@ export async function render(root, params, signal) {
     : VALIDATION_METRICS.filter((name) => count(name) > 0)
       .sort((a, b) => count(b) - count(a) || tasks(b) - tasks(a))[0] || "train_loss";
   const asked = Number(params.baseline);
-  const baselineId = ok.some((r) => r.id === asked) ? asked : ok[0]?.id;
+  // By default the first job that has the metric: one without it has no ratio to give.
+  const baselineId = ok.some((r) => r.id === asked) ? asked
+    : (ok.find((r) => r.names.has(metric)) || ok[0])?.id;
   shown = { metric, baseline: baselineId };
 
   for (const run of ok) {

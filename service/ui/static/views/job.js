@@ -3,7 +3,7 @@
 // cancel, delete a finished job's checkpoints, delete a finished job).
 import { allMetrics, api, poller, stream } from "../api.js";
 import {
-  baselineOf, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
+  baselineOf, emptyAxis, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
 import {
   bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, section, statusBadge, streamWaitNote,
@@ -68,6 +68,11 @@ export async function render(root, params, signal) {
 
   function showJob(next) {
     job = next;
+    // A job that ended before its first round (failed at its start, cancelled while
+    // queued) will never fill the charts in.
+    noData.textContent = TERMINAL.has(job.status)
+      ? "No rounds were run: the job ended before its first round."
+      : "No data yet: the charts fill in as the job reports its rounds.";
     badge.replaceChildren(statusBadge(job.status));
     actions.showJob(job);
     const s = job.summary;
@@ -164,8 +169,8 @@ export async function render(root, params, signal) {
     // No rounds yet: plotly's default axes (-1..4, -1..6) would read as data. Fresh
     // objects for each chart: plotly writes its computed axis (type, range) back into
     // the layout it is given.
-    const empty = () => (n ? {} : { showticklabels: false, showgrid: false, zeroline: false });
-    const rounds = () => ({ title: { text: "round" }, ...empty() });
+    const empty = (count = n) => emptyAxis(count > 0);
+    const rounds = (count = n) => ({ title: { text: "round" }, ...empty(count) });
     const valName = validationMetric(new Set(Object.keys(series.values)));
     plot(lossChart, [line("train loss", ...column("train_loss"))],
       { title: { text: "train loss" }, xaxis: rounds(), yaxis: empty() });
@@ -181,7 +186,9 @@ export async function render(root, params, signal) {
     }
     plot(evalChart, traces,
       { title: { text: valName || "validation (at eval rounds)" },
-        xaxis: rounds(), yaxis: { ...valueAxis(valName), ...empty() } });
+        // Rounds but no evaluation yet: empty axes here too, not plotly's defaults.
+        xaxis: rounds(valRounds.length),
+        yaxis: { ...valueAxis(valName), ...empty(valRounds.length) } });
     plot(uploadChart, [
       uploadsPerRound(...column("uploads"), { yaxis: "y2", opacity: 0.5 }),
       line("cumulative uploads", ...column("uploads_total")),

@@ -67,7 +67,7 @@ export async function render(root, params, signal) {
     body);
   const waiting = streamWaitNote();
   root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare, remove),
-    waiting.node, table, pager);
+    waiting.node, el("div", { class: "scroll-x" }, table), pager);
 
   function row(job) {
     const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,

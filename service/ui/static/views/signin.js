@@ -32,7 +32,8 @@ export async function render(root) {
   } },
   el("h1", {}, "Sign in"), signedOut,
   el("p", { class: "muted" },
-    "Paste an API token (`lagtrain server` prints the admin's; admins create users' tokens)."),
+    "Paste an API token: the admin's is in .lagtrain/admin-token after make run (lagtrain "
+    + "server prints it once); admins create users' tokens."),
   input, el("button", { type: "submit" }, "Sign in"), message);
   root.append(form);
   input.focus();

@@ -8,7 +8,9 @@
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial);
 // and delete a finished one with its trials' jobs (their metrics and checkpoints).
 import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
-import { bytesAxis, noBetterThanBaseline, plainText, plot, valueAxis } from "../charts.js";
+import {
+  bytesAxis, emptyAxis, noBetterThanBaseline, plainText, plot, valueAxis,
+} from "../charts.js";
 import {
   bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, section, statusBadge,
   streamWaitNote, TERMINAL,
@@ -36,7 +38,7 @@ export async function render(root, params, signal) {
     onclick: async () => {
       // One stray click must not end a whole sweep: ask first.
       if (!window.confirm(`Cancel sweep ${sweepId}? No new trials start; its running trial `
-        + "jobs stop after their current round.")) return;
+        + "jobs stop within a few seconds.")) return;
       cancelError?.remove();
       cancelError = null;
       cancel.disabled = true;
@@ -111,7 +113,7 @@ export async function render(root, params, signal) {
         marker: { color: "#d62728", size: 12, symbol: "diamond" }, line: { shape: "hv" } },
     ], { // Binary units, as the table beside it and Compare write bytes.
       xaxis: bytesAxis("bytes uploaded (log scale)", points.map((p) => p.x)),
-      yaxis: { ...valueAxis(objective.metric),
+      yaxis: { ...valueAxis(objective.metric), ...emptyAxis(points.length > 0),
         title: { text: `${objective.metric} (${objective.direction})` } },
     });
     chart.dataset.front = front.map((p) => p.trial.number).join(",");

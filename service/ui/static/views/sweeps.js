@@ -19,7 +19,7 @@ export async function render(root, params, signal) {
     body);
   const empty = el("p", { class: "muted", hidden: true }, "No sweeps yet.");
   const pager = el("div", { class: "pager" });
-  root.append(el("h1", {}, "Sweeps"), table, empty, pager);
+  root.append(el("h1", {}, "Sweeps"), el("div", { class: "scroll-x" }, table), empty, pager);
 
   let unfinished = false;
   async function draw() {
