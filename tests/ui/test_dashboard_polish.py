@@ -51,8 +51,8 @@ def test_a_narrow_screen_reaches_every_nav_link_and_keeps_ids_whole(
     assert cell.locator("a").evaluate(TEXT_LINES) == 1
     # The jobs table is wider than the screen: it scrolls inside its card, the page
     # does not (it did, its header ending at the screen's edge).
-    box = page.locator("#jobs-table").locator("xpath=..")
-    assert box.evaluate("(node) => node.scrollWidth > node.clientWidth")
+    holder = page.locator("#jobs-table").locator("xpath=..")
+    assert holder.evaluate("(node) => node.scrollWidth > node.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= NARROW
     # Every link still reachable: Audit opens from the wrapped nav.
     page.locator("#nav-audit").click()

@@ -127,9 +127,7 @@ def test_a_queued_jobs_charts_say_no_data_yet(stack: Stack, page: Page) -> None:
             expect(page.locator("#chart-loss .xtick")).to_have_count(0)
             # Cancelled while queued, it never will have data: the note says so.
             client.cancel(job_id)
-            expect(page.locator("#job-status .badge")).to_have_attribute(
-                "data-status", "cancelled"
-            )
+            expect(page.locator("#job-status .badge")).to_have_attribute("data-status", "cancelled")
             expect(page.locator("#no-data")).to_have_text(
                 "No rounds were run: the job ended before its first round."
             )
