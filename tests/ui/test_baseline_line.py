@@ -12,12 +12,11 @@ from tests.e2e.conftest import Stack
 from tests.ui.conftest import new_user, sign_in
 from tests.ui.test_submit_compare_lab import finish
 from tests.ui.test_sweep_compare_details import (
-    BYTES,
     FAKE_JOBS,
     FAKE_SWEEP,
     PRUNED_JOB,
     fake_job,
-    fake_sweep,
+    fake_sweep_and_jobs,
     sweep_listing,
 )
 
@@ -78,13 +77,8 @@ def test_a_trial_no_better_than_its_baseline_says_so(
     above its chance_accuracy) learned nothing a model needs: its row says so; a trial
     that beat it, or one whose summary has no baseline, says nothing."""
     token, client = new_user(stack, f"baseline-trials-{metric}")
-    with client:
-        owner = client._request("GET", "/v1/users/me")["name"]
-    sweep = fake_sweep(owner, metric, values)
-    jobs = {
-        str(job_id): fake_job(owner, job_id, metric, value, sent)
-        for job_id, value, sent in zip(FAKE_JOBS, values, BYTES, strict=True)
-    }
+    sweep, jobs = fake_sweep_and_jobs(client, metric, values)
+    owner = sweep["owner"]
     for job_id in FAKE_JOBS[:2]:  # the third job's summary predates the baseline
         jobs[str(job_id)]["summary"]["final_metrics"][baseline] = reference
     jobs[str(PRUNED_JOB)] = fake_job(owner, PRUNED_JOB, metric, pruned_value, 3e5, "cancelled")

@@ -133,6 +133,20 @@ def fake_job(
     return job.model_dump(mode="json")
 
 
+def fake_sweep_and_jobs(
+    client: Client, metric: str, values: tuple[float, ...]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A fake sweep of `client`'s user on `metric`, one succeeded trial job per value
+    (by id, as the page's listing names them), with BYTES uploaded."""
+    with client:
+        owner = client._request("GET", "/v1/users/me")["name"]
+    jobs = {
+        str(job_id): fake_job(owner, job_id, metric, value, sent)
+        for job_id, value, sent in zip(FAKE_JOBS, values, BYTES, strict=True)
+    }
+    return fake_sweep(owner, metric, values), jobs
+
+
 # Each y tick label and the axis title, left and right, and the chart's left edge.
 Y_LABELS = """(chart) => {
   const box = (node) => { const r = node.getBoundingClientRect(); return [r.left, r.right]; };
@@ -174,13 +188,8 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
     stack: Stack, page: Page, metric: str, values: tuple[float, ...], long_label: str
 ) -> None:
     token, client = new_user(stack, "ticks")
-    with client:
-        owner = client._request("GET", "/v1/users/me")["name"]
-    sweep = fake_sweep(owner, metric, values)
-    jobs = {
-        str(job_id): fake_job(owner, job_id, metric, value, sent)
-        for job_id, value, sent in zip(FAKE_JOBS, values, BYTES, strict=True)
-    }
+    sweep, jobs = fake_sweep_and_jobs(client, metric, values)
+    owner = sweep["owner"]
     jobs[str(PRUNED_JOB)] = fake_job(owner, PRUNED_JOB, metric, values[0], 3e5, "cancelled")
 
     # The page reads its trial jobs as one listing of the sweep's jobs (one page here).
