@@ -2,8 +2,10 @@
 requires one). For every task and for dense and lasg_wk2 (CADA2), a short
 reference-runner job in float64 on CUDA must follow the same job on the CPU
 (losses within 1e-8, identical upload counts) with every tensor on the GPU, and a
-float32 CUDA run must stay finite. Dropout is off: its masks come from a different
-generator on each device, so with dropout the two trajectories legitimately differ.
+float32 CUDA run must stay finite; the task's baseline (chance_accuracy, chance_mse,
+unigram_perplexity) must be reported on CUDA and equal the CPU's. Dropout is off:
+its masks come from a different generator on each device, so with dropout the two
+trajectories legitimately differ.
 
     python benchmarks/gpu_tasks_check.py [--rounds 30] [--corpus TEXT_FILE]
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import torch
 
+from service.schemas.metric_names import BASELINES, EVAL_METRICS
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
 from workers.training.runner import run_reference
@@ -80,15 +83,24 @@ def check(name: str, strategy: str, rounds: int, corpus: Path, device: str) -> b
     single = losses(spec, torch.float32, device, corpus)
     gap = max(abs(a["train_loss"] - b["train_loss"]) for a, b in zip(cpu, cuda, strict=True))
     uploads = (int(cpu[-1]["uploads_total"]), int(cuda[-1]["uploads_total"]))
+    # The last round is an evaluation round: it carries the headline and its baseline.
+    headline = EVAL_METRICS[spec.task.kind][1]
+    baseline = BASELINES[headline]
+    baselines = (cpu[-1].get(baseline, math.nan), cuda[-1].get(baseline, math.nan))
     good = (
         devices == {str(torch.empty(0, device=device).device)}
         and gap < 1e-8
         and uploads[0] == uploads[1]
         and all(math.isfinite(v["train_loss"]) for v in single)
+        and math.isfinite(baselines[1])
+        and abs(baselines[0] - baselines[1]) < 1e-12
+        and math.isfinite(single[-1].get(headline, math.nan))
     )
     print(
         f"{name:<24} {strategy:<9} devices={sorted(devices)} float64 max|loss cpu - cuda| "
-        f"{gap:.1e} uploads {uploads} ({time.perf_counter() - started:.1f} s) "
+        f"{gap:.1e} uploads {uploads} {headline} {cuda[-1].get(headline, math.nan):.4g} "
+        f"({baseline} cpu {baselines[0]:.4g}, cuda {baselines[1]:.4g}) "
+        f"({time.perf_counter() - started:.1f} s) "
         f"{'OK' if good else 'FAIL'}",
         flush=True,
     )
