@@ -129,11 +129,24 @@ def _explain_unparsed_body(request: Request, errors: Sequence[Any]) -> list[Any]
     ]
 
 
+# What pydantic puts before the message of a ValueError raised by a validator: it
+# says nothing the error's `type` does not, and reads as noise beside the field.
+_VALUE_ERROR_PREFIX = "Value error, "
+
+
+def _plain_message(error: Any) -> Any:
+    if isinstance(error, dict) and error.get("type") == "value_error":
+        message = error.get("msg")
+        if isinstance(message, str):
+            return {**error, "msg": message.removeprefix(_VALUE_ERROR_PREFIX)}
+    return error
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's own handler, with the echoed input made JSON-safe (DESIGN §6: 422
-    # keeps FastAPI's list form).
+    # keeps FastAPI's list form) and validators' messages without pydantic's prefix.
     assert isinstance(exc, RequestValidationError)
-    errors = _explain_unparsed_body(request, exc.errors())
+    errors = [_plain_message(e) for e in _explain_unparsed_body(request, exc.errors())]
     return JSONResponse(status_code=422, content={"detail": _echoable(jsonable_encoder(errors))})
 
 

@@ -31,7 +31,7 @@ def _action_filter(value: str | None) -> str | None:
     # Checked here rather than by Query(pattern=...), whose 422 would only quote the
     # regular expression.
     if value is not None and not _ACTION.match(value):
-        raise PydanticCustomError(  # a ValueError's message would start "Value error, "
+        raise PydanticCustomError(  # its own error type, beside FastAPI's
             "action_filter",
             "lower-case letters, dots and underscores only: an action such as job.cancelled, "
             "or a prefix ending in '.' such as job.",

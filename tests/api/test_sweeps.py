@@ -201,6 +201,8 @@ def test_a_bad_sweep_is_422_naming_the_parameter_and_stores_nothing(
     # At the field's place (a model validator's error is at `body`, echoing it all).
     named = [e for e in detail if ".".join(str(p) for p in e["loc"][1:]).startswith(field)]
     assert named, (case, detail)
+    # A validator's own message, without pydantic's "Value error, " before it.
+    assert not any(e["msg"].startswith("Value error") for e in detail), detail
     assert counts(api) == (0, 0)
 
 

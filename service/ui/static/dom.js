@@ -82,10 +82,18 @@ export function statusBadge(status) {
   return el("span", { class: `badge status-${status}`, dataset: { status } }, status);
 }
 
+// A 422's field error as the CLI writes it: `field: message`, the field a dotted path
+// inside the body, query or path (left out where the message already starts with it).
+function fieldError(error) {
+  const loc = (error.loc || []).map(String);
+  const field = (["body", "query", "path"].includes(loc[0]) ? loc.slice(1) : loc).join(".");
+  return !field || error.msg.startsWith(field) ? error.msg : `${field}: ${error.msg}`;
+}
+
 export function errorBox(error) {
   const detail = error?.detail;
   const text = typeof detail === "string" ? detail
-    : Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : String(error);
+    : Array.isArray(detail) ? detail.map(fieldError).join("; ") : String(error);
   return el("p", { class: "error", role: "alert" }, text);
 }
 
