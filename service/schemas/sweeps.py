@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from service.schemas.common import StorableText, UtcDatetime
 from service.schemas.jobs import TERMINAL, JobStatus
@@ -34,6 +44,29 @@ ParamPath = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 ]
 MetricName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+def _errors_without_tag(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validates a member of a union told apart by its `type`, with the errors at the
+    member's own place: pydantic puts the tag into their loc, so an empty range was
+    reported at `parameters.optimizer.lr.float`, which reads as a JobSpec path."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        tag = value.get("type") if isinstance(value, dict) else None
+        errors: list[InitErrorDetails] = [
+            {
+                # Each error's own type and message, as pydantic wrote them.
+                "type": PydanticCustomError(error["type"], error["msg"]),
+                "loc": error["loc"][1:] if error["loc"][:1] == (tag,) else error["loc"],
+                "input": error["input"],
+            }
+            for error in exc.errors()
+        ]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+ErrorsWithoutTag = WrapValidator(_errors_without_tag)
 
 
 class FloatParam(Strict):
@@ -92,7 +125,10 @@ class CategoricalParam(Strict):
         return self
 
 
-Parameter = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+Parameter = Annotated[
+    Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")],
+    ErrorsWithoutTag,
+]
 
 
 class Objective(Strict):
@@ -125,7 +161,10 @@ class SuccessiveHalvingPruner(Strict):
     min_early_stopping_rate: int = Field(default=0, ge=0, le=100)
 
 
-Pruner = Annotated[MedianPruner | SuccessiveHalvingPruner, Field(discriminator="type")]
+Pruner = Annotated[
+    Annotated[MedianPruner | SuccessiveHalvingPruner, Field(discriminator="type")],
+    ErrorsWithoutTag,
+]
 Sampler = Literal["gp", "tpe", "random"]
 
 
