@@ -177,8 +177,10 @@ def _csv_shape(lines: Iterator[str], limits: UploadLimits) -> CsvShape:
     integer_labels = True
     largest = 0
     seen_record = False
+    first_line = 0
+    reader = csv.reader(lines)
     try:
-        for record in csv.reader(lines):
+        for record in reader:
             if is_blank_record(record):
                 continue
             if not seen_record:
@@ -187,17 +189,22 @@ def _csv_shape(lines: Iterator[str], limits: UploadLimits) -> CsvShape:
                     _check_width(len(record), limits)
                     continue
             rows += 1
+            # Rows are counted without the header and blank lines; the line is what an
+            # editor shows.
+            where = f"CSV data row {rows} (line {reader.line_num})"
             if width is None:
                 width = _check_width(len(record), limits)
+                first_line = reader.line_num
             if len(record) != width:
+                # Both rows named: the first one may be the odd one out.
                 raise DatasetRejected(
-                    f"CSV data row {rows} has {len(record)} columns, expected {width}"
+                    f"{where} has {len(record)} columns, but data row 1 (line {first_line}) "
+                    f"has {width}; every data row needs the same number"
                 )
             for column, cell in enumerate(record, start=1):
                 if not _is_number(cell):
                     raise DatasetRejected(
-                        f"CSV data row {rows}, column {column}: {cell[:40]!r} is not a "
-                        "finite number"
+                        f"{where}, column {column}: {cell[:40]!r} is not a finite number"
                     )
             label = _label(record[0])
             if label is None:

@@ -47,7 +47,15 @@ def test_upload_text_and_csv_then_list_own(api: Api) -> None:
         ("blank.txt", b"  \n\n", "empty"),
         ("latin1.txt", "caf\u00e9".encode("latin-1"), "UTF-8"),
         ("words.csv", b"a,b\nx,y\n", "not a finite number"),
-        ("ragged.csv", b"1,2\n3\n", "columns"),
+        ("ragged.csv", b"1,2\n3\n", "data row 2 (line 2) has 1 columns, but data row 1"),
+        # The first data row is the odd one out: both rows are named, and their lines
+        # count the header and the blank line.
+        (
+            "short-first.csv",
+            b"label,a,b\n\n1,2\n3,4,5\n",
+            "CSV data row 2 (line 4) has 3 columns, but data row 1 (line 3) has 2",
+        ),
+        ("word.csv", b"label,a\n1,2\n3,x\n", "data row 2 (line 3), column 2: 'x' is not"),
         ("header-only.csv", b"a,b\n", "no data rows"),
         ("nan.csv", b"1,2\n3,nan\n", "not a finite number"),
     ],
