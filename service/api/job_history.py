@@ -4,22 +4,20 @@ it waits (explain)."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from fastapi import APIRouter
 
 from service.api.deps import AppSettings, JobId, Sessions
 from service.api.responses import errors
+from service.api.user_refs import user_namer
 from service.auth import CurrentUser
 from service.schemas.jobs import Explanation, JobHistory, StatusChange
 from service.store.db import read_transaction
 from service.store.explain import explain_job
 from service.store.jobs import events_after, get_visible_job
-from service.store.users import user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-USER_REF = re.compile(r"\buser:(\d+)\b")
 
 
 @router.get("/{job_id}/history", response_model=JobHistory, responses=errors(401, 404))
@@ -27,14 +25,9 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
     with read_transaction(sessions) as session:
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         events = events_after(session=session, job_id=job_id, after_id=0)
-        ids = {int(i) for e in events for i in USER_REF.findall(f"{e.actor} {_named_by(e.reason)}")}
-        names = user_names(session=session, user_ids=ids)
-
-        def named(text: str) -> str:
-            # Events store who acted as user:<id> (ids never change; names are for
-            # people): the timeline reads user:alice, as the audit log does.
-            return USER_REF.sub(lambda m: f"user:{names.get(int(m[1]), m[1])}", text)
-
+        named = user_namer(
+            session=session, texts=[f"{e.actor} {_named_by(e.reason)}" for e in events]
+        )
         return JobHistory(
             data=[
                 StatusChange(
