@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.errors import ArtifactsUnavailable, Conflict, NotFound, QuotaExceeded
 from service.json_body import is_json_content_type
+from service.schemas.common import error_message
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +130,8 @@ def _explain_unparsed_body(request: Request, errors: Sequence[Any]) -> list[Any]
     ]
 
 
-# What pydantic puts before the message of a ValueError raised by a validator: it
-# says nothing the error's `type` does not, and reads as noise beside the field.
-_VALUE_ERROR_PREFIX = "Value error, "
-
-
 def _plain_message(error: Any) -> Any:
-    if isinstance(error, dict) and error.get("type") == "value_error":
-        message = error.get("msg")
-        if isinstance(message, str):
-            return {**error, "msg": message.removeprefix(_VALUE_ERROR_PREFIX)}
-    return error
+    return {**error, "msg": error_message(error)} if isinstance(error, dict) else error
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:

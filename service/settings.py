@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from service.schemas.common import error_message
 from service.schemas.cost import CostLimits
 from service.schemas.datasets import UploadLimits
 from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
@@ -230,7 +231,7 @@ def settings_problems(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = error_message(error)
         if not field:  # a check across settings: its message names them
             lines.append(message)
             continue

@@ -32,7 +32,8 @@ from service.schemas.cost import CostLimits
 from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.resolved import ResolvedSpec
-from service.schemas.sweep_space import Loc, SweepSpecError, check_sweep
+from service.schemas.sweep_checks import Loc
+from service.schemas.sweep_space import SweepSpecError, check_sweep
 from service.schemas.sweeps import PRUNED, SweepOut, SweepSpec, TrialOut
 from service.store.audit import record
 from service.store.db import read_transaction, transaction

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -21,6 +22,21 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+# What pydantic writes before the message of a ValueError raised by a validator: it
+# says nothing the error's `type` does not, and reads as noise beside the field.
+VALUE_ERROR_PREFIX = "Value error, "
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message as people read it: a validator's own words without
+    pydantic's "Value error, " before them (the 422s, a sweep's corner checks, the
+    settings' start-up errors)."""
+    message = str(error.get("msg", ""))
+    if error.get("type") == "value_error":
+        return message.removeprefix(VALUE_ERROR_PREFIX)
+    return message
+
 
 # The most rows one page of a listing holds (its `limit`): the routes' bound, and what
 # the CLI, the client and the dashboard ask for when they read every page.

@@ -112,6 +112,21 @@ RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
 }
 
 
+# The aggregation settings that only some rules read: the skip test's (dense and
+# local_sgd have none), laq's bits, local_sgd's local steps. A job may carry them under
+# another rule (one base shared by a lazy rule and its dense twin); a sweep that
+# searches one where no trial's rule reads it is refused (service.schemas.sweep_space).
+# tests/aggregation/test_rule_settings.py runs every other rule with each changed.
+_LAZY: frozenset[Strategy] = frozenset({"lag_wk", "lag_ps", "lasg_wk2", "laq"})
+READ_ONLY_BY: dict[str, frozenset[Strategy]] = {
+    "xi": _LAZY,
+    "window": _LAZY,
+    "max_staleness": _LAZY,
+    "bits": frozenset({"laq"}),
+    "local_steps": frozenset({"local_sgd"}),
+}
+
+
 # lag_ps's ξ = 10 is the paper's, tuned for its 9 workers. With one or two workers the
 # server-side bounds L_m²‖θ̂_m - θ‖² of the few stale gradients line up and the run
 # diverges (the paper task, 1000 rounds: f - f* = 1.1e3 at M = 2, 2.9e88 at M = 1,

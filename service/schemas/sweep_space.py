@@ -11,28 +11,28 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
-from service.schemas.jobspec import JobSpec
-from service.schemas.metric_names import BASELINES, final_metric_names
+from service.schemas.common import error_message
+from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS, READ_ONLY_BY
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
-from service.schemas.sweeps import CategoricalParam, FloatParam, IntParam, SweepSpec
+from service.schemas.sweep_checks import (
+    Loc,
+    Problem,
+    metric_problems,
+    path_problem,
+    reachable_kinds,
+)
+from service.schemas.sweeps import CategoricalParam, FloatParam, IntParam, Parameter, SweepSpec
 
 # Corners are resolved one by one at submit; beyond this the check would be slow.
 MAX_CORNERS = 4096
 MAX_PROBLEMS = 20
-# Trials are named after their sweep; a parameter may not set the name.
-NOT_SEARCHABLE = frozenset({"name"})
-
-Loc = tuple[str | int, ...]
-Problem = tuple[Loc, str]
 
 
 class SweepSpecError(ValueError):
@@ -60,13 +60,14 @@ def check_sweep(
     type, the base resolves at every corner, and every objective is a metric of every
     task the space reaches."""
     problems: list[Problem] = []
+    searchable: dict[str, Parameter] = {}  # the parameters whose corners can be checked
     for path, param in spec.parameters.items():
-        message = _path_problem(path, param)
-        if message is not None:
-            problems.append((("parameters", path), f"parameters.{path}: {message}"))
-    if problems:
-        raise SweepSpecError(problems)
-    count = math.prod(len(_extremes(p)) for p in spec.parameters.values())
+        problem = path_problem(path, param.type)
+        if problem is None:
+            searchable[path] = param
+        else:
+            problems.append(problem)
+    count = math.prod(len(_extremes(p)) for p in searchable.values())
     if count > MAX_CORNERS:
         raise SweepSpecError(
             [
@@ -80,18 +81,23 @@ def check_sweep(
     stored = stored_form(spec)
     corners: list[ResolvedSpec] = []
     seen: set[Loc] = set()
-    for corner in _corners(spec):
+    for corner in _corners(searchable):
         try:
             corners.append(
                 trial_spec(stored["base"], corner, name=None, max_attempts=default_max_attempts)
             )
         except (ValidationError, SpecError) as exc:
-            for loc, message in _blame(exc, corner, spec):
+            for loc, message in _blame(exc, corner, searchable):
                 if loc not in seen and len(problems) < MAX_PROBLEMS:
                     seen.add(loc)
                     problems.append((loc, message))
     if not problems:
-        problems = _metric_problems(spec, corners) + _pruning_problems(spec, corners)
+        problems = _inert_problems(spec, corners) + _pruning_problems(spec, corners)
+    # Which metrics the trials report depends only on their task kinds: checked beside
+    # the paths and corners, so that one answer names every mistake it can.
+    raw_parameters = {path: p.model_dump(mode="json") for path, p in spec.parameters.items()}
+    kinds = reachable_kinds(stored["base"], raw_parameters)
+    problems += metric_problems(enumerate(o.metric for o in spec.objectives), kinds)
     if problems:
         raise SweepSpecError(problems)
     return CheckedSweep(stored=stored, corners=corners)
@@ -129,90 +135,29 @@ def trial_spec(
     return resolve(data, default_max_attempts=max_attempts)
 
 
-def _path_problem(path: str, param: FloatParam | IntParam | CategoricalParam) -> str | None:
-    if path in NOT_SEARCHABLE:
-        return "is not searchable (trials are named after their sweep)"
-    model: type[BaseModel] = JobSpec
-    *sections, leaf = path.split(".")
-    for depth, section in enumerate(sections):
-        field = model.model_fields.get(section)
-        inner = _model_of(field.annotation) if field is not None else None
-        if inner is None:
-            where = ".".join(sections[: depth + 1])
-            return f"{where!r} is not a section of the JobSpec (sections: {_sections(model)})"
-        model = inner
-    field = model.model_fields.get(leaf)
-    if field is None:
-        return f"not a JobSpec field (fields here: {', '.join(sorted(model.model_fields))})"
-    if _model_of(field.annotation) is not None:
-        return f"is a section; name one of its fields ({', '.join(sorted(_fields(field)))})"
-    accepted = _scalar_types(field.annotation)
-    if isinstance(param, FloatParam) and float not in accepted:
-        return f"takes {_describe(accepted)}, not a float range; use type int or categorical"
-    if isinstance(param, IntParam) and not accepted & {int, float}:
-        return f"takes {_describe(accepted)}, not numbers; use type categorical"
-    return None
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _fields(field: Any) -> list[str]:
-    model = _model_of(field.annotation)
-    return list(model.model_fields) if model is not None else []
-
-
-def _sections(model: type[BaseModel]) -> str:
-    names = [n for n, f in model.model_fields.items() if _model_of(f.annotation) is not None]
-    return ", ".join(sorted(names)) or "none"
-
-
-def _scalar_types(annotation: Any) -> set[type]:
-    """The plain types a field accepts (bool apart from int; a Literal's values')."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _scalar_types(get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return set().union(*(_scalar_types(arg) for arg in get_args(annotation)))
-    if origin is Literal:
-        return {type(value) for value in get_args(annotation)}
-    if annotation is type(None):
-        return set()
-    return {annotation} if isinstance(annotation, type) else set()
-
-
-def _describe(accepted: set[type]) -> str:
-    names = {bool: "true/false", int: "integers", float: "numbers", str: "names"}
-    return " or ".join(sorted(names.get(t, t.__name__) for t in accepted)) or "nothing"
-
-
 def _extremes(param: FloatParam | IntParam | CategoricalParam) -> list[Any]:
     if isinstance(param, CategoricalParam):
         return list(param.choices)
     return [param.low, param.high]
 
 
-def _corners(spec: SweepSpec) -> Iterator[dict[str, Any]]:
-    paths = list(spec.parameters)
-    for values in itertools.product(*(_extremes(spec.parameters[p]) for p in paths)):
+def _corners(parameters: Mapping[str, Parameter]) -> Iterator[dict[str, Any]]:
+    paths = list(parameters)
+    for values in itertools.product(*(_extremes(parameters[p]) for p in paths)):
         yield dict(zip(paths, values, strict=True))
 
 
 def _blame(
-    exc: ValidationError | SpecError, corner: Mapping[str, Any], spec: SweepSpec
+    exc: ValidationError | SpecError, corner: Mapping[str, Any], parameters: Iterable[str]
 ) -> Iterator[Problem]:
     """Each field problem at `corner`, charged to the parameter that sets the field
     (or one of its sub-fields), else to the base field."""
     if isinstance(exc, SpecError):
         found = exc.problems
     else:
-        found = [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        found = [(".".join(str(p) for p in e["loc"]), error_message(e)) for e in exc.errors()]
     for field, message in found:
-        owner = next((p for p in spec.parameters if _sets(p, field, message)), None)
+        owner = next((p for p in parameters if _sets(p, field, message)), None)
         if owner is not None:
             others = ", ".join(f"{p}={v!r}" for p, v in corner.items() if p != owner)
             where = f"at {owner}={corner[owner]!r}" + (f" with {others}" if others else "")
@@ -230,6 +175,27 @@ def _sets(path: str, field: str, message: str) -> bool:
     return path.startswith(field + ".") and path in message
 
 
+def _inert_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
+    """A searched rule setting that no trial's rule reads (`aggregation.xi` with the
+    default dense strategy) would spend the budget on points that all train alike."""
+    strategies = sorted({c.aggregation.strategy for c in corners})
+    problems: list[Problem] = []
+    for path in spec.parameters:
+        section, _, knob = path.partition(".")
+        readers = READ_ONLY_BY.get(knob) if section == "aggregation" else None
+        if readers is not None and not readers.intersection(strategies):
+            problems.append(
+                (
+                    ("parameters", path),
+                    f"parameters.{path}: no trial would read it: aggregation.strategy is "
+                    f"{' or '.join(strategies)} in this space, and {knob} is read by "
+                    f"{', '.join(sorted(readers))} only; set base.aggregation.strategy "
+                    "(or search it)",
+                )
+            )
+    return problems
+
+
 def _pruning_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
     """A pruner reads a trial's objective at its evaluation rounds before the last:
     with none anywhere in the space it would never prune, silently."""
@@ -244,31 +210,3 @@ def _pruning_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Prob
             "base.schedule.eval_every below base.schedule.rounds",
         )
     ]
-
-
-def _metric_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
-    problems: list[Problem] = []
-    baselines = {baseline: headline for headline, baseline in BASELINES.items()}
-    for kind in sorted({c.task.kind for c in corners}):
-        names = final_metric_names(kind)
-        for i, objective in enumerate(spec.objectives):
-            where = ("objectives", i, "metric")
-            headline = baselines.get(objective.metric)
-            if headline is not None and objective.metric in names:
-                # Reported beside the model's figure, but measures the data, not the model.
-                problems.append(
-                    (
-                        where,
-                        f"objectives.{i}.metric: {objective.metric!r} is a baseline that no "
-                        f"trial's model changes; search on {headline!r}",
-                    )
-                )
-            elif objective.metric not in names:
-                problems.append(
-                    (
-                        where,
-                        f"objectives.{i}.metric: {objective.metric!r} is not a metric of "
-                        f"{kind} jobs (they report: {', '.join(names)})",
-                    )
-                )
-    return problems

@@ -9,11 +9,13 @@ these shapes validate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -21,11 +23,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from service.schemas.common import StorableText, UtcDatetime
 from service.schemas.jobs import TERMINAL, JobStatus
 from service.schemas.jobspec import JobSpec, Seed, Strict, SubmittedName
+from service.schemas.sweep_checks import Loc, text_problems
 
 MAX_PARAMETERS = 16
 MAX_CHOICES = 64
@@ -46,6 +49,15 @@ ParamPath = Annotated[
 MetricName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
 
 
+def _as_raised(error: ErrorDetails, loc: Loc) -> InitErrorDetails:
+    """`error` to raise again at `loc`, with its own type and message."""
+    return {
+        "type": PydanticCustomError(error["type"], error["msg"]),
+        "loc": loc,
+        "input": error["input"],
+    }
+
+
 def _errors_without_tag(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     """Validates a member of a union told apart by its `type`, with the errors at the
     member's own place: pydantic puts the tag into their loc, so an empty range was
@@ -54,19 +66,25 @@ def _errors_without_tag(value: Any, handler: ValidatorFunctionWrapHandler) -> An
         return handler(value)
     except ValidationError as exc:
         tag = value.get("type") if isinstance(value, dict) else None
-        errors: list[InitErrorDetails] = [
-            {
-                # Each error's own type and message, as pydantic wrote them.
-                "type": PydanticCustomError(error["type"], error["msg"]),
-                "loc": error["loc"][1:] if error["loc"][:1] == (tag,) else error["loc"],
-                "input": error["input"],
-            }
-            for error in exc.errors()
+        errors = [
+            _as_raised(e, e["loc"][1:] if e["loc"][:1] == (tag,) else e["loc"])
+            for e in exc.errors()
         ]
         raise ValidationError.from_exception_data(exc.title, errors) from None
 
 
 ErrorsWithoutTag = WrapValidator(_errors_without_tag)
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    """The value at `loc` in raw JSON (what a 422 echoes as the error's input)."""
+    for key in loc:
+        inside = isinstance(data, Mapping) and key in data
+        inside |= isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data)
+        if not inside:
+            return None
+        data = data[key]
+    return data
 
 
 class FloatParam(Strict):
@@ -116,9 +134,12 @@ class CategoricalParam(Strict):
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
-        keys = [(type(c).__name__, c) for c in self.choices]
-        if len(set(keys)) != len(keys):
-            raise ValueError("choices must be distinct")
+        seen: set[tuple[str, Choice]] = set()
+        for choice in self.choices:
+            key = (type(choice).__name__, choice)  # 1 and true are different choices
+            if key in seen:
+                raise ValueError(f"choices must be distinct: {choice!r} is given twice")
+            seen.add(key)
         for choice in self.choices:
             if isinstance(choice, str) and len(choice) > 200:
                 raise ValueError("a choice is longer than 200 characters")
@@ -198,14 +219,34 @@ class SweepSpec(Strict):
         default=None, description="stop trials whose intermediate first objective is poor"
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_mistake_at_once(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            extra = text_problems(data) if isinstance(data, Mapping) else []
+            if not extra:
+                raise
+            errors = [_as_raised(e, e["loc"]) for e in exc.errors()] + [
+                {
+                    "type": PydanticCustomError("value_error", message),
+                    "loc": loc,
+                    "input": _at(data, loc),
+                }
+                for loc, message in extra
+            ]
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+
     # Field validators, so that the 422 names the field (a model validator's is at
     # `body`, echoing the whole request).
     @field_validator("objectives")
     @classmethod
     def _each_metric_once(cls, objectives: list[Objective]) -> list[Objective]:
         metrics = [o.metric for o in objectives]
-        if len(set(metrics)) != len(metrics):
-            raise ValueError("each metric may appear once")
+        for metric in metrics:
+            if metrics.count(metric) > 1:
+                raise ValueError(f"each metric may appear once: {metric!r} is given twice")
         return objectives
 
     @field_validator("pruner")

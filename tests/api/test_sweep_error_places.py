@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
+from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 
 LR = "optimizer.lr"
 PLACES: list[tuple[str, dict[str, Any], list[list[Any]], str]] = [
@@ -74,3 +74,117 @@ def test_a_sweeps_error_is_where_the_user_wrote_it(
     assert [e["loc"][1:] for e in detail] == locs, (case, detail)
     assert any(says in e["msg"] for e in detail), (case, detail)
     assert not any(e["msg"].startswith("Value error") for e in detail), detail
+
+
+def test_one_answer_names_every_mistake_it_can(api: Api) -> None:
+    """Form errors (a range, a choice, the budget) and the checks of the sweep's text
+    (a path, an objective) in one 422: the path typo and the objective used to show
+    only after the form's errors were fixed."""
+    _uid, alice = api.create_user("alice")
+    sweep = {
+        **SMALL_SWEEP,
+        "base": {**SMALL_SWEEP["base"], "task": {"kind": "sequence_classification"}},
+        "parameters": {
+            "optimizer.lrr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "aggregation.xi": {"type": "float", "low": 0, "high": 1, "log": True},
+            "model.cell": {"type": "categorical", "choices": ["lstm"]},
+        },
+        "objectives": [{"metric": "val_acc", "direction": "maximize"}],
+        "trials": 0,
+    }
+    detail = assert_json_error(api.client.post("/v1/sweeps", json=sweep, headers=alice), 422)
+    at = {".".join(str(p) for p in e["loc"][1:]): e["msg"] for e in detail}
+    assert set(at) == {
+        "parameters.aggregation.xi",
+        "parameters.model.cell.choices",
+        "trials",
+        "parameters.optimizer.lrr",
+        "objectives.0.metric",
+    }, detail
+    assert "not a JobSpec field" in at["parameters.optimizer.lrr"]
+    assert "did you mean 'val_accuracy'?" in at["objectives.0.metric"]
+
+
+def test_the_checks_of_a_valid_form_all_report_too(api: Api) -> None:
+    """A path typo no longer hides a corner's problem or an objective's."""
+    _uid, alice = api.create_user("alice")
+    sweep = {
+        **SMALL_SWEEP,
+        "parameters": {
+            "optimiser.lr": {"type": "float", "low": 1e-4, "high": 1e-1},
+            "model.hidden_size": {"type": "int", "low": 0, "high": 16},
+            "schedule.batch_size": {"type": "categorical", "choices": ["32", 64]},
+        },
+        "objectives": [{"metric": "val_msee", "direction": "minimize"}],
+    }
+    detail = assert_json_error(api.client.post("/v1/sweeps", json=sweep, headers=alice), 422)
+    at = {".".join(str(p) for p in e["loc"][1:]): e["msg"] for e in detail}
+    assert set(at) == {
+        "parameters.optimiser.lr",
+        "parameters.model.hidden_size",
+        "parameters.schedule.batch_size",
+        "objectives.0.metric",
+    }, detail
+    assert "'optimiser' is not a section" in at["parameters.optimiser.lr"]
+    assert "(at model.hidden_size=0" in at["parameters.model.hidden_size"]
+    # A corner's message quotes pydantic's without its "Value error, ".
+    assert at["parameters.schedule.batch_size"].startswith(
+        "parameters.schedule.batch_size: must be 'full' or an integer, not '32' (at"
+    ), at
+    assert "did you mean 'val_mse'?" in at["objectives.0.metric"]
+
+
+def test_a_repeated_choice_or_metric_is_named(api: Api) -> None:
+    _uid, alice = api.create_user("alice")
+    repeated = {
+        **SMALL_SWEEP,
+        "parameters": {"model.cell": {"type": "categorical", "choices": ["lstm", "gru", "lstm"]}},
+        "objectives": [
+            {"metric": "val_mse", "direction": "minimize"},
+            {"metric": "val_mse", "direction": "maximize"},
+        ],
+    }
+    detail = assert_json_error(api.client.post("/v1/sweeps", json=repeated, headers=alice), 422)
+    assert sorted(e["msg"] for e in detail) == [
+        "choices must be distinct: 'lstm' is given twice",
+        "each metric may appear once: 'val_mse' is given twice",
+    ], detail
+
+
+def test_a_setting_no_trials_rule_reads_is_not_searched(api: Api) -> None:
+    """xi under the default dense strategy (a walkthrough's sweep ran 6 trials that
+    all trained alike); searched beside the strategy, or with a lazy base, it is."""
+    _uid, alice = api.create_user("alice")
+    xi = {"aggregation.xi": {"type": "float", "low": 0.1, "high": 10, "log": True}}
+    sweep = {**SMALL_SWEEP, "parameters": xi}
+    detail = assert_json_error(api.client.post("/v1/sweeps", json=sweep, headers=alice), 422)
+    assert [(e["loc"][1:], e["msg"]) for e in detail] == [
+        (
+            ["parameters", "aggregation.xi"],
+            "parameters.aggregation.xi: no trial would read it: aggregation.strategy is "
+            "dense in this space, and xi is read by lag_ps, lag_wk, laq, lasg_wk2 only; "
+            "set base.aggregation.strategy (or search it)",
+        )
+    ]
+    bits = {"aggregation.bits": {"type": "int", "low": 4, "high": 8}}
+    lazy_base = {**SMALL_SPEC, "aggregation": {"strategy": "lasg_wk2"}}
+    detail = assert_json_error(
+        api.client.post(
+            "/v1/sweeps", json={**sweep, "base": lazy_base, "parameters": bits}, headers=alice
+        ),
+        422,
+    )
+    assert "bits is read by laq only" in detail[0]["msg"], detail
+    accepted = [
+        {**sweep, "base": lazy_base},
+        {
+            **sweep,
+            "parameters": {
+                **bits,
+                "aggregation.strategy": {"type": "categorical", "choices": ["dense", "laq"]},
+            },
+        },
+    ]
+    for spec in accepted:
+        r = api.client.post("/v1/sweeps", json=spec, headers=alice)
+        assert r.status_code == 201, r.text
