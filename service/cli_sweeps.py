@@ -15,6 +15,7 @@ from rich.text import Text
 
 from service.cli_common import (
     api_failure,
+    binary_size,
     client_session,
     console,
     load_spec,
@@ -25,6 +26,8 @@ from service.cli_common import (
     when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, Client
+from service.schemas.common import MAX_PAGE
+from service.schemas.metric_names import BYTE_METRICS, no_better_than_baseline
 from service.schemas.sweeps import FINISHED_TRIAL_STATUSES
 
 sweeps_app = typer.Typer(add_completion=False)
@@ -108,9 +111,10 @@ def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
                     time.sleep(every)  # polling the API, at the pace a person reads
                     current = client.sweep(sweep_id)
                     live.update(sweep_table(current))
+                live.update(sweep_table(current, _trial_jobs(client, sweep_id)))
         else:
             current = _watch_lines(client, sweep_id, current, every)
-            console.print(sweep_table(current))
+            console.print(sweep_table(current, _trial_jobs(client, sweep_id)))
     except ApiError as exc:
         raise api_failure(exc) from exc
     if current.get("error"):
@@ -151,7 +155,7 @@ def sweep_changes(sweep: dict[str, Any], seen: dict[int | str, Any]) -> list[str
         if trial["job_id"] is not None:
             line += f" (job {trial['job_id']})"
         parts = [] if number in seen else [f"{p}={_fmt(v)}" for p, v in trial["params"].items()]
-        parts += [f"{m}={_fmt(v)}" for m, v in zip(metrics, trial["values"] or [], strict=False)]
+        parts += [f"{m}={_fmt(v, m)}" for m, v in zip(metrics, trial["values"] or [], strict=False)]
         if trial["error"]:
             parts.append(str(trial["error"]))
         seen[number] = key
@@ -162,9 +166,18 @@ def sweep_changes(sweep: dict[str, Any], seen: dict[int | str, Any]) -> list[str
     return lines
 
 
-def sweep_table(sweep: dict[str, Any]) -> Table:
+def _trial_jobs(client: Client, sweep_id: int) -> dict[int, dict[str, Any]]:
+    """A finished sweep's trial jobs by id: their summaries carry each trial's baseline."""
+    return {int(job["id"]): job for job in client.jobs(sweep_id=sweep_id, limit=MAX_PAGE)}
+
+
+def sweep_table(sweep: dict[str, Any], jobs: dict[int, dict[str, Any]] | None = None) -> Table:
+    """The trials, their points and objective values, the best starred; the last column
+    says why a trial failed or, given its `jobs`, that a succeeded one's model did no
+    better than its task's baseline."""
     spec = sweep["spec"]
     paths = list(spec["parameters"])
+    objectives = [o["metric"] for o in spec["objectives"]]
     metrics = [f"{o['metric']} ({o['direction'][:3]})" for o in spec["objectives"]]
     best = set(sweep["best"])
     trials = sweep["trials"]
@@ -178,6 +191,7 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
         *paths,
         *metrics,
         "",
+        "note",
         title=Text.assemble(
             f"sweep {sweep['id']} {visible(sweep.get('name') or '')} ",
             (sweep["status"], "bold"),
@@ -192,15 +206,27 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
             str(trial["job_id"] or ""),
             trial["status"],
             *(_fmt(trial["params"].get(p)) for p in paths),
-            *(_fmt(v) for v in values),
+            *(_fmt(v, m) for m, v in zip(objectives, values, strict=True)),
             "★" if trial["number"] in best else "",
+            Text(_note(trial, (jobs or {}).get(trial["job_id"] or 0))),
         )
     return table
 
 
-def _fmt(value: Any) -> str:
+def _note(trial: dict[str, Any], job: dict[str, Any] | None) -> str:
+    if trial["error"]:
+        return str(trial["error"])
+    if trial["status"] != "succeeded" or job is None:
+        return ""
+    worse = no_better_than_baseline((job.get("summary") or {}).get("final_metrics"))
+    return f"{worse[0]} no better than its {worse[1]} ({_fmt(worse[2])})" if worse else ""
+
+
+def _fmt(value: Any, metric: str = "") -> str:
     if value is None:
         return ""
+    if metric in BYTE_METRICS and isinstance(value, int | float):
+        return binary_size(int(value))
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -8,6 +8,8 @@ core really produces.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from service.schemas.jobspec import TaskKind
 
 # Every round's record (workers.training.coordinator).
@@ -52,6 +54,24 @@ BASELINES: dict[str, str] = {
 }
 # Headlines where a larger value is the better model (every other one: smaller).
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"val_accuracy"})
+
+
+def no_better_than_baseline(
+    final_metrics: Mapping[str, float | None] | None,
+) -> tuple[str, str, float] | None:
+    """(headline, baseline, the baseline's value) where a job's model did no better
+    than its baseline, else None: what the CLI's sweep table notes beside a trial (the
+    dashboard's charts.js noBetterThanBaseline is the same test, in the browser)."""
+    for headline, baseline in BASELINES.items():
+        value = (final_metrics or {}).get(headline)
+        reference = (final_metrics or {}).get(baseline)
+        if value is None or reference is None:
+            continue
+        if value <= reference if headline in HIGHER_IS_BETTER else value >= reference:
+            return headline, baseline, reference
+    return None
+
+
 # Each task's headline evaluation metric (its one evaluation metric besides val_loss
 # and a baseline), in the order the CLI and the dashboard look for them: the first a
 # job has is its task's headline.

@@ -119,3 +119,49 @@ def test_the_sweep_tables_caption_names_its_best_trials() -> None:
     assert caption([4, 0], 2) == "★ Pareto front: trials 0, 4"
     assert caption([], 1, "running") == "★ best: (none yet)"
     assert caption([], 2) == "★ Pareto front: (none)"
+
+
+def test_the_final_table_says_why_a_trial_failed_or_did_no_better_than_its_baseline() -> None:
+    """A walkthrough's sweep marked a trial below chance as its best with no word, and
+    the final table dropped a failed trial's reason (shown only in the lines before)."""
+    objectives = [
+        {"metric": "val_accuracy", "direction": "maximize"},
+        {"metric": "bytes_up_total", "direction": "minimize"},
+    ]
+    spec = {"parameters": {"optimizer.lr": {}}, "objectives": objectives, "trials": 3}
+    trial = {"params": {"optimizer.lr": 0.01}, "error": None, "status": "succeeded"}
+    sweep = {
+        "id": 1,
+        "name": "s",
+        "status": "succeeded",
+        "spec": {**spec, "sampler": "random"},
+        "best": [0],
+        "trials": [
+            {**trial, "number": 0, "job_id": 10, "values": [0.1058, 293_400.0]},
+            {**trial, "number": 1, "job_id": 11, "values": [0.93, 293_400.0]},
+            {
+                **trial,
+                "number": 2,
+                "job_id": None,
+                "values": None,
+                "status": "failed",
+                "error": "invalid point: task.seq_len: [12] does not divide 64",
+            },
+        ],
+    }
+    jobs = {
+        10: {"summary": {"final_metrics": {"val_accuracy": 0.1058, "chance_accuracy": 0.1226}}},
+        11: {"summary": {"final_metrics": {"val_accuracy": 0.93, "chance_accuracy": 0.1226}}},
+    }
+    console = Console(width=250, record=True)
+    console.print(sweep_table(sweep, jobs))
+    rows = {
+        cells[0]: cells
+        for line in console.export_text().splitlines()
+        if (cells := [c.strip() for c in line.split("│")[1:-1]]) and cells[0].isdigit()
+    }
+    assert rows["0"][-1] == "val_accuracy no better than its chance_accuracy (0.1226)"
+    assert rows["1"][-1] == ""
+    # Markup-like text stays as written.
+    assert rows["2"][-1] == "invalid point: task.seq_len: [12] does not divide 64"
+    assert rows["0"][5] == "287 KiB"  # bytes in binary units, as everywhere

@@ -104,3 +104,26 @@ def test_asked_points_lie_in_the_space_and_follow_the_history(sampler: str) -> N
     # Parallel asks see each other: two points at once differ.
     first, second = study.ask(s, history, 2)
     assert first != second
+
+
+def test_a_point_at_a_log_ranges_bound_is_the_bound_itself() -> None:
+    """The GP sampler, minimising lr, reaches the range's corner; on a log scale it
+    computes exp(log(1e-4)) = 1.0000000000000009e-4, which a trial's spec carried."""
+    s = spec(sampler="gp", startup_trials=2)
+    history: list[TrialView] = []
+    for number in range(6):
+        (point,) = study.ask(s, history, 1)
+        history.append(
+            TrialView(
+                number=number,
+                state=TrialState.COMPLETE,
+                params=point,
+                values=[point["optimizer.lr"]],
+                intermediate={},
+                system_attrs={},
+                job_active=False,
+            )
+        )
+    lrs = [h.params["optimizer.lr"] for h in history]
+    assert 1e-4 in lrs, lrs
+    assert all(lr == 1e-4 or abs(lr / 1e-4 - 1) > 1e-9 for lr in lrs), lrs

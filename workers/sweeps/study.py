@@ -12,6 +12,7 @@ in the trial rows' system_attrs.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -146,7 +147,9 @@ def ask(spec: SweepSpec, trials: Sequence[TrialView], count: int) -> list[dict[s
             study = build(spec, [*trials, *asked], sampler=_sampler(spec, number))
             trial = study.ask(dists)
         assert trial.number == number, (trial.number, number)
-        point = {path: _plain(trial.params[path]) for path in spec.parameters}
+        point = {
+            path: _snapped(_plain(trial.params[path]), dists[path]) for path in spec.parameters
+        }
         points.append(point)
         asked.append(
             TrialView(
@@ -160,6 +163,17 @@ def ask(spec: SweepSpec, trials: Sequence[TrialView], count: int) -> list[dict[s
             )
         )
     return points
+
+
+def _snapped(value: Any, dist: BaseDistribution) -> Any:
+    """A float at a bound of its range as the bound itself: a log-scale sampler that
+    picks a corner gives exp(log(0.1)) = 0.10000000000000002, which a trial's spec
+    then carried (lr: 0.00010000000000000009)."""
+    if isinstance(dist, FloatDistribution) and isinstance(value, float):
+        for bound in (dist.low, dist.high):
+            if math.isclose(value, bound, rel_tol=1e-12):
+                return bound
+    return value
 
 
 def _plain(value: Any) -> Any:
