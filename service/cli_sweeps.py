@@ -166,9 +166,15 @@ def sweep_changes(sweep: dict[str, Any], seen: dict[int | str, Any]) -> list[str
     return lines
 
 
-def _trial_jobs(client: Client, sweep_id: int) -> dict[int, dict[str, Any]]:
-    """A finished sweep's trial jobs by id: their summaries carry each trial's baseline."""
-    return {int(job["id"]): job for job in client.jobs(sweep_id=sweep_id, limit=MAX_PAGE)}
+def _trial_jobs(client: Client, sweep_id: int) -> dict[int, dict[str, Any]] | None:
+    """A finished sweep's trial jobs by id: their summaries carry each trial's
+    baseline. None if they cannot be read now: the table is then drawn without those
+    notes (the sweep's outcome decides the exit status, not this extra read)."""
+    try:
+        jobs = client.jobs(sweep_id=sweep_id, limit=MAX_PAGE)
+    except ApiError:
+        return None
+    return {int(job["id"]): job for job in jobs}
 
 
 def sweep_table(sweep: dict[str, Any], jobs: dict[int, dict[str, Any]] | None = None) -> Table:

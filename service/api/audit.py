@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from service.api.deps import MAX_ID, Limit, Sessions
 from service.api.responses import errors
-from service.api.user_refs import user_namer
+from service.api.user_refs import asked_by, user_namer
 from service.auth import AdminUser
 from service.schemas.accounts import AuditEventOut, AuditPage
 from service.schemas.common import StorableText
@@ -92,7 +92,9 @@ def get_audit(
         )
         # A cancel's reason names who asked ("sweep 3 cancelled by user:2"): by name,
         # as the actor column does.
-        named = user_namer(session=session, texts=[_reason(e.detail) for e in events])
+        named = user_namer(
+            session=session, texts=[asked_by(e.detail.get("reason")) for e in events]
+        )
         data = [
             AuditEventOut(
                 id=e.id,
@@ -101,15 +103,10 @@ def get_audit(
                 action=e.action,
                 target=e.target,
                 detail={**e.detail, "reason": named(reason)}
-                if (reason := _reason(e.detail))
+                if (reason := asked_by(e.detail.get("reason")))
                 else e.detail,
             )
             for e in events
         ]
     # A tailed log: a full page always names where to continue (docs/decisions.md).
     return AuditPage(data=data, next_after_id=events[-1].id if len(events) == limit else None)
-
-
-def _reason(detail: dict[str, Any] | None) -> str:
-    reason = (detail or {}).get("reason")
-    return reason if isinstance(reason, str) else ""

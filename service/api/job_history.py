@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from service.api.deps import AppSettings, JobId, Sessions
 from service.api.responses import errors
-from service.api.user_refs import user_namer
+from service.api.user_refs import asked_by, user_namer
 from service.auth import CurrentUser
 from service.schemas.jobs import Explanation, JobHistory, StatusChange
 from service.store.db import read_transaction
@@ -26,7 +26,7 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
         get_visible_job(session=session, job_id=job_id, viewer=principal)
         events = events_after(session=session, job_id=job_id, after_id=0)
         named = user_namer(
-            session=session, texts=[f"{e.actor} {_named_by(e.reason)}" for e in events]
+            session=session, texts=[f"{e.actor} {asked_by(e.reason)}" for e in events]
         )
         return JobHistory(
             data=[
@@ -36,17 +36,11 @@ def get_history(job_id: JobId, principal: CurrentUser, sessions: Sessions) -> Jo
                     to_status=e.to_status,
                     attempt=e.attempt,
                     actor=named(e.actor),
-                    reason=named(by) if (by := _named_by(e.reason)) else e.reason,
+                    reason=named(by) if (by := asked_by(e.reason)) else e.reason,
                 )
                 for e in events
             ]
         )
-
-
-def _named_by(reason: str | None) -> str:
-    """The reasons the server writes that name a user ("cancelled by user:3"), else
-    "": other reasons (a worker's error text) are shown as they are."""
-    return reason if reason is not None and reason.startswith("cancel") else ""
 
 
 @router.get("/{job_id}/explain", response_model=Explanation, responses=errors(401, 404))

@@ -33,6 +33,7 @@ from service.schemas.gang import gang_totals
 from service.schemas.jobs import JobStatus
 from service.schemas.resolved import ResolvedSpec
 from service.schemas.sweep_checks import Loc
+from service.schemas.sweep_errors import value_at
 from service.schemas.sweep_space import SweepSpecError, check_sweep
 from service.schemas.sweeps import PRUNED, SweepOut, SweepSpec, TrialOut
 from service.store.audit import record
@@ -104,18 +105,17 @@ def _sweep_outs(session: Session, sweeps: list[Sweep]) -> list[SweepOut]:
 def _errors(problems: list[tuple[Loc, str]], spec: SweepSpec) -> RequestValidationError:
     """A 422 in FastAPI's list form, each problem at its place in the request body."""
     body = spec.model_dump(mode="json")
-    found = []
-    for loc, message in problems:
-        value: Any = body
-        for key in loc:
-            if isinstance(value, dict):
-                value = value.get(key)
-            elif isinstance(value, list) and isinstance(key, int) and key < len(value):
-                value = value[key]
-            else:
-                value = None
-        found.append({"type": "value_error", "loc": ("body", *loc), "msg": message, "input": value})
-    return RequestValidationError(found)
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("body", *loc),
+                "msg": message,
+                "input": value_at(body, loc),
+            }
+            for loc, message in problems
+        ]
+    )
 
 
 def _corner_problems(

@@ -12,6 +12,15 @@ from sqlalchemy.orm import Session
 from service.store.users import user_names
 
 USER_REF = re.compile(r"\buser:(\d+)\b")
+# The reasons the server writes that name who asked: "cancelled by user:3", "cancel by
+# user:3" (a running job), "sweep 2 cancelled by user:3" (its trials). Any other
+# reason (a worker's error text) is shown as it is.
+_ASKED_BY = re.compile(r"\bcancel(?:led)? by user:\d+\b")
+
+
+def asked_by(reason: object) -> str:
+    """`reason` if it is one the server wrote naming who asked, else ""."""
+    return reason if isinstance(reason, str) and _ASKED_BY.search(reason) else ""
 
 
 def user_namer(*, session: Session, texts: Iterable[str]) -> Callable[[str], str]:

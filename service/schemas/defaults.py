@@ -113,10 +113,13 @@ RULE_DEFAULTS: dict[Strategy, RuleDefaults] = {
 
 
 # The aggregation settings that only some rules read: the skip test's (dense and
-# local_sgd have none), laq's bits, local_sgd's local steps. A job may carry them under
-# another rule (one base shared by a lazy rule and its dense twin); a sweep that
+# local_sgd have none), laq's bits, local_sgd's local steps. A job may carry them
+# under another rule (one base shared by a lazy rule and its dense twin); a sweep that
 # searches one where no trial's rule reads it is refused (service.schemas.sweep_space).
 # tests/aggregation/test_rule_settings.py runs every other rule with each changed.
+# Not listed: warmup_full_upload, which lag_wk and laq read — but their first round's
+# threshold is 0 before any step, so every worker uploads then anyway, and no run here
+# showed it change anything.
 _LAZY: frozenset[Strategy] = frozenset({"lag_wk", "lag_ps", "lasg_wk2", "laq"})
 READ_ONLY_BY: dict[str, frozenset[Strategy]] = {
     "xi": _LAZY,

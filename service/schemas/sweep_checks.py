@@ -9,6 +9,8 @@ only once an empty range elsewhere was fixed).
 from __future__ import annotations
 
 import difflib
+import itertools
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
@@ -21,14 +23,24 @@ from service.schemas.metric_names import BASELINES, final_metric_names
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 RangeType = Literal["float", "int", "categorical"]
+# The sweep form's bounds (service.schemas.sweeps), here so that the checks of the
+# raw text look only at what the form would take.
+MAX_PARAMETERS = 16
+MAX_OBJECTIVES = 4
+MAX_PATH_LENGTH = 200
+MAX_METRIC_LENGTH = 100
+PARAM_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+METRIC_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# The most problems one answer lists.
+MAX_PROBLEMS = 20
 # Trials are named after their sweep; a parameter may not set the name.
 NOT_SEARCHABLE = frozenset({"name"})
 TASK_KINDS: frozenset[str] = frozenset(get_args(TaskKind))
 
 
 def path_problem(path: str, range_type: RangeType | None) -> Problem | None:
-    """Why `path` cannot be searched with a range of `range_type` (None: whatever its
-    type, when the range itself is invalid), or None."""
+    """Why `path` cannot be searched with a range of `range_type` (None: a range whose
+    type is missing or unknown, so only whether the path is a field), or None."""
     message = _path_message(path, range_type)
     return None if message is None else (("parameters", path), f"parameters.{path}: {message}")
 
@@ -79,25 +91,32 @@ def metric_problems(metrics: Iterable[tuple[int, str]], kinds: Iterable[TaskKind
 
 
 def text_problems(data: Mapping[str, Any]) -> list[Problem]:
-    """What the paths and objectives of a sweep's raw JSON get wrong: run where the
-    form is invalid, so these are reported with the form's errors."""
+    """What the paths and objectives of a sweep's raw JSON get wrong, where the form
+    takes them (a path or metric the form refuses is its error, not two): run when
+    the form is invalid, so that these are reported with its errors."""
     parameters = data.get("parameters")
     parameters = parameters if isinstance(parameters, Mapping) else {}
     problems = []
-    for path, searched in parameters.items():
+    for path, searched in itertools.islice(parameters.items(), MAX_PARAMETERS):
+        if not (isinstance(path, str) and _takes(PARAM_PATH, MAX_PATH_LENGTH, path)):
+            continue
         given = searched.get("type") if isinstance(searched, Mapping) else None
         range_type = given if given in ("float", "int", "categorical") else None
-        if isinstance(path, str) and (problem := path_problem(path, range_type)) is not None:
+        if (problem := path_problem(path, range_type)) is not None:
             problems.append(problem)
     objectives = data.get("objectives")
     metrics = [
         (i, o["metric"])
-        for i, o in enumerate(objectives if isinstance(objectives, list) else [])
-        if isinstance(o, Mapping) and isinstance(o.get("metric"), str)
+        for i, o in enumerate(objectives[:MAX_OBJECTIVES] if isinstance(objectives, list) else [])
+        if isinstance(o, Mapping) and _takes(METRIC_NAME, MAX_METRIC_LENGTH, o.get("metric"))
     ]
     base = data.get("base")
     kinds = reachable_kinds(base, parameters) if isinstance(base, Mapping) else []
-    return problems + metric_problems(metrics, kinds)
+    return (problems + metric_problems(metrics, kinds))[:MAX_PROBLEMS]
+
+
+def _takes(pattern: re.Pattern[str], longest: int, value: object) -> bool:
+    return isinstance(value, str) and len(value) <= longest and bool(pattern.match(value))
 
 
 def _path_message(path: str, range_type: RangeType | None) -> str | None:

@@ -22,6 +22,7 @@ from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS, READ_ONLY_BY
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
 from service.schemas.sweep_checks import (
+    MAX_PROBLEMS,
     Loc,
     Problem,
     metric_problems,
@@ -32,7 +33,6 @@ from service.schemas.sweeps import CategoricalParam, FloatParam, IntParam, Param
 
 # Corners are resolved one by one at submit; beyond this the check would be slow.
 MAX_CORNERS = 4096
-MAX_PROBLEMS = 20
 
 
 class SweepSpecError(ValueError):
@@ -67,18 +67,21 @@ def check_sweep(
             searchable[path] = param
         else:
             problems.append(problem)
+    problems += _inert_problems(spec)
+    stored = stored_form(spec)
+    # Which metrics the trials report depends only on their task kinds: checked beside
+    # the paths and corners, so that one answer names every mistake it can.
+    raw_parameters = {path: p.model_dump(mode="json") for path, p in spec.parameters.items()}
+    kinds = reachable_kinds(stored["base"], raw_parameters)
+    metric_mistakes = metric_problems(enumerate(o.metric for o in spec.objectives), kinds)
     count = math.prod(len(_extremes(p)) for p in searchable.values())
     if count > MAX_CORNERS:
-        raise SweepSpecError(
-            [
-                (
-                    ("parameters",),
-                    f"parameters: the space has {count} corners; at most {MAX_CORNERS} "
-                    "can be checked (fewer parameters or choices)",
-                )
-            ]
+        too_many = (
+            ("parameters",),
+            f"parameters: the space has {count} corners; at most {MAX_CORNERS} "
+            "can be checked (fewer parameters or choices)",
         )
-    stored = stored_form(spec)
+        raise SweepSpecError([*problems, too_many, *metric_mistakes][:MAX_PROBLEMS])
     corners: list[ResolvedSpec] = []
     seen: set[Loc] = set()
     for corner in _corners(searchable):
@@ -92,14 +95,9 @@ def check_sweep(
                     seen.add(loc)
                     problems.append((loc, message))
     if not problems:
-        problems = _inert_problems(spec, corners) + _pruning_problems(spec, corners)
-    # Which metrics the trials report depends only on their task kinds: checked beside
-    # the paths and corners, so that one answer names every mistake it can.
-    raw_parameters = {path: p.model_dump(mode="json") for path, p in spec.parameters.items()}
-    kinds = reachable_kinds(stored["base"], raw_parameters)
-    problems += metric_problems(enumerate(o.metric for o in spec.objectives), kinds)
-    if problems:
-        raise SweepSpecError(problems)
+        problems = _pruning_problems(spec, corners)
+    if problems or metric_mistakes:
+        raise SweepSpecError((problems + metric_mistakes)[:MAX_PROBLEMS])
     return CheckedSweep(stored=stored, corners=corners)
 
 
@@ -175,10 +173,15 @@ def _sets(path: str, field: str, message: str) -> bool:
     return path.startswith(field + ".") and path in message
 
 
-def _inert_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
+def _inert_problems(spec: SweepSpec) -> list[Problem]:
     """A searched rule setting that no trial's rule reads (`aggregation.xi` with the
     default dense strategy) would spend the budget on points that all train alike."""
-    strategies = sorted({c.aggregation.strategy for c in corners})
+    searched = spec.parameters.get("aggregation.strategy")
+    strategies = sorted(
+        {str(c) for c in searched.choices}
+        if isinstance(searched, CategoricalParam)
+        else {spec.base.aggregation.strategy}
+    )
     problems: list[Problem] = []
     for path in spec.parameters:
         section, _, knob = path.partition(".")

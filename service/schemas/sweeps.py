@@ -4,7 +4,8 @@ paths, for the best values of one or more objectives; its trials are ordinary jo
 
 Whether the paths name JobSpec fields and the base is valid at every corner of the
 space is checked against the JobSpec itself (service.schemas.sweep_space), after
-these shapes validate.
+these shapes validate; where they do not, the paths and objectives are checked on
+the raw text beside them (service.schemas.sweep_checks), so one 422 names both.
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ from pydantic import (
     ModelWrapValidatorHandler,
     ValidationError,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from service.schemas.common import StorableText, UtcDatetime
 from service.schemas.jobs import TERMINAL, JobStatus
 from service.schemas.jobspec import JobSpec, Seed, Strict, SubmittedName
-from service.schemas.sweep_checks import Loc, text_problems
+from service.schemas.sweep_checks import (
+    MAX_METRIC_LENGTH,
+    MAX_OBJECTIVES,
+    MAX_PARAMETERS,
+    MAX_PATH_LENGTH,
+    METRIC_NAME,
+    PARAM_PATH,
+    text_problems,
+)
+from service.schemas.sweep_errors import ERRORS_WITHOUT_TAG, with_problems
 
-MAX_PARAMETERS = 16
 MAX_CHOICES = 64
 MAX_TRIALS = 1000
 MAX_PARALLEL = 100
@@ -44,47 +50,11 @@ FINISHED_TRIAL_STATUSES: frozenset[str] = frozenset({*TERMINAL, PRUNED})
 
 Choice = StorableText | int | float | bool | None
 ParamPath = Annotated[
-    str, Field(min_length=1, max_length=200, pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+    str, Field(min_length=1, max_length=MAX_PATH_LENGTH, pattern=PARAM_PATH.pattern)
 ]
-MetricName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")]
-
-
-def _as_raised(error: ErrorDetails, loc: Loc) -> InitErrorDetails:
-    """`error` to raise again at `loc`, with its own type and message."""
-    return {
-        "type": PydanticCustomError(error["type"], error["msg"]),
-        "loc": loc,
-        "input": error["input"],
-    }
-
-
-def _errors_without_tag(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """Validates a member of a union told apart by its `type`, with the errors at the
-    member's own place: pydantic puts the tag into their loc, so an empty range was
-    reported at `parameters.optimizer.lr.float`, which reads as a JobSpec path."""
-    try:
-        return handler(value)
-    except ValidationError as exc:
-        tag = value.get("type") if isinstance(value, dict) else None
-        errors = [
-            _as_raised(e, e["loc"][1:] if e["loc"][:1] == (tag,) else e["loc"])
-            for e in exc.errors()
-        ]
-        raise ValidationError.from_exception_data(exc.title, errors) from None
-
-
-ErrorsWithoutTag = WrapValidator(_errors_without_tag)
-
-
-def _at(data: Any, loc: Loc) -> Any:
-    """The value at `loc` in raw JSON (what a 422 echoes as the error's input)."""
-    for key in loc:
-        inside = isinstance(data, Mapping) and key in data
-        inside |= isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data)
-        if not inside:
-            return None
-        data = data[key]
-    return data
+MetricName = Annotated[
+    str, Field(min_length=1, max_length=MAX_METRIC_LENGTH, pattern=METRIC_NAME.pattern)
+]
 
 
 class FloatParam(Strict):
@@ -148,7 +118,7 @@ class CategoricalParam(Strict):
 
 Parameter = Annotated[
     Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")],
-    ErrorsWithoutTag,
+    ERRORS_WITHOUT_TAG,
 ]
 
 
@@ -184,7 +154,7 @@ class SuccessiveHalvingPruner(Strict):
 
 Pruner = Annotated[
     Annotated[MedianPruner | SuccessiveHalvingPruner, Field(discriminator="type")],
-    ErrorsWithoutTag,
+    ERRORS_WITHOUT_TAG,
 ]
 Sampler = Literal["gp", "tpe", "random"]
 
@@ -197,7 +167,7 @@ class SweepSpec(Strict):
         max_length=MAX_PARAMETERS,
         description="dotted JobSpec paths (e.g. optimizer.lr) and the range searched",
     )
-    objectives: list[Objective] = Field(min_length=1, max_length=4)
+    objectives: list[Objective] = Field(min_length=1, max_length=MAX_OBJECTIVES)
     trials: int = Field(
         ge=1,
         le=MAX_TRIALS,
@@ -228,15 +198,7 @@ class SweepSpec(Strict):
             extra = text_problems(data) if isinstance(data, Mapping) else []
             if not extra:
                 raise
-            errors = [_as_raised(e, e["loc"]) for e in exc.errors()] + [
-                {
-                    "type": PydanticCustomError("value_error", message),
-                    "loc": loc,
-                    "input": _at(data, loc),
-                }
-                for loc, message in extra
-            ]
-            raise ValidationError.from_exception_data(exc.title, errors) from None
+            raise with_problems(exc, data, extra) from None
 
     # Field validators, so that the 422 names the field (a model validator's is at
     # `body`, echoing the whole request).

@@ -1,8 +1,8 @@
 """service.schemas.defaults.READ_ONLY_BY says which rules read xi, window,
 max_staleness, bits and local_steps; a sweep searching one where no trial's rule
 reads it is refused on its word. Checked here on the rules themselves: changing the
-setting changes nothing a rule outside the table records, and changes what the
-first rule inside it records (so the runs below can see a difference)."""
+setting changes nothing a rule outside the table records, and changes what a rule
+inside it records (so the runs below can see a difference)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,6 @@ def test_a_rule_outside_the_table_ignores_the_setting(setting: str) -> None:
     for strategy in set(get_args(Strategy)) - readers:
         changed = records(strategy, **{setting: CHANGED[setting]})
         assert changed == records(strategy), (setting, strategy)
-    first_reader = sorted(readers)[0]
-    assert records(first_reader, **{setting: CHANGED[setting]}) != records(first_reader), (
-        setting,
-        first_reader,
-    )
+    assert any(
+        records(reader, **{setting: CHANGED[setting]}) != records(reader) for reader in readers
+    ), setting

@@ -455,8 +455,11 @@ def test_a_sweep_its_trial_jobs_and_its_cancel_are_in_the_audit_log(api: Api) ->
         detail = cancels[f"job:{job_id}"]
         assert detail["sweep_id"] == sweep_id and detail["owner_id"] == alice_id
         assert detail["was"] == ("running" if job_id == running else "queued")
-        # Who asked, by name as in the actor column (stored as user:<id>).
+        # Who asked, by name as in the actor column (stored as user:<id>), and so in
+        # the job's own history.
         assert detail["reason"] == f"sweep {sweep_id} cancelled by user:admin"
+        history = api.client.get(f"/v1/jobs/{job_id}/history", headers=alice).json()["data"]
+        assert history[-1]["reason"] == f"sweep {sweep_id} cancelled by user:admin", history
 
 
 def test_each_sweep_route_declares_its_error_statuses(api: Api) -> None:

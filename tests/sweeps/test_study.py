@@ -24,6 +24,19 @@ def spec(**overrides: Any) -> SweepSpec:
     return SweepSpec.model_validate(sweep_spec(parameters=PARAMETERS, **overrides))
 
 
+def completed(number: int, point: dict[str, Any]) -> TrialView:
+    """A finished trial at `point` whose objective is its learning rate."""
+    return TrialView(
+        number=number,
+        state=TrialState.COMPLETE,
+        params=point,
+        values=[point["optimizer.lr"]],
+        intermediate={},
+        system_attrs={},
+        job_active=False,
+    )
+
+
 def view(
     number: int, values: list[float] | None, state: TrialState = TrialState.COMPLETE
 ) -> TrialView:
@@ -88,17 +101,7 @@ def test_asked_points_lie_in_the_space_and_follow_the_history(sampler: str) -> N
         # The same history and trial number give the same point (a controller that
         # takes over repeats nothing it did not store).
         assert study.ask(s, history, 1) == [point]
-        history.append(
-            TrialView(
-                number=number,
-                state=TrialState.COMPLETE,
-                params=point,
-                values=[point["optimizer.lr"]],
-                intermediate={},
-                system_attrs={},
-                job_active=False,
-            )
-        )
+        history.append(completed(number, point))
     # The startup trials are random draws.
     assert len({h.params["optimizer.lr"] for h in history[:2]}) == 2
     # Parallel asks see each other: two points at once differ.
@@ -113,17 +116,7 @@ def test_a_point_at_a_log_ranges_bound_is_the_bound_itself() -> None:
     history: list[TrialView] = []
     for number in range(6):
         (point,) = study.ask(s, history, 1)
-        history.append(
-            TrialView(
-                number=number,
-                state=TrialState.COMPLETE,
-                params=point,
-                values=[point["optimizer.lr"]],
-                intermediate={},
-                system_attrs={},
-                job_active=False,
-            )
-        )
+        history.append(completed(number, point))
     lrs = [h.params["optimizer.lr"] for h in history]
     assert 1e-4 in lrs, lrs
     assert all(lr == 1e-4 or abs(lr / 1e-4 - 1) > 1e-9 for lr in lrs), lrs
