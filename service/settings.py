@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
 
@@ -134,6 +135,9 @@ class Settings(BaseSettings):
     default_max_gpus: float = Field(default=_QUOTA.max_gpus, ge=0)
     default_max_storage_bytes: int = Field(default=_QUOTA.max_storage_bytes, ge=0)
     default_max_job_hours: float = Field(default=_QUOTA.max_job_hours, gt=0)
+    # Fair share counts each user's jobs that run or finished within this window,
+    # per unit of share weight (service.store.queue_order); 0: running jobs only.
+    fair_share_window_seconds: float = Field(default=3600.0, ge=0, le=30 * 24 * 3600)
     # Checkpoint retention: the newest K of each job (and always its final one).
     checkpoints_keep: int = Field(default=5, ge=1)
     max_tokens_per_user: int = Field(default=20, ge=1)
@@ -150,6 +154,9 @@ class Settings(BaseSettings):
             max_storage_bytes=self.default_max_storage_bytes,
             max_job_hours=self.default_max_job_hours,
         )
+
+    def fair_share_window(self) -> timedelta:
+        return timedelta(seconds=self.fair_share_window_seconds)
 
     def cost_limits(self) -> CostLimits:
         return CostLimits(

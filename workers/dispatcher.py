@@ -179,6 +179,7 @@ class Dispatcher:
                 free_cpus=free_cpus,
                 free_gpus=free_gpus,
                 quota_defaults=self.settings.quota_defaults(),
+                fair_share_window=self.settings.fair_share_window(),
             )
         if claimed is None:
             return False

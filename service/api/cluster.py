@@ -61,6 +61,7 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
                 owner_id=None if principal.is_admin else principal.user_id,
                 dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
                 quota_defaults=settings.quota_defaults(),
+                fair_share_window=settings.fair_share_window(),
             )
         ]
     cutoff = now - timedelta(seconds=settings.lease_seconds)

@@ -54,4 +54,5 @@ def get_explain(
             job=job,
             dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
             quota_defaults=settings.quota_defaults(),
+            fair_share_window=settings.fair_share_window(),
         )

@@ -74,11 +74,13 @@ def claim_next(
     free_gpus: float,
     now: datetime | None = None,
     quota_defaults: QuotaDefaults | None = None,
+    fair_share_window: timedelta = timedelta(0),
 ) -> ClaimedJob | None:
     """Claim the next eligible job (service.store.queue_order), or None. The claim is
     lifecycle.transition's single UPDATE; the resume lookup follows in the caller's
     transaction. `quota_defaults`: the server's (settings.quota_defaults()); None =
-    users without a quota of their own are not limited."""
+    users without a quota of their own are not limited. `fair_share_window`: how far
+    back fair share counts each owner's finished jobs (settings; zero: running only)."""
     job = lifecycle.transition(
         session=session,
         job=Claim(
@@ -87,6 +89,7 @@ def claim_next(
             free_cpus=free_cpus,
             free_gpus=free_gpus,
             quota_defaults=quota_defaults,
+            fair_share_window=fair_share_window,
         ),
         to=JobStatus.RUNNING,
         actor=f"dispatcher:{dispatcher_id}",

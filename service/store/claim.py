@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
-from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
+from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of, utcnow
 from service.store.queue_order import next_candidate
 
 
@@ -41,6 +41,9 @@ class Claim:
     # The server's quota defaults (settings) for users without their own; None: such
     # users are not limited (store-level callers; dispatchers always pass settings').
     quota_defaults: QuotaDefaults | None = None
+    # How far back fair share counts an owner's finished jobs (queue_order); zero:
+    # running jobs only (store-level callers; dispatchers pass settings').
+    fair_share_window: timedelta = timedelta(0)
 
 
 def _claim_statement(started: ColumnElement[datetime], expires: ColumnElement[datetime]) -> Update:
@@ -149,10 +152,14 @@ def start_attempt(
         session.connection().exec_driver_sql(_CLAIM_LOCK)
     if now is None and postgres:
         statement, params["lease_us"] = _CLAIM_WITH_CLOCK, lease // timedelta(microseconds=1)
+        # This host's clock, not the claim's: a window of minutes or hours does not
+        # notice the seconds between them.
+        params["fair_share_since"] = utcnow() - claim.fair_share_window
     else:
         now = now or db_now(session)
         statement = _CLAIM_AT
         params.update(claim_now=now, expires=now + lease)
+        params["fair_share_since"] = now - claim.fair_share_window
     job: Job | None = session.scalars(
         select(Job).from_statement(statement), params, execution_options={"populate_existing": True}
     ).one_or_none()

@@ -36,11 +36,12 @@ def explain_job(
     job: Job,
     dispatcher_timeout: timedelta,
     quota_defaults: QuotaDefaults,
+    fair_share_window: timedelta = timedelta(0),
 ) -> Explanation:
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
     owner = get_user(session=session, user_id=job.owner_id)
-    ranking = session.execute(queue_ranking()).all() if queued else []
+    ranking = _ranking(session, fair_share_window) if queued else []
     position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
     if position is None:
         if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
@@ -81,13 +82,14 @@ def explain_queue_head(
     owner_id: int | None,
     dispatcher_timeout: timedelta,
     quota_defaults: QuotaDefaults,
+    fair_share_window: timedelta = timedelta(0),
 ) -> list[tuple[Job, User, Explanation]]:
     """The first `limit` queued jobs in claim order (with `owner_id`, that owner's
     only; positions still count everyone's jobs ahead), each explained as
     explain_job would, from one read of the ranking, the dispatchers and each owner's
     usage (the dashboard asked explain once per job: 9 statements each, the whole
     ranking every time)."""
-    ranking = session.execute(queue_ranking()).all()
+    ranking = _ranking(session, fair_share_window)
     picked = [i for i, row in enumerate(ranking) if owner_id in (None, row.owner_id)][:limit]
     ids = [ranking[i].id for i in picked]
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
@@ -104,6 +106,12 @@ def explain_queue_head(
         owner = owners[job.owner_id]
         explained.append((job, owner, waits.explain(job, owner, ranking, i)))
     return explained
+
+
+def _ranking(session: Session, fair_share_window: timedelta) -> Sequence[Row[Any]]:
+    """queue_ranking, counting recent jobs as the claim does (settings' window)."""
+    since = db_now(session) - fair_share_window
+    return session.execute(queue_ranking(), {"fair_share_since": since}).all()
 
 
 class _Waits:
@@ -141,7 +149,8 @@ class _Waits:
                     kind="fair_share",
                     message=(
                         f"{_count(ahead_fair, 'queued job')} of "
-                        f"{'a user' if ahead_fair == 1 else 'users'} with less current usage "
+                        f"{'a user' if ahead_fair == 1 else 'users'} with fewer recent jobs "
+                        "per share "
                         f"{_goes(ahead_fair)} first"
                     ),
                 )
@@ -171,21 +180,30 @@ def _quota_reasons(
     queue_order.under_quota tests them)."""
     quota = quota_in_force(owner, defaults)
     found = []
-    if used.running_jobs >= quota.max_running_jobs:
+    # Beyond the quota by itself, whatever else finishes: the job waits until an admin
+    # raises the quota (a submit would be a 429), which explain must not hide.
+    never = "; it cannot start under this quota: ask an admin to raise it, or cancel the job"
+    if quota.max_running_jobs == 0:
+        found.append(f"max_running_jobs: {owner.name}'s quota is 0{never}")
+    elif used.running_jobs >= quota.max_running_jobs:
         found.append(
             f"max_running_jobs: {owner.name} runs {_count(used.running_jobs, 'job')}, "
             f"the quota is {quota.max_running_jobs}"
         )
-    if exceeds(used.cpus + job.cpus_required, quota.max_cpus):
-        found.append(
-            f"max_cpus: {owner.name}'s running jobs hold {_count(used.cpus, 'CPU')}, "
-            f"this job needs {job.cpus_required:g}, the quota is {quota.max_cpus:g}"
-        )
-    if exceeds(used.gpus + job.gpus_required, quota.max_gpus):
-        found.append(
-            f"max_gpus: {owner.name}'s running jobs hold {_count(used.gpus, 'GPU')}, "
-            f"this job needs {job.gpus_required:g}, the quota is {quota.max_gpus:g}"
-        )
+    for kind, held, needed, limit in (
+        ("cpus", used.cpus, job.cpus_required, quota.max_cpus),
+        ("gpus", used.gpus, job.gpus_required, quota.max_gpus),
+    ):
+        unit = kind[:3].upper()
+        if exceeds(needed, limit):
+            found.append(
+                f"max_{kind}: this job needs {_count(needed, unit)}, the quota is {limit:g}{never}"
+            )
+        elif exceeds(held + needed, limit):
+            found.append(
+                f"max_{kind}: {owner.name}'s running jobs hold {_count(held, unit)}, "
+                f"this job needs {needed:g}, the quota is {limit:g}"
+            )
     return [BlockingReason(kind="quota", message=message) for message in found]
 
 

@@ -1,14 +1,21 @@
-"""The claim order (DESIGN §4), written once: fair share (the owner's running jobs
+"""The claim order (DESIGN §4), written once: fair share (the owner's recent jobs
 divided by their share weight, least first), then priority (high first), then submit
 time, then id. The claim's candidate (`next_candidate`) and explain's ranking
 (`queue_ranking`) are both built from the expressions here.
 
-Why the ranking predicts the claim sequence: each claim adds one running job to its
-owner, so an owner's k-th queued job (0-based, in the owner's own priority/submit
-order) is claimed when the owner runs `running + k` jobs. Ranking every queued job by
-`fair_share(running + k, weight)` and the same tie-breakers therefore lists the jobs
-in the order that successive claims pick them, as long as nothing finishes, nothing
-new arrives, and every job is eligible (fits the free resources, owner under quota).
+An owner's recent jobs are those that hold a lease or that ran and finished since
+:fair_share_since (the claim's time less LAGTRAIN_FAIR_SHARE_WINDOW_SECONDS): "least
+recent usage per user, weighted". Counting running jobs alone made the order first
+come, first served wherever one gang fits at a time — every claim comes just after
+the last job ended, with every owner at 0 (migration 0012's docstring).
+
+Why the ranking predicts the claim sequence: each claim adds one job to its owner's
+recent jobs, and a job that finishes stays among them, so an owner's k-th queued job
+(0-based, in the owner's own priority/submit order) is claimed when the owner has
+`recent + k`. Ranking every queued job by `fair_share(recent + k, weight)` and the
+same tie-breakers therefore lists the jobs in the order that successive claims pick
+them, as long as nothing new arrives, no job leaves the window meanwhile, and every
+job is eligible (fits the free resources, owner under quota).
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    union_all,
 )
 
-from service.store.models import ACTIVE, Job, JobStatus, User, table_of
+from service.store.models import ACTIVE, Job, JobStatus, User, UtcDateTime, table_of
 
 # The gang's size is the sum of its bundles (service.schemas.gang), which is also
 # what the placement group reserves, so the claim's "fits" test counts what Ray does.
@@ -69,13 +77,32 @@ def running_per_owner() -> CTE:
     )
 
 
+def recent_per_owner() -> CTE:
+    """(owner_id, recent): each owner's jobs that hold a lease (running or cancelling)
+    or that ran and finished since :fair_share_since — fair share's usage (owners
+    with none are absent; coalesce to 0). Two index ranges (status; finished_at)."""
+    jobs = table_of(Job).alias("ran")
+    holding = select(jobs.c.owner_id).where(jobs.c.status.in_([s.value for s in ACTIVE]))
+    finished = select(jobs.c.owner_id).where(
+        jobs.c.finished_at >= bindparam("fair_share_since", type_=UtcDateTime()),
+        jobs.c.started_at.is_not(None),  # cancelled while queued: it never ran
+    )
+    ran = union_all(holding, finished).subquery("ran_lately")
+    return (
+        select(ran.c.owner_id, func.count().label("recent"))
+        .group_by(ran.c.owner_id)
+        .cte("recent")
+        .prefix_with("MATERIALIZED")
+    )
+
+
 def share_weight(weight: ColumnElement[float]) -> ColumnElement[float]:
     return case((weight > MIN_SHARE_WEIGHT, weight), else_=literal(MIN_SHARE_WEIGHT))
 
 
-def fair_share(running: ColumnElement[int], weight: ColumnElement[float]) -> ColumnElement[Any]:
-    """The owner's usage as the order sees it: running jobs per unit of share weight."""
-    return cast(running, Float) / share_weight(weight)
+def fair_share(recent: ColumnElement[int], weight: ColumnElement[float]) -> ColumnElement[Any]:
+    """The owner's usage as the order sees it: recent jobs per unit of share weight."""
+    return cast(recent, Float) / share_weight(weight)
 
 
 def tie_breakers(c: Any) -> list[ColumnElement[Any]]:
@@ -124,13 +151,14 @@ def next_candidate() -> ScalarSelect[int]:
     candidate = table_of(Job).alias("candidate")
     users = table_of(User)
     usage = running_per_owner()
-    running = func.coalesce(usage.c.running, 0)
+    ran = recent_per_owner()
+    recent = func.coalesce(ran.c.recent, 0)
     return (
         select(candidate.c.id)
         .select_from(
-            candidate.join(users, users.c.id == candidate.c.owner_id).outerjoin(
-                usage, usage.c.owner_id == candidate.c.owner_id
-            )
+            candidate.join(users, users.c.id == candidate.c.owner_id)
+            .outerjoin(usage, usage.c.owner_id == candidate.c.owner_id)
+            .outerjoin(ran, ran.c.owner_id == candidate.c.owner_id)
         )
         .where(
             candidate.c.status == JobStatus.QUEUED.value,
@@ -139,7 +167,7 @@ def next_candidate() -> ScalarSelect[int]:
             owner_enabled(users),
             *under_quota(candidate, users, usage),
         )
-        .order_by(*claim_order(fair_share(running, users.c.share_weight), candidate.c))
+        .order_by(*claim_order(fair_share(recent, users.c.share_weight), candidate.c))
         .limit(1)
         .with_for_update(skip_locked=True, of=candidate)
         .scalar_subquery()
@@ -147,14 +175,14 @@ def next_candidate() -> ScalarSelect[int]:
 
 
 def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
-    """Every queued job of an enabled owner as (id, owner_id, running, usage,
+    """Every queued job of an enabled owner as (id, owner_id, recent, usage,
     position), in the order successive claims would start them (see the module
     docstring): `usage` is the owner's fair share when this job's turn comes,
-    `running` the owner's running jobs now, `position` the job's place in the whole
-    order (1 = the next claim's)."""
+    `recent` the owner's recent jobs now, `position` the job's place in the whole
+    order (1 = the next claim's). Binds :fair_share_since as the claim does."""
     jobs = table_of(Job)
     users = table_of(User)
-    usage = running_per_owner()
+    ran = recent_per_owner()
     queued = (
         select(
             jobs.c.id,
@@ -162,7 +190,7 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
             jobs.c.priority,
             jobs.c.created_at,
             users.c.share_weight,
-            func.coalesce(usage.c.running, 0).label("running"),
+            func.coalesce(ran.c.recent, 0).label("recent"),
             # The owner's queued jobs that go before this one.
             (
                 func.row_number().over(partition_by=jobs.c.owner_id, order_by=tie_breakers(jobs.c))
@@ -171,18 +199,18 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
         )
         .select_from(
             jobs.join(users, users.c.id == jobs.c.owner_id).outerjoin(
-                usage, usage.c.owner_id == jobs.c.owner_id
+                ran, ran.c.owner_id == jobs.c.owner_id
             )
         )
         .where(jobs.c.status == JobStatus.QUEUED.value, owner_enabled(users))
         .subquery("queued")
     )
-    turn = fair_share(queued.c.running + queued.c.own_ahead, queued.c.share_weight)
+    turn = fair_share(queued.c.recent + queued.c.own_ahead, queued.c.share_weight)
     order = claim_order(turn, queued.c)
     return select(
         queued.c.id,
         queued.c.owner_id,
-        queued.c.running,
+        queued.c.recent,
         turn.label("usage"),
         func.row_number().over(order_by=order).label("position"),
     ).order_by(*order)

@@ -224,8 +224,8 @@ def test_cluster_queue_head_is_the_front_of_the_claim_order(api: Api) -> None:
         reasons = api.client.get(f"/v1/jobs/{job_id}/explain", headers=api.admin).json()
         return [r["message"] for r in reasons["reasons"] if r["kind"] == "fair_share"]
 
-    assert fair_share(a3) == ["1 queued job of a user with less current usage goes first"]
-    assert fair_share(a2) == ["2 queued jobs of users with less current usage go first"]
+    assert fair_share(a3) == ["1 queued job of a user with fewer recent jobs per share goes first"]
+    assert fair_share(a2) == ["2 queued jobs of users with fewer recent jobs per share go first"]
     assert head(alice) == [(a3, 2), (a2, 4)]
     assert head(bob) == [(b1, 1), (b2, 3)]
 

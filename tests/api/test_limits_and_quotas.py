@@ -203,7 +203,12 @@ def test_a_gang_larger_than_the_cpu_quota_is_429_at_submit(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
     _patch_quota(api, alice_id, max_cpus=1.5)
     r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice)
-    assert "max_cpus" in assert_json_error(r, 429)
+    # It could never start: the answer says so, and what sizes the gang.
+    assert assert_json_error(r, 429) == (
+        "max_cpus: the gang needs 2 CPUs (the coordinator's and distributed.workers x "
+        "cpus_per_worker), the quota is 1.5; it could never start: fewer workers or CPUs per "
+        "worker, or ask an admin to raise the quota"
+    )
 
 
 def test_a_gang_exactly_at_the_cpu_quota_is_accepted(api: Api) -> None:
@@ -229,3 +234,20 @@ def test_a_retried_submit_is_answered_even_when_the_queue_quota_is_full(api: Api
     assert again.json()["id"] == first.json()["id"]
     other = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice | {"Idempotency-Key": "2"})
     assert_json_error(other, 429)
+
+
+def test_explain_says_when_a_lowered_quota_means_a_job_can_never_start(api: Api) -> None:
+    """A walkthrough lowered alice's max_cpus under her queued 7-CPU gangs: explain
+    said position 1 and a quota reason that read like a wait. Such a job waits until
+    an admin raises the quota (a new submit of it would be a 429): explain says so."""
+    alice_id, alice = api.create_user("alice")
+    queued = api.submit(alice)  # a gang of 2 CPUs
+    for change, says in (
+        ({"max_cpus": 1}, "max_cpus: this job needs 2 CPUs, the quota is 1; it cannot start"),
+        ({"max_cpus": 8, "max_running_jobs": 0}, "max_running_jobs: alice's quota is 0; it"),
+    ):
+        _patch_quota(api, alice_id, **change)
+        reasons = api.client.get(f"/v1/jobs/{queued}/explain", headers=alice).json()["reasons"]
+        quota = [r["message"] for r in reasons if r["kind"] == "quota"]
+        assert len(quota) == 1 and quota[0].startswith(says), reasons
+        assert quota[0].endswith("ask an admin to raise it, or cancel the job"), quota

@@ -72,6 +72,8 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         # The claim counts each owner's running jobs (quota and fair share).
         Index("ix_jobs_owner_id_status", "owner_id", "status"),
+        # Fair share counts the jobs each owner ran lately (migration 0012).
+        Index("ix_jobs_finished_at", "finished_at"),
         # ck_jobs_status (migration 0003): only the lifecycle writes status, and the
         # database refuses anything outside the six, whoever writes.
         CheckConstraint(

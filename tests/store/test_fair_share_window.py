@@ -1,0 +1,108 @@
+"""Fair share counts each owner's recent jobs — running, or finished within the
+window — not only running ones. A walkthrough on a cluster where one gang fits at a
+time saw bob (share 2) wait behind 19 of alice's jobs (share 1): every claim came
+just after the last job ended, with both owners at 0 running, so submit time
+decided. Explain's positions stay the claim order when jobs finish in between."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.schemas.quota import QuotaDefaults
+from service.store.attempts import claim_next, finish
+from service.store.db import transaction
+from service.store.explain import explain_job
+from service.store.jobs import get_job, request_cancel
+from tests.store.conftest import MakeUser, Submit
+
+HOUR = timedelta(hours=1)
+
+
+def run_one_at_a_time(factory: sessionmaker[Session], n: int, window: timedelta) -> list[int]:
+    """Claim, finish, claim...: the cluster fits one job, which ends before the next
+    claim. Before each claim, explain's first place must be the job it starts."""
+    order = []
+    for _ in range(n):
+        with transaction(factory) as session:
+            claimed = claim_next(
+                session=session,
+                dispatcher_id="d1",
+                lease_seconds=60,
+                free_cpus=99,
+                free_gpus=0,
+                fair_share_window=window,
+            )
+            assert claimed is not None
+            order.append(claimed.job_id)
+        with transaction(factory) as session:
+            finish(
+                session=session, job_id=claimed.job_id, token=claimed.fencing_token, summary=None
+            )
+    return order
+
+
+def first_in_explain(factory: sessionmaker[Session], job_ids: list[int], window: timedelta) -> int:
+    with transaction(factory) as session:
+        positions = {
+            job_id: explain_job(
+                session=session,
+                job=get_job(session=session, job_id=job_id),
+                dispatcher_timeout=timedelta(seconds=30),
+                quota_defaults=QuotaDefaults(),
+                fair_share_window=window,
+            ).queue_position
+            for job_id in job_ids
+        }
+    return min((p, j) for j, p in positions.items() if p is not None)[1]
+
+
+def test_a_heavy_user_yields_to_a_light_one_when_jobs_run_one_at_a_time(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    alice, bob = make_user("alice", share_weight=1.0), make_user("bob", share_weight=2.0)
+    a = [submit(alice) for _ in range(5)]
+    b = [submit(bob) for _ in range(2)]
+    # alice's first (both at 0, hers is older); then bob at 0 against her 1, bob at
+    # 1/2 against 1; then alice's rest.
+    assert run_one_at_a_time(session_factory, 7, HOUR) == [a[0], b[0], b[1], *a[1:]]
+
+
+def test_a_zero_window_counts_running_jobs_only(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """The old rule, kept for LAGTRAIN_FAIR_SHARE_WINDOW_SECONDS=0: first come, first
+    served whenever nothing runs at a claim."""
+    alice, bob = make_user("alice", share_weight=1.0), make_user("bob", share_weight=2.0)
+    a = [submit(alice) for _ in range(3)]
+    b = [submit(bob) for _ in range(2)]
+    assert run_one_at_a_time(session_factory, 5, timedelta(0)) == [*a, *b]
+
+
+def test_explain_predicts_the_next_claim_when_jobs_finish_in_between(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann, bob, carl = (
+        make_user(n, share_weight=w) for n, w in (("ann", 1), ("bob", 2), ("carl", 0.5))
+    )
+    queued = [submit(owner) for owner in (ann, ann, ann, bob, carl, bob, ann, carl, bob)]
+    remaining = list(queued)
+    while remaining:
+        expected = first_in_explain(session_factory, remaining, HOUR)
+        (started,) = run_one_at_a_time(session_factory, 1, HOUR)
+        assert started == expected, (started, expected)
+        remaining.remove(started)
+
+
+def test_a_job_cancelled_while_queued_is_not_usage(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    for _ in range(3):
+        job_id = submit(alice)
+        with transaction(session_factory) as session:
+            request_cancel(session=session, job=get_job(session=session, job_id=job_id), actor="t")
+    later_alice, bob_job = submit(alice), submit(bob)
+    # alice's cancelled jobs never ran: she is at 0 like bob, and hers is older.
+    assert run_one_at_a_time(session_factory, 2, HOUR) == [later_alice, bob_job]
