@@ -118,22 +118,22 @@ def call(action: Callable[[Client], T]) -> T:
             raise api_failure(exc) from exc
 
 
-def delete_each(
-    delete: Callable[[Client, int], object], ids: list[int], said: Callable[[int], str]
+def each_id(
+    act: Callable[[Client, int], Any], ids: list[int], said: Callable[[int, Any], str]
 ) -> None:
-    """`delete` each id in turn, printing `said(id)` for each that went; a refusal (the
-    server's reason on standard error) does not stop the rest, but makes the exit
-    status 1."""
+    """`act` on each id in turn (delete, cancel), printing `said(id, its answer)` for
+    each that went; a refusal (the server's reason on standard error) does not stop
+    the rest, but makes the exit status 1."""
     refused = False
     with client_session() as client:
         for one in ids:
             try:
-                delete(client, one)
+                answer = act(client, one)
             except ApiError as exc:
                 api_failure(exc)  # says why on standard error; the rest still go
                 refused = True
                 continue
-            console.print(said(one))
+            console.print(said(one, answer))
     if refused:
         raise typer.Exit(1)
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from service.cli_common import call, console, delete_each, when
+from service.cli_common import call, console, each_id, when
 
 data_app = typer.Typer(add_completion=False)
 
@@ -73,7 +73,7 @@ def delete_dataset(
     dataset_ids: list[int] = typer.Argument(..., metavar="DATASET_ID..."),
 ) -> None:
     """Delete uploads, freeing their storage (not while an unfinished job uses one)."""
-    delete_each(
+    each_id(
         lambda client, one: client.delete_dataset(one), dataset_ids, "dataset {} deleted".format
     )
 
@@ -81,7 +81,7 @@ def delete_dataset(
 @data_app.command("delete-checkpoints")
 def delete_checkpoints(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID...")) -> None:
     """Delete finished jobs' checkpoints, freeing their storage (metrics stay)."""
-    delete_each(
+    each_id(
         lambda client, one: client.delete_checkpoints(one),
         job_ids,
         "checkpoints of job {} deleted".format,

@@ -21,6 +21,7 @@ from service.cli_common import (
     api_failure,
     client_session,
     console,
+    each_id,
     fail,
     load_spec,
     newest,
@@ -165,14 +166,13 @@ def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) 
 
 
 @jobs_app.command()
-def cancel(job_id: int) -> None:
-    """Cancel a queued or running job."""
-    with client_session() as client:
-        try:
-            job = client.cancel(job_id)
-        except ApiError as exc:
-            raise api_failure(exc) from exc
-    console.print(f"job {job_id} {job.get('status', 'cancelling')}")
+def cancel(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID...")) -> None:
+    """Cancel queued or running jobs (one refused does not stop the rest)."""
+    each_id(
+        lambda client, one: client.cancel(one),
+        job_ids,
+        lambda one, job: f"job {one} {job.get('status', 'cancelling')}",
+    )
 
 
 @jobs_app.command()

@@ -17,7 +17,7 @@ from service.cli_common import (
     api_failure,
     client_session,
     console,
-    delete_each,
+    each_id,
     fail,
     one_line,
     user_id_named,
@@ -47,13 +47,13 @@ def delete_job(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID...")) ->
     """Delete finished jobs with their metrics, events and checkpoints.
 
     A trial's job goes with its sweep: delete-sweep."""
-    delete_each(lambda client, job_id: client.delete_job(job_id), job_ids, "job {} deleted".format)
+    each_id(lambda client, job_id: client.delete_job(job_id), job_ids, "job {} deleted".format)
 
 
 @prune_app.command("delete-sweep")
 def delete_sweep(sweep_ids: list[int] = typer.Argument(..., metavar="SWEEP_ID...")) -> None:
     """Delete finished sweeps with their trials and their trials' jobs."""
-    delete_each(
+    each_id(
         lambda client, sweep_id: client.delete_sweep(sweep_id), sweep_ids, "sweep {} deleted".format
     )
 

@@ -212,10 +212,19 @@ def check_can_submit(
             f"{st.max_queued_jobs}"
         )
     _check_storage(st.storage_bytes, st.max_storage_bytes, adding=0)
+    # A gang over the quota by itself could never start: say what sizes it.
     if exceeds(cpus, st.max_cpus):
-        raise QuotaExceeded(f"max_cpus: the gang needs {cpus:g} CPUs, the quota is {st.max_cpus:g}")
+        raise QuotaExceeded(
+            f"max_cpus: the gang needs {cpus:g} CPUs (the coordinator's and "
+            f"distributed.workers x cpus_per_worker), the quota is {st.max_cpus:g}; it could "
+            "never start: fewer workers or CPUs per worker, or ask an admin to raise the quota"
+        )
     if exceeds(gpus, st.max_gpus):
-        raise QuotaExceeded(f"max_gpus: the gang needs {gpus:g} GPUs, the quota is {st.max_gpus:g}")
+        raise QuotaExceeded(
+            f"max_gpus: the gang needs {gpus:g} GPUs (distributed.workers x gpus_per_worker), "
+            f"the quota is {st.max_gpus:g}; it could never start: fewer workers or GPUs per "
+            "worker, or ask an admin to raise the quota"
+        )
     return st.now
 
 
@@ -226,7 +235,8 @@ def _check_storage(used: int, quota: int, *, adding: int) -> None:
         raise QuotaExceeded(
             f"max_storage_bytes: {used:,} bytes stored"
             + (f" + {adding:,} new" if adding else "")
-            + f" exceeds the quota of {quota:,}"
+            + f" exceeds the quota of {quota:,}; deleting finished jobs' checkpoints, "
+            "finished jobs or uploads frees it"
         )
 
 

@@ -123,3 +123,18 @@ def test_delete_job_and_sweep_delete_each_and_name_what_they_keep(api: Api) -> N
         deleted = lagtrain(alice, "delete-sweep", str(sweep))
         assert deleted.exit_code == 0 and deleted.stdout == f"sweep {sweep} deleted\n"
         assert _ids(api, alice, "sweeps") == set()
+
+
+def test_cancel_takes_several_jobs_and_goes_on_past_a_refusal(api: Api) -> None:
+    """Emptying a backlog took one `lagtrain cancel` per job (a walkthrough's 20)."""
+    _a, alice = api.create_user("alice")
+    first, second = api.submit(alice), api.submit(alice)
+    with serving(create_app(api.settings)) as url:
+        result = _cli(url)(alice, "cancel", str(first), "999999", str(second))
+    assert result.exit_code == 1
+    assert result.stdout == f"job {first} cancelled\njob {second} cancelled\n"
+    assert result.stderr.startswith("error 404: ") and "999999" in result.stderr
+    statuses = {
+        j["id"]: j["status"] for j in api.client.get("/v1/jobs", headers=alice).json()["data"]
+    }
+    assert statuses == {first: "cancelled", second: "cancelled"}

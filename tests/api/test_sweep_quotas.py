@@ -178,7 +178,8 @@ def test_trials_wait_while_the_owner_is_over_the_storage_quota(api: Api) -> None
     assert [(t["status"], t["job_id"]) for t in trials] == [("pending", None)] * 2
     assert trials[0]["error"] == (
         "waiting for room in the owner's quota: "
-        "max_storage_bytes: 66,000 bytes stored exceeds the quota of 50,000"
+        "max_storage_bytes: 66,000 bytes stored exceeds the quota of 50,000; deleting "
+        "finished jobs' checkpoints, finished jobs or uploads frees it"
     )
     assert trials[1]["error"] is None  # not tried: the first found no room
     assert queued(api, alice) == 0
