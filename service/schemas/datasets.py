@@ -197,8 +197,9 @@ def _csv_shape(lines: Iterator[str], limits: UploadLimits) -> CsvShape:
                 first_line = reader.line_num
             if len(record) != width:
                 # Both rows named: the first one may be the odd one out.
+                columns = "1 column" if len(record) == 1 else f"{len(record)} columns"
                 raise DatasetRejected(
-                    f"{where} has {len(record)} columns, but data row 1 (line {first_line}) "
+                    f"{where} has {columns}, but data row 1 (line {first_line}) "
                     f"has {width}; every data row needs the same number"
                 )
             for column, cell in enumerate(record, start=1):

@@ -47,7 +47,7 @@ def test_upload_text_and_csv_then_list_own(api: Api) -> None:
         ("blank.txt", b"  \n\n", "empty"),
         ("latin1.txt", "caf\u00e9".encode("latin-1"), "UTF-8"),
         ("words.csv", b"a,b\nx,y\n", "not a finite number"),
-        ("ragged.csv", b"1,2\n3\n", "data row 2 (line 2) has 1 columns, but data row 1"),
+        ("ragged.csv", b"1,2\n3\n", "data row 2 (line 2) has 1 column, but data row 1"),
         # The first data row is the odd one out: both rows are named, and their lines
         # count the header and the blank line.
         (
