@@ -25,7 +25,7 @@ from service.store.dispatchers import (
     resource_view,
 )
 from service.store.models import Dispatcher, Job, JobStatus, User
-from service.store.queue_order import exceeds, queue_ranking
+from service.store.queue_order import exceeds, ranked_queue
 from service.store.quotas import quota_in_force, usage
 from service.store.users import get_user
 
@@ -41,7 +41,7 @@ def explain_job(
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
     owner = get_user(session=session, user_id=job.owner_id)
-    ranking = _ranking(session, fair_share_window) if queued else []
+    ranking = ranked_queue(session=session, fair_share_window=fair_share_window) if queued else []
     position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
     if position is None:
         if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
@@ -89,7 +89,7 @@ def explain_queue_head(
     explain_job would, from one read of the ranking, the dispatchers and each owner's
     usage (the dashboard asked explain once per job: 9 statements each, the whole
     ranking every time)."""
-    ranking = _ranking(session, fair_share_window)
+    ranking = ranked_queue(session=session, fair_share_window=fair_share_window)
     picked = [i for i, row in enumerate(ranking) if owner_id in (None, row.owner_id)][:limit]
     ids = [ranking[i].id for i in picked]
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
@@ -106,12 +106,6 @@ def explain_queue_head(
         owner = owners[job.owner_id]
         explained.append((job, owner, waits.explain(job, owner, ranking, i)))
     return explained
-
-
-def _ranking(session: Session, fair_share_window: timedelta) -> Sequence[Row[Any]]:
-    """queue_ranking, counting recent jobs as the claim does (settings' window)."""
-    since = db_now(session) - fair_share_window
-    return session.execute(queue_ranking(), {"fair_share_since": since}).all()
 
 
 class _Waits:

@@ -249,3 +249,22 @@ def test_prometheus_metrics_count_jobs_by_status(api: Api) -> None:
     lines = response.text.splitlines()
     assert 'lagtrain_jobs{status="queued"} 2' in lines
     assert 'lagtrain_jobs{status="running"} 0' in lines
+
+
+def test_explain_and_the_queue_head_count_runs_within_the_settings_window(api: Api) -> None:
+    """The routes pass LAGTRAIN_FAIR_SHARE_WINDOW_SECONDS (an hour by default) as the
+    dispatchers do: alice's finished job still counts, so bob's goes first. Counting
+    running jobs alone (a route that forgot the window) would put alice's older job
+    first."""
+    assert api.settings.fair_share_window_seconds == 3600
+    _a, alice = api.create_user("alice")
+    _b, bob = api.create_user("bob")
+    api.submit(alice)
+    older = api.submit(alice)
+    bobs = api.submit(bob)
+    api.finish(api.claim())  # alice's first ran and ended
+    head = api.client.get("/v1/cluster", headers=api.admin).json()["queue_head"]
+    assert [(p["job_id"], p["position"]) for p in head] == [(bobs, 1), (older, 2)]
+    explain = api.client.get(f"/v1/jobs/{older}/explain", headers=alice).json()
+    assert explain["queue_position"] == 2
+    assert [r["kind"] for r in explain["reasons"]].count("fair_share") == 1

@@ -28,8 +28,11 @@ def claim_one(factory: sessionmaker[Session]) -> int | None:
     return None if claimed is None else claimed.job_id
 
 
-def explained_order(factory: sessionmaker[Session], job_ids: list[int]) -> list[int]:
-    """The queued jobs sorted by the position explain gives each (checked 1..n)."""
+def explained_order(
+    factory: sessionmaker[Session], job_ids: list[int], window: timedelta = timedelta(0)
+) -> list[int]:
+    """The queued jobs sorted by the position explain gives each (checked 1..n), fair
+    share counting runs within `window`."""
     with transaction(factory) as session:
         positions = {
             job_id: explain_job(
@@ -37,6 +40,7 @@ def explained_order(factory: sessionmaker[Session], job_ids: list[int]) -> list[
                 job=get_job(session=session, job_id=job_id),
                 dispatcher_timeout=timedelta(seconds=30),
                 quota_defaults=QuotaDefaults(),
+                fair_share_window=window,
             ).queue_position
             for job_id in job_ids
         }

@@ -10,12 +10,11 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.quota import QuotaDefaults
 from service.store.attempts import claim_next, finish
 from service.store.db import transaction
-from service.store.explain import explain_job
 from service.store.jobs import get_job, request_cancel
 from tests.store.conftest import MakeUser, Submit
+from tests.store.test_explain_order import explained_order
 
 HOUR = timedelta(hours=1)
 
@@ -44,18 +43,7 @@ def run_one_at_a_time(factory: sessionmaker[Session], n: int, window: timedelta)
 
 
 def first_in_explain(factory: sessionmaker[Session], job_ids: list[int], window: timedelta) -> int:
-    with transaction(factory) as session:
-        positions = {
-            job_id: explain_job(
-                session=session,
-                job=get_job(session=session, job_id=job_id),
-                dispatcher_timeout=timedelta(seconds=30),
-                quota_defaults=QuotaDefaults(),
-                fair_share_window=window,
-            ).queue_position
-            for job_id in job_ids
-        }
-    return min((p, j) for j, p in positions.items() if p is not None)[1]
+    return explained_order(factory, job_ids, window)[0]
 
 
 def test_a_heavy_user_yields_to_a_light_one_when_jobs_run_one_at_a_time(

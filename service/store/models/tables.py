@@ -72,8 +72,6 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         # The claim counts each owner's running jobs (quota and fair share).
         Index("ix_jobs_owner_id_status", "owner_id", "status"),
-        # Fair share counts the jobs each owner ran lately (migration 0012).
-        Index("ix_jobs_finished_at", "finished_at"),
         # ck_jobs_status (migration 0003): only the lifecycle writes status, and the
         # database refuses anything outside the six, whoever writes.
         CheckConstraint(
@@ -119,7 +117,11 @@ class Job(Base):
 
 class JobAttempt(Base):
     __tablename__ = "job_attempts"
-    __table_args__ = (UniqueConstraint("job_id", "number", name="uq_job_attempts_job_id_number"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_job_attempts_job_id_number"),
+        # Fair share counts each owner's runs that ended lately (migration 0012).
+        Index("ix_job_attempts_ended_at", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
