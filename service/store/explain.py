@@ -3,7 +3,8 @@ blocks it (quota; the gang must fit the resources a dispatcher sees).
 
 The place comes from service.store.queue_order.queue_ranking, built from the same
 expressions as the claim itself: position n means n-1 claims start other jobs first,
-as long as nothing finishes or arrives and nothing ahead is blocked.
+as long as nothing arrives, no run leaves the fair-share window (finishes stay
+counted) and nothing ahead is blocked.
 """
 
 from __future__ import annotations
