@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
 from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
-from service.store.queue_order import FAIR_SHARE_SINCE, next_candidate
+from service.store.queue_order import FAIR_SHARE_SINCE, next_candidate, quota_params
 
 
 @dataclass(frozen=True)
@@ -126,23 +126,6 @@ _CLAIM_LOCK = (
 )
 
 
-def _quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
-    if defaults is None:
-        return {
-            "default_max_running_jobs": UNLIMITED,
-            "default_max_cpus": UNLIMITED,
-            "default_max_gpus": UNLIMITED,
-        }
-    return {
-        "default_max_running_jobs": defaults.max_running_jobs,
-        "default_max_cpus": defaults.max_cpus,
-        "default_max_gpus": defaults.max_gpus,
-    }
-
-
-UNLIMITED = 2**31 - 1
-
-
 def start_attempt(
     *, session: Session, claim: Claim, now: datetime | None
 ) -> tuple[Job, datetime] | None:
@@ -156,7 +139,7 @@ def start_attempt(
     params: dict[str, Any] = {
         "free_cpus": claim.free_cpus,
         "free_gpus": claim.free_gpus,
-        **_quota_params(claim.quota_defaults),
+        **quota_params(claim.quota_defaults),
         "token": token,
         "dispatcher_id": claim.dispatcher_id,
     }

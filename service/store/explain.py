@@ -27,7 +27,8 @@ from service.store.dispatchers import (
 )
 from service.store.models import Dispatcher, Job, JobStatus, User
 from service.store.queue_order import exceeds, ranked_queue
-from service.store.quotas import quota_in_force, usage
+from service.store.quota_reasons import count_of, never_startable, quota_reasons
+from service.store.quotas import usage
 from service.store.users import get_user
 
 
@@ -42,7 +43,13 @@ def explain_job(
     required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
     owner = get_user(session=session, user_id=job.owner_id)
-    ranking = ranked_queue(session=session, fair_share_window=fair_share_window) if queued else []
+    ranking = (
+        ranked_queue(
+            session=session, fair_share_window=fair_share_window, quota_defaults=quota_defaults
+        )
+        if queued
+        else []
+    )
     position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
     if position is None:
         if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
@@ -60,6 +67,18 @@ def explain_job(
                 kind="no_dispatcher",
                 message=f"job is cancelling and {_none_live(dispatcher_timeout)} to end "
                 "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it too)",
+            )
+        elif queued and (
+            never := never_startable(session=session, owner=owner, job=job, defaults=quota_defaults)
+        ):
+            # Left out of the ranking: its own quota forbids it (startable_under_quota).
+            return Explanation(
+                job_id=job.id,
+                status=job.status,
+                queue_position=None,
+                queued_ahead=None,
+                required=required,
+                reasons=never,
             )
         else:  # Not queued, or claimed or cancelled since `job` was read.
             state = job.status if not queued else "no longer queued"
@@ -90,7 +109,9 @@ def explain_queue_head(
     explain_job would, from one read of the ranking, the dispatchers and each owner's
     usage (the dashboard asked explain once per job: 9 statements each, the whole
     ranking every time)."""
-    ranking = ranked_queue(session=session, fair_share_window=fair_share_window)
+    ranking = ranked_queue(
+        session=session, fair_share_window=fair_share_window, quota_defaults=quota_defaults
+    )
     picked = [i for i, row in enumerate(ranking) if owner_id in (None, row.owner_id)][:limit]
     ids = [ranking[i].id for i in picked]
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
@@ -137,13 +158,13 @@ class _Waits:
         if owner.id not in self.usage:
             self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
         reasons = _resource_reasons(required, self.dispatchers, self.live, self.dispatcher_timeout)
-        reasons += _quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
+        reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:
             reasons.append(
                 BlockingReason(
                     kind="fair_share",
                     message=(
-                        f"{_count(ahead_fair, 'queued job')} of "
+                        f"{count_of(ahead_fair, 'queued job')} of "
                         f"{'a user' if ahead_fair == 1 else 'users'} with fewer recent jobs "
                         "per share "
                         f"{_goes(ahead_fair)} first"
@@ -154,7 +175,7 @@ class _Waits:
             reasons.append(
                 BlockingReason(
                     kind="priority",
-                    message=f"{_count(ahead_priority, 'queued job')} with higher priority or "
+                    message=f"{count_of(ahead_priority, 'queued job')} with higher priority or "
                     f"submitted earlier {_goes(ahead_priority)} first",
                 )
             )
@@ -166,45 +187,6 @@ class _Waits:
             required=required,
             reasons=reasons,
         )
-
-
-def _quota_reasons(
-    owner: User, job: Job, used: UsageOut, defaults: QuotaDefaults
-) -> list[BlockingReason]:
-    """The owner's running/CPU/GPU quotas that hold this job back (as the claim's
-    queue_order.under_quota tests them)."""
-    quota = quota_in_force(owner, defaults)
-    found = []
-    # Beyond the quota by itself, whatever else finishes: the job waits until an admin
-    # raises the quota (a submit would be a 429), which explain must not hide.
-    never = "; it cannot start under this quota: ask an admin to raise it, or cancel the job"
-    if quota.max_running_jobs == 0:
-        found.append(f"max_running_jobs: {owner.name}'s quota is 0{never}")
-    elif used.running_jobs >= quota.max_running_jobs:
-        found.append(
-            f"max_running_jobs: {owner.name} runs {_count(used.running_jobs, 'job')}, "
-            f"the quota is {quota.max_running_jobs}"
-        )
-    for kind, held, needed, limit in (
-        ("cpus", used.cpus, job.cpus_required, quota.max_cpus),
-        ("gpus", used.gpus, job.gpus_required, quota.max_gpus),
-    ):
-        unit = kind[:3].upper()
-        if exceeds(needed, limit):
-            found.append(
-                f"max_{kind}: this job needs {_count(needed, unit)}, the quota is {limit:g}{never}"
-            )
-        elif exceeds(held + needed, limit):
-            found.append(
-                f"max_{kind}: {owner.name}'s running jobs hold {_count(held, unit)}, "
-                f"this job needs {needed:g}, the quota is {limit:g}"
-            )
-    return [BlockingReason(kind="quota", message=message) for message in found]
-
-
-def _count(number: float, noun: str) -> str:
-    """The number and its noun, singular for exactly one: "1 job", "2 jobs", "0.5 CPUs"."""
-    return f"{number:g} {noun}" if number == 1 else f"{number:g} {noun}s"
 
 
 def _goes(number: int) -> str:

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
 from service.store.models import ACTIVE, Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
 
@@ -143,6 +144,38 @@ def quota(column: ColumnElement[Any], default: str) -> ColumnElement[Any]:
     return func.coalesce(column, bindparam(default, type_=column.type))
 
 
+# A quota the server leaves unset for store-level callers (no settings): no limit.
+UNLIMITED = 2**31 - 1
+
+
+def quota_params(defaults: QuotaDefaults | None) -> dict[str, float]:
+    """The server's quota defaults as `quota` binds them (None: unlimited)."""
+    if defaults is None:
+        return {
+            "default_max_running_jobs": UNLIMITED,
+            "default_max_cpus": UNLIMITED,
+            "default_max_gpus": UNLIMITED,
+        }
+    return {
+        "default_max_running_jobs": defaults.max_running_jobs,
+        "default_max_cpus": defaults.max_cpus,
+        "default_max_gpus": defaults.max_gpus,
+    }
+
+
+def startable_under_quota(job: Any, users: Any) -> list[ColumnElement[bool]]:
+    """The job could start under its owner's quota with nothing else of theirs
+    running: max_running_jobs above 0, its gang within max_cpus and max_gpus. One that
+    is not waits until an admin raises the quota (a submit of it would be a 429): the
+    claim never starts it, and the ranking leaves it out rather than count it ahead
+    of jobs that can start."""
+    return [
+        quota(users.c.max_running_jobs, "default_max_running_jobs") > 0,
+        job.c.cpus_required <= quota(users.c.max_cpus, "default_max_cpus") + RESOURCE_EPSILON,
+        job.c.gpus_required <= quota(users.c.max_gpus, "default_max_gpus") + RESOURCE_EPSILON,
+    ]
+
+
 def under_quota(candidate: Any, users: Any, usage: CTE) -> list[ColumnElement[bool]]:
     """The owner may start `candidate` now: fewer running jobs than max_running_jobs,
     and its gang fits beside what the owner's running gangs hold (max_cpus,
@@ -229,7 +262,11 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
                 usage, usage.c.owner_id == jobs.c.owner_id
             )
         )
-        .where(jobs.c.status == JobStatus.QUEUED.value, owner_enabled(users))
+        .where(
+            jobs.c.status == JobStatus.QUEUED.value,
+            owner_enabled(users),
+            *startable_under_quota(jobs, users),
+        )
         .subquery("queued")
     )
     turn = fair_share(queued.c.recent + queued.c.own_ahead, queued.c.share_weight)
@@ -243,8 +280,12 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
     ).order_by(*order)
 
 
-def ranked_queue(*, session: Session, fair_share_window: timedelta) -> Sequence[Row[Any]]:
-    """queue_ranking's rows, counting runs since the database's clock less the window,
-    as the claim does (settings' window: explain and the cluster's queue head)."""
+def ranked_queue(
+    *, session: Session, fair_share_window: timedelta, quota_defaults: QuotaDefaults | None
+) -> Sequence[Row[Any]]:
+    """queue_ranking's rows, counting runs since the database's clock less the window
+    and judging quotas by the server's defaults, as the claim does (explain and the
+    cluster's queue head pass the settings')."""
     since = db_now(session) - fair_share_window
-    return session.execute(queue_ranking(), {"fair_share_since": since}).all()
+    params = {"fair_share_since": since, **quota_params(quota_defaults)}
+    return session.execute(queue_ranking(), params).all()

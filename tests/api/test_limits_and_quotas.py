@@ -238,16 +238,29 @@ def test_a_retried_submit_is_answered_even_when_the_queue_quota_is_full(api: Api
 
 def test_explain_says_when_a_lowered_quota_means_a_job_can_never_start(api: Api) -> None:
     """A walkthrough lowered alice's max_cpus under her queued 7-CPU gangs: explain
-    said position 1 and a quota reason that read like a wait. Such a job waits until
-    an admin raises the quota (a new submit of it would be a 429): explain says so."""
+    gave the job position 1 and a reason that read like a wait, and counted it ahead
+    of jobs that could start. Such a job waits until an admin raises the quota (a new
+    submit of it would be a 429): explain says so, gives it no place, and the jobs
+    behind it move up."""
     alice_id, alice = api.create_user("alice")
-    queued = api.submit(alice)  # a gang of 2 CPUs
+    _b, bob = api.create_user("bob")
+    stuck = api.submit(alice)  # a gang of 2 CPUs
+    behind = api.submit(bob)
     for change, says in (
         ({"max_cpus": 1}, "max_cpus: this job needs 2 CPUs, the quota is 1; it cannot start"),
         ({"max_cpus": 8, "max_running_jobs": 0}, "max_running_jobs: alice's quota is 0; it"),
     ):
         _patch_quota(api, alice_id, **change)
-        reasons = api.client.get(f"/v1/jobs/{queued}/explain", headers=alice).json()["reasons"]
-        quota = [r["message"] for r in reasons if r["kind"] == "quota"]
-        assert len(quota) == 1 and quota[0].startswith(says), reasons
-        assert quota[0].endswith("ask an admin to raise it, or cancel the job"), quota
+        explain = api.client.get(f"/v1/jobs/{stuck}/explain", headers=alice).json()
+        assert explain["queue_position"] is None, explain
+        messages = [r["message"] for r in explain["reasons"]]
+        assert len(messages) == 1 and messages[0].startswith(says), explain
+        assert messages[0].endswith("ask an admin to raise it, or cancel the job"), messages
+        mine = api.client.get(f"/v1/jobs/{behind}/explain", headers=bob).json()
+        assert mine["queue_position"] == 1, mine
+        head = api.client.get("/v1/cluster", headers=api.admin).json()["queue_head"]
+        assert [p["job_id"] for p in head] == [behind]
+    # Raised again: back in the queue, first by submit time.
+    _patch_quota(api, alice_id, max_running_jobs=4)
+    explain = api.client.get(f"/v1/jobs/{stuck}/explain", headers=alice).json()
+    assert explain["queue_position"] == 1, explain
