@@ -1,5 +1,5 @@
-"""Fair share counts each owner's recent jobs — running, or finished within the
-window — not only running ones. A walkthrough on a cluster where one gang fits at a
+"""Fair share counts each owner's recent runs — jobs running now, and attempts that
+ended within the window — not only running jobs. A walkthrough on a cluster where one gang fits at a
 time saw bob (share 2) wait behind 19 of alice's jobs (share 1): every claim came
 just after the last job ended, with both owners at 0 running, so submit time
 decided. Explain's positions stay the claim order when jobs finish in between."""
@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store.attempts import claim_next, finish
+from service.store.attempts import ClaimedJob, claim_next, fail, finish
 from service.store.db import transaction
 from service.store.jobs import get_job, request_cancel
 from tests.store.conftest import MakeUser, Submit
@@ -19,22 +19,27 @@ from tests.store.test_explain_order import explained_order
 HOUR = timedelta(hours=1)
 
 
+def claim(factory: sessionmaker[Session], window: timedelta) -> ClaimedJob:
+    with transaction(factory) as session:
+        claimed = claim_next(
+            session=session,
+            dispatcher_id="d1",
+            lease_seconds=60,
+            free_cpus=99,
+            free_gpus=0,
+            fair_share_window=window,
+        )
+    assert claimed is not None
+    return claimed
+
+
 def run_one_at_a_time(factory: sessionmaker[Session], n: int, window: timedelta) -> list[int]:
     """Claim, finish, claim...: the cluster fits one job, which ends before the next
-    claim. Before each claim, explain's first place must be the job it starts."""
+    claim."""
     order = []
     for _ in range(n):
-        with transaction(factory) as session:
-            claimed = claim_next(
-                session=session,
-                dispatcher_id="d1",
-                lease_seconds=60,
-                free_cpus=99,
-                free_gpus=0,
-                fair_share_window=window,
-            )
-            assert claimed is not None
-            order.append(claimed.job_id)
+        claimed = claim(factory, window)
+        order.append(claimed.job_id)
         with transaction(factory) as session:
             finish(
                 session=session, job_id=claimed.job_id, token=claimed.fencing_token, summary=None
@@ -68,19 +73,42 @@ def test_a_zero_window_counts_running_jobs_only(
     assert run_one_at_a_time(session_factory, 5, timedelta(0)) == [*a, *b]
 
 
-def test_explain_predicts_the_next_claim_when_jobs_finish_in_between(
+def test_explain_predicts_the_claims_when_jobs_finish_in_between(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
+    """The whole order explain gives up front is the order the claims follow, and so
+    is its first place at every step."""
     ann, bob, carl = (
         make_user(n, share_weight=w) for n, w in (("ann", 1), ("bob", 2), ("carl", 0.5))
     )
     queued = [submit(owner) for owner in (ann, ann, ann, bob, carl, bob, ann, carl, bob)]
-    remaining = list(queued)
+    predicted = explained_order(session_factory, queued, HOUR)
+    assert predicted != queued  # fair share shapes it
+    remaining, started = list(queued), []
     while remaining:
         expected = first_in_explain(session_factory, remaining, HOUR)
-        (started,) = run_one_at_a_time(session_factory, 1, HOUR)
-        assert started == expected, (started, expected)
-        remaining.remove(started)
+        (job_id,) = run_one_at_a_time(session_factory, 1, HOUR)
+        assert job_id == expected, (job_id, expected)
+        started.append(job_id)
+        remaining.remove(job_id)
+    assert started == predicted
+
+
+def test_a_job_that_failed_and_retries_keeps_the_turn_it_used(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Runs are counted, not finished jobs: a failing job that goes back to the queue
+    would otherwise take every turn until its last attempt while others wait."""
+    ann, bob = make_user("ann"), make_user("bob")
+    flaky, steady = submit(ann, max_attempts=3), submit(bob)
+    claimed = claim(session_factory, HOUR)
+    assert claimed.job_id == flaky
+    with transaction(session_factory) as session:
+        token = claimed.fencing_token
+        fail(session=session, job_id=flaky, token=token, reason="replica lost", retryable=True)
+        assert get_job(session=session, job_id=flaky).status == "queued"
+    # ann has run once in the window, bob not: bob's job goes first, then ann's retry.
+    assert run_one_at_a_time(session_factory, 2, HOUR) == [steady, flaky]
 
 
 def test_a_job_cancelled_while_queued_is_not_usage(
