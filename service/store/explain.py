@@ -52,44 +52,40 @@ def explain_job(
     )
     position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
     if position is None:
+        reasons: list[BlockingReason]
         if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
-            why = BlockingReason(
-                kind="owner_disabled",
-                message=f"{owner.name}'s account is disabled: the job waits until an admin "
-                "enables it again (or cancels the job)",
-            )
+            reasons = [
+                BlockingReason(
+                    kind="owner_disabled",
+                    message=f"{owner.name}'s account is disabled: the job waits until an "
+                    "admin enables it again (or cancels the job)",
+                )
+            ]
         elif job.status == JobStatus.CANCELLING.value and not _live(
             session, _recent_dispatchers(session), dispatcher_timeout
         ):
             # Its dispatcher stops it, or a reaper ends it once the lease runs out:
             # with no dispatcher alive, nothing will until one starts.
-            why = BlockingReason(
-                kind="no_dispatcher",
-                message=f"job is cancelling and {_none_live(dispatcher_timeout)} to end "
-                "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it too)",
-            )
-        elif queued and (
-            never := never_startable(session=session, owner=owner, job=job, defaults=quota_defaults)
-        ):
-            # Left out of the ranking: its own quota forbids it (startable_under_quota).
-            return Explanation(
-                job_id=job.id,
-                status=job.status,
-                queue_position=None,
-                queued_ahead=None,
-                required=required,
-                reasons=never,
-            )
+            reasons = [
+                BlockingReason(
+                    kind="no_dispatcher",
+                    message=f"job is cancelling and {_none_live(dispatcher_timeout)} to end "
+                    "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it "
+                    "too)",
+                )
+            ]
+        elif queued and (never := never_startable(owner, job, quota_defaults)):
+            reasons = never  # left out of the ranking: its quota forbids it by itself
         else:  # Not queued, or claimed or cancelled since `job` was read.
             state = job.status if not queued else "no longer queued"
-            why = BlockingReason(kind="state", message=f"job is {state}; it is not waiting")
+            reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
         return Explanation(
             job_id=job.id,
             status=job.status,
             queue_position=None,
             queued_ahead=None,
             required=required,
-            reasons=[why],
+            reasons=reasons,
         )
     waits = _Waits(session, dispatcher_timeout, quota_defaults)
     return waits.explain(job, owner, ranking, position)

@@ -14,8 +14,9 @@ recent jobs, and a run that ends stays among them, so an owner's k-th queued job
 (0-based, in the owner's own priority/submit order) is claimed when the owner has
 `recent + k`. Ranking every queued job by `fair_share(recent + k, weight)` and the
 same tie-breakers therefore lists the jobs in the order that successive claims pick
-them, as long as nothing new arrives, no job leaves the window meanwhile, and every
-job is eligible (fits the free resources, owner under quota).
+them, as long as nothing new arrives, no run leaves the window meanwhile, and every
+ranked job is eligible when its turn comes (fits the free resources, owner under
+quota; a job its quota forbids by itself is not ranked: startable_under_quota).
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def owner_enabled(users: Table) -> ColumnElement[bool]:
     return users.c.disabled_at.is_(None)
 
 
-def next_candidate(since: ColumnElement[datetime] = FAIR_SHARE_SINCE) -> ScalarSelect[int]:
+def next_candidate(since: ColumnElement[datetime]) -> ScalarSelect[int]:
     """The id of the job the claim starts: queued, gang fits the free resources
     (:free_cpus, :free_gpus), owner enabled and under quota (`under_quota`); first in
     `claim_order`; locked, skipping rows another claim holds (PostgreSQL).

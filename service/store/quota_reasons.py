@@ -4,52 +4,55 @@ that it cannot start until an admin raises them (queue_order.startable_under_quo
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from service.schemas.jobs import BlockingReason
 from service.schemas.quota import QuotaDefaults, UsageOut
 from service.store.models import Job, User
 from service.store.queue_order import exceeds
-from service.store.quotas import quota_in_force, usage
+from service.store.quotas import quota_in_force
 
 # Beyond the quota by itself, whatever else finishes: the job waits until an admin
 # raises the quota (a submit would be a 429), which explain must not hide.
 NEVER_STARTS = "; it cannot start under this quota: ask an admin to raise it, or cancel the job"
 
 
-def never_startable(
-    *, session: Session, owner: User, job: Job, defaults: QuotaDefaults
-) -> list[BlockingReason]:
+def never_startable(owner: User, job: Job, defaults: QuotaDefaults) -> list[BlockingReason]:
     """The quotas `job` exceeds by itself (none: it may start once others finish)."""
-    used = usage(session=session, user_ids=[owner.id])[owner.id]
-    reasons = quota_reasons(owner, job, used, defaults)
-    return [r for r in reasons if r.message.endswith(NEVER_STARTS)]
+    return _reasons(owner, job, None, defaults)
 
 
 def quota_reasons(
     owner: User, job: Job, used: UsageOut, defaults: QuotaDefaults
 ) -> list[BlockingReason]:
     """The owner's running/CPU/GPU quotas that hold this job back (as the claim's
-    queue_order.under_quota tests them)."""
+    queue_order.under_quota tests them), those it exceeds by itself among them."""
+    return _reasons(owner, job, used, defaults)
+
+
+def _reasons(
+    owner: User, job: Job, used: UsageOut | None, defaults: QuotaDefaults
+) -> list[BlockingReason]:
+    """Per quota, in one order: exceeded by the job itself, else (given `used`)
+    exceeded with what the owner's running jobs hold."""
     quota = quota_in_force(owner, defaults)
     found = []
-    never = NEVER_STARTS
     if quota.max_running_jobs == 0:
-        found.append(f"max_running_jobs: {owner.name}'s quota is 0{never}")
-    elif used.running_jobs >= quota.max_running_jobs:
+        found.append(f"max_running_jobs: {owner.name}'s quota is 0{NEVER_STARTS}")
+    elif used is not None and used.running_jobs >= quota.max_running_jobs:
         found.append(
             f"max_running_jobs: {owner.name} runs {count_of(used.running_jobs, 'job')}, "
             f"the quota is {quota.max_running_jobs}"
         )
     for kind, held, needed, limit in (
-        ("cpus", used.cpus, job.cpus_required, quota.max_cpus),
-        ("gpus", used.gpus, job.gpus_required, quota.max_gpus),
+        ("cpus", used.cpus if used else 0.0, job.cpus_required, quota.max_cpus),
+        ("gpus", used.gpus if used else 0.0, job.gpus_required, quota.max_gpus),
     ):
         unit = kind[:3].upper()
         if exceeds(needed, limit):
             needs = count_of(needed, unit)
-            found.append(f"max_{kind}: this job needs {needs}, the quota is {limit:g}{never}")
-        elif exceeds(held + needed, limit):
+            found.append(
+                f"max_{kind}: this job needs {needs}, the quota is {limit:g}{NEVER_STARTS}"
+            )
+        elif used is not None and exceeds(held + needed, limit):
             found.append(
                 f"max_{kind}: {owner.name}'s running jobs hold {count_of(held, unit)}, "
                 f"this job needs {needed:g}, the quota is {limit:g}"
