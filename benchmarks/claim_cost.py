@@ -1,0 +1,143 @@
+"""What a claim costs with fair share counting recent runs (queue_order): a store of
+20,000 finished jobs (40 users over 30 days, one attempt each) and 199 queued, the
+median of 30 claims rolled back, for fair-share windows of 0 (running jobs only, as
+before 2026-12-05), one hour (the default) and seven days; the ratio to the zero
+window is printed beside each. SQLite in a temporary file unless --url names a
+database (an empty PostgreSQL database: it is filled); --analyze gathers statistics
+first (PostgreSQL's autovacuum does; the service never analyses SQLite).
+
+    python -m benchmarks.claim_cost [--url postgresql+psycopg://...] [--analyze]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.schemas.resolve import resolve
+from service.store.attempts import claim_next
+from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.jobs import enqueue
+from service.store.migrate import upgrade
+from service.store.models import Job, JobAttempt, User, table_of, utcnow
+
+FINISHED, QUEUED, USERS, CLAIMS = 20_000, 199, 40, 30
+
+
+def fill(factory: sessionmaker[Session]) -> None:
+    now = utcnow()
+    spec = resolve({"task": {"kind": "adding"}, "schedule": {"rounds": 10}})
+    with transaction(factory) as session:
+        users = [
+            {"name": f"u{i}", "role": "user", "share_weight": 1.0, "created_at": now}
+            for i in range(USERS)
+        ]
+        session.execute(insert(table_of(User)), users)
+        owners = list(session.scalars(select(User.id)))
+        job, _ = enqueue(session=session, owner_id=owners[0], spec=spec)
+        same = {
+            "spec": job.spec,
+            "priority": 0,
+            "cpus_required": job.cpus_required,
+            "gpus_required": job.gpus_required,
+            "max_attempts": job.max_attempts,
+            "progress_rounds": job.progress_rounds,
+            "status": "succeeded",
+            "attempt": 1,
+        }
+        rows = []
+        for i in range(FINISHED):
+            started = now - timedelta(minutes=2 * i)  # 30 days back, one every 2 min
+            finished = started + timedelta(minutes=1)
+            rows.append(
+                {
+                    **same,
+                    "owner_id": owners[i % USERS],
+                    "created_at": started,
+                    "started_at": started,
+                    "finished_at": finished,
+                }
+            )
+        jobs = table_of(Job)
+        ids = session.execute(insert(jobs).returning(jobs.c.id), rows).scalars().all()
+        session.execute(
+            insert(table_of(JobAttempt)),
+            [
+                {
+                    "job_id": job_id,
+                    "number": 1,
+                    "fencing_token": f"t{job_id}",
+                    "dispatcher_id": "d",
+                    "lease_expires_at": row["finished_at"],
+                    "started_at": row["started_at"],
+                    "ended_at": row["finished_at"],
+                    "outcome": "succeeded",
+                }
+                for job_id, row in zip(ids, rows, strict=True)
+            ],
+        )
+        for i in range(QUEUED - 1):
+            enqueue(session=session, owner_id=owners[i % USERS], spec=spec)
+
+
+def claim_ms(factory: sessionmaker[Session], window: timedelta) -> list[float]:
+    times = []
+    for _ in range(CLAIMS):
+        with factory() as session:
+            started = time.perf_counter()
+            claimed = claim_next(
+                session=session,
+                dispatcher_id="d",
+                lease_seconds=60,
+                free_cpus=99,
+                free_gpus=0,
+                fair_share_window=window,
+            )
+            times.append((time.perf_counter() - started) * 1e3)
+            assert claimed is not None
+            session.rollback()
+    return times
+
+
+def analyse(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--analyze", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.url or f"sqlite:///{Path(tmp) / 'claims.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        factory = make_sessionmaker(engine)
+        fill(factory)
+        if args.analyze:
+            analyse(engine)
+        print(f"load average {os.getloadavg()[0]:.2f}; {engine.dialect.name}", flush=True)
+        base = None
+        for window in (timedelta(0), timedelta(hours=1), timedelta(days=7)):
+            times = sorted(claim_ms(factory, window))
+            median = statistics.median(times)
+            base = base or median
+            print(
+                f"window {window}: claim median {median:.2f} ms "
+                f"(spread {times[0]:.2f}-{times[-1]:.2f}; x{median / base:.2f} the zero window)"
+            )
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
