@@ -16,6 +16,7 @@ from service.store.dispatchers import (
     cluster_resources,
     is_alive,
     list_dispatchers,
+    reported_resources,
 )
 from service.store.explain import explain_queue_head
 from service.store.jobs import status_counts
@@ -38,7 +39,9 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
     one exited cleanly (null while it runs, or if it died without saying so: then
     ``alive`` turns false once the lease period passes). ``queue_head``: the first 50
     queued jobs in claim order (a user's own only, with their places in the whole
-    queue), each with what explain says holds it back."""
+    queue), then up to 50 queued jobs the claim skips (position null: the owner is
+    disabled, or a quota forbids the job by itself), each with what explain says
+    holds it back."""
     with read_transaction(sessions) as session:
         # The database's clock, which dispatchers stamp their last_seen_at by.
         now = db_now(session)
@@ -49,7 +52,7 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
         head = [
             QueuePlace(
                 job_id=job.id,
-                position=why.queue_position or 0,  # ranked: queued and its owner enabled
+                position=why.queue_position,
                 name=job.name,
                 owner=owner.name,
                 priority=job.priority,
@@ -73,10 +76,11 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
                 started_at=d.started_at,
                 last_seen_at=d.last_seen_at,
                 stopped_at=d.stopped_at,
-                alive=is_alive(d, alive_since=cutoff),
-                resources=d.resources,
+                alive=alive,
+                resources=reported_resources(d, alive=alive),
             )
             for d in dispatchers
+            for alive in [is_alive(d, alive_since=cutoff)]
         ],
         resources=cluster_resources(dispatchers, alive_since=cutoff),
         queue=counts,

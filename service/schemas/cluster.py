@@ -23,14 +23,18 @@ class DispatcherOut(BaseModel):
         description="seen within one lease period (lease_seconds) and not stopped; "
         "false with stopped_at null means lost: not seen for a lease period"
     )
-    resources: dict[str, Any]
+    resources: dict[str, Any] = Field(
+        description="its last report (total, capacity, free, running_jobs, warm pool); "
+        "running_jobs is 0 once it is not alive"
+    )
 
 
 class QueuePlace(BaseModel):
     job_id: int
-    position: int = Field(
+    position: int | None = Field(
         description="the job's place in the whole claim order (1 = the next claim's), "
-        "as GET /v1/jobs/{id}/explain's queue_position"
+        "as GET /v1/jobs/{id}/explain's queue_position; null for a job the claim skips "
+        "(its owner disabled, or a quota that forbids it by itself)"
     )
     name: str | None
     owner: str
@@ -47,5 +51,5 @@ class ClusterOut(BaseModel):
     queue_head: list[QueuePlace] = Field(
         description="the first queued jobs in claim order that the caller may see "
         "(an admin: everyone's; a user: their own), each with its position in the "
-        "whole queue"
+        "whole queue; then those the claim skips, without a position"
     )

@@ -32,10 +32,11 @@ def delete_dataset(*, session: Session, dataset_id: int, viewer: Principal) -> D
     lock_owner(session=session, user_id=dataset.owner_id)
     users = _unfinished_users(session=session, owner_id=dataset.owner_id, dataset_id=dataset_id)
     if users:
+        them, they = ("it", "it finishes") if len(users) == 1 else ("them", "they finish")
         raise Conflict(
             # Named as the specs and the Data page name it.
-            f"{UPLOAD_PREFIX}{dataset_id} is used by unfinished {users}; "
-            "cancel them or wait until they finish, then delete it"
+            f"{UPLOAD_PREFIX}{dataset_id} is used by unfinished {', '.join(users)}; "
+            f"cancel {them} or wait until {they}, then delete it"
         )
     # By id, after the lock: of two concurrent deletes, the second deletes nothing.
     gone = session.execute(delete(Dataset).where(Dataset.id == dataset_id))
@@ -52,9 +53,9 @@ def file_in_use(*, session: Session, uri: str) -> bool:
     return bool(session.scalar(select(func.count()).where(Dataset.uri == uri)))
 
 
-def _unfinished_users(*, session: Session, owner_id: int, dataset_id: int) -> str:
-    """'job 4, job 7, sweep 2' for the owner's unfinished jobs and sweeps that name
-    the dataset ('' for none). Read in Python: a user's unfinished jobs are bounded by
+def _unfinished_users(*, session: Session, owner_id: int, dataset_id: int) -> list[str]:
+    """['job 4', 'job 7', 'sweep 2'] for the owner's unfinished jobs and sweeps that
+    name the dataset (none: empty). Read in Python: a user's unfinished jobs are bounded by
     max_queued_jobs and max_running_jobs, and the two databases' JSON paths differ."""
     jobs = session.execute(
         select(Job.id, Job.spec).where(Job.owner_id == owner_id, Job.status.not_in(TERMINAL))
@@ -66,7 +67,7 @@ def _unfinished_users(*, session: Session, owner_id: int, dataset_id: int) -> st
     ).all()
     names = [f"job {row.id}" for row in jobs if dataset_id in _job_datasets(row.spec)]
     names += [f"sweep {row.id}" for row in sweeps if dataset_id in _sweep_datasets(row.spec)]
-    return ", ".join(names)
+    return names
 
 
 def _job_datasets(spec: dict[str, Any]) -> set[int]:

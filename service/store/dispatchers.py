@@ -115,6 +115,16 @@ def resource_view(resources: dict[str, Any], part: str) -> dict[str, float] | No
     return None
 
 
+def reported_resources(dispatcher: Dispatcher, *, alive: bool) -> dict[str, Any]:
+    """The dispatcher's last report, as /v1/cluster shows it: one that stopped or was
+    lost runs nothing any more (a clean stop handed its jobs back; a lost one's are
+    the reapers' to requeue), whatever count it last reported."""
+    report = dict(dispatcher.resources)
+    if not alive and "running_jobs" in report:
+        report["running_jobs"] = 0
+    return report
+
+
 def cluster_resources(
     dispatchers: Sequence[Dispatcher], *, alive_since: datetime
 ) -> dict[str, dict[str, float]]:

@@ -19,16 +19,12 @@ from sqlalchemy.orm import Session
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults, UsageOut
 from service.store.db import db_now
-from service.store.dispatchers import (
-    RECENT_DISPATCHERS,
-    list_dispatchers,
-    live_dispatchers,
-    resource_view,
-)
+from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
 from service.store.models import Dispatcher, Job, JobStatus, User
-from service.store.queue_order import exceeds, ranked_queue
+from service.store.queue_order import ranked_queue
 from service.store.quota_reasons import count_of, never_startable, quota_reasons
 from service.store.quotas import usage
+from service.store.resource_reasons import none_live, resource_reasons
 from service.store.users import get_user
 
 
@@ -40,7 +36,6 @@ def explain_job(
     quota_defaults: QuotaDefaults,
     fair_share_window: timedelta = timedelta(0),
 ) -> Explanation:
-    required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
     queued = job.status == JobStatus.QUEUED.value
     owner = get_user(session=session, user_id=job.owner_id)
     ranking = (
@@ -52,43 +47,66 @@ def explain_job(
     )
     position = next((i for i, row in enumerate(ranking) if row.id == job.id), None)
     if position is None:
-        reasons: list[BlockingReason]
-        if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
-            reasons = [
-                BlockingReason(
-                    kind="owner_disabled",
-                    message=f"{owner.name}'s account is disabled: the job waits until an "
-                    "admin enables it again (or cancels the job)",
-                )
-            ]
-        elif job.status == JobStatus.CANCELLING.value and not _live(
-            session, _recent_dispatchers(session), dispatcher_timeout
-        ):
-            # Its dispatcher stops it, or a reaper ends it once the lease runs out:
-            # with no dispatcher alive, nothing will until one starts.
-            reasons = [
-                BlockingReason(
-                    kind="no_dispatcher",
-                    message=f"job is cancelling and {_none_live(dispatcher_timeout)} to end "
-                    "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it "
-                    "too)",
-                )
-            ]
-        elif queued and (never := never_startable(owner, job, quota_defaults)):
-            reasons = never  # left out of the ranking: its quota forbids it by itself
-        else:  # Not queued, or claimed or cancelled since `job` was read.
-            state = job.status if not queued else "no longer queued"
-            reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
-        return Explanation(
-            job_id=job.id,
-            status=job.status,
-            queue_position=None,
-            queued_ahead=None,
-            required=required,
-            reasons=reasons,
-        )
+        live = _live(session, _recent_dispatchers(session), dispatcher_timeout)
+        return _unranked(job, owner, live, dispatcher_timeout, quota_defaults)
     waits = _Waits(session, dispatcher_timeout, quota_defaults)
     return waits.explain(job, owner, ranking, position)
+
+
+def _unranked(
+    job: Job,
+    owner: User,
+    live: list[Dispatcher],
+    dispatcher_timeout: timedelta,
+    quota_defaults: QuotaDefaults,
+) -> Explanation:
+    """A job outside the claim order: not queued, or queued but skipped by the claim
+    (its owner disabled, or its quota forbids it by itself)."""
+    queued = job.status == JobStatus.QUEUED.value
+    reasons: list[BlockingReason]
+    if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
+        reasons = [
+            BlockingReason(
+                kind="owner_disabled",
+                message=f"{owner.name}'s account is disabled: the job waits until an "
+                "admin enables it again (or cancels the job)",
+            )
+        ]
+    elif job.status == JobStatus.CANCELLING.value and not live:
+        # Its dispatcher stops it, or a reaper ends it once the lease runs out:
+        # with no dispatcher alive, nothing will until one starts.
+        reasons = [
+            BlockingReason(
+                kind="no_dispatcher",
+                message=f"job is cancelling and {none_live(dispatcher_timeout)} to end "
+                "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it "
+                "too)",
+            )
+        ]
+    elif job.status == JobStatus.RUNNING.value and not live:
+        # A dispatcher killed outright leaves its jobs running in the store until
+        # another one's reaper finds their leases expired.
+        reasons = [
+            BlockingReason(
+                kind="no_dispatcher",
+                message=f"job is running by its last report, but {none_live(dispatcher_timeout)}: "
+                "nothing runs it until `lagtrain worker` (or `lagtrain server --embedded`) "
+                "starts and takes it over from its last checkpoint",
+            )
+        ]
+    elif queued and (never := never_startable(owner, job, quota_defaults)):
+        reasons = never  # left out of the ranking: its quota forbids it by itself
+    else:  # Not queued, or claimed or cancelled since `job` was read.
+        state = job.status if not queued else "no longer queued"
+        reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
+    return Explanation(
+        job_id=job.id,
+        status=job.status,
+        queue_position=None,
+        queued_ahead=None,
+        required={"CPU": job.cpus_required, "GPU": job.gpus_required},
+        reasons=reasons,
+    )
 
 
 def explain_queue_head(
@@ -101,15 +119,22 @@ def explain_queue_head(
     fair_share_window: timedelta = timedelta(0),
 ) -> list[tuple[Job, User, Explanation]]:
     """The first `limit` queued jobs in claim order (with `owner_id`, that owner's
-    only; positions still count everyone's jobs ahead), each explained as
-    explain_job would, from one read of the ranking, the dispatchers and each owner's
-    usage (the dashboard asked explain once per job: 9 statements each, the whole
-    ranking every time)."""
+    only; positions still count everyone's jobs ahead), then up to `limit` queued
+    jobs the claim skips (owner disabled, or a quota that forbids the job by itself;
+    no position), each explained as explain_job would, from one read of the ranking,
+    the dispatchers and each owner's usage (the dashboard asked explain once per job:
+    9 statements each, the whole ranking every time). Skipped jobs are listed too: an
+    operator looking at the queue must see what waits for them."""
     ranking = ranked_queue(
         session=session, fair_share_window=fair_share_window, quota_defaults=quota_defaults
     )
     picked = [i for i, row in enumerate(ranking) if owner_id in (None, row.owner_id)][:limit]
-    ids = [ranking[i].id for i in picked]
+    ranked = {row.id for row in ranking}
+    queued = select(Job.id).where(Job.status == JobStatus.QUEUED.value).order_by(Job.id)
+    if owner_id is not None:
+        queued = queued.where(Job.owner_id == owner_id)
+    skipped = [i for i in session.scalars(queued) if i not in ranked][:limit]
+    ids = [ranking[i].id for i in picked] + skipped
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
     owner_ids = {job.owner_id for job in jobs.values()}
     owners = {user.id: user for user in session.scalars(select(User).where(User.id.in_(owner_ids)))}
@@ -123,6 +148,13 @@ def explain_queue_head(
             continue
         owner = owners[job.owner_id]
         explained.append((job, owner, waits.explain(job, owner, ranking, i)))
+    for job_id in skipped:
+        job = jobs.get(job_id)
+        if job is not None and job.status == JobStatus.QUEUED.value:
+            why = _unranked(
+                job, owners[job.owner_id], waits.live, waits.dispatcher_timeout, quota_defaults
+            )
+            explained.append((job, owners[job.owner_id], why))
     return explained
 
 
@@ -153,7 +185,7 @@ class _Waits:
         ahead_priority = len(ahead) - ahead_fair
         if owner.id not in self.usage:
             self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
-        reasons = _resource_reasons(required, self.dispatchers, self.live, self.dispatcher_timeout)
+        reasons = resource_reasons(required, self.dispatchers, self.live, self.dispatcher_timeout)
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:
             reasons.append(
@@ -189,10 +221,6 @@ def _goes(number: int) -> str:
     return "goes" if number == 1 else "go"
 
 
-def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
-    return not any(exceeds(v, available.get(k, 0.0)) for k, v in required.items() if v)
-
-
 def _recent_dispatchers(session: Session) -> list[Dispatcher]:
     return list_dispatchers(session=session, limit=RECENT_DISPATCHERS)
 
@@ -204,81 +232,3 @@ def _live(
     which they stamp last_seen_at by, and not stopped): every one that ever ran stays
     registered."""
     return live_dispatchers(dispatchers, alive_since=db_now(session) - dispatcher_timeout)
-
-
-def _none_live(dispatcher_timeout: timedelta) -> str:
-    return (
-        f"no dispatcher was seen in the last {dispatcher_timeout.total_seconds():g} s, "
-        "or every one seen has stopped since"
-    )
-
-
-def _describe(resources: dict[str, float]) -> str:
-    return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
-
-
-def _resource_reasons(
-    required: dict[str, float],
-    dispatchers: list[Dispatcher],
-    live: list[Dispatcher],
-    dispatcher_timeout: timedelta,
-) -> list[BlockingReason]:
-    if not dispatchers:
-        return [
-            BlockingReason(
-                kind="no_dispatcher",
-                message="no dispatcher has registered: start `lagtrain worker` "
-                "(or `lagtrain server --embedded`)",
-            )
-        ]
-    reasons: list[BlockingReason] = []
-    if not live:
-        reasons.append(
-            BlockingReason(
-                kind="no_dispatcher",
-                message=_none_live(dispatcher_timeout),
-            )
-        )
-    # Judge by the live dispatchers' reports: every dispatcher that ever ran stays
-    # registered, and a dead one's last "free" (e.g. from before a restart) would
-    # hide the wait. With none live, their last totals are the best there is (free
-    # resources are a live dispatcher's word only: below).
-    dispatchers = live or dispatchers
-    totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
-    # What a dispatcher judges queued jobs against: the largest total it saw over its
-    # capacity window (or the operator's ceiling); older rows report only "total".
-    capacities = [
-        resource_view(d.resources, "capacity") or total
-        for d, total in zip(dispatchers, totals, strict=True)
-    ]
-    largest = max(capacities, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
-    if not any(_fits(required, capacity) for capacity in capacities):
-        reasons.append(
-            BlockingReason(
-                kind="resources",
-                message=f"the gang needs {_describe(required)}; the largest cluster a "
-                f"dispatcher sees has {_describe(largest)}, so it can never start",
-            )
-        )
-        return reasons
-    if not any(_fits(required, total) for total in totals):
-        now = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
-        reasons.append(
-            BlockingReason(
-                kind="resources",
-                message=f"waiting for capacity: the gang needs {_describe(required)}; the "
-                f"cluster has {_describe(now)} now but recently had {_describe(largest)}",
-            )
-        )
-        return reasons
-    # Free resources are a live dispatcher's word only: one stopped or gone reported
-    # the gangs it ran then, and no job waits for those to end.
-    frees = [f for d in live if (f := resource_view(d.resources, "free")) is not None]
-    if frees and not any(_fits(required, free) for free in frees):
-        reasons.append(
-            BlockingReason(
-                kind="resources",
-                message=f"waiting for {_describe(required)} to become free",
-            )
-        )
-    return reasons

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict
-from service.store.models import TERMINAL, Checkpoint, Job, Metric, Sweep
+from service.store.models import TERMINAL, Checkpoint, Job, JobStatus, Metric, Sweep
 from service.store.sweeps import SWEEP_TERMINAL
 
 # Metric records deleted per transaction: ≈ 50 ms of SQLite's write lock on this
@@ -51,6 +51,8 @@ def check_job(*, session: Session, job: Job) -> Removal:
             f"job {job.id} is a trial of sweep {job.sweep_id}; it is deleted with its "
             + (f"sweep: delete sweep {job.sweep_id}" if finished else "sweep, once it has finished")
         )
+    if job.status == JobStatus.CANCELLING.value:
+        raise Conflict(f"job {job.id} is cancelling; wait until it has stopped, then delete it")
     if job.status not in TERMINAL:
         raise Conflict(
             f"job {job.id} is {job.status}; cancel it or wait until it finishes, then delete it"

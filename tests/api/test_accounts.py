@@ -15,7 +15,7 @@ from sqlalchemy import select
 from service.bootstrap import admin_token_place
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, transaction
-from service.store.dispatchers import upsert_dispatcher
+from service.store.dispatchers import mark_dispatcher_stopped, upsert_dispatcher
 from service.store.models import ApiToken, utcnow
 from service.store.users import hash_token
 from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
@@ -268,3 +268,23 @@ def test_explain_and_the_queue_head_count_runs_within_the_settings_window(api: A
     explain = api.client.get(f"/v1/jobs/{older}/explain", headers=alice).json()
     assert explain["queue_position"] == 2
     assert [r["kind"] for r in explain["reasons"]].count("fair_share") == 1
+
+
+def test_a_stopped_dispatcher_runs_no_jobs_whatever_it_last_reported(api: Api) -> None:
+    """An operator's walkthrough read `running_jobs: 2` for a dispatcher drained (its
+    jobs handed back) and for one killed (its jobs the reapers'): /v1/cluster shows a
+    dispatcher that is not alive running none; a live one's report is shown as sent."""
+    _uid, alice = api.create_user("alice")
+    report = {"total": {"CPU": 4.0}, "free": {"CPU": 0.0}, "running_jobs": 2}
+    with transaction(api.sessions) as session:
+        for dispatcher_id in ("running", "stopped"):
+            upsert_dispatcher(
+                session=session, dispatcher_id=dispatcher_id, hostname="n", resources=report
+            )
+        mark_dispatcher_stopped(session=session, dispatcher_id="stopped")
+    cluster = api.client.get("/v1/cluster", headers=alice).json()
+    shown = {d["id"]: (d["alive"], d["resources"]) for d in cluster["dispatchers"]}
+    assert shown == {
+        "running": (True, report),
+        "stopped": (False, {**report, "running_jobs": 0}),
+    }

@@ -126,6 +126,17 @@ def test_a_queued_job_is_cancelled_first_and_an_admin_may_delete_it(api: Api) ->
     assert entry["actor"] == "admin:admin" and entry["detail"]["status"] == "cancelled"
 
 
+def test_a_cancelling_job_is_not_told_to_cancel_it(api: Api) -> None:
+    """An operator's walkthrough read "job 29 is cancelling; cancel it or wait until it
+    finishes" for a job already cancelled and waiting for a dispatcher to stop it."""
+    _alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    api.claim()
+    assert api.client.post(f"/v1/jobs/{job_id}/cancel", headers=alice).status_code == 202
+    detail = assert_json_error(api.client.delete(f"/v1/jobs/{job_id}", headers=alice), 409)
+    assert detail == f"job {job_id} is cancelling; wait until it has stopped, then delete it"
+
+
 def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -191,6 +191,26 @@ def test_explain_says_a_cancelling_job_waits_for_a_dispatcher(api: Api) -> None:
     assert why["message"].startswith("job is cancelling and no dispatcher was seen"), why
 
 
+def test_explain_says_a_running_job_waits_for_a_dispatcher(api: Api) -> None:
+    """A dispatcher killed outright leaves its job running in the store until another
+    one's reaper finds the lease expired: explain said "job is running; it is not
+    waiting" with no dispatcher alive to take it over."""
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    api.claim()  # running, its dispatcher gone (none registered)
+    [why] = api.client.get(f"/v1/jobs/{job_id}/explain", headers=alice).json()["reasons"]
+    assert why["kind"] == "no_dispatcher", why
+    assert why["message"].startswith("job is running by its last report, but no dispatcher"), why
+    assert "`lagtrain worker`" in why["message"], why
+    from service.store.db import transaction
+    from service.store.dispatchers import upsert_dispatcher
+
+    with transaction(api.sessions) as session:  # a live one will reap and resume it
+        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="n", resources={})
+    [why] = api.client.get(f"/v1/jobs/{job_id}/explain", headers=alice).json()["reasons"]
+    assert (why["kind"], why["message"]) == ("state", "job is running; it is not waiting")
+
+
 def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     first = api.submit(alice)

@@ -258,8 +258,13 @@ def test_explain_says_when_a_lowered_quota_means_a_job_can_never_start(api: Api)
         assert messages[0].endswith("ask an admin to raise it, or cancel the job"), messages
         mine = api.client.get(f"/v1/jobs/{behind}/explain", headers=bob).json()
         assert mine["queue_position"] == 1, mine
+        # The Lab's queue lists it after the ranked jobs, without a place, with
+        # explain's reasons (it was left out: "No job is queued" above "queued 1").
         head = api.client.get("/v1/cluster", headers=api.admin).json()["queue_head"]
-        assert [p["job_id"] for p in head] == [behind]
+        assert [(p["job_id"], p["position"]) for p in head] == [(behind, 1), (stuck, None)]
+        assert head[1]["reasons"] == explain["reasons"]
+        [own] = api.client.get("/v1/cluster", headers=alice).json()["queue_head"]
+        assert (own["job_id"], own["position"]) == (stuck, None)
     # Raised again: back in the queue, first by submit time.
     _patch_quota(api, alice_id, max_running_jobs=4)
     explain = api.client.get(f"/v1/jobs/{stuck}/explain", headers=alice).json()

@@ -99,7 +99,7 @@ export async function render(root, _params, signal) {
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
         el("tbody", {}, order.length ? [] : emptyRow(5, admin ? "No job is queued." : "None of your jobs is queued."), order.map((place) => el("tr",
-          { dataset: { jobId: place.job_id } }, el("td", {}, place.position),
+          { dataset: { jobId: place.job_id } }, el("td", {}, place.position ?? "skipped"),
           el("td", {}, el("a", { href: `#/jobs/${place.job_id}` }, `${place.job_id} ${place.name || ""}`)),
           el("td", { class: "free" }, place.owner), el("td", {}, place.priority),
           el("td", { class: "free" }, place.reasons.map((r) => r.message).join("; ") || "next free slot")))))),

@@ -1,0 +1,93 @@
+"""What a dispatcher's resources say of a gang: none live, never fits, waiting for
+capacity or for running gangs to end (explain's resource reasons)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service.schemas.jobs import BlockingReason
+from service.store.dispatchers import resource_view
+from service.store.models import Dispatcher
+from service.store.queue_order import exceeds
+
+
+def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
+    return not any(exceeds(v, available.get(k, 0.0)) for k, v in required.items() if v)
+
+
+def none_live(dispatcher_timeout: timedelta) -> str:
+    return (
+        f"no dispatcher was seen in the last {dispatcher_timeout.total_seconds():g} s, "
+        "or every one seen has stopped since"
+    )
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
+
+
+def resource_reasons(
+    required: dict[str, float],
+    dispatchers: list[Dispatcher],
+    live: list[Dispatcher],
+    dispatcher_timeout: timedelta,
+) -> list[BlockingReason]:
+    if not dispatchers:
+        return [
+            BlockingReason(
+                kind="no_dispatcher",
+                message="no dispatcher has registered: start `lagtrain worker` "
+                "(or `lagtrain server --embedded`)",
+            )
+        ]
+    reasons: list[BlockingReason] = []
+    if not live:
+        reasons.append(
+            BlockingReason(
+                kind="no_dispatcher",
+                message=none_live(dispatcher_timeout),
+            )
+        )
+    # Judge by the live dispatchers' reports: every dispatcher that ever ran stays
+    # registered, and a dead one's last "free" (e.g. from before a restart) would
+    # hide the wait. With none live, their last totals are the best there is (free
+    # resources are a live dispatcher's word only: below).
+    dispatchers = live or dispatchers
+    totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
+    # What a dispatcher judges queued jobs against: the largest total it saw over its
+    # capacity window (or the operator's ceiling); older rows report only "total".
+    capacities = [
+        resource_view(d.resources, "capacity") or total
+        for d, total in zip(dispatchers, totals, strict=True)
+    ]
+    largest = max(capacities, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+    if not any(_fits(required, capacity) for capacity in capacities):
+        reasons.append(
+            BlockingReason(
+                kind="resources",
+                message=f"the gang needs {_describe(required)}; the largest cluster a "
+                f"dispatcher sees has {_describe(largest)}, so it can never start",
+            )
+        )
+        return reasons
+    if not any(_fits(required, total) for total in totals):
+        now = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+        reasons.append(
+            BlockingReason(
+                kind="resources",
+                message=f"waiting for capacity: the gang needs {_describe(required)}; the "
+                f"cluster has {_describe(now)} now but recently had {_describe(largest)}",
+            )
+        )
+        return reasons
+    # Free resources are a live dispatcher's word only: one stopped or gone reported
+    # the gangs it ran then, and no job waits for those to end.
+    frees = [f for d in live if (f := resource_view(d.resources, "free")) is not None]
+    if frees and not any(_fits(required, free) for free in frees):
+        reasons.append(
+            BlockingReason(
+                kind="resources",
+                message=f"waiting for {_describe(required)} to become free",
+            )
+        )
+    return reasons
