@@ -131,20 +131,20 @@ def orphan_files(
             )
         except OSError as exc:  # a folder it may not list: not "0 files"
             exit_for_artifacts(settings, f"cannot be searched: {exc}")
-        typer.echo(f"{scan.location}: {scan.listed} files, {scan.named} named by a row")
+        typer.echo(f"{scan.location}: {_files(scan.listed)}, {scan.named} named by a row")
         for orphan in scan.orphans:
             age_h = (now - orphan.modified) / 3600
             typer.echo(f"{orphan.url}\t{orphan.bytes} bytes\t{age_h:.0f} h old")
         total = sum(o.bytes for o in scan.orphans)
         typer.echo(
-            f"{len(scan.orphans)} files ({total} bytes) that no row names, "
+            f"{_files(len(scan.orphans))} ({total} bytes) that no row names, "
             f"at least {min_age_hours:g} h old"
         )
         if not delete or not scan.orphans:
             return
         if scan.looks_misplaced:
             typer.echo(
-                f"not deleting: the database names {scan.rows} files and none of them is "
+                f"not deleting: the database names {_files(scan.rows)} and none of them is "
                 f"under {scan.location}; is LAGTRAIN_ARTIFACTS_URL the server's?",
                 err=True,
             )
@@ -164,11 +164,15 @@ def orphan_files(
                     )
         for url, why in removal.failed:
             typer.echo(f"could not remove {url}: {why}", err=True)
-        typer.echo(f"removed {removal.files} files ({removal.bytes} bytes)")
+        typer.echo(f"removed {_files(removal.files)} ({removal.bytes} bytes)")
         if removal.failed:
             raise typer.Exit(1)
     finally:
         engine.dispose()
+
+
+def _files(number: int) -> str:
+    return f"{number} file" if number == 1 else f"{number} files"
 
 
 if __name__ == "__main__":  # `python -m service.cli`, as the `lagtrain` script

@@ -16,7 +16,9 @@ from workers.dispatcher import SHUTDOWN_JOIN_SECONDS, Dispatcher
 from workers.ray_runtime import connect
 from workers.sweeps.controller import SweepController
 
-log = logging.getLogger(__name__)
+# Named for what it reports (the worker process: its start, its signals), not for
+# this module: `lagtrain worker` logged "workers.embedded" though nothing was embedded.
+log = logging.getLogger("workers.process")
 
 EMBEDDED_DRAIN_SECONDS = 3.0
 

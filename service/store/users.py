@@ -212,7 +212,8 @@ def revoke_token(*, session: Session, token_id: int, actor: Principal) -> tuple[
         # As with disabling oneself: an admin with no token may leave nobody to issue
         # one over HTTP (the way back is `lagtrain admin create-user` on the server).
         raise Conflict(
-            f"token {token_id} is your last active token: issue another (POST /v1/tokens) "
+            f"token {token_id} is your last active token: issue another (POST /v1/tokens, or "
+            "`lagtrain token-new`) "
             "before revoking it"
         )
     api_token.revoked_at = utcnow()

@@ -132,7 +132,7 @@ def test_rows_spelled_otherwise_protect_their_files_and_a_wrong_location_deletes
         env=env | {"LAGTRAIN_ARTIFACTS_URL": str(elsewhere)},
     )
     assert refused.exit_code == 1 and stray.exists(), refused.output
-    assert "not deleting: the database names 1 files and none of them" in refused.stderr
+    assert "not deleting: the database names 1 file and none of them" in refused.stderr
 
 
 def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_audited(
@@ -160,7 +160,7 @@ def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_au
     assert result.exit_code == 1, result.output
     assert stuck.exists() and not gone.exists()
     assert f"could not remove {stuck}: read-only" in result.stderr
-    assert result.stdout.strip().endswith("removed 1 files (3 bytes)")
+    assert result.stdout.strip().endswith("removed 1 file (3 bytes)")
     with read_transaction(api.sessions) as session:
         [event] = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "artifacts.orphans_removed")
@@ -233,5 +233,5 @@ def test_a_location_with_a_tilde_is_searched_where_the_server_writes(
     env = {"LAGTRAIN_DATABASE_URL": api.settings.database_url, "LAGTRAIN_ARTIFACTS_URL": "~/art"}
     result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.startswith(f"{home / 'art'}: 1 files, 0 named by a row")
+    assert result.stdout.startswith(f"{home / 'art'}: 1 file, 0 named by a row")
     assert f"{orphan}\t3 bytes" in result.stdout

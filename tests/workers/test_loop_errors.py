@@ -10,12 +10,14 @@ import threading
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker
 from service.store.migrate import upgrade
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
+from workers.loop_errors import LoopErrors
 from workers.sweeps.controller import SweepController
 
 
@@ -135,3 +137,44 @@ def test_the_sweep_controller_logs_an_outage_as_the_dispatcher_does(
         "sweep controller s1: poll error again (3 in a row): connection refused",
     ]
     assert "sweep controller s1: poll recovered after 3 errors" in caplog.text
+
+
+def test_a_lost_store_is_a_warning_until_it_lasts() -> None:
+    """An operator's walkthrough: each PostgreSQL restart logged an ERROR with its
+    traceback from every loop, though the loops ride through it by design. A lost
+    connection is a WARNING (traceback kept); another failure stays an ERROR; a
+    streak past `escalate_after` is one ERROR, once."""
+    log = logging.getLogger("tests.loop_errors")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+    try:
+        errors = LoopErrors(log, "loop", escalate_after=3600)
+        errors.failed(lost)
+        errors.failed(lost)
+        errors.succeeded()
+        errors.failed(RuntimeError("a bug"))
+        errors.succeeded()
+        assert [(r.levelno, r.exc_info is not None) for r in records[:2]] == [
+            (logging.WARNING, True),
+            (logging.WARNING, False),
+        ]
+        assert (records[3].levelno, records[3].getMessage()) == (
+            logging.ERROR,
+            "loop error; retrying",
+        )
+        records.clear()
+        lasting = LoopErrors(log, "loop", escalate_after=0)
+        for _ in range(3):
+            lasting.failed(ConnectionError("refused"))
+        assert [r.levelno for r in records] == [logging.WARNING, logging.ERROR, logging.WARNING]
+        assert records[1].getMessage().startswith("loop has failed for "), records[1].getMessage()
+    finally:
+        log.removeHandler(handler)
