@@ -11,6 +11,7 @@ import typer
 
 from service.cli_accounts import accounts_app
 from service.cli_audit import audit_app
+from service.cli_cluster import cluster_app
 from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
@@ -37,6 +38,7 @@ app.registered_commands.extend(prune_app.registered_commands)
 app.registered_commands.extend(demo_app.registered_commands)
 app.registered_commands.extend(audit_app.registered_commands)
 app.registered_commands.extend(accounts_app.registered_commands)
+app.registered_commands.extend(cluster_app.registered_commands)
 app.registered_commands.extend(server_app.registered_commands)
 
 

@@ -33,6 +33,12 @@ class JobsApi(ClientBase):
         result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")
         return result
 
+    def cluster(self) -> dict[str, Any]:
+        """GET /v1/cluster: dispatchers, the cluster's resources, jobs by status and
+        the queue's head (a user: their own places in it)."""
+        result: dict[str, Any] = self._request("GET", "/v1/cluster")
+        return result
+
     def explain(self, job_id: int) -> dict[str, Any]:
         """Why a job waits: its place in the queue and what blocks it."""
         result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}/explain")

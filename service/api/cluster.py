@@ -13,6 +13,7 @@ from service.schemas.cluster import ClusterOut, DispatcherOut, QueuePlace
 from service.store.db import db_now, read_transaction
 from service.store.dispatchers import (
     RECENT_DISPATCHERS,
+    STALE_DISPATCHER,
     cluster_resources,
     is_alive,
     list_dispatchers,
@@ -24,9 +25,6 @@ from service.store.jobs import status_counts
 router = APIRouter(prefix="/v1", tags=["cluster"])
 
 
-# /v1/cluster shows dispatchers seen within this long (at most RECENT_DISPATCHERS,
-# the most recently seen); older ones are stale and left out.
-STALE_DISPATCHER = timedelta(hours=1)
 # /v1/cluster's queue_head: this many queued jobs from the front of the claim order.
 QUEUE_HEAD = 50
 

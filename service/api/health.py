@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import timedelta
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import Sessions
+from service.api.deps import AppSettings, Sessions
 from service.api.responses import errors
-from service.store.db import ping, read_transaction
+from service.store.db import db_now, ping, read_transaction
+from service.store.dispatchers import (
+    RECENT_DISPATCHERS,
+    STALE_DISPATCHER,
+    dispatcher_state,
+    list_dispatchers,
+)
 from service.store.jobs import status_counts
 
 router = APIRouter(tags=["health"])
@@ -30,13 +39,28 @@ def readyz(sessions: Sessions) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=errors(503))
-def prometheus_metrics(sessions: Sessions) -> PlainTextResponse:
-    """Jobs by status, in Prometheus' text format (every status, zeros included)."""
+def prometheus_metrics(sessions: Sessions, settings: AppSettings) -> PlainTextResponse:
+    """Jobs by status, and the dispatchers seen in the last hour by state (alive,
+    stopped, lost: as /v1/cluster), in Prometheus' text format (zeros included): an
+    alert on `lagtrain_dispatchers{state="alive"} == 0` with jobs queued catches a
+    cluster that runs nothing."""
     with read_transaction(sessions) as session:
         counts = status_counts(session=session)
+        now = db_now(session)  # the clock dispatchers stamp last_seen_at by
+        recent = list_dispatchers(
+            session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
+        )
+    alive_since = now - timedelta(seconds=settings.lease_seconds)
+    states = Counter(dispatcher_state(d, alive_since=alive_since) for d in recent)
     lines = [
         "# HELP lagtrain_jobs Jobs in the store by status.",
         "# TYPE lagtrain_jobs gauge",
         *(f'lagtrain_jobs{{status="{status}"}} {n}' for status, n in counts.items()),
+        "# HELP lagtrain_dispatchers Dispatchers seen in the last hour, by state.",
+        "# TYPE lagtrain_dispatchers gauge",
+        *(
+            f'lagtrain_dispatchers{{state="{state}"}} {states[state]}'
+            for state in ("alive", "stopped", "lost")
+        ),
     ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -14,7 +14,7 @@ the totals) or as ``{"total": {...}, "free": {...}}``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,6 +27,9 @@ from service.store.models import Dispatcher, table_of
 # The most recently seen dispatchers /v1/cluster and explain read: every dispatcher
 # that ever started stays registered, one row per worker start.
 RECENT_DISPATCHERS = 200
+# /v1/cluster and /metrics show dispatchers seen within this long (at most
+# RECENT_DISPATCHERS, the most recently seen); older ones are stale and left out.
+STALE_DISPATCHER = timedelta(hours=1)
 
 
 def upsert_dispatcher(
@@ -83,6 +86,14 @@ def is_alive(dispatcher: Dispatcher, *, alive_since: datetime) -> bool:
     """The one rule for a live dispatcher: seen at or after `alive_since` (the
     database's now less one lease period) and not stopped."""
     return dispatcher.stopped_at is None and dispatcher.last_seen_at >= alive_since
+
+
+def dispatcher_state(dispatcher: Dispatcher, *, alive_since: datetime) -> str:
+    """ "alive", "stopped" (it exited cleanly) or "lost" (not seen for a lease period,
+    without saying it stopped): as the Lab names them."""
+    if dispatcher.stopped_at is not None:
+        return "stopped"
+    return "alive" if is_alive(dispatcher, alive_since=alive_since) else "lost"
 
 
 def live_dispatchers(

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from service.bootstrap import admin_token_place
 from service.settings import Settings
-from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.db import db_now, make_engine, make_sessionmaker, transaction
 from service.store.dispatchers import mark_dispatcher_stopped, upsert_dispatcher
-from service.store.models import ApiToken, utcnow
+from service.store.models import ApiToken, Dispatcher, utcnow
 from service.store.users import hash_token
 from tests.api.conftest import SMALL_SPEC, Api, MakeApi, assert_json_error, bearer
 
@@ -249,6 +249,26 @@ def test_prometheus_metrics_count_jobs_by_status(api: Api) -> None:
     lines = response.text.splitlines()
     assert 'lagtrain_jobs{status="queued"} 2' in lines
     assert 'lagtrain_jobs{status="running"} 0' in lines
+
+
+def test_prometheus_metrics_count_dispatchers_by_state(api: Api) -> None:
+    """An operator had nothing to alert on when no dispatcher was alive (jobs queued
+    and nothing ran): /metrics counts the dispatchers /v1/cluster shows, by state."""
+    with transaction(api.sessions) as session:
+        for dispatcher_id in ("alive", "stopped", "lost", "stale"):
+            upsert_dispatcher(
+                session=session, dispatcher_id=dispatcher_id, hostname="n", resources={}
+            )
+        mark_dispatcher_stopped(session=session, dispatcher_id="stopped")
+        for dispatcher_id, ago in (("lost", 600), ("stale", 7200)):  # a lease is 30 s
+            seen = db_now(session) - timedelta(seconds=ago)
+            session.get_one(Dispatcher, dispatcher_id).last_seen_at = seen
+    lines = api.client.get("/metrics").text.splitlines()
+    assert [line for line in lines if line.startswith("lagtrain_dispatchers{")] == [
+        'lagtrain_dispatchers{state="alive"} 1',
+        'lagtrain_dispatchers{state="stopped"} 1',
+        'lagtrain_dispatchers{state="lost"} 1',
+    ]
 
 
 def test_explain_and_the_queue_head_count_runs_within_the_settings_window(api: Api) -> None:

@@ -1,0 +1,71 @@
+"""`lagtrain cluster`: what the Lab page shows, in a terminal — the dispatchers
+(alive, stopped or lost), the cluster's free resources, jobs by status, and the
+queue's head in claim order with what holds each job back (an operator otherwise
+had to curl /v1/cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from service.cli_common import call, console, when
+
+cluster_app = typer.Typer(add_completion=False)
+
+
+@cluster_app.command("cluster")
+def cluster() -> None:
+    """Dispatchers, free resources, jobs by status and the queue's head.
+
+    An admin sees everyone's queued jobs; a user their own, at their places in the
+    whole queue. A job the claim skips (its owner disabled, or a quota that forbids
+    it) is listed last, position "skipped"."""
+    answer = call(lambda client: client.cluster())
+    dispatchers = Table("dispatcher", "host", "state", "last seen", "running jobs", "CPU free")
+    for d in answer["dispatchers"]:
+        dispatchers.add_row(
+            d["id"],
+            d["hostname"],
+            _state(d),
+            when(d["last_seen_at"]),
+            str(d["resources"].get("running_jobs", "")),
+            _free(d["resources"], "CPU") if d["alive"] else "",  # a report from before
+        )
+    console.print(dispatchers if answer["dispatchers"] else "no dispatcher seen in the last hour")
+    total, free = answer["resources"]["total"], answer["resources"]["free"]
+    console.print(
+        "cluster: "
+        + (
+            ", ".join(f"{free.get(k, 0):g}/{v:g} {k} free" for k, v in total.items())
+            or "no live dispatcher reports it"
+        )
+    )
+    counts = answer["queue"]
+    console.print(
+        "jobs: " + (" · ".join(f"{n} {status}" for status, n in counts.items() if n) or "none")
+    )
+    queue = Table("position", "job", "owner", "priority", "waiting for")
+    for place in answer["queue_head"]:
+        queue.add_row(
+            "skipped" if place["position"] is None else str(place["position"]),
+            f"{place['job_id']} {place['name'] or ''}".strip(),
+            place["owner"],
+            str(place["priority"]),
+            "; ".join(r["message"] for r in place["reasons"]) or "next free slot",
+        )
+    console.print(queue if answer["queue_head"] else "no queued job")
+
+
+def _state(dispatcher: dict[str, Any]) -> str:
+    if dispatcher["alive"]:
+        return "alive"
+    return f"stopped {when(dispatcher['stopped_at'])}" if dispatcher["stopped_at"] else "lost"
+
+
+def _free(resources: dict[str, Any], kind: str) -> str:
+    free, total = resources.get("free") or {}, resources.get("total") or {}
+    if kind not in total:
+        return ""
+    return f"{free.get(kind, 0):g}/{total[kind]:g}" if kind in free else f"?/{total[kind]:g}"
