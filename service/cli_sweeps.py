@@ -78,7 +78,7 @@ def list_sweeps(
             str(s.get("owner", "")),
             s["status"],
             f"{finished}/{s['spec']['trials']}",
-            ", ".join(map(str, s["best"])),
+            _trials(s["best"]),  # "trial 0": a bare 0 read as an objective's value
             when(s.get("created_at")),
         )
     print_newest(table, more=more, limit=limit)
