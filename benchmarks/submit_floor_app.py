@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.jobs import job_out, submit_job
 from service.schemas.jobspec import JobSpec
 from service.settings import Settings
+from service.store.cluster_capacity import ClusterCapacity
 from service.store.db import make_engine, make_sessionmaker
 
 URL = os.environ["FLOOR_DATABASE_URL"]
@@ -101,6 +102,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     concurrent first requests raced to make them)."""
     _state["settings"] = Settings(database_url=URL, default_max_queued_jobs=10**9)
     _state["sessions"] = make_sessionmaker(make_engine(URL, pool_size=POOL))
+    _state["capacity"] = ClusterCapacity()
     _state["engine"] = create_engine(URL, pool_size=POOL)
     _state["async_engine"] = create_async_engine(URL, pool_size=POOL)
     raw_pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
@@ -125,10 +127,11 @@ def _answer(job_id: int) -> Response:
 @app.post("/store", status_code=201)
 async def store(spec: JobSpec, request: Request) -> Response:
     sessions, settings, token = _state["sessions"], _state["settings"], _token(request)
+    capacity = _state["capacity"]
 
     def work() -> Response:
         job, _created, principal = submit_job(
-            sessions, settings, None, token=token, spec=spec, idempotency_key=None
+            sessions, settings, None, capacity, token=token, spec=spec, idempotency_key=None
         )
         return Response(
             job_out(job, principal.name).model_dump_json(),

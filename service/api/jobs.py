@@ -20,6 +20,7 @@ from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
+from service.store.cluster_capacity import ClusterCapacity
 from service.store.db import read_transaction, transaction
 from service.store.jobs import (
     JobsQuery,
@@ -96,6 +97,7 @@ async def post_job(
             state.sessions,
             state.settings,
             state.on_job_queued,
+            state.cluster_capacity,
             token=token,
             spec=spec,
             idempotency_key=idempotency_key,
@@ -113,6 +115,7 @@ def submit_job(
     sessions: sessionmaker[Session],
     settings: Settings,
     on_job_queued: Callable[[], None] | None,
+    cluster_capacity: ClusterCapacity,
     *,
     token: str,
     spec: JobSpec,
@@ -171,6 +174,10 @@ def submit_job(
                 gpus=gpus,
                 owner_locked=in_transaction,
             )
+            if too_large := cluster_capacity.problems(
+                session=session, spec=resolved, now=now, lease_seconds=settings.lease_seconds
+            ):
+                raise spec_errors(too_large, spec)
             job, created = enqueue(
                 session=session,
                 owner_id=principal.user_id,

@@ -4,6 +4,7 @@ capacity or for running gangs to end (explain's resource reasons)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from service.schemas.jobs import BlockingReason
 from service.store.dispatchers import resource_view
@@ -13,6 +14,37 @@ from service.store.queue_order import exceeds
 
 def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
     return not any(exceeds(v, available.get(k, 0.0)) for k, v in required.items() if v)
+
+
+def capacity_of(resources: dict[str, Any]) -> dict[str, float]:
+    """What a dispatcher judges queued jobs against, from its report: the largest
+    total it saw over its capacity window (or the operator's ceiling); older rows
+    report only "total"."""
+    return resource_view(resources, "capacity") or resource_view(resources, "total") or {}
+
+
+def never_fits(required: dict[str, float], capacities: list[dict[str, float]]) -> bool:
+    """No dispatcher would ever start the gang: each fails such a job at once."""
+    return not any(_fits(required, capacity) for capacity in capacities)
+
+
+def too_large_for_live_cluster(
+    required: dict[str, float], capacities: list[dict[str, float]]
+) -> str | None:
+    """Why a submit of this gang is refused, given the live dispatchers' capacities,
+    or None: with no live dispatcher the cluster is not known, and the job may wait
+    for one."""
+    if not capacities or not never_fits(required, capacities):
+        return None
+    return (
+        f"the gang needs {_describe(required)} (the coordinator's 1 CPU and distributed."
+        f"workers x cpus_per_worker/gpus_per_worker); the largest cluster a live "
+        f"dispatcher sees has {_describe(_largest(capacities))}, so it could never start"
+    )
+
+
+def _largest(resources: list[dict[str, float]]) -> dict[str, float]:
+    return max(resources, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
 
 
 def none_live(dispatcher_timeout: timedelta) -> str:
@@ -54,14 +86,9 @@ def resource_reasons(
     # resources are a live dispatcher's word only: below).
     dispatchers = live or dispatchers
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
-    # What a dispatcher judges queued jobs against: the largest total it saw over its
-    # capacity window (or the operator's ceiling); older rows report only "total".
-    capacities = [
-        resource_view(d.resources, "capacity") or total
-        for d, total in zip(dispatchers, totals, strict=True)
-    ]
-    largest = max(capacities, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
-    if not any(_fits(required, capacity) for capacity in capacities):
+    capacities = [capacity_of(d.resources) for d in dispatchers]
+    largest = _largest(capacities)
+    if never_fits(required, capacities):
         reasons.append(
             BlockingReason(
                 kind="resources",
@@ -71,7 +98,7 @@ def resource_reasons(
         )
         return reasons
     if not any(_fits(required, total) for total in totals):
-        now = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+        now = _largest(totals)
         reasons.append(
             BlockingReason(
                 kind="resources",

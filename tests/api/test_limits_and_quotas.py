@@ -10,7 +10,9 @@ from sqlalchemy import select
 from service.schemas.gang import GangMemory, gang_bundles
 from service.schemas.resolve import resolve
 from service.store.attempts import claim_next
+from service.store.cluster_capacity import ClusterCapacity
 from service.store.db import transaction
+from service.store.dispatchers import mark_dispatcher_stopped, upsert_dispatcher
 from service.store.models import Job
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 
@@ -269,3 +271,58 @@ def test_explain_says_when_a_lowered_quota_means_a_job_can_never_start(api: Api)
     _patch_quota(api, alice_id, max_running_jobs=4)
     explain = api.client.get(f"/v1/jobs/{stuck}/explain", headers=alice).json()
     assert explain["queue_position"] == 1, explain
+
+
+def test_a_gang_no_live_dispatcher_could_hold_is_refused_at_submit(api: Api) -> None:
+    """A UI walkthrough's 17-CPU job on a 4-CPU cluster was accepted, then failed on
+    the dispatcher 3 s later ("too large for the cluster"): bad input is a 422 at
+    submit. Judged by the live dispatchers' capacity (the largest total each saw, as
+    each judges queued jobs); with none alive the cluster is unknown and the job waits."""
+    # The seam: each submit reads the dispatchers afresh (a server reads them at most
+    # every 5 s: tests/api/test_submit_statements.py).
+    api.client.app.state.cluster_capacity = ClusterCapacity(refresh_seconds=0)  # type: ignore[attr-defined]
+    _uid, alice = api.create_user("alice")
+    big = {**SMALL_SPEC, "distributed": {"workers": 4, "cpus_per_worker": 1.0}}  # 5 CPUs
+    assert api.client.post("/v1/jobs", json=big, headers=alice).status_code == 201  # none yet
+    report = {"total": {"CPU": 2.0, "GPU": 0.0}, "capacity": {"CPU": 4.0, "GPU": 0.0}}
+    with transaction(api.sessions) as session:
+        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="n", resources=report)
+    r = api.client.post("/v1/jobs", json=big, headers=alice)
+    [error] = assert_json_error(r, 422)
+    assert error["loc"] == ["body", "distributed", "workers"], error
+    assert "needs 5 CPU" in error["msg"] and "has 4 CPU" in error["msg"], error
+    assert "could never start" in error["msg"], error
+    fits = {**SMALL_SPEC, "distributed": {"workers": 3, "cpus_per_worker": 1.0}}  # 4 CPUs
+    assert api.client.post("/v1/jobs", json=fits, headers=alice).status_code == 201
+    with transaction(api.sessions) as session:  # stopped: the cluster is unknown again
+        mark_dispatcher_stopped(session=session, dispatcher_id="d1")
+    assert api.client.post("/v1/jobs", json=big, headers=alice).status_code == 201
+
+
+def test_the_live_dispatchers_are_read_once_per_refresh() -> None:
+    """A submit's statements are pinned: the dispatchers' reports are read again only
+    once `refresh_seconds` have passed; liveness is judged on every call."""
+    from datetime import timedelta
+
+    from service.schemas.resolve import resolve as resolve_spec
+    from service.store.models import Dispatcher, utcnow
+
+    big = resolve_spec({**SMALL_SPEC, "distributed": {"workers": 4, "cpus_per_worker": 1.0}})
+    now = utcnow()
+    reads: list[int] = []
+
+    class Session:  # the seam: list_dispatchers' one call, counted
+        def scalars(self, _query: Any) -> list[Dispatcher]:
+            reads.append(1)
+            return [Dispatcher(id="d", last_seen_at=now, stopped_at=None, resources={"CPU": 4})]
+
+    cached = ClusterCapacity(refresh_seconds=3600)
+    ask = {"session": Session(), "spec": big, "lease_seconds": 30.0}
+    assert [f for f, _ in cached.problems(now=now, **ask)] == ["distributed.workers"]  # type: ignore[arg-type]
+    later = now + timedelta(seconds=31)  # the one report read is past its lease by then
+    assert cached.problems(now=later, **ask) == []  # type: ignore[arg-type]
+    assert len(reads) == 1
+    fresh = ClusterCapacity(refresh_seconds=0)
+    fresh.problems(now=now, **ask)  # type: ignore[arg-type]
+    fresh.problems(now=now, **ask)  # type: ignore[arg-type]
+    assert len(reads) == 3
