@@ -59,9 +59,8 @@ def cluster() -> None:
 
 
 def _state(dispatcher: dict[str, Any]) -> str:
-    if dispatcher["alive"]:
-        return "alive"
-    return f"stopped {when(dispatcher['stopped_at'])}" if dispatcher["stopped_at"] else "lost"
+    state = str(dispatcher["state"])  # the server's rule (dispatcher_state)
+    return f"stopped {when(dispatcher['stopped_at'])}" if state == "stopped" else state
 
 
 def _free(resources: dict[str, Any], kind: str) -> str:

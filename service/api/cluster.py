@@ -15,6 +15,7 @@ from service.store.dispatchers import (
     RECENT_DISPATCHERS,
     STALE_DISPATCHER,
     cluster_resources,
+    dispatcher_state,
     is_alive,
     list_dispatchers,
     reported_resources,
@@ -75,6 +76,7 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
                 last_seen_at=d.last_seen_at,
                 stopped_at=d.stopped_at,
                 alive=alive,
+                state=dispatcher_state(d, alive_since=cutoff),
                 resources=reported_resources(d, alive=alive),
             )
             for d in dispatchers

@@ -175,7 +175,10 @@ def submit_job(
                 owner_locked=in_transaction,
             )
             if too_large := cluster_capacity.problems(
-                session=session, spec=resolved, now=now, lease_seconds=settings.lease_seconds
+                session=session,
+                gang={"CPU": cpus, "GPU": gpus},
+                now=now,
+                lease_seconds=settings.lease_seconds,
             ):
                 raise spec_errors(too_large, spec)
             job, created = enqueue(

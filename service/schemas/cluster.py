@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,10 @@ class DispatcherOut(BaseModel):
     alive: bool = Field(
         description="seen within one lease period (lease_seconds) and not stopped; "
         "false with stopped_at null means lost: not seen for a lease period"
+    )
+    state: Literal["alive", "stopped", "lost"] = Field(
+        description="alive, stopped (exited cleanly) or lost (not seen for a lease "
+        "period without saying it stopped), by the one rule the Lab and /metrics use"
     )
     resources: dict[str, Any] = Field(
         description="its last report (total, capacity, free, running_jobs, warm pool); "

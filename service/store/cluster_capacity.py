@@ -5,25 +5,30 @@ fails such a job at once (workers.dispatcher), so the submit refuses it instead,
 The live dispatchers' reports are read at most every REFRESH_SECONDS per API
 process, not on every submit: the submit's statements are pinned (issue 13,
 tests/api/test_submit_statements.py) and dispatchers report every few seconds
-anyway. A dispatcher started within that time may not be seen yet (its jobs then
-fail on a dispatcher, as before); liveness is judged on every submit, by the
-database's clock, from the reports read."""
+anyway. So for up to that long a dispatcher just started is not seen (a job only
+it could hold is accepted, then judged by it as before) and one just stopped still
+counts (replacing a small worker by a large one can refuse a job the large one
+would hold, for those seconds); liveness is judged on every submit, by the
+database's clock and the one rule (dispatchers.is_alive), from the reports read."""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.schemas.gang import gang_totals
 from service.schemas.resolve import Problem
-from service.schemas.resolved import ResolvedSpec
-from service.store.dispatchers import RECENT_DISPATCHERS, STALE_DISPATCHER, list_dispatchers
-from service.store.resource_reasons import capacity_of, too_large_for_live_cluster
+from service.store.dispatchers import (
+    RECENT_DISPATCHERS,
+    STALE_DISPATCHER,
+    is_alive,
+    list_dispatchers,
+)
+from service.store.resource_reasons import capacity_of, never_fits_reason
 
 REFRESH_SECONDS = 5.0
 
@@ -47,22 +52,25 @@ class ClusterCapacity:
         self._reports: list[_Report] = []
 
     def problems(
-        self, *, session: Session, spec: ResolvedSpec, now: datetime, lease_seconds: float
+        self, *, session: Session, gang: dict[str, float], now: datetime, lease_seconds: float
     ) -> list[Problem]:
-        """(distributed.workers, why) when no live dispatcher's cluster could ever
-        hold the gang; [] when one could, or none is alive (the cluster is unknown:
-        the job may wait for one). Job submits only: a sweep may search the gang's
-        size, and its points that do not fit fail as trials."""
-        reports = self._current(session, now)
-        alive_since = now.timestamp() - lease_seconds
+        """(field, why) when no live dispatcher's cluster could ever hold the gang
+        ({"CPU": …, "GPU": …}); [] when one could, or none is alive (the cluster is
+        unknown: the job may wait for one). Job submits only: a sweep may search the
+        gang's size, and its points that do not fit fail as trials."""
+        alive_since = now - timedelta(seconds=lease_seconds)
         live = [
             capacity_of(r.resources)
-            for r in reports
-            if r.stopped_at is None and r.last_seen_at.timestamp() >= alive_since
+            for r in self._current(session, now)
+            if is_alive(r, alive_since=alive_since)
         ]
-        cpus, gpus = gang_totals(spec)
-        why = too_large_for_live_cluster({"CPU": cpus, "GPU": gpus}, live)
-        return [] if why is None else [("distributed.workers", why)]
+        why = never_fits_reason(gang, live)
+        if why is None:
+            return []
+        short_of_gpus = gang.get("GPU", 0.0) > max(c.get("GPU", 0.0) for c in live)
+        field = "distributed.gpus_per_worker" if short_of_gpus else "distributed.workers"
+        sizes = "the coordinator's 1 CPU and distributed.workers x cpus_per_worker/gpus_per_worker"
+        return [(field, f"{why} ({sizes})")]
 
     def _current(self, session: Session, now: datetime) -> list[_Report]:
         with self._lock:

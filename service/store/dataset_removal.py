@@ -32,7 +32,7 @@ def delete_dataset(*, session: Session, dataset_id: int, viewer: Principal) -> D
     lock_owner(session=session, user_id=dataset.owner_id)
     users = _unfinished_users(session=session, owner_id=dataset.owner_id, dataset_id=dataset_id)
     if users:
-        them, they = ("it", "it finishes") if len(users) == 1 else ("them", "they finish")
+        them, they = ("that", "it finishes") if len(users) == 1 else ("them", "they finish")
         raise Conflict(
             # Named as the specs and the Data page name it.
             f"{UPLOAD_PREFIX}{dataset_id} is used by unfinished {', '.join(users)}; "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -82,7 +82,17 @@ def mark_dispatcher_stopped(
     return dispatcher
 
 
-def is_alive(dispatcher: Dispatcher, *, alive_since: datetime) -> bool:
+class Stamped(Protocol):
+    """What liveness reads of a dispatcher: its row, or a copy kept past its session."""
+
+    @property
+    def last_seen_at(self) -> datetime: ...
+
+    @property
+    def stopped_at(self) -> datetime | None: ...
+
+
+def is_alive(dispatcher: Stamped, *, alive_since: datetime) -> bool:
     """The one rule for a live dispatcher: seen at or after `alive_since` (the
     database's now less one lease period) and not stopped."""
     return dispatcher.stopped_at is None and dispatcher.last_seen_at >= alive_since

@@ -64,14 +64,8 @@ def _unranked(
     (its owner disabled, or its quota forbids it by itself)."""
     queued = job.status == JobStatus.QUEUED.value
     reasons: list[BlockingReason]
-    if queued and owner.disabled_at is not None:  # the claim skips it (owner_enabled)
-        reasons = [
-            BlockingReason(
-                kind="owner_disabled",
-                message=f"{owner.name}'s account is disabled: the job waits until an "
-                "admin enables it again (or cancels the job)",
-            )
-        ]
+    if queued and (skipped := _skipped_by_claim(job, owner, quota_defaults)):
+        reasons = skipped
     elif job.status == JobStatus.CANCELLING.value and not live:
         # Its dispatcher stops it, or a reaper ends it once the lease runs out:
         # with no dispatcher alive, nothing will until one starts.
@@ -94,8 +88,6 @@ def _unranked(
                 "starts and takes it over from its last checkpoint",
             )
         ]
-    elif queued and (never := never_startable(owner, job, quota_defaults)):
-        reasons = never  # left out of the ranking: its quota forbids it by itself
     else:  # Not queued, or claimed or cancelled since `job` was read.
         state = job.status if not queued else "no longer queued"
         reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
@@ -107,6 +99,20 @@ def _unranked(
         required={"CPU": job.cpus_required, "GPU": job.gpus_required},
         reasons=reasons,
     )
+
+
+def _skipped_by_claim(job: Job, owner: User, quota_defaults: QuotaDefaults) -> list[BlockingReason]:
+    """Why the claim skips a queued job whatever else is queued ([] for none): its
+    owner is disabled (owner_enabled), or its quota forbids it by itself."""
+    if owner.disabled_at is not None:
+        return [
+            BlockingReason(
+                kind="owner_disabled",
+                message=f"{owner.name}'s account is disabled: the job waits until an "
+                "admin enables it again (or cancels the job)",
+            )
+        ]
+    return never_startable(owner, job, quota_defaults)
 
 
 def explain_queue_head(
@@ -133,8 +139,11 @@ def explain_queue_head(
     queued = select(Job.id).where(Job.status == JobStatus.QUEUED.value).order_by(Job.id)
     if owner_id is not None:
         queued = queued.where(Job.owner_id == owner_id)
-    skipped = [i for i in session.scalars(queued) if i not in ranked][:limit]
-    ids = [ranking[i].id for i in picked] + skipped
+    # Queued but not ranked: skipped by the claim, or (on PostgreSQL, whose reads
+    # here each see their own snapshot) queued since the ranking was read — those
+    # have no skip reason and are left out below.
+    unranked = [i for i in session.scalars(queued) if i not in ranked]
+    ids = [ranking[i].id for i in picked] + unranked
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
     owner_ids = {job.owner_id for job in jobs.values()}
     owners = {user.id: user for user in session.scalars(select(User).where(User.id.in_(owner_ids)))}
@@ -148,13 +157,16 @@ def explain_queue_head(
             continue
         owner = owners[job.owner_id]
         explained.append((job, owner, waits.explain(job, owner, ranking, i)))
-    for job_id in skipped:
+    skipped = 0
+    for job_id in unranked:
         job = jobs.get(job_id)
-        if job is not None and job.status == JobStatus.QUEUED.value:
-            why = _unranked(
-                job, owners[job.owner_id], waits.live, waits.dispatcher_timeout, quota_defaults
-            )
-            explained.append((job, owners[job.owner_id], why))
+        if skipped == limit or job is None or job.status != JobStatus.QUEUED.value:
+            continue
+        owner = owners[job.owner_id]
+        if _skipped_by_claim(job, owner, quota_defaults):
+            why = _unranked(job, owner, waits.live, waits.dispatcher_timeout, quota_defaults)
+            explained.append((job, owner, why))
+            skipped += 1
     return explained
 
 

@@ -18,33 +18,26 @@ def _fits(required: dict[str, float], available: dict[str, float]) -> bool:
 
 def capacity_of(resources: dict[str, Any]) -> dict[str, float]:
     """What a dispatcher judges queued jobs against, from its report: the largest
-    total it saw over its capacity window (or the operator's ceiling); older rows
-    report only "total"."""
-    return resource_view(resources, "capacity") or resource_view(resources, "total") or {}
+    CPU/GPU total it saw over its capacity window (or the operator's ceiling); older
+    rows report only "total" ({} when the report names neither)."""
+    view = resource_view(resources, "capacity") or resource_view(resources, "total") or {}
+    return {kind: view[kind] for kind in ("CPU", "GPU") if kind in view}
 
 
-def never_fits(required: dict[str, float], capacities: list[dict[str, float]]) -> bool:
-    """No dispatcher would ever start the gang: each fails such a job at once."""
-    return not any(_fits(required, capacity) for capacity in capacities)
-
-
-def too_large_for_live_cluster(
-    required: dict[str, float], capacities: list[dict[str, float]]
-) -> str | None:
-    """Why a submit of this gang is refused, given the live dispatchers' capacities,
-    or None: with no live dispatcher the cluster is not known, and the job may wait
-    for one."""
-    if not capacities or not never_fits(required, capacities):
+def never_fits_reason(required: dict[str, float], capacities: list[dict[str, float]]) -> str | None:
+    """Why no dispatcher would ever start the gang (each fails such a job at once),
+    or None when one could. Capacities naming no CPU are unknown and left out;
+    with none known, None."""
+    known = [capacity for capacity in capacities if "CPU" in capacity]
+    if not known or any(_fits(required, capacity) for capacity in known):
         return None
+    # The cluster to name: the one nearest to holding the gang, by what it lacks most.
+    gpus = required.get("GPU", 0.0) > 0
+    largest = max(known, key=lambda t: (t.get("GPU", 0.0), t["CPU"]) if gpus else (t["CPU"],))
     return (
-        f"the gang needs {_describe(required)} (the coordinator's 1 CPU and distributed."
-        f"workers x cpus_per_worker/gpus_per_worker); the largest cluster a live "
-        f"dispatcher sees has {_describe(_largest(capacities))}, so it could never start"
+        f"the gang needs {_describe(required)}; the largest cluster a dispatcher sees has "
+        f"{_describe(largest)}, so it can never start"
     )
-
-
-def _largest(resources: list[dict[str, float]]) -> dict[str, float]:
-    return max(resources, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
 
 
 def none_live(dispatcher_timeout: timedelta) -> str:
@@ -87,18 +80,12 @@ def resource_reasons(
     dispatchers = live or dispatchers
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     capacities = [capacity_of(d.resources) for d in dispatchers]
-    largest = _largest(capacities)
-    if never_fits(required, capacities):
-        reasons.append(
-            BlockingReason(
-                kind="resources",
-                message=f"the gang needs {_describe(required)}; the largest cluster a "
-                f"dispatcher sees has {_describe(largest)}, so it can never start",
-            )
-        )
+    if never := never_fits_reason(required, capacities):
+        reasons.append(BlockingReason(kind="resources", message=never))
         return reasons
     if not any(_fits(required, total) for total in totals):
-        now = _largest(totals)
+        now = max(totals, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
+        largest = max(capacities, key=lambda t: (t.get("GPU", 0.0), t.get("CPU", 0.0)))
         reasons.append(
             BlockingReason(
                 kind="resources",

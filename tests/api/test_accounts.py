@@ -303,8 +303,8 @@ def test_a_stopped_dispatcher_runs_no_jobs_whatever_it_last_reported(api: Api) -
             )
         mark_dispatcher_stopped(session=session, dispatcher_id="stopped")
     cluster = api.client.get("/v1/cluster", headers=alice).json()
-    shown = {d["id"]: (d["alive"], d["resources"]) for d in cluster["dispatchers"]}
+    shown = {d["id"]: (d["alive"], d["state"], d["resources"]) for d in cluster["dispatchers"]}
     assert shown == {
-        "running": (True, report),
-        "stopped": (False, {**report, "running_jobs": 0}),
+        "running": (True, "alive", report),
+        "stopped": (False, "stopped", {**report, "running_jobs": 0}),
     }

@@ -55,7 +55,8 @@ def test_deleting_an_upload_frees_its_storage_unless_an_unfinished_job_names_it(
     path = f"/v1/datasets/{dataset['id']}"
     detail = assert_json_error(api.client.delete(path, headers=alice), 409)
     assert detail.startswith(
-        f"{dataset['ref']} is used by unfinished job {job_id}; cancel it or wait until it finishes"
+        f"{dataset['ref']} is used by unfinished job {job_id}; cancel that or wait until "
+        "it finishes"
     ), detail
     assert stored.exists() and usage(api, alice)["storage_bytes"] == len(TEXT)
     assert_json_error(api.client.delete(path, headers=bob), 404)  # not bob's to see

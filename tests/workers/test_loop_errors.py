@@ -6,9 +6,11 @@ store outage)."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy.exc
 
@@ -17,7 +19,7 @@ from service.store.db import make_engine, make_sessionmaker
 from service.store.migrate import upgrade
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
-from workers.loop_errors import LoopErrors
+from workers.loop_errors import LoopErrors, store_unreachable
 from workers.sweeps.controller import SweepController
 
 
@@ -154,7 +156,9 @@ def test_a_lost_store_is_a_warning_until_it_lasts() -> None:
     handler = Keep()
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+    lost = sqlalchemy.exc.OperationalError(
+        "SELECT 1", {}, psycopg.OperationalError("server closed the connection unexpectedly")
+    )
     try:
         errors = LoopErrors(log, "loop", escalate_after=3600)
         errors.failed(lost)
@@ -178,3 +182,27 @@ def test_a_lost_store_is_a_warning_until_it_lasts() -> None:
         assert records[1].getMessage().startswith("loop has failed for "), records[1].getMessage()
     finally:
         log.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("error", "unreachable"),
+    [
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (psycopg.errors.ConnectionFailure("connection failure"), True),
+        (psycopg.errors.DeadlockDetected("deadlock detected"), False),
+        (psycopg.errors.DiskFull("could not extend file"), False),
+        (psycopg.errors.TooManyConnections("too many clients already"), False),
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.OperationalError("no such column: jobs.stopped_at"), False),
+        (ConnectionRefusedError("refused"), True),
+        (RuntimeError("a bug"), False),
+    ],
+)
+def test_only_a_lost_store_counts_as_unreachable(error: Exception, unreachable: bool) -> None:
+    """A review: every OperationalError was taken for a lost connection, so a
+    deadlock, a full disk or a schema mismatch logged as a WARNING. Checked bare and
+    as SQLAlchemy wraps it."""
+    assert store_unreachable(error) is unreachable
+    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, error)
+    assert store_unreachable(wrapped) is unreachable
