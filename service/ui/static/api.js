@@ -180,7 +180,8 @@ export async function stream(path, onEvent,
 // The jobs feed (`query`: the list's parameters): `onPage(page)` with each page it
 // sends. While it is refused (429: the user's other pages hold their streams), a plain
 // GET /v1/jobs at each retry, drawn unless the feed came back meanwhile: not live,
-// but not blank. `waiting`: the page's note (dom.js streamWaitNote).
+// but not blank. Lost (the server unreachable), the note says so until it is back.
+// `waiting`: the page's note (dom.js streamWaitNote).
 export function jobsFeed(query, onPage, { signal, waiting }) {
   let live = false;
   return stream(`/v1/feeds/jobs?${query}`, (event) => {
@@ -188,7 +189,7 @@ export function jobsFeed(query, onPage, { signal, waiting }) {
   }, {
     signal,
     reconnect: true,
-    onLive: (up) => { live = up; if (up) waiting.onLive(); },
+    onLive: (up) => { live = up; if (up) waiting.onLive(); else waiting.onLost(); },
     onWait: async (detail) => {
       waiting.onWait(detail);
       try {
@@ -204,7 +205,7 @@ const STREAM_WAIT_MS = 2000;
 const STREAM_WAIT_MAX_MS = 30000;
 
 // Resolves after `ms`, or at once when `signal` aborts.
-function sleep(ms, signal) {
+export function sleep(ms, signal) {
   if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -66,8 +66,10 @@ export async function render(root, params, signal) {
       el("th", {}, "uploads saved"), el("th", {}, "bytes saved"), el("th", {}, "created"))),
     body);
   const waiting = streamWaitNote();
+  // Hidden until the first page: during an outage the note says so, not an empty list.
+  const tableFrame = el("div", { class: "scroll-x", hidden: true }, table);
   root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare, remove),
-    waiting.node, el("div", { class: "scroll-x" }, table), pager);
+    waiting.node, tableFrame, pager);
 
   function row(job) {
     const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,
@@ -97,6 +99,7 @@ export async function render(root, params, signal) {
   }
 
   function show(page) {
+    tableFrame.hidden = false;
     for (const job of page.data) statuses.set(job.id, job.status);
     body.replaceChildren(...page.data.map(row));
     updateButtons();
