@@ -81,7 +81,7 @@ export async function render(root, params, signal) {
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
       el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}` }, job.id)),
-      el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
+      el("td", { class: "name" }, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
       admin ? el("td", { class: "owner free" }, job.owner) : null,
       el("td", {}, statusBadge(job.status)),
       el("td", {}, el("progress", { max: rounds || 1, value: round }), ` ${round}/${rounds}`),
