@@ -108,6 +108,12 @@ export function errorBox(error) {
   return el("p", { class: "error", role: "alert" }, text);
 }
 
+// A route's id (#/jobs/12): a positive integer, or null (#/jobs/abc, which is no job:
+// not worth asking the server, whose 422 read "job_id: Input should be a valid integer").
+export function routeId(text) {
+  return /^[1-9]\d*$/.test(text ?? "") ? Number(text) : null;
+}
+
 export function section(title, ...children) {
   return el("section", { class: "card" }, el("h2", {}, title), ...children);
 }

@@ -6,8 +6,8 @@ import {
   baselineOf, emptyAxis, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, section, statusBadge, streamWaitNote,
-  TERMINAL, when,
+  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, routeId, section, statusBadge,
+  streamWaitNote, TERMINAL, when,
 } from "../dom.js";
 import { checkpointRows } from "./checkpoints.js";
 import { jobActions } from "./job_actions.js";
@@ -20,7 +20,12 @@ const REDRAW_MS = 200;
 const EXPLAIN_MS = 3000;
 
 export async function render(root, params, signal) {
-  const jobId = Number(params.id);
+  const jobId = routeId(params.id);
+  if (jobId === null) {
+    root.append(el("p", { class: "error", role: "alert" },
+      `No job '${params.id}': a job id is a number.`));
+    return;
+  }
   let job = await api(`/v1/jobs/${jobId}`, { signal });
   const replicas = job.spec.distributed.workers;
   // `seq`: the last record's (records come in seq order, from the stream or, while it

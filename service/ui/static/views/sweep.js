@@ -12,8 +12,8 @@ import {
   bytesAxis, emptyAxis, noBetterThanBaseline, plainText, plot, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, section, statusBadge,
-  streamWaitNote, TERMINAL,
+  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, routeId, section,
+  statusBadge, streamWaitNote, TERMINAL,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 import { deleteButton } from "./delete_button.js";
@@ -24,7 +24,12 @@ const POLL_MS = 2000;
 const feedSize = (parallel) => Math.min(MAX_PAGE, Math.max(10, 2 * parallel));
 
 export async function render(root, params, signal) {
-  const sweepId = Number(params.id);
+  const sweepId = routeId(params.id);
+  if (sweepId === null) {
+    root.append(el("p", { class: "error", role: "alert" },
+      `No sweep '${params.id}': a sweep id is a number.`));
+    return;
+  }
   const chart = el("div", { id: "chart-sweep", class: "chart" });
   const head = el("div");
   const table = el("tbody");
