@@ -33,6 +33,25 @@ function parseRoute() {
   return { name: VIEWS[parts[0]] ? parts[0] : "jobs", params };
 }
 
+// Each page's tab title ("job 12 · lagtrain"): tabs and history tell pages apart.
+const TITLES = {
+  signin: () => "Sign in", jobs: () => "Jobs", job: (p) => `job ${p.id}`, compare: () => "Compare",
+  lab: () => "Lab", submit: () => "Submit", sweeps: () => "Sweeps", sweep: (p) => `sweep ${p.id}`,
+  data: () => "Data", audit: () => "Audit",
+};
+// The nav link of a page, and of the list a job's or a sweep's page belongs to.
+const NAV_OF = { job: "jobs", sweep: "sweeps" };
+
+function showPlace(name, params) {
+  document.title = `${TITLES[name](params)} · lagtrain`;
+  for (const link of document.querySelectorAll("#nav a")) {
+    const target = link.getAttribute("href").replace(/^#\//, "");
+    if (target === name) link.setAttribute("aria-current", "page");
+    else if (target === NAV_OF[name]) link.setAttribute("aria-current", "true");
+    else link.removeAttribute("aria-current");
+  }
+}
+
 function showChrome() {
   const user = session.user;
   document.getElementById("nav").hidden = !user;
@@ -60,6 +79,7 @@ async function route() {
     name = "signin";
   }
   showChrome();
+  showPlace(name, params);
   const root = document.getElementById("view");
   root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
   root.dataset.view = name;

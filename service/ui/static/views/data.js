@@ -69,7 +69,8 @@ export async function render(root, _params, signal) {
   }
 
   function uploadRow(d) {
-    const remove = el("button", { type: "button", class: "danger delete", onclick: async () => {
+    const remove = el("button", { type: "button", class: "danger delete",
+      "aria-label": `Delete upload ${d.ref} (${d.filename})`, onclick: async () => {
       if (!window.confirm(`Delete upload ${d.ref} (${d.filename})? `
         + "Finished jobs that used it keep their results; it cannot be used again.")) return;
       problems.replaceChildren();

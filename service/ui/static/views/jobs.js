@@ -99,7 +99,8 @@ export async function render(root, params, signal) {
     const { round, rounds } = job.progress;
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
-      el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}` }, job.id)),
+      // One tab stop a row: the name's link (the id's opens the same page).
+      el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}`, tabindex: "-1" }, job.id)),
       el("td", { class: "name" }, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
       admin ? el("td", { class: "owner free" }, job.owner) : null,
       el("td", {}, statusBadge(job.status)),

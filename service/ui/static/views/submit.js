@@ -100,8 +100,10 @@ export async function render(root, params, signal) {
       button.disabled = false;
     }
   } },
-  el("div", { class: "toolbar" }, el("label", {}, "Start from ", choose, " ", editedMark), button),
-  el("div", { class: "editor" }, editor, el("div", { class: "gutter-frame" }, gutter)), list);
+  el("div", { class: "toolbar" }, el("label", {}, "Start from ", choose, " ", editedMark)),
+  el("div", { class: "editor" }, editor, el("div", { class: "gutter-frame" }, gutter)),
+  // After the editor, in the page and in the Tab order: example, spec, Submit.
+  el("div", { class: "toolbar submit-row" }, button), list);
   root.append(el("h1", {}, "Submit a job or a sweep"), form);
 }
 
