@@ -53,13 +53,21 @@ export async function render(root, params, signal) {
   function showErrors(errors, lines) {
     clear();
     const notes = new Map(); // line → its note: a second error on a line joins the first
-    for (const error of errors) {
+    const found = errors.map((error) => {
       const path = (error.loc || []).filter((p, i) => !(i === 0 && p === "body")).join(".");
       let line = error.line ?? null;
       for (let parts = path.split("."); line === null && parts.length; parts.pop()) {
         line = lines[parts.join(".")] ?? null;
       }
-      const message = `${path || "spec"}: ${error.msg.replace(`${path}: `, "")}`;
+      return { error, path, line };
+    });
+    // In line order, the errors of no line first (a sort is stable: the server's order
+    // on one line).
+    found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+    for (const { error, path, line } of found) {
+      // A bare `text`: the parse's field, the editor's whole text, is no field of the spec.
+      const message = path === "text" ? error.msg.replace(/^text: /, "")
+        : `${path || "spec"}: ${error.msg.replace(`${path}: `, "")}`;
       const shared = notes.get(line || 1);
       if (shared) {
         shared.append(`; ${message}`);
