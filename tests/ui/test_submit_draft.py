@@ -31,7 +31,7 @@ def test_a_typed_spec_survives_leaving_the_page_and_coming_back(stack: Stack, pa
     page.go_back()
     expect(editor).to_have_value(DRAFT)
     expect(choose).to_have_value(first)  # where the draft started from
-    expect(edited).to_be_visible()
+    expect(edited).to_have_text(f"(edited from {first})")
 
     # A chosen example replaces the draft (confirmed), and is what comes back.
     others = [o for o in choose.locator("option").all_inner_texts() if o != first]

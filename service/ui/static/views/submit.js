@@ -23,8 +23,9 @@ export async function render(root, params, signal) {
   // Beside the select: the text is no longer the example it names (a pasted spec kept
   // reading as, say, "digits-lag").
   const edited = () => loaded !== undefined && editor.value !== examples[loaded];
+  // "(edited from digits-lag)": the select names where the text started, not what it is.
   const editedMark = el("span", { id: "spec-edited", class: "muted", hidden: !edited() },
-    "(edited)");
+    `(edited from ${loaded})`);
   editor.addEventListener("input", () => {
     editedMark.hidden = !edited();
     saveDraft({ text: editor.value, example: loaded ?? null });
@@ -39,6 +40,7 @@ export async function render(root, params, signal) {
     loaded = choose.value;
     editor.value = examples[loaded];
     editedMark.hidden = true;
+    editedMark.textContent = `(edited from ${loaded})`;
     saveDraft({ text: editor.value, example: loaded });
     clear();
   } }, names.map((n) => el("option", { value: n, selected: n === start }, n)));
