@@ -115,8 +115,9 @@ export async function allMetrics(jobId, signal, after = 0) {
 // Calls onEvent({event, data, id}) per event; resumes with Last-Event-ID after a
 // dropped connection; returns when `signal` aborts or the server ends the stream:
 // with `reconnect`, only once `finished()` says the stream's subject is done (a
-// server stopping ends every stream cleanly too). `onLive(true|false)` hears when
-// the stream connects and when it is lost and about to be resumed.
+// server stopping ends every stream cleanly too). `onLive(true|false, error)` hears when
+// the stream connects and when it is lost and about to be resumed (`error`: the
+// failed request's, null for a stream the server ended).
 //
 // A 429 (the user's max_streams_per_user: other tabs hold their streams) is retried,
 // 2 s after the first refusal, doubling to 30 s between tries: `onWait(detail)` hears
@@ -133,6 +134,7 @@ export async function stream(path, onEvent,
   let refusals = 0;  // 429s in a row
   for (;;) {
     let pause = 1000;
+    let failed = null;  // why the connection was lost: null when the stream just ended
     await shown(signal);
     if (signal?.aborted) return;
     const hidden = new AbortController();
@@ -167,11 +169,12 @@ export async function stream(path, onEvent,
         throw error;
       } else {
         refusals = 0;  // lost (a server restarting): say so, not "waiting for a stream"
+        failed = error;
       }
     } finally {
       document.removeEventListener("visibilitychange", onHide);
     }
-    if (refusals === 0) onLive(false);  // lost: resumed after a second
+    if (refusals === 0) onLive(false, failed);  // lost: resumed after a second
     await sleep(pause, signal); // back off, then resume
     if (signal?.aborted) return;
   }
@@ -189,7 +192,11 @@ export function jobsFeed(query, onPage, { signal, waiting }) {
   }, {
     signal,
     reconnect: true,
-    onLive: (up) => { live = up; if (up) waiting.onLive(); else waiting.onLost(); },
+    onLive: (up, error) => {
+      live = up;
+      if (up) waiting.onLive();
+      else if (error) waiting.onLost?.();
+    },
     onWait: async (detail) => {
       waiting.onWait(detail);
       try {

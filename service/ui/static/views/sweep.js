@@ -188,6 +188,7 @@ export async function render(root, params, signal) {
     // While the feed is refused, the poll redraws too (jobsFeed reads the page).
     waiting: {
       onLive: () => waiting.onLive(),
+      onLost: () => waiting.onLost(),
       onWait: (detail) => { waiting.onWait(detail); schedulePoll(); },
     },
   });
