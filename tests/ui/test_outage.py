@@ -18,11 +18,12 @@ ABORTED = "net::ERR_FAILED"
 
 
 class Outage:
-    """Every request from `page` fails as if the server were down, until `end()`;
-    `asked(part)` counts the requests whose URL holds `part`."""
+    """Every request from `page` (matching `pattern`) fails as if the server were down,
+    until `end()`; `asked(part)` counts the requests whose URL holds `part`."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, pattern: str = "**/*") -> None:
         self.page = page
+        self.pattern = pattern
         self.urls: list[str] = []
 
     def _abort(self, route: Route) -> None:
@@ -30,10 +31,10 @@ class Outage:
         route.abort()
 
     def start(self) -> None:
-        self.page.route("**/*", self._abort)
+        self.page.route(self.pattern, self._abort)
 
     def end(self) -> None:
-        self.page.unroute("**/*", self._abort)
+        self.page.unroute(self.pattern, self._abort)
 
     def asked(self, part: str) -> int:
         return sum(part in url for url in self.urls)
@@ -105,4 +106,23 @@ def test_a_page_left_during_an_outage_stops_retrying(
     expect(page.locator("#jobs-table")).to_be_hidden()
     outage.end()
     expect(page.locator("#jobs-table")).to_contain_text("No jobs.", timeout=15_000)
+    expect(page.get_by_text(UNREACHABLE)).to_be_hidden()
+
+
+def test_the_audit_log_opened_during_an_outage_retries(
+    stack: Stack, page: Page, console: Console
+) -> None:
+    console.allow(ABORTED)
+    sign_in(page, stack.url, stack.admin_token, "#/audit")
+    table = page.locator("#view table").first
+    expect(table).to_be_visible()
+    page.goto(f"{stack.url}/#/jobs")
+    expect(page.locator("#jobs-table")).to_be_visible()
+    # The log's own request lost (the page's other one, its users, answered).
+    outage = Outage(page, "**/v1/audit?*")
+    outage.start()
+    page.goto(f"{stack.url}/#/audit")
+    expect_unreachable(page)
+    outage.end()
+    expect(table).to_be_visible(timeout=15_000)
     expect(page.get_by_text(UNREACHABLE)).to_be_hidden()

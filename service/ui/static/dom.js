@@ -103,7 +103,9 @@ export function unreachable(error) {
 
 export function errorBox(error) {
   const detail = error?.detail;
-  const text = typeof detail === "string" ? detail
+  // "Cannot reach the server", not fetch's "TypeError: Failed to fetch".
+  const text = unreachable(error) ? "Cannot reach the server: try again once it is back."
+    : typeof detail === "string" ? detail
     : Array.isArray(detail) ? detail.map(fieldError).join("; ") : String(error);
   return el("p", { class: "error", role: "alert" }, text);
 }
