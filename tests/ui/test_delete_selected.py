@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from service.client import Client
+from service.client import TERMINAL_STATUSES, Client
 from tests.e2e.conftest import Stack
+from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, sign_in
 
 pytestmark = pytest.mark.ray
@@ -30,6 +31,12 @@ def test_delete_selected_reports_deleted_and_refused_jobs(
         for _ in range(3):
             ids.append(client.submit(SPEC)["id"])
             client.cancel(ids[-1])
+        # A job a dispatcher had claimed is "cancelling" for a moment: finished first.
+        wait_until(
+            lambda: all(client.job(i)["status"] in TERMINAL_STATUSES for i in ids),
+            timeout=60,
+            what="the cancels",
+        )
     with stack.admin() as admin:
         admin._request("PATCH", f"/v1/users/{me}", json={"quota": {"max_running_jobs": 0}})
     with Client(stack.url, token) as owner:
