@@ -46,3 +46,13 @@ def test_a_typed_spec_survives_leaving_the_page_and_coming_back(stack: Stack, pa
     expect(choose).to_have_value(others[0])
     expect(editor).to_have_value(replaced)
     expect(edited).to_be_hidden()
+
+    # Signing out ends the draft: the next sign-in in this tab starts from the example.
+    page.fill("#spec-text", DRAFT)
+    page.click("#signout")
+    page.fill("#token", token)
+    page.click("form.signin button[type=submit]")
+    page.wait_for_selector("#nav:not([hidden])")
+    page.goto(f"{stack.url}/#/submit")
+    expect(choose).to_have_value(first)
+    expect(editor).to_have_value(example)

@@ -7,6 +7,7 @@ const TOKEN_KEY = "lagtrain.token";
 const USER_KEY = "lagtrain.user";
 // Why this tab was signed out (the API's 401 detail), for the sign-in page to say.
 const SIGNED_OUT_KEY = "lagtrain.signedOutBecause";
+export const SPEC_DRAFT_KEY = "lagtrain.specDraft";
 
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN_KEY); },
@@ -23,6 +24,9 @@ export const session = {
     sessionStorage.removeItem(USER_KEY);
     if (reason) sessionStorage.setItem(SIGNED_OUT_KEY, reason);
     else sessionStorage.removeItem(SIGNED_OUT_KEY);
+    // Signing out ends the Submit page's draft (views/submit.js); a refused token keeps
+    // it for the same user signing in again.
+    if (!reason) sessionStorage.removeItem(SPEC_DRAFT_KEY);
   },
 };
 

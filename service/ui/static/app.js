@@ -90,7 +90,7 @@ async function route() {
     const attempt = new AbortController(); // ends what a failed draw left running
     const drawing = AbortSignal.any([signal, attempt.signal]);
     try {
-      const view = await VIEWS[name](tries);
+      const view = await VIEWS[name]();
       if (signal.aborted) return;
       const page = el("div", { class: `view view-${name}` });
       root.replaceChildren(page);

@@ -1,7 +1,7 @@
 // Submit a job or a sweep spec as YAML or JSON, prefilled from the repository's
 // examples/. The server's 422 errors are shown beside the lines that hold the fields
 // they name.
-import { ApiError, api } from "../api.js";
+import { ApiError, api, SPEC_DRAFT_KEY } from "../api.js";
 import { el, errorBox } from "../dom.js";
 
 const LINE_EM = 1.5; // the editor's line-height; the error gutter uses the same grid
@@ -119,7 +119,7 @@ export async function render(root, params, signal) {
 
 // One draft per tab (sessionStorage): what the editor held when the user left, and the
 // example it was filled from.
-const DRAFT_KEY = "lagtrain.specDraft";
+const DRAFT_KEY = SPEC_DRAFT_KEY;
 
 function savedDraft() {
   try {
