@@ -26,6 +26,11 @@ def test_a_failed_download_says_why_and_saves_nothing(stack: Stack, page: Page) 
         expect(page.locator(".view-job")).to_have_attribute("data-drawn-status", "succeeded")
         row = page.locator("#checkpoints tbody tr").last
         expect(row).to_be_visible()
+        # Each row's Download is named for its checkpoint (not one "Download" per row).
+        round_ = row.locator("td").first.inner_text()
+        expect(row.locator("button.download")).to_have_accessible_name(
+            f"Download checkpoint round {round_}"
+        )
 
         # Deleted (from another tab, say) between the click and the server's answer:
         # the page's row is still there, the file no longer is.

@@ -67,6 +67,10 @@ def test_upload_use_and_delete_a_dataset_from_the_data_page(stack: Stack, page: 
     assert ref == dataset["ref"] == f"upload:{dataset['id']}"
     row = page.locator(f"#datasets tr[data-dataset-id='{dataset['id']}']")
     expect(row).to_contain_text("hamlet.txt")
+    # Each row's Delete is named for its upload (not one "Delete" per row).
+    expect(row.locator("button.delete")).to_have_accessible_name(
+        f"Delete upload {ref} (hamlet.txt)"
+    )
     # What it holds, the summary taken at upload, as `lagtrain datasets` writes it.
     distinct = len(set(TEXT.decode()))
     expect(row.locator("td.contents")).to_have_text(f"{len(TEXT):,} chars, {distinct} distinct")

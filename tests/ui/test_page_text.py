@@ -162,7 +162,7 @@ def test_the_submit_page_submits_a_sweep_spec_as_a_sweep(stack: Stack, page: Pag
         page.fill("#spec-text", text.replace("trials: 16", "trials: 0"))
         # The select still names the example the text no longer is: marked so.
         expect(edited).to_be_visible()
-        expect(edited).to_have_text("(edited)")
+        expect(edited).to_have_text("(edited from sweep-cada2-xi)")
         page.click("#submit")
         error = page.locator(".field-error[data-field='trials']")
         expect(error).to_contain_text("greater than or equal to 1")

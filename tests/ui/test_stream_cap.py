@@ -131,6 +131,9 @@ def test_a_queued_jobs_charts_say_no_data_yet(stack: Stack, page: Page) -> None:
             expect(page.locator("#no-data")).to_have_text(
                 "No rounds were run: the job ended before its first round."
             )
+            # ... and no empty chart frames (titles, axes) under it.
+            expect(page.locator("#chart-loss")).to_be_hidden()
+            expect(page.locator("#raster")).to_be_hidden()
         finally:
             client.cancel(job_id)
 

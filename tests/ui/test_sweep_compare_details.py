@@ -202,6 +202,13 @@ def test_sweep_chart_shows_long_y_tick_labels_whole(
     expect(chart.locator(".ytick text").first).to_be_attached()
     # The pruned trial's row is there, its point is not (the other trials' trace is empty).
     expect(page.locator("#trials tr[data-trial='3']")).to_be_attached()
+    # Bold rows explained; bytes_up_total left to the bytes-up column, not repeated.
+    expect(page.locator("#trials-legend")).to_have_text(
+        "Bold rows: the Pareto front (no other trial does better on every objective)."
+    )
+    first = page.locator("#trials tr[data-trial='0']")
+    expect(first.locator(".bytes-up")).not_to_have_text("—")
+    expect(first.locator(".values")).not_to_contain_text(first.locator(".bytes-up").inner_text())
     assert chart.evaluate("(node) => node.data[0].x.length") == 0
     last: dict[str, Any] = {}
 

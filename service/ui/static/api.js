@@ -7,6 +7,7 @@ const TOKEN_KEY = "lagtrain.token";
 const USER_KEY = "lagtrain.user";
 // Why this tab was signed out (the API's 401 detail), for the sign-in page to say.
 const SIGNED_OUT_KEY = "lagtrain.signedOutBecause";
+export const SPEC_DRAFT_KEY = "lagtrain.specDraft";
 
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN_KEY); },
@@ -23,6 +24,9 @@ export const session = {
     sessionStorage.removeItem(USER_KEY);
     if (reason) sessionStorage.setItem(SIGNED_OUT_KEY, reason);
     else sessionStorage.removeItem(SIGNED_OUT_KEY);
+    // Signing out ends the Submit page's draft (views/submit.js); a refused token keeps
+    // it for the same user signing in again.
+    if (!reason) sessionStorage.removeItem(SPEC_DRAFT_KEY);
   },
 };
 
@@ -115,8 +119,9 @@ export async function allMetrics(jobId, signal, after = 0) {
 // Calls onEvent({event, data, id}) per event; resumes with Last-Event-ID after a
 // dropped connection; returns when `signal` aborts or the server ends the stream:
 // with `reconnect`, only once `finished()` says the stream's subject is done (a
-// server stopping ends every stream cleanly too). `onLive(true|false)` hears when
-// the stream connects and when it is lost and about to be resumed.
+// server stopping ends every stream cleanly too). `onLive(true|false, error)` hears when
+// the stream connects and when it is lost and about to be resumed (`error`: the
+// failed request's, null for a stream the server ended).
 //
 // A 429 (the user's max_streams_per_user: other tabs hold their streams) is retried,
 // 2 s after the first refusal, doubling to 30 s between tries: `onWait(detail)` hears
@@ -133,6 +138,7 @@ export async function stream(path, onEvent,
   let refusals = 0;  // 429s in a row
   for (;;) {
     let pause = 1000;
+    let failed = null;  // why the connection was lost: null when the stream just ended
     await shown(signal);
     if (signal?.aborted) return;
     const hidden = new AbortController();
@@ -167,11 +173,12 @@ export async function stream(path, onEvent,
         throw error;
       } else {
         refusals = 0;  // lost (a server restarting): say so, not "waiting for a stream"
+        failed = error;
       }
     } finally {
       document.removeEventListener("visibilitychange", onHide);
     }
-    if (refusals === 0) onLive(false);  // lost: resumed after a second
+    if (refusals === 0) onLive(false, failed);  // lost: resumed after a second
     await sleep(pause, signal); // back off, then resume
     if (signal?.aborted) return;
   }
@@ -180,7 +187,8 @@ export async function stream(path, onEvent,
 // The jobs feed (`query`: the list's parameters): `onPage(page)` with each page it
 // sends. While it is refused (429: the user's other pages hold their streams), a plain
 // GET /v1/jobs at each retry, drawn unless the feed came back meanwhile: not live,
-// but not blank. `waiting`: the page's note (dom.js streamWaitNote).
+// but not blank. Lost (the server unreachable), the note says so until it is back.
+// `waiting`: the page's note (dom.js streamWaitNote).
 export function jobsFeed(query, onPage, { signal, waiting }) {
   let live = false;
   return stream(`/v1/feeds/jobs?${query}`, (event) => {
@@ -188,7 +196,11 @@ export function jobsFeed(query, onPage, { signal, waiting }) {
   }, {
     signal,
     reconnect: true,
-    onLive: (up) => { live = up; if (up) waiting.onLive(); },
+    onLive: (up, error) => {
+      live = up;
+      if (up) waiting.onLive();
+      else if (error) waiting.onLost?.();
+    },
     onWait: async (detail) => {
       waiting.onWait(detail);
       try {
@@ -204,7 +216,7 @@ const STREAM_WAIT_MS = 2000;
 const STREAM_WAIT_MAX_MS = 30000;
 
 // Resolves after `ms`, or at once when `signal` aborts.
-function sleep(ms, signal) {
+export function sleep(ms, signal) {
   if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

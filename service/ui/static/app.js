@@ -1,7 +1,11 @@
 // The dashboard's router: #/route?query → a view module's render(root, params, signal).
 // Leaving a view aborts `signal`, which closes its event streams.
-import { api, session } from "./api.js";
-import { el, errorBox } from "./dom.js";
+import { api, session, sleep } from "./api.js";
+import { el, errorBox, UNREACHABLE, unreachable } from "./dom.js";
+
+// A view drawn again after the server was unreachable: first after 1 s, doubling to 10 s.
+const RETRY_MS = 1000;
+const RETRY_MAX_MS = 10000;
 
 const VIEWS = {
   signin: () => import("./views/signin.js"),
@@ -27,6 +31,25 @@ function parseRoute() {
     return { name: "sweep", params: { ...params, id: parts[1] } };
   }
   return { name: VIEWS[parts[0]] ? parts[0] : "jobs", params };
+}
+
+// Each page's tab title ("job 12 · lagtrain"): tabs and history tell pages apart.
+const TITLES = {
+  signin: () => "Sign in", jobs: () => "Jobs", job: (p) => `job ${p.id}`, compare: () => "Compare",
+  lab: () => "Lab", submit: () => "Submit", sweeps: () => "Sweeps", sweep: (p) => `sweep ${p.id}`,
+  data: () => "Data", audit: () => "Audit",
+};
+// The nav link of a page, and of the list a job's or a sweep's page belongs to.
+const NAV_OF = { job: "jobs", sweep: "sweeps" };
+
+function showPlace(name, params) {
+  document.title = `${TITLES[name](params)} · lagtrain`;
+  for (const link of document.querySelectorAll("#nav a")) {
+    const target = link.getAttribute("href").replace(/^#\//, "");
+    if (target === name) link.setAttribute("aria-current", "page");
+    else if (target === NAV_OF[name]) link.setAttribute("aria-current", "true");
+    else link.removeAttribute("aria-current");
+  }
 }
 
 function showChrome() {
@@ -56,18 +79,35 @@ async function route() {
     name = "signin";
   }
   showChrome();
+  showPlace(name, params);
   const root = document.getElementById("view");
   root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
   root.dataset.view = name;
   root.dataset.routes = String(Number(root.dataset.routes || 0) + 1); // one a navigation
-  try {
-    const view = await VIEWS[name]();
-    if (signal.aborted) return;
-    const page = el("div", { class: `view view-${name}` });
-    root.replaceChildren(page);
-    await view.render(page, params, signal);
-  } catch (error) {
-    if (!signal.aborted) root.replaceChildren(errorBox(error));
+  // The server unreachable (the view's module or its first request lost): say so and
+  // draw the view again once it answers, backing off, while it is still the shown one.
+  for (let tries = 0; ; tries += 1) {
+    const attempt = new AbortController(); // ends what a failed draw left running
+    const drawing = AbortSignal.any([signal, attempt.signal]);
+    try {
+      const view = await VIEWS[name]();
+      if (signal.aborted) return;
+      const page = el("div", { class: `view view-${name}` });
+      root.replaceChildren(page);
+      await view.render(page, params, drawing);
+      return;
+    } catch (error) {
+      attempt.abort();
+      if (signal.aborted) return;
+      if (!unreachable(error)) {
+        root.replaceChildren(errorBox(error));
+        return;
+      }
+      root.replaceChildren(el("p", { class: "note", id: "unreachable", role: "status" },
+        UNREACHABLE));
+      await sleep(Math.min(RETRY_MAX_MS, RETRY_MS * 2 ** tries), signal);
+      if (signal.aborted) return;
+    }
   }
 }
 

@@ -90,11 +90,30 @@ function fieldError(error) {
   return !field || error.msg.startsWith(field) ? error.msg : `${field}: ${error.msg}`;
 }
 
+// Said while the server cannot be reached (network down, server restarting).
+export const UNREACHABLE = "Cannot reach the server; retrying…";
+
+// A request or a module import that never got an answer (fetch's TypeError), or a
+// proxy's answer for a server that is down: worth retrying, not an error to show.
+export function unreachable(error) {
+  if (error?.name === "AbortError") return false;
+  if (error instanceof TypeError && /fetch|import|network|load/i.test(error.message)) return true;
+  return [502, 503, 504].includes(error?.status);
+}
+
 export function errorBox(error) {
   const detail = error?.detail;
-  const text = typeof detail === "string" ? detail
+  // "Cannot reach the server", not fetch's "TypeError: Failed to fetch".
+  const text = unreachable(error) ? "Cannot reach the server: try again once it is back."
+    : typeof detail === "string" ? detail
     : Array.isArray(detail) ? detail.map(fieldError).join("; ") : String(error);
   return el("p", { class: "error", role: "alert" }, text);
+}
+
+// A route's id (#/jobs/12): a positive integer, or null (#/jobs/abc, which is no job:
+// not worth asking the server, whose 422 read "job_id: Input should be a valid integer").
+export function routeId(text) {
+  return /^[1-9]\d*$/.test(text ?? "") ? Number(text) : null;
 }
 
 export function section(title, ...children) {
@@ -103,7 +122,8 @@ export function section(title, ...children) {
 
 // A page's notice while its event stream waits for a free slot (a 429: the user's
 // max_streams_per_user, held by their other tabs): a note, not an error, hidden again
-// once the stream connects. `onWait`/`onLive` go to api.js stream().
+// once the stream connects. `onWait`/`onLive` go to api.js stream(); `onLost` is
+// api.js jobsFeed's.
 export function streamWaitNote() {
   const node = el("p", { class: "note stream-wait", role: "status", hidden: true });
   return {
@@ -112,6 +132,11 @@ export function streamWaitNote() {
       const open = /you have (\d+) open/.exec(typeof detail === "string" ? detail : "");
       node.textContent = `Waiting for a free event stream (you have ${open ? open[1] : "too many"}`
         + " open in other tabs or pages; closing one frees it): not live, retrying.";
+      node.hidden = false;
+    },
+    // The stream lost (the server unreachable): retried every second.
+    onLost() {
+      node.textContent = UNREACHABLE;
       node.hidden = false;
     },
     onLive() { node.hidden = true; },

@@ -2,7 +2,7 @@
 // prefix such as "job.") and the target, kept in the hash so a link shows the same
 // events; "Older" appends the next page (GET /v1/audit's next_after_id).
 import { api, session } from "../api.js";
-import { el, emptyRow, errorBox, when } from "../dom.js";
+import { el, emptyRow, errorBox, unreachable, when } from "../dom.js";
 import { AUDIT_ACTIONS, AUDIT_PREFIXES, MAX_PAGE } from "../../rules.js";
 
 // The hash's filters are the API's own parameters, passed on as they are.
@@ -85,6 +85,8 @@ export async function render(root, params, signal) {
     try {
       page = await api(`/v1/audit?${query}`, { signal });
     } catch (error) {
+      // The first page lost to an outage: the router says so and retries the page.
+      if (!shown && !rows.childElementCount && unreachable(error)) throw error;
       if (!signal.aborted) errors.replaceChildren(errorBox(error));
       older.disabled = false;
       return;

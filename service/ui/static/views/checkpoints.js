@@ -10,6 +10,10 @@ export function checkpointRows(jobId, signal) {
     el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
     el("td", { class: "mono" }, c.sha256.slice(0, 12)),
     el("td", {}, el("button", { type: "button", class: "download",
+      // Each row's button named for its checkpoint (a screen reader's list of buttons
+      // read "Download" once per row).
+      "aria-label": `Download checkpoint round ${c.round}`
+        + (c.attempt > 1 ? ` (attempt ${c.attempt})` : ""),
       onclick: async (event) => {
         downloadError?.remove();
         downloadError = null;

@@ -7,15 +7,19 @@
 // has it drawn dashed on both charts.
 import { allMetrics, api } from "../api.js";
 import { baselineOf, bytesAxis, line, plot, VALIDATION_METRICS, valueAxis } from "../charts.js";
-import { bytes, el, errorBox, fmt, section, statusBadge, TERMINAL } from "../dom.js";
+import {
+  bytes, el, errorBox, fmt, routeId, section, statusBadge, TERMINAL, unreachable,
+} from "../dom.js";
 
 // The validation metrics, then the training loss that every round reports.
 const CURVES = [...VALIDATION_METRICS, "train_loss"];
 
 export async function render(root, params, signal) {
   // Each job once, in the order first given: #/compare?ids=3,3 is job 3.
-  const ids = [...new Set((params.ids || "").split(",").map(Number)
-    .filter((n) => Number.isInteger(n) && n > 0))];
+  const given = (params.ids || "").split(",").map((part) => part.trim()).filter(Boolean);
+  const ids = [...new Set(given.map(routeId).filter((n) => n !== null))];
+  // Named, not silently dropped: #/compare?ids=5,abc compares job 5 and says so.
+  const notIds = [...new Set(given.filter((part) => routeId(part) === null))];
   // Every other parameter (`points=all`, the metric and baseline shown) is kept.
   let shown = {};
   const go = (changes) => {
@@ -29,6 +33,10 @@ export async function render(root, params, signal) {
     event.preventDefault();
     go({ ids: picker.value.replace(/\s+/g, ""), baseline: undefined });
   } }, picker, el("button", { type: "submit" }, "Compare")));
+  for (const part of notIds) {
+    root.append(el("p", { class: "error", role: "alert" },
+      `No job '${part}': a job id is a number.`));
+  }
   if (ids.length === 0) {
     root.append(el("p", { class: "muted" }, "Pick jobs on the Jobs page, or type their ids."));
     return;
@@ -43,8 +51,12 @@ export async function render(root, params, signal) {
       return { id, error };
     }
   }));
+  // The server unreachable: the router says so and draws the page again once it answers.
+  const lost = runs.find((r) => r.error && unreachable(r.error));
+  if (lost) throw lost.error;
   for (const run of runs.filter((r) => r.error)) root.append(errorBox(run.error));
   const ok = runs.filter((r) => !r.error);
+  if (ok.length === 0) return; // no job to draw: the messages alone, no empty charts
   for (const run of ok) {
     run.names = new Set(run.records.flatMap((m) => Object.keys(m.values)
       .filter((name) => m.values[name] !== null)));

@@ -69,7 +69,8 @@ export async function render(root, _params, signal) {
   }
 
   function uploadRow(d) {
-    const remove = el("button", { type: "button", class: "danger delete", onclick: async () => {
+    const remove = el("button", { type: "button", class: "danger delete",
+      "aria-label": `Delete upload ${d.ref} (${d.filename})`, onclick: async () => {
       if (!window.confirm(`Delete upload ${d.ref} (${d.filename})? `
         + "Finished jobs that used it keep their results; it cannot be used again.")) return;
       problems.replaceChildren();
@@ -133,7 +134,13 @@ export async function render(root, _params, signal) {
 
   root.append(el("h1", {}, "Data"),
     section("Storage", storage),
-    section("Upload a dataset", form, result),
+    section("Upload a dataset", form,
+      // The formats (docs/tasks.md, "Uploaded datasets"): a CSV's first column is its label.
+      el("p", { class: "muted", id: "format-hint" }, "CSV (sequence_classification): one "
+        + "sample a row, the label (an integer class 0 … K−1) first, then the sequence's "
+        + "values; a first row whose first field is not an integer is a header. Text "
+        + "(char_lm): UTF-8 plain text."),
+      result),
     section(admin ? "Uploads (every user's)" : "Your uploads", el("table", { id: "datasets" },
       el("thead", {}, el("tr", {}, columns.map((h) => el("th", {}, h)))), rows), problems,
     more));

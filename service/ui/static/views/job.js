@@ -6,8 +6,8 @@ import {
   baselineOf, emptyAxis, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, section, statusBadge, streamWaitNote,
-  TERMINAL, when,
+  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, routeId, section, statusBadge,
+  streamWaitNote, TERMINAL, when,
 } from "../dom.js";
 import { checkpointRows } from "./checkpoints.js";
 import { jobActions } from "./job_actions.js";
@@ -20,7 +20,12 @@ const REDRAW_MS = 200;
 const EXPLAIN_MS = 3000;
 
 export async function render(root, params, signal) {
-  const jobId = Number(params.id);
+  const jobId = routeId(params.id);
+  if (jobId === null) {
+    root.append(el("p", { class: "error", role: "alert" },
+      `No job '${params.id}': a job id is a number.`));
+    return;
+  }
   let job = await api(`/v1/jobs/${jobId}`, { signal });
   const replicas = job.spec.distributed.workers;
   // `seq`: the last record's (records come in seq order, from the stream or, while it
@@ -48,6 +53,7 @@ export async function render(root, params, signal) {
   const rasterSection = el("details", { id: "raster", open: true },
     el("summary", {}, "Upload raster (replicas × rounds)"), raster);
 
+  const charts = el("div", { class: "charts" }, lossChart, evalChart, uploadChart);
   const waiting = streamWaitNote();
   // Over the empty charts of a job with no rounds yet (a queued one).
   const noData = el("p", { id: "no-data", class: "muted", hidden: true },
@@ -56,7 +62,7 @@ export async function render(root, params, signal) {
     title, el("div", { class: "toolbar" }, badge, ...actions.toolbar, streamNote), waiting.node,
     facts, explain,
     section("Training", noData,
-      el("div", { class: "charts" }, lossChart, evalChart, uploadChart),
+      charts,
       rasterSection),
     section("Status timeline", el("table", { id: "timeline" }, el("thead", {}, el("tr", {},
       ["time", "from", "to", "attempt", "by", "reason"].map((h) => el("th", {}, h)))), timeline)),
@@ -74,6 +80,7 @@ export async function render(root, params, signal) {
       ? "No rounds were run: the job ended before its first round."
       : "No data yet: the charts fill in as the job reports its rounds.";
     badge.replaceChildren(statusBadge(job.status));
+    hideEmptyCharts();
     actions.showJob(job);
     const s = job.summary;
     facts.replaceChildren(
@@ -162,10 +169,19 @@ export async function render(root, params, signal) {
     return [xs, ys];
   }
 
+  // A job that ended before its first round: the note alone, no empty chart frames.
+  function hideEmptyCharts() {
+    const none = TERMINAL.has(job.status) && series.round.length === 0;
+    charts.hidden = none;
+    rasterSection.hidden = none;
+    return none;
+  }
+
   function draw() {
     const began = performance.now();
     const n = series.round.length;
     noData.hidden = n > 0;
+    if (hideEmptyCharts()) return;
     // No rounds yet: plotly's default axes (-1..4, -1..6) would read as data. Fresh
     // objects for each chart: plotly writes its computed axis (type, range) back into
     // the layout it is given.

@@ -3,7 +3,8 @@
 import { api, jobsFeed, session } from "../api.js";
 import { pagerLinks } from "../pager.js";
 import {
-  bytesSaved, el, emptyRow, errorBox, percent, statusBadge, streamWaitNote, TERMINAL, when,
+  bytesSaved, el, emptyRow, errorBox, percent, statusBadge, streamWaitNote, TERMINAL,
+  unreachable, when,
 } from "../dom.js";
 import { JOB_STATUSES } from "../../rules.js";
 
@@ -44,20 +45,28 @@ export async function render(root, params, signal) {
         + "This cannot be undone.")) return;
       deleteErrors?.remove();
       remove.disabled = true;
+      const deleted = [];
       const refused = [];
       for (const id of ids) {  // one at a time: the server audits each
         try {
           await api(`/v1/jobs/${id}`, { method: "DELETE", signal });
           selected.delete(id);
+          deleted.push(id);
         } catch (error) {  // a trial of a running sweep (409), or gone already (404)
           if (signal.aborted) return;
-          if (error.status === 404) selected.delete(id); else refused.push(errorBox(error));
+          if (error.status === 404) selected.delete(id); else refused.push(refusal(id, error));
         }
       }
-      deleteErrors = refused.length ? el("div", { id: "delete-errors" }, ...refused) : null;
-      if (deleteErrors) table.before(deleteErrors);
+      // What was deleted and what was not, both: a partial result read as a failure.
+      deleteErrors = el("div", { id: "delete-errors" },
+        deleted.length ? el("p", { class: "note", id: "deleted", role: "status" },
+          `Deleted ${deleted.length === 1 ? "job" : "jobs"} ${deleted.join(", ")}.`) : null,
+        ...refused);
+      tableFrame.before(deleteErrors);
       updateButtons();  // the feed's next page drops the deleted rows
     } }, "Delete selected");
+  const deleteWhy = el("span", { id: "delete-why", class: "muted", hidden: true });
+  remove.setAttribute("aria-describedby", "delete-why");
   const body = el("tbody");
   const pager = el("div", { class: "pager" });
   const table = el("table", { class: "jobs", id: "jobs-table" },
@@ -66,8 +75,20 @@ export async function render(root, params, signal) {
       el("th", {}, "uploads saved"), el("th", {}, "bytes saved"), el("th", {}, "created"))),
     body);
   const waiting = streamWaitNote();
-  root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare, remove),
-    waiting.node, el("div", { class: "scroll-x" }, table), pager);
+  // Hidden until the first page: during an outage the note says so, not an empty list.
+  const tableFrame = el("div", { class: "scroll-x", hidden: true }, table);
+  root.append(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, filters, compare, remove, deleteWhy),
+    waiting.node, tableFrame, pager);
+
+  // A job the server did not delete, named (its refusal need not say which job it was).
+  function refusal(id, error) {
+    const box = errorBox(error);
+    if (unreachable(error)) box.textContent = "could not reach the server";
+    if (!new RegExp(`\\bjob ${id}\\b`).test(box.textContent)) {
+      box.textContent = `job ${id}: ${box.textContent}`;
+    }
+    return box;
+  }
 
   function row(job) {
     const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,
@@ -78,8 +99,9 @@ export async function render(root, params, signal) {
     const { round, rounds } = job.progress;
     return el("tr", { dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
-      el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}` }, job.id)),
-      el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
+      // One tab stop a row: the name's link (the id's opens the same page).
+      el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}`, tabindex: "-1" }, job.id)),
+      el("td", { class: "name" }, el("a", { href: `#/jobs/${job.id}` }, job.name || "(unnamed)")),
       admin ? el("td", { class: "owner free" }, job.owner) : null,
       el("td", {}, statusBadge(job.status)),
       el("td", {}, el("progress", { max: rounds || 1, value: round }), ` ${round}/${rounds}`),
@@ -89,14 +111,22 @@ export async function render(root, params, signal) {
       el("td", {}, when(job.created_at)));
   }
 
-  // Delete only when every selected job is finished (the server refuses the others).
+  // Delete only when every selected job is finished (the server refuses the others),
+  // and say why the button is disabled then.
   function updateButtons() {
     compare.disabled = selected.size < 2;
-    remove.disabled = selected.size === 0
-      || [...selected].some((id) => !TERMINAL.has(statuses.get(id)));
+    const unfinished = [...selected].filter((id) => !TERMINAL.has(statuses.get(id)));
+    remove.disabled = selected.size === 0 || unfinished.length > 0;
+    deleteWhy.textContent = unfinished.length
+      ? `Only finished jobs can be deleted: ${unfinished.length === 1 ? "job" : "jobs"} `
+        + `${unfinished.join(", ")} ${unfinished.length === 1 ? "is" : "are"} not finished.`
+      : "";
+    deleteWhy.hidden = !unfinished.length;
+    remove.title = deleteWhy.textContent;
   }
 
   function show(page) {
+    tableFrame.hidden = false;
     for (const job of page.data) statuses.set(job.id, job.status);
     body.replaceChildren(...page.data.map(row));
     updateButtons();

@@ -99,8 +99,10 @@ export async function render(root, _params, signal) {
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
         el("tbody", {}, order.length ? [] : emptyRow(5, admin ? "No job is queued." : "None of your jobs is queued."), order.map((place) => el("tr",
-          { dataset: { jobId: place.job_id } }, el("td", {}, place.position ?? "skipped"),
-          el("td", {}, el("a", { href: `#/jobs/${place.job_id}` }, `${place.job_id} ${place.name || ""}`)),
+          { dataset: { jobId: place.job_id }, class: place.position == null ? "skipped" : undefined },
+          el("td", {}, place.position ?? "skipped"),
+          el("td", { class: "name" },
+            el("a", { href: `#/jobs/${place.job_id}` }, `${place.job_id} ${place.name || ""}`)),
           el("td", { class: "free" }, place.owner), el("td", {}, place.priority),
           el("td", { class: "free" }, place.reasons.map((r) => r.message).join("; ") || "next free slot")))))),
       section("Users", el("table", { id: "users" },
@@ -111,7 +113,7 @@ export async function render(root, _params, signal) {
           const s = saved.get(u.name);
           // A disabled account (its tokens refused) says so where its role is.
           return el("tr", { dataset: { user: u.name }, class: u.disabled ? "disabled" : "" },
-            el("td", { class: "free" }, u.name),
+            el("td", { class: "free name" }, u.name),
             el("td", { class: "role" }, u.disabled ? `${u.role} · disabled` : u.role),
             el("td", {}, u.usage?.jobs_total ?? "—"),
             el("td", {}, Object.entries(u.usage?.jobs_by_status || {}).filter(([, n]) => n)

@@ -12,19 +12,26 @@ import {
   bytesAxis, emptyAxis, noBetterThanBaseline, plainText, plot, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, section, statusBadge,
-  streamWaitNote, TERMINAL,
+  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, routeId, section,
+  statusBadge, streamWaitNote, TERMINAL,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 import { deleteButton } from "./delete_button.js";
 
 const POLL_MS = 2000;
+// The objective the trials table's "bytes up" column already shows.
+const BYTES_UP = "bytes_up_total";
 // The newest trial jobs the feed sends at each change: every running one (at most the
 // sweep's `parallel`) and those just finished; the rest do not change any more.
 const feedSize = (parallel) => Math.min(MAX_PAGE, Math.max(10, 2 * parallel));
 
 export async function render(root, params, signal) {
-  const sweepId = Number(params.id);
+  const sweepId = routeId(params.id);
+  if (sweepId === null) {
+    root.append(el("p", { class: "error", role: "alert" },
+      `No sweep '${params.id}': a sweep id is a number.`));
+    return;
+  }
   const chart = el("div", { id: "chart-sweep", class: "chart" });
   const head = el("div");
   const table = el("tbody");
@@ -56,11 +63,13 @@ export async function render(root, params, signal) {
     question: () => `Delete sweep ${sweepId} with its ${trials} trials' jobs, their `
       + "metrics and checkpoints? This cannot be undone." });
   const waiting = streamWaitNote();
+  // What the bold rows are (tr.best: the sweep's `best`).
+  const legend = el("p", { id: "trials-legend", class: "muted", hidden: true });
   root.append(head, el("div", { class: "toolbar" }, cancel, remove), waiting.node,
     section("Objective against bytes uploaded", chart),
     section("Trials", el("table", { id: "trials" }, el("thead", {}, el("tr", {},
       ["trial", "job", "status", "params", "values", "bytes up", "why"].map((h) => el("th", {}, h)))),
-    table)));
+    table), legend));
 
   // `given`: the sweep as an answer already holds it (the cancel's).
   async function draw(given) {
@@ -117,6 +126,10 @@ export async function render(root, params, signal) {
         title: { text: `${objective.metric} (${objective.direction})` } },
     });
     chart.dataset.front = front.map((p) => p.trial.number).join(",");
+    legend.textContent = best.size > 1
+      ? "Bold rows: the Pareto front (no other trial does better on every objective)."
+      : "Bold row: the best trial.";
+    legend.hidden = best.size === 0;
     table.replaceChildren(...sweep.trials.map((t) => el("tr", {
       class: best.has(t.number) ? "best" : "", dataset: { trial: t.number } },
     el("td", {}, t.number),
@@ -124,9 +137,12 @@ export async function render(root, params, signal) {
     el("td", {}, statusBadge(t.status)),
     el("td", { class: "mono" }, Object.entries(t.params).map(([k, v]) => `${k}=${fmt(v)}`)
       .join(" ")),
-    // In the objectives' order; a byte count in the units of the bytes-up column.
-    el("td", { class: "values" }, t.values ? t.values.map((v, i) =>
-      (bytesMetric(objectives[i]?.metric) ? bytes(v) : fmt(v))).join(", ") : "—"),
+    // In the objectives' order; a byte count in the units of the bytes-up column, and
+    // bytes_up_total, that column's own number, left to it (not "0.5738, 287 KiB"
+    // beside "287 KiB") unless it is the only objective.
+    el("td", { class: "values" }, t.values ? t.values.map((v, i) => [v, objectives[i]?.metric])
+      .filter(([, metric]) => objectives.length === 1 || metric !== BYTES_UP)
+      .map(([v, metric]) => (bytesMetric(metric) ? bytes(v) : fmt(v))).join(", ") : "—"),
     el("td", { class: "bytes-up" }, bytes(jobs.get(t.job_id)?.summary?.bytes_up_total)),
     // Why a trial failed (an invalid point, its job's error) or why a pending one
     // waits (the owner's quota): an error only for a failed trial. A succeeded one
@@ -172,6 +188,7 @@ export async function render(root, params, signal) {
     // While the feed is refused, the poll redraws too (jobsFeed reads the page).
     waiting: {
       onLive: () => waiting.onLive(),
+      onLost: () => waiting.onLost(),
       onWait: (detail) => { waiting.onWait(detail); schedulePoll(); },
     },
   });
