@@ -223,7 +223,20 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
             "request",
             lambda r: per_job.append(r.url) if re.search(r"/v1/jobs/\d+", r.url) else None,
         )
+        # A job the claim skips (its owner may run none) is listed after the ranked
+        # ones, "skipped", with why: it was left out ("No job is queued." over
+        # "queued 1", an operator's walkthrough).
+        _held_token, held_owner = new_user(stack, "held")
+        with held_owner:
+            with stack.admin() as admin:
+                admin.update_user(held_owner.me()["id"], {"quota": {"max_running_jobs": 0}})
+            held = held_owner.submit(short_linreg("dense"))["id"]
         sign_in(page, stack.url, stack.admin_token, "#/lab")
+        skipped = page.locator(f"#queue tr.skipped[data-job-id='{held}']")
+        expect(skipped.locator("td").first).to_have_text("skipped")
+        expect(skipped).to_contain_text("cannot start under this quota")
+        with stack.admin() as admin:
+            admin.cancel(held)
         expect(page.locator("#dispatchers tbody tr").first).to_contain_text("alive")
         expect(page.locator("#resources")).to_contain_text("CPU")
         expect(page.locator("#users tr[data-user='admin']")).to_be_visible()
@@ -241,7 +254,7 @@ def test_lab_shows_cluster_queue_and_users_live(stack: Stack, page: Page) -> Non
         waiting = page.locator(f"#queue tr[data-job-id='{second}']")
         expect(waiting).to_be_visible()
         expect(waiting.locator("td").first).to_have_text("1")
-        rows = page.locator("#queue tbody tr")
+        rows = page.locator("#queue tbody tr:not(.skipped)")  # other tests' held jobs
         expect(rows).to_have_count(50)
         expect(rows.first).to_have_attribute("data-job-id", str(second))
         expect(rows.nth(1).locator("td").first).to_have_text("2")

@@ -83,7 +83,7 @@ export async function render(root, _params, signal) {
           el("th", {}, "free"), el("th", {}, "total"))),
         el("tbody", {}, Object.entries(resources.total || {}).map(([name, total]) => el("tr", {},
           el("td", {}, name), el("td", {}, fmt(resources.free?.[name] ?? 0)), el("td", {}, fmt(total)))))),
-        el("p", {}, "Jobs by status: ", Object.entries(cluster.queue).map(([s, n]) =>
+        el("p", {}, "All users' jobs by status: ", Object.entries(cluster.queue).map(([s, n]) =>
           el("span", { class: "count" }, statusBadge(s), ` ${n} `))),
         el("table", { id: "dispatchers" }, el("thead", {}, el("tr", {}, ["dispatcher", "host",
           "state", "last seen"].map((h) => el("th", {}, h)))),
