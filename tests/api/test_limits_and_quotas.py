@@ -353,6 +353,7 @@ def test_a_job_queued_while_the_queue_head_is_read_is_not_called_skipped(
     _uid, alice = api.create_user("alice")
     first = api.submit(alice)
     from service.store.queue_order import ranked_queue
+
     late: list[int] = []
 
     def ranking_then_a_submit(**kwargs: Any) -> Any:
