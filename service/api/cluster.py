@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter
 
@@ -12,16 +12,14 @@ from service.auth import CurrentUser
 from service.schemas.cluster import ClusterOut, DispatcherOut, QueuePlace
 from service.store.db import db_now, read_transaction
 from service.store.dispatchers import (
-    RECENT_DISPATCHERS,
-    STALE_DISPATCHER,
     cluster_resources,
     dispatcher_state,
-    is_alive,
-    list_dispatchers,
+    recent_dispatchers,
     reported_resources,
 )
 from service.store.explain import explain_queue_head
 from service.store.jobs import status_counts
+from service.store.models import Dispatcher
 
 router = APIRouter(prefix="/v1", tags=["cluster"])
 
@@ -44,9 +42,7 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
     with read_transaction(sessions) as session:
         # The database's clock, which dispatchers stamp their last_seen_at by.
         now = db_now(session)
-        dispatchers = list_dispatchers(
-            session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
-        )
+        dispatchers = recent_dispatchers(session=session, now=now)
         counts = status_counts(session=session)
         head = [
             QueuePlace(
@@ -68,21 +64,22 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
         ]
     cutoff = now - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(
-        dispatchers=[
-            DispatcherOut(
-                id=d.id,
-                hostname=d.hostname,
-                started_at=d.started_at,
-                last_seen_at=d.last_seen_at,
-                stopped_at=d.stopped_at,
-                alive=alive,
-                state=dispatcher_state(d, alive_since=cutoff),
-                resources=reported_resources(d, alive=alive),
-            )
-            for d in dispatchers
-            for alive in [is_alive(d, alive_since=cutoff)]
-        ],
+        dispatchers=[_dispatcher_out(d, alive_since=cutoff) for d in dispatchers],
         resources=cluster_resources(dispatchers, alive_since=cutoff),
         queue=counts,
         queue_head=head,
+    )
+
+
+def _dispatcher_out(dispatcher: Dispatcher, *, alive_since: datetime) -> DispatcherOut:
+    state = dispatcher_state(dispatcher, alive_since=alive_since)
+    return DispatcherOut(
+        id=dispatcher.id,
+        hostname=dispatcher.hostname,
+        started_at=dispatcher.started_at,
+        last_seen_at=dispatcher.last_seen_at,
+        stopped_at=dispatcher.stopped_at,
+        alive=state == "alive",
+        state=state,
+        resources=reported_resources(dispatcher, alive=state == "alive"),
     )

@@ -12,12 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.api.deps import AppSettings, Sessions
 from service.api.responses import errors
 from service.store.db import db_now, ping, read_transaction
-from service.store.dispatchers import (
-    RECENT_DISPATCHERS,
-    STALE_DISPATCHER,
-    dispatcher_state,
-    list_dispatchers,
-)
+from service.store.dispatchers import dispatcher_state, recent_dispatchers
 from service.store.jobs import status_counts
 
 router = APIRouter(tags=["health"])
@@ -47,9 +42,7 @@ def prometheus_metrics(sessions: Sessions, settings: AppSettings) -> PlainTextRe
     with read_transaction(sessions) as session:
         counts = status_counts(session=session)
         now = db_now(session)  # the clock dispatchers stamp last_seen_at by
-        recent = list_dispatchers(
-            session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
-        )
+        recent = recent_dispatchers(session=session, now=now)
     alive_since = now - timedelta(seconds=settings.lease_seconds)
     states = Counter(dispatcher_state(d, alive_since=alive_since) for d in recent)
     lines = [

@@ -22,12 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.schemas.resolve import Problem
-from service.store.dispatchers import (
-    RECENT_DISPATCHERS,
-    STALE_DISPATCHER,
-    is_alive,
-    list_dispatchers,
-)
+from service.store.dispatchers import is_alive, recent_dispatchers
 from service.store.resource_reasons import capacity_of, never_fits_reason
 
 REFRESH_SECONDS = 5.0
@@ -75,9 +70,7 @@ class ClusterCapacity:
     def _current(self, session: Session, now: datetime) -> list[_Report]:
         with self._lock:
             if time.monotonic() - self._read_at >= self.refresh_seconds:
-                rows = list_dispatchers(
-                    session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
-                )
+                rows = recent_dispatchers(session=session, now=now)
                 self._reports = [
                     _Report(d.last_seen_at, d.stopped_at, dict(d.resources)) for d in rows
                 ]

@@ -125,6 +125,15 @@ def list_dispatchers(
     return list(session.scalars(query))
 
 
+def recent_dispatchers(*, session: Session, now: datetime) -> list[Dispatcher]:
+    """The dispatchers /v1/cluster, /metrics and the submit's capacity check read:
+    seen within STALE_DISPATCHER of `now` (the database's clock), at most
+    RECENT_DISPATCHERS, the most recently seen first."""
+    return list_dispatchers(
+        session=session, seen_since=now - STALE_DISPATCHER, limit=RECENT_DISPATCHERS
+    )
+
+
 def resource_view(resources: dict[str, Any], part: str) -> dict[str, float] | None:
     """`part` ("total" or "free") of a dispatcher's resources; None when it did not
     report free resources (the flat form)."""

@@ -53,6 +53,19 @@ def explain_job(
     return waits.explain(job, owner, ranking, position)
 
 
+# With no dispatcher alive, what waits for one to start: a cancelling job's
+# dispatcher stops it, or a reaper ends it once the lease runs out; a running job's
+# dispatcher, killed outright, leaves it running in the store until another one's
+# reaper finds the lease expired.
+_NEEDS_A_DISPATCHER = {
+    JobStatus.CANCELLING.value: "job is cancelling and {none} to end it: start `lagtrain "
+    "worker` (or `lagtrain server`, whose start ends it too)",
+    JobStatus.RUNNING.value: "job is running by its last report, but {none}: nothing runs "
+    "it until `lagtrain worker` (or `lagtrain server --embedded`) starts and takes it "
+    "over from its last checkpoint",
+}
+
+
 def _unranked(
     job: Job,
     owner: User,
@@ -66,31 +79,16 @@ def _unranked(
     reasons: list[BlockingReason]
     if queued and (skipped := _skipped_by_claim(job, owner, quota_defaults)):
         reasons = skipped
-    elif job.status == JobStatus.CANCELLING.value and not live:
-        # Its dispatcher stops it, or a reaper ends it once the lease runs out:
-        # with no dispatcher alive, nothing will until one starts.
-        reasons = [
-            BlockingReason(
-                kind="no_dispatcher",
-                message=f"job is cancelling and {none_live(dispatcher_timeout)} to end "
-                "it: start `lagtrain worker` (or `lagtrain server`, whose start ends it "
-                "too)",
-            )
-        ]
-    elif job.status == JobStatus.RUNNING.value and not live:
-        # A dispatcher killed outright leaves its jobs running in the store until
-        # another one's reaper finds their leases expired.
-        reasons = [
-            BlockingReason(
-                kind="no_dispatcher",
-                message=f"job is running by its last report, but {none_live(dispatcher_timeout)}: "
-                "nothing runs it until `lagtrain worker` (or `lagtrain server --embedded`) "
-                "starts and takes it over from its last checkpoint",
-            )
-        ]
+    elif job.status in _NEEDS_A_DISPATCHER and not live:
+        message = _NEEDS_A_DISPATCHER[job.status].format(none=none_live(dispatcher_timeout))
+        reasons = [BlockingReason(kind="no_dispatcher", message=message)]
     else:  # Not queued, or claimed or cancelled since `job` was read.
         state = job.status if not queued else "no longer queued"
         reasons = [BlockingReason(kind="state", message=f"job is {state}; it is not waiting")]
+    return _outside_the_order(job, reasons)
+
+
+def _outside_the_order(job: Job, reasons: list[BlockingReason]) -> Explanation:
     return Explanation(
         job_id=job.id,
         status=job.status,
@@ -163,9 +161,8 @@ def explain_queue_head(
         if skipped == limit or job is None or job.status != JobStatus.QUEUED.value:
             continue
         owner = owners[job.owner_id]
-        if _skipped_by_claim(job, owner, quota_defaults):
-            why = _unranked(job, owner, waits.live, waits.dispatcher_timeout, quota_defaults)
-            explained.append((job, owner, why))
+        if reasons := _skipped_by_claim(job, owner, quota_defaults):
+            explained.append((job, owner, _outside_the_order(job, reasons)))
             skipped += 1
     return explained
 
