@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from service.schemas.common import error_message
 from service.schemas.cost import CostLimits
 from service.schemas.datasets import UploadLimits
-from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS
+from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_OUTAGE_SECONDS
 from service.schemas.quota import QuotaDefaults
 
 GIB = 1 << 30
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # events wait to be written. The same bound holds for an outage of the artifacts
     # location: a checkpoint write that fails (an OSError: NFS, a full disk) is retried
     # this long, the rounds waiting, before the attempt fails (workers.checkpoint_write).
-    store_outage_seconds: float = Field(default=300.0, gt=0)
+    store_outage_seconds: float = Field(default=DEFAULT_STORE_OUTAGE_SECONDS, gt=0)
     store_buffer_events: int = Field(default=100_000, ge=1)
     # A queued job fails as unschedulable only above the largest cluster total seen
     # over this window, or above the operator's ceiling where set (workers/capacity.py).

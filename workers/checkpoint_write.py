@@ -20,14 +20,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from service.settings import Settings
+from service.schemas.defaults import DEFAULT_STORE_OUTAGE_SECONDS
 
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 # The bound where no settings are passed (run_on_ray, tests): the setting's default.
-OUTAGE_SECONDS: float = Settings.model_fields["store_outage_seconds"].default
+OUTAGE_SECONDS: float = DEFAULT_STORE_OUTAGE_SECONDS
 
 
 def write_with_retry(
