@@ -18,9 +18,9 @@ from typing import Any
 from service.schemas.jobspec import DType, OptimizerName, Strategy, TaskKind
 
 DEFAULT_MAX_ATTEMPTS = 3
-# LAGTRAIN_STORE_OUTAGE_SECONDS' default, here and not in service.settings only: a job's
+# LAGTRAIN_STORE_OUTAGE_SECONDS' default lives here, not in service.settings: a job's
 # actors bound their checkpoint writes by it where no setting is passed, and an actor
-# that imported the settings module would import SQLAlchemy with it (0.4 s of CPU in
+# that imported the settings module would import SQLAlchemy with it (≈ 0.4 s of CPU in
 # each actor process started; docs/benchmarks.md, Suite time).
 DEFAULT_STORE_OUTAGE_SECONDS = 300.0
 
