@@ -73,13 +73,14 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
 
 def _dispatcher_out(dispatcher: Dispatcher, *, alive_since: datetime) -> DispatcherOut:
     state = dispatcher_state(dispatcher, alive_since=alive_since)
+    alive = state == "alive"
     return DispatcherOut(
         id=dispatcher.id,
         hostname=dispatcher.hostname,
         started_at=dispatcher.started_at,
         last_seen_at=dispatcher.last_seen_at,
         stopped_at=dispatcher.stopped_at,
-        alive=state == "alive",
+        alive=alive,
         state=state,
-        resources=reported_resources(dispatcher, alive=state == "alive"),
+        resources=reported_resources(dispatcher, alive=alive),
     )
