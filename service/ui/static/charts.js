@@ -1,6 +1,53 @@
-// Charts are drawn by plotly.js (served by this server); this module only shapes data.
+// Charts are drawn by plotly.js (served by this server); this module loads it and
+// shapes the data.
 import { BASELINES, HEADLINE_METRICS, HIGHER_IS_BETTER } from "../rules.js";
-import { bytes } from "./dom.js";
+import { bytes, el } from "./dom.js";
+
+// plotly.js is 4.8 MB of script: parsing it took ≈ 2 s of every page load here, the
+// jobs list's too. Only the pages that draw charts (a job, Compare, a sweep) import
+// this module, so plotly is loaded when it is first imported, beside the page's own
+// requests, and not by index.html (docs/benchmarks.md, ui_page_load).
+const PLOTLY_URL = "/ui/vendor/plotly.min.js";
+// After a failed load, the next draw asks again at most this often (a live page draws
+// on every batch of records).
+const PLOTLY_RETRY_MS = 5000;
+const PLOTLY_FAILED = "The charts could not be drawn: their script did not load "
+  + "(reload the page to try again).";
+let plotlyLoading = null;
+let plotlyFailedAt = -Infinity;
+// While plotly loads, each chart's latest draw (a live page may ask several times):
+// only that one is drawn once plotly has loaded.
+const waiting = new Map();
+// Each chart's latest draw, by number: plot() resolves for that one only.
+const requested = new WeakMap();
+let draws = 0;
+
+function loadPlotly() {
+  if (plotlyLoading || performance.now() - plotlyFailedAt < PLOTLY_RETRY_MS) return;
+  plotlyLoading = new Promise((resolve, reject) => {
+    const script = el("script", { src: PLOTLY_URL });
+    script.addEventListener("load", resolve);
+    script.addEventListener("error", () => { script.remove(); reject(); });
+    document.head.append(script);
+  });
+  plotlyLoading.then(() => {
+    for (const [node, draw] of waiting) if (node.isConnected) draw();
+    waiting.clear();
+  }, () => {
+    plotlyLoading = null;
+    plotlyFailedAt = performance.now();
+    for (const node of waiting.keys()) showFailure(node);
+    waiting.clear();
+  });
+}
+
+function showFailure(node) {
+  if (!node.querySelector(":scope > .chart-failed")) {
+    node.append(el("p", { class: "error chart-failed", role: "alert" }, PLOTLY_FAILED));
+  }
+}
+
+loadPlotly();
 
 // Long runs are downsampled for drawing: each bucket of rounds keeps its first, min
 // and max point, so spikes stay visible while a 10,000-round job draws ~2,000 points.
@@ -58,6 +105,10 @@ const TITLE = { x: 0, xref: "paper", xanchor: "left", y: 1, yref: "paper", yanch
   pad: { b: 8 } };
 const TITLE_ROOM = 64;
 
+// Draws (or redraws) a chart. The promise resolves once the chart shows this draw,
+// and never if a later draw of the chart was asked for meanwhile (its caller would
+// mark the chart with what it no longer shows) or plotly did not load (the card says
+// so).
 export function plot(node, traces, layout = {}) {
   const titled = { ...layout };
   // Long tick labels (1.2e-9, 5×10¹⁸³ from a diverging run) widen the margin instead
@@ -73,7 +124,24 @@ export function plot(node, traces, layout = {}) {
     titled.height = (layout.height ?? LAYOUT.height) + room;
   }
   // react() reuses the chart: redraws keep the user's zoom (uirevision) and are cheap.
-  return window.Plotly.react(node, traces, { ...LAYOUT, uirevision: "keep", ...titled }, CONFIG);
+  const draw = () => {
+    node.querySelector(":scope > .chart-failed")?.remove();
+    return window.Plotly.react(node, traces, { ...LAYOUT, uirevision: "keep", ...titled },
+      CONFIG);
+  };
+  const id = (draws += 1);
+  requested.set(node, id);
+  const drawn = window.Plotly ? draw() : new Promise((resolve) => {
+    waiting.set(node, () => resolve(draw()));
+    loadPlotly();
+    if (!plotlyLoading) {
+      waiting.delete(node);
+      showFailure(node);
+    }
+  });
+  return drawn.then(() => new Promise((resolve) => {
+    if (requested.get(node) === id) resolve();
+  }));
 }
 
 // Plotly reads trace names and hover text as its own HTML subset (<b>, <a href>,

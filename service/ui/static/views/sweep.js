@@ -114,7 +114,7 @@ export async function render(root, params, signal) {
     // (replaceChildren, unlike el(), would print a null as "null".)
     ...(sweep.error ? [el("p", { id: "sweep-error", class: "error" }, sweep.error)] : []));
     const text = (p) => plainText(`trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`);
-    plot(chart, [
+    const drawn = plot(chart, [
       { type: "scatter", mode: "markers", name: "trials", x: rest.map((p) => p.x),
         y: rest.map((p) => p.y), text: rest.map(text), marker: { color: "#8a94a6", size: 9 } },
       { type: "scatter", mode: "lines+markers", name: best.size > 1 ? "Pareto front" : "best",
@@ -125,7 +125,9 @@ export async function render(root, params, signal) {
       yaxis: { ...valueAxis(objective.metric), ...emptyAxis(points.length > 0),
         title: { text: `${objective.metric} (${objective.direction})` } },
     });
-    chart.dataset.front = front.map((p) => p.trial.number).join(",");
+    // What the chart shows (tests wait on it), once it is drawn (charts.js).
+    const frontNumbers = front.map((p) => p.trial.number).join(",");
+    drawn.then(() => { chart.dataset.front = frontNumbers; });
     legend.textContent = best.size > 1
       ? "Bold rows: the Pareto front (no other trial does better on every objective)."
       : "Bold row: the best trial.";

@@ -1,0 +1,92 @@
+"""plotly.js (4.8 MB of script) is loaded by the pages that draw charts, not by every
+page: the jobs list, Submit, Data, Lab and Audit open without parsing it, a job's page
+loads it and draws, and a chart whose script did not load says so in its card while
+the rest of the page works (a reload draws it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, Request, Route, expect
+
+from tests.e2e.conftest import Stack
+from tests.ui.conftest import Console, new_user, sign_in
+from tests.ui.test_submit_compare_lab import finish, short_linreg
+
+pytestmark = pytest.mark.ray
+
+PLOTLY = "/ui/vendor/plotly.min.js"
+
+
+@pytest.fixture(scope="module")
+def finished_job(stack: Stack) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A user's token and one finished job of theirs with records to draw."""
+    token, client = new_user(stack, "charts")
+    with client:
+        yield token, finish(client, client.submit(short_linreg("lag_wk"))["id"])
+
+
+def plotly_requests(page: Page) -> list[str]:
+    seen: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if request.url.endswith(PLOTLY):
+            seen.append(request.url)
+
+    page.on("request", on_request)
+    return seen
+
+
+def test_only_the_pages_with_charts_load_plotly(
+    stack: Stack, page: Page, finished_job: tuple[str, dict[str, Any]]
+) -> None:
+    token, job = finished_job
+    seen = plotly_requests(page)
+    sign_in(page, stack.url, token)
+    row = page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")
+    expect(row).to_have_count(1)
+    for route, ready in [
+        ("#/submit", "#spec-text"),
+        ("#/data", "#upload-form"),
+        ("#/lab", "#users"),
+        ("#/sweeps", "#sweeps"),
+        ("#/jobs", "#jobs-table"),
+    ]:
+        page.goto(f"{stack.url}/{route}")
+        expect(page.locator(ready)).to_be_visible()
+    assert seen == [], seen
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+
+    row.locator("a").first.click()
+    loss = page.locator("#chart-loss")
+    expect(loss.locator(".main-svg").first).to_be_visible()
+    assert page.evaluate("node => node.data[0].y.length", loss.element_handle()) == 20
+    assert len(seen) == 1, seen
+
+
+def test_a_chart_whose_script_did_not_load_says_so_and_a_reload_draws_it(
+    stack: Stack, page: Page, console: Console, finished_job: tuple[str, dict[str, Any]]
+) -> None:
+    token, job = finished_job
+    console.allow("the server responded with a status of 503")
+
+    def unavailable(route: Route) -> None:
+        route.fulfill(status=503, body="unavailable")
+
+    page.route(f"**{PLOTLY}", unavailable)
+    sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
+    failed = page.locator(".chart-failed")
+    # One message in each chart's card (loss, evaluation, uploads, the raster), and
+    # the page's own facts shown as usual.
+    expect(failed).to_have_count(4)
+    expect(failed.first).to_have_text(
+        "The charts could not be drawn: their script did not load (reload the page to try again)."
+    )
+    expect(page.locator("p.facts")).to_contain_text("uploads")
+
+    page.unroute(f"**{PLOTLY}")
+    page.reload()
+    expect(page.locator("#chart-loss .main-svg").first).to_be_visible()
+    expect(page.locator(".chart-failed")).to_have_count(0)
