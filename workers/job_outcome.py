@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.schemas.metric_names import EVAL_METRIC_NAMES
 from service.store import metrics
 from service.store.models import Job
-from workers.ray_job import JobEvent, RecordEvent
+from workers.ray_job import JobEvent, RayJob, RecordEvent
 from workers.resume import rounds_done
 from workers.training.rounds import Diverged
 
@@ -29,6 +29,24 @@ class ReaderOutcome:
 
     done: bool = False
     error: BaseException | None = None
+
+
+# Put by the reader after the gang's last event (or its error): the supervisor
+# (workers.job_run), waiting for an event, sees the end at once, not after the wait.
+END = None
+Events = queue.Queue["JobEvent | None"]
+
+
+def read_events(gang: RayJob, events: Events, outcome: ReaderOutcome) -> None:
+    """The reader thread: the gang's events into `events`, then END."""
+    try:
+        for event in gang.events():
+            events.put(event)
+        outcome.done = True
+    except BaseException as exc:  # handed to the supervisor thread
+        outcome.error = exc
+    finally:
+        events.put(END)
 
 
 # A job's own pace widens the stall bound: silence up to this many times its longest

@@ -21,6 +21,8 @@ from service.store import attempts
 from service.store.attempts import ClaimedJob
 from workers.event_writes import store_events
 from workers.job_outcome import (
+    END,
+    Events,
     Progress,
     ReaderOutcome,
     StallWatch,
@@ -28,6 +30,7 @@ from workers.job_outcome import (
     drain,
     ended,
     failure_reason,
+    read_events,
     summary,
 )
 from workers.lease_keeper import LeaseKeeper
@@ -40,10 +43,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.5
-# Put by the reader after the gang's last event (or its error): the supervisor,
-# waiting up to FLUSH_SECONDS for an event, sees the end at once, not after the wait.
-END = None
-Events = queue.Queue["JobEvent | None"]
+# A cancelled job on warm actors is asked to stop at its round's end and is given this
+# long to: its actors then go back to the pool, and the next job (a pruned sweep
+# trial's successor) starts on them instead of processes that import torch (≈ 4.5 s
+# each). A job whose round takes longer has its actors killed, as without the pool.
+CANCEL_STOP_SECONDS = 2.0
 
 
 class JobRun:
@@ -143,7 +147,7 @@ class JobRun:
                 self._reserved()
             if started:
                 reader = threading.Thread(
-                    target=self._read, args=(gang, events, outcome), daemon=True
+                    target=read_events, args=(gang, events, outcome), daemon=True
                 )
                 reader.start()
                 final_write = self._supervise(gang, events, outcome)
@@ -174,22 +178,12 @@ class JobRun:
             return "the dispatcher is shutting down while the store is unreachable"
         return None
 
-    def _read(self, gang: RayJob, events: Events, outcome: ReaderOutcome) -> None:
-        try:
-            for event in gang.events():
-                events.put(event)
-            outcome.done = True
-        except BaseException as exc:  # handed to the supervisor thread
-            outcome.error = exc
-        finally:
-            events.put(END)
-
     def _supervise(
         self, gang: RayJob, events: Events, outcome: ReaderOutcome
     ) -> Callable[[Session], Any]:
         """Stream events into the store until the run ends; returns the final write."""
-        token = self.claimed.fencing_token
         draining = False
+        cancel_by: float | None = None  # a cancelled job's stop is waited for until then
         watch = StallWatch(self.settings.stall_seconds, self.settings.gang_ready_seconds)
         while True:
             if self.drain_requested.is_set() and not draining:
@@ -215,9 +209,13 @@ class JobRun:
             if self.stop_requested.is_set():
                 return self._release("the dispatcher shut down")
             if self._lease.cancel_requested.is_set():
-                return lambda s: attempts.acknowledge_cancel(
-                    session=s, job_id=self.job_id, token=token, summary=self._summary(s)
-                )
+                if cancel_by is None and gang.hands_back and not draining:
+                    gang.request_stop(checkpoint=False)
+                    cancel_by = time.monotonic() + CANCEL_STOP_SECONDS
+                if cancel_by is None or time.monotonic() >= cancel_by:
+                    return self._close(attempts.acknowledge_cancel)
+        if cancel_by is not None:  # stopped (or ended, or failed) after the cancel
+            return self._close(attempts.acknowledge_cancel)
         if outcome.error is not None:
             diverged = divergence(outcome.error)
             if diverged is not None:
@@ -225,9 +223,12 @@ class JobRun:
             return self._failure(failure_reason(outcome.error), True)
         if draining and (done := self.progress.last_round + 1) < self.spec.schedule.rounds:
             return self._release(f"the worker drained after {rounds_done(done)}")
-        return lambda s: attempts.finish(
-            session=s, job_id=self.job_id, token=token, summary=self._summary(s)
-        )
+        return self._close(attempts.finish)
+
+    def _close(self, write: Callable[..., Any]) -> Callable[[Session], Any]:
+        """The final write of an attempt that finished or was cancelled."""
+        token = self.claimed.fencing_token
+        return lambda s: write(session=s, job_id=self.job_id, token=token, summary=self._summary(s))
 
     def _release(self, reason: str) -> Callable[[Session], Any]:
         return self._end(attempts.release, reason)

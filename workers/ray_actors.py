@@ -178,6 +178,7 @@ class JobDriver:
         self.artifacts_outage_seconds = artifacts_outage_seconds
         self.write_failures = 0  # checkpoint writes that failed and were retried
         self._stop = threading.Event()
+        self._checkpoint_on_stop = True
         self.attempt = attempt
         self.replicas = replicas
         self.artifacts_url = artifacts_url.rstrip("/")
@@ -253,7 +254,8 @@ class JobDriver:
             yield RecordEvent(last.round, last.values, last.uploaded)
             if last.checkpoint is not None:
                 yield self._write_checkpoint(last.round, last.checkpoint)
-        if self._stop.is_set() and last is not None and last.checkpoint is None:
+        stopped = self._stop.is_set() and self._checkpoint_on_stop
+        if stopped and last is not None and last.checkpoint is None:
             # Stopped early (a draining worker): checkpoint the last finished round, so
             # the next attempt re-trains nothing.
             yield self._write_checkpoint(last.round, assemble(self.coordinator, states()))
@@ -270,10 +272,12 @@ class JobDriver:
     def _count_failure(self, _error: OSError) -> None:
         self.write_failures += 1
 
-    def request_stop(self) -> None:
+    def request_stop(self, checkpoint: bool = True) -> None:
         """End `run` after the round in progress (and the next one if it was already
-        sent: workers.training.loop), with a checkpoint of it. Runs on the
-        actor's second thread (the gang starts the driver with max_concurrency=2)."""
+        sent: workers.training.loop), with a checkpoint of it unless `checkpoint` is
+        False (a cancelled job has no next attempt). Runs on the actor's second
+        thread (the gang starts the driver with max_concurrency=2)."""
+        self._checkpoint_on_stop = checkpoint
         self._stop.set()
 
     def _write_checkpoint(self, round_: int, checkpoint: dict[str, Any]) -> CheckpointEvent:

@@ -217,10 +217,16 @@ class RayJob:
                 self.actor_phases,
             )
 
-    def request_stop(self) -> None:
-        """Ask the driver to end after the current round, with a checkpoint of it."""
+    def request_stop(self, checkpoint: bool = True) -> None:
+        """Ask the driver to end after the current round, with a checkpoint of it
+        unless `checkpoint` is False."""
         if self.driver is not None:
-            self.driver.request_stop.remote()
+            self.driver.request_stop.remote(checkpoint)
+
+    @property
+    def hands_back(self) -> bool:
+        """Whether a clean end would hand this gang's actors back to the warm pool."""
+        return self.pool is not None and bool(self.pooled)
 
     def free_resources(self) -> None:
         """Kill the job's own actors (and pooled ones of a job that did not end

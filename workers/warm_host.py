@@ -171,8 +171,8 @@ class WarmHost:
     def run(self) -> Iterator[JobEvent]:
         yield from self._driver().run()
 
-    def request_stop(self) -> None:
-        self._driver().request_stop()
+    def request_stop(self, checkpoint: bool = True) -> None:
+        self._driver().request_stop(checkpoint)
 
     def run_start_phases(self) -> dict[str, float]:
         return self._driver().run_start_phases()

@@ -11,8 +11,10 @@ CPU gangs use the pool: a GPU is assigned to an actor when Ray creates it.
 
 Nothing of a job survives in a pooled actor: it builds the job's replica or driver
 afresh from the job's spec and drops it on reset, and only a job that ended cleanly
-hands its actors back (after a cancel or an error they are killed, as without the
-pool). Bounded by `size`; actors idle longer than `idle_seconds` are released.
+hands its actors back (after an error they are killed, as without the pool). A
+cancelled job is asked to stop at its round's end and ends cleanly if it does within
+workers.job_run.CANCEL_STOP_SECONDS; otherwise its actors are killed too. Bounded by
+`size`; actors idle longer than `idle_seconds` are released.
 
 A cleanly ended job frees its placement group (and records its end) before its
 actors are reset and handed back, so the dispatcher may claim the next job in

@@ -11,8 +11,9 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
   let cancelError = null;
   const cancel = el("button", { type: "button", id: "cancel", class: "danger", onclick: async () => {
     // One stray click must not end hours of training: ask first.
-    // The dispatcher sees the cancel at its next heartbeat (within about 5 s); fast
-    // rounds run on until then, and a job that finishes first stays succeeded.
+    // The dispatcher sees the cancel at its next heartbeat (within about 5 s; a job on
+    // warm actors is then given up to 2 s to end its round); fast rounds run on until
+    // then, and a job that finishes first stays succeeded.
     if (!window.confirm(`Cancel job ${jobId}? A running job stops within a few seconds.`)) return;
     cancelError?.remove();
     cancelError = null;
