@@ -188,7 +188,7 @@ class JobRun:
         while True:
             if self.drain_requested.is_set() and not draining:
                 draining = True
-                gang.request_stop()
+                gang.request_stop(checkpoint=cancel_by is None)  # a cancelled job needs none
             finished = outcome.done or outcome.error is not None
             batch = drain(events, timeout=0.0 if finished else FLUSH_SECONDS)
             if batch:
@@ -214,7 +214,9 @@ class JobRun:
                     cancel_by = time.monotonic() + CANCEL_STOP_SECONDS
                 if cancel_by is None or time.monotonic() >= cancel_by:
                     return self._close(attempts.acknowledge_cancel)
-        if cancel_by is not None:  # stopped (or ended, or failed) after the cancel
+        # Stopped or failed after the cancel: cancelled; its last round done: finished.
+        complete = outcome.done and self.progress.last_round + 1 >= self.spec.schedule.rounds
+        if cancel_by is not None and not complete:
             return self._close(attempts.acknowledge_cancel)
         if outcome.error is not None:
             diverged = divergence(outcome.error)

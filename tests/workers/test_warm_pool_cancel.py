@@ -11,17 +11,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import ray
 from sqlalchemy import func, select
 
 from service.schemas.resolve import resolve
 from service.store.db import transaction
 from service.store.jobs import enqueue, get_job, request_cancel
-from service.store.models import Checkpoint, Job
+from service.store.models import TERMINAL, Checkpoint, Job
 from service.store.users import create_user
 from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers import job_run
 from workers.dispatcher import Dispatcher
+from workers.ray_job import RayJob
 from workers.warm_pool import WarmPool
 
 pytestmark = pytest.mark.ray
@@ -38,7 +40,7 @@ LONG_LINREG = {
 @pytest.fixture
 def pooled_dispatcher(
     settings: Any, session_factory: Any, clean_db: None, ray_address: str
-) -> Iterator[WarmPool]:
+) -> Iterator[Dispatcher]:
     """A running dispatcher with a pool of 3 warm actors (a gang of 2 replicas + driver)."""
     pooled = settings.model_copy(update={"warm_pool_size": 3, "heartbeat_seconds": 0.5})
     dispatcher = Dispatcher(pooled, session_factory)
@@ -48,22 +50,27 @@ def pooled_dispatcher(
     thread.start()
     try:
         wait_until(lambda: pool.started_count() == 3, timeout=300, what="a started pool")
-        yield pool
+        yield dispatcher
     finally:
         dispatcher.stop()
         thread.join(timeout=60)
 
 
-def _actor_ids(pool: WarmPool) -> set[str]:
+def _pool(dispatcher: Dispatcher) -> WarmPool:
+    assert dispatcher.warm_pool is not None
+    return dispatcher.warm_pool
+
+
+def _idle_actors(pool: WarmPool) -> dict[str, Any]:
     with pool._lock:
-        return {idle.actor._actor_id.hex() for idle in pool._idle}
+        return {idle.actor._actor_id.hex(): idle.actor for idle in pool._idle}
 
 
-def _cancel_mid_run(session_factory: Any) -> int:
-    """Queue the long job, cancel it once it has run a few rounds, wait for the end."""
+def _cancel_mid_run(session_factory: Any, spec: dict[str, Any]) -> tuple[int, str]:
+    """Queue a job, cancel it once it has run a few rounds: its id and final status."""
     with transaction(session_factory) as session:
         user, _, _ = create_user(session=session, name="cancel-user", role="user")
-        job_id = enqueue(session=session, owner_id=user.id, spec=resolve(LONG_LINREG))[0].id
+        job_id = enqueue(session=session, owner_id=user.id, spec=resolve(spec))[0].id
 
     def progress() -> tuple[str, int]:
         with session_factory() as session:
@@ -73,8 +80,13 @@ def _cancel_mid_run(session_factory: Any) -> int:
     wait_until(lambda: progress()[1] >= 5, timeout=180, what="a few rounds")
     with transaction(session_factory) as session:
         request_cancel(session=session, job=get_job(session=session, job_id=job_id), actor="t")
-    wait_until(lambda: progress()[0] == "cancelled", timeout=60, what="the cancel")
-    return job_id
+    wait_until(lambda: progress()[0] in TERMINAL, timeout=120, what="the job's end")
+    return job_id, progress()[0]
+
+
+def _run_ended(dispatcher: Dispatcher) -> None:
+    """Until the job's run has ended: its actors handed back or killed (after its status)."""
+    wait_until(lambda: not dispatcher.runs, timeout=60, what="the run to end")
 
 
 def _checkpoints(session_factory: Any, job_id: int) -> int:
@@ -87,13 +99,14 @@ def _checkpoints(session_factory: Any, job_id: int) -> int:
 
 @on_one_database("postgresql")
 def test_a_cancelled_jobs_warm_actors_go_back_to_the_pool(
-    pooled_dispatcher: WarmPool, session_factory: Any
+    pooled_dispatcher: Dispatcher, session_factory: Any
 ) -> None:
-    pool = pooled_dispatcher
-    warm = _actor_ids(pool)
-    job_id = _cancel_mid_run(session_factory)
-    wait_until(lambda: pool.idle_count() == 3, timeout=60, what="the actors handed back")
-    assert _actor_ids(pool) == warm  # the same processes, not new ones
+    pool = _pool(pooled_dispatcher)
+    warm = set(_idle_actors(pool))
+    job_id, status = _cancel_mid_run(session_factory, LONG_LINREG)
+    assert status == "cancelled"
+    _run_ended(pooled_dispatcher)
+    assert set(_idle_actors(pool)) == warm  # the same processes, not new ones
     assert _checkpoints(session_factory, job_id) == 0  # a stop for a cancel writes none
     with session_factory() as session:
         job = session.get(Job, job_id)
@@ -103,10 +116,33 @@ def test_a_cancelled_jobs_warm_actors_go_back_to_the_pool(
 
 @on_one_database("sqlite")
 def test_a_cancelled_job_that_does_not_stop_in_time_has_its_actors_killed(
-    pooled_dispatcher: WarmPool, session_factory: Any, monkeypatch: pytest.MonkeyPatch
+    pooled_dispatcher: Dispatcher, session_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(job_run, "CANCEL_STOP_SECONDS", 0.0)  # no round ends in 0 s
-    pool = pooled_dispatcher
-    _cancel_mid_run(session_factory)
-    # Killed, not handed back: the pool holds none of the job's actors.
-    assert pool.idle_count() == 0
+    # A job whose round outlasts the grace: here one that never hears the stop.
+    monkeypatch.setattr(RayJob, "request_stop", lambda _self, checkpoint=True: None)
+    pool = _pool(pooled_dispatcher)
+    taken = _idle_actors(pool).values()
+    assert _cancel_mid_run(session_factory, LONG_LINREG)[1] == "cancelled"
+    _run_ended(pooled_dispatcher)
+    assert pool.idle_count() == 0  # killed, not handed back
+    for actor in taken:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.reset.remote(), timeout=30)
+
+
+@on_one_database("postgresql")
+def test_a_job_whose_last_round_ends_while_it_stops_for_a_cancel_succeeds(
+    pooled_dispatcher: Dispatcher, session_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a job that ends before its cancel is noticed: it finished every round."""
+    monkeypatch.setattr(RayJob, "request_stop", lambda _self, checkpoint=True: None)
+    monkeypatch.setattr(job_run, "CANCEL_STOP_SECONDS", 120.0)  # it runs to its end
+    short = {**LONG_LINREG, "schedule": {"rounds": 300}}
+    job_id, status = _cancel_mid_run(session_factory, short)
+    assert status == "succeeded"
+    _run_ended(pooled_dispatcher)
+    assert _pool(pooled_dispatcher).idle_count() == 3  # a clean end: handed back
+    with session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.summary is not None
+        assert job.summary["rounds_completed"] == 300
