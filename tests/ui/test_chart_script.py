@@ -5,6 +5,7 @@ the rest of the page works (a reload draws it)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,3 +91,28 @@ def test_a_chart_whose_script_did_not_load_says_so_and_a_reload_draws_it(
     page.reload()
     expect(page.locator("#chart-loss .main-svg").first).to_be_visible()
     expect(page.locator(".chart-failed")).to_have_count(0)
+
+
+def test_a_live_page_draws_its_charts_once_the_script_loads_again(
+    stack: Stack, page: Page, console: Console
+) -> None:
+    """A live job's page asks for the script again, at most every 5 s, as records come."""
+    token, client = new_user(stack, "charts-retry")
+    console.allow("the server responded with a status of 503")
+    page.route(f"**{PLOTLY}", lambda route: route.fulfill(status=503, body="unavailable"))
+    with client:
+        spec = short_linreg("lag_wk")
+        spec["schedule"] = {"rounds": 1_000_000, "eval_every": 1000}
+        job_id = client.submit(spec)["id"]
+        try:
+            sign_in(page, stack.url, token, f"#/jobs/{job_id}")
+            expect(page.locator(".chart-failed")).to_have_count(4)
+            page.unroute(f"**{PLOTLY}")
+            # Asked again with a draw ≥ 5 s after the failure (charts.js).
+            expect(page.locator("#chart-loss .main-svg").first).to_be_visible(timeout=30_000)
+            expect(page.locator(".chart-failed")).to_have_count(0)
+            expect(page.locator("#chart-loss")).to_have_attribute(
+                "data-rounds", re.compile(r"^[1-9][0-9]*$")
+            )
+        finally:
+            client.cancel(job_id)

@@ -3,7 +3,7 @@
 import { BASELINES, HEADLINE_METRICS, HIGHER_IS_BETTER } from "../rules.js";
 import { bytes, el } from "./dom.js";
 
-// plotly.js is 4.8 MB of script: parsing it took ≈ 2 s of every page load here, the
+// plotly.js is 4.8 MB of script: parsing it was most of every page load here, the
 // jobs list's too. Only the pages that draw charts (a job, Compare, a sweep) import
 // this module, so plotly is loaded when it is first imported, beside the page's own
 // requests, and not by index.html (docs/benchmarks.md, ui_page_load).
@@ -23,7 +23,9 @@ const requested = new WeakMap();
 let draws = 0;
 
 function loadPlotly() {
-  if (plotlyLoading || performance.now() - plotlyFailedAt < PLOTLY_RETRY_MS) return;
+  if (window.Plotly || plotlyLoading || performance.now() - plotlyFailedAt < PLOTLY_RETRY_MS) {
+    return;
+  }
   plotlyLoading = new Promise((resolve, reject) => {
     const script = el("script", { src: PLOTLY_URL });
     script.addEventListener("load", resolve);
