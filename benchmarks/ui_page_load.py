@@ -17,28 +17,22 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from service.store.attempts import claim_next
-from service.store.db import make_engine, make_sessionmaker, transaction
-
 if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
-    from benchmarks.local_stack import free_port, load_average, wait_for, workspace
-    from benchmarks.ui_responsiveness import CHARTS, append, records
+    from benchmarks.local_stack import load_average
+    from benchmarks.ui_responsiveness import CHARTS, served_job
 else:  # run as `python benchmarks/ui_page_load.py`: benchmarks/ is on sys.path
-    from local_stack import free_port, load_average, wait_for, workspace
-    from ui_responsiveness import CHARTS, append, records
+    from local_stack import load_average
+    from ui_responsiveness import CHARTS, served_job
 
 BIN = Path(sys.executable).parent
 APP_SCRIPT = '<script type="module" src="/ui/static/app.js"></script>'
@@ -101,51 +95,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="visits per variant")
     parser.add_argument("--rounds", type=int, default=500, help="the job's rounds")
     args = parser.parse_args()
-    with workspace("lagtrain-page-load-") as (workdir, processes):
-        db = f"sqlite:///{workdir / 'lagtrain.db'}"
-        token = secrets.token_urlsafe(32)
-        env = {
-            "LAGTRAIN_DATABASE_URL": db,
-            "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": token,
-            "LAGTRAIN_STATE_DIR": str(workdir / "state"),
-            "PATH": str(BIN),
-        }
-        subprocess.run(
-            [str(BIN / "lagtrain"), "db", "upgrade"], env=env, check=True, capture_output=True
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        processes.spawn("server", [str(BIN / "lagtrain"), "server", "--port", str(port)], env)
-
-        def ready() -> bool:
-            processes.check_alive()
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=60, what="the server")
-        spec = {
-            "name": "page-load",
-            "task": {"kind": "lag_paper_linreg"},
-            "aggregation": {"strategy": "lag_wk"},
-            "schedule": {"rounds": args.rounds},
-        }
-        headers = {"Authorization": f"Bearer {token}"}
-        job_id = httpx.post(f"{url}/v1/jobs", json=spec, headers=headers).json()["id"]
-        engine = make_engine(db)
-        sessions = make_sessionmaker(engine)
-        with transaction(sessions) as session:
-            claimed = claim_next(
-                session=session,
-                dispatcher_id="bench",
-                lease_seconds=3600,
-                free_cpus=64,
-                free_gpus=0,
-            )
-        assert claimed is not None and claimed.job_id == job_id
-        append(sessions, claimed, records(1, args.rounds, random.Random(0)))
-
+    with served_job("lagtrain-page-load-", "page-load", args.rounds, random.Random(0)) as served:
+        url, token, job_id = served.url, served.token, served.job_id
         runs: dict[str, list[dict[str, float]]] = {"new": [], "old": []}
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -158,7 +109,6 @@ def main() -> None:
                         one_visit(browser, url, token, job_id, args.rounds, variant == "old")
                     )
             browser.close()
-        engine.dispose()
 
     print(f"# dashboard page loads, {args.repeat} visits per variant ({load_average()})")
     print("| page | old: plotly on every page (s) | new: on chart pages only (s) | old / new |")

@@ -26,6 +26,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +40,9 @@ from service.store.db import make_engine, make_sessionmaker, transaction
 from service.store.metrics import MetricIn, append_metrics
 
 if TYPE_CHECKING:  # mypy names this directory's modules benchmarks.x (pyproject.toml)
-    from benchmarks.local_stack import free_port, load_average, wait_for, workspace
+    from benchmarks.local_stack import load_average, spawn_server, workspace
 else:  # run as `python benchmarks/ui_responsiveness.py`: benchmarks/ is on sys.path
-    from local_stack import free_port, load_average, wait_for, workspace
+    from local_stack import load_average, spawn_server, workspace
 
 BIN = Path(sys.executable).parent
 REPLICAS = 9
@@ -77,6 +80,61 @@ def append(sessions: Any, claimed: ClaimedJob, batch: list[MetricIn]) -> None:
         )
 
 
+@dataclass
+class ServedJob:
+    """A `lagtrain server` with one running job whose records this process writes."""
+
+    url: str
+    token: str
+    job_id: int
+    sessions: Any
+    claimed: ClaimedJob
+
+
+@contextmanager
+def served_job(prefix: str, name: str, rounds: int, rng: random.Random) -> Iterator[ServedJob]:
+    """A migrated SQLite file, a server on it (no dispatcher) and a lag_paper_linreg
+    job of `rounds` rounds, claimed here, with its first `rounds` records written."""
+    with workspace(prefix) as (workdir, processes):
+        db = f"sqlite:///{workdir / 'lagtrain.db'}"
+        token = secrets.token_urlsafe(32)
+        env = {
+            "LAGTRAIN_DATABASE_URL": db,
+            "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": token,
+            "LAGTRAIN_STATE_DIR": str(workdir / "state"),
+            "PATH": str(BIN),
+        }
+        subprocess.run(
+            [str(BIN / "lagtrain"), "db", "upgrade"], env=env, check=True, capture_output=True
+        )
+        url = f"http://127.0.0.1:{spawn_server(processes, env)}"
+        spec = {
+            "name": name,
+            "task": {"kind": "lag_paper_linreg"},
+            "aggregation": {"strategy": "lag_wk"},
+            "schedule": {"rounds": rounds},
+        }
+        headers = {"Authorization": f"Bearer {token}"}
+        job_id = httpx.post(f"{url}/v1/jobs", json=spec, headers=headers).json()["id"]
+        engine = make_engine(db)
+        sessions = make_sessionmaker(engine)
+        with transaction(sessions) as session:
+            claimed = claim_next(
+                session=session,
+                dispatcher_id="bench",
+                lease_seconds=3600,
+                free_cpus=64,
+                free_gpus=0,
+            )
+        assert claimed is not None and claimed.job_id == job_id
+        for first in range(1, rounds + 1, 1000):
+            append(sessions, claimed, records(first, min(1000, rounds + 1 - first), rng))
+        try:
+            yield ServedJob(url, token, job_id, sessions, claimed)
+        finally:
+            engine.dispose()
+
+
 def drawn(page: Page, rounds: int) -> None:
     # Selectors, not wait_for_function: the page's CSP forbids evaluating strings.
     for chart in CHARTS:
@@ -105,52 +163,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="page loads per mode (median)")
     args = parser.parse_args()
     rng = random.Random(0)
-    with workspace("lagtrain-ui-bench-") as (workdir, processes):
-        db = f"sqlite:///{workdir / 'lagtrain.db'}"
-        token = secrets.token_urlsafe(32)
-        env = {
-            "LAGTRAIN_DATABASE_URL": db,
-            "LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN": token,
-            "LAGTRAIN_STATE_DIR": str(workdir / "state"),
-            "PATH": str(BIN),
-        }
-        subprocess.run(
-            [str(BIN / "lagtrain"), "db", "upgrade"], env=env, check=True, capture_output=True
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        processes.spawn("server", [str(BIN / "lagtrain"), "server", "--port", str(port)], env)
-
-        def ready() -> bool:
-            processes.check_alive()
-            try:
-                return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=60, what="the server")
-        headers = {"Authorization": f"Bearer {token}"}
-        spec = {
-            "name": "long-run",
-            "task": {"kind": "lag_paper_linreg"},
-            "aggregation": {"strategy": "lag_wk"},
-            "schedule": {"rounds": args.rounds},
-        }
-        job_id = httpx.post(f"{url}/v1/jobs", json=spec, headers=headers).json()["id"]
-        engine = make_engine(db)
-        sessions = make_sessionmaker(engine)
-        with transaction(sessions) as session:
-            claimed = claim_next(
-                session=session,
-                dispatcher_id="bench",
-                lease_seconds=3600,
-                free_cpus=64,
-                free_gpus=0,
-            )
-        assert claimed is not None and claimed.job_id == job_id
-        for first in range(1, args.rounds + 1, 1000):
-            append(sessions, claimed, records(first, min(1000, args.rounds + 1 - first), rng))
-
+    with served_job("lagtrain-ui-bench-", "long-run", args.rounds, rng) as served:
+        url, token, job_id = served.url, served.token, served.job_id
+        sessions, claimed = served.sessions, served.claimed
         live: dict[str, list[float]] = {"downsampled": [], "all points": []}
         redraw: dict[str, list[float]] = {"downsampled": [], "all points": []}
         with sync_playwright() as p:
@@ -189,7 +204,6 @@ def main() -> None:
                     live[mode].append(time.perf_counter() - start)
                     redraw[mode].append(float(page.get_attribute(".view-job", "data-draw-ms") or 0))
             browser.close()
-        engine.dispose()
 
     print(
         f"# dashboard, job page of {args.rounds:,} rounds x {REPLICAS} replicas ({load_average()})"
