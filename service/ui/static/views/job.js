@@ -35,10 +35,8 @@ export async function render(root, params, signal) {
   const title = el("h1", {}, `Job ${job.id}: ${job.name || "(unnamed)"} `);
   const badge = el("span", { id: "job-status" });
   const facts = el("p", { class: "facts" });
-  const actions = jobActions(jobId, signal, {
-    onCancelled: showJob,
-    onCheckpointsDeleted: () => refreshDetails(),
-  });
+  const actions = jobActions(jobId, signal,
+    { onCancelled: showJob, onCheckpointsDeleted: () => refreshDetails() });
   const explain = el("div", { id: "explain" });
   // Shown while the event stream is lost (a server restarting): the page is not live.
   const streamNote = el("span", { id: "stream-note", class: "note", hidden: true },
@@ -46,9 +44,8 @@ export async function render(root, params, signal) {
   const timeline = el("tbody");
   const checkpoints = el("tbody");
   const checkpointRow = checkpointRows(jobId, signal);
-  const lossChart = el("div", { id: "chart-loss", class: "chart" });
-  const evalChart = el("div", { id: "chart-eval", class: "chart" });
-  const uploadChart = el("div", { id: "chart-uploads", class: "chart" });
+  const [lossChart, evalChart, uploadChart] = ["loss", "eval", "uploads"]
+    .map((name) => el("div", { id: `chart-${name}`, class: "chart" }));
   const raster = el("div", { id: "chart-raster", class: "chart raster" });
   const rasterSection = el("details", { id: "raster", open: true },
     el("summary", {}, "Upload raster (replicas × rounds)"), raster);
