@@ -19,10 +19,8 @@ import argparse
 import random
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from playwright.sync_api import Browser, Page, Route, sync_playwright
@@ -34,7 +32,6 @@ else:  # run as `python benchmarks/ui_page_load.py`: benchmarks/ is on sys.path
     from local_stack import load_average
     from ui_responsiveness import CHARTS, served_job
 
-BIN = Path(sys.executable).parent
 APP_SCRIPT = '<script type="module" src="/ui/static/app.js"></script>'
 # What index.html held before plotly was loaded by the chart pages alone.
 EAGER_PLOTLY = '<script src="/ui/vendor/plotly.min.js" defer></script>\n  '

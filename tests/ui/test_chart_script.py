@@ -29,6 +29,10 @@ def finished_job(stack: Stack) -> Iterator[tuple[str, dict[str, Any]]]:
         yield token, finish(client, client.submit(short_linreg("lag_wk"))["id"])
 
 
+def unavailable(route: Route) -> None:
+    route.fulfill(status=503, body="unavailable")
+
+
 def plotly_requests(page: Page) -> list[str]:
     seen: list[str] = []
 
@@ -72,10 +76,6 @@ def test_a_chart_whose_script_did_not_load_says_so_and_a_reload_draws_it(
 ) -> None:
     token, job = finished_job
     console.allow("the server responded with a status of 503")
-
-    def unavailable(route: Route) -> None:
-        route.fulfill(status=503, body="unavailable")
-
     page.route(f"**{PLOTLY}", unavailable)
     sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
     failed = page.locator(".chart-failed")
@@ -99,7 +99,7 @@ def test_a_live_page_draws_its_charts_once_the_script_loads_again(
     """A live job's page asks for the script again, at most every 5 s, as records come."""
     token, client = new_user(stack, "charts-retry")
     console.allow("the server responded with a status of 503")
-    page.route(f"**{PLOTLY}", lambda route: route.fulfill(status=503, body="unavailable"))
+    page.route(f"**{PLOTLY}", unavailable)
     with client:
         spec = short_linreg("lag_wk")
         spec["schedule"] = {"rounds": 1_000_000, "eval_every": 1000}

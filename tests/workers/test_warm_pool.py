@@ -15,7 +15,14 @@ import ray
 
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
+from service.store.db import transaction
+from service.store.jobs import enqueue
+from service.store.models import Job
+from service.store.models.tables import Dispatcher as DispatcherRow
+from service.store.users import create_user
 from tests.conftest import on_one_database
+from tests.polling import wait_until
+from tests.workers.conftest import PooledDispatcher
 from tests.workers.reference import reference_records
 from workers.ray_job import RayJob, RecordEvent, run_on_ray
 from workers.warm_pool import WarmPool
@@ -106,57 +113,36 @@ def test_a_job_stopped_early_gives_nothing_back(pool: WarmPool, tmp_path: Path) 
 
 @on_one_database("postgresql")
 def test_a_dispatcher_with_a_pool_runs_jobs_on_warm_actors(
-    settings: Any, session_factory: Any, clean_db: None, ray_address: str
+    pooled_dispatcher: PooledDispatcher, session_factory: Any
 ) -> None:
-    import threading
+    dispatcher, pool = pooled_dispatcher.dispatcher, pooled_dispatcher.pool
 
-    from service.store.db import transaction
-    from service.store.jobs import enqueue
-    from service.store.models import Job
-    from service.store.users import create_user
-    from tests.polling import wait_until
-    from workers.dispatcher import Dispatcher
+    def reported_pool() -> dict[str, int]:
+        with session_factory() as session:
+            row = session.get(DispatcherRow, dispatcher.id)
+            return {} if row is None else dict(row.resources.get("warm_pool", {}))
 
-    pooled = settings.model_copy(update={"warm_pool_size": 3, "heartbeat_seconds": 0.5})
-    dispatcher = Dispatcher(pooled, session_factory)
-    pool = dispatcher.warm_pool  # set once, in Dispatcher.__init__
-    assert pool is not None
-    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: pool.idle_count() == 3, timeout=30, what="prewarm")
+    # The dispatcher reports its pool; `started` grows once the actors warmed up.
+    wait_until(lambda: reported_pool().get("started") == 3, timeout=300, what="a started pool")
+    assert reported_pool() == {"size": 3, "idle": 3, "started": 3}
+    with transaction(session_factory) as session:
+        user, _, _ = create_user(session=session, name="pool-user", role="user")
+        ids = [
+            enqueue(session=session, owner_id=user.id, spec=resolve(LINREG))[0].id for _ in range(2)
+        ]
 
-        def reported_pool() -> dict[str, int]:
-            from service.store.models.tables import Dispatcher as DispatcherRow
+    def statuses() -> list[str]:
+        with session_factory() as session:
+            return [session.get(Job, job_id).status for job_id in ids]
 
-            with session_factory() as session:
-                row = session.get(DispatcherRow, dispatcher.id)
-                return {} if row is None else dict(row.resources.get("warm_pool", {}))
-
-        # The dispatcher reports its pool; `started` grows once the actors warmed up.
-        wait_until(lambda: reported_pool().get("started") == 3, timeout=300, what="a started pool")
-        assert reported_pool() == {"size": 3, "idle": 3, "started": 3}
-        with transaction(session_factory) as session:
-            user, _, _ = create_user(session=session, name="pool-user", role="user")
-            ids = [
-                enqueue(session=session, owner_id=user.id, spec=resolve(LINREG))[0].id
-                for _ in range(2)
-            ]
-
-        def statuses() -> list[str]:
-            with session_factory() as session:
-                return [session.get(Job, job_id).status for job_id in ids]
-
-        wait_until(
-            lambda: all(s in {"succeeded", "failed", "cancelled"} for s in statuses()),
-            timeout=180,
-            what="both jobs to end",
-        )
-        assert statuses() == ["succeeded", "succeeded"]
-        wait_until(lambda: pool.idle_count() == 3, timeout=30, what="hand-back")
-    finally:
-        dispatcher.stop()
-        thread.join(timeout=60)
+    wait_until(
+        lambda: all(s in {"succeeded", "failed", "cancelled"} for s in statuses()),
+        timeout=180,
+        what="both jobs to end",
+    )
+    assert statuses() == ["succeeded", "succeeded"]
+    wait_until(lambda: pool.idle_count() == 3, timeout=30, what="hand-back")
+    pooled_dispatcher.stop()
     assert pool.idle_count() == 0  # closed with the dispatcher
 
 

@@ -6,8 +6,6 @@ as before the pool existed."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,8 +19,8 @@ from service.store.models import TERMINAL, Checkpoint, Job
 from service.store.users import create_user
 from tests.conftest import on_one_database
 from tests.polling import wait_until
+from tests.workers.conftest import PooledDispatcher
 from workers import job_run
-from workers.dispatcher import Dispatcher
 from workers.ray_job import RayJob
 from workers.warm_pool import WarmPool
 
@@ -35,30 +33,6 @@ LONG_LINREG = {
     # Runs until cancelled; no periodic checkpoint before the cancel.
     "schedule": {"rounds": 1_000_000, "checkpoint_every": 1_000_000},
 }
-
-
-@pytest.fixture
-def pooled_dispatcher(
-    settings: Any, session_factory: Any, clean_db: None, ray_address: str
-) -> Iterator[Dispatcher]:
-    """A running dispatcher with a pool of 3 warm actors (a gang of 2 replicas + driver)."""
-    pooled = settings.model_copy(update={"warm_pool_size": 3, "heartbeat_seconds": 0.5})
-    dispatcher = Dispatcher(pooled, session_factory)
-    pool = dispatcher.warm_pool
-    assert pool is not None
-    thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: pool.started_count() == 3, timeout=300, what="a started pool")
-        yield dispatcher
-    finally:
-        dispatcher.stop()
-        thread.join(timeout=60)
-
-
-def _pool(dispatcher: Dispatcher) -> WarmPool:
-    assert dispatcher.warm_pool is not None
-    return dispatcher.warm_pool
 
 
 def _idle_actors(pool: WarmPool) -> dict[str, Any]:
@@ -84,9 +58,9 @@ def _cancel_mid_run(session_factory: Any, spec: dict[str, Any]) -> tuple[int, st
     return job_id, progress()[0]
 
 
-def _run_ended(dispatcher: Dispatcher) -> None:
+def _run_ended(pooled: PooledDispatcher) -> None:
     """Until the job's run has ended: its actors handed back or killed (after its status)."""
-    wait_until(lambda: not dispatcher.runs, timeout=60, what="the run to end")
+    wait_until(lambda: not pooled.dispatcher.runs, timeout=60, what="the run to end")
 
 
 def _checkpoints(session_factory: Any, job_id: int) -> int:
@@ -99,9 +73,9 @@ def _checkpoints(session_factory: Any, job_id: int) -> int:
 
 @on_one_database("postgresql")
 def test_a_cancelled_jobs_warm_actors_go_back_to_the_pool(
-    pooled_dispatcher: Dispatcher, session_factory: Any
+    pooled_dispatcher: PooledDispatcher, session_factory: Any
 ) -> None:
-    pool = _pool(pooled_dispatcher)
+    pool = pooled_dispatcher.pool
     warm = set(_idle_actors(pool))
     job_id, status = _cancel_mid_run(session_factory, LONG_LINREG)
     assert status == "cancelled"
@@ -116,11 +90,11 @@ def test_a_cancelled_jobs_warm_actors_go_back_to_the_pool(
 
 @on_one_database("sqlite")
 def test_a_cancelled_job_that_does_not_stop_in_time_has_its_actors_killed(
-    pooled_dispatcher: Dispatcher, session_factory: Any, monkeypatch: pytest.MonkeyPatch
+    pooled_dispatcher: PooledDispatcher, session_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A job whose round outlasts the grace: here one that never hears the stop.
     monkeypatch.setattr(RayJob, "request_stop", lambda _self, checkpoint=True: None)
-    pool = _pool(pooled_dispatcher)
+    pool = pooled_dispatcher.pool
     taken = _idle_actors(pool).values()
     assert _cancel_mid_run(session_factory, LONG_LINREG)[1] == "cancelled"
     _run_ended(pooled_dispatcher)
@@ -132,7 +106,7 @@ def test_a_cancelled_job_that_does_not_stop_in_time_has_its_actors_killed(
 
 @on_one_database("postgresql")
 def test_a_job_whose_last_round_ends_while_it_stops_for_a_cancel_succeeds(
-    pooled_dispatcher: Dispatcher, session_factory: Any, monkeypatch: pytest.MonkeyPatch
+    pooled_dispatcher: PooledDispatcher, session_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As a job that ends before its cancel is noticed: it finished every round."""
     monkeypatch.setattr(RayJob, "request_stop", lambda _self, checkpoint=True: None)
@@ -141,7 +115,7 @@ def test_a_job_whose_last_round_ends_while_it_stops_for_a_cancel_succeeds(
     job_id, status = _cancel_mid_run(session_factory, short)
     assert status == "succeeded"
     _run_ended(pooled_dispatcher)
-    assert _pool(pooled_dispatcher).idle_count() == 3  # a clean end: handed back
+    assert pooled_dispatcher.pool.idle_count() == 3  # a clean end: handed back
     with session_factory() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.summary is not None

@@ -160,15 +160,17 @@ export async function render(root, params, signal) {
   section("Summary", el("label", {}, "baseline ", baseline), table, settingsNote, partialNote));
   const yaxis = valueAxis(metric);
   const references = baselineLines(ok, metric);
-  const drawn = [plot(byRound, [...ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
-    ...references((r) => r.rounds)],
-  { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis }),
-  plot(byBytes, [...ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
-    ...references((r) => r.bytes.filter((b) => b > 0))], // a log axis
-  { title: { text: `${metric} by bytes uploaded` },
-      xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis })];
+  const byRoundDrawn = plot(byRound,
+    [...ok.map((r) => line(label(r), r.rounds, r.metric, { mode: "lines+markers" })),
+      ...references((r) => r.rounds)],
+    { title: { text: `${metric} by round` }, xaxis: { title: { text: "round" } }, yaxis });
+  const byBytesDrawn = plot(byBytes,
+    [...ok.map((r) => line(label(r), r.bytes, r.metric, { mode: "lines+markers" })),
+      ...references((r) => r.bytes.filter((b) => b > 0))], // a log axis
+    { title: { text: `${metric} by bytes uploaded` },
+      xaxis: bytesAxis("bytes uploaded (log scale)", ok.flatMap((r) => r.bytes)), yaxis });
   // Ready (tests wait on it) once both charts are drawn: plotly may still be loading.
-  Promise.all(drawn).then(() => { root.dataset.ready = "true"; });
+  Promise.all([byRoundDrawn, byBytesDrawn]).then(() => { root.dataset.ready = "true"; });
 }
 
 // The metric's baseline as the jobs reported it (a classifier's chance accuracy, a
