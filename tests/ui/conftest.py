@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    sync_playwright,
+)
 
 from service.client import Client
 from service.store.migrate import upgrade
@@ -140,6 +147,15 @@ def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:
     page.fill("#token", token)
     page.click("form.signin button[type=submit]")
     page.wait_for_selector("#nav:not([hidden])")
+
+
+def press(page: Page, target: Locator) -> None:
+    """The mouse pressed (not yet released) on the middle of `target`: what the page
+    does before `page.mouse.up()` happens between a click's two halves."""
+    box = target.bounding_box()
+    assert box is not None, f"{target} is not shown"
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
 
 
 def new_user(stack: Stack, name: str) -> tuple[str, Client]:

@@ -6,9 +6,11 @@ its sweep."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -16,11 +18,11 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Request, expect
+from playwright.sync_api import Page, Request, Route, expect
 
 from tests.e2e.conftest import Stack, free_port
 from tests.polling import wait_until
-from tests.ui.conftest import Console, new_user, sign_in
+from tests.ui.conftest import Console, new_user, press, sign_in
 from tests.ui.test_job_pages import LONG_LINREG_ONE_REPLICA, drawn_rounds
 from tests.ui.test_sweep_page_live import sweep_spec
 
@@ -249,11 +251,25 @@ def test_trial_job_page_links_to_its_sweep(stack: Stack, page: Page) -> None:
 
             job_id = wait_until(trial_job, timeout=60, what="the trial's job")
             assert client.job(cast(int, job_id))["sweep_id"] == sweep["id"]
+            # The page's event stream is held while the link is pressed: each status event
+            # the stream brings redraws the job's facts, and a link swapped out between
+            # the press and the release lost the click (the page stayed on the job).
+            held: list[Route] = []
+            page.route(f"**/v1/jobs/{job_id}/events*", lambda route: held.append(route))
             sign_in(page, stack.url, token, f"#/jobs/{job_id}")
             link = page.locator("#job-sweep")
             expect(link).to_have_attribute("href", f"#/sweeps/{sweep['id']}")
             expect(link).to_have_text(f"sweep {sweep['id']}")
-            link.click()
+            deadline = time.monotonic() + 30
+            while not held:  # route handlers run while Playwright waits
+                assert time.monotonic() < deadline, "the page never asked for its events"
+                page.wait_for_timeout(50)
+            press(page, link)
+            held[0].continue_()
+            page.unroute(f"**/v1/jobs/{job_id}/events*")
+            view = page.locator(".view-job")
+            expect(view).to_have_attribute("data-drawn-status", re.compile("."))  # redrawn
+            page.mouse.up()
             expect(page).to_have_url(f"{stack.url}/#/sweeps/{sweep['id']}")
             expect(page.locator("h1")).to_contain_text(f"Sweep {sweep['id']}")
         finally:

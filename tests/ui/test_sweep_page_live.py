@@ -15,7 +15,7 @@ from service.api.deps import MAX_PAGE
 from service.client import TERMINAL_STATUSES, ApiError
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
-from tests.ui.conftest import new_user, sign_in
+from tests.ui.conftest import new_user, press, sign_in
 from tests.ui.test_submit_compare_lab import short_linreg
 
 pytestmark = pytest.mark.ray
@@ -220,6 +220,18 @@ def test_cancel_then_delete_sweep_declined_then_accepted(stack: Stack, page: Pag
             expect(button).to_be_visible()
             remove = page.locator("#delete-sweep")
             expect(remove).to_be_hidden()  # an unfinished sweep is cancelled first
+
+            # The trials table is redrawn every 2 s while the sweep runs: a trial's link
+            # pressed before a redraw and released after it still opens its job.
+            first = client.sweep(sweep_id)["trials"][0]["job_id"]
+            view = page.locator(".view-sweep")
+            drawn = view.get_attribute("data-updates")
+            press(page, page.locator(f"#trials tbody td a[href='#/jobs/{first}']"))
+            expect(view).not_to_have_attribute("data-updates", str(drawn))
+            page.mouse.up()
+            expect(page).to_have_url(f"{stack.url}/#/jobs/{first}")
+            page.go_back()
+            expect(button).to_be_visible()
 
             # Leaving the page stops its polling (a window after the last in-flight GET).
             page.goto(f"{stack.url}/#/sweeps")

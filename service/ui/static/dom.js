@@ -1,13 +1,19 @@
 // Tiny DOM helpers: every text goes through textContent (never innerHTML with data).
 import { BYTE_METRICS, FINISHED_TRIAL_STATUSES, TERMINAL_STATUSES } from "../rules.js";
 
+// Elements el() gave a listener (patch() replaces rather than patches them).
+const listening = new WeakSet();
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") node.className = value;
     else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key.startsWith("on")) {
+      node.addEventListener(key.slice(2), value);
+      listening.add(node);
+    }
     else node.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) {
@@ -15,6 +21,35 @@ export function el(tag, attrs = {}, ...children) {
     node.append(child instanceof Node ? child : String(child));
   }
   return node;
+}
+
+// Draws `children` (as el() takes them) into `parent`, changing only what differs:
+// a live page redraws every few seconds, and a link or button replaced between a
+// click's press and its release lost the click (the browser sends it to what the
+// two share, not to the new link). A kept node keeps its focus and open state too.
+export function patch(parent, ...children) {
+  patchChildren(parent, [...el(parent.tagName, {}, ...children).childNodes]);
+}
+
+function patchChildren(parent, fresh) {
+  const shown = [...parent.childNodes];
+  fresh.forEach((node, i) => {
+    const old = shown[i];
+    if (!old) parent.append(node);
+    else if (old.isEqualNode(node)) return;
+    else if (sameShell(old, node)) patchChildren(old, [...node.childNodes]);
+    else old.replaceWith(node);
+  });
+  for (const gone of shown.slice(fresh.length)) gone.remove();
+}
+
+// Elements that differ only inside (the same tag and attributes) and have no
+// listener: the shown one is kept and its contents patched. An element with a
+// listener is kept only when equal, as its listener closes over what it was drawn from.
+function sameShell(a, b) {
+  return a instanceof Element && b instanceof Element && a.tagName === b.tagName
+    && !listening.has(a) && !listening.has(b) && a.attributes.length === b.attributes.length
+    && [...a.attributes].every((attr) => b.getAttribute(attr.name) === attr.value);
 }
 
 // The one row of an empty table body, across its `columns` ("No jobs.").

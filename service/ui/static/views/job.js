@@ -6,8 +6,8 @@ import {
   baselineOf, emptyAxis, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, routeId, section, statusBadge,
-  streamWaitNote, TERMINAL, when,
+  bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, patch, routeId, section,
+  statusBadge, streamWaitNote, TERMINAL, when,
 } from "../dom.js";
 import { checkpointRows } from "./checkpoints.js";
 import { jobActions } from "./job_actions.js";
@@ -80,7 +80,7 @@ export async function render(root, params, signal) {
     hideEmptyCharts();
     actions.showJob(job);
     const s = job.summary;
-    facts.replaceChildren(
+    patch(facts,
       `owner ${job.owner} · `,
       ...(job.sweep_id != null
         ? ["trial of ", el("a", { id: "job-sweep", href: `#/sweeps/${job.sweep_id}` },
@@ -112,11 +112,11 @@ export async function render(root, params, signal) {
       api(`/v1/jobs/${jobId}/checkpoints`, { signal }),
     ]);
     if (asked !== detailsAsked) return;
-    timeline.replaceChildren(...history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
+    patch(timeline, history.data.map((h) => el("tr", {}, el("td", {}, when(h.time)),
       el("td", {}, h.from_status || ""), el("td", {}, h.to_status), el("td", {}, h.attempt),
       el("td", { class: "free" }, h.actor), el("td", { class: "free" }, h.reason || ""))));
-    checkpoints.replaceChildren(...(points.data.length ? points.data.map(checkpointRow)
-      : [emptyRow(5, "No checkpoints.")]));
+    patch(checkpoints, points.data.length ? points.data.map(checkpointRow)
+      : emptyRow(5, "No checkpoints."));
     actions.showCheckpoints(job, points.data.length);
     if (job.status === "queued") {
       const why = await api(`/v1/jobs/${jobId}/explain`, { signal });
@@ -126,7 +126,7 @@ export async function render(root, params, signal) {
   }
 
   function showExplain(why) {
-    explain.replaceChildren(section("Waiting",
+    patch(explain, section("Waiting",
       el("p", { id: "queue-place" },
         `Queue position ${why.queue_position ?? "?"} (${why.queued_ahead ?? 0} ahead)`),
       el("ul", {}, why.reasons.map((r) => el("li", {}, `${r.kind}: ${r.message}`)))));

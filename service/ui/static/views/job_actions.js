@@ -3,7 +3,7 @@
 // Each asks first, and shows the server's refusal beside its button: one message, the
 // last try's, replaced by the next try.
 import { api } from "../api.js";
-import { el, errorBox, TERMINAL } from "../dom.js";
+import { el, errorBox, patch, TERMINAL } from "../dom.js";
 import { deleteButton } from "./delete_button.js";
 
 // `onCancelled(job)`: the job as the cancel answered it; `onCheckpointsDeleted()`.
@@ -62,7 +62,7 @@ export function jobActions(jobId, signal, { onCancelled, onCheckpointsDeleted })
       remove.hidden = !finished || trial;
       trialNote.hidden = !finished || !trial;
       if (trial) {
-        trialNote.replaceChildren("a trial: delete it with ",
+        patch(trialNote, "a trial: delete it with ",
           el("a", { href: `#/sweeps/${job.sweep_id}` }, `sweep ${job.sweep_id}`));
       }
     },

@@ -3,7 +3,7 @@
 import { api, jobsFeed, session } from "../api.js";
 import { pagerLinks } from "../pager.js";
 import {
-  bytesSaved, el, emptyRow, errorBox, percent, statusBadge, streamWaitNote, TERMINAL,
+  bytesSaved, el, emptyRow, errorBox, percent, patch, statusBadge, streamWaitNote, TERMINAL,
   unreachable, when,
 } from "../dom.js";
 import { JOB_STATUSES } from "../../rules.js";
@@ -128,14 +128,11 @@ export async function render(root, params, signal) {
   function show(page) {
     tableFrame.hidden = false;
     for (const job of page.data) statuses.set(job.id, job.status);
-    body.replaceChildren(...page.data.map(row));
+    // An empty list's row spans every column (an admin's list has an owner column too).
+    patch(body, page.data.length ? page.data.map(row)
+      : emptyRow(table.tHead.rows[0].cells.length, "No jobs."));
     updateButtons();
-    if (page.data.length === 0) {
-      // Across every column (an admin's list has an owner column too).
-      const columns = table.tHead.rows[0].cells.length;
-      body.append(emptyRow(columns, "No jobs."));
-    }
-    pager.replaceChildren(...pagerLinks("jobs", params, page.next_cursor,
+    patch(pager, pagerLinks("jobs", params, page.next_cursor,
       { newest: "newest", newer: "newer", older: "older" }));
     table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
   }

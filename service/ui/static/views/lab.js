@@ -4,7 +4,7 @@
 // Redrawn whenever the live jobs feed changes, and every CLUSTER_POLL_MS.
 import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
 import {
-  bytes, el, emptyRow, fmt, percent, section, statusBadge, streamWaitNote, when,
+  bytes, el, emptyRow, fmt, percent, patch, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 
@@ -77,7 +77,7 @@ export async function render(root, _params, signal) {
       }
       saved.set(job.owner, s);
     }
-    body.replaceChildren(
+    patch(body,
       section("Cluster",
         el("table", { id: "resources" }, el("thead", {}, el("tr", {}, el("th", {}, "resource"),
           el("th", {}, "free"), el("th", {}, "total"))),

@@ -12,8 +12,8 @@ import {
   bytesAxis, emptyAxis, noBetterThanBaseline, plainText, plot, valueAxis,
 } from "../charts.js";
 import {
-  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, routeId, section,
-  statusBadge, streamWaitNote, TERMINAL,
+  bytes, bytesMetric, el, errorBox, fmt, finishedTrials, isFinishedTrial, patch, routeId,
+  section, statusBadge, streamWaitNote, TERMINAL,
 } from "../dom.js";
 import { MAX_PAGE } from "../../rules.js";
 import { deleteButton } from "./delete_button.js";
@@ -103,7 +103,7 @@ export async function render(root, params, signal) {
     }).filter((p) => p.x != null && p.y != null);
     const front = points.filter((p) => best.has(p.trial.number)).sort((a, b) => a.x - b.x);
     const rest = points.filter((p) => !best.has(p.trial.number));
-    head.replaceChildren(el("h1", {}, `Sweep ${sweep.id}: ${sweep.name || "(unnamed)"} `,
+    patch(head, el("h1", {}, `Sweep ${sweep.id}: ${sweep.name || "(unnamed)"} `,
       statusBadge(sweep.status)), el("p", { class: "facts" },
       `owner ${sweep.owner} · `,
       el("span", { id: "trial-count" }, `${finishedTrials(sweep)} finished of `
@@ -111,7 +111,6 @@ export async function render(root, params, signal) {
       ` · sampler ${sweep.spec.sampler} · objectives `
       + `${objectives.map((o) => `${o.direction} ${o.metric}`).join(", ")}`),
     // Why the sweep failed ("no trial completed: …"): the server's words, as text.
-    // (replaceChildren, unlike el(), would print a null as "null".)
     ...(sweep.error ? [el("p", { id: "sweep-error", class: "error" }, sweep.error)] : []));
     const text = (p) => plainText(`trial ${p.trial.number}: ${JSON.stringify(p.trial.params)}`);
     const drawn = plot(chart, [
@@ -132,7 +131,7 @@ export async function render(root, params, signal) {
       ? "Bold rows: the Pareto front (no other trial does better on every objective)."
       : "Bold row: the best trial.";
     legend.hidden = best.size === 0;
-    table.replaceChildren(...sweep.trials.map((t) => el("tr", {
+    patch(table, sweep.trials.map((t) => el("tr", {
       class: best.has(t.number) ? "best" : "", dataset: { trial: t.number } },
     el("td", {}, t.number),
     el("td", {}, t.job_id ? el("a", { href: `#/jobs/${t.job_id}` }, t.job_id) : "—"),

@@ -4,7 +4,7 @@
 // and a page of finished sweeps is not polled.
 import { api, latestOnly, poller } from "../api.js";
 import { pagerLinks } from "../pager.js";
-import { el, finishedTrials, statusBadge, TERMINAL, when } from "../dom.js";
+import { el, finishedTrials, patch, statusBadge, TERMINAL, when } from "../dom.js";
 
 const POLL_MS = 3000;
 
@@ -24,14 +24,14 @@ export async function render(root, params, signal) {
   let unfinished = false;
   async function draw() {
     const page = await api(`/v1/sweeps?${query}`, { signal });
-    body.replaceChildren(...page.data.map((s) => el("tr", { dataset: { sweepId: s.id } },
+    patch(body, page.data.map((s) => el("tr", { dataset: { sweepId: s.id } },
       el("td", { class: "id" }, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.name || "(unnamed)")),
       el("td", { class: "free" }, s.owner), el("td", {}, statusBadge(s.status)),
       el("td", { class: "trial-count" }, `${finishedTrials(s)} finished of ${s.spec.trials}`),
       el("td", {}, when(s.created_at)))));
     empty.hidden = page.data.length > 0;
-    pager.replaceChildren(...pagerLinks("sweeps", params, page.next_cursor,
+    patch(pager, pagerLinks("sweeps", params, page.next_cursor,
       { newest: "newest-sweeps", newer: "newer-sweeps", older: "older-sweeps" }));
     unfinished = page.data.some((s) => !TERMINAL.has(s.status));
     table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
