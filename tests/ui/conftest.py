@@ -152,6 +152,7 @@ def sign_in(page: Page, url: str, token: str, route: str = "#/jobs") -> None:
 def press(page: Page, target: Locator) -> None:
     """The mouse pressed (not yet released) on the middle of `target`: what the page
     does before `page.mouse.up()` happens between a click's two halves."""
+    target.scroll_into_view_if_needed()
     box = target.bounding_box()
     assert box is not None, f"{target} is not shown"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -12,7 +12,8 @@ from playwright.sync_api import BrowserContext, Page, expect
 from service.client import Client
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
-from tests.ui.conftest import Console, new_user, screenshot, sign_in
+from tests.ui.conftest import Console, new_user, press, screenshot, sign_in
+from tests.ui.test_audit_page import make_user
 
 pytestmark = pytest.mark.ray
 
@@ -151,6 +152,25 @@ def test_live_job_page_curves_raster_and_cancel(stack: Stack, page: Page) -> Non
     expect(page.locator("#jobs-table")).to_have_attribute("data-updates", re.compile("^[1-9]"))
     expect(row).to_have_count(0)
     expect(page.locator("#view .error")).to_have_count(0)
+
+
+def test_a_row_pressed_while_its_status_changes_still_opens_its_job(
+    stack: Stack, page: Page
+) -> None:
+    # max_running_jobs 0: no dispatcher claims the job; it stays queued until cancelled.
+    user = make_user(stack, "presser", quota={"max_running_jobs": 0})
+    with Client(stack.url, user["token"]) as client:
+        job = client.submit(LONG_LINREG)
+        sign_in(page, stack.url, user["token"])
+        row = page.locator(f"#jobs-table tr[data-job-id='{job['id']}']")
+        expect(row).to_have_attribute("data-status", "queued")
+        # Its name pressed, its row redrawn (the feed's cancelled), then released: the
+        # row was kept and rewritten, so the click opens the job (a replaced row lost it).
+        press(page, row.locator("td.name a"))
+        client.cancel(job["id"])
+        expect(row).to_have_attribute("data-status", "cancelled", timeout=30_000)
+        page.mouse.up()
+        expect(page).to_have_url(f"{stack.url}/#/jobs/{job['id']}")
 
 
 def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:

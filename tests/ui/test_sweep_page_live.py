@@ -223,10 +223,14 @@ def test_cancel_then_delete_sweep_declined_then_accepted(stack: Stack, page: Pag
 
             # The trials table is redrawn every 2 s while the sweep runs: a trial's link
             # pressed before a redraw and released after it still opens its job.
+            # (Pressed once the chart is drawn: its first draw, once plotly has loaded,
+            # makes it taller and moves the table down.)
+            chart = page.locator("#chart-sweep")
+            expect(chart).to_have_attribute("data-front", re.compile(r"^[0-9,]*$"))
             first = client.sweep(sweep_id)["trials"][0]["job_id"]
             view = page.locator(".view-sweep")
-            drawn = view.get_attribute("data-updates")
             press(page, page.locator(f"#trials tbody td a[href='#/jobs/{first}']"))
+            drawn = view.get_attribute("data-updates")
             expect(view).not_to_have_attribute("data-updates", str(drawn))
             page.mouse.up()
             expect(page).to_have_url(f"{stack.url}/#/jobs/{first}")

@@ -26,7 +26,7 @@ export function el(tag, attrs = {}, ...children) {
 // Draws `children` (as el() takes them) into `parent`, changing only what differs:
 // a live page redraws every few seconds, and a link or button replaced between a
 // click's press and its release lost the click (the browser sends it to what the
-// two share, not to the new link). A kept node keeps its focus and open state too.
+// two share, not to the new link). A kept node keeps its focus too.
 export function patch(parent, ...children) {
   patchChildren(parent, [...el(parent.tagName, {}, ...children).childNodes]);
 }
@@ -37,19 +37,28 @@ function patchChildren(parent, fresh) {
     const old = shown[i];
     if (!old) parent.append(node);
     else if (old.isEqualNode(node)) return;
-    else if (sameShell(old, node)) patchChildren(old, [...node.childNodes]);
-    else old.replaceWith(node);
+    else if (patchable(old, node)) {
+      for (const name of old.getAttributeNames()) {
+        if (!node.hasAttribute(name)) old.removeAttribute(name);
+      }
+      for (const name of node.getAttributeNames()) {
+        if (old.getAttribute(name) !== node.getAttribute(name)) {
+          old.setAttribute(name, node.getAttribute(name));
+        }
+      }
+      patchChildren(old, [...node.childNodes]);
+    } else old.replaceWith(node);
   });
   for (const gone of shown.slice(fresh.length)) gone.remove();
 }
 
-// Elements that differ only inside (the same tag and attributes) and have no
-// listener: the shown one is kept and its contents patched. An element with a
-// listener is kept only when equal, as its listener closes over what it was drawn from.
-function sameShell(a, b) {
+// Elements of one tag without listeners: the shown one is kept, its attributes and
+// contents brought to the new one's (a job's row whose status changed keeps its
+// links). An element with a listener is kept only when equal, its listener closing
+// over what it was drawn from: what that listener reads must be in its markup.
+function patchable(a, b) {
   return a instanceof Element && b instanceof Element && a.tagName === b.tagName
-    && !listening.has(a) && !listening.has(b) && a.attributes.length === b.attributes.length
-    && [...a.attributes].every((attr) => b.getAttribute(attr.name) === attr.value);
+    && !listening.has(a) && !listening.has(b);
 }
 
 // The one row of an empty table body, across its `columns` ("No jobs.").

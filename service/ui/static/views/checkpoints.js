@@ -10,6 +10,7 @@ export function checkpointRows(jobId, signal) {
     el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
     el("td", { class: "mono" }, c.sha256.slice(0, 12)),
     el("td", {}, el("button", { type: "button", class: "download",
+      dataset: { checkpointId: c.id }, // what the listener reads (dom.js patch)
       // Each row's button named for its checkpoint (a screen reader's list of buttons
       // read "Download" once per row).
       "aria-label": `Download checkpoint round ${c.round}`
