@@ -12,7 +12,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Locator,
     Page,
+    Route,
     sync_playwright,
 )
 
@@ -157,6 +159,24 @@ def press(page: Page, target: Locator) -> None:
     assert box is not None, f"{target} is not shown"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
+
+
+def hold(page: Page, pattern: str) -> Callable[[], None]:
+    """Holds the page's requests matching `pattern`; the returned call waits for the
+    first (route handlers run while Playwright waits) and sends them all on."""
+    held: list[Route] = []
+    page.route(pattern, lambda route: held.append(route))
+
+    def release() -> None:
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, f"the page never asked for {pattern}"
+            page.wait_for_timeout(50)
+        for route in held:
+            route.continue_()
+        page.unroute(pattern)
+
+    return release
 
 
 def new_user(stack: Stack, name: str) -> tuple[str, Client]:

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, Request, Route, expect
 
 from tests.e2e.conftest import Stack
-from tests.ui.conftest import Console, new_user, sign_in
+from tests.ui.conftest import Console, hold, new_user, sign_in
 from tests.ui.test_submit_compare_lab import finish, short_linreg
 
 pytestmark = pytest.mark.ray
@@ -69,6 +69,27 @@ def test_only_the_pages_with_charts_load_plotly(
     expect(loss.locator(".main-svg").first).to_be_visible()
     assert page.evaluate("node => node.data[0].y.length", loss.element_handle()) == 20
     assert len(seen) == 1, seen
+
+
+def test_the_page_keeps_its_place_while_the_charts_script_loads(
+    stack: Stack, page: Page, finished_job: tuple[str, dict[str, Any]]
+) -> None:
+    """Each chart holds its drawn height from its first draw, while plotly may still be
+    loading: what is below does not move when the charts draw (a link pressed then
+    was no longer under the pointer)."""
+    token, job = finished_job
+    release_plotly = hold(page, f"**{PLOTLY}")
+    sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
+    below = page.locator("#timeline tbody tr").first
+    expect(below).to_be_visible()
+    # Drawn but for plotly: its stream's first status comes after its first draw.
+    expect(page.locator(".view-job")).to_have_attribute("data-drawn-status", "succeeded")
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+    before = below.bounding_box()
+    release_plotly()
+    expect(page.locator("#chart-raster .main-svg").first).to_be_visible()
+    expect(page.locator("#chart-loss")).to_have_attribute("data-rounds", "20")
+    assert below.bounding_box() == before
 
 
 def test_a_chart_whose_script_did_not_load_says_so_and_a_reload_draws_it(

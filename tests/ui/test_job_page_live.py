@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -18,11 +17,11 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Request, Route, expect
+from playwright.sync_api import Page, Request, expect
 
 from tests.e2e.conftest import Stack, free_port
 from tests.polling import wait_until
-from tests.ui.conftest import Console, new_user, press, sign_in
+from tests.ui.conftest import Console, hold, new_user, press, sign_in
 from tests.ui.test_job_pages import LONG_LINREG_ONE_REPLICA, drawn_rounds
 from tests.ui.test_sweep_page_live import sweep_spec
 
@@ -251,22 +250,23 @@ def test_trial_job_page_links_to_its_sweep(stack: Stack, page: Page) -> None:
 
             job_id = wait_until(trial_job, timeout=60, what="the trial's job")
             assert client.job(cast(int, job_id))["sweep_id"] == sweep["id"]
+            # Finished first: a status the page would draw later changes its toolbar
+            # (Cancel goes, the trial's note comes), which moves the link.
+            wait_until(
+                lambda: client.job(cast(int, job_id))["status"] == "succeeded",
+                timeout=60,
+                what="the trial's job to finish",
+            )
             # The page's event stream is held while the link is pressed: each status event
             # the stream brings redraws the job's facts, and a link swapped out between
             # the press and the release lost the click (the page stayed on the job).
-            held: list[Route] = []
-            page.route(f"**/v1/jobs/{job_id}/events*", lambda route: held.append(route))
+            release_events = hold(page, f"**/v1/jobs/{job_id}/events*")
             sign_in(page, stack.url, token, f"#/jobs/{job_id}")
             link = page.locator("#job-sweep")
             expect(link).to_have_attribute("href", f"#/sweeps/{sweep['id']}")
             expect(link).to_have_text(f"sweep {sweep['id']}")
-            deadline = time.monotonic() + 30
-            while not held:  # route handlers run while Playwright waits
-                assert time.monotonic() < deadline, "the page never asked for its events"
-                page.wait_for_timeout(50)
             press(page, link)
-            held[0].continue_()
-            page.unroute(f"**/v1/jobs/{job_id}/events*")
+            release_events()
             view = page.locator(".view-job")
             expect(view).to_have_attribute("data-drawn-status", re.compile("."))  # redrawn
             page.mouse.up()

@@ -125,6 +125,9 @@ export function plot(node, traces, layout = {}) {
     titled.margin = { ...margin, t: margin.t + room };
     titled.height = (layout.height ?? LAYOUT.height) + room;
   }
+  // The chart's height held from its first draw, while plotly may still be loading:
+  // the page below it does not jump when it draws (a link pressed meanwhile moved).
+  node.style.minHeight = `${titled.height ?? LAYOUT.height}px`;
   // react() reuses the chart: redraws keep the user's zoom (uirevision) and are cheap.
   const draw = () => {
     node.querySelector(":scope > .chart-failed")?.remove();

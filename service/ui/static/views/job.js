@@ -52,9 +52,8 @@ export async function render(root, params, signal) {
 
   const charts = el("div", { class: "charts" }, lossChart, evalChart, uploadChart);
   const waiting = streamWaitNote();
-  // Over the empty charts of a job with no rounds yet (a queued one).
-  const noData = el("p", { id: "no-data", class: "muted", hidden: true },
-    "No data yet: the charts fill in as the job reports its rounds.");
+  // Over the empty charts of a job with no rounds yet (a queued one); showJob's words.
+  const noData = el("p", { id: "no-data", class: "muted", hidden: true });
   root.append(
     title, el("div", { class: "toolbar" }, badge, ...actions.toolbar, streamNote), waiting.node,
     facts, explain,
@@ -72,10 +71,10 @@ export async function render(root, params, signal) {
   function showJob(next) {
     job = next;
     // A job that ended before its first round (failed at its start, cancelled while
-    // queued) will never fill the charts in.
-    noData.textContent = TERMINAL.has(job.status)
-      ? "No rounds were run: the job ended before its first round."
-      : "No data yet: the charts fill in as the job reports its rounds.";
+    // queued) will never fill the charts in; a finished one's rounds are on their way.
+    noData.textContent = ranNoRound() ? "No rounds were run: the job ended before its first round."
+      : TERMINAL.has(job.status) ? "Reading the job's rounds…"
+        : "No data yet: the charts fill in as the job reports its rounds.";
     badge.replaceChildren(statusBadge(job.status));
     hideEmptyCharts();
     actions.showJob(job);
@@ -166,12 +165,14 @@ export async function render(root, params, signal) {
     return [xs, ys];
   }
 
+  // Not from the records alone: a finished job's come after the page's first draw,
+  // whose charts were hidden then shown, moving the page under the pointer.
+  const ranNoRound = () => TERMINAL.has(job.status) && !series.round.length
+    && !(job.progress.round > 0);
   // A job that ended before its first round: the note alone, no empty chart frames.
   function hideEmptyCharts() {
-    const none = TERMINAL.has(job.status) && series.round.length === 0;
-    charts.hidden = none;
-    rasterSection.hidden = none;
-    return none;
+    charts.hidden = rasterSection.hidden = ranNoRound();
+    return charts.hidden;
   }
 
   function draw() {
