@@ -74,19 +74,22 @@ def test_only_the_pages_with_charts_load_plotly(
 def test_the_page_keeps_its_place_while_the_charts_script_loads(
     stack: Stack, page: Page, finished_job: tuple[str, dict[str, Any]]
 ) -> None:
-    """Each chart holds its drawn height from its first draw, while plotly may still be
-    loading: what is below does not move when the charts draw (a link pressed then
+    """A finished job's charts are shown from the page's first draw, each holding its
+    drawn height while plotly may still be loading and before the job's records come
+    over its stream: what is below does not move as they arrive (a link pressed then
     was no longer under the pointer)."""
     token, job = finished_job
     release_plotly = hold(page, f"**{PLOTLY}")
+    release_events = hold(page, f"**/v1/jobs/{job['id']}/events*")
     sign_in(page, stack.url, token, f"#/jobs/{job['id']}")
     below = page.locator("#timeline tbody tr").first
-    expect(below).to_be_visible()
-    # Drawn but for plotly: its stream's first status comes after its first draw.
-    expect(page.locator(".view-job")).to_have_attribute("data-drawn-status", "succeeded")
+    expect(below).to_be_visible()  # then the first draw (views/job.js), before any record
+    expect(page.locator("#chart-loss")).to_be_visible()
     assert page.evaluate("typeof window.Plotly") == "undefined"
     before = below.bounding_box()
+    release_events()
     release_plotly()
+    expect(page.locator(".view-job")).to_have_attribute("data-drawn-status", "succeeded")
     expect(page.locator("#chart-raster .main-svg").first).to_be_visible()
     expect(page.locator("#chart-loss")).to_have_attribute("data-rounds", "20")
     assert below.bounding_box() == before

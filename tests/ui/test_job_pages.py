@@ -172,6 +172,21 @@ def test_a_row_pressed_while_its_status_changes_still_opens_its_job(
         page.mouse.up()
         expect(page).to_have_url(f"{stack.url}/#/jobs/{job['id']}")
 
+        # A new job arriving at the top of the list is inserted above the shown rows:
+        # each link stays its own job's (matched by place, each row was rewritten, and
+        # a link pressed then opened the job that had moved into its row).
+        page.go_back()
+        link = row.locator("td.name a")
+        expect(link).to_be_visible()
+        link.evaluate("(a) => { a.drawnBefore = true; }")  # a property, not markup
+        newer = client.submit(LONG_LINREG)["id"]
+        expect(page.locator(f"#jobs-table tr[data-job-id='{newer}']")).to_be_visible()
+        kept = "[...document.querySelectorAll('#jobs-table a')].filter((a) => a.drawnBefore)"
+        assert page.evaluate(f"{kept}.map((a) => a.getAttribute('href'))") == [
+            f"#/jobs/{job['id']}"
+        ]
+        client.cancel(newer)
+
 
 def test_a_user_cannot_see_another_users_job(stack: Stack, page: Page) -> None:
     _alice_token, alice = new_user(stack, "alice")

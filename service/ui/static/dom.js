@@ -1,14 +1,17 @@
 // Tiny DOM helpers: every text goes through textContent (never innerHTML with data).
 import { BYTE_METRICS, FINISHED_TRIAL_STATUSES, TERMINAL_STATUSES } from "../rules.js";
 
-// Elements el() gave a listener (patch() replaces rather than patches them).
+// Elements el() gave a listener (patch() replaces rather than patches them), and
+// each element's `key`: its identity among its siblings (a row's job id).
 const listening = new WeakSet();
+const keys = new WeakMap();
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
+    if (key === "key") keys.set(node, String(value));
+    else if (key === "class") node.className = value;
     else if (key === "dataset") Object.assign(node.dataset, value);
     else if (key.startsWith("on")) {
       node.addEventListener(key.slice(2), value);
@@ -26,39 +29,68 @@ export function el(tag, attrs = {}, ...children) {
 // Draws `children` (as el() takes them) into `parent`, changing only what differs:
 // a live page redraws every few seconds, and a link or button replaced between a
 // click's press and its release lost the click (the browser sends it to what the
-// two share, not to the new link). A kept node keeps its focus too.
+// two share, not to the new link). A kept node keeps its focus too. Keyed children
+// (rows) match by key, so a row arriving at the top is inserted above the shown ones
+// rather than rewriting each row below it. patch() owns what it draws: an attribute
+// set by other code afterwards goes at the next redraw, and a form field's typed
+// value is not rewritten.
 export function patch(parent, ...children) {
   patchChildren(parent, [...el(parent.tagName, {}, ...children).childNodes]);
 }
 
 function patchChildren(parent, fresh) {
-  const shown = [...parent.childNodes];
-  fresh.forEach((node, i) => {
-    const old = shown[i];
-    if (!old) parent.append(node);
-    else if (old.isEqualNode(node)) return;
-    else if (patchable(old, node)) {
-      for (const name of old.getAttributeNames()) {
-        if (!node.hasAttribute(name)) old.removeAttribute(name);
+  let next = parent.firstChild; // the first shown node not matched yet
+  for (const node of fresh) {
+    const key = keys.get(node);
+    if (key !== undefined) {
+      let match = next;
+      while (match && keys.get(match) !== key) match = match.nextSibling;
+      if (!match) { // new here
+        parent.insertBefore(node, next);
+        continue;
       }
-      for (const name of node.getAttributeNames()) {
-        if (old.getAttribute(name) !== node.getAttribute(name)) {
-          old.setAttribute(name, node.getAttribute(name));
-        }
+      while (next !== match) { // the shown rows before it are gone (or moved: redrawn)
+        const gone = next;
+        next = next.nextSibling;
+        gone.remove();
       }
-      patchChildren(old, [...node.childNodes]);
-    } else old.replaceWith(node);
-  });
-  for (const gone of shown.slice(fresh.length)) gone.remove();
+    }
+    if (!next) {
+      parent.append(node);
+      continue;
+    }
+    const old = next;
+    next = next.nextSibling;
+    if (old.isEqualNode(node) && keys.get(old) === key) continue;
+    if (patchable(old, node)) update(old, node);
+    else old.replaceWith(node);
+  }
+  while (next) {
+    const gone = next;
+    next = next.nextSibling;
+    gone.remove();
+  }
 }
 
-// Elements of one tag without listeners: the shown one is kept, its attributes and
-// contents brought to the new one's (a job's row whose status changed keeps its
-// links). An element with a listener is kept only when equal, its listener closing
-// over what it was drawn from: what that listener reads must be in its markup.
+function update(old, node) {
+  for (const name of old.getAttributeNames()) {
+    if (!node.hasAttribute(name)) old.removeAttribute(name);
+  }
+  for (const name of node.getAttributeNames()) {
+    if (old.getAttribute(name) !== node.getAttribute(name)) {
+      old.setAttribute(name, node.getAttribute(name));
+    }
+  }
+  patchChildren(old, [...node.childNodes]);
+}
+
+// Elements of one tag and key without listeners: the shown one is kept, its
+// attributes and contents brought to the new one's (a job's row whose status changed
+// keeps its links). An element with a listener is kept only when equal, its listener
+// closing over what it was drawn from: what that listener reads must be in its markup.
 function patchable(a, b) {
   return a instanceof Element && b instanceof Element && a.tagName === b.tagName
-    && !listening.has(a) && !listening.has(b);
+    && keys.get(a) === keys.get(b) && !listening.has(a) && !listening.has(b);
 }
 
 // The one row of an empty table body, across its `columns` ("No jobs.").

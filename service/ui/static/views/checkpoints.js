@@ -6,7 +6,7 @@ import { bytes, el, errorBox } from "../dom.js";
 // Download's (as the page's other buttons keep theirs).
 export function checkpointRows(jobId, signal) {
   let downloadError = null;
-  return (c) => el("tr", {}, el("td", {}, c.round),
+  return (c) => el("tr", { key: c.id }, el("td", {}, c.round),
     el("td", {}, c.attempt), el("td", {}, bytes(c.bytes)),
     el("td", { class: "mono" }, c.sha256.slice(0, 12)),
     el("td", {}, el("button", { type: "button", class: "download",

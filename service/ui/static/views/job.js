@@ -71,10 +71,9 @@ export async function render(root, params, signal) {
   function showJob(next) {
     job = next;
     // A job that ended before its first round (failed at its start, cancelled while
-    // queued) will never fill the charts in; a finished one's rounds are on their way.
+    // queued) will never fill the charts in.
     noData.textContent = ranNoRound() ? "No rounds were run: the job ended before its first round."
-      : TERMINAL.has(job.status) ? "Reading the job's rounds…"
-        : "No data yet: the charts fill in as the job reports its rounds.";
+      : "No data yet: the charts fill in as the job reports its rounds.";
     badge.replaceChildren(statusBadge(job.status));
     hideEmptyCharts();
     actions.showJob(job);
@@ -178,7 +177,8 @@ export async function render(root, params, signal) {
   function draw() {
     const began = performance.now();
     const n = series.round.length;
-    noData.hidden = n > 0;
+    // (Not while a finished job's rounds are on their way: the page would move.)
+    noData.hidden = n > 0 || (TERMINAL.has(job.status) && job.progress.round > 0);
     if (hideEmptyCharts()) return;
     // No rounds yet: plotly's default axes (-1..4, -1..6) would read as data. Fresh
     // objects for each chart: plotly writes its computed axis (type, range) back into

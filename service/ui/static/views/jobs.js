@@ -97,7 +97,7 @@ export async function render(root, params, signal) {
         updateButtons();
       } });
     const { round, rounds } = job.progress;
-    return el("tr", { dataset: { jobId: job.id, status: job.status } },
+    return el("tr", { key: job.id, dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
       // One tab stop a row: the name's link (the id's opens the same page).
       el("td", { class: "id" }, el("a", { href: `#/jobs/${job.id}`, tabindex: "-1" }, job.id)),

@@ -89,7 +89,7 @@ export async function render(root, _params, signal) {
           "state", "last seen"].map((h) => el("th", {}, h)))),
         el("tbody", {}, cluster.dispatchers.map((d) => {
           const state = dispatcherState(d);
-          return el("tr", { dataset: { dispatcher: d.id, state } }, el("td", {}, d.id),
+          return el("tr", { key: d.id, dataset: { dispatcher: d.id, state } }, el("td", {}, d.id),
             el("td", { class: "free" }, d.hostname),
             el("td", { class: "state" }, el("span", { class: `badge dispatcher-${state}` }, state),
               state === "stopped" ? ` ${when(d.stopped_at)}` : ""),
@@ -99,7 +99,7 @@ export async function render(root, _params, signal) {
         el("thead", {}, el("tr", {}, ["position", "job", "owner", "priority", "waiting for"]
           .map((h) => el("th", {}, h)))),
         el("tbody", {}, order.length ? [] : emptyRow(5, admin ? "No job is queued." : "None of your jobs is queued."), order.map((place) => el("tr",
-          { dataset: { jobId: place.job_id }, class: place.position == null ? "skipped" : undefined },
+          { key: place.job_id, dataset: { jobId: place.job_id }, class: place.position == null ? "skipped" : undefined },
           el("td", {}, place.position ?? "skipped"),
           el("td", { class: "name" },
             el("a", { href: `#/jobs/${place.job_id}` }, `${place.job_id} ${place.name || ""}`)),
@@ -112,7 +112,7 @@ export async function render(root, _params, signal) {
         el("tbody", {}, users.map((u) => {
           const s = saved.get(u.name);
           // A disabled account (its tokens refused) says so where its role is.
-          return el("tr", { dataset: { user: u.name }, class: u.disabled ? "disabled" : "" },
+          return el("tr", { key: u.name, dataset: { user: u.name }, class: u.disabled ? "disabled" : "" },
             el("td", { class: "free name" }, u.name),
             el("td", { class: "role" }, u.disabled ? `${u.role} · disabled` : u.role),
             el("td", {}, u.usage?.jobs_total ?? "—"),

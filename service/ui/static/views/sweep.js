@@ -131,7 +131,7 @@ export async function render(root, params, signal) {
       ? "Bold rows: the Pareto front (no other trial does better on every objective)."
       : "Bold row: the best trial.";
     legend.hidden = best.size === 0;
-    patch(table, sweep.trials.map((t) => el("tr", {
+    patch(table, sweep.trials.map((t) => el("tr", { key: t.number,
       class: best.has(t.number) ? "best" : "", dataset: { trial: t.number } },
     el("td", {}, t.number),
     el("td", {}, t.job_id ? el("a", { href: `#/jobs/${t.job_id}` }, t.job_id) : "—"),

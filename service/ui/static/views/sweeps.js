@@ -24,7 +24,7 @@ export async function render(root, params, signal) {
   let unfinished = false;
   async function draw() {
     const page = await api(`/v1/sweeps?${query}`, { signal });
-    patch(body, page.data.map((s) => el("tr", { dataset: { sweepId: s.id } },
+    patch(body, page.data.map((s) => el("tr", { key: s.id, dataset: { sweepId: s.id } },
       el("td", { class: "id" }, el("a", { href: `#/sweeps/${s.id}` }, s.id)),
       el("td", {}, el("a", { href: `#/sweeps/${s.id}` }, s.name || "(unnamed)")),
       el("td", { class: "free" }, s.owner), el("td", {}, statusBadge(s.status)),
