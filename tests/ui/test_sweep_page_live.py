@@ -223,8 +223,8 @@ def test_cancel_then_delete_sweep_declined_then_accepted(stack: Stack, page: Pag
 
             # The trials table is redrawn every 2 s while the sweep runs: a trial's link
             # pressed before a redraw and released after it still opens its job.
-            # (Pressed once the chart is drawn: its first draw, once plotly has loaded,
-            # makes it taller and moves the table down.)
+            # (Pressed once the chart is drawn: this is about the table's redraws; the
+            # page keeping its place while plotly arrives is test_chart_script.py's.)
             chart = page.locator("#chart-sweep")
             expect(chart).to_have_attribute("data-front", re.compile(r"^[0-9,]*$"))
             first = client.sweep(sweep_id)["trials"][0]["job_id"]
