@@ -21,7 +21,7 @@ from tests.ui.test_submit_compare_lab import finish
 
 pytestmark = pytest.mark.ray
 
-# api.js: refused streams are retried after 2, 4, 8, 16 s (then every 30 s).
+# live.js: refused streams are retried after 2, 4, 8, 16 s (then every 30 s).
 RETRIES_S = 2 + 4 + 8 + 16
 
 

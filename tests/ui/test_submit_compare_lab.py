@@ -284,7 +284,7 @@ def test_a_redraw_slower_than_the_feed_skips_to_the_newest_page(stack: Stack, pa
     sign_in(page, stack.url, token)
     seen = page.evaluate(
         """async () => {
-             const { latestOnly } = await import("/ui/static/api.js");
+             const { latestOnly } = await import("/ui/static/live.js");
              const seen = [];
              let release;
              const gate = new Promise((resolve) => { release = resolve; });

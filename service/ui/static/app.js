@@ -1,6 +1,7 @@
 // The dashboard's router: #/route?query → a view module's render(root, params, signal).
 // Leaving a view aborts `signal`, which closes its event streams.
-import { api, session, sleep } from "./api.js";
+import { api, session } from "./api.js";
+import { sleep } from "./live.js";
 import { el, errorBox, UNREACHABLE, unreachable } from "./dom.js";
 
 // A view drawn again after the server was unreachable: first after 1 s, doubling to 10 s.

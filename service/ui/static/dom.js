@@ -198,8 +198,8 @@ export function section(title, ...children) {
 
 // A page's notice while its event stream waits for a free slot (a 429: the user's
 // max_streams_per_user, held by their other tabs): a note, not an error, hidden again
-// once the stream connects. `onWait`/`onLive` go to api.js stream(); `onLost` is
-// api.js jobsFeed's.
+// once the stream connects. `onWait`/`onLive` go to live.js stream(); `onLost` is
+// live.js jobsFeed's.
 export function streamWaitNote() {
   const node = el("p", { class: "note stream-wait", role: "status", hidden: true });
   return {

@@ -1,7 +1,8 @@
 // One job: spec, status timeline, explain while queued, live curves and the upload
 // raster (over the job's SSE stream), checkpoints, and its actions (job_actions.js:
 // cancel, delete a finished job's checkpoints, delete a finished job).
-import { allMetrics, api, poller, stream } from "../api.js";
+import { allMetrics, api } from "../api.js";
+import { poller, stream } from "../live.js";
 import {
   baselineOf, emptyAxis, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";

@@ -1,6 +1,7 @@
 // The jobs list, live over one SSE feed (/v1/feeds/jobs), newest first, paginated;
 // selected jobs are compared, or (finished ones) deleted.
-import { api, jobsFeed, session } from "../api.js";
+import { api, session } from "../api.js";
+import { jobsFeed } from "../live.js";
 import { pagerLinks } from "../pager.js";
 import {
   bytesSaved, el, emptyRow, errorBox, percent, patch, statusBadge, streamWaitNote, TERMINAL,

@@ -2,7 +2,8 @@
 // order the dispatchers will take it (/v1/cluster's queue_head, each row explained),
 // usage and uploads and bytes saved per user.
 // Redrawn whenever the live jobs feed changes, and every CLUSTER_POLL_MS.
-import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
+import { api, session } from "../api.js";
+import { jobsFeed, latestOnly, poller } from "../live.js";
 import {
   bytes, el, emptyRow, fmt, percent, patch, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
@@ -137,6 +138,6 @@ export async function render(root, _params, signal) {
     if (lastJobs && !document.hidden) await redraw(lastJobs);
   }, signal);
   poll();
-  // Refused (429), the lab is drawn from GET /v1/jobs at each retry (api.js jobsFeed).
+  // Refused (429), the lab is drawn from GET /v1/jobs at each retry (live.js jobsFeed).
   await jobsFeed(`limit=${FEED_JOBS}`, (page) => redraw(page.data), { signal, waiting });
 }

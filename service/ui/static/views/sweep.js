@@ -7,7 +7,8 @@
 // Its owner (or an admin) can cancel an unfinished sweep: no new trials, its queued and
 // running trial jobs cancelled (cancelling one trial's job only starts the next trial);
 // and delete a finished one with its trials' jobs (their metrics and checkpoints).
-import { api, jobsFeed, latestOnly, poller, session } from "../api.js";
+import { api, session } from "../api.js";
+import { jobsFeed, latestOnly, poller } from "../live.js";
 import {
   bytesAxis, emptyAxis, noBetterThanBaseline, plainText, plot, valueAxis,
 } from "../charts.js";

@@ -2,7 +2,8 @@
 // older →). Re-read every POLL_MS while a sweep on the page is unfinished, so its
 // status and trial count move without a reload; no feed announces a sweep's changes,
 // and a page of finished sweeps is not polled.
-import { api, latestOnly, poller } from "../api.js";
+import { api } from "../api.js";
+import { latestOnly, poller } from "../live.js";
 import { pagerLinks } from "../pager.js";
 import { el, finishedTrials, patch, statusBadge, TERMINAL, when } from "../dom.js";
 
