@@ -47,7 +47,10 @@ class Dispatcher:
         self.sessions = sessions
         self.id = dispatcher_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
-        self.runs: dict[int, tuple[JobRun, threading.Thread]] = {}
+        # Keyed by (job id, attempt): a job whose lease this dispatcher lost (a store
+        # outage longer than the lease) can be claimed again here while the old
+        # attempt's thread is still stopping; each thread removes only its own entry.
+        self.runs: dict[tuple[int, int], tuple[JobRun, threading.Thread]] = {}
         self._lock = threading.Lock()
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
@@ -189,7 +192,7 @@ class Dispatcher:
                 claimed,
                 settings=self.settings,
                 sessions=self.sessions,
-                on_exit=lambda: self._finished(claimed.job_id),
+                on_exit=lambda: self._finished(claimed.job_id, claimed.attempt),
                 on_reserved=self._waker.poke,  # the next claim need not wait a poll
                 warm_pool=self.warm_pool,
             )
@@ -205,7 +208,7 @@ class Dispatcher:
             return True
         thread = threading.Thread(target=run.run, name=f"job-{claimed.job_id}", daemon=True)
         with self._lock:
-            self.runs[claimed.job_id] = (run, thread)
+            self.runs[(claimed.job_id, claimed.attempt)] = (run, thread)
             if self._drain_deadline is not None:  # drain() ran while we claimed
                 run.drain_requested.set()
         self._starting = (run, time.monotonic() + self.settings.gang_ready_seconds)
@@ -226,9 +229,9 @@ class Dispatcher:
             return False
         return True
 
-    def _finished(self, job_id: int) -> None:
+    def _finished(self, job_id: int, attempt: int) -> None:
         with self._lock:
-            self.runs.pop(job_id, None)
+            self.runs.pop((job_id, attempt), None)
         self._waker.poke()
 
     def drain(self, timeout_s: float) -> None:

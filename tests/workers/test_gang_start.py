@@ -116,7 +116,7 @@ def test_the_loop_heartbeats_and_drains_while_a_gang_starts_and_claims_after_pla
     loop.start()
     try:
         assert placement.entered.wait(timeout=60), "the first job's gang never started"
-        run, job_thread = dispatcher.runs[first]
+        run, job_thread = dispatcher.runs[(first, 1)]
         # The heartbeat /v1/cluster reads goes on while the placement group is pending.
         seen = _last_seen(session_factory, dispatcher.id)
         assert seen is not None
