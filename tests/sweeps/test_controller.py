@@ -7,7 +7,9 @@ trial asked or submitted) until the owner is enabled."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -170,6 +172,33 @@ def test_a_crash_between_storing_points_and_submitting_loses_nothing(
         successor.poll()
     assert lab.sweep(sweep_id).status == "succeeded"
     assert len(lab.jobs(sweep_id)) == 4 == len({t.job_id for t in lab.trials(sweep_id)})
+
+
+def test_a_sweep_whose_step_fails_holds_up_no_other_sweep(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A step that raises (a bug, a row this version mishandles) is that sweep's: the
+    sweeps after it are stepped in the same poll, and it is tried again at the next."""
+    broken, other = lab.submit(trials=2, parallel=1), lab.submit(trials=2, parallel=1)
+    submit_trial = trial_jobs.submit_trial
+
+    def fails_for_broken(**kwargs: Any) -> Any:
+        if kwargs["sweep"].id == broken:
+            raise RuntimeError("this sweep's trial cannot be submitted")
+        return submit_trial(**kwargs)
+
+    monkeypatch.setattr(trial_jobs, "submit_trial", fails_for_broken)
+    controller = lab.controller()
+    with caplog.at_level(logging.WARNING, logger="workers.sweeps.controller"):
+        assert controller.poll() == 1
+        assert controller.poll() == 1
+    assert lab.sweep(other).status == "running" and len(lab.jobs(other)) == 1
+    assert lab.sweep(broken).status == "queued" and lab.jobs(broken) == []
+    told = [r for r in caplog.records if f"sweep {broken}'s step" in r.getMessage()]
+    assert [r.levelname for r in told] == ["ERROR", "WARNING"], "a traceback, then a line"
+    monkeypatch.undo()
+    assert controller.poll() == 2, "the broken sweep is stepped again once it can be"
+    assert len(lab.jobs(broken)) == 1
 
 
 def expire_step_lease(lab: Lab, sweep_id: int) -> None:

@@ -35,7 +35,7 @@ from service.store.models import SweepStatus, TrialState
 from service.store.spec_checks import spec_problems
 from service.store.sweep_steps import SweepSnapshot
 from service.store.sweeps import OPEN_TRIAL
-from workers.loop_errors import LoopErrors
+from workers.loop_errors import LoopErrors, store_unreachable
 from workers.sweeps import study
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class SweepController:
         self.sessions = sessions
         self.id = controller_id or f"{socket.gethostname()}-sweeps-{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
+        self._failing: dict[int, LoopErrors] = {}  # sweeps whose last step raised
 
     def run_forever(self) -> None:
         log.info("sweep controller %s started", self.id)
@@ -76,12 +77,32 @@ class SweepController:
         # A read: no SQLite write lock every poll (each second, per controller).
         with read_transaction(self.sessions) as session:
             sweep_ids = sweep_steps.active_sweep_ids(session=session)
+        for ended in set(self._failing) - set(sweep_ids):
+            del self._failing[ended]
         stepped = 0
         for sweep_id in sweep_ids:
             if self.stop_event.is_set():
                 break
-            stepped += self.step(sweep_id)
+            try:
+                stepped += self.step(sweep_id)
+            except Exception as exc:
+                if store_unreachable(exc):
+                    raise  # an outage: the loop's one story (run_forever)
+                # One sweep whose step fails (a bug, a row this version mishandles)
+                # must not hold up the sweeps after it, every user's: it is tried
+                # again at the next poll, its failures told as a story of its own.
+                self._failures_of(sweep_id).failed(exc)
+            else:
+                if (failing := self._failing.pop(sweep_id, None)) is not None:
+                    failing.succeeded()
         return stepped
+
+    def _failures_of(self, sweep_id: int) -> LoopErrors:
+        if sweep_id not in self._failing:
+            self._failing[sweep_id] = LoopErrors(
+                log, f"sweep controller {self.id}: sweep {sweep_id}'s step"
+            )
+        return self._failing[sweep_id]
 
     def step(self, sweep_id: int) -> bool:
         """Advance one sweep if its step lease is free; False if another controller
