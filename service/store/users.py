@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from service.errors import Conflict, NotFound, QuotaExceeded
 from service.schemas.accounts import folded_user_name
 from service.store.models import ApiToken, Job, User, table_of, utcnow
+from service.store.quotas import lock_owner
 
 TOKEN_BYTES = 32
 # Recording every use would turn each read into a write; minute resolution is plenty.
@@ -89,6 +90,8 @@ def issue_token(
     `max_active` live tokens (a leaked token cannot mint tokens without end)."""
     now = utcnow()
     if max_active is not None:
+        # Two concurrent issues for one user must not both count the other's absent.
+        lock_owner(session=session, user_id=user_id)
         active = len(live_tokens(session=session, user_id=user_id, now=now))
         if active >= max_active:
             raise QuotaExceeded(
@@ -204,6 +207,9 @@ def revoke_token(*, session: Session, token_id: int, actor: Principal) -> tuple[
         raise NotFound(f"token {token_id} not found")
     if api_token.revoked_at is not None:
         return api_token, False
+    # The owner's lock: two concurrent revokes of an admin's last two tokens must not
+    # each count the other's token live (PostgreSQL; SQLite's writes are serial).
+    lock_owner(session=session, user_id=api_token.user_id)
     if (
         actor.is_admin
         and api_token.user_id == actor.user_id
