@@ -5,7 +5,6 @@ session, and reading a spec file."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -170,9 +169,9 @@ def load_spec(path: Path) -> Any:
         raise fail(f"cannot read {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise fail(f"{path}: invalid YAML {_yaml_problem(exc)}") from exc
-    problem = not_json(spec, "")
+    problem = spec_yaml.not_json(spec)
     if problem is not None:
-        raise fail(f"{path}: {problem}")
+        raise fail(f"{path}: {problem.text}")
     return spec
 
 
@@ -185,31 +184,6 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
         started = exc.context_mark
         where += f" ({exc.context} at line {started.line + 1}, column {started.column + 1})"
     return where
-
-
-def not_json(value: Any, path: str) -> str | None:
-    """The first value under `value` that JSON cannot carry, as "where: why"; None if
-    there is none. YAML reads `.nan`/`.inf` as floats that JSON has no spelling for,
-    and an unquoted 2024-01-01 as a date."""
-    where = path or "the spec"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{where} is {value}: non-finite numbers (NaN, infinity) are not allowed"
-    if isinstance(value, dict):
-        items: Iterator[tuple[str, Any]] = (
-            (f"{path}.{k}" if path else str(k), v) for k, v in value.items()
-        )
-    elif isinstance(value, list):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
-    elif value is None or isinstance(value, str | int | float):
-        return None
-    else:
-        kind = type(value).__name__
-        return f"{where} is {value} (YAML read a {kind}, which JSON cannot carry): quote it"
-    for item_path, item in items:
-        found = not_json(item, item_path)
-        if found is not None:
-            return found
-    return None
 
 
 Row = dict[str, Any]

@@ -8,8 +8,10 @@ replace the first — YAML forbids it, so it is an error naming the line."""
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
@@ -69,6 +71,60 @@ SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 def load(text: str) -> Any:
     return yaml.load(text, Loader=SpecLoader)
+
+
+@dataclass(frozen=True)
+class NotJson:
+    """Where a loaded spec holds what JSON cannot carry, and what."""
+
+    path: str  # dotted, lists as [i]; "" for the spec itself
+    text: str  # e.g. "optimizer.lr is nan: non-finite numbers (NaN, infinity) are not allowed"
+
+
+def not_json(value: Any, path: str = "") -> NotJson | None:
+    """The first place under `value` that JSON cannot carry; None if there is none.
+    YAML reads `.nan`/`.inf` as floats that JSON has no spelling for, an unquoted
+    2024-01-01 as a date, `!!binary` as bytes, and `1:` or `on:` as a key that is a
+    number or a boolean, where a spec's keys are names. The CLI refuses such a file
+    before any request, the dashboard's spec parse with a 422 at its line."""
+    where = path or "the spec"
+    if isinstance(value, float) and not math.isfinite(value):
+        text = f"{where} is {value}: non-finite numbers (NaN, infinity) are not allowed"
+        return NotJson(path, text)
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                read = f"YAML read {_a(key)}; keys are names"
+                text = f"{where} has the key {key!r} ({read}): quote it"
+                # The key's own path: the dashboard marks the key's line.
+                return NotJson(f"{path}.{key}" if path else str(key), text)
+        items: Iterator[tuple[str, Any]] = (
+            (f"{path}.{k}" if path else str(k), v) for k, v in value.items()
+        )
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    elif value is None or isinstance(value, str | int | float):
+        return None
+    else:
+        shown = repr(value) if isinstance(value, bytes) else str(value)
+        why = f"(YAML read {_a(value)}, which JSON cannot carry): quote it"
+        return NotJson(path, f"{where} is {shown[:60]} {why}")
+    for item_path, item in items:
+        found = not_json(item, item_path)
+        if found is not None:
+            return found
+    return None
+
+
+def _a(value: Any) -> str:
+    """What YAML made of a plain value, as a reader would say it."""
+    if value is None:
+        return "a null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"  # a date, a datetime, a bytes
 
 
 def spec_kind(value: Any) -> Literal["job", "sweep"] | None:

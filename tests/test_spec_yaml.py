@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.spec_yaml import load
+from service.spec_yaml import load, not_json
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,22 @@ def test_a_key_given_twice_is_an_error_naming_both_lines(
 
 def test_nan_stays_a_float_for_the_finite_check_to_refuse() -> None:
     assert math.isnan(load("v: .nan")["v"])
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "says"),
+    [
+        ("optimizer: {lr: .nan}", "optimizer.lr", "optimizer.lr is nan: non-finite numbers"),
+        ("name: 2024-01-01", "name", "name is 2024-01-01 (YAML read a date, which JSON"),
+        ("name: !!binary aGk=", "name", "name is b'hi' (YAML read a bytes"),
+        ("a: {choices: [1, -.inf]}", "a.choices[1]", "a.choices[1] is -inf"),
+        ("1: 2", "1", "the spec has the key 1 (YAML read a number; keys are names)"),
+        ("task: {on: 1}", "task.True", "task has the key True (YAML read a boolean"),
+    ],
+)
+def test_what_json_cannot_carry_is_named_with_its_place(text: str, path: str, says: str) -> None:
+    """The CLI refuses such a file before any request, the dashboard with a 422 at the
+    line (both through not_json); a date or a key that is a number reached neither."""
+    found = not_json(load(text))
+    assert found is not None and found.path == path and found.text.startswith(says), found
+    assert not_json(load("task: {kind: adding}\nname: '2024-01-01'\nv: [1, 2.5, null]")) is None

@@ -4,7 +4,6 @@ which spec it is (a job's or a sweep's), so the page knows where to submit it.""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import yaml
@@ -50,29 +49,21 @@ def parse_spec_text(text: str) -> ParsedSpec:
         raise SpecTextError("a spec is a mapping of fields (e.g. task: {...})", 1)
     lines: dict[str, int] = {}
     _collect_lines(node, "", lines)
-    bad = _non_finite(value, "")
+    # A NaN would go out as null ("use the default"), a date or bytes not at all, and a
+    # key that is a number or a boolean is none of a spec's names.
+    bad = spec_yaml.not_json(value)
     if bad is not None:
-        # Serialised as JSON it would become null, i.e. "use the default": refuse it.
-        raise SpecTextError(f"{bad}: .nan and .inf are not numbers a spec can hold", lines.get(bad))
+        raise SpecTextError(bad.text, _line_of(bad.path, lines))
     return ParsedSpec(spec=value, kind=spec_yaml.spec_kind(value) or "job", lines=lines)
 
 
-def _non_finite(value: Any, path: str) -> str | None:
-    """The dotted path of the first NaN or infinity in `value`, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path or "(the spec)"
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
-    for key, item in items:
-        found = _non_finite(item, f"{path}.{key}" if path else str(key))
-        if found is not None:
-            return found
-    return None
+def _line_of(path: str, lines: dict[str, int]) -> int | None:
+    """The line of `path`, else of the nearest field holding it: a list item's is its
+    list's, and a key YAML read as no text (`on:` is True) its mapping's."""
+    path = path.split("[", 1)[0]
+    while path and path not in lines:
+        path = path.rpartition(".")[0]
+    return lines.get(path)
 
 
 def _check_structure(text: str) -> None:
