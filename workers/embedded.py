@@ -82,7 +82,7 @@ def install_drain_handlers(dispatcher: Dispatcher, drain_seconds: float) -> None
             os._exit(128 + signum)
         log.info("signal %s: draining the dispatcher (at most %g s)", signum, drain_seconds)
         # A worker leaves a margin for handing the last jobs back after the deadline.
-        dispatcher.drain(max(1.0, drain_seconds - SHUTDOWN_JOIN_SECONDS))
+        dispatcher.request_drain(max(1.0, drain_seconds - SHUTDOWN_JOIN_SECONDS))
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

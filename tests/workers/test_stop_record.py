@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import NoReturn, cast
@@ -22,6 +23,7 @@ from service.store.migrate import upgrade
 from service.store.models import Dispatcher as DispatcherRow
 from tests.polling import wait_until
 from tests.workers.test_store_outage import _locked_sqlite
+from workers import dispatcher as dispatcher_module
 from workers import embedded
 from workers.dispatcher import Dispatcher
 from workers.stop_record import RECORD_STOPPED_SECONDS, record_stopped
@@ -80,7 +82,7 @@ def test_a_second_signal_exits_at_once_past_the_shutdown(monkeypatch: pytest.Mon
     exits: list[int] = []
 
     class Draining:
-        def drain(self, timeout_s: float) -> None:
+        def request_drain(self, timeout_s: float) -> None:
             drains.append(timeout_s)
 
     def exit_now(status: int) -> NoReturn:  # os._exit never returns
@@ -101,6 +103,39 @@ def test_a_second_signal_exits_at_once_past_the_shutdown(monkeypatch: pytest.Mon
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def test_a_signal_that_lands_inside_the_loops_lock_still_drains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler runs on the loop's own thread, between two of its steps: one
+    landing while the loop holds its lock (a claim being recorded) must not wait on
+    that lock (it would wait forever: no drain, and the jobs' attempts lost at the
+    SIGKILL that follows). The loop drains at its next turn and, with no job, exits."""
+    settings, sessions = _store(tmp_path)
+    monkeypatch.setattr(dispatcher_module, "total_resources", lambda: (4.0, 0.0))
+    monkeypatch.setattr(dispatcher_module, "free_resources", lambda: (4.0, 0.0))
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        embedded.install_drain_handlers(dispatcher, drain_seconds=20)
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handled = threading.Event()
+
+        def signal_inside_the_lock() -> None:
+            with dispatcher._lock:  # as the loop's thread holds it while it claims
+                handler(signal.SIGTERM, None)
+                handled.set()
+
+        thread = threading.Thread(target=signal_inside_the_lock, daemon=True)
+        thread.start()
+        assert handled.wait(10), "the handler waited on the lock its own thread holds"
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    dispatcher.run_forever()  # returns: drained, with nothing to hand back
+    assert _stopped_at(sessions) is not None
 
 
 def test_a_locked_store_at_exit_does_not_hold_the_exit(
