@@ -17,6 +17,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "lagtrain_read_only"
+# libpq's connection options for a PostgreSQL that stops answering without closing
+# the connection (a partition, a host lost, a firewall dropping packets): without
+# them a connect, or a statement waiting for its answer, blocks for the kernel's
+# retransmissions (15 min or more), and with it a dispatcher's heartbeat, drain and
+# stop checks, and an API request. A dead peer is found within ≈ 25 s (keepalives:
+# 10 s idle, then 3 probes 5 s apart), unacknowledged writes after 30 s; a slow but
+# live server answers the probes, so long statements are not cut. Options the
+# database URL sets itself (`?connect_timeout=…`) win.
+POSTGRES_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # ms
+}
 
 
 def is_sqlite(url: str) -> bool:
@@ -39,7 +55,9 @@ def make_engine(
     if pool_size is not None and database not in (None, "", ":memory:"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     if not is_sqlite(url):
-        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        query = make_url(url).query
+        connect_args = {k: v for k, v in POSTGRES_CONNECT_ARGS.items() if k not in query}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
         _ping_without_round_trip(engine)
         return engine
     if database and database != ":memory:":
