@@ -6,6 +6,12 @@ fails as unschedulable only when it exceeds the largest total the cluster has sh
 over the last `window_seconds` or, when the operator set one, the ceiling (the size
 the cluster can reach, e.g. an autoscaler's maximum): the ceiling replaces the
 observed figure for that resource.
+
+A dispatcher that has watched its cluster for less than the window has not seen
+what the rule reads: it fails no job as unschedulable until it has (unless both
+ceilings are set). After a Ray head restart every `lagtrain worker` restarts, and
+the first to reconnect saw only the nodes that had rejoined: judged at once, it
+failed every queued job whose gang spans the rest, for good.
 """
 
 from __future__ import annotations
@@ -36,13 +42,23 @@ class CapacityWindow:
         self.ceiling_gpus = ceiling_gpus
         self._clock = clock
         self._samples: deque[tuple[float, Capacity]] = deque()
+        self._since: float | None = None  # the first observation
 
     def observe(self, cpus: float, gpus: float) -> None:
         now = self._clock()
+        if self._since is None:
+            self._since = now
         self._samples.append((now, Capacity(cpus, gpus)))
         # Keep the newest sample whatever its age: the window is never empty.
         while len(self._samples) > 1 and self._samples[0][0] < now - self.window_seconds:
             self._samples.popleft()
+
+    def settled(self) -> bool:
+        """Whether `largest()` may fail a job: the window has been watched whole, or the
+        operator's ceilings name both resources."""
+        if self.ceiling_cpus is not None and self.ceiling_gpus is not None:
+            return True
+        return self._since is not None and self._clock() - self._since >= self.window_seconds
 
     def largest(self) -> Capacity:
         """The limit a queued job is judged against (the ceiling where set, else the

@@ -47,9 +47,8 @@ class Dispatcher:
         self.sessions = sessions
         self.id = dispatcher_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
-        # Keyed by (job id, attempt): a job whose lease this dispatcher lost (a store
-        # outage longer than the lease) can be claimed again here while the old
-        # attempt's thread is still stopping; each thread removes only its own entry.
+        # By (job, attempt): a job whose lease was lost can be claimed again here while
+        # the old attempt's thread still stops; each thread removes only its own.
         self.runs: dict[tuple[int, int], tuple[JobRun, threading.Thread]] = {}
         self._lock = threading.Lock()
         self._waker = Waker(settings.database_url)
@@ -130,9 +129,12 @@ class Dispatcher:
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
             unschedulable: dict[int, str] = {}
-            for job in unschedulable_jobs(
-                session=session, total_cpus=limit.cpus, total_gpus=limit.gpus
-            ):
+            judged = (
+                unschedulable_jobs(session=session, total_cpus=limit.cpus, total_gpus=limit.gpus)
+                if self.capacity.settled()  # else the window's rule has not been read whole
+                else []
+            )
+            for job in judged:
                 unschedulable[job.id] = reason = (
                     f"the gang (its replicas and the coordinator's own bundle) needs"
                     f" {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"

@@ -69,6 +69,9 @@ def stack(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # At teardown a job may still be starting its gang: the worker's drain (25 s
         # by default; the drain is tests/e2e's subject) would outlast Stack.stop's wait.
         "LAGTRAIN_DRAIN_SECONDS": "2",
+        # A trial whose gang the cluster cannot hold fails once the worker has watched
+        # its capacity window whole (workers.capacity; 600 s by default).
+        "LAGTRAIN_CAPACITY_WINDOW_SECONDS": "1",
         # A disabled user's open page is signed out within seconds (15 s by default).
         "LAGTRAIN_STREAM_AUTH_RECHECK_SECONDS": "1",
         "RAY_ADDRESS": ray_address,

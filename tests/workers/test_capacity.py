@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +24,8 @@ from service.store.users import create_user
 from tests.conftest import on_one_database
 from tests.polling import wait_until
 from tests.ray_cluster import RAY_TEST_CPUS
+from tests.workers.test_stop_record import _store
+from workers import dispatcher as dispatcher_module
 from workers.capacity import CapacityWindow
 from workers.dispatcher import Dispatcher
 
@@ -54,6 +57,51 @@ def test_an_operator_ceiling_replaces_the_observed_figure() -> None:
     assert "ceiling" in window.describe()
 
 
+def test_the_window_is_settled_once_watched_whole_or_both_ceilings_are_set() -> None:
+    clock = Clock()
+    window = CapacityWindow(60, clock=clock)
+    assert not window.settled(), "nothing watched yet"
+    window.observe(2, 0)
+    clock.now = 59
+    assert not window.settled(), "a node may still be rejoining"
+    clock.now = 60
+    assert window.settled()
+    assert not CapacityWindow(60, ceiling_cpus=8, clock=Clock()).settled()
+    assert CapacityWindow(60, ceiling_cpus=8, ceiling_gpus=0, clock=Clock()).settled()
+
+
+def test_a_dispatcher_fails_no_job_as_too_large_before_it_has_watched_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray head restart restarts every worker; the first to reconnect sees only the
+    nodes that rejoined. It judges nothing too large until it has watched the whole
+    window, then as before. No Ray: the cluster's totals at the dispatcher's seam."""
+    settings, sessions = _store(tmp_path)
+    monkeypatch.setattr(dispatcher_module, "total_resources", lambda: (4.0, 0.0))
+    monkeypatch.setattr(dispatcher_module, "free_resources", lambda: (4.0, 0.0))
+    gpu_gang = _submit(
+        sessions, {"task": {"kind": "adding"}, "distributed": {"workers": 2, "gpus_per_worker": 1}}
+    )
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    clock = Clock()
+    dispatcher.capacity = CapacityWindow(settings.capacity_window_seconds, clock=clock)
+    try:
+        dispatcher._maintain()
+        clock.now = settings.capacity_window_seconds - 1
+        dispatcher._maintain()
+        with sessions() as session:
+            job = session.get(Job, gpu_gang)
+            assert job is not None and job.status == "queued", job.error
+        clock.now = settings.capacity_window_seconds
+        dispatcher._maintain()
+        with sessions() as session:
+            job = session.get(Job, gpu_gang)
+            assert job is not None and job.status == "failed", job.status
+            assert job.error is not None and "2 GPU" in job.error and "0 GPU" in job.error
+    finally:
+        dispatcher._waker.close()
+
+
 def _submit(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
     with transaction(sessions) as session:
         user, _, _ = create_user(session=session, name=f"cap{id(spec)}", role="user")
@@ -68,7 +116,11 @@ def dipped_dispatcher(
     """A dispatcher whose window saw the cluster larger (10 CPUs) than it is now (the
     session's Ray): a node with 4 CPUs left a moment ago."""
     dispatcher = Dispatcher(settings, session_factory)
+    # It has watched the whole window (a dispatcher judges nothing too large before).
+    clock = Clock()
+    dispatcher.capacity = CapacityWindow(settings.capacity_window_seconds, clock=clock)
     dispatcher.capacity.observe(RAY_TEST_CPUS + 4, 0)
+    clock.now = settings.capacity_window_seconds
     thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
     thread.start()
     yield dispatcher

@@ -199,13 +199,16 @@ def test_a_hung_replica_fails_the_attempt_once_the_gang_is_silent(
 
 
 def test_a_gang_larger_than_the_cluster_fails_naming_the_resource(
-    dispatcher: Dispatcher, session_factory: sessionmaker[Session]
+    settings: Settings, session_factory: sessionmaker[Session], clean_db: None, ray_address: str
 ) -> None:
-    job_id = submit(
-        session_factory,
-        {"task": {"kind": "adding"}, "distributed": {"workers": 2, "gpus_per_worker": 1}},
-    )
-    job = wait_until(lambda: finished(session_factory, job_id), timeout=30, what="the failure")
+    # A dispatcher judges a job too large once it has watched its capacity window
+    # whole (workers.capacity): one of 1 s here.
+    with running_dispatcher(settings, session_factory, capacity_window_seconds=1.0):
+        job_id = submit(
+            session_factory,
+            {"task": {"kind": "adding"}, "distributed": {"workers": 2, "gpus_per_worker": 1}},
+        )
+        job = wait_until(lambda: finished(session_factory, job_id), timeout=30, what="the failure")
     assert isinstance(job, Job)
     assert job.status == "failed" and job.error is not None
     assert "2 GPU" in job.error and "0 GPU" in job.error
