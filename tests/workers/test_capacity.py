@@ -91,12 +91,14 @@ def test_a_dispatcher_fails_no_job_as_too_large_before_it_has_watched_the_window
         dispatcher._maintain()
         with sessions() as session:
             job = session.get(Job, gpu_gang)
-            assert job is not None and job.status == "queued", job.error
+            assert job is not None
+            assert job.status == "queued", job.error
         clock.now = settings.capacity_window_seconds
         dispatcher._maintain()
         with sessions() as session:
             job = session.get(Job, gpu_gang)
-            assert job is not None and job.status == "failed", job.status
+            assert job is not None
+            assert job.status == "failed", job.status
             assert job.error is not None and "2 GPU" in job.error and "0 GPU" in job.error
     finally:
         dispatcher._waker.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
 from workers.ray_job import CheckpointEvent, RayJob, RecordEvent, run_on_ray
 from workers.training.runner import run_reference
+from workers.warm_pool import WarmPool
 
 pytestmark = pytest.mark.ray
 
@@ -75,6 +77,17 @@ def test_ray_path_reproduces_reference(
     )
 
 
+@pytest.fixture(scope="module")
+def warm(ray_address: str) -> Iterator[WarmPool]:
+    """The resume tests' gangs (3 replicas and a driver) on warm actors: the first job
+    starts cold, each later one reuses them (≈ 2 s of CPU for each actor not started;
+    the cold path's trajectory is the test above's, the warm one's also
+    test_warm_pool.py's)."""
+    pool = WarmPool(size=4, idle_seconds=3600)
+    yield pool
+    pool.close()
+
+
 # CADA2 on minibatches: its replicas resume holding an anchor, whose gradient for the
 # first resumed round they compute before that round's θ arrives.
 RESUMED = {
@@ -89,7 +102,7 @@ RESUMED = {
 
 @pytest.mark.parametrize("sections", RESUMED.values(), ids=RESUMED.keys())
 def test_ray_resume_from_checkpoint_continues_identically(
-    ray_address: str, tmp_path: Path, sections: dict[str, Any]
+    warm: WarmPool, tmp_path: Path, sections: dict[str, Any]
 ) -> None:
     spec = resolve(
         {
@@ -100,7 +113,9 @@ def test_ray_resume_from_checkpoint_continues_identically(
         }
     )
     expected = _reference(spec)
-    first = list(run_on_ray(spec, job_key="a", artifacts_url=str(tmp_path), dtype="float64"))
+    first = list(
+        run_on_ray(spec, job_key="a", artifacts_url=str(tmp_path), dtype="float64", pool=warm)
+    )
     middle = next(e for e in first if isinstance(e, CheckpointEvent) and e.round == 19)
     resumed = [
         e
@@ -110,6 +125,7 @@ def test_ray_resume_from_checkpoint_continues_identically(
             artifacts_url=str(tmp_path),
             dtype="float64",
             resume=(middle.uri, middle.sha256),
+            pool=warm,
         )
         if isinstance(e, RecordEvent)
     ]
@@ -120,7 +136,7 @@ def test_ray_resume_from_checkpoint_continues_identically(
         assert got.values["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
 
 
-def test_ray_resume_rejects_a_corrupt_checkpoint(ray_address: str, tmp_path: Path) -> None:
+def test_ray_resume_rejects_a_corrupt_checkpoint(warm: WarmPool, tmp_path: Path) -> None:
     spec = resolve(
         {
             "task": {"kind": "lag_paper_linreg"},
@@ -130,12 +146,18 @@ def test_ray_resume_rejects_a_corrupt_checkpoint(ray_address: str, tmp_path: Pat
     )
     ckpt = next(
         e
-        for e in run_on_ray(spec, job_key="c", artifacts_url=str(tmp_path))
+        for e in run_on_ray(spec, job_key="c", artifacts_url=str(tmp_path), pool=warm)
         if isinstance(e, CheckpointEvent)
     )
     with pytest.raises(Exception, match="corrupt"):
         list(
-            run_on_ray(spec, job_key="d", artifacts_url=str(tmp_path), resume=(ckpt.uri, "0" * 64))
+            run_on_ray(
+                spec,
+                job_key="d",
+                artifacts_url=str(tmp_path),
+                resume=(ckpt.uri, "0" * 64),
+                pool=warm,
+            )
         )
 
 
