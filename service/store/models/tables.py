@@ -178,7 +178,8 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     at: Mapped[datetime]
     actor_id: Mapped[int | None] = mapped_column(BigInteger)
-    actor: Mapped[str] = mapped_column(String(120))
+    # "sweep:<id> for <role>:<name>" reaches 136 characters (migration 0013).
+    actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]]
