@@ -13,11 +13,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
 from service.errors import ArtifactsUnavailable, Conflict, NotFound, QuotaExceeded
 from service.json_body import is_json_content_type
 from service.schemas.common import error_message
+from service.schemas.field_hints import model_of, unknown_field_hint
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,22 @@ def _explain_unparsed_body(request: Request, errors: Sequence[Any]) -> list[Any]
     ]
 
 
-def _plain_message(error: Any) -> Any:
-    return {**error, "msg": error_message(error)} if isinstance(error, dict) else error
+def _plain_message(error: Any, body: type[BaseModel] | None) -> Any:
+    if not isinstance(error, dict):
+        return error
+    message = error_message(error)
+    loc = error.get("loc", ())
+    if error.get("type") == "extra_forbidden" and body is not None and loc[:1] == ("body",):
+        hint = unknown_field_hint(body, loc)
+        message = f"{message}{hint}" if hint else message
+    return {**error, "msg": message}
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The model a route validates its JSON body with, if it has one."""
+    route = request.scope.get("route")
+    field = route.body_field if isinstance(route, APIRoute) else None
+    return model_of(field.field_info.annotation) if field is not None else None
 
 
 # The most field errors one 422 lists: a body of 100,000 bad entries (under the
@@ -144,7 +160,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     # keeps FastAPI's list form) and validators' messages without pydantic's prefix.
     assert isinstance(exc, RequestValidationError)
     found = _explain_unparsed_body(request, exc.errors())
-    errors = [_plain_message(e) for e in found[:MAX_REPORTED_ERRORS]]
+    body = _body_model(request)
+    errors = [_plain_message(e, body) for e in found[:MAX_REPORTED_ERRORS]]
     if len(found) > MAX_REPORTED_ERRORS:
         more = len(found) - MAX_REPORTED_ERRORS
         errors.append(

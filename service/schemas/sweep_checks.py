@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel
 
+from service.schemas.field_hints import model_of
 from service.schemas.jobspec import JobSpec, TaskKind
 from service.schemas.metric_names import BASELINES, final_metric_names
 
@@ -126,7 +127,7 @@ def _path_message(path: str, range_type: RangeType | None) -> str | None:
     *sections, leaf = path.split(".")
     for depth, section in enumerate(sections):
         field = model.model_fields.get(section)
-        inner = _model_of(field.annotation) if field is not None else None
+        inner = model_of(field.annotation) if field is not None else None
         if inner is None:
             where = ".".join(sections[: depth + 1])
             return f"{where!r} is not a section of the JobSpec (sections: {_sections(model)})"
@@ -134,7 +135,7 @@ def _path_message(path: str, range_type: RangeType | None) -> str | None:
     field = model.model_fields.get(leaf)
     if field is None:
         return f"not a JobSpec field (fields here: {', '.join(sorted(model.model_fields))})"
-    if _model_of(field.annotation) is not None:
+    if model_of(field.annotation) is not None:
         return f"is a section; name one of its fields ({', '.join(sorted(_fields(field)))})"
     accepted = _scalar_types(field.annotation)
     if range_type == "float" and float not in accepted:
@@ -144,20 +145,13 @@ def _path_message(path: str, range_type: RangeType | None) -> str | None:
     return None
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
 def _fields(field: Any) -> list[str]:
-    model = _model_of(field.annotation)
+    model = model_of(field.annotation)
     return list(model.model_fields) if model is not None else []
 
 
 def _sections(model: type[BaseModel]) -> str:
-    names = [n for n, f in model.model_fields.items() if _model_of(f.annotation) is not None]
+    names = [n for n, f in model.model_fields.items() if model_of(f.annotation) is not None]
     return ", ".join(sorted(names)) or "none"
 
 

@@ -215,6 +215,25 @@ def test_a_value_of_the_wrong_type_is_422_naming_its_field(
     assert not detail[0]["msg"].startswith("Value error"), detail  # batch_size's validator
 
 
+def test_a_field_a_body_does_not_take_is_422_naming_the_fields_there(api: Api) -> None:
+    """A misspelt field: the near one and the fields at its place, as a sweep's paths
+    say (a walkthrough: `schedule: {batchsize: 16}` and `--quota max_runing_jobs=2`
+    answered only "Extra inputs are not permitted")."""
+    _uid, alice = api.create_user("alice")
+    spec = {**SMALL_SPEC, "schedule": {"rounds": 5, "batchsize": 8}, "colour": "red"}
+    errors = assert_json_error(api.client.post("/v1/jobs", json=spec, headers=alice), 422)
+    said = {tuple(e["loc"]): e["msg"] for e in errors}
+    assert said[("body", "schedule", "batchsize")].startswith(
+        "Extra inputs are not permitted; did you mean 'batch_size'? (fields here: batch_size, "
+    )
+    assert said[("body", "colour")].startswith(
+        "Extra inputs are not permitted (fields here: aggregation, distributed, "
+    )
+    quota = {"name": "carol", "quota": {"max_runing_jobs": 2}}
+    [error] = assert_json_error(api.client.post("/v1/users", json=quota, headers=api.admin), 422)
+    assert "did you mean 'max_running_jobs'?" in error["msg"]
+
+
 def test_numbers_a_float_takes_and_the_batch_sizes_it_knows_still_pass(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     spec = _with("optimizer.lr", 1) | {"distributed": {"workers": 1, "cpus_per_worker": 2}}
