@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -140,7 +141,21 @@ def _plain_message(error: Any, body: type[BaseModel] | None) -> Any:
     if error.get("type") == "extra_forbidden" and body is not None and loc[:1] == ("body",):
         hint = unknown_field_hint(body, loc)
         message = f"{message}{hint}" if hint else message
+    if _plus_read_as_space(error):
+        message += " (a + in a URL's query is a space: write a time's offset +01:00 as %2B01:00)"
     return {**error, "msg": message}
+
+
+def _plus_read_as_space(error: dict[str, Any]) -> bool:
+    """A time in a query whose offset's + came as a space: `?finished_before=…T00:00+01:00`
+    typed as the docs show reads "…T00:00 01:00" (a walkthrough)."""
+    value = error.get("input")
+    return (
+        str(error.get("type", "")).startswith("datetime")
+        and tuple(error.get("loc", ()))[:1] == ("query",)
+        and isinstance(value, str)
+        and re.search(r"\d \d\d(:?\d\d)?$", value) is not None
+    )
 
 
 def _body_model(request: Request) -> type[BaseModel] | None:

@@ -159,3 +159,17 @@ def test_a_bad_finished_before_is_422_naming_it(api: Api, bad: str) -> None:
         r = api.client.get(path, params={"finished_before": bad}, headers=api.admin)
         detail = assert_json_error(r, 422)
         assert [e["loc"] for e in detail] == [["query", "finished_before"]], (path, detail)
+
+
+def test_an_offsets_plus_sent_unencoded_is_422_saying_to_write_it_as_2b(api: Api) -> None:
+    """`?finished_before=…T00:00:00+01:00` typed as written reaches the server with a
+    space for the + (a walkthrough found only "unexpected extra characters")."""
+    _uid, alice = api.create_user("alice")
+    sent = api.client.get("/v1/jobs?finished_before=2026-12-07T00:00:00+01:00", headers=alice)
+    [error] = assert_json_error(sent, 422)
+    assert error["loc"] == ["query", "finished_before"]
+    assert "write a time's offset +01:00 as %2B01:00" in error["msg"]
+    encoded = "/v1/jobs?finished_before=2026-12-07T00:00:00%2B01:00"
+    assert api.client.get(encoded, headers=alice).status_code == 200
+    [other] = assert_json_error(api.client.get("/v1/jobs?finished_before=x", headers=alice), 422)
+    assert "%2B" not in other["msg"], "only where a + was read as a space"
