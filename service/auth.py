@@ -65,7 +65,7 @@ def _accepted(found: tuple[Principal, bool] | None) -> tuple[Principal, bool]:
 
 def _present(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or not credentials.credentials:
-        raise _unauthorized("missing bearer token")
+        raise _unauthorized('missing bearer token (the header "Authorization: Bearer <token>")')
     return credentials.credentials
 
 

@@ -150,7 +150,14 @@ def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
         ds = task.dataset
         if ds.startswith("builtin:"):
             if BUILTIN_DATASETS.get(ds) != kind:
-                problems.append(("task.dataset", f"{ds!r} is not a builtin dataset for {kind}"))
+                fits = sorted(name for name, task in BUILTIN_DATASETS.items() if task == kind)
+                problems.append(
+                    (
+                        "task.dataset",
+                        f"{ds!r} is not a builtin dataset for {kind} "
+                        f"({kind}'s: {', '.join(fits)}; or an upload, 'upload:<id>')",
+                    )
+                )
         elif not (ds.startswith("upload:") and len(ds) > len("upload:")):
             problems.append(("task.dataset", "must be 'builtin:<name>' or 'upload:<id>'"))
     elif task.dataset is not None:

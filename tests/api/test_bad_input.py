@@ -234,6 +234,20 @@ def test_a_field_a_body_does_not_take_is_422_naming_the_fields_there(api: Api) -
     assert "did you mean 'max_running_jobs'?" in error["msg"]
 
 
+def test_common_first_mistakes_are_answered_with_what_to_send(api: Api) -> None:
+    """A token sent without "Bearer ", a builtin dataset of another task (a walkthrough:
+    the answers did not say what was expected)."""
+    _uid, alice = api.create_user("alice")
+    bare = {"Authorization": alice["Authorization"].removeprefix("Bearer ")}
+    missing = api.client.get("/v1/jobs", headers=bare)
+    assert missing.status_code == 401
+    assert '"Authorization: Bearer <token>"' in missing.json()["detail"]
+    spec = {**SMALL_SPEC, "task": {"kind": "char_lm", "dataset": "builtin:digits"}}
+    errors = assert_json_error(api.client.post("/v1/jobs", json=spec, headers=alice), 422)
+    [said] = [e["msg"] for e in errors if e["loc"] == ["body", "task", "dataset"]]
+    assert "char_lm's: builtin:shakespeare; or an upload" in said, said
+
+
 def test_numbers_a_float_takes_and_the_batch_sizes_it_knows_still_pass(api: Api) -> None:
     _uid, alice = api.create_user("alice")
     spec = _with("optimizer.lr", 1) | {"distributed": {"workers": 1, "cpus_per_worker": 2}}
