@@ -43,7 +43,11 @@ def compare_url(base_url: str, job_ids: list[int]) -> str:
 @demo_app.command()
 def demo(
     rounds: Annotated[
-        int | None, typer.Option(min=4, help="shorten both runs (default: the examples')")
+        int | None,
+        typer.Option(
+            min=4,
+            help="shorten both runs (default: the examples' 300; a short run may show no saving)",
+        ),
     ] = None,
 ) -> None:
     """Submit dense Adam and CADA2 on non-IID digits; print their comparison page."""
@@ -62,6 +66,13 @@ def demo(
             Text.assemble(
                 "job ", (str(job["id"]), "bold"), f" {visible(job['name'])} {job['status']}"
             )
+        )
+    full = min(int(spec["schedule"]["rounds"]) for spec in demo_specs(None))
+    if rounds is not None and rounds < full:
+        # A walkthrough's `--rounds 50` showed two identical columns on the page.
+        console.print(
+            f"Note: {rounds} rounds may show no saving yet — CADA2 skips uploads once "
+            f"training settles; the examples' {full} rounds show it."
         )
     console.print("Compare them (sign in with your token) at:")
     typer.echo(compare_url(settings.url, [int(job["id"]) for job in jobs]))

@@ -373,6 +373,7 @@ def test_demo_submits_the_pair_and_prints_their_comparison_page(stack: Stack, pa
     assert done.returncode == 0, done.stdout + done.stderr
     url = done.stdout.strip().splitlines()[-1]
     assert url.startswith(f"{stack.url}/#/compare?ids=") and token not in done.stdout
+    assert "8 rounds may show no saving yet" in " ".join(done.stdout.split())
     with client:
         jobs = client.jobs()
         assert sorted(j["name"] for j in jobs) == ["digits-cada2", "digits-dense-adam"]
