@@ -81,12 +81,24 @@ def one_line(detail: Any) -> str:
         for error in detail:
             loc = [str(p) for p in error.get("loc") or []]
             field = ".".join(loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc)
-            message = str(error["msg"])
+            message = str(error["msg"]) + _received(error)
             parts.append(
                 message if not field or message.startswith(field) else f"{field}: {message}"
             )
         return "; ".join(parts)
     return json.dumps(detail)
+
+
+def _received(error: dict[str, Any]) -> str:
+    """ " (got 100.0)" after a type error on a plain value: the file's `rounds: 1e2` is
+    read as a number with a point, which "Input should be a valid integer" alone did not
+    show (a walkthrough)."""
+    kind = str(error.get("type", ""))
+    value = error.get("input")
+    if not kind.endswith(("_type", "_parsing", "_from_float")) or isinstance(value, dict | list):
+        return ""
+    shown = json.dumps(value)
+    return f" (got {shown})" if len(shown) <= 60 else ""
 
 
 @contextmanager

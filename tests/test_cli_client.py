@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from service.cli import app
-from service.cli_common import binary_size
+from service.cli_common import binary_size, one_line
 
 
 def closed_port_url() -> str:
@@ -157,3 +157,21 @@ def test_a_blank_token_is_no_token(
 def test_sizes_read_in_three_figures_at_most(count: int, shown: str) -> None:
     # "1,000 KiB" had four.
     assert binary_size(count) == shown
+
+
+def test_a_422s_type_error_shows_the_value_received() -> None:
+    """`rounds: 1e2` in a file is a number with a point (YAML 1.2): "Input should be a
+    valid integer" alone left the user looking at a number (a walkthrough)."""
+    detail = [
+        {
+            "type": "int_type",
+            "loc": ["body", "schedule", "rounds"],
+            "msg": "Input should be a valid integer",
+            "input": 100.0,
+        },
+        {"type": "greater_than", "loc": ["body", "optimizer", "lr"], "msg": "x", "input": -1},
+        {"type": "int_type", "loc": ["body", "model"], "msg": "y", "input": {"a": 1}},
+    ]
+    assert one_line(detail) == (
+        "schedule.rounds: Input should be a valid integer (got 100.0); optimizer.lr: x; model: y"
+    )
