@@ -134,12 +134,7 @@ class JobRun:
         # Renewed from the claim on: a gang start (torch imports) can outlast a lease.
         self._lease.start()
         try:
-            resume = resume_point(
-                self.claimed,
-                sessions=self.sessions,
-                write=self._write,
-                artifacts_url=self.settings.artifacts_url,
-            )
+            resume = resume_point(self.claimed, sessions=self.sessions, write=self._write)
             try:
                 ready_s = self.settings.gang_ready_seconds
                 gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)

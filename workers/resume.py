@@ -13,16 +13,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.artifacts import iter_file, remove_quietly
+from service.artifacts import iter_file
 from service.schemas.resolved import ResolvedSpec
 from service.store import lifecycle
 from service.store.attempts import ClaimedJob
-from service.store.checkpoints import (
-    CheckpointRef,
-    checkpoint_ref,
-    forget_checkpoints,
-    list_checkpoints,
-)
+from service.store.checkpoints import CheckpointRef, checkpoint_ref, list_checkpoints
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
 from service.store.db import read_transaction, transaction
 
@@ -49,11 +44,11 @@ def file_matches(ref: CheckpointRef) -> bool:
 
 def verified_resume(
     newest: CheckpointRef | None, *, job_id: int, sessions: sessionmaker[Session]
-) -> tuple[CheckpointRef | None, str | None, list[int]]:
+) -> tuple[CheckpointRef | None, str | None]:
     """(the checkpoint to resume from, or None for round 0; a note for the job's
-    events when it is not `newest`, else None; the rounds whose files failed)."""
+    events when it is not `newest`, else None)."""
     if newest is None or file_matches(newest):
-        return newest, None, []
+        return newest, None
     with read_transaction(sessions) as session:
         older = [
             checkpoint_ref(c)
@@ -75,7 +70,7 @@ def verified_resume(
             f"check; resuming from the one after {rounds_done(chosen.round + 1)}"
         )
     log.warning("job %s: %s", job_id, note)
-    return chosen, note, [newest.round, *(r.round for r in failed)]
+    return chosen, note
 
 
 def resume_point(
@@ -83,24 +78,21 @@ def resume_point(
     *,
     sessions: sessionmaker[Session],
     write: Callable[[Callable[[Session], Any]], Any],
-    artifacts_url: str,
 ) -> tuple[str, str] | None:
     """(uri, sha256) of the checkpoint the attempt resumes from, or None for round 0.
     A fallback to an older one is written to the job's events through `write` (the
-    run's fenced, outage-riding store writer), and the checkpoints that failed the
-    check are forgotten, rows and files."""
-    ref, note, failed = verified_resume(claimed.resume, job_id=claimed.job_id, sessions=sessions)
+    run's fenced, outage-riding store writer)."""
+    ref, note = verified_resume(claimed.resume, job_id=claimed.job_id, sessions=sessions)
     if note is not None:
-
-        def fall_back(session: Session) -> list[str]:
-            job_id, token = claimed.job_id, claimed.fencing_token
-            lifecycle.note(
-                session=session, job_id=job_id, token=token, actor="dispatcher", reason=note
+        write(
+            lambda s: lifecycle.note(
+                session=s,
+                job_id=claimed.job_id,
+                token=claimed.fencing_token,
+                actor="dispatcher",
+                reason=note,
             )
-            return forget_checkpoints(session=session, job_id=job_id, token=token, rounds=failed)
-
-        for uri in write(fall_back):  # once the rows are gone
-            remove_quietly(uri, location=artifacts_url)
+        )
     if ref is not None:
         # The chaos suite reads this line to count the rounds a resume re-trains.
         log.info(

@@ -99,24 +99,6 @@ def prune_checkpoints(*, session: Session, job_id: int, keep: int) -> list[str]:
     return [checkpoint.uri for checkpoint in old]
 
 
-def forget_checkpoints(
-    *, session: Session, job_id: int, token: str, rounds: list[int]
-) -> list[str]:
-    """Delete the rows of checkpoints whose files failed a resume's check (only with
-    the current lease token): kept, they would stay the job's newest by round, and
-    retention would delete each new checkpoint of the attempt that resumed below them
-    as soon as it was written. Returns their URIs, for the caller to remove once this
-    transaction has committed."""
-    lease_holder(session=session, job_id=job_id, token=token)
-    gone = session.scalars(
-        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.round.in_(rounds))
-    ).all()
-    for checkpoint in gone:
-        session.delete(checkpoint)
-    session.flush()
-    return [checkpoint.uri for checkpoint in gone]
-
-
 def delete_checkpoints(*, session: Session, job: Job) -> list[tuple[str, int]]:
     """Delete every checkpoint of a finished job (Conflict for an unfinished one: it
     may still resume from them); returns (uri, bytes) of the rows this call deleted

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,12 +14,7 @@ from service.artifacts import checkpoint_url, local_path, write_file
 from service.schemas.resolve import resolve
 from service.settings import Settings
 from service.store.attempts import claim_next
-from service.store.checkpoints import (
-    checkpoint_ref,
-    latest_checkpoint,
-    prune_checkpoints,
-    record_checkpoint,
-)
+from service.store.checkpoints import checkpoint_ref, latest_checkpoint, record_checkpoint
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import TERMINAL, Checkpoint, Job, JobEvent, Metric
@@ -31,7 +22,7 @@ from service.store.users import create_user
 from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
-from workers.resume import resume_point, verified_resume
+from workers.resume import verified_resume
 
 
 def _job(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
@@ -65,82 +56,16 @@ def test_resume_skips_checkpoints_whose_bytes_changed(
                 bytes=len(data),
             )
         newest = checkpoint_ref(latest_checkpoint(session=session, job_id=job_id))  # type: ignore[arg-type]
-    assert verified_resume(newest, job_id=job_id, sessions=session_factory) == (newest, None, [])
+    assert verified_resume(newest, job_id=job_id, sessions=session_factory) == (newest, None)
 
     write_file(newest.uri, b"overwritten by a lost attempt")
     older = newest.uri.replace("round-00000030", "round-00000020")
     path = local_path(older)
     assert path is not None
     path.unlink()  # and the one before is gone
-    chosen, note, failed = verified_resume(newest, job_id=job_id, sessions=session_factory)
+    chosen, note = verified_resume(newest, job_id=job_id, sessions=session_factory)
     assert chosen is not None and chosen.round == 9
     assert note is not None and "after 30, 20 rounds" in note and "one after 10 rounds" in note
-    assert failed == [29, 19]
-
-
-def test_checkpoints_that_failed_the_check_are_forgotten_and_the_new_ones_kept(
-    settings: Settings, session_factory: sessionmaker[Session], clean_db: None
-) -> None:
-    """Every kept checkpoint's file is lost (a wiped artifacts folder): the attempt
-    starts at round 0 and the failed rows go, files too. Kept, they stayed the job's
-    newest by round, and retention deleted each checkpoint the new attempt wrote as it
-    was written: a second lost attempt restarted from round 0 again."""
-    job_id = _job(session_factory, {"task": {"kind": "adding"}, "max_attempts": 3})
-    with transaction(session_factory) as session:
-        claimed = claim_next(
-            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=64, free_gpus=0
-        )
-        assert claimed is not None
-        for round_ in (19, 29, 39):
-            uri = checkpoint_url(settings.artifacts_url, job_id, round_, 1)
-            write_file(uri, b"wiped")
-            record_checkpoint(
-                session=session,
-                job_id=job_id,
-                token=claimed.fencing_token,
-                round=round_,
-                seq=round_ + 1,
-                uri=uri,
-                sha256="0" * 64,  # no file matches it any more
-                bytes=5,
-            )
-        newest = latest_checkpoint(session=session, job_id=job_id)
-        assert newest is not None
-        claimed = replace(claimed, resume=checkpoint_ref(newest))
-    files = sorted((Path(settings.artifacts_url) / "jobs" / str(job_id)).iterdir())
-    assert len(files) == 3
-
-    def write(change: Callable[[Session], Any]) -> Any:
-        with transaction(session_factory) as session:
-            return change(session)
-
-    assert (
-        resume_point(
-            claimed, sessions=session_factory, write=write, artifacts_url=settings.artifacts_url
-        )
-        is None
-    ), "no checkpoint verifies: round 0"
-    with session_factory() as session:
-        assert session.query(Checkpoint).filter_by(job_id=job_id).count() == 0
-        notes = [e.reason for e in session.query(JobEvent).filter_by(job_id=job_id)]
-        assert any(n and "resuming from the start" in n for n in notes), notes
-    assert all(not f.exists() for f in files)
-
-    # The resumed attempt's first checkpoint outlives retention (keep 2).
-    with transaction(session_factory) as session:
-        uri = checkpoint_url(settings.artifacts_url, job_id, 9, 1)
-        write_file(uri, b"new")
-        record_checkpoint(
-            session=session,
-            job_id=job_id,
-            token=claimed.fencing_token,
-            round=9,
-            seq=10,
-            uri=uri,
-            sha256=hashlib.sha256(b"new").hexdigest(),
-            bytes=3,
-        )
-        assert prune_checkpoints(session=session, job_id=job_id, keep=2) == []
 
 
 def _start(
