@@ -63,6 +63,6 @@ def store_events(
                 bytes=event.bytes,
             )
             pruned += checkpoints.prune_checkpoints(
-                session=session, job_id=job_id, keep=checkpoints_keep
+                session=session, job_id=job_id, keep=checkpoints_keep, attempt=attempt
             )
     return pruned

@@ -83,15 +83,27 @@ def checkpoint_file(*, session: Session, job_id: int, round: int) -> str | None:
     return uri
 
 
-def prune_checkpoints(*, session: Session, job_id: int, keep: int) -> list[str]:
-    """Retention: delete all but the job's newest `keep` checkpoints (the final one
-    is always the newest); returns the removed files' URIs, for the caller to delete
-    once this transaction has committed."""
-    old = session.scalars(
-        select(Checkpoint)
+def prune_checkpoints(*, session: Session, job_id: int, keep: int, attempt: int) -> list[str]:
+    """Retention: delete all but the job's newest `keep` checkpoints by round (the
+    final one is always the newest) and the newest `keep` of the running `attempt`;
+    returns the removed files' URIs, for the caller to delete once this transaction
+    has committed. The attempt's own: one that resumed below checkpoints whose files
+    did not verify (a wiped folder, a host that could not read them) writes rounds
+    lower than theirs, which by round alone were deleted as soon as written (a
+    review); the older rows stay too, for an attempt on a host that can read them."""
+    newest = (
+        select(Checkpoint.id)
         .where(Checkpoint.job_id == job_id)
         .order_by(Checkpoint.round.desc())
-        .offset(keep)
+        .limit(keep)
+    )
+    attempts_own = newest.where(Checkpoint.attempt == attempt)
+    old = session.scalars(
+        select(Checkpoint).where(
+            Checkpoint.job_id == job_id,
+            Checkpoint.id.not_in(newest.scalar_subquery()),
+            Checkpoint.id.not_in(attempts_own.scalar_subquery()),
+        )
     ).all()
     for checkpoint in old:
         session.delete(checkpoint)

@@ -23,7 +23,7 @@ from service.store.checkpoints import prune_checkpoints, record_checkpoint
 from service.store.db import transaction
 from service.store.jobs import request_cancel
 from service.store.lifecycle import note
-from service.store.models import Checkpoint, Job, User
+from service.store.models import Checkpoint, Job, User, utcnow
 from tests.store.conftest import MakeUser, Submit, load_job
 
 # The server's default time limit (its settings), for owners without their own.
@@ -124,11 +124,46 @@ def test_retention_keeps_the_newest_checkpoints(
                 sha256="0" * 64,
                 bytes=1,
             )
-            removed += prune_checkpoints(session=session, job_id=job_id, keep=2)
+            removed += prune_checkpoints(
+                session=session, job_id=job_id, keep=2, attempt=claimed.attempt
+            )
     assert removed == ["file:///c/0", "file:///c/1", "file:///c/2"]
     with session_factory() as session:
         kept = session.scalars(select(Checkpoint.round).where(Checkpoint.job_id == job_id))
         assert sorted(kept) == [3, 4]
+
+    # The attempt is lost, and the next finds no file that verifies (a wiped folder,
+    # or a host that cannot read them): it starts again at round 0 and checkpoints
+    # rounds below the kept ones. Its own newest are kept beside them; by round alone
+    # each was deleted as it was written, and a third attempt began at 0 again.
+    with transaction(session_factory) as session:
+        requeue_expired(session=session, now=utcnow() + timedelta(minutes=5))
+        again = claim_next(
+            session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
+        )
+    assert again is not None and again.attempt == 2
+    removed = []
+    for round_ in range(3):
+        with transaction(session_factory) as session:
+            record_checkpoint(
+                session=session,
+                job_id=job_id,
+                token=again.fencing_token,
+                round=round_,
+                seq=0,
+                uri=f"file:///c/{round_}-a2",
+                sha256="0" * 64,
+                bytes=1,
+            )
+            removed += prune_checkpoints(
+                session=session, job_id=job_id, keep=2, attempt=again.attempt
+            )
+    assert removed == ["file:///c/0-a2"]
+    with session_factory() as session:
+        rows = session.execute(
+            select(Checkpoint.round, Checkpoint.attempt).where(Checkpoint.job_id == job_id)
+        )
+        assert sorted(tuple(r) for r in rows) == [(1, 2), (2, 2), (3, 1), (4, 1)]
 
 
 def _running_with_an_hour_limit(
