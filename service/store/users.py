@@ -201,15 +201,18 @@ def revoke_token(*, session: Session, token_id: int, actor: Principal) -> tuple[
     """Revoke one of the actor's tokens (admins: anyone's); returns (token, True if it
     was live until now). Revoking twice is a no-op that returns False, so the caller
     audits only a real change."""
-    # Locked: of two concurrent revokes exactly one sees it live.
-    api_token = session.get(ApiToken, token_id, with_for_update=True, populate_existing=True)
-    if api_token is None or (api_token.user_id != actor.user_id and not actor.is_admin):
+    found = session.get(ApiToken, token_id)
+    if found is None or (found.user_id != actor.user_id and not actor.is_admin):
         raise NotFound(f"token {token_id} not found")
+    # The owner's lock first, then the token's, as a submit takes them (the owner's
+    # quota lock, then its token's last use): two concurrent revokes of an admin's
+    # last two tokens must not each count the other's live (PostgreSQL; SQLite's
+    # writes are serial), and of two revokes of one token exactly one sees it live.
+    lock_owner(session=session, user_id=found.user_id)
+    api_token = session.get(ApiToken, token_id, with_for_update=True, populate_existing=True)
+    assert api_token is not None  # tokens are never deleted
     if api_token.revoked_at is not None:
         return api_token, False
-    # The owner's lock: two concurrent revokes of an admin's last two tokens must not
-    # each count the other's token live (PostgreSQL; SQLite's writes are serial).
-    lock_owner(session=session, user_id=api_token.user_id)
     if (
         actor.is_admin
         and api_token.user_id == actor.user_id
