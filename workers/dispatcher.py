@@ -54,7 +54,7 @@ class Dispatcher:
         self._waker = Waker(settings.database_url)
         self._last_maintenance = 0.0
         self._drain_deadline: float | None = None  # set once drain() was asked for
-        self._drain_signalled: float | None = None  # request_drain()'s bound, for the loop
+        self._drain_signalled: float | None = None  # request_drain()'s deadline, monotonic
         # The last claimed run until its gang holds its resources, and how long the
         # next claim waits for that at most (see _reserving).
         self._starting: tuple[JobRun, float] | None = None
@@ -80,7 +80,7 @@ class Dispatcher:
             while not self.stop_event.is_set():
                 try:
                     if self._drain_signalled is not None and self._drain_deadline is None:
-                        self.drain(self._drain_signalled)
+                        self.drain(max(0.0, self._drain_signalled - time.monotonic()))
                     if time.monotonic() - self._last_maintenance >= MAINTENANCE_SECONDS:
                         self._maintain()
                     if self._drain_over():
@@ -252,10 +252,10 @@ class Dispatcher:
         self._waker.poke()
 
     def request_drain(self, timeout_s: float) -> None:
-        """drain(timeout_s), started by the loop at its next turn (within a poll):
-        for a signal handler, which runs on the loop's own thread between two of its
-        steps — taking the lock there would wait forever on a lock that thread holds."""
-        self._drain_signalled = timeout_s
+        """drain(timeout_s) from now, started by the loop at its next turn: for a signal
+        handler, which runs on the loop's own thread between two of its steps (taking
+        the lock there would wait forever on a lock that thread holds)."""
+        self._drain_signalled = time.monotonic() + timeout_s
 
     def _drain_over(self) -> bool:
         if self._drain_deadline is None:
