@@ -16,8 +16,10 @@ import threading
 from collections.abc import Callable
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
+from service.store.db import postgres_connect_args
 from service.store.notify import FEED_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,8 @@ class FeedListener:
 
     def _listen(self) -> None:
         # Bounded: libpq's default would hold a reconnect to a silent host for minutes.
-        with psycopg.connect(
-            self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
-        ) as conn:
+        bounds = {**postgres_connect_args(self._dsn), "connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        with psycopg.connect(make_conninfo(self._dsn, **bounds), autocommit=True) as conn:
             conn.execute(f"LISTEN {FEED_CHANNEL}")
             self.listening = True
             self._loop.call_soon_threadsafe(self._poke_all)

@@ -1,6 +1,7 @@
 """Whether a job's gang could ever fit the cluster, asked at submit: every dispatcher
-fails such a job at once (workers.dispatcher), so the submit refuses it instead, a
-422 naming the field, while a live dispatcher reports the cluster.
+fails such a job (workers.dispatcher, once it has watched its capacity window), so
+the submit refuses it instead, a 422 naming the field, while a live dispatcher
+reports the cluster.
 
 The live dispatchers' reports are read at most every REFRESH_SECONDS per API
 process, not on every submit: the submit's statements are pinned (issue 13,

@@ -21,10 +21,11 @@ READ_ONLY_OPTION = "lagtrain_read_only"
 # the connection (a partition, a host lost, a firewall dropping packets): without
 # them a connect, or a statement waiting for its answer, blocks for the kernel's
 # retransmissions (15 min or more), and with it a dispatcher's heartbeat, drain and
-# stop checks, and an API request. A dead peer is found within ≈ 25 s (keepalives:
-# 10 s idle, then 3 probes 5 s apart), unacknowledged writes after 30 s; a slow but
-# live server answers the probes, so long statements are not cut. Options the
-# database URL sets itself (`?connect_timeout=…`) win.
+# stop checks, and an API request. A dead peer is found within ≈ 30 s (keepalives:
+# 10 s idle, then probes 5 s apart; on Linux the TCP user timeout, 30 s, bounds them
+# too) and so are unacknowledged writes; a slow but live server answers the probes,
+# so long statements are not cut. Options the database URL sets itself
+# (`?connect_timeout=…`) win.
 POSTGRES_CONNECT_ARGS: dict[str, int] = {
     "connect_timeout": 10,
     "keepalives": 1,
@@ -55,8 +56,7 @@ def make_engine(
     if pool_size is not None and database not in (None, "", ":memory:"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     if not is_sqlite(url):
-        query = make_url(url).query
-        connect_args = {k: v for k, v in POSTGRES_CONNECT_ARGS.items() if k not in query}
+        connect_args = postgres_connect_args(url)
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
         _ping_without_round_trip(engine)
         return engine
@@ -88,6 +88,13 @@ def make_engine(
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def postgres_connect_args(url: str) -> dict[str, int]:
+    """POSTGRES_CONNECT_ARGS but those the URL sets itself: for the engine's pool and
+    for the LISTEN connections opened beside it (workers.waker, the API's feed)."""
+    query = make_url(url).query
+    return {k: v for k, v in POSTGRES_CONNECT_ARGS.items() if k not in query}
 
 
 def _ping_without_round_trip(engine: Engine) -> None:

@@ -25,9 +25,9 @@ def capacity_of(resources: dict[str, Any]) -> dict[str, float]:
 
 
 def never_fits_reason(required: dict[str, float], capacities: list[dict[str, float]]) -> str | None:
-    """Why no dispatcher would ever start the gang (each fails such a job at once),
-    or None when one could. Capacities naming no CPU are unknown and left out;
-    with none known, None."""
+    """Why no dispatcher would ever start the gang (each fails such a job once it has
+    watched its capacity window), or None when one could. Capacities naming no CPU
+    are unknown and left out; with none known, None."""
     known = [capacity for capacity in capacities if "CPU" in capacity]
     if not known or any(_fits(required, capacity) for capacity in known):
         return None

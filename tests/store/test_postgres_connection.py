@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from service.store.db import POSTGRES_CONNECT_ARGS, make_engine
 from tests.conftest import on_one_database
+from workers.waker import Waker
 
 pytestmark = on_one_database("postgresql")
 
@@ -30,9 +31,24 @@ def test_connections_give_up_on_a_server_that_stopped_answering(db_url: str) -> 
     }
     probes = int(used["keepalives_count"]) * int(used["keepalives_interval"])
     assert int(used["keepalives_idle"]) + probes <= 30, "a dead peer is found within 30 s"
+    assert int(used["tcp_user_timeout"]) <= 30_000
 
 
 def test_the_database_urls_own_options_win(db_url: str) -> None:
     used = _options(f"{db_url}?connect_timeout=3&keepalives_idle=20")
     assert (used["connect_timeout"], used["keepalives_idle"]) == ("3", "20")
     assert used["keepalives_count"] == "3"
+
+
+def test_the_listen_connections_are_bounded_too(db_url: str) -> None:
+    """A dispatcher's LISTEN connection (workers.waker) sits idle on its socket: without
+    keepalives a partition left it 'listening' to nothing until the process restarted."""
+    waker = Waker(db_url)
+    try:
+        assert waker.reset()
+        assert waker._conn is not None
+        used = waker._conn.info.get_parameters()
+        assert used["keepalives_idle"] == str(POSTGRES_CONNECT_ARGS["keepalives_idle"])
+        assert used["tcp_user_timeout"] == str(POSTGRES_CONNECT_ARGS["tcp_user_timeout"])
+    finally:
+        waker.close()
