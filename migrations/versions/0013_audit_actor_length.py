@@ -11,7 +11,8 @@ review). The longest actor now written is 136 characters ("sweep:" + a 19-digit 
 Rows: untouched. PostgreSQL widens a VARCHAR in place (no rewrite). SQLite cannot
 alter a column's type, so batch mode rebuilds the table (its rows copied with their
 ids, AUTOINCREMENT kept, as 0008 made it; indexes recreated): one copy of the audit
-log at upgrade.
+log at upgrade. The copy would set the table's sqlite_sequence to its largest id in
+use; the old value is put back, so an id deleted from the end never comes back.
 
 Downgrade cuts actors longer than 120 characters to their first 120 (the actor_id
 column still names the user), then narrows the column back.
@@ -47,11 +48,20 @@ def _actor_type(to: int, was: int) -> None:
             existing_nullable=False,
         )
         return
+    sequence = sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'")
+    handed_out = op.get_bind().execute(sequence).scalar()
     with op.batch_alter_table(
         "audit_events", recreate="always", table_kwargs={"sqlite_autoincrement": True}
     ) as batch:
         batch.alter_column(
             "actor", type_=sa.String(to), existing_type=sa.String(was), existing_nullable=False
+        )
+    if handed_out is not None:
+        op.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = 'audit_events'"))
+        op.execute(
+            sa.text(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('audit_events', :seq)"
+            ).bindparams(seq=handed_out)
         )
 
 
