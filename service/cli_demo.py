@@ -46,7 +46,7 @@ def demo(
         int | None,
         typer.Option(
             min=4,
-            help="shorten both runs (default: the examples' 300; a short run may show no saving)",
+            help="shorten both runs (default: the examples'; a short run may show no saving)",
         ),
     ] = None,
 ) -> None:

@@ -154,7 +154,7 @@ def _plus_read_as_space(error: dict[str, Any]) -> bool:
         str(error.get("type", "")).startswith("datetime")
         and tuple(error.get("loc", ()))[:1] == ("query",)
         and isinstance(value, str)
-        and re.search(r"\d \d\d(:?\d\d)?$", value) is not None
+        and re.search(r"T\d\d:\d\d(:\d\d(\.\d+)?)? \d\d(:?\d\d)?$", value) is not None
     )
 
 

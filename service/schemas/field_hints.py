@@ -25,6 +25,8 @@ def unknown_field_hint(body: type[BaseModel], loc: Sequence[Any]) -> str | None:
     what follows "Extra inputs are not permitted": "; did you mean 'batch_size'? (fields
     here: …)", or " (fields here: …)" with no close name; None where the place is no
     model's (a mapping's keys, a union's member)."""
+    if len(loc) < 2:
+        return None
     model: type[BaseModel] | None = body
     *sections, leaf = loc[1:]
     for section in sections:

@@ -173,3 +173,7 @@ def test_an_offsets_plus_sent_unencoded_is_422_saying_to_write_it_as_2b(api: Api
     assert api.client.get(encoded, headers=alice).status_code == 200
     [other] = assert_json_error(api.client.get("/v1/jobs?finished_before=x", headers=alice), 422)
     assert "%2B" not in other["msg"], "only where a + was read as a space"
+    [no_plus] = assert_json_error(
+        api.client.get("/v1/jobs?finished_before=2026-12-07 25:00", headers=alice), 422
+    )
+    assert "%2B" not in no_plus["msg"], "a date and a bad time with a space: no + was lost"

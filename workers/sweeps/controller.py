@@ -84,7 +84,8 @@ class SweepController:
             if self.stop_event.is_set():
                 break
             try:
-                stepped += self.step(sweep_id)
+                stepped_now = self.step(sweep_id)
+                stepped += stepped_now
             except Exception as exc:
                 if store_unreachable(exc):
                     raise  # an outage: the loop's one story (run_forever)
@@ -92,8 +93,8 @@ class SweepController:
                 # must not hold up the sweeps after it, every user's: it is tried
                 # again at the next poll, its failures told as a story of its own.
                 self._failures_of(sweep_id).failed(exc)
-            else:
-                if (failing := self._failing.pop(sweep_id, None)) is not None:
+            else:  # recovered only once a step ran (not for a lease held elsewhere)
+                if stepped_now and (failing := self._failing.pop(sweep_id, None)) is not None:
                     failing.succeeded()
         return stepped
 
