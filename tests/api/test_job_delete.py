@@ -25,6 +25,7 @@ from service.store.jobs import request_cancel
 from service.store.sweeps import request_cancel as sweeps_request_cancel
 from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
 from tests.api.test_quota_races import all_at_once, usage
+from tests.lock_waits import a_transaction_waits_on_a_lock
 from tests.polling import wait_until
 from workers.sweeps.controller import SweepController
 
@@ -284,18 +285,11 @@ def test_a_cancel_that_a_delete_overtakes_is_a_404(
         go.set()
         engine = api.sessions.kw["bind"]
 
-        def cancel_waits() -> bool:
-            with engine.connect() as conn:
-                return bool(
-                    conn.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                        )
-                    ).scalar_one()
-                )
-
-        wait_until(cancel_waits, timeout=60, what="the cancel to wait for the row lock")
+        wait_until(
+            lambda: a_transaction_waits_on_a_lock(engine),
+            timeout=60,
+            what="the cancel to wait for the row lock",
+        )
         commit.set()
     for thread in threads:
         thread.join(timeout=60)

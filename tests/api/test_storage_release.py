@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 import service.api.sweeps as sweeps_route
 from service.store.db import read_transaction, transaction
@@ -19,6 +18,7 @@ from service.store.models import Dataset
 from service.store.spec_checks import spec_problems
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 from tests.api.test_quota_races import all_at_once, quota, usage
+from tests.lock_waits import a_transaction_waits_on_a_lock
 from tests.polling import wait_until
 
 TEXT = ("the quick brown fox jumps over the lazy dog. " * 40).encode()
@@ -142,14 +142,7 @@ def test_a_sweep_submit_and_a_delete_of_its_upload_never_both_succeed(
     engine = api.sessions.kw["bind"]
 
     def delete_waits_or_ended() -> bool:
-        with engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        return bool(waiting) or "delete" in answers
+        return a_transaction_waits_on_a_lock(engine) or "delete" in answers
 
     wait_until(delete_waits_or_ended, timeout=60, what="the delete to wait or end")
     go.set()

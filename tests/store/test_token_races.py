@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict, QuotaExceeded
@@ -23,6 +22,7 @@ from service.store.users import (
     revoke_token,
 )
 from tests.conftest import on_one_database
+from tests.lock_waits import a_transaction_waits_on_a_lock
 from tests.polling import wait_until
 
 pytestmark = on_one_database("postgresql")
@@ -49,14 +49,7 @@ def while_open(
     engine = sessions.kw["bind"]
 
     def waits_or_ended() -> bool:
-        with engine.connect() as conn:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        return bool(waiting) or ended.is_set()
+        return a_transaction_waits_on_a_lock(engine) or ended.is_set()
 
     thread = threading.Thread(target=run_second)
     with transaction(sessions) as session:
