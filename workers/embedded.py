@@ -13,7 +13,7 @@ from types import FrameType
 from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker
 from workers.dispatcher import SHUTDOWN_JOIN_SECONDS, Dispatcher
-from workers.ray_runtime import connect
+from workers.ray_runtime import connect, total_resources
 from workers.sweeps.controller import SweepController
 
 # Named for what it reports (the worker process: its start, its signals), not for
@@ -58,11 +58,29 @@ def start_sweep_controller(controller: SweepController, stack: ExitStack) -> Non
     stack.callback(stop)
 
 
+def local_ray_ceilings(settings: Settings, cpus: float, gpus: float) -> Settings:
+    """`settings` with the local Ray's totals as the capacity ceilings (where the
+    operator set none): the Ray this process started is the whole cluster and never
+    grows, so a job too large for it fails at once, as a dispatcher with both ceilings
+    set judges from its start (workers.capacity; without them it first watches its
+    window, 600 s, and a sweep's misfit trials waited that long under `make run`)."""
+    return settings.model_copy(
+        update={
+            "capacity_ceiling_cpus": settings.capacity_ceiling_cpus
+            if settings.capacity_ceiling_cpus is not None
+            else cpus,
+            "capacity_ceiling_gpus": settings.capacity_ceiling_gpus
+            if settings.capacity_ceiling_gpus is not None
+            else gpus,
+        }
+    )
+
+
 def start_embedded(settings: Settings, stack: ExitStack) -> Callable[[], None]:
     """Local Ray plus one dispatcher beside the API (DESIGN §9). Returns the
     dispatcher's wake-up, for the API's submit route to call (no poll delay)."""
     connect(None, num_cpus=settings.embedded_ray_cpus)
-    dispatcher = start_dispatcher_thread(settings, stack)
+    dispatcher = start_dispatcher_thread(local_ray_ceilings(settings, *total_resources()), stack)
     log.info(
         "embedded mode: local Ray (%s logical CPUs) and one dispatcher", settings.embedded_ray_cpus
     )

@@ -26,7 +26,8 @@ from tests.polling import wait_until
 from tests.ray_cluster import RAY_TEST_CPUS
 from tests.workers.test_stop_record import _store
 from workers import dispatcher as dispatcher_module
-from workers.capacity import CapacityWindow
+from workers import embedded
+from workers.capacity import Capacity, CapacityWindow
 from workers.dispatcher import Dispatcher
 
 
@@ -169,3 +170,19 @@ def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
         )
     messages = [r.message for r in explanation.reasons]
     assert any("waiting for capacity" in m for m in messages), messages
+
+
+def test_an_embedded_dispatcher_judges_by_its_local_ray_from_its_start(tmp_path: Path) -> None:
+    """`server --embedded` started the Ray it runs on, which never grows: its totals are
+    the ceilings (an operator's own win), so the window is settled from the start."""
+    settings, _sessions = _store(tmp_path)
+    local = embedded.local_ray_ceilings(settings, 4.0, 0.0)
+    window = CapacityWindow(
+        local.capacity_window_seconds,
+        ceiling_cpus=local.capacity_ceiling_cpus,
+        ceiling_gpus=local.capacity_ceiling_gpus,
+        clock=Clock(),
+    )
+    assert window.settled() and window.largest() == Capacity(4.0, 0.0)
+    operator = settings.model_copy(update={"capacity_ceiling_gpus": 2.0})
+    assert embedded.local_ray_ceilings(operator, 4.0, 0.0).capacity_ceiling_gpus == 2.0
