@@ -64,15 +64,9 @@ def local_ray_ceilings(settings: Settings, cpus: float, gpus: float) -> Settings
     grows, so a job too large for it fails at once, as a dispatcher with both ceilings
     set judges from its start (workers.capacity; without them it first watches its
     window, 600 s, and a sweep's misfit trials waited that long under `make run`)."""
+    local = {"capacity_ceiling_cpus": cpus, "capacity_ceiling_gpus": gpus}
     return settings.model_copy(
-        update={
-            "capacity_ceiling_cpus": settings.capacity_ceiling_cpus
-            if settings.capacity_ceiling_cpus is not None
-            else cpus,
-            "capacity_ceiling_gpus": settings.capacity_ceiling_gpus
-            if settings.capacity_ceiling_gpus is not None
-            else gpus,
-        }
+        update={name: value for name, value in local.items() if getattr(settings, name) is None}
     )
 
 

@@ -11,13 +11,11 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 # The SSE feeds' LISTEN connection retries at this pace, and bounds its connects, too:
 # one rule for both.
-from service.api.feed_listener import CONNECT_TIMEOUT_SECONDS, RECONNECT_SECONDS
-from service.store.db import postgres_connect_args
+from service.api.feed_listener import RECONNECT_SECONDS, listen_conninfo
 from service.store.lifecycle import JOBS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -58,8 +56,7 @@ class Waker:
         that hung (a partition dropping the packets) would stop its heartbeat, drain
         and stop checks meanwhile."""
         assert self._dsn is not None
-        bounds = {**postgres_connect_args(self._dsn), "connect_timeout": CONNECT_TIMEOUT_SECONDS}
-        conn = psycopg.connect(make_conninfo(self._dsn, **bounds), autocommit=True)
+        conn = psycopg.connect(listen_conninfo(self._dsn), autocommit=True)
         try:
             conn.execute(f"LISTEN {JOBS_CHANNEL}")
         except BaseException:

@@ -32,6 +32,13 @@ RECONNECT_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 3
 
 
+def listen_conninfo(dsn: str) -> str:
+    """A LISTEN connection's connection string (the API's feeds, a dispatcher's
+    workers.waker): the pools' PostgreSQL bounds, its connect bounded tighter still."""
+    bounds = {**postgres_connect_args(dsn), "connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return make_conninfo(dsn, **bounds)
+
+
 class FeedListener:
     def __init__(
         self,
@@ -71,8 +78,7 @@ class FeedListener:
 
     def _listen(self) -> None:
         # Bounded: libpq's default would hold a reconnect to a silent host for minutes.
-        bounds = {**postgres_connect_args(self._dsn), "connect_timeout": CONNECT_TIMEOUT_SECONDS}
-        with psycopg.connect(make_conninfo(self._dsn, **bounds), autocommit=True) as conn:
+        with psycopg.connect(listen_conninfo(self._dsn), autocommit=True) as conn:
             conn.execute(f"LISTEN {FEED_CHANNEL}")
             self.listening = True
             self._loop.call_soon_threadsafe(self._poke_all)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.quota import QuotaDefaults
 from service.store.attempts import (
+    ClaimedJob,
     acknowledge_cancel,
     claim_next,
     fail,
@@ -111,22 +112,29 @@ def test_retention_keeps_the_newest_checkpoints(
             session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
         )
     assert claimed is not None
-    removed: list[str] = []
-    for round_ in range(5):
-        with transaction(session_factory) as session:
-            record_checkpoint(
-                session=session,
-                job_id=job_id,
-                token=claimed.fencing_token,
-                round=round_,
-                seq=0,
-                uri=f"file:///c/{round_}",
-                sha256="0" * 64,
-                bytes=1,
-            )
-            removed += prune_checkpoints(
-                session=session, job_id=job_id, keep=2, attempt=claimed.attempt
-            )
+
+    def checkpoint_and_prune(attempt: ClaimedJob, rounds: range, suffix: str) -> list[str]:
+        """Record each round's checkpoint as `attempt`, pruning to 2 after each: the
+        files retention removed."""
+        removed: list[str] = []
+        for round_ in rounds:
+            with transaction(session_factory) as session:
+                record_checkpoint(
+                    session=session,
+                    job_id=job_id,
+                    token=attempt.fencing_token,
+                    round=round_,
+                    seq=0,
+                    uri=f"file:///c/{round_}{suffix}",
+                    sha256="0" * 64,
+                    bytes=1,
+                )
+                removed += prune_checkpoints(
+                    session=session, job_id=job_id, keep=2, attempt=attempt.attempt
+                )
+        return removed
+
+    removed = checkpoint_and_prune(claimed, range(5), "")
     assert removed == ["file:///c/0", "file:///c/1", "file:///c/2"]
     with session_factory() as session:
         kept = session.scalars(select(Checkpoint.round).where(Checkpoint.job_id == job_id))
@@ -142,23 +150,7 @@ def test_retention_keeps_the_newest_checkpoints(
             session=session, dispatcher_id="d", lease_seconds=60, free_cpus=8, free_gpus=0
         )
     assert again is not None and again.attempt == 2
-    removed = []
-    for round_ in range(3):
-        with transaction(session_factory) as session:
-            record_checkpoint(
-                session=session,
-                job_id=job_id,
-                token=again.fencing_token,
-                round=round_,
-                seq=0,
-                uri=f"file:///c/{round_}-a2",
-                sha256="0" * 64,
-                bytes=1,
-            )
-            removed += prune_checkpoints(
-                session=session, job_id=job_id, keep=2, attempt=again.attempt
-            )
-    assert removed == ["file:///c/0-a2"]
+    assert checkpoint_and_prune(again, range(3), "-a2") == ["file:///c/0-a2"]
     with session_factory() as session:
         rows = session.execute(
             select(Checkpoint.round, Checkpoint.attempt).where(Checkpoint.job_id == job_id)
