@@ -12,6 +12,11 @@ what the rule reads: it fails no job as unschedulable until it has (unless both
 ceilings are set). After a Ray head restart every `lagtrain worker` restarts, and
 the first to reconnect saw only the nodes that had rejoined: judged at once, it
 failed every queued job whose gang spans the rest, for good.
+
+Nodes are judged the same way: a bundle (one replica's, or the coordinator's) fails
+a job only when it fits no node the window has seen (service.schemas.node_fit). A
+ceiling says how large the cluster can grow, not which nodes it grows by (an
+autoscaler may add larger ones), so with a ceiling set no job fails for its nodes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from service.schemas.node_fit import NodeShape, maximal
 
 
 @dataclass(frozen=True)
@@ -41,14 +48,15 @@ class CapacityWindow:
         self.ceiling_cpus = ceiling_cpus
         self.ceiling_gpus = ceiling_gpus
         self._clock = clock
-        self._samples: deque[tuple[float, Capacity]] = deque()
+        self._samples: deque[tuple[float, Capacity, tuple[NodeShape, ...]]] = deque()
         self._since: float | None = None  # the first observation
 
-    def observe(self, cpus: float, gpus: float) -> None:
+    def observe(self, cpus: float, gpus: float, nodes: tuple[NodeShape, ...] = ()) -> None:
+        """The cluster's totals now, and its live nodes' shapes (`maximal` ones suffice)."""
         now = self._clock()
         if self._since is None:
             self._since = now
-        self._samples.append((now, Capacity(cpus, gpus)))
+        self._samples.append((now, Capacity(cpus, gpus), maximal(nodes)))
         # Keep the newest sample whatever its age: the window is never empty.
         while len(self._samples) > 1 and self._samples[0][0] < now - self.window_seconds:
             self._samples.popleft()
@@ -63,12 +71,19 @@ class CapacityWindow:
     def largest(self) -> Capacity:
         """The limit a queued job is judged against (the ceiling where set, else the
         largest total seen in the window)."""
-        seen_cpus = max((c.cpus for _, c in self._samples), default=0.0)
-        seen_gpus = max((c.gpus for _, c in self._samples), default=0.0)
+        seen_cpus = max((c.cpus for _, c, _ in self._samples), default=0.0)
+        seen_gpus = max((c.gpus for _, c, _ in self._samples), default=0.0)
         return Capacity(
             cpus=seen_cpus if self.ceiling_cpus is None else self.ceiling_cpus,
             gpus=seen_gpus if self.ceiling_gpus is None else self.ceiling_gpus,
         )
+
+    def nodes(self) -> tuple[NodeShape, ...]:
+        """The node shapes a bundle is judged against: every node seen in the window
+        (the maximal shapes); none (no judging) when the operator set a ceiling."""
+        if self.ceiling_cpus is not None or self.ceiling_gpus is not None:
+            return ()
+        return maximal(shape for _, _, shapes in self._samples for shape in shapes)
 
     def describe(self) -> str:
         """Where the limit comes from, for a failure's reason."""

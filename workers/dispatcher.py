@@ -15,15 +15,17 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StaleLease
+from service.schemas.node_fit import most_free
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
-from service.store.jobs import fail_queued, unschedulable_jobs
+from service.store.jobs import fail_queued
+from service.store.unschedulable import unschedulable_jobs
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors
-from workers.ray_runtime import free_resources, total_resources
+from workers.ray_runtime import free_resources, node_resources, total_resources
 from workers.stop_record import record_stopped
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
@@ -124,25 +126,23 @@ class Dispatcher:
             self.warm_pool.release_idle()
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
-        self.capacity.observe(total_cpus, total_gpus)
-        limit = self.capacity.largest()
+        nodes = node_resources()
+        self.capacity.observe(total_cpus, total_gpus, tuple(total for total, _ in nodes))
+        limit, node_shapes = self.capacity.largest(), self.capacity.nodes()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
-            unschedulable: dict[int, str] = {}
             judged = (
-                unschedulable_jobs(session=session, total_cpus=limit.cpus, total_gpus=limit.gpus)
-                if self.capacity.settled()  # else the window's rule has not been read whole
-                else []
-            )
-            for job in judged:
-                unschedulable[job.id] = reason = (
-                    f"the gang (its replicas and the coordinator's own bundle) needs"
-                    f" {job.cpus_required:g} CPU and {job.gpus_required:g} GPU;"
-                    f" the whole Ray cluster has {limit.cpus:g} CPU and {limit.gpus:g} GPU"
-                    f" ({self.capacity.describe()})"
+                unschedulable_jobs(
+                    session=session, total_cpus=limit.cpus, total_gpus=limit.gpus, nodes=node_shapes
                 )
+                if self.capacity.settled()  # else the window's rule has not been read whole
+                else {}
+            )
+            where = self.capacity.describe()
+            unschedulable = {job_id: f"{why} ({where})" for job_id, why in judged.items()}
+            for job_id, reason in unschedulable.items():
                 fail_queued(
-                    session=session, job_id=job.id, actor=f"dispatcher:{self.id}", reason=reason
+                    session=session, job_id=job_id, actor=f"dispatcher:{self.id}", reason=reason
                 )
             upsert_dispatcher(
                 session=session,
@@ -152,9 +152,13 @@ class Dispatcher:
                     "total": {"CPU": total_cpus, "GPU": total_gpus},
                     # What queued jobs are judged against (explain: waits for capacity).
                     "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
+                    # The node shapes bundles are judged against (the submit's check).
+                    "nodes": [shape.report() for shape in node_shapes],
+                    # The most free on one node (explain: waits for a node).
+                    "free_node": most_free(free for _, free in nodes).report(),
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
-                    **self._warm_pool_report(),
+                    **({"warm_pool": self.warm_pool.report()} if self.warm_pool else {}),
                 },
             )
         if requeued:
@@ -163,22 +167,9 @@ class Dispatcher:
         for job_id, reason in unschedulable.items():  # committed: in the operator's log too
             log.warning("job %s failed, too large for the cluster: %s", job_id, reason)
 
-    def _warm_pool_report(self) -> dict[str, dict[str, int]]:
-        """The pool's bound, idle actors and how many of those have started (warmed
-        up): an operator, or a benchmark, sees when jobs will find warm actors."""
-        if self.warm_pool is None:
-            return {}
-        pool = self.warm_pool
-        return {
-            "warm_pool": {
-                "size": pool.size,
-                "idle": pool.idle_count(),
-                "started": pool.started_count(),
-            }
-        }
-
     def _claim_and_start(self) -> bool:
         free_cpus, free_gpus = free_resources()
+        free_node = most_free(free for _, free in node_resources())
         with transaction(self.sessions) as session:
             claimed = claim_next(
                 session=session,
@@ -186,6 +177,7 @@ class Dispatcher:
                 lease_seconds=self.settings.lease_seconds,
                 free_cpus=free_cpus,
                 free_gpus=free_gpus,
+                free_node=free_node,
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
             )

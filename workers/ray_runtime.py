@@ -14,6 +14,9 @@ import time
 from typing import Any
 
 import ray
+from ray._private.state import state as ray_state
+
+from service.schemas.node_fit import NodeShape
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +123,15 @@ def free_resources() -> tuple[float, float]:
 def total_resources() -> tuple[float, float]:
     total = ray.cluster_resources()
     return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
+
+
+def node_resources() -> list[tuple[NodeShape, NodeShape]]:
+    """(totals, free) of each live node. Ray has no public per-node call without its
+    dashboard (ray.util.state needs it; we start Ray without), so this reads the
+    GCS's per-node tables through `ray._private.state`, as `ray.available_resources`
+    does for the sums; tests/workers/test_node_resources.py checks it against them."""
+    free = ray_state.available_resources_per_node()
+    return [
+        (NodeShape.from_report(total), NodeShape.from_report(free.get(node, {})))
+        for node, total in ray_state.total_resources_per_node().items()
+    ]

@@ -158,6 +158,12 @@ class WarmPool:
         with self._lock:
             return len(self._idle)
 
+    def report(self) -> dict[str, int]:
+        """The bound, idle actors and how many of those have started (warmed up), for
+        the dispatcher's report: an operator, or a benchmark, sees when jobs will find
+        warm actors."""
+        return {"size": self.size, "idle": self.idle_count(), "started": self.started_count()}
+
     def close(self) -> None:
         with self._handed_back:
             idle, self._idle = self._idle, []

@@ -14,7 +14,7 @@ from service.api.job_filters import JobFilters, ListingFilters, page_query
 from service.api.responses import errors
 from service.auth import BearerToken, CurrentUser, TokenCheckedFirst, principal_for, principal_in
 from service.schemas.common import Page, request_sha256
-from service.schemas.gang import gang_totals
+from service.schemas.gang import gang_totals, replica_bundle
 from service.schemas.jobs import JobOut, Progress
 from service.schemas.jobspec import JobSpec
 from service.schemas.resolve import SpecError, resolve
@@ -177,6 +177,7 @@ def submit_job(
             if too_large := cluster_capacity.problems(
                 session=session,
                 gang={"CPU": cpus, "GPU": gpus},
+                replica=replica_bundle(resolved),
                 now=now,
                 lease_seconds=settings.lease_seconds,
             ):

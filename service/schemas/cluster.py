@@ -28,8 +28,9 @@ class DispatcherOut(BaseModel):
         "period without saying it stopped), by the one rule the Lab and /metrics use"
     )
     resources: dict[str, Any] = Field(
-        description="its last report (total, capacity, free, running_jobs, warm pool); "
-        "running_jobs is 0 once it is not alive"
+        description="its last report (total, capacity, free, running_jobs, warm pool; "
+        "nodes: the node shapes a bundle is judged against, free_node: the most free on "
+        "one node); running_jobs is 0 once it is not alive"
     )
 
 

@@ -30,15 +30,21 @@ class GangMemory:
 def gang_bundles(spec: ResolvedSpec, memory: GangMemory | None = None) -> list[Bundle]:
     """[coordinator, replica 0, …, replica M-1], Ray's resource names. Without
     `memory` (jobs submitted before the estimate was stored) no memory is reserved."""
-    dist = spec.distributed
     coordinator: Bundle = dict(COORDINATOR_BUNDLE)
-    replica: Bundle = {"CPU": dist.cpus_per_worker}
-    if dist.gpus_per_worker > 0:
-        replica["GPU"] = dist.gpus_per_worker
+    replica = replica_bundle(spec)
     if memory is not None:
         coordinator["memory"] = float(memory.coordinator_bytes)
         replica["memory"] = float(memory.replica_bytes)
-    return [coordinator] + [dict(replica) for _ in range(dist.workers)]
+    return [coordinator] + [dict(replica) for _ in range(spec.distributed.workers)]
+
+
+def replica_bundle(spec: ResolvedSpec) -> Bundle:
+    """One replica's CPUs and GPUs (no memory: gang_bundles adds the estimate)."""
+    dist = spec.distributed
+    replica: Bundle = {"CPU": dist.cpus_per_worker}
+    if dist.gpus_per_worker > 0:
+        replica["GPU"] = dist.gpus_per_worker
+    return replica
 
 
 def gang_totals(spec: ResolvedSpec) -> tuple[float, float]:

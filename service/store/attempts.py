@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import StaleLease
 from service.schemas.gang import GangMemory
+from service.schemas.node_fit import NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
@@ -72,6 +73,7 @@ def claim_next(
     lease_seconds: float,
     free_cpus: float,
     free_gpus: float,
+    free_node: NodeShape | None = None,
     now: datetime | None = None,
     quota_defaults: QuotaDefaults | None = None,
     fair_share_window: timedelta = timedelta(0),
@@ -79,8 +81,10 @@ def claim_next(
     """Claim the next eligible job (service.store.queue_order), or None. The claim is
     lifecycle.transition's single UPDATE; the resume lookup follows in the caller's
     transaction. `quota_defaults`: the server's (settings.quota_defaults()); None =
-    users without a quota of their own are not limited. `fair_share_window`: how far
-    back fair share counts each owner's finished jobs (settings; zero: running only)."""
+    users without a quota of their own are not limited. `free_node`: the most free on
+    one node (node_fit.most_free); None: not judged per node (store-level callers).
+    `fair_share_window`: how far back fair share counts each owner's finished jobs
+    (settings; zero: running only)."""
     job = lifecycle.transition(
         session=session,
         job=Claim(
@@ -88,6 +92,7 @@ def claim_next(
             lease_seconds=lease_seconds,
             free_cpus=free_cpus,
             free_gpus=free_gpus,
+            free_node=free_node,
             quota_defaults=quota_defaults,
             fair_share_window=fair_share_window,
         ),

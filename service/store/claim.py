@@ -23,10 +23,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from service.schemas.node_fit import NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
+from service.store.free_node import free_node_params
 from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
-from service.store.queue_order import FAIR_SHARE_SINCE, next_candidate, quota_params
+from service.store.queue_order import (
+    FAIR_SHARE_SINCE,
+    next_candidate,
+    quota_params,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class Claim:
     lease_seconds: float
     free_cpus: float
     free_gpus: float
+    # The most free on one node, resource by resource (node_fit.most_free): each
+    # bundle must fit it. None: not judged per node (store-level callers).
+    free_node: NodeShape | None = None
     # The server's quota defaults (settings) for users without their own; None: such
     # users are not limited (store-level callers; dispatchers always pass settings').
     quota_defaults: QuotaDefaults | None = None
@@ -139,6 +148,7 @@ def start_attempt(
     params: dict[str, Any] = {
         "free_cpus": claim.free_cpus,
         "free_gpus": claim.free_gpus,
+        **free_node_params(claim.free_node),
         **quota_params(claim.quota_defaults),
         "token": token,
         "dispatcher_id": claim.dispatcher_id,

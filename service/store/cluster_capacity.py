@@ -22,9 +22,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
 from service.schemas.resolve import Problem
 from service.store.dispatchers import is_alive, recent_dispatchers
-from service.store.resource_reasons import capacity_of, never_fits_reason
+from service.store.resource_reasons import capacity_of, never_fits_reason, never_on_a_node, nodes_of
 
 REFRESH_SECONDS = 5.0
 
@@ -48,25 +49,40 @@ class ClusterCapacity:
         self._reports: list[_Report] = []
 
     def problems(
-        self, *, session: Session, gang: dict[str, float], now: datetime, lease_seconds: float
+        self,
+        *,
+        session: Session,
+        gang: dict[str, float],
+        replica: Bundle,
+        now: datetime,
+        lease_seconds: float,
     ) -> list[Problem]:
         """(field, why) when no live dispatcher's cluster could ever hold the gang
-        ({"CPU": …, "GPU": …}); [] when one could, or none is alive (the cluster is
-        unknown: the job may wait for one). Job submits only: a sweep may search the
-        gang's size, and its points that do not fit fail as trials."""
+        ({"CPU": …, "GPU": …}) or one of its bundles on a node (`replica`: one
+        replica's CPUs and GPUs; memory is left to the dispatcher, which knows the
+        estimate); [] when one could, or none is alive (the cluster is unknown: the job
+        may wait for one). Job submits only: a sweep may search the gang's size, and
+        its points that do not fit fail as trials."""
         alive_since = now - timedelta(seconds=lease_seconds)
         live = [
-            capacity_of(r.resources)
-            for r in self._current(session, now)
-            if is_alive(r, alive_since=alive_since)
+            r.resources for r in self._current(session, now) if is_alive(r, alive_since=alive_since)
         ]
-        why = never_fits_reason(gang, live)
-        if why is None:
-            return []
-        short_of_gpus = gang.get("GPU", 0.0) > max(c.get("GPU", 0.0) for c in live)
-        field = "distributed.gpus_per_worker" if short_of_gpus else "distributed.workers"
-        sizes = "the coordinator's 1 CPU and distributed.workers x cpus_per_worker/gpus_per_worker"
-        return [(field, f"{why} ({sizes})")]
+        capacities = [capacity_of(resources) for resources in live]
+        if why := never_fits_reason(gang, capacities):
+            short_of_gpus = gang.get("GPU", 0.0) > max(c.get("GPU", 0.0) for c in capacities)
+            field = "distributed.gpus_per_worker" if short_of_gpus else "distributed.workers"
+            sizes = (
+                "the coordinator's 1 CPU and distributed.workers x cpus_per_worker/gpus_per_worker"
+            )
+            return [(field, f"{why} ({sizes})")]
+        bundles = {"coordinator": dict(COORDINATOR_BUNDLE), "replica": replica}
+        if why := never_on_a_node(bundles, live):
+            short_of_gpus = not any(n.gpus >= replica.get("GPU", 0.0) for n in nodes_of(live))
+            field = (
+                "distributed.gpus_per_worker" if short_of_gpus else "distributed.cpus_per_worker"
+            )
+            return [(field, f"{why}, so it can never start (Ray places each bundle on one node)")]
+        return []
 
     def _current(self, session: Session, now: datetime) -> list[_Report]:
         with self._lock:

@@ -24,7 +24,7 @@ from service.store.models import Dispatcher, Job, JobStatus, User
 from service.store.queue_order import ranked_queue
 from service.store.quota_reasons import count_of, never_startable, quota_reasons
 from service.store.quotas import usage
-from service.store.resource_reasons import none_live, resource_reasons
+from service.store.resource_reasons import bundles_of, none_live, resource_reasons
 from service.store.users import get_user
 
 
@@ -194,7 +194,9 @@ class _Waits:
         ahead_priority = len(ahead) - ahead_fair
         if owner.id not in self.usage:
             self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
-        reasons = resource_reasons(required, self.dispatchers, self.live, self.dispatcher_timeout)
+        reasons = resource_reasons(
+            required, bundles_of(job), self.dispatchers, self.live, self.dispatcher_timeout
+        )
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:
             reasons.append(

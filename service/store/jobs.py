@@ -7,19 +7,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, NotFound
 from service.schemas.audit import AuditAction
 from service.schemas.cost import estimate
-from service.schemas.gang import gang_totals
+from service.schemas.gang import gang_totals, replica_bundle
 from service.schemas.resolved import ResolvedSpec
 from service.store import audit, lifecycle
 from service.store.datasets import upload_shape
 from service.store.models import Job, JobEvent, JobStatus, table_of
-from service.store.queue_order import RESOURCE_EPSILON
 from service.store.users import Principal
 
 
@@ -55,6 +54,7 @@ def enqueue(
         if existing is not None:
             return replay(existing, request_sha256), False
     cpus, gpus = gang_totals(spec)
+    replica = replica_bundle(spec)
     # Ray reserves this as each bundle's memory (service.schemas.gang); trials of a
     # sweep get it here too.
     cost = estimate(spec, upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id))
@@ -66,6 +66,8 @@ def enqueue(
         sweep_id=sweep_id,
         cpus_required=cpus,
         gpus_required=gpus,
+        replica_cpus=replica.get("CPU", 0.0),
+        replica_gpus=replica.get("GPU", 0.0),
         replica_memory_bytes=cost.replica_bytes,
         coordinator_memory_bytes=cost.coordinator_bytes,
         idempotency_key=idempotency_key,
@@ -265,18 +267,6 @@ def request_cancel(
             detail={**detail, **_sweep_of(job)},
         )
     return job
-
-
-def unschedulable_jobs(*, session: Session, total_cpus: float, total_gpus: float) -> list[Job]:
-    """Queued jobs whose whole gang needs more than the cluster has in total."""
-    query = select(Job).where(
-        Job.status == JobStatus.QUEUED.value,
-        or_(
-            Job.cpus_required > total_cpus + RESOURCE_EPSILON,
-            Job.gpus_required > total_gpus + RESOURCE_EPSILON,
-        ),
-    )
-    return list(session.scalars(query))
 
 
 def fail_queued(*, session: Session, job_id: int, actor: str, reason: str) -> Job:

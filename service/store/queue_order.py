@@ -42,14 +42,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from service.schemas.node_fit import RESOURCE_EPSILON
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
+from service.store.free_node import fits_free_node
 from service.store.models import ACTIVE, Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
 
 # The gang's size is the sum of its bundles (service.schemas.gang), which is also
-# what the placement group reserves, so the claim's "fits" test counts what Ray does.
-# Float slack so that e.g. 3 x 0.1 CPUs fits into 0.3 free CPUs.
-RESOURCE_EPSILON = 1e-9
+# what the placement group reserves, so the claim's "fits" test counts what Ray does;
+# RESOURCE_EPSILON (node_fit) is its float slack.
 
 
 def exceeds(needed: float, available: float) -> bool:
@@ -199,7 +200,8 @@ def owner_enabled(users: Table) -> ColumnElement[bool]:
 
 def next_candidate(since: ColumnElement[datetime]) -> ScalarSelect[int]:
     """The id of the job the claim starts: queued, gang fits the free resources
-    (:free_cpus, :free_gpus), owner enabled and under quota (`under_quota`); first in
+    (:free_cpus, :free_gpus) and each bundle the most free on one node
+    (`fits_free_node`), owner enabled and under quota (`under_quota`); first in
     `claim_order`; locked, skipping rows another claim holds (PostgreSQL).
 
     Quota and fair share read committed state, so claims take turns (claim.py's
@@ -219,6 +221,7 @@ def next_candidate(since: ColumnElement[datetime]) -> ScalarSelect[int]:
             candidate.c.status == JobStatus.QUEUED.value,
             candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
             candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
+            *fits_free_node(candidate),
             owner_enabled(users),
             *under_quota(candidate, users, usage),
         )

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from service.schemas.gang import Bundle
 from service.schemas.jobs import BlockingReason
+from service.schemas.node_fit import NodeShape, describe, job_bundles, misfit
 from service.store.dispatchers import resource_view
-from service.store.models import Dispatcher
+from service.store.models import Dispatcher, Job
 from service.store.queue_order import exceeds
 
 
@@ -40,6 +42,22 @@ def never_fits_reason(required: dict[str, float], capacities: list[dict[str, flo
     )
 
 
+def nodes_of(reports: list[dict[str, Any]]) -> list[NodeShape]:
+    """The node shapes dispatchers' reports name ([] from reports that name none:
+    older ones, or a dispatcher given a ceiling, which judges no nodes)."""
+    nodes = [r.get("nodes") for r in reports]
+    return [NodeShape.from_report(n) for ns in nodes if isinstance(ns, list) for n in ns]
+
+
+def never_on_a_node(bundles: dict[str, Bundle], reports: list[dict[str, Any]]) -> str | None:
+    """Why no live dispatcher's nodes could hold one of `bundles` (node_fit.misfit, the
+    first dispatcher's words), or None when one could, or names no nodes (unknown)."""
+    whys = [misfit(bundles, nodes_of([report])) for report in reports]
+    if not whys or None in whys:
+        return None
+    return whys[0]
+
+
 def none_live(dispatcher_timeout: timedelta) -> str:
     return (
         f"no dispatcher was seen in the last {dispatcher_timeout.total_seconds():g} s, "
@@ -51,8 +69,19 @@ def _describe(resources: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
 
 
+def bundles_of(job: Job) -> dict[str, Bundle]:
+    """The job's coordinator and replica bundles, as the per-node rules judge them."""
+    return job_bundles(
+        replica_cpus=job.replica_cpus,
+        replica_gpus=job.replica_gpus,
+        replica_memory=job.replica_memory_bytes,
+        coordinator_memory=job.coordinator_memory_bytes,
+    )
+
+
 def resource_reasons(
     required: dict[str, float],
+    bundles: dict[str, Bundle],
     dispatchers: list[Dispatcher],
     live: list[Dispatcher],
     dispatcher_timeout: timedelta,
@@ -80,7 +109,8 @@ def resource_reasons(
     dispatchers = live or dispatchers
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     capacities = [capacity_of(d.resources) for d in dispatchers]
-    if never := never_fits_reason(required, capacities):
+    never = never_fits_reason(required, capacities)
+    if never or (never := never_on_a_node(bundles, [d.resources for d in dispatchers])):
         reasons.append(BlockingReason(kind="resources", message=never))
         return reasons
     if not any(_fits(required, total) for total in totals):
@@ -104,4 +134,23 @@ def resource_reasons(
                 message=f"waiting for {_describe(required)} to become free",
             )
         )
+    elif crowded := _no_node_free(bundles, live):
+        reasons.append(BlockingReason(kind="resources", message=crowded))
     return reasons
+
+
+def _no_node_free(bundles: dict[str, Bundle], live: list[Dispatcher]) -> str | None:
+    """Why the claim skips a job whose gang fits the free resources summed: a bundle
+    fits no live dispatcher's most free on one node (its report's "free_node")."""
+    free_nodes = [d.resources.get("free_node") for d in live]
+    most = [NodeShape.from_report(f) for f in free_nodes if isinstance(f, dict)]
+    if not most or len(most) < len(live):  # a report without it: unknown
+        return None
+    if any(all(node.holds(b) for b in bundles.values()) for node in most):
+        return None
+    name, bundle = next((n, b) for n, b in bundles.items() if not most[0].holds(b))
+    on_one = describe(most[0].report())
+    return (
+        f"waiting for a node with {describe(bundle)} free for a {name}'s bundle: the "
+        f"gang's total is free, but spread over nodes (most free on one: {on_one})"
+    )

@@ -314,6 +314,32 @@ def test_a_gang_no_live_dispatcher_could_hold_is_refused_at_submit(api: Api) -> 
     assert "needs 3 CPU, 2 GPU; the largest cluster a dispatcher sees has 8 CPU," in error["msg"]
 
 
+def test_a_replica_no_live_dispatchers_node_could_hold_is_refused_at_submit(api: Api) -> None:
+    """Ray places each bundle on one node: on nodes of 1 GPU and 8 CPUs, replicas of 2
+    GPUs, or of 12 CPUs, can never be placed though the cluster's sums hold them."""
+    api.client.app.state.cluster_capacity = ClusterCapacity(refresh_seconds=0)  # type: ignore[attr-defined]
+    _uid, alice = api.create_user("alice")
+    node = {"CPU": 8.0, "GPU": 1.0, "memory": 32.0 * 2**30}
+    report = {"capacity": {"CPU": 32.0, "GPU": 4.0}, "nodes": [node]}
+    with transaction(api.sessions) as session:
+        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="n", resources=report)
+    two_gpus = {**SMALL_SPEC, "distributed": {"workers": 2, "gpus_per_worker": 2}}
+    [error] = assert_json_error(api.client.post("/v1/jobs", json=two_gpus, headers=alice), 422)
+    assert error["loc"] == ["body", "distributed", "gpus_per_worker"], error
+    assert "a replica's bundle needs 1 CPU, 2 GPU on one node" in error["msg"], error
+    assert "8 CPU, 1 GPU" in error["msg"] and "can never start" in error["msg"], error
+    wide = {**SMALL_SPEC, "distributed": {"workers": 2, "cpus_per_worker": 12.0}}
+    [error] = assert_json_error(api.client.post("/v1/jobs", json=wide, headers=alice), 422)
+    assert error["loc"] == ["body", "distributed", "cpus_per_worker"], error
+    one_gpu = {**SMALL_SPEC, "distributed": {"workers": 4, "gpus_per_worker": 1}}
+    assert api.client.post("/v1/jobs", json=one_gpu, headers=alice).status_code == 201
+    # Another live dispatcher that names no nodes (given a ceiling): it might hold it.
+    ceiling = {"capacity": {"CPU": 64.0, "GPU": 8.0}, "nodes": []}
+    with transaction(api.sessions) as session:
+        upsert_dispatcher(session=session, dispatcher_id="d2", hostname="n", resources=ceiling)
+    assert api.client.post("/v1/jobs", json=two_gpus, headers=alice).status_code == 201
+
+
 def test_the_live_dispatchers_are_read_once_per_refresh() -> None:
     """A submit's statements are pinned: the dispatchers' reports are read again only
     once `refresh_seconds` have passed; liveness is judged on every call."""
@@ -331,7 +357,7 @@ def test_the_live_dispatchers_are_read_once_per_refresh() -> None:
             return [Dispatcher(id="d", last_seen_at=now, stopped_at=None, resources={"CPU": 4})]
 
     cached = ClusterCapacity(refresh_seconds=3600)
-    ask = {"session": Session(), "gang": big, "lease_seconds": 30.0}
+    ask = {"session": Session(), "gang": big, "replica": {"CPU": 1.0}, "lease_seconds": 30.0}
     assert [f for f, _ in cached.problems(now=now, **ask)] == ["distributed.workers"]  # type: ignore[arg-type]
     later = now + timedelta(seconds=31)  # the one report read is past its lease by then
     assert cached.problems(now=later, **ask) == []  # type: ignore[arg-type]

@@ -22,21 +22,13 @@ from service.store.jobs import enqueue
 from service.store.models import Job
 from service.store.users import create_user
 from tests.conftest import on_one_database
+from tests.hand_clock import Clock
 from tests.polling import wait_until
 from tests.ray_cluster import RAY_TEST_CPUS
-from tests.workers.test_stop_record import _store
-from workers import dispatcher as dispatcher_module
+from tests.workers.dispatcher_seams import dispatcher_store, idle_node_at_seam
 from workers import embedded
 from workers.capacity import Capacity, CapacityWindow
 from workers.dispatcher import Dispatcher
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_window_remembers_the_largest_total_until_it_ages_out() -> None:
@@ -77,9 +69,8 @@ def test_a_dispatcher_fails_no_job_as_too_large_before_it_has_watched_the_window
     """A Ray head restart restarts every worker; the first to reconnect sees only the
     nodes that rejoined. It judges nothing too large until it has watched the whole
     window, then as before. No Ray: the cluster's totals at the dispatcher's seam."""
-    settings, sessions = _store(tmp_path)
-    monkeypatch.setattr(dispatcher_module, "total_resources", lambda: (4.0, 0.0))
-    monkeypatch.setattr(dispatcher_module, "free_resources", lambda: (4.0, 0.0))
+    settings, sessions = dispatcher_store(tmp_path)
+    idle_node_at_seam(monkeypatch, 4.0)
     gpu_gang = _submit(
         sessions, {"task": {"kind": "adding"}, "distributed": {"workers": 2, "gpus_per_worker": 1}}
     )
@@ -175,7 +166,7 @@ def test_a_capacity_dip_fails_no_queued_job_and_explain_says_it_waits(
 def test_an_embedded_dispatcher_judges_by_its_local_ray_from_its_start(tmp_path: Path) -> None:
     """`server --embedded` started the Ray it runs on, which never grows: its totals are
     the ceilings (an operator's own win), so the window is settled from the start."""
-    settings, _sessions = _store(tmp_path)
+    settings, _sessions = dispatcher_store(tmp_path)
     local = embedded.local_ray_ceilings(settings, 4.0, 0.0)
     window = CapacityWindow(
         local.capacity_window_seconds,

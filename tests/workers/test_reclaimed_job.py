@@ -23,7 +23,7 @@ from service.store.models import utcnow
 from service.store.reaper import requeue_expired
 from service.store.users import create_user
 from tests.polling import wait_until
-from tests.workers.test_stop_record import _store
+from tests.workers.dispatcher_seams import dispatcher_store, idle_node_at_seam
 from workers import dispatcher as dispatcher_module
 from workers.dispatcher import Dispatcher
 
@@ -49,7 +49,7 @@ class HeldRun:
 def test_the_old_attempts_end_leaves_the_reclaimed_attempt_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings, sessions = _store(tmp_path)
+    settings, sessions = dispatcher_store(tmp_path)
     runs: list[HeldRun] = []
 
     def held_run(claimed: Any, **kwargs: Any) -> HeldRun:
@@ -57,7 +57,7 @@ def test_the_old_attempts_end_leaves_the_reclaimed_attempt_running(
         return runs[-1]
 
     monkeypatch.setattr(dispatcher_module, "JobRun", held_run)
-    monkeypatch.setattr(dispatcher_module, "free_resources", lambda: (8.0, 0.0))
+    idle_node_at_seam(monkeypatch, 8.0)
     with transaction(sessions) as session:
         user, _, _ = create_user(session=session, name="reclaimed", role="user")
         job_id = enqueue(

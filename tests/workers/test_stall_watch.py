@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.hand_clock import Clock
 from workers.job_outcome import PACE_FACTOR, StallWatch
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 def test_the_bound_counts_from_the_last_event_and_start_up_gets_more(clock: Clock) -> None:

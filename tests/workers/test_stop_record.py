@@ -16,29 +16,14 @@ from typing import NoReturn, cast
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.settings import Settings
-from service.store.db import make_engine, make_sessionmaker, transaction
-from service.store.dispatchers import upsert_dispatcher
-from service.store.migrate import upgrade
+from service.store.db import make_engine, make_sessionmaker
 from service.store.models import Dispatcher as DispatcherRow
 from tests.polling import wait_until
+from tests.workers.dispatcher_seams import dispatcher_store, idle_node_at_seam
 from tests.workers.test_store_outage import _locked_sqlite
-from workers import dispatcher as dispatcher_module
 from workers import embedded
 from workers.dispatcher import Dispatcher
 from workers.stop_record import RECORD_STOPPED_SECONDS, record_stopped
-
-
-def _store(tmp_path: Path) -> tuple[Settings, sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'lagtrain.db'}"
-    upgrade(url)
-    settings = Settings(
-        database_url=url, artifacts_url=str(tmp_path / "artifacts"), state_dir=tmp_path / "s"
-    )
-    sessions = make_sessionmaker(make_engine(url))
-    with transaction(sessions) as session:
-        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="h", resources={})
-    return settings, sessions
 
 
 def _stopped_at(sessions: sessionmaker[Session]) -> object:
@@ -49,7 +34,7 @@ def _stopped_at(sessions: sessionmaker[Session]) -> object:
 
 
 def test_a_clean_exit_records_that_the_dispatcher_stopped(tmp_path: Path) -> None:
-    settings, sessions = _store(tmp_path)
+    settings, sessions = dispatcher_store(tmp_path)
     dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
     dispatcher.stop()
     dispatcher.run_forever()
@@ -62,7 +47,7 @@ def test_an_exit_by_an_exception_records_nothing(
     """Only a clean exit says so: a dispatcher whose loop an exception (here an
     interrupt) leaves runs its shutdown but records nothing, and its row ages into
     "lost" by its lease."""
-    settings, sessions = _store(tmp_path)
+    settings, sessions = dispatcher_store(tmp_path)
     dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
 
     def interrupted() -> bool:
@@ -112,9 +97,8 @@ def test_a_signal_that_lands_inside_the_loops_lock_still_drains(
     landing while the loop holds its lock (a claim being recorded) must not wait on
     that lock (it would wait forever: no drain, and the jobs' attempts lost at the
     SIGKILL that follows). The loop drains at its next turn and, with no job, exits."""
-    settings, sessions = _store(tmp_path)
-    monkeypatch.setattr(dispatcher_module, "total_resources", lambda: (4.0, 0.0))
-    monkeypatch.setattr(dispatcher_module, "free_resources", lambda: (4.0, 0.0))
+    settings, sessions = dispatcher_store(tmp_path)
+    idle_node_at_seam(monkeypatch, 4.0)
     dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -141,7 +125,7 @@ def test_a_signal_that_lands_inside_the_loops_lock_still_drains(
 def test_a_locked_store_at_exit_does_not_hold_the_exit(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings, sessions = _store(tmp_path)
+    settings, sessions = dispatcher_store(tmp_path)
     dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
     dispatcher.stop()
     holder = _locked_sqlite(tmp_path / "lagtrain.db")

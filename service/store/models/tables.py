@@ -93,6 +93,11 @@ class Job(Base):
     # Gang size in Ray logical resources, for the claim's "fits" test.
     cpus_required: Mapped[float] = mapped_column(Float)
     gpus_required: Mapped[float] = mapped_column(Float, default=0.0)
+    # One replica's bundle (service.schemas.gang), for the per-node fit
+    # (service.schemas.node_fit); NULL only for rows an older release wrote after
+    # migration 0014 (a rolling upgrade), judged by their totals alone.
+    replica_cpus: Mapped[float | None] = mapped_column(Float)
+    replica_gpus: Mapped[float | None] = mapped_column(Float)
     # The cost model's estimate (service.schemas.cost), reserved as each Ray bundle's
     # memory; NULL for jobs submitted before migration 0007.
     replica_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,0 +1,119 @@
+"""Per-node fit in the store (service.schemas.node_fit): Ray places each bundle of a
+gang on one node, so the claim skips a job whose bundles fit the free resources only
+when summed, and the dispatcher's too-large rule names a bundle no node holds."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.schemas.node_fit import NodeShape
+from service.store.attempts import ClaimedJob, claim_next
+from service.store.db import transaction
+from service.store.models import Job
+from service.store.unschedulable import unschedulable_jobs
+from tests.store.conftest import MakeUser, Submit, load_job
+
+GiB = 2**30
+ONE_GPU_NODE = NodeShape(8, 1, 32 * GiB)
+
+
+def claim(
+    factory: sessionmaker[Session], *, cpus: float, gpus: float, free_node: NodeShape
+) -> ClaimedJob | None:
+    with transaction(factory) as session:
+        return claim_next(
+            session=session,
+            dispatcher_id="d1",
+            lease_seconds=30,
+            free_cpus=cpus,
+            free_gpus=gpus,
+            free_node=free_node,
+        )
+
+
+def judged(factory: sessionmaker[Session], nodes: tuple[NodeShape, ...]) -> dict[int, str]:
+    with transaction(factory) as session:
+        return unschedulable_jobs(session=session, total_cpus=64, total_gpus=8, nodes=nodes)
+
+
+def test_a_job_stores_its_replica_bundle(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id = submit(make_user("ann"), distributed={"workers": 3, "cpus_per_worker": 0.5})
+    job = load_job(session_factory, job_id)
+    assert (job.replica_cpus, job.replica_gpus) == (0.5, 0.0)
+    assert (job.cpus_required, job.gpus_required) == (2.5, 0.0)
+
+
+def test_the_claim_skips_a_gang_free_only_when_summed_over_nodes(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """One GPU free on each of four nodes: a gang of two 2-GPU replicas fits the sum
+    (4 GPUs) but no node; the next job, 1 GPU per replica, is claimed instead."""
+    owner = make_user("ann")
+    wide = submit(owner, distributed={"workers": 2, "gpus_per_worker": 2})
+    narrow = submit(owner, distributed={"workers": 4, "gpus_per_worker": 1})
+    spread = claim(session_factory, cpus=32, gpus=4, free_node=ONE_GPU_NODE)
+    assert spread is not None and spread.job_id == narrow
+    assert load_job(session_factory, wide).status == "queued"
+    two_gpus_on_a_node = NodeShape(8, 2, 32 * GiB)
+    taken = claim(session_factory, cpus=32, gpus=4, free_node=two_gpus_on_a_node)
+    assert taken is not None and taken.job_id == wide
+
+
+def test_the_claim_skips_a_gang_whose_memory_no_node_has_free(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id = submit(make_user("ann"), distributed={"workers": 2})
+    replica_bytes = load_job(session_factory, job_id).replica_memory_bytes
+    assert replica_bytes is not None and replica_bytes > 0
+    short = NodeShape(8, 0, replica_bytes - 1)
+    assert claim(session_factory, cpus=8, gpus=0, free_node=short) is None
+    roomy = NodeShape(8, 0, replica_bytes + GiB)
+    taken = claim(session_factory, cpus=8, gpus=0, free_node=roomy)
+    assert taken is not None and taken.job_id == job_id
+
+
+def test_no_claim_without_a_cpu_free_on_one_node_for_the_coordinator(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    job_id = submit(make_user("ann"), distributed={"workers": 2, "cpus_per_worker": 0.25})
+    half_a_cpu = NodeShape(0.5, 0, 32 * GiB)  # 4 such nodes: 2 CPUs free in all
+    assert claim(session_factory, cpus=2, gpus=0, free_node=half_a_cpu) is None
+    taken = claim(session_factory, cpus=2, gpus=0, free_node=NodeShape(1, 0, 32 * GiB))
+    assert taken is not None and taken.job_id == job_id
+
+
+def test_a_bundle_no_node_holds_is_unschedulable_and_says_which(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    owner = make_user("ann")
+    wide = submit(owner, distributed={"workers": 2, "gpus_per_worker": 2})
+    fits = submit(owner, distributed={"workers": 4, "gpus_per_worker": 1})
+    fat = submit(owner, distributed={"workers": 2, "cpus_per_worker": 12})
+    reasons = judged(session_factory, (ONE_GPU_NODE, NodeShape(16, 0, 64 * GiB)))
+    assert set(reasons) == {wide}, reasons
+    assert "2 GPU" in reasons[wide] and "on one node" in reasons[wide], reasons[wide]
+    assert "8 CPU, 1 GPU, 32 GiB memory" in reasons[wide], reasons[wide]
+    # Only nodes of one GPU and 8 CPUs: the 12-CPU replicas fit none either.
+    reasons = judged(session_factory, (ONE_GPU_NODE,))
+    assert set(reasons) == {wide, fat}, reasons
+    assert "12 CPU" in reasons[fat]
+    assert fits not in judged(session_factory, (ONE_GPU_NODE,))
+    assert judged(session_factory, ()) == {}, "no nodes known: nothing judged by them"
+
+
+def test_a_job_stored_without_its_replica_bundle_is_judged_by_what_is_known(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """A row an older API process wrote during a rolling upgrade: no replica CPUs or
+    GPUs, so only its memory and totals can fail it."""
+    job_id = submit(make_user("ann"), distributed={"workers": 2, "gpus_per_worker": 2})
+    with transaction(session_factory) as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(replica_cpus=None, replica_gpus=None)
+        )
+    assert judged(session_factory, (ONE_GPU_NODE,)) == {}
+    taken = claim(session_factory, cpus=32, gpus=4, free_node=ONE_GPU_NODE)
+    assert taken is not None and taken.job_id == job_id
