@@ -32,6 +32,8 @@ def test_misfit_names_the_first_bundle_no_node_holds() -> None:
     assert "32 CPU, 128 GiB memory" in why and "8 CPU, 2 GPU, 32 GiB memory" in why, why
     why = misfit(bundles(1, 0, memory=200 * GiB), nodes)
     assert why is not None and "200 GiB memory" in why, why
+    why = misfit(bundles(64, 0, memory=12.5 * 2**20), nodes)
+    assert why is not None and "64 CPU, 12.5 MiB memory on one node" in why, why
     assert misfit(bundles(99, 9), ()) is None, "no node known: nothing judged"
     unknown = job_bundles(
         replica_cpus=None, replica_gpus=None, replica_memory=None, coordinator_memory=None

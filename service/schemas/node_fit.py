@@ -119,10 +119,11 @@ def misfit(bundles: dict[str, Bundle], nodes: Iterable[NodeShape]) -> str | None
 
 
 def describe(resources: dict[str, float]) -> str:
-    """ "2 GPU, 4 CPU, 1.5 GiB memory": the resources a user asked for, or a node has."""
-    parts = [
-        f"{v / 2**30:.3g} GiB memory" if k == "memory" else f"{v:g} {k}"
-        for k, v in resources.items()
-        if v
-    ]
+    """What a user asked for, or a node has: "4 CPU, 2 GPU, 1.5 GiB memory"."""
+    parts = [_memory(v) if k == "memory" else f"{v:g} {k}" for k, v in resources.items() if v]
     return ", ".join(parts) or "nothing"
+
+
+def _memory(size: float) -> str:
+    unit, scale = ("GiB", 2**30) if size >= 2**30 else ("MiB", 2**20)
+    return f"{size / scale:.3g} {unit} memory"
