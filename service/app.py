@@ -6,7 +6,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +26,7 @@ from service.api import (
 )
 from service.api.body_limit import BodySizeLimit
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
+from service.api.query_check import reject_unknown_query
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots
 from service.api.stream_hub import StreamHub
@@ -97,9 +98,13 @@ def create_app(settings: Settings, *, on_job_queued: Callable[[], None] | None =
         audit.router,
         job_history.router,
         jobs_feed.router,
-        ui_routes.router,
     ):
-        app.include_router(router, responses=errors(503))
+        # A query parameter a route does not take is a 422 (service.api.query_check).
+        app.include_router(
+            router, responses=errors(503), dependencies=[Depends(reject_unknown_query)]
+        )
+    # The pages' own routes take what a browser sends (a bookmark's or a link's query).
+    app.include_router(ui_routes.router, responses=errors(503))
     app.mount("/ui/static", ui_routes.static_files(), name="ui-static")
     app.add_middleware(UiSecurityHeaders)
     app.add_middleware(

@@ -17,10 +17,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
+from service.api.query_check import query_names
 from service.errors import ArtifactsUnavailable, Conflict, NotFound, QuotaExceeded
 from service.json_body import is_json_content_type
 from service.schemas.common import error_message
-from service.schemas.field_hints import model_of, unknown_field_hint
+from service.schemas.field_hints import model_of, names_hint, unknown_field_hint
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def _explain_unparsed_body(request: Request, errors: Sequence[Any]) -> list[Any]
     ]
 
 
-def _plain_message(error: Any, body: type[BaseModel] | None) -> Any:
+def _plain_message(error: Any, body: type[BaseModel] | None, route: APIRoute | None) -> Any:
     if not isinstance(error, dict):
         return error
     message = error_message(error)
@@ -141,6 +142,8 @@ def _plain_message(error: Any, body: type[BaseModel] | None) -> Any:
     if error.get("type") == "extra_forbidden" and body is not None and loc[:1] == ("body",):
         hint = unknown_field_hint(body, loc)
         message = f"{message}{hint}" if hint else message
+    if error.get("type") == "extra_forbidden" and route is not None and loc[:1] == ("query",):
+        message += names_hint(str(loc[-1]), query_names(route), "parameters here")
     if _plus_read_as_space(error):
         message += " (a + in a URL's query is a space: write a time's offset +01:00 as %2B01:00)"
     return {**error, "msg": message}
@@ -176,7 +179,9 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     found = _explain_unparsed_body(request, exc.errors())
     body = _body_model(request)
-    errors = [_plain_message(e, body) for e in found[:MAX_REPORTED_ERRORS]]
+    route = request.scope.get("route")
+    route = route if isinstance(route, APIRoute) else None
+    errors = [_plain_message(e, body, route) for e in found[:MAX_REPORTED_ERRORS]]
     if len(found) > MAX_REPORTED_ERRORS:
         more = len(found) - MAX_REPORTED_ERRORS
         errors.append(

@@ -6,7 +6,7 @@ sweep's path errors already named the fields there."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -34,7 +34,15 @@ def unknown_field_hint(body: type[BaseModel], loc: Sequence[Any]) -> str | None:
         model = model_of(field.annotation) if field is not None else None
     if model is None or not isinstance(leaf, str):
         return None
-    fields = sorted(model.model_fields)
-    close = difflib.get_close_matches(leaf, fields, n=1, cutoff=0.6)
+    return names_hint(leaf, model.model_fields, "fields here")
+
+
+def names_hint(name: str, names: Iterable[str], what: str) -> str:
+    """ "; did you mean 'batch_size'? (fields here: …)", or " (fields here: …)" with no
+    name close to `name`; " (fields here: none)" with no names."""
+    known = sorted(names)
+    if not known:
+        return f" ({what}: none)"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     guess = f"; did you mean {close[0]!r}? " if close else " "
-    return f"{guess}(fields here: {', '.join(fields)})"
+    return f"{guess}({what}: {', '.join(known)})"
