@@ -57,7 +57,12 @@ def test_the_window_judges_bundles_by_every_node_it_saw_unless_a_ceiling_is_set(
     clock.now = 75
     window.observe(8, 2, (GPU_NODE,))  # gone for a whole window: not the cluster now
     assert window.nodes() == (GPU_NODE,)
-    # A ceiling: the cluster may grow by nodes of any shape (an autoscaler's).
+    # A ceiling above what was seen: the cluster may grow by nodes of any shape (an
+    # autoscaler's); within it (server --embedded's: the local Ray's totals) nodes
+    # are judged.
     ceiling = CapacityWindow(60, ceiling_gpus=8, clock=clock)
     ceiling.observe(8, 2, (GPU_NODE,))
-    assert ceiling.nodes() == ()
+    assert not ceiling.judges_nodes() and ceiling.nodes() == ()
+    fixed = CapacityWindow(60, ceiling_cpus=8, ceiling_gpus=2, clock=clock)
+    fixed.observe(8, 2, (GPU_NODE,))
+    assert fixed.judges_nodes() and fixed.nodes() == (GPU_NODE,)

@@ -15,8 +15,11 @@ failed every queued job whose gang spans the rest, for good.
 
 Nodes are judged the same way: a bundle (one replica's, or the coordinator's) fails
 a job only when it fits no node the window has seen (service.schemas.node_fit). A
-ceiling says how large the cluster can grow, not which nodes it grows by (an
-autoscaler may add larger ones), so with a ceiling set no job fails for its nodes.
+ceiling above what the window saw says the cluster may grow, but not by which nodes
+(an autoscaler may add larger ones): then nothing is judged by nodes, neither the
+failure nor the claim's per-node test (a gang the claim skipped would never ask Ray
+for its placement, so an autoscaler would never see the demand). A ceiling within
+what was seen (`server --embedded`'s: its local Ray's totals) leaves nodes judged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.schemas.node_fit import NodeShape, maximal
+from service.schemas.node_fit import NodeShape, maximal, most_free
 
 
 @dataclass(frozen=True)
@@ -71,19 +74,46 @@ class CapacityWindow:
     def largest(self) -> Capacity:
         """The limit a queued job is judged against (the ceiling where set, else the
         largest total seen in the window)."""
-        seen_cpus = max((c.cpus for _, c, _ in self._samples), default=0.0)
-        seen_gpus = max((c.gpus for _, c, _ in self._samples), default=0.0)
+        seen = self._seen()
         return Capacity(
-            cpus=seen_cpus if self.ceiling_cpus is None else self.ceiling_cpus,
-            gpus=seen_gpus if self.ceiling_gpus is None else self.ceiling_gpus,
+            cpus=seen.cpus if self.ceiling_cpus is None else self.ceiling_cpus,
+            gpus=seen.gpus if self.ceiling_gpus is None else self.ceiling_gpus,
+        )
+
+    def _seen(self) -> Capacity:
+        """The largest totals of the window, per resource."""
+        return Capacity(
+            cpus=max((c.cpus for _, c, _ in self._samples), default=0.0),
+            gpus=max((c.gpus for _, c, _ in self._samples), default=0.0),
+        )
+
+    def judges_nodes(self) -> bool:
+        """Whether bundles are judged by the nodes seen: not when a ceiling is above
+        what the window saw of its resource (the cluster may grow by unknown nodes)."""
+        seen = self._seen()
+        return not (
+            (self.ceiling_cpus is not None and self.ceiling_cpus > seen.cpus)
+            or (self.ceiling_gpus is not None and self.ceiling_gpus > seen.gpus)
         )
 
     def nodes(self) -> tuple[NodeShape, ...]:
         """The node shapes a bundle is judged against: every node seen in the window
-        (the maximal shapes); none (no judging) when the operator set a ceiling."""
-        if self.ceiling_cpus is not None or self.ceiling_gpus is not None:
+        (the maximal shapes); none (no judging) unless `judges_nodes()`."""
+        if not self.judges_nodes():
             return ()
         return maximal(shape for _, _, shapes in self._samples for shape in shapes)
+
+    def node_report(self, nodes: list[tuple[NodeShape, NodeShape]] | None) -> dict[str, object]:
+        """For the dispatcher's report, where nodes are judged: the most free on one
+        node now (what the claim compares with; explain) and, once the window is
+        settled, the shapes a bundle is judged against (the submit's check).
+        `nodes`: each live node's (totals, free) now; None when unknown."""
+        if nodes is None or not self.judges_nodes():
+            return {}
+        report: dict[str, object] = {"free_node": most_free(f for _, f in nodes).report()}
+        if self.settled():
+            report["nodes"] = [shape.report() for shape in self.nodes()]
+        return report
 
     def describe(self) -> str:
         """Where the limit comes from, for a failure's reason."""

@@ -126,8 +126,8 @@ class Dispatcher:
             self.warm_pool.release_idle()
         total_cpus, total_gpus = total_resources()
         free_cpus, free_gpus = free_resources()
-        nodes = node_resources()
-        self.capacity.observe(total_cpus, total_gpus, tuple(total for total, _ in nodes))
+        nodes = node_resources()  # None: unknown
+        self.capacity.observe(total_cpus, total_gpus, tuple(total for total, _ in nodes or ()))
         limit, node_shapes = self.capacity.largest(), self.capacity.nodes()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
@@ -152,10 +152,7 @@ class Dispatcher:
                     "total": {"CPU": total_cpus, "GPU": total_gpus},
                     # What queued jobs are judged against (explain: waits for capacity).
                     "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
-                    # The node shapes bundles are judged against (the submit's check).
-                    "nodes": [shape.report() for shape in node_shapes],
-                    # The most free on one node (explain: waits for a node).
-                    "free_node": most_free(free for _, free in nodes).report(),
+                    **self.capacity.node_report(nodes),
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
                     **({"warm_pool": self.warm_pool.report()} if self.warm_pool else {}),
@@ -169,7 +166,8 @@ class Dispatcher:
 
     def _claim_and_start(self) -> bool:
         free_cpus, free_gpus = free_resources()
-        free_node = most_free(free for _, free in node_resources())
+        nodes = node_resources() if self.capacity.judges_nodes() else None
+        free_node = None if nodes is None else most_free(free for _, free in nodes)
         with transaction(self.sessions) as session:
             claimed = claim_next(
                 session=session,

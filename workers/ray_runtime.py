@@ -125,13 +125,29 @@ def total_resources() -> tuple[float, float]:
     return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
 
 
-def node_resources() -> list[tuple[NodeShape, NodeShape]]:
-    """(totals, free) of each live node. Ray has no public per-node call without its
-    dashboard (ray.util.state needs it; we start Ray without), so this reads the
-    GCS's per-node tables through `ray._private.state`, as `ray.available_resources`
-    does for the sums; tests/workers/test_node_resources.py checks it against them."""
-    free = ray_state.available_resources_per_node()
+def node_resources() -> list[tuple[NodeShape, NodeShape]] | None:
+    """(totals, free) of each live node; None when Ray would not say (logged the
+    first time): gangs are then judged by the cluster's sums alone, as before.
+
+    Ray has no public per-node call without its dashboard (ray.util.state needs it;
+    we start Ray without), so this reads the GCS's per-node tables through
+    `ray._private.state`, as `ray.available_resources` does for the sums: a private
+    module a Ray release may change, hence the fallback (and
+    tests/workers/test_node_fit_dispatcher.py checks it against the public sums)."""
+    global _node_reads_failed
+    try:
+        free = ray_state.available_resources_per_node()
+        totals = ray_state.total_resources_per_node()
+    except Exception as exc:  # a private API: whatever it raises, the sums still work
+        if not _node_reads_failed:
+            log.warning("Ray's per-node resources are unavailable (%r): judging by sums", exc)
+        _node_reads_failed = True
+        return None
+    _node_reads_failed = False
     return [
         (NodeShape.from_report(total), NodeShape.from_report(free.get(node, {})))
-        for node, total in ray_state.total_resources_per_node().items()
+        for node, total in totals.items()
     ]
+
+
+_node_reads_failed = False  # logged once per streak of failures

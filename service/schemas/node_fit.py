@@ -6,10 +6,11 @@ asking for 2 GPUs each on nodes of 1 GPU, or for more memory than any node has.
 Judged only by the sums, such a job was claimed, its placement group stayed
 pending until `gang_ready_seconds`, and it failed "could not place the gang" once
 per attempt, each attempt also holding up the queue behind it (a review,
-2026-12-06). The dispatcher now fails it at once with the bundle that fits no node
-(workers.too_large), the submit refuses it while live dispatchers report their
-nodes (service.store.cluster_capacity), and a claim skips a job whose bundles fit
-the free resources only when summed (service.store.queue_order).
+2026-12-06). The dispatcher now fails it, naming the bundle that fits no node, once
+it has watched its capacity window (service.store.unschedulable, workers.capacity),
+the submit refuses it while every live dispatcher reports nodes and none holds it
+(service.store.cluster_capacity), and the claim skips a job one of whose bundles
+exceeds the most free on one node (service.store.free_node, the same rules in SQL).
 
 A node is its Ray totals: CPU, GPU and `memory` (bytes, what Ray lets bundles
 reserve). Only the shapes matter here, not which node is which: `maximal` keeps

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
+from service.schemas.gang import Bundle
+from service.schemas.node_fit import job_bundles
 from service.schemas.resolve import Problem
 from service.store.dispatchers import is_alive, recent_dispatchers
 from service.store.resource_reasons import capacity_of, never_fits_reason, never_on_a_node, nodes_of
@@ -75,7 +76,12 @@ class ClusterCapacity:
                 "the coordinator's 1 CPU and distributed.workers x cpus_per_worker/gpus_per_worker"
             )
             return [(field, f"{why} ({sizes})")]
-        bundles = {"coordinator": dict(COORDINATOR_BUNDLE), "replica": replica}
+        bundles = job_bundles(
+            replica_cpus=replica.get("CPU"),
+            replica_gpus=replica.get("GPU"),
+            replica_memory=None,  # the dispatcher's to judge
+            coordinator_memory=None,
+        )
         if why := never_on_a_node(bundles, live):
             short_of_gpus = not any(n.gpus >= replica.get("GPU", 0.0) for n in nodes_of(live))
             field = (

@@ -1,43 +1,76 @@
-"""The claim's per-node test: Ray places each bundle of a gang on one node, so a
-gang whose summed resources are free may still not be placeable now
-(service.schemas.node_fit)."""
+"""A stored job's bundles in SQL, and the per-node tests written with them: the
+claim's (each bundle fits the most free on one node) and the too-large rule's (a
+bundle fits no node the dispatcher saw). Ray places each bundle of a gang on one
+node (service.schemas.node_fit, whose `job_bundles` is the same rule in Python:
+the coordinator's 1 CPU, unknown parts counting as nothing)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, bindparam, func
+from sqlalchemy import ColumnElement, Float, and_, bindparam, false, func, literal, not_, or_
 
 from service.schemas.gang import COORDINATOR_BUNDLE
 from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape
 
 _UNLIMITED = 2.0**62
+_Amount = ColumnElement[Any] | float
+
+
+def bundle_columns(job: Any) -> dict[str, dict[str, ColumnElement[Any]]]:
+    """`job`'s (a table or alias of jobs) coordinator and replica bundles."""
+    return {
+        "coordinator": {
+            "CPU": literal(COORDINATOR_BUNDLE["CPU"], Float()),
+            "memory": func.coalesce(job.c.coordinator_memory_bytes, 0),
+        },
+        "replica": {
+            "CPU": func.coalesce(job.c.replica_cpus, 0.0),
+            "GPU": func.coalesce(job.c.replica_gpus, 0.0),
+            "memory": func.coalesce(job.c.replica_memory_bytes, 0),
+        },
+    }
+
+
+def _holds(
+    node: Mapping[str, _Amount], bundle: dict[str, ColumnElement[Any]]
+) -> ColumnElement[bool]:
+    return and_(*(amount <= node[kind] + RESOURCE_EPSILON for kind, amount in bundle.items()))
 
 
 def fits_free_node(job: Any) -> list[ColumnElement[bool]]:
     """Each of the job's bundles fits the most free on one node (:node_free_*,
-    node_fit.most_free): Ray places a bundle on one node, so a gang whose summed
-    resources are free but spread thinner (one GPU free on each of four nodes, two
-    per replica) would wait at placement, its attempt at stake. Necessary, not
-    sufficient: the maxima may be on different nodes."""
-    cpus = bindparam("node_free_cpus", type_=Float()) + RESOURCE_EPSILON
-    gpus = bindparam("node_free_gpus", type_=Float()) + RESOURCE_EPSILON
-    memory = bindparam("node_free_memory", type_=Float()) + RESOURCE_EPSILON
-    return [
-        cpus >= COORDINATOR_BUNDLE["CPU"],
-        func.coalesce(job.c.replica_cpus, 0.0) <= cpus,
-        func.coalesce(job.c.replica_gpus, 0.0) <= gpus,
-        func.coalesce(job.c.replica_memory_bytes, 0) <= memory,
-        func.coalesce(job.c.coordinator_memory_bytes, 0) <= memory,
-    ]
+    node_fit.most_free): a gang whose summed resources are free but spread thinner
+    (one GPU free on each of four nodes, two per replica) would wait at placement,
+    its attempt at stake. Necessary, not sufficient: the maxima may be on different
+    nodes."""
+    free: dict[str, _Amount] = {
+        kind: bindparam(f"node_free_{kind.lower()}", type_=Float())
+        for kind in ("CPU", "GPU", "memory")
+    }
+    return [_holds(free, bundle) for bundle in bundle_columns(job).values()]
+
+
+def fits_no_node(job: Any, nodes: tuple[NodeShape, ...]) -> ColumnElement[bool]:
+    """One of the job's bundles fits none of `nodes` (never true with none)."""
+    if not nodes:
+        return false()
+    shapes = [node.report() for node in nodes]
+    return or_(
+        *(
+            not_(or_(*(_holds(shape, bundle) for shape in shapes)))
+            for bundle in bundle_columns(job).values()
+        )
+    )
 
 
 def free_node_params(free_node: NodeShape | None) -> dict[str, float]:
     """`fits_free_node`'s binds; None: nothing judged per node."""
     if free_node is None:
-        return dict.fromkeys(("node_free_cpus", "node_free_gpus", "node_free_memory"), _UNLIMITED)
+        return dict.fromkeys(("node_free_cpu", "node_free_gpu", "node_free_memory"), _UNLIMITED)
     return {
-        "node_free_cpus": free_node.cpus,
-        "node_free_gpus": free_node.gpus,
+        "node_free_cpu": free_node.cpus,
+        "node_free_gpu": free_node.gpus,
         "node_free_memory": free_node.memory,
     }

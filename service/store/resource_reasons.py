@@ -144,13 +144,12 @@ def _no_node_free(bundles: dict[str, Bundle], live: list[Dispatcher]) -> str | N
     fits no live dispatcher's most free on one node (its report's "free_node")."""
     free_nodes = [d.resources.get("free_node") for d in live]
     most = [NodeShape.from_report(f) for f in free_nodes if isinstance(f, dict)]
-    if not most or len(most) < len(live):  # a report without it: unknown
+    if not most or len(most) < len(live):  # a report without it: not judged there
         return None
     if any(all(node.holds(b) for b in bundles.values()) for node in most):
         return None
     name, bundle = next((n, b) for n, b in bundles.items() if not most[0].holds(b))
-    on_one = describe(most[0].report())
     return (
-        f"waiting for a node with {describe(bundle)} free for a {name}'s bundle: the "
-        f"gang's total is free, but spread over nodes (most free on one: {on_one})"
+        f"waiting for a node with {describe(bundle)} free for a {name}'s bundle "
+        f"(Ray places each on one node; the most free on one now: {describe(most[0].report())})"
     )

@@ -4,12 +4,12 @@ its maintenance (workers.dispatcher), once it has watched its capacity window.""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, func, or_, select, true
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from service.schemas.gang import COORDINATOR_BUNDLE
 from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape, job_bundles, misfit
-from service.store.models import Job, JobStatus
+from service.store.free_node import fits_no_node
+from service.store.models import Job, JobStatus, table_of
 
 
 def unschedulable_jobs(
@@ -36,39 +36,24 @@ def unschedulable_jobs(
     }
     if not nodes:
         return reasons
-    candidates = session.execute(
+    jobs = table_of(Job)
+    misfits = session.execute(
         select(
-            Job.id,
-            Job.replica_cpus,
-            Job.replica_gpus,
-            Job.replica_memory_bytes,
-            Job.coordinator_memory_bytes,
-        ).where(queued, _may_fit_no_node(nodes))
+            jobs.c.id,
+            jobs.c.replica_cpus,
+            jobs.c.replica_gpus,
+            jobs.c.replica_memory_bytes,
+            jobs.c.coordinator_memory_bytes,
+        ).where(jobs.c.status == JobStatus.QUEUED.value, fits_no_node(jobs, nodes))
     )
-    for job_id, cpus, gpus, memory, coordinator_memory in candidates:
+    for job_id, cpus, gpus, memory, coordinator_memory in misfits:
         bundles = job_bundles(
             replica_cpus=cpus,
             replica_gpus=gpus,
             replica_memory=memory,
             coordinator_memory=coordinator_memory,
         )
+        # misfit says which bundle (the same rule in Python: tests/store/test_node_fit.py).
         if job_id not in reasons and (why := misfit(bundles, nodes)):
             reasons[job_id] = why
     return reasons
-
-
-def _may_fit_no_node(nodes: tuple[NodeShape, ...]) -> ColumnElement[bool]:
-    """A bound that reads few rows: a bundle within every node's least of each
-    resource fits them all, so only a bundle above one of those minima may fit none
-    (exact when the nodes have one shape; misfit decides the rest)."""
-    least = NodeShape(
-        min(n.cpus for n in nodes), min(n.gpus for n in nodes), min(n.memory for n in nodes)
-    )
-    if least.cpus + RESOURCE_EPSILON < COORDINATOR_BUNDLE["CPU"]:
-        return true()  # some node cannot hold a coordinator: read every queued job
-    return or_(
-        func.coalesce(Job.replica_cpus, 0.0) > least.cpus + RESOURCE_EPSILON,
-        func.coalesce(Job.replica_gpus, 0.0) > least.gpus + RESOURCE_EPSILON,
-        func.coalesce(Job.replica_memory_bytes, 0) > least.memory + RESOURCE_EPSILON,
-        func.coalesce(Job.coordinator_memory_bytes, 0) > least.memory + RESOURCE_EPSILON,
-    )

@@ -7,10 +7,11 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.node_fit import NodeShape
+from service.schemas.node_fit import NodeShape, misfit
 from service.store.attempts import ClaimedJob, claim_next
 from service.store.db import transaction
 from service.store.models import Job
+from service.store.resource_reasons import bundles_of
 from service.store.unschedulable import unschedulable_jobs
 from tests.store.conftest import MakeUser, Submit, load_job
 
@@ -117,3 +118,33 @@ def test_a_job_stored_without_its_replica_bundle_is_judged_by_what_is_known(
     assert judged(session_factory, (ONE_GPU_NODE,)) == {}
     taken = claim(session_factory, cpus=32, gpus=4, free_node=ONE_GPU_NODE)
     assert taken is not None and taken.job_id == job_id
+
+
+def test_the_sql_rule_reads_exactly_the_jobs_misfit_fails(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """The too-large rule selects in SQL (service.store.free_node) and words the reason
+    in Python (node_fit.misfit): on mixed node shapes, a head node of no CPU among
+    them, both pick the same jobs."""
+    owner = make_user("ann")
+    shapes = [(0.5, 0), (0.25, 1), (4, 0), (1, 1), (6, 0), (2, 2), (1, 3)]
+    ids = {
+        submit(owner, distributed={"workers": 1, "cpus_per_worker": c, "gpus_per_worker": g}): (
+            c,
+            g,
+        )
+        for c, g in shapes
+    }
+    for nodes, all_fail in [
+        ((NodeShape(0, 0, 64 * GiB), NodeShape(4, 0, 64 * GiB), NodeShape(2, 1, 64 * GiB)), False),
+        ((NodeShape(8, 0, 64 * GiB), NodeShape(1, 2, 64 * GiB)), False),
+        ((NodeShape(0.5, 1, 64 * GiB),), True),  # no node holds a coordinator's CPU
+    ]:
+        failed = set(judged(session_factory, nodes))
+        with session_factory() as session:
+            jobs = [session.get(Job, job_id) for job_id in ids]
+        expected = {
+            job.id for job in jobs if job is not None and misfit(bundles_of(job), nodes) is not None
+        }
+        assert failed == expected, (nodes, failed, expected)
+        assert failed and (failed == set(ids)) == all_fail, (nodes, failed)

@@ -5,11 +5,13 @@ capacity window. No Ray: the nodes at the dispatcher's seams."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import ray
+from ray._private.state import state as ray_state
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.node_fit import NodeShape
@@ -24,6 +26,8 @@ from service.store.users import create_user
 from tests.hand_clock import Clock
 from tests.ray_cluster import RAY_TEST_CPUS
 from tests.workers.dispatcher_seams import GiB, cluster_at_seam, dispatcher_store
+from workers import dispatcher as dispatcher_module
+from workers import embedded
 from workers.capacity import CapacityWindow
 from workers.dispatcher import Dispatcher
 from workers.ray_runtime import node_resources, total_resources
@@ -50,8 +54,31 @@ def _job(sessions: sessionmaker[Session], job_id: int) -> Job:
 
 def _watching(dispatcher: Dispatcher) -> Clock:
     clock = Clock()
-    dispatcher.capacity = CapacityWindow(dispatcher.settings.capacity_window_seconds, clock=clock)
+    settings = dispatcher.settings
+    dispatcher.capacity = CapacityWindow(
+        settings.capacity_window_seconds,
+        ceiling_cpus=settings.capacity_ceiling_cpus,
+        ceiling_gpus=settings.capacity_ceiling_gpus,
+        clock=clock,
+    )
     return clock
+
+
+def _watch_the_window(dispatcher: Dispatcher, clock: Clock) -> None:
+    dispatcher._maintain()
+    clock.now = dispatcher.settings.capacity_window_seconds
+    dispatcher._maintain()
+
+
+def _explained(sessions: sessionmaker[Session], job: Job) -> list[str]:
+    with sessions() as session:
+        explanation = explain_job(
+            session=session,
+            job=job,
+            dispatcher_timeout=timedelta(seconds=60),
+            quota_defaults=QuotaDefaults(),
+        )
+    return [r.message for r in explanation.reasons]
 
 
 def test_a_bundle_no_node_holds_is_not_claimed_then_fails_naming_it(
@@ -71,10 +98,13 @@ def test_a_bundle_no_node_holds_is_not_claimed_then_fails_naming_it(
         with sessions() as session:
             row = session.get(DispatcherRow, "d1")
             assert row is not None
-            assert row.resources["nodes"] == [node.report()]
             assert row.resources["free_node"] == node.report()
+            assert "nodes" not in row.resources, "not before the window is watched"
         clock.now = settings.capacity_window_seconds
         dispatcher._maintain()
+        with sessions() as session:
+            row = session.get(DispatcherRow, "d1")
+            assert row is not None and row.resources["nodes"] == [node.report()]
         job = _job(sessions, wide)
         assert job.status == "failed" and job.error is not None
         assert "a replica's bundle needs 1 CPU, 2 GPU" in job.error, job.error
@@ -95,22 +125,13 @@ def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
     dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
     clock = _watching(dispatcher)
     try:
-        dispatcher._maintain()
-        clock.now = settings.capacity_window_seconds
-        dispatcher._maintain()
+        _watch_the_window(dispatcher, clock)
         assert dispatcher._claim_and_start() is False
         job = _job(sessions, wide)
         assert job.status == "queued", job.error
-        with sessions() as session:
-            explanation = explain_job(
-                session=session,
-                job=job,
-                dispatcher_timeout=timedelta(seconds=60),
-                quota_defaults=QuotaDefaults(),
-            )
-        messages = [r.message for r in explanation.reasons]
+        messages = _explained(sessions, job)
         assert any(
-            "waiting for a node with" in m and "2 GPU" in m and "spread over nodes" in m
+            "waiting for a node with" in m and "2 GPU" in m and "most free on one now" in m
             for m in messages
         ), messages
     finally:
@@ -121,7 +142,74 @@ def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
 def test_node_resources_reads_what_ray_counts(ray_address: str) -> None:
     """The per-node seam (a private Ray module: no public call without the dashboard)
     agrees with Ray's public sums on the session's one-node Ray."""
-    [(total, free)] = node_resources()
+    nodes = node_resources()
+    assert nodes is not None
+    [(total, free)] = nodes
     assert (total.cpus, total.gpus) == total_resources() == (RAY_TEST_CPUS, 0.0)
     assert total.memory == ray.cluster_resources()["memory"] > 0  # type: ignore[no-untyped-call]
     assert 0 <= free.cpus <= total.cpus and 0 < free.memory <= total.memory
+
+
+def test_with_a_ceiling_above_the_cluster_nothing_is_judged_by_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An autoscaler's ceiling: the cluster may grow by nodes of any shape. The gang is
+    neither failed nor skipped by the claim (it asks Ray for its placement, so the
+    autoscaler sees the demand), and explain does not say it waits for a node."""
+    settings, sessions = dispatcher_store(tmp_path)
+    settings = settings.model_copy(update={"capacity_ceiling_gpus": 16.0})
+    node = NodeShape(8, 1, 32 * GiB)
+    cluster_at_seam(monkeypatch, [(node, node)] * 4)
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(dispatcher_module, "claim_next", lambda **kwargs: seen.update(kwargs))
+    wide = _submit(sessions, TWO_GPUS_PER_REPLICA)
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    clock = _watching(dispatcher)
+    try:
+        _watch_the_window(dispatcher, clock)
+        job = _job(sessions, wide)
+        assert job.status == "queued"
+        assert dispatcher._claim_and_start() is False and seen["free_node"] is None
+        assert not any("node" in m for m in _explained(sessions, job))
+        with sessions() as session:
+            row = session.get(DispatcherRow, "d1")
+            assert row is not None and "nodes" not in row.resources
+            assert "free_node" not in row.resources
+    finally:
+        dispatcher._waker.close()
+
+
+def test_embedded_ceilings_leave_nodes_judged_from_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`server --embedded`: its local Ray is the whole cluster, its totals the ceilings:
+    a bundle larger than the machine (here its memory) fails at the first look."""
+    settings, sessions = dispatcher_store(tmp_path)
+    machine = NodeShape(4, 0, 2**20)  # 1 MiB for bundles: less than any estimate
+    cluster_at_seam(monkeypatch, [(machine, machine)])
+    settings = embedded.local_ray_ceilings(settings, 4.0, 0.0)
+    job_id = _submit(sessions, {"task": {"kind": "adding"}, "distributed": {"workers": 2}})
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    try:
+        dispatcher._maintain()
+        job = _job(sessions, job_id)
+        assert job.status == "failed" and job.error is not None
+        assert "memory on one node" in job.error and "1 MiB memory" in job.error, job.error
+    finally:
+        dispatcher._waker.close()
+
+
+def test_unreadable_per_node_figures_are_logged_once_and_judge_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> dict[str, dict[str, float]]:
+        raise RuntimeError("a Ray release moved it")
+
+    monkeypatch.setattr(ray_state, "available_resources_per_node", broken)
+    caplog.set_level(logging.WARNING, logger="workers.ray_runtime")
+    assert node_resources() is None and node_resources() is None
+    logged = [r.getMessage() for r in caplog.records if r.name == "workers.ray_runtime"]
+    assert len(logged) == 1 and "judging by sums" in logged[0], logged
+    window = CapacityWindow(60, clock=Clock())
+    window.observe(8, 1, ())
+    assert window.node_report(None) == {} and window.nodes() == ()

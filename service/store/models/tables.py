@@ -94,8 +94,9 @@ class Job(Base):
     cpus_required: Mapped[float] = mapped_column(Float)
     gpus_required: Mapped[float] = mapped_column(Float, default=0.0)
     # One replica's bundle (service.schemas.gang), for the per-node fit
-    # (service.schemas.node_fit); NULL only for rows an older release wrote after
-    # migration 0014 (a rolling upgrade), judged by their totals alone.
+    # (service.schemas.node_fit). NULL (judged by what else is known): jobs finished
+    # before migration 0014, specs without the fields, and rows an older release
+    # wrote during a rolling upgrade.
     replica_cpus: Mapped[float | None] = mapped_column(Float)
     replica_gpus: Mapped[float | None] = mapped_column(Float)
     # The cost model's estimate (service.schemas.cost), reserved as each Ray bundle's
