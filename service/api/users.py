@@ -37,6 +37,7 @@ from service.store.audit import record, user_created
 from service.store.db import read_transaction, transaction
 from service.store.models import User
 from service.store.quotas import quota_in_force, set_quota, usage
+from service.store.user_locks import lock_for_admin_change
 from service.store.users import (
     create_user,
     get_user,
@@ -122,7 +123,7 @@ def patch_user(
     closes their open streams), change their quota (null = the server default) or
     their fair-share weight. Every change is in the audit log."""
     with transaction(sessions) as session:
-        user = get_user(session=session, user_id=user_id)
+        user = lock_for_admin_change(session=session, actor=admin, user_id=user_id)
         if body.disabled and user.id == admin.user_id:
             # An admin who locks themselves out may leave nobody to undo it.
             raise Conflict("you cannot disable your own account")

@@ -6,7 +6,6 @@ a second transaction counted while the first had not committed, and both passed.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,43 +21,9 @@ from service.store.users import (
     revoke_token,
 )
 from tests.conftest import on_one_database
-from tests.lock_waits import a_transaction_waits_on_a_lock
-from tests.polling import wait_until
+from tests.lock_waits import while_open
 
 pytestmark = on_one_database("postgresql")
-
-
-def while_open(
-    sessions: sessionmaker[Session],
-    first: Callable[[Session], object],
-    second: Callable[[Session], object],
-) -> BaseException | None:
-    """`first` in a transaction left open until `second`, in another, has waited on a
-    lock or ended; then both commit. Returns what `second` raised, if anything."""
-    raised: list[BaseException] = []
-    ended = threading.Event()
-
-    def run_second() -> None:
-        try:
-            with transaction(sessions) as session:
-                second(session)
-        except BaseException as exc:
-            raised.append(exc)
-        ended.set()
-
-    engine = sessions.kw["bind"]
-
-    def waits_or_ended() -> bool:
-        return a_transaction_waits_on_a_lock(engine) or ended.is_set()
-
-    thread = threading.Thread(target=run_second)
-    with transaction(sessions) as session:
-        first(session)
-        thread.start()
-        wait_until(waits_or_ended, timeout=30, what="the second transaction to wait or end")
-    thread.join(timeout=30)
-    assert ended.is_set(), "the second transaction ended"
-    return raised[0] if raised else None
 
 
 def test_concurrent_issues_never_pass_max_tokens_per_user(
