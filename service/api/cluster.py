@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1", tags=["cluster"])
 QUEUE_HEAD = 50
 
 
-@router.get("/cluster", response_model=ClusterOut, responses=errors(401))
+@router.get("/cluster", response_model=ClusterOut, responses=errors(401, 422))
 def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
     """``resources`` is the Ray cluster as the most recently seen live dispatcher
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if

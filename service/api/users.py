@@ -105,7 +105,7 @@ def get_users(
     return Page[UserOut](data=data, next_cursor=next_cursor([u.id for u in users], limit))
 
 
-@router.get("/users/me", response_model=UserOut, responses=errors(401))
+@router.get("/users/me", response_model=UserOut, responses=errors(401, 422))
 def get_me(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> UserOut:
     with read_transaction(sessions) as session:
         user = get_user(session=session, user_id=principal.user_id)
