@@ -103,14 +103,14 @@ class CapacityWindow:
             return ()
         return maximal(shape for _, _, shapes in self._samples for shape in shapes)
 
-    def node_report(self, nodes: list[tuple[NodeShape, NodeShape]] | None) -> dict[str, object]:
+    def node_report(self, free: list[NodeShape] | None) -> dict[str, object]:
         """For the dispatcher's report, where nodes are judged: the most free on one
         node now (what the claim compares with; explain) and, once the window is
         settled, the shapes a bundle is judged against (the submit's check).
-        `nodes`: each live node's (totals, free) now; None when unknown."""
-        if nodes is None or not self.judges_nodes():
+        `free`: what each live node has free now; None when unknown."""
+        if free is None or not self.judges_nodes():
             return {}
-        report: dict[str, object] = {"free_node": most_free(f for _, f in nodes).report()}
+        report: dict[str, object] = {"free_node": most_free(free).report()}
         if self.settled():
             report["nodes"] = [shape.report() for shape in self.nodes()]
         return report

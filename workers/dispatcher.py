@@ -25,7 +25,7 @@ from service.store.unschedulable import unschedulable_jobs
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors
-from workers.ray_runtime import free_resources, node_resources, total_resources
+from workers.ray_runtime import cluster_free, cluster_totals
 from workers.stop_record import record_stopped
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
@@ -124,10 +124,9 @@ class Dispatcher:
         self.maintenance_runs += 1
         if self.warm_pool is not None:
             self.warm_pool.release_idle()
-        total_cpus, total_gpus = total_resources()
-        free_cpus, free_gpus = free_resources()
-        nodes = node_resources()  # None: unknown
-        self.capacity.observe(total_cpus, total_gpus, tuple(total for total, _ in nodes or ()))
+        (total_cpus, total_gpus), node_totals = cluster_totals()  # nodes None: unknown
+        (free_cpus, free_gpus), node_frees = cluster_free()
+        self.capacity.observe(total_cpus, total_gpus, tuple(node_totals or ()))
         limit, node_shapes = self.capacity.largest(), self.capacity.nodes()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
@@ -152,7 +151,7 @@ class Dispatcher:
                     "total": {"CPU": total_cpus, "GPU": total_gpus},
                     # What queued jobs are judged against (explain: waits for capacity).
                     "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
-                    **self.capacity.node_report(nodes),
+                    **self.capacity.node_report(node_frees),
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
                     **({"warm_pool": self.warm_pool.report()} if self.warm_pool else {}),
@@ -165,9 +164,9 @@ class Dispatcher:
             log.warning("job %s failed, too large for the cluster: %s", job_id, reason)
 
     def _claim_and_start(self) -> bool:
-        free_cpus, free_gpus = free_resources()
-        nodes = node_resources() if self.capacity.judges_nodes() else None
-        free_node = None if nodes is None else most_free(free for _, free in nodes)
+        (free_cpus, free_gpus), node_frees = cluster_free()
+        judged = node_frees if self.capacity.judges_nodes() else None
+        free_node = None if judged is None else most_free(judged)
         with transaction(self.sessions) as session:
             claimed = claim_next(
                 session=session,

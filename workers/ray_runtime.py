@@ -11,6 +11,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
@@ -125,29 +126,35 @@ def total_resources() -> tuple[float, float]:
     return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
 
 
-def node_resources() -> list[tuple[NodeShape, NodeShape]] | None:
-    """(totals, free) of each live node; None when Ray would not say (logged the
-    first time): gangs are then judged by the cluster's sums alone, as before.
+def cluster_totals() -> tuple[tuple[float, float], list[NodeShape] | None]:
+    """The cluster's (CPU, GPU) totals and each live node's totals, from one read."""
+    return _summed(ray_state.total_resources_per_node, total_resources)
 
-    Ray has no public per-node call without its dashboard (ray.util.state needs it;
-    we start Ray without), so this reads the GCS's per-node tables through
-    `ray._private.state`, as `ray.available_resources` does for the sums: a private
-    module a Ray release may change, hence the fallback (and
-    tests/workers/test_node_fit_dispatcher.py checks it against the public sums)."""
+
+def cluster_free() -> tuple[tuple[float, float], list[NodeShape] | None]:
+    """The (CPU, GPU) free cluster-wide and on each live node, from one read."""
+    return _summed(ray_state.available_resources_per_node, free_resources)
+
+
+def _summed(
+    per_node: Callable[[], Mapping[str, Mapping[str, float]]],
+    sums: Callable[[], tuple[float, float]],
+) -> tuple[tuple[float, float], list[NodeShape] | None]:
+    """Ray's public sums add up the same per-node tables, so one read of a table gives
+    both. Ray has no public per-node call without its dashboard (ray.util.state needs
+    it; we start Ray without), so the tables are read through `ray._private.state`: a
+    private module a Ray release may change. Where it raises, the public sum alone,
+    nodes None (logged once): gangs are then judged by the sums, as before."""
     global _node_reads_failed
     try:
-        free = ray_state.available_resources_per_node()
-        totals = ray_state.total_resources_per_node()
+        nodes = [NodeShape.from_report(resources) for resources in per_node().values()]
     except Exception as exc:  # a private API: whatever it raises, the sums still work
         if not _node_reads_failed:
             log.warning("Ray's per-node resources are unavailable (%r): judging by sums", exc)
         _node_reads_failed = True
-        return None
+        return sums(), None
     _node_reads_failed = False
-    return [
-        (NodeShape.from_report(total), NodeShape.from_report(free.get(node, {})))
-        for node, total in totals.items()
-    ]
+    return (sum(n.cpus for n in nodes), sum(n.gpus for n in nodes)), nodes
 
 
 _node_reads_failed = False  # logged once per streak of failures

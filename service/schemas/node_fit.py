@@ -19,7 +19,7 @@ those no other node covers, a handful on any cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,7 @@ class NodeShape:
         return {"CPU": self.cpus, "GPU": self.gpus, "memory": self.memory}
 
     @classmethod
-    def from_report(cls, resources: dict[str, Any]) -> NodeShape:
+    def from_report(cls, resources: Mapping[str, Any]) -> NodeShape:
         return cls(
             float(resources.get("CPU", 0.0)),
             float(resources.get("GPU", 0.0)),

@@ -1,5 +1,5 @@
 """For dispatcher tests without Ray: a store, and the dispatcher's Ray seams
-(workers.ray_runtime's totals, free resources and nodes) answering for a cluster of
+(workers.ray_runtime's cluster_totals and cluster_free) answering for a cluster of
 given nodes."""
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ def cluster_at_seam(
     monkeypatch: pytest.MonkeyPatch, nodes: list[tuple[NodeShape, NodeShape]]
 ) -> None:
     """`nodes`: each node's (totals, free); the cluster's sums follow from them."""
-    totals = (sum(t.cpus for t, _ in nodes), sum(t.gpus for t, _ in nodes))
-    free = (sum(f.cpus for _, f in nodes), sum(f.gpus for _, f in nodes))
-    monkeypatch.setattr(dispatcher_module, "total_resources", lambda: totals)
-    monkeypatch.setattr(dispatcher_module, "free_resources", lambda: free)
-    monkeypatch.setattr(dispatcher_module, "node_resources", lambda: list(nodes))
+    totals, frees = [t for t, _ in nodes], [f for _, f in nodes]
+    summed = {
+        "cluster_totals": ((sum(t.cpus for t in totals), sum(t.gpus for t in totals)), totals),
+        "cluster_free": ((sum(f.cpus for f in frees), sum(f.gpus for f in frees)), frees),
+    }
+    for seam, answer in summed.items():
+        monkeypatch.setattr(dispatcher_module, seam, lambda answer=answer: answer)
 
 
 def idle_node_at_seam(monkeypatch: pytest.MonkeyPatch, cpus: float, gpus: float = 0.0) -> None:

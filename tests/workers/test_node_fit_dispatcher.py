@@ -27,10 +27,10 @@ from tests.hand_clock import Clock
 from tests.ray_cluster import RAY_TEST_CPUS
 from tests.workers.dispatcher_seams import GiB, cluster_at_seam, dispatcher_store
 from workers import dispatcher as dispatcher_module
-from workers import embedded
+from workers import embedded, ray_runtime
 from workers.capacity import CapacityWindow
 from workers.dispatcher import Dispatcher
-from workers.ray_runtime import node_resources, total_resources
+from workers.ray_runtime import cluster_free, cluster_totals, total_resources
 
 TWO_GPUS_PER_REPLICA = {
     "task": {"kind": "adding"},
@@ -139,15 +139,16 @@ def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
 
 
 @pytest.mark.ray
-def test_node_resources_reads_what_ray_counts(ray_address: str) -> None:
+def test_the_per_node_reads_agree_with_rays_public_sums(ray_address: str) -> None:
     """The per-node seam (a private Ray module: no public call without the dashboard)
     agrees with Ray's public sums on the session's one-node Ray."""
-    nodes = node_resources()
-    assert nodes is not None
-    [(total, free)] = nodes
-    assert (total.cpus, total.gpus) == total_resources() == (RAY_TEST_CPUS, 0.0)
+    (cpus, gpus), totals = cluster_totals()
+    (free_cpus, _), frees = cluster_free()
+    assert totals is not None and frees is not None
+    [total], [free] = totals, frees
+    assert (cpus, gpus) == (total.cpus, total.gpus) == total_resources() == (RAY_TEST_CPUS, 0)
     assert total.memory == ray.cluster_resources()["memory"] > 0  # type: ignore[no-untyped-call]
-    assert 0 <= free.cpus <= total.cpus and 0 < free.memory <= total.memory
+    assert 0 <= free_cpus == free.cpus <= total.cpus and 0 < free.memory <= total.memory
 
 
 def test_with_a_ceiling_above_the_cluster_nothing_is_judged_by_nodes(
@@ -206,8 +207,9 @@ def test_unreadable_per_node_figures_are_logged_once_and_judge_nothing(
         raise RuntimeError("a Ray release moved it")
 
     monkeypatch.setattr(ray_state, "available_resources_per_node", broken)
+    monkeypatch.setattr(ray_runtime, "free_resources", lambda: (4.0, 1.0))  # Ray's public sum
     caplog.set_level(logging.WARNING, logger="workers.ray_runtime")
-    assert node_resources() is None and node_resources() is None
+    assert cluster_free() == ((4.0, 1.0), None) and cluster_free() == ((4.0, 1.0), None)
     logged = [r.getMessage() for r in caplog.records if r.name == "workers.ray_runtime"]
     assert len(logged) == 1 and "judging by sums" in logged[0], logged
     window = CapacityWindow(60, clock=Clock())
