@@ -10,7 +10,7 @@ per attempt, each attempt also holding up the queue behind it (a review,
 it has watched its capacity window (service.store.unschedulable, workers.capacity),
 the submit refuses it while every live dispatcher reports nodes and none holds it
 (service.store.cluster_capacity), and the claim skips a job one of whose bundles
-exceeds the most free on one node (service.store.free_node, the same rules in SQL).
+exceeds the most free on one node (service.store.node_fit_sql, the same rules in SQL).
 
 A node is its Ray totals: CPU, GPU and `memory` (bytes, what Ray lets bundles
 reserve). Only the shapes matter here, not which node is which: `maximal` keeps

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from service.schemas.node_fit import NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
-from service.store.free_node import free_node_params
 from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
+from service.store.node_fit_sql import free_node_params
 from service.store.queue_order import (
     FAIR_SHARE_SINCE,
     next_candidate,

@@ -45,8 +45,8 @@ from sqlalchemy.orm import Session
 from service.schemas.node_fit import RESOURCE_EPSILON
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
-from service.store.free_node import fits_free_node
 from service.store.models import ACTIVE, Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
+from service.store.node_fit_sql import fits_free_node
 
 # The gang's size is the sum of its bundles (service.schemas.gang), which is also
 # what the placement group reserves, so the claim's "fits" test counts what Ray does;

@@ -8,8 +8,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape, job_bundles, misfit
-from service.store.free_node import fits_no_node
 from service.store.models import Job, JobStatus, table_of
+from service.store.node_fit_sql import fits_no_node
 
 
 def unschedulable_jobs(

@@ -123,7 +123,7 @@ def test_a_job_stored_without_its_replica_bundle_is_judged_by_what_is_known(
 def test_the_sql_rule_reads_exactly_the_jobs_misfit_fails(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
-    """The too-large rule selects in SQL (service.store.free_node) and words the reason
+    """The too-large rule selects in SQL (service.store.node_fit_sql) and words the reason
     in Python (node_fit.misfit): on mixed node shapes, a head node of no CPU among
     them, both pick the same jobs."""
     owner = make_user("ann")
