@@ -2,9 +2,11 @@
 20,000 finished jobs (40 users over 30 days, one attempt each) and 199 queued, the
 median of 30 claims rolled back, for fair-share windows of 0 (running jobs only, as
 before 2026-12-05), one hour (the default) and seven days; the ratio to the zero
-window is printed beside each. SQLite in a temporary file unless --url names a
-database (an empty PostgreSQL database: it is filled); --analyze gathers statistics
-first (PostgreSQL's autovacuum does; the service never analyses SQLite).
+window is printed beside each. Last, the default window's claim as a dispatcher
+makes it, with 8 free nodes (the savepoint and the per-node test), against without.
+SQLite in a temporary file unless --url names a database (an empty PostgreSQL
+database: it is filled); --analyze gathers statistics first (PostgreSQL's
+autovacuum does; the service never analyses SQLite).
 
     python -m benchmarks.claim_cost [--url postgresql+psycopg://...] [--analyze]
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.node_fit import NodeShape
 from service.schemas.resolve import resolve
 from service.store.attempts import claim_next
 from service.store.db import make_engine, make_sessionmaker, transaction
@@ -88,7 +91,11 @@ def fill(factory: sessionmaker[Session]) -> None:
             enqueue(session=session, owner_id=owners[i % USERS], spec=spec)
 
 
-def claim_ms(factory: sessionmaker[Session], window: timedelta) -> list[float]:
+def claim_ms(
+    factory: sessionmaker[Session],
+    window: timedelta,
+    free_nodes: tuple[NodeShape, ...] | None = None,
+) -> list[float]:
     times = []
     for _ in range(CLAIMS):
         with factory() as session:
@@ -100,6 +107,7 @@ def claim_ms(factory: sessionmaker[Session], window: timedelta) -> list[float]:
                 free_cpus=99,
                 free_gpus=0,
                 fair_share_window=window,
+                free_nodes=free_nodes,
             )
             times.append((time.perf_counter() - started) * 1e3)
             assert claimed is not None
@@ -136,6 +144,16 @@ def main() -> None:
                 f"window {window}: claim median {median:.2f} ms "
                 f"(spread {times[0]:.2f}-{times[-1]:.2f}; x{median / base:.2f} the zero window)"
             )
+        # A dispatcher's claim also tests the picked job against each node's free
+        # resources, inside a savepoint (service.store.claim): its cost beside the
+        # same window's claim without nodes.
+        nodes = (NodeShape(16, 0, 64 * 2**30),) * 8
+        hour = timedelta(hours=1)
+        plain, noded = (statistics.median(claim_ms(factory, hour, n)) for n in (None, nodes))
+        print(
+            f"window {hour} with 8 free nodes: claim median {noded:.2f} ms "
+            f"(x{noded / plain:.2f} the same claim without nodes, {plain:.2f} ms)"
+        )
         engine.dispose()
 
 

@@ -3,7 +3,21 @@ capacity window's memory of them (workers.capacity)."""
 
 from __future__ import annotations
 
-from service.schemas.node_fit import NodeShape, job_bundles, maximal, misfit, most_free
+import itertools
+import random
+
+from service.schemas.gang import Bundle
+from service.schemas.node_fit import (
+    NodeShape,
+    PassedOver,
+    job_bundles,
+    maximal,
+    misfit,
+    most_free,
+    packs,
+    placement,
+    replicas_beside_coordinator,
+)
 from tests.hand_clock import Clock
 from workers.capacity import CapacityWindow
 
@@ -66,3 +80,121 @@ def test_the_window_judges_bundles_by_every_node_it_saw_unless_a_ceiling_is_set(
     fixed = CapacityWindow(60, ceiling_cpus=8, ceiling_gpus=2, clock=clock)
     fixed.observe(8, 2, (GPU_NODE,))
     assert fixed.judges_nodes() and fixed.nodes() == (GPU_NODE,)
+
+
+def gang(cpus: float, gpus: float = 0.0, memory: float = 0.0) -> dict[str, Bundle]:
+    """A gang's bundles: replicas of `cpus`, `gpus`, `memory`; the coordinator's 1 CPU."""
+    return job_bundles(
+        replica_cpus=cpus, replica_gpus=gpus, replica_memory=memory, coordinator_memory=0
+    )
+
+
+def test_packs_fits_the_replicas_node_by_node_not_by_the_sums() -> None:
+    """Two nodes of 5 CPUs: 10 CPUs in all, each replica of 3 fits either, yet only
+    one fits on each; so 3 replicas (10 CPUs with the coordinator) never fit together."""
+    five = NodeShape(5, 0, 8 * GiB)
+    assert not packs(gang(3), 3, (five, five))
+    assert replicas_beside_coordinator(gang(3), (five, five), 3) == 2
+    assert packs(gang(3), 2, (five, five))
+    assert packs(gang(3), 3, (five, five, NodeShape(3, 0, GiB)))  # a third node's room
+
+
+def test_packs_places_the_coordinator_where_it_costs_no_replica() -> None:
+    """Nodes of 4 and 3 CPUs, replicas of 2: the coordinator on the 3-CPU node leaves
+    room for 2 + 1 replicas; on the 4-CPU one, for only 1 + 1."""
+    nodes = (NodeShape(4, 0, GiB), NodeShape(3, 0, GiB))
+    assert packs(gang(2), 3, nodes)
+    assert not packs(gang(2), 4, nodes)
+    assert not packs(gang(0.5), 1, (NodeShape(0.5, 0, GiB),) * 4), "no CPU for the coordinator"
+
+
+def test_packs_counts_every_resource_and_fractions() -> None:
+    gpus = (NodeShape(8, 3, 32 * GiB),) * 3  # 9 GPUs, three replicas of 2
+    assert packs(gang(1, 2), 3, gpus) and not packs(gang(1, 2), 4, gpus)
+    memory = (NodeShape(64, 0, 10 * GiB),) * 2
+    assert packs(gang(1, 0, 5 * GiB), 4, memory) and not packs(gang(1, 0, 6 * GiB), 3, memory)
+    assert packs(gang(0.1), 10, (NodeShape(2.0, 0, GiB),)), "1 + 10 x 0.1 CPU on 2 CPUs"
+    assert packs(gang(0.0), 1000, (NodeShape(1, 0, GiB),)), "replicas asking for nothing"
+    assert not packs(gang(1), 1, ())
+
+
+def test_the_window_fails_a_gang_only_no_moment_of_its_nodes_held() -> None:
+    clock = Clock()
+    window = CapacityWindow(60, clock=clock)
+    five = NodeShape(5, 0, 8 * GiB)
+    window.observe(15, 0, (five, five, five))
+    clock.now = 10
+    window.observe(10, 0, (five, five))  # a node rebooting
+    three = PassedOver(job_id=1, bundles=gang(3), workers=3)
+    assert window.never_placed(three) is None, "not settled: judged once the window was watched"
+    clock.now = 60
+    window.observe(10, 0, (five, five))
+    assert window.never_placed(three) is None, "three nodes held it 50 s ago"
+    clock.now = 80
+    window.observe(10, 0, (five, five))
+    why = window.never_placed(three)
+    assert why is not None and "3 replicas of 3 CPU each" in why and "2 of the replicas" in why
+    assert window.never_placed(PassedOver(job_id=2, bundles=gang(3), workers=2)) is None
+    unread = CapacityWindow(1, clock=clock)
+    unread.observe(10, 0, ())  # Ray's per-node read failed: nothing judged by nodes
+    clock.now = 90
+    assert unread.never_placed(three) is None
+
+
+def fits_by_brute_force(bundles: dict[str, Bundle], workers: int, nodes: list[NodeShape]) -> bool:
+    """Every assignment of the gang's bundles to nodes, tried."""
+    gang = [bundles["coordinator"]] + [bundles["replica"]] * workers
+    for chosen in itertools.product(range(len(nodes)), repeat=len(gang)):
+        left: list[NodeShape | None] = list(nodes)
+        for bundle, index in zip(gang, chosen, strict=True):
+            node = left[index]
+            left[index] = None if node is None else node.after(bundle)
+        if all(node is not None for node in left):
+            return True
+    return False
+
+
+def placed_fits(bundles: dict[str, Bundle], chosen: list[int], nodes: list[NodeShape]) -> bool:
+    left: list[NodeShape | None] = list(nodes)
+    for rank, index in enumerate(chosen):
+        node = left[index]
+        bundle = bundles["coordinator"] if rank == 0 else bundles["replica"]
+        left[index] = None if node is None else node.after(bundle)
+    return all(node is not None for node in left)
+
+
+def test_packs_and_placement_agree_with_trying_every_assignment() -> None:
+    """packs is exact: on random small clusters it says what trying every assignment
+    says, and placement's answer is one of them."""
+    rng = random.Random(7)
+    for _ in range(300):
+        nodes = [
+            NodeShape(rng.choice([0, 1, 2, 3, 4, 5]), rng.choice([0, 1, 2]), rng.choice([4, 8]))
+            for _ in range(rng.randint(1, 3))
+        ]
+        bundles = {
+            "coordinator": {"CPU": 1.0, "memory": float(rng.choice([0, 2, 5]))},
+            "replica": {
+                "CPU": rng.choice([0.5, 1.0, 2.0, 3.0]),
+                "GPU": float(rng.choice([0, 0, 1])),
+                "memory": float(rng.choice([0, 1, 3])),
+            },
+        }
+        workers = rng.randint(1, 4)
+        expected = fits_by_brute_force(bundles, workers, nodes)
+        assert packs(bundles, workers, nodes) == expected, (bundles, workers, nodes)
+        chosen = placement(bundles, workers, nodes)
+        assert (chosen is not None) == expected
+        assert chosen is None or (
+            len(chosen) == workers + 1 and placed_fits(bundles, chosen, nodes)
+        )
+
+
+def test_placement_puts_the_coordinator_where_the_gang_fits_on_fewest_nodes() -> None:
+    """Nodes of 4 and 3 CPUs, three replicas of 2: only with the coordinator on the
+    3-CPU node (Ray's PACK search put it on the 4-CPU one and never placed the gang)."""
+    four, three = NodeShape(4, 0, GiB), NodeShape(3, 0, GiB)
+    assert placement(gang(2), 3, [four, three]) == [1, 1, 0, 0]
+    roomy = NodeShape(16, 0, 8 * GiB)
+    assert placement(gang(2), 3, [four, roomy, three]) == [1, 1, 1, 1], "one node holds all"
+    assert placement(gang(3), 3, [NodeShape(5, 0, GiB)] * 2) is None

@@ -20,6 +20,11 @@ ceiling above what the window saw says the cluster may grow, but not by which no
 failure nor the claim's per-node test (a gang the claim skipped would never ask Ray
 for its placement, so an autoscaler would never see the demand). A ceiling within
 what was seen (`server --embedded`'s: its local Ray's totals) leaves nodes judged.
+
+A gang whose bundles each fit some node may still fit no set of nodes at once (two
+nodes of 5 CPUs hold one replica of 3 CPUs each, not three): the claim passes such
+a job over while the free nodes cannot hold it (service.store.claim), and the
+dispatcher fails it once no moment of the window's nodes could (`never_placed`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.schemas.node_fit import NodeShape, maximal, most_free
+from service.schemas.node_fit import (
+    NodeShape,
+    PassedOver,
+    describe,
+    maximal,
+    most_free,
+    replicas_beside_coordinator,
+)
 
 
 @dataclass(frozen=True)
@@ -55,11 +67,11 @@ class CapacityWindow:
         self._since: float | None = None  # the first observation
 
     def observe(self, cpus: float, gpus: float, nodes: tuple[NodeShape, ...] = ()) -> None:
-        """The cluster's totals now, and its live nodes' shapes (`maximal` ones suffice)."""
+        """The cluster's totals now, and its live nodes' shapes (each node's)."""
         now = self._clock()
         if self._since is None:
             self._since = now
-        self._samples.append((now, Capacity(cpus, gpus), maximal(nodes)))
+        self._samples.append((now, Capacity(cpus, gpus), tuple(sorted(nodes))))
         # Keep the newest sample whatever its age: the window is never empty.
         while len(self._samples) > 1 and self._samples[0][0] < now - self.window_seconds:
             self._samples.popleft()
@@ -110,10 +122,33 @@ class CapacityWindow:
         `free`: what each live node has free now; None when unknown."""
         if free is None or not self.judges_nodes():
             return {}
-        report: dict[str, object] = {"free_node": most_free(free).report()}
+        report: dict[str, object] = {
+            "free_node": most_free(free).report(),
+            "free_nodes": [shape.report() for shape in free],
+        }
         if self.settled():
             report["nodes"] = [shape.report() for shape in self.nodes()]
         return report
+
+    def never_placed(self, job: PassedOver) -> str | None:
+        """Why no moment of the window had nodes that could hold the whole gang at
+        once (each bundle on one node), or None: it could, or nothing is judged by
+        nodes (unsettled, or a ceiling above what was seen)."""
+        if not (self.settled() and self.judges_nodes()):
+            return None
+        moments = {shapes for _, _, shapes in self._samples if shapes}  # () = unread
+        if not moments:
+            return None
+        bundles, workers = job.bundles, job.workers
+        most = max(replicas_beside_coordinator(bundles, m, workers) for m in moments)
+        if most >= workers:
+            return None
+        return (
+            f"the gang's {workers} replicas of {describe(bundles['replica'])} each and its "
+            f"coordinator's {describe(bundles['coordinator'])} fit no set of the cluster's "
+            f"nodes at once (Ray places each bundle on one node): {most} of the replicas "
+            "fit beside the coordinator at most"
+        )
 
     def describe(self) -> str:
         """Where the limit comes from, for a failure's reason."""

@@ -15,7 +15,7 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StaleLease
-from service.schemas.node_fit import most_free
+from service.schemas.node_fit import PassedOver
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
@@ -61,6 +61,9 @@ class Dispatcher:
         # next claim waits for that at most (see _reserving).
         self._starting: tuple[JobRun, float] | None = None
         self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
+        # Jobs the claim passed over since the last maintenance, their gangs not fitting
+        # the free nodes at once: failed there if no nodes of the window could hold them.
+        self._passed_over: list[PassedOver] = []
         self.capacity = CapacityWindow(
             settings.capacity_window_seconds,
             ceiling_cpus=settings.capacity_ceiling_cpus,
@@ -137,6 +140,10 @@ class Dispatcher:
                 if self.capacity.settled()  # else the window's rule has not been read whole
                 else {}
             )
+            passed, self._passed_over = self._passed_over, []
+            for job in passed:
+                if job.job_id not in judged and (why := self.capacity.never_placed(job)):
+                    judged[job.job_id] = why
             where = self.capacity.describe()
             unschedulable = {job_id: f"{why} ({where})" for job_id, why in judged.items()}
             for job_id, reason in unschedulable.items():
@@ -166,7 +173,6 @@ class Dispatcher:
     def _claim_and_start(self) -> bool:
         (free_cpus, free_gpus), node_frees = cluster_free()
         judged = node_frees if self.capacity.judges_nodes() else None
-        free_node = None if judged is None else most_free(judged)
         with transaction(self.sessions) as session:
             claimed = claim_next(
                 session=session,
@@ -174,7 +180,8 @@ class Dispatcher:
                 lease_seconds=self.settings.lease_seconds,
                 free_cpus=free_cpus,
                 free_gpus=free_gpus,
-                free_node=free_node,
+                free_nodes=None if judged is None else tuple(judged),
+                passed_over=self._passed_over.append,
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
             )

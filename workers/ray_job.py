@@ -1,8 +1,8 @@
-"""One job's gang on Ray: a placement group of the job's gang bundles
-(service.schemas.gang: one for the coordinator, one per replica), replica actors and
-a driver actor (the plain classes of workers.ray_actors, wrapped by Ray here), and
-the driver's events streamed back. The aggregation rule is looked up once, here,
-and handed to the actors, so they run exactly the rule the dispatcher resolved.
+"""One job's gang on Ray: a placement group of the job's gang bundles (service.schemas
+.gang: the coordinator's, one per replica; ray_runtime.place_gang), replica and driver
+actors (workers.ray_actors' plain classes, wrapped by Ray here), the driver's events
+streamed back. The rule is looked up once, here, and handed to the actors: they run
+the rule the dispatcher resolved.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 import ray
 from ray.util.placement_group import (
-    placement_group,
     placement_group_table,
     remove_placement_group,
 )
@@ -29,6 +28,7 @@ from workers.aggregation.rule import AggregationRule
 from workers.checkpoint_write import OUTAGE_SECONDS
 from workers.dataplane import TIMEOUT_S
 from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
+from workers.ray_runtime import place_gang
 from workers.warm_pool import WarmPool
 
 __all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class RayJob:
-    """One job's gang on Ray: reserve the placement group, start the actors, stream
-    the driver's events, and stop everything (also on cancel or error)."""
+    """Reserve the placement group, start the actors, stream events, stop it all."""
 
     def __init__(
         self,
@@ -99,7 +98,7 @@ class RayJob:
         one that hangs fails the attempt, not a job left running with its lease renewed."""
         self._mark = time.perf_counter()
         bundles = gang_bundles(self.spec, self.memory)
-        self.pg = placement_group(bundles, strategy="PACK")
+        self.pg = place_gang(bundles)
         _get(self.pg.ready(), ready_timeout_s, f"the cluster could not place the gang {bundles}")
         self._phase("placement")
         on_placed()
@@ -242,8 +241,7 @@ class RayJob:
             self.pool.expect_back([node for node, _actor in self.pooled])
             self.announced_back = True
         for actor in self.actors:
-            # An actor that already died is fine.
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # an actor that already died is fine
                 ray.kill(actor, no_restart=True)
         self.actors.clear()
         self.replicas = []
@@ -252,10 +250,9 @@ class RayJob:
             self.pg = None
 
     def stop(self) -> None:
-        """Free the resources, then hand a cleanly ended job's pooled actors back to
-        the pool (their reset runs after the placement group is gone, so a caller
-        that records the job's end between the two does not wait for it); safe to
-        call twice."""
+        """Free the resources, then hand a cleanly ended job's pooled actors back (their
+        reset runs once the placement group is gone: a caller recording the job's end
+        in between does not wait for it); safe to call twice."""
         self.free_resources()
         if self.pooled and self.pool is not None:
             self.pool.give_back(self.pooled)

@@ -16,8 +16,10 @@ from typing import Any
 
 import ray
 from ray._private.state import state as ray_state
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
-from service.schemas.node_fit import NodeShape
+from service.schemas.gang import Bundle
+from service.schemas.node_fit import NodeShape, placement
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +160,43 @@ def _summed(
 
 
 _node_reads_failed = False  # logged once per streak of failures
+
+
+# Ray labels each node with its id; a bundle's label selector pins it to one node.
+NODE_ID_LABEL = "ray.io/node-id"
+# How long Ray's own PACK search gets before the gang is pinned (place_gang): a group
+# that fits now is placed in milliseconds.
+PIN_AFTER_SECONDS = 2.0
+
+
+def place_gang(bundles: list[Bundle]) -> PlacementGroup:
+    """A placement group for a gang's bundles (`[coordinator, replica, ...]`,
+    gang.gang_bundles), as Ray's PACK strategy places it; not placed after
+    PIN_AFTER_SECONDS, replaced by one with each bundle pinned to the node
+    node_fit.placement chooses on what the nodes have free then. Ray's search can
+    miss a placement that exists — nodes of 4 and 3 CPUs, three replicas of 2: it
+    puts the coordinator on the 4-CPU node — and the gang then waited
+    `gang_ready_seconds` and failed, attempt after attempt (docs/decisions.md).
+    Where no placement fits then, or the per-node read fails, Ray's group stays."""
+    group: PlacementGroup = placement_group(bundles, strategy="PACK")
+    if group.wait(PIN_AFTER_SECONDS) or (pins := pinned_to_nodes(bundles)) is None:
+        return group
+    remove_placement_group(group)
+    log.info("Ray's PACK search did not place the gang %s: pinned to nodes %s", bundles, pins)
+    pinned: PlacementGroup = placement_group(bundles, strategy="PACK", bundle_label_selector=pins)
+    return pinned
+
+
+def pinned_to_nodes(bundles: list[Bundle]) -> list[dict[str, str]] | None:
+    """A label selector per bundle, pinning each to the node node_fit.placement
+    chooses on what the nodes have free now; None when no placement fits now or
+    the per-node read fails."""
+    try:
+        free = ray_state.available_resources_per_node()
+    except Exception:  # a private API (see _summed, which logs it): not pinned
+        return None
+    ids = list(free)
+    nodes = [NodeShape.from_report(free[node_id]) for node_id in ids]
+    gang = {"coordinator": bundles[0], "replica": bundles[-1]}  # the replicas are alike
+    chosen = placement(gang, len(bundles) - 1, nodes)
+    return None if chosen is None else [{NODE_ID_LABEL: ids[index]} for index in chosen]

@@ -19,7 +19,7 @@ those no other node covers, a handful on any cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,29 @@ class NodeShape:
             and bundle.get("memory", 0.0) <= self.memory + RESOURCE_EPSILON
         )
 
+    def after(self, bundle: Bundle) -> NodeShape | None:
+        """What is left once `bundle` is placed here; None when it does not fit."""
+        if not self.holds(bundle):
+            return None
+        return NodeShape(
+            self.cpus - bundle.get("CPU", 0.0),
+            self.gpus - bundle.get("GPU", 0.0),
+            self.memory - bundle.get("memory", 0.0),
+        )
+
+    def copies(self, bundle: Bundle, most: int) -> int:
+        """How many copies of `bundle` fit here at once, at most `most` (a bundle that
+        asks for nothing fits any number)."""
+        fits = most
+        for amount, has in (
+            (bundle.get("CPU", 0.0), self.cpus),
+            (bundle.get("GPU", 0.0), self.gpus),
+            (bundle.get("memory", 0.0), self.memory),
+        ):
+            if amount > 0:
+                fits = min(fits, int((has + RESOURCE_EPSILON) // amount))
+        return max(fits, 0)
+
     def covers(self, other: NodeShape) -> bool:
         return self.cpus >= other.cpus and self.gpus >= other.gpus and self.memory >= other.memory
 
@@ -57,6 +80,16 @@ class NodeShape:
             float(resources.get("GPU", 0.0)),
             float(resources.get("memory", 0.0)),
         )
+
+
+@dataclass(frozen=True)
+class PassedOver:
+    """A queued job a claim skipped: its gang fits the free resources summed, and
+    each bundle some node, but not all its bundles on the free nodes at once."""
+
+    job_id: int
+    bundles: dict[str, Bundle]
+    workers: int
 
 
 def maximal(shapes: Iterable[NodeShape]) -> tuple[NodeShape, ...]:
@@ -101,6 +134,65 @@ def job_bundles(
         "memory": float(replica_memory or 0.0),
     }
     return {"coordinator": coordinator, "replica": replica}
+
+
+def packs(bundles: dict[str, Bundle], workers: int, nodes: Iterable[NodeShape]) -> bool:
+    """Whether the whole gang — the coordinator's bundle and `workers` replicas' —
+    fits on `nodes` at once, each bundle on one node. Three nodes with 3 GPUs free
+    hold 9 GPUs but only three replicas of 2 GPUs: the sums, and each bundle against
+    the most free on one node, say a gang of four fits; Ray could not place it."""
+    return replicas_beside_coordinator(bundles, nodes, workers) >= workers
+
+
+def replicas_beside_coordinator(
+    bundles: dict[str, Bundle], nodes: Iterable[NodeShape], most: int
+) -> int:
+    """How many replicas (at most `most`) fit on `nodes` beside the coordinator; 0
+    where the coordinator fits no node. Exact, not a heuristic: the replicas are
+    alike, so a node holds as many as its scarcest resource allows whatever the
+    others hold, and only the coordinator's place is a choice (each node it fits
+    on is tried)."""
+    nodes = tuple(nodes)
+    replica = bundles["replica"]
+    room = [node.copies(replica, most) for node in nodes]
+    total = sum(room)
+    best = 0
+    for node, here in zip(nodes, room, strict=True):
+        rest = node.after(bundles["coordinator"])
+        if rest is not None:
+            best = max(best, min(most, total - here + rest.copies(replica, most)))
+    return best
+
+
+def placement(
+    bundles: dict[str, Bundle], workers: int, nodes: Sequence[NodeShape]
+) -> list[int] | None:
+    """A node (its index in `nodes`) for the coordinator, then for each replica, such
+    that all fit at once; None when none does (`packs`). Of the coordinator's
+    possible nodes, the one whose gang spans the fewest nodes, replicas going first
+    beside it, then to the nodes that hold the most: Ray's PACK strategy wants the
+    same, but its greedy search can miss a placement that exists (two nodes of 4 and
+    3 CPUs, replicas of 2: the coordinator must go on the smaller one), so a gang it
+    did not place is pinned where this says (workers.ray_runtime.place_gang)."""
+    coordinator, replica = bundles["coordinator"], bundles["replica"]
+    best: list[int] | None = None
+    for host, node in enumerate(nodes):
+        rest = node.after(coordinator)
+        if rest is None:
+            continue
+        room = [n.copies(replica, workers) for n in nodes]
+        room[host] = rest.copies(replica, workers)
+        if sum(room) < workers:
+            continue
+        others = sorted((i for i in range(len(nodes)) if i != host), key=lambda i: -room[i])
+        chosen, left = [host], workers
+        for index in [host, *others]:
+            take = min(room[index], left)
+            chosen += [index] * take
+            left -= take
+        if best is None or len(set(chosen)) < len(set(best)):
+            best = chosen
+    return best
 
 
 def misfit(bundles: dict[str, Bundle], nodes: Iterable[NodeShape]) -> str | None:

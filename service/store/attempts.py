@@ -10,7 +10,7 @@ through lifecycle.transition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import StaleLease
 from service.schemas.gang import GangMemory
-from service.schemas.node_fit import NodeShape
+from service.schemas.node_fit import NodeShape, PassedOver
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
@@ -73,18 +73,15 @@ def claim_next(
     lease_seconds: float,
     free_cpus: float,
     free_gpus: float,
-    free_node: NodeShape | None = None,
+    free_nodes: tuple[NodeShape, ...] | None = None,
+    passed_over: Callable[[PassedOver], None] | None = None,
     now: datetime | None = None,
     quota_defaults: QuotaDefaults | None = None,
     fair_share_window: timedelta = timedelta(0),
 ) -> ClaimedJob | None:
-    """Claim the next eligible job (service.store.queue_order), or None. The claim is
-    lifecycle.transition's single UPDATE; the resume lookup follows in the caller's
-    transaction. `quota_defaults`: the server's (settings.quota_defaults()); None =
-    users without a quota of their own are not limited. `free_node`: the most free on
-    one node (node_fit.most_free); None: not judged per node (store-level callers).
-    `fair_share_window`: how far back fair share counts each owner's finished jobs
-    (settings; zero: running only)."""
+    """Claim the next eligible job (service.store.queue_order), or None: the Claim's
+    transition (its fields say what the arguments mean); the resume lookup follows in
+    the caller's transaction."""
     job = lifecycle.transition(
         session=session,
         job=Claim(
@@ -92,7 +89,8 @@ def claim_next(
             lease_seconds=lease_seconds,
             free_cpus=free_cpus,
             free_gpus=free_gpus,
-            free_node=free_node,
+            free_nodes=free_nodes,
+            passed_over=passed_over,
             quota_defaults=quota_defaults,
             fair_share_window=fair_share_window,
         ),

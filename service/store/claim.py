@@ -4,6 +4,7 @@ attempt row), for lifecycle.transition, which alone makes a job running."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,11 +24,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.schemas.node_fit import NodeShape
+from service.schemas.node_fit import NodeShape, PassedOver, most_free, packs
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
 from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
-from service.store.node_fit_sql import free_node_params
+from service.store.node_fit_sql import bundles_of, free_node_params, workers_of
 from service.store.queue_order import (
     FAIR_SHARE_SINCE,
     next_candidate,
@@ -44,9 +45,14 @@ class Claim:
     lease_seconds: float
     free_cpus: float
     free_gpus: float
-    # The most free on one node, resource by resource (node_fit.most_free): each
-    # bundle must fit it. None: not judged per node (store-level callers).
-    free_node: NodeShape | None = None
+    # What each live node has free now: the gang must fit them at once, each bundle
+    # on one node (node_fit.packs; in SQL, each bundle against the most free on one,
+    # node_fit.most_free). None: not judged per node (store-level callers).
+    free_nodes: tuple[NodeShape, ...] | None = None
+    # Called with each job the claim passed over because its gang does not fit the
+    # free nodes at once (the dispatcher asks whether it ever could); after the claim
+    # is settled, not necessarily committed.
+    passed_over: Callable[[PassedOver], None] | None = None
     # The server's quota defaults (settings) for users without their own; None: such
     # users are not limited (store-level callers; dispatchers always pass settings').
     quota_defaults: QuotaDefaults | None = None
@@ -148,7 +154,7 @@ def start_attempt(
     params: dict[str, Any] = {
         "free_cpus": claim.free_cpus,
         "free_gpus": claim.free_gpus,
-        **free_node_params(claim.free_node),
+        **free_node_params(None if claim.free_nodes is None else most_free(claim.free_nodes)),
         **quota_params(claim.quota_defaults),
         "token": token,
         "dispatcher_id": claim.dispatcher_id,
@@ -164,9 +170,7 @@ def start_attempt(
         statement = _CLAIM_AT
         params.update(claim_now=now, expires=now + lease)
         params["fair_share_since"] = now - claim.fair_share_window
-    job: Job | None = session.scalars(
-        select(Job).from_statement(statement), params, execution_options={"populate_existing": True}
-    ).one_or_none()
+    job = _claim_packed(session, claim, statement, params)
     if job is None:
         return None
     assert job.lease_expires_at is not None
@@ -183,3 +187,47 @@ def start_attempt(
         },
     )
     return job, now
+
+
+# A claim passes over at most this many jobs whose gangs do not fit the free nodes at
+# once (then it claims nothing this time): each costs one more claim statement.
+PASSED_OVER_MOST = 16
+
+
+def _claim_packed(
+    session: Session, claim: Claim, statement: Update, params: dict[str, Any]
+) -> Job | None:
+    """The claim statement's job, passing over those whose gang does not fit the free
+    nodes at once (node_fit.packs): SQL tests each bundle against the most free on
+    one node only, which the most free CPUs and GPUs on different nodes, or replicas
+    that each fit a node but not together, pass. Such a job was claimed and waited
+    at placement for `gang_ready_seconds`, then failed an attempt. Each one passed
+    over is claimed inside a savepoint rolled back at once: nothing of it is
+    written, and the next claim statement leaves it out."""
+    passed: list[PassedOver] = []
+    job: Job | None = None
+    while len(passed) < PASSED_OVER_MOST:
+        params["passed_over"] = [p.job_id for p in passed]
+        if claim.free_nodes is None:
+            job = _run_claim(session, statement, params)
+            break
+        with session.begin_nested() as savepoint:
+            job = _run_claim(session, statement, params)
+            workers = None if job is None else workers_of(job)
+            if job is None or workers is None:  # None: a spec without it, not judged
+                break
+            if packs(bundles := bundles_of(job), workers, claim.free_nodes):
+                break
+            passed.append(PassedOver(job.id, bundles, workers))
+            savepoint.rollback()
+        job = None
+    for skipped in passed:
+        if claim.passed_over is not None:
+            claim.passed_over(skipped)
+    return job
+
+
+def _run_claim(session: Session, statement: Update, params: dict[str, Any]) -> Job | None:
+    return session.scalars(
+        select(Job).from_statement(statement), params, execution_options={"populate_existing": True}
+    ).one_or_none()

@@ -21,10 +21,11 @@ from service.schemas.quota import QuotaDefaults, UsageOut
 from service.store.db import db_now
 from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
 from service.store.models import Dispatcher, Job, JobStatus, User
+from service.store.node_fit_sql import bundles_of, workers_of
 from service.store.queue_order import ranked_queue
 from service.store.quota_reasons import count_of, never_startable, quota_reasons
 from service.store.quotas import usage
-from service.store.resource_reasons import bundles_of, none_live, resource_reasons
+from service.store.resource_reasons import none_live, resource_reasons
 from service.store.users import get_user
 
 
@@ -195,7 +196,11 @@ class _Waits:
         if owner.id not in self.usage:
             self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
         reasons = resource_reasons(
-            required, bundles_of(job), self.dispatchers, self.live, self.dispatcher_timeout
+            required,
+            (bundles_of(job), workers_of(job)),
+            self.dispatchers,
+            self.live,
+            self.dispatcher_timeout,
         )
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:

@@ -1,8 +1,8 @@
-"""A stored job's bundles in SQL, and the per-node tests written with them: the
-claim's (each bundle fits the most free on one node) and the too-large rule's (a
-bundle fits no node the dispatcher saw). Ray places each bundle of a gang on one
-node (service.schemas.node_fit, whose `job_bundles` is the same rule in Python:
-the coordinator's 1 CPU, unknown parts counting as nothing)."""
+"""A stored job's bundles, in Python and in SQL, and the per-node tests written
+with them in SQL: the claim's (each bundle fits the most free on one node) and the
+too-large rule's (a bundle fits no node the dispatcher saw). Ray places each bundle
+of a gang on one node (service.schemas.node_fit, whose `job_bundles` is the same
+rule in Python: the coordinator's 1 CPU, unknown parts counting as nothing)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,28 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Float, and_, bindparam, false, func, literal, not_, or_
 
-from service.schemas.gang import COORDINATOR_BUNDLE
-from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape
+from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
+from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape, job_bundles
+from service.store.models import Job
 
 _UNLIMITED = 2.0**62
 _Amount = ColumnElement[Any] | float
+
+
+def bundles_of(job: Job) -> dict[str, Bundle]:
+    """The job's coordinator and replica bundles, as the per-node rules judge them."""
+    return job_bundles(
+        replica_cpus=job.replica_cpus,
+        replica_gpus=job.replica_gpus,
+        replica_memory=job.replica_memory_bytes,
+        coordinator_memory=job.coordinator_memory_bytes,
+    )
+
+
+def workers_of(job: Job) -> int | None:
+    """The job's replica count, from its stored (resolved) spec; None if it has none."""
+    workers = (job.spec.get("distributed") or {}).get("workers")
+    return workers if isinstance(workers, int) else None
 
 
 def bundle_columns(job: Any) -> dict[str, dict[str, ColumnElement[Any]]]:

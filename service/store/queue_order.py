@@ -222,6 +222,9 @@ def next_candidate(since: ColumnElement[datetime]) -> ScalarSelect[int]:
             candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
             candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
             *fits_free_node(candidate),
+            # Jobs this claim passed over already (claim.py: their gangs do not fit the
+            # free nodes at once).
+            candidate.c.id.not_in(bindparam("passed_over", expanding=True)),
             owner_enabled(users),
             *under_quota(candidate, users, usage),
         )

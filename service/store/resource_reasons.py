@@ -8,9 +8,16 @@ from typing import Any
 
 from service.schemas.gang import Bundle
 from service.schemas.jobs import BlockingReason
-from service.schemas.node_fit import NodeShape, describe, job_bundles, misfit
+from service.schemas.node_fit import (
+    NodeShape,
+    describe,
+    misfit,
+    most_free,
+    packs,
+    replicas_beside_coordinator,
+)
 from service.store.dispatchers import resource_view
-from service.store.models import Dispatcher, Job
+from service.store.models import Dispatcher
 from service.store.queue_order import exceeds
 
 
@@ -69,19 +76,9 @@ def _describe(resources: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v) or "nothing"
 
 
-def bundles_of(job: Job) -> dict[str, Bundle]:
-    """The job's coordinator and replica bundles, as the per-node rules judge them."""
-    return job_bundles(
-        replica_cpus=job.replica_cpus,
-        replica_gpus=job.replica_gpus,
-        replica_memory=job.replica_memory_bytes,
-        coordinator_memory=job.coordinator_memory_bytes,
-    )
-
-
 def resource_reasons(
     required: dict[str, float],
-    bundles: dict[str, Bundle],
+    gang: tuple[dict[str, Bundle], int | None],
     dispatchers: list[Dispatcher],
     live: list[Dispatcher],
     dispatcher_timeout: timedelta,
@@ -110,6 +107,7 @@ def resource_reasons(
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     capacities = [capacity_of(d.resources) for d in dispatchers]
     never = never_fits_reason(required, capacities)
+    bundles, workers = gang  # workers None: a stored spec without them (judged per bundle)
     if never or (never := never_on_a_node(bundles, [d.resources for d in dispatchers])):
         reasons.append(BlockingReason(kind="resources", message=never))
         return reasons
@@ -134,20 +132,33 @@ def resource_reasons(
                 message=f"waiting for {_describe(required)} to become free",
             )
         )
-    elif crowded := _no_node_free(bundles, live):
+    elif crowded := _no_room_free(bundles, workers, live):
         reasons.append(BlockingReason(kind="resources", message=crowded))
     return reasons
 
 
-def _no_node_free(bundles: dict[str, Bundle], live: list[Dispatcher]) -> str | None:
-    """Why the claim skips a job whose gang fits the free resources summed: a bundle
-    fits no live dispatcher's most free on one node (its report's "free_node")."""
-    free_nodes = [d.resources.get("free_node") for d in live]
-    most = [NodeShape.from_report(f) for f in free_nodes if isinstance(f, dict)]
-    if not most or len(most) < len(live):  # a report without it: not judged there
+def _no_room_free(
+    bundles: dict[str, Bundle], workers: int | None, live: list[Dispatcher]
+) -> str | None:
+    """Why the claim passes over a job whose gang fits the free resources summed: on
+    no live dispatcher's free nodes (its report's "free_nodes") a bundle fits any one
+    node, or the bundles fit no set of them at once (node_fit.packs)."""
+    frees = [d.resources.get("free_nodes") for d in live]
+    nodes = [[NodeShape.from_report(n) for n in f] for f in frees if isinstance(f, list)]
+    if not nodes or len(nodes) < len(live):  # a report without them: not judged there
         return None
+    if workers is not None and any(packs(bundles, workers, free) for free in nodes):
+        return None
+    most = [most_free(free) for free in nodes]
     if any(all(node.holds(b) for b in bundles.values()) for node in most):
-        return None
+        if workers is None:
+            return None
+        room = max(replicas_beside_coordinator(bundles, free, workers) for free in nodes)
+        return (
+            f"waiting for room for the whole gang at once: the free nodes hold {room} of "
+            f"its {workers} replicas of {describe(bundles['replica'])} beside the "
+            "coordinator now (Ray places each bundle on one node)"
+        )
     name, bundle = next((n, b) for n, b in bundles.items() if not most[0].holds(b))
     return (
         f"waiting for a node with {describe(bundle)} free for a {name}'s bundle "

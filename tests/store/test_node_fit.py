@@ -4,14 +4,15 @@ when summed, and the dispatcher's too-large rule names a bundle no node holds.""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.node_fit import NodeShape, misfit
+from service.schemas.node_fit import NodeShape, PassedOver, misfit
 from service.store.attempts import ClaimedJob, claim_next
+from service.store.claim import PASSED_OVER_MOST
 from service.store.db import transaction
-from service.store.models import Job
-from service.store.resource_reasons import bundles_of
+from service.store.models import Job, JobEvent
+from service.store.node_fit_sql import bundles_of
 from service.store.unschedulable import unschedulable_jobs
 from tests.store.conftest import MakeUser, Submit, load_job
 
@@ -20,7 +21,12 @@ ONE_GPU_NODE = NodeShape(8, 1, 32 * GiB)
 
 
 def claim(
-    factory: sessionmaker[Session], *, cpus: float, gpus: float, free_node: NodeShape
+    factory: sessionmaker[Session],
+    *,
+    cpus: float,
+    gpus: float,
+    free_nodes: tuple[NodeShape, ...],
+    passed: list[PassedOver] | None = None,
 ) -> ClaimedJob | None:
     with transaction(factory) as session:
         return claim_next(
@@ -29,8 +35,15 @@ def claim(
             lease_seconds=30,
             free_cpus=cpus,
             free_gpus=gpus,
-            free_node=free_node,
+            free_nodes=free_nodes,
+            passed_over=None if passed is None else passed.append,
         )
+
+
+def statuses(factory: sessionmaker[Session], job_id: int) -> list[str]:
+    with factory() as session:
+        query = select(JobEvent.to_status).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        return list(session.scalars(query))
 
 
 def judged(factory: sessionmaker[Session], nodes: tuple[NodeShape, ...]) -> dict[int, str]:
@@ -55,11 +68,11 @@ def test_the_claim_skips_a_gang_free_only_when_summed_over_nodes(
     owner = make_user("ann")
     wide = submit(owner, distributed={"workers": 2, "gpus_per_worker": 2})
     narrow = submit(owner, distributed={"workers": 4, "gpus_per_worker": 1})
-    spread = claim(session_factory, cpus=32, gpus=4, free_node=ONE_GPU_NODE)
+    spread = claim(session_factory, cpus=32, gpus=4, free_nodes=(ONE_GPU_NODE,) * 4)
     assert spread is not None and spread.job_id == narrow
     assert load_job(session_factory, wide).status == "queued"
     two_gpus_on_a_node = NodeShape(8, 2, 32 * GiB)
-    taken = claim(session_factory, cpus=32, gpus=4, free_node=two_gpus_on_a_node)
+    taken = claim(session_factory, cpus=32, gpus=4, free_nodes=(two_gpus_on_a_node,) * 2)
     assert taken is not None and taken.job_id == wide
 
 
@@ -70,9 +83,9 @@ def test_the_claim_skips_a_gang_whose_memory_no_node_has_free(
     replica_bytes = load_job(session_factory, job_id).replica_memory_bytes
     assert replica_bytes is not None and replica_bytes > 0
     short = NodeShape(8, 0, replica_bytes - 1)
-    assert claim(session_factory, cpus=8, gpus=0, free_node=short) is None
+    assert claim(session_factory, cpus=8, gpus=0, free_nodes=(short, short)) is None
     roomy = NodeShape(8, 0, replica_bytes + GiB)
-    taken = claim(session_factory, cpus=8, gpus=0, free_node=roomy)
+    taken = claim(session_factory, cpus=8, gpus=0, free_nodes=(roomy, roomy))
     assert taken is not None and taken.job_id == job_id
 
 
@@ -81,9 +94,51 @@ def test_no_claim_without_a_cpu_free_on_one_node_for_the_coordinator(
 ) -> None:
     job_id = submit(make_user("ann"), distributed={"workers": 2, "cpus_per_worker": 0.25})
     half_a_cpu = NodeShape(0.5, 0, 32 * GiB)  # 4 such nodes: 2 CPUs free in all
-    assert claim(session_factory, cpus=2, gpus=0, free_node=half_a_cpu) is None
-    taken = claim(session_factory, cpus=2, gpus=0, free_node=NodeShape(1, 0, 32 * GiB))
+    assert claim(session_factory, cpus=2, gpus=0, free_nodes=(half_a_cpu,) * 4) is None
+    one_cpu = NodeShape(1, 0, 32 * GiB)
+    taken = claim(session_factory, cpus=2, gpus=0, free_nodes=(one_cpu, half_a_cpu))
     assert taken is not None and taken.job_id == job_id
+
+
+def test_the_claim_passes_over_a_gang_whose_replicas_fit_no_free_nodes_together(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Two nodes with 5 CPUs free: 10 in all, and a replica of 3 fits either, so the
+    sums and each bundle against the most free on one node pass a gang of three such
+    replicas (10 CPUs with the coordinator) — but one fits on each node. It is passed
+    over, nothing of it written; the job behind it is claimed."""
+    owner = make_user("ann")
+    wide = submit(owner, distributed={"workers": 3, "cpus_per_worker": 3})
+    small = submit(owner, distributed={"workers": 2, "cpus_per_worker": 1})
+    five = NodeShape(5, 0, 32 * GiB)
+    passed: list[PassedOver] = []
+    taken = claim(session_factory, cpus=10, gpus=0, free_nodes=(five, five), passed=passed)
+    assert taken is not None and taken.job_id == small
+    assert [(p.job_id, p.workers) for p in passed] == [(wide, 3)]
+    assert passed[0].bundles["replica"]["CPU"] == 3
+    after = load_job(session_factory, wide)
+    assert (after.status, after.attempt, after.lease_token) == ("queued", 0, None)
+    assert statuses(session_factory, wide) == ["queued"], "no event of the rolled-back claim"
+    taken = claim(session_factory, cpus=10, gpus=0, free_nodes=(NodeShape(10, 0, 32 * GiB),))
+    assert taken is not None and taken.job_id == wide
+
+
+def test_the_claim_passes_over_a_bounded_number_of_gangs(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Each gang passed over costs a claim statement: after PASSED_OVER_MOST of them
+    the claim takes nothing this time, even if a job further back would fit."""
+    owner = make_user("ann")
+    wide = [
+        submit(owner, distributed={"workers": 3, "cpus_per_worker": 3})
+        for _ in range(PASSED_OVER_MOST)
+    ]
+    small = submit(owner, distributed={"workers": 1})
+    five = NodeShape(5, 0, 32 * GiB)
+    passed: list[PassedOver] = []
+    assert claim(session_factory, cpus=10, gpus=0, free_nodes=(five, five), passed=passed) is None
+    assert [p.job_id for p in passed] == wide
+    assert load_job(session_factory, small).status == "queued"
 
 
 def test_a_bundle_no_node_holds_is_unschedulable_and_says_which(
@@ -116,7 +171,7 @@ def test_a_job_stored_without_its_replica_bundle_is_judged_by_what_is_known(
             update(Job).where(Job.id == job_id).values(replica_cpus=None, replica_gpus=None)
         )
     assert judged(session_factory, (ONE_GPU_NODE,)) == {}
-    taken = claim(session_factory, cpus=32, gpus=4, free_node=ONE_GPU_NODE)
+    taken = claim(session_factory, cpus=32, gpus=4, free_nodes=(ONE_GPU_NODE,) * 4)
     assert taken is not None and taken.job_id == job_id
 
 

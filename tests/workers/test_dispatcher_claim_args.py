@@ -32,4 +32,4 @@ def test_a_dispatcher_claims_with_the_settings_fair_share_window(
     assert dispatcher._claim_and_start() is False
     assert seen["fair_share_window"] == timedelta(seconds=1234)
     assert seen["quota_defaults"] == settings.quota_defaults()
-    assert seen["free_node"] == NodeShape(4.0, 0.0, 64 * GiB)  # the most free on one node
+    assert seen["free_nodes"] == (NodeShape(4.0, 0.0, 64 * GiB),)  # what each node has free

@@ -138,6 +138,71 @@ def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
         dispatcher._waker.close()
 
 
+THREE_REPLICAS_OF_3_CPUS = {
+    "task": {"kind": "adding"},
+    "distributed": {"workers": 3, "cpus_per_worker": 3},
+}
+
+
+def test_a_gang_whose_replicas_fit_no_nodes_together_fails_once_the_window_says_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two idle nodes of 5 CPUs: 10 CPUs, the gang's 10 with its coordinator, and each
+    replica of 3 fits either node; but one fits on each. The claim passes it over (no
+    attempt spent waiting at placement); the next maintenance fails it, naming why."""
+    settings, sessions = dispatcher_store(tmp_path)
+    node = NodeShape(5, 0, 32 * GiB)
+    cluster_at_seam(monkeypatch, [(node, node)] * 2)
+    wide = _submit(sessions, THREE_REPLICAS_OF_3_CPUS)
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    clock = _watching(dispatcher)
+    try:
+        dispatcher._maintain()
+        assert dispatcher._claim_and_start() is False
+        dispatcher._maintain()
+        assert _job(sessions, wide).status == "queued", "not before the window is watched"
+        clock.now = settings.capacity_window_seconds
+        dispatcher._maintain()
+        assert dispatcher._claim_and_start() is False
+        dispatcher._maintain()
+        job = _job(sessions, wide)
+        assert (job.status, job.attempt) == ("failed", 0), job.error
+        assert job.error is not None and "3 replicas of 3 CPU" in job.error, job.error
+        assert "fit no set of the cluster's nodes at once" in job.error, job.error
+        assert "2 of the replicas fit beside the coordinator at most" in job.error, job.error
+    finally:
+        dispatcher._waker.close()
+
+
+def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes of 8 CPUs with 5 free each: the gang fits the cluster when idle (two
+    replicas of 3 a node), so it waits, passed over by each claim, never failed."""
+    settings, sessions = dispatcher_store(tmp_path)
+    total, free = NodeShape(8, 0, 32 * GiB), NodeShape(5, 0, 24 * GiB)
+    cluster_at_seam(monkeypatch, [(total, free)] * 2)
+    wide = _submit(sessions, THREE_REPLICAS_OF_3_CPUS)
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    clock = _watching(dispatcher)
+    try:
+        _watch_the_window(dispatcher, clock)
+        assert dispatcher._claim_and_start() is False
+        dispatcher._maintain()
+        job = _job(sessions, wide)
+        assert (job.status, job.attempt) == ("queued", 0), job.error
+        messages = _explained(sessions, job)
+        assert any(
+            "room for the whole gang at once" in m and "hold 2 of its 3 replicas of 3 CPU" in m
+            for m in messages
+        ), messages
+        cluster_at_seam(monkeypatch, [(total, total)] * 2)  # the other gangs ended
+        dispatcher._maintain()
+        assert not any("room" in m for m in _explained(sessions, _job(sessions, wide)))
+    finally:
+        dispatcher._waker.close()
+
+
 @pytest.mark.ray
 def test_the_per_node_reads_agree_with_rays_public_sums(ray_address: str) -> None:
     """The per-node seam (a private Ray module: no public call without the dashboard)
@@ -170,12 +235,12 @@ def test_with_a_ceiling_above_the_cluster_nothing_is_judged_by_nodes(
         _watch_the_window(dispatcher, clock)
         job = _job(sessions, wide)
         assert job.status == "queued"
-        assert dispatcher._claim_and_start() is False and seen["free_node"] is None
+        assert dispatcher._claim_and_start() is False and seen["free_nodes"] is None
         assert not any("node" in m for m in _explained(sessions, job))
         with sessions() as session:
             row = session.get(DispatcherRow, "d1")
             assert row is not None and "nodes" not in row.resources
-            assert "free_node" not in row.resources
+            assert "free_node" not in row.resources and "free_nodes" not in row.resources
     finally:
         dispatcher._waker.close()
 
