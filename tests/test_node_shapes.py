@@ -94,7 +94,7 @@ def test_packs_fits_the_replicas_node_by_node_not_by_the_sums() -> None:
     one fits on each; so 3 replicas (10 CPUs with the coordinator) never fit together."""
     five = NodeShape(5, 0, 8 * GiB)
     assert not packs(gang(3), 3, (five, five))
-    assert replicas_beside_coordinator(gang(3), (five, five), 3) == 2
+    assert replicas_beside_coordinator(gang(3), 3, (five, five)) == 2
     assert packs(gang(3), 2, (five, five))
     assert packs(gang(3), 3, (five, five, NodeShape(3, 0, GiB)))  # a third node's room
 

@@ -63,7 +63,11 @@ class CapacityWindow:
         self.ceiling_cpus = ceiling_cpus
         self.ceiling_gpus = ceiling_gpus
         self._clock = clock
-        self._samples: deque[tuple[float, Capacity, tuple[NodeShape, ...]]] = deque()
+        self._samples: deque[tuple[float, Capacity]] = deque()
+        # Each distinct set of node shapes seen, and when last (the newest last): most
+        # samples repeat the one before, and packing (`never_placed`) needs each whole
+        # set, not only the maximal shapes.
+        self._moments: dict[tuple[NodeShape, ...], float] = {}
         self._since: float | None = None  # the first observation
 
     def observe(self, cpus: float, gpus: float, nodes: tuple[NodeShape, ...] = ()) -> None:
@@ -71,10 +75,16 @@ class CapacityWindow:
         now = self._clock()
         if self._since is None:
             self._since = now
-        self._samples.append((now, Capacity(cpus, gpus), tuple(sorted(nodes))))
+        self._samples.append((now, Capacity(cpus, gpus)))
+        moment = tuple(sorted(nodes))
+        self._moments.pop(moment, None)
+        self._moments[moment] = now
         # Keep the newest sample whatever its age: the window is never empty.
         while len(self._samples) > 1 and self._samples[0][0] < now - self.window_seconds:
             self._samples.popleft()
+        for old, seen in list(self._moments.items())[:-1]:
+            if seen < now - self.window_seconds:
+                del self._moments[old]
 
     def settled(self) -> bool:
         """Whether `largest()` may fail a job: the window has been watched whole, or the
@@ -95,8 +105,8 @@ class CapacityWindow:
     def _seen(self) -> Capacity:
         """The largest totals of the window, per resource."""
         return Capacity(
-            cpus=max((c.cpus for _, c, _ in self._samples), default=0.0),
-            gpus=max((c.gpus for _, c, _ in self._samples), default=0.0),
+            cpus=max((c.cpus for _, c in self._samples), default=0.0),
+            gpus=max((c.gpus for _, c in self._samples), default=0.0),
         )
 
     def judges_nodes(self) -> bool:
@@ -113,11 +123,11 @@ class CapacityWindow:
         (the maximal shapes); none (no judging) unless `judges_nodes()`."""
         if not self.judges_nodes():
             return ()
-        return maximal(shape for _, _, shapes in self._samples for shape in shapes)
+        return maximal(shape for moment in self._moments for shape in moment)
 
     def node_report(self, free: list[NodeShape] | None) -> dict[str, object]:
-        """For the dispatcher's report, where nodes are judged: the most free on one
-        node now (what the claim compares with; explain) and, once the window is
+        """For the dispatcher's report, where nodes are judged: what each node has free
+        now and the most free on one (explain's tests) and, once the window is
         settled, the shapes a bundle is judged against (the submit's check).
         `free`: what each live node has free now; None when unknown."""
         if free is None or not self.judges_nodes():
@@ -136,11 +146,11 @@ class CapacityWindow:
         nodes (unsettled, or a ceiling above what was seen)."""
         if not (self.settled() and self.judges_nodes()):
             return None
-        moments = {shapes for _, _, shapes in self._samples if shapes}  # () = unread
+        moments = [moment for moment in self._moments if moment]  # () = unread
         if not moments:
             return None
         bundles, workers = job.bundles, job.workers
-        most = max(replicas_beside_coordinator(bundles, m, workers) for m in moments)
+        most = max(replicas_beside_coordinator(bundles, workers, m) for m in moments)
         if most >= workers:
             return None
         return (

@@ -5,6 +5,7 @@ connection committed (PRAGMA data_version), and polls (<= 1 s) besides."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -14,8 +15,7 @@ import uuid
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import StaleLease
-from service.schemas.node_fit import PassedOver
+from service.errors import NotFound, StaleLease
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
@@ -25,6 +25,7 @@ from service.store.unschedulable import unschedulable_jobs
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors
+from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
 from workers.stop_record import record_stopped
 from workers.waker import Waker
@@ -48,6 +49,7 @@ class Dispatcher:
         self.settings = settings
         self.sessions = sessions
         self.id = dispatcher_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.actor = f"dispatcher:{self.id}"  # in the job events it writes
         self.stop_event = threading.Event()
         # By (job, attempt): a job whose lease was lost can be claimed again here while
         # the old attempt's thread still stops; each thread removes only its own.
@@ -61,9 +63,8 @@ class Dispatcher:
         # next claim waits for that at most (see _reserving).
         self._starting: tuple[JobRun, float] | None = None
         self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
-        # Jobs the claim passed over since the last maintenance, their gangs not fitting
-        # the free nodes at once: failed there if no nodes of the window could hold them.
-        self._passed_over: list[PassedOver] = []
+        # Jobs the claims passed over, their gangs not fitting the free nodes at once.
+        self.passed_over = PassedOverJobs()
         self.capacity = CapacityWindow(
             settings.capacity_window_seconds,
             ceiling_cpus=settings.capacity_ceiling_cpus,
@@ -133,23 +134,22 @@ class Dispatcher:
         limit, node_shapes = self.capacity.largest(), self.capacity.nodes()
         with transaction(self.sessions) as session:
             requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
+            settled = self.capacity.settled()  # else the window's rule has not been read whole
             judged = (
                 unschedulable_jobs(
                     session=session, total_cpus=limit.cpus, total_gpus=limit.gpus, nodes=node_shapes
                 )
-                if self.capacity.settled()  # else the window's rule has not been read whole
+                if settled
                 else {}
             )
-            passed, self._passed_over = self._passed_over, []
-            for job in passed:
+            for job in self.passed_over.to_judge() if settled else ():
                 if job.job_id not in judged and (why := self.capacity.never_placed(job)):
                     judged[job.job_id] = why
             where = self.capacity.describe()
             unschedulable = {job_id: f"{why} ({where})" for job_id, why in judged.items()}
             for job_id, reason in unschedulable.items():
-                fail_queued(
-                    session=session, job_id=job_id, actor=f"dispatcher:{self.id}", reason=reason
-                )
+                with contextlib.suppress(NotFound):  # passed over, then cancelled and deleted
+                    fail_queued(session=session, job_id=job_id, actor=self.actor, reason=reason)
             upsert_dispatcher(
                 session=session,
                 dispatcher_id=self.id,
@@ -172,7 +172,8 @@ class Dispatcher:
 
     def _claim_and_start(self) -> bool:
         (free_cpus, free_gpus), node_frees = cluster_free()
-        judged = node_frees if self.capacity.judges_nodes() else None
+        judged = node_frees is not None and self.capacity.judges_nodes()
+        free_nodes = tuple(node_frees or ()) if judged else None
         with transaction(self.sessions) as session:
             claimed = claim_next(
                 session=session,
@@ -180,8 +181,9 @@ class Dispatcher:
                 lease_seconds=self.settings.lease_seconds,
                 free_cpus=free_cpus,
                 free_gpus=free_gpus,
-                free_nodes=None if judged is None else tuple(judged),
-                passed_over=self._passed_over.append,
+                free_nodes=free_nodes,
+                known_unfit=self.passed_over.known_for(free_nodes),
+                passed_over=self.passed_over.add,
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
             )

@@ -149,7 +149,7 @@ def _summed(
     nodes None (logged once): gangs are then judged by the sums, as before."""
     global _node_reads_failed
     try:
-        nodes = [NodeShape.from_report(resources) for resources in per_node().values()]
+        nodes = list(_per_node(per_node).values())
     except Exception as exc:  # a private API: whatever it raises, the sums still work
         if not _node_reads_failed:
             log.warning("Ray's per-node resources are unavailable (%r): judging by sums", exc)
@@ -160,6 +160,11 @@ def _summed(
 
 
 _node_reads_failed = False  # logged once per streak of failures
+
+
+def _per_node(read: Callable[[], Mapping[str, Mapping[str, float]]]) -> dict[str, NodeShape]:
+    """{node id: its resources} from one of `ray._private.state`'s per-node tables."""
+    return {node_id: NodeShape.from_report(resources) for node_id, resources in read().items()}
 
 
 # Ray labels each node with its id; a bundle's label selector pins it to one node.
@@ -179,8 +184,12 @@ def place_gang(bundles: list[Bundle]) -> PlacementGroup:
     `gang_ready_seconds` and failed, attempt after attempt (docs/decisions.md).
     Where no placement fits then, or the per-node read fails, Ray's group stays."""
     group: PlacementGroup = placement_group(bundles, strategy="PACK")
-    if group.wait(PIN_AFTER_SECONDS) or (pins := pinned_to_nodes(bundles)) is None:
-        return group
+    try:
+        if group.wait(PIN_AFTER_SECONDS) or (pins := pinned_to_nodes(bundles)) is None:
+            return group
+    except BaseException:  # not the caller's yet: it could not remove it
+        remove_placement_group(group)
+        raise
     remove_placement_group(group)
     log.info("Ray's PACK search did not place the gang %s: pinned to nodes %s", bundles, pins)
     pinned: PlacementGroup = placement_group(bundles, strategy="PACK", bundle_label_selector=pins)
@@ -192,11 +201,11 @@ def pinned_to_nodes(bundles: list[Bundle]) -> list[dict[str, str]] | None:
     chooses on what the nodes have free now; None when no placement fits now or
     the per-node read fails."""
     try:
-        free = ray_state.available_resources_per_node()
+        free = _per_node(ray_state.available_resources_per_node)
     except Exception:  # a private API (see _summed, which logs it): not pinned
         return None
     ids = list(free)
-    nodes = [NodeShape.from_report(free[node_id]) for node_id in ids]
+    nodes = [free[node_id] for node_id in ids]
     gang = {"coordinator": bundles[0], "replica": bundles[-1]}  # the replicas are alike
     chosen = placement(gang, len(bundles) - 1, nodes)
     return None if chosen is None else [{NODE_ID_LABEL: ids[index]} for index in chosen]

@@ -9,12 +9,14 @@ per attempt, each attempt also holding up the queue behind it (a review,
 2026-12-06). The dispatcher now fails it, naming the bundle that fits no node, once
 it has watched its capacity window (service.store.unschedulable, workers.capacity),
 the submit refuses it while every live dispatcher reports nodes and none holds it
-(service.store.cluster_capacity), and the claim skips a job one of whose bundles
-exceeds the most free on one node (service.store.node_fit_sql, the same rules in SQL).
+(service.store.cluster_capacity), and the claim passes over a job whose bundles do
+not fit the free nodes all at once (`packs`; in SQL first, each bundle against the
+most free on one node: service.store.node_fit_sql). A gang Ray's own search did not
+place is pinned where `placement` says (workers.ray_runtime.place_gang).
 
-A node is its Ray totals: CPU, GPU and `memory` (bytes, what Ray lets bundles
-reserve). Only the shapes matter here, not which node is which: `maximal` keeps
-those no other node covers, a handful on any cluster.
+A node is its Ray totals (or what it has free): CPU, GPU and `memory` (bytes, what
+Ray lets bundles reserve). For the rules, only the shapes matter, not which node is
+which (`maximal` keeps those no other node covers); `placement` answers with indices.
 """
 
 from __future__ import annotations
@@ -105,9 +107,8 @@ def maximal(shapes: Iterable[NodeShape]) -> tuple[NodeShape, ...]:
 
 def most_free(shapes: Iterable[NodeShape]) -> NodeShape:
     """The most of each resource free on one node, resource by resource (from
-    different nodes, perhaps): a bundle above it fits no node now (the claim's test;
-    below it, it may still not, and waits at placement as before). Nothing for no
-    node."""
+    different nodes, perhaps): a bundle above it fits no node now (the claim's test
+    in SQL; below it, `packs` decides). Nothing for no node."""
     shapes = tuple(shapes)
     return NodeShape(
         max((s.cpus for s in shapes), default=0.0),
@@ -141,26 +142,26 @@ def packs(bundles: dict[str, Bundle], workers: int, nodes: Iterable[NodeShape]) 
     fits on `nodes` at once, each bundle on one node. Three nodes with 3 GPUs free
     hold 9 GPUs but only three replicas of 2 GPUs: the sums, and each bundle against
     the most free on one node, say a gang of four fits; Ray could not place it."""
-    return replicas_beside_coordinator(bundles, nodes, workers) >= workers
+    return replicas_beside_coordinator(bundles, workers, nodes) >= workers
 
 
 def replicas_beside_coordinator(
-    bundles: dict[str, Bundle], nodes: Iterable[NodeShape], most: int
+    bundles: dict[str, Bundle], workers: int, nodes: Iterable[NodeShape]
 ) -> int:
-    """How many replicas (at most `most`) fit on `nodes` beside the coordinator; 0
+    """How many of the `workers` replicas fit on `nodes` beside the coordinator; 0
     where the coordinator fits no node. Exact, not a heuristic: the replicas are
     alike, so a node holds as many as its scarcest resource allows whatever the
     others hold, and only the coordinator's place is a choice (each node it fits
     on is tried)."""
     nodes = tuple(nodes)
     replica = bundles["replica"]
-    room = [node.copies(replica, most) for node in nodes]
+    room = [node.copies(replica, workers) for node in nodes]
     total = sum(room)
     best = 0
     for node, here in zip(nodes, room, strict=True):
         rest = node.after(bundles["coordinator"])
         if rest is not None:
-            best = max(best, min(most, total - here + rest.copies(replica, most)))
+            best = max(best, min(workers, total - here + rest.copies(replica, workers)))
     return best
 
 

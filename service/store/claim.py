@@ -53,6 +53,8 @@ class Claim:
     # free nodes at once (the dispatcher asks whether it ever could); after the claim
     # is settled, not necessarily committed.
     passed_over: Callable[[PassedOver], None] | None = None
+    # Jobs passed over before on these free nodes (so still not fitting): left out.
+    known_unfit: tuple[int, ...] = ()
     # The server's quota defaults (settings) for users without their own; None: such
     # users are not limited (store-level callers; dispatchers always pass settings').
     quota_defaults: QuotaDefaults | None = None
@@ -207,7 +209,7 @@ def _claim_packed(
     passed: list[PassedOver] = []
     job: Job | None = None
     while len(passed) < PASSED_OVER_MOST:
-        params["passed_over"] = [p.job_id for p in passed]
+        params["passed_over"] = [*claim.known_unfit, *(p.job_id for p in passed)]
         if claim.free_nodes is None:
             job = _run_claim(session, statement, params)
             break
@@ -219,6 +221,7 @@ def _claim_packed(
             if packs(bundles := bundles_of(job), workers, claim.free_nodes):
                 break
             passed.append(PassedOver(job.id, bundles, workers))
+            session.expunge(job)  # its row is queued again: no 'running' copy kept
             savepoint.rollback()
         job = None
     for skipped in passed:

@@ -197,7 +197,8 @@ class _Waits:
             self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
         reasons = resource_reasons(
             required,
-            (bundles_of(job), workers_of(job)),
+            bundles_of(job),
+            workers_of(job),
             self.dispatchers,
             self.live,
             self.dispatcher_timeout,

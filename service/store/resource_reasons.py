@@ -78,7 +78,8 @@ def _describe(resources: dict[str, float]) -> str:
 
 def resource_reasons(
     required: dict[str, float],
-    gang: tuple[dict[str, Bundle], int | None],
+    bundles: dict[str, Bundle],
+    workers: int | None,  # None: a stored spec without them (judged per bundle)
     dispatchers: list[Dispatcher],
     live: list[Dispatcher],
     dispatcher_timeout: timedelta,
@@ -107,7 +108,6 @@ def resource_reasons(
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     capacities = [capacity_of(d.resources) for d in dispatchers]
     never = never_fits_reason(required, capacities)
-    bundles, workers = gang  # workers None: a stored spec without them (judged per bundle)
     if never or (never := never_on_a_node(bundles, [d.resources for d in dispatchers])):
         reasons.append(BlockingReason(kind="resources", message=never))
         return reasons
@@ -153,7 +153,7 @@ def _no_room_free(
     if any(all(node.holds(b) for b in bundles.values()) for node in most):
         if workers is None:
             return None
-        room = max(replicas_beside_coordinator(bundles, free, workers) for free in nodes)
+        room = max(replicas_beside_coordinator(bundles, workers, free) for free in nodes)
         return (
             f"waiting for room for the whole gang at once: the free nodes hold {room} of "
             f"its {workers} replicas of {describe(bundles['replica'])} beside the "

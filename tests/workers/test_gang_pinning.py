@@ -100,7 +100,11 @@ def test_rays_node_labels_honour_the_pins(ray_address: str) -> None:
     [node] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]  # type: ignore[no-untyped-call]
     assert pins == [{NODE_ID_LABEL: node}] * 3
     group = placement_group([small] * 3, strategy="PACK", bundle_label_selector=pins)
+    nowhere = [{NODE_ID_LABEL: "0" * len(node)}]  # no such node: Ray must not place it
+    elsewhere = placement_group([small], strategy="PACK", bundle_label_selector=nowhere)
     try:
         assert group.wait(60)
+        assert not elsewhere.wait(1), "Ray placed a bundle pinned to a node that is not there"
     finally:
         remove_placement_group(group)
+        remove_placement_group(elsewhere)

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from ray.util.placement_group import placement_group
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.resolve import resolve
@@ -24,7 +23,7 @@ from service.store.models import Job, JobAttempt
 from service.store.users import create_user
 from tests.conftest import on_one_database
 from tests.polling import wait_until
-from workers import ray_job
+from workers import ray_job, ray_runtime
 from workers.dispatcher import SHUTDOWN_JOIN_SECONDS, Dispatcher
 
 pytestmark = pytest.mark.ray
@@ -57,17 +56,17 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Gate, Gate]]:
     """(placement, actors): the gang's placement group is asked for only once the
     first opens; its actors are started only once the second opens."""
     placement, actors = Gate(), Gate()
-    real_pg, real_start_own = placement_group, ray_job.RayJob._start_own
+    real_place, real_start_own = ray_runtime.place_gang, ray_job.RayJob._start_own
 
     def slow_placement(*args: Any, **kwargs: Any) -> Any:
         placement.hold()
-        return real_pg(*args, **kwargs)
+        return real_place(*args, **kwargs)
 
     def slow_actors(self: ray_job.RayJob, *args: Any) -> None:
         actors.hold()
         real_start_own(self, *args)
 
-    monkeypatch.setattr(ray_job, "placement_group", slow_placement)
+    monkeypatch.setattr(ray_job, "place_gang", slow_placement)
     monkeypatch.setattr(ray_job.RayJob, "_start_own", slow_actors)
     try:
         yield placement, actors

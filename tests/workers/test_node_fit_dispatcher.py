@@ -188,6 +188,9 @@ def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_s
     try:
         _watch_the_window(dispatcher, clock)
         assert dispatcher._claim_and_start() is False
+        assert dispatcher.passed_over.known_for((free, free)) == (wide,)
+        assert dispatcher._claim_and_start() is False, "left out untested on the same nodes"
+        assert [job.job_id for job in dispatcher.passed_over.to_judge()] == [wide]
         dispatcher._maintain()
         job = _job(sessions, wide)
         assert (job.status, job.attempt) == ("queued", 0), job.error

@@ -1,0 +1,38 @@
+"""The jobs a dispatcher's claims passed over: their gangs fit the free resources
+summed, and each bundle some node, but not all the bundles on the free nodes at once
+(service.store.claim, node_fit.packs)."""
+
+from __future__ import annotations
+
+from service.schemas.node_fit import NodeShape, PassedOver
+
+
+class PassedOverJobs:
+    """Kept for two uses. The next claims leave these jobs out while the free nodes
+    are as they were (whether a gang fits depends on nothing else), so a queue head
+    of many such gangs is tested once, not at every claim, and the claim's cap
+    (PASSED_OVER_MOST) holds the jobs behind them up for one claim only. And the next
+    maintenance asks of each, once, whether any moment of the capacity window's nodes
+    could hold it (CapacityWindow.never_placed)."""
+
+    def __init__(self) -> None:
+        self._free_nodes: tuple[NodeShape, ...] | None = None
+        self._ids: list[int] = []  # passed over on `_free_nodes`
+        self._to_judge: dict[int, PassedOver] = {}
+
+    def known_for(self, free_nodes: tuple[NodeShape, ...] | None) -> tuple[int, ...]:
+        """The jobs passed over on these free nodes, which the claim may leave out;
+        what a claim passes over next (`add`) is kept for these nodes."""
+        if free_nodes != self._free_nodes:
+            self._free_nodes, self._ids = free_nodes, []
+        return tuple(self._ids)
+
+    def add(self, job: PassedOver) -> None:
+        self._ids.append(job.job_id)
+        self._to_judge[job.job_id] = job
+
+    def to_judge(self) -> list[PassedOver]:
+        """The jobs passed over since the last call, each once: call it only when they
+        can be judged (a job left out untested is not passed over, nor added, again)."""
+        jobs, self._to_judge = list(self._to_judge.values()), {}
+        return jobs
