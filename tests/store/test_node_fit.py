@@ -27,6 +27,7 @@ def claim(
     gpus: float,
     free_nodes: tuple[NodeShape, ...],
     passed: list[PassedOver] | None = None,
+    known_unfit: tuple[int, ...] = (),
 ) -> ClaimedJob | None:
     with transaction(factory) as session:
         return claim_next(
@@ -37,6 +38,7 @@ def claim(
             free_gpus=gpus,
             free_nodes=free_nodes,
             passed_over=None if passed is None else passed.append,
+            known_unfit=known_unfit,
         )
 
 
@@ -155,17 +157,9 @@ def test_jobs_known_not_to_fit_these_nodes_are_left_out_untested(
     second = submit(owner, distributed={"workers": 1})
     roomy = (NodeShape(8, 0, 32 * GiB),)
     passed: list[PassedOver] = []
-    with transaction(session_factory) as session:
-        taken = claim_next(
-            session=session,
-            dispatcher_id="d1",
-            lease_seconds=30,
-            free_cpus=8,
-            free_gpus=0,
-            free_nodes=roomy,
-            known_unfit=(first,),
-            passed_over=passed.append,
-        )
+    taken = claim(
+        session_factory, cpus=8, gpus=0, free_nodes=roomy, passed=passed, known_unfit=(first,)
+    )
     assert taken is not None and taken.job_id == second and passed == []
     assert load_job(session_factory, first).status == "queued"
 
