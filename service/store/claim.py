@@ -221,7 +221,7 @@ def _claim_packed(
             if packs(bundles := bundles_of(job), workers, claim.free_nodes):
                 break
             passed.append(PassedOver(job.id, bundles, workers))
-            session.expunge(job)  # its row is queued again: no 'running' copy kept
+            session.expunge(job)  # its row is queued again: no 'running' copy for a holder
             savepoint.rollback()
         job = None
     for skipped in passed:

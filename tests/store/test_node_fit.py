@@ -125,28 +125,6 @@ def test_the_claim_passes_over_a_gang_whose_replicas_fit_no_free_nodes_together(
     assert taken is not None and taken.job_id == wide
 
 
-def test_a_job_passed_over_reads_queued_in_the_claims_own_transaction(
-    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
-) -> None:
-    """The rolled-back claim leaves no 'running' copy in the session (a review)."""
-    owner = make_user("ann")
-    wide = submit(owner, distributed={"workers": 3, "cpus_per_worker": 3})
-    submit(owner, distributed={"workers": 1})
-    five = NodeShape(5, 0, 32 * GiB)
-    with transaction(session_factory) as session:
-        taken = claim_next(
-            session=session,
-            dispatcher_id="d1",
-            lease_seconds=30,
-            free_cpus=10,
-            free_gpus=0,
-            free_nodes=(five, five),
-        )
-        assert taken is not None and taken.job_id != wide
-        job = session.get(Job, wide)
-        assert job is not None and (job.status, job.attempt) == ("queued", 0)
-
-
 def test_jobs_known_not_to_fit_these_nodes_are_left_out_untested(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
