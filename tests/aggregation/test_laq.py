@@ -37,6 +37,20 @@ def test_pack_round_trip(bits: int) -> None:
     assert torch.equal(back, index)
 
 
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_whole_codes_per_byte_keep_the_bit_by_bit_layout(bits: int) -> None:
+    """pack's shortcut where `bits` divides 8 writes what the bit-by-bit packing (LSB
+    first, the general path) writes: the wire form is unchanged."""
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 2**bits, size=1001)
+    bit_matrix = ((codes[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    expected = np.packbits(bit_matrix.reshape(-1), bitorder="little")
+    wire = pack(torch.from_numpy(codes), 0.5, bits)
+    assert np.array_equal(wire[8:], expected)
+    back, _ = unpack(wire, bits, codes.size)
+    assert back.dtype == torch.int64 and torch.equal(back, torch.from_numpy(codes))
+
+
 def hand_context() -> RuleContext:
     spec = resolve(
         {

@@ -38,6 +38,8 @@ def test_skip_test_uploads_only_strictly_above_the_threshold() -> None:
     assert skip_test(1.0, 0.5).upload
     assert not skip_test(0.5, 0.5).upload
     assert skip_test(1e-300, 0.0).upload
+    nan = float("nan")  # a gradient gone NaN: uploaded (then Diverged), never a skip
+    assert skip_test(nan, 0.5).upload and skip_test(nan, 0.5, tie_uploads=True).upload
 
 
 def test_staleness_forces_after_max_staleness_rounds() -> None:

@@ -4,6 +4,7 @@ metric accounting, checkpoint and resume, stopping, divergence, replica errors."
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -221,6 +222,47 @@ def test_a_replica_error_propagates_and_is_never_a_skip(monkeypatch: pytest.Monk
     with pytest.raises(RuntimeError, match="unreadable"):
         run_reference(linreg("lag_wk"), on_record=lambda k, _v: rounds.append(k))
     assert rounds == [0, 1, 2]
+
+
+@dataclass(frozen=True)
+class _PoisonedBatch(Batch):
+    """A batch whose gradient is NaN while its loss stays finite."""
+
+
+class _NanGradientLinreg(LinregTask):
+    """From round 3 on, replica 1's gradient is NaN while its loss stays finite
+    (d/dθ √(0·Σθ) = 0 · ∞): a lazy test comparing NaN with its threshold skipped."""
+
+    def batch(self, rank: int, round_: int, batch_size: int | None) -> Batch:
+        batch = super().batch(rank, round_, batch_size)
+        poisoned = rank == 1 and round_ >= 3
+        return _PoisonedBatch(batch.inputs, batch.targets) if poisoned else batch
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        loss = super().loss(model, batch)
+        if isinstance(batch, _PoisonedBatch):
+            loss = loss + torch.sqrt(next(model.parameters()).sum() * 0.0)
+        return loss
+
+
+@pytest.mark.parametrize("strategy", ["lag_wk", "lasg_wk2", "laq", "lag_ps"])
+def test_a_nan_gradient_is_uploaded_and_diverges_never_a_skip(
+    strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose gradient turns NaN must stop the job (Diverged), as dense does:
+    NaN > threshold is false, so the lazy tests skipped it and the job ran on with
+    that worker's last gradient, ending 'succeeded' (a review)."""
+
+    def build(spec: ResolvedSpec, **kwargs: Any) -> LinregTask:
+        return _NanGradientLinreg(
+            workers=4,
+            seed=spec.schedule.seed,
+            **{k: v for k, v in kwargs.items() if k in ("dtype", "device")},
+        )
+
+    monkeypatch.setitem(registry.TASK_BUILDERS, "lag_paper_linreg", build)
+    with pytest.raises(Diverged):
+        run_reference(linreg(strategy, schedule={"rounds": 20}), on_record=lambda _k, _v: None)
 
 
 def test_lasg_wk2_evaluations_share_batch_and_dropout_masks() -> None:

@@ -47,8 +47,13 @@ def skip_test(lhs: float, rhs: float, *, tie_uploads: bool = False) -> Decision:
     (LASG-WK2 in LAG-NOTES). They differ on a tie only, which happens at a zero
     threshold when θ has not moved since the worker's last upload: a full gradient is
     then unchanged and skipping it is exact; a fresh minibatch's is not, and skipping
-    would keep an older minibatch's gradient, so ξ = 0 would not be dense."""
-    return Decision(upload=lhs >= rhs if tie_uploads else lhs > rhs, lhs=lhs)
+    would keep an older minibatch's gradient, so ξ = 0 would not be dense.
+
+    Written as "not a clear skip": a NaN LHS (a gradient gone NaN) uploads, so the
+    coordinator's finiteness check stops the job (Diverged); `NaN > RHS` is false, and
+    the worker skipped for good while the job ran on and succeeded (a review)."""
+    skip = lhs < rhs if tie_uploads else lhs <= rhs
+    return Decision(upload=not skip, lhs=lhs)
 
 
 def staleness_due(round_: int, last_upload_round: int, max_staleness: int | None) -> bool:

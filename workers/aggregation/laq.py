@@ -79,18 +79,32 @@ def innovation(index: torch.Tensor, radius: float, bits: int, like: torch.Tensor
 
 
 def pack(index: torch.Tensor, radius: float, bits: int) -> np.ndarray:
-    """The wire form: R as float64 bytes, then every index in `bits` bits (LSB first)."""
-    codes = index.detach().cpu().numpy().astype(np.uint32)
-    shifts = np.arange(bits, dtype=np.uint32)
-    bit_matrix = ((codes[:, None] >> shifts) & 1).astype(np.uint8)
-    payload = np.packbits(bit_matrix.reshape(-1), bitorder="little")
+    """The wire form: R as float64 bytes, then every index in `bits` bits (LSB first).
+    Where `bits` divides 8 (2, 4, 8: the default) whole codes share each byte, which
+    is the same layout built without a bit per byte: 1M codes of 8 bits took 136 ms
+    and 68 MB of temporaries the general way (a review, 2026-12-06)."""
+    codes = index.detach().cpu().numpy()
     header = np.frombuffer(np.float64(radius).tobytes(), dtype=np.uint8)
+    if 8 % bits == 0:
+        per_byte = 8 // bits
+        padded = np.zeros(-(-codes.size // per_byte) * per_byte, dtype=np.uint8)
+        padded[: codes.size] = codes
+        shifts = (np.arange(per_byte) * bits).astype(np.uint8)
+        payload = np.bitwise_or.reduce(padded.reshape(-1, per_byte) << shifts, axis=1)
+        return np.concatenate([header, payload.astype(np.uint8)])
+    shifts32 = np.arange(bits, dtype=np.uint32)
+    bit_matrix = ((codes.astype(np.uint32)[:, None] >> shifts32) & 1).astype(np.uint8)
+    payload = np.packbits(bit_matrix.reshape(-1), bitorder="little")
     return np.concatenate([header, payload])
 
 
 def unpack(wire: np.ndarray, bits: int, size: int) -> tuple[torch.Tensor, float]:
     raw = np.asarray(wire, dtype=np.uint8)
     radius = float(np.frombuffer(raw[:RADIUS_BYTES].tobytes(), dtype=np.float64)[0])
+    if 8 % bits == 0:
+        shifts = (np.arange(8 // bits) * bits).astype(np.uint8)
+        unpacked = (raw[RADIUS_BYTES:, None] >> shifts) & np.uint8(2**bits - 1)
+        return torch.from_numpy(unpacked.reshape(-1)[:size].astype(np.int64)), radius
     bit_vector = np.unpackbits(raw[RADIUS_BYTES:], bitorder="little")[: size * bits]
     weights = (1 << np.arange(bits, dtype=np.int64)).astype(np.int64)
     codes = bit_vector.reshape(size, bits).astype(np.int64) @ weights
@@ -116,7 +130,8 @@ def decide(
     if staleness_due(round_, state.last_upload_round, max_staleness):
         return Decision(upload=True, forced=True)
     lhs = float(torch.dot(delta, delta))
-    return Decision(upload=lhs >= rhs + 3.0 * (error + state.held_error), lhs=lhs)
+    # "Not a clear skip", as common.skip_test: a NaN uploads (and diverges).
+    return Decision(upload=not lhs < rhs + 3.0 * (error + state.held_error), lhs=lhs)
 
 
 class LaqReplica(ReplicaRule):
