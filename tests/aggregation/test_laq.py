@@ -49,6 +49,14 @@ def test_whole_codes_per_byte_keep_the_bit_by_bit_layout(bits: int) -> None:
     assert np.array_equal(wire[8:], expected)
     back, _ = unpack(wire, bits, codes.size)
     assert back.dtype == torch.int64 and torch.equal(back, torch.from_numpy(codes))
+    for size in (0, 1):  # a code short of a byte, and none
+        index = torch.from_numpy(codes[:size])
+        assert torch.equal(unpack(pack(index, 0.5, bits), bits, size)[0], index)
+    # Out-of-range codes keep their low bits (as bit by bit), not spilling into the next.
+    spilled, _ = unpack(pack(torch.tensor([-1, 0, 1, 2]), 0.5, bits), bits, 4)
+    assert spilled.tolist() == [2**bits - 1, 0, 1, 2]
+    with pytest.raises(ValueError, match="take more"):
+        unpack(wire[:-1], bits, codes.size)
 
 
 def hand_context() -> RuleContext:

@@ -80,18 +80,20 @@ def innovation(index: torch.Tensor, radius: float, bits: int, like: torch.Tensor
 
 def pack(index: torch.Tensor, radius: float, bits: int) -> np.ndarray:
     """The wire form: R as float64 bytes, then every index in `bits` bits (LSB first).
-    Where `bits` divides 8 (2, 4, 8: the default) whole codes share each byte, which
-    is the same layout built without a bit per byte: 1M codes of 8 bits took 136 ms
-    and 68 MB of temporaries the general way (a review, 2026-12-06)."""
+    Where `bits` divides 8 (2, 4 and 8: the defaults on full batches and minibatches)
+    whole codes share each byte: the same layout, built without a byte per bit
+    (benchmarks/laq_pack.py). Codes keep their low `bits` bits, as bit by bit."""
     codes = index.detach().cpu().numpy()
     header = np.frombuffer(np.float64(radius).tobytes(), dtype=np.uint8)
     if 8 % bits == 0:
         per_byte = 8 // bits
         padded = np.zeros(-(-codes.size // per_byte) * per_byte, dtype=np.uint8)
-        padded[: codes.size] = codes
-        shifts = (np.arange(per_byte) * bits).astype(np.uint8)
-        payload = np.bitwise_or.reduce(padded.reshape(-1, per_byte) << shifts, axis=1)
-        return np.concatenate([header, payload.astype(np.uint8)])
+        padded[: codes.size] = codes & (2**bits - 1)
+        grouped = padded.reshape(-1, per_byte)
+        payload = grouped[:, 0].copy()
+        for slot in range(1, per_byte):
+            payload |= grouped[:, slot] << np.uint8(slot * bits)
+        return np.concatenate([header, payload])
     shifts32 = np.arange(bits, dtype=np.uint32)
     bit_matrix = ((codes.astype(np.uint32)[:, None] >> shifts32) & 1).astype(np.uint8)
     payload = np.packbits(bit_matrix.reshape(-1), bitorder="little")
@@ -100,6 +102,8 @@ def pack(index: torch.Tensor, radius: float, bits: int) -> np.ndarray:
 
 def unpack(wire: np.ndarray, bits: int, size: int) -> tuple[torch.Tensor, float]:
     raw = np.asarray(wire, dtype=np.uint8)
+    if raw.size != wire_bytes(bits, size):
+        raise ValueError(f"an upload of {raw.size} bytes; {size} codes of {bits} bits take more")
     radius = float(np.frombuffer(raw[:RADIUS_BYTES].tobytes(), dtype=np.float64)[0])
     if 8 % bits == 0:
         shifts = (np.arange(8 // bits) * bits).astype(np.uint8)
