@@ -10,6 +10,7 @@ from workers.aggregation.common import (
     StaleGradients,
     ThresholdWindow,
     clip_by_norm,
+    clip_by_norm_,
     skip_test,
     staleness_due,
 )
@@ -162,3 +163,12 @@ def test_local_steps_and_the_pseudo_gradient() -> None:
     averaged = vec(0.5, 1.0)
     pseudo = local_sgd.pseudo_gradient(vec(1.0, 1.0), averaged, lr=0.5)
     assert torch.allclose(vec(1.0, 1.0) - 0.5 * pseudo, averaged)
+
+
+def test_clipping_a_float32_vector_whose_squares_overflow_keeps_its_direction() -> None:
+    """Entries of 1e20 are finite in float32, their squares are not: the norm read as
+    inf, the clip factor was 0 and every step was zero, with no error (a review)."""
+    vector = torch.full((4,), 1e20, dtype=torch.float32)
+    for clip in (clip_by_norm, clip_by_norm_):
+        clipped = clip(vector.clone(), 1.0)
+        assert torch.allclose(clipped, torch.full((4,), 0.5)), clipped

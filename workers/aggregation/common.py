@@ -19,6 +19,7 @@ Under SGD P = 1 and this is the paper's rule unchanged; with momentum μ, P = 1 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -178,8 +179,7 @@ def clip_by_norm(vector: torch.Tensor, max_norm: float | None) -> torch.Tensor:
     """torch.nn.utils.clip_grad_norm_'s rule on one flat vector."""
     if max_norm is None:
         return vector
-    norm = float(torch.linalg.vector_norm(vector))
-    coef = max_norm / (norm + 1e-6)
+    coef = max_norm / (_norm(vector) + 1e-6)
     return vector * coef if coef < 1.0 else vector
 
 
@@ -188,6 +188,15 @@ def clip_by_norm_(vector: torch.Tensor, max_norm: float | None) -> torch.Tensor:
     same multiplication, without another p-vector."""
     if max_norm is None:
         return vector
-    norm = float(torch.linalg.vector_norm(vector))
-    coef = max_norm / (norm + 1e-6)
+    coef = max_norm / (_norm(vector) + 1e-6)
     return vector.mul_(coef) if coef < 1.0 else vector
+
+
+def _norm(vector: torch.Tensor) -> float:
+    """‖vector‖, in float64 where the vector's own dtype overflows: a float32 vector
+    of finite entries whose norm passes ≈ 1.8e19 (its squares pass float32's range)
+    read as inf, clipped by a factor of 0, and the run froze with no error (a review)."""
+    norm = float(torch.linalg.vector_norm(vector))
+    if math.isinf(norm):
+        norm = float(torch.linalg.vector_norm(vector, dtype=torch.float64))
+    return norm
