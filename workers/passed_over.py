@@ -22,9 +22,11 @@ class PassedOverJobs:
 
     def known_for(self, free_nodes: tuple[NodeShape, ...] | None) -> tuple[int, ...]:
         """The jobs passed over on these free nodes, which the claim may leave out;
-        what a claim passes over next (`add`) is kept for these nodes."""
-        if free_nodes != self._free_nodes:
-            self._free_nodes, self._ids = free_nodes, []
+        what a claim passes over next (`add`) is kept for these nodes (in any order:
+        Ray's per-node table need not list them alike from read to read)."""
+        nodes = None if free_nodes is None else tuple(sorted(free_nodes))
+        if nodes != self._free_nodes:
+            self._free_nodes, self._ids = nodes, []
         return tuple(self._ids)
 
     def add(self, job: PassedOver) -> None:

@@ -20,10 +20,10 @@ def test_jobs_passed_over_are_left_out_only_while_the_free_nodes_stay_as_they_we
     jobs.add(passed(7))
     jobs.add(passed(9))
     assert jobs.known_for(BUSY) == (7, 9)
-    assert jobs.known_for(FREER) == (), "other free nodes: each is tested again"
+    assert jobs.known_for(FREER[::-1]) == ()
     jobs.add(passed(9))
-    assert jobs.known_for(FREER) == (9,)
-    assert jobs.known_for(BUSY) == ()
+    assert jobs.known_for(FREER) == (9,), "the same nodes listed in another order"
+    assert jobs.known_for(BUSY) == (), "other free nodes: each is tested again"
     assert jobs.known_for(None) == ()
 
 
