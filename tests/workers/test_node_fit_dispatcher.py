@@ -6,6 +6,8 @@ capacity window. No Ray: the nodes at the dispatcher's seams."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.schemas.node_fit import NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.schemas.resolve import resolve
+from service.settings import Settings
 from service.store.db import transaction
 from service.store.explain import explain_job
 from service.store.jobs import enqueue
@@ -52,16 +55,23 @@ def _job(sessions: sessionmaker[Session], job_id: int) -> Job:
         return job
 
 
-def _watching(dispatcher: Dispatcher) -> Clock:
+@contextmanager
+def _dispatcher(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> Iterator[tuple[Dispatcher, Clock]]:
+    """Dispatcher "d1" whose capacity window reads a hand-moved clock."""
     clock = Clock()
-    settings = dispatcher.settings
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
     dispatcher.capacity = CapacityWindow(
         settings.capacity_window_seconds,
         ceiling_cpus=settings.capacity_ceiling_cpus,
         ceiling_gpus=settings.capacity_ceiling_gpus,
         clock=clock,
     )
-    return clock
+    try:
+        yield dispatcher, clock
+    finally:
+        dispatcher._waker.close()
 
 
 def _watch_the_window(dispatcher: Dispatcher, clock: Clock) -> None:
@@ -89,9 +99,7 @@ def test_a_bundle_no_node_holds_is_not_claimed_then_fails_naming_it(
     node = NodeShape(8, 1, 32 * GiB)
     cluster_at_seam(monkeypatch, [(node, node)] * 4)
     wide = _submit(sessions, TWO_GPUS_PER_REPLICA)
-    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
-    clock = _watching(dispatcher)
-    try:
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
         dispatcher._maintain()
         assert dispatcher._claim_and_start() is False
         assert _job(sessions, wide).status == "queued"
@@ -109,8 +117,6 @@ def test_a_bundle_no_node_holds_is_not_claimed_then_fails_naming_it(
         assert job.status == "failed" and job.error is not None
         assert "a replica's bundle needs 1 CPU, 2 GPU" in job.error, job.error
         assert "on one node" in job.error and "8 CPU, 1 GPU, 32 GiB memory" in job.error
-    finally:
-        dispatcher._waker.close()
 
 
 def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
@@ -122,9 +128,7 @@ def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
     total, free = NodeShape(8, 2, 32 * GiB), NodeShape(6, 1, 24 * GiB)
     cluster_at_seam(monkeypatch, [(total, free)] * 4)
     wide = _submit(sessions, TWO_GPUS_PER_REPLICA)
-    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
-    clock = _watching(dispatcher)
-    try:
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
         _watch_the_window(dispatcher, clock)
         assert dispatcher._claim_and_start() is False
         job = _job(sessions, wide)
@@ -134,8 +138,6 @@ def test_a_gang_free_only_across_nodes_waits_and_explain_says_why(
             "waiting for a node with" in m and "2 GPU" in m and "most free on one now" in m
             for m in messages
         ), messages
-    finally:
-        dispatcher._waker.close()
 
 
 THREE_REPLICAS_OF_3_CPUS = {
@@ -154,9 +156,7 @@ def test_a_gang_whose_replicas_fit_no_nodes_together_fails_once_the_window_says_
     node = NodeShape(5, 0, 32 * GiB)
     cluster_at_seam(monkeypatch, [(node, node)] * 2)
     wide = _submit(sessions, THREE_REPLICAS_OF_3_CPUS)
-    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
-    clock = _watching(dispatcher)
-    try:
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
         dispatcher._maintain()
         assert dispatcher._claim_and_start() is False
         dispatcher._maintain()
@@ -170,8 +170,6 @@ def test_a_gang_whose_replicas_fit_no_nodes_together_fails_once_the_window_says_
         assert job.error is not None and "3 replicas of 3 CPU" in job.error, job.error
         assert "fit no set of the cluster's nodes at once" in job.error, job.error
         assert "2 of the replicas fit beside the coordinator at most" in job.error, job.error
-    finally:
-        dispatcher._waker.close()
 
 
 def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_says_why(
@@ -183,9 +181,7 @@ def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_s
     total, free = NodeShape(8, 0, 32 * GiB), NodeShape(5, 0, 24 * GiB)
     cluster_at_seam(monkeypatch, [(total, free)] * 2)
     wide = _submit(sessions, THREE_REPLICAS_OF_3_CPUS)
-    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
-    clock = _watching(dispatcher)
-    try:
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
         _watch_the_window(dispatcher, clock)
         assert dispatcher._claim_and_start() is False
         assert dispatcher.passed_over.known_for((free, free)) == (wide,)
@@ -202,8 +198,6 @@ def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_s
         cluster_at_seam(monkeypatch, [(total, total)] * 2)  # the other gangs ended
         dispatcher._maintain()
         assert not any("room" in m for m in _explained(sessions, _job(sessions, wide)))
-    finally:
-        dispatcher._waker.close()
 
 
 @pytest.mark.ray
@@ -232,9 +226,7 @@ def test_with_a_ceiling_above_the_cluster_nothing_is_judged_by_nodes(
     seen: dict[str, object] = {}
     monkeypatch.setattr(dispatcher_module, "claim_next", lambda **kwargs: seen.update(kwargs))
     wide = _submit(sessions, TWO_GPUS_PER_REPLICA)
-    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
-    clock = _watching(dispatcher)
-    try:
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
         _watch_the_window(dispatcher, clock)
         job = _job(sessions, wide)
         assert job.status == "queued"
@@ -244,8 +236,6 @@ def test_with_a_ceiling_above_the_cluster_nothing_is_judged_by_nodes(
             row = session.get(DispatcherRow, "d1")
             assert row is not None and "nodes" not in row.resources
             assert "free_node" not in row.resources and "free_nodes" not in row.resources
-    finally:
-        dispatcher._waker.close()
 
 
 def test_embedded_ceilings_leave_nodes_judged_from_the_start(
