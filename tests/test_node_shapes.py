@@ -10,6 +10,7 @@ from service.schemas.gang import Bundle
 from service.schemas.node_fit import (
     NodeShape,
     PassedOver,
+    from_counted,
     job_bundles,
     maximal,
     misfit,
@@ -19,7 +20,7 @@ from service.schemas.node_fit import (
     replicas_beside_coordinator,
 )
 from tests.hand_clock import Clock
-from workers.capacity import CapacityWindow
+from workers.capacity import NODE_SETS_MOST, CapacityWindow
 
 GiB = 2**30
 GPU_NODE = NodeShape(8, 2, 32 * GiB)
@@ -139,6 +140,37 @@ def test_the_window_fails_a_gang_only_no_moment_of_its_nodes_held() -> None:
     unread.observe(10, 0, ())  # Ray's per-node read failed: nothing judged by nodes
     clock.now = 90
     assert unread.never_placed(three) is None
+
+
+def test_the_window_reports_each_node_set_by_shape_and_count() -> None:
+    """The submit's together check reads them (service.store.cluster_capacity): a
+    set of nodes by CPU and GPU shape and count, memory left out (the dispatcher's to
+    judge), so nodes alike but for memory fold into one shape."""
+    clock = Clock()
+    window = CapacityWindow(60, clock=clock)
+    five, other_five = NodeShape(5, 0, 8 * GiB), NodeShape(5, 0, 7 * GiB)
+    window.observe(18, 1, (five, GPU_NODE, other_five))
+    assert window.node_sets() is None, "not settled"
+    clock.now = 60
+    window.observe(10, 0, (five, other_five))
+    sets = window.node_sets()
+    assert sets == [
+        [{"CPU": 5.0, "GPU": 0.0, "count": 2}, {"CPU": 8.0, "GPU": 2.0, "count": 1}],
+        [{"CPU": 5.0, "GPU": 0.0, "count": 2}],
+    ]
+    assert window.node_report([five])["node_sets"] == sets
+    assert sorted(from_counted(sets[0])) == [
+        NodeShape(5, 0, 0),
+        NodeShape(5, 0, 0),
+        NodeShape(8, 2, 0),
+    ]
+    assert packs(gang(3), 2, from_counted(sets[1])) and not packs(gang(3), 3, from_counted(sets[1]))
+    many = CapacityWindow(0, clock=clock)  # a cluster of more shapes than a report lists
+    many.observe(1000, 0, tuple(NodeShape(c, 0, GiB) for c in range(1, NODE_SETS_MOST + 2)))
+    assert many.node_sets() is None and "node_sets" not in many.node_report([five])
+    ceiling = CapacityWindow(0, ceiling_cpus=64, clock=clock)  # may grow by unknown nodes
+    ceiling.observe(10, 0, (five, five))
+    assert ceiling.node_sets() is None
 
 
 def fits_by_brute_force(bundles: dict[str, Bundle], workers: int, nodes: list[NodeShape]) -> bool:

@@ -24,7 +24,8 @@ what was seen (`server --embedded`'s: its local Ray's totals) leaves nodes judge
 A gang whose bundles each fit some node may still fit no set of nodes at once (two
 nodes of 5 CPUs hold one replica of 3 CPUs each, not three): the claim passes such
 a job over while the free nodes cannot hold it (service.store.claim), and the
-dispatcher fails it once no moment of the window's nodes could (`never_placed`).
+dispatcher fails it once no moment of the window's nodes could (`never_placed`);
+its report's "node_sets" let the submit refuse it (service.store.cluster_capacity).
 """
 
 from __future__ import annotations
@@ -37,11 +38,16 @@ from dataclasses import dataclass
 from service.schemas.node_fit import (
     NodeShape,
     PassedOver,
-    describe,
+    counted,
     maximal,
     most_free,
-    replicas_beside_coordinator,
+    never_together,
 )
+
+# The most shapes (a CPU/GPU shape and its count, summed over the window's node
+# sets) a report lists in "node_sets": a lab's cluster has a few; one that changes
+# often would write a long report every heartbeat.
+NODE_SETS_MOST = 64
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,8 @@ class CapacityWindow:
         }
         if self.settled():
             report["nodes"] = [shape.report() for shape in self.nodes()]
+        if (sets := self.node_sets()) is not None:
+            report["node_sets"] = sets
         return report
 
     def never_placed(self, job: PassedOver) -> str | None:
@@ -146,19 +154,19 @@ class CapacityWindow:
         nodes (unsettled, or a ceiling above what was seen)."""
         if not (self.settled() and self.judges_nodes()):
             return None
-        moments = [moment for moment in self._moments if moment]  # () = unread
-        if not moments:
+        return never_together(job.bundles, job.workers, self._moments)
+
+    def node_sets(self) -> list[list[dict[str, float]]] | None:
+        """Each set of nodes the window saw (`never_placed`'s moments), by CPU and GPU
+        shape and count, for the submit's check (node_fit.counted); None when nothing
+        is judged by nodes, or when there are more than NODE_SETS_MOST shapes to list
+        (a cluster that changed often: the dispatcher still judges it)."""
+        if not (self.settled() and self.judges_nodes()):
             return None
-        bundles, workers = job.bundles, job.workers
-        most = max(replicas_beside_coordinator(bundles, workers, m) for m in moments)
-        if most >= workers:
+        sets = [counted(moment) for moment in self._moments if moment]
+        if not sets or sum(len(shapes) for shapes in sets) > NODE_SETS_MOST:
             return None
-        return (
-            f"the gang's {workers} replicas of {describe(bundles['replica'])} each and its "
-            f"coordinator's {describe(bundles['coordinator'])} fit no set of the cluster's "
-            f"nodes at once (Ray places each bundle on one node): {most} of the replicas "
-            "fit beside the coordinator at most"
-        )
+        return sets
 
     def describe(self) -> str:
         """Where the limit comes from, for a failure's reason."""

@@ -178,6 +178,7 @@ def submit_job(
                 session=session,
                 gang={"CPU": cpus, "GPU": gpus},
                 replica=replica_bundle(resolved),
+                workers=resolved.distributed.workers,
                 now=now,
                 lease_seconds=settings.lease_seconds,
             ):

@@ -165,6 +165,48 @@ def replicas_beside_coordinator(
     return best
 
 
+def never_together(
+    bundles: dict[str, Bundle], workers: int, node_sets: Iterable[Sequence[NodeShape]]
+) -> str | None:
+    """Why no one of `node_sets` (each a set of nodes the cluster had at one moment)
+    could hold the whole gang at once, or None: one could, or none is known (an
+    empty set is an unread one). The dispatcher's words for such a job's failure,
+    and the submit's for its 422."""
+    known = [nodes for nodes in node_sets if nodes]
+    if not known:
+        return None
+    most = max(replicas_beside_coordinator(bundles, workers, nodes) for nodes in known)
+    if most >= workers:
+        return None
+    return (
+        f"the gang's {workers} replicas of {describe(bundles['replica'])} each and its "
+        f"coordinator's {describe(bundles['coordinator'])} fit no set of the cluster's "
+        f"nodes at once (Ray places each bundle on one node): {most} of the replicas "
+        "fit beside the coordinator at most"
+    )
+
+
+def counted(nodes: Iterable[NodeShape]) -> list[dict[str, float]]:
+    """A set of nodes by CPU and GPU shape, each with how many nodes have it, as a
+    dispatcher's report writes it ("node_sets"). Memory is left out: the submit,
+    the report's reader, does not know a job's memory estimate (the dispatcher
+    judges memory), and without it a lab's nodes fold into a few shapes."""
+    shapes: dict[tuple[float, float], int] = {}
+    for node in nodes:
+        key = (node.cpus, node.gpus)
+        shapes[key] = shapes.get(key, 0) + 1
+    return [{"CPU": c, "GPU": g, "count": n} for (c, g), n in sorted(shapes.items())]
+
+
+def from_counted(report: Sequence[Mapping[str, Any]]) -> tuple[NodeShape, ...]:
+    """`counted`'s inverse, memory unknown (0: judge bundles without memory)."""
+    return tuple(
+        NodeShape(float(entry.get("CPU", 0.0)), float(entry.get("GPU", 0.0)), 0.0)
+        for entry in report
+        for _ in range(int(entry.get("count", 0)))
+    )
+
+
 def placement(
     bundles: dict[str, Bundle], workers: int, nodes: Sequence[NodeShape]
 ) -> list[int] | None:

@@ -26,7 +26,13 @@ from service.schemas.gang import Bundle
 from service.schemas.node_fit import job_bundles
 from service.schemas.resolve import Problem
 from service.store.dispatchers import is_alive, recent_dispatchers
-from service.store.resource_reasons import capacity_of, never_fits_reason, never_on_a_node, nodes_of
+from service.store.resource_reasons import (
+    capacity_of,
+    never_fits_reason,
+    never_on_a_node,
+    never_together_on,
+    nodes_of,
+)
 
 REFRESH_SECONDS = 5.0
 
@@ -55,13 +61,15 @@ class ClusterCapacity:
         session: Session,
         gang: dict[str, float],
         replica: Bundle,
+        workers: int,
         now: datetime,
         lease_seconds: float,
     ) -> list[Problem]:
         """(field, why) when no live dispatcher's cluster could ever hold the gang
-        ({"CPU": …, "GPU": …}) or one of its bundles on a node (`replica`: one
+        ({"CPU": …, "GPU": …}), one of its bundles on a node (`replica`: one
         replica's CPUs and GPUs; memory is left to the dispatcher, which knows the
-        estimate); [] when one could, or none is alive (the cluster is unknown: the job
+        estimate), or its coordinator and `workers` replicas on any set of nodes it
+        saw at once; [] when one could, or none is alive (the cluster is unknown: the job
         may wait for one). Job submits only: a sweep may search the gang's size, and
         its points that do not fit fail as trials."""
         alive_since = now - timedelta(seconds=lease_seconds)
@@ -88,6 +96,8 @@ class ClusterCapacity:
                 "distributed.gpus_per_worker" if short_of_gpus else "distributed.cpus_per_worker"
             )
             return [(field, f"{why}, so it can never start (Ray places each bundle on one node)")]
+        if why := never_together_on(bundles, workers, live):
+            return [("distributed.workers", f"{why}, so it can never start")]
         return []
 
     def _current(self, session: Session, now: datetime) -> list[_Report]:

@@ -11,8 +11,10 @@ from service.schemas.jobs import BlockingReason
 from service.schemas.node_fit import (
     NodeShape,
     describe,
+    from_counted,
     misfit,
     most_free,
+    never_together,
     packs,
     replicas_beside_coordinator,
 )
@@ -65,6 +67,29 @@ def never_on_a_node(bundles: dict[str, Bundle], reports: list[dict[str, Any]]) -
     return whys[0]
 
 
+def never_together_on(
+    bundles: dict[str, Bundle], workers: int, reports: list[dict[str, Any]]
+) -> str | None:
+    """Why no live dispatcher's nodes could hold the whole gang at once, though each
+    bundle fits some node (node_fit.never_together, the first dispatcher's words),
+    or None when one could, or one names no node sets (unknown). Judged without
+    memory: the reports leave it out (node_fit.counted)."""
+    sets = [r.get("node_sets") for r in reports]
+    if not sets or not all(isinstance(s, list) and s for s in sets):
+        return None
+    cpus_gpus = {name: _without_memory(bundle) for name, bundle in bundles.items()}
+    whys = [
+        never_together(cpus_gpus, workers, [from_counted(nodes) for nodes in node_sets])
+        for node_sets in sets
+        if isinstance(node_sets, list)
+    ]
+    return None if None in whys else whys[0]
+
+
+def _without_memory(bundle: Bundle) -> Bundle:
+    return {kind: amount for kind, amount in bundle.items() if kind != "memory"}
+
+
 def none_live(dispatcher_timeout: timedelta) -> str:
     return (
         f"no dispatcher was seen in the last {dispatcher_timeout.total_seconds():g} s, "
@@ -108,7 +133,12 @@ def resource_reasons(
     totals = [resource_view(d.resources, "total") or {} for d in dispatchers]
     capacities = [capacity_of(d.resources) for d in dispatchers]
     never = never_fits_reason(required, capacities)
-    if never or (never := never_on_a_node(bundles, [d.resources for d in dispatchers])):
+    reports = [d.resources for d in dispatchers]
+    if (
+        never
+        or (never := never_on_a_node(bundles, reports))
+        or (workers is not None and (never := never_together_on(bundles, workers, reports)))
+    ):
         reasons.append(BlockingReason(kind="resources", message=never))
         return reasons
     if not any(_fits(required, total) for total in totals):

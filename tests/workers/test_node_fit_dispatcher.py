@@ -41,9 +41,9 @@ TWO_GPUS_PER_REPLICA = {
 }
 
 
-def _submit(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
+def _submit(sessions: sessionmaker[Session], spec: dict[str, object], owner: str = "ann") -> int:
     with transaction(sessions) as session:
-        user, _, _ = create_user(session=session, name="ann", role="user")
+        user, _, _ = create_user(session=session, name=owner, role="user")
         job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(spec))
         return job.id
 
@@ -170,6 +170,15 @@ def test_a_gang_whose_replicas_fit_no_nodes_together_fails_once_the_window_says_
         assert job.error is not None and "3 replicas of 3 CPU" in job.error, job.error
         assert "fit no set of the cluster's nodes at once" in job.error, job.error
         assert "2 of the replicas fit beside the coordinator at most" in job.error, job.error
+        # Settled, the report lists the window's node sets (the submit's check), and
+        # explain reads them: another such job, not yet claimed, is not waiting.
+        with sessions() as session:
+            row = session.get(DispatcherRow, "d1")
+            assert row is not None
+            assert row.resources["node_sets"] == [[{"CPU": 5.0, "GPU": 0.0, "count": 2}]]
+        again = _job(sessions, _submit(sessions, THREE_REPLICAS_OF_3_CPUS, owner="bob"))
+        [reason] = _explained(sessions, again)
+        assert "fit no set of the cluster's nodes at once" in reason, reason
 
 
 def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_says_why(
