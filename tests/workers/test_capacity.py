@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.node_fit import NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.schemas.resolve import resolve
 from service.settings import Settings
@@ -25,10 +26,11 @@ from tests.conftest import on_one_database
 from tests.hand_clock import Clock
 from tests.polling import wait_until
 from tests.ray_cluster import RAY_TEST_CPUS
-from tests.workers.dispatcher_seams import dispatcher_store, idle_node_at_seam
+from tests.workers.dispatcher_seams import GiB, dispatcher_store, idle_node_at_seam
 from workers import embedded
 from workers.capacity import Capacity, CapacityWindow
 from workers.dispatcher import Dispatcher
+from workers.ray_runtime import cluster_totals
 
 
 def test_the_window_remembers_the_largest_total_until_it_ages_out() -> None:
@@ -113,7 +115,9 @@ def dipped_dispatcher(
     # It has watched the whole window (a dispatcher judges nothing too large before).
     clock = Clock()
     dispatcher.capacity = CapacityWindow(settings.capacity_window_seconds, clock=clock)
-    dispatcher.capacity.observe(RAY_TEST_CPUS + 4, 0)
+    _totals, nodes = cluster_totals()
+    assert nodes is not None, "Ray's per-node figures"
+    dispatcher.capacity.observe(RAY_TEST_CPUS + 4, 0, (*nodes, NodeShape(4, 0, 8 * GiB)))
     clock.now = settings.capacity_window_seconds
     thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
     thread.start()
