@@ -119,22 +119,26 @@ class JobRun:
 
     def _run(self) -> None:
         claimed = self.claimed
-        gang = RayJob(
-            self.spec,
-            job_key=f"{claimed.job_id}",
-            artifacts_url=artifact_url(self.settings.artifacts_url, ""),
-            datasets=uploaded_datasets(self.spec, self.sessions),
-            attempt=claimed.attempt,
-            pool=self.warm_pool,
-            memory=claimed.memory,
-            artifacts_outage_seconds=self.settings.store_outage_seconds,
-        )
         events: Events = queue.Queue()
         outcome = ReaderOutcome()
-        # Renewed from the claim on: a gang start (torch imports) can outlast a lease.
+        # Renewed from the claim on: a gang start (torch imports) can outlast a lease,
+        # and so can the start's reads while the store is away.
         self._lease.start()
+        gang: RayJob | None = None
         try:
-            resume = resume_point(self.claimed, sessions=self.sessions, write=self._write)
+            # The start's reads ride through a store outage as the writes do: one lost
+            # connection here failed the attempt "dispatcher error" (a review).
+            gang = RayJob(
+                self.spec,
+                job_key=f"{claimed.job_id}",
+                artifacts_url=artifact_url(self.settings.artifacts_url, ""),
+                datasets=uploaded_datasets(self.spec, run=self._start_read),
+                attempt=claimed.attempt,
+                pool=self.warm_pool,
+                memory=claimed.memory,
+                artifacts_outage_seconds=self.settings.store_outage_seconds,
+            )
+            resume = resume_point(self.claimed, run=self._start_read, write=self._write)
             try:
                 ready_s = self.settings.gang_ready_seconds
                 gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
@@ -163,7 +167,8 @@ class JobRun:
             level = logging.WARNING if self._failed else logging.INFO
             log.log(level, "job %s: attempt %s ended: %s", self.job_id, claimed.attempt, how)
         finally:
-            gang.stop()
+            if gang is not None:
+                gang.stop()
             self._lease.stop()
 
     def _reserved(self) -> None:  # twice is harmless: a poke of the dispatcher's loop
@@ -286,6 +291,9 @@ class JobRun:
         self, fn: Callable[[Session], T], *, abort: Callable[[], str | None] = lambda: None
     ) -> T:
         return self._writer.write(fn, abort=abort)
+
+    def _start_read(self, fn: Callable[[Session], T]) -> T:
+        return self._writer.write(fn, abort=self._abort_reason)
 
     def _summary(self, session: Session) -> dict[str, Any] | None:
         # Given with every end; the store keeps it only when the job ends (a retry or

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from service.artifacts import iter_file
 from service.schemas.resolved import ResolvedSpec
@@ -19,9 +19,16 @@ from service.store import lifecycle
 from service.store.attempts import ClaimedJob
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, list_checkpoints
 from service.store.datasets import UPLOAD_PREFIX, dataset_uris
-from service.store.db import read_transaction, transaction
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreRun(Protocol):
+    """Runs one unit of store work and returns its result: the attempt's writer,
+    which rides through an outage (workers.store_writer)."""
+
+    def __call__(self, fn: Callable[[Session], T], /) -> T: ...
 
 
 def rounds_done(count: int) -> str:
@@ -43,18 +50,18 @@ def file_matches(ref: CheckpointRef) -> bool:
 
 
 def verified_resume(
-    newest: CheckpointRef | None, *, job_id: int, sessions: sessionmaker[Session]
+    newest: CheckpointRef | None, *, job_id: int, run: StoreRun
 ) -> tuple[CheckpointRef | None, str | None]:
     """(the checkpoint to resume from, or None for round 0; a note for the job's
-    events when it is not `newest`, else None)."""
+    events when it is not `newest`, else None). `run` runs a unit of store work
+    (the run's outage-riding writer)."""
     if newest is None or file_matches(newest):
         return newest, None
-    with read_transaction(sessions) as session:
-        older = [
-            checkpoint_ref(c)
-            for c in reversed(list_checkpoints(session=session, job_id=job_id))
-            if c.round < newest.round
-        ]
+    older = [
+        ref
+        for ref in run(lambda session: _checkpoints_newest_first(session, job_id))
+        if ref.round < newest.round
+    ]
     chosen = next((ref for ref in older if file_matches(ref)), None)
     failed = [r for r in older if chosen is None or r.round > chosen.round]
     skipped = [newest.round + 1, *(r.round + 1 for r in failed)]
@@ -76,13 +83,13 @@ def verified_resume(
 def resume_point(
     claimed: ClaimedJob,
     *,
-    sessions: sessionmaker[Session],
+    run: StoreRun,
     write: Callable[[Callable[[Session], Any]], Any],
 ) -> tuple[str, str] | None:
     """(uri, sha256) of the checkpoint the attempt resumes from, or None for round 0.
-    A fallback to an older one is written to the job's events through `write` (the
-    run's fenced, outage-riding store writer)."""
-    ref, note = verified_resume(claimed.resume, job_id=claimed.job_id, sessions=sessions)
+    Older checkpoints are listed through `run`, and a fallback to one is written to
+    the job's events through `write` (the run's fenced, outage-riding store writer)."""
+    ref, note = verified_resume(claimed.resume, job_id=claimed.job_id, run=run)
     if note is not None:
         write(
             lambda s: lifecycle.note(
@@ -104,11 +111,15 @@ def resume_point(
     return None if ref is None else (ref.uri, ref.sha256)
 
 
-def uploaded_datasets(spec: ResolvedSpec, sessions: sessionmaker[Session]) -> dict[str, str]:
+def uploaded_datasets(spec: ResolvedSpec, *, run: StoreRun) -> dict[str, str]:
     """The files of the uploaded dataset the attempt trains on, by id ({} for a
-    builtin dataset or a generated task)."""
+    builtin dataset or a generated task), read through `run`."""
     ref = spec.task.dataset or ""
     if not ref.startswith(UPLOAD_PREFIX):
         return {}
-    with transaction(sessions) as session:
-        return dataset_uris(session=session, dataset_ids=[int(ref[len(UPLOAD_PREFIX) :])])
+    dataset_id = int(ref[len(UPLOAD_PREFIX) :])
+    return run(lambda session: dataset_uris(session=session, dataset_ids=[dataset_id]))
+
+
+def _checkpoints_newest_first(session: Session, job_id: int) -> list[CheckpointRef]:
+    return [checkpoint_ref(c) for c in reversed(list_checkpoints(session=session, job_id=job_id))]

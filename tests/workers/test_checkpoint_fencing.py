@@ -23,6 +23,7 @@ from tests.conftest import on_one_database
 from tests.polling import wait_until
 from workers.dispatcher import Dispatcher
 from workers.resume import verified_resume
+from workers.store_writer import RetryingWriter
 
 
 def _job(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
@@ -56,14 +57,15 @@ def test_resume_skips_checkpoints_whose_bytes_changed(
                 bytes=len(data),
             )
         newest = checkpoint_ref(latest_checkpoint(session=session, job_id=job_id))  # type: ignore[arg-type]
-    assert verified_resume(newest, job_id=job_id, sessions=session_factory) == (newest, None)
+    store = RetryingWriter(session_factory, give_up_seconds=10, name="resume")
+    assert verified_resume(newest, job_id=job_id, run=store.write) == (newest, None)
 
     write_file(newest.uri, b"overwritten by a lost attempt")
     older = newest.uri.replace("round-00000030", "round-00000020")
     path = local_path(older)
     assert path is not None
     path.unlink()  # and the one before is gone
-    chosen, note = verified_resume(newest, job_id=job_id, sessions=session_factory)
+    chosen, note = verified_resume(newest, job_id=job_id, run=store.write)
     assert chosen is not None and chosen.round == 9
     assert note is not None and "after 30, 20 rounds" in note and "one after 10 rounds" in note
 
