@@ -21,12 +21,12 @@ from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued
-from service.store.unschedulable import unschedulable_jobs
-from workers.capacity import CapacityWindow
+from workers.capacity import CapacityWindow, too_large_jobs
 from workers.job_run import JobRun
-from workers.loop_errors import LoopErrors
+from workers.loop_errors import LoopErrors, store_unreachable
 from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
+from workers.reap_grace import ReapGrace
 from workers.stop_record import record_stopped
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
@@ -65,6 +65,8 @@ class Dispatcher:
         self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
         # Jobs the claims passed over, their gangs not fitting the free nodes at once.
         self.passed_over = PassedOverJobs()
+        # No reaping for a lease after an outage: the heartbeats renew (reap_grace).
+        self.reap_grace = ReapGrace(settings.lease_seconds, settings.heartbeat_seconds)
         self.capacity = CapacityWindow(
             settings.capacity_window_seconds,
             ceiling_cpus=settings.capacity_ceiling_cpus,
@@ -104,10 +106,13 @@ class Dispatcher:
                     # A database or Ray hiccup must not kill the dispatcher: running
                     # jobs keep their own threads; try again after the poll interval.
                     errors.failed(exc)
+                    if store_unreachable(exc):
+                        self.reap_grace.store_failed()
                     self._waker.reset()
                     self.stop_event.wait(self.settings.poll_seconds)
                     continue
                 errors.succeeded()
+                self.reap_grace.store_answered()
             exited_cleanly = True
         finally:
             self._shutdown(exited_cleanly)
@@ -131,22 +136,16 @@ class Dispatcher:
         (total_cpus, total_gpus), node_totals = cluster_totals()  # nodes None: unknown
         (free_cpus, free_gpus), node_frees = cluster_free()
         self.capacity.observe(total_cpus, total_gpus, tuple(node_totals or ()))
-        limit, node_shapes = self.capacity.largest(), self.capacity.nodes()
+        limit = self.capacity.largest()
         with transaction(self.sessions) as session:
-            requeued = requeue_expired(session=session, actor=f"reaper:{self.id}")
-            settled = self.capacity.settled()  # else the window's rule has not been read whole
-            judged = (
-                unschedulable_jobs(
-                    session=session, total_cpus=limit.cpus, total_gpus=limit.gpus, nodes=node_shapes
-                )
-                if settled
-                else {}
+            requeued = (
+                requeue_expired(session=session, actor=f"reaper:{self.id}")
+                if self.reap_grace.may_reap()
+                else []
             )
-            for job in self.passed_over.to_judge() if settled else ():
-                if job.job_id not in judged and (why := self.capacity.never_placed(job)):
-                    judged[job.job_id] = why
-            where = self.capacity.describe()
-            unschedulable = {job_id: f"{why} ({where})" for job_id, why in judged.items()}
+            unschedulable = too_large_jobs(
+                session=session, window=self.capacity, passed_over=self.passed_over
+            )
             for job_id, reason in unschedulable.items():
                 with contextlib.suppress(NotFound):  # passed over, then cancelled and deleted
                     fail_queued(session=session, job_id=job_id, actor=self.actor, reason=reason)
