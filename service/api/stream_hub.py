@@ -127,8 +127,9 @@ class StreamHub:
         """One watcher's stream, SSE-encoded: the current status, the metrics after
         `after_seq` (SSE id = seq) and status changes, until a terminal status. What
         was published while the watcher was writing goes out as one chunk.
-        `still_allowed` (service.api.stream_guard) is asked while live, at least
-        every ALLOWED_CHECK_SECONDS; False closes the stream."""
+        `still_allowed` (service.api.stream_guard) is asked before each page of the
+        stored backlog and while live, at least every ALLOWED_CHECK_SECONDS; False
+        closes the stream."""
         self._listen()
         feed = self._feeds.get(job_id)
         if feed is None:
@@ -150,6 +151,10 @@ class StreamHub:
             # After a terminal status every metric is stored: read them all.
             upto = None if ended else head_seq
             async for page in self._stored(job_id, after=last_seq, upto=upto):
+                # Asked between pages too: a slow reader of a long backlog (a finished
+                # job's) read for minutes after its user was disabled (a review).
+                if still_allowed is not None and not await still_allowed():
+                    return
                 yield b"".join(encode(metric_message(m)) for m in page)
                 last_seq = page[-1].seq
             if ended:

@@ -3,12 +3,15 @@ disabled; a user's concurrent streams are capped (429); reads take no write lock
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
 import pytest
 
+from service.api.job_stream import BATCH
+from service.api.stream_hub import StreamHub
 from service.sse_text import parse_sse
 from service.store.db import is_sqlite, make_engine, transaction
 from service.store.models import User
@@ -152,3 +155,30 @@ def test_a_stream_that_never_starts_gives_its_slot_back(make_api: MakeApi, path:
     assert sent == ["200"] * 3  # each stream was answered (a leaked slot: a 429 and its body)
     with api.client.stream("GET", url, headers=alice) as response:
         assert response.status_code == 200, response.read()
+
+
+@pytest.mark.timeout(60)
+def test_a_backlog_stops_between_pages_once_the_token_is_no_longer_allowed(api: Api) -> None:
+    """A slow reader of a finished job's long backlog read it to its end after its
+    user was disabled (a review: 4 MB over 20 s, with a 2 s re-check): the re-check
+    is asked before each stored page too, not only while live."""
+    _uid, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    api.append(claimed, range(1, 3 * BATCH + 1))
+    api.finish(claimed)
+    answers = iter([True])  # the first page allowed, then the user is disabled
+
+    async def still_allowed() -> bool:
+        return next(answers, False)
+
+    async def read() -> bytes:
+        hub = StreamHub(api.sessions)
+        try:
+            watch = hub.watch(job_id, after_seq=0, still_allowed=still_allowed)
+            return b"".join([chunk async for chunk in watch])
+        finally:
+            hub.close()
+
+    events = list(parse_sse(asyncio.run(read()).decode().splitlines()))
+    assert [e.event for e in events] == ["status"] + ["metrics"] * BATCH, len(events)
