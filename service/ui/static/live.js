@@ -131,7 +131,8 @@ function shown(signal) {
   });
 }
 
-async function readEvents(body, dispatch) {
+// The events of an SSE body, as the WHATWG parser reads them. Exported for tests.
+export async function readEvents(body, dispatch) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let event = { event: "message", data: [] };
@@ -139,8 +140,12 @@ async function readEvents(body, dispatch) {
     const { value, done } = await reader.read();
     if (done) return;
     buffer += value;
-    const lines = buffer.split(/\r\n|\r|\n/);
-    buffer = lines.pop();
+    // A "\r" that ends a chunk may be the first half of the server's "\r\n": it waits
+    // for the next chunk. Read alone, it ended the line and the "\n" ended another,
+    // so an empty line flushed the event half-read (its type or id lost; a review).
+    const held = buffer.endsWith("\r") ? "\r" : "";
+    const lines = buffer.slice(0, buffer.length - held.length).split(/\r\n|\r|\n/);
+    buffer = lines.pop() + held;
     for (const line of lines) {
       if (line === "") {
         if (event.data.length) dispatch({ ...event, data: event.data.join("\n") });
