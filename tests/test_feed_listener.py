@@ -1,7 +1,8 @@
 """The SSE feeds' LISTEN connection (service/api/feed_listener.py) against a private
 PostgreSQL that is restarted: a watched job's notification pokes its feed, another
-job's does not, and after the restart the listener reconnects by itself and pokes
-every feed once (a notification may have gone by unheard)."""
+job's does not, a payload that is no job id is skipped, and after the restart the
+listener reconnects by itself and pokes every feed once (a notification may have
+gone by unheard)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ async def until(predicate: Callable[[], bool], *, timeout: float, what: str) -> 
         await asyncio.sleep(0.05)
 
 
-def notify(url: str, *payloads: int) -> None:
+def notify(url: str, *payloads: int | str) -> None:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -64,12 +65,17 @@ def test_the_listener_pokes_watched_feeds_and_survives_a_restart() -> None:
                 await until(lambda: len(rounds) == 1, timeout=10, what="the first poke-all")
                 await asyncio.to_thread(notify, url, 8, 7)
                 await until(lambda: pokes == [7], timeout=10, what="job 7's poke")
+                # Anyone may NOTIFY the channel: a payload that is no job id is skipped,
+                # the connection kept (it was dropped and made again).
+                await asyncio.to_thread(notify, url, "hello", 7)
+                await until(lambda: pokes == [7, 7], timeout=10, what="a poke after a stray one")
+                assert len(rounds) == 1, "the connection was made again"
 
                 await asyncio.to_thread(server.restart)
                 await until(lambda: len(rounds) == 2, timeout=30, what="the reconnect")
                 assert listener.listening
                 await asyncio.to_thread(notify, url, 7)
-                await until(lambda: pokes == [7, 7], timeout=10, what="a poke after restart")
+                await until(lambda: pokes == [7, 7, 7], timeout=10, what="a poke after restart")
             finally:
                 await asyncio.to_thread(listener.close)
             assert not listener.listening

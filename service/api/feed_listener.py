@@ -84,6 +84,15 @@ class FeedListener:
             self._loop.call_soon_threadsafe(self._poke_all)
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=WAIT_SLICE_SECONDS):
-                    job_id = int(note.payload)
-                    if self._watched(job_id):
+                    # Anyone may NOTIFY the channel: a payload that is no job id is
+                    # skipped, not a reason to drop the connection (a review).
+                    job_id = _job_id(note.payload)
+                    if job_id is not None and self._watched(job_id):
                         self._loop.call_soon_threadsafe(self._poke, job_id)
+
+
+def _job_id(payload: str) -> int | None:
+    try:
+        return int(payload)
+    except ValueError:
+        return None
