@@ -17,10 +17,11 @@ from service.api.deps import (
     Sessions,
     field_error,
 )
+from service.api.event_stream import EventStream
 from service.api.job_stream import metric_record
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
-from service.api.stream_hub import EventStream, StreamHub
+from service.api.stream_hub import StreamHub
 from service.artifacts import file_size, iter_file, remove_empty_folders, remove_quietly
 from service.auth import CurrentUser
 from service.errors import NotFound

@@ -17,11 +17,11 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
+from service.api.event_stream import EventStream
 from service.api.job_filters import JobFilters, ListingFilters, page_query
 from service.api.jobs import read_page
 from service.api.responses import errors
 from service.api.stream_guard import StreamSlots, TokenRecheck
-from service.api.stream_hub import EventStream
 from service.auth import CurrentUser
 from service.schemas.common import Page
 from service.schemas.jobs import JobOut

@@ -26,13 +26,10 @@ live watcher gets it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
-from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message, Receive, Scope, Send
 
 from service.api.feed_listener import FeedListener
 from service.api.job_feed import JobFeed, encode
@@ -40,36 +37,6 @@ from service.api.job_stream import BATCH, metric_message, status_message
 from service.store.db import read_transaction
 from service.store.metrics import metrics_after
 from service.store.models import TERMINAL, Metric
-
-
-class EventStream(EventSourceResponse):
-    """sse_starlette's response without a cancel scope around every send when no
-    send timeout is set: with 1000 watchers of a job, entering and leaving that scope
-    cost about as much as the write itself (issue 13's profile). Everything else —
-    pings, disconnects, the server's shutdown — is sse_starlette's.
-
-    `on_close` runs once the response is over, however it ends (the stream_guard
-    slot's release): here, not in the stream's generator, whose `finally` never runs
-    when the client is gone before sse_starlette starts it."""
-
-    def __init__(
-        self, content: AsyncIterable[Any], *, on_close: Callable[[], None] | None = None
-    ) -> None:
-        super().__init__(content)
-        self.on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
-
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        if self.send_timeout is None:
-            await send(message)
-        else:
-            await super()._send_with_timeout(send, message)
 
 
 class StreamHub:

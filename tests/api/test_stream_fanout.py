@@ -5,19 +5,23 @@ receives the complete series exactly once and the terminal status last."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from service.api import job_feed
+from service.api import event_stream, job_feed
+from service.api.job_stream import BATCH
 from service.app import create_app
 from service.settings import Settings
 from service.sse_text import SseEvent, parse_sse
 from tests.api.conftest import ADMIN_TOKEN, SMALL_SPEC, Api, bearer, serving
+from tests.conftest import on_one_database
 from tests.polling import wait_until
 
 EARLY_WATCHERS = 40
@@ -141,3 +145,43 @@ def test_on_postgresql_the_feed_reads_when_the_store_notifies(
     assert [int(e.id or 0) for e in watcher.events if e.event == "metrics"] == [1, 2, 3]
     assert watcher.events[-1].event == "status"
     assert watcher.events[-1].data["status"] == "succeeded"
+
+
+@on_one_database("sqlite")
+@pytest.mark.timeout(120)
+def test_a_stream_whose_client_stops_reading_is_closed_and_its_slot_freed(
+    server: Server, clean_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that stops reading (a laptop asleep with a dashboard tab open) held its
+    stream, its user's stream slot and its feed's backlog until TCP gave up, minutes
+    later (a review). Closed once a send has waited SEND_STALL_SECONDS."""
+    monkeypatch.setattr(event_stream, "SEND_STALL_SECONDS", 1.0)
+    monkeypatch.setattr(event_stream, "STALL_CHECK_SECONDS", 0.1)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        admin_id = client.get("/v1/users/me", headers=bearer(ADMIN_TOKEN)).json()["id"]
+        r = client.post("/v1/jobs", json=SMALL_SPEC, headers=bearer(ADMIN_TOKEN))
+        assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    claimed = server.api.claim()
+    # A backlog of ≈ 5 MB: more than the kernel's socket buffers take on loopback.
+    for first in range(1, 30_000, BATCH):
+        server.api.append(claimed, range(first, first + BATCH))
+    server.api.finish(claimed)
+    slots = server.app.state.stream_slots
+    address = urlparse(server.url)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((address.hostname, address.port))
+    try:
+        stalled.sendall(
+            f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode()
+        )  # and never read
+        wait_until(lambda: slots.open_streams(admin_id) == 1, timeout=30, what="the stream")
+        wait_until(
+            lambda: slots.open_streams(admin_id) == 0,
+            timeout=30,
+            what="the stalled stream to be closed",
+        )
+    finally:
+        stalled.close()
