@@ -39,6 +39,7 @@ from service.store.sweep_trials import objective_metrics, read_intermediate, rec
 from service.store.sweeps import (
     ACTIVE_SWEEP,
     OPEN_TRIAL,
+    SWEEP_TERMINAL,
     active_trial_jobs,
     adds_trials,
     set_status,
@@ -238,6 +239,10 @@ def settle(*, session: Session, sweep_id: int, token: str) -> SweepStatus:
     else failed; a cancelling sweep becomes cancelled. Returns the status."""
     sweep = step_holder(session=session, sweep_id=sweep_id, token=token)
     status = SweepStatus(sweep.status)
+    # A cancel that landed during this step may have ended the sweep already (its
+    # trials all finished): the step holds the lease, but the status is the cancel's.
+    if status in SWEEP_TERMINAL:
+        return status
     trials = _trials(session, sweep_id)
     if any(TrialState(t.state) in OPEN_TRIAL for t in trials) or active_trial_jobs(
         session=session, sweep_id=sweep_id

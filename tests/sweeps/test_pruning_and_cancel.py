@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from service.store import sweep_steps
 from service.store import sweeps as store_sweeps
 from service.store.db import transaction
-from service.store.models import AuditEvent, JobEvent, Sweep
+from service.store.models import AuditEvent, JobEvent, Sweep, SweepStatus
 from tests.sweeps.conftest import Lab
 
 MEDIAN = {"type": "median", "startup_trials": 1}
@@ -194,3 +195,31 @@ def test_two_objectives_give_the_pareto_front(lab: Lab) -> None:
     )
     assert sweep.best == front
     assert [t.values for t in lab.trials(sweep_id)] == [list(r) for r in results]
+
+
+def cancel(lab: Lab, sweep_id: int) -> None:
+    with transaction(lab.sessions) as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        store_sweeps.request_cancel(session=session, sweep=sweep, actor="user:1")
+
+
+def test_a_cancel_during_a_step_that_ends_the_sweep_stands(lab: Lab) -> None:
+    """Every trial has finished when the cancel lands between a controller's
+    take_step and its settle: the cancel ends the sweep at once, and settle (budget
+    spent, a trial complete) tried cancelled -> succeeded and raised."""
+    sweep_id = lab.submit(trials=2, parallel=2)
+    lab.controller().poll()
+    for claimed, gap in zip(lab.claim_all(), (0.1, 0.2), strict=True):
+        lab.succeed(claimed.job_id, {"optimality_gap": gap})
+    with transaction(lab.sessions) as session:
+        token = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="c1", lease_seconds=600
+        )
+    assert token is not None
+    cancel(lab, sweep_id)
+    assert lab.sweep(sweep_id).status == "cancelled"
+    with transaction(lab.sessions) as session:
+        settled = sweep_steps.settle(session=session, sweep_id=sweep_id, token=token)
+    assert settled is SweepStatus.CANCELLED
+    assert lab.sweep(sweep_id).status == "cancelled"
