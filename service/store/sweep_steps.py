@@ -35,7 +35,12 @@ from service.store.models import (
     utcnow,
 )
 from service.store.sweep_snapshot import SweepSnapshot, TrialView
-from service.store.sweep_trials import objective_metrics, read_intermediate, record_result
+from service.store.sweep_trials import (
+    best_trials,
+    objective_metrics,
+    read_intermediate,
+    record_result,
+)
 from service.store.sweeps import (
     ACTIVE_SWEEP,
     OPEN_TRIAL,
@@ -163,20 +168,20 @@ def record_decisions(
     session: Session,
     sweep_id: int,
     token: str,
-    best: Sequence[int],
     system_attrs: Mapping[int, dict[str, Any]],
     prune: Sequence[int],
     points: Sequence[Mapping[str, Any]],
     first_number: int,
 ) -> list[int]:
-    """Store one step's decisions: the best trials, the pruner's per-trial state, the
-    pruned trials (their jobs cancelled with the reason "pruned"), and the asked
-    points as pending trials numbered from `first_number`. No point is added unless
-    the sweep still `adds_trials`. Returns the pruned trial numbers."""
+    """Store one step's decisions: the pruner's per-trial state, the pruned trials
+    (their jobs cancelled with the reason "pruned"), and the asked points as pending
+    trials numbered from `first_number`; and the best trials of the results that
+    `observe` recorded. No point is added unless the sweep still `adds_trials`.
+    Returns the pruned trial numbers."""
     sweep = step_holder(session=session, sweep_id=sweep_id, token=token)
     now = utcnow()
-    sweep.best = list(best)
     trials = {t.number: t for t in _trials(session, sweep_id)}
+    sweep.best = best_trials(sweep.spec, trials.values())
     for number, attrs in system_attrs.items():
         trials[number].system_attrs = dict(attrs)
     pruned = [n for n in prune if _prune(session, sweep, trials[n], now)]

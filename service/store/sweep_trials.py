@@ -1,12 +1,12 @@
 """A sweep trial's side of its job: the result a finished job gives its trial (the
-objective values from its final metrics, or why it has none) and the intermediate
-values of the first objective that the pruner reads. Used by a controller's step and
-by a sweep's cancel."""
+objective values from its final metrics, or why it has none), the sweep's best trials
+among those results, and the intermediate values of the first objective that the
+pruner reads. Used by a controller's step and by a sweep's cancel."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,33 @@ def record_result(
         return False
     trial.finished_at = now
     return True
+
+
+def best_trials(sweep_spec: Mapping[str, Any], trials: Iterable[SweepTrial]) -> list[int]:
+    """sweeps.best: the best completed trial's number (the lowest of equals), or with
+    several objectives the numbers of the Pareto front (no other completed trial is at
+    least as good in every objective and better in one; equal trials are both on it);
+    [] before a trial completes. The one rule, for every writer of sweeps.best (a
+    controller's step, a cancel that ends the sweep); Optuna's own best_trial(s) give
+    the same (tests/sweeps/test_best_trials.py)."""
+    signs = [1.0 if o["direction"] == "minimize" else -1.0 for o in sweep_spec["objectives"]]
+    costs = {  # every objective as one to minimise
+        t.number: tuple(sign * v for sign, v in zip(signs, t.values, strict=True))
+        for t in trials
+        if t.state == TrialState.COMPLETE.value and t.values is not None
+    }
+    # In lexicographic order a trial comes after every trial that dominates it, and
+    # a dominated trial's dominator is dominated by (or is) one already on the front:
+    # comparing with the front alone suffices, not with every trial (up to 1000).
+    front: list[int] = []
+    for number in sorted(costs, key=lambda n: (costs[n], n)):
+        if not any(_dominates(costs[f], costs[number]) for f in front):
+            front.append(number)
+    return front[:1] if len(signs) == 1 else sorted(front)
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
 
 def _metric(summary: Mapping[str, Any], name: str) -> float | None:

@@ -27,7 +27,7 @@ from service.store.models import (
     User,
     utcnow,
 )
-from service.store.sweep_trials import objective_metrics, record_result
+from service.store.sweep_trials import best_trials, objective_metrics, record_result
 from service.store.users import Principal
 
 # A controller steps sweeps in these statuses.
@@ -212,9 +212,10 @@ def request_cancel(
     *, session: Session, sweep: Sweep, actor: str, audit_actor: Principal | None = None
 ) -> Sweep:
     """Cancel a sweep: no new trials; pending trials are cancelled; every queued or
-    running trial job is cancelled through the jobs' own cancel path. The sweep is
-    cancelled at once if no trial job is left running, else cancelling until a
-    controller sees them all stopped. Repeating it, or cancelling a finished sweep,
+    running trial job is cancelled through the jobs' own cancel path; the results of
+    trials whose jobs had finished are recorded, and the best trials with them. The
+    sweep is cancelled at once if no trial job is left running, else cancelling until
+    a controller sees them all stopped. Repeating it, or cancelling a finished sweep,
     changes nothing. `audit_actor`: who asked, for the `sweep.cancelled` audit row and
     each trial job's `job.cancelled` (None: no audit rows, store-level callers)."""
     # Locked and re-read: of two concurrent cancels one changes (and audits) it. Not
@@ -249,6 +250,9 @@ def request_cancel(
                 )
             # A queued job is cancelled at once: its trial is finished now.
             record_result(trial, job, metrics, now)
+    # Results recorded here may be the sweep's last: no controller steps a sweep
+    # cancelled at once, and best would keep what the last step saw.
+    sweep.best = best_trials(sweep.spec, trials)
     session.flush()
     still_open = any(t.state in OPEN_TRIAL for t in trials)
     if still_open or active_trial_jobs(session=session, sweep_id=sweep.id):

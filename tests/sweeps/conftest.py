@@ -22,7 +22,7 @@ from service.store.attempts import ClaimedJob
 from service.store.db import transaction
 from service.store.metrics import MetricIn, append_metrics
 from service.store.models import Job, JobStatus, Sweep, SweepTrial
-from service.store.sweeps import create_sweep
+from service.store.sweeps import create_sweep, request_cancel
 from service.store.users import create_user
 from workers.job_outcome import Progress, summary
 from workers.sweeps.controller import SweepController
@@ -65,6 +65,13 @@ class Lab:
                 session=session, owner_id=self.owner_id, spec=checked.stored, name="s"
             )
             return sweep.id
+
+    def cancel(self, sweep_id: int) -> None:
+        """As the owner's POST /v1/sweeps/{id}/cancel does, in the store."""
+        with transaction(self.sessions) as session:
+            sweep = session.get(Sweep, sweep_id)
+            assert sweep is not None
+            request_cancel(session=session, sweep=sweep, actor="user:1")
 
     def controller(self, name: str = "c1", **settings: Any) -> SweepController:
         fast = self.settings.model_copy(update=settings)

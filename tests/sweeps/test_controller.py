@@ -251,7 +251,6 @@ def test_a_controller_that_lost_its_step_lease_writes_nothing(lab: Lab) -> None:
             session=session,
             sweep_id=sweep_id,
             token=old,
-            best=[],
             system_attrs={},
             prune=[],
             points=[{"optimizer.lr": 0.1}],

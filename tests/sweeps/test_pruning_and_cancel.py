@@ -197,13 +197,6 @@ def test_two_objectives_give_the_pareto_front(lab: Lab) -> None:
     assert [t.values for t in lab.trials(sweep_id)] == [list(r) for r in results]
 
 
-def cancel(lab: Lab, sweep_id: int) -> None:
-    with transaction(lab.sessions) as session:
-        sweep = session.get(Sweep, sweep_id)
-        assert sweep is not None
-        store_sweeps.request_cancel(session=session, sweep=sweep, actor="user:1")
-
-
 def test_a_cancel_during_a_step_that_ends_the_sweep_stands(lab: Lab) -> None:
     """Every trial has finished when the cancel lands between a controller's
     take_step and its settle: the cancel ends the sweep at once, and settle (budget
@@ -217,7 +210,7 @@ def test_a_cancel_during_a_step_that_ends_the_sweep_stands(lab: Lab) -> None:
             session=session, sweep_id=sweep_id, controller_id="c1", lease_seconds=600
         )
     assert token is not None
-    cancel(lab, sweep_id)
+    lab.cancel(sweep_id)
     assert lab.sweep(sweep_id).status == "cancelled"
     with transaction(lab.sessions) as session:
         settled = sweep_steps.settle(session=session, sweep_id=sweep_id, token=token)

@@ -1,5 +1,5 @@
-"""The Optuna side on hand-made trials: the best trial and the Pareto front, points
-asked inside the space (and the same point for the same history), each sampler."""
+"""The Optuna side on hand-made trials: points asked inside the space (and the same
+point for the same history), each sampler. (The best trials: test_best_trials.py.)"""
 
 from __future__ import annotations
 
@@ -35,56 +35,6 @@ def completed(number: int, point: dict[str, Any]) -> TrialView:
         system_attrs={},
         job_active=False,
     )
-
-
-def view(
-    number: int, values: list[float] | None, state: TrialState = TrialState.COMPLETE
-) -> TrialView:
-    return TrialView(
-        number=number,
-        state=state,
-        params={"optimizer.lr": 0.01, "model.hidden_size": 16, "model.cell": "gru"},
-        values=values,
-        intermediate={},
-        system_attrs={},
-        job_active=False,
-    )
-
-
-def test_the_best_single_objective_trial_ignores_unfinished_and_failed_ones() -> None:
-    maximize = spec(objectives=[{"metric": "val_accuracy", "direction": "maximize"}])
-    trials = [
-        view(0, [0.7]),
-        view(1, None, TrialState.FAILED),
-        view(2, [0.9]),
-        view(3, None, TrialState.PRUNED),
-        view(4, None, TrialState.RUNNING),
-        view(5, [0.8]),
-    ]
-    assert study.best(maximize, trials) == [2]
-    minimize = spec(objectives=[{"metric": "val_loss", "direction": "minimize"}])
-    assert study.best(minimize, trials) == [0]
-    assert study.best(minimize, [view(0, None, TrialState.RUNNING)]) == []
-
-
-def test_the_pareto_front_of_accuracy_against_bytes() -> None:
-    two = spec(
-        objectives=[
-            {"metric": "val_accuracy", "direction": "maximize"},
-            {"metric": "bytes_up_total", "direction": "minimize"},
-        ]
-    )
-    results = {
-        0: [0.90, 800.0],  # front: most accurate
-        1: [0.85, 300.0],  # front
-        2: [0.80, 350.0],  # dominated by 1
-        3: [0.60, 100.0],  # front: cheapest
-        4: [0.85, 300.0],  # equal to 1: both on the front
-        5: [0.90, 900.0],  # dominated by 0 (same accuracy, more bytes)
-        6: [0.70, 300.0],  # dominated by 1 (same bytes, less accurate)
-    }
-    trials = [view(n, v) for n, v in results.items()] + [view(7, None, TrialState.FAILED)]
-    assert study.best(two, trials) == [0, 1, 3, 4]
 
 
 @pytest.mark.parametrize("sampler", ["gp", "tpe", "random"])

@@ -7,9 +7,10 @@ from the rows alone, so a controller that restarts, or another that takes over a
 expired lease, continues where the last one stopped:
 
 1. observe (one transaction): results of finished trial jobs, new intermediate values;
-2. decide (no transaction; Optuna may take seconds): what to prune, the best trials,
-   and up to `parallel` minus the open trials' worth of new points;
-3. record the decisions (one transaction): the asked points become pending trials;
+2. decide (no transaction; Optuna may take seconds): what to prune, and up to
+   `parallel` minus the open trials' worth of new points;
+3. record the decisions (one transaction): the asked points become pending trials,
+   and the sweep's best trials are computed again;
 4. submit (one transaction): each pending trial's job, then settle the sweep's status.
 """
 
@@ -170,7 +171,6 @@ class SweepController:
                 session=session,
                 sweep_id=snapshot.sweep_id,
                 token=token,
-                best=study.best(spec, trials),
                 system_attrs=decision.system_attrs if decision else {},
                 prune=decision.prune if decision else [],
                 points=points,

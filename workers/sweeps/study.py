@@ -200,18 +200,3 @@ def prune(spec: SweepSpec, trials: Sequence[TrialView]) -> PruneDecision:
         if attrs != view.system_attrs:
             changed[frozen.number] = dict(attrs)
     return PruneDecision(prune=stop, system_attrs=changed)
-
-
-def best(spec: SweepSpec, trials: Sequence[TrialView]) -> list[int]:
-    """The best completed trial's number, or with several objectives the numbers of
-    the Pareto front (no other completed trial is at least as good in every objective
-    and better in one); [] before a trial completes."""
-    complete = [t for t in trials if t.state is TrialState.COMPLETE]
-    if not complete:
-        return []
-    study = build(spec, complete)
-    # Numbers in the rebuilt study follow `complete`'s order, not the sweep's.
-    numbers = [t.number for t in sorted(complete, key=lambda t: t.number)]
-    if len(spec.objectives) == 1:
-        return [numbers[study.best_trial.number]]
-    return sorted(numbers[t.number] for t in study.best_trials)
