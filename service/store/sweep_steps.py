@@ -271,8 +271,8 @@ def _to(session: Session, sweep: Sweep, to: SweepStatus, error: str | None = Non
 
 
 def fail_sweep(*, session: Session, sweep_id: int, token: str, error: str) -> None:
-    """Fail a queued or running sweep with why: its stored spec is one this controller
-    cannot use, or its first trials all failed before they started."""
+    """Fail a queued or running sweep with why: its first trials all failed before
+    they started (none is open: SweepSnapshot.why_stop_unstarted)."""
     sweep = step_holder(session=session, sweep_id=sweep_id, token=token)
     if SweepStatus(sweep.status) in (SweepStatus.QUEUED, SweepStatus.RUNNING):
         set_status(session=session, sweep=sweep, to=SweepStatus.FAILED, error=error[:500])

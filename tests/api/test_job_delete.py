@@ -170,8 +170,9 @@ def test_a_sweep_goes_whole_once_it_and_its_trials_have_finished(
     assert f"{trial_of}, once it has finished" in detail, detail
     detail = assert_json_error(api.client.delete(path, headers=alice), 409)
     assert f"sweep {sweep_id} is running" in detail, detail
-    # A sweep can end with trial jobs still going (fail_sweep: a stored spec this
-    # controller cannot use); they must stop first.
+    # A sweep that ended with trial jobs still going (a controller that could not
+    # read a stored spec used to fail the sweep; set by hand here): they must stop
+    # first.
     with transaction(api.sessions) as session:
         session.execute(
             text("UPDATE sweeps SET status = 'failed' WHERE id = :id"), {"id": sweep_id}

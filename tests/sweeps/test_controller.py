@@ -331,3 +331,47 @@ def test_points_stored_before_the_owner_was_disabled_wait_to_be_submitted(
     set_owner_disabled(lab, False)
     lab.controller().poll()
     assert [t.state for t in lab.trials(sweep_id)] == ["running", "running"]
+
+
+def set_spec(lab: Lab, sweep_id: int, spec: dict[str, Any]) -> None:
+    with transaction(lab.sessions) as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        sweep.spec = spec
+
+
+def test_a_sweep_whose_spec_this_controller_cannot_read_is_left_to_one_that_can(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A field added by a newer lagtrain (a rolling upgrade): the controller failed
+    the sweep, leaving its trials running and their jobs running for good. Now it
+    writes nothing, releases the step lease and says so once; a controller that can
+    read the spec steps the sweep on, and the owner's cancel stops it meanwhile."""
+    sweep_id = lab.submit(trials=4, parallel=2)
+    controller = lab.controller()
+    controller.poll()
+    first = lab.claim_all()
+    as_stored = lab.sweep(sweep_id).spec
+    set_spec(lab, sweep_id, {**as_stored, "future_field": 1})
+    for claimed in first:
+        lab.succeed(claimed.job_id, {"optimality_gap": 0.1})
+    with caplog.at_level(logging.WARNING, logger="workers.sweeps.controller"):
+        assert controller.poll() == 0
+        assert controller.poll() == 0
+    sweep = lab.sweep(sweep_id)
+    assert (sweep.status, sweep.error, sweep.step_token) == ("running", None, None)
+    # Nothing written: not even the finished jobs' results.
+    assert [t.state for t in lab.trials(sweep_id)] == ["running", "running"]
+    told = [r for r in caplog.records if f"sweep {sweep_id}" in r.getMessage()]
+    assert [r.levelname for r in told] == ["WARNING"], "once, not every poll"
+    assert "future_field: Extra inputs are not permitted" in told[0].getMessage()
+
+    set_spec(lab, sweep_id, as_stored)  # as a controller that can read it sees it
+    assert controller.poll() == 1
+    states = [t.state for t in lab.trials(sweep_id)]
+    assert states == ["complete", "complete", "running", "running"]
+    set_spec(lab, sweep_id, {**as_stored, "future_field": 1})
+    lab.cancel(sweep_id)  # the queued trial jobs are cancelled at once
+    assert [j.status for j in lab.jobs(sweep_id)] == ["succeeded"] * 2 + ["cancelled"] * 2
+    assert [t.state for t in lab.trials(sweep_id)] == ["complete"] * 2 + ["cancelled"] * 2
+    assert lab.sweep(sweep_id).status == "cancelled"

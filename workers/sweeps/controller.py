@@ -21,11 +21,13 @@ import socket
 import threading
 import uuid
 from dataclasses import replace
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StaleLease
+from service.schemas.common import error_message
 from service.schemas.resolve import SpecError
 from service.schemas.sweep_space import trial_spec
 from service.schemas.sweeps import SweepSpec
@@ -55,6 +57,7 @@ class SweepController:
         self.id = controller_id or f"{socket.gethostname()}-sweeps-{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
         self._failing: dict[int, LoopErrors] = {}  # sweeps whose last step raised
+        self._unreadable: set[int] = set()  # sweeps whose spec this controller cannot read
 
     def run_forever(self) -> None:
         log.info("sweep controller %s started", self.id)
@@ -80,6 +83,7 @@ class SweepController:
             sweep_ids = sweep_steps.active_sweep_ids(session=session)
         for ended in set(self._failing) - set(sweep_ids):
             del self._failing[ended]
+        self._unreadable &= set(sweep_ids)
         stepped = 0
         for sweep_id in sweep_ids:
             if self.stop_event.is_set():
@@ -108,7 +112,8 @@ class SweepController:
 
     def step(self, sweep_id: int) -> bool:
         """Advance one sweep if its step lease is free; False if another controller
-        holds it (or the sweep is no longer active)."""
+        holds it, the sweep is no longer active, or this controller cannot read its
+        stored spec."""
         with transaction(self.sessions) as session:
             token = sweep_steps.take_step(
                 session=session,
@@ -119,35 +124,61 @@ class SweepController:
         if token is None:
             return False
         try:
-            self._step(sweep_id, token)
+            return self._step(sweep_id, token)
         except StaleLease:
             log.warning("sweep %s: step lease lost; another controller continues", sweep_id)
+            return True
         finally:
             with transaction(self.sessions) as session:
                 sweep_steps.release_step(session=session, sweep_id=sweep_id, token=token)
-        return True
 
-    def _step(self, sweep_id: int, token: str) -> None:
+    def _step(self, sweep_id: int, token: str) -> bool:
+        """One step; False, with nothing written, if this controller cannot read the
+        sweep's stored spec."""
         with transaction(self.sessions) as session:
+            # Read before observe writes anything: a trial's result is read by the
+            # spec's objectives, which a newer version may mean otherwise.
+            sweep = sweep_steps.step_holder(session=session, sweep_id=sweep_id, token=token)
+            spec = self._readable_spec(sweep_id, sweep.spec)
+            if spec is None:
+                return False
             snapshot = sweep_steps.observe(session=session, sweep_id=sweep_id, token=token)
-        try:
-            spec = SweepSpec.model_validate(snapshot.spec)
-        except ValidationError as exc:  # stored by another version of lagtrain
-            with transaction(self.sessions) as session:
-                sweep_steps.fail_sweep(
-                    session=session,
-                    sweep_id=sweep_id,
-                    token=token,
-                    error=f"the stored sweep spec is not valid for this controller: {exc}",
-                )
-            return
         stop = snapshot.why_stop_unstarted()
         if stop is not None:
             with transaction(self.sessions) as session:
                 sweep_steps.fail_sweep(session=session, sweep_id=sweep_id, token=token, error=stop)
-            return
+            return True
         self._decide_and_record(snapshot, spec, token)
         self._submit(snapshot, spec, token)
+        return True
+
+    def _readable_spec(self, sweep_id: int, stored: dict[str, Any]) -> SweepSpec | None:
+        """The sweep's spec, or None where this controller cannot read it: one stored
+        by a newer lagtrain (a field added, during a rolling upgrade). Not failed for
+        it, which left its trials open and their jobs running with nobody to watch
+        them: a controller that can read it steps it, and its owner can cancel it.
+        Told once per sweep, not every poll."""
+        try:
+            spec = SweepSpec.model_validate(stored)
+        except ValidationError as exc:
+            if sweep_id not in self._unreadable:
+                self._unreadable.add(sweep_id)
+                errors = exc.errors()
+                first = errors[0]
+                where = ".".join(str(p) for p in first["loc"]) or "spec"
+                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                log.warning(
+                    "sweep %s: left to another controller: its stored spec is not one "
+                    "this version of lagtrain can read (%s: %s%s); a controller that can "
+                    "read it steps it, and its owner can cancel it",
+                    sweep_id,
+                    where,
+                    error_message(first),
+                    more,
+                )
+            return None
+        self._unreadable.discard(sweep_id)
+        return spec
 
     def _decide_and_record(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
         trials = list(snapshot.trials)
