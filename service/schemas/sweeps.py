@@ -136,7 +136,10 @@ class MedianPruner(Strict):
         default=5, ge=0, le=MAX_TRIALS, description="no pruning until this many trials finished"
     )
     warmup_rounds: int = Field(
-        default=0, ge=0, le=10_000_000, description="no pruning before this round of a trial"
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="no pruning before a trial has run this many rounds",
     )
 
 
@@ -146,7 +149,8 @@ class SuccessiveHalvingPruner(Strict):
         default=None,
         ge=1,
         le=10_000_000,
-        description="rounds before the first rung; null = estimated from finished trials",
+        description="rounds a trial runs before its first rung (the first evaluation "
+        "after at least this many); null = estimated from finished trials",
     )
     reduction_factor: int = Field(default=4, ge=2, le=100)
     min_early_stopping_rate: int = Field(default=0, ge=0, le=100)

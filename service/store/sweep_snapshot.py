@@ -24,7 +24,7 @@ class TrialView:
     state: TrialState
     params: dict[str, Any]
     values: list[float] | None
-    intermediate: dict[int, float]
+    intermediate: dict[int, float]  # {a metric record's 0-based round: value}, as stored
     system_attrs: dict[str, Any]
     job_active: bool  # its job is queued, running or cancelling (it holds a slot)
     # Its job failed before any dispatcher claimed it (a gang larger than the whole

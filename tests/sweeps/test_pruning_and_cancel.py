@@ -87,15 +87,16 @@ def test_successive_halving_keeps_its_rungs_across_steps(lab: Lab) -> None:
     sweep_id = lab.submit(
         trials=2,
         parallel=1,
-        pruner={"type": "successive_halving", "min_rounds": 9, "reduction_factor": 2},
+        pruner={"type": "successive_halving", "min_rounds": 10, "reduction_factor": 2},
     )
     controller = lab.controller()
     controller.poll()
     (first,) = lab.claim_all()
     lab.report(first.job_id, {r: v for r, v in gap_curve(1.0).items() if r <= 9})
     controller.poll()
-    # The first trial reached rung 0 and, alone there, was promoted; the rung is in
-    # lagtrain's row, where the next step's rebuilt study finds it.
+    # The first trial reached rung 0 after its 10 rounds (min_rounds) and, alone
+    # there, was promoted; the rung is in lagtrain's row, where the next step's
+    # rebuilt study finds it.
     (trial,) = lab.trials(sweep_id)
     assert trial.state == "running"
     assert trial.system_attrs == {"completed_rung_0": 0.1}

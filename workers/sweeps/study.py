@@ -8,6 +8,13 @@ Samplers are rebuilt per asked trial with a seed derived from (sweep seed, trial
 number): a rebuilt sampler with the sweep's seed alone would ask the same first
 point every step. The pruner's per-trial state (successive halving's rungs) is kept
 in the trial rows' system_attrs.
+
+A trial's intermediate values reach Optuna keyed by the rounds done (a metric
+record's round + 1), Optuna's "step": the pruners' settings count rounds done, so
+`min_rounds` 20 puts the first rung at the evaluation after 20 rounds and
+`warmup_rounds` 20 allows pruning there (MedianPruner skips step < n_warmup_steps).
+Keyed by the record's 0-based round, both were one evaluation late: with 40 rounds
+evaluated every 20 and `min_rounds` 20, nothing was ever pruned.
 """
 
 from __future__ import annotations
@@ -114,7 +121,7 @@ def _frozen(trial: TrialView, dists: dict[str, BaseDistribution]) -> FrozenTrial
         params=dict(trial.params),
         distributions={p: dists[p] for p in trial.params},
         system_attrs=dict(trial.system_attrs),
-        intermediate_values=dict(trial.intermediate),
+        intermediate_values={round_ + 1: v for round_, v in trial.intermediate.items()},
     )
 
 

@@ -87,7 +87,8 @@ class SweepTrial(Base):
         ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
     )
     values: Mapped[list[float] | None] = mapped_column(JSON)
-    # The first objective at the job's evaluation rounds {round: value}, for pruning;
+    # The first objective at the job's evaluation rounds {round: value} (a metric
+    # record's 0-based round; the pruner counts round + 1, rounds done), for pruning;
     # metric_seq is the last metric record read into it.
     intermediate: Mapped[dict[str, Any]]
     metric_seq: Mapped[int] = mapped_column(Integer, default=0)
