@@ -31,6 +31,7 @@ class TrialView:
     # cluster, a time limit while queued): nothing about its point was tried.
     failed_unstarted: bool = False
     error: str | None = None
+    rounds: int | None = None  # its job's schedule.rounds (None before it has a job)
 
 
 @dataclass(frozen=True)

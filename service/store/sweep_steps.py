@@ -142,6 +142,7 @@ def observe(*, session: Session, sweep_id: int, token: str) -> SweepSnapshot:
                     job is not None and job.status == JobStatus.FAILED.value and job.attempt == 0
                 ),
                 error=trial.error,
+                rounds=int(job.spec["schedule"]["rounds"]) if job is not None else None,
             )
         )
     session.flush()

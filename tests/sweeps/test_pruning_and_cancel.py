@@ -217,3 +217,29 @@ def test_a_cancel_during_a_step_that_ends_the_sweep_stands(lab: Lab) -> None:
         settled = sweep_steps.settle(session=session, sweep_id=sweep_id, token=token)
     assert settled is SweepStatus.CANCELLED
     assert lab.sweep(sweep_id).status == "cancelled"
+
+
+def test_a_trial_whose_last_round_is_recorded_is_not_pruned(lab: Lab) -> None:
+    """Its job has reported every round but not ended yet: pruned then, its job was
+    cancelled, yet it succeeded (a cancelling job may), and the trial stayed pruned
+    with no values. Its work is done: the pruner waits for the result."""
+    sweep_id = lab.submit(trials=2, parallel=1, pruner=MEDIAN)
+    controller = lab.controller()
+    controller.poll()
+    (first,) = lab.claim_all()
+    lab.report(first.job_id, gap_curve(1.0))
+    lab.succeed(first.job_id, {"optimality_gap": 1.0 / 40})
+    controller.poll()
+    (poor,) = lab.claim_all()
+    lab.report(poor.job_id, gap_curve(5.0))  # worse at every evaluation, the last too
+    controller.poll()
+    assert [t.state for t in lab.trials(sweep_id)] == ["complete", "running"]
+    assert lab.jobs(sweep_id)[1].status == "running"
+    lab.succeed(poor.job_id, {"optimality_gap": 5.0 / 40})
+    controller.poll()
+    trials = lab.trials(sweep_id)
+    assert [(t.state, t.values) for t in trials] == [
+        ("complete", [1.0 / 40]),
+        ("complete", [5.0 / 40]),
+    ]
+    assert lab.sweep(sweep_id).status == "succeeded"

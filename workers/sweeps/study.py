@@ -189,7 +189,9 @@ def _plain(value: Any) -> Any:
 
 
 def prune(spec: SweepSpec, trials: Sequence[TrialView]) -> PruneDecision:
-    """Ask the pruner about every running trial that has intermediate values."""
+    """Ask the pruner about every running trial that has intermediate values, before
+    its last round's: a trial whose last round is recorded has done its work, and its
+    job may yet succeed after the cancel (its trial stayed pruned, without values)."""
     if spec.pruner is None:
         return PruneDecision(prune=[], system_attrs={})
     study = build(spec, trials)
@@ -199,6 +201,8 @@ def prune(spec: SweepSpec, trials: Sequence[TrialView]) -> PruneDecision:
     for frozen in study.get_trials(deepcopy=False):
         view = by_number[frozen.number]
         if view.state is not TrialState.RUNNING or not view.intermediate:
+            continue
+        if view.rounds is not None and max(view.intermediate) + 1 >= view.rounds:
             continue
         with _quiet():
             if study.pruner.prune(study, frozen):
