@@ -29,6 +29,7 @@ from service.schemas.sweep_checks import (
     path_problem,
     reachable_kinds,
 )
+from service.schemas.sweep_pruning import pruning_problems
 from service.schemas.sweeps import CategoricalParam, FloatParam, IntParam, Parameter, SweepSpec
 
 # Corners are resolved one by one at submit; beyond this the check would be slow.
@@ -57,8 +58,8 @@ def check_sweep(
     spec: SweepSpec, *, default_max_attempts: int = DEFAULT_MAX_ATTEMPTS
 ) -> CheckedSweep:
     """Raise SweepSpecError unless every parameter names a JobSpec field of a fitting
-    type, the base resolves at every corner, and every objective is a metric of every
-    task the space reaches."""
+    type, the base resolves at every corner, every objective is a metric of every
+    task the space reaches, and a pruner could prune somewhere in the space."""
     problems: list[Problem] = []
     searchable: dict[str, Parameter] = {}  # the parameters whose corners can be checked
     for path, param in spec.parameters.items():
@@ -95,7 +96,7 @@ def check_sweep(
                     seen.add(loc)
                     problems.append((loc, message))
     if not problems:
-        problems = _pruning_problems(spec, corners)
+        problems = pruning_problems(spec, corners)
     if problems or metric_mistakes:
         raise SweepSpecError((problems + metric_mistakes)[:MAX_PROBLEMS])
     return CheckedSweep(stored=stored, corners=corners)
@@ -197,19 +198,3 @@ def _inert_problems(spec: SweepSpec) -> list[Problem]:
                 )
             )
     return problems
-
-
-def _pruning_problems(spec: SweepSpec, corners: list[ResolvedSpec]) -> list[Problem]:
-    """A pruner reads a trial's objective at its evaluation rounds before the last:
-    with none anywhere in the space it would never prune, silently."""
-    if spec.pruner is None or any(c.schedule.eval_every < c.schedule.rounds for c in corners):
-        return []
-    every, rounds = corners[0].schedule.eval_every, corners[0].schedule.rounds
-    return [
-        (
-            ("pruner",),
-            f"pruner: trials evaluate only at their last round (schedule.eval_every "
-            f"{every} >= schedule.rounds {rounds}), so nothing could be pruned; set "
-            "base.schedule.eval_every below base.schedule.rounds",
-        )
-    ]

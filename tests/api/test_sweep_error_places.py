@@ -13,6 +13,8 @@ from service.schemas.sweep_checks import text_problems
 from tests.api.conftest import SMALL_SPEC, SMALL_SWEEP, Api, assert_json_error
 
 LR = "optimizer.lr"
+# Evaluations after 20 rounds and after the last (40): a pruner can act after 20.
+TWICE = {**SMALL_SPEC, "schedule": {"rounds": 40, "batch_size": 8, "eval_every": 20}}
 PLACES: list[tuple[str, dict[str, Any], list[list[Any]], str]] = [
     (
         "an empty float range",
@@ -55,6 +57,28 @@ PLACES: list[tuple[str, dict[str, Any], list[list[Any]], str]] = [
         {"pruner": {"type": "median", "startup_trials": -1}},
         [["pruner", "startup_trials"]],
         "greater than or equal to 0",
+    ),
+    (
+        "a median pruner's warmup past the last evaluation that could prune",
+        {"base": TWICE, "pruner": {"type": "median", "warmup_rounds": 21}},
+        [["pruner", "warmup_rounds"]],
+        "21 is past the last evaluation a pruner could act on, after 20 rounds",
+    ),
+    (
+        "successive halving's first rung past the last evaluation that could prune",
+        {"base": TWICE, "pruner": {"type": "successive_halving", "min_rounds": 21}},
+        [["pruner", "min_rounds"]],
+        "21 is past the last evaluation a pruner could act on, after 20 rounds",
+    ),
+    (
+        "a pruner on a figure only the finished job's summary has",
+        {
+            "base": TWICE,
+            "objectives": [{"metric": "uploads_saved_fraction", "direction": "maximize"}],
+            "pruner": {"type": "median"},
+        },
+        [["pruner"]],
+        "'uploads_saved_fraction' is a figure of a finished job's summary, in no round's",
     ),
     (
         "an unknown range type",

@@ -206,6 +206,37 @@ def test_a_bad_sweep_is_422_naming_the_parameter_and_stores_nothing(
     assert counts(api) == (0, 0)
 
 
+def test_a_pruner_that_could_prune_somewhere_in_the_space_is_accepted(api: Api) -> None:
+    """Judged at the most favourable corner: warmup_rounds 40 is past every
+    evaluation before the last at 40 rounds, but not at 60 (after 40); and a first
+    rung right at the last evaluation that could prune (after 20 of 40 rounds)."""
+    _uid, alice = api.create_user("alice")
+    schedule = {"rounds": 40, "batch_size": 8, "eval_every": 20}
+    searched_rounds = sweep_with(
+        base={**SMALL_SPEC, "schedule": schedule},
+        parameters={
+            **SMALL_SWEEP["parameters"],
+            "schedule.rounds": {"type": "int", "low": 40, "high": 60},
+        },
+        pruner={"type": "median", "warmup_rounds": 40},
+    )
+    at_the_edge = sweep_with(
+        base={**SMALL_SPEC, "schedule": schedule},
+        pruner={"type": "successive_halving", "min_rounds": 20, "reduction_factor": 2},
+    )
+    for sweep in (searched_rounds, at_the_edge):
+        r = api.client.post("/v1/sweeps", json=sweep, headers=alice)
+        assert r.status_code == 201, r.text
+    refused = sweep_with(
+        base={**SMALL_SPEC, "schedule": schedule},
+        parameters=searched_rounds["parameters"],
+        pruner={"type": "median", "warmup_rounds": 41},
+    )
+    detail = assert_json_error(api.client.post("/v1/sweeps", json=refused, headers=alice), 422)
+    assert [e["loc"][1:] for e in detail] == [["pruner", "warmup_rounds"]], detail
+    assert "after 40 rounds (at best in this space: schedule.rounds 60" in detail[0]["msg"]
+
+
 def test_the_summary_figures_are_objectives_and_a_misspelt_one_is_422(api: Api) -> None:
     """uploads_saved_fraction and bytes_saved_fraction are in a finished trial's
     summary, not its final metrics (service.schemas.metric_names.SUMMARY_METRICS)."""
