@@ -55,8 +55,14 @@ __all__ = ["SweepSnapshot", "TrialView"]  # the controller and the sampler take 
 
 
 def active_sweep_ids(*, session: Session) -> list[int]:
+    """Oldest first: a poll steps (and queues the trials of) sweeps in the order they
+    were submitted, not in whatever order the table's pages hold them."""
     return list(
-        session.scalars(select(Sweep.id).where(Sweep.status.in_([s.value for s in ACTIVE_SWEEP])))
+        session.scalars(
+            select(Sweep.id)
+            .where(Sweep.status.in_([s.value for s in ACTIVE_SWEEP]))
+            .order_by(Sweep.id)
+        )
     )
 
 
