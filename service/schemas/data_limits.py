@@ -35,6 +35,10 @@ SHAKESPEARE_DISTINCT_CHARS = 80
 
 MAX_CLASSES = 10_000
 
+# An uploaded CSV's values must fit float32, the default model dtype (a larger
+# finite value became infinity on the worker); float64 models get the same data.
+FLOAT32_MAX = 3.4028234663852886e38
+
 # How an uploaded dataset's bytes are decoded, at upload and on the worker alike:
 # UTF-8 with a leading byte order mark dropped. Excel's "CSV UTF-8" and Notepad write
 # one; read as a character it made a headerless CSV's first label "\ufeff0" (so the

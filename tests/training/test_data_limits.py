@@ -4,6 +4,7 @@ the file, and ResolvedSpec rejects builtin and generated misfits by field."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,67 @@ def test_csv_shape_uses_the_workers_row_rules(tmp_path: Path) -> None:
     # A first row whose label is an integer is data, as on the worker, so it must parse.
     with pytest.raises(DatasetRejected, match="not a finite number"):
         validate_dataset(b"3,abc\n1,2\n", "csv")
+
+
+def test_a_last_line_is_split_only_where_the_worker_splits_it(tmp_path: Path) -> None:
+    """A last line without its newline was split by str.splitlines, at \\v too: two
+    rows of 2 columns at upload, one row of 3 on the worker, where "3\\v4" is no
+    number (a review). Now one row at upload too, refused: not the worker's failure."""
+    content = b"0,1\n2,3\x0b4,5"
+    with pytest.raises(DatasetRejected, match=r"data row 2 \(line 2\) has 3 columns"):
+        validate_dataset(content, "csv")
+    path = tmp_path / "vt.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"task\.dataset: CSV line 2"):
+        read_sequence_csv(path, 1)
+
+
+def test_a_quoted_cell_with_a_line_break_is_refused_at_upload() -> None:
+    """Numbers never hold a line break, and the csv module held such a record whole
+    across any number of lines (memory: tests/training/test_upload_stream.py); its
+    cells also measured half their length where \\r\\n ran inside them, passing a
+    field the worker's csv module then refused (a review)."""
+    with pytest.raises(DatasetRejected, match="line 2: a quoted cell runs onto the next"):
+        validate_dataset(b'0,1\n1,"2\r\n"\n', "csv")
+    assert validate_dataset(b'0,"1"\n1,"2"\n', "csv") == CsvShape(
+        rows=2, columns=2, integer_labels=True, classes=2
+    ), "quoted numbers on their line are numbers"
+
+
+def test_values_beyond_float32_are_refused_at_upload() -> None:
+    """Finite in float64, infinite in the default float32 model: its first gradient
+    was NaN (a review)."""
+    with pytest.raises(DatasetRejected, match="within float32's range"):
+        validate_dataset(b"0,1e39,2\n", "csv")
+    assert isinstance(validate_dataset(b"0,3.4e38,-3.4e38\n", "csv"), CsvShape)
+
+
+def test_the_workers_csv_limits_are_its_task_dataset_errors(tmp_path: Path) -> None:
+    """The csv module's own limit (a field over 131,072 characters) was a bare
+    csv.Error on the worker, not a task.dataset error; upload refuses such a file
+    too, so only a file changed after its upload can reach it."""
+    path = tmp_path / "wide.csv"
+    path.write_text("0,1\n1," + " " * 140_000 + "2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"task\.dataset: CSV after line 1: field larger"):
+        read_sequence_csv(path, 1)
+    with pytest.raises(DatasetRejected, match="field larger than field limit"):
+        validate_dataset(path.read_bytes(), "csv")
+
+
+def test_the_workers_csv_read_holds_about_the_arrays_it_returns(tmp_path: Path) -> None:
+    """The cost model reserves the arrays' size for the data (service.schemas.cost); a
+    list of lists of Python floats peaked at ≈ 10x that (80 MiB for these 7.6 MiB; a
+    review), so a 50 MB upload could take a node's memory per replica."""
+    path = tmp_path / "narrow.csv"
+    path.write_bytes(b"0,1\n1,0\n" * 250_000)
+    tracemalloc.start()
+    try:
+        inputs, labels = read_sequence_csv(path, 1)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    arrays = inputs.nbytes + labels.nbytes
+    assert peak < 2 * arrays, f"peak {peak / 2**20:.1f} MiB for {arrays / 2**20:.1f} MiB"
 
 
 def test_text_shape_counts_characters_as_the_worker_reads_them() -> None:
