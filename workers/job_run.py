@@ -35,7 +35,7 @@ from workers.job_outcome import (
 )
 from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
-from workers.resume import resume_point, rounds_done, uploaded_datasets
+from workers.resume import DatasetChanged, resume_point, rounds_done, uploaded_datasets
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.warm_pool import WarmPool
 
@@ -106,6 +106,8 @@ class JobRun:
             # deleted it once finished. The store's message says which (it names the
             # job); this attempt stops.
             log.warning("lease lost, this attempt stops: %s", exc)
+        except DatasetChanged as exc:  # the data it was checked against is gone
+            self._fail(str(exc), retryable=False)
         except StoreUnavailable as exc:
             # Nothing more can be written: the lease runs out and the reaper requeues
             # the job, which resumes from its newest recorded checkpoint.

@@ -85,11 +85,14 @@ def upload_shape(*, session: Session, ref: str | None, owner_id: int) -> Dataset
     return None if dataset is None else stored_shape(dataset.format, dataset.shape)
 
 
-def dataset_uris(*, session: Session, dataset_ids: Iterable[int]) -> dict[str, str]:
-    """{str(id): uri} for the given dataset ids (the part after "upload:"): where a
-    dispatcher finds a claimed job's uploads."""
+def dataset_files(*, session: Session, dataset_ids: Iterable[int]) -> dict[str, tuple[str, str]]:
+    """{str(id): (uri, sha256)} for the given dataset ids (the part after "upload:"):
+    where a dispatcher finds a claimed job's uploads, and what their bytes hashed to
+    at upload."""
     ids = list(dataset_ids)
     if not ids:
         return {}
-    rows = session.execute(select(Dataset.id, Dataset.uri).where(Dataset.id.in_(ids))).all()
-    return {str(row.id): row.uri for row in rows}
+    rows = session.execute(
+        select(Dataset.id, Dataset.uri, Dataset.sha256).where(Dataset.id.in_(ids))
+    ).all()
+    return {str(row.id): (row.uri, row.sha256) for row in rows}

@@ -1,13 +1,15 @@
-"""An attempt's start reads the store (its uploaded dataset's files, the older
-checkpoints when the newest fails its check): a store blip there is ridden through
-as the run's writes are. Before, one lost connection failed the attempt "dispatcher
-error" (a review, 2026-12-06): it used one of the job's attempts, and on the last
-one failed the job. No Ray: the gang is a stand-in that records what it was given
-and refuses to start, so the attempt ends in the gang's own words."""
+"""What an attempt reads as it starts: the store (its uploaded dataset's files, the
+older checkpoints when the newest fails its check), where a blip is ridden through
+as the run's writes are — before, one lost connection failed the attempt
+"dispatcher error" (a review, 2026-12-06), using one of the job's attempts — and
+the dataset's file, checked against its sha256 from the upload. No Ray: the gang is
+a stand-in that records what it was given and refuses to start, so the attempt ends
+in the gang's own words."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,7 +71,31 @@ class NoGang:
         pass
 
 
-def _claimed(sessions: sessionmaker[Session], spec: dict[str, Any]) -> ClaimedJob:
+def _job_on_an_upload(
+    sessions: sessionmaker[Session], path: Path, *, max_attempts: int
+) -> tuple[int, int]:
+    """(job id, dataset id): a char_lm job queued on an upload stored at `path`."""
+    text = b"hello world\n" * 100
+    path.write_bytes(text)
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session=session, name="ann", role="user")
+        data = create_dataset(
+            session=session,
+            owner_id=user.id,
+            filename="text.txt",
+            fmt="text",
+            size=len(text),
+            sha256=hashlib.sha256(text).hexdigest(),
+            uri=str(path),
+            shape={"chars": len(text), "distinct_chars": 8, "two_distinct_within": 2},
+        )
+        task = {"kind": "char_lm", "dataset": f"upload:{data.id}"}
+        spec = resolve({"task": task, "max_attempts": max_attempts})
+        job, _ = enqueue(session=session, owner_id=user.id, spec=spec)
+        return job.id, data.id
+
+
+def _claimed(sessions: sessionmaker[Session]) -> ClaimedJob:
     with transaction(sessions) as session:
         claimed = claim_next(
             session=session, dispatcher_id="d1", lease_seconds=60, free_cpus=64, free_gpus=0
@@ -90,32 +116,20 @@ def _ended(sessions: sessionmaker[Session], job_id: int) -> tuple[Job, list[str]
 
 @pytest.fixture
 def no_gang(monkeypatch: pytest.MonkeyPatch) -> None:
+    NoGang.given = {}
     monkeypatch.setattr(job_run, "RayJob", NoGang)
 
 
 @pytest.mark.usefixtures("no_gang")
 def test_a_store_blip_while_the_dataset_is_read_does_not_fail_the_attempt(tmp_path: Path) -> None:
     settings, sessions = dispatcher_store(tmp_path)
-    with transaction(sessions) as session:
-        user, _, _ = create_user(session=session, name="ann", role="user")
-        data = create_dataset(
-            session=session,
-            owner_id=user.id,
-            filename="text.txt",
-            fmt="text",
-            size=5,
-            sha256="0" * 64,
-            uri=str(tmp_path / "text.txt"),
-            shape={"chars": 5, "distinct_chars": 3, "two_distinct_within": 2},
-        )
-        spec = {"task": {"kind": "char_lm", "dataset": f"upload:{data.id}"}, "max_attempts": 1}
-        job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(spec))
-    claimed = _claimed(sessions, spec)
+    job_id, data_id = _job_on_an_upload(sessions, tmp_path / "text.txt", max_attempts=1)
+    claimed = _claimed(sessions)
     flaky = FirstWorkFails(sessions)
     JobRun(claimed, settings=settings, sessions=flaky).run()  # type: ignore[arg-type]
     assert flaky.calls >= 2, "the dataset's read was the first unit of work, and retried"
-    assert NoGang.given["datasets"] == {str(data.id): str(tmp_path / "text.txt")}
-    ended, _ = _ended(sessions, job.id)
+    assert NoGang.given["datasets"] == {str(data_id): str(tmp_path / "text.txt")}
+    ended, _ = _ended(sessions, job_id)
     assert ended.status == "failed" and ended.error is not None
     assert ended.error.startswith("could not start the gang: RuntimeError: no Ray in this test"), (
         ended.error
@@ -135,7 +149,7 @@ def test_a_store_blip_while_older_checkpoints_are_listed_does_not_fail_the_attem
     gone = CheckpointRef(
         id=1, attempt=1, round=9, seq=10, uri=str(tmp_path / "gone.pt"), sha256="0" * 64, bytes=1
     )
-    claimed = dataclasses.replace(_claimed(sessions, spec), resume=gone)
+    claimed = dataclasses.replace(_claimed(sessions), resume=gone)
     flaky = FirstWorkFails(sessions)
     JobRun(claimed, settings=settings, sessions=flaky).run()  # type: ignore[arg-type]
     assert flaky.calls >= 2
@@ -146,3 +160,21 @@ def test_a_store_blip_while_older_checkpoints_are_listed_does_not_fail_the_attem
     assert ended.error.startswith("could not start the gang: RuntimeError: no Ray in this test"), (
         ended.error
     )
+
+
+@pytest.mark.usefixtures("no_gang")
+def test_a_dataset_file_changed_since_its_upload_fails_the_job_without_a_retry(
+    tmp_path: Path,
+) -> None:
+    """Its bytes were checked at upload, and a job on them at submit: training on
+    other bytes would be a silent lie (checkpoints are checked so before a resume).
+    No retry can mend it, so the job fails, saying what to do."""
+    settings, sessions = dispatcher_store(tmp_path)
+    path = tmp_path / "text.txt"
+    job_id, data_id = _job_on_an_upload(sessions, path, max_attempts=3)
+    path.write_bytes(b"changed where the server stores artifacts\n")
+    JobRun(_claimed(sessions), settings=settings, sessions=sessions).run()
+    ended, _ = _ended(sessions, job_id)
+    assert (ended.status, ended.attempt) == ("failed", 1), ended.error
+    assert ended.error is not None and f"the file of upload:{data_id} is missing" in ended.error
+    assert "upload it again" in ended.error and "datasets" not in NoGang.given
