@@ -66,7 +66,7 @@ class Dispatcher:
         # Jobs the claims passed over, their gangs not fitting the free nodes at once.
         self.passed_over = PassedOverJobs()
         # No reaping for a lease after an outage: the heartbeats renew (reap_grace).
-        self.reap_grace = ReapGrace(settings.lease_seconds, settings.heartbeat_seconds)
+        self.reap_grace = ReapGrace(settings.lease_seconds)
         self.capacity = CapacityWindow(
             settings.capacity_window_seconds,
             ceiling_cpus=settings.capacity_ceiling_cpus,
@@ -112,7 +112,6 @@ class Dispatcher:
                     self.stop_event.wait(self.settings.poll_seconds)
                     continue
                 errors.succeeded()
-                self.reap_grace.store_answered()
             exited_cleanly = True
         finally:
             self._shutdown(exited_cleanly)
@@ -163,6 +162,7 @@ class Dispatcher:
                     **({"warm_pool": self.warm_pool.report()} if self.warm_pool else {}),
                 },
             )
+        self.reap_grace.store_answered()  # committed: the store answered this turn
         if requeued:
             # Requeued, failed (attempts used up) or cancelled (it was cancelling).
             log.info("reaped jobs with expired leases (see each job's history): %s", requeued)

@@ -8,13 +8,13 @@ renew those leases within a backoff (≤ 2 s) — but every dispatcher's mainten
 reaps every 2 s, so each healthy job was requeued or not by a race, and lost one of
 its attempts and the rounds since its checkpoint when the reaper won (a review,
 2026-12-06: a PostgreSQL failover of 30 to 60 s would requeue healthy jobs). A
-dispatcher whose loop could not reach the store for `min_outage_seconds` or more
+dispatcher whose maintenance could not reach the store for half a lease or more
 reaps nothing until a lease period after the store answered it again: the leases
 still expired then belong to dispatchers that did not come back.
 
-Shorter failures (one SQLite "database is locked" past its busy timeout) cost no
-renewal and start no quiet period, so a store that is often briefly busy never
-stops the reaper for good. A dispatcher cut off alone (a partition) is not helped:
+Shorter failures (one SQLite "database is locked" past its busy timeout) expired no
+lease and start no quiet period, so a store that is often briefly busy never stops
+the reaper for good. A dispatcher cut off alone (a partition) is not helped:
 the others saw no outage and reap its jobs after a lease, as they should; it learns
 so at its first write that reaches the store again (StaleLease)."""
 
@@ -28,31 +28,38 @@ class ReapGrace:
     def __init__(
         self,
         lease_seconds: float,
-        min_outage_seconds: float,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lease_seconds = lease_seconds
-        self.min_outage_seconds = min_outage_seconds
+        # An outage shorter than half a lease expired no lease: each is renewed every
+        # heartbeat, and a heartbeat is at most half a lease (Settings checks it).
+        self.min_outage_seconds = lease_seconds / 2
         self._clock = clock
-        self._failing_since: float | None = None  # the streak of store failures now
+        self._reached = clock()  # the store last answered a maintenance then
+        self._failing_since: float | None = None  # the outage now, from `_reached`
         self._quiet_until = float("-inf")
 
     def store_failed(self) -> None:
-        """The loop could not reach the store (loop_errors.store_unreachable)."""
+        """The loop could not reach the store (loop_errors.store_unreachable). The
+        outage is counted from the last maintenance that reached it, not from this
+        report: a statement to a host gone silent fails only after its timeouts
+        (≈ 30 s), when the outage may be nearly over (a review)."""
         if self._failing_since is None:
-            self._failing_since = self._clock()
+            self._failing_since = self._reached
 
     def store_answered(self) -> None:
-        """A turn of the loop reached the store; ends a streak of failures."""
-        if self._failing_since is None:
-            return
+        """A maintenance reached the store (its transaction committed). Only such
+        turns end an outage: a turn that did not touch the store (an idle wait
+        whose listener is down, a claim held back while a gang starts) says nothing
+        of it (a review)."""
         now = self._clock()
-        if now - self._failing_since >= self.min_outage_seconds:
+        if self._failing_since is not None and now - self._failing_since >= self.min_outage_seconds:
             self._quiet_until = now + self.lease_seconds
         self._failing_since = None
+        self._reached = now
 
     def may_reap(self) -> bool:
-        """False during a streak of failures (the turn that first reaches the store
-        again is still in it) and for a lease period after an outage."""
+        """False during an outage (the maintenance that first reaches the store again
+        is still in it) and for a lease period after one of half a lease or more."""
         return self._failing_since is None and self._clock() >= self._quiet_until

@@ -27,23 +27,23 @@ from workers.dispatcher import Dispatcher
 from workers.reap_grace import ReapGrace
 
 
-def test_only_an_outage_of_a_heartbeat_or_more_stops_the_reaper_for_a_lease() -> None:
+def test_an_outage_of_half_a_lease_or_more_stops_the_reaper_for_a_lease() -> None:
     clock = Clock()
-    grace = ReapGrace(lease_seconds=30, min_outage_seconds=5, clock=clock)
+    grace = ReapGrace(lease_seconds=30, clock=clock)
     assert grace.may_reap()
-    grace.store_failed()
-    clock.now = 3
-    grace.store_failed()
+    clock.now = 2
+    grace.store_failed()  # a SQLite lock past its busy timeout, reached at 0
     assert not grace.may_reap(), "not while the store is away"
-    grace.store_answered()  # 3 s: shorter than a heartbeat, no renewal was missed
+    clock.now = 9
+    grace.store_answered()  # 9 s: no lease renewed every heartbeat ran out
     assert grace.may_reap()
-    clock.now = 10
-    grace.store_failed()
-    clock.now = 70  # a minute away: every lease ran out meanwhile
-    grace.store_answered()
-    clock.now = 99
-    assert not grace.may_reap(), "the heartbeats are renewing the leases"
+    clock.now = 70
+    grace.store_failed()  # reported a minute later: a statement hung on its timeouts
+    clock.now = 71
+    grace.store_answered()  # gone since the maintenance at 9: every lease ran out
     clock.now = 100
+    assert not grace.may_reap(), "the heartbeats are renewing the leases"
+    clock.now = 101
     assert grace.may_reap(), "a lease later: what is still expired has no one renewing it"
 
 
@@ -85,14 +85,14 @@ def test_a_dispatcher_back_from_a_store_outage_reaps_nothing_for_a_lease(
     thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
     thread.start()
     try:
-        # Two maintenances fail, 2 s apart: the outage outlasts a heartbeat.
-        wait_until(lambda: dispatcher.maintenance_runs >= 2, timeout=30, what="two failed turns")
+        # Three maintenances fail, 2 s apart: the outage outlasts half a lease.
+        wait_until(lambda: dispatcher.maintenance_runs >= 3, timeout=30, what="failed turns")
         holder.close()
         back = dispatcher.maintenance_runs
         wait_until(
-            lambda: dispatcher.maintenance_runs >= back + 2,
+            lambda: dispatcher.maintenance_runs >= back + 3,
             timeout=30,
-            what="two maintenances after the store answered again",
+            what="two maintenances done after the one that reached the store again",
         )
         assert _status(sessions, job_id) == ("running", 1), "reaped at the store's return"
         wait_until(
