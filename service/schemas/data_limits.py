@@ -37,7 +37,10 @@ MAX_CLASSES = 10_000
 
 # An uploaded CSV's values must fit float32, the default model dtype (a larger
 # finite value became infinity on the worker); float64 models get the same data.
-FLOAT32_MAX = 3.4028234663852886e38
+# The bound is float32's overflow point, halfway between its largest value and
+# 2**128: anything below rounds to a finite float32 (its printed maximum
+# 3.4028235e38 included, a review), the halfway point itself to infinity.
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 
 # How an uploaded dataset's bytes are decoded, at upload and on the worker alike:
 # UTF-8 with a leading byte order mark dropped. Excel's "CSV UTF-8" and Notepad write

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from service.schemas.data_limits import (
-    FLOAT32_MAX,
+    FLOAT32_OVERFLOW,
     UPLOAD_ENCODING,
     CsvShape,
     DatasetShape,
@@ -169,7 +169,7 @@ def _is_number(cell: str) -> bool:
     """Finite, and within float32's range: a model in float32 (the default dtype)
     read 1e39 as infinity, and its first gradient was NaN (a review)."""
     try:
-        return abs(float(cell)) <= FLOAT32_MAX
+        return abs(float(cell)) < FLOAT32_OVERFLOW
     except ValueError:
         return False
 
@@ -189,13 +189,14 @@ class _OneLinePerRecord:
         return self
 
     def __next__(self) -> str:
+        line = next(self.lines)  # none left: the record ends here, as on the worker
         if self.read > self.record_start:
             raise DatasetRejected(
                 f"CSV line {self.record_start + 1}: a quoted cell runs onto the next line "
                 "(a number never holds a line break)"
             )
         self.read += 1
-        return next(self.lines)
+        return line
 
 
 def _label(cell: str) -> int | None:

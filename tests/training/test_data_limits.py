@@ -7,6 +7,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from service.schemas.data_limits import (
@@ -84,6 +85,11 @@ def test_a_quoted_cell_with_a_line_break_is_refused_at_upload() -> None:
     assert validate_dataset(b'0,"1"\n1,"2"\n', "csv") == CsvShape(
         rows=2, columns=2, integer_labels=True, classes=2
     ), "quoted numbers on their line are numbers"
+    # A quote left open on the last line runs onto no other line: read as the worker
+    # reads it (a review: it was refused, saying it ran onto the next line).
+    assert validate_dataset(b'0,1\n1,"2', "csv") == CsvShape(
+        rows=2, columns=2, integer_labels=True, classes=2
+    )
 
 
 def test_values_beyond_float32_are_refused_at_upload() -> None:
@@ -91,7 +97,11 @@ def test_values_beyond_float32_are_refused_at_upload() -> None:
     was NaN (a review)."""
     with pytest.raises(DatasetRejected, match="within float32's range"):
         validate_dataset(b"0,1e39,2\n", "csv")
-    assert isinstance(validate_dataset(b"0,3.4e38,-3.4e38\n", "csv"), CsvShape)
+    # numpy's float32 maximum as it prints it, and its neighbours around the overflow
+    assert isinstance(validate_dataset(b"0,3.4028235e38,-3.4028235e38\n", "csv"), CsvShape)
+    assert np.isfinite(np.float32(3.4028235e38)) and np.isinf(np.float32(3.4028236e38))
+    with pytest.raises(DatasetRejected, match="within float32's range"):
+        validate_dataset(b"0,3.4028236e38\n", "csv")
 
 
 def test_the_workers_csv_limits_are_its_task_dataset_errors(tmp_path: Path) -> None:
