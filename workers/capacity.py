@@ -35,8 +35,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from service.schemas.node_fit import (
     NodeShape,
     PassedOver,
@@ -45,8 +43,6 @@ from service.schemas.node_fit import (
     most_free,
     never_together,
 )
-from service.store.unschedulable import unschedulable_jobs
-from workers.passed_over import PassedOverJobs
 
 # The most shapes (a CPU/GPU shape and its count, summed over the window's node
 # sets) a report lists in "node_sets": a lab's cluster has a few; one that changes
@@ -177,24 +173,3 @@ class CapacityWindow:
         if self.ceiling_cpus is not None or self.ceiling_gpus is not None:
             return "the operator's ceiling (LAGTRAIN_CAPACITY_CEILING_CPUS/GPUS)"
         return f"the most the Ray cluster showed in the last {self.window_seconds:g} s"
-
-
-def too_large_jobs(
-    *, session: Session, window: CapacityWindow, passed_over: PassedOverJobs
-) -> dict[int, str]:
-    """{job id: why, and where the limit comes from} for the queued jobs the cluster
-    can never run, by the window's rules: a gang over its totals or a bundle that
-    fits no node (service.store.unschedulable), or a gang the claims passed over that
-    no moment of its nodes held at once. {} until the window is settled (its rule
-    not read whole yet): the passed-over jobs then wait to be judged."""
-    if not window.settled():
-        return {}
-    limit = window.largest()
-    judged = unschedulable_jobs(
-        session=session, total_cpus=limit.cpus, total_gpus=limit.gpus, nodes=window.nodes()
-    )
-    for job in passed_over.to_judge():
-        if job.job_id not in judged and (why := window.never_placed(job)):
-            judged[job.job_id] = why
-    where = window.describe()
-    return {job_id: f"{why} ({where})" for job_id, why in judged.items()}

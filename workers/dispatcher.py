@@ -21,13 +21,14 @@ from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued
-from workers.capacity import CapacityWindow, too_large_jobs
+from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors, store_unreachable
 from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
 from workers.reap_grace import ReapGrace
 from workers.stop_record import record_stopped
+from workers.too_large import too_large_jobs
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
 

@@ -4,6 +4,7 @@ the final status. Every store write presents the attempt's fencing token."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -127,6 +128,7 @@ class JobRun:
         # and so can the start's reads while the store is away.
         self._lease.start()
         gang: RayJob | None = None
+        start_read = functools.partial(self._write, abort=self._abort_reason)
         try:
             # The start's reads ride through a store outage as the writes do: one lost
             # connection here failed the attempt "dispatcher error" (a review).
@@ -134,13 +136,13 @@ class JobRun:
                 self.spec,
                 job_key=f"{claimed.job_id}",
                 artifacts_url=artifact_url(self.settings.artifacts_url, ""),
-                datasets=uploaded_datasets(self.spec, run=self._start_read),
+                datasets=uploaded_datasets(self.spec, run=start_read),
                 attempt=claimed.attempt,
                 pool=self.warm_pool,
                 memory=claimed.memory,
                 artifacts_outage_seconds=self.settings.store_outage_seconds,
             )
-            resume = resume_point(self.claimed, run=self._start_read, write=self._write)
+            resume = resume_point(self.claimed, run=start_read, write=self._write)
             try:
                 ready_s = self.settings.gang_ready_seconds
                 gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
@@ -293,9 +295,6 @@ class JobRun:
         self, fn: Callable[[Session], T], *, abort: Callable[[], str | None] = lambda: None
     ) -> T:
         return self._writer.write(fn, abort=abort)
-
-    def _start_read(self, fn: Callable[[Session], T]) -> T:
-        return self._writer.write(fn, abort=self._abort_reason)
 
     def _summary(self, session: Session) -> dict[str, Any] | None:
         # Given with every end; the store keeps it only when the job ends (a retry or

@@ -95,8 +95,8 @@ class StreamHub:
         `after_seq` (SSE id = seq) and status changes, until a terminal status. What
         was published while the watcher was writing goes out as one chunk.
         `still_allowed` (service.api.stream_guard) is asked before each page of the
-        stored backlog and while live, at least every ALLOWED_CHECK_SECONDS; False
-        closes the stream."""
+        stored backlog is sent (after it is read) and while live, at least every
+        ALLOWED_CHECK_SECONDS; False closes the stream."""
         self._listen()
         feed = self._feeds.get(job_id)
         if feed is None:

@@ -74,14 +74,13 @@ def never_together_on(
     bundle fits some node (node_fit.never_together, the first dispatcher's words),
     or None when one could, or one names no node sets (unknown). Judged without
     memory: the reports leave it out (node_fit.counted)."""
-    sets = [r.get("node_sets") for r in reports]
-    if not sets or not all(isinstance(s, list) and s for s in sets):
+    sets = [s for r in reports if isinstance(s := r.get("node_sets"), list) and s]
+    if not sets or len(sets) < len(reports):  # one names none: unknown there
         return None
     cpus_gpus = {name: _without_memory(bundle) for name, bundle in bundles.items()}
     whys = [
         never_together(cpus_gpus, workers, [from_counted(nodes) for nodes in node_sets])
         for node_sets in sets
-        if isinstance(node_sets, list)
     ]
     return None if None in whys else whys[0]
 
