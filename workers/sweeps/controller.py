@@ -140,9 +140,15 @@ class SweepController:
             # spec's objectives, which a newer version may mean otherwise.
             sweep = sweep_steps.step_holder(session=session, sweep_id=sweep_id, token=token)
             spec = self._readable_spec(sweep_id, sweep.spec)
-            if spec is None:
+            if spec is None and sweep.status != SweepStatus.CANCELLING.value:
                 return False
             snapshot = sweep_steps.observe(session=session, sweep_id=sweep_id, token=token)
+        if spec is None:
+            # Cancelling: only its end is left, which reads no spec but the stored
+            # metric names, as the owner's cancel does (it stayed `cancelling` until a
+            # controller of the newer version came; a review).
+            self._wind_down(snapshot, token)
+            return True
         stop = snapshot.why_stop_unstarted()
         if stop is not None:
             with transaction(self.sessions) as session:
@@ -151,6 +157,22 @@ class SweepController:
         self._decide_and_record(snapshot, spec, token)
         self._submit(snapshot, spec, token)
         return True
+
+    def _wind_down(self, snapshot: SweepSnapshot, token: str) -> None:
+        """A cancelling sweep's step: its best trials written, then `cancelled` once
+        no trial job holds resources (no pruning, no points: a cancelling sweep asks
+        none)."""
+        with transaction(self.sessions) as session:
+            sweep_steps.record_decisions(
+                session=session,
+                sweep_id=snapshot.sweep_id,
+                token=token,
+                system_attrs={},
+                prune=[],
+                points=[],
+                first_number=len(snapshot.trials),
+            )
+            sweep_steps.settle(session=session, sweep_id=snapshot.sweep_id, token=token)
 
     def _readable_spec(self, sweep_id: int, stored: dict[str, Any]) -> SweepSpec | None:
         """The sweep's spec, or None where this controller cannot read it: one stored
