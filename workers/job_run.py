@@ -36,7 +36,14 @@ from workers.job_outcome import (
 )
 from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
-from workers.resume import DatasetChanged, resume_point, rounds_done, uploaded_datasets
+from workers.resume import (
+    DatasetChanged,
+    ResumeFailed,
+    fallback_resume,
+    resume_point,
+    rounds_done,
+    uploaded_datasets,
+)
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.warm_pool import WarmPool
 
@@ -128,11 +135,12 @@ class JobRun:
         # and so can the start's reads while the store is away.
         self._lease.start()
         gang: RayJob | None = None
-        start_read = functools.partial(self._write, abort=self._abort_reason)
+        start_read = functools.partial(self._writer.write, abort=self._abort_reason)
         try:
             # The start's reads ride through a store outage as the writes do: one lost
             # connection here failed the attempt "dispatcher error" (a review).
-            gang = RayJob(
+            new_gang = functools.partial(
+                RayJob,
                 self.spec,
                 job_key=f"{claimed.job_id}",
                 artifacts_url=artifact_url(self.settings.artifacts_url, ""),
@@ -142,10 +150,20 @@ class JobRun:
                 memory=claimed.memory,
                 artifacts_outage_seconds=self.settings.store_outage_seconds,
             )
-            resume = resume_point(self.claimed, run=start_read, write=self._write)
+            gang = new_gang()
+            resume = resume_point(self.claimed, run=start_read, write=self._writer.write)
             try:
                 ready_s = self.settings.gang_ready_seconds
-                gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
+                while True:
+                    try:
+                        gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
+                        break
+                    except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
+                        gang.stop()  # a fresh gang: the failed load may have left it half-loaded
+                        resume = fallback_resume(
+                            failed, claimed, run=start_read, write=self._writer.write
+                        )
+                        gang = new_gang()
                 started = True
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
                 started = False
@@ -164,7 +182,9 @@ class JobRun:
             # free. The lease is kept until then: the final write may wait out an outage.
             # Pooled actors hold no resources: they are reset and handed back after it.
             gang.free_resources()
-            status, error = self._write(lambda s: ended(final_write(s)), abort=self._abort_reason)
+            status, error = self._writer.write(
+                lambda s: ended(final_write(s)), abort=self._abort_reason
+            )
             # The dispatcher's log says how each attempt ended and why (queued = a
             # retry or handed back), so an operator reading it needs no query.
             how = f"{status} ({error or self._ending})" if error or self._ending else status
@@ -269,7 +289,7 @@ class JobRun:
             self.progress.record(event)
         token, attempt = self.claimed.fencing_token, self.claimed.attempt
         keep = self.settings.checkpoints_keep
-        pruned = self._write(
+        pruned = self._writer.write(
             lambda session: store_events(
                 session=session,
                 job_id=self.job_id,
@@ -285,16 +305,11 @@ class JobRun:
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:
-            self._write(self._failure(reason, retryable), abort=self._abort_reason)
+            self._writer.write(self._failure(reason, retryable), abort=self._abort_reason)
         except StoreUnavailable as exc:
             log.error("job %s: could not record failure %r: %s", self.job_id, reason, exc)
         except StaleLease:
             log.warning("job %s: lease lost before recording failure: %s", self.job_id, reason)
-
-    def _write(
-        self, fn: Callable[[Session], T], *, abort: Callable[[], str | None] = lambda: None
-    ) -> T:
-        return self._writer.write(fn, abort=abort)
 
     def _summary(self, session: Session) -> dict[str, Any] | None:
         # Given with every end; the store keeps it only when the job ends (a retry or

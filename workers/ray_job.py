@@ -29,6 +29,7 @@ from workers.checkpoint_write import OUTAGE_SECONDS
 from workers.dataplane import TIMEOUT_S
 from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
 from workers.ray_runtime import place_gang
+from workers.resume import resume_failure
 from workers.warm_pool import WarmPool
 
 __all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
@@ -111,13 +112,16 @@ class RayJob:
         first_round = 0
         if resume is not None:
             # With the job's own actors this also waits for them to start.
-            first_round = int(
-                _get(
-                    self.driver.resume.remote(*resume),
-                    ready_timeout_s,
-                    f"the gang's driver did not resume from checkpoint {resume[0]}",
+            try:
+                first_round = int(
+                    _get(
+                        self.driver.resume.remote(*resume),
+                        ready_timeout_s,
+                        f"the gang's driver did not resume from checkpoint {resume[0]}",
+                    )
                 )
-            )
+            except ray.exceptions.RayTaskError as exc:
+                raise resume_failure(exc, resume[0]) from exc
             self._phase("resume")
         return first_round
 

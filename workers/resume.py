@@ -2,7 +2,9 @@
 still matches its recorded sha256. A file that fails the check (overwritten, cut
 short, lost) is skipped for the next older one, and the job's events say so; with
 none left the attempt starts at round 0 (the metrics already stored are kept: the
-store ignores records it has, by seq); and the uploaded dataset's files it reads."""
+store ignores records it has, by seq). One the driver then cannot load (written by
+another version) is left the same way, on a fresh gang (`fallback_resume`). And the
+uploaded dataset's files the attempt reads, checked against their upload."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+import ray
 from sqlalchemy.orm import Session
 
 from service.artifacts import iter_file
@@ -114,6 +117,66 @@ def resume_point(
             rounds_done(ref.round + 1),
         )
     return None if ref is None else (ref.uri, ref.sha256)
+
+
+class ResumeFailed(Exception):
+    """The driver could not load the checkpoint it was to resume from (its format or
+    contents are not what this version reads): an older checkpoint, or round 0, may
+    still be (`fallback_resume`)."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"the checkpoint {uri} could not be loaded: {reason}")
+        self.uri, self.reason = uri, reason
+
+
+def resume_failure(exc: ray.exceptions.RayTaskError, uri: str) -> Exception:
+    """What the resume's error means: the driver's load raised (ResumeFailed), or
+    its read of the file failed (an OSError, which the next attempt may not meet:
+    the error itself, retried as any start failure)."""
+    cause = exc.cause
+    if isinstance(cause, OSError):
+        return exc
+    lines = str(cause).strip().splitlines()  # torch's can run to a dozen lines
+    return ResumeFailed(uri, f"{type(cause).__name__}: {lines[0][:200] if lines else ''}")
+
+
+def fallback_resume(
+    failed: ResumeFailed,
+    claimed: ClaimedJob,
+    *,
+    run: StoreRun,
+    write: Callable[[Callable[[Session], Any]], Any],
+) -> tuple[str, str] | None:
+    """After the driver could not load the checkpoint at `failed.uri` (a checkpoint
+    written by another version, after a deploy): the next older one whose file
+    verifies, or None for round 0; the job's events say which and why. Before, every
+    attempt failed on the same checkpoint and the job failed (a review)."""
+    refs = run(lambda session: _checkpoints_newest_first(session, claimed.job_id))
+    failed_round = next((r.round for r in refs if r.uri == failed.uri), None)
+    older = [r for r in refs if failed_round is not None and r.round < failed_round]
+    chosen = next((ref for ref in older if file_matches(ref)), None)
+    what = (
+        "the checkpoint"
+        if failed_round is None
+        else (f"the checkpoint after {rounds_done(failed_round + 1)}")
+    )
+    where = (
+        "the start (round 0)"
+        if chosen is None
+        else f"the one after {rounds_done(chosen.round + 1)}"
+    )
+    note = f"{what} could not be loaded ({failed.reason}); resuming from {where}"
+    log.warning("job %s: %s", claimed.job_id, note)
+    write(
+        lambda s: lifecycle.note(
+            session=s,
+            job_id=claimed.job_id,
+            token=claimed.fencing_token,
+            actor="dispatcher",
+            reason=note,
+        )
+    )
+    return None if chosen is None else (chosen.uri, chosen.sha256)
 
 
 class DatasetChanged(ValueError):

@@ -18,9 +18,16 @@ import sqlalchemy.exc
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.artifacts import checkpoint_url, write_file
 from service.schemas.resolve import resolve
+from service.settings import Settings
 from service.store.attempts import ClaimedJob, claim_next
-from service.store.checkpoints import CheckpointRef
+from service.store.checkpoints import (
+    CheckpointRef,
+    checkpoint_ref,
+    list_checkpoints,
+    record_checkpoint,
+)
 from service.store.datasets import create_dataset
 from service.store.db import transaction
 from service.store.jobs import enqueue
@@ -29,6 +36,7 @@ from service.store.users import create_user
 from tests.workers.dispatcher_seams import dispatcher_store
 from workers import job_run
 from workers.job_run import JobRun
+from workers.resume import ResumeFailed
 
 
 class FirstWorkFails:
@@ -53,15 +61,21 @@ class FirstWorkFails:
 
 
 class NoGang:
-    """Stands in for workers.ray_job.RayJob: keeps what it was given, never starts."""
+    """Stands in for workers.ray_job.RayJob: keeps what it was given, never starts;
+    its driver cannot load the checkpoints in `unloadable`."""
 
     given: ClassVar[dict[str, Any]] = {}
+    unloadable: ClassVar[set[str]] = set()
+    resumed_from: ClassVar[list[str | None]] = []
 
     def __init__(self, _spec: Any, **kwargs: Any) -> None:
         NoGang.given = kwargs
 
     def start(self, *, resume: tuple[str, str] | None, **_kwargs: Any) -> None:
         NoGang.given["resume"] = resume
+        NoGang.resumed_from.append(None if resume is None else resume[0])
+        if resume is not None and resume[0] in NoGang.unloadable:
+            raise ResumeFailed(resume[0], "KeyError: 'format'")
         raise RuntimeError("no Ray in this test")
 
     def free_resources(self) -> None:
@@ -116,7 +130,7 @@ def _ended(sessions: sessionmaker[Session], job_id: int) -> tuple[Job, list[str]
 
 @pytest.fixture
 def no_gang(monkeypatch: pytest.MonkeyPatch) -> None:
-    NoGang.given = {}
+    NoGang.given, NoGang.unloadable, NoGang.resumed_from = {}, set(), []
     monkeypatch.setattr(job_run, "RayJob", NoGang)
 
 
@@ -178,3 +192,58 @@ def test_a_dataset_file_changed_since_its_upload_fails_the_job_without_a_retry(
     assert (ended.status, ended.attempt) == ("failed", 1), ended.error
     assert ended.error is not None and f"the file of upload:{data_id} is missing" in ended.error
     assert "upload it again" in ended.error and "datasets" not in NoGang.given
+
+
+def _checkpointed(
+    settings: Settings, sessions: sessionmaker[Session], rounds: tuple[int, ...]
+) -> tuple[ClaimedJob, list[CheckpointRef]]:
+    """A claimed job whose attempt recorded a checkpoint after each of `rounds` (files
+    that verify), claimed again to resume from the newest; its refs oldest first."""
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session=session, name="ann", role="user")
+        spec = resolve({"task": {"kind": "adding"}, "max_attempts": 1})
+        job, _ = enqueue(session=session, owner_id=user.id, spec=spec)
+    claimed = _claimed(sessions)
+    refs = []
+    with transaction(sessions) as session:
+        for round_ in rounds:
+            data = f"state after round {round_}".encode()
+            uri = checkpoint_url(settings.artifacts_url, job.id, round_, claimed.attempt)
+            write_file(uri, data)
+            record_checkpoint(
+                session=session,
+                job_id=job.id,
+                token=claimed.fencing_token,
+                round=round_,
+                seq=round_ + 1,
+                uri=uri,
+                sha256=hashlib.sha256(data).hexdigest(),
+                bytes=len(data),
+            )
+        refs = [checkpoint_ref(c) for c in list_checkpoints(session=session, job_id=job.id)]
+    return dataclasses.replace(claimed, resume=refs[-1]), refs
+
+
+@pytest.mark.usefixtures("no_gang")
+@pytest.mark.parametrize("loadable", ["older", "none"])
+def test_a_checkpoint_the_driver_cannot_load_falls_back_to_an_older_one(
+    tmp_path: Path, loadable: str
+) -> None:
+    """A checkpoint written by another version (a deploy between a drain and the
+    resume) passes its sha256 but does not load: each attempt failed on it and the
+    job failed (a review). Now a fresh gang resumes from the next older checkpoint
+    that loads, or from round 0, and the job's events say so."""
+    settings, sessions = dispatcher_store(tmp_path)
+    claimed, (older, newest) = _checkpointed(settings, sessions, (9, 19))
+    NoGang.unloadable = {newest.uri} if loadable == "older" else {newest.uri, older.uri}
+    JobRun(claimed, settings=settings, sessions=sessions).run()
+    expected = [newest.uri, older.uri] + ([None] if loadable == "none" else [])
+    assert NoGang.resumed_from == expected
+    ended, reasons = _ended(sessions, claimed.job_id)
+    assert ended.error is not None and "no Ray in this test" in ended.error, ended.error
+    unloadable = "could not be loaded (KeyError: 'format'); resuming from"
+    notes = [
+        f"the checkpoint after 20 rounds {unloadable} the one after 10 rounds",
+        f"the checkpoint after 10 rounds {unloadable} the start (round 0)",
+    ]
+    assert [r for r in reasons if unloadable in r] == notes[: 1 if loadable == "older" else 2]

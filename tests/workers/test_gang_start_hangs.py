@@ -7,6 +7,7 @@ actors stopped with SIGSTOP)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import threading
@@ -19,6 +20,7 @@ import ray
 from service.schemas.resolve import resolve
 from tests.polling import wait_until
 from workers.ray_job import RayJob
+from workers.resume import ResumeFailed
 from workers.warm_pool import WarmPool
 
 pytestmark = pytest.mark.ray
@@ -100,3 +102,29 @@ def test_warm_actors_that_hang_fail_the_start_and_are_not_kept(ray_address: str)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         pool.close()
+
+
+def test_a_checkpoint_the_driver_cannot_load_is_a_resume_failure(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """What workers.resume.fallback_resume falls back from: a file that passes its
+    sha256 but is no checkpoint this version reads (the driver's load raised). A
+    file the driver cannot read at all stays the start's plain error (retried: the
+    next attempt may read it)."""
+    foreign = tmp_path / "other-version.ckpt"
+    foreign.write_bytes(b"not a checkpoint of this version")
+    sha = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    job = RayJob(resolve(SMALL_GANG), job_key="foreign-resume", artifacts_url=str(tmp_path))
+    try:
+        error = _start_in_thread(job, 60.0, resume=(str(foreign), sha))
+    finally:
+        job.stop()
+    assert isinstance(error, ResumeFailed), repr(error)
+    assert error.uri == str(foreign) and error.reason.startswith("UnpicklingError"), error.reason
+    missing = RayJob(resolve(SMALL_GANG), job_key="missing-resume", artifacts_url=str(tmp_path))
+    try:
+        error = _start_in_thread(missing, 60.0, resume=(str(tmp_path / "gone.ckpt"), sha))
+    finally:
+        missing.stop()
+    assert isinstance(error, ray.exceptions.RayTaskError), repr(error)
+    assert not isinstance(error, ResumeFailed)
