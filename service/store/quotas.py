@@ -212,20 +212,35 @@ def check_can_submit(
             f"{st.max_queued_jobs}"
         )
     _check_storage(st.storage_bytes, st.max_storage_bytes, adding=0)
-    # A gang over the quota by itself could never start: say what sizes it.
+    if why := _gang_over(st, cpus, gpus):
+        raise QuotaExceeded(why)
+    return st.now
+
+
+def gang_over_quota(
+    *, session: Session, user_id: int, defaults: QuotaDefaults, cpus: float, gpus: float
+) -> str | None:
+    """Why a gang of `cpus`/`gpus` could never start under the user's CPU/GPU quota,
+    or None: a sweep's trial point, judged as its submit was at the space's corners,
+    under the quota as it is now (an admin may have lowered it since)."""
+    return _gang_over(_standing(session, user_id, defaults, owner_locked=False), cpus, gpus)
+
+
+def _gang_over(st: Standing, cpus: float, gpus: float) -> str | None:
+    """A gang over the quota by itself could never start: say what sizes it."""
     if exceeds(cpus, st.max_cpus):
-        raise QuotaExceeded(
+        return (
             f"max_cpus: the gang needs {cpus:g} CPUs (the coordinator's and "
             f"distributed.workers x cpus_per_worker), the quota is {st.max_cpus:g}; it could "
             "never start: fewer workers or CPUs per worker, or ask an admin to raise the quota"
         )
     if exceeds(gpus, st.max_gpus):
-        raise QuotaExceeded(
+        return (
             f"max_gpus: the gang needs {gpus:g} GPUs (distributed.workers x gpus_per_worker), "
             f"the quota is {st.max_gpus:g}; it could never start: fewer workers or GPUs per "
             "worker, or ask an admin to raise the quota"
         )
-    return st.now
+    return None
 
 
 def _check_storage(used: int, quota: int, *, adding: int) -> None:

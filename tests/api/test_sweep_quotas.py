@@ -188,3 +188,32 @@ def test_trials_wait_while_the_owner_is_over_the_storage_quota(api: Api) -> None
     cancelled = api.client.post(f"/v1/sweeps/{sweep_id}/cancel", headers=alice).json()
     assert cancelled["status"] == "cancelled"
     assert [(t["status"], t["error"]) for t in cancelled["trials"]] == [("cancelled", None)] * 2
+
+
+def test_a_trial_whose_gang_the_quota_no_longer_allows_fails_and_the_rest_go_on(
+    api: Api,
+) -> None:
+    """The sweep's submit checks the gang at its space's corners against the CPU
+    quota; an admin lowering it afterwards left the controller queueing trial jobs
+    that could never start, each holding a queue place for good (a review). Such a
+    point fails as an invalid one, saying why; the others are queued."""
+    alice_id, alice = api.create_user("alice")
+    sweep = {
+        **SMALL_SWEEP,
+        "parameters": {"distributed.workers": {"type": "categorical", "choices": [1, 3]}},
+        "trials": 4,
+        "parallel": 4,
+    }
+    r = api.client.post("/v1/sweeps", json=sweep, headers=alice)
+    assert r.status_code == 201, r.text
+    set_quota(api, alice_id, max_cpus=3)  # 1 + 3 workers x 1 CPU no longer fits
+    SweepController(api.settings, api.sessions).poll()
+    trials = api.client.get(f"/v1/sweeps/{r.json()['id']}", headers=alice).json()["trials"]
+    wide = [t for t in trials if t["params"]["distributed.workers"] == 3]
+    narrow = [t for t in trials if t["params"]["distributed.workers"] == 1]
+    assert wide and narrow, trials  # the sampler's seeded draws hold both
+    for trial in wide:
+        assert (trial["status"], trial["job_id"]) == ("failed", None), trial
+        assert trial["error"].startswith("invalid point: max_cpus: the gang needs 4 CPUs")
+    assert all(t["status"] == "queued" and t["job_id"] for t in narrow), narrow
+    assert queued(api, alice) == len(narrow)

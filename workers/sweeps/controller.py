@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StaleLease
 from service.schemas.common import error_message
+from service.schemas.gang import gang_totals
 from service.schemas.resolve import SpecError
 from service.schemas.sweep_space import trial_spec
 from service.schemas.sweeps import SweepSpec
@@ -35,6 +36,7 @@ from service.settings import Settings
 from service.store import sweep_steps, trial_jobs
 from service.store.db import read_transaction, transaction
 from service.store.models import SweepStatus, TrialState
+from service.store.quotas import gang_over_quota
 from service.store.spec_checks import spec_problems
 from service.store.sweep_steps import SweepSnapshot
 from service.store.sweeps import OPEN_TRIAL
@@ -265,6 +267,20 @@ class SweepController:
                     error = "; ".join(f"{field}: {message}" for field, message in problems)
                     trial_jobs.fail_trial(
                         session=session, trial=trial, error=f"invalid point: {error}"[:500]
+                    )
+                    continue
+                # Queued, a gang over the owner's CPU/GPU quota would never start and
+                # hold a queue slot for good (a review: the quota lowered since).
+                cpus, gpus = gang_totals(resolved)
+                if why := gang_over_quota(
+                    session=session,
+                    user_id=sweep.owner_id,
+                    defaults=self.settings.quota_defaults(),
+                    cpus=cpus,
+                    gpus=gpus,
+                ):
+                    trial_jobs.fail_trial(
+                        session=session, trial=trial, error=f"invalid point: {why}"[:500]
                     )
                     continue
                 job = trial_jobs.submit_trial(
