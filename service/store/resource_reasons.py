@@ -89,6 +89,15 @@ def _without_memory(bundle: Bundle) -> Bundle:
     return {kind: amount for kind, amount in bundle.items() if kind != "memory"}
 
 
+# What a job waiting for free room should know of its queue position: the claim
+# takes the first job in order that fits what is free, so smaller jobs behind it
+# start meanwhile, however it ranks (a review saw 11 start past "position 1").
+NO_ROOM_HELD = (
+    "; no room is held for a waiting gang: smaller jobs queued behind it start "
+    "meanwhile when they fit"
+)
+
+
 def none_live(dispatcher_timeout: timedelta) -> str:
     return (
         f"no dispatcher was seen in the last {dispatcher_timeout.total_seconds():g} s, "
@@ -158,11 +167,11 @@ def resource_reasons(
         reasons.append(
             BlockingReason(
                 kind="resources",
-                message=f"waiting for {_describe(required)} to become free",
+                message=f"waiting for {_describe(required)} to become free{NO_ROOM_HELD}",
             )
         )
     elif crowded := _no_room_free(bundles, workers, live):
-        reasons.append(BlockingReason(kind="resources", message=crowded))
+        reasons.append(BlockingReason(kind="resources", message=crowded + NO_ROOM_HELD))
     return reasons
 
 
