@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
@@ -14,6 +15,7 @@ from service.api.deps import (
     Limit,
     Sessions,
     decode_cursor,
+    field_error,
     next_cursor,
 )
 from service.api.responses import errors
@@ -35,7 +37,7 @@ from service.schemas.common import Page
 from service.schemas.quota import QuotaDefaults
 from service.store.audit import record, user_created
 from service.store.db import read_transaction, transaction
-from service.store.models import User
+from service.store.models import User, utcnow
 from service.store.quotas import quota_in_force, set_quota, usage
 from service.store.user_locks import lock_for_admin_change
 from service.store.users import (
@@ -45,6 +47,7 @@ from service.store.users import (
     list_users,
     live_tokens,
     set_disabled,
+    token_expiry,
 )
 from service.store.users import revoke_token as store_revoke_token
 
@@ -209,6 +212,7 @@ def post_token(
     with transaction(sessions) as session:
         if for_another:  # 404 for no such user; the caller's own was found signing in
             get_user(session=session, user_id=owner_id)
+        _within_the_issuers_life(session, principal.token_id, body.expires_in_days)
         api_token, plain = issue_token(
             session=session,
             user_id=owner_id,
@@ -223,6 +227,31 @@ def post_token(
             detail={"user_id": owner_id, "expires_in_days": body.expires_in_days},
         )
     return TokenCreated(id=api_token.id, token=plain, expires_at=api_token.expires_at)
+
+
+def _within_the_issuers_life(session: Session, token_id: int, days: int | None) -> None:
+    """A token may not issue one that outlives it: a leaked 1-day token minted a token
+    that never expires (a review). A 422 at `expires_in_days` saying how long may be
+    asked for."""
+    ends = token_expiry(session=session, token_id=token_id)
+    if ends is None:
+        return
+    now = utcnow()
+    if days is not None and now + timedelta(days=days) <= ends:
+        return
+    most = int((ends - now).total_seconds() // 86_400)
+    ask = (
+        f"ask for at most {most} day{'s' if most != 1 else ''}"
+        if most >= 1
+        else "it expires within a day, so it can issue none"
+    )
+    raise field_error(
+        ("body", "expires_in_days"),
+        f"the token signing this request expires at {ends:%Y-%m-%d %H:%M} UTC, and a "
+        f"token may not issue one that outlives it: {ask}, or sign in with a token that "
+        "does not expire",
+        days,
+    )
 
 
 @router.delete(

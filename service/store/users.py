@@ -78,6 +78,12 @@ def create_user(
     return user, api_token, plain
 
 
+def token_expiry(*, session: Session, token_id: int) -> datetime | None:
+    """When the token expires; None when it never does, or is no stored token (the
+    bootstrap admin's, from the settings)."""
+    return session.scalar(select(ApiToken.expires_at).where(ApiToken.id == token_id))
+
+
 def issue_token(
     *,
     session: Session,

@@ -294,3 +294,23 @@ def test_an_admin_keeps_their_own_last_token_until_they_hold_another(api: Api) -
     [only] = api.client.get("/v1/tokens", headers=user).json()["data"]
     assert api.client.delete(f"/v1/tokens/{only['id']}", headers=user).status_code == 204
     assert ("admin:second-admin", "token.revoked", f"token:{first['id']}") in audit_actions(api)
+
+
+def test_a_token_cannot_issue_one_that_outlives_it(api: Api) -> None:
+    """A leaked 1-day token minted one that never expires (a review): a token's
+    expiry bounds the tokens it issues, a 422 at `expires_in_days` saying how long."""
+    _uid, alice = api.create_user("alice")  # her first token never expires
+    r = api.client.post("/v1/tokens", json={"expires_in_days": 3}, headers=alice)
+    assert r.status_code == 201, r.text
+    short = bearer(r.json()["token"])
+    for days in (None, 3):
+        r = api.client.post("/v1/tokens", json={"expires_in_days": days}, headers=short)
+        [error] = assert_json_error(r, 422)
+        assert error["loc"] == ["body", "expires_in_days"], error
+        assert "may not issue one that outlives it: ask for at most 2 days" in error["msg"]
+    assert api.client.post("/v1/tokens", json={"expires_in_days": 2}, headers=short).is_success
+    r = api.client.post("/v1/tokens", json={"expires_in_days": 1}, headers=short)
+    day = bearer(r.json()["token"])
+    r = api.client.post("/v1/tokens", json={"expires_in_days": 1}, headers=day)
+    assert "it expires within a day, so it can issue none" in assert_json_error(r, 422)[0]["msg"]
+    assert api.client.post("/v1/tokens", json={}, headers=alice).status_code == 201
