@@ -139,8 +139,7 @@ class JobRun:
         try:
             # The start's reads ride through a store outage as the writes do: one lost
             # connection here failed the attempt "dispatcher error" (a review).
-            new_gang = functools.partial(
-                RayJob,
+            gang = RayJob(
                 self.spec,
                 job_key=f"{claimed.job_id}",
                 artifacts_url=artifact_url(self.settings.artifacts_url, ""),
@@ -150,21 +149,24 @@ class JobRun:
                 memory=claimed.memory,
                 artifacts_outage_seconds=self.settings.store_outage_seconds,
             )
-            gang = new_gang()
             resume = resume_point(self.claimed, run=start_read, write=self._writer.write)
             try:
                 ready_s = self.settings.gang_ready_seconds
-                while True:
-                    try:
-                        gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
-                        break
-                    except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
-                        gang.stop()  # a fresh gang: the failed load may have left it half-loaded
+                try:
+                    gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
+                except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
+                    while True:  # each try strictly older: it ends, at round 0 at last
                         resume = fallback_resume(
                             failed, claimed, run=start_read, write=self._writer.write
                         )
-                        gang = new_gang()
+                        try:
+                            gang.restart(ready_timeout_s=ready_s, resume=resume)
+                            break
+                        except ResumeFailed as again:
+                            failed = again
                 started = True
+            except (StoreUnavailable, StaleLease):
+                raise  # the store's own ends (run() handles them), not the gang's
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
                 started = False
                 reason = failure_reason(exc)

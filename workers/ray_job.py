@@ -74,12 +74,16 @@ class RayJob:
         self.dtype = dtype
         self.pg: Any = None
         self.actors: list[Any] = []
+        self.tries = 1  # gangs of actors started for this attempt (restart)
         self.replicas: list[Any] = []
         self.driver: Any = None
         # Seconds per gang-start phase (placement, actors, resume, first event); the
         # dispatcher logs them at debug level, benchmarks/gang_start.py prints them.
         self.phases: dict[str, float] = {}
         self._mark = time.perf_counter()
+
+    def _actor_name(self) -> str:
+        return self.actor_prefix if self.tries == 1 else f"{self.actor_prefix}-try{self.tries}"
 
     def _phase(self, name: str) -> None:
         now = time.perf_counter()
@@ -103,26 +107,47 @@ class RayJob:
         _get(self.pg.ready(), ready_timeout_s, f"the cluster could not place the gang {bundles}")
         self._phase("placement")
         on_placed()
-        dist = self.spec.distributed
-        device = "cuda" if dist.gpus_per_worker > 0 else "cpu"
+        device = _device(self.spec.distributed.gpus_per_worker)
         if self.pool is not None and device == "cpu":
             self._start_pooled(bundles, device, ready_timeout_s)
         else:
             self._start_own(bundles, device)
-        first_round = 0
-        if resume is not None:
-            # With the job's own actors this also waits for them to start.
-            try:
-                first_round = int(
-                    _get(
-                        self.driver.resume.remote(*resume),
-                        ready_timeout_s,
-                        f"the gang's driver did not resume from checkpoint {resume[0]}",
-                    )
+        return self._resume(resume, ready_timeout_s)
+
+    def restart(self, *, ready_timeout_s: float, resume: tuple[str, str] | None) -> int:
+        """Start the gang's actors afresh inside the placement group it holds, and
+        resume from `resume`: after a resume that failed (ResumeFailed), whose load
+        may have left the actors half-loaded. The placement group stays, so its room
+        stays held: the dispatcher counted it taken once it was placed, and would
+        claim another job into it were it released (a review). Always the job's own
+        actors: pooled ones that failed a load are not handed back."""
+        self.actors += [actor for _node, actor in self.pooled]
+        self.pooled = []
+        self._kill_actors()
+        self.tries += 1  # new names: a killed actor's name is released asynchronously
+        dist = self.spec.distributed
+        self._start_own(gang_bundles(self.spec, self.memory), _device(dist.gpus_per_worker))
+        return self._resume(resume, ready_timeout_s)
+
+    def _resume(self, resume: tuple[str, str] | None, ready_timeout_s: float) -> int:
+        """The first round to run: 0, or the round after the checkpoint `resume`."""
+        if resume is None:
+            return 0
+        # With the job's own actors this also waits for them to start.
+        try:
+            first_round = int(
+                _get(
+                    self.driver.resume.remote(*resume),
+                    ready_timeout_s,
+                    f"the gang's driver did not resume from checkpoint {resume[0]}",
                 )
-            except ray.exceptions.RayTaskError as exc:
-                raise resume_failure(exc, resume[0]) from exc
-            self._phase("resume")
+            )
+        except ray.exceptions.RayTaskError as exc:
+            failure = resume_failure(exc, resume[0])
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._phase("resume")
         return first_round
 
     def _actor_args(self, bundle: dict[str, float]) -> dict[str, Any]:
@@ -151,7 +176,7 @@ class RayJob:
         for rank, bundle in enumerate(bundles[1:]):
             self.actors.append(
                 replica_cls.options(
-                    name=f"{self.actor_prefix}-replica{rank}",
+                    name=f"{self._actor_name()}-replica{rank}",
                     max_concurrency=2,  # state_dict() while serve() runs the rounds
                     num_cpus=bundle["CPU"],
                     num_gpus=bundle.get("GPU", 0.0),
@@ -164,7 +189,7 @@ class RayJob:
         self.driver = (
             ray.remote(JobDriver)
             .options(
-                name=f"{self.actor_prefix}-driver",
+                name=f"{self._actor_name()}-driver",
                 num_cpus=bundles[0]["CPU"],
                 max_concurrency=2,  # request_stop() while run() streams
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
@@ -244,14 +269,17 @@ class RayJob:
             # waits for these actors instead of starting fresh ones.
             self.pool.expect_back([node for node, _actor in self.pooled])
             self.announced_back = True
+        self._kill_actors()
+        if self.pg is not None:
+            remove_placement_group(self.pg)
+            self.pg = None
+
+    def _kill_actors(self) -> None:
         for actor in self.actors:
             with contextlib.suppress(Exception):  # an actor that already died is fine
                 ray.kill(actor, no_restart=True)
         self.actors.clear()
         self.replicas = []
-        if self.pg is not None:
-            remove_placement_group(self.pg)
-            self.pg = None
 
     def stop(self) -> None:
         """Free the resources, then hand a cleanly ended job's pooled actors back (their
@@ -261,6 +289,10 @@ class RayJob:
         if self.pooled and self.pool is not None:
             self.pool.give_back(self.pooled)
         self.pooled = []
+
+
+def _device(gpus_per_worker: float) -> str:
+    return "cuda" if gpus_per_worker > 0 else "cpu"
 
 
 def _get(refs: Any, timeout_s: float, what: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -43,18 +44,17 @@ def rounds_done(count: int) -> str:
 
 def file_matches(ref: CheckpointRef) -> bool:
     """True when the file at ref.uri exists and hashes to ref.sha256."""
-    return hashes_to(ref.uri, ref.sha256)
-
-
-def hashes_to(uri: str, sha256: str) -> bool:
-    """True when the file at `uri` exists and hashes to `sha256`."""
-    digest = hashlib.sha256()
     try:
-        for chunk in iter_file(uri):
-            digest.update(chunk)
+        return _sha256_of(ref.uri) == ref.sha256
     except OSError:
         return False
-    return digest.hexdigest() == sha256
+
+
+def _sha256_of(uri: str) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter_file(uri):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def verified_resume(
@@ -99,23 +99,8 @@ def resume_point(
     the job's events through `write` (the run's fenced, outage-riding store writer)."""
     ref, note = verified_resume(claimed.resume, job_id=claimed.job_id, run=run)
     if note is not None:
-        write(
-            lambda s: lifecycle.note(
-                session=s,
-                job_id=claimed.job_id,
-                token=claimed.fencing_token,
-                actor="dispatcher",
-                reason=note,
-            )
-        )
-    if ref is not None:
-        # The chaos suite reads this line to count the rounds a resume re-trains.
-        log.info(
-            "job %s: attempt %s resumes after %s",
-            claimed.job_id,
-            claimed.attempt,
-            rounds_done(ref.round + 1),
-        )
+        _note(claimed, write, note)
+    _log_resume(claimed, ref)
     return None if ref is None else (ref.uri, ref.sha256)
 
 
@@ -129,12 +114,23 @@ class ResumeFailed(Exception):
         self.uri, self.reason = uri, reason
 
 
+# What a load of a checkpoint this version cannot read raises: our format check
+# (CorruptCheckpoint, a ValueError), torch's unpickler, a missing or changed key,
+# and torch's "Error(s) in loading state_dict" (a RuntimeError, told by its text).
+_UNLOADABLE = (ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError)
+
+
 def resume_failure(exc: ray.exceptions.RayTaskError, uri: str) -> Exception:
-    """What the resume's error means: the driver's load raised (ResumeFailed), or
-    its read of the file failed (an OSError, which the next attempt may not meet:
-    the error itself, retried as any start failure)."""
+    """What the resume's error means: the driver's load of the file raised
+    (ResumeFailed: an older checkpoint may load), or anything else — its read
+    failed, a replica died, memory ran out — which says nothing of the checkpoint:
+    the error itself, retried as any start failure (falling back would throw away
+    good rounds; a review)."""
     cause = exc.cause
-    if isinstance(cause, OSError):
+    unloadable = isinstance(cause, _UNLOADABLE) or (
+        isinstance(cause, RuntimeError) and "state_dict" in str(cause)
+    )
+    if not unloadable or isinstance(cause, ray.exceptions.RayError):
         return exc
     lines = str(cause).strip().splitlines()  # torch's can run to a dozen lines
     return ResumeFailed(uri, f"{type(cause).__name__}: {lines[0][:200] if lines else ''}")
@@ -152,13 +148,12 @@ def fallback_resume(
     verifies, or None for round 0; the job's events say which and why. Before, every
     attempt failed on the same checkpoint and the job failed (a review)."""
     refs = run(lambda session: _checkpoints_newest_first(session, claimed.job_id))
-    failed_round = next((r.round for r in refs if r.uri == failed.uri), None)
-    older = [r for r in refs if failed_round is not None and r.round < failed_round]
-    chosen = next((ref for ref in older if file_matches(ref)), None)
+    at = next((i for i, ref in enumerate(refs) if ref.uri == failed.uri), len(refs))
+    chosen = next((ref for ref in refs[at + 1 :] if file_matches(ref)), None)
     what = (
-        "the checkpoint"
-        if failed_round is None
-        else (f"the checkpoint after {rounds_done(failed_round + 1)}")
+        f"the checkpoint after {rounds_done(refs[at].round + 1)}"
+        if at < len(refs)
+        else "the checkpoint"
     )
     where = (
         "the start (round 0)"
@@ -167,16 +162,45 @@ def fallback_resume(
     )
     note = f"{what} could not be loaded ({failed.reason}); resuming from {where}"
     log.warning("job %s: %s", claimed.job_id, note)
+    _note(claimed, write, note)
+    _log_resume(claimed, chosen)
+    return None if chosen is None else (chosen.uri, chosen.sha256)
+
+
+def _note(
+    claimed: ClaimedJob, write: Callable[[Callable[[Session], Any]], Any], reason: str
+) -> None:
+    """`reason` in the job's events, under the attempt's token, through `write`."""
     write(
         lambda s: lifecycle.note(
             session=s,
             job_id=claimed.job_id,
             token=claimed.fencing_token,
             actor="dispatcher",
-            reason=note,
+            reason=reason,
         )
     )
-    return None if chosen is None else (chosen.uri, chosen.sha256)
+
+
+def _log_resume(claimed: ClaimedJob, ref: CheckpointRef | None) -> None:
+    if ref is not None:
+        # The chaos suite reads this line to count the rounds a resume re-trains.
+        log.info(
+            "job %s: attempt %s resumes after %s",
+            claimed.job_id,
+            claimed.attempt,
+            rounds_done(ref.round + 1),
+        )
+
+
+def _dataset_matches(uri: str, sha256: str) -> bool:
+    """False for a file gone or changed; a read that fails otherwise (a permission,
+    a network error) raises: the next attempt may read it, and the job must not fail
+    for good "upload it again" over a blip (a review)."""
+    try:
+        return _sha256_of(uri) == sha256
+    except FileNotFoundError:
+        return False
 
 
 class DatasetChanged(ValueError):
@@ -196,7 +220,7 @@ def uploaded_datasets(spec: ResolvedSpec, *, run: StoreRun) -> dict[str, str]:
     dataset_id = int(ref[len(UPLOAD_PREFIX) :])
     files = run(lambda session: dataset_files(session=session, dataset_ids=[dataset_id]))
     for key, (uri, sha256) in files.items():
-        if not hashes_to(uri, sha256):
+        if not _dataset_matches(uri, sha256):
             raise DatasetChanged(
                 f"task.dataset: the file of upload:{key} is missing or no longer matches "
                 "the sha256 recorded at its upload (changed or damaged where the server "
@@ -206,4 +230,7 @@ def uploaded_datasets(spec: ResolvedSpec, *, run: StoreRun) -> dict[str, str]:
 
 
 def _checkpoints_newest_first(session: Session, job_id: int) -> list[CheckpointRef]:
-    return [checkpoint_ref(c) for c in reversed(list_checkpoints(session=session, job_id=job_id))]
+    """By round, then by when recorded: two attempts may each have written one after
+    the same round (another version's, then this one's)."""
+    refs = [checkpoint_ref(c) for c in list_checkpoints(session=session, job_id=job_id)]
+    return sorted(refs, key=lambda ref: (ref.round, ref.id), reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from service.api.deps import (
@@ -86,6 +86,14 @@ def _user_outs(session: Session, users: list[User], defaults: QuotaDefaults) -> 
 )
 def post_user(body: UserCreate, admin: AdminUser, sessions: Sessions) -> UserCreated:
     with transaction(sessions) as session:
+        if token_expiry(session=session, token_id=admin.token_id) is not None:
+            # The new user's first token never expires: it would outlive this one, and
+            # a leaked short-lived admin token would mint a lasting admin (a review).
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail="a token that expires cannot create users (their first token never "
+                "expires, and would outlive it): sign in with a token that does not expire",
+            )
         user, api_token, plain = create_user(
             session=session, name=body.name, role=body.role, share_weight=body.fair_share()
         )

@@ -79,8 +79,8 @@ def create_user(
 
 
 def token_expiry(*, session: Session, token_id: int) -> datetime | None:
-    """When the token expires; None when it never does, or is no stored token (the
-    bootstrap admin's, from the settings)."""
+    """When the token expires; None when it never does (the bootstrap admin's never
+    does), or when no stored token has that id."""
     return session.scalar(select(ApiToken.expires_at).where(ApiToken.id == token_id))
 
 

@@ -314,3 +314,10 @@ def test_a_token_cannot_issue_one_that_outlives_it(api: Api) -> None:
     r = api.client.post("/v1/tokens", json={"expires_in_days": 1}, headers=day)
     assert "it expires within a day, so it can issue none" in assert_json_error(r, 422)[0]["msg"]
     assert api.client.post("/v1/tokens", json={}, headers=alice).status_code == 201
+    # Nor create a user, whose first token never expires: an admin's expiring token
+    # would mint a lasting admin.
+    r = api.client.post("/v1/tokens", json={"expires_in_days": 3}, headers=api.admin)
+    short_admin = bearer(r.json()["token"])
+    r = api.client.post("/v1/users", json={"name": "mallory", "role": "admin"}, headers=short_admin)
+    assert "a token that expires cannot create users" in assert_json_error(r, 403)
+    assert api.client.post("/v1/users", json={"name": "bob"}, headers=api.admin).is_success

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import ray
 import sqlalchemy.exc
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +37,8 @@ from service.store.users import create_user
 from tests.workers.dispatcher_seams import dispatcher_store
 from workers import job_run
 from workers.job_run import JobRun
-from workers.resume import ResumeFailed
+from workers.resume import ResumeFailed, resume_failure
+from workers.training.checkpoint import CorruptCheckpoint
 
 
 class FirstWorkFails:
@@ -67,22 +69,28 @@ class NoGang:
     given: ClassVar[dict[str, Any]] = {}
     unloadable: ClassVar[set[str]] = set()
     resumed_from: ClassVar[list[str | None]] = []
+    stopped: ClassVar[bool] = False
 
     def __init__(self, _spec: Any, **kwargs: Any) -> None:
         NoGang.given = kwargs
 
     def start(self, *, resume: tuple[str, str] | None, **_kwargs: Any) -> None:
         NoGang.given["resume"] = resume
+        self.restart(resume=resume)
+
+    def restart(self, *, resume: tuple[str, str] | None, **_kwargs: Any) -> None:
+        # The placement group stays held between tries: no stop() before the end.
+        assert not NoGang.stopped, "the gang's room was given up between tries"
         NoGang.resumed_from.append(None if resume is None else resume[0])
         if resume is not None and resume[0] in NoGang.unloadable:
             raise ResumeFailed(resume[0], "KeyError: 'format'")
         raise RuntimeError("no Ray in this test")
 
     def free_resources(self) -> None:
-        pass
+        NoGang.stopped = True
 
     def stop(self) -> None:
-        pass
+        NoGang.stopped = True
 
 
 def _job_on_an_upload(
@@ -131,6 +139,7 @@ def _ended(sessions: sessionmaker[Session], job_id: int) -> tuple[Job, list[str]
 @pytest.fixture
 def no_gang(monkeypatch: pytest.MonkeyPatch) -> None:
     NoGang.given, NoGang.unloadable, NoGang.resumed_from = {}, set(), []
+    NoGang.stopped = False
     monkeypatch.setattr(job_run, "RayJob", NoGang)
 
 
@@ -247,3 +256,25 @@ def test_a_checkpoint_the_driver_cannot_load_falls_back_to_an_older_one(
         f"the checkpoint after 10 rounds {unloadable} the start (round 0)",
     ]
     assert [r for r in reasons if unloadable in r] == notes[: 1 if loadable == "older" else 2]
+
+
+@pytest.mark.parametrize(
+    ("cause", "unloadable"),
+    [
+        (CorruptCheckpoint("/c is not a lagtrain-checkpoint-v3 checkpoint"), True),
+        (KeyError("format"), True),
+        (RuntimeError("Error(s) in loading state_dict for RNN:\n\tsize mismatch"), True),
+        (FileNotFoundError("/c"), False),  # a read: the next attempt may read it
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), False),
+        (ray.exceptions.ActorDiedError(), False),  # a replica died during the load
+    ],
+)
+def test_only_a_load_the_checkpoint_itself_failed_falls_back(
+    cause: BaseException, unloadable: bool
+) -> None:
+    """A fallback to an older checkpoint throws away rounds: only for errors of the
+    load itself, not for a replica that died or memory that ran out (a review)."""
+    error = ray.exceptions.RayTaskError("resume", "traceback", cause)  # type: ignore[no-untyped-call]
+    seen = resume_failure(error, "/c")
+    assert isinstance(seen, ResumeFailed) is unloadable, seen
+    assert seen is error or str(seen).startswith("the checkpoint /c could not be loaded: ")

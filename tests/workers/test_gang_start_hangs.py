@@ -117,10 +117,17 @@ def test_a_checkpoint_the_driver_cannot_load_is_a_resume_failure(
     job = RayJob(resolve(SMALL_GANG), job_key="foreign-resume", artifacts_url=str(tmp_path))
     try:
         error = _start_in_thread(job, 60.0, resume=(str(foreign), sha))
+        assert isinstance(error, ResumeFailed), repr(error)
+        assert error.uri == str(foreign), error.uri
+        assert error.reason.startswith("UnpicklingError"), error.reason
+        # The fallback's next try: fresh actors (new names) in the placement group
+        # the gang still holds, from round 0.
+        held = job.pg
+        assert job.restart(ready_timeout_s=60.0, resume=None) == 0
+        assert job.pg is held
+        assert ray.get_actor("lagtrain-jobforeign-resume-attempt1-try2-driver") is not None
     finally:
         job.stop()
-    assert isinstance(error, ResumeFailed), repr(error)
-    assert error.uri == str(foreign) and error.reason.startswith("UnpicklingError"), error.reason
     missing = RayJob(resolve(SMALL_GANG), job_key="missing-resume", artifacts_url=str(tmp_path))
     try:
         error = _start_in_thread(missing, 60.0, resume=(str(tmp_path / "gone.ckpt"), sha))
