@@ -9,9 +9,11 @@ from sqlalchemy import select
 
 from service.store import sweep_steps
 from service.store import sweeps as store_sweeps
+from service.store.attempts import ClaimedJob
 from service.store.db import transaction
 from service.store.models import AuditEvent, JobEvent, Sweep, SweepStatus
 from tests.sweeps.conftest import Lab
+from workers.sweeps.controller import SweepController
 
 MEDIAN = {"type": "median", "startup_trials": 1}
 
@@ -29,14 +31,22 @@ def gap_curve(scale: float) -> dict[int, dict[str, float]]:
     return {r: {"optimality_gap": scale / (r + 1)} for r in (9, 19, 29, 39)}
 
 
-def test_the_pruner_cancels_a_bad_trial_and_spares_a_good_one(lab: Lab) -> None:
-    sweep_id = lab.submit(trials=3, parallel=1, pruner=MEDIAN)
+def _first_trial_done(lab: Lab, *, trials: int) -> tuple[int, SweepController, ClaimedJob]:
+    """A median-pruned sweep, one trial at a time, whose first trial reported every
+    evaluation and succeeded, and a step since (the next trial asked): the sweep, its
+    controller and the first trial's claim."""
+    sweep_id = lab.submit(trials=trials, parallel=1, pruner=MEDIAN)
     controller = lab.controller()
     controller.poll()
     (first,) = lab.claim_all()
     lab.report(first.job_id, gap_curve(1.0))
     lab.succeed(first.job_id, {"optimality_gap": 1.0 / 40})
     controller.poll()
+    return sweep_id, controller, first
+
+
+def test_the_pruner_cancels_a_bad_trial_and_spares_a_good_one(lab: Lab) -> None:
+    sweep_id, controller, first = _first_trial_done(lab, trials=3)
 
     (bad,) = lab.claim_all()
     lab.report(bad.job_id, {r: v for r, v in gap_curve(5.0).items() if r <= 19})
@@ -223,13 +233,7 @@ def test_a_trial_whose_last_round_is_recorded_is_not_pruned(lab: Lab) -> None:
     """Its job has reported every round but not ended yet: pruned then, its job was
     cancelled, yet it succeeded (a cancelling job may), and the trial stayed pruned
     with no values. Its work is done: the pruner waits for the result."""
-    sweep_id = lab.submit(trials=2, parallel=1, pruner=MEDIAN)
-    controller = lab.controller()
-    controller.poll()
-    (first,) = lab.claim_all()
-    lab.report(first.job_id, gap_curve(1.0))
-    lab.succeed(first.job_id, {"optimality_gap": 1.0 / 40})
-    controller.poll()
+    sweep_id, controller, _first = _first_trial_done(lab, trials=2)
     (poor,) = lab.claim_all()
     lab.report(poor.job_id, gap_curve(5.0))  # worse at every evaluation, the last too
     controller.poll()
