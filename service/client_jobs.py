@@ -146,15 +146,19 @@ class JobsApi(ClientBase):
         goes missing. (A finished job's stream sends its terminal status first and
         again after its metrics: the end is the stream's close, and a connection lost
         before it reconnects.) Raises the connection's error once the server has been
-        unreachable for `give_up_after` seconds."""
+        unreachable for `give_up_after` seconds. A 429 on a reconnect is waited out
+        too: the server may hold the lost connection's stream slot until its next
+        ping finds it gone (≤ 15 s), and with the user's streams at their cap the
+        reconnect was refused (the dashboard waits it out as well). At the first
+        connection a 429 is raised: the cap is full of other streams."""
         last_seq: int | None = None
         failing_since: float | None = None
         wait = 0.5
-        ended = False
+        ended = connected = False
         while True:
             try:
                 for event, data in self.events(job_id, last_event_id=last_seq):
-                    failing_since, wait = None, 0.5
+                    failing_since, wait, connected = None, 0.5, True
                     if event == "metrics":
                         last_seq = int(data["seq"])
                         ended = False  # a finished job's backlog: its status comes again
@@ -164,7 +168,8 @@ class JobsApi(ClientBase):
                 if ended:
                     return
             except (httpx.TransportError, ApiError) as exc:
-                if isinstance(exc, ApiError) and exc.status not in PROXY_UNAVAILABLE:
+                waits = PROXY_UNAVAILABLE | ({429} if connected else set())
+                if isinstance(exc, ApiError) and exc.status not in waits:
                     raise
                 now = time.monotonic()
                 failing_since = failing_since if failing_since is not None else now

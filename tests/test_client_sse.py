@@ -128,3 +128,34 @@ def test_follow_waits_through_a_proxy_and_a_refused_connection_while_the_server_
     )
     with pytest.raises(ApiError):
         list(Client("http://lagtrain", "t", http=gone).follow(7, sleep=naps.append))
+
+
+def test_follow_waits_out_a_429_on_a_reconnect_but_not_on_the_first_connect() -> None:
+    """A reconnect can meet the stream cap while the server still holds the lost
+    connection's slot (until its next ping finds it gone): `lagtrain watch` died
+    with "close one first" where the dashboard waits (a review). At the first
+    connection the cap is full of other streams: raised."""
+    answers: list[str] = []
+    full = {"detail": "max_streams_per_user: you have 8 open event streams"}
+
+    def server(request: httpx.Request) -> httpx.Response:
+        answers.append("asked")
+        if len(answers) == 1:
+            lines = sse("status", {"status": "running"}) + sse("metrics", {"seq": 1}, 1)
+            return httpx.Response(200, stream=FlakyStream(lines, breaks=True))
+        if len(answers) == 2:
+            return httpx.Response(429, json=full)
+        return httpx.Response(
+            200, stream=FlakyStream(sse("status", {"status": "failed"}), breaks=False)
+        )
+
+    http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
+    got = list(Client("http://lagtrain", "t", http=http).follow(7, sleep=lambda _s: None))
+    assert got[-1] == ("status", {"status": "failed"}) and len(answers) == 3
+
+    capped = httpx.Client(
+        base_url="http://lagtrain",
+        transport=httpx.MockTransport(lambda _r: httpx.Response(429, json=full)),
+    )
+    with pytest.raises(ApiError, match="max_streams_per_user"):
+        list(Client("http://lagtrain", "t", http=capped).follow(7, sleep=lambda _s: None))
