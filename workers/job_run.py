@@ -152,18 +152,16 @@ class JobRun:
             resume = resume_point(self.claimed, run=start_read, write=self._writer.write)
             try:
                 ready_s = self.settings.gang_ready_seconds
-                try:
-                    gang.start(ready_timeout_s=ready_s, resume=resume, on_placed=self._reserved)
-                except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
-                    while True:  # each try strictly older: it ends, at round 0 at last
+                start: Callable[..., int] = functools.partial(gang.start, on_placed=self._reserved)
+                while True:  # each fallback strictly older: it ends, at round 0 at last
+                    try:
+                        start(ready_timeout_s=ready_s, resume=resume)
+                        break
+                    except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
                         resume = fallback_resume(
                             failed, claimed, run=start_read, write=self._writer.write
                         )
-                        try:
-                            gang.restart(ready_timeout_s=ready_s, resume=resume)
-                            break
-                        except ResumeFailed as again:
-                            failed = again
+                        start = gang.restart  # the placement group it holds, fresh actors
                 started = True
             except (StoreUnavailable, StaleLease):
                 raise  # the store's own ends (run() handles them), not the gang's
