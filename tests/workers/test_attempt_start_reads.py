@@ -19,7 +19,6 @@ import sqlalchemy.exc
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.artifacts import checkpoint_url, write_file
 from service.schemas.resolve import resolve
 from service.settings import Settings
 from service.store.attempts import ClaimedJob, claim_next
@@ -27,13 +26,13 @@ from service.store.checkpoints import (
     CheckpointRef,
     checkpoint_ref,
     list_checkpoints,
-    record_checkpoint,
 )
 from service.store.datasets import create_dataset
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import Job, JobEvent
 from service.store.users import create_user
+from tests.workers.checkpoint_files import record_checkpoints
 from tests.workers.dispatcher_seams import dispatcher_store
 from workers import job_run
 from workers.job_run import JobRun
@@ -213,22 +212,8 @@ def _checkpointed(
         spec = resolve({"task": {"kind": "adding"}, "max_attempts": 1})
         job, _ = enqueue(session=session, owner_id=user.id, spec=spec)
     claimed = _claimed(sessions)
-    refs = []
     with transaction(sessions) as session:
-        for round_ in rounds:
-            data = f"state after round {round_}".encode()
-            uri = checkpoint_url(settings.artifacts_url, job.id, round_, claimed.attempt)
-            write_file(uri, data)
-            record_checkpoint(
-                session=session,
-                job_id=job.id,
-                token=claimed.fencing_token,
-                round=round_,
-                seq=round_ + 1,
-                uri=uri,
-                sha256=hashlib.sha256(data).hexdigest(),
-                bytes=len(data),
-            )
+        record_checkpoints(session, settings.artifacts_url, claimed, rounds)
         refs = [checkpoint_ref(c) for c in list_checkpoints(session=session, job_id=job.id)]
     return dataclasses.replace(claimed, resume=refs[-1]), refs
 

@@ -4,7 +4,6 @@ that verifies, saying so in the job's events."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 
 import pytest
@@ -14,13 +13,14 @@ from service.artifacts import checkpoint_url, local_path, write_file
 from service.schemas.resolve import resolve
 from service.settings import Settings
 from service.store.attempts import claim_next
-from service.store.checkpoints import checkpoint_ref, latest_checkpoint, record_checkpoint
+from service.store.checkpoints import checkpoint_ref, latest_checkpoint
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import TERMINAL, Checkpoint, Job, JobEvent, Metric
 from service.store.users import create_user
 from tests.conftest import on_one_database
 from tests.polling import wait_until
+from tests.workers.checkpoint_files import record_checkpoints
 from workers.dispatcher import Dispatcher
 from workers.resume import verified_resume
 from workers.store_writer import RetryingWriter
@@ -42,20 +42,7 @@ def test_resume_skips_checkpoints_whose_bytes_changed(
             session=session, dispatcher_id="d", lease_seconds=60, free_cpus=64, free_gpus=0
         )
         assert claimed is not None
-        for round_ in (9, 19, 29):
-            data = f"state after round {round_}".encode()
-            uri = checkpoint_url(settings.artifacts_url, job_id, round_, 1)
-            write_file(uri, data)
-            record_checkpoint(
-                session=session,
-                job_id=job_id,
-                token=claimed.fencing_token,
-                round=round_,
-                seq=round_ + 1,
-                uri=uri,
-                sha256=hashlib.sha256(data).hexdigest(),
-                bytes=len(data),
-            )
+        record_checkpoints(session, settings.artifacts_url, claimed, (9, 19, 29))
         newest = checkpoint_ref(latest_checkpoint(session=session, job_id=job_id))  # type: ignore[arg-type]
     store = RetryingWriter(session_factory, give_up_seconds=10, name="resume")
     assert verified_resume(newest, job_id=job_id, run=store.write) == (newest, None)
