@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     # Fair share counts each user's jobs that run or finished within this window,
     # per unit of share weight (service.store.queue_order); 0: running jobs only.
     fair_share_window_seconds: float = Field(default=3600.0, ge=0, le=30 * 24 * 3600)
+    # The first job in the claim order that a dispatcher's cluster could run, once it
+    # has waited this long for room, holds that cluster: nothing queued behind it
+    # starts there until it has (service.store.claim_candidate); before, smaller jobs
+    # start past it. 0: nothing ever passes a job waiting for room; the most (30
+    # days): in effect never held.
+    hold_room_after_seconds: float = Field(default=600.0, ge=0, le=30 * 24 * 3600)
     # Checkpoint retention: the newest K of each job (and always its final one).
     checkpoints_keep: int = Field(default=5, ge=1)
     max_tokens_per_user: int = Field(default=20, ge=1)
@@ -157,6 +163,9 @@ class Settings(BaseSettings):
 
     def fair_share_window(self) -> timedelta:
         return timedelta(seconds=self.fair_share_window_seconds)
+
+    def hold_room_after(self) -> timedelta:
+        return timedelta(seconds=self.hold_room_after_seconds)
 
     def cost_limits(self) -> CostLimits:
         return CostLimits(

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.schemas.node_fit import (
+    ClusterRoom,
     NodeShape,
     PassedOver,
     counted,
@@ -114,6 +115,17 @@ class CapacityWindow:
             cpus=max((c.cpus for _, c in self._samples), default=0.0),
             gpus=max((c.gpus for _, c in self._samples), default=0.0),
         )
+
+    def room(self) -> ClusterRoom | None:
+        """The cluster's newest totals and nodes (the nodes where judged): what the job
+        a claim holds room for must fit (service.store.claim_candidate). Not the
+        window's largest: a job that needs the cluster to grow back would hold it idle
+        meanwhile. None before the first observation."""
+        if not self._samples:
+            return None
+        newest = self._samples[-1][1]
+        nodes = next(reversed(self._moments), ()) if self.judges_nodes() else None
+        return ClusterRoom(newest.cpus, newest.gpus, nodes or None)
 
     def judges_nodes(self) -> bool:
         """Whether bundles are judged by the nodes seen: not when a ceiling is above

@@ -1,6 +1,7 @@
 """The dispatcher loop (`lagtrain worker`): reap expired leases, fail jobs that can
-never fit the cluster, claim the next job whose gang fits the free Ray resources,
-and run it in its own thread. Wakes on PostgreSQL NOTIFY, on SQLite when another
+never fit the cluster, claim the next job whose gang fits the free Ray resources
+(or hold them for a job that has waited long: service.store.claim_candidate), and
+run it in its own thread. Wakes on PostgreSQL NOTIFY, on SQLite when another
 connection committed (PRAGMA data_version), and polls (<= 1 s) besides."""
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ class Dispatcher:
                 passed_over=self.passed_over.add,
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
+                hold_room_after=self.settings.hold_room_after(),
+                room=self.capacity.room(),  # the cluster's totals at the last maintenance
             )
         if claimed is None:
             return False

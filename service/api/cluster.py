@@ -60,6 +60,7 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
                 dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
                 quota_defaults=settings.quota_defaults(),
                 fair_share_window=settings.fair_share_window(),
+                hold_room_after=settings.hold_room_after(),
             )
         ]
     cutoff = now - timedelta(seconds=settings.lease_seconds)

@@ -55,4 +55,5 @@ def get_explain(
             dispatcher_timeout=timedelta(seconds=settings.lease_seconds),
             quota_defaults=settings.quota_defaults(),
             fair_share_window=settings.fair_share_window(),
+            hold_room_after=settings.hold_room_after(),
         )

@@ -85,6 +85,16 @@ class NodeShape:
 
 
 @dataclass(frozen=True)
+class ClusterRoom:
+    """A cluster's totals now: what the job a claim holds room for must fit
+    (service.store.claim_candidate)."""
+
+    cpus: float
+    gpus: float
+    nodes: tuple[NodeShape, ...] | None = None  # each live node's; None: not judged per node
+
+
+@dataclass(frozen=True)
 class PassedOver:
     """A queued job a claim skipped: its gang fits the free resources summed, and
     each bundle some node, but not all its bundles on the free nodes at once."""

@@ -20,22 +20,14 @@ from sqlalchemy.orm import Session
 
 from service.errors import StaleLease
 from service.schemas.gang import GangMemory
-from service.schemas.node_fit import NodeShape, PassedOver
+from service.schemas.node_fit import ClusterRoom, NodeShape, PassedOver
 from service.schemas.quota import QuotaDefaults
 from service.store import lifecycle
 from service.store.checkpoints import CheckpointRef, checkpoint_ref, latest_checkpoint
 from service.store.claim import Claim
 from service.store.db import db_now
 from service.store.lifecycle import lease_holder
-from service.store.models import (
-    ACTIVE,
-    TERMINAL,
-    Job,
-    JobAttempt,
-    JobStatus,
-    json_safe,
-    table_of,
-)
+from service.store.models import ACTIVE, TERMINAL, Job, JobAttempt, JobStatus, json_safe, table_of
 from service.store.reaper import requeue_expired as requeue_expired
 from service.store.time_limit import over_time_limit
 
@@ -79,6 +71,8 @@ def claim_next(
     now: datetime | None = None,
     quota_defaults: QuotaDefaults | None = None,
     fair_share_window: timedelta = timedelta(0),
+    hold_room_after: timedelta | None = None,
+    room: ClusterRoom | None = None,
 ) -> ClaimedJob | None:
     """Claim the next eligible job (service.store.queue_order), or None: the Claim's
     transition (its fields say what the arguments mean); the resume lookup follows in
@@ -95,6 +89,8 @@ def claim_next(
             known_unfit=known_unfit,
             quota_defaults=quota_defaults,
             fair_share_window=fair_share_window,
+            hold_room_after=hold_room_after,
+            room=room,
         ),
         to=JobStatus.RUNNING,
         actor=f"dispatcher:{dispatcher_id}",

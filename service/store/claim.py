@@ -24,16 +24,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.schemas.node_fit import NodeShape, PassedOver, most_free, packs
+from service.schemas.node_fit import ClusterRoom, NodeShape, PassedOver, most_free, packs
 from service.schemas.quota import QuotaDefaults
+from service.store.claim_candidate import next_candidate, room_params
 from service.store.db import db_now
 from service.store.models import Job, JobAttempt, JobStatus, UtcDateTime, table_of
 from service.store.node_fit_sql import bundles_of, free_node_params, workers_of
-from service.store.queue_order import (
-    FAIR_SHARE_SINCE,
-    next_candidate,
-    quota_params,
-)
+from service.store.queue_order import FAIR_SHARE_SINCE, quota_params
+
+# "Never": a wait no job reaches (a bound interval on PostgreSQL, a date on SQLite).
+NEVER_HOLD = timedelta(days=100 * 365)
 
 
 @dataclass(frozen=True)
@@ -61,23 +61,31 @@ class Claim:
     # How far back fair share counts an owner's finished jobs (queue_order); zero:
     # running jobs only (store-level callers; dispatchers pass settings').
     fair_share_window: timedelta = timedelta(0)
+    # Room is held for the first job in order that this cluster (`room`, its totals
+    # now; None: any) could run, once it has waited for room longer than this
+    # (claim_candidate). None: never held (store-level callers; dispatchers pass
+    # settings').
+    hold_room_after: timedelta | None = None
+    room: ClusterRoom | None = None
 
 
 def _claim_statement(
     started: ColumnElement[datetime],
     expires: ColumnElement[datetime],
     fair_share_since: ColumnElement[datetime],
+    hold_since: ColumnElement[datetime],
 ) -> Update:
     """The claim as ONE statement: queued -> running with a fresh lease, for the job
     queue_order.next_candidate selects (SKIP LOCKED on PostgreSQL; on SQLite the
     UPDATE ... WHERE id = (SELECT ...) RETURNING runs under BEGIN IMMEDIATE).
     WHERE status = 'queued' enforces the edge in SQL. `started` and `expires`: the
-    claim's time and its lease's end; `fair_share_since`: its time less the window."""
+    claim's time and its lease's end; `fair_share_since`: its time less the window;
+    `hold_since`: its time less the wait after which a job holds room."""
     jobs = table_of(Job)
     return (
         update(jobs)
         .where(
-            jobs.c.id == next_candidate(fair_share_since),
+            jobs.c.id == next_candidate(fair_share_since, hold_since),
             jobs.c.status == JobStatus.QUEUED.value,
         )
         .values(
@@ -107,7 +115,8 @@ def _clock_in_statement() -> Update:
     microsecond = literal_column("interval '1 microsecond'", Interval())
     lease = bindparam("lease_us", type_=BigInteger()) * microsecond
     window = bindparam("window_us", type_=BigInteger()) * microsecond
-    return _claim_statement(now, now + lease, now - window).add_cte(clock)
+    hold = bindparam("hold_us", type_=BigInteger()) * microsecond
+    return _claim_statement(now, now + lease, now - window, now - hold).add_cte(clock)
 
 
 # Built once: composing these statements costs more than running them.
@@ -115,6 +124,7 @@ _CLAIM_AT = _claim_statement(
     bindparam("claim_now", type_=UtcDateTime()),
     bindparam("expires", type_=UtcDateTime()),
     FAIR_SHARE_SINCE,
+    bindparam("hold_since", type_=UtcDateTime()),
 )
 _CLAIM_WITH_CLOCK = _clock_in_statement()
 # PostgreSQL: one claim at a time in the database (a transaction-level advisory lock,
@@ -153,10 +163,12 @@ def start_attempt(
     the event, stamped with the claim's time)."""
     token = secrets.token_hex(16)
     lease = timedelta(seconds=claim.lease_seconds)
+    hold = NEVER_HOLD if claim.hold_room_after is None else claim.hold_room_after
     params: dict[str, Any] = {
         "free_cpus": claim.free_cpus,
         "free_gpus": claim.free_gpus,
         **free_node_params(None if claim.free_nodes is None else most_free(claim.free_nodes)),
+        **room_params(claim.room),
         **quota_params(claim.quota_defaults),
         "token": token,
         "dispatcher_id": claim.dispatcher_id,
@@ -167,11 +179,13 @@ def start_attempt(
     if now is None and postgres:
         statement, params["lease_us"] = _CLAIM_WITH_CLOCK, lease // timedelta(microseconds=1)
         params["window_us"] = claim.fair_share_window // timedelta(microseconds=1)
+        params["hold_us"] = hold // timedelta(microseconds=1)
     else:
         now = now or db_now(session)
         statement = _CLAIM_AT
         params.update(claim_now=now, expires=now + lease)
         params["fair_share_since"] = now - claim.fair_share_window
+        params["hold_since"] = now - hold
     job = _claim_packed(session, claim, statement, params)
     if job is None:
         return None

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults, UsageOut
+from service.store.claim_candidate import held_jobs
 from service.store.db import db_now
 from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
 from service.store.models import Dispatcher, Job, JobStatus, User
@@ -25,7 +26,13 @@ from service.store.node_fit_sql import bundles_of, workers_of
 from service.store.queue_order import ranked_queue
 from service.store.quota_reasons import count_of, never_startable, quota_reasons
 from service.store.quotas import usage
-from service.store.resource_reasons import none_live, resource_reasons
+from service.store.resource_reasons import (
+    held_behind,
+    none_live,
+    resource_reasons,
+    room_of,
+    room_wait_note,
+)
 from service.store.users import get_user
 
 
@@ -36,6 +43,7 @@ def explain_job(
     dispatcher_timeout: timedelta,
     quota_defaults: QuotaDefaults,
     fair_share_window: timedelta = timedelta(0),
+    hold_room_after: timedelta | None = None,
 ) -> Explanation:
     queued = job.status == JobStatus.QUEUED.value
     owner = get_user(session=session, user_id=job.owner_id)
@@ -51,6 +59,7 @@ def explain_job(
         live = _live(session, _recent_dispatchers(session), dispatcher_timeout)
         return _unranked(job, owner, live, dispatcher_timeout, quota_defaults)
     waits = _Waits(session, dispatcher_timeout, quota_defaults)
+    waits.read_holds(hold_room_after, fair_share_window)
     return waits.explain(job, owner, ranking, position)
 
 
@@ -122,6 +131,7 @@ def explain_queue_head(
     dispatcher_timeout: timedelta,
     quota_defaults: QuotaDefaults,
     fair_share_window: timedelta = timedelta(0),
+    hold_room_after: timedelta | None = None,
 ) -> list[tuple[Job, User, Explanation]]:
     """The first `limit` queued jobs in claim order (with `owner_id`, that owner's
     only; positions still count everyone's jobs ahead), then up to `limit` queued
@@ -147,6 +157,7 @@ def explain_queue_head(
     owner_ids = {job.owner_id for job in jobs.values()}
     owners = {user.id: user for user in session.scalars(select(User).where(User.id.in_(owner_ids)))}
     waits = _Waits(session, dispatcher_timeout, quota_defaults)
+    waits.read_holds(hold_room_after, fair_share_window)
     explained = []
     for i in picked:
         # Claimed, cancelled, or cancelled and deleted since the ranking was read: on
@@ -181,6 +192,21 @@ class _Waits:
         self.dispatchers = _recent_dispatchers(session)
         self.live = _live(session, self.dispatchers, dispatcher_timeout)
         self.usage: dict[int, UsageOut] = {}
+        self.hold_room_after: timedelta | None = None
+        self.holds: list[int | None] = []  # per live dispatcher, the job it holds room for
+
+    def read_holds(self, hold_room_after: timedelta | None, fair_share_window: timedelta) -> None:
+        """The job each live dispatcher's claim holds room for now (claim_candidate),
+        judged by its report (its totals and nodes); None: room is never held."""
+        self.hold_room_after = hold_room_after
+        if hold_room_after is not None:
+            self.holds = held_jobs(
+                session=self.session,
+                rooms=[room_of(d.resources) for d in self.live],
+                hold_room_after=hold_room_after,
+                quota_defaults=self.quota_defaults,
+                fair_share_window=fair_share_window,
+            )
 
     def explain(
         self, job: Job, owner: User, ranking: Sequence[Row[Any]], position: int
@@ -202,7 +228,10 @@ class _Waits:
             self.dispatchers,
             self.live,
             self.dispatcher_timeout,
+            room_wait_note(job.id, self.holds, self.hold_room_after),
         )
+        if held := held_behind(job.id, self.holds, self.hold_room_after):
+            reasons.append(held)
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:
             reasons.append(

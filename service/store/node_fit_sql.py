@@ -56,14 +56,14 @@ def _holds(
     return and_(*(amount <= node[kind] + RESOURCE_EPSILON for kind, amount in bundle.items()))
 
 
-def fits_free_node(job: Any) -> list[ColumnElement[bool]]:
+def fits_free_node(job: Any, binds: str = "node_free") -> list[ColumnElement[bool]]:
     """Each of the job's bundles fits the most free on one node (:node_free_*,
     node_fit.most_free): a gang whose summed resources are free but spread thinner
     (one GPU free on each of four nodes, two per replica) would wait at placement,
     its attempt at stake. Necessary, not sufficient: the maxima may be on different
-    nodes."""
+    nodes. `binds`: the parameters' prefix (the room hold judges nodes' totals)."""
     free: dict[str, _Amount] = {
-        kind: bindparam(f"node_free_{kind.lower()}", type_=Float())
+        kind: bindparam(f"{binds}_{kind.lower()}", type_=Float())
         for kind in ("CPU", "GPU", "memory")
     }
     return [_holds(free, bundle) for bundle in bundle_columns(job).values()]
@@ -82,12 +82,12 @@ def fits_no_node(job: Any, nodes: tuple[NodeShape, ...]) -> ColumnElement[bool]:
     )
 
 
-def free_node_params(free_node: NodeShape | None) -> dict[str, float]:
+def free_node_params(free_node: NodeShape | None, binds: str = "node_free") -> dict[str, float]:
     """`fits_free_node`'s binds; None: nothing judged per node."""
     if free_node is None:
-        return dict.fromkeys(("node_free_cpu", "node_free_gpu", "node_free_memory"), _UNLIMITED)
+        return dict.fromkeys((f"{binds}_cpu", f"{binds}_gpu", f"{binds}_memory"), _UNLIMITED)
     return {
-        "node_free_cpu": free_node.cpus,
-        "node_free_gpu": free_node.gpus,
-        "node_free_memory": free_node.memory,
+        f"{binds}_cpu": free_node.cpus,
+        f"{binds}_gpu": free_node.gpus,
+        f"{binds}_memory": free_node.memory,
     }

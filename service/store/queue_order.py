@@ -1,7 +1,8 @@
 """The claim order (DESIGN §4), written once: fair share (the owner's recent jobs
 divided by their share weight, least first), then priority (high first), then submit
-time, then id. The claim's candidate (`next_candidate`) and explain's ranking
-(`queue_ranking`) are both built from the expressions here.
+time, then id. The claim's candidate and the job it may hold room for
+(service.store.claim_candidate) and explain's ranking (`queue_ranking`) are all
+built from the expressions here.
 
 An owner's recent jobs (runs) are the jobs that hold a lease and the attempts that
 ended since :fair_share_since (the claim's time less LAGTRAIN_FAIR_SHARE_WINDOW_SECONDS):
@@ -29,10 +30,9 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     Float,
+    FromClause,
     Row,
-    ScalarSelect,
     Select,
-    Table,
     bindparam,
     case,
     cast,
@@ -46,7 +46,6 @@ from service.schemas.node_fit import RESOURCE_EPSILON
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
 from service.store.models import ACTIVE, Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
-from service.store.node_fit_sql import fits_free_node
 
 # The gang's size is the sum of its bundles (service.schemas.gang), which is also
 # what the placement group reserves, so the claim's "fits" test counts what Ray does;
@@ -192,52 +191,10 @@ def under_quota(candidate: Any, users: Any, usage: CTE) -> list[ColumnElement[bo
     ]
 
 
-def owner_enabled(users: Table) -> ColumnElement[bool]:
+def owner_enabled(users: FromClause) -> ColumnElement[bool]:
     """A disabled user's queued jobs wait (neither claimed nor ranked) until an admin
     enables them again: they would run for an account that is locked out."""
     return users.c.disabled_at.is_(None)
-
-
-def next_candidate(since: ColumnElement[datetime]) -> ScalarSelect[int]:
-    """The id of the job the claim starts: queued, gang fits the free resources
-    (:free_cpus, :free_gpus) and each bundle the most free on one node
-    (`fits_free_node`), owner enabled and under quota (`under_quota`); first in
-    `claim_order`; locked, skipping rows another claim holds (PostgreSQL).
-
-    Quota and fair share read committed state, so claims take turns (claim.py's
-    advisory lock on PostgreSQL, the write lock on SQLite): each sees the ones before."""
-    candidate = table_of(Job).alias("candidate")
-    users = table_of(User)
-    usage = running_per_owner()
-    ended = ended_per_owner(since)
-    return (
-        select(candidate.c.id)
-        .select_from(
-            candidate.join(users, users.c.id == candidate.c.owner_id).outerjoin(
-                usage, usage.c.owner_id == candidate.c.owner_id
-            )
-        )
-        .where(
-            candidate.c.status == JobStatus.QUEUED.value,
-            candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
-            candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
-            *fits_free_node(candidate),
-            # Jobs this claim passed over already (claim.py: their gangs do not fit the
-            # free nodes at once).
-            candidate.c.id.not_in(bindparam("passed_over", expanding=True)),
-            owner_enabled(users),
-            *under_quota(candidate, users, usage),
-        )
-        .order_by(
-            *claim_order(
-                fair_share(recent_runs(usage, ended, candidate.c.owner_id), users.c.share_weight),
-                candidate.c,
-            )
-        )
-        .limit(1)
-        .with_for_update(skip_locked=True, of=candidate)
-        .scalar_subquery()
-    )
 
 
 def queue_ranking() -> Select[tuple[int, int, int, float, int]]:

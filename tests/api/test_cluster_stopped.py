@@ -12,7 +12,7 @@ from typing import Any
 from service.store.db import transaction
 from service.store.dispatchers import mark_dispatcher_stopped, upsert_dispatcher
 from service.store.models import utcnow
-from service.store.resource_reasons import NO_ROOM_HELD
+from service.store.resource_reasons import room_wait_note
 from tests.api.conftest import Api
 
 IDLE = {"total": {"CPU": 8.0}, "free": {"CPU": 8.0}, "capacity": {"CPU": 8.0}}
@@ -68,7 +68,8 @@ def test_explain_waits_for_the_running_dispatcher_not_a_stopped_ones_free_cpus(
     _stop(api, "stopped")
     body = api.client.get(f"/v1/jobs/{job_id}/explain", headers=alice).json()
     resources = [r["message"] for r in body["reasons"] if r["kind"] == "resources"]
-    assert resources == [f"waiting for 2 CPU to become free{NO_ROOM_HELD}"], body["reasons"]
+    note = room_wait_note(job_id, [], api.settings.hold_room_after())  # not held yet
+    assert resources == [f"waiting for 2 CPU to become free{note}"], body["reasons"]
 
     # With every dispatcher stopped, none is live: explain says so, and waits for no
     # CPUs of theirs.

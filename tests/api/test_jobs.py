@@ -12,7 +12,7 @@ from service import spec_yaml
 from service.schemas.common import request_sha256
 from service.schemas.jobspec import JobSpec
 from service.store.models import Job, JobEvent
-from service.store.resource_reasons import NO_ROOM_HELD
+from service.store.resource_reasons import room_wait_note
 from tests.api.conftest import REPO_EXAMPLES, SMALL_SPEC, Api, assert_json_error
 
 
@@ -256,7 +256,8 @@ def test_explain_reports_position_and_blocking_reasons(api: Api) -> None:
         upsert_dispatcher(session=session, dispatcher_id="d2", hostname="h", resources=busy)
     body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()
     resources = [r["message"] for r in body["reasons"] if r["kind"] == "resources"]
-    assert resources == [f"waiting for 2 CPU to become free{NO_ROOM_HELD}"], body["reasons"]
+    note = room_wait_note(first, [], api.settings.hold_room_after())  # not held yet
+    assert resources == [f"waiting for 2 CPU to become free{note}"], body["reasons"]
 
     api.claim()
     body = api.client.get(f"/v1/jobs/{first}/explain", headers=alice).json()

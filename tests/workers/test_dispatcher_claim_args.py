@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.schemas.node_fit import NodeShape
+from service.schemas.node_fit import ClusterRoom, NodeShape
 from tests.workers.dispatcher_seams import GiB, dispatcher_store, idle_node_at_seam
 from workers import dispatcher as dispatcher_module
 from workers.dispatcher import Dispatcher
@@ -33,3 +33,28 @@ def test_a_dispatcher_claims_with_the_settings_fair_share_window(
     assert seen["fair_share_window"] == timedelta(seconds=1234)
     assert seen["quota_defaults"] == settings.quota_defaults()
     assert seen["free_nodes"] == (NodeShape(4.0, 0.0, 64 * GiB),)  # what each node has free
+    assert seen["hold_room_after"] == timedelta(seconds=600)  # the setting's default
+    assert seen["room"] is None  # no maintenance has seen the cluster yet
+
+
+def test_a_dispatcher_holds_room_by_its_clusters_newest_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room a waiting gang must fit to hold the cluster is what the last
+    maintenance saw, not the window's largest (a node gone would hold it idle)."""
+    settings, sessions = dispatcher_store(tmp_path)
+    settings = settings.model_copy(update={"hold_room_after_seconds": 42.0})
+    seen: dict[str, object] = {}
+
+    def spy(**kwargs: object) -> None:
+        seen.update(kwargs)
+
+    idle_node_at_seam(monkeypatch, 4.0)
+    monkeypatch.setattr(dispatcher_module, "claim_next", spy)
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    big, small = NodeShape(8.0, 1.0, 64 * GiB), NodeShape(4.0, 0.0, 64 * GiB)
+    dispatcher.capacity.observe(12.0, 1.0, (big, small))
+    dispatcher.capacity.observe(4.0, 0.0, (small,))  # the larger node left
+    assert dispatcher._claim_and_start() is False
+    assert seen["hold_room_after"] == timedelta(seconds=42)
+    assert seen["room"] == ClusterRoom(4.0, 0.0, (small,))

@@ -1,0 +1,168 @@
+"""Which queued job a claim starts (`next_candidate`), and the job it holds room for
+(`held_job`), from the claim order's expressions (service.store.queue_order).
+
+Holding room bounds a wide gang's wait. The claim starts the first job in order that
+fits what is free, so while jobs end one at a time, smaller jobs queued behind a gang
+take each freed CPU and the gang may wait for ever (a review saw eleven start past
+"position 1"). So the first job in the claim order that this cluster could run now
+(by its totals, not what is free), once it has waited for room longer than
+LAGTRAIN_HOLD_ROOM_AFTER_SECONDS, holds the cluster: the claim starts that job or
+none, and what the running jobs free is kept for it. Before that, smaller jobs start
+past it (a wide gang's short wait costs the cluster no idle CPUs). Its wait counts
+from its submit or, for a job that went back to the queue, from its last attempt's
+end. A job its owner's quota holds back now, or that the cluster could not run even
+empty, holds nothing: it would hold the cluster for a start that cannot come.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import CTE, ColumnElement, Float, ScalarSelect, bindparam, func, select
+from sqlalchemy.orm import Session
+
+from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom, most_free
+from service.schemas.quota import QuotaDefaults
+from service.store.db import db_now
+from service.store.models import Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
+from service.store.node_fit_sql import fits_free_node, free_node_params
+from service.store.queue_order import (
+    FAIR_SHARE_SINCE,
+    claim_order,
+    ended_per_owner,
+    fair_share,
+    owner_enabled,
+    quota_params,
+    recent_runs,
+    running_per_owner,
+    under_quota,
+)
+
+
+def next_candidate(
+    since: ColumnElement[datetime], hold_since: ColumnElement[datetime]
+) -> ScalarSelect[int]:
+    """The id of the job the claim starts: queued, gang fits the free resources
+    (:free_cpus, :free_gpus) and each bundle the most free on one node
+    (`fits_free_node`), owner enabled and under quota (`under_quota`); first in
+    `claim_order`; the job room is held for, if any (`held_job`); locked, skipping
+    rows another claim holds (PostgreSQL). `since`: fair share's window start;
+    `hold_since`: a job waiting since before it holds room.
+
+    Quota and fair share read committed state, so claims take turns (claim.py's
+    advisory lock on PostgreSQL, the write lock on SQLite): each sees the ones before."""
+    candidate = table_of(Job).alias("candidate")
+    users = table_of(User)
+    usage = running_per_owner()
+    ended = ended_per_owner(since)
+    held = held_job(usage, ended, hold_since)
+    return (
+        select(candidate.c.id)
+        .select_from(
+            candidate.join(users, users.c.id == candidate.c.owner_id).outerjoin(
+                usage, usage.c.owner_id == candidate.c.owner_id
+            )
+        )
+        .where(
+            candidate.c.status == JobStatus.QUEUED.value,
+            candidate.c.cpus_required <= bindparam("free_cpus", type_=Float()) + RESOURCE_EPSILON,
+            candidate.c.gpus_required <= bindparam("free_gpus", type_=Float()) + RESOURCE_EPSILON,
+            *fits_free_node(candidate),
+            # Jobs this claim passed over already (claim.py: their gangs do not fit the
+            # free nodes at once).
+            candidate.c.id.not_in(bindparam("passed_over", expanding=True)),
+            owner_enabled(users),
+            *under_quota(candidate, users, usage),
+            # None held, or this is the one (an uncorrelated subquery: read once).
+            func.coalesce(held, candidate.c.id) == candidate.c.id,
+        )
+        .order_by(
+            *claim_order(
+                fair_share(recent_runs(usage, ended, candidate.c.owner_id), users.c.share_weight),
+                candidate.c,
+            )
+        )
+        .limit(1)
+        .with_for_update(skip_locked=True, of=candidate)
+        .scalar_subquery()
+    )
+
+
+def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> ScalarSelect[int]:
+    """The id of the job the claim holds room for, or NULL (see the module docstring):
+    the first queued job in `claim_order` whose owner is enabled and under quota and
+    whose gang fits the cluster's totals (:room_cpus, :room_gpus, and each bundle the
+    most of each resource on one node, :room_node_*), if it has waited for room since
+    before `hold_since`. Passed-over jobs stay in: a gang waiting to pack the free
+    nodes holds them too. `usage` and `ended`: the claim's own CTEs."""
+    head = table_of(Job).alias("head")
+    owner = table_of(User).alias("head_owner")
+    first = (
+        select(head.c.id, head.c.created_at)
+        .select_from(
+            head.join(owner, owner.c.id == head.c.owner_id).outerjoin(
+                usage, usage.c.owner_id == head.c.owner_id
+            )
+        )
+        .where(
+            head.c.status == JobStatus.QUEUED.value,
+            head.c.cpus_required <= bindparam("room_cpus", type_=Float()) + RESOURCE_EPSILON,
+            head.c.gpus_required <= bindparam("room_gpus", type_=Float()) + RESOURCE_EPSILON,
+            *fits_free_node(head, "room_node"),
+            owner_enabled(owner),
+            *under_quota(head, owner, usage),
+        )
+        .order_by(
+            *claim_order(
+                fair_share(recent_runs(usage, ended, head.c.owner_id), owner.c.share_weight),
+                head.c,
+            )
+        )
+        .limit(1)
+        .subquery("head_job")
+    )
+    attempts = table_of(JobAttempt)
+    # Back in the queue since its last attempt ended (a retry, a reaped lease, a
+    # hand-back): it waits for room from then.
+    last_end = (
+        select(func.max(attempts.c.ended_at)).where(attempts.c.job_id == first.c.id)
+    ).scalar_subquery()
+    return (
+        select(first.c.id)
+        .where(func.coalesce(last_end, first.c.created_at) <= hold_since)
+        .scalar_subquery()
+    )
+
+
+def room_params(room: ClusterRoom | None) -> dict[str, float]:
+    """held_job's binds: the cluster's totals and the most of each on one node (None:
+    no limit, every queued job may hold room)."""
+    unlimited = float(2**62)
+    return {
+        "room_cpus": unlimited if room is None else room.cpus,
+        "room_gpus": unlimited if room is None else room.gpus,
+        **free_node_params(
+            None if room is None or room.nodes is None else most_free(room.nodes), "room_node"
+        ),
+    }
+
+
+def held_jobs(
+    *,
+    session: Session,
+    rooms: list[ClusterRoom | None],
+    hold_room_after: timedelta,
+    quota_defaults: QuotaDefaults,
+    fair_share_window: timedelta,
+) -> list[int | None]:
+    """For each cluster (its room), the job a claim there would hold room for now, or
+    None: `held_job` by the database's clock, as the claim judges it (explain)."""
+    usage, ended = running_per_owner(), ended_per_owner(FAIR_SHARE_SINCE)
+    statement = select(held_job(usage, ended, bindparam("hold_since", type_=UtcDateTime())))
+    now = db_now(session)
+    params = {
+        "fair_share_since": now - fair_share_window,
+        "hold_since": now - hold_room_after,
+        **quota_params(quota_defaults),
+    }
+    return [session.scalar(statement, {**params, **room_params(room)}) for room in rooms]

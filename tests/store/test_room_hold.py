@@ -1,0 +1,155 @@
+"""Holding room for a gang that has waited (service.store.claim_candidate), on both
+databases: smaller jobs start past a waiting gang until it has waited
+LAGTRAIN_HOLD_ROOM_AFTER_SECONDS, then nothing behind it starts until it has."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.schemas.node_fit import ClusterRoom, NodeShape
+from service.store.attempts import ClaimedJob, claim_next, fail
+from service.store.db import db_now, transaction
+from service.store.models import Job
+from tests.store.conftest import MakeUser, Submit, load_job
+
+GiB = 2**30
+# A cluster of two 4-CPU nodes: the wide gang (5 CPUs) fits it, not its free room.
+CLUSTER = ClusterRoom(8.0, 0.0, (NodeShape(4.0, 0.0, 64 * GiB), NodeShape(4.0, 0.0, 64 * GiB)))
+WIDE = {"distributed": {"workers": 2, "cpus_per_worker": 2}}  # 1 + 2 x 2 CPUs
+SMALL = {"distributed": {"workers": 3, "cpus_per_worker": 0.1}}  # 1.3 CPUs
+
+
+def claim(
+    factory: sessionmaker[Session],
+    *,
+    free_cpus: float,
+    hold: timedelta | None,
+    room: ClusterRoom | None = CLUSTER,
+    free_nodes: tuple[NodeShape, ...] | None = None,
+    now: datetime | None = None,
+) -> ClaimedJob | None:
+    with transaction(factory) as session:
+        return claim_next(
+            session=session,
+            dispatcher_id="d1",
+            lease_seconds=30,
+            free_cpus=free_cpus,
+            free_gpus=0,
+            free_nodes=free_nodes,
+            now=now,
+            hold_room_after=hold,
+            room=room,
+        )
+
+
+def claimed_id(claimed: ClaimedJob | None) -> int | None:
+    return None if claimed is None else claimed.job_id
+
+
+def queued_since(factory: sessionmaker[Session], job_id: int, ago: timedelta) -> datetime:
+    """Back-date the job's submit by `ago`; the database's clock now."""
+    with transaction(factory) as session:
+        now = db_now(session)
+        session.execute(update(Job).where(Job.id == job_id).values(created_at=now - ago))
+    return now
+
+
+def test_smaller_jobs_pass_a_gang_until_it_has_waited_then_it_holds_the_room(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, **WIDE)
+    small = [submit(bob, **SMALL) for _ in range(3)]
+    now = queued_since(session_factory, wide, timedelta(minutes=5))
+    # Waited 5 minutes of 10: the small job behind it starts on the 3 free CPUs.
+    taken = claim(session_factory, free_cpus=3, hold=timedelta(minutes=10), now=now)
+    assert claimed_id(taken) == small[0]
+    # Waited 11 minutes of 10: it holds the room, so nothing that fits starts.
+    later = now + timedelta(minutes=6)
+    assert claim(session_factory, free_cpus=3, hold=timedelta(minutes=10), now=later) is None
+    # Without a hold (store-level callers), the small job would have started.
+    assert claimed_id(claim(session_factory, free_cpus=3, hold=None, now=later)) == small[1]
+    # Once enough is free it starts, and the hold is gone with it.
+    assert claimed_id(claim(session_factory, free_cpus=5, hold=timedelta(0), now=later)) == wide
+    assert claimed_id(claim(session_factory, free_cpus=3, hold=timedelta(0))) == small[2]
+
+
+def test_the_database_clock_judges_the_wait_on_either_database(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """`now` None: PostgreSQL computes the hold's start in the claim statement."""
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, **WIDE)
+    small = submit(bob, **SMALL)
+    assert claim(session_factory, free_cpus=3, hold=timedelta(hours=1)) is not None
+    assert load_job(session_factory, small).status == "running"
+    submit(bob, **SMALL)
+    assert claim(session_factory, free_cpus=3, hold=timedelta(0)) is None
+    assert load_job(session_factory, wide).status == "queued"
+
+
+def test_a_gang_the_cluster_could_not_run_even_empty_holds_nothing(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann, bob = make_user("ann"), make_user("bob")
+    submit(ann, **WIDE)
+    small = [submit(bob, **SMALL) for _ in range(2)]
+    # Fewer CPUs in all than the gang's 5 (a node is down; the window's largest may
+    # still be more): holding would keep the cluster idle for a start that cannot come.
+    thin = ClusterRoom(4.0, 0.0, None)
+    assert claimed_id(claim(session_factory, free_cpus=3, hold=timedelta(0), room=thin)) == small[0]
+    # Enough CPUs summed, but a replica of 2 CPUs fits no node of 1.5.
+    narrow = ClusterRoom(6.0, 0.0, tuple(NodeShape(1.5, 0.0, 64 * GiB) for _ in range(4)))
+    taken = claim(session_factory, free_cpus=3, hold=timedelta(0), room=narrow)
+    assert claimed_id(taken) == small[1]
+
+
+def test_a_gang_its_owners_quota_holds_back_holds_nothing(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann, bob = make_user("ann", max_running_jobs=1), make_user("bob")
+    running = [submit(ann, **SMALL), submit(bob, **SMALL), submit(bob, **SMALL)]
+    assert [claimed_id(claim(session_factory, free_cpus=8, hold=None)) for _ in running] == running
+    # First by fair share (ann runs 1 job, bob 2), but it waits for ann's running job
+    # whatever is free.
+    submit(ann, **WIDE)
+    small = submit(bob, **SMALL)
+    assert claimed_id(claim(session_factory, free_cpus=3, hold=timedelta(0))) == small
+
+
+def test_a_gang_waiting_to_pack_the_free_nodes_holds_them(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """5 CPUs free in all, on two nodes of 2.5: the gang's sums fit, its bundles do not
+    (claim.py passes it over); once it has waited, the small job does not start."""
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, **WIDE)
+    small = submit(bob, **SMALL)
+    halves = (NodeShape(2.5, 0.0, 64 * GiB), NodeShape(2.5, 0.0, 64 * GiB))
+    assert claim(session_factory, free_cpus=5, hold=timedelta(0), free_nodes=halves) is None
+    assert load_job(session_factory, wide).status == load_job(session_factory, small).status
+    taken = claim(session_factory, free_cpus=5, hold=timedelta(hours=1), free_nodes=halves)
+    assert claimed_id(taken) == small
+
+
+def test_a_job_back_in_the_queue_waits_from_its_last_attempt(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, **WIDE)
+    queued_since(session_factory, wide, timedelta(hours=2))  # submitted long ago
+    run = claim(session_factory, free_cpus=5, hold=timedelta(0))
+    assert run is not None and run.job_id == wide
+    with transaction(session_factory) as session:
+        fail(session=session, job_id=wide, token=run.fencing_token, reason="x", retryable=True)
+        ended = db_now(session)
+    small = submit(bob, **SMALL)
+    hold = timedelta(minutes=10)
+    # Queued again 5 minutes ago (submitted 2 hours ago): not held yet.
+    taken = claim(session_factory, free_cpus=3, hold=hold, now=ended + timedelta(minutes=5))
+    assert claimed_id(taken) == small
+    submit(bob, **SMALL)
+    assert claim(session_factory, free_cpus=3, hold=hold, now=ended + timedelta(minutes=11)) is None
