@@ -178,8 +178,9 @@ def drain(events: queue.Queue[T], *, timeout: float) -> list[T]:
 # Ray colours its tracebacks for a terminal; a job's error is read in JSON, the
 # dashboard and logs, where the escape codes are noise (DESIGN §6: no tracebacks).
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# The gang's actor names (workers.ray_job): which one failed, for the job's error.
-_ACTOR = re.compile(r"lagtrain-job\d+-attempt\d+-(driver|replica(\d+))")
+# The gang's actor names (workers.ray_job; `-tryN` after a checkpoint fallback's
+# restart): which one failed, for the job's error.
+_ACTOR = re.compile(r"lagtrain-job\d+-attempt\d+(?:-try\d+)?-(driver|replica(\d+))")
 
 
 def ended(job: Job) -> tuple[str, str | None]:

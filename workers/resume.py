@@ -125,8 +125,12 @@ def resume_failure(exc: ray.exceptions.RayTaskError, uri: str) -> Exception:
     (ResumeFailed: an older checkpoint may load), or anything else — its read
     failed, a replica died, memory ran out — which says nothing of the checkpoint:
     the error itself, retried as any start failure (falling back would throw away
-    good rounds; a review)."""
+    good rounds; a review). A replica's load raised inside the driver's call to it:
+    Ray wraps its error once more (a RayTaskError, itself a RayError), so the
+    wrappers are taken off first."""
     cause = exc.cause
+    while isinstance(cause, ray.exceptions.RayTaskError) and cause.cause is not None:
+        cause = cause.cause
     unloadable = isinstance(cause, _UNLOADABLE) or (
         isinstance(cause, RuntimeError) and "state_dict" in str(cause)
     )

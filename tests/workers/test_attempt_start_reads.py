@@ -243,6 +243,14 @@ def test_a_checkpoint_the_driver_cannot_load_falls_back_to_an_older_one(
     assert [r for r in reasons if unloadable in r] == notes[: 1 if loadable == "older" else 2]
 
 
+def _replica_raised(cause: BaseException) -> BaseException:
+    """What the driver's ray.get of a replica's call raises in the driver: Ray's
+    wrapper, also an instance of the cause's class (as_instanceof_cause)."""
+    wrapped = ray.exceptions.RayTaskError("load_state_dict", "tb", cause)  # type: ignore[no-untyped-call]
+    error: BaseException = wrapped.as_instanceof_cause()  # type: ignore[no-untyped-call]
+    return error
+
+
 @pytest.mark.parametrize(
     ("cause", "unloadable"),
     [
@@ -252,6 +260,10 @@ def test_a_checkpoint_the_driver_cannot_load_falls_back_to_an_older_one(
         (FileNotFoundError("/c"), False),  # a read: the next attempt may read it
         (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), False),
         (ray.exceptions.ActorDiedError(), False),  # a replica died during the load
+        # A replica's own load, as the driver's call to it raises it (a review: a
+        # rule's replica state whose key changed was retried on every attempt).
+        (_replica_raised(KeyError("held")), True),
+        (_replica_raised(ray.exceptions.ActorDiedError()), False),
     ],
 )
 def test_only_a_load_the_checkpoint_itself_failed_falls_back(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
 from ray import exceptions as rex
 
 from workers.job_outcome import divergence, failure_reason
@@ -70,6 +71,22 @@ def test_a_dead_replica_names_its_rank_and_ray_s_reason() -> None:
     assert failure_reason(died) == reason
     # As the job sees it: the driver's call to that replica failed with it.
     assert failure_reason(remote(died)) == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "who"),
+    [
+        ("lagtrain-job9-attempt1-replica1", "replica 1"),
+        ("lagtrain-job9-attempt1-driver", "the driver"),
+        # A gang restarted after a checkpoint it could not load (RayJob.restart).
+        ("lagtrain-job9-attempt1-try2-replica3", "replica 3"),
+        ("lagtrain-job9-attempt1-try2-driver", "the driver"),
+    ],
+)
+def test_a_dead_actor_is_named_after_a_restart_too(name: str, who: str) -> None:
+    died = rex.ActorDiedError()
+    died.error_msg = f"{rex.ActorDiedError.BASE_ERROR_MSG}\n\tname: {name}\nKilled."
+    assert failure_reason(died) == f"{who} died: Killed."
 
 
 def test_no_reason_carries_terminal_colours() -> None:
