@@ -204,15 +204,19 @@ def local_copy(url: str, cache_dir: Path, *, now: float | None = None) -> Path:
     The copy is written under a temporary name and renamed, so the replicas of a job
     sharing a machine never read half a file (a second one copies too and renames
     the same bytes over), and a crash mid-copy leaves no file under the final name.
-    Each use marks the copy used; copies unused for LOCAL_COPY_UNUSED_S are removed
-    when a new one is made (a deleted upload's copy goes that way too)."""
+    Each use marks the copy used (its access time); copies unused for
+    LOCAL_COPY_UNUSED_S are removed when a new one is made (a deleted upload's copy
+    goes that way too)."""
     path = local_path(url)
     if path is not None:
         return path
     now = time.time() if now is None else now
     target = cache_dir / hashlib.sha256(url.encode()).hexdigest()
     try:
-        os.utime(target, (now, now))
+        # Its access time only: the sha256 memo of a dataset file is keyed by its
+        # modification time (workers.training.data_files), and marking each use there
+        # made every job start hash the whole copy again (a review).
+        os.utime(target, ns=(int(now * 1e9), target.stat().st_mtime_ns))
         return target
     except FileNotFoundError:
         pass
@@ -232,7 +236,7 @@ def _remove_unused(cache_dir: Path, before: float) -> None:
     try:
         for entry in cache_dir.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                if entry.is_file() and entry.stat().st_mtime < before:
+                if entry.is_file() and entry.stat().st_atime < before:
                     entry.unlink()
     except OSError:
         log.warning("could not prune the copies in %s", cache_dir, exc_info=True)

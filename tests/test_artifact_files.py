@@ -153,6 +153,9 @@ def test_copies_unused_for_a_week_are_removed_when_a_new_one_is_made(
     os.utime(stray, (t0, t0))
 
     assert local_copy(urls["used"], tmp_path, now=t0 + 6 * DAY) == used  # marks it used
+    # By its access time: its modification time, which keys the sha256 memo of a
+    # dataset file (data_files.file_sha256), stays, so the copy is not hashed again.
+    assert used.stat().st_mtime == t0
     local_copy(urls["new"], tmp_path, now=t0 + LOCAL_COPY_UNUSED_S + DAY)
     assert not old.exists() and not crashed.exists() and stray.is_dir()
     assert used.read_bytes() == urls["used"].encode()

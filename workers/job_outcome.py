@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.schemas.metric_names import EVAL_METRIC_NAMES
 from service.store import metrics
 from service.store.models import Job
-from workers.ray_job import JobEvent, RayJob, RecordEvent
+from workers.ray_job import CheckpointEvent, JobEvent, RayJob, RecordEvent
 from workers.resume import rounds_done
 from workers.training.rounds import Diverged
 
@@ -108,8 +108,17 @@ class Progress:
     last_round: int = -1
     last_values: dict[str, float] = field(default_factory=dict)
     eval_values: dict[str, float] = field(default_factory=dict)
+    last_checkpoint_round: int = -1
+
+    def saved(self) -> bool:
+        """Whether the newest round stored has its checkpoint stored too: a gang that
+        fails after that point (closing its group, a replica dying as it ends) lost
+        nothing, and a next attempt would only re-read it."""
+        return self.last_round >= 0 and self.last_checkpoint_round == self.last_round
 
     def record(self, event: JobEvent) -> None:
+        if isinstance(event, CheckpointEvent):
+            self.last_checkpoint_round = event.round
         if isinstance(event, RecordEvent):
             self.last_round = event.round
             self.last_values = event.values

@@ -244,14 +244,22 @@ class JobRun:
                 if cancel_by is None or time.monotonic() >= cancel_by:
                     return self._close(attempts.acknowledge_cancel)
         # Stopped or failed after the cancel: cancelled; its last round done: finished.
-        complete = outcome.done and self.progress.last_round + 1 >= self.spec.schedule.rounds
+        complete = self.progress.last_round + 1 >= self.spec.schedule.rounds
         if cancel_by is not None and not complete:
             return self._close(attempts.acknowledge_cancel)
         if outcome.error is not None:
             diverged = divergence(outcome.error)
             if diverged is not None:
                 return self._failure(str(diverged), False)
-            return self._failure(failure_reason(outcome.error), True)
+            if not (self.progress.saved() and (complete or draining)):
+                return self._failure(failure_reason(outcome.error), True)
+            # Its last round (or the drain's) and that round's checkpoint are stored:
+            # the error came as the gang closed, and costs the job no attempt.
+            log.warning(
+                "job %s: the gang failed after its last checkpoint: %s",
+                self.job_id,
+                failure_reason(outcome.error),
+            )
         if draining and (done := self.progress.last_round + 1) < self.spec.schedule.rounds:
             return self._release(f"the worker drained after {rounds_done(done)}")
         return self._close(attempts.finish)
