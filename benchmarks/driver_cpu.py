@@ -95,8 +95,9 @@ def _threads() -> dict[tuple[str, str, str], tuple[float, int]]:
 
 
 def ray_threads(spec: dict[str, Any], warmup: int) -> dict[tuple[str, str], tuple[float, float]]:
-    from workers.ray_job import RecordEvent, run_on_ray
+    from workers.ray_job import RecordEvent
     from workers.ray_runtime import connect
+    from workers.whole_run import run_on_ray
 
     connect(None, num_cpus=int(spec["distributed"]["workers"]) + 2)
     last = int(spec["schedule"]["rounds"]) - 2

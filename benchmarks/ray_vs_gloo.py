@@ -86,7 +86,8 @@ def per_round(stamps: list[float], warmup: int) -> float:
 
 
 def ray_round_times(spec: dict[str, Any], artifacts: Path) -> list[float]:
-    from workers.ray_job import RecordEvent, run_on_ray
+    from workers.ray_job import RecordEvent
+    from workers.whole_run import run_on_ray
 
     stamps: list[float] = []
     for event in run_on_ray(resolve(spec), job_key="bench", artifacts_url=str(artifacts)):

@@ -197,7 +197,8 @@ def _cpu_seconds() -> dict[str, float]:
 def ray_round(spec: dict[str, Any], artifacts: Path, warmup: int) -> tuple[float, dict[str, float]]:
     """The Ray path's wall seconds per round, and CPU seconds per round by process
     over the same rounds (warmup+1 .. rounds-2, as ray_vs_gloo.per_round)."""
-    from workers.ray_job import RecordEvent, run_on_ray
+    from workers.ray_job import RecordEvent
+    from workers.whole_run import run_on_ray
 
     stamps: list[float] = []
     marks: list[dict[str, float]] = []

@@ -105,8 +105,8 @@ def time_ray_direct(spec: dict[str, Any], head: RayHead, artifacts: str) -> floa
     os.environ.update({k: head.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
     import ray
 
-    from workers.ray_job import run_on_ray
     from workers.ray_runtime import connect
+    from workers.whole_run import run_on_ray
 
     connect(head.address)
     try:

@@ -32,7 +32,7 @@ from workers.ray_runtime import place_gang
 from workers.resume import resume_failure
 from workers.warm_pool import WarmPool
 
-__all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent", "run_on_ray"]
+__all__ = ["CheckpointEvent", "JobEvent", "RayJob", "RecordEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,16 @@ class RayJob:
         on_placed()
         device = _device(self.spec.distributed.gpus_per_worker)
         if self.pool is not None and device == "cpu":
-            self._start_pooled(bundles, device, ready_timeout_s)
+            try:
+                self._start_pooled(bundles, device, ready_timeout_s)
+            except ray.exceptions.RayActorError as exc:
+                # An idle warm actor died (a memory kill: pooled actors reserve none):
+                # the job's own actors instead, in the same room (a review: each dead
+                # one cost a job an attempt).
+                log.warning(
+                    "job %s: a warm actor was dead (%s); starting the job's own", self.job_key, exc
+                )
+                self._start_afresh(bundles)
         else:
             self._start_own(bundles, device)
         return self._resume(resume, ready_timeout_s)
@@ -121,13 +130,17 @@ class RayJob:
         stays held: the dispatcher counted it taken once it was placed, and would
         claim another job into it were it released (a review). Always the job's own
         actors: pooled ones that failed a load are not handed back."""
+        self._start_afresh(gang_bundles(self.spec, self.memory))
+        return self._resume(resume, ready_timeout_s)
+
+    def _start_afresh(self, bundles: list[dict[str, float]]) -> None:
+        """Kill the gang's actors (pooled ones too) and start its own in its
+        placement group."""
         self.actors += [actor for _node, actor in self.pooled]
         self.pooled = []
         self._kill_actors()
         self.tries += 1  # new names: a killed actor's name is released asynchronously
-        dist = self.spec.distributed
-        self._start_own(gang_bundles(self.spec, self.memory), _device(dist.gpus_per_worker))
-        return self._resume(resume, ready_timeout_s)
+        self._start_own(bundles, _device(self.spec.distributed.gpus_per_worker))
 
     def _resume(self, resume: tuple[str, str] | None, ready_timeout_s: float) -> int:
         """The first round to run: 0, or the round after the checkpoint `resume`."""
@@ -304,32 +317,3 @@ def _get(refs: Any, timeout_s: float, what: str) -> Any:
         raise TimeoutError(
             f"{what} within {timeout_s:.0f} s (LAGTRAIN_GANG_READY_SECONDS)"
         ) from exc
-
-
-def run_on_ray(
-    spec: ResolvedSpec,
-    *,
-    job_key: str,
-    artifacts_url: str,
-    dtype: str | None = None,
-    datasets: Mapping[str, str] | None = None,
-    resume: tuple[str, str] | None = None,
-    ready_timeout_s: float = 120.0,
-    rule: AggregationRule | None = None,
-    pool: WarmPool | None = None,
-) -> Iterator[JobEvent]:
-    """Run a whole job on Ray, yielding its events (tests and benchmarks use this)."""
-    job = RayJob(
-        spec,
-        job_key=job_key,
-        artifacts_url=artifacts_url,
-        datasets=datasets,
-        dtype=dtype,
-        rule=rule,
-        pool=pool,
-    )
-    try:
-        job.start(ready_timeout_s=ready_timeout_s, resume=resume)
-        yield from job.events()
-    finally:
-        job.stop()

@@ -16,8 +16,9 @@ from service.schemas.resolved import ResolvedSpec
 from tests.aggregation import toy_rule
 from tests.ray_cluster import ray_address
 from workers.aggregation.registry import RULES
-from workers.ray_job import CheckpointEvent, RecordEvent, run_on_ray
+from workers.ray_job import CheckpointEvent, RecordEvent
 from workers.training.runner import run_reference
+from workers.whole_run import run_on_ray
 
 __all__ = ["ray_address"]
 

@@ -25,9 +25,10 @@ from tests.workers.reference import reference_records
 from workers.aggregation.dense import DenseCoordinator, DenseReplica
 from workers.aggregation.rule import AggregationRule, GradientOracle, ReplicaOutcome
 from workers.dataplane import CONTROL_BYTES, GangGroup, RendezvousHost
-from workers.ray_job import RayJob, RecordEvent, run_on_ray
+from workers.ray_job import RayJob, RecordEvent
 from workers.training.coordinator import Coordinator
 from workers.warm_pool import WarmPool
+from workers.whole_run import run_on_ray
 
 pytestmark = pytest.mark.ray
 

@@ -12,9 +12,10 @@ import torch
 from service.schemas.gang import gang_bundles, gang_totals
 from service.schemas.resolve import resolve
 from service.schemas.resolved import ResolvedSpec
-from workers.ray_job import CheckpointEvent, RayJob, RecordEvent, run_on_ray
+from workers.ray_job import CheckpointEvent, RayJob, RecordEvent
 from workers.training.runner import run_reference
 from workers.warm_pool import WarmPool
+from workers.whole_run import run_on_ray
 
 pytestmark = pytest.mark.ray
 

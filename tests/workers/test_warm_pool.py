@@ -24,8 +24,9 @@ from tests.conftest import on_one_database
 from tests.polling import wait_until
 from tests.workers.conftest import PooledDispatcher
 from tests.workers.reference import reference_records
-from workers.ray_job import RayJob, RecordEvent, run_on_ray
+from workers.ray_job import RayJob, RecordEvent
 from workers.warm_pool import WarmPool
+from workers.whole_run import run_on_ray
 
 pytestmark = pytest.mark.ray
 
@@ -81,6 +82,25 @@ def test_jobs_reuse_warm_actors_and_keep_the_reference_trajectory(
         for got, want in zip(got_run, want_run, strict=True):
             assert got["uploads_total"] == want["uploads_total"]
             assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-9, rel=0)
+
+
+def test_a_warm_actor_that_died_while_idle_costs_the_job_nothing(
+    pool: WarmPool, tmp_path: Path
+) -> None:
+    """An idle actor killed (a memory kill: pooled actors reserve no memory) is still
+    taken first, its start long done; the gang then starts its own actors instead
+    of failing the attempt (a review: each dead idle actor cost a job an attempt)."""
+    linreg = resolve(LINREG)
+    _run(linreg, pool, tmp_path)
+    assert pool.idle_count() == 3
+    dead = pool._idle[0].actor
+    ray.kill(dead, no_restart=True)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(dead.reset.remote(), timeout=30)
+    got_run = _run(linreg, pool, tmp_path)
+    want_run = reference_records(linreg)
+    assert len(got_run) == len(want_run) == linreg.schedule.rounds
+    assert got_run[-1]["train_loss"] == pytest.approx(want_run[-1]["train_loss"], abs=1e-9, rel=0)
 
 
 def test_the_pool_is_bounded_and_releases_idle_actors(ray_address: str, tmp_path: Path) -> None:
