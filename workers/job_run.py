@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,17 +38,15 @@ from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
 from workers.resume import (
     DatasetChanged,
-    ResumeFailed,
-    fallback_resume,
     resume_point,
     rounds_done,
+    start_with_fallback,
     uploaded_datasets,
 )
 from workers.store_writer import RetryingWriter, StoreUnavailable
 from workers.warm_pool import WarmPool
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FLUSH_SECONDS = 0.5
 # A cancelled job on warm actors is asked to stop at its round's end and is given this
@@ -151,17 +149,15 @@ class JobRun:
             )
             resume = resume_point(self.claimed, run=start_read, write=self._writer.write)
             try:
-                ready_s = self.settings.gang_ready_seconds
-                start: Callable[..., int] = functools.partial(gang.start, on_placed=self._reserved)
-                while True:  # each fallback strictly older: it ends, at round 0 at last
-                    try:
-                        start(ready_timeout_s=ready_s, resume=resume)
-                        break
-                    except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
-                        resume = fallback_resume(
-                            failed, claimed, run=start_read, write=self._writer.write
-                        )
-                        start = gang.restart  # the placement group it holds, fresh actors
+                start_with_fallback(
+                    gang,
+                    claimed,
+                    resume,
+                    ready_timeout_s=self.settings.gang_ready_seconds,
+                    on_placed=self._reserved,
+                    run=start_read,
+                    write=self._writer.write,
+                )
                 started = True
             except (StoreUnavailable, StaleLease):
                 raise  # the store's own ends (run() handles them), not the gang's

@@ -8,6 +8,7 @@ uploaded dataset's files the attempt reads, checked against their upload."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import pickle
@@ -238,3 +239,27 @@ def _checkpoints_newest_first(session: Session, job_id: int) -> list[CheckpointR
     the same round (another version's, then this one's)."""
     refs = [checkpoint_ref(c) for c in list_checkpoints(session=session, job_id=job_id)]
     return sorted(refs, key=lambda ref: (ref.round, ref.id), reverse=True)
+
+
+def start_with_fallback(
+    gang: Any,
+    claimed: ClaimedJob,
+    resume: tuple[str, str] | None,
+    *,
+    ready_timeout_s: float,
+    on_placed: Callable[[], None],
+    run: StoreRun,
+    write: Callable[[Callable[[Session], Any]], Any],
+) -> None:
+    """Start `gang` (a workers.ray_job.RayJob) from `resume`; while its driver cannot
+    load the checkpoint (ResumeFailed), restart its actors in the placement group it
+    holds from the next older one that verifies, or round 0 (`fallback_resume`). Each
+    fallback is strictly older, so this ends, at round 0 at last."""
+    start: Callable[..., int] = functools.partial(gang.start, on_placed=on_placed)
+    while True:
+        try:
+            start(ready_timeout_s=ready_timeout_s, resume=resume)
+            return
+        except ResumeFailed as failed:  # an older checkpoint, or round 0, may load
+            resume = fallback_resume(failed, claimed, run=run, write=write)
+            start = gang.restart  # the placement group it holds, fresh actors
