@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import ray
 from sqlalchemy.orm import Session
@@ -240,3 +240,41 @@ def failure_reason(error: BaseException) -> str:
         # Ray's context lines (class, id, pid, name, ...) come before the reason.
         return f"{who} died: {_last_line(text) or type(error).__name__}"[:500]
     return _ANSI.sub("", f"{type(error).__name__}: {error}")[:500]
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How an attempt whose gang stopped ends: `write`, the attempts call that ends it
+    (with `reason` and `retryable` for a failure, `reason` for a hand-back);
+    `closing_error`, an error the gang raised as it closed, after its last checkpoint
+    was stored (logged; it costs nothing)."""
+
+    write: Literal["finish", "acknowledge_cancel", "fail", "release"]
+    reason: str = ""
+    retryable: bool = True
+    closing_error: str | None = None
+
+
+def run_end(
+    outcome: ReaderOutcome, progress: Progress, rounds: int, *, cancelled: bool, draining: bool
+) -> RunEnd:
+    """The end of an attempt whose event stream ended: stopped or failed after a
+    cancel, cancelled; diverged, failed for good; another error, failed and retried —
+    unless its last round (or the drain's) and that round's checkpoint are stored
+    (the error came as the gang closed: a review saw such a job use an attempt, or
+    end `failed` on its last one, with every round recorded); a drain before the
+    last round, handed back; else finished."""
+    complete = progress.last_round + 1 >= rounds
+    if cancelled and not complete:
+        return RunEnd("acknowledge_cancel")
+    closing_error = None
+    if outcome.error is not None:
+        if (diverged := divergence(outcome.error)) is not None:
+            return RunEnd("fail", str(diverged), retryable=False)
+        if not (progress.saved() and (complete or draining)):
+            return RunEnd("fail", failure_reason(outcome.error))
+        closing_error = failure_reason(outcome.error)
+    if draining and not complete:
+        reason = f"the worker drained after {rounds_done(progress.last_round + 1)}"
+        return RunEnd("release", reason, closing_error=closing_error)
+    return RunEnd("finish", closing_error=closing_error)

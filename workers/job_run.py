@@ -27,11 +27,11 @@ from workers.job_outcome import (
     Progress,
     ReaderOutcome,
     StallWatch,
-    divergence,
     drain,
     ended,
     failure_reason,
     read_events,
+    run_end,
     summary,
 )
 from workers.lease_keeper import LeaseKeeper
@@ -39,7 +39,6 @@ from workers.ray_job import JobEvent, RayJob
 from workers.resume import (
     DatasetChanged,
     resume_point,
-    rounds_done,
     start_with_fallback,
     uploaded_datasets,
 )
@@ -239,26 +238,20 @@ class JobRun:
                     cancel_by = time.monotonic() + CANCEL_STOP_SECONDS
                 if cancel_by is None or time.monotonic() >= cancel_by:
                     return self._close(attempts.acknowledge_cancel)
-        # Stopped or failed after the cancel: cancelled; its last round done: finished.
-        complete = self.progress.last_round + 1 >= self.spec.schedule.rounds
-        if cancel_by is not None and not complete:
-            return self._close(attempts.acknowledge_cancel)
-        if outcome.error is not None:
-            diverged = divergence(outcome.error)
-            if diverged is not None:
-                return self._failure(str(diverged), False)
-            if not (self.progress.saved() and (complete or draining)):
-                return self._failure(failure_reason(outcome.error), True)
-            # Its last round (or the drain's) and that round's checkpoint are stored:
-            # the error came as the gang closed, and costs the job no attempt.
-            log.warning(
-                "job %s: the gang failed after its last checkpoint: %s",
-                self.job_id,
-                failure_reason(outcome.error),
-            )
-        if draining and (done := self.progress.last_round + 1) < self.spec.schedule.rounds:
-            return self._release(f"the worker drained after {rounds_done(done)}")
-        return self._close(attempts.finish)
+        end = run_end(
+            outcome,
+            self.progress,
+            self.spec.schedule.rounds,
+            cancelled=cancel_by is not None,
+            draining=draining,
+        )
+        if end.closing_error is not None:
+            log.warning("job %s: the gang failed as it closed: %s", self.job_id, end.closing_error)
+        if end.write == "fail":
+            return self._failure(end.reason, end.retryable)
+        if end.write == "release":
+            return self._release(end.reason)
+        return self._close(getattr(attempts, end.write))
 
     def _close(self, write: Callable[..., Any]) -> Callable[[Session], Any]:
         """The final write of an attempt that finished or was cancelled."""
