@@ -116,16 +116,24 @@ class CapacityWindow:
             gpus=max((c.gpus for _, c in self._samples), default=0.0),
         )
 
-    def room(self) -> ClusterRoom | None:
-        """The cluster's newest totals and nodes (the nodes where judged): what the job
-        a claim holds room for must fit (service.store.claim_candidate). Not the
-        window's largest: a job that needs the cluster to grow back would hold it idle
-        meanwhile. None before the first observation."""
+    def room(
+        self, free: tuple[float, float], running: list[tuple[float, float]]
+    ) -> ClusterRoom | None:
+        """What the cluster could free for a job a claim holds room for, which that
+        job must fit (service.store.claim_candidate): its newest totals and nodes (the
+        nodes where judged), but no more than what is `free` (CPUs, GPUs) plus what
+        this dispatcher's `running` gangs hold. Not the window's largest: a job that
+        needs the cluster to grow back would hold it idle meanwhile. Nor resources
+        held outside this dispatcher (another Ray workload, another deployment, a
+        leaked placement group): they may never come free, and a hold on them would
+        stop the cluster for good (a review). None before the first observation."""
         if not self._samples:
             return None
         newest = self._samples[-1][1]
         nodes = next(reversed(self._moments), ()) if self.judges_nodes() else None
-        return ClusterRoom(newest.cpus, newest.gpus, nodes or None)
+        cpus = min(newest.cpus, free[0] + sum(cpus for cpus, _ in running))
+        gpus = min(newest.gpus, free[1] + sum(gpus for _, gpus in running))
+        return ClusterRoom(cpus, gpus, nodes or None)
 
     def judges_nodes(self) -> bool:
         """Whether bundles are judged by the nodes seen: not when a ceiling is above

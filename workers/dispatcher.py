@@ -17,6 +17,7 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import NotFound, StaleLease
+from service.schemas.gang import gang_totals
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
@@ -138,6 +139,7 @@ class Dispatcher:
         (free_cpus, free_gpus), node_frees = cluster_free()
         self.capacity.observe(total_cpus, total_gpus, tuple(node_totals or ()))
         limit = self.capacity.largest()
+        room = self.capacity.room((free_cpus, free_gpus), self._running_gangs())
         with transaction(self.sessions) as session:
             requeued = (
                 requeue_expired(session=session, actor=f"reaper:{self.id}")
@@ -159,6 +161,7 @@ class Dispatcher:
                     # What queued jobs are judged against (explain: waits for capacity).
                     "capacity": {"CPU": limit.cpus, "GPU": limit.gpus},
                     **self.capacity.node_report(node_frees),
+                    **({"room": room.report()} if room else {}),  # explain's hold
                     "free": {"CPU": free_cpus, "GPU": free_gpus},
                     "running_jobs": len(self.runs),
                     **({"warm_pool": self.warm_pool.report()} if self.warm_pool else {}),
@@ -188,7 +191,7 @@ class Dispatcher:
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
                 hold_room_after=self.settings.hold_room_after(),
-                room=self.capacity.room(),  # the cluster's totals at the last maintenance
+                room=self.capacity.room((free_cpus, free_gpus), self._running_gangs()),
             )
         if claimed is None:
             return False
@@ -234,6 +237,10 @@ class Dispatcher:
             self._starting = None
             return False
         return True
+
+    def _running_gangs(self) -> list[tuple[float, float]]:
+        with self._lock:  # (CPUs, GPUs) each: what the room may count on (capacity.room)
+            return [gang_totals(run.spec) for run, _ in self.runs.values()]
 
     def _finished(self, job_id: int, attempt: int) -> None:
         with self._lock:

@@ -86,12 +86,27 @@ class NodeShape:
 
 @dataclass(frozen=True)
 class ClusterRoom:
-    """A cluster's totals now: what the job a claim holds room for must fit
-    (service.store.claim_candidate)."""
+    """What a cluster could free for the job a claim holds room for, which that job
+    must fit (service.store.claim_candidate): CPUs and GPUs, and each live node's
+    totals (None: not judged per node)."""
 
     cpus: float
     gpus: float
-    nodes: tuple[NodeShape, ...] | None = None  # each live node's; None: not judged per node
+    nodes: tuple[NodeShape, ...] | None = None
+
+    def report(self) -> dict[str, Any]:
+        """As a dispatcher's report writes it ("room": explain judges by it)."""
+        nodes = None if self.nodes is None else [node.report() for node in self.nodes]
+        return {"CPU": self.cpus, "GPU": self.gpus, "nodes": nodes}
+
+    @classmethod
+    def from_report(cls, room: Mapping[str, Any]) -> ClusterRoom:
+        nodes = room.get("nodes")
+        return cls(
+            float(room.get("CPU", 0.0)),
+            float(room.get("GPU", 0.0)),
+            None if not isinstance(nodes, list) else tuple(map(NodeShape.from_report, nodes)),
+        )
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,37 @@
 Holding room bounds a wide gang's wait. The claim starts the first job in order that
 fits what is free, so while jobs end one at a time, smaller jobs queued behind a gang
 take each freed CPU and the gang may wait for ever (a review saw eleven start past
-"position 1"). So the first job in the claim order that this cluster could run now
-(by its totals, not what is free), once it has waited for room longer than
-LAGTRAIN_HOLD_ROOM_AFTER_SECONDS, holds the cluster: the claim starts that job or
-none, and what the running jobs free is kept for it. Before that, smaller jobs start
-past it (a wide gang's short wait costs the cluster no idle CPUs). Its wait counts
-from its submit or, for a job that went back to the queue, from its last attempt's
-end. A job its owner's quota holds back now, or that the cluster could not run even
-empty, holds nothing: it would hold the cluster for a start that cannot come.
+"position 1"). So among the jobs that have waited for room longer than
+LAGTRAIN_HOLD_ROOM_AFTER_SECONDS and that this cluster could run, the first in the
+claim order holds the cluster: a claim starts it, or a job that leaves free what it
+waits for — for each resource it needs, the other job needs none or leaves at least
+its need free (a CPU-only job passes a gang waiting for a GPU; judged by the sums, as
+the claim's first test is) — or nothing. Before the wait, smaller jobs start past it
+(a wide gang's short wait costs the cluster no idle CPUs). The wait counts from its
+submit or, for a job that went back to the queue, from its last attempt's end. A job
+its owner's quota holds back now, or that the cluster could not run (its `room`:
+what the dispatcher could free for it, service.schemas.node_fit.ClusterRoom), holds
+nothing: it would hold the cluster for a start that cannot come.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, Float, ScalarSelect, bindparam, func, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Float,
+    ScalarSelect,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom, most_free
@@ -37,6 +53,15 @@ from service.store.queue_order import (
     running_per_owner,
     under_quota,
 )
+
+
+@dataclass(frozen=True)
+class HeldJob:
+    """The job a cluster holds room for, and what its gang needs (explain)."""
+
+    id: int
+    cpus: float
+    gpus: float
 
 
 def next_candidate(
@@ -59,9 +84,9 @@ def next_candidate(
     return (
         select(candidate.c.id)
         .select_from(
-            candidate.join(users, users.c.id == candidate.c.owner_id).outerjoin(
-                usage, usage.c.owner_id == candidate.c.owner_id
-            )
+            candidate.join(users, users.c.id == candidate.c.owner_id)
+            .outerjoin(usage, usage.c.owner_id == candidate.c.owner_id)
+            .outerjoin(held, true())  # none or one row
         )
         .where(
             candidate.c.status == JobStatus.QUEUED.value,
@@ -73,8 +98,12 @@ def next_candidate(
             candidate.c.id.not_in(bindparam("passed_over", expanding=True)),
             owner_enabled(users),
             *under_quota(candidate, users, usage),
-            # None held, or this is the one (an uncorrelated subquery: read once).
-            func.coalesce(held, candidate.c.id) == candidate.c.id,
+            # None held, this is the one, or it leaves free what that one waits for.
+            or_(
+                held.c.id.is_(None),
+                candidate.c.id == held.c.id,
+                and_(*(_leaves(candidate, held, kind) for kind in ("cpus", "gpus"))),
+            ),
         )
         .order_by(
             *claim_order(
@@ -88,17 +117,26 @@ def next_candidate(
     )
 
 
-def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> ScalarSelect[int]:
-    """The id of the job the claim holds room for, or NULL (see the module docstring):
-    the first queued job in `claim_order` whose owner is enabled and under quota and
-    whose gang fits the cluster's totals (:room_cpus, :room_gpus, and each bundle the
-    most of each resource on one node, :room_node_*), if it has waited for room since
-    before `hold_since`. Passed-over jobs stay in: a gang waiting to pack the free
-    nodes holds them too. `usage` and `ended`: the claim's own CTEs."""
+def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> CTE:
+    """(id, cpus_required, gpus_required) of the job the claim holds room for, or no
+    row (see the module docstring): of the queued jobs whose owner is enabled and
+    under quota, whose gang fits the cluster's room (:room_cpus, :room_gpus, and each
+    bundle the most of each resource on one node, :room_node_*) and that have waited
+    for room since before `hold_since`, the first in `claim_order`. Of those that
+    have waited, so a job ahead in order that has not (a lighter user's, just
+    submitted) does not lift the hold. Passed-over jobs stay in: a gang waiting to
+    pack the free nodes holds them too. `usage` and `ended`: the claim's own CTEs."""
     head = table_of(Job).alias("head")
     owner = table_of(User).alias("head_owner")
-    first = (
-        select(head.c.id, head.c.created_at)
+    attempts = table_of(JobAttempt)
+    # Back in the queue since its last attempt ended (a retry, a reaped lease, a
+    # hand-back): it waits for room from then. Looked up only for jobs submitted
+    # before `hold_since` (an index lookup each).
+    last_end = (
+        select(func.max(attempts.c.ended_at)).where(attempts.c.job_id == head.c.id)
+    ).scalar_subquery()
+    return (
+        select(head.c.id, head.c.cpus_required, head.c.gpus_required)
         .select_from(
             head.join(owner, owner.c.id == head.c.owner_id).outerjoin(
                 usage, usage.c.owner_id == head.c.owner_id
@@ -106,11 +144,13 @@ def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> Sca
         )
         .where(
             head.c.status == JobStatus.QUEUED.value,
+            head.c.created_at <= hold_since,
             head.c.cpus_required <= bindparam("room_cpus", type_=Float()) + RESOURCE_EPSILON,
             head.c.gpus_required <= bindparam("room_gpus", type_=Float()) + RESOURCE_EPSILON,
             *fits_free_node(head, "room_node"),
             owner_enabled(owner),
             *under_quota(head, owner, usage),
+            func.coalesce(last_end, head.c.created_at) <= hold_since,
         )
         .order_by(
             *claim_order(
@@ -119,18 +159,19 @@ def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> Sca
             )
         )
         .limit(1)
-        .subquery("head_job")
+        .cte("held_job")
+        .prefix_with("MATERIALIZED")
     )
-    attempts = table_of(JobAttempt)
-    # Back in the queue since its last attempt ended (a retry, a reaped lease, a
-    # hand-back): it waits for room from then.
-    last_end = (
-        select(func.max(attempts.c.ended_at)).where(attempts.c.job_id == first.c.id)
-    ).scalar_subquery()
-    return (
-        select(first.c.id)
-        .where(func.coalesce(last_end, first.c.created_at) <= hold_since)
-        .scalar_subquery()
+
+
+def _leaves(candidate: Any, held: CTE, kind: str) -> ColumnElement[bool]:
+    """`candidate` takes none of `kind` ("cpus" or "gpus"), or leaves at least what
+    the held job needs of it free (:free_cpus / :free_gpus, summed)."""
+    needs = candidate.c[f"{kind}_required"]
+    free = bindparam(f"free_{kind}", type_=Float())
+    return or_(
+        needs <= RESOURCE_EPSILON,
+        free - needs >= held.c[f"{kind}_required"] - RESOURCE_EPSILON,
     )
 
 
@@ -154,15 +195,19 @@ def held_jobs(
     hold_room_after: timedelta,
     quota_defaults: QuotaDefaults,
     fair_share_window: timedelta,
-) -> list[int | None]:
+) -> list[HeldJob | None]:
     """For each cluster (its room), the job a claim there would hold room for now, or
     None: `held_job` by the database's clock, as the claim judges it (explain)."""
     usage, ended = running_per_owner(), ended_per_owner(FAIR_SHARE_SINCE)
-    statement = select(held_job(usage, ended, bindparam("hold_since", type_=UtcDateTime())))
+    held = held_job(usage, ended, bindparam("hold_since", type_=UtcDateTime()))
+    statement = select(held.c.id, held.c.cpus_required, held.c.gpus_required)
     now = db_now(session)
     params = {
         "fair_share_since": now - fair_share_window,
         "hold_since": now - hold_room_after,
         **quota_params(quota_defaults),
     }
-    return [session.scalar(statement, {**params, **room_params(room)}) for room in rooms]
+    rows = [
+        session.execute(statement, {**params, **room_params(room)}).one_or_none() for room in rooms
+    ]
+    return [None if row is None else HeldJob(*row) for row in rows]

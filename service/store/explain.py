@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.schemas.jobs import BlockingReason, Explanation
 from service.schemas.quota import QuotaDefaults, UsageOut
-from service.store.claim_candidate import held_jobs
+from service.store.claim_candidate import HeldJob, held_jobs
 from service.store.db import db_now
 from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
 from service.store.models import Dispatcher, Job, JobStatus, User
@@ -26,13 +26,8 @@ from service.store.node_fit_sql import bundles_of, workers_of
 from service.store.queue_order import ranked_queue
 from service.store.quota_reasons import count_of, never_startable, quota_reasons
 from service.store.quotas import usage
-from service.store.resource_reasons import (
-    held_behind,
-    none_live,
-    resource_reasons,
-    room_of,
-    room_wait_note,
-)
+from service.store.resource_reasons import none_live, resource_reasons
+from service.store.room_reasons import held_behind, room_of, room_wait_note
 from service.store.users import get_user
 
 
@@ -193,7 +188,7 @@ class _Waits:
         self.live = _live(session, self.dispatchers, dispatcher_timeout)
         self.usage: dict[int, UsageOut] = {}
         self.hold_room_after: timedelta | None = None
-        self.holds: list[int | None] = []  # per live dispatcher, the job it holds room for
+        self.holds: list[HeldJob | None] = []  # per live dispatcher, the job it holds room for
 
     def read_holds(self, hold_room_after: timedelta | None, fair_share_window: timedelta) -> None:
         """The job each live dispatcher's claim holds room for now (claim_candidate),
@@ -230,7 +225,7 @@ class _Waits:
             self.dispatcher_timeout,
             room_wait_note(job.id, self.holds, self.hold_room_after),
         )
-        if held := held_behind(job.id, self.holds, self.hold_room_after):
+        if held := held_behind(job, self.holds, self.live, self.hold_room_after):
             reasons.append(held)
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:

@@ -9,7 +9,6 @@ from typing import Any
 from service.schemas.gang import Bundle
 from service.schemas.jobs import BlockingReason
 from service.schemas.node_fit import (
-    ClusterRoom,
     NodeShape,
     describe,
     from_counted,
@@ -97,53 +96,6 @@ NO_ROOM_HELD = (
     "; no room is held for a waiting gang: smaller jobs queued behind it start "
     "meanwhile when they fit"
 )
-
-
-def room_of(report: dict[str, Any]) -> ClusterRoom | None:
-    """A dispatcher's cluster as its claim holds room by (claim_candidate.held_job):
-    its totals and the nodes it judges by (None: unknown, no limit)."""
-    total = resource_view(report, "total")
-    if total is None or "CPU" not in total:
-        return None
-    nodes = nodes_of([report])
-    return ClusterRoom(total["CPU"], total.get("GPU", 0.0), tuple(nodes) or None)
-
-
-def room_wait_note(job_id: int, holds: list[int | None], hold_after: timedelta | None) -> str:
-    """What a wait for free room adds: whether room is held for the job (`holds`: the
-    job each live dispatcher holds room for, or None), else that smaller jobs start
-    past it until then."""
-    if hold_after is None:
-        return NO_ROOM_HELD
-    if job_id in holds:
-        return (
-            f"; room is held for it (first in line, it has waited over {_seconds(hold_after)}): "
-            "nothing queued behind it starts until it has"
-        )
-    return (
-        "; smaller jobs queued behind it start meanwhile when they fit, until the first "
-        f"job in line has waited {_seconds(hold_after)} for room: then room is held for it"
-    )
-
-
-def held_behind(
-    job_id: int, holds: list[int | None], hold_after: timedelta | None
-) -> BlockingReason | None:
-    """Why a job that may fit does not start: every live dispatcher holds room for
-    another job that has waited longer than `hold_after` (None: it may start)."""
-    if hold_after is None or not holds or None in holds or job_id in holds:
-        return None
-    held = sorted({h for h in holds if h is not None})
-    jobs = f"job {held[0]}" if len(held) == 1 else "jobs " + ", ".join(map(str, held))
-    return BlockingReason(
-        kind="resources",
-        message=f"room is held for {jobs}, first in line and waiting over "
-        f"{_seconds(hold_after)} for it: nothing queued behind starts until it has",
-    )
-
-
-def _seconds(duration: timedelta) -> str:
-    return f"{duration.total_seconds():g} s"
 
 
 def none_live(dispatcher_timeout: timedelta) -> str:

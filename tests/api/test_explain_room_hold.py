@@ -36,26 +36,26 @@ def test_explain_names_the_job_room_is_held_for(api: Api) -> None:
     _uid, bob = api.create_user("bob")
     wide = api.submit(ann, WIDE)
     small = api.submit(bob)
-    with transaction(api.sessions) as session:
-        upsert_dispatcher(session=session, dispatcher_id="d1", hostname="h", resources=PARTLY_FREE)
-    hold = api.settings.hold_room_after()
+    _dispatcher(api, "d1", PARTLY_FREE)
+    hold = f"{api.settings.hold_room_after().total_seconds():g} s"
 
     # Not waited long enough: smaller jobs pass it, and nothing holds the small one.
     messages = [r["message"] for r in _explain(api, wide, ann) if r["kind"] == "resources"]
     assert len(messages) == 1 and "smaller jobs queued behind it start meanwhile" in messages[0]
-    assert f"has waited {hold.total_seconds():g} s for room" in messages[0]
+    assert f"until it has waited {hold} for room" in messages[0]
     assert not [r for r in _explain(api, small, bob) if r["kind"] == "resources"]
 
-    _waited(api, wide, hold + timedelta(minutes=1))
+    _waited(api, wide, api.settings.hold_room_after() + timedelta(minutes=1))
     messages = [r["message"] for r in _explain(api, wide, ann) if r["kind"] == "resources"]
     assert messages == [
-        f"waiting for 5 CPU to become free; room is held for it (first in line, it has "
-        f"waited over {hold.total_seconds():g} s): nothing queued behind it starts until it has"
+        f"waiting for 5 CPU to become free; room is held for it (it has waited over {hold}, "
+        "first in line of those that have): a job queued behind it starts there only if it "
+        "leaves free what this one waits for"
     ]
     held = [r["message"] for r in _explain(api, small, bob) if r["kind"] == "resources"]
     assert held == [
-        f"room is held for job {wide}, first in line and waiting over "
-        f"{hold.total_seconds():g} s for it: nothing queued behind starts until it has"
+        f"room is held for job {wide}, waiting for it over {hold}: this job would take "
+        "resources it waits for, so it starts after it"
     ]
     # The lab's queue says the same for each (an admin sees every job).
     head = api.client.get("/v1/cluster", headers=api.admin).json()["queue_head"]
@@ -63,11 +63,32 @@ def test_explain_names_the_job_room_is_held_for(api: Api) -> None:
     assert any("room is held for it" in m for m in reasons[wide])
     assert held[0] in reasons[small]
 
-    # A second live dispatcher whose cluster is too small for the gang holds nothing:
-    # the small job may start there.
-    small_cluster = {"total": {"CPU": 4.0}, "free": {"CPU": 4.0}, "capacity": {"CPU": 4.0}}
+    # A second live dispatcher whose cluster could free too little for the gang holds
+    # nothing: the small job may start there, and the gang's note says where it is held.
+    _dispatcher(api, "d2", {**PARTLY_FREE, "room": {"CPU": 4.0, "GPU": 0.0, "nodes": None}})
+    assert not [r for r in _explain(api, small, bob) if r["kind"] == "resources"]
+    messages = [r["message"] for r in _explain(api, wide, ann) if r["kind"] == "resources"]
+    assert "room is held for it on 1 of the 2 live clusters" in messages[0]
+
+
+def test_a_job_that_leaves_the_held_one_its_room_is_not_held_behind(api: Api) -> None:
+    """A GPU gang waits for the only GPU: a CPU-only job that leaves it its CPUs is
+    not held behind it, as the claim would start it."""
+    _uid, ann = api.create_user("ann")
+    _uid, bob = api.create_user("bob")
+    gpu = {**SMALL_SPEC, "distributed": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}}
+    waiting = api.submit(ann, gpu)
+    small = api.submit(bob)
+    no_gpu_free = {"total": {"CPU": 16.0, "GPU": 1.0}, "free": {"CPU": 14.0, "GPU": 0.0}}
+    _dispatcher(api, "d1", {**no_gpu_free, "capacity": {"CPU": 16.0, "GPU": 1.0}})
+    _waited(api, waiting, api.settings.hold_room_after() + timedelta(minutes=1))
+    messages = [r["message"] for r in _explain(api, waiting, ann) if r["kind"] == "resources"]
+    assert messages and "room is held for it" in messages[0]
+    assert not [r for r in _explain(api, small, bob) if r["kind"] == "resources"]
+
+
+def _dispatcher(api: Api, dispatcher_id: str, resources: dict[str, Any]) -> None:
     with transaction(api.sessions) as session:
         upsert_dispatcher(
-            session=session, dispatcher_id="d2", hostname="h2", resources=small_cluster
+            session=session, dispatcher_id=dispatcher_id, hostname="h", resources=resources
         )
-    assert not [r for r in _explain(api, small, bob) if r["kind"] == "resources"]

@@ -27,6 +27,7 @@ def claim(
     *,
     free_cpus: float,
     hold: timedelta | None,
+    free_gpus: float = 0,
     room: ClusterRoom | None = CLUSTER,
     free_nodes: tuple[NodeShape, ...] | None = None,
     now: datetime | None = None,
@@ -37,7 +38,7 @@ def claim(
             dispatcher_id="d1",
             lease_seconds=30,
             free_cpus=free_cpus,
-            free_gpus=0,
+            free_gpus=free_gpus,
             free_nodes=free_nodes,
             now=now,
             hold_room_after=hold,
@@ -153,3 +154,47 @@ def test_a_job_back_in_the_queue_waits_from_its_last_attempt(
     assert claimed_id(taken) == small
     submit(bob, **SMALL)
     assert claim(session_factory, free_cpus=3, hold=hold, now=ended + timedelta(minutes=11)) is None
+
+
+def test_a_job_that_leaves_free_what_the_held_one_waits_for_still_starts(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """A GPU gang waiting for the only GPU holds no CPU-only work that leaves it its
+    CPUs (a review: a three-day GPU job stopped every CPU job); a job that would take
+    CPUs it needs does wait."""
+    ann, bob, cat = make_user("ann"), make_user("bob"), make_user("cat")
+    room = ClusterRoom(16.0, 1.0, None)
+    gpu = {"distributed": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}}
+    running = submit(ann, **gpu)
+    assert claimed_id(claim(session_factory, free_cpus=16, free_gpus=1, hold=None)) == running
+    waiting = submit(bob, **gpu)  # 2 CPUs (its coordinator's and its replica's), 1 GPU
+    small = submit(cat, **SMALL)
+    wide = submit(cat, distributed={"workers": 3, "cpus_per_worker": 1})  # 4 CPUs
+    queued_since(session_factory, waiting, timedelta(hours=1))
+    # 14 CPUs free, no GPU: the small job leaves 12.7 of the 2 CPUs the GPU gang needs.
+    taken = claim(session_factory, free_cpus=14, free_gpus=0, hold=timedelta(0), room=room)
+    assert claimed_id(taken) == small
+    # 5 CPUs free: the 4-CPU job would leave 1 of the 2; it waits.
+    assert claim(session_factory, free_cpus=5, free_gpus=0, hold=timedelta(0), room=room) is None
+    assert load_job(session_factory, wide).status == "queued"
+
+
+def test_a_job_ahead_in_order_that_has_not_waited_leaves_the_hold_on(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Of the jobs that have waited, the first holds: a lighter user's wide gang,
+    submitted just now and first by fair share, does not lift it for the jobs behind
+    (a review: each such job reopened the gap for the wait's length)."""
+    ann, cat, dan = make_user("ann"), make_user("cat"), make_user("dan")
+    for _ in range(2):  # ann runs two jobs: she goes after cat and dan by fair share
+        submit(ann, **SMALL)
+        assert claim(session_factory, free_cpus=8, hold=None) is not None
+    waited = submit(ann, **WIDE)
+    queued_since(session_factory, waited, timedelta(hours=2))
+    fresh = submit(cat, distributed={"workers": 3, "cpus_per_worker": 2})  # 7 CPUs
+    small = submit(dan, distributed={"workers": 1, "cpus_per_worker": 2})  # 3 CPUs
+    # 4 CPUs free: the small job would leave 1 of the 5 the waited gang needs: it waits.
+    assert claim(session_factory, free_cpus=4, hold=timedelta(minutes=10)) is None
+    assert {load_job(session_factory, j).status for j in (fresh, small)} == {"queued"}
+    # Had the waited gang not waited long enough, the small job would start.
+    assert claimed_id(claim(session_factory, free_cpus=4, hold=timedelta(hours=3))) == small

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.node_fit import NodeShape
+from service.schemas.node_fit import ClusterRoom, NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.schemas.resolve import resolve
 from service.settings import Settings
@@ -181,3 +181,15 @@ def test_an_embedded_dispatcher_judges_by_its_local_ray_from_its_start(tmp_path:
     assert window.settled() and window.largest() == Capacity(4.0, 0.0)
     operator = settings.model_copy(update={"capacity_ceiling_gpus": 2.0})
     assert embedded.local_ray_ceilings(operator, 4.0, 0.0).capacity_ceiling_gpus == 2.0
+
+
+def test_the_room_a_hold_counts_on_is_what_this_dispatcher_could_free() -> None:
+    """Its newest totals, but no more than what is free plus what its own gangs hold:
+    4 of 8 CPUs held outside it (another Ray workload) would never come free, and a
+    hold on them stopped the cluster for good (a review)."""
+    window = CapacityWindow(60.0, clock=Clock())
+    assert window.room((8.0, 0.0), []) is None  # nothing observed yet
+    node = NodeShape(8.0, 1.0, 64 * GiB)
+    window.observe(8.0, 1.0, (node,))
+    assert window.room((4.0, 1.0), [(3.0, 0.0)]) == ClusterRoom(7.0, 1.0, (node,))
+    assert window.room((4.0, 0.0), [(3.0, 0.0), (3.0, 1.0)]) == ClusterRoom(8.0, 1.0, (node,))

@@ -1,0 +1,86 @@
+"""What explain says of a hold on room (service.store.claim_candidate): the held
+job's wait, and why a job that may fit waits behind it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from service.schemas.jobs import BlockingReason
+from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom
+from service.store.claim_candidate import HeldJob
+from service.store.dispatchers import resource_view
+from service.store.models import Dispatcher, Job
+from service.store.resource_reasons import NO_ROOM_HELD, nodes_of
+
+
+def room_of(report: dict[str, Any]) -> ClusterRoom | None:
+    """The room a dispatcher's claim holds by (its report's "room": what it could
+    free), else, from an older dispatcher, its totals and nodes; None: unknown."""
+    if isinstance(room := report.get("room"), dict):
+        return ClusterRoom.from_report(room)
+    total = resource_view(report, "total")
+    if total is None or "CPU" not in total:
+        return None
+    return ClusterRoom(total["CPU"], total.get("GPU", 0.0), tuple(nodes_of([report])) or None)
+
+
+def room_wait_note(job_id: int, holds: list[HeldJob | None], hold_after: timedelta | None) -> str:
+    """What a wait for free room adds: whether room is held for the job (`holds`: the
+    job each live dispatcher holds room for, or None), else that smaller jobs start
+    past it until it has waited."""
+    if hold_after is None:
+        return NO_ROOM_HELD
+    mine = sum(1 for held in holds if held is not None and held.id == job_id)
+    if mine:
+        where = "" if mine == len(holds) else f" on {mine} of the {len(holds)} live clusters"
+        return (
+            f"; room is held for it{where} (it has waited over {_seconds(hold_after)}, first "
+            "in line of those that have): a job queued behind it starts there only if it "
+            "leaves free what this one waits for"
+        )
+    return (
+        "; smaller jobs queued behind it start meanwhile when they fit, until it has "
+        f"waited {_seconds(hold_after)} for room: then room is held for it, first come first"
+    )
+
+
+def held_behind(
+    job: Job, holds: list[HeldJob | None], live: list[Dispatcher], hold_after: timedelta | None
+) -> BlockingReason | None:
+    """Why a job does not start though it may fit: on every live dispatcher (`holds`,
+    in `live`'s order) room is held for another job, and this one would take what
+    that one waits for (claim_candidate's test, by the dispatcher's free resources
+    as reported). None where it may start."""
+    if hold_after is None or not holds:
+        return None
+    ahead: set[int] = set()
+    for held, dispatcher in zip(holds, live, strict=True):
+        if held is None or held.id == job.id:
+            return None
+        if not _takes_its_room(job, held, resource_view(dispatcher.resources, "free")):
+            return None
+        ahead.add(held.id)
+    ids = sorted(ahead)
+    jobs = f"job {ids[0]}" if len(ids) == 1 else "jobs " + ", ".join(map(str, ids))
+    return BlockingReason(
+        kind="resources",
+        message=f"room is held for {jobs}, waiting for it over {_seconds(hold_after)}: this "
+        "job would take resources it waits for, so it starts after it",
+    )
+
+
+def _takes_its_room(job: Job, held: HeldJob, free: dict[str, float] | None) -> bool:
+    if free is None:
+        return True  # not reported: it may
+    for needs, kind, held_needs in (
+        (job.cpus_required, "CPU", held.cpus),
+        (job.gpus_required, "GPU", held.gpus),
+    ):
+        if needs > RESOURCE_EPSILON and free.get(kind, 0.0) - needs < held_needs - RESOURCE_EPSILON:
+            return True
+    return False
+
+
+def _seconds(duration: timedelta) -> str:
+    return f"{duration.total_seconds():g} s"
