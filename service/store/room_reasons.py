@@ -41,7 +41,8 @@ def room_wait_note(job_id: int, holds: list[HeldJob | None], hold_after: timedel
         )
     return (
         "; smaller jobs queued behind it start meanwhile when they fit, until it has "
-        f"waited {_seconds(hold_after)} for room: then room is held for it, first come first"
+        f"waited {_seconds(hold_after)} for room: then room is held for the first in line of "
+        "the jobs that have"
     )
 
 
