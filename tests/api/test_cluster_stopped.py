@@ -12,7 +12,7 @@ from typing import Any
 from service.store.db import transaction
 from service.store.dispatchers import mark_dispatcher_stopped, upsert_dispatcher
 from service.store.models import utcnow
-from service.store.resource_reasons import room_wait_note
+from service.store.room_reasons import room_wait_note
 from tests.api.conftest import Api
 
 IDLE = {"total": {"CPU": 8.0}, "free": {"CPU": 8.0}, "capacity": {"CPU": 8.0}}

@@ -12,7 +12,7 @@ from service import spec_yaml
 from service.schemas.common import request_sha256
 from service.schemas.jobspec import JobSpec
 from service.store.models import Job, JobEvent
-from service.store.resource_reasons import room_wait_note
+from service.store.room_reasons import room_wait_note
 from tests.api.conftest import REPO_EXAMPLES, SMALL_SPEC, Api, assert_json_error
 
 
