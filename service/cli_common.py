@@ -150,6 +150,12 @@ def each_id(
 
 
 def _unreachable(url: str, exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Refused here, before sending: its text quotes the header, the token with it.
+        return (
+            f"could not send a request to {url}: the token holds characters an HTTP "
+            "header cannot carry"
+        )
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
         return f"cannot reach the server at {url}: {reason} (LAGTRAIN_URL sets the address)"

@@ -31,12 +31,15 @@ class ClientSettings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, token: object) -> object:
         # `LAGTRAIN_TOKEN=` (as the server treats an empty bootstrap token): sent, it
-        # was "Bearer ", an illegal header reported as a lost connection.
-        return None if isinstance(token, str) and not token.strip() else token
+        # was "Bearer ", an illegal header reported as a lost connection. The ends are
+        # stripped as a token file's are: `$(cat tok)` of a CRLF file keeps the \r.
+        if isinstance(token, str):
+            return token.strip() or None
+        return token
 
     def resolved_token(self) -> str:
         if self.token is not None:
-            return self.token.get_secret_value()
+            return _sendable(self.token.get_secret_value(), "LAGTRAIN_TOKEN")
         # Relative to the current directory, as the server wrote it: say where we looked.
         path = (self.state_dir / "admin-token").absolute()
         if not path.is_file():
@@ -47,9 +50,24 @@ class ClientSettings(BaseSettings):
                 "server's working directory, or set LAGTRAIN_STATE_DIR)",
             )
         try:
-            return path.read_text().strip()
+            return _sendable(path.read_text(encoding="utf-8").strip(), f"the token file {path}")
+        except UnicodeDecodeError as exc:
+            raise ApiError(0, f"cannot read the token file {path}: not UTF-8 text") from exc
         except OSError as exc:
             raise ApiError(0, f"cannot read the token file {path}: {exc.strerror}") from exc
+
+
+def _sendable(token: str, source: str) -> str:
+    """`token`, if an Authorization header can carry it. Else an error naming where
+    it came from but never the token: httpx's own ("Illegal header value b'Bearer
+    …'") quoted the secret on stderr, as a lost connection."""
+    if not all(" " <= c <= "~" for c in token):
+        raise ApiError(
+            0,
+            f"{source} holds characters an HTTP header cannot carry (a token is printable "
+            "ASCII): a control character or a non-ASCII letter was copied with it",
+        )
+    return token
 
 
 class Client(JobsApi, SweepsApi, DataApi, AccountsApi):
