@@ -22,6 +22,44 @@ class ChecksumMismatch(ApiError):
         super().__init__(0, detail)
 
 
+def refuse_unanswered(response: httpx.Response) -> None:
+    """An ApiError for an answer that is not the one asked for: an error (its detail
+    as the API sends it, {"detail": ...}) or a redirect, which httpx does not follow
+    (an http->https proxy: the POST's body would be lost following it). The body of
+    a streamed response must have been read."""
+    status = response.status_code
+    if 300 <= status < 400:
+        raise ApiError(status, _redirect(response))
+    if status < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "detail" in body:
+        raise ApiError(status, body["detail"])
+    # A proxy's HTML error page said whole was dozens of lines.
+    raise ApiError(status, f"{response.reason_phrase}: {not_the_api(response)}")
+
+
+def not_the_api(response: httpx.Response) -> str:
+    kind = response.headers.get("content-type", "none")
+    return f"not a lagtrain API answer (content-type {kind}): is LAGTRAIN_URL the server's?"
+
+
+def _redirect(response: httpx.Response) -> str:
+    location = response.headers.get("location")
+    if not location:
+        return f"the server redirects without a Location: {not_the_api(response)}"
+    target = response.url.join(location)
+    # Where the API is: the target less the path asked for (/v1/jobs?limit=101).
+    asked = response.request.url.path
+    base = str(target.copy_with(query=None, fragment=None))
+    if asked != "/" and base.endswith(asked):
+        return f"the server redirects to {target}: set LAGTRAIN_URL to {base[: -len(asked)]}"
+    return f"the server redirects to {target}: is LAGTRAIN_URL the server's?"
+
+
 class ClientBase:
     """The HTTP session and the request helpers that each resource's calls use."""
 
@@ -44,13 +82,18 @@ class ClientBase:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, detail)
-        return response.json() if response.content else None
+        refuse_unanswered(response)
+        if not response.content:
+            return None
+        # Every v1 answer is a JSON object: anything else (an SSO login page, another
+        # service on the port) is said so, not a JSONDecodeError or a TypeError later.
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ApiError(response.status_code, not_the_api(response))
+        return body
 
     def _every_page(
         self,
@@ -70,6 +113,8 @@ class ClientBase:
             if most is not None:
                 params["limit"] = min(params["limit"], most - len(out) + 1)
             page = self._request("GET", path, params=params)
+            if not isinstance(page.get("data"), list):
+                raise ApiError(200, "the answer has no list of `data`: not a lagtrain API answer")
             out.extend(page["data"])
             if most is not None and len(out) > most:
                 return out  # one more than asked: the caller sees there are more

@@ -1,0 +1,77 @@
+"""Answers that are not the v1 API's: a proxy's redirect, an SSO login page, a
+proxy's error page, JSON of another shape. Each is one line and exit 1, never a
+traceback (a 301 was a TypeError, an HTML page a JSONDecodeError)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli_mock import URL, answering, invoke, one_error
+
+HTML = "<!doctype html><html><body>Sign in</body></html>"
+
+
+def test_a_redirect_names_where_to_point_lagtrain_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        https = request.url.copy_with(scheme="https")
+        return httpx.Response(301, headers={"Location": str(https)})
+
+    answering(monkeypatch, proxy)
+    line = one_error(invoke(["jobs"]))
+    assert line.startswith("error 301: the server redirects to https://lagtrain.test/v1/jobs?")
+    assert line.endswith(": set LAGTRAIN_URL to https://lagtrain.test"), line
+
+
+def test_a_redirect_elsewhere_is_named_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    answering(monkeypatch, lambda _r: httpx.Response(302, headers={"Location": "/login"}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("task: {kind: adding}\n")
+    line = one_error(invoke(["submit", str(spec)]))
+    assert line == (
+        f"error 302: the server redirects to {URL}/login: is LAGTRAIN_URL the server's?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (httpx.Response(200, html=HTML), "text/html; charset=utf-8"),
+        (httpx.Response(200, json=[1, 2]), "application/json"),
+    ],
+)
+def test_a_200_that_is_no_api_object_is_one_line(
+    answer: httpx.Response, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answering(monkeypatch, lambda _r: answer)
+    line = one_error(invoke(["show", "3"]))
+    assert line == (
+        f"error 200: not a lagtrain API answer (content-type {kind}): is LAGTRAIN_URL the server's?"
+    )
+
+
+def test_a_page_without_its_data_list_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    answering(monkeypatch, lambda _r: httpx.Response(200, json={"items": []}))
+    line = one_error(invoke(["jobs"]))
+    assert "not a lagtrain API answer" in line
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (httpx.Response(502, html=HTML), "error 502: Bad Gateway: not a lagtrain API answer"),
+        (httpx.Response(500, json=["boom"]), "error 500: Internal Server Error: not a lagtrain"),
+        (httpx.Response(404, json={"detail": "job 3 not found"}), "error 404: job 3 not found"),
+    ],
+)
+def test_an_error_is_its_detail_or_said_to_be_no_api_answer(
+    answer: httpx.Response, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answering(monkeypatch, lambda _r: answer)
+    line = one_error(invoke(["show", "3"]))
+    assert line.startswith(said), line
+    assert "<html" not in line
