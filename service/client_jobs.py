@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from service.client_base import ApiError, ChecksumMismatch, ClientBase
+from service.client_base import ApiError, ChecksumMismatch, ClientBase, refuse_unanswered
 from service.schemas.jobs import TERMINAL
 from service.sse_text import parse_sse
 
@@ -97,9 +97,9 @@ class JobsApi(ClientBase):
         partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
         try:
             with self._http.stream("GET", f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}") as r:
-                if r.status_code >= 400:
+                if r.status_code >= 300:
                     r.read()
-                    raise ApiError(r.status_code, r.text)
+                    refuse_unanswered(r)
                 expected = r.headers.get("X-Checkpoint-SHA256")
                 digest = hashlib.sha256()
                 with partial.open("wb") as fh:
@@ -127,9 +127,9 @@ class JobsApi(ClientBase):
         with self._http.stream(
             "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=STREAM_TIMEOUT
         ) as response:
-            if response.status_code >= 400:
+            if response.status_code >= 300:
                 response.read()
-                raise ApiError(response.status_code, response.text)
+                refuse_unanswered(response)
             for message in parse_sse(response.iter_lines()):
                 yield message.event, message.data
 

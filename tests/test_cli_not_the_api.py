@@ -75,3 +75,21 @@ def test_an_error_is_its_detail_or_said_to_be_no_api_answer(
     line = one_error(invoke(["show", "3"]))
     assert line.startswith(said), line
     assert "<html" not in line
+
+
+def test_the_streamed_answers_errors_are_their_detail_not_raw_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A checkpoint's download and a job's event stream: "error 404: {"detail": …}"."""
+    answers = {
+        "/v1/jobs/1": httpx.Response(200, json={"id": 1, "status": "running", "progress": {}}),
+        "/v1/jobs/1/checkpoints": httpx.Response(
+            200, json={"data": [{"id": 5, "round": 3, "sha256": "ab" * 32}]}
+        ),
+        "/v1/jobs/1/checkpoints/5": httpx.Response(404, json={"detail": "checkpoint 5 is gone"}),
+        "/v1/jobs/1/events": httpx.Response(403, json={"detail": "not your job"}),
+    }
+    answering(monkeypatch, lambda request: answers[request.url.path])
+    line = one_error(invoke(["download", "1", "-o", f"{tmp_path}/"]))
+    assert line == "error 404: checkpoint 5 is gone"
+    assert one_error(invoke(["watch", "1"])) == "error 403: not your job"
