@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from service import spec_yaml
-from service.cli_common import api_failure, client_session, console, fail, visible
+from service.cli_common import api_failure, client_session, console, fail, one_line, visible
 from service.client import ApiError, ClientSettings
 from service.ui.assets import EXAMPLES_DIR, example_specs
 
@@ -56,17 +56,24 @@ def demo(
         specs = demo_specs(rounds)
     except FileNotFoundError as exc:
         raise fail(str(exc), code=2) from exc
+    jobs: list[dict[str, Any]] = []
     with client_session(settings) as client:
-        try:
-            jobs = [client.submit(spec) for spec in specs]
-        except ApiError as exc:
-            raise api_failure(exc) from exc
-    for job in jobs:
-        console.print(
-            Text.assemble(
-                "job ", (str(job["id"]), "bold"), f" {visible(job['name'])} {job['status']}"
+        for spec in specs:
+            try:
+                job = client.submit(spec)
+            except ApiError as exc:
+                # The jobs made before it run on: say which, to watch or cancel them.
+                if jobs:
+                    made = ", ".join(str(j["id"]) for j in jobs)
+                    which = "jobs" if len(jobs) > 1 else "job"
+                    exc.detail = f"{one_line(exc.detail)} (already submitted: {which} {made})"
+                raise api_failure(exc) from exc
+            jobs.append(job)  # each printed as made: a lost connection hides none
+            console.print(
+                Text.assemble(
+                    "job ", (str(job["id"]), "bold"), f" {visible(job['name'])} {job['status']}"
+                )
             )
-        )
     full = min(int(spec["schedule"]["rounds"]) for spec in demo_specs(None))
     if rounds is not None and rounds < full:
         # A walkthrough's `--rounds 50` showed two identical columns on the page.

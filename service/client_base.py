@@ -3,9 +3,21 @@ request, and reading a cursor-paged list."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Self
 
 import httpx
+
+# Errors after which the request may have reached the server and been done, its
+# answer lost (a read timeout, a dropped connection): a create is sent again with
+# the same Idempotency-Key, which the server answers with what the first one made.
+SENT_UNANSWERED = (
+    httpx.ReadTimeout,
+    httpx.ReadError,
+    httpx.WriteTimeout,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
 
 
 class ApiError(Exception):
@@ -94,6 +106,17 @@ class ClientBase:
         if not isinstance(body, dict):
             raise ApiError(response.status_code, not_the_api(response))
         return body
+
+    def _create(self, path: str, body: Any, idempotency_key: str | None) -> dict[str, Any]:
+        """POST `body` to create something (a job, a sweep), under `idempotency_key`
+        or a new one: sent once more after an error that may have hidden its answer,
+        it never makes a second (DESIGN: same key and body, same job)."""
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        try:
+            made: dict[str, Any] = self._request("POST", path, json=body, headers=headers)
+        except SENT_UNANSWERED:
+            made = self._request("POST", path, json=body, headers=headers)
+        return made
 
     def _every_page(
         self,

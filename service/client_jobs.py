@@ -25,9 +25,7 @@ PROXY_UNAVAILABLE = frozenset({502, 503, 504})
 
 class JobsApi(ClientBase):
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        result: dict[str, Any] = self._request("POST", "/v1/jobs", json=spec, headers=headers)
-        return result
+        return self._create("/v1/jobs", spec, idempotency_key)
 
     def job(self, job_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")

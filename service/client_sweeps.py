@@ -12,9 +12,7 @@ class SweepsApi(ClientBase):
     def submit_sweep(
         self, spec: dict[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        result: dict[str, Any] = self._request("POST", "/v1/sweeps", json=spec, headers=headers)
-        return result
+        return self._create("/v1/sweeps", spec, idempotency_key)
 
     def sweeps(
         self,
