@@ -37,8 +37,9 @@ class SpecLoader(yaml.SafeLoader):
 
 # YAML 1.2's core schema float (a dot or an exponent, either sign), with the
 # underscores PyYAML's YAML 1.1 rule allows; infinities and NaN as both spell them.
+# A digit after the dot: `._` matched, and float(".") raised a ValueError.
 _FLOAT = re.compile(
-    r"""^(?:[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    r"""^(?:[-+]?\.[0-9_]*[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
@@ -46,7 +47,10 @@ _FLOAT = re.compile(
 )
 # YAML 1.2's core schema int: decimal (a leading zero is still decimal), 0o octal and
 # 0x hexadecimal; no 1.1 base-60 (`1:00` stays text, a 422 where a number is due).
-_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$")
+# A digit after the prefix: `0x_` matched, and int("0x", 0) raised a ValueError.
+_INT = re.compile(
+    r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]*[0-7][0-7_]*|0x[0-9a-fA-F_]*[0-9a-fA-F][0-9a-fA-F_]*)$"
+)
 SpecLoader.yaml_implicit_resolvers = {
     first: [
         (tag, regexp)
@@ -61,12 +65,28 @@ SpecLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+01234567
 
 def _construct_int(loader: SpecLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node)).replace("_", "")
-    if text.startswith(("0o", "0x")):
-        return int(text, 0)
-    return int(text, 10)
+    try:
+        return int(text, 0) if text.startswith(("0o", "0x")) else int(text, 10)
+    except ValueError as exc:  # an explicit `!!int x`: a YAML error at its place
+        raise _not_a(node, "an integer") from exc
+
+
+def _construct_float(loader: SpecLoader, node: yaml.ScalarNode) -> float:
+    try:
+        value: float = loader.construct_yaml_float(node)
+    except ValueError as exc:  # `!!float x`, as above
+        raise _not_a(node, "a number") from exc
+    return value
+
+
+def _not_a(node: yaml.ScalarNode, kind: str) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(
+        None, None, f"{node.value!r} is not {kind}", node.start_mark
+    )
 
 
 SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+SpecLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def load(text: str) -> Any:

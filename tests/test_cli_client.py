@@ -175,3 +175,11 @@ def test_a_422s_type_error_shows_the_value_received() -> None:
     assert one_line(detail) == (
         "schedule.rounds: Input should be a valid integer (got 100.0); optimizer.lr: x; model: y"
     )
+
+
+def test_a_tagged_number_without_digits_is_named_with_its_place(tmp_path: Path) -> None:
+    """`!!int 0x` raised int()'s ValueError: a traceback."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("task: {kind: adding}\nschedule: {seed: !!int 0x}\n")
+    line = error_line(run(["submit", str(spec)], tmp_path))
+    assert line == f"error: {spec}: invalid YAML at line 2, column 18: '0x' is not an integer"

@@ -38,6 +38,13 @@ from service.spec_yaml import load, not_json
         ("0o10", 8),
         ("0x1f", 31),
         ("1:00", "1:00"),
+        # no digit after the prefix or the dot: text (they matched, then int("0x", 0)
+        # and float(".") raised a ValueError: a traceback, a 500 at /ui/parse-spec)
+        ("0x_", "0x_"),
+        ("0o_", "0o_"),
+        ("._", "._"),
+        ("-._e1", "-._e1"),
+        ("._5", 0.5),
         ("e5", "e5"),
         ("1.2.3", "1.2.3"),
         ("full", "full"),
@@ -97,3 +104,15 @@ def test_what_json_cannot_carry_is_named_with_its_place(text: str, path: str, sa
     found = not_json(load(text))
     assert found is not None and found.path == path and found.text.startswith(says), found
     assert not_json(load("task: {kind: adding}\nname: '2024-01-01'\nv: [1, 2.5, null]")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "says"), [("!!int 0x", "'0x' is not an integer"), ("!!float .", "'.' is not a number")]
+)
+def test_a_tagged_value_that_is_no_number_is_a_yaml_error_at_its_place(
+    text: str, says: str
+) -> None:
+    with pytest.raises(yaml.MarkedYAMLError) as raised:
+        load(f"name: x\nseed: {text}\n")
+    assert raised.value.problem == says
+    assert raised.value.problem_mark is not None and raised.value.problem_mark.line == 1
