@@ -7,6 +7,7 @@ A new token is printed alone on stdout (what it is goes to stderr), so
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import typer
@@ -96,9 +97,10 @@ def user_add(
 ) -> None:
     """Create a user and print their first token (shown only once). Admins only."""
     limits = parse_quota(quota or [])
+    weight = _finite_share(share)
     made = call(
         lambda client: client.create_user(
-            name, role="admin" if admin else "user", share=share, quota=limits or None
+            name, role="admin" if admin else "user", share=weight, quota=limits or None
         )
     )
     err_console.print(
@@ -122,7 +124,7 @@ def user_set(
     """Disable or enable a user, or change their share or quotas. Admins only.
 
     Prints the user after the change; every change is in the audit log."""
-    changes: dict[str, Any] = {"disabled": disabled, "share": share}
+    changes: dict[str, Any] = {"disabled": disabled, "share": _finite_share(share)}
     changes = {key: value for key, value in changes.items() if value is not None}
     if quota:
         changes["quota"] = parse_quota(quota)
@@ -148,16 +150,31 @@ def parse_quota(items: list[str]) -> dict[str, int | float | None]:
         if text == "default":
             limits[field] = None
             continue
-        try:
-            limits[field] = int(text)
-        except ValueError:
-            try:
-                limits[field] = float(text)
-            except ValueError:
-                raise fail(
-                    f"--quota {item!r}: {text!r} is no number (or 'default')", code=2
-                ) from None
+        number = _number(text)
+        if number is None:
+            raise fail(f"--quota {item!r}: {text!r} is no number (or 'default')", code=2)
+        # JSON has no inf or nan: httpx refused the body with a traceback.
+        if isinstance(number, float) and not math.isfinite(number):
+            raise fail(f"--quota {item!r}: {text!r} is not a finite number", code=2)
+        limits[field] = number
     return limits
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _finite_share(share: float | None) -> float | None:
+    if share is not None and not math.isfinite(share):
+        raise fail(f"--share {share}: not a finite number", code=2)
+    return share
 
 
 def _user_row(user: dict[str, Any]) -> list[str]:

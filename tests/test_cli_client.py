@@ -183,3 +183,25 @@ def test_a_tagged_number_without_digits_is_named_with_its_place(tmp_path: Path) 
     spec.write_text("task: {kind: adding}\nschedule: {seed: !!int 0x}\n")
     line = error_line(run(["submit", str(spec)], tmp_path))
     assert line == f"error: {spec}: invalid YAML at line 2, column 18: '0x' is not an integer"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["user-add", "bob", "--share", "inf"], "error: --share inf: not a finite number"),
+        (["user-set", "bob", "--share", "nan"], "error: --share nan: not a finite number"),
+        (
+            ["user-add", "bob", "--quota", "max_cpus=inf"],
+            "error: --quota 'max_cpus=inf': 'inf' is not a finite number",
+        ),
+        (
+            ["user-set", "bob", "--quota", "max_job_hours=NaN"],
+            "error: --quota 'max_job_hours=NaN': 'NaN' is not a finite number",
+        ),
+    ],
+)
+def test_a_share_or_quota_that_is_not_finite_is_a_usage_error(
+    args: list[str], says: str, tmp_path: Path
+) -> None:
+    """JSON has no inf or nan: httpx refused the request body with a traceback."""
+    assert error_line(run(args, tmp_path), code=2) == says
