@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import typer
 from rich.live import Live
 from rich.table import Table
@@ -26,6 +27,7 @@ from service.cli_common import (
     when,
 )
 from service.client import TERMINAL_STATUSES, ApiError, Client
+from service.client_outage import Outage
 from service.schemas.common import MAX_PAGE
 from service.schemas.metric_names import BYTE_METRICS, no_better_than_baseline
 from service.schemas.sweeps import FINISHED_TRIAL_STATUSES
@@ -103,17 +105,18 @@ def sweep_cancel(sweep_id: int) -> None:
 
 
 def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
+    outage = Outage()
     try:
         current = client.sweep(sweep_id)
         if console.is_terminal:
             with Live(sweep_table(current), console=console, refresh_per_second=4) as live:
                 while current["status"] not in TERMINAL_STATUSES:
                     time.sleep(every)  # polling the API, at the pace a person reads
-                    current = client.sweep(sweep_id)
+                    current = poll(client, sweep_id, outage)
                     live.update(sweep_table(current))
                 live.update(sweep_table(current, _trial_jobs(client, sweep_id)))
         else:
-            current = _watch_lines(client, sweep_id, current, every)
+            current = _watch_lines(client, sweep_id, current, every, outage)
             console.print(sweep_table(current, _trial_jobs(client, sweep_id)))
     except ApiError as exc:
         raise api_failure(exc) from exc
@@ -124,7 +127,7 @@ def _watch(client: Client, sweep_id: int, every: float = 1.0) -> None:
 
 
 def _watch_lines(
-    client: Client, sweep_id: int, current: dict[str, Any], every: float
+    client: Client, sweep_id: int, current: dict[str, Any], every: float, outage: Outage
 ) -> dict[str, Any]:
     """In a pipe or a CI log (where a live table is drawn only once, at the end): a
     whole line for each change of the sweep's status and of each trial's, as it
@@ -136,7 +139,21 @@ def _watch_lines(
         if current["status"] in TERMINAL_STATUSES:
             return current
         time.sleep(every)  # polling the API, as the live table does
-        current = client.sweep(sweep_id)
+        current = poll(client, sweep_id, outage)
+
+
+def poll(client: Client, sweep_id: int, outage: Outage) -> dict[str, Any]:
+    """The sweep, read through a server restarting (or its proxy's 502s) as a job's
+    `watch` rides one: the same rule (Outage) decides when to give up."""
+    while True:
+        try:
+            current = client.sweep(sweep_id)
+        except (httpx.TransportError, ApiError) as exc:
+            outage.endure(exc)
+            outage.pause()
+            continue
+        outage.over()
+        return current
 
 
 def sweep_changes(sweep: dict[str, Any], seen: dict[int | str, Any]) -> list[str]:

@@ -14,13 +14,12 @@ from typing import Any
 import httpx
 
 from service.client_base import ApiError, ChecksumMismatch, ClientBase, refuse_unanswered
+from service.client_outage import Outage
 from service.schemas.jobs import TERMINAL
 from service.sse_text import parse_sse
 
 TERMINAL_STATUSES: frozenset[str] = TERMINAL
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
-# A reverse proxy's answers while the server behind it restarts.
-PROXY_UNAVAILABLE = frozenset({502, 503, 504})
 
 
 class JobsApi(ClientBase):
@@ -155,13 +154,13 @@ class JobsApi(ClientBase):
         reconnect was refused (the dashboard waits it out as well). At the first
         connection a 429 is raised: the cap is full of other streams."""
         last_seq: int | None = None
-        failing_since: float | None = None
-        wait = 0.5
+        outage = Outage(give_up_after, sleep)
         ended = connected = False
         while True:
             try:
                 for event, data in self.events(job_id, last_event_id=last_seq):
-                    failing_since, wait, connected = None, 0.5, True
+                    outage.over()
+                    connected = True
                     if event == "metrics":
                         last_seq = int(data["seq"])
                         ended = False  # a finished job's backlog: its status comes again
@@ -171,13 +170,6 @@ class JobsApi(ClientBase):
                 if ended:
                     return
             except (httpx.TransportError, ApiError) as exc:
-                waits = PROXY_UNAVAILABLE | ({429} if connected else set())
-                if isinstance(exc, ApiError) and exc.status not in waits:
-                    raise
-                now = time.monotonic()
-                failing_since = failing_since if failing_since is not None else now
-                if now - failing_since >= give_up_after:
-                    raise
+                outage.endure(exc, also=frozenset({429}) if connected else frozenset())
             # The stream ended (or broke) before a terminal status: connect again.
-            sleep(wait)
-            wait = min(wait * 2, 5.0)
+            outage.pause()
