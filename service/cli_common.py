@@ -180,13 +180,20 @@ def load_spec(path: Path) -> Any:
     """The spec in a YAML (or JSON) file, checked for what JSON cannot carry: the
     server never sees a file that does not parse, and the error names the place."""
     try:
-        spec = spec_yaml.load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        # The dashboard's guard: a file nested 2000 deep was a RecursionError.
+        spec_yaml.check_structure(text)
+        spec = spec_yaml.load(text)
+    except spec_yaml.SpecTextError as exc:
+        raise fail(f"{path}: line {exc.line}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise fail(f"cannot read {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise fail(f"{path}: invalid YAML {_yaml_problem(exc)}") from exc
+    if spec is None:  # the server's answer was "error 422: Field required"
+        raise fail(f"{path} is empty: a spec is a mapping of fields (e.g. task: {{...}})")
     problem = spec_yaml.not_json(spec)
     if problem is not None:
         raise fail(f"{path}: {problem.text}")

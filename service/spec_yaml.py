@@ -89,6 +89,40 @@ SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 SpecLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
+# A JobSpec's fields are 2 levels deep (the spec's mapping, then task: {kind: …}).
+MAX_SPEC_NESTING = 16
+
+
+class SpecTextError(ValueError):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def check_structure(text: str) -> None:
+    """Refuse, while reading the text once as a stream of events (lazily, so it stops
+    at the first problem), what a spec never needs and what would make the parse
+    itself the cost: YAML aliases, which nested expand exponentially once the value
+    is serialised (a "billion laughs" document), and nesting deeper than
+    MAX_SPEC_NESTING — PyYAML's scanner takes time growing with the square of the
+    flow nesting (`[[[[…` of 10 KB cost 8 s of CPU, then a RecursionError) and its
+    composer recurses once per level."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.AliasEvent):
+            raise SpecTextError("YAML aliases (*name) are not accepted in a spec", line)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_SPEC_NESTING:
+                raise SpecTextError(
+                    f"nested deeper than {MAX_SPEC_NESTING} levels (a spec's fields are 2 deep)",
+                    line,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load(text: str) -> Any:
     return yaml.load(text, Loader=SpecLoader)
 

@@ -205,3 +205,17 @@ def test_a_share_or_quota_that_is_not_finite_is_a_usage_error(
 ) -> None:
     """JSON has no inf or nan: httpx refused the request body with a traceback."""
     assert error_line(run(args, tmp_path), code=2) == says
+
+
+def test_a_spec_nested_too_deep_or_empty_is_one_line(tmp_path: Path) -> None:
+    """2000 levels were a RecursionError; an empty file the server's "Field required"."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: x\ntask: " + "[" * 2000 + "]" * 2000 + "\n")
+    line = error_line(run(["submit", str(deep)], tmp_path))
+    assert line == (
+        f"error: {deep}: line 2: nested deeper than 16 levels (a spec's fields are 2 deep)"
+    )
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    line = error_line(run(["sweep", str(empty)], tmp_path))
+    assert line == f"error: {empty} is empty: a spec is a mapping of fields (e.g. task: {{...}})"

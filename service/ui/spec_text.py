@@ -10,10 +10,9 @@ import yaml
 from pydantic import BaseModel, Field
 
 from service import spec_yaml
-from service.spec_yaml import SpecLoader
+from service.spec_yaml import SpecLoader, SpecTextError, check_structure
 
-# A JobSpec's fields are 2 levels deep (the spec's mapping, then task: {kind: …}).
-MAX_SPEC_NESTING = 16
+__all__ = ["ParsedSpec", "SpecText", "SpecTextError", "parse_spec_text"]
 
 
 class SpecText(BaseModel):
@@ -29,16 +28,10 @@ class ParsedSpec(BaseModel):
     lines: dict[str, int] = Field(description="dotted field path → 1-based line in the text")
 
 
-class SpecTextError(ValueError):
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.line = line
-
-
 def parse_spec_text(text: str) -> ParsedSpec:
     """JSON is YAML, so one parser reads both."""
     try:
-        _check_structure(text)
+        check_structure(text)
         node = yaml.compose(text, Loader=SpecLoader)
         value = spec_yaml.load(text)
     except yaml.MarkedYAMLError as exc:
@@ -64,30 +57,6 @@ def _line_of(path: str, lines: dict[str, int]) -> int | None:
     while path and path not in lines:
         path = path.rpartition(".")[0]
     return lines.get(path)
-
-
-def _check_structure(text: str) -> None:
-    """Refuse, while reading the text once as a stream of events (lazily, so it stops
-    at the first problem), what a spec never needs and what would make the parse
-    itself the cost: YAML aliases, which nested expand exponentially once the value
-    is serialised (a "billion laughs" document), and nesting deeper than
-    MAX_SPEC_NESTING — PyYAML's scanner takes time growing with the square of the
-    flow nesting (`[[[[…` of 10 KB cost 8 s of CPU, then a RecursionError) and its
-    composer recurses once per level."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1 if event.start_mark is not None else None
-        if isinstance(event, yaml.AliasEvent):
-            raise SpecTextError("YAML aliases (*name) are not accepted in a spec", line)
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_SPEC_NESTING:
-                raise SpecTextError(
-                    f"nested deeper than {MAX_SPEC_NESTING} levels (a spec's fields are 2 deep)",
-                    line,
-                )
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _collect_lines(node: yaml.MappingNode, prefix: str, lines: dict[str, int]) -> None:
