@@ -12,6 +12,7 @@ import typer
 from service.cli_accounts import accounts_app
 from service.cli_audit import audit_app
 from service.cli_cluster import cluster_app
+from service.cli_common import writable_anywhere
 from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
@@ -30,6 +31,7 @@ app = typer.Typer(help="lagtrain: multi-user RNN training with LAG on Ray.", no_
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.callback()(writable_anywhere)
 app.registered_commands.extend(jobs_app.registered_commands)
 app.registered_commands.extend(show_app.registered_commands)
 app.registered_commands.extend(sweeps_app.registered_commands)

@@ -4,6 +4,7 @@ session, and reading a spec file."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -56,6 +57,15 @@ console = (
 # stderr is no terminal), so it reads whole in a log and greps. Markup on for the red
 # "error:"; what follows it is escaped (fail, api_failure).
 err_console = TextConsole(stderr=True, soft_wrap=True, highlight=False)
+
+
+def writable_anywhere() -> None:
+    """Standard output writes what its encoding lacks as escapes (\\u2605), as Python's
+    standard error already does: under PYTHONIOENCODING=ascii or a C locale a ★, an
+    accented user or job name was a UnicodeEncodeError traceback. Each command calls
+    it (the app's callback)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
