@@ -71,8 +71,9 @@ def next_candidate(
     (:free_cpus, :free_gpus) and each bundle the most free on one node
     (`fits_free_node`), owner enabled and under quota (`under_quota`); first in
     `claim_order`; where room is held (`held_job`), that job or one that leaves free
-    what it waits for; locked, skipping rows another claim holds (PostgreSQL). `since`: fair share's window start;
-    `hold_since`: a job waiting since before it holds room.
+    what it waits for; locked, skipping rows another claim holds (PostgreSQL).
+    `since`: fair share's window start; `hold_since`: a job waiting since before it
+    holds room.
 
     Quota and fair share read committed state, so claims take turns (claim.py's
     advisory lock on PostgreSQL, the write lock on SQLite): each sees the ones before."""
