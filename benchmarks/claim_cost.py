@@ -3,7 +3,9 @@
 median of 30 claims rolled back, for fair-share windows of 0 (running jobs only, as
 before 2026-12-05), one hour (the default) and seven days; the ratio to the zero
 window is printed beside each. Last, the default window's claim as a dispatcher
-makes it, with 8 free nodes (the savepoint and the per-node test), against without.
+makes it, with 8 free nodes (the savepoint and the per-node test), against without;
+then, every queued job back-dated an hour, the claim holding room after 10 minutes
+against the same claim without a hold.
 SQLite in a temporary file unless --url names a database (an empty PostgreSQL
 database: it is filled); --analyze gathers statistics first (PostgreSQL's
 autovacuum does; the service never analyses SQLite).
@@ -21,10 +23,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.schemas.node_fit import NodeShape
+from service.schemas.node_fit import ClusterRoom, NodeShape
 from service.schemas.resolve import resolve
 from service.store.attempts import claim_next
 from service.store.db import make_engine, make_sessionmaker, transaction
@@ -95,6 +97,7 @@ def claim_ms(
     factory: sessionmaker[Session],
     window: timedelta,
     free_nodes: tuple[NodeShape, ...] | None = None,
+    hold: timedelta | None = None,
 ) -> list[float]:
     times = []
     for _ in range(CLAIMS):
@@ -108,6 +111,8 @@ def claim_ms(
                 free_gpus=0,
                 fair_share_window=window,
                 free_nodes=free_nodes,
+                hold_room_after=hold,
+                room=None if hold is None else ClusterRoom(99, 0),
             )
             times.append((time.perf_counter() - started) * 1e3)
             assert claimed is not None
@@ -153,6 +158,18 @@ def main() -> None:
         print(
             f"window {hour} with 8 free nodes: claim median {noded:.2f} ms "
             f"(x{noded / plain:.2f} the same claim without nodes, {plain:.2f} ms)"
+        )
+        # A dispatcher's claim holds room (service.store.claim_candidate): with every
+        # queued job waiting an hour, each is a candidate to hold (its last attempt
+        # looked up), the most the hold's query reads; against no hold.
+        with transaction(factory) as session:
+            queued = update(Job).where(Job.status == "queued")
+            session.execute(queued.values(created_at=utcnow() - timedelta(hours=1)))
+        minutes = timedelta(minutes=10)
+        free, held = (statistics.median(claim_ms(factory, hour, hold=h)) for h in (None, minutes))
+        print(
+            f"window {hour}, every queued job waiting an hour, a hold after 10 min: claim "
+            f"median {held:.2f} ms (x{held / free:.2f} the same claim with no hold, {free:.2f} ms)"
         )
         engine.dispose()
 
