@@ -37,7 +37,7 @@ def tokens(user: str | None = USER_OPTION) -> None:
     def listed(client: Client) -> list[dict[str, Any]]:
         return client.tokens(user_id=None if user is None else _named(client, user, "--user"))
 
-    table = Table("id", "created", "expires", "last used")
+    table = Table("id", "created (UTC)", "expires (UTC)", "last used (UTC)")
     for token in call(listed):
         table.add_row(
             str(token["id"]),
@@ -65,7 +65,7 @@ def token_new(
 
     made = call(issued)
     whose = "you" if user is None else f"user {user!r}"
-    expires = when(made["expires_at"], never="never")
+    expires = "never" if made["expires_at"] is None else f"{when(made['expires_at'])} UTC"
     err_console.print(f"token {made['id']} for {whose} (expires {expires}); shown only once:")
     typer.echo(made["token"])
 

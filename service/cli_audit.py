@@ -36,7 +36,7 @@ def audit(
             action=action,
             target=target,
         )
-    table = Table("time", "actor", "action", "target", "detail")
+    table = Table("time (UTC)", "actor", "action", "target", "detail")
     for column in table.columns:
         column.no_wrap = True  # one line per event; a narrow terminal cuts the detail short
     for event in reversed(events):

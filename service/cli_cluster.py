@@ -23,7 +23,9 @@ def cluster() -> None:
     whole queue. A job the claim skips (its owner disabled, or a quota that forbids
     it) is listed last, position "skipped"."""
     answer = call(lambda client: client.cluster())
-    dispatchers = Table("dispatcher", "host", "state", "last seen", "running jobs", "CPU free")
+    dispatchers = Table(
+        "dispatcher", "host", "state", "last seen (UTC)", "running jobs", "CPU free"
+    )
     for d in answer["dispatchers"]:
         dispatchers.add_row(
             d["id"],
@@ -60,7 +62,7 @@ def cluster() -> None:
 
 def _state(dispatcher: dict[str, Any]) -> str:
     state = str(dispatcher["state"])  # the server's rule (dispatcher_state)
-    return f"stopped {when(dispatcher['stopped_at'])}" if state == "stopped" else state
+    return f"stopped {when(dispatcher['stopped_at'])} UTC" if state == "stopped" else state
 
 
 def _free(resources: dict[str, Any], kind: str) -> str:

@@ -34,7 +34,7 @@ def upload(
 def datasets() -> None:
     """List your uploads (admins see everyone's)."""
     rows = call(lambda client: client.datasets())
-    table = Table("id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded")
+    table = Table("id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded (UTC)")
     for d in rows:
         table.add_row(
             str(d["id"]),

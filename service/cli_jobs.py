@@ -65,7 +65,7 @@ def list_jobs(
     with client_session() as client:
         jobs, more = newest(client.jobs, status=status, sweep_id=sweep, limit=limit)
     table = Table(
-        "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created"
+        "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created (UTC)"
     )
     for job in jobs:
         progress = job.get("progress") or {}

@@ -71,7 +71,7 @@ def list_sweeps(
     """List your sweeps, newest first (admins see everyone's)."""
     with client_session() as client:
         found, more = newest(client.sweeps, status=status, limit=limit)
-    table = Table("id", "name", "owner", "status", "trials", "best", "created")
+    table = Table("id", "name", "owner", "status", "trials", "best", "created (UTC)")
     for s in found:
         finished = sum(t["status"] in FINISHED_TRIAL_STATUSES for t in s["trials"])
         table.add_row(

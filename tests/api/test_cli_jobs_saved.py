@@ -59,7 +59,7 @@ def test_jobs_lists_the_uploads_and_bytes_each_job_saved(api: Api) -> None:
     assert listed.exit_code == 0, (listed.output, listed.exception)
     header, rows = table_cells(listed)
     assert header == [
-        "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created"
+        "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created (UTC)"
     ]  # fmt: skip
     saved = {int(row[0]): (row[3], row[5], row[6]) for row in rows}
     assert saved == {

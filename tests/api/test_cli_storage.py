@@ -129,7 +129,7 @@ def test_datasets_shows_what_each_upload_holds(api: Api, tmp_path: Path) -> None
         listed = CliRunner().invoke(app, ["datasets"], env=env)
     assert listed.exit_code == 0, (listed.output, listed.exception)
     header, rows = table_cells(listed)
-    assert header == ["id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded"]
+    assert header == ["id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded (UTC)"]
     contents = {row[3]: row[6] for row in rows}
     distinct = len(set(TEXT.decode()))
     assert contents == {
