@@ -117,7 +117,10 @@ class CapacityWindow:
         )
 
     def room(
-        self, free: tuple[float, float], running: list[tuple[float, float]]
+        self,
+        free: tuple[float, float],
+        running: list[tuple[float, float]],
+        free_nodes: tuple[NodeShape, ...] | None = None,
     ) -> ClusterRoom | None:
         """What the cluster could free for a job a claim holds room for, which that
         job must fit (service.store.claim_candidate): its newest totals and nodes (the
@@ -126,11 +129,17 @@ class CapacityWindow:
         needs the cluster to grow back would hold it idle meanwhile. Nor resources
         held outside this dispatcher (another Ray workload, another deployment, a
         leaked placement group): they may never come free, and a hold on them would
-        stop the cluster for good (a review). None before the first observation."""
+        stop the cluster for good (a review). Per node that bound is not known (which
+        node a gang holds is Ray's), so with none of its gangs running — nothing of
+        its own left to free — the room is what is free now, each node's
+        `free_nodes`: a hold then lasts only while this dispatcher's gangs drain.
+        None before the first observation."""
         if not self._samples:
             return None
         newest = self._samples[-1][1]
         nodes = next(reversed(self._moments), ()) if self.judges_nodes() else None
+        if not running:
+            nodes = free_nodes if nodes is not None else None
         cpus = min(newest.cpus, free[0] + sum(cpus for cpus, _ in running))
         gpus = min(newest.gpus, free[1] + sum(gpus for _, gpus in running))
         return ClusterRoom(cpus, gpus, nodes or None)

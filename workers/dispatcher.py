@@ -139,7 +139,9 @@ class Dispatcher:
         (free_cpus, free_gpus), node_frees = cluster_free()
         self.capacity.observe(total_cpus, total_gpus, tuple(node_totals or ()))
         limit = self.capacity.largest()
-        room = self.capacity.room((free_cpus, free_gpus), self._running_gangs())
+        room = self.capacity.room(
+            (free_cpus, free_gpus), self._running_gangs(), tuple(node_frees or ())
+        )
         with transaction(self.sessions) as session:
             requeued = (
                 requeue_expired(session=session, actor=f"reaper:{self.id}")
@@ -191,7 +193,7 @@ class Dispatcher:
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
                 hold_room_after=self.settings.hold_room_after(),
-                room=self.capacity.room((free_cpus, free_gpus), self._running_gangs()),
+                room=self.capacity.room((free_cpus, free_gpus), self._running_gangs(), free_nodes),
             )
         if claimed is None:
             return False

@@ -30,6 +30,7 @@ from sqlalchemy import (
     ScalarSelect,
     and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -107,10 +108,13 @@ def next_candidate(
             ),
         )
         .order_by(
+            # The held job first, when it fits: a job that only leaves it its room by
+            # the sums, ahead of it in order, could take the node it fits now (a review).
+            case((candidate.c.id == held.c.id, 0), else_=1),
             *claim_order(
                 fair_share(recent_runs(usage, ended, candidate.c.owner_id), users.c.share_weight),
                 candidate.c,
-            )
+            ),
         )
         .limit(1)
         .with_for_update(skip_locked=True, of=candidate)

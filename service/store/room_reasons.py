@@ -40,9 +40,9 @@ def room_wait_note(job_id: int, holds: list[HeldJob | None], hold_after: timedel
             "leaves free what this one waits for"
         )
     return (
-        "; smaller jobs queued behind it start meanwhile when they fit, until it has "
-        f"waited {_seconds(hold_after)} for room: then room is held for the first in line of "
-        "the jobs that have"
+        "; smaller jobs queued behind it start meanwhile when they fit; room is held for "
+        f"the first in line of the jobs that have waited {_seconds(hold_after)} for it "
+        "and that a cluster could free room for"
     )
 
 

@@ -42,7 +42,7 @@ def test_explain_names_the_job_room_is_held_for(api: Api) -> None:
     # Not waited long enough: smaller jobs pass it, and nothing holds the small one.
     messages = [r["message"] for r in _explain(api, wide, ann) if r["kind"] == "resources"]
     assert len(messages) == 1 and "smaller jobs queued behind it start meanwhile" in messages[0]
-    assert f"until it has waited {hold} for room" in messages[0]
+    assert f"the first in line of the jobs that have waited {hold} for it" in messages[0]
     assert not [r for r in _explain(api, small, bob) if r["kind"] == "resources"]
 
     _waited(api, wide, api.settings.hold_room_after() + timedelta(minutes=1))

@@ -198,3 +198,22 @@ def test_a_job_ahead_in_order_that_has_not_waited_leaves_the_hold_on(
     assert {load_job(session_factory, j).status for j in (fresh, small)} == {"queued"}
     # Had the waited gang not waited long enough, the small job would start.
     assert claimed_id(claim(session_factory, free_cpus=4, hold=timedelta(hours=3))) == small
+
+
+def test_the_held_job_starts_first_when_it_fits(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """A job ahead of it in order that leaves it its room by the sums could still take
+    a node it fits now (a review): the held job, when it fits, is the one started."""
+    ann, cat = make_user("ann"), make_user("cat")
+    submit(ann, **SMALL)
+    assert claim(session_factory, free_cpus=20, hold=None) is not None  # ann has run
+    held = submit(ann, distributed={"workers": 2, "cpus_per_worker": 3})  # 7 CPUs
+    queued_since(session_factory, held, timedelta(hours=1))
+    fresh = submit(cat, **SMALL)  # first by fair share; leaves 7.7 of 9 CPUs
+    nodes = tuple(NodeShape(3.0, 0.0, 64 * GiB) for _ in range(3))
+    room = ClusterRoom(9.0, 0.0, nodes)
+    hold = timedelta(minutes=10)  # the fresh job has not waited
+    taken = claim(session_factory, free_cpus=9, hold=hold, room=room, free_nodes=nodes)
+    assert claimed_id(taken) == held
+    assert load_job(session_factory, fresh).status == "queued"

@@ -193,3 +193,7 @@ def test_the_room_a_hold_counts_on_is_what_this_dispatcher_could_free() -> None:
     window.observe(8.0, 1.0, (node,))
     assert window.room((4.0, 1.0), [(3.0, 0.0)]) == ClusterRoom(7.0, 1.0, (node,))
     assert window.room((4.0, 0.0), [(3.0, 0.0), (3.0, 1.0)]) == ClusterRoom(8.0, 1.0, (node,))
+    # None of its gangs running: what is free now, per node too (a review: two nodes
+    # of 8 with 5 held outside on each held for a 5-CPU replica, for good).
+    free_node = NodeShape(3.0, 1.0, 64 * GiB)
+    assert window.room((3.0, 1.0), [], (free_node,)) == ClusterRoom(3.0, 1.0, (free_node,))

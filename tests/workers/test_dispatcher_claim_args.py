@@ -49,13 +49,14 @@ def test_a_dispatcher_claims_with_the_settings_fair_share_window(
 def test_a_dispatcher_holds_room_by_what_its_cluster_could_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The room a waiting gang must fit to hold the cluster: the newest totals and
-    nodes, not the window's largest (a node gone would hold it idle), and no more
-    than what is free plus this dispatcher's gangs (here none: the 4 free CPUs)."""
+    """The room a waiting gang must fit to hold the cluster: the newest totals, not
+    the window's largest (a node gone would hold it idle), and no more than what is
+    free plus this dispatcher's gangs — here none, so what is free now, its node too
+    (the rest may be held outside it, and never come free)."""
     dispatcher, _settings, seen = _spied(tmp_path, monkeypatch, hold_room_after_seconds=42.0)
     big, small = NodeShape(8.0, 1.0, 64 * GiB), NodeShape(6.0, 0.0, 64 * GiB)
     dispatcher.capacity.observe(14.0, 1.0, (big, small))
     dispatcher.capacity.observe(6.0, 0.0, (small,))  # the larger node left
     assert dispatcher._claim_and_start() is False
     assert seen["hold_room_after"] == timedelta(seconds=42)
-    assert seen["room"] == ClusterRoom(4.0, 0.0, (small,))
+    assert seen["room"] == ClusterRoom(4.0, 0.0, (NodeShape(4.0, 0.0, 64 * GiB),))
