@@ -146,6 +146,7 @@ def poll(client: Client, sweep_id: int, outage: Outage) -> dict[str, Any]:
     """The sweep, read through a server restarting (or its proxy's 502s) as a job's
     `watch` rides one: the same rule (Outage) decides when to give up."""
     while True:
+        outage.trying()
         try:
             current = client.sweep(sweep_id)
         except (httpx.TransportError, ApiError) as exc:

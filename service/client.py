@@ -50,7 +50,7 @@ class ClientSettings(BaseSettings):
                 "server's working directory, or set LAGTRAIN_STATE_DIR)",
             )
         try:
-            return _sendable(path.read_text(encoding="utf-8").strip(), f"the token file {path}")
+            return _sendable(path.read_text(encoding="utf-8-sig").strip(), f"the token file {path}")
         except UnicodeDecodeError as exc:
             raise ApiError(0, f"cannot read the token file {path}: not UTF-8 text") from exc
         except OSError as exc:

@@ -64,8 +64,10 @@ def _redirect(response: httpx.Response) -> str:
     if not location:
         return f"the server redirects without a Location: {not_the_api(response)}"
     target = response.url.join(location)
-    # Where the API is: the target less the path asked for (/v1/jobs?limit=101).
+    # Where the API is: the target less the API's own path (/v1/jobs?limit=101),
+    # which a LAGTRAIN_URL with a path (http://host/lagtrain) comes before.
     asked = response.request.url.path
+    asked = asked[asked.find("/v1/") :] if "/v1/" in asked else asked
     base = str(target.copy_with(query=None, fragment=None))
     if asked != "/" and base.endswith(asked):
         return f"the server redirects to {target}: set LAGTRAIN_URL to {base[: -len(asked)]}"
@@ -95,8 +97,9 @@ class ClientBase:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         refuse_unanswered(response)
-        if not response.content:
+        if response.status_code == 204:
             return None
+        # An empty 200 (a proxy's) is no answer either: callers index the body.
         # Every v1 answer is a JSON object: anything else (an SSO login page, another
         # service on the port) is said so, not a JSONDecodeError or a TypeError later.
         try:

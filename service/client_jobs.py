@@ -13,7 +13,13 @@ from typing import Any
 
 import httpx
 
-from service.client_base import ApiError, ChecksumMismatch, ClientBase, refuse_unanswered
+from service.client_base import (
+    ApiError,
+    ChecksumMismatch,
+    ClientBase,
+    not_the_api,
+    refuse_unanswered,
+)
 from service.client_outage import Outage
 from service.schemas.jobs import TERMINAL
 from service.sse_text import parse_sse
@@ -132,6 +138,11 @@ class JobsApi(ClientBase):
             if response.status_code >= 300:
                 response.read()
                 refuse_unanswered(response)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                # A login page or an empty 200 yields no event, and `follow` would
+                # reconnect to it for ever (its outage clock starts only on errors).
+                response.read()
+                raise ApiError(response.status_code, not_the_api(response))
             for message in parse_sse(response.iter_lines()):
                 yield message.event, message.data
 
@@ -157,6 +168,7 @@ class JobsApi(ClientBase):
         outage = Outage(give_up_after, sleep)
         ended = connected = False
         while True:
+            outage.trying()
             try:
                 for event, data in self.events(job_id, last_event_id=last_seq):
                     outage.over()

@@ -20,16 +20,28 @@ class Outage:
     0.5 s, doubling to 5 s; given up once it has failed for `give_up_after` seconds."""
 
     def __init__(
-        self, give_up_after: float = 60.0, sleep: Callable[[float], None] = time.sleep
+        self,
+        give_up_after: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.give_up_after = give_up_after
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
         self._since: float | None = None
+        # The last sign of the server, or when the try under way began: an outage
+        # counts from there, not from its report — a read timeout is reported only
+        # after its own wait (30-60 s), which gave up at 90-120 s, not 60 (a review).
+        self._alive: float | None = None
         self._wait = 0.5
+
+    def trying(self) -> None:
+        """A try begins (a request, a stream's connection)."""
+        if self._since is None and self._alive is None:
+            self._alive = self._clock()
 
     def over(self) -> None:
         """The server answered: a later failure starts a new outage."""
-        self._since, self._wait = None, 0.5
+        self._since, self._wait, self._alive = None, 0.5, self._clock()
 
     def endure(self, exc: Exception, *, also: frozenset[int] = frozenset()) -> None:
         """Return if `exc` is the server being away (unreachable, a proxy's 502-504,
@@ -38,8 +50,9 @@ class Outage:
             raise exc
         if isinstance(exc, ApiError) and exc.status not in PROXY_UNAVAILABLE | also:
             raise exc
-        now = time.monotonic()
-        self._since = self._since if self._since is not None else now
+        now = self._clock()
+        if self._since is None:
+            self._since = self._alive if self._alive is not None else now
         if now - self._since >= self.give_up_after:
             raise exc
 

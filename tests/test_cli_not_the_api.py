@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli_mock import URL, answering, invoke, one_error
+from service.client import ApiError, Client
+from tests.cli_mock import TOKEN, URL, answering, invoke, one_error
 
 HTML = "<!doctype html><html><body>Sign in</body></html>"
 
@@ -93,3 +94,28 @@ def test_the_streamed_answers_errors_are_their_detail_not_raw_json(
     line = one_error(invoke(["download", "1", "-o", f"{tmp_path}/"]))
     assert line == "error 404: checkpoint 5 is gone"
     assert one_error(invoke(["watch", "1"])) == "error 403: not your job"
+
+
+def test_an_empty_200_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy's empty 200: callers index the body (an AttributeError traceback)."""
+    answering(monkeypatch, lambda _r: httpx.Response(200, content=b""))
+    assert "not a lagtrain API answer" in one_error(invoke(["jobs"]))
+    assert "not a lagtrain API answer" in one_error(invoke(["show", "1"]))
+
+
+def test_a_redirect_keeps_lagtrain_url_s_own_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(301, headers={"Location": str(request.url.copy_with(scheme="https"))})
+
+    answering(monkeypatch, proxy)
+    line = one_error(invoke(["jobs"], LAGTRAIN_URL=f"{URL}/lagtrain"))
+    assert line.endswith(": set LAGTRAIN_URL to https://lagtrain.test/lagtrain"), line
+
+
+def test_an_events_answer_that_is_no_event_stream_is_refused() -> None:
+    """A login page at the events route yielded no event, and `follow` (watch)
+    reconnected to it for ever: its outage clock starts only on errors."""
+    transport = httpx.MockTransport(lambda _r: httpx.Response(200, html=HTML))
+    client = Client(URL, TOKEN, http=httpx.Client(base_url=URL, transport=transport))
+    with pytest.raises(ApiError, match=r"not a lagtrain API answer \(content-type text/html"):
+        list(client.follow(1, sleep=lambda _s: None))

@@ -58,3 +58,28 @@ def test_a_poll_backs_off_and_gives_up_as_a_job_watch_does() -> None:
     with pytest.raises(httpx.ConnectError):  # away past give_up_after: raised
         answers.clear()
         poll(client, 4, Outage(give_up_after=0.0, sleep=naps.append))
+
+
+def test_an_outage_counts_from_the_try_that_failed_not_from_its_report() -> None:
+    """A read timeout is reported only after its own wait: counted from the report, a
+    hung server was given up at 90-120 s, not 60 (a review)."""
+    now = [0.0]
+    outage = Outage(give_up_after=60.0, sleep=lambda _s: None, clock=lambda: now[0])
+    outage.trying()
+    now[0] = 30.0  # the client's 30 s read timeout
+    outage.endure(httpx.ReadTimeout("timed out"))
+    outage.pause()
+    outage.trying()
+    now[0] = 61.0  # the second try's timeout: 61 s since the server last answered
+    with pytest.raises(httpx.ReadTimeout):
+        outage.endure(httpx.ReadTimeout("timed out"))
+
+
+def test_a_stream_that_broke_counts_from_its_last_event() -> None:
+    now = [0.0]
+    outage = Outage(give_up_after=60.0, sleep=lambda _s: None, clock=lambda: now[0])
+    outage.trying()
+    now[0] = 600.0  # ten minutes of events, the last one now
+    outage.over()
+    now[0] = 601.0  # then the stream breaks: an outage of 1 s, not 601
+    outage.endure(httpx.RemoteProtocolError("peer closed"))

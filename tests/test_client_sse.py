@@ -12,6 +12,9 @@ import pytest
 from service.client import ApiError, Client
 from service.sse_text import SseEvent, parse_sse
 
+# What the server sends its streams as (a 200 of any other type is no event stream).
+SSE = {"content-type": "text/event-stream; charset=utf-8"}
+
 
 def test_fields_comments_multiline_data_and_a_cut_off_event() -> None:
     lines = [
@@ -67,19 +70,23 @@ def test_follow_reconnects_from_the_last_metric_until_a_terminal_status() -> Non
         if len(asked) == 1:
             lines = sse("status", {"status": "running"}) + sse("metrics", {"seq": 1}, 1)
             lines += sse("metrics", {"seq": 2}, 2)
-            return httpx.Response(200, stream=FlakyStream(lines, breaks=True))
+            return httpx.Response(200, headers=SSE, stream=FlakyStream(lines, breaks=True))
         if len(asked) == 2:  # a server that closes before the job ends: connect again
             return httpx.Response(
-                200, stream=FlakyStream(sse("status", {"status": "running"}), breaks=False)
+                200,
+                headers=SSE,
+                stream=FlakyStream(sse("status", {"status": "running"}), breaks=False),
             )
         done = sse("status", {"status": "succeeded"})
         if len(asked) == 3:
             # Ended meanwhile: its status first, then the metrics not sent yet (DESIGN
             # §6) — cut before the status that closes a finished job's stream.
             return httpx.Response(
-                200, stream=FlakyStream(done + sse("metrics", {"seq": 3}, 3), breaks=False)
+                200,
+                headers=SSE,
+                stream=FlakyStream(done + sse("metrics", {"seq": 3}, 3), breaks=False),
             )
-        return httpx.Response(200, stream=FlakyStream(done + done, breaks=False))
+        return httpx.Response(200, headers=SSE, stream=FlakyStream(done + done, breaks=False))
 
     http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
     client = Client("http://lagtrain", "t", http=http)
@@ -113,7 +120,7 @@ def test_follow_waits_through_a_proxy_and_a_refused_connection_while_the_server_
         if len(answers) == 2:
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(
-            200, stream=FlakyStream(sse("status", {"status": "failed"}), breaks=False)
+            200, headers=SSE, stream=FlakyStream(sse("status", {"status": "failed"}), breaks=False)
         )
 
     http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
@@ -142,11 +149,11 @@ def test_follow_waits_out_a_429_on_a_reconnect_but_not_on_the_first_connect() ->
         answers.append("asked")
         if len(answers) == 1:
             lines = sse("status", {"status": "running"}) + sse("metrics", {"seq": 1}, 1)
-            return httpx.Response(200, stream=FlakyStream(lines, breaks=True))
+            return httpx.Response(200, headers=SSE, stream=FlakyStream(lines, breaks=True))
         if len(answers) == 2:
             return httpx.Response(429, json=full)
         return httpx.Response(
-            200, stream=FlakyStream(sse("status", {"status": "failed"}), breaks=False)
+            200, headers=SSE, stream=FlakyStream(sse("status", {"status": "failed"}), breaks=False)
         )
 
     http = httpx.Client(base_url="http://lagtrain", transport=httpx.MockTransport(server))
