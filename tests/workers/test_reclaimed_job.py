@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from service.schemas.resolve import resolve
+from service.schemas.resolved import ResolvedSpec
 from service.store.db import transaction
 from service.store.jobs import enqueue
 from service.store.models import utcnow
@@ -33,6 +34,7 @@ class HeldRun:
 
     def __init__(self, claimed: Any, *, on_exit: Any, **_: Any) -> None:
         self.claimed, self.job_id, self.on_exit = claimed, claimed.job_id, on_exit
+        self.spec = ResolvedSpec.model_validate(claimed.spec)  # the room counts its gang
         self.drain_requested = threading.Event()
         self.stop_requested = threading.Event()
         self.gang_reserved = threading.Event()
