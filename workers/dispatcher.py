@@ -17,7 +17,6 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import NotFound, StaleLease
-from service.schemas.gang import gang_totals
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, release, requeue_expired
 from service.store.db import transaction
@@ -26,6 +25,7 @@ from service.store.jobs import fail_queued
 from workers.capacity import CapacityWindow
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors, store_unreachable
+from workers.own_gangs import OwnGangs
 from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
 from workers.reap_grace import ReapGrace
@@ -68,6 +68,7 @@ class Dispatcher:
         self.maintenance_runs = 0  # rounds of reaping/failing/registering so far
         # Jobs the claims passed over, their gangs not fitting the free nodes at once.
         self.passed_over = PassedOverJobs()
+        self.own_gangs = OwnGangs()  # what the room may count on (capacity.room)
         # No reaping for a lease after an outage: the heartbeats renew (reap_grace).
         self.reap_grace = ReapGrace(settings.lease_seconds)
         self.capacity = CapacityWindow(
@@ -242,11 +243,12 @@ class Dispatcher:
 
     def _running_gangs(self) -> list[tuple[float, float]]:
         with self._lock:  # (CPUs, GPUs) each: what the room may count on (capacity.room)
-            return [gang_totals(run.spec) for run, _ in self.runs.values()]
+            return self.own_gangs.held([run.spec for run, _ in self.runs.values()])
 
     def _finished(self, job_id: int, attempt: int) -> None:
         with self._lock:
-            self.runs.pop((job_id, attempt), None)
+            if ended := self.runs.pop((job_id, attempt), None):
+                self.own_gangs.ended(ended[0].spec)
         self._waker.poke()
 
     def drain(self, timeout_s: float) -> None:

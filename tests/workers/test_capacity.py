@@ -30,6 +30,7 @@ from tests.workers.dispatcher_seams import GiB, dispatcher_store, idle_node_at_s
 from workers import embedded
 from workers.capacity import Capacity, CapacityWindow
 from workers.dispatcher import Dispatcher
+from workers.own_gangs import ENDED_COUNT_SECONDS, OwnGangs
 from workers.ray_runtime import cluster_totals
 
 
@@ -197,3 +198,18 @@ def test_the_room_a_hold_counts_on_is_what_this_dispatcher_could_free() -> None:
     # of 8 with 5 held outside on each held for a 5-CPU replica, for good).
     free_node = NodeShape(3.0, 1.0, 64 * GiB)
     assert window.room((3.0, 1.0), [], (free_node,)) == ClusterRoom(3.0, 1.0, (free_node,))
+
+
+def test_an_ended_gang_still_counts_while_ray_catches_up() -> None:
+    """Ray's free figures show a removed placement group a moment later: counted as
+    free at once, the room shrank and a hold lapsed (tests/workers/test_room_hold_ray.py)."""
+    clock = Clock()
+    gangs = OwnGangs(clock=clock)
+    spec = resolve(
+        {"task": {"kind": "adding"}, "distributed": {"workers": 2, "cpus_per_worker": 1}}
+    )
+    assert gangs.held([spec]) == [(3.0, 0.0)]
+    gangs.ended(spec)
+    assert gangs.held([]) == [(3.0, 0.0)]
+    clock.now = ENDED_COUNT_SECONDS + 0.1
+    assert gangs.held([]) == []
