@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_a_dispatcher_fails_no_job_as_too_large_before_it_has_watched_the_window
 
 def _submit(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
     with transaction(sessions) as session:
-        user, _, _ = create_user(session=session, name=f"cap{id(spec)}", role="user")
+        user, _, _ = create_user(session=session, name=f"cap-{uuid.uuid4().hex[:12]}", role="user")
         job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(spec))
         return job.id
 

@@ -5,6 +5,7 @@ that verifies, saying so in the job's events."""
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +29,7 @@ from workers.store_writer import RetryingWriter
 
 def _job(sessions: sessionmaker[Session], spec: dict[str, object]) -> int:
     with transaction(sessions) as session:
-        user, _, _ = create_user(session=session, name=f"ck{id(spec)}", role="user")
+        user, _, _ = create_user(session=session, name=f"ck-{uuid.uuid4().hex[:12]}", role="user")
         job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(spec))
         return job.id
 

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,7 +60,8 @@ def dispatcher(
 
 def submit(sessions: sessionmaker[Session], spec: dict[str, Any], max_attempts: int = 3) -> int:
     with transaction(sessions) as session:
-        user, _, _ = create_user(session=session, name=f"u{id(spec)}", role="user")
+        # A name of its own: an id() is reused once its object is gone (a Conflict).
+        user, _, _ = create_user(session=session, name=f"u-{uuid.uuid4().hex[:12]}", role="user")
         job, _created = enqueue(
             session=session, owner_id=user.id, spec=resolve({**spec, "max_attempts": max_attempts})
         )
