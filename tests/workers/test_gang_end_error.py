@@ -17,8 +17,8 @@ from service.schemas.resolve import resolve
 from service.store.attempts import ClaimedJob, claim_next
 from service.store.db import transaction
 from service.store.jobs import enqueue
-from service.store.models import Job
 from service.store.users import create_user
+from tests.store.conftest import load_job
 from tests.workers.dispatcher_seams import dispatcher_store
 from workers import job_run
 from workers.job_run import JobRun
@@ -80,14 +80,6 @@ def _claimed(sessions: sessionmaker[Session]) -> ClaimedJob:
         return claimed
 
 
-def _job(sessions: sessionmaker[Session], job_id: int) -> Job:
-    with sessions() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
-
-
 @pytest.mark.usefixtures("gang")
 def test_an_error_after_the_final_checkpoint_is_stored_ends_the_job_succeeded(
     tmp_path: Path,
@@ -96,7 +88,7 @@ def test_an_error_after_the_final_checkpoint_is_stored_ends_the_job_succeeded(
     ClosingFails.script = [*map(_record, range(ROUNDS)), _checkpoint(ROUNDS - 1, tmp_path)]
     claimed = _claimed(sessions)
     JobRun(claimed, settings=settings, sessions=sessions).run()
-    job = _job(sessions, claimed.job_id)
+    job = load_job(sessions, claimed.job_id)
     assert (job.status, job.attempt, job.error) == ("succeeded", 1, None)
     assert job.summary is not None and job.summary["rounds_completed"] == ROUNDS
 
@@ -109,7 +101,7 @@ def test_an_error_before_the_final_checkpoint_is_stored_still_fails_the_attempt(
     ClosingFails.script = [*map(_record, range(ROUNDS))]  # the last round's checkpoint lost
     claimed = _claimed(sessions)
     JobRun(claimed, settings=settings, sessions=sessions).run()
-    job = _job(sessions, claimed.job_id)
+    job = load_job(sessions, claimed.job_id)
     assert job.status == "failed" and job.error is not None
     assert "the group's close failed" in job.error
 
@@ -124,6 +116,6 @@ def test_a_drained_job_whose_checkpoint_is_stored_goes_back_to_the_queue(
     run = JobRun(claimed, settings=settings, sessions=sessions)
     run.drain_requested.set()
     run.run()
-    job = _job(sessions, claimed.job_id)
+    job = load_job(sessions, claimed.job_id)
     # Handed back, its attempt not used (max_attempts grows by one).
     assert (job.status, job.max_attempts) == ("queued", 2), job.error

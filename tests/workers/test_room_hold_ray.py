@@ -18,17 +18,10 @@ from service.store.jobs import request_cancel
 from service.store.models import Job
 from tests.conftest import on_one_database
 from tests.polling import wait_until
+from tests.store.conftest import load_job
 from tests.workers.test_dispatcher import finished, running_dispatcher, submit
 
 pytestmark = pytest.mark.ray
-
-
-def _job(sessions: sessionmaker[Session], job_id: int) -> Job:
-    with sessions() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
 
 
 def _spec(workers: int, rounds: int) -> dict[str, Any]:
@@ -49,7 +42,7 @@ def test_a_small_job_waits_behind_a_gang_room_is_held_for(
     with running_dispatcher(settings, session_factory, hold_room_after_seconds=0.0) as dispatcher:
         busy = submit(session_factory, _spec(workers=2, rounds=100_000))  # 3 CPUs
         wait_until(
-            lambda: (_job(session_factory, busy).progress_round or 0) > 0,
+            lambda: (load_job(session_factory, busy).progress_round or 0) > 0,
             timeout=120,
             what="the first job trains",
         )
@@ -61,12 +54,12 @@ def test_a_small_job_waits_behind_a_gang_room_is_held_for(
             timeout=60,
             what="two turns of the dispatcher's loop with both queued",
         )
-        assert _job(session_factory, small).status == "queued", "room is held for the gang"
+        assert load_job(session_factory, small).status == "queued", "room is held for the gang"
         with transaction(session_factory) as session:
             request_cancel(session=session, job=session.get_one(Job, busy), actor="test")
         for job_id in (wide, small):
             wait_until(partial(finished, session_factory, job_id), timeout=180, what="a job ends")
-    wide_job, small_job = _job(session_factory, wide), _job(session_factory, small)
+    wide_job, small_job = load_job(session_factory, wide), load_job(session_factory, small)
     assert (wide_job.status, small_job.status) == ("succeeded", "succeeded")
     assert wide_job.started_at is not None and small_job.started_at is not None
     assert wide_job.started_at < small_job.started_at, "the held gang started first"
