@@ -234,7 +234,7 @@ def download(
             dest = name if out is None else folder / name if folder else Path(out)
             if dest.exists() and not force:  # a second download replaced the first unasked
                 raise fail(f"{dest} exists: --force replaces it")
-            _download(client, job_id, int(chosen["id"]), dest, chosen.get("sha256"))
+            _download(client, job_id, int(chosen["id"]), dest, chosen.get("sha256"), force)
         except ApiError as exc:
             raise api_failure(exc) from exc
     # Verified only where a digest was checked (download_checkpoint: the listing's).
@@ -270,11 +270,13 @@ def _no_checkpoint(client: Client, job_id: int) -> str:
 
 
 def _download(
-    client: Client, job_id: int, checkpoint_id: int, dest: Path, sha256: str | None
+    client: Client, job_id: int, checkpoint_id: int, dest: Path, sha256: str | None, force: bool
 ) -> None:
     try:
-        client.download_checkpoint(job_id, checkpoint_id, dest, sha256=sha256)
+        client.download_checkpoint(job_id, checkpoint_id, dest, sha256=sha256, replace=force)
     except ChecksumMismatch as exc:
         raise fail(str(exc.detail)) from exc
+    except FileExistsError as exc:  # made while the bytes came: left as it is
+        raise fail(f"{dest} exists: --force replaces it") from exc
     except OSError as exc:  # the directory is not writable, the disk is full, ...
         raise fail(f"cannot write {dest}: {exc.strerror or exc}") from exc

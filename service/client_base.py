@@ -56,6 +56,8 @@ def refuse_unanswered(response: httpx.Response) -> None:
 
 def not_the_api(response: httpx.Response) -> str:
     kind = response.headers.get("content-type", "none")
+    if response.status_code >= 500:  # a proxy's own error page: the URL is likely right
+        return f"not a lagtrain API answer (content-type {kind}): a proxy's or gateway's error"
     return f"not a lagtrain API answer (content-type {kind}): is LAGTRAIN_URL the server's?"
 
 

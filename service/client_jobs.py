@@ -3,6 +3,7 @@ checkpoints, and following a job's event stream."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
@@ -94,13 +95,21 @@ class JobsApi(ClientBase):
         return result
 
     def download_checkpoint(
-        self, job_id: int, checkpoint_id: int, dest: Path, *, sha256: str | None = None
+        self,
+        job_id: int,
+        checkpoint_id: int,
+        dest: Path,
+        *,
+        sha256: str | None = None,
+        replace: bool = True,
     ) -> Path:
         """Stream the checkpoint to `dest`, checking it against the X-Checkpoint-SHA256
         the server sends and `sha256` (the checkpoint listing's), each one given: the
         bytes go to a temporary file beside `dest`, which replaces `dest` only when
         they match (else ChecksumMismatch, `dest` untouched). A proxy may drop the
-        header: with `sha256` the bytes are checked all the same."""
+        header: with `sha256` the bytes are checked all the same. `replace` False: a
+        `dest` that exists when the bytes are in place, even one made during the
+        download, is left as it is (FileExistsError)."""
         partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
         try:
             with self._http.stream("GET", f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}") as r:
@@ -120,7 +129,7 @@ class JobsApi(ClientBase):
                         f"{digest.hexdigest()} does not match the server's {wanted}; "
                         f"{dest} was not written"
                     )
-            partial.replace(dest)
+            _put(partial, dest, replace=replace)
         finally:
             partial.unlink(missing_ok=True)
         return dest
@@ -185,3 +194,19 @@ class JobsApi(ClientBase):
                 outage.endure(exc, also=frozenset({429}) if connected else frozenset())
             # The stream ended (or broke) before a terminal status: connect again.
             outage.pause()
+
+
+def _put(partial: Path, dest: Path, *, replace: bool) -> None:
+    """Move the checked bytes to `dest`; without `replace`, only where no file is (a
+    hard link fails on one that exists, atomically), else FileExistsError."""
+    if replace:
+        partial.replace(dest)
+        return
+    try:
+        os.link(partial, dest)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: checked, then moved
+        if dest.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(dest)) from None
+        partial.replace(dest)

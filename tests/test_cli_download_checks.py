@@ -64,3 +64,23 @@ def test_with_no_digest_at_all_it_is_not_called_verified(
     written = tmp_path / "job-1-round-3.pt"
     assert done.stdout == f"wrote {written} (round 3, the server sent no sha256 to check)\n"
     assert written.read_bytes() == DATA
+
+
+def test_a_file_made_during_the_download_is_kept_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before the download saw no file; one made while the bytes came (a
+    second download, the user's own save) is left as it is, not replaced (a review)."""
+    dest = tmp_path / "job-1-round-3.pt"
+    plain = without_the_header(SHA, [])
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/checkpoints/5"):
+            dest.write_bytes(b"saved meanwhile")
+        return plain(request)
+
+    answering(monkeypatch, server)
+    line = one_error(invoke(["download", "1", "-o", str(tmp_path)]))
+    assert line == f"error: {dest} exists: --force replaces it"
+    assert dest.read_bytes() == b"saved meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == [dest.name]  # no partial file left

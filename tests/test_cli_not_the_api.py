@@ -119,3 +119,13 @@ def test_an_events_answer_that_is_no_event_stream_is_refused() -> None:
     client = Client(URL, TOKEN, http=httpx.Client(base_url=URL, transport=transport))
     with pytest.raises(ApiError, match=r"not a lagtrain API answer \(content-type text/html"):
         list(client.follow(1, sleep=lambda _s: None))
+
+
+def test_a_gateway_s_error_page_does_not_blame_lagtrain_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy's 502 page while the server restarts: the URL is right."""
+    answering(monkeypatch, lambda _r: httpx.Response(500, html=HTML))
+    line = one_error(invoke(["show", "3"]))
+    assert line.endswith(": a proxy's or gateway's error"), line
+    assert "LAGTRAIN_URL" not in line
