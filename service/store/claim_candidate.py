@@ -42,7 +42,7 @@ from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom, most_free
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
 from service.store.models import Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
-from service.store.node_fit_sql import fits_free_node, free_node_params
+from service.store.node_fit_sql import UNLIMITED, fits_free_node, free_node_params
 from service.store.queue_order import (
     FAIR_SHARE_SINCE,
     claim_order,
@@ -183,10 +183,9 @@ def _leaves(candidate: Any, held: CTE, kind: str) -> ColumnElement[bool]:
 def room_params(room: ClusterRoom | None) -> dict[str, float]:
     """held_job's binds: the cluster's totals and the most of each on one node (None:
     no limit, every queued job may hold room)."""
-    unlimited = float(2**62)
     return {
-        "room_cpus": unlimited if room is None else room.cpus,
-        "room_gpus": unlimited if room is None else room.gpus,
+        "room_cpus": UNLIMITED if room is None else room.cpus,
+        "room_gpus": UNLIMITED if room is None else room.gpus,
         **free_node_params(
             None if room is None or room.nodes is None else most_free(room.nodes), "room_node"
         ),

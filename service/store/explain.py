@@ -53,8 +53,7 @@ def explain_job(
     if position is None:
         live = _live(session, _recent_dispatchers(session), dispatcher_timeout)
         return _unranked(job, owner, live, dispatcher_timeout, quota_defaults)
-    waits = _Waits(session, dispatcher_timeout, quota_defaults)
-    waits.read_holds(hold_room_after, fair_share_window)
+    waits = _Waits(session, dispatcher_timeout, quota_defaults, hold_room_after, fair_share_window)
     return waits.explain(job, owner, ranking, position)
 
 
@@ -151,8 +150,7 @@ def explain_queue_head(
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
     owner_ids = {job.owner_id for job in jobs.values()}
     owners = {user.id: user for user in session.scalars(select(User).where(User.id.in_(owner_ids)))}
-    waits = _Waits(session, dispatcher_timeout, quota_defaults)
-    waits.read_holds(hold_room_after, fair_share_window)
+    waits = _Waits(session, dispatcher_timeout, quota_defaults, hold_room_after, fair_share_window)
     explained = []
     for i in picked:
         # Claimed, cancelled, or cancelled and deleted since the ranking was read: on
@@ -176,10 +174,17 @@ def explain_queue_head(
 
 class _Waits:
     """What holds queued jobs back, read once for any number of them: the dispatchers
-    and their resources, and each owner's usage (read at its first job)."""
+    and their resources, the job each live one holds room for (claim_candidate, judged
+    by its report; none where `hold_room_after` is None), and each owner's usage (read
+    at its first job)."""
 
     def __init__(
-        self, session: Session, dispatcher_timeout: timedelta, quota_defaults: QuotaDefaults
+        self,
+        session: Session,
+        dispatcher_timeout: timedelta,
+        quota_defaults: QuotaDefaults,
+        hold_room_after: timedelta | None,
+        fair_share_window: timedelta,
     ) -> None:
         self.session = session
         self.dispatcher_timeout = dispatcher_timeout
@@ -187,13 +192,8 @@ class _Waits:
         self.dispatchers = _recent_dispatchers(session)
         self.live = _live(session, self.dispatchers, dispatcher_timeout)
         self.usage: dict[int, UsageOut] = {}
-        self.hold_room_after: timedelta | None = None
-        self.holds: list[HeldJob | None] = []  # per live dispatcher, the job it holds room for
-
-    def read_holds(self, hold_room_after: timedelta | None, fair_share_window: timedelta) -> None:
-        """The job each live dispatcher's claim holds room for now (claim_candidate),
-        judged by its report (its totals and nodes); None: room is never held."""
         self.hold_room_after = hold_room_after
+        self.holds: list[HeldJob | None] = []  # per live dispatcher
         if hold_room_after is not None:
             self.holds = held_jobs(
                 session=self.session,

@@ -15,7 +15,7 @@ from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
 from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape, job_bundles
 from service.store.models import Job
 
-_UNLIMITED = 2.0**62
+UNLIMITED = 2.0**62  # a bind that limits nothing
 _Amount = ColumnElement[Any] | float
 
 
@@ -85,7 +85,7 @@ def fits_no_node(job: Any, nodes: tuple[NodeShape, ...]) -> ColumnElement[bool]:
 def free_node_params(free_node: NodeShape | None, binds: str = "node_free") -> dict[str, float]:
     """`fits_free_node`'s binds; None: nothing judged per node."""
     if free_node is None:
-        return dict.fromkeys((f"{binds}_cpu", f"{binds}_gpu", f"{binds}_memory"), _UNLIMITED)
+        return dict.fromkeys((f"{binds}_cpu", f"{binds}_gpu", f"{binds}_memory"), UNLIMITED)
     return {
         f"{binds}_cpu": free_node.cpus,
         f"{binds}_gpu": free_node.gpus,
