@@ -16,9 +16,9 @@ import uuid
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import NotFound, StaleLease
+from service.errors import NotFound
 from service.settings import Settings
-from service.store.attempts import claim_next, fail, release, requeue_expired
+from service.store.attempts import claim_next, fail, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued
@@ -29,7 +29,7 @@ from workers.own_gangs import OwnGangs
 from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
 from workers.reap_grace import ReapGrace
-from workers.stop_record import record_stopped
+from workers.stop_record import hand_back, record_stopped
 from workers.too_large import too_large_jobs
 from workers.waker import Waker
 from workers.warm_pool import WarmPool
@@ -276,24 +276,6 @@ class Dispatcher:
             idle = not self.runs
         return idle or time.monotonic() >= self._drain_deadline
 
-    def _hand_back(self, run: JobRun) -> None:
-        """Release a job whose thread did not hand it back in time — its gang still
-        starting (a placement or an actor start cannot be interrupted): the process
-        may exit next, and a lease left to run out ends the attempt as 'lost', used.
-        If the thread goes on, it finds the lease gone and stops its gang."""
-        try:
-            with transaction(self.sessions) as session:
-                release(
-                    session=session,
-                    job_id=run.job_id,
-                    token=run.claimed.fencing_token,
-                    reason="the dispatcher shut down before the job's thread ended",
-                )
-        except StaleLease:
-            pass  # it ended, or handed itself back, meanwhile
-        except Exception as exc:  # the store is down: the lease will run out instead
-            log.warning("job %s: could not hand it back: %s", run.job_id, exc)
-
     def _shutdown(self, exited_cleanly: bool) -> None:
         with self._lock:
             runs = list(self.runs.values())
@@ -304,7 +286,7 @@ class Dispatcher:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         for run, thread in runs:
             if thread.is_alive():
-                self._hand_back(run)
+                hand_back(self.sessions, run.job_id, run.claimed.fencing_token)
         if exited_cleanly:  # after the hand-back: its jobs are back in the queue
             record_stopped(self.sessions, self.id)
         self._waker.close()
