@@ -56,4 +56,5 @@ def get_explain(
             quota_defaults=settings.quota_defaults(),
             fair_share_window=settings.fair_share_window(),
             hold_room_after=settings.hold_room_after(),
+            viewer_is_admin=principal.is_admin,
         )

@@ -61,6 +61,7 @@ class HeldJob:
     """The job a cluster holds room for, and what its gang needs (explain)."""
 
     id: int
+    owner_id: int  # explain names the job only to its owner and admins
     cpus: float
     gpus: float
 
@@ -123,7 +124,7 @@ def next_candidate(
 
 
 def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> CTE:
-    """(id, cpus_required, gpus_required) of the job the claim holds room for, or no
+    """(id, owner_id, cpus_required, gpus_required) of the job the claim holds room for, or no
     row (see the module docstring): of the queued jobs whose owner is enabled and
     under quota, whose gang fits the cluster's room (:room_cpus, :room_gpus, and each
     bundle the most of each resource on one node, :room_node_*) and that have waited
@@ -141,7 +142,7 @@ def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> CTE
         select(func.max(attempts.c.ended_at)).where(attempts.c.job_id == head.c.id)
     ).scalar_subquery()
     return (
-        select(head.c.id, head.c.cpus_required, head.c.gpus_required)
+        select(head.c.id, head.c.owner_id, head.c.cpus_required, head.c.gpus_required)
         .select_from(
             head.join(owner, owner.c.id == head.c.owner_id).outerjoin(
                 usage, usage.c.owner_id == head.c.owner_id
@@ -204,7 +205,7 @@ def held_jobs(
     None: `held_job` by the database's clock, as the claim judges it (explain)."""
     usage, ended = running_per_owner(), ended_per_owner(FAIR_SHARE_SINCE)
     held = held_job(usage, ended, bindparam("hold_since", type_=UtcDateTime()))
-    statement = select(held.c.id, held.c.cpus_required, held.c.gpus_required)
+    statement = select(held.c.id, held.c.owner_id, held.c.cpus_required, held.c.gpus_required)
     now = db_now(session)
     params = {
         "fair_share_since": now - fair_share_window,

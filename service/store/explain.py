@@ -39,7 +39,10 @@ def explain_job(
     quota_defaults: QuotaDefaults,
     fair_share_window: timedelta = timedelta(0),
     hold_room_after: timedelta | None = None,
+    viewer_is_admin: bool = False,
 ) -> Explanation:
+    """Why `job` waits, as its owner (or, with `viewer_is_admin`, an admin) may read
+    it: another user's job is named to admins only."""
     queued = job.status == JobStatus.QUEUED.value
     owner = get_user(session=session, user_id=job.owner_id)
     ranking = (
@@ -53,7 +56,14 @@ def explain_job(
     if position is None:
         live = _live(session, _recent_dispatchers(session), dispatcher_timeout)
         return _unranked(job, owner, live, dispatcher_timeout, quota_defaults)
-    waits = _Waits(session, dispatcher_timeout, quota_defaults, hold_room_after, fair_share_window)
+    waits = _Waits(
+        session,
+        dispatcher_timeout,
+        quota_defaults,
+        hold_room_after,
+        fair_share_window,
+        names_others=viewer_is_admin,
+    )
     return waits.explain(job, owner, ranking, position)
 
 
@@ -133,7 +143,8 @@ def explain_queue_head(
     no position), each explained as explain_job would, from one read of the ranking,
     the dispatchers and each owner's usage (the dashboard asked explain once per job:
     9 statements each, the whole ranking every time). Skipped jobs are listed too: an
-    operator looking at the queue must see what waits for them."""
+    operator looking at the queue must see what waits for them. Another user's job
+    is named only in the whole queue's view (`owner_id` None: an admin's)."""
     ranking = ranked_queue(
         session=session, fair_share_window=fair_share_window, quota_defaults=quota_defaults
     )
@@ -150,7 +161,14 @@ def explain_queue_head(
     jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
     owner_ids = {job.owner_id for job in jobs.values()}
     owners = {user.id: user for user in session.scalars(select(User).where(User.id.in_(owner_ids)))}
-    waits = _Waits(session, dispatcher_timeout, quota_defaults, hold_room_after, fair_share_window)
+    waits = _Waits(
+        session,
+        dispatcher_timeout,
+        quota_defaults,
+        hold_room_after,
+        fair_share_window,
+        names_others=owner_id is None,
+    )
     explained = []
     for i in picked:
         # Claimed, cancelled, or cancelled and deleted since the ranking was read: on
@@ -185,6 +203,8 @@ class _Waits:
         quota_defaults: QuotaDefaults,
         hold_room_after: timedelta | None,
         fair_share_window: timedelta,
+        *,
+        names_others: bool,
     ) -> None:
         self.session = session
         self.dispatcher_timeout = dispatcher_timeout
@@ -193,6 +213,7 @@ class _Waits:
         self.live = _live(session, self.dispatchers, dispatcher_timeout)
         self.usage: dict[int, UsageOut] = {}
         self.hold_room_after = hold_room_after
+        self.names_others = names_others  # whether reasons may name other users' jobs
         self.holds: list[HeldJob | None] = []  # per live dispatcher
         if hold_room_after is not None:
             self.holds = held_jobs(
@@ -225,7 +246,9 @@ class _Waits:
             self.dispatcher_timeout,
             room_wait_note(job.id, self.holds, self.hold_room_after),
         )
-        if held := held_behind(job, self.holds, self.live, self.hold_room_after):
+        if held := held_behind(
+            job, self.holds, self.live, self.hold_room_after, names_others=self.names_others
+        ):
             reasons.append(held)
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
         if ahead_fair:

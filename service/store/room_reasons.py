@@ -47,27 +47,42 @@ def room_wait_note(job_id: int, holds: list[HeldJob | None], hold_after: timedel
 
 
 def held_behind(
-    job: Job, holds: list[HeldJob | None], live: list[Dispatcher], hold_after: timedelta | None
+    job: Job,
+    holds: list[HeldJob | None],
+    live: list[Dispatcher],
+    hold_after: timedelta | None,
+    *,
+    names_others: bool,
 ) -> BlockingReason | None:
     """Why a job does not start though it may fit: on every live dispatcher (`holds`,
     in `live`'s order) room is held for another job, and this one would take what
     that one waits for (claim_candidate's test, by the dispatcher's free resources
-    as reported). None where it may start."""
+    as reported). None where it may start. The held jobs are named when they are the
+    job owner's own or `names_others` (an admin asks): another user's job is a 404 on
+    every route, so its id is no one else's to read."""
     if hold_after is None or not holds:
         return None
-    ahead: set[int] = set()
+    ahead: dict[int, HeldJob] = {}
     for held, dispatcher in zip(holds, live, strict=True):
         if held is None or held.id == job.id:
             return None
         if not _takes_its_room(job, held, resource_view(dispatcher.resources, "free")):
             return None
-        ahead.add(held.id)
-    ids = sorted(ahead)
-    jobs = f"job {ids[0]}" if len(ids) == 1 else "jobs " + ", ".join(map(str, ids))
+        ahead[held.id] = held
+    named = sorted(i for i, held in ahead.items() if names_others or held.owner_id == job.owner_id)
+    others = len(ahead) - len(named)
+    which = [
+        f"job {named[0]}" if len(named) == 1 else "jobs " + ", ".join(map(str, named)),
+        "another user's job" if others == 1 else f"{others} jobs of other users",
+    ]
+    jobs = " and ".join(
+        text for text, count in zip(which, (len(named), others), strict=True) if count
+    )
+    it, waits = ("it", "it waits") if len(ahead) == 1 else ("them", "they wait")
     return BlockingReason(
         kind="resources",
-        message=f"room is held for {jobs}, waiting for it over {_seconds(hold_after)}: this "
-        "job would take resources it waits for, so it starts after it",
+        message=f"room is held for {jobs}, waiting for {it} over {_seconds(hold_after)}: this "
+        f"job would take resources {waits} for, so it starts after {it}",
     )
 
 

@@ -52,16 +52,25 @@ def test_explain_names_the_job_room_is_held_for(api: Api) -> None:
         "first in line of those that have): a job queued behind it starts there only if it "
         "leaves free what this one waits for"
     ]
+    # Another user's job is a 404 to bob: its id is not his to read. An admin's read
+    # names it.
     held = [r["message"] for r in _explain(api, small, bob) if r["kind"] == "resources"]
     assert held == [
-        f"room is held for job {wide}, waiting for it over {hold}: this job would take "
-        "resources it waits for, so it starts after it"
+        f"room is held for another user's job, waiting for it over {hold}: this job would "
+        "take resources it waits for, so it starts after it"
     ]
-    # The lab's queue says the same for each (an admin sees every job).
+    as_admin = [r["message"] for r in _explain(api, small, api.admin) if r["kind"] == "resources"]
+    assert as_admin == [held[0].replace("another user's job", f"job {wide}")]
+    # The lab's queue says the same for each: by id to an admin, who sees every job,
+    # and without it to bob, who sees his own.
     head = api.client.get("/v1/cluster", headers=api.admin).json()["queue_head"]
     reasons = {place["job_id"]: [r["message"] for r in place["reasons"]] for place in head}
     assert any("room is held for it" in m for m in reasons[wide])
-    assert held[0] in reasons[small]
+    assert as_admin[0] in reasons[small]
+    head = api.client.get("/v1/cluster", headers=bob).json()["queue_head"]
+    assert [place["job_id"] for place in head] == [small]
+    assert held[0] in [r["message"] for r in head[0]["reasons"]]
+    assert not any(f"job {wide}" in r["message"] for r in head[0]["reasons"])
 
     # A second live dispatcher whose cluster could free too little for the gang holds
     # nothing: the small job may start there, and the gang's note says where it is held.

@@ -1,0 +1,67 @@
+"""Explain's "room is held for …" names a held job only to whom may read it: its
+owner's own job by id, another user's job by id to an admin only (another user's job
+is a 404 on every route). No database: the reasons are built from what the claim's
+hold query returned (claim_candidate.HeldJob) and the dispatchers' reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from service.store.claim_candidate import HeldJob
+from service.store.models import Dispatcher, Job
+from service.store.room_reasons import held_behind
+
+HOLD = timedelta(minutes=10)
+ANN, BOB = 1, 2
+# Two live clusters, each with 3 CPUs free: a 1.3-CPU job would leave neither the
+# 5 CPUs its held gang waits for.
+LIVE = [Dispatcher(id=f"d{i}", resources={"free": {"CPU": 3.0}}) for i in (1, 2)]
+
+
+def small_job(owner_id: int) -> Job:
+    return Job(id=99, owner_id=owner_id, cpus_required=1.3, gpus_required=0.0)
+
+
+def message(job: Job, holds: list[HeldJob | None], *, names_others: bool) -> str:
+    reason = held_behind(job, holds, LIVE, HOLD, names_others=names_others)
+    assert reason is not None
+    return reason.message
+
+
+def test_the_owners_own_held_job_is_named_another_users_is_not() -> None:
+    own, other = HeldJob(10, BOB, 5.0, 0.0), HeldJob(11, ANN, 5.0, 0.0)
+    assert message(small_job(BOB), [own, own], names_others=False) == (
+        "room is held for job 10, waiting for it over 600 s: this job would take resources "
+        "it waits for, so it starts after it"
+    )
+    assert message(small_job(BOB), [other, other], names_others=False) == (
+        "room is held for another user's job, waiting for it over 600 s: this job would "
+        "take resources it waits for, so it starts after it"
+    )
+    assert message(small_job(BOB), [other, other], names_others=True).startswith(
+        "room is held for job 11, waiting for it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("names_others", "expected"),
+    [
+        (False, "room is held for job 10 and another user's job, waiting for them"),
+        (True, "room is held for jobs 10, 11, waiting for them"),
+    ],
+)
+def test_holds_on_two_clusters_name_what_may_be_named(names_others: bool, expected: str) -> None:
+    holds: list[HeldJob | None] = [HeldJob(10, BOB, 5.0, 0.0), HeldJob(11, ANN, 5.0, 0.0)]
+    text = message(small_job(BOB), holds, names_others=names_others)
+    assert text.startswith(expected)
+    assert text.endswith("they wait for, so it starts after them")
+    assert names_others or "11" not in text
+
+
+def test_two_other_users_jobs_are_counted() -> None:
+    holds: list[HeldJob | None] = [HeldJob(10, ANN, 5.0, 0.0), HeldJob(11, 3, 5.0, 0.0)]
+    assert message(small_job(BOB), holds, names_others=False).startswith(
+        "room is held for 2 jobs of other users, waiting for them"
+    )
