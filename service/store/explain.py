@@ -23,7 +23,7 @@ from service.store.db import db_now
 from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
 from service.store.models import Dispatcher, Job, JobStatus, User
 from service.store.node_fit_sql import bundles_of, workers_of
-from service.store.queue_order import ranked_queue
+from service.store.queue_order import fair_share_ahead, ranked_queue
 from service.store.quota_reasons import count_of, never_startable, quota_reasons
 from service.store.quotas import usage
 from service.store.resource_reasons import none_live, resource_reasons
@@ -214,6 +214,7 @@ class _Waits:
         self.usage: dict[int, UsageOut] = {}
         self.hold_room_after = hold_room_after
         self.names_others = names_others  # whether reasons may name other users' jobs
+        self._fair: tuple[Sequence[Row[Any]], list[int]] | None = None  # fair_share_ahead's
         self.holds: list[HeldJob | None] = []  # per live dispatcher
         if hold_room_after is not None:
             self.holds = held_jobs(
@@ -229,12 +230,11 @@ class _Waits:
     ) -> Explanation:
         required = {"CPU": job.cpus_required, "GPU": job.gpus_required}
         mine = ranking[position]
-        ahead = ranking[:position]
         # Another owner's job goes first by fair share when that owner's usage is lower
         # at its turn; the rest (the owner's own earlier jobs, equal usage) by
         # priority/time.
-        ahead_fair = sum(1 for r in ahead if r.owner_id != job.owner_id and r.usage < mine.usage)
-        ahead_priority = len(ahead) - ahead_fair
+        ahead_fair = self._fair_share_ahead(ranking)[position]
+        ahead_priority = position - ahead_fair
         if owner.id not in self.usage:
             self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
         reasons = resource_reasons(
@@ -279,6 +279,11 @@ class _Waits:
             required=required,
             reasons=reasons,
         )
+
+    def _fair_share_ahead(self, ranking: Sequence[Row[Any]]) -> list[int]:
+        if self._fair is None or self._fair[0] is not ranking:  # one ranking per call
+            self._fair = (ranking, fair_share_ahead(ranking))
+        return self._fair[1]
 
 
 def _goes(number: int) -> str:

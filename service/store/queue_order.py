@@ -244,6 +244,27 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
     ).order_by(*order)
 
 
+def fair_share_ahead(ranking: Sequence[Row[Any]]) -> list[int]:
+    """For each row of `ranking` (queue_ranking's, in its order), how many jobs of other
+    owners go before it by fair share: a lower usage at their turn. In one pass — the
+    ranking is in usage order, so those are the rows before its usage's first row less
+    the owner's own among them (counting them per job cost O(queue) each: 0.1 s for
+    /v1/cluster's 50 jobs deep in a queue of 2,000)."""
+    counts: list[int] = []
+    before = 0  # rows with a usage below the current one
+    own_before: dict[int, int] = {}  # of those, each owner's
+    group: list[Row[Any]] = []  # the rows of the current usage
+    for row in ranking:
+        if group and row.usage != group[0].usage:
+            before += len(group)
+            for seen in group:
+                own_before[seen.owner_id] = own_before.get(seen.owner_id, 0) + 1
+            group = []
+        group.append(row)
+        counts.append(before - own_before.get(row.owner_id, 0))
+    return counts
+
+
 def ranked_queue(
     *, session: Session, fair_share_window: timedelta, quota_defaults: QuotaDefaults | None
 ) -> Sequence[Row[Any]]:
