@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import LagtrainError
@@ -74,6 +74,38 @@ class DatabaseNotReady(LagtrainError):
 class MigrationBlocked(DatabaseNotReady):
     """A migration that cannot run over the rows present: the database stays at the
     revision before it, and the message names the rows and what to change."""
+
+
+# A row SQLite's foreign_key_check names: (table, rowid, parent table, key index).
+ForeignKeyViolation = tuple[str, int | None, str, int]
+
+log = logging.getLogger(__name__)
+
+
+def foreign_key_violations(conn: Connection) -> set[ForeignKeyViolation]:
+    """SQLite's rows that break a foreign key (migrations run with the checks off:
+    migrations/env.py). Read inside the migration's transaction."""
+    return {tuple(row) for row in conn.exec_driver_sql("PRAGMA foreign_key_check")}
+
+
+def refuse_new_violations(conn: Connection, before: set[ForeignKeyViolation]) -> None:
+    """MigrationBlocked — the migration's transaction rolls back — if the migrations
+    just run left rows breaking a foreign key that did not before. Rows that broke one
+    already (written with the checks off, as Python's sqlite3 and the sqlite3 shell
+    do by default) are the operator's, not the migration's: a warning names them, and
+    the upgrade (or the next one, or `server --embedded`'s start) goes on."""
+    after = foreign_key_violations(conn)
+    if new := sorted(after - before):
+        raise MigrationBlocked(
+            f"the migration would leave rows violating foreign keys (table, rowid, "
+            f"parent, key): {new[:5]}; the database stays at its revision"
+        )
+    if after:
+        log.warning(
+            "rows violating foreign keys, there before this upgrade (table, rowid, parent, "
+            "key): %s — delete them or give them their parent row",
+            sorted(after)[:5],
+        )
 
 
 def shown_url(database_url: str) -> str:
