@@ -22,7 +22,7 @@ from service.schemas.common import error_message
 from service.schemas.cost import CostLimits
 from service.schemas.datasets import UploadLimits
 from service.schemas.defaults import DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_OUTAGE_SECONDS
-from service.schemas.quota import QuotaDefaults
+from service.schemas.quota import QUOTA_MOST, QuotaDefaults
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -32,10 +32,14 @@ _QUOTA = QuotaDefaults()
 
 # The TCP port range, for the setting and the `server --port` option alike.
 MAX_PORT = 65535
+# The longest any duration setting may be: 30 days. Beyond it a value meant as "for
+# ever" (or inf) overflowed a timedelta in the heartbeat or the claim, failing every
+# job instead of refusing the setting at start.
+MOST_SECONDS = 30 * 24 * 3600
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LAGTRAIN_", extra="ignore", allow_inf_nan=False)
 
     database_url: str = "sqlite:///./.lagtrain/lagtrain.db"
     artifacts_url: str = "./.lagtrain/artifacts"
@@ -71,12 +75,12 @@ class Settings(BaseSettings):
 
     # A dispatcher renews its job's lease every heartbeat_seconds (and notices a cancel
     # then); a lease not renewed for lease_seconds is reaped and the job rerun.
-    lease_seconds: float = Field(default=30.0, gt=0)
-    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0, le=MOST_SECONDS)
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=MOST_SECONDS)
     poll_seconds: float = Field(default=1.0, gt=0, le=1.0)
     # How long each step of a claimed job's gang start may take (its placement group,
     # its actors' set-up, the resume) before the attempt fails, to be retried.
-    gang_ready_seconds: float = Field(default=120.0, gt=0)
+    gang_ready_seconds: float = Field(default=120.0, gt=0, le=MOST_SECONDS)
     # Logical CPUs of the local Ray that `server --embedded` starts. Ray's CPUs are
     # accounting units; more than the cores lets small RNN gangs share them.
     embedded_ray_cpus: int = Field(default=8, ge=1, le=1024)
@@ -84,22 +88,22 @@ class Settings(BaseSettings):
     # often; a step holds its sweep's lease at most this long (it must outlive a step:
     # a GP ask over hundreds of trials takes seconds).
     sweep_poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    sweep_step_lease_seconds: float = Field(default=60.0, gt=0)
+    sweep_step_lease_seconds: float = Field(default=60.0, gt=0, le=MOST_SECONDS)
     # Warm pool (workers.warm_pool): idle actors with torch imported that a
     # dispatcher keeps for the next CPU gangs, so a job starts without process
     # start-up; 0 turns it off (then every gang's actors are its own, named ones).
     warm_pool_size: int = Field(default=0, ge=0, le=256)
-    warm_pool_idle_seconds: float = Field(default=300.0, gt=0)
+    warm_pool_idle_seconds: float = Field(default=300.0, gt=0, le=MOST_SECONDS)
     # Riding through store outages (docs/reliability.md): a running job keeps training
     # while its writes are retried; it gives up after this long, or once this many
     # events wait to be written. The same bound holds for an outage of the artifacts
     # location: a checkpoint write that fails (an OSError: NFS, a full disk) is retried
     # this long, the rounds waiting, before the attempt fails (workers.checkpoint_write).
-    store_outage_seconds: float = Field(default=DEFAULT_STORE_OUTAGE_SECONDS, gt=0)
+    store_outage_seconds: float = Field(default=DEFAULT_STORE_OUTAGE_SECONDS, gt=0, le=MOST_SECONDS)
     store_buffer_events: int = Field(default=100_000, ge=1)
     # A queued job fails as unschedulable only above the largest cluster total seen
     # over this window, or above the operator's ceiling where set (workers/capacity.py).
-    capacity_window_seconds: float = Field(default=600.0, gt=0)
+    capacity_window_seconds: float = Field(default=600.0, gt=0, le=MOST_SECONDS)
     capacity_ceiling_cpus: float | None = Field(default=None, ge=0)
     capacity_ceiling_gpus: float | None = Field(default=None, ge=0)
     # A running job whose gang sends nothing (no round's record, no checkpoint) for
@@ -107,12 +111,12 @@ class Settings(BaseSettings):
     # does not see: the attempt fails (retryable) and the gang is killed, instead of
     # holding its CPUs/GPUs until max_job_hours. 0 turns the watchdog off. Generous:
     # it must outlast the slowest round plus an evaluation and a checkpoint.
-    stall_seconds: float = Field(default=1800.0, ge=0)
+    stall_seconds: float = Field(default=1800.0, ge=0, le=MOST_SECONDS)
     # SIGTERM to `lagtrain worker` drains it: running jobs checkpoint after their
     # current round and go back to the queue; the process exits within this bound.
     drain_seconds: float = Field(default=25.0, gt=0, le=600)
     # `lagtrain worker` waits this long for the Ray head (e.g. while it restarts).
-    ray_connect_seconds: float = Field(default=300.0, ge=0)
+    ray_connect_seconds: float = Field(default=300.0, ge=0, le=MOST_SECONDS)
     default_max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
 
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
@@ -129,21 +133,29 @@ class Settings(BaseSettings):
     max_vocabulary: int = Field(default=10_000, ge=2, description="char_lm distinct characters")
     max_csv_columns: int = Field(default=10_000, ge=2)
     # Per-user quota defaults (a user's own quota, set by an admin, overrides each).
-    default_max_running_jobs: int = Field(default=_QUOTA.max_running_jobs, ge=0)
-    default_max_queued_jobs: int = Field(default=_QUOTA.max_queued_jobs, ge=0)
-    default_max_cpus: float = Field(default=_QUOTA.max_cpus, ge=0)
-    default_max_gpus: float = Field(default=_QUOTA.max_gpus, ge=0)
-    default_max_storage_bytes: int = Field(default=_QUOTA.max_storage_bytes, ge=0)
-    default_max_job_hours: float = Field(default=_QUOTA.max_job_hours, gt=0)
+    default_max_running_jobs: int = Field(
+        default=_QUOTA.max_running_jobs, ge=0, le=QUOTA_MOST["max_running_jobs"]
+    )
+    default_max_queued_jobs: int = Field(
+        default=_QUOTA.max_queued_jobs, ge=0, le=QUOTA_MOST["max_queued_jobs"]
+    )
+    default_max_cpus: float = Field(default=_QUOTA.max_cpus, ge=0, le=QUOTA_MOST["max_cpus"])
+    default_max_gpus: float = Field(default=_QUOTA.max_gpus, ge=0, le=QUOTA_MOST["max_gpus"])
+    default_max_storage_bytes: int = Field(
+        default=_QUOTA.max_storage_bytes, ge=0, le=QUOTA_MOST["max_storage_bytes"]
+    )
+    default_max_job_hours: float = Field(
+        default=_QUOTA.max_job_hours, gt=0, le=QUOTA_MOST["max_job_hours"]
+    )
     # Fair share counts each user's jobs that run or finished within this window,
     # per unit of share weight (service.store.queue_order); 0: running jobs only.
-    fair_share_window_seconds: float = Field(default=3600.0, ge=0, le=30 * 24 * 3600)
+    fair_share_window_seconds: float = Field(default=3600.0, ge=0, le=MOST_SECONDS)
     # The first job in the claim order that a dispatcher's cluster could run, once it
     # has waited this long for room, holds that cluster: nothing queued behind it
     # starts there until it has (service.store.claim_candidate); before, smaller jobs
     # start past it. 0: nothing ever passes a job waiting for room; the most (30
     # days): in effect never held.
-    hold_room_after_seconds: float = Field(default=600.0, ge=0, le=30 * 24 * 3600)
+    hold_room_after_seconds: float = Field(default=600.0, ge=0, le=MOST_SECONDS)
     # Checkpoint retention: the newest K of each job (and always its final one).
     checkpoints_keep: int = Field(default=5, ge=1)
     max_tokens_per_user: int = Field(default=20, ge=1)

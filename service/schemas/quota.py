@@ -21,6 +21,19 @@ QUOTA_FIELDS = (
 )
 
 
+# The most each quota may be, a user's own (QuotaIn) and the server's default
+# (settings) alike: past it, "no limit" is better said as a large number than
+# inf, which JSON cannot carry and a time limit cannot hold (timedelta's overflow).
+QUOTA_MOST: dict[str, float] = {
+    "max_running_jobs": 10_000,
+    "max_queued_jobs": 1_000_000,
+    "max_cpus": 1_000_000,
+    "max_gpus": 100_000,
+    "max_storage_bytes": 2**62,
+    "max_job_hours": 100_000,
+}
+
+
 @dataclass(frozen=True)
 class QuotaDefaults:
     """The server's defaults (built from settings; these values are the settings'
@@ -40,12 +53,12 @@ class QuotaIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    max_running_jobs: int | None = Field(default=None, ge=0, le=10_000)
-    max_queued_jobs: int | None = Field(default=None, ge=0, le=1_000_000)
-    max_cpus: float | None = Field(default=None, ge=0, le=1_000_000)
-    max_gpus: float | None = Field(default=None, ge=0, le=100_000)
-    max_storage_bytes: int | None = Field(default=None, ge=0, le=2**62)
-    max_job_hours: float | None = Field(default=None, gt=0, le=100_000)
+    max_running_jobs: int | None = Field(default=None, ge=0, le=QUOTA_MOST["max_running_jobs"])
+    max_queued_jobs: int | None = Field(default=None, ge=0, le=QUOTA_MOST["max_queued_jobs"])
+    max_cpus: float | None = Field(default=None, ge=0, le=QUOTA_MOST["max_cpus"])
+    max_gpus: float | None = Field(default=None, ge=0, le=QUOTA_MOST["max_gpus"])
+    max_storage_bytes: int | None = Field(default=None, ge=0, le=QUOTA_MOST["max_storage_bytes"])
+    max_job_hours: float | None = Field(default=None, gt=0, le=QUOTA_MOST["max_job_hours"])
 
 
 class QuotaOut(BaseModel):
