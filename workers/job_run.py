@@ -10,7 +10,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +20,7 @@ from service.settings import Settings
 from service.store import attempts
 from service.store.attempts import ClaimedJob
 from workers.event_writes import store_events
+from workers.final_write import AttemptEnd, FinalWrite
 from workers.job_outcome import (
     END,
     Events,
@@ -32,7 +32,6 @@ from workers.job_outcome import (
     failure_reason,
     read_events,
     run_end,
-    summary,
 )
 from workers.lease_keeper import LeaseKeeper
 from workers.ray_job import JobEvent, RayJob
@@ -69,7 +68,6 @@ class JobRun:
         self.claimed, self.warm_pool, self.settings = claimed, warm_pool, settings
         self.sessions, self.on_exit, self.on_reserved = sessions, on_exit, on_reserved
         self.spec = ResolvedSpec.model_validate(claimed.spec)
-        self.started = time.monotonic()
         self.progress = Progress()
         self.stop_requested = threading.Event()  # a stopping dispatcher: hand back now
         # Set by a draining dispatcher: end after the current round, with a checkpoint,
@@ -78,8 +76,7 @@ class JobRun:
         # Set once the gang's placement group holds its resources (or the start
         # failed), before its actors start; `on_reserved` is called then too.
         self.gang_reserved = threading.Event()
-        self._ending: str | None = None  # why it ended, for the log (a retry has no error)
-        self._failed = False  # it ended in an error (retried or final): logged as a warning
+        self._end = AttemptEnd(claimed, rounds=self.spec.schedule.rounds, progress=self.progress)
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
         self._writer = RetryingWriter(
@@ -163,7 +160,7 @@ class JobRun:
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
                 started = False
                 reason = failure_reason(exc)
-                final_write = self._failure(f"could not start the gang: {reason}", True)
+                final_write = self._end.failure(f"could not start the gang: {reason}", True)
             finally:
                 self._reserved()
             if started:
@@ -182,8 +179,8 @@ class JobRun:
             )
             # The dispatcher's log says how each attempt ended and why (queued = a
             # retry or handed back), so an operator reading it needs no query.
-            how = f"{status} ({error or self._ending})" if error or self._ending else status
-            level = logging.WARNING if self._failed else logging.INFO
+            how = f"{status} ({error or self._end.reason})" if error or self._end.reason else status
+            level = logging.WARNING if self._end.failed else logging.INFO
             log.log(level, "job %s: attempt %s ended: %s", self.job_id, claimed.attempt, how)
         finally:
             if gang is not None:
@@ -202,9 +199,7 @@ class JobRun:
             return "the dispatcher is shutting down while the store is unreachable"
         return None
 
-    def _supervise(
-        self, gang: RayJob, events: Events, outcome: ReaderOutcome
-    ) -> Callable[[Session], Any]:
+    def _supervise(self, gang: RayJob, events: Events, outcome: ReaderOutcome) -> FinalWrite:
         """Stream events into the store until the run ends; returns the final write."""
         draining = False
         cancel_by: float | None = None  # a cancelled job's stop is waited for until then
@@ -221,7 +216,7 @@ class JobRun:
             # silence), and only while the gang still runs.
             stalled = watch.stalled(last_round=self.progress.last_round)
             if stalled and not (outcome.done or outcome.error or events.qsize()):
-                return self._failure(stalled, True)
+                return self._end.failure(stalled, True)
             self._flush(
                 [event for event in batch if event is not END],
                 abort=lambda: self._buffer_full(events),
@@ -231,13 +226,13 @@ class JobRun:
             if finished and events.empty():
                 break
             if self.stop_requested.is_set():
-                return self._release("the dispatcher shut down")
+                return self._end.release("the dispatcher shut down")
             if self._lease.cancel_requested.is_set():
                 if cancel_by is None and gang.hands_back and not draining:
                     gang.request_stop(checkpoint=False)
                     cancel_by = time.monotonic() + CANCEL_STOP_SECONDS
                 if cancel_by is None or time.monotonic() >= cancel_by:
-                    return self._close(attempts.acknowledge_cancel)
+                    return self._end.close(attempts.acknowledge_cancel)
         end = run_end(
             outcome,
             self.progress,
@@ -248,28 +243,10 @@ class JobRun:
         if end.closing_error is not None:
             log.warning("job %s: the gang failed as it closed: %s", self.job_id, end.closing_error)
         if end.write == "fail":
-            return self._failure(end.reason, end.retryable)
+            return self._end.failure(end.reason, end.retryable)
         if end.write == "release":
-            return self._release(end.reason)
-        return self._close(getattr(attempts, end.write))
-
-    def _close(self, write: Callable[..., Any]) -> Callable[[Session], Any]:
-        """The final write of an attempt that finished or was cancelled."""
-        token = self.claimed.fencing_token
-        return lambda s: write(session=s, job_id=self.job_id, token=token, summary=self._summary(s))
-
-    def _release(self, reason: str) -> Callable[[Session], Any]:
-        return self._end(attempts.release, reason)
-
-    def _failure(self, reason: str, retryable: bool) -> Callable[[Session], Any]:
-        self._failed = True
-        return self._end(attempts.fail, reason, retryable=retryable)
-
-    def _end(self, write: Callable[..., Any], reason: str, **more: Any) -> Callable[[Session], Any]:
-        """The final write ending this attempt for `reason` (logged when it ends)."""
-        self._ending = reason
-        fields = dict(job_id=self.job_id, token=self.claimed.fencing_token, reason=reason, **more)
-        return lambda s: write(session=s, summary=self._summary(s), **fields)
+            return self._end.release(end.reason)
+        return self._end.close(getattr(attempts, end.write))
 
     def _buffer_full(self, events: Events) -> str | None:
         waiting, bound = events.qsize(), self.settings.store_buffer_events
@@ -302,20 +279,8 @@ class JobRun:
 
     def _fail(self, reason: str, *, retryable: bool) -> None:
         try:
-            self._writer.write(self._failure(reason, retryable), abort=self._abort_reason)
+            self._writer.write(self._end.failure(reason, retryable), abort=self._abort_reason)
         except StoreUnavailable as exc:
             log.error("job %s: could not record failure %r: %s", self.job_id, reason, exc)
         except StaleLease:
             log.warning("job %s: lease lost before recording failure: %s", self.job_id, reason)
-
-    def _summary(self, session: Session) -> dict[str, Any] | None:
-        # Given with every end; the store keeps it only when the job ends (a retry or
-        # a hand-back leaves the job's summary to the attempt that ends it).
-        return summary(
-            session,
-            job_id=self.job_id,
-            rounds=self.spec.schedule.rounds,
-            progress=self.progress,
-            attempt=self.claimed.attempt,
-            wall_s=time.monotonic() - self.started,
-        )
