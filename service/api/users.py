@@ -68,6 +68,7 @@ def _user_outs(session: Session, users: list[User], defaults: QuotaDefaults) -> 
                 name=user.name,
                 role=user.role,
                 max_running_jobs=quota.max_running_jobs,
+                share=user.share_weight,
                 share_weight=user.share_weight,
                 created_at=user.created_at,
                 disabled=user.disabled_at is not None,

@@ -68,7 +68,10 @@ class UserOut(BaseModel):
     name: str
     role: Role
     max_running_jobs: int = Field(description="the running-jobs quota in force")
-    share_weight: float
+    # DESIGN §11 names the weight `share` (PATCH and POST take it); `share_weight` is
+    # the older name, kept for the clients that read it.
+    share: float = Field(description="fair-share weight, as PATCH's `share` sets it")
+    share_weight: float = Field(description="the same weight, under its older name")
     created_at: UtcDatetime
     disabled: bool
     quota: QuotaOut

@@ -213,5 +213,12 @@ def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
             )
         )
     if spec.schedule.batch_size == "full" and kind == "char_lm":
-        problems.append(("schedule.batch_size", "'full' is not supported for char_lm"))
+        problems.append(
+            (
+                "schedule.batch_size",
+                "'full' is not supported for char_lm: a shard is thousands of seq_len-character "
+                "windows, whose logits in one batch would outgrow a replica's memory; give a "
+                "number of windows (e.g. 32)",
+            )
+        )
     return problems

@@ -54,6 +54,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("builtin dataset for the wrong task", _with("task.dataset", "builtin:digits"), "task.dataset"),
     ("bfloat16 without a GPU", _with("model.dtype", "bfloat16"), "model.dtype"),
+    (
+        "full batch on char_lm",
+        {"task": {"kind": "char_lm"}, "schedule": {"batch_size": "full"}},
+        "schedule.batch_size",
+    ),
     ("unknown dtype", _with("model.dtype", "float16"), "model.dtype"),
     ("laq with 1 bit", _with("aggregation.bits", 1), "aggregation.bits"),
     ("laq with 17 bits", _with("aggregation.bits", 17), "aggregation.bits"),

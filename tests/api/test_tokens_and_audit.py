@@ -204,7 +204,8 @@ def test_a_user_is_created_with_share_and_quota_as_patch_takes_them(api: Api) ->
     )
     assert r.status_code == 201, r.text
     carol = api.client.get("/v1/users/me", headers=bearer(r.json()["token"])).json()
-    assert carol["share_weight"] == 2.5
+    # Read back under the name it was given (DESIGN §11's `share`) and the older one.
+    assert carol["share"] == carol["share_weight"] == 2.5
     assert (carol["quota"]["max_queued_jobs"], carol["quota"]["max_cpus"]) == (3, 4)
     created = [e for e in audit_events(api) if e["action"] == "user.created"][-1]
     assert created["detail"] == {
