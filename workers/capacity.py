@@ -76,6 +76,7 @@ class CapacityWindow:
         # set, not only the maximal shapes.
         self._moments: dict[tuple[NodeShape, ...], float] = {}
         self._since: float | None = None  # the first observation
+        self._newest_nodes: tuple[NodeShape, ...] = ()  # as observed: in node id order
 
     def observe(self, cpus: float, gpus: float, nodes: tuple[NodeShape, ...] = ()) -> None:
         """The cluster's totals now, and its live nodes' shapes (each node's)."""
@@ -83,6 +84,7 @@ class CapacityWindow:
         if self._since is None:
             self._since = now
         self._samples.append((now, Capacity(cpus, gpus)))
+        self._newest_nodes = tuple(nodes)
         moment = tuple(sorted(nodes))
         self._moments.pop(moment, None)
         self._moments[moment] = now
@@ -129,20 +131,42 @@ class CapacityWindow:
         needs the cluster to grow back would hold it idle meanwhile. Nor resources
         held outside this dispatcher (another Ray workload, another deployment, a
         leaked placement group): they may never come free, and a hold on them would
-        stop the cluster for good (a review). Per node that bound is not known (which
-        node a gang holds is Ray's), so with none of its gangs running — nothing of
-        its own left to free — the room is what is free now, each node's
-        `free_nodes`: a hold then lasts only while this dispatcher's gangs drain.
-        None before the first observation."""
+        stop the cluster for good (a review). Per node: with none of its gangs running
+        — nothing of its own left to free — each node's `free_nodes`, so a hold lasts
+        only while this dispatcher's gangs drain; with some, which node a gang holds is
+        Ray's, so each node is bounded by its free figures plus all of the gangs' (a
+        node's GPUs held outside the dispatcher stay out of the room while its gangs
+        use CPUs only: a review saw a 2-GPU replica hold two half-taken GPU nodes for
+        ever). None before the first observation."""
         if not self._samples:
             return None
         newest = self._samples[-1][1]
-        nodes = next(reversed(self._moments), ()) if self.judges_nodes() else None
-        if not running:
-            nodes = free_nodes if nodes is not None else None
-        cpus = min(newest.cpus, free[0] + sum(cpus for cpus, _ in running))
-        gpus = min(newest.gpus, free[1] + sum(gpus for _, gpus in running))
+        own_cpus = sum(cpus for cpus, _ in running)
+        own_gpus = sum(gpus for _, gpus in running)
+        nodes = self._room_nodes(free_nodes, own_cpus, own_gpus, bool(running))
+        cpus = min(newest.cpus, free[0] + own_cpus)
+        gpus = min(newest.gpus, free[1] + own_gpus)
         return ClusterRoom(cpus, gpus, nodes or None)
+
+    def _room_nodes(
+        self,
+        free_nodes: tuple[NodeShape, ...] | None,
+        own_cpus: float,
+        own_gpus: float,
+        running: bool,
+    ) -> tuple[NodeShape, ...] | None:
+        if not self.judges_nodes():
+            return None
+        if not running:
+            return free_nodes
+        totals = self._newest_nodes
+        if free_nodes is None or len(free_nodes) != len(totals):
+            return totals  # a node came or went between the two reads: its totals
+        # The two reads list the nodes in the same order (ray_runtime: by node id).
+        return tuple(
+            NodeShape(min(t.cpus, f.cpus + own_cpus), min(t.gpus, f.gpus + own_gpus), t.memory)
+            for t, f in zip(totals, free_nodes, strict=True)
+        )
 
     def judges_nodes(self) -> bool:
         """Whether bundles are judged by the nodes seen: not when a ceiling is above

@@ -7,6 +7,7 @@ connection committed (PRAGMA data_version), and polls (<= 1 s) besides."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
@@ -17,6 +18,7 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import NotFound
+from service.schemas.node_fit import unplaceable_in
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, requeue_expired
 from service.store.db import transaction
@@ -140,9 +142,11 @@ class Dispatcher:
         (free_cpus, free_gpus), node_frees = cluster_free()
         self.capacity.observe(total_cpus, total_gpus, tuple(node_totals or ()))
         limit = self.capacity.largest()
-        room = self.capacity.room(
-            (free_cpus, free_gpus), self._running_gangs(), tuple(node_frees or ())
-        )
+        free_nodes = None if node_frees is None else tuple(node_frees)
+        room = self.capacity.room((free_cpus, free_gpus), self._running_gangs(), free_nodes)
+        if room is not None:  # explain's: the jobs that cannot hold it, as the claim judges
+            unfit = unplaceable_in(room, free_nodes, self.passed_over.peek(free_nodes))
+            room = dataclasses.replace(room, unplaceable=unfit)
         with transaction(self.sessions) as session:
             requeued = (
                 requeue_expired(session=session, actor=f"reaper:{self.id}")

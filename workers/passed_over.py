@@ -29,6 +29,12 @@ class PassedOverJobs:
             self._free_nodes, self._ids = nodes, []
         return tuple(self._ids)
 
+    def peek(self, free_nodes: tuple[NodeShape, ...] | None) -> tuple[int, ...]:
+        """The jobs passed over on these free nodes, leaving what is kept as it is
+        (the report's; `known_for` starts afresh on other nodes)."""
+        nodes = None if free_nodes is None else tuple(sorted(free_nodes))
+        return tuple(self._ids) if nodes == self._free_nodes else ()
+
     def add(self, job: PassedOver) -> None:
         self._ids.append(job.job_id)
         self._to_judge[job.job_id] = job

@@ -149,7 +149,9 @@ def _summed(
     nodes None (logged once): gangs are then judged by the sums, as before."""
     global _node_reads_failed
     try:
-        nodes = list(_per_node(per_node).values())
+        # In node id order: the totals and the free figures, two reads, then list the
+        # same nodes alike (the room's per-node bound pairs them: capacity.room).
+        nodes = [shape for _id, shape in sorted(_per_node(per_node).items())]
     except Exception as exc:  # a private API: whatever it raises, the sums still work
         if not _node_reads_failed:
             log.warning("Ray's per-node resources are unavailable (%r): judging by sums", exc)

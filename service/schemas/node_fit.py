@@ -87,26 +87,50 @@ class NodeShape:
 @dataclass(frozen=True)
 class ClusterRoom:
     """What a cluster could free for the job a claim holds room for, which that job
-    must fit (service.store.claim_candidate): CPUs and GPUs, and each live node's
-    totals (None: not judged per node)."""
+    must fit (service.store.claim_candidate): CPUs and GPUs, and what each live node
+    could hold (None: not judged per node); `unplaceable`: queued jobs known not to
+    fit those nodes at once (`unplaceable_in`), which hold nothing."""
 
     cpus: float
     gpus: float
     nodes: tuple[NodeShape, ...] | None = None
+    unplaceable: tuple[int, ...] = ()
 
     def report(self) -> dict[str, Any]:
         """As a dispatcher's report writes it ("room": explain judges by it)."""
         nodes = None if self.nodes is None else [node.report() for node in self.nodes]
-        return {"CPU": self.cpus, "GPU": self.gpus, "nodes": nodes}
+        return {
+            "CPU": self.cpus,
+            "GPU": self.gpus,
+            "nodes": nodes,
+            "unplaceable": list(self.unplaceable),
+        }
 
     @classmethod
     def from_report(cls, room: Mapping[str, Any]) -> ClusterRoom:
         nodes = room.get("nodes")
+        unplaceable = room.get("unplaceable")
         return cls(
             float(room.get("CPU", 0.0)),
             float(room.get("GPU", 0.0)),
             None if not isinstance(nodes, list) else tuple(map(NodeShape.from_report, nodes)),
+            tuple(int(i) for i in unplaceable) if isinstance(unplaceable, list) else (),
         )
+
+
+def unplaceable_in(
+    room: ClusterRoom | None, free_nodes: tuple[NodeShape, ...] | None, passed_over: Iterable[int]
+) -> tuple[int, ...]:
+    """Of the jobs a claim passed over on `free_nodes` (their gangs do not fit those
+    nodes at once: node_fit.packs), those that cannot hold `room` either: all of them
+    when the room is those free nodes (the dispatcher has no gang of its own left to
+    free), none otherwise. SQL's hold tests each bundle against the node with the most
+    of each resource only; a gang those tests pass but no packing fits held the
+    cluster idle for as long as something outside the dispatcher held the rest (a
+    review: two 8-CPU nodes with 3 CPUs held outside each, a gang of 3 x 3 + 1)."""
+    if room is None or room.nodes is None or free_nodes is None:
+        return ()
+    return tuple(passed_over) if sorted(room.nodes) == sorted(free_nodes) else ()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.schemas.node_fit import ClusterRoom, NodeShape, PassedOver, most_free, packs
+from service.schemas.node_fit import (
+    ClusterRoom,
+    NodeShape,
+    PassedOver,
+    most_free,
+    packs,
+    unplaceable_in,
+)
 from service.schemas.quota import QuotaDefaults
 from service.store.claim_candidate import next_candidate, room_params
 from service.store.db import db_now
@@ -224,6 +231,10 @@ def _claim_packed(
     job: Job | None = None
     while len(passed) < PASSED_OVER_MOST:
         params["passed_over"] = [*claim.known_unfit, *(p.job_id for p in passed)]
+        params["cannot_hold"] = [
+            *(() if claim.room is None else claim.room.unplaceable),
+            *unplaceable_in(claim.room, claim.free_nodes, params["passed_over"]),
+        ]
         if claim.free_nodes is None:
             job = _run_claim(session, statement, params)
             break

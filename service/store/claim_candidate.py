@@ -154,6 +154,8 @@ def held_job(usage: CTE, ended: CTE, hold_since: ColumnElement[datetime]) -> CTE
             head.c.cpus_required <= bindparam("room_cpus", type_=Float()) + RESOURCE_EPSILON,
             head.c.gpus_required <= bindparam("room_gpus", type_=Float()) + RESOURCE_EPSILON,
             *fits_free_node(head, "room_node"),
+            # Known not to fit the room's nodes at once (ClusterRoom.unplaceable).
+            head.c.id.not_in(bindparam("cannot_hold", expanding=True)),
             owner_enabled(owner),
             *under_quota(head, owner, usage),
             func.coalesce(last_end, head.c.created_at) <= hold_since,
@@ -181,12 +183,13 @@ def _leaves(candidate: Any, held: CTE, kind: str) -> ColumnElement[bool]:
     )
 
 
-def room_params(room: ClusterRoom | None) -> dict[str, float]:
-    """held_job's binds: the cluster's totals and the most of each on one node (None:
-    no limit, every queued job may hold room)."""
+def room_params(room: ClusterRoom | None) -> dict[str, float | list[int]]:
+    """held_job's binds: the cluster's totals, the most of each on one node, and the
+    jobs known not to fit its nodes (None: no limit, every queued job may hold room)."""
     return {
         "room_cpus": UNLIMITED if room is None else room.cpus,
         "room_gpus": UNLIMITED if room is None else room.gpus,
+        "cannot_hold": [] if room is None else list(room.unplaceable),
         **free_node_params(
             None if room is None or room.nodes is None else most_free(room.nodes), "room_node"
         ),

@@ -217,3 +217,45 @@ def test_the_held_job_starts_first_when_it_fits(
     taken = claim(session_factory, free_cpus=9, hold=hold, room=room, free_nodes=nodes)
     assert claimed_id(taken) == held
     assert load_job(session_factory, fresh).status == "queued"
+
+
+def test_a_gang_that_cannot_pack_the_free_nodes_it_holds_holds_nothing(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Two nodes of 8 CPUs with 3 held outside the dispatcher on each and none of its
+    own gangs running: the room is the free nodes, 5 + 5. A waited gang of 3 x 3 + 1
+    CPUs passes the sums and each bundle's test but packs on no set of them; it held
+    the cluster idle for as long as the outside holder stayed (a review). Passed over
+    on the nodes that are its room, it holds nothing: the small job starts, in the
+    same claim."""
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, distributed={"workers": 3, "cpus_per_worker": 3})
+    small = submit(bob, **SMALL)
+    now = queued_since(session_factory, wide, timedelta(hours=1))
+    fives = (NodeShape(5.0, 0.0, 64 * GiB), NodeShape(5.0, 0.0, 64 * GiB))
+    room = ClusterRoom(10.0, 0.0, fives)
+    taken = claim(
+        session_factory,
+        free_cpus=10,
+        hold=timedelta(minutes=10),
+        room=room,
+        free_nodes=fives,
+        now=now,
+    )
+    assert claimed_id(taken) == small
+    assert load_job(session_factory, wide).status == "queued"
+
+
+def test_a_gang_known_not_to_pack_the_room_holds_nothing(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """The dispatcher's room names the jobs it passed over on it (ClusterRoom.unplaceable):
+    they hold nothing; without them named, the gang holds and the small job waits."""
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, **WIDE)
+    small = submit(bob, **SMALL)
+    now = queued_since(session_factory, wide, timedelta(hours=1))
+    hold = timedelta(minutes=10)
+    assert claim(session_factory, free_cpus=3, hold=hold, now=now) is None
+    room = ClusterRoom(CLUSTER.cpus, CLUSTER.gpus, CLUSTER.nodes, unplaceable=(wide,))
+    assert claimed_id(claim(session_factory, free_cpus=3, hold=hold, room=room, now=now)) == small

@@ -201,6 +201,28 @@ def test_the_room_a_hold_counts_on_is_what_this_dispatcher_could_free() -> None:
     assert window.room((3.0, 1.0), [], (free_node,)) == ClusterRoom(3.0, 1.0, (free_node,))
 
 
+def test_per_node_the_room_adds_only_what_its_own_gangs_hold() -> None:
+    """Two nodes of 16 CPUs and 2 GPUs, one GPU of each held outside the dispatcher
+    (a notebook, a leaked placement group): while its own gangs use CPUs only, no node
+    could free 2 GPUs, so a 2-GPU replica holds nothing. The nodes' totals were the
+    room before, and such a gang held every GPU job back for ever while CPU jobs kept
+    its own gangs running (a review)."""
+    window = CapacityWindow(60.0, clock=Clock())
+    full = NodeShape(16.0, 2.0, 64 * GiB)
+    window.observe(32.0, 4.0, (full, full))
+    free = (NodeShape(12.0, 1.0, 48 * GiB), NodeShape(14.0, 1.0, 48 * GiB))
+    room = window.room((26.0, 2.0), [(4.0, 0.0), (2.0, 0.0)], free)
+    assert room is not None and room.nodes == (
+        NodeShape(16.0, 1.0, 64 * GiB),  # 12 + 6, at most the node's 16
+        NodeShape(16.0, 1.0, 64 * GiB),
+    )
+    # A gang of its own holding a GPU could free one on either node (which, Ray knows).
+    room = window.room((26.0, 1.0), [(4.0, 1.0)], (free[0], NodeShape(14.0, 0.0, 48 * GiB)))
+    assert room is not None and [node.gpus for node in room.nodes or ()] == [2.0, 1.0]
+    # A node came or went between the two reads: the totals, as before.
+    assert window.room((26.0, 2.0), [(4.0, 0.0)], free[:1]) == ClusterRoom(30.0, 2.0, (full, full))
+
+
 def test_an_ended_gang_still_counts_while_ray_catches_up() -> None:
     """Ray's free figures show a removed placement group a moment later: counted as
     free at once, the room shrank and a hold lapsed (tests/workers/test_room_hold_ray.py)."""

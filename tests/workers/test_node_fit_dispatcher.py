@@ -209,6 +209,38 @@ def test_a_gang_whose_replicas_fit_the_free_nodes_only_apart_waits_and_explain_s
         assert not any("room" in m for m in _explained(sessions, _job(sessions, wide)))
 
 
+def test_a_waited_gang_that_packs_on_no_set_of_the_free_nodes_holds_no_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same nodes with nothing of the dispatcher's running (3 CPUs of each held
+    outside it): the gang has waited an hour, but its room is the free nodes, which it
+    cannot pack, so it holds nothing and explain says so (it said room was held for
+    it while the claim held the cluster idle: a review)."""
+    settings, sessions = dispatcher_store(tmp_path)
+    total, free = NodeShape(8, 0, 32 * GiB), NodeShape(5, 0, 24 * GiB)
+    cluster_at_seam(monkeypatch, [(total, free)] * 2)
+    wide = _submit(sessions, THREE_REPLICAS_OF_3_CPUS)
+    with transaction(sessions) as session:
+        session.get_one(Job, wide).created_at -= timedelta(hours=1)
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
+        _watch_the_window(dispatcher, clock)
+        assert dispatcher._claim_and_start() is False
+        dispatcher._maintain()
+        with sessions() as session:
+            report = session.get_one(DispatcherRow, "d1").resources
+            explanation = explain_job(
+                session=session,
+                job=session.get_one(Job, wide),
+                dispatcher_timeout=timedelta(seconds=60),
+                quota_defaults=QuotaDefaults(),
+                hold_room_after=settings.hold_room_after(),
+            )
+    assert report["room"]["unplaceable"] == [wide]
+    messages = [r.message for r in explanation.reasons]
+    assert not any("room is held for it" in m for m in messages), messages
+    assert any("smaller jobs queued behind it start meanwhile" in m for m in messages), messages
+
+
 @pytest.mark.ray
 def test_the_per_node_reads_agree_with_rays_public_sums(ray_address: str) -> None:
     """The per-node seam (a private Ray module: no public call without the dashboard)
