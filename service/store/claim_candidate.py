@@ -9,7 +9,8 @@ LAGTRAIN_HOLD_ROOM_AFTER_SECONDS and that this cluster could run, the first in t
 claim order holds the cluster: a claim starts it, or a job that leaves free what it
 waits for — for each resource it needs, the other job needs none or leaves at least
 its need free (a CPU-only job passes a gang waiting for a GPU; judged by the sums, as
-the claim's first test is) — or nothing. Before the wait, smaller jobs start past it
+the claim's first test is), and, if it is the held job owner's, leaves their quota
+room for both — or nothing. Before the wait, smaller jobs start past it
 (a wide gang's short wait costs the cluster no idle CPUs). The wait counts from its
 submit or, for a job that went back to the queue, from its last attempt's end. A job
 its owner's quota holds back now, or that the cluster could not run (its `room`:
@@ -49,6 +50,7 @@ from service.store.queue_order import (
     ended_per_owner,
     fair_share,
     owner_enabled,
+    quota,
     quota_params,
     recent_runs,
     running_per_owner,
@@ -105,7 +107,10 @@ def next_candidate(
             or_(
                 held.c.id.is_(None),
                 candidate.c.id == held.c.id,
-                and_(*(_leaves(candidate, held, kind) for kind in ("cpus", "gpus"))),
+                and_(
+                    *(_leaves(candidate, held, kind) for kind in ("cpus", "gpus")),
+                    _leaves_its_quota(candidate, users, usage, held),
+                ),
             ),
         )
         .order_by(
@@ -180,6 +185,28 @@ def _leaves(candidate: Any, held: CTE, kind: str) -> ColumnElement[bool]:
     return or_(
         needs <= RESOURCE_EPSILON,
         free - needs >= held.c[f"{kind}_required"] - RESOURCE_EPSILON,
+    )
+
+
+def _leaves_its_quota(candidate: Any, users: Any, usage: CTE, held: CTE) -> ColumnElement[bool]:
+    """`candidate` is another owner's, or the held job's owner's quota holds both: a
+    job of that owner that passes the hold could take the quota it waits for (the
+    owner's running jobs, CPUs or GPUs), and the held job, over quota, held nothing
+    any more — a job behind it took its room (a review: a CPU sweep's trials passing
+    its owner's GPU gang)."""
+    return or_(
+        candidate.c.owner_id != held.c.owner_id,
+        and_(
+            func.coalesce(usage.c.running, 0) + 2
+            <= quota(users.c.max_running_jobs, "default_max_running_jobs"),
+            *(
+                func.coalesce(usage.c[kind], 0.0)
+                + candidate.c[f"{kind}_required"]
+                + held.c[f"{kind}_required"]
+                <= quota(users.c[f"max_{kind}"], f"default_max_{kind}") + RESOURCE_EPSILON
+                for kind in ("cpus", "gpus")
+            ),
+        ),
     )
 
 

@@ -23,11 +23,12 @@ from service.store.db import db_now
 from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
 from service.store.models import Dispatcher, Job, JobStatus, User
 from service.store.node_fit_sql import bundles_of, workers_of
+from service.store.order_reasons import order_reasons
 from service.store.queue_order import fair_share_ahead, ranked_queue
-from service.store.quota_reasons import count_of, never_startable, quota_reasons
-from service.store.quotas import usage
+from service.store.quota_reasons import never_startable, quota_reasons
+from service.store.quotas import quota_in_force, usage
 from service.store.resource_reasons import none_live, resource_reasons
-from service.store.room_reasons import held_behind, room_of, room_wait_note
+from service.store.room_reasons import QuotaLeft, held_behind, room_of, room_wait_note
 from service.store.users import get_user
 
 
@@ -249,31 +250,18 @@ class _Waits:
             self.dispatcher_timeout,
             room_wait_note(job.id, self.holds, self.hold_room_after),
         )
+        left = QuotaLeft.of(quota_in_force(owner, self.quota_defaults), self.usage[owner.id])
         if held := held_behind(
-            job, self.holds, self.live, self.hold_room_after, names_others=self.names_others
+            job,
+            self.holds,
+            self.live,
+            self.hold_room_after,
+            names_others=self.names_others,
+            quota_left=left,
         ):
             reasons.append(held)
         reasons += quota_reasons(owner, job, self.usage[owner.id], self.quota_defaults)
-        if ahead_fair:
-            reasons.append(
-                BlockingReason(
-                    kind="fair_share",
-                    message=(
-                        f"{count_of(ahead_fair, 'queued job')} of "
-                        f"{'a user' if ahead_fair == 1 else 'users'} with fewer recent jobs "
-                        "per share "
-                        f"{_goes(ahead_fair)} first"
-                    ),
-                )
-            )
-        if ahead_priority:
-            reasons.append(
-                BlockingReason(
-                    kind="priority",
-                    message=f"{count_of(ahead_priority, 'queued job')} with higher priority or "
-                    f"submitted earlier {_goes(ahead_priority)} first",
-                )
-            )
+        reasons += order_reasons(ahead_fair, ahead_priority)
         return Explanation(
             job_id=job.id,
             status=job.status,
@@ -287,10 +275,6 @@ class _Waits:
         if self._fair is None or self._fair[0] is not ranking:  # one ranking per call
             self._fair = (ranking, fair_share_ahead(ranking))
         return self._fair[1]
-
-
-def _goes(number: int) -> str:
-    return "goes" if number == 1 else "go"
 
 
 def _recent_dispatchers(session: Session) -> list[Dispatcher]:

@@ -3,11 +3,13 @@ job's wait, and why a job that may fit waits behind it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from service.schemas.jobs import BlockingReason
 from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom
+from service.schemas.quota import QuotaOut, UsageOut
 from service.store.claim_candidate import HeldJob
 from service.store.dispatchers import resource_view
 from service.store.models import Dispatcher, Job
@@ -53,20 +55,24 @@ def held_behind(
     hold_after: timedelta | None,
     *,
     names_others: bool,
+    quota_left: QuotaLeft,
 ) -> BlockingReason | None:
     """Why a job does not start though it may fit: on every live dispatcher (`holds`,
     in `live`'s order) room is held for another job, and this one would take what
     that one waits for (claim_candidate's test, by the dispatcher's free resources
     as reported). None where it may start. The held jobs are named when they are the
     job owner's own or `names_others` (an admin asks): another user's job is a 404 on
-    every route, so its id is no one else's to read."""
+    every route, so its id is no one else's to read. `quota_left`: what the job
+    owner's quota leaves now, for a held job of the same owner (claim_candidate's
+    _leaves_its_quota)."""
     if hold_after is None or not holds:
         return None
     ahead: dict[int, HeldJob] = {}
     for held, dispatcher in zip(holds, live, strict=True):
         if held is None or held.id == job.id:
             return None
-        if not _takes_its_room(job, held, resource_view(dispatcher.resources, "free")):
+        free = resource_view(dispatcher.resources, "free")
+        if not (_takes_its_room(job, held, free) or _takes_its_quota(job, held, quota_left)):
             return None
         ahead[held.id] = held
     named = sorted(i for i, held in ahead.items() if names_others or held.owner_id == job.owner_id)
@@ -96,6 +102,33 @@ def _takes_its_room(job: Job, held: HeldJob, free: dict[str, float] | None) -> b
         if needs > RESOURCE_EPSILON and free.get(kind, 0.0) - needs < held_needs - RESOURCE_EPSILON:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class QuotaLeft:
+    """What an owner's quota leaves them now: running jobs, CPUs, GPUs."""
+
+    running_jobs: float
+    cpus: float
+    gpus: float
+
+    @classmethod
+    def of(cls, in_force: QuotaOut, used: UsageOut) -> QuotaLeft:
+        return cls(
+            in_force.max_running_jobs - used.running_jobs,
+            in_force.max_cpus - used.cpus,
+            in_force.max_gpus - used.gpus,
+        )
+
+
+def _takes_its_quota(job: Job, held: HeldJob, left: QuotaLeft) -> bool:
+    if held.owner_id != job.owner_id:
+        return False
+    return (
+        left.running_jobs < 2
+        or job.cpus_required + held.cpus > left.cpus + RESOURCE_EPSILON
+        or job.gpus_required + held.gpus > left.gpus + RESOURCE_EPSILON
+    )
 
 
 def _seconds(duration: timedelta) -> str:

@@ -4,6 +4,7 @@ LAGTRAIN_HOLD_ROOM_AFTER_SECONDS, then nothing behind it starts until it has."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.schemas.node_fit import ClusterRoom, NodeShape
 from service.store.attempts import ClaimedJob, claim_next, fail
 from service.store.db import db_now, transaction
-from service.store.models import Job
+from service.store.models import Job, User
 from tests.store.conftest import MakeUser, Submit, load_job
 
 GiB = 2**30
@@ -259,3 +260,29 @@ def test_a_gang_known_not_to_pack_the_room_holds_nothing(
     assert claim(session_factory, free_cpus=3, hold=hold, now=now) is None
     room = ClusterRoom(CLUSTER.cpus, CLUSTER.gpus, CLUSTER.nodes, unplaceable=(wide,))
     assert claimed_id(claim(session_factory, free_cpus=3, hold=hold, room=room, now=now)) == small
+
+
+def test_the_held_owners_own_job_passes_only_if_their_quota_holds_both(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """ann (max_running_jobs 2) runs one job; her GPU gang has waited and holds the
+    room. Her CPU-only job behind it leaves the GPUs free, but would take her last
+    running slot: the held gang would then be over her quota, hold nothing, and bob's
+    GPU job behind it take its GPUs (a review). It waits; with a third slot it passes."""
+    ann, bob = make_user("ann", max_running_jobs=2), make_user("bob")
+    first = submit(ann, **SMALL)
+    assert claimed_id(claim(session_factory, free_cpus=8, hold=None)) == first
+    gpu = {"distributed": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}}
+    held = submit(ann, **gpu)
+    trial = submit(ann, **SMALL)
+    submit(bob, **gpu)
+    now = queued_since(session_factory, held, timedelta(hours=1))
+    room = ClusterRoom(8.0, 1.0, None)
+    hold = timedelta(minutes=10)
+    busy = functools.partial(
+        claim, session_factory, free_cpus=6.0, free_gpus=0.0, hold=hold, room=room, now=now
+    )
+    assert busy() is None
+    with transaction(session_factory) as session:
+        session.get_one(User, ann).max_running_jobs = 3
+    assert claimed_id(busy()) == trial

@@ -11,7 +11,7 @@ import pytest
 
 from service.store.claim_candidate import HeldJob
 from service.store.models import Dispatcher, Job
-from service.store.room_reasons import held_behind
+from service.store.room_reasons import QuotaLeft, held_behind
 
 HOLD = timedelta(minutes=10)
 ANN, BOB = 1, 2
@@ -24,8 +24,11 @@ def small_job(owner_id: int) -> Job:
     return Job(id=99, owner_id=owner_id, cpus_required=1.3, gpus_required=0.0)
 
 
+PLENTY = QuotaLeft(10, 64.0, 4.0)  # what the job owner's quota leaves
+
+
 def message(job: Job, holds: list[HeldJob | None], *, names_others: bool) -> str:
-    reason = held_behind(job, holds, LIVE, HOLD, names_others=names_others)
+    reason = held_behind(job, holds, LIVE, HOLD, names_others=names_others, quota_left=PLENTY)
     assert reason is not None
     return reason.message
 
@@ -65,3 +68,27 @@ def test_two_other_users_jobs_are_counted() -> None:
     assert message(small_job(BOB), holds, names_others=False).startswith(
         "room is held for 2 jobs of other users, waiting for them"
     )
+
+
+def test_a_job_of_the_held_owner_that_would_take_their_quota_is_held_behind() -> None:
+    """As the claim judges it (claim_candidate._leaves_its_quota): a job that leaves
+    the held gang its room on the cluster, but not within its owner's quota."""
+    roomy = [Dispatcher(id="d1", resources={"free": {"CPU": 30.0}})]
+    held: list[HeldJob | None] = [HeldJob(10, BOB, 5.0, 0.0)]
+    job = small_job(BOB)
+
+    def reason(left: QuotaLeft) -> str | None:
+        found = held_behind(job, held, roomy, HOLD, names_others=False, quota_left=left)
+        return None if found is None else found.message
+
+    assert reason(PLENTY) is None
+    assert reason(QuotaLeft(1, 64.0, 4.0)) is not None  # one running slot left: not both
+    assert reason(QuotaLeft(2, 6.0, 4.0)) is not None  # 1.3 + 5 CPUs over 6
+    assert reason(QuotaLeft(2, 6.3, 4.0)) is None
+    other = [Dispatcher(id="d1", resources={"free": {"CPU": 30.0}})]
+    assert (
+        held_behind(
+            small_job(ANN), held, other, HOLD, names_others=False, quota_left=QuotaLeft(0, 0, 0)
+        )
+        is None
+    )  # another owner's quota is not the held job's
