@@ -38,8 +38,9 @@ def room_wait_note(job_id: int, holds: list[HeldJob | None], hold_after: timedel
         where = "" if mine == len(holds) else f" on {mine} of the {len(holds)} live clusters"
         return (
             f"; room is held for it{where} (it has waited over {_seconds(hold_after)}, first "
-            "in line of those that have): a job queued behind it starts there only if it "
-            "leaves free what this one waits for"
+            "in line of those that have): it starts there first once it fits, and another "
+            "job, ahead of it in the queue or behind, only if it leaves free what this one "
+            "waits for"
         )
     return (
         "; smaller jobs queued behind it start meanwhile when they fit; room is held for "

@@ -49,8 +49,9 @@ def test_explain_names_the_job_room_is_held_for(api: Api) -> None:
     messages = [r["message"] for r in _explain(api, wide, ann) if r["kind"] == "resources"]
     assert messages == [
         f"waiting for 5 CPU to become free; room is held for it (it has waited over {hold}, "
-        "first in line of those that have): a job queued behind it starts there only if it "
-        "leaves free what this one waits for"
+        "first in line of those that have): it starts there first once it fits, and another "
+        "job, ahead of it in the queue or behind, only if it leaves free what this one "
+        "waits for"
     ]
     # Another user's job is a 404 to bob: its id is not his to read. An admin's read
     # names it.
