@@ -29,21 +29,29 @@ def _database_url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place; batch mode copies the table.
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
+        # One transaction for the whole run on SQLite too (Alembic assumes its DDL is
+        # not transactional and commits each step; with service.store.db's own BEGIN
+        # it is): a run that fails — a blocked migration, or the foreign-key check
+        # below — leaves the database at the revision it started from.
+        transactional_ddl=True,
     )
-    sqlite = connection.dialect.name == "sqlite"
     with context.begin_transaction():
         # Checked in the transaction, so a migration that breaks a foreign key rolls
         # back; after its commit (as before), the revision had moved on and every
-        # later upgrade failed on the same rows, old orphans included.
+        # later upgrade failed on the same rows, old orphans included. Skipped when
+        # no migration ran (a start at head: one scan, as before, not two).
+        migrations = context.get_context()
         before = foreign_key_violations(connection) if sqlite else set()
+        heads = migrations.get_current_heads()
         context.run_migrations()
-        if sqlite:
+        if sqlite and migrations.get_current_heads() != heads:
             refuse_new_violations(connection, before)
 
 

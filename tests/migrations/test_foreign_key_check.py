@@ -7,11 +7,13 @@ leaves broken rolls it back."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.script import ScriptDirectory
 
 from service.store import migrate
@@ -79,5 +81,48 @@ def test_rows_a_migration_breaks_roll_it_back(tmp_path: Path) -> None:
                 conn.rollback()
             count = conn.execute(sa.text("SELECT count(*) FROM datasets")).scalar_one()
             assert count == 0
+    finally:
+        engine.dispose()
+
+
+BROKEN_REVISION = """
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+
+
+def upgrade() -> None:
+    op.execute(
+        "INSERT INTO datasets (owner_id, filename, format, bytes, sha256, uri, created_at) "
+        "VALUES (999, 'd.txt', 'text', 1, '{sha}', '/d', '2026-12-01 00:00:00')"
+    )
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+def test_a_revision_that_breaks_a_key_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    """A real migration run: the revision's rows and its version stamp roll back with
+    it (Alembic commits each SQLite step unless told its DDL is transactional: the
+    check raised "the database stays at its revision" with the revision moved on)."""
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    migrate.upgrade(url)
+    (head,) = migrate.head_revisions()
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, scripts)
+    broken = BROKEN_REVISION.format(head=head, sha="2" * 64)
+    (scripts / "versions" / "9999_breaks_a_key.py").write_text(broken)
+    config = migrate.alembic_config(url)
+    config.set_main_option("script_location", str(scripts))
+    with pytest.raises(MigrationBlocked, match="would leave rows violating"):
+        command.upgrade(config, "head")
+    assert migrate.current_revisions(url) == (head,)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM datasets")).scalar_one() == 0
     finally:
         engine.dispose()
