@@ -65,14 +65,16 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
         ]
     cutoff = now - timedelta(seconds=settings.lease_seconds)
     return ClusterOut(
-        dispatchers=[_dispatcher_out(d, alive_since=cutoff) for d in dispatchers],
+        dispatchers=[
+            _dispatcher_out(d, alive_since=cutoff, admin=principal.is_admin) for d in dispatchers
+        ],
         resources=cluster_resources(dispatchers, alive_since=cutoff),
         queue=counts,
         queue_head=head,
     )
 
 
-def _dispatcher_out(dispatcher: Dispatcher, *, alive_since: datetime) -> DispatcherOut:
+def _dispatcher_out(dispatcher: Dispatcher, *, alive_since: datetime, admin: bool) -> DispatcherOut:
     state = dispatcher_state(dispatcher, alive_since=alive_since)
     alive = state == "alive"
     return DispatcherOut(
@@ -83,5 +85,5 @@ def _dispatcher_out(dispatcher: Dispatcher, *, alive_since: datetime) -> Dispatc
         stopped_at=dispatcher.stopped_at,
         alive=alive,
         state=state,
-        resources=reported_resources(dispatcher, alive=alive),
+        resources=reported_resources(dispatcher, alive=alive, admin=admin),
     )

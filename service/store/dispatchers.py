@@ -145,13 +145,18 @@ def resource_view(resources: dict[str, Any], part: str) -> dict[str, float] | No
     return None
 
 
-def reported_resources(dispatcher: Dispatcher, *, alive: bool) -> dict[str, Any]:
+def reported_resources(dispatcher: Dispatcher, *, alive: bool, admin: bool) -> dict[str, Any]:
     """The dispatcher's last report, as /v1/cluster shows it: one that stopped or was
     lost runs nothing any more (a clean stop handed its jobs back; a lost one's are
-    the reapers' to requeue), whatever count it last reported."""
+    the reapers' to requeue), whatever count it last reported. The room's
+    "unplaceable" job ids (explain's) are shown to admins only: another user's job is
+    a 404 on every route, so its id is no one else's to read."""
     report = dict(dispatcher.resources)
     if not alive and "running_jobs" in report:
         report["running_jobs"] = 0
+    room = report.get("room")
+    if not admin and isinstance(room, dict) and "unplaceable" in room:
+        report["room"] = {key: value for key, value in room.items() if key != "unplaceable"}
     return report
 
 

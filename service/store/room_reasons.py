@@ -69,12 +69,14 @@ def held_behind(
     if hold_after is None or not holds:
         return None
     ahead: dict[int, HeldJob] = {}
+    quota_only = True  # on every cluster it would take its owner's quota, not the room
     for held, dispatcher in zip(holds, live, strict=True):
         if held is None or held.id == job.id:
             return None
-        free = resource_view(dispatcher.resources, "free")
-        if not (_takes_its_room(job, held, free) or _takes_its_quota(job, held, quota_left)):
+        takes_room = _takes_its_room(job, held, resource_view(dispatcher.resources, "free"))
+        if not (takes_room or _takes_its_quota(job, held, quota_left)):
             return None
+        quota_only = quota_only and not takes_room
         ahead[held.id] = held
     named = sorted(i for i, held in ahead.items() if names_others or held.owner_id == job.owner_id)
     others = len(ahead) - len(named)
@@ -86,10 +88,15 @@ def held_behind(
         text for text, count in zip(which, (len(named), others), strict=True) if count
     )
     it, waits = ("it", "it waits") if len(ahead) == 1 else ("them", "they wait")
+    taken = (
+        f"its owner's quota (running jobs, CPUs or GPUs) {waits} for"
+        if quota_only
+        else f"resources {waits} for"
+    )
     return BlockingReason(
         kind="resources",
         message=f"room is held for {jobs}, waiting for {it} over {_seconds(hold_after)}: this "
-        f"job would take resources {waits} for, so it starts after {it}",
+        f"job would take {taken}, so it starts after {it}",
     )
 
 

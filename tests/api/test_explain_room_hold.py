@@ -102,3 +102,24 @@ def _dispatcher(api: Api, dispatcher_id: str, resources: dict[str, Any]) -> None
         upsert_dispatcher(
             session=session, dispatcher_id=dispatcher_id, hostname="h", resources=resources
         )
+
+
+def test_the_rooms_unplaceable_jobs_are_shown_to_admins_only(api: Api) -> None:
+    """A dispatcher's room names the jobs that cannot hold it, whoever owns them
+    (explain reads them): /v1/cluster shows that list to admins, not to bob, to whom
+    ann's job is a 404."""
+    _uid, ann = api.create_user("ann")
+    _uid, bob = api.create_user("bob")
+    wide = api.submit(ann, WIDE)
+    room = {"CPU": 8.0, "GPU": 0.0, "nodes": None, "unplaceable": [wide]}
+    _dispatcher(api, "d1", {**PARTLY_FREE, "room": room})
+    assert api.client.get(f"/v1/jobs/{wide}", headers=bob).status_code == 404
+
+    def shown(headers: dict[str, str]) -> dict[str, Any]:
+        answer = api.client.get("/v1/cluster", headers=headers)
+        assert answer.status_code == 200, answer.text
+        reported: dict[str, Any] = answer.json()["dispatchers"][0]["resources"]["room"]
+        return reported
+
+    assert shown(api.admin)["unplaceable"] == [wide]
+    assert shown(bob) == {"CPU": 8.0, "GPU": 0.0, "nodes": None}

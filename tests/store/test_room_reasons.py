@@ -82,8 +82,12 @@ def test_a_job_of_the_held_owner_that_would_take_their_quota_is_held_behind() ->
         return None if found is None else found.message
 
     assert reason(PLENTY) is None
-    assert reason(QuotaLeft(1, 64.0, 4.0)) is not None  # one running slot left: not both
-    assert reason(QuotaLeft(2, 6.0, 4.0)) is not None  # 1.3 + 5 CPUs over 6
+    quota = (
+        "room is held for job 10, waiting for it over 600 s: this job would take its "
+        "owner's quota (running jobs, CPUs or GPUs) it waits for, so it starts after it"
+    )
+    assert reason(QuotaLeft(1, 64.0, 4.0)) == quota  # one running slot left: not both
+    assert reason(QuotaLeft(2, 6.0, 4.0)) == quota  # 1.3 + 5 CPUs over 6
     assert reason(QuotaLeft(2, 6.3, 4.0)) is None
     other = [Dispatcher(id="d1", resources={"free": {"CPU": 30.0}})]
     assert (
