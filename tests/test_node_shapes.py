@@ -158,7 +158,7 @@ def test_the_window_reports_each_node_set_by_shape_and_count() -> None:
         [{"CPU": 5.0, "GPU": 0.0, "count": 2}, {"CPU": 8.0, "GPU": 2.0, "count": 1}],
         [{"CPU": 5.0, "GPU": 0.0, "count": 2}],
     ]
-    assert window.node_report([five])["node_sets"] == sets
+    assert window.node_report({"n1": five})["node_sets"] == sets
     assert sorted(from_counted(sets[0])) == [
         NodeShape(5, 0, 0),
         NodeShape(5, 0, 0),
@@ -167,7 +167,7 @@ def test_the_window_reports_each_node_set_by_shape_and_count() -> None:
     assert packs(gang(3), 2, from_counted(sets[1])) and not packs(gang(3), 3, from_counted(sets[1]))
     many = CapacityWindow(0, clock=clock)  # a cluster of more shapes than a report lists
     many.observe(1000, 0, tuple(NodeShape(c, 0, GiB) for c in range(1, NODE_SETS_MOST + 2)))
-    assert many.node_sets() is None and "node_sets" not in many.node_report([five])
+    assert many.node_sets() is None and "node_sets" not in many.node_report({"n1": five})
     ceiling = CapacityWindow(0, ceiling_cpus=64, clock=clock)  # may grow by unknown nodes
     ceiling.observe(10, 0, (five, five))
     assert ceiling.node_sets() is None

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from service.schemas.node_fit import (
@@ -44,6 +44,7 @@ from service.schemas.node_fit import (
     most_free,
     never_together,
 )
+from workers.own_gangs import OwnGang
 
 # The most shapes (a CPU/GPU shape and its count, summed over the window's node
 # sets) a report lists in "node_sets": a lab's cluster has a few; one that changes
@@ -76,16 +77,23 @@ class CapacityWindow:
         # set, not only the maximal shapes.
         self._moments: dict[tuple[NodeShape, ...], float] = {}
         self._since: float | None = None  # the first observation
-        self._newest_nodes: tuple[NodeShape, ...] = ()  # as observed: in node id order
+        self._newest_nodes: dict[str, NodeShape] = {}  # each node's totals, by node id
 
-    def observe(self, cpus: float, gpus: float, nodes: tuple[NodeShape, ...] = ()) -> None:
-        """The cluster's totals now, and its live nodes' shapes (each node's)."""
+    def observe(
+        self,
+        cpus: float,
+        gpus: float,
+        nodes: Mapping[str, NodeShape] | tuple[NodeShape, ...] = (),
+    ) -> None:
+        """The cluster's totals now, and its live nodes' (by node id, where known)."""
+        if not isinstance(nodes, Mapping):  # no ids: by position
+            nodes = {f"#{index}": node for index, node in enumerate(nodes)}
         now = self._clock()
         if self._since is None:
             self._since = now
         self._samples.append((now, Capacity(cpus, gpus)))
-        self._newest_nodes = tuple(nodes)
-        moment = tuple(sorted(nodes))
+        self._newest_nodes = dict(nodes)
+        moment = tuple(sorted(nodes.values()))
         self._moments.pop(moment, None)
         self._moments[moment] = now
         # Keep the newest sample whatever its age: the window is never empty.
@@ -121,52 +129,49 @@ class CapacityWindow:
     def room(
         self,
         free: tuple[float, float],
-        running: list[tuple[float, float]],
-        free_nodes: tuple[NodeShape, ...] | None = None,
+        running: Sequence[OwnGang],
+        free_nodes: Mapping[str, NodeShape] | None = None,
     ) -> ClusterRoom | None:
         """What the cluster could free for a job a claim holds room for, which that
-        job must fit (service.store.claim_candidate): its newest totals and nodes (the
-        nodes where judged), but no more than what is `free` (CPUs, GPUs) plus what
-        this dispatcher's `running` gangs hold. Not the window's largest: a job that
-        needs the cluster to grow back would hold it idle meanwhile. Nor resources
-        held outside this dispatcher (another Ray workload, another deployment, a
-        leaked placement group): they may never come free, and a hold on them would
-        stop the cluster for good (a review). Per node: with none of its gangs running
-        — nothing of its own left to free — each node's `free_nodes`, so a hold lasts
-        only while this dispatcher's gangs drain; with some, which node a gang holds is
-        Ray's, so each node is bounded by its free figures plus all of the gangs' (a
-        node's GPUs held outside the dispatcher stay out of the room while its gangs
-        use CPUs only: a review saw a 2-GPU replica hold two half-taken GPU nodes for
+        job must fit (service.store.claim_candidate): no more than what is `free`
+        (CPUs, GPUs) plus what this dispatcher's `running` gangs hold, at most its
+        newest totals. Not the window's largest: a job that needs the cluster to grow
+        back would hold it idle meanwhile. Nor resources held outside this dispatcher
+        (another Ray workload, another deployment, a leaked placement group): they may
+        never come free, and a hold on them would stop the cluster for good (a
+        review). Per node (`free_nodes`, by node id) the same: what it has free plus
+        what the dispatcher's gangs hold on it, by Ray's placement-group table (a gang
+        whose nodes are not known counts on every node), at most its totals — a node's
+        GPUs held outside the dispatcher stay out of the room while its gangs hold
+        CPUs only (a review saw a 2-GPU replica hold two half-taken GPU nodes for
         ever). None before the first observation."""
         if not self._samples:
             return None
         newest = self._samples[-1][1]
-        own_cpus = sum(cpus for cpus, _ in running)
-        own_gpus = sum(gpus for _, gpus in running)
-        nodes = self._room_nodes(free_nodes, own_cpus, own_gpus, bool(running))
-        cpus = min(newest.cpus, free[0] + own_cpus)
-        gpus = min(newest.gpus, free[1] + own_gpus)
+        cpus = min(newest.cpus, free[0] + sum(gang.cpus for gang in running))
+        gpus = min(newest.gpus, free[1] + sum(gang.gpus for gang in running))
+        nodes = self._room_nodes(free_nodes, running) if self.judges_nodes() else None
         return ClusterRoom(cpus, gpus, nodes or None)
 
     def _room_nodes(
-        self,
-        free_nodes: tuple[NodeShape, ...] | None,
-        own_cpus: float,
-        own_gpus: float,
-        running: bool,
+        self, free_nodes: Mapping[str, NodeShape] | None, running: Sequence[OwnGang]
     ) -> tuple[NodeShape, ...] | None:
-        if not self.judges_nodes():
-            return None
-        if not running:
-            return free_nodes
-        totals = self._newest_nodes
-        if free_nodes is None or len(free_nodes) != len(totals):
-            return totals  # a node came or went between the two reads: its totals
-        # The two reads list the nodes in the same order (ray_runtime: by node id).
-        return tuple(
-            NodeShape(min(t.cpus, f.cpus + own_cpus), min(t.gpus, f.gpus + own_gpus), t.memory)
-            for t, f in zip(totals, free_nodes, strict=True)
+        if free_nodes is None:  # the per-node read failed: each node's totals at most
+            return tuple(self._newest_nodes.values()) if running else None
+        anywhere = (
+            sum(gang.cpus for gang in running if not gang.on_nodes),
+            sum(gang.gpus for gang in running if not gang.on_nodes),
         )
+        room = []
+        for node_id, node in free_nodes.items():
+            held = [gang.on_nodes.get(node_id, (0.0, 0.0)) for gang in running]
+            cpus = node.cpus + anywhere[0] + sum(cpus for cpus, _ in held)
+            gpus = node.gpus + anywhere[1] + sum(gpus for _, gpus in held)
+            if (total := self._newest_nodes.get(node_id)) is not None:
+                room.append(NodeShape(min(cpus, total.cpus), min(gpus, total.gpus), total.memory))
+            else:  # new since the totals were read
+                room.append(NodeShape(node.cpus, node.gpus, node.memory))
+        return tuple(room)
 
     def judges_nodes(self) -> bool:
         """Whether bundles are judged by the nodes seen: not when a ceiling is above
@@ -184,7 +189,7 @@ class CapacityWindow:
             return ()
         return maximal(shape for moment in self._moments for shape in moment)
 
-    def node_report(self, free: list[NodeShape] | None) -> dict[str, object]:
+    def node_report(self, free: Mapping[str, NodeShape] | None) -> dict[str, object]:
         """For the dispatcher's report, where nodes are judged: what each node has free
         now and the most free on one (explain's tests) and, once the window is
         settled, the shapes a bundle is judged against (the submit's check).
@@ -192,8 +197,8 @@ class CapacityWindow:
         if free is None or not self.judges_nodes():
             return {}
         report: dict[str, object] = {
-            "free_node": most_free(free).report(),
-            "free_nodes": [shape.report() for shape in free],
+            "free_node": most_free(free.values()).report(),
+            "free_nodes": [shape.report() for shape in free.values()],
         }
         if self.settled():
             report["nodes"] = [shape.report() for shape in self.nodes()]

@@ -7,7 +7,6 @@ connection committed (PRAGMA data_version), and polls (<= 1 s) besides."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -18,16 +17,16 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import NotFound
-from service.schemas.node_fit import unplaceable_in
 from service.settings import Settings
 from service.store.attempts import claim_next, fail, requeue_expired
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
 from service.store.jobs import fail_queued
 from workers.capacity import CapacityWindow
+from workers.held_room import name_unpackable, room_now, with_unplaceable
 from workers.job_run import JobRun
 from workers.loop_errors import LoopErrors, store_unreachable
-from workers.own_gangs import OwnGangs
+from workers.own_gangs import OwnGang, OwnGangs
 from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
 from workers.reap_grace import ReapGrace
@@ -71,6 +70,7 @@ class Dispatcher:
         # Jobs the claims passed over, their gangs not fitting the free nodes at once.
         self.passed_over = PassedOverJobs()
         self.own_gangs = OwnGangs()  # what the room may count on (capacity.room)
+        self._unpackable: tuple[int, ...] = ()  # jobs that cannot hold it (held_room)
         # No reaping for a lease after an outage: the heartbeats renew (reap_grace).
         self.reap_grace = ReapGrace(settings.lease_seconds)
         self.capacity = CapacityWindow(
@@ -140,14 +140,12 @@ class Dispatcher:
             self.warm_pool.release_idle()
         (total_cpus, total_gpus), node_totals = cluster_totals()  # nodes None: unknown
         (free_cpus, free_gpus), node_frees = cluster_free()
-        self.capacity.observe(total_cpus, total_gpus, tuple(node_totals or ()))
+        self.capacity.observe(total_cpus, total_gpus, node_totals or {})
         limit = self.capacity.largest()
-        free_nodes = None if node_frees is None else tuple(node_frees)
-        room = self.capacity.room((free_cpus, free_gpus), self._running_gangs(), free_nodes)
-        if room is not None:  # explain's: the jobs that cannot hold it, as the claim judges
-            unfit = unplaceable_in(room, free_nodes, self.passed_over.peek(free_nodes))
-            room = dataclasses.replace(room, unplaceable=unfit)
+        free, gangs = (free_cpus, free_gpus), self._running_gangs()
+        room = room_now(self.capacity, free, gangs, node_frees, self.passed_over)
         with transaction(self.sessions) as session:
+            room, self._unpackable = name_unpackable(session, room, self.settings)
             requeued = (
                 requeue_expired(session=session, actor=f"reaper:{self.id}")
                 if self.reap_grace.may_reap()
@@ -184,7 +182,9 @@ class Dispatcher:
     def _claim_and_start(self) -> bool:
         (free_cpus, free_gpus), node_frees = cluster_free()
         judged = node_frees is not None and self.capacity.judges_nodes()
-        free_nodes = tuple(node_frees or ()) if judged else None
+        by_id = node_frees if judged else None
+        free_nodes = None if by_id is None else tuple(by_id.values())
+        room = self.capacity.room((free_cpus, free_gpus), self._running_gangs(), by_id)
         with transaction(self.sessions) as session:
             claimed = claim_next(
                 session=session,
@@ -198,7 +198,7 @@ class Dispatcher:
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
                 hold_room_after=self.settings.hold_room_after(),
-                room=self.capacity.room((free_cpus, free_gpus), self._running_gangs(), free_nodes),
+                room=with_unplaceable(room, self._unpackable),
             )
         if claimed is None:
             return False
@@ -245,14 +245,14 @@ class Dispatcher:
             return False
         return True
 
-    def _running_gangs(self) -> list[tuple[float, float]]:
-        with self._lock:  # (CPUs, GPUs) each: what the room may count on (capacity.room)
-            return self.own_gangs.held([run.spec for run, _ in self.runs.values()])
+    def _running_gangs(self) -> list[OwnGang]:
+        with self._lock:  # what the room may count on (capacity.room)
+            return self.own_gangs.held([run.gang() for run, _ in self.runs.values()])
 
     def _finished(self, job_id: int, attempt: int) -> None:
         with self._lock:
             if ended := self.runs.pop((job_id, attempt), None):
-                self.own_gangs.ended(ended[0].spec)
+                self.own_gangs.ended(ended[0].gang())
         self._waker.poke()
 
     def drain(self, timeout_s: float) -> None:

@@ -34,6 +34,7 @@ from workers.job_outcome import (
     run_end,
 )
 from workers.lease_keeper import LeaseKeeper
+from workers.own_gangs import OwnGang, own_gang
 from workers.ray_job import JobEvent, RayJob
 from workers.resume import (
     DatasetChanged,
@@ -76,6 +77,7 @@ class JobRun:
         # Set once the gang's placement group holds its resources (or the start
         # failed), before its actors start; `on_reserved` is called then too.
         self.gang_reserved = threading.Event()
+        self._placed_on: dict[str, tuple[float, float]] = {}  # its bundles' nodes, once placed
         self._end = AttemptEnd(claimed, rounds=self.spec.schedule.rounds, progress=self.progress)
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
@@ -150,7 +152,7 @@ class JobRun:
                     claimed,
                     resume,
                     ready_timeout_s=self.settings.gang_ready_seconds,
-                    on_placed=self._reserved,
+                    on_placed=functools.partial(self._placed, gang),
                     run=start_read,
                     write=self._writer.write,
                 )
@@ -186,6 +188,14 @@ class JobRun:
             if gang is not None:
                 gang.stop()
             self._lease.stop()
+
+    def gang(self) -> OwnGang:
+        """What this job's gang holds, and where once placed (the dispatcher's room)."""
+        return own_gang(self.spec, self._placed_on)
+
+    def _placed(self, gang: RayJob) -> None:
+        self._placed_on = dict(gang.placed_on)
+        self._reserved()
 
     def _reserved(self) -> None:  # twice is harmless: a poke of the dispatcher's loop
         self.gang_reserved.set()

@@ -1,11 +1,13 @@
-"""The CPUs and GPUs a dispatcher's own gangs hold: what the room a hold counts on
-may add to what is free (workers.capacity.CapacityWindow.room)."""
+"""The CPUs and GPUs a dispatcher's own gangs hold, and on which nodes where Ray's
+placement-group table says: what the room a hold counts on may add to what is free
+(workers.capacity.CapacityWindow.room)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from service.schemas.gang import gang_totals
 from service.schemas.resolved import ResolvedSpec
@@ -17,24 +19,38 @@ from service.schemas.resolved import ResolvedSpec
 ENDED_COUNT_SECONDS = 10.0
 
 
+@dataclass(frozen=True)
+class OwnGang:
+    """A gang's (CPUs, GPUs) in all, and per node id where its placement is known
+    (empty: not yet placed, or Ray's table did not say — it may be on any node)."""
+
+    cpus: float
+    gpus: float
+    on_nodes: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def own_gang(spec: ResolvedSpec, on_nodes: Mapping[str, tuple[float, float]] | None) -> OwnGang:
+    cpus, gpus = gang_totals(spec)
+    return OwnGang(cpus, gpus, dict(on_nodes or {}))
+
+
 class OwnGangs:
-    """Each running gang's (CPUs, GPUs), and each ended one's for ENDED_COUNT_SECONDS;
-    thread-safe (a job's thread reports its end)."""
+    """Each running gang, and each ended one for ENDED_COUNT_SECONDS; thread-safe (a
+    job's thread reports its end)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._ended: list[tuple[float, tuple[float, float]]] = []
+        self._ended: list[tuple[float, OwnGang]] = []
 
-    def ended(self, spec: ResolvedSpec) -> None:
+    def ended(self, gang: OwnGang) -> None:
         with self._lock:
-            self._ended.append((self._clock() + ENDED_COUNT_SECONDS, gang_totals(spec)))
+            self._ended.append((self._clock() + ENDED_COUNT_SECONDS, gang))
 
-    def held(self, running: list[ResolvedSpec]) -> list[tuple[float, float]]:
-        """The gangs of `running` (the specs of the jobs running now) and those ended
-        lately."""
+    def held(self, running: list[OwnGang]) -> list[OwnGang]:
+        """The gangs of `running` (the jobs running now) and those ended lately."""
         now = self._clock()
         with self._lock:
             self._ended = [(until, gang) for until, gang in self._ended if until > now]
             lately = [gang for _until, gang in self._ended]
-        return [gang_totals(spec) for spec in running] + lately
+        return running + lately

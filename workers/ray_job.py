@@ -28,7 +28,7 @@ from workers.aggregation.rule import AggregationRule
 from workers.checkpoint_write import OUTAGE_SECONDS
 from workers.dataplane import TIMEOUT_S
 from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
-from workers.ray_runtime import place_gang
+from workers.ray_runtime import bundle_nodes, place_gang
 from workers.resume import resume_failure
 from workers.warm_pool import WarmPool
 
@@ -73,6 +73,7 @@ class RayJob:
         self.datasets = dict(datasets or {})
         self.dtype = dtype
         self.pg: Any = None
+        self.placed_on: dict[str, tuple[float, float]] = {}  # (CPUs, GPUs) by node id
         self.actors: list[Any] = []
         self.tries = 1  # gangs of actors started for this attempt (restart)
         self.replicas: list[Any] = []
@@ -106,6 +107,7 @@ class RayJob:
         self.pg = place_gang(bundles)
         _get(self.pg.ready(), ready_timeout_s, f"the cluster could not place the gang {bundles}")
         self._phase("placement")
+        self.placed_on = bundle_nodes(self.pg, bundles)
         on_placed()
         device = _device(self.spec.distributed.gpus_per_worker)
         if self.pool is not None and device == "cpu":

@@ -16,7 +16,12 @@ from typing import Any
 
 import ray
 from ray._private.state import state as ray_state
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import (
+    PlacementGroup,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
 from service.schemas.gang import Bundle
 from service.schemas.node_fit import NodeShape, placement
@@ -128,12 +133,16 @@ def total_resources() -> tuple[float, float]:
     return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
 
 
-def cluster_totals() -> tuple[tuple[float, float], list[NodeShape] | None]:
+# Each live node's resources by its Ray node id, in id order.
+NodeTable = dict[str, NodeShape]
+
+
+def cluster_totals() -> tuple[tuple[float, float], NodeTable | None]:
     """The cluster's (CPU, GPU) totals and each live node's totals, from one read."""
     return _summed(ray_state.total_resources_per_node, total_resources)
 
 
-def cluster_free() -> tuple[tuple[float, float], list[NodeShape] | None]:
+def cluster_free() -> tuple[tuple[float, float], NodeTable | None]:
     """The (CPU, GPU) free cluster-wide and on each live node, from one read."""
     return _summed(ray_state.available_resources_per_node, free_resources)
 
@@ -141,7 +150,7 @@ def cluster_free() -> tuple[tuple[float, float], list[NodeShape] | None]:
 def _summed(
     per_node: Callable[[], Mapping[str, Mapping[str, float]]],
     sums: Callable[[], tuple[float, float]],
-) -> tuple[tuple[float, float], list[NodeShape] | None]:
+) -> tuple[tuple[float, float], NodeTable | None]:
     """Ray's public sums add up the same per-node tables, so one read of a table gives
     both. Ray has no public per-node call without its dashboard (ray.util.state needs
     it; we start Ray without), so the tables are read through `ray._private.state`: a
@@ -149,16 +158,15 @@ def _summed(
     nodes None (logged once): gangs are then judged by the sums, as before."""
     global _node_reads_failed
     try:
-        # In node id order: the totals and the free figures, two reads, then list the
-        # same nodes alike (the room's per-node bound pairs them: capacity.room).
-        nodes = [shape for _id, shape in sorted(_per_node(per_node).items())]
+        nodes = dict(sorted(_per_node(per_node).items()))
     except Exception as exc:  # a private API: whatever it raises, the sums still work
         if not _node_reads_failed:
             log.warning("Ray's per-node resources are unavailable (%r): judging by sums", exc)
         _node_reads_failed = True
         return sums(), None
     _node_reads_failed = False
-    return (sum(n.cpus for n in nodes), sum(n.gpus for n in nodes)), nodes
+    shapes = nodes.values()
+    return (sum(n.cpus for n in shapes), sum(n.gpus for n in shapes)), nodes
 
 
 _node_reads_failed = False  # logged once per streak of failures
@@ -196,6 +204,22 @@ def place_gang(bundles: list[Bundle]) -> PlacementGroup:
     log.info("Ray's PACK search did not place the gang %s: pinned to nodes %s", bundles, pins)
     pinned: PlacementGroup = placement_group(bundles, strategy="PACK", bundle_label_selector=pins)
     return pinned
+
+
+def bundle_nodes(group: PlacementGroup, bundles: list[Bundle]) -> dict[str, tuple[float, float]]:
+    """The (CPUs, GPUs) a placed group's bundles hold on each node, by node id (what
+    the dispatcher could free there: capacity.room); empty where Ray's table does not
+    say (the room then counts the gang on every node)."""
+    try:
+        nodes = placement_group_table(group)["bundles_to_node_id"]
+        held: dict[str, tuple[float, float]] = {}
+        for index, bundle in enumerate(bundles):
+            cpus, gpus = held.get(nodes[index], (0.0, 0.0))
+            held[nodes[index]] = (cpus + bundle.get("CPU", 0.0), gpus + bundle.get("GPU", 0.0))
+        return held
+    except Exception as exc:  # whatever its table lacks: the room is bounded without it
+        log.debug("the placement group's nodes are unknown: %r", exc)
+        return {}
 
 
 def pinned_to_nodes(bundles: list[Bundle]) -> list[dict[str, str]] | None:

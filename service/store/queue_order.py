@@ -244,7 +244,7 @@ def queue_ranking() -> Select[tuple[int, int, int, float, int]]:
     ).order_by(*order)
 
 
-def fair_share_ahead(ranking: Sequence[Row[Any]]) -> list[int]:
+def fair_share_ahead(ranking: Sequence[Any]) -> list[int]:
     """For each row of `ranking` (queue_ranking's, in its order), how many jobs of other
     owners go before it by fair share: a lower usage at their turn. In one pass — the
     ranking is in usage order, so those are the rows before its usage's first row less

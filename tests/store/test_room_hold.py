@@ -5,13 +5,16 @@ LAGTRAIN_HOLD_ROOM_AFTER_SECONDS, then nothing behind it starts until it has."""
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.node_fit import ClusterRoom, NodeShape
+from service.schemas.quota import QuotaDefaults
 from service.store.attempts import ClaimedJob, claim_next, fail
+from service.store.claim_candidate import holds_that_cannot_pack
 from service.store.db import db_now, transaction
 from service.store.models import Job, User
 from tests.store.conftest import MakeUser, Submit, load_job
@@ -286,3 +289,41 @@ def test_the_held_owners_own_job_passes_only_if_their_quota_holds_both(
     with transaction(session_factory) as session:
         session.get_one(User, ann).max_running_jobs = 3
     assert claimed_id(busy()) == trial
+
+
+def test_a_gang_that_packs_on_no_set_of_the_rooms_nodes_is_named_unplaceable(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Five nodes with 5 CPUs free (3 of 8 held outside each), one of them with 1.5
+    more the dispatcher's own gang could free: a gang of 3 x 6 + 1 CPUs passes the
+    hold's sums and its each-bundle test, but packs on no set of those nodes, so it
+    held the cluster for as long as the dispatcher's gangs kept running (a review).
+    `holds_that_cannot_pack` names it; once named, the small job starts."""
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = submit(ann, distributed={"workers": 3, "cpus_per_worker": 6})
+    small = submit(bob, **SMALL)
+    now = queued_since(session_factory, wide, timedelta(hours=1))
+    five, more = NodeShape(5.0, 0.0, 64 * GiB), NodeShape(6.5, 0.0, 64 * GiB)
+    room = ClusterRoom(26.5, 0.0, (more, five, five, five, five))
+    hold = timedelta(minutes=10)
+
+    def unpackable(nodes: tuple[NodeShape, ...]) -> tuple[int, ...]:
+        with session_factory() as session:
+            return holds_that_cannot_pack(
+                session=session,
+                room=ClusterRoom(26.5, 0.0, nodes),
+                hold_room_after=hold,
+                quota_defaults=QuotaDefaults(),
+                fair_share_window=timedelta(0),
+            )
+
+    assert unpackable(room.nodes or ()) == (wide,)
+    assert unpackable((more, more, more, five, five)) == ()  # three nodes hold a replica each
+    # 20 CPUs free on five nodes of 4: the small job would leave 18.7 of the 19 the
+    # gang waits for.
+    fours = (NodeShape(4.0, 0.0, 64 * GiB),) * 5
+    held = functools.partial(
+        claim, session_factory, free_cpus=20, hold=hold, free_nodes=fours, now=now
+    )
+    assert held(room=room) is None
+    assert claimed_id(held(room=replace(room, unplaceable=(wide,)))) == small

@@ -22,11 +22,19 @@ GiB = 2**30
 def cluster_at_seam(
     monkeypatch: pytest.MonkeyPatch, nodes: list[tuple[NodeShape, NodeShape]]
 ) -> None:
-    """`nodes`: each node's (totals, free); the cluster's sums follow from them."""
-    totals, frees = [t for t, _ in nodes], [f for _, f in nodes]
+    """`nodes`: each node's (totals, free), as nodes n0, n1, …; the cluster's sums
+    follow from them."""
+    totals = {f"n{index}": total for index, (total, _) in enumerate(nodes)}
+    frees = {f"n{index}": free for index, (_, free) in enumerate(nodes)}
     summed = {
-        "cluster_totals": ((sum(t.cpus for t in totals), sum(t.gpus for t in totals)), totals),
-        "cluster_free": ((sum(f.cpus for f in frees), sum(f.gpus for f in frees)), frees),
+        "cluster_totals": (
+            (sum(t.cpus for t in totals.values()), sum(t.gpus for t in totals.values())),
+            totals,
+        ),
+        "cluster_free": (
+            (sum(f.cpus for f in frees.values()), sum(f.gpus for f in frees.values())),
+            frees,
+        ),
     }
     for seam, answer in summed.items():
         monkeypatch.setattr(dispatcher_module, seam, lambda answer=answer: answer)

@@ -31,7 +31,7 @@ from tests.workers.dispatcher_seams import GiB, dispatcher_store, idle_node_at_s
 from workers import embedded
 from workers.capacity import Capacity, CapacityWindow
 from workers.dispatcher import Dispatcher
-from workers.own_gangs import ENDED_COUNT_SECONDS, OwnGangs
+from workers.own_gangs import ENDED_COUNT_SECONDS, OwnGang, OwnGangs, own_gang
 from workers.ray_runtime import cluster_totals
 
 
@@ -119,7 +119,7 @@ def dipped_dispatcher(
     dispatcher.capacity = CapacityWindow(settings.capacity_window_seconds, clock=clock)
     _totals, nodes = cluster_totals()
     assert nodes is not None, "Ray's per-node figures"
-    dispatcher.capacity.observe(RAY_TEST_CPUS + 4, 0, (*nodes, NodeShape(4, 0, 8 * GiB)))
+    dispatcher.capacity.observe(RAY_TEST_CPUS + 4, 0, (*nodes.values(), NodeShape(4, 0, 8 * GiB)))
     clock.now = settings.capacity_window_seconds
     thread = threading.Thread(target=dispatcher.run_forever, daemon=True)
     thread.start()
@@ -193,12 +193,16 @@ def test_the_room_a_hold_counts_on_is_what_this_dispatcher_could_free() -> None:
     assert window.room((8.0, 0.0), []) is None  # nothing observed yet
     node = NodeShape(8.0, 1.0, 64 * GiB)
     window.observe(8.0, 1.0, (node,))
-    assert window.room((4.0, 1.0), [(3.0, 0.0)]) == ClusterRoom(7.0, 1.0, (node,))
-    assert window.room((4.0, 0.0), [(3.0, 0.0), (3.0, 1.0)]) == ClusterRoom(8.0, 1.0, (node,))
+    three, gpu = OwnGang(3.0, 0.0), OwnGang(3.0, 1.0)
+    assert window.room((4.0, 1.0), [three]) == ClusterRoom(7.0, 1.0, (node,))  # nodes unread
+    assert window.room((4.0, 0.0), [three, gpu]) == ClusterRoom(8.0, 1.0, (node,))
+    assert window.room((4.0, 1.0), [three], {"#0": NodeShape(4.0, 1.0, 64 * GiB)}) == (
+        ClusterRoom(7.0, 1.0, (NodeShape(7.0, 1.0, 64 * GiB),))
+    )
     # None of its gangs running: what is free now, per node too (a review: two nodes
     # of 8 with 5 held outside on each held for a 5-CPU replica, for good).
     free_node = NodeShape(3.0, 1.0, 64 * GiB)
-    assert window.room((3.0, 1.0), [], (free_node,)) == ClusterRoom(3.0, 1.0, (free_node,))
+    assert window.room((3.0, 1.0), [], {"#0": free_node}) == ClusterRoom(3.0, 1.0, (free_node,))
 
 
 def test_per_node_the_room_adds_only_what_its_own_gangs_hold() -> None:
@@ -209,18 +213,27 @@ def test_per_node_the_room_adds_only_what_its_own_gangs_hold() -> None:
     its own gangs running (a review)."""
     window = CapacityWindow(60.0, clock=Clock())
     full = NodeShape(16.0, 2.0, 64 * GiB)
-    window.observe(32.0, 4.0, (full, full))
-    free = (NodeShape(12.0, 1.0, 48 * GiB), NodeShape(14.0, 1.0, 48 * GiB))
-    room = window.room((26.0, 2.0), [(4.0, 0.0), (2.0, 0.0)], free)
+    window.observe(32.0, 4.0, {"a": full, "b": full})
+    free = {"a": NodeShape(12.0, 1.0, 48 * GiB), "b": NodeShape(14.0, 1.0, 48 * GiB)}
+    # Gangs of 4 and 2 CPUs, both on node a by Ray's table.
+    placed = [OwnGang(4.0, 0.0, {"a": (4.0, 0.0)}), OwnGang(2.0, 0.0, {"a": (2.0, 0.0)})]
+    room = window.room((26.0, 2.0), placed, free)
     assert room is not None and room.nodes == (
         NodeShape(16.0, 1.0, 64 * GiB),  # 12 + 6, at most the node's 16
-        NodeShape(16.0, 1.0, 64 * GiB),
+        NodeShape(14.0, 1.0, 64 * GiB),  # nothing of its own there
     )
-    # A gang of its own holding a GPU could free one on either node (which, Ray knows).
-    room = window.room((26.0, 1.0), [(4.0, 1.0)], (free[0], NodeShape(14.0, 0.0, 48 * GiB)))
-    assert room is not None and [node.gpus for node in room.nodes or ()] == [2.0, 1.0]
-    # A node came or went between the two reads: the totals, as before.
-    assert window.room((26.0, 2.0), [(4.0, 0.0)], free[:1]) == ClusterRoom(30.0, 2.0, (full, full))
+    # A gang whose nodes are not known yet counts on every node.
+    room = window.room((26.0, 2.0), [OwnGang(4.0, 0.0)], free)
+    assert room is not None and [node.cpus for node in room.nodes or ()] == [16.0, 16.0]
+    # Its GPU gang on node b: a second GPU there only.
+    on_b = [OwnGang(4.0, 1.0, {"b": (4.0, 1.0)})]
+    room = window.room((26.0, 1.0), on_b, {"a": free["a"], "b": NodeShape(10.0, 0.0, 48 * GiB)})
+    assert room is not None and [node.gpus for node in room.nodes or ()] == [1.0, 1.0]
+    # Paired by node id, not by position: node a replaced by c between the two reads
+    # (c's totals are not known yet: what it has free).
+    c = NodeShape(8.0, 0.0, 32 * GiB)
+    room = window.room((22.0, 1.0), on_b, {"b": NodeShape(10.0, 0.0, 48 * GiB), "c": c})
+    assert room is not None and room.nodes == (NodeShape(14.0, 1.0, 64 * GiB), c)
 
 
 def test_an_ended_gang_still_counts_while_ray_catches_up() -> None:
@@ -231,8 +244,9 @@ def test_an_ended_gang_still_counts_while_ray_catches_up() -> None:
     spec = resolve(
         {"task": {"kind": "adding"}, "distributed": {"workers": 2, "cpus_per_worker": 1}}
     )
-    assert gangs.held([spec]) == [(3.0, 0.0)]
-    gangs.ended(spec)
-    assert gangs.held([]) == [(3.0, 0.0)]
+    gang = own_gang(spec, {"n1": (3.0, 0.0)})
+    assert gangs.held([gang]) == [OwnGang(3.0, 0.0, {"n1": (3.0, 0.0)})]
+    gangs.ended(gang)
+    assert gangs.held([]) == [gang]
     clock.now = ENDED_COUNT_SECONDS + 0.1
     assert gangs.held([]) == []

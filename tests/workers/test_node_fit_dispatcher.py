@@ -6,10 +6,12 @@ capacity window. No Ray: the nodes at the dispatcher's seams."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 import ray
@@ -33,6 +35,8 @@ from workers import dispatcher as dispatcher_module
 from workers import embedded, ray_runtime
 from workers.capacity import CapacityWindow
 from workers.dispatcher import Dispatcher
+from workers.job_run import JobRun
+from workers.own_gangs import OwnGang
 from workers.ray_runtime import cluster_free, cluster_totals, total_resources
 
 TWO_GPUS_PER_REPLICA = {
@@ -241,6 +245,42 @@ def test_a_waited_gang_that_packs_on_no_set_of_the_free_nodes_holds_no_room(
     assert any("smaller jobs queued behind it start meanwhile" in m for m in messages), messages
 
 
+class _RunningGang:
+    """A running job's stand-in, as the dispatcher's room reads it (JobRun.gang)."""
+
+    def __init__(self, gang: OwnGang) -> None:
+        self._gang = gang
+
+    def gang(self) -> OwnGang:
+        return self._gang
+
+
+def test_a_waited_gang_that_packs_on_no_set_of_the_rooms_nodes_holds_no_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five nodes of 8 CPUs with 5 free, 3 held on each: 1.5 by the dispatcher's own
+    gang on n0 (Ray's placement table says), 1.5 outside. A waited gang of 3 x 6 + 1
+    CPUs could pack only if n0's 6.5 were three nodes: it holds nothing, and explain
+    says so. Counted on every node, the own gang's 1.5 let it hold the cluster for as
+    long as the dispatcher's gangs kept running (a review)."""
+    settings, sessions = dispatcher_store(tmp_path)
+    total, free = NodeShape(8, 0, 32 * GiB), NodeShape(5, 0, 24 * GiB)
+    cluster_at_seam(monkeypatch, [(total, free)] * 5)
+    wide = _submit(
+        sessions, {"task": {"kind": "adding"}, "distributed": {"workers": 3, "cpus_per_worker": 6}}
+    )
+    with transaction(sessions) as session:
+        session.get_one(Job, wide).created_at -= timedelta(hours=1)
+    with _dispatcher(settings, sessions) as (dispatcher, clock):
+        own = _RunningGang(OwnGang(1.5, 0.0, {"n0": (1.5, 0.0)}))
+        dispatcher.runs[(99, 1)] = (cast(JobRun, own), threading.Thread())
+        _watch_the_window(dispatcher, clock)
+        with sessions() as session:
+            report = session.get_one(DispatcherRow, "d1").resources
+    assert report["room"]["nodes"][0]["CPU"] == 6.5 and report["room"]["nodes"][1]["CPU"] == 5
+    assert report["room"]["unplaceable"] == [wide]
+
+
 @pytest.mark.ray
 def test_the_per_node_reads_agree_with_rays_public_sums(ray_address: str) -> None:
     """The per-node seam (a private Ray module: no public call without the dashboard)
@@ -248,7 +288,8 @@ def test_the_per_node_reads_agree_with_rays_public_sums(ray_address: str) -> Non
     (cpus, gpus), totals = cluster_totals()
     (free_cpus, _), frees = cluster_free()
     assert totals is not None and frees is not None
-    [total], [free] = totals, frees
+    [total], [free] = totals.values(), frees.values()
+    assert list(totals) == list(frees)  # the same node, by its id
     assert (cpus, gpus) == (total.cpus, total.gpus) == total_resources() == (RAY_TEST_CPUS, 0)
     assert total.memory == ray.cluster_resources()["memory"] > 0  # type: ignore[no-untyped-call]
     assert 0 <= free_cpus == free.cpus <= total.cpus and 0 < free.memory <= total.memory

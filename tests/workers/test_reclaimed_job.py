@@ -27,6 +27,7 @@ from tests.polling import wait_until
 from tests.workers.dispatcher_seams import dispatcher_store, idle_node_at_seam
 from workers import dispatcher as dispatcher_module
 from workers.dispatcher import Dispatcher
+from workers.own_gangs import OwnGang, own_gang
 
 
 class HeldRun:
@@ -34,13 +35,16 @@ class HeldRun:
 
     def __init__(self, claimed: Any, *, on_exit: Any, **_: Any) -> None:
         self.claimed, self.job_id, self.on_exit = claimed, claimed.job_id, on_exit
-        self.spec = ResolvedSpec.model_validate(claimed.spec)  # the room counts its gang
+        self.spec = ResolvedSpec.model_validate(claimed.spec)
         self.drain_requested = threading.Event()
         self.stop_requested = threading.Event()
         self.gang_reserved = threading.Event()
         self.gang_reserved.set()
         self.end = threading.Event()
         self.exited = threading.Event()
+
+    def gang(self) -> OwnGang:  # the room counts its gang, on no known node
+        return own_gang(self.spec, None)
 
     def run(self) -> None:
         self.end.wait(60)

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -55,6 +56,10 @@ def test_a_small_job_waits_behind_a_gang_room_is_held_for(
             what="two turns of the dispatcher's loop with both queued",
         )
         assert load_job(session_factory, small).status == "queued", "room is held for the gang"
+        # The running gang's room by node, from Ray's placement-group table: its 3
+        # CPUs on the one node (capacity.room counts them there only).
+        [(run, _thread)] = dispatcher.runs.values()
+        assert run.gang().on_nodes == {ray.get_runtime_context().get_node_id(): (3.0, 0.0)}
         with transaction(session_factory) as session:
             request_cancel(session=session, job=session.get_one(Job, busy), actor="test")
         for job_id in (wide, small):
