@@ -44,7 +44,7 @@ from service.schemas.node_fit import (
     most_free,
     never_together,
 )
-from workers.own_gangs import OwnGang
+from workers.own_gangs import OwnGang, held_together
 
 # The most shapes (a CPU/GPU shape and its count, summed over the window's node
 # sets) a report lists in "node_sets": a lab's cluster has a few; one that changes
@@ -158,19 +158,27 @@ class CapacityWindow:
     ) -> tuple[NodeShape, ...] | None:
         if free_nodes is None:  # the per-node read failed: each node's totals at most
             return tuple(self._newest_nodes.values()) if running else None
-        anywhere = (
-            sum(gang.cpus for gang in running if not gang.on_nodes),
-            sum(gang.gpus for gang in running if not gang.on_nodes),
-        )
+        if not running:  # nothing of its own to free: what is free now
+            return tuple(free_nodes.values())
+        if not self._newest_nodes:  # the totals' read failed: judged by the sums
+            return None
+        anywhere = held_together(gang for gang in running if not gang.on_nodes)
         room = []
         for node_id, node in free_nodes.items():
-            held = [gang.on_nodes.get(node_id, (0.0, 0.0)) for gang in running]
-            cpus = node.cpus + anywhere[0] + sum(cpus for cpus, _ in held)
-            gpus = node.gpus + anywhere[1] + sum(gpus for _, gpus in held)
-            if (total := self._newest_nodes.get(node_id)) is not None:
-                room.append(NodeShape(min(cpus, total.cpus), min(gpus, total.gpus), total.memory))
-            else:  # new since the totals were read
-                room.append(NodeShape(node.cpus, node.gpus, node.memory))
+            here = held_together(
+                gang.on_nodes[node_id] for gang in running if node_id in gang.on_nodes
+            )
+            total = self._newest_nodes.get(node_id)
+            if total is None:  # new since the totals were read: nothing of its own there
+                room.append(node)
+                continue
+            room.append(
+                NodeShape(
+                    min(total.cpus, node.cpus + here.cpus + anywhere.cpus),
+                    min(total.gpus, node.gpus + here.gpus + anywhere.gpus),
+                    min(total.memory, node.memory + here.memory + anywhere.memory),
+                )
+            )
         return tuple(room)
 
     def judges_nodes(self) -> bool:

@@ -70,7 +70,7 @@ class Dispatcher:
         # Jobs the claims passed over, their gangs not fitting the free nodes at once.
         self.passed_over = PassedOverJobs()
         self.own_gangs = OwnGangs()  # what the room may count on (capacity.room)
-        self._unpackable: tuple[int, ...] = ()  # jobs that cannot hold it (held_room)
+        self._unfit: tuple[int, ...] = ()  # jobs that cannot hold it (held_room)
         # No reaping for a lease after an outage: the heartbeats renew (reap_grace).
         self.reap_grace = ReapGrace(settings.lease_seconds)
         self.capacity = CapacityWindow(
@@ -144,8 +144,8 @@ class Dispatcher:
         limit = self.capacity.largest()
         free, gangs = (free_cpus, free_gpus), self._running_gangs()
         room = room_now(self.capacity, free, gangs, node_frees, self.passed_over)
+        room, self._unfit = name_unpackable(self.sessions, room, self.settings, self._unfit)
         with transaction(self.sessions) as session:
-            room, self._unpackable = name_unpackable(session, room, self.settings)
             requeued = (
                 requeue_expired(session=session, actor=f"reaper:{self.id}")
                 if self.reap_grace.may_reap()
@@ -198,7 +198,7 @@ class Dispatcher:
                 quota_defaults=self.settings.quota_defaults(),
                 fair_share_window=self.settings.fair_share_window(),
                 hold_room_after=self.settings.hold_room_after(),
-                room=with_unplaceable(room, self._unpackable),
+                room=with_unplaceable(room, self._unfit),
             )
         if claimed is None:
             return False

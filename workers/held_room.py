@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.node_fit import ClusterRoom, NodeShape, unplaceable_in
 from service.settings import Settings
-from service.store.claim_candidate import holds_that_cannot_pack
+from service.store.db import read_transaction
+from service.store.held_packing import holds_that_cannot_pack
 from workers.capacity import CapacityWindow
 from workers.own_gangs import OwnGang
 from workers.passed_over import PassedOverJobs
@@ -37,23 +38,31 @@ def room_now(
 
 
 def name_unpackable(
-    session: Session, room: ClusterRoom | None, settings: Settings
+    sessions: sessionmaker[Session],
+    room: ClusterRoom | None,
+    settings: Settings,
+    known: tuple[int, ...],
 ) -> tuple[ClusterRoom | None, tuple[int, ...]]:
     """`room` naming also the jobs that would hold it but pack on none of its node
-    sets, and those jobs (the claims until the next maintenance name them too)."""
+    sets, and those jobs (the claims until the next maintenance name them too;
+    `known`: the last turn's, tested again). Read in a transaction of its own: on
+    SQLite the maintenance's write transaction holds the database's write lock."""
     if room is None:
         return None, ()
-    unpackable = holds_that_cannot_pack(
-        session=session,
-        room=room,
-        hold_room_after=settings.hold_room_after(),
-        quota_defaults=settings.quota_defaults(),
-        fair_share_window=settings.fair_share_window(),
-    )
+    with read_transaction(sessions) as session:
+        unpackable = holds_that_cannot_pack(
+            session=session,
+            room=room,
+            hold_room_after=settings.hold_room_after(),
+            quota_defaults=settings.quota_defaults(),
+            fair_share_window=settings.fair_share_window(),
+            known=known,
+        )
     return with_unplaceable(room, unpackable), unpackable
 
 
 def with_unplaceable(room: ClusterRoom | None, jobs: tuple[int, ...]) -> ClusterRoom | None:
     if room is None or not jobs:
         return room
-    return dataclasses.replace(room, unplaceable=(*room.unplaceable, *jobs))
+    named = tuple(dict.fromkeys((*room.unplaceable, *jobs)))  # each once, in order
+    return dataclasses.replace(room, unplaceable=named)

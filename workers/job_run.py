@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import artifact_url, remove_quietly
 from service.errors import StaleLease
+from service.schemas.node_fit import NodeShape
 from service.schemas.resolved import ResolvedSpec
 from service.settings import Settings
 from service.store import attempts
@@ -34,7 +35,7 @@ from workers.job_outcome import (
     run_end,
 )
 from workers.lease_keeper import LeaseKeeper
-from workers.own_gangs import OwnGang, own_gang
+from workers.own_gangs import OwnGang, held_by, own_gang
 from workers.ray_job import JobEvent, RayJob
 from workers.resume import (
     DatasetChanged,
@@ -77,7 +78,7 @@ class JobRun:
         # Set once the gang's placement group holds its resources (or the start
         # failed), before its actors start; `on_reserved` is called then too.
         self.gang_reserved = threading.Event()
-        self._placed_on: dict[str, tuple[float, float]] = {}  # its bundles' nodes, once placed
+        self._placed_on: dict[str, NodeShape] = {}  # what it holds on each node, once placed
         self._end = AttemptEnd(claimed, rounds=self.spec.schedule.rounds, progress=self.progress)
         # Store writes retry through short outages (workers.store_writer); the events
         # that arrive meanwhile wait, in order, in the reader's queue (the buffer).
@@ -191,10 +192,10 @@ class JobRun:
 
     def gang(self) -> OwnGang:
         """What this job's gang holds, and where once placed (the dispatcher's room)."""
-        return own_gang(self.spec, self._placed_on)
+        return own_gang(self.spec, self.claimed.memory, self._placed_on)
 
     def _placed(self, gang: RayJob) -> None:
-        self._placed_on = dict(gang.placed_on)
+        self._placed_on = {node: held_by(bundles) for node, bundles in gang.placed_on.items()}
         self._reserved()
 
     def _reserved(self) -> None:  # twice is harmless: a poke of the dispatcher's loop

@@ -1,4 +1,4 @@
-"""The CPUs and GPUs a dispatcher's own gangs hold, and on which nodes where Ray's
+"""The resources a dispatcher's own gangs hold, and on which nodes where Ray's
 placement-group table says: what the room a hold counts on may add to what is free
 (workers.capacity.CapacityWindow.room)."""
 
@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from service.schemas.gang import gang_totals
+from service.schemas.gang import Bundle, GangMemory, gang_bundles
+from service.schemas.node_fit import NodeShape
 from service.schemas.resolved import ResolvedSpec
 
 # How long an ended gang still counts: Ray's free figures show a removed placement
@@ -21,17 +22,38 @@ ENDED_COUNT_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class OwnGang:
-    """A gang's (CPUs, GPUs) in all, and per node id where its placement is known
-    (empty: not yet placed, or Ray's table did not say — it may be on any node)."""
+    """A gang's CPUs, GPUs and memory in all, and what it holds on each node by node
+    id where its placement is known (empty: not yet placed, or Ray's table did not
+    say — it may be on any node)."""
 
     cpus: float
     gpus: float
-    on_nodes: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    memory: float = 0.0
+    on_nodes: Mapping[str, NodeShape] = field(default_factory=dict)
 
 
-def own_gang(spec: ResolvedSpec, on_nodes: Mapping[str, tuple[float, float]] | None) -> OwnGang:
-    cpus, gpus = gang_totals(spec)
-    return OwnGang(cpus, gpus, dict(on_nodes or {}))
+def held_by(bundles: list[Bundle]) -> NodeShape:
+    """What `bundles` hold together, as a node shape (CPUs, GPUs, memory)."""
+    return NodeShape(
+        sum(b.get("CPU", 0.0) for b in bundles),
+        sum(b.get("GPU", 0.0) for b in bundles),
+        sum(b.get("memory", 0.0) for b in bundles),
+    )
+
+
+def held_together(held: Iterable[OwnGang | NodeShape]) -> NodeShape:
+    """The CPUs, GPUs and memory of gangs (or of what they hold on a node) summed."""
+    shapes = [NodeShape(h.cpus, h.gpus, h.memory) for h in held]
+    return NodeShape(
+        sum(s.cpus for s in shapes), sum(s.gpus for s in shapes), sum(s.memory for s in shapes)
+    )
+
+
+def own_gang(
+    spec: ResolvedSpec, memory: GangMemory | None, on_nodes: Mapping[str, NodeShape] | None
+) -> OwnGang:
+    held = held_by(gang_bundles(spec, memory))
+    return OwnGang(held.cpus, held.gpus, held.memory, dict(on_nodes or {}))
 
 
 class OwnGangs:

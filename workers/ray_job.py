@@ -21,7 +21,7 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from service.schemas.gang import GangMemory, gang_bundles
+from service.schemas.gang import Bundle, GangMemory, gang_bundles
 from service.schemas.resolved import ResolvedSpec
 from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
@@ -73,7 +73,7 @@ class RayJob:
         self.datasets = dict(datasets or {})
         self.dtype = dtype
         self.pg: Any = None
-        self.placed_on: dict[str, tuple[float, float]] = {}  # (CPUs, GPUs) by node id
+        self.placed_on: dict[str, list[Bundle]] = {}  # its bundles by node id, once placed
         self.actors: list[Any] = []
         self.tries = 1  # gangs of actors started for this attempt (restart)
         self.replicas: list[Any] = []

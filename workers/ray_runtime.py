@@ -206,16 +206,15 @@ def place_gang(bundles: list[Bundle]) -> PlacementGroup:
     return pinned
 
 
-def bundle_nodes(group: PlacementGroup, bundles: list[Bundle]) -> dict[str, tuple[float, float]]:
-    """The (CPUs, GPUs) a placed group's bundles hold on each node, by node id (what
-    the dispatcher could free there: capacity.room); empty where Ray's table does not
-    say (the room then counts the gang on every node)."""
+def bundle_nodes(group: PlacementGroup, bundles: list[Bundle]) -> dict[str, list[Bundle]]:
+    """A placed group's bundles on each node, by node id (what the dispatcher could
+    free there: capacity.room); empty where Ray's table does not say (the room then
+    counts the gang on every node)."""
     try:
         nodes = placement_group_table(group)["bundles_to_node_id"]
-        held: dict[str, tuple[float, float]] = {}
+        held: dict[str, list[Bundle]] = {}
         for index, bundle in enumerate(bundles):
-            cpus, gpus = held.get(nodes[index], (0.0, 0.0))
-            held[nodes[index]] = (cpus + bundle.get("CPU", 0.0), gpus + bundle.get("GPU", 0.0))
+            held.setdefault(nodes[index], []).append(bundle)
         return held
     except Exception as exc:  # whatever its table lacks: the room is bounded without it
         log.debug("the placement group's nodes are unknown: %r", exc)

@@ -20,7 +20,7 @@ nothing: it would hold the cluster for a start that cannot come.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,16 +39,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom, most_free, packs
+from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom, most_free
 from service.schemas.quota import QuotaDefaults
 from service.store.db import db_now
 from service.store.models import Job, JobAttempt, JobStatus, User, UtcDateTime, table_of
 from service.store.node_fit_sql import (
     UNLIMITED,
-    bundles_of,
     fits_free_node,
     free_node_params,
-    workers_of,
 )
 from service.store.queue_order import (
     FAIR_SHARE_SINCE,
@@ -252,41 +250,3 @@ def held_jobs(
         session.execute(statement, {**params, **room_params(room)}).one_or_none() for room in rooms
     ]
     return [None if row is None else HeldJob(*row) for row in rows]
-
-
-# How many would-be held jobs one maintenance tests for packing (holds_that_cannot_pack).
-PACKING_TESTS_MOST = 4
-
-
-def holds_that_cannot_pack(
-    *,
-    session: Session,
-    room: ClusterRoom,
-    hold_room_after: timedelta,
-    quota_defaults: QuotaDefaults,
-    fair_share_window: timedelta,
-) -> tuple[int, ...]:
-    """The jobs that would hold `room` in turn whose gangs pack on no set of its nodes
-    (node_fit.packs), the first PACKING_TESTS_MOST of them: `held_job` tests each
-    bundle against the node with the most of each resource only, so a gang that
-    packs nowhere — nodes partly held outside the dispatcher — held the cluster, for
-    ever where the dispatcher's other gangs kept running (a review). The dispatcher
-    asks at each maintenance and names them in the room (ClusterRoom.unplaceable)."""
-    if room.nodes is None:
-        return ()
-    found: list[int] = []
-    for _ in range(PACKING_TESTS_MOST):
-        trial = replace(room, unplaceable=(*room.unplaceable, *found))
-        (held,) = held_jobs(
-            session=session,
-            rooms=[trial],
-            hold_room_after=hold_room_after,
-            quota_defaults=quota_defaults,
-            fair_share_window=fair_share_window,
-        )
-        job = None if held is None else session.get(Job, held.id)
-        workers = None if job is None else workers_of(job)
-        if job is None or workers is None or packs(bundles_of(job), workers, room.nodes):
-            break
-        found.append(job.id)
-    return tuple(found)

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.schemas.node_fit import ClusterRoom, NodeShape
 from service.schemas.quota import QuotaDefaults
 from service.store.attempts import ClaimedJob, claim_next, fail
-from service.store.claim_candidate import holds_that_cannot_pack
 from service.store.db import db_now, transaction
+from service.store.held_packing import holds_that_cannot_pack
 from service.store.models import Job, User
 from tests.store.conftest import MakeUser, Submit, load_job
 
@@ -327,3 +327,43 @@ def test_a_gang_that_packs_on_no_set_of_the_rooms_nodes_is_named_unplaceable(
     )
     assert held(room=room) is None
     assert claimed_id(held(room=replace(room, unplaceable=(wide,)))) == small
+
+
+def test_a_queue_of_gangs_that_pack_nowhere_is_worked_through_turn_by_turn(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Five such gangs: a maintenance tests four anew, and keeps naming the ones it
+    found before (each tested again), so the fifth is named at the next turn; it held
+    for ever when each turn started afresh with the same four (a review)."""
+    ann, bob = make_user("ann"), make_user("bob")
+    wide = [submit(ann, distributed={"workers": 3, "cpus_per_worker": 6}) for _ in range(5)]
+    small = submit(bob, **SMALL)
+    for job_id in wide:
+        now = queued_since(session_factory, job_id, timedelta(hours=1))
+    five, more = NodeShape(5.0, 0.0, 64 * GiB), NodeShape(6.5, 0.0, 64 * GiB)
+    room = ClusterRoom(26.5, 0.0, (more, five, five, five, five))
+
+    def unpackable(known: tuple[int, ...]) -> tuple[int, ...]:
+        with session_factory() as session:
+            return holds_that_cannot_pack(
+                session=session,
+                room=room,
+                hold_room_after=timedelta(minutes=10),
+                quota_defaults=QuotaDefaults(),
+                fair_share_window=timedelta(0),
+                known=known,
+            )
+
+    first = unpackable(())
+    assert first == tuple(wide[:4])
+    assert unpackable(first) == tuple(wide)
+    fours = (NodeShape(4.0, 0.0, 64 * GiB),) * 5
+    taken = claim(
+        session_factory,
+        free_cpus=20,
+        hold=timedelta(minutes=10),
+        free_nodes=fours,
+        now=now,
+        room=replace(room, unplaceable=tuple(wide)),
+    )
+    assert claimed_id(taken) == small

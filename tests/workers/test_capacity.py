@@ -210,30 +210,53 @@ def test_per_node_the_room_adds_only_what_its_own_gangs_hold() -> None:
     (a notebook, a leaked placement group): while its own gangs use CPUs only, no node
     could free 2 GPUs, so a 2-GPU replica holds nothing. The nodes' totals were the
     room before, and such a gang held every GPU job back for ever while CPU jobs kept
-    its own gangs running (a review)."""
+    its own gangs running (a review). Memory the same way."""
     window = CapacityWindow(60.0, clock=Clock())
     full = NodeShape(16.0, 2.0, 64 * GiB)
     window.observe(32.0, 4.0, {"a": full, "b": full})
     free = {"a": NodeShape(12.0, 1.0, 48 * GiB), "b": NodeShape(14.0, 1.0, 48 * GiB)}
-    # Gangs of 4 and 2 CPUs, both on node a by Ray's table.
-    placed = [OwnGang(4.0, 0.0, {"a": (4.0, 0.0)}), OwnGang(2.0, 0.0, {"a": (2.0, 0.0)})]
+    # Gangs of 4 and 2 CPUs (and 3 + 1 GiB), both on node a by Ray's table.
+    placed = [
+        OwnGang(4.0, 0.0, 3 * GiB, {"a": NodeShape(4.0, 0.0, 3 * GiB)}),
+        OwnGang(2.0, 0.0, 1 * GiB, {"a": NodeShape(2.0, 0.0, 1 * GiB)}),
+    ]
     room = window.room((26.0, 2.0), placed, free)
     assert room is not None and room.nodes == (
-        NodeShape(16.0, 1.0, 64 * GiB),  # 12 + 6, at most the node's 16
-        NodeShape(14.0, 1.0, 64 * GiB),  # nothing of its own there
+        NodeShape(16.0, 1.0, 52 * GiB),  # 12 + 6 CPUs, at most the node's 16; 48 + 4 GiB
+        NodeShape(14.0, 1.0, 48 * GiB),  # nothing of its own there
     )
     # A gang whose nodes are not known yet counts on every node.
-    room = window.room((26.0, 2.0), [OwnGang(4.0, 0.0)], free)
-    assert room is not None and [node.cpus for node in room.nodes or ()] == [16.0, 16.0]
+    room = window.room((26.0, 2.0), [OwnGang(4.0, 0.0, 2 * GiB)], free)
+    assert room is not None and [(n.cpus, n.memory) for n in room.nodes or ()] == [
+        (16.0, 50 * GiB),
+        (16.0, 50 * GiB),
+    ]
     # Its GPU gang on node b: a second GPU there only.
-    on_b = [OwnGang(4.0, 1.0, {"b": (4.0, 1.0)})]
+    on_b = [OwnGang(4.0, 1.0, 0.0, {"b": NodeShape(4.0, 1.0, 0.0)})]
     room = window.room((26.0, 1.0), on_b, {"a": free["a"], "b": NodeShape(10.0, 0.0, 48 * GiB)})
     assert room is not None and [node.gpus for node in room.nodes or ()] == [1.0, 1.0]
     # Paired by node id, not by position: node a replaced by c between the two reads
     # (c's totals are not known yet: what it has free).
     c = NodeShape(8.0, 0.0, 32 * GiB)
     room = window.room((22.0, 1.0), on_b, {"b": NodeShape(10.0, 0.0, 48 * GiB), "c": c})
-    assert room is not None and room.nodes == (NodeShape(14.0, 1.0, 64 * GiB), c)
+    assert room is not None and room.nodes == (NodeShape(14.0, 1.0, 48 * GiB), c)
+
+
+def test_with_nothing_of_its_own_running_the_room_is_what_is_free_memory_too() -> None:
+    """A node whose memory is partly reserved outside the dispatcher: with none of its
+    gangs running the room is each node's free figures, memory included (its total
+    memory counted a gang that fits only the total as able to hold an idle cluster:
+    a review). And when the totals' per-node read failed, per node nothing is said
+    while its gangs run (judged by the sums), not the free figures alone."""
+    window = CapacityWindow(60.0, clock=Clock())
+    window.observe(8.0, 0.0, {"a": NodeShape(8.0, 0.0, 16 * GiB)})
+    free = {"a": NodeShape(8.0, 0.0, 6 * GiB)}
+    assert window.room((8.0, 0.0), [], free) == ClusterRoom(8.0, 0.0, (free["a"],))
+    window.observe(8.0, 0.0, {})  # the totals' per-node read failed
+    placed = [OwnGang(4.0, 0.0, 0.0, {"a": NodeShape(4.0, 0.0, 0.0)})]
+    assert window.room((4.0, 0.0), placed, {"a": NodeShape(4.0, 0.0, 6 * GiB)}) == (
+        ClusterRoom(8.0, 0.0, None)
+    )
 
 
 def test_an_ended_gang_still_counts_while_ray_catches_up() -> None:
@@ -244,8 +267,8 @@ def test_an_ended_gang_still_counts_while_ray_catches_up() -> None:
     spec = resolve(
         {"task": {"kind": "adding"}, "distributed": {"workers": 2, "cpus_per_worker": 1}}
     )
-    gang = own_gang(spec, {"n1": (3.0, 0.0)})
-    assert gangs.held([gang]) == [OwnGang(3.0, 0.0, {"n1": (3.0, 0.0)})]
+    gang = own_gang(spec, None, {"n1": NodeShape(3.0, 0.0, 0.0)})
+    assert gangs.held([gang]) == [OwnGang(3.0, 0.0, 0.0, {"n1": NodeShape(3.0, 0.0, 0.0)})]
     gangs.ended(gang)
     assert gangs.held([]) == [gang]
     clock.now = ENDED_COUNT_SECONDS + 0.1

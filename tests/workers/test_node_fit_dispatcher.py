@@ -272,7 +272,7 @@ def test_a_waited_gang_that_packs_on_no_set_of_the_rooms_nodes_holds_no_room(
     with transaction(sessions) as session:
         session.get_one(Job, wide).created_at -= timedelta(hours=1)
     with _dispatcher(settings, sessions) as (dispatcher, clock):
-        own = _RunningGang(OwnGang(1.5, 0.0, {"n0": (1.5, 0.0)}))
+        own = _RunningGang(OwnGang(1.5, 0.0, 0.0, {"n0": NodeShape(1.5, 0.0, 0.0)}))
         dispatcher.runs[(99, 1)] = (cast(JobRun, own), threading.Thread())
         _watch_the_window(dispatcher, clock)
         with sessions() as session:

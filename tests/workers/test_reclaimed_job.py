@@ -44,7 +44,7 @@ class HeldRun:
         self.exited = threading.Event()
 
     def gang(self) -> OwnGang:  # the room counts its gang, on no known node
-        return own_gang(self.spec, None)
+        return own_gang(self.spec, None, None)
 
     def run(self) -> None:
         self.end.wait(60)

@@ -59,7 +59,9 @@ def test_a_small_job_waits_behind_a_gang_room_is_held_for(
         # The running gang's room by node, from Ray's placement-group table: its 3
         # CPUs on the one node (capacity.room counts them there only).
         [(run, _thread)] = dispatcher.runs.values()
-        assert run.gang().on_nodes == {ray.get_runtime_context().get_node_id(): (3.0, 0.0)}
+        [(node, held)] = run.gang().on_nodes.items()
+        assert node == ray.get_runtime_context().get_node_id()
+        assert (held.cpus, held.gpus) == (3.0, 0.0) and held.memory > 0  # its reservations
         with transaction(session_factory) as session:
             request_cancel(session=session, job=session.get_one(Job, busy), actor="test")
         for job_id in (wide, small):
