@@ -1,12 +1,13 @@
 """The room a dispatcher's claims hold for a job that has waited (service.store.
 claim_candidate), with the jobs named that cannot hold it: those its claims passed
 over on the free nodes when the room is those nodes (node_fit.unplaceable_in), and
-those whose gangs pack on no set of its nodes (claim_candidate.holds_that_cannot_pack,
+those whose gangs pack on no set of its nodes (held_packing.holds_that_cannot_pack,
 asked at each maintenance)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +19,8 @@ from service.store.held_packing import holds_that_cannot_pack
 from workers.capacity import CapacityWindow
 from workers.own_gangs import OwnGang
 from workers.passed_over import PassedOverJobs
+
+log = logging.getLogger(__name__)
 
 
 def room_now(
@@ -48,16 +51,20 @@ def name_unpackable(
     `known`: the last turn's, tested again). Read in a transaction of its own: on
     SQLite the maintenance's write transaction holds the database's write lock."""
     if room is None:
-        return None, ()
-    with read_transaction(sessions) as session:
-        unpackable = holds_that_cannot_pack(
-            session=session,
-            room=room,
-            hold_room_after=settings.hold_room_after(),
-            quota_defaults=settings.quota_defaults(),
-            fair_share_window=settings.fair_share_window(),
-            known=known,
-        )
+        return None, known
+    try:
+        with read_transaction(sessions) as session:
+            unpackable = holds_that_cannot_pack(
+                session=session,
+                room=room,
+                hold_room_after=settings.hold_room_after(),
+                quota_defaults=settings.quota_defaults(),
+                fair_share_window=settings.fair_share_window(),
+                known=known,
+            )
+    except Exception as exc:  # advice to the claim: the maintenance goes on without it
+        log.warning("could not test the jobs that would hold the room (kept as named): %s", exc)
+        unpackable = known
     return with_unplaceable(room, unpackable), unpackable
 
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.schemas.node_fit import ClusterRoom, NodeShape, packs
 from service.schemas.quota import QuotaDefaults
 from service.store.claim_candidate import held_jobs
-from service.store.models import Job
+from service.store.models import Job, JobStatus
 from service.store.node_fit_sql import bundles_of, workers_of
 
-# How many would-be held jobs one maintenance tests for packing anew, and how many it
-# keeps naming from the turns before (each tested again: holds_that_cannot_pack).
-PACKING_TESTS_MOST, UNPACKABLE_KEPT_MOST = 4, 64
+# How many would-be held jobs one maintenance tests for packing anew; those it named
+# before are all tested again, in one read (only queued jobs can be, so no more).
+PACKING_TESTS_MOST = 4
 
 
 def holds_that_cannot_pack(
@@ -34,16 +35,20 @@ def holds_that_cannot_pack(
     (node_fit.packs): `held_job` tests each bundle against the node with the most of
     each resource only, so a gang that packs nowhere — nodes partly held outside the
     dispatcher — held the cluster, for ever where the dispatcher's other gangs kept
-    running (a review). `known`: those named at the turns before, each tested again
-    and kept while it still packs nowhere, so that a queue of many such gangs is
-    worked through PACKING_TESTS_MOST new ones a turn (a review: the fifth of five
-    held for ever). The dispatcher asks at each maintenance and names them in the
-    room (ClusterRoom.unplaceable)."""
+    running (a review). `known`: those named at the turns before, each kept while it
+    is queued and still packs nowhere, so a queue of many such gangs is worked
+    through PACKING_TESTS_MOST new ones a turn (reviews: the fifth of five, then the
+    69th of many, held for ever when the names were not all kept). Where the room's
+    nodes are unknown, `known` as it is. The dispatcher asks at each maintenance and
+    names them in the room (ClusterRoom.unplaceable)."""
     if room.nodes is None:
-        return ()
+        return known
     nodes = room.nodes
-    kept = [job_id for job_id in known if not _packs(session, job_id, nodes)]
-    found = kept[-UNPACKABLE_KEPT_MOST:]
+    still_queued = session.scalars(
+        select(Job).where(Job.id.in_(known), Job.status == JobStatus.QUEUED.value)
+    )
+    by_id = {job.id: job for job in still_queued}
+    found = [i for i in known if i in by_id and not _packs(by_id[i], nodes)]
     for _ in range(PACKING_TESTS_MOST):
         trial = replace(room, unplaceable=(*room.unplaceable, *found))
         (held,) = held_jobs(
@@ -53,15 +58,15 @@ def holds_that_cannot_pack(
             quota_defaults=quota_defaults,
             fair_share_window=fair_share_window,
         )
-        if held is None or _packs(session, held.id, nodes):
+        job = None if held is None else session.get(Job, held.id)
+        if job is None or _packs(job, nodes):
             break
-        found.append(held.id)
+        found.append(job.id)
     return tuple(found)
 
 
-def _packs(session: Session, job_id: int, nodes: tuple[NodeShape, ...]) -> bool:
-    """Whether the job's gang packs on `nodes`; true where it cannot be judged (gone,
-    or a spec without its worker count): such a job is not named."""
-    job = session.get(Job, job_id)
-    workers = None if job is None else workers_of(job)
-    return job is None or workers is None or packs(bundles_of(job), workers, nodes)
+def _packs(job: Job, nodes: tuple[NodeShape, ...]) -> bool:
+    """Whether the job's gang packs on `nodes`; true where it cannot be judged (a spec
+    without its worker count): such a job is not named."""
+    workers = workers_of(job)
+    return workers is None or packs(bundles_of(job), workers, nodes)

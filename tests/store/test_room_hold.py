@@ -357,6 +357,18 @@ def test_a_queue_of_gangs_that_pack_nowhere_is_worked_through_turn_by_turn(
     first = unpackable(())
     assert first == tuple(wide[:4])
     assert unpackable(first) == tuple(wide)
+    # Where the room's nodes are unknown for a turn, the names stay.
+    with session_factory() as session:
+        unknown = replace(room, nodes=None)
+        kept = holds_that_cannot_pack(
+            session=session,
+            room=unknown,
+            hold_room_after=timedelta(minutes=10),
+            quota_defaults=QuotaDefaults(),
+            fair_share_window=timedelta(0),
+            known=tuple(wide),
+        )
+    assert kept == tuple(wide)
     fours = (NodeShape(4.0, 0.0, 64 * GiB),) * 5
     taken = claim(
         session_factory,
@@ -367,3 +379,40 @@ def test_a_queue_of_gangs_that_pack_nowhere_is_worked_through_turn_by_turn(
         room=replace(room, unplaceable=tuple(wide)),
     )
     assert claimed_id(taken) == small
+
+
+def test_every_gang_that_packs_nowhere_stays_named_while_queued(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """Twelve such gangs are all named after three turns (a cap on the names kept let
+    the one past it hold for ever: a review); a cancelled one is no longer named."""
+    ann = make_user("ann")
+    wide = [submit(ann, distributed={"workers": 3, "cpus_per_worker": 6}) for _ in range(12)]
+    for job_id in wide:
+        queued_since(session_factory, job_id, timedelta(hours=1))
+    five, more = NodeShape(5.0, 0.0, 64 * GiB), NodeShape(6.5, 0.0, 64 * GiB)
+    room = ClusterRoom(26.5, 0.0, (more, five, five, five, five))
+    known: tuple[int, ...] = ()
+    for _turn in range(3):
+        with session_factory() as session:
+            known = holds_that_cannot_pack(
+                session=session,
+                room=room,
+                hold_room_after=timedelta(minutes=10),
+                quota_defaults=QuotaDefaults(),
+                fair_share_window=timedelta(0),
+                known=known,
+            )
+    assert known == tuple(wide)
+    with transaction(session_factory) as session:
+        session.get_one(Job, wide[0]).status = "cancelled"
+    with session_factory() as session:
+        again = holds_that_cannot_pack(
+            session=session,
+            room=room,
+            hold_room_after=timedelta(minutes=10),
+            quota_defaults=QuotaDefaults(),
+            fair_share_window=timedelta(0),
+            known=known,
+        )
+    assert again == tuple(wide[1:])
