@@ -62,6 +62,21 @@ def queued_since(factory: sessionmaker[Session], job_id: int, ago: timedelta) ->
     return now
 
 
+def unpackable(
+    factory: sessionmaker[Session], room: ClusterRoom, known: tuple[int, ...] = ()
+) -> tuple[int, ...]:
+    """held_packing.holds_that_cannot_pack at a 10-minute hold, as a maintenance asks."""
+    with factory() as session:
+        return holds_that_cannot_pack(
+            session=session,
+            room=room,
+            hold_room_after=timedelta(minutes=10),
+            quota_defaults=QuotaDefaults(),
+            fair_share_window=timedelta(0),
+            known=known,
+        )
+
+
 def test_smaller_jobs_pass_a_gang_until_it_has_waited_then_it_holds_the_room(
     session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
 ) -> None:
@@ -306,19 +321,9 @@ def test_a_gang_that_packs_on_no_set_of_the_rooms_nodes_is_named_unplaceable(
     five, more = NodeShape(5.0, 0.0, 64 * GiB), NodeShape(6.5, 0.0, 64 * GiB)
     room = ClusterRoom(26.5, 0.0, (more, five, five, five, five))
     hold = timedelta(minutes=10)
-
-    def unpackable(nodes: tuple[NodeShape, ...]) -> tuple[int, ...]:
-        with session_factory() as session:
-            return holds_that_cannot_pack(
-                session=session,
-                room=ClusterRoom(26.5, 0.0, nodes),
-                hold_room_after=hold,
-                quota_defaults=QuotaDefaults(),
-                fair_share_window=timedelta(0),
-            )
-
-    assert unpackable(room.nodes or ()) == (wide,)
-    assert unpackable((more, more, more, five, five)) == ()  # three nodes hold a replica each
+    assert unpackable(session_factory, room) == (wide,)
+    three_nodes = replace(room, nodes=(more, more, more, five, five))  # a replica each
+    assert unpackable(session_factory, three_nodes) == ()
     # 20 CPUs free on five nodes of 4: the small job would leave 18.7 of the 19 the
     # gang waits for.
     fours = (NodeShape(4.0, 0.0, 64 * GiB),) * 5
@@ -343,32 +348,11 @@ def test_a_queue_of_gangs_that_pack_nowhere_is_worked_through_turn_by_turn(
     five, more = NodeShape(5.0, 0.0, 64 * GiB), NodeShape(6.5, 0.0, 64 * GiB)
     room = ClusterRoom(26.5, 0.0, (more, five, five, five, five))
 
-    def unpackable(known: tuple[int, ...]) -> tuple[int, ...]:
-        with session_factory() as session:
-            return holds_that_cannot_pack(
-                session=session,
-                room=room,
-                hold_room_after=timedelta(minutes=10),
-                quota_defaults=QuotaDefaults(),
-                fair_share_window=timedelta(0),
-                known=known,
-            )
-
-    first = unpackable(())
+    first = unpackable(session_factory, room)
     assert first == tuple(wide[:4])
-    assert unpackable(first) == tuple(wide)
+    assert unpackable(session_factory, room, first) == tuple(wide)
     # Where the room's nodes are unknown for a turn, the names stay.
-    with session_factory() as session:
-        unknown = replace(room, nodes=None)
-        kept = holds_that_cannot_pack(
-            session=session,
-            room=unknown,
-            hold_room_after=timedelta(minutes=10),
-            quota_defaults=QuotaDefaults(),
-            fair_share_window=timedelta(0),
-            known=tuple(wide),
-        )
-    assert kept == tuple(wide)
+    assert unpackable(session_factory, replace(room, nodes=None), tuple(wide)) == tuple(wide)
     fours = (NodeShape(4.0, 0.0, 64 * GiB),) * 5
     taken = claim(
         session_factory,
@@ -394,25 +378,8 @@ def test_every_gang_that_packs_nowhere_stays_named_while_queued(
     room = ClusterRoom(26.5, 0.0, (more, five, five, five, five))
     known: tuple[int, ...] = ()
     for _turn in range(3):
-        with session_factory() as session:
-            known = holds_that_cannot_pack(
-                session=session,
-                room=room,
-                hold_room_after=timedelta(minutes=10),
-                quota_defaults=QuotaDefaults(),
-                fair_share_window=timedelta(0),
-                known=known,
-            )
+        known = unpackable(session_factory, room, known)
     assert known == tuple(wide)
     with transaction(session_factory) as session:
         session.get_one(Job, wide[0]).status = "cancelled"
-    with session_factory() as session:
-        again = holds_that_cannot_pack(
-            session=session,
-            room=room,
-            hold_room_after=timedelta(minutes=10),
-            quota_defaults=QuotaDefaults(),
-            fair_share_window=timedelta(0),
-            known=known,
-        )
-    assert again == tuple(wide[1:])
+    assert unpackable(session_factory, room, known) == tuple(wide[1:])
