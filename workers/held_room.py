@@ -17,6 +17,7 @@ from service.settings import Settings
 from service.store.db import read_transaction
 from service.store.held_packing import holds_that_cannot_pack
 from workers.capacity import CapacityWindow
+from workers.loop_errors import store_unreachable
 from workers.own_gangs import OwnGang
 from workers.passed_over import PassedOverJobs
 
@@ -62,7 +63,10 @@ def name_unpackable(
                 fair_share_window=settings.fair_share_window(),
                 known=known,
             )
-    except Exception as exc:  # advice to the claim: the maintenance goes on without it
+    except Exception as exc:
+        if store_unreachable(exc):
+            raise  # the dispatcher's loop rides a store outage (and counts it: reap_grace)
+        # Advice to the claim: the maintenance goes on with the names it had.
         log.warning("could not test the jobs that would hold the room (kept as named): %s", exc)
         unpackable = known
     return with_unplaceable(room, unpackable), unpackable
