@@ -148,8 +148,9 @@ class CapacityWindow:
         if not self._samples:
             return None
         newest = self._samples[-1][1]
-        cpus = min(newest.cpus, free[0] + sum(gang.cpus for gang in running))
-        gpus = min(newest.gpus, free[1] + sum(gang.gpus for gang in running))
+        own = held_together(running)
+        cpus = min(newest.cpus, free[0] + own.cpus)
+        gpus = min(newest.gpus, free[1] + own.gpus)
         nodes = self._room_nodes(free_nodes, running) if self.judges_nodes() else None
         return ClusterRoom(cpus, gpus, nodes or None)
 

@@ -34,11 +34,7 @@ class OwnGang:
 
 def held_by(bundles: list[Bundle]) -> NodeShape:
     """What `bundles` hold together, as a node shape (CPUs, GPUs, memory)."""
-    return NodeShape(
-        sum(b.get("CPU", 0.0) for b in bundles),
-        sum(b.get("GPU", 0.0) for b in bundles),
-        sum(b.get("memory", 0.0) for b in bundles),
-    )
+    return held_together(map(NodeShape.from_report, bundles))
 
 
 def held_together(held: Iterable[OwnGang | NodeShape]) -> NodeShape:
