@@ -19,7 +19,6 @@ from ray.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from service.schemas.gang import Bundle, GangMemory, gang_bundles
 from service.schemas.resolved import ResolvedSpec
@@ -27,7 +26,8 @@ from workers.aggregation.registry import get_rule
 from workers.aggregation.rule import AggregationRule
 from workers.checkpoint_write import OUTAGE_SECONDS
 from workers.dataplane import TIMEOUT_S
-from workers.ray_actors import CheckpointEvent, JobDriver, JobEvent, RecordEvent, ReplicaHost
+from workers.gang_actors import device_for, get_within, start_own_actors
+from workers.ray_actors import CheckpointEvent, JobEvent, RecordEvent
 from workers.ray_runtime import bundle_nodes, place_gang
 from workers.resume import resume_failure
 from workers.warm_pool import WarmPool
@@ -105,11 +105,13 @@ class RayJob:
         self._mark = time.perf_counter()
         bundles = gang_bundles(self.spec, self.memory)
         self.pg = place_gang(bundles)
-        _get(self.pg.ready(), ready_timeout_s, f"the cluster could not place the gang {bundles}")
+        get_within(
+            self.pg.ready(), ready_timeout_s, f"the cluster could not place the gang {bundles}"
+        )
         self._phase("placement")
         self.placed_on = bundle_nodes(self.pg, bundles)
         on_placed()
-        device = _device(self.spec.distributed.gpus_per_worker)
+        device = device_for(self.spec.distributed.gpus_per_worker)
         if self.pool is not None and device == "cpu":
             try:
                 self._start_pooled(bundles, device, ready_timeout_s)
@@ -142,7 +144,7 @@ class RayJob:
         self.pooled = []
         self._kill_actors()
         self.tries += 1  # new names: a killed actor's name is released asynchronously
-        self._start_own(bundles, _device(self.spec.distributed.gpus_per_worker))
+        self._start_own(bundles, device_for(self.spec.distributed.gpus_per_worker))
 
     def _resume(self, resume: tuple[str, str] | None, ready_timeout_s: float) -> int:
         """The first round to run: 0, or the round after the checkpoint `resume`."""
@@ -151,7 +153,7 @@ class RayJob:
         # With the job's own actors this also waits for them to start.
         try:
             first_round = int(
-                _get(
+                get_within(
                     self.driver.resume.remote(*resume),
                     ready_timeout_s,
                     f"the gang's driver did not resume from checkpoint {resume[0]}",
@@ -173,47 +175,27 @@ class RayJob:
     def _replica_args(self, bundle: dict[str, float], device: str) -> dict[str, Any]:
         return {**self._actor_args(bundle), "device": device}
 
-    def _driver_args(self, bundle: dict[str, float], replicas: list[Any]) -> dict[str, Any]:
+    def _driver_args(self, bundle: dict[str, float]) -> dict[str, Any]:
         return {
             **self._actor_args(bundle),
             "job_key": self.job_key,
             "attempt": self.attempt,
-            "replicas": replicas,
             "artifacts_url": self.artifacts_url,
             "dataplane_timeout_s": self.dataplane_timeout_s,
             "artifacts_outage_seconds": self.artifacts_outage_seconds,
         }
 
     def _start_own(self, bundles: list[dict[str, float]], device: str) -> None:
-        """Actors of this job alone, inside its placement group (named, so an operator
-        or a test can find them)."""
-        replica_cls = ray.remote(ReplicaHost)
-        for rank, bundle in enumerate(bundles[1:]):
-            self.actors.append(
-                replica_cls.options(
-                    name=f"{self._actor_name()}-replica{rank}",
-                    max_concurrency=2,  # state_dict() while serve() runs the rounds
-                    num_cpus=bundle["CPU"],
-                    num_gpus=bundle.get("GPU", 0.0),
-                    scheduling_strategy=PlacementGroupSchedulingStrategy(
-                        self.pg, placement_group_bundle_index=rank + 1
-                    ),
-                ).remote(self.spec, rank, **self._replica_args(bundle, device))
-            )
-        self.replicas = list(self.actors)
-        self.driver = (
-            ray.remote(JobDriver)
-            .options(
-                name=f"{self._actor_name()}-driver",
-                num_cpus=bundles[0]["CPU"],
-                max_concurrency=2,  # request_stop() while run() streams
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    self.pg, placement_group_bundle_index=0
-                ),
-            )
-            .remote(self.spec, **self._driver_args(bundles[0], list(self.actors)))
+        """Actors of this job alone, inside its placement group."""
+        self.replicas, self.driver = start_own_actors(
+            self.pg,
+            self.spec,
+            bundles,
+            name=self._actor_name(),
+            replica_args=[self._replica_args(bundle, device) for bundle in bundles[1:]],
+            driver_args=self._driver_args(bundles[0]),
         )
-        self.actors.append(self.driver)
+        self.actors += [*self.replicas, self.driver]
 
     def _start_pooled(
         self, bundles: list[dict[str, float]], device: str, ready_timeout_s: float
@@ -230,10 +212,12 @@ class RayJob:
             for rank, (actor, bundle) in enumerate(zip(actors[1:], bundles[1:], strict=True))
         ]
         becoming.append(
-            actors[0].become_driver.remote(self.spec, **self._driver_args(bundles[0], actors[1:]))
+            actors[0].become_driver.remote(
+                self.spec, replicas=actors[1:], **self._driver_args(bundles[0])
+            )
         )
         self._phase("take")
-        self.actor_phases = _get(
+        self.actor_phases = get_within(
             becoming, ready_timeout_s, "the gang's warm actors did not take up the job"
         )
         self._phase("become")
@@ -304,18 +288,3 @@ class RayJob:
         if self.pooled and self.pool is not None:
             self.pool.give_back(self.pooled)
         self.pooled = []
-
-
-def _device(gpus_per_worker: float) -> str:
-    return "cuda" if gpus_per_worker > 0 else "cpu"
-
-
-def _get(refs: Any, timeout_s: float, what: str) -> Any:
-    """ray.get with a bound; past it a TimeoutError that says which step hung (the
-    attempt fails with it and is retried; the caller's stop kills the actors)."""
-    try:
-        return ray.get(refs, timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError as exc:
-        raise TimeoutError(
-            f"{what} within {timeout_s:.0f} s (LAGTRAIN_GANG_READY_SECONDS)"
-        ) from exc
