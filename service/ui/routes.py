@@ -4,6 +4,8 @@ token; the spec parser does."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
@@ -22,8 +24,20 @@ NO_STORE = {"Cache-Control": "no-store"}
 CACHE_A_DAY = {"Cache-Control": "public, max-age=86400"}
 
 
+class RevalidatedStaticFiles(StaticFiles):
+    """The pages' modules, each load asking whether the file changed (a 304 when not):
+    with no Cache-Control a browser kept them by heuristic for up to a tenth of their
+    age, so after an upgrade a tab could run old views against the new `rules.js` and
+    API (a review)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def static_files() -> StaticFiles:
-    return StaticFiles(directory=STATIC_DIR)
+    return RevalidatedStaticFiles(directory=STATIC_DIR)
 
 
 @router.get("/")

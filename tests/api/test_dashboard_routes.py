@@ -41,6 +41,17 @@ def test_page_and_assets_carry_a_csp_that_allows_only_own_scripts(api: Api) -> N
     assert "<script>" not in page.text  # no inline script
 
 
+def test_the_pages_modules_are_revalidated_at_each_load(api: Api) -> None:
+    """An upgraded server's views reach an open tab's next load: each module asks
+    whether it changed (no-cache, a 304 when not), not a browser's heuristic
+    freshness."""
+    for path in ("/ui/static/app.js", "/ui/static/views/job.js", "/ui/static/style.css"):
+        response = api.client.get(path)
+        assert response.headers["cache-control"] == "no-cache", path
+        again = api.client.get(path, headers={"If-None-Match": response.headers["etag"]})
+        assert again.status_code == 304, path
+
+
 def _rules_module(api: Api) -> dict[str, Any]:
     response = api.client.get("/ui/rules.js")
     assert response.status_code == 200

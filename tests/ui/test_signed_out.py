@@ -55,3 +55,29 @@ def test_a_revoked_token_says_why_and_signing_in_again_returns_to_the_page(
     page.click("#signout")
     expect(page.locator("form.signin")).to_be_visible()
     expect(page.locator("#signed-out")).to_have_count(0)
+
+
+def test_another_user_signing_in_after_a_refused_token_starts_afresh(
+    stack: Stack, page: Page
+) -> None:
+    """The tab keeps a refused user's draft and page for that user only: another user
+    signing in in that tab gets neither."""
+    token, client = new_user(stack, "leaving")
+    other, _ = new_user(stack, "arriving")
+    with client:
+        (first,) = client._request("GET", "/v1/tokens")["data"]
+        sign_in(page, stack.url, token, "#/submit")
+        page.fill("#spec-text", "# my private draft\ntask: {kind: lag_paper_linreg}\n")
+        page.goto(f"{stack.url}/#/jobs?status=failed")
+        expect(page.locator("#jobs-table")).to_be_visible()
+        client._request("DELETE", f"/v1/tokens/{first['id']}")
+    expect_signed_out_saying_why(page)
+
+    page.fill("#token", other)
+    page.click("form.signin button[type=submit]")
+    expect(page.locator("#jobs-table")).to_be_visible()
+    expect(page.locator("select[name=status]")).to_have_value("")
+    page.goto(f"{stack.url}/#/submit")
+    expect(page.locator("#spec-text")).not_to_have_value("")
+    expect(page.locator("#spec-text")).not_to_contain_text("my private draft")
+    assert "my private draft" not in page.locator("#spec-text").input_value()

@@ -7,25 +7,40 @@ const TOKEN_KEY = "lagtrain.token";
 const USER_KEY = "lagtrain.user";
 // Why this tab was signed out (the API's 401 detail), for the sign-in page to say.
 const SIGNED_OUT_KEY = "lagtrain.signedOutBecause";
+// Whose token the server refused: what the tab kept for them (the Submit page's draft,
+// the page to return to) is theirs only.
+const SIGNED_OUT_USER_KEY = "lagtrain.signedOutUser";
 export const SPEC_DRAFT_KEY = "lagtrain.specDraft";
+export const NEXT_PAGE_KEY = "lagtrain.next";
 
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN_KEY); },
   get user() { return JSON.parse(sessionStorage.getItem(USER_KEY) || "null"); },
   get signedOutBecause() { return sessionStorage.getItem(SIGNED_OUT_KEY); },
   signIn(token, user) {
+    // Another user signing in after a refused token starts afresh: they were handed
+    // the previous user's draft and sent to their page (a review).
+    const before = sessionStorage.getItem(SIGNED_OUT_USER_KEY);
+    if (before !== null && before !== String(user.id)) {
+      sessionStorage.removeItem(SPEC_DRAFT_KEY);
+      sessionStorage.removeItem(NEXT_PAGE_KEY);
+    }
+    sessionStorage.removeItem(SIGNED_OUT_USER_KEY);
     sessionStorage.setItem(TOKEN_KEY, token);
     sessionStorage.setItem(USER_KEY, JSON.stringify(user));
     sessionStorage.removeItem(SIGNED_OUT_KEY);
   },
   // `reason`: the server's, when it refused the token; none when the user signed out.
   signOut(reason = null) {
+    const user = this.user;
+    if (reason && user) sessionStorage.setItem(SIGNED_OUT_USER_KEY, String(user.id));
+    else sessionStorage.removeItem(SIGNED_OUT_USER_KEY);
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(USER_KEY);
     if (reason) sessionStorage.setItem(SIGNED_OUT_KEY, reason);
     else sessionStorage.removeItem(SIGNED_OUT_KEY);
     // Signing out ends the Submit page's draft (views/submit.js); a refused token keeps
-    // it for the same user signing in again.
+    // it for the same user signing in again (signIn).
     if (!reason) sessionStorage.removeItem(SPEC_DRAFT_KEY);
   },
 };
@@ -53,8 +68,8 @@ function refused(token, detail) {
 
 // A FormData body goes as multipart (the browser writes its boundary); any other
 // body as JSON. `token`: one to try (sign-in) instead of the session's; its 401 signs
-// nothing out.
-export async function api(path, { method = "GET", body, signal, token } = {}) {
+// nothing out. `extra`: more request headers (a submit's Idempotency-Key).
+export async function api(path, { method = "GET", body, signal, token, extra = {} } = {}) {
   const form = body instanceof FormData;
   const sent = token ?? session.token;
   const init = {
@@ -62,8 +77,8 @@ export async function api(path, { method = "GET", body, signal, token } = {}) {
     signal,
     credentials: "omit",
     cache: "no-store",
-    headers: headers(body === undefined || form ? {} : { "Content-Type": "application/json" },
-      sent),
+    headers: headers(body === undefined || form ? extra
+      : { ...extra, "Content-Type": "application/json" }, sent),
   };
   if (body !== undefined) init.body = form ? body : JSON.stringify(body);
   const response = await fetch(path, init);

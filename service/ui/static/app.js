@@ -1,6 +1,6 @@
 // The dashboard's router: #/route?query → a view module's render(root, params, signal).
 // Leaving a view aborts `signal`, which closes its event streams.
-import { api, session } from "./api.js";
+import { api, NEXT_PAGE_KEY, session } from "./api.js";
 import { sleep } from "./live.js";
 import { el, errorBox, UNREACHABLE, unreachable } from "./dom.js";
 
@@ -65,8 +65,16 @@ function showChrome() {
 // The page to open once signed in (views/signin.js reads it).
 function rememberPage() {
   if (parseRoute().name !== "signin") {
-    sessionStorage.setItem("lagtrain.next", location.hash || "#/jobs");
+    sessionStorage.setItem(NEXT_PAGE_KEY, location.hash || "#/jobs");
   }
+}
+
+// Plotly's charts (responsive) each keep a window resize listener, holding the chart
+// and its data, until purged: a view left drops its charts' too (a review: four more
+// listeners each time a job page was opened). Plotly is loaded only by chart pages.
+function purgeCharts(root) {
+  if (!window.Plotly) return;
+  for (const chart of root.querySelectorAll(".js-plotly-plot")) window.Plotly.purge(chart);
 }
 
 async function route() {
@@ -82,6 +90,7 @@ async function route() {
   showChrome();
   showPlace(name, params);
   const root = document.getElementById("view");
+  purgeCharts(root);
   root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
   root.dataset.view = name;
   root.dataset.routes = String(Number(root.dataset.routes || 0) + 1); // one a navigation
@@ -100,6 +109,7 @@ async function route() {
     } catch (error) {
       attempt.abort();
       if (signal.aborted) return;
+      purgeCharts(root);
       if (!unreachable(error)) {
         root.replaceChildren(errorBox(error));
         return;

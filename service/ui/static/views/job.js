@@ -2,7 +2,7 @@
 // raster (over the job's SSE stream), checkpoints, and its actions (job_actions.js:
 // cancel, delete a finished job's checkpoints, delete a finished job).
 import { allMetrics, api } from "../api.js";
-import { poller, stream } from "../live.js";
+import { poller, sleep, stream } from "../live.js";
 import {
   baselineOf, emptyAxis, line, plot, rasterTrace, uploadsPerRound, validationMetric, valueAxis,
 } from "../charts.js";
@@ -19,6 +19,13 @@ const REDRAW_MS = 200;
 // While the job is queued its place moves as other jobs start, end or arrive, with
 // no event on this job's own stream: its explanation is asked again this often.
 const EXPLAIN_MS = 3000;
+// A checkpoint round asks for the checkpoints table again at most this often: a
+// finished job's stream replays every record at once, and each checkpoint round's two
+// GETs went out together (a review: 406 requests opening a 2,000-round job's page).
+const REFRESH_MS = 1000;
+// A status event whose read failed is read again after this, doubling up to the most.
+const CATCH_UP_MS = 1000;
+const CATCH_UP_MAX_MS = 10000;
 
 export async function render(root, params, signal) {
   const jobId = routeId(params.id);
@@ -142,6 +149,9 @@ export async function render(root, params, signal) {
   }, signal);
 
   let drawTimer = null;
+  // A draw after the view is left would give its detached charts plotly's resize
+  // listener again (app.js purges the charts of a view left).
+  signal.addEventListener("abort", () => clearTimeout(drawTimer));
   let drawnAt = 0;
   let drawCost = 0;
   function scheduleDraw() {
@@ -239,7 +249,46 @@ export async function render(root, params, signal) {
       (series.values[name] ||= [])[i] = value;
     }
     const every = job.spec.schedule.checkpoint_every;
-    if (every && record.round % every === 0) refreshDetails().catch(() => {});
+    if (every && record.round % every === 0) refreshSoon();
+  }
+
+  let refreshTimer = null;
+  signal.addEventListener("abort", () => clearTimeout(refreshTimer));
+  function refreshSoon() {
+    if (refreshTimer !== null || signal.aborted) return;
+    refreshTimer = setTimeout(() => {
+      refreshTimer = null;
+      refreshDetails().catch(() => {});
+    }, REFRESH_MS);
+  }
+
+  // The newest status event's read draws the job; one that fails is read again,
+  // backing off, until the page shows it: a terminal status whose read met a server
+  // restarting left the page "running" for good, its stream ended (a review).
+  let statusAsked = 0;
+  let statusError = null;
+  async function catchUp() {
+    const asked = ++statusAsked;
+    for (let pause = CATCH_UP_MS; ; pause = Math.min(2 * pause, CATCH_UP_MAX_MS)) {
+      try {
+        const next = await api(`/v1/jobs/${jobId}`, { signal });
+        if (asked !== statusAsked) return; // a newer status event's read draws
+        showJob(next);
+        await refreshDetails();
+        statusError?.remove();
+        statusError = null;
+        root.dataset.drawnStatus = job.status; // the page has caught up (tests wait on it)
+        return;
+      } catch (error) {
+        if (signal.aborted || asked !== statusAsked) return;
+        const box = errorBox(error);
+        if (statusError) statusError.replaceWith(box);
+        else root.prepend(box);
+        statusError = box;
+        await sleep(pause, signal);
+        if (signal.aborted || asked !== statusAsked) return;
+      }
+    }
   }
 
   showJob(job);
@@ -276,13 +325,7 @@ export async function render(root, params, signal) {
       scheduleDraw();
     } else if (event.event === "status") {
       ended = TERMINAL.has(JSON.parse(event.data).status);
-      try {
-        showJob(await api(`/v1/jobs/${jobId}`, { signal }));
-        await refreshDetails();
-        root.dataset.drawnStatus = job.status; // the page has caught up (tests wait on it)
-      } catch (error) {
-        if (!signal.aborted) root.prepend(errorBox(error));
-      }
+      await catchUp();
     }
   }, {
     signal: AbortSignal.any([signal, events.signal]),

@@ -92,11 +92,15 @@ export async function render(root, params, signal) {
   }
 
   function row(job) {
+    // Ticked by its property, not a `checked` attribute: a box whose attribute differed
+    // from the shown one's was replaced at the next feed page, taking the keyboard's
+    // focus with it (patch keeps an element with a listener only when equal).
     const box = el("input", { type: "checkbox", "aria-label": `select job ${job.id}`,
-      checked: selected.has(job.id), onchange: (event) => {
+      onchange: (event) => {
         if (event.target.checked) selected.add(job.id); else selected.delete(job.id);
         updateButtons();
       } });
+    box.checked = selected.has(job.id);
     const { round, rounds } = job.progress;
     return el("tr", { key: job.id, dataset: { jobId: job.id, status: job.status } },
       el("td", {}, box),
@@ -139,5 +143,6 @@ export async function render(root, params, signal) {
   }
 
   jobsFeed(query, show, { signal, waiting })
-    .catch((error) => root.prepend(el("p", { class: "error" }, error.message)));
+    // A filter the API refuses (a 422: an owner's name with a space) names the field.
+    .catch((error) => { if (!signal.aborted) root.prepend(errorBox(error)); });
 }

@@ -1,4 +1,4 @@
-import { ApiError, api, session } from "../api.js";
+import { ApiError, api, NEXT_PAGE_KEY, session } from "../api.js";
 import { el } from "../dom.js";
 
 export async function render(root) {
@@ -21,8 +21,8 @@ export async function render(root) {
       const me = await api("/v1/users/me", { token });
       session.signIn(token, { id: me.id, name: me.name, role: me.role });
       input.value = "";
-      const next = sessionStorage.getItem("lagtrain.next");
-      sessionStorage.removeItem("lagtrain.next");
+      const next = sessionStorage.getItem(NEXT_PAGE_KEY);
+      sessionStorage.removeItem(NEXT_PAGE_KEY);
       location.hash = next && !next.startsWith("#/signin") ? next : "#/jobs";
     } catch (error) {
       message.textContent = error instanceof ApiError && error.status === 401

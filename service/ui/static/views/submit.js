@@ -84,6 +84,20 @@ export async function render(root, params, signal) {
     }
   }
 
+  // One Idempotency-Key per text submitted: a submit whose answer was lost (a proxy's
+  // 502, a dropped connection) pressed again answers the job it made, not a second one
+  // (a second sweep's whole budget counted against the user's queue). An edited text
+  // is a new submit. (crypto.randomUUID needs a secure context; a lab's server is
+  // often plain http.)
+  let keyed = { text: null, key: null };
+  function submitKey(text) {
+    if (keyed.text !== text) {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      keyed = { text, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") };
+    }
+    return keyed.key;
+  }
+
   const form = el("form", { class: "submit", onsubmit: async (event) => {
     event.preventDefault();
     button.disabled = true;
@@ -96,7 +110,8 @@ export async function render(root, params, signal) {
       // goes to /v1/sweeps; anything else to /v1/jobs, whose 422s say what is wrong.
       const sweep = parsed.kind === "sweep";
       const made = await api(sweep ? "/v1/sweeps" : "/v1/jobs",
-        { method: "POST", body: parsed.spec, signal });
+        { method: "POST", body: parsed.spec, signal,
+          extra: { "Idempotency-Key": submitKey(editor.value) } });
       saveDraft(null); // submitted: the next visit starts from an example again
       location.hash = sweep ? `#/sweeps/${made.id}` : `#/jobs/${made.id}`;
     } catch (error) {
