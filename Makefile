@@ -49,7 +49,8 @@ test: $(STAMP)
 	echo "--- mypy service workers tests benchmarks"; cat $(VENV)/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
-# The reliability suite (docs/reliability.md): not part of `make test`; ~30-60 min.
+# The reliability suite (docs/reliability.md): not part of `make test`; ≈ 20 min
+# (17 min 43 s at its last run there).
 chaos: $(STAMP)
 	LAGTRAIN_CHAOS=1 LAGTRAIN_CHAOS_REPORT=$(CURDIR)/chaos-report.jsonl \
 		$(VENV)/bin/python -m pytest -q -s --timeout=3600 tests/chaos

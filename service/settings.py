@@ -151,10 +151,10 @@ class Settings(BaseSettings):
     # per unit of share weight (service.store.queue_order); 0: running jobs only.
     fair_share_window_seconds: float = Field(default=3600.0, ge=0, le=MOST_SECONDS)
     # The first job in the claim order that a dispatcher's cluster could run, once it
-    # has waited this long for room, holds that cluster: nothing queued behind it
-    # starts there until it has (service.store.claim_candidate); before, smaller jobs
-    # start past it. 0: nothing ever passes a job waiting for room; the most (30
-    # days): in effect never held.
+    # has waited this long for room, holds that cluster: it starts there first once it
+    # fits, and another job only if it leaves free what it waits for
+    # (service.store.claim_candidate); before, smaller jobs start past it. 0: nothing
+    # ever passes a job waiting for room; the most (30 days): in effect never held.
     hold_room_after_seconds: float = Field(default=600.0, ge=0, le=MOST_SECONDS)
     # Checkpoint retention: the newest K of each job (and always its final one).
     checkpoints_keep: int = Field(default=5, ge=1)

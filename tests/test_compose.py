@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from service.settings import Settings
+from service.store.migrate import MIGRATIONS_DIR
+from service.ui.assets import EXAMPLES_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 # The package's Python wrapper (.venv/bin/docker-compose) drops the exit status, so
@@ -155,3 +157,18 @@ def test_a_gpu_host_needs_no_admin_token() -> None:
     assert everything.returncode == 0, everything.stderr
     api = json.loads(everything.stdout)["services"]["api"]
     assert api["environment"]["LAGTRAIN_BOOTSTRAP_ADMIN_TOKEN"] in ("", None)
+
+
+def test_the_image_holds_every_folder_the_code_reads_beside_its_packages() -> None:
+    """The image installs the source tree editable: migrations/ and examples/ are read
+    from beside the service package (service.store.migrate, service.ui.assets). Without
+    examples/ the compose deployment's Submit page had no examples and `lagtrain demo`
+    failed."""
+    copied = {
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    }
+    for folder in (MIGRATIONS_DIR, EXAMPLES_DIR):
+        assert folder.parent == ROOT, folder
+        assert folder.name in copied, folder.name

@@ -5,6 +5,7 @@ and read an empty bootstrap token as none."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -96,3 +97,18 @@ def test_the_server_quota_defaults_have_the_users_quota_bounds() -> None:
     most_hours = {"default_max_job_hours": QUOTA_MOST["max_job_hours"]}
     hours = Settings.model_validate(most_hours).default_max_job_hours
     assert datetime(2026, 12, 1) + timedelta(hours=hours) > datetime(2026, 12, 1)
+
+
+def test_the_readme_states_each_settings_own_bound() -> None:
+    """An operator reads the bounds in the README before a start refuses a value
+    (`LAGTRAIN_DRAIN_SECONDS=900` stopped every process with "less than or equal to
+    600", a bound no doc stated). The 30-day durations and the quota defaults are
+    stated as rules, and a port's; every other upper bound by name."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = " ".join(readme.split())
+    by_rule = {f"default_{name}" for name in QUOTA_FIELDS} | {"port"}
+    for name, field in Settings.model_fields.items():
+        bounds = [float(cast(float, m.le)) for m in field.metadata if isinstance(m, Le)]
+        if not bounds or bounds[0] == MOST_SECONDS or name in by_rule:
+            continue
+        assert f"`{name.upper()}` ≤ {bounds[0]:g}" in text, name
