@@ -108,6 +108,23 @@ def step_holder(*, session: Session, sweep_id: int, token: str) -> Sweep:
     return sweep
 
 
+def renew_step(*, session: Session, sweep_id: int, token: str, lease_seconds: float) -> None:
+    """The step lease `token` holds, extended to `lease_seconds` from now (the
+    database's clock); StaleLease if it is no longer the sweep's. A step whose asks
+    outlast the lease renews it between asks: before, another controller took the
+    expired lease, the first then lost its writes, and each took it from the other
+    in turn for ever, no trial recorded (a review)."""
+    sweeps = table_of(Sweep)
+    renewed = session.execute(
+        update(sweeps)
+        .where(sweeps.c.id == sweep_id, sweeps.c.step_token == token)
+        .values(step_expires_at=db_now(session) + timedelta(seconds=lease_seconds))
+        .returning(sweeps.c.id)
+    ).scalar_one_or_none()
+    if renewed is None:
+        raise StaleLease(f"sweep {sweep_id}: the step token is not current")
+
+
 def release_step(*, session: Session, sweep_id: int, token: str) -> None:
     sweeps = table_of(Sweep)
     session.execute(

@@ -8,7 +8,8 @@ expired lease, continues where the last one stopped:
 
 1. observe (one transaction): results of finished trial jobs, new intermediate values;
 2. decide (no transaction; Optuna may take seconds): what to prune, and up to
-   `parallel` minus the open trials' worth of new points;
+   `parallel` minus the open trials' worth of new points — as many as a third of the
+   step lease allows, the lease renewed between asks (the rest at the next step);
 3. record the decisions (one transaction): the asked points become pending trials,
    and the sweep's best trials are computed again;
 4. submit (one transaction): each pending trial's job, then settle the sweep's status.
@@ -19,7 +20,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -220,7 +223,9 @@ class SweepController:
             open_ = sum(1 for t in trials if t.state in OPEN_TRIAL or t.job_active)
             count = min(spec.parallel - open_, spec.trials - len(trials))
             if count > 0:
-                points = study.ask(spec, trials, count)
+                points = study.ask(
+                    spec, trials, count, go_on=self._asking(snapshot.sweep_id, token)
+                )
         with transaction(self.sessions) as session:
             pruned_now = sweep_steps.record_decisions(
                 session=session,
@@ -233,6 +238,28 @@ class SweepController:
             )
         if pruned_now:
             log.info("sweep %s: pruned trials %s", snapshot.sweep_id, pruned_now)
+
+    def _asking(self, sweep_id: int, token: str) -> Callable[[], bool]:
+        """Between two asks of a step: its lease renewed once a quarter of it has
+        passed (a GP's asks grow with the trials: 100 of them took 100 s here, past
+        the 60 s lease), and no more asked after a third of it — the rest are asked
+        at the next step, so one sweep's long decide holds up the others' steps (one
+        controller steps them in turn) for seconds, not minutes."""
+        lease = self.settings.sweep_step_lease_seconds
+        began = renewed = time.monotonic()
+
+        def go_on() -> bool:
+            nonlocal renewed
+            now = time.monotonic()
+            if now - renewed > lease / 4:
+                with transaction(self.sessions) as session:
+                    sweep_steps.renew_step(
+                        session=session, sweep_id=sweep_id, token=token, lease_seconds=lease
+                    )
+                renewed = now
+            return now - began < lease / 3
+
+        return go_on
 
     def _submit(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
         label = spec.name or f"sweep-{snapshot.sweep_id}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -142,13 +142,23 @@ def build(
     return study
 
 
-def ask(spec: SweepSpec, trials: Sequence[TrialView], count: int) -> list[dict[str, Any]]:
+def ask(
+    spec: SweepSpec,
+    trials: Sequence[TrialView],
+    count: int,
+    *,
+    go_on: Callable[[], bool] = lambda: True,
+) -> list[dict[str, Any]]:
     """The next `count` points, each asked with the earlier ones in the study as
-    running trials (so parallel asks see each other)."""
+    running trials (so parallel asks see each other). `go_on()` is called after each
+    point but the last: False stops asking (fewer points; the caller asks the rest
+    later), an exception ends the ask."""
     dists = distributions(spec)
     asked: list[TrialView] = []
     points: list[dict[str, Any]] = []
-    for _ in range(count):
+    for index in range(count):
+        if index and not go_on():
+            break
         number = len(trials) + len(asked)
         with _quiet():
             study = build(spec, [*trials, *asked], sampler=_sampler(spec, number))
