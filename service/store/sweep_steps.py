@@ -77,7 +77,10 @@ def take_step(
     """The sweep's step lease for this controller (a new token), or None if another
     controller holds an unexpired one or the sweep is not active. One guarded UPDATE:
     of two controllers racing, one gets the row. Judged and written by the database's
-    clock (db_now): controllers on hosts whose clocks differ see one expiry."""
+    clock (db_now): controllers on hosts whose clocks differ see one expiry. A lease
+    this controller still holds is taken again: its release failed (a store outage
+    in the middle of a step), and a controller steps its sweeps one at a time, so no
+    step of its own holds it now — the sweep waited out the whole lease before."""
     now = now or db_now(session)
     token = secrets.token_hex(16)
     sweeps = table_of(Sweep)
@@ -86,7 +89,11 @@ def take_step(
         .where(
             sweeps.c.id == sweep_id,
             sweeps.c.status.in_([s.value for s in ACTIVE_SWEEP]),
-            or_(sweeps.c.step_expires_at.is_(None), sweeps.c.step_expires_at < now),
+            or_(
+                sweeps.c.step_expires_at.is_(None),
+                sweeps.c.step_expires_at < now,
+                sweeps.c.controller_id == controller_id,
+            ),
         )
         .values(
             step_token=token,

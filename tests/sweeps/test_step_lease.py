@@ -82,3 +82,22 @@ def test_renewing_extends_only_the_current_token(lab: Lab) -> None:
         sweep_steps.renew_step(
             session=session, sweep_id=sweep_id, token="not-the-token", lease_seconds=600
         )
+
+
+def test_a_controller_whose_release_failed_takes_its_lease_again(lab: Lab) -> None:
+    """A store outage in the middle of a step fails its release too: the same
+    controller steps the sweep again at its next poll, not a whole lease later; another
+    controller still finds it held."""
+    sweep_id = lab.submit(trials=4, parallel=2)
+    with transaction(lab.sessions) as session:
+        first = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="a", lease_seconds=600
+        )
+        held = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="b", lease_seconds=600
+        )
+        again = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="a", lease_seconds=600
+        )
+    assert first is not None and held is None
+    assert again is not None and again != first
