@@ -224,6 +224,13 @@ def uploaded_datasets(spec: ResolvedSpec, *, run: StoreRun) -> dict[str, str]:
         return {}
     dataset_id = int(ref[len(UPLOAD_PREFIX) :])
     files = run(lambda session: dataset_files(session=session, dataset_ids=[dataset_id]))
+    if str(dataset_id) not in files:
+        # No row (a database restored from before the upload, a row deleted by hand):
+        # every attempt's gang failed at its start ("not handed to this job") instead.
+        raise DatasetChanged(
+            f"task.dataset: upload:{dataset_id} is no longer in the store (its row is "
+            "gone); upload it again"
+        )
     for key, (uri, sha256) in files.items():
         if not _dataset_matches(uri, sha256):
             raise DatasetChanged(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.body_limit import BodyTooLarge
 from service.api.deps import (
@@ -160,10 +160,25 @@ def post_dataset(
                 target=f"dataset:{dataset.id}",
                 detail={"filename": filename, "bytes": size},
             )
-    except BaseException:  # refused, or the transaction failed: no row names the file
-        remove_quietly(uri, location=settings.artifacts_url)
+    except BaseException:  # refused, or the transaction failed
+        if not _named_by_a_row(sessions, uri):
+            remove_quietly(uri, location=settings.artifacts_url)
         raise
     return _dataset_out(dataset, principal.name)
+
+
+def _named_by_a_row(sessions: sessionmaker[Session], uri: str) -> bool:
+    """Whether the upload's row committed though its transaction raised: a connection
+    lost at COMMIT after the server applied it. Its file then stays (before, it was
+    removed, and every job on the listed dataset failed "the file … is missing"). A
+    store that cannot say keeps the file too: `lagtrain orphan-files` removes it once
+    no row names it."""
+    try:
+        with read_transaction(sessions) as session:
+            return file_in_use(session=session, uri=uri)
+    except Exception:
+        log.warning("upload at %s kept: the store could not say whether its row committed", uri)
+        return True
 
 
 @router.get("/datasets", response_model=Page[DatasetOut], responses=errors(401))

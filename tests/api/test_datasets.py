@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy.exc
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from service.api.datasets import MULTIPART_OVERHEAD_BYTES
 from service.store.db import transaction
@@ -160,3 +164,34 @@ def test_an_upload_answers_with_its_shape_and_one_stored_without_it_with_null(ap
     floats = b"y,x\n0.5,1\n1.5,2\n"  # labels that are not integers: no classes
     r = api.client.post("/v1/datasets", files={"file": ("f.csv", floats)}, headers=alice)
     assert r.json()["shape"] == {"rows": 2, "columns": 2, "integer_labels": False, "classes": 0}
+
+
+def test_an_upload_whose_commit_answer_was_lost_keeps_its_file(api: Api) -> None:
+    """The store applied the COMMIT but the connection dropped before it said so: the
+    client gets an error, and the row that did commit still has its file (it was
+    removed, and every job on the listed dataset then failed)."""
+    _uid, alice = api.create_user("alice")
+    lost: list[bool] = []
+
+    def inserting(session: Session, _context: Any, _instances: Any) -> None:
+        if any(isinstance(row, Dataset) for row in session.new):
+            session.info["dataset inserted"] = True
+
+    def answer_lost(session: Session) -> None:
+        if session.info.pop("dataset inserted", False) and not lost:
+            lost.append(True)
+            raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    event.listen(api.sessions, "before_flush", inserting)
+    event.listen(api.sessions, "after_commit", answer_lost)
+    try:
+        r = api.client.post("/v1/datasets", files={"file": ("tale.txt", b"once\n")}, headers=alice)
+    finally:
+        event.remove(api.sessions, "after_commit", answer_lost)
+        event.remove(api.sessions, "before_flush", inserting)
+    assert lost
+    assert r.status_code == 503, r.text
+    with transaction(api.sessions) as session:
+        [dataset] = session.scalars(select(Dataset)).all()
+        uri = dataset.uri
+    assert Path(uri).read_bytes() == b"once\n"
