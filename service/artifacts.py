@@ -115,9 +115,18 @@ def file_size(url: str) -> int:
 
 def remove_file(url: str) -> None:
     """Delete the file at ``url``; a missing file is not an error."""
+    removed_file(url)
+
+
+def removed_file(url: str) -> bool:
+    """Delete the file at ``url``; False if it was not there (something else removed
+    it meanwhile). A remote store may not say: True there."""
     fs, path = fsspec.core.url_to_fs(url)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         fs.rm_file(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def remove_quietly(url: str, *, location: str) -> None:

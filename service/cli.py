@@ -155,7 +155,7 @@ def orphan_files(
             raise typer.Exit(1)
         removal = Removal()
         try:
-            remove_orphans(scan.orphans, removal)
+            remove_orphans(scan.orphans, removal, location=settings.artifacts_url)
         finally:  # whatever was removed is audited, even if the removal broke off
             if removal.files:
                 with transaction(sessions) as session:

@@ -21,7 +21,7 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.artifacts import local_path, remove_file
+from service.artifacts import local_path, remove_empty_folders, removed_file
 from service.store.artifact_files import named_uris
 from service.store.db import read_transaction
 
@@ -150,14 +150,24 @@ def find_orphans(*, sessions: sessionmaker[Session], artifacts_url: str, older_t
     )
 
 
-def remove_orphans(orphans: Iterable[StoredFile], removal: Removal) -> None:
+def remove_orphans(orphans: Iterable[StoredFile], removal: Removal, *, location: str) -> None:
     """Remove the files, going on past one that cannot be removed (named in `failed`);
-    `removal` counts as it goes, so a caller interrupted midway knows what went."""
-    for orphan in orphans:
-        try:
-            remove_file(orphan.url)
-        except OSError as exc:
-            removal.failed.append((orphan.url, str(exc) or type(exc).__name__))
-            continue
-        removal.files += 1
-        removal.bytes += orphan.bytes
+    `removal` counts as it goes, so a caller interrupted midway knows what went — only
+    files that were there (two runs at once, or a dispatcher's late removal, counted
+    one file twice). Then a job's folder the removals left empty goes too, as a
+    job's delete removes it (a deleted job's late checkpoint left `jobs/<id>/`)."""
+    job_files: list[str] = []
+    try:
+        for orphan in orphans:
+            try:
+                if not removed_file(orphan.url):
+                    continue
+            except OSError as exc:
+                removal.failed.append((orphan.url, str(exc) or type(exc).__name__))
+                continue
+            removal.files += 1
+            removal.bytes += orphan.bytes
+            if orphan.key.startswith("jobs/"):
+                job_files.append(orphan.url)
+    finally:
+        remove_empty_folders(job_files, location=location)

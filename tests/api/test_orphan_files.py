@@ -14,7 +14,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import service.orphan_files as orphan_files
-from service.artifacts import artifact_url, remove_file
+from service.artifacts import artifact_url, removed_file
 from service.cli import app
 from service.store.db import read_transaction, transaction
 from service.store.models import AuditEvent, Dataset
@@ -95,6 +95,27 @@ def test_orphan_files_lists_then_removes_only_what_no_row_names(api: Api) -> Non
     assert again.exit_code == 0 and "\n0 files (0 bytes)" in again.output, again.output
 
 
+def test_removing_orphans_counts_only_files_that_were_there_and_leaves_no_empty_job_folder(
+    api: Api,
+) -> None:
+    """A deleted job's late checkpoint, its folder's only file: the folder goes with it
+    (as a job's delete removes it). Two runs over one list (overlapping cron runs)
+    count each file once."""
+    root = Path(api.settings.artifacts_url)
+    late = _old_file(root / "jobs" / "12" / "round-00000010-a1.pt", b"ab")
+    scan = orphan_files.find_orphans(
+        sessions=api.sessions, artifacts_url=str(root), older_than=time.time() - DAY
+    )
+    assert [o.url for o in scan.orphans] == [str(late)]
+    first, second = orphan_files.Removal(), orphan_files.Removal()
+    orphan_files.remove_orphans(scan.orphans, first, location=str(root))
+    orphan_files.remove_orphans(scan.orphans, second, location=str(root))
+    assert (first.files, first.bytes) == (1, 2)
+    assert (second.files, second.bytes, second.failed) == (0, 0, [])
+    assert not (root / "jobs" / "12").exists()
+    assert (root / "jobs").is_dir()
+
+
 def test_rows_spelled_otherwise_protect_their_files_and_a_wrong_location_deletes_nothing(
     api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,14 +165,14 @@ def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_au
     stuck = _old_file(root / "datasets" / "aa-stuck.txt", b"12345")
     gone = _old_file(root / "datasets" / "bb-gone.txt", b"123")
     _age_everything(root)
-    real_remove = remove_file
+    real_remove = removed_file
 
-    def remove(url: str) -> None:
+    def remove(url: str) -> bool:
         if url.endswith("aa-stuck.txt"):
             raise PermissionError("read-only")
-        real_remove(url)
+        return real_remove(url)
 
-    monkeypatch.setattr(orphan_files, "remove_file", remove)
+    monkeypatch.setattr(orphan_files, "removed_file", remove)
     env = {
         "LAGTRAIN_DATABASE_URL": api.settings.database_url,
         "LAGTRAIN_ARTIFACTS_URL": str(root),
