@@ -20,17 +20,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StaleLease
-from service.schemas.common import error_message
 from service.schemas.gang import gang_totals
 from service.schemas.resolve import SpecError
 from service.schemas.sweep_space import trial_spec
@@ -45,6 +41,9 @@ from service.store.sweep_steps import SweepSnapshot
 from service.store.sweeps import OPEN_TRIAL
 from workers.loop_errors import LoopErrors, store_unreachable
 from workers.sweeps import study
+from workers.sweeps.idle_sweeps import IdleSweeps
+from workers.sweeps.readable_spec import UnreadableSpecs
+from workers.sweeps.step_lease import asking
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,8 @@ class SweepController:
         self.id = controller_id or f"{socket.gethostname()}-sweeps-{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
         self._failing: dict[int, LoopErrors] = {}  # sweeps whose last step raised
-        self._unreadable: set[int] = set()  # sweeps whose spec this controller cannot read
+        self._unreadable = UnreadableSpecs()  # sweeps whose spec this controller cannot read
+        self.idle = IdleSweeps(sessions)  # sweeps whose last step could only watch
 
     def run_forever(self) -> None:
         log.info("sweep controller %s started", self.id)
@@ -88,15 +88,19 @@ class SweepController:
             sweep_ids = sweep_steps.active_sweep_ids(session=session)
         for ended in set(self._failing) - set(sweep_ids):
             del self._failing[ended]
-        self._unreadable &= set(sweep_ids)
+        self._unreadable.keep_only(sweep_ids)
+        self.idle.keep_only(sweep_ids)
         stepped = 0
         for sweep_id in sweep_ids:
             if self.stop_event.is_set():
                 break
             try:
+                if self.idle.unchanged(sweep_id):
+                    continue
                 stepped_now = self.step(sweep_id)
                 stepped += stepped_now
             except Exception as exc:
+                self.idle.not_stepped(sweep_id)
                 if store_unreachable(exc):
                     raise  # an outage: the loop's one story (run_forever)
                 # One sweep whose step fails (a bug, a row this version mishandles)
@@ -104,6 +108,10 @@ class SweepController:
                 # again at the next poll, its failures told as a story of its own.
                 self._failures_of(sweep_id).failed(exc)
             else:  # recovered only once a step ran (not for a lease held elsewhere)
+                if stepped_now:
+                    self.idle.stepped(sweep_id)
+                else:
+                    self.idle.not_stepped(sweep_id)
                 if stepped_now and (failing := self._failing.pop(sweep_id, None)) is not None:
                     failing.succeeded()
         return stepped
@@ -132,6 +140,7 @@ class SweepController:
             return self._step(sweep_id, token)
         except StaleLease:
             log.warning("sweep %s: step lease lost; another controller continues", sweep_id)
+            self.idle.not_stepped(sweep_id)  # what it acted on is unknown
             return True
         finally:
             with transaction(self.sessions) as session:
@@ -144,7 +153,7 @@ class SweepController:
             # Read before observe writes anything: a trial's result is read by the
             # spec's objectives, which a newer version may mean otherwise.
             sweep = sweep_steps.step_holder(session=session, sweep_id=sweep_id, token=token)
-            spec = self._readable_spec(sweep_id, sweep.spec)
+            spec = self._unreadable.spec_of(sweep_id, sweep.spec)
             if spec is None and sweep.status != SweepStatus.CANCELLING.value:
                 return False
             snapshot = sweep_steps.observe(session=session, sweep_id=sweep_id, token=token)
@@ -179,34 +188,6 @@ class SweepController:
             )
             sweep_steps.settle(session=session, sweep_id=snapshot.sweep_id, token=token)
 
-    def _readable_spec(self, sweep_id: int, stored: dict[str, Any]) -> SweepSpec | None:
-        """The sweep's spec, or None where this controller cannot read it: one stored
-        by a newer lagtrain (a field added, during a rolling upgrade). Not failed for
-        it, which left its trials open and their jobs running with nobody to watch
-        them: a controller that can read it steps it, and its owner can cancel it.
-        Told once per sweep, not every poll."""
-        try:
-            spec = SweepSpec.model_validate(stored)
-        except ValidationError as exc:
-            if sweep_id not in self._unreadable:
-                self._unreadable.add(sweep_id)
-                errors = exc.errors()
-                first = errors[0]
-                where = ".".join(str(p) for p in first["loc"]) or "spec"
-                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                log.warning(
-                    "sweep %s: left to another controller: its stored spec is not one "
-                    "this version of lagtrain can read (%s: %s%s); a controller that can "
-                    "read it steps it, and its owner can cancel it",
-                    sweep_id,
-                    where,
-                    error_message(first),
-                    more,
-                )
-            return None
-        self._unreadable.discard(sweep_id)
-        return spec
-
     def _decide_and_record(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
         trials = list(snapshot.trials)
         decision = study.prune(spec, trials) if snapshot.status is SweepStatus.RUNNING else None
@@ -224,7 +205,15 @@ class SweepController:
             count = min(spec.parallel - open_, spec.trials - len(trials))
             if count > 0:
                 points = study.ask(
-                    spec, trials, count, go_on=self._asking(snapshot.sweep_id, token)
+                    spec,
+                    trials,
+                    count,
+                    go_on=asking(
+                        self.sessions,
+                        snapshot.sweep_id,
+                        token,
+                        lease_seconds=self.settings.sweep_step_lease_seconds,
+                    ),
                 )
         with transaction(self.sessions) as session:
             pruned_now = sweep_steps.record_decisions(
@@ -238,28 +227,6 @@ class SweepController:
             )
         if pruned_now:
             log.info("sweep %s: pruned trials %s", snapshot.sweep_id, pruned_now)
-
-    def _asking(self, sweep_id: int, token: str) -> Callable[[], bool]:
-        """Between two asks of a step: its lease renewed once a quarter of it has
-        passed (a GP's asks grow with the trials: 100 of them took 100 s here, past
-        the 60 s lease), and no more asked after a third of it — the rest are asked
-        at the next step, so one sweep's long decide holds up the others' steps (one
-        controller steps them in turn) for seconds, not minutes."""
-        lease = self.settings.sweep_step_lease_seconds
-        began = renewed = time.monotonic()
-
-        def go_on() -> bool:
-            nonlocal renewed
-            now = time.monotonic()
-            if now - renewed > lease / 4:
-                with transaction(self.sessions) as session:
-                    sweep_steps.renew_step(
-                        session=session, sweep_id=sweep_id, token=token, lease_seconds=lease
-                    )
-                renewed = now
-            return now - began < lease / 3
-
-        return go_on
 
     def _submit(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
         label = spec.name or f"sweep-{snapshot.sweep_id}"
