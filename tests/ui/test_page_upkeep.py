@@ -6,12 +6,15 @@ pressed again after a lost answer makes one job (a review of the dashboard)."""
 
 from __future__ import annotations
 
+import itertools
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import CDPSession, Page, Route, expect
 
+from service.client import Client
 from tests.e2e.conftest import Stack
 from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, sign_in
@@ -164,3 +167,67 @@ def test_a_submit_pressed_again_after_a_lost_answer_makes_one_job(
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
     with client:
         assert len(client.jobs()) == 1, client.jobs()
+
+
+# Headless Chromium reports every tab as visible: hidden as a browser hides a tab.
+SET_HIDDEN = """hidden => {
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_hidden_tab_polls_nothing_until_it_is_shown(stack: Stack, page: Page) -> None:
+    # A job its owner's quota keeps queued: its page asks for its explanation every 3 s.
+    with stack.admin() as admin:
+        created = admin._request(
+            "POST",
+            "/v1/users",
+            json={"name": f"hidden-{secrets.token_hex(3)}", "quota": {"max_running_jobs": 0}},
+        )
+    client = Client(stack.url, created["token"])
+    with client:
+        job_id = client.submit(LONG_LINREG_ONE_REPLICA)["id"]
+        explains = count_requests(page, f"/v1/jobs/{job_id}/explain")
+        sign_in(page, stack.url, created["token"], f"#/jobs/{job_id}")
+        expect(page.locator("#queue-place")).to_be_visible()
+
+        def asked_over(count: int) -> bool:
+            page.evaluate("0")  # Playwright hands over the page's request events
+            return len(explains) > count
+
+        wait_until(lambda: asked_over(1), timeout=30, what="a poll of the explanation")
+        page.evaluate(SET_HIDDEN, True)
+        asked = len(explains)
+        page.wait_for_timeout(7_000)  # an observation window: two of its polls' intervals
+        assert len(explains) <= asked + 1, explains  # (one may have been on its way)
+        page.evaluate(SET_HIDDEN, False)
+        expect(page.locator("#queue-place")).to_be_visible()
+        wait_until(lambda: asked_over(asked + 1), timeout=30, what="polls again once shown")
+        client.cancel(job_id)
+
+
+# The start times (ms) of the page's requests of `path`, as the browser timed them.
+STARTS = """path => performance.getEntriesByType("resource")
+  .filter((e) => new URL(e.name).pathname === path).map((e) => e.startTime)"""
+
+
+def test_an_open_lab_asks_for_the_cluster_at_most_every_two_seconds(
+    stack: Stack, page: Page
+) -> None:
+    token, client = new_user(stack, "lab-pace")
+    with client:
+        job_id = client.submit(LONG_LINREG_ONE_REPLICA)["id"]
+        wait_until(
+            lambda: client.job(job_id)["status"] == "running", timeout=60, what="the job's start"
+        )
+        sign_in(page, stack.url, token, "#/lab")
+        lab = page.locator(".view-lab")
+        # Each draw of the Lab asks for the cluster; the running job's progress sends a
+        # feed page every 0.5 s.
+        wait_until(
+            lambda: int(lab.get_attribute("data-updates") or 0) >= 6, timeout=60, what="6 draws"
+        )
+        starts = page.evaluate(STARTS, "/v1/cluster")
+        client.cancel(job_id)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(starts) >= 5 and min(gaps) >= 1_900, gaps

@@ -23,8 +23,11 @@ export async function stream(path, onEvent,
   = {}) {
   let lastId = null;
   let refusals = 0;  // 429s in a row
+  let losses = 0;  // connections lost in a row (a server restarting, a database outage)
   for (;;) {
-    let pause = 1000;
+    // Resumed after 1 s, then 2, 4, up to 8 s while it keeps failing: every open page
+    // retried each second through a database outage (its 503s say Retry-After: 5).
+    let pause = Math.min(STREAM_RETRY_MAX_MS, 1000 * 2 ** losses);
     let failed = null;  // why the connection was lost: null when the stream just ended
     await shown(signal);
     if (signal?.aborted) return;
@@ -43,6 +46,7 @@ export async function stream(path, onEvent,
         throw apiError(response, await response.json().catch(() => null), sent);
       }
       refusals = 0;
+      losses = 0;
       onLive(true);
       await readEvents(response.body, (event) => {
         if (event.id !== undefined) lastId = event.id;
@@ -60,6 +64,7 @@ export async function stream(path, onEvent,
         throw error;
       } else {
         refusals = 0;  // lost (a server restarting): say so, not "waiting for a stream"
+        losses += 1;
         failed = error;
       }
     } finally {
@@ -98,9 +103,10 @@ export function jobsFeed(query, onPage, { signal, waiting }) {
   });
 }
 
-// A refused stream's first wait and the longest (stream() above).
+// A refused stream's first wait and the longest, and a lost one's longest (stream()).
 const STREAM_WAIT_MS = 2000;
 const STREAM_WAIT_MAX_MS = 30000;
+const STREAM_RETRY_MAX_MS = 8000;
 
 // Resolves after `ms`, or at once when `signal` aborts.
 export function sleep(ms, signal) {
@@ -165,7 +171,9 @@ export async function readEvents(body, dispatch) {
 
 // `tick` every `ms` while `keepGoing()` holds, one run at a time, none after `signal`
 // aborts (the view is left): for what no event announces. Returns `start`, which does
-// nothing while a tick is already scheduled. A failed tick is retried at the next.
+// nothing while a tick is already scheduled. A failed tick is retried at the next. A
+// hidden tab asks nothing until it is shown again (as its streams give their
+// connections back): a sweep page polled every 2 s behind other tabs all day.
 export function poller(ms, keepGoing, tick, signal) {
   let timer = null;
   signal.addEventListener("abort", () => clearTimeout(timer));
@@ -173,7 +181,8 @@ export function poller(ms, keepGoing, tick, signal) {
     if (timer !== null || signal.aborted || !keepGoing()) return;
     timer = setTimeout(async () => {
       try {
-        if (keepGoing()) await tick();
+        await shown(signal);
+        if (!signal.aborted && keepGoing()) await tick();
       } catch { /* the next tick tries again */ }
       timer = null;
       start();

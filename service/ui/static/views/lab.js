@@ -3,7 +3,7 @@
 // usage and uploads and bytes saved per user.
 // Redrawn whenever the live jobs feed changes, and every CLUSTER_POLL_MS.
 import { api, session } from "../api.js";
-import { jobsFeed, latestOnly, poller } from "../live.js";
+import { jobsFeed, latestOnly, poller, sleep } from "../live.js";
 import {
   bytes, el, emptyRow, fmt, percent, patch, section, statusBadge, streamWaitNote, when,
 } from "../dom.js";
@@ -13,6 +13,10 @@ const FEED_JOBS = MAX_PAGE; // the newest jobs the live feed carries (its larges
 // What no job event announces is read again this often while the page is shown: a
 // dispatcher that stops or is lost, Ray's free resources, the queue's reasons.
 const CLUSTER_POLL_MS = 5000;
+// The feed sends a page every 0.5 s while jobs run, and each draw asks /v1/cluster
+// (the queue head's explanations) and the users: one draw this often at most, of the
+// newest page (an open Lab asked both twice a second; a review).
+const DRAW_EVERY_MS = 2000;
 
 // A dispatcher as /v1/cluster judges it: alive (seen within the lease, not stopped),
 // stopped (it exited cleanly: stopped_at) or lost (not seen within the lease and it
@@ -133,7 +137,14 @@ export async function render(root, _params, signal) {
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
-  const redraw = latestOnly(draw);
+  const redraw = latestOnly(async (jobs) => {
+    const began = performance.now();
+    try {
+      await draw(jobs);
+    } finally {
+      await sleep(DRAW_EVERY_MS - (performance.now() - began), signal);
+    }
+  });
   const poll = poller(CLUSTER_POLL_MS, () => true, async () => {
     if (lastJobs && !document.hidden) await redraw(lastJobs);
   }, signal);
