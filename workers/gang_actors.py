@@ -35,15 +35,18 @@ def start_own_actors(
     name: str,
     replica_args: list[dict[str, Any]],
     driver_args: dict[str, Any],
+    started: list[Any],
 ) -> tuple[list[Any], Any]:
     """The job's own replicas (bundles 1..M) and driver (bundle 0), each pinned to its
     bundle of `pg` and named `name`-replicaR / `name`-driver, so an operator or a test
     can find them; returns (replicas, driver). `replica_args[r]` and `driver_args` are
     the keyword arguments of ReplicaHost and JobDriver (the driver also gets the
-    replicas)."""
+    replicas). Each actor is appended to `started` as it is made: one raising part way
+    leaves the caller every actor to kill."""
     replica_cls = ray.remote(ReplicaHost)
-    replicas = [
-        replica_cls.options(
+    replicas = []
+    for rank, bundle in enumerate(bundles[1:]):
+        replica = replica_cls.options(
             name=f"{name}-replica{rank}",
             max_concurrency=2,  # state_dict() while serve() runs the rounds
             num_cpus=bundle["CPU"],
@@ -52,8 +55,8 @@ def start_own_actors(
                 pg, placement_group_bundle_index=rank + 1
             ),
         ).remote(spec, rank, **replica_args[rank])
-        for rank, bundle in enumerate(bundles[1:])
-    ]
+        started.append(replica)
+        replicas.append(replica)
     driver = (
         ray.remote(JobDriver)
         .options(
@@ -66,4 +69,5 @@ def start_own_actors(
         )
         .remote(spec, replicas=list(replicas), **driver_args)
     )
+    started.append(driver)
     return replicas, driver

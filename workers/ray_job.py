@@ -194,8 +194,8 @@ class RayJob:
             name=self._actor_name(),
             replica_args=[self._replica_args(bundle, device) for bundle in bundles[1:]],
             driver_args=self._driver_args(bundles[0]),
+            started=self.actors,
         )
-        self.actors += [*self.replicas, self.driver]
 
     def _start_pooled(
         self, bundles: list[dict[str, float]], device: str, ready_timeout_s: float

@@ -29,6 +29,10 @@ def watch_only_inputs(*, session: Session, sweep_id: int) -> Hashable | None:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None or sweep.status != SweepStatus.RUNNING.value:
         return None
+    try:  # a newer lagtrain's spec may name them otherwise: its steps are not ours
+        parallel, budget = int(sweep.spec["parallel"]), int(sweep.spec["trials"])
+    except (KeyError, TypeError, ValueError):
+        return None
     pruning = sweep.spec.get("pruner") is not None
     rows = session.execute(
         select(SweepTrial.number, SweepTrial.state, SweepTrial.job_id, Job.status, Job.last_seq)
@@ -43,7 +47,7 @@ def watch_only_inputs(*, session: Session, sweep_id: int) -> Hashable | None:
         for _n, state, _job, status, _seq in rows
         if state in _OPEN or (status is not None and status not in _TERMINAL_JOB)
     )
-    if open_ < int(sweep.spec["parallel"]) and len(rows) < int(sweep.spec["trials"]):
+    if open_ < parallel and len(rows) < budget:
         return None
     return (
         sweep.status,

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from service.store import sweep_steps
+from service.store.db import read_transaction, transaction
+from service.store.models import Sweep
+from service.store.sweep_idle import watch_only_inputs
 from tests.hand_clock import Clock
 from tests.sweeps.conftest import Lab
 from workers.sweeps.controller import SweepController
@@ -88,3 +91,17 @@ def test_a_pruning_sweeps_new_records_step_it(lab: Lab, monkeypatch: pytest.Monk
     assert steps.during(controller, 1) == 1
     [trial] = [t for t in lab.trials(sweep_id) if t.job_id == job.id]
     assert trial.intermediate == {"9": 0.3}
+
+
+def test_a_spec_this_version_cannot_read_is_never_judged_idle(lab: Lab) -> None:
+    """A newer lagtrain's spec without `parallel` (renamed): the sweep's steps are left
+    to the controller that reads it, not a failure every poll."""
+    sweep_id = lab.submit(trials=2, parallel=2)
+    with transaction(lab.sessions) as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        spec = {k: v for k, v in sweep.spec.items() if k != "parallel"}
+        sweep.spec = {**spec, "status": "running"}
+        sweep.status = "running"
+    with read_transaction(lab.sessions) as session:
+        assert watch_only_inputs(session=session, sweep_id=sweep_id) is None

@@ -15,9 +15,11 @@ from service.errors import StaleLease
 from service.store import sweep_steps
 from service.store.db import db_now, transaction
 from service.store.models import Sweep
+from tests.hand_clock import Clock
 from tests.polling import wait_until
 from tests.sweeps.conftest import Lab
 from workers.sweeps import study
+from workers.sweeps.step_lease import StepLease
 
 LEASE_S = 1.0
 ASK_S = 0.4  # one point's ask: four of them outlast the lease
@@ -101,3 +103,25 @@ def test_a_controller_whose_release_failed_takes_its_lease_again(lab: Lab) -> No
         )
     assert first is not None and held is None
     assert again is not None and again != first
+
+
+def test_a_lease_is_kept_from_when_it_was_taken(lab: Lab) -> None:
+    """Observe and prune may use a quarter of the lease before the first ask: the lease
+    is renewed then (counted from when it was taken), and asking stops a third of the
+    lease after it was taken — one point is still asked a step."""
+    sweep_id = lab.submit(trials=4, parallel=2)
+    with transaction(lab.sessions) as session:
+        token = sweep_steps.take_step(
+            session=session, sweep_id=sweep_id, controller_id="a", lease_seconds=60
+        )
+    first = lab.sweep(sweep_id).step_expires_at
+    assert token is not None and first is not None
+    clock = Clock(100.0)
+    lease = StepLease(lab.sessions, sweep_id, token, lease_seconds=60, taken_at=84.0, clock=clock)
+    lease.renew_if_due()  # 16 s since it was taken: past a quarter
+    renewed = lab.sweep(sweep_id).step_expires_at
+    assert renewed is not None and renewed > first
+    assert lease.go_on() is True  # 16 s: under a third
+    clock.now = 105.0
+    assert lease.go_on() is False  # 21 s: past a third
+    assert lab.sweep(sweep_id).step_expires_at == renewed  # renewed 5 s ago: not due

@@ -231,3 +231,29 @@ def test_an_open_lab_asks_for_the_cluster_at_most_every_two_seconds(
         client.cancel(job_id)
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert len(starts) >= 5 and min(gaps) >= 1_900, gaps
+
+
+def test_a_status_read_the_server_refuses_is_not_read_again(
+    stack: Stack, page: Page, console: Console
+) -> None:
+    """A 404 for the job (deleted from another tab between its status event and the
+    read) is said once; only a server that is unreachable or failing is asked again."""
+    token, client = new_user(stack, "gone")
+    with client:
+        job_id = client.submit(LONG_LINREG_ONE_REPLICA)["id"]
+        sign_in(page, stack.url, token, f"#/jobs/{job_id}")
+        wait_until(lambda: drawn_rounds(page, "#chart-loss") > 0, timeout=60, what="points")
+        reads = count_requests(page, f"/v1/jobs/{job_id}")
+        console.allow("status of 404")
+        page.route(
+            f"**/v1/jobs/{job_id}",
+            lambda route: route.fulfill(status=404, json={"detail": f"job {job_id} not found"}),
+        )
+        client.cancel(job_id)
+        expect(page.locator(".view > .error")).to_contain_text("not found", timeout=30_000)
+        wait_until(
+            lambda: client.job(job_id)["status"] in FINISHED, timeout=30, what="the job's end"
+        )
+        page.wait_for_timeout(4_000)  # an observation window: three retries' worth
+    # One read per status event (cancelling, cancelled), none after.
+    assert len(reads) <= 2, reads

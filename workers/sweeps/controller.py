@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
 from dataclasses import replace
 
@@ -43,7 +44,7 @@ from workers.loop_errors import LoopErrors, store_unreachable
 from workers.sweeps import study
 from workers.sweeps.idle_sweeps import IdleSweeps
 from workers.sweeps.readable_spec import UnreadableSpecs
-from workers.sweeps.step_lease import asking
+from workers.sweeps.step_lease import StepLease
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,15 @@ class SweepController:
             )
         if token is None:
             return False
+        lease = StepLease(
+            self.sessions,
+            sweep_id,
+            token,
+            lease_seconds=self.settings.sweep_step_lease_seconds,
+            taken_at=time.monotonic(),
+        )
         try:
-            return self._step(sweep_id, token)
+            return self._step(sweep_id, lease)
         except StaleLease:
             log.warning("sweep %s: step lease lost; another controller continues", sweep_id)
             self.idle.not_stepped(sweep_id)  # what it acted on is unknown
@@ -146,9 +154,10 @@ class SweepController:
             with transaction(self.sessions) as session:
                 sweep_steps.release_step(session=session, sweep_id=sweep_id, token=token)
 
-    def _step(self, sweep_id: int, token: str) -> bool:
+    def _step(self, sweep_id: int, lease: StepLease) -> bool:
         """One step; False, with nothing written, if this controller cannot read the
         sweep's stored spec."""
+        token = lease.token
         with transaction(self.sessions) as session:
             # Read before observe writes anything: a trial's result is read by the
             # spec's objectives, which a newer version may mean otherwise.
@@ -168,7 +177,7 @@ class SweepController:
             with transaction(self.sessions) as session:
                 sweep_steps.fail_sweep(session=session, sweep_id=sweep_id, token=token, error=stop)
             return True
-        self._decide_and_record(snapshot, spec, token)
+        self._decide_and_record(snapshot, spec, lease)
         self._submit(snapshot, spec, token)
         return True
 
@@ -188,7 +197,10 @@ class SweepController:
             )
             sweep_steps.settle(session=session, sweep_id=snapshot.sweep_id, token=token)
 
-    def _decide_and_record(self, snapshot: SweepSnapshot, spec: SweepSpec, token: str) -> None:
+    def _decide_and_record(
+        self, snapshot: SweepSnapshot, spec: SweepSpec, lease: StepLease
+    ) -> None:
+        token = lease.token
         trials = list(snapshot.trials)
         decision = study.prune(spec, trials) if snapshot.status is SweepStatus.RUNNING else None
         if decision is not None and decision.prune:
@@ -204,17 +216,9 @@ class SweepController:
             open_ = sum(1 for t in trials if t.state in OPEN_TRIAL or t.job_active)
             count = min(spec.parallel - open_, spec.trials - len(trials))
             if count > 0:
-                points = study.ask(
-                    spec,
-                    trials,
-                    count,
-                    go_on=asking(
-                        self.sessions,
-                        snapshot.sweep_id,
-                        token,
-                        lease_seconds=self.settings.sweep_step_lease_seconds,
-                    ),
-                )
+                # Observe and prune may have taken a quarter of the lease already.
+                lease.renew_if_due()
+                points = study.ask(spec, trials, count, go_on=lease.go_on)
         with transaction(self.sessions) as session:
             pruned_now = sweep_steps.record_decisions(
                 session=session,

@@ -14,29 +14,45 @@ from service.store import sweep_steps
 from service.store.db import transaction
 
 
-def asking(
-    sessions: sessionmaker[Session],
-    sweep_id: int,
-    token: str,
-    *,
-    lease_seconds: float,
-    clock: Callable[[], float] = time.monotonic,
-) -> Callable[[], bool]:
-    """study.ask's `go_on`, between two asks of a step: the lease renewed once a
-    quarter of it has passed, and no more asked after a third of it — the rest are
-    asked at the next step, so one sweep's long decide holds up the others' steps
-    (one controller steps them in turn) for seconds, not minutes."""
-    began = renewed = clock()
+class StepLease:
+    """One step's lease, taken at `taken_at` (the clock's reading when take_step
+    returned): renewed once a quarter of it has passed since it was taken or last
+    renewed, and asking stopped after a third of it — the rest are asked at the next
+    step, so one sweep's long decide holds up the others' steps (one controller steps
+    them in turn) for seconds, not minutes."""
 
-    def go_on() -> bool:
-        nonlocal renewed
-        now = clock()
-        if now - renewed > lease_seconds / 4:
-            with transaction(sessions) as session:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        sweep_id: int,
+        token: str,
+        *,
+        lease_seconds: float,
+        taken_at: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.sweep_id = sweep_id
+        self.token = token
+        self.lease_seconds = lease_seconds
+        self.taken_at = self.renewed_at = taken_at
+        self.clock = clock
+
+    def renew_if_due(self) -> None:
+        """StaleLease if another controller holds the lease now."""
+        now = self.clock()
+        if now - self.renewed_at > self.lease_seconds / 4:
+            with transaction(self.sessions) as session:
                 sweep_steps.renew_step(
-                    session=session, sweep_id=sweep_id, token=token, lease_seconds=lease_seconds
+                    session=session,
+                    sweep_id=self.sweep_id,
+                    token=self.token,
+                    lease_seconds=self.lease_seconds,
                 )
-            renewed = now
-        return now - began < lease_seconds / 3
+            self.renewed_at = now
 
-    return go_on
+    def go_on(self) -> bool:
+        """study.ask's `go_on`, between two asks: renewed if due; False past a third
+        of the lease since it was taken (at least one point is asked a step)."""
+        self.renew_if_due()
+        return self.clock() - self.taken_at < self.lease_seconds / 3

@@ -8,7 +8,7 @@ import {
 } from "../charts.js";
 import {
   bytes, bytesSaved, el, emptyRow, errorBox, fmt, percent, patch, routeId, section,
-  statusBadge, streamWaitNote, TERMINAL, when,
+  statusBadge, streamWaitNote, TERMINAL, unreachable, when,
 } from "../dom.js";
 import { checkpointRows } from "./checkpoints.js";
 import { jobActions } from "./job_actions.js";
@@ -77,6 +77,9 @@ export async function render(root, params, signal) {
   );
 
   function showJob(next) {
+    // A read answered late (an explain poll's, a cancel's) never takes a finished job
+    // back to an earlier status: a finished job's status is its last (a review).
+    if (TERMINAL.has(job.status) && !TERMINAL.has(next.status)) return;
     job = next;
     // A job that ended before its first round (failed at its start, cancelled while
     // queued) will never fill the charts in.
@@ -285,6 +288,9 @@ export async function render(root, params, signal) {
         if (statusError) statusError.replaceWith(box);
         else root.prepend(box);
         statusError = box;
+        // Read again only what may pass (the server unreachable or failing): a 404 (the
+        // job deleted from another tab) stays what it is.
+        if (!(unreachable(error) || error?.status >= 500)) return;
         await sleep(pause, signal);
         if (signal.aborted || asked !== statusAsked) return;
       }

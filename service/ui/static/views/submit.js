@@ -102,16 +102,18 @@ export async function render(root, params, signal) {
     event.preventDefault();
     button.disabled = true;
     let lines = {};
+    // The text as pressed: the editor stays editable while the parse is on its way, and
+    // the key must be the body's (a key reused for another body is a 409).
+    const text = editor.value;
     try {
-      const parsed = await api("/ui/parse-spec", { method: "POST", body: { text: editor.value },
-        signal });
+      const parsed = await api("/ui/parse-spec", { method: "POST", body: { text }, signal });
       lines = parsed.lines;
       // A sweep spec (`base`, no `task`: the server's rule, which the CLI also uses)
       // goes to /v1/sweeps; anything else to /v1/jobs, whose 422s say what is wrong.
       const sweep = parsed.kind === "sweep";
       const made = await api(sweep ? "/v1/sweeps" : "/v1/jobs",
         { method: "POST", body: parsed.spec, signal,
-          extra: { "Idempotency-Key": submitKey(editor.value) } });
+          extra: { "Idempotency-Key": submitKey(text) } });
       saveDraft(null); // submitted: the next visit starts from an example again
       location.hash = sweep ? `#/sweeps/${made.id}` : `#/jobs/${made.id}`;
     } catch (error) {
