@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 import service.api.removals as removals
 from service.api import jobs as jobs_route
 from service.api import sweeps as sweeps_route
+from service.artifacts import remove_quietly
 from service.store.attempts import acknowledge_cancel
 from service.store.audit import record
 from service.store.db import read_transaction, transaction
 from service.store.job_removal import delete_metric_batch
 from service.store.jobs import request_cancel
 from service.store.sweeps import request_cancel as sweeps_request_cancel
-from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error
+from tests.api.conftest import SMALL_SWEEP, Api, assert_json_error, serving
 from tests.api.test_quota_races import all_at_once, usage
 from tests.lock_waits import a_transaction_waits_on_a_lock
 from tests.polling import wait_until
@@ -330,3 +332,33 @@ def test_a_sweep_cancel_that_a_delete_overtakes_is_a_404(
     thread.join(timeout=60)
     assert "cancel" in answers, "the cancel raised (see the thread's exception)"
     assert_json_error(answers["cancel"], 404)
+
+
+def test_a_delete_answers_before_its_files_are_removed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real uvicorn: the 204 comes once the rows are deleted; the files go after
+    it (a large sweep's thousands of remote files outlasted a client's timeout, the
+    delete committed though the client saw an error)."""
+    _alice_id, alice = api.create_user("alice")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    uri, _ = api.checkpoint(claimed, 0, b"x" * 10)
+    api.finish(claimed)
+    release = threading.Event()
+
+    def slow_store(url: str, *, location: str) -> None:
+        release.wait(30)
+        remove_quietly(url, location=location)
+
+    monkeypatch.setattr(removals, "remove_quietly", slow_store)
+    try:
+        with serving(cast(FastAPI, api.client.app)) as base:
+            answer = httpx.delete(f"{base}/v1/jobs/{job_id}", headers=alice, timeout=5)
+            assert answer.status_code == 204
+            assert _rows_naming(api, job_id)["jobs"] == 0
+            assert Path(uri).exists()  # not yet: after the answer
+            release.set()
+            wait_until(lambda: not Path(uri).exists(), timeout=30, what="the file's removal")
+    finally:
+        release.set()
