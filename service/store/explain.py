@@ -17,7 +17,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from service.schemas.jobs import BlockingReason, Explanation
-from service.schemas.quota import QuotaDefaults, UsageOut
+from service.schemas.quota import QuotaDefaults
 from service.store.claim_candidate import HeldJob, held_jobs
 from service.store.db import db_now
 from service.store.dispatchers import RECENT_DISPATCHERS, list_dispatchers, live_dispatchers
@@ -26,7 +26,7 @@ from service.store.node_fit_sql import bundles_of, workers_of
 from service.store.order_reasons import order_reasons
 from service.store.queue_order import fair_share_ahead, ranked_queue
 from service.store.quota_reasons import never_startable, quota_reasons
-from service.store.quotas import quota_in_force, usage
+from service.store.quotas import RunningUsage, quota_in_force, running_usage
 from service.store.resource_reasons import none_live, resource_reasons
 from service.store.room_reasons import QuotaLeft, held_behind, room_of, room_wait_note
 from service.store.users import get_user
@@ -172,7 +172,7 @@ def explain_queue_head(
     )
     # Every owner's usage in one read (quota reasons): one read per owner cost the
     # whole queue head's view 2 ms per owner on SQLite.
-    waits.usage.update(usage(session=session, user_ids=sorted(owner_ids)))
+    waits.usage.update(running_usage(session=session, user_ids=sorted(owner_ids)))
     explained = []
     for i in picked:
         # Claimed, cancelled, or cancelled and deleted since the ranking was read: on
@@ -215,7 +215,7 @@ class _Waits:
         self.quota_defaults = quota_defaults
         self.dispatchers = _recent_dispatchers(session)
         self.live = _live(session, self.dispatchers, dispatcher_timeout)
-        self.usage: dict[int, UsageOut] = {}
+        self.usage: dict[int, RunningUsage] = {}
         self.hold_room_after = hold_room_after
         self.names_others = names_others  # whether reasons may name other users' jobs
         self._fair: tuple[Sequence[Row[Any]], list[int]] | None = None  # fair_share_ahead's
@@ -240,7 +240,9 @@ class _Waits:
         ahead_fair = self._fair_share_ahead(ranking)[position]
         ahead_priority = position - ahead_fair
         if owner.id not in self.usage:
-            self.usage[owner.id] = usage(session=self.session, user_ids=[owner.id])[owner.id]
+            self.usage[owner.id] = running_usage(session=self.session, user_ids=[owner.id])[
+                owner.id
+            ]
         reasons = resource_reasons(
             required,
             bundles_of(job),

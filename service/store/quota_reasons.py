@@ -5,10 +5,10 @@ that it cannot start until an admin raises them (queue_order.startable_under_quo
 from __future__ import annotations
 
 from service.schemas.jobs import BlockingReason
-from service.schemas.quota import QuotaDefaults, UsageOut
+from service.schemas.quota import QuotaDefaults
 from service.store.models import Job, User
 from service.store.queue_order import exceeds
-from service.store.quotas import quota_in_force
+from service.store.quotas import RunningUsage, quota_in_force
 
 # Beyond the quota by itself, whatever else finishes: the job waits until an admin
 # raises the quota (a submit would be a 429), which explain must not hide.
@@ -21,7 +21,7 @@ def never_startable(owner: User, job: Job, defaults: QuotaDefaults) -> list[Bloc
 
 
 def quota_reasons(
-    owner: User, job: Job, used: UsageOut, defaults: QuotaDefaults
+    owner: User, job: Job, used: RunningUsage, defaults: QuotaDefaults
 ) -> list[BlockingReason]:
     """The owner's running/CPU/GPU quotas that hold this job back (as the claim's
     queue_order.under_quota tests them), those it exceeds by itself among them."""
@@ -29,7 +29,7 @@ def quota_reasons(
 
 
 def _reasons(
-    owner: User, job: Job, used: UsageOut | None, defaults: QuotaDefaults
+    owner: User, job: Job, used: RunningUsage | None, defaults: QuotaDefaults
 ) -> list[BlockingReason]:
     """Per quota, in one order: exceeded by the job itself, else (given `used`)
     exceeded with what the owner's running jobs hold."""

@@ -49,6 +49,36 @@ def set_quota(*, session: Session, user: User, change: QuotaIn) -> dict[str, obj
     return changed
 
 
+@dataclass(frozen=True)
+class RunningUsage:
+    """What a user's running (and cancelling) jobs hold: all of usage that the claim's
+    quotas, and explain's reasons for them, read."""
+
+    running_jobs: int = 0
+    cpus: float = 0.0
+    gpus: float = 0.0
+
+
+def running_usage(*, session: Session, user_ids: list[int]) -> dict[int, RunningUsage]:
+    """RunningUsage of each user, in one read of the live jobs (the status index):
+    explain read the whole `usage`, whose storage sum joins every checkpoint — 0.3 s
+    an owner at a year's 1,000,000 checkpoints on PostgreSQL (a review)."""
+    held = dict.fromkeys(user_ids, RunningUsage())
+    if user_ids:
+        for owner_id, n, cpus, gpus in session.execute(
+            select(
+                Job.owner_id,
+                func.count(),
+                func.sum(Job.cpus_required),
+                func.sum(Job.gpus_required),
+            )
+            .where(Job.status.in_([s.value for s in ACTIVE]), Job.owner_id.in_(user_ids))
+            .group_by(Job.owner_id)
+        ):
+            held[owner_id] = RunningUsage(int(n), float(cpus or 0.0), float(gpus or 0.0))
+    return held
+
+
 def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
     """Each user's usage: jobs by status, CPUs/GPUs held by running jobs, and storage
     (uploads plus every stored checkpoint of their jobs)."""

@@ -9,10 +9,11 @@ from typing import Any
 
 from service.schemas.jobs import BlockingReason
 from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom
-from service.schemas.quota import QuotaOut, UsageOut
+from service.schemas.quota import QuotaOut
 from service.store.claim_candidate import HeldJob
 from service.store.dispatchers import resource_view
 from service.store.models import Dispatcher, Job
+from service.store.quotas import RunningUsage
 from service.store.resource_reasons import NO_ROOM_HELD, nodes_of
 
 
@@ -121,7 +122,7 @@ class QuotaLeft:
     gpus: float
 
     @classmethod
-    def of(cls, in_force: QuotaOut, used: UsageOut) -> QuotaLeft:
+    def of(cls, in_force: QuotaOut, used: RunningUsage) -> QuotaLeft:
         return cls(
             in_force.max_running_jobs - used.running_jobs,
             in_force.max_cpus - used.cpus,
