@@ -151,11 +151,16 @@ CLAIM_LOCK_KEY = 0x6C6167747261696E  # "lagtrain"
 CLAIM_LOCK_WAIT, CLAIM_IDLE_LIMIT = "10s", "60s"
 # No JIT for the claim: its plan's estimate for fair share's window (a range over a
 # value computed in the statement) passed jit_above_cost, and compiling cost 20 ms of
-# a 24 ms claim (2 ms without; 20,000 finished jobs).
+# a 24 ms claim (2 ms without; 20,000 finished jobs). No nested loops either: the
+# queued jobs' range filters against parameters each get the default selectivity, so
+# the planner expected 3 to 24 queued rows and looped over users × the queue × the
+# owners' usage, 2,000 rows each time (70 to 117 ms a claim at 2,000 queued, under
+# the lock that makes claims wait for each other; 18 ms with hash joins; a review).
 _CLAIM_LOCK = (
     f"SET LOCAL lock_timeout = '{CLAIM_LOCK_WAIT}'; "
     f"SET LOCAL idle_in_transaction_session_timeout = '{CLAIM_IDLE_LIMIT}'; "
     "SET LOCAL jit = off; "
+    "SET LOCAL enable_nestloop = off; "
     f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_KEY})"
 )
 
