@@ -59,11 +59,12 @@ def submit(
 def list_jobs(
     status: str | None = typer.Option(None, help="only jobs in this status"),
     sweep: int | None = typer.Option(None, "--sweep", min=1, help="only this sweep's trial jobs"),
+    owner: str | None = typer.Option(None, "--owner", help="an admin: only this user's"),
     limit: int = typer.Option(100, min=0, help="the newest N (0: all)"),
 ) -> None:
     """List your jobs, newest first (admins see everyone's)."""
     with client_session() as client:
-        jobs, more = newest(client.jobs, status=status, sweep_id=sweep, limit=limit)
+        jobs, more = newest(client.jobs, status=status, sweep_id=sweep, owner=owner, limit=limit)
     table = Table(
         "id", "name", "owner", "status", "progress", "uploads saved", "bytes saved", "created (UTC)"
     )

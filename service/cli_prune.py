@@ -70,6 +70,9 @@ def prune(
     owner: str | None = typer.Option(None, "--owner", help="an admin: this user's"),
     everyone: bool = typer.Option(False, "--everyone", help="an admin: every user's"),
     yes: bool = typer.Option(False, "--yes", help="delete them (without it: say what would go)"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="say what would go, delete nothing (the default without --yes)"
+    ),
 ) -> None:
     """Delete finished sweeps and jobs older than --older-than days.
 
@@ -78,6 +81,8 @@ def prune(
     --owner or --everyone."""
     if owner is not None and everyone:
         raise fail("--owner or --everyone, not both", code=2)
+    if dry_run and yes:
+        raise fail("--dry-run or --yes, not both", code=2)
     cutoff = datetime.now(UTC) - timedelta(days=older_than)
     outcome = Outcome()
     with client_session() as client:

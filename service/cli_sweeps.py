@@ -66,11 +66,12 @@ def sweep(
 @sweeps_app.command("sweeps")
 def list_sweeps(
     status: str | None = typer.Option(None, help="only sweeps in this status"),
+    owner: str | None = typer.Option(None, "--owner", help="an admin: only this user's"),
     limit: int = typer.Option(100, min=0, help="the newest N (0: all)"),
 ) -> None:
     """List your sweeps, newest first (admins see everyone's)."""
     with client_session() as client:
-        found, more = newest(client.sweeps, status=status, limit=limit)
+        found, more = newest(client.sweeps, status=status, owner=owner, limit=limit)
     table = Table("id", "name", "owner", "status", "trials", "best", "created (UTC)")
     for s in found:
         finished = sum(t["status"] in FINISHED_TRIAL_STATUSES for t in s["trials"])

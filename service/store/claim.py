@@ -153,7 +153,7 @@ CLAIM_LOCK_WAIT, CLAIM_IDLE_LIMIT = "10s", "60s"
 # value computed in the statement) passed jit_above_cost, and compiling cost 20 ms of
 # a 24 ms claim (2 ms without; 20,000 finished jobs). No nested loops either: the
 # queued jobs' range filters against parameters each get the default selectivity, so
-# the planner expected 3 to 24 queued rows and looped over users × the queue × the
+# the planner expected 3 to 24 queued rows and looped over users, the queue and the
 # owners' usage, 2,000 rows each time (70 to 117 ms a claim at 2,000 queued, under
 # the lock that makes claims wait for each other; 18 ms with hash joins; a review).
 _CLAIM_LOCK = (

@@ -5,6 +5,7 @@ names what the server keeps and why, and says what it did even when cut short.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -138,3 +139,37 @@ def test_cancel_takes_several_jobs_and_goes_on_past_a_refusal(api: Api) -> None:
         j["id"]: j["status"] for j in api.client.get("/v1/jobs", headers=alice).json()["data"]
     }
     assert statuses == {first: "cancelled", second: "cancelled"}
+
+
+def test_a_dry_run_is_said_as_such_and_an_admin_lists_one_users_jobs_and_sweeps(
+    api: Api,
+) -> None:
+    """`prune --dry-run` (the habit of other tools) deletes nothing, and with --yes is
+    refused; `jobs --owner` and `sweeps --owner` list one user's, as an admin's
+    leaked-token drill asks (docs/operations.md)."""
+    _a, alice = api.create_user("alice")
+    _b, bob = api.create_user("bob")
+    old, bobs = _cancelled(api, alice, 10), _cancelled(api, bob, 10)
+    bobs_sweep = api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=bob).json()["id"]
+    api.client.post("/v1/sweeps", json=SMALL_SWEEP, headers=alice)
+    with serving(create_app(api.settings)) as url:
+        lagtrain = _cli(url)
+        dry = lagtrain(alice, "prune", "--older-than", "5", "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert dry.stdout.splitlines()[1:] == ["nothing deleted: --yes deletes them"]
+        assert old in _ids(api, alice)
+        both = lagtrain(alice, "prune", "--older-than", "5", "--dry-run", "--yes")
+        assert both.exit_code == 2 and "not both" in both.stderr, both.output
+
+        admin = bearer(ADMIN_TOKEN)
+        jobs = lagtrain(admin, "jobs", "--owner", "bob")
+        assert jobs.exit_code == 0, jobs.output
+        assert _first_column(jobs.stdout) == [bobs], jobs.stdout
+        sweeps = lagtrain(admin, "sweeps", "--owner", "bob")
+        assert sweeps.exit_code == 0, sweeps.output
+        assert _first_column(sweeps.stdout) == [bobs_sweep], sweeps.stdout
+
+
+def _first_column(table: str) -> list[int]:
+    """The ids of a listing's rows (its first column)."""
+    return [int(m) for m in re.findall(r"^\S\s*(\d+)\s", table, flags=re.MULTILINE)]
