@@ -208,6 +208,9 @@ def metrics(
 def download(
     job_id: int,
     checkpoint: int | None = typer.Option(None, help="checkpoint id (default: newest)"),
+    at_round: int | None = typer.Option(
+        None, "--round", min=0, help="the checkpoint of this round (as its file is named)"
+    ),
     out: str | None = typer.Option(
         None,
         "--out",
@@ -217,19 +220,23 @@ def download(
     force: bool = typer.Option(False, "--force", help="replace the file if it exists"),
 ) -> None:
     """Download a job's checkpoint (loadable with torch.load(weights_only=True))."""
+    if checkpoint is not None and at_round is not None:
+        raise fail("--checkpoint or --round, not both", code=2)
     folder = _output_folder(out)
     with client_session() as client:
         try:
             available = client.checkpoints(job_id)
             if not available:
                 raise fail(_no_checkpoint(client, job_id))
-            chosen = (
-                max(available, key=lambda c: c["round"])
-                if checkpoint is None
-                else next((c for c in available if c["id"] == checkpoint), None)
-            )
+            chosen = _chosen(available, checkpoint, at_round)
             if chosen is None:
-                raise fail(f"job {job_id} has no checkpoint {checkpoint}")
+                # The ids are the server's, shown nowhere else in the CLI: say them.
+                wanted = f"of round {at_round}" if at_round is not None else str(checkpoint)
+                held = ", ".join(
+                    f"{c['id']} (round {c['round']})"
+                    for c in sorted(available, key=lambda c: c["round"])
+                )
+                raise fail(f"job {job_id} has no checkpoint {wanted}; its checkpoints: {held}")
             # The name the server gives the file too (Content-Disposition), here or in `out`.
             name = Path(f"job-{job_id}-round-{chosen['round']}.pt")
             dest = name if out is None else folder / name if folder else Path(out)
@@ -242,6 +249,17 @@ def download(
     digest = chosen.get("sha256")
     checked = f"sha256 {digest[:12]}… verified" if digest else "the server sent no sha256 to check"
     console.print(f"wrote {dest} (round {chosen['round']}, {checked})")
+
+
+def _chosen(
+    available: list[dict[str, Any]], checkpoint: int | None, at_round: int | None
+) -> dict[str, Any] | None:
+    """The checkpoint asked for by id or round, else the newest; None if none matches."""
+    if checkpoint is not None:
+        return next((c for c in available if c["id"] == checkpoint), None)
+    if at_round is not None:
+        return next((c for c in available if c["round"] == at_round), None)
+    return max(available, key=lambda c: c["round"])
 
 
 def _output_folder(out: str | None) -> Path | None:

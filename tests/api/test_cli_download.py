@@ -163,6 +163,44 @@ def test_download_to_a_new_folder_and_after_the_checkpoints_were_deleted(
     ]
 
 
+def test_a_checkpoint_is_chosen_by_round_and_a_wrong_id_names_those_there_are(
+    api: Api, tmp_path: Path
+) -> None:
+    """The checkpoint ids are the server's, which nothing else in the CLI shows: a
+    wrong one is answered with the job's checkpoints (id and round), and --round picks
+    by the number its file is named with."""
+    job_id = api.submit(api.admin)
+    claimed = api.claim()
+    api.checkpoint(claimed, 9, DATA)
+    api.checkpoint(claimed, 19, DATA + b"!")
+    api.finish(claimed)
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
+        runner = CliRunner()
+        ids = {
+            c["round"]: c["id"]
+            for c in api.client.get(f"/v1/jobs/{job_id}/checkpoints", headers=api.admin).json()[
+                "data"
+            ]
+        }
+        wrong = runner.invoke(app, ["download", str(job_id), "--checkpoint", "999"], env=env)
+        assert wrong.exit_code == 1
+        assert wrong.stderr.splitlines() == [
+            f"error: job {job_id} has no checkpoint 999; its checkpoints: "
+            f"{ids[9]} (round 9), {ids[19]} (round 19)"
+        ]
+        out = tmp_path / "nine.pt"
+        nine = runner.invoke(
+            app, ["download", str(job_id), "--round", "9", "-o", str(out)], env=env
+        )
+        assert nine.exit_code == 0, nine.output
+        assert out.read_bytes() == DATA
+        both = runner.invoke(
+            app, ["download", str(job_id), "--round", "9", "--checkpoint", "1"], env=env
+        )
+        assert both.exit_code == 2 and "not both" in both.stderr
+
+
 def test_metrics_are_json_lines_and_a_422_is_one_line(api: Api, tmp_path: Path) -> None:
     """In a pipe: one JSON record per line however long (never wrapped at 80
     columns); a refused spec is one line naming each field."""
