@@ -6,14 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.schemas.common import UtcDatetime
+from service.schemas.common import USER_NAME_PATTERN, UtcDatetime
 from service.schemas.data_limits import CsvShape, TextShape
 from service.schemas.quota import QuotaIn, QuotaOut, UsageOut
 
 Role = Literal["user", "admin"]
-
-
-USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 
 
 def folded_user_name(name: str) -> str:

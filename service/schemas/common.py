@@ -28,13 +28,26 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 VALUE_ERROR_PREFIX = "Value error, "
 
 
+# A user's name: ASCII letters, digits and a few marks (the store folds its case).
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
+# Patterns said in words: pydantic's "String should match pattern '^[A-Za-z0-9]…$'"
+# read as a regular expression to whoever mistyped a name (a walkthrough).
+_PATTERN_WORDS = {
+    USER_NAME_PATTERN: "a user name is letters, digits and _ . @ - (no spaces), "
+    "starting with a letter or digit",
+}
+
+
 def error_message(error: Mapping[str, Any]) -> str:
     """A pydantic error's message as people read it: a validator's own words without
     pydantic's "Value error, " before them (the 422s, a sweep's corner checks, the
-    settings' start-up errors)."""
+    settings' start-up errors), and a known pattern in words."""
     message = str(error.get("msg", ""))
     if error.get("type") == "value_error":
         return message.removeprefix(VALUE_ERROR_PREFIX)
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        return _PATTERN_WORDS.get(pattern, message)
     return message
 
 

@@ -308,3 +308,19 @@ def test_a_stopped_dispatcher_runs_no_jobs_whatever_it_last_reported(api: Api) -
         "running": (True, "alive", report),
         "stopped": (False, "stopped", {**report, "running_jobs": 0}),
     }
+
+
+def test_a_bad_user_name_is_said_in_words_not_as_a_pattern(api: Api) -> None:
+    """A mistyped name (a space) on the user's creation and on a listing's owner filter:
+    the 422 names the field and says what a name may hold."""
+    made = assert_json_error(
+        api.client.post("/v1/users", json={"name": "carol x"}, headers=api.admin), 422
+    )
+    listed = assert_json_error(api.client.get("/v1/jobs?owner=carol x", headers=api.admin), 422)
+    for detail, loc in ((made, ["body", "name"]), (listed, ["query", "owner"])):
+        [error] = detail
+        assert error["loc"] == loc
+        assert error["msg"] == (
+            "a user name is letters, digits and _ . @ - (no spaces), "
+            "starting with a letter or digit"
+        ), error
