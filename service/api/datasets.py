@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.body_limit import BodyTooLarge
@@ -24,6 +24,7 @@ from service.api.deps import (
     field_error,
     next_cursor,
 )
+from service.api.query_check import only_form_fields
 from service.api.responses import errors
 from service.artifacts import CHUNK_BYTES, artifact_url, remove_quietly, write_once_from
 from service.auth import CurrentUser
@@ -73,6 +74,7 @@ def _dataset_out(dataset: Dataset, owner: str) -> DatasetOut:
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetOut,
     responses=errors(400, 401, 413, 429),
+    dependencies=[Depends(only_form_fields("file", "format"))],
 )
 def post_dataset(
     principal: CurrentUser,

@@ -12,7 +12,7 @@ from fastapi import Depends, Query
 from sqlalchemy.orm import Session
 
 from service.api.deps import MAX_ID, decode_cursor, field_error
-from service.schemas.accounts import USER_NAME_PATTERN
+from service.schemas.common import USER_NAME_PATTERN
 from service.schemas.jobs import JobStatus
 from service.store.jobs import JobsQuery
 from service.store.users import Principal, find_user_id

@@ -195,3 +195,23 @@ def test_an_upload_whose_commit_answer_was_lost_keeps_its_file(api: Api) -> None
         [dataset] = session.scalars(select(Dataset)).all()
         uri = dataset.uri
     assert Path(uri).read_bytes() == b"once\n"
+
+
+def test_an_upload_form_field_the_route_does_not_take_is_a_422_naming_it(api: Api) -> None:
+    """`-F formt=csv` (a typo) was ignored: the CSV stored as text. Now a 422 at the
+    field with the near name; nothing stored; a bad token is still a 401 first."""
+    _uid, alice = api.create_user("alice")
+    csv = b"f1,label\n0.5,0\n1.5,1\n"
+    sent = {"files": {"file": ("d.dat", csv)}, "data": {"formt": "csv"}}
+    [error] = assert_json_error(api.client.post("/v1/datasets", **sent, headers=alice), 422)
+    assert error["loc"] == ["body", "formt"]
+    assert error["msg"] == (
+        "Extra inputs are not permitted; did you mean 'format'? (fields here: file, format)"
+    )
+    assert api.client.get("/v1/datasets", headers=alice).json()["data"] == []
+    refused = api.client.post("/v1/datasets", **sent, headers={"Authorization": "Bearer x"})
+    assert refused.status_code == 401
+    kept = api.client.post(
+        "/v1/datasets", files=sent["files"], data={"format": "csv"}, headers=alice
+    )
+    assert kept.status_code == 201 and kept.json()["format"] == "csv", kept.text
