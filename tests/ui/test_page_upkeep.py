@@ -20,6 +20,7 @@ from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, sign_in
 from tests.ui.test_job_page_live import count_requests
 from tests.ui.test_job_pages import LONG_LINREG_ONE_REPLICA, drawn_rounds
+from tests.ui.test_many_tabs import SET_HIDDEN
 
 pytestmark = pytest.mark.ray
 
@@ -167,13 +168,6 @@ def test_a_submit_pressed_again_after_a_lost_answer_makes_one_job(
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
     with client:
         assert len(client.jobs()) == 1, client.jobs()
-
-
-# Headless Chromium reports every tab as visible: hidden as a browser hides a tab.
-SET_HIDDEN = """hidden => {
-  Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
-  document.dispatchEvent(new Event("visibilitychange"));
-}"""
 
 
 def test_a_hidden_tab_polls_nothing_until_it_is_shown(stack: Stack, page: Page) -> None:
