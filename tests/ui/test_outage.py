@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from service.client import Client
 from tests.e2e.conftest import Stack
+from tests.polling import wait_until
 from tests.ui.conftest import Console, new_user, sign_in
 
 pytestmark = pytest.mark.ray
@@ -69,7 +71,15 @@ def test_pages_opened_during_an_outage_say_so_and_draw_once_it_ends(
     expect(page.locator("#queue")).to_be_visible(timeout=15_000)
     expect(page.get_by_text(UNREACHABLE)).to_be_hidden()
 
-    # A page whose module is loaded but whose first request fails (the job's own).
+    # A page whose module is loaded but whose first request fails (the job's own). The
+    # job was claimed before its cancel: its dispatcher acknowledges the cancel once its
+    # gang has started (7.5 s in a fresh-clone CI, longer than the Lab's part above).
+    with Client(stack.url, token) as again:
+        wait_until(
+            lambda: again.job(job["id"])["status"] == "cancelled",
+            timeout=60,
+            what="the cancel's acknowledgement",
+        )
     page.goto(f"{stack.url}/#/jobs/{job['id']}")
     expect(page.locator("#job-status")).to_contain_text("cancelled")
     outage.start()
