@@ -5,7 +5,7 @@ says which parameters the route takes and the near one (service.http_errors)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
@@ -22,20 +22,7 @@ async def reject_unknown_query(request: Request) -> None:
     if not isinstance(route, APIRoute):
         return
     known = query_names(route)
-    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
-    if unknown:
-        await check_token(request)
-        raise RequestValidationError(
-            [
-                {
-                    "type": "extra_forbidden",
-                    "loc": ("query", name),
-                    "msg": "Extra inputs are not permitted",
-                    "input": request.query_params[name],
-                }
-                for name in unknown
-            ]
-        )
+    await _refuse_unknown(request, "query", request.query_params, known)
 
 
 def only_form_fields(*known: str) -> Callable[[Request], Awaitable[None]]:
@@ -45,23 +32,31 @@ def only_form_fields(*known: str) -> Callable[[Request], Awaitable[None]]:
 
     async def check(request: Request) -> None:
         form = await request.form()  # FastAPI's own parse, cached on the request
-        unknown = [name for name in dict.fromkeys(form.keys()) if name not in known]
-        if unknown:
-            await check_token(request)
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "extra_forbidden",
-                        "loc": ("body", name),
-                        # The near name is added with the others' (service.http_errors).
-                        "msg": "Extra inputs are not permitted",
-                        "input": None,
-                    }
-                    for name in unknown
-                ]
-            )
+        await _refuse_unknown(request, "body", {name: None for name in form}, frozenset(known))
 
     return check
+
+
+async def _refuse_unknown(
+    request: Request, place: str, given: Mapping[str, object], known: frozenset[str]
+) -> None:
+    """A 422 for each name in `given` not in `known`, at (`place`, name), once the token
+    is checked (every route answers 401 before 422); the near name is added with the
+    others' in service.http_errors."""
+    unknown = [name for name in dict.fromkeys(given) if name not in known]
+    if unknown:
+        await check_token(request)
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": (place, name),
+                    "msg": "Extra inputs are not permitted",
+                    "input": given[name],
+                }
+                for name in unknown
+            ]
+        )
 
 
 def query_names(route: APIRoute) -> frozenset[str]:
