@@ -15,6 +15,7 @@ from rich.table import Table
 
 from service.cli_common import binary_size, call, console, err_console, fail, when
 from service.cli_common import user_id_named as _named
+from service.cli_sizes import NotASize, byte_count
 from service.client import Client
 
 accounts_app = typer.Typer(add_completion=False)
@@ -24,8 +25,11 @@ QUOTA_OPTION = typer.Option(
     None,
     "--quota",
     help="FIELD=VALUE, repeatable: max_running_jobs, max_queued_jobs, max_cpus, max_gpus, "
-    "max_storage_bytes, max_job_hours; VALUE 'default' returns it to the server's default",
+    "max_storage_bytes (bytes, or with a unit: 10GiB, 500MB), max_job_hours; VALUE 'default' "
+    "returns it to the server's default",
 )
+# The quota fields that are a number of bytes: they also take a unit (cli_sizes).
+SIZE_FIELDS = frozenset({"max_storage_bytes"})
 
 
 @accounts_app.command("tokens")
@@ -141,7 +145,8 @@ def user_set(
 
 def parse_quota(items: list[str]) -> dict[str, int | float | None]:
     """`--quota` values as the API's quota object: FIELD=3 (an int), FIELD=2.5, or
-    FIELD=default (null: the server's default). The server checks the fields."""
+    FIELD=default (null: the server's default); a size also with a unit,
+    max_storage_bytes=10GiB or 500MB (sent as bytes). The server checks the fields."""
     limits: dict[str, int | float | None] = {}
     for item in items:
         field, sep, text = item.partition("=")
@@ -151,6 +156,11 @@ def parse_quota(items: list[str]) -> dict[str, int | float | None]:
             limits[field] = None
             continue
         number = _number(text)
+        if number is None and field in SIZE_FIELDS:
+            try:
+                number = byte_count(text)
+            except NotASize as exc:
+                raise fail(f"--quota {item!r}: {exc}, or 'default'", code=2) from exc
         if number is None:
             raise fail(f"--quota {item!r}: {text!r} is no number (or 'default')", code=2)
         # JSON has no inf or nan: httpx refused the body with a traceback.

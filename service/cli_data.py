@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from service.cli_common import call, console, each_id, when
+from service.cli_sizes import size_and_bytes
 
 data_app = typer.Typer(add_completion=False)
 
@@ -90,11 +91,18 @@ def delete_checkpoints(job_ids: list[int] = typer.Argument(..., metavar="JOB_ID.
 
 @data_app.command()
 def usage() -> None:
-    """Your quotas and what counts against them."""
+    """Your quotas and what counts against them.
+
+    Storage reads "1.2 GiB (1,288,490,188 bytes)": readable, and the exact count that
+    `--quota max_storage_bytes=` takes."""
     me = call(lambda client: client.me())
     quota, used = me["quota"], me["usage"]
     table = Table("quota", "used", "limit")
-    table.add_row("storage bytes", f"{used['storage_bytes']:,}", f"{quota['max_storage_bytes']:,}")
+    table.add_row(
+        "storage",
+        size_and_bytes(used["storage_bytes"]),
+        size_and_bytes(quota["max_storage_bytes"]),
+    )
     table.add_row("queued jobs", str(used["queued_jobs"]), str(quota["max_queued_jobs"]))
     table.add_row("running jobs", str(used["running_jobs"]), str(quota["max_running_jobs"]))
     table.add_row("CPUs", f"{used['cpus']:g}", f"{quota['max_cpus']:g}")
