@@ -18,7 +18,9 @@ audit_app = typer.Typer(add_completion=False)
 def audit(
     user: str | None = typer.Option(None, "--user", help="only what this user did (by name)"),
     action: str | None = typer.Option(
-        None, help="an action (job.cancelled), or a prefix ending in '.' (job.) for all its actions"
+        None,
+        help="an action (job.cancelled), or its subject (job, or job.) for all the subject's "
+        "actions",
     ),
     target: str | None = typer.Option(None, help="what was acted on: job:42, user:7, token:3"),
     limit: int = typer.Option(20, min=0, help="the newest N (0: all)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from service.api.responses import errors
 from service.api.user_refs import asked_by, user_namer
 from service.auth import AdminUser
 from service.schemas.accounts import AuditEventOut, AuditPage
+from service.schemas.audit import AuditAction
 from service.schemas.common import StorableText
 from service.store.audit import audit_page
 from service.store.db import read_transaction
@@ -22,22 +24,42 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 
 # What action names are made of (job.cancelled, artifacts.orphans_removed): lower
 # case only, as every action is — an upper-case prefix matched on SQLite, whose LIKE
-# ignores case, and nothing on PostgreSQL. Any such text is taken, not only an
-# AuditAction or its prefix: rows may hold actions of another server version, and
-# the filter has always taken any (one that is no action matches nothing).
+# ignores case, and nothing on PostgreSQL. Any such text with a dot is taken, not
+# only an AuditAction or its prefix: rows may hold actions of another server version,
+# and the filter has always taken any (one that is no action matches nothing).
 _ACTION = re.compile(r"^[a-z._]+$")
+_ACTIONS = sorted(action.value for action in AuditAction)
+# Every action is `subject.verb`: a bare subject ("user") is never one, and matched
+# nothing but an empty page (a walkthrough's `lagtrain audit --action user`).
+_SUBJECTS = sorted({action.partition(".")[0] for action in _ACTIONS})
 
 
 def _action_filter(value: str | None) -> str | None:
     # Checked here rather than by Query(pattern=...), whose 422 would only quote the
     # regular expression.
-    if value is not None and not _ACTION.match(value):
+    if value is None:
+        return None
+    if not _ACTION.match(value):
         raise PydanticCustomError(  # its own error type, beside FastAPI's
             "action_filter",
             "lower-case letters, dots and underscores only: an action such as job.cancelled, "
             "or a prefix ending in '.' such as job.",
         )
-    return value
+    if "." in value:
+        return value
+    if value in _SUBJECTS:
+        return f"{value}."  # the subject alone stands for its prefix: every action under it
+    # An unknown word without a dot can match no action of any version: said, with
+    # the actions there are, rather than an empty page. (No brace in the text: pydantic
+    # would read one as a placeholder, and the pattern above admits none.)
+    close = difflib.get_close_matches(value, [*_SUBJECTS, *_ACTIONS], n=1)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    raise PydanticCustomError(
+        "action_filter",
+        f"{value!r} is no action nor the subject of one{guess}; the actions: "
+        f"{', '.join(_ACTIONS)}; a subject alone (job) or a prefix ending in '.' (job.) "
+        "selects every action under it",
+    )
 
 
 ActionFilter = Annotated[
@@ -45,8 +67,8 @@ ActionFilter = Annotated[
     Query(
         max_length=40,  # the column's width: a longer one matches nothing
         json_schema_extra={"pattern": _ACTION.pattern},
-        description="an action (job.cancelled), or a prefix ending in '.' (job.) for each "
-        "action under it",
+        description="an action (job.cancelled), or a prefix ending in '.' (job.) or an "
+        "action's subject alone (job) for each action under it",
     ),
     AfterValidator(_action_filter),
 ]
@@ -78,8 +100,10 @@ def get_audit(
     share changes, tokens created/revoked, jobs submitted/cancelled/deleted, sweeps
     submitted/cancelled (the actor shows who: a sweep's own trial submits as "sweep:N
     for user:name"), datasets uploaded/deleted, checkpoints deleted, orphan files
-    removed (service.schemas.audit.AuditAction lists them). The filters combine with
-    AND; page on with after_id=next_after_id."""
+    removed (service.schemas.audit.AuditAction lists them). `action`: one action,
+    a prefix ending in "." (`job.`), or a subject alone (`job`, the same as `job.`);
+    a word without a dot that is no subject is a 422 listing the actions. The filters
+    combine with AND; page on with after_id=next_after_id."""
     with read_transaction(sessions) as session:
         events = audit_page(
             session=session,

@@ -68,15 +68,19 @@ def test_each_filter_alone_and_combined(api: Api) -> None:
         ("user:alice", "job.submitted", f"job:{alices_job}"),
         ("admin:admin", "job.cancelled", f"job:{alices_job}"),
     ]
-    # A prefix ending in "." is every action under it; without the dot, exact.
-    assert rows(audit(api, action="job.")) == [
-        ("user:alice", "job.submitted", f"job:{alices_job}"),
-        ("user:bob", "job.submitted", f"job:{bobs_job}"),
-        ("admin:admin", "job.cancelled", f"job:{alices_job}"),
-        ("user:bob", "job.cancelled", f"job:{bobs_job}"),
-        *trials,
-    ]
-    assert audit(api, action="job") == []
+    # A prefix ending in "." is every action under it; the subject alone is the same.
+    assert (
+        rows(audit(api, action="job."))
+        == rows(audit(api, action="job"))
+        == [
+            ("user:alice", "job.submitted", f"job:{alices_job}"),
+            ("user:bob", "job.submitted", f"job:{bobs_job}"),
+            ("admin:admin", "job.cancelled", f"job:{alices_job}"),
+            ("user:bob", "job.cancelled", f"job:{bobs_job}"),
+            *trials,
+        ]
+    )
+    assert audit(api, action="job.cancel") == []  # with a dot, exact: no such action
     # "_" is no wildcard: u_er. is not user.
     assert audit(api, action="u_er.") == []
     assert [e["action"] for e in audit(api, action="user.")] == ["user.created"] * 3
