@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from service.errors import QuotaExceeded
 from service.schemas.quota import QUOTA_FIELDS, QuotaDefaults, QuotaIn, QuotaOut, UsageOut
 from service.store.models import (
     ACTIVE,
-    Checkpoint,
-    Dataset,
     Job,
     JobStatus,
     User,
@@ -25,6 +23,7 @@ from service.store.models import (
     utcnow,
 )
 from service.store.queue_order import exceeds
+from service.store.stored_bytes import checkpoint_bytes, upload_bytes
 
 
 def quota_in_force(user: User, defaults: QuotaDefaults) -> QuotaOut:
@@ -61,8 +60,8 @@ class RunningUsage:
 
 def running_usage(*, session: Session, user_ids: list[int]) -> dict[int, RunningUsage]:
     """RunningUsage of each user, in one read of the live jobs (the status index):
-    explain read the whole `usage`, whose storage sum joins every checkpoint — 0.3 s
-    an owner at a year's 1,000,000 checkpoints on PostgreSQL (a review)."""
+    what explain needs, without `usage`'s counts over the users' whole history and
+    its storage sums over their checkpoints."""
     held = dict.fromkeys(user_ids, RunningUsage())
     if user_ids:
         for owner_id, n, cpus, gpus in session.execute(
@@ -98,19 +97,13 @@ def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
             .group_by(Job.owner_id)
         ):
             held[owner_id] = (float(cpus or 0.0), float(gpus or 0.0))
-        for owner_id, n in session.execute(
-            select(Dataset.owner_id, func.sum(Dataset.bytes))
-            .where(Dataset.owner_id.in_(user_ids))
-            .group_by(Dataset.owner_id)
+        postgres = session.get_bind().dialect.name == "postgresql"
+        for uid, uploads, checkpoints in session.execute(
+            select(User.id, upload_bytes(), checkpoint_bytes(postgres=postgres)).where(
+                User.id.in_(user_ids)
+            )
         ):
-            storage[owner_id] += int(n or 0)
-        for owner_id, n in session.execute(
-            select(Job.owner_id, func.sum(Checkpoint.bytes))
-            .join(Job, Job.id == Checkpoint.job_id)
-            .where(Job.owner_id.in_(user_ids))
-            .group_by(Job.owner_id)
-        ):
-            storage[owner_id] += int(n or 0)
+            storage[uid] = int(uploads) + int(checkpoints)
     out: dict[int, UsageOut] = {}
     for uid in user_ids:
         counts = by_status[uid]
@@ -129,33 +122,35 @@ def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
 
 # What the submit-time checks need (they run on every submit): the user's own limits
 # (NULL: the server's default), their queued jobs and their stored bytes (uploads
-# plus checkpoints), as columns correlated to the `users` row. Built once.
+# plus checkpoints: stored_bytes), as columns correlated to the `users` row. Built
+# once per dialect.
 _JOBS = table_of(Job)
-_STANDING_COLUMNS = (
-    User.max_queued_jobs,
-    User.max_storage_bytes,
-    User.max_cpus,
-    User.max_gpus,
-    select(func.count())
-    .select_from(_JOBS)
-    .where(_JOBS.c.owner_id == User.id, _JOBS.c.status == JobStatus.QUEUED.value)
-    .scalar_subquery()
-    .label("queued"),
-    select(func.coalesce(func.sum(Dataset.bytes), 0))
-    .where(Dataset.owner_id == User.id)
-    .scalar_subquery()
-    .label("uploads"),
-    select(func.coalesce(func.sum(Checkpoint.bytes), 0))
-    .join(_JOBS, _JOBS.c.id == Checkpoint.job_id)
-    .where(_JOBS.c.owner_id == User.id)
-    .scalar_subquery()
-    .label("checkpoints"),
-)
-_SUBMIT_STANDING = select(*_STANDING_COLUMNS).where(User.id == bindparam("user_id"))
+
+
+def _standing_columns(
+    *, postgres: bool
+) -> tuple[QueryableAttribute[Any] | ColumnElement[Any], ...]:
+    """The standing's columns; `postgres`: its dialect (stored_bytes' two forms)."""
+    return (
+        User.max_queued_jobs,
+        User.max_storage_bytes,
+        User.max_cpus,
+        User.max_gpus,
+        select(func.count())
+        .select_from(_JOBS)
+        .where(_JOBS.c.owner_id == User.id, _JOBS.c.status == JobStatus.QUEUED.value)
+        .scalar_subquery()
+        .label("queued"),
+        upload_bytes().label("uploads"),
+        checkpoint_bytes(postgres=postgres).label("checkpoints"),
+    )
+
+
+_SUBMIT_STANDING = select(*_standing_columns(postgres=False)).where(User.id == bindparam("user_id"))
 # On PostgreSQL it also reads db_now's clock: the submit's timestamp, without a round
 # trip of its own.
 _SUBMIT_STANDING_PG = select(
-    *_STANDING_COLUMNS, func.clock_timestamp(type_=UtcDateTime()).label("clock")
+    *_standing_columns(postgres=True), func.clock_timestamp(type_=UtcDateTime()).label("clock")
 ).where(User.id == bindparam("user_id"))
 # FOR NO KEY UPDATE: it waits for another transaction's check of the same user, but
 # not for inserts that merely reference the user (jobs, datasets: FOR KEY SHARE).

@@ -212,11 +212,14 @@ class Checkpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (
         UniqueConstraint("job_id", "round", name="uq_checkpoints_job_id_round"),
+        # A job's checkpoints, and the storage quota's sum read from the index alone
+        # (service.store.stored_bytes; migration 0015).
+        Index("ix_checkpoints_job_id_bytes", "job_id", "bytes"),
         IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     round: Mapped[int] = mapped_column(Integer)
     # The metric seq written up to this checkpoint: a resumed attempt continues after it.
