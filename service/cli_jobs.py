@@ -1,5 +1,6 @@
-"""Client commands of the `lagtrain` CLI: submit, jobs, watch, cancel, metrics,
-download. They talk to the server over HTTP through service.client."""
+"""Client commands of the `lagtrain` CLI: submit, jobs, watch (the following itself
+is service.cli_watch's), cancel, metrics, download. They talk to the server over
+HTTP through service.client."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -29,7 +27,8 @@ from service.cli_common import (
     refuse_the_other_kind,
     when,
 )
-from service.cli_figures import figures, percent, saved_fractions
+from service.cli_figures import percent, saved_fractions
+from service.cli_watch import follow_job
 from service.client import TERMINAL_STATUSES, ApiError, ChecksumMismatch, Client
 
 jobs_app = typer.Typer(add_completion=False)
@@ -52,7 +51,7 @@ def submit(
             raise api_failure(exc) from exc
         console.print(Text.assemble("job ", (str(job["id"]), "bold"), f" {job['status']}"))
         if watch_job:
-            _watch(client, int(job["id"]))
+            follow_job(client, int(job["id"]))
 
 
 @jobs_app.command("jobs")
@@ -86,84 +85,9 @@ def list_jobs(
 
 @jobs_app.command()
 def watch(job_id: int) -> None:
-    """Live progress of a job: round, loss, uploads saved."""
+    """Follow a job: why it waits while queued, then round, loss, uploads saved."""
     with client_session() as client:
-        _watch(client, job_id)
-
-
-def _watch(client: Client, job_id: int) -> None:
-    try:
-        job = client.job(job_id)
-    except ApiError as exc:
-        raise api_failure(exc) from exc
-    rounds = int((job.get("progress") or {}).get("rounds") or 1)
-    if console.is_terminal:
-        final = _watch_live(client, job_id, job, rounds)
-    else:
-        final = _watch_lines(client, job_id, job, rounds)
-    if final.get("error"):
-        # Text, not markup; whole, not wrapped at a pipe's 80 columns.
-        console.print(final["error"], style="red", markup=False, soft_wrap=True)
-    if final.get("status") != "succeeded" and final.get("status") in TERMINAL_STATUSES:
-        raise typer.Exit(1)
-
-
-def _watch_live(client: Client, job_id: int, job: dict[str, Any], rounds: int) -> dict[str, Any]:
-    """A progress bar redrawn in place, with the latest figures on the line below it
-    (one row of both was cut to "roun… val_m…" in an 80-column terminal): the final
-    status event."""
-    progress = Progress(
-        TextColumn("job {task.fields[job]} [bold]{task.fields[status]}[/bold]"),
-        BarColumn(bar_width=24),
-        TextColumn("round {task.completed:.0f}/{task.total:.0f}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    # From where the job is: a finished job's first frame is not "round 0".
-    done = int((job.get("progress") or {}).get("round") or 0)
-    bar = progress.add_task("train", total=rounds, completed=done, job=job_id, status=job["status"])
-    shown = Text(overflow="fold")  # wraps, never cut: the figures are what one watches
-    final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
-    with Live(Group(progress, shown), console=console, refresh_per_second=4):
-        try:
-            for event, data in client.follow(job_id):
-                if event == "status":
-                    final = data
-                    progress.update(bar, status=data["status"])
-                elif event == "metrics":
-                    progress.update(bar, completed=data["round"] + 1)
-                    shown.plain = figures(data["values"])
-        except ApiError as exc:
-            raise api_failure(exc) from exc
-    return final
-
-
-def _watch_lines(client: Client, job_id: int, job: dict[str, Any], rounds: int) -> dict[str, Any]:
-    """For a pipe or a CI log, where a bar redrawn in place is cut to 80 columns and
-    shows only its last frame: a line per status change and per evaluation round (and
-    the last round), whole."""
-    final: dict[str, Any] = {"status": job["status"], "error": job.get("error")}
-    shown = False
-    try:
-        for event, data in client.follow(job_id):
-            if event == "status":
-                # A terminal status is printed once, last: a finished job's stream
-                # opens with it too, before the rounds it replays.
-                changed = data["status"] != final["status"] or not shown  # or a reconnect
-                if changed and data["status"] not in TERMINAL_STATUSES:
-                    console.print(f"job {job_id} {data['status']}", markup=False, soft_wrap=True)
-                final, shown = data, True
-            elif event == "metrics":
-                done = data["round"] + 1
-                values = data["values"]
-                if done == rounds or any(k.startswith("val_") for k in values):
-                    line = f"job {job_id} round {done}/{rounds}  {figures(values)}"
-                    console.print(line, markup=False, soft_wrap=True)
-    except ApiError as exc:
-        raise api_failure(exc) from exc
-    if final["status"] in TERMINAL_STATUSES:
-        console.print(f"job {job_id} {final['status']}", markup=False, soft_wrap=True)
-    return final
+        follow_job(client, job_id)
 
 
 @jobs_app.command()

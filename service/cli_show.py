@@ -60,13 +60,8 @@ def job_lines(job: dict[str, Any], why: dict[str, Any] | None) -> list[str]:
         + (f" · finished {_time(job['finished_at'])}" if job.get("finished_at") else ""),
     ]
     if why is not None:
-        place = why.get("queue_position")
-        lines.append(
-            f"waiting: position {place} ({why.get('queued_ahead')} ahead)"
-            if place is not None
-            else "waiting: not ranked"
-        )
-        lines += [f"  {reason['kind']}: {reason['message']}" for reason in why["reasons"]]
+        lines.append(f"waiting: {queue_place(why)}")
+        lines += reason_lines(why)
     if job.get("error"):
         lines.append(f"error: {job['error']}")
     summary = job.get("summary")
@@ -82,6 +77,17 @@ def job_lines(job: dict[str, Any], why: dict[str, Any] | None) -> list[str]:
                 values[key] = summary[key]
         lines.append(f"summary: {figures(values)}")
     return lines
+
+
+def queue_place(why: dict[str, Any]) -> str:
+    """Explain's place of a queued job: "position 2 (1 ahead)", or "not ranked"."""
+    place = why.get("queue_position")
+    return "not ranked" if place is None else f"position {place} ({why.get('queued_ahead')} ahead)"
+
+
+def reason_lines(why: dict[str, Any]) -> list[str]:
+    """Explain's reasons, one indented line each: "  quota: max_running_jobs: …"."""
+    return [f"  {reason['kind']}: {reason['message']}" for reason in why["reasons"]]
 
 
 def _time(text: str) -> str:
