@@ -35,6 +35,7 @@ from service.http_errors import install_error_handlers
 from service.settings import Settings
 from service.store.cluster_capacity import ClusterCapacity
 from service.store.db import make_engine, make_sessionmaker, transaction
+from service.store.job_counts import TerminalCounts
 from service.store.reaper import requeue_expired
 from service.ui import routes as ui_routes
 from service.ui.security import UiSecurityHeaders
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, on_job_queued: Callable[[], None] | None =
     app.state.stream_slots = StreamSlots()
     app.state.on_job_queued = on_job_queued
     app.state.cluster_capacity = ClusterCapacity()  # the live dispatchers, for submits
+    app.state.terminal_counts = TerminalCounts()  # /v1/cluster's and /metrics' job counts
     app.state.stream_hub = StreamHub(sessions)  # one store poller per watched job
     install_error_handlers(app)
     app.include_router(health.router)  # /healthz touches no database; /readyz says 503

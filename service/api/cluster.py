@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.deps import AppSettings, Sessions
 from service.api.responses import errors
@@ -18,7 +18,7 @@ from service.store.dispatchers import (
     reported_resources,
 )
 from service.store.explain import explain_queue_head
-from service.store.jobs import status_counts
+from service.store.job_counts import status_counts
 from service.store.models import Dispatcher
 
 router = APIRouter(prefix="/v1", tags=["cluster"])
@@ -29,7 +29,9 @@ QUEUE_HEAD = 50
 
 
 @router.get("/cluster", response_model=ClusterOut, responses=errors(401, 422))
-def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSettings) -> ClusterOut:
+def get_cluster(
+    request: Request, principal: CurrentUser, sessions: Sessions, settings: AppSettings
+) -> ClusterOut:
     """``resources`` is the Ray cluster as the most recently seen live dispatcher
     reported it ({"total": {}, "free": {}} with none alive). A dispatcher is alive if
     it was seen within one lease period and has not stopped; ``stopped_at`` says when
@@ -38,12 +40,13 @@ def get_cluster(principal: CurrentUser, sessions: Sessions, settings: AppSetting
     queued jobs in claim order (a user's own only, with their places in the whole
     queue), then up to 50 queued jobs the claim skips (position null: the owner is
     disabled, or a quota forbids the job by itself), each with what explain says
-    holds it back."""
+    holds it back. ``queue``: jobs per status, the terminal ones up to 15 s old
+    (service.store.job_counts)."""
     with read_transaction(sessions) as session:
         # The database's clock, which dispatchers stamp their last_seen_at by.
         now = db_now(session)
         dispatchers = recent_dispatchers(session=session, now=now)
-        counts = status_counts(session=session)
+        counts = status_counts(session=session, terminal=request.app.state.terminal_counts)
         head = [
             QueuePlace(
                 job_id=job.id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -13,7 +13,7 @@ from service.api.deps import AppSettings, Sessions
 from service.api.responses import errors
 from service.store.db import db_now, ping, read_transaction
 from service.store.dispatchers import dispatcher_state, recent_dispatchers
-from service.store.jobs import status_counts
+from service.store.job_counts import status_counts
 
 router = APIRouter(tags=["health"])
 
@@ -34,13 +34,16 @@ def readyz(sessions: Sessions) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=errors(503))
-def prometheus_metrics(sessions: Sessions, settings: AppSettings) -> PlainTextResponse:
+def prometheus_metrics(
+    request: Request, sessions: Sessions, settings: AppSettings
+) -> PlainTextResponse:
     """Jobs by status, and the dispatchers seen in the last hour by state (alive,
     stopped, lost: as /v1/cluster), in Prometheus' text format (zeros included): an
     alert on `lagtrain_dispatchers{state="alive"} == 0` with jobs queued catches a
-    cluster that runs nothing."""
+    cluster that runs nothing. The terminal statuses' counts may be up to 15 s old
+    (service.store.job_counts); the live ones are exact."""
     with read_transaction(sessions) as session:
-        counts = status_counts(session=session)
+        counts = status_counts(session=session, terminal=request.app.state.terminal_counts)
         now = db_now(session)  # the clock dispatchers stamp last_seen_at by
         recent = recent_dispatchers(session=session, now=now)
     alive_since = now - timedelta(seconds=settings.lease_seconds)

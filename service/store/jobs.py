@@ -1,4 +1,4 @@
-"""Jobs: submit (enqueue), read (visibility, lists, status history, counts), cancel
+"""Jobs: submit (enqueue), read (visibility, lists, status history), cancel
 requests, and failing queued jobs that can never run. Status changes go through
 lifecycle.transition."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -216,12 +216,6 @@ def events_after(*, session: Session, job_id: int, after_id: int) -> list[JobEve
             .order_by(JobEvent.id)
         )
     )
-
-
-def status_counts(*, session: Session) -> dict[str, int]:
-    """Jobs per status, every status present (0 when none)."""
-    rows = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    return {s.value: rows.get(s.value, 0) for s in JobStatus}
 
 
 def request_cancel(

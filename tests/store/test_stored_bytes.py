@@ -7,19 +7,23 @@ year's million checkpoints)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from sqlalchemy import Engine, delete, insert, text
+from sqlalchemy import delete, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.quota import QuotaDefaults
-from service.store.db import make_engine, read_transaction, transaction
-from service.store.migrate import upgrade
+from service.store.db import read_transaction, transaction
 from service.store.models import Checkpoint, Dataset, table_of, utcnow
 from service.store.quotas import _SUBMIT_STANDING_PG, _standing, usage
-from tests.conftest import create_postgres_database, drop_postgres_database, on_one_database
+from tests.conftest import on_one_database
 from tests.store.conftest import MakeUser, Submit
+from tests.store.filled_postgres import (
+    CHECKPOINT_BYTES,
+    CHECKPOINTS_PER_JOB,
+    JOBS,
+    USERS,
+    filled_postgres,
+    plan,
+)
 
 
 def _checkpoints(session: Session, job_id: int, sizes: list[int]) -> None:
@@ -91,51 +95,14 @@ def test_uploads_and_every_checkpoint_of_the_owners_jobs_count(
     assert _stored(session_factory, [bob, make_user("dee")]) == [(60_000, 60_000), (0, 0)]
 
 
-@pytest.fixture
-def filled_postgres() -> Iterator[Engine]:
-    """A private database of 20,000 jobs of 40 users, 5 checkpoints each, ANALYZEd."""
-    url = create_postgres_database()
-    engine = make_engine(url)
-    try:
-        upgrade(url)
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO users (name, role, share_weight, created_at) "
-                    "SELECT 'u' || i, 'user', 1.0, now() FROM generate_series(1, 40) i"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO jobs (owner_id, status, spec, priority, cpus_required, "
-                    "gpus_required, attempt, max_attempts, progress_round, progress_rounds, "
-                    "last_seq, created_at) SELECT 1 + i % 40, 'succeeded', '{}', 0, 2, 0, 1, "
-                    "3, 10, 10, 10, now() FROM generate_series(1, 20000) i"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO checkpoints (job_id, attempt, round, seq, uri, sha256, "
-                    "bytes, created_at) SELECT j.id, 1, r, r, 'file:///c', '', 1000, now() "
-                    "FROM jobs j CROSS JOIN generate_series(1, 5) r"
-                )
-            )
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
-        yield engine
-    finally:
-        engine.dispose()
-        drop_postgres_database(url)
-
-
 @on_one_database("postgresql")
-def test_one_owners_checkpoints_are_read_by_the_index(filled_postgres: Engine) -> None:
-    compiled = _SUBMIT_STANDING_PG.compile(filled_postgres)
-    with filled_postgres.connect() as conn:
-        user_id = conn.scalar(text("SELECT min(id) FROM users"))
-        params = {**compiled.params, "user_id": user_id}
-        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + str(compiled), params))
-        standing = conn.execute(_SUBMIT_STANDING_PG, {"user_id": user_id}).one()
-    assert "Seq Scan on checkpoints" not in plan, plan
-    assert "ix_checkpoints_job_id_bytes" in plan, plan
-    assert standing.checkpoints == 500 * 5 * 1000
+def test_one_owners_checkpoints_are_read_by_the_index() -> None:
+    with filled_postgres() as engine:
+        compiled = _SUBMIT_STANDING_PG.compile(engine)
+        with engine.connect() as conn:
+            user_id = conn.scalar(text("SELECT min(id) FROM users"))
+            standing = conn.execute(_SUBMIT_STANDING_PG, {"user_id": user_id}).one()
+        found = plan(engine, str(compiled), {**compiled.params, "user_id": user_id})
+    assert "Seq Scan on checkpoints" not in found, found
+    assert "ix_checkpoints_job_id_bytes" in found, found
+    assert standing.checkpoints == JOBS // USERS * CHECKPOINTS_PER_JOB * CHECKPOINT_BYTES
