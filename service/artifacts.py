@@ -64,18 +64,39 @@ def write_file(url: str, data: bytes) -> None:
 def _write_through_temp(url: str, fill: Callable[[BinaryIO], object]) -> None:
     """Write ``url`` under a unique temporary name, then move it there: a reader never
     sees half a file, two writers never share a temporary file, and a write that
-    fails (a source cut off, a full disk) leaves no temporary file behind."""
+    fails (a source cut off, a full disk) leaves no temporary file behind.
+
+    On a local disk the file's data and then its folder's entry are synced before
+    this returns: a checkpoint's row is committed and older checkpoints are pruned
+    once it does, so a power cut must not leave the newest file empty or unnamed
+    with the older ones already gone. (Object stores make a finished PUT durable.)"""
     fs, path = fsspec.core.url_to_fs(url)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    folder = path.rsplit("/", 1)[0]
+    fs.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp-{secrets.token_hex(8)}"
+    local = local_path(url) is not None
     try:
         with fs.open(tmp, "wb") as fh:
             fill(fh)
+            if local:
+                fh.flush()
+                os.fsync(fh.fileno())
         fs.mv(tmp, path)
+        if local:
+            _sync_folder(folder)
     except BaseException:
         with contextlib.suppress(OSError):
             fs.rm_file(tmp)
         raise
+
+
+def _sync_folder(folder: str) -> None:
+    """Make a local folder's entries (a file just moved into it) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def unwritable(base_url: str) -> str | None:

@@ -226,3 +226,28 @@ def test_a_deleted_jobs_emptied_folder_goes_and_nothing_else(tmp_path: Path) -> 
     remove_empty_folders([str(top)], location=str(live))
     assert live.is_dir()
     remove_empty_folders(["s3://bucket/lab/jobs/4/x.pt"], location="s3://bucket/lab")
+
+
+def test_a_local_file_and_its_folder_entry_are_synced_before_the_write_returns(
+    remote: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's row is committed, and older checkpoints pruned, once its write
+    returns: on a local disk its data must be durable by then (a power cut left the
+    newest file empty or unnamed, the older ones gone), and its name in the folder."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(artifacts.os, "fsync", recording_fsync)
+    target = tmp_path / "jobs" / "7" / "ckpt-round-10.pt"
+    write_file(str(target), b"theta")
+    assert target.read_bytes() == b"theta"
+    [data, folder] = synced
+    assert data.startswith(f"{target}.tmp-"), "the data, before the move to its name"
+    assert folder == str(target.parent), "then the folder that names it"
+    synced.clear()
+    write_file(f"{remote}/jobs/7/ckpt-round-10.pt", b"theta")
+    assert synced == [], "an object store's finished write is durable: nothing to sync"
