@@ -119,6 +119,17 @@ def orphan_files(
     from service.store.db import make_engine, make_sessionmaker, transaction
 
     settings = load_settings()
+    if delete and min_age_hours * 3600 <= settings.store_outage_seconds:
+        # A worker that wrote a checkpoint waits out a store outage, up to this
+        # bound, before its row names the file: younger files may be named yet.
+        typer.echo(
+            f"not deleting: --min-age-hours {min_age_hours:g} is within the "
+            f"{settings.store_outage_seconds / 3600:g} h a worker may wait out a store "
+            "outage before a row names the file it wrote (LAGTRAIN_STORE_OUTAGE_SECONDS); "
+            f"give more than {settings.store_outage_seconds / 3600:g} h",
+            err=True,
+        )
+        raise typer.Exit(2)
     require_schema_or_exit(settings.database_url)
     problem = unsearchable(settings.artifacts_url)
     if problem is not None:

@@ -256,3 +256,31 @@ def test_a_location_with_a_tilde_is_searched_where_the_server_writes(
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout.startswith(f"{home / 'art'}: 1 file, 0 named by a row")
     assert f"{orphan}\t3 bytes" in result.stdout
+
+
+def test_a_delete_younger_than_the_store_outage_bound_is_refused(api: Api) -> None:
+    """A worker waits out a store outage (up to LAGTRAIN_STORE_OUTAGE_SECONDS) before
+    its checkpoint's row names the file it wrote: a delete of files younger than that
+    could remove a checkpoint about to be recorded. Listing them is harmless."""
+    root = Path(api.settings.artifacts_url)
+    orphan = _old_file(root / "jobs" / "3" / "round-00000005-a0.pt", b"w", age_s=1.5 * 3600)
+    env = {
+        "LAGTRAIN_DATABASE_URL": api.settings.database_url,
+        "LAGTRAIN_ARTIFACTS_URL": str(root),
+        "LAGTRAIN_STORE_OUTAGE_SECONDS": str(2 * 3600),
+    }
+    runner = CliRunner()
+    refused = runner.invoke(
+        app, ["admin", "orphan-files", "--delete", "--min-age-hours", "1"], env=env
+    )
+    assert refused.exit_code == 2, refused.output
+    assert "--min-age-hours 1 is within the 2 h" in refused.output, refused.output
+    assert "LAGTRAIN_STORE_OUTAGE_SECONDS" in refused.output and orphan.exists()
+    listed = runner.invoke(app, ["admin", "orphan-files", "--min-age-hours", "1"], env=env)
+    assert listed.exit_code == 0 and str(orphan) in listed.output, listed.output
+    removed = runner.invoke(
+        app,
+        ["admin", "orphan-files", "--delete", "--min-age-hours", "1"],
+        env={**env, "LAGTRAIN_STORE_OUTAGE_SECONDS": "300"},
+    )
+    assert removed.exit_code == 0 and not orphan.exists(), removed.output
