@@ -47,6 +47,12 @@ def show(
         console.print(line, markup=False, soft_wrap=True, highlight=False)
 
 
+STARTING = (
+    "starting: no round finished yet (Ray places the gang and starts its processes, "
+    "often 10-20 s; then its first round)"
+)
+
+
 def job_lines(job: dict[str, Any], why: dict[str, Any] | None) -> list[str]:
     name = f" {job['name']!r}" if job.get("name") else ""
     trial = f", trial of sweep {job['sweep_id']}" if job.get("sweep_id") else ""
@@ -62,6 +68,10 @@ def job_lines(job: dict[str, Any], why: dict[str, Any] | None) -> list[str]:
     if why is not None:
         lines.append(f"waiting: {queue_place(why)}")
         lines += reason_lines(why)
+    if job["status"] == "running" and not progress.get("round"):
+        # The 10-20 s of placing the gang and starting its processes (each imports
+        # torch) read as a stuck "round 0" (a walkthrough).
+        lines.append(STARTING)
     if job.get("error"):
         lines.append(f"error: {job['error']}")
     summary = job.get("summary")

@@ -81,3 +81,22 @@ def test_show_spec_prints_yaml_that_submits_the_same_job_again(api: Api, tmp_pat
     jobs = api.client.get("/v1/jobs", headers=alice).json()["data"]
     [rerun] = [job for job in jobs if job["id"] != job_id]
     assert rerun["spec"] == {**original, "name": None}
+
+
+def test_show_says_a_running_job_with_no_round_yet_is_starting(api: Api) -> None:
+    """A claimed job's gang takes 10-20 s to place and start: `round 0/5` alone read
+    as a stuck job. Once a round is recorded, the note is gone."""
+    _uid, alice = api.create_user("alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    job_id = api.submit(alice)
+    claimed = api.claim()
+    with serving(create_app(api.settings)) as url:
+        env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": token}
+        starting = CliRunner().invoke(app, ["show", str(job_id)], env=env)
+        ran(api.sessions, claimed, 1)
+        training = CliRunner().invoke(app, ["show", str(job_id)], env=env)
+    assert starting.exit_code == 0, (starting.output, starting.exception)
+    lines = starting.stdout.splitlines()
+    assert ": running (owner alice" in lines[0] and lines[1].startswith("round 0/5")
+    assert lines[2].startswith("starting: no round finished yet"), lines
+    assert training.exit_code == 0 and "starting:" not in training.stdout, training.stdout
