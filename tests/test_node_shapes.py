@@ -34,7 +34,7 @@ def test_maximal_keeps_the_shapes_no_other_covers() -> None:
 
 
 def test_misfit_names_the_first_bundle_no_node_holds() -> None:
-    def bundles(cpus: float, gpus: float, memory: float = 0.0) -> dict[str, dict[str, float]]:
+    def bundles(cpus: float, gpus: float, memory: float | None = None) -> dict[str, Bundle]:
         return job_bundles(
             replica_cpus=cpus, replica_gpus=gpus, replica_memory=memory, coordinator_memory=GiB
         )
@@ -47,8 +47,9 @@ def test_misfit_names_the_first_bundle_no_node_holds() -> None:
     assert "32 CPU, 128 GiB memory" in why and "8 CPU, 2 GPU, 32 GiB memory" in why, why
     why = misfit(bundles(1, 0, memory=200 * GiB), nodes)
     assert why is not None and "200 GiB memory" in why, why
+    # 12.5 MiB estimated, reserved with the process's 256 MiB (gang.PROCESS_BASE_BYTES)
     why = misfit(bundles(64, 0, memory=12.5 * 2**20), nodes)
-    assert why is not None and "64 CPU, 12.5 MiB memory on one node" in why, why
+    assert why is not None and "64 CPU, 268 MiB memory on one node" in why, why
     assert misfit(bundles(99, 9), ()) is None, "no node known: nothing judged"
     unknown = job_bundles(
         replica_cpus=None, replica_gpus=None, replica_memory=None, coordinator_memory=None
@@ -83,10 +84,11 @@ def test_the_window_judges_bundles_by_every_node_it_saw_unless_a_ceiling_is_set(
     assert fixed.judges_nodes() and fixed.nodes() == (GPU_NODE,)
 
 
-def gang(cpus: float, gpus: float = 0.0, memory: float = 0.0) -> dict[str, Bundle]:
-    """A gang's bundles: replicas of `cpus`, `gpus`, `memory`; the coordinator's 1 CPU."""
+def gang(cpus: float, gpus: float = 0.0, memory: float | None = None) -> dict[str, Bundle]:
+    """A gang's bundles: replicas of `cpus`, `gpus` and `memory` estimated (reserved
+    with the process's base; None: unknown, nothing); the coordinator's 1 CPU."""
     return job_bundles(
-        replica_cpus=cpus, replica_gpus=gpus, replica_memory=memory, coordinator_memory=0
+        replica_cpus=cpus, replica_gpus=gpus, replica_memory=memory, coordinator_memory=None
     )
 
 
@@ -112,10 +114,14 @@ def test_packs_places_the_coordinator_where_it_costs_no_replica() -> None:
 def test_packs_counts_every_resource_and_fractions() -> None:
     gpus = (NodeShape(8, 3, 32 * GiB),) * 3  # 9 GPUs, three replicas of 2
     assert packs(gang(1, 2), 3, gpus) and not packs(gang(1, 2), 4, gpus)
-    memory = (NodeShape(64, 0, 10 * GiB),) * 2
-    assert packs(gang(1, 0, 5 * GiB), 4, memory) and not packs(gang(1, 0, 6 * GiB), 3, memory)
+    memory = (NodeShape(64, 0, 10 * GiB),) * 2  # two replicas of 4.5 GiB + 256 MiB each
+    assert packs(gang(1, 0, 4.5 * GiB), 4, memory) and not packs(gang(1, 0, 5 * GiB), 3, memory)
     assert packs(gang(0.1), 10, (NodeShape(2.0, 0, GiB),)), "1 + 10 x 0.1 CPU on 2 CPUs"
     assert packs(gang(0.0), 1000, (NodeShape(1, 0, GiB),)), "replicas asking for nothing"
+    # Each process's base is reserved (gang.PROCESS_BASE_BYTES): 64 replicas of 0.01 CPU
+    # whose job adds 1 MiB each take 16 GiB, not 64 MiB.
+    assert not packs(gang(0.01, 0, 2**20), 64, (NodeShape(8, 0, 8 * GiB),))
+    assert packs(gang(0.01, 0, 2**20), 64, (NodeShape(8, 0, 17 * GiB),))
     assert not packs(gang(1), 1, ())
 
 

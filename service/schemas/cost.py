@@ -18,10 +18,11 @@ alive, times the bytes per element:
   gradient rules the workers x P matrix, cloned and serialised at each checkpoint
   (COORDINATOR_STALE_COPIES), plus one validation pass.
 
-The estimate leaves out the interpreter and torch themselves (~0.3 GiB per
-process, the same for every job): it is what one job adds, and what each Ray
-bundle reserves as `memory`. tests/training/test_cost_model.py compares it with measured
-peak memory. Pure: pydantic and the standard library only.
+The estimate leaves out the interpreter, torch and Ray's runtime (the same for
+every job): it is what one job adds; each Ray bundle reserves it and that base
+(service.schemas.gang.PROCESS_BASE_BYTES) as `memory`.
+tests/training/test_cost_model.py compares it with measured peak memory. Pure:
+pydantic and the standard library only.
 """
 
 from __future__ import annotations

@@ -17,14 +17,29 @@ Bundle = dict[str, float]
 
 COORDINATOR_BUNDLE: Bundle = {"CPU": 1.0}
 
+# What each of a gang's processes holds before any of its job's tensors: the
+# interpreter, torch and Ray's worker runtime (measured: docs/operations.md, "Limits
+# per job"). The cost model leaves it out (its estimate is what a job adds, compared
+# with measured peaks above this); the reservation adds it to every bundle, so that a
+# gang of many tiny replicas (256 x 0.01 CPU passes any CPU quota) reserves the memory
+# its processes take, and the claim and the capacity window judge it.
+PROCESS_BASE_BYTES = 256 << 20
+
 
 @dataclass(frozen=True)
 class GangMemory:
     """The cost model's estimate (service.schemas.cost), stored on the job at submit:
-    Ray reserves it as each bundle's `memory`, so it never over-packs a node."""
+    Ray reserves it, with PROCESS_BASE_BYTES, as each bundle's `memory`, so it never
+    over-packs a node."""
 
     replica_bytes: int
     coordinator_bytes: int
+
+
+def reserved_bytes(estimate: float) -> float:
+    """A bundle's `memory` reservation for a process whose job adds `estimate` bytes.
+    (node_fit_sql.bundle_columns writes the same sum in SQL.)"""
+    return float(estimate) + PROCESS_BASE_BYTES
 
 
 def gang_bundles(spec: ResolvedSpec, memory: GangMemory | None = None) -> list[Bundle]:
@@ -33,8 +48,8 @@ def gang_bundles(spec: ResolvedSpec, memory: GangMemory | None = None) -> list[B
     coordinator: Bundle = dict(COORDINATOR_BUNDLE)
     replica = replica_bundle(spec)
     if memory is not None:
-        coordinator["memory"] = float(memory.coordinator_bytes)
-        replica["memory"] = float(memory.replica_bytes)
+        coordinator["memory"] = reserved_bytes(memory.coordinator_bytes)
+        replica["memory"] = reserved_bytes(memory.replica_bytes)
     return [coordinator] + [dict(replica) for _ in range(spec.distributed.workers)]
 
 

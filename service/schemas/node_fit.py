@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
+from service.schemas.gang import COORDINATOR_BUNDLE, Bundle, reserved_bytes
 
 # Float slack for every fit test (the claim's, too), so that e.g. 3 x 0.1 CPUs fits
 # into 0.3 free CPUs.
@@ -173,17 +173,22 @@ def job_bundles(
     replica_memory: float | None,
     coordinator_memory: float | None,
 ) -> dict[str, Bundle]:
-    """A stored job's two bundle kinds (gang.gang_bundles' coordinator and replica).
+    """A stored job's two bundle kinds (gang.gang_bundles' coordinator and replica),
+    the memory figures the cost model's estimates (reserved with the process's base).
     Unknown parts count as nothing: a job stored before they were (migrations 0007,
     0014) is judged by what is known, never failed for what is not."""
     coordinator = dict(COORDINATOR_BUNDLE)
-    coordinator["memory"] = float(coordinator_memory or 0.0)
+    coordinator["memory"] = _reserved(coordinator_memory)
     replica = {
         "CPU": float(replica_cpus or 0.0),
         "GPU": float(replica_gpus or 0.0),
-        "memory": float(replica_memory or 0.0),
+        "memory": _reserved(replica_memory),
     }
     return {"coordinator": coordinator, "replica": replica}
+
+
+def _reserved(estimate: float | None) -> float:
+    return 0.0 if estimate is None else reserved_bytes(estimate)
 
 
 def packs(bundles: dict[str, Bundle], workers: int, nodes: Iterable[NodeShape]) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Float, and_, bindparam, false, func, literal, not_, or_
 
-from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
+from service.schemas.gang import COORDINATOR_BUNDLE, PROCESS_BASE_BYTES, Bundle
 from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape, job_bundles
 from service.store.models import Job
 
@@ -40,14 +40,20 @@ def bundle_columns(job: Any) -> dict[str, dict[str, ColumnElement[Any]]]:
     return {
         "coordinator": {
             "CPU": literal(COORDINATOR_BUNDLE["CPU"], Float()),
-            "memory": func.coalesce(job.c.coordinator_memory_bytes, 0),
+            "memory": _reserved(job.c.coordinator_memory_bytes),
         },
         "replica": {
             "CPU": func.coalesce(job.c.replica_cpus, 0.0),
             "GPU": func.coalesce(job.c.replica_gpus, 0.0),
-            "memory": func.coalesce(job.c.replica_memory_bytes, 0),
+            "memory": _reserved(job.c.replica_memory_bytes),
         },
     }
+
+
+def _reserved(estimate: ColumnElement[Any]) -> ColumnElement[Any]:
+    """gang.reserved_bytes in SQL: the estimate and the process's base; an unknown
+    estimate (NULL: a job from before migration 0007) reserves nothing."""
+    return func.coalesce(estimate + PROCESS_BASE_BYTES, 0)
 
 
 def _holds(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from service.schemas.gang import GangMemory, gang_bundles
+from service.schemas.gang import PROCESS_BASE_BYTES, GangMemory, gang_bundles
 from service.schemas.resolve import resolve
 from service.store.attempts import claim_next
 from service.store.cluster_capacity import ClusterCapacity
@@ -110,8 +110,9 @@ def test_the_estimate_is_stored_and_reserved_as_bundle_memory(api: Api) -> None:
     claimed = api.claim()
     assert claimed.memory == memory
     bundles = gang_bundles(resolve(SMALL_SPEC), claimed.memory)
-    assert bundles[0]["memory"] == memory.coordinator_bytes
-    assert all(b["memory"] == memory.replica_bytes for b in bundles[1:])
+    # Each with the process's own base, which the estimate leaves out.
+    assert bundles[0]["memory"] == memory.coordinator_bytes + PROCESS_BASE_BYTES
+    assert all(b["memory"] == memory.replica_bytes + PROCESS_BASE_BYTES for b in bundles[1:])
 
 
 def test_canonical_upload_reference_is_stored(api: Api) -> None:

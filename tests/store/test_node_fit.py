@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.schemas.gang import PROCESS_BASE_BYTES, reserved_bytes
 from service.schemas.node_fit import NodeShape, PassedOver, misfit
 from service.store.attempts import ClaimedJob, claim_next
 from service.store.claim import PASSED_OVER_MOST
@@ -84,10 +85,30 @@ def test_the_claim_skips_a_gang_whose_memory_no_node_has_free(
     job_id = submit(make_user("ann"), distributed={"workers": 2})
     replica_bytes = load_job(session_factory, job_id).replica_memory_bytes
     assert replica_bytes is not None and replica_bytes > 0
-    short = NodeShape(8, 0, replica_bytes - 1)
+    # A bundle reserves the estimate and the process's base (gang.reserved_bytes).
+    short = NodeShape(8, 0, reserved_bytes(replica_bytes) - 1)
     assert claim(session_factory, cpus=8, gpus=0, free_nodes=(short, short)) is None
-    roomy = NodeShape(8, 0, replica_bytes + GiB)
+    roomy = NodeShape(8, 0, reserved_bytes(replica_bytes) + GiB)
     taken = claim(session_factory, cpus=8, gpus=0, free_nodes=(roomy, roomy))
+    assert taken is not None and taken.job_id == job_id
+
+
+def test_a_gang_of_many_tiny_processes_reserves_each_ones_base(
+    session_factory: sessionmaker[Session], make_user: MakeUser, submit: Submit
+) -> None:
+    """64 replicas of 0.01 CPU pass any CPU quota (1.64 CPUs with the coordinator) and
+    their estimates are a few MiB, but each is a process holding the interpreter and
+    torch: 65 x 256 MiB does not fit a node of 8 GiB. Not claimed there (the
+    dispatcher's window then fails it: tests/workers/test_process_base_memory.py)."""
+    tiny = {"workers": 64, "cpus_per_worker": 0.01}
+    job_id = submit(make_user("ann"), task={"kind": "adding", "num_samples": 640}, distributed=tiny)
+    job = load_job(session_factory, job_id)
+    assert job.replica_memory_bytes is not None
+    assert 65 * job.replica_memory_bytes < 8 * GiB, "the estimates alone would fit"
+    node = NodeShape(8, 0, 8 * GiB)
+    assert claim(session_factory, cpus=8, gpus=0, free_nodes=(node,)) is None
+    roomy = NodeShape(8, 0, 65 * PROCESS_BASE_BYTES + 65 * job.replica_memory_bytes + GiB)
+    taken = claim(session_factory, cpus=8, gpus=0, free_nodes=(roomy,))
     assert taken is not None and taken.job_id == job_id
 
 

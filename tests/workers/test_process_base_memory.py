@@ -1,0 +1,65 @@
+"""A gang of many tiny processes (a walkthrough's `workers: 256, cpus_per_worker:
+0.01`) passed every CPU check and was started: each replica is a process holding
+the interpreter and torch, which no bundle reserved, so hundreds of them could take
+a node's memory. Each bundle now reserves that base (gang.PROCESS_BASE_BYTES): the
+claim passes such a gang over where the processes do not fit, and the dispatcher
+fails it once its capacity window says no set of nodes ever held it, naming memory.
+No Ray: the nodes at the dispatcher's seams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.schemas.node_fit import NodeShape
+from service.schemas.resolve import resolve
+from service.store.db import transaction
+from service.store.jobs import enqueue
+from service.store.models import Job
+from service.store.users import create_user
+from tests.hand_clock import Clock
+from tests.workers.dispatcher_seams import GiB, cluster_at_seam, dispatcher_store
+from workers.capacity import CapacityWindow
+from workers.dispatcher import Dispatcher
+
+TINY_REPLICAS = {
+    "task": {"kind": "adding", "num_samples": 1280},
+    "distributed": {"workers": 128, "cpus_per_worker": 0.01},
+}
+
+
+def test_a_gang_of_many_tiny_processes_is_not_started_and_fails_naming_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two idle nodes of 16 CPUs and 16 GiB: the gang's 2.28 CPUs fit either, its
+    estimates (a few MiB a replica) fit too; its 129 processes' bases (32 GiB) do
+    not fit both together."""
+    settings, sessions = dispatcher_store(tmp_path)
+    node = NodeShape(16, 0, 16 * GiB)
+    cluster_at_seam(monkeypatch, [(node, node)] * 2)
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session=session, name="ann", role="user")
+        job, _ = enqueue(session=session, owner_id=user.id, spec=resolve(TINY_REPLICAS))
+        job_id = job.id
+        assert job.replica_memory_bytes is not None and job.coordinator_memory_bytes is not None
+        assert 128 * job.replica_memory_bytes + job.coordinator_memory_bytes < 16 * GiB
+    clock = Clock()
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    dispatcher.capacity = CapacityWindow(settings.capacity_window_seconds, clock=clock)
+    try:
+        dispatcher._maintain()
+        assert dispatcher._claim_and_start() is False, "started: the processes were not counted"
+        clock.now = settings.capacity_window_seconds
+        dispatcher._maintain()
+        assert dispatcher._claim_and_start() is False
+        dispatcher._maintain()
+    finally:
+        dispatcher._waker.close()
+    with sessions() as session:
+        failed = session.get(Job, job_id)
+        assert failed is not None and failed.error is not None
+        assert (failed.status, failed.attempt) == ("failed", 0), failed.error
+        assert "128 replicas of 0.01 CPU" in failed.error, failed.error
+        assert "MiB memory each" in failed.error, failed.error
+        assert "fit no set of the cluster's nodes at once" in failed.error, failed.error
