@@ -1,11 +1,13 @@
 """What the submit's storage standing costs on PostgreSQL with a large checkpoint
 table: the standing statement every submit (and upload) runs, and the users'
-listing's storage sum, three ways in one process: "old", the join they replaced
-(checkpoints JOIN jobs WHERE owner; kept here only to compare) on the schema before
-migration 0015 (checkpoints indexed by job_id alone); "query", the statement as the
-store runs it now (stored_bytes: the owner's job ids, then their checkpoints by
-job_id) on that same schema, the query fix alone; "new", that statement at head
-(0015's index holds the bytes: index-only). The schema is switched (downgrade to
+listing's storage sums (usage), three ways in one process: "old", the standing's
+join (checkpoints JOIN jobs WHERE owner, correlated to the user; kept here only to
+compare) on the schema before migration 0015 (checkpoints indexed by job_id alone);
+"query", the statement as the store runs it now (stored_bytes: the owner's job ids,
+then their checkpoints by job_id) on that same schema, the query fix alone; "new",
+that statement at head (0015's index holds the bytes: index-only). usage's join
+grouped by owner is unchanged: its "old" and "query" are the same statement, and
+"new" is that statement through 0015's index. The schema is switched (downgrade to
 0014, upgrade) three times, a third of the reads each time.
 
 A scratch database is created, filled set-based (INSERT … SELECT generate_series),
@@ -34,7 +36,7 @@ from service.store.db import make_engine
 from service.store.migrate import downgrade, upgrade
 from service.store.models import Checkpoint, Dataset, Job, JobStatus, User, table_of
 from service.store.quotas import _SUBMIT_STANDING_PG
-from service.store.stored_bytes import checkpoint_bytes, upload_bytes
+from service.store.stored_bytes import checkpoint_bytes_by_owner, upload_bytes_by_owner
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 USERS, CHECKPOINTS_PER_JOB, HEAVY_SHARE = 40, 5, 5  # the heavy user: every 5th job
@@ -76,13 +78,13 @@ def old_usage_storage(connection: Connection, user_ids: list[int]) -> dict[int, 
 
 
 def new_usage_storage(connection: Connection, user_ids: list[int]) -> dict[int, int]:
-    """usage's storage sum as it is (service.store.quotas.usage's statement)."""
-    rows = connection.execute(
-        select(User.id, upload_bytes(), checkpoint_bytes(postgres=True)).where(
-            User.id.in_(user_ids)
-        )
-    )
-    return {uid: int(up) + int(cp) for uid, up, cp in rows}
+    """usage's storage sums as they are (service.store.quotas.usage's statements): the
+    same join for the checkpoints, read through 0015's index at head."""
+    storage = dict.fromkeys(user_ids, 0)
+    for by_owner in (upload_bytes_by_owner(user_ids), checkpoint_bytes_by_owner(user_ids)):
+        for owner_id, n in connection.execute(by_owner):
+            storage[owner_id] += int(n)
+    return storage
 
 
 @contextmanager

@@ -23,7 +23,12 @@ from service.store.models import (
     utcnow,
 )
 from service.store.queue_order import exceeds
-from service.store.stored_bytes import checkpoint_bytes, upload_bytes
+from service.store.stored_bytes import (
+    checkpoint_bytes,
+    checkpoint_bytes_by_owner,
+    upload_bytes,
+    upload_bytes_by_owner,
+)
 
 
 def quota_in_force(user: User, defaults: QuotaDefaults) -> QuotaOut:
@@ -97,13 +102,9 @@ def usage(*, session: Session, user_ids: list[int]) -> dict[int, UsageOut]:
             .group_by(Job.owner_id)
         ):
             held[owner_id] = (float(cpus or 0.0), float(gpus or 0.0))
-        postgres = session.get_bind().dialect.name == "postgresql"
-        for uid, uploads, checkpoints in session.execute(
-            select(User.id, upload_bytes(), checkpoint_bytes(postgres=postgres)).where(
-                User.id.in_(user_ids)
-            )
-        ):
-            storage[uid] = int(uploads) + int(checkpoints)
+        for by_owner in (upload_bytes_by_owner(user_ids), checkpoint_bytes_by_owner(user_ids)):
+            for owner_id, n in session.execute(by_owner):
+                storage[owner_id] += int(n or 0)
     out: dict[int, UsageOut] = {}
     for uid in user_ids:
         counts = by_status[uid]

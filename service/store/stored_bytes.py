@@ -1,7 +1,8 @@
 """What counts against a user's storage quota: their uploads' bytes plus every stored
-checkpoint of their jobs. One rule, for the submit's standing (quotas._standing, on
-every submit and upload) and for usage (the users' listing), as scalar subqueries
-correlated to the enclosing select's `users` row.
+checkpoint of their jobs. One rule in two forms: scalar subqueries correlated to the
+enclosing select's `users` row, for the submit's standing (quotas._standing, on every
+submit and upload), and sums grouped by owner over a list of user ids, for usage
+(the users' listing and /v1/users/me).
 
 The checkpoints' sum is driven from the owner's jobs (ix_jobs_owner_id_id) into
 their checkpoints by job_id (ix_checkpoints_job_id_bytes, migration 0015, which
@@ -15,13 +16,19 @@ ANY(ARRAY(…))`): the planner cannot turn that into a join, and it estimates su
 array at a few elements, so it probes the index whatever the statistics say. SQLite
 plans `job_id IN (SELECT …)` that way by itself. The cost grows with the owner's own
 jobs and checkpoints, not with everyone's (benchmarks/storage_standing.py;
-tests/store/test_stored_bytes.py checks the sums and PostgreSQL's plan)."""
+tests/store/test_stored_bytes.py checks the sums and PostgreSQL's plan).
+
+usage names its users as constants, whose rows the planner can estimate from its
+statistics: there a plain join grouped by owner lets it loop over a few users' jobs
+and hash the index of all checkpoints for many. At a year's scale with 0015's index,
+one user 24 ms against 17 ms by the correlated form, all 40 users 293 ms against
+594 ms (the correlated form walks every job's checkpoints one job at a time)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ScalarSelect, any_, func, select
+from sqlalchemy import ScalarSelect, Select, any_, func, select
 
 from service.store.models import Checkpoint, Dataset, Job, User, table_of
 
@@ -47,4 +54,23 @@ def upload_bytes() -> ScalarSelect[Any]:
         select(func.coalesce(func.sum(Dataset.bytes), 0))
         .where(Dataset.owner_id == User.id)
         .scalar_subquery()
+    )
+
+
+def checkpoint_bytes_by_owner(user_ids: list[int]) -> Select[int, Any]:
+    """(owner id, bytes of their jobs' checkpoints) of each of `user_ids` that has any."""
+    return (
+        select(Job.owner_id, func.sum(Checkpoint.bytes))
+        .join(Job, Job.id == Checkpoint.job_id)
+        .where(Job.owner_id.in_(user_ids))
+        .group_by(Job.owner_id)
+    )
+
+
+def upload_bytes_by_owner(user_ids: list[int]) -> Select[int, Any]:
+    """(owner id, bytes of their uploads) of each of `user_ids` that has any."""
+    return (
+        select(Dataset.owner_id, func.sum(Dataset.bytes))
+        .where(Dataset.owner_id.in_(user_ids))
+        .group_by(Dataset.owner_id)
     )
