@@ -22,7 +22,8 @@ usage names its users as constants, whose rows the planner can estimate from its
 statistics: there a plain join grouped by owner lets it loop over a few users' jobs
 and hash the index of all checkpoints for many. At a year's scale with 0015's index,
 one user 24 ms against 17 ms by the correlated form, all 40 users 293 ms against
-594 ms (the correlated form walks every job's checkpoints one job at a time)."""
+594 ms (the correlated form walks every job's checkpoints one job at a time;
+docs/benchmarks.md, storage_standing)."""
 
 from __future__ import annotations
 
