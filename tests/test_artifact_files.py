@@ -241,7 +241,7 @@ def test_a_local_file_and_its_folder_entry_are_synced_before_the_write_returns(
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr(artifacts.os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
     target = tmp_path / "jobs" / "7" / "ckpt-round-10.pt"
     write_file(str(target), b"theta")
     assert target.read_bytes() == b"theta"

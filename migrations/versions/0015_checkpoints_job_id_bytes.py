@@ -19,7 +19,7 @@ heap again.
 
 Revision ID: 0015
 Revises: 0014
-Create Date: 2026-12-08
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
