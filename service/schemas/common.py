@@ -12,6 +12,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from service.schemas.field_hints import choice_hint
+
 
 def _as_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes for timezone-aware columns; the store only
@@ -41,8 +43,11 @@ _PATTERN_WORDS = {
 def error_message(error: Mapping[str, Any]) -> str:
     """A pydantic error's message as people read it: a validator's own words without
     pydantic's "Value error, " before them (the 422s, a sweep's corner checks, the
-    settings' start-up errors), and a known pattern in words."""
+    settings' start-up errors), a known pattern in words, and the nearest choice to a
+    misspelt one (both a job's 422 and a sweep's corner checks read it here)."""
     message = str(error.get("msg", ""))
+    if error.get("type") == "literal_error":
+        return message + choice_hint(error)
     if error.get("type") == "value_error":
         return message.removeprefix(VALUE_ERROR_PREFIX)
     if error.get("type") == "string_pattern_mismatch":

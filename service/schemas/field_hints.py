@@ -1,12 +1,14 @@
 """The fields a request body takes at a place, for the 422 of a field it does not take:
 "Extra inputs are not permitted" alone left a user of `schedule: {batchsize: 16}` or
 `--quota max_runing_jobs=2` to find the spelling in the docs (a walkthrough), where a
-sweep's path errors already named the fields there."""
+sweep's path errors already named the fields there. And the nearest choice for a
+misspelt one (`strategy: lasg_wk3`), in a job's 422 and a sweep's alike."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -43,6 +45,29 @@ def names_hint(name: str, names: Iterable[str], what: str) -> str:
     known = sorted(names)
     if not known:
         return f" ({what}: none)"
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    guess = f"; did you mean {close[0]!r}? " if close else " "
+    close = nearest(name, known)
+    guess = f"; did you mean {close!r}? " if close else " "
     return f"{guess}({what}: {', '.join(known)})"
+
+
+def nearest(name: str, names: Iterable[str]) -> str | None:
+    """The one of `names` close enough to `name` to be what was meant, if any."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+# A Literal's choices as pydantic lists them in a literal_error's "expected":
+# "'sgd' or 'adam'" (each choice's repr).
+_QUOTED_CHOICE = re.compile(r"'([^']*)'")
+
+
+def choice_hint(error: Mapping[str, Any]) -> str:
+    """What follows pydantic's "Input should be 'sgd' or 'adam'" for a name that is
+    none of the choices: "; did you mean 'adam'?", or "" with none near (or another
+    error). The message already lists the choices, so only the guess is added."""
+    value = error.get("input")
+    if error.get("type") != "literal_error" or not isinstance(value, str):
+        return ""
+    expected = str((error.get("ctx") or {}).get("expected", ""))
+    close = nearest(value, _QUOTED_CHOICE.findall(expected))
+    return f"; did you mean {close!r}?" if close else ""
