@@ -20,6 +20,8 @@ nothing: it would hold the cluster for a start that cannot come.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -246,7 +248,34 @@ def held_jobs(
         "hold_since": now - hold_room_after,
         **quota_params(quota_defaults),
     }
-    rows = [
-        session.execute(statement, {**params, **room_params(room)}).one_or_none() for room in rooms
-    ]
+    with no_nested_loops(session):
+        rows = [
+            session.execute(statement, {**params, **room_params(room)}).one_or_none()
+            for room in rooms
+        ]
     return [None if row is None else HeldJob(*row) for row in rows]
+
+
+@contextmanager
+def no_nested_loops(session: Session) -> Iterator[None]:
+    """PostgreSQL plans the statements run inside without nested loops, as the claim's
+    transaction does (claim.py's SET LOCAL): the queued jobs' filters (the room's
+    bundles, coalesced) each get a default selectivity, so 2,000 queued rows were
+    estimated at 8 and held_job looped over the users and the owners' usage for each:
+    34 ms a live dispatcher against 10 with hash joins (202,100 jobs; a review,
+    benchmarks/explain_at_scale.py). Session-level, set back on the way out: explain
+    and the dispatcher's maintenance read in autocommit (db.read_transaction), where a
+    SET LOCAL lasts one statement and so changes nothing. After an error inside a
+    transaction it is left to the rollback, which undoes it (a statement there fails)."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET enable_nestloop = off")
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        if done or connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            connection.exec_driver_sql("RESET enable_nestloop")
