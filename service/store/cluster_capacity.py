@@ -22,10 +22,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.schemas.gang import Bundle
+from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
 from service.schemas.node_fit import job_bundles
 from service.schemas.resolve import Problem
 from service.store.dispatchers import is_alive, recent_dispatchers
+from service.store.queue_order import exceeds
 from service.store.resource_reasons import (
     capacity_of,
     never_fits_reason,
@@ -77,13 +78,8 @@ class ClusterCapacity:
             r.resources for r in self._current(session, now) if is_alive(r, alive_since=alive_since)
         ]
         capacities = [capacity_of(resources) for resources in live]
-        if why := never_fits_reason(gang, capacities):
-            short_of_gpus = gang.get("GPU", 0.0) > max(c.get("GPU", 0.0) for c in capacities)
-            field = "distributed.gpus_per_worker" if short_of_gpus else "distributed.workers"
-            sizes = (
-                "the coordinator's 1 CPU and distributed.workers x cpus_per_worker/gpus_per_worker"
-            )
-            return [(field, f"{why} ({sizes})")]
+        if never_fits_reason(gang, capacities):
+            return [_gang_too_large(gang, replica, workers, capacities)]
         bundles = job_bundles(
             replica_cpus=replica.get("CPU"),
             replica_gpus=replica.get("GPU"),
@@ -109,3 +105,49 @@ class ClusterCapacity:
                 ]
                 self._read_at = time.monotonic()
             return self._reports
+
+
+def _gang_too_large(
+    gang: dict[str, float], replica: Bundle, workers: int, capacities: list[dict[str, float]]
+) -> Problem:
+    """The 422 of a gang over every live cluster's totals, at the field that makes it
+    so: one replica's size (`cpus_per_worker`, or `gpus_per_worker` where no cluster
+    has its GPUs) when a gang of one replica would not fit either, so that no number
+    of workers could start; else `workers`, as fewer would fit. A walkthrough's
+    `workers: 2, cpus_per_worker: 64` on 16 CPUs was told to change `workers`."""
+    coordinator_cpus = COORDINATOR_BUNDLE["CPU"]
+    replica_cpus, replica_gpus = replica.get("CPU", 0.0), replica.get("GPU", 0.0)
+    one_replica = {"CPU": coordinator_cpus + replica_cpus, "GPU": replica_gpus}
+    # Each resource's most over the live clusters (a report naming none counts 0).
+    most_cpus = max(c.get("CPU", 0.0) for c in capacities)
+    most_gpus = max(c.get("GPU", 0.0) for c in capacities)
+    gpus_asked = gang.get("GPU", 0.0) > 0
+
+    def figures(cpus: float, gpus: float) -> str:
+        # GPUs named whenever the gang asks for any, the cluster's 0 too.
+        return f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus_asked else "")
+
+    cluster = (
+        f"the most any live dispatcher's cluster has is {figures(most_cpus, most_gpus)}, "
+        "so the gang can never start"
+    )
+    shape = figures(replica_cpus, replica_gpus)
+    coordinator = f"the coordinator's {coordinator_cpus:g} CPU"
+    gang_needs = figures(gang.get("CPU", 0.0), gang.get("GPU", 0.0))
+    if never_fits_reason(one_replica, capacities):
+        field = (
+            "distributed.gpus_per_worker"
+            if exceeds(replica_gpus, most_gpus)
+            else "distributed.cpus_per_worker"
+        )
+        return (
+            field,
+            f"one replica of {shape} and {coordinator} need "
+            f"{figures(one_replica['CPU'], one_replica['GPU'])}; {cluster}, with any number "
+            f"of distributed.workers ({workers} ask {gang_needs})",
+        )
+    return (
+        "distributed.workers",
+        f"{workers} replicas of {shape} each and {coordinator} need {gang_needs}; {cluster}: "
+        "fewer distributed.workers would fit",
+    )
