@@ -52,6 +52,16 @@ from workers.own_gangs import OwnGang, held_together
 NODE_SETS_MOST = 64
 
 
+# What a failure's reason names as the source of each ceiling: the operator's
+# settings, unless the process set the ceiling itself (`server --embedded`, from its
+# local Ray: workers.embedded.LOCAL_RAY_CEILINGS), where these would send a user to
+# a setting nobody set.
+OPERATOR_CEILINGS: Mapping[str, str] = {
+    "CPU": "the operator's ceiling, LAGTRAIN_CAPACITY_CEILING_CPUS",
+    "GPU": "the operator's ceiling, LAGTRAIN_CAPACITY_CEILING_GPUS",
+}
+
+
 @dataclass(frozen=True)
 class Capacity:
     cpus: float
@@ -70,6 +80,8 @@ class CapacityWindow:
         self.window_seconds = window_seconds
         self.ceiling_cpus = ceiling_cpus
         self.ceiling_gpus = ceiling_gpus
+        # By resource ("CPU", "GPU"): what set its ceiling, for `describe`.
+        self.ceiling_names = dict(OPERATOR_CEILINGS)
         self._clock = clock
         self._samples: deque[tuple[float, Capacity]] = deque()
         # Each distinct set of node shapes seen, and when last (the newest last): most
@@ -236,7 +248,9 @@ class CapacityWindow:
         return sets
 
     def describe(self) -> str:
-        """Where the limit comes from, for a failure's reason."""
-        if self.ceiling_cpus is not None or self.ceiling_gpus is not None:
-            return "the operator's ceiling (LAGTRAIN_CAPACITY_CEILING_CPUS/GPUS)"
-        return f"the most the Ray cluster showed in the last {self.window_seconds:g} s"
+        """Where the limit comes from, for a failure's reason: each resource's ceiling
+        named by what set it (`ceiling_names`), or the window where none is set."""
+        seen = f"the most the Ray cluster showed in the last {self.window_seconds:g} s"
+        cpus = seen if self.ceiling_cpus is None else self.ceiling_names["CPU"]
+        gpus = seen if self.ceiling_gpus is None else self.ceiling_names["GPU"]
+        return cpus if cpus == gpus else f"CPUs: {cpus}; GPUs: {gpus}"

@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from types import FrameType
 
@@ -23,13 +23,18 @@ log = logging.getLogger("workers.process")
 EMBEDDED_DRAIN_SECONDS = 3.0
 
 
-def start_dispatcher_thread(settings: Settings, stack: ExitStack) -> Dispatcher:
+def start_dispatcher_thread(
+    settings: Settings, stack: ExitStack, ceiling_names: Mapping[str, str] | None = None
+) -> Dispatcher:
     """A dispatcher and a sweep controller on background threads, stopped (and the
-    dispatcher's jobs handed back) when `stack` closes. Ray must already be connected."""
+    dispatcher's jobs handed back) when `stack` closes. Ray must already be connected.
+    `ceiling_names`: what set its capacity ceilings where not the operator
+    (`local_ray_ceiling_names`), named before its first look at the queue."""
     engine = make_engine(settings.database_url)
     stack.callback(engine.dispose)
     sessions = make_sessionmaker(engine)
     dispatcher = Dispatcher(settings, sessions)
+    dispatcher.capacity.ceiling_names.update(ceiling_names or {})
     thread = threading.Thread(target=dispatcher.run_forever, name="dispatcher", daemon=True)
     thread.start()
 
@@ -58,6 +63,27 @@ def start_sweep_controller(controller: SweepController, stack: ExitStack) -> Non
     stack.callback(stop)
 
 
+# The ceilings `server --embedded` sets from its local Ray's totals, by setting, and
+# what a too-large job's reason names as their source: LAGTRAIN_EMBEDDED_RAY_CPUS
+# sizes the local Ray's CPUs; its GPUs are those Ray finds on the host. (A walkthrough's
+# embedded server named LAGTRAIN_CAPACITY_CEILING_*, which nobody had set.)
+LOCAL_RAY_CEILINGS = {
+    "capacity_ceiling_cpus": (
+        "CPU",
+        "LAGTRAIN_EMBEDDED_RAY_CPUS, the CPUs of the local Ray `server --embedded` started",
+    ),
+    "capacity_ceiling_gpus": (
+        "GPU",
+        "the GPUs the local Ray of `server --embedded` found on this host",
+    ),
+}
+
+
+def _left_unset(settings: Settings) -> list[str]:
+    """The ceilings the operator set none of: the local Ray's totals stand in."""
+    return [name for name in LOCAL_RAY_CEILINGS if getattr(settings, name) is None]
+
+
 def local_ray_ceilings(settings: Settings, cpus: float, gpus: float) -> Settings:
     """`settings` with the local Ray's totals as the capacity ceilings (where the
     operator set none): the Ray this process started is the whole cluster and never
@@ -65,16 +91,24 @@ def local_ray_ceilings(settings: Settings, cpus: float, gpus: float) -> Settings
     set judges from its start (workers.capacity; without them it first watches its
     window, 600 s, and a sweep's misfit trials waited that long under `make run`)."""
     local = {"capacity_ceiling_cpus": cpus, "capacity_ceiling_gpus": gpus}
-    return settings.model_copy(
-        update={name: value for name, value in local.items() if getattr(settings, name) is None}
-    )
+    return settings.model_copy(update={name: local[name] for name in _left_unset(settings)})
+
+
+def local_ray_ceiling_names(settings: Settings) -> dict[str, str]:
+    """By resource, what set the ceilings `local_ray_ceilings` sets, for the
+    dispatcher's too-large reasons (CapacityWindow.ceiling_names)."""
+    return dict(LOCAL_RAY_CEILINGS[name] for name in _left_unset(settings))
 
 
 def start_embedded(settings: Settings, stack: ExitStack) -> Callable[[], None]:
     """Local Ray plus one dispatcher beside the API (DESIGN §9). Returns the
     dispatcher's wake-up, for the API's submit route to call (no poll delay)."""
     connect(None, num_cpus=settings.embedded_ray_cpus)
-    dispatcher = start_dispatcher_thread(local_ray_ceilings(settings, *total_resources()), stack)
+    dispatcher = start_dispatcher_thread(
+        local_ray_ceilings(settings, *total_resources()),
+        stack,
+        ceiling_names=local_ray_ceiling_names(settings),
+    )
     log.info(
         "embedded mode: local Ray (%s logical CPUs) and one dispatcher", settings.embedded_ray_cpus
     )
