@@ -161,9 +161,8 @@ class JobsQuery(TypedDict):
 
 def _jobs_query(q: JobsQuery) -> Select[Job]:
     query = select(Job).order_by(Job.id.desc()).limit(q["limit"])
-    # With a sweep, its few rows are the ones to read (ix_jobs_sweep_id_id, in id
-    # order: migration 0016), not every job of the owner: `owner_id + 0` keeps the
-    # owner's index out of the choice. SQLite,
+    # With a sweep, its few rows are the ones to read (ix_jobs_sweep_id), not every job
+    # of the owner: `owner_id + 0` keeps the owner's index out of the choice. SQLite,
     # without statistics, otherwise picks either index by their order in the schema,
     # which a batch migration's table rebuild leaves arbitrary.
     owner = Job.owner_id if q["sweep_id"] is None else Job.owner_id + 0

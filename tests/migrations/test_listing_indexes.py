@@ -122,9 +122,8 @@ def test_sqlite_plans_use_the_indexes(empty_db_url: str) -> None:
 
 @pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 def test_sqlite_sweep_filter_reads_the_sweeps_rows_in_order(empty_db_url: str) -> None:
-    """`?sweep_id=` (the sweep page's one read per redraw) is read from
-    ix_jobs_sweep_id_id (0016; 0006's ix_jobs_sweep_id before it, which on SQLite
-    carried the rowid = id all the same), so a plain user's page
+    """`?sweep_id=` (the sweep page's one read per redraw) needs no index of its own:
+    ix_jobs_sweep_id (0006) carries the rowid (= id) on SQLite, so a plain user's page
     and an admin's are read in id order from the sweep's rows alone, not from every
     job of the user (ix_jobs_owner_id_id) and with no sort. Without the store's
     `owner_id + 0` SQLite chose between the two indexes by their order in the schema,
@@ -156,6 +155,6 @@ def test_sqlite_sweep_filter_reads_the_sweeps_rows_in_order(empty_db_url: str) -
                     str(row[-1])
                     for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
                 )
-                assert "ix_jobs_sweep_id_id " in plan and "TEMP B-TREE" not in plan, plan
+                assert "ix_jobs_sweep_id " in plan and "TEMP B-TREE" not in plan, plan
     finally:
         engine.dispose()

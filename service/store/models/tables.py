@@ -72,8 +72,6 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         # The claim counts each owner's running jobs (quota and fair share).
         Index("ix_jobs_owner_id_status", "owner_id", "status"),
-        # A sweep's trial jobs, newest first (`GET /v1/jobs?sweep_id=`; migration 0016).
-        Index("ix_jobs_sweep_id_id", "sweep_id", "id"),
         # ck_jobs_status (migration 0003): only the lifecycle writes status, and the
         # database refuses anything outside the six, whoever writes.
         CheckConstraint(
@@ -89,7 +87,9 @@ class Job(Base):
     spec: Mapped[dict[str, Any]]
     priority: Mapped[int] = mapped_column(Integer, default=0)
     # The sweep whose trial this job is (migration 0006); NULL for a job submitted alone.
-    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"))
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
+    )
     # Gang size in Ray logical resources, for the claim's "fits" test.
     cpus_required: Mapped[float] = mapped_column(Float)
     gpus_required: Mapped[float] = mapped_column(Float, default=0.0)
