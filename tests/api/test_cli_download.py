@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from service import cli_jobs
+from service import cli_watch
 from service.app import create_app
 from service.cli import app
 from service.cli_common import TextConsole
@@ -125,7 +125,7 @@ def test_watch_in_an_80_column_terminal_shows_the_round_and_figures_whole(
     api.finish(claimed)
     screen = io.StringIO()
     terminal = TextConsole(file=screen, force_terminal=True, width=80, markup=False)
-    monkeypatch.setattr(cli_jobs, "console", terminal)
+    monkeypatch.setattr(cli_watch, "console", terminal)
     with serving(create_app(api.settings)) as url:
         env = {"LAGTRAIN_URL": url, "LAGTRAIN_TOKEN": ADMIN_TOKEN}
         watched = CliRunner().invoke(app, ["watch", str(job_id)], env=env)
