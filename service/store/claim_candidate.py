@@ -21,7 +21,7 @@ nothing: it would hold the cluster for a start that cannot come.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +39,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.schemas.node_fit import RESOURCE_EPSILON, ClusterRoom, most_free
@@ -265,17 +266,24 @@ def no_nested_loops(session: Session) -> Iterator[None]:
     34 ms a live dispatcher against 10 with hash joins (202,100 jobs; a review,
     benchmarks/explain_at_scale.py). Session-level, set back on the way out: explain
     and the dispatcher's maintenance read in autocommit (db.read_transaction), where a
-    SET LOCAL lasts one statement and so changes nothing. After an error inside a
-    transaction it is left to the rollback, which undoes it (a statement there fails)."""
+    SET LOCAL lasts one statement and so changes nothing.
+
+    On an error the RESET is still tried (a caller that catches a Python error and
+    commits would otherwise leave the pooled connection planning without nested
+    loops), but the first error is the one raised: a RESET on a connection that died
+    raised its own PendingRollbackError, and an outage's 503 was answered as a 500 (a
+    review). A failed transaction's rollback undoes the SET; a replaced connection
+    starts with the defaults."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         yield
         return
     connection.exec_driver_sql("SET enable_nestloop = off")
-    done = False
     try:
         yield
-        done = True
-    finally:
-        if done or connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            connection.exec_driver_sql("RESET enable_nestloop")
+    except BaseException:
+        if not connection.invalidated:
+            with suppress(SQLAlchemyError):
+                connection.exec_driver_sql("RESET enable_nestloop")
+        raise
+    connection.exec_driver_sql("RESET enable_nestloop")
