@@ -254,3 +254,9 @@ class CapacityWindow:
         cpus = seen if self.ceiling_cpus is None else self.ceiling_names["CPU"]
         gpus = seen if self.ceiling_gpus is None else self.ceiling_names["GPU"]
         return cpus if cpus == gpus else f"CPUs: {cpus}; GPUs: {gpus}"
+
+    def describe_nodes(self) -> str:
+        """Where a node's or a set of nodes' limit comes from, for a failure's reason:
+        the nodes seen, whatever ceilings say of the totals (a memory misfit is no CPU
+        ceiling's doing)."""
+        return f"the nodes the Ray cluster showed in the last {self.window_seconds:g} s"

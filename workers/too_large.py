@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.store.unschedulable import unschedulable_jobs
+from service.store.unschedulable import fitting_no_node, over_the_totals
 from workers.capacity import CapacityWindow
 from workers.passed_over import PassedOverJobs
 
@@ -23,11 +23,15 @@ def too_large_jobs(
     if not window.settled():
         return {}
     limit = window.largest()
-    judged = unschedulable_jobs(
-        session=session, total_cpus=limit.cpus, total_gpus=limit.gpus, nodes=window.nodes()
-    )
+    # Each reason says where its limit comes from: the totals' from their ceilings (or
+    # the window), a node's or the nodes' from the nodes seen (a memory misfit named
+    # LAGTRAIN_EMBEDDED_RAY_CPUS, a CPU ceiling, as its source: a review).
+    over = over_the_totals(session=session, total_cpus=limit.cpus, total_gpus=limit.gpus)
+    judged = {job_id: f"{why} ({window.describe()})" for job_id, why in over.items()}
+    on_nodes = fitting_no_node(session=session, nodes=window.nodes())
     for job in passed_over.to_judge():
-        if job.job_id not in judged and (why := window.never_placed(job)):
-            judged[job.job_id] = why
-    where = window.describe()
-    return {job_id: f"{why} ({where})" for job_id, why in judged.items()}
+        if job.job_id not in on_nodes and (why := window.never_placed(job)):
+            on_nodes[job.job_id] = why
+    for job_id, why in on_nodes.items():
+        judged.setdefault(job_id, f"{why} ({window.describe_nodes()})")
+    return judged

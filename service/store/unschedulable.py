@@ -13,29 +13,45 @@ from service.store.node_fit_sql import fits_no_node
 
 
 def unschedulable_jobs(
-    *, session: Session, total_cpus: float, total_gpus: float, nodes: tuple[NodeShape, ...]
+    *,
+    session: Session,
+    total_cpus: float,
+    total_gpus: float,
+    nodes: tuple[NodeShape, ...] = (),
 ) -> dict[int, str]:
     """{job id: why} for the queued jobs whose whole gang needs more than `total_*`,
     or one of whose bundles fits none of `nodes` (no node judging when empty)."""
-    queued = Job.status == JobStatus.QUEUED.value
+    reasons = over_the_totals(session=session, total_cpus=total_cpus, total_gpus=total_gpus)
+    for job_id, why in fitting_no_node(session=session, nodes=nodes).items():
+        reasons.setdefault(job_id, why)
+    return reasons
+
+
+def over_the_totals(*, session: Session, total_cpus: float, total_gpus: float) -> dict[int, str]:
+    """{job id: why} for the queued jobs whose whole gang needs more than `total_*`."""
     too_large = session.execute(
         select(Job.id, Job.cpus_required, Job.gpus_required).where(
-            queued,
+            Job.status == JobStatus.QUEUED.value,
             or_(
                 Job.cpus_required > total_cpus + RESOURCE_EPSILON,
                 Job.gpus_required > total_gpus + RESOURCE_EPSILON,
             ),
         )
     )
-    reasons = {
+    return {
         job_id: (
             f"the gang (its replicas and the coordinator's own bundle) needs {cpus:g} CPU and"
             f" {gpus:g} GPU; the whole Ray cluster has {total_cpus:g} CPU and {total_gpus:g} GPU"
         )
         for job_id, cpus, gpus in too_large
     }
+
+
+def fitting_no_node(*, session: Session, nodes: tuple[NodeShape, ...]) -> dict[int, str]:
+    """{job id: why} for the queued jobs one of whose bundles fits none of `nodes`
+    ({} when none are known: nothing judged)."""
     if not nodes:
-        return reasons
+        return {}
     jobs = table_of(Job)
     misfits = session.execute(
         select(
@@ -46,6 +62,7 @@ def unschedulable_jobs(
             jobs.c.coordinator_memory_bytes,
         ).where(jobs.c.status == JobStatus.QUEUED.value, fits_no_node(jobs, nodes))
     )
+    reasons = {}
     for job_id, cpus, gpus, memory, coordinator_memory in misfits:
         bundles = job_bundles(
             replica_cpus=cpus,
@@ -54,6 +71,6 @@ def unschedulable_jobs(
             coordinator_memory=coordinator_memory,
         )
         # misfit says which bundle (the same rule in Python: tests/store/test_node_fit.py).
-        if job_id not in reasons and (why := misfit(bundles, nodes)):
+        if why := misfit(bundles, nodes):
             reasons[job_id] = why
     return reasons

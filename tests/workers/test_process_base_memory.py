@@ -20,6 +20,7 @@ from service.store.models import Job
 from service.store.users import create_user
 from tests.hand_clock import Clock
 from tests.workers.dispatcher_seams import GiB, cluster_at_seam, dispatcher_store
+from workers import embedded
 from workers.capacity import CapacityWindow
 from workers.dispatcher import Dispatcher
 
@@ -63,3 +64,35 @@ def test_a_gang_of_many_tiny_processes_is_not_started_and_fails_naming_memory(
         assert "128 replicas of 0.01 CPU" in failed.error, failed.error
         assert "MiB memory each" in failed.error, failed.error
         assert "fit no set of the cluster's nodes at once" in failed.error, failed.error
+        # Where the limit comes from: the nodes seen, not a CPU or GPU ceiling.
+        assert failed.error.endswith("(the nodes the Ray cluster showed in the last 600 s)")
+
+
+def test_under_embedded_ceilings_a_memory_misfit_names_the_nodes_not_the_cpu_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`server --embedded`: its ceilings are the local Ray's CPUs and GPUs, judged from
+    the start; a gang whose processes' memory no set of nodes holds named
+    LAGTRAIN_EMBEDDED_RAY_CPUS as its limit's source (a review)."""
+    settings, sessions = dispatcher_store(tmp_path)
+    machine = NodeShape(8, 0, 4 * GiB)
+    cluster_at_seam(monkeypatch, [(machine, machine)])
+    settings = embedded.local_ray_ceilings(settings, 8.0, 0.0)
+    spec = {"task": {"kind": "adding", "num_samples": 640}, "distributed": {"workers": 64}}
+    spec["distributed"]["cpus_per_worker"] = 0.01
+    with transaction(sessions) as session:
+        user, _, _ = create_user(session=session, name="ann", role="user")
+        job_id = enqueue(session=session, owner_id=user.id, spec=resolve(spec))[0].id
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+    try:
+        dispatcher._maintain()
+        assert dispatcher._claim_and_start() is False
+        dispatcher._maintain()
+    finally:
+        dispatcher._waker.close()
+    with sessions() as session:
+        failed = session.get(Job, job_id)
+        assert failed is not None and failed.status == "failed", failed
+        assert failed.error is not None and "MiB memory each" in failed.error, failed.error
+        assert "EMBEDDED_RAY_CPUS" not in failed.error, failed.error
+        assert failed.error.endswith("(the nodes the Ray cluster showed in the last 600 s)")
