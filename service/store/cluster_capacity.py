@@ -29,6 +29,7 @@ from service.store.dispatchers import is_alive, recent_dispatchers
 from service.store.queue_order import exceeds
 from service.store.resource_reasons import (
     capacity_of,
+    largest_cluster,
     never_fits_reason,
     never_on_a_node,
     never_together_on,
@@ -118,18 +119,19 @@ def _gang_too_large(
     coordinator_cpus = COORDINATOR_BUNDLE["CPU"]
     replica_cpus, replica_gpus = replica.get("CPU", 0.0), replica.get("GPU", 0.0)
     one_replica = {"CPU": coordinator_cpus + replica_cpus, "GPU": replica_gpus}
-    # Each resource's most over the live clusters (a report naming none counts 0).
-    most_cpus = max(c.get("CPU", 0.0) for c in capacities)
+    # The most GPUs over the live clusters (a report naming none counts 0): a replica
+    # asking more than any has is its GPUs' doing.
     most_gpus = max(c.get("GPU", 0.0) for c in capacities)
     gpus_asked = gang.get("GPU", 0.0) > 0
+    largest = largest_cluster(gang, capacities)
 
     def figures(cpus: float, gpus: float) -> str:
         # GPUs named whenever the gang asks for any, the cluster's 0 too.
         return f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus_asked else "")
 
     cluster = (
-        f"the most any live dispatcher's cluster has is {figures(most_cpus, most_gpus)}, "
-        "so the gang can never start"
+        "the largest live dispatcher's cluster has "
+        f"{figures(largest['CPU'], largest.get('GPU', 0.0))}, so the gang can never start"
     )
     shape = figures(replica_cpus, replica_gpus)
     coordinator = f"the coordinator's {coordinator_cpus:g} CPU"

@@ -42,13 +42,22 @@ def never_fits_reason(required: dict[str, float], capacities: list[dict[str, flo
     known = [capacity for capacity in capacities if "CPU" in capacity]
     if not known or any(_fits(required, capacity) for capacity in known):
         return None
-    # The cluster to name: the one nearest to holding the gang, by what it lacks most.
-    gpus = required.get("GPU", 0.0) > 0
-    largest = max(known, key=lambda t: (t.get("GPU", 0.0), t["CPU"]) if gpus else (t["CPU"],))
     return (
         f"the gang needs {_describe(required)}; the largest cluster a dispatcher sees has "
-        f"{_describe(largest)}, so it can never start"
+        f"{_describe(largest_cluster(required, known))}, so it can never start"
     )
+
+
+def largest_cluster(
+    required: dict[str, float], capacities: list[dict[str, float]]
+) -> dict[str, float]:
+    """The cluster to name to a gang that fits none: the one nearest to holding it, by
+    what it lacks most (GPUs first when it asks for any). One real cluster's figures,
+    not each resource's most over several (64 CPU from one, 4 GPU from another read as
+    a cluster that would hold it: a review)."""
+    known = [capacity for capacity in capacities if "CPU" in capacity]
+    gpus = required.get("GPU", 0.0) > 0
+    return max(known, key=lambda t: (t.get("GPU", 0.0), t["CPU"]) if gpus else (t["CPU"],))
 
 
 def nodes_of(reports: list[dict[str, Any]]) -> list[NodeShape]:

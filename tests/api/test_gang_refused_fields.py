@@ -31,8 +31,8 @@ def test_a_replica_larger_than_the_cluster_is_refused_at_its_size(api: Api) -> N
     assert error["loc"] == ["body", "distributed", "cpus_per_worker"], error
     assert error["msg"] == (
         "distributed.cpus_per_worker: one replica of 24 CPU and the coordinator's 1 CPU "
-        "need 25 CPU; the most any live "
-        "dispatcher's cluster has is 16 CPU, so the gang can never start, with any number "
+        "need 25 CPU; the largest live "
+        "dispatcher's cluster has 16 CPU, so the gang can never start, with any number "
         "of distributed.workers (2 ask 49 CPU)"
     )
     many = {**SMALL_SPEC, "distributed": {"workers": 20, "cpus_per_worker": 1}}
@@ -40,8 +40,8 @@ def test_a_replica_larger_than_the_cluster_is_refused_at_its_size(api: Api) -> N
     assert error["loc"] == ["body", "distributed", "workers"], error
     assert error["msg"] == (
         "distributed.workers: 20 replicas of 1 CPU each and the coordinator's 1 CPU need "
-        "21 CPU; the most any "
-        "live dispatcher's cluster has is 16 CPU, so the gang can never start: fewer "
+        "21 CPU; the largest "
+        "live dispatcher's cluster has 16 CPU, so the gang can never start: fewer "
         "distributed.workers would fit"
     )
 
@@ -77,7 +77,7 @@ def test_gpus_asked_are_named_and_the_field_is_the_one_to_change() -> None:
     # GPUs asked of a cluster of none: its 0 GPU is named, at gpus_per_worker.
     [(field, why)] = _refused([{"CPU": 8.0}], {"CPU": 1.0, "GPU": 1.0}, workers=2)
     assert field == "distributed.gpus_per_worker"
-    assert "need 2 CPU, 1 GPU; the most any live dispatcher's cluster has is 8 CPU, 0 GPU" in why
+    assert "need 2 CPU, 1 GPU; the largest live dispatcher's cluster has 8 CPU, 0 GPU" in why
     assert "(2 ask 3 CPU, 2 GPU)" in why, why
     # Each replica's GPU is there, 8 of them are not: workers, not gpus_per_worker.
     four_gpus = {"capacity": {"CPU": 16.0, "GPU": 4.0}}
@@ -85,11 +85,18 @@ def test_gpus_asked_are_named_and_the_field_is_the_one_to_change() -> None:
     assert field == "distributed.workers"
     assert why.startswith(
         "8 replicas of 1 CPU, 1 GPU each and the coordinator's 1 CPU need 9 CPU, 8 GPU; the "
-        "most any live dispatcher's cluster has is 16 CPU, 4 GPU"
+        "largest live dispatcher's cluster has 16 CPU, 4 GPU"
     ), why
     # A CPU-only gang on a GPU cluster names no GPUs.
     [(field, why)] = _refused([four_gpus], {"CPU": 16.0}, workers=1)
     assert field == "distributed.cpus_per_worker" and "GPU" not in why, why
+    # Several clusters: one real cluster is named, not each resource's most over them
+    # (64 CPU of one and 4 GPU of another read as one that would hold it: a review).
+    many_cpus = {"capacity": {"CPU": 64.0, "GPU": 0.0}}
+    few_cpus = {"capacity": {"CPU": 4.0, "GPU": 4.0}}
+    [(field, why)] = _refused([many_cpus, few_cpus], {"CPU": 3.0, "GPU": 1.0}, workers=2)
+    assert field == "distributed.workers"
+    assert "the largest live dispatcher's cluster has 4 CPU, 4 GPU" in why, why
 
 
 def test_the_replicas_field_is_judged_against_every_live_cluster() -> None:

@@ -293,7 +293,7 @@ def test_a_gang_no_live_dispatcher_could_hold_is_refused_at_submit(api: Api) -> 
     [error] = assert_json_error(r, 422)
     assert error["loc"] == ["body", "distributed", "workers"], error
     # The figures asked and the cluster's (the wording: tests/api/test_gang_refused_fields.py).
-    assert "need 5 CPU" in error["msg"] and "has is 4 CPU" in error["msg"], error
+    assert "need 5 CPU" in error["msg"] and "cluster has 4 CPU" in error["msg"], error
     assert "can never start" in error["msg"], error
     fits = {**SMALL_SPEC, "distributed": {"workers": 3, "cpus_per_worker": 1.0}}  # 4 CPUs
     assert api.client.post("/v1/jobs", json=fits, headers=alice).status_code == 201
@@ -314,7 +314,7 @@ def test_a_gang_no_live_dispatcher_could_hold_is_refused_at_submit(api: Api) -> 
     [error] = assert_json_error(api.client.post("/v1/jobs", json=gpus, headers=alice), 422)
     assert error["loc"] == ["body", "distributed", "gpus_per_worker"], error
     msg = error["msg"]
-    assert "need 2 CPU, 1 GPU; the most any live dispatcher's cluster has is 8 CPU, 0 GPU" in msg
+    assert "need 2 CPU, 1 GPU; the largest live dispatcher's cluster has 8 CPU, 0 GPU" in msg
 
 
 def test_a_replica_no_live_dispatchers_node_could_hold_is_refused_at_submit(api: Api) -> None:
