@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -69,12 +70,15 @@ def _write_through_temp(url: str, fill: Callable[[BinaryIO], object]) -> None:
     On a local disk the file's data and then its folder's entry are synced before
     this returns: a checkpoint's row is committed and older checkpoints are pruned
     once it does, so a power cut must not leave the newest file empty or unnamed
-    with the older ones already gone. (Object stores make a finished PUT durable.)"""
+    with the older ones already gone; so are the folders that name any folder this
+    write created (a job's first checkpoint makes `jobs/<id>/`). (Object stores make
+    a finished PUT durable.)"""
     fs, path = fsspec.core.url_to_fs(url)
     folder = path.rsplit("/", 1)[0]
+    local = local_path(url) is not None
+    created = _missing_folders(folder) if local else []
     fs.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp-{secrets.token_hex(8)}"
-    local = local_path(url) is not None
     try:
         with fs.open(tmp, "wb") as fh:
             fill(fh)
@@ -83,18 +87,33 @@ def _write_through_temp(url: str, fill: Callable[[BinaryIO], object]) -> None:
                 os.fsync(fh.fileno())
         fs.mv(tmp, path)
         if local:
-            _sync_folder(folder)
+            for named in [folder, *(os.path.dirname(new) for new in created)]:
+                _sync_folder(named)
     except BaseException:
         with contextlib.suppress(OSError):
             fs.rm_file(tmp)
         raise
 
 
+def _missing_folders(folder: str) -> list[str]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while folder and not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
 def _sync_folder(folder: str) -> None:
-    """Make a local folder's entries (a file just moved into it) durable."""
+    """Make a local folder's entries (a file just moved into it) durable. A file
+    system that cannot sync a folder says EINVAL: nothing more to do there (as
+    PostgreSQL's fsync_fname takes it)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise
     finally:
         os.close(fd)
 

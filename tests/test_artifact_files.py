@@ -242,12 +242,17 @@ def test_a_local_file_and_its_folder_entry_are_synced_before_the_write_returns(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    (tmp_path / "jobs").mkdir()
     target = tmp_path / "jobs" / "7" / "ckpt-round-10.pt"
     write_file(str(target), b"theta")
     assert target.read_bytes() == b"theta"
-    [data, folder] = synced
+    [data, folder, parent] = synced
     assert data.startswith(f"{target}.tmp-"), "the data, before the move to its name"
     assert folder == str(target.parent), "then the folder that names it"
+    assert parent == str(tmp_path / "jobs"), "and the one naming the folder it created"
+    synced.clear()
+    write_file(str(target.with_name("ckpt-round-20.pt")), b"theta")
+    assert synced[1:] == [str(target.parent)], "no folder created: only its own"
     synced.clear()
     write_file(f"{remote}/jobs/7/ckpt-round-10.pt", b"theta")
     assert synced == [], "an object store's finished write is durable: nothing to sync"
