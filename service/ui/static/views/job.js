@@ -26,6 +26,9 @@ const REFRESH_MS = 1000;
 // A status event whose read failed is read again after this, doubling up to the most.
 const CATCH_UP_MS = 1000;
 const CATCH_UP_MAX_MS = 10000;
+// What a running job with no round yet is doing (the CLI's `show` says the same).
+const STARTING = "Starting: Ray places the gang and starts its processes (often 10-20 s); "
+  + "the charts fill in from its first round.";
 
 export async function render(root, params, signal) {
   const jobId = routeId(params.id);
@@ -84,6 +87,8 @@ export async function render(root, params, signal) {
     // A job that ended before its first round (failed at its start, cancelled while
     // queued) will never fill the charts in.
     noData.textContent = ranNoRound() ? "No rounds were run: the job ended before its first round."
+      // Running with no round yet: the gang's start (10-20 s) read as a stuck job.
+      : job.status === "running" && !(job.progress.round > 0) ? STARTING
       : "No data yet: the charts fill in as the job reports its rounds.";
     badge.replaceChildren(statusBadge(job.status));
     hideEmptyCharts();
