@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Annotated, Literal
 
@@ -17,6 +16,7 @@ from service.auth import AdminUser
 from service.schemas.accounts import AuditEventOut, AuditPage
 from service.schemas.audit import AuditAction
 from service.schemas.common import StorableText
+from service.schemas.field_hints import nearest
 from service.store.audit import audit_page
 from service.store.db import read_transaction
 
@@ -52,8 +52,8 @@ def _action_filter(value: str | None) -> str | None:
     # An unknown word without a dot can match no action of any version: said, with
     # the actions there are, rather than an empty page. (No brace in the text: pydantic
     # would read one as a placeholder, and the pattern above admits none.)
-    close = difflib.get_close_matches(value, [*_SUBJECTS, *_ACTIONS], n=1)
-    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    close = nearest(value, [*_SUBJECTS, *_ACTIONS])
+    guess = f" (did you mean {close!r}?)" if close else ""
     raise PydanticCustomError(
         "action_filter",
         f"{value!r} is no action nor the subject of one{guess}; the actions: "

@@ -8,7 +8,6 @@ only once an empty range elsewhere was fixed).
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 import types
@@ -17,7 +16,7 @@ from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel
 
-from service.schemas.field_hints import model_of
+from service.schemas.field_hints import model_of, nearest
 from service.schemas.jobspec import JobSpec, TaskKind
 from service.schemas.metric_names import BASELINES, final_metric_names
 
@@ -79,8 +78,8 @@ def metric_problems(metrics: Iterable[tuple[int, str]], kinds: Iterable[TaskKind
                     )
                 )
             elif metric not in names:
-                close = difflib.get_close_matches(metric, names, n=1)
-                guess = f"did you mean {close[0]!r}? " if close else ""
+                close = nearest(metric, names)
+                guess = f"did you mean {close!r}? " if close else ""
                 problems.append(
                     (
                         where,
