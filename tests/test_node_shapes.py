@@ -7,10 +7,10 @@ import itertools
 import random
 
 from service.schemas.gang import Bundle
+from service.schemas.node_counts import counted, counts_memory, from_counted
 from service.schemas.node_fit import (
     NodeShape,
     PassedOver,
-    from_counted,
     job_bundles,
     maximal,
     misfit,
@@ -23,6 +23,7 @@ from tests.hand_clock import Clock
 from workers.capacity import NODE_SETS_MOST, CapacityWindow
 
 GiB = 2**30
+MiB = 2**20
 GPU_NODE = NodeShape(8, 2, 32 * GiB)
 CPU_NODE = NodeShape(32, 0, 128 * GiB)
 
@@ -150,27 +151,41 @@ def test_the_window_fails_a_gang_only_no_moment_of_its_nodes_held() -> None:
 
 def test_the_window_reports_each_node_set_by_shape_and_count() -> None:
     """The submit's together check reads them (service.store.cluster_capacity): a
-    set of nodes by CPU and GPU shape and count, memory left out (the dispatcher's to
-    judge), so nodes alike but for memory fold into one shape."""
+    set of nodes by shape and count, each node's memory rounded up to a whole GiB so
+    that alike machines, whose Ray memory differs by megabytes, fold into one shape;
+    up, so the submit never refuses what a node's real memory holds."""
     clock = Clock()
     window = CapacityWindow(60, clock=clock)
-    five, other_five = NodeShape(5, 0, 8 * GiB), NodeShape(5, 0, 7 * GiB)
+    five, other_five = NodeShape(5, 0, 8 * GiB - 30 * MiB), NodeShape(5, 0, 8 * GiB - 10 * MiB)
     window.observe(18, 1, (five, GPU_NODE, other_five))
     assert window.node_sets() is None, "not settled"
     clock.now = 60
     window.observe(10, 0, (five, other_five))
     sets = window.node_sets()
+    eight = 8.0 * GiB
     assert sets == [
-        [{"CPU": 5.0, "GPU": 0.0, "count": 2}, {"CPU": 8.0, "GPU": 2.0, "count": 1}],
-        [{"CPU": 5.0, "GPU": 0.0, "count": 2}],
+        [
+            {"CPU": 5.0, "GPU": 0.0, "memory": eight, "count": 2},
+            {"CPU": 8.0, "GPU": 2.0, "memory": 32.0 * GiB, "count": 1},
+        ],
+        [{"CPU": 5.0, "GPU": 0.0, "memory": eight, "count": 2}],
     ]
     assert window.node_report({"n1": five})["node_sets"] == sets
     assert sorted(from_counted(sets[0])) == [
-        NodeShape(5, 0, 0),
-        NodeShape(5, 0, 0),
-        NodeShape(8, 2, 0),
+        NodeShape(5, 0, eight),
+        NodeShape(5, 0, eight),
+        NodeShape(8, 2, 32 * GiB),
     ]
     assert packs(gang(3), 2, from_counted(sets[1])) and not packs(gang(3), 3, from_counted(sets[1]))
+    # Apart from the rounding, memory counts: 8 GiB nodes hold 2 bundles of 4 GiB.
+    by_memory = {"coordinator": {"CPU": 1.0, "memory": 4.0 * GiB}, "replica": {"memory": 4.0 * GiB}}
+    assert packs(by_memory, 3, from_counted(sets[1]))
+    assert not packs(by_memory, 4, from_counted(sets[1]))
+    assert counted([NodeShape(1, 0, 0.0), NodeShape(1, 0, 2 * GiB)]) == [
+        {"CPU": 1.0, "GPU": 0.0, "memory": 0.0, "count": 1},
+        {"CPU": 1.0, "GPU": 0.0, "memory": 2.0 * GiB, "count": 1},
+    ], "a whole GiB stays as it is"
+    assert counts_memory(sets[0]) and not counts_memory([{"CPU": 5.0, "GPU": 0.0, "count": 2}])
     many = CapacityWindow(0, clock=clock)  # a cluster of more shapes than a report lists
     many.observe(1000, 0, tuple(NodeShape(c, 0, GiB) for c in range(1, NODE_SETS_MOST + 2)))
     assert many.node_sets() is None and "node_sets" not in many.node_report({"n1": five})

@@ -35,18 +35,18 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from service.schemas.node_counts import counted
 from service.schemas.node_fit import (
     ClusterRoom,
     NodeShape,
     PassedOver,
-    counted,
     maximal,
     most_free,
     never_together,
 )
 from workers.own_gangs import OwnGang, held_together
 
-# The most shapes (a CPU/GPU shape and its count, summed over the window's node
+# The most shapes (a CPU/GPU/memory shape and its count, summed over the window's node
 # sets) a report lists in "node_sets": a lab's cluster has a few; one that changes
 # often would write a long report every heartbeat.
 NODE_SETS_MOST = 64
@@ -236,8 +236,8 @@ class CapacityWindow:
         return never_together(job.bundles, job.workers, self._moments)
 
     def node_sets(self) -> list[list[dict[str, float]]] | None:
-        """Each set of nodes the window saw (`never_placed`'s moments), by CPU and GPU
-        shape and count, for the submit's check (node_fit.counted); None when nothing
+        """Each set of nodes the window saw (`never_placed`'s moments), by shape (CPU,
+        GPU, memory) and count, for the submit's check (node_counts.counted); None when nothing
         is judged by nodes, or when there are more than NODE_SETS_MOST shapes to list
         (a cluster that changed often: the dispatcher still judges it)."""
         if not (self.settled() and self.judges_nodes()):

@@ -33,7 +33,7 @@ from service.store.jobs import (
 )
 from service.store.models import Job
 from service.store.quotas import check_can_submit
-from service.store.spec_checks import spec_problems
+from service.store.spec_checks import job_cost, spec_problems
 from service.store.users import Principal, user_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -179,6 +179,7 @@ def submit_job(
                 gang={"CPU": cpus, "GPU": gpus},
                 replica=replica_bundle(resolved),
                 workers=resolved.distributed.workers,
+                cost=job_cost(session=session, spec=resolved, owner_id=principal.user_id),
                 now=now,
                 lease_seconds=settings.lease_seconds,
             ):

@@ -31,7 +31,8 @@ class DispatcherOut(BaseModel):
         description="its last report (total, capacity, free, running_jobs, warm pool; "
         "nodes: the node shapes a bundle is judged against, free_node: the most free on "
         "one node, free_nodes: what each node has free, node_sets: each set of nodes "
-        "its capacity window saw, by CPU/GPU shape and count); running_jobs is 0 once it is "
+        "its capacity window saw, by shape (CPU, GPU, memory rounded up to a whole GiB) "
+        "and count); running_jobs is 0 once it is "
         "not alive"
     )
 

@@ -240,27 +240,6 @@ def never_together(
     )
 
 
-def counted(nodes: Iterable[NodeShape]) -> list[dict[str, float]]:
-    """A set of nodes by CPU and GPU shape, each with how many nodes have it, as a
-    dispatcher's report writes it ("node_sets"). Memory is left out: the submit,
-    the report's reader, does not know a job's memory estimate (the dispatcher
-    judges memory), and without it a lab's nodes fold into a few shapes."""
-    shapes: dict[tuple[float, float], int] = {}
-    for node in nodes:
-        key = (node.cpus, node.gpus)
-        shapes[key] = shapes.get(key, 0) + 1
-    return [{"CPU": c, "GPU": g, "count": n} for (c, g), n in sorted(shapes.items())]
-
-
-def from_counted(report: Sequence[Mapping[str, Any]]) -> tuple[NodeShape, ...]:
-    """`counted`'s inverse, memory unknown (0: judge bundles without memory)."""
-    return tuple(
-        NodeShape(float(entry.get("CPU", 0.0)), float(entry.get("GPU", 0.0)), 0.0)
-        for entry in report
-        for _ in range(int(entry.get("count", 0)))
-    )
-
-
 def placement(
     bundles: dict[str, Bundle], workers: int, nodes: Sequence[NodeShape]
 ) -> list[int] | None:

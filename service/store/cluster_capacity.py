@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.schemas.gang import COORDINATOR_BUNDLE, Bundle
+from service.schemas.cost import CostEstimate, gib
+from service.schemas.gang import COORDINATOR_BUNDLE, PROCESS_BASE_BYTES, Bundle
 from service.schemas.node_fit import job_bundles
 from service.schemas.resolve import Problem
 from service.store.dispatchers import is_alive, recent_dispatchers
@@ -34,6 +35,7 @@ from service.store.resource_reasons import (
     never_on_a_node,
     never_together_on,
     nodes_of,
+    without_memory,
 )
 
 REFRESH_SECONDS = 5.0
@@ -64,16 +66,18 @@ class ClusterCapacity:
         gang: dict[str, float],
         replica: Bundle,
         workers: int,
+        cost: CostEstimate,
         now: datetime,
         lease_seconds: float,
     ) -> list[Problem]:
         """(field, why) when no live dispatcher's cluster could ever hold the gang
         ({"CPU": …, "GPU": …}), one of its bundles on a node (`replica`: one
-        replica's CPUs and GPUs; memory is left to the dispatcher, which knows the
-        estimate), or its coordinator and `workers` replicas on any set of nodes it
-        saw at once; [] when one could, or none is alive (the cluster is unknown: the job
-        may wait for one). Job submits only: a sweep may search the gang's size, and
-        its points that do not fit fail as trials."""
+        replica's CPUs and GPUs; each bundle's memory is `cost`'s estimate and a
+        process's base, as the dispatcher reserves it), or its coordinator and
+        `workers` replicas on any set of nodes it saw at once; [] when one could, or
+        none is alive (the cluster is unknown: the job may wait for one). Job submits
+        only: a sweep may search the gang's size, and its points that do not fit fail
+        as trials."""
         alive_since = now - timedelta(seconds=lease_seconds)
         live = [
             r.resources for r in self._current(session, now) if is_alive(r, alive_since=alive_since)
@@ -84,15 +88,11 @@ class ClusterCapacity:
         bundles = job_bundles(
             replica_cpus=replica.get("CPU"),
             replica_gpus=replica.get("GPU"),
-            replica_memory=None,  # the dispatcher's to judge
-            coordinator_memory=None,
+            replica_memory=cost.replica_bytes,
+            coordinator_memory=cost.coordinator_bytes,
         )
-        if why := never_on_a_node(bundles, live):
-            short_of_gpus = not any(n.gpus >= replica.get("GPU", 0.0) for n in nodes_of(live))
-            field = (
-                "distributed.gpus_per_worker" if short_of_gpus else "distributed.cpus_per_worker"
-            )
-            return [(field, f"{why}, so it can never start (Ray places each bundle on one node)")]
+        if problem := _bundle_on_no_node(bundles, cost, live):
+            return [problem]
         if why := never_together_on(bundles, workers, live):
             return [("distributed.workers", f"{why}, so it can never start")]
         return []
@@ -106,6 +106,33 @@ class ClusterCapacity:
                 ]
                 self._read_at = time.monotonic()
             return self._reports
+
+
+def _bundle_on_no_node(
+    bundles: dict[str, Bundle], cost: CostEstimate, live: list[dict[str, Any]]
+) -> Problem | None:
+    """A bundle no node of the live dispatchers' holds, at the field to change: the
+    replica's GPUs or CPUs when those alone fit no node; else its memory, at the spec
+    field that drives the cost model's estimate most (a 4096-wide LSTM's replica on
+    nodes of 8 GiB is its hidden_size's doing)."""
+    placed_each = "so it can never start (Ray places each bundle on one node)"
+    if why := never_on_a_node(without_memory(bundles), live):
+        replica_gpus = bundles["replica"].get("GPU", 0.0)
+        short_of_gpus = not any(n.gpus >= replica_gpus for n in nodes_of(live))
+        field = "distributed.gpus_per_worker" if short_of_gpus else "distributed.cpus_per_worker"
+        return field, f"{why}, {placed_each}"
+    estimates = {
+        "replica": (cost.replica_field, cost.replica_bytes),
+        "coordinator": (cost.coordinator_field, cost.coordinator_bytes),
+    }
+    for name, (field, estimate) in estimates.items():
+        if why := never_on_a_node({name: bundles[name]}, live):
+            memory = (
+                f"its memory is the cost model's estimate for this spec, {gib(estimate)}, "
+                f"and a process's base, {gib(PROCESS_BASE_BYTES)}"
+            )
+            return field, f"{why} ({memory}), {placed_each}"
+    return None
 
 
 def _gang_too_large(

@@ -13,12 +13,11 @@ from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, NotFound
 from service.schemas.audit import AuditAction
-from service.schemas.cost import estimate
 from service.schemas.gang import gang_totals, replica_bundle
 from service.schemas.resolved import ResolvedSpec
 from service.store import audit, lifecycle
-from service.store.datasets import upload_shape
 from service.store.models import Job, JobEvent, JobStatus, table_of
+from service.store.spec_checks import job_cost
 from service.store.users import Principal
 
 
@@ -57,7 +56,7 @@ def enqueue(
     replica = replica_bundle(spec)
     # Ray reserves this as each bundle's memory (service.schemas.gang); trials of a
     # sweep get it here too.
-    cost = estimate(spec, upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id))
+    cost = job_cost(session=session, spec=spec, owner_id=owner_id)
     job = Job(
         owner_id=owner_id,
         name=name if name is not None else spec.name,

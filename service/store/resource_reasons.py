@@ -8,10 +8,10 @@ from typing import Any
 
 from service.schemas.gang import Bundle
 from service.schemas.jobs import BlockingReason
+from service.schemas.node_counts import counts_memory, from_counted
 from service.schemas.node_fit import (
     NodeShape,
     describe,
-    from_counted,
     misfit,
     most_free,
     never_together,
@@ -81,21 +81,29 @@ def never_together_on(
 ) -> str | None:
     """Why no live dispatcher's nodes could hold the whole gang at once, though each
     bundle fits some node (node_fit.never_together, the first dispatcher's words),
-    or None when one could, or one names no node sets (unknown). Judged without
-    memory: the reports leave it out (node_fit.counted)."""
+    or None when one could, or one names no node sets (unknown). Memory is judged
+    where a report counts it (node_counts.counted), by CPU and GPU alone where an
+    older dispatcher's does not."""
     sets = [s for r in reports if isinstance(s := r.get("node_sets"), list) and s]
     if not sets or len(sets) < len(reports):  # one names none: unknown there
         return None
-    cpus_gpus = {name: _without_memory(bundle) for name, bundle in bundles.items()}
     whys = [
-        never_together(cpus_gpus, workers, [from_counted(nodes) for nodes in node_sets])
+        never_together(
+            bundles if all(map(counts_memory, node_sets)) else without_memory(bundles),
+            workers,
+            [from_counted(nodes) for nodes in node_sets],
+        )
         for node_sets in sets
     ]
     return None if None in whys else whys[0]
 
 
-def _without_memory(bundle: Bundle) -> Bundle:
-    return {kind: amount for kind, amount in bundle.items() if kind != "memory"}
+def without_memory(bundles: dict[str, Bundle]) -> dict[str, Bundle]:
+    """`bundles` judged by CPU and GPU alone."""
+    return {
+        name: {kind: amount for kind, amount in bundle.items() if kind != "memory"}
+        for name, bundle in bundles.items()
+    }
 
 
 # What a job waiting for free room should know of its queue position: the claim

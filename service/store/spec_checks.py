@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.schemas.cost import CostLimits, cost_problems
+from service.schemas.cost import CostEstimate, CostLimits, cost_problems, estimate
 from service.schemas.data_limits import check_data
 from service.schemas.datasets import TASK_DATASET_FORMAT, stored_shape
 from service.schemas.resolve import Problem
@@ -41,6 +41,12 @@ def cost_check(
     (memory per replica or for the coordinator, the vocabulary)."""
     shape = upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id)
     return cost_problems(spec, shape, limits)
+
+
+def job_cost(*, session: Session, spec: ResolvedSpec, owner_id: int) -> CostEstimate:
+    """The cost model's estimate of `spec` on its dataset (the owner's upload's stored
+    shape): what the job's row keeps and each of its Ray bundles reserves."""
+    return estimate(spec, upload_shape(session=session, ref=spec.task.dataset, owner_id=owner_id))
 
 
 def spec_problems(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.schemas.cost import CostEstimate
 from service.schemas.gang import Bundle
 from service.store.cluster_capacity import ClusterCapacity
 from service.store.db import transaction
@@ -68,6 +69,7 @@ def _refused(reports: list[dict[str, Any]], replica: Bundle, workers: int) -> li
         gang=gang,
         replica=replica,
         workers=workers,
+        cost=CostEstimate(1, 0, 0, "model.hidden_size", "model.hidden_size"),
         now=now,
         lease_seconds=30.0,
     )

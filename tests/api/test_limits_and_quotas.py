@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from service.schemas.cost import CostEstimate
 from service.schemas.gang import PROCESS_BASE_BYTES, GangMemory, gang_bundles
 from service.schemas.resolve import resolve
 from service.store.attempts import claim_next
@@ -405,6 +406,7 @@ def test_the_live_dispatchers_are_read_once_per_refresh() -> None:
         "gang": big,
         "replica": {"CPU": 1.0},
         "workers": 4,
+        "cost": CostEstimate(1, 0, 0, "model.hidden_size", "model.hidden_size"),
         "lease_seconds": 30.0,
     }
     assert [f for f, _ in cached.problems(now=now, **ask)] == ["distributed.workers"]  # type: ignore[arg-type]

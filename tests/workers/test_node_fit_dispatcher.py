@@ -179,7 +179,9 @@ def test_a_gang_whose_replicas_fit_no_nodes_together_fails_once_the_window_says_
         with sessions() as session:
             row = session.get(DispatcherRow, "d1")
             assert row is not None
-            assert row.resources["node_sets"] == [[{"CPU": 5.0, "GPU": 0.0, "count": 2}]]
+            assert row.resources["node_sets"] == [
+                [{"CPU": 5.0, "GPU": 0.0, "memory": 32.0 * GiB, "count": 2}]
+            ]
         again = _job(sessions, _submit(sessions, THREE_REPLICAS_OF_3_CPUS, owner="bob"))
         [reason] = _explained(sessions, again)
         assert "fit no set of the cluster's nodes at once" in reason, reason
