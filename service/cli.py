@@ -12,7 +12,7 @@ import typer
 from service.cli_accounts import accounts_app
 from service.cli_audit import audit_app
 from service.cli_cluster import cluster_app
-from service.cli_common import writable_anywhere
+from service.cli_common import binary_size, writable_anywhere
 from service.cli_data import data_app
 from service.cli_demo import demo_app
 from service.cli_jobs import jobs_app
@@ -25,6 +25,7 @@ from service.cli_server import (
     server_app,
 )
 from service.cli_show import show_app
+from service.cli_sizes import size_and_bytes
 from service.cli_sweeps import sweeps_app
 
 app = typer.Typer(help="lagtrain: multi-user RNN training with LAG on Ray.", no_args_is_help=True)
@@ -149,10 +150,10 @@ def orphan_files(
         typer.echo(f"{scan.location}: {_files(scan.listed)}, {scan.named} named by a row")
         for orphan in scan.orphans:
             age_h = (now - orphan.modified) / 3600
-            typer.echo(f"{orphan.url}\t{orphan.bytes} bytes\t{age_h:.0f} h old")
+            typer.echo(f"{orphan.url}\t{binary_size(orphan.bytes)}\t{age_h:.0f} h old")
         total = sum(o.bytes for o in scan.orphans)
         typer.echo(
-            f"{_files(len(scan.orphans))} ({total} bytes) that no row names, "
+            f"{_files(len(scan.orphans))}, {size_and_bytes(total)}, that no row names, "
             f"at least {min_age_hours:g} h old"
         )
         if not delete or not scan.orphans:
@@ -179,7 +180,7 @@ def orphan_files(
                     )
         for url, why in removal.failed:
             typer.echo(f"could not remove {url}: {why}", err=True)
-        typer.echo(f"removed {_files(removal.files)} ({removal.bytes} bytes)")
+        typer.echo(f"removed {_files(removal.files)}, {size_and_bytes(removal.bytes)}")
         if removal.failed:
             raise typer.Exit(1)
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from service.cli_common import call, console, each_id, when
+from service.cli_common import binary_size, call, console, each_id, when
 from service.cli_sizes import size_and_bytes
 
 data_app = typer.Typer(add_completion=False)
@@ -25,8 +25,8 @@ def upload(
     """Upload a text or CSV dataset; prints the reference to put in a spec."""
     dataset = call(lambda client: client.upload_dataset(file, fmt=fmt))
     console.print(
-        f"dataset {dataset['id']}: {dataset['ref']} ({dataset['format']}, "
-        f"{dataset['bytes']:,} bytes)",
+        f"dataset {dataset['id']}: {dataset['ref']}, {dataset['format']}, "
+        f"{size_and_bytes(dataset['bytes'])}",
         highlight=False,
     )
 
@@ -35,7 +35,7 @@ def upload(
 def datasets() -> None:
     """List your uploads (admins see everyone's)."""
     rows = call(lambda client: client.datasets())
-    table = Table("id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded (UTC)")
+    table = Table("id", "ref", "owner", "file", "format", "size", "contents", "uploaded (UTC)")
     for d in rows:
         table.add_row(
             str(d["id"]),
@@ -43,7 +43,7 @@ def datasets() -> None:
             d["owner"],
             d["filename"],
             d["format"],
-            f"{d['bytes']:,}",
+            binary_size(d["bytes"]),
             contents(d.get("shape")),
             when(d["created_at"]),
         )

@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from service.app import create_app
 from service.cli import app
+from service.cli_sizes import size_and_bytes
 from service.client import Client
 from service.store.db import transaction
 from service.store.models import Dataset
@@ -42,7 +43,7 @@ def test_a_user_uploads_sees_usage_and_frees_storage(api: Api, tmp_path: Path) -
         assert uploaded.exit_code == 0, (uploaded.output, uploaded.exception)
         [dataset] = api.client.get("/v1/datasets", headers=alice).json()["data"]
         assert uploaded.stdout.strip() == (
-            f"dataset {dataset['id']}: upload:{dataset['id']} (text, {len(TEXT):,} bytes)"
+            f"dataset {dataset['id']}: upload:{dataset['id']}, text, {size_and_bytes(len(TEXT))}"
         )
         listed = lagtrain("datasets")
         assert "corpus.txt" in listed.stdout and f"upload:{dataset['id']}" in listed.stdout
@@ -129,7 +130,7 @@ def test_datasets_shows_what_each_upload_holds(api: Api, tmp_path: Path) -> None
         listed = CliRunner().invoke(app, ["datasets"], env=env)
     assert listed.exit_code == 0, (listed.output, listed.exception)
     header, rows = table_cells(listed)
-    assert header == ["id", "ref", "owner", "file", "format", "bytes", "contents", "uploaded (UTC)"]
+    assert header == ["id", "ref", "owner", "file", "format", "size", "contents", "uploaded (UTC)"]
     contents = {row[3]: row[6] for row in rows}
     distinct = len(set(TEXT.decode()))
     assert contents == {

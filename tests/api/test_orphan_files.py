@@ -73,12 +73,14 @@ def test_orphan_files_lists_then_removes_only_what_no_row_names(api: Api) -> Non
     assert lines[0] == f"{root}: 6 files, 2 named by a row"
     assert {Path(line.split("\t")[0]) for line in lines[1:-1]} == orphans
     size = sum(p.stat().st_size for p in orphans)
-    assert lines[-1].startswith(f"3 files ({size} bytes)")
+    # Each file's size and the total readable, the total's exact count beside it.
+    assert all(line.split("\t")[1].endswith(" B") for line in lines[1:-1]), lines
+    assert lines[-1].startswith(f"3 files, {size} B, that no row names")
     assert all(p.exists() for p in orphans)  # listing removes nothing
 
     removed = runner.invoke(app, ["admin", "orphan-files", "--delete"], env=env)
     assert removed.exit_code == 0, removed.output
-    assert removed.output.strip().endswith(f"removed 3 files ({size} bytes)")
+    assert removed.output.strip().endswith(f"removed 3 files, {size} B")
     assert not any(p.exists() for p in orphans)
     assert all(p.exists() for p in {*named, young, foreign})
     assert [d["id"] for d in api.client.get("/v1/datasets", headers=alice).json()["data"]] == [
@@ -92,7 +94,7 @@ def test_orphan_files_lists_then_removes_only_what_no_row_names(api: Api) -> Non
         assert event.actor.startswith("cli:")
 
     again = runner.invoke(app, ["admin", "orphan-files", "--delete"], env=env)
-    assert again.exit_code == 0 and "\n0 files (0 bytes)" in again.output, again.output
+    assert again.exit_code == 0 and "\n0 files, 0 B, that" in again.output, again.output
 
 
 def test_removing_orphans_counts_only_files_that_were_there_and_leaves_no_empty_job_folder(
@@ -141,7 +143,7 @@ def test_rows_spelled_otherwise_protect_their_files_and_a_wrong_location_deletes
             ["admin", "orphan-files", "--delete"],
             env=env | {"LAGTRAIN_ARTIFACTS_URL": location},
         )
-        assert kept.exit_code == 0 and "0 files (0 bytes)" in kept.output, (location, kept.output)
+        assert kept.exit_code == 0 and "0 files, 0 B, that" in kept.output, (location, kept.output)
         assert stored.exists()
 
     # Another location holding lagtrain-shaped files, none of which the rows name.
@@ -181,7 +183,7 @@ def test_a_file_that_cannot_be_removed_is_named_and_the_rest_still_go_and_are_au
     assert result.exit_code == 1, result.output
     assert stuck.exists() and not gone.exists()
     assert f"could not remove {stuck}: read-only" in result.stderr
-    assert result.stdout.strip().endswith("removed 1 file (3 bytes)")
+    assert result.stdout.strip().endswith("removed 1 file, 3 B")
     with read_transaction(api.sessions) as session:
         [event] = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "artifacts.orphans_removed")
@@ -225,7 +227,7 @@ def test_a_remote_location_is_searched_as_before(api: Api) -> None:
     result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("memory:///lagtrain-nothing-here: 0 files, 0 named by a row")
-    assert result.stdout.strip().endswith("0 files (0 bytes) that no row names, at least 24 h old")
+    assert result.stdout.strip().endswith("0 files, 0 B, that no row names, at least 24 h old")
 
 
 def test_a_location_in_a_symlink_loop_is_an_error_not_a_traceback(
@@ -255,7 +257,7 @@ def test_a_location_with_a_tilde_is_searched_where_the_server_writes(
     result = CliRunner().invoke(app, ["admin", "orphan-files"], env=env)
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout.startswith(f"{home / 'art'}: 1 file, 0 named by a row")
-    assert f"{orphan}\t3 bytes" in result.stdout
+    assert f"{orphan}\t3 B\t" in result.stdout
 
 
 def test_a_delete_younger_than_the_store_outage_bound_is_refused(api: Api) -> None:
