@@ -1,8 +1,9 @@
 """A live jobs list for the dashboard: one SSE stream per open list page instead of
 one per job (a browser holds at most six connections per server over HTTP/1.1).
 
-It sends the page (the same shape as GET /v1/jobs) at once and again whenever it
-changes — a status, progress or summary, a new or removed job."""
+It sends the page (GET /v1/jobs's shape, each row without its spec) at once, then
+whenever it changes — a status, progress or summary, a new or removed job — only the
+rows that changed, and the page's ids when they changed (service.api.feed_page)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AppSettings, Cursor, Limit, Sessions, decode_cursor
 from service.api.event_stream import EventStream
+from service.api.feed_page import FeedPage
 from service.api.job_filters import JobFilters, ListingFilters, page_query
 from service.api.jobs import read_page
 from service.api.responses import errors
@@ -64,7 +66,7 @@ async def _pages(
     cursor: str | None,
     still_allowed: TokenRecheck | None = None,
 ) -> AsyncIterator[dict[str, str]]:
-    last = ""
+    sent = FeedPage()
     seen: list[tuple[Any, ...]] | None = None
     deadline = time.monotonic() + FEED_SECONDS
     while True:
@@ -77,11 +79,9 @@ async def _pages(
             limit=limit,
             cursor=cursor,
         )
-        if page is not None:
-            data = page.model_dump_json()
-            if data != last:
-                last = data
-                yield {"event": "jobs", "data": data}
+        event = None if page is None else sent.event(page)
+        if event is not None:
+            yield event
         if time.monotonic() >= deadline:
             return
         if still_allowed is not None and not await still_allowed():
@@ -106,7 +106,14 @@ def jobs_feed(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> EventSourceResponse:
-    """SSE `jobs` events, each a page as GET /v1/jobs answers it with these filters.
+    """The jobs list as GET /v1/jobs pages it with these filters, live. Each row is a
+    job as GET /v1/jobs lists it without `spec` (GET /v1/jobs/{id} has it).
+
+    First a `jobs` event: the page, `{"data": [rows], "next_cursor": ...}`. Then, at
+    each change, a `changes` event: `{"data": [the rows that are new or changed],
+    "ids": [the page's job ids, in order], "next_cursor": ...}`, `ids` only when they
+    changed (a row whose id is not in them left the page; without them, the page's
+    order and rows are as they were). A reconnection starts again with `jobs`.
     Counts against max_streams_per_user; closes once its token stops being valid."""
     decode_cursor(cursor)  # a bad cursor is a 422 now, not a broken stream later
     # The same per-user stream cap and token re-check as a job's stream.

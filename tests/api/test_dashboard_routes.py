@@ -223,17 +223,22 @@ def test_jobs_feed_sends_the_page_then_each_change(api: Api) -> None:
     first = api.submit(alice)
     viewer = Principal(user_id=alice_id, name="alice", role="user", token_id=0)
 
-    async def two_pages() -> list[dict[str, Any]]:
+    async def two_events() -> list[dict[str, str]]:
         feed = _feed(api, viewer)
-        pages = [json.loads((await feed.__anext__())["data"])]
+        events = [await feed.__anext__()]
         api.submit(alice)  # a new job changes the page
-        pages.append(json.loads((await feed.__anext__())["data"]))
+        events.append(await feed.__anext__())
         await feed.aclose()
-        return pages
+        return events
 
-    before, after = anyio.run(two_pages)
-    assert [j["id"] for j in before["data"]] == [first]
-    assert len(after["data"]) == 2 and after["data"][1]["id"] == first
+    before, after = anyio.run(two_events)
+    assert before["event"] == "jobs"
+    assert [j["id"] for j in json.loads(before["data"])["data"]] == [first]
+    # After the page, only what changed (tests/api/test_jobs_feed_rows.py).
+    assert after["event"] == "changes"
+    change = json.loads(after["data"])
+    [new] = change["data"]
+    assert change["ids"] == [new["id"], first]
 
 
 @pytest.mark.timeout(60)
