@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from service.json_body import UniqueKeysRoute
-from service.store.db import read_transaction, transaction
+from service.store.db import read_transaction, write_if_free
 from service.store.users import Principal, authenticate, touch_token
 
 _bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
@@ -36,12 +36,14 @@ def current_principal(
 def principal_for(sessions: sessionmaker[Session], token: str) -> Principal:
     """The principal `token` belongs to, else 401 (blocking: a worker thread's)."""
     # Read-only (no write lock on SQLite); last_used_at is written at most once a
-    # minute per token, in its own short transaction.
+    # minute per token, in its own short transaction, skipped while another holds
+    # SQLite's write lock (a later request writes it).
     with read_transaction(sessions) as session:
         principal, touch_due = _accepted(authenticate(session=session, token=token))
     if touch_due:
-        with transaction(sessions) as session:
-            touch_token(session=session, token_id=principal.token_id)
+        with write_if_free(sessions) as free:
+            if free is not None:
+                touch_token(session=free, token_id=principal.token_id)
     return principal
 
 

@@ -24,8 +24,7 @@ from service.api.deps import (
 from service.api.job_filters import FinishedBeforeFilter, OwnerFilter
 from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
-from service.auth import CurrentUser
-from service.json_body import UniqueKeysRoute
+from service.auth import CurrentUser, TokenCheckedFirst
 from service.schemas.audit import AuditAction
 from service.schemas.common import Page, request_sha256
 from service.schemas.cost import CostLimits
@@ -51,7 +50,7 @@ from service.store.sweeps import (
 )
 from service.store.users import find_user_id, user_names
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], route_class=UniqueKeysRoute)
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], route_class=TokenCheckedFirst)
 
 SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id")]
 

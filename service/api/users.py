@@ -19,9 +19,8 @@ from service.api.deps import (
     next_cursor,
 )
 from service.api.responses import errors
-from service.auth import AdminUser, CurrentUser, require_admin
+from service.auth import AdminUser, CurrentUser, TokenCheckedFirst, require_admin
 from service.errors import Conflict
-from service.json_body import UniqueKeysRoute
 from service.schemas.accounts import (
     TokenCreate,
     TokenCreated,
@@ -51,7 +50,7 @@ from service.store.users import (
 )
 from service.store.users import revoke_token as store_revoke_token
 
-router = APIRouter(prefix="/v1", tags=["users"], route_class=UniqueKeysRoute)
+router = APIRouter(prefix="/v1", tags=["users"], route_class=TokenCheckedFirst)
 
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID, description="token id")]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="user id")]

@@ -13,10 +13,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "lagtrain_read_only"
+# A write that is skipped rather than waited for when SQLite's write lock is taken
+# (`write_if_free`).
+NO_WAIT_OPTION = "lagtrain_no_wait"
 # libpq's connection options for a PostgreSQL that stops answering without closing
 # the connection (a partition, a host lost, a firewall dropping packets): without
 # them a connect, or a statement waiting for its answer, blocks for the kernel's
@@ -82,8 +86,17 @@ def make_engine(
         # A read-only unit of work (read_transaction) begins DEFERRED: under WAL it
         # takes no lock, so readers (SSE polls, probes, GETs) never queue behind or
         # block a writer. Everything else takes the write lock up front.
-        if conn.get_execution_options().get(READ_ONLY_OPTION):
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY_OPTION):
             conn.exec_driver_sql("BEGIN")
+        elif options.get(NO_WAIT_OPTION):
+            # BEGIN IMMEDIATE takes the lock or fails at once; the transaction
+            # then holds it, so the usual timeout is back for the rest.
+            conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms}")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -129,6 +142,38 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def write_if_free(factory: sessionmaker[Session]) -> Iterator[Session | None]:
+    """A unit of work that may be skipped: on SQLite, None (nothing to do) when
+    another transaction holds the write lock, instead of waiting for it up to the
+    busy timeout; on PostgreSQL, `transaction`. For bookkeeping a later request
+    redoes, such as a token's last use (a GET waited 30 s behind a long prune and
+    answered 503 for it: a review)."""
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        with transaction(factory) as session:
+            yield session
+        return
+    with factory(bind=_no_wait_bind(engine)) as session:
+        try:
+            session.connection()  # BEGIN IMMEDIATE, without waiting
+            locked = False
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            locked = True
+        if locked:
+            yield None
+            return
+        yield session  # an error in the caller's block: rolled back as the session closes
+        session.commit()
+
+
+@functools.lru_cache(maxsize=32)
+def _no_wait_bind(engine: Engine) -> Engine:
+    return engine.execution_options(**{NO_WAIT_OPTION: True})
 
 
 @functools.lru_cache(maxsize=32)  # a few engines per process; tests make more

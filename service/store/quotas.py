@@ -271,8 +271,9 @@ def _gang_over(st: Standing, cpus: float, gpus: float) -> str | None:
 
 def _check_storage(used: int, quota: int, *, adding: int) -> None:
     """QuotaExceeded unless storing `adding` more bytes keeps the user within
-    max_storage_bytes (a submit adds 0 but is refused once the quota is full)."""
-    if used + adding > quota or (adding == 0 and used >= quota > 0):
+    max_storage_bytes (a submit adds 0 but is refused once the quota is full; a
+    quota of 0 is full from the start: nothing stored, checkpoints included)."""
+    if used + adding > quota or (adding == 0 and used >= quota):
         raise QuotaExceeded(
             f"max_storage_bytes: {used:,} bytes stored"
             + (f" + {adding:,} new" if adding else "")

@@ -158,6 +158,20 @@ def test_queue_and_storage_quotas_are_429_naming_the_quota(api: Api) -> None:
     assert api.client.post("/v1/jobs", json=SMALL_SPEC, headers=alice).status_code == 201
 
 
+def test_a_storage_quota_of_0_stores_nothing_jobs_included(api: Api) -> None:
+    """0 bytes: no upload, and no submit, whose checkpoints would be stored (a
+    review: uploads were refused but jobs accepted, unlike max_queued_jobs: 0)."""
+    bob_id, bob = api.create_user("bob")
+    _patch_quota(api, bob_id, max_storage_bytes=0)
+    r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=bob)
+    assert "max_storage_bytes: 0 bytes stored exceeds the quota of 0" in assert_json_error(r, 429)
+    r = api.client.post("/v1/datasets", files={"file": ("t.txt", b"ab")}, headers=bob)
+    assert "max_storage_bytes" in assert_json_error(r, 429)
+    assert api.client.get("/v1/jobs", headers=bob).json()["data"] == []
+    _patch_quota(api, bob_id, max_storage_bytes=1)
+    assert api.client.post("/v1/jobs", json=SMALL_SPEC, headers=bob).status_code == 201
+
+
 def test_a_sweep_budget_over_the_queue_quota_is_429(api: Api) -> None:
     alice_id, alice = api.create_user("alice")
     _patch_quota(api, alice_id, max_queued_jobs=SMALL_SWEEP["trials"] - 1)
