@@ -49,15 +49,35 @@ def cluster() -> None:
         "jobs: " + (" · ".join(f"{n} {status}" for status, n in counts.items() if n) or "none")
     )
     queue = Table("position", "job", "owner", "priority", "waiting for")
-    for place in answer["queue_head"]:
+    places = answer["queue_head"]
+    waits, notes = shared_notes([[r["message"] for r in place["reasons"]] for place in places])
+    for place, wait in zip(places, waits, strict=True):
         queue.add_row(
             "skipped" if place["position"] is None else str(place["position"]),
             f"{place['job_id']} {place['name'] or ''}".strip(),
             place["owner"],
             str(place["priority"]),
-            "; ".join(r["message"] for r in place["reasons"]) or "next free slot",
+            wait,
         )
-    console.print(queue if answer["queue_head"] else "no queued job")
+    console.print(queue if places else "no queued job")
+    for number, note in enumerate(notes, start=1):
+        console.print(f"[{number}] {note}", highlight=False, markup=False)
+
+
+def shared_notes(reasons: list[list[str]]) -> tuple[list[str], list[str]]:
+    """Each queued job's reasons as one text, where a reason's note (what follows its
+    first "; ", e.g. the room-hold policy explain adds to every wait for free room,
+    ≈ 200 characters) that several reasons share is a numbered mark; and those notes,
+    to print once below the table (a walkthrough: the same sentence on every row)."""
+    tails = [m.partition("; ")[2] for messages in reasons for m in messages]
+    shared = [t for t in dict.fromkeys(tails) if t and tails.count(t) > 1]
+    mark = {tail: f" [{number}]" for number, tail in enumerate(shared, start=1)}
+
+    def short(message: str) -> str:
+        head, _, tail = message.partition("; ")
+        return head + mark[tail] if tail in mark else message
+
+    return ["; ".join(map(short, m)) or "next free slot" for m in reasons], shared
 
 
 def _state(dispatcher: dict[str, Any]) -> str:
