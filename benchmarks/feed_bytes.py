@@ -7,7 +7,7 @@ with a summary shaped as workers.job_outcome writes it; then one more job submit
 
 "old": what the feed sent before, the page as GET /v1/jobs answers it, whole, at
 connect and at every change. "new": service.api.feed_page — the page without the
-specs at connect, then only the rows that changed and the page's ids. Bytes are the
+specs at connect, then only the changed rows (and the ids when they move). Bytes are the
 events' data (SSE framing adds ~20 bytes an event); deterministic. The time is the
 server's, per change: the page read and its event built (read_page + encoding),
 medians of --reads, old and new alternating.
