@@ -134,20 +134,22 @@ class JobRun:
         gang: RayJob | None = None
         start_read = functools.partial(self._writer.write, abort=self._abort_reason)
         try:
-            # The start's reads ride through a store outage as the writes do: one lost
-            # connection here failed the attempt "dispatcher error" (a review).
-            gang = RayJob(
-                self.spec,
-                job_key=f"{claimed.job_id}",
-                artifacts_url=artifact_url(self.settings.artifacts_url, ""),
-                datasets=uploaded_datasets(self.spec, run=start_read),
-                attempt=claimed.attempt,
-                pool=self.warm_pool,
-                memory=claimed.memory,
-                artifacts_outage_seconds=self.settings.store_outage_seconds,
-            )
-            resume = resume_point(self.claimed, run=start_read, write=self._writer.write)
             try:
+                # The start's reads ride a store outage as the writes do, and a file
+                # that cannot be read (a permission, an NFS blip) is the start's error,
+                # retried: both failed the attempt "dispatcher error" (reviews).
+                datasets = uploaded_datasets(self.spec, run=start_read)
+                gang = RayJob(
+                    self.spec,
+                    job_key=f"{claimed.job_id}",
+                    artifacts_url=artifact_url(self.settings.artifacts_url, ""),
+                    datasets=datasets,
+                    attempt=claimed.attempt,
+                    pool=self.warm_pool,
+                    memory=claimed.memory,
+                    artifacts_outage_seconds=self.settings.store_outage_seconds,
+                )
+                resume = resume_point(self.claimed, run=start_read, write=self._writer.write)
                 start_with_fallback(
                     gang,
                     claimed,
@@ -158,8 +160,8 @@ class JobRun:
                     write=self._writer.write,
                 )
                 started = True
-            except (StoreUnavailable, StaleLease):
-                raise  # the store's own ends (run() handles them), not the gang's
+            except (StoreUnavailable, StaleLease, DatasetChanged):
+                raise  # the store's own ends and a changed dataset: run() handles them
             except Exception as exc:  # placement timeout, actor start failure, bad checkpoint
                 started = False
                 reason = failure_reason(exc)
@@ -167,6 +169,7 @@ class JobRun:
             finally:
                 self._reserved()
             if started:
+                assert gang is not None
                 reader = threading.Thread(
                     target=read_events, args=(gang, events, outcome), daemon=True
                 )
@@ -176,7 +179,8 @@ class JobRun:
             # are gone, so "cancelled" / "failed" / "succeeded" means the resources are
             # free. The lease is kept until then: the final write may wait out an outage.
             # Pooled actors hold no resources: they are reset and handed back after it.
-            gang.free_resources()
+            if gang is not None:  # None: the start failed before there was one
+                gang.free_resources()
             status, error = self._writer.write(
                 lambda s: ended(final_write(s)), abort=self._abort_reason
             )
@@ -186,9 +190,13 @@ class JobRun:
             level = logging.WARNING if self._end.failed else logging.INFO
             log.log(level, "job %s: attempt %s ended: %s", self.job_id, claimed.attempt, how)
         finally:
-            if gang is not None:
-                gang.stop()
-            self._lease.stop()
+            # Even when the gang's stop raises (Ray's GCS away): a keeper left running
+            # renewed the lease of a job with nothing behind it for good (a review).
+            try:
+                if gang is not None:
+                    gang.stop()
+            finally:
+                self._lease.stop()
 
     def gang(self) -> OwnGang:
         """What this job's gang holds, and where once placed (the dispatcher's room)."""

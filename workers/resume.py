@@ -44,10 +44,20 @@ def rounds_done(count: int) -> str:
 
 
 def file_matches(ref: CheckpointRef) -> bool:
-    """True when the file at ref.uri exists and hashes to ref.sha256."""
+    """True when the file at ref.uri exists and hashes to ref.sha256; False for a
+    file gone or changed. A read that fails otherwise raises (`_hashes_to`)."""
+    return _hashes_to(ref.uri, ref.sha256)
+
+
+def _hashes_to(uri: str, sha256: str) -> bool:
+    """False for a file gone or changed; a read that fails otherwise (a permission,
+    an NFS blip, a network error) raises, the start's error, retried: the next
+    attempt may read it. Taken for damage, it failed a job's dataset for good
+    ("upload it again"), and a resume fell back from a good checkpoint, saying it
+    "failed the sha256 check" and training its rounds again (reviews)."""
     try:
-        return _sha256_of(ref.uri) == ref.sha256
-    except OSError:
+        return _sha256_of(uri) == sha256
+    except FileNotFoundError:
         return False
 
 
@@ -198,16 +208,6 @@ def _log_resume(claimed: ClaimedJob, ref: CheckpointRef | None) -> None:
         )
 
 
-def _dataset_matches(uri: str, sha256: str) -> bool:
-    """False for a file gone or changed; a read that fails otherwise (a permission,
-    a network error) raises: the next attempt may read it, and the job must not fail
-    for good "upload it again" over a blip (a review)."""
-    try:
-        return _sha256_of(uri) == sha256
-    except FileNotFoundError:
-        return False
-
-
 class DatasetChanged(ValueError):
     """An uploaded dataset's file is gone, or no longer hashes to what its bytes hashed
     to at upload: the job would train on other data than it was checked against."""
@@ -232,7 +232,7 @@ def uploaded_datasets(spec: ResolvedSpec, *, run: StoreRun) -> dict[str, str]:
             "gone); upload it again"
         )
     for key, (uri, sha256) in files.items():
-        if not _dataset_matches(uri, sha256):
+        if not _hashes_to(uri, sha256):
             raise DatasetChanged(
                 f"task.dataset: the file of upload:{key} is missing or no longer matches "
                 "the sha256 recorded at its upload (changed or damaged where the server "
