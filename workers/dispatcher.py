@@ -25,7 +25,7 @@ from service.store.jobs import fail_queued
 from workers.capacity import CapacityWindow
 from workers.held_room import name_unpackable, room_now, with_unplaceable
 from workers.job_run import JobRun
-from workers.loop_errors import LoopErrors, store_unreachable
+from workers.loop_errors import LoopErrors
 from workers.own_gangs import OwnGang, OwnGangs
 from workers.passed_over import PassedOverJobs
 from workers.ray_runtime import cluster_free, cluster_totals
@@ -112,8 +112,7 @@ class Dispatcher:
                     # A database or Ray hiccup must not kill the dispatcher: running
                     # jobs keep their own threads; try again after the poll interval.
                     errors.failed(exc)
-                    if store_unreachable(exc):
-                        self.reap_grace.store_failed()
+                    self.reap_grace.loop_failed(exc)
                     self._waker.reset()
                     self.stop_event.wait(self.settings.poll_seconds)
                     continue
@@ -173,6 +172,7 @@ class Dispatcher:
                 },
             )
         self.reap_grace.store_answered()  # committed: the store answered this turn
+        self.passed_over.judged()  # committed: else judged again at the next turn
         if requeued:
             # Requeued, failed (attempts used up) or cancelled (it was cancelling).
             log.info("reaped jobs with expired leases (see each job's history): %s", requeued)

@@ -19,6 +19,7 @@ class PassedOverJobs:
         self._free_nodes: tuple[NodeShape, ...] | None = None
         self._ids: list[int] = []  # passed over on `_free_nodes`
         self._to_judge: dict[int, PassedOver] = {}
+        self._judging: dict[int, PassedOver] = {}  # taken by `to_judge`, not yet `judged`
 
     def known_for(self, free_nodes: tuple[NodeShape, ...] | None) -> tuple[int, ...]:
         """The jobs passed over on these free nodes, which the claim may leave out;
@@ -40,7 +41,18 @@ class PassedOverJobs:
         self._to_judge[job.job_id] = job
 
     def to_judge(self) -> list[PassedOver]:
-        """The jobs passed over since the last call, each once: call it only when they
-        can be judged (a job left out untested is not passed over, nor added, again)."""
-        jobs, self._to_judge = list(self._to_judge.values()), {}
-        return jobs
+        """The jobs passed over and not judged yet: call it only when they can be
+        judged (a job left out untested is not passed over, nor added, again). They
+        are kept until `judged()`: a maintenance that fails before its commit (a
+        store blip) took them, and a gang no node set could ever hold waited forever
+        on an idle cluster (a review)."""
+        self._judging = dict(self._to_judge)
+        return list(self._judging.values())
+
+    def judged(self) -> None:
+        """The judgement of what `to_judge` last returned is committed: each job is
+        judged once."""
+        for job_id, job in self._judging.items():
+            if self._to_judge.get(job_id) is job:  # not passed over again since
+                del self._to_judge[job_id]
+        self._judging = {}

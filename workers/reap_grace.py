@@ -23,6 +23,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from workers.loop_errors import store_unreachable
+from workers.store_writer import is_transient
+
+
+def store_outage(exc: BaseException) -> bool:
+    """Whether a failed turn of the loop counts as the store away: any failure the
+    heartbeat's writer retries (store_writer.is_transient: while it lasts no lease
+    is renewed), or a lost connection the loop saw raw (its LISTEN wait's). Before,
+    the loop's narrower rule for its log's level (loop_errors.store_unreachable)
+    decided, so an outage of too many connections, a full disk or a lock wait let
+    the reaper requeue healthy jobs whose heartbeats were still retrying (a review)."""
+    return is_transient(exc) or store_unreachable(exc)
+
 
 class ReapGrace:
     def __init__(
@@ -40,8 +53,13 @@ class ReapGrace:
         self._failing_since: float | None = None  # the outage now, from `_reached`
         self._quiet_until = float("-inf")
 
+    def loop_failed(self, exc: BaseException) -> None:
+        """A turn of the loop raised `exc`: an outage of the store if `store_outage`."""
+        if store_outage(exc):
+            self.store_failed()
+
     def store_failed(self) -> None:
-        """The loop could not reach the store (loop_errors.store_unreachable). The
+        """The loop could not reach the store (`store_outage`). The
         outage is counted from the last maintenance that reached it, not from this
         report: a statement to a host gone silent fails only after its timeouts
         (≈ 30 s), when the outage may be nearly over (a review)."""

@@ -33,4 +33,8 @@ def test_each_job_passed_over_is_judged_once() -> None:
     jobs.add(passed(7))
     jobs.add(passed(7))
     assert [job.job_id for job in jobs.to_judge()] == [7]
+    assert [job.job_id for job in jobs.to_judge()] == [7], "not judged yet: a failed turn"
+    jobs.add(passed(9))
+    assert [job.job_id for job in jobs.to_judge()] == [7, 9]
+    jobs.judged()  # committed
     assert jobs.to_judge() == []

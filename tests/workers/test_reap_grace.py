@@ -10,7 +10,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.schemas.node_fit import NodeShape
@@ -25,6 +27,7 @@ from tests.polling import wait_until
 from tests.workers.dispatcher_seams import GiB, cluster_at_seam, dispatcher_store
 from workers.dispatcher import Dispatcher
 from workers.reap_grace import ReapGrace
+from workers.store_writer import is_transient
 
 
 def test_an_outage_of_half_a_lease_or_more_stops_the_reaper_for_a_lease() -> None:
@@ -105,3 +108,36 @@ def test_a_dispatcher_back_from_a_store_outage_reaps_nothing_for_a_lease(
         dispatcher.stop()
         thread.join(timeout=30)
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.errors.TooManyConnections("sorry, too many clients already"), True),
+        (psycopg.errors.DiskFull("could not extend file: No space left on device"), True),
+        (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), True),
+        (RuntimeError("a bug"), False),
+    ],
+)
+def test_a_failure_the_heartbeat_retries_counts_as_a_store_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, outage: bool
+) -> None:
+    """One rule for both: what the heartbeat's writer retries (store_writer.is_transient)
+    renews no lease while it lasts, so the reaper must wait it out too. Before (a
+    review), the loop counted only a lost connection (its log's rule), and an outage
+    of too many connections, a full disk or a lock timeout longer than a lease let it
+    requeue healthy jobs whose heartbeats were still retrying."""
+    raised = sqlalchemy.exc.OperationalError("UPDATE", {}, error) if outage else error
+    assert is_transient(raised) is outage
+    settings, sessions = dispatcher_store(tmp_path)
+    cluster_at_seam(monkeypatch, [(NodeShape(4, 0, 16 * GiB),) * 2])
+    dispatcher = Dispatcher(settings, sessions, dispatcher_id="d1")
+
+    def maintain() -> None:
+        dispatcher.stop()  # one turn of the loop: it ends after this failure
+        raise raised
+
+    monkeypatch.setattr(dispatcher, "_maintain", maintain)
+    dispatcher.run_forever()
+    assert dispatcher.reap_grace.may_reap() is not outage
