@@ -73,7 +73,7 @@ def _count(number: int, one: str, many: str | None = None) -> str:
 def delete_dataset(
     dataset_ids: list[int] = typer.Argument(..., metavar="DATASET_ID..."),
 ) -> None:
-    """Delete uploads, freeing their storage (not while an unfinished job uses one)."""
+    """Delete uploads, freeing their storage (not while an unfinished job or sweep uses one)."""
     each_id(
         lambda client, one: client.delete_dataset(one), dataset_ids, "dataset {} deleted".format
     )

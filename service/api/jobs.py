@@ -45,7 +45,8 @@ IdempotencyKey = Annotated[
     Header(
         min_length=1,
         max_length=200,
-        description="retrying with the same key and body returns the same job",
+        description="retrying with the same key and body returns what the first request "
+        "created (the same job, or sweep) instead of a second one",
     ),
 ]
 

@@ -123,7 +123,10 @@ class TokenList(BaseModel):
 class AuditEventOut(BaseModel):
     id: int
     time: UtcDatetime
-    actor: str = Field(description="role:name of who did it, or server")
+    actor: str = Field(
+        description="who did it: role:name (a token's user), cli:<login> (a server-side "
+        "CLI command), sweep:N for user:name (a sweep acting for its owner), or server"
+    )
     action: str
     target: str
     detail: dict[str, Any]

@@ -108,8 +108,9 @@ class Explanation(BaseModel):
     job_id: int
     status: JobStatus
     queue_position: int | None = Field(
-        description="1 = next in priority/submit order among queued jobs; null unless "
-        "queued (and its owner enabled: a disabled user's jobs wait unranked)"
+        description="1 = next in the claim order (fair share, priority, submit time); null "
+        "unless queued, and for a job the claim skips (its owner disabled, or a quota "
+        "that forbids it by itself)"
     )
     queued_ahead: int | None
     required: dict[str, float]

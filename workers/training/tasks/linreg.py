@@ -4,7 +4,7 @@ Worker m holds X_m = c_m q_m q_mᵀ + I (dim x dim), c_m = 1.3^(m-1) (c_m = 1 fo
 every worker in the uniform control), the q_m orthonormal columns of the QR of a
 seeded Gaussian matrix, and one target vector y shared by all workers. Worker m's
 loss is the paper's L_m(θ) = ½‖X_m θ - y‖², smoothness L_m = (1 + c_m)²
-(service.schemas.jobspec.linreg_smoothness).
+(service.schemas.defaults.linreg_smoothness).
 
 A "sample" is one row of X_m; a minibatch of b rows estimates L_m without bias as
 dim · mean_i ½(x_iᵀθ - y_i)², so the full batch gives L_m exactly.
