@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -15,6 +17,7 @@ from service.json_body import UniqueKeysRoute
 from service.store.db import read_transaction, write_if_free
 from service.store.users import Principal, authenticate, touch_token
 
+logger = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="an API token: Authorization: Bearer <token>")
 
 
@@ -41,9 +44,15 @@ def principal_for(sessions: sessionmaker[Session], token: str) -> Principal:
     with read_transaction(sessions) as session:
         principal, touch_due = _accepted(authenticate(session=session, token=token))
     if touch_due:
-        with write_if_free(sessions) as free:
-            if free is not None:
-                touch_token(session=free, token_id=principal.token_id)
+        try:
+            with write_if_free(sessions) as free:
+                if free is not None:
+                    touch_token(session=free, token_id=principal.token_id)
+        except OperationalError as exc:
+            # Bookkeeping a later request redoes: the request it rides on was
+            # authenticated already and must not fail for it (a full disk, a
+            # read-only file; an outage fails the request's own reads anyway).
+            logger.warning("token %s: last use not recorded: %s", principal.token_id, exc)
     return principal
 
 

@@ -189,6 +189,13 @@ def test_the_window_reports_each_node_set_by_shape_and_count() -> None:
     many = CapacityWindow(0, clock=clock)  # a cluster of more shapes than a report lists
     many.observe(1000, 0, tuple(NodeShape(c, 0, GiB) for c in range(1, NODE_SETS_MOST + 2)))
     assert many.node_sets() is None and "node_sets" not in many.node_report({"n1": five})
+    # Alike machines whose memory differs by GiBs: too many shapes with memory, so the
+    # sets are listed by CPU and GPU alone (a review: the whole check was lost).
+    varied = CapacityWindow(0, clock=clock)
+    varied.observe(
+        800, 0, tuple(NodeShape(8, 0, (20 + i) * GiB) for i in range(NODE_SETS_MOST + 1))
+    )
+    assert varied.node_sets() == [[{"CPU": 8.0, "GPU": 0.0, "count": NODE_SETS_MOST + 1}]]
     ceiling = CapacityWindow(0, ceiling_cpus=64, clock=clock)  # may grow by unknown nodes
     ceiling.observe(10, 0, (five, five))
     assert ceiling.node_sets() is None

@@ -239,13 +239,18 @@ class CapacityWindow:
         """Each set of nodes the window saw (`never_placed`'s moments), by shape (CPU,
         GPU, memory) and count, for the submit's check (node_counts.counted); None when nothing
         is judged by nodes, or when there are more than NODE_SETS_MOST shapes to list
-        (a cluster that changed often: the dispatcher still judges it)."""
+        (a cluster that changed often: the dispatcher still judges it). Over that by
+        memory — alike machines whose Ray memory differs by more than a GiB split
+        into several shapes — the sets are listed by CPU and GPU alone, as before
+        memory was counted (the submit then judges them without memory)."""
         if not (self.settled() and self.judges_nodes()):
             return None
-        sets = [counted(moment) for moment in self._moments if moment]
-        if not sets or sum(len(shapes) for shapes in sets) > NODE_SETS_MOST:
-            return None
-        return sets
+        moments = [moment for moment in self._moments if moment]
+        for memory in (True, False):
+            sets = [counted(moment, memory=memory) for moment in moments]
+            if sets and sum(len(shapes) for shapes in sets) <= NODE_SETS_MOST:
+                return sets
+        return None
 
     def describe(self) -> str:
         """Where the limit comes from, for a failure's reason: each resource's ceiling

@@ -19,18 +19,20 @@ from service.schemas.node_fit import RESOURCE_EPSILON, NodeShape
 COUNTED_MEMORY_STEP = float(1 << 30)
 
 
-def counted(nodes: Iterable[NodeShape]) -> list[dict[str, float]]:
+def counted(nodes: Iterable[NodeShape], *, memory: bool = True) -> list[dict[str, float]]:
     """A set of nodes by shape (CPU, GPU and memory rounded up to a whole GiB), each
     with how many nodes have it, as a dispatcher's report writes it ("node_sets").
     Until 2026-12-07 memory was left out (the submit judged the gang's CPUs and
     GPUs only, so a gang of many small processes no node set held by memory was
-    accepted and failed after the dispatcher's capacity window)."""
+    accepted and failed after the dispatcher's capacity window). `memory=False`:
+    by CPU and GPU alone (fewer shapes, read as memory unknown: `counts_memory`)."""
     shapes: dict[tuple[float, float, float], int] = {}
     for node in nodes:
-        key = (node.cpus, node.gpus, _rounded_up(node.memory))
+        key = (node.cpus, node.gpus, _rounded_up(node.memory) if memory else -1.0)
         shapes[key] = shapes.get(key, 0) + 1
     return [
-        {"CPU": c, "GPU": g, "memory": m, "count": n} for (c, g, m), n in sorted(shapes.items())
+        {"CPU": c, "GPU": g, **({"memory": m} if memory else {}), "count": n}
+        for (c, g, m), n in sorted(shapes.items())
     ]
 
 

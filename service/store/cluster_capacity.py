@@ -125,13 +125,24 @@ def _bundle_on_no_node(
         "replica": (cost.replica_field, cost.replica_bytes),
         "coordinator": (cost.coordinator_field, cost.coordinator_bytes),
     }
-    for name, (field, estimate) in estimates.items():
+
+    def by_memory(name: str, why: str) -> Problem:
+        field, estimate = estimates[name]
+        memory = (
+            f"its memory is the cost model's estimate for this spec, {gib(estimate)}, "
+            f"and a process's base, {gib(PROCESS_BASE_BYTES)}"
+        )
+        return field, f"{why} ({memory}), {placed_each}"
+
+    for name in estimates:
         if why := never_on_a_node({name: bundles[name]}, live):
-            memory = (
-                f"its memory is the cost model's estimate for this spec, {gib(estimate)}, "
-                f"and a process's base, {gib(PROCESS_BASE_BYTES)}"
-            )
-            return field, f"{why} ({memory}), {placed_each}"
+            return by_memory(name, why)
+    # Each bundle alone fits some live dispatcher's nodes, yet none holds both
+    # (unlike clusters: a review): the bundle the first one's nodes cannot hold.
+    if why := never_on_a_node(bundles, live):
+        nodes = nodes_of(live[:1])
+        misfits = [n for n, bundle in bundles.items() if not any(x.holds(bundle) for x in nodes)]
+        return by_memory(misfits[0], why)
     return None
 
 

@@ -271,13 +271,18 @@ def _gang_over(st: Standing, cpus: float, gpus: float) -> str | None:
 
 def _check_storage(used: int, quota: int, *, adding: int) -> None:
     """QuotaExceeded unless storing `adding` more bytes keeps the user within
-    max_storage_bytes (a submit adds 0 but is refused once the quota is full; a
-    quota of 0 is full from the start: nothing stored, checkpoints included)."""
+    max_storage_bytes (a submit adds 0 but is refused once the quota is full, its
+    checkpoints being stored; a quota of 0 is full from the start)."""
     if used + adding > quota or (adding == 0 and used >= quota):
+        over = (
+            f"{used:,} bytes stored + {adding:,} new exceeds the quota of {quota:,}"
+            if adding
+            else f"{used:,} bytes stored: the quota of {quota:,} is full"
+            if used == quota
+            else f"{used:,} bytes stored exceeds the quota of {quota:,}"
+        )
         raise QuotaExceeded(
-            f"max_storage_bytes: {used:,} bytes stored"
-            + (f" + {adding:,} new" if adding else "")
-            + f" exceeds the quota of {quota:,}; deleting finished jobs' checkpoints, "
+            f"max_storage_bytes: {over}; deleting finished jobs' checkpoints, "
             "finished jobs or uploads frees it"
         )
 

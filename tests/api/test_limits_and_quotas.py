@@ -164,7 +164,7 @@ def test_a_storage_quota_of_0_stores_nothing_jobs_included(api: Api) -> None:
     bob_id, bob = api.create_user("bob")
     _patch_quota(api, bob_id, max_storage_bytes=0)
     r = api.client.post("/v1/jobs", json=SMALL_SPEC, headers=bob)
-    assert "max_storage_bytes: 0 bytes stored exceeds the quota of 0" in assert_json_error(r, 429)
+    assert "max_storage_bytes: 0 bytes stored: the quota of 0 is full" in assert_json_error(r, 429)
     r = api.client.post("/v1/datasets", files={"file": ("t.txt", b"ab")}, headers=bob)
     assert "max_storage_bytes" in assert_json_error(r, 429)
     assert api.client.get("/v1/jobs", headers=bob).json()["data"] == []

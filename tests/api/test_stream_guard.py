@@ -4,12 +4,15 @@ disabled; a user's concurrent streams are capped (429); reads take no write lock
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import MutableMapping
 from typing import Any, cast
 
 import anyio
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from service import auth
 from service.api.job_stream import BATCH
 from service.api.stream_hub import StreamHub
 from service.sse_text import parse_sse
@@ -198,3 +201,21 @@ def test_a_backlog_stops_between_pages_once_the_token_is_no_longer_allowed(api: 
 
     events = list(parse_sse(asyncio.run(read()).decode().splitlines()))
     assert [e.event for e in events] == ["status"] + ["metrics"] * BATCH, len(events)
+
+
+def test_a_failed_last_use_write_does_not_fail_the_request(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token's last use is bookkeeping a later request redoes: a write of it that
+    fails (a full disk, a read-only file) is logged, and the request, authenticated
+    already, answers (it was a 503 about once a minute per token: a review)."""
+    _uid, alice = api.create_user("alice")
+
+    def full(*, session: Any, token_id: int) -> None:
+        raise OperationalError(
+            "UPDATE api_tokens", {}, sqlite3.OperationalError("database or disk is full")
+        )
+
+    monkeypatch.setattr(auth, "touch_token", full)
+    r = api.client.get("/v1/users/me", headers=alice)
+    assert r.status_code == 200, r.text

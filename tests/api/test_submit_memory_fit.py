@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.schemas.cost import CostEstimate
 from service.schemas.gang import PROCESS_BASE_BYTES
 from service.store.cluster_capacity import ClusterCapacity
 from service.store.db import transaction
 from service.store.dispatchers import upsert_dispatcher
+from service.store.models import Dispatcher, utcnow
 from tests.api.conftest import SMALL_SPEC, Api, assert_json_error
 
 GiB = 2**30
@@ -93,3 +95,35 @@ def test_a_replica_whose_memory_fits_no_node_is_refused_at_the_field_that_drives
     assert "can never start" in msg, msg
     small = {**SMALL_SPEC, "distributed": {"workers": 1}}
     assert api.client.post("/v1/jobs", json=small, headers=alice).status_code == 201
+
+
+def test_bundles_that_fit_only_on_different_clusters_are_refused_at_a_memory_field() -> None:
+    """Dispatcher A's nodes hold the replica, B's the coordinator, none both: each
+    bundle alone fits some node, so the per-bundle test passed, and the gang was
+    refused at `distributed.workers` ("0 of the replicas fit"), which no change of
+    it fixes (a review)."""
+    now = utcnow()
+    a = _report({"CPU": 0.5, "GPU": 0.0, "memory": 8.0 * GiB}, 2)
+    b = _report({"CPU": 8.0, "GPU": 0.0, "memory": 2.0 * GiB}, 2)
+    rows = [
+        Dispatcher(id=name, last_seen_at=now, stopped_at=None, resources=report)
+        for name, report in (("a", a), ("b", b))
+    ]
+
+    class Session:  # the seam: recent_dispatchers' one read
+        def scalars(self, _query: Any) -> list[Dispatcher]:
+            return rows
+
+    cost = CostEstimate(1, 6 * GiB, 1 * GiB, "schedule.batch_size", "model.hidden_size")
+    [(field, why)] = ClusterCapacity(refresh_seconds=0).problems(
+        session=Session(),  # type: ignore[arg-type]
+        gang={"CPU": 1.5, "GPU": 0.0},
+        replica={"CPU": 0.5},
+        workers=1,
+        cost=cost,
+        now=now,
+        lease_seconds=30.0,
+    )
+    assert field == "model.hidden_size", (field, why)  # the coordinator's estimate's
+    assert why.startswith("a coordinator's bundle needs 1 CPU, 1.25 GiB memory on one node"), why
+    assert "can never start" in why, why
