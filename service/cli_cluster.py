@@ -13,6 +13,9 @@ from rich.table import Table
 from service.cli_common import call, console, when
 
 cluster_app = typer.Typer(add_completion=False)
+# The shortest shared note `shared_notes` prints below the table (the room-hold
+# policy is ≈ 200 characters).
+NOTE_LENGTH = 80
 
 
 @cluster_app.command("cluster")
@@ -70,7 +73,8 @@ def shared_notes(reasons: list[list[str]]) -> tuple[list[str], list[str]]:
     ≈ 200 characters) that several reasons share is a numbered mark; and those notes,
     to print once below the table (a walkthrough: the same sentence on every row)."""
     tails = [m.partition("; ")[2] for messages in reasons for m in messages]
-    shared = [t for t in dict.fromkeys(tails) if t and tails.count(t) > 1]
+    # Long ones only: a short clause ("the cluster has 2 CPU now …") reads best in place.
+    shared = [t for t in dict.fromkeys(tails) if len(t) >= NOTE_LENGTH and tails.count(t) > 1]
     mark = {tail: f" [{number}]" for number, tail in enumerate(shared, start=1)}
 
     def short(message: str) -> str:
