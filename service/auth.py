@@ -70,7 +70,10 @@ def principal_in(session: Session, token: str, *, lock_owner: bool = False) -> P
 
 def _accepted(found: tuple[Principal, bool] | None) -> tuple[Principal, bool]:
     if found is None:
-        raise _unauthorized("invalid, expired or revoked token, or a disabled user")
+        raise _unauthorized(
+            "invalid, expired or revoked token, or a disabled user: ask your lab's admin "
+            "for a new token (`lagtrain token-new --user NAME`)"
+        )
     return found
 
 

@@ -45,9 +45,11 @@ class ClientSettings(BaseSettings):
         if not path.is_file():
             raise ApiError(
                 0,
-                f"no token: LAGTRAIN_TOKEN is not set and {path} does not exist (the admin "
-                "token `lagtrain server` writes in its state directory: run from the "
-                "server's working directory, or set LAGTRAIN_STATE_DIR)",
+                "no token: set LAGTRAIN_TOKEN to the API token your lab's admin gave you "
+                f"(`lagtrain token-new` makes one). Without it the CLI reads {path}, the "
+                "admin token `lagtrain server` writes in its state directory, and that "
+                "does not exist (an admin on the server's machine: run from its working "
+                "directory, or set LAGTRAIN_STATE_DIR)",
             )
         try:
             return _sendable(path.read_text(encoding="utf-8-sig").strip(), f"the token file {path}")

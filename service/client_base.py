@@ -49,7 +49,15 @@ def refuse_unanswered(response: httpx.Response) -> None:
     except ValueError:
         body = None
     if isinstance(body, dict) and "detail" in body:
-        raise ApiError(status, body["detail"])
+        detail = body["detail"]
+        if status == 404 and detail == "Not Found":
+            # The framework's answer for a path no route has (every lagtrain 404 names
+            # what it did not find): LAGTRAIN_URL ending in /v1 gave this alone.
+            detail = (
+                f"Not Found: no such route {response.request.url.path}; LAGTRAIN_URL is the "
+                "server's root (http://host:port, without /v1)"
+            )
+        raise ApiError(status, detail)
     # A proxy's HTML error page said whole was dozens of lines.
     raise ApiError(status, f"{response.reason_phrase}: {not_the_api(response)}")
 

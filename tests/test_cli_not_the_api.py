@@ -129,3 +129,17 @@ def test_a_gateway_s_error_page_does_not_blame_lagtrain_url(
     line = one_error(invoke(["show", "3"]))
     assert line.endswith(": a proxy's or gateway's error"), line
     assert "LAGTRAIN_URL" not in line
+
+
+def test_a_url_ending_in_v1_is_named_on_the_framework_s_404(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LAGTRAIN_URL=http://host:port/v1 made every path /v1/v1/…, and the framework's
+    404 said only "Not Found" (a walkthrough); a lagtrain 404 names what it did not
+    find and is left as it is."""
+    answering(monkeypatch, lambda _r: httpx.Response(404, json={"detail": "Not Found"}))
+    line = one_error(invoke(["jobs"]))
+    assert line.startswith("error 404: Not Found: no such route /v1/jobs"), line
+    assert line.endswith("LAGTRAIN_URL is the server's root (http://host:port, without /v1)")
+    answering(monkeypatch, lambda _r: httpx.Response(404, json={"detail": "no job 3"}))
+    assert one_error(invoke(["show", "3"])) == "error 404: no job 3"

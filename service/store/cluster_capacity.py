@@ -180,11 +180,14 @@ def _gang_too_large(
             if exceeds(replica_gpus, most_gpus)
             else "distributed.cpus_per_worker"
         )
+        # No GPU anywhere: say what to do, not only that the gang cannot start.
+        no_gpus = "; no live cluster has a GPU: train on CPUs with gpus_per_worker 0"
         return (
             field,
             f"one replica of {shape} and {coordinator} need "
             f"{figures(one_replica['CPU'], one_replica['GPU'])}; {cluster}, with any number "
-            f"of distributed.workers ({workers} ask {gang_needs})",
+            f"of distributed.workers ({workers} ask {gang_needs})"
+            + (no_gpus if replica_gpus > 0 and most_gpus == 0 else ""),
         )
     return (
         "distributed.workers",

@@ -81,6 +81,7 @@ def test_gpus_asked_are_named_and_the_field_is_the_one_to_change() -> None:
     assert field == "distributed.gpus_per_worker"
     assert "need 2 CPU, 1 GPU; the largest live dispatcher's cluster has 8 CPU, 0 GPU" in why
     assert "(2 ask 3 CPU, 2 GPU)" in why, why
+    assert why.endswith("; no live cluster has a GPU: train on CPUs with gpus_per_worker 0"), why
     # Each replica's GPU is there, 8 of them are not: workers, not gpus_per_worker.
     four_gpus = {"capacity": {"CPU": 16.0, "GPU": 4.0}}
     [(field, why)] = _refused([four_gpus], {"CPU": 1.0, "GPU": 1.0}, workers=8)

@@ -13,7 +13,7 @@ from tests.ui.conftest import new_user, sign_in
 pytestmark = pytest.mark.ray
 
 # What the API answers for a token it no longer accepts (service.auth).
-REFUSED = "invalid, expired or revoked token, or a disabled user"
+REFUSED = "invalid, expired or revoked token, or a disabled user: ask your lab's admin"
 
 
 def expect_signed_out_saying_why(page: Page) -> None:
