@@ -94,7 +94,9 @@ def test_divergence_fails_the_job_naming_the_round_and_keeps_checkpoints(
     assert job.status == "failed" and job.attempt == 1, job.error
     # The divergence's own message, not Ray's traceback around it (DESIGN §6).
     assert job.error is not None and re.fullmatch(
-        r"training diverged at round \d+ \(non-finite loss, parameters or metrics\)", job.error
+        r"training diverged at round \d+ \(non-finite loss, parameters or metrics\): lower "
+        r"optimizer\.lr, or set optimizer\.clip_grad_norm",
+        job.error,
     ), job.error
     # The dispatcher's log says how the attempt ended, reason included.
     assert f"job {job_id}: attempt 1 ended: failed ({job.error})" in caplog.text

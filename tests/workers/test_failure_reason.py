@@ -35,7 +35,10 @@ def test_a_divergence_reads_as_its_own_message() -> None:
     assert isinstance(error, Diverged)  # why the wrapper must not be taken as-is
     diverged = divergence(error)
     assert diverged is not None
-    assert str(diverged) == "training diverged at round 7 (non-finite loss, parameters or metrics)"
+    assert str(diverged) == (
+        "training diverged at round 7 (non-finite loss, parameters or metrics): "
+        "lower optimizer.lr, or set optimizer.clip_grad_norm"
+    )
     assert diverged.round == 7
     assert divergence(Diverged(3)) is not None and divergence(ValueError("x")) is None
 

@@ -12,8 +12,10 @@ class Diverged(RuntimeError):
     """The loss, the parameters or the task's figures became NaN/inf at `round`."""
 
     def __init__(self, round_: int) -> None:
+        # With what a user can change: a walkthrough's student had no next step.
         super().__init__(
-            f"training diverged at round {round_} (non-finite loss, parameters or metrics)"
+            f"training diverged at round {round_} (non-finite loss, parameters or metrics): "
+            "lower optimizer.lr, or set optimizer.clip_grad_norm"
         )
         self.round = round_
 
