@@ -32,9 +32,10 @@ from service.schemas.resolved import ResolvedSpec
 from workers.training.runner import run_reference
 from workers.training.tasks.registry import build_task
 
+# char_lm's upload:1 is any id: resolve_dataset below answers every one with the corpus.
 TASKS: dict[str, dict[str, Any]] = {
     "sequence_classification": {"kind": "sequence_classification"},
-    "char_lm": {"kind": "char_lm", "dataset": "upload:corpus", "max_chars": 60_000, "seq_len": 32},
+    "char_lm": {"kind": "char_lm", "dataset": "upload:1", "max_chars": 60_000, "seq_len": 32},
     "adding": {"kind": "adding", "num_samples": 1024, "seq_len": 50},
     "copy_memory": {"kind": "copy_memory", "num_samples": 1024, "seq_len": 20, "copy_length": 5},
 }

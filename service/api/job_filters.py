@@ -9,13 +9,17 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import MAX_ID, decode_cursor, field_error
+from service.api.deps import MAX_ID, Sessions, decode_cursor, field_error
+from service.api.user_refs import owner_filter_id
+from service.auth import CurrentUser
 from service.schemas.common import USER_NAME_PATTERN
 from service.schemas.jobs import JobStatus
+from service.store.db import read_transaction
 from service.store.jobs import JobsQuery
-from service.store.users import Principal, find_user_id
+from service.store.users import Principal
 
 JobStatusFilter = Annotated[JobStatus | None, Query(alias="status")]
 # A user name's own pattern (schemas.accounts): anything else names nobody, and a NUL
@@ -64,19 +68,35 @@ FinishedBeforeFilter = Annotated[datetime | None, Depends(_finished_before)]
 @dataclass(frozen=True)
 class JobFilters:
     status: JobStatus | None = None
-    owner: str | None = None
+    owner_id: int | None = None  # ?owner= read by owner_filter_id (0: nobody's)
     sweep_id: int | None = None
     finished_before: datetime | None = None  # aware UTC
 
 
+def _owner_id(sessions: sessionmaker[Session], viewer: Principal, name: str) -> int | None:
+    with read_transaction(sessions) as session:
+        return owner_filter_id(session=session, viewer=viewer, name=name)
+
+
 async def _job_filters(
+    principal: CurrentUser,
+    sessions: Sessions,
     finished_before: FinishedBeforeFilter,
     status_filter: JobStatusFilter = None,
     owner: OwnerFilter = None,
     sweep_id: SweepIdFilter = None,
 ) -> JobFilters:
+    # The owner is read here, before the route answers: an admin's unknown name is a
+    # 422 from the live feed too, not a stream that breaks at its first page. Read
+    # once, a feed's polls do not look the name up again. (No name: no thread hop.)
+    owner_id = (
+        None if owner is None else await run_in_threadpool(_owner_id, sessions, principal, owner)
+    )
     return JobFilters(
-        status=status_filter, owner=owner, sweep_id=sweep_id, finished_before=finished_before
+        status=status_filter,
+        owner_id=owner_id,
+        sweep_id=sweep_id,
+        finished_before=finished_before,
     )
 
 
@@ -92,15 +112,13 @@ def page_query(
     cursor: str | None,
 ) -> JobsQuery:
     """A page's rows for list_jobs (or jobs_fingerprint): one more than `limit`, for
-    the next cursor. A filter that matches nothing lists nothing, not a 404: `?owner=`
-    a name no user has lists nobody's (id 0), `?sweep_id=` a sweep that does not
-    exist, or another user's (to a non-admin), lists no job; `?finished_before=`
-    never lists an unfinished job."""
-    owner = filters.owner
-    owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
+    the next cursor. A filter that matches nothing lists nothing, not a 404:
+    `?sweep_id=` a sweep that does not exist, or another user's (to a non-admin),
+    lists no job; `?finished_before=` never lists an unfinished job. (`?owner=` a
+    name no user has is an admin's 422, a non-admin's empty page: owner_filter_id.)"""
     return JobsQuery(
         viewer=principal,
-        owner_id=owner_id,
+        owner_id=filters.owner_id,
         status=filters.status,
         sweep_id=filters.sweep_id,
         finished_before=filters.finished_before,

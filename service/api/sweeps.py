@@ -24,6 +24,7 @@ from service.api.deps import (
 from service.api.job_filters import FinishedBeforeFilter, OwnerFilter
 from service.api.jobs import IdempotencyKey
 from service.api.responses import errors
+from service.api.user_refs import owner_filter_id
 from service.auth import CurrentUser, TokenCheckedFirst
 from service.schemas.audit import AuditAction
 from service.schemas.common import Page, request_sha256
@@ -48,7 +49,7 @@ from service.store.sweeps import (
     sweep_for_key,
     trials_to_come,
 )
-from service.store.users import find_user_id, user_names
+from service.store.users import user_names
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], route_class=TokenCheckedFirst)
 
@@ -240,7 +241,7 @@ def get_sweeps(
 ) -> Page[SweepOut]:
     before_id = decode_cursor(cursor)
     with read_transaction(sessions) as session:
-        owner_id = None if owner is None else (find_user_id(session=session, name=owner) or 0)
+        owner_id = owner_filter_id(session=session, viewer=principal, name=owner)
         sweeps = list_sweeps(
             session=session,
             viewer=principal,

@@ -46,7 +46,7 @@ def error_message(error: Mapping[str, Any]) -> str:
     settings' start-up errors), a known pattern in words, and the nearest choice to a
     misspelt one (both a job's 422 and a sweep's corner checks read it here)."""
     message = str(error.get("msg", ""))
-    if error.get("type") == "literal_error":
+    if error.get("type") in ("literal_error", "enum"):  # enum: a query's ?status=runing
         return message + choice_hint(error)
     if error.get("type") == "value_error":
         return message.removeprefix(VALUE_ERROR_PREFIX)

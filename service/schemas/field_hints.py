@@ -61,13 +61,32 @@ def nearest(name: str, names: Iterable[str]) -> str | None:
 _QUOTED_CHOICE = re.compile(r"'([^']*)'")
 
 
+# The papers' names for the aggregation rules (README), typed as a strategy
+# (`strategy: cada2`): each with what it is here and the choices that must be among
+# the expected ones (so only aggregation.strategy's error says it). Keyed by the name
+# in lower case without - or _ ("CADA-2", "lasg").
+_CADA2 = "CADA2 here is 'lasg_wk2' with optimizer.name: adam (the default)"
+_PAPER_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cada": (_CADA2, ("lasg_wk2",)),
+    "cada2": (_CADA2, ("lasg_wk2",)),
+    "lasg": ("LASG here is 'lasg_wk2' with optimizer.name: sgd", ("lasg_wk2",)),
+    "lag": ("LAG here is 'lag_wk' (LAG-WK) or 'lag_ps' (LAG-PS)", ("lag_wk", "lag_ps")),
+    "gd": ("GD here is 'dense': every worker uploads every round", ("dense",)),
+}
+
+
 def choice_hint(error: Mapping[str, Any]) -> str:
     """What follows pydantic's "Input should be 'sgd' or 'adam'" for a name that is
-    none of the choices: "; did you mean 'adam'?", or "" with none near (or another
-    error). The message already lists the choices, so only the guess is added."""
+    none of the choices (a Literal's, or an enum's such as a query's ?status=runing):
+    "; did you mean 'adam'?", what a paper's name is here ("; CADA2 here is
+    'lasg_wk2' with …"), or "" with none near (or another error). The message already
+    lists the choices, so only the guess is added."""
     value = error.get("input")
-    if error.get("type") != "literal_error" or not isinstance(value, str):
+    if error.get("type") not in ("literal_error", "enum") or not isinstance(value, str):
         return ""
-    expected = str((error.get("ctx") or {}).get("expected", ""))
-    close = nearest(value, _QUOTED_CHOICE.findall(expected))
+    choices = _QUOTED_CHOICE.findall(str((error.get("ctx") or {}).get("expected", "")))
+    paper = _PAPER_NAMES.get(re.sub(r"[-_ ]", "", value.lower()))
+    if paper is not None and set(paper[1]) <= set(choices):
+        return f"; {paper[0]}"
+    close = nearest(value, choices)
     return f"; did you mean {close!r}?" if close else ""

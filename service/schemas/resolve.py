@@ -141,25 +141,38 @@ def _task_data(task: TaskSpec) -> dict[str, Any]:
     return filled
 
 
+def _dataset_problem(kind: str, ds: str) -> str | None:
+    """What is wrong with `ds` as the dataset of a `kind` task, if anything."""
+    if ds.startswith("builtin:"):
+        if BUILTIN_DATASETS.get(ds) == kind:
+            return None
+        fits = sorted(name for name, task in BUILTIN_DATASETS.items() if task == kind)
+        return (
+            f"{ds!r} is not a builtin dataset for {kind} "
+            f"({kind}'s: {', '.join(fits)}; or an upload, 'upload:<id>')"
+        )
+    if ds.startswith("upload:"):
+        # Canonical digits by now (_task_data). Any other id was "no dataset
+        # 'upload:abc' uploaded by you", as if some upload could have that name.
+        raw = ds.removeprefix("upload:")
+        if raw.isascii() and raw.isdigit():
+            return None
+        return f"an upload's id is a number: upload:<id>, e.g. upload:12 (not {ds!r})"
+    # A builtin's bare name ("digits") is the builtin meant.
+    bare = f"builtin:{ds}"
+    guess = f"; did you mean {bare!r}?" if bare in BUILTIN_DATASETS else ""
+    return f"must be 'builtin:<name>' or 'upload:<id>'{guess}"
+
+
 def _combination_problems(spec: ResolvedSpec) -> list[Problem]:
     task = spec.task
     kind = task.kind
     problems: list[Problem] = []
     if kind in DEFAULT_DATASET:
         assert task.dataset is not None  # filled above
-        ds = task.dataset
-        if ds.startswith("builtin:"):
-            if BUILTIN_DATASETS.get(ds) != kind:
-                fits = sorted(name for name, task in BUILTIN_DATASETS.items() if task == kind)
-                problems.append(
-                    (
-                        "task.dataset",
-                        f"{ds!r} is not a builtin dataset for {kind} "
-                        f"({kind}'s: {', '.join(fits)}; or an upload, 'upload:<id>')",
-                    )
-                )
-        elif not (ds.startswith("upload:") and len(ds) > len("upload:")):
-            problems.append(("task.dataset", "must be 'builtin:<name>' or 'upload:<id>'"))
+        wrong = _dataset_problem(kind, task.dataset)
+        if wrong is not None:
+            problems.append(("task.dataset", wrong))
     elif task.dataset is not None:
         problems.append(("task.dataset", f"task {kind} generates its own data; leave it out"))
     if RULE_DEFAULTS[spec.aggregation.strategy].needs_smoothness and (

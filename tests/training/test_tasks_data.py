@@ -173,10 +173,10 @@ def test_uploaded_sequence_csv(tmp_path: Path) -> None:
         rows.append(f"{label}," + ",".join(f"{v:.4f}" for v in rng.random(12) + label))
     csv_path = _write_csv(tmp_path / "seq.csv", rows)
     spec = make_spec(
-        {"kind": "sequence_classification", "dataset": "upload:abc", "seq_len": 4},
+        {"kind": "sequence_classification", "dataset": "upload:11", "seq_len": 4},
         distributed={"workers": 2, "split": "iid"},
     )
-    task = make_task(spec, uploads={"abc": csv_path})
+    task = make_task(spec, uploads={"11": csv_path})
     batch = task.batch(0, 0, None)
     assert batch.inputs.shape[1:] == (4, 3)
     assert task.num_classes == 3  # type: ignore[attr-defined]
@@ -204,11 +204,11 @@ def test_bad_uploaded_csv_names_the_field(
 ) -> None:
     csv_path = _write_csv(tmp_path / "bad.csv", rows)
     spec = make_spec(
-        {"kind": "sequence_classification", "dataset": "upload:bad", "seq_len": seq_len},
+        {"kind": "sequence_classification", "dataset": "upload:12", "seq_len": seq_len},
         distributed={"workers": workers},
     )
     with pytest.raises(ValueError, match=re.escape(field)):
-        make_task(spec, uploads={"bad": csv_path})
+        make_task(spec, uploads={"12": csv_path})
 
 
 def test_uploaded_text_for_char_lm(tmp_path: Path) -> None:
@@ -216,18 +216,18 @@ def test_uploaded_text_for_char_lm(tmp_path: Path) -> None:
     path = tmp_path / "corpus.txt"
     path.write_bytes(text.encode("utf-8"))
     spec = make_spec(
-        {"kind": "char_lm", "dataset": "upload:t1", "seq_len": 16, "max_chars": 1_000},
+        {"kind": "char_lm", "dataset": "upload:13", "seq_len": 16, "max_chars": 1_000},
         distributed={"workers": 2},
     )
-    task = make_task(spec, uploads={"t1": path})
+    task = make_task(spec, uploads={"13": path})
     assert isinstance(task, CharLMTask)
     assert "\r" not in task.vocabulary and "\n" in task.vocabulary
     assert task.vocab_size == len(set(text.replace("\r", "")))
     too_long = make_spec(
-        {"kind": "char_lm", "dataset": "upload:t1", "seq_len": 200, "max_chars": 1_000}
+        {"kind": "char_lm", "dataset": "upload:13", "seq_len": 200, "max_chars": 1_000}
     )
     with pytest.raises(ValueError, match=r"task\.seq_len"):
-        make_task(too_long, uploads={"t1": path})
+        make_task(too_long, uploads={"13": path})
 
 
 def test_a_bom_is_not_in_the_char_lm_vocabulary(tmp_path: Path) -> None:
@@ -235,10 +235,10 @@ def test_a_bom_is_not_in_the_char_lm_vocabulary(tmp_path: Path) -> None:
     path = tmp_path / "notepad.txt"
     path.write_bytes("\ufeff".encode() + text.encode("utf-8"))
     spec = make_spec(
-        {"kind": "char_lm", "dataset": "upload:t1", "seq_len": 16, "max_chars": 1_000},
+        {"kind": "char_lm", "dataset": "upload:13", "seq_len": 16, "max_chars": 1_000},
         distributed={"workers": 2},
     )
-    task = make_task(spec, uploads={"t1": path})
+    task = make_task(spec, uploads={"13": path})
     assert isinstance(task, CharLMTask)
     assert "\ufeff" not in task.vocabulary
     assert task.vocab_size == len(set(text))
