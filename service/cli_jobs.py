@@ -208,7 +208,9 @@ def _output_folder(out: str | None) -> Path | None:
 def _no_checkpoint(client: Client, job_id: int) -> str:
     status = client.job(job_id)["status"]
     if status in TERMINAL_STATUSES:
-        return f"job {job_id} has no checkpoint: it {status} without one, or they were deleted"
+        # "it cancelled without one" read wrong (a walkthrough): the status apart.
+        ended = f"it ended ({status}) without one, or they were deleted"
+        return f"job {job_id} has no checkpoint: {ended}"
     return f"job {job_id} has no checkpoint yet ({status})"
 
 

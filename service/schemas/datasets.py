@@ -92,7 +92,10 @@ def _not_utf8(exc: UnicodeDecodeError, decoded_up_to: int) -> DatasetRejected:
     a byte order mark, so its `start` counts from the end of what it was given, which
     is the end of the chunk: `decoded_up_to` bytes into the file."""
     offset = decoded_up_to - len(exc.object) + exc.start
-    return DatasetRejected(f"not UTF-8 text (at byte offset {offset})")
+    # A UTF-16 file (Windows' "Unicode") starts with its byte order mark: name it.
+    utf16 = offset < 2 and exc.object[:2] in (b"\xff\xfe", b"\xfe\xff")
+    hint = ": it is UTF-16 (starts with its byte order mark); save it as UTF-8" if utf16 else ""
+    return DatasetRejected(f"not UTF-8 text (at byte offset {offset}){hint}")
 
 
 def _lines(chunks: Iterable[bytes], max_line: int, fmt: DatasetFormat) -> Iterator[str]:
@@ -238,9 +241,17 @@ def _csv_shape(lines: Iterator[str], limits: UploadLimits) -> CsvShape:
                 )
             for column, cell in enumerate(record, start=1):
                 if not _is_number(cell):
+                    # A semicolon- or tab-separated file reads as one column of text:
+                    # say so (a walkthrough's upload got only the number's rule).
+                    other = next((s for s in (";", "\t") if s in cell), None)
+                    hint = (
+                        ""
+                        if other is None
+                        else f"; fields are separated by commas, this one holds {other!r}"
+                    )
                     raise DatasetRejected(
                         f"{where}, column {column}: {cell[:40]!r} is not a finite number "
-                        "within float32's range (±3.4e38)"
+                        f"within float32's range (±3.4e38){hint}"
                     )
             label = _label(record[0])
             if label is None:

@@ -159,7 +159,8 @@ def test_download_to_a_new_folder_and_after_the_checkpoints_were_deleted(
         assert deleted.exit_code == 0, deleted.output
         none = runner.invoke(app, ["download", str(job_id), "-o", f"{folder}/"], env=env)
     assert none.exit_code == 1 and none.stderr.splitlines() == [
-        f"error: job {job_id} has no checkpoint: it succeeded without one, or they were deleted"
+        f"error: job {job_id} has no checkpoint: it ended (succeeded) without one, or they were "
+        "deleted"
     ]
 
 

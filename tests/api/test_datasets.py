@@ -62,6 +62,18 @@ def test_upload_text_and_csv_then_list_own(api: Api) -> None:
         ("word.csv", b"label,a\n1,2\n3,x\n", "data row 2 (line 3), column 2: 'x' is not"),
         ("header-only.csv", b"a,b\n", "no data rows"),
         ("nan.csv", b"1,2\n3,nan\n", "not a finite number"),
+        # What a walkthrough's files were: the cause named, not only the rule.
+        (
+            "semi.csv",
+            b"1;0.1;0.2\n0;0.3;0.4\n",
+            "fields are separated by commas, this one holds ';'",
+        ),
+        ("tabs.csv", b"1\t0.1\n0\t0.3\n", "fields are separated by commas, this one holds '\\t'"),
+        (
+            "windows.txt",
+            "a tale\n".encode("utf-16"),
+            "it is UTF-16 (starts with its byte order mark)",
+        ),
     ],
 )
 def test_bad_datasets_are_422_at_upload(api: Api, filename: str, content: bytes, hint: str) -> None:
