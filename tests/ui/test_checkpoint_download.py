@@ -33,7 +33,16 @@ def test_a_failed_download_says_why_and_saves_nothing(stack: Stack, page: Page) 
         )
 
         # Deleted (from another tab, say) between the click and the server's answer:
-        # the page's row is still there, the file no longer is.
+        # the page's row is still there, the file no longer is. The page's own later
+        # reads of the list are answered as before the delete (a page drawn before it):
+        # a refresh its replayed checkpoint rounds had scheduled emptied the table
+        # between the two clicks (a fresh-clone CI's failure), which is right for the
+        # page but leaves no button to press again.
+        listing = {"data": client.checkpoints(job_id)}
+        page.route(
+            re.compile(rf"/v1/jobs/{job_id}/checkpoints$"), lambda r: r.fulfill(json=listing)
+        )
+
         def delete_first(route: Route) -> None:
             client.delete_checkpoints(job_id)
             route.continue_()

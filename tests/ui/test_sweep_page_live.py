@@ -226,7 +226,9 @@ def test_cancel_then_delete_sweep_declined_then_accepted(stack: Stack, page: Pag
             # (Pressed once the chart is drawn: this is about the table's redraws; the
             # page keeping its place while plotly arrives is test_chart_script.py's.)
             chart = page.locator("#chart-sweep")
-            expect(chart).to_have_attribute("data-front", re.compile(r"^[0-9,]*$"))
+            # The chart waits for plotly's script and the trials' first read: more than
+            # expect's 5 s on a loaded CI machine once (its value still null).
+            expect(chart).to_have_attribute("data-front", re.compile(r"^[0-9,]*$"), timeout=20_000)
             first = client.sweep(sweep_id)["trials"][0]["job_id"]
             view = page.locator(".view-sweep")
             press(page, page.locator(f"#trials tbody td a[href='#/jobs/{first}']"))
