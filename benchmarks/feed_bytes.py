@@ -136,7 +136,7 @@ def submit(sessions: sessionmaker[Session]) -> None:
 
 def page(sessions: sessionmaker[Session]) -> Page[JobOut]:
     with read_transaction(sessions) as session:
-        query = page_query(session, ADMIN, JobFilters(), limit=LIMIT, cursor=None)
+        query = page_query(ADMIN, JobFilters(), limit=LIMIT, cursor=None)
         return read_page(session, query, LIMIT)
 
 

@@ -104,7 +104,6 @@ ListingFilters = Annotated[JobFilters, Depends(_job_filters)]
 
 
 def page_query(
-    session: Session,
     principal: Principal,
     filters: JobFilters,
     *,

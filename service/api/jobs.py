@@ -211,7 +211,7 @@ def jobs_page(
 ) -> Page[JobOut]:
     """One page of the jobs `principal` may see, newest first."""
     with read_transaction(sessions) as session:
-        query = page_query(session, principal, filters, limit=limit, cursor=cursor)
+        query = page_query(principal, filters, limit=limit, cursor=cursor)
         return read_page(session, query, limit)
 
 

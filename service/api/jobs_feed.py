@@ -52,7 +52,7 @@ def _poll(
     from `seen`: an idle list costs one narrow query a poll (the page was rebuilt —
     specs read, models built — every poll). One transaction, one thread hop."""
     with read_transaction(sessions) as session:
-        query = page_query(session, principal, filters, limit=limit, cursor=cursor)
+        query = page_query(principal, filters, limit=limit, cursor=cursor)
         now = jobs_fingerprint(session=session, **query)
         return now, None if now == seen else read_page(session, query, limit)
 
